@@ -1,0 +1,77 @@
+/**
+ * @file backend.h
+ * @brief The one interface every execution path (ref, cpu, gpu) implements.
+ *
+ * The command-line program, the tests and the benchmarks drive every backend
+ * through these few operations, so "ref vs cpu vs gpu" is a loop over names.
+ * States are host-side Mamba2State objects with the same layout everywhere.
+ */
+#ifndef MAMBA2_BACKEND_H
+#define MAMBA2_BACKEND_H
+
+#include <stdint.h>
+
+#include "error.h"
+#include "forward.h"
+#include "model.h"
+#include "state.h"
+
+typedef struct Mamba2Backend Mamba2Backend;
+
+/** A forward-pass implementation bound to one loaded model. */
+struct Mamba2Backend {
+    const char *name;         /**< "ref", "cpu", "gpu" */
+    const Mamba2Model *model; /**< the model it runs (not owned) */
+    void *impl;               /**< the backend's private data */
+
+    /**
+     * @brief Run tokens[T] of one sequence, continuing from @p st (advanced by T).
+     * @param logits [T, V] when @p all_positions, else [V] of the last position; may be NULL.
+     * @return 0 or -1 with the reason in @p err (the state is then unchanged).
+     */
+    int (*prefill)(Mamba2Backend *b, Mamba2State *st, const int32_t *tokens, int T, float *logits,
+                   int all_positions, Mamba2Error *err);
+
+    /**
+     * @brief Decode one token for each of @p B independent sequences.
+     * @param states [B] states, each advanced by one token
+     * @param tokens [B] the next token of each sequence
+     * @param logits out: [B, V]
+     */
+    int (*step)(Mamba2Backend *b, Mamba2State **states, const int32_t *tokens, int B, float *logits,
+                Mamba2Error *err);
+
+    /**
+     * @brief Like prefill, but also report the residual stream after every layer (for `mamba2 check`).
+     * May be NULL when the backend cannot observe layers.
+     */
+    int (*prefill_observed)(Mamba2Backend *b, Mamba2State *st, const int32_t *tokens, int T, float *logits,
+                            Mamba2LayerHook hook, void *hook_ctx, Mamba2Error *err);
+
+    /** Release everything the backend allocated (not the model). */
+    void (*destroy)(Mamba2Backend *b);
+};
+
+/** Options a backend may use. */
+typedef struct {
+    int n_threads; /**< CPU threads; 0 = OMP_NUM_THREADS or all cores */
+} Mamba2BackendOptions;
+
+/**
+ * @brief Create the backend called @p name ("ref", "cpu", "gpu") for model @p m.
+ * @return 0, or -1 when the name is unknown, not built in, or cannot start (e.g. no GPU).
+ */
+int mamba2_backend_create(const char *name, const Mamba2Model *m, const Mamba2BackendOptions *opt,
+                          Mamba2Backend **out, Mamba2Error *err);
+
+/** Destroy a backend made by mamba2_backend_create() (NULL is fine). */
+void mamba2_backend_destroy(Mamba2Backend *b);
+
+/** Comma-separated names of the backends compiled into this build, e.g. "ref,cpu". */
+const char *mamba2_backend_names(void);
+
+/** Constructor of the reference backend (backend_ref.c). */
+int mamba2_backend_ref_create(const Mamba2Model *m, const Mamba2BackendOptions *opt, Mamba2Backend **out,
+                              Mamba2Error *err);
+
+#endif

@@ -1,0 +1,193 @@
+/**
+ * @file checkpoint.c
+ * @brief Finding the safetensors files of a checkpoint directory and checking every tensor.
+ */
+#include <json-c/json.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include "model.h"
+
+static int file_exists(const char *path) { return access(path, F_OK) == 0; }
+
+/* Open the files listed as values of the index's "weight_map" (each once). */
+static int open_sharded(Mamba2Model *m, const char *index_path, Mamba2Error *err) {
+    char *text = mamba2_read_file(index_path, NULL, err);
+    if (!text) return -1;
+    json_object *root = json_tokener_parse(text), *map = NULL;
+    free(text);
+    if (!root || !json_object_object_get_ex(root, "weight_map", &map) ||
+        json_object_get_type(map) != json_type_object) {
+        json_object_put(root);
+        return mamba2_fail(err, "%s: malformed index (expected a JSON object with a \"weight_map\" object)", index_path);
+    }
+    int rc = 0, cap = json_object_object_length(map);
+    m->files = calloc(cap ? cap : 1, sizeof *m->files);
+    if (!m->files) rc = mamba2_fail(err, "%s: out of memory", index_path);
+    json_object_object_foreach(map, name, shard) {
+        if (rc) break;
+        const char *s = json_object_get_string(shard);
+        if (json_object_get_type(shard) != json_type_string || strchr(s, '/') || !strcmp(s, "..")) {
+            rc = mamba2_fail(err, "%s: weight_map entry for '%s' is not a file name in this directory", index_path, name);
+            break;
+        }
+        char path[4096];
+        snprintf(path, sizeof path, "%s/%s", m->dir, s);
+        int seen = 0;
+        for (int i = 0; i < m->n_files && !seen; i++) seen = !strcmp(m->files[i].path, path);
+        if (seen) continue;
+        if (safetensors_open(path, &m->files[m->n_files], err)) rc = -1;
+        else m->n_files++;
+    }
+    json_object_put(root);
+    return rc;
+}
+
+static int open_files(Mamba2Model *m, Mamba2Error *err) {
+    const char *single[] = {"model.safetensors", "consolidated.safetensors"};
+    char path[4096];
+    snprintf(path, sizeof path, "%s/model.safetensors.index.json", m->dir);
+    if (file_exists(path)) return open_sharded(m, path, err);
+    for (int i = 0; i < 2; i++) {
+        snprintf(path, sizeof path, "%s/%s", m->dir, single[i]);
+        if (!file_exists(path)) continue;
+        m->files = calloc(1, sizeof *m->files);
+        if (!m->files) return mamba2_fail(err, "out of memory");
+        if (safetensors_open(path, &m->files[0], err)) return -1;
+        m->n_files = 1;
+        return 0;
+    }
+    return mamba2_fail(err, "%s: no model.safetensors.index.json, model.safetensors or consolidated.safetensors",
+                       m->dir);
+}
+
+/* Find `name` (or Mistral's "model." + name) in any file; fail on a duplicate across shards. */
+static int find_tensor(const Mamba2Model *m, const char *name, const Mamba2Tensor **out, const char **bad_dtype,
+                       Mamba2Error *err) {
+    char prefixed[512];
+    snprintf(prefixed, sizeof prefixed, "model.%s", name);
+    const char *names[2] = {name, prefixed};
+    *out = NULL;
+    for (int f = 0; f < m->n_files; f++)
+        for (int k = 0; k < 2; k++) {
+            int i = safetensors_find(&m->files[f], names[k]);
+            if (i < 0) continue;
+            if (*out)
+                return mamba2_fail(err, "tensor '%s' appears twice: in %s and in %s", names[k], (*out)->file,
+                                   m->files[f].path);
+            *out = &m->files[f].tensors[i];
+            *bad_dtype = m->files[f].bad_dtype[i];
+        }
+    return 0;
+}
+
+/* Look up a required (or optional) tensor and check its dtype and shape. */
+static int bind(const Mamba2Model *m, Mamba2Tensor *dst, const char *name, int optional, int ndim, int64_t d0,
+                int64_t d1, int64_t d2, Mamba2Error *err) {
+    const Mamba2Tensor *t;
+    const char *bad_dtype = NULL;
+    int64_t want[3] = {d0, d1, d2};
+    memset(dst, 0, sizeof *dst);
+    if (find_tensor(m, name, &t, &bad_dtype, err)) return -1;
+    if (!t) {
+        if (optional) return 0;
+        return mamba2_fail(err, "%s: tensor '%s' not found in the checkpoint (%d file%s)", m->dir, name, m->n_files,
+                           m->n_files == 1 ? "" : "s");
+    }
+    if (bad_dtype)
+        return mamba2_fail(err, "%s: tensor '%s' has dtype %s; supported: F32, F16, BF16", t->file, t->name, bad_dtype);
+    int ok = t->ndim == ndim;
+    for (int i = 0; ok && i < ndim; i++) ok = t->shape[i] == want[i];
+    if (!ok) {
+        Mamba2Tensor w = {0};
+        char got[128], exp[128];
+        w.ndim = ndim;
+        memcpy(w.shape, want, sizeof want);
+        return mamba2_fail(err, "%s: tensor '%s' has shape %s, expected %s", t->file, t->name,
+                           mamba2_shape_str(t, got, sizeof got), mamba2_shape_str(&w, exp, sizeof exp));
+    }
+    *dst = *t;
+    return 0;
+}
+
+static int bind_all(Mamba2Model *m, Mamba2Error *err) {
+    const Mamba2Config *c = &m->cfg;
+    Mamba2Weights *w = &m->w;
+    int64_t d = c->d_model, V = c->vocab_size, H = c->n_heads;
+    /* HF writes "embeddings", mamba_ssm and Mistral "embedding". */
+    if (bind(m, &w->embeddings, "backbone.embeddings.weight", 1, 2, V, d, 0, err)) return -1;
+    if (!w->embeddings.data && bind(m, &w->embeddings, "backbone.embedding.weight", 0, 2, V, d, 0, err)) return -1;
+    if (bind(m, &w->norm_f, "backbone.norm_f.weight", 0, 1, d, 0, 0, err)) return -1;
+    if (c->tie_embeddings) w->lm_head = w->embeddings;
+    else if (bind(m, &w->lm_head, "lm_head.weight", 0, 2, V, d, 0, err)) return -1;
+
+    if (!(w->layers = calloc(c->n_layer, sizeof *w->layers))) return mamba2_fail(err, "out of memory");
+    for (int l = 0; l < c->n_layer; l++) {
+        Mamba2LayerWeights *lw = &w->layers[l];
+        char p[128], n[192];
+        snprintf(p, sizeof p, "backbone.layers.%d.", l);
+#define NAME(s) (snprintf(n, sizeof n, "%s%s", p, s), n)
+        if (bind(m, &lw->norm, NAME("norm.weight"), 0, 1, d, 0, 0, err) ||
+            bind(m, &lw->in_proj, NAME("mixer.in_proj.weight"), 0, 2, c->d_in_proj, d, 0, err) ||
+            bind(m, &lw->conv_w, NAME("mixer.conv1d.weight"), 0, 3, c->conv_dim, 1, c->d_conv, err) ||
+            bind(m, &lw->conv_b, NAME("mixer.conv1d.bias"), !c->use_conv_bias, 1, c->conv_dim, 0, 0, err) ||
+            bind(m, &lw->dt_bias, NAME("mixer.dt_bias"), 0, 1, H, 0, 0, err) ||
+            bind(m, &lw->A_log, NAME("mixer.A_log"), 0, 1, H, 0, 0, err) ||
+            bind(m, &lw->D, NAME("mixer.D"), 0, 1, H, 0, 0, err) ||
+            bind(m, &lw->gated_norm, NAME("mixer.norm.weight"), 0, 1, c->d_inner, 0, 0, err) ||
+            bind(m, &lw->out_proj, NAME("mixer.out_proj.weight"), 0, 2, d, c->d_inner, 0, err))
+            return -1;
+#undef NAME
+    }
+    return 0;
+}
+
+int mamba2_model_load(const char *dir, Mamba2Model *m, Mamba2Error *err) {
+    memset(m, 0, sizeof *m);
+    if (!(m->dir = strdup(dir))) return mamba2_fail(err, "out of memory");
+    if (mamba2_config_load_dir(dir, &m->cfg, err) || open_files(m, err) || bind_all(m, err)) {
+        mamba2_model_free(m);
+        return -1;
+    }
+    return 0;
+}
+
+void mamba2_model_free(Mamba2Model *m) {
+    for (int i = 0; i < m->n_files; i++) safetensors_close(&m->files[i]);
+    free(m->files);
+    free(m->w.layers);
+    free(m->dir);
+    memset(m, 0, sizeof *m);
+}
+
+void mamba2_model_foreach_tensor(const Mamba2Model *m, void (*fn)(const Mamba2Tensor *t, void *ctx), void *ctx) {
+    const Mamba2Weights *w = &m->w;
+    fn(&w->embeddings, ctx);
+    for (int l = 0; l < m->cfg.n_layer; l++) {
+        const Mamba2LayerWeights *lw = &w->layers[l];
+        const Mamba2Tensor *ts[] = {&lw->norm, &lw->in_proj, &lw->conv_w, &lw->conv_b, &lw->dt_bias,
+                                    &lw->A_log, &lw->D, &lw->gated_norm, &lw->out_proj};
+        for (size_t i = 0; i < sizeof ts / sizeof *ts; i++)
+            if (ts[i]->data) fn(ts[i], ctx);
+    }
+    fn(&w->norm_f, ctx);
+    if (!m->cfg.tie_embeddings) fn(&w->lm_head, ctx);
+}
+
+typedef struct {
+    Mamba2DType dtype;
+    long long bytes;
+} ByteCount;
+
+static void count_bytes(const Mamba2Tensor *t, void *ctx) {
+    ByteCount *b = ctx;
+    if (t->dtype == b->dtype) b->bytes += mamba2_tensor_numel(t) * mamba2_dtype_size(t->dtype);
+}
+
+long long mamba2_model_weight_bytes(const Mamba2Model *m, Mamba2DType dtype) {
+    ByteCount b = {dtype, 0};
+    mamba2_model_foreach_tensor(m, count_bytes, &b);
+    return b.bytes;
+}

@@ -1,0 +1,112 @@
+/**
+ * @file cli.c
+ * @brief Helpers shared by the sub-commands.
+ */
+#include "cli.h"
+
+#include <ctype.h>
+#include <errno.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/resource.h>
+#include <time.h>
+#include <unistd.h>
+
+int cli_parse_ids(const char *s, int32_t **ids, int *n, Mamba2Error *err) {
+    size_t cap = 16, len = 0;
+    int32_t *a = malloc(cap * sizeof *a);
+    if (!a) return mamba2_fail(err, "out of memory");
+    while (*s) {
+        while (*s == ' ' || *s == ',' || *s == '\t' || *s == '\n') s++;
+        if (!*s) break;
+        char *end;
+        errno = 0;
+        long v = strtol(s, &end, 10);
+        if (end == s || errno || v < 0 || v > INT32_MAX || (*end && !strchr(" ,\t\n", *end))) {
+            int w = (int)strcspn(s, " ,\t\n");
+            free(a);
+            return mamba2_fail(err, "'%.*s' is not a token id (a non-negative integer)", w > 40 ? 40 : w, s);
+        }
+        if (len == cap) {
+            int32_t *b = realloc(a, (cap *= 2) * sizeof *a);
+            if (!b) {
+                free(a);
+                return mamba2_fail(err, "out of memory");
+            }
+            a = b;
+        }
+        a[len++] = (int32_t)v;
+        s = end;
+    }
+    if (!len) {
+        free(a);
+        return mamba2_fail(err, "no token ids given");
+    }
+    *ids = a;
+    *n = (int)len;
+    return 0;
+}
+
+int cli_parse_int(const char *opt, const char *s, long lo, long hi, long *out) {
+    char *end;
+    errno = 0;
+    long v = s ? strtol(s, &end, 10) : 0;
+    if (!s || !*s || *end || errno || v < lo || v > hi) {
+        fprintf(stderr, "mamba2: %s expects an integer in [%ld, %ld], got '%s'\n", opt, lo, hi, s ? s : "");
+        return -1;
+    }
+    *out = v;
+    return 0;
+}
+
+int cli_load_model(const char *dir, Mamba2Model *m) {
+    Mamba2Error err = {{0}};
+    if (mamba2_model_load(dir, m, &err)) {
+        fprintf(stderr, "mamba2: cannot load the model: %s\n", err.msg);
+        return -1;
+    }
+    if (m->cfg.norm_before_gate)
+        fprintf(stderr, "note: %s says norm_before_gate: true; mamba_ssm (which trained these models) and Hugging "
+                        "Face ignore it and apply the gate before the grouped norm, and so does this program\n",
+                dir);
+    return 0;
+}
+
+int cli_write_file(const char *path, const void *data, size_t bytes, Mamba2Error *err) {
+    char tmp[4096];
+    snprintf(tmp, sizeof tmp, "%s.tmp%ld", path, (long)getpid());
+    FILE *f = fopen(tmp, "wb");
+    if (!f) return mamba2_fail(err, "%s: cannot create: %s", path, strerror(errno));
+    int ok = fwrite(data, 1, bytes, f) == bytes;
+    ok = (fclose(f) == 0) && ok;
+    if (!ok || rename(tmp, path)) {
+        int e = errno;
+        unlink(tmp);
+        return mamba2_fail(err, "%s: cannot write: %s", path, strerror(e));
+    }
+    return 0;
+}
+
+int cli_error(const char *cmd, int status, const char *fmt, ...) {
+    va_list ap;
+    va_start(ap, fmt);
+    fprintf(stderr, "mamba2 %s: ", cmd);
+    vfprintf(stderr, fmt, ap);
+    fputc('\n', stderr);
+    va_end(ap);
+    return status;
+}
+
+double cli_now(void) {
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return ts.tv_sec + ts.tv_nsec * 1e-9;
+}
+
+double cli_peak_rss_mib(void) {
+    struct rusage ru;
+    getrusage(RUSAGE_SELF, &ru);
+    return ru.ru_maxrss / 1024.0; /* ru_maxrss is in KiB on Linux */
+}

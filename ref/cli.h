@@ -1,0 +1,52 @@
+/**
+ * @file cli.h
+ * @brief Helpers shared by the sub-commands: argument parsing, loading with messages, safe output files.
+ */
+#ifndef MAMBA2_CLI_H
+#define MAMBA2_CLI_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#include "backend.h"
+#include "error.h"
+#include "model.h"
+
+/**
+ * @brief Parse token ids separated by spaces or commas ("1 2, 3").
+ * @param s    the text
+ * @param ids  out: malloc'd array (caller frees)
+ * @param n    out: number of ids
+ * @return 0, or -1 with a message naming the offending word.
+ */
+int cli_parse_ids(const char *s, int32_t **ids, int *n, Mamba2Error *err);
+
+/** Parse a whole decimal number in [lo, hi] from @p s for option @p opt; print why not and return -1. */
+int cli_parse_int(const char *opt, const char *s, long lo, long hi, long *out);
+
+/**
+ * @brief Load a checkpoint, printing the error (and the norm_before_gate note) to stderr.
+ * @return 0 on success, -1 after printing the reason.
+ */
+int cli_load_model(const char *dir, Mamba2Model *m);
+
+/**
+ * @brief Write @p bytes bytes to @p path through a temporary file and a rename,
+ *        so that a failure never leaves a partial file behind.
+ */
+int cli_write_file(const char *path, const void *data, size_t bytes, Mamba2Error *err);
+
+/** Print "mamba2 CMD: message" to stderr and return @p status (for `return cli_error(...)`). */
+int cli_error(const char *cmd, int status, const char *fmt, ...)
+#if defined(__GNUC__)
+    __attribute__((format(printf, 3, 4)))
+#endif
+    ;
+
+/** Seconds on a monotonic clock. */
+double cli_now(void);
+
+/** Peak resident memory of this process in MiB (from getrusage). */
+double cli_peak_rss_mib(void);
+
+#endif

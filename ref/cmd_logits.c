@@ -1,0 +1,105 @@
+/**
+ * @file cmd_logits.c
+ * @brief `mamba2 logits`: the logits of every position, as raw float32, for tests and outside checks.
+ */
+#include <getopt.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "cli.h"
+#include "commands.h"
+
+static void help(FILE *f) {
+    fprintf(f,
+            "usage: mamba2 logits DIR --ids \"1 2 3 ...\" -o FILE [options]\n\n"
+            "Run the token ids through the model and write the logits of every position to FILE\n"
+            "as T x V little-endian float32 (row t = the distribution of token t+1).\n\n"
+            "options:\n"
+            "  --ids IDS          token ids separated by spaces or commas (required)\n"
+            "  -o, --output FILE  where to write the logits (required; written atomically)\n"
+            "  --backend NAME     %s (default ref)\n"
+            "  --mode MODE        prefill: one call over the whole sequence (default)\n"
+            "                     step: one token at a time through the decode path\n"
+            "  --state-in FILE    continue from a saved state instead of an empty one\n"
+            "  --state-out FILE   save the state after the last token\n"
+            "  --threads N        CPU threads for the cpu backend (default: all cores)\n"
+            "  -h, --help         this text\n",
+            mamba2_backend_names());
+}
+
+int cmd_logits(int argc, char **argv) {
+    static const struct option opts[] = {{"ids", 1, 0, 'i'},      {"output", 1, 0, 'o'},    {"backend", 1, 0, 'b'},
+                                         {"mode", 1, 0, 'm'},     {"state-in", 1, 0, 's'},  {"state-out", 1, 0, 'S'},
+                                         {"threads", 1, 0, 't'},  {"help", 0, 0, 'h'},      {0, 0, 0, 0}};
+    const char *ids_text = NULL, *out = NULL, *backend = "ref", *mode = "prefill", *state_in = NULL,
+               *state_out = NULL;
+    long threads = 0;
+    int c;
+    optind = 1;
+    while ((c = getopt_long(argc, argv, "o:h", opts, NULL)) != -1) {
+        switch (c) {
+        case 'i': ids_text = optarg; break;
+        case 'o': out = optarg; break;
+        case 'b': backend = optarg; break;
+        case 'm': mode = optarg; break;
+        case 's': state_in = optarg; break;
+        case 'S': state_out = optarg; break;
+        case 't': if (cli_parse_int("--threads", optarg, 1, 4096, &threads)) return 2; break;
+        case 'h': help(stdout); return 0;
+        default: help(stderr); return 2;
+        }
+    }
+    if (optind != argc - 1 || !ids_text || !out) {
+        help(stderr);
+        return 2;
+    }
+    int step_mode = !strcmp(mode, "step");
+    if (!step_mode && strcmp(mode, "prefill")) return cli_error("logits", 2, "--mode must be prefill or step, not '%s'", mode);
+
+    Mamba2Error err = {{0}};
+    int32_t *ids = NULL;
+    int T = 0;
+    if (cli_parse_ids(ids_text, &ids, &T, &err)) return cli_error("logits", 2, "--ids: %s", err.msg);
+
+    int status = 1;
+    Mamba2Model m;
+    Mamba2Backend *b = NULL;
+    Mamba2State st = {0};
+    float *logits = NULL;
+    Mamba2BackendOptions bo = {(int)threads};
+    if (cli_load_model(argv[optind], &m)) {
+        free(ids);
+        return 1;
+    }
+    size_t V = (size_t)m.cfg.vocab_size;
+    if (mamba2_backend_create(backend, &m, &bo, &b, &err) || mamba2_state_init(&st, &m.cfg, &err) ||
+        (state_in && mamba2_state_load(&st, &m.cfg, state_in, &err))) {
+        cli_error("logits", 1, "%s", err.msg);
+        goto done;
+    }
+    if (!(logits = malloc((size_t)T * V * sizeof *logits))) {
+        cli_error("logits", 1, "out of memory for %d x %zu logits", T, V);
+        goto done;
+    }
+    int rc = 0;
+    if (step_mode) {
+        Mamba2State *one = &st;
+        for (int t = 0; t < T && !rc; t++) rc = b->step(b, &one, &ids[t], 1, logits + t * V, &err);
+    } else {
+        rc = b->prefill(b, &st, ids, T, logits, 1, &err);
+    }
+    if (rc || cli_write_file(out, logits, (size_t)T * V * sizeof *logits, &err) ||
+        (state_out && mamba2_state_save(&st, &m.cfg, state_out, &err))) {
+        cli_error("logits", 1, "%s", err.msg);
+        goto done;
+    }
+    status = 0;
+done:
+    free(logits);
+    free(ids);
+    mamba2_state_free(&st);
+    mamba2_backend_destroy(b);
+    mamba2_model_free(&m);
+    return status;
+}

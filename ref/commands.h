@@ -1,0 +1,25 @@
+/**
+ * @file commands.h
+ * @brief The sub-commands of the `mamba2` program, one per ref/cmd_*.c file.
+ *
+ * Each command parses its own arguments, prints its own `--help`, and returns
+ * the process exit status (0 success, 1 runtime failure, 2 usage error).
+ */
+#ifndef MAMBA2_COMMANDS_H
+#define MAMBA2_COMMANDS_H
+
+/** One sub-command: `mamba2 NAME ...`. */
+typedef struct {
+    const char *name;                 /**< word typed after `mamba2` */
+    const char *summary;              /**< one line for `mamba2 --help` */
+    int (*run)(int argc, char **argv); /**< argv[0] is the command name */
+} Mamba2Command;
+
+/** `mamba2 info DIR` (cmd_info.c). */
+int cmd_info(int argc, char **argv);
+/** `mamba2 logits DIR --ids ... -o FILE` (cmd_logits.c). */
+int cmd_logits(int argc, char **argv);
+/** `mamba2 generate DIR ...` (cmd_generate.c). */
+int cmd_generate(int argc, char **argv);
+
+#endif

@@ -1,0 +1,42 @@
+/**
+ * @file main.c
+ * @brief Entry point of `mamba2`: dispatches to the sub-commands listed in commands.h.
+ */
+#include <stdio.h>
+#include <string.h>
+
+#include "commands.h"
+
+static const Mamba2Command commands[] = {
+    {"info", "print a checkpoint's config, parameter count, weight bytes and state size", cmd_info},
+    {"logits", "write the logits of every position of a token sequence (float32 T x V)", cmd_logits},
+    {"generate", "greedy / sampled generation from token ids", cmd_generate},
+};
+#define N_COMMANDS (sizeof commands / sizeof *commands)
+
+static void usage(FILE *f) {
+    fprintf(f,
+            "mamba2: Mamba-2 (SSD) language models in C (reference, CPU and GPU paths)\n\n"
+            "usage: mamba2 COMMAND [ARGS]   (mamba2 COMMAND --help for its options)\n\n"
+            "commands:\n");
+    for (size_t i = 0; i < N_COMMANDS; i++) fprintf(f, "  %-12s %s\n", commands[i].name, commands[i].summary);
+    fprintf(f, "\nDIR is a Hugging Face checkpoint directory (config.json + model.safetensors\n"
+               "or model.safetensors.index.json + shards) or Mistral's native layout\n"
+               "(params.json + consolidated.safetensors).\n");
+}
+
+int main(int argc, char **argv) {
+    if (argc < 2) {
+        usage(stderr);
+        return 2;
+    }
+    if (!strcmp(argv[1], "--help") || !strcmp(argv[1], "-h") || !strcmp(argv[1], "help")) {
+        usage(stdout);
+        return 0;
+    }
+    for (size_t i = 0; i < N_COMMANDS; i++)
+        if (!strcmp(argv[1], commands[i].name)) return commands[i].run(argc - 1, argv + 1);
+    fprintf(stderr, "mamba2: unknown command '%s'\n\n", argv[1]);
+    usage(stderr);
+    return 2;
+}

@@ -1,0 +1,44 @@
+/**
+ * @file safetensors.h
+ * @brief Read-only, memory-mapped access to one `.safetensors` file.
+ *
+ * Format: an 8-byte little-endian header length n, n bytes of JSON
+ * `{"name": {"dtype": "BF16", "shape": [..], "data_offsets": [begin, end]}, "__metadata__": {..}}`,
+ * then the data; offsets are relative to the end of the header. Every entry is
+ * checked when the file is opened (offsets inside the file, size = numel × dtype
+ * size, no overlap, aligned), so a Mamba2Tensor handed out is always safe to read.
+ */
+#ifndef MAMBA2_SAFETENSORS_H
+#define MAMBA2_SAFETENSORS_H
+
+#include <stddef.h>
+
+#include "error.h"
+#include "tensor.h"
+
+/** One open safetensors file and its tensor table. */
+typedef struct {
+    char *path;            /**< file path (owned) */
+    void *map;             /**< mmap of the whole file */
+    size_t size;           /**< file size in bytes */
+    int n_tensors;         /**< entries in @ref tensors */
+    Mamba2Tensor *tensors; /**< table; names owned by the file object */
+    char **bad_dtype;      /**< per entry: the dtype string when it is not F32/F16/BF16, else NULL */
+} SafetensorsFile;
+
+/**
+ * @brief Map @p path and validate its header.
+ * @return 0 on success; -1 with a message naming the file and the problem.
+ */
+int safetensors_open(const char *path, SafetensorsFile *f, Mamba2Error *err);
+
+/**
+ * @brief Find a tensor by name.
+ * @return its index in f->tensors, or -1 when absent.
+ */
+int safetensors_find(const SafetensorsFile *f, const char *name);
+
+/** Unmap and free everything (safe on a zeroed or partly opened file). */
+void safetensors_close(SafetensorsFile *f);
+
+#endif

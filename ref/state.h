@@ -1,0 +1,52 @@
+/**
+ * @file state.h
+ * @brief The per-sequence recurrent state: conv state + SSM state of every layer, fp32.
+ *
+ * The layout is the same on every path, so a state saved by one backend can be
+ * loaded and continued by another:
+ * - conv [L, conv_dim, K−1]: the last K−1 inputs of the causal conv, oldest first;
+ * - ssm  [L, H, P, N]: the SSD state S_h of every head.
+ * Its size does not grow with the sequence (263.5 MiB for Codestral-7B).
+ */
+#ifndef MAMBA2_STATE_H
+#define MAMBA2_STATE_H
+
+#include <stdint.h>
+
+#include "config.h"
+#include "error.h"
+
+/** The state of one sequence. */
+typedef struct {
+    int64_t pos; /**< tokens consumed so far */
+    float *conv; /**< [L, conv_dim, K−1] */
+    float *ssm;  /**< [L, H, P, N] */
+    size_t conv_len; /**< elements in @ref conv */
+    size_t ssm_len;  /**< elements in @ref ssm */
+} Mamba2State;
+
+/** Allocate a zeroed state for @p cfg (the start of a sequence). 0 on success. */
+int mamba2_state_init(Mamba2State *s, const Mamba2Config *cfg, Mamba2Error *err);
+/** Zero the state (start a new sequence) without reallocating. */
+void mamba2_state_reset(Mamba2State *s);
+/** Copy @p src into @p dst (same config). */
+void mamba2_state_copy(Mamba2State *dst, const Mamba2State *src);
+/** Free the state's buffers (safe on a zeroed state). */
+void mamba2_state_free(Mamba2State *s);
+
+/**
+ * @brief Write the state to @p path: a versioned header that identifies the model shape, then the data.
+ *
+ * Written to a temporary file and renamed, so a failure leaves nothing half-written.
+ * @return 0 on success, -1 with the reason.
+ */
+int mamba2_state_save(const Mamba2State *s, const Mamba2Config *cfg, const char *path, Mamba2Error *err);
+
+/**
+ * @brief Read a state saved by mamba2_state_save() into @p s (already initialised for @p cfg).
+ * @return 0 on success; -1 when the file is unreadable, truncated, of another version,
+ *         or made for a model of another shape (the message names the differing field).
+ */
+int mamba2_state_load(Mamba2State *s, const Mamba2Config *cfg, const char *path, Mamba2Error *err);
+
+#endif
