@@ -48,6 +48,12 @@ struct Mamba2Backend {
     int (*prefill_observed)(Mamba2Backend *b, Mamba2State *st, const int32_t *tokens, int T, float *logits,
                             Mamba2LayerHook hook, void *hook_ctx, Mamba2Error *err);
 
+    /**
+     * @brief Measure this machine's ceilings for the roofline: streaming read bandwidth (GB/s)
+     *        and the dense GEMM rate of the kernel prefill uses (GFLOP/s). May be NULL.
+     */
+    int (*roofline)(Mamba2Backend *b, double *read_gbps, double *gemm_gflops, Mamba2Error *err);
+
     /** Release everything the backend allocated (not the model). */
     void (*destroy)(Mamba2Backend *b);
 };

@@ -15,6 +15,8 @@ int main(int argc, char **argv) {
     if (CU_initialize_registry() != CUE_SUCCESS) return 2;
     int (*registrars[])(void) = {
         register_ssd_tests,
+        register_checkpoint_tests,
+        register_model_tests,
     };
     for (size_t i = 0; i < sizeof registrars / sizeof *registrars; i++)
         if (registrars[i]() != 0) {

@@ -68,3 +68,115 @@ void test_rmtree(const char *dir) {
     snprintf(cmd, sizeof cmd, "rm -rf '%s'", dir);
     if (system(cmd) != 0) fprintf(stderr, "warning: could not remove %s\n", dir);
 }
+
+/* ------------------------------------------------------------ tiny checkpoints */
+
+#include "config.h"
+#include "tensor.h"
+
+void test_tiny_spec_default(TinyModelSpec *s) {
+    memset(s, 0, sizeof *s);
+    s->d_model = 16, s->n_layer = 2, s->n_heads = 4, s->head_dim = 8, s->d_state = 8, s->n_groups = 2;
+    s->d_conv = 4, s->vocab_size = 50, s->chunk_size = 4, s->tie = 0, s->dtype = "F32";
+}
+
+/* One tensor of the tiny model: name and shape. */
+typedef struct {
+    char name[128];
+    int ndim;
+    int64_t shape[3];
+} TinyTensor;
+
+static int tiny_tensors(const TinyModelSpec *s, TinyTensor *t) {
+    int n = 0, d_in = s->n_heads * s->head_dim, conv_dim = d_in + 2 * s->n_groups * s->d_state;
+    int proj = 2 * d_in + 2 * s->n_groups * s->d_state + s->n_heads;
+#define ADD(nm, nd, a, b, c) (snprintf(t[n].name, sizeof t[n].name, "%s", nm), t[n].ndim = nd, t[n].shape[0] = a, t[n].shape[1] = b, t[n].shape[2] = c, n++)
+    ADD("backbone.embeddings.weight", 2, s->vocab_size, s->d_model, 0);
+    for (int l = 0; l < s->n_layer; l++) {
+        char b[96], nm[128];
+        snprintf(b, sizeof b, "backbone.layers.%d.", l);
+#define L(suffix) (snprintf(nm, sizeof nm, "%s%s", b, suffix), nm)
+        ADD(L("norm.weight"), 1, s->d_model, 0, 0);
+        ADD(L("mixer.in_proj.weight"), 2, proj, s->d_model, 0);
+        ADD(L("mixer.conv1d.weight"), 3, conv_dim, 1, s->d_conv);
+        ADD(L("mixer.conv1d.bias"), 1, conv_dim, 0, 0);
+        ADD(L("mixer.dt_bias"), 1, s->n_heads, 0, 0);
+        ADD(L("mixer.A_log"), 1, s->n_heads, 0, 0);
+        ADD(L("mixer.D"), 1, s->n_heads, 0, 0);
+        ADD(L("mixer.norm.weight"), 1, d_in, 0, 0);
+        ADD(L("mixer.out_proj.weight"), 2, s->d_model, d_in, 0);
+#undef L
+    }
+    ADD("backbone.norm_f.weight", 1, s->d_model, 0, 0);
+    if (!s->tie) ADD("lm_head.weight", 2, s->vocab_size, s->d_model, 0);
+#undef ADD
+    return n;
+}
+
+int test_write_tiny_model(const char *dir, const TinyModelSpec *s) {
+    char path[4200];
+    snprintf(path, sizeof path, "%s/config.json", dir);
+    FILE *f = fopen(path, "w");
+    if (!f) return -1;
+    if (s->config_json) fputs(s->config_json, f);
+    else
+        fprintf(f,
+                "{\"architectures\": [\"Mamba2ForCausalLM\"], \"hidden_size\": %d, \"num_hidden_layers\": %d,\n"
+                " \"num_heads\": %d, \"head_dim\": %d, \"state_size\": %d, \"n_groups\": %d, \"conv_kernel\": %d,\n"
+                " \"expand\": %d, \"vocab_size\": %d, \"chunk_size\": %d, \"layer_norm_epsilon\": 1e-05,\n"
+                " \"time_step_limit\": [0.0, Infinity], \"tie_word_embeddings\": %s, \"use_bias\": false,\n"
+                " \"use_conv_bias\": true, \"norm_before_gate\": false, \"bos_token_id\": 1, \"eos_token_id\": 2}\n",
+                s->d_model, s->n_layer, s->n_heads, s->head_dim, s->d_state, s->n_groups, s->d_conv,
+                s->n_heads * s->head_dim / s->d_model, s->vocab_size, s->chunk_size, s->tie ? "true" : "false");
+    fclose(f);
+
+    TinyTensor t[512];
+    int n = tiny_tensors(s, t);
+    /* header: {"name": {"dtype": ..., "shape": [...], "data_offsets": [b, e]}, ...} */
+    size_t cap = 1 << 16, len = 0;
+    char *hdr = malloc(cap);
+    uint64_t off = 0;
+    len += snprintf(hdr + len, cap - len, "{");
+    for (int i = 0; i < n; i++) {
+        if (s->drop && !strcmp(t[i].name, s->drop)) continue;
+        if (s->reshape && !strcmp(t[i].name, s->reshape)) t[i].shape[0] += 1;
+        const char *dtype = s->bad_dtype && !strcmp(t[i].name, s->bad_dtype) ? "I64" : s->dtype;
+        int esize = !strcmp(dtype, "F32") || !strcmp(dtype, "I64") ? (dtype[0] == 'I' ? 8 : 4) : 2;
+        uint64_t numel = 1;
+        for (int k = 0; k < t[i].ndim; k++) numel *= (uint64_t)t[i].shape[k];
+        len += snprintf(hdr + len, cap - len, "%s\"%s\": {\"dtype\": \"%s\", \"shape\": [", len > 1 ? ", " : "",
+                        t[i].name, dtype);
+        for (int k = 0; k < t[i].ndim; k++)
+            len += snprintf(hdr + len, cap - len, k ? ", %lld" : "%lld", (long long)t[i].shape[k]);
+        len += snprintf(hdr + len, cap - len, "], \"data_offsets\": [%llu, %llu]}", (unsigned long long)off,
+                        (unsigned long long)(off + numel * esize));
+        off += numel * esize;
+    }
+    len += snprintf(hdr + len, cap - len, "}");
+    while (len % 8) hdr[len++] = ' ';
+    snprintf(path, sizeof path, "%s/model.safetensors", dir);
+    f = fopen(path, "wb");
+    if (!f) {
+        free(hdr);
+        return -1;
+    }
+    uint64_t hlen = len;
+    unsigned char le[8];
+    for (int i = 0; i < 8; i++) le[i] = (unsigned char)(hlen >> (8 * i));
+    fwrite(le, 1, 8, f);
+    fwrite(hdr, 1, len, f);
+    /* data: small random values, norms near 1, A_log in [0, 2.7], dt_bias around -2 */
+    for (uint64_t i = 0; i < off;) {
+        float v = (float)(0.3 * test_normal());
+        if (!strcmp(s->dtype, "F32")) {
+            fwrite(&v, 4, 1, f);
+            i += 4;
+        } else {
+            uint16_t h = mamba2_f32_to_bf16(v);
+            fwrite(&h, 2, 1, f);
+            i += 2;
+        }
+    }
+    free(hdr);
+    return fclose(f);
+}

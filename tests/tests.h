@@ -10,6 +10,10 @@
 
 /** Register the SSD-form agreement suite (test_ssd.c). */
 int register_ssd_tests(void);
+/** Register config parsing and checkpoint loading tests (test_checkpoint.c). */
+int register_checkpoint_tests(void);
+/** Register the whole-model tests against the fixtures (test_model.c). */
+int register_model_tests(void);
 
 /** The run's random seed (from MAMBA2_TEST_SEED, else the clock); printed once. */
 uint64_t test_seed(void);
@@ -25,5 +29,44 @@ double test_rel_l2(const float *got, const float *want, size_t n);
 char *test_tmpdir(void);
 /** Remove a directory made by test_tmpdir() and everything in it. */
 void test_rmtree(const char *dir);
+
+/** Shape and deliberate defects of a tiny synthetic checkpoint (see test_write_tiny_model()). */
+typedef struct {
+    int d_model, n_layer, n_heads, head_dim, d_state, n_groups, d_conv, vocab_size, chunk_size; /**< dims */
+    int tie;                 /**< 1: no lm_head.weight, tie_word_embeddings true */
+    const char *dtype;       /**< "F32" or "BF16" for every tensor */
+    const char *drop;        /**< name of a tensor to leave out, or NULL */
+    const char *reshape;     /**< name of a tensor whose first dimension is made one too large, or NULL */
+    const char *bad_dtype;   /**< name of a tensor stored with dtype "I64", or NULL */
+    const char *config_json; /**< config.json text to write instead of the generated one, or NULL */
+} TinyModelSpec;
+
+/** A valid default spec: d=16, 2 layers, H=4, P=8, N=8, G=2, K=4, V=50, Q=4, F32, untied. */
+void test_tiny_spec_default(TinyModelSpec *s);
+
+/** Write config.json + model.safetensors of a random tiny model into @p dir. 0 on success. */
+int test_write_tiny_model(const char *dir, const TinyModelSpec *s);
+
+#include "model.h"
+
+/** A golden fixture from data/fixtures: checkpoint + tokens + transformers' logits. */
+typedef struct {
+    char dir[4096];     /**< data/fixtures/NAME */
+    Mamba2Model model;  /**< the loaded checkpoint */
+    int T;              /**< prompt tokens */
+    int32_t *tokens;    /**< [T] */
+    float *logits;      /**< [T, V] from transformers */
+    int n_greedy;       /**< greedy continuation length */
+    int32_t *greedy;    /**< [n_greedy] from transformers (full recompute per token) */
+} TestFixture;
+
+/** Names of the fixtures under data/fixtures (sorted); returns how many. */
+int test_list_fixtures(char names[][64], int max);
+/** Load fixture @p name (prints why on failure). 0 on success. */
+int test_load_fixture(const char *name, TestFixture *fx);
+/** Free a fixture. */
+void test_free_fixture(TestFixture *fx);
+/** Largest relative L2 error over the T rows of [T, V] arrays (+inf on NaN). */
+double test_max_row_rel_l2(const float *got, const float *want, int T, int V);
 
 #endif
