@@ -58,9 +58,15 @@ struct Mamba2Backend {
     void (*destroy)(Mamba2Backend *b);
 };
 
-/** Options a backend may use. */
+/** Reports progress of a long operation (uploading weights): @p done of @p total units. */
+typedef void (*Mamba2Progress)(void *ctx, double done, double total, const char *what);
+
+/** Options a backend may use (zero-initialise, then set what you need). */
 typedef struct {
-    int n_threads; /**< CPU threads; 0 = OMP_NUM_THREADS or all cores */
+    int n_threads;          /**< CPU threads; 0 = OMP_NUM_THREADS or all cores */
+    int state_bf16;         /**< GPU: keep SSM states in bf16 on the device (halves state traffic) */
+    Mamba2Progress progress; /**< called during long set-up work, or NULL */
+    void *progress_ctx;     /**< passed to @ref progress */
 } Mamba2BackendOptions;
 
 /**

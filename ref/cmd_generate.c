@@ -65,7 +65,8 @@ int cmd_generate(int argc, char **argv) {
     Mamba2Backend *b = NULL;
     Mamba2State st = {0};
     float *logits = NULL;
-    Mamba2BackendOptions bo = {(int)threads};
+    Mamba2BackendOptions bo = {0};
+    bo.n_threads = (int)threads;
     if (cli_load_model(argv[optind], &m)) {
         free(ids);
         return 1;

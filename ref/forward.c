@@ -180,7 +180,11 @@ int mamba2_ref_forward(const Mamba2Model *m, Mamba2State *st, const int32_t *tok
         work_free(&w);
         return mamba2_fail(err, "out of memory for %d tokens", T);
     }
-    mamba2_state_copy(&scratch, st);
+    if (mamba2_state_copy(&scratch, st, err)) { /* also brings a GPU-held state back to the host */
+        work_free(&w);
+        mamba2_state_free(&scratch);
+        return -1;
+    }
 
     for (int t = 0; t < T; t++) /* h = embedding of each token */
         for (int i = 0; i < d; i++) w.h[(size_t)t * d + i] = mamba2_tensor_get(&m->w.embeddings, (int64_t)tokens[t] * d + i);

@@ -32,19 +32,40 @@ int mamba2_state_init(Mamba2State *s, const Mamba2Config *cfg, Mamba2Error *err)
     return 0;
 }
 
+int mamba2_state_sync(Mamba2State *s, Mamba2Error *err) {
+    if (!s->device) return 0;
+    int rc = s->device->to_host(s, err);
+    s->device->release(s);
+    s->device = NULL;
+    return rc;
+}
+
+/* Drop a device copy without reading it back (the host contents are about to be replaced). */
+static void drop_device_copy(Mamba2State *s) {
+    if (s->device) {
+        s->device->release(s);
+        s->device = NULL;
+    }
+}
+
 void mamba2_state_reset(Mamba2State *s) {
+    drop_device_copy(s);
     s->pos = 0;
     memset(s->conv, 0, s->conv_len * sizeof(float));
     memset(s->ssm, 0, s->ssm_len * sizeof(float));
 }
 
-void mamba2_state_copy(Mamba2State *dst, const Mamba2State *src) {
+int mamba2_state_copy(Mamba2State *dst, Mamba2State *src, Mamba2Error *err) {
+    if (mamba2_state_sync(src, err)) return -1;
+    drop_device_copy(dst);
     dst->pos = src->pos;
     memcpy(dst->conv, src->conv, src->conv_len * sizeof(float));
     memcpy(dst->ssm, src->ssm, src->ssm_len * sizeof(float));
+    return 0;
 }
 
 void mamba2_state_free(Mamba2State *s) {
+    drop_device_copy(s);
     free(s->conv);
     free(s->ssm);
     memset(s, 0, sizeof *s);
@@ -58,7 +79,8 @@ static void shape_fields(const Mamba2Config *c, int64_t f[N_SHAPE_FIELDS]) {
 static const char *field_names[N_SHAPE_FIELDS] = {"n_layer", "d_model", "n_heads", "head_dim",
                                                   "d_state", "n_groups", "d_conv", "vocab_size"};
 
-int mamba2_state_save(const Mamba2State *s, const Mamba2Config *cfg, const char *path, Mamba2Error *err) {
+int mamba2_state_save(Mamba2State *s, const Mamba2Config *cfg, const char *path, Mamba2Error *err) {
+    if (mamba2_state_sync(s, err)) return -1;
     char tmp[4096];
     snprintf(tmp, sizeof tmp, "%s.tmp%ld", path, (long)getpid());
     FILE *f = fopen(tmp, "wb");
@@ -117,6 +139,7 @@ int mamba2_state_load(Mamba2State *s, const Mamba2Config *cfg, const char *path,
         free(ssm);
         return rc;
     }
+    drop_device_copy(s);
     free(s->conv);
     free(s->ssm);
     s->conv = conv;

@@ -16,21 +16,46 @@
 #include "config.h"
 #include "error.h"
 
+struct Mamba2State;
+
+/**
+ * @brief A copy of a state held in a backend's own memory (the GPU's).
+ *
+ * While a state has one, that copy is the current one and the host arrays are stale.
+ * mamba2_state_sync() brings the contents back and drops the device copy.
+ */
+typedef struct Mamba2StateDevice {
+    void *owner; /**< the backend that made it */
+    /** Copy the device contents into the host arrays. 0 or -1. */
+    int (*to_host)(struct Mamba2State *s, Mamba2Error *err);
+    /** Free the device copy (and this struct); the host arrays are left as they are. */
+    void (*release)(struct Mamba2State *s);
+} Mamba2StateDevice;
+
 /** The state of one sequence. */
-typedef struct {
+typedef struct Mamba2State {
     int64_t pos; /**< tokens consumed so far */
     float *conv; /**< [L, conv_dim, K−1] */
     float *ssm;  /**< [L, H, P, N] */
     size_t conv_len; /**< elements in @ref conv */
     size_t ssm_len;  /**< elements in @ref ssm */
+    Mamba2StateDevice *device; /**< non-NULL while a backend holds the current contents */
 } Mamba2State;
+
+/**
+ * @brief Make the host arrays current: if a backend holds the state, copy it back and drop its copy.
+ *
+ * Every host-side user (the ref and cpu forward passes, save, copy) calls this first.
+ * @return 0, or -1 when the copy back fails.
+ */
+int mamba2_state_sync(Mamba2State *s, Mamba2Error *err);
 
 /** Allocate a zeroed state for @p cfg (the start of a sequence). 0 on success. */
 int mamba2_state_init(Mamba2State *s, const Mamba2Config *cfg, Mamba2Error *err);
 /** Zero the state (start a new sequence) without reallocating. */
 void mamba2_state_reset(Mamba2State *s);
-/** Copy @p src into @p dst (same config). */
-void mamba2_state_copy(Mamba2State *dst, const Mamba2State *src);
+/** Copy @p src into @p dst (same config), syncing @p src to the host first. 0 or -1. */
+int mamba2_state_copy(Mamba2State *dst, Mamba2State *src, Mamba2Error *err);
 /** Free the state's buffers (safe on a zeroed state). */
 void mamba2_state_free(Mamba2State *s);
 
@@ -40,7 +65,7 @@ void mamba2_state_free(Mamba2State *s);
  * Written to a temporary file and renamed, so a failure leaves nothing half-written.
  * @return 0 on success, -1 with the reason.
  */
-int mamba2_state_save(const Mamba2State *s, const Mamba2Config *cfg, const char *path, Mamba2Error *err);
+int mamba2_state_save(Mamba2State *s, const Mamba2Config *cfg, const char *path, Mamba2Error *err);
 
 /**
  * @brief Read a state saved by mamba2_state_save() into @p s (already initialised for @p cfg).
