@@ -41,7 +41,7 @@ CUDA_ARCH ?= sm_90a
 ifneq ($(GPU),0)
 ifneq ($(and $(GPU_SRC),$(NVCC)),)
   CUDA_HOME ?= $(patsubst %/bin/nvcc,%,$(NVCC))
-  CFLAGS    += -DMAMBA2_HAVE_GPU
+  CFLAGS    += -DMAMBA2_HAVE_GPU -Igpu
   NVCCFLAGS ?= -O3 -std=c++17 -arch=$(CUDA_ARCH) -lineinfo -Xcompiler -Wall,-Wno-unused-parameter -Iref -Igpu
   GPU_OBJ   := $(GPU_SRC:%.cu=$(BUILD)/%.o)
   CUDA_LIBS := -L$(CUDA_HOME)/lib64 -lcublasLt -lcublas -lcudart_static -ldl -lrt -lpthread -lstdc++
@@ -62,7 +62,7 @@ TEST_OBJ := $(TEST_SRC:%.c=$(BUILD)/%.o)
 LIB      := $(BUILD)/libmamba2.a
 HEADERS  := $(wildcard ref/*.h cpu/*.h gpu/*.h)
 
-.PHONY: all test clean docs deps demo
+.PHONY: all test test-gpu clean docs deps demo
 all: mamba2
 
 $(BUILD)/ref/%.o $(BUILD)/tests/%.o: CPU_FLAGS :=
@@ -86,6 +86,10 @@ $(BUILD)/run_tests: $(TEST_OBJ) $(LIB)
 
 test: mamba2 $(BUILD)/run_tests
 	./$(BUILD)/run_tests
+
+# The GPU suite alone (on the GPU machine; without a GPU it reports itself inactive).
+test-gpu: mamba2 $(BUILD)/run_tests
+	./$(BUILD)/run_tests gpu
 
 deps:
 	bash .ci/install-deps

@@ -17,6 +17,7 @@ int main(int argc, char **argv) {
         register_ssd_tests,
         register_checkpoint_tests,
         register_model_tests,
+        register_gpu_tests,
     };
     for (size_t i = 0; i < sizeof registrars / sizeof *registrars; i++)
         if (registrars[i]() != 0) {

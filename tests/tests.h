@@ -14,6 +14,8 @@ int register_ssd_tests(void);
 int register_checkpoint_tests(void);
 /** Register the whole-model tests against the fixtures (test_model.c). */
 int register_model_tests(void);
+/** Register the GPU suite (test_gpu.c); inactive, with the reason printed, without a GPU. */
+int register_gpu_tests(void);
 
 /** The run's random seed (from MAMBA2_TEST_SEED, else the clock); printed once. */
 uint64_t test_seed(void);

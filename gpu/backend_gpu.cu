@@ -1,0 +1,515 @@
+/**
+ * @file backend_gpu.cu
+ * @brief The GPU backend: weights uploaded once, states kept on the device between calls,
+ *        prefill through cuBLAS GEMMs + the chunked SSD kernels, decode through the fused
+ *        GEMV path (≤ 4 sequences) or cuBLAS GEMMs (more), replayed from CUDA graphs.
+ *
+ * Precision: the big matrices (in_proj, out_proj, embeddings, lm_head) are bf16 on the device
+ * (converted at upload when the checkpoint stores f32/f16); small vectors fp32; the residual
+ * stream, SSM states (unless state_bf16) and every accumulation fp32.
+ */
+#include <math.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <vector>
+
+#include "kernels.cuh"
+
+extern "C" {
+#include "gpu.h"
+}
+
+#define CUBLAS_WORKSPACE (32u << 20)
+#define MAX_GRAPH_NB 256
+
+struct GpuBackend;
+
+/** The device copy of one Mamba2State. */
+struct GpuStateCopy {
+    Mamba2StateDevice dev; /* first member: st->device points here */
+    GpuBackend *gb;
+    Mamba2State *st; /* the host state this copy belongs to */
+    float *conv; /* [L, conv_dim, K−1] */
+    void *ssm;   /* [L, H, P, N] fp32 or bf16 */
+    int ssm_bf16;
+};
+
+struct GpuBackend {
+    Mamba2Backend base; /* first member: the Mamba2Backend * handed out points here */
+    GpuDims g;
+    int state_bf16;
+    cudaStream_t stream;
+    cublasHandle_t cublas;
+    void *cublas_ws;
+    /* weights */
+    std::vector<void *> allocations;
+    std::vector<GpuLayer> layers;
+    const bf16 *emb, *lm_head;
+    const float *norm_f;
+    /* prefill buffers, for up to cap_T tokens */
+    int cap_T;
+    int32_t *tokens;
+    float *h, *dt, *y, *logits;
+    bf16 *u, *zxbcdt, *xbc, *yn;
+    void *ssd_work;
+    /* decode buffers, for up to cap_B sequences */
+    int cap_B;
+    int32_t *step_tokens;
+    float *sh, *szx, *sxbc, *sdt, *sy, *slogits;
+    bf16 *su, *syn;
+    float **conv_ptrs; /* [cap_B] device array of device pointers */
+    void **ssm_ptrs;
+    int32_t *host_tokens; /* pinned staging */
+    void **host_ptrs;     /* pinned: conv pointers then ssm pointers */
+    cudaGraphExec_t graph[MAX_GRAPH_NB + 1];
+    /* live device states, synced back when the backend goes away */
+    std::vector<GpuStateCopy *> live;
+};
+
+static GpuBackend *gpu_of(Mamba2Backend *b) { return (GpuBackend *)b; }
+
+/* ------------------------------------------------------------------ allocation helpers */
+
+static int dev_alloc(GpuBackend *gb, void **p, size_t bytes, const char *what, Mamba2Error *err) {
+    size_t free_b = 0, total_b = 0;
+    cudaMemGetInfo(&free_b, &total_b);
+    if (cudaMalloc(p, bytes ? bytes : 1) != cudaSuccess) {
+        cudaGetLastError();
+        return mamba2_fail(err, "GPU out of memory for %s: needs %.1f MiB, %.1f MiB free of %.1f MiB", what,
+                           bytes / 1048576.0, free_b / 1048576.0, total_b / 1048576.0);
+    }
+    return 0;
+}
+
+/* ------------------------------------------------------------------ weights */
+
+typedef struct {
+    GpuBackend *gb;
+    const Mamba2BackendOptions *opt;
+    double done, total;
+    void *pinned; /* staging buffer */
+    size_t pinned_bytes;
+} Upload;
+
+static void progress(Upload *up, double bytes) {
+    up->done += bytes;
+    if (up->opt->progress) up->opt->progress(up->opt->progress_ctx, up->done, up->total, "uploading weights");
+}
+
+/* Upload a matrix as bf16, converting from f32/f16 through the pinned buffer when needed. */
+static int upload_bf16(Upload *up, const Mamba2Tensor *t, const bf16 **out, Mamba2Error *err) {
+    int64_t n = mamba2_tensor_numel(t);
+    bf16 *d;
+    if (dev_alloc(up->gb, (void **)&d, (size_t)n * 2, t->name, err)) return -1;
+    up->gb->allocations.push_back(d);
+    size_t chunk = up->pinned_bytes / 2; /* elements per piece */
+    for (int64_t i = 0; i < n; i += (int64_t)chunk) {
+        size_t m = (size_t)(n - i < (int64_t)chunk ? n - i : (int64_t)chunk);
+        uint16_t *stage = (uint16_t *)up->pinned;
+        if (t->dtype == MAMBA2_BF16) memcpy(stage, (const uint16_t *)t->data + i, m * 2);
+        else
+            for (size_t k = 0; k < m; k++) stage[k] = mamba2_f32_to_bf16(mamba2_tensor_get(t, i + (int64_t)k));
+        CUDA_TRY(cudaMemcpy(d + i, stage, m * 2, cudaMemcpyHostToDevice));
+        progress(up, (double)m * mamba2_dtype_size(t->dtype));
+    }
+    *out = d;
+    return 0;
+}
+
+/* Upload a small vector as fp32, through @p fn (identity when NULL). */
+static int upload_f32(Upload *up, const Mamba2Tensor *t, int64_t n, float (*fn)(float), const float **out,
+                      Mamba2Error *err) {
+    std::vector<float> host((size_t)n, 0.0f);
+    for (int64_t i = 0; t && t->data && i < n; i++) {
+        float v = mamba2_tensor_get(t, i);
+        host[(size_t)i] = fn ? fn(v) : v;
+    }
+    float *d;
+    if (dev_alloc(up->gb, (void **)&d, (size_t)n * 4, t && t->name ? t->name : "a vector", err)) return -1;
+    up->gb->allocations.push_back(d);
+    CUDA_TRY(cudaMemcpy(d, host.data(), (size_t)n * 4, cudaMemcpyHostToDevice));
+    if (t && t->data) progress(up, (double)n * mamba2_dtype_size(t->dtype));
+    *out = d;
+    return 0;
+}
+
+static float neg_exp(float v) { return -expf(v); }
+
+static void count_bytes(const Mamba2Tensor *t, void *ctx) {
+    *(double *)ctx += (double)mamba2_tensor_numel(t) * mamba2_dtype_size(t->dtype);
+}
+
+static int upload_weights(GpuBackend *gb, const Mamba2Model *m, const Mamba2BackendOptions *opt, Mamba2Error *err) {
+    Upload up = {gb, opt, 0, 0, NULL, 64u << 20};
+    mamba2_model_foreach_tensor(m, count_bytes, &up.total);
+    CUDA_TRY(cudaMallocHost(&up.pinned, up.pinned_bytes));
+    const Mamba2Config *c = &m->cfg;
+    int rc = upload_bf16(&up, &m->w.embeddings, &gb->emb, err);
+    if (!rc && c->tie_embeddings) gb->lm_head = gb->emb;
+    else if (!rc) rc = upload_bf16(&up, &m->w.lm_head, &gb->lm_head, err);
+    if (!rc) rc = upload_f32(&up, &m->w.norm_f, c->d_model, NULL, &gb->norm_f, err);
+    gb->layers.resize(c->n_layer);
+    for (int l = 0; l < c->n_layer && !rc; l++) {
+        const Mamba2LayerWeights *w = &m->w.layers[l];
+        GpuLayer *d = &gb->layers[l];
+        rc = upload_bf16(&up, &w->in_proj, &d->in_proj, err) || upload_bf16(&up, &w->out_proj, &d->out_proj, err) ||
+             upload_f32(&up, &w->norm, c->d_model, NULL, &d->norm_w, err) ||
+             upload_f32(&up, &w->conv_w, (int64_t)c->conv_dim * c->d_conv, NULL, &d->conv_w, err) ||
+             upload_f32(&up, w->conv_b.data ? &w->conv_b : NULL, c->conv_dim, NULL, &d->conv_b, err) ||
+             upload_f32(&up, &w->dt_bias, c->n_heads, NULL, &d->dt_bias, err) ||
+             upload_f32(&up, &w->A_log, c->n_heads, neg_exp, &d->A, err) ||
+             upload_f32(&up, &w->D, c->n_heads, NULL, &d->D, err) ||
+             upload_f32(&up, &w->gated_norm, c->d_inner, NULL, &d->gnorm_w, err);
+    }
+    cudaFreeHost(up.pinned);
+    return rc;
+}
+
+/* ------------------------------------------------------------------ device-held states */
+
+static int state_to_host(Mamba2State *s, Mamba2Error *err) {
+    GpuStateCopy *dc = (GpuStateCopy *)s->device;
+    CUDA_TRY(cudaStreamSynchronize(dc->gb->stream));
+    CUDA_TRY(cudaMemcpy(s->conv, dc->conv, s->conv_len * 4, cudaMemcpyDeviceToHost));
+    if (!dc->ssm_bf16) {
+        CUDA_TRY(cudaMemcpy(s->ssm, dc->ssm, s->ssm_len * 4, cudaMemcpyDeviceToHost));
+    } else {
+        std::vector<uint16_t> tmp(s->ssm_len);
+        CUDA_TRY(cudaMemcpy(tmp.data(), dc->ssm, s->ssm_len * 2, cudaMemcpyDeviceToHost));
+        for (size_t i = 0; i < s->ssm_len; i++) s->ssm[i] = mamba2_bf16_to_f32(tmp[i]);
+    }
+    return 0;
+}
+
+static void state_release(Mamba2State *s) {
+    GpuStateCopy *dc = (GpuStateCopy *)s->device;
+    GpuBackend *gb = dc->gb;
+    for (size_t i = 0; i < gb->live.size(); i++)
+        if (gb->live[i] == dc) {
+            gb->live.erase(gb->live.begin() + i);
+            break;
+        }
+    cudaFree(dc->conv);
+    cudaFree(dc->ssm);
+    delete dc;
+}
+
+/* Make sure the device holds the current contents of @p s. */
+static int ensure_on_device(GpuBackend *gb, Mamba2State *s, Mamba2Error *err) {
+    if (s->device && s->device->owner == gb) return 0;
+    if (mamba2_state_sync(s, err)) return -1; /* held by someone else: bring it home first */
+    GpuStateCopy *dc = new GpuStateCopy();
+    dc->gb = gb;
+    dc->st = s;
+    dc->ssm_bf16 = gb->state_bf16;
+    dc->dev.owner = gb;
+    dc->dev.to_host = state_to_host;
+    dc->dev.release = state_release;
+    size_t ssm_bytes = s->ssm_len * (dc->ssm_bf16 ? 2 : 4);
+    if (dev_alloc(gb, (void **)&dc->conv, s->conv_len * 4, "a sequence's conv state", err) ||
+        dev_alloc(gb, &dc->ssm, ssm_bytes, "a sequence's SSM state", err)) {
+        cudaFree(dc->conv);
+        delete dc;
+        return -1;
+    }
+    CUDA_TRY(cudaMemcpy(dc->conv, s->conv, s->conv_len * 4, cudaMemcpyHostToDevice));
+    if (!dc->ssm_bf16) {
+        CUDA_TRY(cudaMemcpy(dc->ssm, s->ssm, ssm_bytes, cudaMemcpyHostToDevice));
+    } else {
+        std::vector<uint16_t> tmp(s->ssm_len);
+        for (size_t i = 0; i < s->ssm_len; i++) tmp[i] = mamba2_f32_to_bf16(s->ssm[i]);
+        CUDA_TRY(cudaMemcpy(dc->ssm, tmp.data(), ssm_bytes, cudaMemcpyHostToDevice));
+    }
+    gb->live.push_back(dc);
+    s->device = &dc->dev;
+    return 0;
+}
+
+/* ------------------------------------------------------------------ GEMM */
+
+/* out[T][R] = in[T][K] · W[R][K]ᵀ (+ beta · out), bf16 operands, fp32 accumulation. Row-major
+ * out is column-major [R, T], so this is cuBLAS' C = op(W) · in with op = transpose. */
+static int gemm(GpuBackend *gb, const bf16 *W, int R, int K, const bf16 *in, int T, void *out, cudaDataType out_type,
+                float beta, Mamba2Error *err) {
+    float alpha = 1.0f;
+    CUBLAS_TRY(cublasGemmEx(gb->cublas, CUBLAS_OP_T, CUBLAS_OP_N, R, T, K, &alpha, W, CUDA_R_16BF, K, in, CUDA_R_16BF, K,
+                            &beta, out, out_type, R, CUBLAS_COMPUTE_32F, CUBLAS_GEMM_DEFAULT));
+    return 0;
+}
+
+/* ------------------------------------------------------------------ prefill */
+
+static void free_prefill_buffers(GpuBackend *gb) {
+    void *bufs[] = {gb->tokens, gb->h, gb->dt, gb->y, gb->logits, gb->u, gb->zxbcdt, gb->xbc, gb->yn, gb->ssd_work};
+    for (void *p : bufs) cudaFree(p);
+    gb->tokens = NULL, gb->h = gb->dt = gb->y = gb->logits = NULL;
+    gb->u = gb->zxbcdt = gb->xbc = gb->yn = NULL;
+    gb->ssd_work = NULL;
+    gb->cap_T = 0;
+}
+
+static int grow_prefill(GpuBackend *gb, int T, Mamba2Error *err) {
+    if (T <= gb->cap_T) return 0;
+    free_prefill_buffers(gb);
+    const GpuDims &g = gb->g;
+    size_t t = (size_t)T;
+    if (dev_alloc(gb, (void **)&gb->tokens, t * 4, "prefill tokens", err) ||
+        dev_alloc(gb, (void **)&gb->h, t * g.d * 4, "the residual stream", err) ||
+        dev_alloc(gb, (void **)&gb->u, t * g.d * 2, "normalised inputs", err) ||
+        dev_alloc(gb, (void **)&gb->zxbcdt, t * g.d_in_proj * 2, "in_proj outputs", err) ||
+        dev_alloc(gb, (void **)&gb->xbc, t * g.conv_dim * 2, "conv outputs", err) ||
+        dev_alloc(gb, (void **)&gb->dt, t * g.H * 4, "dt", err) ||
+        dev_alloc(gb, (void **)&gb->y, t * g.d_in * 4, "SSD outputs", err) ||
+        dev_alloc(gb, (void **)&gb->yn, t * g.d_in * 2, "normalised SSD outputs", err) ||
+        dev_alloc(gb, &gb->ssd_work, ssd_work_bytes(g, T), "SSD work space", err) ||
+        dev_alloc(gb, (void **)&gb->logits, t * g.V * 4, "logits", err)) {
+        free_prefill_buffers(gb);
+        return -1;
+    }
+    gb->cap_T = T;
+    return 0;
+}
+
+static int gpu_prefill(Mamba2Backend *b, Mamba2State *st, const int32_t *tokens, int T, float *logits,
+                       int all_positions, Mamba2Error *err) {
+    GpuBackend *gb = gpu_of(b);
+    const GpuDims &g = gb->g;
+    cudaStream_t s = gb->stream;
+    if (T < 1) return mamba2_fail(err, "no tokens to run");
+    for (int t = 0; t < T; t++)
+        if (tokens[t] < 0 || tokens[t] >= g.V)
+            return mamba2_fail(err, "token id %d at position %d is outside the vocabulary [0, %d)", tokens[t], t, g.V);
+    if (grow_prefill(gb, T, err) || ensure_on_device(gb, st, err)) return -1;
+    GpuStateCopy *dc = (GpuStateCopy *)st->device;
+    size_t conv_per_layer = (size_t)g.conv_dim * (g.K - 1), ssm_per_layer = (size_t)g.H * g.P * g.N;
+    SSDWork work = ssd_work_carve(g, T, gb->ssd_work);
+
+    CUDA_TRY(cudaMemcpyAsync(gb->tokens, tokens, (size_t)T * 4, cudaMemcpyHostToDevice, s));
+    launch_embed(gb->tokens, T, gb->emb, g.d, gb->h, s);
+    for (int l = 0; l < g.L; l++) {
+        const GpuLayer &w = gb->layers[l];
+        float *conv_state = dc->conv + l * conv_per_layer;
+        void *ssm = (char *)dc->ssm + l * ssm_per_layer * (dc->ssm_bf16 ? 2 : 4);
+        launch_rmsnorm_bf16(gb->h, w.norm_w, T, g.d, g.eps, gb->u, s);
+        if (gemm(gb, w.in_proj, g.d_in_proj, g.d, gb->u, T, gb->zxbcdt, CUDA_R_16BF, 0.0f, err)) return -1;
+        launch_conv_prefill(g, gb->zxbcdt, conv_state, w, T, gb->xbc, s);
+        launch_conv_state_update(g, gb->zxbcdt, conv_state, T, s);
+        launch_dt_prefill(g, gb->zxbcdt, w.dt_bias, T, gb->dt, s);
+        launch_ssd_chunked(g, gb->xbc, gb->dt, w.A, w.D, T, ssm, dc->ssm_bf16, work, gb->y, s);
+        launch_gated_norm_bf16(g, gb->y, gb->zxbcdt, NULL, 1, w.gnorm_w, T, gb->yn, s);
+        if (gemm(gb, w.out_proj, g.d, g.d_in, gb->yn, T, gb->h, CUDA_R_32F, 1.0f, err)) return -1; /* h += */
+        LAUNCH_TRY();
+    }
+    /* logits = W_head · RMSNorm(h) · w_f, for every position or the last one only */
+    int first = all_positions ? 0 : T - 1, n = T - first;
+    if (logits) {
+        launch_rmsnorm_bf16(gb->h + (size_t)first * g.d, gb->norm_f, n, g.d, g.eps, gb->u, s);
+        if (gemm(gb, gb->lm_head, g.V, g.d, gb->u, n, gb->logits, CUDA_R_32F, 0.0f, err)) return -1;
+        CUDA_TRY(cudaMemcpyAsync(logits, gb->logits, (size_t)n * g.V * 4, cudaMemcpyDeviceToHost, s));
+    }
+    LAUNCH_TRY();
+    CUDA_TRY(cudaStreamSynchronize(s));
+    st->pos += T;
+    return 0;
+}
+
+/* ------------------------------------------------------------------ decode */
+
+static void free_decode_buffers(GpuBackend *gb) {
+    void *bufs[] = {gb->step_tokens, gb->sh, gb->szx, gb->sxbc, gb->sdt, gb->sy, gb->slogits, gb->su, gb->syn,
+                    gb->conv_ptrs, gb->ssm_ptrs};
+    for (void *p : bufs) cudaFree(p);
+    cudaFreeHost(gb->host_tokens);
+    cudaFreeHost(gb->host_ptrs);
+    gb->step_tokens = NULL, gb->sh = gb->szx = gb->sxbc = gb->sdt = gb->sy = gb->slogits = NULL;
+    gb->su = gb->syn = NULL, gb->conv_ptrs = NULL, gb->ssm_ptrs = NULL, gb->host_tokens = NULL, gb->host_ptrs = NULL;
+    for (int i = 0; i <= MAX_GRAPH_NB; i++)
+        if (gb->graph[i]) cudaGraphExecDestroy(gb->graph[i]), gb->graph[i] = NULL;
+    gb->cap_B = 0;
+}
+
+static int grow_decode(GpuBackend *gb, int nb, Mamba2Error *err) {
+    if (nb <= gb->cap_B) return 0;
+    free_decode_buffers(gb);
+    const GpuDims &g = gb->g;
+    size_t B = (size_t)nb;
+    if (dev_alloc(gb, (void **)&gb->step_tokens, B * 4, "decode tokens", err) ||
+        dev_alloc(gb, (void **)&gb->sh, B * g.d * 4, "decode residual", err) ||
+        dev_alloc(gb, (void **)&gb->szx, B * g.d_in_proj * 4, "decode in_proj output", err) ||
+        dev_alloc(gb, (void **)&gb->sxbc, B * g.conv_dim * 4, "decode conv output", err) ||
+        dev_alloc(gb, (void **)&gb->sdt, B * g.H * 4, "decode dt", err) ||
+        dev_alloc(gb, (void **)&gb->sy, B * g.d_in * 4, "decode SSD output", err) ||
+        dev_alloc(gb, (void **)&gb->slogits, B * g.V * 4, "decode logits", err) ||
+        dev_alloc(gb, (void **)&gb->su, B * g.d * 2, "decode normalised input", err) ||
+        dev_alloc(gb, (void **)&gb->syn, B * g.d_in * 2, "decode normalised SSD output", err) ||
+        dev_alloc(gb, (void **)&gb->conv_ptrs, B * sizeof(void *), "state pointers", err) ||
+        dev_alloc(gb, (void **)&gb->ssm_ptrs, B * sizeof(void *), "state pointers", err)) {
+        free_decode_buffers(gb);
+        return -1;
+    }
+    CUDA_TRY(cudaMallocHost(&gb->host_tokens, B * 4));
+    CUDA_TRY(cudaMallocHost(&gb->host_ptrs, 2 * B * sizeof(void *)));
+    gb->cap_B = nb;
+    return 0;
+}
+
+/* The kernels of one decode step for nb sequences (captured into a graph). */
+static int enqueue_step(GpuBackend *gb, int nb, Mamba2Error *err) {
+    const GpuDims &g = gb->g;
+    cudaStream_t s = gb->stream;
+    launch_embed(gb->step_tokens, nb, gb->emb, g.d, gb->sh, s);
+    GemvArgs a = {};
+    a.nb = nb;
+    a.eps = g.eps;
+    a.dims = g;
+    a.conv_states = gb->conv_ptrs;
+    a.xbc = gb->sxbc;
+    a.dt = gb->sdt;
+    for (int l = 0; l < g.L; l++) {
+        const GpuLayer &w = gb->layers[l];
+        a.layer = w;
+        a.l = l;
+        if (nb <= 4) { /* fused GEMV path: weights streamed once, norms in the prologues */
+            a.W = w.in_proj, a.rows = g.d_in_proj, a.cols = g.d, a.x = gb->sh, a.pro_w = w.norm_w, a.out = gb->szx;
+            launch_gemv(PRO_RMSNORM, EPI_INPROJ, a, s);
+            launch_ssd_step(g, w, gb->sxbc, gb->sdt, gb->szx, gb->ssm_ptrs, gb->state_bf16, l, nb, gb->sy, s);
+            a.W = w.out_proj, a.rows = g.d, a.cols = g.d_in, a.x = gb->sy, a.pro_w = w.gnorm_w, a.groups = g.G;
+            a.out = gb->sh;
+            launch_gemv(PRO_GATEDNORM, EPI_RESIDUAL, a, s);
+        } else { /* batched path: cuBLAS GEMMs around the same small kernels */
+            launch_rmsnorm_bf16(gb->sh, w.norm_w, nb, g.d, g.eps, gb->su, s);
+            if (gemm(gb, w.in_proj, g.d_in_proj, g.d, gb->su, nb, gb->szx, CUDA_R_32F, 0.0f, err)) return -1;
+            launch_conv_dt_step(g, w, gb->szx, gb->conv_ptrs, l, nb, gb->sxbc, gb->sdt, s);
+            launch_ssd_step(g, w, gb->sxbc, gb->sdt, gb->szx, gb->ssm_ptrs, gb->state_bf16, l, nb, gb->sy, s);
+            launch_gated_norm_bf16(g, gb->sy, NULL, NULL, 0, w.gnorm_w, nb, gb->syn, s);
+            if (gemm(gb, w.out_proj, g.d, g.d_in, gb->syn, nb, gb->sh, CUDA_R_32F, 1.0f, err)) return -1;
+        }
+    }
+    if (nb <= 4) {
+        a.W = gb->lm_head, a.rows = g.V, a.cols = g.d, a.x = gb->sh, a.pro_w = gb->norm_f, a.out = gb->slogits;
+        launch_gemv(PRO_RMSNORM, EPI_STORE, a, s);
+    } else {
+        launch_rmsnorm_bf16(gb->sh, gb->norm_f, nb, g.d, g.eps, gb->su, s);
+        if (gemm(gb, gb->lm_head, g.V, g.d, gb->su, nb, gb->slogits, CUDA_R_32F, 0.0f, err)) return -1;
+    }
+    LAUNCH_TRY();
+    return 0;
+}
+
+static int gpu_step(Mamba2Backend *b, Mamba2State **states, const int32_t *tokens, int nb, float *logits,
+                    Mamba2Error *err) {
+    GpuBackend *gb = gpu_of(b);
+    const GpuDims &g = gb->g;
+    cudaStream_t s = gb->stream;
+    if (nb < 1) return mamba2_fail(err, "no sequences to step");
+    for (int i = 0; i < nb; i++) {
+        if (tokens[i] < 0 || tokens[i] >= g.V)
+            return mamba2_fail(err, "token id %d of sequence %d is outside the vocabulary [0, %d)", tokens[i], i, g.V);
+        for (int j = 0; j < i; j++)
+            if (states[j] == states[i]) return mamba2_fail(err, "sequence %d and %d share one state", j, i);
+    }
+    if (grow_decode(gb, nb, err)) return -1;
+    for (int i = 0; i < nb; i++) {
+        if (ensure_on_device(gb, states[i], err)) return -1;
+        GpuStateCopy *dc = (GpuStateCopy *)states[i]->device;
+        gb->host_ptrs[i] = dc->conv;
+        gb->host_ptrs[nb + i] = dc->ssm;
+        gb->host_tokens[i] = tokens[i];
+    }
+    CUDA_TRY(cudaMemcpyAsync(gb->step_tokens, gb->host_tokens, nb * 4, cudaMemcpyHostToDevice, s));
+    CUDA_TRY(cudaMemcpyAsync(gb->conv_ptrs, gb->host_ptrs, nb * sizeof(void *), cudaMemcpyHostToDevice, s));
+    CUDA_TRY(cudaMemcpyAsync(gb->ssm_ptrs, gb->host_ptrs + nb, nb * sizeof(void *), cudaMemcpyHostToDevice, s));
+    if (nb <= MAX_GRAPH_NB) { /* replay the step from a graph: one launch instead of ~200 */
+        if (!gb->graph[nb]) {
+            cudaGraph_t graph;
+            CUDA_TRY(cudaStreamBeginCapture(s, cudaStreamCaptureModeThreadLocal));
+            int rc = enqueue_step(gb, nb, err);
+            cudaError_t e = cudaStreamEndCapture(s, &graph);
+            if (rc) return -1;
+            if (e != cudaSuccess) return mamba2_fail(err, "CUDA graph capture failed: %s", cudaGetErrorString(e));
+            CUDA_TRY(cudaGraphInstantiate(&gb->graph[nb], graph, 0));
+            cudaGraphDestroy(graph);
+        }
+        CUDA_TRY(cudaGraphLaunch(gb->graph[nb], s));
+    } else if (enqueue_step(gb, nb, err)) {
+        return -1;
+    }
+    CUDA_TRY(cudaMemcpyAsync(logits, gb->slogits, (size_t)nb * g.V * 4, cudaMemcpyDeviceToHost, s));
+    CUDA_TRY(cudaStreamSynchronize(s));
+    for (int i = 0; i < nb; i++) states[i]->pos++;
+    return 0;
+}
+
+/* ------------------------------------------------------------------ life cycle */
+
+static int gpu_roofline(Mamba2Backend *b, double *read_gbps, double *gemm_gflops, Mamba2Error *err) {
+    return mamba2_gpu_roofline(read_gbps, gemm_gflops, err);
+}
+
+static void gpu_destroy(Mamba2Backend *b) {
+    GpuBackend *gb = gpu_of(b);
+    /* States still on the device are brought back to their host arrays first
+     * (mamba2_state_sync releases each copy, which removes it from the list). */
+    while (!gb->live.empty()) {
+        Mamba2Error e;
+        Mamba2State *st = gb->live.back()->st;
+        if (mamba2_state_sync(st, &e)) fprintf(stderr, "warning: a GPU-held state was lost: %s\n", e.msg);
+    }
+    free_prefill_buffers(gb);
+    free_decode_buffers(gb);
+    for (void *p : gb->allocations) cudaFree(p);
+    if (gb->cublas) cublasDestroy(gb->cublas);
+    cudaFree(gb->cublas_ws);
+    if (gb->stream) cudaStreamDestroy(gb->stream);
+    delete gb;
+}
+
+extern "C" int mamba2_gpu_available(Mamba2Error *why) {
+    int n = 0;
+    cudaError_t e = cudaGetDeviceCount(&n);
+    if (e != cudaSuccess || n == 0) {
+        cudaGetLastError();
+        mamba2_fail(why, "no CUDA device (%s)", e != cudaSuccess ? cudaGetErrorString(e) : "none found");
+        return 0;
+    }
+    return 1;
+}
+
+extern "C" int mamba2_backend_gpu_create(const Mamba2Model *m, const Mamba2BackendOptions *opt, Mamba2Backend **out,
+                                         Mamba2Error *err) {
+    const Mamba2Config *c = &m->cfg;
+    if (!mamba2_gpu_available(err)) return -1;
+    if (c->d_conv > 8) return mamba2_fail(err, "the GPU path supports conv_kernel <= 8, the model has %d", c->d_conv);
+    if (c->head_dim > 128 || (long)round_up(c->head_dim, 16) * round_up(c->d_state, 16) > 16384 || c->n_groups > 64)
+        return mamba2_fail(err, "the GPU path supports head_dim <= 128, head_dim * state_size <= 16384 and "
+                                "n_groups <= 64; the model has %d, %d, %d", c->head_dim, c->d_state, c->n_groups);
+    GpuBackend *gb = new GpuBackend();
+    gb->base.name = "gpu";
+    gb->base.model = m;
+    gb->base.prefill = gpu_prefill;
+    gb->base.step = gpu_step;
+    gb->base.roofline = gpu_roofline;
+    gb->base.destroy = gpu_destroy;
+    gb->state_bf16 = opt->state_bf16;
+    GpuDims &g = gb->g;
+    g.d = c->d_model, g.L = c->n_layer, g.H = c->n_heads, g.P = c->head_dim, g.N = c->d_state, g.G = c->n_groups;
+    g.K = c->d_conv, g.V = c->vocab_size, g.d_in = c->d_inner, g.conv_dim = c->conv_dim, g.d_in_proj = c->d_in_proj;
+    g.Q = c->chunk_size, g.eps = (float)c->eps, g.dt_min = (float)c->dt_min;
+    g.dt_max = isinf(c->dt_max) ? INFINITY : (float)c->dt_max;
+    int rc = -1;
+    if (cudaStreamCreateWithFlags(&gb->stream, cudaStreamNonBlocking) != cudaSuccess)
+        mamba2_fail(err, "cannot create a CUDA stream");
+    else if (cublasCreate(&gb->cublas) != CUBLAS_STATUS_SUCCESS)
+        mamba2_fail(err, "cannot create a cuBLAS handle");
+    else if (!dev_alloc(gb, &gb->cublas_ws, CUBLAS_WORKSPACE, "cuBLAS workspace", err) &&
+             cublasSetStream(gb->cublas, gb->stream) == CUBLAS_STATUS_SUCCESS &&
+             cublasSetWorkspace(gb->cublas, gb->cublas_ws, CUBLAS_WORKSPACE) == CUBLAS_STATUS_SUCCESS)
+        rc = upload_weights(gb, m, opt, err);
+    if (rc) {
+        gpu_destroy(&gb->base);
+        return -1;
+    }
+    *out = &gb->base;
+    return 0;
+}

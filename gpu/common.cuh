@@ -1,0 +1,85 @@
+/**
+ * @file common.cuh
+ * @brief Shared by the CUDA sources: error checks, bf16 helpers, warp and block reductions,
+ *        and the device-side view of the weights.
+ */
+#ifndef MAMBA2_GPU_COMMON_CUH
+#define MAMBA2_GPU_COMMON_CUH
+
+#include <cublas_v2.h>
+#include <cuda_bf16.h>
+#include <cuda_runtime.h>
+#include <stdint.h>
+
+extern "C" {
+#include "error.h"
+}
+
+typedef __nv_bfloat16 bf16;
+
+/** Fail the enclosing function (which returns int and has a Mamba2Error *err) on a CUDA error. */
+#define CUDA_TRY(call)                                                                                      \
+    do {                                                                                                    \
+        cudaError_t e_ = (call);                                                                            \
+        if (e_ != cudaSuccess)                                                                              \
+            return mamba2_fail(err, "%s:%d: %s: %s", __FILE__, __LINE__, #call, cudaGetErrorString(e_));    \
+    } while (0)
+
+/** Same for cuBLAS calls. */
+#define CUBLAS_TRY(call)                                                                                    \
+    do {                                                                                                    \
+        cublasStatus_t s_ = (call);                                                                         \
+        if (s_ != CUBLAS_STATUS_SUCCESS)                                                                    \
+            return mamba2_fail(err, "%s:%d: %s: %s", __FILE__, __LINE__, #call, cublasGetStatusString(s_)); \
+    } while (0)
+
+/** Check the last kernel launch. */
+#define LAUNCH_TRY() CUDA_TRY(cudaGetLastError())
+
+/** The weights of one layer on the device. Big matrices bf16, small vectors fp32. */
+struct GpuLayer {
+    const bf16 *in_proj;   /**< [d_in_proj, d] */
+    const bf16 *out_proj;  /**< [d, d_in] */
+    const float *norm_w;   /**< [d] */
+    const float *conv_w;   /**< [conv_dim, K] */
+    const float *conv_b;   /**< [conv_dim] (zeros without conv bias) */
+    const float *dt_bias;  /**< [H] */
+    const float *A;        /**< [H]  A = −exp(A_log), computed once at upload */
+    const float *D;        /**< [H] */
+    const float *gnorm_w;  /**< [d_in] */
+};
+
+/** Sizes every kernel needs, copied from the config. */
+struct GpuDims {
+    int d, L, H, P, N, G, K, V;
+    int d_in, conv_dim, d_in_proj, Q;
+    float eps, dt_min, dt_max;
+};
+
+__device__ __forceinline__ float silu_f(float v) { return v / (1.0f + __expf(-v)); }
+
+/* softplus(v) = log(1 + e^v), v itself above 20 (torch / mamba_ssm threshold). */
+__device__ __forceinline__ float softplus_f(float v) { return v > 20.0f ? v : log1pf(__expf(v)); }
+
+__device__ __forceinline__ float warp_sum(float v) {
+#pragma unroll
+    for (int o = 16; o > 0; o >>= 1) v += __shfl_xor_sync(0xffffffffu, v, o);
+    return v;
+}
+
+/** Sum over the block (blockDim.x a multiple of 32, ≤ 1024); every thread gets the result. */
+__device__ __forceinline__ float block_sum(float v) {
+    __shared__ float part[32];
+    __syncthreads(); /* part[] may still be read by a previous call */
+    v = warp_sum(v);
+    int w = threadIdx.x >> 5, lane = threadIdx.x & 31, nw = blockDim.x >> 5;
+    if (lane == 0) part[w] = v;
+    __syncthreads();
+    v = lane < nw ? part[lane] : 0.0f;
+    return warp_sum(v);
+}
+
+/** Round up to a multiple of m. */
+__host__ __device__ __forceinline__ int round_up(int v, int m) { return (v + m - 1) / m * m; }
+
+#endif

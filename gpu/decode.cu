@@ -1,0 +1,225 @@
+/**
+ * @file decode.cu
+ * @brief Decode kernels (one token for each of nb sequences): the bf16 matrix-vector product
+ *        with fused prologues and epilogues, the conv + dt step, and the SSD recurrence step.
+ *
+ * Decode is memory-bound: each weight byte must be read once, in 16-byte loads, with several
+ * loads in flight per thread. Per layer the GEMV path runs three kernels:
+ *   gemv(in_proj, prologue RMSNorm, epilogue conv step / dt)  →  ssd_step  →
+ *   gemv(out_proj, prologue grouped norm, epilogue residual add).
+ */
+#include "kernels.cuh"
+
+#define GEMV_THREADS 256
+#define GEMV_ROWS_PER_WARP 2
+#define MAX_NB 4
+#define MAX_K 8
+
+/* ------------------------------------------------------------------ in_proj epilogue */
+
+/* For in_proj output row r ≥ d_in of sequence b with value v:
+ *   xBC rows: the conv step  xbc = silu(b_c + Σ_k w[c][k] win[k]),  win = [state (K−1) | v], state ← win[1..];
+ *   dt rows:  dt = clamp(softplus(v + dt_bias), dt_min, dt_max). */
+__device__ __forceinline__ void inproj_tail(const GemvArgs &a, int b, int r, float v) {
+    const GpuDims &g = a.dims;
+    int c = r - g.d_in;
+    if (c < g.conv_dim) {
+        int K1 = g.K - 1;
+        float *st = a.conv_states[b] + ((size_t)a.l * g.conv_dim + c) * K1;
+        const float *w = a.layer.conv_w + (size_t)c * g.K;
+        float acc = a.layer.conv_b[c] + w[K1] * v;
+        for (int k = 0; k < K1; k++) acc += w[k] * st[k];
+        for (int k = 0; k < K1 - 1; k++) st[k] = st[k + 1];
+        if (K1 > 0) st[K1 - 1] = v;
+        a.xbc[(size_t)b * g.conv_dim + c] = silu_f(acc);
+    } else {
+        int h = c - g.conv_dim;
+        float dtv = softplus_f(v + a.layer.dt_bias[h]);
+        a.dt[(size_t)b * g.H + h] = fminf(fmaxf(dtv, g.dt_min), g.dt_max);
+    }
+}
+
+/* ------------------------------------------------------------------ GEMV */
+
+/* 8 bf16 packed in 16 bytes → dot with 8 floats of x. */
+__device__ __forceinline__ float dot8(uint4 w, const float *x) {
+    float4 x0 = *(const float4 *)x, x1 = *(const float4 *)(x + 4);
+    return __uint_as_float(w.x << 16) * x0.x + __uint_as_float(w.x & 0xffff0000u) * x0.y +
+           __uint_as_float(w.y << 16) * x0.z + __uint_as_float(w.y & 0xffff0000u) * x0.w +
+           __uint_as_float(w.z << 16) * x1.x + __uint_as_float(w.z & 0xffff0000u) * x1.y +
+           __uint_as_float(w.w << 16) * x1.z + __uint_as_float(w.w & 0xffff0000u) * x1.w;
+}
+
+/* out[b][r] = Σ_c W[r][c] xs[b][c], xs = prologue(x) kept in shared memory [NB][cols]. */
+template <int NB, int PRO, int EPI>
+__global__ void __launch_bounds__(GEMV_THREADS) gemv_kernel(GemvArgs a) {
+    extern __shared__ __align__(16) float xs[];
+    __shared__ float gsum[MAX_NB][64]; /* per-group sums of squares for PRO_GATEDNORM */
+    const int cols = a.cols;
+
+    /* Prologue: xs = x, RMSNorm(x)·w, or grouped RMSNorm(x)·w. */
+    for (int b = 0; b < NB; b++) {
+        const float *x = a.x + (size_t)b * cols;
+        if (PRO == PRO_RMSNORM) {
+            float ss = 0;
+            for (int i = threadIdx.x; i < cols; i += blockDim.x) ss += x[i] * x[i];
+            float scale = rsqrtf(block_sum(ss) / cols + a.eps);
+            for (int i = threadIdx.x; i < cols; i += blockDim.x) xs[b * cols + i] = x[i] * scale * a.pro_w[i];
+        } else if (PRO == PRO_GATEDNORM) {
+            int gs = cols / a.groups;
+            for (int i = threadIdx.x; i < a.groups; i += blockDim.x) gsum[b][i] = 0;
+            __syncthreads();
+            for (int i = threadIdx.x; i < cols; i += blockDim.x) atomicAdd(&gsum[b][i / gs], x[i] * x[i]);
+            __syncthreads();
+            for (int i = threadIdx.x; i < cols; i += blockDim.x)
+                xs[b * cols + i] = x[i] * rsqrtf(gsum[b][i / gs] / gs + a.eps) * a.pro_w[i];
+        } else {
+            for (int i = threadIdx.x; i < cols; i += blockDim.x) xs[b * cols + i] = x[i];
+        }
+    }
+    __syncthreads();
+
+    const int warp = threadIdx.x >> 5, lane = threadIdx.x & 31;
+    const int row0 = (blockIdx.x * (GEMV_THREADS / 32) + warp) * GEMV_ROWS_PER_WARP;
+    float acc[GEMV_ROWS_PER_WARP][NB];
+#pragma unroll
+    for (int j = 0; j < GEMV_ROWS_PER_WARP; j++)
+#pragma unroll
+        for (int b = 0; b < NB; b++) acc[j][b] = 0;
+
+    if ((cols & 7) == 0) { /* 16-byte loads: lane reads 8 weights at a time, rows interleaved */
+        const int c8n = cols >> 3;
+        for (int c8 = lane; c8 < c8n; c8 += 32) {
+            uint4 w[GEMV_ROWS_PER_WARP];
+#pragma unroll
+            for (int j = 0; j < GEMV_ROWS_PER_WARP; j++) {
+                int r = min(row0 + j, a.rows - 1);
+                w[j] = __ldcs((const uint4 *)(a.W + (size_t)r * cols) + c8); /* streamed: read once */
+            }
+#pragma unroll
+            for (int j = 0; j < GEMV_ROWS_PER_WARP; j++)
+#pragma unroll
+                for (int b = 0; b < NB; b++) acc[j][b] += dot8(w[j], xs + b * cols + c8 * 8);
+        }
+    } else { /* any width: one weight at a time */
+        for (int c = lane; c < cols; c += 32)
+#pragma unroll
+            for (int j = 0; j < GEMV_ROWS_PER_WARP; j++) {
+                float wv = __bfloat162float(a.W[(size_t)min(row0 + j, a.rows - 1) * cols + c]);
+#pragma unroll
+                for (int b = 0; b < NB; b++) acc[j][b] += wv * xs[b * cols + c];
+            }
+    }
+
+#pragma unroll
+    for (int j = 0; j < GEMV_ROWS_PER_WARP; j++) {
+        int r = row0 + j;
+#pragma unroll
+        for (int b = 0; b < NB; b++) {
+            float v = warp_sum(acc[j][b]);
+            if (lane != 0 || r >= a.rows) continue;
+            if (EPI == EPI_STORE) a.out[(size_t)b * a.rows + r] = v;
+            else if (EPI == EPI_RESIDUAL) a.out[(size_t)b * a.rows + r] += v;
+            else if (r < a.dims.d_in) a.out[(size_t)b * a.rows + r] = v; /* z */
+            else inproj_tail(a, b, r, v);
+        }
+    }
+}
+
+template <int NB, int PRO, int EPI>
+static void launch_gemv_t(const GemvArgs &a, cudaStream_t s) {
+    size_t smem = (size_t)NB * a.cols * sizeof(float);
+    static bool attr = false;
+    if (!attr) {
+        cudaFuncSetAttribute(gemv_kernel<NB, PRO, EPI>, cudaFuncAttributeMaxDynamicSharedMemorySize, 200 * 1024);
+        attr = true;
+    }
+    int rows_per_block = (GEMV_THREADS / 32) * GEMV_ROWS_PER_WARP;
+    gemv_kernel<NB, PRO, EPI><<<(a.rows + rows_per_block - 1) / rows_per_block, GEMV_THREADS, smem, s>>>(a);
+}
+
+template <int PRO, int EPI>
+static void launch_gemv_nb(const GemvArgs &a, cudaStream_t s) {
+    switch (a.nb) {
+    case 1: launch_gemv_t<1, PRO, EPI>(a, s); break;
+    case 2: launch_gemv_t<2, PRO, EPI>(a, s); break;
+    case 3: launch_gemv_t<3, PRO, EPI>(a, s); break;
+    default: launch_gemv_t<4, PRO, EPI>(a, s); break;
+    }
+}
+
+void launch_gemv(GemvPrologue pro, GemvEpilogue epi, const GemvArgs &a, cudaStream_t s) {
+    if (pro == PRO_RMSNORM && epi == EPI_INPROJ) launch_gemv_nb<PRO_RMSNORM, EPI_INPROJ>(a, s);
+    else if (pro == PRO_GATEDNORM && epi == EPI_RESIDUAL) launch_gemv_nb<PRO_GATEDNORM, EPI_RESIDUAL>(a, s);
+    else if (pro == PRO_RMSNORM && epi == EPI_STORE) launch_gemv_nb<PRO_RMSNORM, EPI_STORE>(a, s);
+    else launch_gemv_nb<PRO_NONE, EPI_STORE>(a, s);
+}
+
+/* ------------------------------------------------------------------ conv + dt step (batched path) */
+
+__global__ void conv_dt_step_kernel(GemvArgs a, const float *zxbcdt) {
+    int r = a.dims.d_in + blockIdx.x * blockDim.x + threadIdx.x, b = blockIdx.y;
+    if (r < a.dims.d_in_proj) inproj_tail(a, b, r, zxbcdt[(size_t)b * a.dims.d_in_proj + r]);
+}
+
+void launch_conv_dt_step(const GpuDims &g, const GpuLayer &w, const float *zxbcdt, float *const *conv_states, int l,
+                         int nb, float *xbc, float *dt, cudaStream_t s) {
+    GemvArgs a = {};
+    a.dims = g;
+    a.layer = w;
+    a.conv_states = conv_states;
+    a.l = l;
+    a.xbc = xbc;
+    a.dt = dt;
+    dim3 grid((g.conv_dim + g.H + 255) / 256, nb);
+    conv_dt_step_kernel<<<grid, 256, 0, s>>>(a, zxbcdt);
+}
+
+/* ------------------------------------------------------------------ SSD step */
+
+__device__ __forceinline__ float load_state(const float *p) { return *p; }
+__device__ __forceinline__ float load_state(const bf16 *p) { return __bfloat162float(*p); }
+__device__ __forceinline__ void store_state(float *p, float v) { *p = v; }
+__device__ __forceinline__ void store_state(bf16 *p, float v) { *p = __float2bfloat16(v); }
+
+/* One block per (head, sequence), 4 warps over the P rows of S_h, lanes over N:
+ *   S = exp(dt·A) S + dt·x Bᵀ;   y = (S C + D x) · silu(z). */
+template <typename S>
+__global__ void ssd_step_kernel(GpuDims g, GpuLayer w, const float *xbc, const float *dt, const float *zxbcdt,
+                                void *const *ssm_states, int l, float *y) {
+    int h = blockIdx.x, b = blockIdx.y, grp = h / (g.H / g.G);
+    int warp = threadIdx.x >> 5, lane = threadIdx.x & 31, nwarps = blockDim.x >> 5;
+    extern __shared__ float sm[]; /* B [N] | C [N] */
+    const float *row = xbc + (size_t)b * g.conv_dim;
+    for (int n = threadIdx.x; n < g.N; n += blockDim.x) {
+        sm[n] = row[g.d_in + grp * g.N + n];
+        sm[g.N + n] = row[g.d_in + g.G * g.N + grp * g.N + n];
+    }
+    __syncthreads();
+    float dth = dt[(size_t)b * g.H + h], decay = __expf(dth * w.A[h]), Dh = w.D[h];
+    S *state = (S *)ssm_states[b] + (((size_t)l * g.H + h) * g.P) * g.N;
+    const float *Bv = sm, *Cv = sm + g.N;
+#pragma unroll 4
+    for (int p = warp; p < g.P; p += nwarps) {
+        float x = row[h * g.P + p], xdt = x * dth, acc = 0;
+        S *srow = state + (size_t)p * g.N;
+        for (int n = lane; n < g.N; n += 32) {
+            float s = decay * load_state(srow + n) + xdt * Bv[n];
+            store_state(srow + n, s);
+            acc += s * Cv[n];
+        }
+        acc = warp_sum(acc);
+        if (lane == 0) {
+            float z = zxbcdt[(size_t)b * g.d_in_proj + h * g.P + p];
+            y[(size_t)b * g.d_in + h * g.P + p] = (acc + Dh * x) * silu_f(z);
+        }
+    }
+}
+
+void launch_ssd_step(const GpuDims &g, const GpuLayer &w, const float *xbc, const float *dt, const float *zxbcdt,
+                     void *const *ssm_states, int ssm_bf16, int l, int nb, float *y, cudaStream_t s) {
+    dim3 grid(g.H, nb);
+    size_t smem = 2 * g.N * sizeof(float);
+    if (ssm_bf16) ssd_step_kernel<bf16><<<grid, 128, smem, s>>>(g, w, xbc, dt, zxbcdt, ssm_states, l, y);
+    else ssd_step_kernel<float><<<grid, 128, smem, s>>>(g, w, xbc, dt, zxbcdt, ssm_states, l, y);
+}

@@ -1,0 +1,54 @@
+/**
+ * @file gpu.h
+ * @brief The GPU path (CUDA + cuBLAS) as seen from C: the backend constructor and the
+ *        kernel-level entry points the tests use to check each kernel against the reference.
+ */
+#ifndef MAMBA2_GPU_H
+#define MAMBA2_GPU_H
+
+#include "backend.h"
+#include "ssd.h"
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+/** Create the GPU backend: uploads the weights (bf16 matrices, fp32 small tensors) once. */
+int mamba2_backend_gpu_create(const Mamba2Model *m, const Mamba2BackendOptions *opt, Mamba2Backend **out,
+                              Mamba2Error *err);
+
+/** 1 when a CUDA device is usable; 0 with the reason in @p why otherwise. */
+int mamba2_gpu_available(Mamba2Error *why);
+
+/**
+ * @brief The prefill SSD kernels alone, on host arrays (layouts of ssd.h), for testing and timing.
+ *
+ * x, B and C are rounded to bf16 on the device as in the model; @p D [H] adds D·x (may be NULL);
+ * @p state is the initial state in and the final state out.
+ */
+int mamba2_gpu_ssd_chunked(SSDDims d, int Q, const float *x, const float *dt, const float *A, const float *B,
+                           const float *C, const float *D, float *state, float *y, Mamba2Error *err);
+
+/**
+ * @brief Time the prefill SSD kernels on device-resident random inputs of the given shape.
+ * @return milliseconds per call (median of @p reps), or a negative value on failure.
+ */
+double mamba2_gpu_time_ssd_chunked(SSDDims d, int Q, int reps, Mamba2Error *err);
+
+/**
+ * @brief The decode matrix-vector kernel alone: out[b][r] = Σ_c W[r][c] x[b][c].
+ * @param W bf16 bits [rows, cols]; @param x [nb, cols]; @param out [nb, rows]; nb ≤ 4.
+ */
+int mamba2_gpu_gemv(int rows, int cols, int nb, const uint16_t *W, const float *x, float *out, Mamba2Error *err);
+
+/**
+ * @brief Measure the GPU's ceilings: device-to-device copy bandwidth (GB/s, bytes read + written)
+ *        and cuBLAS bf16 GEMM rate (GFLOP/s) on an 8192³ product of random data.
+ */
+int mamba2_gpu_roofline(double *copy_gbps, double *gemm_gflops, Mamba2Error *err);
+
+#ifdef __cplusplus
+}
+#endif
+
+#endif

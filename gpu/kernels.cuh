@@ -1,0 +1,115 @@
+/**
+ * @file kernels.cuh
+ * @brief Launchers of the hand-written kernels (one .cu file per family). All take a stream;
+ *        the caller checks cudaGetLastError() after them.
+ *
+ * Shapes: T tokens of one sequence in prefill, B sequences in decode; d, H, P, N, G, K,
+ * d_in = H·P, conv_dim = d_in + 2·G·N, d_in_proj = 2·d_in + 2·G·N + H (DESIGN.md §2).
+ */
+#ifndef MAMBA2_GPU_KERNELS_CUH
+#define MAMBA2_GPU_KERNELS_CUH
+
+#include "common.cuh"
+
+/* ---- layer_kernels.cu: prefill element-wise steps */
+
+/** h[t] = float(emb[tokens[t]]):  tokens [T], emb [V, d] bf16, h [T, d]. */
+void launch_embed(const int32_t *tokens, int T, const bf16 *emb, int d, float *h, cudaStream_t s);
+
+/** out[t] = bf16(h[t] / sqrt(mean(h[t]²) + eps) · w):  h [T, d], w [d], out [T, d]. */
+void launch_rmsnorm_bf16(const float *h, const float *w, int T, int d, float eps, bf16 *out, cudaStream_t s);
+
+/**
+ * Causal depthwise conv + SiLU over the xBC columns of in_proj's output (prefill):
+ * xbc[t][c] = silu(b_c + Σ_k w[c][k] · in_c(t − K + 1 + k)), in_c(j < 0) from the conv state.
+ * zxbcdt [T, d_in_proj] bf16, conv_state [conv_dim, K−1], xbc [T, conv_dim] bf16.
+ */
+void launch_conv_prefill(const GpuDims &g, const bf16 *zxbcdt, const float *conv_state, const GpuLayer &w, int T,
+                         bf16 *xbc, cudaStream_t s);
+
+/** conv_state ← the last K−1 conv inputs (old state followed by this call's T inputs). */
+void launch_conv_state_update(const GpuDims &g, const bf16 *zxbcdt, float *conv_state, int T, cudaStream_t s);
+
+/** dt[h][t] = clamp(softplus(dt_raw[t][h] + dt_bias[h]), dt_min, dt_max):  dt [H, T] fp32. */
+void launch_dt_prefill(const GpuDims &g, const bf16 *zxbcdt, const float *dt_bias, int T, float *dt, cudaStream_t s);
+
+/**
+ * Grouped gated RMSNorm, gate first: g = y · silu(z); out = g / sqrt(mean_group(g²) + eps) · w,
+ * each group of d_in/G channels normalised separately.  y [T, d_in] fp32, z = zxbcdt[:, :d_in], out bf16.
+ * With @p gate = 0, y is taken as already gated (z unused).
+ */
+void launch_gated_norm_bf16(const GpuDims &g, const float *y, const bf16 *z_bf16, const float *z_f32, int gate,
+                            const float *w, int T, bf16 *out, cudaStream_t s);
+
+/* ---- ssd_chunked.cu: the prefill SSD in the chunked form (tensor cores for the contractions) */
+
+/** Work arrays of one chunked-SSD call. */
+struct SSDWork {
+    float *cum;    /**< [H, T]  a = dt·A summed from the start of each chunk */
+    float *cb;     /**< [chunks, G, Qp, Qp]  C_t · B_s inside each chunk */
+    float *states; /**< [chunks, H, P, N]  chunk states, then the state entering each chunk */
+};
+
+/** Bytes of SSDWork for T tokens. */
+size_t ssd_work_bytes(const GpuDims &g, int T);
+/** Carve an SSDWork out of @p base (ssd_work_bytes(g, T) bytes, 256-byte aligned). */
+SSDWork ssd_work_carve(const GpuDims &g, int T, void *base);
+
+/**
+ * y = SSD(x, dt, A, B, C) + D·x from the initial state @p ssm_state [H, P, N], which is
+ * replaced by the final state. x = xbc[:, :d_in] as [T, H, P]; B, C = the next two G·N
+ * column blocks of xbc (row stride conv_dim); dt [H, T] (after softplus); y [T, d_in] fp32.
+ * @p ssm_bf16 selects a bf16 state array instead of fp32.
+ */
+void launch_ssd_chunked(const GpuDims &g, const bf16 *xbc, const float *dt, const float *A, const float *D, int T,
+                        void *ssm_state, int ssm_bf16, SSDWork w, float *y, cudaStream_t s);
+
+/* ---- decode.cu: one token for each of B sequences */
+
+/** How the decode GEMV forms its input vector. */
+enum GemvPrologue {
+    PRO_NONE = 0,    /**< x as given */
+    PRO_RMSNORM = 1, /**< x = RMSNorm(h)·w */
+    PRO_GATEDNORM = 2 /**< x = grouped RMSNorm of the already gated y, times w */
+};
+/** What the decode GEMV does with each output row. */
+enum GemvEpilogue {
+    EPI_STORE = 0,    /**< out[b][r] = dot */
+    EPI_RESIDUAL = 1, /**< out[b][r] += dot (the residual stream) */
+    EPI_INPROJ = 2    /**< in_proj rows: z stored, xBC through the conv step, dt through softplus */
+};
+
+/** Everything the decode GEMV may need. */
+struct GemvArgs {
+    const bf16 *W;         /**< [rows, cols] */
+    int rows, cols, nb;    /**< nb sequences (1..4) */
+    const float *x;        /**< [nb, cols] input before the prologue */
+    const float *pro_w;    /**< prologue norm weight [cols] */
+    int groups;            /**< PRO_GATEDNORM: groups of cols/groups channels */
+    float eps;
+    float *out;            /**< [nb, rows] (EPI_STORE, EPI_RESIDUAL, EPI_INPROJ's z and raw values) */
+    /* EPI_INPROJ */
+    GpuDims dims;
+    GpuLayer layer;
+    float *const *conv_states; /**< [nb] device pointers to [L, conv_dim, K−1] */
+    int l;                 /**< layer index */
+    float *xbc;            /**< [nb, conv_dim] conv output */
+    float *dt;             /**< [nb, H] */
+};
+
+/** Launch the decode GEMV with the given prologue and epilogue. */
+void launch_gemv(GemvPrologue pro, GemvEpilogue epi, const GemvArgs &a, cudaStream_t s);
+
+/** Batched path after a cuBLAS GEMM: conv step + SiLU and dt for nb sequences from zxbcdt [nb, d_in_proj] fp32. */
+void launch_conv_dt_step(const GpuDims &g, const GpuLayer &w, const float *zxbcdt, float *const *conv_states, int l,
+                         int nb, float *xbc, float *dt, cudaStream_t s);
+
+/**
+ * SSD recurrence for one token of nb sequences, with the gate:
+ * S = exp(dt·A) S + dt·x Bᵀ;  y = (S C + D x) · silu(z).   y [nb, d_in] fp32.
+ * @p ssm_states [nb] device pointers to [L, H, P, N] (fp32, or bf16 when @p ssm_bf16).
+ */
+void launch_ssd_step(const GpuDims &g, const GpuLayer &w, const float *xbc, const float *dt, const float *zxbcdt,
+                     void *const *ssm_states, int ssm_bf16, int l, int nb, float *y, cudaStream_t s);
+
+#endif

@@ -1,0 +1,118 @@
+/**
+ * @file layer_kernels.cu
+ * @brief Prefill element-wise kernels: embedding, RMSNorm, causal conv + SiLU, dt, grouped gated norm.
+ */
+#include "kernels.cuh"
+
+#define MAX_K 8 /* longest conv kernel the GPU path handles (Mamba-2 uses 4) */
+
+/* h[t][i] = emb[tokens[t]][i] */
+__global__ void embed_kernel(const int32_t *tokens, const bf16 *emb, int d, float *h) {
+    int t = blockIdx.x;
+    const bf16 *row = emb + (size_t)tokens[t] * d;
+    for (int i = threadIdx.x; i < d; i += blockDim.x) h[(size_t)t * d + i] = __bfloat162float(row[i]);
+}
+
+void launch_embed(const int32_t *tokens, int T, const bf16 *emb, int d, float *h, cudaStream_t s) {
+    embed_kernel<<<T, 256, 0, s>>>(tokens, emb, d, h);
+}
+
+/* out[t] = h[t] / sqrt(mean(h[t]²) + eps) · w   (one block per token) */
+__global__ void rmsnorm_bf16_kernel(const float *h, const float *w, int d, float eps, bf16 *out) {
+    const float *x = h + (size_t)blockIdx.x * d;
+    float ss = 0;
+    for (int i = threadIdx.x; i < d; i += blockDim.x) ss += x[i] * x[i];
+    float scale = rsqrtf(block_sum(ss) / d + eps);
+    for (int i = threadIdx.x; i < d; i += blockDim.x) out[(size_t)blockIdx.x * d + i] = __float2bfloat16(x[i] * scale * w[i]);
+}
+
+void launch_rmsnorm_bf16(const float *h, const float *w, int T, int d, float eps, bf16 *out, cudaStream_t s) {
+    rmsnorm_bf16_kernel<<<T, 256, 0, s>>>(h, w, d, eps, out);
+}
+
+/* One thread per (channel, run of TOKENS_PER_THREAD tokens), a sliding window in registers:
+ * xbc[t][c] = silu(b_c + Σ_k w[c][k] · in_c(t − K + 1 + k)). */
+#define TOKENS_PER_THREAD 32
+__global__ void conv_prefill_kernel(GpuDims g, const bf16 *zxbcdt, const float *conv_state, GpuLayer w, int T,
+                                    bf16 *xbc) {
+    int c = blockIdx.x * blockDim.x + threadIdx.x;
+    int t0 = blockIdx.y * TOKENS_PER_THREAD;
+    if (c >= g.conv_dim) return;
+    int K = g.K;
+    const bf16 *in = zxbcdt + g.d_in + c; /* column c of xBC, row stride d_in_proj */
+    float win[MAX_K], wk[MAX_K];
+    for (int k = 0; k < K; k++) wk[k] = w.conv_w[(size_t)c * K + k];
+    /* window = inputs t0−K+1 .. t0−1 (from the conv state before the sequence continues) */
+    for (int k = 0; k < K - 1; k++) {
+        int j = t0 - (K - 1) + k;
+        win[k] = j >= 0 ? __bfloat162float(in[(size_t)j * g.d_in_proj]) : conv_state[(size_t)c * (K - 1) + (K - 1) + j];
+    }
+    float bias = w.conv_b[c];
+    int t1 = min(T, t0 + TOKENS_PER_THREAD);
+    for (int t = t0; t < t1; t++) {
+        win[K - 1] = __bfloat162float(in[(size_t)t * g.d_in_proj]);
+        float acc = bias;
+        for (int k = 0; k < K; k++) acc += wk[k] * win[k];
+        xbc[(size_t)t * g.conv_dim + c] = __float2bfloat16(silu_f(acc));
+        for (int k = 0; k < K - 1; k++) win[k] = win[k + 1];
+    }
+}
+
+void launch_conv_prefill(const GpuDims &g, const bf16 *zxbcdt, const float *conv_state, const GpuLayer &w, int T,
+                         bf16 *xbc, cudaStream_t s) {
+    dim3 grid((g.conv_dim + 127) / 128, (T + TOKENS_PER_THREAD - 1) / TOKENS_PER_THREAD);
+    conv_prefill_kernel<<<grid, 128, 0, s>>>(g, zxbcdt, conv_state, w, T, xbc);
+}
+
+/* new_state[c][k] = window[T + k], window = [old state (K−1) | inputs (T)]; ascending k is safe in place. */
+__global__ void conv_state_update_kernel(GpuDims g, const bf16 *zxbcdt, float *conv_state, int T) {
+    int c = blockIdx.x * blockDim.x + threadIdx.x;
+    if (c >= g.conv_dim) return;
+    int K1 = g.K - 1;
+    float *st = conv_state + (size_t)c * K1;
+    for (int k = 0; k < K1; k++) {
+        int j = T + k; /* index in the window */
+        st[k] = j >= K1 ? __bfloat162float(zxbcdt[(size_t)(j - K1) * g.d_in_proj + g.d_in + c]) : st[j];
+    }
+}
+
+void launch_conv_state_update(const GpuDims &g, const bf16 *zxbcdt, float *conv_state, int T, cudaStream_t s) {
+    conv_state_update_kernel<<<(g.conv_dim + 127) / 128, 128, 0, s>>>(g, zxbcdt, conv_state, T);
+}
+
+/* dt[h][t] = clamp(softplus(raw[t][h] + bias[h]), dt_min, dt_max) */
+__global__ void dt_prefill_kernel(GpuDims g, const bf16 *zxbcdt, const float *dt_bias, int T, float *dt) {
+    int i = blockIdx.x * blockDim.x + threadIdx.x;
+    if (i >= T * g.H) return;
+    int t = i / g.H, h = i % g.H;
+    float v = softplus_f(__bfloat162float(zxbcdt[(size_t)t * g.d_in_proj + g.d_in + g.conv_dim + h]) + dt_bias[h]);
+    dt[(size_t)h * T + t] = fminf(fmaxf(v, g.dt_min), g.dt_max);
+}
+
+void launch_dt_prefill(const GpuDims &g, const bf16 *zxbcdt, const float *dt_bias, int T, float *dt, cudaStream_t s) {
+    dt_prefill_kernel<<<(T * g.H + 255) / 256, 256, 0, s>>>(g, zxbcdt, dt_bias, T, dt);
+}
+
+/* One block per (token, group): g = y·silu(z); out = g / sqrt(mean(g²) + eps) · w over the group. */
+__global__ void gated_norm_kernel(GpuDims g, const float *y, const bf16 *z_bf16, const float *z_f32, int gate,
+                                  const float *w, bf16 *out) {
+    int t = blockIdx.x, grp = blockIdx.y, gs = g.d_in / g.G;
+    size_t row = (size_t)t * g.d_in, off = (size_t)grp * gs;
+    size_t zrow = (size_t)t * g.d_in_proj; /* z is the first d_in columns of in_proj's output */
+    extern __shared__ float gated[];       /* [gs] */
+    float ss = 0;
+    for (int i = threadIdx.x; i < gs; i += blockDim.x) {
+        float v = y[row + off + i];
+        if (gate) v *= silu_f(z_bf16 ? __bfloat162float(z_bf16[zrow + off + i]) : z_f32[zrow + off + i]);
+        gated[i] = v;
+        ss += v * v;
+    }
+    float scale = rsqrtf(block_sum(ss) / gs + g.eps);
+    for (int i = threadIdx.x; i < gs; i += blockDim.x) out[row + off + i] = __float2bfloat16(gated[i] * scale * w[off + i]);
+}
+
+void launch_gated_norm_bf16(const GpuDims &g, const float *y, const bf16 *z_bf16, const float *z_f32, int gate,
+                            const float *w, int T, bf16 *out, cudaStream_t s) {
+    dim3 grid(T, g.G);
+    gated_norm_kernel<<<grid, 256, (g.d_in / g.G) * sizeof(float), s>>>(g, y, z_bf16, z_f32, gate, w, out);
+}
