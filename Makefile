@@ -87,12 +87,25 @@ $(BUILD)/run_tests: $(TEST_OBJ) $(LIB)
 test: mamba2 $(BUILD)/run_tests
 	./$(BUILD)/run_tests
 
+# Benchmark of the GPU kernels alone (SSD, GEMV) at the 7B shapes, beside the measured ceilings.
+$(BUILD)/bench_gpu_kernels: $(BUILD)/bench/gpu_kernels.o $(LIB)
+	$(CC) $(LDFLAGS) $^ -o $@ $(LINK_DEPS) $(CUDA_LIBS)
+
+$(BUILD)/bench/%.o: CFLAGS += -Igpu
+
 # The GPU suite alone (on the GPU machine; without a GPU it reports itself inactive).
 test-gpu: mamba2 $(BUILD)/run_tests
 	./$(BUILD)/run_tests gpu
 
 deps:
 	bash .ci/install-deps
+
+# The main job on the small model shipped in data/ (until the trained demo model lands:
+# a random-weight fixture, greedy over token ids).
+DEMO_MODEL ?= data/fixtures/g4_bf16_sharded
+demo: mamba2
+	./mamba2 info $(DEMO_MODEL)
+	./mamba2 generate $(DEMO_MODEL) --ids "1 17 42 99 7" -n 32
 
 clean:
 	rm -rf build build-sanitize mamba2

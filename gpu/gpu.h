@@ -42,6 +42,12 @@ double mamba2_gpu_time_ssd_chunked(SSDDims d, int Q, int reps, Mamba2Error *err)
 int mamba2_gpu_gemv(int rows, int cols, int nb, const uint16_t *W, const float *x, float *out, Mamba2Error *err);
 
 /**
+ * @brief Time the decode GEMV (no prologue/epilogue) on device-resident random bf16 weights,
+ *        rotating over copies larger than the L2. @return median milliseconds, or < 0.
+ */
+double mamba2_gpu_time_gemv(int rows, int cols, int nb, int reps, Mamba2Error *err);
+
+/**
  * @brief Measure the GPU's ceilings: device-to-device copy bandwidth (GB/s, bytes read + written)
  *        and cuBLAS bf16 GEMM rate (GFLOP/s) on an 8192³ product of random data.
  */

@@ -137,3 +137,37 @@ extern "C" int mamba2_gpu_gemv(int rows, int cols, int nb, const uint16_t *W, co
     cudaFree(dW), cudaFree(dx), cudaFree(dout);
     return 0;
 }
+
+extern "C" double mamba2_gpu_time_gemv(int rows, int cols, int nb, int reps, Mamba2Error *err) {
+    if (!mamba2_gpu_available(err)) return -1;
+    /* rotate over enough weight copies to defeat the 50 MB L2 */
+    int copies = (int)(1 + (512ull << 20) / ((size_t)rows * cols * 2));
+    bf16 *W;
+    float *x, *out;
+    if (cudaMalloc(&W, (size_t)copies * rows * cols * 2) != cudaSuccess ||
+        cudaMalloc(&x, (size_t)nb * cols * 4) != cudaSuccess || cudaMalloc(&out, (size_t)nb * rows * 4) != cudaSuccess)
+        return mamba2_fail(err, "gemv timing: out of memory"), -1;
+    fill_random_bf16<<<1024, 256>>>(W, (size_t)copies * rows * cols, 3);
+    fill_random_bf16<<<64, 256>>>((bf16 *)x, (size_t)nb * cols * 2, 4); /* any finite bits will do */
+    GemvArgs a = {};
+    a.rows = rows, a.cols = cols, a.nb = nb, a.x = x, a.out = out;
+    cudaEvent_t e0, e1;
+    cudaEventCreate(&e0), cudaEventCreate(&e1);
+    std::vector<float> ms;
+    for (int i = 0; i < reps + 3; i++) {
+        float t;
+        a.W = W + (size_t)(i % copies) * rows * cols;
+        cudaEventRecord(e0);
+        launch_gemv(PRO_NONE, EPI_STORE, a, 0);
+        cudaEventRecord(e1);
+        cudaEventSynchronize(e1);
+        cudaEventElapsedTime(&t, e0, e1);
+        if (i >= 3) ms.push_back(t);
+    }
+    cudaEventDestroy(e0), cudaEventDestroy(e1);
+    cudaFree(W), cudaFree(x), cudaFree(out);
+    cudaError_t e = cudaGetLastError();
+    if (e != cudaSuccess) return mamba2_fail(err, "gemv timing: %s", cudaGetErrorString(e)), -1;
+    std::sort(ms.begin(), ms.end());
+    return ms[ms.size() / 2];
+}

@@ -1,0 +1,50 @@
+#!/usr/bin/env bash
+# One call on the GPU machine: the GPU tests, compute-sanitizer, the kernel benchmark and the
+# whole-model benchmarks on a random-weight Codestral-7B checkpoint written there.
+# Binaries are built on the development machine (make STATIC_DEPS=1) and carried in .device/.
+# Usage: bash gpu/device_run.sh [STEPS]   STEPS: comma list of test,sanitize,kernels,model,hf (default all)
+set -u
+OUT=${OUT:-/tmp/mamba2-out}
+mkdir -p "$OUT"
+STEPS=${1:-test,sanitize,kernels,model,hf}
+BIN=${BIN:-.device}
+export LD_LIBRARY_PATH=/usr/local/cuda/lib64:/usr/local/cuda/lib:${LD_LIBRARY_PATH:-}
+CK=/tmp/ck64
+has() { [[ ",$STEPS," == *",$1,"* ]]; }
+log() { echo; echo "=== $* ($(date -u +%H:%M:%S))"; }
+
+log machine
+nvidia-smi --query-gpu=name,memory.total,driver_version,clocks.sm,clocks.max.sm --format=csv | tee "$OUT/gpu.txt"
+nproc; free -g | head -2
+
+if has test; then
+    log "GPU tests"
+    timeout 300 "$BIN/run_tests" gpu 2>&1 | tee "$OUT/test_gpu.log" | tail -60
+fi
+if has sanitize; then
+    log "compute-sanitizer memcheck on the GPU suite"
+    timeout 400 compute-sanitizer --tool memcheck --print-limit 20 "$BIN/run_tests" gpu > "$OUT/sanitizer.log" 2>&1
+    echo "exit $?"; grep -E "ERROR SUMMARY|Run Summary|asserts|tests " "$OUT/sanitizer.log" | tail -5
+fi
+if has kernels; then
+    log "kernel benchmark"
+    timeout 300 "$BIN/bench_gpu_kernels" 2>&1 | tee "$OUT/kernels.txt"
+fi
+if has model || has hf; then
+    if [ ! -f "$CK/model.safetensors.index.json" ]; then
+        log "writing the 64-layer random 7B checkpoint"
+        /usr/bin/time -v python3 data/write_checkpoint.py --out "$CK" --layers 64 --threads 16 2>&1 | grep -E "Elapsed|error|Error" | tail -3
+    fi
+    "$BIN/mamba2" info "$CK" | grep -E "parameters|weights|state"
+fi
+if has model; then
+    log "7B on the GPU: prefill 4096 tokens then 64 greedy tokens"
+    IDS=$(python3 -c "import random; random.seed(1); print(' '.join(str(random.randrange(3, 32768)) for _ in range(4096)))")
+    timeout 300 "$BIN/mamba2" generate "$CK" --backend gpu --ids "$IDS" -n 64 2>&1 >/dev/null | tee "$OUT/generate.txt"
+    timeout 300 "$BIN/mamba2" bench "$CK" --backend gpu --roofline 2>&1 | tee "$OUT/bench.txt" || true
+fi
+if has hf; then
+    log "Hugging Face transformers on the same checkpoint"
+    timeout 400 python3 bench/hf_mamba2.py "$CK" 2>&1 | tee "$OUT/hf.txt" | tail -15
+fi
+log done
