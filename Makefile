@@ -91,7 +91,11 @@ test: mamba2 $(BUILD)/run_tests
 $(BUILD)/bench_gpu_kernels: $(BUILD)/bench/gpu_kernels.o $(LIB)
 	$(CC) $(LDFLAGS) $^ -o $@ $(LINK_DEPS) $(CUDA_LIBS)
 
-$(BUILD)/bench/%.o: CFLAGS += -Igpu
+# Whole-model benchmark of any backend, beside the roofline.
+$(BUILD)/bench_model: $(BUILD)/bench/model_bench.o $(LIB)
+	$(CC) $(LDFLAGS) $^ -o $@ $(LINK_DEPS) $(CUDA_LIBS)
+
+$(BUILD)/bench/%.o: CFLAGS += -Igpu $(if $(CUDA_HOME),-I$(CUDA_HOME)/include)
 
 # The GPU suite alone (on the GPU machine; without a GPU it reports itself inactive).
 test-gpu: mamba2 $(BUILD)/run_tests

@@ -50,8 +50,8 @@ struct GpuBackend {
     /* prefill buffers, for up to cap_T tokens */
     int cap_T;
     int32_t *tokens;
-    float *h, *dt, *y, *logits;
-    bf16 *u, *zxbcdt, *xbc, *yn;
+    float *h, *dt_raw, *dt, *y, *logits;
+    bf16 *u, *zxbcdt, *xbc, *yn; /* zxbcdt: [T, d_in + conv_dim] (z and xBC; dt goes to dt_raw [T, H]) */
     void *ssd_work;
     /* decode buffers, for up to cap_B sequences */
     int cap_B;
@@ -241,9 +241,9 @@ static int gemm(GpuBackend *gb, const bf16 *W, int R, int K, const bf16 *in, int
 /* ------------------------------------------------------------------ prefill */
 
 static void free_prefill_buffers(GpuBackend *gb) {
-    void *bufs[] = {gb->tokens, gb->h, gb->dt, gb->y, gb->logits, gb->u, gb->zxbcdt, gb->xbc, gb->yn, gb->ssd_work};
+    void *bufs[] = {gb->tokens, gb->h, gb->dt_raw, gb->dt, gb->y, gb->logits, gb->u, gb->zxbcdt, gb->xbc, gb->yn, gb->ssd_work};
     for (void *p : bufs) cudaFree(p);
-    gb->tokens = NULL, gb->h = gb->dt = gb->y = gb->logits = NULL;
+    gb->tokens = NULL, gb->h = gb->dt_raw = gb->dt = gb->y = gb->logits = NULL;
     gb->u = gb->zxbcdt = gb->xbc = gb->yn = NULL;
     gb->ssd_work = NULL;
     gb->cap_T = 0;
@@ -257,7 +257,8 @@ static int grow_prefill(GpuBackend *gb, int T, Mamba2Error *err) {
     if (dev_alloc(gb, (void **)&gb->tokens, t * 4, "prefill tokens", err) ||
         dev_alloc(gb, (void **)&gb->h, t * g.d * 4, "the residual stream", err) ||
         dev_alloc(gb, (void **)&gb->u, t * g.d * 2, "normalised inputs", err) ||
-        dev_alloc(gb, (void **)&gb->zxbcdt, t * g.d_in_proj * 2, "in_proj outputs", err) ||
+        dev_alloc(gb, (void **)&gb->zxbcdt, t * (g.d_in + g.conv_dim) * 2, "in_proj outputs", err) ||
+        dev_alloc(gb, (void **)&gb->dt_raw, t * g.H * 4, "dt", err) ||
         dev_alloc(gb, (void **)&gb->xbc, t * g.conv_dim * 2, "conv outputs", err) ||
         dev_alloc(gb, (void **)&gb->dt, t * g.H * 4, "dt", err) ||
         dev_alloc(gb, (void **)&gb->y, t * g.d_in * 4, "SSD outputs", err) ||
@@ -292,10 +293,15 @@ static int gpu_prefill(Mamba2Backend *b, Mamba2State *st, const int32_t *tokens,
         float *conv_state = dc->conv + l * conv_per_layer;
         void *ssm = (char *)dc->ssm + l * ssm_per_layer * (dc->ssm_bf16 ? 2 : 4);
         launch_rmsnorm_bf16(gb->h, w.norm_w, T, g.d, g.eps, gb->u, s);
-        if (gemm(gb, w.in_proj, g.d_in_proj, g.d, gb->u, T, gb->zxbcdt, CUDA_R_16BF, 0.0f, err)) return -1;
+        /* [z | xBC] in bf16 for the conv and the tensor cores; the H dt rows in fp32, since
+         * dt enters exp(dt·A) through sums over the sequence */
+        int zx_rows = g.d_in + g.conv_dim;
+        if (gemm(gb, w.in_proj, zx_rows, g.d, gb->u, T, gb->zxbcdt, CUDA_R_16BF, 0.0f, err) ||
+            gemm(gb, w.in_proj + (size_t)zx_rows * g.d, g.H, g.d, gb->u, T, gb->dt_raw, CUDA_R_32F, 0.0f, err))
+            return -1;
         launch_conv_prefill(g, gb->zxbcdt, conv_state, w, T, gb->xbc, s);
         launch_conv_state_update(g, gb->zxbcdt, conv_state, T, s);
-        launch_dt_prefill(g, gb->zxbcdt, w.dt_bias, T, gb->dt, s);
+        launch_dt_prefill(g, gb->dt_raw, w.dt_bias, T, gb->dt, s);
         launch_ssd_chunked(g, gb->xbc, gb->dt, w.A, w.D, T, ssm, dc->ssm_bf16, work, gb->y, s);
         launch_gated_norm_bf16(g, gb->y, gb->zxbcdt, NULL, 1, w.gnorm_w, T, gb->yn, s);
         if (gemm(gb, w.out_proj, g.d, g.d_in, gb->yn, T, gb->h, CUDA_R_32F, 1.0f, err)) return -1; /* h += */
@@ -481,9 +487,6 @@ extern "C" int mamba2_backend_gpu_create(const Mamba2Model *m, const Mamba2Backe
     const Mamba2Config *c = &m->cfg;
     if (!mamba2_gpu_available(err)) return -1;
     if (c->d_conv > 8) return mamba2_fail(err, "the GPU path supports conv_kernel <= 8, the model has %d", c->d_conv);
-    if (c->head_dim > 128 || (long)round_up(c->head_dim, 16) * round_up(c->d_state, 16) > 16384 || c->n_groups > 64)
-        return mamba2_fail(err, "the GPU path supports head_dim <= 128, head_dim * state_size <= 16384 and "
-                                "n_groups <= 64; the model has %d, %d, %d", c->head_dim, c->d_state, c->n_groups);
     GpuBackend *gb = new GpuBackend();
     gb->base.name = "gpu";
     gb->base.model = m;
@@ -497,6 +500,13 @@ extern "C" int mamba2_backend_gpu_create(const Mamba2Model *m, const Mamba2Backe
     g.K = c->d_conv, g.V = c->vocab_size, g.d_in = c->d_inner, g.conv_dim = c->conv_dim, g.d_in_proj = c->d_in_proj;
     g.Q = c->chunk_size, g.eps = (float)c->eps, g.dt_min = (float)c->dt_min;
     g.dt_max = isinf(c->dt_max) ? INFINITY : (float)c->dt_max;
+    if (!ssd_chunked_supported(g) || g.G > 64) {
+        int P = g.P, N = g.N, Q = g.Q, G = g.G;
+        delete gb;
+        return mamba2_fail(err, "the GPU path supports chunk_size <= 256, head_dim <= 128, state_size <= 256, "
+                                "head_dim * state_size <= 8192 and n_groups <= 64; this model has %d, %d, %d, %d, %d",
+                           Q, P, N, P * N, G);
+    }
     int rc = -1;
     if (cudaStreamCreateWithFlags(&gb->stream, cudaStreamNonBlocking) != cudaSuccess)
         mamba2_fail(err, "cannot create a CUDA stream");

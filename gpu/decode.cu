@@ -12,6 +12,7 @@
 
 #define GEMV_THREADS 256
 #define GEMV_ROWS_PER_WARP 2
+#define GEMV_UNROLL 4
 #define MAX_NB 4
 #define MAX_K 8
 
@@ -54,7 +55,7 @@ __device__ __forceinline__ float dot8(uint4 w, const float *x) {
 template <int NB, int PRO, int EPI>
 __global__ void __launch_bounds__(GEMV_THREADS) gemv_kernel(GemvArgs a) {
     extern __shared__ __align__(16) float xs[];
-    __shared__ float gsum[MAX_NB][64]; /* per-group sums of squares for PRO_GATEDNORM */
+    __shared__ float gsum[MAX_NB][64]; /* per-group 1/rms for PRO_GATEDNORM */
     const int cols = a.cols;
 
     /* Prologue: xs = x, RMSNorm(x)·w, or grouped RMSNorm(x)·w. */
@@ -65,14 +66,16 @@ __global__ void __launch_bounds__(GEMV_THREADS) gemv_kernel(GemvArgs a) {
             for (int i = threadIdx.x; i < cols; i += blockDim.x) ss += x[i] * x[i];
             float scale = rsqrtf(block_sum(ss) / cols + a.eps);
             for (int i = threadIdx.x; i < cols; i += blockDim.x) xs[b * cols + i] = x[i] * scale * a.pro_w[i];
-        } else if (PRO == PRO_GATEDNORM) {
+        } else if (PRO == PRO_GATEDNORM) { /* one block reduction per group of gs channels */
             int gs = cols / a.groups;
-            for (int i = threadIdx.x; i < a.groups; i += blockDim.x) gsum[b][i] = 0;
+            for (int grp = 0; grp < a.groups; grp++) {
+                float ss = 0;
+                for (int i = threadIdx.x; i < gs; i += blockDim.x) ss += x[grp * gs + i] * x[grp * gs + i];
+                ss = block_sum(ss);
+                if (threadIdx.x == 0) gsum[b][grp] = rsqrtf(ss / gs + a.eps);
+            }
             __syncthreads();
-            for (int i = threadIdx.x; i < cols; i += blockDim.x) atomicAdd(&gsum[b][i / gs], x[i] * x[i]);
-            __syncthreads();
-            for (int i = threadIdx.x; i < cols; i += blockDim.x)
-                xs[b * cols + i] = x[i] * rsqrtf(gsum[b][i / gs] / gs + a.eps) * a.pro_w[i];
+            for (int i = threadIdx.x; i < cols; i += blockDim.x) xs[b * cols + i] = x[i] * gsum[b][i / gs] * a.pro_w[i];
         } else {
             for (int i = threadIdx.x; i < cols; i += blockDim.x) xs[b * cols + i] = x[i];
         }
@@ -80,48 +83,65 @@ __global__ void __launch_bounds__(GEMV_THREADS) gemv_kernel(GemvArgs a) {
     __syncthreads();
 
     const int warp = threadIdx.x >> 5, lane = threadIdx.x & 31;
-    const int row0 = (blockIdx.x * (GEMV_THREADS / 32) + warp) * GEMV_ROWS_PER_WARP;
-    float acc[GEMV_ROWS_PER_WARP][NB];
+    const int rows_per_block = (GEMV_THREADS / 32) * GEMV_ROWS_PER_WARP;
+    /* grid-stride over groups of rows: the prologue above is paid once per block */
+    for (int rb = blockIdx.x * rows_per_block; rb < a.rows; rb += gridDim.x * rows_per_block) {
+        const int row0 = rb + warp * GEMV_ROWS_PER_WARP;
+        float acc[GEMV_ROWS_PER_WARP][NB];
 #pragma unroll
-    for (int j = 0; j < GEMV_ROWS_PER_WARP; j++)
+        for (int j = 0; j < GEMV_ROWS_PER_WARP; j++)
 #pragma unroll
-        for (int b = 0; b < NB; b++) acc[j][b] = 0;
+            for (int b = 0; b < NB; b++) acc[j][b] = 0;
+        const uint4 *wrow[GEMV_ROWS_PER_WARP];
+#pragma unroll
+        for (int j = 0; j < GEMV_ROWS_PER_WARP; j++)
+            wrow[j] = (const uint4 *)(a.W + (size_t)min(row0 + j, a.rows - 1) * cols);
 
-    if ((cols & 7) == 0) { /* 16-byte loads: lane reads 8 weights at a time, rows interleaved */
-        const int c8n = cols >> 3;
-        for (int c8 = lane; c8 < c8n; c8 += 32) {
-            uint4 w[GEMV_ROWS_PER_WARP];
+        if ((cols & 7) == 0) { /* 16-byte loads, GEMV_UNROLL per row in flight before any is used */
+            const int c8n = cols >> 3;
+            int c8 = lane;
+            for (; c8 + 32 * (GEMV_UNROLL - 1) < c8n; c8 += 32 * GEMV_UNROLL) {
+                uint4 w[GEMV_ROWS_PER_WARP][GEMV_UNROLL];
 #pragma unroll
-            for (int j = 0; j < GEMV_ROWS_PER_WARP; j++) {
-                int r = min(row0 + j, a.rows - 1);
-                w[j] = __ldcs((const uint4 *)(a.W + (size_t)r * cols) + c8); /* streamed: read once */
+                for (int j = 0; j < GEMV_ROWS_PER_WARP; j++)
+#pragma unroll
+                    for (int u = 0; u < GEMV_UNROLL; u++) w[j][u] = __ldcs(wrow[j] + c8 + 32 * u); /* read once */
+#pragma unroll
+                for (int j = 0; j < GEMV_ROWS_PER_WARP; j++)
+#pragma unroll
+                    for (int u = 0; u < GEMV_UNROLL; u++)
+#pragma unroll
+                        for (int b = 0; b < NB; b++) acc[j][b] += dot8(w[j][u], xs + b * cols + (c8 + 32 * u) * 8);
             }
+            for (; c8 < c8n; c8 += 32) /* the remainder */
 #pragma unroll
-            for (int j = 0; j < GEMV_ROWS_PER_WARP; j++)
+                for (int j = 0; j < GEMV_ROWS_PER_WARP; j++) {
+                    uint4 w = __ldcs(wrow[j] + c8);
 #pragma unroll
-                for (int b = 0; b < NB; b++) acc[j][b] += dot8(w[j], xs + b * cols + c8 * 8);
+                    for (int b = 0; b < NB; b++) acc[j][b] += dot8(w, xs + b * cols + c8 * 8);
+                }
+        } else { /* any width: one weight at a time */
+            for (int c = lane; c < cols; c += 32)
+#pragma unroll
+                for (int j = 0; j < GEMV_ROWS_PER_WARP; j++) {
+                    float wv = __bfloat162float(((const bf16 *)wrow[j])[c]);
+#pragma unroll
+                    for (int b = 0; b < NB; b++) acc[j][b] += wv * xs[b * cols + c];
+                }
         }
-    } else { /* any width: one weight at a time */
-        for (int c = lane; c < cols; c += 32)
-#pragma unroll
-            for (int j = 0; j < GEMV_ROWS_PER_WARP; j++) {
-                float wv = __bfloat162float(a.W[(size_t)min(row0 + j, a.rows - 1) * cols + c]);
-#pragma unroll
-                for (int b = 0; b < NB; b++) acc[j][b] += wv * xs[b * cols + c];
-            }
-    }
 
 #pragma unroll
-    for (int j = 0; j < GEMV_ROWS_PER_WARP; j++) {
-        int r = row0 + j;
+        for (int j = 0; j < GEMV_ROWS_PER_WARP; j++) {
+            int r = row0 + j;
 #pragma unroll
-        for (int b = 0; b < NB; b++) {
-            float v = warp_sum(acc[j][b]);
-            if (lane != 0 || r >= a.rows) continue;
-            if (EPI == EPI_STORE) a.out[(size_t)b * a.rows + r] = v;
-            else if (EPI == EPI_RESIDUAL) a.out[(size_t)b * a.rows + r] += v;
-            else if (r < a.dims.d_in) a.out[(size_t)b * a.rows + r] = v; /* z */
-            else inproj_tail(a, b, r, v);
+            for (int b = 0; b < NB; b++) {
+                float v = warp_sum(acc[j][b]);
+                if (lane != 0 || r >= a.rows) continue;
+                if (EPI == EPI_STORE) a.out[(size_t)b * a.rows + r] = v;
+                else if (EPI == EPI_RESIDUAL) a.out[(size_t)b * a.rows + r] += v;
+                else if (r < a.dims.d_in) a.out[(size_t)b * a.rows + r] = v; /* z */
+                else inproj_tail(a, b, r, v);
+            }
         }
     }
 }
@@ -129,13 +149,19 @@ __global__ void __launch_bounds__(GEMV_THREADS) gemv_kernel(GemvArgs a) {
 template <int NB, int PRO, int EPI>
 static void launch_gemv_t(const GemvArgs &a, cudaStream_t s) {
     size_t smem = (size_t)NB * a.cols * sizeof(float);
-    static bool attr = false;
-    if (!attr) {
+    static int sms = 0, per_sm = 0;
+    if (!sms) {
         cudaFuncSetAttribute(gemv_kernel<NB, PRO, EPI>, cudaFuncAttributeMaxDynamicSharedMemorySize, 200 * 1024);
-        attr = true;
+        int dev;
+        cudaGetDevice(&dev);
+        cudaDeviceGetAttribute(&sms, cudaDevAttrMultiProcessorCount, dev);
     }
-    int rows_per_block = (GEMV_THREADS / 32) * GEMV_ROWS_PER_WARP;
-    gemv_kernel<NB, PRO, EPI><<<(a.rows + rows_per_block - 1) / rows_per_block, GEMV_THREADS, smem, s>>>(a);
+    cudaOccupancyMaxActiveBlocksPerMultiprocessor(&per_sm, gemv_kernel<NB, PRO, EPI>, GEMV_THREADS, smem);
+    /* as many blocks as fit at once, each taking an equal share of the row groups */
+    int groups = (a.rows + (GEMV_THREADS / 32) * GEMV_ROWS_PER_WARP - 1) / ((GEMV_THREADS / 32) * GEMV_ROWS_PER_WARP);
+    int resident = sms * (per_sm > 0 ? per_sm : 1);
+    int waves = (groups + resident - 1) / resident;
+    gemv_kernel<NB, PRO, EPI><<<(groups + waves - 1) / waves, GEMV_THREADS, smem, s>>>(a);
 }
 
 template <int PRO, int EPI>
@@ -177,16 +203,92 @@ void launch_conv_dt_step(const GpuDims &g, const GpuLayer &w, const float *zxbcd
 
 /* ------------------------------------------------------------------ SSD step */
 
+/* 32 consecutive state values of one row: 8 float4 (fp32) or 4 uint4 (bf16) loads. */
+__device__ __forceinline__ void load32(const float *p, float *v) {
+#pragma unroll
+    for (int k = 0; k < 8; k++) {
+        float4 q = ((const float4 *)p)[k];
+        v[4 * k] = q.x, v[4 * k + 1] = q.y, v[4 * k + 2] = q.z, v[4 * k + 3] = q.w;
+    }
+}
+__device__ __forceinline__ void load32(const bf16 *p, float *v) {
+#pragma unroll
+    for (int k = 0; k < 4; k++) {
+        uint4 q = ((const uint4 *)p)[k];
+        uint32_t w[4] = {q.x, q.y, q.z, q.w};
+#pragma unroll
+        for (int j = 0; j < 4; j++) v[8 * k + 2 * j] = __uint_as_float(w[j] << 16), v[8 * k + 2 * j + 1] = __uint_as_float(w[j] & 0xffff0000u);
+    }
+}
+__device__ __forceinline__ void store32(float *p, const float *v) {
+#pragma unroll
+    for (int k = 0; k < 8; k++) ((float4 *)p)[k] = make_float4(v[4 * k], v[4 * k + 1], v[4 * k + 2], v[4 * k + 3]);
+}
+__device__ __forceinline__ void store32(bf16 *p, const float *v) {
+#pragma unroll
+    for (int k = 0; k < 4; k++) {
+        uint32_t w[4];
+#pragma unroll
+        for (int j = 0; j < 4; j++) {
+            __nv_bfloat162 h2 = __floats2bfloat162_rn(v[8 * k + 2 * j], v[8 * k + 2 * j + 1]);
+            w[j] = *(uint32_t *)&h2;
+        }
+        ((uint4 *)p)[k] = make_uint4(w[0], w[1], w[2], w[3]);
+    }
+}
+
+/* One block per (head, sequence). Each thread owns 32 consecutive entries of one row p of
+ * S_h [P, N] (N/32 adjacent lanes per row), loads them all at once, then:
+ *   S = exp(dt·A) S + dt·x Bᵀ;   y = (S C + D x) · silu(z),
+ * the row sum of S C reduced over the row's lanes with shuffles. Needs N/32 a power of two ≤ 32. */
+template <typename S>
+__global__ void __launch_bounds__(256) ssd_step_kernel(GpuDims g, GpuLayer w, const float *xbc, const float *dt,
+                                                       const float *zxbcdt, void *const *ssm_states, int l, float *y) {
+    int h = blockIdx.x, b = blockIdx.y, grp = h / (g.H / g.G);
+    extern __shared__ float sm[]; /* B [N] | C [N] */
+    const float *row = xbc + (size_t)b * g.conv_dim;
+    for (int n = threadIdx.x; n < g.N; n += blockDim.x) {
+        sm[n] = row[g.d_in + grp * g.N + n];
+        sm[g.N + n] = row[g.d_in + g.G * g.N + grp * g.N + n];
+    }
+    __syncthreads();
+    float dth = dt[(size_t)b * g.H + h], decay = __expf(dth * w.A[h]), Dh = w.D[h];
+    S *state = (S *)ssm_states[b] + (((size_t)l * g.H + h) * g.P) * g.N;
+    const int lanes_per_row = g.N / 32, items = g.P * lanes_per_row;
+    for (int it = threadIdx.x; it < items + ((items % 32) ? 32 - items % 32 : 0); it += blockDim.x) {
+        int p = it / lanes_per_row, n0 = (it % lanes_per_row) * 32;
+        bool live = it < items;
+        float acc = 0, x = 0;
+        if (live) {
+            float v[32];
+            S *sp = state + (size_t)p * g.N + n0;
+            load32(sp, v);
+            x = row[h * g.P + p];
+            float xdt = x * dth;
+#pragma unroll
+            for (int k = 0; k < 32; k++) {
+                v[k] = decay * v[k] + xdt * sm[n0 + k];
+                acc += v[k] * sm[g.N + n0 + k];
+            }
+            store32(sp, v);
+        }
+        for (int o = lanes_per_row / 2; o > 0; o >>= 1) acc += __shfl_xor_sync(0xffffffffu, acc, o);
+        if (live && n0 == 0) {
+            float z = zxbcdt[(size_t)b * g.d_in_proj + h * g.P + p];
+            y[(size_t)b * g.d_in + h * g.P + p] = (acc + Dh * x) * silu_f(z);
+        }
+    }
+}
+
+/* Any N: 4 warps over the rows, lanes over N, one value at a time. */
 __device__ __forceinline__ float load_state(const float *p) { return *p; }
 __device__ __forceinline__ float load_state(const bf16 *p) { return __bfloat162float(*p); }
 __device__ __forceinline__ void store_state(float *p, float v) { *p = v; }
 __device__ __forceinline__ void store_state(bf16 *p, float v) { *p = __float2bfloat16(v); }
 
-/* One block per (head, sequence), 4 warps over the P rows of S_h, lanes over N:
- *   S = exp(dt·A) S + dt·x Bᵀ;   y = (S C + D x) · silu(z). */
 template <typename S>
-__global__ void ssd_step_kernel(GpuDims g, GpuLayer w, const float *xbc, const float *dt, const float *zxbcdt,
-                                void *const *ssm_states, int l, float *y) {
+__global__ void ssd_step_any_kernel(GpuDims g, GpuLayer w, const float *xbc, const float *dt, const float *zxbcdt,
+                                    void *const *ssm_states, int l, float *y) {
     int h = blockIdx.x, b = blockIdx.y, grp = h / (g.H / g.G);
     int warp = threadIdx.x >> 5, lane = threadIdx.x & 31, nwarps = blockDim.x >> 5;
     extern __shared__ float sm[]; /* B [N] | C [N] */
@@ -198,15 +300,13 @@ __global__ void ssd_step_kernel(GpuDims g, GpuLayer w, const float *xbc, const f
     __syncthreads();
     float dth = dt[(size_t)b * g.H + h], decay = __expf(dth * w.A[h]), Dh = w.D[h];
     S *state = (S *)ssm_states[b] + (((size_t)l * g.H + h) * g.P) * g.N;
-    const float *Bv = sm, *Cv = sm + g.N;
-#pragma unroll 4
     for (int p = warp; p < g.P; p += nwarps) {
         float x = row[h * g.P + p], xdt = x * dth, acc = 0;
         S *srow = state + (size_t)p * g.N;
         for (int n = lane; n < g.N; n += 32) {
-            float s = decay * load_state(srow + n) + xdt * Bv[n];
+            float s = decay * load_state(srow + n) + xdt * sm[n];
             store_state(srow + n, s);
-            acc += s * Cv[n];
+            acc += s * sm[g.N + n];
         }
         acc = warp_sum(acc);
         if (lane == 0) {
@@ -220,6 +320,10 @@ void launch_ssd_step(const GpuDims &g, const GpuLayer &w, const float *xbc, cons
                      void *const *ssm_states, int ssm_bf16, int l, int nb, float *y, cudaStream_t s) {
     dim3 grid(g.H, nb);
     size_t smem = 2 * g.N * sizeof(float);
-    if (ssm_bf16) ssd_step_kernel<bf16><<<grid, 128, smem, s>>>(g, w, xbc, dt, zxbcdt, ssm_states, l, y);
-    else ssd_step_kernel<float><<<grid, 128, smem, s>>>(g, w, xbc, dt, zxbcdt, ssm_states, l, y);
+    int lpr = g.N / 32;
+    bool fast = g.N % 32 == 0 && lpr <= 32 && (lpr & (lpr - 1)) == 0;
+    if (fast && ssm_bf16) ssd_step_kernel<bf16><<<grid, 256, smem, s>>>(g, w, xbc, dt, zxbcdt, ssm_states, l, y);
+    else if (fast) ssd_step_kernel<float><<<grid, 256, smem, s>>>(g, w, xbc, dt, zxbcdt, ssm_states, l, y);
+    else if (ssm_bf16) ssd_step_any_kernel<bf16><<<grid, 128, smem, s>>>(g, w, xbc, dt, zxbcdt, ssm_states, l, y);
+    else ssd_step_any_kernel<float><<<grid, 128, smem, s>>>(g, w, xbc, dt, zxbcdt, ssm_states, l, y);
 }

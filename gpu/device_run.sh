@@ -23,7 +23,7 @@ if has test; then
 fi
 if has sanitize; then
     log "compute-sanitizer memcheck on the GPU suite"
-    timeout 400 compute-sanitizer --tool memcheck --print-limit 20 "$BIN/run_tests" gpu > "$OUT/sanitizer.log" 2>&1
+    timeout 300 compute-sanitizer --tool memcheck --print-limit 20 "$BIN/run_tests" gpu > "$OUT/sanitizer.log" 2>&1
     echo "exit $?"; grep -E "ERROR SUMMARY|Run Summary|asserts|tests " "$OUT/sanitizer.log" | tail -5
 fi
 if has kernels; then
@@ -38,13 +38,15 @@ if has model || has hf; then
     "$BIN/mamba2" info "$CK" | grep -E "parameters|weights|state"
 fi
 if has model; then
-    log "7B on the GPU: prefill 4096 tokens then 64 greedy tokens"
-    IDS=$(python3 -c "import random; random.seed(1); print(' '.join(str(random.randrange(3, 32768)) for _ in range(4096)))")
-    timeout 300 "$BIN/mamba2" generate "$CK" --backend gpu --ids "$IDS" -n 64 2>&1 >/dev/null | tee "$OUT/generate.txt"
-    timeout 300 "$BIN/mamba2" bench "$CK" --backend gpu --roofline 2>&1 | tee "$OUT/bench.txt" || true
+    log "7B on the GPU, fp32 states: prefill, decode at batch 1/4/64, long contexts, memory caps"
+    timeout 400 "$BIN/bench_model" "$CK" --backend gpu --prompt-len 4096 --gen-len 64 --batch 1,4,64 \
+        --positions 1024,4096,16384,65536 --mem-limit 24,72 --json "$OUT/bench_fp32.json" 2>&1 | tee "$OUT/bench_fp32.txt"
+    log "7B on the GPU, bf16 states"
+    timeout 300 "$BIN/bench_model" "$CK" --backend gpu --state-bf16 --prompt-len 4096 --gen-len 64 --batch 64,256 \
+        --mem-limit 24,72 --json "$OUT/bench_bf16.json" 2>&1 | tee "$OUT/bench_bf16.txt"
 fi
 if has hf; then
     log "Hugging Face transformers on the same checkpoint"
-    timeout 400 python3 bench/hf_mamba2.py "$CK" 2>&1 | tee "$OUT/hf.txt" | tail -15
+    timeout 400 python3 bench/hf_mamba2.py "$CK" --prompt-len 2048 2>&1 | tee "$OUT/hf.txt" | tail -15
 fi
 log done

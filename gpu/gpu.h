@@ -31,9 +31,11 @@ int mamba2_gpu_ssd_chunked(SSDDims d, int Q, const float *x, const float *dt, co
 
 /**
  * @brief Time the prefill SSD kernels on device-resident random inputs of the given shape.
+ * @param parts_ms if not NULL, receives the median time of each of the five kernels
+ *        (cumsum, C·Bᵀ, chunk states, state passing, chunk scan)
  * @return milliseconds per call (median of @p reps), or a negative value on failure.
  */
-double mamba2_gpu_time_ssd_chunked(SSDDims d, int Q, int reps, Mamba2Error *err);
+double mamba2_gpu_time_ssd_chunked(SSDDims d, int Q, int reps, double parts_ms[5], Mamba2Error *err);
 
 /**
  * @brief The decode matrix-vector kernel alone: out[b][r] = Σ_c W[r][c] x[b][c].

@@ -22,7 +22,7 @@ void launch_rmsnorm_bf16(const float *h, const float *w, int T, int d, float eps
 /**
  * Causal depthwise conv + SiLU over the xBC columns of in_proj's output (prefill):
  * xbc[t][c] = silu(b_c + Σ_k w[c][k] · in_c(t − K + 1 + k)), in_c(j < 0) from the conv state.
- * zxbcdt [T, d_in_proj] bf16, conv_state [conv_dim, K−1], xbc [T, conv_dim] bf16.
+ * zxbcdt [T, d_in + conv_dim] bf16 (= [z | xBC]), conv_state [conv_dim, K−1], xbc [T, conv_dim] bf16.
  */
 void launch_conv_prefill(const GpuDims &g, const bf16 *zxbcdt, const float *conv_state, const GpuLayer &w, int T,
                          bf16 *xbc, cudaStream_t s);
@@ -30,12 +30,13 @@ void launch_conv_prefill(const GpuDims &g, const bf16 *zxbcdt, const float *conv
 /** conv_state ← the last K−1 conv inputs (old state followed by this call's T inputs). */
 void launch_conv_state_update(const GpuDims &g, const bf16 *zxbcdt, float *conv_state, int T, cudaStream_t s);
 
-/** dt[h][t] = clamp(softplus(dt_raw[t][h] + dt_bias[h]), dt_min, dt_max):  dt [H, T] fp32. */
-void launch_dt_prefill(const GpuDims &g, const bf16 *zxbcdt, const float *dt_bias, int T, float *dt, cudaStream_t s);
+/** dt[h][t] = clamp(softplus(dt_raw[t][h] + dt_bias[h]), dt_min, dt_max):  dt_raw [T, H], dt [H, T] fp32. */
+void launch_dt_prefill(const GpuDims &g, const float *dt_raw, const float *dt_bias, int T, float *dt, cudaStream_t s);
 
 /**
  * Grouped gated RMSNorm, gate first: g = y · silu(z); out = g / sqrt(mean_group(g²) + eps) · w,
- * each group of d_in/G channels normalised separately.  y [T, d_in] fp32, z = zxbcdt[:, :d_in], out bf16.
+ * each group of d_in/G channels normalised separately.  y [T, d_in] fp32, z = the first d_in columns of
+ * the prefill's [z | xBC] [T, d_in + conv_dim], out bf16.
  * With @p gate = 0, y is taken as already gated (z unused).
  */
 void launch_gated_norm_bf16(const GpuDims &g, const float *y, const bf16 *z_bf16, const float *z_f32, int gate,
@@ -59,10 +60,14 @@ SSDWork ssd_work_carve(const GpuDims &g, int T, void *base);
  * y = SSD(x, dt, A, B, C) + D·x from the initial state @p ssm_state [H, P, N], which is
  * replaced by the final state. x = xbc[:, :d_in] as [T, H, P]; B, C = the next two G·N
  * column blocks of xbc (row stride conv_dim); dt [H, T] (after softplus); y [T, d_in] fp32.
- * @p ssm_bf16 selects a bf16 state array instead of fp32.
+ * @p ssm_bf16 selects a bf16 state array instead of fp32. @p marks, when given, receives six events
+ * recorded around the five kernels (for the benchmark's breakdown).
  */
 void launch_ssd_chunked(const GpuDims &g, const bf16 *xbc, const float *dt, const float *A, const float *D, int T,
-                        void *ssm_state, int ssm_bf16, SSDWork w, float *y, cudaStream_t s);
+                        void *ssm_state, int ssm_bf16, SSDWork w, float *y, cudaStream_t s, cudaEvent_t *marks = NULL);
+
+/** 1 when the chunked-SSD kernels handle these sizes (chunk ≤ 256, P ≤ 128, N ≤ 256, P·N ≤ 32 tiles of 16²). */
+int ssd_chunked_supported(const GpuDims &g);
 
 /* ---- decode.cu: one token for each of B sequences */
 

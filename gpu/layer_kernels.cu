@@ -39,18 +39,19 @@ __global__ void conv_prefill_kernel(GpuDims g, const bf16 *zxbcdt, const float *
     int t0 = blockIdx.y * TOKENS_PER_THREAD;
     if (c >= g.conv_dim) return;
     int K = g.K;
-    const bf16 *in = zxbcdt + g.d_in + c; /* column c of xBC, row stride d_in_proj */
+    const int ld = g.d_in + g.conv_dim;   /* zxbcdt holds [z | xBC] per token */
+    const bf16 *in = zxbcdt + g.d_in + c; /* column c of xBC */
     float win[MAX_K], wk[MAX_K];
     for (int k = 0; k < K; k++) wk[k] = w.conv_w[(size_t)c * K + k];
     /* window = inputs t0−K+1 .. t0−1 (from the conv state before the sequence continues) */
     for (int k = 0; k < K - 1; k++) {
         int j = t0 - (K - 1) + k;
-        win[k] = j >= 0 ? __bfloat162float(in[(size_t)j * g.d_in_proj]) : conv_state[(size_t)c * (K - 1) + (K - 1) + j];
+        win[k] = j >= 0 ? __bfloat162float(in[(size_t)j * ld]) : conv_state[(size_t)c * (K - 1) + (K - 1) + j];
     }
     float bias = w.conv_b[c];
     int t1 = min(T, t0 + TOKENS_PER_THREAD);
     for (int t = t0; t < t1; t++) {
-        win[K - 1] = __bfloat162float(in[(size_t)t * g.d_in_proj]);
+        win[K - 1] = __bfloat162float(in[(size_t)t * ld]);
         float acc = bias;
         for (int k = 0; k < K; k++) acc += wk[k] * win[k];
         xbc[(size_t)t * g.conv_dim + c] = __float2bfloat16(silu_f(acc));
@@ -72,7 +73,7 @@ __global__ void conv_state_update_kernel(GpuDims g, const bf16 *zxbcdt, float *c
     float *st = conv_state + (size_t)c * K1;
     for (int k = 0; k < K1; k++) {
         int j = T + k; /* index in the window */
-        st[k] = j >= K1 ? __bfloat162float(zxbcdt[(size_t)(j - K1) * g.d_in_proj + g.d_in + c]) : st[j];
+        st[k] = j >= K1 ? __bfloat162float(zxbcdt[(size_t)(j - K1) * (g.d_in + g.conv_dim) + g.d_in + c]) : st[j];
     }
 }
 
@@ -81,16 +82,16 @@ void launch_conv_state_update(const GpuDims &g, const bf16 *zxbcdt, float *conv_
 }
 
 /* dt[h][t] = clamp(softplus(raw[t][h] + bias[h]), dt_min, dt_max) */
-__global__ void dt_prefill_kernel(GpuDims g, const bf16 *zxbcdt, const float *dt_bias, int T, float *dt) {
+__global__ void dt_prefill_kernel(GpuDims g, const float *dt_raw, const float *dt_bias, int T, float *dt) {
     int i = blockIdx.x * blockDim.x + threadIdx.x;
     if (i >= T * g.H) return;
     int t = i / g.H, h = i % g.H;
-    float v = softplus_f(__bfloat162float(zxbcdt[(size_t)t * g.d_in_proj + g.d_in + g.conv_dim + h]) + dt_bias[h]);
+    float v = softplus_f(dt_raw[i] + dt_bias[h]);
     dt[(size_t)h * T + t] = fminf(fmaxf(v, g.dt_min), g.dt_max);
 }
 
-void launch_dt_prefill(const GpuDims &g, const bf16 *zxbcdt, const float *dt_bias, int T, float *dt, cudaStream_t s) {
-    dt_prefill_kernel<<<(T * g.H + 255) / 256, 256, 0, s>>>(g, zxbcdt, dt_bias, T, dt);
+void launch_dt_prefill(const GpuDims &g, const float *dt_raw, const float *dt_bias, int T, float *dt, cudaStream_t s) {
+    dt_prefill_kernel<<<(T * g.H + 255) / 256, 256, 0, s>>>(g, dt_raw, dt_bias, T, dt);
 }
 
 /* One block per (token, group): g = y·silu(z); out = g / sqrt(mean(g²) + eps) · w over the group. */
@@ -98,7 +99,7 @@ __global__ void gated_norm_kernel(GpuDims g, const float *y, const bf16 *z_bf16,
                                   const float *w, bf16 *out) {
     int t = blockIdx.x, grp = blockIdx.y, gs = g.d_in / g.G;
     size_t row = (size_t)t * g.d_in, off = (size_t)grp * gs;
-    size_t zrow = (size_t)t * g.d_in_proj; /* z is the first d_in columns of in_proj's output */
+    size_t zrow = (size_t)t * (g.d_in + g.conv_dim); /* z: the first d_in columns of [z | xBC] */
     extern __shared__ float gated[];       /* [gs] */
     float ss = 0;
     for (int i = threadIdx.x; i < gs; i += blockDim.x) {

@@ -21,7 +21,9 @@
 using namespace nvcuda;
 
 #define TILE 64       /* rows of t (and s) per tile */
-#define MAX_FRAGS 8   /* accumulator fragments per warp */
+#define PAD 8         /* bf16 elements added to every shared-memory row: no bank conflicts */
+#define MAX_FRAGS 4   /* accumulator fragments per warp (8 warps) */
+#define MAX_Q 256     /* longest chunk the kernels hold in shared memory */
 
 typedef wmma::fragment<wmma::accumulator, 16, 16, 16, float> AccFrag;
 
@@ -33,6 +35,26 @@ __device__ __forceinline__ char *carve(char *&p, size_t bytes) {
 }
 
 static size_t carve_size(size_t bytes) { return (bytes + 127) & ~(size_t)127; }
+
+/* dst[r][k] (row pitch ld_dst) = src[r * ld_src + k] for r < rows_valid and k < cols_valid, zero
+ * elsewhere in [rows) x [cols). Sixteen bytes at a time when the shapes allow it. */
+__device__ void load_tile(bf16 *dst, int ld_dst, const bf16 *src, size_t ld_src, int rows, int cols, int rows_valid,
+                          int cols_valid) {
+    if (((cols_valid | (int)ld_src | ld_dst | cols) & 7) == 0 && ((uintptr_t)src & 15) == 0) {
+        int c8 = cols >> 3;
+        for (int i = threadIdx.x; i < rows * c8; i += blockDim.x) {
+            int r = i / c8, k = (i - r * c8) * 8;
+            uint4 v = make_uint4(0, 0, 0, 0);
+            if (r < rows_valid && k < cols_valid) v = *(const uint4 *)(src + (size_t)r * ld_src + k);
+            *(uint4 *)(dst + r * ld_dst + k) = v;
+        }
+    } else {
+        for (int i = threadIdx.x; i < rows * cols; i += blockDim.x) {
+            int r = i / cols, k = i - r * cols;
+            dst[r * ld_dst + k] = (r < rows_valid && k < cols_valid) ? src[(size_t)r * ld_src + k] : __float2bfloat16(0.0f);
+        }
+    }
+}
 
 /* ------------------------------------------------------------------ 0. cumsum */
 
@@ -56,41 +78,35 @@ __global__ void ssd_cumsum_kernel(const float *dt, const float *A, int T, int Q,
 
 /* ------------------------------------------------------------------ 1. CB = C Bᵀ per chunk and group */
 
-/* Load rows [r0, r0 + TILE) of an [T, *] bf16 matrix (columns col0 .. col0 + n) into smem [TILE][ld],
- * zero outside [0, rmax) and beyond n. */
-__device__ void load_rows_bf16(bf16 *dst, int ld, const bf16 *src, size_t src_ld, int r0, int rmax, int col0, int n) {
-    for (int i = threadIdx.x; i < TILE * ld; i += blockDim.x) {
-        int r = i / ld, k = i % ld;
-        dst[i] = (r0 + r < rmax && k < n) ? src[(size_t)(r0 + r) * src_ld + col0 + k] : __float2bfloat16(0.0f);
-    }
-}
-
+/* One block (4 warps) per (chunk, group, t-tile): CB[t][s] for the tiles on or below the diagonal. */
 __global__ void ssd_cb_kernel(GpuDims g, const bf16 *xbc, int T, int Qp, float *cb) {
     int c = blockIdx.x, grp = blockIdx.y, ti = blockIdx.z;
     int t0 = c * g.Q, len = min(g.Q, T - t0);
     if (ti * TILE >= len) return;
-    int Np = round_up(g.N, 16), warp = threadIdx.x >> 5;
+    int Np = round_up(g.N, 16), ld = Np + PAD, warp = threadIdx.x >> 5;
     extern __shared__ __align__(128) char smem[];
     char *p = smem;
-    bf16 *Cs = (bf16 *)carve(p, TILE * Np * sizeof(bf16)); /* [TILE t][Np] */
-    bf16 *Bs = (bf16 *)carve(p, TILE * Np * sizeof(bf16)); /* [TILE s][Np] */
-    const bf16 *Bcol = xbc + g.d_in, *Ccol = xbc + g.d_in + g.G * g.N;
-    load_rows_bf16(Cs, Np, Ccol + (size_t)t0 * g.conv_dim, g.conv_dim, ti * TILE, len, grp * g.N, g.N);
+    bf16 *Cs = (bf16 *)carve(p, TILE * ld * sizeof(bf16)); /* [TILE t][Np] */
+    bf16 *Bs = (bf16 *)carve(p, TILE * ld * sizeof(bf16)); /* [TILE s][Np] */
+    const bf16 *rows = xbc + (size_t)t0 * g.conv_dim;
+    load_tile(Cs, ld, rows + (size_t)ti * TILE * g.conv_dim + g.d_in + g.G * g.N + grp * g.N, g.conv_dim, TILE, Np,
+              len - ti * TILE, g.N);
     float *out = cb + ((size_t)c * g.G + grp) * Qp * Qp;
     for (int si = 0; si <= ti; si++) { /* only tiles on or below the diagonal are ever used */
         __syncthreads();
-        load_rows_bf16(Bs, Np, Bcol + (size_t)t0 * g.conv_dim, g.conv_dim, si * TILE, len, grp * g.N, g.N);
+        load_tile(Bs, ld, rows + (size_t)si * TILE * g.conv_dim + g.d_in + grp * g.N, g.conv_dim, TILE, Np,
+                  len - si * TILE, g.N);
         __syncthreads();
         AccFrag acc[TILE / 16];
 #pragma unroll
         for (int f = 0; f < TILE / 16; f++) wmma::fill_fragment(acc[f], 0.0f);
         for (int k = 0; k < Np; k += 16) {
             wmma::fragment<wmma::matrix_a, 16, 16, 16, bf16, wmma::row_major> a;
-            wmma::load_matrix_sync(a, Cs + warp * 16 * Np + k, Np);
+            wmma::load_matrix_sync(a, Cs + warp * 16 * ld + k, ld);
 #pragma unroll
-            for (int f = 0; f < TILE / 16; f++) { /* Bᵀ: B rows are the columns of the product */
+            for (int f = 0; f < TILE / 16; f++) { /* Bᵀ: the rows of B are the columns of the product */
                 wmma::fragment<wmma::matrix_b, 16, 16, 16, bf16, wmma::col_major> b;
-                wmma::load_matrix_sync(b, Bs + f * 16 * Np + k, Np);
+                wmma::load_matrix_sync(b, Bs + f * 16 * ld + k, ld);
                 wmma::mma_sync(acc[f], a, b, acc[f]);
             }
         }
@@ -103,19 +119,22 @@ __global__ void ssd_cb_kernel(GpuDims g, const bf16 *xbc, int T, int Qp, float *
 
 /* ------------------------------------------------------------------ 2. chunk states */
 
-/* states[c][h][p][n] = Σ_s x_s[p] · exp(cum_end − cum_s) dt_s B_s[n]   (Xᵀ · B̃, 8 warps) */
-__global__ void ssd_chunk_state_kernel(GpuDims g, const bf16 *xbc, const float *dt, const float *cum, int T,
-                                       float *states) {
+/* One block (8 warps) per (chunk, head):
+ * states[c][h][p][n] = Σ_s x_s[p] · exp(cum_end − cum_s) dt_s B_s[n]   (Xᵀ · B̃, s in tiles of 64) */
+__global__ void __launch_bounds__(256) ssd_chunk_state_kernel(GpuDims g, const bf16 *xbc, const float *dt,
+                                                              const float *cum, int T, float *states) {
     int c = blockIdx.x, h = blockIdx.y, grp = h / (g.H / g.G);
     int t0 = c * g.Q, len = min(g.Q, T - t0);
-    int Pp = round_up(g.P, 16), Np = round_up(g.N, 16), warp = threadIdx.x >> 5, nwarps = blockDim.x >> 5;
-    int pf = Pp / 16, nf = Np / 16, nfrag = pf * nf;
+    int Pp = round_up(g.P, 16), Np = round_up(g.N, 16), ldx = Pp + PAD, ldb = Np + PAD;
+    int warp = threadIdx.x >> 5, pf = Pp / 16, nf = Np / 16, nfrag = pf * nf;
     extern __shared__ __align__(128) char smem[];
     char *p = smem;
-    bf16 *Xs = (bf16 *)carve(p, TILE * Pp * sizeof(bf16));    /* [TILE s][Pp] */
-    bf16 *Bs = (bf16 *)carve(p, TILE * Np * sizeof(bf16));    /* [TILE s][Np], scaled */
-    float *stage = (float *)carve(p, (size_t)Pp * Np * 4);     /* [Pp][Np] */
+    bf16 *Xs = (bf16 *)carve(p, TILE * ldx * sizeof(bf16)); /* [TILE s][Pp] */
+    bf16 *Bs = (bf16 *)carve(p, TILE * ldb * sizeof(bf16)); /* [TILE s][Np], scaled by w_s */
+    float *wts = (float *)carve(p, TILE * sizeof(float));   /* [TILE] w_s = exp(cum_end − cum_s) dt_s */
+    float *stage = (float *)p;                               /* [Pp][Np + 4] when the output needs staging */
     const float *cum_h = cum + (size_t)h * T + t0, *dt_h = dt + (size_t)h * T + t0;
+    const bf16 *rows = xbc + (size_t)t0 * g.conv_dim;
     float cum_end = cum_h[len - 1];
 
     AccFrag acc[MAX_FRAGS];
@@ -123,39 +142,51 @@ __global__ void ssd_chunk_state_kernel(GpuDims g, const bf16 *xbc, const float *
     for (int i = 0; i < MAX_FRAGS; i++) wmma::fill_fragment(acc[i], 0.0f);
     for (int s0 = 0; s0 < len; s0 += TILE) {
         __syncthreads();
-        load_rows_bf16(Xs, Pp, xbc + (size_t)t0 * g.conv_dim, g.conv_dim, s0, len, h * g.P, g.P);
-        for (int i = threadIdx.x; i < TILE * Np; i += blockDim.x) {
-            int s = i / Np, n = i % Np;
-            float v = 0;
-            if (s0 + s < len && n < g.N)
-                v = __bfloat162float(xbc[(size_t)(t0 + s0 + s) * g.conv_dim + g.d_in + grp * g.N + n]) *
-                    __expf(cum_end - cum_h[s0 + s]) * dt_h[s0 + s];
-            Bs[i] = __float2bfloat16(v);
+        for (int s = threadIdx.x; s < TILE; s += blockDim.x)
+            wts[s] = s0 + s < len ? __expf(cum_end - cum_h[s0 + s]) * dt_h[s0 + s] : 0.0f;
+        load_tile(Xs, ldx, rows + (size_t)s0 * g.conv_dim + h * g.P, g.conv_dim, TILE, Pp, len - s0, g.P);
+        load_tile(Bs, ldb, rows + (size_t)s0 * g.conv_dim + g.d_in + grp * g.N, g.conv_dim, TILE, Np, len - s0, g.N);
+        __syncthreads();
+        for (int i = threadIdx.x; i < TILE * Np; i += blockDim.x) { /* B̃_s = w_s B_s */
+            int s = i / Np, n = i - s * Np;
+            Bs[s * ldb + n] = __float2bfloat16(__bfloat162float(Bs[s * ldb + n]) * wts[s]);
         }
         __syncthreads();
 #pragma unroll
         for (int i = 0; i < MAX_FRAGS; i++) {
-            int f = warp + i * nwarps;
+            int f = warp + i * 8;
             if (f >= nfrag) break;
             int fp = f / nf, fn = f % nf;
+#pragma unroll
             for (int k = 0; k < TILE; k += 16) {
                 wmma::fragment<wmma::matrix_a, 16, 16, 16, bf16, wmma::col_major> a; /* Xᵀ */
                 wmma::fragment<wmma::matrix_b, 16, 16, 16, bf16, wmma::row_major> b;
-                wmma::load_matrix_sync(a, Xs + k * Pp + fp * 16, Pp);
-                wmma::load_matrix_sync(b, Bs + k * Np + fn * 16, Np);
+                wmma::load_matrix_sync(a, Xs + k * ldx + fp * 16, ldx);
+                wmma::load_matrix_sync(b, Bs + k * ldb + fn * 16, ldb);
                 wmma::mma_sync(acc[i], a, b, acc[i]);
             }
         }
     }
+    float *out = states + ((size_t)c * g.H + h) * g.P * g.N;
+    if (g.P == Pp && g.N == Np) { /* exact tiles: straight to global memory */
 #pragma unroll
-    for (int i = 0; i < MAX_FRAGS; i++) {
-        int f = warp + i * nwarps;
-        if (f >= nfrag) break;
-        wmma::store_matrix_sync(stage + (f / nf) * 16 * Np + (f % nf) * 16, acc[i], Np, wmma::mem_row_major);
+        for (int i = 0; i < MAX_FRAGS; i++) {
+            int f = warp + i * 8;
+            if (f >= nfrag) break;
+            wmma::store_matrix_sync(out + (f / nf) * 16 * g.N + (f % nf) * 16, acc[i], g.N, wmma::mem_row_major);
+        }
+        return;
     }
     __syncthreads();
-    float *out = states + ((size_t)c * g.H + h) * g.P * g.N;
-    for (int i = threadIdx.x; i < g.P * g.N; i += blockDim.x) out[i] = stage[(i / g.N) * Np + i % g.N];
+    int lds = Np + 4;
+#pragma unroll
+    for (int i = 0; i < MAX_FRAGS; i++) {
+        int f = warp + i * 8;
+        if (f >= nfrag) break;
+        wmma::store_matrix_sync(stage + (f / nf) * 16 * lds + (f % nf) * 16, acc[i], lds, wmma::mem_row_major);
+    }
+    __syncthreads();
+    for (int i = threadIdx.x; i < g.P * g.N; i += blockDim.x) out[i] = stage[(i / g.N) * lds + i % g.N];
 }
 
 /* ------------------------------------------------------------------ 3. state passing */
@@ -179,93 +210,94 @@ __global__ void ssd_state_passing_kernel(GpuDims g, const float *cum, int T, int
 
 /* ------------------------------------------------------------------ 4. chunk scan */
 
-__global__ void ssd_chunk_scan_kernel(GpuDims g, const bf16 *xbc, const float *dt, const float *cum, const float *cb,
-                                      int Qp, const float *states, const float *D, int T, float *y) {
-    int c = blockIdx.x, h = blockIdx.y, ti = blockIdx.z, grp = h / (g.H / g.G);
-    int t0 = c * g.Q, len = min(g.Q, T - t0);
-    if (ti * TILE >= len) return;
-    int Pp = round_up(g.P, 16), Np = round_up(g.N, 16), warp = threadIdx.x >> 5, pf = Pp / 16;
+/* One block (8 warps) per (chunk, head); X of the whole chunk and the entering state are loaded
+ * once, then for each tile of 64 output rows t:
+ *   y_t = Σ_{s ≤ t} M[t][s] x_s + C̃_t · S_cᵀ + D x_t,
+ *   M[t][s] = CB[t][s] exp(cum_t − cum_s) dt_s (diagonal block),  C̃_t = exp(cum_t) C_t. */
+__global__ void __launch_bounds__(256) ssd_chunk_scan_kernel(GpuDims g, const bf16 *xbc, const float *dt,
+                                                             const float *cum, const float *cb, int Qp,
+                                                             const float *states, const float *D, int T, float *y) {
+    int c = blockIdx.x, h = blockIdx.y, grp = h / (g.H / g.G);
+    int t0 = c * g.Q, len = min(g.Q, T - t0), rows_p = round_up(len, TILE);
+    int Pp = round_up(g.P, 16), Np = round_up(g.N, 16), ldx = Pp + PAD, ldn = Np + PAD, ldm = rows_p + PAD;
+    int warp = threadIdx.x >> 5, pf = Pp / 16, nfrag = 4 * pf;
     extern __shared__ __align__(128) char smem[];
     char *p = smem;
-    bf16 *Ms = (bf16 *)carve(p, TILE * TILE * sizeof(bf16));  /* [TILE t][TILE s] masked, decayed C Bᵀ dt */
-    bf16 *Xs = (bf16 *)carve(p, TILE * Pp * sizeof(bf16));    /* [TILE s][Pp] */
-    bf16 *Cs = (bf16 *)carve(p, TILE * Np * sizeof(bf16));    /* [TILE t][Np]  exp(cum_t) C_t */
-    bf16 *Ss = (bf16 *)carve(p, (size_t)Pp * Np * sizeof(bf16)); /* [Pp][Np]  entering state */
-    float *stage = (float *)carve(p, (size_t)TILE * Pp * 4);   /* [TILE t][Pp] */
-    const float *cum_h = cum + (size_t)h * T + t0, *dt_h = dt + (size_t)h * T + t0;
+    bf16 *Xs = (bf16 *)carve(p, (size_t)rows_p * ldx * sizeof(bf16)); /* [len][Pp]  x of the chunk */
+    bf16 *Ss = (bf16 *)carve(p, (size_t)Pp * ldn * sizeof(bf16));     /* [Pp][Np]   entering state S_c */
+    bf16 *Cs = (bf16 *)carve(p, (size_t)TILE * ldn * sizeof(bf16));   /* [TILE][Np] exp(cum_t) C_t */
+    bf16 *Ms = (bf16 *)carve(p, (size_t)TILE * ldm * sizeof(bf16));   /* [TILE][len] M rows; then the output stage */
+    float *cum_s = (float *)carve(p, (size_t)rows_p * sizeof(float)); /* [len] */
+    float *dt_s = (float *)carve(p, (size_t)rows_p * sizeof(float));  /* [len] */
+    float *stage = (float *)Ms;                                       /* [TILE][Pp + 4] */
+    const bf16 *rows = xbc + (size_t)t0 * g.conv_dim;
     const float *cb_c = cb + ((size_t)c * g.G + grp) * Qp * Qp;
-    int tr0 = ti * TILE;
+    const float *S = states + ((size_t)c * g.H + h) * g.P * g.N;
+    float Dh = D ? D[h] : 0.0f;
 
-    AccFrag acc[MAX_FRAGS];
-#pragma unroll
-    for (int i = 0; i < MAX_FRAGS; i++) wmma::fill_fragment(acc[i], 0.0f);
-
-    /* Diagonal block: y_t += Σ_{s ≤ t} M[t][s] x_s with M[t][s] = CB[t][s] exp(cum_t − cum_s) dt_s. */
-    for (int si = 0; si <= ti; si++) {
-        int sr0 = si * TILE;
+    for (int t = threadIdx.x; t < len; t += blockDim.x) {
+        cum_s[t] = cum[(size_t)h * T + t0 + t];
+        dt_s[t] = dt[(size_t)h * T + t0 + t];
+    }
+    load_tile(Xs, ldx, rows + h * g.P, g.conv_dim, rows_p, Pp, len, g.P);
+    for (int i = threadIdx.x; i < Pp * Np; i += blockDim.x) {
+        int pp = i / Np, n = i - pp * Np;
+        Ss[pp * ldn + n] = __float2bfloat16(pp < g.P && n < g.N ? S[(size_t)pp * g.N + n] : 0.0f);
+    }
+    for (int tr0 = 0; tr0 < len; tr0 += TILE) {
+        int s_end = tr0 + TILE; /* the diagonal block needs s < s_end (s ≤ t) */
         __syncthreads();
-        for (int i = threadIdx.x; i < TILE * TILE; i += blockDim.x) {
-            int t = tr0 + i / TILE, s = sr0 + i % TILE;
+        load_tile(Cs, ldn, rows + (size_t)tr0 * g.conv_dim + g.d_in + g.G * g.N + grp * g.N, g.conv_dim, TILE, Np,
+                  len - tr0, g.N);
+        for (int i = threadIdx.x; i < TILE * s_end; i += blockDim.x) {
+            int tt = i / s_end, s = i - tt * s_end, t = tr0 + tt;
             float v = 0;
-            if (s <= t && t < len) v = cb_c[(size_t)t * Qp + s] * __expf(cum_h[t] - cum_h[s]) * dt_h[s];
-            Ms[i] = __float2bfloat16(v);
+            if (s <= t && t < len) v = cb_c[(size_t)t * Qp + s] * __expf(cum_s[t] - cum_s[s]) * dt_s[s];
+            Ms[tt * ldm + s] = __float2bfloat16(v);
         }
-        load_rows_bf16(Xs, Pp, xbc + (size_t)t0 * g.conv_dim, g.conv_dim, sr0, len, h * g.P, g.P);
         __syncthreads();
-        for (int k = 0; k < TILE; k += 16) {
-            wmma::fragment<wmma::matrix_a, 16, 16, 16, bf16, wmma::row_major> a;
-            wmma::load_matrix_sync(a, Ms + warp * 16 * TILE + k, TILE);
+        for (int i = threadIdx.x; i < TILE * Np; i += blockDim.x) { /* C̃_t = exp(cum_t) C_t */
+            int tt = i / Np, n = i - tt * Np;
+            float e = tr0 + tt < len ? __expf(cum_s[tr0 + tt]) : 0.0f;
+            Cs[tt * ldn + n] = __float2bfloat16(__bfloat162float(Cs[tt * ldn + n]) * e);
+        }
+        __syncthreads();
+        AccFrag acc[MAX_FRAGS];
 #pragma unroll
-            for (int f = 0; f < MAX_FRAGS; f++) {
-                if (f >= pf) break;
+        for (int i = 0; i < MAX_FRAGS; i++) {
+            int f = warp + i * 8;
+            if (f >= nfrag) break;
+            int rg = f & 3, cf = f >> 2;
+            wmma::fill_fragment(acc[i], 0.0f);
+            for (int k = 0; k < s_end; k += 16) { /* M · X */
+                wmma::fragment<wmma::matrix_a, 16, 16, 16, bf16, wmma::row_major> a;
                 wmma::fragment<wmma::matrix_b, 16, 16, 16, bf16, wmma::row_major> b;
-                wmma::load_matrix_sync(b, Xs + k * Pp + f * 16, Pp);
-                wmma::mma_sync(acc[f], a, b, acc[f]);
+                wmma::load_matrix_sync(a, Ms + rg * 16 * ldm + k, ldm);
+                wmma::load_matrix_sync(b, Xs + k * ldx + cf * 16, ldx);
+                wmma::mma_sync(acc[i], a, b, acc[i]);
+            }
+            for (int k = 0; k < Np; k += 16) { /* + C̃ · Sᵀ */
+                wmma::fragment<wmma::matrix_a, 16, 16, 16, bf16, wmma::row_major> a;
+                wmma::fragment<wmma::matrix_b, 16, 16, 16, bf16, wmma::col_major> b;
+                wmma::load_matrix_sync(a, Cs + rg * 16 * ldn + k, ldn);
+                wmma::load_matrix_sync(b, Ss + cf * 16 * ldn + k, ldn);
+                wmma::mma_sync(acc[i], a, b, acc[i]);
             }
         }
-    }
-
-    /* State to output: y_t += exp(cum_t) C_t · S_c, with S_c the state entering chunk c. */
-    __syncthreads();
-    const float *S = states + ((size_t)c * g.H + h) * g.P * g.N;
-    for (int i = threadIdx.x; i < TILE * Np; i += blockDim.x) {
-        int t = tr0 + i / Np, n = i % Np;
-        float v = 0;
-        if (t < len && n < g.N)
-            v = __bfloat162float(xbc[(size_t)(t0 + t) * g.conv_dim + g.d_in + g.G * g.N + grp * g.N + n]) *
-                __expf(cum_h[t]);
-        Cs[i] = __float2bfloat16(v);
-    }
-    for (int i = threadIdx.x; i < Pp * Np; i += blockDim.x) {
-        int pp = i / Np, n = i % Np;
-        Ss[i] = __float2bfloat16(pp < g.P && n < g.N ? S[(size_t)pp * g.N + n] : 0.0f);
-    }
-    __syncthreads();
-    for (int k = 0; k < Np; k += 16) {
-        wmma::fragment<wmma::matrix_a, 16, 16, 16, bf16, wmma::row_major> a;
-        wmma::load_matrix_sync(a, Cs + warp * 16 * Np + k, Np);
+        __syncthreads(); /* Ms is reused as the output stage */
+        int lds = Pp + 4;
 #pragma unroll
-        for (int f = 0; f < MAX_FRAGS; f++) {
-            if (f >= pf) break;
-            wmma::fragment<wmma::matrix_b, 16, 16, 16, bf16, wmma::col_major> b; /* Sᵀ */
-            wmma::load_matrix_sync(b, Ss + f * 16 * Np + k, Np);
-            wmma::mma_sync(acc[f], a, b, acc[f]);
+        for (int i = 0; i < MAX_FRAGS; i++) {
+            int f = warp + i * 8;
+            if (f >= nfrag) break;
+            wmma::store_matrix_sync(stage + (f & 3) * 16 * lds + (f >> 2) * 16, acc[i], lds, wmma::mem_row_major);
         }
-    }
-#pragma unroll
-    for (int f = 0; f < MAX_FRAGS; f++) {
-        if (f >= pf) break;
-        wmma::store_matrix_sync(stage + warp * 16 * Pp + f * 16, acc[f], Pp, wmma::mem_row_major);
-    }
-    __syncthreads();
-    /* + D x, written out for the valid rows and channels */
-    float Dh = D ? D[h] : 0.0f;
-    for (int i = threadIdx.x; i < TILE * g.P; i += blockDim.x) {
-        int t = tr0 + i / g.P, pp = i % g.P;
-        if (t >= len) continue;
-        size_t row = (size_t)(t0 + t);
-        float x = __bfloat162float(xbc[row * g.conv_dim + h * g.P + pp]);
-        y[row * g.d_in + h * g.P + pp] = stage[(i / g.P) * Pp + pp] + Dh * x;
+        __syncthreads();
+        for (int i = threadIdx.x; i < TILE * g.P; i += blockDim.x) { /* + D x, valid rows and channels */
+            int tt = i / g.P, pp = i - tt * g.P, t = tr0 + tt;
+            if (t >= len) continue;
+            y[(size_t)(t0 + t) * g.d_in + h * g.P + pp] = stage[tt * lds + pp] + Dh * __bfloat162float(Xs[t * ldx + pp]);
+        }
     }
 }
 
@@ -290,14 +322,20 @@ SSDWork ssd_work_carve(const GpuDims &g, int T, void *base) {
     return w;
 }
 
+int ssd_chunked_supported(const GpuDims &g) { return g.Q <= MAX_Q && round_up(g.P, 16) <= 128 && round_up(g.N, 16) <= 256 &&
+                                                     round_up(g.P, 16) / 16 * (round_up(g.N, 16) / 16) <= 8 * MAX_FRAGS; }
+
 void launch_ssd_chunked(const GpuDims &g, const bf16 *xbc, const float *dt, const float *A, const float *D, int T,
-                        void *ssm_state, int ssm_bf16, SSDWork w, float *y, cudaStream_t s) {
+                        void *ssm_state, int ssm_bf16, SSDWork w, float *y, cudaStream_t s, cudaEvent_t *marks) {
     int nc = (T + g.Q - 1) / g.Q, Qp = qp_of(g), tiles = (g.Q + TILE - 1) / TILE;
-    int Pp = round_up(g.P, 16), Np = round_up(g.N, 16);
-    size_t cb_smem = 2 * carve_size(TILE * Np * 2);
-    size_t st_smem = carve_size(TILE * Pp * 2) + carve_size(TILE * Np * 2) + carve_size((size_t)Pp * Np * 4);
-    size_t sc_smem = carve_size(TILE * TILE * 2) + carve_size(TILE * Pp * 2) + carve_size(TILE * Np * 2) +
-                     carve_size((size_t)Pp * Np * 2) + carve_size((size_t)TILE * Pp * 4);
+    int Pp = round_up(g.P, 16), Np = round_up(g.N, 16), rows_p = Qp;
+    size_t cb_smem = 2 * carve_size(TILE * (Np + PAD) * 2);
+    size_t st_smem = carve_size(TILE * (Pp + PAD) * 2) + carve_size(TILE * (Np + PAD) * 2) + carve_size(TILE * 4);
+    if (g.P != Pp || g.N != Np) st_smem += (size_t)Pp * (Np + 4) * 4;
+    size_t ms_bytes = (size_t)TILE * (rows_p + PAD) * 2, stage_bytes = (size_t)TILE * (Pp + 4) * 4;
+    size_t sc_smem = carve_size((size_t)rows_p * (Pp + PAD) * 2) + carve_size((size_t)Pp * (Np + PAD) * 2) +
+                     carve_size((size_t)TILE * (Np + PAD) * 2) + carve_size(ms_bytes > stage_bytes ? ms_bytes : stage_bytes) +
+                     2 * carve_size((size_t)rows_p * 4);
     static bool attrs_set = false;
     if (!attrs_set) { /* allow more than 48 KB of dynamic shared memory (up to the H100's 227 KB) */
         cudaFuncSetAttribute(ssd_cb_kernel, cudaFuncAttributeMaxDynamicSharedMemorySize, 227 * 1024);
@@ -305,13 +343,22 @@ void launch_ssd_chunked(const GpuDims &g, const bf16 *xbc, const float *dt, cons
         cudaFuncSetAttribute(ssd_chunk_scan_kernel, cudaFuncAttributeMaxDynamicSharedMemorySize, 227 * 1024);
         attrs_set = true;
     }
+#define MARK(i) \
+    if (marks) cudaEventRecord(marks[i], s)
+    MARK(0);
     ssd_cumsum_kernel<<<dim3(nc, g.H), 32, 0, s>>>(dt, A, T, g.Q, w.cum);
+    MARK(1);
     ssd_cb_kernel<<<dim3(nc, g.G, tiles), 128, cb_smem, s>>>(g, xbc, T, Qp, w.cb);
+    MARK(2);
     ssd_chunk_state_kernel<<<dim3(nc, g.H), 256, st_smem, s>>>(g, xbc, dt, w.cum, T, w.states);
+    MARK(3);
     size_t n = (size_t)g.H * g.P * g.N;
     if (ssm_bf16)
         ssd_state_passing_kernel<<<(unsigned)((n + 255) / 256), 256, 0, s>>>(g, w.cum, T, nc, w.states, (bf16 *)ssm_state);
     else
         ssd_state_passing_kernel<<<(unsigned)((n + 255) / 256), 256, 0, s>>>(g, w.cum, T, nc, w.states, (float *)ssm_state);
-    ssd_chunk_scan_kernel<<<dim3(nc, g.H, tiles), 128, sc_smem, s>>>(g, xbc, dt, w.cum, w.cb, Qp, w.states, D, T, y);
+    MARK(4);
+    ssd_chunk_scan_kernel<<<dim3(nc, g.H), 256, sc_smem, s>>>(g, xbc, dt, w.cum, w.cb, Qp, w.states, D, T, y);
+    MARK(5);
+#undef MARK
 }

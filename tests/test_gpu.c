@@ -9,7 +9,8 @@
  *
  * Tolerances (DESIGN.md §4): the GPU multiplies bf16 operands (weights, and activations in
  * prefill) with fp32 accumulation, so logits may differ from the reference by up to 2e-2
- * relative L2; kernels that keep fp32 operands are held to fp32 bounds.
+ * relative L2; kernels that keep fp32 operands are held to fp32 bounds. Measured values are
+ * printed; results/gpu.md keeps them.
  */
 #include <CUnit/CUnit.h>
 #include <math.h>
@@ -25,7 +26,12 @@
 #ifdef MAMBA2_HAVE_GPU
 #include "gpu.h"
 
-#define LOGITS_TOL 2e-2 /* bf16 operands against the fp32/double reference */
+#define LOGITS_TOL 2e-2 /* DESIGN.md §4: bf16 GEMMs against the reference, relative L2 over all logits */
+/* The worst single position may be further off: rounding only the four bf16 activations of the
+ * prefill (GEMM inputs/outputs and the SSD operands) in the float64 oracle already gives 2.2e-2 on
+ * the worst row of g8_bf16_long_dtlimit (python3 data/bf16_error_budget.py), so the per-row
+ * bound is that plus margin, and the greedy tokens must still all agree. */
+#define ROW_TOL 3e-2
 #define SSD_BF16_TOL 1e-2 /* the SSD with bf16 x, B, C, masks and entering states */
 
 static float bf16_round(float v) { return mamba2_bf16_to_f32(mamba2_f32_to_bf16(v)); }
@@ -133,11 +139,12 @@ static void test_fixtures(void) {
         Mamba2Error e = {{0}};
         mamba2_state_init(&st, &fx.model.cfg, &e);
         CU_ASSERT_EQUAL(gpu->prefill(gpu, &st, fx.tokens, fx.T, pre, 1, &e), 0);
-        double e_pre = test_max_row_rel_l2(pre, fx.logits, fx.T, V);
+        size_t n_all = (size_t)fx.T * V;
+        double e_pre = test_rel_l2(pre, fx.logits, n_all), e_pre_row = test_max_row_rel_l2(pre, fx.logits, fx.T, V);
         mamba2_state_reset(&st);
         Mamba2State *one = &st;
         for (int t = 0; t < fx.T; t++) CU_ASSERT_EQUAL(gpu->step(gpu, &one, &fx.tokens[t], 1, step + (size_t)t * V, &e), 0);
-        double e_step = test_max_row_rel_l2(step, fx.logits, fx.T, V);
+        double e_step = test_rel_l2(step, fx.logits, n_all), e_step_row = test_max_row_rel_l2(step, fx.logits, fx.T, V);
         /* greedy: prefill then decode */
         mamba2_state_reset(&st);
         gpu->prefill(gpu, &st, fx.tokens, fx.T, lg, 0, &e);
@@ -150,9 +157,12 @@ static void test_fixtures(void) {
             agree++;
             if (gpu->step(gpu, &one, &best, 1, lg, &e)) break;
         }
-        printf("\n    %-28s prefill %.1e  step %.1e  greedy %d/%d", names[i], e_pre, e_step, agree, fx.n_greedy);
+        printf("\n    %-28s prefill %.1e (worst row %.1e)  step %.1e (worst row %.1e)  greedy %d/%d", names[i], e_pre,
+               e_pre_row, e_step, e_step_row, agree, fx.n_greedy);
         CU_ASSERT(e_pre <= LOGITS_TOL);
         CU_ASSERT(e_step <= LOGITS_TOL);
+        CU_ASSERT(e_pre_row <= ROW_TOL);
+        CU_ASSERT(e_step_row <= ROW_TOL);
         CU_ASSERT_EQUAL(agree, fx.n_greedy);
         mamba2_state_free(&st);
         mamba2_backend_destroy(gpu);
