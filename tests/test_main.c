@@ -18,6 +18,8 @@ int main(int argc, char **argv) {
         register_checkpoint_tests,
         register_model_tests,
         register_gpu_tests,
+        register_tokenizer_tests,
+        register_sampler_tests,
     };
     for (size_t i = 0; i < sizeof registrars / sizeof *registrars; i++)
         if (registrars[i]() != 0) {

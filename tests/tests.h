@@ -16,6 +16,10 @@ int register_checkpoint_tests(void);
 int register_model_tests(void);
 /** Register the GPU suite (test_gpu.c); inactive, with the reason printed, without a GPU. */
 int register_gpu_tests(void);
+/** Register the tokenizer suite: golden ids of both reference libraries, chat samples (test_tokenizer.c). */
+int register_tokenizer_tests(void);
+/** Register the sampler suite: greedy, seeds, top-k / top-p / min-p, repetition penalty (test_sampler.c). */
+int register_sampler_tests(void);
 
 /** The run's random seed (from MAMBA2_TEST_SEED, else the clock); printed once. */
 uint64_t test_seed(void);
