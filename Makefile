@@ -6,6 +6,7 @@
 #   make docs       API documentation and guides (Doxygen), warnings are errors
 #
 # Variables: CC, OPT, SANITIZE=1 (ASan + UBSan), GPU=0 (leave out the CUDA code even when nvcc exists),
+#            CPU=0 (leave out the CPU path), BUILD=dir and PROGRAM=path (where objects and the program go),
 #            STATIC_DEPS=1 (link json-c, OpenBLAS, CUnit and OpenMP statically: for machines without them),
 #            CUDA_ARCH (default sm_90a, the H100).
 
@@ -14,16 +15,17 @@ OPT     ?= -O2
 CFLAGS  ?= $(OPT) -g
 CFLAGS  += -std=c99 -D_POSIX_C_SOURCE=200809L -D_DEFAULT_SOURCE -Wall -Wextra -Wshadow -Wno-unused-parameter \
            -Wno-format-truncation -Iref
-BUILD   := build
+BUILD   ?= build
+PROGRAM ?= mamba2
 
 ifeq ($(SANITIZE),1)
   CFLAGS  += -fsanitize=address,undefined -fno-omit-frame-pointer
   LDFLAGS += -fsanitize=address,undefined
-  BUILD   := build-sanitize
+  BUILD   = build-sanitize
 endif
 
 REF_SRC  := $(filter-out ref/main.c,$(wildcard ref/*.c))
-CPU_SRC  := $(wildcard cpu/*.c)
+CPU_SRC  := $(if $(filter 0,$(CPU)),,$(wildcard cpu/*.c))
 GPU_SRC  := $(wildcard gpu/*.cu)
 TEST_SRC := $(wildcard tests/*.c)
 
@@ -62,8 +64,8 @@ TEST_OBJ := $(TEST_SRC:%.c=$(BUILD)/%.o)
 LIB      := $(BUILD)/libmamba2.a
 HEADERS  := $(wildcard ref/*.h cpu/*.h gpu/*.h)
 
-.PHONY: all test test-gpu clean docs deps demo
-all: mamba2
+.PHONY: all test test-gpu clean docs deps demo device
+all: $(PROGRAM)
 
 $(BUILD)/ref/%.o $(BUILD)/tests/%.o: CPU_FLAGS :=
 $(BUILD)/%.o: %.c $(HEADERS)
@@ -78,13 +80,13 @@ $(LIB): $(REF_OBJ) $(CPU_OBJ) $(GPU_OBJ)
 	@rm -f $@
 	ar rcs $@ $^
 
-mamba2: $(BUILD)/ref/main.o $(LIB)
+$(PROGRAM): $(BUILD)/ref/main.o $(LIB)
 	$(CC) $(LDFLAGS) $^ -o $@ $(LINK_DEPS) $(CUDA_LIBS)
 
 $(BUILD)/run_tests: $(TEST_OBJ) $(LIB)
 	$(CC) $(LDFLAGS) $^ -o $@ $(CUNIT) $(LINK_DEPS) $(CUDA_LIBS)
 
-test: mamba2 $(BUILD)/run_tests
+test: $(PROGRAM) $(BUILD)/run_tests
 	./$(BUILD)/run_tests
 
 # Benchmark of the GPU kernels alone (SSD, GEMV) at the 7B shapes, beside the measured ceilings.
@@ -98,7 +100,7 @@ $(BUILD)/bench_model: $(BUILD)/bench/model_bench.o $(LIB)
 $(BUILD)/bench/%.o: CFLAGS += -Igpu $(if $(CUDA_HOME),-I$(CUDA_HOME)/include)
 
 # The GPU suite alone (on the GPU machine; without a GPU it reports itself inactive).
-test-gpu: mamba2 $(BUILD)/run_tests
+test-gpu: $(PROGRAM) $(BUILD)/run_tests
 	./$(BUILD)/run_tests gpu
 
 deps:
@@ -107,9 +109,17 @@ deps:
 # The main job on the small model shipped in data/ (until the trained demo model lands:
 # a random-weight fixture, greedy over token ids).
 DEMO_MODEL ?= data/fixtures/g4_bf16_sharded
-demo: mamba2
+demo: $(PROGRAM)
 	./mamba2 info $(DEMO_MODEL)
 	./mamba2 generate $(DEMO_MODEL) --ids "1 17 42 99 7" -n 32
 
 clean:
-	rm -rf build build-sanitize mamba2
+	rm -rf build build-sanitize build-device mamba2
+
+# Binaries for the GPU machine (which lacks json-c, CUnit and OpenBLAS): GPU path only, static
+# dependencies, stripped, in .device/ (ignored by git; carried by the device tool).
+device:
+	$(MAKE) BUILD=build-device PROGRAM=build-device/mamba2 CPU=0 STATIC_DEPS=1 build-device/mamba2 \
+	    build-device/run_tests build-device/bench_gpu_kernels build-device/bench_model
+	mkdir -p .device && cp build-device/mamba2 build-device/run_tests build-device/bench_gpu_kernels \
+	    build-device/bench_model .device/ && strip .device/*

@@ -58,6 +58,7 @@ struct GpuBackend {
     int32_t *step_tokens;
     float *sh, *szx, *sxbc, *sdt, *sy, *slogits;
     bf16 *su, *syn;
+    float *norm_sums; /* ss_h [L+1, cap_B] then ss_y [L, cap_B, G]: sums of squares for the decode norms */
     float **conv_ptrs; /* [cap_B] device array of device pointers */
     void **ssm_ptrs;
     int32_t *host_tokens; /* pinned staging */
@@ -324,16 +325,18 @@ static int gpu_prefill(Mamba2Backend *b, Mamba2State *st, const int32_t *tokens,
 
 static void free_decode_buffers(GpuBackend *gb) {
     void *bufs[] = {gb->step_tokens, gb->sh, gb->szx, gb->sxbc, gb->sdt, gb->sy, gb->slogits, gb->su, gb->syn,
-                    gb->conv_ptrs, gb->ssm_ptrs};
+                    gb->norm_sums, gb->conv_ptrs, gb->ssm_ptrs};
     for (void *p : bufs) cudaFree(p);
     cudaFreeHost(gb->host_tokens);
     cudaFreeHost(gb->host_ptrs);
     gb->step_tokens = NULL, gb->sh = gb->szx = gb->sxbc = gb->sdt = gb->sy = gb->slogits = NULL;
-    gb->su = gb->syn = NULL, gb->conv_ptrs = NULL, gb->ssm_ptrs = NULL, gb->host_tokens = NULL, gb->host_ptrs = NULL;
+    gb->su = gb->syn = NULL, gb->norm_sums = NULL, gb->conv_ptrs = NULL, gb->ssm_ptrs = NULL, gb->host_tokens = NULL, gb->host_ptrs = NULL;
     for (int i = 0; i <= MAX_GRAPH_NB; i++)
         if (gb->graph[i]) cudaGraphExecDestroy(gb->graph[i]), gb->graph[i] = NULL;
     gb->cap_B = 0;
 }
+
+static size_t norm_sums_count(const GpuDims &g, int nb) { return (size_t)(g.L + 1) * nb + (size_t)g.L * nb * g.G; }
 
 static int grow_decode(GpuBackend *gb, int nb, Mamba2Error *err) {
     if (nb <= gb->cap_B) return 0;
@@ -349,6 +352,7 @@ static int grow_decode(GpuBackend *gb, int nb, Mamba2Error *err) {
         dev_alloc(gb, (void **)&gb->slogits, B * g.V * 4, "decode logits", err) ||
         dev_alloc(gb, (void **)&gb->su, B * g.d * 2, "decode normalised input", err) ||
         dev_alloc(gb, (void **)&gb->syn, B * g.d_in * 2, "decode normalised SSD output", err) ||
+        dev_alloc(gb, (void **)&gb->norm_sums, norm_sums_count(g, nb) * 4, "decode norm sums", err) ||
         dev_alloc(gb, (void **)&gb->conv_ptrs, B * sizeof(void *), "state pointers", err) ||
         dev_alloc(gb, (void **)&gb->ssm_ptrs, B * sizeof(void *), "state pointers", err)) {
         free_decode_buffers(gb);
@@ -372,28 +376,38 @@ static int enqueue_step(GpuBackend *gb, int nb, Mamba2Error *err) {
     a.conv_states = gb->conv_ptrs;
     a.xbc = gb->sxbc;
     a.dt = gb->sdt;
+    /* Each norm's sum of squares is accumulated by the kernel that produces its input:
+     * ss_h[l] (Σ h² entering layer l) by the previous out_proj, ss_y[l] by the SSD step. */
+    float *ss_h = gb->norm_sums, *ss_y = gb->norm_sums + (size_t)(g.L + 1) * nb;
+    if (nb <= 4) {
+        CUDA_TRY(cudaMemsetAsync(gb->norm_sums, 0, norm_sums_count(g, nb) * 4, s));
+        launch_sum_squares(gb->sh, nb, g.d, ss_h, s);
+    }
     for (int l = 0; l < g.L; l++) {
         const GpuLayer &w = gb->layers[l];
         a.layer = w;
         a.l = l;
-        if (nb <= 4) { /* fused GEMV path: weights streamed once, norms in the prologues */
+        if (nb <= 4) { /* fused GEMV path: weights streamed once, norms folded into the GEMVs */
             a.W = w.in_proj, a.rows = g.d_in_proj, a.cols = g.d, a.x = gb->sh, a.pro_w = w.norm_w, a.out = gb->szx;
+            a.ss_in = ss_h + (size_t)l * nb, a.ss_out = NULL;
             launch_gemv(PRO_RMSNORM, EPI_INPROJ, a, s);
-            launch_ssd_step(g, w, gb->sxbc, gb->sdt, gb->szx, gb->ssm_ptrs, gb->state_bf16, l, nb, gb->sy, s);
+            launch_ssd_step(g, w, gb->sxbc, gb->sdt, gb->szx, gb->ssm_ptrs, gb->state_bf16, l, nb, gb->sy,
+                            ss_y + (size_t)l * nb * g.G, s);
             a.W = w.out_proj, a.rows = g.d, a.cols = g.d_in, a.x = gb->sy, a.pro_w = w.gnorm_w, a.groups = g.G;
-            a.out = gb->sh;
+            a.ss_in = ss_y + (size_t)l * nb * g.G, a.ss_out = ss_h + (size_t)(l + 1) * nb, a.out = gb->sh;
             launch_gemv(PRO_GATEDNORM, EPI_RESIDUAL, a, s);
         } else { /* batched path: cuBLAS GEMMs around the same small kernels */
             launch_rmsnorm_bf16(gb->sh, w.norm_w, nb, g.d, g.eps, gb->su, s);
             if (gemm(gb, w.in_proj, g.d_in_proj, g.d, gb->su, nb, gb->szx, CUDA_R_32F, 0.0f, err)) return -1;
             launch_conv_dt_step(g, w, gb->szx, gb->conv_ptrs, l, nb, gb->sxbc, gb->sdt, s);
-            launch_ssd_step(g, w, gb->sxbc, gb->sdt, gb->szx, gb->ssm_ptrs, gb->state_bf16, l, nb, gb->sy, s);
+            launch_ssd_step(g, w, gb->sxbc, gb->sdt, gb->szx, gb->ssm_ptrs, gb->state_bf16, l, nb, gb->sy, NULL, s);
             launch_gated_norm_bf16(g, gb->sy, NULL, NULL, 0, w.gnorm_w, nb, gb->syn, s);
             if (gemm(gb, w.out_proj, g.d, g.d_in, gb->syn, nb, gb->sh, CUDA_R_32F, 1.0f, err)) return -1;
         }
     }
     if (nb <= 4) {
         a.W = gb->lm_head, a.rows = g.V, a.cols = g.d, a.x = gb->sh, a.pro_w = gb->norm_f, a.out = gb->slogits;
+        a.ss_in = ss_h + (size_t)g.L * nb, a.ss_out = NULL;
         launch_gemv(PRO_RMSNORM, EPI_STORE, a, s);
     } else {
         launch_rmsnorm_bf16(gb->sh, gb->norm_f, nb, g.d, g.eps, gb->su, s);

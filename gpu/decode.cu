@@ -11,8 +11,7 @@
 #include "kernels.cuh"
 
 #define GEMV_THREADS 256
-#define GEMV_ROWS_PER_WARP 2
-#define GEMV_UNROLL 4
+#define GEMV_ROWS 4 /* rows per block */
 #define MAX_NB 4
 #define MAX_K 8
 
@@ -42,126 +41,137 @@ __device__ __forceinline__ void inproj_tail(const GemvArgs &a, int b, int r, flo
 
 /* ------------------------------------------------------------------ GEMV */
 
-/* 8 bf16 packed in 16 bytes → dot with 8 floats of x. */
+/* 8 bf16 packed in 16 bytes → dot with 8 floats. */
 __device__ __forceinline__ float dot8(uint4 w, const float *x) {
-    float4 x0 = *(const float4 *)x, x1 = *(const float4 *)(x + 4);
-    return __uint_as_float(w.x << 16) * x0.x + __uint_as_float(w.x & 0xffff0000u) * x0.y +
-           __uint_as_float(w.y << 16) * x0.z + __uint_as_float(w.y & 0xffff0000u) * x0.w +
-           __uint_as_float(w.z << 16) * x1.x + __uint_as_float(w.z & 0xffff0000u) * x1.y +
-           __uint_as_float(w.w << 16) * x1.z + __uint_as_float(w.w & 0xffff0000u) * x1.w;
+    return __uint_as_float(w.x << 16) * x[0] + __uint_as_float(w.x & 0xffff0000u) * x[1] +
+           __uint_as_float(w.y << 16) * x[2] + __uint_as_float(w.y & 0xffff0000u) * x[3] +
+           __uint_as_float(w.z << 16) * x[4] + __uint_as_float(w.z & 0xffff0000u) * x[5] +
+           __uint_as_float(w.w << 16) * x[6] + __uint_as_float(w.w & 0xffff0000u) * x[7];
 }
 
-/* out[b][r] = Σ_c W[r][c] xs[b][c], xs = prologue(x) kept in shared memory [NB][cols]. */
+/* x[b][c .. c+8) after the prologue:  x,  x·rsqrt(Σx²/cols + eps)·w,  or x·rsqrt(Σ_group x²/gs + eps)·w.
+ * The sums of squares were accumulated by the kernel that produced x (a.ss_in). */
+template <int PRO>
+__device__ __forceinline__ void input8(const GemvArgs &a, int b, int c, float *v) {
+    const float4 *x4 = (const float4 *)(a.x + (size_t)b * a.cols + c);
+    float4 p = __ldg(x4), q = __ldg(x4 + 1);
+    v[0] = p.x, v[1] = p.y, v[2] = p.z, v[3] = p.w, v[4] = q.x, v[5] = q.y, v[6] = q.z, v[7] = q.w;
+    if (PRO == PRO_NONE) return;
+    float scale;
+    if (PRO == PRO_RMSNORM) scale = rsqrtf(a.ss_in[b] / a.cols + a.eps);
+    else {
+        int gs = a.cols / a.groups;
+        scale = rsqrtf(a.ss_in[b * a.groups + c / gs] / gs + a.eps);
+    }
+    const float4 *w4 = (const float4 *)(a.pro_w + c);
+    float4 wp = __ldg(w4), wq = __ldg(w4 + 1);
+    v[0] *= scale * wp.x, v[1] *= scale * wp.y, v[2] *= scale * wp.z, v[3] *= scale * wp.w;
+    v[4] *= scale * wq.x, v[5] *= scale * wq.y, v[6] *= scale * wq.z, v[7] *= scale * wq.w;
+}
+
+template <int PRO>
+__device__ __forceinline__ float input1(const GemvArgs &a, int b, int c) {
+    float v = a.x[(size_t)b * a.cols + c];
+    if (PRO == PRO_RMSNORM) v *= rsqrtf(a.ss_in[b] / a.cols + a.eps) * a.pro_w[c];
+    else if (PRO == PRO_GATEDNORM) {
+        int gs = a.cols / a.groups;
+        v *= rsqrtf(a.ss_in[b * a.groups + c / gs] / gs + a.eps) * a.pro_w[c];
+    }
+    return v;
+}
+
+/* out[b][r] = Σ_c W[r][c] x'[b][c] for GEMV_ROWS rows per block; the 8 warps split the columns,
+ * so that every thread has all its 16-byte weight loads in flight at once, and the partial sums
+ * meet in shared memory. No prologue reduction: the norms' sums of squares come precomputed. */
 template <int NB, int PRO, int EPI>
 __global__ void __launch_bounds__(GEMV_THREADS) gemv_kernel(GemvArgs a) {
-    extern __shared__ __align__(16) float xs[];
-    __shared__ float gsum[MAX_NB][64]; /* per-group 1/rms for PRO_GATEDNORM */
-    const int cols = a.cols;
+    __shared__ float part[GEMV_THREADS / 32][GEMV_ROWS][NB];
+    const int cols = a.cols, warp = threadIdx.x >> 5, lane = threadIdx.x & 31;
+    const int r0 = blockIdx.x * GEMV_ROWS;
+    float acc[GEMV_ROWS][NB];
+#pragma unroll
+    for (int j = 0; j < GEMV_ROWS; j++)
+#pragma unroll
+        for (int b = 0; b < NB; b++) acc[j][b] = 0;
 
-    /* Prologue: xs = x, RMSNorm(x)·w, or grouped RMSNorm(x)·w. */
-    for (int b = 0; b < NB; b++) {
-        const float *x = a.x + (size_t)b * cols;
-        if (PRO == PRO_RMSNORM) {
-            float ss = 0;
-            for (int i = threadIdx.x; i < cols; i += blockDim.x) ss += x[i] * x[i];
-            float scale = rsqrtf(block_sum(ss) / cols + a.eps);
-            for (int i = threadIdx.x; i < cols; i += blockDim.x) xs[b * cols + i] = x[i] * scale * a.pro_w[i];
-        } else if (PRO == PRO_GATEDNORM) { /* one block reduction per group of gs channels */
-            int gs = cols / a.groups;
-            for (int grp = 0; grp < a.groups; grp++) {
-                float ss = 0;
-                for (int i = threadIdx.x; i < gs; i += blockDim.x) ss += x[grp * gs + i] * x[grp * gs + i];
-                ss = block_sum(ss);
-                if (threadIdx.x == 0) gsum[b][grp] = rsqrtf(ss / gs + a.eps);
+    /* 16-byte path: whole chunks of 8, each inside one norm group */
+    if ((cols & 7) == 0 && (PRO != PRO_GATEDNORM || ((cols / a.groups) & 7) == 0)) {
+        const int c8n = cols >> 3;
+        const uint4 *wrow[GEMV_ROWS];
+#pragma unroll
+        for (int j = 0; j < GEMV_ROWS; j++) wrow[j] = (const uint4 *)(a.W + (size_t)min(r0 + j, a.rows - 1) * cols);
+        /* two column chunks per thread per pass: 2·GEMV_ROWS loads of 16 bytes in flight */
+        for (int c8 = threadIdx.x; c8 < c8n; c8 += 2 * GEMV_THREADS) {
+            int c8b = c8 + GEMV_THREADS;
+            bool second = c8b < c8n;
+            uint4 w0[GEMV_ROWS], w1[GEMV_ROWS];
+#pragma unroll
+            for (int j = 0; j < GEMV_ROWS; j++) {
+                w0[j] = __ldcs(wrow[j] + c8); /* streamed: every weight is read once */
+                if (second) w1[j] = __ldcs(wrow[j] + c8b);
             }
-            __syncthreads();
-            for (int i = threadIdx.x; i < cols; i += blockDim.x) xs[b * cols + i] = x[i] * gsum[b][i / gs] * a.pro_w[i];
-        } else {
-            for (int i = threadIdx.x; i < cols; i += blockDim.x) xs[b * cols + i] = x[i];
-        }
-    }
-    __syncthreads();
-
-    const int warp = threadIdx.x >> 5, lane = threadIdx.x & 31;
-    const int rows_per_block = (GEMV_THREADS / 32) * GEMV_ROWS_PER_WARP;
-    /* grid-stride over groups of rows: the prologue above is paid once per block */
-    for (int rb = blockIdx.x * rows_per_block; rb < a.rows; rb += gridDim.x * rows_per_block) {
-        const int row0 = rb + warp * GEMV_ROWS_PER_WARP;
-        float acc[GEMV_ROWS_PER_WARP][NB];
-#pragma unroll
-        for (int j = 0; j < GEMV_ROWS_PER_WARP; j++)
-#pragma unroll
-            for (int b = 0; b < NB; b++) acc[j][b] = 0;
-        const uint4 *wrow[GEMV_ROWS_PER_WARP];
-#pragma unroll
-        for (int j = 0; j < GEMV_ROWS_PER_WARP; j++)
-            wrow[j] = (const uint4 *)(a.W + (size_t)min(row0 + j, a.rows - 1) * cols);
-
-        if ((cols & 7) == 0) { /* 16-byte loads, GEMV_UNROLL per row in flight before any is used */
-            const int c8n = cols >> 3;
-            int c8 = lane;
-            for (; c8 + 32 * (GEMV_UNROLL - 1) < c8n; c8 += 32 * GEMV_UNROLL) {
-                uint4 w[GEMV_ROWS_PER_WARP][GEMV_UNROLL];
-#pragma unroll
-                for (int j = 0; j < GEMV_ROWS_PER_WARP; j++)
-#pragma unroll
-                    for (int u = 0; u < GEMV_UNROLL; u++) w[j][u] = __ldcs(wrow[j] + c8 + 32 * u); /* read once */
-#pragma unroll
-                for (int j = 0; j < GEMV_ROWS_PER_WARP; j++)
-#pragma unroll
-                    for (int u = 0; u < GEMV_UNROLL; u++)
-#pragma unroll
-                        for (int b = 0; b < NB; b++) acc[j][b] += dot8(w[j][u], xs + b * cols + (c8 + 32 * u) * 8);
-            }
-            for (; c8 < c8n; c8 += 32) /* the remainder */
-#pragma unroll
-                for (int j = 0; j < GEMV_ROWS_PER_WARP; j++) {
-                    uint4 w = __ldcs(wrow[j] + c8);
-#pragma unroll
-                    for (int b = 0; b < NB; b++) acc[j][b] += dot8(w, xs + b * cols + c8 * 8);
-                }
-        } else { /* any width: one weight at a time */
-            for (int c = lane; c < cols; c += 32)
-#pragma unroll
-                for (int j = 0; j < GEMV_ROWS_PER_WARP; j++) {
-                    float wv = __bfloat162float(((const bf16 *)wrow[j])[c]);
-#pragma unroll
-                    for (int b = 0; b < NB; b++) acc[j][b] += wv * xs[b * cols + c];
-                }
-        }
-
-#pragma unroll
-        for (int j = 0; j < GEMV_ROWS_PER_WARP; j++) {
-            int r = row0 + j;
 #pragma unroll
             for (int b = 0; b < NB; b++) {
-                float v = warp_sum(acc[j][b]);
-                if (lane != 0 || r >= a.rows) continue;
-                if (EPI == EPI_STORE) a.out[(size_t)b * a.rows + r] = v;
-                else if (EPI == EPI_RESIDUAL) a.out[(size_t)b * a.rows + r] += v;
-                else if (r < a.dims.d_in) a.out[(size_t)b * a.rows + r] = v; /* z */
-                else inproj_tail(a, b, r, v);
+                float x0[8], x1[8];
+                input8<PRO>(a, b, c8 * 8, x0);
+#pragma unroll
+                for (int j = 0; j < GEMV_ROWS; j++) acc[j][b] += dot8(w0[j], x0);
+                if (second) {
+                    input8<PRO>(a, b, c8b * 8, x1);
+#pragma unroll
+                    for (int j = 0; j < GEMV_ROWS; j++) acc[j][b] += dot8(w1[j], x1);
+                }
             }
+        }
+    } else { /* any width: one weight at a time */
+        for (int c = threadIdx.x; c < cols; c += GEMV_THREADS)
+#pragma unroll
+            for (int b = 0; b < NB; b++) {
+                float xv = input1<PRO>(a, b, c);
+#pragma unroll
+                for (int j = 0; j < GEMV_ROWS; j++)
+                    acc[j][b] += __bfloat162float(a.W[(size_t)min(r0 + j, a.rows - 1) * cols + c]) * xv;
+            }
+    }
+#pragma unroll
+    for (int j = 0; j < GEMV_ROWS; j++)
+#pragma unroll
+        for (int b = 0; b < NB; b++) {
+            float v = warp_sum(acc[j][b]);
+            if (lane == 0) part[warp][j][b] = v;
+        }
+    __syncthreads();
+    if (warp) return;
+    /* warp 0: lane (j, b) finishes row r0 + j of sequence b */
+    int j = lane / NB, b = lane % NB, r = r0 + j;
+    bool live = lane < GEMV_ROWS * NB && r < a.rows;
+    float v = 0, sq = 0;
+    if (live) {
+#pragma unroll
+        for (int w = 0; w < GEMV_THREADS / 32; w++) v += part[w][j][b];
+        if (EPI == EPI_STORE) a.out[(size_t)b * a.rows + r] = v;
+        else if (EPI == EPI_RESIDUAL) {
+            float hn = a.out[(size_t)b * a.rows + r] + v; /* h ← h + W_out y */
+            a.out[(size_t)b * a.rows + r] = hn;
+            sq = hn * hn;
+        } else if (r < a.dims.d_in) a.out[(size_t)b * a.rows + r] = v; /* z */
+        else inproj_tail(a, b, r, v);
+    }
+    if (EPI == EPI_RESIDUAL && a.ss_out) { /* Σ h² of the new residual rows, for the next RMSNorm */
+        if (lane < GEMV_ROWS * NB) part[0][j][b] = sq; /* each lane only ever read its own slot */
+        __syncwarp();
+        if (lane < NB) {
+            float total = 0;
+#pragma unroll
+            for (int jj = 0; jj < GEMV_ROWS; jj++) total += part[0][jj][lane];
+            atomicAdd(&a.ss_out[lane], total);
         }
     }
 }
 
 template <int NB, int PRO, int EPI>
 static void launch_gemv_t(const GemvArgs &a, cudaStream_t s) {
-    size_t smem = (size_t)NB * a.cols * sizeof(float);
-    static int sms = 0, per_sm = 0;
-    if (!sms) {
-        cudaFuncSetAttribute(gemv_kernel<NB, PRO, EPI>, cudaFuncAttributeMaxDynamicSharedMemorySize, 200 * 1024);
-        int dev;
-        cudaGetDevice(&dev);
-        cudaDeviceGetAttribute(&sms, cudaDevAttrMultiProcessorCount, dev);
-    }
-    cudaOccupancyMaxActiveBlocksPerMultiprocessor(&per_sm, gemv_kernel<NB, PRO, EPI>, GEMV_THREADS, smem);
-    /* as many blocks as fit at once, each taking an equal share of the row groups */
-    int groups = (a.rows + (GEMV_THREADS / 32) * GEMV_ROWS_PER_WARP - 1) / ((GEMV_THREADS / 32) * GEMV_ROWS_PER_WARP);
-    int resident = sms * (per_sm > 0 ? per_sm : 1);
-    int waves = (groups + resident - 1) / resident;
-    gemv_kernel<NB, PRO, EPI><<<(groups + waves - 1) / waves, GEMV_THREADS, smem, s>>>(a);
+    gemv_kernel<NB, PRO, EPI><<<(a.rows + GEMV_ROWS - 1) / GEMV_ROWS, GEMV_THREADS, 0, s>>>(a);
 }
 
 template <int PRO, int EPI>
@@ -179,6 +189,18 @@ void launch_gemv(GemvPrologue pro, GemvEpilogue epi, const GemvArgs &a, cudaStre
     else if (pro == PRO_GATEDNORM && epi == EPI_RESIDUAL) launch_gemv_nb<PRO_GATEDNORM, EPI_RESIDUAL>(a, s);
     else if (pro == PRO_RMSNORM && epi == EPI_STORE) launch_gemv_nb<PRO_RMSNORM, EPI_STORE>(a, s);
     else launch_gemv_nb<PRO_NONE, EPI_STORE>(a, s);
+}
+
+/* Σ h² of each decode sequence's embedding row, for layer 0's RMSNorm (one block per sequence). */
+__global__ void sum_squares_kernel(const float *h, int d, float *ss) {
+    float v = 0;
+    for (int i = threadIdx.x; i < d; i += blockDim.x) v += h[(size_t)blockIdx.x * d + i] * h[(size_t)blockIdx.x * d + i];
+    v = block_sum(v);
+    if (threadIdx.x == 0) ss[blockIdx.x] = v;
+}
+
+void launch_sum_squares(const float *h, int nb, int d, float *ss, cudaStream_t s) {
+    sum_squares_kernel<<<nb, 256, 0, s>>>(h, d, ss);
 }
 
 /* ------------------------------------------------------------------ conv + dt step (batched path) */
@@ -243,7 +265,8 @@ __device__ __forceinline__ void store32(bf16 *p, const float *v) {
  * the row sum of S C reduced over the row's lanes with shuffles. Needs N/32 a power of two ≤ 32. */
 template <typename S>
 __global__ void __launch_bounds__(256) ssd_step_kernel(GpuDims g, GpuLayer w, const float *xbc, const float *dt,
-                                                       const float *zxbcdt, void *const *ssm_states, int l, float *y) {
+                                                       const float *zxbcdt, void *const *ssm_states, int l, float *y,
+                                                       float *ss_y) {
     int h = blockIdx.x, b = blockIdx.y, grp = h / (g.H / g.G);
     extern __shared__ float sm[]; /* B [N] | C [N] */
     const float *row = xbc + (size_t)b * g.conv_dim;
@@ -255,6 +278,7 @@ __global__ void __launch_bounds__(256) ssd_step_kernel(GpuDims g, GpuLayer w, co
     float dth = dt[(size_t)b * g.H + h], decay = __expf(dth * w.A[h]), Dh = w.D[h];
     S *state = (S *)ssm_states[b] + (((size_t)l * g.H + h) * g.P) * g.N;
     const int lanes_per_row = g.N / 32, items = g.P * lanes_per_row;
+    float sq = 0;
     for (int it = threadIdx.x; it < items + ((items % 32) ? 32 - items % 32 : 0); it += blockDim.x) {
         int p = it / lanes_per_row, n0 = (it % lanes_per_row) * 32;
         bool live = it < items;
@@ -275,9 +299,13 @@ __global__ void __launch_bounds__(256) ssd_step_kernel(GpuDims g, GpuLayer w, co
         for (int o = lanes_per_row / 2; o > 0; o >>= 1) acc += __shfl_xor_sync(0xffffffffu, acc, o);
         if (live && n0 == 0) {
             float z = zxbcdt[(size_t)b * g.d_in_proj + h * g.P + p];
-            y[(size_t)b * g.d_in + h * g.P + p] = (acc + Dh * x) * silu_f(z);
+            float yv = (acc + Dh * x) * silu_f(z);
+            y[(size_t)b * g.d_in + h * g.P + p] = yv;
+            sq += yv * yv;
         }
     }
+    sq = block_sum(sq); /* Σ y² of this head, added to its group's sum for the out_proj norm */
+    if (threadIdx.x == 0 && ss_y) atomicAdd(&ss_y[(size_t)b * g.G + grp], sq);
 }
 
 /* Any N: 4 warps over the rows, lanes over N, one value at a time. */
@@ -288,7 +316,7 @@ __device__ __forceinline__ void store_state(bf16 *p, float v) { *p = __float2bfl
 
 template <typename S>
 __global__ void ssd_step_any_kernel(GpuDims g, GpuLayer w, const float *xbc, const float *dt, const float *zxbcdt,
-                                    void *const *ssm_states, int l, float *y) {
+                                    void *const *ssm_states, int l, float *y, float *ss_y) {
     int h = blockIdx.x, b = blockIdx.y, grp = h / (g.H / g.G);
     int warp = threadIdx.x >> 5, lane = threadIdx.x & 31, nwarps = blockDim.x >> 5;
     extern __shared__ float sm[]; /* B [N] | C [N] */
@@ -300,6 +328,7 @@ __global__ void ssd_step_any_kernel(GpuDims g, GpuLayer w, const float *xbc, con
     __syncthreads();
     float dth = dt[(size_t)b * g.H + h], decay = __expf(dth * w.A[h]), Dh = w.D[h];
     S *state = (S *)ssm_states[b] + (((size_t)l * g.H + h) * g.P) * g.N;
+    float sq = 0;
     for (int p = warp; p < g.P; p += nwarps) {
         float x = row[h * g.P + p], xdt = x * dth, acc = 0;
         S *srow = state + (size_t)p * g.N;
@@ -311,19 +340,23 @@ __global__ void ssd_step_any_kernel(GpuDims g, GpuLayer w, const float *xbc, con
         acc = warp_sum(acc);
         if (lane == 0) {
             float z = zxbcdt[(size_t)b * g.d_in_proj + h * g.P + p];
-            y[(size_t)b * g.d_in + h * g.P + p] = (acc + Dh * x) * silu_f(z);
+            float yv = (acc + Dh * x) * silu_f(z);
+            y[(size_t)b * g.d_in + h * g.P + p] = yv;
+            sq += yv * yv;
         }
     }
+    sq = block_sum(sq);
+    if (threadIdx.x == 0 && ss_y) atomicAdd(&ss_y[(size_t)b * g.G + grp], sq);
 }
 
 void launch_ssd_step(const GpuDims &g, const GpuLayer &w, const float *xbc, const float *dt, const float *zxbcdt,
-                     void *const *ssm_states, int ssm_bf16, int l, int nb, float *y, cudaStream_t s) {
+                     void *const *ssm_states, int ssm_bf16, int l, int nb, float *y, float *ss_y, cudaStream_t s) {
     dim3 grid(g.H, nb);
     size_t smem = 2 * g.N * sizeof(float);
     int lpr = g.N / 32;
     bool fast = g.N % 32 == 0 && lpr <= 32 && (lpr & (lpr - 1)) == 0;
-    if (fast && ssm_bf16) ssd_step_kernel<bf16><<<grid, 256, smem, s>>>(g, w, xbc, dt, zxbcdt, ssm_states, l, y);
-    else if (fast) ssd_step_kernel<float><<<grid, 256, smem, s>>>(g, w, xbc, dt, zxbcdt, ssm_states, l, y);
-    else if (ssm_bf16) ssd_step_any_kernel<bf16><<<grid, 128, smem, s>>>(g, w, xbc, dt, zxbcdt, ssm_states, l, y);
-    else ssd_step_any_kernel<float><<<grid, 128, smem, s>>>(g, w, xbc, dt, zxbcdt, ssm_states, l, y);
+    if (fast && ssm_bf16) ssd_step_kernel<bf16><<<grid, 256, smem, s>>>(g, w, xbc, dt, zxbcdt, ssm_states, l, y, ss_y);
+    else if (fast) ssd_step_kernel<float><<<grid, 256, smem, s>>>(g, w, xbc, dt, zxbcdt, ssm_states, l, y, ss_y);
+    else if (ssm_bf16) ssd_step_any_kernel<bf16><<<grid, 128, smem, s>>>(g, w, xbc, dt, zxbcdt, ssm_states, l, y, ss_y);
+    else ssd_step_any_kernel<float><<<grid, 128, smem, s>>>(g, w, xbc, dt, zxbcdt, ssm_states, l, y, ss_y);
 }

@@ -35,7 +35,7 @@ if has model || has hf; then
         log "writing the 64-layer random 7B checkpoint"
         /usr/bin/time -v python3 data/write_checkpoint.py --out "$CK" --layers 64 --threads 16 2>&1 | grep -E "Elapsed|error|Error" | tail -3
     fi
-    "$BIN/mamba2" info "$CK" | grep -E "parameters|weights|state"
+    [ -x "$BIN/mamba2" ] && "$BIN/mamba2" info "$CK" | grep -E "parameters|weights|state"
 fi
 if has model; then
     log "7B on the GPU, fp32 states: prefill, decode at batch 1/4/64, long contexts, memory caps"

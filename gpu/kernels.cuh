@@ -49,6 +49,7 @@ struct SSDWork {
     float *cum;    /**< [H, T]  a = dt·A summed from the start of each chunk */
     float *cb;     /**< [chunks, G, Qp, Qp]  C_t · B_s inside each chunk */
     float *states; /**< [chunks, H, P, N]  chunk states, then the state entering each chunk */
+    float *chunk_decay; /**< [H, chunks]  exp(Σ a over the chunk) */
 };
 
 /** Bytes of SSDWork for T tokens. */
@@ -71,11 +72,11 @@ int ssd_chunked_supported(const GpuDims &g);
 
 /* ---- decode.cu: one token for each of B sequences */
 
-/** How the decode GEMV forms its input vector. */
+/** How the decode GEMV forms its input vector (the sums of squares come in GemvArgs::ss_in). */
 enum GemvPrologue {
     PRO_NONE = 0,    /**< x as given */
-    PRO_RMSNORM = 1, /**< x = RMSNorm(h)·w */
-    PRO_GATEDNORM = 2 /**< x = grouped RMSNorm of the already gated y, times w */
+    PRO_RMSNORM = 1, /**< x = h·rsqrt(Σh²/cols + eps)·w */
+    PRO_GATEDNORM = 2 /**< x = y·rsqrt(Σ_group y²/gs + eps)·w for the already gated y */
 };
 /** What the decode GEMV does with each output row. */
 enum GemvEpilogue {
@@ -90,8 +91,10 @@ struct GemvArgs {
     int rows, cols, nb;    /**< nb sequences (1..4) */
     const float *x;        /**< [nb, cols] input before the prologue */
     const float *pro_w;    /**< prologue norm weight [cols] */
+    const float *ss_in;    /**< prologue sums of squares: [nb] (RMSNORM) or [nb, groups] (GATEDNORM) */
     int groups;            /**< PRO_GATEDNORM: groups of cols/groups channels */
     float eps;
+    float *ss_out;         /**< EPI_RESIDUAL: [nb] Σ h² of the updated rows is added here (may be NULL) */
     float *out;            /**< [nb, rows] (EPI_STORE, EPI_RESIDUAL, EPI_INPROJ's z and raw values) */
     /* EPI_INPROJ */
     GpuDims dims;
@@ -105,6 +108,9 @@ struct GemvArgs {
 /** Launch the decode GEMV with the given prologue and epilogue. */
 void launch_gemv(GemvPrologue pro, GemvEpilogue epi, const GemvArgs &a, cudaStream_t s);
 
+/** ss[b] = Σ_i h[b][i]² for nb rows of width d (layer 0's input norm in decode). */
+void launch_sum_squares(const float *h, int nb, int d, float *ss, cudaStream_t s);
+
 /** Batched path after a cuBLAS GEMM: conv step + SiLU and dt for nb sequences from zxbcdt [nb, d_in_proj] fp32. */
 void launch_conv_dt_step(const GpuDims &g, const GpuLayer &w, const float *zxbcdt, float *const *conv_states, int l,
                          int nb, float *xbc, float *dt, cudaStream_t s);
@@ -113,8 +119,9 @@ void launch_conv_dt_step(const GpuDims &g, const GpuLayer &w, const float *zxbcd
  * SSD recurrence for one token of nb sequences, with the gate:
  * S = exp(dt·A) S + dt·x Bᵀ;  y = (S C + D x) · silu(z).   y [nb, d_in] fp32.
  * @p ssm_states [nb] device pointers to [L, H, P, N] (fp32, or bf16 when @p ssm_bf16).
+ * @p ss_y, when not NULL, [nb, G]: Σ y² of each group is added there (for the grouped norm).
  */
 void launch_ssd_step(const GpuDims &g, const GpuLayer &w, const float *xbc, const float *dt, const float *zxbcdt,
-                     void *const *ssm_states, int ssm_bf16, int l, int nb, float *y, cudaStream_t s);
+                     void *const *ssm_states, int ssm_bf16, int l, int nb, float *y, float *ss_y, cudaStream_t s);
 
 #endif

@@ -58,8 +58,9 @@ __device__ void load_tile(bf16 *dst, int ld_dst, const bf16 *src, size_t ld_src,
 
 /* ------------------------------------------------------------------ 0. cumsum */
 
-/* One warp per (chunk, head): cum[h][t] = Σ_{k = chunk start .. t} dt[h][k]·A[h] (inclusive scan). */
-__global__ void ssd_cumsum_kernel(const float *dt, const float *A, int T, int Q, float *cum) {
+/* One warp per (chunk, head): cum[h][t] = Σ_{k = chunk start .. t} dt[h][k]·A[h] (inclusive scan),
+ * and the decay across the whole chunk, chunk_decay[h][c] = exp(cum at the chunk's last token). */
+__global__ void ssd_cumsum_kernel(const float *dt, const float *A, int T, int Q, float *cum, float *chunk_decay) {
     int c = blockIdx.x, h = blockIdx.y, lane = threadIdx.x;
     int t0 = c * Q, t1 = min(T, t0 + Q);
     float carry = 0, a = A[h];
@@ -74,6 +75,7 @@ __global__ void ssd_cumsum_kernel(const float *dt, const float *A, int T, int Q,
         if (t < t1) cum[(size_t)h * T + t] = carry + v;
         carry += __shfl_sync(0xffffffffu, v, 31);
     }
+    if (lane == 0) chunk_decay[(size_t)h * gridDim.x + c] = __expf(carry);
 }
 
 /* ------------------------------------------------------------------ 1. CB = C Bᵀ per chunk and group */
@@ -191,19 +193,27 @@ __global__ void __launch_bounds__(256) ssd_chunk_state_kernel(GpuDims g, const b
 
 /* ------------------------------------------------------------------ 3. state passing */
 
-/* One thread per state element (h, p, n): walk the chunks in order. */
+/* One thread per state element (h, p, n): walk the chunks in order. The chunk states are
+ * fetched eight at a time before they are used, so that the walk is not one memory round
+ * trip per chunk. */
 template <typename S>
-__global__ void ssd_state_passing_kernel(GpuDims g, const float *cum, int T, int n_chunks, float *states, S *ssm) {
-    size_t i = (size_t)blockIdx.x * blockDim.x + threadIdx.x, PN = (size_t)g.P * g.N;
-    if (i >= (size_t)g.H * PN) return;
-    int h = (int)(i / PN);
+__global__ void ssd_state_passing_kernel(GpuDims g, const float *__restrict__ chunk_decay, int n_chunks,
+                                         float *__restrict__ states, S *__restrict__ ssm) {
+    const int BATCH = 8;
+    size_t i = (size_t)blockIdx.x * blockDim.x + threadIdx.x, PN = (size_t)g.P * g.N, HPN = (size_t)g.H * PN;
+    if (i >= HPN) return;
+    const float *decay = chunk_decay + (i / PN) * n_chunks;
     float s = (float)ssm[i];
-    for (int c = 0; c < n_chunks; c++) {
-        float *sc = states + ((size_t)c * g.H) * PN + i; /* same (h, p, n) in chunk c */
-        float chunk_state = *sc;
-        *sc = s;                                          /* the state entering chunk c */
-        int last = min(T, (c + 1) * g.Q) - 1;
-        s = __expf(cum[(size_t)h * T + last]) * s + chunk_state;
+    for (int c0 = 0; c0 < n_chunks; c0 += BATCH) {
+        float chunk_state[BATCH];
+#pragma unroll
+        for (int k = 0; k < BATCH; k++) chunk_state[k] = c0 + k < n_chunks ? states[(c0 + k) * HPN + i] : 0.0f;
+#pragma unroll
+        for (int k = 0; k < BATCH; k++) {
+            if (c0 + k >= n_chunks) break;
+            states[(c0 + k) * HPN + i] = s; /* the state entering chunk c */
+            s = decay[c0 + k] * s + chunk_state[k];
+        }
     }
     ssm[i] = (S)s;
 }
@@ -307,7 +317,8 @@ static int qp_of(const GpuDims &g) { return round_up(g.Q, TILE); }
 
 size_t ssd_work_bytes(const GpuDims &g, int T) {
     size_t nc = (T + g.Q - 1) / g.Q, Qp = qp_of(g);
-    return carve_size((size_t)g.H * T * 4) + carve_size(nc * g.G * Qp * Qp * 4) + carve_size(nc * g.H * g.P * g.N * 4) + 256;
+    return carve_size((size_t)g.H * T * 4) + carve_size(nc * g.G * Qp * Qp * 4) + carve_size(nc * g.H * g.P * g.N * 4) +
+           carve_size(nc * g.H * 4) + 256;
 }
 
 SSDWork ssd_work_carve(const GpuDims &g, int T, void *base) {
@@ -319,6 +330,8 @@ SSDWork ssd_work_carve(const GpuDims &g, int T, void *base) {
     w.cb = (float *)p;
     p += carve_size(nc * g.G * Qp * Qp * 4);
     w.states = (float *)p;
+    p += carve_size(nc * g.H * g.P * g.N * 4);
+    w.chunk_decay = (float *)p;
     return w;
 }
 
@@ -346,7 +359,7 @@ void launch_ssd_chunked(const GpuDims &g, const bf16 *xbc, const float *dt, cons
 #define MARK(i) \
     if (marks) cudaEventRecord(marks[i], s)
     MARK(0);
-    ssd_cumsum_kernel<<<dim3(nc, g.H), 32, 0, s>>>(dt, A, T, g.Q, w.cum);
+    ssd_cumsum_kernel<<<dim3(nc, g.H), 32, 0, s>>>(dt, A, T, g.Q, w.cum, w.chunk_decay);
     MARK(1);
     ssd_cb_kernel<<<dim3(nc, g.G, tiles), 128, cb_smem, s>>>(g, xbc, T, Qp, w.cb);
     MARK(2);
@@ -354,9 +367,9 @@ void launch_ssd_chunked(const GpuDims &g, const bf16 *xbc, const float *dt, cons
     MARK(3);
     size_t n = (size_t)g.H * g.P * g.N;
     if (ssm_bf16)
-        ssd_state_passing_kernel<<<(unsigned)((n + 255) / 256), 256, 0, s>>>(g, w.cum, T, nc, w.states, (bf16 *)ssm_state);
+        ssd_state_passing_kernel<<<(unsigned)((n + 255) / 256), 256, 0, s>>>(g, w.chunk_decay, nc, w.states, (bf16 *)ssm_state);
     else
-        ssd_state_passing_kernel<<<(unsigned)((n + 255) / 256), 256, 0, s>>>(g, w.cum, T, nc, w.states, (float *)ssm_state);
+        ssd_state_passing_kernel<<<(unsigned)((n + 255) / 256), 256, 0, s>>>(g, w.chunk_decay, nc, w.states, (float *)ssm_state);
     MARK(4);
     ssd_chunk_scan_kernel<<<dim3(nc, g.H), 256, sc_smem, s>>>(g, xbc, dt, w.cum, w.cb, Qp, w.states, D, T, y);
     MARK(5);
