@@ -4,6 +4,8 @@
 #   make            build ./mamba2 (ref + cpu, + gpu when nvcc is found)
 #   make test       build and run the CUnit suites (GPU suites report themselves skipped without a GPU)
 #   make docs       API documentation and guides (Doxygen), warnings are errors
+#   make lib        build/libmamba2.so, the reference as a shared library (the notebooks load it)
+#   make notebooks  execute the notebooks of notebooks-docs/ (after bash .ci/install-docs-deps)
 #
 # Variables: CC, OPT, SANITIZE=1 (ASan + UBSan), GPU=0 (leave out the CUDA code even when nvcc exists),
 #            CPU=0 (leave out the CPU path), BUILD=dir and PROGRAM=path (where objects and the program go),
@@ -18,16 +20,25 @@ CFLAGS  += -std=c99 -D_POSIX_C_SOURCE=200809L -D_DEFAULT_SOURCE -Wall -Wextra -W
 BUILD   ?= build
 PROGRAM ?= mamba2
 
+# SANITIZE=1: AddressSanitizer + UndefinedBehaviorSanitizer (+ LeakSanitizer, on with ASan on Linux);
+# any finding fails the run. The CUDA code (nvcc) is left out (GPU=0); the objects and the program go
+# to build-sanitize/ (./mamba2 is left alone). The tests find the program through MAMBA2_PROGRAM.
 ifeq ($(SANITIZE),1)
-  CFLAGS  += -fsanitize=address,undefined -fno-omit-frame-pointer
-  LDFLAGS += -fsanitize=address,undefined
+  CFLAGS  += -fsanitize=address,undefined -fno-sanitize-recover=all -fno-omit-frame-pointer
+  LDFLAGS += -fsanitize=address,undefined -fno-sanitize-recover=all
   BUILD   = build-sanitize
+  PROGRAM = build-sanitize/mamba2
+  GPU     = 0
+  # exitcode 66: a sanitizer finding in a child ./mamba2 must not pass for the expected "exit 1".
+  SAN_ENV = ASAN_OPTIONS=exitcode=66:detect_leaks=1:allocator_may_return_null=1:strict_string_checks=1 \
+            UBSAN_OPTIONS=print_stacktrace=1:halt_on_error=1:exitcode=66 \
+            LSAN_OPTIONS=exitcode=66:suppressions=$(CURDIR)/tests/sanitize.supp:print_suppressions=0
 endif
 
 REF_SRC  := $(filter-out ref/main.c,$(wildcard ref/*.c))
 CPU_SRC  := $(if $(filter 0,$(CPU)),,$(wildcard cpu/*.c))
 GPU_SRC  := $(wildcard gpu/*.cu)
-TEST_SRC := $(wildcard tests/*.c)
+TEST_SRC := $(wildcard tests/*.c) tests/fuzz/targets.c
 
 # ---- the CPU path: OpenMP + OpenBLAS
 ifneq ($(CPU_SRC),)
@@ -62,9 +73,9 @@ REF_OBJ  := $(REF_SRC:%.c=$(BUILD)/%.o)
 CPU_OBJ  := $(CPU_SRC:%.c=$(BUILD)/%.o)
 TEST_OBJ := $(TEST_SRC:%.c=$(BUILD)/%.o)
 LIB      := $(BUILD)/libmamba2.a
-HEADERS  := $(wildcard ref/*.h cpu/*.h gpu/*.h)
+HEADERS  := $(wildcard ref/*.h cpu/*.h gpu/*.h gpu/*.cuh)
 
-.PHONY: all test test-gpu clean docs deps demo device
+.PHONY: all test test-gpu clean docs deps demo device lib notebooks fuzz fuzz-ci
 all: $(PROGRAM)
 
 $(BUILD)/ref/%.o $(BUILD)/tests/%.o: CPU_FLAGS :=
@@ -87,7 +98,7 @@ $(BUILD)/run_tests: $(TEST_OBJ) $(LIB)
 	$(CC) $(LDFLAGS) $^ -o $@ $(CUNIT) $(LINK_DEPS) $(CUDA_LIBS)
 
 test: $(PROGRAM) $(BUILD)/run_tests
-	./$(BUILD)/run_tests
+	$(SAN_ENV) MAMBA2_PROGRAM=./$(PROGRAM) ./$(BUILD)/run_tests
 
 # Benchmark of the GPU kernels alone (SSD, GEMV) at the 7B shapes, beside the measured ceilings.
 $(BUILD)/bench_gpu_kernels: $(BUILD)/bench/gpu_kernels.o $(LIB)
@@ -103,6 +114,36 @@ $(BUILD)/bench/%.o: CFLAGS += -Igpu $(if $(CUDA_HOME),-I$(CUDA_HOME)/include)
 test-gpu: $(PROGRAM) $(BUILD)/run_tests
 	./$(BUILD)/run_tests gpu
 
+# ---- fuzzing (libFuzzer: clang + libclang-rt-14-dev): one harness per parser, tests/fuzz/fuzz_NAME.c.
+#   make fuzz                      build build-fuzz/fuzz_NAME for every harness
+#   make fuzz-ci                   run each for FUZZ_SECONDS (10) on its committed corpus, then replay
+#                                  tests/fuzz/regressions/; new inputs go to build-fuzz/new/, not the corpus
+#   build-fuzz/fuzz_NAME build-fuzz/new/NAME tests/fuzz/corpus/NAME    fuzz one parser for as long as you like
+# The reference is rebuilt with coverage instrumentation and without the CPU / GPU paths.
+FUZZ_CC      ?= clang
+FUZZ_SECONDS ?= 10
+FUZZ_NAMES   := $(patsubst tests/fuzz/fuzz_%.c,%,$(wildcard tests/fuzz/fuzz_*.c))
+FUZZ_CFLAGS  := -g -O1 -std=c99 -D_POSIX_C_SOURCE=200809L -D_DEFAULT_SOURCE -Wall -Wextra -Wno-unused-parameter \
+                -Iref -fno-omit-frame-pointer -fsanitize=address,undefined -fno-sanitize-recover=all
+FUZZ_REF_OBJ := $(REF_SRC:%.c=build-fuzz/%.o)
+
+build-fuzz/ref/%.o build-fuzz/tests/fuzz/targets.o: FUZZ_CFLAGS += -fsanitize=fuzzer-no-link
+build-fuzz/%.o: %.c $(HEADERS) tests/fuzz/targets.h
+	@mkdir -p $(dir $@)
+	$(FUZZ_CC) $(FUZZ_CFLAGS) -c $< -o $@
+
+build-fuzz/libref.a: $(FUZZ_REF_OBJ)
+	@rm -f $@
+	ar rcs $@ $^
+
+build-fuzz/fuzz_%: tests/fuzz/fuzz_%.c build-fuzz/tests/fuzz/targets.o build-fuzz/libref.a
+	$(FUZZ_CC) $(FUZZ_CFLAGS) -fsanitize=fuzzer -Itests/fuzz $^ -o $@ -ljson-c -lm
+
+fuzz: $(FUZZ_NAMES:%=build-fuzz/fuzz_%)
+
+fuzz-ci: fuzz
+	bash tests/fuzz/run.sh $(FUZZ_SECONDS) $(FUZZ_NAMES)
+
 deps:
 	bash .ci/install-deps
 
@@ -114,7 +155,42 @@ demo: $(PROGRAM)
 	./mamba2 generate $(DEMO_MODEL) --ids "1 17 42 99 7" -n 32
 
 clean:
-	rm -rf build build-sanitize build-device mamba2
+	rm -rf build build-sanitize build-device build-fuzz mamba2 notebooks-docs/html
+
+# Shared library of the reference alone (ref/*.c, no CPU or GPU path, so it loads anywhere), for the
+# notebooks' ctypes: position-independent objects in $(BUILD)/pic/, built without the path macros.
+PIC_OBJ := $(REF_SRC:%.c=$(BUILD)/pic/%.o)
+$(BUILD)/pic/%.o: %.c $(HEADERS)
+	@mkdir -p $(dir $@)
+	$(CC) $(filter-out -DMAMBA2_HAVE_%,$(CFLAGS)) -fPIC -c $< -o $@
+
+$(BUILD)/libmamba2.so: $(PIC_OBJ)
+	$(CC) -shared $(filter-out -fopenmp,$(LDFLAGS)) $^ -o $@ -ljson-c -lm
+
+lib: $(BUILD)/libmamba2.so
+
+# API documentation and guides in notebooks-docs/html/ (Doxygen, notebooks-docs/Doxyfile), then a
+# check that every public (header) type and function is documented. Any warning fails the target.
+docs:
+	( cat notebooks-docs/Doxyfile; echo "INPUT += $(wildcard results/*.md)" ) | doxygen -
+	@mkdir -p $(BUILD)
+	doxygen notebooks-docs/Doxyfile.public-api
+	@# the guides' figures (Markdown images are linked, not copied, by Doxygen): each must exist
+	@for f in $$(grep -oh '](figures/[^)]*)' notebooks-docs/*.md | sed 's/^](//; s/)$$//' | sort -u); do \
+	    test -f notebooks-docs/$$f || { echo "docs: notebooks-docs/$$f is missing (make notebooks)"; exit 1; }; done
+	mkdir -p notebooks-docs/html/figures && cp notebooks-docs/figures/*.png notebooks-docs/html/figures/
+	@echo "docs: notebooks-docs/html/index.html, 0 warnings"
+
+# Execute the notebooks of notebooks-docs/ (Python packages: bash .ci/install-docs-deps). The executed
+# copies go to $(BUILD)/notebooks/, the figures they draw to notebooks-docs/figures/.
+NOTEBOOKS    := $(sort $(wildcard notebooks-docs/*.ipynb))
+DOCS_VENV    ?= build/venv-docs
+JUPYTER      ?= $(if $(wildcard $(DOCS_VENV)/bin/jupyter),$(DOCS_VENV)/bin/jupyter,jupyter)
+notebooks: $(BUILD)/libmamba2.so
+	@mkdir -p $(BUILD)/notebooks
+	set -e; for nb in $(NOTEBOOKS); do \
+	    MPLBACKEND=Agg $(JUPYTER) nbconvert --to notebook --execute --ExecutePreprocessor.timeout=600 \
+	        --output-dir $(BUILD)/notebooks $$nb; done
 
 # Binaries for the GPU machine (which lacks json-c, CUnit and OpenBLAS): GPU path only, static
 # dependencies, stripped, in .device/ (ignored by git; carried by the device tool).

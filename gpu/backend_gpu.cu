@@ -12,6 +12,8 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <map>
+#include <string>
 #include <vector>
 
 #include "kernels.cuh"
@@ -56,17 +58,54 @@ struct GpuBackend {
     /* decode buffers, for up to cap_B sequences */
     int cap_B;
     int32_t *step_tokens;
-    float *sh, *szx, *sxbc, *sdt, *sy, *slogits;
+    float *sh, *sx, *szx, *sxbc, *sdt, *sy, *slogits; /* sx: h·w of the next norm */
     bf16 *su, *syn;
     float *norm_sums; /* ss_h [L+1, cap_B] then ss_y [L, cap_B, G]: sums of squares for the decode norms */
     float **conv_ptrs; /* [cap_B] device array of device pointers */
     void **ssm_ptrs;
     int32_t *host_tokens; /* pinned staging */
+    float *host_logits;   /* pinned [cap_B, V]: the logits come back through it */
     void **host_ptrs;     /* pinned: conv pointers then ssm pointers */
     cudaGraphExec_t graph[MAX_GRAPH_NB + 1];
     /* live device states, synced back when the backend goes away */
     std::vector<GpuStateCopy *> live;
+    /* MAMBA2_GPU_PROFILE=1: events between kernels (graphs off), summed per label, printed at exit */
+    bool profile;
+    std::vector<std::pair<const char *, cudaEvent_t>> marks;
+    std::map<std::string, double> prof_ms;
+    int prof_prefills, prof_steps;
 };
+
+/* Record that the kernels enqueued since the last mark belong to @p label. */
+static void prof_mark(GpuBackend *gb, const char *label) {
+    if (!gb->profile) return;
+    cudaEvent_t e;
+    cudaEventCreate(&e);
+    cudaEventRecord(e, gb->stream);
+    gb->marks.push_back({label, e});
+}
+
+/* Add the time between consecutive marks to their labels (after the stream has finished). */
+static void prof_collect(GpuBackend *gb, const char *phase) {
+    if (!gb->profile) return;
+    for (size_t i = 1; i < gb->marks.size(); i++) {
+        float ms = 0;
+        cudaEventElapsedTime(&ms, gb->marks[i - 1].second, gb->marks[i].second);
+        gb->prof_ms[std::string(phase) + " " + gb->marks[i].first] += ms;
+    }
+    for (auto &m : gb->marks) cudaEventDestroy(m.second);
+    gb->marks.clear();
+}
+
+static void prof_report(GpuBackend *gb) {
+    if (!gb->profile || gb->prof_ms.empty()) return;
+    fprintf(stderr, "\nGPU profile (MAMBA2_GPU_PROFILE): %d prefills, %d steps, milliseconds per call\n", gb->prof_prefills,
+            gb->prof_steps);
+    for (auto &kv : gb->prof_ms) {
+        int calls = kv.first.compare(0, 7, "prefill") == 0 ? gb->prof_prefills : gb->prof_steps;
+        fprintf(stderr, "  %-40s %10.3f\n", kv.first.c_str(), kv.second / (calls ? calls : 1));
+    }
+}
 
 static GpuBackend *gpu_of(Mamba2Backend *b) { return (GpuBackend *)b; }
 
@@ -196,6 +235,13 @@ static void state_release(Mamba2State *s) {
     delete dc;
 }
 
+static void state_zero(Mamba2State *s) {
+    GpuStateCopy *dc = (GpuStateCopy *)s->device;
+    cudaMemsetAsync(dc->conv, 0, s->conv_len * 4, dc->gb->stream);
+    cudaMemsetAsync(dc->ssm, 0, s->ssm_len * (dc->ssm_bf16 ? 2 : 4), dc->gb->stream);
+    cudaStreamSynchronize(dc->gb->stream);
+}
+
 /* Make sure the device holds the current contents of @p s. */
 static int ensure_on_device(GpuBackend *gb, Mamba2State *s, Mamba2Error *err) {
     if (s->device && s->device->owner == gb) return 0;
@@ -207,6 +253,7 @@ static int ensure_on_device(GpuBackend *gb, Mamba2State *s, Mamba2Error *err) {
     dc->dev.owner = gb;
     dc->dev.to_host = state_to_host;
     dc->dev.release = state_release;
+    dc->dev.zero = state_zero;
     size_t ssm_bytes = s->ssm_len * (dc->ssm_bf16 ? 2 : 4);
     if (dev_alloc(gb, (void **)&dc->conv, s->conv_len * 4, "a sequence's conv state", err) ||
         dev_alloc(gb, &dc->ssm, ssm_bytes, "a sequence's SSM state", err)) {
@@ -288,24 +335,32 @@ static int gpu_prefill(Mamba2Backend *b, Mamba2State *st, const int32_t *tokens,
     SSDWork work = ssd_work_carve(g, T, gb->ssd_work);
 
     CUDA_TRY(cudaMemcpyAsync(gb->tokens, tokens, (size_t)T * 4, cudaMemcpyHostToDevice, s));
+    prof_mark(gb, "start");
     launch_embed(gb->tokens, T, gb->emb, g.d, gb->h, s);
+    prof_mark(gb, "embed");
     for (int l = 0; l < g.L; l++) {
         const GpuLayer &w = gb->layers[l];
         float *conv_state = dc->conv + l * conv_per_layer;
         void *ssm = (char *)dc->ssm + l * ssm_per_layer * (dc->ssm_bf16 ? 2 : 4);
         launch_rmsnorm_bf16(gb->h, w.norm_w, T, g.d, g.eps, gb->u, s);
+        prof_mark(gb, "rmsnorm");
         /* [z | xBC] in bf16 for the conv and the tensor cores; the H dt rows in fp32, since
          * dt enters exp(dt·A) through sums over the sequence */
         int zx_rows = g.d_in + g.conv_dim;
         if (gemm(gb, w.in_proj, zx_rows, g.d, gb->u, T, gb->zxbcdt, CUDA_R_16BF, 0.0f, err) ||
             gemm(gb, w.in_proj + (size_t)zx_rows * g.d, g.H, g.d, gb->u, T, gb->dt_raw, CUDA_R_32F, 0.0f, err))
             return -1;
+        prof_mark(gb, "gemm in_proj");
         launch_conv_prefill(g, gb->zxbcdt, conv_state, w, T, gb->xbc, s);
         launch_conv_state_update(g, gb->zxbcdt, conv_state, T, s);
         launch_dt_prefill(g, gb->dt_raw, w.dt_bias, T, gb->dt, s);
+        prof_mark(gb, "conv + dt");
         launch_ssd_chunked(g, gb->xbc, gb->dt, w.A, w.D, T, ssm, dc->ssm_bf16, work, gb->y, s);
+        prof_mark(gb, "ssd chunked");
         launch_gated_norm_bf16(g, gb->y, gb->zxbcdt, NULL, 1, w.gnorm_w, T, gb->yn, s);
+        prof_mark(gb, "gated norm");
         if (gemm(gb, w.out_proj, g.d, g.d_in, gb->yn, T, gb->h, CUDA_R_32F, 1.0f, err)) return -1; /* h += */
+        prof_mark(gb, "gemm out_proj");
         LAUNCH_TRY();
     }
     /* logits = W_head · RMSNorm(h) · w_f, for every position or the last one only */
@@ -313,10 +368,13 @@ static int gpu_prefill(Mamba2Backend *b, Mamba2State *st, const int32_t *tokens,
     if (logits) {
         launch_rmsnorm_bf16(gb->h + (size_t)first * g.d, gb->norm_f, n, g.d, g.eps, gb->u, s);
         if (gemm(gb, gb->lm_head, g.V, g.d, gb->u, n, gb->logits, CUDA_R_32F, 0.0f, err)) return -1;
+        prof_mark(gb, "lm head");
         CUDA_TRY(cudaMemcpyAsync(logits, gb->logits, (size_t)n * g.V * 4, cudaMemcpyDeviceToHost, s));
     }
     LAUNCH_TRY();
     CUDA_TRY(cudaStreamSynchronize(s));
+    prof_collect(gb, "prefill");
+    gb->prof_prefills++;
     st->pos += T;
     return 0;
 }
@@ -324,12 +382,14 @@ static int gpu_prefill(Mamba2Backend *b, Mamba2State *st, const int32_t *tokens,
 /* ------------------------------------------------------------------ decode */
 
 static void free_decode_buffers(GpuBackend *gb) {
-    void *bufs[] = {gb->step_tokens, gb->sh, gb->szx, gb->sxbc, gb->sdt, gb->sy, gb->slogits, gb->su, gb->syn,
+    void *bufs[] = {gb->step_tokens, gb->sh, gb->sx, gb->szx, gb->sxbc, gb->sdt, gb->sy, gb->slogits, gb->su, gb->syn,
                     gb->norm_sums, gb->conv_ptrs, gb->ssm_ptrs};
     for (void *p : bufs) cudaFree(p);
     cudaFreeHost(gb->host_tokens);
     cudaFreeHost(gb->host_ptrs);
-    gb->step_tokens = NULL, gb->sh = gb->szx = gb->sxbc = gb->sdt = gb->sy = gb->slogits = NULL;
+    cudaFreeHost(gb->host_logits);
+    gb->host_logits = NULL;
+    gb->step_tokens = NULL, gb->sh = gb->sx = gb->szx = gb->sxbc = gb->sdt = gb->sy = gb->slogits = NULL;
     gb->su = gb->syn = NULL, gb->norm_sums = NULL, gb->conv_ptrs = NULL, gb->ssm_ptrs = NULL, gb->host_tokens = NULL, gb->host_ptrs = NULL;
     for (int i = 0; i <= MAX_GRAPH_NB; i++)
         if (gb->graph[i]) cudaGraphExecDestroy(gb->graph[i]), gb->graph[i] = NULL;
@@ -345,6 +405,7 @@ static int grow_decode(GpuBackend *gb, int nb, Mamba2Error *err) {
     size_t B = (size_t)nb;
     if (dev_alloc(gb, (void **)&gb->step_tokens, B * 4, "decode tokens", err) ||
         dev_alloc(gb, (void **)&gb->sh, B * g.d * 4, "decode residual", err) ||
+        dev_alloc(gb, (void **)&gb->sx, B * g.d * 4, "decode norm input", err) ||
         dev_alloc(gb, (void **)&gb->szx, B * g.d_in_proj * 4, "decode in_proj output", err) ||
         dev_alloc(gb, (void **)&gb->sxbc, B * g.conv_dim * 4, "decode conv output", err) ||
         dev_alloc(gb, (void **)&gb->sdt, B * g.H * 4, "decode dt", err) ||
@@ -360,6 +421,7 @@ static int grow_decode(GpuBackend *gb, int nb, Mamba2Error *err) {
     }
     CUDA_TRY(cudaMallocHost(&gb->host_tokens, B * 4));
     CUDA_TRY(cudaMallocHost(&gb->host_ptrs, 2 * B * sizeof(void *)));
+    CUDA_TRY(cudaMallocHost(&gb->host_logits, B * g.V * 4));
     gb->cap_B = nb;
     return 0;
 }
@@ -368,6 +430,7 @@ static int grow_decode(GpuBackend *gb, int nb, Mamba2Error *err) {
 static int enqueue_step(GpuBackend *gb, int nb, Mamba2Error *err) {
     const GpuDims &g = gb->g;
     cudaStream_t s = gb->stream;
+    prof_mark(gb, "start");
     launch_embed(gb->step_tokens, nb, gb->emb, g.d, gb->sh, s);
     GemvArgs a = {};
     a.nb = nb;
@@ -381,38 +444,51 @@ static int enqueue_step(GpuBackend *gb, int nb, Mamba2Error *err) {
     float *ss_h = gb->norm_sums, *ss_y = gb->norm_sums + (size_t)(g.L + 1) * nb;
     if (nb <= 4) {
         CUDA_TRY(cudaMemsetAsync(gb->norm_sums, 0, norm_sums_count(g, nb) * 4, s));
-        launch_sum_squares(gb->sh, nb, g.d, ss_h, s);
+        launch_sum_squares(gb->sh, nb, g.d, gb->layers[0].norm_w, ss_h, gb->sx, s);
     }
+    prof_mark(gb, "embed");
     for (int l = 0; l < g.L; l++) {
         const GpuLayer &w = gb->layers[l];
         a.layer = w;
         a.l = l;
         if (nb <= 4) { /* fused GEMV path: weights streamed once, norms folded into the GEMVs */
-            a.W = w.in_proj, a.rows = g.d_in_proj, a.cols = g.d, a.x = gb->sh, a.pro_w = w.norm_w, a.out = gb->szx;
-            a.ss_in = ss_h + (size_t)l * nb, a.ss_out = NULL;
+            /* the GEMV inputs arrive multiplied by their norm weights (sx = h·w, sy = y·w) */
+            a.W = w.in_proj, a.rows = g.d_in_proj, a.cols = g.d, a.x = gb->sx, a.pro_w = NULL, a.out = gb->szx;
+            a.ss_in = ss_h + (size_t)l * nb, a.ss_out = NULL, a.xw_out = NULL;
             launch_gemv(PRO_RMSNORM, EPI_INPROJ, a, s);
+            prof_mark(gb, "gemv in_proj + conv");
             launch_ssd_step(g, w, gb->sxbc, gb->sdt, gb->szx, gb->ssm_ptrs, gb->state_bf16, l, nb, gb->sy,
-                            ss_y + (size_t)l * nb * g.G, s);
-            a.W = w.out_proj, a.rows = g.d, a.cols = g.d_in, a.x = gb->sy, a.pro_w = w.gnorm_w, a.groups = g.G;
+                            ss_y + (size_t)l * nb * g.G, w.gnorm_w, s);
+            prof_mark(gb, "ssd step");
+            a.W = w.out_proj, a.rows = g.d, a.cols = g.d_in, a.x = gb->sy, a.pro_w = NULL, a.groups = g.G;
             a.ss_in = ss_y + (size_t)l * nb * g.G, a.ss_out = ss_h + (size_t)(l + 1) * nb, a.out = gb->sh;
+            a.next_w = l + 1 < g.L ? gb->layers[l + 1].norm_w : gb->norm_f, a.xw_out = gb->sx;
             launch_gemv(PRO_GATEDNORM, EPI_RESIDUAL, a, s);
+            prof_mark(gb, "gemv out_proj");
         } else { /* batched path: cuBLAS GEMMs around the same small kernels */
             launch_rmsnorm_bf16(gb->sh, w.norm_w, nb, g.d, g.eps, gb->su, s);
+            prof_mark(gb, "rmsnorm");
             if (gemm(gb, w.in_proj, g.d_in_proj, g.d, gb->su, nb, gb->szx, CUDA_R_32F, 0.0f, err)) return -1;
+            prof_mark(gb, "gemm in_proj");
             launch_conv_dt_step(g, w, gb->szx, gb->conv_ptrs, l, nb, gb->sxbc, gb->sdt, s);
-            launch_ssd_step(g, w, gb->sxbc, gb->sdt, gb->szx, gb->ssm_ptrs, gb->state_bf16, l, nb, gb->sy, NULL, s);
+            prof_mark(gb, "conv + dt");
+            launch_ssd_step(g, w, gb->sxbc, gb->sdt, gb->szx, gb->ssm_ptrs, gb->state_bf16, l, nb, gb->sy, NULL, NULL, s);
+            prof_mark(gb, "ssd step");
             launch_gated_norm_bf16(g, gb->sy, NULL, NULL, 0, w.gnorm_w, nb, gb->syn, s);
+            prof_mark(gb, "gated norm");
             if (gemm(gb, w.out_proj, g.d, g.d_in, gb->syn, nb, gb->sh, CUDA_R_32F, 1.0f, err)) return -1;
+            prof_mark(gb, "gemm out_proj");
         }
     }
     if (nb <= 4) {
-        a.W = gb->lm_head, a.rows = g.V, a.cols = g.d, a.x = gb->sh, a.pro_w = gb->norm_f, a.out = gb->slogits;
-        a.ss_in = ss_h + (size_t)g.L * nb, a.ss_out = NULL;
+        a.W = gb->lm_head, a.rows = g.V, a.cols = g.d, a.x = gb->sx, a.pro_w = NULL, a.out = gb->slogits;
+        a.ss_in = ss_h + (size_t)g.L * nb, a.ss_out = NULL, a.xw_out = NULL;
         launch_gemv(PRO_RMSNORM, EPI_STORE, a, s);
     } else {
         launch_rmsnorm_bf16(gb->sh, gb->norm_f, nb, g.d, g.eps, gb->su, s);
         if (gemm(gb, gb->lm_head, g.V, g.d, gb->su, nb, gb->slogits, CUDA_R_32F, 0.0f, err)) return -1;
     }
+    prof_mark(gb, "lm head");
     LAUNCH_TRY();
     return 0;
 }
@@ -440,7 +516,7 @@ static int gpu_step(Mamba2Backend *b, Mamba2State **states, const int32_t *token
     CUDA_TRY(cudaMemcpyAsync(gb->step_tokens, gb->host_tokens, nb * 4, cudaMemcpyHostToDevice, s));
     CUDA_TRY(cudaMemcpyAsync(gb->conv_ptrs, gb->host_ptrs, nb * sizeof(void *), cudaMemcpyHostToDevice, s));
     CUDA_TRY(cudaMemcpyAsync(gb->ssm_ptrs, gb->host_ptrs + nb, nb * sizeof(void *), cudaMemcpyHostToDevice, s));
-    if (nb <= MAX_GRAPH_NB) { /* replay the step from a graph: one launch instead of ~200 */
+    if (nb <= MAX_GRAPH_NB && !gb->profile) { /* replay the step from a graph: one launch instead of ~200 */
         if (!gb->graph[nb]) {
             cudaGraph_t graph;
             CUDA_TRY(cudaStreamBeginCapture(s, cudaStreamCaptureModeThreadLocal));
@@ -455,8 +531,11 @@ static int gpu_step(Mamba2Backend *b, Mamba2State **states, const int32_t *token
     } else if (enqueue_step(gb, nb, err)) {
         return -1;
     }
-    CUDA_TRY(cudaMemcpyAsync(logits, gb->slogits, (size_t)nb * g.V * 4, cudaMemcpyDeviceToHost, s));
+    CUDA_TRY(cudaMemcpyAsync(gb->host_logits, gb->slogits, (size_t)nb * g.V * 4, cudaMemcpyDeviceToHost, s));
     CUDA_TRY(cudaStreamSynchronize(s));
+    memcpy(logits, gb->host_logits, (size_t)nb * g.V * 4);
+    prof_collect(gb, nb <= 4 ? "step (gemv)" : "step (cublas)");
+    gb->prof_steps++;
     for (int i = 0; i < nb; i++) states[i]->pos++;
     return 0;
 }
@@ -469,6 +548,7 @@ static int gpu_roofline(Mamba2Backend *b, double *read_gbps, double *gemm_gflops
 
 static void gpu_destroy(Mamba2Backend *b) {
     GpuBackend *gb = gpu_of(b);
+    prof_report(gb);
     /* States still on the device are brought back to their host arrays first
      * (mamba2_state_sync releases each copy, which removes it from the list). */
     while (!gb->live.empty()) {
@@ -509,6 +589,8 @@ extern "C" int mamba2_backend_gpu_create(const Mamba2Model *m, const Mamba2Backe
     gb->base.roofline = gpu_roofline;
     gb->base.destroy = gpu_destroy;
     gb->state_bf16 = opt->state_bf16;
+    const char *prof = getenv("MAMBA2_GPU_PROFILE");
+    gb->profile = prof && *prof && strcmp(prof, "0");
     GpuDims &g = gb->g;
     g.d = c->d_model, g.L = c->n_layer, g.H = c->n_heads, g.P = c->head_dim, g.N = c->d_state, g.G = c->n_groups;
     g.K = c->d_conv, g.V = c->vocab_size, g.d_in = c->d_inner, g.conv_dim = c->conv_dim, g.d_in_proj = c->d_in_proj;

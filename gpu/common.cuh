@@ -15,6 +15,7 @@ extern "C" {
 #include "error.h"
 }
 
+/** The bf16 element type of weights and activations on the device. */
 typedef __nv_bfloat16 bf16;
 
 /** Fail the enclosing function (which returns int and has a Mamba2Error *err) on a CUDA error. */
@@ -55,12 +56,44 @@ struct GpuDims {
     int d_in, conv_dim, d_in_proj, Q;
     float eps, dt_min, dt_max;
 };
+/** @var GpuDims::d
+ *      hidden size (d_model)
+ * @var GpuDims::L
+ *      layers
+ * @var GpuDims::H
+ *      heads
+ * @var GpuDims::P
+ *      channels per head (head_dim)
+ * @var GpuDims::N
+ *      state size (d_state)
+ * @var GpuDims::G
+ *      groups of B and C
+ * @var GpuDims::K
+ *      conv kernel width
+ * @var GpuDims::V
+ *      vocabulary size
+ * @var GpuDims::d_in
+ *      H·P
+ * @var GpuDims::conv_dim
+ *      d_in + 2·G·N
+ * @var GpuDims::d_in_proj
+ *      2·d_in + 2·G·N + H
+ * @var GpuDims::Q
+ *      chunk size of the chunked SSD
+ * @var GpuDims::eps
+ *      RMSNorm epsilon
+ * @var GpuDims::dt_min
+ *      lower clamp of dt (time_step_limit[0])
+ * @var GpuDims::dt_max
+ *      upper clamp of dt (time_step_limit[1]) */
 
+/** silu(v) = v · sigmoid(v). */
 __device__ __forceinline__ float silu_f(float v) { return v / (1.0f + __expf(-v)); }
 
-/* softplus(v) = log(1 + e^v), v itself above 20 (torch / mamba_ssm threshold). */
+/** softplus(v) = log(1 + e^v), v itself above 20 (torch / mamba_ssm threshold). */
 __device__ __forceinline__ float softplus_f(float v) { return v > 20.0f ? v : log1pf(__expf(v)); }
 
+/** Sum over the 32 lanes of a warp; every lane gets the result. */
 __device__ __forceinline__ float warp_sum(float v) {
 #pragma unroll
     for (int o = 16; o > 0; o >>= 1) v += __shfl_xor_sync(0xffffffffu, v, o);
@@ -77,6 +110,36 @@ __device__ __forceinline__ float block_sum(float v) {
     __syncthreads();
     v = lane < nw ? part[lane] : 0.0f;
     return warp_sum(v);
+}
+
+/* Programmatic dependent launch (sm_90): a kernel launched with launch_pdl() may start while the
+ * previous one finishes; it must call pdl_wait() before touching anything that kernel wrote, and
+ * calls pdl_trigger() to let its own successor start early. Before the wait, only constant data
+ * (the weights) may be read. */
+/** Wait until the kernel launched before this one has finished (programmatic dependent launch). */
+__device__ __forceinline__ void pdl_wait() {
+#if defined(__CUDA_ARCH__) && __CUDA_ARCH__ >= 900
+    asm volatile("griddepcontrol.wait;" ::: "memory");
+#endif
+}
+/** Let the kernel launched after this one start early (it waits in pdl_wait()). */
+__device__ __forceinline__ void pdl_trigger() {
+#if defined(__CUDA_ARCH__) && __CUDA_ARCH__ >= 900
+    asm volatile("griddepcontrol.launch_dependents;");
+#endif
+}
+
+/** Launch @p kernel with programmatic stream serialization (see pdl_wait()). */
+template <typename... Params, typename... Args>
+static inline void launch_pdl(void (*kernel)(Params...), dim3 grid, dim3 block, size_t smem, cudaStream_t s,
+                              Args... args) {
+    cudaLaunchConfig_t cfg = {};
+    cfg.gridDim = grid, cfg.blockDim = block, cfg.dynamicSmemBytes = smem, cfg.stream = s;
+    cudaLaunchAttribute attr[1];
+    attr[0].id = cudaLaunchAttributeProgrammaticStreamSerialization;
+    attr[0].val.programmaticStreamSerializationAllowed = 1;
+    cfg.attrs = attr, cfg.numAttrs = 1;
+    cudaLaunchKernelEx(&cfg, kernel, ((Params)args)...);
 }
 
 /** Round up to a multiple of m. */

@@ -11,7 +11,7 @@
 #include "kernels.cuh"
 
 #define GEMV_THREADS 256
-#define GEMV_ROWS 4 /* rows per block */
+#define GEMV_ROWS_MAX 8 /* rows per block, at most */
 #define MAX_NB 4
 #define MAX_K 8
 
@@ -63,6 +63,11 @@ __device__ __forceinline__ void input8(const GemvArgs &a, int b, int c, float *v
         int gs = a.cols / a.groups;
         scale = rsqrtf(a.ss_in[b * a.groups + c / gs] / gs + a.eps);
     }
+    if (!a.pro_w) { /* x arrives already multiplied by the norm weight */
+#pragma unroll
+        for (int k = 0; k < 8; k++) v[k] *= scale;
+        return;
+    }
     const float4 *w4 = (const float4 *)(a.pro_w + c);
     float4 wp = __ldg(w4), wq = __ldg(w4 + 1);
     v[0] *= scale * wp.x, v[1] *= scale * wp.y, v[2] *= scale * wp.z, v[3] *= scale * wp.w;
@@ -72,10 +77,10 @@ __device__ __forceinline__ void input8(const GemvArgs &a, int b, int c, float *v
 template <int PRO>
 __device__ __forceinline__ float input1(const GemvArgs &a, int b, int c) {
     float v = a.x[(size_t)b * a.cols + c];
-    if (PRO == PRO_RMSNORM) v *= rsqrtf(a.ss_in[b] / a.cols + a.eps) * a.pro_w[c];
+    if (PRO == PRO_RMSNORM) v *= rsqrtf(a.ss_in[b] / a.cols + a.eps) * (a.pro_w ? a.pro_w[c] : 1.0f);
     else if (PRO == PRO_GATEDNORM) {
         int gs = a.cols / a.groups;
-        v *= rsqrtf(a.ss_in[b * a.groups + c / gs] / gs + a.eps) * a.pro_w[c];
+        v *= rsqrtf(a.ss_in[b * a.groups + c / gs] / gs + a.eps) * (a.pro_w ? a.pro_w[c] : 1.0f);
     }
     return v;
 }
@@ -83,9 +88,11 @@ __device__ __forceinline__ float input1(const GemvArgs &a, int b, int c) {
 /* out[b][r] = Σ_c W[r][c] x'[b][c] for GEMV_ROWS rows per block; the 8 warps split the columns,
  * so that every thread has all its 16-byte weight loads in flight at once, and the partial sums
  * meet in shared memory. No prologue reduction: the norms' sums of squares come precomputed. */
-template <int NB, int PRO, int EPI>
+template <int NB, int PRO, int EPI, int GEMV_ROWS>
 __global__ void __launch_bounds__(GEMV_THREADS) gemv_kernel(GemvArgs a) {
     __shared__ float part[GEMV_THREADS / 32][GEMV_ROWS][NB];
+    pdl_trigger();
+    bool waited = false;
     const int cols = a.cols, warp = threadIdx.x >> 5, lane = threadIdx.x & 31;
     const int r0 = blockIdx.x * GEMV_ROWS;
     float acc[GEMV_ROWS][NB];
@@ -110,6 +117,10 @@ __global__ void __launch_bounds__(GEMV_THREADS) gemv_kernel(GemvArgs a) {
                 w0[j] = __ldcs(wrow[j] + c8); /* streamed: every weight is read once */
                 if (second) w1[j] = __ldcs(wrow[j] + c8b);
             }
+            if (!waited) { /* the weights are in flight; now wait for the kernel that wrote x */
+                pdl_wait();
+                waited = true;
+            }
 #pragma unroll
             for (int b = 0; b < NB; b++) {
                 float x0[8], x1[8];
@@ -123,7 +134,9 @@ __global__ void __launch_bounds__(GEMV_THREADS) gemv_kernel(GemvArgs a) {
                 }
             }
         }
-    } else { /* any width: one weight at a time */
+    }
+    if (!waited) pdl_wait(); /* threads without a chunk, and the any-width path */
+    if (!((cols & 7) == 0 && (PRO != PRO_GATEDNORM || ((cols / a.groups) & 7) == 0))) { /* any width */
         for (int c = threadIdx.x; c < cols; c += GEMV_THREADS)
 #pragma unroll
             for (int b = 0; b < NB; b++) {
@@ -153,6 +166,7 @@ __global__ void __launch_bounds__(GEMV_THREADS) gemv_kernel(GemvArgs a) {
         else if (EPI == EPI_RESIDUAL) {
             float hn = a.out[(size_t)b * a.rows + r] + v; /* h ← h + W_out y */
             a.out[(size_t)b * a.rows + r] = hn;
+            if (a.xw_out) a.xw_out[(size_t)b * a.rows + r] = hn * a.next_w[r]; /* the next norm's input, pre-weighted */
             sq = hn * hn;
         } else if (r < a.dims.d_in) a.out[(size_t)b * a.rows + r] = v; /* z */
         else inproj_tail(a, b, r, v);
@@ -169,9 +183,16 @@ __global__ void __launch_bounds__(GEMV_THREADS) gemv_kernel(GemvArgs a) {
     }
 }
 
+/* Rows per block: 8 for one or two sequences over tall matrices; 4 otherwise, so that a short,
+ * wide matrix (out_proj: 4096 rows) still gives every multiprocessor about as many blocks. */
 template <int NB, int PRO, int EPI>
 static void launch_gemv_t(const GemvArgs &a, cudaStream_t s) {
-    gemv_kernel<NB, PRO, EPI><<<(a.rows + GEMV_ROWS - 1) / GEMV_ROWS, GEMV_THREADS, 0, s>>>(a);
+    if (NB <= 2 && a.rows > 8192)
+        launch_pdl(gemv_kernel<NB, PRO, EPI, GEMV_ROWS_MAX>, dim3((a.rows + GEMV_ROWS_MAX - 1) / GEMV_ROWS_MAX),
+                   dim3(GEMV_THREADS), 0, s, a);
+    else
+        launch_pdl(gemv_kernel<NB, PRO, EPI, GEMV_ROWS_MAX / 2>, dim3((a.rows + GEMV_ROWS_MAX / 2 - 1) / (GEMV_ROWS_MAX / 2)),
+                   dim3(GEMV_THREADS), 0, s, a);
 }
 
 template <int PRO, int EPI>
@@ -191,16 +212,22 @@ void launch_gemv(GemvPrologue pro, GemvEpilogue epi, const GemvArgs &a, cudaStre
     else launch_gemv_nb<PRO_NONE, EPI_STORE>(a, s);
 }
 
-/* Σ h² of each decode sequence's embedding row, for layer 0's RMSNorm (one block per sequence). */
-__global__ void sum_squares_kernel(const float *h, int d, float *ss) {
+/* Σ h² of each decode sequence's embedding row, for layer 0's RMSNorm, and xw = h·w (one block per sequence). */
+__global__ void sum_squares_kernel(const float *h, int d, const float *w, float *ss, float *xw) {
+    pdl_trigger();
+    pdl_wait();
     float v = 0;
-    for (int i = threadIdx.x; i < d; i += blockDim.x) v += h[(size_t)blockIdx.x * d + i] * h[(size_t)blockIdx.x * d + i];
+    for (int i = threadIdx.x; i < d; i += blockDim.x) {
+        float x = h[(size_t)blockIdx.x * d + i];
+        v += x * x;
+        xw[(size_t)blockIdx.x * d + i] = x * w[i];
+    }
     v = block_sum(v);
     if (threadIdx.x == 0) ss[blockIdx.x] = v;
 }
 
-void launch_sum_squares(const float *h, int nb, int d, float *ss, cudaStream_t s) {
-    sum_squares_kernel<<<nb, 256, 0, s>>>(h, d, ss);
+void launch_sum_squares(const float *h, int nb, int d, const float *w, float *ss, float *xw, cudaStream_t s) {
+    launch_pdl(sum_squares_kernel, dim3(nb), dim3(256), 0, s, h, d, w, ss, xw);
 }
 
 /* ------------------------------------------------------------------ conv + dt step (batched path) */
@@ -225,83 +252,82 @@ void launch_conv_dt_step(const GpuDims &g, const GpuLayer &w, const float *zxbcd
 
 /* ------------------------------------------------------------------ SSD step */
 
-/* 32 consecutive state values of one row: 8 float4 (fp32) or 4 uint4 (bf16) loads. */
-__device__ __forceinline__ void load32(const float *p, float *v) {
-#pragma unroll
-    for (int k = 0; k < 8; k++) {
-        float4 q = ((const float4 *)p)[k];
-        v[4 * k] = q.x, v[4 * k + 1] = q.y, v[4 * k + 2] = q.z, v[4 * k + 3] = q.w;
-    }
+/* Sixteen bytes of state as floats: 4 fp32 or 8 bf16 values. */
+__device__ __forceinline__ void load16(const float *p, float *v) {
+    float4 q = *(const float4 *)p;
+    v[0] = q.x, v[1] = q.y, v[2] = q.z, v[3] = q.w;
 }
-__device__ __forceinline__ void load32(const bf16 *p, float *v) {
+__device__ __forceinline__ void load16(const bf16 *p, float *v) {
+    uint4 q = *(const uint4 *)p;
+    const uint32_t w[4] = {q.x, q.y, q.z, q.w};
 #pragma unroll
-    for (int k = 0; k < 4; k++) {
-        uint4 q = ((const uint4 *)p)[k];
-        uint32_t w[4] = {q.x, q.y, q.z, q.w};
-#pragma unroll
-        for (int j = 0; j < 4; j++) v[8 * k + 2 * j] = __uint_as_float(w[j] << 16), v[8 * k + 2 * j + 1] = __uint_as_float(w[j] & 0xffff0000u);
-    }
+    for (int j = 0; j < 4; j++) v[2 * j] = __uint_as_float(w[j] << 16), v[2 * j + 1] = __uint_as_float(w[j] & 0xffff0000u);
 }
-__device__ __forceinline__ void store32(float *p, const float *v) {
+__device__ __forceinline__ void store16(float *p, const float *v) { *(float4 *)p = make_float4(v[0], v[1], v[2], v[3]); }
+__device__ __forceinline__ void store16(bf16 *p, const float *v) {
+    uint32_t w[4];
 #pragma unroll
-    for (int k = 0; k < 8; k++) ((float4 *)p)[k] = make_float4(v[4 * k], v[4 * k + 1], v[4 * k + 2], v[4 * k + 3]);
-}
-__device__ __forceinline__ void store32(bf16 *p, const float *v) {
-#pragma unroll
-    for (int k = 0; k < 4; k++) {
-        uint32_t w[4];
-#pragma unroll
-        for (int j = 0; j < 4; j++) {
-            __nv_bfloat162 h2 = __floats2bfloat162_rn(v[8 * k + 2 * j], v[8 * k + 2 * j + 1]);
-            w[j] = *(uint32_t *)&h2;
-        }
-        ((uint4 *)p)[k] = make_uint4(w[0], w[1], w[2], w[3]);
+    for (int j = 0; j < 4; j++) {
+        __nv_bfloat162 h2 = __floats2bfloat162_rn(v[2 * j], v[2 * j + 1]);
+        w[j] = *(uint32_t *)&h2;
     }
+    *(uint4 *)p = make_uint4(w[0], w[1], w[2], w[3]);
 }
 
-/* One block per (head, sequence). Each thread owns 32 consecutive entries of one row p of
- * S_h [P, N] (N/32 adjacent lanes per row), loads them all at once, then:
- *   S = exp(dt·A) S + dt·x Bᵀ;   y = (S C + D x) · silu(z),
- * the row sum of S C reduced over the row's lanes with shuffles. Needs N/32 a power of two ≤ 32. */
+#define STEP_SLOTS 8 /* row loads in flight per thread */
+
+/* One block (8 warps) per (head, sequence), N = 128. A thread owns E = 16 / sizeof(S) consecutive
+ * entries of a row (4 fp32 or 8 bf16), so a row is LPR = N / E lanes (32 or 16) and one warp
+ * instruction reads 32 / LPR whole rows, 16 bytes per lane, coalesced. Each thread loads
+ * STEP_SLOTS rows before it computes any:
+ *   S = exp(dt·A) S + dt·x Bᵀ;   y = (S C + D x) · silu(z);  Σ y² goes to the group's norm sum. */
 template <typename S>
 __global__ void __launch_bounds__(256) ssd_step_kernel(GpuDims g, GpuLayer w, const float *xbc, const float *dt,
                                                        const float *zxbcdt, void *const *ssm_states, int l, float *y,
-                                                       float *ss_y) {
-    int h = blockIdx.x, b = blockIdx.y, grp = h / (g.H / g.G);
-    extern __shared__ float sm[]; /* B [N] | C [N] */
+                                                       float *ss_y, const float *y_scale) {
+    constexpr int E = 16 / sizeof(S), LPR = 128 / E, RPW = 32 / LPR; /* rows per warp instruction */
+    pdl_trigger();
+    pdl_wait();
+    int h = blockIdx.x, b = blockIdx.y, grp = h / (g.H / g.G), warp = threadIdx.x >> 5, lane = threadIdx.x & 31;
+    int sub = lane / LPR, n0 = (lane % LPR) * E; /* which row of the instruction, which entries */
     const float *row = xbc + (size_t)b * g.conv_dim;
-    for (int n = threadIdx.x; n < g.N; n += blockDim.x) {
-        sm[n] = row[g.d_in + grp * g.N + n];
-        sm[g.N + n] = row[g.d_in + g.G * g.N + grp * g.N + n];
-    }
-    __syncthreads();
-    float dth = dt[(size_t)b * g.H + h], decay = __expf(dth * w.A[h]), Dh = w.D[h];
-    S *state = (S *)ssm_states[b] + (((size_t)l * g.H + h) * g.P) * g.N;
-    const int lanes_per_row = g.N / 32, items = g.P * lanes_per_row;
-    float sq = 0;
-    for (int it = threadIdx.x; it < items + ((items % 32) ? 32 - items % 32 : 0); it += blockDim.x) {
-        int p = it / lanes_per_row, n0 = (it % lanes_per_row) * 32;
-        bool live = it < items;
-        float acc = 0, x = 0;
-        if (live) {
-            float v[32];
-            S *sp = state + (size_t)p * g.N + n0;
-            load32(sp, v);
-            x = row[h * g.P + p];
-            float xdt = x * dth;
+    float Bv[E], Cv[E]; /* this thread's entries of B and C, 16 bytes per load */
 #pragma unroll
-            for (int k = 0; k < 32; k++) {
-                v[k] = decay * v[k] + xdt * sm[n0 + k];
-                acc += v[k] * sm[g.N + n0 + k];
-            }
-            store32(sp, v);
+    for (int k = 0; k < E; k += 4) {
+        float4 bq = *(const float4 *)(row + g.d_in + grp * 128 + n0 + k);
+        float4 cq = *(const float4 *)(row + g.d_in + g.G * 128 + grp * 128 + n0 + k);
+        Bv[k] = bq.x, Bv[k + 1] = bq.y, Bv[k + 2] = bq.z, Bv[k + 3] = bq.w;
+        Cv[k] = cq.x, Cv[k + 1] = cq.y, Cv[k + 2] = cq.z, Cv[k + 3] = cq.w;
+    }
+    float dth = dt[(size_t)b * g.H + h], decay = __expf(dth * w.A[h]), Dh = w.D[h], sq = 0;
+    S *state = (S *)ssm_states[b] + (((size_t)l * g.H + h) * g.P) * 128;
+    const int rows_per_pass = (blockDim.x >> 5) * RPW * STEP_SLOTS;
+    for (int p0 = warp * RPW + sub; p0 < g.P; p0 += rows_per_pass) {
+        float st[STEP_SLOTS][E];
+#pragma unroll
+        for (int i = 0; i < STEP_SLOTS; i++) {
+            int p = p0 + i * 8 * RPW;
+            if (p < g.P) load16(state + (size_t)p * 128 + n0, st[i]);
         }
-        for (int o = lanes_per_row / 2; o > 0; o >>= 1) acc += __shfl_xor_sync(0xffffffffu, acc, o);
-        if (live && n0 == 0) {
-            float z = zxbcdt[(size_t)b * g.d_in_proj + h * g.P + p];
-            float yv = (acc + Dh * x) * silu_f(z);
-            y[(size_t)b * g.d_in + h * g.P + p] = yv;
-            sq += yv * yv;
+#pragma unroll
+        for (int i = 0; i < STEP_SLOTS; i++) {
+            int p = p0 + i * 8 * RPW;
+            bool live = p < g.P;
+            float x = live ? row[h * g.P + p] : 0.0f, xdt = x * dth, acc = 0;
+#pragma unroll
+            for (int k = 0; k < E; k++) {
+                st[i][k] = decay * st[i][k] + xdt * Bv[k];
+                acc += st[i][k] * Cv[k];
+            }
+            if (live) store16(state + (size_t)p * 128 + n0, st[i]);
+#pragma unroll
+            for (int o = LPR / 2; o > 0; o >>= 1) acc += __shfl_xor_sync(0xffffffffu, acc, o);
+            if (live && n0 == 0) {
+                float z = zxbcdt[(size_t)b * g.d_in_proj + h * g.P + p];
+                float yv = (acc + Dh * x) * silu_f(z);
+                y[(size_t)b * g.d_in + h * g.P + p] = y_scale ? yv * y_scale[h * g.P + p] : yv;
+                sq += yv * yv;
+            }
         }
     }
     sq = block_sum(sq); /* Σ y² of this head, added to its group's sum for the out_proj norm */
@@ -316,7 +342,9 @@ __device__ __forceinline__ void store_state(bf16 *p, float v) { *p = __float2bfl
 
 template <typename S>
 __global__ void ssd_step_any_kernel(GpuDims g, GpuLayer w, const float *xbc, const float *dt, const float *zxbcdt,
-                                    void *const *ssm_states, int l, float *y, float *ss_y) {
+                                    void *const *ssm_states, int l, float *y, float *ss_y, const float *y_scale) {
+    pdl_trigger();
+    pdl_wait();
     int h = blockIdx.x, b = blockIdx.y, grp = h / (g.H / g.G);
     int warp = threadIdx.x >> 5, lane = threadIdx.x & 31, nwarps = blockDim.x >> 5;
     extern __shared__ float sm[]; /* B [N] | C [N] */
@@ -341,7 +369,7 @@ __global__ void ssd_step_any_kernel(GpuDims g, GpuLayer w, const float *xbc, con
         if (lane == 0) {
             float z = zxbcdt[(size_t)b * g.d_in_proj + h * g.P + p];
             float yv = (acc + Dh * x) * silu_f(z);
-            y[(size_t)b * g.d_in + h * g.P + p] = yv;
+            y[(size_t)b * g.d_in + h * g.P + p] = y_scale ? yv * y_scale[h * g.P + p] : yv;
             sq += yv * yv;
         }
     }
@@ -350,13 +378,16 @@ __global__ void ssd_step_any_kernel(GpuDims g, GpuLayer w, const float *xbc, con
 }
 
 void launch_ssd_step(const GpuDims &g, const GpuLayer &w, const float *xbc, const float *dt, const float *zxbcdt,
-                     void *const *ssm_states, int ssm_bf16, int l, int nb, float *y, float *ss_y, cudaStream_t s) {
+                     void *const *ssm_states, int ssm_bf16, int l, int nb, float *y, float *ss_y, const float *y_scale,
+                     cudaStream_t s) {
     dim3 grid(g.H, nb);
     size_t smem = 2 * g.N * sizeof(float);
-    int lpr = g.N / 32;
-    bool fast = g.N % 32 == 0 && lpr <= 32 && (lpr & (lpr - 1)) == 0;
-    if (fast && ssm_bf16) ssd_step_kernel<bf16><<<grid, 256, smem, s>>>(g, w, xbc, dt, zxbcdt, ssm_states, l, y, ss_y);
-    else if (fast) ssd_step_kernel<float><<<grid, 256, smem, s>>>(g, w, xbc, dt, zxbcdt, ssm_states, l, y, ss_y);
-    else if (ssm_bf16) ssd_step_any_kernel<bf16><<<grid, 128, smem, s>>>(g, w, xbc, dt, zxbcdt, ssm_states, l, y, ss_y);
-    else ssd_step_any_kernel<float><<<grid, 128, smem, s>>>(g, w, xbc, dt, zxbcdt, ssm_states, l, y, ss_y);
+    /* fast kernel: N = 128, one thread per STEP_SLOTS row pieces: 128 threads (bf16), 256 (fp32) at P = 64 */
+    int items = g.P * (ssm_bf16 ? 16 : 32), threads = (items / STEP_SLOTS + 31) / 32 * 32;
+    threads = threads < 32 ? 32 : threads > 256 ? 256 : threads;
+    bool fast = g.N == 128 && g.d_in % 4 == 0 && g.conv_dim % 4 == 0; /* aligned float4 reads of B, C */
+    if (fast && ssm_bf16) launch_pdl(ssd_step_kernel<bf16>, grid, dim3(threads), 0, s, g, w, xbc, dt, zxbcdt, ssm_states, l, y, ss_y, y_scale);
+    else if (fast) launch_pdl(ssd_step_kernel<float>, grid, dim3(threads), 0, s, g, w, xbc, dt, zxbcdt, ssm_states, l, y, ss_y, y_scale);
+    else if (ssm_bf16) launch_pdl(ssd_step_any_kernel<bf16>, grid, dim3(128), smem, s, g, w, xbc, dt, zxbcdt, ssm_states, l, y, ss_y, y_scale);
+    else launch_pdl(ssd_step_any_kernel<float>, grid, dim3(128), smem, s, g, w, xbc, dt, zxbcdt, ssm_states, l, y, ss_y, y_scale);
 }

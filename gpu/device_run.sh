@@ -6,7 +6,7 @@
 set -u
 OUT=${OUT:-/tmp/mamba2-out}
 mkdir -p "$OUT"
-STEPS=${1:-test,sanitize,kernels,model,hf}
+STEPS=${1:-test,sanitize,kernels,model,profile,hf}
 BIN=${BIN:-.device}
 export LD_LIBRARY_PATH=/usr/local/cuda/lib64:/usr/local/cuda/lib:${LD_LIBRARY_PATH:-}
 CK=/tmp/ck64
@@ -30,7 +30,7 @@ if has kernels; then
     log "kernel benchmark"
     timeout 300 "$BIN/bench_gpu_kernels" 2>&1 | tee "$OUT/kernels.txt"
 fi
-if has model || has hf; then
+if has model || has hf || has profile; then
     if [ ! -f "$CK/model.safetensors.index.json" ]; then
         log "writing the 64-layer random 7B checkpoint"
         /usr/bin/time -v python3 data/write_checkpoint.py --out "$CK" --layers 64 --threads 16 2>&1 | grep -E "Elapsed|error|Error" | tail -3
@@ -44,6 +44,11 @@ if has model; then
     log "7B on the GPU, bf16 states"
     timeout 300 "$BIN/bench_model" "$CK" --backend gpu --state-bf16 --prompt-len 4096 --gen-len 64 --batch 64,256 \
         --mem-limit 24,72 --json "$OUT/bench_bf16.json" 2>&1 | tee "$OUT/bench_bf16.txt"
+fi
+if has profile; then
+    log "per-kernel profile (no graphs, events between kernels): batch 1, then batch 64 with bf16 states"
+    MAMBA2_GPU_PROFILE=1 timeout 200 "$BIN/bench_model" "$CK" --backend gpu --prompt-len 4096 --gen-len 16 --batch 1 2>&1 | tail -22 | tee "$OUT/profile_b1.txt"
+    MAMBA2_GPU_PROFILE=1 timeout 200 "$BIN/bench_model" "$CK" --backend gpu --state-bf16 --prompt-len 512 --gen-len 16 --batch 64 2>&1 | grep -E "step|GPU profile" | tee "$OUT/profile_b64.txt"
 fi
 if has hf; then
     log "Hugging Face transformers on the same checkpoint"

@@ -31,15 +31,26 @@ int mamba2_gpu_ssd_chunked(SSDDims d, int Q, const float *x, const float *dt, co
 
 /**
  * @brief Time the prefill SSD kernels on device-resident random inputs of the given shape.
+ * @param d        sizes of one call (ssd.h)
+ * @param Q        chunk size
+ * @param reps     timed repetitions (after a warm-up)
  * @param parts_ms if not NULL, receives the median time of each of the five kernels
  *        (cumsum, C·Bᵀ, chunk states, state passing, chunk scan)
+ * @param err      the reason on failure
  * @return milliseconds per call (median of @p reps), or a negative value on failure.
  */
 double mamba2_gpu_time_ssd_chunked(SSDDims d, int Q, int reps, double parts_ms[5], Mamba2Error *err);
 
 /**
  * @brief The decode matrix-vector kernel alone: out[b][r] = Σ_c W[r][c] x[b][c].
- * @param W bf16 bits [rows, cols]; @param x [nb, cols]; @param out [nb, rows]; nb ≤ 4.
+ * @param rows rows of @p W
+ * @param cols columns of @p W
+ * @param nb   number of input vectors (1 to 4)
+ * @param W    bf16 bits [rows, cols]
+ * @param x    [nb, cols]
+ * @param out  [nb, rows]
+ * @param err  the reason on failure
+ * @return 0, or -1 with the reason in @p err.
  */
 int mamba2_gpu_gemv(int rows, int cols, int nb, const uint16_t *W, const float *x, float *out, Mamba2Error *err);
 

@@ -90,11 +90,13 @@ struct GemvArgs {
     const bf16 *W;         /**< [rows, cols] */
     int rows, cols, nb;    /**< nb sequences (1..4) */
     const float *x;        /**< [nb, cols] input before the prologue */
-    const float *pro_w;    /**< prologue norm weight [cols] */
+    const float *pro_w;    /**< prologue norm weight [cols], or NULL when x is already multiplied by it */
     const float *ss_in;    /**< prologue sums of squares: [nb] (RMSNORM) or [nb, groups] (GATEDNORM) */
     int groups;            /**< PRO_GATEDNORM: groups of cols/groups channels */
     float eps;
     float *ss_out;         /**< EPI_RESIDUAL: [nb] Σ h² of the updated rows is added here (may be NULL) */
+    const float *next_w;   /**< EPI_RESIDUAL: the next norm's weight [rows] ... */
+    float *xw_out;         /**< ... and xw_out [nb, rows] = h·next_w is written for the next GEMV (may be NULL) */
     float *out;            /**< [nb, rows] (EPI_STORE, EPI_RESIDUAL, EPI_INPROJ's z and raw values) */
     /* EPI_INPROJ */
     GpuDims dims;
@@ -104,12 +106,22 @@ struct GemvArgs {
     float *xbc;            /**< [nb, conv_dim] conv output */
     float *dt;             /**< [nb, H] */
 };
+/** @var GemvArgs::rows
+ *      rows of W (outputs per sequence)
+ * @var GemvArgs::cols
+ *      columns of W (inputs per sequence)
+ * @var GemvArgs::eps
+ *      epsilon of the prologue norm
+ * @var GemvArgs::dims
+ *      EPI_INPROJ: the model sizes
+ * @var GemvArgs::layer
+ *      EPI_INPROJ: the layer's weights (conv, dt_bias) */
 
 /** Launch the decode GEMV with the given prologue and epilogue. */
 void launch_gemv(GemvPrologue pro, GemvEpilogue epi, const GemvArgs &a, cudaStream_t s);
 
-/** ss[b] = Σ_i h[b][i]² for nb rows of width d (layer 0's input norm in decode). */
-void launch_sum_squares(const float *h, int nb, int d, float *ss, cudaStream_t s);
+/** ss[b] = Σ_i h[b][i]² and xw[b][i] = h[b][i]·w[i] for nb rows of width d (layer 0's input norm in decode). */
+void launch_sum_squares(const float *h, int nb, int d, const float *w, float *ss, float *xw, cudaStream_t s);
 
 /** Batched path after a cuBLAS GEMM: conv step + SiLU and dt for nb sequences from zxbcdt [nb, d_in_proj] fp32. */
 void launch_conv_dt_step(const GpuDims &g, const GpuLayer &w, const float *zxbcdt, float *const *conv_states, int l,
@@ -119,9 +131,11 @@ void launch_conv_dt_step(const GpuDims &g, const GpuLayer &w, const float *zxbcd
  * SSD recurrence for one token of nb sequences, with the gate:
  * S = exp(dt·A) S + dt·x Bᵀ;  y = (S C + D x) · silu(z).   y [nb, d_in] fp32.
  * @p ssm_states [nb] device pointers to [L, H, P, N] (fp32, or bf16 when @p ssm_bf16).
- * @p ss_y, when not NULL, [nb, G]: Σ y² of each group is added there (for the grouped norm).
+ * @p ss_y, when not NULL, [nb, G]: Σ y² of each group is added there (for the grouped norm), and y is
+ * stored multiplied by @p y_scale [d_in] when that is not NULL (the norm weight, applied ahead).
  */
 void launch_ssd_step(const GpuDims &g, const GpuLayer &w, const float *xbc, const float *dt, const float *zxbcdt,
-                     void *const *ssm_states, int ssm_bf16, int l, int nb, float *y, float *ss_y, cudaStream_t s);
+                     void *const *ssm_states, int ssm_bf16, int l, int nb, float *y, float *ss_y, const float *y_scale,
+                     cudaStream_t s);
 
 #endif

@@ -36,22 +36,44 @@ __device__ __forceinline__ char *carve(char *&p, size_t bytes) {
 
 static size_t carve_size(size_t bytes) { return (bytes + 127) & ~(size_t)127; }
 
-/* dst[r][k] (row pitch ld_dst) = src[r * ld_src + k] for r < rows_valid and k < cols_valid, zero
- * elsewhere in [rows) x [cols). Sixteen bytes at a time when the shapes allow it. */
+/* dst[r][k] (row pitch ld_dst) = scale[r] · src[r * ld_src + k] for r < rows_valid and k < cols_valid,
+ * zero elsewhere in [rows) x [cols); scale may be NULL (1). Sixteen bytes at a time when the shapes
+ * allow it, four loads in flight per thread before any store. */
 __device__ void load_tile(bf16 *dst, int ld_dst, const bf16 *src, size_t ld_src, int rows, int cols, int rows_valid,
-                          int cols_valid) {
+                          int cols_valid, const float *scale = NULL) {
     if (((cols_valid | (int)ld_src | ld_dst | cols) & 7) == 0 && ((uintptr_t)src & 15) == 0) {
-        int c8 = cols >> 3;
-        for (int i = threadIdx.x; i < rows * c8; i += blockDim.x) {
-            int r = i / c8, k = (i - r * c8) * 8;
-            uint4 v = make_uint4(0, 0, 0, 0);
-            if (r < rows_valid && k < cols_valid) v = *(const uint4 *)(src + (size_t)r * ld_src + k);
-            *(uint4 *)(dst + r * ld_dst + k) = v;
+        const int c8 = cols >> 3, n = rows * c8, U = 4;
+        for (int i0 = threadIdx.x; i0 < n; i0 += U * blockDim.x) {
+            uint4 v[U];
+#pragma unroll
+            for (int u = 0; u < U; u++) {
+                int i = i0 + u * blockDim.x, r = i / c8, k = (i - r * c8) * 8;
+                v[u] = make_uint4(0, 0, 0, 0);
+                if (i < n && r < rows_valid && k < cols_valid) v[u] = __ldg((const uint4 *)(src + (size_t)r * ld_src + k));
+            }
+#pragma unroll
+            for (int u = 0; u < U; u++) {
+                int i = i0 + u * blockDim.x, r = i / c8, k = (i - r * c8) * 8;
+                if (i >= n) break;
+                if (scale && r < rows_valid) { /* 8 bf16: scale in fp32, round back */
+                    float f = scale[r];
+                    uint32_t *w = (uint32_t *)&v[u];
+#pragma unroll
+                    for (int q = 0; q < 4; q++) {
+                        __nv_bfloat162 h2 = *(__nv_bfloat162 *)&w[q];
+                        float2 x = __bfloat1622float2(h2);
+                        h2 = __floats2bfloat162_rn(x.x * f, x.y * f);
+                        w[q] = *(uint32_t *)&h2;
+                    }
+                }
+                *(uint4 *)(dst + r * ld_dst + k) = v[u];
+            }
         }
     } else {
         for (int i = threadIdx.x; i < rows * cols; i += blockDim.x) {
             int r = i / cols, k = i - r * cols;
-            dst[r * ld_dst + k] = (r < rows_valid && k < cols_valid) ? src[(size_t)r * ld_src + k] : __float2bfloat16(0.0f);
+            float v = (r < rows_valid && k < cols_valid) ? __bfloat162float(src[(size_t)r * ld_src + k]) : 0.0f;
+            dst[r * ld_dst + k] = __float2bfloat16(scale && r < rows_valid ? v * scale[r] : v);
         }
     }
 }
@@ -146,13 +168,10 @@ __global__ void __launch_bounds__(256) ssd_chunk_state_kernel(GpuDims g, const b
         __syncthreads();
         for (int s = threadIdx.x; s < TILE; s += blockDim.x)
             wts[s] = s0 + s < len ? __expf(cum_end - cum_h[s0 + s]) * dt_h[s0 + s] : 0.0f;
-        load_tile(Xs, ldx, rows + (size_t)s0 * g.conv_dim + h * g.P, g.conv_dim, TILE, Pp, len - s0, g.P);
-        load_tile(Bs, ldb, rows + (size_t)s0 * g.conv_dim + g.d_in + grp * g.N, g.conv_dim, TILE, Np, len - s0, g.N);
         __syncthreads();
-        for (int i = threadIdx.x; i < TILE * Np; i += blockDim.x) { /* B̃_s = w_s B_s */
-            int s = i / Np, n = i - s * Np;
-            Bs[s * ldb + n] = __float2bfloat16(__bfloat162float(Bs[s * ldb + n]) * wts[s]);
-        }
+        load_tile(Xs, ldx, rows + (size_t)s0 * g.conv_dim + h * g.P, g.conv_dim, TILE, Pp, len - s0, g.P);
+        load_tile(Bs, ldb, rows + (size_t)s0 * g.conv_dim + g.d_in + grp * g.N, g.conv_dim, TILE, Np, len - s0, g.N,
+                  wts); /* B̃_s = w_s B_s */
         __syncthreads();
 #pragma unroll
         for (int i = 0; i < MAX_FRAGS; i++) {
@@ -239,37 +258,63 @@ __global__ void __launch_bounds__(256) ssd_chunk_scan_kernel(GpuDims g, const bf
     bf16 *Ms = (bf16 *)carve(p, (size_t)TILE * ldm * sizeof(bf16));   /* [TILE][len] M rows; then the output stage */
     float *cum_s = (float *)carve(p, (size_t)rows_p * sizeof(float)); /* [len] */
     float *dt_s = (float *)carve(p, (size_t)rows_p * sizeof(float));  /* [len] */
+    float *exp_cum = (float *)carve(p, (size_t)rows_p * sizeof(float)); /* [len] exp(cum_t) */
     float *stage = (float *)Ms;                                       /* [TILE][Pp + 4] */
     const bf16 *rows = xbc + (size_t)t0 * g.conv_dim;
     const float *cb_c = cb + ((size_t)c * g.G + grp) * Qp * Qp;
     const float *S = states + ((size_t)c * g.H + h) * g.P * g.N;
     float Dh = D ? D[h] : 0.0f;
 
-    for (int t = threadIdx.x; t < len; t += blockDim.x) {
-        cum_s[t] = cum[(size_t)h * T + t0 + t];
-        dt_s[t] = dt[(size_t)h * T + t0 + t];
+    for (int t = threadIdx.x; t < rows_p; t += blockDim.x) {
+        cum_s[t] = t < len ? cum[(size_t)h * T + t0 + t] : 0.0f;
+        dt_s[t] = t < len ? dt[(size_t)h * T + t0 + t] : 0.0f;
+        exp_cum[t] = t < len ? __expf(cum_s[t]) : 0.0f;
     }
     load_tile(Xs, ldx, rows + h * g.P, g.conv_dim, rows_p, Pp, len, g.P);
-    for (int i = threadIdx.x; i < Pp * Np; i += blockDim.x) {
-        int pp = i / Np, n = i - pp * Np;
-        Ss[pp * ldn + n] = __float2bfloat16(pp < g.P && n < g.N ? S[(size_t)pp * g.N + n] : 0.0f);
+    if ((g.N & 3) == 0 && g.N == Np) { /* the entering state, four values per load */
+        const int n4 = g.N / 4, total = Pp * n4;
+        for (int i = threadIdx.x; i < total; i += blockDim.x) {
+            int pp = i / n4, n = (i - pp * n4) * 4;
+            float4 v = pp < g.P ? __ldg((const float4 *)(S + (size_t)pp * g.N + n)) : make_float4(0, 0, 0, 0);
+            *(__nv_bfloat162 *)(Ss + pp * ldn + n) = __floats2bfloat162_rn(v.x, v.y);
+            *(__nv_bfloat162 *)(Ss + pp * ldn + n + 2) = __floats2bfloat162_rn(v.z, v.w);
+        }
+    } else {
+        for (int i = threadIdx.x; i < Pp * Np; i += blockDim.x) {
+            int pp = i / Np, n = i - pp * Np;
+            Ss[pp * ldn + n] = __float2bfloat16(pp < g.P && n < g.N ? S[(size_t)pp * g.N + n] : 0.0f);
+        }
     }
+    __syncthreads();
     for (int tr0 = 0; tr0 < len; tr0 += TILE) {
         int s_end = tr0 + TILE; /* the diagonal block needs s < s_end (s ≤ t) */
-        __syncthreads();
+        if (tr0) __syncthreads();
+        /* C̃_t = exp(cum_t) C_t */
         load_tile(Cs, ldn, rows + (size_t)tr0 * g.conv_dim + g.d_in + g.G * g.N + grp * g.N, g.conv_dim, TILE, Np,
-                  len - tr0, g.N);
-        for (int i = threadIdx.x; i < TILE * s_end; i += blockDim.x) {
-            int tt = i / s_end, s = i - tt * s_end, t = tr0 + tt;
-            float v = 0;
-            if (s <= t && t < len) v = cb_c[(size_t)t * Qp + s] * __expf(cum_s[t] - cum_s[s]) * dt_s[s];
-            Ms[tt * ldm + s] = __float2bfloat16(v);
-        }
-        __syncthreads();
-        for (int i = threadIdx.x; i < TILE * Np; i += blockDim.x) { /* C̃_t = exp(cum_t) C_t */
-            int tt = i / Np, n = i - tt * Np;
-            float e = tr0 + tt < len ? __expf(cum_s[tr0 + tt]) : 0.0f;
-            Cs[tt * ldn + n] = __float2bfloat16(__bfloat162float(Cs[tt * ldn + n]) * e);
+                  len - tr0, g.N, exp_cum + tr0);
+        /* M[t][s] = CB[t][s] exp(cum_t − cum_s) dt_s for s ≤ t: four s per thread, two loads in flight */
+        const int s4 = s_end / 4, n4 = TILE * s4;
+        for (int i0 = threadIdx.x; i0 < n4; i0 += 2 * blockDim.x) {
+            float4 v[2];
+#pragma unroll
+            for (int u = 0; u < 2; u++) {
+                int i = i0 + u * blockDim.x, tt = i / s4, t = tr0 + tt;
+                v[u] = i < n4 && t < len ? __ldg((const float4 *)(cb_c + (size_t)t * Qp) + (i - tt * s4))
+                                         : make_float4(0, 0, 0, 0);
+            }
+#pragma unroll
+            for (int u = 0; u < 2; u++) {
+                int i = i0 + u * blockDim.x, tt = i / s4, t = tr0 + tt, sb = (i - tt * s4) * 4;
+                if (i >= n4) break;
+                float cbv[4] = {v[u].x, v[u].y, v[u].z, v[u].w}, m[4];
+#pragma unroll
+                for (int q = 0; q < 4; q++) {
+                    int sq = sb + q;
+                    m[q] = (sq <= t && t < len) ? cbv[q] * __expf(cum_s[t] - cum_s[sq]) * dt_s[sq] : 0.0f;
+                }
+                *(__nv_bfloat162 *)(Ms + tt * ldm + sb) = __floats2bfloat162_rn(m[0], m[1]);
+                *(__nv_bfloat162 *)(Ms + tt * ldm + sb + 2) = __floats2bfloat162_rn(m[2], m[3]);
+            }
         }
         __syncthreads();
         AccFrag acc[MAX_FRAGS];
@@ -348,7 +393,7 @@ void launch_ssd_chunked(const GpuDims &g, const bf16 *xbc, const float *dt, cons
     size_t ms_bytes = (size_t)TILE * (rows_p + PAD) * 2, stage_bytes = (size_t)TILE * (Pp + 4) * 4;
     size_t sc_smem = carve_size((size_t)rows_p * (Pp + PAD) * 2) + carve_size((size_t)Pp * (Np + PAD) * 2) +
                      carve_size((size_t)TILE * (Np + PAD) * 2) + carve_size(ms_bytes > stage_bytes ? ms_bytes : stage_bytes) +
-                     2 * carve_size((size_t)rows_p * 4);
+                     3 * carve_size((size_t)rows_p * 4);
     static bool attrs_set = false;
     if (!attrs_set) { /* allow more than 48 KB of dynamic shared memory (up to the H100's 227 KB) */
         cudaFuncSetAttribute(ssd_cb_kernel, cudaFuncAttributeMaxDynamicSharedMemorySize, 227 * 1024);

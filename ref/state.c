@@ -49,7 +49,7 @@ static void drop_device_copy(Mamba2State *s) {
 }
 
 void mamba2_state_reset(Mamba2State *s) {
-    drop_device_copy(s);
+    if (s->device) s->device->zero(s);
     s->pos = 0;
     memset(s->conv, 0, s->conv_len * sizeof(float));
     memset(s->ssm, 0, s->ssm_len * sizeof(float));

@@ -30,6 +30,8 @@ typedef struct Mamba2StateDevice {
     int (*to_host)(struct Mamba2State *s, Mamba2Error *err);
     /** Free the device copy (and this struct); the host arrays are left as they are. */
     void (*release)(struct Mamba2State *s);
+    /** Zero the device copy in place (a new sequence), keeping it on the device. */
+    void (*zero)(struct Mamba2State *s);
 } Mamba2StateDevice;
 
 /** The state of one sequence. */
@@ -52,7 +54,7 @@ int mamba2_state_sync(Mamba2State *s, Mamba2Error *err);
 
 /** Allocate a zeroed state for @p cfg (the start of a sequence). 0 on success. */
 int mamba2_state_init(Mamba2State *s, const Mamba2Config *cfg, Mamba2Error *err);
-/** Zero the state (start a new sequence) without reallocating. */
+/** Zero the state (start a new sequence) without reallocating; a device-held copy is zeroed where it is. */
 void mamba2_state_reset(Mamba2State *s);
 /** Copy @p src into @p dst (same config), syncing @p src to the host first. 0 or -1. */
 int mamba2_state_copy(Mamba2State *dst, Mamba2State *src, Mamba2Error *err);
