@@ -301,17 +301,17 @@ __global__ void __launch_bounds__(256) ssd_step_kernel(GpuDims g, GpuLayer w, co
     }
     float dth = dt[(size_t)b * g.H + h], decay = __expf(dth * w.A[h]), Dh = w.D[h], sq = 0;
     S *state = (S *)ssm_states[b] + (((size_t)l * g.H + h) * g.P) * 128;
-    const int rows_per_pass = (blockDim.x >> 5) * RPW * STEP_SLOTS;
+    const int nwarps = blockDim.x >> 5, rows_per_pass = nwarps * RPW * STEP_SLOTS;
     for (int p0 = warp * RPW + sub; p0 < g.P; p0 += rows_per_pass) {
         float st[STEP_SLOTS][E];
 #pragma unroll
         for (int i = 0; i < STEP_SLOTS; i++) {
-            int p = p0 + i * 8 * RPW;
+            int p = p0 + i * nwarps * RPW; /* the block's warps interleave over the rows */
             if (p < g.P) load16(state + (size_t)p * 128 + n0, st[i]);
         }
 #pragma unroll
         for (int i = 0; i < STEP_SLOTS; i++) {
-            int p = p0 + i * 8 * RPW;
+            int p = p0 + i * nwarps * RPW; /* the block's warps interleave over the rows */
             bool live = p < g.P;
             float x = live ? row[h * g.P + p] : 0.0f, xdt = x * dth, acc = 0;
 #pragma unroll
