@@ -74,6 +74,15 @@ int cli_load_model(const char *dir, Mamba2Model *m) {
     return 0;
 }
 
+int cli_check_tokenizer(const Mamba2Tokenizer *tok, const Mamba2Model *m, Mamba2Error *err) {
+    int32_t n = mamba2_tokenizer_vocab_size(tok), V = m->cfg.vocab_size;
+    if (n > V)
+        return mamba2_fail(err, "%s has %d token ids, but the model in %s has vocab_size %d (rows of its embedding): "
+                           "ids %d and above have no embedding; this tokenizer belongs to another model",
+                           mamba2_tokenizer_source(tok), (int)n, m->dir, (int)V, (int)V);
+    return 0;
+}
+
 int cli_write_file(const char *path, const void *data, size_t bytes, Mamba2Error *err) {
     char tmp[4096];
     snprintf(tmp, sizeof tmp, "%s.tmp%ld", path, (long)getpid());

@@ -11,12 +11,14 @@
 #include "backend.h"
 #include "error.h"
 #include "model.h"
+#include "tokenizer.h"
 
 /**
  * @brief Parse token ids separated by spaces or commas ("1 2, 3").
  * @param s    the text
  * @param ids  out: malloc'd array (caller frees)
  * @param n    out: number of ids
+ * @param err  the reason on failure
  * @return 0, or -1 with a message naming the offending word.
  */
 int cli_parse_ids(const char *s, int32_t **ids, int *n, Mamba2Error *err);
@@ -29,6 +31,15 @@ int cli_parse_int(const char *opt, const char *s, long lo, long hi, long *out);
  * @return 0 on success, -1 after printing the reason.
  */
 int cli_load_model(const char *dir, Mamba2Model *m);
+
+/**
+ * @brief Refuse a tokenizer whose ids do not all have a row in the model's embedding.
+ *
+ * Every command that turns text into ids for a model calls it before the first token runs (a
+ * tokenizer with fewer ids than the model is fine: vocabularies are often padded).
+ * @return 0, or -1 with a message naming the tokenizer file, the model directory and both sizes.
+ */
+int cli_check_tokenizer(const Mamba2Tokenizer *tok, const Mamba2Model *m, Mamba2Error *err);
 
 /**
  * @brief Write @p bytes bytes to @p path through a temporary file and a rename,

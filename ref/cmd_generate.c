@@ -1,6 +1,7 @@
 /**
  * @file cmd_generate.c
- * @brief `mamba2 generate`: prefill a prompt, then decode greedily one token at a time.
+ * @brief `mamba2 generate`: prefill a prompt (text or ids), then decode one token at a time,
+ *        greedy or sampled, printing text as it comes (or ids).
  */
 #include <getopt.h>
 #include <stdio.h>
@@ -9,76 +10,320 @@
 
 #include "cli.h"
 #include "commands.h"
+#include "config.h"
+#include "resources.h"
+#include "sampler.h"
+#include "tokenizer.h"
+
+/* The PromptCoT-Mamba chat template (issue 4): BOS (added by the tokenizer), then these around the prompt. */
+#define CHAT_PRE "<|im_start|>user\n"
+#define CHAT_REASON "\nPlease reason step by step, and put your final answer within \\boxed{}."
+#define CHAT_POST "<|im_end|>\n<|im_start|>assistant\n<think>\n"
+#define MAX_STOPS 8
 
 static void help(FILE *f) {
     fprintf(f,
-            "usage: mamba2 generate DIR --ids \"1 2 3 ...\" [-n N] [options]\n\n"
-            "Prefill the prompt ids, then generate N tokens greedily (argmax) and print their ids.\n\n"
-            "options:\n"
-            "  --ids IDS         prompt token ids separated by spaces or commas (required)\n"
-            "  -n, --max-tokens N  tokens to generate (default 16, at most 65536)\n"
-            "  --backend NAME    %s (default ref)\n"
-            "  --threads N       CPU threads for the cpu backend\n"
-            "  --state-out FILE  save the state after the last token\n"
-            "  -h, --help        this text\n"
+            "usage: mamba2 generate DIR (-p TEXT | --prompt-file FILE | --ids IDS) [-n N] [options]\n\n"
+            "Prefill the prompt, then generate up to N tokens, greedily (the default) or sampled.\n"
+            "A text prompt is encoded with DIR's tokenizer (BOS first) and the text is printed as it is\n"
+            "generated, after the prompt; with --ids the generated ids are printed instead.\n"
+            "Generation stops after N tokens, at the end-of-sequence token or at a --stop string.\n\n"
+            "prompt:\n"
+            "  -p, --prompt TEXT     the prompt text\n"
+            "  --prompt-file FILE    the prompt text from FILE (\"-\": standard input)\n"
+            "  --ids IDS             prompt token ids separated by spaces or commas (no tokenizer needed)\n"
+            "  --chat                wrap the prompt in the chat template: BOS <|im_start|>user\\nPROMPT\n"
+            "                        Please reason step by step, ...<|im_end|>\\n<|im_start|>assistant\\n<think>\\n\n"
+            "  --no-reasoning-suffix with --chat: leave out the \"Please reason step by step\" sentence\n"
+            "  --tokenizer PATH      tokenizer file or directory (default: DIR)\n"
+            "  --no-echo             do not print the prompt text before the generated text\n"
+            "generation:\n"
+            "  -n, --max-tokens N    tokens to generate (default 256, at most 65536)\n"
+            "  --temperature T       0: greedy (default); otherwise sample from softmax(logits / T)\n"
+            "  --top-k K             keep the K most probable tokens (default 0: off)\n"
+            "  --top-p P             nucleus sampling threshold (default 1: off)\n"
+            "  --min-p P             keep tokens with p >= P * p_max (default 0: off)\n"
+            "  --repeat-penalty R    penalise tokens seen in the last --repeat-last-n (default 1: off)\n"
+            "  --repeat-last-n N     how many recent tokens the penalty looks at (default 64; 0: all)\n"
+            "  --seed S              random seed of the sampler (default 42)\n"
+            "  --stop TEXT           stop when the generated text contains TEXT (not printed; up to %d)\n"
+            "  --ignore-eos          do not stop at the end-of-sequence token\n"
+            "running:\n"
+            "  --backend NAME        %s (default ref)\n"
+            "  --threads N           CPU threads for the cpu backend\n"
+            "  --state-out FILE      save the state after the last token\n"
+            "  -h, --help            this text\n"
             "Timings (prompt and generated tokens/s) and peak memory go to stderr.\n",
-            mamba2_backend_names());
+            MAX_STOPS, mamba2_backend_names());
 }
 
-static int argmax(const float *v, int n) {
-    int best = 0;
-    for (int i = 1; i < n; i++)
-        if (v[i] > v[best]) best = i;
-    return best;
+/* Read all of standard input into a heap buffer. */
+static char *read_stdin(long *len) {
+    size_t cap = 1 << 16, n = 0, k;
+    char *buf = malloc(cap);
+    while (buf && (k = fread(buf + n, 1, cap - n, stdin)) > 0) {
+        n += k;
+        if (n == cap) {
+            char *more = realloc(buf, cap *= 2);
+            if (!more) {
+                free(buf);
+                return NULL;
+            }
+            buf = more;
+        }
+    }
+    if (buf) *len = (long)n;
+    return buf;
+}
+
+static int parse_float(const char *opt, const char *s, float *out) {
+    char *end;
+    double v = strtod(s, &end);
+    if (end == s || *end) {
+        fprintf(stderr, "mamba2 generate: %s: '%s' is not a number\n", opt, s);
+        return -1;
+    }
+    *out = (float)v;
+    return 0;
+}
+
+/**
+ * Text output with --stop strings: the generated text is kept, and only the part that cannot be
+ * the beginning of a stop string is printed; when a stop string appears, the text before it is
+ * printed and generation ends.
+ */
+typedef struct {
+    char *buf;                  /* all generated text */
+    size_t n, cap, printed;     /* bytes held, allocated, already printed */
+    const char *stop[MAX_STOPS];
+    int n_stop;
+} TextOut;
+
+static int textout_add(TextOut *o, const char *s, size_t len) {
+    if (o->n + len + 1 > o->cap) {
+        size_t cap = o->cap ? o->cap : 256;
+        while (cap < o->n + len + 1) cap *= 2;
+        char *p = realloc(o->buf, cap);
+        if (!p) return -1;
+        o->buf = p;
+        o->cap = cap;
+    }
+    memcpy(o->buf + o->n, s, len);
+    o->n += len;
+    o->buf[o->n] = 0;
+    return 0;
+}
+
+static void textout_print(TextOut *o, size_t upto) {
+    if (upto > o->printed) {
+        fwrite(o->buf + o->printed, 1, upto - o->printed, stdout);
+        fflush(stdout);
+        o->printed = upto;
+    }
+}
+
+/* Print what is safe to print; 1 when a stop string has appeared (the text before it is printed). */
+static int textout_flush(TextOut *o, int final) {
+    size_t hold = 0;
+    for (int i = 0; i < o->n_stop; i++) {
+        size_t sl = strlen(o->stop[i]);
+        size_t from = o->printed;
+        const char *hit = NULL;
+        /* search the unprinted text (a stop string never starts before what was printed) */
+        for (size_t p = from; p + sl <= o->n && !hit; p++)
+            if (!memcmp(o->buf + p, o->stop[i], sl)) hit = o->buf + p;
+        if (hit) {
+            textout_print(o, (size_t)(hit - o->buf));
+            return 1;
+        }
+        /* longest tail of the text that is a proper prefix of this stop string */
+        for (size_t k = sl - 1; k > hold && !final; k--)
+            if (k <= o->n - o->printed && !memcmp(o->buf + o->n - k, o->stop[i], k)) {
+                hold = k;
+                break;
+            }
+    }
+    textout_print(o, o->n - hold);
+    return 0;
 }
 
 int cmd_generate(int argc, char **argv) {
-    static const struct option opts[] = {{"ids", 1, 0, 'i'},     {"max-tokens", 1, 0, 'n'}, {"backend", 1, 0, 'b'},
-                                         {"threads", 1, 0, 't'}, {"state-out", 1, 0, 'S'},  {"help", 0, 0, 'h'},
-                                         {0, 0, 0, 0}};
-    const char *ids_text = NULL, *backend = "ref", *state_out = NULL;
-    long n_gen = 16, threads = 0;
-    int c;
+    enum { O_IDS = 256, O_BACKEND, O_THREADS, O_STATE_OUT, O_PROMPT_FILE, O_CHAT, O_NO_REASON, O_TOKENIZER,
+           O_NO_ECHO, O_TEMP, O_TOPK, O_TOPP, O_MINP, O_REP, O_REP_N, O_SEED, O_STOP, O_IGNORE_EOS };
+    static const struct option opts[] = {
+        {"ids", 1, 0, O_IDS},           {"max-tokens", 1, 0, 'n'},       {"backend", 1, 0, O_BACKEND},
+        {"threads", 1, 0, O_THREADS},   {"state-out", 1, 0, O_STATE_OUT}, {"help", 0, 0, 'h'},
+        {"prompt", 1, 0, 'p'},          {"prompt-file", 1, 0, O_PROMPT_FILE}, {"chat", 0, 0, O_CHAT},
+        {"no-reasoning-suffix", 0, 0, O_NO_REASON}, {"tokenizer", 1, 0, O_TOKENIZER},
+        {"no-echo", 0, 0, O_NO_ECHO},   {"temperature", 1, 0, O_TEMP},   {"top-k", 1, 0, O_TOPK},
+        {"top-p", 1, 0, O_TOPP},        {"min-p", 1, 0, O_MINP},         {"repeat-penalty", 1, 0, O_REP},
+        {"repeat-last-n", 1, 0, O_REP_N}, {"seed", 1, 0, O_SEED},        {"stop", 1, 0, O_STOP},
+        {"ignore-eos", 0, 0, O_IGNORE_EOS}, {0, 0, 0, 0}};
+    const char *ids_text = NULL, *backend = "ref", *state_out = NULL, *prompt = NULL, *prompt_file = NULL;
+    const char *tok_path = NULL;
+    long n_gen = 256, threads = 0, v;
+    int chat = 0, reason = 1, echo = 1, ignore_eos = 0, c;
+    TextOut out = {0};
+    Mamba2SamplerConfig sc;
+    mamba2_sampler_defaults(&sc);
+    sc.repetition_window = 64;
     optind = 1;
-    while ((c = getopt_long(argc, argv, "n:h", opts, NULL)) != -1) {
+    while ((c = getopt_long(argc, argv, "n:p:h", opts, NULL)) != -1) {
         switch (c) {
-        case 'i': ids_text = optarg; break;
+        case O_IDS: ids_text = optarg; break;
         case 'n': if (cli_parse_int("--max-tokens", optarg, 0, 65536, &n_gen)) return 2; break;
-        case 'b': backend = optarg; break;
-        case 't': if (cli_parse_int("--threads", optarg, 1, 4096, &threads)) return 2; break;
-        case 'S': state_out = optarg; break;
+        case O_BACKEND: backend = optarg; break;
+        case O_THREADS: if (cli_parse_int("--threads", optarg, 1, 4096, &threads)) return 2; break;
+        case O_STATE_OUT: state_out = optarg; break;
+        case 'p': prompt = optarg; break;
+        case O_PROMPT_FILE: prompt_file = optarg; break;
+        case O_CHAT: chat = 1; break;
+        case O_NO_REASON: reason = 0; break;
+        case O_TOKENIZER: tok_path = optarg; break;
+        case O_NO_ECHO: echo = 0; break;
+        case O_TEMP: if (parse_float("--temperature", optarg, &sc.temperature)) return 2; break;
+        case O_TOPK: if (cli_parse_int("--top-k", optarg, 0, 1 << 30, &v)) return 2; sc.top_k = (int)v; break;
+        case O_TOPP: if (parse_float("--top-p", optarg, &sc.top_p)) return 2; break;
+        case O_MINP: if (parse_float("--min-p", optarg, &sc.min_p)) return 2; break;
+        case O_REP: if (parse_float("--repeat-penalty", optarg, &sc.repetition_penalty)) return 2; break;
+        case O_REP_N:
+            if (cli_parse_int("--repeat-last-n", optarg, 0, 1 << 30, &v)) return 2;
+            sc.repetition_window = (int)v;
+            break;
+        case O_SEED: {
+            char *end;
+            sc.seed = strtoull(optarg, &end, 10);
+            if (end == optarg || *end) return cli_error("generate", 2, "--seed: '%s' is not a whole number", optarg);
+            break;
+        }
+        case O_STOP:
+            if (out.n_stop == MAX_STOPS) return cli_error("generate", 2, "at most %d --stop strings", MAX_STOPS);
+            if (!*optarg) return cli_error("generate", 2, "--stop: empty string");
+            out.stop[out.n_stop++] = optarg;
+            break;
+        case O_IGNORE_EOS: ignore_eos = 1; break;
         case 'h': help(stdout); return 0;
         default: help(stderr); return 2;
         }
     }
-    if (optind != argc - 1 || !ids_text) {
+    int n_prompts = (ids_text != NULL) + (prompt != NULL) + (prompt_file != NULL);
+    if (optind != argc - 1 || n_prompts != 1) {
+        if (optind == argc - 1) fprintf(stderr, "mamba2 generate: give exactly one of -p, --prompt-file and --ids\n\n");
         help(stderr);
         return 2;
     }
-    Mamba2Error err = {{0}};
-    int32_t *ids = NULL;
-    int T = 0;
-    if (cli_parse_ids(ids_text, &ids, &T, &err)) return cli_error("generate", 2, "--ids: %s", err.msg);
+    if (chat && ids_text) return cli_error("generate", 2, "--chat needs a text prompt (-p or --prompt-file)");
+    if (!chat && !reason) return cli_error("generate", 2, "--no-reasoning-suffix goes with --chat");
+    if (ids_text && out.n_stop) return cli_error("generate", 2, "--stop needs a text prompt (-p or --prompt-file)");
 
+    Mamba2Error err = {{0}};
     int status = 1;
+    int32_t *ids = NULL; /* prompt, then the generated tokens (the sampler's history) */
+    int T = 0;
+    char *file_text = NULL, *chat_text = NULL;
+    long file_len = 0;
+    Mamba2Tokenizer *tok = NULL;
+    Mamba2Detokenizer dt;
+    int have_dt = 0;
+    Mamba2Sampler smp;
+    int have_smp = 0;
     Mamba2Model m;
+    int have_model = 0;
     Mamba2Backend *b = NULL;
     Mamba2State st = {0};
     float *logits = NULL;
     Mamba2BackendOptions bo = {0};
     bo.n_threads = (int)threads;
-    if (cli_load_model(argv[optind], &m)) {
-        free(ids);
-        return 1;
+    const char *dir = argv[optind];
+
+    /* ---- the prompt */
+    if (ids_text) {
+        if (cli_parse_ids(ids_text, &ids, &T, &err)) return cli_error("generate", 2, "--ids: %s", err.msg);
+    } else {
+        const char *text = prompt;
+        long len = prompt ? (long)strlen(prompt) : 0;
+        if (prompt_file) {
+            file_text = strcmp(prompt_file, "-") ? mamba2_read_file(prompt_file, &len, &err) : read_stdin(&len);
+            if (!file_text) return cli_error("generate", 1, "%s", err.msg[0] ? err.msg : "cannot read standard input");
+            text = file_text;
+            file_len = len;
+        }
+        if (chat) {
+            size_t n = strlen(CHAT_PRE) + (size_t)len + strlen(CHAT_REASON) + strlen(CHAT_POST) + 1;
+            if (!(chat_text = malloc(n))) goto oom;
+            size_t k = strlen(CHAT_PRE);
+            memcpy(chat_text, CHAT_PRE, k);
+            memcpy(chat_text + k, text, (size_t)len);
+            k += (size_t)len;
+            if (reason) {
+                memcpy(chat_text + k, CHAT_REASON, strlen(CHAT_REASON));
+                k += strlen(CHAT_REASON);
+            }
+            memcpy(chat_text + k, CHAT_POST, strlen(CHAT_POST));
+            k += strlen(CHAT_POST);
+            chat_text[k] = 0;
+            text = chat_text;
+            len = (long)k;
+        }
+        if (!(tok = mamba2_tokenizer_load(tok_path ? tok_path : dir, &err))) {
+            cli_error("generate", 1, "%s", err.msg);
+            goto done;
+        }
+        size_t n = 0;
+        if (mamba2_tokenizer_encode(tok, text, (size_t)len, 1, &ids, &n, &err)) {
+            cli_error("generate", 1, "%s", err.msg);
+            goto done;
+        }
+        if (n > 0x7fffffff - 65536) {
+            cli_error("generate", 1, "prompt too long (%zu tokens)", n);
+            goto done;
+        }
+        T = (int)n;
+        if (mamba2_detok_init(&dt, tok, &err)) {
+            cli_error("generate", 1, "%s", err.msg);
+            goto done;
+        }
+        have_dt = 1;
     }
+    if (T == 0) {
+        cli_error("generate", 2, "the prompt has no tokens");
+        goto done;
+    }
+    int32_t *grown = realloc(ids, ((size_t)T + (size_t)n_gen + 1) * sizeof *ids);
+    if (!grown) goto oom;
+    ids = grown;
+
+    /* ---- the model, the backend, the sampler */
+    if (cli_load_model(dir, &m)) goto done;
+    have_model = 1;
     int V = m.cfg.vocab_size;
-    if (mamba2_backend_create(backend, &m, &bo, &b, &err) || mamba2_state_init(&st, &m.cfg, &err)) {
+    for (int i = 0; i < T; i++)
+        if (ids[i] < 0 || ids[i] >= V) {
+            status = cli_error("generate", 2, "prompt token %d is outside the vocabulary (size %d)", (int)ids[i], V);
+            goto done;
+        }
+    int32_t eos = tok ? mamba2_tokenizer_eos(tok) : m.cfg.eos_token_id;
+    int32_t im_end = (tok && chat) ? mamba2_tokenizer_piece_id(tok, "<|im_end|>", 10) : -1;
+    if (ignore_eos) eos = -1;
+    char what[96];
+    snprintf(what, sizeof what, "a prompt of %d tokens", T);
+    if (mamba2_check_memory(what, 4.0 * V + 2.0 * (double)mamba2_config_state_bytes(&m.cfg) +
+                                      (strcmp(backend, "gpu") ? mamba2_forward_bytes(&m.cfg, T) : 0), &err)) {
         cli_error("generate", 1, "%s", err.msg);
         goto done;
     }
-    if (!(logits = malloc((size_t)V * sizeof *logits))) {
-        cli_error("generate", 1, "out of memory");
+    if (mamba2_backend_create(backend, &m, &bo, &b, &err) || mamba2_state_init(&st, &m.cfg, &err) ||
+        mamba2_sampler_init(&smp, &sc, V, &err)) {
+        cli_error("generate", 1, "%s", err.msg);
         goto done;
+    }
+    have_smp = 1;
+    if (!(logits = malloc((size_t)V * sizeof *logits))) goto oom;
+
+    /* ---- prefill, then one step per token (a plain text prompt is printed first) */
+    if (tok && echo && !chat) {
+        fwrite(prompt_file ? file_text : prompt, 1, prompt_file ? (size_t)file_len : strlen(prompt), stdout);
+        fflush(stdout);
     }
     double t0 = cli_now();
     if (b->prefill(b, &st, ids, T, logits, 0, &err)) {
@@ -87,31 +332,75 @@ int cmd_generate(int argc, char **argv) {
     }
     double t1 = cli_now();
     Mamba2State *one = &st;
+    long n_done = 0, n_steps = 0;
+    const char *why = "length";
     for (long i = 0; i < n_gen; i++) {
-        int32_t next = argmax(logits, V);
-        printf(i ? " %d" : "%d", next);
-        fflush(stdout);
-        if (i + 1 < n_gen && b->step(b, &one, &next, 1, logits, &err)) {
-            putchar('\n');
-            cli_error("generate", 1, "%s", err.msg);
-            goto done;
+        int32_t next = mamba2_sampler_sample(&smp, logits, ids, (size_t)(T + i));
+        ids[T + i] = next;
+        n_done++;
+        if (next == eos || next == im_end) {
+            why = next == eos ? "end of sequence" : "<|im_end|>";
+            break;
+        }
+        if (!tok) {
+            printf(i ? " %d" : "%d", next);
+            fflush(stdout);
+        } else {
+            const char *piece;
+            size_t plen;
+            if (mamba2_detok_push(&dt, next, &piece, &plen, &err)) {
+                cli_error("generate", 1, "%s", err.msg);
+                goto done;
+            }
+            if (textout_add(&out, piece, plen)) goto oom;
+            if (textout_flush(&out, 0)) {
+                why = "stop string";
+                break;
+            }
+        }
+        if (i + 1 < n_gen) {
+            if (b->step(b, &one, &next, 1, logits, &err)) {
+                putchar('\n');
+                cli_error("generate", 1, "%s", err.msg);
+                goto done;
+            }
+            n_steps++;
         }
     }
+    if (tok && strcmp(why, "stop string")) {
+        const char *piece;
+        size_t plen;
+        mamba2_detok_finish(&dt, &piece, &plen);
+        if (textout_add(&out, piece, plen)) goto oom;
+        if (textout_flush(&out, 1)) why = "stop string";
+    }
     putchar('\n');
+    fflush(stdout);
     double t2 = cli_now();
-    fprintf(stderr, "[%s] prompt %d tokens in %.3f s (%.1f tok/s), generated %ld tokens in %.3f s (%.2f tok/s), peak RSS %.0f MiB\n",
-            b->name, T, t1 - t0, T / (t1 - t0), n_gen, t2 - t1, n_gen > 1 ? (n_gen - 1) / (t2 - t1) : 0.0,
+    fprintf(stderr,
+            "[%s] prompt %d tokens in %.3f s (%.1f tok/s), generated %ld tokens in %.3f s (%.2f tok/s), "
+            "stopped by %s, peak RSS %.0f MiB\n",
+            b->name, T, t1 - t0, T / (t1 - t0), n_done, t2 - t1, n_steps > 0 ? n_steps / (t2 - t1) : 0.0, why,
             cli_peak_rss_mib());
     if (state_out && mamba2_state_save(&st, &m.cfg, state_out, &err)) {
         cli_error("generate", 1, "%s", err.msg);
         goto done;
     }
     status = 0;
+    goto done;
+oom:
+    cli_error("generate", 1, "out of memory");
 done:
     free(logits);
     free(ids);
+    free(file_text);
+    free(chat_text);
+    free(out.buf);
+    if (have_smp) mamba2_sampler_free(&smp);
+    if (have_dt) mamba2_detok_free(&dt);
+    mamba2_tokenizer_free(tok);
     mamba2_state_free(&st);
     mamba2_backend_destroy(b);
-    mamba2_model_free(&m);
+    if (have_model) mamba2_model_free(&m);
     return status;
 }

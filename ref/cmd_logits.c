@@ -6,9 +6,11 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 
 #include "cli.h"
 #include "commands.h"
+#include "resources.h"
 
 static void help(FILE *f) {
     fprintf(f,
@@ -74,6 +76,16 @@ int cmd_logits(int argc, char **argv) {
         return 1;
     }
     size_t V = (size_t)m.cfg.vocab_size;
+    /* Refuse up front what does not fit: the logits [T, V], the state (and its copy while loading or
+     * running), and the work buffers of a forward pass on the host paths. */
+    char what[128];
+    snprintf(what, sizeof what, "%s %d tokens (%zu logits each)", step_mode ? "stepping through" : "a prefill of", T, V);
+    double need = (double)T * V * sizeof *logits + 2.0 * (double)mamba2_config_state_bytes(&m.cfg) +
+                  (strcmp(backend, "gpu") ? mamba2_forward_bytes(&m.cfg, step_mode ? 1 : T) : 0);
+    if (mamba2_check_memory(what, need, &err)) {
+        cli_error("logits", 1, "%s", err.msg);
+        goto done;
+    }
     if (mamba2_backend_create(backend, &m, &bo, &b, &err) || mamba2_state_init(&st, &m.cfg, &err) ||
         (state_in && mamba2_state_load(&st, &m.cfg, state_in, &err))) {
         cli_error("logits", 1, "%s", err.msg);
@@ -90,8 +102,12 @@ int cmd_logits(int argc, char **argv) {
     } else {
         rc = b->prefill(b, &st, ids, T, logits, 1, &err);
     }
-    if (rc || cli_write_file(out, logits, (size_t)T * V * sizeof *logits, &err) ||
-        (state_out && mamba2_state_save(&st, &m.cfg, state_out, &err))) {
+    if (rc || cli_write_file(out, logits, (size_t)T * V * sizeof *logits, &err)) {
+        cli_error("logits", 1, "%s", err.msg);
+        goto done;
+    }
+    if (state_out && mamba2_state_save(&st, &m.cfg, state_out, &err)) {
+        unlink(out); /* the command fails: leave no output file behind */
         cli_error("logits", 1, "%s", err.msg);
         goto done;
     }

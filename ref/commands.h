@@ -25,5 +25,9 @@ int cmd_generate(int argc, char **argv);
 int cmd_tokenize(int argc, char **argv);
 /** `mamba2 detokenize PATH --ids ...` (cmd_tokenize.c). */
 int cmd_detokenize(int argc, char **argv);
+/** `mamba2 bench DIR [--backend NAME] [--prompt-len N] [--gen-len M] [--batch B] [--roofline] [--json]` (cmd_bench.c). */
+int cmd_bench(int argc, char **argv);
+/** `mamba2 check DIR [--backends ref,cpu,gpu] [--tokens N]`: every backend against the reference (cmd_check.c). */
+int cmd_check(int argc, char **argv);
 
 #endif

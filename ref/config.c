@@ -192,6 +192,15 @@ static int derive_and_check(const char *src, Mamba2Config *c, Mamba2Error *err) 
     c->d_inner = (int)d_in;
     c->conv_dim = (int)(d_in + gn);
     c->d_in_proj = (int)(2 * d_in + gn + c->n_heads);
+    /* Each field is in range, but their products must also fit the 64-bit counts the program forms
+     * (mamba2_config_param_count()): no real model comes near 2^50 parameters. */
+    double d = c->d_model, per_layer = d + (double)c->d_in_proj * d + (double)c->conv_dim * (c->d_conv + 1) +
+                                       3.0 * c->n_heads + c->d_inner + d * c->d_inner;
+    double params = 2.0 * c->vocab_size * d + c->n_layer * per_layer + d;
+    if (params > 0x1p50)
+        return mamba2_fail(err, "%s: hidden_size = %d, num_hidden_layers = %d, vocab_size = %d and expand = %d imply "
+                           "%.3g parameters: too large for any real model", src, c->d_model, c->n_layer,
+                           c->vocab_size, c->expand, params);
     return 0;
 }
 

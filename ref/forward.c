@@ -12,12 +12,13 @@
 
 #include "ssd.h"
 
+/** silu(v) = v · sigmoid(v) = v / (1 + e^−v). */
 static double silu(double v) { return v / (1.0 + exp(-v)); }
 
-/* softplus(v) = log(1 + e^v), and v itself above 20 (as torch and mamba_ssm do). */
+/** softplus(v) = log(1 + e^v), and v itself above 20 (as torch and mamba_ssm do). */
 static double softplus(double v) { return v > 20.0 ? v : log1p(exp(v)); }
 
-/* out[r] = Σ_c W[r][c] x[c] for W [rows, cols] in its stored dtype (rows r0 .. r0+n). */
+/** out[r] = Σ_c W[r][c] x[c] for W [rows, cols] in its stored dtype (rows r0 .. r0+n). */
 static void matvec(const Mamba2Tensor *W, int64_t r0, int64_t n, const float *x, float *out) {
     int64_t cols = W->shape[1];
     for (int64_t r = 0; r < n; r++) {
@@ -37,7 +38,7 @@ static void matvec(const Mamba2Tensor *W, int64_t r0, int64_t n, const float *x,
     }
 }
 
-/* out = x / sqrt(mean(x²) + eps) · w   over n channels (w_offset selects a slice of w). */
+/** out = x / sqrt(mean(x²) + eps) · w   over n channels (w_offset selects a slice of w). */
 static void rmsnorm(const float *x, const Mamba2Tensor *w, int64_t w_offset, int n, double eps, float *out) {
     double ss = 0;
     for (int i = 0; i < n; i++) ss += (double)x[i] * x[i];
@@ -79,7 +80,7 @@ static int work_alloc(Work *w, const Mamba2Config *c, int T) {
     return 0;
 }
 
-/* Step 3: xBC'_c(t) = silu(b_c + Σ_k W_c[k] · in_c(t − K + 1 + k)), where in_c is the conv state
+/** Step 3: xBC'_c(t) = silu(b_c + Σ_k W_c[k] · in_c(t − K + 1 + k)), where in_c is the conv state
  * (the last K−1 inputs) followed by this call's inputs. The state keeps the last K−1 inputs. */
 static void causal_conv(const Mamba2Config *c, const Mamba2LayerWeights *lw, float *conv_state, Work *w, int T) {
     int K = c->d_conv;
@@ -97,7 +98,7 @@ static void causal_conv(const Mamba2Config *c, const Mamba2LayerWeights *lw, flo
     }
 }
 
-/* Steps 4–6: split xBC' into x, B, C; dt = clamp(softplus(dt + dt_bias)); A = −exp(A_log);
+/** Steps 4–6: split xBC' into x, B, C; dt = clamp(softplus(dt + dt_bias)); A = −exp(A_log);
  * run the SSD; add D·x. */
 static int ssd_step(const Mamba2Config *c, const Mamba2LayerWeights *lw, float *ssm_state, Work *w, int T,
                     Mamba2SSDForm form) {
@@ -133,7 +134,7 @@ static int ssd_step(const Mamba2Config *c, const Mamba2LayerWeights *lw, float *
     return rc;
 }
 
-/* Step 7: gate first, y ← y · silu(z); then RMS-normalise each group of d_in/G channels separately.
+/** Step 7: gate first, y ← y · silu(z); then RMS-normalise each group of d_in/G channels separately.
  * (Not over all d_in at once as HF's MambaRMSNormGated used to, and gate-first whatever
  * norm_before_gate says: that is what mamba_ssm trained.) */
 static void gated_norm(const Mamba2Config *c, const Mamba2LayerWeights *lw, Work *w, int T) {
@@ -147,7 +148,7 @@ static void gated_norm(const Mamba2Config *c, const Mamba2LayerWeights *lw, Work
     }
 }
 
-/* One Mamba-2 block over T tokens: h ← h + out_proj(mixer(RMSNorm(h))). */
+/** One Mamba-2 block over T tokens: h ← h + out_proj(mixer(RMSNorm(h))). */
 static int layer_forward(const Mamba2Model *m, int l, Mamba2State *st, Work *w, int T, Mamba2SSDForm form) {
     const Mamba2Config *c = &m->cfg;
     const Mamba2LayerWeights *lw = &m->w.layers[l];

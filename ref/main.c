@@ -13,6 +13,8 @@ static const Mamba2Command commands[] = {
     {"generate", "greedy / sampled generation from token ids", cmd_generate},
     {"tokenize", "print the token ids of a text (tokenizer.json or SentencePiece model)", cmd_tokenize},
     {"detokenize", "print the text of token ids", cmd_detokenize},
+    {"bench", "prefill and decode speed of a backend, beside the measured roofline", cmd_bench},
+    {"check", "run the same tokens through every backend; per-layer and logits error vs ref", cmd_check},
 };
 #define N_COMMANDS (sizeof commands / sizeof *commands)
 

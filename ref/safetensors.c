@@ -72,7 +72,7 @@ static int parse_entry(SafetensorsFile *f, int i, const char *name, json_object 
         if (json_u64(json_object_array_get_idx(js, k), MAX_DIM, &t->shape[k]))
             return mamba2_fail(err, "%s: tensor '%s': dimension %zu of its shape is not an integer in [0, 2^40]",
                                f->path, name, k);
-        if (t->shape[k] && numel > UINT64_MAX / (uint64_t)t->shape[k])
+        if (t->shape[k] && numel > (uint64_t)INT64_MAX / (uint64_t)t->shape[k]) /* mamba2_tensor_numel() is int64 */
             return mamba2_fail(err, "%s: tensor '%s': element count overflows 64 bits", f->path, name);
         numel *= (uint64_t)t->shape[k];
     }
@@ -91,10 +91,14 @@ static int parse_entry(SafetensorsFile *f, int i, const char *name, json_object 
         if (!f->bad_dtype[i]) return mamba2_fail(err, "%s: out of memory", f->path);
     } else {
         uint64_t esize = (uint64_t)mamba2_dtype_size(t->dtype);
-        if (numel > UINT64_MAX / esize || numel * esize != (uint64_t)(end - begin))
-            return mamba2_fail(err, "%s: tensor '%s': %s %s needs %llu bytes but data_offsets span %lld", f->path,
-                               name, ds, "of that shape", (unsigned long long)(numel * esize),
-                               (long long)(end - begin));
+        char shape[160];
+        if (numel > UINT64_MAX / esize)
+            return mamba2_fail(err, "%s: tensor '%s': %s of shape %s: its size in bytes overflows 64 bits", f->path,
+                               name, ds, mamba2_shape_str(t, shape, sizeof shape));
+        if (numel * esize != (uint64_t)(end - begin))
+            return mamba2_fail(err, "%s: tensor '%s': %s of shape %s needs %llu bytes but data_offsets span %lld",
+                               f->path, name, ds, mamba2_shape_str(t, shape, sizeof shape),
+                               (unsigned long long)(numel * esize), (long long)(end - begin));
     }
     t->data = data + begin;
     span->begin = (uint64_t)begin;

@@ -17,14 +17,14 @@
 #define C_AT(t, g, n) C[((size_t)(t) * d.G + (g)) * d.N + (n)]
 #define S_AT(h, p, n) state[((size_t)(h) * d.P + (p)) * d.N + (n)]
 
-/* C_t · B_s for group g: the "attention score" of the dual form. */
+/** C_t · B_s for group g: the "attention score" of the dual form. */
 static double cb_dot(SSDDims d, const float *B, const float *C, int t, int s, int g) {
     double acc = 0;
     for (int n = 0; n < d.N; n++) acc += (double)C_AT(t, g, n) * B_AT(s, g, n);
     return acc;
 }
 
-/* (S C_t)[p] = Σ_n S[p][n] C_t[n] for head h (group g), S in fp32 layout [H, P, N]. */
+/** (S C_t)[p] = Σ_n S[p][n] C_t[n] for head h (group g), S in fp32 layout [H, P, N]. */
 static double state_times_c(SSDDims d, const float *state, const float *C, int h, int p, int t, int g) {
     double acc = 0;
     for (int n = 0; n < d.N; n++) acc += (double)S_AT(h, p, n) * C_AT(t, g, n);

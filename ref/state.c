@@ -111,9 +111,14 @@ int mamba2_state_load(Mamba2State *s, const Mamba2Config *cfg, const char *path,
     int rc = 0;
     if (fread(magic, 1, 8, f) != 8 || memcmp(magic, STATE_MAGIC, 8))
         rc = mamba2_fail(err, "%s: not a mamba2 state file (bad magic)", path);
-    else if (fread(hdr, sizeof hdr, 1, f) != 1 || hdr[0] != STATE_VERSION || hdr[1] != N_SHAPE_FIELDS + 1)
+    else if (fread(hdr, sizeof hdr, 1, f) != 1)
+        rc = mamba2_fail(err, "%s: truncated state header", path);
+    else if (hdr[0] != STATE_VERSION)
         rc = mamba2_fail(err, "%s: state file version %u is not supported (this program writes version %u)", path,
                          hdr[0], STATE_VERSION);
+    else if (hdr[1] != N_SHAPE_FIELDS + 1)
+        rc = mamba2_fail(err, "%s: state header has %u fields, version %u has %d", path, hdr[1], STATE_VERSION,
+                         N_SHAPE_FIELDS + 1);
     else if (fread(fields, sizeof fields, 1, f) != 1)
         rc = mamba2_fail(err, "%s: truncated state header", path);
     if (!rc) {

@@ -12,6 +12,9 @@
 #include "tokenizer_impl.h"
 #include "utf8.h"
 
+/* Tokenizer files beyond this are not real ones (the largest known are ~20 MB). */
+#define MAX_TOKENIZER_BYTES (1 << 30)
+
 int bytebuf_reserve(ByteBuf *b, size_t n) {
     if (n + 1 > b->cap) {
         size_t cap = b->cap ? b->cap : 64;
@@ -64,6 +67,7 @@ int tok_alloc(Mamba2Tokenizer *t, int32_t n, Mamba2Error *err) {
 }
 
 int tok_set_piece(Mamba2Tokenizer *t, int32_t id, const char *s, size_t len) {
+    if (len >= UINT32_MAX - t->pieces.n) return -1; /* offsets are 32-bit */
     uint32_t off = (uint32_t)t->pieces.n;
     if (bytebuf_add(&t->pieces, s, len) || bytebuf_add(&t->pieces, "", 1)) return -1;
     t->piece_off[id] = off;
@@ -72,6 +76,7 @@ int tok_set_piece(Mamba2Tokenizer *t, int32_t id, const char *s, size_t len) {
 }
 
 int tok_set_surface(Mamba2Tokenizer *t, int32_t id, const char *s, size_t len) {
+    if (len >= UINT32_MAX - t->surfaces.n) return -1; /* offsets are 32-bit */
     uint32_t off = (uint32_t)t->surfaces.n;
     if (bytebuf_add(&t->surfaces, s, len)) return -1;
     t->surf_off[id] = off;
@@ -82,7 +87,9 @@ int tok_set_surface(Mamba2Tokenizer *t, int32_t id, const char *s, size_t len) {
 const char *tok_piece(const Mamba2Tokenizer *t, int32_t id) { return t->pieces.p + t->piece_off[id]; }
 
 int tok_finish(Mamba2Tokenizer *t, Mamba2Error *err) {
-    if (strmap_init(&t->piece_ids, (size_t)t->n_vocab))
+    size_t n_pieces = 0; /* the map is sized by the pieces there are, not by the largest id */
+    for (int32_t id = 0; id < t->n_vocab; id++) n_pieces += t->piece_off[id] != TOK_NO_PIECE;
+    if (strmap_init(&t->piece_ids, n_pieces))
         return mamba2_fail(err, "%s: out of memory", t->source);
     t->max_surface = 0;
     for (int32_t id = 0; id < t->n_vocab; id++) {
@@ -131,18 +138,45 @@ Mamba2Tokenizer *mamba2_tokenizer_load(const char *path, Mamba2Error *err) {
         free(t);
         return NULL;
     }
+    struct stat st;
+    if (stat(t->source, &st) == 0 && st.st_size > MAX_TOKENIZER_BYTES) { /* refused before reading it */
+        mamba2_fail(err, "%s: %lld bytes: too large for a tokenizer (at most %d MiB)", t->source,
+                    (long long)st.st_size, MAX_TOKENIZER_BYTES >> 20);
+        free(t);
+        return NULL;
+    }
     long len = 0;
     char *data = mamba2_read_file(t->source, &len, err);
     if (!data) {
         free(t);
         return NULL;
     }
-    /* JSON starts with '{' after optional white space; a SentencePiece model starts with a protobuf tag. */
-    long i = 0;
-    while (i < len && (data[i] == ' ' || data[i] == '\t' || data[i] == '\n' || data[i] == '\r')) i++;
-    int rc = (i < len && data[i] == '{') ? hf_load(t, data, (size_t)len, err)
-                                          : spm_load(t, (const unsigned char *)data, (size_t)len, err);
+    Mamba2Tokenizer *loaded = mamba2_tokenizer_load_bytes(data, (size_t)len, t->source, err);
     free(data);
+    free(t);
+    return loaded;
+}
+
+Mamba2Tokenizer *mamba2_tokenizer_load_bytes(const void *bytes, size_t len, const char *source, Mamba2Error *err) {
+    const char *data = bytes;
+    Mamba2Tokenizer *t = calloc(1, sizeof *t);
+    if (!t) {
+        mamba2_fail(err, "%s: out of memory", source);
+        return NULL;
+    }
+    t->bos = t->eos = -1;
+    snprintf(t->source, sizeof t->source, "%s", source);
+    if (len > MAX_TOKENIZER_BYTES) { /* the JSON parser takes an int length; tables use 32-bit offsets */
+        mamba2_fail(err, "%s: %zu bytes: too large for a tokenizer (at most %d MiB)", source, len,
+                    MAX_TOKENIZER_BYTES >> 20);
+        free(t);
+        return NULL;
+    }
+    /* JSON starts with '{' after optional white space; a SentencePiece model starts with a protobuf tag. */
+    size_t i = 0;
+    while (i < len && (data[i] == ' ' || data[i] == '\t' || data[i] == '\n' || data[i] == '\r')) i++;
+    int rc = (i < len && data[i] == '{') ? hf_load(t, data, len, err)
+                                          : spm_load(t, (const unsigned char *)data, len, err);
     if (rc == 0) rc = tok_finish(t, err);
     if (rc) {
         mamba2_tokenizer_free(t);

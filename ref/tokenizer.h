@@ -51,6 +51,17 @@ typedef enum {
  */
 Mamba2Tokenizer *mamba2_tokenizer_load(const char *path, Mamba2Error *err);
 
+/**
+ * @brief Load a tokenizer from the bytes of a file already in memory.
+ * @param bytes  the contents of a `tokenizer.json` (recognised by a leading '{') or of a
+ *               SentencePiece model (anything else)
+ * @param len    number of bytes
+ * @param source the name used in error messages and returned by mamba2_tokenizer_source()
+ * @param err    receives the reason on failure
+ * @return the tokenizer (it does not keep @p bytes), or NULL on failure.
+ */
+Mamba2Tokenizer *mamba2_tokenizer_load_bytes(const void *bytes, size_t len, const char *source, Mamba2Error *err);
+
 /** @brief Release a tokenizer (NULL is allowed). */
 void mamba2_tokenizer_free(Mamba2Tokenizer *t);
 

@@ -159,6 +159,16 @@ static int byte_token(const char *s, size_t len) {
 
 /* ---- loading ---- */
 
+/* How much longer the Replace steps of a chain can make a text, at most (the product of their
+ * length ratios); a chain beyond MAX_REPLACE_GROWTH is refused. */
+#define MAX_REPLACE_GROWTH 256
+static double replace_growth(const HfStep *steps, int n) {
+    double g = 1;
+    for (int i = 0; i < n; i++)
+        if (steps[i].kind == STEP_REPLACE && steps[i].blen > steps[i].alen) g *= (double)steps[i].blen / (double)steps[i].alen;
+    return g;
+}
+
 /* A Replace pattern: {"String": "..."}; regular expressions are refused. */
 static int parse_pattern(json_object *step, const char *what, HfStep *st, const char *src, Mamba2Error *err) {
     json_object *pat = get_obj(step, "pattern");
@@ -400,6 +410,15 @@ static int parse_model(Mamba2Tokenizer *t, HfModel *m, json_object *model, json_
             return mamba2_fail(err, "%s: added token %zu has an invalid id", src, i);
         }
         if (id > max_id) max_id = (int32_t)id;
+    }
+    /* The per-id tables are sized by the largest id: refuse an id space far sparser than the tokens
+     * defined (a 60-byte file with one id of 2^26 - 1 would take gigabytes). */
+    size_t n_defined = nv + (added ? json_object_array_length(added) : 0);
+    if ((size_t)max_id + 1 > 2 * n_defined + 65536) {
+        free(off);
+        free(ids);
+        return mamba2_fail(err, "%s: ids go up to %d but only %zu tokens are defined: the id space is too sparse",
+                           src, (int)max_id, n_defined);
     }
     if (tok_alloc(t, max_id + 1, err)) {
         free(off);
@@ -645,6 +664,17 @@ int hf_load(Mamba2Tokenizer *t, const char *json, size_t len, Mamba2Error *err) 
         (post && parse_post_processor(m, post, src, err)) || (dec && parse_decoder(m, dec, src, err)))
         goto done;
     m->has_decoder = dec != NULL;
+    /* Replace steps that lengthen the text multiply: a few dozen "a" -> "aa" would make every token
+     * (and every text to encode) gigabytes long. Real tokenizers grow it at most 3 times ("▁" for " "). */
+    const char *chain = NULL;
+    double grow = 0;
+    if (replace_growth(m->norm, m->n_norm) > MAX_REPLACE_GROWTH) chain = "normalizer", grow = replace_growth(m->norm, m->n_norm);
+    else if (replace_growth(m->dec, m->n_dec) > MAX_REPLACE_GROWTH) chain = "decoder", grow = replace_growth(m->dec, m->n_dec);
+    if (chain) {
+        mamba2_fail(err, "%s: the %s's Replace steps can make a text %.3g times longer (at most %d supported)", src,
+                    chain, grow, MAX_REPLACE_GROWTH);
+        goto done;
+    }
     if (parse_model(t, m, model, added, src, err) || parse_added(t, m, added, src, err) ||
         build_surfaces(t, m, src, err))
         goto done;

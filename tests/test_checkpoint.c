@@ -247,7 +247,7 @@ static void test_cli_bad_input(void) {
     char *dir = test_tmpdir(), cmd[9000], out[4200];
     CU_ASSERT_EQUAL_FATAL(test_write_tiny_model(dir, &s), 0);
     snprintf(out, sizeof out, "%s/logits.f32", dir);
-    snprintf(cmd, sizeof cmd, "./mamba2 logits %s --ids '1 2 3' -o %s 2>%s/stderr.txt", dir, out, dir);
+    snprintf(cmd, sizeof cmd, "%s logits %s --ids '1 2 3' -o %s 2>%s/stderr.txt", test_program(), dir, out, dir);
     int status = system(cmd);
     CU_ASSERT(WIFEXITED(status) && WEXITSTATUS(status) == 1);
     CU_ASSERT_NOT_EQUAL(access(out, F_OK), 0);
@@ -264,7 +264,7 @@ static void test_cli_bad_input(void) {
     /* a token outside the vocabulary is refused too */
     test_tiny_spec_default(&s);
     CU_ASSERT_EQUAL_FATAL(test_write_tiny_model(dir, &s), 0);
-    snprintf(cmd, sizeof cmd, "./mamba2 logits %s --ids '1 50' -o %s 2>/dev/null", dir, out);
+    snprintf(cmd, sizeof cmd, "%s logits %s --ids '1 50' -o %s 2>/dev/null", test_program(), dir, out);
     status = system(cmd);
     CU_ASSERT(WIFEXITED(status) && WEXITSTATUS(status) == 1);
     CU_ASSERT_NOT_EQUAL(access(out, F_OK), 0);

@@ -20,6 +20,9 @@ int main(int argc, char **argv) {
         register_gpu_tests,
         register_tokenizer_tests,
         register_sampler_tests,
+        register_cpu_tests,
+        register_malformed_tests,
+        register_demo_model_tests,
     };
     for (size_t i = 0; i < sizeof registrars / sizeof *registrars; i++)
         if (registrars[i]() != 0) {

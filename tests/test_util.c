@@ -69,6 +69,11 @@ void test_rmtree(const char *dir) {
     if (system(cmd) != 0) fprintf(stderr, "warning: could not remove %s\n", dir);
 }
 
+const char *test_program(void) {
+    const char *p = getenv("MAMBA2_PROGRAM");
+    return p && *p ? p : "./mamba2";
+}
+
 /* ------------------------------------------------------------ tiny checkpoints */
 
 #include "config.h"

@@ -20,6 +20,12 @@ int register_gpu_tests(void);
 int register_tokenizer_tests(void);
 /** Register the sampler suite: greedy, seeds, top-k / top-p / min-p, repetition penalty (test_sampler.c). */
 int register_sampler_tests(void);
+/** Register the CPU backend suite: kernels, fixtures and random models vs ref, batching, threads (test_cpu.c). */
+int register_cpu_tests(void);
+/** Register the hostile-input suite: malformed files refused clearly, resources, fuzz corpus replay (test_malformed.c). */
+int register_malformed_tests(void);
+/** Register the trained demo model suite: data/stdlib-mamba2 greedy.json on ref and cpu (test_demo_model.c). */
+int register_demo_model_tests(void);
 
 /** The run's random seed (from MAMBA2_TEST_SEED, else the clock); printed once. */
 uint64_t test_seed(void);
@@ -35,6 +41,8 @@ double test_rel_l2(const float *got, const float *want, size_t n);
 char *test_tmpdir(void);
 /** Remove a directory made by test_tmpdir() and everything in it. */
 void test_rmtree(const char *dir);
+/** The program under test: $MAMBA2_PROGRAM (set by `make test`), else "./mamba2". */
+const char *test_program(void);
 
 /** Shape and deliberate defects of a tiny synthetic checkpoint (see test_write_tiny_model()). */
 typedef struct {

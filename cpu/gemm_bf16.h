@@ -1,0 +1,58 @@
+/**
+ * @file gemm_bf16.h
+ * @brief Weight matrix × many activation rows for prefill: bf16 panels widened to fp32, then cblas_sgemm.
+ *
+ * Debian's OpenBLAS has no bf16 GEMM, so each thread widens one panel of weight rows at a time
+ * into its own fp32 buffer (a few MiB, stays in the last-level cache) and multiplies it with
+ * single-threaded cblas_sgemm. Threads work on different panels: OpenBLAS's own threads stay off,
+ * so only the OpenMP threads ever run (on 2 cores two thread pools would fight).
+ */
+#ifndef MAMBA2_CPU_GEMM_BF16_H
+#define MAMBA2_CPU_GEMM_BF16_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#include "tensor.h"
+
+/** Weight rows widened per panel: [CPU_GEMM_PANEL_ROWS, K] fp32 per thread. */
+#define CPU_GEMM_PANEL_ROWS 256
+
+/** Up to this many activation rows, cpu_linear() uses the decode kernel (no conversion) instead of sgemm. */
+#define CPU_GEMV_MAX_ROWS 16
+
+/** Tell OpenBLAS to run every call on the calling thread (the OpenMP threads do the splitting). */
+void cpu_blas_single_threaded(void);
+
+/**
+ * @brief Widen rows [r0, r0+n) of @p W (bf16, f16 or f32) to fp32.
+ * @param W   weight matrix [rows, K]
+ * @param r0  first row
+ * @param n   number of rows
+ * @param out [n, K] row-major
+ */
+void cpu_convert_rows(const Mamba2Tensor *W, int64_t r0, int64_t n, float *out);
+
+/** Floats of panel scratch cpu_linear() needs for @p n_threads threads and input width @p K. */
+size_t cpu_linear_scratch_floats(int n_threads, int64_t K);
+
+/**
+ * @brief Y = X · Wᵀ (or Y += X · Wᵀ) for T activation rows.
+ *
+ * Y[t][r] (+)= Σ_k X[t][k] · W[r][k],  X [T, ldx], W [rows, K] as stored, Y [T, ldy].
+ * T ≤ CPU_GEMV_MAX_ROWS goes through cpu_gemv(); larger T through panels and cblas_sgemm.
+ *
+ * @param W          weight matrix [rows, K], read in place in its stored dtype
+ * @param X          activations [T, ldx]
+ * @param ldx        row stride of @p X (≥ K)
+ * @param T          activation rows
+ * @param Y          output [T, ldy]
+ * @param ldy        row stride of @p Y (≥ rows)
+ * @param accumulate 1: Y += X·Wᵀ; 0: Y = X·Wᵀ
+ * @param scratch    cpu_linear_scratch_floats(n_threads, K) floats (unused for the GEMV path)
+ * @param n_threads  OpenMP threads
+ */
+void cpu_linear(const Mamba2Tensor *W, const float *X, int64_t ldx, int T, float *Y, int64_t ldy, int accumulate,
+                float *scratch, int n_threads);
+
+#endif

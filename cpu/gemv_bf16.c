@@ -1,0 +1,348 @@
+/**
+ * @file gemv_bf16.c
+ * @brief Weight × activation products for decode: scalar, AVX2 and AVX-512 variants, run-time dispatch.
+ *
+ * Every variant computes, for a block of rows r and activation vectors b,
+ *
+ *     y[b][r] = Σ_k W[r][k] · x[b][k]
+ *
+ * walking k in SIMD-width steps: load W[r][k..k+w) in its stored dtype, widen it to fp32 in a
+ * register (bf16: the 16 bits become the top half of a float32; f16: F16C's vcvtph2ps; f32: a
+ * plain load), and fuse-multiply-add it into one accumulator per (row, vector). A register block
+ * is 4 rows × up to 2 vectors: 8 accumulators, 4 weight registers and 2 activation registers fit
+ * in AVX2's 16. With B > 2 vectors the same 4 rows are walked again for the next pair, from L1/L2,
+ * so DRAM still sees each weight byte once per call.
+ *
+ * The SIMD variants are compiled with function target attributes (no global -mavx2), and are
+ * only called after CPUID says the CPU has the instructions. The AVX-512 variant compiles here
+ * but is untested on the development machine (an AMD EPYC with AVX2 only).
+ */
+#include "gemv_bf16.h"
+
+#include <immintrin.h>
+#include <omp.h>
+#include <stdlib.h>
+#include <string.h>
+
+/* ------------------------------------------------------------------ dispatch */
+
+CpuIsa cpu_isa_detect(void) {
+    __builtin_cpu_init();
+    if (__builtin_cpu_supports("avx512f")) return CPU_ISA_AVX512;
+    if (__builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma") && __builtin_cpu_supports("f16c"))
+        return CPU_ISA_AVX2;
+    return CPU_ISA_SCALAR;
+}
+
+CpuIsa cpu_isa_active(void) {
+    CpuIsa isa = cpu_isa_detect();
+    const char *want = getenv("MAMBA2_CPU_ISA");
+    if (want && !strcmp(want, "scalar")) isa = CPU_ISA_SCALAR;
+    else if (want && !strcmp(want, "avx2") && isa > CPU_ISA_AVX2) isa = CPU_ISA_AVX2;
+    return isa;
+}
+
+const char *cpu_isa_name(CpuIsa isa) {
+    return isa == CPU_ISA_AVX512 ? "avx512" : isa == CPU_ISA_AVX2 ? "avx2" : "scalar";
+}
+
+/* One weight as float, for the scalar variant and the k tails of the SIMD ones. */
+static inline float weight_at(Mamba2DType dt, const void *W, int64_t i) {
+    switch (dt) {
+    case MAMBA2_BF16: return mamba2_bf16_to_f32(((const uint16_t *)W)[i]);
+    case MAMBA2_F16: return mamba2_f16_to_f32(((const uint16_t *)W)[i]);
+    default: return ((const float *)W)[i];
+    }
+}
+
+/* ------------------------------------------------------------------ scalar */
+
+/* y[b][r] = Σ_k W[r0+r][k] x[b][k], one row and one vector at a time. */
+static void gemv_scalar(Mamba2DType dt, const void *W, int64_t K, int64_t r0, int64_t n, const float *x, int64_t ldx,
+                        int B, float *y, int64_t ldy, int accumulate) {
+    for (int64_t r = 0; r < n; r++)
+        for (int b = 0; b < B; b++) {
+            const float *xb = x + b * ldx;
+            int64_t base = (r0 + r) * K;
+            float acc = 0;
+            for (int64_t k = 0; k < K; k++) acc += weight_at(dt, W, base + k) * xb[k];
+            y[b * ldy + r] = accumulate ? y[b * ldy + r] + acc : acc;
+        }
+}
+
+/* ------------------------------------------------------------------ AVX2 + FMA + F16C */
+
+/** Attributes of the inlined AVX2 helpers (compiled for AVX2 + FMA + F16C whatever the global flags). */
+#define AVX2_INLINE __attribute__((always_inline, target("avx2,fma,f16c")))
+/** Attributes of the AVX2 entry point. */
+#define AVX2_TARGET __attribute__((target("avx2,fma,f16c")))
+
+/* W[i .. i+8) widened to 8 floats [8]. */
+static inline AVX2_INLINE __m256 avx2_load8(Mamba2DType dt, const void *W, int64_t i) {
+    switch (dt) {
+    case MAMBA2_BF16: { /* bf16 → f32: zero-extend each 16-bit value to 32 bits, shift it to the top half */
+        __m128i h = _mm_loadu_si128((const __m128i *)((const uint16_t *)W + i));
+        return _mm256_castsi256_ps(_mm256_slli_epi32(_mm256_cvtepu16_epi32(h), 16));
+    }
+    case MAMBA2_F16: return _mm256_cvtph_ps(_mm_loadu_si128((const __m128i *)((const uint16_t *)W + i)));
+    default: return _mm256_loadu_ps((const float *)W + i);
+    }
+}
+
+/* Σ of the 8 lanes of v. */
+static inline AVX2_INLINE float avx2_hsum(__m256 v) {
+    __m128 s = _mm_add_ps(_mm256_castps256_ps128(v), _mm256_extractf128_ps(v, 1));
+    s = _mm_add_ps(s, _mm_movehl_ps(s, s));
+    s = _mm_add_ss(s, _mm_movehdup_ps(s));
+    return _mm_cvtss_f32(s);
+}
+
+/* One register block: rows row .. row+R, vectors 0 .. S (R ≤ 4, S ≤ 2, both constants after inlining).
+ * acc[i][j] = Σ_k W[row+i][k] · x[j][k];  y[j][i] (+)= acc[i][j]. */
+static inline AVX2_INLINE void avx2_block(Mamba2DType dt, const void *W, int64_t K, int64_t row, int R, const float *x, int64_t ldx,
+                        int S, float *y, int64_t ldy, int accumulate, const char *pf, int64_t pf_lines, int passes,
+                        int pass) {
+    __m256 acc[4][2];
+#pragma GCC unroll 4
+    for (int i = 0; i < R; i++)
+#pragma GCC unroll 2
+        for (int j = 0; j < S; j++) acc[i][j] = _mm256_setzero_ps();
+    int64_t k = 0, step = 0, line = pass; /* prefetch line `line` of the next block at k-step `line` */
+    for (; k + 8 <= K; k += 8, step++) {
+        if (step == line && line < pf_lines) { /* this pass's share: lines pass, pass + passes, ... */
+            _mm_prefetch(pf + 64 * line, _MM_HINT_T0);
+            line += passes;
+        }
+        __m256 xv[2];
+#pragma GCC unroll 2
+        for (int j = 0; j < S; j++) xv[j] = _mm256_loadu_ps(x + j * ldx + k);
+#pragma GCC unroll 4
+        for (int i = 0; i < R; i++) {
+            __m256 w = avx2_load8(dt, W, (row + i) * K + k);
+#pragma GCC unroll 2
+            for (int j = 0; j < S; j++) acc[i][j] = _mm256_fmadd_ps(w, xv[j], acc[i][j]);
+        }
+    }
+#pragma GCC unroll 4
+    for (int i = 0; i < R; i++)
+#pragma GCC unroll 2
+        for (int j = 0; j < S; j++) {
+            float s = avx2_hsum(acc[i][j]);
+            for (int64_t kk = k; kk < K; kk++) s += weight_at(dt, W, (row + i) * K + kk) * x[j * ldx + kk];
+            y[j * ldy + i] = accumulate ? y[j * ldy + i] + s : s;
+        }
+}
+
+/* The bf16 block with a cheaper widening: one 32-byte load holds W[k .. k+16); unpacking it with
+ * zeros puts each bf16 in the top half of a float, in-lane: lo = W[k+0..4, k+8..12], hi = W[k+4..8,
+ * k+12..16] (one instruction per 8 weights instead of two). The activations were permuted into
+ * the same order beforehand (xp, see permute_x()), so Σ lo·xp_lo + hi·xp_hi is the dot product.
+ * Columns from K16 = K − K mod 16 on are done in scalar code with the unpermuted x. */
+static inline AVX2_INLINE void avx2_block_bf16(const uint16_t *W, int64_t K, int64_t row, int R, const float *xp,
+                                               int64_t ldxp, const float *x, int64_t ldx, int S, float *y, int64_t ldy,
+                                               int accumulate, const char *pf, int64_t pf_lines, int passes, int pass) {
+    __m256 acc[4][2];
+    const __m256i zero = _mm256_setzero_si256();
+#pragma GCC unroll 4
+    for (int i = 0; i < R; i++)
+#pragma GCC unroll 2
+        for (int j = 0; j < S; j++) acc[i][j] = _mm256_setzero_ps();
+    int64_t k = 0, step = 0, next = pass; /* prefetch lines 2·next, 2·next+1 of the next block at step next */
+    for (; k + 16 <= K; k += 16, step++) {
+        if (step == next && 2 * next < pf_lines) {
+            _mm_prefetch(pf + 128 * next, _MM_HINT_T0);
+            _mm_prefetch(pf + 128 * next + 64, _MM_HINT_T0);
+            next += passes;
+        }
+        __m256 xlo[2], xhi[2];
+#pragma GCC unroll 2
+        for (int j = 0; j < S; j++) {
+            xlo[j] = _mm256_loadu_ps(xp + j * ldxp + k);
+            xhi[j] = _mm256_loadu_ps(xp + j * ldxp + k + 8);
+        }
+#pragma GCC unroll 4
+        for (int i = 0; i < R; i++) {
+            __m256i v = _mm256_loadu_si256((const __m256i *)(W + (row + i) * K + k));
+            __m256 lo = _mm256_castsi256_ps(_mm256_unpacklo_epi16(zero, v));
+            __m256 hi = _mm256_castsi256_ps(_mm256_unpackhi_epi16(zero, v));
+#pragma GCC unroll 2
+            for (int j = 0; j < S; j++) acc[i][j] = _mm256_fmadd_ps(hi, xhi[j], _mm256_fmadd_ps(lo, xlo[j], acc[i][j]));
+        }
+    }
+#pragma GCC unroll 4
+    for (int i = 0; i < R; i++)
+#pragma GCC unroll 2
+        for (int j = 0; j < S; j++) {
+            float s = avx2_hsum(acc[i][j]);
+            for (int64_t kk = k; kk < K; kk++) s += mamba2_bf16_to_f32(W[(row + i) * K + kk]) * x[j * ldx + kk];
+            y[j * ldy + i] = accumulate ? y[j * ldy + i] + s : s;
+        }
+}
+
+/* xp[b][16q + i] = x[b][16q + perm(i)] for the unpack order of avx2_block_bf16:
+ * perm = 0 1 2 3 8 9 10 11 4 5 6 7 12 13 14 15 (whole groups of 16 columns only). */
+static void permute_x(const float *x, int64_t ldx, int B, int64_t K, float *xp) {
+    static const int perm[16] = {0, 1, 2, 3, 8, 9, 10, 11, 4, 5, 6, 7, 12, 13, 14, 15};
+    int64_t K16 = K / 16 * 16;
+    for (int b = 0; b < B; b++)
+        for (int64_t q = 0; q < K16; q += 16)
+            for (int i = 0; i < 16; i++) xp[b * K16 + q + i] = x[b * ldx + q + perm[i]];
+}
+
+/* The calling thread's buffer for permuted activations, grown on demand (no allocation once it
+ * has reached the largest B·K; kept for the thread's life, as OpenMP threads are reused). */
+static float *thread_buffer(size_t n) {
+    static __thread float *buf;
+    static __thread size_t cap;
+    if (n > cap) {
+        float *p = realloc(buf, n * sizeof *p);
+        if (!p) return NULL;
+        buf = p, cap = n;
+    }
+    return buf;
+}
+
+/* Rows r0 .. r0+n in blocks of 4 rows × 2 vectors, then the leftovers.
+ * With B > 2 a block is walked in several passes (one per pair of vectors), the later ones from
+ * L1/L2, which would leave DRAM idle; so while it works on one block, every pass prefetches its
+ * share of the next block's cache lines (bf16/f16: one 64-byte line per 8 columns, all of them). */
+static inline AVX2_INLINE void avx2_rows(Mamba2DType dt, const void *W, int64_t K, int64_t r0, int64_t n, const float *x, int64_t ldx,
+                       int B, float *y, int64_t ldy, int accumulate) {
+    int64_t r = 0, es = dt == MAMBA2_F32 ? 4 : 2, K16 = K / 16 * 16;
+    int passes = (B + 1) / 2;
+    float *xp = dt == MAMBA2_BF16 ? thread_buffer((size_t)B * K16) : NULL;
+    if (xp) permute_x(x, ldx, B, K, xp);
+    for (; r + 4 <= n; r += 4) {
+        const char *next = (const char *)W + (r0 + r + 4) * K * es;
+        int64_t next_lines = passes > 1 && r + 8 <= n ? 4 * K * es / 64 : 0;
+        int b = 0, pass = 0;
+        for (; b < B; b += 2, pass++) {
+            int S = B - b >= 2 ? 2 : 1;
+            if (xp && S == 2)
+                avx2_block_bf16((const uint16_t *)W, K, r0 + r, 4, xp + b * K16, K16, x + b * ldx, ldx, 2,
+                                y + b * ldy + r, ldy, accumulate, next, next_lines, passes, pass);
+            else if (xp)
+                avx2_block_bf16((const uint16_t *)W, K, r0 + r, 4, xp + b * K16, K16, x + b * ldx, ldx, 1,
+                                y + b * ldy + r, ldy, accumulate, next, next_lines, passes, pass);
+            else if (S == 2)
+                avx2_block(dt, W, K, r0 + r, 4, x + b * ldx, ldx, 2, y + b * ldy + r, ldy, accumulate, next,
+                           next_lines, passes, pass);
+            else
+                avx2_block(dt, W, K, r0 + r, 4, x + b * ldx, ldx, 1, y + b * ldy + r, ldy, accumulate, next,
+                           next_lines, passes, pass);
+        }
+    }
+    for (; r < n; r++)
+        for (int b = 0; b < B; b++)
+            avx2_block(dt, W, K, r0 + r, 1, x + b * ldx, ldx, 1, y + b * ldy + r, ldy, accumulate, NULL, 0, 1, 0);
+}
+
+/* One specialised copy of the loop per dtype (the dtype is a constant inside each case). */
+static AVX2_TARGET void gemv_avx2(Mamba2DType dt, const void *W, int64_t K, int64_t r0, int64_t n,
+                                 const float *x, int64_t ldx, int B, float *y, int64_t ldy, int accumulate) {
+    switch (dt) {
+    case MAMBA2_BF16: avx2_rows(MAMBA2_BF16, W, K, r0, n, x, ldx, B, y, ldy, accumulate); break;
+    case MAMBA2_F16: avx2_rows(MAMBA2_F16, W, K, r0, n, x, ldx, B, y, ldy, accumulate); break;
+    default: avx2_rows(MAMBA2_F32, W, K, r0, n, x, ldx, B, y, ldy, accumulate); break;
+    }
+}
+
+/* ------------------------------------------------------------------ AVX-512F (untested here: no AVX-512 on the dev CPU) */
+
+/** Attributes of the inlined AVX-512 helpers. */
+#define AVX512_INLINE __attribute__((always_inline, target("avx512f")))
+/** Attributes of the AVX-512 entry point. */
+#define AVX512_TARGET __attribute__((target("avx512f")))
+
+/* W[i .. i+16) widened to 16 floats. */
+static inline AVX512_INLINE __m512 avx512_load16(Mamba2DType dt, const void *W, int64_t i) {
+    switch (dt) {
+    case MAMBA2_BF16: {
+        __m256i h = _mm256_loadu_si256((const __m256i *)((const uint16_t *)W + i));
+        return _mm512_castsi512_ps(_mm512_slli_epi32(_mm512_cvtepu16_epi32(h), 16));
+    }
+    case MAMBA2_F16: return _mm512_cvtph_ps(_mm256_loadu_si256((const __m256i *)((const uint16_t *)W + i)));
+    default: return _mm512_loadu_ps((const float *)W + i);
+    }
+}
+
+/* The AVX2 block with 16 lanes: acc[i][j] = Σ_k W[row+i][k] · x[j][k]. */
+static inline AVX512_INLINE void avx512_block(Mamba2DType dt, const void *W, int64_t K, int64_t row, int R, const float *x, int64_t ldx,
+                            int S, float *y, int64_t ldy, int accumulate) {
+    __m512 acc[4][2];
+#pragma GCC unroll 4
+    for (int i = 0; i < R; i++)
+#pragma GCC unroll 2
+        for (int j = 0; j < S; j++) acc[i][j] = _mm512_setzero_ps();
+    int64_t k = 0;
+    for (; k + 16 <= K; k += 16) {
+        __m512 xv[2];
+#pragma GCC unroll 2
+        for (int j = 0; j < S; j++) xv[j] = _mm512_loadu_ps(x + j * ldx + k);
+#pragma GCC unroll 4
+        for (int i = 0; i < R; i++) {
+            __m512 w = avx512_load16(dt, W, (row + i) * K + k);
+#pragma GCC unroll 2
+            for (int j = 0; j < S; j++) acc[i][j] = _mm512_fmadd_ps(w, xv[j], acc[i][j]);
+        }
+    }
+#pragma GCC unroll 4
+    for (int i = 0; i < R; i++)
+#pragma GCC unroll 2
+        for (int j = 0; j < S; j++) {
+            float s = _mm512_reduce_add_ps(acc[i][j]);
+            for (int64_t kk = k; kk < K; kk++) s += weight_at(dt, W, (row + i) * K + kk) * x[j * ldx + kk];
+            y[j * ldy + i] = accumulate ? y[j * ldy + i] + s : s;
+        }
+}
+
+static inline AVX512_INLINE void avx512_rows(Mamba2DType dt, const void *W, int64_t K, int64_t r0, int64_t n, const float *x,
+                           int64_t ldx, int B, float *y, int64_t ldy, int accumulate) {
+    int64_t r = 0;
+    for (; r + 4 <= n; r += 4) {
+        int b = 0;
+        for (; b + 2 <= B; b += 2)
+            avx512_block(dt, W, K, r0 + r, 4, x + b * ldx, ldx, 2, y + b * ldy + r, ldy, accumulate);
+        if (b < B) avx512_block(dt, W, K, r0 + r, 4, x + b * ldx, ldx, 1, y + b * ldy + r, ldy, accumulate);
+    }
+    for (; r < n; r++)
+        for (int b = 0; b < B; b++)
+            avx512_block(dt, W, K, r0 + r, 1, x + b * ldx, ldx, 1, y + b * ldy + r, ldy, accumulate);
+}
+
+static AVX512_TARGET void gemv_avx512(Mamba2DType dt, const void *W, int64_t K, int64_t r0, int64_t n,
+                                     const float *x, int64_t ldx, int B, float *y, int64_t ldy, int accumulate) {
+    switch (dt) {
+    case MAMBA2_BF16: avx512_rows(MAMBA2_BF16, W, K, r0, n, x, ldx, B, y, ldy, accumulate); break;
+    case MAMBA2_F16: avx512_rows(MAMBA2_F16, W, K, r0, n, x, ldx, B, y, ldy, accumulate); break;
+    default: avx512_rows(MAMBA2_F32, W, K, r0, n, x, ldx, B, y, ldy, accumulate); break;
+    }
+}
+
+/* ------------------------------------------------------------------ entry points */
+
+void cpu_gemv_rows(CpuIsa isa, const Mamba2Tensor *W, int64_t r0, int64_t n, const float *x, int64_t ldx, int B,
+                   float *y, int64_t ldy, int accumulate) {
+    int64_t K = W->shape[1];
+    if (n <= 0) return;
+    if (isa == CPU_ISA_AVX512) gemv_avx512(W->dtype, W->data, K, r0, n, x, ldx, B, y, ldy, accumulate);
+    else if (isa == CPU_ISA_AVX2) gemv_avx2(W->dtype, W->data, K, r0, n, x, ldx, B, y, ldy, accumulate);
+    else gemv_scalar(W->dtype, W->data, K, r0, n, x, ldx, B, y, ldy, accumulate);
+}
+
+void cpu_gemv(const Mamba2Tensor *W, const float *x, int64_t ldx, int B, float *y, int64_t ldy, int accumulate,
+              int n_threads) {
+    static int isa = -1; /* detected once; a benign race (every thread writes the same value) */
+    if (isa < 0) isa = (int)cpu_isa_active();
+    int64_t rows = W->shape[0];
+    /* Each thread streams one contiguous block of rows (a multiple of 4, so register blocks stay
+     * whole). Measured here: as fast as handing out 256-512 KiB blocks dynamically, and simpler. */
+#pragma omp parallel num_threads(n_threads)
+    {
+        int nt = omp_get_num_threads(), id = omp_get_thread_num();
+        int64_t per = (rows + nt - 1) / nt;
+        per = (per + 3) / 4 * 4;
+        int64_t r0 = (int64_t)id * per, r1 = r0 + per < rows ? r0 + per : rows;
+        if (r0 < r1) cpu_gemv_rows((CpuIsa)isa, W, r0, r1 - r0, x, ldx, B, y + r0, ldy, accumulate);
+    }
+}

@@ -1,0 +1,68 @@
+/**
+ * @file gemv_bf16.h
+ * @brief The decode kernel: weight-matrix × fp32-activation products that stream each weight byte once.
+ *
+ * Decode is memory-bound: every step reads every weight once and does two FLOP per weight.
+ * The kernel reads W in its stored dtype (bf16 on the fast path; f16 and f32 also work) straight
+ * from the mmap, widens it to fp32 in registers and multiplies it with up to B activation vectors
+ * at once, so batched decode reads each weight once for all B sequences.
+ *
+ * Three variants of the same loop: scalar C, AVX2+FMA(+F16C) and AVX-512F, chosen at run time
+ * from the CPU's features (cpu_isa_active()), so the binary runs on any x86-64.
+ */
+#ifndef MAMBA2_CPU_GEMV_BF16_H
+#define MAMBA2_CPU_GEMV_BF16_H
+
+#include <stdint.h>
+
+#include "tensor.h"
+
+/** Instruction-set variants of the CPU kernels, slowest first. */
+typedef enum {
+    CPU_ISA_SCALAR = 0, /**< plain C, any CPU */
+    CPU_ISA_AVX2 = 1,   /**< AVX2 + FMA + F16C (x86-64-v3) */
+    CPU_ISA_AVX512 = 2  /**< AVX-512F */
+} CpuIsa;
+
+/** The best variant this CPU can run (read once from CPUID). */
+CpuIsa cpu_isa_detect(void);
+
+/**
+ * @brief The variant the CPU backend uses: cpu_isa_detect(), lowered by the environment
+ *        variable MAMBA2_CPU_ISA=scalar|avx2 when set (it can never raise it).
+ */
+CpuIsa cpu_isa_active(void);
+
+/** "scalar", "avx2" or "avx512". */
+const char *cpu_isa_name(CpuIsa isa);
+
+/**
+ * @brief Rows [r0, r0+n) of the product with B activation vectors, on the calling thread.
+ *
+ * y[b·ldy + r] = Σ_k W[r0 + r][k] · x[b·ldx + k]   (or += when @p accumulate),
+ * for r in [0, n) and b in [0, B).
+ *
+ * @param isa        variant to run (must be ≤ cpu_isa_detect())
+ * @param W          weight matrix [rows, K] in bf16, f16 or f32, read in place
+ * @param r0         first row
+ * @param n          number of rows
+ * @param x          activations [B, ldx] (K used per row)
+ * @param ldx        stride between activation vectors (≥ K)
+ * @param B          number of activation vectors (≥ 1)
+ * @param y          output [B, ldy], already offset to row r0
+ * @param ldy        stride between output vectors
+ * @param accumulate 1: add to y; 0: overwrite y
+ */
+void cpu_gemv_rows(CpuIsa isa, const Mamba2Tensor *W, int64_t r0, int64_t n, const float *x, int64_t ldx, int B,
+                   float *y, int64_t ldy, int accumulate);
+
+/**
+ * @brief The whole product y = W·x for B vectors, rows split evenly over @p n_threads OpenMP threads.
+ *
+ * y[b·ldy + r] (+)= Σ_k W[r][k] · x[b·ldx + k] for every row r of W. Each thread streams one
+ * contiguous block of rows, so each weight byte is read from memory once per call.
+ */
+void cpu_gemv(const Mamba2Tensor *W, const float *x, int64_t ldx, int B, float *y, int64_t ldy, int accumulate,
+              int n_threads);
+
+#endif

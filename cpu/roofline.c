@@ -1,0 +1,102 @@
+/**
+ * @file roofline.c
+ * @brief Measures the streaming read bandwidth and the sgemm rate of this machine (see roofline.h).
+ */
+#include "roofline.h"
+
+#include <cblas.h>
+#include <immintrin.h>
+#include <omp.h>
+#include <stdint.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "gemm_bf16.h"
+#include "gemv_bf16.h"
+
+/** Attributes of the AVX2 read loop. */
+#define AVX2_TARGET __attribute__((target("avx2")))
+
+/* Σ a[i] over n floats with four independent AVX2 accumulators (the loads are what we time). */
+static AVX2_TARGET float sum_avx2(const float *a, size_t n) {
+    __m256 s0 = _mm256_setzero_ps(), s1 = s0, s2 = s0, s3 = s0;
+    size_t i = 0;
+    for (; i + 32 <= n; i += 32) {
+        s0 = _mm256_add_ps(s0, _mm256_load_ps(a + i));
+        s1 = _mm256_add_ps(s1, _mm256_load_ps(a + i + 8));
+        s2 = _mm256_add_ps(s2, _mm256_load_ps(a + i + 16));
+        s3 = _mm256_add_ps(s3, _mm256_load_ps(a + i + 24));
+    }
+    float out[8];
+    _mm256_storeu_ps(out, _mm256_add_ps(_mm256_add_ps(s0, s1), _mm256_add_ps(s2, s3)));
+    float s = 0;
+    for (int k = 0; k < 8; k++) s += out[k];
+    for (; i < n; i++) s += a[i];
+    return s;
+}
+
+/* The same sum in plain C (four accumulators, so the adds do not serialise). */
+static float sum_scalar(const float *a, size_t n) {
+    float s[4] = {0, 0, 0, 0};
+    size_t i = 0;
+    for (; i + 4 <= n; i += 4)
+        for (int k = 0; k < 4; k++) s[k] += a[i + k];
+    for (; i < n; i++) s[0] += a[i];
+    return s[0] + s[1] + s[2] + s[3];
+}
+
+double cpu_read_bandwidth(int n_threads, size_t bytes, int reps) {
+    size_t n = bytes / sizeof(float) / 64 * 64;
+    float *a = NULL;
+    if (posix_memalign((void **)&a, 64, n * sizeof *a)) return -1;
+    int avx2 = cpu_isa_active() >= CPU_ISA_AVX2;
+    double best = 0;
+    volatile float sink = 0;
+    /* First touch by the threads that will read each part; non-zero values. */
+#pragma omp parallel for num_threads(n_threads) schedule(static)
+    for (size_t i = 0; i < n; i++) a[i] = (float)(i & 1023) * 1e-3f;
+    for (int r = -1; r < reps; r++) { /* one warm-up pass */
+        double t0 = omp_get_wtime();
+#pragma omp parallel num_threads(n_threads)
+        {
+            int nt = omp_get_num_threads(), id = omp_get_thread_num();
+            size_t per = (n / nt + 63) / 64 * 64, i0 = id * per, i1 = i0 + per < n ? i0 + per : n;
+            float s = i0 < i1 ? (avx2 ? sum_avx2(a + i0, i1 - i0) : sum_scalar(a + i0, i1 - i0)) : 0;
+#pragma omp atomic
+            sink += s;
+        }
+        double gbps = n * sizeof(float) / (omp_get_wtime() - t0) / 1e9;
+        if (r >= 0 && gbps > best) best = gbps;
+    }
+    free(a);
+    return best;
+}
+
+double cpu_gemm_rate(int n_threads, int M, int N, int K, int reps) {
+    size_t per = (size_t)M * K + (size_t)N * K + (size_t)M * N;
+    float *buf = malloc(per * n_threads * sizeof *buf);
+    if (!buf) return -1;
+    for (size_t i = 0; i < per * n_threads; i++) buf[i] = (float)((i * 2654435761u) >> 20 & 1023) / 512.0f - 1.0f;
+    cpu_blas_single_threaded();
+    double best = 0;
+    for (int r = -1; r < reps; r++) {
+        double t0 = omp_get_wtime();
+#pragma omp parallel num_threads(n_threads)
+        {
+            float *X = buf + per * omp_get_thread_num(), *W = X + (size_t)M * K, *Y = W + (size_t)N * K;
+            /* Y [M, N] = X [M, K] · W [N, K]ᵀ, as a prefill panel */
+            cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, M, N, K, 1.0f, X, K, W, K, 0.0f, Y, N);
+        }
+        double gflops = 2.0 * M * N * K * n_threads / (omp_get_wtime() - t0) / 1e9;
+        if (r >= 0 && gflops > best) best = gflops;
+    }
+    free(buf);
+    return best;
+}
+
+int cpu_roofline(int n_threads, double *read_gbps, double *gemm_gflops, Mamba2Error *err) {
+    *read_gbps = cpu_read_bandwidth(n_threads, (size_t)1 << 30, 5);
+    *gemm_gflops = cpu_gemm_rate(n_threads, 512, CPU_GEMM_PANEL_ROWS, 4096, 5);
+    if (*read_gbps < 0 || *gemm_gflops < 0) return mamba2_fail(err, "out of memory for the roofline buffers");
+    return 0;
+}

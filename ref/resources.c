@@ -1,0 +1,97 @@
+/**
+ * @file resources.c
+ * @brief Host memory available, memory a forward pass needs, and the up-front check (see resources.h).
+ */
+#include "resources.h"
+
+#include <errno.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/resource.h>
+#include <unistd.h>
+
+/* MemAvailable of /proc/meminfo in bytes, or -1. */
+static double meminfo_available(void) {
+    FILE *f = fopen("/proc/meminfo", "r");
+    if (!f) return -1;
+    char line[256];
+    double v = -1;
+    while (fgets(line, sizeof line, f)) {
+        unsigned long long kib;
+        if (sscanf(line, "MemAvailable: %llu kB", &kib) == 1) {
+            v = (double)kib * 1024.0;
+            break;
+        }
+    }
+    fclose(f);
+    return v;
+}
+
+/* "123", "64K", "512M", "2G" (powers of 1024); -1 when malformed. */
+static double parse_size(const char *s) {
+    char *end;
+    errno = 0;
+    double v = strtod(s, &end);
+    if (end == s || errno || !(v >= 0)) return -1;
+    switch (*end) {
+    case 'k': case 'K': v *= 1024.0, end++; break;
+    case 'm': case 'M': v *= 1048576.0, end++; break;
+    case 'g': case 'G': v *= 1073741824.0, end++; break;
+    case 't': case 'T': v *= 1099511627776.0, end++; break;
+    default: break;
+    }
+    return *end ? -1 : v;
+}
+
+double mamba2_host_memory_available(const char **source) {
+    const char *src = "MemAvailable in /proc/meminfo";
+    double avail = meminfo_available();
+    if (avail < 0) {
+        long pages = sysconf(_SC_AVPHYS_PAGES), page = sysconf(_SC_PAGESIZE);
+        src = "free pages, sysconf(_SC_AVPHYS_PAGES)";
+        avail = pages > 0 && page > 0 ? (double)pages * (double)page : -1;
+    }
+    struct rlimit rl;
+    if (getrlimit(RLIMIT_AS, &rl) == 0 && rl.rlim_cur != RLIM_INFINITY &&
+        (avail < 0 || (double)rl.rlim_cur < avail)) {
+        avail = (double)rl.rlim_cur;
+        src = "the address-space limit, ulimit -v";
+    }
+    const char *env = getenv("MAMBA2_MAX_MEMORY");
+    double cap = env && *env ? parse_size(env) : -1;
+    if (cap >= 0 && (avail < 0 || cap < avail)) {
+        avail = cap;
+        src = "MAMBA2_MAX_MEMORY";
+    }
+    if (source) *source = src;
+    return avail;
+}
+
+double mamba2_forward_bytes(const Mamba2Config *c, double T) {
+    /* Per token, in floats: h, u, out [d] each; in_proj output [d_in_proj]; conv output [conv_dim];
+     * x and y [d_in] each; B and C [G·N] each; dt [H]; the conv window; one score of the SSD. */
+    double per_token = 3.0 * c->d_model + c->d_in_proj + c->conv_dim + 2.0 * c->d_inner +
+                       2.0 * c->n_groups * c->d_state + c->n_heads + 1 + 2;
+    /* The chunked SSD's per-head chunk states (double) [chunks + 1, P, N] twice, and a row of one chunk. */
+    double chunks = T / (c->chunk_size > 0 ? c->chunk_size : 1) + 2;
+    double ssd = 16.0 * chunks * c->head_dim * c->d_state + 8.0 * c->chunk_size;
+    return 4.0 * (T * per_token + c->n_heads + c->d_conv) + ssd + (double)mamba2_config_state_bytes(c);
+}
+
+char *mamba2_format_bytes(double b, char *buf, int len) {
+    if (b >= 1073741824.0) snprintf(buf, len, "%.2f GiB", b / 1073741824.0);
+    else if (b >= 1048576.0) snprintf(buf, len, "%.1f MiB", b / 1048576.0);
+    else if (b >= 1024.0) snprintf(buf, len, "%.1f KiB", b / 1024.0);
+    else snprintf(buf, len, "%.0f bytes", b);
+    return buf;
+}
+
+int mamba2_check_memory(const char *what, double need, Mamba2Error *err) {
+    const char *src;
+    double have = mamba2_host_memory_available(&src);
+    if (have < 0 || need <= have) return 0;
+    char n[32], h[32];
+    return mamba2_fail(err, "%s needs %s of host memory, have %s (%s)", what, mamba2_format_bytes(need, n, sizeof n),
+                       mamba2_format_bytes(have, h, sizeof h), src);
+}

@@ -1,0 +1,484 @@
+/**
+ * @file test_cpu.c
+ * @brief The CPU backend against the reference: kernels, fixtures, fresh random models,
+ *        prefill vs step, batched vs single steps, thread counts, states moved between backends.
+ *
+ * Tolerances: the CPU path is fp32 throughout (ref accumulates in double), so its logits are
+ * expected within ~1e-6 of ref; the issue's bound is relative L2 ≤ 1e-3 with the same argmax at
+ * every position, and every measured figure is printed.
+ */
+#include <CUnit/CUnit.h>
+#include <math.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "backend.h"
+#include "forward.h"
+#include "ssd.h"
+#include "tests.h"
+
+#ifdef MAMBA2_HAVE_CPU
+#include "../cpu/gemm_bf16.h"
+#include "../cpu/gemv_bf16.h"
+#include "../cpu/ssd_chunked_blas.h"
+
+/* The bound for whole-model logits against the reference. */
+#define CPU_TOL 1e-3
+/* Kernels against a double-precision product: fp32 sums of ≤ 300 terms. */
+#define KERNEL_TOL 1e-5
+/* Two runs of the CPU path that differ only in how work is split (threads, batching, slices). */
+#define SPLIT_TOL 1e-5
+
+static int argmax(const float *v, int n) {
+    int best = 0;
+    for (int i = 1; i < n; i++)
+        if (v[i] > v[best]) best = i;
+    return best;
+}
+
+/* Positions t < T where the argmax of got and want differ. */
+static int argmax_mismatches(const float *got, const float *want, int T, int V) {
+    int bad = 0;
+    for (int t = 0; t < T; t++) bad += argmax(got + (size_t)t * V, V) != argmax(want + (size_t)t * V, V);
+    return bad;
+}
+
+/* ------------------------------------------------------------------ kernels */
+
+/* Every ISA variant this CPU runs, every dtype, tails in k and in rows, B = 1..5, overwrite and
+ * accumulate, against a double-precision product of the same (rounded) weights. */
+static void test_gemv_variants(void) {
+    const Mamba2DType dts[] = {MAMBA2_BF16, MAMBA2_F16, MAMBA2_F32};
+    const int shapes[][2] = {{37, 67}, {64, 256}, {5, 8}, {13, 300}};
+    CpuIsa best = cpu_isa_detect();
+    printf("\n    this CPU runs: scalar%s%s", best >= CPU_ISA_AVX2 ? ", avx2" : "",
+           best >= CPU_ISA_AVX512 ? ", avx512" : " (the avx512 variant is not exercised here)");
+    double worst = 0;
+    for (size_t di = 0; di < 3; di++)
+        for (size_t si = 0; si < sizeof shapes / sizeof *shapes; si++) {
+            int rows = shapes[si][0], K = shapes[si][1], Bmax = 5;
+            float *wf = malloc((size_t)rows * K * 4), *x = malloc((size_t)Bmax * K * 4);
+            float *y = malloc((size_t)Bmax * rows * 4);
+            double *want = malloc((size_t)Bmax * rows * sizeof *want);
+            void *raw = malloc((size_t)rows * K * 4);
+            test_fill_normal(wf, (size_t)rows * K, 1.0);
+            test_fill_normal(x, (size_t)Bmax * K, 1.0);
+            for (int i = 0; i < rows * K; i++) { /* store in the dtype, keep the rounded value */
+                if (dts[di] == MAMBA2_BF16) {
+                    ((uint16_t *)raw)[i] = mamba2_f32_to_bf16(wf[i]);
+                    wf[i] = mamba2_bf16_to_f32(((uint16_t *)raw)[i]);
+                } else if (dts[di] == MAMBA2_F16) {
+                    /* f16 bits of a value with an exact half representation: scale to [-2, 2], 10 bits */
+                    float v = roundf(wf[i] * 256.0f) / 256.0f;
+                    v = fmaxf(fminf(v, 2.0f), -2.0f);
+                    uint16_t h = 0;
+                    if (v != 0) {
+                        int e;
+                        float mnt = frexpf(fabsf(v), &e); /* v = mnt·2^e, mnt in [0.5, 1) */
+                        h = (uint16_t)((v < 0) << 15 | (e - 1 + 15) << 10 | ((int)(mnt * 2048.0f) - 1024));
+                    }
+                    ((uint16_t *)raw)[i] = h;
+                    wf[i] = mamba2_f16_to_f32(h);
+                } else {
+                    ((float *)raw)[i] = wf[i];
+                }
+            }
+            Mamba2Tensor W = {"w", "mem", dts[di], 2, {rows, K}, raw};
+            for (int r = 0; r < rows; r++)
+                for (int b = 0; b < Bmax; b++) {
+                    double acc = 0;
+                    for (int k = 0; k < K; k++) acc += (double)wf[(size_t)r * K + k] * x[(size_t)b * K + k];
+                    want[(size_t)b * rows + r] = acc;
+                }
+            for (int isa = 0; isa <= (int)best; isa++)
+                for (int B = 1; B <= Bmax; B++)
+                    for (int accumulate = 0; accumulate < 2; accumulate++) {
+                        for (int i = 0; i < B * rows; i++) y[i] = accumulate ? 1.0f : NAN;
+                        /* rows in two calls, so a block boundary falls inside the matrix */
+                        int split = rows / 2;
+                        cpu_gemv_rows((CpuIsa)isa, &W, 0, split, x, K, B, y, rows, accumulate);
+                        cpu_gemv_rows((CpuIsa)isa, &W, split, rows - split, x, K, B, y + split, rows, accumulate);
+                        double num = 0, den = 0;
+                        for (int i = 0; i < B * rows; i++) {
+                            double w = want[i] + accumulate, e = y[i] - w;
+                            num += e * e, den += w * w;
+                        }
+                        double err = sqrt(num / den);
+                        if (!(err <= worst)) worst = err;
+                        if (!(err <= KERNEL_TOL))
+                            printf("\n    %s %s %dx%d B=%d acc=%d: %.1e", cpu_isa_name((CpuIsa)isa),
+                                   mamba2_dtype_name(dts[di]), rows, K, B, accumulate, err);
+                        CU_ASSERT(err <= KERNEL_TOL);
+                    }
+            free(wf), free(x), free(y), free(want), free(raw);
+        }
+    printf("\n    worst relative L2 over every variant, dtype, shape and batch: %.1e\n", worst);
+}
+
+/* cpu_linear: the sgemm path (T > CPU_GEMV_MAX_ROWS) equals the GEMV path, for each dtype. */
+static void test_linear_paths(void) {
+    const Mamba2DType dts[] = {MAMBA2_BF16, MAMBA2_F16, MAMBA2_F32};
+    int rows = 300, K = 72, T = 21;
+    for (int di = 0; di < 3; di++) {
+        size_t es = mamba2_dtype_size(dts[di]);
+        unsigned char *raw = malloc((size_t)rows * K * es);
+        float *x = malloc((size_t)T * K * 4), *y1 = malloc((size_t)T * rows * 4), *y2 = malloc((size_t)T * rows * 4);
+        float *scratch = malloc(cpu_linear_scratch_floats(2, K) * sizeof(float));
+        test_fill_normal(x, (size_t)T * K, 1.0);
+        for (int i = 0; i < rows * K; i++) {
+            float v = (float)(test_normal() * 0.5);
+            if (es == 4) memcpy(raw + 4 * (size_t)i, &v, 4);
+            else { /* bf16 bits; as f16 they are some finite value of the same magnitude range */
+                uint16_t h = dts[di] == MAMBA2_BF16 ? mamba2_f32_to_bf16(v) : (uint16_t)(0x3000 + (test_uniform() * 0x0fff));
+                memcpy(raw + 2 * (size_t)i, &h, 2);
+            }
+        }
+        Mamba2Tensor W = {"w", "mem", dts[di], 2, {rows, K}, raw};
+        cpu_linear(&W, x, K, T, y1, rows, 0, scratch, 2); /* sgemm on fp32 panels */
+        for (int t = 0; t < T; t++) cpu_gemv(&W, x + (size_t)t * K, K, 1, y2 + (size_t)t * rows, rows, 0, 2);
+        double err = test_rel_l2(y1, y2, (size_t)T * rows);
+        printf("\n    %s: sgemm panels vs gemv %.1e", mamba2_dtype_name(dts[di]), err);
+        CU_ASSERT(err <= KERNEL_TOL);
+        free(raw), free(x), free(y1), free(y2), free(scratch);
+    }
+    printf("\n");
+}
+
+/* The BLAS chunked SSD (strided x/B/C/y, D = NULL) against ref's ssd_chunked, from a random state. */
+static void test_ssd_blas(void) {
+    struct {
+        SSDDims d;
+        int Q;
+    } cases[] = {{{37, 4, 8, 2, 6}, 8}, {{64, 6, 4, 3, 16}, 16}, {{5, 2, 3, 1, 4}, 8}, {{300, 8, 16, 2, 32}, 64}};
+    for (size_t k = 0; k < sizeof cases / sizeof *cases; k++) {
+        SSDDims d = cases[k].d;
+        int Q = cases[k].Q, HP = d.H * d.P, GN = d.G * d.N, ld = HP + 2 * GN + 3; /* padded rows */
+        size_t ns = (size_t)d.H * d.P * d.N;
+        float *row = malloc((size_t)d.T * ld * 4), *x = malloc((size_t)d.T * HP * 4), *B = malloc((size_t)d.T * GN * 4);
+        float *C = malloc((size_t)d.T * GN * 4), *dt = malloc((size_t)d.T * d.H * 4), *A = malloc(d.H * 4);
+        float *s_ref = malloc(ns * 4), *s_cpu = malloc(ns * 4), *y_ref = malloc((size_t)d.T * HP * 4);
+        float *y_cpu = malloc((size_t)d.T * (HP + 5) * 4);
+        test_fill_normal(row, (size_t)d.T * ld, 1.0);
+        test_fill_normal(s_ref, ns, 1.0);
+        memcpy(s_cpu, s_ref, ns * 4);
+        for (int t = 0; t < d.T; t++) {
+            memcpy(x + (size_t)t * HP, row + (size_t)t * ld, HP * 4);
+            memcpy(B + (size_t)t * GN, row + (size_t)t * ld + HP, GN * 4);
+            memcpy(C + (size_t)t * GN, row + (size_t)t * ld + HP + GN, GN * 4);
+        }
+        for (int i = 0; i < d.T * d.H; i++) dt[i] = (float)(1e-3 * pow(300.0, test_uniform())); /* up to 0.3 */
+        for (int h = 0; h < d.H; h++) A[h] = (float)-(1.0 + 15.0 * test_uniform());
+        CU_ASSERT_EQUAL(ssd_chunked(d, Q, x, dt, A, B, C, s_ref, y_ref), 0);
+        CpuSsdScratch s = {0};
+        CU_ASSERT_EQUAL_FATAL(cpu_ssd_reserve(&s, d, Q, 2), 0);
+        cpu_ssd_chunked(d, Q, row, ld, dt, A, NULL, row + HP, row + HP + GN, ld, s_cpu, y_cpu, HP + 5, &s, 2);
+        double num = 0, den = 0;
+        for (int t = 0; t < d.T; t++)
+            for (int i = 0; i < HP; i++) {
+                double e = y_cpu[(size_t)t * (HP + 5) + i] - y_ref[(size_t)t * HP + i];
+                num += e * e, den += (double)y_ref[(size_t)t * HP + i] * y_ref[(size_t)t * HP + i];
+            }
+        double ey = sqrt(num / den), es = test_rel_l2(s_cpu, s_ref, ns);
+        printf("\n    T=%-3d H=%d P=%-2d G=%d N=%-2d Q=%-2d: y %.1e, state %.1e", d.T, d.H, d.P, d.G, d.N, Q, ey, es);
+        CU_ASSERT(ey <= 1e-5);
+        CU_ASSERT(es <= 1e-5);
+        cpu_ssd_free(&s);
+        free(row), free(x), free(B), free(C), free(dt), free(A), free(s_ref), free(s_cpu), free(y_ref), free(y_cpu);
+    }
+    printf("\n");
+}
+
+/* ------------------------------------------------------------------ whole model */
+
+/* All-position logits [T, V] of a backend: one prefill, or token by token through step. */
+static int run_backend(Mamba2Backend *b, const int32_t *tok, int T, int by_step, float *logits) {
+    Mamba2State st;
+    Mamba2Error e = {{0}};
+    int V = b->model->cfg.vocab_size, rc = mamba2_state_init(&st, &b->model->cfg, &e);
+    Mamba2State *one = &st;
+    if (!rc && !by_step) rc = b->prefill(b, &st, tok, T, logits, 1, &e);
+    for (int t = 0; !rc && by_step && t < T; t++) rc = b->step(b, &one, &tok[t], 1, logits + (size_t)t * V, &e);
+    if (rc) printf("\n    %s: %s", b->name, e.msg);
+    mamba2_state_free(&st);
+    return rc;
+}
+
+static Mamba2Backend *make(const char *name, const Mamba2Model *m, int threads) {
+    Mamba2BackendOptions o = {0};
+    o.n_threads = threads;
+    Mamba2Backend *b = NULL;
+    Mamba2Error e = {{0}};
+    if (mamba2_backend_create(name, m, &o, &b, &e)) printf("\n    %s", e.msg);
+    return b;
+}
+
+/* Each fixture: cpu prefill and cpu step against ref and against transformers' logits;
+ * the fixture's 32 greedy tokens through cpu prefill + steps. */
+static void test_fixtures(void) {
+    char names[32][64];
+    int n = test_list_fixtures(names, 32);
+    CU_ASSERT(n >= 1);
+    for (int i = 0; i < n; i++) {
+        TestFixture fx;
+        if (test_load_fixture(names[i], &fx)) {
+            CU_FAIL("fixture did not load");
+            continue;
+        }
+        int V = fx.model.cfg.vocab_size, T = fx.T;
+        size_t nl = (size_t)T * V;
+        float *ref = malloc(nl * 4), *pre = malloc(nl * 4), *stp = malloc(nl * 4);
+        Mamba2Backend *rb = make("ref", &fx.model, 0), *cb = make("cpu", &fx.model, 0);
+        CU_ASSERT_PTR_NOT_NULL_FATAL(cb);
+        CU_ASSERT_EQUAL(run_backend(rb, fx.tokens, T, 0, ref), 0);
+        CU_ASSERT_EQUAL(run_backend(cb, fx.tokens, T, 0, pre), 0);
+        CU_ASSERT_EQUAL(run_backend(cb, fx.tokens, T, 1, stp), 0);
+        double e_pre = test_max_row_rel_l2(pre, ref, T, V), e_stp = test_max_row_rel_l2(stp, ref, T, V);
+        double o_pre = test_max_row_rel_l2(pre, fx.logits, T, V);
+        int am = argmax_mismatches(pre, ref, T, V) + argmax_mismatches(stp, ref, T, V);
+        /* greedy continuation */
+        Mamba2State st;
+        Mamba2Error e = {{0}};
+        mamba2_state_init(&st, &fx.model.cfg, &e);
+        float *lg = malloc(V * 4);
+        int agree = 0;
+        CU_ASSERT_EQUAL(cb->prefill(cb, &st, fx.tokens, T, lg, 0, &e), 0);
+        Mamba2State *one = &st;
+        for (int k = 0; k < fx.n_greedy; k++) {
+            int32_t best = argmax(lg, V);
+            if (best != fx.greedy[k]) break;
+            agree++;
+            if (cb->step(cb, &one, &best, 1, lg, &e)) break;
+        }
+        printf("\n    %-28s T=%-3d vs ref: prefill %.1e step %.1e | vs transformers %.1e | argmax diffs %d | greedy %d/%d",
+               names[i], T, e_pre, e_stp, o_pre, am, agree, fx.n_greedy);
+        CU_ASSERT(e_pre <= CPU_TOL);
+        CU_ASSERT(e_stp <= CPU_TOL);
+        CU_ASSERT(o_pre <= CPU_TOL);
+        CU_ASSERT_EQUAL(am, 0);
+        CU_ASSERT_EQUAL(agree, fx.n_greedy);
+        free(lg);
+        mamba2_state_free(&st);
+        mamba2_backend_destroy(rb);
+        mamba2_backend_destroy(cb);
+        free(ref), free(pre), free(stp);
+        test_free_fixture(&fx);
+    }
+    printf("\n");
+}
+
+/* A fresh random tiny model written to a temporary directory and loaded. */
+typedef struct {
+    char *dir;
+    Mamba2Model m;
+} TinyModel;
+
+static int tiny_open(TinyModel *tm, const TinyModelSpec *s) {
+    Mamba2Error e = {{0}};
+    tm->dir = test_tmpdir();
+    if (!tm->dir || test_write_tiny_model(tm->dir, s) || mamba2_model_load(tm->dir, &tm->m, &e)) {
+        printf("\n    tiny model: %s", e.msg);
+        return -1;
+    }
+    return 0;
+}
+
+static void tiny_close(TinyModel *tm) {
+    mamba2_model_free(&tm->m);
+    test_rmtree(tm->dir);
+    free(tm->dir);
+}
+
+static void random_tokens(int32_t *tok, int T, int V) {
+    for (int t = 0; t < T; t++) tok[t] = (int32_t)(test_uniform() * V);
+}
+
+/* Fresh random models (new weights every run): F32 and BF16, G > 1, tied and untied, odd widths
+ * (k tails in every kernel), T not a multiple of Q: cpu prefill and cpu step against ref. */
+static void test_random_models(void) {
+    struct {
+        const char *what, *dtype;
+        int d, H, P, G, N, Q, tie, T;
+    } cases[] = {{"F32 d=16 G=2 Q=4", "F32", 16, 4, 8, 2, 8, 4, 0, 37},
+                 {"BF16 d=20 G=2 Q=3 tied", "BF16", 20, 4, 10, 2, 6, 3, 1, 41},
+                 {"BF16 d=64 G=4 Q=16", "BF16", 64, 8, 16, 4, 16, 16, 0, 100},
+                 {"F32 d=24 G=1 Q=5 T=6", "F32", 24, 3, 16, 1, 8, 5, 0, 6}};
+    for (size_t k = 0; k < sizeof cases / sizeof *cases; k++) {
+        TinyModelSpec s;
+        test_tiny_spec_default(&s);
+        s.dtype = cases[k].dtype, s.d_model = cases[k].d, s.n_heads = cases[k].H, s.head_dim = cases[k].P;
+        s.n_groups = cases[k].G, s.d_state = cases[k].N, s.chunk_size = cases[k].Q, s.tie = cases[k].tie;
+        s.n_layer = 3;
+        TinyModel tm;
+        CU_ASSERT_EQUAL_FATAL(tiny_open(&tm, &s), 0);
+        int T = cases[k].T, V = s.vocab_size;
+        int32_t *tok = malloc(T * sizeof *tok);
+        random_tokens(tok, T, V);
+        float *ref = malloc((size_t)T * V * 4), *pre = malloc((size_t)T * V * 4), *stp = malloc((size_t)T * V * 4);
+        Mamba2Backend *rb = make("ref", &tm.m, 0), *cb = make("cpu", &tm.m, 0);
+        CU_ASSERT_PTR_NOT_NULL_FATAL(cb);
+        CU_ASSERT_EQUAL(run_backend(rb, tok, T, 0, ref), 0);
+        CU_ASSERT_EQUAL(run_backend(cb, tok, T, 0, pre), 0);
+        CU_ASSERT_EQUAL(run_backend(cb, tok, T, 1, stp), 0);
+        double e1 = test_max_row_rel_l2(pre, ref, T, V), e2 = test_max_row_rel_l2(stp, ref, T, V);
+        double e3 = test_max_row_rel_l2(stp, pre, T, V);
+        int am = argmax_mismatches(pre, ref, T, V) + argmax_mismatches(stp, ref, T, V);
+        printf("\n    %-24s T=%-3d vs ref: prefill %.1e step %.1e | prefill vs step %.1e | argmax diffs %d",
+               cases[k].what, T, e1, e2, e3, am);
+        CU_ASSERT(e1 <= CPU_TOL);
+        CU_ASSERT(e2 <= CPU_TOL);
+        CU_ASSERT(e3 <= CPU_TOL);
+        CU_ASSERT_EQUAL(am, 0);
+        mamba2_backend_destroy(rb);
+        mamba2_backend_destroy(cb);
+        free(tok), free(ref), free(pre), free(stp);
+        tiny_close(&tm);
+    }
+    printf("\n");
+}
+
+/* Batched step over B sequences = B single steps (B = 3 and 11 through the GEMV kernel, B = 20
+ * through the sgemm panels), logits and states; then 1 thread = 2 threads for prefill and step. */
+static void test_batch_and_threads(void) {
+    TinyModelSpec s;
+    test_tiny_spec_default(&s);
+    s.dtype = "BF16", s.d_model = 24, s.n_heads = 6, s.head_dim = 8, s.n_groups = 3, s.chunk_size = 4;
+    TinyModel tm;
+    CU_ASSERT_EQUAL_FATAL(tiny_open(&tm, &s), 0);
+    const Mamba2Config *c = &tm.m.cfg;
+    int V = c->vocab_size;
+    Mamba2Backend *cb = make("cpu", &tm.m, 2);
+    CU_ASSERT_PTR_NOT_NULL_FATAL(cb);
+    Mamba2Error e = {{0}};
+    const int sizes[] = {3, 11, 20};
+    for (int k = 0; k < 3; k++) {
+        int B = sizes[k];
+        Mamba2State *a = calloc(B, sizeof *a), *b = calloc(B, sizeof *b), **pa = calloc(B, sizeof *pa);
+        float *la = malloc((size_t)B * V * 4), *lb = malloc((size_t)B * V * 4);
+        int32_t tok[32], next[32];
+        for (int i = 0; i < B; i++) { /* different prompt lengths, so the states differ */
+            mamba2_state_init(&a[i], c, &e);
+            mamba2_state_init(&b[i], c, &e);
+            random_tokens(tok, 5 + i, V);
+            cb->prefill(cb, &a[i], tok, 5 + i, NULL, 0, &e);
+            mamba2_state_copy(&b[i], &a[i], &e);
+            pa[i] = &a[i];
+        }
+        double worst = 0, worst_state = 0;
+        for (int step = 0; step < 4; step++) {
+            random_tokens(next, B, V);
+            CU_ASSERT_EQUAL(cb->step(cb, pa, next, B, la, &e), 0);
+            for (int i = 0; i < B; i++) {
+                Mamba2State *one = &b[i];
+                CU_ASSERT_EQUAL(cb->step(cb, &one, &next[i], 1, lb + (size_t)i * V, &e), 0);
+            }
+            double err = test_max_row_rel_l2(la, lb, B, V);
+            worst = err > worst ? err : worst;
+            CU_ASSERT_EQUAL(argmax_mismatches(la, lb, B, V), 0);
+        }
+        for (int i = 0; i < B; i++) {
+            double es = test_rel_l2(a[i].ssm, b[i].ssm, a[i].ssm_len), ec = test_rel_l2(a[i].conv, b[i].conv, a[i].conv_len);
+            worst_state = es > worst_state ? es : worst_state;
+            worst_state = ec > worst_state ? ec : worst_state;
+            CU_ASSERT_EQUAL(a[i].pos, b[i].pos);
+        }
+        printf("\n    batched step B=%-2d vs %d single steps: logits %.1e, states %.1e", B, B, worst, worst_state);
+        CU_ASSERT(worst <= SPLIT_TOL);
+        CU_ASSERT(worst_state <= SPLIT_TOL);
+        for (int i = 0; i < B; i++) mamba2_state_free(&a[i]), mamba2_state_free(&b[i]);
+        free(a), free(b), free(pa), free(la), free(lb);
+    }
+    /* threads: 1 vs 2 */
+    Mamba2Backend *c1 = make("cpu", &tm.m, 1);
+    CU_ASSERT_PTR_NOT_NULL_FATAL(c1);
+    int T = 29;
+    int32_t tok[29];
+    random_tokens(tok, T, V);
+    float *l1 = malloc((size_t)T * V * 4), *l2 = malloc((size_t)T * V * 4);
+    for (int by_step = 0; by_step < 2; by_step++) {
+        CU_ASSERT_EQUAL(run_backend(c1, tok, T, by_step, l1), 0);
+        CU_ASSERT_EQUAL(run_backend(cb, tok, T, by_step, l2), 0);
+        double err = test_max_row_rel_l2(l2, l1, T, V);
+        printf("\n    %s: 2 threads vs 1 thread %.1e", by_step ? "step" : "prefill", err);
+        CU_ASSERT(err <= SPLIT_TOL);
+    }
+    printf("\n");
+    free(l1), free(l2);
+    mamba2_backend_destroy(c1);
+    mamba2_backend_destroy(cb);
+    tiny_close(&tm);
+}
+
+/* States move between backends: k tokens on one, the rest on the other, = ref uninterrupted.
+ * Also: a prompt longer than one prefill slice (1024 tokens), and a bad token id leaves the state as it was. */
+static void test_state_interchange(void) {
+    TinyModelSpec s;
+    test_tiny_spec_default(&s);
+    s.dtype = "BF16";
+    TinyModel tm;
+    CU_ASSERT_EQUAL_FATAL(tiny_open(&tm, &s), 0);
+    const Mamba2Config *c = &tm.m.cfg;
+    int V = c->vocab_size, T = 1100, k = 517;
+    int32_t *tok = malloc(T * sizeof *tok);
+    random_tokens(tok, T, V);
+    Mamba2Backend *rb = make("ref", &tm.m, 0), *cb = make("cpu", &tm.m, 0);
+    CU_ASSERT_PTR_NOT_NULL_FATAL(cb);
+    float *want = malloc((size_t)T * V * 4), *got = malloc((size_t)T * V * 4);
+    Mamba2Error e = {{0}};
+    CU_ASSERT_EQUAL(run_backend(rb, tok, T, 0, want), 0);
+    CU_ASSERT_EQUAL(run_backend(cb, tok, T, 0, got), 0); /* two slices: 1024 + 76 */
+    double e_long = test_max_row_rel_l2(got, want, T, V);
+    Mamba2Backend *order[2][2] = {{cb, rb}, {rb, cb}};
+    double e_mix[2];
+    for (int o = 0; o < 2; o++) {
+        Mamba2State st;
+        mamba2_state_init(&st, c, &e);
+        CU_ASSERT_EQUAL(order[o][0]->prefill(order[o][0], &st, tok, k, got, 1, &e), 0);
+        CU_ASSERT_EQUAL(order[o][1]->prefill(order[o][1], &st, tok + k, T - k, got + (size_t)k * V, 1, &e), 0);
+        CU_ASSERT_EQUAL(st.pos, T);
+        e_mix[o] = test_max_row_rel_l2(got, want, T, V);
+        CU_ASSERT(e_mix[o] <= CPU_TOL);
+        mamba2_state_free(&st);
+    }
+    /* a bad token: refused, state unchanged */
+    Mamba2State st, copy;
+    mamba2_state_init(&st, c, &e);
+    mamba2_state_init(&copy, c, &e);
+    cb->prefill(cb, &st, tok, 9, NULL, 0, &e);
+    mamba2_state_copy(&copy, &st, &e);
+    int32_t bad[3] = {1, V + 5, 2};
+    Mamba2State *one = &st;
+    CU_ASSERT_NOT_EQUAL(cb->prefill(cb, &st, bad, 3, got, 0, &e), 0);
+    CU_ASSERT_NOT_EQUAL(cb->step(cb, &one, &bad[1], 1, got, &e), 0);
+    CU_ASSERT_EQUAL(st.pos, copy.pos);
+    CU_ASSERT_EQUAL(memcmp(st.ssm, copy.ssm, st.ssm_len * 4), 0);
+    CU_ASSERT_EQUAL(memcmp(st.conv, copy.conv, st.conv_len * 4), 0);
+    printf("\n    T=%d in 2 prefill slices vs ref %.1e; cpu %d then ref %d tokens %.1e; ref then cpu %.1e\n", T,
+           e_long, k, T - k, e_mix[0], e_mix[1]);
+    CU_ASSERT(e_long <= CPU_TOL);
+    mamba2_state_free(&st), mamba2_state_free(&copy);
+    mamba2_backend_destroy(rb);
+    mamba2_backend_destroy(cb);
+    free(tok), free(want), free(got);
+    tiny_close(&tm);
+}
+
+int register_cpu_tests(void) {
+    CU_pSuite s = CU_add_suite("cpu", NULL, NULL);
+    if (!s) return -1;
+    if (!CU_add_test(s, "gemv: every ISA variant and dtype vs a double product", test_gemv_variants) ||
+        !CU_add_test(s, "linear: sgemm panels = gemv", test_linear_paths) ||
+        !CU_add_test(s, "ssd: BLAS chunked = ref chunked", test_ssd_blas) ||
+        !CU_add_test(s, "fixtures: cpu vs ref and transformers, greedy tokens", test_fixtures) ||
+        !CU_add_test(s, "random models: cpu prefill and step vs ref", test_random_models) ||
+        !CU_add_test(s, "batched step = single steps; 1 thread = 2 threads", test_batch_and_threads) ||
+        !CU_add_test(s, "states move between cpu and ref; long prompts; bad tokens", test_state_interchange))
+        return -1;
+    return 0;
+}
+
+#else
+
+int register_cpu_tests(void) { return 0; } /* built without the CPU path */
+
+#endif

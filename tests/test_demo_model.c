@@ -1,0 +1,169 @@
+/**
+ * @file test_demo_model.c
+ * @brief The trained demo model in data/stdlib-mamba2 against its transformers fixture.
+ *
+ * data/stdlib-mamba2/greedy.json (written by data/train_demo_model.py) holds a fixed Python prompt,
+ * its ids under the model's own tokenizer (BOS first) and the 64-token greedy continuation made by
+ * transformers' Mamba2ForCausalLM with the grouped gate-first norm, fp32, full recompute per token;
+ * and a second, "confident" prompt whose continuation never wins by less than 0.15 (for bf16 engines).
+ * Checked here:
+ *  - the C tokenizer encodes the prompts to the same ids and decodes the continuation to the same text;
+ *  - every CPU-side backend built in (ref, and cpu when present) reproduces both continuations token
+ *    for token, decoding as `mamba2 generate` does (prefill, then one step per token), and a single
+ *    prefill of prompt + continuation has the continuation as its argmax at every position.
+ * The GPU backend is checked the same way by the GPU suite (tests/test_gpu.c) on the GPU machine.
+ */
+#include <CUnit/CUnit.h>
+#include <json-c/json.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "backend.h"
+#include "model.h"
+#include "sampler.h"
+#include "tests.h"
+#include "tokenizer.h"
+
+#define DEMO_DIR "data/stdlib-mamba2"
+
+/** One prompt and its greedy continuation from greedy.json. */
+typedef struct {
+    const char *prompt, *text; /* owned by the json object */
+    int32_t *ids, *greedy;
+    int T, n;
+} DemoCase;
+
+static int32_t *int_array(json_object *a, int *n) {
+    *n = (int)json_object_array_length(a);
+    int32_t *v = malloc((*n ? *n : 1) * sizeof *v);
+    for (int i = 0; v && i < *n; i++) v[i] = json_object_get_int(json_object_array_get_idx(a, i));
+    return v;
+}
+
+static int read_case(json_object *o, DemoCase *c) {
+    json_object *p, *ids, *g, *t;
+    memset(c, 0, sizeof *c);
+    if (!o || !json_object_object_get_ex(o, "prompt", &p) || !json_object_object_get_ex(o, "prompt_ids", &ids) ||
+        !json_object_object_get_ex(o, "greedy_ids", &g) || !json_object_object_get_ex(o, "greedy_text", &t))
+        return -1;
+    c->prompt = json_object_get_string(p);
+    c->text = json_object_get_string(t);
+    c->ids = int_array(ids, &c->T);
+    c->greedy = int_array(g, &c->n);
+    return c->ids && c->greedy && c->T > 0 && c->n > 0 ? 0 : -1;
+}
+
+/* Tokens prefill + steps reproduce of the continuation (the first disagreement ends the count). */
+static int decode_agree(Mamba2Backend *b, const Mamba2Model *m, const DemoCase *c) {
+    int V = m->cfg.vocab_size, agree = 0;
+    float *lg = malloc((size_t)V * sizeof *lg);
+    Mamba2State st;
+    Mamba2Error e = {{0}};
+    if (!lg || mamba2_state_init(&st, &m->cfg, &e)) {
+        free(lg);
+        return -1;
+    }
+    Mamba2State *one = &st;
+    if (b->prefill(b, &st, c->ids, c->T, lg, 0, &e) == 0) {
+        for (int k = 0; k < c->n; k++) {
+            int32_t best = mamba2_argmax(lg, V);
+            if (best != c->greedy[k]) break;
+            agree++;
+            if (k + 1 < c->n && b->step(b, &one, &best, 1, lg, &e)) break;
+        }
+    } else {
+        printf("\n    %s prefill: %s", b->name, e.msg);
+    }
+    mamba2_state_free(&st);
+    free(lg);
+    return agree;
+}
+
+/* Positions of one prefill of prompt + continuation whose argmax is the next fixture token. */
+static int prefill_agree(Mamba2Backend *b, const Mamba2Model *m, const DemoCase *c) {
+    int V = m->cfg.vocab_size, T = c->T + c->n - 1, agree = 0;
+    int32_t *all = malloc((size_t)T * sizeof *all);
+    float *lg = malloc((size_t)T * V * sizeof *lg);
+    Mamba2State st;
+    Mamba2Error e = {{0}};
+    if (!all || !lg || mamba2_state_init(&st, &m->cfg, &e)) {
+        free(all), free(lg);
+        return -1;
+    }
+    memcpy(all, c->ids, (size_t)c->T * sizeof *all);
+    memcpy(all + c->T, c->greedy, (size_t)(c->n - 1) * sizeof *all);
+    if (b->prefill(b, &st, all, T, lg, 1, &e) == 0) {
+        for (int k = 0; k < c->n; k++)
+            agree += mamba2_argmax(lg + (size_t)(c->T - 1 + k) * V, V) == c->greedy[k];
+    } else {
+        printf("\n    %s prefill: %s", b->name, e.msg);
+    }
+    mamba2_state_free(&st);
+    free(all), free(lg);
+    return agree;
+}
+
+static void test_demo_greedy(void) {
+    json_object *root = json_object_from_file(DEMO_DIR "/greedy.json"), *conf = NULL;
+    CU_ASSERT_PTR_NOT_NULL_FATAL(root);
+    DemoCase cases[2];
+    const char *label[2] = {"main", "confident"};
+    CU_ASSERT_FATAL(read_case(root, &cases[0]) == 0);
+    CU_ASSERT_FATAL(json_object_object_get_ex(root, "confident", &conf) && read_case(conf, &cases[1]) == 0);
+
+    /* the tokenizer gives the fixture's ids and text */
+    Mamba2Error e = {{0}};
+    Mamba2Tokenizer *tok = mamba2_tokenizer_load(DEMO_DIR, &e);
+    CU_ASSERT_PTR_NOT_NULL(tok);
+    for (int i = 0; tok && i < 2; i++) {
+        int32_t *ids = NULL;
+        size_t n = 0;
+        char *text = NULL;
+        size_t len = 0;
+        CU_ASSERT_EQUAL(mamba2_tokenizer_encode(tok, cases[i].prompt, strlen(cases[i].prompt), 1, &ids, &n, &e), 0);
+        CU_ASSERT(n == (size_t)cases[i].T && ids && !memcmp(ids, cases[i].ids, n * sizeof *ids));
+        CU_ASSERT_EQUAL(mamba2_tokenizer_decode(tok, cases[i].greedy, (size_t)cases[i].n, &text, &len, &e), 0);
+        CU_ASSERT(text && len == strlen(cases[i].text) && !memcmp(text, cases[i].text, len));
+        free(ids);
+        free(text);
+    }
+    mamba2_tokenizer_free(tok);
+
+    Mamba2Model m;
+    if (mamba2_model_load(DEMO_DIR, &m, &e)) {
+        printf("\n    %s: %s", DEMO_DIR, e.msg);
+        CU_FAIL("load " DEMO_DIR);
+    } else {
+        CU_ASSERT(m.cfg.n_groups > 1);
+        const char *names[] = {"ref", "cpu"};
+        for (int bi = 0; bi < 2; bi++) {
+            if (!strstr(mamba2_backend_names(), names[bi])) continue; /* cpu: not in this build */
+            Mamba2Backend *b = NULL;
+            Mamba2BackendOptions bo = {0};
+            if (mamba2_backend_create(names[bi], &m, &bo, &b, &e)) {
+                printf("\n    %s: %s", names[bi], e.msg);
+                CU_FAIL("backend");
+                continue;
+            }
+            for (int i = 0; i < 2; i++) {
+                int dec = decode_agree(b, &m, &cases[i]), pre = prefill_agree(b, &m, &cases[i]);
+                printf("\n    %-4s %-9s greedy %d/%d (prefill + steps), %d/%d (one prefill)", names[bi], label[i], dec,
+                       cases[i].n, pre, cases[i].n);
+                CU_ASSERT_EQUAL(dec, cases[i].n);
+                CU_ASSERT_EQUAL(pre, cases[i].n);
+            }
+            mamba2_backend_destroy(b);
+        }
+        mamba2_model_free(&m);
+    }
+    for (int i = 0; i < 2; i++) free(cases[i].ids), free(cases[i].greedy);
+    json_object_put(root);
+}
+
+int register_demo_model_tests(void) {
+    CU_pSuite s = CU_add_suite("demo_model", NULL, NULL);
+    if (!s) return -1;
+    if (!CU_add_test(s, "stdlib-mamba2: tokenizer and greedy continuation vs transformers", test_demo_greedy)) return -1;
+    return 0;
+}

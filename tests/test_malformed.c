@@ -1,0 +1,636 @@
+/**
+ * @file test_malformed.c
+ * @brief Hostile input: every malformed or malicious file a model directory can hold is refused with
+ *        a message that names the file and the problem (and, for the program, a non-zero exit and no
+ *        output file left behind); a batch or context that does not fit is refused up front; every
+ *        input the fuzzers found and the committed fuzz corpus replay clean.
+ *
+ * The cases already in test_checkpoint.c (missing tensor, wrong shape, truncated file, malformed
+ * JSON, unknown dtype) and test_model.c (state of another d_state, truncated state) are not
+ * repeated here.
+ */
+#include <CUnit/CUnit.h>
+#include <dirent.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include "cli.h"
+#include "fuzz/targets.h"
+#include "model.h"
+#include "resources.h"
+#include "state.h"
+#include "tests.h"
+#include "tokenizer.h"
+
+/* ------------------------------------------------------------ helpers */
+
+/* Check that msg contains every needle (NULL-terminated list); print what is missing. */
+static int has_all(const char *msg, const char *const *needles) {
+    int ok = 1;
+    for (int i = 0; needles[i]; i++)
+        if (!strstr(msg, needles[i])) {
+            printf("\n    message: %s\n    lacks:   %s", msg, needles[i]);
+            ok = 0;
+        }
+    return ok;
+}
+#define EXPECT_MSG(msg, ...)                                                                                      \
+    do {                                                                                                          \
+        const char *const needles_[] = {__VA_ARGS__, NULL};                                                       \
+        CU_ASSERT(has_all((msg), needles_));                                                                      \
+    } while (0)
+
+static int write_bytes(const char *path, const void *data, size_t n) {
+    FILE *f = fopen(path, "wb");
+    if (!f) return -1;
+    int ok = fwrite(data, 1, n, f) == n;
+    return fclose(f) == 0 && ok ? 0 : -1;
+}
+
+/* A safetensors file: the 8-byte length hlen (true or not), the header text, then data_len zero bytes. */
+static int write_st_raw(const char *path, uint64_t hlen, const char *header, size_t data_len) {
+    size_t n = strlen(header);
+    FILE *f = fopen(path, "wb");
+    if (!f) return -1;
+    unsigned char le[8];
+    for (int i = 0; i < 8; i++) le[i] = (unsigned char)(hlen >> (8 * i));
+    int ok = fwrite(le, 1, 8, f) == 8 && fwrite(header, 1, n, f) == n;
+    for (size_t i = 0; ok && i < data_len; i++) ok = fputc(0, f) != EOF;
+    return fclose(f) == 0 && ok ? 0 : -1;
+}
+
+/* As safetensors writers do, the header is padded with spaces to a multiple of 8 bytes (so that the
+ * data section is aligned). */
+static int write_st(const char *path, const char *header, size_t data_len) {
+    size_t n = strlen(header);
+    char *padded = malloc(n + 8);
+    memcpy(padded, header, n);
+    while (n % 8) padded[n++] = ' ';
+    padded[n] = 0;
+    int rc = write_st_raw(path, n, padded, data_len);
+    free(padded);
+    return rc;
+}
+
+/* Open a safetensors file made of header + data_len bytes; it must be refused with every needle
+ * and the path in the message. */
+static void expect_st_error(const char *header, size_t data_len, const char *n1, const char *n2) {
+    char *dir = test_tmpdir(), path[4200];
+    CU_ASSERT_PTR_NOT_NULL_FATAL(dir);
+    snprintf(path, sizeof path, "%s/model.safetensors", dir);
+    CU_ASSERT_EQUAL_FATAL(write_st(path, header, data_len), 0);
+    SafetensorsFile f;
+    Mamba2Error e = {{0}};
+    int rc = safetensors_open(path, &f, &e);
+    CU_ASSERT_NOT_EQUAL(rc, 0);
+    if (!rc) {
+        printf("\n    accepted: %s", header);
+        safetensors_close(&f);
+    } else {
+        EXPECT_MSG(e.msg, path, n1, n2 ? n2 : n1);
+    }
+    test_rmtree(dir);
+    free(dir);
+}
+
+/* Read a whole small text file into buf. */
+static void slurp(const char *path, char *buf, size_t cap) {
+    buf[0] = 0;
+    FILE *f = fopen(path, "r");
+    if (!f) return;
+    size_t n = fread(buf, 1, cap - 1, f);
+    buf[n] = 0;
+    fclose(f);
+}
+
+/* Run `ENV PROGRAM ARGS 2>DIR/stderr.txt >/dev/null`; the exit status, stderr in msg. */
+static int run_cli(const char *dir, const char *env, const char *args, char *msg, size_t cap) {
+    char path[4200];
+    snprintf(path, sizeof path, "%s/stderr.txt", dir);
+    size_t need = strlen(args) + strlen(path) + strlen(test_program()) + (env ? strlen(env) : 0) + 64;
+    char *cmd = malloc(need);
+    snprintf(cmd, need, "%s %s %s >/dev/null 2>%s", env ? env : "", test_program(), args, path);
+    int status = system(cmd);
+    free(cmd);
+    slurp(path, msg, cap);
+    unlink(path);
+    return WIFEXITED(status) ? WEXITSTATUS(status) : 128 + WTERMSIG(status);
+}
+
+/* No file of dir but the ones expected: nothing half-written (NAME.tmpPID) or unwanted left behind. */
+static int count_files(const char *dir, const char *containing) {
+    DIR *d = opendir(dir);
+    int n = 0;
+    struct dirent *e;
+    while (d && (e = readdir(d)))
+        if (strstr(e->d_name, containing)) n++;
+    if (d) closedir(d);
+    return n;
+}
+
+static int exists(const char *dir, const char *name) {
+    char path[4200];
+    snprintf(path, sizeof path, "%s/%s", dir, name);
+    return access(path, F_OK) == 0;
+}
+
+/* ------------------------------------------------------------ safetensors headers */
+
+#define ENTRY(name, dtype, shape, b, e) "\"" name "\": {\"dtype\": \"" dtype "\", \"shape\": " shape ", \"data_offsets\": [" b ", " e "]}"
+
+static void test_st_header_length(void) {
+    /* The 8-byte length claims more header than the file holds: one byte more, and 2^64 - 1 (which
+     * must not wrap around when added to anything). */
+    const char *h = "{" ENTRY("a", "F32", "[2]", "0", "8") "}";
+    uint64_t lies[] = {strlen(h) + 8 + 1, UINT64_MAX, (uint64_t)1 << 63};
+    for (int i = 0; i < 3; i++) {
+        char *dir = test_tmpdir(), path[4200];
+        snprintf(path, sizeof path, "%s/x.safetensors", dir);
+        CU_ASSERT_EQUAL_FATAL(write_st_raw(path, lies[i], h, 8), 0);
+        SafetensorsFile f;
+        Mamba2Error e = {{0}};
+        CU_ASSERT_NOT_EQUAL(safetensors_open(path, &f, &e), 0);
+        EXPECT_MSG(e.msg, path, "header length", "exceeds the file");
+        test_rmtree(dir);
+        free(dir);
+    }
+}
+
+static void test_st_offsets(void) {
+    /* past the end of the data section */
+    expect_st_error("{" ENTRY("a", "F32", "[2]", "0", "8") ", " ENTRY("b", "F32", "[2]", "8", "16") "}", 12,
+                    "tensor 'b'", "data ends at byte 16");
+    /* overlapping: b starts inside a */
+    expect_st_error("{" ENTRY("a", "F32", "[4]", "0", "16") ", " ENTRY("b", "F32", "[2]", "8", "16") "}", 16,
+                    "overlap", "'a'");
+    /* one inside the other */
+    expect_st_error("{" ENTRY("a", "F32", "[8]", "0", "32") ", " ENTRY("b", "F32", "[2]", "8", "16") "}", 32,
+                    "overlap", NULL);
+    /* begin after end, negative, not integers */
+    expect_st_error("{" ENTRY("a", "F32", "[0]", "8", "0") "}", 8, "tensor 'a'", "begin <= end");
+    expect_st_error("{" ENTRY("a", "F32", "[2]", "-8", "0") "}", 8, "tensor 'a'", "data_offsets");
+    expect_st_error("{" ENTRY("a", "F32", "[2]", "0.5", "8") "}", 8, "tensor 'a'", "data_offsets");
+    expect_st_error("{" ENTRY("a", "F32", "[2]", "0", "\"8\"") "}", 8, "tensor 'a'", "data_offsets");
+    expect_st_error("{\"a\": {\"dtype\": \"F32\", \"shape\": [2], \"data_offsets\": [0]}}", 8, "tensor 'a'",
+                    "data_offsets");
+    expect_st_error("{" ENTRY("a", "F32", "[2]", "0", "18446744073709551615") "}", 8, "tensor 'a'", "data ends");
+    /* misaligned float32 */
+    expect_st_error("{" ENTRY("a", "F32", "[1]", "2", "6") "}", 8, "tensor 'a'", "not aligned");
+}
+
+static void test_st_sizes(void) {
+    /* data length != dtype size x shape */
+    expect_st_error("{" ENTRY("a", "F32", "[2, 3]", "0", "20") "}", 20, "tensor 'a'",
+                    "F32 of shape [2, 3] needs 24 bytes but data_offsets span 20");
+    expect_st_error("{" ENTRY("a", "BF16", "[5]", "0", "20") "}", 20, "tensor 'a'", "needs 10 bytes");
+    /* shapes whose products overflow 64 bits: the element count, then the size in bytes */
+    expect_st_error("{" ENTRY("a", "F32", "[1099511627776, 1099511627776]", "0", "4") "}", 4, "tensor 'a'",
+                    "element count overflows 64 bits");
+    expect_st_error("{" ENTRY("a", "F32", "[2147483648, 2147483648]", "0", "4") "}", 4, "tensor 'a'",
+                    "size in bytes overflows 64 bits");
+    /* dimensions that are negative, huge, fractional or not numbers; too many of them */
+    const char *bad_dims[] = {"[-1]", "[2199023255552]", "[1.5]", "[\"4\"]", "[null]", "[9223372036854775807]"};
+    for (size_t i = 0; i < sizeof bad_dims / sizeof *bad_dims; i++) {
+        char h[256];
+        snprintf(h, sizeof h, "{\"a\": {\"dtype\": \"F32\", \"shape\": %s, \"data_offsets\": [0, 4]}}", bad_dims[i]);
+        expect_st_error(h, 4, "tensor 'a'", "not an integer in [0, 2^40]");
+    }
+    expect_st_error("{" ENTRY("a", "F32", "[1, 1, 1, 1, 1]", "0", "4") "}", 4, "tensor 'a'", "5 dimensions");
+}
+
+static void test_st_structure(void) {
+    expect_st_error("{\"a\": 3}", 0, "header entry for tensor 'a'", "needs \"dtype\"");
+    expect_st_error("{\"a\": {\"dtype\": 7, \"shape\": [1], \"data_offsets\": [0, 4]}}", 4, "tensor 'a'", "dtype");
+    expect_st_error("{\"a\": {\"dtype\": \"F32\", \"shape\": 1, \"data_offsets\": [0, 4]}}", 4, "tensor 'a'", "shape");
+    expect_st_error("[1, 2, 3]", 0, "header is not a valid JSON object", NULL);
+    expect_st_error("{\"a\": {\"dtype\": \"F32\"", 0, "header is not a valid JSON object", NULL);
+    expect_st_error("\x01\x02garbage", 0, "header is not a valid JSON object", NULL);
+}
+
+/* ------------------------------------------------------------ config.json */
+
+#define BASE "\"hidden_size\": 64, \"num_hidden_layers\": 2, \"vocab_size\": 100"
+
+static void expect_config(const char *json, const char *n1, const char *n2) {
+    Mamba2Config c;
+    Mamba2Error e = {{0}};
+    int rc = mamba2_config_parse(json, "dir/config.json", &c, &e);
+    CU_ASSERT_NOT_EQUAL(rc, 0);
+    if (!rc) printf("\n    accepted: %s", json);
+    else EXPECT_MSG(e.msg, "dir/config.json", n1, n2 ? n2 : n1);
+}
+
+static void test_config_bad_counts(void) {
+    /* negative, zero and huge dimensions */
+    expect_config("{\"hidden_size\": 64, \"num_hidden_layers\": -1, \"vocab_size\": 100}", "num_hidden_layers", "-1");
+    expect_config("{\"hidden_size\": 64, \"num_hidden_layers\": 0, \"vocab_size\": 100}", "num_hidden_layers", NULL);
+    expect_config("{\"hidden_size\": 64, \"num_hidden_layers\": 2, \"vocab_size\": 0}", "vocab_size", NULL);
+    expect_config("{\"hidden_size\": 64, \"num_hidden_layers\": 2, \"vocab_size\": 2147483648}", "vocab_size", NULL);
+    expect_config("{\"hidden_size\": 64, \"num_hidden_layers\": 2, \"vocab_size\": -2147483649}", "vocab_size", NULL);
+    expect_config("{\"hidden_size\": 9223372036854775807, \"num_hidden_layers\": 2, \"vocab_size\": 10}", "hidden_size", NULL);
+    expect_config("{" BASE ", \"state_size\": -8}", "state_size", NULL);
+    expect_config("{" BASE ", \"n_groups\": 0}", "n_groups", NULL);
+    expect_config("{" BASE ", \"head_dim\": -64}", "head_dim", NULL);
+    expect_config("{" BASE ", \"conv_kernel\": 0}", "conv_kernel", NULL);
+    expect_config("{" BASE ", \"chunk_size\": 0}", "chunk_size", NULL);
+    expect_config("{" BASE ", \"expand\": -2}", "expand", NULL);
+    expect_config("{" BASE ", \"num_heads\": -2}", "num_heads", NULL);
+    expect_config("{" BASE ", \"num_hidden_layers\": 1e18}", "num_hidden_layers", NULL);
+    /* NaN and Infinity where a count is expected, in both spellings; fractions, strings, booleans */
+    expect_config("{\"hidden_size\": 64, \"num_hidden_layers\": Infinity, \"vocab_size\": 10}", "num_hidden_layers", NULL);
+    expect_config("{\"hidden_size\": 64, \"num_hidden_layers\": -Infinity, \"vocab_size\": 10}", "num_hidden_layers", NULL);
+    expect_config("{\"hidden_size\": 64, \"num_hidden_layers\": 2, \"vocab_size\": NaN}", "vocab_size", NULL);
+    expect_config("{\"hidden_size\": 64, \"num_hidden_layers\": 2, \"vocab_size\": {\"__float__\": \"NaN\"}}", "vocab_size", NULL);
+    expect_config("{\"hidden_size\": {\"__float__\": \"Infinity\"}, \"num_hidden_layers\": 2, \"vocab_size\": 10}", "hidden_size", NULL);
+    expect_config("{" BASE ", \"state_size\": {\"__float__\": \"1e400\"}}", "state_size", NULL);
+    expect_config("{" BASE ", \"head_dim\": 7.5}", "head_dim", NULL);
+    expect_config("{" BASE ", \"n_groups\": \"2\"}", "n_groups", NULL);
+    expect_config("{" BASE ", \"conv_kernel\": true}", "conv_kernel", NULL);
+    expect_config("{" BASE ", \"chunk_size\": [256]}", "chunk_size", NULL);
+    /* NaN / Infinity where a real number is expected */
+    expect_config("{" BASE ", \"layer_norm_epsilon\": NaN}", "layer_norm_epsilon", NULL);
+    expect_config("{" BASE ", \"layer_norm_epsilon\": Infinity}", "layer_norm_epsilon", NULL);
+    expect_config("{" BASE ", \"layer_norm_epsilon\": 0}", "layer_norm_epsilon", NULL);
+    expect_config("{" BASE ", \"time_step_limit\": [NaN, 1]}", "time_step_limit", NULL);
+    expect_config("{" BASE ", \"time_step_limit\": [0, {\"__float__\": \"NaN\"}]}", "time_step_limit", NULL);
+    expect_config("{" BASE ", \"time_step_limit\": [-1, 1]}", "time_step_limit", NULL);
+    expect_config("{" BASE ", \"time_step_limit\": [0]}", "time_step_limit", NULL);
+    expect_config("{" BASE ", \"time_step_limit\": \"inf\"}", "time_step_limit", NULL);
+    /* fields in range whose products are not: d_inner, G·N, and the parameter count (which used to
+     * overflow a 64-bit integer: 16777216 · 100000 layers) */
+    expect_config("{\"hidden_size\": 16777216, \"num_hidden_layers\": 2, \"vocab_size\": 10, \"expand\": 2}",
+                  "expand * hidden_size", "too large");
+    expect_config("{\"hidden_size\": 4096, \"num_hidden_layers\": 2, \"vocab_size\": 10, \"head_dim\": 1, "
+                  "\"n_groups\": 8192, \"state_size\": 65536}", "n_groups * state_size", "too large");
+    expect_config("{\"hidden_size\": 16777216, \"num_hidden_layers\": 100000, \"vocab_size\": 16777216, "
+                  "\"expand\": 1}", "parameters", "too large");
+    expect_config("{\"hidden_size\": 4096, \"num_hidden_layers\": 100000, \"vocab_size\": 32768, \"expand\": 1024, "
+                  "\"head_dim\": 4096}", "parameters", "too large");
+    /* not an object, nested too deep, empty */
+    expect_config("\"config\"", "object", NULL);
+    expect_config("", "malformed JSON", NULL);
+    char deep[400];
+    memset(deep, '[', sizeof deep - 1);
+    deep[sizeof deep - 1] = 0;
+    expect_config(deep, "malformed JSON", NULL);
+}
+
+/* ------------------------------------------------------------ checkpoints */
+
+static char *tiny_dir(const TinyModelSpec *s) {
+    char *dir = test_tmpdir();
+    CU_ASSERT_PTR_NOT_NULL_FATAL(dir);
+    CU_ASSERT_EQUAL_FATAL(test_write_tiny_model(dir, s), 0);
+    return dir;
+}
+
+static void expect_load(const char *dir, const char *n1, const char *n2, const char *n3) {
+    Mamba2Model m;
+    Mamba2Error e = {{0}};
+    int rc = mamba2_model_load(dir, &m, &e);
+    CU_ASSERT_NOT_EQUAL(rc, 0);
+    if (!rc) mamba2_model_free(&m);
+    else EXPECT_MSG(e.msg, n1, n2, n3);
+}
+
+/* The index lists every tensor in model.safetensors except one, which it puts in extra.safetensors. */
+static void write_index(const char *dir, const char *moved, const char *extra) {
+    static const char *names[] = {"backbone.embeddings.weight", "backbone.norm_f.weight", "lm_head.weight"};
+    char path[4200], text[4096];
+    int n = snprintf(text, sizeof text, "{\"metadata\": {}, \"weight_map\": {");
+    for (int i = 0; i < 3; i++)
+        n += snprintf(text + n, sizeof text - n, "%s\"%s\": \"%s\"", i ? ", " : "", names[i],
+                      !strcmp(names[i], moved) ? extra : "model.safetensors");
+    snprintf(text + n, sizeof text - n, "}}");
+    snprintf(path, sizeof path, "%s/model.safetensors.index.json", dir);
+    CU_ASSERT_EQUAL(write_bytes(path, text, strlen(text)), 0);
+}
+
+static void test_duplicate_tensors(void) {
+    TinyModelSpec s;
+    test_tiny_spec_default(&s);
+    char *dir = tiny_dir(&s), path[4200];
+    /* a second shard holding backbone.norm_f.weight again */
+    snprintf(path, sizeof path, "%s/extra.safetensors", dir);
+    CU_ASSERT_EQUAL(write_st(path, "{" ENTRY("backbone.norm_f.weight", "F32", "[16]", "0", "64") "}", 64), 0);
+    write_index(dir, "backbone.norm_f.weight", "extra.safetensors");
+    expect_load(dir, "'backbone.norm_f.weight' appears twice", "model.safetensors", "extra.safetensors");
+    /* the same tensor under Mistral's "model." prefix in another shard */
+    CU_ASSERT_EQUAL(write_st(path, "{" ENTRY("model.backbone.norm_f.weight", "F32", "[16]", "0", "64") "}", 64), 0);
+    expect_load(dir, "appears twice", "model.backbone.norm_f.weight", "extra.safetensors");
+    /* the index names a shard that is not there, or one outside the directory */
+    write_index(dir, "lm_head.weight", "missing.safetensors");
+    expect_load(dir, "missing.safetensors", "cannot open", NULL);
+    write_index(dir, "lm_head.weight", "../model.safetensors");
+    expect_load(dir, "model.safetensors.index.json", "'lm_head.weight'", "not a file name in this directory");
+    snprintf(path, sizeof path, "%s/model.safetensors.index.json", dir);
+    CU_ASSERT_EQUAL(write_bytes(path, "{\"weight_map\": [1]}", strlen("{\"weight_map\": [1]}")), 0);
+    expect_load(dir, "model.safetensors.index.json", "malformed index", NULL);
+    test_rmtree(dir);
+    free(dir);
+}
+
+/* config.json's vocab_size and the embedding's rows disagree (the file is for 50 ids, the config says 64). */
+static void test_vocab_mismatch(void) {
+    TinyModelSpec s;
+    test_tiny_spec_default(&s);
+    char *dir = tiny_dir(&s), path[4200], text[2048];
+    snprintf(path, sizeof path, "%s/config.json", dir);
+    slurp(path, text, sizeof text);
+    char *v = strstr(text, "\"vocab_size\": 50");
+    CU_ASSERT_PTR_NOT_NULL_FATAL(v);
+    memcpy(v, "\"vocab_size\": 64", 16);
+    CU_ASSERT_EQUAL(write_bytes(path, text, strlen(text)), 0);
+    expect_load(dir, "model.safetensors: tensor 'backbone.embeddings.weight'", "[50, 16]", "expected [64, 16]");
+    test_rmtree(dir);
+    free(dir);
+
+    /* A tokenizer with more ids than the model has embedding rows is refused before any text runs. */
+    Mamba2Error e = {{0}};
+    Mamba2Tokenizer *tok = mamba2_tokenizer_load("data/tokenizer/tiny/tiny_a.json", &e);
+    CU_ASSERT_PTR_NOT_NULL_FATAL(tok);
+    test_tiny_spec_default(&s);
+    dir = tiny_dir(&s);
+    Mamba2Model m;
+    CU_ASSERT_EQUAL_FATAL(mamba2_model_load(dir, &m, &e), 0);
+    CU_ASSERT_NOT_EQUAL(cli_check_tokenizer(tok, &m, &e), 0);
+    char n_ids[32];
+    snprintf(n_ids, sizeof n_ids, "has %d token ids", (int)mamba2_tokenizer_vocab_size(tok));
+    EXPECT_MSG(e.msg, "tiny_a.json", n_ids, dir, "vocab_size 50");
+    mamba2_model_free(&m);
+    test_rmtree(dir);
+    free(dir);
+    /* ... and accepted by a model whose (padded) vocabulary is at least as large */
+    test_tiny_spec_default(&s);
+    s.vocab_size = mamba2_tokenizer_vocab_size(tok) + 7;
+    dir = tiny_dir(&s);
+    CU_ASSERT_EQUAL_FATAL(mamba2_model_load(dir, &m, &e), 0);
+    CU_ASSERT_EQUAL(cli_check_tokenizer(tok, &m, &e), 0);
+    mamba2_model_free(&m);
+    mamba2_tokenizer_free(tok);
+    test_rmtree(dir);
+    free(dir);
+}
+
+/* ------------------------------------------------------------ state files */
+
+/* A state file for the default tiny spec, with one part replaced. */
+static void test_state_files(void) {
+    Mamba2Config c;
+    Mamba2Error e = {{0}};
+    CU_ASSERT_EQUAL_FATAL(mamba2_config_parse("{\"hidden_size\": 16, \"num_hidden_layers\": 2, \"vocab_size\": 50, "
+                                              "\"head_dim\": 8, \"state_size\": 8, \"n_groups\": 2}", "c", &c, &e), 0);
+    Mamba2State s;
+    CU_ASSERT_EQUAL_FATAL(mamba2_state_init(&s, &c, &e), 0);
+    test_fill_normal(s.ssm, s.ssm_len, 1.0);
+    s.pos = 9;
+    char *dir = test_tmpdir(), path[4200];
+    snprintf(path, sizeof path, "%s/s.bin", dir);
+    CU_ASSERT_EQUAL_FATAL(mamba2_state_save(&s, &c, path, &e), 0);
+    long size = 0;
+    char *good = mamba2_read_file(path, &size, &e);
+    CU_ASSERT_PTR_NOT_NULL_FATAL(good);
+    char *bad = malloc((size_t)size + 8);
+    struct {
+        long at;         /* byte to overwrite, -1: append, -2: cut to `len` bytes */
+        long len;        /* bytes written at `at` */
+        const char *val; /* the bytes */
+        const char *n1, *n2;
+    } cases[] = {
+        {0, 8, "MAMBA3ST", "not a mamba2 state file", "bad magic"},
+        {8, 4, "\x02\0\0\0", "state file version 2 is not supported", NULL},
+        {12, 4, "\x08\0\0\0", "state header has 8 fields, version 1 has 9", NULL},
+        {16, 8, "\x03\0\0\0\0\0\0\0", "saved for a model with n_layer = 3, this model has 2", NULL},
+        {72, 8, "\x33\0\0\0\0\0\0\0", "vocab_size = 51, this model has 50", NULL},
+        {80, 8, "\xff\xff\xff\xff\xff\xff\xff\xff", "negative position", NULL},
+        {-1, 4, "\0\0\0\0", "unexpected bytes after the state data", NULL},
+        {-2, 50, NULL, "truncated state header", NULL},
+        {-2, 5, NULL, "bad magic", NULL},
+    };
+    for (size_t k = 0; k < sizeof cases / sizeof *cases; k++) {
+        long n = size;
+        memcpy(bad, good, (size_t)size);
+        if (cases[k].at >= 0) memcpy(bad + cases[k].at, cases[k].val, (size_t)cases[k].len);
+        else if (cases[k].at == -1) memcpy(bad + size, cases[k].val, (size_t)cases[k].len), n += cases[k].len;
+        else n = cases[k].len;
+        CU_ASSERT_EQUAL(write_bytes(path, bad, (size_t)n), 0);
+        Mamba2State t;
+        CU_ASSERT_EQUAL_FATAL(mamba2_state_init(&t, &c, &e), 0);
+        t.ssm[0] = 42.0f;
+        CU_ASSERT_NOT_EQUAL(mamba2_state_load(&t, &c, path, &e), 0);
+        EXPECT_MSG(e.msg, path, cases[k].n1, cases[k].n2 ? cases[k].n2 : cases[k].n1);
+        CU_ASSERT(t.ssm[0] == 42.0f && t.pos == 0); /* left as it was */
+        mamba2_state_free(&t);
+    }
+    free(bad);
+    free(good);
+    mamba2_state_free(&s);
+    test_rmtree(dir);
+    free(dir);
+}
+
+/* ------------------------------------------------------------ the program */
+
+static void test_cli_malformed(void) {
+    char msg[8192], args[9000];
+    TinyModelSpec s;
+    test_tiny_spec_default(&s);
+    char *dir = tiny_dir(&s), out[4200], cfg[4200];
+    snprintf(out, sizeof out, "%s/out.f32", dir);
+    snprintf(cfg, sizeof cfg, "%s/config.json", dir);
+    snprintf(args, sizeof args, "logits %s --ids '1 2 3' -o %s", dir, out);
+
+    /* NaN where a count is expected */
+    const char *nan_cfg = "{\"hidden_size\": 16, \"num_hidden_layers\": NaN, \"vocab_size\": 50}";
+    CU_ASSERT_EQUAL(write_bytes(cfg, nan_cfg, strlen(nan_cfg)), 0);
+    CU_ASSERT_EQUAL(run_cli(dir, NULL, args, msg, sizeof msg), 1);
+    EXPECT_MSG(msg, cfg, "num_hidden_layers", "integer");
+    CU_ASSERT(!exists(dir, "out.f32") && count_files(dir, ".tmp") == 0);
+    test_rmtree(dir);
+    free(dir);
+
+    /* overlapping tensors: the second layer's norm shares the bytes of the first one's */
+    dir = tiny_dir(&s);
+    snprintf(out, sizeof out, "%s/out.f32", dir);
+    snprintf(args, sizeof args, "logits %s --ids '1 2 3' -o %s", dir, out);
+    char st[4200];
+    snprintf(st, sizeof st, "%s/model.safetensors", dir);
+    long size = 0;
+    Mamba2Error e = {{0}};
+    char *file = mamba2_read_file(st, &size, &e);
+    CU_ASSERT_PTR_NOT_NULL_FATAL(file);
+    uint64_t hlen = 0;
+    for (int i = 7; i >= 0; i--) hlen = hlen << 8 | (unsigned char)file[i];
+    /* find "backbone.layers.1.norm.weight"'s offsets and point them at the embedding's first 64 bytes */
+    char *entry = strstr(file + 8, "\"backbone.layers.1.norm.weight\"");
+    CU_ASSERT_PTR_NOT_NULL_FATAL(entry);
+    char *offs = strstr(entry, "\"data_offsets\": [");
+    CU_ASSERT_PTR_NOT_NULL_FATAL(offs);
+    offs += strlen("\"data_offsets\": [");
+    char *close = strchr(offs, ']');
+    char repl[64];
+    int k = snprintf(repl, sizeof repl, "0, 64");
+    CU_ASSERT_FATAL((long)(close - offs) >= k);
+    memset(offs, ' ', (size_t)(close - offs));
+    memcpy(offs, repl, (size_t)k);
+    CU_ASSERT(hlen < (uint64_t)size);
+    CU_ASSERT_EQUAL(write_bytes(st, file, (size_t)size), 0);
+    free(file);
+    CU_ASSERT_EQUAL(run_cli(dir, NULL, args, msg, sizeof msg), 1);
+    EXPECT_MSG(msg, st, "overlap", "backbone.layers.1.norm.weight");
+    CU_ASSERT(!exists(dir, "out.f32") && count_files(dir, ".tmp") == 0);
+    test_rmtree(dir);
+    free(dir);
+
+    /* a state file saved for another model: refused, and neither the logits nor a state written */
+    dir = tiny_dir(&s);
+    char *other = test_tmpdir();
+    TinyModelSpec s2 = s;
+    s2.d_state = 16;
+    CU_ASSERT_EQUAL_FATAL(test_write_tiny_model(other, &s2), 0);
+    snprintf(args, sizeof args, "logits %s --ids '1 2' -o %s/a.f32 --state-out %s/a.state", other, dir, dir);
+    CU_ASSERT_EQUAL(run_cli(dir, NULL, args, msg, sizeof msg), 0);
+    CU_ASSERT(exists(dir, "a.state"));
+    snprintf(args, sizeof args, "logits %s --ids '3' -o %s/b.f32 --state-in %s/a.state --state-out %s/b.state", dir,
+             dir, dir, dir);
+    CU_ASSERT_EQUAL(run_cli(dir, NULL, args, msg, sizeof msg), 1);
+    EXPECT_MSG(msg, "a.state", "d_state = 16, this model has 8");
+    CU_ASSERT(!exists(dir, "b.f32") && !exists(dir, "b.state") && count_files(dir, ".tmp") == 0);
+    /* the state cannot be written: the command fails and takes its logits file with it */
+    snprintf(args, sizeof args, "logits %s --ids '3' -o %s/c.f32 --state-out %s/no/such/dir/c.state", dir, dir, dir);
+    CU_ASSERT_EQUAL(run_cli(dir, NULL, args, msg, sizeof msg), 1);
+    EXPECT_MSG(msg, "c.state", "cannot");
+    CU_ASSERT(!exists(dir, "c.f32") && count_files(dir, ".tmp") == 0);
+    test_rmtree(other);
+    free(other);
+
+    /* a tokenizer.json that is not one */
+    char tok[4200];
+    snprintf(tok, sizeof tok, "%s/tokenizer.json", dir);
+    const char *bad_tok = "{\"model\": {\"type\": \"BPE\", \"vocab\": {\"a\": -3}, \"merges\": []}}";
+    CU_ASSERT_EQUAL(write_bytes(tok, bad_tok, strlen(bad_tok)), 0);
+    snprintf(args, sizeof args, "tokenize %s --text hello", dir);
+    CU_ASSERT_EQUAL(run_cli(dir, NULL, args, msg, sizeof msg), 1);
+    EXPECT_MSG(msg, tok, "vocab entry 'a' has an invalid id");
+    test_rmtree(dir);
+    free(dir);
+}
+
+/* A context or batch that does not fit is refused up front: how much is needed, how much there is. */
+static void test_cli_resources(void) {
+    char msg[8192];
+    TinyModelSpec s;
+    test_tiny_spec_default(&s);
+    char *dir = tiny_dir(&s);
+    /* 20000 tokens of 50 logits (4 MB of logits alone) against a 1 MiB allowance */
+    size_t cap = 20000 * 2 + 9000;
+    char *args = malloc(cap);
+    int n = snprintf(args, cap, "logits %s -o %s/out.f32 --ids '", dir, dir);
+    for (int t = 0; t < 20000; t++) n += snprintf(args + n, cap - n, "%d ", t % 10);
+    snprintf(args + n, cap - n, "'");
+    CU_ASSERT_EQUAL(run_cli(dir, "MAMBA2_MAX_MEMORY=1M", args, msg, sizeof msg), 1);
+    EXPECT_MSG(msg, "a prefill of 20000 tokens", "needs", "MiB of host memory, have 1.0 MiB", "MAMBA2_MAX_MEMORY");
+    CU_ASSERT(!exists(dir, "out.f32") && count_files(dir, ".tmp") == 0);
+    /* the same in step mode, and a generous allowance lets it run */
+    size_t len = strlen(args);
+    snprintf(args + len, cap - len, " --mode step");
+    CU_ASSERT_EQUAL(run_cli(dir, "MAMBA2_MAX_MEMORY=1M", args, msg, sizeof msg), 1);
+    EXPECT_MSG(msg, "stepping through 20000 tokens", "needs");
+    snprintf(args, cap, "logits %s -o %s/out.f32 --ids '1 2 3'", dir, dir);
+    CU_ASSERT_EQUAL(run_cli(dir, "MAMBA2_MAX_MEMORY=1G", args, msg, sizeof msg), 0);
+    CU_ASSERT(exists(dir, "out.f32"));
+    /* a batch of 4096 sequences for bench */
+    snprintf(args, cap, "bench %s --backend ref --batch 4096 --prompt-len 4 --gen-len 1 --reps 1", dir);
+    CU_ASSERT_EQUAL(run_cli(dir, "MAMBA2_MAX_MEMORY=1M", args, msg, sizeof msg), 1);
+    EXPECT_MSG(msg, "a batch of 4096 sequences", "needs", "have 1.0 MiB");
+    /* generate and check */
+    snprintf(args, cap, "generate %s --ids '1 2 3' -n 2", dir);
+    CU_ASSERT_EQUAL(run_cli(dir, "MAMBA2_MAX_MEMORY=1K", args, msg, sizeof msg), 1);
+    EXPECT_MSG(msg, "a prompt of 3 tokens", "needs", "have 1.0 KiB");
+    snprintf(args, cap, "check %s --backends ref --tokens 5000", dir);
+    CU_ASSERT_EQUAL(run_cli(dir, "MAMBA2_MAX_MEMORY=1M", args, msg, sizeof msg), 1);
+    EXPECT_MSG(msg, "on 5000 tokens", "needs");
+    free(args);
+    test_rmtree(dir);
+    free(dir);
+
+    /* the estimate grows with the tokens and covers at least the state */
+    Mamba2Config c;
+    Mamba2Error e = {{0}};
+    CU_ASSERT_EQUAL_FATAL(mamba2_config_parse("{\"hidden_size\": 4096, \"num_hidden_layers\": 64, \"vocab_size\": 32768, "
+                                              "\"n_groups\": 8}", "c", &c, &e), 0);
+    CU_ASSERT(mamba2_forward_bytes(&c, 1) >= (double)mamba2_config_state_bytes(&c));
+    CU_ASSERT(mamba2_forward_bytes(&c, 1000) > mamba2_forward_bytes(&c, 10));
+    CU_ASSERT(mamba2_host_memory_available(NULL) > 0);
+    CU_ASSERT_NOT_EQUAL(mamba2_check_memory("x", 1e30, &e), 0);
+    EXPECT_MSG(e.msg, "x needs", "have");
+}
+
+/* ------------------------------------------------------------ fuzz corpus and regressions */
+
+/* Every file of dir through target; returns how many inputs ran, -1 on a failure. */
+static int replay_dir(const char *name, const char *dir, FuzzTarget target) {
+    DIR *d = opendir(dir);
+    if (!d) return 0;
+    int n = 0, failed = 0;
+    struct dirent *e;
+    while ((e = readdir(d))) {
+        if (e->d_name[0] == '.') continue;
+        char path[4200];
+        snprintf(path, sizeof path, "%s/%s", dir, e->d_name);
+        struct stat sb;
+        if (stat(path, &sb) || !S_ISREG(sb.st_mode)) continue;
+        FILE *f = fopen(path, "rb");
+        uint8_t *data = malloc((size_t)sb.st_size + 1);
+        size_t k = f && data ? fread(data, 1, (size_t)sb.st_size, f) : 0;
+        if (f) fclose(f);
+        if (k == (size_t)sb.st_size && target(data, k)) {
+            printf("\n    %s: %s fails", name, path);
+            failed = 1;
+        }
+        free(data);
+        n++;
+    }
+    closedir(d);
+    return failed ? -1 : n;
+}
+
+static void test_fuzz_replay(void) {
+    printf("\n   ");
+    for (int i = 0; fuzz_target_names[i]; i++) {
+        const char *name = fuzz_target_names[i];
+        char dir[256];
+        snprintf(dir, sizeof dir, "tests/fuzz/regressions/%s", name);
+        int reg = replay_dir(name, dir, fuzz_target_by_name(name));
+        snprintf(dir, sizeof dir, "tests/fuzz/corpus/%s", name);
+        int corpus = replay_dir(name, dir, fuzz_target_by_name(name));
+        CU_ASSERT(reg >= 0 && corpus >= 0);
+        CU_ASSERT(corpus > 0); /* every parser has a committed corpus */
+        printf(" %s %d+%d", name, corpus, reg);
+    }
+    printf(" (corpus + regression inputs)\n");
+    fuzz_targets_cleanup();
+}
+
+int register_malformed_tests(void) {
+    CU_pSuite s = CU_add_suite("malformed", NULL, NULL);
+    if (!s) return -1;
+    if (!CU_add_test(s, "safetensors: header length past the end of the file", test_st_header_length) ||
+        !CU_add_test(s, "safetensors: offsets out of range, overlapping, misaligned", test_st_offsets) ||
+        !CU_add_test(s, "safetensors: data length != dtype x shape, overflowing shapes", test_st_sizes) ||
+        !CU_add_test(s, "safetensors: malformed headers and entries", test_st_structure) ||
+        !CU_add_test(s, "config: negative, huge, NaN and Infinity counts; overflowing products", test_config_bad_counts) ||
+        !CU_add_test(s, "checkpoint: duplicate tensors across shards, bad index", test_duplicate_tensors) ||
+        !CU_add_test(s, "checkpoint: vocabulary != embedding rows; tokenizer vs model", test_vocab_mismatch) ||
+        !CU_add_test(s, "state: bad magic, version, shape, position, size", test_state_files) ||
+        !CU_add_test(s, "cli: exit 1, file and problem named, no output left behind", test_cli_malformed) ||
+        !CU_add_test(s, "cli: a context or batch that does not fit is refused up front", test_cli_resources) ||
+        !CU_add_test(s, "fuzz: committed corpus and crash regressions replay clean", test_fuzz_replay))
+        return -1;
+    return 0;
+}
