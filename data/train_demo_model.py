@@ -1,7 +1,8 @@
 #!/usr/bin/env python3
 """Train the small demo Mamba-2 shipped in data/stdlib-mamba2/ (issue 7), in one run.
 
-    python3 data/train_demo_model.py --out DIR [--budget 360] [--device cuda]
+    python3 data/train_demo_model.py --out DIR [--budget 360] [--device cuda] [--fast-conv]
+    python3 data/train_demo_model.py --out DIR --fixture-only     # rewrite DIR/greedy.json only
 
 Everything is made from the Python standard library's own source code (every machine has one):
 
@@ -23,10 +24,12 @@ Everything is made from the Python standard library's own source code (every mac
    (--budget seconds of optimiser steps: the number of steps is set from the measured speed
    after the first steps, and the learning rate follows a cosine over that many steps);
 4. output (DIR): config.json, model.safetensors (bf16, Hugging Face names, tied embeddings),
-   tokenizer.json, greedy.json (the fixture: a fixed Python prompt, BOS first, and its greedy
-   64-token continuation by transformers in fp32 on the CPU from the saved bf16 weights, full
-   recompute per token, with the grouped norm), train_log.json (losses, timings, provenance),
-   sample_hf.txt (a sampled continuation made by transformers, for information).
+   tokenizer.json, greedy.json (the fixture: the fixed Python prompt PROMPT, BOS first, and its
+   greedy 64-token continuation by transformers in fp32 on the CPU from the saved bf16 weights,
+   full recompute per token, with the grouped norm, every step's margin recorded; plus a
+   "confident" continuation without near-ties, for bf16 engines), train_log.json (losses,
+   timings, provenance), sample_hf.txt (a sampled continuation made by transformers, for
+   information; not shipped).
 
 The HF model is kept on its pure-torch path, offline (mamba_ssm, causal_conv1d and `kernels`
 imports are blocked, USE_HUB_KERNELS=0), as in data/make_fixtures.py.
@@ -226,6 +229,23 @@ class GroupedGatedRMSNorm(nn.Module):
         return self.weight.to(torch.float32) * yg.view(*pre, n)
 
 
+def causal_conv1d_shift_add(hidden_states, weight, bias=None, activation=None, **kwargs):
+    """transformers' torch causal_conv1d_fn (depthwise, causal, zeros before the start), written as K
+    shifted multiply-adds: out[:, c, t] = b_c + sum_k w[c, k] * x[:, c, t - K + 1 + k]. Same values; its
+    backward avoids the depthwise-convolution backward kernel, 84% of a training step with transformers
+    5.23 on the CPU. (With 5.17, the GPU machine's release, the chunk scan's broadcast products of
+    ~1 G elements per layer dominate instead: the shipped model trained at 40k tokens/s on the H100.)"""
+    _, _, T = hidden_states.shape
+    K = weight.shape[-1]
+    x = F.pad(hidden_states.to(weight.dtype), (K - 1, 0))
+    out = sum(weight[:, k, None] * x[:, :, k: k + T] for k in range(K))
+    if bias is not None:
+        out = out + bias[:, None]
+    if activation is not None:
+        out = F.silu(out) if activation == "silu" else transformers.activations.ACT2FN[activation](out)
+    return out.to(hidden_states.dtype)
+
+
 def make_config(a):
     return Mamba2Config(
         vocab_size=a.vocab, hidden_size=a.d_model, num_hidden_layers=a.layers,
@@ -385,6 +405,10 @@ def main():
     ap.add_argument("--max-file-bytes", type=int, default=400_000)
     ap.add_argument("--corpus-limit", type=int, default=0, help="use only the first N files (tests)")
     ap.add_argument("--seed", type=int, default=1234)
+    ap.add_argument("--fast-conv", action="store_true",
+                    help="train with causal_conv1d_shift_add in place of transformers' torch conv (same values; "
+                         "not used for the shipped model, not timed on the GPU; no gain with transformers 5.17, whose "
+                         "chunk scan dominates a step)")
     a = ap.parse_args()
     if a.fixture_only:
         torch.set_num_threads(max(1, min(8, os.cpu_count() or 1)))
@@ -446,6 +470,9 @@ def main():
         f"({info['tokenizer']['bytes_per_token_train']:.2f} bytes/token), val {len(val_stream)}")
 
     # 3. model -----------------------------------------------------------------------------------
+    if a.fast_conv:
+        import transformers.models.mamba2.modeling_mamba2 as hf_mamba2
+        hf_mamba2.causal_conv1d_fn = causal_conv1d_shift_add
     cfg = make_config(a)
     model = build_model(cfg, device)
     n_params = sum(p.numel() for p in model.parameters())  # tied: counted once

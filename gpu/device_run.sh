@@ -20,6 +20,7 @@ nproc; free -g | head -2
 if has test; then
     log "GPU tests"
     timeout 300 "$BIN/run_tests" gpu 2>&1 | tee "$OUT/test_gpu.log" | tail -60
+    timeout 120 "$BIN/run_tests" demo_model_gpu 2>&1 | tee "$OUT/test_demo_gpu.log" | tail -12
 fi
 if has sanitize; then
     log "compute-sanitizer memcheck on the GPU suite"

@@ -110,13 +110,15 @@ static void test_demo_greedy(void) {
     DemoCase cases[2];
     const char *label[2] = {"main", "confident"};
     CU_ASSERT_FATAL(read_case(root, &cases[0]) == 0);
-    CU_ASSERT_FATAL(json_object_object_get_ex(root, "confident", &conf) && read_case(conf, &cases[1]) == 0);
+    /* "confident" is absent when no candidate prompt of data/train_demo_model.py had clear margins */
+    int n_cases = json_object_object_get_ex(root, "confident", &conf) ? 2 : 1;
+    if (n_cases == 2) CU_ASSERT_FATAL(read_case(conf, &cases[1]) == 0);
 
     /* the tokenizer gives the fixture's ids and text */
     Mamba2Error e = {{0}};
     Mamba2Tokenizer *tok = mamba2_tokenizer_load(DEMO_DIR, &e);
     CU_ASSERT_PTR_NOT_NULL(tok);
-    for (int i = 0; tok && i < 2; i++) {
+    for (int i = 0; tok && i < n_cases; i++) {
         int32_t *ids = NULL;
         size_t n = 0;
         char *text = NULL;
@@ -146,7 +148,7 @@ static void test_demo_greedy(void) {
                 CU_FAIL("backend");
                 continue;
             }
-            for (int i = 0; i < 2; i++) {
+            for (int i = 0; i < n_cases; i++) {
                 int dec = decode_agree(b, &m, &cases[i]), pre = prefill_agree(b, &m, &cases[i]);
                 printf("\n    %-4s %-9s greedy %d/%d (prefill + steps), %d/%d (one prefill)", names[bi], label[i], dec,
                        cases[i].n, pre, cases[i].n);
@@ -157,13 +159,59 @@ static void test_demo_greedy(void) {
         }
         mamba2_model_free(&m);
     }
+    for (int i = 0; i < n_cases; i++) free(cases[i].ids), free(cases[i].greedy);
+    json_object_put(root);
+}
+
+#ifdef MAMBA2_HAVE_GPU
+#include "gpu.h"
+
+/* The GPU backend on the demo model. Its prefill rounds activations to bf16, so only the
+ * "confident" continuation (every greedy margin >= 0.64) must reproduce exactly; the main one has a
+ * near-tie (smallest margin 0.005) that bf16 may flip, so its agreement is printed, not asserted.
+ * Added after the last GPU run of 2026-11-22: it has not yet run on a GPU (see results/gpu.md). */
+static void test_demo_greedy_gpu(void) {
+    json_object *root = json_object_from_file(DEMO_DIR "/greedy.json"), *conf = NULL;
+    CU_ASSERT_PTR_NOT_NULL_FATAL(root);
+    DemoCase cases[2];
+    CU_ASSERT_FATAL(read_case(root, &cases[0]) == 0);
+    CU_ASSERT_FATAL(json_object_object_get_ex(root, "confident", &conf) && read_case(conf, &cases[1]) == 0);
+    Mamba2Model m;
+    Mamba2Error e = {{0}};
+    Mamba2Backend *b = NULL;
+    Mamba2BackendOptions bo = {0};
+    CU_ASSERT_EQUAL_FATAL(mamba2_model_load(DEMO_DIR, &m, &e), 0);
+    CU_ASSERT_EQUAL_FATAL(mamba2_backend_create("gpu", &m, &bo, &b, &e), 0);
+    const char *label[2] = {"main", "confident"};
+    for (int i = 0; i < 2; i++) {
+        int dec = decode_agree(b, &m, &cases[i]), pre = prefill_agree(b, &m, &cases[i]);
+        printf("\n    gpu  %-9s greedy %d/%d (prefill + steps), %d/%d (one prefill)", label[i], dec, cases[i].n, pre,
+               cases[i].n);
+        if (i == 1) {
+            CU_ASSERT_EQUAL(dec, cases[i].n);
+            CU_ASSERT_EQUAL(pre, cases[i].n);
+        }
+    }
+    mamba2_backend_destroy(b);
+    mamba2_model_free(&m);
     for (int i = 0; i < 2; i++) free(cases[i].ids), free(cases[i].greedy);
     json_object_put(root);
 }
+#endif
 
 int register_demo_model_tests(void) {
     CU_pSuite s = CU_add_suite("demo_model", NULL, NULL);
     if (!s) return -1;
     if (!CU_add_test(s, "stdlib-mamba2: tokenizer and greedy continuation vs transformers", test_demo_greedy)) return -1;
+#ifdef MAMBA2_HAVE_GPU
+    /* a suite of its own, inactive (and said so) without a GPU, like tests/test_gpu.c */
+    CU_pSuite g = CU_add_suite("demo_model_gpu", NULL, NULL);
+    if (!g || !CU_add_test(g, "stdlib-mamba2 on the GPU backend", test_demo_greedy_gpu)) return -1;
+    Mamba2Error why = {{0}};
+    if (!mamba2_gpu_available(&why)) {
+        printf("\n[demo_model_gpu] GPU tests SKIPPED (suite inactive): %s\n", why.msg);
+        CU_set_suite_active(g, CU_FALSE);
+    }
+#endif
     return 0;
 }
