@@ -79,6 +79,8 @@ HEADERS  := $(wildcard ref/*.h cpu/*.h gpu/*.h gpu/*.cuh)
 all: $(PROGRAM)
 
 $(BUILD)/ref/%.o $(BUILD)/tests/%.o: CPU_FLAGS :=
+# main.c and cmd_bench.c call cpu/blas_core.h (OpenBLAS's kernel choice) in a CPU build
+$(BUILD)/ref/main.o $(BUILD)/ref/cmd_bench.o: CPU_FLAGS := $(if $(CPU_SRC),-Icpu)
 $(BUILD)/%.o: %.c $(HEADERS)
 	@mkdir -p $(dir $@)
 	$(CC) $(CFLAGS) $(CPU_FLAGS) -c $< -o $@

@@ -10,12 +10,13 @@
  * register (bf16: the 16 bits become the top half of a float32; f16: F16C's vcvtph2ps; f32: a
  * plain load), and fuse-multiply-add it into one accumulator per (row, vector). A register block
  * is 4 rows × up to 2 vectors: 8 accumulators, 4 weight registers and 2 activation registers fit
- * in AVX2's 16. With B > 2 vectors the same 4 rows are walked again for the next pair, from L1/L2,
- * so DRAM still sees each weight byte once per call.
+ * in AVX2's 16 (AVX-512's 32 registers hold 4 rows × 4 vectors). With more vectors the same 4 rows
+ * are walked again for the next group, from L1/L2, so DRAM still sees each weight byte once per call.
  *
  * The SIMD variants are compiled with function target attributes (no global -mavx2), and are
- * only called after CPUID says the CPU has the instructions. The AVX-512 variant compiles here
- * but is untested on the development machine (an AMD EPYC with AVX2 only).
+ * only called after CPUID says the CPU has the instructions. tests/test_cpu.c checks every
+ * variant the CPU it runs on has (CI and development machines: Intel Xeon with AVX-512, or
+ * AMD EPYC with AVX2 only, depending on the host).
  */
 #include "gemv_bf16.h"
 
@@ -247,7 +248,7 @@ static AVX2_TARGET void gemv_avx2(Mamba2DType dt, const void *W, int64_t K, int6
     }
 }
 
-/* ------------------------------------------------------------------ AVX-512F (untested here: no AVX-512 on the dev CPU) */
+/* ------------------------------------------------------------------ AVX-512F */
 
 /** Attributes of the inlined AVX-512 helpers. */
 #define AVX512_INLINE __attribute__((always_inline, target("avx512f")))
@@ -266,29 +267,31 @@ static inline AVX512_INLINE __m512 avx512_load16(Mamba2DType dt, const void *W, 
     }
 }
 
-/* The AVX2 block with 16 lanes: acc[i][j] = Σ_k W[row+i][k] · x[j][k]. */
+/* The AVX2 block with 16 lanes and up to 4 vectors (AVX-512 has 32 registers: 16 accumulators,
+ * 4 weights and 4 activations fit), so B ≤ 4 is one pass over the weights:
+ * acc[i][j] = Σ_k W[row+i][k] · x[j][k], R ≤ 4, S ≤ 4. */
 static inline AVX512_INLINE void avx512_block(Mamba2DType dt, const void *W, int64_t K, int64_t row, int R, const float *x, int64_t ldx,
                             int S, float *y, int64_t ldy, int accumulate) {
-    __m512 acc[4][2];
+    __m512 acc[4][4];
 #pragma GCC unroll 4
     for (int i = 0; i < R; i++)
-#pragma GCC unroll 2
+#pragma GCC unroll 4
         for (int j = 0; j < S; j++) acc[i][j] = _mm512_setzero_ps();
     int64_t k = 0;
     for (; k + 16 <= K; k += 16) {
-        __m512 xv[2];
-#pragma GCC unroll 2
+        __m512 xv[4];
+#pragma GCC unroll 4
         for (int j = 0; j < S; j++) xv[j] = _mm512_loadu_ps(x + j * ldx + k);
 #pragma GCC unroll 4
         for (int i = 0; i < R; i++) {
             __m512 w = avx512_load16(dt, W, (row + i) * K + k);
-#pragma GCC unroll 2
+#pragma GCC unroll 4
             for (int j = 0; j < S; j++) acc[i][j] = _mm512_fmadd_ps(w, xv[j], acc[i][j]);
         }
     }
 #pragma GCC unroll 4
     for (int i = 0; i < R; i++)
-#pragma GCC unroll 2
+#pragma GCC unroll 4
         for (int j = 0; j < S; j++) {
             float s = _mm512_reduce_add_ps(acc[i][j]);
             for (int64_t kk = k; kk < K; kk++) s += weight_at(dt, W, (row + i) * K + kk) * x[j * ldx + kk];
@@ -300,10 +303,16 @@ static inline AVX512_INLINE void avx512_rows(Mamba2DType dt, const void *W, int6
                            int64_t ldx, int B, float *y, int64_t ldy, int accumulate) {
     int64_t r = 0;
     for (; r + 4 <= n; r += 4) {
-        int b = 0;
-        for (; b + 2 <= B; b += 2)
-            avx512_block(dt, W, K, r0 + r, 4, x + b * ldx, ldx, 2, y + b * ldy + r, ldy, accumulate);
-        if (b < B) avx512_block(dt, W, K, r0 + r, 4, x + b * ldx, ldx, 1, y + b * ldy + r, ldy, accumulate);
+        for (int b = 0; b < B; b += 4) { /* S a constant in each call, so the block's loops unroll */
+            float *yb = y + b * ldy + r;
+            const float *xb = x + b * ldx;
+            switch (B - b) {
+            case 1: avx512_block(dt, W, K, r0 + r, 4, xb, ldx, 1, yb, ldy, accumulate); break;
+            case 2: avx512_block(dt, W, K, r0 + r, 4, xb, ldx, 2, yb, ldy, accumulate); break;
+            case 3: avx512_block(dt, W, K, r0 + r, 4, xb, ldx, 3, yb, ldy, accumulate); break;
+            default: avx512_block(dt, W, K, r0 + r, 4, xb, ldx, 4, yb, ldy, accumulate); break;
+            }
+        }
     }
     for (; r < n; r++)
         for (int b = 0; b < B; b++)

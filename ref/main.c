@@ -6,6 +6,9 @@
 #include <string.h>
 
 #include "commands.h"
+#ifdef MAMBA2_HAVE_CPU
+#include "blas_core.h"
+#endif
 
 static const Mamba2Command commands[] = {
     {"info", "print a checkpoint's config, parameter count, weight bytes and state size", cmd_info},
@@ -30,6 +33,9 @@ static void usage(FILE *f) {
 }
 
 int main(int argc, char **argv) {
+#ifdef MAMBA2_HAVE_CPU
+    cpu_blas_pick_core(argv); /* may restart the program once, with OPENBLAS_CORETYPE set */
+#endif
     if (argc < 2) {
         usage(stderr);
         return 2;

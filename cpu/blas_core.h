@@ -1,0 +1,28 @@
+/**
+ * @file blas_core.h
+ * @brief Make sure OpenBLAS runs its kernels for this CPU, not its generic fallback.
+ *
+ * Debian's OpenBLAS is built with DYNAMIC_ARCH: it picks a kernel set from CPUID when the library
+ * is loaded. A CPU newer than the library falls back to "Prescott" (SSE3): bookworm's 0.3.21 does
+ * this on Intel Sapphire/Emerald Rapids, and its sgemm then runs at 31 instead of about
+ * 270 GFLOP/s on 2 cores (measured, results/cpu.md). The choice is made before main() runs and
+ * can only be changed through the environment variable OPENBLAS_CORETYPE, so the fix is a restart.
+ */
+#ifndef MAMBA2_CPU_BLAS_CORE_H
+#define MAMBA2_CPU_BLAS_CORE_H
+
+/**
+ * @brief Restart the program with OPENBLAS_CORETYPE set when OpenBLAS chose its generic kernels
+ *        for a CPU that has AVX-512 (SkylakeX kernels) or AVX2 + FMA (Haswell kernels).
+ *
+ * Does nothing when OPENBLAS_CORETYPE is already set (so it restarts at most once, and a user's
+ * own choice wins) or when OpenBLAS chose a specific core. Call it first thing in main().
+ * @param argv the program's argv, passed on unchanged
+ * @return only when no restart is needed or the restart failed (the program then goes on, slower)
+ */
+void cpu_blas_pick_core(char **argv);
+
+/** The kernel set OpenBLAS is running ("SkylakeX", "Haswell", "Prescott", ...). */
+const char *cpu_blas_core_name(void);
+
+#endif
