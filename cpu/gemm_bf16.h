@@ -16,7 +16,7 @@
 #include "tensor.h"
 
 /** Weight rows widened per panel: [CPU_GEMM_PANEL_ROWS, K] fp32 per thread. */
-#define CPU_GEMM_PANEL_ROWS 256
+#define CPU_GEMM_PANEL_ROWS 128
 
 /** Up to this many activation rows, cpu_linear() uses the decode kernel (no conversion) instead of sgemm. */
 #define CPU_GEMV_MAX_ROWS 16
