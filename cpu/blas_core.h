@@ -18,7 +18,7 @@
  * Does nothing when OPENBLAS_CORETYPE is already set (so it restarts at most once, and a user's
  * own choice wins) or when OpenBLAS chose a specific core. Call it first thing in main().
  * @param argv the program's argv, passed on unchanged
- * @return only when no restart is needed or the restart failed (the program then goes on, slower)
+ * Returns only when no restart is needed or the restart failed (the program then goes on, slower).
  */
 void cpu_blas_pick_core(char **argv);
 
