@@ -9,6 +9,7 @@
 #include <omp.h>
 #include <string.h>
 
+#include "gemm_amx.h"
 #include "gemv_bf16.h"
 
 /** OpenBLAS's thread count setter (declared by its cblas.h, not by others; we always link OpenBLAS). */
@@ -57,6 +58,7 @@ void cpu_linear(const Mamba2Tensor *W, const float *X, int64_t ldx, int T, float
         cpu_gemv(W, X, ldx, T, Y, ldy, accumulate, n_threads);
         return;
     }
+    if (cpu_linear_amx(W, X, ldx, T, Y, ldy, accumulate, n_threads) == 0) return; /* bf16 weights on AMX */
     int64_t rows = W->shape[0], K = W->shape[1];
     int64_t n_panels = (rows + CPU_GEMM_PANEL_ROWS - 1) / CPU_GEMM_PANEL_ROWS;
     /* For each panel p of weight rows [r0, r0 + n):

@@ -8,9 +8,12 @@
 #include <immintrin.h>
 #include <omp.h>
 #include <stdint.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
+#include "blas_core.h"
+#include "gemm_amx.h"
 #include "gemm_bf16.h"
 #include "gemv_bf16.h"
 
@@ -94,9 +97,43 @@ double cpu_gemm_rate(int n_threads, int M, int N, int K, int reps) {
     return best;
 }
 
+double cpu_amx_gemm_rate(int n_threads, int M, int N, int K, int reps) {
+    float *X = malloc(((size_t)M * K + (size_t)M * N) * sizeof *X);
+    uint16_t *w = malloc((size_t)N * K * sizeof *w);
+    if (!X || !w) {
+        free(X), free(w);
+        return -1;
+    }
+    float *Y = X + (size_t)M * K;
+    for (size_t i = 0; i < (size_t)M * K; i++) X[i] = (float)((i * 2654435761u) >> 20 & 1023) / 512.0f - 1.0f;
+    for (size_t i = 0; i < (size_t)N * K; i++) w[i] = mamba2_f32_to_bf16((float)((i * 40503u) >> 6 & 1023) / 512.0f - 1.0f);
+    Mamba2Tensor W = {"roofline", "memory", MAMBA2_BF16, 2, {N, K}, w};
+    double best = 0;
+    for (int r = -1; r < reps; r++) {
+        double t0 = omp_get_wtime();
+        /* Y [M, N] = X [M, K] · W [N, K]ᵀ, exactly as prefill calls it */
+        if (cpu_linear_amx(&W, X, K, M, Y, N, 0, n_threads)) {
+            best = -1;
+            break;
+        }
+        double gflops = 2.0 * M * N * K / (omp_get_wtime() - t0) / 1e9;
+        if (r >= 0 && gflops > best) best = gflops;
+    }
+    free(X), free(w);
+    return best;
+}
+
+const char *cpu_gemm_kernel_name(void) {
+    static char name[64];
+    if (cpu_amx_active()) return "AMX bf16, activations split in two";
+    snprintf(name, sizeof name, "OpenBLAS sgemm, %s kernels", cpu_blas_core_name());
+    return name;
+}
+
 int cpu_roofline(int n_threads, double *read_gbps, double *gemm_gflops, Mamba2Error *err) {
     *read_gbps = cpu_read_bandwidth(n_threads, (size_t)1 << 30, 5);
-    *gemm_gflops = cpu_gemm_rate(n_threads, 512, CPU_GEMM_PANEL_ROWS, 4096, 5);
+    *gemm_gflops = cpu_amx_active() ? cpu_amx_gemm_rate(n_threads, 512, 2048, 4096, 3)
+                                    : cpu_gemm_rate(n_threads, 512, CPU_GEMM_PANEL_ROWS, 4096, 5);
     if (*read_gbps < 0 || *gemm_gflops < 0) return mamba2_fail(err, "out of memory for the roofline buffers");
     return 0;
 }

@@ -26,8 +26,19 @@ double cpu_read_bandwidth(int n_threads, size_t bytes, int reps);
 double cpu_gemm_rate(int n_threads, int M, int N, int K, int reps);
 
 /**
- * @brief Both ceilings with the shapes of a 7B prefill: 1 GiB streaming read, and sgemm with
- *        M = 512 tokens, N = one weight panel, K = 4096.
+ * @brief The rate of the AMX GEMM prefill runs on bf16 weights (cpu_linear_amx(), all threads on
+ *        one [M, K] × [N, K]ᵀ product, useful FLOP only: the two bf16 halves count once).
+ * @return GFLOP/s (best of @p reps), or a negative value on allocation failure or without AMX.
+ */
+double cpu_amx_gemm_rate(int n_threads, int M, int N, int K, int reps);
+
+/** The GEMM kernel prefill uses on this machine, in words (for benchmark reports). */
+const char *cpu_gemm_kernel_name(void);
+
+/**
+ * @brief Both ceilings with the shapes of a 7B prefill: 1 GiB streaming read, and the GEMM prefill
+ *        uses with M = 512 tokens and K = 4096: AMX (cpu_amx_gemm_rate(), N = 2048) when active,
+ *        else sgemm (cpu_gemm_rate(), N = one weight panel).
  * @param n_threads   threads to measure with (the backend's)
  * @param read_gbps   out: GB/s
  * @param gemm_gflops out: GFLOP/s

@@ -24,13 +24,13 @@
 #include "commands.h"
 #include "resources.h"
 #ifdef MAMBA2_HAVE_CPU
-#include "blas_core.h"
+#include "roofline.h"
 #endif
 
-/** The kernel set of the BLAS the CPU path's GEMM ceiling and prefill use, or "none". */
-static const char *blas_core(void) {
+/** The GEMM kernel of the CPU path (its prefill and its GEMM ceiling), in words, or "none". */
+static const char *cpu_gemm_kernel(void) {
 #ifdef MAMBA2_HAVE_CPU
-    return cpu_blas_core_name();
+    return cpu_gemm_kernel_name();
 #else
     return "none";
 #endif
@@ -241,8 +241,8 @@ int cmd_bench(int argc, char **argv) {
                argv[optind], cfg->n_layer, mamba2_config_param_count(cfg), weight_bytes);
         if (ceilings.n)
             printf(", \"read_gbps\": %.2f, \"read_gbps_range\": [%.2f, %.2f], \"gemm_gflops\": %.2f, "
-                   "\"gemm_gflops_range\": [%.2f, %.2f], \"blas_core\": \"%s\"",
-                   bw, bw_lo, bw_hi, gemm, gemm_lo, gemm_hi, blas_core());
+                   "\"gemm_gflops_range\": [%.2f, %.2f], \"cpu_gemm_kernel\": \"%s\"",
+                   bw, bw_lo, bw_hi, gemm, gemm_lo, gemm_hi, cpu_gemm_kernel());
         if (do_prefill)
             printf(", \"prefill\": {\"tokens\": %ld, \"ms\": %.2f, \"tok_s\": %.2f, \"gflops\": %.2f%s", prompt,
                    prefill_s * 1e3, prompt / prefill_s, prefill_flop / prefill_s / 1e9, ceilings.n ? "" : "}");
@@ -262,8 +262,8 @@ int cmd_bench(int argc, char **argv) {
                (step_base + emb_row) / 1e9);
         if (ceilings.n)
             printf("ceilings (median of %d measurements in this run): read %.1f GB/s [%.1f .. %.1f], "
-                   "GEMM %.1f GFLOP/s [%.1f .. %.1f] (OpenBLAS kernels: %s)\n",
-                   ceilings.n, bw, bw_lo, bw_hi, gemm, gemm_lo, gemm_hi, blas_core());
+                   "GEMM %.1f GFLOP/s [%.1f .. %.1f] (CPU GEMM: %s)\n",
+                   ceilings.n, bw, bw_lo, bw_hi, gemm, gemm_lo, gemm_hi, cpu_gemm_kernel());
         if (do_prefill) {
             printf("prefill %ld tokens: %.1f ms, %.1f tok/s, %.1f GFLOP/s (%.2f GFLOP/token: the layers' weight matrices)",
                    prompt, prefill_s * 1e3, prompt / prefill_s, prefill_flop / prefill_s / 1e9, prefill_flop / prompt / 1e9);

@@ -19,16 +19,25 @@
 #include "tests.h"
 
 #ifdef MAMBA2_HAVE_CPU
+#include "../cpu/gemm_amx.h"
 #include "../cpu/gemm_bf16.h"
 #include "../cpu/gemv_bf16.h"
 #include "../cpu/ssd_chunked_blas.h"
 
 /* The bound for whole-model logits against the reference. */
 #define CPU_TOL 1e-3
-/* Kernels against a double-precision product: fp32 sums of ≤ 300 terms. */
+/* Kernels against each other or a double-precision product: fp32 sums of ≤ 4100 terms. */
 #define KERNEL_TOL 1e-5
 /* Two runs of the CPU path that differ only in how work is split (threads, batching, slices). */
 #define SPLIT_TOL 1e-5
+/* The AMX GEMM against an fp32 product. It multiplies X = X_hi + X_lo, two bf16 parts, which
+ * represent each activation to 2^-18 of its magnitude (not fp32's 2^-24), so a dot product
+ * carries about 2^-18 · Σ|x·w| / |Σ x·w| of relative error: measured 2.5e-6 (K = 72) and up to
+ * 7e-5 on whole-model logits. 1e-4 is that error with margin, and still 10× below CPU_TOL. */
+#define AMX_TOL 1e-4
+
+/* The tolerance of a run that went through cpu_linear()'s GEMM against one through fp32 GEMVs. */
+static double gemm_tol(void) { return cpu_amx_active() ? AMX_TOL : SPLIT_TOL; }
 
 static int argmax(const float *v, int n) {
     int best = 0;
@@ -119,28 +128,44 @@ static void test_gemv_variants(void) {
 /* cpu_linear: the sgemm path (T > CPU_GEMV_MAX_ROWS) equals the GEMV path, for each dtype. */
 static void test_linear_paths(void) {
     const Mamba2DType dts[] = {MAMBA2_BF16, MAMBA2_F16, MAMBA2_F32};
-    int rows = 300, K = 72, T = 21;
-    for (int di = 0; di < 3; di++) {
-        size_t es = mamba2_dtype_size(dts[di]);
-        unsigned char *raw = malloc((size_t)rows * K * es);
-        float *x = malloc((size_t)T * K * 4), *y1 = malloc((size_t)T * rows * 4), *y2 = malloc((size_t)T * rows * 4);
-        float *scratch = malloc(cpu_linear_scratch_floats(2, K) * sizeof(float));
-        test_fill_normal(x, (size_t)T * K, 1.0);
-        for (int i = 0; i < rows * K; i++) {
-            float v = (float)(test_normal() * 0.5);
-            if (es == 4) memcpy(raw + 4 * (size_t)i, &v, 4);
-            else { /* bf16 bits; as f16 they are some finite value of the same magnitude range */
-                uint16_t h = dts[di] == MAMBA2_BF16 ? mamba2_f32_to_bf16(v) : (uint16_t)(0x3000 + (test_uniform() * 0x0fff));
-                memcpy(raw + 2 * (size_t)i, &h, 2);
-            }
+    const struct { int rows, K, T; } shapes[] = {{300, 72, 21}, {70, 4100, 40}}; /* tails in rows, K and T */
+    for (int gemm = 0; gemm < 2; gemm++) { /* 0: sgemm on fp32 panels, 1: AMX (bf16 weights only) */
+        if (gemm == 1 && !cpu_amx_available()) {
+            printf("\n    AMX: not on this CPU (or not granted), its GEMM is not exercised here");
+            continue;
         }
-        Mamba2Tensor W = {"w", "mem", dts[di], 2, {rows, K}, raw};
-        cpu_linear(&W, x, K, T, y1, rows, 0, scratch, 2); /* sgemm on fp32 panels */
-        for (int t = 0; t < T; t++) cpu_gemv(&W, x + (size_t)t * K, K, 1, y2 + (size_t)t * rows, rows, 0, 2);
-        double err = test_rel_l2(y1, y2, (size_t)T * rows);
-        printf("\n    %s: sgemm panels vs gemv %.1e", mamba2_dtype_name(dts[di]), err);
-        CU_ASSERT(err <= KERNEL_TOL);
-        free(raw), free(x), free(y1), free(y2), free(scratch);
+        if (gemm == 0) setenv("MAMBA2_CPU_GEMM", "sgemm", 1);
+        for (size_t si = 0; si < sizeof shapes / sizeof *shapes; si++)
+            for (int di = 0; di < 3; di++) {
+                if (gemm == 1 && dts[di] != MAMBA2_BF16) continue;
+                int rows = shapes[si].rows, K = shapes[si].K, T = shapes[si].T;
+                size_t es = mamba2_dtype_size(dts[di]);
+                unsigned char *raw = malloc((size_t)rows * K * es);
+                float *x = malloc((size_t)T * K * 4), *y1 = malloc((size_t)T * rows * 4), *y2 = malloc((size_t)T * rows * 4);
+                float *scratch = malloc(cpu_linear_scratch_floats(2, K) * sizeof(float));
+                test_fill_normal(x, (size_t)T * K, 1.0);
+                for (int i = 0; i < rows * K; i++) {
+                    float v = (float)(test_normal() * 0.5);
+                    if (es == 4) memcpy(raw + 4 * (size_t)i, &v, 4);
+                    else { /* bf16 bits; as f16 they are some finite value of the same magnitude range */
+                        uint16_t h = dts[di] == MAMBA2_BF16 ? mamba2_f32_to_bf16(v) : (uint16_t)(0x3000 + (test_uniform() * 0x0fff));
+                        memcpy(raw + 2 * (size_t)i, &h, 2);
+                    }
+                }
+                Mamba2Tensor W = {"w", "mem", dts[di], 2, {rows, K}, raw};
+                for (int i = 0; i < T * rows; i++) y1[i] = 1.0f; /* accumulate onto ones: Y += X·Wᵀ */
+                cpu_linear(&W, x, K, T, y1, rows, 1, scratch, 2);
+                for (int t = 0; t < T; t++) {
+                    for (int r = 0; r < rows; r++) y2[(size_t)t * rows + r] = 1.0f;
+                    cpu_gemv(&W, x + (size_t)t * K, K, 1, y2 + (size_t)t * rows, rows, 1, 2);
+                }
+                double err = test_rel_l2(y1, y2, (size_t)T * rows), tol = gemm ? AMX_TOL : KERNEL_TOL;
+                printf("\n    %s %s %dx%d T=%d: GEMM vs gemv %.1e (tolerance %.0e)", gemm ? "amx  " : "sgemm",
+                       mamba2_dtype_name(dts[di]), rows, K, T, err, tol);
+                CU_ASSERT(err <= tol);
+                free(raw), free(x), free(y1), free(y2), free(scratch);
+            }
+        if (gemm == 0) unsetenv("MAMBA2_CPU_GEMM");
     }
     printf("\n");
 }
@@ -383,8 +408,10 @@ static void test_batch_and_threads(void) {
             CU_ASSERT_EQUAL(a[i].pos, b[i].pos);
         }
         printf("\n    batched step B=%-2d vs %d single steps: logits %.1e, states %.1e", B, B, worst, worst_state);
-        CU_ASSERT(worst <= SPLIT_TOL);
-        CU_ASSERT(worst_state <= SPLIT_TOL);
+        /* B = 20 goes through cpu_linear()'s GEMM, the single steps through GEMVs */
+        double tol = B > CPU_GEMV_MAX_ROWS ? gemm_tol() : SPLIT_TOL;
+        CU_ASSERT(worst <= tol);
+        CU_ASSERT(worst_state <= tol);
         for (int i = 0; i < B; i++) mamba2_state_free(&a[i]), mamba2_state_free(&b[i]);
         free(a), free(b), free(pa), free(la), free(lb);
     }
@@ -467,7 +494,7 @@ int register_cpu_tests(void) {
     CU_pSuite s = CU_add_suite("cpu", NULL, NULL);
     if (!s) return -1;
     if (!CU_add_test(s, "gemv: every ISA variant and dtype vs a double product", test_gemv_variants) ||
-        !CU_add_test(s, "linear: sgemm panels = gemv", test_linear_paths) ||
+        !CU_add_test(s, "linear: sgemm and AMX GEMMs = gemv", test_linear_paths) ||
         !CU_add_test(s, "ssd: BLAS chunked = ref chunked", test_ssd_blas) ||
         !CU_add_test(s, "fixtures: cpu vs ref and transformers, greedy tokens", test_fixtures) ||
         !CU_add_test(s, "random models: cpu prefill and step vs ref", test_random_models) ||
