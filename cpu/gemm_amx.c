@@ -67,8 +67,8 @@ static AMX_TARGET void tiles_configure(void) { _tile_loadconfig(&tile_config); }
 static AMX_TARGET void tiles_release(void) { _tile_release(); }
 
 /* Bv [Kp/32][2][16 kp][16 rr] 32-bit words = W rows r0 + 16j + rr, k-pair kb·16 + kp (bf16 pairs);
- * rows past `rows` and pairs past K/2 are zero. */
-static void repack_panel(const uint16_t *W, int64_t rows, int64_t K, int64_t r0, int64_t Kp, uint32_t *Bv) {
+ * rows past `rows` and pairs past K/2 are zero. The general case, one word at a time. */
+static void repack_panel_any(const uint16_t *W, int64_t rows, int64_t K, int64_t r0, int64_t Kp, uint32_t *Bv) {
     int64_t pairs = K / 2;
     for (int64_t kb = 0; kb < Kp / 32; kb++)
         for (int j = 0; j < 2; j++)
@@ -81,6 +81,45 @@ static void repack_panel(const uint16_t *W, int64_t rows, int64_t K, int64_t r0,
                     dst[kp * 16] = r < rows && p < pairs ? w[p] : 0;
                 }
             }
+}
+
+/** Attributes of the AVX-512 transpose. */
+#define AVX512_TARGET __attribute__((target("avx512f")))
+
+/* The same layout for a whole block (r0 + 32 ≤ rows, K a multiple of 32): each group of 16 rows
+ * × 16 pairs is one 16 × 16 transpose of 32-bit words in registers, r[rr] (16 pairs of row rr)
+ * → out[kp] (pair kp of the 16 rows), in three rounds of shuffles. */
+static AVX512_TARGET void repack_panel_full(const uint16_t *W, int64_t K, int64_t r0, uint32_t *Bv) {
+    for (int64_t kb = 0; kb < K / 32; kb++)
+        for (int j = 0; j < 2; j++) {
+            __m512i r[16], a[16], b[16];
+            for (int rr = 0; rr < 16; rr++) r[rr] = _mm512_loadu_si512(W + (r0 + 16 * j + rr) * K + kb * 32);
+            for (int i = 0; i < 8; i++) { /* per 128-bit lane: (r0[0] r1[0] r0[1] r1[1]), (r0[2] r1[2] r0[3] r1[3]) */
+                a[2 * i] = _mm512_unpacklo_epi32(r[2 * i], r[2 * i + 1]);
+                a[2 * i + 1] = _mm512_unpackhi_epi32(r[2 * i], r[2 * i + 1]);
+            }
+            for (int i = 0; i < 4; i++) { /* b[4i + c], lane L: rows 4i .. 4i+3 of pair 4L + c */
+                b[4 * i] = _mm512_unpacklo_epi64(a[4 * i], a[4 * i + 2]);
+                b[4 * i + 1] = _mm512_unpackhi_epi64(a[4 * i], a[4 * i + 2]);
+                b[4 * i + 2] = _mm512_unpacklo_epi64(a[4 * i + 1], a[4 * i + 3]);
+                b[4 * i + 3] = _mm512_unpackhi_epi64(a[4 * i + 1], a[4 * i + 3]);
+            }
+            uint32_t *dst = Bv + (kb * 2 + j) * 256;
+            for (int c = 0; c < 4; c++) { /* pair 4L + c gathers lane L of b[c], b[4 + c], b[8 + c], b[12 + c] */
+                __m512i e0 = _mm512_shuffle_i32x4(b[c], b[4 + c], 0x88), e1 = _mm512_shuffle_i32x4(b[c], b[4 + c], 0xdd);
+                __m512i f0 = _mm512_shuffle_i32x4(b[8 + c], b[12 + c], 0x88), f1 = _mm512_shuffle_i32x4(b[8 + c], b[12 + c], 0xdd);
+                _mm512_storeu_si512(dst + (0 + c) * 16, _mm512_shuffle_i32x4(e0, f0, 0x88));
+                _mm512_storeu_si512(dst + (4 + c) * 16, _mm512_shuffle_i32x4(e1, f1, 0x88));
+                _mm512_storeu_si512(dst + (8 + c) * 16, _mm512_shuffle_i32x4(e0, f0, 0xdd));
+                _mm512_storeu_si512(dst + (12 + c) * 16, _mm512_shuffle_i32x4(e1, f1, 0xdd));
+            }
+        }
+}
+
+/* Block of weight rows [r0, r0 + 32) in AMX's pair-interleaved layout (see repack_panel_any()). */
+static void repack_panel(const uint16_t *W, int64_t rows, int64_t K, int64_t r0, int64_t Kp, uint32_t *Bv) {
+    if (r0 + 32 <= rows && K % 32 == 0) repack_panel_full(W, K, r0, Bv); /* AMX CPUs all have AVX-512F */
+    else repack_panel_any(W, rows, K, r0, Kp, Bv);
 }
 
 /* Round-to-nearest-even fp32 → bf16. */

@@ -128,7 +128,8 @@ static void test_gemv_variants(void) {
 /* cpu_linear: the sgemm path (T > CPU_GEMV_MAX_ROWS) equals the GEMV path, for each dtype. */
 static void test_linear_paths(void) {
     const Mamba2DType dts[] = {MAMBA2_BF16, MAMBA2_F16, MAMBA2_F32};
-    const struct { int rows, K, T; } shapes[] = {{300, 72, 21}, {70, 4100, 40}}; /* tails in rows, K and T */
+    /* tails in rows, K and T; K = 256: whole 32-column blocks, the AMX repack's fast path (rows 0..95) */
+    const struct { int rows, K, T; } shapes[] = {{300, 72, 21}, {70, 4100, 40}, {100, 256, 33}};
     for (int gemm = 0; gemm < 2; gemm++) { /* 0: sgemm on fp32 panels, 1: AMX (bf16 weights only) */
         if (gemm == 1 && !cpu_amx_available()) {
             printf("\n    AMX: not on this CPU (or not granted), its GEMM is not exercised here");
