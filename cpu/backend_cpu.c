@@ -32,8 +32,23 @@
 #include "roofline.h"
 #include "ssd_chunked_blas.h"
 
-/** Prefill runs in slices of at most this many tokens (rounded up to a multiple of the chunk size). */
+/** Prefill runs in slices of at most this many tokens (rounded up to a multiple of the chunk length). */
 #define PREFILL_SLICE 1024
+
+/**
+ * The longest chunk the CPU's chunked SSD uses. The chunked form gives the same result for any
+ * chunk length (ref/ssd.c, tests/test_ssd.c); the model's chunk_size (256 for the 7B) suits GPU
+ * tensor cores, but here the chunk products are small sgemms whose cost grows with the chunk:
+ * their share of a 512-token prefill of the 8-layer 7B-width checkpoint measured (perf) 17 % at
+ * 256, 14 % at 128, 10 % at 64 and 7 % at 32.
+ */
+#define CPU_SSD_CHUNK 64
+
+/** The chunk length of the CPU's chunked SSD: the model's, at most CPU_SSD_CHUNK. */
+static int ssd_chunk(const Mamba2Config *c) {
+    int Q = c->chunk_size > 0 ? c->chunk_size : 1;
+    return Q < CPU_SSD_CHUNK ? Q : CPU_SSD_CHUNK;
+}
 
 /** The small weights of one layer, widened to fp32 once. */
 typedef struct {
@@ -104,7 +119,7 @@ static int reserve(CpuBackend *cb, int rows, int ssd_tokens, Mamba2Error *err) {
         cb->cap = rows;
     }
     SSDDims d = {ssd_tokens, c->n_heads, c->head_dim, c->n_groups, c->d_state};
-    if (ssd_tokens > 0 && cpu_ssd_reserve(&cb->ssd, d, c->chunk_size, cb->nt))
+    if (ssd_tokens > 0 && cpu_ssd_reserve(&cb->ssd, d, ssd_chunk(c), cb->nt))
         return mamba2_fail(err, "out of memory for the SSD work space of %d tokens", ssd_tokens);
     return 0;
 }
@@ -163,7 +178,7 @@ static void layer_prefill(CpuBackend *cb, int l, Mamba2State *st, int n) {
 
     /* y = SSD(x, dt, A, B, C) + D·x, reading x, B, C in place from xBC' */
     SSDDims dims = {n, c->n_heads, c->head_dim, c->n_groups, c->d_state};
-    cpu_ssd_chunked(dims, c->chunk_size, cb->xbc, c->conv_dim, cb->dt, L->A, L->D, cb->xbc + d_in,
+    cpu_ssd_chunked(dims, ssd_chunk(c), cb->xbc, c->conv_dim, cb->dt, L->A, L->D, cb->xbc + d_in,
                     cb->xbc + d_in + GN, c->conv_dim, st->ssm + (size_t)l * c->n_heads * c->head_dim * c->d_state,
                     cb->y, d_in, &cb->ssd, cb->nt);
 
@@ -206,7 +221,7 @@ static int prefill_impl(CpuBackend *cb, Mamba2State *st, const int32_t *tokens, 
 }
 
 static int prefill_slice(const Mamba2Config *c) {
-    int Q = c->chunk_size > 0 ? c->chunk_size : 1;
+    int Q = ssd_chunk(c);
     return (PREFILL_SLICE + Q - 1) / Q * Q;
 }
 
