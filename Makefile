@@ -110,6 +110,10 @@ $(BUILD)/bench_gpu_kernels: $(BUILD)/bench/gpu_kernels.o $(LIB)
 $(BUILD)/bench_model: $(BUILD)/bench/model_bench.o $(LIB)
 	$(CC) $(LDFLAGS) $^ -o $@ $(LINK_DEPS) $(CUDA_LIBS)
 
+# AMX on this CPU: peak, the cost of tile loads, and the CPU path's AMX GEMM (CPU builds only).
+$(BUILD)/bench_cpu_amx: $(BUILD)/bench/cpu_amx.o $(LIB)
+	$(CC) $(LDFLAGS) $^ -o $@ $(LINK_DEPS) $(CUDA_LIBS)
+
 $(BUILD)/bench/%.o: CFLAGS += -Igpu $(if $(CUDA_HOME),-I$(CUDA_HOME)/include)
 
 # The GPU suite alone (on the GPU machine; without a GPU it reports itself inactive).
