@@ -330,6 +330,9 @@ static AVX512_TARGET void gemv_avx512(Mamba2DType dt, const void *W, int64_t K, 
 
 /* ------------------------------------------------------------------ entry points */
 
+/** Rows per block of work in cpu_gemv() (a multiple of 4, the register block; 2 MiB of bf16 at K = 4096). */
+#define GEMV_BLOCK_ROWS 256
+
 void cpu_gemv_rows(CpuIsa isa, const Mamba2Tensor *W, int64_t r0, int64_t n, const float *x, int64_t ldx, int B,
                    float *y, int64_t ldy, int accumulate) {
     int64_t K = W->shape[1];
@@ -343,15 +346,15 @@ void cpu_gemv(const Mamba2Tensor *W, const float *x, int64_t ldx, int B, float *
               int n_threads) {
     static int isa = -1; /* detected once; a benign race (every thread writes the same value) */
     if (isa < 0) isa = (int)cpu_isa_active();
-    int64_t rows = W->shape[0];
-    /* Each thread streams one contiguous block of rows (a multiple of 4, so register blocks stay
-     * whole). Measured here: as fast as handing out 256-512 KiB blocks dynamically, and simpler. */
-#pragma omp parallel num_threads(n_threads)
-    {
-        int nt = omp_get_num_threads(), id = omp_get_thread_num();
-        int64_t per = (rows + nt - 1) / nt;
-        per = (per + 3) / 4 * 4;
-        int64_t r0 = (int64_t)id * per, r1 = r0 + per < rows ? r0 + per : rows;
-        if (r0 < r1) cpu_gemv_rows((CpuIsa)isa, W, r0, r1 - r0, x, ldx, B, y + r0, ldy, accumulate);
+    int64_t rows = W->shape[0], n_blocks = (rows + GEMV_BLOCK_ROWS - 1) / GEMV_BLOCK_ROWS;
+    /* Blocks of GEMV_BLOCK_ROWS rows handed out on demand: each row is still computed whole by one
+     * thread (so the result does not depend on the thread count), and a thread slowed down by
+     * another tenant of the host no longer makes the other wait at the end (measured on the
+     * shared 2-core Xeon, 8-layer 7B-width decode, three alternating pairs of runs: 99.4-114.5
+     * ms/step against 99.7-122.8 for one contiguous share per thread). */
+#pragma omp parallel for num_threads(n_threads) schedule(dynamic, 1)
+    for (int64_t i = 0; i < n_blocks; i++) {
+        int64_t r0 = i * GEMV_BLOCK_ROWS, r1 = r0 + GEMV_BLOCK_ROWS < rows ? r0 + GEMV_BLOCK_ROWS : rows;
+        cpu_gemv_rows((CpuIsa)isa, W, r0, r1 - r0, x, ldx, B, y + r0, ldy, accumulate);
     }
 }

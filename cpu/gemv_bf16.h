@@ -57,10 +57,10 @@ void cpu_gemv_rows(CpuIsa isa, const Mamba2Tensor *W, int64_t r0, int64_t n, con
                    float *y, int64_t ldy, int accumulate);
 
 /**
- * @brief The whole product y = W·x for B vectors, rows split evenly over @p n_threads OpenMP threads.
+ * @brief The whole product y = W·x for B vectors, blocks of rows handed out to @p n_threads OpenMP threads.
  *
- * y[b·ldy + r] (+)= Σ_k W[r][k] · x[b·ldx + k] for every row r of W. Each thread streams one
- * contiguous block of rows, so each weight byte is read from memory once per call.
+ * y[b·ldy + r] (+)= Σ_k W[r][k] · x[b·ldx + k] for every row r of W. Each thread streams the
+ * contiguous blocks of rows it takes, so each weight byte is read from memory once per call.
  */
 void cpu_gemv(const Mamba2Tensor *W, const float *x, int64_t ldx, int B, float *y, int64_t ldy, int accumulate,
               int n_threads);
