@@ -130,12 +130,15 @@ static void test_linear_paths(void) {
     const Mamba2DType dts[] = {MAMBA2_BF16, MAMBA2_F16, MAMBA2_F32};
     /* tails in rows, K and T; K = 256: whole 32-column blocks, the AMX repack's fast path (rows 0..95) */
     const struct { int rows, K, T; } shapes[] = {{300, 72, 21}, {70, 4100, 40}, {100, 256, 33}};
+    const char *was = getenv("MAMBA2_CPU_GEMM"); /* restored afterwards: the other tests run as asked */
+    char *saved = was ? strdup(was) : NULL;
     for (int gemm = 0; gemm < 2; gemm++) { /* 0: sgemm on fp32 panels, 1: AMX (bf16 weights only) */
         if (gemm == 1 && !cpu_amx_available()) {
             printf("\n    AMX: not on this CPU (or not granted), its GEMM is not exercised here");
             continue;
         }
         if (gemm == 0) setenv("MAMBA2_CPU_GEMM", "sgemm", 1);
+        else unsetenv("MAMBA2_CPU_GEMM");
         for (size_t si = 0; si < sizeof shapes / sizeof *shapes; si++)
             for (int di = 0; di < 3; di++) {
                 if (gemm == 1 && dts[di] != MAMBA2_BF16) continue;
@@ -166,8 +169,10 @@ static void test_linear_paths(void) {
                 CU_ASSERT(err <= tol);
                 free(raw), free(x), free(y1), free(y2), free(scratch);
             }
-        if (gemm == 0) unsetenv("MAMBA2_CPU_GEMM");
     }
+    if (saved) setenv("MAMBA2_CPU_GEMM", saved, 1);
+    else unsetenv("MAMBA2_CPU_GEMM");
+    free(saved);
     printf("\n");
 }
 
