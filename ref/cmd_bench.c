@@ -13,7 +13,8 @@
  * before every timed repetition, so that the ceilings and the speeds come from the same minutes
  * of a machine whose bandwidth may drift (shared hosts); the median of those measurements is the
  * ceiling each figure is divided by. Timed figures are medians over --reps repetitions after a
- * warm-up run.
+ * warm-up run, printed with the fastest and the slowest repetition beside them (on a shared host
+ * the spread says how far to trust the median).
  */
 #include <getopt.h>
 #include <stdio.h>
@@ -146,7 +147,9 @@ int cmd_bench(int argc, char **argv) {
     Mamba2State *sts = NULL, **ptrs = NULL;
     int n_states = 0;
     Ceilings ceilings = {0};
-    double prefill_s = 0, *step_s = calloc(n_batches, sizeof *step_s);
+    /* medians, and the fastest and slowest repetition (median() sorts: t[0] and t[reps - 1]) */
+    double prefill_s = 0, prefill_lo = 0, prefill_hi = 0, *step_s = calloc(3 * (size_t)n_batches, sizeof *step_s);
+    double *step_lo = step_s + n_batches, *step_hi = step_lo + n_batches;
     /* Refuse up front a batch or a prompt that does not fit: B states, B rows of logits, and the
      * buffers of a prefill of the prompt (host paths) or of a batched step. */
     int most = 1;
@@ -202,7 +205,7 @@ int cmd_bench(int argc, char **argv) {
             if (b->prefill(b, &sts[0], tok, (int)prompt, logits, 0, &e)) goto fail;
             if (r >= 0) t[r] = cli_now() - t0;
         }
-        prefill_s = median(t, (int)reps);
+        prefill_s = median(t, (int)reps), prefill_lo = t[0], prefill_hi = t[reps - 1];
     }
 
     /* decode: B sequences after a 16-token prompt each, greedy, gen steps per repetition */
@@ -224,7 +227,7 @@ int cmd_bench(int argc, char **argv) {
             }
             if (r >= 0) t[r] = (cli_now() - t0) / gen;
         }
-        step_s[k] = median(t, (int)reps);
+        step_s[k] = median(t, (int)reps), step_lo[k] = t[0], step_hi[k] = t[reps - 1];
     }
     fill_tokens(tok, (int)prompt, V, 1);
 
@@ -244,14 +247,18 @@ int cmd_bench(int argc, char **argv) {
                    "\"gemm_gflops_range\": [%.2f, %.2f], \"cpu_gemm_kernel\": \"%s\"",
                    bw, bw_lo, bw_hi, gemm, gemm_lo, gemm_hi, cpu_gemm_kernel());
         if (do_prefill)
-            printf(", \"prefill\": {\"tokens\": %ld, \"ms\": %.2f, \"tok_s\": %.2f, \"gflops\": %.2f%s", prompt,
-                   prefill_s * 1e3, prompt / prefill_s, prefill_flop / prefill_s / 1e9, ceilings.n ? "" : "}");
+            printf(", \"prefill\": {\"tokens\": %ld, \"ms\": %.2f, \"ms_range\": [%.2f, %.2f], \"tok_s\": %.2f, "
+                   "\"gflops\": %.2f%s",
+                   prompt, prefill_s * 1e3, prefill_lo * 1e3, prefill_hi * 1e3, prompt / prefill_s,
+                   prefill_flop / prefill_s / 1e9, ceilings.n ? "" : "}");
         if (do_prefill && ceilings.n) printf(", \"of_gemm\": %.4f}", prefill_flop / prefill_s / 1e9 / gemm);
         printf(", \"decode\": [");
         for (int k = 0; k < n_batches; k++) {
             double bytes = step_base + batch_list[k] * emb_row;
-            printf("%s{\"batch\": %d, \"ms_per_step\": %.3f, \"tok_s\": %.2f, \"gbps\": %.2f", k ? ", " : "",
-                   batch_list[k], step_s[k] * 1e3, batch_list[k] / step_s[k], bytes / step_s[k] / 1e9);
+            printf("%s{\"batch\": %d, \"ms_per_step\": %.3f, \"ms_per_step_range\": [%.3f, %.3f], \"tok_s\": %.2f, "
+                   "\"gbps\": %.2f",
+                   k ? ", " : "", batch_list[k], step_s[k] * 1e3, step_lo[k] * 1e3, step_hi[k] * 1e3,
+                   batch_list[k] / step_s[k], bytes / step_s[k] / 1e9);
             if (ceilings.n) printf(", \"of_read\": %.4f", bytes / step_s[k] / 1e9 / bw);
             printf("}");
         }
@@ -265,15 +272,18 @@ int cmd_bench(int argc, char **argv) {
                    "GEMM %.1f GFLOP/s [%.1f .. %.1f] (CPU GEMM: %s)\n",
                    ceilings.n, bw, bw_lo, bw_hi, gemm, gemm_lo, gemm_hi, cpu_gemm_kernel());
         if (do_prefill) {
-            printf("prefill %ld tokens: %.1f ms, %.1f tok/s, %.1f GFLOP/s (%.2f GFLOP/token: the layers' weight matrices)",
-                   prompt, prefill_s * 1e3, prompt / prefill_s, prefill_flop / prefill_s / 1e9, prefill_flop / prompt / 1e9);
+            printf("prefill %ld tokens: %.1f ms [%.1f .. %.1f], %.1f tok/s, %.1f GFLOP/s (%.2f GFLOP/token: the layers' "
+                   "weight matrices)",
+                   prompt, prefill_s * 1e3, prefill_lo * 1e3, prefill_hi * 1e3, prompt / prefill_s,
+                   prefill_flop / prefill_s / 1e9, prefill_flop / prompt / 1e9);
             if (ceilings.n) printf(" = %.0f%% of the GEMM ceiling", 100 * prefill_flop / prefill_s / 1e9 / gemm);
             printf("\n");
         }
-        printf("%6s %10s %10s %10s %10s\n", "batch", "ms/step", "tok/s", "GB/s", "of read");
+        printf("%6s %10s %21s %10s %10s %10s\n", "batch", "ms/step", "[fastest .. slowest]", "tok/s", "GB/s", "of read");
         for (int k = 0; k < n_batches; k++) {
             double bytes = step_base + batch_list[k] * emb_row, gbps = bytes / step_s[k] / 1e9;
-            printf("%6d %10.2f %10.2f %10.2f", batch_list[k], step_s[k] * 1e3, batch_list[k] / step_s[k], gbps);
+            printf("%6d %10.2f   [%7.2f .. %7.2f] %10.2f %10.2f", batch_list[k], step_s[k] * 1e3, step_lo[k] * 1e3,
+                   step_hi[k] * 1e3, batch_list[k] / step_s[k], gbps);
             if (ceilings.n) printf(" %9.0f%%", 100 * gbps / bw);
             printf("\n");
         }
