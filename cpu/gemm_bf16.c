@@ -52,9 +52,14 @@ void cpu_convert_rows(const Mamba2Tensor *W, int64_t r0, int64_t n, float *out) 
 
 size_t cpu_linear_scratch_floats(int n_threads, int64_t K) { return (size_t)n_threads * CPU_GEMM_PANEL_ROWS * K; }
 
+int cpu_linear_uses_gemv(const Mamba2Tensor *W, int T) {
+    if (W->dtype == MAMBA2_BF16 && cpu_amx_active()) return T <= CPU_GEMV_MAX_ROWS_AMX;
+    return T <= CPU_GEMV_MAX_ROWS;
+}
+
 void cpu_linear(const Mamba2Tensor *W, const float *X, int64_t ldx, int T, float *Y, int64_t ldy, int accumulate,
                 float *scratch, int n_threads) {
-    if (T <= CPU_GEMV_MAX_ROWS) {
+    if (cpu_linear_uses_gemv(W, T)) {
         cpu_gemv(W, X, ldx, T, Y, ldy, accumulate, n_threads);
         return;
     }
