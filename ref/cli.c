@@ -108,6 +108,24 @@ int cli_error(const char *cmd, int status, const char *fmt, ...) {
     return status;
 }
 
+char *cli_read_stdin(long *len) {
+    size_t cap = 1 << 16, n = 0, k;
+    char *buf = malloc(cap);
+    while (buf && (k = fread(buf + n, 1, cap - n, stdin)) > 0) {
+        n += k;
+        if (n == cap) {
+            char *more = realloc(buf, cap *= 2);
+            if (!more) {
+                free(buf);
+                return NULL;
+            }
+            buf = more;
+        }
+    }
+    if (buf) *len = (long)n;
+    return buf;
+}
+
 double cli_now(void) {
     struct timespec ts;
     clock_gettime(CLOCK_MONOTONIC, &ts);

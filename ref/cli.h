@@ -54,6 +54,12 @@ int cli_error(const char *cmd, int status, const char *fmt, ...)
 #endif
     ;
 
+/**
+ * @brief All of standard input in a heap buffer (the caller frees it), its length in @p len.
+ * @return the buffer, or NULL when out of memory.
+ */
+char *cli_read_stdin(long *len);
+
 /** Seconds on a monotonic clock. */
 double cli_now(void);
 

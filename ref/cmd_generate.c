@@ -57,25 +57,6 @@ static void help(FILE *f) {
             MAX_STOPS, mamba2_backend_names());
 }
 
-/* Read all of standard input into a heap buffer. */
-static char *read_stdin(long *len) {
-    size_t cap = 1 << 16, n = 0, k;
-    char *buf = malloc(cap);
-    while (buf && (k = fread(buf + n, 1, cap - n, stdin)) > 0) {
-        n += k;
-        if (n == cap) {
-            char *more = realloc(buf, cap *= 2);
-            if (!more) {
-                free(buf);
-                return NULL;
-            }
-            buf = more;
-        }
-    }
-    if (buf) *len = (long)n;
-    return buf;
-}
-
 static int parse_float(const char *opt, const char *s, float *out) {
     char *end;
     double v = strtod(s, &end);
@@ -243,7 +224,7 @@ int cmd_generate(int argc, char **argv) {
         const char *text = prompt;
         long len = prompt ? (long)strlen(prompt) : 0;
         if (prompt_file) {
-            file_text = strcmp(prompt_file, "-") ? mamba2_read_file(prompt_file, &len, &err) : read_stdin(&len);
+            file_text = strcmp(prompt_file, "-") ? mamba2_read_file(prompt_file, &len, &err) : cli_read_stdin(&len);
             if (!file_text) return cli_error("generate", 1, "%s", err.msg[0] ? err.msg : "cannot read standard input");
             text = file_text;
             file_len = len;

@@ -37,25 +37,6 @@ static void detokenize_help(FILE *f) {
             "  -h, --help    this text\n");
 }
 
-/* Read all of standard input into a heap buffer. */
-static char *read_stdin(long *len) {
-    size_t cap = 1 << 16, n = 0, k;
-    char *buf = malloc(cap);
-    while (buf && (k = fread(buf + n, 1, cap - n, stdin)) > 0) {
-        n += k;
-        if (n == cap) {
-            char *more = realloc(buf, cap *= 2);
-            if (!more) {
-                free(buf);
-                return NULL;
-            }
-            buf = more;
-        }
-    }
-    if (buf) *len = (long)n;
-    return buf;
-}
-
 int cmd_tokenize(int argc, char **argv) {
     static const struct option opts[] = {
         {"text", 1, 0, 't'}, {"file", 1, 0, 'f'}, {"no-bos", 0, 0, 'n'}, {"help", 0, 0, 'h'}, {0, 0, 0, 0}};
@@ -80,7 +61,7 @@ int cmd_tokenize(int argc, char **argv) {
     char *data = NULL;
     long len = 0;
     if (file) {
-        data = strcmp(file, "-") ? mamba2_read_file(file, &len, &err) : read_stdin(&len);
+        data = strcmp(file, "-") ? mamba2_read_file(file, &len, &err) : cli_read_stdin(&len);
         if (!data) return cli_error("tokenize", 1, "%s", err.msg[0] ? err.msg : "cannot read standard input");
         text = data;
     } else {

@@ -109,34 +109,28 @@ static int cand_cmp(const void *x, const void *y) {
     return cand_before(a, b) ? -1 : cand_before(b, a) ? 1 : 0;
 }
 
+/* Restore the heap of c[0..k) (the worst candidate on top) below position j. */
+static void sift_down(Mamba2Candidate *c, int k, int j) {
+    for (;;) {
+        int l = 2 * j + 1, r = l + 1, m = j;
+        if (l < k && cand_before(&c[m], &c[l])) m = l;
+        if (r < k && cand_before(&c[m], &c[r])) m = r;
+        if (m == j) return;
+        Mamba2Candidate t = c[j];
+        c[j] = c[m];
+        c[m] = t;
+        j = m;
+    }
+}
+
 /* Move the k best of c[0..n) to c[0..k), sorted: a min-heap of the best k seen so far, O(n log k). */
 static void keep_top_k(Mamba2Candidate *c, int n, int k) {
     /* heap in c[0..k): c[0] is the worst of the k kept */
-    for (int i = k / 2 - 1; i >= 0; i--) {
-        for (int j = i;;) {
-            int l = 2 * j + 1, r = l + 1, m = j;
-            if (l < k && cand_before(&c[m], &c[l])) m = l;
-            if (r < k && cand_before(&c[m], &c[r])) m = r;
-            if (m == j) break;
-            Mamba2Candidate t = c[j];
-            c[j] = c[m];
-            c[m] = t;
-            j = m;
-        }
-    }
+    for (int i = k / 2 - 1; i >= 0; i--) sift_down(c, k, i);
     for (int i = k; i < n; i++) {
         if (!cand_before(&c[i], &c[0])) continue;
         c[0] = c[i];
-        for (int j = 0;;) {
-            int l = 2 * j + 1, r = l + 1, m = j;
-            if (l < k && cand_before(&c[m], &c[l])) m = l;
-            if (r < k && cand_before(&c[m], &c[r])) m = r;
-            if (m == j) break;
-            Mamba2Candidate t = c[j];
-            c[j] = c[m];
-            c[m] = t;
-            j = m;
-        }
+        sift_down(c, k, 0);
     }
     qsort(c, (size_t)k, sizeof *c, cand_cmp);
 }
