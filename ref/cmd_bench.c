@@ -56,6 +56,37 @@ static void help(FILE *f) {
             mamba2_backend_names());
 }
 
+/** Tokens of the prompt each sequence of the decode measurement starts from. */
+#define DECODE_PROMPT 16
+
+/* --batch B[,B2..]: a comma-separated list of batch sizes, each in [1, 4096] (the message names
+ * the bad one). On success *list (caller frees) holds *n sizes. */
+static int parse_batches(const char *s, int **list, int *n) {
+    size_t len = strlen(s);
+    char *copy = malloc(len + 1);
+    int *out = malloc((len / 2 + 1) * sizeof *out); /* at most one size per two characters, and one */
+    if (!copy || !out) {
+        free(copy), free(out);
+        return cli_error("bench", 2, "out of memory");
+    }
+    memcpy(copy, s, len + 1);
+    int k = 0;
+    for (char *tok = copy, *comma;; tok = comma + 1) {
+        comma = strchr(tok, ',');
+        if (comma) *comma = 0;
+        long v;
+        if (cli_parse_int("--batch", tok, 1, 4096, &v)) {
+            free(copy), free(out);
+            return -1;
+        }
+        out[k++] = (int)v;
+        if (!comma) break;
+    }
+    free(copy);
+    *list = out, *n = k;
+    return 0;
+}
+
 /* Deterministic token ids in [3, V) (a linear congruential sequence). */
 static void fill_tokens(int32_t *t, int n, int V, unsigned seed) {
     for (int i = 0; i < n; i++) {
@@ -123,14 +154,9 @@ int cmd_bench(int argc, char **argv) {
         help(stderr);
         return 2;
     }
-    int32_t *batch_list = NULL, n_batches = 0;
+    int *batch_list = NULL, n_batches = 0;
     Mamba2Error e = {{0}};
-    if (cli_parse_ids(batches, &batch_list, &n_batches, &e)) return cli_error("bench", 2, "--batch: %s", e.msg);
-    for (int i = 0; i < n_batches; i++)
-        if (batch_list[i] < 1 || batch_list[i] > 4096) {
-            free(batch_list);
-            return cli_error("bench", 2, "--batch: %d is not in [1, 4096]", batch_list[i]);
-        }
+    if (parse_batches(batches, &batch_list, &n_batches)) return 2;
 
     Mamba2Model m;
     if (cli_load_model(argv[optind], &m)) {
@@ -177,7 +203,7 @@ int cmd_bench(int argc, char **argv) {
 
     int max_b = 1;
     for (int i = 0; i < n_batches; i++) max_b = batch_list[i] > max_b ? batch_list[i] : max_b;
-    tok = malloc((size_t)prompt * sizeof *tok);
+    tok = malloc((size_t)(prompt > DECODE_PROMPT ? prompt : DECODE_PROMPT) * sizeof *tok);
     next = malloc((size_t)max_b * sizeof *next);
     logits = malloc((size_t)V * max_b * sizeof *logits);
     sts = calloc(max_b, sizeof *sts);
@@ -208,14 +234,14 @@ int cmd_bench(int argc, char **argv) {
         prefill_s = median(t, (int)reps), prefill_lo = t[0], prefill_hi = t[reps - 1];
     }
 
-    /* decode: B sequences after a 16-token prompt each, greedy, gen steps per repetition */
+    /* decode: B sequences after a DECODE_PROMPT-token prompt each, greedy, gen steps per repetition */
     for (int k = 0; k < n_batches; k++) {
         int nb = batch_list[k];
         double t[64];
         for (int i = 0; i < nb; i++) {
             mamba2_state_reset(&sts[i]);
-            fill_tokens(tok, 16, V, 100 + i);
-            if (b->prefill(b, &sts[i], tok, 16, logits, 0, &e)) goto fail;
+            fill_tokens(tok, DECODE_PROMPT, V, 100 + i);
+            if (b->prefill(b, &sts[i], tok, DECODE_PROMPT, logits, 0, &e)) goto fail;
             next[i] = argmax(logits, V);
         }
         for (int r = -1; r < reps; r++) {

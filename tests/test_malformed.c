@@ -548,6 +548,16 @@ static void test_cli_resources(void) {
     snprintf(args, cap, "bench %s --backend ref --batch 4096 --prompt-len 4 --gen-len 1 --reps 1", dir);
     CU_ASSERT_EQUAL(run_cli(dir, "MAMBA2_MAX_MEMORY=1M", args, msg, sizeof msg), 1);
     EXPECT_MSG(msg, "a batch of 4096 sequences", "needs", "have 1.0 MiB");
+    /* bench: a bad size in a batch list is named; a prompt shorter than the decode measurement's
+     * own prompt, with several batches, runs (it once overflowed the token buffer) */
+    snprintf(args, cap, "bench %s --backend ref --batch 1,0 --prompt-len 4 --gen-len 1 --reps 1", dir);
+    CU_ASSERT_EQUAL(run_cli(dir, NULL, args, msg, sizeof msg), 2);
+    EXPECT_MSG(msg, "--batch expects an integer in [1, 4096], got '0'");
+    snprintf(args, cap, "bench %s --backend ref --batch 2,x --prompt-len 4 --gen-len 1 --reps 1", dir);
+    CU_ASSERT_EQUAL(run_cli(dir, NULL, args, msg, sizeof msg), 2);
+    EXPECT_MSG(msg, "got 'x'");
+    snprintf(args, cap, "bench %s --backend ref --batch 1,2,3 --prompt-len 4 --gen-len 1 --reps 1", dir);
+    CU_ASSERT_EQUAL(run_cli(dir, NULL, args, msg, sizeof msg), 0);
     /* generate and check */
     snprintf(args, cap, "generate %s --ids '1 2 3' -n 2", dir);
     CU_ASSERT_EQUAL(run_cli(dir, "MAMBA2_MAX_MEMORY=1K", args, msg, sizeof msg), 1);
