@@ -77,11 +77,19 @@ static double time_decode(Mamba2Backend *b, Mamba2State **states, int nb, int st
     return (cli_now() - t0) / steps;
 }
 
-static int parse_list(const char *s, double *out, int max) {
+/* A comma-separated list of at most max numbers in [lo, hi] (whole numbers when integer) for option
+ * opt; how many, or -1 (printed). */
+static int parse_list(const char *opt, const char *s, double *out, int max, double lo, double hi, int integer) {
     int n = 0;
-    while (s && *s && n < max) {
+    while (s && *s) {
         char *end;
-        out[n++] = strtod(s, &end);
+        double v = strtod(s, &end);
+        if (end == s || (*end && *end != ',') || !(v >= lo && v <= hi) || (integer && v != (long)v) || n == max) {
+            fprintf(stderr, "bench_model: %s expects at most %d %s in [%g, %g] separated by commas, got '%s'\n", opt,
+                    max, integer ? "integers" : "numbers", lo, hi, s);
+            return -1;
+        }
+        out[n++] = v;
         s = *end ? end + 1 : end;
     }
     return n;
@@ -94,16 +102,17 @@ int main(int argc, char **argv) {
                                          {0, 0, 0, 0}};
     const char *backend = "gpu", *batches = "1", *positions = NULL, *limits = NULL, *json_path = NULL;
     int prompt = 4096, gen = 64, state_bf16 = 0, threads = 0, c;
+    long v;
     while ((c = getopt_long(argc, argv, "", opts, NULL)) != -1) switch (c) {
         case 'b': backend = optarg; break;
-        case 'p': prompt = atoi(optarg); break;
-        case 'g': gen = atoi(optarg); break;
+        case 'p': if (cli_parse_int("--prompt-len", optarg, 1, 1 << 20, &v)) return 2; prompt = (int)v; break;
+        case 'g': if (cli_parse_int("--gen-len", optarg, 1, 1 << 20, &v)) return 2; gen = (int)v; break;
         case 'B': batches = optarg; break;
         case 's': state_bf16 = 1; break;
         case 'P': positions = optarg; break;
         case 'm': limits = optarg; break;
         case 'j': json_path = optarg; break;
-        case 't': threads = atoi(optarg); break;
+        case 't': if (cli_parse_int("--threads", optarg, 1, 4096, &v)) return 2; threads = (int)v; break;
         default: fprintf(stderr, "see the usage at the top of bench/model_bench.c\n"); return 2;
         }
     if (optind != argc - 1 || prompt < 1 || gen < 1) {
@@ -111,6 +120,12 @@ int main(int argc, char **argv) {
                         "[--state-bf16] [--positions 1024,..] [--mem-limit GB,..] [--json FILE]\n");
         return 2;
     }
+    /* the lists, checked before anything is loaded */
+    double bl[16], pl[16], ml[8];
+    int nbl = parse_list("--batch", batches, bl, 16, 1, 4096, 1);
+    int npl = positions ? parse_list("--positions", positions, pl, 16, 1, 1e9, 1) : 0;
+    int nml = limits ? parse_list("--mem-limit", limits, ml, 8, 0.001, 1e6, 0) : 0;
+    if (nbl < 0 || npl < 0 || nml < 0) return 2;
     Mamba2Model m;
     if (cli_load_model(argv[optind], &m)) return 1;
     const Mamba2Config *cfg = &m.cfg;
@@ -148,9 +163,9 @@ int main(int argc, char **argv) {
                     b->name, params, weight_bytes, bw, gemm, state_bf16);
 
     /* prefill */
-    int32_t *tok = malloc((size_t)prompt * sizeof *tok);
+    int32_t *tok = malloc((size_t)(prompt > 16 ? prompt : 16) * sizeof *tok); /* decode starts from 16 of them */
     float *logits = malloc((size_t)cfg->vocab_size * 256 * sizeof *logits);
-    fill_tokens(tok, prompt, cfg->vocab_size, 1);
+    fill_tokens(tok, prompt > 16 ? prompt : 16, cfg->vocab_size, 1);
     Mamba2State st;
     if (mamba2_state_init(&st, cfg, &e)) return cli_error("bench", 1, "%s", e.msg);
     double tp = time_prefill(b, &st, tok, prompt, logits, 3, &e);
@@ -162,8 +177,6 @@ int main(int argc, char **argv) {
     if (js) fprintf(js, ", \"prefill\": {\"tokens\": %d, \"ms\": %.3f, \"tok_s\": %.1f}", prompt, tp * 1e3, prompt / tp);
 
     /* decode at each batch size */
-    double bl[16];
-    int nbl = parse_list(batches, bl, 16);
     if (js) fprintf(js, ", \"decode\": [");
     printf("\n%6s %10s %10s %10s %9s %10s\n", "batch", "ms/step", "tok/s", "GB/s", "of copy", "GPU GiB");
     for (int k = 0; k < nbl; k++) {
@@ -189,8 +202,6 @@ int main(int argc, char **argv) {
 
     /* decode after long contexts: the state has the same size at every position */
     if (positions) {
-        double pl[16];
-        int npl = parse_list(positions, pl, 16);
         int chunk = 4096;
         int32_t *ctx = malloc(chunk * sizeof *ctx);
         mamba2_state_reset(&st);
@@ -215,8 +226,6 @@ int main(int argc, char **argv) {
 
     /* memory caps: the largest batch whose states fit beside the weights and buffers already held */
     if (limits) {
-        double ml[8];
-        int nml = parse_list(limits, ml, 8);
         double base = gpu_used_gib() * 1073741824.0; /* weights + work space + prefill buffers, measured */
         printf("\n%10s %8s %10s %10s\n", "cap GB", "batch", "tok/s", "GPU GiB");
         if (js) fprintf(js, ", \"mem_limit\": [");
