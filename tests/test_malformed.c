@@ -558,6 +558,10 @@ static void test_cli_resources(void) {
     EXPECT_MSG(msg, "got 'x'");
     snprintf(args, cap, "bench %s --backend ref --batch 1,2,3 --prompt-len 4 --gen-len 1 --reps 1", dir);
     CU_ASSERT_EQUAL(run_cli(dir, NULL, args, msg, sizeof msg), 0);
+    /* check: a misspelt backend is refused before anything runs */
+    snprintf(args, cap, "check %s --backends ref,cpuu --tokens 3", dir);
+    CU_ASSERT_EQUAL(run_cli(dir, NULL, args, msg, sizeof msg), 2);
+    EXPECT_MSG(msg, "unknown backend 'cpuu'", "this build has");
     /* generate and check */
     snprintf(args, cap, "generate %s --ids '1 2 3' -n 2", dir);
     CU_ASSERT_EQUAL(run_cli(dir, "MAMBA2_MAX_MEMORY=1K", args, msg, sizeof msg), 1);
