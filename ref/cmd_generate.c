@@ -51,6 +51,7 @@ static void help(FILE *f) {
             "running:\n"
             "  --backend NAME        %s (default ref)\n"
             "  --threads N           CPU threads for the cpu backend\n"
+            "  --state-in FILE       continue from a state saved by --state-out (of logits or generate)\n"
             "  --state-out FILE      save the state after the last token\n"
             "  -h, --help            this text\n"
             "Timings (prompt and generated tokens/s) and peak memory go to stderr.\n",
@@ -129,18 +130,20 @@ static int textout_flush(TextOut *o, int final) {
 }
 
 int cmd_generate(int argc, char **argv) {
-    enum { O_IDS = 256, O_BACKEND, O_THREADS, O_STATE_OUT, O_PROMPT_FILE, O_CHAT, O_NO_REASON, O_TOKENIZER,
+    enum { O_IDS = 256, O_BACKEND, O_THREADS, O_STATE_IN, O_STATE_OUT, O_PROMPT_FILE, O_CHAT, O_NO_REASON, O_TOKENIZER,
            O_NO_ECHO, O_TEMP, O_TOPK, O_TOPP, O_MINP, O_REP, O_REP_N, O_SEED, O_STOP, O_IGNORE_EOS };
     static const struct option opts[] = {
         {"ids", 1, 0, O_IDS},           {"max-tokens", 1, 0, 'n'},       {"backend", 1, 0, O_BACKEND},
         {"threads", 1, 0, O_THREADS},   {"state-out", 1, 0, O_STATE_OUT}, {"help", 0, 0, 'h'},
+        {"state-in", 1, 0, O_STATE_IN},
         {"prompt", 1, 0, 'p'},          {"prompt-file", 1, 0, O_PROMPT_FILE}, {"chat", 0, 0, O_CHAT},
         {"no-reasoning-suffix", 0, 0, O_NO_REASON}, {"tokenizer", 1, 0, O_TOKENIZER},
         {"no-echo", 0, 0, O_NO_ECHO},   {"temperature", 1, 0, O_TEMP},   {"top-k", 1, 0, O_TOPK},
         {"top-p", 1, 0, O_TOPP},        {"min-p", 1, 0, O_MINP},         {"repeat-penalty", 1, 0, O_REP},
         {"repeat-last-n", 1, 0, O_REP_N}, {"seed", 1, 0, O_SEED},        {"stop", 1, 0, O_STOP},
         {"ignore-eos", 0, 0, O_IGNORE_EOS}, {0, 0, 0, 0}};
-    const char *ids_text = NULL, *backend = "ref", *state_out = NULL, *prompt = NULL, *prompt_file = NULL;
+    const char *ids_text = NULL, *backend = "ref", *state_in = NULL, *state_out = NULL, *prompt = NULL,
+               *prompt_file = NULL;
     const char *tok_path = NULL;
     long n_gen = 256, threads = 0, v;
     int chat = 0, reason = 1, echo = 1, ignore_eos = 0, c;
@@ -155,6 +158,7 @@ int cmd_generate(int argc, char **argv) {
         case 'n': if (cli_parse_int("--max-tokens", optarg, 0, 65536, &n_gen)) return 2; break;
         case O_BACKEND: backend = optarg; break;
         case O_THREADS: if (cli_parse_int("--threads", optarg, 1, 4096, &threads)) return 2; break;
+        case O_STATE_IN: state_in = optarg; break;
         case O_STATE_OUT: state_out = optarg; break;
         case 'p': prompt = optarg; break;
         case O_PROMPT_FILE: prompt_file = optarg; break;
@@ -294,7 +298,7 @@ int cmd_generate(int argc, char **argv) {
         goto done;
     }
     if (mamba2_backend_create(backend, &m, &bo, &b, &err) || mamba2_state_init(&st, &m.cfg, &err) ||
-        mamba2_sampler_init(&smp, &sc, V, &err)) {
+        (state_in && mamba2_state_load(&st, &m.cfg, state_in, &err)) || mamba2_sampler_init(&smp, &sc, V, &err)) {
         cli_error("generate", 1, "%s", err.msg);
         goto done;
     }

@@ -14,6 +14,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/wait.h>
 #include <unistd.h>
 
 #include "backend.h"
@@ -182,6 +183,36 @@ static void test_fixtures_greedy(void) {
 }
 
 /* prefill(first k) → save → load into a fresh state → prefill(rest) equals one uninterrupted prefill. */
+/* Run a shell command; its standard output in out (cap bytes), its exit status returned. */
+static int run_capture(const char *cmd, char *out, size_t cap) {
+    FILE *p = popen(cmd, "r");
+    size_t n = p ? fread(out, 1, cap - 1, p) : 0;
+    out[n] = 0;
+    int st = p ? pclose(p) : -1;
+    return st != -1 && WIFEXITED(st) ? WEXITSTATUS(st) : -1;
+}
+
+/* The demo model through the program: 8 greedy tokens after a 4-token prompt, once in one run and
+ * once as a 2-token run saving its state and a second run continuing from it with the rest. */
+static void test_cli_state_in_out(void) {
+    char *dir = test_tmpdir();
+    char cmd[8192], whole[4096], part[4096];
+    const char *model = "data/stdlib-mamba2";
+    snprintf(cmd, sizeof cmd, "%s generate %s --ids '1 100 200 300' -n 8 2>/dev/null", test_program(), model);
+    CU_ASSERT_EQUAL(run_capture(cmd, whole, sizeof whole), 0);
+    snprintf(cmd, sizeof cmd, "%s generate %s --ids '1 100' -n 0 --state-out %s/s.bin 2>/dev/null", test_program(),
+             model, dir);
+    CU_ASSERT_EQUAL(run_capture(cmd, part, sizeof part), 0);
+    snprintf(cmd, sizeof cmd, "%s generate %s --ids '200 300' -n 8 --state-in %s/s.bin 2>/dev/null", test_program(),
+             model, dir);
+    CU_ASSERT_EQUAL(run_capture(cmd, part, sizeof part), 0);
+    printf("\n    one run: %.*s| resumed: %.*s", (int)strcspn(whole, "\n"), whole, (int)strcspn(part, "\n"), part);
+    CU_ASSERT(strlen(whole) >= 16); /* 8 ids */
+    CU_ASSERT_STRING_EQUAL(part, whole);
+    test_rmtree(dir);
+    free(dir);
+}
+
 static void test_state_save_resume(void) {
     char names[32][64];
     int n = test_list_fixtures(names, 32);
@@ -295,7 +326,8 @@ static void test_random_model_forms_agree(void) {
 int register_model_tests(void) {
     CU_pSuite s = CU_add_suite("model", NULL, NULL);
     if (!s) return -1;
-    if (!CU_add_test(s, "fixtures: logits vs transformers, prefill/step/quadratic", test_fixtures_all_modes) ||
+    if (!CU_add_test(s, "cli: generate --state-out, then --state-in, continues as one run", test_cli_state_in_out) ||
+        !CU_add_test(s, "fixtures: logits vs transformers, prefill/step/quadratic", test_fixtures_all_modes) ||
         !CU_add_test(s, "fixtures: 32 greedy tokens reproduced", test_fixtures_greedy) ||
         !CU_add_test(s, "state: prefill, save, load, continue = uninterrupted", test_state_save_resume) ||
         !CU_add_test(s, "state: file for another shape or truncated is refused", test_state_mismatch) ||
