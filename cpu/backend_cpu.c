@@ -40,9 +40,10 @@
  * chunk length (ref/ssd.c, tests/test_ssd.c); the model's chunk_size (256 for the 7B) suits GPU
  * tensor cores, but here the chunk products are small sgemms whose cost grows with the chunk:
  * their share of a 512-token prefill of the 8-layer 7B-width checkpoint measured (perf) 17 % at
- * 256, 14 % at 128, 10 % at 64 and 7 % at 32.
+ * 256, 14 % at 128, 10 % at 64 and 7 % at 32; with the rest of the SSD (masks, exp), 13.2 % at 64
+ * and 10.1 % at 32.
  */
-#define CPU_SSD_CHUNK 64
+#define CPU_SSD_CHUNK 32
 
 /** The chunk length of the CPU's chunked SSD: the model's, at most CPU_SSD_CHUNK. */
 static int ssd_chunk(const Mamba2Config *c) {

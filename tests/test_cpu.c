@@ -334,7 +334,7 @@ static void test_random_models(void) {
                  {"BF16 d=20 G=2 Q=3 tied", "BF16", 20, 4, 10, 2, 6, 3, 1, 41},
                  {"BF16 d=64 G=4 Q=16", "BF16", 64, 8, 16, 4, 16, 16, 0, 100},
                  {"F32 d=24 G=1 Q=5 T=6", "F32", 24, 3, 16, 1, 8, 5, 0, 6},
-                 /* chunk_size above CPU_SSD_CHUNK: the CPU runs chunks of 64, the reference of 256 */
+                 /* chunk_size above CPU_SSD_CHUNK: the CPU runs chunks of 32, the reference of 256 */
                  {"BF16 d=64 G=2 Q=256", "BF16", 64, 4, 32, 2, 16, 256, 0, 300}};
     for (size_t k = 0; k < sizeof cases / sizeof *cases; k++) {
         TinyModelSpec s;
