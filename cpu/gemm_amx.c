@@ -203,9 +203,10 @@ int cpu_linear_amx(const Mamba2Tensor *W, const float *X, int64_t ldx, int T, fl
     int64_t rows = W->shape[0], K = W->shape[1];
     if (W->dtype != MAMBA2_BF16 || K % 2 || T <= 0 || !cpu_amx_active()) return -1;
     int64_t Tp = (T + 31) / 32 * 32, Kp = (K + 31) / 32 * 32;
-    /* A thread's panel: S blocks of 32 weight rows, repacked together (about 1 MiB), so that each
-     * 32-row block of activations (Kp·128 bytes) is loaded into L2 once for S weight blocks. */
-    int64_t S = ((int64_t)1 << 20) / (Kp * 64 * 2);
+    /* A thread's panel: S blocks of 32 weight rows (64·Kp bytes each once repacked), together at most
+     * 512 KiB, so that each 32-row block of activations (128·Kp bytes) is brought into L2 once for
+     * S weight blocks (K = 4096: S = 2; K = 8192: S = 1). */
+    int64_t S = ((int64_t)1 << 19) / (Kp * 64);
     S = S < 1 ? 1 : S > 8 ? 8 : S;
     int64_t n_blocks = (rows + 31) / 32, n_panels = (n_blocks + S - 1) / S;
     uint16_t *Xs = thread_buffer(BUF_ACTIVATIONS, (size_t)Tp * Kp * 2 * sizeof *Xs); /* split_rows16() layout */
