@@ -42,6 +42,12 @@ int mamba2_backend_create(const char *name, const Mamba2Model *m, const Mamba2Ba
     return mamba2_fail(err, "unknown backend '%s' (this build has: %s)", name, mamba2_backend_names());
 }
 
+int mamba2_backend_exists(const char *name) {
+    for (size_t i = 0; i < sizeof registry / sizeof *registry; i++)
+        if (!strcmp(name, registry[i].name)) return 1;
+    return 0;
+}
+
 void mamba2_backend_destroy(Mamba2Backend *b) {
     if (b) b->destroy(b);
 }

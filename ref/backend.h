@@ -82,6 +82,9 @@ void mamba2_backend_destroy(Mamba2Backend *b);
 /** Comma-separated names of the backends compiled into this build, e.g. "ref,cpu". */
 const char *mamba2_backend_names(void);
 
+/** 1 when a backend called @p name is compiled into this build (whether or not it can run here). */
+int mamba2_backend_exists(const char *name);
+
 /** Constructor of the reference backend (backend_ref.c). */
 int mamba2_backend_ref_create(const Mamba2Model *m, const Mamba2BackendOptions *opt, Mamba2Backend **out,
                               Mamba2Error *err);

@@ -36,16 +36,6 @@ static void help(FILE *f) {
             mamba2_backend_names());
 }
 
-/* 1 when the name p[0 .. len) is one of mamba2_backend_names(). */
-static int backend_is_built(const char *p, size_t len) {
-    for (const char *q = mamba2_backend_names(); *q;) {
-        size_t n = strcspn(q, ",");
-        if (n == len && !strncmp(q, p, len)) return 1;
-        q += n + (q[n] == ',');
-    }
-    return 0;
-}
-
 /** Where the per-layer hook stores the residual stream. */
 typedef struct {
     float *layers;    /**< [L, T, d] */
@@ -148,11 +138,12 @@ int cmd_check(int argc, char **argv) {
     for (const char *p = list; *p && n_runs < 8;) {
         size_t len = strcspn(p, ",");
         if (len && !(len == 3 && !strncmp(p, "ref", 3))) {
-            if (!backend_is_built(p, len)) /* a typo is refused; a backend built but unusable here is skipped */
+            char *name = runs[n_runs].name;
+            snprintf(name, sizeof runs[0].name, "%.*s", (int)len, p);
+            /* a typo is refused; a backend built but unusable here (no GPU) is skipped later */
+            if (len >= sizeof runs[0].name || !mamba2_backend_exists(name))
                 return cli_error("check", 2, "--backends: unknown backend '%.*s' (this build has: %s)", (int)len, p,
                                  mamba2_backend_names());
-            memcpy(runs[n_runs].name, p, len);
-            runs[n_runs].name[len] = 0;
             n_runs++;
         }
         p += len + (p[len] == ',');
