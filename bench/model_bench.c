@@ -115,7 +115,7 @@ int main(int argc, char **argv) {
         case 't': if (cli_parse_int("--threads", optarg, 1, 4096, &v)) return 2; threads = (int)v; break;
         default: fprintf(stderr, "see the usage at the top of bench/model_bench.c\n"); return 2;
         }
-    if (optind != argc - 1 || prompt < 1 || gen < 1) {
+    if (optind != argc - 1) {
         fprintf(stderr, "usage: bench_model DIR [--backend gpu] [--prompt-len N] [--gen-len M] [--batch 1,64] "
                         "[--state-bf16] [--positions 1024,..] [--mem-limit GB,..] [--json FILE]\n");
         return 2;
@@ -163,9 +163,10 @@ int main(int argc, char **argv) {
                     b->name, params, weight_bytes, bw, gemm, state_bf16);
 
     /* prefill */
-    int32_t *tok = malloc((size_t)(prompt > 16 ? prompt : 16) * sizeof *tok); /* decode starts from 16 of them */
+    int n_tok = prompt > 16 ? prompt : 16; /* the prompt, and at least the 16 tokens decode starts from */
+    int32_t *tok = malloc((size_t)n_tok * sizeof *tok);
     float *logits = malloc((size_t)cfg->vocab_size * 256 * sizeof *logits);
-    fill_tokens(tok, prompt > 16 ? prompt : 16, cfg->vocab_size, 1);
+    fill_tokens(tok, n_tok, cfg->vocab_size, 1);
     Mamba2State st;
     if (mamba2_state_init(&st, cfg, &e)) return cli_error("bench", 1, "%s", e.msg);
     double tp = time_prefill(b, &st, tok, prompt, logits, 3, &e);

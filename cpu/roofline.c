@@ -75,11 +75,14 @@ double cpu_read_bandwidth(int n_threads, size_t bytes, int reps) {
     return best;
 }
 
+/* Deterministic values in [-1, 1) for the GEMM operands (a multiplicative hash of the index). */
+static float operand_value(size_t i) { return (float)((i * 2654435761u) >> 20 & 1023) / 512.0f - 1.0f; }
+
 double cpu_gemm_rate(int n_threads, int M, int N, int K, int reps) {
     size_t per = (size_t)M * K + (size_t)N * K + (size_t)M * N;
     float *buf = malloc(per * n_threads * sizeof *buf);
     if (!buf) return -1;
-    for (size_t i = 0; i < per * n_threads; i++) buf[i] = (float)((i * 2654435761u) >> 20 & 1023) / 512.0f - 1.0f;
+    for (size_t i = 0; i < per * n_threads; i++) buf[i] = operand_value(i);
     cpu_blas_single_threaded();
     double best = 0;
     for (int r = -1; r < reps; r++) {
@@ -105,8 +108,8 @@ double cpu_amx_gemm_rate(int n_threads, int M, int N, int K, int reps) {
         return -1;
     }
     float *Y = X + (size_t)M * K;
-    for (size_t i = 0; i < (size_t)M * K; i++) X[i] = (float)((i * 2654435761u) >> 20 & 1023) / 512.0f - 1.0f;
-    for (size_t i = 0; i < (size_t)N * K; i++) w[i] = mamba2_f32_to_bf16((float)((i * 40503u) >> 6 & 1023) / 512.0f - 1.0f);
+    for (size_t i = 0; i < (size_t)M * K; i++) X[i] = operand_value(i);
+    for (size_t i = 0; i < (size_t)N * K; i++) w[i] = mamba2_f32_to_bf16(operand_value(i * 40503u + 1));
     Mamba2Tensor W = {"roofline", "memory", MAMBA2_BF16, 2, {N, K}, w};
     double best = 0;
     for (int r = -1; r < reps; r++) {
