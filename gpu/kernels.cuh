@@ -47,7 +47,6 @@ void launch_gated_norm_bf16(const GpuDims &g, const float *y, const bf16 *z_bf16
 /** Work arrays of one chunked-SSD call. */
 struct SSDWork {
     float *cum;    /**< [H, T]  a = dt·A summed from the start of each chunk */
-    float *cb;     /**< [chunks, G, Qp, Qp]  C_t · B_s inside each chunk */
     float *states; /**< [chunks, H, P, N]  chunk states, then the state entering each chunk */
     float *chunk_decay; /**< [H, chunks]  exp(Σ a over the chunk) */
 };
@@ -61,13 +60,13 @@ SSDWork ssd_work_carve(const GpuDims &g, int T, void *base);
  * y = SSD(x, dt, A, B, C) + D·x from the initial state @p ssm_state [H, P, N], which is
  * replaced by the final state. x = xbc[:, :d_in] as [T, H, P]; B, C = the next two G·N
  * column blocks of xbc (row stride conv_dim); dt [H, T] (after softplus); y [T, d_in] fp32.
- * @p ssm_bf16 selects a bf16 state array instead of fp32. @p marks, when given, receives six events
- * recorded around the five kernels (for the benchmark's breakdown).
+ * @p ssm_bf16 selects a bf16 state array instead of fp32. @p marks, when given, receives five events
+ * recorded around the four kernels (for the benchmark's breakdown).
  */
 void launch_ssd_chunked(const GpuDims &g, const bf16 *xbc, const float *dt, const float *A, const float *D, int T,
                         void *ssm_state, int ssm_bf16, SSDWork w, float *y, cudaStream_t s, cudaEvent_t *marks = NULL);
 
-/** 1 when the chunked-SSD kernels handle these sizes (chunk ≤ 256, P ≤ 128, N ≤ 256, P·N ≤ 32 tiles of 16²). */
+/** 1 when the chunked-SSD kernels handle these sizes (chunk ≤ 256, N ≤ 256, one chunk's x, B and state in shared memory). */
 int ssd_chunked_supported(const GpuDims &g);
 
 /* ---- decode.cu: one token for each of B sequences */

@@ -1,31 +1,28 @@
 /**
  * @file ssd_chunked.cu
  * @brief The chunked SSD algorithm for prefill, as in ref/ssd.c's ssd_chunked() but with the
- *        chunk-level contractions on tensor cores (WMMA, bf16 operands, fp32 accumulators).
+ *        chunk-level contractions on tensor cores (mma.sync, bf16 operands, fp32 accumulators).
  *
  * Kernels, in order (chunks of Q tokens, a_t = dt_t·A, cum_t = a summed from the chunk start):
  * 0. cumsum:        cum[h][t]
- * 1. cb:            CB[c][g][t][s] = C_t · B_s                       (per chunk and group)
- * 2. chunk states:  states[c][h] = Σ_s exp(cum_end − cum_s) dt_s x_s B_sᵀ  = Xᵀ · B̃
- * 3. state passing: S_{c+1} = exp(cum_end(c)) S_c + states[c]; states[c] ← S_c (the entering state)
- * 4. chunk scan:    y_t = Σ_{s≤t} CB[t][s] exp(cum_t − cum_s) dt_s x_s   (diagonal block, M · X)
- *                       + exp(cum_t) C_t S_cᵀ                         (state to output, C̃ · Sᵀ)
+ * 1. chunk states:  states[c][h] = Σ_s exp(cum_end − cum_s) dt_s x_s B_sᵀ  = Xᵀ · B̃
+ * 2. state passing: S_{c+1} = exp(cum_end(c)) S_c + states[c]; states[c] ← S_c (the entering state)
+ * 3. chunk scan:    y_t = Σ_{s≤t} (C_t·B_s) exp(cum_t − cum_s) dt_s x_s   (diagonal block, M · X)
+ *                       + exp(cum_t) C_t S_cᵀ                            (state to output)
  *                       + D x_t
- * Steps 1, 2 and 4 are matrix products in tiles of 64 rows; any P, N and Q work (zero padding
- * to multiples of 16 in shared memory), up to P·N ≤ 16384.
+ * The chunk scan forms C·Bᵀ, the decay and the mask in registers, 16 × 16 at a time, and feeds
+ * the result straight on as the A operand of M·X (see mma_bf16.cuh): M never goes to memory.
+ * Any P, N and Q work (zero padding to multiples of 16 in shared memory) within the limits of
+ * ssd_chunked_supported().
  */
-#include <mma.h>
-
 #include "kernels.cuh"
+#include "mma_bf16.cuh"
 
-using namespace nvcuda;
-
-#define TILE 64       /* rows of t (and s) per tile */
-#define PAD 8         /* bf16 elements added to every shared-memory row: no bank conflicts */
-#define MAX_FRAGS 4   /* accumulator fragments per warp (8 warps) */
-#define MAX_Q 256     /* longest chunk the kernels hold in shared memory */
-
-typedef wmma::fragment<wmma::accumulator, 16, 16, 16, float> AccFrag;
+#define PAD 8       /* bf16 elements added to every shared-memory row: ldmatrix without bank conflicts */
+#define MAX_Q 256   /* longest chunk the kernels hold in shared memory (16 row blocks of 16) */
+#define WARPS 8     /* warps per block of the two matrix kernels */
+#define SMEM_MAX (227 * 1024) /* dynamic shared memory one block may have on sm_90 */
+#define LOG2E 1.4426950408889634f
 
 /* Carve 128-byte aligned pieces out of dynamic shared memory. */
 __device__ __forceinline__ char *carve(char *&p, size_t bytes) {
@@ -78,6 +75,27 @@ __device__ void load_tile(bf16 *dst, int ld_dst, const bf16 *src, size_t ld_src,
     }
 }
 
+/* As load_tile without scale, but with cp.async: every thread starts all its 16-byte copies before
+ * any arrives, so a tile costs one memory latency rather than one per four loads. Falls back to
+ * load_tile when the shapes or the source alignment do not allow 16-byte pieces. The caller runs
+ * cp_async_wait_all() and __syncthreads() before reading dst. */
+__device__ void load_tile_async(bf16 *dst, int ld_dst, const bf16 *src, size_t ld_src, int rows, int cols,
+                                int rows_valid, int cols_valid) {
+    if (((cols_valid | (int)ld_src | ld_dst | cols) & 7) != 0 || ((uintptr_t)src & 15) != 0) {
+        load_tile(dst, ld_dst, src, ld_src, rows, cols, rows_valid, cols_valid);
+        return;
+    }
+    const int c8 = cols >> 3, dr = blockDim.x / c8, dk = blockDim.x - dr * c8; /* one division, then steps */
+    int r = threadIdx.x / c8, k8 = threadIdx.x - r * c8;
+    for (; r < rows; r += dr, k8 += dk) {
+        if (k8 >= c8) k8 -= c8, r++;
+        if (r >= rows) break;
+        int k = k8 * 8;
+        bool valid = r < rows_valid && k < cols_valid;
+        cp_async16(dst + r * ld_dst + k, valid ? src + (size_t)r * ld_src + k : src, valid);
+    }
+}
+
 /* ------------------------------------------------------------------ 0. cumsum */
 
 /* One warp per (chunk, head): cum[h][t] = Σ_{k = chunk start .. t} dt[h][k]·A[h] (inclusive scan),
@@ -100,117 +118,72 @@ __global__ void ssd_cumsum_kernel(const float *dt, const float *A, int T, int Q,
     if (lane == 0) chunk_decay[(size_t)h * gridDim.x + c] = __expf(carry);
 }
 
-/* ------------------------------------------------------------------ 1. CB = C Bᵀ per chunk and group */
+/* ------------------------------------------------------------------ 1. chunk states */
 
-/* One block (4 warps) per (chunk, group, t-tile): CB[t][s] for the tiles on or below the diagonal. */
-__global__ void ssd_cb_kernel(GpuDims g, const bf16 *xbc, int T, int Qp, float *cb) {
-    int c = blockIdx.x, grp = blockIdx.y, ti = blockIdx.z;
-    int t0 = c * g.Q, len = min(g.Q, T - t0);
-    if (ti * TILE >= len) return;
-    int Np = round_up(g.N, 16), ld = Np + PAD, warp = threadIdx.x >> 5;
-    extern __shared__ __align__(128) char smem[];
-    char *p = smem;
-    bf16 *Cs = (bf16 *)carve(p, TILE * ld * sizeof(bf16)); /* [TILE t][Np] */
-    bf16 *Bs = (bf16 *)carve(p, TILE * ld * sizeof(bf16)); /* [TILE s][Np] */
-    const bf16 *rows = xbc + (size_t)t0 * g.conv_dim;
-    load_tile(Cs, ld, rows + (size_t)ti * TILE * g.conv_dim + g.d_in + g.G * g.N + grp * g.N, g.conv_dim, TILE, Np,
-              len - ti * TILE, g.N);
-    float *out = cb + ((size_t)c * g.G + grp) * Qp * Qp;
-    for (int si = 0; si <= ti; si++) { /* only tiles on or below the diagonal are ever used */
-        __syncthreads();
-        load_tile(Bs, ld, rows + (size_t)si * TILE * g.conv_dim + g.d_in + grp * g.N, g.conv_dim, TILE, Np,
-                  len - si * TILE, g.N);
-        __syncthreads();
-        AccFrag acc[TILE / 16];
-#pragma unroll
-        for (int f = 0; f < TILE / 16; f++) wmma::fill_fragment(acc[f], 0.0f);
-        for (int k = 0; k < Np; k += 16) {
-            wmma::fragment<wmma::matrix_a, 16, 16, 16, bf16, wmma::row_major> a;
-            wmma::load_matrix_sync(a, Cs + warp * 16 * ld + k, ld);
-#pragma unroll
-            for (int f = 0; f < TILE / 16; f++) { /* Bᵀ: the rows of B are the columns of the product */
-                wmma::fragment<wmma::matrix_b, 16, 16, 16, bf16, wmma::col_major> b;
-                wmma::load_matrix_sync(b, Bs + f * 16 * ld + k, ld);
-                wmma::mma_sync(acc[f], a, b, acc[f]);
-            }
-        }
-#pragma unroll
-        for (int f = 0; f < TILE / 16; f++)
-            wmma::store_matrix_sync(out + (size_t)(ti * TILE + warp * 16) * Qp + si * TILE + f * 16, acc[f], Qp,
-                                    wmma::mem_row_major);
-    }
-}
-
-/* ------------------------------------------------------------------ 2. chunk states */
-
-/* One block (8 warps) per (chunk, head):
- * states[c][h][p][n] = Σ_s x_s[p] · exp(cum_end − cum_s) dt_s B_s[n]   (Xᵀ · B̃, s in tiles of 64) */
-__global__ void __launch_bounds__(256) ssd_chunk_state_kernel(GpuDims g, const bf16 *xbc, const float *dt,
-                                                              const float *cum, int T, float *states) {
+/* One block (8 warps) per (chunk, head); the chunk's x and B are copied in once, then each warp
+ * computes 16 rows p × 64 columns n of
+ *   states[c][h][p][n] = Σ_s w_s x_s[p] · B_s[n],   w_s = exp(cum_end − cum_s) dt_s   (X̃ᵀ · B),
+ * applying w_s to the Xᵀ fragments in registers (bf16 · fp32, rounded back to bf16). */
+__global__ void __launch_bounds__(WARPS * 32) ssd_chunk_state_kernel(GpuDims g, const bf16 *xbc, const float *dt,
+                                                                     const float *cum, int T, float *states) {
     int c = blockIdx.x, h = blockIdx.y, grp = h / (g.H / g.G);
-    int t0 = c * g.Q, len = min(g.Q, T - t0);
+    int t0 = c * g.Q, len = min(g.Q, T - t0), rows = round_up(len, 16);
     int Pp = round_up(g.P, 16), Np = round_up(g.N, 16), ldx = Pp + PAD, ldb = Np + PAD;
-    int warp = threadIdx.x >> 5, pf = Pp / 16, nf = Np / 16, nfrag = pf * nf;
+    int warp = threadIdx.x >> 5, lane = threadIdx.x & 31, qr = lane >> 2, qc = (lane & 3) * 2;
     extern __shared__ __align__(128) char smem[];
     char *p = smem;
-    bf16 *Xs = (bf16 *)carve(p, TILE * ldx * sizeof(bf16)); /* [TILE s][Pp] */
-    bf16 *Bs = (bf16 *)carve(p, TILE * ldb * sizeof(bf16)); /* [TILE s][Np], scaled by w_s */
-    float *wts = (float *)carve(p, TILE * sizeof(float));   /* [TILE] w_s = exp(cum_end − cum_s) dt_s */
-    float *stage = (float *)p;                               /* [Pp][Np + 4] when the output needs staging */
+    bf16 *Xs = (bf16 *)carve(p, (size_t)rows * ldx * sizeof(bf16)); /* [rows s][Pp] */
+    bf16 *Bs = (bf16 *)carve(p, (size_t)rows * ldb * sizeof(bf16)); /* [rows s][Np] */
+    float *wts = (float *)carve(p, (size_t)rows * sizeof(float));   /* [rows] w_s */
     const float *cum_h = cum + (size_t)h * T + t0, *dt_h = dt + (size_t)h * T + t0;
-    const bf16 *rows = xbc + (size_t)t0 * g.conv_dim;
+    const bf16 *chunk = xbc + (size_t)t0 * g.conv_dim;
+    load_tile_async(Xs, ldx, chunk + h * g.P, g.conv_dim, rows, Pp, len, g.P);
+    load_tile_async(Bs, ldb, chunk + g.d_in + grp * g.N, g.conv_dim, rows, Np, len, g.N);
     float cum_end = cum_h[len - 1];
+    for (int s = threadIdx.x; s < rows; s += blockDim.x)
+        wts[s] = s < len ? __expf(cum_end - cum_h[s]) * dt_h[s] : 0.0f;
+    cp_async_wait_all();
+    __syncthreads();
 
-    AccFrag acc[MAX_FRAGS];
+    float *out = states + ((size_t)c * g.H + h) * g.P * g.N;
+    int n_tiles = (Np + 63) / 64;
+    for (int tile = warp; tile < Pp / 16 * n_tiles; tile += WARPS) {
+        int p0 = tile / n_tiles * 16, n0 = tile % n_tiles * 64;
+        float acc[8][4] = {};
+        for (int k = 0; k < rows; k += 16) {
+            uint32_t a[4]; /* Xᵀ rows p0.., columns k..: stored as Xs[s][p], so transposed */
+            ldmatrix_x4_trans(a, Xs + (k + (lane >> 4) * 8 + (lane & 7)) * ldx + p0 + ((lane >> 3) & 1) * 8);
+            float2 w_lo = *(const float2 *)(wts + k + qc), w_hi = *(const float2 *)(wts + k + qc + 8);
+            a[0] = scale_bf16x2(a[0], w_lo.x, w_lo.y), a[1] = scale_bf16x2(a[1], w_lo.x, w_lo.y);
+            a[2] = scale_bf16x2(a[2], w_hi.x, w_hi.y), a[3] = scale_bf16x2(a[3], w_hi.x, w_hi.y);
 #pragma unroll
-    for (int i = 0; i < MAX_FRAGS; i++) wmma::fill_fragment(acc[i], 0.0f);
-    for (int s0 = 0; s0 < len; s0 += TILE) {
-        __syncthreads();
-        for (int s = threadIdx.x; s < TILE; s += blockDim.x)
-            wts[s] = s0 + s < len ? __expf(cum_end - cum_h[s0 + s]) * dt_h[s0 + s] : 0.0f;
-        __syncthreads();
-        load_tile(Xs, ldx, rows + (size_t)s0 * g.conv_dim + h * g.P, g.conv_dim, TILE, Pp, len - s0, g.P);
-        load_tile(Bs, ldb, rows + (size_t)s0 * g.conv_dim + g.d_in + grp * g.N, g.conv_dim, TILE, Np, len - s0, g.N,
-                  wts); /* B̃_s = w_s B_s */
-        __syncthreads();
+            for (int j = 0; j < 4; j++) {
+                if (n0 + j * 16 >= Np) break;
+                uint32_t b[4]; /* B rows k.., columns n0 + 16j..: k × n as stored, so transposed */
+                ldmatrix_x4_trans(b, Bs + (k + ((lane >> 3) & 1) * 8 + (lane & 7)) * ldb + n0 + j * 16 + (lane >> 4) * 8);
+                mma_16816(acc[2 * j], a, b[0], b[1]);
+                mma_16816(acc[2 * j + 1], a, b[2], b[3]);
+            }
+        }
 #pragma unroll
-        for (int i = 0; i < MAX_FRAGS; i++) {
-            int f = warp + i * 8;
-            if (f >= nfrag) break;
-            int fp = f / nf, fn = f % nf;
+        for (int j = 0; j < 8; j++) { /* lane holds rows p0 + qr (+8), columns n0 + 8j + qc (+1) */
+            int n = n0 + j * 8 + qc;
 #pragma unroll
-            for (int k = 0; k < TILE; k += 16) {
-                wmma::fragment<wmma::matrix_a, 16, 16, 16, bf16, wmma::col_major> a; /* Xᵀ */
-                wmma::fragment<wmma::matrix_b, 16, 16, 16, bf16, wmma::row_major> b;
-                wmma::load_matrix_sync(a, Xs + k * ldx + fp * 16, ldx);
-                wmma::load_matrix_sync(b, Bs + k * ldb + fn * 16, ldb);
-                wmma::mma_sync(acc[i], a, b, acc[i]);
+            for (int half = 0; half < 2; half++) {
+                int pp = p0 + qr + half * 8;
+                if (pp >= g.P) continue;
+                float *o = out + (size_t)pp * g.N + n;
+                if ((g.N & 1) == 0 && n + 1 < g.N) *(float2 *)o = make_float2(acc[j][2 * half], acc[j][2 * half + 1]);
+                else {
+                    if (n < g.N) o[0] = acc[j][2 * half];
+                    if (n + 1 < g.N) o[1] = acc[j][2 * half + 1];
+                }
             }
         }
     }
-    float *out = states + ((size_t)c * g.H + h) * g.P * g.N;
-    if (g.P == Pp && g.N == Np) { /* exact tiles: straight to global memory */
-#pragma unroll
-        for (int i = 0; i < MAX_FRAGS; i++) {
-            int f = warp + i * 8;
-            if (f >= nfrag) break;
-            wmma::store_matrix_sync(out + (f / nf) * 16 * g.N + (f % nf) * 16, acc[i], g.N, wmma::mem_row_major);
-        }
-        return;
-    }
-    __syncthreads();
-    int lds = Np + 4;
-#pragma unroll
-    for (int i = 0; i < MAX_FRAGS; i++) {
-        int f = warp + i * 8;
-        if (f >= nfrag) break;
-        wmma::store_matrix_sync(stage + (f / nf) * 16 * lds + (f % nf) * 16, acc[i], lds, wmma::mem_row_major);
-    }
-    __syncthreads();
-    for (int i = threadIdx.x; i < g.P * g.N; i += blockDim.x) out[i] = stage[(i / g.N) * lds + i % g.N];
 }
 
-/* ------------------------------------------------------------------ 3. state passing */
+/* ------------------------------------------------------------------ 2. state passing */
 
 /* One thread per state element (h, p, n): walk the chunks in order. The chunk states are
  * fetched eight at a time before they are used, so that the walk is not one memory round
@@ -237,186 +210,280 @@ __global__ void ssd_state_passing_kernel(GpuDims g, const float *__restrict__ ch
     ssm[i] = (S)s;
 }
 
-/* ------------------------------------------------------------------ 4. chunk scan */
+/* ------------------------------------------------------------------ 3. chunk scan */
 
-/* One block (8 warps) per (chunk, head); X of the whole chunk and the entering state are loaded
- * once, then for each tile of 64 output rows t:
- *   y_t = Σ_{s ≤ t} M[t][s] x_s + C̃_t · S_cᵀ + D x_t,
- *   M[t][s] = CB[t][s] exp(cum_t − cum_s) dt_s (diagonal block),  C̃_t = exp(cum_t) C_t. */
-__global__ void __launch_bounds__(256) ssd_chunk_scan_kernel(GpuDims g, const bf16 *xbc, const float *dt,
-                                                             const float *cum, const float *cb, int Qp,
-                                                             const float *states, const float *D, int T, float *y) {
+/* One block (8 warps) per (chunk, head). x, B, C and the entering state of the chunk are copied in
+ * once (C from global memory instead when it does not fit: @p c_in_smem 0); each warp then owns 16
+ * output rows t at a time (row blocks w and 15 − w, so that every warp does the same amount of
+ * causal work), with those rows of C in registers (NKS steps of 16 over N):
+ *   acc  = exp(cum_t) · C_t S_cᵀ                                   (state to output)
+ *   for each 32 s ≤ t:  M = (C_t · B_s) exp(cum_t − cum_s) dt_s, 0 where s > t   (registers)
+ *                       acc += M · X_s                                (M as the A operand)
+ *   y_t = acc + D x_t
+ * C·Bᵀ runs as eight independent accumulations (two 16-column blocks × two n-halves of s × even
+ * and odd k steps) so that the tensor cores have work in flight with only 8 warps on the SM.
+ * P is covered 64 columns at a time. */
+template <int NKS>
+__global__ void __launch_bounds__(WARPS * 32, 2) ssd_chunk_scan_kernel(GpuDims g, const bf16 *xbc, const float *dt,
+                                                                    const float *cum, const float *states,
+                                                                    const float *D, int T, int c_in_smem, float *y) {
     int c = blockIdx.x, h = blockIdx.y, grp = h / (g.H / g.G);
-    int t0 = c * g.Q, len = min(g.Q, T - t0), rows_p = round_up(len, TILE);
-    int Pp = round_up(g.P, 16), Np = round_up(g.N, 16), ldx = Pp + PAD, ldn = Np + PAD, ldm = rows_p + PAD;
-    int warp = threadIdx.x >> 5, pf = Pp / 16, nfrag = 4 * pf;
+    int t0 = c * g.Q, len = min(g.Q, T - t0), rows = round_up(len, 16);
+    int Pp = round_up(g.P, 16), Np = round_up(g.N, 16), ldx = Pp + PAD, ldn = Np + PAD;
+    int warp = threadIdx.x >> 5, lane = threadIdx.x & 31, qr = lane >> 2, qc = (lane & 3) * 2;
     extern __shared__ __align__(128) char smem[];
     char *p = smem;
-    bf16 *Xs = (bf16 *)carve(p, (size_t)rows_p * ldx * sizeof(bf16)); /* [len][Pp]  x of the chunk */
-    bf16 *Ss = (bf16 *)carve(p, (size_t)Pp * ldn * sizeof(bf16));     /* [Pp][Np]   entering state S_c */
-    bf16 *Cs = (bf16 *)carve(p, (size_t)TILE * ldn * sizeof(bf16));   /* [TILE][Np] exp(cum_t) C_t */
-    bf16 *Ms = (bf16 *)carve(p, (size_t)TILE * ldm * sizeof(bf16));   /* [TILE][len] M rows; then the output stage */
-    float *cum_s = (float *)carve(p, (size_t)rows_p * sizeof(float)); /* [len] */
-    float *dt_s = (float *)carve(p, (size_t)rows_p * sizeof(float));  /* [len] */
-    float *exp_cum = (float *)carve(p, (size_t)rows_p * sizeof(float)); /* [len] exp(cum_t) */
-    float *stage = (float *)Ms;                                       /* [TILE][Pp + 4] */
-    const bf16 *rows = xbc + (size_t)t0 * g.conv_dim;
-    const float *cb_c = cb + ((size_t)c * g.G + grp) * Qp * Qp;
+    bf16 *Xs = (bf16 *)carve(p, (size_t)rows * ldx * sizeof(bf16)); /* [rows s][Pp]  x of the chunk */
+    bf16 *Bs = (bf16 *)carve(p, (size_t)rows * ldn * sizeof(bf16)); /* [rows s][Np]  B of the chunk */
+    bf16 *Ss = (bf16 *)carve(p, (size_t)Pp * ldn * sizeof(bf16));   /* [Pp][Np]      entering state S_c */
+    float *cum2 = (float *)carve(p, (size_t)rows * sizeof(float));  /* [rows] cum_t · log2(e) */
+    float *dts = (float *)carve(p, (size_t)rows * sizeof(float));   /* [rows] dt_t */
+    bf16 *Cs = c_in_smem ? (bf16 *)carve(p, (size_t)rows * ldn * sizeof(bf16)) : NULL; /* [rows t][Np] */
+    const bf16 *chunk = xbc + (size_t)t0 * g.conv_dim;
+    const bf16 *Cg = chunk + g.d_in + g.G * g.N + grp * g.N; /* C_t = Cg[t · conv_dim + n] */
     const float *S = states + ((size_t)c * g.H + h) * g.P * g.N;
     float Dh = D ? D[h] : 0.0f;
 
-    for (int t = threadIdx.x; t < rows_p; t += blockDim.x) {
-        cum_s[t] = t < len ? cum[(size_t)h * T + t0 + t] : 0.0f;
-        dt_s[t] = t < len ? dt[(size_t)h * T + t0 + t] : 0.0f;
-        exp_cum[t] = t < len ? __expf(cum_s[t]) : 0.0f;
+    load_tile_async(Xs, ldx, chunk + h * g.P, g.conv_dim, rows, Pp, len, g.P);
+    load_tile_async(Bs, ldn, chunk + g.d_in + grp * g.N, g.conv_dim, rows, Np, len, g.N);
+    if (Cs) load_tile_async(Cs, ldn, Cg, g.conv_dim, rows, Np, len, g.N);
+    for (int t = threadIdx.x; t < rows; t += blockDim.x) {
+        cum2[t] = t < len ? cum[(size_t)h * T + t0 + t] * LOG2E : 0.0f;
+        dts[t] = t < len ? dt[(size_t)h * T + t0 + t] : 0.0f;
     }
-    load_tile(Xs, ldx, rows + h * g.P, g.conv_dim, rows_p, Pp, len, g.P);
-    if ((g.N & 3) == 0 && g.N == Np) { /* the entering state, four values per load */
-        const int n4 = g.N / 4, total = Pp * n4;
-        for (int i = threadIdx.x; i < total; i += blockDim.x) {
-            int pp = i / n4, n = (i - pp * n4) * 4;
-            float4 v = pp < g.P ? __ldg((const float4 *)(S + (size_t)pp * g.N + n)) : make_float4(0, 0, 0, 0);
-            *(__nv_bfloat162 *)(Ss + pp * ldn + n) = __floats2bfloat162_rn(v.x, v.y);
-            *(__nv_bfloat162 *)(Ss + pp * ldn + n + 2) = __floats2bfloat162_rn(v.z, v.w);
-        }
-    } else {
-        for (int i = threadIdx.x; i < Pp * Np; i += blockDim.x) {
-            int pp = i / Np, n = i - pp * Np;
-            Ss[pp * ldn + n] = __float2bfloat16(pp < g.P && n < g.N ? S[(size_t)pp * g.N + n] : 0.0f);
-        }
-    }
-    __syncthreads();
-    for (int tr0 = 0; tr0 < len; tr0 += TILE) {
-        int s_end = tr0 + TILE; /* the diagonal block needs s < s_end (s ≤ t) */
-        if (tr0) __syncthreads();
-        /* C̃_t = exp(cum_t) C_t */
-        load_tile(Cs, ldn, rows + (size_t)tr0 * g.conv_dim + g.d_in + g.G * g.N + grp * g.N, g.conv_dim, TILE, Np,
-                  len - tr0, g.N, exp_cum + tr0);
-        /* M[t][s] = CB[t][s] exp(cum_t − cum_s) dt_s for s ≤ t: four s per thread, two loads in flight */
-        const int s4 = s_end / 4, n4 = TILE * s4;
-        for (int i0 = threadIdx.x; i0 < n4; i0 += 2 * blockDim.x) {
-            float4 v[2];
+    /* the entering state, fp32 → bf16, zero padded: row pp by warp, four columns per lane; a warp's
+     * rows are loaded before any is stored */
+    for (int pp0 = warp; pp0 < Pp; pp0 += 4 * WARPS) {
+        float4 v[4][2];
 #pragma unroll
-            for (int u = 0; u < 2; u++) {
-                int i = i0 + u * blockDim.x, tt = i / s4, t = tr0 + tt;
-                v[u] = i < n4 && t < len ? __ldg((const float4 *)(cb_c + (size_t)t * Qp) + (i - tt * s4))
-                                         : make_float4(0, 0, 0, 0);
+        for (int u = 0; u < 4; u++)
+#pragma unroll
+            for (int half = 0; half < 2; half++) {
+                int pp = pp0 + u * WARPS, n = lane * 4 + half * 128;
+                const float *src = S + (size_t)pp * g.N + n;
+                v[u][half] = make_float4(0, 0, 0, 0);
+                if (pp >= g.P || n >= g.N) continue;
+                if ((g.N & 3) == 0) v[u][half] = __ldg((const float4 *)src);
+                else {
+                    v[u][half].x = __ldg(src);
+                    if (n + 1 < g.N) v[u][half].y = __ldg(src + 1);
+                    if (n + 2 < g.N) v[u][half].z = __ldg(src + 2);
+                    if (n + 3 < g.N) v[u][half].w = __ldg(src + 3);
+                }
             }
 #pragma unroll
-            for (int u = 0; u < 2; u++) {
-                int i = i0 + u * blockDim.x, tt = i / s4, t = tr0 + tt, sb = (i - tt * s4) * 4;
-                if (i >= n4) break;
-                float cbv[4] = {v[u].x, v[u].y, v[u].z, v[u].w}, m[4];
+        for (int u = 0; u < 4; u++)
+#pragma unroll
+            for (int half = 0; half < 2; half++) {
+                int pp = pp0 + u * WARPS, n = lane * 4 + half * 128;
+                if (pp >= Pp || n >= Np) continue;
+                *(__nv_bfloat162 *)(Ss + pp * ldn + n) = __floats2bfloat162_rn(v[u][half].x, v[u][half].y);
+                *(__nv_bfloat162 *)(Ss + pp * ldn + n + 2) = __floats2bfloat162_rn(v[u][half].z, v[u][half].w);
+            }
+    }
+    cp_async_wait_all();
+    __syncthreads();
+
+    for (int pass = 0; pass < 2; pass++) {
+        int rb = pass == 0 ? warp : 2 * WARPS - 1 - warp, tb = rb * 16;
+        if (tb >= rows) continue;
+        int ta = tb + qr; /* this lane's rows: ta and ta + 8 */
+        uint32_t cf[NKS][4]; /* C rows tb..tb+15 as A fragments */
+#pragma unroll
+        for (int kk = 0; kk < NKS; kk++) {
+            if (Cs) {
+                if (kk * 16 < Np) ldmatrix_x4(cf[kk], Cs + (tb + (lane & 15)) * ldn + kk * 16 + (lane >> 4) * 8);
+                else cf[kk][0] = cf[kk][1] = cf[kk][2] = cf[kk][3] = 0;
+                continue;
+            }
+#pragma unroll
+            for (int r = 0; r < 4; r++) {
+                int t = ta + (r & 1) * 8, n = kk * 16 + qc + (r >> 1) * 8;
+                float lo = t < len && n < g.N ? __bfloat162float(Cg[(size_t)t * g.conv_dim + n]) : 0.0f;
+                float hi = t < len && n + 1 < g.N ? __bfloat162float(Cg[(size_t)t * g.conv_dim + n + 1]) : 0.0f;
+                cf[kk][r] = pack_bf16x2(lo, hi);
+            }
+        }
+        float c2a = cum2[ta], c2b = cum2[ta + 8];
+        for (int pc = 0; pc < Pp; pc += 64) {
+            float acc[8][4] = {};
+            /* state to output: C_t · S_cᵀ, then times exp(cum_t) row by row */
+#pragma unroll
+            for (int kk = 0; kk < NKS; kk++) {
+                if (kk * 16 >= Np) break;
+#pragma unroll
+                for (int j = 0; j < 4; j++) {
+                    if (pc + j * 16 >= Pp) break;
+                    uint32_t b[4]; /* Sᵀ: k = n, columns p; S stored [p][n], so as stored */
+                    ldmatrix_x4(b, Ss + (pc + j * 16 + (lane >> 4) * 8 + (lane & 7)) * ldn + kk * 16 + ((lane >> 3) & 1) * 8);
+                    mma_16816(acc[2 * j], cf[kk], b[0], b[1]);
+                    mma_16816(acc[2 * j + 1], cf[kk], b[2], b[3]);
+                }
+            }
+            float ea = exp2_approx(c2a), eb = exp2_approx(c2b);
+#pragma unroll
+            for (int j = 0; j < 8; j++) acc[j][0] *= ea, acc[j][1] *= ea, acc[j][2] *= eb, acc[j][3] *= eb;
+            /* the diagonal block, 32 columns s at a time: blocks sb and sb + 16 (the second only when
+             * it reaches the diagonal; beyond it every entry is masked) */
+            for (int sb = 0; sb <= tb; sb += 32) {
+                const bool two = sb + 16 <= tb;
+                float cb[2][4][4] = {}; /* [k parity][s block · 2 + n-half][fragment] */
+#pragma unroll
+                for (int kk = 0; kk < NKS; kk++) {
+                    if (kk * 16 >= Np) break;
+                    uint32_t b[4]; /* Bᵀ: k = n, columns s; B stored [s][n], so as stored */
+                    const bf16 *bp = Bs + (sb + (lane >> 4) * 8 + (lane & 7)) * ldn + kk * 16 + ((lane >> 3) & 1) * 8;
+                    ldmatrix_x4(b, bp);
+                    mma_16816(cb[kk & 1][0], cf[kk], b[0], b[1]);
+                    mma_16816(cb[kk & 1][1], cf[kk], b[2], b[3]);
+                    if (two) {
+                        ldmatrix_x4(b, bp + 16 * ldn);
+                        mma_16816(cb[kk & 1][2], cf[kk], b[0], b[1]);
+                        mma_16816(cb[kk & 1][3], cf[kk], b[2], b[3]);
+                    }
+                }
+                uint32_t m[2][4]; /* M of s blocks sb, sb + 16 as A fragments: rows ta, ta + 8; columns 8j + qc (+1) */
 #pragma unroll
                 for (int q = 0; q < 4; q++) {
-                    int sq = sb + q;
-                    m[q] = (sq <= t && t < len) ? cbv[q] * __expf(cum_s[t] - cum_s[sq]) * dt_s[sq] : 0.0f;
+                    if (q >= 2 && !two) break;
+                    int s = sb + q * 8 + qc;
+                    float2 cs = *(const float2 *)(cum2 + s), ds = *(const float2 *)(dts + s);
+                    float v0 = cb[0][q][0] + cb[1][q][0], v1 = cb[0][q][1] + cb[1][q][1];
+                    float v2 = cb[0][q][2] + cb[1][q][2], v3 = cb[0][q][3] + cb[1][q][3];
+                    float a0 = s <= ta ? v0 * exp2_approx(c2a - cs.x) * ds.x : 0.0f;
+                    float a1 = s + 1 <= ta ? v1 * exp2_approx(c2a - cs.y) * ds.y : 0.0f;
+                    float b0 = s <= ta + 8 ? v2 * exp2_approx(c2b - cs.x) * ds.x : 0.0f;
+                    float b1 = s + 1 <= ta + 8 ? v3 * exp2_approx(c2b - cs.y) * ds.y : 0.0f;
+                    m[q >> 1][(q & 1) * 2] = pack_bf16x2(a0, a1);
+                    m[q >> 1][(q & 1) * 2 + 1] = pack_bf16x2(b0, b1);
                 }
-                *(__nv_bfloat162 *)(Ms + tt * ldm + sb) = __floats2bfloat162_rn(m[0], m[1]);
-                *(__nv_bfloat162 *)(Ms + tt * ldm + sb + 2) = __floats2bfloat162_rn(m[2], m[3]);
-            }
-        }
-        __syncthreads();
-        AccFrag acc[MAX_FRAGS];
 #pragma unroll
-        for (int i = 0; i < MAX_FRAGS; i++) {
-            int f = warp + i * 8;
-            if (f >= nfrag) break;
-            int rg = f & 3, cf = f >> 2;
-            wmma::fill_fragment(acc[i], 0.0f);
-            for (int k = 0; k < s_end; k += 16) { /* M · X */
-                wmma::fragment<wmma::matrix_a, 16, 16, 16, bf16, wmma::row_major> a;
-                wmma::fragment<wmma::matrix_b, 16, 16, 16, bf16, wmma::row_major> b;
-                wmma::load_matrix_sync(a, Ms + rg * 16 * ldm + k, ldm);
-                wmma::load_matrix_sync(b, Xs + k * ldx + cf * 16, ldx);
-                wmma::mma_sync(acc[i], a, b, acc[i]);
+                for (int j = 0; j < 4; j++) {
+                    if (pc + j * 16 >= Pp) break;
+                    uint32_t b[4]; /* X rows s, columns p: k × n as stored, so transposed */
+                    const bf16 *xp = Xs + (sb + ((lane >> 3) & 1) * 8 + (lane & 7)) * ldx + pc + j * 16 + (lane >> 4) * 8;
+                    ldmatrix_x4_trans(b, xp);
+                    mma_16816(acc[2 * j], m[0], b[0], b[1]);
+                    mma_16816(acc[2 * j + 1], m[0], b[2], b[3]);
+                    if (two) {
+                        ldmatrix_x4_trans(b, xp + 16 * ldx);
+                        mma_16816(acc[2 * j], m[1], b[0], b[1]);
+                        mma_16816(acc[2 * j + 1], m[1], b[2], b[3]);
+                    }
+                }
             }
-            for (int k = 0; k < Np; k += 16) { /* + C̃ · Sᵀ */
-                wmma::fragment<wmma::matrix_a, 16, 16, 16, bf16, wmma::row_major> a;
-                wmma::fragment<wmma::matrix_b, 16, 16, 16, bf16, wmma::col_major> b;
-                wmma::load_matrix_sync(a, Cs + rg * 16 * ldn + k, ldn);
-                wmma::load_matrix_sync(b, Ss + cf * 16 * ldn + k, ldn);
-                wmma::mma_sync(acc[i], a, b, acc[i]);
-            }
-        }
-        __syncthreads(); /* Ms is reused as the output stage */
-        int lds = Pp + 4;
+            /* y = acc + D x, valid rows and channels only */
 #pragma unroll
-        for (int i = 0; i < MAX_FRAGS; i++) {
-            int f = warp + i * 8;
-            if (f >= nfrag) break;
-            wmma::store_matrix_sync(stage + (f & 3) * 16 * lds + (f >> 2) * 16, acc[i], lds, wmma::mem_row_major);
-        }
-        __syncthreads();
-        for (int i = threadIdx.x; i < TILE * g.P; i += blockDim.x) { /* + D x, valid rows and channels */
-            int tt = i / g.P, pp = i - tt * g.P, t = tr0 + tt;
-            if (t >= len) continue;
-            y[(size_t)(t0 + t) * g.d_in + h * g.P + pp] = stage[tt * lds + pp] + Dh * __bfloat162float(Xs[t * ldx + pp]);
+            for (int j = 0; j < 8; j++) {
+                int pp = pc + j * 8 + qc;
+#pragma unroll
+                for (int half = 0; half < 2; half++) {
+                    int t = ta + half * 8;
+                    if (t >= len || pp >= g.P) continue;
+                    float *yr = y + (size_t)(t0 + t) * g.d_in + h * g.P + pp;
+                    const bf16 *xr = Xs + t * ldx + pp;
+                    float y0 = acc[j][2 * half] + Dh * __bfloat162float(xr[0]);
+                    if (pp + 1 >= g.P) yr[0] = y0;
+                    else if ((g.P & 1) == 0) *(float2 *)yr = make_float2(y0, acc[j][2 * half + 1] + Dh * __bfloat162float(xr[1]));
+                    else yr[0] = y0, yr[1] = acc[j][2 * half + 1] + Dh * __bfloat162float(xr[1]);
+                }
+            }
         }
     }
 }
 
 /* ------------------------------------------------------------------ launch */
 
-static int qp_of(const GpuDims &g) { return round_up(g.Q, TILE); }
-
-size_t ssd_work_bytes(const GpuDims &g, int T) {
-    size_t nc = (T + g.Q - 1) / g.Q, Qp = qp_of(g);
-    return carve_size((size_t)g.H * T * 4) + carve_size(nc * g.G * Qp * Qp * 4) + carve_size(nc * g.H * g.P * g.N * 4) +
-           carve_size(nc * g.H * 4) + 256;
+/* The kernels run chunks of at most GPU_CHUNK tokens whatever the model's chunk_size: the chunked
+ * form gives the same result for any chunk length (ref/ssd.c tests this), and at 128 a chunk's x, B,
+ * C and state take 105 KB of shared memory instead of 196 KB, so two blocks share a multiprocessor,
+ * and the causal (quadratic) part of the work halves. */
+#define GPU_CHUNK 128
+static GpuDims gpu_chunking(const GpuDims &g) {
+    GpuDims c = g;
+    c.Q = g.Q < GPU_CHUNK ? g.Q : GPU_CHUNK;
+    return c;
 }
 
-SSDWork ssd_work_carve(const GpuDims &g, int T, void *base) {
-    size_t nc = (T + g.Q - 1) / g.Q, Qp = qp_of(g);
+size_t ssd_work_bytes(const GpuDims &model, int T) {
+    GpuDims g = gpu_chunking(model);
+    size_t nc = (T + g.Q - 1) / g.Q;
+    return carve_size((size_t)g.H * T * 4) + carve_size(nc * g.H * g.P * g.N * 4) + carve_size(nc * g.H * 4) + 256;
+}
+
+SSDWork ssd_work_carve(const GpuDims &model, int T, void *base) {
+    GpuDims g = gpu_chunking(model);
+    size_t nc = (T + g.Q - 1) / g.Q;
     char *p = (char *)(((uintptr_t)base + 255) & ~(uintptr_t)255);
     SSDWork w;
     w.cum = (float *)p;
     p += carve_size((size_t)g.H * T * 4);
-    w.cb = (float *)p;
-    p += carve_size(nc * g.G * Qp * Qp * 4);
     w.states = (float *)p;
     p += carve_size(nc * g.H * g.P * g.N * 4);
     w.chunk_decay = (float *)p;
     return w;
 }
 
-int ssd_chunked_supported(const GpuDims &g) { return g.Q <= MAX_Q && round_up(g.P, 16) <= 128 && round_up(g.N, 16) <= 256 &&
-                                                     round_up(g.P, 16) / 16 * (round_up(g.N, 16) / 16) <= 8 * MAX_FRAGS; }
+/* Dynamic shared memory of the two matrix kernels for a full chunk (the carves above, in order). */
+static size_t state_smem(const GpuDims &g) {
+    size_t Qp = round_up(g.Q, 16), Pp = round_up(g.P, 16), Np = round_up(g.N, 16);
+    return carve_size(Qp * (Pp + PAD) * 2) + carve_size(Qp * (Np + PAD) * 2) + carve_size(Qp * 4);
+}
+static size_t scan_smem(const GpuDims &g, int c_in_smem) {
+    size_t Qp = round_up(g.Q, 16), Pp = round_up(g.P, 16), Np = round_up(g.N, 16);
+    return carve_size(Qp * (Pp + PAD) * 2) + carve_size(Qp * (Np + PAD) * 2) + carve_size(Pp * (Np + PAD) * 2) +
+           2 * carve_size(Qp * 4) + (c_in_smem ? carve_size(Qp * (Np + PAD) * 2) : 0);
+}
 
-void launch_ssd_chunked(const GpuDims &g, const bf16 *xbc, const float *dt, const float *A, const float *D, int T,
+/* C goes to shared memory beside B when both fit (P = 64, N = 128, Q = 128: 105 KB). */
+static int scan_c_in_smem(const GpuDims &g) { return scan_smem(g, 1) <= SMEM_MAX; }
+
+int ssd_chunked_supported(const GpuDims &model) {
+    GpuDims g = gpu_chunking(model);
+    return g.Q >= 1 && g.Q <= MAX_Q && g.N <= 256 && state_smem(g) <= SMEM_MAX && scan_smem(g, 0) <= SMEM_MAX;
+}
+
+/* The chunk scan with C held in NKS registers steps of 16 over N (the next power of two ≥ N/16). */
+template <int NKS>
+static void launch_scan(const GpuDims &g, int nc, const bf16 *xbc, const float *dt, const float *cum,
+                        const float *states, const float *D, int T, float *y, cudaStream_t s) {
+    static bool attr_set = false;
+    if (!attr_set) { /* more than 48 KB of dynamic shared memory */
+        cudaFuncSetAttribute(ssd_chunk_scan_kernel<NKS>, cudaFuncAttributeMaxDynamicSharedMemorySize, SMEM_MAX);
+        attr_set = true;
+    }
+    int c_in_smem = scan_c_in_smem(g);
+    ssd_chunk_scan_kernel<NKS><<<dim3(nc, g.H), WARPS * 32, scan_smem(g, c_in_smem), s>>>(g, xbc, dt, cum, states, D, T,
+                                                                                          c_in_smem, y);
+}
+
+void launch_ssd_chunked(const GpuDims &model, const bf16 *xbc, const float *dt, const float *A, const float *D, int T,
                         void *ssm_state, int ssm_bf16, SSDWork w, float *y, cudaStream_t s, cudaEvent_t *marks) {
-    int nc = (T + g.Q - 1) / g.Q, Qp = qp_of(g), tiles = (g.Q + TILE - 1) / TILE;
-    int Pp = round_up(g.P, 16), Np = round_up(g.N, 16), rows_p = Qp;
-    size_t cb_smem = 2 * carve_size(TILE * (Np + PAD) * 2);
-    size_t st_smem = carve_size(TILE * (Pp + PAD) * 2) + carve_size(TILE * (Np + PAD) * 2) + carve_size(TILE * 4);
-    if (g.P != Pp || g.N != Np) st_smem += (size_t)Pp * (Np + 4) * 4;
-    size_t ms_bytes = (size_t)TILE * (rows_p + PAD) * 2, stage_bytes = (size_t)TILE * (Pp + 4) * 4;
-    size_t sc_smem = carve_size((size_t)rows_p * (Pp + PAD) * 2) + carve_size((size_t)Pp * (Np + PAD) * 2) +
-                     carve_size((size_t)TILE * (Np + PAD) * 2) + carve_size(ms_bytes > stage_bytes ? ms_bytes : stage_bytes) +
-                     3 * carve_size((size_t)rows_p * 4);
-    static bool attrs_set = false;
-    if (!attrs_set) { /* allow more than 48 KB of dynamic shared memory (up to the H100's 227 KB) */
-        cudaFuncSetAttribute(ssd_cb_kernel, cudaFuncAttributeMaxDynamicSharedMemorySize, 227 * 1024);
-        cudaFuncSetAttribute(ssd_chunk_state_kernel, cudaFuncAttributeMaxDynamicSharedMemorySize, 227 * 1024);
-        cudaFuncSetAttribute(ssd_chunk_scan_kernel, cudaFuncAttributeMaxDynamicSharedMemorySize, 227 * 1024);
-        attrs_set = true;
+    GpuDims g = gpu_chunking(model);
+    int nc = (T + g.Q - 1) / g.Q, nks = round_up(g.N, 16) / 16;
+    static bool attr_set = false;
+    if (!attr_set) {
+        cudaFuncSetAttribute(ssd_chunk_state_kernel, cudaFuncAttributeMaxDynamicSharedMemorySize, SMEM_MAX);
+        attr_set = true;
     }
 #define MARK(i) \
     if (marks) cudaEventRecord(marks[i], s)
     MARK(0);
     ssd_cumsum_kernel<<<dim3(nc, g.H), 32, 0, s>>>(dt, A, T, g.Q, w.cum, w.chunk_decay);
     MARK(1);
-    ssd_cb_kernel<<<dim3(nc, g.G, tiles), 128, cb_smem, s>>>(g, xbc, T, Qp, w.cb);
+    ssd_chunk_state_kernel<<<dim3(nc, g.H), WARPS * 32, state_smem(g), s>>>(g, xbc, dt, w.cum, T, w.states);
     MARK(2);
-    ssd_chunk_state_kernel<<<dim3(nc, g.H), 256, st_smem, s>>>(g, xbc, dt, w.cum, T, w.states);
-    MARK(3);
     size_t n = (size_t)g.H * g.P * g.N;
     if (ssm_bf16)
         ssd_state_passing_kernel<<<(unsigned)((n + 255) / 256), 256, 0, s>>>(g, w.chunk_decay, nc, w.states, (bf16 *)ssm_state);
     else
         ssd_state_passing_kernel<<<(unsigned)((n + 255) / 256), 256, 0, s>>>(g, w.chunk_decay, nc, w.states, (float *)ssm_state);
+    MARK(3);
+    if (nks <= 1) launch_scan<1>(g, nc, xbc, dt, w.cum, w.states, D, T, y, s);
+    else if (nks <= 2) launch_scan<2>(g, nc, xbc, dt, w.cum, w.states, D, T, y, s);
+    else if (nks <= 4) launch_scan<4>(g, nc, xbc, dt, w.cum, w.states, D, T, y, s);
+    else if (nks <= 8) launch_scan<8>(g, nc, xbc, dt, w.cum, w.states, D, T, y, s);
+    else launch_scan<16>(g, nc, xbc, dt, w.cum, w.states, D, T, y, s);
     MARK(4);
-    ssd_chunk_scan_kernel<<<dim3(nc, g.H), 256, sc_smem, s>>>(g, xbc, dt, w.cum, w.cb, Qp, w.states, D, T, y);
-    MARK(5);
 #undef MARK
 }

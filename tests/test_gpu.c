@@ -42,7 +42,10 @@ static void test_ssd_kernel(void) {
         SSDDims d;
         int Q;
     } cases[] = {{{29, 8, 4, 4, 8}, 8}, {{300, 4, 64, 2, 128}, 64}, {{700, 2, 64, 1, 128}, 256},
-                 {{5, 2, 16, 2, 16}, 16}, {{130, 6, 24, 3, 40}, 32}};
+                 {{5, 2, 16, 2, 16}, 16}, {{130, 6, 24, 3, 40}, 32},
+                 /* P = 128, N = 256: C does not fit beside B in shared memory, so the chunk scan takes
+                  * its C fragments from global memory (the other path), and P takes two passes of 64 */
+                 {{300, 2, 128, 1, 256}, 256}};
     for (size_t k = 0; k < sizeof cases / sizeof *cases; k++) {
         SSDDims d = cases[k].d;
         size_t nx = (size_t)d.T * d.H * d.P, nbc = (size_t)d.T * d.G * d.N, ns = (size_t)d.H * d.P * d.N;
