@@ -9,6 +9,7 @@
  *   gemv(out_proj, prologue grouped norm, epilogue residual add).
  */
 #include "kernels.cuh"
+#include "mma_bf16.cuh" /* cp.async */
 
 #define GEMV_THREADS 256
 #define GEMV_ROWS_MAX 8 /* rows per block, at most */
@@ -274,15 +275,16 @@ __device__ __forceinline__ void store16(bf16 *p, const float *v) {
     *(uint4 *)p = make_uint4(w[0], w[1], w[2], w[3]);
 }
 
-#define STEP_SLOTS 8 /* row loads in flight per thread */
+#define STEP_SLOTS 8        /* row loads in flight per thread (register kernel) */
+#define STEP_SMEM_MIN_NB 16 /* sequences from which the shared-memory kernel is used */
 
-/* One block (8 warps) per (head, sequence), N = 128. A thread owns E = 16 / sizeof(S) consecutive
+/* Few sequences (the state in registers): one block (8 warps) per (head, sequence), N = 128. A thread owns E = 16 / sizeof(S) consecutive
  * entries of a row (4 fp32 or 8 bf16), so a row is LPR = N / E lanes (32 or 16) and one warp
  * instruction reads 32 / LPR whole rows, 16 bytes per lane, coalesced. Each thread loads
  * STEP_SLOTS rows before it computes any:
  *   S = exp(dt·A) S + dt·x Bᵀ;   y = (S C + D x) · silu(z);  Σ y² goes to the group's norm sum. */
 template <typename S>
-__global__ void __launch_bounds__(256) ssd_step_kernel(GpuDims g, GpuLayer w, const float *xbc, const float *dt,
+__global__ void __launch_bounds__(256) ssd_step_reg_kernel(GpuDims g, GpuLayer w, const float *xbc, const float *dt,
                                                        const float *zxbcdt, void *const *ssm_states, int l, float *y,
                                                        float *ss_y, const float *y_scale) {
     constexpr int E = 16 / sizeof(S), LPR = 128 / E, RPW = 32 / LPR; /* rows per warp instruction */
@@ -328,6 +330,64 @@ __global__ void __launch_bounds__(256) ssd_step_kernel(GpuDims g, GpuLayer w, co
                 y[(size_t)b * g.d_in + h * g.P + p] = y_scale ? yv * y_scale[h * g.P + p] : yv;
                 sq += yv * yv;
             }
+        }
+    }
+    sq = block_sum(sq); /* Σ y² of this head, added to its group's sum for the out_proj norm */
+    if (threadIdx.x == 0 && ss_y) atomicAdd(&ss_y[(size_t)b * g.G + grp], sq);
+}
+
+/* Many sequences (the state through shared memory): one block per (head, sequence), N = 128. The head's state, P rows of 128 (32 KB fp32 or 16 KB
+ * bf16), is first copied into shared memory with cp.async, before the wait for the previous kernel
+ * (the state of this layer is written by this kernel alone, in earlier steps, so it may be read
+ * early): the copy overlaps the end of the in_proj GEMV, holds no registers, and as many bytes are
+ * in flight as shared memory has room for (7 fp32 or 14 bf16 heads per multiprocessor).
+ * A thread owns E = 16 / sizeof(S) consecutive entries of a row (4 fp32 or 8 bf16), so a row is
+ * LPR = 128 / E lanes (32 or 16), a warp covers RPW = 32 / LPR rows at a time, and the pieces a
+ * thread computes on are the very pieces it copied (no barrier needed):
+ *   S = exp(dt·A) S + dt·x Bᵀ;   y = (S C + D x) · silu(z);  Σ y² goes to the group's norm sum. */
+template <typename S>
+__global__ void __launch_bounds__(256) ssd_step_smem_kernel(GpuDims g, GpuLayer w, const float *xbc, const float *dt,
+                                                       const float *zxbcdt, void *const *ssm_states, int l, float *y,
+                                                       float *ss_y, const float *y_scale) {
+    constexpr int E = 16 / sizeof(S), LPR = 128 / E, RPW = 32 / LPR;
+    extern __shared__ __align__(16) char step_smem[];
+    S *tile = (S *)step_smem; /* [P][128] this head's state, as in global memory */
+    pdl_trigger();
+    int h = blockIdx.x, b = blockIdx.y, grp = h / (g.H / g.G), warp = threadIdx.x >> 5, lane = threadIdx.x & 31;
+    int sub = lane / LPR, n0 = (lane % LPR) * E; /* which row of the warp's RPW, which entries */
+    S *state = (S *)ssm_states[b] + (((size_t)l * g.H + h) * g.P) * 128;
+    const int pieces = g.P * LPR, nwarps = blockDim.x >> 5; /* 16-byte pieces of the state */
+    for (int i = threadIdx.x; i < pieces; i += blockDim.x) cp_async16(tile + (size_t)i * E, state + (size_t)i * E, true);
+    pdl_wait(); /* x, B, C, dt and z come from the previous kernel */
+    const float *row = xbc + (size_t)b * g.conv_dim;
+    float Bv[E], Cv[E]; /* this thread's entries of B and C, 16 bytes per load */
+#pragma unroll
+    for (int k = 0; k < E; k += 4) {
+        float4 bq = *(const float4 *)(row + g.d_in + grp * 128 + n0 + k);
+        float4 cq = *(const float4 *)(row + g.d_in + g.G * 128 + grp * 128 + n0 + k);
+        Bv[k] = bq.x, Bv[k + 1] = bq.y, Bv[k + 2] = bq.z, Bv[k + 3] = bq.w;
+        Cv[k] = cq.x, Cv[k + 1] = cq.y, Cv[k + 2] = cq.z, Cv[k + 3] = cq.w;
+    }
+    float dth = dt[(size_t)b * g.H + h], decay = __expf(dth * w.A[h]), Dh = w.D[h], sq = 0;
+    cp_async_wait_all();
+    /* piece threadIdx.x + i·blockDim.x is row warp·RPW + sub + i·nwarps·RPW, entries n0.. */
+    for (int p = warp * RPW + sub; p < g.P; p += nwarps * RPW) {
+        float st[E];
+        load16(tile + (size_t)p * 128 + n0, st);
+        float x = row[h * g.P + p], xdt = x * dth, acc = 0;
+#pragma unroll
+        for (int k = 0; k < E; k++) {
+            st[k] = decay * st[k] + xdt * Bv[k];
+            acc += st[k] * Cv[k];
+        }
+        store16(state + (size_t)p * 128 + n0, st);
+#pragma unroll
+        for (int o = LPR / 2; o > 0; o >>= 1) acc += __shfl_xor_sync(0xffffffffu, acc, o);
+        if (n0 == 0) {
+            float z = zxbcdt[(size_t)b * g.d_in_proj + h * g.P + p];
+            float yv = (acc + Dh * x) * silu_f(z);
+            y[(size_t)b * g.d_in + h * g.P + p] = y_scale ? yv * y_scale[h * g.P + p] : yv;
+            sq += yv * yv;
         }
     }
     sq = block_sum(sq); /* Σ y² of this head, added to its group's sum for the out_proj norm */
@@ -382,12 +442,22 @@ void launch_ssd_step(const GpuDims &g, const GpuLayer &w, const float *xbc, cons
                      cudaStream_t s) {
     dim3 grid(g.H, nb);
     size_t smem = 2 * g.N * sizeof(float);
-    /* fast kernel: N = 128, one thread per STEP_SLOTS row pieces: 128 threads (bf16), 256 (fp32) at P = 64 */
+    /* N = 128: through shared memory from STEP_SMEM_MIN_NB sequences on, else in registers. Measured on
+     * the H200 (2026-12-01, 64-layer 7B, bench_model): the shared-memory kernel took batch 64 from 2,209
+     * to 3,206 tok/s (fp32 state) and from 3,724 to 4,234 (bf16), but batch 1 from 210 down to 190 and
+     * batch 4 from 422 to 369, so both stay. */
+    bool fast = g.N == 128 && g.d_in % 4 == 0 && g.conv_dim % 4 == 0; /* aligned float4 reads of B, C */
+    size_t tile = (size_t)g.P * 128 * (ssm_bf16 ? 2 : 4);
+    if (fast && nb >= STEP_SMEM_MIN_NB && tile <= 48 * 1024) { /* P ≤ 96 (fp32), 192 (bf16) */
+        if (ssm_bf16) launch_pdl(ssd_step_smem_kernel<bf16>, grid, dim3(256), tile, s, g, w, xbc, dt, zxbcdt, ssm_states, l, y, ss_y, y_scale);
+        else launch_pdl(ssd_step_smem_kernel<float>, grid, dim3(256), tile, s, g, w, xbc, dt, zxbcdt, ssm_states, l, y, ss_y, y_scale);
+        return;
+    }
+    /* registers: one thread per STEP_SLOTS row pieces: 128 threads (bf16), 256 (fp32) at P = 64 */
     int items = g.P * (ssm_bf16 ? 16 : 32), threads = (items / STEP_SLOTS + 31) / 32 * 32;
     threads = threads < 32 ? 32 : threads > 256 ? 256 : threads;
-    bool fast = g.N == 128 && g.d_in % 4 == 0 && g.conv_dim % 4 == 0; /* aligned float4 reads of B, C */
-    if (fast && ssm_bf16) launch_pdl(ssd_step_kernel<bf16>, grid, dim3(threads), 0, s, g, w, xbc, dt, zxbcdt, ssm_states, l, y, ss_y, y_scale);
-    else if (fast) launch_pdl(ssd_step_kernel<float>, grid, dim3(threads), 0, s, g, w, xbc, dt, zxbcdt, ssm_states, l, y, ss_y, y_scale);
+    if (fast && ssm_bf16) launch_pdl(ssd_step_reg_kernel<bf16>, grid, dim3(threads), 0, s, g, w, xbc, dt, zxbcdt, ssm_states, l, y, ss_y, y_scale);
+    else if (fast) launch_pdl(ssd_step_reg_kernel<float>, grid, dim3(threads), 0, s, g, w, xbc, dt, zxbcdt, ssm_states, l, y, ss_y, y_scale);
     else if (ssm_bf16) launch_pdl(ssd_step_any_kernel<bf16>, grid, dim3(128), smem, s, g, w, xbc, dt, zxbcdt, ssm_states, l, y, ss_y, y_scale);
     else launch_pdl(ssd_step_any_kernel<float>, grid, dim3(128), smem, s, g, w, xbc, dt, zxbcdt, ssm_states, l, y, ss_y, y_scale);
 }

@@ -250,7 +250,7 @@ static void test_state_moves_between_backends(void) {
 }
 
 /* A fresh random bf16 model with the 7B state size N = 128 (the shape the fast decode kernels are
- * written for): GPU prefill and GPU steps (fp32 and bf16 states, 1 and 3 sequences) against the
+ * written for): GPU prefill and GPU steps (fp32 and bf16 states, 1, 3 and 17 sequences) against the
  * reference, token by token. */
 static void test_random_model_7b_state(void) {
     TinyModelSpec sp;
@@ -262,7 +262,7 @@ static void test_random_model_7b_state(void) {
     Mamba2Model m;
     Mamba2Error e = {{0}};
     CU_ASSERT_EQUAL_FATAL(mamba2_model_load(dir, &m, &e), 0);
-    enum { T = 21, NS = 3 };
+    enum { T = 21, NS = 17 };
     int V = m.cfg.vocab_size;
     int32_t tok[NS][T];
     for (int i = 0; i < NS; i++)
@@ -282,22 +282,31 @@ static void test_random_model_7b_state(void) {
         mamba2_state_reset(&st[0]);
         CU_ASSERT_EQUAL(gpu->prefill(gpu, &st[0], tok[0], T, got, 1, &e), 0);
         double e_pre = test_rel_l2(got, ref, (size_t)T * V);
-        /* three sequences stepped together */
-        for (int i = 0; i < NS; i++) mamba2_state_reset(&st[i]);
-        for (int t = 0; t < T; t++) {
-            int32_t now[NS];
-            for (int i = 0; i < NS; i++) now[i] = tok[i][t];
-            CU_ASSERT_EQUAL(gpu->step(gpu, ptrs, now, NS, lg, &e), 0);
-            for (int i = 0; i < NS; i++) memcpy(got + ((size_t)i * T + t) * V, lg + (size_t)i * V, V * 4);
-        }
-        double e_step = test_rel_l2(got, ref, (size_t)NS * T * V);
-        /* fp32 state: the decode path keeps fp32 activations, so only fp32 rounding separates it from
-         * the reference; bf16 state rounds the state every token (DESIGN.md's 2e-2 applies) */
-        double step_tol = bf ? LOGITS_TOL : 1e-4;
-        printf("\n    N=128 random model, %s state: prefill %.1e, 3-sequence steps %.1e (bound %.0e)", bf ? "bf16" : "fp32",
-               e_pre, e_step, step_tol);
         CU_ASSERT(e_pre <= LOGITS_TOL);
-        CU_ASSERT(e_step <= step_tol);
+        /* sequences stepped together: 3 take the SSD-step kernel that holds the state in registers,
+         * NS = 17 (≥ STEP_SMEM_MIN_NB in gpu/decode.cu) the one that copies it through shared memory */
+        const int batches[2] = {3, NS};
+        for (int k = 0; k < 2; k++) {
+            int nb = batches[k];
+            for (int i = 0; i < nb; i++) mamba2_state_reset(&st[i]);
+            for (int t = 0; t < T; t++) {
+                int32_t now[NS];
+                for (int i = 0; i < nb; i++) now[i] = tok[i][t];
+                CU_ASSERT_EQUAL(gpu->step(gpu, ptrs, now, nb, lg, &e), 0);
+                for (int i = 0; i < nb; i++) memcpy(got + ((size_t)i * T + t) * V, lg + (size_t)i * V, V * 4);
+            }
+            double e_step = test_rel_l2(got, ref, (size_t)nb * T * V);
+            /* fp32 state and up to 4 sequences (the GEMV path) keep fp32 activations, so only fp32
+             * rounding separates them from the reference. DESIGN.md's 2e-2 applies where bf16 enters:
+             * a bf16 state is rounded every token, and more than 4 sequences go through cuBLAS bf16
+             * GEMMs with the activations rounded to bf16 (as in prefill; "batched step vs single steps"
+             * bounds batch 6 the same way). Measured on the H200, 2026-12-01, two runs (fresh random
+             * models): 17 sequences 4.0e-3 and 7.4e-3 (fp32 state), 4.3e-3 and 8.4e-3 (bf16 state). */
+            double step_tol = bf || nb > 4 ? LOGITS_TOL : 1e-4;
+            printf("\n    N=128 random model, %s state: prefill %.1e, %d-sequence steps %.1e (bound %.0e)",
+                   bf ? "bf16" : "fp32", e_pre, nb, e_step, step_tol);
+            CU_ASSERT(e_step <= step_tol);
+        }
         mamba2_backend_destroy(gpu);
     }
     printf("\n");
