@@ -2,7 +2,10 @@
 # One call on the GPU machine: the GPU tests, compute-sanitizer, the kernel benchmark and the
 # whole-model benchmarks on a random-weight Codestral-7B checkpoint written there.
 # Binaries are built on the development machine (make STATIC_DEPS=1) and carried in .device/.
-# Usage: bash gpu/device_run.sh [STEPS]   STEPS: comma list of test,sanitize,kernels,model,hf (default all)
+# What comes back in $OUT (eight files at most): gpu.txt, tests.log, kernels.txt, ncu_ssd.txt,
+# bench_fp32.json, bench_bf16.json, profile.txt, hf.txt.
+# Usage: bash gpu/device_run.sh [STEPS]   STEPS: comma list of test,sanitize,kernels,ncu,model,profile,hf
+#        (default: all but ncu)
 set -u
 OUT=${OUT:-/tmp/mamba2-out}
 mkdir -p "$OUT"
@@ -19,17 +22,24 @@ nproc; free -g | head -2
 
 if has test; then
     log "GPU tests"
-    timeout 300 "$BIN/run_tests" gpu 2>&1 | tee "$OUT/test_gpu.log" | tail -60
-    timeout 120 "$BIN/run_tests" demo_model_gpu 2>&1 | tee "$OUT/test_demo_gpu.log" | tail -12
+    timeout 300 "$BIN/run_tests" gpu 2>&1 | tee "$OUT/tests.log" | tail -60
+    timeout 120 "$BIN/run_tests" demo_model_gpu 2>&1 | tee -a "$OUT/tests.log" | tail -12
 fi
 if has sanitize; then
     log "compute-sanitizer memcheck on the GPU suite"
-    timeout 300 compute-sanitizer --tool memcheck --print-limit 20 "$BIN/run_tests" gpu > "$OUT/sanitizer.log" 2>&1
-    echo "exit $?"; grep -E "ERROR SUMMARY|Run Summary|asserts|tests " "$OUT/sanitizer.log" | tail -5
+    timeout 300 compute-sanitizer --tool memcheck --print-limit 20 "$BIN/run_tests" gpu > /tmp/sanitizer.log 2>&1
+    echo "exit $?" | tee -a "$OUT/tests.log"
+    grep -E "ERROR SUMMARY|Run Summary|asserts|tests |=====" /tmp/sanitizer.log | tail -25 | tee -a "$OUT/tests.log"
 fi
 if has kernels; then
     log "kernel benchmark"
     timeout 300 "$BIN/bench_gpu_kernels" 2>&1 | tee "$OUT/kernels.txt"
+fi
+if has ncu; then
+    log "Nsight Compute on the chunked SSD's two matrix kernels (first launch of each)"
+    timeout 240 ncu --clock-control none -k regex:'ssd_chunk_(state|scan)' -c 2 --set full "$BIN/bench_gpu_kernels" \
+        > "$OUT/ncu_ssd.txt" 2>&1
+    echo "exit $?"; grep -E "ssd_chunk|Duration|Compute \(SM\) Throughput|Achieved Occupancy|Registers Per|Executed Ipc Active|Issued Instructions  |Eligible Warps|stalled|Block Limit Shared" "$OUT/ncu_ssd.txt" | head -30
 fi
 if has model || has hf || has profile; then
     if [ ! -f "$CK/model.safetensors.index.json" ]; then
@@ -41,15 +51,15 @@ fi
 if has model; then
     log "7B on the GPU, fp32 states: prefill, decode at batch 1/4/64, long contexts, memory caps"
     timeout 400 "$BIN/bench_model" "$CK" --backend gpu --prompt-len 4096 --gen-len 64 --batch 1,4,64 \
-        --positions 1024,4096,16384,65536 --mem-limit 24,72 --json "$OUT/bench_fp32.json" 2>&1 | tee "$OUT/bench_fp32.txt"
+        --positions 1024,4096,16384,65536 --mem-limit 24,72 --json "$OUT/bench_fp32.json" 2>&1
     log "7B on the GPU, bf16 states"
     timeout 300 "$BIN/bench_model" "$CK" --backend gpu --state-bf16 --prompt-len 4096 --gen-len 64 --batch 64,256 \
-        --mem-limit 24,72 --json "$OUT/bench_bf16.json" 2>&1 | tee "$OUT/bench_bf16.txt"
+        --mem-limit 24,72 --json "$OUT/bench_bf16.json" 2>&1
 fi
 if has profile; then
     log "per-kernel profile (no graphs, events between kernels): batch 1, then batch 64 with bf16 states"
-    MAMBA2_GPU_PROFILE=1 timeout 200 "$BIN/bench_model" "$CK" --backend gpu --prompt-len 4096 --gen-len 16 --batch 1 2>&1 | tail -22 | tee "$OUT/profile_b1.txt"
-    MAMBA2_GPU_PROFILE=1 timeout 200 "$BIN/bench_model" "$CK" --backend gpu --state-bf16 --prompt-len 512 --gen-len 16 --batch 64 2>&1 | grep -E "step|GPU profile" | tee "$OUT/profile_b64.txt"
+    MAMBA2_GPU_PROFILE=1 timeout 200 "$BIN/bench_model" "$CK" --backend gpu --prompt-len 4096 --gen-len 16 --batch 1 2>&1 | tail -22 | tee "$OUT/profile.txt"
+    MAMBA2_GPU_PROFILE=1 timeout 200 "$BIN/bench_model" "$CK" --backend gpu --state-bf16 --prompt-len 512 --gen-len 16 --batch 64 2>&1 | grep -E "step|GPU profile" | tee -a "$OUT/profile.txt"
 fi
 if has hf; then
     log "Hugging Face transformers on the same checkpoint"
