@@ -26,8 +26,29 @@ __global__ void rmsnorm_bf16_kernel(const float *h, const float *w, int d, float
     for (int i = threadIdx.x; i < d; i += blockDim.x) out[(size_t)blockIdx.x * d + i] = __float2bfloat16(x[i] * scale * w[i]);
 }
 
+/* The same, four values per load and store (d a multiple of 4): a row of h is read twice, the
+ * second time from cache. */
+__global__ void rmsnorm4_bf16_kernel(const float *h, const float *w, int d, float eps, bf16 *out) {
+    const float4 *x = (const float4 *)(h + (size_t)blockIdx.x * d);
+    int d4 = d / 4;
+    float ss = 0;
+    for (int i = threadIdx.x; i < d4; i += blockDim.x) {
+        float4 v = x[i];
+        ss += v.x * v.x + v.y * v.y + v.z * v.z + v.w * v.w;
+    }
+    float scale = rsqrtf(block_sum(ss) / d + eps);
+    uint2 *o = (uint2 *)(out + (size_t)blockIdx.x * d);
+    for (int i = threadIdx.x; i < d4; i += blockDim.x) {
+        float4 v = x[i], wv = ((const float4 *)w)[i];
+        __nv_bfloat162 lo = __floats2bfloat162_rn(v.x * scale * wv.x, v.y * scale * wv.y);
+        __nv_bfloat162 hi = __floats2bfloat162_rn(v.z * scale * wv.z, v.w * scale * wv.w);
+        o[i] = make_uint2(*(uint32_t *)&lo, *(uint32_t *)&hi);
+    }
+}
+
 void launch_rmsnorm_bf16(const float *h, const float *w, int T, int d, float eps, bf16 *out, cudaStream_t s) {
-    rmsnorm_bf16_kernel<<<T, 256, 0, s>>>(h, w, d, eps, out);
+    if (d % 4 == 0) rmsnorm4_bf16_kernel<<<T, 256, 0, s>>>(h, w, d, eps, out);
+    else rmsnorm_bf16_kernel<<<T, 256, 0, s>>>(h, w, d, eps, out);
 }
 
 /* One thread per (channel, run of TOKENS_PER_THREAD tokens), a sliding window in registers:
@@ -93,28 +114,36 @@ __global__ void conv_prefill8_kernel(GpuDims g, const bf16 *zxbcdt, const float 
         }
     }
     int t1 = min(T, t0 + TOKENS_PER_THREAD);
-    for (int t = t0; t < t1; t++) {
-        uint4 q = *(const uint4 *)(in + (size_t)t * ld);
-        const __nv_bfloat162 *h2 = (const __nv_bfloat162 *)&q;
+    for (int tb = t0; tb < t1; tb += 4) {
+        uint4 next[4]; /* the inputs of the next four tokens, all loaded before any is used */
 #pragma unroll
-        for (int j = 0; j < 4; j++) {
-            float2 f = __bfloat1622float2(h2[j]);
-            win[K - 1][2 * j] = f.x, win[K - 1][2 * j + 1] = f.y;
+        for (int u = 0; u < 4; u++)
+            if (tb + u < t1) next[u] = *(const uint4 *)(in + (size_t)(tb + u) * ld);
+#pragma unroll
+        for (int u = 0; u < 4; u++) {
+            int t = tb + u;
+            if (t >= t1) break;
+            const __nv_bfloat162 *h2 = (const __nv_bfloat162 *)&next[u];
+#pragma unroll
+            for (int j = 0; j < 4; j++) {
+                float2 f = __bfloat1622float2(h2[j]);
+                win[K - 1][2 * j] = f.x, win[K - 1][2 * j + 1] = f.y;
+            }
+            uint32_t out[4];
+#pragma unroll
+            for (int j = 0; j < 8; j += 2) {
+                float a0 = bias[j], a1 = bias[j + 1];
+#pragma unroll
+                for (int k = 0; k < K; k++) a0 += wk[j][k] * win[k][j], a1 += wk[j + 1][k] * win[k][j + 1];
+                __nv_bfloat162 o = __floats2bfloat162_rn(silu_f(a0), silu_f(a1));
+                out[j / 2] = *(uint32_t *)&o;
+            }
+            *(uint4 *)(xbc + (size_t)t * g.conv_dim + c) = make_uint4(out[0], out[1], out[2], out[3]);
+#pragma unroll
+            for (int k = 0; k < K - 1; k++)
+#pragma unroll
+                for (int j = 0; j < 8; j++) win[k][j] = win[k + 1][j];
         }
-        uint32_t out[4];
-#pragma unroll
-        for (int j = 0; j < 8; j += 2) {
-            float a0 = bias[j], a1 = bias[j + 1];
-#pragma unroll
-            for (int k = 0; k < K; k++) a0 += wk[j][k] * win[k][j], a1 += wk[j + 1][k] * win[k][j + 1];
-            __nv_bfloat162 o = __floats2bfloat162_rn(silu_f(a0), silu_f(a1));
-            out[j / 2] = *(uint32_t *)&o;
-        }
-        *(uint4 *)(xbc + (size_t)t * g.conv_dim + c) = make_uint4(out[0], out[1], out[2], out[3]);
-#pragma unroll
-        for (int k = 0; k < K - 1; k++)
-#pragma unroll
-            for (int j = 0; j < 8; j++) win[k][j] = win[k + 1][j];
     }
 }
 
@@ -176,8 +205,40 @@ __global__ void gated_norm_kernel(GpuDims g, const float *y, const bf16 *z_bf16,
     for (int i = threadIdx.x; i < gs; i += blockDim.x) out[row + off + i] = __float2bfloat16(gated[i] * scale * w[off + i]);
 }
 
+/* The same with bf16 z, four channels per load and store (group size, d_in and conv_dim multiples of 4). */
+__global__ void gated_norm4_kernel(GpuDims g, const float *y, const bf16 *z, const float *w, bf16 *out) {
+    int t = blockIdx.x, grp = blockIdx.y, gs4 = g.d_in / g.G / 4;
+    size_t row = (size_t)t * g.d_in + (size_t)grp * gs4 * 4;
+    const float4 *y4 = (const float4 *)(y + row);
+    const uint2 *z4 = (const uint2 *)(z + (size_t)t * (g.d_in + g.conv_dim) + (size_t)grp * gs4 * 4);
+    extern __shared__ float4 gated4[]; /* [gs / 4] */
+    float ss = 0;
+    for (int i = threadIdx.x; i < gs4; i += blockDim.x) {
+        float4 v = y4[i];
+        uint2 zq = z4[i];
+        float2 za = __bfloat1622float2(*(__nv_bfloat162 *)&zq.x), zb = __bfloat1622float2(*(__nv_bfloat162 *)&zq.y);
+        v.x *= silu_f(za.x), v.y *= silu_f(za.y), v.z *= silu_f(zb.x), v.w *= silu_f(zb.y);
+        gated4[i] = v;
+        ss += v.x * v.x + v.y * v.y + v.z * v.z + v.w * v.w;
+    }
+    float scale = rsqrtf(block_sum(ss) / (gs4 * 4) + g.eps);
+    const float4 *w4 = (const float4 *)(w + (size_t)grp * gs4 * 4);
+    uint2 *o = (uint2 *)(out + row);
+    for (int i = threadIdx.x; i < gs4; i += blockDim.x) {
+        float4 v = gated4[i], wv = w4[i];
+        __nv_bfloat162 lo = __floats2bfloat162_rn(v.x * scale * wv.x, v.y * scale * wv.y);
+        __nv_bfloat162 hi = __floats2bfloat162_rn(v.z * scale * wv.z, v.w * scale * wv.w);
+        o[i] = make_uint2(*(uint32_t *)&lo, *(uint32_t *)&hi);
+    }
+}
+
 void launch_gated_norm_bf16(const GpuDims &g, const float *y, const bf16 *z_bf16, const float *z_f32, int gate,
                             const float *w, int T, bf16 *out, cudaStream_t s) {
     dim3 grid(T, g.G);
-    gated_norm_kernel<<<grid, 256, (g.d_in / g.G) * sizeof(float), s>>>(g, y, z_bf16, z_f32, gate, w, out);
+    int gs = g.d_in / g.G;
+    if (gate && z_bf16 && gs % 4 == 0 && g.conv_dim % 4 == 0) {
+        gated_norm4_kernel<<<grid, 256, gs * sizeof(float), s>>>(g, y, z_bf16, w, out);
+        return;
+    }
+    gated_norm_kernel<<<grid, 256, gs * sizeof(float), s>>>(g, y, z_bf16, z_f32, gate, w, out);
 }
