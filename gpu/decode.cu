@@ -340,7 +340,7 @@ __global__ void __launch_bounds__(256) ssd_step_reg_kernel(GpuDims g, GpuLayer w
  * bf16), is first copied into shared memory with cp.async, before the wait for the previous kernel
  * (the state of this layer is written by this kernel alone, in earlier steps, so it may be read
  * early): the copy overlaps the end of the in_proj GEMV, holds no registers, and as many bytes are
- * in flight as shared memory has room for (7 fp32 or 14 bf16 heads per multiprocessor).
+ * in flight as shared memory has room for (7 fp32 or 13 bf16 heads per multiprocessor).
  * A thread owns E = 16 / sizeof(S) consecutive entries of a row (4 fp32 or 8 bf16), so a row is
  * LPR = 128 / E lanes (32 or 16), a warp covers RPW = 32 / LPR rows at a time, and the pieces a
  * thread computes on are the very pieces it copied (no barrier needed):
@@ -449,7 +449,8 @@ void launch_ssd_step(const GpuDims &g, const GpuLayer &w, const float *xbc, cons
     bool fast = g.N == 128 && g.d_in % 4 == 0 && g.conv_dim % 4 == 0; /* aligned float4 reads of B, C */
     size_t tile = (size_t)g.P * 128 * (ssm_bf16 ? 2 : 4);
     if (fast && nb >= STEP_SMEM_MIN_NB && tile <= 48 * 1024) { /* P ≤ 96 (fp32), 192 (bf16) */
-        if (ssm_bf16) launch_pdl(ssd_step_smem_kernel<bf16>, grid, dim3(256), tile, s, g, w, xbc, dt, zxbcdt, ssm_states, l, y, ss_y, y_scale);
+        /* bf16: 128 threads, so that the 13 blocks shared memory allows per SM also fit in its 2048 threads */
+        if (ssm_bf16) launch_pdl(ssd_step_smem_kernel<bf16>, grid, dim3(128), tile, s, g, w, xbc, dt, zxbcdt, ssm_states, l, y, ss_y, y_scale);
         else launch_pdl(ssd_step_smem_kernel<float>, grid, dim3(256), tile, s, g, w, xbc, dt, zxbcdt, ssm_states, l, y, ss_y, y_scale);
         return;
     }
