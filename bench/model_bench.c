@@ -77,24 +77,6 @@ static double time_decode(Mamba2Backend *b, Mamba2State **states, int nb, int st
     return (cli_now() - t0) / steps;
 }
 
-/* A comma-separated list of at most max numbers in [lo, hi] (whole numbers when integer) for option
- * opt; how many, or -1 (printed). */
-static int parse_list(const char *opt, const char *s, double *out, int max, double lo, double hi, int integer) {
-    int n = 0;
-    while (s && *s) {
-        char *end;
-        double v = strtod(s, &end);
-        if (end == s || (*end && *end != ',') || !(v >= lo && v <= hi) || (integer && v != (long)v) || n == max) {
-            fprintf(stderr, "bench_model: %s expects at most %d %s in [%g, %g] separated by commas, got '%s'\n", opt,
-                    max, integer ? "integers" : "numbers", lo, hi, s);
-            return -1;
-        }
-        out[n++] = v;
-        s = *end ? end + 1 : end;
-    }
-    return n;
-}
-
 int main(int argc, char **argv) {
     static const struct option opts[] = {{"backend", 1, 0, 'b'},   {"prompt-len", 1, 0, 'p'}, {"gen-len", 1, 0, 'g'},
                                          {"batch", 1, 0, 'B'},     {"state-bf16", 0, 0, 's'}, {"positions", 1, 0, 'P'},
@@ -122,9 +104,9 @@ int main(int argc, char **argv) {
     }
     /* the lists, checked before anything is loaded */
     double bl[16], pl[16], ml[8];
-    int nbl = parse_list("--batch", batches, bl, 16, 1, 4096, 1);
-    int npl = positions ? parse_list("--positions", positions, pl, 16, 1, 1e9, 1) : 0;
-    int nml = limits ? parse_list("--mem-limit", limits, ml, 8, 0.001, 1e6, 0) : 0;
+    int nbl = cli_parse_list("--batch", batches, bl, 16, 1, 4096, 1);
+    int npl = positions ? cli_parse_list("--positions", positions, pl, 16, 1, 1e9, 1) : 0;
+    int nml = limits ? cli_parse_list("--mem-limit", limits, ml, 8, 0.001, 1e6, 0) : 0;
     if (nbl < 0 || npl < 0 || nml < 0) return 2;
     Mamba2Model m;
     if (cli_load_model(argv[optind], &m)) return 1;

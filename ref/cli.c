@@ -61,6 +61,36 @@ int cli_parse_int(const char *opt, const char *s, long lo, long hi, long *out) {
     return 0;
 }
 
+int cli_parse_list(const char *opt, const char *s, double *out, int max, double lo, double hi, int integer) {
+    int n = 0;
+    for (const char *p = s ? s : "";;) {
+        const char *comma = strchr(p, ',');
+        size_t len = comma ? (size_t)(comma - p) : strlen(p);
+        char item[64], *end = NULL;
+        double v = 0;
+        int ok = len > 0 && len < sizeof item;
+        if (ok) {
+            memcpy(item, p, len);
+            item[len] = 0;
+            errno = 0;
+            v = integer ? (double)strtol(item, &end, 10) : strtod(item, &end);
+            ok = !*end && !errno && v >= lo && v <= hi;
+        }
+        if (!ok) {
+            fprintf(stderr, "mamba2: %s expects %s in [%g, %g], got '%.*s'\n", opt, integer ? "an integer" : "a number",
+                    lo, hi, (int)(len < 64 ? len : 64), p);
+            return -1;
+        }
+        if (n == max) {
+            fprintf(stderr, "mamba2: %s takes at most %d values, got '%s'\n", opt, max, s);
+            return -1;
+        }
+        out[n++] = v;
+        if (!comma) return n;
+        p = comma + 1;
+    }
+}
+
 int cli_load_model(const char *dir, Mamba2Model *m) {
     Mamba2Error err = {{0}};
     if (mamba2_model_load(dir, m, &err)) {

@@ -27,6 +27,15 @@ int cli_parse_ids(const char *s, int32_t **ids, int *n, Mamba2Error *err);
 int cli_parse_int(const char *opt, const char *s, long lo, long hi, long *out);
 
 /**
+ * @brief Parse a comma-separated list of numbers for option @p opt ("1,4,64"; "24,72.5").
+ * @param out     receives the values, at most @p max of them
+ * @param lo, hi  the range every value must be in
+ * @param integer 1 when only whole numbers are allowed
+ * @return how many values, or -1 after printing which item is wrong (or that there are too many).
+ */
+int cli_parse_list(const char *opt, const char *s, double *out, int max, double lo, double hi, int integer);
+
+/**
  * @brief Load a checkpoint, printing the error (and the norm_before_gate note) to stderr.
  * @return 0 on success, -1 after printing the reason.
  */

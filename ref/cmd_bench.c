@@ -58,35 +58,10 @@ static void help(FILE *f) {
 
 /** Tokens of the prompt each sequence of the decode measurement starts from. */
 #define DECODE_PROMPT 16
+#define MAX_BATCHES 64 /* sizes in one --batch list */
 
 /* --batch B[,B2..]: a comma-separated list of batch sizes, each in [1, 4096] (the message names
  * the bad one). On success *list (caller frees) holds *n sizes. */
-static int parse_batches(const char *s, int **list, int *n) {
-    size_t len = strlen(s);
-    char *copy = malloc(len + 1);
-    int *out = malloc((len / 2 + 1) * sizeof *out); /* at most one size per two characters, and one */
-    if (!copy || !out) {
-        free(copy), free(out);
-        return cli_error("bench", 2, "out of memory");
-    }
-    memcpy(copy, s, len + 1);
-    int k = 0;
-    for (char *tok = copy, *comma;; tok = comma + 1) {
-        comma = strchr(tok, ',');
-        if (comma) *comma = 0;
-        long v;
-        if (cli_parse_int("--batch", tok, 1, 4096, &v)) {
-            free(copy), free(out);
-            return -1;
-        }
-        out[k++] = (int)v;
-        if (!comma) break;
-    }
-    free(copy);
-    *list = out, *n = k;
-    return 0;
-}
-
 /* Deterministic token ids in [3, V) (a linear congruential sequence). */
 static void fill_tokens(int32_t *t, int n, int V, unsigned seed) {
     for (int i = 0; i < n; i++) {
@@ -154,15 +129,15 @@ int cmd_bench(int argc, char **argv) {
         help(stderr);
         return 2;
     }
-    int *batch_list = NULL, n_batches = 0;
+    double batch_values[MAX_BATCHES];
+    int batch_list[MAX_BATCHES];
     Mamba2Error e = {{0}};
-    if (parse_batches(batches, &batch_list, &n_batches)) return 2;
+    int n_batches = cli_parse_list("--batch", batches, batch_values, MAX_BATCHES, 1, 4096, 1);
+    if (n_batches < 0) return 2;
+    for (int i = 0; i < n_batches; i++) batch_list[i] = (int)batch_values[i];
 
     Mamba2Model m;
-    if (cli_load_model(argv[optind], &m)) {
-        free(batch_list);
-        return 1;
-    }
+    if (cli_load_model(argv[optind], &m)) return 1;
     const Mamba2Config *cfg = &m.cfg;
     int V = cfg->vocab_size, status = 1;
     Mamba2BackendOptions o = {0};
@@ -321,7 +296,7 @@ fail:
     cli_error("bench", 1, "%s", e.msg);
 done:
     for (int i = 0; i < n_states; i++) mamba2_state_free(&sts[i]);
-    free(sts), free(ptrs), free(tok), free(next), free(logits), free(step_s), free(batch_list);
+    free(sts), free(ptrs), free(tok), free(next), free(logits), free(step_s);
     mamba2_backend_destroy(b);
     mamba2_model_free(&m);
     return status;

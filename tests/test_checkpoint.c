@@ -11,6 +11,7 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include "cli.h"
 #include "model.h"
 #include "tests.h"
 
@@ -240,6 +241,24 @@ static void test_load_no_files(void) {
 }
 
 /* The program itself: a bad checkpoint gives exit status 1, a message, and no output file. */
+/* cli_parse_list: the one parser of the comma-separated options of mamba2 bench and bench_model
+ * (it prints its refusals; they go to stderr here). */
+static void test_cli_parse_list(void) {
+    double v[4];
+    CU_ASSERT_EQUAL(cli_parse_list("--batch", "1,4,64", v, 4, 1, 4096, 1), 3);
+    CU_ASSERT(v[0] == 1 && v[1] == 4 && v[2] == 64);
+    CU_ASSERT_EQUAL(cli_parse_list("--mem-limit", "24,72.5", v, 4, 0.001, 1e6, 0), 2);
+    CU_ASSERT(v[0] == 24 && v[1] == 72.5);
+    CU_ASSERT_EQUAL(cli_parse_list("--batch", "2.5", v, 4, 1, 4096, 1), -1);     /* not whole */
+    CU_ASSERT_EQUAL(cli_parse_list("--batch", "1,,2", v, 4, 1, 4096, 1), -1);    /* an empty item */
+    CU_ASSERT_EQUAL(cli_parse_list("--batch", "1,2,", v, 4, 1, 4096, 1), -1);    /* a trailing comma */
+    CU_ASSERT_EQUAL(cli_parse_list("--batch", "", v, 4, 1, 4096, 1), -1);        /* nothing */
+    CU_ASSERT_EQUAL(cli_parse_list("--batch", "1,2,3,4,5", v, 4, 1, 4096, 1), -1); /* more than max */
+    CU_ASSERT_EQUAL(cli_parse_list("--batch", "4097", v, 4, 1, 4096, 1), -1);    /* out of range */
+    CU_ASSERT_EQUAL(cli_parse_list("--batch", "99999999999999999999", v, 4, 1, 4096, 1), -1); /* overflow */
+    CU_ASSERT_EQUAL(cli_parse_list("--mem-limit", "nan", v, 4, 0.001, 1e6, 0), -1);
+}
+
 static void test_cli_bad_input(void) {
     TinyModelSpec s;
     test_tiny_spec_default(&s);
@@ -287,7 +306,8 @@ int register_checkpoint_tests(void) {
         !CU_add_test(s, "load: malformed config.json refused", test_load_malformed_config) ||
         !CU_add_test(s, "load: truncated safetensors refused", test_load_truncated) ||
         !CU_add_test(s, "load: empty directory refused", test_load_no_files) ||
-        !CU_add_test(s, "cli: bad checkpoint -> exit 1, message, no output file", test_cli_bad_input))
+        !CU_add_test(s, "cli: bad checkpoint -> exit 1, message, no output file", test_cli_bad_input) ||
+        !CU_add_test(s, "cli: comma-separated option lists", test_cli_parse_list))
         return -1;
     return 0;
 }

@@ -98,28 +98,10 @@ static void expect_st_error(const char *header, size_t data_len, const char *n1,
     free(dir);
 }
 
-/* Read a whole small text file into buf. */
-static void slurp(const char *path, char *buf, size_t cap) {
-    buf[0] = 0;
-    FILE *f = fopen(path, "r");
-    if (!f) return;
-    size_t n = fread(buf, 1, cap - 1, f);
-    buf[n] = 0;
-    fclose(f);
-}
-
-/* Run `ENV PROGRAM ARGS 2>DIR/stderr.txt >/dev/null`; the exit status, stderr in msg. */
+/* Run `ENV PROGRAM ARGS`: the exit status, stderr in msg (dir is where the test's files are). */
 static int run_cli(const char *dir, const char *env, const char *args, char *msg, size_t cap) {
-    char path[4200];
-    snprintf(path, sizeof path, "%s/stderr.txt", dir);
-    size_t need = strlen(args) + strlen(path) + strlen(test_program()) + (env ? strlen(env) : 0) + 64;
-    char *cmd = malloc(need);
-    snprintf(cmd, need, "%s %s %s >/dev/null 2>%s", env ? env : "", test_program(), args, path);
-    int status = system(cmd);
-    free(cmd);
-    slurp(path, msg, cap);
-    unlink(path);
-    return WIFEXITED(status) ? WEXITSTATUS(status) : 128 + WTERMSIG(status);
+    (void)dir;
+    return test_run_program(env, args, NULL, 0, msg, cap);
 }
 
 /* No file of dir but the ones expected: nothing half-written (NAME.tmpPID) or unwanted left behind. */
@@ -341,7 +323,7 @@ static void test_vocab_mismatch(void) {
     test_tiny_spec_default(&s);
     char *dir = tiny_dir(&s), path[4200], text[2048];
     snprintf(path, sizeof path, "%s/config.json", dir);
-    slurp(path, text, sizeof text);
+    test_slurp(path, text, sizeof text);
     char *v = strstr(text, "\"vocab_size\": 50");
     CU_ASSERT_PTR_NOT_NULL_FATAL(v);
     memcpy(v, "\"vocab_size\": 64", 16);

@@ -184,28 +184,18 @@ static void test_fixtures_greedy(void) {
 
 /* prefill(first k) → save → load into a fresh state → prefill(rest) equals one uninterrupted prefill. */
 /* Run a shell command; its standard output in out (cap bytes), its exit status returned. */
-static int run_capture(const char *cmd, char *out, size_t cap) {
-    FILE *p = popen(cmd, "r");
-    size_t n = p ? fread(out, 1, cap - 1, p) : 0;
-    out[n] = 0;
-    int st = p ? pclose(p) : -1;
-    return st != -1 && WIFEXITED(st) ? WEXITSTATUS(st) : -1;
-}
-
 /* The demo model through the program: 8 greedy tokens after a 4-token prompt, once in one run and
  * once as a 2-token run saving its state and a second run continuing from it with the rest. */
 static void test_cli_state_in_out(void) {
     char *dir = test_tmpdir();
-    char cmd[8192], whole[4096], part[4096];
+    char args[8192], whole[4096], part[4096];
     const char *model = "data/stdlib-mamba2";
-    snprintf(cmd, sizeof cmd, "%s generate %s --ids '1 100 200 300' -n 8 2>/dev/null", test_program(), model);
-    CU_ASSERT_EQUAL(run_capture(cmd, whole, sizeof whole), 0);
-    snprintf(cmd, sizeof cmd, "%s generate %s --ids '1 100' -n 0 --state-out %s/s.bin 2>/dev/null", test_program(),
-             model, dir);
-    CU_ASSERT_EQUAL(run_capture(cmd, part, sizeof part), 0);
-    snprintf(cmd, sizeof cmd, "%s generate %s --ids '200 300' -n 8 --state-in %s/s.bin 2>/dev/null", test_program(),
-             model, dir);
-    CU_ASSERT_EQUAL(run_capture(cmd, part, sizeof part), 0);
+    snprintf(args, sizeof args, "generate %s --ids '1 100 200 300' -n 8", model);
+    CU_ASSERT_EQUAL(test_run_program(NULL, args, whole, sizeof whole, NULL, 0), 0);
+    snprintf(args, sizeof args, "generate %s --ids '1 100' -n 0 --state-out %s/s.bin", model, dir);
+    CU_ASSERT_EQUAL(test_run_program(NULL, args, part, sizeof part, NULL, 0), 0);
+    snprintf(args, sizeof args, "generate %s --ids '200 300' -n 8 --state-in %s/s.bin", model, dir);
+    CU_ASSERT_EQUAL(test_run_program(NULL, args, part, sizeof part, NULL, 0), 0);
     printf("\n    one run: %.*s| resumed: %.*s", (int)strcspn(whole, "\n"), whole, (int)strcspn(part, "\n"), part);
     CU_ASSERT(strlen(whole) >= 16); /* 8 ids */
     CU_ASSERT_STRING_EQUAL(part, whole);

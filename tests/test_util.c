@@ -7,6 +7,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/wait.h>
 #include <time.h>
 #include <unistd.h>
 
@@ -72,6 +73,36 @@ void test_rmtree(const char *dir) {
 const char *test_program(void) {
     const char *p = getenv("MAMBA2_PROGRAM");
     return p && *p ? p : "./mamba2";
+}
+
+void test_slurp(const char *path, char *buf, size_t cap) {
+    buf[0] = 0;
+    FILE *f = fopen(path, "r");
+    if (!f) return;
+    size_t n = fread(buf, 1, cap - 1, f);
+    buf[n] = 0;
+    fclose(f);
+}
+
+int test_run_program(const char *env, const char *args, char *out, size_t out_cap, char *err, size_t err_cap) {
+    char *dir = test_tmpdir(), out_path[4200], err_path[4200];
+    if (!dir) return -1;
+    snprintf(out_path, sizeof out_path, "%s/stdout.txt", dir);
+    snprintf(err_path, sizeof err_path, "%s/stderr.txt", dir);
+    size_t need = strlen(args) + 2 * strlen(dir) + strlen(test_program()) + (env ? strlen(env) : 0) + 128;
+    char *cmd = malloc(need);
+    int status = -1;
+    if (cmd) {
+        snprintf(cmd, need, "%s %s %s >%s 2>%s", env ? env : "", test_program(), args, out ? out_path : "/dev/null",
+                 err ? err_path : "/dev/null");
+        status = system(cmd);
+        free(cmd);
+    }
+    if (out) test_slurp(out_path, out, out_cap);
+    if (err) test_slurp(err_path, err, err_cap);
+    test_rmtree(dir);
+    free(dir);
+    return status == -1 ? -1 : WIFEXITED(status) ? WEXITSTATUS(status) : 128 + WTERMSIG(status);
 }
 
 /* ------------------------------------------------------------ tiny checkpoints */

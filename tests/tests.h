@@ -43,6 +43,14 @@ char *test_tmpdir(void);
 void test_rmtree(const char *dir);
 /** The program under test: $MAMBA2_PROGRAM (set by `make test`), else "./mamba2". */
 const char *test_program(void);
+/** Read a whole small text file into @p buf (empty when it cannot be read). */
+void test_slurp(const char *path, char *buf, size_t cap);
+/**
+ * @brief Run `ENV PROGRAM ARGS` (the program under test, ARGS through the shell), capturing what it
+ *        writes: stdout into @p out and stderr into @p err, each when not NULL (else discarded).
+ * @return the exit status, 128 + the signal that ended it, or -1 when it could not be run.
+ */
+int test_run_program(const char *env, const char *args, char *out, size_t out_cap, char *err, size_t err_cap);
 
 /** Shape and deliberate defects of a tiny synthetic checkpoint (see test_write_tiny_model()). */
 typedef struct {
