@@ -597,11 +597,12 @@ extern "C" int mamba2_backend_gpu_create(const Mamba2Model *m, const Mamba2Backe
     g.Q = c->chunk_size, g.eps = (float)c->eps, g.dt_min = (float)c->dt_min;
     g.dt_max = isinf(c->dt_max) ? INFINITY : (float)c->dt_max;
     if (!ssd_chunked_supported(g) || g.G > 64) {
-        int P = g.P, N = g.N, Q = g.Q, G = g.G;
+        int P = g.P, N = g.N, G = g.G;
         delete gb;
-        return mamba2_fail(err, "the GPU path supports chunk_size <= 256, head_dim <= 128, state_size <= 256, "
-                                "head_dim * state_size <= 8192 and n_groups <= 64; this model has %d, %d, %d, %d, %d",
-                           Q, P, N, P * N, G);
+        return mamba2_fail(err, "the GPU path supports state_size <= 256, n_groups <= 64, and head_dim as long as one "
+                                "chunk's x, B and state fit in 227 KB of shared memory (head_dim <= 192 at state_size "
+                                "256); this model has head_dim %d, state_size %d, n_groups %d",
+                           P, N, G);
     }
     int rc = -1;
     if (cudaStreamCreateWithFlags(&gb->stream, cudaStreamNonBlocking) != cudaSuccess)

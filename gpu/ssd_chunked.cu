@@ -5,13 +5,14 @@
  *
  * Kernels, in order (chunks of Q tokens, a_t = dt_t·A, cum_t = a summed from the chunk start):
  * 0. cumsum:        cum[h][t]
- * 1. chunk states:  states[c][h] = Σ_s exp(cum_end − cum_s) dt_s x_s B_sᵀ  = Xᵀ · B̃
+ * 1. chunk states:  states[c][h] = Σ_s exp(cum_end − cum_s) dt_s x_s B_sᵀ  = X̃ᵀ · B
  * 2. state passing: S_{c+1} = exp(cum_end(c)) S_c + states[c]; states[c] ← S_c (the entering state)
  * 3. chunk scan:    y_t = Σ_{s≤t} (C_t·B_s) exp(cum_t − cum_s) dt_s x_s   (diagonal block, M · X)
  *                       + exp(cum_t) C_t S_cᵀ                            (state to output)
  *                       + D x_t
  * The chunk scan forms C·Bᵀ, the decay and the mask in registers, 16 × 16 at a time, and feeds
  * the result straight on as the A operand of M·X (see mma_bf16.cuh): M never goes to memory.
+ * The chunks are the GPU's own, at most 128 tokens (GPU_CHUNK below), whatever the model's chunk_size.
  * Any P, N and Q work (zero padding to multiples of 16 in shared memory) within the limits of
  * ssd_chunked_supported().
  */
