@@ -28,8 +28,12 @@ int cli_parse_int(const char *opt, const char *s, long lo, long hi, long *out);
 
 /**
  * @brief Parse a comma-separated list of numbers for option @p opt ("1,4,64"; "24,72.5").
- * @param out     receives the values, at most @p max of them
- * @param lo, hi  the range every value must be in
+ * @param opt     the option's name, for the message ("--batch")
+ * @param s       the option's argument
+ * @param out     receives the values
+ * @param max     the most values @p out holds
+ * @param lo      the smallest value allowed
+ * @param hi      the largest value allowed
  * @param integer 1 when only whole numbers are allowed
  * @return how many values, or -1 after printing which item is wrong (or that there are too many).
  */
