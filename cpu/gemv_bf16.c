@@ -25,6 +25,12 @@
 #include <stdlib.h>
 #include <string.h>
 
+/* How far ahead in its own row a SIMD block prefetches the weights. The hardware prefetcher
+ * alone left the 4 interleaved row streams at about 80 % of a plain read stream on the 2-core Xeon
+ * of results/cpu.md; a software prefetch 512 B – 1 KiB ahead brought a standalone 4-row kernel from
+ * 16–20 to 18–24 GB/s (2026-12-01, /tmp/gemvx.c, three rounds; 2 KiB was worse). */
+#define GEMV_PREFETCH_BYTES 1024
+
 /* ------------------------------------------------------------------ dispatch */
 
 CpuIsa cpu_isa_detect(void) {
@@ -155,6 +161,9 @@ static inline AVX2_INLINE void avx2_block_bf16(const uint16_t *W, int64_t K, int
             _mm_prefetch(pf + 128 * next + 64, _MM_HINT_T0);
             next += passes;
         }
+        if (pass == 0) /* the first pass reads the rows from memory: ahead in each row, as the AVX-512 block */
+#pragma GCC unroll 4
+            for (int i = 0; i < R; i++) _mm_prefetch((const char *)(W + (row + i) * K + k) + GEMV_PREFETCH_BYTES, _MM_HINT_T0);
         __m256 xlo[2], xhi[2];
 #pragma GCC unroll 2
         for (int j = 0; j < S; j++) {
@@ -266,12 +275,6 @@ static inline AVX512_INLINE __m512 avx512_load16(Mamba2DType dt, const void *W, 
     default: return _mm512_loadu_ps((const float *)W + i);
     }
 }
-
-/* How far ahead in its own row the AVX-512 block prefetches the weights. The hardware prefetcher
- * alone left the 4 interleaved row streams at about 80 % of a plain read stream on the 2-core Xeon
- * of results/cpu.md; a software prefetch 512 B – 1 KiB ahead brought a standalone 4-row kernel from
- * 16–20 to 18–24 GB/s (2026-12-01, /tmp/gemvx.c, three rounds; 2 KiB was worse). */
-#define GEMV_PREFETCH_BYTES 1024
 
 /* The AVX2 block with 16 lanes and up to 4 vectors (AVX-512 has 32 registers: 16 accumulators,
  * 4 weights and 4 activations fit), so B ≤ 4 is one pass over the weights:
