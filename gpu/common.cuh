@@ -115,7 +115,8 @@ __device__ __forceinline__ float block_sum(float v) {
 /* Programmatic dependent launch (sm_90): a kernel launched with launch_pdl() may start while the
  * previous one finishes; it must call pdl_wait() before touching anything that kernel wrote, and
  * calls pdl_trigger() to let its own successor start early. Before the wait, only constant data
- * (the weights) may be read. */
+ * (the weights) may be read, and data that no kernel since the last step writes (the SSD step
+ * reads its layer's state early: only that kernel, one step before, wrote it). */
 /** Wait until the kernel launched before this one has finished (programmatic dependent launch). */
 __device__ __forceinline__ void pdl_wait() {
 #if defined(__CUDA_ARCH__) && __CUDA_ARCH__ >= 900

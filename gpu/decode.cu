@@ -278,10 +278,10 @@ __device__ __forceinline__ void store16(bf16 *p, const float *v) {
 #define STEP_SLOTS 8        /* row loads in flight per thread (register kernel) */
 #define STEP_SMEM_MIN_NB 16 /* sequences from which the shared-memory kernel is used */
 
-/* Few sequences (the state in registers): one block (8 warps) per (head, sequence), N = 128. A thread owns E = 16 / sizeof(S) consecutive
- * entries of a row (4 fp32 or 8 bf16), so a row is LPR = N / E lanes (32 or 16) and one warp
- * instruction reads 32 / LPR whole rows, 16 bytes per lane, coalesced. Each thread loads
- * STEP_SLOTS rows before it computes any:
+/* Few sequences (the state in registers): one block (8 warps) per (head, sequence), N = 128. A
+ * thread owns E = 16 / sizeof(S) consecutive entries of a row (4 fp32 or 8 bf16), so a row is
+ * LPR = N / E lanes (32 or 16) and one warp instruction reads 32 / LPR whole rows, 16 bytes per
+ * lane, coalesced. Each thread loads STEP_SLOTS rows before it computes any:
  *   S = exp(dt·A) S + dt·x Bᵀ;   y = (S C + D x) · silu(z);  Σ y² goes to the group's norm sum. */
 template <typename S>
 __global__ void __launch_bounds__(256) ssd_step_reg_kernel(GpuDims g, GpuLayer w, const float *xbc, const float *dt,
@@ -336,11 +336,12 @@ __global__ void __launch_bounds__(256) ssd_step_reg_kernel(GpuDims g, GpuLayer w
     if (threadIdx.x == 0 && ss_y) atomicAdd(&ss_y[(size_t)b * g.G + grp], sq);
 }
 
-/* Many sequences (the state through shared memory): one block per (head, sequence), N = 128. The head's state, P rows of 128 (32 KB fp32 or 16 KB
- * bf16), is first copied into shared memory with cp.async, before the wait for the previous kernel
- * (the state of this layer is written by this kernel alone, in earlier steps, so it may be read
- * early): the copy overlaps the end of the in_proj GEMV, holds no registers, and as many bytes are
- * in flight as shared memory has room for (7 fp32 or 13 bf16 heads per multiprocessor).
+/* Many sequences (the state through shared memory): one block per (head, sequence), N = 128. The
+ * head's state, P rows of 128 (32 KB fp32 or 16 KB bf16), is first copied into shared memory with
+ * cp.async, before the wait for the previous kernel (the state of this layer is written by this
+ * kernel alone, in earlier steps, so it may be read early): the copy overlaps the end of the
+ * in_proj GEMV, holds no registers, and as many bytes are in flight as shared memory has room for
+ * (6 fp32 or 13 bf16 heads per multiprocessor).
  * A thread owns E = 16 / sizeof(S) consecutive entries of a row (4 fp32 or 8 bf16), so a row is
  * LPR = 128 / E lanes (32 or 16), a warp covers RPW = 32 / LPR rows at a time, and the pieces a
  * thread computes on are the very pieces it copied (no barrier needed):
