@@ -449,7 +449,9 @@ void launch_ssd_step(const GpuDims &g, const GpuLayer &w, const float *xbc, cons
      * batch 4 from 422 to 369, so both stay. */
     bool fast = g.N == 128 && g.d_in % 4 == 0 && g.conv_dim % 4 == 0; /* aligned float4 reads of B, C */
     size_t tile = (size_t)g.P * 128 * (ssm_bf16 ? 2 : 4);
-    if (fast && nb >= STEP_SMEM_MIN_NB && tile <= 48 * 1024) { /* P ≤ 96 (fp32), 192 (bf16) */
+    /* P even: the shared-memory kernel's loop covers whole rows per lane group, and with 2 rows per
+     * warp (bf16) an odd P would leave half a warp out of the row sums' shuffles */
+    if (fast && nb >= STEP_SMEM_MIN_NB && tile <= 48 * 1024 && g.P % 2 == 0) { /* P ≤ 96 (fp32), 192 (bf16) */
         /* bf16: 128 threads, so that the 13 blocks shared memory allows per SM also fit in its 2048 threads */
         if (ssm_bf16) launch_pdl(ssd_step_smem_kernel<bf16>, grid, dim3(128), tile, s, g, w, xbc, dt, zxbcdt, ssm_states, l, y, ss_y, y_scale);
         else launch_pdl(ssd_step_smem_kernel<float>, grid, dim3(256), tile, s, g, w, xbc, dt, zxbcdt, ssm_states, l, y, ss_y, y_scale);
