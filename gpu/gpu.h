@@ -34,12 +34,12 @@ int mamba2_gpu_ssd_chunked(SSDDims d, int Q, const float *x, const float *dt, co
  * @param d        sizes of one call (ssd.h)
  * @param Q        chunk size
  * @param reps     timed repetitions (after a warm-up)
- * @param parts_ms if not NULL, receives the median time of each of the four kernels
- *        (cumsum, chunk states, state passing, chunk scan with C·Bᵀ inside)
+ * @param parts_ms if not NULL, receives the median time of each of the three kernels
+ *        (cumsum, chunk states with state passing, chunk scan with C·Bᵀ inside)
  * @param err      the reason on failure
  * @return milliseconds per call (median of @p reps), or a negative value on failure.
  */
-double mamba2_gpu_time_ssd_chunked(SSDDims d, int Q, int reps, double parts_ms[4], Mamba2Error *err);
+double mamba2_gpu_time_ssd_chunked(SSDDims d, int Q, int reps, double parts_ms[3], Mamba2Error *err);
 
 /**
  * @brief The decode matrix-vector kernel alone: out[b][r] = Σ_c W[r][c] x[b][c].

@@ -30,7 +30,7 @@ void launch_conv_prefill(const GpuDims &g, const bf16 *zxbcdt, const float *conv
 /** conv_state ← the last K−1 conv inputs (old state followed by this call's T inputs). */
 void launch_conv_state_update(const GpuDims &g, const bf16 *zxbcdt, float *conv_state, int T, cudaStream_t s);
 
-/** dt[h][t] = clamp(softplus(dt_raw[t][h] + dt_bias[h]), dt_min, dt_max):  dt_raw [T, H], dt [H, T] fp32. */
+/** dt[h][t] = clamp(softplus(dt_raw[h][t] + dt_bias[h]), dt_min, dt_max):  dt_raw and dt [H, T] fp32. */
 void launch_dt_prefill(const GpuDims &g, const float *dt_raw, const float *dt_bias, int T, float *dt, cudaStream_t s);
 
 /**
@@ -46,9 +46,10 @@ void launch_gated_norm_bf16(const GpuDims &g, const float *y, const bf16 *z_bf16
 
 /** Work arrays of one chunked-SSD call. */
 struct SSDWork {
-    float *cum;    /**< [H, T]  a = dt·A summed from the start of each chunk */
-    float *states; /**< [chunks, H, P, N]  chunk states, then the state entering each chunk */
-    float *chunk_decay; /**< [H, chunks]  exp(Σ a over the chunk) */
+    float *cum;         /**< [H, T]  a = dt·A summed from the start of each chunk */
+    float *wts;         /**< [H, T]  exp(cum at the chunk's end − cum_t)·dt_t, the chunk-state weights */
+    float *chunk_decay; /**< [H, chunks]  exp(cum at the chunk's end) */
+    bf16 *states; /**< [chunks, H, P, N]  the state entering each chunk (bf16: the chunk scan's operand) */
 };
 
 /** Bytes of SSDWork for T tokens. */
@@ -60,8 +61,8 @@ SSDWork ssd_work_carve(const GpuDims &g, int T, void *base);
  * y = SSD(x, dt, A, B, C) + D·x from the initial state @p ssm_state [H, P, N], which is
  * replaced by the final state. x = xbc[:, :d_in] as [T, H, P]; B, C = the next two G·N
  * column blocks of xbc (row stride conv_dim); dt [H, T] (after softplus); y [T, d_in] fp32.
- * @p ssm_bf16 selects a bf16 state array instead of fp32. @p marks, when given, receives five events
- * recorded around the four kernels (for the benchmark's breakdown).
+ * @p ssm_bf16 selects a bf16 state array instead of fp32. @p marks, when given, receives four events
+ * recorded around the three kernels (for the benchmark's breakdown).
  */
 void launch_ssd_chunked(const GpuDims &g, const bf16 *xbc, const float *dt, const float *A, const float *D, int T,
                         void *ssm_state, int ssm_bf16, SSDWork w, float *y, cudaStream_t s, cudaEvent_t *marks = NULL);

@@ -69,8 +69,22 @@ __device__ __forceinline__ void cp_async16(void *dst_smem, const void *src, bool
                  "r"(valid ? 16 : 0));
 }
 
+/** As cp_async16 for 4 bytes (one float; cached in L1 as well, which the 4-byte form requires). */
+__device__ __forceinline__ void cp_async4(void *dst_smem, const void *src, bool valid) {
+    asm volatile("cp.async.ca.shared.global [%0], [%1], 4, %2;\n" ::"r"(smem_u32(dst_smem)), "l"(src),
+                 "r"(valid ? 4 : 0));
+}
+
 /** Wait for all of this thread's cp.async copies (a __syncthreads() must follow before others read them). */
 __device__ __forceinline__ void cp_async_wait_all() { asm volatile("cp.async.wait_all;\n" ::: "memory"); }
+
+/** Close the group of this thread's cp.async copies issued since the last commit (a pipeline stage). */
+__device__ __forceinline__ void cp_async_commit() { asm volatile("cp.async.commit_group;\n" ::: "memory"); }
+
+/** Wait until at most @p N of this thread's committed groups are still in flight (the newest ones). */
+template <int N> __device__ __forceinline__ void cp_async_wait_group() {
+    asm volatile("cp.async.wait_group %0;\n" ::"n"(N) : "memory");
+}
 
 /** 2^x, the hardware's approximation (relative error about 2⁻²²; flushes denormals to zero). */
 __device__ __forceinline__ float exp2_approx(float x) {

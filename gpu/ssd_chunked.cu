@@ -5,9 +5,10 @@
  *
  * Kernels, in order (chunks of Q tokens, a_t = dt_t·A, cum_t = a summed from the chunk start):
  * 0. cumsum:        cum[h][t]
- * 1. chunk states:  states[c][h] = Σ_s exp(cum_end − cum_s) dt_s x_s B_sᵀ  = X̃ᵀ · B
- * 2. state passing: S_{c+1} = exp(cum_end(c)) S_c + states[c]; states[c] ← S_c (the entering state)
- * 3. chunk scan:    y_t = Σ_{s≤t} (C_t·B_s) exp(cum_t − cum_s) dt_s x_s   (diagonal block, M · X)
+ * 1. chunk states and state passing, one kernel walking the chunks with S in registers:
+ *                   S_{c+1} = exp(cum_end(c)) S_c + Σ_{s in c} exp(cum_end − cum_s) dt_s x_s B_sᵀ  (X̃ᵀ · B);
+ *                   states[c] ← S_c (the state entering chunk c, bf16)
+ * 2. chunk scan:    y_t = Σ_{s≤t} (C_t·B_s) exp(cum_t − cum_s) dt_s x_s   (diagonal block, M · X)
  *                       + exp(cum_t) C_t S_cᵀ                            (state to output)
  *                       + D x_t
  * The chunk scan forms C·Bᵀ, the decay and the mask in registers, 16 × 16 at a time, and feeds
@@ -99,9 +100,11 @@ __device__ void load_tile_async(bf16 *dst, int ld_dst, const bf16 *src, size_t l
 
 /* ------------------------------------------------------------------ 0. cumsum */
 
-/* One warp per (chunk, head): cum[h][t] = Σ_{k = chunk start .. t} dt[h][k]·A[h] (inclusive scan),
- * and the decay across the whole chunk, chunk_decay[h][c] = exp(cum at the chunk's last token). */
-__global__ void ssd_cumsum_kernel(const float *dt, const float *A, int T, int Q, float *cum, float *chunk_decay) {
+/* One warp per (chunk, head): cum[h][t] = Σ_{k = chunk start .. t} dt[h][k]·A[h] (inclusive scan);
+ * then the chunk-state weights wts[h][t] = exp(cum_end − cum[h][t])·dt[h][t] and the decay across
+ * the whole chunk, chunk_decay[h][c] = exp(cum_end), cum_end being cum at the chunk's last token. */
+__global__ void ssd_cumsum_kernel(const float *dt, const float *A, int T, int Q, float *cum, float *wts,
+                                  float *chunk_decay) {
     int c = blockIdx.x, h = blockIdx.y, lane = threadIdx.x;
     int t0 = c * Q, t1 = min(T, t0 + Q);
     float carry = 0, a = A[h];
@@ -116,102 +119,163 @@ __global__ void ssd_cumsum_kernel(const float *dt, const float *A, int T, int Q,
         if (t < t1) cum[(size_t)h * T + t] = carry + v;
         carry += __shfl_sync(0xffffffffu, v, 31);
     }
+    for (int t = t0 + lane; t < t1; t += 32) /* the same lane wrote cum[t] above */
+        wts[(size_t)h * T + t] = __expf(carry - cum[(size_t)h * T + t]) * dt[(size_t)h * T + t];
     if (lane == 0) chunk_decay[(size_t)h * gridDim.x + c] = __expf(carry);
 }
 
-/* ------------------------------------------------------------------ 1. chunk states */
+/* ------------------------------------------------------------------ 1. chunk states and state passing */
 
-/* One block (8 warps) per (chunk, head); the chunk's x and B are copied in once, then each warp
- * computes 16 rows p × 64 columns n of
- *   states[c][h][p][n] = Σ_s w_s x_s[p] · B_s[n],   w_s = exp(cum_end − cum_s) dt_s   (X̃ᵀ · B),
- * applying w_s to the Xᵀ fragments in registers (bf16 · fp32, rounded back to bf16). */
-__global__ void __launch_bounds__(WARPS * 32) ssd_chunk_state_kernel(GpuDims g, const bf16 *xbc, const float *dt,
-                                                                     const float *cum, int T, float *states) {
-    int c = blockIdx.x, h = blockIdx.y, grp = h / (g.H / g.G);
-    int t0 = c * g.Q, len = min(g.Q, T - t0), rows = round_up(len, 16);
-    int Pp = round_up(g.P, 16), Np = round_up(g.N, 16), ldx = Pp + PAD, ldb = Np + PAD;
-    int warp = threadIdx.x >> 5, lane = threadIdx.x & 31, qr = lane >> 2, qc = (lane & 3) * 2;
+#define CHAIN_STAGES 3 /* chunks in the pipeline: one computed on while the next two are copied in */
+#define CHAIN_P 64     /* state rows p per block: 4 warp tiles of 16 */
+#define CHAIN_N 128    /* state columns n per block: 2 warp tiles of 64 */
+
+/* One pipeline stage in shared memory: this block's columns of a chunk's x and B, its weights and decay. */
+struct ChainStage {
+    bf16 *X;  /* [Qp s][CHAIN_P + PAD] */
+    bf16 *B;  /* [Qp s][CHAIN_N + PAD] */
+    float *w; /* [Qp + 1]  w_s = exp(cum_end − cum_s) dt_s, then exp(cum_end) */
+};
+
+__host__ __device__ static inline size_t chain_stage_bytes(int Qp) {
+    return (((size_t)Qp * (CHAIN_P + PAD) * 2 + 127) & ~(size_t)127) + (((size_t)Qp * (CHAIN_N + PAD) * 2 + 127) & ~(size_t)127) +
+           (((size_t)(Qp + 1) * 4 + 127) & ~(size_t)127);
+}
+
+__device__ __forceinline__ ChainStage chain_stage(char *smem, int i, int Qp) {
+    char *p = smem + (size_t)i * chain_stage_bytes(Qp);
+    ChainStage st;
+    st.X = (bf16 *)carve(p, (size_t)Qp * (CHAIN_P + PAD) * sizeof(bf16));
+    st.B = (bf16 *)carve(p, (size_t)Qp * (CHAIN_N + PAD) * sizeof(bf16));
+    st.w = (float *)carve(p, (size_t)(Qp + 1) * sizeof(float));
+    return st;
+}
+
+/* The state recurrence over the chunks, each chunk's contribution on tensor cores (steps 2 and 3 of
+ * ref/ssd.c in one kernel):
+ *   S_{c+1} = exp(cum_end(c)) S_c + Σ_{s in c} w_s x_s B_sᵀ,   w_s = exp(cum_end(c) − cum_s) dt_s   (X̃ᵀ · B)
+ * One block (8 warps) per (head, 64 rows p, 128 columns n) walks the chunks in order, S held in the
+ * warps' mma accumulators (a warp owns a 16 × 64 tile): the chunk's product accumulates straight
+ * onto the decayed S, and S never leaves registers between chunks. Before chunk c is added, S_c,
+ * the state entering chunk c, goes to states[c] in bf16 (the chunk scan's tensor cores take it in
+ * bf16 anyway); after the last chunk the final state goes to @p ssm. x, B, cum and dt of the next
+ * CHAIN_STAGES − 1 chunks are in flight (cp.async) while a chunk is computed on.
+ * FULL: P a multiple of CHAIN_P and N of CHAIN_N (the 7B models: 64, 128), so that every copy and
+ * store is whole and the per-chunk address arithmetic is a few adds (the general path's checks
+ * and divisions were a large part of the kernel's instructions; it is issue-bound, ncu 2026-12-01). */
+template <typename S, bool FULL>
+__global__ void __launch_bounds__(WARPS * 32) ssd_state_chain_kernel(GpuDims g, const bf16 *xbc, const float *wts,
+                                                                     const float *chunk_decay, int T, bf16 *states,
+                                                                     S *ssm) {
+    const int h = blockIdx.x, pb = blockIdx.y * CHAIN_P, nb = blockIdx.z * CHAIN_N, grp = h / (g.H / g.G);
+    const int nc = (T + g.Q - 1) / g.Q, Qp = round_up(g.Q, 16), ldx = CHAIN_P + PAD, ldb = CHAIN_N + PAD;
+    const int pcols = min(CHAIN_P, round_up(g.P, 16) - pb), ncols = min(CHAIN_N, round_up(g.N, 16) - nb);
+    const int warp = threadIdx.x >> 5, lane = threadIdx.x & 31, qr = lane >> 2, qc = (lane & 3) * 2;
+    const int p0 = (warp >> 1) * 16, n0 = (warp & 1) * 64; /* the warp's tile inside the block's */
+    const bool active = p0 < pcols && n0 < ncols;
+    const size_t PN = (size_t)g.P * g.N;
     extern __shared__ __align__(128) char smem[];
-    char *p = smem;
-    bf16 *Xs = (bf16 *)carve(p, (size_t)rows * ldx * sizeof(bf16)); /* [rows s][Pp] */
-    bf16 *Bs = (bf16 *)carve(p, (size_t)rows * ldb * sizeof(bf16)); /* [rows s][Np] */
-    float *wts = (float *)carve(p, (size_t)rows * sizeof(float));   /* [rows] w_s */
-    const float *cum_h = cum + (size_t)h * T + t0, *dt_h = dt + (size_t)h * T + t0;
-    const bf16 *chunk = xbc + (size_t)t0 * g.conv_dim;
-    load_tile_async(Xs, ldx, chunk + h * g.P, g.conv_dim, rows, Pp, len, g.P);
-    load_tile_async(Bs, ldb, chunk + g.d_in + grp * g.N, g.conv_dim, rows, Np, len, g.N);
-    float cum_end = cum_h[len - 1];
-    for (int s = threadIdx.x; s < rows; s += blockDim.x)
-        wts[s] = s < len ? __expf(cum_end - cum_h[s]) * dt_h[s] : 0.0f;
-    cp_async_wait_all();
-    __syncthreads();
 
-    float *out = states + ((size_t)c * g.H + h) * g.P * g.N;
-    int n_tiles = (Np + 63) / 64;
-    for (int tile = warp; tile < Pp / 16 * n_tiles; tile += WARPS) {
-        int p0 = tile / n_tiles * 16, n0 = tile % n_tiles * 64;
-        float acc[8][4] = {};
+    /* copy chunk c into its stage (when there is one), and close a group either way, so that the
+     * number of groups in flight is always the pipeline's depth */
+    auto issue = [&](int c) {
+        if (c < nc) {
+            ChainStage st = chain_stage(smem, c % CHAIN_STAGES, Qp);
+            int t0 = c * g.Q, len = min(g.Q, T - t0), rows = round_up(len, 16);
+            const bf16 *chunk = xbc + (size_t)t0 * g.conv_dim;
+            if (FULL) { /* fixed 16-byte pieces per thread: X 8 a row (32 rows a pass), B 16 a row (16 rows) */
+                const int xr = threadIdx.x >> 3, xk = (threadIdx.x & 7) * 8, br = threadIdx.x >> 4, bk = (threadIdx.x & 15) * 8;
+                const bf16 *xs = chunk + h * g.P + pb + xk, *bs = chunk + g.d_in + grp * g.N + nb + bk;
+                for (int r = xr; r < rows; r += 32)
+                    cp_async16(st.X + r * ldx + xk, xs + (size_t)(r < len ? r : 0) * g.conv_dim, r < len);
+                for (int r = br; r < rows; r += 16)
+                    cp_async16(st.B + r * ldb + bk, bs + (size_t)(r < len ? r : 0) * g.conv_dim, r < len);
+            } else {
+                load_tile_async(st.X, ldx, chunk + h * g.P + pb, g.conv_dim, rows, pcols, len, min(CHAIN_P, g.P - pb));
+                load_tile_async(st.B, ldb, chunk + g.d_in + grp * g.N + nb, g.conv_dim, rows, ncols, len,
+                                min(CHAIN_N, g.N - nb));
+            }
+            for (int t = threadIdx.x; t < rows; t += blockDim.x) { /* zero past the chunk */
+                bool v = t < len;
+                cp_async4(st.w + t, wts + (size_t)h * T + t0 + (v ? t : 0), v);
+            }
+            if (threadIdx.x == blockDim.x - 1) cp_async4(st.w + Qp, chunk_decay + (size_t)h * nc + c, true);
+        }
+        cp_async_commit();
+    };
+    for (int c = 0; c < CHAIN_STAGES - 1; c++) issue(c);
+
+    /* S_0, the initial state. Lane entry (j, r): row pb + p0 + qr + 8·(r / 2), column nb + n0 + 8j + qc + r % 2 */
+    float acc[8][4];
+#pragma unroll
+    for (int j = 0; j < 8; j++)
+#pragma unroll
+        for (int r = 0; r < 4; r++) {
+            int pp = pb + p0 + qr + (r >> 1) * 8, n = nb + n0 + j * 8 + qc + (r & 1);
+            acc[j][r] = active && pp < g.P && n < g.N ? (float)ssm[(size_t)h * PN + (size_t)pp * g.N + n] : 0.0f;
+        }
+
+    for (int c = 0; c < nc; c++) {
+        cp_async_wait_group<CHAIN_STAGES - 2>(); /* chunk c has arrived (only the newer groups may be in flight) */
+        __syncthreads();                         /* ... for every thread; and chunk c − 1's stage is free */
+        issue(c + CHAIN_STAGES - 1);
+        if (!active) continue;
+        ChainStage st = chain_stage(smem, c % CHAIN_STAGES, Qp);
+        int len = min(g.Q, T - c * g.Q), rows = round_up(len, 16);
+        bf16 *out = states + ((size_t)c * g.H + h) * PN; /* S_c, the state entering chunk c */
+        if (FULL) {
+            bf16 *o = out + (size_t)(pb + p0 + qr) * g.N + nb + n0 + qc, *o8 = o + 8 * g.N;
+#pragma unroll
+            for (int j = 0; j < 8; j++) {
+                *(uint32_t *)(o + j * 8) = pack_bf16x2(acc[j][0], acc[j][1]);
+                *(uint32_t *)(o8 + j * 8) = pack_bf16x2(acc[j][2], acc[j][3]);
+            }
+        } else
+#pragma unroll
+        for (int j = 0; j < 8; j++)
+#pragma unroll
+            for (int half = 0; half < 2; half++) {
+                int pp = pb + p0 + qr + half * 8, n = nb + n0 + j * 8 + qc;
+                if (pp >= g.P || n >= g.N) continue;
+                bf16 *o = out + (size_t)pp * g.N + n;
+                if ((g.N & 1) == 0) *(uint32_t *)o = pack_bf16x2(acc[j][2 * half], acc[j][2 * half + 1]);
+                else {
+                    o[0] = __float2bfloat16(acc[j][2 * half]);
+                    if (n + 1 < g.N) o[1] = __float2bfloat16(acc[j][2 * half + 1]);
+                }
+            }
+        float decay = st.w[Qp];
+#pragma unroll
+        for (int j = 0; j < 8; j++)
+#pragma unroll
+            for (int r = 0; r < 4; r++) acc[j][r] *= decay;
         for (int k = 0; k < rows; k += 16) {
-            uint32_t a[4]; /* Xᵀ rows p0.., columns k..: stored as Xs[s][p], so transposed */
-            ldmatrix_x4_trans(a, Xs + (k + (lane >> 4) * 8 + (lane & 7)) * ldx + p0 + ((lane >> 3) & 1) * 8);
-            float2 w_lo = *(const float2 *)(wts + k + qc), w_hi = *(const float2 *)(wts + k + qc + 8);
+            uint32_t a[4]; /* X̃ᵀ rows p0.., columns k..: stored as X[s][p], so transposed */
+            ldmatrix_x4_trans(a, st.X + (k + (lane >> 4) * 8 + (lane & 7)) * ldx + p0 + ((lane >> 3) & 1) * 8);
+            float2 w_lo = *(const float2 *)(st.w + k + qc), w_hi = *(const float2 *)(st.w + k + qc + 8);
             a[0] = scale_bf16x2(a[0], w_lo.x, w_lo.y), a[1] = scale_bf16x2(a[1], w_lo.x, w_lo.y);
             a[2] = scale_bf16x2(a[2], w_hi.x, w_hi.y), a[3] = scale_bf16x2(a[3], w_hi.x, w_hi.y);
 #pragma unroll
             for (int j = 0; j < 4; j++) {
-                if (n0 + j * 16 >= Np) break;
+                if (n0 + j * 16 >= ncols) break;
                 uint32_t b[4]; /* B rows k.., columns n0 + 16j..: k × n as stored, so transposed */
-                ldmatrix_x4_trans(b, Bs + (k + ((lane >> 3) & 1) * 8 + (lane & 7)) * ldb + n0 + j * 16 + (lane >> 4) * 8);
+                ldmatrix_x4_trans(b, st.B + (k + ((lane >> 3) & 1) * 8 + (lane & 7)) * ldb + n0 + j * 16 + (lane >> 4) * 8);
                 mma_16816(acc[2 * j], a, b[0], b[1]);
                 mma_16816(acc[2 * j + 1], a, b[2], b[3]);
             }
         }
-#pragma unroll
-        for (int j = 0; j < 8; j++) { /* lane holds rows p0 + qr (+8), columns n0 + 8j + qc (+1) */
-            int n = n0 + j * 8 + qc;
-#pragma unroll
-            for (int half = 0; half < 2; half++) {
-                int pp = p0 + qr + half * 8;
-                if (pp >= g.P) continue;
-                float *o = out + (size_t)pp * g.N + n;
-                if ((g.N & 1) == 0 && n + 1 < g.N) *(float2 *)o = make_float2(acc[j][2 * half], acc[j][2 * half + 1]);
-                else {
-                    if (n < g.N) o[0] = acc[j][2 * half];
-                    if (n + 1 < g.N) o[1] = acc[j][2 * half + 1];
-                }
-            }
-        }
     }
+    if (!active) return;
+#pragma unroll
+    for (int j = 0; j < 8; j++) /* the final state */
+#pragma unroll
+        for (int r = 0; r < 4; r++) {
+            int pp = pb + p0 + qr + (r >> 1) * 8, n = nb + n0 + j * 8 + qc + (r & 1);
+            if (pp < g.P && n < g.N) ssm[(size_t)h * PN + (size_t)pp * g.N + n] = (S)acc[j][r];
+        }
 }
 
-/* ------------------------------------------------------------------ 2. state passing */
-
-/* One thread per state element (h, p, n): walk the chunks in order. The chunk states are
- * fetched eight at a time before they are used, so that the walk is not one memory round
- * trip per chunk. */
-template <typename S>
-__global__ void ssd_state_passing_kernel(GpuDims g, const float *__restrict__ chunk_decay, int n_chunks,
-                                         float *__restrict__ states, S *__restrict__ ssm) {
-    const int BATCH = 8;
-    size_t i = (size_t)blockIdx.x * blockDim.x + threadIdx.x, PN = (size_t)g.P * g.N, HPN = (size_t)g.H * PN;
-    if (i >= HPN) return;
-    const float *decay = chunk_decay + (i / PN) * n_chunks;
-    float s = (float)ssm[i];
-    for (int c0 = 0; c0 < n_chunks; c0 += BATCH) {
-        float chunk_state[BATCH];
-#pragma unroll
-        for (int k = 0; k < BATCH; k++) chunk_state[k] = c0 + k < n_chunks ? states[(c0 + k) * HPN + i] : 0.0f;
-#pragma unroll
-        for (int k = 0; k < BATCH; k++) {
-            if (c0 + k >= n_chunks) break;
-            states[(c0 + k) * HPN + i] = s; /* the state entering chunk c */
-            s = decay[c0 + k] * s + chunk_state[k];
-        }
-    }
-    ssm[i] = (S)s;
-}
-
-/* ------------------------------------------------------------------ 3. chunk scan */
+/* ------------------------------------------------------------------ 2. chunk scan */
 
 /* One block (8 warps) per (chunk, head). x, B, C and the entering state of the chunk are copied in
  * once (C from global memory instead when it does not fit: @p c_in_smem 0); each warp then owns 16
@@ -226,7 +290,7 @@ __global__ void ssd_state_passing_kernel(GpuDims g, const float *__restrict__ ch
  * P is covered 64 columns at a time. */
 template <int NKS>
 __global__ void __launch_bounds__(WARPS * 32, 2) ssd_chunk_scan_kernel(GpuDims g, const bf16 *xbc, const float *dt,
-                                                                    const float *cum, const float *states,
+                                                                    const float *cum, const bf16 *states,
                                                                     const float *D, int T, int c_in_smem, float *y) {
     int c = blockIdx.x, h = blockIdx.y, grp = h / (g.H / g.G);
     int t0 = c * g.Q, len = min(g.Q, T - t0), rows = round_up(len, 16);
@@ -242,7 +306,7 @@ __global__ void __launch_bounds__(WARPS * 32, 2) ssd_chunk_scan_kernel(GpuDims g
     bf16 *Cs = c_in_smem ? (bf16 *)carve(p, (size_t)rows * ldn * sizeof(bf16)) : NULL; /* [rows t][Np] */
     const bf16 *chunk = xbc + (size_t)t0 * g.conv_dim;
     const bf16 *Cg = chunk + g.d_in + g.G * g.N + grp * g.N; /* C_t = Cg[t · conv_dim + n] */
-    const float *S = states + ((size_t)c * g.H + h) * g.P * g.N;
+    const bf16 *S = states + ((size_t)c * g.H + h) * g.P * g.N; /* [P][N] */
     float Dh = D ? D[h] : 0.0f;
 
     load_tile_async(Xs, ldx, chunk + h * g.P, g.conv_dim, rows, Pp, len, g.P);
@@ -252,36 +316,7 @@ __global__ void __launch_bounds__(WARPS * 32, 2) ssd_chunk_scan_kernel(GpuDims g
         cum2[t] = t < len ? cum[(size_t)h * T + t0 + t] * LOG2E : 0.0f;
         dts[t] = t < len ? dt[(size_t)h * T + t0 + t] : 0.0f;
     }
-    /* the entering state, fp32 → bf16, zero padded: row pp by warp, four columns per lane; a warp's
-     * rows are loaded before any is stored */
-    for (int pp0 = warp; pp0 < Pp; pp0 += 4 * WARPS) {
-        float4 v[4][2];
-#pragma unroll
-        for (int u = 0; u < 4; u++)
-#pragma unroll
-            for (int half = 0; half < 2; half++) {
-                int pp = pp0 + u * WARPS, n = lane * 4 + half * 128;
-                const float *src = S + (size_t)pp * g.N + n;
-                v[u][half] = make_float4(0, 0, 0, 0);
-                if (pp >= g.P || n >= g.N) continue;
-                if ((g.N & 3) == 0) v[u][half] = __ldg((const float4 *)src);
-                else {
-                    v[u][half].x = __ldg(src);
-                    if (n + 1 < g.N) v[u][half].y = __ldg(src + 1);
-                    if (n + 2 < g.N) v[u][half].z = __ldg(src + 2);
-                    if (n + 3 < g.N) v[u][half].w = __ldg(src + 3);
-                }
-            }
-#pragma unroll
-        for (int u = 0; u < 4; u++)
-#pragma unroll
-            for (int half = 0; half < 2; half++) {
-                int pp = pp0 + u * WARPS, n = lane * 4 + half * 128;
-                if (pp >= Pp || n >= Np) continue;
-                *(__nv_bfloat162 *)(Ss + pp * ldn + n) = __floats2bfloat162_rn(v[u][half].x, v[u][half].y);
-                *(__nv_bfloat162 *)(Ss + pp * ldn + n + 2) = __floats2bfloat162_rn(v[u][half].z, v[u][half].w);
-            }
-    }
+    load_tile_async(Ss, ldn, S, g.N, Pp, Np, g.P, g.N); /* the entering state, zero padded */
     cp_async_wait_all();
     __syncthreads();
 
@@ -409,7 +444,7 @@ static GpuDims gpu_chunking(const GpuDims &g) {
 size_t ssd_work_bytes(const GpuDims &model, int T) {
     GpuDims g = gpu_chunking(model);
     size_t nc = (T + g.Q - 1) / g.Q;
-    return carve_size((size_t)g.H * T * 4) + carve_size(nc * g.H * g.P * g.N * 4) + carve_size(nc * g.H * 4) + 256;
+    return 2 * carve_size((size_t)g.H * T * 4) + carve_size(nc * g.H * 4) + carve_size(nc * g.H * g.P * g.N * 2) + 256;
 }
 
 SSDWork ssd_work_carve(const GpuDims &model, int T, void *base) {
@@ -419,17 +454,16 @@ SSDWork ssd_work_carve(const GpuDims &model, int T, void *base) {
     SSDWork w;
     w.cum = (float *)p;
     p += carve_size((size_t)g.H * T * 4);
-    w.states = (float *)p;
-    p += carve_size(nc * g.H * g.P * g.N * 4);
+    w.wts = (float *)p;
+    p += carve_size((size_t)g.H * T * 4);
     w.chunk_decay = (float *)p;
+    p += carve_size(nc * g.H * 4);
+    w.states = (bf16 *)p;
     return w;
 }
 
 /* Dynamic shared memory of the two matrix kernels for a full chunk (the carves above, in order). */
-static size_t state_smem(const GpuDims &g) {
-    size_t Qp = round_up(g.Q, 16), Pp = round_up(g.P, 16), Np = round_up(g.N, 16);
-    return carve_size(Qp * (Pp + PAD) * 2) + carve_size(Qp * (Np + PAD) * 2) + carve_size(Qp * 4);
-}
+static size_t chain_smem(const GpuDims &g) { return CHAIN_STAGES * chain_stage_bytes(round_up(g.Q, 16)); }
 static size_t scan_smem(const GpuDims &g, int c_in_smem) {
     size_t Qp = round_up(g.Q, 16), Pp = round_up(g.P, 16), Np = round_up(g.N, 16);
     return carve_size(Qp * (Pp + PAD) * 2) + carve_size(Qp * (Np + PAD) * 2) + carve_size(Pp * (Np + PAD) * 2) +
@@ -441,13 +475,13 @@ static int scan_c_in_smem(const GpuDims &g) { return scan_smem(g, 1) <= SMEM_MAX
 
 int ssd_chunked_supported(const GpuDims &model) {
     GpuDims g = gpu_chunking(model);
-    return g.Q >= 1 && g.Q <= MAX_Q && g.N <= 256 && state_smem(g) <= SMEM_MAX && scan_smem(g, 0) <= SMEM_MAX;
+    return g.Q >= 1 && g.Q <= MAX_Q && g.N <= 256 && chain_smem(g) <= SMEM_MAX && scan_smem(g, 0) <= SMEM_MAX;
 }
 
 /* The chunk scan with C held in NKS registers steps of 16 over N (the next power of two ≥ N/16). */
 template <int NKS>
 static void launch_scan(const GpuDims &g, int nc, const bf16 *xbc, const float *dt, const float *cum,
-                        const float *states, const float *D, int T, float *y, cudaStream_t s) {
+                        const bf16 *states, const float *D, int T, float *y, cudaStream_t s) {
     static bool attr_set = false;
     if (!attr_set) { /* more than 48 KB of dynamic shared memory */
         cudaFuncSetAttribute(ssd_chunk_scan_kernel<NKS>, cudaFuncAttributeMaxDynamicSharedMemorySize, SMEM_MAX);
@@ -458,33 +492,38 @@ static void launch_scan(const GpuDims &g, int nc, const bf16 *xbc, const float *
                                                                                           c_in_smem, y);
 }
 
+/* Chunk states and state passing: one block per (head, 64 rows p, 128 columns n). */
+template <typename S, bool FULL>
+static void launch_chain(const GpuDims &g, const bf16 *xbc, const SSDWork &w, int T, S *ssm, cudaStream_t s) {
+    static bool attr_set = false;
+    if (!attr_set) { /* more than 48 KB of dynamic shared memory */
+        cudaFuncSetAttribute(ssd_state_chain_kernel<S, FULL>, cudaFuncAttributeMaxDynamicSharedMemorySize, SMEM_MAX);
+        attr_set = true;
+    }
+    dim3 grid(g.H, (round_up(g.P, 16) + CHAIN_P - 1) / CHAIN_P, (round_up(g.N, 16) + CHAIN_N - 1) / CHAIN_N);
+    ssd_state_chain_kernel<S, FULL><<<grid, WARPS * 32, chain_smem(g), s>>>(g, xbc, w.wts, w.chunk_decay, T, w.states, ssm);
+}
+
 void launch_ssd_chunked(const GpuDims &model, const bf16 *xbc, const float *dt, const float *A, const float *D, int T,
                         void *ssm_state, int ssm_bf16, SSDWork w, float *y, cudaStream_t s, cudaEvent_t *marks) {
     GpuDims g = gpu_chunking(model);
     int nc = (T + g.Q - 1) / g.Q, nks = round_up(g.N, 16) / 16;
-    static bool attr_set = false;
-    if (!attr_set) {
-        cudaFuncSetAttribute(ssd_chunk_state_kernel, cudaFuncAttributeMaxDynamicSharedMemorySize, SMEM_MAX);
-        attr_set = true;
-    }
 #define MARK(i) \
     if (marks) cudaEventRecord(marks[i], s)
     MARK(0);
-    ssd_cumsum_kernel<<<dim3(nc, g.H), 32, 0, s>>>(dt, A, T, g.Q, w.cum, w.chunk_decay);
+    ssd_cumsum_kernel<<<dim3(nc, g.H), 32, 0, s>>>(dt, A, T, g.Q, w.cum, w.wts, w.chunk_decay);
     MARK(1);
-    ssd_chunk_state_kernel<<<dim3(nc, g.H), WARPS * 32, state_smem(g), s>>>(g, xbc, dt, w.cum, T, w.states);
+    bool full = g.P % CHAIN_P == 0 && g.N % CHAIN_N == 0 && g.conv_dim % 8 == 0;
+    if (ssm_bf16 && full) launch_chain<bf16, true>(g, xbc, w, T, (bf16 *)ssm_state, s);
+    else if (ssm_bf16) launch_chain<bf16, false>(g, xbc, w, T, (bf16 *)ssm_state, s);
+    else if (full) launch_chain<float, true>(g, xbc, w, T, (float *)ssm_state, s);
+    else launch_chain<float, false>(g, xbc, w, T, (float *)ssm_state, s);
     MARK(2);
-    size_t n = (size_t)g.H * g.P * g.N;
-    if (ssm_bf16)
-        ssd_state_passing_kernel<<<(unsigned)((n + 255) / 256), 256, 0, s>>>(g, w.chunk_decay, nc, w.states, (bf16 *)ssm_state);
-    else
-        ssd_state_passing_kernel<<<(unsigned)((n + 255) / 256), 256, 0, s>>>(g, w.chunk_decay, nc, w.states, (float *)ssm_state);
-    MARK(3);
     if (nks <= 1) launch_scan<1>(g, nc, xbc, dt, w.cum, w.states, D, T, y, s);
     else if (nks <= 2) launch_scan<2>(g, nc, xbc, dt, w.cum, w.states, D, T, y, s);
     else if (nks <= 4) launch_scan<4>(g, nc, xbc, dt, w.cum, w.states, D, T, y, s);
     else if (nks <= 8) launch_scan<8>(g, nc, xbc, dt, w.cum, w.states, D, T, y, s);
     else launch_scan<16>(g, nc, xbc, dt, w.cum, w.states, D, T, y, s);
-    MARK(4);
+    MARK(3);
 #undef MARK
 }

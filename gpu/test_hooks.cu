@@ -82,7 +82,7 @@ __global__ void fill_dt(float *dt, size_t n) { /* dt in [0.001, 0.1], log-spread
         dt[i] = 0.001f * __expf(4.6f * ((i * 2654435761u) % 1000) / 1000.0f);
 }
 
-extern "C" double mamba2_gpu_time_ssd_chunked(SSDDims d, int Q, int reps, double parts_ms[4], Mamba2Error *err) {
+extern "C" double mamba2_gpu_time_ssd_chunked(SSDDims d, int Q, int reps, double parts_ms[3], Mamba2Error *err) {
     if (!mamba2_gpu_available(err)) return -1;
     SSDBuffers b;
     if (ssd_alloc(b, d, Q, err)) return -1;
@@ -96,23 +96,23 @@ extern "C" double mamba2_gpu_time_ssd_chunked(SSDDims d, int Q, int reps, double
         cudaMemset(b.state, 0, (size_t)d.H * d.P * d.N * 4) != cudaSuccess)
         return mamba2_fail(err, "cannot set up the SSD timing inputs"), -1;
     SSDWork w = ssd_work_carve(g, d.T, b.work);
-    cudaEvent_t marks[5];
-    for (int k = 0; k < 5; k++) cudaEventCreate(&marks[k]);
-    std::vector<float> ms, parts[4];
+    cudaEvent_t marks[4];
+    for (int k = 0; k < 4; k++) cudaEventCreate(&marks[k]);
+    std::vector<float> ms, parts[3];
     for (int i = 0; i < reps + 3; i++) {
         launch_ssd_chunked(g, b.xbc, b.dt, b.A, b.D, d.T, b.state, 0, w, b.y, 0, marks);
-        cudaEventSynchronize(marks[4]);
+        cudaEventSynchronize(marks[3]);
         float t;
-        cudaEventElapsedTime(&t, marks[0], marks[4]);
+        cudaEventElapsedTime(&t, marks[0], marks[3]);
         if (i < 3) continue;
         ms.push_back(t);
-        for (int k = 0; k < 4; k++) {
+        for (int k = 0; k < 3; k++) {
             cudaEventElapsedTime(&t, marks[k], marks[k + 1]);
             parts[k].push_back(t);
         }
     }
-    for (int k = 0; k < 5; k++) cudaEventDestroy(marks[k]);
-    for (int k = 0; k < 4 && parts_ms; k++) {
+    for (int k = 0; k < 4; k++) cudaEventDestroy(marks[k]);
+    for (int k = 0; k < 3 && parts_ms; k++) {
         std::sort(parts[k].begin(), parts[k].end());
         parts_ms[k] = parts[k][parts[k].size() / 2];
     }
