@@ -254,16 +254,15 @@ void launch_conv_dt_step(const GpuDims &g, const GpuLayer &w, const float *zxbcd
 /* ------------------------------------------------------------------ SSD step */
 
 /* Sixteen bytes of state as floats: 4 fp32 or 8 bf16 values. */
-__device__ __forceinline__ void load16(const float *p, float *v) {
-    float4 q = *(const float4 *)p;
-    v[0] = q.x, v[1] = q.y, v[2] = q.z, v[3] = q.w;
+__device__ __forceinline__ void unpack16(uint4 q, float *v, float) {
+    v[0] = __uint_as_float(q.x), v[1] = __uint_as_float(q.y), v[2] = __uint_as_float(q.z), v[3] = __uint_as_float(q.w);
 }
-__device__ __forceinline__ void load16(const bf16 *p, float *v) {
-    uint4 q = *(const uint4 *)p;
+__device__ __forceinline__ void unpack16(uint4 q, float *v, bf16) {
     const uint32_t w[4] = {q.x, q.y, q.z, q.w};
 #pragma unroll
     for (int j = 0; j < 4; j++) v[2 * j] = __uint_as_float(w[j] << 16), v[2 * j + 1] = __uint_as_float(w[j] & 0xffff0000u);
 }
+template <typename S> __device__ __forceinline__ void load16(const S *p, float *v) { unpack16(*(const uint4 *)p, v, S()); }
 __device__ __forceinline__ void store16(float *p, const float *v) { *(float4 *)p = make_float4(v[0], v[1], v[2], v[3]); }
 __device__ __forceinline__ void store16(bf16 *p, const float *v) {
     uint32_t w[4];
@@ -277,11 +276,61 @@ __device__ __forceinline__ void store16(bf16 *p, const float *v) {
 
 #define STEP_SLOTS 8        /* row loads in flight per thread (register kernel) */
 #define STEP_SMEM_MIN_NB 16 /* sequences from which the shared-memory kernel is used */
+/* The shared-memory kernel's block, and the blocks per multiprocessor its registers must allow:
+ * shared memory holds 6 heads of fp32 state (32 KB each at P = 64) or 13 of bf16 (16 KB); at 6 ×
+ * 256 and 12 × 128 threads that is at most 40 registers a thread (at 64 only 8 bf16 blocks fit). */
+#define STEP_SMEM_THREADS(S) (sizeof(S) == 4 ? 256 : 128)
+#define STEP_SMEM_BLOCKS(S) (sizeof(S) == 4 ? 6 : 12)
+
+/* What the N = 128 step kernels read from the previous kernel for one (head, sequence): this
+ * thread's E entries of B and C (from entry n0, 16 bytes per load), dt, and the decay exp(dt·A). */
+template <int E> struct StepInputs {
+    float B[E], C[E], dt, decay;
+};
+
+template <int E>
+__device__ __forceinline__ void load_step_inputs(const GpuDims &g, const GpuLayer &w, const float *row, const float *dt,
+                                                 int b, int h, int grp, int n0, StepInputs<E> &in) {
+#pragma unroll
+    for (int k = 0; k < E; k += 4) {
+        float4 bq = *(const float4 *)(row + g.d_in + grp * 128 + n0 + k);
+        float4 cq = *(const float4 *)(row + g.d_in + g.G * 128 + grp * 128 + n0 + k);
+        in.B[k] = bq.x, in.B[k + 1] = bq.y, in.B[k + 2] = bq.z, in.B[k + 3] = bq.w;
+        in.C[k] = cq.x, in.C[k + 1] = cq.y, in.C[k + 2] = cq.z, in.C[k + 3] = cq.w;
+    }
+    in.dt = dt[(size_t)b * g.H + h];
+    in.decay = __expf(in.dt * w.A[h]);
+}
+
+/* One row p of the head, of which this thread holds entries n0 .. n0 + E in st (LPR lanes hold the row):
+ *   S[p] ← decay·S[p] + dt·x_p·B;   the lane with n0 = 0 writes y_p = (S[p]·C + D x_p)·silu(z_p)
+ * (times y_scale, the next norm's weight, when given) and returns y_p² for the group's norm sum;
+ * the others return 0. Every lane of the warp must call it (the row sum is a shuffle). */
+template <int E, int LPR>
+__device__ __forceinline__ float step_row(const GpuDims &g, float *st, const StepInputs<E> &in, float x, float Dh,
+                                          int b, int h, int p, int n0, bool live, const float *zxbcdt, float *y,
+                                          const float *y_scale) {
+    float xdt = x * in.dt, acc = 0;
+#pragma unroll
+    for (int k = 0; k < E; k++) {
+        st[k] = in.decay * st[k] + xdt * in.B[k];
+        acc += st[k] * in.C[k];
+    }
+#pragma unroll
+    for (int o = LPR / 2; o > 0; o >>= 1) acc += __shfl_xor_sync(0xffffffffu, acc, o);
+    if (!live || n0 != 0) return 0.0f;
+    float z = zxbcdt[(size_t)b * g.d_in_proj + h * g.P + p];
+    float yv = (acc + Dh * x) * silu_f(z);
+    y[(size_t)b * g.d_in + h * g.P + p] = y_scale ? yv * y_scale[h * g.P + p] : yv;
+    return yv * yv;
+}
 
 /* Few sequences (the state in registers): one block (8 warps) per (head, sequence), N = 128. A
  * thread owns E = 16 / sizeof(S) consecutive entries of a row (4 fp32 or 8 bf16), so a row is
  * LPR = N / E lanes (32 or 16) and one warp instruction reads 32 / LPR whole rows, 16 bytes per
- * lane, coalesced. Each thread loads STEP_SLOTS rows before it computes any:
+ * lane, coalesced. Each thread loads STEP_SLOTS rows before it computes any; the first rows are
+ * loaded before the wait for the previous kernel (this layer's state is written by this kernel
+ * alone, one step before), so that they arrive while the in_proj GEMV finishes:
  *   S = exp(dt·A) S + dt·x Bᵀ;   y = (S C + D x) · silu(z);  Σ y² goes to the group's norm sum. */
 template <typename S>
 __global__ void __launch_bounds__(256) ssd_step_reg_kernel(GpuDims g, GpuLayer w, const float *xbc, const float *dt,
@@ -289,48 +338,36 @@ __global__ void __launch_bounds__(256) ssd_step_reg_kernel(GpuDims g, GpuLayer w
                                                        float *ss_y, const float *y_scale) {
     constexpr int E = 16 / sizeof(S), LPR = 128 / E, RPW = 32 / LPR; /* rows per warp instruction */
     pdl_trigger();
-    pdl_wait();
     int h = blockIdx.x, b = blockIdx.y, grp = h / (g.H / g.G), warp = threadIdx.x >> 5, lane = threadIdx.x & 31;
     int sub = lane / LPR, n0 = (lane % LPR) * E; /* which row of the instruction, which entries */
     const float *row = xbc + (size_t)b * g.conv_dim;
-    float Bv[E], Cv[E]; /* this thread's entries of B and C, 16 bytes per load */
-#pragma unroll
-    for (int k = 0; k < E; k += 4) {
-        float4 bq = *(const float4 *)(row + g.d_in + grp * 128 + n0 + k);
-        float4 cq = *(const float4 *)(row + g.d_in + g.G * 128 + grp * 128 + n0 + k);
-        Bv[k] = bq.x, Bv[k + 1] = bq.y, Bv[k + 2] = bq.z, Bv[k + 3] = bq.w;
-        Cv[k] = cq.x, Cv[k + 1] = cq.y, Cv[k + 2] = cq.z, Cv[k + 3] = cq.w;
-    }
-    float dth = dt[(size_t)b * g.H + h], decay = __expf(dth * w.A[h]), Dh = w.D[h], sq = 0;
     S *state = (S *)ssm_states[b] + (((size_t)l * g.H + h) * g.P) * 128;
     const int nwarps = blockDim.x >> 5, rows_per_pass = nwarps * RPW * STEP_SLOTS;
-    for (int p0 = warp * RPW + sub; p0 < g.P; p0 += rows_per_pass) {
-        float st[STEP_SLOTS][E];
+    uint4 raw[STEP_SLOTS]; /* the pass's rows as loaded: the block's warps interleave over the rows */
+    auto load_pass = [&](int p0) {
 #pragma unroll
         for (int i = 0; i < STEP_SLOTS; i++) {
-            int p = p0 + i * nwarps * RPW; /* the block's warps interleave over the rows */
-            if (p < g.P) load16(state + (size_t)p * 128 + n0, st[i]);
+            int p = p0 + i * nwarps * RPW;
+            raw[i] = p < g.P ? *(const uint4 *)(state + (size_t)p * 128 + n0) : make_uint4(0, 0, 0, 0);
         }
+    };
+    int p0 = warp * RPW + sub;
+    load_pass(p0);
+    pdl_wait(); /* the first rows are in flight; now x, B, C, dt and z */
+    StepInputs<E> in;
+    load_step_inputs(g, w, row, dt, b, h, grp, n0, in);
+    float Dh = w.D[h], sq = 0;
+    for (; p0 < g.P; p0 += rows_per_pass) {
 #pragma unroll
         for (int i = 0; i < STEP_SLOTS; i++) {
-            int p = p0 + i * nwarps * RPW; /* the block's warps interleave over the rows */
+            int p = p0 + i * nwarps * RPW;
             bool live = p < g.P;
-            float x = live ? row[h * g.P + p] : 0.0f, xdt = x * dth, acc = 0;
-#pragma unroll
-            for (int k = 0; k < E; k++) {
-                st[i][k] = decay * st[i][k] + xdt * Bv[k];
-                acc += st[i][k] * Cv[k];
-            }
-            if (live) store16(state + (size_t)p * 128 + n0, st[i]);
-#pragma unroll
-            for (int o = LPR / 2; o > 0; o >>= 1) acc += __shfl_xor_sync(0xffffffffu, acc, o);
-            if (live && n0 == 0) {
-                float z = zxbcdt[(size_t)b * g.d_in_proj + h * g.P + p];
-                float yv = (acc + Dh * x) * silu_f(z);
-                y[(size_t)b * g.d_in + h * g.P + p] = y_scale ? yv * y_scale[h * g.P + p] : yv;
-                sq += yv * yv;
-            }
+            float st[E];
+            unpack16(raw[i], st, S());
+            sq += step_row<E, LPR>(g, st, in, live ? row[h * g.P + p] : 0.0f, Dh, b, h, p, n0, live, zxbcdt, y, y_scale);
+            if (live) store16(state + (size_t)p * 128 + n0, st);
         }
+        if (p0 + rows_per_pass < g.P) load_pass(p0 + rows_per_pass);
     }
     sq = block_sum(sq); /* Σ y² of this head, added to its group's sum for the out_proj norm */
     if (threadIdx.x == 0 && ss_y) atomicAdd(&ss_y[(size_t)b * g.G + grp], sq);
@@ -338,16 +375,15 @@ __global__ void __launch_bounds__(256) ssd_step_reg_kernel(GpuDims g, GpuLayer w
 
 /* Many sequences (the state through shared memory): one block per (head, sequence), N = 128. The
  * head's state, P rows of 128 (32 KB fp32 or 16 KB bf16), is first copied into shared memory with
- * cp.async, before the wait for the previous kernel (the state of this layer is written by this
- * kernel alone, in earlier steps, so it may be read early): the copy overlaps the end of the
- * in_proj GEMV, holds no registers, and as many bytes are in flight as shared memory has room for
- * (6 fp32 or 13 bf16 heads per multiprocessor).
+ * cp.async, before the wait for the previous kernel (as in the register kernel): the copy overlaps
+ * the end of the in_proj GEMV, holds no registers, and as many bytes are in flight as shared
+ * memory has room for (6 fp32 or 13 bf16 heads per multiprocessor).
  * A thread owns E = 16 / sizeof(S) consecutive entries of a row (4 fp32 or 8 bf16), so a row is
  * LPR = 128 / E lanes (32 or 16), a warp covers RPW = 32 / LPR rows at a time, and the pieces a
  * thread computes on are the very pieces it copied (no barrier needed):
  *   S = exp(dt·A) S + dt·x Bᵀ;   y = (S C + D x) · silu(z);  Σ y² goes to the group's norm sum. */
 template <typename S>
-__global__ void __launch_bounds__(256) ssd_step_smem_kernel(GpuDims g, GpuLayer w, const float *xbc, const float *dt,
+__global__ void __launch_bounds__(STEP_SMEM_THREADS(S), STEP_SMEM_BLOCKS(S)) ssd_step_smem_kernel(GpuDims g, GpuLayer w, const float *xbc, const float *dt,
                                                        const float *zxbcdt, void *const *ssm_states, int l, float *y,
                                                        float *ss_y, const float *y_scale) {
     constexpr int E = 16 / sizeof(S), LPR = 128 / E, RPW = 32 / LPR;
@@ -361,35 +397,16 @@ __global__ void __launch_bounds__(256) ssd_step_smem_kernel(GpuDims g, GpuLayer 
     for (int i = threadIdx.x; i < pieces; i += blockDim.x) cp_async16(tile + (size_t)i * E, state + (size_t)i * E, true);
     pdl_wait(); /* x, B, C, dt and z come from the previous kernel */
     const float *row = xbc + (size_t)b * g.conv_dim;
-    float Bv[E], Cv[E]; /* this thread's entries of B and C, 16 bytes per load */
-#pragma unroll
-    for (int k = 0; k < E; k += 4) {
-        float4 bq = *(const float4 *)(row + g.d_in + grp * 128 + n0 + k);
-        float4 cq = *(const float4 *)(row + g.d_in + g.G * 128 + grp * 128 + n0 + k);
-        Bv[k] = bq.x, Bv[k + 1] = bq.y, Bv[k + 2] = bq.z, Bv[k + 3] = bq.w;
-        Cv[k] = cq.x, Cv[k + 1] = cq.y, Cv[k + 2] = cq.z, Cv[k + 3] = cq.w;
-    }
-    float dth = dt[(size_t)b * g.H + h], decay = __expf(dth * w.A[h]), Dh = w.D[h], sq = 0;
+    StepInputs<E> in;
+    load_step_inputs(g, w, row, dt, b, h, grp, n0, in);
+    float Dh = w.D[h], sq = 0;
     cp_async_wait_all();
     /* piece threadIdx.x + i·blockDim.x is row warp·RPW + sub + i·nwarps·RPW, entries n0.. */
     for (int p = warp * RPW + sub; p < g.P; p += nwarps * RPW) {
         float st[E];
         load16(tile + (size_t)p * 128 + n0, st);
-        float x = row[h * g.P + p], xdt = x * dth, acc = 0;
-#pragma unroll
-        for (int k = 0; k < E; k++) {
-            st[k] = decay * st[k] + xdt * Bv[k];
-            acc += st[k] * Cv[k];
-        }
+        sq += step_row<E, LPR>(g, st, in, row[h * g.P + p], Dh, b, h, p, n0, true, zxbcdt, y, y_scale);
         store16(state + (size_t)p * 128 + n0, st);
-#pragma unroll
-        for (int o = LPR / 2; o > 0; o >>= 1) acc += __shfl_xor_sync(0xffffffffu, acc, o);
-        if (n0 == 0) {
-            float z = zxbcdt[(size_t)b * g.d_in_proj + h * g.P + p];
-            float yv = (acc + Dh * x) * silu_f(z);
-            y[(size_t)b * g.d_in + h * g.P + p] = y_scale ? yv * y_scale[h * g.P + p] : yv;
-            sq += yv * yv;
-        }
     }
     sq = block_sum(sq); /* Σ y² of this head, added to its group's sum for the out_proj norm */
     if (threadIdx.x == 0 && ss_y) atomicAdd(&ss_y[(size_t)b * g.G + grp], sq);
@@ -452,9 +469,13 @@ void launch_ssd_step(const GpuDims &g, const GpuLayer &w, const float *xbc, cons
     /* P even: the shared-memory kernel's loop covers whole rows per lane group, and with 2 rows per
      * warp (bf16) an odd P would leave half a warp out of the row sums' shuffles */
     if (fast && nb >= STEP_SMEM_MIN_NB && tile <= 48 * 1024 && g.P % 2 == 0) { /* P ≤ 96 (fp32), 192 (bf16) */
-        /* bf16: 128 threads, so that the 13 blocks shared memory allows per SM also fit in its 2048 threads */
-        if (ssm_bf16) launch_pdl(ssd_step_smem_kernel<bf16>, grid, dim3(128), tile, s, g, w, xbc, dt, zxbcdt, ssm_states, l, y, ss_y, y_scale);
-        else launch_pdl(ssd_step_smem_kernel<float>, grid, dim3(256), tile, s, g, w, xbc, dt, zxbcdt, ssm_states, l, y, ss_y, y_scale);
+        /* bf16: 128 threads, so that the 12 blocks shared memory allows per SM also fit in its 2048 threads */
+        if (ssm_bf16)
+            launch_pdl(ssd_step_smem_kernel<bf16>, grid, dim3(STEP_SMEM_THREADS(bf16)), tile, s, g, w, xbc, dt, zxbcdt,
+                       ssm_states, l, y, ss_y, y_scale);
+        else
+            launch_pdl(ssd_step_smem_kernel<float>, grid, dim3(STEP_SMEM_THREADS(float)), tile, s, g, w, xbc, dt, zxbcdt,
+                       ssm_states, l, y, ss_y, y_scale);
         return;
     }
     /* registers: one thread per STEP_SLOTS row pieces: 128 threads (bf16), 256 (fp32) at P = 64 */
