@@ -88,7 +88,7 @@ struct GpuDims {
  *      upper clamp of dt (time_step_limit[1]) */
 
 /** silu(v) = v · sigmoid(v). */
-__device__ __forceinline__ float silu_f(float v) { return v / (1.0f + __expf(-v)); }
+__device__ __forceinline__ float silu_f(float v) { return __fdividef(v, 1.0f + __expf(-v)); }
 
 /** softplus(v) = log(1 + e^v), v itself above 20 (torch / mamba_ssm threshold). */
 __device__ __forceinline__ float softplus_f(float v) { return v > 20.0f ? v : log1pf(__expf(v)); }
