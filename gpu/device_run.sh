@@ -4,7 +4,7 @@
 # Binaries are built on the development machine (make STATIC_DEPS=1) and carried in .device/.
 # What comes back in $OUT (eight files at most): gpu.txt, tests.log, kernels.txt, ncu_ssd.txt,
 # bench_fp32.json, bench_bf16.json, profile.txt, hf.txt.
-# Usage: bash gpu/device_run.sh [STEPS]   STEPS: comma list of test,sanitize,kernels,ncu,model,profile,hf
+# Usage: bash gpu/device_run.sh [STEPS]   STEPS: comma list of test,sanitize,kernels,ncu,ncuprefill,model,profile,power,hf
 #        (default: all but ncu)
 set -u
 OUT=${OUT:-/tmp/mamba2-out}
@@ -37,11 +37,18 @@ if has kernels; then
 fi
 if has ncu; then
     log "Nsight Compute on the chunked SSD's two matrix kernels (first launch of each)"
-    timeout 240 ncu --clock-control none -k regex:'ssd_chunk_(state|scan)' -c 2 --set full "$BIN/bench_gpu_kernels" \
+    timeout 240 ncu --clock-control none -k regex:'ssd_(state_chain|chunk_scan)' -c 2 --set full "$BIN/bench_gpu_kernels" \
         > "$OUT/ncu_ssd.txt" 2>&1
     echo "exit $?"; grep -E "ssd_chunk|Duration|Compute \(SM\) Throughput|Achieved Occupancy|Registers Per|Executed Ipc Active|Issued Instructions  |Eligible Warps|stalled|Block Limit Shared" "$OUT/ncu_ssd.txt" | head -30
 fi
-if has model || has hf || has profile; then
+if has ncuprefill; then
+    log "Nsight Compute: one prefill layer's kernels other than the GEMMs (appended to ncu_ssd.txt)"
+    [ -f "$CK/model.safetensors.index.json" ] || python3 data/write_checkpoint.py --out "$CK" --layers 64 --threads 16 > /dev/null
+    timeout 240 ncu --clock-control none --section SpeedOfLight -k regex:'rmsnorm|conv_|dt_prefill|ssd_|gated_norm' -c 9 \
+        "$BIN/bench_model" "$CK" --backend gpu --prompt-len 4096 --gen-len 1 --batch 1 > /tmp/ncu_prefill.txt 2>&1
+    echo "exit $?"; grep -E "^  [a-z_].*\(|Duration|DRAM Throughput|Compute \(SM\) Throughput" /tmp/ncu_prefill.txt | tee -a "$OUT/ncu_ssd.txt"
+fi
+if has model || has hf || has profile || has power; then
     if [ ! -f "$CK/model.safetensors.index.json" ]; then
         log "writing the 64-layer random 7B checkpoint"
         /usr/bin/time -v python3 data/write_checkpoint.py --out "$CK" --layers 64 --threads 16 2>&1 | grep -E "Elapsed|error|Error" | tail -3
@@ -60,6 +67,16 @@ if has profile; then
     log "per-kernel profile (no graphs, events between kernels): batch 1, then batch 64 with bf16 states"
     MAMBA2_GPU_PROFILE=1 timeout 200 "$BIN/bench_model" "$CK" --backend gpu --prompt-len 4096 --gen-len 16 --batch 1 2>&1 | tail -22 | tee "$OUT/profile.txt"
     MAMBA2_GPU_PROFILE=1 timeout 200 "$BIN/bench_model" "$CK" --backend gpu --state-bf16 --prompt-len 512 --gen-len 16 --batch 64 2>&1 | grep -E "step|GPU profile" | tee -a "$OUT/profile.txt"
+fi
+if has power; then
+    log "power and SM clock during prefills of 4096 tokens (nvidia-smi every 50 ms; appended to gpu.txt)"
+    nvidia-smi --query-gpu=power.draw,power.limit,clocks.sm --format=csv,noheader,nounits -lms 50 > /tmp/power.csv 2>&1 &
+    SMI=$!
+    timeout 120 "$BIN/bench_model" "$CK" --backend gpu --prompt-len 4096 --gen-len 1 --batch 1 2>&1 | grep prefill
+    kill $SMI
+    awk -F', ' '$1+0 > 200 { n++; p += $1; c += $3; if ($1 > pm) pm = $1; if (cm == 0 || $3 < cm) cm = $3; lim = $2 }
+        END { if (n) printf "samples above 200 W: %d, mean %.0f W (max %.0f, limit %s W), SM clock mean %.0f MHz (min %d)\n", n, p / n, pm, lim, c / n, cm;
+              else print "no samples above 200 W" }' /tmp/power.csv | tee -a "$OUT/gpu.txt"
 fi
 if has hf; then
     log "Hugging Face transformers on the same checkpoint"
