@@ -481,6 +481,9 @@ void launch_ssd_step(const GpuDims &g, const GpuLayer &w, const float *xbc, cons
     /* registers: one thread per STEP_SLOTS row pieces: 128 threads (bf16), 256 (fp32) at P = 64 */
     int items = g.P * (ssm_bf16 ? 16 : 32), threads = (items / STEP_SLOTS + 31) / 32 * 32;
     threads = threads < 32 ? 32 : threads > 256 ? 256 : threads;
+    /* bf16 puts two rows in a warp (lanes 0-15, 16-31); past one pass (P > 128) an odd P would give
+     * the two halves different pass counts and leave one out of the row sums' shuffles */
+    if (ssm_bf16 && g.P % 2 && g.P > 128) fast = false;
     if (fast && ssm_bf16) launch_pdl(ssd_step_reg_kernel<bf16>, grid, dim3(threads), 0, s, g, w, xbc, dt, zxbcdt, ssm_states, l, y, ss_y, y_scale);
     else if (fast) launch_pdl(ssd_step_reg_kernel<float>, grid, dim3(threads), 0, s, g, w, xbc, dt, zxbcdt, ssm_states, l, y, ss_y, y_scale);
     else if (ssm_bf16) launch_pdl(ssd_step_any_kernel<bf16>, grid, dim3(128), smem, s, g, w, xbc, dt, zxbcdt, ssm_states, l, y, ss_y, y_scale);
