@@ -158,8 +158,9 @@ __device__ __forceinline__ ChainStage chain_stage(char *smem, int i, int Qp) {
  * warps' mma accumulators (a warp owns a 16 × 64 tile): the chunk's product accumulates straight
  * onto the decayed S, and S never leaves registers between chunks. Before chunk c is added, S_c,
  * the state entering chunk c, goes to states[c] in bf16 (the chunk scan's tensor cores take it in
- * bf16 anyway); after the last chunk the final state goes to @p ssm. x, B, cum and dt of the next
- * CHAIN_STAGES − 1 chunks are in flight (cp.async) while a chunk is computed on.
+ * bf16 anyway); after the last chunk the final state goes to @p ssm. x, B, the weights w_s and the
+ * decay of the next CHAIN_STAGES − 1 chunks are in flight (cp.async) while a chunk is computed on;
+ * the cumsum kernel computed the weights and decays once per (chunk, head), not once per lane.
  * FULL: P a multiple of CHAIN_P and N of CHAIN_N (the 7B models: 64, 128), so that every copy and
  * store is whole and the per-chunk address arithmetic is a few adds (the general path's checks
  * and divisions were a large part of the kernel's instructions; it is issue-bound, ncu 2026-12-01). */
