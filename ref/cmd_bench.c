@@ -60,8 +60,6 @@ static void help(FILE *f) {
 #define DECODE_PROMPT 16
 #define MAX_BATCHES 64 /* sizes in one --batch list */
 
-/* --batch B[,B2..]: a comma-separated list of batch sizes, each in [1, 4096] (the message names
- * the bad one). On success *list (caller frees) holds *n sizes. */
 /* Deterministic token ids in [3, V) (a linear congruential sequence). */
 static void fill_tokens(int32_t *t, int n, int V, unsigned seed) {
     for (int i = 0; i < n; i++) {

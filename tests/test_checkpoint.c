@@ -240,7 +240,6 @@ static void test_load_no_files(void) {
     free(dir);
 }
 
-/* The program itself: a bad checkpoint gives exit status 1, a message, and no output file. */
 /* cli_parse_list: the one parser of the comma-separated options of mamba2 bench and bench_model
  * (it prints its refusals; they go to stderr here). */
 static void test_cli_parse_list(void) {
@@ -259,6 +258,7 @@ static void test_cli_parse_list(void) {
     CU_ASSERT_EQUAL(cli_parse_list("--mem-limit", "nan", v, 4, 0.001, 1e6, 0), -1);
 }
 
+/* The program itself: a bad checkpoint gives exit status 1, a message, and no output file. */
 static void test_cli_bad_input(void) {
     TinyModelSpec s;
     test_tiny_spec_default(&s);

@@ -98,9 +98,8 @@ static void expect_st_error(const char *header, size_t data_len, const char *n1,
     free(dir);
 }
 
-/* Run `ENV PROGRAM ARGS`: the exit status, stderr in msg (dir is where the test's files are). */
-static int run_cli(const char *dir, const char *env, const char *args, char *msg, size_t cap) {
-    (void)dir;
+/* Run `ENV PROGRAM ARGS`: the exit status, stderr in msg. */
+static int run_cli(const char *env, const char *args, char *msg, size_t cap) {
     return test_run_program(env, args, NULL, 0, msg, cap);
 }
 
@@ -430,7 +429,7 @@ static void test_cli_malformed(void) {
     /* NaN where a count is expected */
     const char *nan_cfg = "{\"hidden_size\": 16, \"num_hidden_layers\": NaN, \"vocab_size\": 50}";
     CU_ASSERT_EQUAL(write_bytes(cfg, nan_cfg, strlen(nan_cfg)), 0);
-    CU_ASSERT_EQUAL(run_cli(dir, NULL, args, msg, sizeof msg), 1);
+    CU_ASSERT_EQUAL(run_cli(NULL, args, msg, sizeof msg), 1);
     EXPECT_MSG(msg, cfg, "num_hidden_layers", "integer");
     CU_ASSERT(!exists(dir, "out.f32") && count_files(dir, ".tmp") == 0);
     test_rmtree(dir);
@@ -463,7 +462,7 @@ static void test_cli_malformed(void) {
     CU_ASSERT(hlen < (uint64_t)size);
     CU_ASSERT_EQUAL(write_bytes(st, file, (size_t)size), 0);
     free(file);
-    CU_ASSERT_EQUAL(run_cli(dir, NULL, args, msg, sizeof msg), 1);
+    CU_ASSERT_EQUAL(run_cli(NULL, args, msg, sizeof msg), 1);
     EXPECT_MSG(msg, st, "overlap", "backbone.layers.1.norm.weight");
     CU_ASSERT(!exists(dir, "out.f32") && count_files(dir, ".tmp") == 0);
     test_rmtree(dir);
@@ -476,16 +475,16 @@ static void test_cli_malformed(void) {
     s2.d_state = 16;
     CU_ASSERT_EQUAL_FATAL(test_write_tiny_model(other, &s2), 0);
     snprintf(args, sizeof args, "logits %s --ids '1 2' -o %s/a.f32 --state-out %s/a.state", other, dir, dir);
-    CU_ASSERT_EQUAL(run_cli(dir, NULL, args, msg, sizeof msg), 0);
+    CU_ASSERT_EQUAL(run_cli(NULL, args, msg, sizeof msg), 0);
     CU_ASSERT(exists(dir, "a.state"));
     snprintf(args, sizeof args, "logits %s --ids '3' -o %s/b.f32 --state-in %s/a.state --state-out %s/b.state", dir,
              dir, dir, dir);
-    CU_ASSERT_EQUAL(run_cli(dir, NULL, args, msg, sizeof msg), 1);
+    CU_ASSERT_EQUAL(run_cli(NULL, args, msg, sizeof msg), 1);
     EXPECT_MSG(msg, "a.state", "d_state = 16, this model has 8");
     CU_ASSERT(!exists(dir, "b.f32") && !exists(dir, "b.state") && count_files(dir, ".tmp") == 0);
     /* the state cannot be written: the command fails and takes its logits file with it */
     snprintf(args, sizeof args, "logits %s --ids '3' -o %s/c.f32 --state-out %s/no/such/dir/c.state", dir, dir, dir);
-    CU_ASSERT_EQUAL(run_cli(dir, NULL, args, msg, sizeof msg), 1);
+    CU_ASSERT_EQUAL(run_cli(NULL, args, msg, sizeof msg), 1);
     EXPECT_MSG(msg, "c.state", "cannot");
     CU_ASSERT(!exists(dir, "c.f32") && count_files(dir, ".tmp") == 0);
     test_rmtree(other);
@@ -497,7 +496,7 @@ static void test_cli_malformed(void) {
     const char *bad_tok = "{\"model\": {\"type\": \"BPE\", \"vocab\": {\"a\": -3}, \"merges\": []}}";
     CU_ASSERT_EQUAL(write_bytes(tok, bad_tok, strlen(bad_tok)), 0);
     snprintf(args, sizeof args, "tokenize %s --text hello", dir);
-    CU_ASSERT_EQUAL(run_cli(dir, NULL, args, msg, sizeof msg), 1);
+    CU_ASSERT_EQUAL(run_cli(NULL, args, msg, sizeof msg), 1);
     EXPECT_MSG(msg, tok, "vocab entry 'a' has an invalid id");
     test_rmtree(dir);
     free(dir);
@@ -515,41 +514,41 @@ static void test_cli_resources(void) {
     int n = snprintf(args, cap, "logits %s -o %s/out.f32 --ids '", dir, dir);
     for (int t = 0; t < 20000; t++) n += snprintf(args + n, cap - n, "%d ", t % 10);
     snprintf(args + n, cap - n, "'");
-    CU_ASSERT_EQUAL(run_cli(dir, "MAMBA2_MAX_MEMORY=1M", args, msg, sizeof msg), 1);
+    CU_ASSERT_EQUAL(run_cli("MAMBA2_MAX_MEMORY=1M", args, msg, sizeof msg), 1);
     EXPECT_MSG(msg, "a prefill of 20000 tokens", "needs", "MiB of host memory, have 1.0 MiB", "MAMBA2_MAX_MEMORY");
     CU_ASSERT(!exists(dir, "out.f32") && count_files(dir, ".tmp") == 0);
     /* the same in step mode, and a generous allowance lets it run */
     size_t len = strlen(args);
     snprintf(args + len, cap - len, " --mode step");
-    CU_ASSERT_EQUAL(run_cli(dir, "MAMBA2_MAX_MEMORY=1M", args, msg, sizeof msg), 1);
+    CU_ASSERT_EQUAL(run_cli("MAMBA2_MAX_MEMORY=1M", args, msg, sizeof msg), 1);
     EXPECT_MSG(msg, "stepping through 20000 tokens", "needs");
     snprintf(args, cap, "logits %s -o %s/out.f32 --ids '1 2 3'", dir, dir);
-    CU_ASSERT_EQUAL(run_cli(dir, "MAMBA2_MAX_MEMORY=1G", args, msg, sizeof msg), 0);
+    CU_ASSERT_EQUAL(run_cli("MAMBA2_MAX_MEMORY=1G", args, msg, sizeof msg), 0);
     CU_ASSERT(exists(dir, "out.f32"));
     /* a batch of 4096 sequences for bench */
     snprintf(args, cap, "bench %s --backend ref --batch 4096 --prompt-len 4 --gen-len 1 --reps 1", dir);
-    CU_ASSERT_EQUAL(run_cli(dir, "MAMBA2_MAX_MEMORY=1M", args, msg, sizeof msg), 1);
+    CU_ASSERT_EQUAL(run_cli("MAMBA2_MAX_MEMORY=1M", args, msg, sizeof msg), 1);
     EXPECT_MSG(msg, "a batch of 4096 sequences", "needs", "have 1.0 MiB");
     /* bench: a bad size in a batch list is named; a prompt shorter than the decode measurement's
      * own prompt, with several batches, runs (it once overflowed the token buffer) */
     snprintf(args, cap, "bench %s --backend ref --batch 1,0 --prompt-len 4 --gen-len 1 --reps 1", dir);
-    CU_ASSERT_EQUAL(run_cli(dir, NULL, args, msg, sizeof msg), 2);
+    CU_ASSERT_EQUAL(run_cli(NULL, args, msg, sizeof msg), 2);
     EXPECT_MSG(msg, "--batch expects an integer in [1, 4096], got '0'");
     snprintf(args, cap, "bench %s --backend ref --batch 2,x --prompt-len 4 --gen-len 1 --reps 1", dir);
-    CU_ASSERT_EQUAL(run_cli(dir, NULL, args, msg, sizeof msg), 2);
+    CU_ASSERT_EQUAL(run_cli(NULL, args, msg, sizeof msg), 2);
     EXPECT_MSG(msg, "got 'x'");
     snprintf(args, cap, "bench %s --backend ref --batch 1,2,3 --prompt-len 4 --gen-len 1 --reps 1", dir);
-    CU_ASSERT_EQUAL(run_cli(dir, NULL, args, msg, sizeof msg), 0);
+    CU_ASSERT_EQUAL(run_cli(NULL, args, msg, sizeof msg), 0);
     /* check: a misspelt backend is refused before anything runs */
     snprintf(args, cap, "check %s --backends ref,cpuu --tokens 3", dir);
-    CU_ASSERT_EQUAL(run_cli(dir, NULL, args, msg, sizeof msg), 2);
+    CU_ASSERT_EQUAL(run_cli(NULL, args, msg, sizeof msg), 2);
     EXPECT_MSG(msg, "unknown backend 'cpuu'", "this build has");
     /* generate and check */
     snprintf(args, cap, "generate %s --ids '1 2 3' -n 2", dir);
-    CU_ASSERT_EQUAL(run_cli(dir, "MAMBA2_MAX_MEMORY=1K", args, msg, sizeof msg), 1);
+    CU_ASSERT_EQUAL(run_cli("MAMBA2_MAX_MEMORY=1K", args, msg, sizeof msg), 1);
     EXPECT_MSG(msg, "a prompt of 3 tokens", "needs", "have 1.0 KiB");
     snprintf(args, cap, "check %s --backends ref --tokens 5000", dir);
-    CU_ASSERT_EQUAL(run_cli(dir, "MAMBA2_MAX_MEMORY=1M", args, msg, sizeof msg), 1);
+    CU_ASSERT_EQUAL(run_cli("MAMBA2_MAX_MEMORY=1M", args, msg, sizeof msg), 1);
     EXPECT_MSG(msg, "on 5000 tokens", "needs");
     free(args);
     test_rmtree(dir);
