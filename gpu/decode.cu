@@ -8,11 +8,17 @@
  *   gemv(in_proj, prologue RMSNorm, epilogue conv step / dt)  →  ssd_step  →
  *   gemv(out_proj, prologue grouped norm, epilogue residual add).
  */
+#include <stdio.h>
+#include <stdlib.h>
 #include "kernels.cuh"
 #include "mma_bf16.cuh" /* cp.async */
 
 #define GEMV_THREADS 256
 #define GEMV_ROWS_MAX 8 /* rows per block, at most */
+/* Blocks per multiprocessor the registers must allow. One sequence with 8 loads in flight per
+ * thread fits 64 registers without spills: 4 blocks per SM (out_proj's 1,024 blocks of 4 rows in
+ * 2 waves, not the 2.6 that its 79 registers gave). */
+#define GEMV_MIN_BLOCKS(NB, ROWS, CPP) ((NB) == 1 && (ROWS) * (CPP) <= 8 ? 4 : 1)
 #define MAX_NB 4
 #define MAX_K 8
 
@@ -86,54 +92,50 @@ __device__ __forceinline__ float input1(const GemvArgs &a, int b, int c) {
     return v;
 }
 
-/* out[b][r] = Σ_c W[r][c] x'[b][c] for GEMV_ROWS rows per block; the 8 warps split the columns,
- * so that every thread has all its 16-byte weight loads in flight at once, and the partial sums
- * meet in shared memory. No prologue reduction: the norms' sums of squares come precomputed. */
-template <int NB, int PRO, int EPI, int GEMV_ROWS>
-__global__ void __launch_bounds__(GEMV_THREADS) gemv_kernel(GemvArgs a) {
-    __shared__ float part[GEMV_THREADS / 32][GEMV_ROWS][NB];
+/* out[b][r] = Σ_c W[r][c] x'[b][c] for ROWS rows per block; the 8 warps split the columns, and
+ * each thread loads CPP column chunks of 8 (16 bytes) of every row before it computes on any, so
+ * that CPP·ROWS loads are in flight; the partial sums meet in shared memory. No prologue
+ * reduction: the norms' sums of squares come precomputed. */
+template <int NB, int PRO, int EPI, int ROWS, int CPP>
+__global__ void __launch_bounds__(GEMV_THREADS, GEMV_MIN_BLOCKS(NB, ROWS, CPP)) gemv_kernel(GemvArgs a) {
+    __shared__ float part[GEMV_THREADS / 32][ROWS][NB];
     pdl_trigger();
     bool waited = false;
     const int cols = a.cols, warp = threadIdx.x >> 5, lane = threadIdx.x & 31;
-    const int r0 = blockIdx.x * GEMV_ROWS;
-    float acc[GEMV_ROWS][NB];
+    const int r0 = blockIdx.x * ROWS;
+    float acc[ROWS][NB];
 #pragma unroll
-    for (int j = 0; j < GEMV_ROWS; j++)
+    for (int j = 0; j < ROWS; j++)
 #pragma unroll
         for (int b = 0; b < NB; b++) acc[j][b] = 0;
 
     /* 16-byte path: whole chunks of 8, each inside one norm group */
     if ((cols & 7) == 0 && (PRO != PRO_GATEDNORM || ((cols / a.groups) & 7) == 0)) {
         const int c8n = cols >> 3;
-        const uint4 *wrow[GEMV_ROWS];
+        const uint4 *wrow[ROWS];
 #pragma unroll
-        for (int j = 0; j < GEMV_ROWS; j++) wrow[j] = (const uint4 *)(a.W + (size_t)min(r0 + j, a.rows - 1) * cols);
-        /* two column chunks per thread per pass: 2·GEMV_ROWS loads of 16 bytes in flight */
-        for (int c8 = threadIdx.x; c8 < c8n; c8 += 2 * GEMV_THREADS) {
-            int c8b = c8 + GEMV_THREADS;
-            bool second = c8b < c8n;
-            uint4 w0[GEMV_ROWS], w1[GEMV_ROWS];
+        for (int j = 0; j < ROWS; j++) wrow[j] = (const uint4 *)(a.W + (size_t)min(r0 + j, a.rows - 1) * cols);
+        for (int c8 = threadIdx.x; c8 < c8n; c8 += CPP * GEMV_THREADS) {
+            uint4 w[CPP][ROWS];
 #pragma unroll
-            for (int j = 0; j < GEMV_ROWS; j++) {
-                w0[j] = __ldcs(wrow[j] + c8); /* streamed: every weight is read once */
-                if (second) w1[j] = __ldcs(wrow[j] + c8b);
-            }
+            for (int i = 0; i < CPP; i++)
+                if (c8 + i * GEMV_THREADS < c8n)
+#pragma unroll
+                    for (int j = 0; j < ROWS; j++) w[i][j] = __ldcs(wrow[j] + c8 + i * GEMV_THREADS); /* streamed: read once */
             if (!waited) { /* the weights are in flight; now wait for the kernel that wrote x */
                 pdl_wait();
                 waited = true;
             }
 #pragma unroll
-            for (int b = 0; b < NB; b++) {
-                float x0[8], x1[8];
-                input8<PRO>(a, b, c8 * 8, x0);
+            for (int i = 0; i < CPP; i++)
+                if (c8 + i * GEMV_THREADS < c8n)
 #pragma unroll
-                for (int j = 0; j < GEMV_ROWS; j++) acc[j][b] += dot8(w0[j], x0);
-                if (second) {
-                    input8<PRO>(a, b, c8b * 8, x1);
+                    for (int b = 0; b < NB; b++) {
+                        float x[8];
+                        input8<PRO>(a, b, (c8 + i * GEMV_THREADS) * 8, x);
 #pragma unroll
-                    for (int j = 0; j < GEMV_ROWS; j++) acc[j][b] += dot8(w1[j], x1);
-                }
-            }
+                        for (int j = 0; j < ROWS; j++) acc[j][b] += dot8(w[i][j], x);
+                    }
         }
     }
     if (!waited) pdl_wait(); /* threads without a chunk, and the any-width path */
@@ -143,12 +145,12 @@ __global__ void __launch_bounds__(GEMV_THREADS) gemv_kernel(GemvArgs a) {
             for (int b = 0; b < NB; b++) {
                 float xv = input1<PRO>(a, b, c);
 #pragma unroll
-                for (int j = 0; j < GEMV_ROWS; j++)
+                for (int j = 0; j < ROWS; j++)
                     acc[j][b] += __bfloat162float(a.W[(size_t)min(r0 + j, a.rows - 1) * cols + c]) * xv;
             }
     }
 #pragma unroll
-    for (int j = 0; j < GEMV_ROWS; j++)
+    for (int j = 0; j < ROWS; j++)
 #pragma unroll
         for (int b = 0; b < NB; b++) {
             float v = warp_sum(acc[j][b]);
@@ -158,7 +160,7 @@ __global__ void __launch_bounds__(GEMV_THREADS) gemv_kernel(GemvArgs a) {
     if (warp) return;
     /* warp 0: lane (j, b) finishes row r0 + j of sequence b */
     int j = lane / NB, b = lane % NB, r = r0 + j;
-    bool live = lane < GEMV_ROWS * NB && r < a.rows;
+    bool live = lane < ROWS * NB && r < a.rows;
     float v = 0, sq = 0;
     if (live) {
 #pragma unroll
@@ -173,27 +175,40 @@ __global__ void __launch_bounds__(GEMV_THREADS) gemv_kernel(GemvArgs a) {
         else inproj_tail(a, b, r, v);
     }
     if (EPI == EPI_RESIDUAL && a.ss_out) { /* Σ h² of the new residual rows, for the next RMSNorm */
-        if (lane < GEMV_ROWS * NB) part[0][j][b] = sq; /* each lane only ever read its own slot */
+        if (lane < ROWS * NB) part[0][j][b] = sq; /* each lane only ever read its own slot */
         __syncwarp();
         if (lane < NB) {
             float total = 0;
 #pragma unroll
-            for (int jj = 0; jj < GEMV_ROWS; jj++) total += part[0][jj][lane];
+            for (int jj = 0; jj < ROWS; jj++) total += part[0][jj][lane];
             atomicAdd(&a.ss_out[lane], total);
         }
     }
 }
 
-/* Rows per block: 8 for one or two sequences over tall matrices; 4 otherwise, so that a short,
- * wide matrix (out_proj: 4096 rows) still gives every multiprocessor about as many blocks. */
+template <int NB, int PRO, int EPI, int ROWS, int CPP>
+static void launch_gemv_shape(const GemvArgs &a, cudaStream_t s) {
+    launch_pdl(gemv_kernel<NB, PRO, EPI, ROWS, CPP>, dim3((a.rows + ROWS - 1) / ROWS), dim3(GEMV_THREADS), 0, s, a);
+}
+
+/* Block shape (ROWS x CPP): 8 x 2 for one or two sequences over tall matrices; 4 x 2 otherwise, so
+ * that a short, wide matrix (out_proj: 4096 rows) still gives every multiprocessor about as many
+ * blocks. For one sequence MAMBA2_GPU_GEMV_SHAPE=RxC picks another of the shapes below (tuning). */
 template <int NB, int PRO, int EPI>
 static void launch_gemv_t(const GemvArgs &a, cudaStream_t s) {
-    if (NB <= 2 && a.rows > 8192)
-        launch_pdl(gemv_kernel<NB, PRO, EPI, GEMV_ROWS_MAX>, dim3((a.rows + GEMV_ROWS_MAX - 1) / GEMV_ROWS_MAX),
-                   dim3(GEMV_THREADS), 0, s, a);
-    else
-        launch_pdl(gemv_kernel<NB, PRO, EPI, GEMV_ROWS_MAX / 2>, dim3((a.rows + GEMV_ROWS_MAX / 2 - 1) / (GEMV_ROWS_MAX / 2)),
-                   dim3(GEMV_THREADS), 0, s, a);
+    const char *env = NB == 1 ? getenv("MAMBA2_GPU_GEMV_SHAPE") : NULL;
+    int rows = 0, cpp = 0;
+    if (env && sscanf(env, "%dx%d", &rows, &cpp) == 2) {
+        if (rows == 8 && cpp == 2) return launch_gemv_shape<NB, PRO, EPI, 8, 2>(a, s);
+        if (rows == 4 && cpp == 2) return launch_gemv_shape<NB, PRO, EPI, 4, 2>(a, s);
+        if (rows == 4 && cpp == 4) return launch_gemv_shape<NB, PRO, EPI, 4, 4>(a, s);
+        if (rows == 2 && cpp == 4) return launch_gemv_shape<NB, PRO, EPI, 2, 4>(a, s);
+        if (rows == 2 && cpp == 8) return launch_gemv_shape<NB, PRO, EPI, 2, 8>(a, s);
+        if (rows == 8 && cpp == 1) return launch_gemv_shape<NB, PRO, EPI, 8, 1>(a, s);
+        if (rows == 1 && cpp == 8) return launch_gemv_shape<NB, PRO, EPI, 1, 8>(a, s);
+    }
+    if (NB <= 2 && a.rows > 8192) launch_gemv_shape<NB, PRO, EPI, 8, 2>(a, s);
+    else launch_gemv_shape<NB, PRO, EPI, 4, 2>(a, s);
 }
 
 template <int PRO, int EPI>

@@ -3,8 +3,8 @@
 # whole-model benchmarks on a random-weight Codestral-7B checkpoint written there.
 # Binaries are built on the development machine (make STATIC_DEPS=1) and carried in .device/.
 # What comes back in $OUT (eight files at most): gpu.txt, tests.log, kernels.txt, ncu_ssd.txt,
-# bench_fp32.json, bench_bf16.json, profile.txt, hf.txt.
-# Usage: bash gpu/device_run.sh [STEPS]   STEPS: comma list of test,sanitize,kernels,ncu,ncuprefill,model,profile,power,hf
+# bench_fp32.json, bench_bf16.json, profile.txt, hf.txt, and for tuning gemv_shapes.txt, ab.txt.
+# Usage: bash gpu/device_run.sh [STEPS]   STEPS: comma list of test,sanitize,kernels,gemvshapes,ncu,ncuprefill,model,profile,power,ab,hf
 #        (default: all but ncu)
 set -u
 OUT=${OUT:-/tmp/mamba2-out}
@@ -35,6 +35,10 @@ if has kernels; then
     log "kernel benchmark"
     timeout 300 "$BIN/bench_gpu_kernels" 2>&1 | tee "$OUT/kernels.txt"
 fi
+if has gemvshapes; then
+    log "decode GEMV per block shape (MAMBA2_GPU_GEMV_SHAPE), one sequence"
+    timeout 300 "$BIN/bench_gpu_kernels" --gemv-shapes 2>&1 | grep -E "GEMV|x " | tee "$OUT/gemv_shapes.txt"
+fi
 if has ncu; then
     log "Nsight Compute on the chunked SSD's two matrix kernels (first launch of each)"
     timeout 240 ncu --clock-control none -k regex:'ssd_(state_chain|chunk_scan)' -c 2 --set full "$BIN/bench_gpu_kernels" \
@@ -48,7 +52,7 @@ if has ncuprefill; then
         "$BIN/bench_model" "$CK" --backend gpu --prompt-len 4096 --gen-len 1 --batch 1 > /tmp/ncu_prefill.txt 2>&1
     echo "exit $?"; grep -E "^  [a-z_].*\(|Duration|DRAM Throughput|Compute \(SM\) Throughput" /tmp/ncu_prefill.txt | tee -a "$OUT/ncu_ssd.txt"
 fi
-if has model || has hf || has profile || has power; then
+if has model || has hf || has profile || has power || has ab; then
     if [ ! -f "$CK/model.safetensors.index.json" ]; then
         log "writing the 64-layer random 7B checkpoint"
         /usr/bin/time -v python3 data/write_checkpoint.py --out "$CK" --layers 64 --threads 16 2>&1 | grep -E "Elapsed|error|Error" | tail -3
@@ -77,6 +81,21 @@ if has power; then
     awk -F', ' '$1+0 > 200 { n++; p += $1; c += $3; if ($1 > pm) pm = $1; if (cm == 0 || $3 < cm) cm = $3; lim = $2 }
         END { if (n) printf "samples above 200 W: %d, mean %.0f W (max %.0f, limit %s W), SM clock mean %.0f MHz (min %d)\n", n, p / n, pm, lim, c / n, cm;
               else print "no samples above 200 W" }' /tmp/power.csv | tee -a "$OUT/gpu.txt"
+fi
+if has ab; then
+    # A/B of decode: every bench_model in $BIN and $BIN/var*/ (variants built with other -D values),
+    # alternated twice so that drift hits every side
+    log "A/B: decode batch 1, and batch 64 and 256 with bf16 state, per binary"
+    for rep in 1 2; do
+        for bin in "$BIN"/bench_model "$BIN"/var*/bench_model; do
+            [ -x "$bin" ] || continue
+            printf '%-28s ' "$bin"
+            timeout 120 "$bin" "$CK" --backend gpu --prompt-len 64 --gen-len 128 --batch 1 2>&1 \
+                | awk '$1 == 1 && NF == 6 { printf "batch 1: %s tok/s (%s of copy)  ", $3, $5 }'
+            timeout 200 "$bin" "$CK" --backend gpu --state-bf16 --prompt-len 64 --gen-len 64 --batch 64,256 2>&1 \
+                | awk '($1 == 64 || $1 == 256) && NF == 6 { printf "batch %s bf16: %s tok/s  ", $1, $3 } END { print "" }'
+        done
+    done | tee "$OUT/ab.txt"
 fi
 if has hf; then
     log "Hugging Face transformers on the same checkpoint"

@@ -55,8 +55,10 @@ double mamba2_gpu_time_ssd_chunked(SSDDims d, int Q, int reps, double parts_ms[3
 int mamba2_gpu_gemv(int rows, int cols, int nb, const uint16_t *W, const float *x, float *out, Mamba2Error *err);
 
 /**
- * @brief Time the decode GEMV (no prologue/epilogue) on device-resident random bf16 weights,
- *        rotating over copies larger than the L2. @return median milliseconds, or < 0.
+ * @brief Time the decode GEMV (no prologue/epilogue) on device-resident random bf16 weights:
+ *        launches back to back (programmatic dependent launch, as in a decode step), each on
+ *        one of several weight copies that together exceed the L2. @return median milliseconds
+ *        per launch, or < 0.
  */
 double mamba2_gpu_time_gemv(int rows, int cols, int nb, int reps, Mamba2Error *err);
 
