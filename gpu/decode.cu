@@ -295,7 +295,10 @@ __device__ __forceinline__ void store16(bf16 *p, const float *v) {
  * shared memory holds 6 heads of fp32 state (32 KB each at P = 64) or 13 of bf16 (16 KB); at 6 ×
  * 256 and 12 × 128 threads that is at most 40 registers a thread (at 64 only 8 bf16 blocks fit). */
 #define STEP_SMEM_THREADS(S) (sizeof(S) == 4 ? 256 : 128)
-#define STEP_SMEM_BLOCKS(S) (sizeof(S) == 4 ? 6 : 12)
+#ifndef STEP_SMEM_BLOCKS_BF16
+#define STEP_SMEM_BLOCKS_BF16 12
+#endif
+#define STEP_SMEM_BLOCKS(S) (sizeof(S) == 4 ? 6 : STEP_SMEM_BLOCKS_BF16)
 
 /* What the N = 128 step kernels read from the previous kernel for one (head, sequence): this
  * thread's E entries of B and C (from entry n0, 16 bytes per load), dt, and the decay exp(dt·A). */
@@ -317,15 +320,28 @@ __device__ __forceinline__ void load_step_inputs(const GpuDims &g, const GpuLaye
     in.decay = __expf(in.dt * w.A[h]);
 }
 
+/* What the head's rows need besides the state: x_p, z_p and the y scale (1 without one), staged
+ * in shared memory by the whole block in one round trip, [3][P]. Loads left inside the row loops
+ * would each wait for the previous row's stores (state, y: they could alias these pointers as far
+ * as the compiler knows), one L2 round trip per row on the step's critical path. */
+__device__ __forceinline__ void stage_row_inputs(const GpuDims &g, const float *row, const float *zxbcdt,
+                                                 const float *y_scale, int b, int h, float *rows_in) {
+    for (int p = threadIdx.x; p < g.P; p += blockDim.x) {
+        rows_in[p] = row[h * g.P + p];
+        rows_in[g.P + p] = zxbcdt[(size_t)b * g.d_in_proj + h * g.P + p];
+        rows_in[2 * g.P + p] = y_scale ? y_scale[h * g.P + p] : 1.0f;
+    }
+    __syncthreads();
+}
+
 /* One row p of the head, of which this thread holds entries n0 .. n0 + E in st (LPR lanes hold the row):
  *   S[p] ← decay·S[p] + dt·x_p·B;   the lane with n0 = 0 writes y_p = (S[p]·C + D x_p)·silu(z_p)
  * (times y_scale, the next norm's weight, when given) and returns y_p² for the group's norm sum;
  * the others return 0. Every lane of the warp must call it (the row sum is a shuffle). */
 template <int E, int LPR>
-__device__ __forceinline__ float step_row(const GpuDims &g, float *st, const StepInputs<E> &in, float x, float Dh,
-                                          int b, int h, int p, int n0, bool live, const float *zxbcdt, float *y,
-                                          const float *y_scale) {
-    float xdt = x * in.dt, acc = 0;
+__device__ __forceinline__ float step_row(const GpuDims &g, float *st, const StepInputs<E> &in, const float *rows_in,
+                                          float Dh, int b, int h, int p, int n0, bool live, float *y) {
+    float x = live ? rows_in[p] : 0.0f, xdt = x * in.dt, acc = 0;
 #pragma unroll
     for (int k = 0; k < E; k++) {
         st[k] = in.decay * st[k] + xdt * in.B[k];
@@ -334,9 +350,8 @@ __device__ __forceinline__ float step_row(const GpuDims &g, float *st, const Ste
 #pragma unroll
     for (int o = LPR / 2; o > 0; o >>= 1) acc += __shfl_xor_sync(0xffffffffu, acc, o);
     if (!live || n0 != 0) return 0.0f;
-    float z = zxbcdt[(size_t)b * g.d_in_proj + h * g.P + p];
-    float yv = (acc + Dh * x) * silu_f(z);
-    y[(size_t)b * g.d_in + h * g.P + p] = y_scale ? yv * y_scale[h * g.P + p] : yv;
+    float yv = (acc + Dh * x) * silu_f(rows_in[g.P + p]);
+    y[(size_t)b * g.d_in + h * g.P + p] = yv * rows_in[2 * g.P + p];
     return yv * yv;
 }
 
@@ -359,6 +374,7 @@ __global__ void __launch_bounds__(256) ssd_step_reg_kernel(GpuDims g, GpuLayer w
     S *state = (S *)ssm_states[b] + (((size_t)l * g.H + h) * g.P) * 128;
     const int nwarps = blockDim.x >> 5, rows_per_pass = nwarps * RPW * STEP_SLOTS;
     uint4 raw[STEP_SLOTS]; /* the pass's rows as loaded: the block's warps interleave over the rows */
+    extern __shared__ float rows_in[]; /* [3][P]: x, z, y scale */
     auto load_pass = [&](int p0) {
 #pragma unroll
         for (int i = 0; i < STEP_SLOTS; i++) {
@@ -371,6 +387,7 @@ __global__ void __launch_bounds__(256) ssd_step_reg_kernel(GpuDims g, GpuLayer w
     pdl_wait(); /* the first rows are in flight; now x, B, C, dt and z */
     StepInputs<E> in;
     load_step_inputs(g, w, row, dt, b, h, grp, n0, in);
+    stage_row_inputs(g, row, zxbcdt, y_scale, b, h, rows_in);
     float Dh = w.D[h], sq = 0;
     for (; p0 < g.P; p0 += rows_per_pass) {
 #pragma unroll
@@ -379,7 +396,7 @@ __global__ void __launch_bounds__(256) ssd_step_reg_kernel(GpuDims g, GpuLayer w
             bool live = p < g.P;
             float st[E];
             unpack16(raw[i], st, S());
-            sq += step_row<E, LPR>(g, st, in, live ? row[h * g.P + p] : 0.0f, Dh, b, h, p, n0, live, zxbcdt, y, y_scale);
+            sq += step_row<E, LPR>(g, st, in, rows_in, Dh, b, h, p, n0, live, y);
             if (live) store16(state + (size_t)p * 128 + n0, st);
         }
         if (p0 + rows_per_pass < g.P) load_pass(p0 + rows_per_pass);
@@ -404,6 +421,7 @@ __global__ void __launch_bounds__(STEP_SMEM_THREADS(S), STEP_SMEM_BLOCKS(S)) ssd
     constexpr int E = 16 / sizeof(S), LPR = 128 / E, RPW = 32 / LPR;
     extern __shared__ __align__(16) char step_smem[];
     S *tile = (S *)step_smem; /* [P][128] this head's state, as in global memory */
+    float *rows_in = (float *)(tile + (size_t)g.P * 128); /* [3][P]: x, z, y scale */
     pdl_trigger();
     int h = blockIdx.x, b = blockIdx.y, grp = h / (g.H / g.G), warp = threadIdx.x >> 5, lane = threadIdx.x & 31;
     int sub = lane / LPR, n0 = (lane % LPR) * E; /* which row of the warp's RPW, which entries */
@@ -416,11 +434,12 @@ __global__ void __launch_bounds__(STEP_SMEM_THREADS(S), STEP_SMEM_BLOCKS(S)) ssd
     load_step_inputs(g, w, row, dt, b, h, grp, n0, in);
     float Dh = w.D[h], sq = 0;
     cp_async_wait_all();
+    stage_row_inputs(g, row, zxbcdt, y_scale, b, h, rows_in);
     /* piece threadIdx.x + i·blockDim.x is row warp·RPW + sub + i·nwarps·RPW, entries n0.. */
     for (int p = warp * RPW + sub; p < g.P; p += nwarps * RPW) {
         float st[E];
         load16(tile + (size_t)p * 128 + n0, st);
-        sq += step_row<E, LPR>(g, st, in, row[h * g.P + p], Dh, b, h, p, n0, true, zxbcdt, y, y_scale);
+        sq += step_row<E, LPR>(g, st, in, rows_in, Dh, b, h, p, n0, true, y);
         store16(state + (size_t)p * 128 + n0, st);
     }
     sq = block_sum(sq); /* Σ y² of this head, added to its group's sum for the out_proj norm */
@@ -480,10 +499,10 @@ void launch_ssd_step(const GpuDims &g, const GpuLayer &w, const float *xbc, cons
      * to 3,206 tok/s (fp32 state) and from 3,724 to 4,234 (bf16), but batch 1 from 210 down to 190 and
      * batch 4 from 422 to 369, so both stay. */
     bool fast = g.N == 128 && g.d_in % 4 == 0 && g.conv_dim % 4 == 0; /* aligned float4 reads of B, C */
-    size_t tile = (size_t)g.P * 128 * (ssm_bf16 ? 2 : 4);
+    size_t rows_in = (size_t)3 * g.P * sizeof(float), tile = (size_t)g.P * 128 * (ssm_bf16 ? 2 : 4) + rows_in;
     /* P even: the shared-memory kernel's loop covers whole rows per lane group, and with 2 rows per
      * warp (bf16) an odd P would leave half a warp out of the row sums' shuffles */
-    if (fast && nb >= STEP_SMEM_MIN_NB && tile <= 48 * 1024 && g.P % 2 == 0) { /* P ≤ 96 (fp32), 192 (bf16) */
+    if (fast && nb >= STEP_SMEM_MIN_NB && tile <= 48 * 1024 && g.P % 2 == 0) { /* P ≤ 93 (fp32), 183 (bf16) */
         /* bf16: 128 threads, so that the 12 blocks shared memory allows per SM also fit in its 2048 threads */
         if (ssm_bf16)
             launch_pdl(ssd_step_smem_kernel<bf16>, grid, dim3(STEP_SMEM_THREADS(bf16)), tile, s, g, w, xbc, dt, zxbcdt,
@@ -499,8 +518,8 @@ void launch_ssd_step(const GpuDims &g, const GpuLayer &w, const float *xbc, cons
     /* bf16 puts two rows in a warp (lanes 0-15, 16-31); past one pass (P > 128) an odd P would give
      * the two halves different pass counts and leave one out of the row sums' shuffles */
     if (ssm_bf16 && g.P % 2 && g.P > 128) fast = false;
-    if (fast && ssm_bf16) launch_pdl(ssd_step_reg_kernel<bf16>, grid, dim3(threads), 0, s, g, w, xbc, dt, zxbcdt, ssm_states, l, y, ss_y, y_scale);
-    else if (fast) launch_pdl(ssd_step_reg_kernel<float>, grid, dim3(threads), 0, s, g, w, xbc, dt, zxbcdt, ssm_states, l, y, ss_y, y_scale);
+    if (fast && ssm_bf16) launch_pdl(ssd_step_reg_kernel<bf16>, grid, dim3(threads), rows_in, s, g, w, xbc, dt, zxbcdt, ssm_states, l, y, ss_y, y_scale);
+    else if (fast) launch_pdl(ssd_step_reg_kernel<float>, grid, dim3(threads), rows_in, s, g, w, xbc, dt, zxbcdt, ssm_states, l, y, ss_y, y_scale);
     else if (ssm_bf16) launch_pdl(ssd_step_any_kernel<bf16>, grid, dim3(128), smem, s, g, w, xbc, dt, zxbcdt, ssm_states, l, y, ss_y, y_scale);
     else launch_pdl(ssd_step_any_kernel<float>, grid, dim3(128), smem, s, g, w, xbc, dt, zxbcdt, ssm_states, l, y, ss_y, y_scale);
 }
