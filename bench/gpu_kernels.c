@@ -3,24 +3,15 @@
  * @brief Benchmark of the GPU kernels alone at the Codestral-7B shapes, beside the measured
  *        ceilings: the chunked SSD of one layer (T = 4096) and the decode GEMV of every projection.
  *
- * Usage: build/bench_gpu_kernels [--json] [--gemv-shapes]   (needs a GPU)
+ * Usage: build/bench_gpu_kernels [--json]   (needs a GPU)
  */
 #include <stdio.h>
-#include <stdlib.h>
 #include <string.h>
 
 #include "gpu.h"
 
 int main(int argc, char **argv) {
-    int json = 0, gemv_shapes = 0;
-    for (int i = 1; i < argc; i++) {
-        if (!strcmp(argv[i], "--json")) json = 1;
-        else if (!strcmp(argv[i], "--gemv-shapes")) gemv_shapes = 1;
-        else {
-            fprintf(stderr, "usage: bench_gpu_kernels [--json] [--gemv-shapes]\n");
-            return 2;
-        }
-    }
+    int json = argc > 1 && !strcmp(argv[1], "--json");
     Mamba2Error e = {{0}};
     if (!mamba2_gpu_available(&e)) {
         fprintf(stderr, "bench_gpu_kernels: %s\n", e.msg);
@@ -60,29 +51,23 @@ int main(int argc, char **argv) {
         const char *name;
         int rows, cols;
     } shapes[] = {{"in_proj", 18560, 4096}, {"out_proj", 4096, 8192}, {"lm_head", 32768, 4096}};
-    /* with --gemv-shapes, one sequence is also timed with each block shape (rows x chunks per pass)
-     * that MAMBA2_GPU_GEMV_SHAPE offers, for tuning; "-" is the shape the program picks */
-    const char *tuned[] = {"-", "8x2", "4x2", "4x4", "2x4", "2x8", "8x1", "1x8"};
-    int first = 1, n_tuned = gemv_shapes ? 8 : 1;
+    int first = 1;
     for (int k = 0; k < 3; k++)
-        for (int nb = 1; nb <= 4; nb *= 4)
-            for (int t = 0; t < (nb == 1 ? n_tuned : 1); t++) {
-                if (t) setenv("MAMBA2_GPU_GEMV_SHAPE", tuned[t], 1);
-                double ms = mamba2_gpu_time_gemv(shapes[k].rows, shapes[k].cols, nb, 50, &e);
-                unsetenv("MAMBA2_GPU_GEMV_SHAPE");
-                if (ms < 0) {
-                    fprintf(stderr, "gemv: %s\n", e.msg);
-                    return 1;
-                }
-                double gbps = (double)shapes[k].rows * shapes[k].cols * 2 / (ms * 1e-3) / 1e9;
-                if (!json)
-                    printf("%-10s %6d x %-6d %3d %9.4f %9.0f %7.0f%%  %s\n", shapes[k].name, shapes[k].rows,
-                           shapes[k].cols, nb, ms, gbps, 100 * gbps / copy_gbps, tuned[t]);
-                else
-                    printf("%s{\"name\": \"%s\", \"nb\": %d, \"shape\": \"%s\", \"ms\": %.5f, \"gbps\": %.1f}",
-                           first ? "" : ", ", shapes[k].name, nb, tuned[t], ms, gbps);
-                first = 0;
+        for (int nb = 1; nb <= 4; nb *= 4) {
+            double ms = mamba2_gpu_time_gemv(shapes[k].rows, shapes[k].cols, nb, 50, &e);
+            if (ms < 0) {
+                fprintf(stderr, "gemv: %s\n", e.msg);
+                return 1;
             }
+            double gbps = (double)shapes[k].rows * shapes[k].cols * 2 / (ms * 1e-3) / 1e9;
+            if (!json)
+                printf("%-10s %6d x %-6d %3d %9.4f %9.0f %7.0f%%\n", shapes[k].name, shapes[k].rows, shapes[k].cols, nb,
+                       ms, gbps, 100 * gbps / copy_gbps);
+            else
+                printf("%s{\"name\": \"%s\", \"nb\": %d, \"ms\": %.5f, \"gbps\": %.1f}", first ? "" : ", ",
+                       shapes[k].name, nb, ms, gbps);
+            first = 0;
+        }
     if (json) printf("]}\n");
     return 0;
 }

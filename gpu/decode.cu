@@ -8,8 +8,6 @@
  *   gemv(in_proj, prologue RMSNorm, epilogue conv step / dt)  →  ssd_step  →
  *   gemv(out_proj, prologue grouped norm, epilogue residual add).
  */
-#include <stdio.h>
-#include <stdlib.h>
 #include "kernels.cuh"
 #include "mma_bf16.cuh" /* cp.async */
 
@@ -193,20 +191,10 @@ static void launch_gemv_shape(const GemvArgs &a, cudaStream_t s) {
 
 /* Block shape (ROWS x CPP): 8 x 2 for one or two sequences over tall matrices; 4 x 2 otherwise, so
  * that a short, wide matrix (out_proj: 4096 rows) still gives every multiprocessor about as many
- * blocks. For one sequence MAMBA2_GPU_GEMV_SHAPE=RxC picks another of the shapes below (tuning). */
+ * blocks. Measured on the H200 (2026-12-02, one sequence, launches back to back) against 4 x 4,
+ * 2 x 4, 2 x 8, 8 x 1 and 1 x 8 on all three projections: these were the best or within 1 %. */
 template <int NB, int PRO, int EPI>
 static void launch_gemv_t(const GemvArgs &a, cudaStream_t s) {
-    const char *env = NB == 1 ? getenv("MAMBA2_GPU_GEMV_SHAPE") : NULL;
-    int rows = 0, cpp = 0;
-    if (env && sscanf(env, "%dx%d", &rows, &cpp) == 2) {
-        if (rows == 8 && cpp == 2) return launch_gemv_shape<NB, PRO, EPI, 8, 2>(a, s);
-        if (rows == 4 && cpp == 2) return launch_gemv_shape<NB, PRO, EPI, 4, 2>(a, s);
-        if (rows == 4 && cpp == 4) return launch_gemv_shape<NB, PRO, EPI, 4, 4>(a, s);
-        if (rows == 2 && cpp == 4) return launch_gemv_shape<NB, PRO, EPI, 2, 4>(a, s);
-        if (rows == 2 && cpp == 8) return launch_gemv_shape<NB, PRO, EPI, 2, 8>(a, s);
-        if (rows == 8 && cpp == 1) return launch_gemv_shape<NB, PRO, EPI, 8, 1>(a, s);
-        if (rows == 1 && cpp == 8) return launch_gemv_shape<NB, PRO, EPI, 1, 8>(a, s);
-    }
     if (NB <= 2 && a.rows > 8192) launch_gemv_shape<NB, PRO, EPI, 8, 2>(a, s);
     else launch_gemv_shape<NB, PRO, EPI, 4, 2>(a, s);
 }

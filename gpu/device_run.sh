@@ -2,9 +2,9 @@
 # One call on the GPU machine: the GPU tests, compute-sanitizer, the kernel benchmark and the
 # whole-model benchmarks on a random-weight Codestral-7B checkpoint written there.
 # Binaries are built on the development machine (make STATIC_DEPS=1) and carried in .device/.
-# What comes back in $OUT (eight files at most): gpu.txt, tests.log, kernels.txt, ncu_ssd.txt,
-# bench_fp32.json, bench_bf16.json, profile.txt, hf.txt, and for tuning gemv_shapes.txt, ab.txt.
-# Usage: bash gpu/device_run.sh [STEPS]   STEPS: comma list of test,sanitize,kernels,gemvshapes,ncu,ncuprefill,model,profile,power,ab,hf
+# What comes back in $OUT: gpu.txt, tests.log, kernels.txt, ncu_ssd.txt,
+# bench_fp32.json, bench_bf16.json, profile.txt, hf.txt, ab.txt.
+# Usage: bash gpu/device_run.sh [STEPS]   STEPS: comma list of test,sanitize,kernels,ncu,ncuprefill,model,profile,power,ab,hf
 #        (default: all but ncu)
 set -u
 OUT=${OUT:-/tmp/mamba2-out}
@@ -34,10 +34,6 @@ fi
 if has kernels; then
     log "kernel benchmark"
     timeout 300 "$BIN/bench_gpu_kernels" 2>&1 | tee "$OUT/kernels.txt"
-fi
-if has gemvshapes; then
-    log "decode GEMV per block shape (MAMBA2_GPU_GEMV_SHAPE), one sequence"
-    timeout 300 "$BIN/bench_gpu_kernels" --gemv-shapes 2>&1 | grep -E "GEMV|x " | tee "$OUT/gemv_shapes.txt"
 fi
 if has ncu; then
     log "Nsight Compute on the chunked SSD's two matrix kernels (first launch of each)"

@@ -85,35 +85,29 @@ static void test_ssd_kernel(void) {
 }
 
 /* The decode GEMV keeps fp32 activations and accumulations: it must match a double dot
- * product over the same bf16 weights to fp32 rounding. One sequence is also run with every
- * block shape that MAMBA2_GPU_GEMV_SHAPE offers for tuning ("-": the shape the program picks). */
+ * product over the same bf16 weights to fp32 rounding. */
 static void test_gemv_kernel(void) {
     int shapes[][2] = {{1000, 4096}, {37, 8192}, {64, 100}, {3, 24}};
-    const char *block_shapes[] = {"-", "8x2", "4x2", "4x4", "2x4", "2x8", "8x1", "1x8"};
     for (size_t k = 0; k < 4; k++)
-        for (int nb = 1; nb <= 4; nb++)
-            for (int t = 0; t < (nb == 1 ? 8 : 1); t++) {
-                int rows = shapes[k][0], cols = shapes[k][1];
-                uint16_t *W = malloc((size_t)rows * cols * 2);
-                float *x = malloc((size_t)nb * cols * 4), *out = malloc((size_t)nb * rows * 4), *ref = malloc((size_t)nb * rows * 4);
-                for (size_t i = 0; i < (size_t)rows * cols; i++) W[i] = mamba2_f32_to_bf16((float)test_normal());
-                test_fill_normal(x, (size_t)nb * cols, 1.0);
-                for (int b = 0; b < nb; b++)
-                    for (int r = 0; r < rows; r++) {
-                        double acc = 0;
-                        for (int c = 0; c < cols; c++) acc += (double)mamba2_bf16_to_f32(W[(size_t)r * cols + c]) * x[(size_t)b * cols + c];
-                        ref[(size_t)b * rows + r] = (float)acc;
-                    }
-                Mamba2Error e = {{0}};
-                if (t) setenv("MAMBA2_GPU_GEMV_SHAPE", block_shapes[t], 1);
-                CU_ASSERT_EQUAL(mamba2_gpu_gemv(rows, cols, nb, W, x, out, &e), 0);
-                unsetenv("MAMBA2_GPU_GEMV_SHAPE");
-                double err = test_rel_l2(out, ref, (size_t)nb * rows);
-                if (nb == 4 || (nb == 1 && t == 0)) printf("\n    GEMV %5d x %-5d nb=%d  %.1e", rows, cols, nb, err);
-                if (t && err > 1e-5) printf("\n    GEMV %5d x %-5d nb=1 shape %s: %.1e", rows, cols, block_shapes[t], err);
-                CU_ASSERT(err <= 1e-5);
-                free(W), free(x), free(out), free(ref);
-            }
+        for (int nb = 1; nb <= 4; nb++) {
+            int rows = shapes[k][0], cols = shapes[k][1];
+            uint16_t *W = malloc((size_t)rows * cols * 2);
+            float *x = malloc((size_t)nb * cols * 4), *out = malloc((size_t)nb * rows * 4), *ref = malloc((size_t)nb * rows * 4);
+            for (size_t i = 0; i < (size_t)rows * cols; i++) W[i] = mamba2_f32_to_bf16((float)test_normal());
+            test_fill_normal(x, (size_t)nb * cols, 1.0);
+            for (int b = 0; b < nb; b++)
+                for (int r = 0; r < rows; r++) {
+                    double acc = 0;
+                    for (int c = 0; c < cols; c++) acc += (double)mamba2_bf16_to_f32(W[(size_t)r * cols + c]) * x[(size_t)b * cols + c];
+                    ref[(size_t)b * rows + r] = (float)acc;
+                }
+            Mamba2Error e = {{0}};
+            CU_ASSERT_EQUAL(mamba2_gpu_gemv(rows, cols, nb, W, x, out, &e), 0);
+            double err = test_rel_l2(out, ref, (size_t)nb * rows);
+            if (nb == 1 || nb == 4) printf("\n    GEMV %5d x %-5d nb=%d  %.1e", rows, cols, nb, err);
+            CU_ASSERT(err <= 1e-5);
+            free(W), free(x), free(out), free(ref);
+        }
     printf("\n");
 }
 
