@@ -79,10 +79,10 @@ if has power; then
               else print "no samples above 200 W" }' /tmp/power.csv | tee -a "$OUT/gpu.txt"
 fi
 if has ab; then
-    # A/B of decode: every bench_model in $BIN and $BIN/var*/ (variants built with other -D values),
-    # alternated twice so that drift hits every side
+    # A/B of decode: every bench_model in $BIN and $BIN/var*/ (say, the commit before), alternated
+    # AB_REPS times (default 2) so that drift hits every side
     log "A/B: decode batch 1, and batch 64 and 256 with bf16 state, per binary"
-    for rep in 1 2; do
+    for rep in $(seq "${AB_REPS:-2}"); do
         for bin in "$BIN"/bench_model "$BIN"/var*/bench_model; do
             [ -x "$bin" ] || continue
             printf '%-28s ' "$bin"
