@@ -408,8 +408,6 @@ static void free_decode_buffers(GpuBackend *gb) {
 }
 
 static size_t norm_sums_count(const GpuDims &g, int nb) { return (size_t)(g.L + 1) * nb + (size_t)g.L * nb * g.G; }
-/* norm_sums is followed by the fused in_proj GEMV's head counts, [L, H] ints, zeroed with it each step */
-static size_t decode_zeroed_bytes(const GpuDims &g, int nb) { return (norm_sums_count(g, nb) + (size_t)g.L * g.H) * 4; }
 
 static int grow_decode(GpuBackend *gb, int nb, Mamba2Error *err) {
     if (nb <= gb->cap_B) return 0;
@@ -426,7 +424,7 @@ static int grow_decode(GpuBackend *gb, int nb, Mamba2Error *err) {
         dev_alloc(gb, (void **)&gb->slogits, B * g.V * 4, "decode logits", err) ||
         dev_alloc(gb, (void **)&gb->su, B * g.d * 2, "decode normalised input", err) ||
         dev_alloc(gb, (void **)&gb->syn, B * g.d_in * 2, "decode normalised SSD output", err) ||
-        dev_alloc(gb, (void **)&gb->norm_sums, decode_zeroed_bytes(g, nb), "decode norm sums", err) ||
+        dev_alloc(gb, (void **)&gb->norm_sums, norm_sums_count(g, nb) * 4, "decode norm sums", err) ||
         dev_alloc(gb, (void **)&gb->conv_ptrs, B * sizeof(void *), "state pointers", err) ||
         dev_alloc(gb, (void **)&gb->ssm_ptrs, B * sizeof(void *), "state pointers", err)) {
         free_decode_buffers(gb);
@@ -455,10 +453,8 @@ static int enqueue_step(GpuBackend *gb, int nb, Mamba2Error *err) {
     /* Each norm's sum of squares is accumulated by the kernel that produces its input:
      * ss_h[l] (Σ h² entering layer l) by the previous out_proj, ss_y[l] by the SSD step. */
     float *ss_h = gb->norm_sums, *ss_y = gb->norm_sums + (size_t)(g.L + 1) * nb;
-    int *head_rows = (int *)(gb->norm_sums + norm_sums_count(g, nb)); /* [L, H] */
-    const bool fused_step = gemv_fuses_ssd_step(g, nb, gb->state_bf16);
     if (nb <= 4) {
-        CUDA_TRY(cudaMemsetAsync(gb->norm_sums, 0, decode_zeroed_bytes(g, nb), s));
+        CUDA_TRY(cudaMemsetAsync(gb->norm_sums, 0, norm_sums_count(g, nb) * 4, s));
         launch_sum_squares(gb->sh, nb, g.d, gb->layers[0].norm_w, ss_h, gb->sx, s);
     }
     prof_mark(gb, "embed");
@@ -470,18 +466,11 @@ static int enqueue_step(GpuBackend *gb, int nb, Mamba2Error *err) {
             /* the GEMV inputs arrive multiplied by their norm weights (sx = h·w, sy = y·w) */
             a.W = w.in_proj, a.rows = g.d_in_proj, a.cols = g.d, a.x = gb->sx, a.pro_w = NULL, a.out = gb->szx;
             a.ss_in = ss_h + (size_t)l * nb, a.ss_out = NULL, a.xw_out = NULL;
-            if (fused_step) { /* the GEMV's blocks run each head's SSD step as its rows complete */
-                a.head_rows = head_rows + (size_t)l * g.H, a.ssm_states = gb->ssm_ptrs, a.state_bf16 = gb->state_bf16;
-                a.y = gb->sy, a.ss_y = ss_y + (size_t)l * nb * g.G, a.y_scale = w.gnorm_w;
-            }
             launch_gemv(PRO_RMSNORM, EPI_INPROJ, a, s);
-            a.head_rows = NULL;
-            prof_mark(gb, fused_step ? "gemv in_proj + conv + ssd step" : "gemv in_proj + conv");
-            if (!fused_step) {
-                launch_ssd_step(g, w, gb->sxbc, gb->sdt, gb->szx, gb->ssm_ptrs, gb->state_bf16, l, nb, gb->sy,
-                                ss_y + (size_t)l * nb * g.G, w.gnorm_w, s);
-                prof_mark(gb, "ssd step");
-            }
+            prof_mark(gb, "gemv in_proj + conv");
+            launch_ssd_step(g, w, gb->sxbc, gb->sdt, gb->szx, gb->ssm_ptrs, gb->state_bf16, l, nb, gb->sy,
+                            ss_y + (size_t)l * nb * g.G, w.gnorm_w, s);
+            prof_mark(gb, "ssd step");
             a.W = w.out_proj, a.rows = g.d, a.cols = g.d_in, a.x = gb->sy, a.pro_w = NULL, a.groups = g.G;
             a.ss_in = ss_y + (size_t)l * nb * g.G, a.ss_out = ss_h + (size_t)(l + 1) * nb, a.out = gb->sh;
             a.next_w = l + 1 < g.L ? gb->layers[l + 1].norm_w : gb->norm_f, a.xw_out = gb->sx;

@@ -19,7 +19,6 @@
 #define GEMV_MIN_BLOCKS(NB, ROWS, CPP) ((NB) == 1 && (ROWS) * (CPP) <= 8 ? 4 : 1)
 #define MAX_NB 4
 #define MAX_K 8
-#define STEP_SLOTS 8 /* state rows in flight per thread (the SSD step with the state in registers) */
 
 /* ------------------------------------------------------------------ in_proj epilogue */
 
@@ -91,112 +90,6 @@ __device__ __forceinline__ float input1(const GemvArgs &a, int b, int c) {
     return v;
 }
 
-/* ------------------------------------------------------------------ in_proj GEMV with the SSD step */
-
-/* With few sequences the in_proj GEMV also runs the SSD step (N = 128), which saves a kernel and
- * the wait between them: the block whose rows complete a head runs that head's step.
- *
- * A head h of group g needs 2P + 2N + 1 rows of in_proj: z_h and x_h (P each), B_g and C_g (N
- * each, shared by the group's H/G heads) and dt_h. The blocks take their rows in this order, so
- * that heads complete one after another while the GEMV streams on:
- *   dt (H rows) | B, C (2GN rows) | z_0, x_0 | z_1, x_1 | ... (P rows each)
- * (ROWS divides H, GN and P: gemv_fuses_ssd_step()). */
-__device__ __forceinline__ int fused_row0(const GpuDims &g, int rows, int i) {
-    int n_dt = g.H / rows, n_bc = 2 * g.G * g.N / rows, per_head = g.P / rows;
-    if (i < n_dt) return g.d_in + g.conv_dim + i * rows;
-    i -= n_dt;
-    if (i < n_bc) return 2 * g.d_in + i * rows;
-    i -= n_bc;
-    int h = i / (2 * per_head), k = i % (2 * per_head);
-    return (k < per_head ? 0 : g.d_in) + h * g.P + (k % per_head) * rows;
-}
-
-/* The heads that the rows r0 .. r0 + rows feed (h0 .. h0 + n), and how many rows each receives. */
-__device__ __forceinline__ void heads_of_rows(const GpuDims &g, int r0, int rows, int &h0, int &n, int &add) {
-    const int HG = g.H / g.G;
-    if (r0 < 2 * g.d_in) h0 = (r0 % g.d_in) / g.P, n = 1, add = rows;                          /* z or x */
-    else if (r0 < g.d_in + g.conv_dim) h0 = (r0 - 2 * g.d_in) / g.N % g.G * HG, n = HG, add = rows; /* B or C */
-    else h0 = r0 - g.d_in - g.conv_dim, n = rows, add = 1;                                     /* dt */
-}
-
-template <typename S>
-__device__ __forceinline__ void load_state_pass(const S *state, int P, int p0, int stride, int n0, uint4 *raw);
-template <typename S>
-__device__ __forceinline__ void step_head(const GpuDims &g, const GpuLayer &w, const float *xbc, const float *dt,
-                                          const float *zxbcdt, S *state, int b, int h, float *y, float *ss_y,
-                                          const float *y_scale, float *rows_in, uint4 *raw);
-
-template <typename S>
-__device__ __forceinline__ void fused_step(const GemvArgs &a, int h, int b, float *rows_in) {
-    constexpr int E = 16 / sizeof(S), LPR = 128 / E, RPW = 32 / LPR;
-    const GpuDims &g = a.dims;
-    const int warp = threadIdx.x >> 5, lane = threadIdx.x & 31;
-    S *state = (S *)a.ssm_states[b] + (((size_t)a.l * g.H + h) * g.P) * 128;
-    uint4 raw[STEP_SLOTS];
-    load_state_pass(state, g.P, warp * RPW + lane / LPR, (blockDim.x >> 5) * RPW, (lane % LPR) * E, raw);
-    step_head(g, a.layer, a.xbc, a.dt, a.out, state, b, h, a.y, a.ss_y, a.y_scale, rows_in, raw);
-}
-
-/* After warp 0 has written the block's rows: add them to the count of each head they feed; the
- * block that brings a head to 2P + 2N + 1 rows runs its step for every sequence. The writers
- * fence before the count and the completing block after it, and reads the rows from L2. */
-__device__ __noinline__ void fused_ssd_steps(const GemvArgs &a, int r0, int rows) {
-    __shared__ int owned[32], n_owned; /* the heads this block completed */
-    const GpuDims &g = a.dims;
-    if (threadIdx.x < 32) {
-        if (threadIdx.x == 0) n_owned = 0;
-        __threadfence(); /* this lane's rows, written by gemv_finish, before any count */
-        __syncwarp();
-        int h0, n, add;
-        heads_of_rows(g, r0, rows, h0, n, add);
-        if ((int)threadIdx.x < n) {
-            int h = h0 + threadIdx.x;
-            if (atomicAdd(&a.head_rows[h], add) + add == 2 * g.P + 2 * g.N + 1) {
-                __threadfence(); /* every row of head h is written: read them only after this */
-                owned[atomicAdd(&n_owned, 1)] = h;
-            }
-        }
-    }
-    __syncthreads();
-    extern __shared__ float rows_in[]; /* [3][P]: x, z, y scale */
-    for (int k = 0; k < n_owned; k++)
-        for (int b = 0; b < a.nb; b++) {
-            if (a.state_bf16) fused_step<bf16>(a, owned[k], b, rows_in);
-            else fused_step<float>(a, owned[k], b, rows_in);
-        }
-}
-
-/* Warp 0 of a GEMV block: lane (j, b) sums the warps' partial sums of row r0 + j of sequence b
- * and applies the epilogue. */
-template <int NB, int EPI, int ROWS>
-__device__ __forceinline__ void gemv_finish(const GemvArgs &a, float (*part)[ROWS][NB], int r0, int lane) {
-    int j = lane / NB, b = lane % NB, r = r0 + j;
-    bool live = lane < ROWS * NB && r < a.rows;
-    float v = 0, sq = 0;
-    if (live) {
-#pragma unroll
-        for (int w = 0; w < GEMV_THREADS / 32; w++) v += part[w][j][b];
-        if (EPI == EPI_STORE) a.out[(size_t)b * a.rows + r] = v;
-        else if (EPI == EPI_RESIDUAL) {
-            float hn = a.out[(size_t)b * a.rows + r] + v; /* h ← h + W_out y */
-            a.out[(size_t)b * a.rows + r] = hn;
-            if (a.xw_out) a.xw_out[(size_t)b * a.rows + r] = hn * a.next_w[r]; /* the next norm's input, pre-weighted */
-            sq = hn * hn;
-        } else if (r < a.dims.d_in) a.out[(size_t)b * a.rows + r] = v; /* z */
-        else inproj_tail(a, b, r, v);
-    }
-    if (EPI == EPI_RESIDUAL && a.ss_out) { /* Σ h² of the new residual rows, for the next RMSNorm */
-        if (lane < ROWS * NB) part[0][j][b] = sq; /* each lane only ever read its own slot */
-        __syncwarp();
-        if (lane < NB) {
-            float total = 0;
-#pragma unroll
-            for (int jj = 0; jj < ROWS; jj++) total += part[0][jj][lane];
-            atomicAdd(&a.ss_out[lane], total);
-        }
-    }
-}
-
 /* out[b][r] = Σ_c W[r][c] x'[b][c] for ROWS rows per block; the 8 warps split the columns, and
  * each thread loads CPP column chunks of 8 (16 bytes) of every row before it computes on any, so
  * that CPP·ROWS loads are in flight; the partial sums meet in shared memory. No prologue
@@ -207,8 +100,7 @@ __global__ void __launch_bounds__(GEMV_THREADS, GEMV_MIN_BLOCKS(NB, ROWS, CPP)) 
     pdl_trigger();
     bool waited = false;
     const int cols = a.cols, warp = threadIdx.x >> 5, lane = threadIdx.x & 31;
-    const bool fused = EPI == EPI_INPROJ && a.head_rows; /* this GEMV runs the SSD step too */
-    const int r0 = fused ? fused_row0(a.dims, ROWS, blockIdx.x) : blockIdx.x * ROWS;
+    const int r0 = blockIdx.x * ROWS;
     float acc[ROWS][NB];
 #pragma unroll
     for (int j = 0; j < ROWS; j++)
@@ -263,32 +155,48 @@ __global__ void __launch_bounds__(GEMV_THREADS, GEMV_MIN_BLOCKS(NB, ROWS, CPP)) 
             if (lane == 0) part[warp][j][b] = v;
         }
     __syncthreads();
-    if (warp == 0) gemv_finish<NB, EPI, ROWS>(a, part, r0, lane);
-    if (fused) fused_ssd_steps(a, r0, ROWS);
+    if (warp) return;
+    /* warp 0: lane (j, b) finishes row r0 + j of sequence b */
+    int j = lane / NB, b = lane % NB, r = r0 + j;
+    bool live = lane < ROWS * NB && r < a.rows;
+    float v = 0, sq = 0;
+    if (live) {
+#pragma unroll
+        for (int w = 0; w < GEMV_THREADS / 32; w++) v += part[w][j][b];
+        if (EPI == EPI_STORE) a.out[(size_t)b * a.rows + r] = v;
+        else if (EPI == EPI_RESIDUAL) {
+            float hn = a.out[(size_t)b * a.rows + r] + v; /* h ← h + W_out y */
+            a.out[(size_t)b * a.rows + r] = hn;
+            if (a.xw_out) a.xw_out[(size_t)b * a.rows + r] = hn * a.next_w[r]; /* the next norm's input, pre-weighted */
+            sq = hn * hn;
+        } else if (r < a.dims.d_in) a.out[(size_t)b * a.rows + r] = v; /* z */
+        else inproj_tail(a, b, r, v);
+    }
+    if (EPI == EPI_RESIDUAL && a.ss_out) { /* Σ h² of the new residual rows, for the next RMSNorm */
+        if (lane < ROWS * NB) part[0][j][b] = sq; /* each lane only ever read its own slot */
+        __syncwarp();
+        if (lane < NB) {
+            float total = 0;
+#pragma unroll
+            for (int jj = 0; jj < ROWS; jj++) total += part[0][jj][lane];
+            atomicAdd(&a.ss_out[lane], total);
+        }
+    }
 }
 
 template <int NB, int PRO, int EPI, int ROWS, int CPP>
 static void launch_gemv_shape(const GemvArgs &a, cudaStream_t s) {
-    size_t smem = EPI == EPI_INPROJ && a.head_rows ? 3 * a.dims.P * sizeof(float) : 0; /* the fused step's rows */
-    launch_pdl(gemv_kernel<NB, PRO, EPI, ROWS, CPP>, dim3((a.rows + ROWS - 1) / ROWS), dim3(GEMV_THREADS), smem, s, a);
+    launch_pdl(gemv_kernel<NB, PRO, EPI, ROWS, CPP>, dim3((a.rows + ROWS - 1) / ROWS), dim3(GEMV_THREADS), 0, s, a);
 }
 
 /* Block shape (ROWS x CPP): 8 x 2 for one or two sequences over tall matrices; 4 x 2 otherwise, so
  * that a short, wide matrix (out_proj: 4096 rows) still gives every multiprocessor about as many
  * blocks. Measured on the H200 (2026-12-02, one sequence, launches back to back) against 4 x 4,
  * 2 x 4, 2 x 8, 8 x 1 and 1 x 8 on all three projections: these were the best or within 1 %. */
-static int gemv_rows(int nb, int rows) { return nb <= 2 && rows > 8192 ? 8 : 4; }
-
 template <int NB, int PRO, int EPI>
 static void launch_gemv_t(const GemvArgs &a, cudaStream_t s) {
-    if (gemv_rows(NB, a.rows) == 8) launch_gemv_shape<NB, PRO, EPI, 8, 2>(a, s);
+    if (NB <= 2 && a.rows > 8192) launch_gemv_shape<NB, PRO, EPI, 8, 2>(a, s);
     else launch_gemv_shape<NB, PRO, EPI, 4, 2>(a, s);
-}
-
-bool gemv_fuses_ssd_step(const GpuDims &g, int nb, int state_bf16) {
-    int rows = gemv_rows(nb, g.d_in_proj);
-    return nb >= 1 && nb <= MAX_NB && g.N == 128 && g.d_in % 4 == 0 && g.conv_dim % 4 == 0 && g.P % rows == 0 &&
-           g.H % rows == 0 && g.H / g.G <= 32 && 3 * g.P * sizeof(float) <= 48 * 1024 && (!state_bf16 || g.P % 2 == 0);
 }
 
 template <int PRO, int EPI>
@@ -369,6 +277,7 @@ __device__ __forceinline__ void store16(bf16 *p, const float *v) {
     *(uint4 *)p = make_uint4(w[0], w[1], w[2], w[3]);
 }
 
+#define STEP_SLOTS 8        /* row loads in flight per thread (register kernel) */
 #define STEP_SMEM_MIN_NB 16 /* sequences from which the shared-memory kernel is used */
 /* The shared-memory kernel's block, and the blocks per multiprocessor its registers must allow:
  * shared memory holds 6 heads of fp32 state (32 KB each at P = 64) or 13 of bf16 (16 KB); at 6 ×
@@ -380,8 +289,7 @@ __device__ __forceinline__ void store16(bf16 *p, const float *v) {
 #define STEP_SMEM_BLOCKS(S) (sizeof(S) == 4 ? 6 : STEP_SMEM_BLOCKS_BF16)
 
 /* What the N = 128 step kernels read from the previous kernel for one (head, sequence): this
- * thread's E entries of B and C (from entry n0, 16 bytes per load), dt, and the decay exp(dt·A).
- * Read from L2 (__ldcg): in the fused in_proj GEMV other blocks of the same kernel wrote them. */
+ * thread's E entries of B and C (from entry n0, 16 bytes per load), dt, and the decay exp(dt·A). */
 template <int E> struct StepInputs {
     float B[E], C[E], dt, decay;
 };
@@ -391,12 +299,12 @@ __device__ __forceinline__ void load_step_inputs(const GpuDims &g, const GpuLaye
                                                  int b, int h, int grp, int n0, StepInputs<E> &in) {
 #pragma unroll
     for (int k = 0; k < E; k += 4) {
-        float4 bq = __ldcg((const float4 *)(row + g.d_in + grp * 128 + n0 + k));
-        float4 cq = __ldcg((const float4 *)(row + g.d_in + g.G * 128 + grp * 128 + n0 + k));
+        float4 bq = *(const float4 *)(row + g.d_in + grp * 128 + n0 + k);
+        float4 cq = *(const float4 *)(row + g.d_in + g.G * 128 + grp * 128 + n0 + k);
         in.B[k] = bq.x, in.B[k + 1] = bq.y, in.B[k + 2] = bq.z, in.B[k + 3] = bq.w;
         in.C[k] = cq.x, in.C[k + 1] = cq.y, in.C[k + 2] = cq.z, in.C[k + 3] = cq.w;
     }
-    in.dt = __ldcg(dt + (size_t)b * g.H + h);
+    in.dt = dt[(size_t)b * g.H + h];
     in.decay = __expf(in.dt * w.A[h]);
 }
 
@@ -407,8 +315,8 @@ __device__ __forceinline__ void load_step_inputs(const GpuDims &g, const GpuLaye
 __device__ __forceinline__ void stage_row_inputs(const GpuDims &g, const float *row, const float *zxbcdt,
                                                  const float *y_scale, int b, int h, float *rows_in) {
     for (int p = threadIdx.x; p < g.P; p += blockDim.x) {
-        rows_in[p] = __ldcg(row + h * g.P + p);
-        rows_in[g.P + p] = __ldcg(zxbcdt + (size_t)b * g.d_in_proj + h * g.P + p);
+        rows_in[p] = row[h * g.P + p];
+        rows_in[g.P + p] = zxbcdt[(size_t)b * g.d_in_proj + h * g.P + p];
         rows_in[2 * g.P + p] = y_scale ? y_scale[h * g.P + p] : 1.0f;
     }
     __syncthreads();
@@ -435,68 +343,54 @@ __device__ __forceinline__ float step_row(const GpuDims &g, float *st, const Ste
     return yv * yv;
 }
 
-/* Slot i of a pass from row p0: row p0 + i·stride of the head's state, this thread's 16 bytes at n0. */
-template <typename S>
-__device__ __forceinline__ void load_state_pass(const S *state, int P, int p0, int stride, int n0, uint4 *raw) {
-#pragma unroll
-    for (int i = 0; i < STEP_SLOTS; i++) {
-        int p = p0 + i * stride;
-        raw[i] = p < P ? *(const uint4 *)(state + (size_t)p * 128 + n0) : make_uint4(0, 0, 0, 0);
-    }
-}
-
-/* The step of head h of sequence b by the whole block, N = 128, the state in registers. A thread
- * owns E = 16 / sizeof(S) consecutive entries of a row (4 fp32 or 8 bf16), so a row is LPR = N / E
- * lanes (32 or 16) and one warp instruction reads RPW = 32 / LPR whole rows, 16 bytes per lane,
- * coalesced; each thread holds STEP_SLOTS rows of a pass before it computes any. On entry raw
- * holds the first pass, from load_state_pass(state, P, warp·RPW + lane / LPR, warps·RPW, n0, raw).
- * For bf16 P must be even (the two rows of a warp instruction take the same number of passes):
+/* Few sequences (the state in registers): one block (8 warps) per (head, sequence), N = 128. A
+ * thread owns E = 16 / sizeof(S) consecutive entries of a row (4 fp32 or 8 bf16), so a row is
+ * LPR = N / E lanes (32 or 16) and one warp instruction reads 32 / LPR whole rows, 16 bytes per
+ * lane, coalesced. Each thread loads STEP_SLOTS rows before it computes any; the first rows are
+ * loaded before the wait for the previous kernel (this layer's state is written by this kernel
+ * alone, one step before), so that they arrive while the in_proj GEMV finishes:
  *   S = exp(dt·A) S + dt·x Bᵀ;   y = (S C + D x) · silu(z);  Σ y² goes to the group's norm sum. */
 template <typename S>
-__device__ __forceinline__ void step_head(const GpuDims &g, const GpuLayer &w, const float *xbc, const float *dt,
-                                          const float *zxbcdt, S *state, int b, int h, float *y, float *ss_y,
-                                          const float *y_scale, float *rows_in, uint4 *raw) {
-    constexpr int E = 16 / sizeof(S), LPR = 128 / E, RPW = 32 / LPR;
-    const int warp = threadIdx.x >> 5, lane = threadIdx.x & 31, grp = h / (g.H / g.G);
-    const int n0 = (lane % LPR) * E, stride = (blockDim.x >> 5) * RPW, pass = STEP_SLOTS * stride;
+__global__ void __launch_bounds__(256) ssd_step_reg_kernel(GpuDims g, GpuLayer w, const float *xbc, const float *dt,
+                                                       const float *zxbcdt, void *const *ssm_states, int l, float *y,
+                                                       float *ss_y, const float *y_scale) {
+    constexpr int E = 16 / sizeof(S), LPR = 128 / E, RPW = 32 / LPR; /* rows per warp instruction */
+    pdl_trigger();
+    int h = blockIdx.x, b = blockIdx.y, grp = h / (g.H / g.G), warp = threadIdx.x >> 5, lane = threadIdx.x & 31;
+    int sub = lane / LPR, n0 = (lane % LPR) * E; /* which row of the instruction, which entries */
     const float *row = xbc + (size_t)b * g.conv_dim;
+    S *state = (S *)ssm_states[b] + (((size_t)l * g.H + h) * g.P) * 128;
+    const int nwarps = blockDim.x >> 5, rows_per_pass = nwarps * RPW * STEP_SLOTS;
+    uint4 raw[STEP_SLOTS]; /* the pass's rows as loaded: the block's warps interleave over the rows */
+    extern __shared__ float rows_in[]; /* [3][P]: x, z, y scale */
+    auto load_pass = [&](int p0) {
+#pragma unroll
+        for (int i = 0; i < STEP_SLOTS; i++) {
+            int p = p0 + i * nwarps * RPW;
+            raw[i] = p < g.P ? *(const uint4 *)(state + (size_t)p * 128 + n0) : make_uint4(0, 0, 0, 0);
+        }
+    };
+    int p0 = warp * RPW + sub;
+    load_pass(p0);
+    pdl_wait(); /* the first rows are in flight; now x, B, C, dt and z */
     StepInputs<E> in;
     load_step_inputs(g, w, row, dt, b, h, grp, n0, in);
     stage_row_inputs(g, row, zxbcdt, y_scale, b, h, rows_in);
     float Dh = w.D[h], sq = 0;
-    for (int p0 = warp * RPW + lane / LPR; p0 < g.P; p0 += pass) {
+    for (; p0 < g.P; p0 += rows_per_pass) {
 #pragma unroll
         for (int i = 0; i < STEP_SLOTS; i++) {
-            int p = p0 + i * stride;
+            int p = p0 + i * nwarps * RPW;
             bool live = p < g.P;
             float st[E];
             unpack16(raw[i], st, S());
             sq += step_row<E, LPR>(g, st, in, rows_in, Dh, b, h, p, n0, live, y);
             if (live) store16(state + (size_t)p * 128 + n0, st);
         }
-        if (p0 + pass < g.P) load_state_pass(state, g.P, p0 + pass, stride, n0, raw);
+        if (p0 + rows_per_pass < g.P) load_pass(p0 + rows_per_pass);
     }
     sq = block_sum(sq); /* Σ y² of this head, added to its group's sum for the out_proj norm */
     if (threadIdx.x == 0 && ss_y) atomicAdd(&ss_y[(size_t)b * g.G + grp], sq);
-}
-
-/* Few sequences, when the in_proj GEMV does not run the step itself: one block per (head,
- * sequence). The first rows of state are loaded before the wait for the previous kernel (this
- * layer's state is written by this kernel alone, one step before), so that they arrive while the
- * in_proj GEMV finishes. */
-template <typename S>
-__global__ void __launch_bounds__(256) ssd_step_reg_kernel(GpuDims g, GpuLayer w, const float *xbc, const float *dt,
-                                                       const float *zxbcdt, void *const *ssm_states, int l, float *y,
-                                                       float *ss_y, const float *y_scale) {
-    constexpr int E = 16 / sizeof(S), LPR = 128 / E, RPW = 32 / LPR;
-    pdl_trigger();
-    const int h = blockIdx.x, b = blockIdx.y, warp = threadIdx.x >> 5, lane = threadIdx.x & 31;
-    S *state = (S *)ssm_states[b] + (((size_t)l * g.H + h) * g.P) * 128;
-    extern __shared__ float rows_in[]; /* [3][P]: x, z, y scale */
-    uint4 raw[STEP_SLOTS];
-    load_state_pass(state, g.P, warp * RPW + lane / LPR, (blockDim.x >> 5) * RPW, (lane % LPR) * E, raw);
-    pdl_wait(); /* the first rows are in flight; now x, B, C, dt and z */
-    step_head(g, w, xbc, dt, zxbcdt, state, b, h, y, ss_y, y_scale, rows_in, raw);
 }
 
 /* Many sequences (the state through shared memory): one block per (head, sequence), N = 128. The

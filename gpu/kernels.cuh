@@ -105,13 +105,6 @@ struct GemvArgs {
     int l;                 /**< layer index */
     float *xbc;            /**< [nb, conv_dim] conv output */
     float *dt;             /**< [nb, H] */
-    /* EPI_INPROJ with the SSD step (head_rows != NULL; see gemv_fuses_ssd_step()) */
-    int *head_rows;          /**< [H] rows written so far of each head, zero at the launch */
-    void *const *ssm_states; /**< [nb] device pointers to [L, H, P, N] states */
-    int state_bf16;          /**< the states are bf16 (else fp32) */
-    float *y;                /**< [nb, d_in] the step's output, times y_scale */
-    float *ss_y;             /**< [nb, G] Σ y² per group is added here */
-    const float *y_scale;    /**< [d_in] the out_proj norm's weight, or NULL */
 };
 /** @var GemvArgs::rows
  *      rows of W (outputs per sequence)
@@ -126,10 +119,6 @@ struct GemvArgs {
 
 /** Launch the decode GEMV with the given prologue and epilogue. */
 void launch_gemv(GemvPrologue pro, GemvEpilogue epi, const GemvArgs &a, cudaStream_t s);
-
-/** Whether the in_proj GEMV (EPI_INPROJ) can run the SSD step itself for nb sequences of this model
- *  (then set GemvArgs::head_rows and the step's fields, and launch no launch_ssd_step()). */
-bool gemv_fuses_ssd_step(const GpuDims &g, int nb, int state_bf16);
 
 /** ss[b] = Σ_i h[b][i]² and xw[b][i] = h[b][i]·w[i] for nb rows of width d (layer 0's input norm in decode). */
 void launch_sum_squares(const float *h, int nb, int d, const float *w, float *ss, float *xw, cudaStream_t s);

@@ -283,10 +283,9 @@ static void test_random_model_7b_state(void) {
         CU_ASSERT_EQUAL(gpu->prefill(gpu, &st[0], tok[0], T, got, 1, &e), 0);
         double e_pre = test_rel_l2(got, ref, (size_t)T * V);
         CU_ASSERT(e_pre <= LOGITS_TOL);
-        /* sequences stepped together: 3 take the in_proj GEMV that runs the SSD step itself
-         * (gemv_fuses_ssd_step in gpu/decode.cu), 8 the cuBLAS path with the step kernel that holds
-         * the state in registers, NS = 17 (≥ STEP_SMEM_MIN_NB) the one that copies it through
-         * shared memory */
+        /* sequences stepped together: 3 take the GEMV path and the SSD-step kernel that holds the
+         * state in registers, 8 the cuBLAS path with that same kernel, NS = 17 (≥ STEP_SMEM_MIN_NB in
+         * gpu/decode.cu) the one that copies it through shared memory */
         const int batches[3] = {3, 8, NS};
         for (int k = 0; k < 3; k++) {
             int nb = batches[k];
