@@ -12,13 +12,10 @@
 #include "mma_bf16.cuh" /* cp.async */
 
 #define GEMV_THREADS 256
-#define GEMV_ROWS_MAX 8 /* rows per block, at most */
 /* Blocks per multiprocessor the registers must allow. One sequence with 8 loads in flight per
  * thread fits 64 registers without spills: 4 blocks per SM (out_proj's 1,024 blocks of 4 rows in
  * 2 waves, not the 2.6 that its 79 registers gave). */
 #define GEMV_MIN_BLOCKS(NB, ROWS, CPP) ((NB) == 1 && (ROWS) * (CPP) <= 8 ? 4 : 1)
-#define MAX_NB 4
-#define MAX_K 8
 
 /* ------------------------------------------------------------------ in_proj epilogue */
 
@@ -283,10 +280,7 @@ __device__ __forceinline__ void store16(bf16 *p, const float *v) {
  * shared memory holds 6 heads of fp32 state (32 KB each at P = 64) or 13 of bf16 (16 KB); at 6 ×
  * 256 and 12 × 128 threads that is at most 40 registers a thread (at 64 only 8 bf16 blocks fit). */
 #define STEP_SMEM_THREADS(S) (sizeof(S) == 4 ? 256 : 128)
-#ifndef STEP_SMEM_BLOCKS_BF16
-#define STEP_SMEM_BLOCKS_BF16 12
-#endif
-#define STEP_SMEM_BLOCKS(S) (sizeof(S) == 4 ? 6 : STEP_SMEM_BLOCKS_BF16)
+#define STEP_SMEM_BLOCKS(S) (sizeof(S) == 4 ? 6 : 12)
 
 /* What the N = 128 step kernels read from the previous kernel for one (head, sequence): this
  * thread's E entries of B and C (from entry n0, 16 bytes per load), dt, and the decay exp(dt·A). */
@@ -487,16 +481,17 @@ void launch_ssd_step(const GpuDims &g, const GpuLayer &w, const float *xbc, cons
      * to 3,206 tok/s (fp32 state) and from 3,724 to 4,234 (bf16), but batch 1 from 210 down to 190 and
      * batch 4 from 422 to 369, so both stay. */
     bool fast = g.N == 128 && g.d_in % 4 == 0 && g.conv_dim % 4 == 0; /* aligned float4 reads of B, C */
-    size_t rows_in = (size_t)3 * g.P * sizeof(float), tile = (size_t)g.P * 128 * (ssm_bf16 ? 2 : 4) + rows_in;
+    /* shared memory: the row inputs [3][P] (both kernels), after the state tile (shared-memory kernel) */
+    size_t rows_in = (size_t)3 * g.P * sizeof(float), tile_and_rows = (size_t)g.P * 128 * (ssm_bf16 ? 2 : 4) + rows_in;
     /* P even: the shared-memory kernel's loop covers whole rows per lane group, and with 2 rows per
      * warp (bf16) an odd P would leave half a warp out of the row sums' shuffles */
-    if (fast && nb >= STEP_SMEM_MIN_NB && tile <= 48 * 1024 && g.P % 2 == 0) { /* P ≤ 93 (fp32), 183 (bf16) */
+    if (fast && nb >= STEP_SMEM_MIN_NB && tile_and_rows <= 48 * 1024 && g.P % 2 == 0) { /* P ≤ 93 (fp32), 183 (bf16) */
         /* bf16: 128 threads, so that the 12 blocks shared memory allows per SM also fit in its 2048 threads */
         if (ssm_bf16)
-            launch_pdl(ssd_step_smem_kernel<bf16>, grid, dim3(STEP_SMEM_THREADS(bf16)), tile, s, g, w, xbc, dt, zxbcdt,
+            launch_pdl(ssd_step_smem_kernel<bf16>, grid, dim3(STEP_SMEM_THREADS(bf16)), tile_and_rows, s, g, w, xbc, dt, zxbcdt,
                        ssm_states, l, y, ss_y, y_scale);
         else
-            launch_pdl(ssd_step_smem_kernel<float>, grid, dim3(STEP_SMEM_THREADS(float)), tile, s, g, w, xbc, dt, zxbcdt,
+            launch_pdl(ssd_step_smem_kernel<float>, grid, dim3(STEP_SMEM_THREADS(float)), tile_and_rows, s, g, w, xbc, dt, zxbcdt,
                        ssm_states, l, y, ss_y, y_scale);
         return;
     }
