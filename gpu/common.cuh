@@ -87,6 +87,12 @@ struct GpuDims {
  * @var GpuDims::dt_max
  *      upper clamp of dt (time_step_limit[1]) */
 
+/** Two floats rounded to bf16 in one 32-bit word, @p lo in the low half (the lower address). */
+__device__ __forceinline__ uint32_t pack_bf16x2(float lo, float hi) {
+    __nv_bfloat162 h = __floats2bfloat162_rn(lo, hi);
+    return *(uint32_t *)&h;
+}
+
 /** silu(v) = v · sigmoid(v). The fast division (2 ulp) gives 0 once 1 + e^−v passes 2^126
  *  (v below about −87), which is silu's limit there. */
 __device__ __forceinline__ float silu_f(float v) { return __fdividef(v, 1.0f + __expf(-v)); }

@@ -265,13 +265,7 @@ __device__ __forceinline__ void unpack16(uint4 q, float *v, bf16) {
 template <typename S> __device__ __forceinline__ void load16(const S *p, float *v) { unpack16(*(const uint4 *)p, v, S()); }
 __device__ __forceinline__ void store16(float *p, const float *v) { *(float4 *)p = make_float4(v[0], v[1], v[2], v[3]); }
 __device__ __forceinline__ void store16(bf16 *p, const float *v) {
-    uint32_t w[4];
-#pragma unroll
-    for (int j = 0; j < 4; j++) {
-        __nv_bfloat162 h2 = __floats2bfloat162_rn(v[2 * j], v[2 * j + 1]);
-        w[j] = *(uint32_t *)&h2;
-    }
-    *(uint4 *)p = make_uint4(w[0], w[1], w[2], w[3]);
+    *(uint4 *)p = make_uint4(pack_bf16x2(v[0], v[1]), pack_bf16x2(v[2], v[3]), pack_bf16x2(v[4], v[5]), pack_bf16x2(v[6], v[7]));
 }
 
 #define STEP_SLOTS 8        /* row loads in flight per thread (register kernel) */

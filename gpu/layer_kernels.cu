@@ -40,9 +40,7 @@ __global__ void rmsnorm4_bf16_kernel(const float *h, const float *w, int d, floa
     uint2 *o = (uint2 *)(out + (size_t)blockIdx.x * d);
     for (int i = threadIdx.x; i < d4; i += blockDim.x) {
         float4 v = x[i], wv = ((const float4 *)w)[i];
-        __nv_bfloat162 lo = __floats2bfloat162_rn(v.x * scale * wv.x, v.y * scale * wv.y);
-        __nv_bfloat162 hi = __floats2bfloat162_rn(v.z * scale * wv.z, v.w * scale * wv.w);
-        o[i] = make_uint2(*(uint32_t *)&lo, *(uint32_t *)&hi);
+        o[i] = make_uint2(pack_bf16x2(v.x * scale * wv.x, v.y * scale * wv.y), pack_bf16x2(v.z * scale * wv.z, v.w * scale * wv.w));
     }
 }
 
@@ -133,9 +131,8 @@ __global__ void __launch_bounds__(128, 6) conv_prefill4_kernel(GpuDims g, const 
 #pragma unroll
                 for (int k = 0; k < K; k++) a[j] += wk[j][k] * win[k][j];
             }
-            __nv_bfloat162 o0 = __floats2bfloat162_rn(silu_f(a[0]), silu_f(a[1]));
-            __nv_bfloat162 o1 = __floats2bfloat162_rn(silu_f(a[2]), silu_f(a[3]));
-            *(uint2 *)(xbc + (size_t)t * g.conv_dim + c) = make_uint2(*(uint32_t *)&o0, *(uint32_t *)&o1);
+            *(uint2 *)(xbc + (size_t)t * g.conv_dim + c) =
+                make_uint2(pack_bf16x2(silu_f(a[0]), silu_f(a[1])), pack_bf16x2(silu_f(a[2]), silu_f(a[3])));
 #pragma unroll
             for (int k = 0; k < K - 1; k++)
 #pragma unroll
@@ -222,9 +219,7 @@ __global__ void gated_norm4_kernel(GpuDims g, const float *y, const bf16 *z, con
     uint2 *o = (uint2 *)(out + row);
     for (int i = threadIdx.x; i < gs4; i += blockDim.x) {
         float4 v = gated4[i], wv = w4[i];
-        __nv_bfloat162 lo = __floats2bfloat162_rn(v.x * scale * wv.x, v.y * scale * wv.y);
-        __nv_bfloat162 hi = __floats2bfloat162_rn(v.z * scale * wv.z, v.w * scale * wv.w);
-        o[i] = make_uint2(*(uint32_t *)&lo, *(uint32_t *)&hi);
+        o[i] = make_uint2(pack_bf16x2(v.x * scale * wv.x, v.y * scale * wv.y), pack_bf16x2(v.z * scale * wv.z, v.w * scale * wv.w));
     }
 }
 

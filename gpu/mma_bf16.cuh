@@ -24,6 +24,8 @@
 #include <cuda_bf16.h>
 #include <stdint.h>
 
+#include "common.cuh" /* pack_bf16x2 */
+
 /** Shared-memory address (32-bit) of a generic pointer into shared memory. */
 __device__ __forceinline__ uint32_t smem_u32(const void *p) { return (uint32_t)__cvta_generic_to_shared(p); }
 
@@ -47,12 +49,6 @@ __device__ __forceinline__ void mma_16816(float d[4], const uint32_t a[4], uint3
         "{%0, %1, %2, %3};\n"
         : "+f"(d[0]), "+f"(d[1]), "+f"(d[2]), "+f"(d[3])
         : "r"(a[0]), "r"(a[1]), "r"(a[2]), "r"(a[3]), "r"(b0), "r"(b1));
-}
-
-/** Two floats rounded to bf16 in one register, @p lo in the low half (the smaller column). */
-__device__ __forceinline__ uint32_t pack_bf16x2(float lo, float hi) {
-    __nv_bfloat162 h = __floats2bfloat162_rn(lo, hi);
-    return *(uint32_t *)&h;
 }
 
 /** @p v's two bf16 times @p lo and @p hi (in fp32, rounded back). */

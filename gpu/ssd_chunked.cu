@@ -26,20 +26,21 @@
 #define SMEM_MAX (227 * 1024) /* dynamic shared memory one block may have on sm_90 */
 #define LOG2E 1.4426950408889634f
 
+/* Bytes a carved piece takes: rounded up to 128, so that every piece is 128-byte aligned. */
+__host__ __device__ __forceinline__ size_t carve_size(size_t bytes) { return (bytes + 127) & ~(size_t)127; }
+
 /* Carve 128-byte aligned pieces out of dynamic shared memory. */
 __device__ __forceinline__ char *carve(char *&p, size_t bytes) {
     char *r = p;
-    p += (bytes + 127) & ~(size_t)127;
+    p += carve_size(bytes);
     return r;
 }
 
-static size_t carve_size(size_t bytes) { return (bytes + 127) & ~(size_t)127; }
-
-/* dst[r][k] (row pitch ld_dst) = scale[r] · src[r * ld_src + k] for r < rows_valid and k < cols_valid,
- * zero elsewhere in [rows) x [cols); scale may be NULL (1). Sixteen bytes at a time when the shapes
- * allow it, four loads in flight per thread before any store. */
+/* dst[r][k] (row pitch ld_dst) = src[r * ld_src + k] for r < rows_valid and k < cols_valid, zero
+ * elsewhere in [rows) x [cols). Sixteen bytes at a time when the shapes allow it, four loads in
+ * flight per thread before any store. */
 __device__ void load_tile(bf16 *dst, int ld_dst, const bf16 *src, size_t ld_src, int rows, int cols, int rows_valid,
-                          int cols_valid, const float *scale = NULL) {
+                          int cols_valid) {
     if (((cols_valid | (int)ld_src | ld_dst | cols) & 7) == 0 && ((uintptr_t)src & 15) == 0) {
         const int c8 = cols >> 3, n = rows * c8, U = 4;
         for (int i0 = threadIdx.x; i0 < n; i0 += U * blockDim.x) {
@@ -54,17 +55,6 @@ __device__ void load_tile(bf16 *dst, int ld_dst, const bf16 *src, size_t ld_src,
             for (int u = 0; u < U; u++) {
                 int i = i0 + u * blockDim.x, r = i / c8, k = (i - r * c8) * 8;
                 if (i >= n) break;
-                if (scale && r < rows_valid) { /* 8 bf16: scale in fp32, round back */
-                    float f = scale[r];
-                    uint32_t *w = (uint32_t *)&v[u];
-#pragma unroll
-                    for (int q = 0; q < 4; q++) {
-                        __nv_bfloat162 h2 = *(__nv_bfloat162 *)&w[q];
-                        float2 x = __bfloat1622float2(h2);
-                        h2 = __floats2bfloat162_rn(x.x * f, x.y * f);
-                        w[q] = *(uint32_t *)&h2;
-                    }
-                }
                 *(uint4 *)(dst + r * ld_dst + k) = v[u];
             }
         }
@@ -72,12 +62,12 @@ __device__ void load_tile(bf16 *dst, int ld_dst, const bf16 *src, size_t ld_src,
         for (int i = threadIdx.x; i < rows * cols; i += blockDim.x) {
             int r = i / cols, k = i - r * cols;
             float v = (r < rows_valid && k < cols_valid) ? __bfloat162float(src[(size_t)r * ld_src + k]) : 0.0f;
-            dst[r * ld_dst + k] = __float2bfloat16(scale && r < rows_valid ? v * scale[r] : v);
+            dst[r * ld_dst + k] = __float2bfloat16(v);
         }
     }
 }
 
-/* As load_tile without scale, but with cp.async: every thread starts all its 16-byte copies before
+/* As load_tile, but with cp.async: every thread starts all its 16-byte copies before
  * any arrives, so a tile costs one memory latency rather than one per four loads. Falls back to
  * load_tile when the shapes or the source alignment do not allow 16-byte pieces. The caller runs
  * cp_async_wait_all() and __syncthreads() before reading dst. */
@@ -138,8 +128,8 @@ struct ChainStage {
 };
 
 __host__ __device__ static inline size_t chain_stage_bytes(int Qp) {
-    return (((size_t)Qp * (CHAIN_P + PAD) * 2 + 127) & ~(size_t)127) + (((size_t)Qp * (CHAIN_N + PAD) * 2 + 127) & ~(size_t)127) +
-           (((size_t)(Qp + 1) * 4 + 127) & ~(size_t)127);
+    return carve_size((size_t)Qp * (CHAIN_P + PAD) * 2) + carve_size((size_t)Qp * (CHAIN_N + PAD) * 2) +
+           carve_size((size_t)(Qp + 1) * 4);
 }
 
 __device__ __forceinline__ ChainStage chain_stage(char *smem, int i, int Qp) {

@@ -182,8 +182,6 @@ static void test_fixtures_greedy(void) {
     printf("\n");
 }
 
-/* prefill(first k) → save → load into a fresh state → prefill(rest) equals one uninterrupted prefill. */
-/* Run a shell command; its standard output in out (cap bytes), its exit status returned. */
 /* The demo model through the program: 8 greedy tokens after a 4-token prompt, once in one run and
  * once as a 2-token run saving its state and a second run continuing from it with the rest. */
 static void test_cli_state_in_out(void) {
@@ -203,6 +201,7 @@ static void test_cli_state_in_out(void) {
     free(dir);
 }
 
+/* prefill(first k) → save → load into a fresh state → prefill(rest) equals one uninterrupted prefill. */
 static void test_state_save_resume(void) {
     char names[32][64];
     int n = test_list_fixtures(names, 32);
