@@ -64,8 +64,9 @@ if has model; then
         --mem-limit 24,72 --json "$OUT/bench_bf16.json" 2>&1
 fi
 if has profile; then
-    log "per-kernel profile (no graphs, events between kernels): batch 1, then batch 64 with bf16 states"
+    log "per-kernel profile (no graphs, events between kernels): batch 1, batch 4, then batch 64 with bf16 states"
     MAMBA2_GPU_PROFILE=1 timeout 200 "$BIN/bench_model" "$CK" --backend gpu --prompt-len 4096 --gen-len 16 --batch 1 2>&1 | tail -22 | tee "$OUT/profile.txt"
+    MAMBA2_GPU_PROFILE=1 timeout 200 "$BIN/bench_model" "$CK" --backend gpu --prompt-len 64 --gen-len 16 --batch 4 2>&1 | grep -E "step|GPU profile" | sed 's/^/batch 4: /' | tee -a "$OUT/profile.txt"
     MAMBA2_GPU_PROFILE=1 timeout 200 "$BIN/bench_model" "$CK" --backend gpu --state-bf16 --prompt-len 512 --gen-len 16 --batch 64 2>&1 | grep -E "step|GPU profile" | tee -a "$OUT/profile.txt"
 fi
 if has power; then
@@ -80,16 +81,18 @@ if has power; then
 fi
 if has ab; then
     # A/B of decode: every bench_model in $BIN and $BIN/var*/ (say, the commit before), alternated
-    # AB_REPS times (default 2) so that drift hits every side
-    log "A/B: decode batch 1, and batch 64 and 256 with bf16 state, per binary"
+    # AB_REPS times (default 2) so that drift hits every side; AB_BATCHED=0 leaves out batch 64 and
+    # 256 (the cuBLAS path) where only the GEMV path (up to 4 sequences) differs
+    log "A/B: decode batch 1 and 4, and batch 64 and 256 with bf16 state, per binary"
     for rep in $(seq "${AB_REPS:-2}"); do
         for bin in "$BIN"/bench_model "$BIN"/var*/bench_model; do
             [ -x "$bin" ] || continue
             printf '%-28s ' "$bin"
-            timeout 120 "$bin" "$CK" --backend gpu --prompt-len 64 --gen-len 128 --batch 1 2>&1 \
-                | awk '$1 == 1 && NF == 6 { printf "batch 1: %s tok/s (%s of copy)  ", $3, $5 }'
-            timeout 200 "$bin" "$CK" --backend gpu --state-bf16 --prompt-len 64 --gen-len 64 --batch 64,256 2>&1 \
-                | awk '($1 == 64 || $1 == 256) && NF == 6 { printf "batch %s bf16: %s tok/s  ", $1, $3 } END { print "" }'
+            timeout 150 "$bin" "$CK" --backend gpu --prompt-len 64 --gen-len 128 --batch 1,4 2>&1 \
+                | awk '($1 == 1 || $1 == 4) && NF == 6 { printf "batch %s: %s tok/s (%s of copy)  ", $1, $3, $5 }'
+            [ "${AB_BATCHED:-1}" = 0 ] || timeout 200 "$bin" "$CK" --backend gpu --state-bf16 --prompt-len 64 --gen-len 64 --batch 64,256 2>&1 \
+                | awk '($1 == 64 || $1 == 256) && NF == 6 { printf "batch %s bf16: %s tok/s  ", $1, $3 }'
+            echo
         done
     done | tee "$OUT/ab.txt"
 fi
