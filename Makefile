@@ -209,4 +209,4 @@ device:
 	$(MAKE) BUILD=build-device PROGRAM=build-device/mamba2 CPU=0 STATIC_DEPS=1 build-device/mamba2 \
 	    build-device/run_tests build-device/bench_gpu_kernels build-device/bench_model
 	mkdir -p .device && cp build-device/mamba2 build-device/run_tests build-device/bench_gpu_kernels \
-	    build-device/bench_model .device/ && strip .device/*
+	    build-device/bench_model .device/ && strip .device/mamba2 .device/run_tests .device/bench_gpu_kernels .device/bench_model
