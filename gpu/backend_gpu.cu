@@ -464,14 +464,14 @@ static int enqueue_step(GpuBackend *gb, int nb, Mamba2Error *err) {
         a.l = l;
         if (nb <= 4) { /* fused GEMV path: weights streamed once, norms folded into the GEMVs */
             /* the GEMV inputs arrive multiplied by their norm weights (sx = h·w, sy = y·w) */
-            a.W = w.in_proj, a.rows = g.d_in_proj, a.cols = g.d, a.x = gb->sx, a.pro_w = NULL, a.out = gb->szx;
+            a.W = w.in_proj, a.rows = g.d_in_proj, a.cols = g.d, a.x = gb->sx, a.out = gb->szx;
             a.ss_in = ss_h + (size_t)l * nb, a.ss_out = NULL, a.xw_out = NULL;
             launch_gemv(PRO_RMSNORM, EPI_INPROJ, a, s);
             prof_mark(gb, "gemv in_proj + conv");
             launch_ssd_step(g, w, gb->sxbc, gb->sdt, gb->szx, gb->ssm_ptrs, gb->state_bf16, l, nb, gb->sy,
                             ss_y + (size_t)l * nb * g.G, w.gnorm_w, s);
             prof_mark(gb, "ssd step");
-            a.W = w.out_proj, a.rows = g.d, a.cols = g.d_in, a.x = gb->sy, a.pro_w = NULL, a.groups = g.G;
+            a.W = w.out_proj, a.rows = g.d, a.cols = g.d_in, a.x = gb->sy, a.groups = g.G;
             a.ss_in = ss_y + (size_t)l * nb * g.G, a.ss_out = ss_h + (size_t)(l + 1) * nb, a.out = gb->sh;
             a.next_w = l + 1 < g.L ? gb->layers[l + 1].norm_w : gb->norm_f, a.xw_out = gb->sx;
             launch_gemv(PRO_GATEDNORM, EPI_RESIDUAL, a, s);
@@ -492,7 +492,7 @@ static int enqueue_step(GpuBackend *gb, int nb, Mamba2Error *err) {
         }
     }
     if (nb <= 4) {
-        a.W = gb->lm_head, a.rows = g.V, a.cols = g.d, a.x = gb->sx, a.pro_w = NULL, a.out = gb->slogits;
+        a.W = gb->lm_head, a.rows = g.V, a.cols = g.d, a.x = gb->sx, a.out = gb->slogits;
         a.ss_in = ss_h + (size_t)g.L * nb, a.ss_out = NULL, a.xw_out = NULL;
         launch_gemv(PRO_RMSNORM, EPI_STORE, a, s);
     } else {

@@ -14,31 +14,68 @@
 #define GEMV_THREADS 256
 /* Blocks per multiprocessor the registers must allow. One sequence with 8 loads in flight per
  * thread fits 64 registers without spills: 4 blocks per SM (out_proj's 1,024 blocks of 4 rows in
- * 2 waves, not the 2.6 that its 79 registers gave). */
-#define GEMV_MIN_BLOCKS(NB, ROWS, CPP) ((NB) == 1 && (ROWS) * (CPP) <= 8 ? 4 : 1)
+ * 2 waves, not the 2.6 that its 79 registers gave). 2 to 4 sequences with 8 loads fit 128 (2 blocks;
+ * unbounded, the grouped norm's out_proj took 137: one block). */
+#define GEMV_MIN_BLOCKS(NB, ROWS, CPP) ((ROWS) * (CPP) > 8 ? 1 : (NB) == 1 ? 4 : 2)
 
 /* ------------------------------------------------------------------ in_proj epilogue */
 
 /* For in_proj output row r ≥ d_in of sequence b with value v:
  *   xBC rows: the conv step  xbc = silu(b_c + Σ_k w[c][k] win[k]),  win = [state (K−1) | v], state ← win[1..];
- *   dt rows:  dt = clamp(softplus(v + dt_bias), dt_min, dt_max). */
-__device__ __forceinline__ void inproj_tail(const GemvArgs &a, int b, int r, float v) {
+ *   dt rows:  dt = clamp(softplus(v + dt_bias), dt_min, dt_max).
+ * pre: the row's inputs as epilogue_prefetch() copied them (state, weights, bias; or dt_bias), or
+ * NULL to read them here. */
+__device__ __forceinline__ void inproj_tail(const GemvArgs &a, int b, int r, float v, const float *pre) {
     const GpuDims &g = a.dims;
     int c = r - g.d_in;
     if (c < g.conv_dim) {
         int K1 = g.K - 1;
         float *st = a.conv_states[b] + ((size_t)a.l * g.conv_dim + c) * K1;
-        const float *w = a.layer.conv_w + (size_t)c * g.K;
-        float acc = a.layer.conv_b[c] + w[K1] * v;
-        for (int k = 0; k < K1; k++) acc += w[k] * st[k];
-        for (int k = 0; k < K1 - 1; k++) st[k] = st[k + 1];
+        const float *sv = pre ? pre : st, *w = pre ? pre + K1 : a.layer.conv_w + (size_t)c * g.K;
+        float acc = (pre ? pre[K1 + g.K] : a.layer.conv_b[c]) + w[K1] * v;
+        for (int k = 0; k < K1; k++) acc += w[k] * sv[k];
+        for (int k = 0; k < K1 - 1; k++) st[k] = sv[k + 1];
         if (K1 > 0) st[K1 - 1] = v;
         a.xbc[(size_t)b * g.conv_dim + c] = silu_f(acc);
     } else {
         int h = c - g.conv_dim;
-        float dtv = softplus_f(v + a.layer.dt_bias[h]);
+        float dtv = softplus_f(v + (pre ? pre[0] : a.layer.dt_bias[h]));
         a.dt[(size_t)b * g.H + h] = fminf(fmaxf(dtv, g.dt_min), g.dt_max);
     }
+}
+
+/* What a finishing lane reads besides the dot product, copied into shared memory (cp.async, no
+ * registers held) while the product runs rather than loaded after it, when the block's other
+ * warps have gone and the loads would leave the multiprocessor's slot idle:
+ *   slot [0 .. EPI_SLOT): EPI_INPROJ: conv state [K−1], conv weights [K], bias; or dt_bias;
+ *                         EPI_RESIDUAL: h, the next norm's weight;   last: ss_in[b] (RMSNorm).
+ * Before the wait for the previous kernel (after_wait false): the weights, and in_proj's conv
+ * state, which only this kernel wrote (one step before, like the SSD step's state); after it: h
+ * and the sums of squares. Warp 0's lane (j, b) fetches for row r0 + j of sequence b. */
+#define EPI_KMAX 4                /* conv widths prefetched; wider ones are read in the epilogue */
+#define EPI_SLOT (2 * EPI_KMAX + 1)
+template <int NB, int PRO, int EPI, int ROWS>
+__device__ __forceinline__ void epilogue_prefetch(const GemvArgs &a, int r0, float (*slots)[EPI_SLOT], bool after_wait) {
+    int lane = threadIdx.x, j = lane / NB, b = lane % NB, r = r0 + j;
+    if (lane >= ROWS * NB || r >= a.rows) return;
+    float *slot = slots[lane];
+    if (after_wait) {
+        if (PRO == PRO_RMSNORM) cp_async4(slot + EPI_SLOT - 1, a.ss_in + b, true);
+        if (EPI == EPI_RESIDUAL) cp_async4(slot, a.out + (size_t)b * a.rows + r, true);
+        return;
+    }
+    if (EPI == EPI_RESIDUAL && a.xw_out) cp_async4(slot + 1, a.next_w + r, true);
+    if (EPI != EPI_INPROJ) return;
+    const GpuDims &g = a.dims;
+    int c = r - g.d_in, K1 = g.K - 1;
+    if (c < 0 || g.K > EPI_KMAX) return;
+    if (c < g.conv_dim) {
+        const float *st = a.conv_states[b] + ((size_t)a.l * g.conv_dim + c) * K1, *w = a.layer.conv_w + (size_t)c * g.K;
+        for (int k = 0; k < K1; k++) cp_async4(slot + k, st + k, true);
+        for (int k = 0; k < g.K; k++) cp_async4(slot + K1 + k, w + k, true);
+        cp_async4(slot + K1 + g.K, a.layer.conv_b + c, true);
+    } else
+        cp_async4(slot, a.layer.dt_bias + c - g.conv_dim, true);
 }
 
 /* ------------------------------------------------------------------ GEMV */
@@ -51,38 +88,31 @@ __device__ __forceinline__ float dot8(uint4 w, const float *x) {
            __uint_as_float(w.w << 16) * x[6] + __uint_as_float(w.w & 0xffff0000u) * x[7];
 }
 
-/* x[b][c .. c+8) after the prologue:  x,  x·rsqrt(Σx²/cols + eps)·w,  or x·rsqrt(Σ_group x²/gs + eps)·w.
- * The sums of squares were accumulated by the kernel that produced x (a.ss_in). */
-template <int PRO>
+/* The prologue norms, x'[b][c] = s·x[b][c] with x already multiplied by the norm weight (the
+ * kernel that wrote x did that) and the scale s from the sums of squares that kernel accumulated
+ * (a.ss_in):  RMSNorm s = rsqrt(Σx²/cols + eps), one per sequence: applied once to each finished
+ * row (the dot product is linear in x) rather than to every input;  grouped norm
+ * s = rsqrt(Σ_group x²/gs + eps): one per (sequence, group), applied to each 8-column chunk's dot
+ * product, which lies inside one group. */
+__device__ __forceinline__ float rmsnorm_scale(const GemvArgs &a, float ss) { return rsqrtf(ss * (1.0f / a.cols) + a.eps); }
+__device__ __forceinline__ float group_scale(const GemvArgs &a, int b, int grp, float inv_gs) {
+    return rsqrtf(a.ss_in[b * a.groups + grp] * inv_gs + a.eps);
+}
+
+/* x[b][c .. c+8) as stored. */
 __device__ __forceinline__ void input8(const GemvArgs &a, int b, int c, float *v) {
     const float4 *x4 = (const float4 *)(a.x + (size_t)b * a.cols + c);
     float4 p = __ldg(x4), q = __ldg(x4 + 1);
     v[0] = p.x, v[1] = p.y, v[2] = p.z, v[3] = p.w, v[4] = q.x, v[5] = q.y, v[6] = q.z, v[7] = q.w;
-    if (PRO == PRO_NONE) return;
-    float scale;
-    if (PRO == PRO_RMSNORM) scale = rsqrtf(a.ss_in[b] / a.cols + a.eps);
-    else {
-        int gs = a.cols / a.groups;
-        scale = rsqrtf(a.ss_in[b * a.groups + c / gs] / gs + a.eps);
-    }
-    if (!a.pro_w) { /* x arrives already multiplied by the norm weight */
-#pragma unroll
-        for (int k = 0; k < 8; k++) v[k] *= scale;
-        return;
-    }
-    const float4 *w4 = (const float4 *)(a.pro_w + c);
-    float4 wp = __ldg(w4), wq = __ldg(w4 + 1);
-    v[0] *= scale * wp.x, v[1] *= scale * wp.y, v[2] *= scale * wp.z, v[3] *= scale * wp.w;
-    v[4] *= scale * wq.x, v[5] *= scale * wq.y, v[6] *= scale * wq.z, v[7] *= scale * wq.w;
 }
 
+/* One input of the any-width path: x, or x·s of the grouped norm (RMSNorm's s comes at the end). */
 template <int PRO>
 __device__ __forceinline__ float input1(const GemvArgs &a, int b, int c) {
     float v = a.x[(size_t)b * a.cols + c];
-    if (PRO == PRO_RMSNORM) v *= rsqrtf(a.ss_in[b] / a.cols + a.eps) * (a.pro_w ? a.pro_w[c] : 1.0f);
-    else if (PRO == PRO_GATEDNORM) {
+    if (PRO == PRO_GATEDNORM) {
         int gs = a.cols / a.groups;
-        v *= rsqrtf(a.ss_in[b * a.groups + c / gs] / gs + a.eps) * (a.pro_w ? a.pro_w[c] : 1.0f);
+        v *= group_scale(a, b, c / gs, 1.0f / gs);
     }
     return v;
 }
@@ -94,8 +124,15 @@ __device__ __forceinline__ float input1(const GemvArgs &a, int b, int c) {
 template <int NB, int PRO, int EPI, int ROWS, int CPP>
 __global__ void __launch_bounds__(GEMV_THREADS, GEMV_MIN_BLOCKS(NB, ROWS, CPP)) gemv_kernel(GemvArgs a) {
     __shared__ float part[GEMV_THREADS / 32][ROWS][NB];
+    __shared__ float epi_in[ROWS * NB][EPI_SLOT]; /* warp 0's epilogue inputs */
     pdl_trigger();
+    if (threadIdx.x < 32) epilogue_prefetch<NB, PRO, EPI, ROWS>(a, blockIdx.x * ROWS, epi_in, false);
     bool waited = false;
+    auto wait_previous = [&]() { /* for the kernel that wrote x (and h, and the sums of squares) */
+        pdl_wait();
+        waited = true;
+        if (threadIdx.x < 32) epilogue_prefetch<NB, PRO, EPI, ROWS>(a, blockIdx.x * ROWS, epi_in, true);
+    };
     const int cols = a.cols, warp = threadIdx.x >> 5, lane = threadIdx.x & 31;
     const int r0 = blockIdx.x * ROWS;
     float acc[ROWS][NB];
@@ -106,7 +143,8 @@ __global__ void __launch_bounds__(GEMV_THREADS, GEMV_MIN_BLOCKS(NB, ROWS, CPP)) 
 
     /* 16-byte path: whole chunks of 8, each inside one norm group */
     if ((cols & 7) == 0 && (PRO != PRO_GATEDNORM || ((cols / a.groups) & 7) == 0)) {
-        const int c8n = cols >> 3;
+        const int c8n = cols >> 3, gs = PRO == PRO_GATEDNORM ? cols / a.groups : 1;
+        const float inv_gs = 1.0f / gs;
         const uint4 *wrow[ROWS];
 #pragma unroll
         for (int j = 0; j < ROWS; j++) wrow[j] = (const uint4 *)(a.W + (size_t)min(r0 + j, a.rows - 1) * cols);
@@ -117,23 +155,27 @@ __global__ void __launch_bounds__(GEMV_THREADS, GEMV_MIN_BLOCKS(NB, ROWS, CPP)) 
                 if (c8 + i * GEMV_THREADS < c8n)
 #pragma unroll
                     for (int j = 0; j < ROWS; j++) w[i][j] = __ldcs(wrow[j] + c8 + i * GEMV_THREADS); /* streamed: read once */
-            if (!waited) { /* the weights are in flight; now wait for the kernel that wrote x */
-                pdl_wait();
-                waited = true;
-            }
+            if (!waited) wait_previous(); /* the weights are in flight */
 #pragma unroll
             for (int i = 0; i < CPP; i++)
-                if (c8 + i * GEMV_THREADS < c8n)
+                if (c8 + i * GEMV_THREADS < c8n) {
+                    const int c = (c8 + i * GEMV_THREADS) * 8, grp = PRO == PRO_GATEDNORM ? c / gs : 0;
 #pragma unroll
                     for (int b = 0; b < NB; b++) {
                         float x[8];
-                        input8<PRO>(a, b, (c8 + i * GEMV_THREADS) * 8, x);
+                        input8(a, b, c, x);
+                        if (PRO == PRO_GATEDNORM) {
+                            float sc = group_scale(a, b, grp, inv_gs);
 #pragma unroll
-                        for (int j = 0; j < ROWS; j++) acc[j][b] += dot8(w[i][j], x);
+                            for (int j = 0; j < ROWS; j++) acc[j][b] = fmaf(sc, dot8(w[i][j], x), acc[j][b]);
+                        } else
+#pragma unroll
+                            for (int j = 0; j < ROWS; j++) acc[j][b] += dot8(w[i][j], x);
                     }
+                }
         }
     }
-    if (!waited) pdl_wait(); /* threads without a chunk, and the any-width path */
+    if (!waited) wait_previous(); /* threads without a chunk, and the any-width path */
     if (!((cols & 7) == 0 && (PRO != PRO_GATEDNORM || ((cols / a.groups) & 7) == 0))) { /* any width */
         for (int c = threadIdx.x; c < cols; c += GEMV_THREADS)
 #pragma unroll
@@ -157,17 +199,20 @@ __global__ void __launch_bounds__(GEMV_THREADS, GEMV_MIN_BLOCKS(NB, ROWS, CPP)) 
     int j = lane / NB, b = lane % NB, r = r0 + j;
     bool live = lane < ROWS * NB && r < a.rows;
     float v = 0, sq = 0;
+    cp_async_wait_all(); /* this lane's epilogue inputs */
     if (live) {
+        const float *pre = epi_in[lane];
 #pragma unroll
         for (int w = 0; w < GEMV_THREADS / 32; w++) v += part[w][j][b];
+        if (PRO == PRO_RMSNORM) v *= rmsnorm_scale(a, pre[EPI_SLOT - 1]);
         if (EPI == EPI_STORE) a.out[(size_t)b * a.rows + r] = v;
         else if (EPI == EPI_RESIDUAL) {
-            float hn = a.out[(size_t)b * a.rows + r] + v; /* h ← h + W_out y */
+            float hn = pre[0] + v; /* h ← h + W_out y */
             a.out[(size_t)b * a.rows + r] = hn;
-            if (a.xw_out) a.xw_out[(size_t)b * a.rows + r] = hn * a.next_w[r]; /* the next norm's input, pre-weighted */
+            if (a.xw_out) a.xw_out[(size_t)b * a.rows + r] = hn * pre[1]; /* the next norm's input, pre-weighted */
             sq = hn * hn;
         } else if (r < a.dims.d_in) a.out[(size_t)b * a.rows + r] = v; /* z */
-        else inproj_tail(a, b, r, v);
+        else inproj_tail(a, b, r, v, a.dims.K <= EPI_KMAX ? pre : NULL);
     }
     if (EPI == EPI_RESIDUAL && a.ss_out) { /* Σ h² of the new residual rows, for the next RMSNorm */
         if (lane < ROWS * NB) part[0][j][b] = sq; /* each lane only ever read its own slot */
@@ -192,8 +237,9 @@ static void launch_gemv_shape(const GemvArgs &a, cudaStream_t s) {
  * 2 x 4, 2 x 8, 8 x 1 and 1 x 8 on all three projections: these were the best or within 1 %. */
 template <int NB, int PRO, int EPI>
 static void launch_gemv_t(const GemvArgs &a, cudaStream_t s) {
-    if (NB <= 2 && a.rows > 8192) launch_gemv_shape<NB, PRO, EPI, 8, 2>(a, s);
-    else launch_gemv_shape<NB, PRO, EPI, 4, 2>(a, s);
+    if constexpr (NB <= 2)
+        if (a.rows > 8192) return launch_gemv_shape<NB, PRO, EPI, 8, 2>(a, s);
+    launch_gemv_shape<NB, PRO, EPI, 4, 2>(a, s);
 }
 
 template <int PRO, int EPI>
@@ -235,7 +281,7 @@ void launch_sum_squares(const float *h, int nb, int d, const float *w, float *ss
 
 __global__ void conv_dt_step_kernel(GemvArgs a, const float *zxbcdt) {
     int r = a.dims.d_in + blockIdx.x * blockDim.x + threadIdx.x, b = blockIdx.y;
-    if (r < a.dims.d_in_proj) inproj_tail(a, b, r, zxbcdt[(size_t)b * a.dims.d_in_proj + r]);
+    if (r < a.dims.d_in_proj) inproj_tail(a, b, r, zxbcdt[(size_t)b * a.dims.d_in_proj + r], NULL);
 }
 
 void launch_conv_dt_step(const GpuDims &g, const GpuLayer &w, const float *zxbcdt, float *const *conv_states, int l,

@@ -75,8 +75,8 @@ int ssd_chunked_supported(const GpuDims &g);
 /** How the decode GEMV forms its input vector (the sums of squares come in GemvArgs::ss_in). */
 enum GemvPrologue {
     PRO_NONE = 0,    /**< x as given */
-    PRO_RMSNORM = 1, /**< x = h·rsqrt(Σh²/cols + eps)·w */
-    PRO_GATEDNORM = 2 /**< x = y·rsqrt(Σ_group y²/gs + eps)·w for the already gated y */
+    PRO_RMSNORM = 1, /**< x' = x·rsqrt(Σh²/cols + eps) for x = h·w (the norm weight already applied) */
+    PRO_GATEDNORM = 2 /**< x' = x·rsqrt(Σ_group y²/gs + eps) for x = y·w, y the already gated output */
 };
 /** What the decode GEMV does with each output row. */
 enum GemvEpilogue {
@@ -89,8 +89,7 @@ enum GemvEpilogue {
 struct GemvArgs {
     const bf16 *W;         /**< [rows, cols] */
     int rows, cols, nb;    /**< nb sequences (1..4) */
-    const float *x;        /**< [nb, cols] input before the prologue */
-    const float *pro_w;    /**< prologue norm weight [cols], or NULL when x is already multiplied by it */
+    const float *x;        /**< [nb, cols] input before the prologue, already multiplied by the norm weight */
     const float *ss_in;    /**< prologue sums of squares: [nb] (RMSNORM) or [nb, groups] (GATEDNORM) */
     int groups;            /**< PRO_GATEDNORM: groups of cols/groups channels */
     float eps;

@@ -250,12 +250,13 @@ static void test_state_moves_between_backends(void) {
 }
 
 /* A fresh random bf16 model with the 7B state size N = 128 (the shape the fast decode kernels are
- * written for): GPU prefill and GPU steps (fp32 and bf16 states, 1, 3 and 17 sequences) against the
- * reference, token by token. */
-static void test_random_model_7b_state(void) {
+ * written for) and conv width d_conv: GPU prefill and GPU steps (fp32 and bf16 states, 1, 3, 8 and
+ * 17 sequences) against the reference, token by token. */
+static void random_model_7b_state(int d_conv) {
     TinyModelSpec sp;
     test_tiny_spec_default(&sp);
     sp.d_model = 32, sp.n_heads = 4, sp.head_dim = 16, sp.d_state = 128, sp.n_groups = 2, sp.chunk_size = 8;
+    sp.d_conv = d_conv;
     sp.dtype = "BF16";
     char *dir = test_tmpdir();
     CU_ASSERT_EQUAL_FATAL(test_write_tiny_model(dir, &sp), 0);
@@ -304,8 +305,8 @@ static void test_random_model_7b_state(void) {
              * bounds batch 6 the same way). Measured on the H200, 2026-12-01, two runs (fresh random
              * models): 17 sequences 4.0e-3 and 7.4e-3 (fp32 state), 4.3e-3 and 8.4e-3 (bf16 state). */
             double step_tol = bf || nb > 4 ? LOGITS_TOL : 1e-4;
-            printf("\n    N=128 random model, %s state: prefill %.1e, %d-sequence steps %.1e (bound %.0e)",
-                   bf ? "bf16" : "fp32", e_pre, nb, e_step, step_tol);
+            printf("\n    N=128 random model, d_conv %d, %s state: prefill %.1e, %d-sequence steps %.1e (bound %.0e)",
+                   d_conv, bf ? "bf16" : "fp32", e_pre, nb, e_step, step_tol);
             CU_ASSERT(e_step <= step_tol);
         }
         mamba2_backend_destroy(gpu);
@@ -316,6 +317,13 @@ static void test_random_model_7b_state(void) {
     mamba2_model_free(&m);
     test_rmtree(dir);
     free(dir);
+}
+
+/* d_conv = 4, the 7B's: the fast conv kernels, and the decode GEMV's epilogue gets its conv inputs
+ * prefetched; d_conv = 6: the general conv kernel, and the epilogue reads them itself. */
+static void test_random_model_7b_state(void) {
+    random_model_7b_state(4);
+    random_model_7b_state(6);
 }
 
 int register_gpu_tests(void) {
