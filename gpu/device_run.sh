@@ -3,8 +3,8 @@
 # whole-model benchmarks on a random-weight Codestral-7B checkpoint written there.
 # Binaries are built on the development machine (make STATIC_DEPS=1) and carried in .device/.
 # What comes back in $OUT: gpu.txt, tests.log, kernels.txt, ncu_ssd.txt,
-# bench_fp32.json, bench_bf16.json, profile.txt, hf.txt, ab.txt.
-# Usage: bash gpu/device_run.sh [STEPS]   STEPS: comma list of test,sanitize,kernels,ncu,ncuprefill,model,profile,power,ab,hf
+# bench_fp32.json, bench_bf16.json, profile.txt, hf.txt, ab.txt, ncu_gemv.txt.
+# Usage: bash gpu/device_run.sh [STEPS]   STEPS: comma list of test,sanitize,kernels,ncu,ncuprefill,ncugemv,model,profile,power,ab,hf
 #        (default: all but ncu)
 set -u
 OUT=${OUT:-/tmp/mamba2-out}
@@ -47,6 +47,15 @@ if has ncuprefill; then
     timeout 240 ncu --clock-control none --section SpeedOfLight -k regex:'rmsnorm|conv_|dt_prefill|ssd_|gated_norm' -c 9 \
         "$BIN/bench_model" "$CK" --backend gpu --prompt-len 4096 --gen-len 1 --batch 1 > /tmp/ncu_prefill.txt 2>&1
     echo "exit $?"; grep -E "^  [a-z_].*\(|Duration|DRAM Throughput|Compute \(SM\) Throughput" /tmp/ncu_prefill.txt | tee -a "$OUT/ncu_ssd.txt"
+fi
+if has ncugemv; then
+    log "Nsight Compute: the one-sequence GEMVs without prologue of in_proj (8x2) and out_proj (4x2), first launch of each (ncu_gemv.txt)"
+    for k in ILi1ELi0ELi0ELi8ELi2E ILi1ELi0ELi0ELi4ELi2E; do
+        timeout 120 ncu --clock-control none --kernel-name-base mangled -k regex:"gemv_kernel$k" -c 1 --set full \
+            "$BIN/bench_gpu_kernels" >> "$OUT/ncu_gemv.txt" 2>&1
+        echo "exit $?"
+    done
+    grep -E "gemv_kernel|Duration|DRAM Throughput|Memory Throughput|Achieved Occupancy|Theoretical Occupancy|Registers Per|Waves Per SM|Eligible Warps|Issued Warp|L1/TEX Hit|L2 Hit|Stall|stall" "$OUT/ncu_gemv.txt" | head -80
 fi
 if has model || has hf || has profile || has power || has ab; then
     if [ ! -f "$CK/model.safetensors.index.json" ]; then
@@ -95,6 +104,11 @@ if has ab; then
             echo
         done
     done | tee "$OUT/ab.txt"
+    for kb in "$BIN"/var*/bench_gpu_kernels; do # the GEMVs alone, where a variant brought its kernel benchmark
+        [ -x "$kb" ] || continue
+        echo "$kb"
+        timeout 120 "$kb" 2>&1 | grep -E "^(in_proj|out_proj|lm_head) "
+    done | tee -a "$OUT/ab.txt"
 fi
 if has hf; then
     log "Hugging Face transformers on the same checkpoint"
