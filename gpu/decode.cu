@@ -20,6 +20,11 @@
 
 /* ------------------------------------------------------------------ in_proj epilogue */
 
+/* This layer's conv state of sequence b, channel c: its last K−1 inputs. */
+__device__ __forceinline__ float *conv_state_of(const GemvArgs &a, int b, int c) {
+    return a.conv_states[b] + ((size_t)a.l * a.dims.conv_dim + c) * (a.dims.K - 1);
+}
+
 /* For in_proj output row r ≥ d_in of sequence b with value v:
  *   xBC rows: the conv step  xbc = silu(b_c + Σ_k w[c][k] win[k]),  win = [state (K−1) | v], state ← win[1..];
  *   dt rows:  dt = clamp(softplus(v + dt_bias), dt_min, dt_max).
@@ -30,7 +35,7 @@ __device__ __forceinline__ void inproj_tail(const GemvArgs &a, int b, int r, flo
     int c = r - g.d_in;
     if (c < g.conv_dim) {
         int K1 = g.K - 1;
-        float *st = a.conv_states[b] + ((size_t)a.l * g.conv_dim + c) * K1;
+        float *st = conv_state_of(a, b, c);
         const float *sv = pre ? pre : st, *w = pre ? pre + K1 : a.layer.conv_w + (size_t)c * g.K;
         float acc = (pre ? pre[K1 + g.K] : a.layer.conv_b[c]) + w[K1] * v;
         for (int k = 0; k < K1; k++) acc += w[k] * sv[k];
@@ -54,6 +59,8 @@ __device__ __forceinline__ void inproj_tail(const GemvArgs &a, int b, int r, flo
  * and the sums of squares. Warp 0's lane (j, b) fetches for row r0 + j of sequence b. */
 #define EPI_KMAX 4                /* conv widths prefetched; wider ones are read in the epilogue */
 #define EPI_SLOT (2 * EPI_KMAX + 1)
+/* Whether epilogue_prefetch() copies in_proj's conv and dt inputs (else inproj_tail reads them). */
+__device__ __forceinline__ bool inproj_inputs_prefetched(const GpuDims &g) { return g.K <= EPI_KMAX; }
 template <int NB, int PRO, int EPI, int ROWS>
 __device__ __forceinline__ void epilogue_prefetch(const GemvArgs &a, int r0, float (*slots)[EPI_SLOT], bool after_wait) {
     int lane = threadIdx.x, j = lane / NB, b = lane % NB, r = r0 + j;
@@ -68,9 +75,9 @@ __device__ __forceinline__ void epilogue_prefetch(const GemvArgs &a, int r0, flo
     if (EPI != EPI_INPROJ) return;
     const GpuDims &g = a.dims;
     int c = r - g.d_in, K1 = g.K - 1;
-    if (c < 0 || g.K > EPI_KMAX) return;
+    if (c < 0 || !inproj_inputs_prefetched(g)) return;
     if (c < g.conv_dim) {
-        const float *st = a.conv_states[b] + ((size_t)a.l * g.conv_dim + c) * K1, *w = a.layer.conv_w + (size_t)c * g.K;
+        const float *st = conv_state_of(a, b, c), *w = a.layer.conv_w + (size_t)c * g.K;
         for (int k = 0; k < K1; k++) cp_async4(slot + k, st + k, true);
         for (int k = 0; k < g.K; k++) cp_async4(slot + K1 + k, w + k, true);
         cp_async4(slot + K1 + g.K, a.layer.conv_b + c, true);
@@ -142,7 +149,8 @@ __global__ void __launch_bounds__(GEMV_THREADS, GEMV_MIN_BLOCKS(NB, ROWS, CPP)) 
         for (int b = 0; b < NB; b++) acc[j][b] = 0;
 
     /* 16-byte path: whole chunks of 8, each inside one norm group */
-    if ((cols & 7) == 0 && (PRO != PRO_GATEDNORM || ((cols / a.groups) & 7) == 0)) {
+    const bool vec = (cols & 7) == 0 && (PRO != PRO_GATEDNORM || ((cols / a.groups) & 7) == 0);
+    if (vec) {
         const int c8n = cols >> 3, gs = PRO == PRO_GATEDNORM ? cols / a.groups : 1;
         const float inv_gs = 1.0f / gs;
         const uint4 *wrow[ROWS];
@@ -176,7 +184,7 @@ __global__ void __launch_bounds__(GEMV_THREADS, GEMV_MIN_BLOCKS(NB, ROWS, CPP)) 
         }
     }
     if (!waited) wait_previous(); /* threads without a chunk, and the any-width path */
-    if (!((cols & 7) == 0 && (PRO != PRO_GATEDNORM || ((cols / a.groups) & 7) == 0))) { /* any width */
+    if (!vec) { /* any width */
         for (int c = threadIdx.x; c < cols; c += GEMV_THREADS)
 #pragma unroll
             for (int b = 0; b < NB; b++) {
@@ -212,7 +220,7 @@ __global__ void __launch_bounds__(GEMV_THREADS, GEMV_MIN_BLOCKS(NB, ROWS, CPP)) 
             if (a.xw_out) a.xw_out[(size_t)b * a.rows + r] = hn * pre[1]; /* the next norm's input, pre-weighted */
             sq = hn * hn;
         } else if (r < a.dims.d_in) a.out[(size_t)b * a.rows + r] = v; /* z */
-        else inproj_tail(a, b, r, v, a.dims.K <= EPI_KMAX ? pre : NULL);
+        else inproj_tail(a, b, r, v, inproj_inputs_prefetched(a.dims) ? pre : NULL);
     }
     if (EPI == EPI_RESIDUAL && a.ss_out) { /* Σ h² of the new residual rows, for the next RMSNorm */
         if (lane < ROWS * NB) part[0][j][b] = sq; /* each lane only ever read its own slot */
