@@ -16,6 +16,9 @@
  * thread fits 64 registers without spills: 4 blocks per SM (out_proj's 1,024 blocks of 4 rows in
  * 2 waves, not the 2.6 that its 79 registers gave). 2 to 4 sequences with 8 loads fit 128 (2 blocks;
  * unbounded, the grouped norm's out_proj took 137: one block). */
+/* One sequence: block k starts its row at chunk 32·k (mod the row), one warp's 512 bytes further
+ * than block k − 1 (see gemv_kernel). */
+#define GEMV_ROT_STEP 32
 #define GEMV_MIN_BLOCKS(NB, ROWS, CPP) ((ROWS) * (CPP) > 8 ? 1 : (NB) == 1 ? 4 : 2)
 
 /* ------------------------------------------------------------------ in_proj epilogue */
@@ -106,10 +109,14 @@ __device__ __forceinline__ float group_scale(const GemvArgs &a, int b, int grp, 
     return rsqrtf(a.ss_in[b * a.groups + grp] * inv_gs + a.eps);
 }
 
-/* x[b][c .. c+8) as stored. */
+/* x[b][c .. c+8) as stored. Plain loads, not __ldg: the previous kernel wrote x, and ptxas may
+ * move read-only (ld.global.nc) loads above griddepcontrol.wait (pdl_wait). It did, 2026-12-02, in
+ * a trial GEMV whose wait was not inside the loop: every decode step then read x while the
+ * previous kernel was still writing it (wrong logits on the GPU, right under compute-sanitizer,
+ * which serialises kernels). */
 __device__ __forceinline__ void input8(const GemvArgs &a, int b, int c, float *v) {
     const float4 *x4 = (const float4 *)(a.x + (size_t)b * a.cols + c);
-    float4 p = __ldg(x4), q = __ldg(x4 + 1);
+    float4 p = x4[0], q = x4[1];
     v[0] = p.x, v[1] = p.y, v[2] = p.z, v[3] = p.w, v[4] = q.x, v[5] = q.y, v[6] = q.z, v[7] = q.w;
 }
 
@@ -127,7 +134,15 @@ __device__ __forceinline__ float input1(const GemvArgs &a, int b, int c) {
 /* out[b][r] = Σ_c W[r][c] x'[b][c] for ROWS rows per block; the 8 warps split the columns, and
  * each thread loads CPP column chunks of 8 (16 bytes) of every row before it computes on any, so
  * that CPP·ROWS loads are in flight; the partial sums meet in shared memory. No prologue
- * reduction: the norms' sums of squares come precomputed. */
+ * reduction: the norms' sums of squares come precomputed.
+ * At one sequence the blocks do not all start at chunk 0: loop index q is the row's chunk
+ * (q + rot) mod c8n with rot = 32·blockIdx.x, so that the blocks in flight do not read the same
+ * columns of their rows at the same moment (out_proj, 1,024 chunks read in two passes of 512: all
+ * of them read the first halves of their rows, then all the second halves). Measured on the H200
+ * (2026-12-02 03:15, 64-layer 7B, three alternations): decode batch 1 247.6 / 247.9 / 248.8 →
+ * 254.6 / 254.7 / 254.9 tok/s, out_proj alone 82-85 → 87 % of copy; a start rotated by whole
+ * passes (256 or 512 chunks) gave 252-254. At 4 sequences a rotation by whole passes cost 2 %
+ * (03:09: 625 → 612 tok/s), so there the order stays plain. */
 template <int NB, int PRO, int EPI, int ROWS, int CPP>
 __global__ void __launch_bounds__(GEMV_THREADS, GEMV_MIN_BLOCKS(NB, ROWS, CPP)) gemv_kernel(GemvArgs a) {
     __shared__ float part[GEMV_THREADS / 32][ROWS][NB];
@@ -156,18 +171,24 @@ __global__ void __launch_bounds__(GEMV_THREADS, GEMV_MIN_BLOCKS(NB, ROWS, CPP)) 
         const uint4 *wrow[ROWS];
 #pragma unroll
         for (int j = 0; j < ROWS; j++) wrow[j] = (const uint4 *)(a.W + (size_t)min(r0 + j, a.rows - 1) * cols);
+        const int rot = NB == 1 ? (int)((size_t)blockIdx.x * GEMV_ROT_STEP % c8n) : 0;
+        auto chunk = [&](int q) { /* the row's chunk at loop index q */
+            if (NB > 1) return q;
+            q += rot;
+            return q >= c8n ? q - c8n : q;
+        };
         for (int c8 = threadIdx.x; c8 < c8n; c8 += CPP * GEMV_THREADS) {
             uint4 w[CPP][ROWS];
 #pragma unroll
             for (int i = 0; i < CPP; i++)
                 if (c8 + i * GEMV_THREADS < c8n)
 #pragma unroll
-                    for (int j = 0; j < ROWS; j++) w[i][j] = __ldcs(wrow[j] + c8 + i * GEMV_THREADS); /* streamed: read once */
+                    for (int j = 0; j < ROWS; j++) w[i][j] = __ldcs(wrow[j] + chunk(c8 + i * GEMV_THREADS)); /* streamed: read once */
             if (!waited) wait_previous(); /* the weights are in flight */
 #pragma unroll
             for (int i = 0; i < CPP; i++)
                 if (c8 + i * GEMV_THREADS < c8n) {
-                    const int c = (c8 + i * GEMV_THREADS) * 8, grp = PRO == PRO_GATEDNORM ? c / gs : 0;
+                    const int c = chunk(c8 + i * GEMV_THREADS) * 8, grp = PRO == PRO_GATEDNORM ? c / gs : 0;
 #pragma unroll
                     for (int b = 0; b < NB; b++) {
                         float x[8];

@@ -85,10 +85,14 @@ static void test_ssd_kernel(void) {
 }
 
 /* The decode GEMV keeps fp32 activations and accumulations: it must match a double dot
- * product over the same bf16 weights to fp32 rounding. */
+ * product over the same bf16 weights to fp32 rounding. The shapes reach 4-row blocks (up to 8,192
+ * rows) and 8-row blocks (more, at 1 and 2 sequences), rows of one pass (up to 4,096 columns) and
+ * of several, where one sequence's blocks start their passes at rotated chunks (37 x 8192: two
+ * passes; 5 x 8200 and 8200 x 4104: a row that is not a whole number of passes), and the any-width
+ * path (columns not a multiple of 8). */
 static void test_gemv_kernel(void) {
-    int shapes[][2] = {{1000, 4096}, {37, 8192}, {64, 100}, {3, 24}};
-    for (size_t k = 0; k < 4; k++)
+    int shapes[][2] = {{1000, 4096}, {37, 8192}, {8200, 4104}, {5, 8200}, {64, 100}, {3, 24}};
+    for (size_t k = 0; k < sizeof shapes / sizeof shapes[0]; k++)
         for (int nb = 1; nb <= 4; nb++) {
             int rows = shapes[k][0], cols = shapes[k][1];
             uint16_t *W = malloc((size_t)rows * cols * 2);
