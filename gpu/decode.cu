@@ -12,13 +12,13 @@
 #include "mma_bf16.cuh" /* cp.async */
 
 #define GEMV_THREADS 256
+/* One sequence: block k starts its rows at chunk 32·k (mod the row), one warp's 512 bytes further
+ * than block k − 1 (see gemv_kernel). */
+#define GEMV_ROT_STEP 32
 /* Blocks per multiprocessor the registers must allow. One sequence with 8 loads in flight per
  * thread fits 64 registers without spills: 4 blocks per SM (out_proj's 1,024 blocks of 4 rows in
  * 2 waves, not the 2.6 that its 79 registers gave). 2 to 4 sequences with 8 loads fit 128 (2 blocks;
  * unbounded, the grouped norm's out_proj took 137: one block). */
-/* One sequence: block k starts its row at chunk 32·k (mod the row), one warp's 512 bytes further
- * than block k − 1 (see gemv_kernel). */
-#define GEMV_ROT_STEP 32
 #define GEMV_MIN_BLOCKS(NB, ROWS, CPP) ((ROWS) * (CPP) > 8 ? 1 : (NB) == 1 ? 4 : 2)
 
 /* ------------------------------------------------------------------ in_proj epilogue */
