@@ -89,7 +89,10 @@ static void test_ssd_kernel(void) {
  * rows) and 8-row blocks (more, at 1 and 2 sequences), rows of one pass (up to 4,096 columns) and
  * of several, where one sequence's blocks start their passes at rotated chunks (37 x 8192: two
  * passes; 5 x 8200 and 8200 x 4104: a row that is not a whole number of passes), and the any-width
- * path (columns not a multiple of 8). */
+ * path (columns not a multiple of 8). The rotated starts under the grouped norm (each chunk's scale
+ * is its group's: the rotated chunk's, not the loop index's) are checked by the fixtures' one-sequence
+ * steps, whose out_proj rows rotate: a build that took the loop index's group failed them (H200,
+ * 2026-12-02 03:40). */
 static void test_gemv_kernel(void) {
     int shapes[][2] = {{1000, 4096}, {37, 8192}, {8200, 4104}, {5, 8200}, {64, 100}, {3, 24}};
     for (size_t k = 0; k < sizeof shapes / sizeof shapes[0]; k++)
