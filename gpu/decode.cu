@@ -140,9 +140,9 @@ __device__ __forceinline__ float input1(const GemvArgs &a, int b, int c) {
  * columns of their rows at the same moment (out_proj, 1,024 chunks read in two passes of 512: all
  * of them read the first halves of their rows, then all the second halves). Measured on the H200
  * (2026-12-02 03:15, 64-layer 7B, three alternations): decode batch 1 247.6 / 247.9 / 248.8 →
- * 254.6 / 254.7 / 254.9 tok/s, out_proj alone 82-85 → 87 % of copy; a start rotated by whole
- * passes (256 or 512 chunks) gave 252-254. At 4 sequences a rotation by whole passes cost 2 %
- * (03:09: 625 → 612 tok/s), so there the order stays plain. */
+ * 254.6 / 254.7 / 254.9 tok/s, out_proj alone 82-85 → 87 % of copy; starts rotated by half or
+ * whole passes (256 or 512 chunks) gave 252-254. At 4 sequences a rotation by whole passes cost
+ * 2 % (03:09: 625 → 612 tok/s), so there the order stays plain. */
 template <int NB, int PRO, int EPI, int ROWS, int CPP>
 __global__ void __launch_bounds__(GEMV_THREADS, GEMV_MIN_BLOCKS(NB, ROWS, CPP)) gemv_kernel(GemvArgs a) {
     __shared__ float part[GEMV_THREADS / 32][ROWS][NB];
