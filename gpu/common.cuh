@@ -123,7 +123,11 @@ __device__ __forceinline__ float block_sum(float v) {
  * previous one finishes; it must call pdl_wait() before touching anything that kernel wrote, and
  * calls pdl_trigger() to let its own successor start early. Before the wait, only constant data
  * (the weights) may be read, and data that no kernel since the last step writes (the SSD step
- * reads its layer's state early: only that kernel, one step before, wrote it). */
+ * reads its layer's state early: only that kernel, one step before, wrote it). After the wait,
+ * read what the previous kernel wrote with plain loads, never __ldg / ld.global.nc: a read-only
+ * load promises the data does not change while the kernel runs, and ptxas may then move it above
+ * the wait (it did in a trial decode GEMV, 2026-12-02: wrong logits on the GPU, right under
+ * compute-sanitizer, which serialises kernels). */
 /** Wait until the kernel launched before this one has finished (programmatic dependent launch). */
 __device__ __forceinline__ void pdl_wait() {
 #if defined(__CUDA_ARCH__) && __CUDA_ARCH__ >= 900

@@ -109,11 +109,8 @@ __device__ __forceinline__ float group_scale(const GemvArgs &a, int b, int grp, 
     return rsqrtf(a.ss_in[b * a.groups + grp] * inv_gs + a.eps);
 }
 
-/* x[b][c .. c+8) as stored. Plain loads, not __ldg: the previous kernel wrote x, and ptxas may
- * move read-only (ld.global.nc) loads above griddepcontrol.wait (pdl_wait). It did, 2026-12-02, in
- * a trial GEMV whose wait was not inside the loop: every decode step then read x while the
- * previous kernel was still writing it (wrong logits on the GPU, right under compute-sanitizer,
- * which serialises kernels). */
+/* x[b][c .. c+8) as stored, with plain loads: the previous kernel wrote x (see pdl_wait() on
+ * why not __ldg). */
 __device__ __forceinline__ void input8(const GemvArgs &a, int b, int c, float *v) {
     const float4 *x4 = (const float4 *)(a.x + (size_t)b * a.cols + c);
     float4 p = x4[0], q = x4[1];
@@ -263,7 +260,9 @@ static void launch_gemv_shape(const GemvArgs &a, cudaStream_t s) {
 /* Block shape (ROWS x CPP): 8 x 2 for one or two sequences over tall matrices; 4 x 2 otherwise, so
  * that a short, wide matrix (out_proj: 4096 rows) still gives every multiprocessor about as many
  * blocks. Measured on the H200 (2026-12-02, one sequence, launches back to back) against 4 x 4,
- * 2 x 4, 2 x 8, 8 x 1 and 1 x 8 on all three projections: these were the best or within 1 %. */
+ * 2 x 4, 2 x 8, 8 x 1 and 1 x 8 on all three projections: these were the best or within 1 %; and
+ * for out_proj again with the rotated starts (03:36, decode batch 1): 4 x 2 251, 8 x 2 248,
+ * 2 x 4 245, 4 x 4 243 tok/s. */
 template <int NB, int PRO, int EPI>
 static void launch_gemv_t(const GemvArgs &a, cudaStream_t s) {
     if constexpr (NB <= 2)
