@@ -6,7 +6,8 @@
  * each of B sequences in decode):
  *
  *   u = RMSNorm(h)·w            layer_ops.c
- *   [z | xBC | dt] = u · W_inᵀ  gemm_bf16.c (sgemm on fp32 panels; ≤ 8 rows: gemv_bf16.c)
+ *   [z | xBC | dt] = u · W_inᵀ  gemm_bf16.c (sgemm on fp32 panels; ≤ 8 rows: gemv_bf16.c), or
+ *                               qmatrix.c with weights quantized at load (--weights q8|q4)
  *   xBC' = silu(conv(xBC))      layer_ops.c, continuing from the conv state
  *   dt = clamp(softplus(dt + dt_bias))
  *   y = SSD(x, dt, A, B, C) + D·x   prefill: ssd_chunked_blas.c; decode: one recurrence step per head
@@ -29,6 +30,7 @@
 #include "gemm_bf16.h"
 #include "gemv_bf16.h"
 #include "layer_ops.h"
+#include "qmatrix.h"
 #include "roofline.h"
 #include "ssd_chunked_blas.h"
 
@@ -51,8 +53,16 @@ static int ssd_chunk(const Mamba2Config *c) {
     return Q < CPU_SSD_CHUNK ? Q : CPU_SSD_CHUNK;
 }
 
-/** The small weights of one layer, widened to fp32 once. */
+/** One of the large matrices (in_proj, out_proj, lm_head) as the CPU multiplies with it. */
 typedef struct {
+    const Mamba2Tensor *t; /**< the stored weights, read in place from the mmap */
+    CpuQMatrix q;          /**< the quantized copy (data NULL when the weights are used as stored) */
+} CpuMatrix;
+
+/** The weights of one layer: the small ones widened to fp32 once, the large ones as CpuMatrix. */
+typedef struct {
+    CpuMatrix in_proj;  /**< [d_in_proj, d] */
+    CpuMatrix out_proj; /**< [d, d_in] */
     float *norm;       /**< [d] */
     float *conv_wt;    /**< [K, conv_dim]: conv1d.weight transposed, tap-major */
     float *conv_b;     /**< [conv_dim], or NULL */
@@ -66,6 +76,9 @@ typedef struct {
 typedef struct {
     Mamba2Backend base; /**< first, so a Mamba2Backend * is a CpuBackend * */
     int nt;             /**< OpenMP threads */
+    CpuIsa isa;         /**< SIMD variant of the quantized products (cpu_isa_active()) */
+    Mamba2Precision precision; /**< activation precision of the GEMMs */
+    CpuMatrix lm_head;  /**< [V, d] */
     CpuLayer *layers;   /**< [L] */
     float *norm_f;      /**< [d] */
     int cap;            /**< rows the work buffers below hold */
@@ -76,6 +89,8 @@ typedef struct {
     float *dt;          /**< [cap, H] */
     float *y;           /**< [cap, d_in]      SSD output, then gated and normalised */
     float *panels;      /**< fp32 weight panels of cpu_linear(), per thread */
+    void *qscratch;     /**< quantized activations of cpu_qlinear() for cap rows (quantized weights only) */
+    size_t qscratch_bytes; /**< size of @ref qscratch */
     CpuSsdScratch ssd;  /**< chunked-SSD work space */
 } CpuBackend;
 
@@ -92,9 +107,12 @@ static void cpu_destroy(Mamba2Backend *b) {
     if (!cb) return;
     for (int l = 0; cb->layers && l < b->model->cfg.n_layer; l++) {
         CpuLayer *L = &cb->layers[l];
+        cpu_qmatrix_free(&L->in_proj.q), cpu_qmatrix_free(&L->out_proj.q);
         free(L->norm), free(L->conv_wt), free(L->conv_b), free(L->dt_bias), free(L->A), free(L->D), free(L->gated_norm);
     }
     free(cb->layers);
+    cpu_qmatrix_free(&cb->lm_head.q);
+    free(cb->qscratch);
     free(cb->norm_f);
     free(cb->h), free(cb->u), free(cb->zx), free(cb->xbc), free(cb->dt), free(cb->y), free(cb->panels);
     cpu_ssd_free(&cb->ssd);
@@ -119,6 +137,15 @@ static int reserve(CpuBackend *cb, int rows, int ssd_tokens, Mamba2Error *err) {
         }
         cb->cap = rows;
     }
+    if (cb->lm_head.q.data) { /* quantized weights: room for the quantized activations of the widest input */
+        size_t need = cpu_qlinear_scratch_bytes(c->d_model > c->d_inner ? c->d_model : c->d_inner, cb->cap);
+        if (need > cb->qscratch_bytes) {
+            void *p = NULL;
+            if (posix_memalign(&p, 64, need)) return mamba2_fail(err, "out of memory for the quantized activations");
+            free(cb->qscratch);
+            cb->qscratch = p, cb->qscratch_bytes = need;
+        }
+    }
     SSDDims d = {ssd_tokens, c->n_heads, c->head_dim, c->n_groups, c->d_state};
     if (ssd_tokens > 0 && cpu_ssd_reserve(&cb->ssd, d, ssd_chunk(c), cb->nt))
         return mamba2_fail(err, "out of memory for the SSD work space of %d tokens", ssd_tokens);
@@ -131,6 +158,13 @@ static int check_tokens(const Mamba2Config *c, const int32_t *tokens, int n, Mam
             return mamba2_fail(err, "token id %d at position %d is outside the vocabulary [0, %d)", tokens[i], i,
                                c->vocab_size);
     return 0;
+}
+
+/* Y (+)= X · Wᵀ for T rows, with the weights as stored or quantized. */
+static void project(const CpuBackend *cb, const CpuMatrix *W, const float *X, int64_t ldx, int T, float *Y,
+                    int64_t ldy, int accumulate) {
+    if (W->q.data) cpu_qlinear(cb->isa, &W->q, X, ldx, T, Y, ldy, accumulate, cb->qscratch, cb->nt);
+    else cpu_linear(W->t, X, ldx, T, Y, ldy, accumulate, cb->panels, cb->nt, cb->precision);
 }
 
 /* h[t] = embedding row of tokens[t], t < n */
@@ -158,13 +192,12 @@ static void norm_rows(CpuBackend *cb, const float *w, int n) {
 static void layer_prefill(CpuBackend *cb, int l, Mamba2State *st, int n) {
     const Mamba2Model *m = cb->base.model;
     const Mamba2Config *c = &m->cfg;
-    const Mamba2LayerWeights *lw = &m->w.layers[l];
     const CpuLayer *L = &cb->layers[l];
     int d = c->d_model, d_in = c->d_inner, GN = c->n_groups * c->d_state, K = c->d_conv;
     int64_t ldz = c->d_in_proj;
 
     norm_rows(cb, L->norm, n);                                                   /* u = RMSNorm(h)·w */
-    cpu_linear(&lw->in_proj, cb->u, d, n, cb->zx, ldz, 0, cb->panels, cb->nt);  /* [z|xBC|dt] = u W_inᵀ */
+    project(cb, &L->in_proj, cb->u, d, n, cb->zx, ldz, 0);                      /* [z|xBC|dt] = u W_inᵀ */
 
     /* xBC' = silu(conv(xBC)), channel blocks in parallel; dt = clamp(softplus(dt + dt_bias)) */
     float *conv_state = st->conv + (size_t)l * c->conv_dim * (K - 1);
@@ -188,7 +221,7 @@ static void layer_prefill(CpuBackend *cb, int l, Mamba2State *st, int n) {
     for (int t = 0; t < n; t++)
         cpu_gated_norm(cb->y + (size_t)t * d_in, cb->zx + (size_t)t * ldz, d_in, c->n_groups, L->gated_norm, c->eps);
 
-    cpu_linear(&lw->out_proj, cb->y, d_in, n, cb->h, d, 1, cb->panels, cb->nt); /* h += y W_outᵀ */
+    project(cb, &L->out_proj, cb->y, d_in, n, cb->h, d, 1);                     /* h += y W_outᵀ */
 }
 
 /* Prefill in slices of at most @p slice tokens (the SSD carries the state across them). */
@@ -211,10 +244,10 @@ static int prefill_impl(CpuBackend *cb, Mamba2State *st, const int32_t *tokens, 
         /* logits = W_head · (RMSNorm(h) · w_norm_f): every row, or only the sequence's last */
         if (logits && all_positions) {
             norm_rows(cb, cb->norm_f, n);
-            cpu_linear(&m->w.lm_head, cb->u, d, n, logits + (size_t)t0 * V, V, 0, cb->panels, cb->nt);
+            project(cb, &cb->lm_head, cb->u, d, n, logits + (size_t)t0 * V, V, 0);
         } else if (logits && t0 + n == T) {
             cpu_rmsnorm(cb->h + (size_t)(n - 1) * d, cb->norm_f, d, c->eps, cb->u);
-            cpu_gemv(&m->w.lm_head, cb->u, d, 1, logits, V, 0, cb->nt);
+            project(cb, &cb->lm_head, cb->u, d, 1, logits, V, 0);
         }
     }
     st->pos += T;
@@ -258,12 +291,11 @@ static int cpu_step(Mamba2Backend *b, Mamba2State **states, const int32_t *token
     embed(cb, tokens, nb);
     int n_blocks = (c->conv_dim + CONV_BLOCK - 1) / CONV_BLOCK;
     for (int l = 0; l < c->n_layer; l++) {
-        const Mamba2LayerWeights *lw = &m->w.layers[l];
         const CpuLayer *L = &cb->layers[l];
         size_t conv_off = (size_t)l * c->conv_dim * (K - 1), ssm_off = (size_t)l * H * P * N;
 
         norm_rows(cb, L->norm, nb);                                                  /* u = RMSNorm(h)·w */
-        cpu_linear(&lw->in_proj, cb->u, d, nb, cb->zx, ldz, 0, cb->panels, cb->nt); /* [z|xBC|dt] = u W_inᵀ */
+        project(cb, &L->in_proj, cb->u, d, nb, cb->zx, ldz, 0);                      /* [z|xBC|dt] = u W_inᵀ */
 
 #pragma omp parallel num_threads(cb->nt)
         {
@@ -295,16 +327,43 @@ static int cpu_step(Mamba2Backend *b, Mamba2State **states, const int32_t *token
             for (int s = 0; s < nb; s++)
                 cpu_gated_norm(cb->y + (size_t)s * d_in, cb->zx + (size_t)s * ldz, d_in, G, L->gated_norm, c->eps);
         }
-        cpu_linear(&lw->out_proj, cb->y, d_in, nb, cb->h, d, 1, cb->panels, cb->nt); /* h += y W_outᵀ */
+        project(cb, &L->out_proj, cb->y, d_in, nb, cb->h, d, 1);                     /* h += y W_outᵀ */
     }
     /* logits = W_head · (RMSNorm(h) · w_norm_f) */
     norm_rows(cb, cb->norm_f, nb);
-    cpu_linear(&m->w.lm_head, cb->u, d, nb, logits, V, 0, cb->panels, cb->nt);
+    project(cb, &cb->lm_head, cb->u, d, nb, logits, V, 0);
     for (int s = 0; s < nb; s++) states[s]->pos++;
     return 0;
 }
 
 /* ---------------------------------------------------------------- set-up */
+
+/* Give the pages of @p t's bytes in the weight mapping back (it is a read-only file mapping: a
+ * later read, by the ref backend of the same model for instance, maps them in again from the file). */
+static void release_pages(const Mamba2Tensor *t) {
+    long page = sysconf(_SC_PAGESIZE);
+    if (page <= 0 || !t->data) return;
+    uintptr_t a = (uintptr_t)t->data, end = a + (uintptr_t)mamba2_tensor_numel(t) * mamba2_dtype_size(t->dtype);
+    uintptr_t first = (a + page - 1) & ~(uintptr_t)(page - 1), last = end & ~(uintptr_t)(page - 1);
+    if (last > first) (void)madvise((void *)first, last - first, MADV_DONTNEED);
+}
+
+/* Quantize in_proj, out_proj of every layer and lm_head to opt->weights, releasing each stored
+ * matrix's pages once its copy is made, so that peak memory follows the quantized size. The
+ * embedding stays as stored (decode reads one row of it per token); a tied lm_head is quantized
+ * but its pages are kept, since they are the embedding's. */
+static int quantize_weights(CpuBackend *cb, const Mamba2BackendOptions *opt, Mamba2Error *err) {
+    const Mamba2Model *m = cb->base.model;
+    int L = m->cfg.n_layer, tied = m->w.lm_head.data == m->w.embeddings.data;
+    for (int i = 0; i <= 2 * L; i++) {
+        CpuMatrix *W = i == 2 * L ? &cb->lm_head : i % 2 ? &cb->layers[i / 2].out_proj : &cb->layers[i / 2].in_proj;
+        if (opt->progress) opt->progress(opt->progress_ctx, i, 2 * L + 1, "quantizing weights");
+        if (cpu_qmatrix_quantize(W->t, opt->weights, cb->nt, &W->q, err)) return -1;
+        if (!(i == 2 * L && tied)) release_pages(W->t);
+    }
+    if (opt->progress) opt->progress(opt->progress_ctx, 2 * L + 1, 2 * L + 1, "quantizing weights");
+    return 0;
+}
 
 static int cpu_roofline_hook(Mamba2Backend *b, double *read_gbps, double *gemm_gflops, Mamba2Error *err) {
     return cpu_roofline(((CpuBackend *)b)->nt, read_gbps, gemm_gflops, err);
@@ -326,6 +385,8 @@ int mamba2_backend_cpu_create(const Mamba2Model *m, const Mamba2BackendOptions *
     b->roofline = cpu_roofline_hook;
     b->destroy = cpu_destroy;
     cb->nt = opt && opt->n_threads > 0 ? opt->n_threads : omp_get_max_threads();
+    cb->isa = cpu_isa_active();
+    cb->precision = opt ? opt->precision : MAMBA2_PRECISION_DEFAULT;
     /* Ask for 2 MiB pages on the weight mappings (a hint; errors are ignored). Pages the kernel
      * reads in from now on come as 2 MiB folios mapped by one TLB entry each, which decode, a
      * stream over every weight, reads measurably faster than 4 KiB pages. Pages already cached
@@ -352,6 +413,7 @@ int mamba2_backend_cpu_create(const Mamba2Model *m, const Mamba2BackendOptions *
         L->conv_wt = malloc((size_t)K * c->conv_dim * sizeof *L->conv_wt);
         ok = L->norm && L->dt_bias && L->A && L->D && L->gated_norm && L->conv_wt && (L->conv_b || !lw->conv_b.data);
         if (!ok) break;
+        L->in_proj.t = &lw->in_proj, L->out_proj.t = &lw->out_proj;
         for (int h = 0; h < c->n_heads; h++) L->A[h] = -expf(L->A[h]); /* A = −exp(A_log) */
         for (int ch = 0; ch < c->conv_dim; ch++)                      /* [conv_dim, 1, K] → [K, conv_dim] */
             for (int k = 0; k < K; k++)
@@ -362,6 +424,11 @@ int mamba2_backend_cpu_create(const Mamba2Model *m, const Mamba2BackendOptions *
     if (!ok) {
         cpu_destroy(b);
         return mamba2_fail(err, "out of memory for the CPU backend's small weights");
+    }
+    cb->lm_head.t = &m->w.lm_head;
+    if (opt && opt->weights != MAMBA2_WEIGHTS_STORED && quantize_weights(cb, opt, err)) {
+        cpu_destroy(b);
+        return -1;
     }
     *out = b;
     return 0;

@@ -58,7 +58,8 @@ int cpu_linear_uses_gemv(const Mamba2Tensor *W, int T) {
 }
 
 void cpu_linear(const Mamba2Tensor *W, const float *X, int64_t ldx, int T, float *Y, int64_t ldy, int accumulate,
-                float *scratch, int n_threads) {
+                float *scratch, int n_threads, Mamba2Precision precision) {
+    (void)precision; /* every GEMM below keeps the default precision for now */
     if (cpu_linear_uses_gemv(W, T)) {
         cpu_gemv(W, X, ldx, T, Y, ldy, accumulate, n_threads);
         return;

@@ -13,6 +13,7 @@
 #include <stddef.h>
 #include <stdint.h>
 
+#include "backend.h"
 #include "tensor.h"
 
 /** Weight rows widened per panel: [CPU_GEMM_PANEL_ROWS, K] fp32 per thread. */
@@ -62,8 +63,10 @@ size_t cpu_linear_scratch_floats(int n_threads, int64_t K);
  * @param accumulate 1: Y += X·Wᵀ; 0: Y = X·Wᵀ
  * @param scratch    cpu_linear_scratch_floats(n_threads, K) floats (unused for the GEMV path)
  * @param n_threads  OpenMP threads
+ * @param precision  MAMBA2_PRECISION_FAST lets the GEMMs round X to bf16 once (the GEMV path always
+ *                   reads X in fp32)
  */
 void cpu_linear(const Mamba2Tensor *W, const float *X, int64_t ldx, int T, float *Y, int64_t ldy, int accumulate,
-                float *scratch, int n_threads);
+                float *scratch, int n_threads, Mamba2Precision precision);
 
 #endif

@@ -37,8 +37,15 @@ int mamba2_backend_create(const char *name, const Mamba2Model *m, const Mamba2Ba
                           Mamba2Backend **out, Mamba2Error *err) {
     Mamba2BackendOptions defaults = {0};
     *out = NULL;
+    if (!opt) opt = &defaults;
+    /* quantized weights and bf16-rounded activations exist on the cpu backend only */
+    if (strcmp(name, "cpu") && opt->weights != MAMBA2_WEIGHTS_STORED)
+        return mamba2_fail(err, "weights '%s' are a cpu backend option; the %s backend reads the stored weights",
+                           mamba2_weight_format_name(opt->weights), name);
+    if (strcmp(name, "cpu") && opt->precision != MAMBA2_PRECISION_DEFAULT)
+        return mamba2_fail(err, "precision '%s' is a cpu backend option", mamba2_precision_name(opt->precision));
     for (size_t i = 0; i < sizeof registry / sizeof *registry; i++)
-        if (!strcmp(name, registry[i].name)) return registry[i].create(m, opt ? opt : &defaults, out, err);
+        if (!strcmp(name, registry[i].name)) return registry[i].create(m, opt, out, err);
     return mamba2_fail(err, "unknown backend '%s' (this build has: %s)", name, mamba2_backend_names());
 }
 
@@ -62,3 +69,9 @@ const char *mamba2_backend_names(void) {
 #endif
         ;
 }
+
+const char *mamba2_weight_format_name(Mamba2WeightFormat f) {
+    return f == MAMBA2_WEIGHTS_Q8 ? "q8" : f == MAMBA2_WEIGHTS_Q4 ? "q4" : "stored";
+}
+
+const char *mamba2_precision_name(Mamba2Precision p) { return p == MAMBA2_PRECISION_FAST ? "fast" : "default"; }

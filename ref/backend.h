@@ -61,9 +61,24 @@ struct Mamba2Backend {
 /** Reports progress of a long operation (uploading weights): @p done of @p total units. */
 typedef void (*Mamba2Progress)(void *ctx, double done, double total, const char *what);
 
+/** How the CPU backend holds the four weight matrices of every layer and lm_head. */
+typedef enum {
+    MAMBA2_WEIGHTS_STORED = 0, /**< as stored in the checkpoint (bf16, f16 or f32), read in place from the mmap */
+    MAMBA2_WEIGHTS_Q8 = 1,     /**< int8, one scale per block of 32 along K, quantized at load */
+    MAMBA2_WEIGHTS_Q4 = 2      /**< 4-bit, one scale per block of 32 along K, quantized at load */
+} Mamba2WeightFormat;
+
+/** How the CPU backend's GEMMs treat the fp32 activations. */
+typedef enum {
+    MAMBA2_PRECISION_DEFAULT = 0, /**< within 1e-3 relative L2 of ref (fp32 activations, or two bf16 parts) */
+    MAMBA2_PRECISION_FAST = 1     /**< activations rounded to bf16 once, as llama.cpp and the GPU path do */
+} Mamba2Precision;
+
 /** Options a backend may use (zero-initialise, then set what you need). */
 typedef struct {
     int n_threads;          /**< CPU threads; 0 = OMP_NUM_THREADS or all cores */
+    Mamba2WeightFormat weights; /**< cpu: weight format (others accept only MAMBA2_WEIGHTS_STORED) */
+    Mamba2Precision precision;  /**< cpu: activation precision of the GEMMs (others accept only the default) */
     int state_bf16;         /**< GPU: keep SSM states in bf16 on the device (halves state traffic) */
     Mamba2Progress progress; /**< called during long set-up work, or NULL */
     void *progress_ctx;     /**< passed to @ref progress */
@@ -75,6 +90,12 @@ typedef struct {
  */
 int mamba2_backend_create(const char *name, const Mamba2Model *m, const Mamba2BackendOptions *opt,
                           Mamba2Backend **out, Mamba2Error *err);
+
+/** "stored", "q8" or "q4". */
+const char *mamba2_weight_format_name(Mamba2WeightFormat f);
+
+/** "default" or "fast". */
+const char *mamba2_precision_name(Mamba2Precision p);
 
 /** Destroy a backend made by mamba2_backend_create() (NULL is fine). */
 void mamba2_backend_destroy(Mamba2Backend *b);

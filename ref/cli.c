@@ -61,6 +61,21 @@ int cli_parse_int(const char *opt, const char *s, long lo, long hi, long *out) {
     return 0;
 }
 
+int cli_parse_weights(const char *cmd, const char *s, Mamba2WeightFormat *out) {
+    if (!strcmp(s, "stored") || !strcmp(s, "bf16")) *out = MAMBA2_WEIGHTS_STORED;
+    else if (!strcmp(s, "q8")) *out = MAMBA2_WEIGHTS_Q8;
+    else if (!strcmp(s, "q4")) *out = MAMBA2_WEIGHTS_Q4;
+    else return cli_error(cmd, -1, "--weights expects stored, bf16, q8 or q4, got '%s'", s);
+    return 0;
+}
+
+int cli_parse_precision(const char *cmd, const char *s, Mamba2Precision *out) {
+    if (!strcmp(s, "default")) *out = MAMBA2_PRECISION_DEFAULT;
+    else if (!strcmp(s, "fast")) *out = MAMBA2_PRECISION_FAST;
+    else return cli_error(cmd, -1, "--precision expects default or fast, got '%s'", s);
+    return 0;
+}
+
 int cli_parse_list(const char *opt, const char *s, double *out, int max, double lo, double hi, int integer) {
     int n = 0;
     for (const char *p = s ? s : "";;) {

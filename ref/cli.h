@@ -40,6 +40,25 @@ int cli_parse_int(const char *opt, const char *s, long lo, long hi, long *out);
 int cli_parse_list(const char *opt, const char *s, double *out, int max, double lo, double hi, int integer);
 
 /**
+ * @brief Parse `--weights stored|bf16|q8|q4` ("bf16" is a synonym of "stored").
+ * @return 0, or -1 after printing what is allowed.
+ */
+int cli_parse_weights(const char *cmd, const char *s, Mamba2WeightFormat *out);
+
+/**
+ * @brief Parse `--precision default|fast`.
+ * @return 0, or -1 after printing what is allowed.
+ */
+int cli_parse_precision(const char *cmd, const char *s, Mamba2Precision *out);
+
+/** The lines of `--help` that describe --weights and --precision (shared by every command that runs a model). */
+#define CLI_HELP_WEIGHTS                                                                                             \
+    "  --weights F        cpu backend: stored (default: the checkpoint's bf16/f16/f32), q8 (int8) or q4\n"         \
+    "                     (4-bit), one scale per 32 weights, quantized at load (nothing is written)\n"             \
+    "  --precision P      cpu backend: default (within 1e-3 of ref) or fast (activations rounded to bf16\n"        \
+    "                     once in the prefill GEMMs, as llama.cpp does)\n"
+
+/**
  * @brief Load a checkpoint, printing the error (and the norm_before_gate note) to stderr.
  * @return 0 on success, -1 after printing the reason.
  */

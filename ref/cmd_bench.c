@@ -48,6 +48,7 @@ static void help(FILE *f) {
             "  --batch B[,B2..]   sequences decoded together (default 1)\n"
             "  --reps R           timed repetitions of each measurement (default 3; median reported)\n"
             "  --threads N        CPU threads (default: OMP_NUM_THREADS or all cores)\n"
+            CLI_HELP_WEIGHTS
             "  --roofline         also measure the read bandwidth and the GEMM rate, before every\n"
             "                     repetition, and print each figure as a fraction of its ceiling\n"
             "  --no-prefill       skip the prefill measurement\n"
@@ -103,7 +104,9 @@ int cmd_bench(int argc, char **argv) {
     static const struct option opts[] = {{"backend", 1, 0, 'b'}, {"prompt-len", 1, 0, 'p'}, {"gen-len", 1, 0, 'g'},
                                          {"batch", 1, 0, 'B'},   {"reps", 1, 0, 'r'},       {"threads", 1, 0, 't'},
                                          {"roofline", 0, 0, 'R'}, {"no-prefill", 0, 0, 'P'}, {"json", 0, 0, 'j'},
-                                         {"help", 0, 0, 'h'},    {0, 0, 0, 0}};
+                                         {"help", 0, 0, 'h'},    {"weights", 1, 0, 'w'},    {"precision", 1, 0, 'Q'},
+                                         {0, 0, 0, 0}};
+    Mamba2BackendOptions o = {0};
     const char *backend = strstr(mamba2_backend_names(), "cpu") ? "cpu" : "ref", *batches = "1";
     long prompt = 512, gen = 16, reps = 3, threads = 0;
     int roofline = 0, json = 0, do_prefill = 1, c;
@@ -116,6 +119,8 @@ int cmd_bench(int argc, char **argv) {
         case 'B': batches = optarg; break;
         case 'r': if (cli_parse_int("--reps", optarg, 1, 60, &reps)) return 2; break;
         case 't': if (cli_parse_int("--threads", optarg, 1, 4096, &threads)) return 2; break;
+        case 'w': if (cli_parse_weights("bench", optarg, &o.weights)) return 2; break;
+        case 'Q': if (cli_parse_precision("bench", optarg, &o.precision)) return 2; break;
         case 'R': roofline = 1; break;
         case 'P': do_prefill = 0; break;
         case 'j': json = 1; break;
@@ -138,7 +143,6 @@ int cmd_bench(int argc, char **argv) {
     if (cli_load_model(argv[optind], &m)) return 1;
     const Mamba2Config *cfg = &m.cfg;
     int V = cfg->vocab_size, status = 1;
-    Mamba2BackendOptions o = {0};
     o.n_threads = (int)threads;
     Mamba2Backend *b = NULL;
     int32_t *tok = NULL, *next = NULL;

@@ -30,6 +30,7 @@ static void help(FILE *f) {
             "  --ids IDS          use these prompt ids instead\n"
             "  --gen N            greedy continuation length (default 8)\n"
             "  --threads N        CPU threads for the cpu backend\n"
+            CLI_HELP_WEIGHTS
             "  --tol X            logits relative L2 above X counts as a mismatch (default 2e-2)\n"
             "  -h, --help         this text\n"
             "Exit status 0 when every backend that ran agrees, 1 otherwise.\n",
@@ -108,7 +109,9 @@ static int run_backend(Mamba2Backend *b, const Mamba2Model *m, const int32_t *id
 int cmd_check(int argc, char **argv) {
     static const struct option opts[] = {{"backends", 1, 0, 'b'}, {"tokens", 1, 0, 'n'}, {"ids", 1, 0, 'i'},
                                          {"gen", 1, 0, 'g'},      {"threads", 1, 0, 't'}, {"tol", 1, 0, 'T'},
-                                         {"help", 0, 0, 'h'},     {0, 0, 0, 0}};
+                                         {"help", 0, 0, 'h'},     {"weights", 1, 0, 'w'},  {"precision", 1, 0, 'P'},
+                                         {0, 0, 0, 0}};
+    Mamba2BackendOptions o = {0}; /* for the backends compared with ref (ref itself runs with the defaults) */
     const char *list = mamba2_backend_names(), *ids_text = NULL;
     long n_tok = 16, gen = 8, threads = 0;
     double tol = 2e-2;
@@ -122,6 +125,8 @@ int cmd_check(int argc, char **argv) {
         case 'g': if (cli_parse_int("--gen", optarg, 0, 4096, &gen)) return 2; break;
         case 't': if (cli_parse_int("--threads", optarg, 1, 4096, &threads)) return 2; break;
         case 'T': tol = atof(optarg); break;
+        case 'w': if (cli_parse_weights("check", optarg, &o.weights)) return 2; break;
+        case 'P': if (cli_parse_precision("check", optarg, &o.precision)) return 2; break;
         case 'h': help(stdout); return 0;
         default: help(stderr); return 2;
         }
@@ -175,8 +180,9 @@ int cmd_check(int argc, char **argv) {
         cli_error("check", 1, "%s", e.msg);
         goto done;
     }
-    Mamba2BackendOptions o = {0};
     o.n_threads = (int)threads;
+    Mamba2BackendOptions ref_opt = {0};
+    ref_opt.n_threads = (int)threads;
     for (int k = 0; k < n_runs; k++) {
         Run *r = &runs[k];
         Mamba2Backend *b = NULL;
@@ -188,7 +194,7 @@ int cmd_check(int argc, char **argv) {
             goto done;
         }
         fprintf(stderr, "check: running %s ...\n", r->name);
-        if (mamba2_backend_create(r->name, &m, &o, &b, &e)) {
+        if (mamba2_backend_create(r->name, &m, strcmp(r->name, "ref") ? &o : &ref_opt, &b, &e)) {
             if (k == 0) {
                 cli_error("check", 1, "%s", e.msg);
                 goto done;

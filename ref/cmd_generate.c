@@ -51,6 +51,8 @@ static void help(FILE *f) {
             "running:\n"
             "  --backend NAME        %s (default ref)\n"
             "  --threads N           CPU threads for the cpu backend\n"
+            "  --weights F           cpu backend: stored (default), q8 or q4 (quantized at load)\n"
+            "  --precision P         cpu backend: default (within 1e-3 of ref) or fast (bf16 activations)\n"
             "  --state-in FILE       continue from a state saved by --state-out (of logits or generate)\n"
             "  --state-out FILE      save the state after the last token\n"
             "  -h, --help            this text\n"
@@ -131,7 +133,7 @@ static int textout_flush(TextOut *o, int final) {
 
 int cmd_generate(int argc, char **argv) {
     enum { O_IDS = 256, O_BACKEND, O_THREADS, O_STATE_IN, O_STATE_OUT, O_PROMPT_FILE, O_CHAT, O_NO_REASON, O_TOKENIZER,
-           O_NO_ECHO, O_TEMP, O_TOPK, O_TOPP, O_MINP, O_REP, O_REP_N, O_SEED, O_STOP, O_IGNORE_EOS };
+           O_NO_ECHO, O_TEMP, O_TOPK, O_TOPP, O_MINP, O_REP, O_REP_N, O_SEED, O_STOP, O_IGNORE_EOS, O_WEIGHTS, O_PRECISION };
     static const struct option opts[] = {
         {"ids", 1, 0, O_IDS},           {"max-tokens", 1, 0, 'n'},       {"backend", 1, 0, O_BACKEND},
         {"threads", 1, 0, O_THREADS},   {"state-out", 1, 0, O_STATE_OUT}, {"help", 0, 0, 'h'},
@@ -141,7 +143,9 @@ int cmd_generate(int argc, char **argv) {
         {"no-echo", 0, 0, O_NO_ECHO},   {"temperature", 1, 0, O_TEMP},   {"top-k", 1, 0, O_TOPK},
         {"top-p", 1, 0, O_TOPP},        {"min-p", 1, 0, O_MINP},         {"repeat-penalty", 1, 0, O_REP},
         {"repeat-last-n", 1, 0, O_REP_N}, {"seed", 1, 0, O_SEED},        {"stop", 1, 0, O_STOP},
-        {"ignore-eos", 0, 0, O_IGNORE_EOS}, {0, 0, 0, 0}};
+        {"ignore-eos", 0, 0, O_IGNORE_EOS}, {"weights", 1, 0, O_WEIGHTS}, {"precision", 1, 0, O_PRECISION},
+        {0, 0, 0, 0}};
+    Mamba2BackendOptions bo = {0};
     const char *ids_text = NULL, *backend = "ref", *state_in = NULL, *state_out = NULL, *prompt = NULL,
                *prompt_file = NULL;
     const char *tok_path = NULL;
@@ -187,6 +191,8 @@ int cmd_generate(int argc, char **argv) {
             out.stop[out.n_stop++] = optarg;
             break;
         case O_IGNORE_EOS: ignore_eos = 1; break;
+        case O_WEIGHTS: if (cli_parse_weights("generate", optarg, &bo.weights)) return 2; break;
+        case O_PRECISION: if (cli_parse_precision("generate", optarg, &bo.precision)) return 2; break;
         case 'h': help(stdout); return 0;
         default: help(stderr); return 2;
         }
@@ -217,7 +223,6 @@ int cmd_generate(int argc, char **argv) {
     Mamba2Backend *b = NULL;
     Mamba2State st = {0};
     float *logits = NULL;
-    Mamba2BackendOptions bo = {0};
     bo.n_threads = (int)threads;
     const char *dir = argv[optind];
 

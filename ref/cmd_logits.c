@@ -26,6 +26,7 @@ static void help(FILE *f) {
             "  --state-in FILE    continue from a saved state instead of an empty one\n"
             "  --state-out FILE   save the state after the last token\n"
             "  --threads N        CPU threads for the cpu backend (default: all cores)\n"
+            CLI_HELP_WEIGHTS
             "  -h, --help         this text\n",
             mamba2_backend_names());
 }
@@ -33,7 +34,9 @@ static void help(FILE *f) {
 int cmd_logits(int argc, char **argv) {
     static const struct option opts[] = {{"ids", 1, 0, 'i'},      {"output", 1, 0, 'o'},    {"backend", 1, 0, 'b'},
                                          {"mode", 1, 0, 'm'},     {"state-in", 1, 0, 's'},  {"state-out", 1, 0, 'S'},
-                                         {"threads", 1, 0, 't'},  {"help", 0, 0, 'h'},      {0, 0, 0, 0}};
+                                         {"threads", 1, 0, 't'},  {"help", 0, 0, 'h'},      {"weights", 1, 0, 'w'},
+                                         {"precision", 1, 0, 'P'}, {0, 0, 0, 0}};
+    Mamba2BackendOptions bo = {0};
     const char *ids_text = NULL, *out = NULL, *backend = "ref", *mode = "prefill", *state_in = NULL,
                *state_out = NULL;
     long threads = 0;
@@ -48,6 +51,8 @@ int cmd_logits(int argc, char **argv) {
         case 's': state_in = optarg; break;
         case 'S': state_out = optarg; break;
         case 't': if (cli_parse_int("--threads", optarg, 1, 4096, &threads)) return 2; break;
+        case 'w': if (cli_parse_weights("logits", optarg, &bo.weights)) return 2; break;
+        case 'P': if (cli_parse_precision("logits", optarg, &bo.precision)) return 2; break;
         case 'h': help(stdout); return 0;
         default: help(stderr); return 2;
         }
@@ -69,7 +74,6 @@ int cmd_logits(int argc, char **argv) {
     Mamba2Backend *b = NULL;
     Mamba2State st = {0};
     float *logits = NULL;
-    Mamba2BackendOptions bo = {0};
     bo.n_threads = (int)threads;
     if (cli_load_model(argv[optind], &m)) {
         free(ids);

@@ -158,7 +158,7 @@ static void test_linear_paths(void) {
                 }
                 Mamba2Tensor W = {"w", "mem", dts[di], 2, {rows, K}, raw};
                 for (int i = 0; i < T * rows; i++) y1[i] = 1.0f; /* accumulate onto ones: Y += X·Wᵀ */
-                cpu_linear(&W, x, K, T, y1, rows, 1, scratch, 2);
+                cpu_linear(&W, x, K, T, y1, rows, 1, scratch, 2, MAMBA2_PRECISION_DEFAULT);
                 for (int t = 0; t < T; t++) {
                     for (int r = 0; r < rows; r++) y2[(size_t)t * rows + r] = 1.0f;
                     cpu_gemv(&W, x + (size_t)t * K, K, 1, y2 + (size_t)t * rows, rows, 1, 2);

@@ -1,0 +1,470 @@
+/**
+ * @file qmatrix.c
+ * @brief Quantization at load (q8, q4) and the integer products of qmatrix.h: scalar, AVX2, AVX512-VNNI.
+ *
+ * Packed layout. W is padded to whole tiles of QT_ROWS = 4 rows × QT_K = 256 columns (zeros); a
+ * row group's tiles follow one another along K, and row groups follow one another, so a GEMV
+ * over four rows reads one sequential stream. One tile:
+ *
+ *     values  [4 rows][256 columns]   q8: 1 byte per weight (q + 128); q4: 4 bits (q + 8)
+ *     scales  [4 rows][8 blocks]      fp16 d of each block of 32 weights
+ *     → 1,088 bytes (q8) or 576 bytes (q4), both multiples of a 64-byte cache line.
+ *
+ * Within a row, each group of 64 columns (blocks 2g and 2g + 1) is stored in "lane order": byte
+ * 8m + 4b + e holds column 32b + 4m + e (m < 8, b < 2, e < 4). vpdpbusd sums 4 adjacent byte
+ * products into each 32-bit lane, so lane j holds a partial sum of block j & 1 alone, and a vector
+ * of the two blocks' scales, alternating (d₀ d₁ d₀ d₁ …), scales every lane by its own block's d.
+ * q4 keeps the 64 lane-ordered values of a group in 32 bytes: byte i = v[i] | v[i + 32] << 4.
+ *
+ * The activations of one row x [K] are quantized into the same lane order, one 192-byte record per
+ * group of 64 columns:
+ *
+ *     p      [64]  int8, x ≈ e · p per block of 32 (e = max|x| / 127)
+ *     ncorr  [16]  int32, lane j: −offset · Σ of the lane's 4 values of p (offset 128 for q8, 8 for q4)
+ *     escale [16]  float, lane j: e of block j & 1
+ *
+ * so that vpdpbusd(ncorr, w + offset, p) is, lane by lane, the exact integer Σ q·p of the lane.
+ */
+#include "qmatrix.h"
+
+#include <immintrin.h>
+#include <math.h>
+#include <omp.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/mman.h>
+
+#define QT_ROWS 4      /**< rows per tile */
+#define QT_K 256       /**< columns per tile */
+#define QT_BLOCKS 8    /**< scale blocks per tile row (QT_K / QBLOCK) */
+#define QT_GROUPS 4    /**< 64-column groups per tile row */
+#define XREC 192       /**< bytes of one quantized-activation record (64 columns) */
+#define ROWS_PER_ITEM 64 /**< rows of W per unit of work handed to a thread */
+
+static int64_t round_up(int64_t a, int64_t b) { return (a + b - 1) / b * b; }
+
+/* float → IEEE half bits, rounding to nearest even, for the non-negative finite scales (subnormal
+ * halves included; values past the half range saturate to its largest finite value). */
+static uint16_t f32_to_f16(float f) {
+    if (!(f > 0)) return 0;
+    if (f >= 65504.0f) return 0x7bff;
+    int e;
+    float m = frexpf(f, &e); /* f = m · 2^e, m in [0.5, 1) */
+    if (e < -13) {           /* subnormal half: units of 2^-24 */
+        float units = rintf(ldexpf(f, 24));
+        return (uint16_t)units; /* 1024 units round up into the smallest normal, which has the same bits */
+    }
+    uint32_t mant = (uint32_t)rintf(ldexpf(m, 11)); /* 11 significant bits, 1024 .. 2048 */
+    if (mant == 2048) mant = 1024, e++;
+    if (e + 14 > 30) return 0x7bff;
+    return (uint16_t)((uint32_t)(e + 14) << 10 | (mant - 1024));
+}
+
+/* Bytes of the values of one tile row, and of a whole tile. */
+static int64_t row_value_bytes(Mamba2WeightFormat f) { return f == MAMBA2_WEIGHTS_Q8 ? QT_K : QT_K / 2; }
+static int64_t tile_bytes(Mamba2WeightFormat f) { return QT_ROWS * row_value_bytes(f) + QT_ROWS * QT_BLOCKS * 2; }
+static int offset_of(Mamba2WeightFormat f) { return f == MAMBA2_WEIGHTS_Q8 ? 128 : 8; }
+
+/* The column (0..63) of a group that lane-order byte i holds. */
+static int lane_col(int i) { return 32 * ((i >> 2) & 1) + 4 * (i >> 3) + (i & 3); }
+
+/* The tile of row group rg and column tile kt. */
+static uint8_t *tile_at(const CpuQMatrix *q, int64_t rg, int64_t kt) {
+    return q->data + (rg * (q->K_pad / QT_K) + kt) * tile_bytes(q->format);
+}
+
+/* ------------------------------------------------------------------ quantization */
+
+/* Integers and scale of one block of 32 weights w, for q8 or q4; returns the scale d, fills q[32].
+ * q8: d = max|w| / 127, q = round(w / d).
+ * q4: the d among 16 candidates smax / (−8 + δ), |δ| ≤ 1 (smax: the weight of largest magnitude, with
+ *     its sign), that minimises Σ (w − d q)², q = clamp(round(w / d), −8, 7); the first candidate
+ *     (δ = 0) is llama.cpp Q4_0's, so the block's error is never larger than Q4_0's. */
+static float quantize_block(Mamba2WeightFormat f, const float *w, int8_t *q) {
+    float amax = 0, smax = 0;
+    for (int i = 0; i < QBLOCK; i++)
+        if (fabsf(w[i]) > amax) amax = fabsf(w[i]), smax = w[i];
+    if (amax == 0) {
+        memset(q, 0, QBLOCK);
+        return 0;
+    }
+    if (f == MAMBA2_WEIGHTS_Q8) {
+        float d = mamba2_f16_to_f32(f32_to_f16(amax / 127)), inv = d > 0 ? 1 / d : 0;
+        for (int i = 0; i < QBLOCK; i++) {
+            float v = roundf(w[i] * inv);
+            q[i] = (int8_t)(v > 127 ? 127 : v < -127 ? -127 : v);
+        }
+        return d;
+    }
+    float best_d = 0, best_err = INFINITY;
+    for (int s = 0; s < 16; s++) { /* d = smax / (−8 + δ), δ = 0, −1/8, 1/8, −2/8, …: Q4_0's first */
+        float delta = (s % 2 ? -1.0f : 1.0f) * 0.125f * ((s + 1) / 2);
+        float d = smax / (-8.0f + delta);
+        d = copysignf(mamba2_f16_to_f32(f32_to_f16(fabsf(d))), d);
+        float inv = d != 0 ? 1 / d : 0, err = 0;
+        for (int i = 0; i < QBLOCK; i++) {
+            float v = roundf(w[i] * inv);
+            v = v > 7 ? 7 : v < -8 ? -8 : v;
+            err += (w[i] - d * v) * (w[i] - d * v);
+        }
+        if (err < best_err) best_err = err, best_d = d;
+    }
+    float inv = best_d != 0 ? 1 / best_d : 0;
+    for (int i = 0; i < QBLOCK; i++) {
+        float v = roundf(w[i] * inv);
+        q[i] = (int8_t)(v > 7 ? 7 : v < -8 ? -8 : v);
+    }
+    return best_d;
+}
+
+/* The half bits of a scale that may be negative (q4's d has the sign of the block's largest weight). */
+static uint16_t f16_signed(float d) { return (uint16_t)(f32_to_f16(fabsf(d)) | (d < 0 ? 0x8000 : 0)); }
+
+/* Quantize one tile row: columns [k0, k0 + QT_K) of row r of W (zeros past K and past the rows)
+ * into the row's values @p vals and its 8 fp16 scales @p scales. */
+static void quantize_tile_row(const Mamba2Tensor *W, Mamba2WeightFormat f, int64_t r, int64_t k0, uint8_t *vals,
+                              uint16_t *scales) {
+    int64_t rows = W->shape[0], K = W->shape[1];
+    float w[QT_K];
+    int8_t q[QT_K];
+    for (int i = 0; i < QT_K; i++)
+        w[i] = r < rows && k0 + i < K ? mamba2_tensor_get(W, r * K + k0 + i) : 0.0f;
+    for (int b = 0; b < QT_BLOCKS; b++)
+        scales[b] = f16_signed(quantize_block(f, w + b * QBLOCK, q + b * QBLOCK));
+    int off = offset_of(f);
+    for (int g = 0; g < QT_GROUPS; g++) {
+        uint8_t v[64];
+        for (int i = 0; i < 64; i++) v[i] = (uint8_t)(q[64 * g + lane_col(i)] + off);
+        if (f == MAMBA2_WEIGHTS_Q8) memcpy(vals + 64 * g, v, 64);
+        else
+            for (int i = 0; i < 32; i++) vals[32 * g + i] = (uint8_t)(v[i] | v[i + 32] << 4);
+    }
+}
+
+int cpu_qmatrix_quantize(const Mamba2Tensor *W, Mamba2WeightFormat format, int n_threads, CpuQMatrix *out,
+                         Mamba2Error *err) {
+    memset(out, 0, sizeof *out);
+    out->format = format;
+    out->rows = W->shape[0];
+    out->K = W->shape[1];
+    out->K_pad = round_up(out->K, QT_K);
+    int64_t n_rg = round_up(out->rows, QT_ROWS) / QT_ROWS, n_kt = out->K_pad / QT_K;
+    out->bytes = (size_t)(n_rg * n_kt * tile_bytes(format));
+    void *p = NULL; /* 2 MiB aligned when large, so that the huge-page hint below covers it whole */
+    if (posix_memalign(&p, out->bytes >= (2u << 20) ? (2u << 20) : 64, out->bytes))
+        return mamba2_fail(err, "out of memory for the %s copy of %s (%.1f MiB)", mamba2_weight_format_name(format),
+                           W->name ? W->name : "a weight matrix", out->bytes / 1048576.0);
+    out->data = p;
+    /* 2 MiB pages for the copy, which decode streams whole (a hint) */
+    (void)madvise(p, out->bytes, MADV_HUGEPAGE);
+#pragma omp parallel for num_threads(n_threads) schedule(dynamic, 4)
+    for (int64_t rg = 0; rg < n_rg; rg++)
+        for (int64_t kt = 0; kt < n_kt; kt++) {
+            uint8_t *t = tile_at(out, rg, kt);
+            uint16_t *scales = (uint16_t *)(t + QT_ROWS * row_value_bytes(format));
+            for (int i = 0; i < QT_ROWS; i++)
+                quantize_tile_row(W, format, rg * QT_ROWS + i, kt * QT_K, t + i * row_value_bytes(format),
+                                  scales + i * QT_BLOCKS);
+        }
+    return 0;
+}
+
+void cpu_qmatrix_free(CpuQMatrix *q) {
+    free(q->data);
+    memset(q, 0, sizeof *q);
+}
+
+/* The integer q (offset removed) of lane-order byte i of group g in tile row values @p vals. */
+static int stored_value(const CpuQMatrix *q, const uint8_t *vals, int g, int i) {
+    if (q->format == MAMBA2_WEIGHTS_Q8) return vals[64 * g + i] - 128;
+    uint8_t b = vals[32 * g + (i & 31)];
+    return (i < 32 ? b & 15 : b >> 4) - 8;
+}
+
+void cpu_qmatrix_dequantize_rows(const CpuQMatrix *q, int64_t r0, int64_t n, float *out) {
+    int64_t vb = row_value_bytes(q->format);
+    for (int64_t r = r0; r < r0 + n; r++)
+        for (int64_t kt = 0; kt < q->K_pad / QT_K; kt++) {
+            const uint8_t *t = tile_at(q, r / QT_ROWS, kt), *vals = t + (r % QT_ROWS) * vb;
+            const uint16_t *scales = (const uint16_t *)(t + QT_ROWS * vb) + (r % QT_ROWS) * QT_BLOCKS;
+            for (int g = 0; g < QT_GROUPS; g++)
+                for (int i = 0; i < 64; i++) {
+                    int64_t k = kt * QT_K + 64 * g + lane_col(i);
+                    int blk = 2 * g + ((i >> 2) & 1);
+                    if (k < q->K) out[(r - r0) * q->K + k] = mamba2_f16_to_f32(scales[blk]) * stored_value(q, vals, g, i);
+                }
+        }
+}
+
+/* ------------------------------------------------------------------ activations */
+
+size_t cpu_qlinear_scratch_bytes(int64_t K, int T) { return (size_t)T * (size_t)(round_up(K, QT_K) / 64) * XREC; }
+
+/* x [K] → K_pad / 64 records (see the file comment), for weights stored with @p offset. */
+static void quantize_x(const float *x, int64_t K, int64_t K_pad, int offset, uint8_t *rec) {
+    for (int64_t g0 = 0; g0 < K_pad; g0 += 64, rec += XREC) {
+        int8_t *p = (int8_t *)rec;
+        int32_t *ncorr = (int32_t *)(rec + 64);
+        float *escale = (float *)(rec + 128);
+        float e[2];
+        int8_t v[64]; /* column order */
+        for (int b = 0; b < 2; b++) {
+            float amax = 0;
+            for (int i = 0; i < QBLOCK; i++) {
+                int64_t k = g0 + 32 * b + i;
+                if (k < K && fabsf(x[k]) > amax) amax = fabsf(x[k]);
+            }
+            e[b] = amax / 127;
+            float inv = amax > 0 ? 127 / amax : 0;
+            for (int i = 0; i < QBLOCK; i++) {
+                int64_t k = g0 + 32 * b + i;
+                v[32 * b + i] = k < K ? (int8_t)lrintf(x[k] * inv) : 0;
+            }
+        }
+        for (int i = 0; i < 64; i++) p[i] = v[lane_col(i)];
+        for (int j = 0; j < 16; j++) {
+            ncorr[j] = -offset * (p[4 * j] + p[4 * j + 1] + p[4 * j + 2] + p[4 * j + 3]);
+            escale[j] = e[j & 1];
+        }
+    }
+}
+
+/* ------------------------------------------------------------------ scalar */
+
+/* y[j][i] (+)= row r0 + i of W · activation j, for R ≤ 4 rows of row group rg and S ≤ 4 records xr[j]:
+ *   Σ over groups g, lanes l: d(row, block l&1) · e(l) · Σ_{4 bytes of lane l} q · p */
+static void rows_scalar(const CpuQMatrix *W, int64_t rg, int R, const uint8_t *const *xr, int S, float *y, int64_t ldy,
+                        int accumulate) {
+    int64_t vb = row_value_bytes(W->format);
+    for (int i = 0; i < R; i++)
+        for (int j = 0; j < S; j++) {
+            float acc = 0;
+            for (int64_t kt = 0; kt < W->K_pad / QT_K; kt++) {
+                const uint8_t *t = tile_at(W, rg, kt), *vals = t + i * vb;
+                const uint16_t *scales = (const uint16_t *)(t + QT_ROWS * vb) + i * QT_BLOCKS;
+                for (int g = 0; g < QT_GROUPS; g++) {
+                    const uint8_t *rec = xr[j] + (kt * QT_GROUPS + g) * XREC;
+                    const int8_t *p = (const int8_t *)rec;
+                    const float *escale = (const float *)(rec + 128);
+                    int32_t s[2] = {0, 0};
+                    for (int l = 0; l < 64; l++) s[(l >> 2) & 1] += stored_value(W, vals, g, l) * p[l];
+                    acc += mamba2_f16_to_f32(scales[2 * g]) * escale[0] * (float)s[0] +
+                           mamba2_f16_to_f32(scales[2 * g + 1]) * escale[1] * (float)s[1];
+                }
+            }
+            y[j * ldy + i] = accumulate ? y[j * ldy + i] + acc : acc;
+        }
+}
+
+/* ------------------------------------------------------------------ AVX2 */
+
+/** Attributes of the AVX2 kernel. */
+#define AVX2_TARGET __attribute__((target("avx2,fma,f16c")))
+
+/* 64 lane-ordered values of group g of a tile row as two 32-byte vectors of signed q (q8) or of
+ * unsigned q + 8 (q4). */
+static inline __attribute__((always_inline, target("avx2,fma,f16c"))) void avx2_load_group(Mamba2WeightFormat f,
+                                                                                          const uint8_t *vals, int g,
+                                                                                          __m256i *lo, __m256i *hi) {
+    if (f == MAMBA2_WEIGHTS_Q8) {
+        const __m256i flip = _mm256_set1_epi8((char)0x80); /* q + 128 → q */
+        *lo = _mm256_xor_si256(_mm256_loadu_si256((const __m256i *)(vals + 64 * g)), flip);
+        *hi = _mm256_xor_si256(_mm256_loadu_si256((const __m256i *)(vals + 64 * g + 32)), flip);
+    } else {
+        const __m256i m4 = _mm256_set1_epi8(15);
+        __m256i b = _mm256_loadu_si256((const __m256i *)(vals + 32 * g));
+        *lo = _mm256_and_si256(b, m4);
+        *hi = _mm256_and_si256(_mm256_srli_epi16(b, 4), m4);
+    }
+}
+
+/* Lane sums of 4 byte products, w · p: q8 (signed w) through |w| and p with w's sign (vpmaddubsw
+ * takes unsigned × signed; |w| ≤ 127 keeps its pair sums below 2¹⁵), q4 (w = q + 8 ≤ 15) directly. */
+static inline __attribute__((always_inline, target("avx2,fma,f16c"))) __m256i avx2_dot(Mamba2WeightFormat f, __m256i w,
+                                                                                     __m256i p) {
+    const __m256i ones = _mm256_set1_epi16(1);
+    __m256i prod = f == MAMBA2_WEIGHTS_Q8 ? _mm256_maddubs_epi16(_mm256_abs_epi8(w), _mm256_sign_epi8(p, w))
+                                          : _mm256_maddubs_epi16(w, p);
+    return _mm256_madd_epi16(prod, ones);
+}
+
+/* The AVX2 register block: R ≤ 4 rows × S ≤ 2 records, one 32-byte half of a group at a time
+ * (lanes of the low half and the high half both alternate blocks 0 and 1). */
+static inline __attribute__((always_inline, target("avx2,fma,f16c"))) void
+avx2_block(const CpuQMatrix *W, int64_t rg, int R, const uint8_t *const *xr, int S, float *y, int64_t ldy,
+           int accumulate) {
+    Mamba2WeightFormat f = W->format;
+    int64_t vb = row_value_bytes(f);
+    __m256 acc[4][2];
+    for (int i = 0; i < 4; i++) acc[i][0] = acc[i][1] = _mm256_setzero_ps();
+    for (int64_t kt = 0; kt < W->K_pad / QT_K; kt++) {
+        const uint8_t *t = tile_at(W, rg, kt);
+        const uint16_t *scales = (const uint16_t *)(t + QT_ROWS * vb);
+        for (int g = 0; g < QT_GROUPS; g++) {
+            __m256i plo[2] = {0}, phi[2] = {0}, nlo[2] = {0}, nhi[2] = {0}; /* (zeros: unused when S = 1) */
+            __m256 e[2] = {0};
+            for (int j = 0; j < S; j++) {
+                const uint8_t *rec = xr[j] + (kt * QT_GROUPS + g) * XREC;
+                plo[j] = _mm256_loadu_si256((const __m256i *)rec);
+                phi[j] = _mm256_loadu_si256((const __m256i *)(rec + 32));
+                nlo[j] = _mm256_loadu_si256((const __m256i *)(rec + 64));
+                nhi[j] = _mm256_loadu_si256((const __m256i *)(rec + 96));
+                e[j] = _mm256_loadu_ps((const float *)(rec + 128)); /* lanes 0..7 = lanes 8..15 */
+            }
+            for (int i = 0; i < R; i++) {
+                __m256i wlo, whi;
+                avx2_load_group(f, t + i * vb, g, &wlo, &whi);
+                int32_t two;
+                memcpy(&two, scales + i * QT_BLOCKS + 2 * g, 4);
+                __m256 d = _mm256_cvtph_ps(_mm_set1_epi32(two)); /* d₀ d₁ d₀ d₁ … */
+                for (int j = 0; j < S; j++) {
+                    __m256i s = _mm256_add_epi32(avx2_dot(f, wlo, plo[j]), avx2_dot(f, whi, phi[j]));
+                    if (f == MAMBA2_WEIGHTS_Q4) s = _mm256_add_epi32(s, _mm256_add_epi32(nlo[j], nhi[j]));
+                    acc[i][j] = _mm256_fmadd_ps(_mm256_cvtepi32_ps(s), _mm256_mul_ps(d, e[j]), acc[i][j]);
+                }
+            }
+        }
+    }
+    for (int i = 0; i < R; i++)
+        for (int j = 0; j < S; j++) {
+            __m128 s4 = _mm_add_ps(_mm256_castps256_ps128(acc[i][j]), _mm256_extractf128_ps(acc[i][j], 1));
+            s4 = _mm_hadd_ps(s4, s4);
+            s4 = _mm_hadd_ps(s4, s4);
+            float s = _mm_cvtss_f32(s4);
+            y[j * ldy + i] = accumulate ? y[j * ldy + i] + s : s;
+        }
+}
+
+static AVX2_TARGET void rows_avx2(const CpuQMatrix *W, int64_t rg, int R, const uint8_t *const *xr, int S, float *y,
+                                  int64_t ldy, int accumulate) {
+    for (int j = 0; j < S; j += 2) {
+        if (S - j >= 2) avx2_block(W, rg, R, xr + j, 2, y + j * ldy, ldy, accumulate);
+        else avx2_block(W, rg, R, xr + j, 1, y + j * ldy, ldy, accumulate);
+    }
+}
+
+/* ------------------------------------------------------------------ AVX512-VNNI */
+
+/** Attributes of the AVX512-VNNI kernel. */
+#define VNNI_TARGET __attribute__((target("avx512f,avx512bw,avx512vnni")))
+#define VNNI_INLINE __attribute__((always_inline, target("avx512f,avx512bw,avx512vnni")))
+
+/* The 64 lane-ordered stored bytes (q + offset) of group g of a tile row. */
+static inline VNNI_INLINE __m512i vnni_load_group(Mamba2WeightFormat f, const uint8_t *vals, int g) {
+    if (f == MAMBA2_WEIGHTS_Q8) return _mm512_loadu_si512(vals + 64 * g);
+    __m512i b = _mm512_broadcast_i64x4(_mm256_loadu_si256((const __m256i *)(vals + 32 * g)));
+    b = _mm512_mask_srli_epi16(b, 0xFFFF0000u, b, 4); /* the high half takes the high nibbles */
+    return _mm512_and_si512(b, _mm512_set1_epi8(15));
+}
+
+/* The VNNI register block: R ≤ 4 rows × S ≤ 4 records (16 accumulators + 4 records in 32 registers).
+ * acc[i][j] += float(vpdpbusd(ncorr_j, w_i, p_j)) · (d_i · e_j), lane by lane. */
+static inline VNNI_INLINE void vnni_block(const CpuQMatrix *W, int64_t rg, int R, const uint8_t *const *xr, int S,
+                                          float *y, int64_t ldy, int accumulate) {
+    Mamba2WeightFormat f = W->format;
+    int64_t vb = row_value_bytes(f), tb = tile_bytes(f), n_kt = W->K_pad / QT_K;
+    __m512 acc[4][4];
+#pragma GCC unroll 4
+    for (int i = 0; i < 4; i++)
+#pragma GCC unroll 4
+        for (int j = 0; j < 4; j++) acc[i][j] = _mm512_setzero_ps();
+    const uint8_t *t = tile_at(W, rg, 0);
+    for (int64_t kt = 0; kt < n_kt; kt++, t += tb) {
+        const uint16_t *scales = (const uint16_t *)(t + QT_ROWS * vb);
+        for (int c = 0; c < tb; c += 64) _mm_prefetch((const char *)t + 4 * tb + c, _MM_HINT_T0); /* 4 tiles ahead */
+#pragma GCC unroll 4
+        for (int g = 0; g < QT_GROUPS; g++) {
+            __m512i p[4] = {0}, nc[4] = {0}; /* (zeros: unused entries when S < 4) */
+            __m512 e[4] = {0};
+#pragma GCC unroll 4
+            for (int j = 0; j < S; j++) {
+                const uint8_t *rec = xr[j] + (kt * QT_GROUPS + g) * XREC;
+                p[j] = _mm512_loadu_si512(rec);
+                nc[j] = _mm512_loadu_si512(rec + 64);
+                e[j] = _mm512_loadu_ps((const float *)(rec + 128));
+            }
+#pragma GCC unroll 4
+            for (int i = 0; i < R; i++) {
+                __m512i w = vnni_load_group(f, t + i * vb, g);
+                int32_t two;
+                memcpy(&two, scales + i * QT_BLOCKS + 2 * g, 4);
+                __m512 d = _mm512_cvtph_ps(_mm256_set1_epi32(two)); /* d₀ d₁ d₀ d₁ … */
+#pragma GCC unroll 4
+                for (int j = 0; j < S; j++) {
+                    __m512i s = _mm512_dpbusd_epi32(nc[j], w, p[j]);
+                    acc[i][j] = _mm512_fmadd_ps(_mm512_cvtepi32_ps(s), _mm512_mul_ps(d, e[j]), acc[i][j]);
+                }
+            }
+        }
+    }
+#pragma GCC unroll 4
+    for (int i = 0; i < R; i++)
+#pragma GCC unroll 4
+        for (int j = 0; j < S; j++) {
+            float s = _mm512_reduce_add_ps(acc[i][j]);
+            y[j * ldy + i] = accumulate ? y[j * ldy + i] + s : s;
+        }
+}
+
+static VNNI_TARGET void rows_vnni(const CpuQMatrix *W, int64_t rg, int R, const uint8_t *const *xr, int S, float *y,
+                                  int64_t ldy, int accumulate) {
+    for (int j = 0; j < S; j += 4) { /* S a constant in each call, so the block's loops unroll */
+        const uint8_t *const *x4 = xr + j;
+        float *y4 = y + j * ldy;
+        if (R == 4) switch (S - j) {
+            case 1: vnni_block(W, rg, 4, x4, 1, y4, ldy, accumulate); break;
+            case 2: vnni_block(W, rg, 4, x4, 2, y4, ldy, accumulate); break;
+            case 3: vnni_block(W, rg, 4, x4, 3, y4, ldy, accumulate); break;
+            default: vnni_block(W, rg, 4, x4, 4, y4, ldy, accumulate); break;
+            }
+        else vnni_block(W, rg, R, x4, S - j < 4 ? S - j : 4, y4, ldy, accumulate);
+    }
+}
+
+/* ------------------------------------------------------------------ entry point */
+
+static int have_vnni(void) {
+    __builtin_cpu_init();
+    return __builtin_cpu_supports("avx512vnni") && __builtin_cpu_supports("avx512bw");
+}
+
+/** Activation rows per pass over a thread's rows of W: their records stay in L2 (about 256 KiB). */
+static int token_block(int64_t K_pad) {
+    int64_t n = (256 * 1024) / (K_pad / 64 * XREC) / 4 * 4;
+    return n < 4 ? 4 : n;
+}
+
+void cpu_qlinear(CpuIsa isa, const CpuQMatrix *W, const float *X, int64_t ldx, int T, float *Y, int64_t ldy,
+                 int accumulate, void *scratch, int n_threads) {
+    static int vnni = -1; /* decided once; a benign race (every thread writes the same value) */
+    if (vnni < 0) vnni = have_vnni();
+    int kind = isa == CPU_ISA_AVX512 && vnni ? 2 : isa >= CPU_ISA_AVX2 ? 1 : 0;
+    int64_t rec_bytes = W->K_pad / 64 * XREC;
+    uint8_t *xq = scratch;
+#pragma omp parallel for num_threads(n_threads) schedule(static) if (T > 1)
+    for (int t = 0; t < T; t++) quantize_x(X + (size_t)t * ldx, W->K, W->K_pad, offset_of(W->format), xq + t * rec_bytes);
+
+    int64_t n_items = (W->rows + ROWS_PER_ITEM - 1) / ROWS_PER_ITEM;
+    int tb = token_block(W->K_pad);
+    /* Each thread takes ROWS_PER_ITEM rows of W at a time and multiplies them with every activation
+     * row, token_block() rows at a time (their records in L2; the rows of W in L1/L2 meanwhile). */
+#pragma omp parallel for num_threads(n_threads) schedule(dynamic, 1)
+    for (int64_t it = 0; it < n_items; it++) {
+        int64_t r0 = it * ROWS_PER_ITEM, r1 = r0 + ROWS_PER_ITEM < W->rows ? r0 + ROWS_PER_ITEM : W->rows;
+        for (int t0 = 0; t0 < T; t0 += tb) {
+            int nt = T - t0 < tb ? T - t0 : tb;
+            for (int64_t r = r0; r < r1; r += QT_ROWS) {
+                int R = r1 - r < QT_ROWS ? (int)(r1 - r) : QT_ROWS;
+                for (int j0 = 0; j0 < nt; j0 += 4) {
+                    const uint8_t *xr[4];
+                    int S = nt - j0 < 4 ? nt - j0 : 4;
+                    for (int j = 0; j < S; j++) xr[j] = xq + (t0 + j0 + j) * rec_bytes;
+                    float *y = Y + (size_t)(t0 + j0) * ldy + r;
+                    if (kind == 2) rows_vnni(W, r / QT_ROWS, R, xr, S, y, ldy, accumulate);
+                    else if (kind == 1) rows_avx2(W, r / QT_ROWS, R, xr, S, y, ldy, accumulate);
+                    else rows_scalar(W, r / QT_ROWS, R, xr, S, y, ldy, accumulate);
+                }
+            }
+        }
+    }
+}

@@ -1,0 +1,78 @@
+/**
+ * @file qmatrix.h
+ * @brief Weight matrices quantized at load to 8 or 4 bits, and their products with fp32 activations.
+ *
+ * A weight matrix W [rows, K] (bf16, f16 or f32 in the checkpoint) is cut along K into blocks of
+ * 32 weights, each stored as integers q with one scale d (fp16):
+ *
+ *     q8:  W[r][k] ≈ d · q,        q ∈ [−127, 127],  d = max|W| / 127 over the block
+ *     q4:  W[r][k] ≈ d · q,        q ∈ [−8, 7],      d chosen per block to minimise Σ (W − d·q)²
+ *                                                    among candidates that include llama.cpp
+ *                                                    Q4_0's (d = the signed max / −8), so the error
+ *                                                    is never larger than Q4_0's on the same block
+ *
+ * Bytes read per weight: q8 1 + 2/32 = 1.0625, q4 0.5 + 2/32 = 0.5625 (bf16: 2).
+ *
+ * Products run on integers. Each activation vector x [K] is quantized the same way per block of
+ * 32 (x ≈ e · p, p ∈ [−127, 127]), so a block's contribution is d · e · Σ q·p, the integer sum made
+ * by VNNI's vpdpbusd (unsigned × signed bytes: the weights are stored offset by +128 (q8) or +8
+ * (q4), and the offset's share, offset · Σ p, is subtracted through the accumulator's start
+ * value), by AVX2's vpmaddubsw, or by plain C. See qmatrix.c for the packed layout.
+ */
+#ifndef MAMBA2_CPU_QMATRIX_H
+#define MAMBA2_CPU_QMATRIX_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#include "backend.h"
+#include "error.h"
+#include "gemv_bf16.h"
+#include "tensor.h"
+
+/** Weights per quantization block (one scale each). */
+#define QBLOCK 32
+
+/** A quantized weight matrix, in the packed tile layout of qmatrix.c. */
+typedef struct {
+    Mamba2WeightFormat format; /**< MAMBA2_WEIGHTS_Q8 or MAMBA2_WEIGHTS_Q4 */
+    int64_t rows;              /**< rows of W */
+    int64_t K;                 /**< columns of W (the input width) */
+    int64_t K_pad;             /**< K rounded up to the tile width (the padding holds zeros) */
+    uint8_t *data;             /**< the tiles (owned, 64-byte aligned) */
+    size_t bytes;              /**< size of @ref data */
+} CpuQMatrix;
+
+/**
+ * @brief Quantize @p W [rows, K] (bf16, f16 or f32) into @p out, rows split over @p n_threads threads.
+ * @return 0, or -1 with the reason in @p err (out of memory; @p out is then empty).
+ */
+int cpu_qmatrix_quantize(const Mamba2Tensor *W, Mamba2WeightFormat format, int n_threads, CpuQMatrix *out,
+                         Mamba2Error *err);
+
+/** Release the tiles of @p q (safe on a zeroed matrix). */
+void cpu_qmatrix_free(CpuQMatrix *q);
+
+/**
+ * @brief W[r][k] as the quantized matrix holds it (d · q), for tests and the dequantizing GEMM.
+ * @param out [n, K] row-major: rows [r0, r0 + n)
+ */
+void cpu_qmatrix_dequantize_rows(const CpuQMatrix *q, int64_t r0, int64_t n, float *out);
+
+/** Bytes of scratch cpu_qlinear() needs for @p T activation rows of a matrix of @p K columns. */
+size_t cpu_qlinear_scratch_bytes(int64_t K, int T);
+
+/**
+ * @brief Y = X · Wᵀ (or Y += X · Wᵀ) for T activation rows, with quantized W.
+ *
+ * Y[t][r] (+)= Σ_k X[t][k] · W[r][k];  X [T, ldx] fp32 (quantized per block of 32 on the way in),
+ * Y [T, ldy]. Rows of W are handed out to @p n_threads OpenMP threads in blocks.
+ *
+ * @param isa        the variant to run (≤ cpu_isa_active(); CPU_ISA_AVX512 runs the VNNI kernel
+ *                   when the CPU has AVX512-VNNI, else the AVX2 one)
+ * @param scratch    cpu_qlinear_scratch_bytes(W->K, T) bytes, 64-byte aligned
+ */
+void cpu_qlinear(CpuIsa isa, const CpuQMatrix *W, const float *X, int64_t ldx, int T, float *Y, int64_t ldy,
+                 int accumulate, void *scratch, int n_threads);
+
+#endif
