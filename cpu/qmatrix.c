@@ -27,6 +27,8 @@
  */
 #include "qmatrix.h"
 
+#include "gemm_bf16.h"
+
 #include <immintrin.h>
 #include <math.h>
 #include <omp.h>
@@ -75,62 +77,70 @@ static uint8_t *tile_at(const CpuQMatrix *q, int64_t rg, int64_t kt) {
 
 /* ------------------------------------------------------------------ quantization */
 
-/* Integers and scale of one block of 32 weights w, for q8 or q4; returns the scale d, fills q[32].
- * q8: d = max|w| / 127, q = round(w / d).
- * q4: the d among 16 candidates smax / (−8 + δ), |δ| ≤ 1 (smax: the weight of largest magnitude, with
- *     its sign), that minimises Σ (w − d q)², q = clamp(round(w / d), −8, 7); the first candidate
- *     (δ = 0) is llama.cpp Q4_0's, so the block's error is never larger than Q4_0's. */
-static float quantize_block(Mamba2WeightFormat f, const float *w, int8_t *q) {
+/** Loops compiled for AVX-512, AVX2 and any x86-64 (the quantization at load is vectorised). */
+#define QCLONES __attribute__((target_clones("arch=x86-64-v4", "arch=x86-64-v3", "default")))
+
+/** Scales q4 tries per block (see quantize_block()). */
+#define Q4_CANDIDATES 16
+
+/* clamp(round(v), lo, hi), rounding half to even, for |v| < 2²²: adding and subtracting 1.5 · 2²³
+ * rounds v to an integer in the current (nearest-even) mode. Written out because GCC does not
+ * vectorise rintf() or fminf() without -ffast-math. */
+static inline float round_clamp(float v, float lo, float hi) {
+    v = (v + 12582912.0f) - 12582912.0f;
+    return v < lo ? lo : v > hi ? hi : v;
+}
+
+/* Σ (w − d·clamp(round(w/d), lo, hi))² over one block: the error of scale d. */
+static inline float block_error(const float *w, float d, float lo, float hi) {
+    float inv = d != 0 ? 1 / d : 0, err = 0;
+#pragma omp simd reduction(+ : err)
+    for (int i = 0; i < QBLOCK; i++) {
+        float r = w[i] - d * round_clamp(w[i] * inv, lo, hi);
+        err += r * r;
+    }
+    return err;
+}
+
+/* The fp16-rounded value of d, with its sign (the scales are stored as fp16). */
+static float as_f16(float d) { return copysignf(mamba2_f16_to_f32(f32_to_f16(fabsf(d))), d); }
+
+/* Integers and scale of one block of 32 weights w: returns d (fp16-exact), fills q[32].
+ * q8: d = max|w| / 127, q = round(w / d) ∈ [−127, 127].
+ * q4: the d among Q4_CANDIDATES scales smax / (−8 + δ), δ = 0, −1/8, +1/8, −2/8, … (smax: the
+ *     weight of largest magnitude, with its sign) that minimises Σ (w − d q)², q = clamp(round(w / d),
+ *     −8, 7); δ = 0 is llama.cpp Q4_0's scale, so a block's error is never larger than with Q4_0's
+ *     scale (up to rounding ties). */
+static QCLONES float quantize_block(Mamba2WeightFormat f, const float *w, int8_t *q) {
     float amax = 0, smax = 0;
     for (int i = 0; i < QBLOCK; i++)
         if (fabsf(w[i]) > amax) amax = fabsf(w[i]), smax = w[i];
-    if (amax == 0) {
-        memset(q, 0, QBLOCK);
-        return 0;
-    }
+    float d = 0, lo = -127, hi = 127;
     if (f == MAMBA2_WEIGHTS_Q8) {
-        float d = mamba2_f16_to_f32(f32_to_f16(amax / 127)), inv = d > 0 ? 1 / d : 0;
-        for (int i = 0; i < QBLOCK; i++) {
-            float v = roundf(w[i] * inv);
-            q[i] = (int8_t)(v > 127 ? 127 : v < -127 ? -127 : v);
+        d = as_f16(amax / 127);
+    } else {
+        float best = INFINITY;
+        lo = -8, hi = 7;
+        for (int s = 0; s < Q4_CANDIDATES && amax > 0; s++) {
+            float delta = (s % 2 ? -0.125f : 0.125f) * (float)((s + 1) / 2);
+            float c = as_f16(smax / (-8.0f + delta)), err = block_error(w, c, lo, hi);
+            if (err < best) best = err, d = c;
         }
-        return d;
     }
-    float best_d = 0, best_err = INFINITY;
-    for (int s = 0; s < 16; s++) { /* d = smax / (−8 + δ), δ = 0, −1/8, 1/8, −2/8, …: Q4_0's first */
-        float delta = (s % 2 ? -1.0f : 1.0f) * 0.125f * ((s + 1) / 2);
-        float d = smax / (-8.0f + delta);
-        d = copysignf(mamba2_f16_to_f32(f32_to_f16(fabsf(d))), d);
-        float inv = d != 0 ? 1 / d : 0, err = 0;
-        for (int i = 0; i < QBLOCK; i++) {
-            float v = roundf(w[i] * inv);
-            v = v > 7 ? 7 : v < -8 ? -8 : v;
-            err += (w[i] - d * v) * (w[i] - d * v);
-        }
-        if (err < best_err) best_err = err, best_d = d;
-    }
-    float inv = best_d != 0 ? 1 / best_d : 0;
-    for (int i = 0; i < QBLOCK; i++) {
-        float v = roundf(w[i] * inv);
-        q[i] = (int8_t)(v > 7 ? 7 : v < -8 ? -8 : v);
-    }
-    return best_d;
+    float inv = d != 0 ? 1 / d : 0;
+#pragma omp simd
+    for (int i = 0; i < QBLOCK; i++) q[i] = (int8_t)round_clamp(w[i] * inv, lo, hi);
+    return d;
 }
 
 /* The half bits of a scale that may be negative (q4's d has the sign of the block's largest weight). */
 static uint16_t f16_signed(float d) { return (uint16_t)(f32_to_f16(fabsf(d)) | (d < 0 ? 0x8000 : 0)); }
 
-/* Quantize one tile row: columns [k0, k0 + QT_K) of row r of W (zeros past K and past the rows)
- * into the row's values @p vals and its 8 fp16 scales @p scales. */
-static void quantize_tile_row(const Mamba2Tensor *W, Mamba2WeightFormat f, int64_t r, int64_t k0, uint8_t *vals,
-                              uint16_t *scales) {
-    int64_t rows = W->shape[0], K = W->shape[1];
-    float w[QT_K];
+/* Quantize the 256 columns w [QT_K] of one tile row into its values @p vals (lane order, offset)
+ * and its 8 fp16 scales. */
+static void quantize_tile_row(Mamba2WeightFormat f, const float *w, uint8_t *vals, uint16_t *scales) {
     int8_t q[QT_K];
-    for (int i = 0; i < QT_K; i++)
-        w[i] = r < rows && k0 + i < K ? mamba2_tensor_get(W, r * K + k0 + i) : 0.0f;
-    for (int b = 0; b < QT_BLOCKS; b++)
-        scales[b] = f16_signed(quantize_block(f, w + b * QBLOCK, q + b * QBLOCK));
+    for (int b = 0; b < QT_BLOCKS; b++) scales[b] = f16_signed(quantize_block(f, w + b * QBLOCK, q + b * QBLOCK));
     int off = offset_of(f);
     for (int g = 0; g < QT_GROUPS; g++) {
         uint8_t v[64];
@@ -148,24 +158,42 @@ int cpu_qmatrix_quantize(const Mamba2Tensor *W, Mamba2WeightFormat format, int n
     out->rows = W->shape[0];
     out->K = W->shape[1];
     out->K_pad = round_up(out->K, QT_K);
-    int64_t n_rg = round_up(out->rows, QT_ROWS) / QT_ROWS, n_kt = out->K_pad / QT_K;
+    int64_t n_rg = round_up(out->rows, QT_ROWS) / QT_ROWS, n_kt = out->K_pad / QT_K, Kp = out->K_pad;
     out->bytes = (size_t)(n_rg * n_kt * tile_bytes(format));
     void *p = NULL; /* 2 MiB aligned when large, so that the huge-page hint below covers it whole */
     if (posix_memalign(&p, out->bytes >= (2u << 20) ? (2u << 20) : 64, out->bytes))
         return mamba2_fail(err, "out of memory for the %s copy of %s (%.1f MiB)", mamba2_weight_format_name(format),
                            W->name ? W->name : "a weight matrix", out->bytes / 1048576.0);
     out->data = p;
-    /* 2 MiB pages for the copy, which decode streams whole (a hint) */
-    (void)madvise(p, out->bytes, MADV_HUGEPAGE);
-#pragma omp parallel for num_threads(n_threads) schedule(dynamic, 4)
-    for (int64_t rg = 0; rg < n_rg; rg++)
-        for (int64_t kt = 0; kt < n_kt; kt++) {
-            uint8_t *t = tile_at(out, rg, kt);
-            uint16_t *scales = (uint16_t *)(t + QT_ROWS * row_value_bytes(format));
-            for (int i = 0; i < QT_ROWS; i++)
-                quantize_tile_row(W, format, rg * QT_ROWS + i, kt * QT_K, t + i * row_value_bytes(format),
-                                  scales + i * QT_BLOCKS);
+    (void)madvise(p, out->bytes, MADV_HUGEPAGE); /* 2 MiB pages for the copy, which decode streams whole (a hint) */
+    int ok = 1;
+#pragma omp parallel num_threads(n_threads)
+    {
+        float *w = malloc((size_t)QT_ROWS * Kp * sizeof *w); /* [4, K_pad]: a row group in fp32, zero-padded */
+        if (!w) {
+#pragma omp atomic write
+            ok = 0;
         }
+#pragma omp for schedule(dynamic, 4)
+        for (int64_t rg = 0; rg < n_rg; rg++) {
+            if (!w) continue;
+            int64_t r0 = rg * QT_ROWS, n = out->rows - r0 < QT_ROWS ? out->rows - r0 : QT_ROWS;
+            memset(w, 0, (size_t)QT_ROWS * Kp * sizeof *w);
+            for (int64_t i = 0; i < n; i++) cpu_convert_rows(W, r0 + i, 1, w + i * Kp);
+            for (int64_t kt = 0; kt < n_kt; kt++) {
+                uint8_t *t = tile_at(out, rg, kt);
+                uint16_t *scales = (uint16_t *)(t + QT_ROWS * row_value_bytes(format));
+                for (int i = 0; i < QT_ROWS; i++)
+                    quantize_tile_row(format, w + i * Kp + kt * QT_K, t + i * row_value_bytes(format),
+                                      scales + i * QT_BLOCKS);
+            }
+        }
+        free(w);
+    }
+    if (!ok) {
+        cpu_qmatrix_free(out);
+        return mamba2_fail(err, "out of memory quantizing %s", W->name ? W->name : "a weight matrix");
+    }
     return 0;
 }
 

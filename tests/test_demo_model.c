@@ -10,7 +10,8 @@
  *  - the C tokenizer encodes the prompts to the same ids and decodes the continuation to the same text;
  *  - every CPU-side backend built in (ref, and cpu when present) reproduces both continuations token
  *    for token, decoding as `mamba2 generate` does (prefill, then one step per token), and a single
- *    prefill of prompt + continuation has the continuation as its argmax at every position.
+ *    prefill of prompt + continuation has the continuation as its argmax at every position;
+ *  - the cpu backend with q8 weights (quantized at load) does the same for the "confident" prompt.
  * The GPU backend is checked the same way by the GPU suite (tests/test_gpu.c) on the GPU machine.
  */
 #include <CUnit/CUnit.h>
@@ -138,11 +139,19 @@ static void test_demo_greedy(void) {
         CU_FAIL("load " DEMO_DIR);
     } else {
         CU_ASSERT(m.cfg.n_groups > 1);
-        const char *names[] = {"ref", "cpu"};
-        for (int bi = 0; bi < 2; bi++) {
+        /* ref, cpu, and cpu with weights quantized at load. Quantized weights move the logits by
+         * about 1.5e-2 (q8) and 1.4e-1 (q4) relative L2 on this model (tests/test_quant.c), far more
+         * than the main prompt's smallest greedy margin (0.005, a near-tie at its 8th token that bf16
+         * GPU engines flip too), so with q8 the "confident" continuation (every margin >= 0.15) must
+         * reproduce token for token and the main one is printed; q4's agreement is printed. */
+        const char *names[] = {"ref", "cpu", "cpu", "cpu"};
+        const Mamba2WeightFormat formats[] = {MAMBA2_WEIGHTS_STORED, MAMBA2_WEIGHTS_STORED, MAMBA2_WEIGHTS_Q8,
+                                              MAMBA2_WEIGHTS_Q4};
+        for (int bi = 0; bi < 4; bi++) {
             if (!strstr(mamba2_backend_names(), names[bi])) continue; /* cpu: not in this build */
             Mamba2Backend *b = NULL;
             Mamba2BackendOptions bo = {0};
+            bo.weights = formats[bi];
             if (mamba2_backend_create(names[bi], &m, &bo, &b, &e)) {
                 printf("\n    %s: %s", names[bi], e.msg);
                 CU_FAIL("backend");
@@ -150,8 +159,10 @@ static void test_demo_greedy(void) {
             }
             for (int i = 0; i < n_cases; i++) {
                 int dec = decode_agree(b, &m, &cases[i]), pre = prefill_agree(b, &m, &cases[i]);
-                printf("\n    %-4s %-9s greedy %d/%d (prefill + steps), %d/%d (one prefill)", names[bi], label[i], dec,
-                       cases[i].n, pre, cases[i].n);
+                printf("\n    %-4s %-6s %-9s greedy %d/%d (prefill + steps), %d/%d (one prefill)", names[bi],
+                       mamba2_weight_format_name(formats[bi]), label[i], dec, cases[i].n, pre, cases[i].n);
+                if (formats[bi] == MAMBA2_WEIGHTS_Q4 || (formats[bi] == MAMBA2_WEIGHTS_Q8 && n_cases == 2 && i == 0))
+                    continue;
                 CU_ASSERT_EQUAL(dec, cases[i].n);
                 CU_ASSERT_EQUAL(pre, cases[i].n);
             }

@@ -21,6 +21,7 @@ int main(int argc, char **argv) {
         register_tokenizer_tests,
         register_sampler_tests,
         register_cpu_tests,
+        register_quant_tests,
         register_malformed_tests,
         register_demo_model_tests,
     };

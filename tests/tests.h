@@ -26,6 +26,8 @@ int register_cpu_tests(void);
 int register_malformed_tests(void);
 /** Register the trained demo model suite: data/stdlib-mamba2 greedy.json on ref and cpu (test_demo_model.c). */
 int register_demo_model_tests(void);
+/** Registers the suite of tests/test_quant.c (weights quantized at load). */
+int register_quant_tests(void);
 
 /** The run's random seed (from MAMBA2_TEST_SEED, else the clock); printed once. */
 uint64_t test_seed(void);

@@ -1,0 +1,360 @@
+/**
+ * @file test_quant.c
+ * @brief Weights quantized at load (q8, q4): the quantizer, every product kernel, whole models.
+ *
+ * - quantizer: the dequantized q8 copy within its rounding bound of the stored weights, and q4's
+ *   squared error never above that of llama.cpp's Q4_0 scale on the same blocks (written out here
+ *   from its definition, independently of cpu/qmatrix.c);
+ * - kernels: every variant this CPU runs (scalar, AVX2, AVX512-VNNI) against a double-precision
+ *   product of the dequantized weights with the activations rounded to int8 per block of 32 as
+ *   llama.cpp's Q8_0 does (written out here from that definition), shapes with tails in rows and
+ *   in K, T = 1..17;
+ * - whole models: the fixtures and fresh random models through the cpu backend with q8 and q4
+ *   weights against ref, prefill against step, batched steps against single ones.
+ */
+#include <CUnit/CUnit.h>
+#include <math.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "backend.h"
+#include "tests.h"
+
+#ifdef MAMBA2_HAVE_CPU
+#include "../cpu/gemv_bf16.h"
+#include "../cpu/qmatrix.h"
+
+/* Kernels against the double product of the same integers and scales: each block's integer sum is
+ * exact, only the fp32 sum over the K/32 blocks is rounded. */
+#define QKERNEL_TOL 1e-5
+/* The q8 copy against the stored weights: rounding to d·q with d = max|w|/127 per block is off by
+ * at most d/2, about 4.8e-3 σ in RMS for normal weights (as above); 1e-2 is twice that. */
+#define Q8_WEIGHT_TOL 1e-2
+/* Whole-model logits, relative L2 against ref at the worst position, measured 2026-12-02 (AMD EPYC
+ * Zen 4) on the fixtures and the random models of this file, whose widths are 32-72 channels and
+ * whose gated norms work on groups of 8-32: q8 up to 7.8e-2, q4 up to 6.9e-1 (per-weight errors
+ * average out far less there than at the 7B's 4096; unrelated logits of the same scale are √2 ≈ 1.4
+ * apart, so q4's bound still tells signal from garbage). On the trained demo model (d = 256, 10
+ * layers, 64 tokens): q8 3.0e-2, q4 4.4e-1. Each bound is about twice the measured worst case. */
+#define Q8_TINY_TOL 1.5e-1
+#define Q4_TINY_TOL 1.0
+#define Q8_DEMO_TOL 6e-2
+#define Q4_DEMO_TOL 8e-1
+/* Quantized prefill against quantized steps: the same weights and the same integer sums per row
+ * and token; only the SSD differs (chunked against recurrent, ~1e-7 apart). But an activation that
+ * lies within that 1e-7 of a rounding boundary of its int8 grid rounds to neighbouring integers
+ * in the two runs, and one such flip moves the logits by ~1e-3, which the state carries on: on the
+ * demo model the two runs agree to 1e-7 for 3 tokens, then to 4e-4..1.2e-2 (q8). So the two runs
+ * are held to the format's whole-model bound against ref, which a layout or indexing error (logits
+ * ~1.4 apart) still fails; batched against single steps, which round the same numbers, is held to
+ * QKERNEL_TOL below. */
+static const Mamba2WeightFormat formats[] = {MAMBA2_WEIGHTS_Q8, MAMBA2_WEIGHTS_Q4};
+
+static int have_vnni(void) {
+    __builtin_cpu_init();
+    return __builtin_cpu_supports("avx512vnni") && __builtin_cpu_supports("avx512bw");
+}
+
+/* A random bf16 matrix [rows, K] (normal, σ = 0.5) as a tensor over @p raw. */
+static Mamba2Tensor random_bf16(uint16_t *raw, int rows, int K) {
+    for (size_t i = 0; i < (size_t)rows * K; i++) raw[i] = mamba2_f32_to_bf16((float)(test_normal() * 0.5));
+    Mamba2Tensor W = {"w", "mem", MAMBA2_BF16, 2, {rows, K}, raw};
+    return W;
+}
+
+/* Σ (w − d·q)² of llama.cpp's Q4_0 on W: per block of 32, d = (the weight of largest magnitude) / −8
+ * rounded to fp16, q = clamp(round(w / d), −8, 7). */
+static double q4_0_squared_error(const Mamba2Tensor *W) {
+    int64_t rows = W->shape[0], K = W->shape[1];
+    double sum = 0;
+    for (int64_t r = 0; r < rows; r++)
+        for (int64_t b = 0; b < K; b += 32) {
+            float w[32] = {0}, smax = 0;
+            for (int i = 0; i < 32 && b + i < K; i++) {
+                w[i] = mamba2_tensor_get(W, r * K + b + i);
+                if (fabsf(w[i]) > fabsf(smax)) smax = w[i];
+            }
+            /* fp16 rounding of |d|: keep 11 significant bits */
+            float d = smax / -8.0f;
+            if (d != 0) {
+                int e;
+                float m = frexpf(fabsf(d), &e);
+                d = copysignf(ldexpf(rintf(ldexpf(m, 11)), e - 11), d);
+            }
+            for (int i = 0; i < 32 && b + i < K; i++) {
+                float q = d != 0 ? rintf(w[i] / d) : 0;
+                q = q < -8 ? -8 : q > 7 ? 7 : q;
+                sum += (double)(w[i] - d * q) * (w[i] - d * q);
+            }
+        }
+    return sum;
+}
+
+static void test_quantizer(void) {
+    const int shapes[][2] = {{37, 300}, {64, 4096}, {5, 40}};
+    for (size_t si = 0; si < sizeof shapes / sizeof *shapes; si++) {
+        int rows = shapes[si][0], K = shapes[si][1];
+        uint16_t *raw = malloc((size_t)rows * K * 2);
+        float *deq = malloc((size_t)rows * K * 4), *orig = malloc((size_t)rows * K * 4);
+        Mamba2Tensor W = random_bf16(raw, rows, K);
+        for (size_t i = 0; i < (size_t)rows * K; i++) orig[i] = mamba2_bf16_to_f32(raw[i]);
+        for (int fi = 0; fi < 2; fi++) {
+            CpuQMatrix q;
+            Mamba2Error e = {{0}};
+            CU_ASSERT_EQUAL_FATAL(cpu_qmatrix_quantize(&W, formats[fi], 2, &q, &e), 0);
+            cpu_qmatrix_dequantize_rows(&q, 0, rows, deq);
+            double err = test_rel_l2(deq, orig, (size_t)rows * K), sq = 0;
+            for (size_t i = 0; i < (size_t)rows * K; i++) sq += (double)(deq[i] - orig[i]) * (deq[i] - orig[i]);
+            if (formats[fi] == MAMBA2_WEIGHTS_Q8) {
+                printf("\n    q8 %dx%d: weights off by %.1e relative L2 (bound %.0e)", rows, K, err, Q8_WEIGHT_TOL);
+                CU_ASSERT(err <= Q8_WEIGHT_TOL);
+            } else {
+                double q40 = q4_0_squared_error(&W);
+                printf("\n    q4 %dx%d: weights off by %.1e relative L2; squared error %.4g, Q4_0's %.4g (%.1f %% less)",
+                       rows, K, err, sq, q40, 100 * (1 - sq / q40));
+                CU_ASSERT(sq <= q40);
+            }
+            cpu_qmatrix_free(&q);
+        }
+        free(raw), free(deq), free(orig);
+    }
+    printf("\n");
+}
+
+/* x [K] rounded as the kernels round it (llama.cpp's Q8_0 of activations): per block of 32,
+ * e = max|x| / 127, p = round(x · 127 / max|x|); returns e·p in @p xq [K]. */
+static void round_activations(const float *x, int K, float *xq) {
+    for (int b = 0; b < K; b += 32) {
+        float amax = 0;
+        for (int i = b; i < b + 32 && i < K; i++) amax = fabsf(x[i]) > amax ? fabsf(x[i]) : amax;
+        for (int i = b; i < b + 32 && i < K; i++) xq[i] = amax > 0 ? (amax / 127) * rintf(x[i] * (127 / amax)) : 0;
+    }
+}
+
+static void test_qlinear_variants(void) {
+    const int shapes[][2] = {{37, 300}, {130, 4100}, {9, 64}, {6, 1000}};
+    const int Ts[] = {1, 2, 3, 4, 5, 8, 17};
+    CpuIsa best = cpu_isa_detect();
+    printf("\n    variants run: scalar%s%s", best >= CPU_ISA_AVX2 ? ", avx2" : " (avx2: skipped, not on this CPU)",
+           best >= CPU_ISA_AVX512 && have_vnni() ? ", avx512-vnni" : " (avx512-vnni: skipped, not on this CPU)");
+    double worst = 0;
+    for (size_t si = 0; si < sizeof shapes / sizeof *shapes; si++) {
+        int rows = shapes[si][0], K = shapes[si][1], Tmax = 17;
+        uint16_t *raw = malloc((size_t)rows * K * 2);
+        float *deq = malloc((size_t)rows * K * 4), *x = malloc((size_t)Tmax * K * 4);
+        float *y = malloc((size_t)Tmax * rows * 4);
+        float *want = malloc((size_t)Tmax * rows * 4), *xq = malloc((size_t)Tmax * K * 4);
+        void *scratch = NULL;
+        CU_ASSERT_FATAL(posix_memalign(&scratch, 64, cpu_qlinear_scratch_bytes(K, Tmax)) == 0);
+        Mamba2Tensor W = random_bf16(raw, rows, K);
+        test_fill_normal(x, (size_t)Tmax * K, 1.0);
+        for (int t = 0; t < Tmax; t++) round_activations(x + (size_t)t * K, K, xq + (size_t)t * K);
+        for (int fi = 0; fi < 2; fi++) {
+            CpuQMatrix q;
+            Mamba2Error e = {{0}};
+            CU_ASSERT_EQUAL_FATAL(cpu_qmatrix_quantize(&W, formats[fi], 2, &q, &e), 0);
+            cpu_qmatrix_dequantize_rows(&q, 0, rows, deq);
+            for (int t = 0; t < Tmax; t++) /* want = xq · deqᵀ in double */
+                for (int r = 0; r < rows; r++) {
+                    double acc = 0;
+                    for (int k = 0; k < K; k++) acc += (double)deq[(size_t)r * K + k] * xq[(size_t)t * K + k];
+                    want[(size_t)t * rows + r] = (float)acc;
+                }
+            for (size_t ti = 0; ti < sizeof Ts / sizeof *Ts; ti++)
+                for (int accumulate = 0; accumulate < 2; accumulate++) {
+                    int T = Ts[ti];
+                    for (int isa = 0; isa <= (int)best; isa++) {
+                        float *out = y;
+                        for (int i = 0; i < T * rows; i++) out[i] = accumulate ? 1.0f : NAN; /* NaN: every entry written */
+                        cpu_qlinear((CpuIsa)isa, &q, x, K, T, out, rows, accumulate, scratch, 2);
+                        if (accumulate)
+                            for (int i = 0; i < T * rows; i++) out[i] -= 1.0f;
+                        double err = test_rel_l2(out, want, (size_t)T * rows);
+                        if (!(err <= worst)) worst = err;
+                        if (!(err <= QKERNEL_TOL))
+                            printf("\n    %s %s %dx%d T=%d acc=%d: %.1e", mamba2_weight_format_name(formats[fi]),
+                                   cpu_isa_name((CpuIsa)isa), rows, K, T, accumulate, err);
+                        CU_ASSERT(err <= QKERNEL_TOL);
+                    }
+                }
+            cpu_qmatrix_free(&q);
+        }
+        free(raw), free(deq), free(x), free(xq), free(y), free(want), free(scratch);
+    }
+    printf("\n    worst relative L2 over every variant, format, shape and T: %.1e (bound %.0e)\n", worst, QKERNEL_TOL);
+}
+
+/* ------------------------------------------------------------------ whole models */
+
+static Mamba2Backend *make(const char *name, const Mamba2Model *m, Mamba2WeightFormat w) {
+    Mamba2BackendOptions o = {0};
+    o.weights = w;
+    o.n_threads = 2;
+    Mamba2Backend *b = NULL;
+    Mamba2Error e = {{0}};
+    if (mamba2_backend_create(name, m, &o, &b, &e)) printf("\n    %s: %s", name, e.msg);
+    return b;
+}
+
+/* All-position logits [T, V] of tokens through prefill (by_step 0) or one step per token. */
+static int run(Mamba2Backend *b, const int32_t *tok, int T, int by_step, float *logits) {
+    const Mamba2Config *c = &b->model->cfg;
+    Mamba2State st;
+    Mamba2Error e = {{0}};
+    if (mamba2_state_init(&st, c, &e)) return -1;
+    int rc = 0;
+    if (!by_step) rc = b->prefill(b, &st, tok, T, logits, 1, &e);
+    Mamba2State *one = &st;
+    for (int t = 0; by_step && t < T && !rc; t++) rc = b->step(b, &one, tok + t, 1, logits + (size_t)t * c->vocab_size, &e);
+    if (rc) printf("\n    %s: %s", b->name, e.msg);
+    mamba2_state_free(&st);
+    return rc;
+}
+
+/* q8 and q4 on one model and prompt: logits against ref, prefill against steps. */
+static void check_model(const char *label, const Mamba2Model *m, const int32_t *tok, int T, const double *tol,
+                        double *worst) {
+    int V = m->cfg.vocab_size;
+    size_t n = (size_t)T * V;
+    float *ref = malloc(n * 4), *pre = malloc(n * 4), *stp = malloc(n * 4);
+    Mamba2Backend *rb = make("ref", m, MAMBA2_WEIGHTS_STORED);
+    CU_ASSERT_FATAL(rb && run(rb, tok, T, 0, ref) == 0);
+    printf("\n    %-28s T=%-3d", label, T);
+    for (int fi = 0; fi < 2; fi++) {
+        Mamba2Backend *qb = make("cpu", m, formats[fi]);
+        CU_ASSERT_PTR_NOT_NULL_FATAL(qb);
+        CU_ASSERT_EQUAL(run(qb, tok, T, 0, pre), 0);
+        CU_ASSERT_EQUAL(run(qb, tok, T, 1, stp), 0);
+        double e_ref = test_max_row_rel_l2(pre, ref, T, V), e_split = test_max_row_rel_l2(stp, pre, T, V);
+        printf(" | %s vs ref %.1e, step vs prefill %.1e", mamba2_weight_format_name(formats[fi]), e_ref, e_split);
+        if (e_ref > worst[fi]) worst[fi] = e_ref;
+        CU_ASSERT(e_ref <= tol[fi]);
+        CU_ASSERT(e_split <= tol[fi]);
+        mamba2_backend_destroy(qb);
+    }
+    mamba2_backend_destroy(rb);
+    free(ref), free(pre), free(stp);
+}
+
+static void test_quant_models(void) {
+    const double tiny_tol[2] = {Q8_TINY_TOL, Q4_TINY_TOL}, demo_tol[2] = {Q8_DEMO_TOL, Q4_DEMO_TOL};
+    double worst[2] = {0, 0}, demo[2] = {0, 0};
+    char names[32][64];
+    int n = test_list_fixtures(names, 32);
+    CU_ASSERT(n >= 1);
+    for (int i = 0; i < n; i++) {
+        TestFixture fx;
+        if (test_load_fixture(names[i], &fx)) {
+            CU_FAIL("fixture did not load");
+            continue;
+        }
+        check_model(names[i], &fx.model, fx.tokens, fx.T, tiny_tol, worst);
+        test_free_fixture(&fx);
+    }
+    /* fresh random models: widths not multiples of 32 or 256 (padding in every tile), G > 1, tied */
+    for (int k = 0; k < 2; k++) {
+        TinyModelSpec s;
+        test_tiny_spec_default(&s);
+        s.d_model = k ? 72 : 40; /* H·P = 2·d (expand 2) */
+        s.n_heads = 2 * s.d_model / s.head_dim;
+        s.tie = k;
+        s.dtype = "BF16";
+        char *dir = test_tmpdir();
+        Mamba2Model m;
+        Mamba2Error e = {{0}};
+        if (!dir || test_write_tiny_model(dir, &s) || mamba2_model_load(dir, &m, &e)) {
+            printf("\n    tiny model: %s", e.msg);
+            CU_FAIL("tiny model");
+        } else {
+            int T = 37;
+            int32_t tok[37];
+            for (int t = 0; t < T; t++) tok[t] = (int32_t)(test_uniform() * m.cfg.vocab_size);
+            check_model(k ? "random d=72, tied" : "random d=40", &m, tok, T, tiny_tol, worst);
+            mamba2_model_free(&m);
+        }
+        if (dir) test_rmtree(dir);
+        free(dir);
+    }
+    /* the trained demo model on 64 tokens of Python */
+    Mamba2Model m;
+    Mamba2Error e = {{0}};
+    if (mamba2_model_load("data/stdlib-mamba2", &m, &e)) {
+        printf("\n    data/stdlib-mamba2: %s", e.msg);
+        CU_FAIL("demo model");
+    } else {
+        int32_t tok[64];
+        for (int t = 0; t < 64; t++) tok[t] = (int32_t)(1 + (t * 7919) % (m.cfg.vocab_size - 1));
+        check_model("stdlib-mamba2 (trained)", &m, tok, 64, demo_tol, demo);
+        mamba2_model_free(&m);
+    }
+    printf("\n    worst logits vs ref: tiny models q8 %.1e (bound %.2g), q4 %.1e (bound %.2g); demo model q8 %.1e "
+           "(bound %.2g), q4 %.1e (bound %.2g)\n",
+           worst[0], Q8_TINY_TOL, worst[1], Q4_TINY_TOL, demo[0], Q8_DEMO_TOL, demo[1], Q4_DEMO_TOL);
+}
+
+/* Batched steps with quantized weights equal single steps (B = 5: one VNNI block of 4 and one of 1). */
+static void test_quant_batch(void) {
+    char names[32][64];
+    CU_ASSERT_FATAL(test_list_fixtures(names, 32) >= 1);
+    TestFixture fx;
+    CU_ASSERT_FATAL(test_load_fixture(names[0], &fx) == 0);
+    const Mamba2Config *c = &fx.model.cfg;
+    int V = c->vocab_size, B = 5, steps = 4;
+    for (int fi = 0; fi < 2; fi++) {
+        Mamba2Backend *qb = make("cpu", &fx.model, formats[fi]);
+        CU_ASSERT_PTR_NOT_NULL_FATAL(qb);
+        Mamba2State st[5], one[5], *ps[5];
+        Mamba2Error e = {{0}};
+        float *lb = malloc((size_t)B * V * 4), *l1 = malloc((size_t)B * V * 4);
+        for (int s = 0; s < B; s++) {
+            CU_ASSERT_FATAL(mamba2_state_init(&st[s], c, &e) == 0 && mamba2_state_init(&one[s], c, &e) == 0);
+            ps[s] = &st[s];
+        }
+        double worst = 0;
+        for (int k = 0; k < steps; k++) {
+            int32_t tok[5];
+            for (int s = 0; s < B; s++) tok[s] = fx.tokens[(k * B + s) % fx.T];
+            CU_ASSERT_EQUAL(qb->step(qb, ps, tok, B, lb, &e), 0);
+            for (int s = 0; s < B; s++) {
+                Mamba2State *p1 = &one[s];
+                CU_ASSERT_EQUAL(qb->step(qb, &p1, &tok[s], 1, l1 + (size_t)s * V, &e), 0);
+            }
+            double err = test_rel_l2(lb, l1, (size_t)B * V);
+            if (err > worst) worst = err;
+        }
+        printf("\n    %s: batch of %d vs single steps %.1e", mamba2_weight_format_name(formats[fi]), B, worst);
+        CU_ASSERT(worst <= QKERNEL_TOL);
+        for (int s = 0; s < B; s++) mamba2_state_free(&st[s]), mamba2_state_free(&one[s]);
+        free(lb), free(l1);
+        mamba2_backend_destroy(qb);
+    }
+    test_free_fixture(&fx);
+    printf("\n");
+}
+
+int register_quant_tests(void) {
+    CU_pSuite s = CU_add_suite("quant", NULL, NULL);
+    if (!s) return -1;
+    if (!CU_add_test(s, "quantizer: q8 within its rounding bound, q4 at most Q4_0's error", test_quantizer) ||
+        !CU_add_test(s, "qlinear: every variant vs scalar, scalar vs a double product", test_qlinear_variants) ||
+        !CU_add_test(s, "q8/q4 models vs ref; prefill = steps", test_quant_models) ||
+        !CU_add_test(s, "q8/q4 batched steps = single steps", test_quant_batch))
+        return -1;
+    return 0;
+}
+
+#else
+
+static void test_no_cpu(void) {}
+
+/* A suite of its own, inactive (and said so) in a build without the cpu backend. */
+int register_quant_tests(void) {
+    CU_pSuite s = CU_add_suite("quant", NULL, NULL);
+    if (!s || !CU_add_test(s, "quantized weights (needs the cpu backend)", test_no_cpu)) return -1;
+    printf("\n[quant] SKIPPED (suite inactive): this build has no cpu backend (CPU=0)\n");
+    CU_set_suite_active(s, CU_FALSE);
+    return 0;
+}
+
+#endif
