@@ -365,6 +365,19 @@ static int quantize_weights(CpuBackend *cb, const Mamba2BackendOptions *opt, Mam
     return 0;
 }
 
+/* Bytes of one large matrix as the backend reads it. */
+static double matrix_bytes_of(const CpuMatrix *W) {
+    return W->q.data ? (double)W->q.bytes : (double)mamba2_tensor_numel(W->t) * mamba2_dtype_size(W->t->dtype);
+}
+
+static double cpu_matrix_bytes(Mamba2Backend *b) {
+    const CpuBackend *cb = (const CpuBackend *)b;
+    double sum = matrix_bytes_of(&cb->lm_head);
+    for (int l = 0; l < b->model->cfg.n_layer; l++)
+        sum += matrix_bytes_of(&cb->layers[l].in_proj) + matrix_bytes_of(&cb->layers[l].out_proj);
+    return sum;
+}
+
 static int cpu_roofline_hook(Mamba2Backend *b, double *read_gbps, double *gemm_gflops, Mamba2Error *err) {
     return cpu_roofline(((CpuBackend *)b)->nt, read_gbps, gemm_gflops, err);
 }
@@ -383,6 +396,7 @@ int mamba2_backend_cpu_create(const Mamba2Model *m, const Mamba2BackendOptions *
     b->prefill_observed = cpu_prefill_observed;
     b->step = cpu_step;
     b->roofline = cpu_roofline_hook;
+    b->matrix_bytes = cpu_matrix_bytes;
     b->destroy = cpu_destroy;
     cb->nt = opt && opt->n_threads > 0 ? opt->n_threads : omp_get_max_threads();
     cb->isa = cpu_isa_active();

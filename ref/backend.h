@@ -54,6 +54,13 @@ struct Mamba2Backend {
      */
     int (*roofline)(Mamba2Backend *b, double *read_gbps, double *gemm_gflops, Mamba2Error *err);
 
+    /**
+     * @brief Bytes the backend holds for the large matrices (in_proj and out_proj of every layer,
+     *        lm_head) as it reads them in a decode step: quantized copies count their values and
+     *        scales. May be NULL: the matrices are read as stored.
+     */
+    double (*matrix_bytes)(Mamba2Backend *b);
+
     /** Release everything the backend allocated (not the model). */
     void (*destroy)(Mamba2Backend *b);
 };

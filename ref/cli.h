@@ -59,6 +59,14 @@ int cli_parse_precision(const char *cmd, const char *s, Mamba2Precision *out);
     "                     once in the prefill GEMMs, as llama.cpp does)\n"
 
 /**
+ * @brief mamba2_backend_create() for a command: a progress bar on stderr while the backend prepares
+ *        its weights (when stderr is a terminal), and one line saying how long quantizing took.
+ * @return 0, or -1 with the reason in @p err.
+ */
+int cli_create_backend(const char *cmd, const char *name, const Mamba2Model *m, Mamba2BackendOptions *opt,
+                       Mamba2Backend **out, Mamba2Error *err);
+
+/**
  * @brief Load a checkpoint, printing the error (and the norm_before_gate note) to stderr.
  * @return 0 on success, -1 after printing the reason.
  */

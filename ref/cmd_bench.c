@@ -164,7 +164,7 @@ int cmd_bench(int argc, char **argv) {
         cli_error("bench", 1, "%s", e.msg);
         goto done;
     }
-    if (mamba2_backend_create(backend, &m, &o, &b, &e)) {
+    if (cli_create_backend("bench", backend, &m, &o, &b, &e)) {
         cli_error("bench", 1, "%s", e.msg);
         goto done;
     }
@@ -177,6 +177,15 @@ int cmd_bench(int argc, char **argv) {
     for (int t = 0; t < 3; t++) weight_bytes += (double)mamba2_model_weight_bytes(&m, (Mamba2DType)t);
     double emb_row = (double)cfg->d_model * mamba2_dtype_size(m.w.embeddings.dtype);
     double step_base = weight_bytes - (cfg->tie_embeddings ? 0 : emb_bytes); /* + one embedding row per sequence */
+    if (b->matrix_bytes) { /* the large matrices as the backend reads them (quantized: values + scales) */
+        double stored = (double)mamba2_tensor_numel(&m.w.lm_head) * mamba2_dtype_size(m.w.lm_head.dtype);
+        for (int l = 0; l < cfg->n_layer; l++) {
+            const Mamba2LayerWeights *lw = &m.w.layers[l];
+            stored += (double)mamba2_tensor_numel(&lw->in_proj) * mamba2_dtype_size(lw->in_proj.dtype) +
+                      (double)mamba2_tensor_numel(&lw->out_proj) * mamba2_dtype_size(lw->out_proj.dtype);
+        }
+        step_base += b->matrix_bytes(b) - stored;
+    }
 
     int max_b = 1;
     for (int i = 0; i < n_batches; i++) max_b = batch_list[i] > max_b ? batch_list[i] : max_b;

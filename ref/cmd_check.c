@@ -194,7 +194,7 @@ int cmd_check(int argc, char **argv) {
             goto done;
         }
         fprintf(stderr, "check: running %s ...\n", r->name);
-        if (mamba2_backend_create(r->name, &m, strcmp(r->name, "ref") ? &o : &ref_opt, &b, &e)) {
+        if (cli_create_backend("check", r->name, &m, strcmp(r->name, "ref") ? &o : &ref_opt, &b, &e)) {
             if (k == 0) {
                 cli_error("check", 1, "%s", e.msg);
                 goto done;

@@ -302,7 +302,7 @@ int cmd_generate(int argc, char **argv) {
         cli_error("generate", 1, "%s", err.msg);
         goto done;
     }
-    if (mamba2_backend_create(backend, &m, &bo, &b, &err) || mamba2_state_init(&st, &m.cfg, &err) ||
+    if (cli_create_backend("generate", backend, &m, &bo, &b, &err) || mamba2_state_init(&st, &m.cfg, &err) ||
         (state_in && mamba2_state_load(&st, &m.cfg, state_in, &err)) || mamba2_sampler_init(&smp, &sc, V, &err)) {
         cli_error("generate", 1, "%s", err.msg);
         goto done;

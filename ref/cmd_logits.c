@@ -90,7 +90,7 @@ int cmd_logits(int argc, char **argv) {
         cli_error("logits", 1, "%s", err.msg);
         goto done;
     }
-    if (mamba2_backend_create(backend, &m, &bo, &b, &err) || mamba2_state_init(&st, &m.cfg, &err) ||
+    if (cli_create_backend("logits", backend, &m, &bo, &b, &err) || mamba2_state_init(&st, &m.cfg, &err) ||
         (state_in && mamba2_state_load(&st, &m.cfg, state_in, &err))) {
         cli_error("logits", 1, "%s", err.msg);
         goto done;
