@@ -228,28 +228,28 @@ void cpu_qmatrix_dequantize_rows(const CpuQMatrix *q, int64_t r0, int64_t n, flo
 
 size_t cpu_qlinear_scratch_bytes(int64_t K, int T) { return (size_t)T * (size_t)(round_up(K, QT_K) / 64) * XREC; }
 
-/* x [K] → K_pad / 64 records (see the file comment), for weights stored with @p offset. */
-static void quantize_x(const float *x, int64_t K, int64_t K_pad, int offset, uint8_t *rec) {
+/* x [K] → K_pad / 64 records (see the file comment), for weights stored with @p offset.
+ * Per block of 32: e = max|x| / 127, p = round(x / e); then the 4-byte units of the 64 columns are
+ * put in lane order (unit 2m + b holds columns 32b + 4m .. + 3), and per lane j:
+ * ncorr = −offset · Σ of its 4 p, escale = e of block j & 1. */
+static QCLONES void quantize_x(const float *x, int64_t K, int64_t K_pad, int offset, uint8_t *rec) {
     for (int64_t g0 = 0; g0 < K_pad; g0 += 64, rec += XREC) {
-        int8_t *p = (int8_t *)rec;
+        int8_t *p = (int8_t *)rec, q[64]; /* q: column order */
         int32_t *ncorr = (int32_t *)(rec + 64);
-        float *escale = (float *)(rec + 128);
-        float e[2];
-        int8_t v[64]; /* column order */
+        float *escale = (float *)(rec + 128), v[64], e[2];
+        int n = K - g0 < 64 ? (int)(K - g0 > 0 ? K - g0 : 0) : 64;
+        memcpy(v, x + g0, (size_t)n * sizeof *v);
+        memset(v + n, 0, (size_t)(64 - n) * sizeof *v);
         for (int b = 0; b < 2; b++) {
             float amax = 0;
-            for (int i = 0; i < QBLOCK; i++) {
-                int64_t k = g0 + 32 * b + i;
-                if (k < K && fabsf(x[k]) > amax) amax = fabsf(x[k]);
-            }
-            e[b] = amax / 127;
+#pragma omp simd reduction(max : amax)
+            for (int i = 0; i < QBLOCK; i++) amax = fabsf(v[32 * b + i]) > amax ? fabsf(v[32 * b + i]) : amax;
             float inv = amax > 0 ? 127 / amax : 0;
-            for (int i = 0; i < QBLOCK; i++) {
-                int64_t k = g0 + 32 * b + i;
-                v[32 * b + i] = k < K ? (int8_t)lrintf(x[k] * inv) : 0;
-            }
+            e[b] = amax / 127;
+#pragma omp simd
+            for (int i = 0; i < QBLOCK; i++) q[32 * b + i] = (int8_t)round_clamp(v[32 * b + i] * inv, -127, 127);
         }
-        for (int i = 0; i < 64; i++) p[i] = v[lane_col(i)];
+        for (int u = 0; u < 16; u++) memcpy(p + 4 * u, q + 4 * (8 * (u & 1) + (u >> 1)), 4);
         for (int j = 0; j < 16; j++) {
             ncorr[j] = -offset * (p[4 * j] + p[4 * j + 1] + p[4 * j + 2] + p[4 * j + 3]);
             escale[j] = e[j & 1];
