@@ -22,6 +22,7 @@
 
 #include <math.h>
 #include <omp.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/mman.h>
@@ -31,6 +32,7 @@
 #include "gemv_bf16.h"
 #include "layer_ops.h"
 #include "qmatrix.h"
+#include "resources.h"
 #include "roofline.h"
 #include "ssd_chunked_blas.h"
 
@@ -355,6 +357,14 @@ static void release_pages(const Mamba2Tensor *t) {
 static int quantize_weights(CpuBackend *cb, const Mamba2BackendOptions *opt, Mamba2Error *err) {
     const Mamba2Model *m = cb->base.model;
     int L = m->cfg.n_layer, tied = m->w.lm_head.data == m->w.embeddings.data;
+    double need = 0; /* refused up front rather than failing (or being killed) half-way */
+    for (int i = 0; i <= 2 * L; i++) {
+        const Mamba2Tensor *t = i == 2 * L ? &m->w.lm_head : i % 2 ? &m->w.layers[i / 2].out_proj : &m->w.layers[i / 2].in_proj;
+        need += (double)cpu_qmatrix_bytes(t->shape[0], t->shape[1], opt->weights);
+    }
+    char what[64];
+    snprintf(what, sizeof what, "the %s copy of the weights", mamba2_weight_format_name(opt->weights));
+    if (mamba2_check_memory(what, need, err)) return -1;
     for (int i = 0; i <= 2 * L; i++) {
         CpuMatrix *W = i == 2 * L ? &cb->lm_head : i % 2 ? &cb->layers[i / 2].out_proj : &cb->layers[i / 2].in_proj;
         if (opt->progress) opt->progress(opt->progress_ctx, i, 2 * L + 1, "quantizing weights");

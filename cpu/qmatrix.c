@@ -151,6 +151,10 @@ static void quantize_tile_row(Mamba2WeightFormat f, const float *w, uint8_t *val
     }
 }
 
+size_t cpu_qmatrix_bytes(int64_t rows, int64_t K, Mamba2WeightFormat format) {
+    return (size_t)(round_up(rows, QT_ROWS) / QT_ROWS * (round_up(K, QT_K) / QT_K) * tile_bytes(format));
+}
+
 int cpu_qmatrix_quantize(const Mamba2Tensor *W, Mamba2WeightFormat format, int n_threads, CpuQMatrix *out,
                          Mamba2Error *err) {
     memset(out, 0, sizeof *out);
@@ -159,7 +163,7 @@ int cpu_qmatrix_quantize(const Mamba2Tensor *W, Mamba2WeightFormat format, int n
     out->K = W->shape[1];
     out->K_pad = round_up(out->K, QT_K);
     int64_t n_rg = round_up(out->rows, QT_ROWS) / QT_ROWS, n_kt = out->K_pad / QT_K, Kp = out->K_pad;
-    out->bytes = (size_t)(n_rg * n_kt * tile_bytes(format));
+    out->bytes = cpu_qmatrix_bytes(out->rows, out->K, format);
     void *p = NULL; /* 2 MiB aligned when large, so that the huge-page hint below covers it whole */
     if (posix_memalign(&p, out->bytes >= (2u << 20) ? (2u << 20) : 64, out->bytes))
         return mamba2_fail(err, "out of memory for the %s copy of %s (%.1f MiB)", mamba2_weight_format_name(format),

@@ -43,6 +43,9 @@ typedef struct {
     size_t bytes;              /**< size of @ref data */
 } CpuQMatrix;
 
+/** Bytes the quantized copy of a [rows, K] matrix takes (values, scales and the tiles' padding). */
+size_t cpu_qmatrix_bytes(int64_t rows, int64_t K, Mamba2WeightFormat format);
+
 /**
  * @brief Quantize @p W [rows, K] (bf16, f16 or f32) into @p out, rows split over @p n_threads threads.
  * @return 0, or -1 with the reason in @p err (out of memory; @p out is then empty).
