@@ -42,24 +42,33 @@
 #define QT_GROUPS 4    /**< 64-column groups per tile row */
 #define XREC 192       /**< bytes of one quantized-activation record (64 columns) */
 #define ROWS_PER_ITEM 64 /**< rows of W per unit of work handed to a thread */
+#ifndef QPF_TILES
+#define QPF_TILES 4 /**< how many tiles ahead the VNNI kernel prefetches its row group (0: none) */
+#endif
 
 static int64_t round_up(int64_t a, int64_t b) { return (a + b - 1) / b * b; }
 
-/* float → IEEE half bits, rounding to nearest even, for the non-negative finite scales (subnormal
- * halves included; values past the half range saturate to its largest finite value). */
-static uint16_t f32_to_f16(float f) {
+/* clamp(round(v), lo, hi), rounding half to even, for |v| < 2²²: adding and subtracting 1.5 · 2²³
+ * rounds v to an integer in the current (nearest-even) mode. Written out because GCC does not
+ * vectorise rintf() or fminf() without -ffast-math. */
+static inline float round_clamp(float v, float lo, float hi) {
+    v = (v + 12582912.0f) - 12582912.0f;
+    return v < lo ? lo : v > hi ? hi : v;
+}
+
+/* float → IEEE half bits for a non-negative finite scale, rounding to nearest even (subnormal halves
+ * included; values that would round past the largest half, 65504, saturate to it). Bit operations
+ * only: this runs for every candidate scale of every block at load. */
+static inline uint16_t f32_to_f16(float f) {
     if (!(f > 0)) return 0;
-    if (f >= 65504.0f) return 0x7bff;
-    int e;
-    float m = frexpf(f, &e); /* f = m · 2^e, m in [0.5, 1) */
-    if (e < -13) {           /* subnormal half: units of 2^-24 */
-        float units = rintf(ldexpf(f, 24));
-        return (uint16_t)units; /* 1024 units round up into the smallest normal, which has the same bits */
-    }
-    uint32_t mant = (uint32_t)rintf(ldexpf(m, 11)); /* 11 significant bits, 1024 .. 2048 */
-    if (mant == 2048) mant = 1024, e++;
-    if (e + 14 > 30) return 0x7bff;
-    return (uint16_t)((uint32_t)(e + 14) << 10 | (mant - 1024));
+    if (f >= 65520.0f) return 0x7bff;
+    uint32_t x;
+    memcpy(&x, &f, sizeof x);
+    uint32_t e = x >> 23;                           /* biased float exponent; the half's is e − 112 */
+    if (e < 113) return (uint16_t)round_clamp(f * 16777216.0f, 0, 1024); /* below 2⁻¹⁴: units of 2⁻²⁴ */
+    uint32_t h = (e - 112) << 10 | (x & 0x7fffff) >> 13, rest = x & 0x1fff; /* keep 10 of 23 mantissa bits */
+    if (rest > 0x1000 || (rest == 0x1000 && (h & 1))) h++; /* a carry into the exponent is right too */
+    return (uint16_t)h;
 }
 
 /* Bytes of the values of one tile row, and of a whole tile. */
@@ -81,19 +90,12 @@ static uint8_t *tile_at(const CpuQMatrix *q, int64_t rg, int64_t kt) {
 #define QCLONES __attribute__((target_clones("arch=x86-64-v4", "arch=x86-64-v3", "default")))
 
 /** Scales q4 tries per block (see quantize_block()). */
-#define Q4_CANDIDATES 16
+#define Q4_CANDIDATES 8
 
-/* clamp(round(v), lo, hi), rounding half to even, for |v| < 2²²: adding and subtracting 1.5 · 2²³
- * rounds v to an integer in the current (nearest-even) mode. Written out because GCC does not
- * vectorise rintf() or fminf() without -ffast-math. */
-static inline float round_clamp(float v, float lo, float hi) {
-    v = (v + 12582912.0f) - 12582912.0f;
-    return v < lo ? lo : v > hi ? hi : v;
-}
-
-/* Σ (w − d·clamp(round(w/d), lo, hi))² over one block: the error of scale d. */
-static inline float block_error(const float *w, float d, float lo, float hi) {
-    float inv = d != 0 ? 1 / d : 0, err = 0;
+/* Σ (w − d·clamp(round(w·inv), lo, hi))² over one block: the error of scale d, with q rounded
+ * through inv ≈ 1/d. */
+static inline float block_error(const float *w, float d, float inv, float lo, float hi) {
+    float err = 0;
 #pragma omp simd reduction(+ : err)
     for (int i = 0; i < QBLOCK; i++) {
         float r = w[i] - d * round_clamp(w[i] * inv, lo, hi);
@@ -103,31 +105,37 @@ static inline float block_error(const float *w, float d, float lo, float hi) {
 }
 
 /* The fp16-rounded value of d, with its sign (the scales are stored as fp16). */
-static float as_f16(float d) { return copysignf(mamba2_f16_to_f32(f32_to_f16(fabsf(d))), d); }
+static inline float as_f16(float d) {
+    uint32_t h = f32_to_f16(fabsf(d)), bits = h >= 0x400 ? ((h >> 10) + 112) << 23 | (h & 0x3ff) << 13 : 0;
+    float v = h >= 0x400 ? 0 : (float)h * (1.0f / 16777216.0f); /* subnormal halves: units of 2⁻²⁴ */
+    if (h >= 0x400) memcpy(&v, &bits, sizeof v);
+    return copysignf(v, d);
+}
 
 /* Integers and scale of one block of 32 weights w: returns d (fp16-exact), fills q[32].
  * q8: d = max|w| / 127, q = round(w / d) ∈ [−127, 127].
  * q4: the d among Q4_CANDIDATES scales smax / (−8 + δ), δ = 0, −1/8, +1/8, −2/8, … (smax: the
- *     weight of largest magnitude, with its sign) that minimises Σ (w − d q)², q = clamp(round(w / d),
- *     −8, 7); δ = 0 is llama.cpp Q4_0's scale, so a block's error is never larger than with Q4_0's
- *     scale (up to rounding ties). */
+ *     weight of largest magnitude, with its sign) that minimises Σ (w − d q)², q = clamp(round(w ·
+ *     (−8 + δ) / smax), −8, 7) (as llama.cpp rounds, through the inverse of the scale before its
+ *     fp16 rounding); δ = 0 is llama.cpp Q4_0's scale and rounding, so a block's error is never
+ *     larger than Q4_0's. */
 static QCLONES float quantize_block(Mamba2WeightFormat f, const float *w, int8_t *q) {
     float amax = 0, smax = 0;
     for (int i = 0; i < QBLOCK; i++)
         if (fabsf(w[i]) > amax) amax = fabsf(w[i]), smax = w[i];
-    float d = 0, lo = -127, hi = 127;
+    float d = 0, inv = 0, lo = -127, hi = 127;
     if (f == MAMBA2_WEIGHTS_Q8) {
         d = as_f16(amax / 127);
+        inv = d != 0 ? 1 / d : 0;
     } else {
-        float best = INFINITY;
+        float best = INFINITY, inv_smax = amax > 0 ? 1 / smax : 0;
         lo = -8, hi = 7;
         for (int s = 0; s < Q4_CANDIDATES && amax > 0; s++) {
-            float delta = (s % 2 ? -0.125f : 0.125f) * (float)((s + 1) / 2);
-            float c = as_f16(smax / (-8.0f + delta)), err = block_error(w, c, lo, hi);
-            if (err < best) best = err, d = c;
+            float div = -8.0f + (s % 2 ? -0.125f : 0.125f) * (float)((s + 1) / 2);
+            float c = as_f16(smax / div), ic = div * inv_smax, err = block_error(w, c, ic, lo, hi);
+            if (err < best) best = err, d = c, inv = ic;
         }
     }
-    float inv = d != 0 ? 1 / d : 0;
 #pragma omp simd
     for (int i = 0; i < QBLOCK; i++) q[i] = (int8_t)round_clamp(w[i] * inv, lo, hi);
     return d;
@@ -403,7 +411,7 @@ static inline VNNI_INLINE void vnni_block(const CpuQMatrix *W, int64_t rg, int R
     const uint8_t *t = tile_at(W, rg, 0);
     for (int64_t kt = 0; kt < n_kt; kt++, t += tb) {
         const uint16_t *scales = (const uint16_t *)(t + QT_ROWS * vb);
-        for (int c = 0; c < tb; c += 64) _mm_prefetch((const char *)t + 4 * tb + c, _MM_HINT_T0); /* 4 tiles ahead */
+        for (int c = 0; QPF_TILES && c < tb; c += 64) _mm_prefetch((const char *)t + QPF_TILES * tb + c, _MM_HINT_T0);
 #pragma GCC unroll 4
         for (int g = 0; g < QT_GROUPS; g++) {
             __m512i p[4] = {0}, nc[4] = {0}; /* (zeros: unused entries when S < 4) */

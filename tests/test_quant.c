@@ -63,8 +63,8 @@ static Mamba2Tensor random_bf16(uint16_t *raw, int rows, int K) {
     return W;
 }
 
-/* Σ (w − d·q)² of llama.cpp's Q4_0 on W: per block of 32, d = (the weight of largest magnitude) / −8
- * rounded to fp16, q = clamp(round(w / d), −8, 7). */
+/* Σ (w − d·q)² of llama.cpp's Q4_0 on W: per block of 32, d = (the weight of largest magnitude) / −8,
+ * q = clamp(round(w / d), −8, 7) with that d, and d stored rounded to fp16. */
 static double q4_0_squared_error(const Mamba2Tensor *W) {
     int64_t rows = W->shape[0], K = W->shape[1];
     double sum = 0;
@@ -76,14 +76,14 @@ static double q4_0_squared_error(const Mamba2Tensor *W) {
                 if (fabsf(w[i]) > fabsf(smax)) smax = w[i];
             }
             /* fp16 rounding of |d|: keep 11 significant bits */
-            float d = smax / -8.0f;
+            float d = smax / -8.0f, id = d != 0 ? 1 / d : 0;
             if (d != 0) {
                 int e;
                 float m = frexpf(fabsf(d), &e);
                 d = copysignf(ldexpf(rintf(ldexpf(m, 11)), e - 11), d);
             }
             for (int i = 0; i < 32 && b + i < K; i++) {
-                float q = d != 0 ? rintf(w[i] / d) : 0;
+                float q = rintf(w[i] * id);
                 q = q < -8 ? -8 : q > 7 ? 7 : q;
                 sum += (double)(w[i] - d * q) * (w[i] - d * q);
             }
