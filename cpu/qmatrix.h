@@ -57,7 +57,10 @@ int cpu_qmatrix_quantize(const Mamba2Tensor *W, Mamba2WeightFormat format, int n
 void cpu_qmatrix_free(CpuQMatrix *q);
 
 /**
- * @brief W[r][k] as the quantized matrix holds it (d · q), for tests and the dequantizing GEMM.
+ * @brief W[r][k] as the quantized matrix holds it (d · q), for tests.
+ * @param q   the quantized matrix
+ * @param r0  first row
+ * @param n   number of rows
  * @param out [n, K] row-major: rows [r0, r0 + n)
  */
 void cpu_qmatrix_dequantize_rows(const CpuQMatrix *q, int64_t r0, int64_t n, float *out);
@@ -73,7 +76,15 @@ size_t cpu_qlinear_scratch_bytes(int64_t K, int T);
  *
  * @param isa        the variant to run (≤ cpu_isa_active(); CPU_ISA_AVX512 runs the VNNI kernel
  *                   when the CPU has AVX512-VNNI, else the AVX2 one)
+ * @param W          the quantized weights [rows, K]
+ * @param X          activations [T, ldx]
+ * @param ldx        row stride of @p X (≥ K)
+ * @param T          activation rows
+ * @param Y          output [T, ldy]
+ * @param ldy        row stride of @p Y (≥ rows)
+ * @param accumulate 1: Y += X·Wᵀ; 0: Y = X·Wᵀ
  * @param scratch    cpu_qlinear_scratch_bytes(W->K, T) bytes, 64-byte aligned
+ * @param n_threads  OpenMP threads
  */
 void cpu_qlinear(CpuIsa isa, const CpuQMatrix *W, const float *X, int64_t ldx, int T, float *Y, int64_t ldy,
                  int accumulate, void *scratch, int n_threads);
