@@ -113,6 +113,10 @@ int cmd_perplexity(int argc, char **argv) {
     if (!mamba2_backend_exists(backend))
         return cli_error("perplexity", 2, "--backend: no backend '%s' in this build (built: %s)", backend,
                          mamba2_backend_names());
+    /* the other backends refuse these when created, i.e. after loading the model: say so now */
+    if (strcmp(backend, "cpu") && (bo.weights != MAMBA2_WEIGHTS_STORED || bo.precision != MAMBA2_PRECISION_DEFAULT))
+        return cli_error("perplexity", 2, "--weights and --precision are options of the cpu backend, not of '%s'",
+                         backend);
     const char *dir = argv[optind];
     bo.n_threads = (int)threads;
 
