@@ -30,4 +30,8 @@ int cmd_bench(int argc, char **argv);
 /** `mamba2 check DIR [--backends ref,cpu,gpu] [--tokens N]`: every backend against the reference (cmd_check.c). */
 int cmd_check(int argc, char **argv);
 
+/** `mamba2 perplexity DIR --file TEXT [--ctx N] [--max-tokens N] [--backend NAME] [--weights F] [--json]`
+ *  (cmd_perplexity.c). */
+int cmd_perplexity(int argc, char **argv);
+
 #endif

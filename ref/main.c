@@ -17,6 +17,8 @@ static const Mamba2Command commands[] = {
     {"tokenize", "print the token ids of a text (tokenizer.json or SentencePiece model)", cmd_tokenize},
     {"detokenize", "print the text of token ids", cmd_detokenize},
     {"bench", "prefill and decode speed of a backend, beside the measured roofline", cmd_bench},
+    {"perplexity", "mean negative log-likelihood and perplexity of a text's tokens (quality of a precision)",
+     cmd_perplexity},
     {"check", "run the same tokens through every backend; per-layer and logits error vs ref", cmd_check},
 };
 #define N_COMMANDS (sizeof commands / sizeof *commands)

@@ -13,8 +13,13 @@
  *    prefill of prompt + continuation has the continuation as its argmax at every position;
  *  - the cpu backend with q8 weights (quantized at load) does the same for the "confident" prompt.
  * The GPU backend is checked the same way by the GPU suite (tests/test_gpu.c) on the GPU machine.
+ *
+ * And `mamba2 perplexity` on the held-out text data/heldout/calendar.py (a standard-library file the
+ * model was not trained on): ref and cpu agree, the NLL is where the model card puts code files,
+ * and q8 / q4 weights cost no more than measured; its usage errors.
  */
 #include <CUnit/CUnit.h>
+#include <math.h>
 #include <json-c/json.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -174,6 +179,85 @@ static void test_demo_greedy(void) {
     json_object_put(root);
 }
 
+#define HELDOUT "data/heldout/calendar.py"
+
+/* `mamba2 perplexity DEMO_DIR --file HELDOUT ARGS --json`: its mean NLL, or NAN (with the reason
+ * printed) when it fails or prints no mean_nll. */
+static double perplexity_nll(const char *args) {
+    char cmd[512], out[4096], err[4096];
+    snprintf(cmd, sizeof cmd, "perplexity " DEMO_DIR " --file " HELDOUT " --json %s", args);
+    int rc = test_run_program(NULL, cmd, out, sizeof out, err, sizeof err);
+    json_object *o = rc == 0 ? json_tokener_parse(out) : NULL, *v;
+    double nll = o && json_object_object_get_ex(o, "mean_nll", &v) ? json_object_get_double(v) : NAN;
+    printf("\n    perplexity %-48s NLL %.6f", args, nll);
+    if (isnan(nll)) printf(" (exit %d: %s%s)", rc, err, out);
+    json_object_put(o);
+    return nll;
+}
+
+/*
+ * Measured on 2026-12-02 (AMD EPYC Zen 4, 2 cores; see results/cpu.md "Perplexity of each precision
+ * and weight format"), on the first 2000 tokens of HELDOUT, one sequence:
+ *   cpu stored 3.561440, ref 3.561440 (agree to 3e-9 relative);
+ *   q8 - stored: -3.8e-5 (VNNI kernel), -1.1e-4 (MAMBA2_CPU_ISA=avx2), -2.5e-4 (scalar),
+ *                +1.8e-4 (the SANITIZE=1 build);
+ *   q4 - stored: +2.7e-3 (VNNI), +2.5e-3 (avx2), +2.3e-3 (scalar), +2.4e-3 (SANITIZE=1).
+ * The kernels of cpu/qmatrix.c round and sum differently (the spread above), and not with the
+ * threads (1 and 2 threads give the same bits). The bounds, 4x and 3.6x the largest |difference|
+ * measured, leave room for another machine while failing a broken quantization (a wrong scale or
+ * swapped nibbles in one matrix cost tenths of a nat or more), and q8's is below q4's cost.
+ */
+#define Q8_BOUND 1e-3
+#define Q4_BOUND 1e-2
+
+static void test_demo_perplexity(void) {
+    /* Plausible range: the model card's validation loss, 2.730 nats/token over 17 held-out files,
+     * mixes ~0.45 for the encodings/ character tables with 2.5-3.9 for the files of code (measured
+     * file by file with this command, --ctx 512: token-weighted mean 2.723, the card's figure). A
+     * code file belongs in [2.5, 4.5]; a model that lost a layer or a wrong tokenizer lands far
+     * above (uniform guessing: ln 4096 = 8.3), and far below would mean tokens scored wrongly. */
+    int have_cpu = strstr(mamba2_backend_names(), "cpu") != NULL;
+    /* ref vs cpu on 500 tokens: the scalar reference scores ~130 tokens/s on 2 cores (2000 tokens
+     * would take 15 s, and more under the sanitizers) */
+    double ref = perplexity_nll("--backend ref --max-tokens 500");
+    CU_ASSERT(ref > 2.5 && ref < 4.5);
+    if (have_cpu) {
+        double cpu = perplexity_nll("--backend cpu --max-tokens 500");
+        CU_ASSERT(fabs(cpu - ref) <= 1e-4 * fabs(ref));
+        double stored = perplexity_nll("--backend cpu --max-tokens 2000");
+        double q8 = perplexity_nll("--backend cpu --max-tokens 2000 --weights q8");
+        double q4 = perplexity_nll("--backend cpu --max-tokens 2000 --weights q4");
+        CU_ASSERT(stored > 2.5 && stored < 4.5);
+        CU_ASSERT(fabs(q8 - stored) <= Q8_BOUND);
+        CU_ASSERT(fabs(q4 - stored) <= Q4_BOUND);
+    }
+
+    /* usage errors exit 2 before anything is loaded; a missing or empty file exits 1, named */
+    char err[4096];
+    CU_ASSERT_EQUAL(test_run_program(NULL, "perplexity " DEMO_DIR, NULL, 0, err, sizeof err), 2);
+    CU_ASSERT_PTR_NOT_NULL(strstr(err, "--file"));
+    CU_ASSERT_EQUAL(test_run_program(NULL, "perplexity " DEMO_DIR " --file " HELDOUT " --max-tokens 0", NULL, 0, err,
+                                     sizeof err), 2);
+    CU_ASSERT_EQUAL(test_run_program(NULL, "perplexity " DEMO_DIR " --file " HELDOUT " --weights q3", NULL, 0, err,
+                                     sizeof err), 2);
+    CU_ASSERT_EQUAL(test_run_program(NULL, "perplexity " DEMO_DIR " --file " HELDOUT " --backend ref --weights q8", NULL,
+                                     0, err, sizeof err), 2);
+    CU_ASSERT_EQUAL(test_run_program(NULL, "perplexity " DEMO_DIR " --file data/heldout/no-such-file.py", NULL, 0,
+                                     err, sizeof err), 1);
+    CU_ASSERT_PTR_NOT_NULL(strstr(err, "data/heldout/no-such-file.py"));
+    char *dir = test_tmpdir(), args[4300];
+    CU_ASSERT_PTR_NOT_NULL_FATAL(dir);
+    snprintf(args, sizeof args, "%s/empty.txt", dir);
+    FILE *f = fopen(args, "w");
+    CU_ASSERT_PTR_NOT_NULL(f);
+    if (f) fclose(f);
+    snprintf(args, sizeof args, "perplexity " DEMO_DIR " --file %s/empty.txt", dir);
+    CU_ASSERT_EQUAL(test_run_program(NULL, args, NULL, 0, err, sizeof err), 1);
+    CU_ASSERT_PTR_NOT_NULL(strstr(err, "empty.txt"));
+    test_rmtree(dir);
+    free(dir);
+}
+
 #ifdef MAMBA2_HAVE_GPU
 #include "gpu.h"
 
@@ -214,6 +298,8 @@ int register_demo_model_tests(void) {
     CU_pSuite s = CU_add_suite("demo_model", NULL, NULL);
     if (!s) return -1;
     if (!CU_add_test(s, "stdlib-mamba2: tokenizer and greedy continuation vs transformers", test_demo_greedy)) return -1;
+    if (!CU_add_test(s, "stdlib-mamba2: perplexity of held-out text, ref vs cpu, q8 and q4 bounds", test_demo_perplexity))
+        return -1;
 #ifdef MAMBA2_HAVE_GPU
     /* a suite of its own, inactive (and said so) without a GPU, like tests/test_gpu.c */
     CU_pSuite g = CU_add_suite("demo_model_gpu", NULL, NULL);
