@@ -175,7 +175,7 @@ int cmd_perplexity(int argc, char **argv) {
     if (mamba2_check_memory(what, 4.0 * V * (double)slice + (double)mamba2_config_state_bytes(&m.cfg) +
                                       (strcmp(backend, "gpu") ? mamba2_forward_bytes(&m.cfg, (double)slice) : 0),
                             &err) ||
-        mamba2_backend_create(backend, &m, &bo, &b, &err) || mamba2_state_init(&st, &m.cfg, &err)) {
+        cli_create_backend("perplexity", backend, &m, &bo, &b, &err) || mamba2_state_init(&st, &m.cfg, &err)) {
         cli_error("perplexity", 1, "%s", err.msg);
         goto done;
     }
