@@ -31,6 +31,11 @@
  * 16–20 to 18–24 GB/s (2026-12-01, /tmp/gemvx.c, three rounds; 2 KiB was worse). */
 #define GEMV_PREFETCH_BYTES 1024
 
+/* Whether the SIMD blocks prefetch ahead in their rows (decided once in cpu_gemv()): on Intel
+ * cores, where it was measured to pay; not on AMD's, where the hardware prefetchers alone streamed
+ * the same GEMVs 8-13 % faster (Zen 4; results/cpu.md, "Decode kernels on AMD Zen 4"). */
+static int row_prefetch = 1;
+
 /* ------------------------------------------------------------------ dispatch */
 
 CpuIsa cpu_isa_detect(void) {
@@ -161,7 +166,7 @@ static inline AVX2_INLINE void avx2_block_bf16(const uint16_t *W, int64_t K, int
             _mm_prefetch(pf + 128 * next + 64, _MM_HINT_T0);
             next += passes;
         }
-        if (pass == 0) /* the first pass reads the rows from memory: ahead in each row, as the AVX-512 block */
+        if (pass == 0 && row_prefetch) /* the first pass reads the rows from memory: ahead in each row */
 #pragma GCC unroll 4
             for (int i = 0; i < R; i++) _mm_prefetch((const char *)(W + (row + i) * K + k) + GEMV_PREFETCH_BYTES, _MM_HINT_T0);
         __m256 xlo[2], xhi[2];
@@ -288,9 +293,10 @@ static inline AVX512_INLINE void avx512_block(Mamba2DType dt, const void *W, int
         for (int j = 0; j < S; j++) acc[i][j] = _mm512_setzero_ps();
     int64_t k = 0, es = dt == MAMBA2_F32 ? 4 : 2;
     for (; k + 16 <= K; k += 16) {
+        if (row_prefetch)
 #pragma GCC unroll 4
-        for (int i = 0; i < R; i++) /* prefetches never fault, so past the end of W is harmless */
-            _mm_prefetch((const char *)W + ((row + i) * K + k) * es + GEMV_PREFETCH_BYTES, _MM_HINT_T0);
+            for (int i = 0; i < R; i++) /* prefetches never fault: past the end of W is harmless */
+                _mm_prefetch((const char *)W + ((row + i) * K + k) * es + GEMV_PREFETCH_BYTES, _MM_HINT_T0);
         __m512 xv[4];
 #pragma GCC unroll 4
         for (int j = 0; j < S; j++) xv[j] = _mm512_loadu_ps(x + j * ldx + k);
@@ -357,7 +363,11 @@ void cpu_gemv_rows(CpuIsa isa, const Mamba2Tensor *W, int64_t r0, int64_t n, con
 void cpu_gemv(const Mamba2Tensor *W, const float *x, int64_t ldx, int B, float *y, int64_t ldy, int accumulate,
               int n_threads) {
     static int isa = -1; /* detected once; a benign race (every thread writes the same value) */
-    if (isa < 0) isa = (int)cpu_isa_active();
+    if (isa < 0) {
+        __builtin_cpu_init();
+        row_prefetch = !__builtin_cpu_is("amd");
+        isa = (int)cpu_isa_active();
+    }
     int64_t rows = W->shape[0], n_blocks = (rows + GEMV_BLOCK_ROWS - 1) / GEMV_BLOCK_ROWS;
     /* Blocks of GEMV_BLOCK_ROWS rows handed out on demand: each row is still computed whole by one
      * thread (so the result does not depend on the thread count), and a thread slowed down by

@@ -41,10 +41,9 @@
 #define QT_BLOCKS 8    /**< scale blocks per tile row (QT_K / QBLOCK) */
 #define QT_GROUPS 4    /**< 64-column groups per tile row */
 #define XREC 192       /**< bytes of one quantized-activation record (64 columns) */
-#define ROWS_PER_ITEM 64 /**< rows of W per unit of work handed to a thread */
-#ifndef QPF_TILES
-#define QPF_TILES 4 /**< how many tiles ahead the VNNI kernel prefetches its row group (0: none) */
-#endif
+#define ITEM_ROWS_MAX 256 /**< the most rows of W in one unit of work handed to a thread */
+/** How far ahead in its row group's stream the VNNI kernel prefetches (whole tiles of about this many bytes). */
+#define PREFETCH_BYTES 8192
 
 static int64_t round_up(int64_t a, int64_t b) { return (a + b - 1) / b * b; }
 
@@ -409,9 +408,10 @@ static inline VNNI_INLINE void vnni_block(const CpuQMatrix *W, int64_t rg, int R
 #pragma GCC unroll 4
         for (int j = 0; j < 4; j++) acc[i][j] = _mm512_setzero_ps();
     const uint8_t *t = tile_at(W, rg, 0);
+    int64_t ahead = (PREFETCH_BYTES + tb / 2) / tb * tb; /* bytes: a whole number of tiles */
     for (int64_t kt = 0; kt < n_kt; kt++, t += tb) {
         const uint16_t *scales = (const uint16_t *)(t + QT_ROWS * vb);
-        for (int c = 0; QPF_TILES && c < tb; c += 64) _mm_prefetch((const char *)t + QPF_TILES * tb + c, _MM_HINT_T0);
+        for (int c = 0; c < tb; c += 64) _mm_prefetch((const char *)t + ahead + c, _MM_HINT_T0);
 #pragma GCC unroll 4
         for (int g = 0; g < QT_GROUPS; g++) {
             __m512i p[4] = {0}, nc[4] = {0}; /* (zeros: unused entries when S < 4) */
@@ -484,13 +484,18 @@ void cpu_qlinear(CpuIsa isa, const CpuQMatrix *W, const float *X, int64_t ldx, i
 #pragma omp parallel for num_threads(n_threads) schedule(static) if (T > 1)
     for (int t = 0; t < T; t++) quantize_x(X + (size_t)t * ldx, W->K, W->K_pad, offset_of(W->format), xq + t * rec_bytes);
 
-    int64_t n_items = (W->rows + ROWS_PER_ITEM - 1) / ROWS_PER_ITEM;
+    /* Units of work: long runs of rows (each thread then streams long stretches of W, which the
+     * hardware prefetchers follow best), but at least 4 units per thread so that threads that
+     * finish early find work: ITEM_ROWS_MAX rows, fewer for small matrices or many threads. */
+    int64_t item = W->rows / (4 * (int64_t)n_threads) / QT_ROWS * QT_ROWS;
+    item = item < QT_ROWS ? QT_ROWS : item > ITEM_ROWS_MAX ? ITEM_ROWS_MAX : item;
+    int64_t n_items = (W->rows + item - 1) / item;
     int tb = token_block(W->K_pad);
-    /* Each thread takes ROWS_PER_ITEM rows of W at a time and multiplies them with every activation
-     * row, token_block() rows at a time (their records in L2; the rows of W in L1/L2 meanwhile). */
+    /* Each thread takes `item` rows of W at a time and multiplies them with every activation row,
+     * token_block() rows at a time (their records in L2; the rows of W in L1/L2 meanwhile). */
 #pragma omp parallel for num_threads(n_threads) schedule(dynamic, 1)
     for (int64_t it = 0; it < n_items; it++) {
-        int64_t r0 = it * ROWS_PER_ITEM, r1 = r0 + ROWS_PER_ITEM < W->rows ? r0 + ROWS_PER_ITEM : W->rows;
+        int64_t r0 = it * item, r1 = r0 + item < W->rows ? r0 + item : W->rows;
         for (int t0 = 0; t0 < T; t0 += tb) {
             int nt = T - t0 < tb ? T - t0 : tb;
             for (int64_t r = r0; r < r1; r += QT_ROWS) {
