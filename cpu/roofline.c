@@ -115,7 +115,7 @@ double cpu_amx_gemm_rate(int n_threads, int M, int N, int K, int reps) {
     for (int r = -1; r < reps; r++) {
         double t0 = omp_get_wtime();
         /* Y [M, N] = X [M, K] · W [N, K]ᵀ, exactly as prefill calls it */
-        if (cpu_linear_amx(&W, X, K, M, Y, N, 0, n_threads)) {
+        if (cpu_linear_amx(&W, X, K, M, Y, N, 0, n_threads, MAMBA2_PRECISION_DEFAULT)) {
             best = -1;
             break;
         }
