@@ -7,6 +7,7 @@
 #include <cblas.h>
 #include <immintrin.h>
 #include <omp.h>
+#include <stdlib.h>
 #include <string.h>
 
 #include "gemm_amx.h"
@@ -59,7 +60,12 @@ CpuGemmTier cpu_linear_tier(const Mamba2Tensor *W, Mamba2Precision precision) {
     CpuGemmTier tier = cpu_gemm_tier_active();
     /* the bf16 tiers read bf16 weights only; f16 and f32 weights go to the best fp32 tier below */
     if (tier >= CPU_GEMM_AVX512BF16 && W->dtype != MAMBA2_BF16) tier = CPU_GEMM_AVX512;
-    (void)precision;
+    /* default precision: vdpbf16ps on both halves of X does the work of fp32 FMAs at the same rate
+     * on the CPUs measured (results/cpu.md), so the exact fp32 kernel is used unless asked for */
+    if (tier == CPU_GEMM_AVX512BF16 && precision != MAMBA2_PRECISION_FAST) {
+        const char *want = getenv("MAMBA2_CPU_GEMM");
+        if (!want || strcmp(want, "avx512bf16")) tier = CPU_GEMM_AVX512;
+    }
     return tier;
 }
 
