@@ -26,6 +26,15 @@
  * Y[t][r] (+)= Σ_k X'[t][k] · W[r][k], fp32 accumulation; X' = X_hi + X_lo (default) or X_hi
  * (@p precision MAMBA2_PRECISION_FAST); X [T, ldx] fp32, W [rows, K] bf16 read in place, Y [T, ldy].
  * The CPU must have AVX512_BF16 (cpu_gemm_tier_detect()).
+ * @param W          weight matrix [rows, K], bf16, read in place
+ * @param X          activations [T, ldx] fp32
+ * @param ldx        row stride of @p X (≥ K)
+ * @param T          activation rows (≥ 1)
+ * @param Y          output [T, ldy]
+ * @param ldy        row stride of @p Y (≥ rows)
+ * @param accumulate 1: Y += X·Wᵀ; 0: Y = X·Wᵀ
+ * @param n_threads  OpenMP threads (they split the weight rows)
+ * @param precision  MAMBA2_PRECISION_DEFAULT: X_hi + X_lo; MAMBA2_PRECISION_FAST: X_hi only
  * @return 0, or -1 (nothing written) when @p W is not bf16 or a work buffer cannot be allocated
  */
 int cpu_linear_avx512bf16(const Mamba2Tensor *W, const float *X, int64_t ldx, int T, float *Y, int64_t ldy,

@@ -49,6 +49,15 @@ typedef struct {
  *
  * Y[t][r] (+)= Σ_k X[t][k] · W[r][k];  X [T, ldx], W [rows, K] read in place, Y [T, ldy].
  * Work buffers belong to the calling threads and are kept between calls.
+ * @param kn         the tier's kernels and layouts
+ * @param W          weight matrix [rows, K], in any dtype @p kn packs, read in place
+ * @param X          activations [T, ldx] fp32
+ * @param ldx        row stride of @p X (≥ K)
+ * @param T          activation rows (≥ 1)
+ * @param Y          output [T, ldy]
+ * @param ldy        row stride of @p Y (≥ rows)
+ * @param accumulate 1: Y += X·Wᵀ; 0: Y = X·Wᵀ
+ * @param n_threads  OpenMP threads (they split the weight rows)
  * @return 0, or -1 (nothing written) when a work buffer cannot be allocated
  */
 int cpu_gemm_run(const CpuGemmKernel *kn, const Mamba2Tensor *W, const float *X, int64_t ldx, int T, float *Y,

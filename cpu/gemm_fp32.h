@@ -21,7 +21,15 @@
  *
  * Y[t][r] (+)= Σ_k X[t][k] · W[r][k];  X [T, ldx] fp32, W [rows, K] bf16, f16 or f32 read in place,
  * Y [T, ldy]; weight rows split over @p n_threads OpenMP threads.
- * @param tier CPU_GEMM_AVX512 or CPU_GEMM_AVX2 (the CPU must have it)
+ * @param tier       CPU_GEMM_AVX512 or CPU_GEMM_AVX2 (the CPU must have it)
+ * @param W          weight matrix [rows, K], bf16, f16 or f32, read in place
+ * @param X          activations [T, ldx] fp32
+ * @param ldx        row stride of @p X (≥ K)
+ * @param T          activation rows (≥ 1)
+ * @param Y          output [T, ldy]
+ * @param ldy        row stride of @p Y (≥ rows)
+ * @param accumulate 1: Y += X·Wᵀ; 0: Y = X·Wᵀ
+ * @param n_threads  OpenMP threads (they split the weight rows)
  * @return 0, or -1 (nothing written) for another tier or when a work buffer cannot be allocated
  */
 int cpu_linear_fp32(CpuGemmTier tier, const Mamba2Tensor *W, const float *X, int64_t ldx, int T, float *Y,

@@ -30,6 +30,12 @@ double cpu_gemm_rate(int n_threads, int M, int N, int K, int reps);
  * @brief The rate of cpu_linear() on bf16 weights at @p precision, with the GEMM tier it picks
  *        (all threads on one [M, K] × [N, K]ᵀ product, packing included; useful FLOP only: two
  *        bf16 halves of the activations count once).
+ * @param n_threads OpenMP threads
+ * @param M         activation rows
+ * @param N         weight rows
+ * @param K         inner dimension
+ * @param reps      timed rounds (after one warm-up)
+ * @param precision the GEMM precision (it can change the tier)
  * @return GFLOP/s (best of @p reps), or a negative value on allocation failure.
  */
 double cpu_linear_gemm_rate(int n_threads, int M, int N, int K, int reps, Mamba2Precision precision);
