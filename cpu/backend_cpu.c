@@ -389,7 +389,7 @@ static double cpu_matrix_bytes(Mamba2Backend *b) {
 }
 
 static int cpu_roofline_hook(Mamba2Backend *b, double *read_gbps, double *gemm_gflops, Mamba2Error *err) {
-    return cpu_roofline(((CpuBackend *)b)->nt, read_gbps, gemm_gflops, err);
+    return cpu_roofline(((CpuBackend *)b)->nt, ((CpuBackend *)b)->precision, read_gbps, gemm_gflops, err);
 }
 
 int mamba2_backend_cpu_create(const Mamba2Model *m, const Mamba2BackendOptions *opt, Mamba2Backend **out,

@@ -18,6 +18,8 @@
 #include <sys/syscall.h>
 #include <unistd.h>
 
+#include "gemm_tier.h"
+
 /** arch_prctl request for permission to use an extended state component (Linux ≥ 5.16). */
 #define ARCH_REQ_XCOMP_PERM 0x1023
 /** The extended state component of the AMX tile data. */
@@ -36,10 +38,7 @@ int cpu_amx_available(void) {
     return granted;
 }
 
-int cpu_amx_active(void) {
-    const char *want = getenv("MAMBA2_CPU_GEMM");
-    return cpu_amx_available() && !(want && !strcmp(want, "sgemm"));
-}
+int cpu_amx_active(void) { return cpu_gemm_tier_active() == CPU_GEMM_AMX; }
 
 /** The tile configuration (LDTILECFG's 64-byte memory operand). */
 typedef struct {
@@ -148,8 +147,8 @@ static void split_rows16(const float *X, int64_t ldx, int T, int64_t K, int64_t 
 }
 
 /* C[32 × 32] fp32 = Σ over k of (X_hi + X_lo)[t0 .. t0+32) · Wᵀ for one repacked block of 32
- * weight rows, Xs in the layout of split_rows16(). */
-static AMX_TARGET void block_32x32(const uint16_t *Xs, int64_t Kp, int64_t t0, const uint32_t *Bv, float *C) {
+ * weight rows, Xs in the layout of split_rows16(); X_hi alone when @p split is 0 (fast precision). */
+static AMX_TARGET void block_32x32(const uint16_t *Xs, int64_t Kp, int64_t t0, const uint32_t *Bv, float *C, int split) {
     const int64_t nkb = Kp / 32;
     const uint16_t *x0 = Xs + (t0 / 16) * nkb * 1024, *x1 = x0 + nkb * 1024; /* rows t0.., t0+16.. */
     MEMORY_BARRIER(); /* the repacked panel is in memory before the tile loads */
@@ -167,6 +166,7 @@ static AMX_TARGET void block_32x32(const uint16_t *Xs, int64_t Kp, int64_t t0, c
         _tile_dpbf16ps(1, 4, 7);
         _tile_dpbf16ps(2, 5, 6);
         _tile_dpbf16ps(3, 5, 7);
+        if (!split) continue;
         _tile_loadd(4, x0 + kb * 1024 + 512, 64); /* X_lo */
         _tile_loadd(5, x1 + kb * 1024 + 512, 64);
         _tile_dpbf16ps(0, 4, 6);
@@ -199,7 +199,7 @@ static void *thread_buffer(int slot, size_t bytes) {
 }
 
 int cpu_linear_amx(const Mamba2Tensor *W, const float *X, int64_t ldx, int T, float *Y, int64_t ldy, int accumulate,
-                   int n_threads) {
+                   int n_threads, Mamba2Precision precision) {
     int64_t rows = W->shape[0], K = W->shape[1];
     if (W->dtype != MAMBA2_BF16 || K % 2 || T <= 0 || !cpu_amx_active()) return -1;
     int64_t Tp = (T + 31) / 32 * 32, Kp = (K + 31) / 32 * 32;
@@ -234,7 +234,7 @@ int cpu_linear_amx(const Mamba2Tensor *W, const float *X, int64_t ldx, int T, fl
                 for (int64_t t0 = 0; t0 < T; t0 += 32)
                     for (int64_t j = 0; j < nb; j++) {
                         int64_t r0 = (b0 + j) * 32, nr = rows - r0 < 32 ? rows - r0 : 32;
-                        block_32x32(Xs, Kp, t0, Bv + j * Kp * 16, C);
+                        block_32x32(Xs, Kp, t0, Bv + j * Kp * 16, C, precision != MAMBA2_PRECISION_FAST);
                         int64_t nt = T - t0 < 32 ? T - t0 : 32;
                         for (int64_t t = 0; t < nt; t++) { /* Y[t0 + t][r0 .. r0 + nr) (+)= C[t][0 .. nr) */
                             float *y = Y + (t0 + t) * ldy + r0;

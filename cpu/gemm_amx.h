@@ -19,6 +19,7 @@
 
 #include <stdint.h>
 
+#include "backend.h"
 #include "tensor.h"
 
 /**
@@ -28,15 +29,16 @@
 int cpu_amx_available(void);
 
 /**
- * @brief cpu_amx_available(), unless the environment variable MAMBA2_CPU_GEMM=sgemm asks for the
- *        fp32 sgemm path (read on every call, so a test can run both paths).
+ * @brief 1 when cpu_linear() runs AMX: cpu_gemm_tier_active() is CPU_GEMM_AMX (AMX is available
+ *        and MAMBA2_CPU_GEMM does not ask for a lower tier; read on every call, so a test can switch).
  */
 int cpu_amx_active(void);
 
 /**
  * @brief Y = X · Wᵀ (or Y += X · Wᵀ) on AMX, for a bf16 @p W.
  *
- * Y[t][r] (+)= Σ_k (X_hi[t][k] + X_lo[t][k]) · W[r][k], accumulated in fp32;
+ * Y[t][r] (+)= Σ_k (X_hi[t][k] + X_lo[t][k]) · W[r][k], accumulated in fp32 (X_hi alone when
+ * @p precision is MAMBA2_PRECISION_FAST);
  * X [T, ldx] fp32, W [rows, K] bf16 read in place, Y [T, ldy]. Weight rows are split over
  * @p n_threads OpenMP threads in blocks of 32.
  *
@@ -44,6 +46,6 @@ int cpu_amx_active(void);
  *         work buffer cannot be allocated: the caller then uses the sgemm path.
  */
 int cpu_linear_amx(const Mamba2Tensor *W, const float *X, int64_t ldx, int T, float *Y, int64_t ldy, int accumulate,
-                   int n_threads);
+                   int n_threads, Mamba2Precision precision);
 
 #endif

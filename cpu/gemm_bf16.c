@@ -7,9 +7,13 @@
 #include <cblas.h>
 #include <immintrin.h>
 #include <omp.h>
+#include <stdlib.h>
 #include <string.h>
 
 #include "gemm_amx.h"
+#include "gemm_avx512bf16.h"
+#include "gemm_fp32.h"
+#include "gemm_tier.h"
 #include "gemv_bf16.h"
 
 /** OpenBLAS's thread count setter (declared by its cblas.h, not by others; we always link OpenBLAS). */
@@ -52,6 +56,19 @@ void cpu_convert_rows(const Mamba2Tensor *W, int64_t r0, int64_t n, float *out) 
 
 size_t cpu_linear_scratch_floats(int n_threads, int64_t K) { return (size_t)n_threads * CPU_GEMM_PANEL_ROWS * K; }
 
+CpuGemmTier cpu_linear_tier(const Mamba2Tensor *W, Mamba2Precision precision) {
+    CpuGemmTier tier = cpu_gemm_tier_active();
+    /* the bf16 tiers read bf16 weights only; f16 and f32 weights go to the best fp32 tier below */
+    if (tier >= CPU_GEMM_AVX512BF16 && W->dtype != MAMBA2_BF16) tier = CPU_GEMM_AVX512;
+    /* default precision: vdpbf16ps on both halves of X does the work of fp32 FMAs at the same rate
+     * on the CPUs measured (results/cpu.md), so the exact fp32 kernel is used unless asked for */
+    if (tier == CPU_GEMM_AVX512BF16 && precision != MAMBA2_PRECISION_FAST) {
+        const char *want = getenv("MAMBA2_CPU_GEMM");
+        if (!want || strcmp(want, "avx512bf16")) tier = CPU_GEMM_AVX512;
+    }
+    return tier;
+}
+
 int cpu_linear_uses_gemv(const Mamba2Tensor *W, int T) {
     if (W->dtype == MAMBA2_BF16 && cpu_amx_active()) return T <= CPU_GEMV_MAX_ROWS_AMX;
     return T <= CPU_GEMV_MAX_ROWS;
@@ -59,12 +76,24 @@ int cpu_linear_uses_gemv(const Mamba2Tensor *W, int T) {
 
 void cpu_linear(const Mamba2Tensor *W, const float *X, int64_t ldx, int T, float *Y, int64_t ldy, int accumulate,
                 float *scratch, int n_threads, Mamba2Precision precision) {
-    (void)precision; /* every GEMM below keeps the default precision for now */
     if (cpu_linear_uses_gemv(W, T)) {
         cpu_gemv(W, X, ldx, T, Y, ldy, accumulate, n_threads);
         return;
     }
-    if (cpu_linear_amx(W, X, ldx, T, Y, ldy, accumulate, n_threads) == 0) return; /* bf16 weights on AMX */
+    /* each SIMD tier returns -1 (nothing written) when it cannot take W; the sgemm path takes anything */
+    switch (cpu_linear_tier(W, precision)) {
+    case CPU_GEMM_AMX:
+        if (cpu_linear_amx(W, X, ldx, T, Y, ldy, accumulate, n_threads, precision) == 0) return;
+        break;
+    case CPU_GEMM_AVX512BF16:
+        if (cpu_linear_avx512bf16(W, X, ldx, T, Y, ldy, accumulate, n_threads, precision) == 0) return;
+        break;
+    case CPU_GEMM_AVX512:
+    case CPU_GEMM_AVX2:
+        if (cpu_linear_fp32(cpu_linear_tier(W, precision), W, X, ldx, T, Y, ldy, accumulate, n_threads) == 0) return;
+        break;
+    default: break;
+    }
     int64_t rows = W->shape[0], K = W->shape[1];
     int64_t n_panels = (rows + CPU_GEMM_PANEL_ROWS - 1) / CPU_GEMM_PANEL_ROWS;
     /* For each panel p of weight rows [r0, r0 + n):

@@ -14,6 +14,7 @@
 #include <stdint.h>
 
 #include "backend.h"
+#include "gemm_tier.h"
 #include "tensor.h"
 
 /** Weight rows widened per panel: [CPU_GEMM_PANEL_ROWS, K] fp32 per thread. */
@@ -28,6 +29,12 @@
  * ms/step GEMV against AMX: batch 8: 193 against 239; batch 16: 380 against 294.
  */
 #define CPU_GEMV_MAX_ROWS_AMX 8
+
+/**
+ * @brief The GEMM tier cpu_linear() runs for @p W at @p precision when T is above the GEMV's range:
+ *        cpu_gemm_tier_active(), lowered to an fp32 tier for weights that are not bf16.
+ */
+CpuGemmTier cpu_linear_tier(const Mamba2Tensor *W, Mamba2Precision precision);
 
 /** 1 when cpu_linear() multiplies @p T activation rows with @p W by GEMVs, 0 when by a GEMM (AMX or sgemm). */
 int cpu_linear_uses_gemv(const Mamba2Tensor *W, int T);

@@ -13,7 +13,6 @@
 #include <string.h>
 
 #include "blas_core.h"
-#include "gemm_amx.h"
 #include "gemm_bf16.h"
 #include "gemv_bf16.h"
 
@@ -100,43 +99,56 @@ double cpu_gemm_rate(int n_threads, int M, int N, int K, int reps) {
     return best;
 }
 
-double cpu_amx_gemm_rate(int n_threads, int M, int N, int K, int reps) {
+double cpu_linear_gemm_rate(int n_threads, int M, int N, int K, int reps, Mamba2Precision precision) {
     float *X = malloc(((size_t)M * K + (size_t)M * N) * sizeof *X);
     uint16_t *w = malloc((size_t)N * K * sizeof *w);
-    if (!X || !w) {
-        free(X), free(w);
+    float *scratch = malloc(cpu_linear_scratch_floats(n_threads, K) * sizeof *scratch);
+    if (!X || !w || !scratch) {
+        free(X), free(w), free(scratch);
         return -1;
     }
     float *Y = X + (size_t)M * K;
     for (size_t i = 0; i < (size_t)M * K; i++) X[i] = operand_value(i);
     for (size_t i = 0; i < (size_t)N * K; i++) w[i] = mamba2_f32_to_bf16(operand_value(i * 40503u + 1));
     Mamba2Tensor W = {"roofline", "memory", MAMBA2_BF16, 2, {N, K}, w};
+    cpu_blas_single_threaded();
     double best = 0;
     for (int r = -1; r < reps; r++) {
         double t0 = omp_get_wtime();
         /* Y [M, N] = X [M, K] · W [N, K]ᵀ, exactly as prefill calls it */
-        if (cpu_linear_amx(&W, X, K, M, Y, N, 0, n_threads)) {
-            best = -1;
-            break;
-        }
+        cpu_linear(&W, X, K, M, Y, N, 0, scratch, n_threads, precision);
         double gflops = 2.0 * M * N * K / (omp_get_wtime() - t0) / 1e9;
         if (r >= 0 && gflops > best) best = gflops;
     }
-    free(X), free(w);
+    free(X), free(w), free(scratch);
     return best;
 }
 
-const char *cpu_gemm_kernel_name(void) {
-    static char name[64];
-    if (cpu_amx_active()) return "AMX bf16, activations split in two";
-    snprintf(name, sizeof name, "OpenBLAS sgemm, %s kernels", cpu_blas_core_name());
-    return name;
+/* The tier cpu_linear() runs for bf16 weights (the checkpoints' dtype) at @p precision. */
+static CpuGemmTier bf16_tier(Mamba2Precision precision) {
+    Mamba2Tensor W = {"roofline", "memory", MAMBA2_BF16, 2, {1, 1}, NULL};
+    return cpu_linear_tier(&W, precision);
 }
 
-int cpu_roofline(int n_threads, double *read_gbps, double *gemm_gflops, Mamba2Error *err) {
+const char *cpu_gemm_kernel_name(Mamba2Precision precision) {
+    static char name[96];
+    int fast = precision == MAMBA2_PRECISION_FAST;
+    switch (bf16_tier(precision)) {
+    case CPU_GEMM_AMX: return fast ? "amx: AMX bf16, activations rounded to bf16" : "amx: AMX bf16, activations split in two";
+    case CPU_GEMM_AVX512BF16:
+        return fast ? "avx512bf16: vdpbf16ps, activations rounded to bf16"
+                    : "avx512bf16: vdpbf16ps, activations split in two";
+    case CPU_GEMM_AVX512: return "avx512: fp32 FMA on widened weight panels";
+    case CPU_GEMM_AVX2: return "avx2: fp32 FMA on widened weight panels";
+    default: snprintf(name, sizeof name, "sgemm: OpenBLAS sgemm, %s kernels", cpu_blas_core_name()); return name;
+    }
+}
+
+int cpu_roofline(int n_threads, Mamba2Precision precision, double *read_gbps, double *gemm_gflops, Mamba2Error *err) {
     *read_gbps = cpu_read_bandwidth(n_threads, (size_t)1 << 30, 5);
-    *gemm_gflops = cpu_amx_active() ? cpu_amx_gemm_rate(n_threads, 512, 2048, 4096, 3)
-                                    : cpu_gemm_rate(n_threads, 512, CPU_GEMM_PANEL_ROWS, 4096, 5);
+    *gemm_gflops = bf16_tier(precision) != CPU_GEMM_SGEMM
+                       ? cpu_linear_gemm_rate(n_threads, 512, 2048, 4096, 3, precision)
+                       : cpu_gemm_rate(n_threads, 512, CPU_GEMM_PANEL_ROWS, 4096, 5);
     if (*read_gbps < 0 || *gemm_gflops < 0) return mamba2_fail(err, "out of memory for the roofline buffers");
     return 0;
 }

@@ -1,12 +1,13 @@
 /**
  * @file roofline.h
- * @brief This machine's two ceilings, measured: streaming read bandwidth and the sgemm rate prefill uses.
+ * @brief This machine's two ceilings, measured: streaming read bandwidth and the rate of the GEMM prefill uses.
  */
 #ifndef MAMBA2_CPU_ROOFLINE_H
 #define MAMBA2_CPU_ROOFLINE_H
 
 #include <stddef.h>
 
+#include "backend.h"
 #include "error.h"
 
 /**
@@ -26,25 +27,33 @@ double cpu_read_bandwidth(int n_threads, size_t bytes, int reps);
 double cpu_gemm_rate(int n_threads, int M, int N, int K, int reps);
 
 /**
- * @brief The rate of the AMX GEMM prefill runs on bf16 weights (cpu_linear_amx(), all threads on
- *        one [M, K] × [N, K]ᵀ product, useful FLOP only: the two bf16 halves count once).
- * @return GFLOP/s (best of @p reps), or a negative value on allocation failure or without AMX.
+ * @brief The rate of cpu_linear() on bf16 weights at @p precision, with the GEMM tier it picks
+ *        (all threads on one [M, K] × [N, K]ᵀ product, packing included; useful FLOP only: two
+ *        bf16 halves of the activations count once).
+ * @param n_threads OpenMP threads
+ * @param M         activation rows
+ * @param N         weight rows
+ * @param K         inner dimension
+ * @param reps      timed rounds (after one warm-up)
+ * @param precision the GEMM precision (it can change the tier)
+ * @return GFLOP/s (best of @p reps), or a negative value on allocation failure.
  */
-double cpu_amx_gemm_rate(int n_threads, int M, int N, int K, int reps);
+double cpu_linear_gemm_rate(int n_threads, int M, int N, int K, int reps, Mamba2Precision precision);
 
-/** The GEMM kernel prefill uses on this machine, in words (for benchmark reports). */
-const char *cpu_gemm_kernel_name(void);
+/** The GEMM kernel prefill uses on bf16 weights at @p precision on this machine: tier name and words. */
+const char *cpu_gemm_kernel_name(Mamba2Precision precision);
 
 /**
  * @brief Both ceilings with the shapes of a 7B prefill: 1 GiB streaming read, and the GEMM prefill
- *        uses with M = 512 tokens and K = 4096: AMX (cpu_amx_gemm_rate(), N = 2048) when active,
- *        else sgemm (cpu_gemm_rate(), N = one weight panel).
+ *        uses with M = 512 tokens and K = 4096: the tier cpu_linear() picks for bf16 weights
+ *        (cpu_linear_gemm_rate(), N = 2048), or for the sgemm tier cpu_gemm_rate() (N = one panel).
  * @param n_threads   threads to measure with (the backend's)
+ * @param precision   the backend's GEMM precision (it can change the tier and its rate)
  * @param read_gbps   out: GB/s
  * @param gemm_gflops out: GFLOP/s
  * @param err         the reason on failure
  * @return 0, or -1 with the reason in @p err.
  */
-int cpu_roofline(int n_threads, double *read_gbps, double *gemm_gflops, Mamba2Error *err);
+int cpu_roofline(int n_threads, Mamba2Precision precision, double *read_gbps, double *gemm_gflops, Mamba2Error *err);
 
 #endif

@@ -28,11 +28,12 @@
 #include "roofline.h"
 #endif
 
-/** The GEMM kernel of the CPU path (its prefill and its GEMM ceiling), in words, or "none". */
-static const char *cpu_gemm_kernel(void) {
+/** The GEMM kernel of the CPU path at @p precision (its prefill and its GEMM ceiling), in words, or "none". */
+static const char *cpu_gemm_kernel(Mamba2Precision precision) {
 #ifdef MAMBA2_HAVE_CPU
-    return cpu_gemm_kernel_name();
+    return cpu_gemm_kernel_name(precision);
 #else
+    (void)precision;
     return "none";
 #endif
 }
@@ -257,7 +258,7 @@ int cmd_bench(int argc, char **argv) {
         if (ceilings.n)
             printf(", \"read_gbps\": %.2f, \"read_gbps_range\": [%.2f, %.2f], \"gemm_gflops\": %.2f, "
                    "\"gemm_gflops_range\": [%.2f, %.2f], \"cpu_gemm_kernel\": \"%s\"",
-                   bw, bw_lo, bw_hi, gemm, gemm_lo, gemm_hi, cpu_gemm_kernel());
+                   bw, bw_lo, bw_hi, gemm, gemm_lo, gemm_hi, cpu_gemm_kernel(o.precision));
         if (do_prefill)
             printf(", \"prefill\": {\"tokens\": %ld, \"ms\": %.2f, \"ms_range\": [%.2f, %.2f], \"tok_s\": %.2f, "
                    "\"gflops\": %.2f%s",
@@ -282,13 +283,14 @@ int cmd_bench(int argc, char **argv) {
         if (ceilings.n)
             printf("ceilings (median of %d measurements in this run): read %.1f GB/s [%.1f .. %.1f], "
                    "GEMM %.1f GFLOP/s [%.1f .. %.1f] (CPU GEMM: %s)\n",
-                   ceilings.n, bw, bw_lo, bw_hi, gemm, gemm_lo, gemm_hi, cpu_gemm_kernel());
+                   ceilings.n, bw, bw_lo, bw_hi, gemm, gemm_lo, gemm_hi, cpu_gemm_kernel(o.precision));
         if (do_prefill) {
             printf("prefill %ld tokens: %.1f ms [%.1f .. %.1f], %.1f tok/s, %.1f GFLOP/s (%.2f GFLOP/token: the layers' "
                    "weight matrices)",
                    prompt, prefill_s * 1e3, prefill_lo * 1e3, prefill_hi * 1e3, prompt / prefill_s,
                    prefill_flop / prefill_s / 1e9, prefill_flop / prompt / 1e9);
             if (ceilings.n) printf(" = %.0f%% of the GEMM ceiling", 100 * prefill_flop / prefill_s / 1e9 / gemm);
+            if (!strcmp(b->name, "cpu")) printf(" (CPU GEMM: %s)", cpu_gemm_kernel(o.precision));
             printf("\n");
         }
         printf("%6s %10s %21s %10s %10s %10s\n", "batch", "ms/step", "[fastest .. slowest]", "tok/s", "GB/s", "of read");

@@ -20,7 +20,10 @@
 
 #ifdef MAMBA2_HAVE_CPU
 #include "../cpu/gemm_amx.h"
+#include "../cpu/gemm_avx512bf16.h"
 #include "../cpu/gemm_bf16.h"
+#include "../cpu/gemm_fp32.h"
+#include "../cpu/gemm_tier.h"
 #include "../cpu/gemv_bf16.h"
 #include "../cpu/ssd_chunked_blas.h"
 
@@ -36,8 +39,24 @@
  * 7e-5 on whole-model logits. 1e-4 is that error with margin, and still 10× below CPU_TOL. */
 #define AMX_TOL 1e-4
 
+/* The AVX512_BF16 GEMM at default precision splits X as AMX does (same bound, same reason). */
+#define BF16_SPLIT_TOL AMX_TOL
+/* Fast precision: X rounded to bf16 once, at most 2^-9 of |x| per product (uniformly spread
+ * rounding errors give a relative L2 of about 2^-9 / sqrt(3) ≈ 1.1e-3 for random-sign sums:
+ * measured 1.7e-3 on the random shapes below); 4e-3 is that with margin. */
+#define FAST_KERNEL_TOL 4e-3
+
+/* Whole-model logits at fast precision against ref (worst position's relative L2). Measured on the
+ * bf16 fixtures: 5.0e-3 (g2_mixed), 6.3e-3 (g4), 2.4e-2 (g8, 8 layers: the bf16-rounded
+ * activations of every layer add up); f32 weights run the fp32 tiers and stay at ~1e-6.
+ * 5e-2 is the worst with 2× margin; the argmax must still agree at every position. */
+#define FAST_MODEL_TOL 5e-2
+
 /* The tolerance of a run that went through cpu_linear()'s GEMM against one through fp32 GEMVs. */
-static double gemm_tol(void) { return cpu_amx_active() ? AMX_TOL : SPLIT_TOL; }
+static double gemm_tol(void) {
+    Mamba2Tensor bf = {"w", "mem", MAMBA2_BF16, 2, {64, 64}, NULL};
+    return cpu_linear_tier(&bf, MAMBA2_PRECISION_DEFAULT) >= CPU_GEMM_AVX512BF16 ? AMX_TOL : SPLIT_TOL;
+}
 
 static int argmax(const float *v, int n) {
     int best = 0;
@@ -176,6 +195,87 @@ static void test_linear_paths(void) {
     printf("\n");
 }
 
+/* Every GEMM tier this CPU has, forced through MAMBA2_CPU_GEMM, against a double-precision product
+ * of the same (rounded) weights, on fresh random shapes: T = 17 .. 40 (above the GEMV's range),
+ * rows and K not multiples of the register or cache blocks (K up to 1500: several k blocks),
+ * every dtype the tier takes, default and fast precision, overwrite and accumulate. */
+static void test_gemm_tiers(void) {
+    const CpuGemmTier tiers[] = {CPU_GEMM_SGEMM, CPU_GEMM_AVX2, CPU_GEMM_AVX512, CPU_GEMM_AVX512BF16, CPU_GEMM_AMX};
+    const char *why[] = {"", "no AVX2+FMA+F16C", "no AVX-512F", "no AVX512_BF16", "no AMX (or not granted)"};
+    const Mamba2DType dts[] = {MAMBA2_BF16, MAMBA2_F16, MAMBA2_F32};
+    const char *was = getenv("MAMBA2_CPU_GEMM");
+    char *saved = was ? strdup(was) : NULL;
+    CpuGemmTier best = cpu_gemm_tier_detect();
+    for (size_t ti = 0; ti < sizeof tiers / sizeof *tiers; ti++) {
+        CpuGemmTier tier = tiers[ti];
+        if (tier > best) {
+            printf("\n    %-10s skipped: %s", cpu_gemm_tier_name(tier), why[tier]);
+            continue;
+        }
+        setenv("MAMBA2_CPU_GEMM", cpu_gemm_tier_name(tier), 1);
+        double worst[2] = {0, 0};
+        for (int shape = 0; shape < 6; shape++) {
+            int rows = 17 + (int)(test_uniform() * 300), K = 1 + (int)(test_uniform() * 700), T = 17 + (int)(test_uniform() * 24);
+            if (shape == 0) K = 1100 + (int)(test_uniform() * 400); /* more than one k block on every tier */
+            if (shape == 1) K |= 1;                                  /* odd K: a half pair in the bf16 tiers */
+            for (int di = 0; di < 3; di++) {
+                Mamba2DType dt = dts[di];
+                if (tier >= CPU_GEMM_AVX512BF16 && dt != MAMBA2_BF16) continue; /* these take bf16 only */
+                size_t es = mamba2_dtype_size(dt);
+                unsigned char *raw = malloc((size_t)rows * K * es);
+                float *wf = malloc((size_t)rows * K * 4), *x = malloc((size_t)T * K * 4), *y = malloc((size_t)T * rows * 4);
+                double *want = malloc((size_t)T * rows * sizeof *want);
+                float *scratch = malloc(cpu_linear_scratch_floats(2, K) * sizeof(float));
+                test_fill_normal(x, (size_t)T * K, 1.0);
+                for (size_t i = 0; i < (size_t)rows * K; i++) { /* stored in the dtype; wf keeps the rounded value */
+                    float v = (float)(test_normal() * 0.5);
+                    if (dt == MAMBA2_F32) memcpy(raw + 4 * i, &v, 4), wf[i] = v;
+                    else {
+                        /* f16: random finite bits of magnitude 1/8 .. 1/2, either sign */
+                        uint16_t h = dt == MAMBA2_BF16 ? mamba2_f32_to_bf16(v)
+                                                       : (uint16_t)((v < 0) << 15 | (0x3000 + (int)(test_uniform() * 0x0fff)));
+                        memcpy(raw + 2 * i, &h, 2);
+                        wf[i] = dt == MAMBA2_BF16 ? mamba2_bf16_to_f32(h) : mamba2_f16_to_f32(h);
+                    }
+                }
+                for (int t = 0; t < T; t++) /* want[t][r] = Σ_k x[t][k] · w[r][k] in double */
+                    for (int r = 0; r < rows; r++) {
+                        double acc = 0;
+                        for (int k = 0; k < K; k++) acc += (double)x[(size_t)t * K + k] * wf[(size_t)r * K + k];
+                        want[(size_t)t * rows + r] = acc;
+                    }
+                Mamba2Tensor W = {"w", "mem", dt, 2, {rows, K}, raw};
+                for (int fast = 0; fast < 2; fast++)
+                    for (int accumulate = 0; accumulate < 2; accumulate++) {
+                        for (int i = 0; i < T * rows; i++) y[i] = accumulate ? 1.0f : NAN;
+                        cpu_linear(&W, x, K, T, y, rows, accumulate, scratch, 2,
+                                   fast ? MAMBA2_PRECISION_FAST : MAMBA2_PRECISION_DEFAULT);
+                        double num = 0, den = 0;
+                        for (int i = 0; i < T * rows; i++) {
+                            double w = want[i] + accumulate, e = y[i] - w;
+                            num += e * e, den += w * w;
+                        }
+                        double err = sqrt(num / den);
+                        /* fast precision changes the product on the bf16 tiers only */
+                        int rounded = fast && tier >= CPU_GEMM_AVX512BF16;
+                        double tol = rounded ? FAST_KERNEL_TOL : tier >= CPU_GEMM_AVX512BF16 ? BF16_SPLIT_TOL : KERNEL_TOL;
+                        if (!(err <= worst[fast])) worst[fast] = err;
+                        if (!(err <= tol))
+                            printf("\n    %s %s %dx%d T=%d fast=%d acc=%d: %.1e > %.0e", cpu_gemm_tier_name(tier),
+                                   mamba2_dtype_name(dt), rows, K, T, fast, accumulate, err, tol);
+                        CU_ASSERT(err <= tol);
+                    }
+                free(raw), free(wf), free(x), free(y), free(want), free(scratch);
+            }
+        }
+        printf("\n    %-10s vs double: default %.1e, fast %.1e", cpu_gemm_tier_name(tier), worst[0], worst[1]);
+    }
+    if (saved) setenv("MAMBA2_CPU_GEMM", saved, 1);
+    else unsetenv("MAMBA2_CPU_GEMM");
+    free(saved);
+    printf("\n");
+}
+
 /* The BLAS chunked SSD (strided x/B/C/y, D = NULL) against ref's ssd_chunked, from a random state. */
 static void test_ssd_blas(void) {
     struct {
@@ -235,17 +335,24 @@ static int run_backend(Mamba2Backend *b, const int32_t *tok, int T, int by_step,
     return rc;
 }
 
-static Mamba2Backend *make(const char *name, const Mamba2Model *m, int threads) {
+static Mamba2Backend *make_prec(const char *name, const Mamba2Model *m, int threads, Mamba2Precision precision) {
     Mamba2BackendOptions o = {0};
     o.n_threads = threads;
+    o.precision = precision;
     Mamba2Backend *b = NULL;
     Mamba2Error e = {{0}};
     if (mamba2_backend_create(name, m, &o, &b, &e)) printf("\n    %s", e.msg);
     return b;
 }
 
+static Mamba2Backend *make(const char *name, const Mamba2Model *m, int threads) {
+    return make_prec(name, m, threads, MAMBA2_PRECISION_DEFAULT);
+}
+
 /* Each fixture: cpu prefill and cpu step against ref and against transformers' logits;
- * the fixture's 32 greedy tokens through cpu prefill + steps. */
+ * the fixture's 32 greedy tokens through cpu prefill + steps. Every fixture's prompt is longer
+ * than CPU_GEMV_MAX_ROWS, so prefill runs cpu_linear()'s GEMM tier. Then prefill at fast
+ * precision against ref, within FAST_MODEL_TOL and with the same argmax everywhere. */
 static void test_fixtures(void) {
     char names[32][64];
     int n = test_list_fixtures(names, 32);
@@ -288,6 +395,17 @@ static void test_fixtures(void) {
         CU_ASSERT(o_pre <= CPU_TOL);
         CU_ASSERT_EQUAL(am, 0);
         CU_ASSERT_EQUAL(agree, fx.n_greedy);
+        CU_ASSERT(T > CPU_GEMV_MAX_ROWS);
+        Mamba2Backend *fb = make_prec("cpu", &fx.model, 0, MAMBA2_PRECISION_FAST);
+        CU_ASSERT_PTR_NOT_NULL_FATAL(fb);
+        CU_ASSERT_EQUAL(run_backend(fb, fx.tokens, T, 0, pre), 0);
+        double e_fast = test_max_row_rel_l2(pre, ref, T, V);
+        int am_fast = argmax_mismatches(pre, ref, T, V);
+        printf("\n    %-28s fast precision prefill vs ref %.1e (tolerance %.0e) | argmax diffs %d", names[i], e_fast,
+               FAST_MODEL_TOL, am_fast);
+        CU_ASSERT(e_fast <= FAST_MODEL_TOL);
+        CU_ASSERT_EQUAL(am_fast, 0);
+        mamba2_backend_destroy(fb);
         free(lg);
         mamba2_state_free(&st);
         mamba2_backend_destroy(rb);
@@ -504,6 +622,7 @@ int register_cpu_tests(void) {
     if (!s) return -1;
     if (!CU_add_test(s, "gemv: every ISA variant and dtype vs a double product", test_gemv_variants) ||
         !CU_add_test(s, "linear: sgemm and AMX GEMMs = gemv", test_linear_paths) ||
+        !CU_add_test(s, "gemm: every tier this CPU has vs a double product", test_gemm_tiers) ||
         !CU_add_test(s, "ssd: BLAS chunked = ref chunked", test_ssd_blas) ||
         !CU_add_test(s, "fixtures: cpu vs ref and transformers, greedy tokens", test_fixtures) ||
         !CU_add_test(s, "random models: cpu prefill and step vs ref", test_random_models) ||

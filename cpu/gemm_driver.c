@@ -1,0 +1,85 @@
+/**
+ * @file gemm_driver.c
+ * @brief The blocked, packed, multi-threaded GEMM loop of the SIMD tiers (see gemm_driver.h).
+ */
+#include "gemm_driver.h"
+
+#include <omp.h>
+#include <stdlib.h>
+
+#include "gemm_tier.h"
+
+/** The two per-thread buffers: packed activations (calling thread) and a packed weight block. */
+enum { BUF_A, BUF_B };
+
+/* Buffer @p slot of the calling thread, 64-byte aligned, grown on demand and kept for the thread's
+ * life (OpenMP threads are reused, so prefill allocates nothing once the buffers have grown). */
+static void *thread_buffer(int slot, size_t bytes) {
+    static __thread void *buf[2];
+    static __thread size_t cap[2];
+    if (bytes > cap[slot]) {
+        void *p = NULL;
+        if (posix_memalign(&p, 64, bytes)) return NULL;
+        free(buf[slot]);
+        buf[slot] = p, cap[slot] = bytes;
+    }
+    return buf[slot];
+}
+
+int cpu_gemm_run(const CpuGemmKernel *kn, const Mamba2Tensor *W, const float *X, int64_t ldx, int T, float *Y,
+                 int64_t ldy, int accumulate, int n_threads) {
+    int64_t rows = W->shape[0], K = W->shape[1], mr = kn->mr, nr = kn->nr;
+    int64_t Kp = (K + kn->kgran - 1) / kn->kgran * kn->kgran;
+    /* kc: an mr × kc slice of A fills half of L1 (the other half streams B); a multiple of 16 */
+    int64_t kc = (int64_t)(cpu_cache_bytes(1) / 2) / (mr * kn->a_bpk) / 16 * 16;
+    if (kc < 16) kc = 16;
+    if (kc > Kp) kc = Kp;
+    /* nc: a packed chunk of weight rows × kc fills half of L2 (the other half holds A's rows in flight);
+     * smaller when that leaves fewer than two chunks per thread, so the threads balance */
+    int64_t nc = (int64_t)(cpu_cache_bytes(2) / 2) / (kc * kn->b_bpk) / nr * nr;
+    int64_t fair = (rows + 2 * n_threads - 1) / (2 * n_threads);
+    fair = (fair + nr - 1) / nr * nr;
+    if (nc > fair) nc = fair;
+    if (nc < nr) nc = nr;
+    int64_t n_chunks = (rows + nc - 1) / nc, n_tb = (T + mr - 1) / mr;
+    size_t a_block = (size_t)Kp * mr * kn->a_bpk; /* bytes of one full block of mr activation rows */
+    char *A = thread_buffer(BUF_A, a_block * n_tb);
+    if (!A) return -1;
+    int failed = 0;
+#pragma omp parallel num_threads(n_threads)
+    {
+        char *B = thread_buffer(BUF_B, (size_t)nc * kc * kn->b_bpk); /* [nc / nr][kc][nr] of the tier's type */
+        if (!B) {
+#pragma omp atomic write
+            failed = 1;
+        }
+#pragma omp for schedule(static)
+        for (int64_t tb = 0; tb < n_tb; tb++) {
+            int m = (int)(T - tb * mr < mr ? T - tb * mr : mr);
+            kn->pack_a(X, ldx, K, Kp, tb * mr, m, A + tb * a_block);
+        }
+        /* the barrier at the end of the loop above: every thread sees A and the same `failed` */
+        if (!failed) {
+#pragma omp for schedule(dynamic, 1)
+            for (int64_t c = 0; c < n_chunks; c++) {
+                int64_t r0 = c * nc, n = rows - r0 < nc ? rows - r0 : nc, n_panels = (n + nr - 1) / nr;
+                for (int64_t k0 = 0; k0 < Kp; k0 += kc) {
+                    int64_t kb = Kp - k0 < kc ? Kp - k0 : kc;
+                    size_t panel = (size_t)kb * nr * kn->b_bpk;
+                    for (int64_t j = 0; j < n_panels; j++) kn->pack_b(W, r0 + j * nr, k0, kb, B + j * panel);
+                    /* Y[t][r0 + r] (+)= Σ_{k0 ≤ k < k0 + kb} A[t][k] · B[k][r], block by block */
+                    for (int64_t tb = 0; tb < n_tb; tb++) {
+                        int m = (int)(T - tb * mr < mr ? T - tb * mr : mr);
+                        const char *a = A + tb * a_block + (size_t)k0 * m * kn->a_bpk;
+                        for (int64_t j = 0; j < n_panels; j++) {
+                            int64_t cols = n - j * nr < nr ? n - j * nr : nr;
+                            kn->micro(m, a, B + j * panel, kb, Y + tb * mr * ldy + r0 + j * nr, ldy, (int)cols,
+                                      accumulate || k0 > 0);
+                        }
+                    }
+                }
+            }
+        }
+    }
+    return failed ? -1 : 0;
+}
