@@ -72,6 +72,9 @@ size_t cpu_qlinear_scratch_bytes(int64_t K, int T);
  *                   when the CPU has AVX512-VNNI, else the AVX2 one)
  * @param scratch    cpu_qlinear_scratch_bytes(W->K, T) bytes, 64-byte aligned
  */
+/** The product cpu_qlinear() runs for @p isa on this CPU: "avx512-vnni", "avx2" or "scalar". */
+const char *cpu_qlinear_kernel_name(CpuIsa isa);
+
 void cpu_qlinear(CpuIsa isa, const CpuQMatrix *W, const float *X, int64_t ldx, int T, float *Y, int64_t ldy,
                  int accumulate, void *scratch, int n_threads);
 

@@ -25,6 +25,8 @@
 #include "commands.h"
 #include "resources.h"
 #ifdef MAMBA2_HAVE_CPU
+#include "gemv_bf16.h"
+#include "qmatrix.h"
 #include "roofline.h"
 #endif
 
@@ -33,6 +35,16 @@ static const char *cpu_gemm_kernel(void) {
 #ifdef MAMBA2_HAVE_CPU
     return cpu_gemm_kernel_name();
 #else
+    return "none";
+#endif
+}
+
+/** The ISA of the CPU path's decode products (the bf16 GEMV or the quantized product), or "none". */
+static const char *cpu_gemv_isa(Mamba2WeightFormat w) {
+#ifdef MAMBA2_HAVE_CPU
+    return w == MAMBA2_WEIGHTS_STORED ? cpu_isa_name(cpu_isa_active()) : cpu_qlinear_kernel_name(cpu_isa_active());
+#else
+    (void)w;
     return "none";
 #endif
 }
@@ -177,6 +189,13 @@ int cmd_bench(int argc, char **argv) {
     for (int t = 0; t < 3; t++) weight_bytes += (double)mamba2_model_weight_bytes(&m, (Mamba2DType)t);
     double emb_row = (double)cfg->d_model * mamba2_dtype_size(m.w.embeddings.dtype);
     double step_base = weight_bytes - (cfg->tie_embeddings ? 0 : emb_bytes); /* + one embedding row per sequence */
+    if (o.weights != MAMBA2_WEIGHTS_STORED) {
+        /* in_proj, out_proj and lm_head are read quantized (q8: 1 + 2/32 bytes per weight, q4: 0.5 + 2/32;
+         * see cpu/qmatrix.h); the embedding row stays as stored. The stored dtype of the matrices is lm_head's. */
+        double q_params = mat_params + (double)V * cfg->d_model;
+        double bpw = o.weights == MAMBA2_WEIGHTS_Q8 ? 34.0 / 32 : 18.0 / 32;
+        step_base += q_params * (bpw - mamba2_dtype_size(m.w.lm_head.dtype));
+    }
 
     int max_b = 1;
     for (int i = 0; i < n_batches; i++) max_b = batch_list[i] > max_b ? batch_list[i] : max_b;
@@ -245,6 +264,8 @@ int cmd_bench(int argc, char **argv) {
     if (json) {
         printf("{\"backend\": \"%s\", \"dir\": \"%s\", \"n_layer\": %d, \"params\": %lld, \"weight_bytes\": %.0f", b->name,
                argv[optind], cfg->n_layer, mamba2_config_param_count(cfg), weight_bytes);
+        printf(", \"threads\": %ld, \"weights\": \"%s\", \"precision\": \"%s\", \"cpu_gemv_isa\": \"%s\"", threads,
+               mamba2_weight_format_name(o.weights), mamba2_precision_name(o.precision), cpu_gemv_isa(o.weights));
         if (ceilings.n)
             printf(", \"read_gbps\": %.2f, \"read_gbps_range\": [%.2f, %.2f], \"gemm_gflops\": %.2f, "
                    "\"gemm_gflops_range\": [%.2f, %.2f], \"cpu_gemm_kernel\": \"%s\"",
@@ -272,8 +293,8 @@ int cmd_bench(int argc, char **argv) {
                (step_base + emb_row) / 1e9);
         if (ceilings.n)
             printf("ceilings (median of %d measurements in this run): read %.1f GB/s [%.1f .. %.1f], "
-                   "GEMM %.1f GFLOP/s [%.1f .. %.1f] (CPU GEMM: %s)\n",
-                   ceilings.n, bw, bw_lo, bw_hi, gemm, gemm_lo, gemm_hi, cpu_gemm_kernel());
+                   "GEMM %.1f GFLOP/s [%.1f .. %.1f] (CPU GEMM: %s; decode products: %s)\n",
+                   ceilings.n, bw, bw_lo, bw_hi, gemm, gemm_lo, gemm_hi, cpu_gemm_kernel(), cpu_gemv_isa(o.weights));
         if (do_prefill) {
             printf("prefill %ld tokens: %.1f ms [%.1f .. %.1f], %.1f tok/s, %.1f GFLOP/s (%.2f GFLOP/token: the layers' "
                    "weight matrices)",
