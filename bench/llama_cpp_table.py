@@ -143,10 +143,10 @@ def main():
     print("- llama.cpp %s (%s), CPU backend compiled with: %s; Q4_0/Q8_0 repacked at load where llama.cpp "
           "does so (\"repack\": %s)" % (lfirst.get("build_commit", "?"), lfirst.get("backends", "?"),
                                         ggml_features(a.ggml_cpu_lib), str(lfirst.get("repack", "?")).lower()))
-    ours_isa = []
+    groups = {}  # (GEMM, decode products) -> our configurations that ran them
     for c, (_, j) in us.items():
-        ours_isa.append("%s: GEMM %s, decode products %s" % (c, j.get("cpu_gemm_kernel", "?"),
-                                                             j.get("cpu_gemv_isa", "?")))
+        groups.setdefault((j.get("cpu_gemm_kernel", "?"), j.get("cpu_gemv_isa", "?")), []).append(c)
+    ours_isa = ["%s: GEMM %s, decode products %s" % ("/".join(cs), g, v) for (g, v), cs in groups.items()]
     print("- ours%s: %s (q8/q4 run their quantized product for prefill too; the GEMM ceiling is the "
           "bf16/fp32 GEMM's)" % (" with " + a.ours_env if a.ours_env else "", "; ".join(ours_isa)))
     print("- figures: tok/s, median over rounds [slowest, fastest round]; each round's figure is llama-bench's "
