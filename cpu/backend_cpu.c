@@ -389,7 +389,9 @@ static double cpu_matrix_bytes(Mamba2Backend *b) {
 }
 
 static int cpu_roofline_hook(Mamba2Backend *b, double *read_gbps, double *gemm_gflops, Mamba2Error *err) {
-    return cpu_roofline(((CpuBackend *)b)->nt, ((CpuBackend *)b)->precision, read_gbps, gemm_gflops, err);
+    const CpuBackend *cb = (const CpuBackend *)b;
+    return cpu_roofline(cb->nt, cb->precision, cb->lm_head.q.data ? cb->lm_head.q.format : MAMBA2_WEIGHTS_STORED,
+                        read_gbps, gemm_gflops, err);
 }
 
 int mamba2_backend_cpu_create(const Mamba2Model *m, const Mamba2BackendOptions *opt, Mamba2Backend **out,

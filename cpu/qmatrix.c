@@ -474,6 +474,10 @@ static int token_block(int64_t K_pad) {
     return n < 4 ? 4 : n;
 }
 
+const char *cpu_qlinear_kernel_name(CpuIsa isa) {
+    return isa == CPU_ISA_AVX512 && have_vnni() ? "avx512-vnni" : isa >= CPU_ISA_AVX2 ? "avx2" : "scalar";
+}
+
 void cpu_qlinear(CpuIsa isa, const CpuQMatrix *W, const float *X, int64_t ldx, int T, float *Y, int64_t ldy,
                  int accumulate, void *scratch, int n_threads) {
     static int vnni = -1; /* decided once; a benign race (every thread writes the same value) */

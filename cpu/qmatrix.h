@@ -86,6 +86,9 @@ size_t cpu_qlinear_scratch_bytes(int64_t K, int T);
  * @param scratch    cpu_qlinear_scratch_bytes(W->K, T) bytes, 64-byte aligned
  * @param n_threads  OpenMP threads
  */
+/** The product cpu_qlinear() runs for @p isa on this CPU: "avx512-vnni", "avx2" or "scalar". */
+const char *cpu_qlinear_kernel_name(CpuIsa isa);
+
 void cpu_qlinear(CpuIsa isa, const CpuQMatrix *W, const float *X, int64_t ldx, int T, float *Y, int64_t ldy,
                  int accumulate, void *scratch, int n_threads);
 

@@ -15,6 +15,7 @@
 #include "blas_core.h"
 #include "gemm_bf16.h"
 #include "gemv_bf16.h"
+#include "qmatrix.h"
 
 /** Attributes of the AVX2 read loop. */
 #define AVX2_TARGET __attribute__((target("avx2")))
@@ -144,9 +145,37 @@ const char *cpu_gemm_kernel_name(Mamba2Precision precision) {
     }
 }
 
-int cpu_roofline(int n_threads, Mamba2Precision precision, double *read_gbps, double *gemm_gflops, Mamba2Error *err) {
+double cpu_qlinear_gemm_rate(int n_threads, int M, int N, int K, int reps, Mamba2WeightFormat weights) {
+    float *X = malloc(((size_t)M * K + (size_t)M * N) * sizeof *X);
+    uint16_t *w = malloc((size_t)N * K * sizeof *w);
+    void *scratch = NULL;
+    CpuQMatrix q = {0};
+    Mamba2Error e = {{0}};
+    double best = -1;
+    if (X && w && !posix_memalign(&scratch, 64, cpu_qlinear_scratch_bytes(K, M))) {
+        float *Y = X + (size_t)M * K;
+        for (size_t i = 0; i < (size_t)M * K; i++) X[i] = operand_value(i);
+        for (size_t i = 0; i < (size_t)N * K; i++) w[i] = mamba2_f32_to_bf16(operand_value(i * 40503u + 1));
+        Mamba2Tensor W = {"roofline", "memory", MAMBA2_BF16, 2, {N, K}, w};
+        if (!cpu_qmatrix_quantize(&W, weights, n_threads, &q, &e))
+            for (int r = -1; r < reps; r++) {
+                double t0 = omp_get_wtime();
+                /* Y [M, N] = X [M, K] · W [N, K]ᵀ, exactly as prefill calls it */
+                cpu_qlinear(cpu_isa_active(), &q, X, K, M, Y, N, 0, scratch, n_threads);
+                double gflops = 2.0 * M * N * K / (omp_get_wtime() - t0) / 1e9;
+                if (r >= 0 && gflops > best) best = gflops;
+            }
+    }
+    cpu_qmatrix_free(&q);
+    free(X), free(w), free(scratch);
+    return best;
+}
+
+int cpu_roofline(int n_threads, Mamba2Precision precision, Mamba2WeightFormat weights, double *read_gbps,
+                 double *gemm_gflops, Mamba2Error *err) {
     *read_gbps = cpu_read_bandwidth(n_threads, (size_t)1 << 30, 5);
-    *gemm_gflops = bf16_tier(precision) != CPU_GEMM_SGEMM
+    *gemm_gflops = weights != MAMBA2_WEIGHTS_STORED ? cpu_qlinear_gemm_rate(n_threads, 512, 2048, 4096, 3, weights)
+                   : bf16_tier(precision) != CPU_GEMM_SGEMM
                        ? cpu_linear_gemm_rate(n_threads, 512, 2048, 4096, 3, precision)
                        : cpu_gemm_rate(n_threads, 512, CPU_GEMM_PANEL_ROWS, 4096, 5);
     if (*read_gbps < 0 || *gemm_gflops < 0) return mamba2_fail(err, "out of memory for the roofline buffers");

@@ -25,15 +25,32 @@
 #include "commands.h"
 #include "resources.h"
 #ifdef MAMBA2_HAVE_CPU
+#include "gemv_bf16.h"
+#include "qmatrix.h"
 #include "roofline.h"
 #endif
 
-/** The GEMM kernel of the CPU path at @p precision (its prefill and its GEMM ceiling), in words, or "none". */
-static const char *cpu_gemm_kernel(Mamba2Precision precision) {
+/** The GEMM kernel of the CPU path's prefill (and of its GEMM ceiling) at @p precision with weights
+ *  @p w, in words, or "none". */
+static const char *cpu_gemm_kernel(Mamba2Precision precision, Mamba2WeightFormat w) {
 #ifdef MAMBA2_HAVE_CPU
-    return cpu_gemm_kernel_name(precision);
+    static char name[96];
+    if (w == MAMBA2_WEIGHTS_STORED) return cpu_gemm_kernel_name(precision);
+    snprintf(name, sizeof name, "%s: the integer product of cpu_qlinear(), %s", mamba2_weight_format_name(w),
+             cpu_qlinear_kernel_name(cpu_isa_active()));
+    return name;
 #else
-    (void)precision;
+    (void)precision, (void)w;
+    return "none";
+#endif
+}
+
+/** The ISA of the CPU path's decode products (the bf16 GEMV or the quantized product), or "none". */
+static const char *cpu_gemv_isa(Mamba2WeightFormat w) {
+#ifdef MAMBA2_HAVE_CPU
+    return w == MAMBA2_WEIGHTS_STORED ? cpu_isa_name(cpu_isa_active()) : cpu_qlinear_kernel_name(cpu_isa_active());
+#else
+    (void)w;
     return "none";
 #endif
 }
@@ -255,10 +272,12 @@ int cmd_bench(int argc, char **argv) {
     if (json) {
         printf("{\"backend\": \"%s\", \"dir\": \"%s\", \"n_layer\": %d, \"params\": %lld, \"weight_bytes\": %.0f", b->name,
                argv[optind], cfg->n_layer, mamba2_config_param_count(cfg), weight_bytes);
+        printf(", \"threads\": %ld, \"weights\": \"%s\", \"precision\": \"%s\", \"cpu_gemv_isa\": \"%s\"", threads,
+               mamba2_weight_format_name(o.weights), mamba2_precision_name(o.precision), cpu_gemv_isa(o.weights));
         if (ceilings.n)
             printf(", \"read_gbps\": %.2f, \"read_gbps_range\": [%.2f, %.2f], \"gemm_gflops\": %.2f, "
                    "\"gemm_gflops_range\": [%.2f, %.2f], \"cpu_gemm_kernel\": \"%s\"",
-                   bw, bw_lo, bw_hi, gemm, gemm_lo, gemm_hi, cpu_gemm_kernel(o.precision));
+                   bw, bw_lo, bw_hi, gemm, gemm_lo, gemm_hi, cpu_gemm_kernel(o.precision, o.weights));
         if (do_prefill)
             printf(", \"prefill\": {\"tokens\": %ld, \"ms\": %.2f, \"ms_range\": [%.2f, %.2f], \"tok_s\": %.2f, "
                    "\"gflops\": %.2f%s",
@@ -282,15 +301,15 @@ int cmd_bench(int argc, char **argv) {
                (step_base + emb_row) / 1e9);
         if (ceilings.n)
             printf("ceilings (median of %d measurements in this run): read %.1f GB/s [%.1f .. %.1f], "
-                   "GEMM %.1f GFLOP/s [%.1f .. %.1f] (CPU GEMM: %s)\n",
-                   ceilings.n, bw, bw_lo, bw_hi, gemm, gemm_lo, gemm_hi, cpu_gemm_kernel(o.precision));
+                   "GEMM %.1f GFLOP/s [%.1f .. %.1f] (CPU GEMM: %s; decode products: %s)\n",
+                   ceilings.n, bw, bw_lo, bw_hi, gemm, gemm_lo, gemm_hi, cpu_gemm_kernel(o.precision, o.weights), cpu_gemv_isa(o.weights));
         if (do_prefill) {
             printf("prefill %ld tokens: %.1f ms [%.1f .. %.1f], %.1f tok/s, %.1f GFLOP/s (%.2f GFLOP/token: the layers' "
                    "weight matrices)",
                    prompt, prefill_s * 1e3, prefill_lo * 1e3, prefill_hi * 1e3, prompt / prefill_s,
                    prefill_flop / prefill_s / 1e9, prefill_flop / prompt / 1e9);
             if (ceilings.n) printf(" = %.0f%% of the GEMM ceiling", 100 * prefill_flop / prefill_s / 1e9 / gemm);
-            if (!strcmp(b->name, "cpu")) printf(" (CPU GEMM: %s)", cpu_gemm_kernel(o.precision));
+            if (!strcmp(b->name, "cpu")) printf(" (CPU GEMM: %s)", cpu_gemm_kernel(o.precision, o.weights));
             printf("\n");
         }
         printf("%6s %10s %21s %10s %10s %10s\n", "batch", "ms/step", "[fastest .. slowest]", "tok/s", "GB/s", "of read");
