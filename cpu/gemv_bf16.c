@@ -40,6 +40,7 @@ static int row_prefetch = 1;
 
 CpuIsa cpu_isa_detect(void) {
     __builtin_cpu_init();
+    if (__builtin_cpu_supports("avx512f") && __builtin_cpu_supports("avx512bf16")) return CPU_ISA_AVX512BF16;
     if (__builtin_cpu_supports("avx512f")) return CPU_ISA_AVX512;
     if (__builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma") && __builtin_cpu_supports("f16c"))
         return CPU_ISA_AVX2;
@@ -51,11 +52,13 @@ CpuIsa cpu_isa_active(void) {
     const char *want = getenv("MAMBA2_CPU_ISA");
     if (want && !strcmp(want, "scalar")) isa = CPU_ISA_SCALAR;
     else if (want && !strcmp(want, "avx2") && isa > CPU_ISA_AVX2) isa = CPU_ISA_AVX2;
+    else if (want && !strcmp(want, "avx512") && isa > CPU_ISA_AVX512) isa = CPU_ISA_AVX512;
     return isa;
 }
 
 const char *cpu_isa_name(CpuIsa isa) {
-    return isa == CPU_ISA_AVX512 ? "avx512" : isa == CPU_ISA_AVX2 ? "avx2" : "scalar";
+    static const char *names[] = {"scalar", "avx2", "avx512", "avx512bf16"};
+    return names[isa];
 }
 
 /* One weight as float, for the scalar variant and the k tails of the SIMD ones. */
@@ -346,22 +349,122 @@ static AVX512_TARGET void gemv_avx512(Mamba2DType dt, const void *W, int64_t K, 
     }
 }
 
+/* ------------------------------------------------------------------ AVX512_BF16 (bf16 weights) */
+
+/** Attributes of the AVX512_BF16 helpers and entry point. */
+#define DPBF16_INLINE __attribute__((always_inline, target("avx512f,avx512bw,avx512bf16")))
+#define DPBF16_TARGET __attribute__((target("avx512f,avx512bw,avx512bf16")))
+
+/* xs [B][parts][K32]: x rounded to bf16 (x_hi), and with parts = 2 the rest rounded again
+ * (x_lo = bf16(x − x_hi)), for the whole groups of 32 columns (K32 = K − K mod 32). */
+static DPBF16_TARGET void split_x(const float *x, int64_t ldx, int B, int64_t K32, int parts, uint16_t *xs) {
+    for (int b = 0; b < B; b++)
+        for (int64_t k = 0; k < K32; k += 16) {
+            __m512 v = _mm512_loadu_ps(x + b * ldx + k);
+            __m256i hi = (__m256i)_mm512_cvtneps_pbh(v);
+            _mm256_storeu_si256((__m256i *)(xs + (b * parts) * K32 + k), hi);
+            if (parts == 2) {
+                __m512 hi_f = _mm512_castsi512_ps(_mm512_slli_epi32(_mm512_cvtepu16_epi32(hi), 16));
+                __m256i lo = (__m256i)_mm512_cvtneps_pbh(_mm512_sub_ps(v, hi_f));
+                _mm256_storeu_si256((__m256i *)(xs + (b * parts + 1) * K32 + k), lo);
+            }
+        }
+}
+
+/* The register block: rows row .. row+R, vectors 0 .. S (R, S ≤ 4), one vdpbf16ps per 32 weights
+ * and part (it sums the products of adjacent pairs, so W and x are both read in their natural order):
+ *   acc[i][j] = Σ_k W[row+i][k] · (x_hi[j][k] + x_lo[j][k]),  columns past K32 in fp32. */
+static inline DPBF16_INLINE void dpbf16_block(const uint16_t *W, int64_t K, int64_t row, int R, const uint16_t *xs,
+                                              int parts, const float *x, int64_t ldx, int S, float *y, int64_t ldy,
+                                              int accumulate) {
+    int64_t K32 = K / 32 * 32, k = 0;
+    __m512 acc[4][4];
+#pragma GCC unroll 4
+    for (int i = 0; i < 4; i++)
+#pragma GCC unroll 4
+        for (int j = 0; j < 4; j++) acc[i][j] = _mm512_setzero_ps();
+    for (; k < K32; k += 32) {
+        if (row_prefetch)
+#pragma GCC unroll 4
+            for (int i = 0; i < R; i++) _mm_prefetch((const char *)(W + (row + i) * K + k) + GEMV_PREFETCH_BYTES, _MM_HINT_T0);
+        __m512bh xh[4], xl[4];
+#pragma GCC unroll 4
+        for (int j = 0; j < S; j++) {
+            xh[j] = (__m512bh)_mm512_loadu_si512(xs + (j * parts) * K32 + k);
+            if (parts == 2) xl[j] = (__m512bh)_mm512_loadu_si512(xs + (j * parts + 1) * K32 + k);
+        }
+#pragma GCC unroll 4
+        for (int i = 0; i < R; i++) {
+            __m512bh w = (__m512bh)_mm512_loadu_si512(W + (row + i) * K + k);
+#pragma GCC unroll 4
+            for (int j = 0; j < S; j++) {
+                acc[i][j] = _mm512_dpbf16_ps(acc[i][j], w, xh[j]);
+                if (parts == 2) acc[i][j] = _mm512_dpbf16_ps(acc[i][j], w, xl[j]);
+            }
+        }
+    }
+#pragma GCC unroll 4
+    for (int i = 0; i < R; i++)
+#pragma GCC unroll 4
+        for (int j = 0; j < S; j++) {
+            float s = _mm512_reduce_add_ps(acc[i][j]);
+            for (int64_t kk = K32; kk < K; kk++) s += mamba2_bf16_to_f32(W[(row + i) * K + kk]) * x[j * ldx + kk];
+            y[j * ldy + i] = accumulate ? y[j * ldy + i] + s : s;
+        }
+}
+
+static DPBF16_TARGET void gemv_dpbf16(const uint16_t *W, int64_t K, int64_t r0, int64_t n, const float *x, int64_t ldx,
+                                      int B, float *y, int64_t ldy, int accumulate, int parts) {
+    int64_t K32 = K / 32 * 32;
+    uint16_t *xs = (uint16_t *)thread_buffer(((size_t)B * parts * K32 + 1) / 2);
+    if (!xs) { /* no memory for the bf16 copy of x: the fp32 variant needs none */
+        gemv_avx512(MAMBA2_BF16, W, K, r0, n, x, ldx, B, y, ldy, accumulate);
+        return;
+    }
+    split_x(x, ldx, B, K32, parts, xs);
+    int64_t r = 0;
+    for (; r + 4 <= n; r += 4)
+        for (int b = 0; b < B; b += 4) { /* S and parts constants in each call, so the block's loops unroll */
+            const uint16_t *xb = xs + (size_t)b * parts * K32;
+            float *yb = y + b * ldy + r;
+            int S = B - b < 4 ? B - b : 4;
+            if (parts == 1) switch (S) {
+                case 1: dpbf16_block(W, K, r0 + r, 4, xb, 1, x + b * ldx, ldx, 1, yb, ldy, accumulate); break;
+                case 2: dpbf16_block(W, K, r0 + r, 4, xb, 1, x + b * ldx, ldx, 2, yb, ldy, accumulate); break;
+                case 3: dpbf16_block(W, K, r0 + r, 4, xb, 1, x + b * ldx, ldx, 3, yb, ldy, accumulate); break;
+                default: dpbf16_block(W, K, r0 + r, 4, xb, 1, x + b * ldx, ldx, 4, yb, ldy, accumulate); break;
+                }
+            else switch (S) {
+                case 1: dpbf16_block(W, K, r0 + r, 4, xb, 2, x + b * ldx, ldx, 1, yb, ldy, accumulate); break;
+                case 2: dpbf16_block(W, K, r0 + r, 4, xb, 2, x + b * ldx, ldx, 2, yb, ldy, accumulate); break;
+                case 3: dpbf16_block(W, K, r0 + r, 4, xb, 2, x + b * ldx, ldx, 3, yb, ldy, accumulate); break;
+                default: dpbf16_block(W, K, r0 + r, 4, xb, 2, x + b * ldx, ldx, 4, yb, ldy, accumulate); break;
+                }
+        }
+    for (; r < n; r++)
+        for (int b = 0; b < B; b++)
+            dpbf16_block(W, K, r0 + r, 1, xs + (size_t)b * parts * K32, parts, x + b * ldx, ldx, 1, y + b * ldy + r, ldy,
+                         accumulate);
+}
+
 /* ------------------------------------------------------------------ entry points */
 
 /** Rows per block of work in cpu_gemv() (a multiple of 4, the register block; 2 MiB of bf16 at K = 4096). */
 #define GEMV_BLOCK_ROWS 256
 
 void cpu_gemv_rows(CpuIsa isa, const Mamba2Tensor *W, int64_t r0, int64_t n, const float *x, int64_t ldx, int B,
-                   float *y, int64_t ldy, int accumulate) {
+                   float *y, int64_t ldy, int accumulate, Mamba2Precision precision) {
     int64_t K = W->shape[1];
     if (n <= 0) return;
-    if (isa == CPU_ISA_AVX512) gemv_avx512(W->dtype, W->data, K, r0, n, x, ldx, B, y, ldy, accumulate);
+    if (isa == CPU_ISA_AVX512BF16 && W->dtype == MAMBA2_BF16)
+        gemv_dpbf16(W->data, K, r0, n, x, ldx, B, y, ldy, accumulate, precision == MAMBA2_PRECISION_FAST ? 1 : 2);
+    else if (isa >= CPU_ISA_AVX512) gemv_avx512(W->dtype, W->data, K, r0, n, x, ldx, B, y, ldy, accumulate);
     else if (isa == CPU_ISA_AVX2) gemv_avx2(W->dtype, W->data, K, r0, n, x, ldx, B, y, ldy, accumulate);
     else gemv_scalar(W->dtype, W->data, K, r0, n, x, ldx, B, y, ldy, accumulate);
 }
 
 void cpu_gemv(const Mamba2Tensor *W, const float *x, int64_t ldx, int B, float *y, int64_t ldy, int accumulate,
-              int n_threads) {
+              int n_threads, Mamba2Precision precision) {
     static int isa = -1; /* detected once; a benign race (every thread writes the same value) */
     if (isa < 0) {
         __builtin_cpu_init();
@@ -377,6 +480,6 @@ void cpu_gemv(const Mamba2Tensor *W, const float *x, int64_t ldx, int B, float *
 #pragma omp parallel for num_threads(n_threads) schedule(dynamic, 1)
     for (int64_t i = 0; i < n_blocks; i++) {
         int64_t r0 = i * GEMV_BLOCK_ROWS, r1 = r0 + GEMV_BLOCK_ROWS < rows ? r0 + GEMV_BLOCK_ROWS : rows;
-        cpu_gemv_rows((CpuIsa)isa, W, r0, r1 - r0, x, ldx, B, y + r0, ldy, accumulate);
+        cpu_gemv_rows((CpuIsa)isa, W, r0, r1 - r0, x, ldx, B, y + r0, ldy, accumulate, precision);
     }
 }

@@ -15,13 +15,15 @@
 
 #include <stdint.h>
 
+#include "backend.h"
 #include "tensor.h"
 
 /** Instruction-set variants of the CPU kernels, slowest first. */
 typedef enum {
     CPU_ISA_SCALAR = 0, /**< plain C, any CPU */
     CPU_ISA_AVX2 = 1,   /**< AVX2 + FMA + F16C (x86-64-v3) */
-    CPU_ISA_AVX512 = 2  /**< AVX-512F */
+    CPU_ISA_AVX512 = 2, /**< AVX-512F */
+    CPU_ISA_AVX512BF16 = 3 /**< AVX-512F + AVX512_BF16: bf16 weights are multiplied by vdpbf16ps */
 } CpuIsa;
 
 /** The best variant this CPU can run (read once from CPUID). */
@@ -29,11 +31,11 @@ CpuIsa cpu_isa_detect(void);
 
 /**
  * @brief The variant the CPU backend uses: cpu_isa_detect(), lowered by the environment
- *        variable MAMBA2_CPU_ISA=scalar|avx2 when set (it can never raise it).
+ *        variable MAMBA2_CPU_ISA=scalar|avx2|avx512 when set (it can never raise it).
  */
 CpuIsa cpu_isa_active(void);
 
-/** "scalar", "avx2" or "avx512". */
+/** "scalar", "avx2", "avx512" or "avx512bf16". */
 const char *cpu_isa_name(CpuIsa isa);
 
 /**
@@ -52,9 +54,12 @@ const char *cpu_isa_name(CpuIsa isa);
  * @param y          output [B, ldy], already offset to row r0
  * @param ldy        stride between output vectors
  * @param accumulate 1: add to y; 0: overwrite y
+ * @param precision  for the avx512bf16 variant on bf16 weights: the default splits x into two bf16
+ *                   parts (x = x_hi + x_lo, to about 2⁻¹⁸ of |x|) and multiplies both with
+ *                   vdpbf16ps; MAMBA2_PRECISION_FAST uses x_hi alone. The other variants read x in fp32.
  */
 void cpu_gemv_rows(CpuIsa isa, const Mamba2Tensor *W, int64_t r0, int64_t n, const float *x, int64_t ldx, int B,
-                   float *y, int64_t ldy, int accumulate);
+                   float *y, int64_t ldy, int accumulate, Mamba2Precision precision);
 
 /**
  * @brief The whole product y = W·x for B vectors, blocks of rows handed out to @p n_threads OpenMP threads.
@@ -63,6 +68,6 @@ void cpu_gemv_rows(CpuIsa isa, const Mamba2Tensor *W, int64_t r0, int64_t n, con
  * contiguous blocks of rows it takes, so each weight byte is read from memory once per call.
  */
 void cpu_gemv(const Mamba2Tensor *W, const float *x, int64_t ldx, int B, float *y, int64_t ldy, int accumulate,
-              int n_threads);
+              int n_threads, Mamba2Precision precision);
 
 #endif

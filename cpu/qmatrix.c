@@ -475,14 +475,14 @@ static int token_block(int64_t K_pad) {
 }
 
 const char *cpu_qlinear_kernel_name(CpuIsa isa) {
-    return isa == CPU_ISA_AVX512 && have_vnni() ? "avx512-vnni" : isa >= CPU_ISA_AVX2 ? "avx2" : "scalar";
+    return isa >= CPU_ISA_AVX512 && have_vnni() ? "avx512-vnni" : isa >= CPU_ISA_AVX2 ? "avx2" : "scalar";
 }
 
 void cpu_qlinear(CpuIsa isa, const CpuQMatrix *W, const float *X, int64_t ldx, int T, float *Y, int64_t ldy,
                  int accumulate, void *scratch, int n_threads) {
     static int vnni = -1; /* decided once; a benign race (every thread writes the same value) */
     if (vnni < 0) vnni = have_vnni();
-    int kind = isa == CPU_ISA_AVX512 && vnni ? 2 : isa >= CPU_ISA_AVX2 ? 1 : 0;
+    int kind = isa >= CPU_ISA_AVX512 && vnni ? 2 : isa >= CPU_ISA_AVX2 ? 1 : 0;
     int64_t rec_bytes = W->K_pad / 64 * XREC;
     uint8_t *xq = scratch;
 #pragma omp parallel for num_threads(n_threads) schedule(static) if (T > 1)

@@ -65,6 +65,9 @@ void cpu_qmatrix_free(CpuQMatrix *q);
  */
 void cpu_qmatrix_dequantize_rows(const CpuQMatrix *q, int64_t r0, int64_t n, float *out);
 
+/** The product cpu_qlinear() runs for @p isa on this CPU: "avx512-vnni", "avx2" or "scalar". */
+const char *cpu_qlinear_kernel_name(CpuIsa isa);
+
 /** Bytes of scratch cpu_qlinear() needs for @p T activation rows of a matrix of @p K columns. */
 size_t cpu_qlinear_scratch_bytes(int64_t K, int T);
 
@@ -74,8 +77,8 @@ size_t cpu_qlinear_scratch_bytes(int64_t K, int T);
  * Y[t][r] (+)= Σ_k X[t][k] · W[r][k];  X [T, ldx] fp32 (quantized per block of 32 on the way in),
  * Y [T, ldy]. Rows of W are handed out to @p n_threads OpenMP threads in blocks.
  *
- * @param isa        the variant to run (≤ cpu_isa_active(); CPU_ISA_AVX512 runs the VNNI kernel
- *                   when the CPU has AVX512-VNNI, else the AVX2 one)
+ * @param isa        the variant to run (≤ cpu_isa_active(); CPU_ISA_AVX512 and above run the VNNI
+ *                   kernel when the CPU has AVX512-VNNI, else the AVX2 one)
  * @param W          the quantized weights [rows, K]
  * @param X          activations [T, ldx]
  * @param ldx        row stride of @p X (≥ K)
@@ -86,9 +89,6 @@ size_t cpu_qlinear_scratch_bytes(int64_t K, int T);
  * @param scratch    cpu_qlinear_scratch_bytes(W->K, T) bytes, 64-byte aligned
  * @param n_threads  OpenMP threads
  */
-/** The product cpu_qlinear() runs for @p isa on this CPU: "avx512-vnni", "avx2" or "scalar". */
-const char *cpu_qlinear_kernel_name(CpuIsa isa);
-
 void cpu_qlinear(CpuIsa isa, const CpuQMatrix *W, const float *X, int64_t ldx, int T, float *Y, int64_t ldy,
                  int accumulate, void *scratch, int n_threads);
 
