@@ -19,6 +19,7 @@
 #include <unistd.h>
 
 #include "gemm_tier.h"
+#include "thread_buffer.h"
 
 /** arch_prctl request for permission to use an extended state component (Linux ≥ 5.16). */
 #define ARCH_REQ_XCOMP_PERM 0x1023
@@ -181,22 +182,6 @@ static AMX_TARGET void block_32x32(const uint16_t *Xs, int64_t Kp, int64_t t0, c
     MEMORY_BARRIER(); /* C is read only after the tile stores */
 }
 
-/** The two per-thread buffers: the split activations (calling thread) and a weight panel + C block. */
-enum { BUF_ACTIVATIONS, BUF_PANEL };
-
-/* Buffer @p slot of the calling thread, grown on demand and kept for the thread's life (OpenMP
- * threads are reused, so prefill allocates nothing once the buffers have grown). */
-static void *thread_buffer(int slot, size_t bytes) {
-    static __thread void *buf[2];
-    static __thread size_t cap[2];
-    if (bytes > cap[slot]) {
-        void *p = NULL;
-        if (posix_memalign(&p, 64, bytes)) return NULL;
-        free(buf[slot]);
-        buf[slot] = p, cap[slot] = bytes;
-    }
-    return buf[slot];
-}
 
 int cpu_linear_amx(const Mamba2Tensor *W, const float *X, int64_t ldx, int T, float *Y, int64_t ldy, int accumulate,
                    int n_threads, Mamba2Precision precision) {
@@ -209,13 +194,13 @@ int cpu_linear_amx(const Mamba2Tensor *W, const float *X, int64_t ldx, int T, fl
     int64_t S = ((int64_t)1 << 19) / (Kp * 64);
     S = S < 1 ? 1 : S > 8 ? 8 : S;
     int64_t n_blocks = (rows + 31) / 32, n_panels = (n_blocks + S - 1) / S;
-    uint16_t *Xs = thread_buffer(BUF_ACTIVATIONS, (size_t)Tp * Kp * 2 * sizeof *Xs); /* split_rows16() layout */
+    uint16_t *Xs = cpu_thread_buffer(CPU_BUF_GEMM_ACTIVATIONS, (size_t)Tp * Kp * 2 * sizeof *Xs); /* split_rows16() layout */
     if (!Xs) return -1;
     int failed = 0;
 #pragma omp parallel num_threads(n_threads)
     {
         /* S repacked blocks [S][Kp/32][2][16][16] words, then C [32][32] floats */
-        uint32_t *Bv = thread_buffer(BUF_PANEL, (size_t)S * Kp * 32 * 2 + 32 * 32 * sizeof(float));
+        uint32_t *Bv = cpu_thread_buffer(CPU_BUF_GEMM_WEIGHTS, (size_t)S * Kp * 32 * 2 + 32 * 32 * sizeof(float));
         if (!Bv) {
 #pragma omp atomic write
             failed = 1;

@@ -8,23 +8,8 @@
 #include <stdlib.h>
 
 #include "gemm_tier.h"
+#include "thread_buffer.h"
 
-/** The two per-thread buffers: packed activations (calling thread) and a packed weight block. */
-enum { BUF_A, BUF_B };
-
-/* Buffer @p slot of the calling thread, 64-byte aligned, grown on demand and kept for the thread's
- * life (OpenMP threads are reused, so prefill allocates nothing once the buffers have grown). */
-static void *thread_buffer(int slot, size_t bytes) {
-    static __thread void *buf[2];
-    static __thread size_t cap[2];
-    if (bytes > cap[slot]) {
-        void *p = NULL;
-        if (posix_memalign(&p, 64, bytes)) return NULL;
-        free(buf[slot]);
-        buf[slot] = p, cap[slot] = bytes;
-    }
-    return buf[slot];
-}
 
 int cpu_gemm_run(const CpuGemmKernel *kn, const Mamba2Tensor *W, const float *X, int64_t ldx, int T, float *Y,
                  int64_t ldy, int accumulate, int n_threads) {
@@ -43,12 +28,12 @@ int cpu_gemm_run(const CpuGemmKernel *kn, const Mamba2Tensor *W, const float *X,
     if (nc < nr) nc = nr;
     int64_t n_chunks = (rows + nc - 1) / nc, n_tb = (T + mr - 1) / mr;
     size_t a_block = (size_t)Kp * mr * kn->a_bpk; /* bytes of one full block of mr activation rows */
-    char *A = thread_buffer(BUF_A, a_block * n_tb);
+    char *A = cpu_thread_buffer(CPU_BUF_GEMM_ACTIVATIONS, a_block * n_tb);
     if (!A) return -1;
     int failed = 0;
 #pragma omp parallel num_threads(n_threads)
     {
-        char *B = thread_buffer(BUF_B, (size_t)nc * kc * kn->b_bpk); /* [nc / nr][kc][nr] of the tier's type */
+        char *B = cpu_thread_buffer(CPU_BUF_GEMM_WEIGHTS, (size_t)nc * kc * kn->b_bpk); /* [nc / nr][kc][nr] of the tier's type */
         if (!B) {
 #pragma omp atomic write
             failed = 1;

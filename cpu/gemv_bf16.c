@@ -25,6 +25,8 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "thread_buffer.h"
+
 /* How far ahead in its own row a SIMD block prefetches the weights. The hardware prefetcher
  * alone left the 4 interleaved row streams at about 80 % of a plain read stream on the 2-core Xeon
  * of results/cpu.md; a software prefetch 512 B – 1 KiB ahead brought a standalone 4-row kernel from
@@ -207,18 +209,6 @@ static void permute_x(const float *x, int64_t ldx, int B, int64_t K, float *xp) 
             for (int i = 0; i < 16; i++) xp[b * K16 + q + i] = x[b * ldx + q + perm[i]];
 }
 
-/* The calling thread's buffer for permuted activations, grown on demand (no allocation once it
- * has reached the largest B·K; kept for the thread's life, as OpenMP threads are reused). */
-static float *thread_buffer(size_t n) {
-    static __thread float *buf;
-    static __thread size_t cap;
-    if (n > cap) {
-        float *p = realloc(buf, n * sizeof *p);
-        if (!p) return NULL;
-        buf = p, cap = n;
-    }
-    return buf;
-}
 
 /* Rows r0 .. r0+n in blocks of 4 rows × 2 vectors, then the leftovers.
  * With B > 2 a block is walked in several passes (one per pair of vectors), the later ones from
@@ -228,7 +218,7 @@ static inline AVX2_INLINE void avx2_rows(Mamba2DType dt, const void *W, int64_t 
                        int B, float *y, int64_t ldy, int accumulate) {
     int64_t r = 0, es = dt == MAMBA2_F32 ? 4 : 2, K16 = K / 16 * 16;
     int passes = (B + 1) / 2;
-    float *xp = dt == MAMBA2_BF16 ? thread_buffer((size_t)B * K16) : NULL;
+    float *xp = dt == MAMBA2_BF16 ? cpu_thread_buffer(CPU_BUF_GEMV, (size_t)B * K16 * sizeof(float)) : NULL;
     if (xp) permute_x(x, ldx, B, K, xp);
     for (; r + 4 <= n; r += 4) {
         const char *next = (const char *)W + (r0 + r + 4) * K * es;
@@ -416,7 +406,7 @@ static inline DPBF16_INLINE void dpbf16_block(const uint16_t *W, int64_t K, int6
 static DPBF16_TARGET void gemv_dpbf16(const uint16_t *W, int64_t K, int64_t r0, int64_t n, const float *x, int64_t ldx,
                                       int B, float *y, int64_t ldy, int accumulate, int parts) {
     int64_t K32 = K / 32 * 32;
-    uint16_t *xs = (uint16_t *)thread_buffer(((size_t)B * parts * K32 + 1) / 2);
+    uint16_t *xs = cpu_thread_buffer(CPU_BUF_GEMV, (size_t)B * parts * K32 * sizeof(uint16_t));
     if (!xs) { /* no memory for the bf16 copy of x: the fp32 variant needs none */
         gemv_avx512(MAMBA2_BF16, W, K, r0, n, x, ldx, B, y, ldy, accumulate);
         return;
