@@ -12,6 +12,7 @@
 #include <string.h>
 
 #include "gemm_driver.h"
+#include "gemm_tile_store.h"
 
 /** Attributes of the AVX512_BF16 functions. */
 #define BF16_TARGET __attribute__((target("avx512f,avx512bw,avx512bf16")))
@@ -128,18 +129,7 @@ static inline BF16_INLINE void micro_body(const int M, const int P, const uint32
                 c1[i] = _mm512_dpbf16_ps(c1[i], a, b1);
             }
     }
-    __mmask16 m0 = ncols >= 16 ? 0xffff : (__mmask16)((1u << ncols) - 1);
-    __mmask16 m1 = ncols >= 32 ? 0xffff : ncols <= 16 ? 0 : (__mmask16)((1u << (ncols - 16)) - 1);
-#pragma GCC unroll 14
-    for (int i = 0; i < M; i++) {
-        float *c = C + i * ldc;
-        if (add) {
-            c0[i] = _mm512_add_ps(c0[i], _mm512_maskz_loadu_ps(m0, c));
-            c1[i] = _mm512_add_ps(c1[i], _mm512_maskz_loadu_ps(m1, c + 16));
-        }
-        _mm512_mask_storeu_ps(c, m0, c0[i]);
-        _mm512_mask_storeu_ps(c + 16, m1, c1[i]);
-    }
+    gemm_store_tile_512(M, c0, c1, C, ldc, ncols, add);
 }
 
 /** One case of the switch over m: the body for M = m activation rows and P parts. */

@@ -12,6 +12,7 @@
 #include <string.h>
 
 #include "gemm_driver.h"
+#include "gemm_tile_store.h"
 
 /** Attributes of the AVX-512 functions. */
 #define AVX512_TARGET __attribute__((target("avx512f")))
@@ -133,18 +134,7 @@ static inline AVX512_INLINE void micro_512_body(const int M, const float *restri
             c1[i] = _mm512_fmadd_ps(a, b1, c1[i]);
         }
     }
-    __mmask16 m0 = ncols >= 16 ? 0xffff : (__mmask16)((1u << ncols) - 1);
-    __mmask16 m1 = ncols >= 32 ? 0xffff : ncols <= 16 ? 0 : (__mmask16)((1u << (ncols - 16)) - 1);
-#pragma GCC unroll 14
-    for (int i = 0; i < M; i++) {
-        float *c = C + i * ldc;
-        if (add) {
-            c0[i] = _mm512_add_ps(c0[i], _mm512_maskz_loadu_ps(m0, c));
-            c1[i] = _mm512_add_ps(c1[i], _mm512_maskz_loadu_ps(m1, c + 16));
-        }
-        _mm512_mask_storeu_ps(c, m0, c0[i]);
-        _mm512_mask_storeu_ps(c + 16, m1, c1[i]);
-    }
+    gemm_store_tile_512(M, c0, c1, C, ldc, ncols, add);
 }
 
 /** One case of a switch over the row count m: the microkernel body compiled for M = m. */
