@@ -336,9 +336,11 @@ avx2_block(const CpuQMatrix *W, int64_t rg, int R, const uint8_t *const *xr, int
     int64_t vb = row_value_bytes(f);
     __m256 acc[4][2];
     for (int i = 0; i < 4; i++) acc[i][0] = acc[i][1] = _mm256_setzero_ps();
+    int64_t tb = tile_bytes(f), ahead = (PREFETCH_BYTES + tb / 2) / tb * tb; /* as the VNNI block */
     for (int64_t kt = 0; kt < W->K_pad / QT_K; kt++) {
         const uint8_t *t = tile_at(W, rg, kt);
         const uint16_t *scales = (const uint16_t *)(t + QT_ROWS * vb);
+        for (int c = 0; c < tb; c += 64) _mm_prefetch((const char *)t + ahead + c, _MM_HINT_T0);
         for (int g = 0; g < QT_GROUPS; g++) {
             __m256i plo[2] = {0}, phi[2] = {0}, nlo[2] = {0}, nhi[2] = {0}; /* (zeros: unused when S = 1) */
             __m256 e[2] = {0};
@@ -376,9 +378,11 @@ avx2_block(const CpuQMatrix *W, int64_t rg, int R, const uint8_t *const *xr, int
 
 static AVX2_TARGET void rows_avx2(const CpuQMatrix *W, int64_t rg, int R, const uint8_t *const *xr, int S, float *y,
                                   int64_t ldy, int accumulate) {
-    for (int j = 0; j < S; j += 2) {
-        if (S - j >= 2) avx2_block(W, rg, R, xr + j, 2, y + j * ldy, ldy, accumulate);
-        else avx2_block(W, rg, R, xr + j, 1, y + j * ldy, ldy, accumulate);
+    for (int j = 0; j < S; j += 2) { /* R and S constants in the common calls, so the block's loops unroll */
+        int two = S - j >= 2;
+        if (R == 4 && two) avx2_block(W, rg, 4, xr + j, 2, y + j * ldy, ldy, accumulate);
+        else if (R == 4) avx2_block(W, rg, 4, xr + j, 1, y + j * ldy, ldy, accumulate);
+        else avx2_block(W, rg, R, xr + j, two ? 2 : 1, y + j * ldy, ldy, accumulate);
     }
 }
 
