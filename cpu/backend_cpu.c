@@ -6,7 +6,7 @@
  * each of B sequences in decode):
  *
  *   u = RMSNorm(h)·w            layer_ops.c
- *   [z | xBC | dt] = u · W_inᵀ  gemm_bf16.c (sgemm on fp32 panels; ≤ 8 rows: gemv_bf16.c), or
+ *   [z | xBC | dt] = u · W_inᵀ  gemm_bf16.c (the GEMM tier of gemm_tier.c; ≤ 16 rows, 8 with AMX: gemv_bf16.c), or
  *                               qmatrix.c with weights quantized at load (--weights q8|q4)
  *   xBC' = silu(conv(xBC))      layer_ops.c, continuing from the conv state
  *   dt = clamp(softplus(dt + dt_bias))

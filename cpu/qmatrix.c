@@ -27,8 +27,6 @@
  */
 #include "qmatrix.h"
 
-#include "gemm_bf16.h"
-
 #include <immintrin.h>
 #include <math.h>
 #include <omp.h>
@@ -36,13 +34,15 @@
 #include <string.h>
 #include <sys/mman.h>
 
+#include "gemm_bf16.h"
+
 #define QT_ROWS 4      /**< rows per tile */
 #define QT_K 256       /**< columns per tile */
 #define QT_BLOCKS 8    /**< scale blocks per tile row (QT_K / QBLOCK) */
 #define QT_GROUPS 4    /**< 64-column groups per tile row */
 #define XREC 192       /**< bytes of one quantized-activation record (64 columns) */
 #define ITEM_ROWS_MAX 256 /**< the most rows of W in one unit of work handed to a thread */
-/** How far ahead in its row group's stream the VNNI kernel prefetches (whole tiles of about this many bytes). */
+/** How far ahead in its row group's stream a SIMD kernel prefetches (whole tiles of about this many bytes). */
 #define PREFETCH_BYTES 8192
 
 static int64_t round_up(int64_t a, int64_t b) { return (a + b - 1) / b * b; }
