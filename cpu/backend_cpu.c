@@ -2,7 +2,7 @@
  * @file backend_cpu.c
  * @brief The CPU backend: prefill as GEMMs + chunked SSD, decode as bandwidth-bound GEMVs.
  *
- * Per layer (DESIGN.md §2), for T rows (T tokens of one sequence in prefill, or one token of
+ * Per layer (notebooks-docs/design.md §2), for T rows (T tokens of one sequence in prefill, or one token of
  * each of B sequences in decode):
  *
  *   u = RMSNorm(h)·w            layer_ops.c

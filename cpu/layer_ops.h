@@ -5,7 +5,7 @@
  * Everything that is not a weight-matrix product. Each function works on a range (of rows,
  * channels or heads) on the calling thread; the backend splits ranges over its OpenMP threads,
  * so that prefill and batched decode can share one parallel region per phase. The small weights
- * arrive as fp32 arrays (converted once when the backend is created). Formulas: DESIGN.md §2.
+ * arrive as fp32 arrays (converted once when the backend is created). Formulas: notebooks-docs/design.md §2.
  */
 #ifndef MAMBA2_CPU_LAYER_OPS_H
 #define MAMBA2_CPU_LAYER_OPS_H

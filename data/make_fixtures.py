@@ -16,7 +16,7 @@ deliberate interventions, explained here once:
    y <- y / sqrt(mean(y^2) + eps) * w.
    This is what mamba_ssm (the code the real checkpoints were trained with) computes
    (RMSNormGated(group_size=d_in/ngroups, norm_before_gate=False)). Two traps, see
-   DESIGN.md section 2:
+   notebooks-docs/design.md section 2:
    - HF's MambaRMSNormGated historically (transformers 4.4x) normalised over ALL d_in channels
      at once, which is wrong as soon as n_groups > 1 (Codestral has n_groups = 8). Newer
      releases (5.x) take a `group_size` argument, but we do not want the fixtures to depend
@@ -33,10 +33,10 @@ deliberate interventions, explained here once:
    (no recurrent-decode path: every logit comes from the chunked-scan prefill).
 
 Independent cross-check: the same model is implemented again below in plain numpy float64
-(sequential recurrence, DESIGN.md section 2 steps 1-8, written from the design text, not from
+(sequential recurrence, notebooks-docs/design.md section 2 steps 1-8, written from the design text, not from
 HF's code), run on the tensors read back from the fixture's files by a small safetensors reader
 of our own, and the relative L2 error between HF's fp32 logits and numpy's float64 logits must
-be <= 1e-5. The measured figure goes into fixture.json. Where they disagree, numpy (DESIGN.md)
+be <= 1e-5. The measured figure goes into fixture.json. Where they disagree, numpy (notebooks-docs/design.md)
 is the truth.
 
 bf16 / mixed-dtype fixtures: the weights are rounded to the stored dtype and SAVED in it, but
@@ -452,7 +452,7 @@ def hf_greedy(model, tokens, n, stop_below=-1.0):
 
 
 # --------------------------------------------------------------------------------------------
-# numpy float64 model: DESIGN.md section 2, sequential recurrence
+# numpy float64 model: notebooks-docs/design.md section 2, sequential recurrence
 # --------------------------------------------------------------------------------------------
 def np_silu(x):
     return x / (1.0 + np.exp(-x))

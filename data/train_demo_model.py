@@ -17,7 +17,7 @@ Everything is made from the Python standard library's own source code (every mac
    with its leading space, a run of punctuation with its leading space) so that merges stay
    within them; the tokenizer that is saved encodes the text as ONE Metaspace word, as Mistral's;
 3. model: transformers' Mamba2ForCausalLM (pure-torch path) with every `mixer.norm` REPLACED by the
-   grouped gate-first RMSNorm (DESIGN.md section 2 step 7: y <- y*silu(z), then each group of
+   grouped gate-first RMSNorm (notebooks-docs/design.md section 2 step 7: y <- y*silu(z), then each group of
    d_in/G channels normalised separately), which is what mamba_ssm and our C engine compute and
    what transformers' own MambaRMSNormGated does NOT do in every release; n_groups = 2;
    AdamW, fp32 master weights, bf16 autocast, a fixed token budget per step, a wall-clock budget

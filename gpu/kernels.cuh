@@ -4,7 +4,7 @@
  *        the caller checks cudaGetLastError() after them.
  *
  * Shapes: T tokens of one sequence in prefill, B sequences in decode; d, H, P, N, G, K,
- * d_in = H·P, conv_dim = d_in + 2·G·N, d_in_proj = 2·d_in + 2·G·N + H (DESIGN.md §2).
+ * d_in = H·P, conv_dim = d_in + 2·G·N, d_in_proj = 2·d_in + 2·G·N + H (notebooks-docs/design.md §2).
  */
 #ifndef MAMBA2_GPU_KERNELS_CUH
 #define MAMBA2_GPU_KERNELS_CUH

@@ -2,7 +2,7 @@
  * @file config.h
  * @brief The model hyper-parameters, read from `config.json` (Hugging Face) or `params.json` (Mistral).
  *
- * Names follow DESIGN.md section 2; the Codestral-7B values are in brackets.
+ * Names follow notebooks-docs/design.md section 2; the Codestral-7B values are in brackets.
  */
 #ifndef MAMBA2_CONFIG_H
 #define MAMBA2_CONFIG_H

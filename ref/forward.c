@@ -1,6 +1,6 @@
 /**
  * @file forward.c
- * @brief The reference Mamba-2 forward pass: one readable function per step of DESIGN.md §2.
+ * @brief The reference Mamba-2 forward pass: one readable function per step of notebooks-docs/design.md §2.
  *
  * Everything here is scalar C: the point is to be obviously right, not fast.
  */

@@ -30,7 +30,7 @@ typedef void (*Mamba2LayerHook)(void *ctx, int layer, const float *h, int T);
 /**
  * @brief Run @p T tokens of one sequence through the model, continuing from @p st (updated).
  *
- * Per layer (DESIGN.md §2): RMSNorm → in_proj → causal conv + SiLU → SSD (in @p form) + D·x
+ * Per layer (notebooks-docs/design.md §2): RMSNorm → in_proj → causal conv + SiLU → SSD (in @p form) + D·x
  * → grouped gated RMSNorm (gate first) → out_proj → residual add. Then the final norm and lm_head.
  * Arithmetic is fp32 storage with double accumulation, on weights read in their stored dtype.
  *

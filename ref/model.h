@@ -2,7 +2,7 @@
  * @file model.h
  * @brief The model object: config + a read-only view of every weight (mmap, no copies).
  *
- * Shapes use the names of DESIGN.md §2: d = d_model, L = n_layer, H heads of P channels,
+ * Shapes use the names of notebooks-docs/design.md §2: d = d_model, L = n_layer, H heads of P channels,
  * N = d_state, G = n_groups, K = d_conv, d_in = H·P, conv_dim = d_in + 2·G·N, V = vocab.
  */
 #ifndef MAMBA2_MODEL_H

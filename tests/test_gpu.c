@@ -7,7 +7,7 @@
  * Without a GPU (or in a build without the CUDA code) the suite is registered but inactive,
  * so CUnit's summary counts it under "Inactive" and the reason is printed: never a silent pass.
  *
- * Tolerances (DESIGN.md §4): the GPU multiplies bf16 operands (weights, and activations in
+ * Tolerances (notebooks-docs/design.md §4): the GPU multiplies bf16 operands (weights, and activations in
  * prefill) with fp32 accumulation, so logits may differ from the reference by up to 2e-2
  * relative L2; kernels that keep fp32 operands are held to fp32 bounds. Measured values are
  * printed; results/gpu.md keeps them.
@@ -26,7 +26,7 @@
 #ifdef MAMBA2_HAVE_GPU
 #include "gpu.h"
 
-#define LOGITS_TOL 2e-2 /* DESIGN.md §4: bf16 GEMMs against the reference, relative L2 over all logits */
+#define LOGITS_TOL 2e-2 /* notebooks-docs/design.md §4: bf16 GEMMs against the reference, relative L2 over all logits */
 /* The worst single position may be further off: rounding only the four bf16 activations of the
  * prefill (GEMM inputs/outputs and the SSD operands) in the float64 oracle already gives 2.2e-2 on
  * the worst row of g8_bf16_long_dtlimit (python3 data/bf16_error_budget.py), so the per-row
@@ -307,7 +307,7 @@ static void random_model_7b_state(int d_conv, int n_batches) {
             }
             double e_step = test_rel_l2(got, ref, (size_t)nb * T * V);
             /* fp32 state and up to 4 sequences (the GEMV path) keep fp32 activations, so only fp32
-             * rounding separates them from the reference. DESIGN.md's 2e-2 applies where bf16 enters:
+             * rounding separates them from the reference. notebooks-docs/design.md's 2e-2 applies where bf16 enters:
              * a bf16 state is rounded every token, and more than 4 sequences go through cuBLAS bf16
              * GEMMs with the activations rounded to bf16 (as in prefill; "batched step vs single steps"
              * bounds batch 6 the same way). Measured on the H200, 2026-12-01, two runs (fresh random

@@ -23,7 +23,7 @@
 #include "tests.h"
 
 #define FIXTURE_ROOT "data/fixtures"
-/* DESIGN.md §4: whole-model logits against the oracle, fp32 arithmetic: relative L2 ≤ 1e-4. */
+/* notebooks-docs/design.md §4: whole-model logits against the oracle, fp32 arithmetic: relative L2 ≤ 1e-4. */
 #define ORACLE_TOL 1e-4
 /* Two runs of our own reference that differ only in SSD form / chunking: fp32 storage, double sums. */
 #define SELF_TOL 1e-5

@@ -4,7 +4,7 @@
  *
  * Every case draws new inputs, runs the three forms from the same initial state
  * and compares outputs y and final states against the recurrence. The forms
- * store fp32 but accumulate in double, so they agree to ~1e-6 relative (DESIGN.md §4).
+ * store fp32 but accumulate in double, so they agree to ~1e-6 relative (notebooks-docs/design.md §4).
  */
 #include <CUnit/CUnit.h>
 #include <math.h>
@@ -16,7 +16,7 @@
 #include "tests.h"
 
 /* Agreement bound between forms: fp32 storage of y and of the state between steps,
- * double sums; observed errors are ~1e-7, DESIGN.md asks for ~1e-6. */
+ * double sums; observed errors are ~1e-7, notebooks-docs/design.md asks for ~1e-6. */
 #define SSD_TOL 2e-6
 
 typedef struct {
