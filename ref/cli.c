@@ -76,20 +76,29 @@ int cli_parse_precision(const char *cmd, const char *s, Mamba2Precision *out) {
     return 0;
 }
 
+/** 1 while a progress bar's line is on stderr without its newline. */
+static int bar_open;
+
 /* A progress bar on stderr: "\rmamba2 CMD: quantizing weights [#####.....]  41%". */
 static void progress_bar(void *ctx, double done, double total, const char *what) {
     int width = 30, fill = total > 0 ? (int)(width * done / total) : width;
     fprintf(stderr, "\rmamba2 %s: %s [%.*s%*s] %3.0f%%", (const char *)ctx, what, fill,
             "##############################", width - fill, "", total > 0 ? 100 * done / total : 100);
-    if (done >= total) fputc('\n', stderr);
+    bar_open = done < total;
+    if (!bar_open) fputc('\n', stderr);
     fflush(stderr);
 }
 
 int cli_create_backend(const char *cmd, const char *name, const Mamba2Model *m, Mamba2BackendOptions *opt,
                        Mamba2Backend **out, Mamba2Error *err) {
-    if (!opt->progress && isatty(STDERR_FILENO)) opt->progress = progress_bar, opt->progress_ctx = (void *)cmd;
+    int bar = !opt->progress && isatty(STDERR_FILENO);
+    if (bar) opt->progress = progress_bar, opt->progress_ctx = (void *)cmd;
     double t0 = cli_now();
-    if (mamba2_backend_create(name, m, opt, out, err)) return -1;
+    if (mamba2_backend_create(name, m, opt, out, err)) {
+        if (bar && bar_open) fputc('\n', stderr); /* end a bar that stopped part-way before the caller's message */
+        bar_open = 0;
+        return -1;
+    }
     if (opt->weights != MAMBA2_WEIGHTS_STORED)
         fprintf(stderr, "mamba2 %s: weights quantized to %s at load in %.1f s\n", cmd,
                 mamba2_weight_format_name(opt->weights), cli_now() - t0);
