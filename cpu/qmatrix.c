@@ -35,6 +35,7 @@
 #include <sys/mman.h>
 
 #include "gemm_bf16.h"
+#include "thread_buffer.h"
 
 #define QT_ROWS 4      /**< rows per tile */
 #define QT_K 256       /**< columns per tile */
@@ -482,6 +483,60 @@ const char *cpu_qlinear_kernel_name(CpuIsa isa) {
     return isa >= CPU_ISA_AVX512 && have_vnni() ? "avx512-vnni" : isa >= CPU_ISA_AVX2 ? "avx2" : "scalar";
 }
 
+/* Rows [r0, r0 + n) of W as the quantized matrix holds them (d · q), in fp32: out [n, K]. Each
+ * group of 64 lane-ordered values is put back in column order (the inverse of quantize_tile_row())
+ * before the multiplication by its blocks' scales. */
+static QCLONES void widen_rows(const CpuQMatrix *W, int64_t r0, int64_t n, float *out) {
+    int64_t vb = row_value_bytes(W->format), K = W->K;
+    int off = offset_of(W->format);
+    for (int64_t r = r0; r < r0 + n; r++)
+        for (int64_t kt = 0; kt < W->K_pad / QT_K; kt++) {
+            const uint8_t *t = tile_at(W, r / QT_ROWS, kt), *vals = t + (r % QT_ROWS) * vb;
+            const uint16_t *scales = (const uint16_t *)(t + QT_ROWS * vb) + (r % QT_ROWS) * QT_BLOCKS;
+            for (int g = 0; g < QT_GROUPS; g++) {
+                int64_t k0 = kt * QT_K + 64 * g;
+                if (k0 >= K) break;
+                uint8_t v[64], c[64]; /* lane order, column order */
+                if (W->format == MAMBA2_WEIGHTS_Q8) memcpy(v, vals + 64 * g, 64);
+                else
+                    for (int i = 0; i < 32; i++) v[i] = vals[32 * g + i] & 15, v[i + 32] = vals[32 * g + i] >> 4;
+                for (int u = 0; u < 16; u++) memcpy(c + 4 * (8 * (u & 1) + (u >> 1)), v + 4 * u, 4);
+                float w[64], d0 = mamba2_f16_to_f32(scales[2 * g]), d1 = mamba2_f16_to_f32(scales[2 * g + 1]);
+#pragma omp simd
+                for (int i = 0; i < 32; i++) w[i] = d0 * (float)(c[i] - off), w[i + 32] = d1 * (float)(c[i + 32] - off);
+                memcpy(out + (r - r0) * K + k0, w, (size_t)(K - k0 < 64 ? K - k0 : 64) * sizeof *w);
+            }
+        }
+}
+
+int cpu_qlinear_rounds_activations(CpuIsa isa, int T) {
+    return T <= QLINEAR_INT_MAX_ROWS || (isa >= CPU_ISA_AVX512 && have_vnni());
+}
+
+/* Rows [r0, r1) of W times every quantized activation record, by the integer product of @p kind
+ * (2 VNNI, 1 AVX2, 0 scalar), token_block() activation rows at a time (their records in L2; the
+ * rows of W in L1/L2 meanwhile). */
+static void integer_rows(int kind, const CpuQMatrix *W, int64_t r0, int64_t r1, const uint8_t *xq, int T, float *Y,
+                         int64_t ldy, int accumulate) {
+    int64_t rec_bytes = W->K_pad / 64 * XREC;
+    int tb = token_block(W->K_pad);
+    for (int t0 = 0; t0 < T; t0 += tb) {
+        int nt = T - t0 < tb ? T - t0 : tb;
+        for (int64_t r = r0; r < r1; r += QT_ROWS) {
+            int R = r1 - r < QT_ROWS ? (int)(r1 - r) : QT_ROWS;
+            for (int j0 = 0; j0 < nt; j0 += 4) {
+                const uint8_t *xr[4];
+                int S = nt - j0 < 4 ? nt - j0 : 4;
+                for (int j = 0; j < S; j++) xr[j] = xq + (t0 + j0 + j) * rec_bytes;
+                float *y = Y + (size_t)(t0 + j0) * ldy + r;
+                if (kind == 2) rows_vnni(W, r / QT_ROWS, R, xr, S, y, ldy, accumulate);
+                else if (kind == 1) rows_avx2(W, r / QT_ROWS, R, xr, S, y, ldy, accumulate);
+                else rows_scalar(W, r / QT_ROWS, R, xr, S, y, ldy, accumulate);
+            }
+        }
+    }
+}
+
 void cpu_qlinear(CpuIsa isa, const CpuQMatrix *W, const float *X, int64_t ldx, int T, float *Y, int64_t ldy,
                  int accumulate, void *scratch, int n_threads) {
     static int vnni = -1; /* decided once; a benign race (every thread writes the same value) */
@@ -492,32 +547,36 @@ void cpu_qlinear(CpuIsa isa, const CpuQMatrix *W, const float *X, int64_t ldx, i
 #pragma omp parallel for num_threads(n_threads) schedule(static) if (T > 1)
     for (int t = 0; t < T; t++) quantize_x(X + (size_t)t * ldx, W->K, W->K_pad, offset_of(W->format), xq + t * rec_bytes);
 
+    if (kind < 2 && T > QLINEAR_INT_MAX_ROWS) {
+        /* Without VNNI the integer product costs more instructions per weight than an fp32 FMA:
+         * runs of 256 rows are widened to fp32 and multiplied with the fp32 GEMM tier, one run per
+         * thread at a time, with the activations in fp32 (a run whose panel cannot be allocated
+         * takes the integer product instead). */
+        int64_t run = QT_ROWS * 64, n_runs = (W->rows + run - 1) / run;
+#pragma omp parallel for num_threads(n_threads) schedule(dynamic, 1)
+        for (int64_t i = 0; i < n_runs; i++) {
+            int64_t r0 = i * run, n = W->rows - r0 < run ? W->rows - r0 : run;
+            float *panel = cpu_thread_buffer(CPU_BUF_QPANEL, (size_t)n * W->K * sizeof *panel); /* [n, K] */
+            if (!panel) {
+                integer_rows(kind, W, r0, r0 + n, xq, T, Y, ldy, accumulate);
+                continue;
+            }
+            widen_rows(W, r0, n, panel);
+            Mamba2Tensor P = {"widened rows", "memory", MAMBA2_F32, 2, {n, W->K}, panel};
+            cpu_linear(&P, X, ldx, T, Y + r0, ldy, accumulate, NULL, 1, MAMBA2_PRECISION_DEFAULT);
+        }
+        return;
+    }
+
     /* Units of work: long runs of rows (each thread then streams long stretches of W, which the
      * hardware prefetchers follow best), but at least 4 units per thread so that threads that
      * finish early find work: ITEM_ROWS_MAX rows, fewer for small matrices or many threads. */
     int64_t item = W->rows / (4 * (int64_t)n_threads) / QT_ROWS * QT_ROWS;
     item = item < QT_ROWS ? QT_ROWS : item > ITEM_ROWS_MAX ? ITEM_ROWS_MAX : item;
     int64_t n_items = (W->rows + item - 1) / item;
-    int tb = token_block(W->K_pad);
-    /* Each thread takes `item` rows of W at a time and multiplies them with every activation row,
-     * token_block() rows at a time (their records in L2; the rows of W in L1/L2 meanwhile). */
 #pragma omp parallel for num_threads(n_threads) schedule(dynamic, 1)
     for (int64_t it = 0; it < n_items; it++) {
         int64_t r0 = it * item, r1 = r0 + item < W->rows ? r0 + item : W->rows;
-        for (int t0 = 0; t0 < T; t0 += tb) {
-            int nt = T - t0 < tb ? T - t0 : tb;
-            for (int64_t r = r0; r < r1; r += QT_ROWS) {
-                int R = r1 - r < QT_ROWS ? (int)(r1 - r) : QT_ROWS;
-                for (int j0 = 0; j0 < nt; j0 += 4) {
-                    const uint8_t *xr[4];
-                    int S = nt - j0 < 4 ? nt - j0 : 4;
-                    for (int j = 0; j < S; j++) xr[j] = xq + (t0 + j0 + j) * rec_bytes;
-                    float *y = Y + (size_t)(t0 + j0) * ldy + r;
-                    if (kind == 2) rows_vnni(W, r / QT_ROWS, R, xr, S, y, ldy, accumulate);
-                    else if (kind == 1) rows_avx2(W, r / QT_ROWS, R, xr, S, y, ldy, accumulate);
-                    else rows_scalar(W, r / QT_ROWS, R, xr, S, y, ldy, accumulate);
-                }
-            }
-        }
+        integer_rows(kind, W, r0, r1, xq, T, Y, ldy, accumulate);
     }
 }

@@ -68,6 +68,16 @@ void cpu_qmatrix_dequantize_rows(const CpuQMatrix *q, int64_t r0, int64_t n, flo
 /** The product cpu_qlinear() runs for @p isa on this CPU: "avx512-vnni", "avx2" or "scalar". */
 const char *cpu_qlinear_kernel_name(CpuIsa isa);
 
+/** Up to this many activation rows cpu_qlinear() always runs the integer product; above it, a CPU
+ *  without AVX512-VNNI widens the weights to fp32 and uses the fp32 GEMM tier instead. */
+#define QLINEAR_INT_MAX_ROWS 16
+
+/**
+ * @brief 1 when cpu_qlinear() with @p isa and @p T activation rows rounds the activations to int8
+ *        (the integer product), 0 when it multiplies fp32 activations with widened weights.
+ */
+int cpu_qlinear_rounds_activations(CpuIsa isa, int T);
+
 /** Bytes of scratch cpu_qlinear() needs for @p T activation rows of a matrix of @p K columns. */
 size_t cpu_qlinear_scratch_bytes(int64_t K, int T);
 

@@ -36,8 +36,12 @@ static const char *cpu_gemm_kernel(Mamba2Precision precision, Mamba2WeightFormat
 #ifdef MAMBA2_HAVE_CPU
     static char name[96];
     if (w == MAMBA2_WEIGHTS_STORED) return cpu_gemm_kernel_name(precision);
-    snprintf(name, sizeof name, "%s: the integer product of cpu_qlinear(), %s", mamba2_weight_format_name(w),
-             cpu_qlinear_kernel_name(cpu_isa_active()));
+    if (cpu_qlinear_rounds_activations(cpu_isa_active(), QLINEAR_INT_MAX_ROWS + 1))
+        snprintf(name, sizeof name, "%s: the integer product of cpu_qlinear(), %s", mamba2_weight_format_name(w),
+                 cpu_qlinear_kernel_name(cpu_isa_active()));
+    else /* no VNNI: prefill widens the rows to fp32 for the fp32 GEMM tier */
+        snprintf(name, sizeof name, "%s: rows widened to fp32, %s", mamba2_weight_format_name(w),
+                 cpu_gemm_kernel_name(MAMBA2_PRECISION_DEFAULT));
     return name;
 #else
     (void)precision, (void)w;
