@@ -221,21 +221,6 @@ static int stored_value(const CpuQMatrix *q, const uint8_t *vals, int g, int i) 
     return (i < 32 ? b & 15 : b >> 4) - 8;
 }
 
-void cpu_qmatrix_dequantize_rows(const CpuQMatrix *q, int64_t r0, int64_t n, float *out) {
-    int64_t vb = row_value_bytes(q->format);
-    for (int64_t r = r0; r < r0 + n; r++)
-        for (int64_t kt = 0; kt < q->K_pad / QT_K; kt++) {
-            const uint8_t *t = tile_at(q, r / QT_ROWS, kt), *vals = t + (r % QT_ROWS) * vb;
-            const uint16_t *scales = (const uint16_t *)(t + QT_ROWS * vb) + (r % QT_ROWS) * QT_BLOCKS;
-            for (int g = 0; g < QT_GROUPS; g++)
-                for (int i = 0; i < 64; i++) {
-                    int64_t k = kt * QT_K + 64 * g + lane_col(i);
-                    int blk = 2 * g + ((i >> 2) & 1);
-                    if (k < q->K) out[(r - r0) * q->K + k] = mamba2_f16_to_f32(scales[blk]) * stored_value(q, vals, g, i);
-                }
-        }
-}
-
 /* ------------------------------------------------------------------ activations */
 
 size_t cpu_qlinear_scratch_bytes(int64_t K, int T) { return (size_t)T * (size_t)(round_up(K, QT_K) / 64) * XREC; }
@@ -508,6 +493,8 @@ static QCLONES void widen_rows(const CpuQMatrix *W, int64_t r0, int64_t n, float
             }
         }
 }
+
+void cpu_qmatrix_dequantize_rows(const CpuQMatrix *q, int64_t r0, int64_t n, float *out) { widen_rows(q, r0, n, out); }
 
 int cpu_qlinear_rounds_activations(CpuIsa isa, int T) {
     return T <= QLINEAR_INT_MAX_ROWS || (isa >= CPU_ISA_AVX512 && have_vnni());
