@@ -34,8 +34,8 @@
 #define GEMV_PREFETCH_BYTES 1024
 
 /* Whether the SIMD blocks prefetch ahead in their rows (decided once in cpu_gemv()): on Intel
- * cores, where it was measured to pay; not on AMD's, where the hardware prefetchers alone streamed
- * the same GEMVs 4-13 % faster (Zen 4; results/cpu.md, "Why not: default-precision prefill and bf16 decode"). */
+ * cores, where it pays; not on AMD's, where the hardware prefetchers alone stream the rows faster
+ * (the measurements: results/cpu.md, "Why not: default-precision prefill and bf16 decode"). */
 static int row_prefetch = 1;
 
 /* ------------------------------------------------------------------ dispatch */
