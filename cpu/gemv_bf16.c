@@ -33,9 +33,8 @@
  * 16–20 to 18–24 GB/s (2026-12-01, /tmp/gemvx.c, three rounds; 2 KiB was worse). */
 #define GEMV_PREFETCH_BYTES 1024
 
-/* Whether the SIMD blocks prefetch ahead in their rows (decided once in cpu_gemv()): on Intel
- * cores, where it pays; not on AMD's, where the hardware prefetchers alone stream the rows faster
- * (the measurements: results/cpu.md, "Why not: default-precision prefill and bf16 decode"). */
+/* Whether the SIMD blocks prefetch ahead in their rows (cpu_software_prefetch_pays(), decided
+ * once in cpu_gemv()). */
 static int row_prefetch = 1;
 
 /* ------------------------------------------------------------------ dispatch */
@@ -56,6 +55,11 @@ CpuIsa cpu_isa_active(void) {
     else if (want && !strcmp(want, "avx2") && isa > CPU_ISA_AVX2) isa = CPU_ISA_AVX2;
     else if (want && !strcmp(want, "avx512") && isa > CPU_ISA_AVX512) isa = CPU_ISA_AVX512;
     return isa;
+}
+
+int cpu_software_prefetch_pays(void) {
+    __builtin_cpu_init();
+    return !__builtin_cpu_is("amd");
 }
 
 const char *cpu_isa_name(CpuIsa isa) {
@@ -457,8 +461,7 @@ void cpu_gemv(const Mamba2Tensor *W, const float *x, int64_t ldx, int B, float *
               int n_threads, Mamba2Precision precision) {
     static int isa = -1; /* detected once; a benign race (every thread writes the same value) */
     if (isa < 0) {
-        __builtin_cpu_init();
-        row_prefetch = !__builtin_cpu_is("amd");
+        row_prefetch = cpu_software_prefetch_pays();
         isa = (int)cpu_isa_active();
     }
     int64_t rows = W->shape[0], n_blocks = (rows + GEMV_BLOCK_ROWS - 1) / GEMV_BLOCK_ROWS;

@@ -35,6 +35,13 @@ CpuIsa cpu_isa_detect(void);
  */
 CpuIsa cpu_isa_active(void);
 
+/**
+ * @brief Whether the streaming kernels (the bf16 GEMV, the quantized products) issue software
+ *        prefetches ahead in their weight streams: 1 on Intel cores, where it was measured to pay,
+ *        0 on AMD's, where the hardware prefetchers alone stream faster (results/cpu.md, "Why not").
+ */
+int cpu_software_prefetch_pays(void);
+
 /** "scalar", "avx2", "avx512" or "avx512bf16". */
 const char *cpu_isa_name(CpuIsa isa);
 

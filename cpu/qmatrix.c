@@ -14,7 +14,9 @@
  * 8m + 4b + e holds column 32b + 4m + e (m < 8, b < 2, e < 4). vpdpbusd sums 4 adjacent byte
  * products into each 32-bit lane, so lane j holds a partial sum of block j & 1 alone, and a vector
  * of the two blocks' scales, alternating (d₀ d₁ d₀ d₁ …), scales every lane by its own block's d.
- * q4 keeps the 64 lane-ordered values of a group in 32 bytes: byte i = v[i] | v[i + 32] << 4.
+ * q4 keeps groups 2h and 2h + 1 in the same 64 bytes, the first in the low nibbles and the second
+ * in the high ones: byte 64h + i = v₂ₕ[i] | v₂ₕ₊₁[i] << 4 (v: a group's 64 lane-ordered values), so
+ * one 64-byte load and a mask (and a shift, for the odd group) give a group's values in lane order.
  *
  * The activations of one row x [K] are quantized into the same lane order, one 192-byte record per
  * group of 64 columns:
@@ -45,6 +47,12 @@
 #define ITEM_ROWS_MAX 256 /**< the most rows of W in one unit of work handed to a thread */
 /** How far ahead in its row group's stream a SIMD kernel prefetches (whole tiles of about this many bytes). */
 #define PREFETCH_BYTES 8192
+
+/* Whether the SIMD kernels prefetch ahead in their streams (decided once in cpu_qlinear(); a
+ * benign race: every thread writes the same value): where cpu_software_prefetch_pays(), and for q4
+ * everywhere, whose product does about twice the work per byte streamed, so that the cores fall
+ * behind the hardware prefetchers (measurements: results/cpu.md, "Quantized decode kernels"). */
+static int stream_prefetch = 1;
 
 static int64_t round_up(int64_t a, int64_t b) { return (a + b - 1) / b * b; }
 
@@ -150,13 +158,13 @@ static void quantize_tile_row(Mamba2WeightFormat f, const float *w, uint8_t *val
     int8_t q[QT_K];
     for (int b = 0; b < QT_BLOCKS; b++) scales[b] = f16_signed(quantize_block(f, w + b * QBLOCK, q + b * QBLOCK));
     int off = offset_of(f);
-    for (int g = 0; g < QT_GROUPS; g++) {
-        uint8_t v[64];
-        for (int i = 0; i < 64; i++) v[i] = (uint8_t)(q[64 * g + lane_col(i)] + off);
-        if (f == MAMBA2_WEIGHTS_Q8) memcpy(vals + 64 * g, v, 64);
-        else
-            for (int i = 0; i < 32; i++) vals[32 * g + i] = (uint8_t)(v[i] | v[i + 32] << 4);
-    }
+    uint8_t v[QT_GROUPS][64]; /* each group's values in lane order, with the offset */
+    for (int g = 0; g < QT_GROUPS; g++)
+        for (int i = 0; i < 64; i++) v[g][i] = (uint8_t)(q[64 * g + lane_col(i)] + off);
+    if (f == MAMBA2_WEIGHTS_Q8) memcpy(vals, v, sizeof v);
+    else
+        for (int h = 0; h < QT_GROUPS / 2; h++)
+            for (int i = 0; i < 64; i++) vals[64 * h + i] = (uint8_t)(v[2 * h][i] | v[2 * h + 1][i] << 4);
 }
 
 size_t cpu_qmatrix_bytes(int64_t rows, int64_t K, Mamba2WeightFormat format) {
@@ -217,8 +225,8 @@ void cpu_qmatrix_free(CpuQMatrix *q) {
 /* The integer q (offset removed) of lane-order byte i of group g in tile row values @p vals. */
 static int stored_value(const CpuQMatrix *q, const uint8_t *vals, int g, int i) {
     if (q->format == MAMBA2_WEIGHTS_Q8) return vals[64 * g + i] - 128;
-    uint8_t b = vals[32 * g + (i & 31)];
-    return (i < 32 ? b & 15 : b >> 4) - 8;
+    uint8_t b = vals[64 * (g >> 1) + i];
+    return (g & 1 ? b >> 4 : b & 15) - 8;
 }
 
 /* ------------------------------------------------------------------ activations */
@@ -297,9 +305,11 @@ static inline __attribute__((always_inline, target("avx2,fma,f16c"))) void avx2_
         *hi = _mm256_xor_si256(_mm256_loadu_si256((const __m256i *)(vals + 64 * g + 32)), flip);
     } else {
         const __m256i m4 = _mm256_set1_epi8(15);
-        __m256i b = _mm256_loadu_si256((const __m256i *)(vals + 32 * g));
-        *lo = _mm256_and_si256(b, m4);
-        *hi = _mm256_and_si256(_mm256_srli_epi16(b, 4), m4);
+        __m256i b0 = _mm256_loadu_si256((const __m256i *)(vals + 64 * (g >> 1)));
+        __m256i b1 = _mm256_loadu_si256((const __m256i *)(vals + 64 * (g >> 1) + 32));
+        if (g & 1) b0 = _mm256_srli_epi16(b0, 4), b1 = _mm256_srli_epi16(b1, 4);
+        *lo = _mm256_and_si256(b0, m4);
+        *hi = _mm256_and_si256(b1, m4);
     }
 }
 
@@ -326,7 +336,8 @@ avx2_block(const CpuQMatrix *W, int64_t rg, int R, const uint8_t *const *xr, int
     for (int64_t kt = 0; kt < W->K_pad / QT_K; kt++) {
         const uint8_t *t = tile_at(W, rg, kt);
         const uint16_t *scales = (const uint16_t *)(t + QT_ROWS * vb);
-        for (int c = 0; c < tb; c += 64) _mm_prefetch((const char *)t + ahead + c, _MM_HINT_T0);
+        if (stream_prefetch || f == MAMBA2_WEIGHTS_Q4)
+            for (int c = 0; c < tb; c += 64) _mm_prefetch((const char *)t + ahead + c, _MM_HINT_T0);
         for (int g = 0; g < QT_GROUPS; g++) {
             __m256i plo[2] = {0}, phi[2] = {0}, nlo[2] = {0}, nhi[2] = {0}; /* (zeros: unused when S = 1) */
             __m256 e[2] = {0};
@@ -381,13 +392,15 @@ static AVX2_TARGET void rows_avx2(const CpuQMatrix *W, int64_t rg, int R, const 
 /* The 64 lane-ordered stored bytes (q + offset) of group g of a tile row. */
 static inline VNNI_INLINE __m512i vnni_load_group(Mamba2WeightFormat f, const uint8_t *vals, int g) {
     if (f == MAMBA2_WEIGHTS_Q8) return _mm512_loadu_si512(vals + 64 * g);
-    __m512i b = _mm512_broadcast_i64x4(_mm256_loadu_si256((const __m256i *)(vals + 32 * g)));
-    b = _mm512_mask_srli_epi16(b, 0xFFFF0000u, b, 4); /* the high half takes the high nibbles */
+    __m512i b = _mm512_loadu_si512(vals + 64 * (g >> 1));
+    if (g & 1) b = _mm512_srli_epi16(b, 4); /* the odd group: the high nibbles */
     return _mm512_and_si512(b, _mm512_set1_epi8(15));
 }
 
 /* The VNNI register block: R ≤ 4 rows × S ≤ 4 records (16 accumulators + 4 records in 32 registers).
- * acc[i][j] += float(vpdpbusd(ncorr_j, w_i, p_j)) · (d_i · e_j), lane by lane. */
+ * acc[i][j] += float(vpdpbusd(ncorr_j, w_i, p_j)) · (d_i · e_j), lane by lane.
+ * A tile's 32 scales are widened to fp32 once (two vcvtph2ps: rows 0–1 and rows 2–3, 8 blocks
+ * each); each (row, group) then takes its alternating d₀ d₁ d₀ d₁ … vector with one permutation. */
 static inline VNNI_INLINE void vnni_block(const CpuQMatrix *W, int64_t rg, int R, const uint8_t *const *xr, int S,
                                           float *y, int64_t ldy, int accumulate) {
     Mamba2WeightFormat f = W->format;
@@ -401,7 +414,10 @@ static inline VNNI_INLINE void vnni_block(const CpuQMatrix *W, int64_t rg, int R
     int64_t ahead = (PREFETCH_BYTES + tb / 2) / tb * tb; /* bytes: a whole number of tiles */
     for (int64_t kt = 0; kt < n_kt; kt++, t += tb) {
         const uint16_t *scales = (const uint16_t *)(t + QT_ROWS * vb);
-        for (int c = 0; c < tb; c += 64) _mm_prefetch((const char *)t + ahead + c, _MM_HINT_T0);
+        if (stream_prefetch || f == MAMBA2_WEIGHTS_Q4)
+            for (int c = 0; c < tb; c += 64) _mm_prefetch((const char *)t + ahead + c, _MM_HINT_T0);
+        __m512 d2[2] = {_mm512_cvtph_ps(_mm256_loadu_si256((const __m256i *)scales)), /* [rows 0-1][8 blocks] */
+                        _mm512_cvtph_ps(_mm256_loadu_si256((const __m256i *)(scales + 16)))}; /* rows 2-3 */
 #pragma GCC unroll 4
         for (int g = 0; g < QT_GROUPS; g++) {
             __m512i p[4] = {0}, nc[4] = {0}; /* (zeros: unused entries when S < 4) */
@@ -416,9 +432,10 @@ static inline VNNI_INLINE void vnni_block(const CpuQMatrix *W, int64_t rg, int R
 #pragma GCC unroll 4
             for (int i = 0; i < R; i++) {
                 __m512i w = vnni_load_group(f, t + i * vb, g);
-                int32_t two;
-                memcpy(&two, scales + i * QT_BLOCKS + 2 * g, 4);
-                __m512 d = _mm512_cvtph_ps(_mm256_set1_epi32(two)); /* d₀ d₁ d₀ d₁ … */
+                /* lane l: d of row i, block 2g + (l & 1) = lane 8 (i & 1) + 2g + (l & 1) of d2[i / 2] */
+                __m512i lane = _mm512_add_epi32(_mm512_set1_epi32(8 * (i & 1) + 2 * g),
+                                                _mm512_set_epi32(1, 0, 1, 0, 1, 0, 1, 0, 1, 0, 1, 0, 1, 0, 1, 0));
+                __m512 d = _mm512_permutexvar_ps(lane, d2[i >> 1]); /* d₀ d₁ d₀ d₁ … */
 #pragma GCC unroll 4
                 for (int j = 0; j < S; j++) {
                     __m512i s = _mm512_dpbusd_epi32(nc[j], w, p[j]);
@@ -484,7 +501,7 @@ static QCLONES void widen_rows(const CpuQMatrix *W, int64_t r0, int64_t n, float
                 uint8_t v[64], c[64]; /* lane order, column order */
                 if (W->format == MAMBA2_WEIGHTS_Q8) memcpy(v, vals + 64 * g, 64);
                 else
-                    for (int i = 0; i < 32; i++) v[i] = vals[32 * g + i] & 15, v[i + 32] = vals[32 * g + i] >> 4;
+                    for (int i = 0; i < 64; i++) v[i] = (uint8_t)(vals[64 * (g >> 1) + i] >> (4 * (g & 1)) & 15);
                 for (int u = 0; u < 16; u++) memcpy(c + 4 * (8 * (u & 1) + (u >> 1)), v + 4 * u, 4);
                 float w[64], d0 = mamba2_f16_to_f32(scales[2 * g]), d1 = mamba2_f16_to_f32(scales[2 * g + 1]);
 #pragma omp simd
@@ -527,7 +544,10 @@ static void integer_rows(int kind, const CpuQMatrix *W, int64_t r0, int64_t r1, 
 void cpu_qlinear(CpuIsa isa, const CpuQMatrix *W, const float *X, int64_t ldx, int T, float *Y, int64_t ldy,
                  int accumulate, void *scratch, int n_threads) {
     static int vnni = -1; /* decided once; a benign race (every thread writes the same value) */
-    if (vnni < 0) vnni = have_vnni();
+    if (vnni < 0) {
+        stream_prefetch = cpu_software_prefetch_pays();
+        vnni = have_vnni();
+    }
     int kind = isa >= CPU_ISA_AVX512 && vnni ? 2 : isa >= CPU_ISA_AVX2 ? 1 : 0;
     int64_t rec_bytes = W->K_pad / 64 * XREC;
     uint8_t *xq = scratch;
