@@ -84,7 +84,8 @@ static inline BF16_INLINE void transpose16_epi32(__m512i r[16]) {
 
 /* dst [kc/2][32] words = (W[r0 + r][k0 + 2kp], W[r0 + r][k0 + 2kp + 1]), zero past the last row or K.
  * Whole squares of 16 rows × 16 pairs (K even, inside the matrix) are transposed in registers. */
-static BF16_TARGET void pack_b(const Mamba2Tensor *W, int64_t r0, int64_t k0, int64_t kc, void *dst) {
+static BF16_TARGET void pack_b(const void *src, int64_t r0, int64_t k0, int64_t kc, void *dst) {
+    const Mamba2Tensor *W = src;
     int64_t rows = W->shape[0], K = W->shape[1];
     const uint16_t *w = W->data;
     uint32_t *d = dst;

@@ -13,7 +13,12 @@
 
 int cpu_gemm_run(const CpuGemmKernel *kn, const Mamba2Tensor *W, const float *X, int64_t ldx, int T, float *Y,
                  int64_t ldy, int accumulate, int n_threads) {
-    int64_t rows = W->shape[0], K = W->shape[1], mr = kn->mr, nr = kn->nr;
+    return cpu_gemm_run_source(kn, W, W->shape[0], W->shape[1], X, ldx, T, Y, ldy, accumulate, n_threads);
+}
+
+int cpu_gemm_run_source(const CpuGemmKernel *kn, const void *W, int64_t rows, int64_t K, const float *X, int64_t ldx,
+                        int T, float *Y, int64_t ldy, int accumulate, int n_threads) {
+    int64_t mr = kn->mr, nr = kn->nr;
     int64_t Kp = (K + kn->kgran - 1) / kn->kgran * kn->kgran;
     /* kc: an mr × kc slice of A fills half of L1 (the other half streams B); a multiple of 16 */
     int64_t kc = (int64_t)(cpu_cache_bytes(1) / 2) / (mr * kn->a_bpk) / 16 * 16;

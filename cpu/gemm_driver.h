@@ -35,8 +35,11 @@ typedef struct {
      * Kp · m · a_bpk bytes, k-major (the slice from k0 starts at byte k0 · m · a_bpk).
      */
     void (*pack_a)(const float *X, int64_t ldx, int64_t K, int64_t Kp, int64_t t0, int m, void *dst);
-    /** Pack weight rows [r0, r0 + nr) (zero past the last row) × k in [k0, k0 + kc) (zero past K): kc · nr · b_bpk bytes. */
-    void (*pack_b)(const Mamba2Tensor *W, int64_t r0, int64_t k0, int64_t kc, void *dst);
+    /**
+     * Pack weight rows [r0, r0 + nr) (zero past the last row) × k in [k0, k0 + kc) (zero past K) of
+     * the weight source @p W (a Mamba2Tensor, for the kernels of the stored weights): kc · nr · b_bpk bytes.
+     */
+    void (*pack_b)(const void *W, int64_t r0, int64_t k0, int64_t kc, void *dst);
     /**
      * C[i][j] (+)= Σ_{k < kc} A[k][i] · B[k][j] for i < m (1 ≤ m ≤ mr), j < ncols (≤ nr);
      * C [m, ldc] fp32; add = 0 overwrites C.
@@ -62,5 +65,23 @@ typedef struct {
  */
 int cpu_gemm_run(const CpuGemmKernel *kn, const Mamba2Tensor *W, const float *X, int64_t ldx, int T, float *Y,
                  int64_t ldy, int accumulate, int n_threads);
+
+/**
+ * @brief cpu_gemm_run() on any weight source that @p kn's pack_b reads (a quantized matrix, say).
+ * @param kn         the tier's kernels and layouts
+ * @param W          the weight source, passed to kn->pack_b as it is
+ * @param rows       its rows
+ * @param K          its columns
+ * @param X          activations [T, ldx] fp32
+ * @param ldx        row stride of @p X (≥ K)
+ * @param T          activation rows (≥ 1)
+ * @param Y          output [T, ldy]
+ * @param ldy        row stride of @p Y (≥ rows)
+ * @param accumulate 1: Y += X·Wᵀ; 0: Y = X·Wᵀ
+ * @param n_threads  OpenMP threads (they split the weight rows)
+ * @return 0, or -1 (nothing written) when a work buffer cannot be allocated
+ */
+int cpu_gemm_run_source(const CpuGemmKernel *kn, const void *W, int64_t rows, int64_t K, const float *X, int64_t ldx,
+                        int T, float *Y, int64_t ldy, int accumulate, int n_threads);
 
 #endif

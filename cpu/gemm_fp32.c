@@ -103,7 +103,8 @@ static inline AVX512_INLINE __m512 load16(Mamba2DType dt, const void *W, int64_t
 
 /* pack_b_any() for NR512 rows; whole 16 × 16 squares (every row present, k inside K) are widened
  * and transposed in registers. */
-static AVX512_TARGET void pack_b_512(const Mamba2Tensor *W, int64_t r0, int64_t k0, int64_t kc, void *dst) {
+static AVX512_TARGET void pack_b_512(const void *src, int64_t r0, int64_t k0, int64_t kc, void *dst) {
+    const Mamba2Tensor *W = src;
     int64_t rows = W->shape[0], K = W->shape[1];
     float *d = dst;
     if (r0 + NR512 > rows || k0 + kc > K || kc % 16) {
@@ -155,7 +156,7 @@ static AVX512_TARGET void micro_512(int m, const void *a, const void *b, int64_t
 
 /* ------------------------------------------------------------------ AVX2 */
 
-static AVX2_TARGET void pack_b_256(const Mamba2Tensor *W, int64_t r0, int64_t k0, int64_t kc, void *dst) {
+static AVX2_TARGET void pack_b_256(const void *W, int64_t r0, int64_t k0, int64_t kc, void *dst) {
     pack_b_any(W, r0, k0, kc, NR256, dst);
 }
 
@@ -212,4 +213,33 @@ int cpu_linear_fp32(CpuGemmTier tier, const Mamba2Tensor *W, const float *X, int
     const CpuGemmKernel *kn = tier == CPU_GEMM_AVX512 ? &kernel_512 : tier == CPU_GEMM_AVX2 ? &kernel_256 : NULL;
     if (!kn || T <= 0) return -1;
     return cpu_gemm_run(kn, W, X, ldx, T, Y, ldy, accumulate, n_threads);
+}
+
+/* ------------------------------------------------------------------ any weight source */
+
+/* The source of cpu_linear_fp32_widened(), and the pack_b of its kernels: the caller's widening
+ * writes the panel in the kernels' layout, dst [kc][nr]. */
+typedef struct {
+    CpuWidenPanel widen;
+    const void *src;
+} WidenedSource;
+
+static void pack_b_widened_512(const void *s, int64_t r0, int64_t k0, int64_t kc, void *dst) {
+    const WidenedSource *w = s;
+    w->widen(w->src, r0, k0, kc, NR512, dst);
+}
+
+static void pack_b_widened_256(const void *s, int64_t r0, int64_t k0, int64_t kc, void *dst) {
+    const WidenedSource *w = s;
+    w->widen(w->src, r0, k0, kc, NR256, dst);
+}
+
+int cpu_linear_fp32_widened(CpuGemmTier tier, CpuWidenPanel widen, const void *src, int64_t rows, int64_t K,
+                            const float *X, int64_t ldx, int T, float *Y, int64_t ldy, int accumulate, int n_threads) {
+    static const CpuGemmKernel widened_512 = {MR512, NR512, 1, 4, 4, pack_a_f32, pack_b_widened_512, micro_512};
+    static const CpuGemmKernel widened_256 = {MR256, NR256, 1, 4, 4, pack_a_f32, pack_b_widened_256, micro_256};
+    const CpuGemmKernel *kn = tier == CPU_GEMM_AVX512 ? &widened_512 : tier == CPU_GEMM_AVX2 ? &widened_256 : NULL;
+    if (!kn || T <= 0) return -1;
+    WidenedSource ws = {widen, src};
+    return cpu_gemm_run_source(kn, &ws, rows, K, X, ldx, T, Y, ldy, accumulate, n_threads);
 }

@@ -35,4 +35,30 @@
 int cpu_linear_fp32(CpuGemmTier tier, const Mamba2Tensor *W, const float *X, int64_t ldx, int T, float *Y,
                     int64_t ldy, int accumulate, int n_threads);
 
+/**
+ * @brief Writes a packed panel of a weight source: dst [kc][nr] = W[r0 + r][k0 + k] in fp32 for
+ *        r < nr, k < kc, zero past the last row or past K.
+ */
+typedef void (*CpuWidenPanel)(const void *src, int64_t r0, int64_t k0, int64_t kc, int nr, float *dst);
+
+/**
+ * @brief cpu_linear_fp32() on weights in a layout of the caller's (quantized, say), which @p widen
+ *        writes into each packed panel: Y[t][r] (+)= Σ_k X[t][k] · W[r][k], X exact in fp32.
+ * @param tier       CPU_GEMM_AVX512 or CPU_GEMM_AVX2 (the CPU must have it)
+ * @param widen      writes panels of @p src (called concurrently by the threads)
+ * @param src        the weight source, passed to @p widen
+ * @param rows       rows of the weight source
+ * @param K          its columns
+ * @param X          activations [T, ldx] fp32
+ * @param ldx        row stride of @p X (≥ K)
+ * @param T          activation rows (≥ 1)
+ * @param Y          output [T, ldy]
+ * @param ldy        row stride of @p Y (≥ rows)
+ * @param accumulate 1: Y += X·Wᵀ; 0: Y = X·Wᵀ
+ * @param n_threads  OpenMP threads (they split the weight rows)
+ * @return 0, or -1 (nothing written) for another tier or when a work buffer cannot be allocated
+ */
+int cpu_linear_fp32_widened(CpuGemmTier tier, CpuWidenPanel widen, const void *src, int64_t rows, int64_t K,
+                            const float *X, int64_t ldx, int T, float *Y, int64_t ldy, int accumulate, int n_threads);
+
 #endif

@@ -37,7 +37,7 @@
 #include <sys/mman.h>
 
 #include "gemm_bf16.h"
-#include "thread_buffer.h"
+#include "gemm_fp32.h"
 
 #define QT_ROWS 4      /**< rows per tile */
 #define QT_K 256       /**< columns per tile */
@@ -485,37 +485,68 @@ const char *cpu_qlinear_kernel_name(CpuIsa isa) {
     return isa >= CPU_ISA_AVX512 && have_vnni() ? "avx512-vnni" : isa >= CPU_ISA_AVX2 ? "avx2" : "scalar";
 }
 
-/* Rows [r0, r0 + n) of W as the quantized matrix holds them (d · q), in fp32: out [n, K]. Each
- * group of 64 lane-ordered values is put back in column order (the inverse of quantize_tile_row())
- * before the multiplication by its blocks' scales. */
-static QCLONES void widen_rows(const CpuQMatrix *W, int64_t r0, int64_t n, float *out) {
-    int64_t vb = row_value_bytes(W->format), K = W->K;
-    int off = offset_of(W->format);
-    for (int64_t r = r0; r < r0 + n; r++)
-        for (int64_t kt = 0; kt < W->K_pad / QT_K; kt++) {
-            const uint8_t *t = tile_at(W, r / QT_ROWS, kt), *vals = t + (r % QT_ROWS) * vb;
-            const uint16_t *scales = (const uint16_t *)(t + QT_ROWS * vb) + (r % QT_ROWS) * QT_BLOCKS;
-            for (int g = 0; g < QT_GROUPS; g++) {
-                int64_t k0 = kt * QT_K + 64 * g;
-                if (k0 >= K) break;
-                uint8_t v[64], c[64]; /* lane order, column order */
-                if (W->format == MAMBA2_WEIGHTS_Q8) memcpy(v, vals + 64 * g, 64);
-                else
-                    for (int i = 0; i < 64; i++) v[i] = (uint8_t)(vals[64 * (g >> 1) + i] >> (4 * (g & 1)) & 15);
-                for (int u = 0; u < 16; u++) memcpy(c + 4 * (8 * (u & 1) + (u >> 1)), v + 4 * u, 4);
-                float w[64], d0 = mamba2_f16_to_f32(scales[2 * g]), d1 = mamba2_f16_to_f32(scales[2 * g + 1]);
+/* Columns [64c, 64c + 64) of row r as the quantized matrix holds them (d · q), in fp32: w [64].
+ * The group's lane-ordered values are put back in column order (the inverse of
+ * quantize_tile_row()) before the multiplication by its two blocks' scales. */
+static inline void widen_group(const CpuQMatrix *W, int64_t r, int64_t c, float w[64]) {
+    int64_t vb = row_value_bytes(W->format), kt = c / QT_GROUPS;
+    int g = (int)(c % QT_GROUPS), off = offset_of(W->format);
+    const uint8_t *t = tile_at(W, r / QT_ROWS, kt), *vals = t + (r % QT_ROWS) * vb;
+    const uint16_t *scales = (const uint16_t *)(t + QT_ROWS * vb) + (r % QT_ROWS) * QT_BLOCKS;
+    uint8_t v[64], col[64]; /* lane order, column order */
+    if (W->format == MAMBA2_WEIGHTS_Q8) memcpy(v, vals + 64 * g, 64);
+    else
+        for (int i = 0; i < 64; i++) v[i] = (uint8_t)(vals[64 * (g >> 1) + i] >> (4 * (g & 1)) & 15);
+    for (int u = 0; u < 16; u++) memcpy(col + 4 * (8 * (u & 1) + (u >> 1)), v + 4 * u, 4);
+    float d0 = mamba2_f16_to_f32(scales[2 * g]), d1 = mamba2_f16_to_f32(scales[2 * g + 1]);
 #pragma omp simd
-                for (int i = 0; i < 32; i++) w[i] = d0 * (float)(c[i] - off), w[i + 32] = d1 * (float)(c[i + 32] - off);
-                memcpy(out + (r - r0) * K + k0, w, (size_t)(K - k0 < 64 ? K - k0 : 64) * sizeof *w);
-            }
+    for (int i = 0; i < 32; i++) w[i] = d0 * (float)(col[i] - off), w[i + 32] = d1 * (float)(col[i + 32] - off);
+}
+
+/* Rows [r0, r0 + n) of W in fp32: out [n, K]. */
+static QCLONES void widen_rows(const CpuQMatrix *W, int64_t r0, int64_t n, float *out) {
+    int64_t K = W->K;
+    float w[64];
+    for (int64_t r = r0; r < r0 + n; r++)
+        for (int64_t k0 = 0; k0 < K; k0 += 64) {
+            widen_group(W, r, k0 / 64, w);
+            memcpy(out + (r - r0) * K + k0, w, (size_t)(K - k0 < 64 ? K - k0 : 64) * sizeof *w);
         }
+}
+
+/* The packed panel of the fp32 GEMM tiers (CpuWidenPanel): dst [kc][nr] = W[r0 + r][k0 + k] in
+ * fp32, zero past the last row or K. Each group of 64 columns is widened once per row and copied
+ * into the panel's column r. */
+static QCLONES void widen_panel(const void *src, int64_t r0, int64_t k0, int64_t kc, int nr, float *dst) {
+    const CpuQMatrix *W = src;
+    int64_t kend = W->K - k0 < kc ? W->K - k0 : kc;
+    float w[64];
+    for (int r = 0; r < nr; r++) {
+        int64_t row = r0 + r, n = row < W->rows && kend > 0 ? kend : 0, k = 0;
+        while (k < n) { /* columns k0 + k .. of group c, from its column i on */
+            int64_t c = (k0 + k) / 64, i = (k0 + k) % 64, m = 64 - i < n - k ? 64 - i : n - k;
+            widen_group(W, row, c, w);
+            for (int64_t j = 0; j < m; j++) dst[(k + j) * nr + r] = w[i + j];
+            k += m;
+        }
+        for (; k < kc; k++) dst[k * nr + r] = 0.0f;
+    }
 }
 
 void cpu_qmatrix_dequantize_rows(const CpuQMatrix *q, int64_t r0, int64_t n, float *out) { widen_rows(q, r0, n, out); }
 
-int cpu_qlinear_rounds_activations(CpuIsa isa, int T) {
-    return T <= QLINEAR_INT_MAX_ROWS || (isa >= CPU_ISA_AVX512 && have_vnni());
+/* The fp32 GEMM tier that multiplies T activation rows by widened panels instead of the integer
+ * product (-1: the integer product): none with VNNI or up to QLINEAR_INT_MAX_ROWS rows, else the
+ * best fp32 tier that both the ISA and the GEMM tier (MAMBA2_CPU_GEMM) allow. */
+static int widened_tier(CpuIsa isa, int T) {
+    if (T <= QLINEAR_INT_MAX_ROWS || (isa >= CPU_ISA_AVX512 && have_vnni())) return -1;
+    CpuGemmTier tier = cpu_gemm_tier_active();
+    if (isa >= CPU_ISA_AVX512 && tier >= CPU_GEMM_AVX512) return CPU_GEMM_AVX512;
+    if (isa >= CPU_ISA_AVX2 && tier >= CPU_GEMM_AVX2) return CPU_GEMM_AVX2;
+    return -1;
 }
+
+int cpu_qlinear_rounds_activations(CpuIsa isa, int T) { return widened_tier(isa, T) < 0; }
 
 /* Rows [r0, r1) of W times every quantized activation record, by the integer product of @p kind
  * (2 VNNI, 1 AVX2, 0 scalar), token_block() activation rows at a time (their records in L2; the
@@ -549,31 +580,18 @@ void cpu_qlinear(CpuIsa isa, const CpuQMatrix *W, const float *X, int64_t ldx, i
         vnni = have_vnni();
     }
     int kind = isa >= CPU_ISA_AVX512 && vnni ? 2 : isa >= CPU_ISA_AVX2 ? 1 : 0;
+    /* Without VNNI the integer product costs more instructions per weight than an fp32 FMA: for
+     * prefill, the fp32 GEMM tier multiplies the exact activations by panels widened straight from
+     * the quantized tiles (it packs the activations once, and each panel once per call). */
+    int tier = widened_tier(isa, T);
+    if (tier >= 0 && cpu_linear_fp32_widened((CpuGemmTier)tier, widen_panel, W, W->rows, W->K, X, ldx, T, Y, ldy,
+                                             accumulate, n_threads) == 0)
+        return;
+
     int64_t rec_bytes = W->K_pad / 64 * XREC;
     uint8_t *xq = scratch;
 #pragma omp parallel for num_threads(n_threads) schedule(static) if (T > 1)
     for (int t = 0; t < T; t++) quantize_x(X + (size_t)t * ldx, W->K, W->K_pad, offset_of(W->format), xq + t * rec_bytes);
-
-    if (kind < 2 && T > QLINEAR_INT_MAX_ROWS) {
-        /* Without VNNI the integer product costs more instructions per weight than an fp32 FMA:
-         * runs of 256 rows are widened to fp32 and multiplied with the fp32 GEMM tier, one run per
-         * thread at a time, with the activations in fp32 (a run whose panel cannot be allocated
-         * takes the integer product instead). */
-        int64_t run = QT_ROWS * 64, n_runs = (W->rows + run - 1) / run;
-#pragma omp parallel for num_threads(n_threads) schedule(dynamic, 1)
-        for (int64_t i = 0; i < n_runs; i++) {
-            int64_t r0 = i * run, n = W->rows - r0 < run ? W->rows - r0 : run;
-            float *panel = cpu_thread_buffer(CPU_BUF_QPANEL, (size_t)n * W->K * sizeof *panel); /* [n, K] */
-            if (!panel) {
-                integer_rows(kind, W, r0, r0 + n, xq, T, Y, ldy, accumulate);
-                continue;
-            }
-            widen_rows(W, r0, n, panel);
-            Mamba2Tensor P = {"widened rows", "memory", MAMBA2_F32, 2, {n, W->K}, panel};
-            cpu_linear(&P, X, ldx, T, Y + r0, ldy, accumulate, NULL, 1, MAMBA2_PRECISION_DEFAULT);
-        }
-        return;
-    }
 
     /* Units of work: long runs of rows (each thread then streams long stretches of W, which the
      * hardware prefetchers follow best), but at least 4 units per thread so that threads that
