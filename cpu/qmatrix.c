@@ -293,12 +293,13 @@ static void rows_scalar(const CpuQMatrix *W, int64_t rg, int R, const uint8_t *c
 
 /** Attributes of the AVX2 kernel. */
 #define AVX2_TARGET __attribute__((target("avx2,fma,f16c")))
+/** Attributes of the inlined AVX2 helpers. */
+#define AVX2_INLINE __attribute__((always_inline, target("avx2,fma,f16c")))
 
 /* 64 lane-ordered values of group g of a tile row as two 32-byte vectors of signed q (q8) or of
  * unsigned q + 8 (q4). */
-static inline __attribute__((always_inline, target("avx2,fma,f16c"))) void avx2_load_group(Mamba2WeightFormat f,
-                                                                                          const uint8_t *vals, int g,
-                                                                                          __m256i *lo, __m256i *hi) {
+static inline AVX2_INLINE void avx2_load_group(Mamba2WeightFormat f, const uint8_t *vals, int g, __m256i *lo,
+                                               __m256i *hi) {
     if (f == MAMBA2_WEIGHTS_Q8) {
         const __m256i flip = _mm256_set1_epi8((char)0x80); /* q + 128 → q */
         *lo = _mm256_xor_si256(_mm256_loadu_si256((const __m256i *)(vals + 64 * g)), flip);
@@ -313,74 +314,96 @@ static inline __attribute__((always_inline, target("avx2,fma,f16c"))) void avx2_
     }
 }
 
-/* Lane sums of 4 byte products, w · p: q8 (signed w) through |w| and p with w's sign (vpmaddubsw
- * takes unsigned × signed; |w| ≤ 127 keeps its pair sums below 2¹⁵), q4 (w = q + 8 ≤ 15) directly. */
-static inline __attribute__((always_inline, target("avx2,fma,f16c"))) __m256i avx2_dot(Mamba2WeightFormat f, __m256i w,
-                                                                                     __m256i p) {
+/* Lane sums of the byte products of a group's two halves, w · p, in 8 lanes of int32:
+ * q8 (signed w) through |w| and p with w's sign (vpmaddubsw takes unsigned × signed; |w| ≤ 127
+ * keeps each pair sum below 2¹⁵, so the halves are widened to 32 bits before they are added);
+ * q4 (w = q + 8 ≤ 15) directly, the halves added in 16 bits (2 · 2 · 15 · 127 < 2¹⁵). */
+static inline AVX2_INLINE __m256i avx2_dot2(Mamba2WeightFormat f, __m256i wlo, __m256i whi, __m256i plo, __m256i phi) {
     const __m256i ones = _mm256_set1_epi16(1);
-    __m256i prod = f == MAMBA2_WEIGHTS_Q8 ? _mm256_maddubs_epi16(_mm256_abs_epi8(w), _mm256_sign_epi8(p, w))
-                                          : _mm256_maddubs_epi16(w, p);
-    return _mm256_madd_epi16(prod, ones);
+    if (f == MAMBA2_WEIGHTS_Q4)
+        return _mm256_madd_epi16(_mm256_add_epi16(_mm256_maddubs_epi16(wlo, plo), _mm256_maddubs_epi16(whi, phi)), ones);
+    __m256i lo = _mm256_maddubs_epi16(_mm256_abs_epi8(wlo), _mm256_sign_epi8(plo, wlo));
+    __m256i hi = _mm256_maddubs_epi16(_mm256_abs_epi8(whi), _mm256_sign_epi8(phi, whi));
+    return _mm256_add_epi32(_mm256_madd_epi16(lo, ones), _mm256_madd_epi16(hi, ones));
 }
 
-/* The AVX2 register block: R ≤ 4 rows × S ≤ 2 records, one 32-byte half of a group at a time
- * (lanes of the low half and the high half both alternate blocks 0 and 1). */
-static inline __attribute__((always_inline, target("avx2,fma,f16c"))) void
-avx2_block(const CpuQMatrix *W, int64_t rg, int R, const uint8_t *const *xr, int S, float *y, int64_t ldy,
-           int accumulate) {
-    Mamba2WeightFormat f = W->format;
-    int64_t vb = row_value_bytes(f);
+/* The AVX2 register block: R ≤ 4 rows × S ≤ 2 records, f, R and S constants after inlining (every
+ * loop unrolls, the accumulators stay in registers). A group's 64 lane-ordered values are two
+ * 32-byte halves whose lanes both alternate blocks 0 and 1; a lane sums 8 products (4 of each half).
+ * A tile's scales are widened once (one vcvtph2ps per row: its 8 blocks), each (row, group) taking
+ * its alternating d₀ d₁ vector by one vpermps:
+ *   acc[i][j] += float(Σ q·p + ncorr_j) · (d_i · e_j), lane by lane. */
+static inline AVX2_INLINE void avx2_block(Mamba2WeightFormat f, const CpuQMatrix *W, int64_t rg, int R,
+                                          const uint8_t *const *xr, int S, float *y, int64_t ldy, int accumulate) {
+    int64_t vb = row_value_bytes(f), tb = tile_bytes(f), n_kt = W->K_pad / QT_K;
+    int64_t ahead = (PREFETCH_BYTES + tb / 2) / tb * tb; /* as the VNNI block */
     __m256 acc[4][2];
+#pragma GCC unroll 4
     for (int i = 0; i < 4; i++) acc[i][0] = acc[i][1] = _mm256_setzero_ps();
-    int64_t tb = tile_bytes(f), ahead = (PREFETCH_BYTES + tb / 2) / tb * tb; /* as the VNNI block */
-    for (int64_t kt = 0; kt < W->K_pad / QT_K; kt++) {
-        const uint8_t *t = tile_at(W, rg, kt);
+    const uint8_t *t = tile_at(W, rg, 0);
+    for (int64_t kt = 0; kt < n_kt; kt++, t += tb) {
         const uint16_t *scales = (const uint16_t *)(t + QT_ROWS * vb);
         if (stream_prefetch || f == MAMBA2_WEIGHTS_Q4)
             for (int c = 0; c < tb; c += 64) _mm_prefetch((const char *)t + ahead + c, _MM_HINT_T0);
+        __m256 d8[4]; /* [row][8 blocks] (zeros past row R) */
+#pragma GCC unroll 4
+        for (int i = 0; i < 4; i++)
+            d8[i] = i < R ? _mm256_cvtph_ps(_mm_loadu_si128((const __m128i *)(scales + i * QT_BLOCKS))) : _mm256_setzero_ps();
+#pragma GCC unroll 4
         for (int g = 0; g < QT_GROUPS; g++) {
-            __m256i plo[2] = {0}, phi[2] = {0}, nlo[2] = {0}, nhi[2] = {0}; /* (zeros: unused when S = 1) */
-            __m256 e[2] = {0};
+            __m256i plo[2], phi[2], nc[2];
+            __m256 e[2];
+#pragma GCC unroll 2
             for (int j = 0; j < S; j++) {
                 const uint8_t *rec = xr[j] + (kt * QT_GROUPS + g) * XREC;
                 plo[j] = _mm256_loadu_si256((const __m256i *)rec);
                 phi[j] = _mm256_loadu_si256((const __m256i *)(rec + 32));
-                nlo[j] = _mm256_loadu_si256((const __m256i *)(rec + 64));
-                nhi[j] = _mm256_loadu_si256((const __m256i *)(rec + 96));
+                nc[j] = _mm256_add_epi32(_mm256_loadu_si256((const __m256i *)(rec + 64)), /* both halves' */
+                                         _mm256_loadu_si256((const __m256i *)(rec + 96)));
                 e[j] = _mm256_loadu_ps((const float *)(rec + 128)); /* lanes 0..7 = lanes 8..15 */
             }
+            const __m256i lane = _mm256_setr_epi32(2 * g, 2 * g + 1, 2 * g, 2 * g + 1, 2 * g, 2 * g + 1, 2 * g, 2 * g + 1);
+#pragma GCC unroll 4
             for (int i = 0; i < R; i++) {
                 __m256i wlo, whi;
                 avx2_load_group(f, t + i * vb, g, &wlo, &whi);
-                int32_t two;
-                memcpy(&two, scales + i * QT_BLOCKS + 2 * g, 4);
-                __m256 d = _mm256_cvtph_ps(_mm_set1_epi32(two)); /* d₀ d₁ d₀ d₁ … */
+                __m256 d = _mm256_permutevar8x32_ps(d8[i], lane); /* d₀ d₁ d₀ d₁ … */
+#pragma GCC unroll 2
                 for (int j = 0; j < S; j++) {
-                    __m256i s = _mm256_add_epi32(avx2_dot(f, wlo, plo[j]), avx2_dot(f, whi, phi[j]));
-                    if (f == MAMBA2_WEIGHTS_Q4) s = _mm256_add_epi32(s, _mm256_add_epi32(nlo[j], nhi[j]));
+                    __m256i s = avx2_dot2(f, wlo, whi, plo[j], phi[j]);
+                    if (f == MAMBA2_WEIGHTS_Q4) s = _mm256_add_epi32(s, nc[j]);
                     acc[i][j] = _mm256_fmadd_ps(_mm256_cvtepi32_ps(s), _mm256_mul_ps(d, e[j]), acc[i][j]);
                 }
             }
         }
     }
+#pragma GCC unroll 4
     for (int i = 0; i < R; i++)
+#pragma GCC unroll 2
         for (int j = 0; j < S; j++) {
             __m128 s4 = _mm_add_ps(_mm256_castps256_ps128(acc[i][j]), _mm256_extractf128_ps(acc[i][j], 1));
             s4 = _mm_hadd_ps(s4, s4);
             s4 = _mm_hadd_ps(s4, s4);
-            float s = _mm_cvtss_f32(s4);
-            y[j * ldy + i] = accumulate ? y[j * ldy + i] + s : s;
+            float sum = _mm_cvtss_f32(s4);
+            y[j * ldy + i] = accumulate ? y[j * ldy + i] + sum : sum;
         }
+}
+
+/* rows_avx2() for one format (a constant after inlining). */
+static inline AVX2_INLINE void avx2_rows_of(Mamba2WeightFormat f, const CpuQMatrix *W, int64_t rg, int R,
+                                            const uint8_t *const *xr, int S, float *y, int64_t ldy, int accumulate) {
+    for (int j = 0; j < S; j += 2) { /* R and S constants in the common calls, so the block's loops unroll */
+        int two = S - j >= 2;
+        if (R == 4 && two) avx2_block(f, W, rg, 4, xr + j, 2, y + j * ldy, ldy, accumulate);
+        else if (R == 4) avx2_block(f, W, rg, 4, xr + j, 1, y + j * ldy, ldy, accumulate);
+        else avx2_block(f, W, rg, R, xr + j, two ? 2 : 1, y + j * ldy, ldy, accumulate);
+    }
 }
 
 static AVX2_TARGET void rows_avx2(const CpuQMatrix *W, int64_t rg, int R, const uint8_t *const *xr, int S, float *y,
                                   int64_t ldy, int accumulate) {
-    for (int j = 0; j < S; j += 2) { /* R and S constants in the common calls, so the block's loops unroll */
-        int two = S - j >= 2;
-        if (R == 4 && two) avx2_block(W, rg, 4, xr + j, 2, y + j * ldy, ldy, accumulate);
-        else if (R == 4) avx2_block(W, rg, 4, xr + j, 1, y + j * ldy, ldy, accumulate);
-        else avx2_block(W, rg, R, xr + j, two ? 2 : 1, y + j * ldy, ldy, accumulate);
-    }
+    if (W->format == MAMBA2_WEIGHTS_Q8) avx2_rows_of(MAMBA2_WEIGHTS_Q8, W, rg, R, xr, S, y, ldy, accumulate);
+    else avx2_rows_of(MAMBA2_WEIGHTS_Q4, W, rg, R, xr, S, y, ldy, accumulate);
 }
 
 /* ------------------------------------------------------------------ AVX512-VNNI */
