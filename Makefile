@@ -85,8 +85,8 @@ HEADERS  := $(wildcard $(LIB_DIRS:%=%/*.h) cli/*.h cpu/*.h gpu/*.h gpu/*.cuh)
 all: $(PROGRAM)
 
 $(BUILD)/ref/%.o $(BUILD)/model/%.o $(BUILD)/tokenizer/%.o $(BUILD)/src/%.o $(BUILD)/cli/%.o $(BUILD)/tests/%.o: CPU_FLAGS :=
-# main.c and cmd_bench.c call cpu/blas_core.h (OpenBLAS's kernel choice) in a CPU build
-$(BUILD)/cli/main.o $(BUILD)/cli/cmd_bench.o: CPU_FLAGS := $(if $(CPU_SRC),-Icpu)
+# the backend registry, the library's one way into cpu/ (tests/check_layout.py), in a CPU build
+$(BUILD)/src/backend.o: CPU_FLAGS := $(if $(CPU_SRC),-Icpu)
 $(BUILD)/%.o: %.c $(HEADERS)
 	@mkdir -p $(dir $@)
 	$(CC) $(CFLAGS) $(CPU_FLAGS) -c $< -o $@

@@ -154,14 +154,6 @@ static int reserve(CpuBackend *cb, int rows, int ssd_tokens, Mamba2Error *err) {
     return 0;
 }
 
-static int check_tokens(const Mamba2Config *c, const int32_t *tokens, int n, Mamba2Error *err) {
-    for (int i = 0; i < n; i++)
-        if (tokens[i] < 0 || tokens[i] >= c->vocab_size)
-            return mamba2_fail(err, "token id %d at position %d is outside the vocabulary [0, %d)", tokens[i], i,
-                               c->vocab_size);
-    return 0;
-}
-
 /* Y (+)= X · Wᵀ for T rows, with the weights as stored or quantized. */
 static void project(const CpuBackend *cb, const CpuMatrix *W, const float *X, int64_t ldx, int T, float *Y,
                     int64_t ldy, int accumulate) {
@@ -232,8 +224,7 @@ static int prefill_impl(CpuBackend *cb, Mamba2State *st, const int32_t *tokens, 
     const Mamba2Model *m = cb->base.model;
     const Mamba2Config *c = &m->cfg;
     int d = c->d_model, V = c->vocab_size;
-    if (T < 1) return mamba2_fail(err, "no tokens to run");
-    if (check_tokens(c, tokens, T, err) || mamba2_state_sync(st, err)) return -1;
+    if (mamba2_state_sync(st, err)) return -1;
     int rows = T < slice ? T : slice;
     if (reserve(cb, rows, rows, err)) return -1;
     for (int t0 = 0; t0 < T; t0 += rows) {
@@ -284,8 +275,6 @@ static int cpu_step(Mamba2Backend *b, Mamba2State **states, const int32_t *token
     int d = c->d_model, d_in = c->d_inner, H = c->n_heads, P = c->head_dim, N = c->d_state, G = c->n_groups;
     int K = c->d_conv, GN = G * N, V = c->vocab_size;
     int64_t ldz = c->d_in_proj;
-    if (nb < 1) return mamba2_fail(err, "no sequences to step");
-    if (check_tokens(c, tokens, nb, err)) return -1;
     for (int i = 0; i < nb; i++)
         if (mamba2_state_sync(states[i], err)) return -1;
     if (reserve(cb, nb, 0, err)) return -1;
@@ -394,6 +383,26 @@ static int cpu_roofline_hook(Mamba2Backend *b, double *read_gbps, double *gemm_g
                         read_gbps, gemm_gflops, err);
 }
 
+/* The GEMM of prefill (and of the GEMM ceiling) and the decode products, for the weights and the
+ * precision this backend runs with. */
+static void cpu_kernels(Mamba2Backend *b, Mamba2KernelNames *out) {
+    const CpuBackend *cb = (const CpuBackend *)b;
+    const CpuQMatrix *q = &cb->lm_head.q;
+    if (!q->data) {
+        snprintf(out->gemm, sizeof out->gemm, "%s", cpu_gemm_kernel_name(cb->precision));
+        snprintf(out->gemv, sizeof out->gemv, "%s", cpu_isa_name(cb->isa));
+        return;
+    }
+    const char *format = mamba2_weight_format_name(q->format);
+    if (cpu_qlinear_rounds_activations(cb->isa, QLINEAR_INT_MAX_ROWS + 1))
+        snprintf(out->gemm, sizeof out->gemm, "%s: the integer product of cpu_qlinear(), %s", format,
+                 cpu_qlinear_kernel_name(cb->isa));
+    else /* no VNNI: prefill widens the rows to fp32 for the fp32 GEMM tier */
+        snprintf(out->gemm, sizeof out->gemm, "%s: rows widened to fp32, %s", format,
+                 cpu_gemm_kernel_name(MAMBA2_PRECISION_DEFAULT));
+    snprintf(out->gemv, sizeof out->gemv, "%s", cpu_qlinear_kernel_name(cb->isa));
+}
+
 int mamba2_backend_cpu_create(const Mamba2Model *m, const Mamba2BackendOptions *opt, Mamba2Backend **out,
                               Mamba2Error *err) {
     const Mamba2Config *c = &m->cfg;
@@ -409,6 +418,7 @@ int mamba2_backend_cpu_create(const Mamba2Model *m, const Mamba2BackendOptions *
     b->step = cpu_step;
     b->roofline = cpu_roofline_hook;
     b->matrix_bytes = cpu_matrix_bytes;
+    b->kernels = cpu_kernels;
     b->destroy = cpu_destroy;
     cb->nt = opt && opt->n_threads > 0 ? opt->n_threads : omp_get_max_threads();
     cb->isa = cpu_isa_active();
