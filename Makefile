@@ -3,7 +3,8 @@
 #
 #   make deps demo  install the build dependencies (Debian), build, generate with the model in data/
 #   make            build ./mamba2 (ref + cpu, + gpu when nvcc is found)
-#   make test       build and run the CUnit suites (GPU suites report themselves skipped without a GPU)
+#   make test       check the layout (tests/check_layout.py), build and run the CUnit suites (GPU suites
+#                   report themselves skipped without a GPU)
 #   make docs       API documentation and guides (Doxygen), warnings are errors
 #   make lib        build/libmamba2.so, the library with the ref backend alone (the notebooks load it)
 #   make notebooks  execute the notebooks of notebooks-docs/ (after bash .ci/install-docs-deps)
@@ -106,6 +107,8 @@ $(BUILD)/run_tests: $(TEST_OBJ) $(CLI_OBJ) $(LIB)
 	$(CC) $(LDFLAGS) $^ -o $@ $(CUNIT) $(LINK_DEPS) $(CUDA_LIBS)
 
 test: $(PROGRAM) $(BUILD)/run_tests
+	python3 tests/check_layout.py --self-test
+	python3 tests/check_layout.py
 	$(SAN_ENV) MAMBA2_PROGRAM=./$(PROGRAM) ./$(BUILD)/run_tests
 
 # Benchmark of the GPU kernels alone (SSD, GEMV) at the 7B shapes, beside the measured ceilings.
