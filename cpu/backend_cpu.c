@@ -42,10 +42,8 @@
 /**
  * The longest chunk the CPU's chunked SSD uses. The chunked form gives the same result for any
  * chunk length (ref/ssd.c, tests/test_ssd.c); the model's chunk_size (256 for the 7B) suits GPU
- * tensor cores, but here the chunk products are small sgemms whose cost grows with the chunk:
- * their share of a 512-token prefill of the 8-layer 7B-width checkpoint measured (perf) 17 % at
- * 256, 14 % at 128, 10 % at 64 and 7 % at 32; with the rest of the SSD (masks, exp), 13.2 % at 64
- * and 10.1 % at 32.
+ * tensor cores, but here the chunk products are small sgemms whose share of prefill grows with
+ * the chunk: it fell at every halving from 256 down to 32 (measurements: results/cpu.md).
  */
 #define CPU_SSD_CHUNK 32
 
