@@ -134,24 +134,24 @@ test-gpu: $(PROGRAM) $(BUILD)/run_tests
 #   make fuzz-ci                   run each for FUZZ_SECONDS (8) on its committed corpus, then replay
 #                                  tests/fuzz/regressions/; new inputs go to build-fuzz/new/, not the corpus
 #   build-fuzz/fuzz_NAME build-fuzz/new/NAME tests/fuzz/corpus/NAME    fuzz one parser for as long as you like
-# The reference is rebuilt with coverage instrumentation and without the CPU / GPU paths.
+# The library (ref/, model/, tokenizer/, src/) is rebuilt with coverage instrumentation, without the CPU / GPU paths.
 FUZZ_CC      ?= clang
 FUZZ_SECONDS ?= 8
 FUZZ_NAMES   := $(patsubst tests/fuzz/fuzz_%.c,%,$(wildcard tests/fuzz/fuzz_*.c))
 FUZZ_CFLAGS  := -g -O1 -std=c99 -D_POSIX_C_SOURCE=200809L -D_DEFAULT_SOURCE -Wall -Wextra -Wno-unused-parameter \
                 $(LIB_INC) -fno-omit-frame-pointer -fsanitize=address,undefined -fno-sanitize-recover=all
-FUZZ_REF_OBJ := $(LIB_SRC:%.c=build-fuzz/%.o)
+FUZZ_LIB_OBJ := $(LIB_SRC:%.c=build-fuzz/%.o)
 
-$(FUZZ_REF_OBJ) build-fuzz/tests/fuzz/targets.o: FUZZ_CFLAGS += -fsanitize=fuzzer-no-link
+$(FUZZ_LIB_OBJ) build-fuzz/tests/fuzz/targets.o: FUZZ_CFLAGS += -fsanitize=fuzzer-no-link
 build-fuzz/%.o: %.c $(HEADERS) tests/fuzz/targets.h
 	@mkdir -p $(dir $@)
 	$(FUZZ_CC) $(FUZZ_CFLAGS) -c $< -o $@
 
-build-fuzz/libref.a: $(FUZZ_REF_OBJ)
+build-fuzz/libmamba2.a: $(FUZZ_LIB_OBJ)
 	@rm -f $@
 	ar rcs $@ $^
 
-build-fuzz/fuzz_%: tests/fuzz/fuzz_%.c build-fuzz/tests/fuzz/targets.o build-fuzz/libref.a
+build-fuzz/fuzz_%: tests/fuzz/fuzz_%.c build-fuzz/tests/fuzz/targets.o build-fuzz/libmamba2.a
 	$(FUZZ_CC) $(FUZZ_CFLAGS) -fsanitize=fuzzer -Itests/fuzz $^ -o $@ -ljson-c -lm
 
 fuzz: $(FUZZ_NAMES:%=build-fuzz/fuzz_%)
