@@ -14,6 +14,7 @@
  *   y = grouped RMSNorm(y · silu(z))
  *   h += y · W_outᵀ
  *
+ * The inputs (T, B, token ids, state shapes) were checked by the dispatch layer, src/backend.c.
  * The states are the host Mamba2State arrays, read and written in place in the shared layout.
  * Every buffer is allocated (or grown) before the first state byte changes, so a failure leaves
  * the state as it was, and the decode loop allocates nothing once the buffers have grown.

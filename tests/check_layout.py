@@ -7,7 +7,8 @@
 Rules:
  1. The library's own folders (ref/, model/, tokenizer/, src/) and the program (cli/) include no
     header of cpu/ or gpu/, except src/backend.c, the registry that calls the CPU and GPU
-    constructors: everything else reaches a backend through src/backend.h.
+    constructors: everything else reaches a backend through src/backend.h. The library includes
+    no header of the program (cli/) either.
  2. No include circles. A module is a .c/.cu file and the .h/.cuh of the same name in the same
     folder; module a depends on module b when a file of a includes b's header. A circle is a path
     of dependencies from a module back to itself (a -> b -> a, or longer).
@@ -25,8 +26,9 @@ import tempfile
 
 LIBRARY = ("ref", "model", "tokenizer", "src")   # the library
 PATHS = ("cpu", "gpu")                           # the execution paths, reached through the backend interface
-RESTRICTED = LIBRARY + ("cli",)                  # folders that include no header of PATHS
-INCLUDE_PATH = LIBRARY + ("cli",) + PATHS        # the Makefile's -I folders, in its order
+PROGRAM = ("cli",)                               # the command-line program, which the library does not use
+RESTRICTED = LIBRARY + PROGRAM                   # folders that include no header of PATHS
+INCLUDE_PATH = LIBRARY + PROGRAM + PATHS         # the Makefile's -I folders, in its order
 ALLOWED = {"src/backend.c"}                      # the backend registry
 SCANNED = INCLUDE_PATH + ("tests", "bench")      # where sources are read (folders and their subfolders)
 SOURCE = (".c", ".h", ".cu", ".cuh")
@@ -137,6 +139,8 @@ def check(root):
             if top_folder(f) in RESTRICTED and top_folder(target) in PATHS and f not in ALLOWED:
                 problems.append(f"{f}:{line}: includes {target}: {', '.join(d + '/' for d in RESTRICTED)} reach "
                                 f"{' and '.join(d + '/' for d in PATHS)} only through the backend interface (src/backend.h)")
+            if top_folder(f) in LIBRARY and top_folder(target) in PROGRAM:
+                problems.append(f"{f}:{line}: includes {target}: the library does not depend on the program")
             a, b = module(f), module(target)
             if a != b:
                 edges.setdefault(a, set()).add(b)
@@ -174,6 +178,8 @@ def self_test():
                                                        "src/error.c:1: includes cpu/backend_cpu.h"),
         "cli/ includes a cpu/ header": ({"cli/main.c": '#include "backend.h"\n#include "blas_core.h"\n'},
                                         "cli/main.c:2: includes cpu/blas_core.h"),
+        "the library includes a header of the program": ({"cli/cli.h": "", "model/state.c": '#include "cli.h"\n'},
+                                                         "model/state.c:1: includes cli/cli.h"),
         "two modules include each other": ({"model/state.c": '#include "state.h"\n#include "forward.h"\n'},
                                            "include circle: model/state -> ref/forward -> model/state"),
         "a longer circle": ({"ref/ssd.c": '#include "ssd.h"\n#include "backend.h"\n'},
@@ -216,7 +222,8 @@ def main(argv):
         print("check_layout:", p)
     n = len(sources(root))
     print(f"check_layout: {n} files, {len(problems)} violations" if problems else
-          f"check_layout: {n} files: no cpu/ or gpu/ header in the library, no include circle, no header clash")
+          f"check_layout: {n} files: no cpu/ or gpu/ header in the library or cli/, no cli/ header in the library, "
+          f"no include circle, no header clash")
     return 1 if problems else 0
 
 
