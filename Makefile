@@ -1,10 +1,12 @@
-# Mamba-2 (SSD) in C: the reference (ref/), the CPU path (cpu/) and the GPU path (gpu/).
+# Mamba-2 (SSD) in C: the reference (ref/), the CPU path (cpu/) and the GPU path (gpu/), with model
+# loading (model/), the tokenizers (tokenizer/), the library's glue (src/) and the program (cli/).
 #
 #   make deps demo  install the build dependencies (Debian), build, generate with the model in data/
 #   make            build ./mamba2 (ref + cpu, + gpu when nvcc is found)
-#   make test       build and run the CUnit suites (GPU suites report themselves skipped without a GPU)
+#   make test       check the layout (tests/check_layout.py), build and run the CUnit suites (GPU suites
+#                   report themselves skipped without a GPU)
 #   make docs       API documentation and guides (Doxygen), warnings are errors
-#   make lib        build/libmamba2.so, the reference as a shared library (the notebooks load it)
+#   make lib        build/libmamba2.so, the library with the ref backend alone (the notebooks load it)
 #   make notebooks  execute the notebooks of notebooks-docs/ (after bash .ci/install-docs-deps)
 #
 # Variables: CC, OPT, SANITIZE=1 (ASan + UBSan), GPU=0 (leave out the CUDA code even when nvcc exists),
@@ -16,7 +18,7 @@ CC      ?= gcc
 OPT     ?= -O2
 CFLAGS  ?= $(OPT) -g
 CFLAGS  += -std=c99 -D_POSIX_C_SOURCE=200809L -D_DEFAULT_SOURCE -Wall -Wextra -Wshadow -Wno-unused-parameter \
-           -Wno-format-truncation -Iref
+           -Wno-format-truncation $(LIB_INC)
 BUILD   ?= build
 PROGRAM ?= mamba2
 
@@ -35,7 +37,11 @@ ifeq ($(SANITIZE),1)
             LSAN_OPTIONS=exitcode=66:suppressions=$(CURDIR)/tests/sanitize.supp:print_suppressions=0
 endif
 
-REF_SRC  := $(filter-out ref/main.c,$(wildcard ref/*.c))
+# The library's folders (headers are included by basename: one -I per folder) and the program's.
+LIB_DIRS := ref model tokenizer src
+LIB_INC  := $(LIB_DIRS:%=-I%) -Icli
+LIB_SRC  := $(foreach d,$(LIB_DIRS),$(wildcard $(d)/*.c))
+CLI_SRC  := $(filter-out cli/main.c,$(wildcard cli/*.c))
 CPU_SRC  := $(if $(filter 0,$(CPU)),,$(wildcard cpu/*.c))
 GPU_SRC  := $(wildcard gpu/*.cu)
 TEST_SRC := $(wildcard tests/*.c) tests/fuzz/targets.c
@@ -55,7 +61,7 @@ ifneq ($(GPU),0)
 ifneq ($(and $(GPU_SRC),$(NVCC)),)
   CUDA_HOME ?= $(patsubst %/bin/nvcc,%,$(NVCC))
   CFLAGS    += -DMAMBA2_HAVE_GPU -Igpu
-  NVCCFLAGS ?= -O3 -std=c++17 -arch=$(CUDA_ARCH) -lineinfo -Xcompiler -Wall,-Wno-unused-parameter -Iref -Igpu
+  NVCCFLAGS ?= -O3 -std=c++17 -arch=$(CUDA_ARCH) -lineinfo -Xcompiler -Wall,-Wno-unused-parameter $(LIB_INC) -Igpu
   GPU_OBJ   := $(GPU_SRC:%.cu=$(BUILD)/%.o)
   CUDA_LIBS := -L$(CUDA_HOME)/lib64 -lcublasLt -lcublas -lcudart_static -ldl -lrt -lpthread -lstdc++
 endif
@@ -69,18 +75,19 @@ else
   CUNIT     = -lcunit
 endif
 
-REF_OBJ  := $(REF_SRC:%.c=$(BUILD)/%.o)
+LIB_OBJ  := $(LIB_SRC:%.c=$(BUILD)/%.o)
+CLI_OBJ  := $(CLI_SRC:%.c=$(BUILD)/%.o)
 CPU_OBJ  := $(CPU_SRC:%.c=$(BUILD)/%.o)
 TEST_OBJ := $(TEST_SRC:%.c=$(BUILD)/%.o)
 LIB      := $(BUILD)/libmamba2.a
-HEADERS  := $(wildcard ref/*.h cpu/*.h gpu/*.h gpu/*.cuh)
+HEADERS  := $(wildcard $(LIB_DIRS:%=%/*.h) cli/*.h cpu/*.h gpu/*.h gpu/*.cuh)
 
 .PHONY: all test test-gpu clean docs deps demo device lib notebooks fuzz fuzz-ci
 all: $(PROGRAM)
 
-$(BUILD)/ref/%.o $(BUILD)/tests/%.o: CPU_FLAGS :=
-# main.c and cmd_bench.c call cpu/blas_core.h (OpenBLAS's kernel choice) in a CPU build
-$(BUILD)/ref/main.o $(BUILD)/ref/cmd_bench.o: CPU_FLAGS := $(if $(CPU_SRC),-Icpu)
+$(BUILD)/ref/%.o $(BUILD)/model/%.o $(BUILD)/tokenizer/%.o $(BUILD)/src/%.o $(BUILD)/cli/%.o $(BUILD)/tests/%.o: CPU_FLAGS :=
+# the backend registry, the library's one way into cpu/ (tests/check_layout.py), in a CPU build
+$(BUILD)/src/backend.o: CPU_FLAGS := $(if $(CPU_SRC),-Icpu)
 $(BUILD)/%.o: %.c $(HEADERS)
 	@mkdir -p $(dir $@)
 	$(CC) $(CFLAGS) $(CPU_FLAGS) -c $< -o $@
@@ -89,17 +96,19 @@ $(BUILD)/gpu/%.o: gpu/%.cu $(HEADERS)
 	@mkdir -p $(dir $@)
 	$(NVCC) $(NVCCFLAGS) -c $< -o $@
 
-$(LIB): $(REF_OBJ) $(CPU_OBJ) $(GPU_OBJ)
+$(LIB): $(LIB_OBJ) $(CPU_OBJ) $(GPU_OBJ)
 	@rm -f $@
 	ar rcs $@ $^
 
-$(PROGRAM): $(BUILD)/ref/main.o $(LIB)
+$(PROGRAM): $(BUILD)/cli/main.o $(CLI_OBJ) $(LIB)
 	$(CC) $(LDFLAGS) $^ -o $@ $(LINK_DEPS) $(CUDA_LIBS)
 
-$(BUILD)/run_tests: $(TEST_OBJ) $(LIB)
+$(BUILD)/run_tests: $(TEST_OBJ) $(CLI_OBJ) $(LIB)
 	$(CC) $(LDFLAGS) $^ -o $@ $(CUNIT) $(LINK_DEPS) $(CUDA_LIBS)
 
 test: $(PROGRAM) $(BUILD)/run_tests
+	python3 tests/check_layout.py --self-test
+	python3 tests/check_layout.py
 	$(SAN_ENV) MAMBA2_PROGRAM=./$(PROGRAM) ./$(BUILD)/run_tests
 
 # Benchmark of the GPU kernels alone (SSD, GEMV) at the 7B shapes, beside the measured ceilings.
@@ -107,7 +116,7 @@ $(BUILD)/bench_gpu_kernels: $(BUILD)/bench/gpu_kernels.o $(LIB)
 	$(CC) $(LDFLAGS) $^ -o $@ $(LINK_DEPS) $(CUDA_LIBS)
 
 # Whole-model benchmark of any backend, beside the roofline.
-$(BUILD)/bench_model: $(BUILD)/bench/model_bench.o $(LIB)
+$(BUILD)/bench_model: $(BUILD)/bench/model_bench.o $(CLI_OBJ) $(LIB)
 	$(CC) $(LDFLAGS) $^ -o $@ $(LINK_DEPS) $(CUDA_LIBS)
 
 # AMX on this CPU: peak, the cost of tile loads, and the CPU path's AMX GEMM (CPU builds only).
@@ -125,24 +134,24 @@ test-gpu: $(PROGRAM) $(BUILD)/run_tests
 #   make fuzz-ci                   run each for FUZZ_SECONDS (8) on its committed corpus, then replay
 #                                  tests/fuzz/regressions/; new inputs go to build-fuzz/new/, not the corpus
 #   build-fuzz/fuzz_NAME build-fuzz/new/NAME tests/fuzz/corpus/NAME    fuzz one parser for as long as you like
-# The reference is rebuilt with coverage instrumentation and without the CPU / GPU paths.
+# The library (ref/, model/, tokenizer/, src/) is rebuilt with coverage instrumentation, without the CPU / GPU paths.
 FUZZ_CC      ?= clang
 FUZZ_SECONDS ?= 8
 FUZZ_NAMES   := $(patsubst tests/fuzz/fuzz_%.c,%,$(wildcard tests/fuzz/fuzz_*.c))
 FUZZ_CFLAGS  := -g -O1 -std=c99 -D_POSIX_C_SOURCE=200809L -D_DEFAULT_SOURCE -Wall -Wextra -Wno-unused-parameter \
-                -Iref -fno-omit-frame-pointer -fsanitize=address,undefined -fno-sanitize-recover=all
-FUZZ_REF_OBJ := $(REF_SRC:%.c=build-fuzz/%.o)
+                $(LIB_INC) -fno-omit-frame-pointer -fsanitize=address,undefined -fno-sanitize-recover=all
+FUZZ_LIB_OBJ := $(LIB_SRC:%.c=build-fuzz/%.o)
 
-build-fuzz/ref/%.o build-fuzz/tests/fuzz/targets.o: FUZZ_CFLAGS += -fsanitize=fuzzer-no-link
+$(FUZZ_LIB_OBJ) build-fuzz/tests/fuzz/targets.o: FUZZ_CFLAGS += -fsanitize=fuzzer-no-link
 build-fuzz/%.o: %.c $(HEADERS) tests/fuzz/targets.h
 	@mkdir -p $(dir $@)
 	$(FUZZ_CC) $(FUZZ_CFLAGS) -c $< -o $@
 
-build-fuzz/libref.a: $(FUZZ_REF_OBJ)
+build-fuzz/libmamba2.a: $(FUZZ_LIB_OBJ)
 	@rm -f $@
 	ar rcs $@ $^
 
-build-fuzz/fuzz_%: tests/fuzz/fuzz_%.c build-fuzz/tests/fuzz/targets.o build-fuzz/libref.a
+build-fuzz/fuzz_%: tests/fuzz/fuzz_%.c build-fuzz/tests/fuzz/targets.o build-fuzz/libmamba2.a
 	$(FUZZ_CC) $(FUZZ_CFLAGS) -fsanitize=fuzzer -Itests/fuzz $^ -o $@ -ljson-c -lm
 
 fuzz: $(FUZZ_NAMES:%=build-fuzz/fuzz_%)
@@ -168,9 +177,10 @@ demo: $(PROGRAM)
 clean:
 	rm -rf build build-sanitize build-device build-fuzz mamba2 notebooks-docs/html
 
-# Shared library of the reference alone (ref/*.c, no CPU or GPU path, so it loads anywhere), for the
-# notebooks' ctypes: position-independent objects in $(BUILD)/pic/, built without the path macros.
-PIC_OBJ := $(REF_SRC:%.c=$(BUILD)/pic/%.o)
+# Shared library with the ref backend alone (ref/, model/, tokenizer/, src/; no CPU or GPU path, so it
+# loads anywhere), for the notebooks' ctypes: position-independent objects in $(BUILD)/pic/, built
+# without the path macros.
+PIC_OBJ := $(LIB_SRC:%.c=$(BUILD)/pic/%.o)
 $(BUILD)/pic/%.o: %.c $(HEADERS)
 	@mkdir -p $(dir $@)
 	$(CC) $(filter-out -DMAMBA2_HAVE_%,$(CFLAGS)) -fPIC -c $< -o $@

@@ -50,7 +50,7 @@ static double time_prefill(Mamba2Backend *b, Mamba2State *st, const int32_t *tok
     for (int r = -1; r < reps; r++) {
         mamba2_state_reset(st);
         double t0 = cli_now();
-        if (b->prefill(b, st, tok, T, logits, 0, e)) return -1;
+        if (mamba2_backend_prefill(b, st, tok, T, logits, 0, e)) return -1;
         if (r >= 0) t[r] = cli_now() - t0;
     }
     qsort(t, reps, sizeof *t, cmp_double);
@@ -67,7 +67,7 @@ static double time_decode(Mamba2Backend *b, Mamba2State **states, int nb, int st
     double t0 = 0;
     for (int s = -4; s < steps; s++) {
         if (s == 0) t0 = cli_now();
-        if (b->step(b, states, tok, nb, logits, e)) {
+        if (mamba2_backend_step(b, states, tok, nb, logits, e)) {
             free(tok);
             return -1;
         }
@@ -169,7 +169,7 @@ int main(int argc, char **argv) {
         for (int i = 0; i < nb; i++) {
             if (mamba2_state_init(&sts[i], cfg, &e)) return cli_error("bench", 1, "%s", e.msg);
             ptrs[i] = &sts[i];
-            if (b->prefill(b, &sts[i], tok, 16, NULL, 0, &e)) return cli_error("bench", 1, "%s", e.msg);
+            if (mamba2_backend_prefill(b, &sts[i], tok, 16, NULL, 0, &e)) return cli_error("bench", 1, "%s", e.msg);
         }
         double ts = time_decode(b, ptrs, nb, gen, logits, &e);
         if (ts < 0) return cli_error("bench", 1, "decode: %s", e.msg);
@@ -194,7 +194,7 @@ int main(int argc, char **argv) {
             while (st.pos < (int64_t)pl[k]) { /* advance the context in prefill chunks */
                 int n = (int)((int64_t)pl[k] - st.pos < chunk ? (int64_t)pl[k] - st.pos : chunk);
                 fill_tokens(ctx, n, cfg->vocab_size, (unsigned)st.pos);
-                if (b->prefill(b, &st, ctx, n, NULL, 0, &e)) return cli_error("bench", 1, "%s", e.msg);
+                if (mamba2_backend_prefill(b, &st, ctx, n, NULL, 0, &e)) return cli_error("bench", 1, "%s", e.msg);
             }
             Mamba2State *one = &st;
             int64_t at = st.pos;

@@ -14,6 +14,7 @@
  *   y = grouped RMSNorm(y · silu(z))
  *   h += y · W_outᵀ
  *
+ * The inputs (T, B, token ids, state shapes) were checked by the dispatch layer, src/backend.c.
  * The states are the host Mamba2State arrays, read and written in place in the shared layout.
  * Every buffer is allocated (or grown) before the first state byte changes, so a failure leaves
  * the state as it was, and the decode loop allocates nothing once the buffers have grown.
@@ -42,10 +43,8 @@
 /**
  * The longest chunk the CPU's chunked SSD uses. The chunked form gives the same result for any
  * chunk length (ref/ssd.c, tests/test_ssd.c); the model's chunk_size (256 for the 7B) suits GPU
- * tensor cores, but here the chunk products are small sgemms whose cost grows with the chunk:
- * their share of a 512-token prefill of the 8-layer 7B-width checkpoint measured (perf) 17 % at
- * 256, 14 % at 128, 10 % at 64 and 7 % at 32; with the rest of the SSD (masks, exp), 13.2 % at 64
- * and 10.1 % at 32.
+ * tensor cores, but here the chunk products are small sgemms whose share of prefill grows with
+ * the chunk: it fell at every halving from 256 down to 32 (measurements: results/cpu.md).
  */
 #define CPU_SSD_CHUNK 32
 
@@ -154,14 +153,6 @@ static int reserve(CpuBackend *cb, int rows, int ssd_tokens, Mamba2Error *err) {
     return 0;
 }
 
-static int check_tokens(const Mamba2Config *c, const int32_t *tokens, int n, Mamba2Error *err) {
-    for (int i = 0; i < n; i++)
-        if (tokens[i] < 0 || tokens[i] >= c->vocab_size)
-            return mamba2_fail(err, "token id %d at position %d is outside the vocabulary [0, %d)", tokens[i], i,
-                               c->vocab_size);
-    return 0;
-}
-
 /* Y (+)= X · Wᵀ for T rows, with the weights as stored or quantized. */
 static void project(const CpuBackend *cb, const CpuMatrix *W, const float *X, int64_t ldx, int T, float *Y,
                     int64_t ldy, int accumulate) {
@@ -232,8 +223,7 @@ static int prefill_impl(CpuBackend *cb, Mamba2State *st, const int32_t *tokens, 
     const Mamba2Model *m = cb->base.model;
     const Mamba2Config *c = &m->cfg;
     int d = c->d_model, V = c->vocab_size;
-    if (T < 1) return mamba2_fail(err, "no tokens to run");
-    if (check_tokens(c, tokens, T, err) || mamba2_state_sync(st, err)) return -1;
+    if (mamba2_state_sync(st, err)) return -1;
     int rows = T < slice ? T : slice;
     if (reserve(cb, rows, rows, err)) return -1;
     for (int t0 = 0; t0 < T; t0 += rows) {
@@ -284,8 +274,6 @@ static int cpu_step(Mamba2Backend *b, Mamba2State **states, const int32_t *token
     int d = c->d_model, d_in = c->d_inner, H = c->n_heads, P = c->head_dim, N = c->d_state, G = c->n_groups;
     int K = c->d_conv, GN = G * N, V = c->vocab_size;
     int64_t ldz = c->d_in_proj;
-    if (nb < 1) return mamba2_fail(err, "no sequences to step");
-    if (check_tokens(c, tokens, nb, err)) return -1;
     for (int i = 0; i < nb; i++)
         if (mamba2_state_sync(states[i], err)) return -1;
     if (reserve(cb, nb, 0, err)) return -1;
@@ -394,6 +382,26 @@ static int cpu_roofline_hook(Mamba2Backend *b, double *read_gbps, double *gemm_g
                         read_gbps, gemm_gflops, err);
 }
 
+/* The GEMM of prefill (and of the GEMM ceiling) and the decode products, for the weights and the
+ * precision this backend runs with. */
+static void cpu_kernels(Mamba2Backend *b, Mamba2KernelNames *out) {
+    const CpuBackend *cb = (const CpuBackend *)b;
+    const CpuQMatrix *q = &cb->lm_head.q;
+    if (!q->data) {
+        snprintf(out->gemm, sizeof out->gemm, "%s", cpu_gemm_kernel_name(cb->precision));
+        snprintf(out->gemv, sizeof out->gemv, "%s", cpu_isa_name(cb->isa));
+        return;
+    }
+    const char *format = mamba2_weight_format_name(q->format);
+    if (cpu_qlinear_rounds_activations(cb->isa, QLINEAR_INT_MAX_ROWS + 1))
+        snprintf(out->gemm, sizeof out->gemm, "%s: the integer product of cpu_qlinear(), %s", format,
+                 cpu_qlinear_kernel_name(cb->isa));
+    else /* no VNNI: prefill widens the rows to fp32 for the fp32 GEMM tier */
+        snprintf(out->gemm, sizeof out->gemm, "%s: rows widened to fp32, %s", format,
+                 cpu_gemm_kernel_name(MAMBA2_PRECISION_DEFAULT));
+    snprintf(out->gemv, sizeof out->gemv, "%s", cpu_qlinear_kernel_name(cb->isa));
+}
+
 int mamba2_backend_cpu_create(const Mamba2Model *m, const Mamba2BackendOptions *opt, Mamba2Backend **out,
                               Mamba2Error *err) {
     const Mamba2Config *c = &m->cfg;
@@ -409,6 +417,7 @@ int mamba2_backend_cpu_create(const Mamba2Model *m, const Mamba2BackendOptions *
     b->step = cpu_step;
     b->roofline = cpu_roofline_hook;
     b->matrix_bytes = cpu_matrix_bytes;
+    b->kernels = cpu_kernels;
     b->destroy = cpu_destroy;
     cb->nt = opt && opt->n_threads > 0 ? opt->n_threads : omp_get_max_threads();
     cb->isa = cpu_isa_active();

@@ -4,8 +4,8 @@
  *
  * Debian's OpenBLAS is built with DYNAMIC_ARCH: it picks a kernel set from CPUID when the library
  * is loaded. A CPU newer than the library falls back to "Prescott" (SSE3): bookworm's 0.3.21 does
- * this on Intel Sapphire/Emerald Rapids, and its sgemm then runs at 31 instead of about
- * 270 GFLOP/s on 2 cores (measured, results/cpu.md). The choice is made before main() runs and
+ * this on Intel Sapphire/Emerald Rapids, and its sgemm then runs at a small fraction of the
+ * SkylakeX kernels' rate (measurements: results/cpu.md). The choice is made before main() runs and
  * can only be changed through the environment variable OPENBLAS_CORETYPE, so the fix is a restart.
  */
 #ifndef MAMBA2_CPU_BLAS_CORE_H

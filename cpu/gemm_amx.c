@@ -18,7 +18,6 @@
 #include <sys/syscall.h>
 #include <unistd.h>
 
-#include "gemm_tier.h"
 #include "thread_buffer.h"
 
 /** arch_prctl request for permission to use an extended state component (Linux ≥ 5.16). */
@@ -38,8 +37,6 @@ int cpu_amx_available(void) {
     }
     return granted;
 }
-
-int cpu_amx_active(void) { return cpu_gemm_tier_active() == CPU_GEMM_AMX; }
 
 /** The tile configuration (LDTILECFG's 64-byte memory operand). */
 typedef struct {
@@ -186,7 +183,7 @@ static AMX_TARGET void block_32x32(const uint16_t *Xs, int64_t Kp, int64_t t0, c
 int cpu_linear_amx(const Mamba2Tensor *W, const float *X, int64_t ldx, int T, float *Y, int64_t ldy, int accumulate,
                    int n_threads, Mamba2Precision precision) {
     int64_t rows = W->shape[0], K = W->shape[1];
-    if (W->dtype != MAMBA2_BF16 || K % 2 || T <= 0 || !cpu_amx_active()) return -1;
+    if (W->dtype != MAMBA2_BF16 || K % 2 || T <= 0 || !cpu_amx_available()) return -1;
     int64_t Tp = (T + 31) / 32 * 32, Kp = (K + 31) / 32 * 32;
     /* A thread's panel: S blocks of 32 weight rows (64·Kp bytes each once repacked), together at most
      * 512 KiB, so that each 32-row block of activations (128·Kp bytes) is brought into L2 once for

@@ -29,12 +29,6 @@
 int cpu_amx_available(void);
 
 /**
- * @brief 1 when cpu_linear() runs AMX: cpu_gemm_tier_active() is CPU_GEMM_AMX (AMX is available
- *        and MAMBA2_CPU_GEMM does not ask for a lower tier; read on every call, so a test can switch).
- */
-int cpu_amx_active(void);
-
-/**
  * @brief Y = X · Wᵀ (or Y += X · Wᵀ) on AMX, for a bf16 @p W.
  *
  * Y[t][r] (+)= Σ_k (X_hi[t][k] + X_lo[t][k]) · W[r][k], accumulated in fp32 (X_hi alone when
@@ -42,7 +36,7 @@ int cpu_amx_active(void);
  * X [T, ldx] fp32, W [rows, K] bf16 read in place, Y [T, ldy]. Weight rows are split over
  * @p n_threads OpenMP threads in blocks of 32.
  *
- * @return 0, or -1 (nothing written) when @p W is not bf16, K is odd, AMX is not active or a
+ * @return 0, or -1 (nothing written) when @p W is not bf16, K is odd, AMX is not available or a
  *         work buffer cannot be allocated: the caller then uses the sgemm path.
  */
 int cpu_linear_amx(const Mamba2Tensor *W, const float *X, int64_t ldx, int T, float *Y, int64_t ldy, int accumulate,

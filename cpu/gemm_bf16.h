@@ -25,8 +25,8 @@
 
 /**
  * Up to this many activation rows, cpu_linear() uses the decode kernel instead of AMX (bf16
- * weights on a CPU with AMX). Measured on the 2-core Xeon, 8-layer 7B-width batched decode,
- * ms/step GEMV against AMX: batch 8: 193 against 239; batch 16: 380 against 294.
+ * weights on a CPU with AMX): in batched decode the GEMV was faster at 8 rows and AMX at 16
+ * (measurements: results/cpu.md).
  */
 #define CPU_GEMV_MAX_ROWS_AMX 8
 

@@ -39,6 +39,8 @@ CpuGemmTier cpu_gemm_tier_active(void) {
     return tier;
 }
 
+int cpu_amx_active(void) { return cpu_gemm_tier_active() == CPU_GEMM_AMX; }
+
 const char *cpu_gemm_tier_name(CpuGemmTier tier) {
     static const char *const names[] = {"sgemm", "avx2", "avx512", "avx512bf16", "amx"};
     return tier >= CPU_GEMM_SGEMM && tier <= CPU_GEMM_AMX ? names[tier] : "?";

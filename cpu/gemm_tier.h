@@ -32,6 +32,12 @@ CpuGemmTier cpu_gemm_tier_detect(void);
  */
 CpuGemmTier cpu_gemm_tier_active(void);
 
+/**
+ * @brief 1 when cpu_linear() runs AMX: cpu_gemm_tier_active() is CPU_GEMM_AMX (AMX is available
+ *        and MAMBA2_CPU_GEMM does not ask for a lower tier; read on every call, so a test can switch).
+ */
+int cpu_amx_active(void);
+
 /** "sgemm", "avx2", "avx512", "avx512bf16" or "amx" (the names MAMBA2_CPU_GEMM takes). */
 const char *cpu_gemm_tier_name(CpuGemmTier tier);
 

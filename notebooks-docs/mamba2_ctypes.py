@@ -82,7 +82,7 @@ def ssd(form, x, dt, A, B, C, state, Q=64):
 
 
 def config_summary(json_text, source="config.json"):
-    """Parse a config.json text with the C code (ref/config.c): parameters and state bytes per sequence."""
+    """Parse a config.json text with the C code (model/config.c): parameters and state bytes per sequence."""
     lib = load()
     cfg = ctypes.create_string_buffer(4096)
     err = ctypes.create_string_buffer(4096)

@@ -33,6 +33,8 @@ typedef void (*Mamba2LayerHook)(void *ctx, int layer, const float *h, int T);
  * Per layer (notebooks-docs/design.md §2): RMSNorm → in_proj → causal conv + SiLU → SSD (in @p form) + D·x
  * → grouped gated RMSNorm (gate first) → out_proj → residual add. Then the final norm and lm_head.
  * Arithmetic is fp32 storage with double accumulation, on weights read in their stored dtype.
+ * The inputs are not checked here: mamba2_backend_prefill() (src/backend.h) checks them once for
+ * every backend, so this stays the model and nothing else.
  *
  * @param m             the model
  * @param st            the sequence state, advanced by T tokens
@@ -44,7 +46,7 @@ typedef void (*Mamba2LayerHook)(void *ctx, int layer, const float *h, int T);
  * @param hook          per-layer observer, or NULL
  * @param hook_ctx      passed to @p hook
  * @param err           the reason on failure
- * @return 0 on success; -1 on a bad token id or when memory runs out (state untouched then).
+ * @return 0 on success; -1 when memory runs out (state untouched then).
  */
 int mamba2_ref_forward(const Mamba2Model *m, Mamba2State *st, const int32_t *tokens, int T, Mamba2SSDForm form,
                        float *logits, int all_positions, Mamba2LayerHook hook, void *hook_ctx, Mamba2Error *err);

@@ -71,12 +71,12 @@ static int decode_agree(Mamba2Backend *b, const Mamba2Model *m, const DemoCase *
         return -1;
     }
     Mamba2State *one = &st;
-    if (b->prefill(b, &st, c->ids, c->T, lg, 0, &e) == 0) {
+    if (mamba2_backend_prefill(b, &st, c->ids, c->T, lg, 0, &e) == 0) {
         for (int k = 0; k < c->n; k++) {
             int32_t best = mamba2_argmax(lg, V);
             if (best != c->greedy[k]) break;
             agree++;
-            if (k + 1 < c->n && b->step(b, &one, &best, 1, lg, &e)) break;
+            if (k + 1 < c->n && mamba2_backend_step(b, &one, &best, 1, lg, &e)) break;
         }
     } else {
         printf("\n    %s prefill: %s", b->name, e.msg);
@@ -99,7 +99,7 @@ static int prefill_agree(Mamba2Backend *b, const Mamba2Model *m, const DemoCase 
     }
     memcpy(all, c->ids, (size_t)c->T * sizeof *all);
     memcpy(all + c->T, c->greedy, (size_t)(c->n - 1) * sizeof *all);
-    if (b->prefill(b, &st, all, T, lg, 1, &e) == 0) {
+    if (mamba2_backend_prefill(b, &st, all, T, lg, 1, &e) == 0) {
         for (int k = 0; k < c->n; k++)
             agree += mamba2_argmax(lg + (size_t)(c->T - 1 + k) * V, V) == c->greedy[k];
     } else {

@@ -148,16 +148,16 @@ static void test_fixtures(void) {
         Mamba2State st;
         Mamba2Error e = {{0}};
         mamba2_state_init(&st, &fx.model.cfg, &e);
-        CU_ASSERT_EQUAL(gpu->prefill(gpu, &st, fx.tokens, fx.T, pre, 1, &e), 0);
+        CU_ASSERT_EQUAL(mamba2_backend_prefill(gpu, &st, fx.tokens, fx.T, pre, 1, &e), 0);
         size_t n_all = (size_t)fx.T * V;
         double e_pre = test_rel_l2(pre, fx.logits, n_all), e_pre_row = test_max_row_rel_l2(pre, fx.logits, fx.T, V);
         mamba2_state_reset(&st);
         Mamba2State *one = &st;
-        for (int t = 0; t < fx.T; t++) CU_ASSERT_EQUAL(gpu->step(gpu, &one, &fx.tokens[t], 1, step + (size_t)t * V, &e), 0);
+        for (int t = 0; t < fx.T; t++) CU_ASSERT_EQUAL(mamba2_backend_step(gpu, &one, &fx.tokens[t], 1, step + (size_t)t * V, &e), 0);
         double e_step = test_rel_l2(step, fx.logits, n_all), e_step_row = test_max_row_rel_l2(step, fx.logits, fx.T, V);
         /* greedy: prefill then decode */
         mamba2_state_reset(&st);
-        gpu->prefill(gpu, &st, fx.tokens, fx.T, lg, 0, &e);
+        mamba2_backend_prefill(gpu, &st, fx.tokens, fx.T, lg, 0, &e);
         int agree = 0;
         for (int k = 0; k < fx.n_greedy; k++) {
             int32_t best = 0;
@@ -165,7 +165,7 @@ static void test_fixtures(void) {
                 if (lg[v] > lg[best]) best = v;
             if (best != fx.greedy[k]) break;
             agree++;
-            if (gpu->step(gpu, &one, &best, 1, lg, &e)) break;
+            if (mamba2_backend_step(gpu, &one, &best, 1, lg, &e)) break;
         }
         printf("\n    %-28s prefill %.1e (worst row %.1e)  step %.1e (worst row %.1e)  greedy %d/%d", names[i], e_pre,
                e_pre_row, e_step, e_step_row, agree, fx.n_greedy);
@@ -201,17 +201,17 @@ static void test_batched(void) {
                 mamba2_state_init(&st[i], &fx.model.cfg, &e);
                 mamba2_state_init(&alone[i], &fx.model.cfg, &e);
                 int prompt = 3 + 5 * i; /* different histories */
-                gpu->prefill(gpu, &st[i], fx.tokens, prompt, NULL, 0, &e);
-                gpu->prefill(gpu, &alone[i], fx.tokens, prompt, NULL, 0, &e);
+                mamba2_backend_prefill(gpu, &st[i], fx.tokens, prompt, NULL, 0, &e);
+                mamba2_backend_prefill(gpu, &alone[i], fx.tokens, prompt, NULL, 0, &e);
                 ptrs[i] = &st[i];
                 tok[i] = fx.tokens[prompt];
             }
             double worst = 0;
             for (int rep = 0; rep < 4; rep++) {
-                CU_ASSERT_EQUAL(gpu->step(gpu, ptrs, tok, nb, together, &e), 0);
+                CU_ASSERT_EQUAL(mamba2_backend_step(gpu, ptrs, tok, nb, together, &e), 0);
                 for (int i = 0; i < nb; i++) {
                     Mamba2State *one = &alone[i];
-                    CU_ASSERT_EQUAL(gpu->step(gpu, &one, &tok[i], 1, single + (size_t)i * V, &e), 0);
+                    CU_ASSERT_EQUAL(mamba2_backend_step(gpu, &one, &tok[i], 1, single + (size_t)i * V, &e), 0);
                 }
                 double err = test_max_row_rel_l2(together, single, nb, V);
                 if (err > worst || isnan(err)) worst = err;
@@ -240,10 +240,10 @@ static void test_state_moves_between_backends(void) {
     Mamba2State st;
     Mamba2Error e = {{0}};
     mamba2_state_init(&st, &fx.model.cfg, &e);
-    CU_ASSERT_EQUAL(gpu->prefill(gpu, &st, fx.tokens, k, mixed, 1, &e), 0);
-    CU_ASSERT_EQUAL(ref->prefill(ref, &st, fx.tokens + k, fx.T - k - 2, mixed + (size_t)k * V, 1, &e), 0);
+    CU_ASSERT_EQUAL(mamba2_backend_prefill(gpu, &st, fx.tokens, k, mixed, 1, &e), 0);
+    CU_ASSERT_EQUAL(mamba2_backend_prefill(ref, &st, fx.tokens + k, fx.T - k - 2, mixed + (size_t)k * V, 1, &e), 0);
     Mamba2State *one = &st;
-    for (int t = fx.T - 2; t < fx.T; t++) CU_ASSERT_EQUAL(gpu->step(gpu, &one, &fx.tokens[t], 1, mixed + (size_t)t * V, &e), 0);
+    for (int t = fx.T - 2; t < fx.T; t++) CU_ASSERT_EQUAL(mamba2_backend_step(gpu, &one, &fx.tokens[t], 1, mixed + (size_t)t * V, &e), 0);
     CU_ASSERT_EQUAL(st.pos, fx.T);
     mamba2_backend_destroy(gpu); /* brings the GPU-held state home */
     CU_ASSERT_PTR_NULL(st.device);
@@ -289,7 +289,7 @@ static void random_model_7b_state(int d_conv, int n_batches) {
         CU_ASSERT_EQUAL_FATAL(mamba2_backend_create("gpu", &m, &o, &gpu, &e), 0);
         /* prefill, sequence 0 */
         mamba2_state_reset(&st[0]);
-        CU_ASSERT_EQUAL(gpu->prefill(gpu, &st[0], tok[0], T, got, 1, &e), 0);
+        CU_ASSERT_EQUAL(mamba2_backend_prefill(gpu, &st[0], tok[0], T, got, 1, &e), 0);
         double e_pre = test_rel_l2(got, ref, (size_t)T * V);
         CU_ASSERT(e_pre <= LOGITS_TOL);
         /* sequences stepped together: 3 take the GEMV path and the SSD-step kernel that holds the
@@ -302,7 +302,7 @@ static void random_model_7b_state(int d_conv, int n_batches) {
             for (int t = 0; t < T; t++) {
                 int32_t now[NS];
                 for (int i = 0; i < nb; i++) now[i] = tok[i][t];
-                CU_ASSERT_EQUAL(gpu->step(gpu, ptrs, now, nb, lg, &e), 0);
+                CU_ASSERT_EQUAL(mamba2_backend_step(gpu, ptrs, now, nb, lg, &e), 0);
                 for (int i = 0; i < nb; i++) memcpy(got + ((size_t)i * T + t) * V, lg + (size_t)i * V, V * 4);
             }
             double e_step = test_rel_l2(got, ref, (size_t)nb * T * V);

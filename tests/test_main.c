@@ -17,6 +17,7 @@ int main(int argc, char **argv) {
         register_ssd_tests,
         register_checkpoint_tests,
         register_model_tests,
+        register_backend_tests,
         register_gpu_tests,
         register_tokenizer_tests,
         register_sampler_tests,

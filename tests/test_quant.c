@@ -211,9 +211,9 @@ static int run(Mamba2Backend *b, const int32_t *tok, int T, int by_step, float *
     Mamba2Error e = {{0}};
     if (mamba2_state_init(&st, c, &e)) return -1;
     int rc = 0;
-    if (!by_step) rc = b->prefill(b, &st, tok, T, logits, 1, &e);
+    if (!by_step) rc = mamba2_backend_prefill(b, &st, tok, T, logits, 1, &e);
     Mamba2State *one = &st;
-    for (int t = 0; by_step && t < T && !rc; t++) rc = b->step(b, &one, tok + t, 1, logits + (size_t)t * c->vocab_size, &e);
+    for (int t = 0; by_step && t < T && !rc; t++) rc = mamba2_backend_step(b, &one, tok + t, 1, logits + (size_t)t * c->vocab_size, &e);
     if (rc) printf("\n    %s: %s", b->name, e.msg);
     mamba2_state_free(&st);
     return rc;
@@ -322,10 +322,10 @@ static void test_quant_batch(void) {
         for (int k = 0; k < steps; k++) {
             int32_t tok[5];
             for (int s = 0; s < B; s++) tok[s] = fx.tokens[(k * B + s) % fx.T];
-            CU_ASSERT_EQUAL(qb->step(qb, ps, tok, B, lb, &e), 0);
+            CU_ASSERT_EQUAL(mamba2_backend_step(qb, ps, tok, B, lb, &e), 0);
             for (int s = 0; s < B; s++) {
                 Mamba2State *p1 = &one[s];
-                CU_ASSERT_EQUAL(qb->step(qb, &p1, &tok[s], 1, l1 + (size_t)s * V, &e), 0);
+                CU_ASSERT_EQUAL(mamba2_backend_step(qb, &p1, &tok[s], 1, l1 + (size_t)s * V, &e), 0);
             }
             double err = test_rel_l2(lb, l1, (size_t)B * V);
             if (err > worst) worst = err;

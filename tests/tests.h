@@ -28,6 +28,8 @@ int register_malformed_tests(void);
 int register_demo_model_tests(void);
 /** Registers the suite of tests/test_quant.c (weights quantized at load). */
 int register_quant_tests(void);
+/** Register the dispatch-layer suite: bad inputs refused on every backend, states unchanged (test_backend.c). */
+int register_backend_tests(void);
 
 /** The run's random seed (from MAMBA2_TEST_SEED, else the clock); printed once. */
 uint64_t test_seed(void);

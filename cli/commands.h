@@ -1,6 +1,6 @@
 /**
  * @file commands.h
- * @brief The sub-commands of the `mamba2` program, one per ref/cmd_*.c file.
+ * @brief The sub-commands of the `mamba2` program, one per cli/cmd_*.c file.
  *
  * Each command parses its own arguments, prints its own `--help`, and returns
  * the process exit status (0 success, 1 runtime failure, 2 usage error).

@@ -18,10 +18,16 @@
 #define STATE_VERSION 1u
 #define N_SHAPE_FIELDS 8
 
+/* Elements of the conv and SSM arrays of a state for @p cfg. */
+static size_t conv_len_of(const Mamba2Config *cfg) { return (size_t)cfg->n_layer * cfg->conv_dim * (cfg->d_conv - 1); }
+static size_t ssm_len_of(const Mamba2Config *cfg) {
+    return (size_t)cfg->n_layer * cfg->n_heads * cfg->head_dim * cfg->d_state;
+}
+
 int mamba2_state_init(Mamba2State *s, const Mamba2Config *cfg, Mamba2Error *err) {
     memset(s, 0, sizeof *s);
-    s->conv_len = (size_t)cfg->n_layer * cfg->conv_dim * (cfg->d_conv - 1);
-    s->ssm_len = (size_t)cfg->n_layer * cfg->n_heads * cfg->head_dim * cfg->d_state;
+    s->conv_len = conv_len_of(cfg);
+    s->ssm_len = ssm_len_of(cfg);
     s->conv = calloc(s->conv_len ? s->conv_len : 1, sizeof(float));
     s->ssm = calloc(s->ssm_len, sizeof(float));
     if (!s->conv || !s->ssm) {
@@ -29,6 +35,16 @@ int mamba2_state_init(Mamba2State *s, const Mamba2Config *cfg, Mamba2Error *err)
         return mamba2_fail(err, "out of memory allocating the sequence state (%.1f MiB)",
                            (double)mamba2_config_state_bytes(cfg) / (1 << 20));
     }
+    return 0;
+}
+
+int mamba2_state_check_shape(const Mamba2State *s, const Mamba2Config *cfg, Mamba2Error *err) {
+    if (!s->conv || !s->ssm) return mamba2_fail(err, "the state has no arrays (not made by mamba2_state_init())");
+    if (s->conv_len != conv_len_of(cfg) || s->ssm_len != ssm_len_of(cfg))
+        return mamba2_fail(err,
+                           "the state holds %zu conv and %zu SSM values, this model's holds %zu and %zu "
+                           "(a state made for another model)",
+                           s->conv_len, s->ssm_len, conv_len_of(cfg), ssm_len_of(cfg));
     return 0;
 }
 

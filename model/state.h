@@ -54,6 +54,13 @@ int mamba2_state_sync(Mamba2State *s, Mamba2Error *err);
 
 /** Allocate a zeroed state for @p cfg (the start of a sequence). 0 on success. */
 int mamba2_state_init(Mamba2State *s, const Mamba2Config *cfg, Mamba2Error *err);
+/**
+ * @brief Check that @p s is a state for a model of config @p cfg: both arrays present and of the
+ *        lengths mamba2_state_init() gives them.
+ * @return 0, or -1 with the lengths found and expected.
+ */
+int mamba2_state_check_shape(const Mamba2State *s, const Mamba2Config *cfg, Mamba2Error *err);
+
 /** Zero the state (start a new sequence) without reallocating; a device-held copy is zeroed where it is. */
 void mamba2_state_reset(Mamba2State *s);
 /** Copy @p src into @p dst (same config), syncing @p src to the host first. 0 or -1. */

@@ -316,7 +316,7 @@ int cmd_generate(int argc, char **argv) {
         fflush(stdout);
     }
     double t0 = cli_now();
-    if (b->prefill(b, &st, ids, T, logits, 0, &err)) {
+    if (mamba2_backend_prefill(b, &st, ids, T, logits, 0, &err)) {
         cli_error("generate", 1, "%s", err.msg);
         goto done;
     }
@@ -349,7 +349,7 @@ int cmd_generate(int argc, char **argv) {
             }
         }
         if (i + 1 < n_gen) {
-            if (b->step(b, &one, &next, 1, logits, &err)) {
+            if (mamba2_backend_step(b, &one, &next, 1, logits, &err)) {
                 putchar('\n');
                 cli_error("generate", 1, "%s", err.msg);
                 goto done;

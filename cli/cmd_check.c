@@ -88,10 +88,10 @@ static int run_backend(Mamba2Backend *b, const Mamba2Model *m, const int32_t *id
     int rc;
     if (b->prefill_observed) {
         LayerStore s = {r->layers, (size_t)T * c->d_model};
-        rc = b->prefill_observed(b, &st, ids, T, r->logits, store_layer, &s, e);
+        rc = mamba2_backend_prefill_observed(b, &st, ids, T, r->logits, store_layer, &s, e);
         r->observed = 1;
     } else {
-        rc = b->prefill(b, &st, ids, T, r->logits, 1, e);
+        rc = mamba2_backend_prefill(b, &st, ids, T, r->logits, 1, e);
     }
     float *lg = malloc(V * sizeof *lg);
     int32_t next = argmax(r->logits + (size_t)(T - 1) * V, (int)V);
@@ -99,7 +99,7 @@ static int run_backend(Mamba2Backend *b, const Mamba2Model *m, const int32_t *id
     for (int k = 0; !rc && k < gen; k++) {
         r->greedy[k] = next;
         if (!lg) rc = mamba2_fail(e, "out of memory");
-        else if (k + 1 < gen && !(rc = b->step(b, &one, &next, 1, lg, e))) next = argmax(lg, (int)V);
+        else if (k + 1 < gen && !(rc = mamba2_backend_step(b, &one, &next, 1, lg, e))) next = argmax(lg, (int)V);
     }
     free(lg);
     mamba2_state_free(&st);

@@ -190,7 +190,7 @@ int cmd_perplexity(int argc, char **argv) {
         if (ctx && p % ctx == 0) mamba2_state_reset(&st); /* a window starts from an empty state */
         long n = n_pred - p < slice ? n_pred - p : slice;
         if (ctx && n > ctx - p % ctx) n = ctx - p % ctx; /* a slice never crosses a window's end */
-        if (b->prefill(b, &st, ids + p, (int)n, logits, 1, &err)) {
+        if (mamba2_backend_prefill(b, &st, ids + p, (int)n, logits, 1, &err)) {
             cli_error("perplexity", 1, "%s", err.msg);
             goto done;
         }

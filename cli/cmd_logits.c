@@ -102,9 +102,9 @@ int cmd_logits(int argc, char **argv) {
     int rc = 0;
     if (step_mode) {
         Mamba2State *one = &st;
-        for (int t = 0; t < T && !rc; t++) rc = b->step(b, &one, &ids[t], 1, logits + t * V, &err);
+        for (int t = 0; t < T && !rc; t++) rc = mamba2_backend_step(b, &one, &ids[t], 1, logits + t * V, &err);
     } else {
-        rc = b->prefill(b, &st, ids, T, logits, 1, &err);
+        rc = mamba2_backend_prefill(b, &st, ids, T, logits, 1, &err);
     }
     if (rc || cli_write_file(out, logits, (size_t)T * V * sizeof *logits, &err)) {
         cli_error("logits", 1, "%s", err.msg);

@@ -24,40 +24,6 @@
 #include "cli.h"
 #include "commands.h"
 #include "resources.h"
-#ifdef MAMBA2_HAVE_CPU
-#include "gemv_bf16.h"
-#include "qmatrix.h"
-#include "roofline.h"
-#endif
-
-/** The GEMM kernel of the CPU path's prefill (and of its GEMM ceiling) at @p precision with weights
- *  @p w, in words, or "none". */
-static const char *cpu_gemm_kernel(Mamba2Precision precision, Mamba2WeightFormat w) {
-#ifdef MAMBA2_HAVE_CPU
-    static char name[96];
-    if (w == MAMBA2_WEIGHTS_STORED) return cpu_gemm_kernel_name(precision);
-    if (cpu_qlinear_rounds_activations(cpu_isa_active(), QLINEAR_INT_MAX_ROWS + 1))
-        snprintf(name, sizeof name, "%s: the integer product of cpu_qlinear(), %s", mamba2_weight_format_name(w),
-                 cpu_qlinear_kernel_name(cpu_isa_active()));
-    else /* no VNNI: prefill widens the rows to fp32 for the fp32 GEMM tier */
-        snprintf(name, sizeof name, "%s: rows widened to fp32, %s", mamba2_weight_format_name(w),
-                 cpu_gemm_kernel_name(MAMBA2_PRECISION_DEFAULT));
-    return name;
-#else
-    (void)precision, (void)w;
-    return "none";
-#endif
-}
-
-/** The ISA of the CPU path's decode products (the bf16 GEMV or the quantized product), or "none". */
-static const char *cpu_gemv_isa(Mamba2WeightFormat w) {
-#ifdef MAMBA2_HAVE_CPU
-    return w == MAMBA2_WEIGHTS_STORED ? cpu_isa_name(cpu_isa_active()) : cpu_qlinear_kernel_name(cpu_isa_active());
-#else
-    (void)w;
-    return "none";
-#endif
-}
 
 static void help(FILE *f) {
     fprintf(f,
@@ -236,7 +202,7 @@ int cmd_bench(int argc, char **argv) {
             if (roofline && r >= 0 && measure_ceilings(b, &ceilings, &e)) goto fail;
             mamba2_state_reset(&sts[0]);
             double t0 = cli_now();
-            if (b->prefill(b, &sts[0], tok, (int)prompt, logits, 0, &e)) goto fail;
+            if (mamba2_backend_prefill(b, &sts[0], tok, (int)prompt, logits, 0, &e)) goto fail;
             if (r >= 0) t[r] = cli_now() - t0;
         }
         prefill_s = median(t, (int)reps), prefill_lo = t[0], prefill_hi = t[reps - 1];
@@ -249,14 +215,14 @@ int cmd_bench(int argc, char **argv) {
         for (int i = 0; i < nb; i++) {
             mamba2_state_reset(&sts[i]);
             fill_tokens(tok, DECODE_PROMPT, V, 100 + i);
-            if (b->prefill(b, &sts[i], tok, DECODE_PROMPT, logits, 0, &e)) goto fail;
+            if (mamba2_backend_prefill(b, &sts[i], tok, DECODE_PROMPT, logits, 0, &e)) goto fail;
             next[i] = argmax(logits, V);
         }
         for (int r = -1; r < reps; r++) {
             if (roofline && r >= 0 && measure_ceilings(b, &ceilings, &e)) goto fail;
             double t0 = cli_now();
             for (int s = 0; s < (r < 0 ? 2 : gen); s++) { /* warm-up: 2 steps */
-                if (b->step(b, ptrs, next, nb, logits, &e)) goto fail;
+                if (mamba2_backend_step(b, ptrs, next, nb, logits, &e)) goto fail;
                 for (int i = 0; i < nb; i++) next[i] = argmax(logits + (size_t)i * V, V);
             }
             if (r >= 0) t[r] = (cli_now() - t0) / gen;
@@ -273,15 +239,17 @@ int cmd_bench(int argc, char **argv) {
         bw_lo = a[0], bw_hi = a[ceilings.n - 1], gemm_lo = g[0], gemm_hi = g[ceilings.n - 1];
     }
     double rss = cli_peak_rss_mib();
-    if (json) {
+    Mamba2KernelNames kernels = {"none", "none"}; /* what the figures were measured with, as the backend says */
+    if (b->kernels) b->kernels(b, &kernels);
+    if (json) { /* the kernels keep their first keys, cpu_*, which the recorded results and bench/ read */
         printf("{\"backend\": \"%s\", \"dir\": \"%s\", \"n_layer\": %d, \"params\": %lld, \"weight_bytes\": %.0f", b->name,
                argv[optind], cfg->n_layer, mamba2_config_param_count(cfg), weight_bytes);
         printf(", \"threads\": %ld, \"weights\": \"%s\", \"precision\": \"%s\", \"cpu_gemv_isa\": \"%s\"", threads,
-               mamba2_weight_format_name(o.weights), mamba2_precision_name(o.precision), cpu_gemv_isa(o.weights));
+               mamba2_weight_format_name(o.weights), mamba2_precision_name(o.precision), kernels.gemv);
         if (ceilings.n)
             printf(", \"read_gbps\": %.2f, \"read_gbps_range\": [%.2f, %.2f], \"gemm_gflops\": %.2f, "
                    "\"gemm_gflops_range\": [%.2f, %.2f], \"cpu_gemm_kernel\": \"%s\"",
-                   bw, bw_lo, bw_hi, gemm, gemm_lo, gemm_hi, cpu_gemm_kernel(o.precision, o.weights));
+                   bw, bw_lo, bw_hi, gemm, gemm_lo, gemm_hi, kernels.gemm);
         if (do_prefill)
             printf(", \"prefill\": {\"tokens\": %ld, \"ms\": %.2f, \"ms_range\": [%.2f, %.2f], \"tok_s\": %.2f, "
                    "\"gflops\": %.2f%s",
@@ -305,15 +273,15 @@ int cmd_bench(int argc, char **argv) {
                (step_base + emb_row) / 1e9);
         if (ceilings.n)
             printf("ceilings (median of %d measurements in this run): read %.1f GB/s [%.1f .. %.1f], "
-                   "GEMM %.1f GFLOP/s [%.1f .. %.1f] (CPU GEMM: %s; decode products: %s)\n",
-                   ceilings.n, bw, bw_lo, bw_hi, gemm, gemm_lo, gemm_hi, cpu_gemm_kernel(o.precision, o.weights), cpu_gemv_isa(o.weights));
+                   "GEMM %.1f GFLOP/s [%.1f .. %.1f] (GEMM: %s; decode products: %s)\n",
+                   ceilings.n, bw, bw_lo, bw_hi, gemm, gemm_lo, gemm_hi, kernels.gemm, kernels.gemv);
         if (do_prefill) {
             printf("prefill %ld tokens: %.1f ms [%.1f .. %.1f], %.1f tok/s, %.1f GFLOP/s (%.2f GFLOP/token: the layers' "
                    "weight matrices)",
                    prompt, prefill_s * 1e3, prefill_lo * 1e3, prefill_hi * 1e3, prompt / prefill_s,
                    prefill_flop / prefill_s / 1e9, prefill_flop / prompt / 1e9);
             if (ceilings.n) printf(" = %.0f%% of the GEMM ceiling", 100 * prefill_flop / prefill_s / 1e9 / gemm);
-            if (!strcmp(b->name, "cpu")) printf(" (CPU GEMM: %s)", cpu_gemm_kernel(o.precision, o.weights));
+            if (b->kernels) printf(" (GEMM: %s)", kernels.gemm);
             printf("\n");
         }
         printf("%6s %10s %21s %10s %10s %10s\n", "batch", "ms/step", "[fastest .. slowest]", "tok/s", "GB/s", "of read");

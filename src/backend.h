@@ -1,10 +1,17 @@
 /**
  * @file backend.h
- * @brief The one interface every execution path (ref, cpu, gpu) implements.
+ * @brief The one interface every execution path (ref, cpu, gpu) implements, and the dispatch layer
+ *        that checks the inputs of every call once, for every backend.
  *
  * The command-line program, the tests and the benchmarks drive every backend
  * through these few operations, so "ref vs cpu vs gpu" is a loop over names.
  * States are host-side Mamba2State objects with the same layout everywhere.
+ *
+ * Callers use mamba2_backend_prefill(), mamba2_backend_step() and
+ * mamba2_backend_prefill_observed() rather than the function pointers: they refuse
+ * empty inputs, token ids outside the vocabulary and states of another shape with
+ * one message wording for every backend, so a backend's own functions may assume
+ * valid inputs and check only what is truly theirs (memory, device limits).
  */
 #ifndef MAMBA2_BACKEND_H
 #define MAMBA2_BACKEND_H
@@ -18,6 +25,12 @@
 
 typedef struct Mamba2Backend Mamba2Backend;
 
+/** The kernels a backend runs, in words, for benchmark reports (filled by Mamba2Backend::kernels). */
+typedef struct {
+    char gemm[128]; /**< prefill's matrix products, which the roofline hook's GEMM ceiling also measures */
+    char gemv[64];  /**< decode's matrix-vector products */
+} Mamba2KernelNames;
+
 /** A forward-pass implementation bound to one loaded model. */
 struct Mamba2Backend {
     const char *name;         /**< "ref", "cpu", "gpu" */
@@ -26,6 +39,8 @@ struct Mamba2Backend {
 
     /**
      * @brief Run tokens[T] of one sequence, continuing from @p st (advanced by T).
+     *
+     * Called through mamba2_backend_prefill(), which has checked the inputs.
      * @param logits [T, V] when @p all_positions, else [V] of the last position; may be NULL.
      * @return 0 or -1 with the reason in @p err (the state is then unchanged).
      */
@@ -34,6 +49,8 @@ struct Mamba2Backend {
 
     /**
      * @brief Decode one token for each of @p B independent sequences.
+     *
+     * Called through mamba2_backend_step(), which has checked the inputs (B distinct states).
      * @param states [B] states, each advanced by one token
      * @param tokens [B] the next token of each sequence
      * @param logits out: [B, V]
@@ -43,7 +60,7 @@ struct Mamba2Backend {
 
     /**
      * @brief Like prefill, but also report the residual stream after every layer (for `mamba2 check`).
-     * May be NULL when the backend cannot observe layers.
+     * May be NULL when the backend cannot observe layers. Called through mamba2_backend_prefill_observed().
      */
     int (*prefill_observed)(Mamba2Backend *b, Mamba2State *st, const int32_t *tokens, int T, float *logits,
                             Mamba2LayerHook hook, void *hook_ctx, Mamba2Error *err);
@@ -60,6 +77,12 @@ struct Mamba2Backend {
      *        scales. May be NULL: the matrices are read as stored.
      */
     double (*matrix_bytes)(Mamba2Backend *b);
+
+    /**
+     * @brief Name the kernels this backend runs with its options (`mamba2 bench` prints them beside
+     *        its figures). May be NULL.
+     */
+    void (*kernels)(Mamba2Backend *b, Mamba2KernelNames *out);
 
     /** Release everything the backend allocated (not the model). */
     void (*destroy)(Mamba2Backend *b);
@@ -112,6 +135,67 @@ const char *mamba2_backend_names(void);
 
 /** 1 when a backend called @p name is compiled into this build (whether or not it can run here). */
 int mamba2_backend_exists(const char *name);
+
+/**
+ * @brief Run tokens[T] of one sequence on @p b, continuing from @p st: @p b->prefill after checking
+ *        the inputs.
+ *
+ * Refused, with the state left as it was: T < 1, @p tokens or @p st NULL, a token id outside
+ * [0, V) (the message names the id and its position), a state of another model's shape.
+ * @param b             the backend
+ * @param st            the sequence's state, advanced by T tokens
+ * @param tokens        [T] token ids
+ * @param T             number of tokens
+ * @param logits        out: [T, V] when @p all_positions, else [V] of the last position; may be NULL
+ * @param all_positions 1 for the logits of every position
+ * @param err           the reason on failure
+ * @return 0, or -1 with the reason in @p err.
+ */
+int mamba2_backend_prefill(Mamba2Backend *b, Mamba2State *st, const int32_t *tokens, int T, float *logits,
+                           int all_positions, Mamba2Error *err);
+
+/**
+ * @brief Decode one token for each of @p B sequences on @p b: @p b->step after checking the inputs.
+ *
+ * Refused, with every state left as it was: B < 1, @p states, @p tokens, @p logits or a state NULL,
+ * a token id outside [0, V) (the message names the sequence), a state of another model's shape, the
+ * same state given for two sequences.
+ * @param b      the backend
+ * @param states [B] states, each advanced by one token
+ * @param tokens [B] the next token of each sequence
+ * @param B      number of sequences
+ * @param logits out: [B, V]
+ * @param err    the reason on failure
+ * @return 0, or -1 with the reason in @p err.
+ */
+int mamba2_backend_step(Mamba2Backend *b, Mamba2State **states, const int32_t *tokens, int B, float *logits,
+                        Mamba2Error *err);
+
+/**
+ * @brief Like mamba2_backend_prefill() with every position's logits, also calling @p hook with the
+ *        residual stream after every layer; refused as it is, and when @p b cannot observe layers.
+ * @param b        the backend
+ * @param st       the sequence's state, advanced by T tokens
+ * @param tokens   [T] token ids
+ * @param T        number of tokens
+ * @param logits   out: [T, V]; may be NULL
+ * @param hook     per-layer observer (may be NULL)
+ * @param hook_ctx passed to @p hook
+ * @param err      the reason on failure
+ * @return 0, or -1 with the reason in @p err.
+ */
+int mamba2_backend_prefill_observed(Mamba2Backend *b, Mamba2State *st, const int32_t *tokens, int T, float *logits,
+                                    Mamba2LayerHook hook, void *hook_ctx, Mamba2Error *err);
+
+/**
+ * @brief Let every backend compiled in prepare the process; call it first thing in a program's main().
+ *
+ * The CPU path may restart the program once with OPENBLAS_CORETYPE set, when OpenBLAS picked its
+ * generic kernels for a CPU it does not recognise (cpu/blas_core.h); a user's own setting wins.
+ * For programs only: a library must not restart its caller's process.
+ * @param argv the program's argv, passed on unchanged to a restart
+ */
+void mamba2_backends_start_program(char **argv);
 
 /** Constructor of the reference backend (backend_ref.c). */
 int mamba2_backend_ref_create(const Mamba2Model *m, const Mamba2BackendOptions *opt, Mamba2Backend **out,

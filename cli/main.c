@@ -5,10 +5,8 @@
 #include <stdio.h>
 #include <string.h>
 
+#include "backend.h"
 #include "commands.h"
-#ifdef MAMBA2_HAVE_CPU
-#include "blas_core.h"
-#endif
 
 static const Mamba2Command commands[] = {
     {"info", "print a checkpoint's config, parameter count, weight bytes and state size", cmd_info},
@@ -35,9 +33,7 @@ static void usage(FILE *f) {
 }
 
 int main(int argc, char **argv) {
-#ifdef MAMBA2_HAVE_CPU
-    cpu_blas_pick_core(argv); /* may restart the program once, with OPENBLAS_CORETYPE set */
-#endif
+    mamba2_backends_start_program(argv); /* the CPU path may restart it once, with OPENBLAS_CORETYPE set */
     if (argc < 2) {
         usage(stderr);
         return 2;

@@ -33,6 +33,7 @@
 #include <string.h>
 
 #include "bpe.h"
+#include "tokenizer.h"
 #include "tokenizer_impl.h"
 #include "utf8.h"
 
