@@ -27,10 +27,10 @@
 
 #include "thread_buffer.h"
 
-/* How far ahead in its own row a SIMD block prefetches the weights. The hardware prefetcher
- * alone left the 4 interleaved row streams at about 80 % of a plain read stream on the 2-core Xeon
- * of results/cpu.md; a software prefetch 512 B – 1 KiB ahead brought a standalone 4-row kernel from
- * 16–20 to 18–24 GB/s (2026-12-01, /tmp/gemvx.c, three rounds; 2 KiB was worse). */
+/* How far ahead in its own row a SIMD block prefetches the weights, where software prefetch pays
+ * (cpu_software_prefetch_pays()): the hardware prefetchers alone fall behind on the 4 interleaved
+ * row streams of a block; 1 KiB ahead was the best distance measured (results/cpu.md, "Moved from
+ * code comments"). */
 #define GEMV_PREFETCH_BYTES 1024
 
 /* Whether the SIMD blocks prefetch ahead in their rows (cpu_software_prefetch_pays(), decided
@@ -467,9 +467,8 @@ void cpu_gemv(const Mamba2Tensor *W, const float *x, int64_t ldx, int B, float *
     int64_t rows = W->shape[0], n_blocks = (rows + GEMV_BLOCK_ROWS - 1) / GEMV_BLOCK_ROWS;
     /* Blocks of GEMV_BLOCK_ROWS rows handed out on demand: each row is still computed whole by one
      * thread (so the result does not depend on the thread count), and a thread slowed down by
-     * another tenant of the host no longer makes the other wait at the end (measured on the
-     * shared 2-core Xeon, 8-layer 7B-width decode, three alternating pairs of runs: 99.4-114.5
-     * ms/step against 99.7-122.8 for one contiguous share per thread). */
+     * another tenant of the host does not make the others wait at the end (measured: results/cpu.md,
+     * "Moved from code comments"). */
 #pragma omp parallel for num_threads(n_threads) schedule(dynamic, 1)
     for (int64_t i = 0; i < n_blocks; i++) {
         int64_t r0 = i * GEMV_BLOCK_ROWS, r1 = r0 + GEMV_BLOCK_ROWS < rows ? r0 + GEMV_BLOCK_ROWS : rows;
