@@ -28,6 +28,10 @@ int register_malformed_tests(void);
 int register_demo_model_tests(void);
 /** Registers the suite of tests/test_quant.c (weights quantized at load). */
 int register_quant_tests(void);
+/** Register the public API suite: include/mamba2.h as a program uses it (test_api.c). */
+int register_api_tests(void);
+/** Register the library suite: exported symbols, no output, threads (test_api_library.c). */
+int register_api_library_tests(void);
 
 /** The run's random seed (from MAMBA2_TEST_SEED, else the clock); printed once. */
 uint64_t test_seed(void);
