@@ -6,6 +6,7 @@
 #   make docs       API documentation and guides (Doxygen), warnings are errors
 #   make lib        build/lib/: libmamba2.a and libmamba2.so (the public API, include/mamba2.h)
 #   make install    the program, the libraries, the header and mamba2.pc (PREFIX, DESTDIR; make uninstall)
+#   make install-check  build and run a program against an installed copy (static and shared)
 #   make notebooks  execute the notebooks of notebooks-docs/ (after bash .ci/install-docs-deps)
 #
 # Variables: CC, OPT, SANITIZE=1 (ASan + UBSan), GPU=0 (leave out the CUDA code even when nvcc exists),
@@ -197,7 +198,7 @@ STLIB     := $(BUILD)/lib/libmamba2.a
 # what a static link of libmamba2.a needs besides it (mamba2.pc's Libs.private)
 LIBS_PRIVATE := $(if $(CPU_SRC),-lgomp) $(LINK_DEPS) $(CUDA_LIBS)
 
-.PHONY: install uninstall
+.PHONY: install uninstall install-check
 all: lib
 lib: $(SHLIB) $(STLIB)
 $(LIB): $(API_OBJ)
@@ -258,6 +259,12 @@ uninstall:
 	rm -f $(DESTDIR)$(BINDIR)/mamba2 $(DESTDIR)$(LIBDIR)/libmamba2.a $(DESTDIR)$(LIBDIR)/$(notdir $(SHLIB)) \
 	    $(DESTDIR)$(LIBDIR)/$(SONAME) $(DESTDIR)$(LIBDIR)/libmamba2.so $(DESTDIR)$(INCLUDEDIR)/mamba2.h \
 	    $(DESTDIR)$(PKGCONFIGDIR)/mamba2.pc
+# The installed library as a user meets it (CI runs it after make test): install into a temporary
+# prefix, build tests/install/generate.c with pkg-config alone (static and shared), run both on the
+# demo model; the README's excerpt of it; DESTDIR and uninstall.
+install-check: $(PROGRAM) lib
+	MAMBA2_EXPECT_GPU=$(if $(GPU_OBJ),1,0) bash tests/install/check.sh
+
 # ==== end of the library block ==========================================================================
 
 # API documentation and guides in notebooks-docs/html/ (Doxygen, notebooks-docs/Doxyfile), then a
