@@ -204,7 +204,7 @@ lib: $(SHLIB) $(STLIB)
 $(LIB): $(API_OBJ)
 $(API_OBJ) $(BUILD)/tests/test_api.o: include/mamba2.h src/mamba2_impl.h
 # the api suite checks the exported symbols of the .so beside it, and the header on its own
-$(BUILD)/run_tests: | $(SHLIB) $(BUILD)/header-check.stamp
+$(BUILD)/run_tests: | $(SHLIB) $(STLIB) $(BUILD)/header-check.stamp
 
 # Everything the public libraries hold as one relocatable object in which only the API stays global:
 # --localize-hidden for the internal functions (some of them also start with mamba2_), and the

@@ -52,7 +52,7 @@ MAMBA2_API int mamba2_tokenize(const mamba2_tokenizer *t, const char *text, size
     if (mamba2_tokenizer_encode(t->t, text ? text : "", len, add_bos != 0, &all, &n, &e))
         return api_fail_internal(err, MAMBA2_ERR_ARGUMENT, &e); /* a character it cannot encode */
     *n_ids = n;
-    if (ids) memcpy(ids, all, (n < cap ? n : cap) * sizeof *ids);
+    if (ids && n && cap) memcpy(ids, all, (n < cap ? n : cap) * sizeof *ids);
     free(all);
     return check_fit(n, ids, cap, "ids", err);
 }
