@@ -25,8 +25,11 @@
  * on failure it receives the code and a one-line message (naming the file, the tensor, the
  * token, the expected and actual value where that applies); on success its code is #MAMBA2_OK
  * and its message empty. There is no hidden error state (no errno, no "last error").
- * No function prints anything, and none exits or aborts on bad input: long set-up work
- * reports progress through a callback (mamba2_backend_options::progress).
+ * No function prints to standard output, and none exits or aborts on bad input: long set-up
+ * work reports progress through a callback (mamba2_backend_options::progress). The only output
+ * is two diagnostics of the gpu backend on standard error: its profile, when the environment
+ * asks for it (MAMBA2_GPU_PROFILE=1), and a warning when closing it cannot copy a state back
+ * from the device.
  *
  * ## Threads
  *
@@ -38,7 +41,8 @@
  *   one mamba2_step() must be distinct.
  * - A tokenizer is read-only once open: any number of threads may encode and decode with it at once.
  * - The SSD functions and the queries keep no state: call them from any thread.
- * - The cpu backend runs its own OpenMP threads (mamba2_backend_options::n_threads) inside each call.
+ * - The cpu backend runs its own OpenMP threads (mamba2_backend_options::n_threads) inside each
+ *   call; the buffers it keeps per thread are freed when a thread ends.
  *
  * ## Lifetimes
  *
