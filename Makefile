@@ -180,7 +180,7 @@ clean:
 # The API is include/mamba2.h, implemented by src/mamba2_*.c over the internal headers. Every object
 # is compiled once, position-independent and with hidden visibility: the program, the tests and the
 # benchmarks link them through $(LIB), internal functions included; the public libraries export only
-# what include/mamba2.h marks MAMBA2_API (the api suite checks the .so with nm), and leave the
+# what include/mamba2.h marks MAMBA2_API (the api_library suite checks both with nm), and leave the
 # command-line program's objects out. Static dependencies linked into the .so (cudart_static) stay hidden.
 CFLAGS    += -fPIC -fvisibility=hidden -Isrc -Iinclude
 # (-fno-gnu-unique: libstdc++'s inline variables become weak symbols that can be made local, not
@@ -203,7 +203,7 @@ all: lib
 lib: $(SHLIB) $(STLIB)
 $(LIB): $(API_OBJ)
 $(API_OBJ) $(BUILD)/tests/test_api.o: include/mamba2.h src/mamba2_impl.h
-# the api suite checks the exported symbols of the .so beside it, and the header on its own
+# the api_library suite reads the libraries beside it; the header is checked on its own first
 $(BUILD)/run_tests: | $(SHLIB) $(STLIB) $(BUILD)/header-check.stamp
 
 # Everything the public libraries hold as one relocatable object in which only the API stays global:
@@ -259,6 +259,7 @@ uninstall:
 	rm -f $(DESTDIR)$(BINDIR)/mamba2 $(DESTDIR)$(LIBDIR)/libmamba2.a $(DESTDIR)$(LIBDIR)/$(notdir $(SHLIB)) \
 	    $(DESTDIR)$(LIBDIR)/$(SONAME) $(DESTDIR)$(LIBDIR)/libmamba2.so $(DESTDIR)$(INCLUDEDIR)/mamba2.h \
 	    $(DESTDIR)$(PKGCONFIGDIR)/mamba2.pc
+
 # The installed library as a user meets it (CI runs it after make test): install into a temporary
 # prefix, build tests/install/generate.c with pkg-config alone (static and shared), run both on the
 # demo model; the README's excerpt of it; DESTDIR and uninstall.
