@@ -6,7 +6,9 @@
 #   make test       check the layout (tests/check_layout.py), build and run the CUnit suites (GPU suites
 #                   report themselves skipped without a GPU)
 #   make docs       API documentation and guides (Doxygen), warnings are errors
-#   make lib        build/libmamba2.so, the library with the ref backend alone (the notebooks load it)
+#   make lib        build/lib/: libmamba2.a and libmamba2.so (the public API, include/mamba2.h)
+#   make install    the program, the libraries, the header and mamba2.pc (PREFIX, DESTDIR; make uninstall)
+#   make install-check  build and run a program against an installed copy (static and shared)
 #   make notebooks  execute the notebooks of notebooks-docs/ (after bash .ci/install-docs-deps)
 #
 # Variables: CC, OPT, SANITIZE=1 (ASan + UBSan), GPU=0 (leave out the CUDA code even when nvcc exists),
@@ -177,18 +179,102 @@ demo: $(PROGRAM)
 clean:
 	rm -rf build build-sanitize build-device build-fuzz mamba2 notebooks-docs/html
 
-# Shared library with the ref backend alone (ref/, model/, tokenizer/, src/; no CPU or GPU path, so it
-# loads anywhere), for the notebooks' ctypes: position-independent objects in $(BUILD)/pic/, built
-# without the path macros.
-PIC_OBJ := $(LIB_SRC:%.c=$(BUILD)/pic/%.o)
-$(BUILD)/pic/%.o: %.c $(HEADERS)
+# ==== the library: public C API, libmamba2.a / libmamba2.so, install =================================
+#
+#   make lib        $(BUILD)/lib/: libmamba2.a, libmamba2.so.MAJOR.MINOR (SONAME libmamba2.so.MAJOR) and
+#                   the links libmamba2.so.MAJOR, libmamba2.so; every backend this build has
+#   make install    the program, both libraries, include/mamba2.h and mamba2.pc under PREFIX (/usr/local),
+#                   with DESTDIR, BINDIR, LIBDIR, INCLUDEDIR, PKGCONFIGDIR;  make uninstall removes them
+#
+# The API is include/mamba2.h, implemented by src/mamba2_*.c over the internal headers. Every object
+# is compiled once, position-independent and with hidden visibility: the program, the tests and the
+# benchmarks link them through $(LIB), internal functions included; the public libraries export only
+# what include/mamba2.h marks MAMBA2_API (the api_library suite checks both with nm), and leave the
+# command-line program's objects out. Static dependencies linked into the .so (cudart_static) stay hidden.
+CFLAGS    += -fPIC -fvisibility=hidden -Isrc -Iinclude
+# (-fno-gnu-unique: libstdc++'s inline variables become weak symbols that can be made local, not
+# "unique" ones that no tool can hide)
+NVCCFLAGS += -Xcompiler -fPIC,-fvisibility=hidden,-fno-gnu-unique
+API_SRC   := $(wildcard src/mamba2_*.c)
+API_OBJ   := $(API_SRC:%.c=$(BUILD)/%.o)
+PUB_OBJ   := $(LIB_OBJ) $(CPU_OBJ) $(GPU_OBJ)
+API_MAJOR := $(shell awk '/define MAMBA2_VERSION_MAJOR/ {print $$3}' include/mamba2.h)
+API_MINOR := $(shell awk '/define MAMBA2_VERSION_MINOR/ {print $$3}' include/mamba2.h)
+API_PATCH := $(shell awk '/define MAMBA2_VERSION_PATCH/ {print $$3}' include/mamba2.h)
+SONAME    := libmamba2.so.$(API_MAJOR)
+SHLIB     := $(BUILD)/lib/$(SONAME).$(API_MINOR)
+STLIB     := $(BUILD)/lib/libmamba2.a
+# what a static link of libmamba2.a needs besides it (mamba2.pc's Libs.private)
+LIBS_PRIVATE := $(if $(CPU_SRC),-lgomp) $(LINK_DEPS) $(CUDA_LIBS)
+
+.PHONY: install uninstall install-check
+all: lib
+lib: $(SHLIB) $(STLIB)
+$(API_OBJ) $(BUILD)/tests/test_api.o: include/mamba2.h src/mamba2_impl.h
+# the api_library suite reads the libraries beside it; the header is checked on its own first
+$(BUILD)/run_tests: | $(SHLIB) $(STLIB) $(BUILD)/header-check.stamp
+
+# Everything the public libraries hold as one relocatable object in which only the API stays global:
+# --localize-hidden for the internal functions (some of them also start with mamba2_), and the
+# keep-global list for what the compiler makes visible whatever -fvisibility says (gcc 12 gives the
+# resolvers of target_clones default visibility). A program linking libmamba2.a then sees nothing of
+# ours but mamba2_* (no clash with its own utf8_decode or bpe_merge), and the .so exports the same.
+$(BUILD)/lib/mamba2.o: $(PUB_OBJ)
 	@mkdir -p $(dir $@)
-	$(CC) $(filter-out -DMAMBA2_HAVE_%,$(CFLAGS)) -fPIC -c $< -o $@
+	$(LD) -r $^ -o $@
+	objcopy --localize-hidden --wildcard --keep-global-symbol='mamba2_*' $@
 
-$(BUILD)/libmamba2.so: $(PIC_OBJ)
-	$(CC) -shared $(filter-out -fopenmp,$(LDFLAGS)) $^ -o $@ -ljson-c -lm
+$(SHLIB): $(BUILD)/lib/mamba2.o
+	$(CC) -shared -Wl,-soname,$(SONAME) -Wl,--exclude-libs,ALL -Wl,--no-undefined $(LDFLAGS) $< -o $@ \
+	    $(LINK_DEPS) $(CUDA_LIBS)
+	ln -sf $(notdir $@) $(BUILD)/lib/$(SONAME)
+	ln -sf $(SONAME) $(BUILD)/lib/libmamba2.so
 
-lib: $(BUILD)/libmamba2.so
+$(STLIB): $(BUILD)/lib/mamba2.o
+	@rm -f $@
+	ar rcs $@ $<
+
+# The public header compiles on its own as C99 and as C++11, without a warning.
+$(BUILD)/header-check.stamp: include/mamba2.h
+	@mkdir -p $(dir $@)
+	$(CC) -std=c99 -pedantic-errors -Wall -Wextra -Werror -fsyntax-only -x c include/mamba2.h
+	$(CXX) -std=c++11 -pedantic-errors -Wall -Wextra -Werror -fsyntax-only -x c++ include/mamba2.h
+	touch $@
+
+PREFIX       ?= /usr/local
+BINDIR       ?= $(PREFIX)/bin
+LIBDIR       ?= $(PREFIX)/lib
+INCLUDEDIR   ?= $(PREFIX)/include
+PKGCONFIGDIR ?= $(LIBDIR)/pkgconfig
+# mamba2.pc, one line per printf argument; paths under PREFIX are written relative to ${prefix}
+PC_LINES = 'prefix=$(PREFIX)' 'libdir=$(patsubst $(PREFIX)/%,$${prefix}/%,$(LIBDIR))' \
+           'includedir=$(patsubst $(PREFIX)/%,$${prefix}/%,$(INCLUDEDIR))' '' 'Name: mamba2' \
+           'Description: Mamba-2 (SSD) language models in C: reference, CPU and GPU paths' \
+           'Version: $(API_MAJOR).$(API_MINOR).$(API_PATCH)' 'Cflags: -I$${includedir}' \
+           'Libs: -L$${libdir} -lmamba2' 'Libs.private: $(strip $(LIBS_PRIVATE))'
+
+install: $(PROGRAM) lib
+	install -d $(DESTDIR)$(BINDIR) $(DESTDIR)$(LIBDIR) $(DESTDIR)$(INCLUDEDIR) $(DESTDIR)$(PKGCONFIGDIR)
+	install -m 755 $(PROGRAM) $(DESTDIR)$(BINDIR)/mamba2
+	install -m 644 $(STLIB) $(DESTDIR)$(LIBDIR)/libmamba2.a
+	install -m 755 $(SHLIB) $(DESTDIR)$(LIBDIR)/$(notdir $(SHLIB))
+	ln -sf $(notdir $(SHLIB)) $(DESTDIR)$(LIBDIR)/$(SONAME)
+	ln -sf $(SONAME) $(DESTDIR)$(LIBDIR)/libmamba2.so
+	install -m 644 include/mamba2.h $(DESTDIR)$(INCLUDEDIR)/mamba2.h
+	printf '%s\n' $(PC_LINES) > $(DESTDIR)$(PKGCONFIGDIR)/mamba2.pc
+
+uninstall:
+	rm -f $(DESTDIR)$(BINDIR)/mamba2 $(DESTDIR)$(LIBDIR)/libmamba2.a $(DESTDIR)$(LIBDIR)/$(notdir $(SHLIB)) \
+	    $(DESTDIR)$(LIBDIR)/$(SONAME) $(DESTDIR)$(LIBDIR)/libmamba2.so $(DESTDIR)$(INCLUDEDIR)/mamba2.h \
+	    $(DESTDIR)$(PKGCONFIGDIR)/mamba2.pc
+
+# The installed library as a user meets it (CI runs it after make test): install into a temporary
+# prefix, build tests/install/generate.c with pkg-config alone (static and shared), run both on the
+# demo model; the README's excerpt of it; DESTDIR and uninstall.
+install-check: $(PROGRAM) lib
+	MAMBA2_EXPECT_GPU=$(if $(GPU_OBJ),1,0) bash tests/install/check.sh
+
+# ==== end of the library block ==========================================================================
 
 # API documentation and guides in notebooks-docs/html/ (Doxygen, notebooks-docs/Doxyfile), then a
 # check that every public (header) type and function is documented. Any warning fails the target.
@@ -207,7 +293,7 @@ docs:
 NOTEBOOKS    := $(sort $(wildcard notebooks-docs/*.ipynb))
 DOCS_VENV    ?= build/venv-docs
 JUPYTER      ?= $(if $(wildcard $(DOCS_VENV)/bin/jupyter),$(DOCS_VENV)/bin/jupyter,jupyter)
-notebooks: $(BUILD)/libmamba2.so
+notebooks: lib
 	@mkdir -p $(BUILD)/notebooks
 	set -e; for nb in $(NOTEBOOKS); do \
 	    MPLBACKEND=Agg $(JUPYTER) nbconvert --to notebook --execute --ExecutePreprocessor.timeout=600 \

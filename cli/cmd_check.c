@@ -43,10 +43,10 @@ typedef struct {
     size_t per_layer; /**< T·d */
 } LayerStore;
 
-static void store_layer(void *ctx, int layer, const float *h, int T) {
+static void store_layer(void *ctx, int layer, Mamba2LayerTensor which, const float *h, int T, int width) {
     LayerStore *s = ctx;
-    memcpy(s->layers + (size_t)layer * s->per_layer, h, s->per_layer * sizeof(float));
-    (void)T;
+    if (which == MAMBA2_LAYER_OUTPUT) memcpy(s->layers + (size_t)layer * s->per_layer, h, s->per_layer * sizeof(float));
+    (void)T, (void)width;
 }
 
 /* ‖a − b‖₂ / ‖b‖₂ over n values (+inf on NaN). */

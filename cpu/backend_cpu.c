@@ -230,8 +230,9 @@ static int prefill_impl(CpuBackend *cb, Mamba2State *st, const int32_t *tokens, 
         int n = T - t0 < rows ? T - t0 : rows;
         embed(cb, tokens + t0, n);
         for (int l = 0; l < c->n_layer; l++) {
+            if (hook) hook(hook_ctx, l, MAMBA2_LAYER_INPUT, cb->h, n, d);
             layer_prefill(cb, l, st, n);
-            if (hook) hook(hook_ctx, l, cb->h, n);
+            if (hook) hook(hook_ctx, l, MAMBA2_LAYER_OUTPUT, cb->h, n, d);
         }
         /* logits = W_head · (RMSNorm(h) · w_norm_f): every row, or only the sequence's last */
         if (logits && all_positions) {

@@ -4,8 +4,9 @@
     y, state = m2.ssd("chunked", x, dt, A, B, C, state0, Q=16)
     cfg = m2.config_summary(json_text)          # parameters and state bytes, computed by the C code
 
-`load()` runs `make lib` in the repository root first (a no-op when build/libmamba2.so is up to
-date), so the library always matches the sources. Shapes follow ref/ssd.h:
+`load()` runs `make lib` in the repository root first (a no-op when build/lib/libmamba2.so is up to
+date), so the library always matches the sources; only the public API (include/mamba2.h) is
+called. Shapes follow ref/ssd.h:
 x [T, H, P], dt [T, H], A [H], B and C [T, G, N], state [H, P, N], all float32.
 """
 import ctypes
@@ -18,40 +19,36 @@ import numpy as np
 ROOT = pathlib.Path(__file__).resolve().parent.parent  # the repository root
 FIGURES = ROOT / "notebooks-docs" / "figures"
 RESULTS = pathlib.Path(os.environ.get("MAMBA2_RESULTS", ROOT / "results"))  # benchmark JSON files
-LIBRARY = ROOT / "build" / "libmamba2.so"
+LIBRARY = ROOT / "build" / "lib" / "libmamba2.so"
 
 _lib = None
 
 
-class SSDDims(ctypes.Structure):
-    """ref/ssd.h: the sizes of one SSD call, passed by value."""
+class Error(ctypes.Structure):
+    """include/mamba2.h: mamba2_error, filled by every call that can fail."""
 
-    _fields_ = [("T", ctypes.c_int), ("H", ctypes.c_int), ("P", ctypes.c_int), ("G", ctypes.c_int),
-                ("N", ctypes.c_int)]
+    _fields_ = [("code", ctypes.c_int), ("message", ctypes.c_char * 1024)]
 
 
 def load():
-    """Build (if needed) and load build/libmamba2.so; declare the signatures used here."""
+    """Build (if needed) and load build/lib/libmamba2.so; declare the signatures used here."""
     global _lib
     if _lib is not None:
         return _lib
     subprocess.run(["make", "-s", "-C", str(ROOT), "lib"], check=True)
     lib = ctypes.CDLL(str(LIBRARY))
     f32 = np.ctypeslib.ndpointer(dtype=np.float32, flags="C_CONTIGUOUS")
-    ssd_args = [f32, f32, f32, f32, f32, f32, f32]  # x, dt, A, B, C, state, y
-    lib.ssd_recurrent.argtypes = [SSDDims] + ssd_args
-    lib.ssd_recurrent.restype = None
-    lib.ssd_quadratic.argtypes = [SSDDims] + ssd_args
-    lib.ssd_quadratic.restype = ctypes.c_int
-    lib.ssd_chunked.argtypes = [SSDDims, ctypes.c_int] + ssd_args
-    lib.ssd_chunked.restype = ctypes.c_int
-    # The config and error structs are used only through pointers: opaque buffers larger than both.
-    lib.mamba2_config_parse.argtypes = [ctypes.c_char_p, ctypes.c_char_p, ctypes.c_void_p, ctypes.c_void_p]
-    lib.mamba2_config_parse.restype = ctypes.c_int
-    lib.mamba2_config_param_count.argtypes = [ctypes.c_void_p]
-    lib.mamba2_config_param_count.restype = ctypes.c_longlong
-    lib.mamba2_config_state_bytes.argtypes = [ctypes.c_void_p]
-    lib.mamba2_config_state_bytes.restype = ctypes.c_longlong
+    sizes = [ctypes.c_int] * 5  # T, H, P, G, N
+    arrays = [f32, f32, f32, f32, f32, f32, f32]  # x, dt, A, B, C, state, y
+    err = ctypes.POINTER(Error)
+    lib.mamba2_ssd_recurrent.argtypes = sizes + arrays + [err]
+    lib.mamba2_ssd_quadratic.argtypes = sizes + arrays + [err]
+    lib.mamba2_ssd_chunked.argtypes = sizes + [ctypes.c_int] + arrays + [err]
+    for f in (lib.mamba2_ssd_recurrent, lib.mamba2_ssd_quadratic, lib.mamba2_ssd_chunked):
+        f.restype = ctypes.c_int
+    ll = ctypes.POINTER(ctypes.c_longlong)
+    lib.mamba2_config_sizes.argtypes = [ctypes.c_char_p, ll, ll, err]
+    lib.mamba2_config_sizes.restype = ctypes.c_int
     _lib = lib
     return lib
 
@@ -67,28 +64,27 @@ def ssd(form, x, dt, A, B, C, state, Q=64):
     G, N = B.shape[1:]
     state = np.array(state, dtype=np.float32, order="C")  # a copy: the C code updates it in place
     y = np.empty_like(x)
-    dims = SSDDims(T, H, P, G, N)
+    err = Error()
     if form == "recurrent":
-        lib.ssd_recurrent(dims, x, dt, A, B, C, state, y)
+        rc = lib.mamba2_ssd_recurrent(T, H, P, G, N, x, dt, A, B, C, state, y, ctypes.byref(err))
     elif form == "quadratic":
-        if lib.ssd_quadratic(dims, x, dt, A, B, C, state, y):
-            raise MemoryError("ssd_quadratic: the T x T mask could not be allocated")
+        rc = lib.mamba2_ssd_quadratic(T, H, P, G, N, x, dt, A, B, C, state, y, ctypes.byref(err))
     elif form == "chunked":
-        if lib.ssd_chunked(dims, Q, x, dt, A, B, C, state, y):
-            raise MemoryError("ssd_chunked: the chunk states could not be allocated")
+        rc = lib.mamba2_ssd_chunked(T, H, P, G, N, Q, x, dt, A, B, C, state, y, ctypes.byref(err))
     else:
         raise ValueError(f"unknown SSD form {form!r}")
+    if rc:
+        raise RuntimeError(f"ssd_{form}: {err.message.decode()}")
     return y, state
 
 
-def config_summary(json_text, source="config.json"):
-    """Parse a config.json text with the C code (model/config.c): parameters and state bytes per sequence."""
+def config_summary(json_text):
+    """Parameters and state bytes per sequence of a config.json text, computed by the C code (ref/config.c)."""
     lib = load()
-    cfg = ctypes.create_string_buffer(4096)
-    err = ctypes.create_string_buffer(4096)
-    if lib.mamba2_config_parse(json_text.encode(), source.encode(), cfg, err):
-        raise ValueError(err.value.decode())
-    return {"params": lib.mamba2_config_param_count(cfg), "state_bytes": lib.mamba2_config_state_bytes(cfg)}
+    params, state_bytes, err = ctypes.c_longlong(), ctypes.c_longlong(), Error()
+    if lib.mamba2_config_sizes(json_text.encode(), ctypes.byref(params), ctypes.byref(state_bytes), ctypes.byref(err)):
+        raise ValueError(err.message.decode())
+    return {"params": params.value, "state_bytes": state_bytes.value}
 
 
 def save_figure(fig, name):

@@ -148,22 +148,38 @@ static void gated_norm(const Mamba2Config *c, const Mamba2LayerWeights *lw, Work
     }
 }
 
-/** One Mamba-2 block over T tokens: h ← h + out_proj(mixer(RMSNorm(h))). */
-static int layer_forward(const Mamba2Model *m, int l, Mamba2State *st, Work *w, int T, Mamba2SSDForm form) {
+/** One Mamba-2 block over T tokens: h ← h + out_proj(mixer(RMSNorm(h))), each step's result shown
+ * to @p hook (when not NULL) as soon as it is complete. */
+static int layer_forward(const Mamba2Model *m, int l, Mamba2State *st, Work *w, int T, Mamba2SSDForm form,
+                         Mamba2LayerHook hook, void *hook_ctx) {
     const Mamba2Config *c = &m->cfg;
     const Mamba2LayerWeights *lw = &m->w.layers[l];
     int d = c->d_model;
+#define SHOW(which, data, width)                         \
+    do {                                                 \
+        if (hook) hook(hook_ctx, l, which, data, T, width); \
+    } while (0)
+    SHOW(MAMBA2_LAYER_INPUT, w->h, d);
     for (int t = 0; t < T; t++) { /* steps 1–2: u = RMSNorm(h)·w;  [z | xBC | dt] = W_in u */
         rmsnorm(w->h + (size_t)t * d, &lw->norm, 0, d, c->eps, w->u + (size_t)t * d);
         matvec(&lw->in_proj, 0, c->d_in_proj, w->u + (size_t)t * d, w->zxbcdt + (size_t)t * c->d_in_proj);
     }
+    SHOW(MAMBA2_LAYER_NORM, w->u, d);
+    SHOW(MAMBA2_LAYER_IN_PROJ, w->zxbcdt, c->d_in_proj);
     causal_conv(c, lw, st->conv + (size_t)l * c->conv_dim * (c->d_conv - 1), w, T);
+    SHOW(MAMBA2_LAYER_CONV, w->xbc, c->conv_dim);
     if (ssd_step(c, lw, st->ssm + (size_t)l * c->n_heads * c->head_dim * c->d_state, w, T, form)) return -1;
+    SHOW(MAMBA2_LAYER_DT, w->dt, c->n_heads);
+    SHOW(MAMBA2_LAYER_SSD, w->y, c->d_inner);
     gated_norm(c, lw, w, T);
+    SHOW(MAMBA2_LAYER_GATED_NORM, w->y, c->d_inner);
     for (int t = 0; t < T; t++) { /* step 8: h ← h + W_out y */
         matvec(&lw->out_proj, 0, d, w->y + (size_t)t * c->d_inner, w->out + (size_t)t * d);
         for (int i = 0; i < d; i++) w->h[(size_t)t * d + i] += w->out[(size_t)t * d + i];
     }
+    SHOW(MAMBA2_LAYER_OUT_PROJ, w->out, d);
+    SHOW(MAMBA2_LAYER_OUTPUT, w->h, d);
+#undef SHOW
     return 0;
 }
 
@@ -186,10 +202,7 @@ int mamba2_ref_forward(const Mamba2Model *m, Mamba2State *st, const int32_t *tok
     for (int t = 0; t < T; t++) /* h = embedding of each token */
         for (int i = 0; i < d; i++) w.h[(size_t)t * d + i] = mamba2_tensor_get(&m->w.embeddings, (int64_t)tokens[t] * d + i);
     int rc = 0;
-    for (int l = 0; l < c->n_layer && !rc; l++) {
-        rc = layer_forward(m, l, &scratch, &w, T, form);
-        if (!rc && hook) hook(hook_ctx, l, w.h, T);
-    }
+    for (int l = 0; l < c->n_layer && !rc; l++) rc = layer_forward(m, l, &scratch, &w, T, form, hook, hook_ctx);
     if (rc) rc = mamba2_fail(err, "out of memory in the SSD of %d tokens", T);
     /* logits = W_head · (RMSNorm(h) · w_norm_f), for the positions asked for */
     for (int t = all_positions ? 0 : T - 1; !rc && logits && t < T; t++) {

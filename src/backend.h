@@ -59,7 +59,8 @@ struct Mamba2Backend {
                 Mamba2Error *err);
 
     /**
-     * @brief Like prefill, but also report the residual stream after every layer (for `mamba2 check`).
+     * @brief Like prefill (logits of every position), but also show each layer's tensors to @p hook: at least
+     * the residual stream entering and leaving it; the reference shows every Mamba2LayerTensor.
      * May be NULL when the backend cannot observe layers. Called through mamba2_backend_prefill_observed().
      */
     int (*prefill_observed)(Mamba2Backend *b, Mamba2State *st, const int32_t *tokens, int T, float *logits,

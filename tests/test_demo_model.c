@@ -33,35 +33,8 @@
 
 #define DEMO_DIR "data/stdlib-mamba2"
 
-/** One prompt and its greedy continuation from greedy.json. */
-typedef struct {
-    const char *prompt, *text; /* owned by the json object */
-    int32_t *ids, *greedy;
-    int T, n;
-} DemoCase;
-
-static int32_t *int_array(json_object *a, int *n) {
-    *n = (int)json_object_array_length(a);
-    int32_t *v = malloc((*n ? *n : 1) * sizeof *v);
-    for (int i = 0; v && i < *n; i++) v[i] = json_object_get_int(json_object_array_get_idx(a, i));
-    return v;
-}
-
-static int read_case(json_object *o, DemoCase *c) {
-    json_object *p, *ids, *g, *t;
-    memset(c, 0, sizeof *c);
-    if (!o || !json_object_object_get_ex(o, "prompt", &p) || !json_object_object_get_ex(o, "prompt_ids", &ids) ||
-        !json_object_object_get_ex(o, "greedy_ids", &g) || !json_object_object_get_ex(o, "greedy_text", &t))
-        return -1;
-    c->prompt = json_object_get_string(p);
-    c->text = json_object_get_string(t);
-    c->ids = int_array(ids, &c->T);
-    c->greedy = int_array(g, &c->n);
-    return c->ids && c->greedy && c->T > 0 && c->n > 0 ? 0 : -1;
-}
-
 /* Tokens prefill + steps reproduce of the continuation (the first disagreement ends the count). */
-static int decode_agree(Mamba2Backend *b, const Mamba2Model *m, const DemoCase *c) {
+static int decode_agree(Mamba2Backend *b, const Mamba2Model *m, const TestDemoCase *c) {
     int V = m->cfg.vocab_size, agree = 0;
     float *lg = malloc((size_t)V * sizeof *lg);
     Mamba2State st;
@@ -87,7 +60,7 @@ static int decode_agree(Mamba2Backend *b, const Mamba2Model *m, const DemoCase *
 }
 
 /* Positions of one prefill of prompt + continuation whose argmax is the next fixture token. */
-static int prefill_agree(Mamba2Backend *b, const Mamba2Model *m, const DemoCase *c) {
+static int prefill_agree(Mamba2Backend *b, const Mamba2Model *m, const TestDemoCase *c) {
     int V = m->cfg.vocab_size, T = c->T + c->n - 1, agree = 0;
     int32_t *all = malloc((size_t)T * sizeof *all);
     float *lg = malloc((size_t)T * V * sizeof *lg);
@@ -111,14 +84,10 @@ static int prefill_agree(Mamba2Backend *b, const Mamba2Model *m, const DemoCase 
 }
 
 static void test_demo_greedy(void) {
-    json_object *root = json_object_from_file(DEMO_DIR "/greedy.json"), *conf = NULL;
-    CU_ASSERT_PTR_NOT_NULL_FATAL(root);
-    DemoCase cases[2];
+    TestDemoCase cases[2];
     const char *label[2] = {"main", "confident"};
-    CU_ASSERT_FATAL(read_case(root, &cases[0]) == 0);
-    /* "confident" is absent when no candidate prompt of data/train_demo_model.py had clear margins */
-    int n_cases = json_object_object_get_ex(root, "confident", &conf) ? 2 : 1;
-    if (n_cases == 2) CU_ASSERT_FATAL(read_case(conf, &cases[1]) == 0);
+    int n_cases = test_read_demo_cases(cases); /* 1 when greedy.json has no "confident" case */
+    CU_ASSERT_FATAL(n_cases >= 1);
 
     /* the tokenizer gives the fixture's ids and text */
     Mamba2Error e = {{0}};
@@ -175,8 +144,7 @@ static void test_demo_greedy(void) {
         }
         mamba2_model_free(&m);
     }
-    for (int i = 0; i < n_cases; i++) free(cases[i].ids), free(cases[i].greedy);
-    json_object_put(root);
+    test_free_demo_cases(cases, n_cases);
 }
 
 #define HELDOUT "data/heldout/calendar.py"
@@ -266,11 +234,8 @@ static void test_demo_perplexity(void) {
  * near-tie (smallest margin 0.005) that bf16 may flip, so its agreement is printed, not asserted.
  * Added after the last GPU run of 2026-11-22: it has not yet run on a GPU (see results/gpu.md). */
 static void test_demo_greedy_gpu(void) {
-    json_object *root = json_object_from_file(DEMO_DIR "/greedy.json"), *conf = NULL;
-    CU_ASSERT_PTR_NOT_NULL_FATAL(root);
-    DemoCase cases[2];
-    CU_ASSERT_FATAL(read_case(root, &cases[0]) == 0);
-    CU_ASSERT_FATAL(json_object_object_get_ex(root, "confident", &conf) && read_case(conf, &cases[1]) == 0);
+    TestDemoCase cases[2];
+    CU_ASSERT_FATAL(test_read_demo_cases(cases) == 2);
     Mamba2Model m;
     Mamba2Error e = {{0}};
     Mamba2Backend *b = NULL;
@@ -289,8 +254,7 @@ static void test_demo_greedy_gpu(void) {
     }
     mamba2_backend_destroy(b);
     mamba2_model_free(&m);
-    for (int i = 0; i < 2; i++) free(cases[i].ids), free(cases[i].greedy);
-    json_object_put(root);
+    test_free_demo_cases(cases, 2);
 }
 #endif
 

@@ -2,6 +2,7 @@
  * @file test_util.c
  * @brief Helpers shared by the suites: a seeded random generator, error norms, temp dirs.
  */
+#include <json-c/json.h>
 #include <math.h>
 #include <stdint.h>
 #include <stdio.h>
@@ -103,6 +104,46 @@ int test_run_program(const char *env, const char *args, char *out, size_t out_ca
     test_rmtree(dir);
     free(dir);
     return status == -1 ? -1 : WIFEXITED(status) ? WEXITSTATUS(status) : 128 + WTERMSIG(status);
+}
+
+/* ------------------------------------------------------------ the demo model's greedy.json */
+
+static int32_t *int_array(json_object *a, int *n) {
+    *n = (int)json_object_array_length(a);
+    int32_t *v = malloc((*n ? *n : 1) * sizeof *v);
+    for (int i = 0; v && i < *n; i++) v[i] = json_object_get_int(json_object_array_get_idx(a, i));
+    return v;
+}
+
+static int read_case(json_object *o, TestDemoCase *c) {
+    json_object *p, *ids, *g, *t;
+    memset(c, 0, sizeof *c);
+    if (!o || !json_object_object_get_ex(o, "prompt", &p) || !json_object_object_get_ex(o, "prompt_ids", &ids) ||
+        !json_object_object_get_ex(o, "greedy_ids", &g) || !json_object_object_get_ex(o, "greedy_text", &t))
+        return -1;
+    c->prompt = strdup(json_object_get_string(p));
+    c->text = strdup(json_object_get_string(t));
+    c->ids = int_array(ids, &c->T);
+    c->greedy = int_array(g, &c->n);
+    return c->prompt && c->text && c->ids && c->greedy && c->T > 0 && c->n > 0 ? 0 : -1;
+}
+
+int test_read_demo_cases(TestDemoCase cases[2]) {
+    json_object *root = json_object_from_file("data/stdlib-mamba2/greedy.json"), *conf = NULL;
+    memset(cases, 0, 2 * sizeof *cases);
+    int n = read_case(root, &cases[0]) ? -1 : 1;
+    /* "confident" is absent when no candidate prompt of data/train_demo_model.py had clear margins */
+    if (n == 1 && json_object_object_get_ex(root, "confident", &conf)) n = read_case(conf, &cases[1]) ? -1 : 2;
+    json_object_put(root);
+    if (n < 0) test_free_demo_cases(cases, 2);
+    return n;
+}
+
+void test_free_demo_cases(TestDemoCase *cases, int n) {
+    for (int i = 0; i < n; i++) {
+        free(cases[i].prompt), free(cases[i].text), free(cases[i].ids), free(cases[i].greedy);
+        memset(&cases[i], 0, sizeof cases[i]);
+    }
 }
 
 /* ------------------------------------------------------------ tiny checkpoints */

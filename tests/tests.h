@@ -30,6 +30,10 @@ int register_demo_model_tests(void);
 int register_quant_tests(void);
 /** Register the dispatch-layer suite: bad inputs refused on every backend, states unchanged (test_backend.c). */
 int register_backend_tests(void);
+/** Register the public API suite: include/mamba2.h as a program uses it (test_api.c). */
+int register_api_tests(void);
+/** Register the library suite: exported symbols, no output, threads (test_api_library.c). */
+int register_api_library_tests(void);
 
 /** The run's random seed (from MAMBA2_TEST_SEED, else the clock); printed once. */
 uint64_t test_seed(void);
@@ -72,6 +76,25 @@ void test_tiny_spec_default(TinyModelSpec *s);
 
 /** Write config.json + model.safetensors of a random tiny model into @p dir. 0 on success. */
 int test_write_tiny_model(const char *dir, const TinyModelSpec *s);
+
+/** One prompt of data/stdlib-mamba2/greedy.json: its ids and the greedy continuation made by transformers. */
+typedef struct {
+    char *prompt;   /**< the prompt text (owned) */
+    char *text;     /**< the continuation's text (owned) */
+    int32_t *ids;   /**< [T] the prompt's ids under the model's tokenizer, BOS first (owned) */
+    int32_t *greedy; /**< [n] the greedy continuation (owned) */
+    int T;          /**< prompt ids */
+    int n;          /**< continuation ids */
+} TestDemoCase;
+
+/**
+ * @brief Read greedy.json: its main case into @p cases[0] and, when the file has one, its
+ *        "confident" case (every greedy margin large) into @p cases[1].
+ * @return the number of cases read (1 or 2), or -1 when the file is missing or malformed.
+ */
+int test_read_demo_cases(TestDemoCase cases[2]);
+/** Free the @p n cases read by test_read_demo_cases(). */
+void test_free_demo_cases(TestDemoCase *cases, int n);
 
 #include "model.h"
 
