@@ -62,13 +62,28 @@ def _tokens(tokens):
     return np.ascontiguousarray(ids, dtype=np.int32)
 
 
-def _dim(which, doc):
-    """A read-only property of Model: ``mamba2_model_dim(m, which)``."""
-    return property(lambda self: lib().mamba2_model_dim(self._handle, which), doc=doc)
+#: The hyper-parameters Model has as properties: the name (MAMBA2_DIM_<NAME> of include/mamba2.h in
+#: lower case), the selector of mamba2_model_dim(), and the meaning (notebooks-docs/design.md §2).
+DIMS = {
+    "vocab_size": (0, "V: rows of the embedding and of the logits."),
+    "n_layer": (1, "L: layers."),
+    "d_model": (2, "d: width of the residual stream."),
+    "n_heads": (3, "H: SSD heads."),
+    "head_dim": (4, "P: channels per head."),
+    "d_state": (5, "N: state size of each head."),
+    "n_groups": (6, "G: groups of B and C."),
+    "d_conv": (7, "K: width of the causal convolution."),
+    "d_inner": (8, "d_in = H·P."),
+    "conv_dim": (9, "conv_dim = d_in + 2·G·N: channels of the convolution."),
+    "d_in_proj": (10, "2·d_in + 2·G·N + H: outputs of in_proj."),
+    "chunk_size": (11, "Q: chunk size of the chunked SSD in prefill."),
+}
 
 
 class Model(_Handle):
     """A checkpoint directory, opened with a backend that runs it.
+
+    Its hyper-parameters are read-only properties (``vocab_size``, ``n_layer``, ``d_model``, ...: DIMS).
 
     Args:
         path: a checkpoint directory (Hugging Face's ``config.json`` + safetensors, or Mistral's
@@ -117,19 +132,6 @@ class Model(_Handle):
         if self._tokenizer is not None:
             self._tokenizer.close()
         super().close()
-
-    vocab_size = _dim(0, "V: rows of the embedding and of the logits.")
-    n_layer = _dim(1, "L: layers.")
-    d_model = _dim(2, "d: width of the residual stream.")
-    n_heads = _dim(3, "H: SSD heads.")
-    head_dim = _dim(4, "P: channels per head.")
-    d_state = _dim(5, "N: state size of each head.")
-    n_groups = _dim(6, "G: groups of B and C.")
-    d_conv = _dim(7, "K: width of the causal convolution.")
-    d_inner = _dim(8, "d_in = H·P.")
-    conv_dim = _dim(9, "conv_dim = d_in + 2·G·N: channels of the convolution.")
-    d_in_proj = _dim(10, "2·d_in + 2·G·N + H: outputs of in_proj.")
-    chunk_size = _dim(11, "Q: chunk size of the chunked SSD in prefill.")
 
     @property
     def n_params(self):
@@ -274,6 +276,14 @@ class Model(_Handle):
                 if len(out) < n:
                     logits = self.step([state], [token])[0]
         return self.tokenizer.decode(out) if text else np.array(out, np.int32)
+
+
+def _dim_property(which, doc):
+    return property(lambda self: lib().mamba2_model_dim(self._handle, which), doc=doc)
+
+
+for _name, (_which, _doc) in DIMS.items():
+    setattr(Model, _name, _dim_property(_which, _doc))
 
 
 class State(_Handle):
