@@ -16,17 +16,14 @@ it is in ``mamba2._library`` (``MAMBA2_LIBRARY``, pkg-config, the system, the ch
 
 Errors of the C library are raised as Mamba2Error subclasses (one per error code) carrying its message.
 """
-# The version of include/mamba2.h this package is written for: the library's major version must be
-# the same and its minor version at least this one (checked when the library is loaded).
-__version__ = "0.1.0"
+import ctypes
 
-import ctypes  # noqa: E402 (after __version__, which _library reads)
-
-from . import _library  # noqa: E402
-from .errors import (ArgumentError, BackendError, FileError, FormatError, LibraryError,  # noqa: E402
-                     Mamba2Error, OutOfMemoryError, TokenError)
-from .model import Model, Sampler, State, Tokenizer  # noqa: E402
-from .ssd import ssd_chunked, ssd_quadratic, ssd_recurrent  # noqa: E402
+from . import _library
+from ._library import __version__
+from .errors import (ArgumentError, BackendError, FileError, FormatError, LibraryError, Mamba2Error,
+                     OutOfMemoryError, TokenError)
+from .model import Model, Sampler, State, Tokenizer
+from .ssd import ssd_chunked, ssd_quadratic, ssd_recurrent
 
 library_path = _library.library_path
 
@@ -59,6 +56,7 @@ def config_sizes(config_json):
 
 
 __all__ = [
+    "__version__",
     "Model", "State", "Tokenizer", "Sampler",
     "ssd_recurrent", "ssd_quadratic", "ssd_chunked",
     "version", "backends", "config_sizes", "library_path",

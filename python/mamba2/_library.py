@@ -22,9 +22,10 @@ import subprocess
 
 import numpy as np
 
-from . import __version__
 from .errors import LibraryError, error_for
 
+#: The version of include/mamba2.h this package is written for (also the package's version).
+__version__ = "0.1.0"
 #: (major, minor) of the API this package is written for: the library's major must be the same,
 #: its minor at least this one (minor versions only add functions).
 API_VERSION = tuple(int(v) for v in __version__.split(".")[:2])

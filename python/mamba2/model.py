@@ -84,6 +84,8 @@ class Model(_Handle):
     """A checkpoint directory, opened with a backend that runs it.
 
     Its hyper-parameters are read-only properties (``vocab_size``, ``n_layer``, ``d_model``, ...: DIMS).
+    A Model runs one call at a time (its backend is not shared between threads: open one per
+    thread); the C library releases the GIL while it runs, so other Python threads go on.
 
     Args:
         path: a checkpoint directory (Hugging Face's ``config.json`` + safetensors, or Mistral's

@@ -109,7 +109,7 @@ def test_closed_handles():
     with pytest.raises(ValueError, match="this Model is closed"):
         model.prefill([1])
     with pytest.raises(ValueError, match="this Model is closed"):
-        model.vocab_size
+        _ = model.vocab_size
     assert state.position == 0  # a state keeps its model's memory alive in C
     state.close()
     with pytest.raises(ValueError, match="this State is closed"):
