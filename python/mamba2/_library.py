@@ -145,7 +145,7 @@ def _from_pkg_config():
     except OSError:
         return None, "pkg-config: not installed"
     if run.returncode != 0 or not run.stdout.strip():
-        return None, "pkg-config: no mamba2.pc on its path (PKG_CONFIG_PATH=%s)" % os.environ.get("PKG_CONFIG_PATH", "")
+        return None, f"pkg-config: no mamba2.pc on its path (PKG_CONFIG_PATH={os.environ.get('PKG_CONFIG_PATH', '')})"
     path = os.path.join(run.stdout.strip(), SONAME)
     return path, f"pkg-config: {path}"
 
