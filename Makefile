@@ -289,15 +289,16 @@ docs:
 	@echo "docs: notebooks-docs/html/index.html, 0 warnings"
 
 # Execute the notebooks of notebooks-docs/ (Python packages: bash .ci/install-docs-deps). The executed
-# copies go to $(BUILD)/notebooks/, the figures they draw to notebooks-docs/figures/.
+# copies go to $(BUILD)/notebooks/, the figures they draw to notebooks-docs/figures/. The mamba2
+# package they import (python/) uses the library just built.
 NOTEBOOKS    := $(sort $(wildcard notebooks-docs/*.ipynb))
 DOCS_VENV    ?= build/venv-docs
 JUPYTER      ?= $(if $(wildcard $(DOCS_VENV)/bin/jupyter),$(DOCS_VENV)/bin/jupyter,jupyter)
 notebooks: lib
 	@mkdir -p $(BUILD)/notebooks
 	set -e; for nb in $(NOTEBOOKS); do \
-	    MPLBACKEND=Agg $(JUPYTER) nbconvert --to notebook --execute --ExecutePreprocessor.timeout=600 \
-	        --output-dir $(BUILD)/notebooks $$nb; done
+	    MAMBA2_LIBRARY=$(CURDIR)/$(SHLIB) MPLBACKEND=Agg $(JUPYTER) nbconvert --to notebook --execute \
+	        --ExecutePreprocessor.timeout=600 --output-dir $(BUILD)/notebooks $$nb; done
 
 # Binaries for the GPU machine (which lacks json-c, CUnit and OpenBLAS): GPU path only, static
 # dependencies, stripped, in .device/ (ignored by git; carried by the device tool).
