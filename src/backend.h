@@ -173,8 +173,8 @@ int mamba2_backend_step(Mamba2Backend *b, Mamba2State **states, const int32_t *t
                         Mamba2Error *err);
 
 /**
- * @brief Like mamba2_backend_prefill() with every position's logits, also calling @p hook with the
- *        residual stream after every layer; refused as it is, and when @p b cannot observe layers.
+ * @brief Like mamba2_backend_prefill() with every position's logits, also showing @p hook each
+ *        layer's tensors; refused as it is, and when @p b cannot observe layers.
  * @param b        the backend
  * @param st       the sequence's state, advanced by T tokens
  * @param tokens   [T] token ids

@@ -24,26 +24,6 @@ typedef char hook_numbers_match_forward_h[(MAMBA2_HOOK_INPUT == (int)MAMBA2_LAYE
                                               ? 1
                                               : -1];
 
-/* ---- the backend's operations, called in one place each
- * switch to mamba2_backend_prefill() after lib-layout */
-static int backend_prefill(Mamba2Backend *b, Mamba2State *st, const int32_t *tokens, int T, float *logits,
-                           int all_positions, Mamba2Error *err) {
-    return b->prefill(b, st, tokens, T, logits, all_positions, err);
-}
-
-/* switch to mamba2_backend_step() after lib-layout */
-static int backend_step(Mamba2Backend *b, Mamba2State **states, const int32_t *tokens, int B, float *logits,
-                        Mamba2Error *err) {
-    return b->step(b, states, tokens, B, logits, err);
-}
-
-/* switch to mamba2_backend_prefill_observed() after lib-layout */
-static int backend_prefill_observed(Mamba2Backend *b, Mamba2State *st, const int32_t *tokens, int T, float *logits,
-                                    Mamba2LayerHook hook, void *hook_ctx, Mamba2Error *err) {
-    if (!b->prefill_observed) return mamba2_fail(err, "the %s backend cannot observe layers", b->name);
-    return b->prefill_observed(b, st, tokens, T, logits, hook, hook_ctx, err);
-}
-
 /* ---- checks */
 
 /* @p s can run on @p b: the same model, or one whose state has the same shape. */
@@ -84,7 +64,7 @@ MAMBA2_API int mamba2_prefill(mamba2_backend *b, mamba2_state *s, const int32_t 
     int rc = check_prefill(b, s, tokens, T, err);
     if (rc) return rc;
     Mamba2Error e = {{0}};
-    if (backend_prefill(b->b, &s->s, tokens, T, logits, all_positions != 0, &e))
+    if (mamba2_backend_prefill(b->b, &s->s, tokens, T, logits, all_positions != 0, &e))
         return api_fail_internal(err, MAMBA2_ERR_BACKEND, &e);
     return api_ok(err);
 }
@@ -105,7 +85,7 @@ MAMBA2_API int mamba2_step(mamba2_backend *b, mamba2_state *const *states, const
     if (!internal) return api_fail(err, MAMBA2_ERR_MEMORY, "out of memory for %d states", B);
     for (int i = 0; i < B; i++) internal[i] = &states[i]->s;
     Mamba2Error e = {{0}};
-    rc = backend_step(b->b, internal, tokens, B, logits, &e) ? api_fail_internal(err, MAMBA2_ERR_BACKEND, &e) : api_ok(err);
+    rc = mamba2_backend_step(b->b, internal, tokens, B, logits, &e) ? api_fail_internal(err, MAMBA2_ERR_BACKEND, &e) : api_ok(err);
     free(internal);
     return rc;
 }
@@ -128,7 +108,7 @@ MAMBA2_API int mamba2_prefill_observed(mamba2_backend *b, mamba2_state *s, const
     if (!hook) return mamba2_prefill(b, s, tokens, T, logits, 1, err);
     HookAdapter a = {hook, hook_ctx};
     Mamba2Error e = {{0}};
-    if (backend_prefill_observed(b->b, &s->s, tokens, T, logits, pass_on, &a, &e))
+    if (mamba2_backend_prefill_observed(b->b, &s->s, tokens, T, logits, pass_on, &a, &e))
         return api_fail_internal(err, MAMBA2_ERR_BACKEND, &e);
     return api_ok(err);
 }
