@@ -157,21 +157,6 @@ int cli_check_tokenizer(const Mamba2Tokenizer *tok, const Mamba2Model *m, Mamba2
     return 0;
 }
 
-int cli_write_file(const char *path, const void *data, size_t bytes, Mamba2Error *err) {
-    char tmp[4096];
-    snprintf(tmp, sizeof tmp, "%s.tmp%ld", path, (long)getpid());
-    FILE *f = fopen(tmp, "wb");
-    if (!f) return mamba2_fail(err, "%s: cannot create: %s", path, strerror(errno));
-    int ok = fwrite(data, 1, bytes, f) == bytes;
-    ok = (fclose(f) == 0) && ok;
-    if (!ok || rename(tmp, path)) {
-        int e = errno;
-        unlink(tmp);
-        return mamba2_fail(err, "%s: cannot write: %s", path, strerror(e));
-    }
-    return 0;
-}
-
 int cli_error(const char *cmd, int status, const char *fmt, ...) {
     va_list ap;
     va_start(ap, fmt);

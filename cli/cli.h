@@ -81,12 +81,6 @@ int cli_load_model(const char *dir, Mamba2Model *m);
  */
 int cli_check_tokenizer(const Mamba2Tokenizer *tok, const Mamba2Model *m, Mamba2Error *err);
 
-/**
- * @brief Write @p bytes bytes to @p path through a temporary file and a rename,
- *        so that a failure never leaves a partial file behind.
- */
-int cli_write_file(const char *path, const void *data, size_t bytes, Mamba2Error *err);
-
 /** Print "mamba2 CMD: message" to stderr and return @p status (for `return cli_error(...)`). */
 int cli_error(const char *cmd, int status, const char *fmt, ...)
 #if defined(__GNUC__)

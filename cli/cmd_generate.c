@@ -3,6 +3,7 @@
  * @brief `mamba2 generate`: prefill a prompt (text or ids), then decode one token at a time,
  *        greedy or sampled, printing text as it comes (or ids).
  */
+#include <errno.h>
 #include <getopt.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -11,6 +12,7 @@
 #include "cli.h"
 #include "commands.h"
 #include "config.h"
+#include "output_file.h"
 #include "resources.h"
 #include "sampler.h"
 #include "tokenizer.h"
@@ -25,7 +27,8 @@ static void help(FILE *f) {
     fprintf(f,
             "usage: mamba2 generate DIR (-p TEXT | --prompt-file FILE | --ids IDS) [-n N] [options]\n\n"
             "Prefill the prompt, then generate up to N tokens, greedily (the default) or sampled.\n"
-            "A text prompt is encoded with DIR's tokenizer (BOS first) and the text is printed as it is\n"
+            "A text prompt is encoded with DIR's tokenizer (BOS first, unless --no-bos or --state-in) and\n"
+            "the text is printed as it is\n"
             "generated, after the prompt; with --ids the generated ids are printed instead.\n"
             "Generation stops after N tokens, at the end-of-sequence token or at a --stop string.\n\n"
             "prompt:\n"
@@ -35,6 +38,7 @@ static void help(FILE *f) {
             "  --chat                wrap the prompt in the chat template: BOS <|im_start|>user\\nPROMPT\n"
             "                        Please reason step by step, ...<|im_end|>\\n<|im_start|>assistant\\n<think>\\n\n"
             "  --no-reasoning-suffix with --chat: leave out the \"Please reason step by step\" sentence\n"
+            "  --no-bos              do not put the beginning-of-sequence token before a text prompt\n"
             "  --tokenizer PATH      tokenizer file or directory (default: DIR)\n"
             "  --no-echo             do not print the prompt text before the generated text\n"
             "generation:\n"
@@ -53,8 +57,12 @@ static void help(FILE *f) {
             "  --threads N           CPU threads for the cpu backend\n"
             "  --weights F           cpu backend: stored (default), q8 or q4 (quantized at load)\n"
             "  --precision P         cpu backend: default (within 1e-3 of ref) or fast (bf16 activations)\n"
-            "  --state-in FILE       continue from a state saved by --state-out (of logits or generate)\n"
-            "  --state-out FILE      save the state after the last token\n"
+            "  --state-in FILE       continue from a state saved by --state-out (of logits or generate):\n"
+            "                        the prompt follows the saved sequence (no BOS is added)\n"
+            "  --state-out FILE      save the state after the prompt and every generated token (the last\n"
+            "                        one is fed before saving; an end-of-sequence token is not), so that\n"
+            "                        --state-in FILE with the next ids or text continues exactly as one\n"
+            "                        uninterrupted run would\n"
             "  -h, --help            this text\n"
             "Timings (prompt and generated tokens/s) and peak memory go to stderr.\n",
             MAX_STOPS, mamba2_backend_names());
@@ -133,7 +141,7 @@ static int textout_flush(TextOut *o, int final) {
 
 int cmd_generate(int argc, char **argv) {
     enum { O_IDS = 256, O_BACKEND, O_THREADS, O_STATE_IN, O_STATE_OUT, O_PROMPT_FILE, O_CHAT, O_NO_REASON, O_TOKENIZER,
-           O_NO_ECHO, O_TEMP, O_TOPK, O_TOPP, O_MINP, O_REP, O_REP_N, O_SEED, O_STOP, O_IGNORE_EOS, O_WEIGHTS, O_PRECISION };
+           O_NO_ECHO, O_TEMP, O_TOPK, O_TOPP, O_MINP, O_REP, O_REP_N, O_SEED, O_STOP, O_IGNORE_EOS, O_WEIGHTS, O_PRECISION, O_NO_BOS };
     static const struct option opts[] = {
         {"ids", 1, 0, O_IDS},           {"max-tokens", 1, 0, 'n'},       {"backend", 1, 0, O_BACKEND},
         {"threads", 1, 0, O_THREADS},   {"state-out", 1, 0, O_STATE_OUT}, {"help", 0, 0, 'h'},
@@ -144,13 +152,13 @@ int cmd_generate(int argc, char **argv) {
         {"top-p", 1, 0, O_TOPP},        {"min-p", 1, 0, O_MINP},         {"repeat-penalty", 1, 0, O_REP},
         {"repeat-last-n", 1, 0, O_REP_N}, {"seed", 1, 0, O_SEED},        {"stop", 1, 0, O_STOP},
         {"ignore-eos", 0, 0, O_IGNORE_EOS}, {"weights", 1, 0, O_WEIGHTS}, {"precision", 1, 0, O_PRECISION},
-        {0, 0, 0, 0}};
+        {"no-bos", 0, 0, O_NO_BOS},     {0, 0, 0, 0}};
     Mamba2BackendOptions bo = {0};
     const char *ids_text = NULL, *backend = "ref", *state_in = NULL, *state_out = NULL, *prompt = NULL,
                *prompt_file = NULL;
     const char *tok_path = NULL;
     long n_gen = 256, threads = 0, v;
-    int chat = 0, reason = 1, echo = 1, ignore_eos = 0, c;
+    int chat = 0, reason = 1, echo = 1, ignore_eos = 0, no_bos = 0, c;
     TextOut out = {0};
     Mamba2SamplerConfig sc;
     mamba2_sampler_defaults(&sc);
@@ -191,6 +199,7 @@ int cmd_generate(int argc, char **argv) {
             out.stop[out.n_stop++] = optarg;
             break;
         case O_IGNORE_EOS: ignore_eos = 1; break;
+        case O_NO_BOS: no_bos = 1; break;
         case O_WEIGHTS: if (cli_parse_weights("generate", optarg, &bo.weights)) return 2; break;
         case O_PRECISION: if (cli_parse_precision("generate", optarg, &bo.precision)) return 2; break;
         case 'h': help(stdout); return 0;
@@ -206,9 +215,13 @@ int cmd_generate(int argc, char **argv) {
     if (chat && ids_text) return cli_error("generate", 2, "--chat needs a text prompt (-p or --prompt-file)");
     if (!chat && !reason) return cli_error("generate", 2, "--no-reasoning-suffix goes with --chat");
     if (ids_text && out.n_stop) return cli_error("generate", 2, "--stop needs a text prompt (-p or --prompt-file)");
+    if (ids_text && no_bos) return cli_error("generate", 2, "--no-bos goes with a text prompt (--ids are taken as given)");
 
     Mamba2Error err = {{0}};
+    /* the output is checked before any work: a missing directory fails now, not after the run */
+    if (state_out && cli_output_check(state_out, 0, &err)) return cli_error("generate", 1, "--state-out: %s", err.msg);
     int status = 1;
+    CliOutput so = {0};
     int32_t *ids = NULL; /* prompt, then the generated tokens (the sampler's history) */
     int T = 0;
     char *file_text = NULL, *chat_text = NULL;
@@ -260,7 +273,8 @@ int cmd_generate(int argc, char **argv) {
             goto done;
         }
         size_t n = 0;
-        if (mamba2_tokenizer_encode(tok, text, (size_t)len, 1, &ids, &n, &err)) {
+        /* BOS starts a sequence: not before a prompt that continues a saved one */
+        if (mamba2_tokenizer_encode(tok, text, (size_t)len, !no_bos && !state_in, &ids, &n, &err)) {
             cli_error("generate", 1, "%s", err.msg);
             goto done;
         }
@@ -323,6 +337,7 @@ int cmd_generate(int argc, char **argv) {
     double t1 = cli_now();
     Mamba2State *one = &st;
     long n_done = 0, n_steps = 0;
+    int32_t pending = -1; /* the last token sampled and printed but not yet fed to the model */
     const char *why = "length";
     for (long i = 0; i < n_gen; i++) {
         int32_t next = mamba2_sampler_sample(&smp, logits, ids, (size_t)(T + i));
@@ -332,6 +347,7 @@ int cmd_generate(int argc, char **argv) {
             why = next == eos ? "end of sequence" : "<|im_end|>";
             break;
         }
+        pending = next;
         if (!tok) {
             printf(i ? " %d" : "%d", next);
             fflush(stdout);
@@ -348,12 +364,17 @@ int cmd_generate(int argc, char **argv) {
                 break;
             }
         }
+        if (ferror(stdout)) { /* a full disk or a closed terminal: stop now, not after n tokens */
+            why = "an error writing standard output";
+            break;
+        }
         if (i + 1 < n_gen) {
             if (mamba2_backend_step(b, &one, &next, 1, logits, &err)) {
                 putchar('\n');
                 cli_error("generate", 1, "%s", err.msg);
                 goto done;
             }
+            pending = -1;
             n_steps++;
         }
     }
@@ -372,15 +393,30 @@ int cmd_generate(int argc, char **argv) {
             "stopped by %s, peak RSS %.0f MiB\n",
             b->name, T, t1 - t0, T / (t1 - t0), n_done, t2 - t1, n_steps > 0 ? n_steps / (t2 - t1) : 0.0, why,
             cli_peak_rss_mib());
-    if (state_out && mamba2_state_save(&st, &m.cfg, state_out, &err)) {
-        cli_error("generate", 1, "%s", err.msg);
+    if (ferror(stdout)) {
+        cli_error("generate", 1, "cannot write standard output: %s", strerror(errno ? errno : EIO));
         goto done;
+    }
+    if (state_out) {
+        /* The saved state is the one after every token printed: the last sampled token was never fed
+         * (no step follows it), so feed it now; --state-in with the next ids or text then continues
+         * exactly as an uninterrupted run. End-of-sequence tokens are not printed and not fed. */
+        if (pending >= 0 && mamba2_backend_step(b, &one, &pending, 1, logits, &err)) {
+            cli_error("generate", 1, "%s", err.msg);
+            goto done;
+        }
+        if (cli_output_open(&so, state_out, &err) || cli_output_save_state(&so, &st, &m.cfg, &err) ||
+            cli_output_commit(&so, &err)) {
+            cli_error("generate", 1, "--state-out: %s", err.msg);
+            goto done;
+        }
     }
     status = 0;
     goto done;
 oom:
     cli_error("generate", 1, "out of memory");
 done:
+    cli_output_abort(&so);
     free(logits);
     free(ids);
     free(file_text);

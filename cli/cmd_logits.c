@@ -6,10 +6,11 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <unistd.h>
+#include <errno.h>
 
 #include "cli.h"
 #include "commands.h"
+#include "output_file.h"
 #include "resources.h"
 
 static void help(FILE *f) {
@@ -19,7 +20,7 @@ static void help(FILE *f) {
             "as T x V little-endian float32 (row t = the distribution of token t+1).\n\n"
             "options:\n"
             "  --ids IDS          token ids separated by spaces or commas (required)\n"
-            "  -o, --output FILE  where to write the logits (required; written atomically)\n"
+            "  -o, --output FILE  where to write the logits (required; written atomically; \"-\": stdout)\n"
             "  --backend NAME     %s (default ref)\n"
             "  --mode MODE        prefill: one call over the whole sequence (default)\n"
             "                     step: one token at a time through the decode path\n"
@@ -65,6 +66,9 @@ int cmd_logits(int argc, char **argv) {
     if (!step_mode && strcmp(mode, "prefill")) return cli_error("logits", 2, "--mode must be prefill or step, not '%s'", mode);
 
     Mamba2Error err = {{0}};
+    /* outputs checked before any work: a missing directory fails now, not after the run */
+    if (cli_output_check(out, 1, &err) || (state_out && cli_output_check(state_out, 0, &err)))
+        return cli_error("logits", 1, "%s", err.msg);
     int32_t *ids = NULL;
     int T = 0;
     if (cli_parse_ids(ids_text, &ids, &T, &err)) return cli_error("logits", 2, "--ids: %s", err.msg);
@@ -74,6 +78,7 @@ int cmd_logits(int argc, char **argv) {
     Mamba2Backend *b = NULL;
     Mamba2State st = {0};
     float *logits = NULL;
+    CliOutput lo = {0}, so = {0};
     bo.n_threads = (int)threads;
     if (cli_load_model(argv[optind], &m)) {
         free(ids);
@@ -106,17 +111,21 @@ int cmd_logits(int argc, char **argv) {
     } else {
         rc = mamba2_backend_prefill(b, &st, ids, T, logits, 1, &err);
     }
-    if (rc || cli_write_file(out, logits, (size_t)T * V * sizeof *logits, &err)) {
-        cli_error("logits", 1, "%s", err.msg);
-        goto done;
-    }
-    if (state_out && mamba2_state_save(&st, &m.cfg, state_out, &err)) {
-        unlink(out); /* the command fails: leave no output file behind */
+    /* Both outputs are written to temporaries and renamed into place only when both are complete:
+     * a failure leaves an existing -o or --state-out file as it was. */
+    size_t bytes = (size_t)T * V * sizeof *logits;
+    if (rc || cli_output_open(&lo, out, &err) || fwrite(logits, 1, bytes, lo.f) != bytes ||
+        (state_out && (cli_output_open(&so, state_out, &err) || cli_output_save_state(&so, &st, &m.cfg, &err))) ||
+        cli_output_commit(&lo, &err) || (state_out && cli_output_commit(&so, &err))) {
+        if (!err.msg[0])
+            mamba2_fail(&err, "cannot write %s: %s", strcmp(out, "-") ? out : "standard output", strerror(errno));
         cli_error("logits", 1, "%s", err.msg);
         goto done;
     }
     status = 0;
 done:
+    cli_output_abort(&lo);
+    cli_output_abort(&so);
     free(logits);
     free(ids);
     mamba2_state_free(&st);

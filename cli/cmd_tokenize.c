@@ -2,6 +2,7 @@
  * @file cmd_tokenize.c
  * @brief `mamba2 tokenize` (text → ids) and `mamba2 detokenize` (ids → text).
  */
+#include <errno.h>
 #include <getopt.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -80,7 +81,7 @@ int cmd_tokenize(int argc, char **argv) {
     } else {
         for (size_t i = 0; i < n; i++) printf(i ? " %d" : "%d", (int)ids[i]);
         printf("\n");
-        if (fflush(stdout) != 0) status = cli_error("tokenize", 1, "cannot write the output");
+        if (fflush(stdout) != 0) status = cli_error("tokenize", 1, "cannot write standard output: %s", strerror(errno));
     }
     free(ids);
     free(data);
@@ -123,7 +124,7 @@ int cmd_detokenize(int argc, char **argv) {
     if (status == 0 && mamba2_tokenizer_decode(tok, ids, (size_t)n, &text, &len, &err))
         status = cli_error("detokenize", 1, "%s", err.msg);
     if (status == 0 && (fwrite(text, 1, len, stdout) != len || fflush(stdout) != 0))
-        status = cli_error("detokenize", 1, "cannot write the output");
+        status = cli_error("detokenize", 1, "cannot write standard output: %s", strerror(errno));
     free(text);
     free(ids);
     mamba2_tokenizer_free(tok);

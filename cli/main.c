@@ -7,6 +7,7 @@
 
 #include "backend.h"
 #include "commands.h"
+#include "output_file.h"
 
 static const Mamba2Command commands[] = {
     {"info", "print a checkpoint's config, parameter count, weight bytes and state size", cmd_info},
@@ -43,7 +44,12 @@ int main(int argc, char **argv) {
         return 0;
     }
     for (size_t i = 0; i < N_COMMANDS; i++)
-        if (!strcmp(argv[1], commands[i].name)) return commands[i].run(argc - 1, argv + 1);
+        if (!strcmp(argv[1], commands[i].name)) {
+            int status = commands[i].run(argc - 1, argv + 1);
+            /* what went to stdout counts: a full disk or a closed terminal is a failure (exit 1) */
+            if (status == 0) status = cli_close_stdout(commands[i].name);
+            return status;
+        }
     fprintf(stderr, "mamba2: unknown command '%s'\n\n", argv[1]);
     usage(stderr);
     return 2;

@@ -25,6 +25,7 @@ int main(int argc, char **argv) {
         register_quant_tests,
         register_malformed_tests,
         register_demo_model_tests,
+        register_cli_tests,
     };
     for (size_t i = 0; i < sizeof registrars / sizeof *registrars; i++)
         if (registrars[i]() != 0) {

@@ -31,6 +31,9 @@ int register_quant_tests(void);
 /** Register the dispatch-layer suite: bad inputs refused on every backend, states unchanged (test_backend.c). */
 int register_backend_tests(void);
 
+/** Register the command-line suite: exact continuation, outputs, flags and errors (test_cli.c). */
+int register_cli_tests(void);
+
 /** The run's random seed (from MAMBA2_TEST_SEED, else the clock); printed once. */
 uint64_t test_seed(void);
 /** Uniform double in [0, 1) from the seeded generator. */
