@@ -8,6 +8,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 
 #include "cli.h"
 #include "commands.h"
@@ -49,12 +50,14 @@ static void help(FILE *f) {
             "  --min-p P             keep tokens with p >= P * p_max (default 0: off)\n"
             "  --repeat-penalty R    penalise tokens seen in the last --repeat-last-n (default 1: off)\n"
             "  --repeat-last-n N     how many recent tokens the penalty looks at (default 64; 0: all)\n"
-            "  --seed S              random seed of the sampler (default 42)\n"
+            "  --seed S              random seed of the sampler; -1 or none (when sampling): a seed is\n"
+            "                        drawn and printed on stderr, so that the run can be repeated\n"
             "  --stop TEXT           stop when the generated text contains TEXT (not printed; up to %d)\n"
             "  --ignore-eos          do not stop at the end-of-sequence token\n"
             "running:\n"
-            "  --backend NAME        %s (default ref)\n"
-            "  --threads N           CPU threads for the cpu backend\n"
+            "  --backend NAME        %s (default: the fastest that starts here,\n"
+            "                        gpu, then cpu, then ref; printed on stderr)\n"
+            "  -t, --threads N       CPU threads for the cpu backend\n"
             "  --weights F           cpu backend: stored (default), q8 or q4 (quantized at load)\n"
             "  --precision P         cpu backend: default (within 1e-3 of ref) or fast (bf16 activations)\n"
             "  --state-in FILE       continue from a state saved by --state-out (of logits or generate):\n"
@@ -72,7 +75,7 @@ static int parse_float(const char *opt, const char *s, float *out) {
     char *end;
     double v = strtod(s, &end);
     if (end == s || *end) {
-        fprintf(stderr, "mamba2 generate: %s: '%s' is not a number\n", opt, s);
+        cli_error("generate", 2, "%s: '%s' is not a number", opt, s);
         return -1;
     }
     *out = (float)v;
@@ -139,12 +142,21 @@ static int textout_flush(TextOut *o, int final) {
     return 0;
 }
 
+/* A seed for a sampled run given none: from the kernel's random source, else the clock and the pid. */
+static uint64_t draw_seed(void) {
+    uint64_t seed = 0;
+    FILE *f = fopen("/dev/urandom", "rb");
+    if (!f || fread(&seed, sizeof seed, 1, f) != 1) seed = (uint64_t)(cli_now() * 1e9) ^ ((uint64_t)getpid() << 32);
+    if (f) fclose(f);
+    return seed >> 1; /* below 2^63: easy to type back, and never mistaken for -1 */
+}
+
 int cmd_generate(int argc, char **argv) {
-    enum { O_IDS = 256, O_BACKEND, O_THREADS, O_STATE_IN, O_STATE_OUT, O_PROMPT_FILE, O_CHAT, O_NO_REASON, O_TOKENIZER,
+    enum { O_IDS = 256, O_BACKEND, O_STATE_IN, O_STATE_OUT, O_PROMPT_FILE, O_CHAT, O_NO_REASON, O_TOKENIZER,
            O_NO_ECHO, O_TEMP, O_TOPK, O_TOPP, O_MINP, O_REP, O_REP_N, O_SEED, O_STOP, O_IGNORE_EOS, O_WEIGHTS, O_PRECISION, O_NO_BOS };
     static const struct option opts[] = {
         {"ids", 1, 0, O_IDS},           {"max-tokens", 1, 0, 'n'},       {"backend", 1, 0, O_BACKEND},
-        {"threads", 1, 0, O_THREADS},   {"state-out", 1, 0, O_STATE_OUT}, {"help", 0, 0, 'h'},
+        {"threads", 1, 0, 't'},   {"state-out", 1, 0, O_STATE_OUT}, {"help", 0, 0, 'h'},
         {"state-in", 1, 0, O_STATE_IN},
         {"prompt", 1, 0, 'p'},          {"prompt-file", 1, 0, O_PROMPT_FILE}, {"chat", 0, 0, O_CHAT},
         {"no-reasoning-suffix", 0, 0, O_NO_REASON}, {"tokenizer", 1, 0, O_TOKENIZER},
@@ -154,22 +166,23 @@ int cmd_generate(int argc, char **argv) {
         {"ignore-eos", 0, 0, O_IGNORE_EOS}, {"weights", 1, 0, O_WEIGHTS}, {"precision", 1, 0, O_PRECISION},
         {"no-bos", 0, 0, O_NO_BOS},     {0, 0, 0, 0}};
     Mamba2BackendOptions bo = {0};
-    const char *ids_text = NULL, *backend = "ref", *state_in = NULL, *state_out = NULL, *prompt = NULL,
+    const char *ids_text = NULL, *backend = NULL, *state_in = NULL, *state_out = NULL, *prompt = NULL,
                *prompt_file = NULL;
     const char *tok_path = NULL;
     long n_gen = 256, threads = 0, v;
-    int chat = 0, reason = 1, echo = 1, ignore_eos = 0, no_bos = 0, c;
+    int chat = 0, reason = 1, echo = 1, ignore_eos = 0, no_bos = 0, seed_given = 0, c;
     TextOut out = {0};
     Mamba2SamplerConfig sc;
     mamba2_sampler_defaults(&sc);
     sc.repetition_window = 64;
     optind = 1;
-    while ((c = getopt_long(argc, argv, "n:p:h", opts, NULL)) != -1) {
+    opterr = 0; /* unknown options are reported by cli_option_error(), in this program's voice */
+    while ((c = getopt_long(argc, argv, ":n:p:t:h", opts, NULL)) != -1) {
         switch (c) {
         case O_IDS: ids_text = optarg; break;
         case 'n': if (cli_parse_int("--max-tokens", optarg, 0, 65536, &n_gen)) return 2; break;
         case O_BACKEND: backend = optarg; break;
-        case O_THREADS: if (cli_parse_int("--threads", optarg, 1, 4096, &threads)) return 2; break;
+        case 't': if (cli_parse_int("--threads", optarg, 1, 4096, &threads)) return 2; break;
         case O_STATE_IN: state_in = optarg; break;
         case O_STATE_OUT: state_out = optarg; break;
         case 'p': prompt = optarg; break;
@@ -189,8 +202,11 @@ int cmd_generate(int argc, char **argv) {
             break;
         case O_SEED: {
             char *end;
-            sc.seed = strtoull(optarg, &end, 10);
-            if (end == optarg || *end) return cli_error("generate", 2, "--seed: '%s' is not a whole number", optarg);
+            errno = 0;
+            seed_given = strcmp(optarg, "-1") != 0; /* -1: draw one, as llama.cpp does */
+            if (seed_given) sc.seed = strtoull(optarg, &end, 10);
+            if (seed_given && (end == optarg || *end || errno || optarg[0] == '-'))
+                return cli_error("generate", 2, "--seed: '%s' is not a whole number >= 0 (or -1: draw one)", optarg);
             break;
         }
         case O_STOP:
@@ -203,14 +219,29 @@ int cmd_generate(int argc, char **argv) {
         case O_WEIGHTS: if (cli_parse_weights("generate", optarg, &bo.weights)) return 2; break;
         case O_PRECISION: if (cli_parse_precision("generate", optarg, &bo.precision)) return 2; break;
         case 'h': help(stdout); return 0;
-        default: help(stderr); return 2;
+        default: return cli_option_error("generate", c, argv);
         }
     }
+    if (cli_one_positional("generate", argc, argv, "DIR")) return 2;
     int n_prompts = (ids_text != NULL) + (prompt != NULL) + (prompt_file != NULL);
-    if (optind != argc - 1 || n_prompts != 1) {
-        if (optind == argc - 1) fprintf(stderr, "mamba2 generate: give exactly one of -p, --prompt-file and --ids\n\n");
-        help(stderr);
-        return 2;
+    if (n_prompts != 1)
+        return cli_error("generate", 2, "give exactly one of -p, --prompt-file and --ids (%s)",
+                         n_prompts ? "more than one given" : "no prompt");
+    if (cli_check_backend("generate", backend, &bo)) return 2;
+    /* the sampler's values are checked now, before a model is loaded (a vocabulary of 1 for that) */
+    {
+        Mamba2Sampler check;
+        Mamba2Error e = {{0}};
+        if (mamba2_sampler_init(&check, &sc, 1, &e)) return cli_error("generate", 2, "%s", e.msg);
+        mamba2_sampler_free(&check);
+    }
+    if (sc.temperature == 0 && (sc.top_k || sc.top_p != 1 || sc.min_p != 0 || seed_given))
+        fprintf(stderr, "mamba2 generate: warning: --top-k, --top-p, --min-p and --seed have no effect when decoding "
+                        "greedily (--temperature 0, the default)\n");
+    if (sc.temperature > 0 && !seed_given) {
+        sc.seed = draw_seed();
+        fprintf(stderr, "mamba2 generate: seed %llu (--seed %llu repeats this run)\n", (unsigned long long)sc.seed,
+                (unsigned long long)sc.seed);
     }
     if (chat && ids_text) return cli_error("generate", 2, "--chat needs a text prompt (-p or --prompt-file)");
     if (!chat && !reason) return cli_error("generate", 2, "--no-reasoning-suffix goes with --chat");
@@ -312,11 +343,11 @@ int cmd_generate(int argc, char **argv) {
     char what[96];
     snprintf(what, sizeof what, "a prompt of %d tokens", T);
     if (mamba2_check_memory(what, 4.0 * V + 2.0 * (double)mamba2_config_state_bytes(&m.cfg) +
-                                      (strcmp(backend, "gpu") ? mamba2_forward_bytes(&m.cfg, T) : 0), &err)) {
+                                      (backend && !strcmp(backend, "gpu") ? 0 : mamba2_forward_bytes(&m.cfg, T)), &err)) {
         cli_error("generate", 1, "%s", err.msg);
         goto done;
     }
-    if (cli_create_backend("generate", backend, &m, &bo, &b, &err) || mamba2_state_init(&st, &m.cfg, &err) ||
+    if (cli_create_default_backend("generate", backend, &m, &bo, &b, &err) || mamba2_state_init(&st, &m.cfg, &err) ||
         (state_in && mamba2_state_load(&st, &m.cfg, state_in, &err)) || mamba2_sampler_init(&smp, &sc, V, &err)) {
         cli_error("generate", 1, "%s", err.msg);
         goto done;

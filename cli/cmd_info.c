@@ -19,10 +19,10 @@ int cmd_info(int argc, char **argv) {
         help(stdout);
         return 0;
     }
-    if (argc != 2) {
-        help(stderr);
-        return 2;
-    }
+    if (argc < 2) return cli_error("info", 2, "DIR is missing");
+    if (argc > 2)
+        return cli_error("info", 2, argv[1][0] == '-' ? "unknown option '%s'" : "one DIR expected; extra argument '%s'",
+                         argv[1][0] == '-' ? argv[1] : argv[2]);
     Mamba2Model m;
     if (cli_load_model(argv[1], &m)) return 1;
     const Mamba2Config *c = &m.cfg;

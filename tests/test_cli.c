@@ -8,6 +8,8 @@
  * - Outputs: checked writable before any work; an existing output kept when the command fails;
  *   no temporary left behind; write errors on standard output exit 1; temporaries removed on
  *   SIGTERM (cli/output_file.c, in a child process).
+ * - Flags and errors: usage errors exit 2 before any load, in one voice; a drawn seed is printed and
+ *   repeats the run; the default backend is said on stderr; -t, --version, tokenize -p.
  */
 #include <CUnit/CUnit.h>
 #include <dirent.h>
@@ -240,7 +242,7 @@ static void test_stdout_errors(void) {
     }
     /* -o - writes the logits to standard output */
     static char out[OUT_CAP];
-    snprintf(cmd, sizeof cmd, "%s logits " DEMO_DIR " --ids '1 2' -o - | wc -c >%s", test_program(), path);
+    snprintf(cmd, sizeof cmd, "%s logits " DEMO_DIR " --ids '1 2' -o - 2>/dev/null | wc -c >%s", test_program(), path);
     CU_ASSERT_EQUAL(system(cmd), 0);
     test_slurp(path, out, sizeof out);
     CU_ASSERT_EQUAL(atol(out), 2 * 4096 * 4);
@@ -298,6 +300,98 @@ static void test_output_file_signal(void) {
     free(dir);
 }
 
+/* Usage errors exit 2 before anything is loaded (the DIR does not exist: loading would exit 1), with
+ * one line saying what was wrong, then "see 'mamba2 CMD --help'", not the whole usage. */
+static void test_usage_errors(void) {
+    static const struct {
+        const char *args, *says;
+    } cases[] = {
+        {"generate /no/such/dir --ids 1 --bogus", "unknown option '--bogus'"},
+        {"generate /no/such/dir extra --ids 1", "extra argument 'extra'"},
+        {"generate /no/such/dir", "no prompt"},
+        {"generate /no/such/dir --ids 1 --top-p 2", "top-p"},
+        {"generate /no/such/dir --ids 1 --temperature -1", "temperature"},
+        {"generate /no/such/dir --ids 1 --seed x", "--seed"},
+        {"generate /no/such/dir --ids 1 --backend nope", "no backend 'nope'"},
+        {"generate /no/such/dir --ids 1 --backend ref --weights q8", "cpu backend"},
+        {"generate /no/such/dir --ids", "--ids needs a value"},
+        {"logits /no/such/dir --ids 1", "-o FILE is required"},
+        {"logits /no/such/dir -o x.f32", "--ids is required"},
+        {"logits /no/such/dir --ids 1 -o x.f32 -x", "unknown option '-x'"},
+        {"info", "DIR is missing"},
+        {"info /no/such/dir extra", "extra argument 'extra'"},
+        {"tokenize /no/such/dir", "neither given"},
+        {"perplexity /no/such/dir", "--file TEXT is required"},
+        {"bench /no/such/dir --threads 0", "--threads"},
+        {"check /no/such/dir a b", "extra argument"},
+    };
+    static char err[OUT_CAP], see[128];
+    for (size_t i = 0; i < sizeof cases / sizeof *cases; i++) {
+        int rc = test_run_program(NULL, cases[i].args, NULL, 0, err, sizeof err);
+        char cmd[32];
+        snprintf(cmd, sizeof cmd, "%.*s", (int)strcspn(cases[i].args, " "), cases[i].args);
+        snprintf(see, sizeof see, "see 'mamba2 %s --help'", cmd);
+        int ok = rc == 2 && strstr(err, cases[i].says) && strstr(err, see) && !strstr(err, "usage:") &&
+                 !strncmp(err, "mamba2 ", 7);
+        if (!ok) printf("\n    mamba2 %s: exit %d, said: %s", cases[i].args, rc, err);
+        CU_ASSERT(ok);
+    }
+    /* a missing directory and a file given as DIR: said plainly, exit 1 */
+    CU_ASSERT_EQUAL(test_run_program(NULL, "info /no/such/dir", NULL, 0, err, sizeof err), 1);
+    CU_ASSERT_PTR_NOT_NULL(strstr(err, "No such file or directory (/no/such/dir)"));
+    CU_ASSERT_EQUAL(test_run_program(NULL, "info " DEMO_DIR "/config.json", NULL, 0, err, sizeof err), 1);
+    CU_ASSERT_PTR_NOT_NULL(strstr(err, "not a directory"));
+}
+
+/* A sampled run without --seed (or with --seed -1) prints the seed it drew; that seed repeats it.
+ * Sampler options without --temperature are warned about. */
+static void test_seed_printed(void) {
+    static char out1[OUT_CAP], err1[OUT_CAP], out2[OUT_CAP], err2[OUT_CAP];
+    const char *seed_args[] = {"", "--seed -1"};
+    for (int k = 0; k < 2; k++) {
+        CU_ASSERT_EQUAL(run(out1, err1, "generate " DEMO_DIR " --ids '1 386 392' -n 24 --temperature 1.5 %s",
+                            seed_args[k]), 0);
+        const char *p = strstr(err1, "seed ");
+        CU_ASSERT_PTR_NOT_NULL_FATAL(p);
+        unsigned long long seed = strtoull(p + 5, NULL, 10);
+        CU_ASSERT_EQUAL(run(out2, err2, "generate " DEMO_DIR " --ids '1 386 392' -n 24 --temperature 1.5 --seed %llu",
+                            seed), 0);
+        CU_ASSERT_STRING_EQUAL(out2, out1);
+        CU_ASSERT_PTR_NULL(strstr(err2, "seed ")); /* a given seed is not repeated back */
+        printf("\n    seed %llu: %.60s", seed, out1);
+    }
+    /* two drawn seeds differ (2^-63 chance of a false failure) */
+    CU_ASSERT_EQUAL(run(out1, err1, "generate " DEMO_DIR " --ids 1 -n 1 --temperature 1"), 0);
+    CU_ASSERT_EQUAL(run(out2, err2, "generate " DEMO_DIR " --ids 1 -n 1 --temperature 1"), 0);
+    CU_ASSERT_STRING_NOT_EQUAL(strstr(err1, "seed "), strstr(err2, "seed "));
+    CU_ASSERT_EQUAL(run(out1, err1, "generate " DEMO_DIR " --ids 1 -n 1 --top-k 40 --seed 1"), 0);
+    CU_ASSERT_PTR_NOT_NULL(strstr(err1, "warning: --top-k"));
+}
+
+/* The default backend is the fastest built in that starts here, said on stderr; -t; --version. */
+static void test_defaults_and_flags(void) {
+    static char out[OUT_CAP], err[OUT_CAP];
+    const char *want = strstr(mamba2_backend_names(), "cpu") ? "cpu" : "ref";
+    if (strstr(mamba2_backend_names(), "gpu")) want = NULL; /* gpu or a fallback, depending on the machine */
+    CU_ASSERT_EQUAL(run(out, err, "generate " DEMO_DIR " --ids 1 -n 2 -t 1"), 0);
+    CU_ASSERT_PTR_NOT_NULL(strstr(err, "mamba2 generate: backend "));
+    if (want) {
+        char line[64];
+        snprintf(line, sizeof line, "backend %s (", want);
+        CU_ASSERT_PTR_NOT_NULL(strstr(err, line));
+    }
+    CU_ASSERT_EQUAL(run(out, err, "logits " DEMO_DIR " --ids 1 -o - -t 1"), 0);
+    CU_ASSERT_PTR_NOT_NULL(strstr(err, "mamba2 logits: backend "));
+    CU_ASSERT_EQUAL(test_run_program(NULL, "--version", out, sizeof out, NULL, 0), 0);
+    CU_ASSERT_EQUAL(strncmp(out, "mamba2 ", 7), 0);
+    /* one prompt vocabulary: tokenize -p is --text */
+    static char a[OUT_CAP], b[OUT_CAP];
+    CU_ASSERT_EQUAL(run(a, err, "tokenize " DEMO_DIR " -p 'def f(x):'"), 0);
+    CU_ASSERT_EQUAL(run(b, err, "tokenize " DEMO_DIR " --text 'def f(x):'"), 0);
+    CU_ASSERT(strlen(a) > 2);
+    CU_ASSERT_STRING_EQUAL(a, b);
+}
+
 int register_cli_tests(void) {
     CU_pSuite s = CU_add_suite("cli", NULL, NULL);
     if (!s) return -1;
@@ -307,7 +401,10 @@ int register_cli_tests(void) {
         !CU_add_test(s, "outputs checked writable before any work", test_output_checked_first) ||
         !CU_add_test(s, "an existing output kept when the command fails", test_existing_output_kept) ||
         !CU_add_test(s, "write errors on standard output exit 1; -o -", test_stdout_errors) ||
-        !CU_add_test(s, "output files: temporary removed on SIGTERM, symlinks not followed", test_output_file_signal))
+        !CU_add_test(s, "output files: temporary removed on SIGTERM, symlinks not followed", test_output_file_signal) ||
+        !CU_add_test(s, "usage errors: exit 2 before any load, one line and 'see --help'", test_usage_errors) ||
+        !CU_add_test(s, "a drawn seed is printed and repeats the run; no-effect warning", test_seed_printed) ||
+        !CU_add_test(s, "default backend said on stderr, -t, --version, tokenize -p", test_defaults_and_flags))
         return -1;
     return 0;
 }
