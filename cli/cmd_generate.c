@@ -67,7 +67,8 @@ static void help(FILE *f) {
             "                        --state-in FILE with the next ids or text continues exactly as one\n"
             "                        uninterrupted run would\n"
             "  -h, --help            this text\n"
-            "Timings (prompt and generated tokens/s) and peak memory go to stderr.\n",
+            "Timings go to stderr: load time, prompt tokens/s, time to the first generated token (prompt\n"
+            "and first sample), generated tokens/s and ms/token, and peak memory.\n",
             MAX_STOPS, mamba2_backend_names());
 }
 
@@ -329,6 +330,7 @@ int cmd_generate(int argc, char **argv) {
     ids = grown;
 
     /* ---- the model, the backend, the sampler */
+    double t_load = cli_now(); /* loading: the checkpoint, the backend (upload, quantization), the state */
     if (cli_load_model(dir, &m)) goto done;
     have_model = 1;
     int V = m.cfg.vocab_size;
@@ -360,7 +362,8 @@ int cmd_generate(int argc, char **argv) {
         fwrite(prompt_file ? file_text : prompt, 1, prompt_file ? (size_t)file_len : strlen(prompt), stdout);
         fflush(stdout);
     }
-    double t0 = cli_now();
+    double t0 = cli_now(), t_first = 0;
+    t_load = t0 - t_load;
     if (mamba2_backend_prefill(b, &st, ids, T, logits, 0, &err)) {
         cli_error("generate", 1, "%s", err.msg);
         goto done;
@@ -374,6 +377,7 @@ int cmd_generate(int argc, char **argv) {
         int32_t next = mamba2_sampler_sample(&smp, logits, ids, (size_t)(T + i));
         ids[T + i] = next;
         n_done++;
+        if (i == 0) t_first = cli_now() - t0; /* prompt in, first token sampled */
         if (next == eos || next == im_end) {
             why = next == eos ? "end of sequence" : "<|im_end|>";
             break;
@@ -420,9 +424,10 @@ int cmd_generate(int argc, char **argv) {
     fflush(stdout);
     double t2 = cli_now();
     fprintf(stderr,
-            "[%s] prompt %d tokens in %.3f s (%.1f tok/s), generated %ld tokens in %.3f s (%.2f tok/s), "
-            "stopped by %s, peak RSS %.0f MiB\n",
-            b->name, T, t1 - t0, T / (t1 - t0), n_done, t2 - t1, n_steps > 0 ? n_steps / (t2 - t1) : 0.0, why,
+            "[%s] load %.2f s, prompt %d tokens in %.3f s (%.1f tok/s), first token after %.3f s, generated %ld "
+            "tokens in %.3f s (%.2f tok/s, %.1f ms/token), stopped by %s, peak RSS %.0f MiB\n",
+            b->name, t_load, T, t1 - t0, T / (t1 - t0), t_first, n_done, t2 - t1,
+            n_steps > 0 ? n_steps / (t2 - t1) : 0.0, n_steps > 0 ? 1e3 * (t2 - t1) / n_steps : 0.0, why,
             cli_peak_rss_mib());
     if (ferror(stdout)) {
         cli_error("generate", 1, "cannot write standard output: %s", strerror(errno ? errno : EIO));

@@ -9,10 +9,12 @@
  *   no temporary left behind; write errors on standard output exit 1; temporaries removed on
  *   SIGTERM (cli/output_file.c, in a child process).
  * - Flags and errors: usage errors exit 2 before any load, in one voice; a drawn seed is printed and
- *   repeats the run; the default backend is said on stderr; -t, --version, tokenize -p.
+ *   repeats the run; the default backend is said on stderr; -t, --version, tokenize -p; the timing
+ *   line (load, first token, ms/token) and info --json.
  */
 #include <CUnit/CUnit.h>
 #include <dirent.h>
+#include <json-c/json.h>
 #include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -368,13 +370,18 @@ static void test_seed_printed(void) {
     CU_ASSERT_PTR_NOT_NULL(strstr(err1, "warning: --top-k"));
 }
 
-/* The default backend is the fastest built in that starts here, said on stderr; -t; --version. */
+/* The default backend is the fastest built in that starts here, said on stderr; -t; --version; the
+ * timing line; info --json (the demo model's figures, as its model card gives them). */
 static void test_defaults_and_flags(void) {
     static char out[OUT_CAP], err[OUT_CAP];
     const char *want = strstr(mamba2_backend_names(), "cpu") ? "cpu" : "ref";
     if (strstr(mamba2_backend_names(), "gpu")) want = NULL; /* gpu or a fallback, depending on the machine */
     CU_ASSERT_EQUAL(run(out, err, "generate " DEMO_DIR " --ids 1 -n 2 -t 1"), 0);
     CU_ASSERT_PTR_NOT_NULL(strstr(err, "mamba2 generate: backend "));
+    /* the timing line: load time, time to the first token, ms/token */
+    CU_ASSERT_PTR_NOT_NULL(strstr(err, "] load "));
+    CU_ASSERT_PTR_NOT_NULL(strstr(err, "first token after "));
+    CU_ASSERT_PTR_NOT_NULL(strstr(err, " ms/token"));
     if (want) {
         char line[64];
         snprintf(line, sizeof line, "backend %s (", want);
@@ -384,6 +391,14 @@ static void test_defaults_and_flags(void) {
     CU_ASSERT_PTR_NOT_NULL(strstr(err, "mamba2 logits: backend "));
     CU_ASSERT_EQUAL(test_run_program(NULL, "--version", out, sizeof out, NULL, 0), 0);
     CU_ASSERT_EQUAL(strncmp(out, "mamba2 ", 7), 0);
+    /* info --json: one object with the text form's figures */
+    CU_ASSERT_EQUAL(run(out, err, "info " DEMO_DIR " --json"), 0);
+    json_object *o = json_tokener_parse(out), *v;
+    CU_ASSERT_PTR_NOT_NULL_FATAL(o);
+    CU_ASSERT(json_object_object_get_ex(o, "vocab_size", &v) && json_object_get_int(v) == 4096);
+    CU_ASSERT(json_object_object_get_ex(o, "parameters", &v) && json_object_get_int64(v) == 5703152);
+    CU_ASSERT(json_object_object_get_ex(o, "state_bytes", &v) && json_object_get_int64(v) == 1402880);
+    json_object_put(o);
     /* one prompt vocabulary: tokenize -p is --text */
     static char a[OUT_CAP], b[OUT_CAP];
     CU_ASSERT_EQUAL(run(a, err, "tokenize " DEMO_DIR " -p 'def f(x):'"), 0);
@@ -404,7 +419,8 @@ int register_cli_tests(void) {
         !CU_add_test(s, "output files: temporary removed on SIGTERM, symlinks not followed", test_output_file_signal) ||
         !CU_add_test(s, "usage errors: exit 2 before any load, one line and 'see --help'", test_usage_errors) ||
         !CU_add_test(s, "a drawn seed is printed and repeats the run; no-effect warning", test_seed_printed) ||
-        !CU_add_test(s, "default backend said on stderr, -t, --version, tokenize -p", test_defaults_and_flags))
+        !CU_add_test(s, "default backend said on stderr, -t, --version, timings, info --json, tokenize -p",
+                     test_defaults_and_flags))
         return -1;
     return 0;
 }
