@@ -222,8 +222,10 @@ int cli_create_default_backend(const char *cmd, const char *name, const Mamba2Mo
             return 0;
         }
         /* the GPU may be absent or busy: say why, and go on with the next */
-        if (i + 1 < 3 && !cpu_only) fprintf(stderr, "mamba2 %s: backend %s does not start here: %s\n", cmd, order[i], e.msg);
-        else *err = e;
+        if (i + 1 < 3 && !cpu_only)
+            fprintf(stderr, "mamba2 %s: backend %s does not start here: %s\n", cmd, order[i], e.msg);
+        else
+            *err = e;
         if (cpu_only) return -1;
     }
     if (!err->msg[0]) mamba2_fail(err, "no backend starts here");

@@ -122,7 +122,9 @@ int cli_create_default_backend(const char *cmd, const char *name, const Mamba2Mo
 
 /**
  * @brief Check --backend and the cpu-only options before anything is loaded.
+ * @param cmd  the command, for the message
  * @param name the backend given, or NULL for the default
+ * @param opt  the backend options given (--weights, --precision)
  * @return 0, or 2 after printing what is wrong.
  */
 int cli_check_backend(const char *cmd, const char *name, const Mamba2BackendOptions *opt);

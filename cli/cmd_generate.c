@@ -63,9 +63,9 @@ static void help(FILE *f) {
             "  --state-in FILE       continue from a state saved by --state-out (of logits or generate):\n"
             "                        the prompt follows the saved sequence (no BOS is added)\n"
             "  --state-out FILE      save the state after the prompt and every generated token (the last\n"
-            "                        one is fed before saving; an end-of-sequence token is not), so that\n"
-            "                        --state-in FILE with the next ids or text continues exactly as one\n"
-            "                        uninterrupted run would\n"
+            "                        one is fed before saving, the one that completed a --stop string\n"
+            "                        too; an end-of-sequence token is not), so that --state-in FILE with\n"
+            "                        the next ids or text continues exactly as one uninterrupted run would\n"
             "  -h, --help            this text\n"
             "Timings go to stderr: load time, prompt tokens/s, time to the first generated token (prompt\n"
             "and first sample), generated tokens/s and ms/token, and peak memory.\n",

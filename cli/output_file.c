@@ -187,6 +187,10 @@ int cli_output_save_state(CliOutput *o, Mamba2State *st, const Mamba2Config *cfg
     if (rc) {
         unlink(inner);
         cli_output_abort(o);
+        /* state.c names the path it was given (our temporary): name the user's path, with its reason */
+        const char *why = strrchr(e.msg, ':');
+        if (!strncmp(e.msg, o->tmp, strlen(o->tmp)) && why)
+            return mamba2_fail(err, "cannot write the state to %s%s", o->path, why);
         return mamba2_fail(err, "cannot write the state to %s (%s)", o->path, e.msg);
     }
     return 0; /* o->f stays NULL: cli_output_commit() only renames */

@@ -31,6 +31,7 @@ typedef struct {
  *        directory and is writable, and @p path itself is not a directory.
  * @param path      the user's path
  * @param allow_dash 1 when "-" (standard output) is allowed
+ * @param err       the reason on failure
  * @return 0, or -1 with a message naming @p path and what is wrong.
  */
 int cli_output_check(const char *path, int allow_dash, Mamba2Error *err);
