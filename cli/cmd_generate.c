@@ -68,7 +68,8 @@ static void help(FILE *f) {
             "                        the next ids or text continues exactly as one uninterrupted run would\n"
             "  -h, --help            this text\n"
             "Timings go to stderr: load time, prompt tokens/s, time to the first generated token (prompt\n"
-            "and first sample), generated tokens/s and ms/token, and peak memory.\n",
+            "and first sample), generated tokens/s and ms/token, and peak memory;\n"
+            "--json-stats FILE writes them to FILE as one JSON object.\n",
             MAX_STOPS, mamba2_backend_names());
 }
 
@@ -154,7 +155,8 @@ static uint64_t draw_seed(void) {
 
 int cmd_generate(int argc, char **argv) {
     enum { O_IDS = 256, O_BACKEND, O_STATE_IN, O_STATE_OUT, O_PROMPT_FILE, O_CHAT, O_NO_REASON, O_TOKENIZER,
-           O_NO_ECHO, O_TEMP, O_TOPK, O_TOPP, O_MINP, O_REP, O_REP_N, O_SEED, O_STOP, O_IGNORE_EOS, O_WEIGHTS, O_PRECISION, O_NO_BOS };
+           O_NO_ECHO, O_TEMP, O_TOPK, O_TOPP, O_MINP, O_REP, O_REP_N, O_SEED, O_STOP, O_IGNORE_EOS, O_WEIGHTS, O_PRECISION, O_NO_BOS,
+           O_JSON_STATS };
     static const struct option opts[] = {
         {"ids", 1, 0, O_IDS},           {"max-tokens", 1, 0, 'n'},       {"backend", 1, 0, O_BACKEND},
         {"threads", 1, 0, 't'},   {"state-out", 1, 0, O_STATE_OUT}, {"help", 0, 0, 'h'},
@@ -165,11 +167,11 @@ int cmd_generate(int argc, char **argv) {
         {"top-p", 1, 0, O_TOPP},        {"min-p", 1, 0, O_MINP},         {"repeat-penalty", 1, 0, O_REP},
         {"repeat-last-n", 1, 0, O_REP_N}, {"seed", 1, 0, O_SEED},        {"stop", 1, 0, O_STOP},
         {"ignore-eos", 0, 0, O_IGNORE_EOS}, {"weights", 1, 0, O_WEIGHTS}, {"precision", 1, 0, O_PRECISION},
-        {"no-bos", 0, 0, O_NO_BOS},     {0, 0, 0, 0}};
+        {"no-bos", 0, 0, O_NO_BOS},     {"json-stats", 1, 0, O_JSON_STATS}, {0, 0, 0, 0}};
     Mamba2BackendOptions bo = {0};
     const char *ids_text = NULL, *backend = NULL, *state_in = NULL, *state_out = NULL, *prompt = NULL,
                *prompt_file = NULL;
-    const char *tok_path = NULL;
+    const char *tok_path = NULL, *json_stats = NULL;
     long n_gen = 256, threads = 0, v;
     int chat = 0, reason = 1, echo = 1, ignore_eos = 0, no_bos = 0, seed_given = 0, c;
     TextOut out = {0};
@@ -217,6 +219,7 @@ int cmd_generate(int argc, char **argv) {
             break;
         case O_IGNORE_EOS: ignore_eos = 1; break;
         case O_NO_BOS: no_bos = 1; break;
+        case O_JSON_STATS: json_stats = optarg; break;
         case O_WEIGHTS: if (cli_parse_weights("generate", optarg, &bo.weights)) return 2; break;
         case O_PRECISION: if (cli_parse_precision("generate", optarg, &bo.precision)) return 2; break;
         case 'h': help(stdout); return 0;
@@ -252,6 +255,7 @@ int cmd_generate(int argc, char **argv) {
     Mamba2Error err = {{0}};
     /* the output is checked before any work: a missing directory fails now, not after the run */
     if (state_out && cli_output_check(state_out, 0, &err)) return cli_error("generate", 1, "--state-out: %s", err.msg);
+    if (json_stats && cli_output_check(json_stats, 0, &err)) return cli_error("generate", 1, "--json-stats: %s", err.msg);
     int status = 1;
     CliOutput so = {0};
     int32_t *ids = NULL; /* prompt, then the generated tokens (the sampler's history) */
@@ -444,6 +448,22 @@ int cmd_generate(int argc, char **argv) {
         if (cli_output_open(&so, state_out, &err) || cli_output_save_state(&so, &st, &m.cfg, &err) ||
             cli_output_commit(&so, &err)) {
             cli_error("generate", 1, "--state-out: %s", err.msg);
+            goto done;
+        }
+    }
+    if (json_stats) { /* the timing line's figures, for scripts */
+        char js[1024], seed_text[32] = "null"; /* greedy: no seed was used */
+        if (sc.temperature > 0) snprintf(seed_text, sizeof seed_text, "%llu", (unsigned long long)sc.seed);
+        int n = snprintf(js, sizeof js,
+                         "{\"backend\": \"%s\", \"load_s\": %.6f, \"prompt_tokens\": %d, \"prompt_s\": %.6f, "
+                         "\"first_token_s\": %.6f, \"generated_tokens\": %ld, \"generate_s\": %.6f, "
+                         "\"tok_per_s\": %.4f, \"ms_per_token\": %.4f, \"stopped_by\": \"%s\", "
+                         "\"peak_rss_mib\": %.1f, \"seed\": %s}\n",
+                         b->name, t_load, T, t1 - t0, t_first, n_done, t2 - t1,
+                         n_steps > 0 ? n_steps / (t2 - t1) : 0.0, n_steps > 0 ? 1e3 * (t2 - t1) / n_steps : 0.0, why,
+                         cli_peak_rss_mib(), seed_text);
+        if (cli_write_file(json_stats, js, (size_t)n, &err)) {
+            cli_error("generate", 1, "--json-stats: %s", err.msg);
             goto done;
         }
     }

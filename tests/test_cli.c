@@ -372,7 +372,7 @@ static void test_seed_printed(void) {
 }
 
 /* The default backend is the fastest built in that starts here, said on stderr; -t; --version; the
- * timing line; info --json (the demo model's figures, as its model card gives them). */
+ * timing line and --json-stats; info --json (the demo model's figures, as its model card gives them). */
 static void test_defaults_and_flags(void) {
     static char out[OUT_CAP], err[OUT_CAP];
     const char *want = strstr(mamba2_backend_names(), "cpu") ? "cpu" : "ref";
@@ -392,6 +392,20 @@ static void test_defaults_and_flags(void) {
     CU_ASSERT_PTR_NOT_NULL(strstr(err, "mamba2 logits: backend "));
     CU_ASSERT_EQUAL(test_run_program(NULL, "--version", out, sizeof out, NULL, 0), 0);
     CU_ASSERT_EQUAL(strncmp(out, "mamba2 ", 7), 0);
+    /* generate --json-stats FILE: the same figures as one object */
+    char *dir = test_tmpdir(), path[4300];
+    CU_ASSERT_PTR_NOT_NULL_FATAL(dir);
+    snprintf(path, sizeof path, "%s/stats.json", dir);
+    CU_ASSERT_EQUAL(run(out, err, "generate " DEMO_DIR " --ids '1 386 392' -n 5 --json-stats %s", path), 0);
+    json_object *st = json_object_from_file(path), *f;
+    CU_ASSERT_PTR_NOT_NULL_FATAL(st);
+    CU_ASSERT(json_object_object_get_ex(st, "generated_tokens", &f) && json_object_get_int(f) == 5);
+    CU_ASSERT(json_object_object_get_ex(st, "prompt_tokens", &f) && json_object_get_int(f) == 3);
+    CU_ASSERT(json_object_object_get_ex(st, "ms_per_token", &f) && json_object_get_double(f) > 0);
+    CU_ASSERT(json_object_object_get_ex(st, "stopped_by", &f) && !strcmp(json_object_get_string(f), "length"));
+    json_object_put(st);
+    test_rmtree(dir);
+    free(dir);
     /* info --json: one object with the text form's figures */
     CU_ASSERT_EQUAL(run(out, err, "info " DEMO_DIR " --json"), 0);
     json_object *o = json_tokener_parse(out), *v;
