@@ -198,6 +198,15 @@ int cli_one_positional(const char *cmd, int argc, char **argv, const char *what)
     return 0;
 }
 
+int cli_check_input_file(const char *cmd, const char *opt, const char *path) {
+    struct stat st;
+    if (stat(path, &st)) return cli_error(cmd, 1, "%s: %s (%s)", opt, strerror(errno), path);
+    if (!S_ISREG(st.st_mode))
+        return cli_error(cmd, 1, "%s: not a regular file (%s is a %s)", opt, path,
+                         S_ISDIR(st.st_mode) ? "directory" : S_ISFIFO(st.st_mode) ? "pipe" : "special file");
+    return 0;
+}
+
 int cli_check_backend(const char *cmd, const char *name, const Mamba2BackendOptions *opt) {
     if (name && !mamba2_backend_exists(name))
         return cli_error(cmd, 2, "--backend: no backend '%s' in this build (built: %s)", name, mamba2_backend_names());

@@ -130,6 +130,13 @@ int cli_create_default_backend(const char *cmd, const char *name, const Mamba2Mo
 int cli_check_backend(const char *cmd, const char *name, const Mamba2BackendOptions *opt);
 
 /**
+ * @brief Check, before any work, that the input file @p path given with option @p opt exists and is
+ *        a regular file (a state file for --state-in: not a directory, a FIFO or a device).
+ * @return 0, or 1 after printing "mamba2 CMD: OPT: what is wrong (PATH)".
+ */
+int cli_check_input_file(const char *cmd, const char *opt, const char *path);
+
+/**
  * @brief All of standard input in a heap buffer (the caller frees it), its length in @p len.
  * @return the buffer, or NULL when out of memory.
  */

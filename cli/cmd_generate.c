@@ -255,6 +255,7 @@ int cmd_generate(int argc, char **argv) {
     Mamba2Error err = {{0}};
     /* the output is checked before any work: a missing directory fails now, not after the run */
     if (state_out && cli_output_check(state_out, 0, &err)) return cli_error("generate", 1, "--state-out: %s", err.msg);
+    if (state_in && cli_check_input_file("generate", "--state-in", state_in)) return 1;
     if (json_stats && cli_output_check(json_stats, 0, &err)) return cli_error("generate", 1, "--json-stats: %s", err.msg);
     int status = 1;
     CliOutput so = {0};

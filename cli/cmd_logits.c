@@ -70,6 +70,7 @@ int cmd_logits(int argc, char **argv) {
     /* outputs checked before any work: a missing directory fails now, not after the run */
     if (cli_output_check(out, 1, &err) || (state_out && cli_output_check(state_out, 0, &err)))
         return cli_error("logits", 1, "%s", err.msg);
+    if (state_in && cli_check_input_file("logits", "--state-in", state_in)) return 1;
     int32_t *ids = NULL;
     int T = 0;
     if (cli_parse_ids(ids_text, &ids, &T, &err)) return cli_error("logits", 2, "--ids: %s", err.msg);

@@ -344,6 +344,13 @@ static void test_usage_errors(void) {
     CU_ASSERT_PTR_NOT_NULL(strstr(err, "No such file or directory (/no/such/dir)"));
     CU_ASSERT_EQUAL(test_run_program(NULL, "info " DEMO_DIR "/config.json", NULL, 0, err, sizeof err), 1);
     CU_ASSERT_PTR_NOT_NULL(strstr(err, "not a directory"));
+    /* --state-in is checked before loading: a missing file, a directory */
+    CU_ASSERT_EQUAL(test_run_program(NULL, "generate /no/such/dir --ids 1 --state-in /no/such.bin", NULL, 0, err,
+                                     sizeof err), 1);
+    CU_ASSERT_PTR_NOT_NULL(strstr(err, "--state-in: No such file or directory (/no/such.bin)"));
+    CU_ASSERT_EQUAL(test_run_program(NULL, "logits /no/such/dir --ids 1 -o - --state-in " DEMO_DIR, NULL, 0, err,
+                                     sizeof err), 1);
+    CU_ASSERT_PTR_NOT_NULL(strstr(err, "is a directory"));
 }
 
 /* A sampled run without --seed (or with --seed -1) prints the seed it drew; that seed repeats it.
