@@ -2,11 +2,11 @@
  * @file cmd_logits.c
  * @brief `mamba2 logits`: the logits of every position, as raw float32, for tests and outside checks.
  */
+#include <errno.h>
 #include <getopt.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <errno.h>
 
 #include "cli.h"
 #include "commands.h"
