@@ -10,9 +10,13 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <getopt.h>
 #include <sys/resource.h>
+#include <sys/stat.h>
 #include <time.h>
 #include <unistd.h>
+
+const char *cli_command = "mamba2";
 
 int cli_parse_ids(const char *s, int32_t **ids, int *n, Mamba2Error *err) {
     size_t cap = 16, len = 0;
@@ -54,7 +58,7 @@ int cli_parse_int(const char *opt, const char *s, long lo, long hi, long *out) {
     errno = 0;
     long v = s ? strtol(s, &end, 10) : 0;
     if (!s || !*s || *end || errno || v < lo || v > hi) {
-        fprintf(stderr, "mamba2: %s expects an integer in [%ld, %ld], got '%s'\n", opt, lo, hi, s ? s : "");
+        cli_error(cli_command, 2, "%s expects an integer in [%ld, %ld], got '%s'", opt, lo, hi, s ? s : "");
         return -1;
     }
     *out = v;
@@ -65,14 +69,14 @@ int cli_parse_weights(const char *cmd, const char *s, Mamba2WeightFormat *out) {
     if (!strcmp(s, "stored") || !strcmp(s, "bf16")) *out = MAMBA2_WEIGHTS_STORED;
     else if (!strcmp(s, "q8")) *out = MAMBA2_WEIGHTS_Q8;
     else if (!strcmp(s, "q4")) *out = MAMBA2_WEIGHTS_Q4;
-    else return cli_error(cmd, -1, "--weights expects stored, bf16, q8 or q4, got '%s'", s);
+    else return cli_error(cmd, 2, "--weights expects stored, bf16, q8 or q4, got '%s'", s);
     return 0;
 }
 
 int cli_parse_precision(const char *cmd, const char *s, Mamba2Precision *out) {
     if (!strcmp(s, "default")) *out = MAMBA2_PRECISION_DEFAULT;
     else if (!strcmp(s, "fast")) *out = MAMBA2_PRECISION_FAST;
-    else return cli_error(cmd, -1, "--precision expects default or fast, got '%s'", s);
+    else return cli_error(cmd, 2, "--precision expects default or fast, got '%s'", s);
     return 0;
 }
 
@@ -121,12 +125,12 @@ int cli_parse_list(const char *opt, const char *s, double *out, int max, double 
             ok = !*end && !errno && v >= lo && v <= hi;
         }
         if (!ok) {
-            fprintf(stderr, "mamba2: %s expects %s in [%g, %g], got '%.*s'\n", opt, integer ? "an integer" : "a number",
-                    lo, hi, (int)(len < 64 ? len : 64), p);
+            cli_error(cli_command, 2, "%s expects %s in [%g, %g], got '%.*s'", opt, integer ? "an integer" : "a number",
+                      lo, hi, (int)(len < 64 ? len : 64), p);
             return -1;
         }
         if (n == max) {
-            fprintf(stderr, "mamba2: %s takes at most %d values, got '%s'\n", opt, max, s);
+            cli_error(cli_command, 2, "%s takes at most %d values, got '%s'", opt, max, s);
             return -1;
         }
         out[n++] = v;
@@ -137,14 +141,25 @@ int cli_parse_list(const char *opt, const char *s, double *out, int max, double 
 
 int cli_load_model(const char *dir, Mamba2Model *m) {
     Mamba2Error err = {{0}};
+    /* the path's type first: "no such directory" says more than what the loader finds missing in it */
+    struct stat st;
+    if (stat(dir, &st)) {
+        cli_error(cli_command, 1, "cannot load the model: %s (%s)", strerror(errno), dir);
+        return -1;
+    }
+    if (!S_ISDIR(st.st_mode)) {
+        cli_error(cli_command, 1, "cannot load the model: not a directory; DIR is the checkpoint's directory, with "
+                                  "config.json (%s)", dir);
+        return -1;
+    }
     if (mamba2_model_load(dir, m, &err)) {
-        fprintf(stderr, "mamba2: cannot load the model: %s\n", err.msg);
+        cli_error(cli_command, 1, "cannot load the model: %s", err.msg);
         return -1;
     }
     if (m->cfg.norm_before_gate)
-        fprintf(stderr, "note: %s says norm_before_gate: true; mamba_ssm (which trained these models) and Hugging "
+        fprintf(stderr, "mamba2 %s: note: %s says norm_before_gate: true; mamba_ssm (which trained these models) and Hugging "
                         "Face ignore it and apply the gate before the grouped norm, and so does this program\n",
-                dir);
+                cli_command, dir);
     return 0;
 }
 
@@ -157,21 +172,6 @@ int cli_check_tokenizer(const Mamba2Tokenizer *tok, const Mamba2Model *m, Mamba2
     return 0;
 }
 
-int cli_write_file(const char *path, const void *data, size_t bytes, Mamba2Error *err) {
-    char tmp[4096];
-    snprintf(tmp, sizeof tmp, "%s.tmp%ld", path, (long)getpid());
-    FILE *f = fopen(tmp, "wb");
-    if (!f) return mamba2_fail(err, "%s: cannot create: %s", path, strerror(errno));
-    int ok = fwrite(data, 1, bytes, f) == bytes;
-    ok = (fclose(f) == 0) && ok;
-    if (!ok || rename(tmp, path)) {
-        int e = errno;
-        unlink(tmp);
-        return mamba2_fail(err, "%s: cannot write: %s", path, strerror(e));
-    }
-    return 0;
-}
-
 int cli_error(const char *cmd, int status, const char *fmt, ...) {
     va_list ap;
     va_start(ap, fmt);
@@ -179,7 +179,66 @@ int cli_error(const char *cmd, int status, const char *fmt, ...) {
     vfprintf(stderr, fmt, ap);
     fputc('\n', stderr);
     va_end(ap);
+    if (status == 2) fprintf(stderr, "see 'mamba2 %s --help'\n", cmd);
     return status;
+}
+
+int cli_option_error(const char *cmd, int c, char **argv) {
+    const char *arg = optind > 0 ? argv[optind - 1] : "";
+    char shortopt[3] = {'-', (char)optopt, 0};
+    /* an unknown short option inside a cluster ("-nx"): name the letter, not the cluster */
+    if (optopt > 0 && optopt < 128 && strncmp(arg, "--", 2)) arg = shortopt;
+    if (c == ':') return cli_error(cmd, 2, "option %s needs a value", arg);
+    return cli_error(cmd, 2, "unknown option '%s'", arg);
+}
+
+int cli_one_positional(const char *cmd, int argc, char **argv, const char *what) {
+    if (optind >= argc) return cli_error(cmd, 2, "%s is missing", what);
+    if (optind < argc - 1) return cli_error(cmd, 2, "one %s expected; extra argument '%s'", what, argv[optind + 1]);
+    return 0;
+}
+
+int cli_check_input_file(const char *cmd, const char *opt, const char *path) {
+    struct stat st;
+    if (stat(path, &st)) return cli_error(cmd, 1, "%s: %s (%s)", opt, strerror(errno), path);
+    if (!S_ISREG(st.st_mode))
+        return cli_error(cmd, 1, "%s: not a regular file (%s is a %s)", opt, path,
+                         S_ISDIR(st.st_mode) ? "directory" : S_ISFIFO(st.st_mode) ? "pipe" : "special file");
+    return 0;
+}
+
+int cli_check_backend(const char *cmd, const char *name, const Mamba2BackendOptions *opt) {
+    if (name && !mamba2_backend_exists(name))
+        return cli_error(cmd, 2, "--backend: no backend '%s' in this build (built: %s)", name, mamba2_backend_names());
+    int cpu_only = opt->weights != MAMBA2_WEIGHTS_STORED || opt->precision != MAMBA2_PRECISION_DEFAULT;
+    if (cpu_only && name && strcmp(name, "cpu"))
+        return cli_error(cmd, 2, "--weights and --precision are options of the cpu backend, not of '%s'", name);
+    if (cpu_only && !name && !mamba2_backend_exists("cpu"))
+        return cli_error(cmd, 2, "--weights and --precision need the cpu backend, which this build leaves out");
+    return 0;
+}
+
+int cli_create_default_backend(const char *cmd, const char *name, const Mamba2Model *m, Mamba2BackendOptions *opt,
+                               Mamba2Backend **out, Mamba2Error *err) {
+    if (name) return cli_create_backend(cmd, name, m, opt, out, err);
+    int cpu_only = opt->weights != MAMBA2_WEIGHTS_STORED || opt->precision != MAMBA2_PRECISION_DEFAULT;
+    static const char *order[] = {"gpu", "cpu", "ref"};
+    for (int i = 0; i < 3; i++) {
+        if (!mamba2_backend_exists(order[i]) || (cpu_only && strcmp(order[i], "cpu"))) continue;
+        Mamba2Error e = {{0}};
+        if (cli_create_backend(cmd, order[i], m, opt, out, &e) == 0) {
+            fprintf(stderr, "mamba2 %s: backend %s (the fastest here; --backend to choose)\n", cmd, order[i]);
+            return 0;
+        }
+        /* the GPU may be absent or busy: say why, and go on with the next */
+        if (i + 1 < 3 && !cpu_only)
+            fprintf(stderr, "mamba2 %s: backend %s does not start here: %s\n", cmd, order[i], e.msg);
+        else
+            *err = e;
+        if (cpu_only) return -1;
+    }
+    if (!err->msg[0]) mamba2_fail(err, "no backend starts here");
+    return -1;
 }
 
 char *cli_read_stdin(long *len) {

@@ -41,13 +41,13 @@ int cli_parse_list(const char *opt, const char *s, double *out, int max, double 
 
 /**
  * @brief Parse `--weights stored|bf16|q8|q4` ("bf16" is a synonym of "stored").
- * @return 0, or -1 after printing what is allowed.
+ * @return 0, or 2 (a usage error) after printing what is allowed.
  */
 int cli_parse_weights(const char *cmd, const char *s, Mamba2WeightFormat *out);
 
 /**
  * @brief Parse `--precision default|fast`.
- * @return 0, or -1 after printing what is allowed.
+ * @return 0, or 2 (a usage error) after printing what is allowed.
  */
 int cli_parse_precision(const char *cmd, const char *s, Mamba2Precision *out);
 
@@ -82,17 +82,59 @@ int cli_load_model(const char *dir, Mamba2Model *m);
 int cli_check_tokenizer(const Mamba2Tokenizer *tok, const Mamba2Model *m, Mamba2Error *err);
 
 /**
- * @brief Write @p bytes bytes to @p path through a temporary file and a rename,
- *        so that a failure never leaves a partial file behind.
+ * @brief The command being run ("generate"), set by main() before it runs one; messages of the
+ *        shared helpers start with "mamba2 CMD: ".
  */
-int cli_write_file(const char *path, const void *data, size_t bytes, Mamba2Error *err);
+extern const char *cli_command;
 
-/** Print "mamba2 CMD: message" to stderr and return @p status (for `return cli_error(...)`). */
+/**
+ * @brief Print "mamba2 CMD: message" to stderr and return @p status (for `return cli_error(...)`).
+ *
+ * A usage error (@p status 2) adds a second line, "see 'mamba2 CMD --help'".
+ */
 int cli_error(const char *cmd, int status, const char *fmt, ...)
 #if defined(__GNUC__)
     __attribute__((format(printf, 3, 4)))
 #endif
     ;
+
+/**
+ * @brief The usage error for what getopt_long() returned when opterr is 0 and the option string
+ *        starts with ':': an unknown option ('?') or an option without its value (':').
+ * @return 2, after printing which option was wrong.
+ */
+int cli_option_error(const char *cmd, int c, char **argv);
+
+/**
+ * @brief Check that exactly one positional argument (@p what, e.g. "DIR") follows the options.
+ * @return 0, or 2 after saying that it is missing or which argument is extra.
+ */
+int cli_one_positional(const char *cmd, int argc, char **argv, const char *what);
+
+/**
+ * @brief Pick the backend for @p cmd: @p name when given, else the fastest built in that starts
+ *        here (gpu, then cpu, then ref; gpu is skipped when @p opt asks for cpu-only weights or
+ *        precision), creating it like cli_create_backend() and saying on stderr which one runs.
+ * @return 0, or -1 with the reason in @p err.
+ */
+int cli_create_default_backend(const char *cmd, const char *name, const Mamba2Model *m, Mamba2BackendOptions *opt,
+                               Mamba2Backend **out, Mamba2Error *err);
+
+/**
+ * @brief Check --backend and the cpu-only options before anything is loaded.
+ * @param cmd  the command, for the message
+ * @param name the backend given, or NULL for the default
+ * @param opt  the backend options given (--weights, --precision)
+ * @return 0, or 2 after printing what is wrong.
+ */
+int cli_check_backend(const char *cmd, const char *name, const Mamba2BackendOptions *opt);
+
+/**
+ * @brief Check, before any work, that the input file @p path given with option @p opt exists and is
+ *        a regular file (a state file for --state-in: not a directory, a FIFO or a device).
+ * @return 0, or 1 after printing "mamba2 CMD: OPT: what is wrong (PATH)".
+ */
+int cli_check_input_file(const char *cmd, const char *opt, const char *path);
 
 /**
  * @brief All of standard input in a heap buffer (the caller frees it), its length in @p len.

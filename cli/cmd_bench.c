@@ -30,12 +30,12 @@ static void help(FILE *f) {
             "usage: mamba2 bench DIR [options]\n\n"
             "Time prefill and decode of a backend on the checkpoint in DIR (random token ids).\n\n"
             "options:\n"
-            "  --backend NAME     %s (default cpu when built, else ref)\n"
+            "  --backend NAME     %s (default: the fastest that starts here)\n"
             "  --prompt-len N     prefill tokens (default 512)\n"
             "  --gen-len M        decode steps per timed repetition (default 16)\n"
             "  --batch B[,B2..]   sequences decoded together (default 1)\n"
             "  --reps R           timed repetitions of each measurement (default 3; median reported)\n"
-            "  --threads N        CPU threads (default: OMP_NUM_THREADS or all cores)\n"
+            "  -t, --threads N    CPU threads (default: OMP_NUM_THREADS or all cores)\n"
             CLI_HELP_WEIGHTS
             "  --roofline         also measure the read bandwidth and the GEMM rate, before every\n"
             "                     repetition, and print each figure as a fraction of its ceiling\n"
@@ -95,11 +95,12 @@ int cmd_bench(int argc, char **argv) {
                                          {"help", 0, 0, 'h'},    {"weights", 1, 0, 'w'},    {"precision", 1, 0, 'Q'},
                                          {0, 0, 0, 0}};
     Mamba2BackendOptions o = {0};
-    const char *backend = strstr(mamba2_backend_names(), "cpu") ? "cpu" : "ref", *batches = "1";
+    const char *backend = NULL, *batches = "1"; /* NULL: the fastest that starts here */
     long prompt = 512, gen = 16, reps = 3, threads = 0;
     int roofline = 0, json = 0, do_prefill = 1, c;
     optind = 1;
-    while ((c = getopt_long(argc, argv, "h", opts, NULL)) != -1) {
+    opterr = 0; /* unknown options are reported by cli_option_error(), in this program's voice */
+    while ((c = getopt_long(argc, argv, ":t:h", opts, NULL)) != -1) {
         switch (c) {
         case 'b': backend = optarg; break;
         case 'p': if (cli_parse_int("--prompt-len", optarg, 1, 1 << 20, &prompt)) return 2; break;
@@ -113,13 +114,10 @@ int cmd_bench(int argc, char **argv) {
         case 'P': do_prefill = 0; break;
         case 'j': json = 1; break;
         case 'h': help(stdout); return 0;
-        default: help(stderr); return 2;
+        default: return cli_option_error("bench", c, argv);
         }
     }
-    if (optind != argc - 1) {
-        help(stderr);
-        return 2;
-    }
+    if (cli_one_positional("bench", argc, argv, "DIR") || cli_check_backend("bench", backend, &o)) return 2;
     double batch_values[MAX_BATCHES];
     int batch_list[MAX_BATCHES];
     Mamba2Error e = {{0}};
@@ -147,12 +145,12 @@ int cmd_bench(int argc, char **argv) {
     for (int i = 0; i < n_batches; i++) most = batch_list[i] > most ? batch_list[i] : most;
     char what[128];
     snprintf(what, sizeof what, "a batch of %d sequences and a prompt of %ld tokens", most, prompt);
-    double host_work = strcmp(backend, "gpu") ? mamba2_forward_bytes(cfg, prompt > most ? (double)prompt : most) : 0;
+    double host_work = backend && !strcmp(backend, "gpu") ? 0 : mamba2_forward_bytes(cfg, prompt > most ? (double)prompt : most);
     if (mamba2_check_memory(what, (double)most * ((double)mamba2_config_state_bytes(cfg) + 4.0 * V) + host_work, &e)) {
         cli_error("bench", 1, "%s", e.msg);
         goto done;
     }
-    if (cli_create_backend("bench", backend, &m, &o, &b, &e)) {
+    if (cli_create_default_backend("bench", backend, &m, &o, &b, &e)) {
         cli_error("bench", 1, "%s", e.msg);
         goto done;
     }

@@ -29,7 +29,7 @@ static void help(FILE *f) {
             "  --tokens N         prompt length, deterministic pseudo-random ids (default 16)\n"
             "  --ids IDS          use these prompt ids instead\n"
             "  --gen N            greedy continuation length (default 8)\n"
-            "  --threads N        CPU threads for the cpu backend\n"
+            "  -t, --threads N    CPU threads for the cpu backend\n"
             CLI_HELP_WEIGHTS
             "  --tol X            logits relative L2 above X counts as a mismatch (default 2e-2)\n"
             "  -h, --help         this text\n"
@@ -117,7 +117,8 @@ int cmd_check(int argc, char **argv) {
     double tol = 2e-2;
     int c;
     optind = 1;
-    while ((c = getopt_long(argc, argv, "h", opts, NULL)) != -1) {
+    opterr = 0; /* unknown options are reported by cli_option_error(), in this program's voice */
+    while ((c = getopt_long(argc, argv, ":t:h", opts, NULL)) != -1) {
         switch (c) {
         case 'b': list = optarg; break;
         case 'n': if (cli_parse_int("--tokens", optarg, 1, 1 << 16, &n_tok)) return 2; break;
@@ -128,13 +129,10 @@ int cmd_check(int argc, char **argv) {
         case 'w': if (cli_parse_weights("check", optarg, &o.weights)) return 2; break;
         case 'P': if (cli_parse_precision("check", optarg, &o.precision)) return 2; break;
         case 'h': help(stdout); return 0;
-        default: help(stderr); return 2;
+        default: return cli_option_error("check", c, argv);
         }
     }
-    if (optind != argc - 1) {
-        help(stderr);
-        return 2;
-    }
+    if (cli_one_positional("check", argc, argv, "DIR")) return 2;
     /* the backends: ref first (the reference), then the others of the list, each once */
     Run runs[8];
     int n_runs = 0;
@@ -193,7 +191,7 @@ int cmd_check(int argc, char **argv) {
             cli_error("check", 1, "out of memory for %d tokens", T);
             goto done;
         }
-        fprintf(stderr, "check: running %s ...\n", r->name);
+        fprintf(stderr, "mamba2 check: running %s ...\n", r->name);
         if (cli_create_backend("check", r->name, &m, strcmp(r->name, "ref") ? &o : &ref_opt, &b, &e)) {
             if (k == 0) {
                 cli_error("check", 1, "%s", e.msg);

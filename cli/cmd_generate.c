@@ -3,14 +3,17 @@
  * @brief `mamba2 generate`: prefill a prompt (text or ids), then decode one token at a time,
  *        greedy or sampled, printing text as it comes (or ids).
  */
+#include <errno.h>
 #include <getopt.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 
 #include "cli.h"
 #include "commands.h"
 #include "config.h"
+#include "output_file.h"
 #include "resources.h"
 #include "sampler.h"
 #include "tokenizer.h"
@@ -25,7 +28,8 @@ static void help(FILE *f) {
     fprintf(f,
             "usage: mamba2 generate DIR (-p TEXT | --prompt-file FILE | --ids IDS) [-n N] [options]\n\n"
             "Prefill the prompt, then generate up to N tokens, greedily (the default) or sampled.\n"
-            "A text prompt is encoded with DIR's tokenizer (BOS first) and the text is printed as it is\n"
+            "A text prompt is encoded with DIR's tokenizer (BOS first, unless --no-bos or --state-in) and\n"
+            "the text is printed as it is\n"
             "generated, after the prompt; with --ids the generated ids are printed instead.\n"
             "Generation stops after N tokens, at the end-of-sequence token or at a --stop string.\n\n"
             "prompt:\n"
@@ -35,6 +39,7 @@ static void help(FILE *f) {
             "  --chat                wrap the prompt in the chat template: BOS <|im_start|>user\\nPROMPT\n"
             "                        Please reason step by step, ...<|im_end|>\\n<|im_start|>assistant\\n<think>\\n\n"
             "  --no-reasoning-suffix with --chat: leave out the \"Please reason step by step\" sentence\n"
+            "  --no-bos              do not put the beginning-of-sequence token before a text prompt\n"
             "  --tokenizer PATH      tokenizer file or directory (default: DIR)\n"
             "  --no-echo             do not print the prompt text before the generated text\n"
             "generation:\n"
@@ -45,18 +50,26 @@ static void help(FILE *f) {
             "  --min-p P             keep tokens with p >= P * p_max (default 0: off)\n"
             "  --repeat-penalty R    penalise tokens seen in the last --repeat-last-n (default 1: off)\n"
             "  --repeat-last-n N     how many recent tokens the penalty looks at (default 64; 0: all)\n"
-            "  --seed S              random seed of the sampler (default 42)\n"
+            "  --seed S              random seed of the sampler; -1 or none (when sampling): a seed is\n"
+            "                        drawn and printed on stderr, so that the run can be repeated\n"
             "  --stop TEXT           stop when the generated text contains TEXT (not printed; up to %d)\n"
             "  --ignore-eos          do not stop at the end-of-sequence token\n"
             "running:\n"
-            "  --backend NAME        %s (default ref)\n"
-            "  --threads N           CPU threads for the cpu backend\n"
+            "  --backend NAME        %s (default: the fastest that starts here,\n"
+            "                        gpu, then cpu, then ref; printed on stderr)\n"
+            "  -t, --threads N       CPU threads for the cpu backend\n"
             "  --weights F           cpu backend: stored (default), q8 or q4 (quantized at load)\n"
             "  --precision P         cpu backend: default (within 1e-3 of ref) or fast (bf16 activations)\n"
-            "  --state-in FILE       continue from a state saved by --state-out (of logits or generate)\n"
-            "  --state-out FILE      save the state after the last token\n"
+            "  --state-in FILE       continue from a state saved by --state-out (of logits or generate):\n"
+            "                        the prompt follows the saved sequence (no BOS is added)\n"
+            "  --state-out FILE      save the state after the prompt and every generated token (the last\n"
+            "                        one is fed before saving, the one that completed a --stop string\n"
+            "                        too; an end-of-sequence token is not), so that --state-in FILE with\n"
+            "                        the next ids or text continues exactly as one uninterrupted run would\n"
             "  -h, --help            this text\n"
-            "Timings (prompt and generated tokens/s) and peak memory go to stderr.\n",
+            "Timings go to stderr: load time, prompt tokens/s, time to the first generated token (prompt\n"
+            "and first sample), generated tokens/s and ms/token, and peak memory;\n"
+            "--json-stats FILE writes them to FILE as one JSON object.\n",
             MAX_STOPS, mamba2_backend_names());
 }
 
@@ -64,7 +77,7 @@ static int parse_float(const char *opt, const char *s, float *out) {
     char *end;
     double v = strtod(s, &end);
     if (end == s || *end) {
-        fprintf(stderr, "mamba2 generate: %s: '%s' is not a number\n", opt, s);
+        cli_error("generate", 2, "%s: '%s' is not a number", opt, s);
         return -1;
     }
     *out = (float)v;
@@ -131,12 +144,22 @@ static int textout_flush(TextOut *o, int final) {
     return 0;
 }
 
+/* A seed for a sampled run given none: from the kernel's random source, else the clock and the pid. */
+static uint64_t draw_seed(void) {
+    uint64_t seed = 0;
+    FILE *f = fopen("/dev/urandom", "rb");
+    if (!f || fread(&seed, sizeof seed, 1, f) != 1) seed = (uint64_t)(cli_now() * 1e9) ^ ((uint64_t)getpid() << 32);
+    if (f) fclose(f);
+    return seed >> 1; /* below 2^63: easy to type back, and never mistaken for -1 */
+}
+
 int cmd_generate(int argc, char **argv) {
-    enum { O_IDS = 256, O_BACKEND, O_THREADS, O_STATE_IN, O_STATE_OUT, O_PROMPT_FILE, O_CHAT, O_NO_REASON, O_TOKENIZER,
-           O_NO_ECHO, O_TEMP, O_TOPK, O_TOPP, O_MINP, O_REP, O_REP_N, O_SEED, O_STOP, O_IGNORE_EOS, O_WEIGHTS, O_PRECISION };
+    enum { O_IDS = 256, O_BACKEND, O_STATE_IN, O_STATE_OUT, O_PROMPT_FILE, O_CHAT, O_NO_REASON, O_TOKENIZER,
+           O_NO_ECHO, O_TEMP, O_TOPK, O_TOPP, O_MINP, O_REP, O_REP_N, O_SEED, O_STOP, O_IGNORE_EOS, O_WEIGHTS, O_PRECISION, O_NO_BOS,
+           O_JSON_STATS };
     static const struct option opts[] = {
         {"ids", 1, 0, O_IDS},           {"max-tokens", 1, 0, 'n'},       {"backend", 1, 0, O_BACKEND},
-        {"threads", 1, 0, O_THREADS},   {"state-out", 1, 0, O_STATE_OUT}, {"help", 0, 0, 'h'},
+        {"threads", 1, 0, 't'},   {"state-out", 1, 0, O_STATE_OUT}, {"help", 0, 0, 'h'},
         {"state-in", 1, 0, O_STATE_IN},
         {"prompt", 1, 0, 'p'},          {"prompt-file", 1, 0, O_PROMPT_FILE}, {"chat", 0, 0, O_CHAT},
         {"no-reasoning-suffix", 0, 0, O_NO_REASON}, {"tokenizer", 1, 0, O_TOKENIZER},
@@ -144,24 +167,25 @@ int cmd_generate(int argc, char **argv) {
         {"top-p", 1, 0, O_TOPP},        {"min-p", 1, 0, O_MINP},         {"repeat-penalty", 1, 0, O_REP},
         {"repeat-last-n", 1, 0, O_REP_N}, {"seed", 1, 0, O_SEED},        {"stop", 1, 0, O_STOP},
         {"ignore-eos", 0, 0, O_IGNORE_EOS}, {"weights", 1, 0, O_WEIGHTS}, {"precision", 1, 0, O_PRECISION},
-        {0, 0, 0, 0}};
+        {"no-bos", 0, 0, O_NO_BOS},     {"json-stats", 1, 0, O_JSON_STATS}, {0, 0, 0, 0}};
     Mamba2BackendOptions bo = {0};
-    const char *ids_text = NULL, *backend = "ref", *state_in = NULL, *state_out = NULL, *prompt = NULL,
+    const char *ids_text = NULL, *backend = NULL, *state_in = NULL, *state_out = NULL, *prompt = NULL,
                *prompt_file = NULL;
-    const char *tok_path = NULL;
+    const char *tok_path = NULL, *json_stats = NULL;
     long n_gen = 256, threads = 0, v;
-    int chat = 0, reason = 1, echo = 1, ignore_eos = 0, c;
+    int chat = 0, reason = 1, echo = 1, ignore_eos = 0, no_bos = 0, seed_given = 0, c;
     TextOut out = {0};
     Mamba2SamplerConfig sc;
     mamba2_sampler_defaults(&sc);
     sc.repetition_window = 64;
     optind = 1;
-    while ((c = getopt_long(argc, argv, "n:p:h", opts, NULL)) != -1) {
+    opterr = 0; /* unknown options are reported by cli_option_error(), in this program's voice */
+    while ((c = getopt_long(argc, argv, ":n:p:t:h", opts, NULL)) != -1) {
         switch (c) {
         case O_IDS: ids_text = optarg; break;
         case 'n': if (cli_parse_int("--max-tokens", optarg, 0, 65536, &n_gen)) return 2; break;
         case O_BACKEND: backend = optarg; break;
-        case O_THREADS: if (cli_parse_int("--threads", optarg, 1, 4096, &threads)) return 2; break;
+        case 't': if (cli_parse_int("--threads", optarg, 1, 4096, &threads)) return 2; break;
         case O_STATE_IN: state_in = optarg; break;
         case O_STATE_OUT: state_out = optarg; break;
         case 'p': prompt = optarg; break;
@@ -181,8 +205,11 @@ int cmd_generate(int argc, char **argv) {
             break;
         case O_SEED: {
             char *end;
-            sc.seed = strtoull(optarg, &end, 10);
-            if (end == optarg || *end) return cli_error("generate", 2, "--seed: '%s' is not a whole number", optarg);
+            errno = 0;
+            seed_given = strcmp(optarg, "-1") != 0; /* -1: draw one, as llama.cpp does */
+            if (seed_given) sc.seed = strtoull(optarg, &end, 10);
+            if (seed_given && (end == optarg || *end || errno || optarg[0] == '-'))
+                return cli_error("generate", 2, "--seed: '%s' is not a whole number >= 0 (or -1: draw one)", optarg);
             break;
         }
         case O_STOP:
@@ -191,24 +218,47 @@ int cmd_generate(int argc, char **argv) {
             out.stop[out.n_stop++] = optarg;
             break;
         case O_IGNORE_EOS: ignore_eos = 1; break;
+        case O_NO_BOS: no_bos = 1; break;
+        case O_JSON_STATS: json_stats = optarg; break;
         case O_WEIGHTS: if (cli_parse_weights("generate", optarg, &bo.weights)) return 2; break;
         case O_PRECISION: if (cli_parse_precision("generate", optarg, &bo.precision)) return 2; break;
         case 'h': help(stdout); return 0;
-        default: help(stderr); return 2;
+        default: return cli_option_error("generate", c, argv);
         }
     }
+    if (cli_one_positional("generate", argc, argv, "DIR")) return 2;
     int n_prompts = (ids_text != NULL) + (prompt != NULL) + (prompt_file != NULL);
-    if (optind != argc - 1 || n_prompts != 1) {
-        if (optind == argc - 1) fprintf(stderr, "mamba2 generate: give exactly one of -p, --prompt-file and --ids\n\n");
-        help(stderr);
-        return 2;
+    if (n_prompts != 1)
+        return cli_error("generate", 2, "give exactly one of -p, --prompt-file and --ids (%s)",
+                         n_prompts ? "more than one given" : "no prompt");
+    if (cli_check_backend("generate", backend, &bo)) return 2;
+    /* the sampler's values are checked now, before a model is loaded (a vocabulary of 1 for that) */
+    {
+        Mamba2Sampler check;
+        Mamba2Error e = {{0}};
+        if (mamba2_sampler_init(&check, &sc, 1, &e)) return cli_error("generate", 2, "%s", e.msg);
+        mamba2_sampler_free(&check);
+    }
+    if (sc.temperature == 0 && (sc.top_k || sc.top_p != 1 || sc.min_p != 0 || seed_given))
+        fprintf(stderr, "mamba2 generate: warning: --top-k, --top-p, --min-p and --seed have no effect when decoding "
+                        "greedily (--temperature 0, the default)\n");
+    if (sc.temperature > 0 && !seed_given) {
+        sc.seed = draw_seed();
+        fprintf(stderr, "mamba2 generate: seed %llu (--seed %llu repeats this run)\n", (unsigned long long)sc.seed,
+                (unsigned long long)sc.seed);
     }
     if (chat && ids_text) return cli_error("generate", 2, "--chat needs a text prompt (-p or --prompt-file)");
     if (!chat && !reason) return cli_error("generate", 2, "--no-reasoning-suffix goes with --chat");
     if (ids_text && out.n_stop) return cli_error("generate", 2, "--stop needs a text prompt (-p or --prompt-file)");
+    if (ids_text && no_bos) return cli_error("generate", 2, "--no-bos goes with a text prompt (--ids are taken as given)");
 
     Mamba2Error err = {{0}};
+    /* the output is checked before any work: a missing directory fails now, not after the run */
+    if (state_out && cli_output_check(state_out, 0, &err)) return cli_error("generate", 1, "--state-out: %s", err.msg);
+    if (state_in && cli_check_input_file("generate", "--state-in", state_in)) return 1;
+    if (json_stats && cli_output_check(json_stats, 0, &err)) return cli_error("generate", 1, "--json-stats: %s", err.msg);
     int status = 1;
+    CliOutput so = {0};
     int32_t *ids = NULL; /* prompt, then the generated tokens (the sampler's history) */
     int T = 0;
     char *file_text = NULL, *chat_text = NULL;
@@ -260,7 +310,8 @@ int cmd_generate(int argc, char **argv) {
             goto done;
         }
         size_t n = 0;
-        if (mamba2_tokenizer_encode(tok, text, (size_t)len, 1, &ids, &n, &err)) {
+        /* BOS starts a sequence: not before a prompt that continues a saved one */
+        if (mamba2_tokenizer_encode(tok, text, (size_t)len, !no_bos && !state_in, &ids, &n, &err)) {
             cli_error("generate", 1, "%s", err.msg);
             goto done;
         }
@@ -284,6 +335,7 @@ int cmd_generate(int argc, char **argv) {
     ids = grown;
 
     /* ---- the model, the backend, the sampler */
+    double t_load = cli_now(); /* loading: the checkpoint, the backend (upload, quantization), the state */
     if (cli_load_model(dir, &m)) goto done;
     have_model = 1;
     int V = m.cfg.vocab_size;
@@ -298,11 +350,11 @@ int cmd_generate(int argc, char **argv) {
     char what[96];
     snprintf(what, sizeof what, "a prompt of %d tokens", T);
     if (mamba2_check_memory(what, 4.0 * V + 2.0 * (double)mamba2_config_state_bytes(&m.cfg) +
-                                      (strcmp(backend, "gpu") ? mamba2_forward_bytes(&m.cfg, T) : 0), &err)) {
+                                      (backend && !strcmp(backend, "gpu") ? 0 : mamba2_forward_bytes(&m.cfg, T)), &err)) {
         cli_error("generate", 1, "%s", err.msg);
         goto done;
     }
-    if (cli_create_backend("generate", backend, &m, &bo, &b, &err) || mamba2_state_init(&st, &m.cfg, &err) ||
+    if (cli_create_default_backend("generate", backend, &m, &bo, &b, &err) || mamba2_state_init(&st, &m.cfg, &err) ||
         (state_in && mamba2_state_load(&st, &m.cfg, state_in, &err)) || mamba2_sampler_init(&smp, &sc, V, &err)) {
         cli_error("generate", 1, "%s", err.msg);
         goto done;
@@ -315,7 +367,8 @@ int cmd_generate(int argc, char **argv) {
         fwrite(prompt_file ? file_text : prompt, 1, prompt_file ? (size_t)file_len : strlen(prompt), stdout);
         fflush(stdout);
     }
-    double t0 = cli_now();
+    double t0 = cli_now(), t_first = 0;
+    t_load = t0 - t_load;
     if (mamba2_backend_prefill(b, &st, ids, T, logits, 0, &err)) {
         cli_error("generate", 1, "%s", err.msg);
         goto done;
@@ -323,15 +376,18 @@ int cmd_generate(int argc, char **argv) {
     double t1 = cli_now();
     Mamba2State *one = &st;
     long n_done = 0, n_steps = 0;
+    int32_t pending = -1; /* the last token sampled and printed but not yet fed to the model */
     const char *why = "length";
     for (long i = 0; i < n_gen; i++) {
         int32_t next = mamba2_sampler_sample(&smp, logits, ids, (size_t)(T + i));
         ids[T + i] = next;
         n_done++;
+        if (i == 0) t_first = cli_now() - t0; /* prompt in, first token sampled */
         if (next == eos || next == im_end) {
             why = next == eos ? "end of sequence" : "<|im_end|>";
             break;
         }
+        pending = next;
         if (!tok) {
             printf(i ? " %d" : "%d", next);
             fflush(stdout);
@@ -348,12 +404,17 @@ int cmd_generate(int argc, char **argv) {
                 break;
             }
         }
+        if (ferror(stdout)) { /* a full disk or a closed terminal: stop now, not after n tokens */
+            why = "an error writing standard output";
+            break;
+        }
         if (i + 1 < n_gen) {
             if (mamba2_backend_step(b, &one, &next, 1, logits, &err)) {
                 putchar('\n');
                 cli_error("generate", 1, "%s", err.msg);
                 goto done;
             }
+            pending = -1;
             n_steps++;
         }
     }
@@ -368,19 +429,51 @@ int cmd_generate(int argc, char **argv) {
     fflush(stdout);
     double t2 = cli_now();
     fprintf(stderr,
-            "[%s] prompt %d tokens in %.3f s (%.1f tok/s), generated %ld tokens in %.3f s (%.2f tok/s), "
-            "stopped by %s, peak RSS %.0f MiB\n",
-            b->name, T, t1 - t0, T / (t1 - t0), n_done, t2 - t1, n_steps > 0 ? n_steps / (t2 - t1) : 0.0, why,
+            "[%s] load %.2f s, prompt %d tokens in %.3f s (%.1f tok/s), first token after %.3f s, generated %ld "
+            "tokens in %.3f s (%.2f tok/s, %.1f ms/token), stopped by %s, peak RSS %.0f MiB\n",
+            b->name, t_load, T, t1 - t0, T / (t1 - t0), t_first, n_done, t2 - t1,
+            n_steps > 0 ? n_steps / (t2 - t1) : 0.0, n_steps > 0 ? 1e3 * (t2 - t1) / n_steps : 0.0, why,
             cli_peak_rss_mib());
-    if (state_out && mamba2_state_save(&st, &m.cfg, state_out, &err)) {
-        cli_error("generate", 1, "%s", err.msg);
+    if (ferror(stdout)) {
+        cli_error("generate", 1, "cannot write standard output: %s", strerror(errno ? errno : EIO));
         goto done;
+    }
+    if (state_out) {
+        /* The saved state is the one after every token printed: the last sampled token was never fed
+         * (no step follows it), so feed it now; --state-in with the next ids or text then continues
+         * exactly as an uninterrupted run. End-of-sequence tokens are not printed and not fed. */
+        if (pending >= 0 && mamba2_backend_step(b, &one, &pending, 1, logits, &err)) {
+            cli_error("generate", 1, "%s", err.msg);
+            goto done;
+        }
+        if (cli_output_open(&so, state_out, &err) || cli_output_save_state(&so, &st, &m.cfg, &err) ||
+            cli_output_commit(&so, &err)) {
+            cli_error("generate", 1, "--state-out: %s", err.msg);
+            goto done;
+        }
+    }
+    if (json_stats) { /* the timing line's figures, for scripts */
+        char js[1024], seed_text[32] = "null"; /* greedy: no seed was used */
+        if (sc.temperature > 0) snprintf(seed_text, sizeof seed_text, "%llu", (unsigned long long)sc.seed);
+        int n = snprintf(js, sizeof js,
+                         "{\"backend\": \"%s\", \"load_s\": %.6f, \"prompt_tokens\": %d, \"prompt_s\": %.6f, "
+                         "\"first_token_s\": %.6f, \"generated_tokens\": %ld, \"generate_s\": %.6f, "
+                         "\"tok_per_s\": %.4f, \"ms_per_token\": %.4f, \"stopped_by\": \"%s\", "
+                         "\"peak_rss_mib\": %.1f, \"seed\": %s}\n",
+                         b->name, t_load, T, t1 - t0, t_first, n_done, t2 - t1,
+                         n_steps > 0 ? n_steps / (t2 - t1) : 0.0, n_steps > 0 ? 1e3 * (t2 - t1) / n_steps : 0.0, why,
+                         cli_peak_rss_mib(), seed_text);
+        if (cli_write_file(json_stats, js, (size_t)n, &err)) {
+            cli_error("generate", 1, "--json-stats: %s", err.msg);
+            goto done;
+        }
     }
     status = 0;
     goto done;
 oom:
     cli_error("generate", 1, "out of memory");
 done:
+    cli_output_abort(&so);
     free(logits);
     free(ids);
     free(file_text);

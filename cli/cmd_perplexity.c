@@ -45,8 +45,8 @@ static void help(FILE *f) {
             "  --max-tokens N     score only the first N tokens after the BOS (default: all)\n"
             "  --ctx N            reset the state every N tokens (default 0: the text is one sequence)\n"
             "  --chunk N          tokens per prefill slice (default 512; memory, not the result)\n"
-            "  --backend NAME     %s (default cpu when built, else ref)\n"
-            "  --threads N        CPU threads (default: OMP_NUM_THREADS or all cores)\n"
+            "  --backend NAME     %s (default: the fastest that starts here)\n"
+            "  -t, --threads N    CPU threads (default: OMP_NUM_THREADS or all cores)\n"
             CLI_HELP_WEIGHTS
             "  --json             print one JSON object instead of the lines of text\n"
             "  -h, --help         this text\n"
@@ -81,15 +81,16 @@ int cmd_perplexity(int argc, char **argv) {
     static const struct option opts[] = {
         {"file", 1, 0, O_FILE},       {"tokenizer", 1, 0, O_TOKENIZER}, {"max-tokens", 1, 0, O_MAX},
         {"ctx", 1, 0, O_CTX},         {"chunk", 1, 0, O_CHUNK},         {"backend", 1, 0, O_BACKEND},
-        {"threads", 1, 0, O_THREADS}, {"weights", 1, 0, O_WEIGHTS},     {"precision", 1, 0, O_PRECISION},
+        {"threads", 1, 0, 't'}, {"weights", 1, 0, O_WEIGHTS},     {"precision", 1, 0, O_PRECISION},
         {"json", 0, 0, O_JSON},       {"help", 0, 0, 'h'},              {0, 0, 0, 0}};
     Mamba2BackendOptions bo = {0};
     const char *file = NULL, *tok_path = NULL;
-    const char *backend = strstr(mamba2_backend_names(), "cpu") ? "cpu" : "ref";
+    const char *backend = NULL; /* the fastest that starts here */
     long max_tokens = 0, ctx = 0, chunk = 512, threads = 0;
     int json = 0, c;
     optind = 1;
-    while ((c = getopt_long(argc, argv, "h", opts, NULL)) != -1) {
+    opterr = 0; /* unknown options are reported by cli_option_error(), in this program's voice */
+    while ((c = getopt_long(argc, argv, ":t:h", opts, NULL)) != -1) {
         switch (c) {
         case O_FILE: file = optarg; break;
         case O_TOKENIZER: tok_path = optarg; break;
@@ -97,26 +98,18 @@ int cmd_perplexity(int argc, char **argv) {
         case O_CTX: if (cli_parse_int("--ctx", optarg, 0, 0x7fffffff, &ctx)) return 2; break;
         case O_CHUNK: if (cli_parse_int("--chunk", optarg, 1, 1 << 20, &chunk)) return 2; break;
         case O_BACKEND: backend = optarg; break;
-        case O_THREADS: if (cli_parse_int("--threads", optarg, 1, 4096, &threads)) return 2; break;
+        case 't': if (cli_parse_int("--threads", optarg, 1, 4096, &threads)) return 2; break;
         case O_WEIGHTS: if (cli_parse_weights("perplexity", optarg, &bo.weights)) return 2; break;
         case O_PRECISION: if (cli_parse_precision("perplexity", optarg, &bo.precision)) return 2; break;
         case O_JSON: json = 1; break;
         case 'h': help(stdout); return 0;
-        default: help(stderr); return 2;
+        default: return cli_option_error("perplexity", c, argv);
         }
     }
-    if (optind != argc - 1 || !file) {
-        if (optind == argc - 1) fprintf(stderr, "mamba2 perplexity: --file TEXT is required\n\n");
-        help(stderr);
-        return 2;
-    }
-    if (!mamba2_backend_exists(backend))
-        return cli_error("perplexity", 2, "--backend: no backend '%s' in this build (built: %s)", backend,
-                         mamba2_backend_names());
-    /* the other backends refuse these when created, i.e. after loading the model: say so now */
-    if (strcmp(backend, "cpu") && (bo.weights != MAMBA2_WEIGHTS_STORED || bo.precision != MAMBA2_PRECISION_DEFAULT))
-        return cli_error("perplexity", 2, "--weights and --precision are options of the cpu backend, not of '%s'",
-                         backend);
+    if (cli_one_positional("perplexity", argc, argv, "DIR")) return 2;
+    if (!file) return cli_error("perplexity", 2, "--file TEXT is required");
+    /* the backends refuse a wrong one when created, i.e. after loading the model: say so now */
+    if (cli_check_backend("perplexity", backend, &bo)) return 2;
     const char *dir = argv[optind];
     bo.n_threads = (int)threads;
 
@@ -173,9 +166,9 @@ int cmd_perplexity(int argc, char **argv) {
     char what[96];
     snprintf(what, sizeof what, "prefill slices of %ld tokens with their logits", slice);
     if (mamba2_check_memory(what, 4.0 * V * (double)slice + (double)mamba2_config_state_bytes(&m.cfg) +
-                                      (strcmp(backend, "gpu") ? mamba2_forward_bytes(&m.cfg, (double)slice) : 0),
+                                      (backend && !strcmp(backend, "gpu") ? 0 : mamba2_forward_bytes(&m.cfg, (double)slice)),
                             &err) ||
-        cli_create_backend("perplexity", backend, &m, &bo, &b, &err) || mamba2_state_init(&st, &m.cfg, &err)) {
+        cli_create_default_backend("perplexity", backend, &m, &bo, &b, &err) || mamba2_state_init(&st, &m.cfg, &err)) {
         cli_error("perplexity", 1, "%s", err.msg);
         goto done;
     }

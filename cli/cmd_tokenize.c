@@ -2,6 +2,7 @@
  * @file cmd_tokenize.c
  * @brief `mamba2 tokenize` (text → ids) and `mamba2 detokenize` (ids → text).
  */
+#include <errno.h>
 #include <getopt.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -14,15 +15,15 @@
 
 static void tokenize_help(FILE *f) {
     fprintf(f,
-            "usage: mamba2 tokenize PATH (--text TEXT | --file FILE) [--no-bos]\n\n"
+            "usage: mamba2 tokenize PATH (-p TEXT | --prompt-file FILE) [--no-bos]\n\n"
             "Print the token ids of a text, separated by spaces, on one line.\n\n"
             "PATH is a model directory (tokenizer.json is used when present, else\n"
             "tokenizer.model.v3, else tokenizer.model) or a tokenizer file.\n\n"
             "options:\n"
-            "  --text TEXT   the text to encode\n"
-            "  --file FILE   encode the bytes of FILE (\"-\": standard input)\n"
-            "  --no-bos      do not add the beginning-of-sequence token\n"
-            "  -h, --help    this text\n");
+            "  -p, --prompt TEXT     the text to encode (also --text TEXT)\n"
+            "  --prompt-file FILE    encode the bytes of FILE (\"-\": standard input; also --file FILE)\n"
+            "  --no-bos              do not add the beginning-of-sequence token\n"
+            "  -h, --help            this text\n");
 }
 
 static void detokenize_help(FILE *f) {
@@ -39,24 +40,26 @@ static void detokenize_help(FILE *f) {
 
 int cmd_tokenize(int argc, char **argv) {
     static const struct option opts[] = {
-        {"text", 1, 0, 't'}, {"file", 1, 0, 'f'}, {"no-bos", 0, 0, 'n'}, {"help", 0, 0, 'h'}, {0, 0, 0, 0}};
+        {"text", 1, 0, 't'}, {"prompt", 1, 0, 't'}, {"file", 1, 0, 'f'}, {"prompt-file", 1, 0, 'f'},
+        {"no-bos", 0, 0, 'n'}, {"help", 0, 0, 'h'}, {0, 0, 0, 0}};
     const char *text = NULL, *file = NULL;
     int add_bos = 1, c;
     optind = 1;
-    while ((c = getopt_long(argc, argv, "h", opts, NULL)) != -1) {
+    opterr = 0; /* unknown options are reported by cli_option_error(), in this program's voice */
+    while ((c = getopt_long(argc, argv, ":p:h", opts, NULL)) != -1) {
         switch (c) {
+        case 'p':
         case 't': text = optarg; break;
         case 'f': file = optarg; break;
         case 'n': add_bos = 0; break;
         case 'h': tokenize_help(stdout); return 0;
-        default: tokenize_help(stderr); return 2;
+        default: return cli_option_error("tokenize", c, argv);
         }
     }
-    if (optind != argc - 1 || (text == NULL) == (file == NULL)) {
-        if (optind == argc - 1) fprintf(stderr, "mamba2 tokenize: give exactly one of --text and --file\n\n");
-        tokenize_help(stderr);
-        return 2;
-    }
+    if (cli_one_positional("tokenize", argc, argv, "PATH")) return 2;
+    if ((text == NULL) == (file == NULL))
+        return cli_error("tokenize", 2, "give exactly one of -p/--text and --prompt-file/--file (%s)",
+                         text ? "both given" : "neither given");
     Mamba2Error err = {{0}};
     char *data = NULL;
     long len = 0;
@@ -80,7 +83,7 @@ int cmd_tokenize(int argc, char **argv) {
     } else {
         for (size_t i = 0; i < n; i++) printf(i ? " %d" : "%d", (int)ids[i]);
         printf("\n");
-        if (fflush(stdout) != 0) status = cli_error("tokenize", 1, "cannot write the output");
+        if (fflush(stdout) != 0) status = cli_error("tokenize", 1, "cannot write standard output: %s", strerror(errno));
     }
     free(ids);
     free(data);
@@ -93,17 +96,16 @@ int cmd_detokenize(int argc, char **argv) {
     const char *ids_text = NULL;
     int c;
     optind = 1;
-    while ((c = getopt_long(argc, argv, "h", opts, NULL)) != -1) {
+    opterr = 0; /* unknown options are reported by cli_option_error(), in this program's voice */
+    while ((c = getopt_long(argc, argv, ":h", opts, NULL)) != -1) {
         switch (c) {
         case 'i': ids_text = optarg; break;
         case 'h': detokenize_help(stdout); return 0;
-        default: detokenize_help(stderr); return 2;
+        default: return cli_option_error("detokenize", c, argv);
         }
     }
-    if (optind != argc - 1 || !ids_text) {
-        detokenize_help(stderr);
-        return 2;
-    }
+    if (cli_one_positional("detokenize", argc, argv, "PATH")) return 2;
+    if (!ids_text) return cli_error("detokenize", 2, "--ids is required");
     Mamba2Error err = {{0}};
     int32_t *ids = NULL;
     int n = 0;
@@ -123,7 +125,7 @@ int cmd_detokenize(int argc, char **argv) {
     if (status == 0 && mamba2_tokenizer_decode(tok, ids, (size_t)n, &text, &len, &err))
         status = cli_error("detokenize", 1, "%s", err.msg);
     if (status == 0 && (fwrite(text, 1, len, stdout) != len || fflush(stdout) != 0))
-        status = cli_error("detokenize", 1, "cannot write the output");
+        status = cli_error("detokenize", 1, "cannot write standard output: %s", strerror(errno));
     free(text);
     free(ids);
     mamba2_tokenizer_free(tok);

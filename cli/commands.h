@@ -21,7 +21,7 @@ int cmd_info(int argc, char **argv);
 int cmd_logits(int argc, char **argv);
 /** `mamba2 generate DIR ...` (cmd_generate.c). */
 int cmd_generate(int argc, char **argv);
-/** `mamba2 tokenize PATH (--text TEXT | --file FILE) [--no-bos]` (cmd_tokenize.c). */
+/** `mamba2 tokenize PATH (-p TEXT | --prompt-file FILE) [--no-bos]` (cmd_tokenize.c). */
 int cmd_tokenize(int argc, char **argv);
 /** `mamba2 detokenize PATH --ids ...` (cmd_tokenize.c). */
 int cmd_detokenize(int argc, char **argv);

@@ -27,6 +27,7 @@ int main(int argc, char **argv) {
         register_demo_model_tests,
         register_api_tests,
         register_api_library_tests,
+        register_cli_tests,
     };
     for (size_t i = 0; i < sizeof registrars / sizeof *registrars; i++)
         if (registrars[i]() != 0) {

@@ -35,6 +35,9 @@ int register_api_tests(void);
 /** Register the library suite: exported symbols, no output, threads (test_api_library.c). */
 int register_api_library_tests(void);
 
+/** Register the command-line suite: exact continuation, outputs, flags and errors (test_cli.c). */
+int register_cli_tests(void);
+
 /** The run's random seed (from MAMBA2_TEST_SEED, else the clock); printed once. */
 uint64_t test_seed(void);
 /** Uniform double in [0, 1) from the seeded generator. */
