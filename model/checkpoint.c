@@ -7,6 +7,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <unistd.h>
+#include <zlib.h>
 
 #include "model.h"
 
@@ -144,6 +145,36 @@ static int bind_all(Mamba2Model *m, Mamba2Error *err) {
     return 0;
 }
 
+/* Bytes sampled at each end of every tensor for the checkpoint identity. */
+#define ID_SAMPLE_BYTES 4096
+
+static void identity_add(const Mamba2Tensor *t, void *ctx) {
+    uLong *crc = ctx;
+    int64_t desc[2 + MAMBA2_MAX_DIMS] = {t->dtype, t->ndim};
+    for (int i = 0; i < t->ndim; i++) desc[2 + i] = t->shape[i];
+    *crc = crc32(*crc, (const Bytef *)t->name, (uInt)strlen(t->name));
+    *crc = crc32(*crc, (const Bytef *)desc, (uInt)sizeof desc);
+    size_t n = (size_t)mamba2_tensor_numel(t) * (size_t)mamba2_dtype_size(t->dtype);
+    const Bytef *p = t->data;
+    if (n <= 2 * ID_SAMPLE_BYTES) {
+        *crc = crc32(*crc, p, (uInt)n);
+    } else {
+        *crc = crc32(*crc, p, ID_SAMPLE_BYTES);
+        *crc = crc32(*crc, p + n - ID_SAMPLE_BYTES, ID_SAMPLE_BYTES);
+    }
+}
+
+/* The checkpoint identity (Mamba2Config::checkpoint_id): crc32 of every used tensor's name, dtype,
+ * shape and first and last 4 KiB. Cheap (8 KiB per tensor: ~5 MB read for the 7B model) and stable:
+ * it does not change when the same weights are written again with other metadata or another tensor
+ * order, unlike the safetensors header bytes, and it tells apart two fine-tunes of the same shapes,
+ * whose headers can be byte-identical. */
+static unsigned checkpoint_identity(const Mamba2Model *m) {
+    uLong crc = crc32(0, Z_NULL, 0);
+    mamba2_model_foreach_tensor(m, identity_add, &crc);
+    return (unsigned)crc;
+}
+
 int mamba2_model_load(const char *dir, Mamba2Model *m, Mamba2Error *err) {
     memset(m, 0, sizeof *m);
     if (!(m->dir = strdup(dir))) return mamba2_fail(err, "out of memory");
@@ -151,6 +182,7 @@ int mamba2_model_load(const char *dir, Mamba2Model *m, Mamba2Error *err) {
         mamba2_model_free(m);
         return -1;
     }
+    m->cfg.checkpoint_id = checkpoint_identity(m);
     return 0;
 }
 

@@ -29,6 +29,10 @@ typedef struct {
     int norm_before_gate; /**< as written in the file; ignored (mamba_ssm is gate-first) */
     int bos_token_id; /**< beginning-of-sequence id, -1 when unknown */
     int eos_token_id; /**< end-of-sequence id, -1 when unknown */
+    /** Identity of the checkpoint the config was loaded with, written into state files so a state from
+     *  another model is refused: crc32 of every used tensor's name, dtype, shape and first and last
+     *  4 KiB of data (set by mamba2_model_load(); 0 for a config parsed alone). */
+    unsigned checkpoint_id;
     /* derived */
     int d_inner;      /**< d_in = H * P [8192] */
     int conv_dim;     /**< d_in + 2 * G * N [10240] */

@@ -18,7 +18,9 @@
 #include <sys/stat.h>
 #include <sys/wait.h>
 #include <unistd.h>
+#include <zlib.h>
 
+#include "backend.h"
 #include "cli.h"
 #include "fuzz/targets.h"
 #include "model.h"
@@ -360,15 +362,25 @@ static void test_vocab_mismatch(void) {
 
 /* ------------------------------------------------------------ state files */
 
-/* A state file for the default tiny spec, with one part replaced. */
+/* Store the crc32 of bytes [0, n-4) in the last 4 bytes (little-endian): a file damaged on purpose
+ * that still passes the checksum, to reach the checks after it. */
+static void fix_crc(char *buf, long n) {
+    uint32_t c = (uint32_t)crc32(crc32(0, Z_NULL, 0), (const Bytef *)buf, (uInt)(n - 4));
+    for (int i = 0; i < 4; i++) buf[n - 4 + i] = (char)(c >> (8 * i));
+}
+
+/* A state file (version 2) for a small config, with one part replaced: each damage refused with its
+ * message, the caller's state left as it was. */
 static void test_state_files(void) {
     Mamba2Config c;
     Mamba2Error e = {{0}};
     CU_ASSERT_EQUAL_FATAL(mamba2_config_parse("{\"hidden_size\": 16, \"num_hidden_layers\": 2, \"vocab_size\": 50, "
                                               "\"head_dim\": 8, \"state_size\": 8, \"n_groups\": 2}", "c", &c, &e), 0);
+    c.checkpoint_id = 0x1234abcdu;
     Mamba2State s;
     CU_ASSERT_EQUAL_FATAL(mamba2_state_init(&s, &c, &e), 0);
     test_fill_normal(s.ssm, s.ssm_len, 1.0);
+    test_fill_normal(s.conv, s.conv_len, 1.0);
     s.pos = 9;
     char *dir = test_tmpdir(), path[4200];
     snprintf(path, sizeof path, "%s/s.bin", dir);
@@ -376,41 +388,153 @@ static void test_state_files(void) {
     long size = 0;
     char *good = mamba2_read_file(path, &size, &e);
     CU_ASSERT_PTR_NOT_NULL_FATAL(good);
+    CU_ASSERT_EQUAL(size, 104 + (long)(s.conv_len + s.ssm_len) * 4 + 4);
+    const long ssm0 = 104 + (long)s.conv_len * 4; /* the first SSM value */
     char *bad = malloc((size_t)size + 8);
+    /* version 1, as the previous program wrote it: magic, version, 9 fields, pos, data */
+    static const char v1[] = "MAMBA2ST\x01\0\0\0\x09\0\0\0";
     struct {
-        long at;         /* byte to overwrite, -1: append, -2: cut to `len` bytes */
+        long at;         /* byte to overwrite, -1: append, -2: cut to `len` bytes, -3: flip bit 3 of byte len */
         long len;        /* bytes written at `at` */
         const char *val; /* the bytes */
+        int fix;         /* recompute the checksum afterwards */
         const char *n1, *n2;
     } cases[] = {
-        {0, 8, "MAMBA3ST", "not a mamba2 state file", "bad magic"},
-        {8, 4, "\x02\0\0\0", "state file version 2 is not supported", NULL},
-        {12, 4, "\x08\0\0\0", "state header has 8 fields, version 1 has 9", NULL},
-        {16, 8, "\x03\0\0\0\0\0\0\0", "saved for a model with n_layer = 3, this model has 2", NULL},
-        {72, 8, "\x33\0\0\0\0\0\0\0", "vocab_size = 51, this model has 50", NULL},
-        {80, 8, "\xff\xff\xff\xff\xff\xff\xff\xff", "negative position", NULL},
-        {-1, 4, "\0\0\0\0", "unexpected bytes after the state data", NULL},
-        {-2, 50, NULL, "truncated state header", NULL},
-        {-2, 5, NULL, "bad magic", NULL},
+        {0, 8, "MAMBA3ST", 0, "not a mamba2 state file", "bad magic"},
+        {0, 16, v1, 0, "version 1 was made by an older version of mamba2", "no checksum"},
+        {8, 4, "\x03\0\0\0", 0, "state file version 3 is not supported", NULL},
+        {12, 4, "\x08\0\0\0", 0, "state header of 8 bytes, version 2 has 104", NULL},
+        {-3, ssm0 + 1, NULL, 0, "checksum mismatch", "the file is damaged"}, /* one flipped bit in the data */
+        {-3, 80, NULL, 0, "checksum mismatch", "the file is damaged"},       /* ... in the position */
+        {16, 8, "\x03\0\0\0\0\0\0\0", 1, "saved for a model with n_layer = 3, this model has 2", NULL},
+        {72, 8, "\x33\0\0\0\0\0\0\0", 1, "vocab_size = 51, this model has 50", NULL},
+        {88, 4, "\x01\x02\x03\x04", 1, "same shapes but another configuration", NULL},
+        {92, 4, "\xcd\xab\x34\x13", 1, "another model of the same shapes", "checkpoint identity 1334abcd, this model's 1234abcd"},
+        {80, 8, "\xff\xff\xff\xff\xff\xff\xff\x7f", 1, "position 9223372036854775807", "outside [0, 2^53]"},
+        {80, 8, "\xff\xff\xff\xff\xff\xff\xff\xff", 1, "position -1", "outside [0, 2^53]"},
+        {80, 8, "\x01\0\0\0\0\0\x20\0", 1, "position 9007199254740993", "outside"}, /* 2^53 + 1 */
+        {ssm0, 4, "\0\0\xc0\x7f", 1, "non-finite value (nan at SSM element 0)", NULL},
+        {104 + 8, 4, "\0\0\x80\xff", 1, "non-finite value (-inf at conv element 2)", NULL},
+        {-1, 4, "\0\0\0\0", 0, "the header announces", "bytes after the state data"},
+        {-2, 50, NULL, 0, "truncated state header", NULL},
+        {-2, 5, NULL, 0, "truncated state header", NULL},
+        {-2, 200, NULL, 0, "the header announces", "truncated"},
     };
     for (size_t k = 0; k < sizeof cases / sizeof *cases; k++) {
         long n = size;
         memcpy(bad, good, (size_t)size);
         if (cases[k].at >= 0) memcpy(bad + cases[k].at, cases[k].val, (size_t)cases[k].len);
         else if (cases[k].at == -1) memcpy(bad + size, cases[k].val, (size_t)cases[k].len), n += cases[k].len;
+        else if (cases[k].at == -3) bad[cases[k].len] ^= 8;
         else n = cases[k].len;
+        if (cases[k].fix) fix_crc(bad, n);
         CU_ASSERT_EQUAL(write_bytes(path, bad, (size_t)n), 0);
         Mamba2State t;
         CU_ASSERT_EQUAL_FATAL(mamba2_state_init(&t, &c, &e), 0);
         t.ssm[0] = 42.0f;
+        e.msg[0] = 0;
         CU_ASSERT_NOT_EQUAL(mamba2_state_load(&t, &c, path, &e), 0);
         EXPECT_MSG(e.msg, path, cases[k].n1, cases[k].n2 ? cases[k].n2 : cases[k].n1);
         CU_ASSERT(t.ssm[0] == 42.0f && t.pos == 0); /* left as it was */
         mamba2_state_free(&t);
     }
+    /* the intact file loads, bit for bit */
+    CU_ASSERT_EQUAL(write_bytes(path, good, (size_t)size), 0);
+    Mamba2State t;
+    CU_ASSERT_EQUAL_FATAL(mamba2_state_init(&t, &c, &e), 0);
+    CU_ASSERT_EQUAL(mamba2_state_load(&t, &c, path, &e), 0);
+    CU_ASSERT(t.pos == 9 && !memcmp(t.ssm, s.ssm, s.ssm_len * 4) && !memcmp(t.conv, s.conv, s.conv_len * 4));
+    /* saving refuses a position past the bound rather than writing a file that cannot be loaded */
+    s.pos = MAMBA2_STATE_MAX_POS + 1;
+    CU_ASSERT_NOT_EQUAL(mamba2_state_save(&s, &c, path, &e), 0);
+    EXPECT_MSG(e.msg, path, "outside [0, 2^53]");
+    /* a directory and a FIFO: refused at once (the FIFO has no writer: a blocking open would hang) */
+    CU_ASSERT_NOT_EQUAL(mamba2_state_load(&t, &c, dir, &e), 0);
+    EXPECT_MSG(e.msg, dir, "is a directory");
+    char fifo[4300];
+    snprintf(fifo, sizeof fifo, "%s/fifo", dir);
+    CU_ASSERT_EQUAL_FATAL(mkfifo(fifo, 0600), 0);
+    CU_ASSERT_NOT_EQUAL(mamba2_state_load(&t, &c, fifo, &e), 0);
+    EXPECT_MSG(e.msg, fifo, "not a regular file");
+    mamba2_state_free(&t);
     free(bad);
     free(good);
     mamba2_state_free(&s);
+    test_rmtree(dir);
+    free(dir);
+}
+
+/* A state of another model with the same shapes and the same safetensors header bytes (two tiny models
+ * that differ only in their random weights) is refused; the model's own state loads. */
+static void test_state_other_model(void) {
+    char *dir = test_tmpdir(), da[4200], db[4200], path[4200];
+    snprintf(da, sizeof da, "%s/a", dir);
+    snprintf(db, sizeof db, "%s/b", dir);
+    snprintf(path, sizeof path, "%s/s.bin", dir);
+    TinyModelSpec spec;
+    test_tiny_spec_default(&spec);
+    CU_ASSERT_EQUAL_FATAL(mkdir(da, 0700) || mkdir(db, 0700), 0);
+    CU_ASSERT_EQUAL_FATAL(test_write_tiny_model(da, &spec) || test_write_tiny_model(db, &spec), 0);
+    Mamba2Model a, b;
+    Mamba2Error e = {{0}};
+    CU_ASSERT_EQUAL_FATAL(mamba2_model_load(da, &a, &e), 0);
+    CU_ASSERT_EQUAL_FATAL(mamba2_model_load(db, &b, &e), 0);
+    /* the two headers are byte-identical: an identity made of them would not tell the models apart */
+    const SafetensorsFile *fa = &a.files[0], *fb = &b.files[0];
+    uint64_t hlen = 0;
+    for (int i = 7; i >= 0; i--) hlen = hlen << 8 | ((const uint8_t *)fa->map)[i];
+    CU_ASSERT(fa->size == fb->size && !memcmp(fa->map, fb->map, 8 + hlen));
+    CU_ASSERT(memcmp(fa->map, fb->map, fa->size) != 0); /* the weights differ */
+    CU_ASSERT_EQUAL(mamba2_state_config_id(&a.cfg), mamba2_state_config_id(&b.cfg));
+    CU_ASSERT_NOT_EQUAL(a.cfg.checkpoint_id, b.cfg.checkpoint_id);
+    Mamba2State s, t;
+    CU_ASSERT_EQUAL_FATAL(mamba2_state_init(&s, &a.cfg, &e) || mamba2_state_init(&t, &b.cfg, &e), 0);
+    test_fill_normal(s.ssm, s.ssm_len, 1.0);
+    CU_ASSERT_EQUAL(mamba2_state_save(&s, &a.cfg, path, &e), 0);
+    CU_ASSERT_NOT_EQUAL(mamba2_state_load(&t, &b.cfg, path, &e), 0);
+    EXPECT_MSG(e.msg, path, "another model of the same shapes");
+    CU_ASSERT_EQUAL(mamba2_state_load(&t, &a.cfg, path, &e), 0);
+    /* loading the same directory again gives the same identity (it is stable) */
+    Mamba2Model a2;
+    CU_ASSERT_EQUAL_FATAL(mamba2_model_load(da, &a2, &e), 0);
+    CU_ASSERT_EQUAL(a2.cfg.checkpoint_id, a.cfg.checkpoint_id);
+    mamba2_model_free(&a2);
+    mamba2_state_free(&s), mamba2_state_free(&t);
+    mamba2_model_free(&a), mamba2_model_free(&b);
+    test_rmtree(dir);
+    free(dir);
+}
+
+/* A position at the bound: the dispatch layer refuses to run past it (before: a signed overflow). */
+static void test_state_position_bound(void) {
+    char *dir = test_tmpdir();
+    TinyModelSpec spec;
+    test_tiny_spec_default(&spec);
+    CU_ASSERT_EQUAL_FATAL(test_write_tiny_model(dir, &spec), 0);
+    Mamba2Model m;
+    Mamba2Error e = {{0}};
+    CU_ASSERT_EQUAL_FATAL(mamba2_model_load(dir, &m, &e), 0);
+    Mamba2Backend *b = NULL;
+    CU_ASSERT_EQUAL_FATAL(mamba2_backend_create("ref", &m, NULL, &b, &e), 0);
+    Mamba2State s;
+    CU_ASSERT_EQUAL_FATAL(mamba2_state_init(&s, &m.cfg, &e), 0);
+    float *logits = malloc((size_t)m.cfg.vocab_size * sizeof(float));
+    int32_t tok[2] = {1, 2};
+    Mamba2State *sp = &s;
+    s.pos = MAMBA2_STATE_MAX_POS - 1;
+    CU_ASSERT_NOT_EQUAL(mamba2_backend_prefill(b, &s, tok, 2, logits, 0, &e), 0);
+    EXPECT_MSG(e.msg, "would pass the limit of 2^53");
+    CU_ASSERT_EQUAL(mamba2_backend_prefill(b, &s, tok, 1, logits, 0, &e), 0);
+    CU_ASSERT(s.pos == MAMBA2_STATE_MAX_POS);
+    CU_ASSERT_NOT_EQUAL(mamba2_backend_step(b, &sp, tok, 1, logits, &e), 0);
+    EXPECT_MSG(e.msg, "at the limit of 2^53");
+    s.pos = INT64_MAX;
+    CU_ASSERT_NOT_EQUAL(mamba2_backend_prefill(b, &s, tok, 1, logits, 0, &e), 0);
+    CU_ASSERT(mamba2_state_pos_after(INT64_MAX, INT32_MAX) == MAMBA2_STATE_MAX_POS);
+    free(logits);
+    mamba2_state_free(&s);
+    mamba2_backend_destroy(b);
+    mamba2_model_free(&m);
     test_rmtree(dir);
     free(dir);
 }
@@ -622,7 +746,10 @@ int register_malformed_tests(void) {
         !CU_add_test(s, "config: negative, huge, NaN and Infinity counts; overflowing products", test_config_bad_counts) ||
         !CU_add_test(s, "checkpoint: duplicate tensors across shards, bad index", test_duplicate_tensors) ||
         !CU_add_test(s, "checkpoint: vocabulary != embedding rows; tokenizer vs model", test_vocab_mismatch) ||
-        !CU_add_test(s, "state: bad magic, version, shape, position, size", test_state_files) ||
+        !CU_add_test(s, "state: bad magic, version 1, flipped bit, shape, identity, position, NaN, size, FIFO",
+                     test_state_files) ||
+        !CU_add_test(s, "state: another model of the same shapes and header bytes", test_state_other_model) ||
+        !CU_add_test(s, "state: a position at 2^53 is not run past", test_state_position_bound) ||
         !CU_add_test(s, "cli: exit 1, file and problem named, no output left behind", test_cli_malformed) ||
         !CU_add_test(s, "cli: a context or batch that does not fit is refused up front", test_cli_resources) ||
         !CU_add_test(s, "fuzz: committed corpus and crash regressions replay clean", test_fuzz_replay))
