@@ -15,7 +15,9 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <fcntl.h>
 #include <sys/stat.h>
+#include <time.h>
 #include <sys/wait.h>
 #include <unistd.h>
 #include <zlib.h>
@@ -539,6 +541,177 @@ static void test_state_position_bound(void) {
     free(dir);
 }
 
+/* ------------------------------------------------------------ cost and special files (issue #21) */
+
+static double now_s(void) {
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return ts.tv_sec + 1e-9 * ts.tv_nsec;
+}
+
+/* A checkpoint of n_layer tiny layers (d = 4, H = 2, P = 4, N = 2, G = 1, K = 2, V = 6, f32 zeros),
+ * every tensor named with Mistral's "model." prefix when @p prefixed (the lookup's second spelling). */
+static int write_many_layers(const char *dir, int n_layer, int prefixed) {
+    char path[4200];
+    snprintf(path, sizeof path, "%s/config.json", dir);
+    FILE *f = fopen(path, "w");
+    if (!f) return -1;
+    fprintf(f, "{\"hidden_size\": 4, \"num_hidden_layers\": %d, \"vocab_size\": 6, \"expand\": 2, \"head_dim\": 4, "
+               "\"state_size\": 2, \"n_groups\": 1, \"conv_kernel\": 2, \"tie_word_embeddings\": true}", n_layer);
+    fclose(f);
+    static const struct {
+        const char *name;
+        int ndim, shape[3];
+    } per_layer[] = {{"norm.weight", 1, {4}},          {"mixer.in_proj.weight", 2, {22, 4}},
+                     {"mixer.conv1d.weight", 3, {12, 1, 2}}, {"mixer.conv1d.bias", 1, {12}},
+                     {"mixer.dt_bias", 1, {2}},         {"mixer.A_log", 1, {2}},
+                     {"mixer.D", 1, {2}},               {"mixer.norm.weight", 1, {8}},
+                     {"mixer.out_proj.weight", 2, {4, 8}}};
+    size_t cap = (size_t)n_layer * 9 * 160 + 4096, len = 0;
+    char *hdr = malloc(cap);
+    uint64_t off = 0;
+    const char *pre = prefixed ? "model." : "";
+    len += (size_t)snprintf(hdr + len, cap - len, "{\"%sbackbone.embeddings.weight\": {\"dtype\": \"F32\", \"shape\": "
+                            "[6, 4], \"data_offsets\": [0, 96]}, \"%sbackbone.norm_f.weight\": {\"dtype\": \"F32\", "
+                            "\"shape\": [4], \"data_offsets\": [96, 112]}", pre, pre);
+    off = 112;
+    for (int l = 0; l < n_layer; l++)
+        for (int k = 0; k < 9; k++) {
+            uint64_t n = 4;
+            char shape[64];
+            int sl = 0;
+            for (int i = 0; i < per_layer[k].ndim; i++) {
+                n *= (uint64_t)per_layer[k].shape[i];
+                sl += snprintf(shape + sl, sizeof shape - sl, i ? ", %d" : "%d", per_layer[k].shape[i]);
+            }
+            len += (size_t)snprintf(hdr + len, cap - len, ", \"%sbackbone.layers.%d.%s\": {\"dtype\": \"F32\", "
+                                    "\"shape\": [%s], \"data_offsets\": [%llu, %llu]}", pre, l, per_layer[k].name, shape,
+                                    (unsigned long long)off, (unsigned long long)(off + n));
+            off += n;
+        }
+    len += (size_t)snprintf(hdr + len, cap - len, "}");
+    while (len % 8) hdr[len++] = ' ';
+    snprintf(path, sizeof path, "%s/%s", dir, prefixed ? "consolidated.safetensors" : "model.safetensors");
+    f = fopen(path, "wb");
+    int rc = f ? 0 : -1;
+    if (f) {
+        unsigned char le[8];
+        for (int i = 0; i < 8; i++) le[i] = (unsigned char)((uint64_t)len >> (8 * i));
+        rc = fwrite(le, 1, 8, f) == 8 && fwrite(hdr, 1, len, f) == len && ftruncate(fileno(f), (off_t)(8 + len + off)) == 0
+                 ? 0 : -1;
+        if (fclose(f)) rc = -1;
+    }
+    free(hdr);
+    return rc;
+}
+
+/* Load dir once (seconds), -1 when the load fails. */
+static double time_load(const char *dir) {
+    Mamba2Model m;
+    Mamba2Error e = {{0}};
+    double t0 = now_s();
+    if (mamba2_model_load(dir, &m, &e)) {
+        printf("\n    %s\n", e.msg);
+        return -1;
+    }
+    double t = now_s() - t0;
+    mamba2_model_free(&m);
+    return t;
+}
+
+/* Loading is linear in the number of tensors, with and without the "model." prefix: 2x the layers
+ * costs at most 2.5x the time (the lookup scanned every tensor per name: 4x). The two sizes are timed
+ * alternately, best of 5 each, so a busy machine slows both alike; both are past the caches' sizes
+ * (below ~1000 layers the ratio also holds the step from L2 to memory). */
+static void test_checkpoint_scaling(void) {
+    for (int prefixed = 0; prefixed < 2; prefixed++) {
+        char *d1 = test_tmpdir(), *d2 = test_tmpdir();
+        CU_ASSERT_EQUAL_FATAL(write_many_layers(d1, 1200, prefixed) || write_many_layers(d2, 2400, prefixed), 0);
+        double t1 = 1e9, t2 = 1e9;
+        for (int r = 0; r < 5; r++) {
+            double a = time_load(d1), b = time_load(d2);
+            CU_ASSERT_FATAL(a > 0 && b > 0);
+            t1 = a < t1 ? a : t1, t2 = b < t2 ? b : t2;
+        }
+        printf("\n    %s1200 layers %.1f ms, 2400 layers %.1f ms: x%.2f", prefixed ? "model.-prefixed: " : "",
+               1e3 * t1, 1e3 * t2, t2 / t1);
+        CU_ASSERT(t2 <= 2.5 * t1);
+        test_rmtree(d1), test_rmtree(d2);
+        free(d1), free(d2);
+    }
+}
+
+/* More tensors in the header than the config can use: refused before any table is built. */
+static void test_checkpoint_tensor_count(void) {
+    char *dir = test_tmpdir(), cfg[4200];
+    CU_ASSERT_EQUAL_FATAL(write_many_layers(dir, 200, 0), 0);
+    snprintf(cfg, sizeof cfg, "%s/config.json", dir);
+    const char *two_layers = "{\"hidden_size\": 4, \"num_hidden_layers\": 2, \"vocab_size\": 6, \"expand\": 2, "
+                             "\"head_dim\": 4, \"state_size\": 2, \"n_groups\": 1, \"conv_kernel\": 2}";
+    CU_ASSERT_EQUAL(write_bytes(cfg, two_layers, strlen(two_layers)), 0);
+    Mamba2Model m;
+    Mamba2Error e = {{0}};
+    CU_ASSERT_NOT_EQUAL(mamba2_model_load(dir, &m, &e), 0);
+    EXPECT_MSG(e.msg, "model.safetensors: header of", "allowed for at most 108 tensors");
+    test_rmtree(dir);
+    free(dir);
+}
+
+/* FIFOs as config.json, model.safetensors, the index and the tokenizer: refused at once (a blocking open
+ * hung forever); a directory as config.json: named as such (was "out of memory reading 2^63 bytes"); a
+ * 3 GB sparse config.json: refused before it is read (was read whole). */
+static void test_special_files(void) {
+    alarm(20); /* a hang fails the run instead of blocking it */
+    const char *names[] = {"config.json", "model.safetensors", "model.safetensors.index.json"};
+    for (int k = 0; k < 3; k++) {
+        char *dir = test_tmpdir(), p[4200];
+        CU_ASSERT_EQUAL_FATAL(write_many_layers(dir, 1, 0), 0);
+        snprintf(p, sizeof p, "%s/%s", dir, names[k]);
+        unlink(p);
+        CU_ASSERT_EQUAL_FATAL(mkfifo(p, 0600), 0);
+        Mamba2Model m;
+        Mamba2Error e = {{0}};
+        CU_ASSERT_NOT_EQUAL(mamba2_model_load(dir, &m, &e), 0);
+        EXPECT_MSG(e.msg, p, "not a regular file");
+        Mamba2Tokenizer *t = mamba2_tokenizer_load(p, &e);
+        CU_ASSERT_PTR_NULL(t);
+        EXPECT_MSG(e.msg, p, "not a regular file");
+        unlink(p);
+        if (k == 0) {
+            CU_ASSERT_EQUAL_FATAL(mkdir(p, 0700), 0);
+            CU_ASSERT_NOT_EQUAL(mamba2_model_load(dir, &m, &e), 0);
+            EXPECT_MSG(e.msg, p, "is a directory");
+            rmdir(p);
+            int fd = open(p, O_WRONLY | O_CREAT | O_TRUNC, 0600);
+            CU_ASSERT_FATAL(fd >= 0);
+            CU_ASSERT_EQUAL(ftruncate(fd, (off_t)3 << 30), 0);
+            close(fd);
+            double t0 = now_s();
+            CU_ASSERT_NOT_EQUAL(mamba2_model_load(dir, &m, &e), 0);
+            CU_ASSERT(now_s() - t0 < 0.5);
+            EXPECT_MSG(e.msg, p, "3221225472 bytes, more than the 1048576 bytes");
+        }
+        test_rmtree(dir);
+        free(dir);
+    }
+    /* the shared reader reads a pipe to its end (prompts: stdin, <(...)) when asked to, and refuses it otherwise */
+    int fds[2];
+    CU_ASSERT_EQUAL_FATAL(pipe(fds), 0);
+    CU_ASSERT_EQUAL(write(fds[1], "hello", 5), 5);
+    close(fds[1]);
+    char p[64];
+    snprintf(p, sizeof p, "/dev/fd/%d", fds[0]);
+    long len = 0;
+    Mamba2Error e = {{0}};
+    CU_ASSERT_PTR_NULL(mamba2_read_file_max(p, 100, 0, &len, &e));
+    EXPECT_MSG(e.msg, p, "not a regular file");
+    char *text = mamba2_read_file(p, &len, &e);
+    CU_ASSERT(text && len == 5 && !strcmp(text, "hello"));
+    free(text);
+    close(fds[0]);
+    alarm(0);
+}
+
 /* ------------------------------------------------------------ the program */
 
 static void test_cli_malformed(void) {
@@ -750,6 +923,9 @@ int register_malformed_tests(void) {
                      test_state_files) ||
         !CU_add_test(s, "state: another model of the same shapes and header bytes", test_state_other_model) ||
         !CU_add_test(s, "state: a position at 2^53 is not run past", test_state_position_bound) ||
+        !CU_add_test(s, "checkpoint: loading is linear in the tensors (x2 layers: <= x2.5 time)", test_checkpoint_scaling) ||
+        !CU_add_test(s, "checkpoint: more tensors than the layers use, refused before parsing", test_checkpoint_tensor_count) ||
+        !CU_add_test(s, "files: FIFOs, a directory, a 3 GB sparse config refused at once; pipes read", test_special_files) ||
         !CU_add_test(s, "cli: exit 1, file and problem named, no output left behind", test_cli_malformed) ||
         !CU_add_test(s, "cli: a context or batch that does not fit is refused up front", test_cli_resources) ||
         !CU_add_test(s, "fuzz: committed corpus and crash regressions replay clean", test_fuzz_replay))
