@@ -113,11 +113,21 @@ static int parse_header(SafetensorsFile *f, const char *json, size_t len, uint64
     if (!tok) return mamba2_fail(err, "%s: out of memory", f->path);
     json_object *root = json_tokener_parse_ex(tok, json, (int)len);
     enum json_tokener_error jerr = json_tokener_get_error(tok);
+    size_t end = json_tokener_get_parse_end(tok);
     json_tokener_free(tok);
     if (!root || jerr != json_tokener_success || json_object_get_type(root) != json_type_object) {
         if (root) json_object_put(root);
         return mamba2_fail(err, "%s: the header is not a valid JSON object (%s)", f->path,
-                           jerr == json_tokener_success ? "not an object" : json_tokener_error_desc(jerr));
+                           jerr == json_tokener_success    ? "not an object"
+                           : jerr == json_tokener_continue ? "it ends before the JSON does: truncated?"
+                                                           : json_tokener_error_desc(jerr));
+    }
+    /* the format pads the header with spaces only: anything else after the JSON is not safetensors */
+    while (end < len && json[end] == ' ') end++;
+    if (end < len) {
+        json_object_put(root);
+        return mamba2_fail(err, "%s: %zu bytes after the header's JSON object that are not padding spaces", f->path,
+                           len - end);
     }
     int n = 0;
     json_object_object_foreach(root, k0, v0) {
@@ -144,7 +154,7 @@ static int parse_header(SafetensorsFile *f, const char *json, size_t len, uint64
         if (!rc) name_index_add(&f->index, f->tensors[f->n_tensors - 1].name, f->n_tensors - 1); /* keys are unique */
     }
     /* No two tensors may share bytes: sorted by start, each must begin after every earlier end. */
-    if (!rc && n > 1) {
+    if (!rc && n > 0) {
         qsort(spans, n, sizeof *spans, span_cmp);
         int last = -1; /* the non-empty span reaching furthest so far */
         for (int i = 0; i < n && !rc; i++) {
@@ -152,8 +162,18 @@ static int parse_header(SafetensorsFile *f, const char *json, size_t len, uint64
             if (last >= 0 && spans[i].begin < spans[last].end)
                 rc = mamba2_fail(err, "%s: tensors '%s' and '%s' overlap in the data section", f->path,
                                  f->tensors[spans[last].index].name, f->tensors[spans[i].index].name);
+            /* the format forbids holes: each tensor starts where the one before ends */
+            else if (spans[i].begin != (last >= 0 ? spans[last].end : 0))
+                rc = mamba2_fail(err, "%s: %llu unused bytes in the data section before tensor '%s' (the format "
+                                 "allows no holes)", f->path,
+                                 (unsigned long long)(spans[i].begin - (last >= 0 ? spans[last].end : 0)),
+                                 f->tensors[spans[i].index].name);
             if (last < 0 || spans[i].end > spans[last].end) last = i;
         }
+        uint64_t used = last >= 0 ? spans[last].end : 0;
+        if (!rc && used != data_len)
+            rc = mamba2_fail(err, "%s: %llu unused bytes after the last tensor (the format allows no holes)", f->path,
+                             (unsigned long long)(data_len - used));
     }
     free(spans);
     json_object_put(root);

@@ -165,7 +165,7 @@ static void test_st_offsets(void) {
                     "data_offsets");
     expect_st_error("{" ENTRY("a", "F32", "[2]", "0", "18446744073709551615") "}", 8, "tensor 'a'", "data ends");
     /* misaligned float32 */
-    expect_st_error("{" ENTRY("a", "F32", "[1]", "2", "6") "}", 8, "tensor 'a'", "not aligned");
+    expect_st_error("{" ENTRY("h", "F16", "[1]", "0", "2") ", " ENTRY("a", "F32", "[1]", "2", "6") "}", 6, "tensor 'a'", "not aligned");
 }
 
 static void test_st_sizes(void) {
@@ -195,6 +195,18 @@ static void test_st_structure(void) {
     expect_st_error("[1, 2, 3]", 0, "header is not a valid JSON object", NULL);
     expect_st_error("{\"a\": {\"dtype\": \"F32\"", 0, "header is not a valid JSON object", NULL);
     expect_st_error("\x01\x02garbage", 0, "header is not a valid JSON object", NULL);
+    /* issue #21: the format forbids these, they were accepted */
+    expect_st_error("{\"a\": {\"dtype\": \"F32\", \"shape\": [1], \"data_offsets\": [0, 4]}}xyz", 4,
+                    "3 bytes after the header's JSON object", NULL);
+    expect_st_error("{\"a\": {\"dtype\": \"F32\", \"shape\": [1], \"data_offsets\": [0, 4]}, "
+                    "\"b\": {\"dtype\": \"F32\", \"shape\": [1], \"data_offsets\": [8, 12]}}", 12,
+                    "4 unused bytes in the data section before tensor 'b'", "no holes");
+    expect_st_error("{\"a\": {\"dtype\": \"F32\", \"shape\": [1], \"data_offsets\": [4, 8]}}", 8,
+                    "4 unused bytes in the data section before tensor 'a'", NULL);
+    expect_st_error("{\"a\": {\"dtype\": \"F32\", \"shape\": [1], \"data_offsets\": [0, 4]}}", 16,
+                    "12 unused bytes after the last tensor", NULL);
+    expect_st_error("{\"a\": {\"dtype\": \"F32\", \"shape\": [1], \"data_offsets\": [0, 4]}", 0,
+                    "ends before the JSON does: truncated?", NULL);
 }
 
 /* ------------------------------------------------------------ config.json */
@@ -621,21 +633,26 @@ static double time_load(const char *dir) {
 
 /* Loading is linear in the number of tensors, with and without the "model." prefix: 2x the layers
  * costs at most 2.5x the time (the lookup scanned every tensor per name: 4x). The two sizes are timed
- * alternately, best of 5 each, so a busy machine slows both alike; both are past the caches' sizes
- * (below ~1000 layers the ratio also holds the step from L2 to memory). */
+ * alternately, best of 3 each, so a busy machine slows both alike; a ratio above the bound is measured
+ * again, up to 3 times (noise only ever slows a run; a quadratic loader is at 4x in every attempt).
+ * Measured here: 2.0-2.3 (the step from cache to memory adds to the linear 2). */
 static void test_checkpoint_scaling(void) {
     for (int prefixed = 0; prefixed < 2; prefixed++) {
         char *d1 = test_tmpdir(), *d2 = test_tmpdir();
         CU_ASSERT_EQUAL_FATAL(write_many_layers(d1, 1200, prefixed) || write_many_layers(d2, 2400, prefixed), 0);
-        double t1 = 1e9, t2 = 1e9;
-        for (int r = 0; r < 5; r++) {
-            double a = time_load(d1), b = time_load(d2);
-            CU_ASSERT_FATAL(a > 0 && b > 0);
-            t1 = a < t1 ? a : t1, t2 = b < t2 ? b : t2;
+        double ratio = 1e9;
+        for (int attempt = 0; attempt < 3 && ratio > 2.5; attempt++) {
+            double t1 = 1e9, t2 = 1e9;
+            for (int r = 0; r < 3; r++) {
+                double a = time_load(d1), b = time_load(d2);
+                CU_ASSERT_FATAL(a > 0 && b > 0);
+                t1 = a < t1 ? a : t1, t2 = b < t2 ? b : t2;
+            }
+            ratio = t2 / t1;
+            printf("\n    %s1200 layers %.1f ms, 2400 layers %.1f ms: x%.2f", prefixed ? "model.-prefixed: " : "",
+                   1e3 * t1, 1e3 * t2, ratio);
         }
-        printf("\n    %s1200 layers %.1f ms, 2400 layers %.1f ms: x%.2f", prefixed ? "model.-prefixed: " : "",
-               1e3 * t1, 1e3 * t2, t2 / t1);
-        CU_ASSERT(t2 <= 2.5 * t1);
+        CU_ASSERT(ratio <= 2.5);
         test_rmtree(d1), test_rmtree(d2);
         free(d1), free(d2);
     }
@@ -710,6 +727,60 @@ static void test_special_files(void) {
     free(text);
     close(fds[0]);
     alarm(0);
+}
+
+/* tokenizer.json text in dir; loading it must fail with every needle and the path. */
+static void expect_tok_error(const char *dir, const char *json, const char *n1, const char *n2) {
+    char path[4200];
+    snprintf(path, sizeof path, "%s/tokenizer.json", dir);
+    CU_ASSERT_EQUAL_FATAL(write_bytes(path, json, strlen(json)), 0);
+    Mamba2Error e = {{0}};
+    Mamba2Tokenizer *t = mamba2_tokenizer_load(path, &e);
+    CU_ASSERT_PTR_NULL(t);
+    if (t) {
+        printf("\n    accepted: %.200s", json);
+        mamba2_tokenizer_free(t);
+    } else {
+        EXPECT_MSG(e.msg, path, n1, n2 ? n2 : n1);
+    }
+}
+
+#define TOK_MODEL "\"model\":{\"type\":\"BPE\",\"vocab\":{\"a\":0,\"b\":1,\"ab\":2},\"merges\":[\"a b\"]}"
+
+/* A normalizer that grows the text by Prepend steps (counted with Replace against one cap), a chain of
+ * too many steps, truncated JSON, a JSON array, an added token without an id. */
+static void test_tokenizer_hostile(void) {
+    char *dir = test_tmpdir();
+    size_t cap = 1 << 16, n = 0;
+    char *json = malloc(cap);
+    /* 40 Prepends of "abcdefgh": one byte becomes 321 (the Replace-only cap let 100,000 of them through) */
+    n += (size_t)snprintf(json + n, cap - n, "{\"normalizer\":{\"type\":\"Sequence\",\"normalizers\":[");
+    for (int i = 0; i < 40; i++)
+        n += (size_t)snprintf(json + n, cap - n, "%s{\"type\":\"Prepend\",\"prepend\":\"abcdefgh\"}", i ? "," : "");
+    snprintf(json + n, cap - n, "]}," TOK_MODEL "}");
+    expect_tok_error(dir, json, "normalizer's Prepend and Replace steps can make one byte 321 bytes long", NULL);
+    /* Prepend then Replace "a" -> 4 bytes: (1 + 100) * 4 */
+    expect_tok_error(dir, "{\"normalizer\":{\"type\":\"Sequence\",\"normalizers\":[{\"type\":\"Prepend\",\"prepend\":"
+                          "\"aaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaa"
+                          "aaaa\"},{\"type\":\"Replace\",\"pattern\":{\"String\":\"a\"},\"content\":\"bbbb\"}]}," TOK_MODEL "}",
+                     "can make one byte 404 bytes long", NULL);
+    n = 0;
+    n += (size_t)snprintf(json + n, cap - n, "{\"normalizer\":{\"type\":\"Sequence\",\"normalizers\":[");
+    for (int i = 0; i < 65; i++)
+        n += (size_t)snprintf(json + n, cap - n, "%s{\"type\":\"Replace\",\"pattern\":{\"String\":\"a\"},\"content\":\"a\"}",
+                              i ? "," : "");
+    snprintf(json + n, cap - n, "]}," TOK_MODEL "}");
+    expect_tok_error(dir, json, "more than 64 normalizer or decoder steps", NULL);
+    expect_tok_error(dir, "{" TOK_MODEL ", \"added_tokens\": [{\"id\": 3, \"content\"", "invalid JSON",
+                     "unexpected end of file: truncated?");
+    expect_tok_error(dir, "  [1, 2, 3]", "a JSON array, not a tokenizer", NULL);
+    expect_tok_error(dir, "{\"added_tokens\":[{\"content\":\"<x>\",\"special\":true}]," TOK_MODEL "}",
+                     "added token '<x>' has no id", NULL);
+    expect_tok_error(dir, "{\"added_tokens\":[{\"id\":\"3\",\"content\":\"<x>\"}]," TOK_MODEL "}",
+                     "added token '<x>' has no id", NULL);
+    free(json);
+    test_rmtree(dir);
+    free(dir);
 }
 
 /* ------------------------------------------------------------ the program */
@@ -925,6 +996,8 @@ int register_malformed_tests(void) {
         !CU_add_test(s, "state: a position at 2^53 is not run past", test_state_position_bound) ||
         !CU_add_test(s, "checkpoint: loading is linear in the tensors (x2 layers: <= x2.5 time)", test_checkpoint_scaling) ||
         !CU_add_test(s, "checkpoint: more tensors than the layers use, refused before parsing", test_checkpoint_tensor_count) ||
+        !CU_add_test(s, "tokenizer: Prepend growth, long chains, truncated JSON, an array, an id-less added token",
+                     test_tokenizer_hostile) ||
         !CU_add_test(s, "files: FIFOs, a directory, a 3 GB sparse config refused at once; pipes read", test_special_files) ||
         !CU_add_test(s, "cli: exit 1, file and problem named, no output left behind", test_cli_malformed) ||
         !CU_add_test(s, "cli: a context or batch that does not fit is refused up front", test_cli_resources) ||

@@ -91,6 +91,12 @@ Mamba2Tokenizer *mamba2_tokenizer_load_bytes(const void *bytes, size_t len, cons
     /* JSON starts with '{' after optional white space; a SentencePiece model starts with a protobuf tag. */
     size_t i = 0;
     while (i < len && (data[i] == ' ' || data[i] == '\t' || data[i] == '\n' || data[i] == '\r')) i++;
+    if (i < len && data[i] == '[') {
+        mamba2_fail(err, "%s: a JSON array, not a tokenizer (tokenizer.json is a JSON object; a SentencePiece "
+                    "model is binary)", source);
+        free(t);
+        return NULL;
+    }
     int rc = (i < len && data[i] == '{') ? hf_load(t, data, len, err)
                                           : spm_load(t, (const unsigned char *)data, len, err);
     if (rc == 0) rc = tok_finish(t, err);

@@ -160,14 +160,25 @@ static int byte_token(const char *s, size_t len) {
 
 /* ---- loading ---- */
 
-/* How much longer the Replace steps of a chain can make a text, at most (the product of their
- * length ratios); a chain beyond MAX_REPLACE_GROWTH is refused. */
-#define MAX_REPLACE_GROWTH 256
-static double replace_growth(const HfStep *steps, int n) {
-    double g = 1;
-    for (int i = 0; i < n; i++)
-        if (steps[i].kind == STEP_REPLACE && steps[i].blen > steps[i].alen) g *= (double)steps[i].blen / (double)steps[i].alen;
-    return g;
+/* What a chain of steps can make of a text of n bytes, at most: g·n + c bytes. A Replace that lengthens
+ * its pattern multiplies both by its length ratio; a Prepend adds its length to c. Both kinds count
+ * against one cap, the longest output of a one-byte text (g + c): issue #21's 101 KB tokenizer.json
+ * prepended a string 100,000 times (the cap counted Replace steps only), turning one byte into 25.6 M ids.
+ * Real tokenizers: at most 12 (Prepend "▁", then " " -> "▁"). */
+#define MAX_CHAIN_GROWTH 256
+/* Steps per chain (normalizer or decoder): each is a pass over the text; real ones have at most 4. */
+#define MAX_CHAIN_STEPS 64
+static double chain_growth(const HfStep *steps, int n) {
+    double g = 1, c = 0;
+    for (int i = 0; i < n; i++) {
+        if (steps[i].kind == STEP_REPLACE && steps[i].blen > steps[i].alen) {
+            double r = (double)steps[i].blen / (double)steps[i].alen;
+            g *= r, c *= r;
+        } else if (steps[i].kind == STEP_PREPEND) {
+            c += (double)steps[i].alen;
+        }
+    }
+    return g + c;
 }
 
 /* A Replace pattern: {"String": "..."}; regular expressions are refused. */
@@ -186,6 +197,11 @@ static int parse_pattern(json_object *step, const char *what, HfStep *st, const 
 }
 
 static int add_step(HfStep **steps, int *n, HfStep st, const char *src, Mamba2Error *err) {
+    if (*n >= MAX_CHAIN_STEPS) {
+        free(st.a);
+        free(st.b);
+        return mamba2_fail(err, "%s: more than %d normalizer or decoder steps in one chain", src, MAX_CHAIN_STEPS);
+    }
     HfStep *p = realloc(*steps, (size_t)(*n + 1) * sizeof *p);
     if (!p) {
         free(st.a);
@@ -518,8 +534,13 @@ static int parse_added(Mamba2Tokenizer *t, HfModel *m, json_object *added, const
         json_object *a = json_object_array_get_idx(added, i);
         size_t len;
         const char *content = get_str(a, "content", &len);
-        int32_t id = (int32_t)json_object_get_int64(get_obj(a, "id"));
+        json_object *jid = get_obj(a, "id");
         if (!content) return mamba2_fail(err, "%s: added token %zu has no content", src, i);
+        /* without this check a missing id read as 0 and silently replaced token 0 */
+        if (!json_object_is_type(jid, json_type_int) || json_object_get_int64(jid) < 0 ||
+            json_object_get_int64(jid) > INT32_MAX)
+            return mamba2_fail(err, "%s: added token '%s' has no id (an integer >= 0 is required)", src, content);
+        int32_t id = (int32_t)json_object_get_int64(jid);
         if (get_bool(a, "single_word", 0))
             return mamba2_fail(err, "%s: added token '%s' has single_word=true, which is not implemented", src, content);
         int special = get_bool(a, "special", 0), normalized = get_bool(a, "normalized", !special);
@@ -637,10 +658,13 @@ int hf_load(Mamba2Tokenizer *t, const char *json, size_t len, Mamba2Error *err) 
     if (!tk) return mamba2_fail(err, "%s: out of memory", src);
     json_object *root = json_tokener_parse_ex(tk, json, (int)len);
     enum json_tokener_error jerr = json_tokener_get_error(tk);
+    size_t used = json_tokener_get_parse_end(tk);
     json_tokener_free(tk);
     if (!root || jerr != json_tokener_success) {
         json_object_put(root);
-        return mamba2_fail(err, "%s: invalid JSON (%s)", src, json_tokener_error_desc(jerr));
+        return mamba2_fail(err, "%s: invalid JSON (%s at byte %zu)", src,
+                           jerr == json_tokener_continue ? "unexpected end of file: truncated?" : json_tokener_error_desc(jerr),
+                           used);
     }
     HfModel *m = calloc(1, sizeof *m);
     int rc = -1;
@@ -665,15 +689,14 @@ int hf_load(Mamba2Tokenizer *t, const char *json, size_t len, Mamba2Error *err) 
         (post && parse_post_processor(m, post, src, err)) || (dec && parse_decoder(m, dec, src, err)))
         goto done;
     m->has_decoder = dec != NULL;
-    /* Replace steps that lengthen the text multiply: a few dozen "a" -> "aa" would make every token
-     * (and every text to encode) gigabytes long. Real tokenizers grow it at most 3 times ("▁" for " "). */
+    /* Steps that lengthen the text (Replace multiplies, Prepend adds) are bounded together (chain_growth()). */
     const char *chain = NULL;
     double grow = 0;
-    if (replace_growth(m->norm, m->n_norm) > MAX_REPLACE_GROWTH) chain = "normalizer", grow = replace_growth(m->norm, m->n_norm);
-    else if (replace_growth(m->dec, m->n_dec) > MAX_REPLACE_GROWTH) chain = "decoder", grow = replace_growth(m->dec, m->n_dec);
+    if (chain_growth(m->norm, m->n_norm) > MAX_CHAIN_GROWTH) chain = "normalizer", grow = chain_growth(m->norm, m->n_norm);
+    else if (chain_growth(m->dec, m->n_dec) > MAX_CHAIN_GROWTH) chain = "decoder", grow = chain_growth(m->dec, m->n_dec);
     if (chain) {
-        mamba2_fail(err, "%s: the %s's Replace steps can make a text %.3g times longer (at most %d supported)", src,
-                    chain, grow, MAX_REPLACE_GROWTH);
+        mamba2_fail(err, "%s: the %s's Prepend and Replace steps can make one byte %.3g bytes long (at most %d "
+                    "supported)", src, chain, grow, MAX_CHAIN_GROWTH);
         goto done;
     }
     if (parse_model(t, m, model, added, src, err) || parse_added(t, m, added, src, err) ||
