@@ -783,6 +783,93 @@ static void test_tokenizer_hostile(void) {
     free(dir);
 }
 
+/* Append a protobuf varint. */
+static size_t pb_put_varint(unsigned char *p, uint64_t v) {
+    size_t n = 0;
+    do {
+        p[n++] = (unsigned char)((v & 0x7f) | (v > 0x7f ? 0x80 : 0));
+        v >>= 7;
+    } while (v);
+    return n;
+}
+
+/* A SentencePiece BPE model: "<unk>", then the pieces given (NUL-separated, count n), each normal.
+ * Returns its length; buf must hold the pieces' bytes + 32 per piece + 64. */
+static size_t make_spm(unsigned char *buf, const char *const *pieces, const size_t *lens, int n) {
+    size_t o = 0;
+    for (int i = -1; i < n; i++) {
+        const char *s = i < 0 ? "<unk>" : pieces[i];
+        size_t len = i < 0 ? 5 : lens[i];
+        unsigned char head[24];
+        size_t h = 0;
+        head[h++] = 0x0A; /* piece = 1, bytes */
+        h += pb_put_varint(head + h, len);
+        size_t msg = h + len + 2;
+        buf[o++] = 0x0A; /* pieces = 1 */
+        o += pb_put_varint(buf + o, msg);
+        memcpy(buf + o, head, h), o += h;
+        memcpy(buf + o, s, len), o += len;
+        buf[o++] = 0x18; /* type = 3 */
+        buf[o++] = i < 0 ? 2 : 1; /* UNKNOWN, NORMAL */
+    }
+    static const unsigned char trainer[] = {0x12, 0x02, 0x18, 0x02}; /* trainer_spec { model_type: BPE } */
+    memcpy(buf + o, trainer, sizeof trainer);
+    return o + sizeof trainer;
+}
+
+/* Load an SPM model of "a", "b" and one piece of len bytes "aaa...ab"; the time in seconds (-1: refused). */
+static double time_spm_long_piece(size_t len) {
+    char *piece = malloc(len);
+    memset(piece, 'a', len);
+    piece[len - 1] = 'b';
+    const char *pieces[3] = {"a", "b", piece};
+    size_t lens[3] = {1, 1, len};
+    unsigned char *buf = malloc(len + 256);
+    size_t n = make_spm(buf, pieces, lens, 3);
+    Mamba2Error e = {{0}};
+    double t0 = now_s();
+    Mamba2Tokenizer *tok = mamba2_tokenizer_load_bytes(buf, n, "long.model", &e);
+    double t = now_s() - t0;
+    if (!tok) printf("\n    %s", e.msg);
+    mamba2_tokenizer_free(tok);
+    free(buf), free(piece);
+    return tok ? t : -1;
+}
+
+/* SentencePiece loading is linear in a piece's length: 2x the piece, at most 2.5x the time (every
+ * split of a piece was hashed whole: a 100 KB piece took 11 s, a 1 MB piece 20 minutes). Best of 3,
+ * alternated, up to 3 attempts (as test_checkpoint_scaling()). Duplicate pieces are refused. */
+static void test_spm_hostile(void) {
+    const size_t small = 1 << 20;
+    double ratio = 1e9, t1 = 0, t2 = 0;
+    for (int attempt = 0; attempt < 3 && ratio > 2.5; attempt++) {
+        t1 = t2 = 1e9;
+        for (int r = 0; r < 3; r++) {
+            double a = time_spm_long_piece(small), b = time_spm_long_piece(2 * small);
+            CU_ASSERT_FATAL(a >= 0 && b >= 0);
+            t1 = a < t1 ? a : t1, t2 = b < t2 ? b : t2;
+        }
+        ratio = t2 / t1;
+        printf("\n    a piece of 1 MB %.1f ms, of 2 MB %.1f ms: x%.2f", 1e3 * t1, 1e3 * t2, ratio);
+    }
+    CU_ASSERT(ratio <= 2.5);
+    CU_ASSERT(t2 < 1.0);
+    /* "a" twice */
+    const char *pieces[3] = {"a", "b", "a"};
+    size_t lens[3] = {1, 1, 1};
+    unsigned char buf[256];
+    size_t n = make_spm(buf, pieces, lens, 3);
+    Mamba2Error e = {{0}};
+    Mamba2Tokenizer *t = mamba2_tokenizer_load_bytes(buf, n, "dup.model", &e);
+    CU_ASSERT_PTR_NULL(t);
+    mamba2_tokenizer_free(t);
+    EXPECT_MSG(e.msg, "dup.model", "piece 3 'a' appears twice (also piece 1)");
+    /* without the duplicate it loads */
+    t = mamba2_tokenizer_load_bytes(buf, make_spm(buf, pieces, lens, 2), "ok.model", &e);
+    CU_ASSERT_PTR_NOT_NULL(t);
+    mamba2_tokenizer_free(t);
+}
+
 /* ------------------------------------------------------------ the program */
 
 static void test_cli_malformed(void) {
@@ -998,6 +1085,7 @@ int register_malformed_tests(void) {
         !CU_add_test(s, "checkpoint: more tensors than the layers use, refused before parsing", test_checkpoint_tensor_count) ||
         !CU_add_test(s, "tokenizer: Prepend growth, long chains, truncated JSON, an array, an id-less added token",
                      test_tokenizer_hostile) ||
+        !CU_add_test(s, "tokenizer: SentencePiece loading linear in a piece's length; duplicate pieces", test_spm_hostile) ||
         !CU_add_test(s, "files: FIFOs, a directory, a 3 GB sparse config refused at once; pipes read", test_special_files) ||
         !CU_add_test(s, "cli: exit 1, file and problem named, no output left behind", test_cli_malformed) ||
         !CU_add_test(s, "cli: a context or batch that does not fit is refused up front", test_cli_resources) ||

@@ -206,6 +206,14 @@ size_t trie_longest(const Trie *t, const char *s, size_t n, int32_t *value) {
     return best;
 }
 
+void trie_prefixes(const Trie *t, const char *s, size_t n, int32_t *values) {
+    int32_t p = 0;
+    for (size_t i = 0; i < n; i++) {
+        p = p < 0 ? -1 : trie_child(t, p, (unsigned char)s[i]);
+        values[i] = p < 0 ? -1 : t->nodes[p].value;
+    }
+}
+
 void trie_free(Trie *t) {
     free(t->nodes);
     t->nodes = NULL;

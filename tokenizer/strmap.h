@@ -96,6 +96,12 @@ typedef struct {
     unsigned char first[256]; /**< first[b] != 0 when some string starts with byte b */
 } Trie;
 
+/**
+ * @brief Every prefix of @p s[0..n) that the trie holds, in one walk (O(n)): values[k-1] is the value
+ *        of s[0..k), or -1, for k = 1..n.
+ */
+void trie_prefixes(const Trie *t, const char *s, size_t n, int32_t *values);
+
 /** @brief Make a trie holding the empty set. @return 0, or -1 out of memory. */
 int trie_init(Trie *t);
 
