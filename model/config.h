@@ -7,6 +7,8 @@
 #ifndef MAMBA2_CONFIG_H
 #define MAMBA2_CONFIG_H
 
+#include <stddef.h>
+
 #include "error.h"
 
 /** Hyper-parameters of a Mamba-2 language model. */
@@ -61,8 +63,6 @@ long long mamba2_config_param_count(const Mamba2Config *cfg);
 /** Bytes of fp32 state (conv + SSM) one sequence needs. */
 long long mamba2_config_state_bytes(const Mamba2Config *cfg);
 
-#include <stddef.h>
-
 /** Largest `config.json` / `params.json` read (real ones are under 2 KB). */
 #define MAMBA2_MAX_CONFIG_BYTES ((size_t)1 << 20)
 /** Largest `model.safetensors.index.json` read (Codestral-7B's is 30 KB). */
@@ -79,7 +79,11 @@ long long mamba2_config_state_bytes(const Mamba2Config *cfg);
  * regular file of at most @p max_bytes (checked before anything is read or allocated) or, with
  * #MAMBA2_READ_PIPE in @p flags, a pipe read to its end (at most @p max_bytes). A directory, a device,
  * a socket, or (without the flag) a FIFO is refused with a message naming the file.
- * @param len receives the length (may be NULL)
+ * @param path      the file
+ * @param max_bytes the most bytes the file may hold
+ * @param flags     0, or #MAMBA2_READ_PIPE
+ * @param len       receives the length (may be NULL)
+ * @param err       receives the reason on failure
  * @return the buffer, or NULL with the reason in @p err
  */
 char *mamba2_read_file_max(const char *path, size_t max_bytes, int flags, long *len, Mamba2Error *err);
