@@ -124,4 +124,37 @@ size_t trie_longest(const Trie *t, const char *s, size_t n, int32_t *value);
 /** @brief Release the trie. */
 void trie_free(Trie *t);
 
+/**
+ * @brief For a set of strings, the longest one that starts at each position of a text, for all
+ *        positions in one pass: Aho–Corasick over the reversed text with the reversed strings.
+ *
+ * Time O(text + strings) (times the alphabet's 256 for the child lists, a constant), where walking
+ * a trie from every position was O(text × longest string): a 20 KB added token and 1 MB of text took
+ * 40 s. Memory: about 28 bytes per byte of the strings.
+ */
+typedef struct {
+    Trie rev;        /**< the strings, reversed */
+    int32_t *fail;   /**< [rev.n]: the node of the longest proper suffix of this node's string that is in the trie */
+    int32_t *best;   /**< [rev.n]: the node of the longest string of the set that is a suffix of this node's string, or -1 */
+    uint32_t *depth; /**< [rev.n]: the length of this node's string */
+} LongestMatcher;
+
+/** @brief An empty set. @return 0, or -1 out of memory. */
+int lm_init(LongestMatcher *lm);
+
+/** @brief Add @p s[0..len) (len ≥ 1) with @p value (≥ 0); an existing value is kept. 0, or -1 out of memory. */
+int lm_add(LongestMatcher *lm, const char *s, size_t len, int32_t value);
+
+/** @brief Compute the links after the last lm_add(). @return 0, or -1 out of memory. */
+int lm_build(LongestMatcher *lm);
+
+/**
+ * @brief For every i in [0, n): @p len_at[i] = the length of the longest string of the set that starts
+ *        at @p s + i (0 when none) and @p val_at[i] its value. Needs lm_build().
+ */
+void lm_scan(const LongestMatcher *lm, const char *s, size_t n, uint32_t *len_at, int32_t *val_at);
+
+/** @brief Release the matcher (safe on a zeroed one). */
+void lm_free(LongestMatcher *lm);
+
 #endif

@@ -81,8 +81,8 @@ struct HfModel {
     int32_t ascii_id[128]; /**< id of each one-byte character, −1 when absent */
     HfAdded *added;        /**< added tokens */
     int n_added;           /**< number of added tokens */
-    Trie added_raw;        /**< contents of the non-normalized added tokens → index in added */
-    Trie added_norm;       /**< normalised contents of the normalized ones → index in added */
+    LongestMatcher added_raw;  /**< contents of the non-normalized added tokens → index in added */
+    LongestMatcher added_norm; /**< normalised contents of the normalized ones → index in added */
     int has_norm_added;    /**< any normalized added token */
     int32_t *tmpl;         /**< post-processor ids: n_before, then n_after */
     int n_before;          /**< ids before the sequence */
@@ -528,7 +528,7 @@ static int apply_normalizer(const HfModel *m, const char *s, size_t n, ByteBuf *
 
 static int parse_added(Mamba2Tokenizer *t, HfModel *m, json_object *added, const char *src, Mamba2Error *err) {
     size_t n = added ? json_object_array_length(added) : 0;
-    if (trie_init(&m->added_raw) || trie_init(&m->added_norm) || !(m->added = calloc(n + 1, sizeof *m->added)))
+    if (lm_init(&m->added_raw) || lm_init(&m->added_norm) || !(m->added = calloc(n + 1, sizeof *m->added)))
         return mamba2_fail(err, "%s: out of memory", src);
     for (size_t i = 0; i < n; i++) {
         json_object *a = json_object_array_get_idx(added, i);
@@ -556,15 +556,16 @@ static int parse_added(Mamba2Tokenizer *t, HfModel *m, json_object *added, const
         if (normalized) {
             ByteBuf nb = {0};
             int rc = bytebuf_add(&nb, "", 0) || apply_normalizer(m, content, len, &nb) ||
-                     (nb.n > 0 && trie_add(&m->added_norm, nb.p, nb.n, m->n_added));
+                     (nb.n > 0 && lm_add(&m->added_norm, nb.p, nb.n, m->n_added));
             free(nb.p);
             if (rc) return mamba2_fail(err, "%s: out of memory", src);
             m->has_norm_added = 1;
-        } else if (trie_add(&m->added_raw, content, len, m->n_added)) {
+        } else if (lm_add(&m->added_raw, content, len, m->n_added)) {
             return mamba2_fail(err, "%s: out of memory", src);
         }
         m->n_added++;
     }
+    if (lm_build(&m->added_raw) || lm_build(&m->added_norm)) return mamba2_fail(err, "%s: out of memory", src);
     return 0;
 }
 
@@ -730,8 +731,8 @@ void hf_free(HfModel *m) {
     strmap_free(&m->vocab);
     pairmap_free(&m->merges);
     free(m->added);
-    if (m->added_raw.nodes) trie_free(&m->added_raw);
-    if (m->added_norm.nodes) trie_free(&m->added_norm);
+    lm_free(&m->added_raw);
+    lm_free(&m->added_norm);
     free(m->tmpl);
     free(m);
 }
@@ -914,23 +915,38 @@ static size_t ws_after(const char *s, size_t n, size_t pos) {
  * lstrip/rstrip widen a match over the white space beside it. Matched parts become their ids, the rest
  * goes to `part(e, text, len, starts_at_0)`.
  */
-static int split_added(HfEnc *e, const Trie *trie, const char *s, size_t n, int first, PartFn part, Mamba2Error *err) {
+static int split_added(HfEnc *e, const LongestMatcher *lm, const char *s, size_t n, int first, PartFn part,
+                       Mamba2Error *err) {
+    /* the longest added token at every position, in one linear pass (lm_scan()); none: no arrays */
+    uint32_t *len_at = NULL;
+    int32_t *val_at = NULL;
+    if (lm->rev.n > 1 && n > 0) {
+        len_at = malloc(n * sizeof *len_at);
+        val_at = malloc(n * sizeof *val_at);
+        if (!len_at || !val_at) {
+            free(len_at), free(val_at);
+            return mamba2_fail(err, "out of memory");
+        }
+        lm_scan(lm, s, n, len_at, val_at);
+    }
     size_t seg = 0, pos = 0;
-    while (pos < n) {
-        int32_t a;
-        size_t k = trie->first[(unsigned char)s[pos]] ? trie_longest(trie, s + pos, n - pos, &a) : 0;
+    int rc = 0;
+    while (pos < n && !rc) {
+        size_t k = len_at ? len_at[pos] : 0;
         if (k == 0) {
             pos++;
             continue;
         }
-        const HfAdded *h = &e->m->added[a];
+        const HfAdded *h = &e->m->added[val_at[pos]];
         size_t start = pos, stop = pos + k;
         if (h->lstrip) start = ws_before(s, seg, start);
         if (h->rstrip) stop = ws_after(s, n, stop);
-        if (seg < start && part(e, s + seg, start - seg, first && seg == 0, err)) return -1;
-        if (idvec_push(e->out, h->id)) return mamba2_fail(err, "out of memory");
+        if (seg < start && part(e, s + seg, start - seg, first && seg == 0, err)) rc = -1;
+        else if (idvec_push(e->out, h->id)) rc = mamba2_fail(err, "out of memory");
         seg = pos = stop;
     }
+    free(len_at), free(val_at);
+    if (rc) return rc;
     if (seg < n && part(e, s + seg, n - seg, first && seg == 0, err)) return -1;
     return 0;
 }
