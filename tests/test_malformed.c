@@ -794,9 +794,9 @@ static size_t pb_put_varint(unsigned char *p, uint64_t v) {
     return n;
 }
 
-/* A SentencePiece BPE model: "<unk>", then the pieces given (NUL-separated, count n), each normal.
- * Returns its length; buf must hold the pieces' bytes + 32 per piece + 64. */
-static size_t make_spm(unsigned char *buf, const char *const *pieces, const size_t *lens, int n) {
+/* A SentencePiece BPE model: "<unk>", then the n pieces given, normal (or user-defined from index
+ * @p first_user on). Returns its length; buf must hold the pieces' bytes + 32 per piece + 64. */
+static size_t make_spm_typed(unsigned char *buf, const char *const *pieces, const size_t *lens, int n, int first_user) {
     size_t o = 0;
     for (int i = -1; i < n; i++) {
         const char *s = i < 0 ? "<unk>" : pieces[i];
@@ -811,11 +811,15 @@ static size_t make_spm(unsigned char *buf, const char *const *pieces, const size
         memcpy(buf + o, head, h), o += h;
         memcpy(buf + o, s, len), o += len;
         buf[o++] = 0x18; /* type = 3 */
-        buf[o++] = i < 0 ? 2 : 1; /* UNKNOWN, NORMAL */
+        buf[o++] = i < 0 ? 2 : i >= first_user ? 4 : 1; /* UNKNOWN, USER_DEFINED, NORMAL */
     }
     static const unsigned char trainer[] = {0x12, 0x02, 0x18, 0x02}; /* trainer_spec { model_type: BPE } */
     memcpy(buf + o, trainer, sizeof trainer);
     return o + sizeof trainer;
+}
+
+static size_t make_spm(unsigned char *buf, const char *const *pieces, const size_t *lens, int n) {
+    return make_spm_typed(buf, pieces, lens, n, n);
 }
 
 /* Load an SPM model of "a", "b" and one piece of len bytes "aaa...ab"; the time in seconds (-1: refused). */
@@ -884,6 +888,42 @@ static double time_added_match(const Mamba2Tokenizer *t, size_t n, size_t *n_ids
     if (rc) printf("\n    %s", e.msg);
     free(ids), free(text);
     return rc ? -1 : dt;
+}
+
+/* The same for SentencePiece user-defined pieces (matched the same way before the fix): a 20 KB user
+ * piece "aaa...ab" and n bytes of "a". */
+static double time_user_piece_match(const Mamba2Tokenizer *t, size_t n) {
+    size_t n_ids;
+    return time_added_match(t, n, &n_ids);
+}
+
+static void test_user_piece_scaling(void) {
+    const size_t L = 20000;
+    char *piece = malloc(L + 1);
+    memset(piece, 'a', L);
+    piece[L] = 'b';
+    const char *pieces[3] = {"a", "b", piece};
+    size_t lens[3] = {1, 1, L + 1};
+    unsigned char *buf = malloc(L + 256);
+    size_t n = make_spm_typed(buf, pieces, lens, 3, 2);
+    Mamba2Error e = {{0}};
+    Mamba2Tokenizer *t = mamba2_tokenizer_load_bytes(buf, n, "user.model", &e);
+    free(buf), free(piece);
+    CU_ASSERT_PTR_NOT_NULL_FATAL(t);
+    double ratio = 1e9, t1 = 0, t2 = 0;
+    for (int attempt = 0; attempt < 3 && ratio > 2.5; attempt++) {
+        t1 = t2 = 1e9;
+        for (int r = 0; r < 3; r++) {
+            double a = time_user_piece_match(t, 1 << 19), b = time_user_piece_match(t, 1 << 20);
+            CU_ASSERT_FATAL(a >= 0 && b >= 0);
+            t1 = a < t1 ? a : t1, t2 = b < t2 ? b : t2;
+        }
+        ratio = t2 / t1;
+        printf("\n    20 KB user piece, 512 KiB of text %.1f ms, 1 MiB %.1f ms: x%.2f", 1e3 * t1, 1e3 * t2, ratio);
+    }
+    CU_ASSERT(ratio <= 2.5);
+    CU_ASSERT(t2 < 1.0);
+    mamba2_tokenizer_free(t);
 }
 
 /* Added-token matching is linear in the text, whatever the added tokens' length: 2x the text, at most
@@ -1141,6 +1181,7 @@ int register_malformed_tests(void) {
         !CU_add_test(s, "tokenizer: SentencePiece loading linear in a piece's length; duplicate pieces", test_spm_hostile) ||
         !CU_add_test(s, "tokenizer: added-token matching linear in the text (a 20 KB added token)",
                      test_added_token_scaling) ||
+        !CU_add_test(s, "tokenizer: SentencePiece user-piece matching linear in the text", test_user_piece_scaling) ||
         !CU_add_test(s, "files: FIFOs, a directory, a 3 GB sparse config refused at once; pipes read", test_special_files) ||
         !CU_add_test(s, "cli: exit 1, file and problem named, no output left behind", test_cli_malformed) ||
         !CU_add_test(s, "cli: a context or batch that does not fit is refused up front", test_cli_resources) ||

@@ -47,7 +47,7 @@ struct SpmModel {
     int cut_at_ws;           /**< the text may be merged in pieces (see bpe_has_inner_ws()) */
     int32_t unk_id;          /**< the unknown piece */
     int32_t byte_id[256];    /**< id of `<0xAB>` for each byte (unk_id when absent) */
-    Trie user;               /**< user-defined pieces */
+    LongestMatcher user;     /**< user-defined pieces (the longest at every position in one linear pass) */
     PairMap merges;          /**< (piece A, piece B) → piece A+B, for normal / user-defined pieces */
     int32_t ascii_id[128];   /**< id of each one-byte piece, −1 when absent */
 };
@@ -405,7 +405,7 @@ int spm_load(Mamba2Tokenizer *t, const unsigned char *data, size_t len, Mamba2Er
         return -1;
     }
     SpmModel *m = calloc(1, sizeof *m);
-    if (!m || trie_init(&m->user)) {
+    if (!m || lm_init(&m->user)) {
         free(m);
         free(pieces);
         return mamba2_fail(err, "%s: out of memory", src);
@@ -443,7 +443,7 @@ int spm_load(Mamba2Tokenizer *t, const unsigned char *data, size_t len, Mamba2Er
             t->type[i] = p->type == SP_USER ? MAMBA2_TOKEN_USER : MAMBA2_TOKEN_NORMAL;
             t->lead_ws[i] = p->len >= 3 && memcmp(p->s, WS, 3) == 0;
             rc = set_normal_surface(t, id, p->s, p->len);
-            if (rc == 0 && p->type == SP_USER) rc = trie_add(&m->user, p->s, p->len, id);
+            if (rc == 0 && p->type == SP_USER) rc = lm_add(&m->user, p->s, p->len, id);
             break;
         case SP_UNKNOWN:
             t->type[i] = MAMBA2_TOKEN_UNKNOWN;
@@ -469,6 +469,7 @@ int spm_load(Mamba2Tokenizer *t, const unsigned char *data, size_t len, Mamba2Er
         }
         }
     }
+    if (rc == 0) rc = lm_build(&m->user);
     if (rc) {
         free(pieces);
         return mamba2_fail(err, "%s: out of memory", src);
@@ -513,7 +514,7 @@ int spm_load(Mamba2Tokenizer *t, const unsigned char *data, size_t len, Mamba2Er
 void spm_free(SpmModel *m) {
     if (!m) return;
     free(m->score);
-    trie_free(&m->user);
+    lm_free(&m->user);
     pairmap_free(&m->merges);
     free(m);
 }
@@ -541,9 +542,17 @@ static int normalize(const SpmModel *m, const char *text, size_t len, ByteBuf *o
         n_out = sp_len;
     }
     int prev_space = m->remove_extra_ws;
+    uint32_t *user_len = NULL; /* the longest user-defined piece at every position, when there are any */
+    int32_t *user_id = NULL;
+    if (m->user.rev.n > 1) {
+        if (!(user_len = malloc(len * sizeof *user_len)) || !(user_id = malloc(len * sizeof *user_id))) {
+            free(user_len);
+            return -1;
+        }
+        lm_scan(&m->user, text, len, user_len, user_id);
+    }
     while (i < len) {
-        int32_t id;
-        size_t k = m->user.n > 1 ? trie_longest(&m->user, text + i, len - i, &id) : 0;
+        size_t k = user_len ? user_len[i] : 0;
         if (k == 0) k = (size_t)utf8_lead_length((unsigned char)text[i]);
         if (k > len - i) k = len - i;
         const char *s = text + i;
@@ -566,6 +575,7 @@ static int normalize(const SpmModel *m, const char *text, size_t len, ByteBuf *o
         }
         if (!m->remove_extra_ws) prev_space = 0;
     }
+    free(user_len), free(user_id);
     if (m->remove_extra_ws)
         while (n_out >= sp_len && memcmp(o + n_out - sp_len, sp_sym, sp_len) == 0) n_out -= sp_len;
     out->n = n_out;
@@ -608,6 +618,8 @@ int spm_encode(const Mamba2Tokenizer *t, const char *text, size_t len, int add_b
     ByteBuf norm = {0};
     BpeSymbol *sym = NULL;
     BpeWork work = {0};
+    uint32_t *user_len = NULL; /* per piece of the text: the longest user-defined piece at each position */
+    int32_t *user_id = NULL;
     int rc = -1;
     if (add_bos && t->bos >= 0 && idvec_push(out, t->bos)) goto oom;
     if (bytebuf_add(&norm, "", 0) || normalize(m, text, len, &norm)) goto oom;
@@ -616,6 +628,9 @@ int spm_encode(const Mamba2Tokenizer *t, const char *text, size_t len, int add_b
         return mamba2_fail(err, "%s: text too long (%zu bytes)", t->source, len);
     }
     if (!(sym = malloc((norm.n + 1) * sizeof *sym))) goto oom;
+    if (m->user.rev.n > 1 && (!(user_len = malloc((norm.n + 1) * sizeof *user_len)) ||
+                              !(user_id = malloc((norm.n + 1) * sizeof *user_id))))
+        goto oom;
 
     /* Merge the text in pieces cut before "▁" when that gives the same result (bpe_has_inner_ws()). */
     int prev_unk = 0;
@@ -626,10 +641,11 @@ int spm_encode(const Mamba2Tokenizer *t, const char *text, size_t len, int add_b
 
         /* Split into symbols: user-defined pieces (frozen) or single characters, with their ids (−1: none). */
         int32_t n = 0;
+        if (user_len) lm_scan(&m->user, text_piece, len_piece, user_len, user_id);
         for (size_t i = 0; i < len_piece;) {
-            int32_t id = -1;
+            int32_t id = user_len ? user_id[i] : -1;
             unsigned char c = (unsigned char)text_piece[i];
-            size_t k = m->user.n > 1 ? trie_longest(&m->user, text_piece + i, len_piece - i, &id) : 0;
+            size_t k = user_len ? user_len[i] : 0;
             int frozen = k > 0;
             if (!frozen) {
                 k = (size_t)utf8_lead_length(c);
@@ -667,6 +683,7 @@ oom:
 done:
     free(norm.p);
     free(sym);
+    free(user_len), free(user_id);
     bpe_work_free(&work);
     return rc;
 }
