@@ -70,10 +70,10 @@ endif
 endif
 
 ifeq ($(STATIC_DEPS),1)
-  LINK_DEPS = -Wl,-Bstatic -ljson-c $(DEP_LIBS) $(if $(CPU_SRC),-lgomp -lgfortran -lquadmath) -Wl,-Bdynamic -lm -lpthread -ldl
+  LINK_DEPS = -Wl,-Bstatic -ljson-c -lz $(DEP_LIBS) $(if $(CPU_SRC),-lgomp -lgfortran -lquadmath) -Wl,-Bdynamic -lm -lpthread -ldl
   CUNIT     = -Wl,-Bstatic -lcunit -Wl,-Bdynamic
 else
-  LINK_DEPS = -ljson-c $(DEP_LIBS) -lm
+  LINK_DEPS = -ljson-c -lz $(DEP_LIBS) -lm
   CUNIT     = -lcunit
 endif
 
@@ -154,7 +154,7 @@ build-fuzz/libmamba2.a: $(FUZZ_LIB_OBJ)
 	ar rcs $@ $^
 
 build-fuzz/fuzz_%: tests/fuzz/fuzz_%.c build-fuzz/tests/fuzz/targets.o build-fuzz/libmamba2.a
-	$(FUZZ_CC) $(FUZZ_CFLAGS) -fsanitize=fuzzer -Itests/fuzz $^ -o $@ -ljson-c -lm
+	$(FUZZ_CC) $(FUZZ_CFLAGS) -fsanitize=fuzzer -Itests/fuzz $^ -o $@ -ljson-c -lz -lm
 
 fuzz: $(FUZZ_NAMES:%=build-fuzz/fuzz_%)
 

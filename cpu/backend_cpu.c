@@ -243,7 +243,7 @@ static int prefill_impl(CpuBackend *cb, Mamba2State *st, const int32_t *tokens, 
             project(cb, &cb->lm_head, cb->u, d, 1, logits, V, 0);
         }
     }
-    st->pos += T;
+    st->pos = mamba2_state_pos_after(st->pos, T);
     return 0;
 }
 
@@ -323,7 +323,7 @@ static int cpu_step(Mamba2Backend *b, Mamba2State **states, const int32_t *token
     /* logits = W_head · (RMSNorm(h) · w_norm_f) */
     norm_rows(cb, cb->norm_f, nb);
     project(cb, &cb->lm_head, cb->u, d, nb, logits, V, 0);
-    for (int s = 0; s < nb; s++) states[s]->pos++;
+    for (int s = 0; s < nb; s++) states[s]->pos = mamba2_state_pos_after(states[s]->pos, 1);
     return 0;
 }
 

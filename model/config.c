@@ -5,35 +5,91 @@
 #include "config.h"
 
 #include <errno.h>
+#include <fcntl.h>
 #include <json-c/json.h>
 #include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
+#include <stdint.h>
 #include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
 
-char *mamba2_read_file(const char *path, long *len, Mamba2Error *err) {
-    FILE *f = fopen(path, "rb");
-    if (!f) {
+char *mamba2_read_file_max(const char *path, size_t max_bytes, int flags, long *len, Mamba2Error *err) {
+    /* O_NONBLOCK: opening a FIFO without a writer must not block; its type is checked before any read. */
+    int fd = open(path, O_RDONLY | O_NONBLOCK);
+    if (fd < 0) {
         mamba2_fail(err, "%s: cannot open: %s", path, strerror(errno));
         return NULL;
     }
+    struct stat sb;
     char *buf = NULL;
-    long n = -1;
-    if (fseek(f, 0, SEEK_END) == 0) n = ftell(f);
-    if (n < 0 || fseek(f, 0, SEEK_SET) != 0) {
-        mamba2_fail(err, "%s: cannot determine its size", path);
-    } else if (!(buf = malloc((size_t)n + 1))) {
-        mamba2_fail(err, "%s: out of memory reading %ld bytes", path, n);
-    } else if (fread(buf, 1, (size_t)n, f) != (size_t)n) {
-        mamba2_fail(err, "%s: read error", path);
-        free(buf);
-        buf = NULL;
-    } else {
-        buf[n] = 0;
-        if (len) *len = n;
+    size_t n = 0, cap = 0;
+    int pipe_like = 0;
+    if (fstat(fd, &sb) != 0) {
+        mamba2_fail(err, "%s: cannot read: %s", path, strerror(errno));
+        goto done;
     }
-    fclose(f);
+    pipe_like = S_ISFIFO(sb.st_mode);
+    if (S_ISDIR(sb.st_mode)) {
+        mamba2_fail(err, "%s: is a directory, not a file", path);
+        goto done;
+    }
+    if (!S_ISREG(sb.st_mode) && !(pipe_like && (flags & MAMBA2_READ_PIPE))) {
+        mamba2_fail(err, "%s: not a regular file (%s); give a regular file", path,
+                    pipe_like ? "a FIFO or pipe" : S_ISCHR(sb.st_mode) || S_ISBLK(sb.st_mode) ? "a device" : "a socket");
+        goto done;
+    }
+    if (S_ISREG(sb.st_mode) && (uint64_t)sb.st_size > (uint64_t)max_bytes) { /* refused before reading */
+        mamba2_fail(err, "%s: %lld bytes, more than the %zu bytes this file may have", path, (long long)sb.st_size,
+                    max_bytes);
+        goto done;
+    }
+    /* a pipe is read to its end, blocking (its writer is the user's own command) */
+    if (pipe_like && fcntl(fd, F_SETFL, fcntl(fd, F_GETFL) & ~O_NONBLOCK) != 0) {
+        mamba2_fail(err, "%s: cannot read: %s", path, strerror(errno));
+        goto done;
+    }
+    cap = S_ISREG(sb.st_mode) ? (size_t)sb.st_size + 1 : 1 << 16;
+    for (;;) {
+        if (n + 1 >= cap) { /* grow geometrically: linear time for a pipe of any length */
+            size_t ncap = cap * 2 > max_bytes + 1 ? max_bytes + 1 : cap * 2;
+            if (ncap <= n + 1) {
+                mamba2_fail(err, "%s: more than the %zu bytes this file may have", path, max_bytes);
+                goto fail;
+            }
+            cap = ncap;
+        }
+        if (!buf || cap > 0) {
+            char *nb = realloc(buf, cap);
+            if (!nb) {
+                mamba2_fail(err, "%s: out of memory reading %zu bytes", path, cap);
+                goto fail;
+            }
+            buf = nb;
+        }
+        ssize_t k = read(fd, buf + n, cap - 1 - n);
+        if (k < 0 && errno == EINTR) continue;
+        if (k < 0) {
+            mamba2_fail(err, "%s: read error: %s", path, strerror(errno));
+            goto fail;
+        }
+        if (k == 0) break;
+        n += (size_t)k;
+    }
+    buf[n] = 0;
+    if (len) *len = (long)n;
+    goto done;
+fail:
+    free(buf);
+    buf = NULL;
+done:
+    close(fd);
     return buf;
+}
+
+char *mamba2_read_file(const char *path, long *len, Mamba2Error *err) {
+    return mamba2_read_file_max(path, MAMBA2_READ_MAX_BYTES, MAMBA2_READ_PIPE, len, err);
 }
 
 /* A number in the JSON: a plain number, a bare Infinity/NaN (json-c reads them
@@ -229,15 +285,11 @@ int mamba2_config_parse(const char *json, const char *src, Mamba2Config *cfg, Ma
 int mamba2_config_load_dir(const char *dir, Mamba2Config *cfg, Mamba2Error *err) {
     char path[4096];
     snprintf(path, sizeof path, "%s/config.json", dir);
-    FILE *probe = fopen(path, "rb");
-    if (!probe) {
+    if (access(path, F_OK) != 0) { /* not opened to probe: a FIFO would block */
         snprintf(path, sizeof path, "%s/params.json", dir);
-        probe = fopen(path, "rb");
-        if (!probe)
-            return mamba2_fail(err, "%s: no config.json or params.json in this directory", dir);
+        if (access(path, F_OK) != 0) return mamba2_fail(err, "%s: no config.json or params.json in this directory", dir);
     }
-    fclose(probe);
-    char *text = mamba2_read_file(path, NULL, err);
+    char *text = mamba2_read_file_max(path, MAMBA2_MAX_CONFIG_BYTES, 0, NULL, err);
     if (!text) return -1;
     int rc = mamba2_config_parse(text, path, cfg, err);
     free(text);

@@ -7,6 +7,8 @@
 #ifndef MAMBA2_CONFIG_H
 #define MAMBA2_CONFIG_H
 
+#include <stddef.h>
+
 #include "error.h"
 
 /** Hyper-parameters of a Mamba-2 language model. */
@@ -29,6 +31,10 @@ typedef struct {
     int norm_before_gate; /**< as written in the file; ignored (mamba_ssm is gate-first) */
     int bos_token_id; /**< beginning-of-sequence id, -1 when unknown */
     int eos_token_id; /**< end-of-sequence id, -1 when unknown */
+    /** Identity of the checkpoint the config was loaded with, written into state files so a state from
+     *  another model is refused: crc32 of every used tensor's name, dtype, shape and first and last
+     *  4 KiB of data (set by mamba2_model_load(); 0 for a config parsed alone). */
+    unsigned checkpoint_id;
     /* derived */
     int d_inner;      /**< d_in = H * P [8192] */
     int conv_dim;     /**< d_in + 2 * G * N [10240] */
@@ -57,7 +63,32 @@ long long mamba2_config_param_count(const Mamba2Config *cfg);
 /** Bytes of fp32 state (conv + SSM) one sequence needs. */
 long long mamba2_config_state_bytes(const Mamba2Config *cfg);
 
-/** Read a whole file into a NUL-terminated heap buffer (caller frees). NULL on failure. */
+/** Largest `config.json` / `params.json` read (real ones are under 2 KB). */
+#define MAMBA2_MAX_CONFIG_BYTES ((size_t)1 << 20)
+/** Largest `model.safetensors.index.json` read (Codestral-7B's is 30 KB). */
+#define MAMBA2_MAX_INDEX_BYTES ((size_t)16 << 20)
+/** Largest file mamba2_read_file() reads (prompts, texts to score). */
+#define MAMBA2_READ_MAX_BYTES ((size_t)1 << 30)
+/** mamba2_read_file_max() flag: a FIFO or pipe (stdin, `<(…)`) is read to its end instead of refused. */
+#define MAMBA2_READ_PIPE 1
+
+/**
+ * @brief Read a whole file into a NUL-terminated heap buffer (caller frees), checking its type first.
+ *
+ * The file is opened without blocking (a FIFO without a writer does not hang the open), then must be a
+ * regular file of at most @p max_bytes (checked before anything is read or allocated) or, with
+ * #MAMBA2_READ_PIPE in @p flags, a pipe read to its end (at most @p max_bytes). A directory, a device,
+ * a socket, or (without the flag) a FIFO is refused with a message naming the file.
+ * @param path      the file
+ * @param max_bytes the most bytes the file may hold
+ * @param flags     0, or #MAMBA2_READ_PIPE
+ * @param len       receives the length (may be NULL)
+ * @param err       receives the reason on failure
+ * @return the buffer, or NULL with the reason in @p err
+ */
+char *mamba2_read_file_max(const char *path, size_t max_bytes, int flags, long *len, Mamba2Error *err);
+
+/** mamba2_read_file_max() with #MAMBA2_READ_MAX_BYTES and pipes allowed (prompts, texts). NULL on failure. */
 char *mamba2_read_file(const char *path, long *len, Mamba2Error *err);
 
 #endif

@@ -107,36 +107,54 @@ static int parse_entry(SafetensorsFile *f, int i, const char *name, json_object 
     return 0;
 }
 
-static int parse_header(SafetensorsFile *f, const char *json, size_t len, uint64_t data_offset, Mamba2Error *err) {
+static int parse_header(SafetensorsFile *f, const char *json, size_t len, uint64_t data_offset, int max_tensors,
+                        Mamba2Error *err) {
     json_tokener *tok = json_tokener_new();
     if (!tok) return mamba2_fail(err, "%s: out of memory", f->path);
     json_object *root = json_tokener_parse_ex(tok, json, (int)len);
     enum json_tokener_error jerr = json_tokener_get_error(tok);
+    size_t end = json_tokener_get_parse_end(tok);
     json_tokener_free(tok);
     if (!root || jerr != json_tokener_success || json_object_get_type(root) != json_type_object) {
         if (root) json_object_put(root);
         return mamba2_fail(err, "%s: the header is not a valid JSON object (%s)", f->path,
-                           jerr == json_tokener_success ? "not an object" : json_tokener_error_desc(jerr));
+                           jerr == json_tokener_success    ? "not an object"
+                           : jerr == json_tokener_continue ? "it ends before the JSON does: truncated?"
+                                                           : json_tokener_error_desc(jerr));
+    }
+    /* the format pads the header with spaces only: anything else after the JSON is not safetensors */
+    while (end < len && json[end] == ' ') end++;
+    if (end < len) {
+        json_object_put(root);
+        return mamba2_fail(err, "%s: %zu bytes after the header's JSON object that are not padding spaces", f->path,
+                           len - end);
     }
     int n = 0;
     json_object_object_foreach(root, k0, v0) {
         (void)v0;
         if (strcmp(k0, "__metadata__")) n++;
     }
+    if (n > max_tensors) {
+        json_object_put(root);
+        return mamba2_fail(err, "%s: %d tensors in the header, more than the %d this model can use", f->path, n,
+                           max_tensors);
+    }
     f->tensors = calloc(n ? n : 1, sizeof *f->tensors);
     f->bad_dtype = calloc(n ? n : 1, sizeof *f->bad_dtype);
     Span *spans = calloc(n ? n : 1, sizeof *spans);
     int rc = 0;
-    if (!f->tensors || !f->bad_dtype || !spans) rc = mamba2_fail(err, "%s: out of memory", f->path);
+    if (!f->tensors || !f->bad_dtype || !spans || name_index_init(&f->index, (size_t)n))
+        rc = mamba2_fail(err, "%s: out of memory", f->path);
     uint64_t data_len = f->size - data_offset;
     json_object_object_foreach(root, key, val) {
         if (rc || !strcmp(key, "__metadata__")) continue;
         rc = parse_entry(f, f->n_tensors, key, val, (const uint8_t *)f->map + data_offset, data_len,
                          &spans[f->n_tensors], err);
         f->n_tensors++;
+        if (!rc) name_index_add(&f->index, f->tensors[f->n_tensors - 1].name, f->n_tensors - 1); /* keys are unique */
     }
     /* No two tensors may share bytes: sorted by start, each must begin after every earlier end. */
-    if (!rc && n > 1) {
+    if (!rc && n > 0) {
         qsort(spans, n, sizeof *spans, span_cmp);
         int last = -1; /* the non-empty span reaching furthest so far */
         for (int i = 0; i < n && !rc; i++) {
@@ -144,8 +162,18 @@ static int parse_header(SafetensorsFile *f, const char *json, size_t len, uint64
             if (last >= 0 && spans[i].begin < spans[last].end)
                 rc = mamba2_fail(err, "%s: tensors '%s' and '%s' overlap in the data section", f->path,
                                  f->tensors[spans[last].index].name, f->tensors[spans[i].index].name);
+            /* the format forbids holes: each tensor starts where the one before ends */
+            else if (spans[i].begin != (last >= 0 ? spans[last].end : 0))
+                rc = mamba2_fail(err, "%s: %llu unused bytes in the data section before tensor '%s' (the format "
+                                 "allows no holes)", f->path,
+                                 (unsigned long long)(spans[i].begin - (last >= 0 ? spans[last].end : 0)),
+                                 f->tensors[spans[i].index].name);
             if (last < 0 || spans[i].end > spans[last].end) last = i;
         }
+        uint64_t used = last >= 0 ? spans[last].end : 0;
+        if (!rc && used != data_len)
+            rc = mamba2_fail(err, "%s: %llu unused bytes after the last tensor (the format allows no holes)", f->path,
+                             (unsigned long long)(data_len - used));
     }
     free(spans);
     json_object_put(root);
@@ -153,10 +181,14 @@ static int parse_header(SafetensorsFile *f, const char *json, size_t len, uint64
 }
 
 int safetensors_open(const char *path, SafetensorsFile *f, Mamba2Error *err) {
+    return safetensors_open_limited(path, INT32_MAX / 2, f, err);
+}
+
+int safetensors_open_limited(const char *path, int max_tensors, SafetensorsFile *f, Mamba2Error *err) {
     memset(f, 0, sizeof *f);
     f->map = MAP_FAILED;
     if (!(f->path = strdup(path))) return mamba2_fail(err, "%s: out of memory", path);
-    int fd = open(path, O_RDONLY);
+    int fd = open(path, O_RDONLY | O_NONBLOCK); /* a FIFO must not block the open: refused below */
     if (fd < 0) {
         mamba2_fail(err, "%s: cannot open: %s", path, strerror(errno));
         goto fail;
@@ -164,7 +196,8 @@ int safetensors_open(const char *path, SafetensorsFile *f, Mamba2Error *err) {
     struct stat sb;
     if (fstat(fd, &sb) || !S_ISREG(sb.st_mode)) {
         close(fd);
-        mamba2_fail(err, "%s: not a regular file", path);
+        mamba2_fail(err, "%s: %s", path, S_ISDIR(sb.st_mode) ? "is a directory, not a safetensors file"
+                                                                : "not a regular file (a FIFO or device is not read)");
         goto fail;
     }
     f->size = (size_t)sb.st_size;
@@ -187,7 +220,13 @@ int safetensors_open(const char *path, SafetensorsFile *f, Mamba2Error *err) {
                     path, (unsigned long long)hlen, f->size);
         goto fail;
     }
-    if (parse_header(f, (const char *)b + 8, (size_t)hlen, 8 + hlen, err)) goto fail;
+    uint64_t hmax = (64u << 10) + (uint64_t)max_tensors * SAFETENSORS_HEADER_BYTES_PER_TENSOR;
+    if (hlen > hmax) {
+        mamba2_fail(err, "%s: header of %llu bytes, more than the %llu allowed for at most %d tensors", path,
+                    (unsigned long long)hlen, (unsigned long long)hmax, max_tensors);
+        goto fail;
+    }
+    if (parse_header(f, (const char *)b + 8, (size_t)hlen, 8 + hlen, max_tensors, err)) goto fail;
     /* safetensors writers align the data section; refuse a file that would make us read
      * misaligned floats. */
     for (int i = 0; i < f->n_tensors; i++)
@@ -201,11 +240,7 @@ fail:
     return -1;
 }
 
-int safetensors_find(const SafetensorsFile *f, const char *name) {
-    for (int i = 0; i < f->n_tensors; i++)
-        if (!strcmp(f->tensors[i].name, name)) return i;
-    return -1;
-}
+int safetensors_find(const SafetensorsFile *f, const char *name) { return name_index_find(&f->index, name); }
 
 void safetensors_close(SafetensorsFile *f) {
     if (f->map && f->map != MAP_FAILED) munmap(f->map, f->size);
@@ -215,6 +250,7 @@ void safetensors_close(SafetensorsFile *f) {
     }
     free(f->tensors);
     free(f->bad_dtype);
+    name_index_free(&f->index);
     free(f->path);
     memset(f, 0, sizeof *f);
 }

@@ -19,6 +19,26 @@
 struct Mamba2State;
 
 /**
+ * @brief The largest position (tokens consumed) a state may hold: 2^53, exactly representable in a
+ *        double and far beyond any sequence, so that position + tokens can never overflow int64.
+ *
+ * State files with a position outside [0, MAMBA2_STATE_MAX_POS] are refused, and the backend
+ * dispatch layer refuses a run that would carry a state past it.
+ */
+#define MAMBA2_STATE_MAX_POS ((int64_t)1 << 53)
+
+/**
+ * @brief The position after consuming @p n more tokens from @p pos, saturated at MAMBA2_STATE_MAX_POS
+ *        (never a signed overflow, whatever the inputs; the dispatch layer refuses a run that would
+ *        reach the bound, so backends only see the exact sum).
+ */
+static inline int64_t mamba2_state_pos_after(int64_t pos, int64_t n) {
+    if (pos < 0) pos = 0;
+    if (n < 0) n = 0;
+    return pos > MAMBA2_STATE_MAX_POS - n || n > MAMBA2_STATE_MAX_POS ? MAMBA2_STATE_MAX_POS : pos + n;
+}
+
+/**
  * @brief A copy of a state held in a backend's own memory (the GPU's).
  *
  * While a state has one, that copy is the current one and the host arrays are stale.
@@ -69,18 +89,30 @@ int mamba2_state_copy(Mamba2State *dst, Mamba2State *src, Mamba2Error *err);
 void mamba2_state_free(Mamba2State *s);
 
 /**
- * @brief Write the state to @p path: a versioned header that identifies the model shape, then the data.
+ * @brief Write the state to @p path (format version 2, laid out in model/state.c): a header with the
+ *        model's shapes, its config and checkpoint identities and the position, the data, and a crc32
+ *        of everything before it.
  *
  * Written to a temporary file and renamed, so a failure leaves nothing half-written.
- * @return 0 on success, -1 with the reason.
+ * @return 0 on success, -1 with the reason (also when the position is outside [0, MAMBA2_STATE_MAX_POS]).
  */
 int mamba2_state_save(Mamba2State *s, const Mamba2Config *cfg, const char *path, Mamba2Error *err);
 
 /**
  * @brief Read a state saved by mamba2_state_save() into @p s (already initialised for @p cfg).
- * @return 0 on success; -1 when the file is unreadable, truncated, of another version,
- *         or made for a model of another shape (the message names the differing field).
+ *
+ * The file must be a regular file (a FIFO is refused without blocking). On failure @p s is left as it was.
+ * @return 0 on success; -1 when the file is unreadable, truncated, of another version (version 1
+ *         included: it has no checksum), damaged (checksum mismatch), made for a model of another
+ *         shape (the message names the differing field), configuration or checkpoint, holds a
+ *         position outside [0, MAMBA2_STATE_MAX_POS], or holds a NaN or infinity.
  */
 int mamba2_state_load(Mamba2State *s, const Mamba2Config *cfg, const char *path, Mamba2Error *err);
+
+/**
+ * @brief The config identity written into state files: crc32 (zlib) of every config field that
+ *        changes what the model computes (shapes, eps, dt limits, tied embeddings, conv bias).
+ */
+uint32_t mamba2_state_config_id(const Mamba2Config *cfg);
 
 #endif

@@ -210,7 +210,7 @@ int mamba2_ref_forward(const Mamba2Model *m, Mamba2State *st, const int32_t *tok
         matvec(&m->w.lm_head, 0, V, w.u, logits + (all_positions ? (size_t)t * V : 0));
     }
     if (!rc) {
-        scratch.pos = st->pos + T;
+        scratch.pos = mamba2_state_pos_after(st->pos, T);
         Mamba2State old = *st;
         *st = scratch; /* swap: the caller's state becomes the advanced one */
         scratch = old;

@@ -87,6 +87,9 @@ static int check_prefill(const Mamba2Backend *b, const Mamba2State *st, const in
     if (!tokens) return mamba2_fail(err, "no token array (NULL) for %d tokens", T);
     if (!st) return mamba2_fail(err, "no state (NULL)");
     if (check_tokens(b, tokens, T, "at position", err)) return -1;
+    if (st->pos < 0 || st->pos > MAMBA2_STATE_MAX_POS - T)
+        return mamba2_fail(err, "the state's position %lld + %d tokens would pass the limit of 2^53 tokens",
+                           (long long)st->pos, T);
     return mamba2_state_check_shape(st, &b->model->cfg, err);
 }
 
@@ -115,6 +118,9 @@ int mamba2_backend_step(Mamba2Backend *b, Mamba2State **states, const int32_t *t
         if (!states[i]) return mamba2_fail(err, "no state (NULL) for sequence %d", i);
         if (mamba2_state_check_shape(states[i], &b->model->cfg, err))
             return mamba2_fail_context(err, "sequence %d", i);
+        if (states[i]->pos < 0 || states[i]->pos >= MAMBA2_STATE_MAX_POS)
+            return mamba2_fail(err, "sequence %d: the state's position %lld is at the limit of 2^53 tokens", i,
+                               (long long)states[i]->pos);
         for (int j = 0; j < i; j++) /* each sequence advances its own state once */
             if (states[j] == states[i]) return mamba2_fail(err, "sequences %d and %d share one state", j, i);
     }

@@ -15,10 +15,14 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <fcntl.h>
 #include <sys/stat.h>
+#include <time.h>
 #include <sys/wait.h>
 #include <unistd.h>
+#include <zlib.h>
 
+#include "backend.h"
 #include "cli.h"
 #include "fuzz/targets.h"
 #include "model.h"
@@ -161,7 +165,7 @@ static void test_st_offsets(void) {
                     "data_offsets");
     expect_st_error("{" ENTRY("a", "F32", "[2]", "0", "18446744073709551615") "}", 8, "tensor 'a'", "data ends");
     /* misaligned float32 */
-    expect_st_error("{" ENTRY("a", "F32", "[1]", "2", "6") "}", 8, "tensor 'a'", "not aligned");
+    expect_st_error("{" ENTRY("h", "F16", "[1]", "0", "2") ", " ENTRY("a", "F32", "[1]", "2", "6") "}", 6, "tensor 'a'", "not aligned");
 }
 
 static void test_st_sizes(void) {
@@ -191,6 +195,18 @@ static void test_st_structure(void) {
     expect_st_error("[1, 2, 3]", 0, "header is not a valid JSON object", NULL);
     expect_st_error("{\"a\": {\"dtype\": \"F32\"", 0, "header is not a valid JSON object", NULL);
     expect_st_error("\x01\x02garbage", 0, "header is not a valid JSON object", NULL);
+    /* issue #21: the format forbids these, they were accepted */
+    expect_st_error("{\"a\": {\"dtype\": \"F32\", \"shape\": [1], \"data_offsets\": [0, 4]}}xyz", 4,
+                    "3 bytes after the header's JSON object", NULL);
+    expect_st_error("{\"a\": {\"dtype\": \"F32\", \"shape\": [1], \"data_offsets\": [0, 4]}, "
+                    "\"b\": {\"dtype\": \"F32\", \"shape\": [1], \"data_offsets\": [8, 12]}}", 12,
+                    "4 unused bytes in the data section before tensor 'b'", "no holes");
+    expect_st_error("{\"a\": {\"dtype\": \"F32\", \"shape\": [1], \"data_offsets\": [4, 8]}}", 8,
+                    "4 unused bytes in the data section before tensor 'a'", NULL);
+    expect_st_error("{\"a\": {\"dtype\": \"F32\", \"shape\": [1], \"data_offsets\": [0, 4]}}", 16,
+                    "12 unused bytes after the last tensor", NULL);
+    expect_st_error("{\"a\": {\"dtype\": \"F32\", \"shape\": [1], \"data_offsets\": [0, 4]}", 0,
+                    "ends before the JSON does: truncated?", NULL);
 }
 
 /* ------------------------------------------------------------ config.json */
@@ -360,15 +376,25 @@ static void test_vocab_mismatch(void) {
 
 /* ------------------------------------------------------------ state files */
 
-/* A state file for the default tiny spec, with one part replaced. */
+/* Store the crc32 of bytes [0, n-4) in the last 4 bytes (little-endian): a file damaged on purpose
+ * that still passes the checksum, to reach the checks after it. */
+static void fix_crc(char *buf, long n) {
+    uint32_t c = (uint32_t)crc32(crc32(0, Z_NULL, 0), (const Bytef *)buf, (uInt)(n - 4));
+    for (int i = 0; i < 4; i++) buf[n - 4 + i] = (char)(c >> (8 * i));
+}
+
+/* A state file (version 2) for a small config, with one part replaced: each damage refused with its
+ * message, the caller's state left as it was. */
 static void test_state_files(void) {
     Mamba2Config c;
     Mamba2Error e = {{0}};
     CU_ASSERT_EQUAL_FATAL(mamba2_config_parse("{\"hidden_size\": 16, \"num_hidden_layers\": 2, \"vocab_size\": 50, "
                                               "\"head_dim\": 8, \"state_size\": 8, \"n_groups\": 2}", "c", &c, &e), 0);
+    c.checkpoint_id = 0x1234abcdu;
     Mamba2State s;
     CU_ASSERT_EQUAL_FATAL(mamba2_state_init(&s, &c, &e), 0);
     test_fill_normal(s.ssm, s.ssm_len, 1.0);
+    test_fill_normal(s.conv, s.conv_len, 1.0);
     s.pos = 9;
     char *dir = test_tmpdir(), path[4200];
     snprintf(path, sizeof path, "%s/s.bin", dir);
@@ -376,43 +402,550 @@ static void test_state_files(void) {
     long size = 0;
     char *good = mamba2_read_file(path, &size, &e);
     CU_ASSERT_PTR_NOT_NULL_FATAL(good);
+    CU_ASSERT_EQUAL(size, 104 + (long)(s.conv_len + s.ssm_len) * 4 + 4);
+    const long ssm0 = 104 + (long)s.conv_len * 4; /* the first SSM value */
     char *bad = malloc((size_t)size + 8);
+    /* version 1, as the previous program wrote it: magic, version, 9 fields, pos, data */
+    static const char v1[] = "MAMBA2ST\x01\0\0\0\x09\0\0\0";
     struct {
-        long at;         /* byte to overwrite, -1: append, -2: cut to `len` bytes */
+        long at;         /* byte to overwrite, -1: append, -2: cut to `len` bytes, -3: flip bit 3 of byte len */
         long len;        /* bytes written at `at` */
         const char *val; /* the bytes */
+        int fix;         /* recompute the checksum afterwards */
         const char *n1, *n2;
     } cases[] = {
-        {0, 8, "MAMBA3ST", "not a mamba2 state file", "bad magic"},
-        {8, 4, "\x02\0\0\0", "state file version 2 is not supported", NULL},
-        {12, 4, "\x08\0\0\0", "state header has 8 fields, version 1 has 9", NULL},
-        {16, 8, "\x03\0\0\0\0\0\0\0", "saved for a model with n_layer = 3, this model has 2", NULL},
-        {72, 8, "\x33\0\0\0\0\0\0\0", "vocab_size = 51, this model has 50", NULL},
-        {80, 8, "\xff\xff\xff\xff\xff\xff\xff\xff", "negative position", NULL},
-        {-1, 4, "\0\0\0\0", "unexpected bytes after the state data", NULL},
-        {-2, 50, NULL, "truncated state header", NULL},
-        {-2, 5, NULL, "bad magic", NULL},
+        {0, 8, "MAMBA3ST", 0, "not a mamba2 state file", "bad magic"},
+        {0, 16, v1, 0, "version 1 was made by an older version of mamba2", "no checksum"},
+        {8, 4, "\x03\0\0\0", 0, "state file version 3 is not supported", NULL},
+        {12, 4, "\x08\0\0\0", 0, "state header of 8 bytes, version 2 has 104", NULL},
+        {-3, ssm0 + 1, NULL, 0, "checksum mismatch", "the file is damaged"}, /* one flipped bit in the data */
+        {-3, 80, NULL, 0, "checksum mismatch", "the file is damaged"},       /* ... in the position */
+        {16, 8, "\x03\0\0\0\0\0\0\0", 1, "saved for a model with n_layer = 3, this model has 2", NULL},
+        {72, 8, "\x33\0\0\0\0\0\0\0", 1, "vocab_size = 51, this model has 50", NULL},
+        {88, 4, "\x01\x02\x03\x04", 1, "same shapes but another configuration", NULL},
+        {92, 4, "\xcd\xab\x34\x13", 1, "another model of the same shapes", "checkpoint identity 1334abcd, this model's 1234abcd"},
+        {80, 8, "\xff\xff\xff\xff\xff\xff\xff\x7f", 1, "position 9223372036854775807", "outside [0, 2^53]"},
+        {80, 8, "\xff\xff\xff\xff\xff\xff\xff\xff", 1, "position -1", "outside [0, 2^53]"},
+        {80, 8, "\x01\0\0\0\0\0\x20\0", 1, "position 9007199254740993", "outside"}, /* 2^53 + 1 */
+        {ssm0, 4, "\0\0\xc0\x7f", 1, "non-finite value (nan at SSM element 0)", NULL},
+        {104 + 8, 4, "\0\0\x80\xff", 1, "non-finite value (-inf at conv element 2)", NULL},
+        {-1, 4, "\0\0\0\0", 0, "the header announces", "bytes after the state data"},
+        {-2, 50, NULL, 0, "truncated state header", NULL},
+        {-2, 5, NULL, 0, "truncated state header", NULL},
+        {-2, 200, NULL, 0, "the header announces", "truncated"},
     };
     for (size_t k = 0; k < sizeof cases / sizeof *cases; k++) {
         long n = size;
         memcpy(bad, good, (size_t)size);
         if (cases[k].at >= 0) memcpy(bad + cases[k].at, cases[k].val, (size_t)cases[k].len);
         else if (cases[k].at == -1) memcpy(bad + size, cases[k].val, (size_t)cases[k].len), n += cases[k].len;
+        else if (cases[k].at == -3) bad[cases[k].len] ^= 8;
         else n = cases[k].len;
+        if (cases[k].fix) fix_crc(bad, n);
         CU_ASSERT_EQUAL(write_bytes(path, bad, (size_t)n), 0);
         Mamba2State t;
         CU_ASSERT_EQUAL_FATAL(mamba2_state_init(&t, &c, &e), 0);
         t.ssm[0] = 42.0f;
+        e.msg[0] = 0;
         CU_ASSERT_NOT_EQUAL(mamba2_state_load(&t, &c, path, &e), 0);
         EXPECT_MSG(e.msg, path, cases[k].n1, cases[k].n2 ? cases[k].n2 : cases[k].n1);
         CU_ASSERT(t.ssm[0] == 42.0f && t.pos == 0); /* left as it was */
         mamba2_state_free(&t);
     }
+    /* the intact file loads, bit for bit */
+    CU_ASSERT_EQUAL(write_bytes(path, good, (size_t)size), 0);
+    Mamba2State t;
+    CU_ASSERT_EQUAL_FATAL(mamba2_state_init(&t, &c, &e), 0);
+    CU_ASSERT_EQUAL(mamba2_state_load(&t, &c, path, &e), 0);
+    CU_ASSERT(t.pos == 9 && !memcmp(t.ssm, s.ssm, s.ssm_len * 4) && !memcmp(t.conv, s.conv, s.conv_len * 4));
+    /* saving refuses a position past the bound rather than writing a file that cannot be loaded */
+    s.pos = MAMBA2_STATE_MAX_POS + 1;
+    CU_ASSERT_NOT_EQUAL(mamba2_state_save(&s, &c, path, &e), 0);
+    EXPECT_MSG(e.msg, path, "outside [0, 2^53]");
+    /* a directory and a FIFO: refused at once (the FIFO has no writer: a blocking open would hang) */
+    CU_ASSERT_NOT_EQUAL(mamba2_state_load(&t, &c, dir, &e), 0);
+    EXPECT_MSG(e.msg, dir, "is a directory");
+    char fifo[4300];
+    snprintf(fifo, sizeof fifo, "%s/fifo", dir);
+    CU_ASSERT_EQUAL_FATAL(mkfifo(fifo, 0600), 0);
+    CU_ASSERT_NOT_EQUAL(mamba2_state_load(&t, &c, fifo, &e), 0);
+    EXPECT_MSG(e.msg, fifo, "not a regular file");
+    mamba2_state_free(&t);
     free(bad);
     free(good);
     mamba2_state_free(&s);
     test_rmtree(dir);
     free(dir);
+}
+
+/* A state of another model with the same shapes and the same safetensors header bytes (two tiny models
+ * that differ only in their random weights) is refused; the model's own state loads. */
+static void test_state_other_model(void) {
+    char *dir = test_tmpdir(), da[4200], db[4200], path[4200];
+    snprintf(da, sizeof da, "%s/a", dir);
+    snprintf(db, sizeof db, "%s/b", dir);
+    snprintf(path, sizeof path, "%s/s.bin", dir);
+    TinyModelSpec spec;
+    test_tiny_spec_default(&spec);
+    CU_ASSERT_EQUAL_FATAL(mkdir(da, 0700) || mkdir(db, 0700), 0);
+    CU_ASSERT_EQUAL_FATAL(test_write_tiny_model(da, &spec) || test_write_tiny_model(db, &spec), 0);
+    Mamba2Model a, b;
+    Mamba2Error e = {{0}};
+    CU_ASSERT_EQUAL_FATAL(mamba2_model_load(da, &a, &e), 0);
+    CU_ASSERT_EQUAL_FATAL(mamba2_model_load(db, &b, &e), 0);
+    /* the two headers are byte-identical: an identity made of them would not tell the models apart */
+    const SafetensorsFile *fa = &a.files[0], *fb = &b.files[0];
+    uint64_t hlen = 0;
+    for (int i = 7; i >= 0; i--) hlen = hlen << 8 | ((const uint8_t *)fa->map)[i];
+    CU_ASSERT(fa->size == fb->size && !memcmp(fa->map, fb->map, 8 + hlen));
+    CU_ASSERT(memcmp(fa->map, fb->map, fa->size) != 0); /* the weights differ */
+    CU_ASSERT_EQUAL(mamba2_state_config_id(&a.cfg), mamba2_state_config_id(&b.cfg));
+    CU_ASSERT_NOT_EQUAL(a.cfg.checkpoint_id, b.cfg.checkpoint_id);
+    Mamba2State s, t;
+    CU_ASSERT_EQUAL_FATAL(mamba2_state_init(&s, &a.cfg, &e) || mamba2_state_init(&t, &b.cfg, &e), 0);
+    test_fill_normal(s.ssm, s.ssm_len, 1.0);
+    CU_ASSERT_EQUAL(mamba2_state_save(&s, &a.cfg, path, &e), 0);
+    CU_ASSERT_NOT_EQUAL(mamba2_state_load(&t, &b.cfg, path, &e), 0);
+    EXPECT_MSG(e.msg, path, "another model of the same shapes");
+    CU_ASSERT_EQUAL(mamba2_state_load(&t, &a.cfg, path, &e), 0);
+    /* loading the same directory again gives the same identity (it is stable) */
+    Mamba2Model a2;
+    CU_ASSERT_EQUAL_FATAL(mamba2_model_load(da, &a2, &e), 0);
+    CU_ASSERT_EQUAL(a2.cfg.checkpoint_id, a.cfg.checkpoint_id);
+    mamba2_model_free(&a2);
+    mamba2_state_free(&s), mamba2_state_free(&t);
+    mamba2_model_free(&a), mamba2_model_free(&b);
+    test_rmtree(dir);
+    free(dir);
+}
+
+/* A position at the bound: the dispatch layer refuses to run past it (before: a signed overflow). */
+static void test_state_position_bound(void) {
+    char *dir = test_tmpdir();
+    TinyModelSpec spec;
+    test_tiny_spec_default(&spec);
+    CU_ASSERT_EQUAL_FATAL(test_write_tiny_model(dir, &spec), 0);
+    Mamba2Model m;
+    Mamba2Error e = {{0}};
+    CU_ASSERT_EQUAL_FATAL(mamba2_model_load(dir, &m, &e), 0);
+    Mamba2Backend *b = NULL;
+    CU_ASSERT_EQUAL_FATAL(mamba2_backend_create("ref", &m, NULL, &b, &e), 0);
+    Mamba2State s;
+    CU_ASSERT_EQUAL_FATAL(mamba2_state_init(&s, &m.cfg, &e), 0);
+    float *logits = malloc((size_t)m.cfg.vocab_size * sizeof(float));
+    int32_t tok[2] = {1, 2};
+    Mamba2State *sp = &s;
+    s.pos = MAMBA2_STATE_MAX_POS - 1;
+    CU_ASSERT_NOT_EQUAL(mamba2_backend_prefill(b, &s, tok, 2, logits, 0, &e), 0);
+    EXPECT_MSG(e.msg, "would pass the limit of 2^53");
+    CU_ASSERT_EQUAL(mamba2_backend_prefill(b, &s, tok, 1, logits, 0, &e), 0);
+    CU_ASSERT(s.pos == MAMBA2_STATE_MAX_POS);
+    CU_ASSERT_NOT_EQUAL(mamba2_backend_step(b, &sp, tok, 1, logits, &e), 0);
+    EXPECT_MSG(e.msg, "at the limit of 2^53");
+    s.pos = INT64_MAX;
+    CU_ASSERT_NOT_EQUAL(mamba2_backend_prefill(b, &s, tok, 1, logits, 0, &e), 0);
+    CU_ASSERT(mamba2_state_pos_after(INT64_MAX, INT32_MAX) == MAMBA2_STATE_MAX_POS);
+    free(logits);
+    mamba2_state_free(&s);
+    mamba2_backend_destroy(b);
+    mamba2_model_free(&m);
+    test_rmtree(dir);
+    free(dir);
+}
+
+/* ------------------------------------------------------------ cost and special files (issue #21) */
+
+static double now_s(void) {
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return ts.tv_sec + 1e-9 * ts.tv_nsec;
+}
+
+/* One timed run of a parser on its smaller (big = 0) or twice larger (big = 1) input: seconds, or -1. */
+typedef double (*TimedRun)(void *ctx, int big);
+
+/* The time ratio of the larger input to the smaller: best of @p reps runs of each, alternated, so a busy
+ * machine slows both alike; measured again (up to 3 attempts) while above 2.5, since noise only ever
+ * slows a run (a quadratic parser is at x3.5-4 in every attempt). Prints each attempt after @p what;
+ * *t_big receives the larger input's best time. -1 when a run fails. */
+static double scaling_ratio(TimedRun run, void *ctx, int reps, const char *what, double *t_big) {
+    double ratio = 1e9;
+    for (int attempt = 0; attempt < 3 && ratio > 2.5; attempt++) {
+        double t1 = 1e9, t2 = 1e9;
+        for (int r = 0; r < reps; r++) {
+            double a = run(ctx, 0), b = run(ctx, 1);
+            if (a < 0 || b < 0) return -1;
+            t1 = a < t1 ? a : t1, t2 = b < t2 ? b : t2;
+        }
+        ratio = t2 / t1;
+        if (t_big) *t_big = t2;
+        printf("\n    %s: %.1f ms, x2 input %.1f ms: x%.2f", what, 1e3 * t1, 1e3 * t2, ratio);
+    }
+    return ratio;
+}
+
+/* A checkpoint of n_layer tiny layers (d = 4, H = 2, P = 4, N = 2, G = 1, K = 2, V = 6, f32 zeros),
+ * every tensor named with Mistral's "model." prefix when @p prefixed (the lookup's second spelling). */
+static int write_many_layers(const char *dir, int n_layer, int prefixed) {
+    char path[4200];
+    snprintf(path, sizeof path, "%s/config.json", dir);
+    FILE *f = fopen(path, "w");
+    if (!f) return -1;
+    fprintf(f, "{\"hidden_size\": 4, \"num_hidden_layers\": %d, \"vocab_size\": 6, \"expand\": 2, \"head_dim\": 4, "
+               "\"state_size\": 2, \"n_groups\": 1, \"conv_kernel\": 2, \"tie_word_embeddings\": true}", n_layer);
+    fclose(f);
+    static const struct {
+        const char *name;
+        int ndim, shape[3];
+    } per_layer[] = {{"norm.weight", 1, {4}},          {"mixer.in_proj.weight", 2, {22, 4}},
+                     {"mixer.conv1d.weight", 3, {12, 1, 2}}, {"mixer.conv1d.bias", 1, {12}},
+                     {"mixer.dt_bias", 1, {2}},         {"mixer.A_log", 1, {2}},
+                     {"mixer.D", 1, {2}},               {"mixer.norm.weight", 1, {8}},
+                     {"mixer.out_proj.weight", 2, {4, 8}}};
+    size_t cap = (size_t)n_layer * 9 * 160 + 4096, len = 0;
+    char *hdr = malloc(cap);
+    uint64_t off = 0;
+    const char *pre = prefixed ? "model." : "";
+    len += (size_t)snprintf(hdr + len, cap - len, "{\"%sbackbone.embeddings.weight\": {\"dtype\": \"F32\", \"shape\": "
+                            "[6, 4], \"data_offsets\": [0, 96]}, \"%sbackbone.norm_f.weight\": {\"dtype\": \"F32\", "
+                            "\"shape\": [4], \"data_offsets\": [96, 112]}", pre, pre);
+    off = 112;
+    for (int l = 0; l < n_layer; l++)
+        for (int k = 0; k < 9; k++) {
+            uint64_t n = 4;
+            char shape[64];
+            int sl = 0;
+            for (int i = 0; i < per_layer[k].ndim; i++) {
+                n *= (uint64_t)per_layer[k].shape[i];
+                sl += snprintf(shape + sl, sizeof shape - sl, i ? ", %d" : "%d", per_layer[k].shape[i]);
+            }
+            len += (size_t)snprintf(hdr + len, cap - len, ", \"%sbackbone.layers.%d.%s\": {\"dtype\": \"F32\", "
+                                    "\"shape\": [%s], \"data_offsets\": [%llu, %llu]}", pre, l, per_layer[k].name, shape,
+                                    (unsigned long long)off, (unsigned long long)(off + n));
+            off += n;
+        }
+    len += (size_t)snprintf(hdr + len, cap - len, "}");
+    while (len % 8) hdr[len++] = ' ';
+    snprintf(path, sizeof path, "%s/%s", dir, prefixed ? "consolidated.safetensors" : "model.safetensors");
+    f = fopen(path, "wb");
+    int rc = f ? 0 : -1;
+    if (f) {
+        unsigned char le[8];
+        for (int i = 0; i < 8; i++) le[i] = (unsigned char)((uint64_t)len >> (8 * i));
+        rc = fwrite(le, 1, 8, f) == 8 && fwrite(hdr, 1, len, f) == len && ftruncate(fileno(f), (off_t)(8 + len + off)) == 0
+                 ? 0 : -1;
+        if (fclose(f)) rc = -1;
+    }
+    free(hdr);
+    return rc;
+}
+
+/* Load dir once (seconds), -1 when the load fails. */
+static double time_load(const char *dir) {
+    Mamba2Model m;
+    Mamba2Error e = {{0}};
+    double t0 = now_s();
+    if (mamba2_model_load(dir, &m, &e)) {
+        printf("\n    %s\n", e.msg);
+        return -1;
+    }
+    double t = now_s() - t0;
+    mamba2_model_free(&m);
+    return t;
+}
+
+/* Loading is linear in the number of tensors, with and without the "model." prefix: 2x the layers
+ * costs at most 2.5x the time (the lookup scanned every tensor per name: 4x). The two sizes are timed
+ * alternately, best of 5 each (scaling_ratio()).
+ * The sizes stay in the caches (200 and 400 layers, 1,802 and 3,602 tensors): measured x1.9-2.0 there,
+ * where 400 -> 800 layers adds the step from cache to memory (x2.4). The quadratic lookup was x3.5. */
+static double run_load(void *dirs, int big) { return time_load(((char **)dirs)[big]); }
+
+static void test_checkpoint_scaling(void) {
+    for (int prefixed = 0; prefixed < 2; prefixed++) {
+        char *d[2] = {test_tmpdir(), test_tmpdir()};
+        CU_ASSERT_EQUAL_FATAL(write_many_layers(d[0], 200, prefixed) || write_many_layers(d[1], 400, prefixed), 0);
+        double ratio = scaling_ratio(run_load, d, 5, prefixed ? "200 layers, model.-prefixed" : "200 layers", NULL);
+        CU_ASSERT(ratio >= 0 && ratio <= 2.5);
+        test_rmtree(d[0]), test_rmtree(d[1]);
+        free(d[0]), free(d[1]);
+    }
+}
+
+/* More tensors in the header than the config can use: refused before any table is built. */
+static void test_checkpoint_tensor_count(void) {
+    char *dir = test_tmpdir(), cfg[4200];
+    CU_ASSERT_EQUAL_FATAL(write_many_layers(dir, 200, 0), 0);
+    snprintf(cfg, sizeof cfg, "%s/config.json", dir);
+    const char *two_layers = "{\"hidden_size\": 4, \"num_hidden_layers\": 2, \"vocab_size\": 6, \"expand\": 2, "
+                             "\"head_dim\": 4, \"state_size\": 2, \"n_groups\": 1, \"conv_kernel\": 2}";
+    CU_ASSERT_EQUAL(write_bytes(cfg, two_layers, strlen(two_layers)), 0);
+    Mamba2Model m;
+    Mamba2Error e = {{0}};
+    CU_ASSERT_NOT_EQUAL(mamba2_model_load(dir, &m, &e), 0);
+    EXPECT_MSG(e.msg, "model.safetensors: header of", "allowed for at most 108 tensors");
+    test_rmtree(dir);
+    free(dir);
+}
+
+/* FIFOs as config.json, model.safetensors, the index and the tokenizer: refused at once (a blocking open
+ * hung forever); a directory as config.json: named as such (was "out of memory reading 2^63 bytes"); a
+ * 3 GB sparse config.json: refused before it is read (was read whole). */
+static void test_special_files(void) {
+    alarm(20); /* a hang fails the run instead of blocking it */
+    const char *names[] = {"config.json", "model.safetensors", "model.safetensors.index.json"};
+    for (int k = 0; k < 3; k++) {
+        char *dir = test_tmpdir(), p[4200];
+        CU_ASSERT_EQUAL_FATAL(write_many_layers(dir, 1, 0), 0);
+        snprintf(p, sizeof p, "%s/%s", dir, names[k]);
+        unlink(p);
+        CU_ASSERT_EQUAL_FATAL(mkfifo(p, 0600), 0);
+        Mamba2Model m;
+        Mamba2Error e = {{0}};
+        CU_ASSERT_NOT_EQUAL(mamba2_model_load(dir, &m, &e), 0);
+        EXPECT_MSG(e.msg, p, "not a regular file");
+        Mamba2Tokenizer *t = mamba2_tokenizer_load(p, &e);
+        CU_ASSERT_PTR_NULL(t);
+        EXPECT_MSG(e.msg, p, "not a regular file");
+        unlink(p);
+        if (k == 0) {
+            CU_ASSERT_EQUAL_FATAL(mkdir(p, 0700), 0);
+            CU_ASSERT_NOT_EQUAL(mamba2_model_load(dir, &m, &e), 0);
+            EXPECT_MSG(e.msg, p, "is a directory");
+            rmdir(p);
+            int fd = open(p, O_WRONLY | O_CREAT | O_TRUNC, 0600);
+            CU_ASSERT_FATAL(fd >= 0);
+            CU_ASSERT_EQUAL(ftruncate(fd, (off_t)3 << 30), 0);
+            close(fd);
+            double t0 = now_s();
+            CU_ASSERT_NOT_EQUAL(mamba2_model_load(dir, &m, &e), 0);
+            CU_ASSERT(now_s() - t0 < 0.5);
+            EXPECT_MSG(e.msg, p, "3221225472 bytes, more than the 1048576 bytes");
+        }
+        test_rmtree(dir);
+        free(dir);
+    }
+    /* the shared reader reads a pipe to its end (prompts: stdin, <(...)) when asked to, and refuses it otherwise */
+    int fds[2];
+    CU_ASSERT_EQUAL_FATAL(pipe(fds), 0);
+    CU_ASSERT_EQUAL(write(fds[1], "hello", 5), 5);
+    close(fds[1]);
+    char p[64];
+    snprintf(p, sizeof p, "/dev/fd/%d", fds[0]);
+    long len = 0;
+    Mamba2Error e = {{0}};
+    CU_ASSERT_PTR_NULL(mamba2_read_file_max(p, 100, 0, &len, &e));
+    EXPECT_MSG(e.msg, p, "not a regular file");
+    char *text = mamba2_read_file(p, &len, &e);
+    CU_ASSERT(text && len == 5 && !strcmp(text, "hello"));
+    free(text);
+    close(fds[0]);
+    alarm(0);
+}
+
+/* tokenizer.json text in dir; loading it must fail with every needle and the path. */
+static void expect_tok_error(const char *dir, const char *json, const char *n1, const char *n2) {
+    char path[4200];
+    snprintf(path, sizeof path, "%s/tokenizer.json", dir);
+    CU_ASSERT_EQUAL_FATAL(write_bytes(path, json, strlen(json)), 0);
+    Mamba2Error e = {{0}};
+    Mamba2Tokenizer *t = mamba2_tokenizer_load(path, &e);
+    CU_ASSERT_PTR_NULL(t);
+    if (t) {
+        printf("\n    accepted: %.200s", json);
+        mamba2_tokenizer_free(t);
+    } else {
+        EXPECT_MSG(e.msg, path, n1, n2 ? n2 : n1);
+    }
+}
+
+#define TOK_MODEL "\"model\":{\"type\":\"BPE\",\"vocab\":{\"a\":0,\"b\":1,\"ab\":2},\"merges\":[\"a b\"]}"
+
+/* A normalizer that grows the text by Prepend steps (counted with Replace against one cap), a chain of
+ * too many steps, truncated JSON, a JSON array, an added token without an id. */
+static void test_tokenizer_hostile(void) {
+    char *dir = test_tmpdir();
+    size_t cap = 1 << 16, n = 0;
+    char *json = malloc(cap);
+    /* 40 Prepends of "abcdefgh": one byte becomes 321 (the Replace-only cap let 100,000 of them through) */
+    n += (size_t)snprintf(json + n, cap - n, "{\"normalizer\":{\"type\":\"Sequence\",\"normalizers\":[");
+    for (int i = 0; i < 40; i++)
+        n += (size_t)snprintf(json + n, cap - n, "%s{\"type\":\"Prepend\",\"prepend\":\"abcdefgh\"}", i ? "," : "");
+    snprintf(json + n, cap - n, "]}," TOK_MODEL "}");
+    expect_tok_error(dir, json, "normalizer's Prepend and Replace steps can make one byte 321 bytes long", NULL);
+    /* Prepend then Replace "a" -> 4 bytes: (1 + 100) * 4 */
+    expect_tok_error(dir, "{\"normalizer\":{\"type\":\"Sequence\",\"normalizers\":[{\"type\":\"Prepend\",\"prepend\":"
+                          "\"aaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaa"
+                          "aaaa\"},{\"type\":\"Replace\",\"pattern\":{\"String\":\"a\"},\"content\":\"bbbb\"}]}," TOK_MODEL "}",
+                     "can make one byte 404 bytes long", NULL);
+    n = 0;
+    n += (size_t)snprintf(json + n, cap - n, "{\"normalizer\":{\"type\":\"Sequence\",\"normalizers\":[");
+    for (int i = 0; i < 65; i++)
+        n += (size_t)snprintf(json + n, cap - n, "%s{\"type\":\"Replace\",\"pattern\":{\"String\":\"a\"},\"content\":\"a\"}",
+                              i ? "," : "");
+    snprintf(json + n, cap - n, "]}," TOK_MODEL "}");
+    expect_tok_error(dir, json, "more than 64 normalizer or decoder steps", NULL);
+    expect_tok_error(dir, "{" TOK_MODEL ", \"added_tokens\": [{\"id\": 3, \"content\"", "invalid JSON",
+                     "unexpected end of file: truncated?");
+    expect_tok_error(dir, "  [1, 2, 3]", "a JSON array, not a tokenizer", NULL);
+    expect_tok_error(dir, "{\"added_tokens\":[{\"content\":\"<x>\",\"special\":true}]," TOK_MODEL "}",
+                     "added token '<x>' has no id", NULL);
+    expect_tok_error(dir, "{\"added_tokens\":[{\"id\":\"3\",\"content\":\"<x>\"}]," TOK_MODEL "}",
+                     "added token '<x>' has no id", NULL);
+    free(json);
+    test_rmtree(dir);
+    free(dir);
+}
+
+/* Append a protobuf varint. */
+static size_t pb_put_varint(unsigned char *p, uint64_t v) {
+    size_t n = 0;
+    do {
+        p[n++] = (unsigned char)((v & 0x7f) | (v > 0x7f ? 0x80 : 0));
+        v >>= 7;
+    } while (v);
+    return n;
+}
+
+/* A SentencePiece BPE model: "<unk>", then the n pieces given, normal (or user-defined from index
+ * @p first_user on). Returns its length; buf must hold the pieces' bytes + 32 per piece + 64. */
+static size_t make_spm_typed(unsigned char *buf, const char *const *pieces, const size_t *lens, int n, int first_user) {
+    size_t o = 0;
+    for (int i = -1; i < n; i++) {
+        const char *s = i < 0 ? "<unk>" : pieces[i];
+        size_t len = i < 0 ? 5 : lens[i];
+        unsigned char head[24];
+        size_t h = 0;
+        head[h++] = 0x0A; /* piece = 1, bytes */
+        h += pb_put_varint(head + h, len);
+        size_t msg = h + len + 2;
+        buf[o++] = 0x0A; /* pieces = 1 */
+        o += pb_put_varint(buf + o, msg);
+        memcpy(buf + o, head, h), o += h;
+        memcpy(buf + o, s, len), o += len;
+        buf[o++] = 0x18; /* type = 3 */
+        buf[o++] = i < 0 ? 2 : i >= first_user ? 4 : 1; /* UNKNOWN, USER_DEFINED, NORMAL */
+    }
+    static const unsigned char trainer[] = {0x12, 0x02, 0x18, 0x02}; /* trainer_spec { model_type: BPE } */
+    memcpy(buf + o, trainer, sizeof trainer);
+    return o + sizeof trainer;
+}
+
+static size_t make_spm(unsigned char *buf, const char *const *pieces, const size_t *lens, int n) {
+    return make_spm_typed(buf, pieces, lens, n, n);
+}
+
+/* Load an SPM model of "a", "b" and one piece of len bytes "aaa...ab"; the time in seconds (-1: refused). */
+static double time_spm_long_piece(size_t len) {
+    char *piece = malloc(len);
+    memset(piece, 'a', len);
+    piece[len - 1] = 'b';
+    const char *pieces[3] = {"a", "b", piece};
+    size_t lens[3] = {1, 1, len};
+    unsigned char *buf = malloc(len + 256);
+    size_t n = make_spm(buf, pieces, lens, 3);
+    Mamba2Error e = {{0}};
+    double t0 = now_s();
+    Mamba2Tokenizer *tok = mamba2_tokenizer_load_bytes(buf, n, "long.model", &e);
+    double t = now_s() - t0;
+    if (!tok) printf("\n    %s", e.msg);
+    mamba2_tokenizer_free(tok);
+    free(buf), free(piece);
+    return tok ? t : -1;
+}
+
+/* SentencePiece loading is linear in a piece's length: 2x the piece, at most 2.5x the time (every
+ * split of a piece was hashed whole: a 100 KB piece took 11 s, a 1 MB piece 20 minutes). Best of 3
+ * (scaling_ratio()). Duplicate pieces are refused. */
+static double run_spm(void *ctx, int big) { return time_spm_long_piece((size_t)1 << (20 + big)); }
+
+static void test_spm_hostile(void) {
+    double t2 = 0, ratio = scaling_ratio(run_spm, NULL, 3, "a piece of 1 MB", &t2);
+    CU_ASSERT(ratio >= 0 && ratio <= 2.5);
+    CU_ASSERT(t2 < 1.0);
+    /* "a" twice */
+    const char *pieces[3] = {"a", "b", "a"};
+    size_t lens[3] = {1, 1, 1};
+    unsigned char buf[256];
+    size_t n = make_spm(buf, pieces, lens, 3);
+    Mamba2Error e = {{0}};
+    Mamba2Tokenizer *t = mamba2_tokenizer_load_bytes(buf, n, "dup.model", &e);
+    CU_ASSERT_PTR_NULL(t);
+    mamba2_tokenizer_free(t);
+    EXPECT_MSG(e.msg, "dup.model", "piece 3 'a' appears twice (also piece 1)");
+    /* without the duplicate it loads */
+    t = mamba2_tokenizer_load_bytes(buf, make_spm(buf, pieces, lens, 2), "ok.model", &e);
+    CU_ASSERT_PTR_NOT_NULL(t);
+    mamba2_tokenizer_free(t);
+}
+
+/* Encode n bytes "aaa...a" with a tokenizer whose added token is 20 KB of "a" then "b" (it never
+ * matches, but every position starts a long partial match); the time in seconds, -1 on failure. */
+static double time_added_match(const Mamba2Tokenizer *t, size_t n, size_t *n_ids) {
+    char *text = malloc(n);
+    memset(text, 'a', n);
+    int32_t *ids = NULL;
+    Mamba2Error e = {{0}};
+    double t0 = now_s();
+    int rc = mamba2_tokenizer_encode(t, text, n, 0, &ids, n_ids, &e);
+    double dt = now_s() - t0;
+    if (rc) printf("\n    %s", e.msg);
+    free(ids), free(text);
+    return rc ? -1 : dt;
+}
+
+static double run_match(void *tok, int big) {
+    size_t n_ids;
+    return time_added_match(tok, (size_t)1 << (19 + big), &n_ids);
+}
+
+/* SentencePiece user-defined pieces were matched the same way (a trie walk from every position): a
+ * 20 KB user piece "aaa...ab" and 512 KiB / 1 MiB of "a", at most 2.5x the time. */
+static void test_user_piece_scaling(void) {
+    const size_t L = 20000;
+    char *piece = malloc(L + 1);
+    memset(piece, 'a', L);
+    piece[L] = 'b';
+    const char *pieces[3] = {"a", "b", piece};
+    size_t lens[3] = {1, 1, L + 1};
+    unsigned char *buf = malloc(L + 256);
+    size_t n = make_spm_typed(buf, pieces, lens, 3, 2);
+    Mamba2Error e = {{0}};
+    Mamba2Tokenizer *t = mamba2_tokenizer_load_bytes(buf, n, "user.model", &e);
+    free(buf), free(piece);
+    CU_ASSERT_PTR_NOT_NULL_FATAL(t);
+    double t2 = 0, ratio = scaling_ratio(run_match, t, 3, "20 KB user piece, 512 KiB of text", &t2);
+    CU_ASSERT(ratio >= 0 && ratio <= 2.5);
+    CU_ASSERT(t2 < 1.0);
+    mamba2_tokenizer_free(t);
+}
+
+/* Added-token matching is linear in the text, whatever the added tokens' length: 2x the text, at most
+ * 2.5x the time (a trie walk from every position: a 20 KB added token and 1 MB of text took 40 s). */
+static void test_added_token_scaling(void) {
+    const size_t L = 20000;
+    size_t cap = L + 512, n = 0;
+    char *json = malloc(cap);
+    n += (size_t)snprintf(json + n, cap - n, "{\"added_tokens\":[{\"id\":3,\"content\":\"");
+    memset(json + n, 'a', L), n += L;
+    snprintf(json + n, cap - n, "b\",\"special\":true},{\"id\":4,\"content\":\"ba\",\"special\":true}]," TOK_MODEL "}");
+    Mamba2Error e = {{0}};
+    Mamba2Tokenizer *t = mamba2_tokenizer_load_bytes(json, strlen(json), "long_added.json", &e);
+    free(json);
+    CU_ASSERT_PTR_NOT_NULL_FATAL(t);
+    /* the matches are still leftmost-longest: "ba" found, the long token too when it is there */
+    int32_t *ids = NULL;
+    size_t n_ids = 0;
+    CU_ASSERT_EQUAL(mamba2_tokenizer_encode(t, "abab", 4, 0, &ids, &n_ids, &e), 0);
+    CU_ASSERT(n_ids == 3 && ids[0] == 0 && ids[1] == 4 && ids[2] == 1);
+    free(ids);
+    double t2 = 0, ratio = scaling_ratio(run_match, t, 3, "20 KB added token, 512 KiB of text", &t2);
+    size_t n1 = 0, n2 = 0; /* one id per "a": the long token never matched */
+    CU_ASSERT(time_added_match(t, 1 << 19, &n1) >= 0 && n1 == 1 << 19);
+    CU_ASSERT(time_added_match(t, 1 << 20, &n2) >= 0 && n2 == 1 << 20);
+    CU_ASSERT(ratio >= 0 && ratio <= 2.5);
+    CU_ASSERT(t2 < 1.0);
+    mamba2_tokenizer_free(t);
 }
 
 /* ------------------------------------------------------------ the program */
@@ -622,7 +1155,19 @@ int register_malformed_tests(void) {
         !CU_add_test(s, "config: negative, huge, NaN and Infinity counts; overflowing products", test_config_bad_counts) ||
         !CU_add_test(s, "checkpoint: duplicate tensors across shards, bad index", test_duplicate_tensors) ||
         !CU_add_test(s, "checkpoint: vocabulary != embedding rows; tokenizer vs model", test_vocab_mismatch) ||
-        !CU_add_test(s, "state: bad magic, version, shape, position, size", test_state_files) ||
+        !CU_add_test(s, "state: bad magic, version 1, flipped bit, shape, identity, position, NaN, size, FIFO",
+                     test_state_files) ||
+        !CU_add_test(s, "state: another model of the same shapes and header bytes", test_state_other_model) ||
+        !CU_add_test(s, "state: a position at 2^53 is not run past", test_state_position_bound) ||
+        !CU_add_test(s, "checkpoint: loading is linear in the tensors (x2 layers: <= x2.5 time)", test_checkpoint_scaling) ||
+        !CU_add_test(s, "checkpoint: more tensors than the layers use, refused before parsing", test_checkpoint_tensor_count) ||
+        !CU_add_test(s, "tokenizer: Prepend growth, long chains, truncated JSON, an array, an id-less added token",
+                     test_tokenizer_hostile) ||
+        !CU_add_test(s, "tokenizer: SentencePiece loading linear in a piece's length; duplicate pieces", test_spm_hostile) ||
+        !CU_add_test(s, "tokenizer: added-token matching linear in the text (a 20 KB added token)",
+                     test_added_token_scaling) ||
+        !CU_add_test(s, "tokenizer: SentencePiece user-piece matching linear in the text", test_user_piece_scaling) ||
+        !CU_add_test(s, "files: FIFOs, a directory, a 3 GB sparse config refused at once; pipes read", test_special_files) ||
         !CU_add_test(s, "cli: exit 1, file and problem named, no output left behind", test_cli_malformed) ||
         !CU_add_test(s, "cli: a context or batch that does not fit is refused up front", test_cli_resources) ||
         !CU_add_test(s, "fuzz: committed corpus and crash regressions replay clean", test_fuzz_replay))

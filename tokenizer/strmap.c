@@ -206,8 +206,93 @@ size_t trie_longest(const Trie *t, const char *s, size_t n, int32_t *value) {
     return best;
 }
 
+void trie_prefixes(const Trie *t, const char *s, size_t n, int32_t *values) {
+    int32_t p = 0;
+    for (size_t i = 0; i < n; i++) {
+        p = p < 0 ? -1 : trie_child(t, p, (unsigned char)s[i]);
+        values[i] = p < 0 ? -1 : t->nodes[p].value;
+    }
+}
+
 void trie_free(Trie *t) {
     free(t->nodes);
     t->nodes = NULL;
     t->n = t->cap = 0;
+}
+
+/* ---- longest match at every position (Aho–Corasick, reversed) ---- */
+
+int lm_init(LongestMatcher *lm) {
+    memset(lm, 0, sizeof *lm);
+    return trie_init(&lm->rev);
+}
+
+int lm_add(LongestMatcher *lm, const char *s, size_t len, int32_t value) {
+    char *r = malloc(len ? len : 1);
+    if (!r) return -1;
+    for (size_t i = 0; i < len; i++) r[i] = s[len - 1 - i];
+    int rc = trie_add(&lm->rev, r, len, value);
+    free(r);
+    return rc;
+}
+
+int lm_build(LongestMatcher *lm) {
+    const Trie *t = &lm->rev;
+    size_t n = t->n;
+    free(lm->fail), free(lm->best), free(lm->depth);
+    lm->fail = malloc(n * sizeof *lm->fail);
+    lm->best = malloc(n * sizeof *lm->best);
+    lm->depth = malloc(n * sizeof *lm->depth);
+    int32_t *queue = malloc(n * sizeof *queue);
+    if (!lm->fail || !lm->best || !lm->depth || !queue) {
+        free(queue);
+        return -1;
+    }
+    /* breadth first, so a node's failure link (a shorter string) is done before the node */
+    size_t head = 0, tail = 0;
+    lm->fail[0] = 0, lm->best[0] = -1, lm->depth[0] = 0;
+    queue[tail++] = 0;
+    while (head < tail) {
+        int32_t u = queue[head++];
+        for (int32_t c = t->nodes[u].first_child; c >= 0; c = t->nodes[c].next_sibling) {
+            unsigned char b = t->nodes[c].byte;
+            int32_t f = 0;
+            if (u != 0) {
+                for (f = lm->fail[u];; f = lm->fail[f]) {
+                    int32_t x = trie_child(t, f, b);
+                    if (x >= 0) {
+                        f = x;
+                        break;
+                    }
+                    if (f == 0) break;
+                }
+            }
+            lm->fail[c] = f;
+            lm->depth[c] = lm->depth[u] + 1;
+            lm->best[c] = t->nodes[c].value >= 0 ? c : lm->best[f];
+            queue[tail++] = c;
+        }
+    }
+    free(queue);
+    return 0;
+}
+
+void lm_scan(const LongestMatcher *lm, const char *s, size_t n, uint32_t *len_at, int32_t *val_at) {
+    const Trie *t = &lm->rev;
+    int32_t state = 0;
+    for (size_t k = n; k-- > 0;) { /* the text reversed: a reversed string ending here starts at s + k */
+        unsigned char b = (unsigned char)s[k];
+        int32_t x;
+        while ((x = trie_child(t, state, b)) < 0 && state != 0) state = lm->fail[state];
+        state = x >= 0 ? x : 0;
+        int32_t m = lm->best[state];
+        len_at[k] = m >= 0 ? lm->depth[m] : 0;
+        val_at[k] = m >= 0 ? t->nodes[m].value : -1;
+    }
+}
+
+void lm_free(LongestMatcher *lm) {
+    if (lm->rev.nodes) trie_free(&lm->rev);
+    free(lm->fail), free(lm->best), free(lm->depth);
+    memset(lm, 0, sizeof *lm);
 }

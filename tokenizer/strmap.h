@@ -96,6 +96,12 @@ typedef struct {
     unsigned char first[256]; /**< first[b] != 0 when some string starts with byte b */
 } Trie;
 
+/**
+ * @brief Every prefix of @p s[0..n) that the trie holds, in one walk (O(n)): values[k-1] is the value
+ *        of s[0..k), or -1, for k = 1..n.
+ */
+void trie_prefixes(const Trie *t, const char *s, size_t n, int32_t *values);
+
 /** @brief Make a trie holding the empty set. @return 0, or -1 out of memory. */
 int trie_init(Trie *t);
 
@@ -117,5 +123,38 @@ size_t trie_longest(const Trie *t, const char *s, size_t n, int32_t *value);
 
 /** @brief Release the trie. */
 void trie_free(Trie *t);
+
+/**
+ * @brief For a set of strings, the longest one that starts at each position of a text, for all
+ *        positions in one pass: Aho–Corasick over the reversed text with the reversed strings.
+ *
+ * Time O(text + strings) (times the alphabet's 256 for the child lists, a constant), where walking
+ * a trie from every position was O(text × longest string): a 20 KB added token and 1 MB of text took
+ * 40 s. Memory: about 28 bytes per byte of the strings.
+ */
+typedef struct {
+    Trie rev;        /**< the strings, reversed */
+    int32_t *fail;   /**< [rev.n]: the node of the longest proper suffix of this node's string that is in the trie */
+    int32_t *best;   /**< [rev.n]: the node of the longest string of the set that is a suffix of this node's string, or -1 */
+    uint32_t *depth; /**< [rev.n]: the length of this node's string */
+} LongestMatcher;
+
+/** @brief An empty set. @return 0, or -1 out of memory. */
+int lm_init(LongestMatcher *lm);
+
+/** @brief Add @p s[0..len) (len ≥ 1) with @p value (≥ 0); an existing value is kept. 0, or -1 out of memory. */
+int lm_add(LongestMatcher *lm, const char *s, size_t len, int32_t value);
+
+/** @brief Compute the links after the last lm_add(). @return 0, or -1 out of memory. */
+int lm_build(LongestMatcher *lm);
+
+/**
+ * @brief For every i in [0, n): @p len_at[i] = the length of the longest string of the set that starts
+ *        at @p s + i (0 when none) and @p val_at[i] its value. Needs lm_build().
+ */
+void lm_scan(const LongestMatcher *lm, const char *s, size_t n, uint32_t *len_at, int32_t *val_at);
+
+/** @brief Release the matcher (safe on a zeroed one). */
+void lm_free(LongestMatcher *lm);
 
 #endif

@@ -20,8 +20,9 @@
 /* tokenizer_impl.h names the type of an empty id without including this public header */
 typedef char tok_type_invalid_is_mamba2_token_invalid[TOK_TYPE_INVALID == MAMBA2_TOKEN_INVALID ? 1 : -1];
 
-/* Tokenizer files beyond this are not real ones (the largest known are ~20 MB). */
-#define MAX_TOKENIZER_BYTES (1 << 30)
+/* Tokenizer files beyond this are not real ones (the largest known, Gemma 3's tokenizer.json, is 33 MB);
+ * checked against the file's size before it is read. */
+#define MAX_TOKENIZER_BYTES (128 << 20)
 
 /* Is `path` a directory? */
 static int is_dir(const char *path) {
@@ -60,15 +61,8 @@ Mamba2Tokenizer *mamba2_tokenizer_load(const char *path, Mamba2Error *err) {
         free(t);
         return NULL;
     }
-    struct stat st;
-    if (stat(t->source, &st) == 0 && st.st_size > MAX_TOKENIZER_BYTES) { /* refused before reading it */
-        mamba2_fail(err, "%s: %lld bytes: too large for a tokenizer (at most %d MiB)", t->source,
-                    (long long)st.st_size, MAX_TOKENIZER_BYTES >> 20);
-        free(t);
-        return NULL;
-    }
-    long len = 0;
-    char *data = mamba2_read_file(t->source, &len, err);
+    long len = 0; /* a regular file, its size checked before it is read; a FIFO is refused without blocking */
+    char *data = mamba2_read_file_max(t->source, MAX_TOKENIZER_BYTES, 0, &len, err);
     if (!data) {
         free(t);
         return NULL;
@@ -97,6 +91,12 @@ Mamba2Tokenizer *mamba2_tokenizer_load_bytes(const void *bytes, size_t len, cons
     /* JSON starts with '{' after optional white space; a SentencePiece model starts with a protobuf tag. */
     size_t i = 0;
     while (i < len && (data[i] == ' ' || data[i] == '\t' || data[i] == '\n' || data[i] == '\r')) i++;
+    if (i < len && data[i] == '[') {
+        mamba2_fail(err, "%s: a JSON array, not a tokenizer (tokenizer.json is a JSON object; a SentencePiece "
+                    "model is binary)", source);
+        free(t);
+        return NULL;
+    }
     int rc = (i < len && data[i] == '{') ? hf_load(t, data, len, err)
                                           : spm_load(t, (const unsigned char *)data, len, err);
     if (rc == 0) rc = tok_finish(t, err);

@@ -81,8 +81,8 @@ struct HfModel {
     int32_t ascii_id[128]; /**< id of each one-byte character, −1 when absent */
     HfAdded *added;        /**< added tokens */
     int n_added;           /**< number of added tokens */
-    Trie added_raw;        /**< contents of the non-normalized added tokens → index in added */
-    Trie added_norm;       /**< normalised contents of the normalized ones → index in added */
+    LongestMatcher added_raw;  /**< contents of the non-normalized added tokens → index in added */
+    LongestMatcher added_norm; /**< normalised contents of the normalized ones → index in added */
     int has_norm_added;    /**< any normalized added token */
     int32_t *tmpl;         /**< post-processor ids: n_before, then n_after */
     int n_before;          /**< ids before the sequence */
@@ -160,14 +160,25 @@ static int byte_token(const char *s, size_t len) {
 
 /* ---- loading ---- */
 
-/* How much longer the Replace steps of a chain can make a text, at most (the product of their
- * length ratios); a chain beyond MAX_REPLACE_GROWTH is refused. */
-#define MAX_REPLACE_GROWTH 256
-static double replace_growth(const HfStep *steps, int n) {
-    double g = 1;
-    for (int i = 0; i < n; i++)
-        if (steps[i].kind == STEP_REPLACE && steps[i].blen > steps[i].alen) g *= (double)steps[i].blen / (double)steps[i].alen;
-    return g;
+/* What a chain of steps can make of a text of n bytes, at most: g·n + c bytes. A Replace that lengthens
+ * its pattern multiplies both by its length ratio; a Prepend adds its length to c. Both kinds count
+ * against one cap, the longest output of a one-byte text (g + c): issue #21's 101 KB tokenizer.json
+ * prepended a string 100,000 times (the cap counted Replace steps only), turning one byte into 25.6 M ids.
+ * Real tokenizers: at most 12 (Prepend "▁", then " " -> "▁"). */
+#define MAX_CHAIN_GROWTH 256
+/* Steps per chain (normalizer or decoder): each is a pass over the text; real ones have at most 4. */
+#define MAX_CHAIN_STEPS 64
+static double chain_growth(const HfStep *steps, int n) {
+    double g = 1, c = 0;
+    for (int i = 0; i < n; i++) {
+        if (steps[i].kind == STEP_REPLACE && steps[i].blen > steps[i].alen) {
+            double r = (double)steps[i].blen / (double)steps[i].alen;
+            g *= r, c *= r;
+        } else if (steps[i].kind == STEP_PREPEND) {
+            c += (double)steps[i].alen;
+        }
+    }
+    return g + c;
 }
 
 /* A Replace pattern: {"String": "..."}; regular expressions are refused. */
@@ -186,6 +197,11 @@ static int parse_pattern(json_object *step, const char *what, HfStep *st, const 
 }
 
 static int add_step(HfStep **steps, int *n, HfStep st, const char *src, Mamba2Error *err) {
+    if (*n >= MAX_CHAIN_STEPS) {
+        free(st.a);
+        free(st.b);
+        return mamba2_fail(err, "%s: more than %d normalizer or decoder steps in one chain", src, MAX_CHAIN_STEPS);
+    }
     HfStep *p = realloc(*steps, (size_t)(*n + 1) * sizeof *p);
     if (!p) {
         free(st.a);
@@ -512,14 +528,19 @@ static int apply_normalizer(const HfModel *m, const char *s, size_t n, ByteBuf *
 
 static int parse_added(Mamba2Tokenizer *t, HfModel *m, json_object *added, const char *src, Mamba2Error *err) {
     size_t n = added ? json_object_array_length(added) : 0;
-    if (trie_init(&m->added_raw) || trie_init(&m->added_norm) || !(m->added = calloc(n + 1, sizeof *m->added)))
+    if (lm_init(&m->added_raw) || lm_init(&m->added_norm) || !(m->added = calloc(n + 1, sizeof *m->added)))
         return mamba2_fail(err, "%s: out of memory", src);
     for (size_t i = 0; i < n; i++) {
         json_object *a = json_object_array_get_idx(added, i);
         size_t len;
         const char *content = get_str(a, "content", &len);
-        int32_t id = (int32_t)json_object_get_int64(get_obj(a, "id"));
+        json_object *jid = get_obj(a, "id");
         if (!content) return mamba2_fail(err, "%s: added token %zu has no content", src, i);
+        /* without this check a missing id read as 0 and silently replaced token 0 */
+        if (!json_object_is_type(jid, json_type_int) || json_object_get_int64(jid) < 0 ||
+            json_object_get_int64(jid) > INT32_MAX)
+            return mamba2_fail(err, "%s: added token '%s' has no id (an integer >= 0 is required)", src, content);
+        int32_t id = (int32_t)json_object_get_int64(jid);
         if (get_bool(a, "single_word", 0))
             return mamba2_fail(err, "%s: added token '%s' has single_word=true, which is not implemented", src, content);
         int special = get_bool(a, "special", 0), normalized = get_bool(a, "normalized", !special);
@@ -535,15 +556,16 @@ static int parse_added(Mamba2Tokenizer *t, HfModel *m, json_object *added, const
         if (normalized) {
             ByteBuf nb = {0};
             int rc = bytebuf_add(&nb, "", 0) || apply_normalizer(m, content, len, &nb) ||
-                     (nb.n > 0 && trie_add(&m->added_norm, nb.p, nb.n, m->n_added));
+                     (nb.n > 0 && lm_add(&m->added_norm, nb.p, nb.n, m->n_added));
             free(nb.p);
             if (rc) return mamba2_fail(err, "%s: out of memory", src);
             m->has_norm_added = 1;
-        } else if (trie_add(&m->added_raw, content, len, m->n_added)) {
+        } else if (lm_add(&m->added_raw, content, len, m->n_added)) {
             return mamba2_fail(err, "%s: out of memory", src);
         }
         m->n_added++;
     }
+    if (lm_build(&m->added_raw) || lm_build(&m->added_norm)) return mamba2_fail(err, "%s: out of memory", src);
     return 0;
 }
 
@@ -637,10 +659,13 @@ int hf_load(Mamba2Tokenizer *t, const char *json, size_t len, Mamba2Error *err) 
     if (!tk) return mamba2_fail(err, "%s: out of memory", src);
     json_object *root = json_tokener_parse_ex(tk, json, (int)len);
     enum json_tokener_error jerr = json_tokener_get_error(tk);
+    size_t used = json_tokener_get_parse_end(tk);
     json_tokener_free(tk);
     if (!root || jerr != json_tokener_success) {
         json_object_put(root);
-        return mamba2_fail(err, "%s: invalid JSON (%s)", src, json_tokener_error_desc(jerr));
+        return mamba2_fail(err, "%s: invalid JSON (%s at byte %zu)", src,
+                           jerr == json_tokener_continue ? "unexpected end of file: truncated?" : json_tokener_error_desc(jerr),
+                           used);
     }
     HfModel *m = calloc(1, sizeof *m);
     int rc = -1;
@@ -665,15 +690,14 @@ int hf_load(Mamba2Tokenizer *t, const char *json, size_t len, Mamba2Error *err) 
         (post && parse_post_processor(m, post, src, err)) || (dec && parse_decoder(m, dec, src, err)))
         goto done;
     m->has_decoder = dec != NULL;
-    /* Replace steps that lengthen the text multiply: a few dozen "a" -> "aa" would make every token
-     * (and every text to encode) gigabytes long. Real tokenizers grow it at most 3 times ("▁" for " "). */
+    /* Steps that lengthen the text (Replace multiplies, Prepend adds) are bounded together (chain_growth()). */
     const char *chain = NULL;
     double grow = 0;
-    if (replace_growth(m->norm, m->n_norm) > MAX_REPLACE_GROWTH) chain = "normalizer", grow = replace_growth(m->norm, m->n_norm);
-    else if (replace_growth(m->dec, m->n_dec) > MAX_REPLACE_GROWTH) chain = "decoder", grow = replace_growth(m->dec, m->n_dec);
+    if (chain_growth(m->norm, m->n_norm) > MAX_CHAIN_GROWTH) chain = "normalizer", grow = chain_growth(m->norm, m->n_norm);
+    else if (chain_growth(m->dec, m->n_dec) > MAX_CHAIN_GROWTH) chain = "decoder", grow = chain_growth(m->dec, m->n_dec);
     if (chain) {
-        mamba2_fail(err, "%s: the %s's Replace steps can make a text %.3g times longer (at most %d supported)", src,
-                    chain, grow, MAX_REPLACE_GROWTH);
+        mamba2_fail(err, "%s: the %s's Prepend and Replace steps can make one byte %.3g bytes long (at most %d "
+                    "supported)", src, chain, grow, MAX_CHAIN_GROWTH);
         goto done;
     }
     if (parse_model(t, m, model, added, src, err) || parse_added(t, m, added, src, err) ||
@@ -707,8 +731,8 @@ void hf_free(HfModel *m) {
     strmap_free(&m->vocab);
     pairmap_free(&m->merges);
     free(m->added);
-    if (m->added_raw.nodes) trie_free(&m->added_raw);
-    if (m->added_norm.nodes) trie_free(&m->added_norm);
+    lm_free(&m->added_raw);
+    lm_free(&m->added_norm);
     free(m->tmpl);
     free(m);
 }
@@ -891,23 +915,38 @@ static size_t ws_after(const char *s, size_t n, size_t pos) {
  * lstrip/rstrip widen a match over the white space beside it. Matched parts become their ids, the rest
  * goes to `part(e, text, len, starts_at_0)`.
  */
-static int split_added(HfEnc *e, const Trie *trie, const char *s, size_t n, int first, PartFn part, Mamba2Error *err) {
+static int split_added(HfEnc *e, const LongestMatcher *lm, const char *s, size_t n, int first, PartFn part,
+                       Mamba2Error *err) {
+    /* the longest added token at every position, in one linear pass (lm_scan()); none: no arrays */
+    uint32_t *len_at = NULL;
+    int32_t *val_at = NULL;
+    if (lm->rev.n > 1 && n > 0) {
+        len_at = malloc(n * sizeof *len_at);
+        val_at = malloc(n * sizeof *val_at);
+        if (!len_at || !val_at) {
+            free(len_at), free(val_at);
+            return mamba2_fail(err, "out of memory");
+        }
+        lm_scan(lm, s, n, len_at, val_at);
+    }
     size_t seg = 0, pos = 0;
-    while (pos < n) {
-        int32_t a;
-        size_t k = trie->first[(unsigned char)s[pos]] ? trie_longest(trie, s + pos, n - pos, &a) : 0;
+    int rc = 0;
+    while (pos < n && !rc) {
+        size_t k = len_at ? len_at[pos] : 0;
         if (k == 0) {
             pos++;
             continue;
         }
-        const HfAdded *h = &e->m->added[a];
+        const HfAdded *h = &e->m->added[val_at[pos]];
         size_t start = pos, stop = pos + k;
         if (h->lstrip) start = ws_before(s, seg, start);
         if (h->rstrip) stop = ws_after(s, n, stop);
-        if (seg < start && part(e, s + seg, start - seg, first && seg == 0, err)) return -1;
-        if (idvec_push(e->out, h->id)) return mamba2_fail(err, "out of memory");
+        if (seg < start && part(e, s + seg, start - seg, first && seg == 0, err)) rc = -1;
+        else if (idvec_push(e->out, h->id)) rc = mamba2_fail(err, "out of memory");
         seg = pos = stop;
     }
+    free(len_at), free(val_at);
+    if (rc) return rc;
     if (seg < n && part(e, s + seg, n - seg, first && seg == 0, err)) return -1;
     return 0;
 }

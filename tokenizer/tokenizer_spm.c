@@ -47,7 +47,7 @@ struct SpmModel {
     int cut_at_ws;           /**< the text may be merged in pieces (see bpe_has_inner_ws()) */
     int32_t unk_id;          /**< the unknown piece */
     int32_t byte_id[256];    /**< id of `<0xAB>` for each byte (unk_id when absent) */
-    Trie user;               /**< user-defined pieces */
+    LongestMatcher user;     /**< user-defined pieces (the longest at every position in one linear pass) */
     PairMap merges;          /**< (piece A, piece B) → piece A+B, for normal / user-defined pieces */
     int32_t ascii_id[128];   /**< id of each one-byte piece, −1 when absent */
 };
@@ -311,23 +311,40 @@ static int set_normal_surface(Mamba2Tokenizer *t, int32_t id, const char *s, siz
  * symbols that are pieces then needs no string hashing. Also the ids of the
  * one-byte pieces.
  */
-static int build_pairs(SpmModel *m, const RawPiece *pieces, size_t n) {
-    StrMap map;
+static int build_pairs(SpmModel *m, const RawPiece *pieces, size_t n, const char *src, Mamba2Error *err) {
+    /* The splits of a piece into two pieces come from one walk of a trie of the pieces (its prefixes
+     * that are pieces) and one of a trie of the reversed pieces (its suffixes): linear in the pieces'
+     * bytes. Looking each split up by hash was quadratic in a piece's length (a 1 MB piece: 20 minutes). */
+    Trie fw, bw;
     int rc = -1;
-    if (strmap_init(&map, n)) return -1;
+    size_t longest = 0;
+    int32_t *pre = NULL, *suf = NULL;
+    char *rev = NULL;
+    int fw_ok = trie_init(&fw) == 0, bw_ok = trie_init(&bw) == 0;
     for (size_t i = 0; i < n; i++)
-        if ((pieces[i].type == SP_NORMAL || pieces[i].type == SP_USER) &&
-            strmap_put(&map, pieces[i].s, pieces[i].len, (int32_t)i) < 0)
-            goto done;
-    if (pairmap_init(&m->merges, n)) goto done; /* grows as needed */
+        if (pieces[i].len > longest) longest = pieces[i].len;
+    if (!fw_ok || !bw_ok || !(pre = malloc((longest + 1) * sizeof *pre)) ||
+        !(suf = malloc((longest + 1) * sizeof *suf)) || !(rev = malloc(longest + 1)))
+        goto oom;
+    for (size_t i = 0; i < n; i++) {
+        if (pieces[i].type != SP_NORMAL && pieces[i].type != SP_USER) continue;
+        const char *s = pieces[i].s;
+        size_t len = pieces[i].len;
+        for (size_t k = 0; k < len; k++) rev[k] = s[len - 1 - k];
+        if (trie_add(&fw, s, len, (int32_t)i) || trie_add(&bw, rev, len, (int32_t)i)) goto oom;
+    }
+    if (pairmap_init(&m->merges, n)) goto oom; /* grows as needed */
     for (size_t i = 0; i < n; i++) {
         const char *s = pieces[i].s;
         size_t len = pieces[i].len;
         if (pieces[i].type != SP_NORMAL && pieces[i].type != SP_USER) continue;
+        for (size_t k = 0; k < len; k++) rev[k] = s[len - 1 - k];
+        trie_prefixes(&fw, s, len, pre);   /* pre[k-1]: the piece s[0..k) */
+        trie_prefixes(&bw, rev, len, suf); /* suf[j-1]: the piece s[len-j..len) */
         for (size_t k = 1; k < len; k++) {
             if (((unsigned char)s[k] & 0xC0) == 0x80) continue; /* not a character boundary */
-            int32_t a = strmap_get(&map, s, k), b = strmap_get(&map, s + k, len - k);
-            if (a >= 0 && b >= 0 && pairmap_put(&m->merges, a, b, (int32_t)i, (int32_t)i) < 0) goto done;
+            int32_t a = pre[k - 1], b = suf[len - k - 1];
+            if (a >= 0 && b >= 0 && pairmap_put(&m->merges, a, b, (int32_t)i, (int32_t)i) < 0) goto oom;
         }
     }
     for (int c = 0; c < 128; c++) {
@@ -337,7 +354,30 @@ static int build_pairs(SpmModel *m, const RawPiece *pieces, size_t n) {
             if (pieces[i].len == 1 && pieces[i].s[0] == ch) m->ascii_id[c] = (int32_t)i;
     }
     rc = 0;
+    goto done;
+oom:
+    mamba2_fail(err, "%s: out of memory", src);
 done:
+    if (fw_ok) trie_free(&fw);
+    if (bw_ok) trie_free(&bw);
+    free(pre), free(suf), free(rev);
+    return rc;
+}
+
+/* The format gives every piece one id: a string that appears twice is refused (the later one was
+ * unreachable, and which id encoding picks was the loader's accident). Hash lookups: linear. */
+static int check_unique(const RawPiece *pieces, size_t n, const char *src, Mamba2Error *err) {
+    StrMap map;
+    if (strmap_init(&map, n)) return mamba2_fail(err, "%s: out of memory", src);
+    int rc = 0;
+    for (size_t i = 0; i < n && !rc; i++) {
+        int put = strmap_put(&map, pieces[i].s, pieces[i].len, (int32_t)i);
+        if (put < 0) rc = mamba2_fail(err, "%s: out of memory", src);
+        else if (put > 0)
+            rc = mamba2_fail(err, "%s: piece %zu '%.*s' appears twice (also piece %d)", src, i,
+                             (int)(pieces[i].len < 64 ? pieces[i].len : 64), pieces[i].s,
+                             strmap_get(&map, pieces[i].s, pieces[i].len));
+    }
     strmap_free(&map);
     return rc;
 }
@@ -359,12 +399,13 @@ int spm_load(Mamba2Tokenizer *t, const unsigned char *data, size_t len, Mamba2Er
     sp.add_dummy_prefix = sp.remove_extra_ws = sp.escape_ws = 1;
     int rc = parse_model(data, len, &pieces, &n, &sp, src, err);
     if (rc == 0) rc = check_supported(&sp, pieces, n, src, err);
+    if (rc == 0) rc = check_unique(pieces, n, src, err);
     if (rc) {
         free(pieces);
         return -1;
     }
     SpmModel *m = calloc(1, sizeof *m);
-    if (!m || trie_init(&m->user)) {
+    if (!m || lm_init(&m->user)) {
         free(m);
         free(pieces);
         return mamba2_fail(err, "%s: out of memory", src);
@@ -402,7 +443,7 @@ int spm_load(Mamba2Tokenizer *t, const unsigned char *data, size_t len, Mamba2Er
             t->type[i] = p->type == SP_USER ? MAMBA2_TOKEN_USER : MAMBA2_TOKEN_NORMAL;
             t->lead_ws[i] = p->len >= 3 && memcmp(p->s, WS, 3) == 0;
             rc = set_normal_surface(t, id, p->s, p->len);
-            if (rc == 0 && p->type == SP_USER) rc = trie_add(&m->user, p->s, p->len, id);
+            if (rc == 0 && p->type == SP_USER) rc = lm_add(&m->user, p->s, p->len, id);
             break;
         case SP_UNKNOWN:
             t->type[i] = MAMBA2_TOKEN_UNKNOWN;
@@ -428,6 +469,7 @@ int spm_load(Mamba2Tokenizer *t, const unsigned char *data, size_t len, Mamba2Er
         }
         }
     }
+    if (rc == 0) rc = lm_build(&m->user);
     if (rc) {
         free(pieces);
         return mamba2_fail(err, "%s: out of memory", src);
@@ -444,9 +486,9 @@ int spm_load(Mamba2Tokenizer *t, const unsigned char *data, size_t len, Mamba2Er
         }
         m->byte_id[b] = m->unk_id;
     }
-    if (build_pairs(m, pieces, n)) {
+    if (build_pairs(m, pieces, n, src, err)) {
         free(pieces);
-        return mamba2_fail(err, "%s: out of memory", src);
+        return -1;
     }
     /* Cutting the text before "▁" is exact when "▁" is a piece and no piece has a "▁" after another character. */
     m->cut_at_ws = m->escape_ws;
@@ -472,7 +514,7 @@ int spm_load(Mamba2Tokenizer *t, const unsigned char *data, size_t len, Mamba2Er
 void spm_free(SpmModel *m) {
     if (!m) return;
     free(m->score);
-    trie_free(&m->user);
+    lm_free(&m->user);
     pairmap_free(&m->merges);
     free(m);
 }
@@ -500,9 +542,17 @@ static int normalize(const SpmModel *m, const char *text, size_t len, ByteBuf *o
         n_out = sp_len;
     }
     int prev_space = m->remove_extra_ws;
+    uint32_t *user_len = NULL; /* the longest user-defined piece at every position, when there are any */
+    int32_t *user_id = NULL;
+    if (m->user.rev.n > 1) {
+        if (!(user_len = malloc(len * sizeof *user_len)) || !(user_id = malloc(len * sizeof *user_id))) {
+            free(user_len);
+            return -1;
+        }
+        lm_scan(&m->user, text, len, user_len, user_id);
+    }
     while (i < len) {
-        int32_t id;
-        size_t k = m->user.n > 1 ? trie_longest(&m->user, text + i, len - i, &id) : 0;
+        size_t k = user_len ? user_len[i] : 0;
         if (k == 0) k = (size_t)utf8_lead_length((unsigned char)text[i]);
         if (k > len - i) k = len - i;
         const char *s = text + i;
@@ -525,6 +575,7 @@ static int normalize(const SpmModel *m, const char *text, size_t len, ByteBuf *o
         }
         if (!m->remove_extra_ws) prev_space = 0;
     }
+    free(user_len), free(user_id);
     if (m->remove_extra_ws)
         while (n_out >= sp_len && memcmp(o + n_out - sp_len, sp_sym, sp_len) == 0) n_out -= sp_len;
     out->n = n_out;
@@ -567,6 +618,8 @@ int spm_encode(const Mamba2Tokenizer *t, const char *text, size_t len, int add_b
     ByteBuf norm = {0};
     BpeSymbol *sym = NULL;
     BpeWork work = {0};
+    uint32_t *user_len = NULL; /* per piece of the text: the longest user-defined piece at each position */
+    int32_t *user_id = NULL;
     int rc = -1;
     if (add_bos && t->bos >= 0 && idvec_push(out, t->bos)) goto oom;
     if (bytebuf_add(&norm, "", 0) || normalize(m, text, len, &norm)) goto oom;
@@ -575,6 +628,9 @@ int spm_encode(const Mamba2Tokenizer *t, const char *text, size_t len, int add_b
         return mamba2_fail(err, "%s: text too long (%zu bytes)", t->source, len);
     }
     if (!(sym = malloc((norm.n + 1) * sizeof *sym))) goto oom;
+    if (m->user.rev.n > 1 && (!(user_len = malloc((norm.n + 1) * sizeof *user_len)) ||
+                              !(user_id = malloc((norm.n + 1) * sizeof *user_id))))
+        goto oom;
 
     /* Merge the text in pieces cut before "▁" when that gives the same result (bpe_has_inner_ws()). */
     int prev_unk = 0;
@@ -585,10 +641,11 @@ int spm_encode(const Mamba2Tokenizer *t, const char *text, size_t len, int add_b
 
         /* Split into symbols: user-defined pieces (frozen) or single characters, with their ids (−1: none). */
         int32_t n = 0;
+        if (user_len) lm_scan(&m->user, text_piece, len_piece, user_len, user_id);
         for (size_t i = 0; i < len_piece;) {
-            int32_t id = -1;
+            int32_t id = user_len ? user_id[i] : -1;
             unsigned char c = (unsigned char)text_piece[i];
-            size_t k = m->user.n > 1 ? trie_longest(&m->user, text_piece + i, len_piece - i, &id) : 0;
+            size_t k = user_len ? user_len[i] : 0;
             int frozen = k > 0;
             if (!frozen) {
                 k = (size_t)utf8_lead_length(c);
@@ -626,6 +683,7 @@ oom:
 done:
     free(norm.p);
     free(sym);
+    free(user_len), free(user_id);
     bpe_work_free(&work);
     return rc;
 }

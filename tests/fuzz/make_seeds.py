@@ -16,6 +16,7 @@ import os
 import random
 import re
 import struct
+import zlib
 
 ROOT = os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "..")
 OUT = os.path.join(ROOT, "tests", "fuzz", "seeds")
@@ -191,12 +192,18 @@ def main():
         put("tokenizer_spm", os.path.basename(p), data)
         put("tokenizer_spm", "small_" + os.path.basename(p), spm_subset(data, 100))
 
-    # ---- state: a saved state for targets.c's state_config (L=1, d=4, H=2, P=4, N=2, G=1, K=2, V=6)
-    fields = [1, 4, 2, 4, 2, 1, 2, 6, 5]  # n_layer d_model n_heads head_dim d_state n_groups d_conv vocab pos
+    # ---- state: a saved state for targets.c's state_config (L=1, d=4, H=2, P=4, N=2, G=1, K=2, V=6),
+    # version 2 (layout in model/state.c): header, data, crc32 of both; and the version 1 file it replaced
+    fields = [1, 4, 2, 4, 2, 1, 2, 6]  # n_layer d_model n_heads head_dim d_state n_groups d_conv vocab
     conv_len, ssm_len = 1 * (8 + 2 * 1 * 2) * (2 - 1), 1 * 2 * 4 * 2
-    state = b"MAMBA2ST" + struct.pack("<II", 1, 9) + struct.pack("<9q", *fields)
-    state += f32([rng.uniform(-1, 1) for _ in range(conv_len + ssm_len)])
-    put("state", "state_v1.bin", state)
+    data = f32([rng.uniform(-1, 1) for _ in range(conv_len + ssm_len)])
+    # mamba2_state_config_id(): d_model n_layer n_heads head_dim d_state n_groups d_conv expand vocab tie
+    # conv_bias as int64, then eps dt_min dt_max as doubles (the config parser's defaults for the rest)
+    cfg_id = zlib.crc32(struct.pack("<11q3d", 4, 1, 2, 4, 2, 1, 2, 2, 6, 1, 1, 1e-5, 0.0, float("inf")))
+    state = b"MAMBA2ST" + struct.pack("<II", 2, 104) + struct.pack("<9q", *fields, 5)
+    state += struct.pack("<IIQ", cfg_id, 0, len(data)) + data
+    put("state", "state_v2.bin", state + struct.pack("<I", zlib.crc32(state)))
+    put("state", "state_v1.bin", b"MAMBA2ST" + struct.pack("<II", 1, 9) + struct.pack("<9q", *fields, 5) + data)
 
     # ---- encode: a byte choosing the tokenizer (targets.c's encode_tokenizers), then a line of texts.txt
     lines = open(os.path.join(ROOT, "data", "tokenizer", "texts.txt"), "rb").read().split(b"\n")
