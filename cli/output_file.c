@@ -141,7 +141,7 @@ int cli_output_commit(CliOutput *o, Mamba2Error *err) {
     }
     if (!o->tmp[0]) return mamba2_fail(err, "cannot write %s: no temporary file", o->path);
     int ok = 1, e = 0;
-    if (o->f) { /* NULL after cli_output_save_state(), which closed it */
+    if (o->f) {
         FILE *f = o->f;
         o->f = NULL;
         errno = 0;
@@ -173,27 +173,13 @@ int cli_write_file(const char *path, const void *data, size_t bytes, Mamba2Error
 
 int cli_output_save_state(CliOutput *o, Mamba2State *st, const Mamba2Config *cfg, Mamba2Error *err) {
     if (!o->tmp[0] || !o->f) return mamba2_fail(err, "a state cannot go to standard output");
-    /* mamba2_state_save() writes to a path: it writes TMP.tmpPID and renames it onto our temporary
-     * (which it replaces, never follows). Its own temporary is registered too, so that a signal
-     * during the save removes it. */
-    fclose(o->f);
-    o->f = NULL;
-    char inner[4200];
-    snprintf(inner, sizeof inner, "%s.tmp%ld", o->tmp, (long)getpid());
-    int registered = register_temp(inner) == 0;
+    /* into our own temporary, through its descriptor; cli_output_commit() closes and renames it */
     Mamba2Error e = {{0}};
-    int rc = mamba2_state_save(st, cfg, o->tmp, &e);
-    if (registered) unregister_temp(inner);
-    if (rc) {
-        unlink(inner);
+    if (fflush(o->f) || mamba2_state_write_fd(st, cfg, fileno(o->f), o->path, &e)) {
         cli_output_abort(o);
-        /* state.c names the path it was given (our temporary): name the user's path, with its reason */
-        const char *why = strrchr(e.msg, ':');
-        if (!strncmp(e.msg, o->tmp, strlen(o->tmp)) && why)
-            return mamba2_fail(err, "cannot write the state to %s%s", o->path, why);
-        return mamba2_fail(err, "cannot write the state to %s (%s)", o->path, e.msg);
+        return mamba2_fail(err, "%s", e.msg[0] ? e.msg : "cannot write the state");
     }
-    return 0; /* o->f stays NULL: cli_output_commit() only renames */
+    return 0;
 }
 
 int cli_close_stdout(const char *cmd) {

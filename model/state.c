@@ -188,10 +188,10 @@ static int read_all(int fd, void *buf, size_t n) {
     return 0;
 }
 
-int mamba2_state_save(Mamba2State *s, const Mamba2Config *cfg, const char *path, Mamba2Error *err) {
+int mamba2_state_write_fd(Mamba2State *s, const Mamba2Config *cfg, int fd, const char *name, Mamba2Error *err) {
     if (mamba2_state_sync(s, err)) return -1;
     if (s->pos < 0 || s->pos > MAMBA2_STATE_MAX_POS)
-        return mamba2_fail(err, "%s: the state's position %lld is outside [0, 2^53]", path, (long long)s->pos);
+        return mamba2_fail(err, "%s: the state's position %lld is outside [0, 2^53]", name, (long long)s->pos);
     uint8_t hdr[HEADER_BYTES];
     int64_t fields[N_SHAPE_FIELDS];
     shape_fields(cfg, fields);
@@ -209,20 +209,25 @@ int mamba2_state_save(Mamba2State *s, const Mamba2Config *cfg, const char *path,
     uint8_t trailer[TRAILER_BYTES];
     put_u32(trailer, crc);
 
-    char tmp[4096];
-    snprintf(tmp, sizeof tmp, "%s.tmp%ld", path, (long)getpid());
-    int fd = open(tmp, O_WRONLY | O_CREAT | O_TRUNC, 0644);
-    if (fd < 0) return mamba2_fail(err, "%s: cannot create: %s", tmp, strerror(errno));
-    int ok = !write_all(fd, hdr, sizeof hdr) && !write_all(fd, s->conv, s->conv_len * sizeof(float)) &&
-             !write_all(fd, s->ssm, s->ssm_len * sizeof(float)) && !write_all(fd, trailer, sizeof trailer);
-    int e = errno;
-    if (close(fd) != 0 && ok) ok = 0, e = errno;
-    if (ok && rename(tmp, path) != 0) ok = 0, e = errno;
-    if (!ok) {
-        unlink(tmp);
-        return mamba2_fail(err, "%s: cannot write the state: %s", path, strerror(e));
-    }
+    if (write_all(fd, hdr, sizeof hdr) || write_all(fd, s->conv, s->conv_len * sizeof(float)) ||
+        write_all(fd, s->ssm, s->ssm_len * sizeof(float)) || write_all(fd, trailer, sizeof trailer))
+        return mamba2_fail(err, "cannot write the state to %s: %s", name, strerror(errno));
     return 0;
+}
+
+int mamba2_state_save(Mamba2State *s, const Mamba2Config *cfg, const char *path, Mamba2Error *err) {
+    /* The temporary is PATH.XXXXXX made by mkstemp (O_CREAT | O_EXCL, mode 0600): never an existing
+     * file or a symlink planted under a guessable name. */
+    char tmp[4096];
+    if ((size_t)snprintf(tmp, sizeof tmp, "%s.XXXXXX", path) >= sizeof tmp)
+        return mamba2_fail(err, "%s: the path is too long", path);
+    int fd = mkstemp(tmp);
+    if (fd < 0) return mamba2_fail(err, "%s: cannot create a temporary beside it: %s", path, strerror(errno));
+    int rc = mamba2_state_write_fd(s, cfg, fd, path, err);
+    if (close(fd) != 0 && !rc) rc = mamba2_fail(err, "cannot write the state to %s: %s", path, strerror(errno));
+    if (!rc && rename(tmp, path) != 0) rc = mamba2_fail(err, "cannot write the state to %s: %s", path, strerror(errno));
+    if (rc) unlink(tmp);
+    return rc;
 }
 
 /* Read n bytes of the payload into dst (or, when dst is NULL, through a small buffer), adding them to *crc. */

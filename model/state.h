@@ -93,10 +93,24 @@ void mamba2_state_free(Mamba2State *s);
  *        model's shapes, its config and checkpoint identities and the position, the data, and a crc32
  *        of everything before it.
  *
- * Written to a temporary file and renamed, so a failure leaves nothing half-written.
+ * Written to a temporary beside it made by mkstemp() (PATH.XXXXXX, mode 0600: a state holds what the
+ * prompt said) and renamed, so a failure leaves nothing half-written and no existing file or symlink
+ * is ever opened.
  * @return 0 on success, -1 with the reason (also when the position is outside [0, MAMBA2_STATE_MAX_POS]).
  */
 int mamba2_state_save(Mamba2State *s, const Mamba2Config *cfg, const char *path, Mamba2Error *err);
+
+/**
+ * @brief Write the state file of mamba2_state_save() to the open descriptor @p fd, from its current
+ *        offset, for callers that made the file themselves (the program's output files).
+ * @param s    the state (synced to the host first)
+ * @param cfg  its model's config
+ * @param fd   a descriptor open for writing
+ * @param name the file's name in messages
+ * @param err  the reason on failure
+ * @return 0, or -1 with the reason; what was written before a failure stays: the caller removes it.
+ */
+int mamba2_state_write_fd(Mamba2State *s, const Mamba2Config *cfg, int fd, const char *name, Mamba2Error *err);
 
 /**
  * @brief Read a state saved by mamba2_state_save() into @p s (already initialised for @p cfg).

@@ -10,6 +10,7 @@
  * repeated here.
  */
 #include <CUnit/CUnit.h>
+#include <ctype.h>
 #include <dirent.h>
 #include <stdint.h>
 #include <stdio.h>
@@ -107,13 +108,22 @@ static int run_cli(const char *env, const char *args, char *msg, size_t cap) {
     return test_run_program(env, args, NULL, 0, msg, cap);
 }
 
-/* No file of dir but the ones expected: nothing half-written (NAME.tmpPID) or unwanted left behind. */
-static int count_files(const char *dir, const char *containing) {
+/* The temporaries left in dir: the program's outputs go through DIR/.NAME.XXXXXX (cli/output_file.c),
+ * the library's state files through PATH.XXXXXX (model/state.c), both made by mkstemp. A name that is
+ * hidden, or whose last extension is six letters or digits, is one of them; 0 means nothing
+ * half-written was left behind. */
+static int count_temporaries(const char *dir) {
     DIR *d = opendir(dir);
     int n = 0;
     struct dirent *e;
-    while (d && (e = readdir(d)))
-        if (strstr(e->d_name, containing)) n++;
+    while (d && (e = readdir(d))) {
+        const char *name = e->d_name, *dot = strrchr(name, '.');
+        if (!strcmp(name, ".") || !strcmp(name, "..")) continue;
+        int suffix6 = dot && dot != name && strlen(dot + 1) == 6;
+        for (const char *c = dot ? dot + 1 : ""; suffix6 && *c; c++)
+            if (!isalnum((unsigned char)*c)) suffix6 = 0;
+        if (name[0] == '.' || suffix6 || strstr(name, ".tmp")) n++;
+    }
     if (d) closedir(d);
     return n;
 }
@@ -462,6 +472,26 @@ static void test_state_files(void) {
     s.pos = MAMBA2_STATE_MAX_POS + 1;
     CU_ASSERT_NOT_EQUAL(mamba2_state_save(&s, &c, path, &e), 0);
     EXPECT_MSG(e.msg, path, "outside [0, 2^53]");
+    /* ... leaving the file that was there as it was, and no temporary behind */
+    long kept_size = 0;
+    char *kept = mamba2_read_file(path, &kept_size, &e);
+    CU_ASSERT(kept && kept_size == size && !memcmp(kept, good, (size_t)size));
+    free(kept);
+    CU_ASSERT_EQUAL(count_temporaries(dir), 0);
+    /* a symlink where the state goes is replaced, never written through (its target stays as it was) */
+    char victim[4300], link_path[4300];
+    snprintf(victim, sizeof victim, "%s/victim", dir);
+    snprintf(link_path, sizeof link_path, "%s/link.bin", dir);
+    CU_ASSERT_EQUAL(write_bytes(victim, "keep", 4), 0);
+    CU_ASSERT_EQUAL_FATAL(symlink(victim, link_path), 0);
+    s.pos = 9;
+    CU_ASSERT_EQUAL(mamba2_state_save(&s, &c, link_path, &e), 0);
+    struct stat ls;
+    CU_ASSERT(lstat(link_path, &ls) == 0 && S_ISREG(ls.st_mode) && ls.st_size == size);
+    CU_ASSERT(lstat(victim, &ls) == 0 && ls.st_size == 4);
+    CU_ASSERT_EQUAL(count_temporaries(dir), 0);
+    unlink(link_path);
+    unlink(victim);
     /* a directory and a FIFO: refused at once (the FIFO has no writer: a blocking open would hang) */
     CU_ASSERT_NOT_EQUAL(mamba2_state_load(&t, &c, dir, &e), 0);
     EXPECT_MSG(e.msg, dir, "is a directory");
@@ -964,7 +994,7 @@ static void test_cli_malformed(void) {
     CU_ASSERT_EQUAL(write_bytes(cfg, nan_cfg, strlen(nan_cfg)), 0);
     CU_ASSERT_EQUAL(run_cli(NULL, args, msg, sizeof msg), 1);
     EXPECT_MSG(msg, cfg, "num_hidden_layers", "integer");
-    CU_ASSERT(!exists(dir, "out.f32") && count_files(dir, ".tmp") == 0);
+    CU_ASSERT(!exists(dir, "out.f32") && count_temporaries(dir) == 0);
     test_rmtree(dir);
     free(dir);
 
@@ -997,7 +1027,7 @@ static void test_cli_malformed(void) {
     free(file);
     CU_ASSERT_EQUAL(run_cli(NULL, args, msg, sizeof msg), 1);
     EXPECT_MSG(msg, st, "overlap", "backbone.layers.1.norm.weight");
-    CU_ASSERT(!exists(dir, "out.f32") && count_files(dir, ".tmp") == 0);
+    CU_ASSERT(!exists(dir, "out.f32") && count_temporaries(dir) == 0);
     test_rmtree(dir);
     free(dir);
 
@@ -1014,12 +1044,12 @@ static void test_cli_malformed(void) {
              dir, dir, dir);
     CU_ASSERT_EQUAL(run_cli(NULL, args, msg, sizeof msg), 1);
     EXPECT_MSG(msg, "a.state", "d_state = 16, this model has 8");
-    CU_ASSERT(!exists(dir, "b.f32") && !exists(dir, "b.state") && count_files(dir, ".tmp") == 0);
+    CU_ASSERT(!exists(dir, "b.f32") && !exists(dir, "b.state") && count_temporaries(dir) == 0);
     /* the state cannot be written: the command fails and takes its logits file with it */
     snprintf(args, sizeof args, "logits %s --ids '3' -o %s/c.f32 --state-out %s/no/such/dir/c.state", dir, dir, dir);
     CU_ASSERT_EQUAL(run_cli(NULL, args, msg, sizeof msg), 1);
     EXPECT_MSG(msg, "c.state", "cannot");
-    CU_ASSERT(!exists(dir, "c.f32") && count_files(dir, ".tmp") == 0);
+    CU_ASSERT(!exists(dir, "c.f32") && count_temporaries(dir) == 0);
     test_rmtree(other);
     free(other);
 
@@ -1049,7 +1079,7 @@ static void test_cli_resources(void) {
     snprintf(args + n, cap - n, "'");
     CU_ASSERT_EQUAL(run_cli("MAMBA2_MAX_MEMORY=1M", args, msg, sizeof msg), 1);
     EXPECT_MSG(msg, "a prefill of 20000 tokens", "needs", "MiB of host memory, have 1.0 MiB", "MAMBA2_MAX_MEMORY");
-    CU_ASSERT(!exists(dir, "out.f32") && count_files(dir, ".tmp") == 0);
+    CU_ASSERT(!exists(dir, "out.f32") && count_temporaries(dir) == 0);
     /* the same in step mode, and a generous allowance lets it run */
     size_t len = strlen(args);
     snprintf(args + len, cap - len, " --mode step");
