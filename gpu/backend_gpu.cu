@@ -287,9 +287,8 @@ static int gemm(GpuBackend *gb, const bf16 *W, int R, int K, const bf16 *in, int
 }
 
 /* The in_proj rows of dt (H of them) over T tokens, fp32 out, as out[h][t] = Σ_k u[t][k] W[h][k]:
- * tokens as the GEMM's rows, so that the result is [H, T], the layout the SSD kernels read dt in
- * (the dt kernel no longer transposes: 12 → 5 µs per layer; the GEMM itself takes 15 µs, ncu on
- * the H200, 2026-12-01). */
+ * tokens as the GEMM's rows, so that the result is [H, T], the layout the SSD kernels read dt in,
+ * and the dt kernel does not transpose (measurements: results/gpu.md). */
 static int gemm_dt(GpuBackend *gb, const bf16 *W, int H, int K, const bf16 *u, int T, float *out, Mamba2Error *err) {
     float alpha = 1.0f, beta = 0.0f;
     CUBLAS_TRY(cublasGemmEx(gb->cublas, CUBLAS_OP_T, CUBLAS_OP_N, T, H, K, &alpha, u, CUDA_R_16BF, K, W, CUDA_R_16BF, K,
