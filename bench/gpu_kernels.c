@@ -1,7 +1,9 @@
 /**
  * @file gpu_kernels.c
  * @brief Benchmark of the GPU kernels alone at the Codestral-7B shapes, beside the measured
- *        ceilings: the chunked SSD of one layer (T = 4096) and the decode GEMV of every projection.
+ *        ceilings: the chunked SSD of one layer (T = 4096), the decode GEMV of every projection
+ *        (one and four sequences; 8 to 64 on tensor cores), the decode SSD step, and the copy of a
+ *        step's logits to the host.
  *
  * Usage: build/bench_gpu_kernels [--json]   (needs a GPU)
  */
@@ -10,12 +12,27 @@
 
 #include "gpu.h"
 
+/* The decode shapes of the 7B: in_proj, out_proj, lm_head. */
+static const struct {
+    const char *name;
+    int rows, cols;
+} shapes[] = {{"in_proj", 18560, 4096}, {"out_proj", 4096, 8192}, {"lm_head", 32768, 4096}};
+
 int main(int argc, char **argv) {
     int json = argc > 1 && !strcmp(argv[1], "--json");
     Mamba2Error e = {{0}};
     if (!mamba2_gpu_available(&e)) {
         fprintf(stderr, "bench_gpu_kernels: %s\n", e.msg);
         return 1;
+    }
+    if (argc > 1 && !strcmp(argv[1], "--cublas-once")) { /* one cuBLAS call per decode shape, for a profiler */
+        for (int k = 0; k < 3; k++)
+            for (int nb = 8; nb <= 64; nb *= 2)
+                if (mamba2_gpu_time_cublas_gemm(shapes[k].rows, shapes[k].cols, nb, 0, &e) < 0) {
+                    fprintf(stderr, "cublas: %s\n", e.msg);
+                    return 1;
+                }
+        return 0;
     }
     double copy_gbps, gemm_gflops;
     if (mamba2_gpu_roofline(&copy_gbps, &gemm_gflops, &e)) {
@@ -47,10 +64,6 @@ int main(int argc, char **argv) {
         printf("{\"copy_gbps\": %.1f, \"gemm_gflops\": %.1f, \"ssd_ms\": %.4f, \"ssd_gflop\": %.2f, \"gemv\": [", copy_gbps,
                gemm_gflops, ssd_ms, ssd_gflop);
     }
-    struct {
-        const char *name;
-        int rows, cols;
-    } shapes[] = {{"in_proj", 18560, 4096}, {"out_proj", 4096, 8192}, {"lm_head", 32768, 4096}};
     int first = 1;
     for (int k = 0; k < 3; k++)
         for (int nb = 1; nb <= 4; nb *= 4) {
@@ -68,6 +81,70 @@ int main(int argc, char **argv) {
                        shapes[k].name, nb, ms, gbps);
             first = 0;
         }
-    if (json) printf("]}\n");
+    if (json) {
+        printf("]}\n");
+        return 0;
+    }
+
+    /* the tensor-core decode GEMV at 8 to 64 sequences: its default block shape, and the others
+     * worth comparing (in_proj with two m-tiles a warp; out_proj with clusters of 2, 4, 8) */
+    printf("\n%-10s %-14s %3s %-12s %9s %9s %8s\n", "mma GEMV", "rows x cols", "nb", "mt x ks", "ms", "GB/s", "of copy");
+    struct {
+        int k, mt, ks;
+    } cfgs[] = {{0, 0, 0}, {0, 2, 0}, {1, 0, 0}, {1, 1, 2}, {1, 1, 4}, {2, 0, 0}, {2, 2, 0}};
+    for (int nb = 8; nb <= 64; nb *= 2)
+        for (size_t c = 0; c < sizeof cfgs / sizeof *cfgs + 3; c++) {
+            if (c >= sizeof cfgs / sizeof *cfgs) { /* cuBLAS at the same shapes, as the cuBLAS path calls it */
+                int k = (int)(c - sizeof cfgs / sizeof *cfgs);
+                double ms = mamba2_gpu_time_cublas_gemm(shapes[k].rows, shapes[k].cols, nb, 50, &e);
+                if (ms < 0) {
+                    fprintf(stderr, "cublas: %s\n", e.msg);
+                    return 1;
+                }
+                double gbps = (double)shapes[k].rows * shapes[k].cols * 2 / (ms * 1e-3) / 1e9;
+                printf("%-10s %6d x %-6d %3d %-12s %9.4f %9.0f %7.0f%%\n", shapes[k].name, shapes[k].rows, shapes[k].cols, nb,
+                       "cuBLAS", ms, gbps, 100 * gbps / copy_gbps);
+                continue;
+            }
+            int k = cfgs[c].k;
+            double ms = mamba2_gpu_time_mma_gemv(shapes[k].rows, shapes[k].cols, nb, cfgs[c].mt, cfgs[c].ks, 50, &e);
+            if (ms < 0) {
+                fprintf(stderr, "mma gemv: %s\n", e.msg);
+                return 1;
+            }
+            double gbps = (double)shapes[k].rows * shapes[k].cols * 2 / (ms * 1e-3) / 1e9;
+            char shape[16];
+            if (cfgs[c].mt || cfgs[c].ks) snprintf(shape, sizeof shape, "%d x %d", cfgs[c].mt ? cfgs[c].mt : 1, cfgs[c].ks ? cfgs[c].ks : 0);
+            else snprintf(shape, sizeof shape, "default");
+            printf("%-10s %6d x %-6d %3d %-12s %9.4f %9.0f %7.0f%%\n", shapes[k].name, shapes[k].rows, shapes[k].cols, nb, shape, ms,
+                   gbps, 100 * gbps / copy_gbps);
+        }
+
+    /* the decode SSD step of one layer, state read and written (8 layers of state, launches back to back) */
+    printf("\n%-22s %4s %9s %9s %8s\n", "SSD step, one layer", "nb", "ms", "GB/s", "of copy");
+    SSDDims sd = {1, 128, 64, 8, 128};
+    int step_nb[] = {1, 4, 8, 16, 32, 64, 256};
+    for (int sb = 0; sb < 2; sb++)
+        for (size_t i = 0; i < sizeof step_nb / sizeof *step_nb; i++) {
+            int nb = step_nb[i];
+            double ms = mamba2_gpu_time_ssd_step(sd, nb, sb, nb > 4 && nb <= 64, 20, &e);
+            if (ms < 0) {
+                fprintf(stderr, "ssd step: %s\n", e.msg);
+                return 1;
+            }
+            double gbps = 2.0 * nb * sd.H * sd.P * sd.N * (sb ? 2 : 4) / (ms * 1e-3) / 1e9;
+            printf("%-22s %4d %9.4f %9.0f %7.0f%%\n", sb ? "  bf16 state" : "  fp32 state", nb, ms, gbps, 100 * gbps / copy_gbps);
+        }
+
+    /* the logits of a step to the host, three ways */
+    printf("\n%-24s %4s %12s %12s %12s\n", "logits to host (V=32768)", "nb", "one copy ms", "pieces ms", "pageable ms");
+    for (int nb = 16; nb <= 256; nb *= 4) {
+        double t[3];
+        if (mamba2_gpu_time_logits_copy(nb, 32768, t, &e)) {
+            fprintf(stderr, "logits copy: %s\n", e.msg);
+            return 1;
+        }
+        printf("%-24s %4d %12.3f %12.3f %12.3f\n", "", nb, t[0], t[1], t[2]);
+    }
     return 0;
 }
