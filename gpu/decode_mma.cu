@@ -235,8 +235,27 @@ __global__ void __launch_bounds__(MMA_THREADS, MT == 1 ? 2 : 1) mma_gemv_kernel(
 #pragma unroll
             for (int e = 0; e < 4; e++)
                 tile[(nt * 8 + 2 * t + (e & 1)) * Sh::LD + (warp * MT + mt) * 16 + g + 8 * (e >> 1)] = acc[mt][nt][e];
-    if (ks > 1) cg::this_cluster().sync(); /* every block's partial tile is written (and visible) */
-    else __syncthreads();
+    if (ks > 1) {
+        /* The cluster's sums of rows [e0, e1), in rank order, into this block's own tile (no other
+         * block reads those rows of it): 4 rows a load, every rank's loads in flight at once. */
+        cg::cluster_group cluster = cg::this_cluster();
+        cluster.sync(); /* every block's partial tile is written and visible */
+        const int quads = (e1 - e0) / 4;
+        for (int i = threadIdx.x; i < Sh::NBP * quads; i += MMA_THREADS) {
+            const int off = i / quads * Sh::LD + e0 + 4 * (i % quads);
+            float4 v[8];
+#pragma unroll
+            for (int q = 0; q < 8; q++)
+                if (q < ks) v[q] = *(const float4 *)(cluster.map_shared_rank(tile, q) + off);
+            float4 sum = v[0];
+#pragma unroll
+            for (int q = 1; q < 8; q++)
+                if (q < ks) sum.x += v[q].x, sum.y += v[q].y, sum.z += v[q].z, sum.w += v[q].w;
+            *(float4 *)(tile + off) = sum;
+        }
+        cluster.sync(); /* the other blocks are done reading this one's tile (and it may exit after) */
+    } else
+        __syncthreads();
 
     /* Finish rows [e0, e1) of the tile: lane (warp, lane) takes rows e0 + lane + 32i and the
      * sequences n = warp + 8j (so that a warp's stores are consecutive rows of one sequence). */
@@ -254,15 +273,7 @@ __global__ void __launch_bounds__(MMA_THREADS, MT == 1 ? 2 : 1) mma_gemv_kernel(
 #pragma unroll
         for (int j = 0; j < NT; j++) {
             const int n = warp + 8 * j;
-            v[j] = 0;
-            if (n < nb) {
-                if (ks > 1) { /* the cluster's partial sums, in rank order */
-                    cg::cluster_group cluster = cg::this_cluster();
-                    for (int q = 0; q < ks; q++) v[j] += cluster.map_shared_rank(tile, q)[n * Sh::LD + rl];
-                } else
-                    v[j] = tile[n * Sh::LD + rl];
-                v[j] *= sc[j];
-            }
+            v[j] = n < nb ? tile[n * Sh::LD + rl] * sc[j] : 0.0f;
         }
         if (EPI == EPI_STORE) {
 #pragma unroll
@@ -291,7 +302,6 @@ __global__ void __launch_bounds__(MMA_THREADS, MT == 1 ? 2 : 1) mma_gemv_kernel(
             const float s = warp_sum(sq[j]);
             if (lane == 0 && warp + 8 * j < nb) atomicAdd(&a.ss_out[warp + 8 * j], s);
         }
-    if (ks > 1) cg::this_cluster().sync(); /* no block leaves while another reads its tile */
 }
 
 /* ------------------------------------------------------------------ launch */
@@ -370,7 +380,9 @@ static void mma_default_shape(GemvPrologue pro, const GemvArgs &a, int &mt, int 
         ks = 1;
         while (ks < 8 && tiles * ks * 2 <= slots && 2 * ks <= nchunks) ks *= 2;
     }
-    ks = ks < 1 ? 1 : ks > 8 ? 8 : ks > nchunks ? nchunks : ks;
+    int p2 = 1; /* a power of two (so that each block finishes a whole number of 4-row groups), at most 8 and the chunks */
+    while (p2 * 2 <= ks && p2 * 2 <= 8 && p2 * 2 <= nchunks) p2 *= 2;
+    ks = p2;
 }
 
 void launch_mma_gemv(GemvPrologue pro, GemvEpilogue epi, const GemvArgs &a, int mt, int ks, cudaStream_t s) {

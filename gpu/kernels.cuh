@@ -135,8 +135,8 @@ void launch_sum_squares(const float *h, int nb, int d, const float *w, float *ss
  * applied to the finished rows; grouped norm: one per sequence and group, applied to each group's
  * partial sum), and the same epilogues as launch_gemv() (EPI_RESIDUAL writes the next input in bf16,
  * a.xwb_out). Needs mma_gemv_supported(). @p mt (m-tiles of 16 rows per warp, 1 or 2) and @p ksplit
- * (blocks of one cluster that split the columns, 1 to 8) choose the block shape; 0 picks them from
- * the shape and the number of multiprocessors.
+ * (blocks of one cluster that split the columns: 1, 2, 4 or 8, rounded down to one of those) choose
+ * the block shape; 0 picks them from the shape and the number of multiprocessors.
  */
 void launch_mma_gemv(GemvPrologue pro, GemvEpilogue epi, const GemvArgs &a, int mt, int ksplit, cudaStream_t s);
 
