@@ -2,10 +2,11 @@
  * @file gpu_kernels.c
  * @brief Benchmark of the GPU kernels alone at the Codestral-7B shapes, beside the measured
  *        ceilings: the chunked SSD of one layer (T = 4096), the decode GEMV of every projection
- *        (one and four sequences; 8 to 64 on tensor cores), the decode SSD step, and the copy of a
- *        step's logits to the host.
+ *        (one and four sequences), cuBLAS at the batched decode's shapes (8 to 64 sequences), the
+ *        decode SSD step (each kernel), and the copy of a step's logits to the host.
  *
  * Usage: build/bench_gpu_kernels [--json]   (needs a GPU)
+ *        build/bench_gpu_kernels --cublas-once   one cuBLAS call per batched decode shape (for a profiler)
  */
 #include <stdio.h>
 #include <string.h>
@@ -25,7 +26,7 @@ int main(int argc, char **argv) {
         fprintf(stderr, "bench_gpu_kernels: %s\n", e.msg);
         return 1;
     }
-    if (argc > 1 && !strcmp(argv[1], "--cublas-once")) { /* one cuBLAS call per decode shape, for a profiler */
+    if (argc > 1 && !strcmp(argv[1], "--cublas-once")) {
         for (int k = 0; k < 3; k++)
             for (int nb = 8; nb <= 64; nb *= 2)
                 if (mamba2_gpu_time_cublas_gemm(shapes[k].rows, shapes[k].cols, nb, 0, &e) < 0) {
@@ -86,55 +87,41 @@ int main(int argc, char **argv) {
         return 0;
     }
 
-    /* the tensor-core decode GEMV at 8 to 64 sequences: its default block shape, and the others
-     * worth comparing (in_proj with two m-tiles a warp; out_proj with clusters of 2, 4, 8) */
-    printf("\n%-10s %-14s %3s %-12s %9s %9s %8s\n", "mma GEMV", "rows x cols", "nb", "mt x ks", "ms", "GB/s", "of copy");
-    struct {
-        int k, mt, ks;
-    } cfgs[] = {{0, 0, 0}, {0, 2, 0}, {1, 0, 0}, {1, 1, 2}, {1, 1, 4}, {2, 0, 0}, {2, 2, 0}};
+    /* cuBLAS at the batched decode's shapes, as the decode path calls it (bf16 in, fp32 out) */
+    printf("\n%-10s %-14s %3s %9s %9s %8s\n", "cuBLAS", "rows x cols", "nb", "ms", "GB/s", "of copy");
     for (int nb = 8; nb <= 64; nb *= 2)
-        for (size_t c = 0; c < sizeof cfgs / sizeof *cfgs + 3; c++) {
-            if (c >= sizeof cfgs / sizeof *cfgs) { /* cuBLAS at the same shapes, as the cuBLAS path calls it */
-                int k = (int)(c - sizeof cfgs / sizeof *cfgs);
-                double ms = mamba2_gpu_time_cublas_gemm(shapes[k].rows, shapes[k].cols, nb, 50, &e);
-                if (ms < 0) {
-                    fprintf(stderr, "cublas: %s\n", e.msg);
-                    return 1;
-                }
-                double gbps = (double)shapes[k].rows * shapes[k].cols * 2 / (ms * 1e-3) / 1e9;
-                printf("%-10s %6d x %-6d %3d %-12s %9.4f %9.0f %7.0f%%\n", shapes[k].name, shapes[k].rows, shapes[k].cols, nb,
-                       "cuBLAS", ms, gbps, 100 * gbps / copy_gbps);
-                continue;
-            }
-            int k = cfgs[c].k;
-            double ms = mamba2_gpu_time_mma_gemv(shapes[k].rows, shapes[k].cols, nb, cfgs[c].mt, cfgs[c].ks, 50, &e);
+        for (int k = 0; k < 3; k++) {
+            double ms = mamba2_gpu_time_cublas_gemm(shapes[k].rows, shapes[k].cols, nb, 50, &e);
             if (ms < 0) {
-                fprintf(stderr, "mma gemv: %s\n", e.msg);
+                fprintf(stderr, "cublas: %s\n", e.msg);
                 return 1;
             }
             double gbps = (double)shapes[k].rows * shapes[k].cols * 2 / (ms * 1e-3) / 1e9;
-            char shape[16];
-            if (cfgs[c].mt || cfgs[c].ks) snprintf(shape, sizeof shape, "%d x %d", cfgs[c].mt ? cfgs[c].mt : 1, cfgs[c].ks ? cfgs[c].ks : 0);
-            else snprintf(shape, sizeof shape, "default");
-            printf("%-10s %6d x %-6d %3d %-12s %9.4f %9.0f %7.0f%%\n", shapes[k].name, shapes[k].rows, shapes[k].cols, nb, shape, ms,
-                   gbps, 100 * gbps / copy_gbps);
+            printf("%-10s %6d x %-6d %3d %9.4f %9.0f %7.0f%%\n", shapes[k].name, shapes[k].rows, shapes[k].cols, nb, ms, gbps,
+                   100 * gbps / copy_gbps);
         }
 
-    /* the decode SSD step of one layer, state read and written (8 layers of state, launches back to back) */
-    printf("\n%-22s %4s %9s %9s %8s\n", "SSD step, one layer", "nb", "ms", "GB/s", "of copy");
+    /* the decode SSD step of one layer, state read and written (8 layers of state, launches back to
+     * back), each kernel where it applies */
+    printf("\n%-28s %4s %9s %9s %8s\n", "SSD step, one layer", "nb", "ms", "GB/s", "of copy");
     SSDDims sd = {1, 128, 64, 8, 128};
+    const char *kname[] = {"", "registers", "shared", "streamed"};
     int step_nb[] = {1, 4, 8, 16, 32, 64, 256};
     for (int sb = 0; sb < 2; sb++)
-        for (size_t i = 0; i < sizeof step_nb / sizeof *step_nb; i++) {
-            int nb = step_nb[i];
-            double ms = mamba2_gpu_time_ssd_step(sd, nb, sb, nb > 4 && nb <= 64, 20, &e);
-            if (ms < 0) {
-                fprintf(stderr, "ssd step: %s\n", e.msg);
-                return 1;
+        for (size_t i = 0; i < sizeof step_nb / sizeof *step_nb; i++)
+            for (int kernel = 1; kernel <= 3; kernel++) {
+                int nb = step_nb[i];
+                if ((nb < 8 && kernel != 1) || (nb >= 64 && kernel == 1)) continue;
+                double ms = mamba2_gpu_time_ssd_step(sd, nb, sb, kernel, 20, &e);
+                if (ms < 0) {
+                    fprintf(stderr, "ssd step: %s\n", e.msg);
+                    return 1;
+                }
+                double gbps = 2.0 * nb * sd.H * sd.P * sd.N * (sb ? 2 : 4) / (ms * 1e-3) / 1e9;
+                char label[32];
+                snprintf(label, sizeof label, "  %s state, %s", sb ? "bf16" : "fp32", kname[kernel]);
+                printf("%-28s %4d %9.4f %9.0f %7.0f%%\n", label, nb, ms, gbps, 100 * gbps / copy_gbps);
             }
-            double gbps = 2.0 * nb * sd.H * sd.P * sd.N * (sb ? 2 : 4) / (ms * 1e-3) / 1e9;
-            printf("%-22s %4d %9.4f %9.0f %7.0f%%\n", sb ? "  bf16 state" : "  fp32 state", nb, ms, gbps, 100 * gbps / copy_gbps);
-        }
 
     /* the logits of a step to the host, three ways */
     printf("\n%-24s %4s %12s %12s %12s\n", "logits to host (V=32768)", "nb", "one copy ms", "pieces ms", "pageable ms");

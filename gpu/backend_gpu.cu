@@ -2,8 +2,7 @@
  * @file backend_gpu.cu
  * @brief The GPU backend: weights uploaded once, states kept on the device between calls,
  *        prefill through cuBLAS GEMMs + the chunked SSD kernels, decode through the fused
- *        GEMV path (≤ 4 sequences), the fused tensor-core GEMV path (5 to MMA_MAX_NB) or cuBLAS
- *        GEMMs (more), replayed from CUDA graphs.
+ *        GEMV path (≤ 4 sequences) or cuBLAS GEMMs (more), replayed from CUDA graphs.
  *
  * Precision: the big matrices (in_proj, out_proj, embeddings, lm_head) are bf16 on the device
  * (converted at upload when the checkpoint stores f32/f16); small vectors fp32; the residual
@@ -42,7 +41,6 @@ struct GpuBackend {
     Mamba2Backend base; /* first member: the Mamba2Backend * handed out points here */
     GpuDims g;
     int state_bf16;
-    int mma_ok; /* the model's widths suit launch_mma_gemv() (mma_gemv_supported) */
     cudaStream_t stream;
     cublasHandle_t cublas;
     void *cublas_ws;
@@ -441,20 +439,10 @@ static int grow_decode(GpuBackend *gb, int nb, Mamba2Error *err) {
     return 0;
 }
 
-/* Which kernels decode nb sequences: the GEMV (fp32 activations, up to 4), the tensor-core GEMV
- * (bf16 activations, up to MMA_MAX_NB; both with the norms and the small steps fused in), or cuBLAS
- * GEMMs around the small kernels. */
-enum DecodePath { PATH_GEMV, PATH_MMA, PATH_CUBLAS };
-static DecodePath decode_path(const GpuBackend *gb, int nb) {
-    return nb <= 4 ? PATH_GEMV : nb <= MMA_MAX_NB && gb->mma_ok ? PATH_MMA : PATH_CUBLAS;
-}
-static const char *path_name(DecodePath p) { return p == PATH_GEMV ? "gemv" : p == PATH_MMA ? "mma" : "cublas"; }
-
 /* The kernels of one decode step for nb sequences (captured into a graph). */
 static int enqueue_step(GpuBackend *gb, int nb, Mamba2Error *err) {
     const GpuDims &g = gb->g;
     cudaStream_t s = gb->stream;
-    const DecodePath path = decode_path(gb, nb);
     prof_mark(gb, "start");
     launch_embed(gb->step_tokens, nb, gb->emb, g.d, gb->sh, s);
     GemvArgs a = {};
@@ -465,45 +453,39 @@ static int enqueue_step(GpuBackend *gb, int nb, Mamba2Error *err) {
     a.xbc = gb->sxbc;
     a.dt = gb->sdt;
     /* Each norm's sum of squares is accumulated by the kernel that produces its input:
-     * ss_h[l] (Σ h² entering layer l) by the previous out_proj, ss_y[l] by the SSD step. The GEMV
-     * inputs arrive multiplied by their norm weights (x = h·w, y·w), in fp32 for the GEMV (sx, sy)
-     * and in bf16 for the tensor-core GEMV (su, syn). */
+     * ss_h[l] (Σ h² entering layer l) by the previous out_proj, ss_y[l] by the SSD step. */
     float *ss_h = gb->norm_sums, *ss_y = gb->norm_sums + (size_t)(g.L + 1) * nb;
-    if (path != PATH_CUBLAS) {
+    if (nb <= 4) {
         CUDA_TRY(cudaMemsetAsync(gb->norm_sums, 0, norm_sums_count(g, nb) * 4, s));
-        launch_sum_squares(gb->sh, nb, g.d, gb->layers[0].norm_w, ss_h, path == PATH_GEMV ? gb->sx : NULL,
-                           path == PATH_MMA ? gb->su : NULL, s);
+        launch_sum_squares(gb->sh, nb, g.d, gb->layers[0].norm_w, ss_h, gb->sx, s);
     }
     prof_mark(gb, "embed");
     for (int l = 0; l < g.L; l++) {
         const GpuLayer &w = gb->layers[l];
         a.layer = w;
         a.l = l;
-        if (path != PATH_CUBLAS) { /* weights streamed once, norms folded into the GEMVs */
-            const bool mma = path == PATH_MMA;
-            a.W = w.in_proj, a.rows = g.d_in_proj, a.cols = g.d, a.x = gb->sx, a.xb = gb->su, a.out = gb->szx;
-            a.ss_in = ss_h + (size_t)l * nb, a.ss_out = NULL, a.xw_out = NULL, a.xwb_out = NULL;
-            if (mma) launch_mma_gemv(PRO_RMSNORM, EPI_INPROJ, a, 0, 0, s);
-            else launch_gemv(PRO_RMSNORM, EPI_INPROJ, a, s);
+        if (nb <= 4) { /* fused GEMV path: weights streamed once, norms folded into the GEMVs */
+            /* the GEMV inputs arrive multiplied by their norm weights (sx = h·w, sy = y·w) */
+            a.W = w.in_proj, a.rows = g.d_in_proj, a.cols = g.d, a.x = gb->sx, a.out = gb->szx;
+            a.ss_in = ss_h + (size_t)l * nb, a.ss_out = NULL, a.xw_out = NULL;
+            launch_gemv(PRO_RMSNORM, EPI_INPROJ, a, s);
             prof_mark(gb, "gemv in_proj + conv");
-            launch_ssd_step(g, w, gb->sxbc, gb->sdt, gb->szx, gb->ssm_ptrs, gb->state_bf16, l, nb, mma ? NULL : gb->sy,
-                            mma ? gb->syn : NULL, ss_y + (size_t)l * nb * g.G, w.gnorm_w, s);
+            launch_ssd_step(g, w, gb->sxbc, gb->sdt, gb->szx, gb->ssm_ptrs, gb->state_bf16, l, nb, gb->sy,
+                            ss_y + (size_t)l * nb * g.G, w.gnorm_w, s);
             prof_mark(gb, "ssd step");
-            a.W = w.out_proj, a.rows = g.d, a.cols = g.d_in, a.x = gb->sy, a.xb = gb->syn, a.groups = g.G;
+            a.W = w.out_proj, a.rows = g.d, a.cols = g.d_in, a.x = gb->sy, a.groups = g.G;
             a.ss_in = ss_y + (size_t)l * nb * g.G, a.ss_out = ss_h + (size_t)(l + 1) * nb, a.out = gb->sh;
-            a.next_w = l + 1 < g.L ? gb->layers[l + 1].norm_w : gb->norm_f;
-            a.xw_out = mma ? NULL : gb->sx, a.xwb_out = mma ? gb->su : NULL;
-            if (mma) launch_mma_gemv(PRO_GATEDNORM, EPI_RESIDUAL, a, 0, 0, s);
-            else launch_gemv(PRO_GATEDNORM, EPI_RESIDUAL, a, s);
+            a.next_w = l + 1 < g.L ? gb->layers[l + 1].norm_w : gb->norm_f, a.xw_out = gb->sx;
+            launch_gemv(PRO_GATEDNORM, EPI_RESIDUAL, a, s);
             prof_mark(gb, "gemv out_proj");
-        } else { /* cuBLAS GEMMs around the same small kernels */
+        } else { /* batched path: cuBLAS GEMMs around the same small kernels */
             launch_rmsnorm_bf16(gb->sh, w.norm_w, nb, g.d, g.eps, gb->su, s);
             prof_mark(gb, "rmsnorm");
             if (gemm(gb, w.in_proj, g.d_in_proj, g.d, gb->su, nb, gb->szx, CUDA_R_32F, 0.0f, err)) return -1;
             prof_mark(gb, "gemm in_proj");
             launch_conv_dt_step(g, w, gb->szx, gb->conv_ptrs, l, nb, gb->sxbc, gb->sdt, s);
             prof_mark(gb, "conv + dt");
-            launch_ssd_step(g, w, gb->sxbc, gb->sdt, gb->szx, gb->ssm_ptrs, gb->state_bf16, l, nb, gb->sy, NULL, NULL, NULL, s);
+            launch_ssd_step(g, w, gb->sxbc, gb->sdt, gb->szx, gb->ssm_ptrs, gb->state_bf16, l, nb, gb->sy, NULL, NULL, s);
             prof_mark(gb, "ssd step");
             launch_gated_norm_bf16(g, gb->sy, NULL, NULL, 0, w.gnorm_w, nb, gb->syn, s);
             prof_mark(gb, "gated norm");
@@ -511,11 +493,10 @@ static int enqueue_step(GpuBackend *gb, int nb, Mamba2Error *err) {
             prof_mark(gb, "gemm out_proj");
         }
     }
-    if (path != PATH_CUBLAS) {
-        a.W = gb->lm_head, a.rows = g.V, a.cols = g.d, a.x = gb->sx, a.xb = gb->su, a.out = gb->slogits;
-        a.ss_in = ss_h + (size_t)g.L * nb, a.ss_out = NULL, a.xw_out = NULL, a.xwb_out = NULL;
-        if (path == PATH_MMA) launch_mma_gemv(PRO_RMSNORM, EPI_STORE, a, 0, 0, s);
-        else launch_gemv(PRO_RMSNORM, EPI_STORE, a, s);
+    if (nb <= 4) {
+        a.W = gb->lm_head, a.rows = g.V, a.cols = g.d, a.x = gb->sx, a.out = gb->slogits;
+        a.ss_in = ss_h + (size_t)g.L * nb, a.ss_out = NULL, a.xw_out = NULL;
+        launch_gemv(PRO_RMSNORM, EPI_STORE, a, s);
     } else {
         launch_rmsnorm_bf16(gb->sh, gb->norm_f, nb, g.d, g.eps, gb->su, s);
         if (gemm(gb, gb->lm_head, g.V, g.d, gb->su, nb, gb->slogits, CUDA_R_32F, 0.0f, err)) return -1;
@@ -525,14 +506,21 @@ static int enqueue_step(GpuBackend *gb, int nb, Mamba2Error *err) {
     return 0;
 }
 
-/* Bring the step's logits [nb, V] to the caller's (pageable) array: through the pinned buffer in
- * pieces of LOGITS_PIECE bytes, each piece's host copy overlapping the next piece's transfer. */
-#ifndef LOGITS_PIECE
+/* Bring the step's logits [nb, V] to the caller's (pageable) array. The host copy out of the pinned
+ * buffer is the slow part (about 10 GB/s): up to LOGITS_PIECES_MAX bytes go through the pinned
+ * buffer in pieces of LOGITS_PIECE, each piece's host copy beside the next one's transfer; larger
+ * ones go straight to the pageable array, which the driver pipelines faster at that size
+ * (measurements: results/gpu.md). */
 #define LOGITS_PIECE (1u << 20)
-#endif
+#define LOGITS_PIECES_MAX (16u << 20)
 static int logits_to_host(GpuBackend *gb, int nb, float *logits, Mamba2Error *err) {
     cudaStream_t s = gb->stream;
     const size_t bytes = (size_t)nb * gb->g.V * 4, pieces = (bytes + LOGITS_PIECE - 1) / LOGITS_PIECE;
+    if (bytes > LOGITS_PIECES_MAX) {
+        CUDA_TRY(cudaMemcpyAsync(logits, gb->slogits, bytes, cudaMemcpyDeviceToHost, s));
+        CUDA_TRY(cudaStreamSynchronize(s));
+        return 0;
+    }
     while (gb->logit_events.size() < pieces) {
         cudaEvent_t e;
         CUDA_TRY(cudaEventCreateWithFlags(&e, cudaEventDisableTiming));
@@ -591,9 +579,7 @@ static int gpu_step(Mamba2Backend *b, Mamba2State **states, const int32_t *token
     }
     if (logits_to_host(gb, nb, logits, err)) return -1;
     CUDA_TRY(cudaStreamSynchronize(s));
-    char phase[32];
-    snprintf(phase, sizeof phase, "step (%s)", path_name(decode_path(gb, nb)));
-    prof_collect(gb, phase);
+    prof_collect(gb, nb <= 4 ? "step (gemv)" : "step (cublas)");
     gb->prof_steps++;
     for (int i = 0; i < nb; i++) states[i]->pos++;
     return 0;
@@ -655,7 +641,6 @@ extern "C" int mamba2_backend_gpu_create(const Mamba2Model *m, const Mamba2Backe
     g.K = c->d_conv, g.V = c->vocab_size, g.d_in = c->d_inner, g.conv_dim = c->conv_dim, g.d_in_proj = c->d_in_proj;
     g.Q = c->chunk_size, g.eps = (float)c->eps, g.dt_min = (float)c->dt_min;
     g.dt_max = isinf(c->dt_max) ? INFINITY : (float)c->dt_max;
-    gb->mma_ok = mma_gemv_supported(g.d, 0) && mma_gemv_supported(g.d_in, g.G);
     if (!ssd_chunked_supported(g) || g.G > 64) {
         int P = g.P, N = g.N, G = g.G;
         delete gb;

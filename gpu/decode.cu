@@ -8,7 +8,7 @@
  *   gemv(in_proj, prologue RMSNorm, epilogue conv step / dt)  →  ssd_step  →
  *   gemv(out_proj, prologue grouped norm, epilogue residual add).
  */
-#include "decode.cuh"
+#include "kernels.cuh"
 #include "mma_bf16.cuh" /* cp.async */
 
 #define GEMV_THREADS 256
@@ -21,7 +21,36 @@
  * unbounded, the grouped norm's out_proj took 137: one block). */
 #define GEMV_MIN_BLOCKS(NB, ROWS, CPP) ((ROWS) * (CPP) > 8 ? 1 : (NB) == 1 ? 4 : 2)
 
-/* ------------------------------------------------------------------ in_proj epilogue (inproj_tail: decode.cuh) */
+/* ------------------------------------------------------------------ in_proj epilogue */
+
+/* This layer's conv state of sequence b, channel c: its last K−1 inputs. */
+__device__ __forceinline__ float *conv_state_of(const GemvArgs &a, int b, int c) {
+    return a.conv_states[b] + ((size_t)a.l * a.dims.conv_dim + c) * (a.dims.K - 1);
+}
+
+/* For in_proj output row r ≥ d_in of sequence b with value v:
+ *   xBC rows: the conv step  xbc = silu(b_c + Σ_k w[c][k] win[k]),  win = [state (K−1) | v], state ← win[1..];
+ *   dt rows:  dt = clamp(softplus(v + dt_bias), dt_min, dt_max).
+ * pre: the row's inputs as epilogue_prefetch() copied them (state, weights, bias; or dt_bias), or
+ * NULL to read them here. */
+__device__ __forceinline__ void inproj_tail(const GemvArgs &a, int b, int r, float v, const float *pre) {
+    const GpuDims &g = a.dims;
+    int c = r - g.d_in;
+    if (c < g.conv_dim) {
+        int K1 = g.K - 1;
+        float *st = conv_state_of(a, b, c);
+        const float *sv = pre ? pre : st, *w = pre ? pre + K1 : a.layer.conv_w + (size_t)c * g.K;
+        float acc = (pre ? pre[K1 + g.K] : a.layer.conv_b[c]) + w[K1] * v;
+        for (int k = 0; k < K1; k++) acc += w[k] * sv[k];
+        for (int k = 0; k < K1 - 1; k++) st[k] = sv[k + 1];
+        if (K1 > 0) st[K1 - 1] = v;
+        a.xbc[(size_t)b * g.conv_dim + c] = silu_f(acc);
+    } else {
+        int h = c - g.conv_dim;
+        float dtv = softplus_f(v + (pre ? pre[0] : a.layer.dt_bias[h]));
+        a.dt[(size_t)b * g.H + h] = fminf(fmaxf(dtv, g.dt_min), g.dt_max);
+    }
+}
 
 /* What a finishing lane reads besides the dot product, copied into shared memory (cp.async, no
  * registers held) while the product runs rather than loaded after it, when the block's other
@@ -254,24 +283,22 @@ void launch_gemv(GemvPrologue pro, GemvEpilogue epi, const GemvArgs &a, cudaStre
     else launch_gemv_nb<PRO_NONE, EPI_STORE>(a, s);
 }
 
-/* Σ h² of each decode sequence's embedding row, for layer 0's RMSNorm, and xw = h·w in fp32 and/or
- * bf16 (one block per sequence). */
-__global__ void sum_squares_kernel(const float *h, int d, const float *w, float *ss, float *xw, bf16 *xwb) {
+/* Σ h² of each decode sequence's embedding row, for layer 0's RMSNorm, and xw = h·w (one block per sequence). */
+__global__ void sum_squares_kernel(const float *h, int d, const float *w, float *ss, float *xw) {
     pdl_trigger();
     pdl_wait();
     float v = 0;
     for (int i = threadIdx.x; i < d; i += blockDim.x) {
         float x = h[(size_t)blockIdx.x * d + i];
         v += x * x;
-        if (xw) xw[(size_t)blockIdx.x * d + i] = x * w[i];
-        if (xwb) xwb[(size_t)blockIdx.x * d + i] = __float2bfloat16(x * w[i]);
+        xw[(size_t)blockIdx.x * d + i] = x * w[i];
     }
     v = block_sum(v);
     if (threadIdx.x == 0) ss[blockIdx.x] = v;
 }
 
-void launch_sum_squares(const float *h, int nb, int d, const float *w, float *ss, float *xw, bf16 *xwb, cudaStream_t s) {
-    launch_pdl(sum_squares_kernel, dim3(nb), dim3(256), 0, s, h, d, w, ss, xw, xwb);
+void launch_sum_squares(const float *h, int nb, int d, const float *w, float *ss, float *xw, cudaStream_t s) {
+    launch_pdl(sum_squares_kernel, dim3(nb), dim3(256), 0, s, h, d, w, ss, xw);
 }
 
 /* ------------------------------------------------------------------ conv + dt step (batched path) */
@@ -311,19 +338,23 @@ __device__ __forceinline__ void store16(bf16 *p, const float *v) {
     *(uint4 *)p = make_uint4(pack_bf16x2(v[0], v[1]), pack_bf16x2(v[2], v[3]), pack_bf16x2(v[4], v[5]), pack_bf16x2(v[6], v[7]));
 }
 
-/* y as the next kernel reads it: fp32 (the GEMV and cuBLAS paths) or bf16 (the mma GEMV's input). */
-__device__ __forceinline__ void store_y(float *p, float v) { *p = v; }
-__device__ __forceinline__ void store_y(bf16 *p, float v) { *p = __float2bfloat16(v); }
-
-#define STEP_SLOTS 8 /* row loads in flight per thread (register kernel) */
-#ifndef STEP_STREAM_MIN_NB
-#define STEP_STREAM_MIN_NB 16 /* sequences from which the streamed kernel is used */
+#define STEP_SLOTS 8        /* row loads in flight per thread (register kernel) */
+#define STEP_SMEM_MIN_NB 16 /* sequences from which the shared-memory or the streamed kernel is used */
+#ifndef STEP_STREAM
+#define STEP_STREAM 1 /* 1: the streamed kernel where it applies, 0: the shared-memory kernel (for comparison) */
 #endif
+/* The streamed kernel: 256 threads a block; STREAM_STAGES(S) items a block in shared memory (3 × 34 KB
+ * fp32 or 4 × 18 KB bf16 at P = 64) and STREAM_BLOCKS(S) blocks per multiprocessor (2 or 3: 207 or
+ * 218 KB of the 227), so that 4 (fp32) or 9 (bf16) items' state is in flight per multiprocessor
+ * while 2 or 3 blocks compute. */
 #define STREAM_THREADS 256
-/* Stages of the streamed kernel's ring: 4 × 34 KB (fp32 state, P = 64) or 6 × 18 KB (bf16) of
- * shared memory, one block per multiprocessor, 3 or 5 items' state in flight while one is computed. */
-#define STREAM_STAGES(S) (sizeof(S) == 4 ? 4 : 6)
-#define STREAM_SMEM_MAX (200 * 1024)
+#define STREAM_STAGES(S) (sizeof(S) == 4 ? 3 : 4)
+#define STREAM_BLOCKS(S) (sizeof(S) == 4 ? 2 : 3)
+/* The shared-memory kernel's block, and the blocks per multiprocessor its registers must allow:
+ * shared memory holds 6 heads of fp32 state (32 KB each at P = 64) or 13 of bf16 (16 KB); at 6 ×
+ * 256 and 12 × 128 threads that is at most 40 registers a thread (at 64 only 8 bf16 blocks fit). */
+#define STEP_SMEM_THREADS(S) (sizeof(S) == 4 ? 256 : 128)
+#define STEP_SMEM_BLOCKS(S) (sizeof(S) == 4 ? 6 : 12)
 
 /* What the N = 128 step kernels read from the previous kernel for one (head, sequence): this
  * thread's E entries of B and C (from entry n0, 16 bytes per load), dt, and the decay exp(dt·A). */
@@ -363,9 +394,9 @@ __device__ __forceinline__ void stage_row_inputs(const GpuDims &g, const float *
  *   S[p] ← decay·S[p] + dt·x_p·B;   the lane with n0 = 0 writes y_p = (S[p]·C + D x_p)·silu(z_p)
  * (times y_scale, the next norm's weight, when given) and returns y_p² for the group's norm sum;
  * the others return 0. Every lane of the warp must call it (the row sum is a shuffle). */
-template <int E, int LPR, typename Y>
+template <int E, int LPR>
 __device__ __forceinline__ float step_row(const GpuDims &g, float *st, const StepInputs<E> &in, const float *rows_in,
-                                          float Dh, int b, int h, int p, int n0, bool live, Y *y) {
+                                          float Dh, int b, int h, int p, int n0, bool live, float *y) {
     float x = live ? rows_in[p] : 0.0f, xdt = x * in.dt, acc = 0;
 #pragma unroll
     for (int k = 0; k < E; k++) {
@@ -376,7 +407,7 @@ __device__ __forceinline__ float step_row(const GpuDims &g, float *st, const Ste
     for (int o = LPR / 2; o > 0; o >>= 1) acc += __shfl_xor_sync(0xffffffffu, acc, o);
     if (!live || n0 != 0) return 0.0f;
     float yv = (acc + Dh * x) * silu_f(rows_in[g.P + p]);
-    store_y(&y[(size_t)b * g.d_in + h * g.P + p], yv * rows_in[2 * g.P + p]);
+    y[(size_t)b * g.d_in + h * g.P + p] = yv * rows_in[2 * g.P + p];
     return yv * yv;
 }
 
@@ -387,9 +418,9 @@ __device__ __forceinline__ float step_row(const GpuDims &g, float *st, const Ste
  * loaded before the wait for the previous kernel (this layer's state is written by this kernel
  * alone, one step before), so that they arrive while the in_proj GEMV finishes:
  *   S = exp(dt·A) S + dt·x Bᵀ;   y = (S C + D x) · silu(z);  Σ y² goes to the group's norm sum. */
-template <typename S, typename Y>
+template <typename S>
 __global__ void __launch_bounds__(256) ssd_step_reg_kernel(GpuDims g, GpuLayer w, const float *xbc, const float *dt,
-                                                       const float *zxbcdt, void *const *ssm_states, int l, Y *y,
+                                                       const float *zxbcdt, void *const *ssm_states, int l, float *y,
                                                        float *ss_y, const float *y_scale) {
     constexpr int E = 16 / sizeof(S), LPR = 128 / E, RPW = 32 / LPR; /* rows per warp instruction */
     pdl_trigger();
@@ -430,27 +461,68 @@ __global__ void __launch_bounds__(256) ssd_step_reg_kernel(GpuDims g, GpuLayer w
     if (threadIdx.x == 0 && ss_y) atomicAdd(&ss_y[(size_t)b * g.G + grp], sq);
 }
 
-/* Many sequences (the state streamed through shared memory): a persistent grid of one block per
- * multiprocessor; block k takes the items (head h, sequence b) k, k + gridDim.x, k + 2·gridDim.x, ...
- * (h = item mod H), so every block has the same number of items, give or take one. Each item's state,
- * P rows of 128 (32 KB fp32, 16 KB bf16 at P = 64), and its inputs are copied with cp.async into a
- * ring of STREAM_STAGES(S) shared-memory stages, STREAM_STAGES − 1 items ahead of the one computed
- * on, so that the memory system always has 3 (fp32) or 5 (bf16) items' state per multiprocessor
- * in flight; the first items' states are asked for before the wait for the previous kernel (only
- * this kernel, one step before, wrote them). The new state goes to global memory from registers.
+/* Many sequences (the state through shared memory): one block per (head, sequence), N = 128. The
+ * head's state, P rows of 128 (32 KB fp32 or 16 KB bf16), is first copied into shared memory with
+ * cp.async, before the wait for the previous kernel (as in the register kernel): the copy overlaps
+ * the end of the in_proj GEMV, holds no registers, and as many bytes are in flight as shared
+ * memory has room for (6 fp32 or 13 bf16 heads per multiprocessor).
+ * A thread owns E = 16 / sizeof(S) consecutive entries of a row (4 fp32 or 8 bf16), so a row is
+ * LPR = 128 / E lanes (32 or 16), a warp covers RPW = 32 / LPR rows at a time, and the pieces a
+ * thread computes on are the very pieces it copied (no barrier needed):
+ *   S = exp(dt·A) S + dt·x Bᵀ;   y = (S C + D x) · silu(z);  Σ y² goes to the group's norm sum. */
+template <typename S>
+__global__ void __launch_bounds__(STEP_SMEM_THREADS(S), STEP_SMEM_BLOCKS(S)) ssd_step_smem_kernel(GpuDims g, GpuLayer w, const float *xbc, const float *dt,
+                                                       const float *zxbcdt, void *const *ssm_states, int l, float *y,
+                                                       float *ss_y, const float *y_scale) {
+    constexpr int E = 16 / sizeof(S), LPR = 128 / E, RPW = 32 / LPR;
+    extern __shared__ __align__(16) char step_smem[];
+    S *tile = (S *)step_smem; /* [P][128] this head's state, as in global memory */
+    float *rows_in = (float *)(tile + (size_t)g.P * 128); /* [3][P]: x, z, y scale */
+    pdl_trigger();
+    int h = blockIdx.x, b = blockIdx.y, grp = h / (g.H / g.G), warp = threadIdx.x >> 5, lane = threadIdx.x & 31;
+    int sub = lane / LPR, n0 = (lane % LPR) * E; /* which row of the warp's RPW, which entries */
+    S *state = (S *)ssm_states[b] + (((size_t)l * g.H + h) * g.P) * 128;
+    const int pieces = g.P * LPR, nwarps = blockDim.x >> 5; /* 16-byte pieces of the state */
+    for (int i = threadIdx.x; i < pieces; i += blockDim.x) cp_async16(tile + (size_t)i * E, state + (size_t)i * E, true);
+    pdl_wait(); /* x, B, C, dt and z come from the previous kernel */
+    const float *row = xbc + (size_t)b * g.conv_dim;
+    StepInputs<E> in;
+    load_step_inputs(g, w, row, dt, b, h, grp, n0, in);
+    float Dh = w.D[h], sq = 0;
+    cp_async_wait_all();
+    stage_row_inputs(g, row, zxbcdt, y_scale, b, h, rows_in);
+    /* piece threadIdx.x + i·blockDim.x is row warp·RPW + sub + i·nwarps·RPW, entries n0.. */
+    for (int p = warp * RPW + sub; p < g.P; p += nwarps * RPW) {
+        float st[E];
+        load16(tile + (size_t)p * 128 + n0, st);
+        sq += step_row<E, LPR>(g, st, in, rows_in, Dh, b, h, p, n0, true, y);
+        store16(state + (size_t)p * 128 + n0, st);
+    }
+    sq = block_sum(sq); /* Σ y² of this head, added to its group's sum for the out_proj norm */
+    if (threadIdx.x == 0 && ss_y) atomicAdd(&ss_y[(size_t)b * g.G + grp], sq);
+}
+
+/* Many sequences (the state streamed through shared memory): a persistent grid of STREAM_BLOCKS(S)
+ * blocks per multiprocessor; block k takes the items (head h, sequence b) k, k + gridDim.x, ... (item
+ * = b·H + h), so every block has the same number of items, give or take one. Each item's state, P
+ * rows of 128, and its inputs are copied with cp.async into a ring of STREAM_STAGES(S) shared-memory
+ * stages, STREAM_STAGES − 1 items ahead of the one computed on (the one-item-per-block kernel above
+ * reads its state, then computes, then stores: its memory traffic stops while it computes); the
+ * first items' states are asked for before the wait for the previous kernel (only this kernel, one
+ * step before, wrote them). The new state goes to global memory from registers.
  *   S = exp(dt·A) S + dt·x Bᵀ;   y = (S C + D x) · silu(z) (· the y scale);  Σ y² to the group's sum.
  * A thread owns E = 16 / sizeof(S) consecutive entries of a row (4 fp32 or 8 bf16): a row is
- * LPR = 128 / E lanes, and a warp covers RPW = 32 / LPR rows at a time.
+ * LPR = 128 / E lanes, and a warp covers RPW = 32 / LPR rows at a time; two rows' sums in flight.
  * Stage layout: the state [P][128] (as in global memory), then floats B [128], C [128], and the head's
- * rows x [P], z [P], y scale [P] (stream_inputs_at), then dt. */
+ * rows x [P], z [P], y scale [P], then dt. */
 __host__ __device__ __forceinline__ size_t stream_stage_bytes(const GpuDims &g, int state_bytes) {
     return (size_t)g.P * 128 * state_bytes + (size_t)(256 + 3 * g.P + 4) * sizeof(float);
 }
 
-template <typename S, typename Y>
-__global__ void __launch_bounds__(STREAM_THREADS, 1) ssd_step_stream_kernel(GpuDims g, GpuLayer w, const float *xbc, const float *dt,
-                                                                       const float *zxbcdt, void *const *ssm_states, int l, int nb,
-                                                                       Y *y, float *ss_y, const float *y_scale) {
+template <typename S>
+__global__ void __launch_bounds__(STREAM_THREADS, STREAM_BLOCKS(S)) ssd_step_stream_kernel(GpuDims g, GpuLayer w, const float *xbc,
+                                                       const float *dt, const float *zxbcdt, void *const *ssm_states, int l,
+                                                       int nb, float *y, float *ss_y, const float *y_scale) {
     constexpr int ST = STREAM_STAGES(S), E = 16 / sizeof(S), LPR = 128 / E, RPW = 32 / LPR;
     extern __shared__ __align__(16) char stream_smem[];
     const size_t stage_bytes = stream_stage_bytes(g, sizeof(S)), tile_bytes = (size_t)g.P * 128 * sizeof(S);
@@ -458,16 +530,14 @@ __global__ void __launch_bounds__(STREAM_THREADS, 1) ssd_step_stream_kernel(GpuD
     const int sub = lane / LPR, n0 = (lane % LPR) * E; /* which row of the warp's RPW, which entries */
     auto item = [&](int j) { return (int)blockIdx.x + j * (int)gridDim.x; }; /* this block's j-th item */
     auto stage = [&](int j) { return stream_smem + (size_t)(j % ST) * stage_bytes; };
-    auto state_of = [&](int it) { /* item it = b·H + h */
-        return (S *)ssm_states[it / g.H] + ((size_t)l * g.H + it % g.H) * g.P * 128;
-    };
+    auto state_of = [&](int it) { return (S *)ssm_states[it / g.H] + ((size_t)l * g.H + it % g.H) * g.P * 128; };
     auto copy_state = [&](int j) {
         if (item(j) >= items) return;
         const S *src = state_of(item(j));
         S *dst = (S *)stage(j);
         for (int i = threadIdx.x; i < g.P * LPR; i += STREAM_THREADS) cp_async16(dst + (size_t)i * E, src + (size_t)i * E, true);
     };
-    auto copy_inputs = [&](int j) { /* 16-byte pieces: B 32, C 32, x, z and y scale P/4 each; then dt */
+    auto copy_inputs = [&](int j) { /* 16-byte pieces: B 32, C 32, x, z and the y scale P/4 each; then dt */
         if (item(j) >= items) return;
         const int it = item(j), h = it % g.H, b = it / g.H, grp = h / (g.H / g.G), q4 = g.P / 4;
         float *in = (float *)(stage(j) + tile_bytes);
@@ -509,6 +579,7 @@ __global__ void __launch_bounds__(STREAM_THREADS, 1) ssd_step_stream_kernel(GpuD
         const float Dh = w.D[h];
         S *state = state_of(it);
         float sq = 0;
+#pragma unroll 2
         for (int p = warp * RPW + sub; p < g.P; p += nwarps * RPW) {
             float st[E];
             load16(tile + (size_t)p * 128 + n0, st);
@@ -528,9 +599,9 @@ __device__ __forceinline__ float load_state(const bf16 *p) { return __bfloat162f
 __device__ __forceinline__ void store_state(float *p, float v) { *p = v; }
 __device__ __forceinline__ void store_state(bf16 *p, float v) { *p = __float2bfloat16(v); }
 
-template <typename S, typename Y>
+template <typename S>
 __global__ void ssd_step_any_kernel(GpuDims g, GpuLayer w, const float *xbc, const float *dt, const float *zxbcdt,
-                                    void *const *ssm_states, int l, Y *y, float *ss_y, const float *y_scale) {
+                                    void *const *ssm_states, int l, float *y, float *ss_y, const float *y_scale) {
     pdl_trigger();
     pdl_wait();
     int h = blockIdx.x, b = blockIdx.y, grp = h / (g.H / g.G);
@@ -557,7 +628,7 @@ __global__ void ssd_step_any_kernel(GpuDims g, GpuLayer w, const float *xbc, con
         if (lane == 0) {
             float z = zxbcdt[(size_t)b * g.d_in_proj + h * g.P + p];
             float yv = (acc + Dh * x) * silu_f(z);
-            store_y(&y[(size_t)b * g.d_in + h * g.P + p], y_scale ? yv * y_scale[h * g.P + p] : yv);
+            y[(size_t)b * g.d_in + h * g.P + p] = y_scale ? yv * y_scale[h * g.P + p] : yv;
             sq += yv * yv;
         }
     }
@@ -565,57 +636,74 @@ __global__ void ssd_step_any_kernel(GpuDims g, GpuLayer w, const float *xbc, con
     if (threadIdx.x == 0 && ss_y) atomicAdd(&ss_y[(size_t)b * g.G + grp], sq);
 }
 
-/* The kernel for these sizes: N = 128 through the streamed kernel from STEP_STREAM_MIN_NB sequences
- * on, else in registers (the streamed kernel's ring does not pay for itself at a few sequences,
- * where the register kernel's one block per (head, sequence) already covers the machine); other N
- * through the any-N kernel. */
-template <typename S, typename Y>
-static void launch_ssd_step_t(const GpuDims &g, const GpuLayer &w, const float *xbc, const float *dt, const float *zxbcdt,
-                              void *const *ssm_states, int l, int nb, Y *y, float *ss_y, const float *y_scale,
-                              cudaStream_t s) {
+/* Whether the streamed kernel takes these sizes: N = 128, 16-byte pieces of x, z and B, C, and a ring
+ * of stages that fits STREAM_BLOCKS(S) blocks in 227 KB of shared memory. */
+static bool stream_fits(const GpuDims &g, int ssm_bf16) {
+    const size_t smem = (size_t)(ssm_bf16 ? STREAM_STAGES(bf16) : STREAM_STAGES(float)) * stream_stage_bytes(g, ssm_bf16 ? 2 : 4);
+    const int blocks = ssm_bf16 ? STREAM_BLOCKS(bf16) : STREAM_BLOCKS(float);
+    return g.N == 128 && g.P % 4 == 0 && g.d_in % 4 == 0 && g.conv_dim % 4 == 0 && g.d_in_proj % 4 == 0 &&
+           blocks * (smem + 1024) <= 228 * 1024;
+}
+
+void launch_ssd_step_kind(const GpuDims &g, const GpuLayer &w, const float *xbc, const float *dt, const float *zxbcdt,
+                          void *const *ssm_states, int ssm_bf16, int l, int nb, float *y, float *ss_y, const float *y_scale,
+                          int kind, cudaStream_t s) {
     dim3 grid(g.H, nb);
-    const bool fast = g.N == 128 && g.d_in % 4 == 0 && g.conv_dim % 4 == 0; /* aligned float4 reads of B, C */
-    const size_t stream_smem = STREAM_STAGES(S) * stream_stage_bytes(g, sizeof(S));
-    if (fast && nb >= STEP_STREAM_MIN_NB && g.P % 4 == 0 && g.d_in_proj % 4 == 0 && stream_smem <= STREAM_SMEM_MAX) {
-        const int items = g.H * nb, blocks = items < gpu_sm_count() ? items : gpu_sm_count();
-        launch_pdl(ssd_step_stream_kernel<S, Y>, dim3(blocks), dim3(STREAM_THREADS), stream_smem, s, g, w, xbc, dt, zxbcdt,
-                   ssm_states, l, nb, y, ss_y, y_scale);
+    size_t smem = 2 * g.N * sizeof(float);
+    bool fast = g.N == 128 && g.d_in % 4 == 0 && g.conv_dim % 4 == 0; /* aligned float4 reads of B, C */
+    /* shared memory: the row inputs [3][P] (both kernels), after the state tile (shared-memory kernel) */
+    size_t rows_in = (size_t)3 * g.P * sizeof(float), tile_and_rows = (size_t)g.P * 128 * (ssm_bf16 ? 2 : 4) + rows_in;
+    /* P even: the shared-memory kernel's loop covers whole rows per lane group, and with 2 rows per
+     * warp (bf16) an odd P would leave half a warp out of the row sums' shuffles */
+    const bool smem_fits = fast && tile_and_rows <= 48 * 1024 && g.P % 2 == 0; /* P ≤ 93 (fp32), 183 (bf16) */
+    if (kind == STEP_AUTO) /* N = 128: from STEP_SMEM_MIN_NB sequences on through shared memory, else in registers */
+        kind = !fast || nb < STEP_SMEM_MIN_NB ? STEP_REGISTERS : STEP_STREAM && stream_fits(g, ssm_bf16) ? STEP_STREAMED : STEP_SHARED;
+    if (kind == STEP_STREAMED && stream_fits(g, ssm_bf16)) {
+        const int blocks_per_sm = ssm_bf16 ? STREAM_BLOCKS(bf16) : STREAM_BLOCKS(float), items = g.H * nb;
+        const int blocks = items < gpu_sm_count() * blocks_per_sm ? items : gpu_sm_count() * blocks_per_sm;
+        if (ssm_bf16)
+            launch_pdl(ssd_step_stream_kernel<bf16>, dim3(blocks), dim3(STREAM_THREADS), STREAM_STAGES(bf16) * stream_stage_bytes(g, 2),
+                       s, g, w, xbc, dt, zxbcdt, ssm_states, l, nb, y, ss_y, y_scale);
+        else
+            launch_pdl(ssd_step_stream_kernel<float>, dim3(blocks), dim3(STREAM_THREADS), STREAM_STAGES(float) * stream_stage_bytes(g, 4),
+                       s, g, w, xbc, dt, zxbcdt, ssm_states, l, nb, y, ss_y, y_scale);
         return;
     }
-    /* registers: one thread per STEP_SLOTS row pieces: 128 threads (bf16), 256 (fp32) at P = 64; the
-     * row inputs [3][P] in shared memory */
-    const bool bf = sizeof(S) == 2;
-    int items = g.P * (bf ? 16 : 32), threads = (items / STEP_SLOTS + 31) / 32 * 32;
+    if (kind != STEP_REGISTERS && smem_fits) {
+        /* bf16: 128 threads, so that the 12 blocks shared memory allows per SM also fit in its 2048 threads */
+        if (ssm_bf16)
+            launch_pdl(ssd_step_smem_kernel<bf16>, grid, dim3(STEP_SMEM_THREADS(bf16)), tile_and_rows, s, g, w, xbc, dt, zxbcdt,
+                       ssm_states, l, y, ss_y, y_scale);
+        else
+            launch_pdl(ssd_step_smem_kernel<float>, grid, dim3(STEP_SMEM_THREADS(float)), tile_and_rows, s, g, w, xbc, dt, zxbcdt,
+                       ssm_states, l, y, ss_y, y_scale);
+        return;
+    }
+    /* registers: one thread per STEP_SLOTS row pieces: 128 threads (bf16), 256 (fp32) at P = 64 */
+    int items = g.P * (ssm_bf16 ? 16 : 32), threads = (items / STEP_SLOTS + 31) / 32 * 32;
     threads = threads < 32 ? 32 : threads > 256 ? 256 : threads;
     /* bf16 puts two rows in a warp (lanes 0-15, 16-31); past one pass (P > 128) an odd P would give
      * the two halves different pass counts and leave one out of the row sums' shuffles */
-    if (fast && !(bf && g.P % 2 && g.P > 128))
-        launch_pdl(ssd_step_reg_kernel<S, Y>, grid, dim3(threads), (size_t)3 * g.P * sizeof(float), s, g, w, xbc, dt, zxbcdt,
-                   ssm_states, l, y, ss_y, y_scale);
-    else
-        launch_pdl(ssd_step_any_kernel<S, Y>, grid, dim3(128), 2 * g.N * sizeof(float), s, g, w, xbc, dt, zxbcdt, ssm_states,
-                   l, y, ss_y, y_scale);
+    if (ssm_bf16 && g.P % 2 && g.P > 128) fast = false;
+    if (fast && ssm_bf16) launch_pdl(ssd_step_reg_kernel<bf16>, grid, dim3(threads), rows_in, s, g, w, xbc, dt, zxbcdt, ssm_states, l, y, ss_y, y_scale);
+    else if (fast) launch_pdl(ssd_step_reg_kernel<float>, grid, dim3(threads), rows_in, s, g, w, xbc, dt, zxbcdt, ssm_states, l, y, ss_y, y_scale);
+    else if (ssm_bf16) launch_pdl(ssd_step_any_kernel<bf16>, grid, dim3(128), smem, s, g, w, xbc, dt, zxbcdt, ssm_states, l, y, ss_y, y_scale);
+    else launch_pdl(ssd_step_any_kernel<float>, grid, dim3(128), smem, s, g, w, xbc, dt, zxbcdt, ssm_states, l, y, ss_y, y_scale);
 }
 
 void launch_ssd_step(const GpuDims &g, const GpuLayer &w, const float *xbc, const float *dt, const float *zxbcdt,
-                     void *const *ssm_states, int ssm_bf16, int l, int nb, float *y, bf16 *yb, float *ss_y,
-                     const float *y_scale, cudaStream_t s) {
-    if (ssm_bf16 && yb) launch_ssd_step_t<bf16, bf16>(g, w, xbc, dt, zxbcdt, ssm_states, l, nb, yb, ss_y, y_scale, s);
-    else if (ssm_bf16) launch_ssd_step_t<bf16, float>(g, w, xbc, dt, zxbcdt, ssm_states, l, nb, y, ss_y, y_scale, s);
-    else if (yb) launch_ssd_step_t<float, bf16>(g, w, xbc, dt, zxbcdt, ssm_states, l, nb, yb, ss_y, y_scale, s);
-    else launch_ssd_step_t<float, float>(g, w, xbc, dt, zxbcdt, ssm_states, l, nb, y, ss_y, y_scale, s);
+                     void *const *ssm_states, int ssm_bf16, int l, int nb, float *y, float *ss_y, const float *y_scale,
+                     cudaStream_t s) {
+    launch_ssd_step_kind(g, w, xbc, dt, zxbcdt, ssm_states, ssm_bf16, l, nb, y, ss_y, y_scale, STEP_AUTO, s);
 }
-
-void mma_gemv_prepare(void); /* decode_mma.cu */
 
 void decode_kernels_prepare(void) {
     static bool done = false;
     if (done) return;
-    /* shared memory beyond 48 KB must be asked for */
-    cudaFuncSetAttribute(ssd_step_stream_kernel<float, float>, cudaFuncAttributeMaxDynamicSharedMemorySize, STREAM_SMEM_MAX);
-    cudaFuncSetAttribute(ssd_step_stream_kernel<float, bf16>, cudaFuncAttributeMaxDynamicSharedMemorySize, STREAM_SMEM_MAX);
-    cudaFuncSetAttribute(ssd_step_stream_kernel<bf16, float>, cudaFuncAttributeMaxDynamicSharedMemorySize, STREAM_SMEM_MAX);
-    cudaFuncSetAttribute(ssd_step_stream_kernel<bf16, bf16>, cudaFuncAttributeMaxDynamicSharedMemorySize, STREAM_SMEM_MAX);
-    mma_gemv_prepare();
+    /* shared memory beyond 48 KB must be asked for, and the carveout must leave it to shared memory */
+    cudaFuncSetAttribute(ssd_step_stream_kernel<float>, cudaFuncAttributeMaxDynamicSharedMemorySize, 227 * 1024);
+    cudaFuncSetAttribute(ssd_step_stream_kernel<bf16>, cudaFuncAttributeMaxDynamicSharedMemorySize, 227 * 1024);
+    cudaFuncSetAttribute(ssd_step_stream_kernel<float>, cudaFuncAttributePreferredSharedMemoryCarveout, 100);
+    cudaFuncSetAttribute(ssd_step_stream_kernel<bf16>, cudaFuncAttributePreferredSharedMemoryCarveout, 100);
     done = true;
 }

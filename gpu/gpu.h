@@ -63,33 +63,6 @@ int mamba2_gpu_gemv(int rows, int cols, int nb, const uint16_t *W, const float *
 double mamba2_gpu_time_gemv(int rows, int cols, int nb, int reps, Mamba2Error *err);
 
 /**
- * @brief The decode GEMV of 1 to 64 sequences on tensor cores alone (bf16 inputs, fp32 sums):
- *        out[b][r] = Σ_grp s[b][grp] Σ_{c in grp} W[r][c] bf16(x[b][c]).
- * @param rows    rows of @p W
- * @param cols    columns (a multiple of 8; with groups, each group a multiple of 32)
- * @param nb      input vectors (1 to 64)
- * @param groups  0: no scales (s = 1); else the grouped norm's groups of cols/groups columns, with
- *                s[b][grp] = 1/sqrt(ss[b][grp]·groups/cols + 1e-5)
- * @param ss      [nb, groups] sums of squares (with groups > 0)
- * @param mt      m-tiles of 16 rows per warp (1 or 2; 0: the default)
- * @param ksplit  blocks of a cluster that split the columns (1 to 8; 0: the default for the shape)
- * @param W       bf16 bits [rows, cols]
- * @param x       [nb, cols], rounded to bf16 on the way
- * @param out     [nb, rows]
- * @param err     the reason on failure
- * @return 0, or -1 with the reason in @p err.
- */
-int mamba2_gpu_mma_gemv(int rows, int cols, int nb, int groups, const float *ss, int mt, int ksplit, const uint16_t *W,
-                        const float *x, float *out, Mamba2Error *err);
-
-/**
- * @brief Time the tensor-core decode GEMV (no prologue or epilogue) as mamba2_gpu_time_gemv() times
- *        the GEMV. @p mt and @p ksplit as in mamba2_gpu_mma_gemv(). @return median milliseconds per
- *        launch, or < 0.
- */
-double mamba2_gpu_time_mma_gemv(int rows, int cols, int nb, int mt, int ksplit, int reps, Mamba2Error *err);
-
-/**
  * @brief Time cuBLAS' bf16 GEMM at a decode shape, out[nb][rows] = x[nb][cols]·W[rows][cols]ᵀ with fp32
  *        out, as the cuBLAS decode path calls it (back to back over weight copies beyond the L2).
  *        @p reps <= 0: one call, untimed (for a profiler). @return median milliseconds per call, or < 0.
@@ -97,12 +70,14 @@ double mamba2_gpu_time_mma_gemv(int rows, int cols, int nb, int mt, int ksplit, 
 double mamba2_gpu_time_cublas_gemm(int rows, int cols, int nb, int reps, Mamba2Error *err);
 
 /**
- * @brief The decode SSD step of one layer alone, through the kernel the backend uses for @p nb sequences:
+ * @brief The decode SSD step of one layer alone:
  *        S ← exp(dt·A) S + dt·x Bᵀ;  y = (S C + D x)·silu(z)·y_scale;  ss_y[b][grp] = Σ_{group} ((S C + D x)·silu(z))².
  * @param d          H, P, N, G (d.T unused)
  * @param nb         sequences
  * @param state_bf16 the state kept in bf16 on the device (rounded on the way in, widened on the way out)
- * @param y_bf16     y written in bf16 (the tensor-core path's input; widened on the way out)
+ * @param kernel     0: the kernel the backend uses for @p nb sequences; 1: the register kernel; 2: one
+ *                   block per (head, sequence) through shared memory; 3: the streamed kernel (a
+ *                   kernel that does not take the sizes falls back to the register, then the any-N kernel)
  * @param xbc        [nb, H·P + 2·G·N]: x, B and C of each sequence
  * @param dt         [nb, H], after softplus
  * @param z          [nb, H·P]
@@ -115,15 +90,16 @@ double mamba2_gpu_time_cublas_gemm(int rows, int cols, int nb, int reps, Mamba2E
  * @param err        the reason on failure
  * @return 0, or -1 with the reason in @p err.
  */
-int mamba2_gpu_ssd_step(SSDDims d, int nb, int state_bf16, int y_bf16, const float *xbc, const float *dt, const float *z,
+int mamba2_gpu_ssd_step(SSDDims d, int nb, int state_bf16, int kernel, const float *xbc, const float *dt, const float *z,
                         const float *A, const float *D, const float *y_scale, float *state, float *y, float *ss_y,
                         Mamba2Error *err);
 
 /**
  * @brief Time the decode SSD step of @p nb sequences (random inputs; launches back to back over 8
- *        layers of state). @return median milliseconds per launch (one layer), or < 0.
+ *        layers of state; @p kernel as in mamba2_gpu_ssd_step()). @return median milliseconds per
+ *        launch (one layer), or < 0.
  */
-double mamba2_gpu_time_ssd_step(SSDDims d, int nb, int state_bf16, int y_bf16, int reps, Mamba2Error *err);
+double mamba2_gpu_time_ssd_step(SSDDims d, int nb, int state_bf16, int kernel, int reps, Mamba2Error *err);
 
 /**
  * @brief Time bringing nb × V logits from the device to pageable host memory (median of 5):

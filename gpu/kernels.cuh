@@ -96,8 +96,6 @@ struct GemvArgs {
     float *ss_out;         /**< EPI_RESIDUAL: [nb] Σ h² of the updated rows is added here (may be NULL) */
     const float *next_w;   /**< EPI_RESIDUAL: the next norm's weight [rows] ... */
     float *xw_out;         /**< ... and xw_out [nb, rows] = h·next_w is written for the next GEMV (may be NULL) */
-    const bf16 *xb;        /**< launch_mma_gemv: the input [nb, cols] in bf16 (instead of x) */
-    bf16 *xwb_out;         /**< launch_mma_gemv, EPI_RESIDUAL: xw_out in bf16, the next mma GEMV's input (may be NULL) */
     float *out;            /**< [nb, rows] (EPI_STORE, EPI_RESIDUAL, EPI_INPROJ's z and raw values) */
     /* EPI_INPROJ */
     GpuDims dims;
@@ -121,32 +119,8 @@ struct GemvArgs {
 /** Launch the decode GEMV with the given prologue and epilogue. */
 void launch_gemv(GemvPrologue pro, GemvEpilogue epi, const GemvArgs &a, cudaStream_t s);
 
-/** ss[b] = Σ_i h[b][i]² and xw[b][i] = h[b][i]·w[i] for nb rows of width d (layer 0's input norm in
- *  decode), xw in fp32 (@p xw) or bf16 (@p xwb, the mma GEMV's input); either may be NULL. */
-void launch_sum_squares(const float *h, int nb, int d, const float *w, float *ss, float *xw, bf16 *xwb, cudaStream_t s);
-
-/* ---- decode_mma.cu: the decode GEMV of 5 to MMA_MAX_NB sequences on tensor cores */
-
-#define MMA_MAX_NB 64 /**< most sequences one launch_mma_gemv() takes */
-
-/**
- * The decode GEMV for nb = 1 .. MMA_MAX_NB sequences on tensor cores: out[b][r] = Σ_c W[r][c] x'[b][c],
- * with x' the bf16 input a.xb [nb, cols] under the prologue norm (RMSNorm: one scale per sequence,
- * applied to the finished rows; grouped norm: one per sequence and group, applied to each group's
- * partial sum), and the same epilogues as launch_gemv() (EPI_RESIDUAL writes the next input in bf16,
- * a.xwb_out). Needs mma_gemv_supported(). @p mt (m-tiles of 16 rows per warp, 1 or 2) and @p ksplit
- * (blocks of one cluster that split the columns: 1, 2, 4 or 8, rounded down to one of those) choose
- * the block shape; 0 picks them from the shape and the number of multiprocessors.
- */
-void launch_mma_gemv(GemvPrologue pro, GemvEpilogue epi, const GemvArgs &a, int mt, int ksplit, cudaStream_t s);
-
-/** 1 when launch_mma_gemv() takes these sizes: cols a multiple of 8, and with the grouped norm each
- *  group a multiple of 32 columns. */
-int mma_gemv_supported(int cols, int groups);
-
-/** Raise the shared-memory limits of the tensor-core GEMV and the streamed SSD step (once, before any
- *  of their launches is captured into a graph). */
-void decode_kernels_prepare(void);
+/** ss[b] = Σ_i h[b][i]² and xw[b][i] = h[b][i]·w[i] for nb rows of width d (layer 0's input norm in decode). */
+void launch_sum_squares(const float *h, int nb, int d, const float *w, float *ss, float *xw, cudaStream_t s);
 
 /** Batched path after a cuBLAS GEMM: conv step + SiLU and dt for nb sequences from zxbcdt [nb, d_in_proj] fp32. */
 void launch_conv_dt_step(const GpuDims &g, const GpuLayer &w, const float *zxbcdt, float *const *conv_states, int l,
@@ -154,14 +128,30 @@ void launch_conv_dt_step(const GpuDims &g, const GpuLayer &w, const float *zxbcd
 
 /**
  * SSD recurrence for one token of nb sequences, with the gate:
- * S = exp(dt·A) S + dt·x Bᵀ;  y = (S C + D x) · silu(z).   y [nb, d_in] fp32, or @p yb in bf16 when
- * that is not NULL (the mma GEMV's input).
+ * S = exp(dt·A) S + dt·x Bᵀ;  y = (S C + D x) · silu(z).   y [nb, d_in] fp32.
  * @p ssm_states [nb] device pointers to [L, H, P, N] (fp32, or bf16 when @p ssm_bf16).
  * @p ss_y, when not NULL, [nb, G]: Σ y² of each group is added there (for the grouped norm), and y is
  * stored multiplied by @p y_scale [d_in] when that is not NULL (the norm weight, applied ahead).
  */
 void launch_ssd_step(const GpuDims &g, const GpuLayer &w, const float *xbc, const float *dt, const float *zxbcdt,
-                     void *const *ssm_states, int ssm_bf16, int l, int nb, float *y, bf16 *yb, float *ss_y,
-                     const float *y_scale, cudaStream_t s);
+                     void *const *ssm_states, int ssm_bf16, int l, int nb, float *y, float *ss_y, const float *y_scale,
+                     cudaStream_t s);
+
+/** Which SSD-step kernel runs (N = 128; other N always take the any-N kernel). */
+enum StepKernel {
+    STEP_AUTO = 0,      /**< the backend's choice for nb sequences */
+    STEP_REGISTERS = 1, /**< one block per (head, sequence), the state in registers */
+    STEP_SHARED = 2,    /**< one block per (head, sequence), the state through shared memory */
+    STEP_STREAMED = 3   /**< a persistent grid streaming the (head, sequence) items through a shared-memory ring */
+};
+
+/** launch_ssd_step() with the kernel chosen (for the tests and the benchmark); a kernel that does not
+ *  take the sizes falls back to the register (then the any-N) kernel. */
+void launch_ssd_step_kind(const GpuDims &g, const GpuLayer &w, const float *xbc, const float *dt, const float *zxbcdt,
+                          void *const *ssm_states, int ssm_bf16, int l, int nb, float *y, float *ss_y, const float *y_scale,
+                          int kind, cudaStream_t s);
+
+/** Raise the streamed SSD step's shared-memory limit (once, before any launch is captured into a graph). */
+void decode_kernels_prepare(void);
 
 #endif

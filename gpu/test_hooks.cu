@@ -191,79 +191,6 @@ extern "C" double mamba2_gpu_time_gemv(int rows, int cols, int nb, int reps, Mam
     return ms[ms.size() / 2];
 }
 
-/* ------------------------------------------------------------------ the tensor-core decode GEMV */
-
-extern "C" int mamba2_gpu_mma_gemv(int rows, int cols, int nb, int groups, const float *ss, int mt, int ksplit,
-                                   const uint16_t *W, const float *x, float *out, Mamba2Error *err) {
-    if (!mamba2_gpu_available(err)) return -1;
-    decode_kernels_prepare();
-    if (nb < 1 || nb > MMA_MAX_NB) return mamba2_fail(err, "mma gemv: nb must be 1..%d", MMA_MAX_NB);
-    if (!mma_gemv_supported(cols, groups)) return mamba2_fail(err, "mma gemv: %d columns in %d groups not supported", cols, groups);
-    std::vector<uint16_t> xb((size_t)nb * cols);
-    for (size_t i = 0; i < xb.size(); i++) xb[i] = mamba2_f32_to_bf16(x[i]);
-    std::vector<float> poison((size_t)nb * rows, NAN);
-    bf16 *dW, *dx;
-    float *dout, *dss = NULL;
-    CUDA_TRY(cudaMalloc(&dW, (size_t)rows * cols * 2));
-    CUDA_TRY(cudaMalloc(&dx, xb.size() * 2));
-    CUDA_TRY(cudaMalloc(&dout, poison.size() * 4));
-    CUDA_TRY(cudaMemcpy(dW, W, (size_t)rows * cols * 2, cudaMemcpyHostToDevice));
-    CUDA_TRY(cudaMemcpy(dx, xb.data(), xb.size() * 2, cudaMemcpyHostToDevice));
-    CUDA_TRY(cudaMemcpy(dout, poison.data(), poison.size() * 4, cudaMemcpyHostToDevice));
-    GemvArgs a = {};
-    a.W = dW, a.rows = rows, a.cols = cols, a.nb = nb, a.xb = dx, a.out = dout, a.eps = 1e-5f;
-    if (groups > 0) {
-        CUDA_TRY(cudaMalloc(&dss, (size_t)nb * groups * 4));
-        CUDA_TRY(cudaMemcpy(dss, ss, (size_t)nb * groups * 4, cudaMemcpyHostToDevice));
-        a.groups = groups, a.ss_in = dss;
-    }
-    launch_mma_gemv(groups > 0 ? PRO_GATEDNORM : PRO_NONE, EPI_STORE, a, mt, ksplit, 0);
-    LAUNCH_TRY();
-    CUDA_TRY(cudaDeviceSynchronize());
-    CUDA_TRY(cudaMemcpy(out, dout, poison.size() * 4, cudaMemcpyDeviceToHost));
-    cudaFree(dW), cudaFree(dx), cudaFree(dout), cudaFree(dss);
-    return 0;
-}
-
-extern "C" double mamba2_gpu_time_mma_gemv(int rows, int cols, int nb, int mt, int ksplit, int reps, Mamba2Error *err) {
-    if (!mamba2_gpu_available(err)) return -1;
-    decode_kernels_prepare();
-    int copies = (int)(1 + (512ull << 20) / ((size_t)rows * cols * 2)); /* together beyond the L2 */
-    bf16 *W, *x;
-    float *out;
-    if (cudaMalloc(&W, (size_t)copies * rows * cols * 2) != cudaSuccess || cudaMalloc(&x, (size_t)nb * cols * 2) != cudaSuccess ||
-        cudaMalloc(&out, (size_t)nb * rows * 4) != cudaSuccess)
-        return mamba2_fail(err, "mma gemv timing: out of memory"), -1;
-    fill_random_bf16<<<1024, 256>>>(W, (size_t)copies * rows * cols, 3);
-    fill_random_bf16<<<64, 256>>>(x, (size_t)nb * cols, 4);
-    GemvArgs a = {};
-    a.rows = rows, a.cols = cols, a.nb = nb, a.xb = x, a.out = out;
-    cudaStream_t st;
-    cudaEvent_t e0, e1;
-    cudaStreamCreateWithFlags(&st, cudaStreamNonBlocking);
-    cudaEventCreate(&e0), cudaEventCreate(&e1);
-    std::vector<float> ms;
-    int batches = reps / copies > 5 ? reps / copies : 5;
-    for (int i = 0; i < batches + 1; i++) { /* as mamba2_gpu_time_gemv: back to back, one weight copy each */
-        float t;
-        cudaEventRecord(e0, st);
-        for (int c = 0; c < copies; c++) {
-            a.W = W + (size_t)c * rows * cols;
-            launch_mma_gemv(PRO_NONE, EPI_STORE, a, mt, ksplit, st);
-        }
-        cudaEventRecord(e1, st);
-        cudaEventSynchronize(e1);
-        cudaEventElapsedTime(&t, e0, e1);
-        if (i >= 1) ms.push_back(t / copies);
-    }
-    cudaEventDestroy(e0), cudaEventDestroy(e1), cudaStreamDestroy(st);
-    cudaFree(W), cudaFree(x), cudaFree(out);
-    cudaError_t e = cudaGetLastError();
-    if (e != cudaSuccess) return mamba2_fail(err, "mma gemv timing: %s", cudaGetErrorString(e)), -1;
-    std::sort(ms.begin(), ms.end());
-    return ms[ms.size() / 2];
-}
-
 /* ------------------------------------------------------------------ the decode SSD step */
 
 static GpuDims step_dims(SSDDims d, int L) {
@@ -273,7 +200,7 @@ static GpuDims step_dims(SSDDims d, int L) {
     return g;
 }
 
-extern "C" int mamba2_gpu_ssd_step(SSDDims d, int nb, int state_bf16, int y_bf16, const float *xbc, const float *dt,
+extern "C" int mamba2_gpu_ssd_step(SSDDims d, int nb, int state_bf16, int kernel, const float *xbc, const float *dt,
                                    const float *z, const float *A, const float *D, const float *y_scale, float *state,
                                    float *y, float *ss_y, Mamba2Error *err) {
     if (!mamba2_gpu_available(err)) return -1;
@@ -282,10 +209,9 @@ extern "C" int mamba2_gpu_ssd_step(SSDDims d, int nb, int state_bf16, int y_bf16
     const size_t ns = (size_t)d.H * d.P * d.N, ny = (size_t)nb * g.d_in, es = state_bf16 ? 2 : 4;
     std::vector<float> zx((size_t)nb * g.d_in_proj, NAN), y_poison(ny, NAN), ss0((size_t)nb * d.G, 0.0f);
     for (int b = 0; b < nb; b++) std::copy(z + (size_t)b * g.d_in, z + (size_t)(b + 1) * g.d_in, zx.begin() + (size_t)b * g.d_in_proj);
-    std::vector<uint16_t> s16(state_bf16 ? nb * ns : 0), y16(ny, 0xffff); /* 0xffff: a bf16 NaN */
+    std::vector<uint16_t> s16(state_bf16 ? nb * ns : 0);
     for (size_t i = 0; i < s16.size(); i++) s16[i] = mamba2_f32_to_bf16(state[i]);
     float *dxbc, *ddt, *dzx, *dA, *dD, *dys = NULL, *dy = NULL, *dss;
-    bf16 *dyb = NULL;
     char *dstate;
     void **dptrs;
     CUDA_TRY(cudaMalloc(&dxbc, (size_t)nb * g.conv_dim * 4));
@@ -310,23 +236,14 @@ extern "C" int mamba2_gpu_ssd_step(SSDDims d, int nb, int state_bf16, int y_bf16
         CUDA_TRY(cudaMalloc(&dys, g.d_in * 4));
         CUDA_TRY(cudaMemcpy(dys, y_scale, g.d_in * 4, cudaMemcpyHostToDevice));
     }
-    if (y_bf16) {
-        CUDA_TRY(cudaMalloc(&dyb, ny * 2));
-        CUDA_TRY(cudaMemcpy(dyb, y16.data(), ny * 2, cudaMemcpyHostToDevice));
-    } else {
-        CUDA_TRY(cudaMalloc(&dy, ny * 4));
-        CUDA_TRY(cudaMemcpy(dy, y_poison.data(), ny * 4, cudaMemcpyHostToDevice));
-    }
+    CUDA_TRY(cudaMalloc(&dy, ny * 4));
+    CUDA_TRY(cudaMemcpy(dy, y_poison.data(), ny * 4, cudaMemcpyHostToDevice)); /* poison */
     GpuLayer w = {};
     w.A = dA, w.D = dD;
-    launch_ssd_step(g, w, dxbc, ddt, dzx, dptrs, state_bf16, 0, nb, dy, dyb, dss, dys, 0);
+    launch_ssd_step_kind(g, w, dxbc, ddt, dzx, dptrs, state_bf16, 0, nb, dy, dss, dys, kernel, 0);
     LAUNCH_TRY();
     CUDA_TRY(cudaDeviceSynchronize());
-    if (y_bf16) {
-        CUDA_TRY(cudaMemcpy(y16.data(), dyb, ny * 2, cudaMemcpyDeviceToHost));
-        for (size_t i = 0; i < ny; i++) y[i] = mamba2_bf16_to_f32(y16[i]);
-    } else
-        CUDA_TRY(cudaMemcpy(y, dy, ny * 4, cudaMemcpyDeviceToHost));
+    CUDA_TRY(cudaMemcpy(y, dy, ny * 4, cudaMemcpyDeviceToHost));
     CUDA_TRY(cudaMemcpy(ss_y, dss, ss0.size() * 4, cudaMemcpyDeviceToHost));
     if (state_bf16) {
         CUDA_TRY(cudaMemcpy(s16.data(), dstate, nb * ns * 2, cudaMemcpyDeviceToHost));
@@ -334,7 +251,7 @@ extern "C" int mamba2_gpu_ssd_step(SSDDims d, int nb, int state_bf16, int y_bf16
     } else
         CUDA_TRY(cudaMemcpy(state, dstate, nb * ns * 4, cudaMemcpyDeviceToHost));
     cudaFree(dxbc), cudaFree(ddt), cudaFree(dzx), cudaFree(dA), cudaFree(dD), cudaFree(dss), cudaFree(dstate), cudaFree(dptrs);
-    cudaFree(dys), cudaFree(dy), cudaFree(dyb);
+    cudaFree(dys), cudaFree(dy);
     return 0;
 }
 
@@ -346,7 +263,7 @@ __global__ void fill_uniform(float *p, size_t n, float lo, float hi, uint32_t se
     }
 }
 
-extern "C" double mamba2_gpu_time_ssd_step(SSDDims d, int nb, int state_bf16, int y_bf16, int reps, Mamba2Error *err) {
+extern "C" double mamba2_gpu_time_ssd_step(SSDDims d, int nb, int state_bf16, int kernel, int reps, Mamba2Error *err) {
     if (!mamba2_gpu_available(err)) return -1;
     decode_kernels_prepare();
     const int L = 8; /* launches rotate over L layers of state: together beyond the L2 */
@@ -383,7 +300,7 @@ extern "C" double mamba2_gpu_time_ssd_step(SSDDims d, int nb, int state_bf16, in
         cudaMemsetAsync(ss, 0, (size_t)nb * d.G * 4, st);
         cudaEventRecord(e0, st);
         for (int l = 0; l < L; l++)
-            launch_ssd_step(g, w, xbc, dt, zx, ptrs, state_bf16, l, nb, y_bf16 ? NULL : y, y_bf16 ? (bf16 *)y : NULL, ss, ys, st);
+            launch_ssd_step_kind(g, w, xbc, dt, zx, ptrs, state_bf16, l, nb, y, ss, ys, kernel, st);
         cudaEventRecord(e1, st);
         cudaEventSynchronize(e1);
         cudaEventElapsedTime(&t, e0, e1);

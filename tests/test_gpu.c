@@ -118,67 +118,24 @@ static void test_gemv_kernel(void) {
     printf("\n");
 }
 
-
-/* The tensor-core decode GEMV (5 to 64 sequences) rounds its inputs to bf16 and sums in fp32: it
- * must match a double dot product over the same bf16 weights and bf16-rounded inputs to fp32
- * rounding. The cases reach every n-tile count (5-8, 9-16, 17-32, 33-64 sequences), one and two
- * m-tiles per warp, clusters of 2, 4 and 8 blocks splitting the columns (their partial tiles summed
- * through distributed shared memory), rows that end inside a tile, columns that end inside a
- * chunk of 128 and inside a step of 32, and the grouped norm's per-group scales folded in (groups of
- * 32 and 128 columns, within a block's columns and split across a cluster). */
-static void test_mma_gemv_kernel(void) {
-    struct {
-        int rows, cols, nb, groups, mt, ks;
-    } cases[] = {{1000, 4096, 5, 0, 1, 1},  {1000, 4096, 16, 0, 2, 1}, {300, 1000, 33, 0, 1, 1}, {129, 2048, 64, 0, 2, 2},
-                 {37, 8192, 9, 0, 1, 8},    {37, 8192, 64, 0, 1, 4},   {4100, 520, 17, 0, 0, 0}, {40, 1024, 8, 8, 1, 2},
-                 {40, 1024, 40, 8, 1, 4},   {64, 96, 12, 3, 1, 1},     {200, 4096, 64, 4, 1, 8}, {17, 256, 1, 0, 1, 2}};
-    for (size_t k = 0; k < sizeof cases / sizeof *cases; k++) {
-        int rows = cases[k].rows, cols = cases[k].cols, nb = cases[k].nb, G = cases[k].groups;
-        uint16_t *W = malloc((size_t)rows * cols * 2);
-        float *x = malloc((size_t)nb * cols * 4), *out = malloc((size_t)nb * rows * 4), *ref = malloc((size_t)nb * rows * 4);
-        float *ss = malloc((size_t)nb * (G ? G : 1) * 4);
-        for (size_t i = 0; i < (size_t)rows * cols; i++) W[i] = mamba2_f32_to_bf16((float)test_normal());
-        test_fill_normal(x, (size_t)nb * cols, 1.0);
-        for (int i = 0; i < nb * (G ? G : 1); i++) ss[i] = (float)(0.5 + 100 * test_uniform());
-        for (int b = 0; b < nb; b++)
-            for (int r = 0; r < rows; r++) {
-                double acc = 0, part = 0;
-                for (int c = 0; c < cols; c++) {
-                    part += (double)mamba2_bf16_to_f32(W[(size_t)r * cols + c]) * bf16_round(x[(size_t)b * cols + c]);
-                    if (G && (c + 1) % (cols / G) == 0) { /* the group's scale 1/sqrt(Σ y²/gs + eps) */
-                        acc += part / sqrt(ss[b * G + c / (cols / G)] / (cols / G) + 1e-5);
-                        part = 0;
-                    }
-                }
-                ref[(size_t)b * rows + r] = (float)(G ? acc : part);
-            }
-        Mamba2Error e = {{0}};
-        int rc = mamba2_gpu_mma_gemv(rows, cols, nb, G, ss, cases[k].mt, cases[k].ks, W, x, out, &e);
-        CU_ASSERT_EQUAL(rc, 0);
-        if (rc) printf("\n    %s", e.msg);
-        double err = test_rel_l2(out, ref, (size_t)nb * rows);
-        printf("\n    mma GEMV %5d x %-5d nb=%-2d groups=%d mt=%d ks=%d  %.1e", rows, cols, nb, G, cases[k].mt, cases[k].ks, err);
-        CU_ASSERT(err <= 1e-5); /* also fails on NaN: every output was written */
-        free(W), free(x), free(out), free(ref), free(ss);
-    }
-    printf("\n");
-}
-
-/* The decode SSD step alone against a double-precision step, through each kernel the backend picks:
- * registers (3 sequences), streamed through shared memory (17 and 40: more items than the grid's
- * blocks, so blocks take several), any N (N = 16). fp32 state and y: fp32 rounding only (bound
- * 1e-5); a bf16 state is rounded once on the way in (the reference starts from the rounded state)
- * and once on the way out, and bf16 y once: 2⁻⁹ relative per element (bound 1e-2, as the SSD's). */
+/* The decode SSD step alone against a double-precision step, through each kernel: the register
+ * kernel, the shared-memory kernel (one block per head and sequence) and the streamed kernel (a
+ * persistent grid; 40 sequences give it more items than blocks, so blocks take several), at P = 64
+ * and 16; P = 128 (too large for the shared-memory and streamed kernels: the fallback); N = 16 (the
+ * any-N kernel). fp32 state: fp32 rounding only (bound 1e-5); a bf16 state is rounded once on the
+ * way in (the reference starts from the rounded state) and once on the way out: 2⁻⁹ relative per
+ * element (bound 1e-2, as the SSD's); y and Σ y² are computed from the unrounded new state. */
 static void test_ssd_step_kernel(void) {
     struct {
         SSDDims d; /* T unused */
         int nb;
-    } cases[] = {{{1, 8, 64, 2, 128}, 3},  {{1, 8, 64, 2, 128}, 17}, {{1, 8, 64, 2, 128}, 40},
-                 {{1, 4, 16, 2, 128}, 17}, {{1, 6, 24, 3, 16}, 5},   {{1, 8, 128, 1, 128}, 20}};
+    } cases[] = {{{1, 8, 64, 2, 128}, 3}, {{1, 8, 64, 2, 128}, 40}, {{1, 4, 16, 2, 128}, 17},
+                 {{1, 6, 24, 3, 16}, 5},  {{1, 8, 128, 1, 128}, 20}};
+    const char *kname[] = {"auto", "registers", "shared", "streamed"};
     for (size_t k = 0; k < sizeof cases / sizeof *cases; k++)
-        for (int mode = 0; mode < 4; mode++) {
+        for (int mode = 0; mode < 6; mode++) {
             SSDDims d = cases[k].d;
-            int nb = cases[k].nb, sbf = mode & 1, ybf = mode >> 1, d_in = d.H * d.P, conv_dim = d_in + 2 * d.G * d.N;
+            int nb = cases[k].nb, sbf = mode & 1, kernel = 1 + mode / 2, d_in = d.H * d.P, conv_dim = d_in + 2 * d.G * d.N;
             size_t ns = (size_t)d.H * d.P * d.N;
             float *xbc = malloc((size_t)nb * conv_dim * 4), *dt = malloc((size_t)nb * d.H * 4), *z = malloc((size_t)nb * d_in * 4);
             float *A = malloc(d.H * 4), *D = malloc(d.H * 4), *ys = malloc(d_in * 4), *st = malloc(nb * ns * 4);
@@ -191,7 +148,7 @@ static void test_ssd_step_kernel(void) {
             for (int h = 0; h < d.H; h++) A[h] = (float)-(1 + 15 * test_uniform()), D[h] = (float)test_normal();
             for (int i = 0; i < d_in; i++) ys[i] = (float)(0.5 + test_uniform());
             for (size_t i = 0; i < nb * ns; i++) st_ref[i] = sbf ? bf16_round(st[i]) : st[i];
-            const float *y_scale = mode == 1 ? NULL : ys; /* one mode without a y scale */
+            const float *y_scale = mode == 3 ? NULL : ys; /* one mode without a y scale */
             for (int b = 0; b < nb; b++)
                 for (int h = 0; h < d.H; h++) {
                     int grp = h / (d.H / d.G);
@@ -212,14 +169,14 @@ static void test_ssd_step_kernel(void) {
                     }
                 }
             Mamba2Error e = {{0}};
-            int rc = mamba2_gpu_ssd_step(d, nb, sbf, ybf, xbc, dt, z, A, D, y_scale, st, y, ss, &e);
+            int rc = mamba2_gpu_ssd_step(d, nb, sbf, kernel, xbc, dt, z, A, D, y_scale, st, y, ss, &e);
             CU_ASSERT_EQUAL(rc, 0);
             if (rc) printf("\n    %s", e.msg);
             double ey = test_rel_l2(y, y_ref, (size_t)nb * d_in), es = test_rel_l2(st, st_ref, nb * ns);
             double ess = test_rel_l2(ss, ss_ref, (size_t)nb * d.G);
-            printf("\n    SSD step H=%d P=%-3d N=%-3d G=%d nb=%-2d %s state, %s y: y %.1e  state %.1e  sum y² %.1e", d.H, d.P, d.N,
-                   d.G, nb, sbf ? "bf16" : "fp32", ybf ? "bf16" : "fp32", ey, es, ess);
-            CU_ASSERT(ey <= (ybf ? SSD_BF16_TOL : 1e-5));
+            printf("\n    SSD step H=%d P=%-3d N=%-3d G=%d nb=%-2d %s state, %-9s kernel: y %.1e  state %.1e  sum y² %.1e", d.H,
+                   d.P, d.N, d.G, nb, sbf ? "bf16" : "fp32", kname[kernel], ey, es, ess);
+            CU_ASSERT(ey <= 1e-5);
             CU_ASSERT(es <= (sbf ? SSD_BF16_TOL : 1e-5));
             CU_ASSERT(ess <= 1e-5);
             free(xbc), free(dt), free(z), free(A), free(D), free(ys), free(st), free(st_ref), free(y), free(y_ref), free(ss), free(ss_ref);
@@ -291,66 +248,50 @@ static void test_fixtures(void) {
     printf("\n");
 }
 
-/* B sequences stepped together equal each stepped alone: nb = 3 takes the GEMV path, 6 and 17 the
- * tensor-core GEMV path (17: the streamed SSD step), 65 the cuBLAS path (also streamed). Also checks
- * the bf16-state option against fp32 states. On the tensor-core path the batch's composition must not
- * change a sequence's result (each column of the products is summed alone, and the block shapes
- * depend on the matrix, not on nb): the sequences stepped 17 together equal them stepped 5 at a time. */
-#define BATCH_MAX 65
-static void step_all(Mamba2Backend *gpu, Mamba2State **ptrs, const int32_t *tok, int nb, int chunk, float *lg, int V) {
-    Mamba2Error e = {{0}};
-    for (int i = 0; i < nb; i += chunk) {
-        int n = nb - i < chunk ? nb - i : chunk;
-        CU_ASSERT_EQUAL(gpu->step(gpu, ptrs + i, tok + i, n, lg + (size_t)i * V, &e), 0);
-    }
-}
-
+/* B sequences stepped together equal each stepped alone: nb=3 takes the fused GEMV path,
+ * nb=6 the cuBLAS path with the register SSD step, nb=17 the cuBLAS path with the streamed SSD step.
+ * Also checks the bf16-state option against fp32 states. */
+#define BATCH_MAX 17
 static void test_batched(void) {
     TestFixture fx;
     CU_ASSERT_EQUAL_FATAL(test_load_fixture("g4_bf16_sharded", &fx), 0);
-    int V = fx.model.cfg.vocab_size, sizes[] = {3, 6, 17, BATCH_MAX};
+    int V = fx.model.cfg.vocab_size, sizes[] = {3, 6, BATCH_MAX};
     for (int bf = 0; bf < 2; bf++)
-        for (int k = 0; k < 4; k++) {
+        for (int k = 0; k < 3; k++) {
             int nb = sizes[k];
             Mamba2Backend *gpu;
             CU_ASSERT_EQUAL_FATAL(make_backends(&fx, bf, &gpu, NULL), 0);
-            Mamba2State st[BATCH_MAX], alone[BATCH_MAX], fives[BATCH_MAX], *ptrs[BATCH_MAX], *ones[BATCH_MAX], *fptrs[BATCH_MAX];
+            Mamba2State st[BATCH_MAX], alone[BATCH_MAX], *ptrs[BATCH_MAX];
             Mamba2Error e = {{0}};
-            float *together = malloc((size_t)nb * V * 4), *single = malloc((size_t)nb * V * 4), *by5 = malloc((size_t)nb * V * 4);
+            float *together = malloc((size_t)nb * V * 4), *single = malloc((size_t)nb * V * 4);
             int32_t tok[BATCH_MAX];
             for (int i = 0; i < nb; i++) {
                 mamba2_state_init(&st[i], &fx.model.cfg, &e);
                 mamba2_state_init(&alone[i], &fx.model.cfg, &e);
-                mamba2_state_init(&fives[i], &fx.model.cfg, &e);
                 int prompt = 3 + (5 * i) % (fx.T - 4); /* different histories */
                 gpu->prefill(gpu, &st[i], fx.tokens, prompt, NULL, 0, &e);
                 gpu->prefill(gpu, &alone[i], fx.tokens, prompt, NULL, 0, &e);
-                gpu->prefill(gpu, &fives[i], fx.tokens, prompt, NULL, 0, &e);
-                ptrs[i] = &st[i], ones[i] = &alone[i], fptrs[i] = &fives[i];
+                ptrs[i] = &st[i];
                 tok[i] = fx.tokens[prompt];
             }
-            double worst = 0, worst5 = 0;
+            double worst = 0;
             for (int rep = 0; rep < 4; rep++) {
-                for (int i = 0; i < nb * V; i++) together[i] = single[i] = by5[i] = NAN;
-                step_all(gpu, ptrs, tok, nb, nb, together, V);
-                step_all(gpu, ones, tok, nb, 1, single, V);
-                step_all(gpu, fptrs, tok, nb, 5, by5, V);
-                double err = test_max_row_rel_l2(together, single, nb, V), err5 = test_max_row_rel_l2(together, by5, nb, V);
+                for (size_t i = 0; i < (size_t)nb * V; i++) together[i] = single[i] = NAN; /* poison */
+                CU_ASSERT_EQUAL(gpu->step(gpu, ptrs, tok, nb, together, &e), 0);
+                for (int i = 0; i < nb; i++) {
+                    Mamba2State *one = &alone[i];
+                    CU_ASSERT_EQUAL(gpu->step(gpu, &one, &tok[i], 1, single + (size_t)i * V, &e), 0);
+                }
+                double err = test_max_row_rel_l2(together, single, nb, V);
                 if (err > worst || isnan(err)) worst = err;
-                if (err5 > worst5 || isnan(err5)) worst5 = err5;
                 for (int i = 0; i < nb; i++) tok[i] = (tok[i] * 7 + 3) % V;
             }
-            /* nb ≤ 4 runs the very same kernels per sequence; the other paths round the activations
-             * to bf16 for the tensor cores (as in prefill) */
+            /* nb ≤ 4 runs the very same kernels per sequence; the cuBLAS path rounds its inputs to bf16 */
             double tol = nb <= 4 ? 1e-6 : LOGITS_TOL;
             printf("\n    batch %2d %s state: batched vs single %.1e (bound %.0e)", nb, bf ? "bf16" : "fp32", worst, tol);
             CU_ASSERT(worst <= tol);
-            if (nb > 5 && nb <= 64) { /* the tensor-core path both ways */
-                printf(", vs 5 at a time %.1e (bound 1e-6)", worst5);
-                CU_ASSERT(worst5 <= 1e-6);
-            }
-            for (int i = 0; i < nb; i++) mamba2_state_free(&st[i]), mamba2_state_free(&alone[i]), mamba2_state_free(&fives[i]);
-            free(together), free(single), free(by5);
+            for (int i = 0; i < nb; i++) mamba2_state_free(&st[i]), mamba2_state_free(&alone[i]);
+            free(together), free(single);
             mamba2_backend_destroy(gpu);
         }
     printf("\n");
@@ -386,8 +327,8 @@ static void test_state_moves_between_backends(void) {
 
 /* A fresh random bf16 model with the 7B state size N = 128 (the shape the fast decode kernels are
  * written for) and conv width d_conv: GPU prefill and GPU steps (fp32 and bf16 states, 1 sequence
- * and the first n_batches of 3, 8, 17 and 65 sequences stepped together) against the reference,
- * token by token. */
+ * and the first n_batches of 3, 8 and 17 sequences stepped together) against the reference, token
+ * by token. */
 static void random_model_7b_state(int d_conv, int n_batches) {
     TinyModelSpec sp;
     test_tiny_spec_default(&sp);
@@ -399,7 +340,7 @@ static void random_model_7b_state(int d_conv, int n_batches) {
     Mamba2Model m;
     Mamba2Error e = {{0}};
     CU_ASSERT_EQUAL_FATAL(mamba2_model_load(dir, &m, &e), 0);
-    enum { T = 21, NS = 65 };
+    enum { T = 21, NS = 17 };
     int V = m.cfg.vocab_size;
     int32_t tok[NS][T];
     for (int i = 0; i < NS; i++)
@@ -421,10 +362,9 @@ static void random_model_7b_state(int d_conv, int n_batches) {
         double e_pre = test_rel_l2(got, ref, (size_t)T * V);
         CU_ASSERT(e_pre <= LOGITS_TOL);
         /* sequences stepped together: 3 take the GEMV path and the SSD-step kernel that holds the
-         * state in registers, 8 the tensor-core GEMV path with that same kernel, 17 (≥ STEP_STREAM_MIN_NB
-         * in gpu/decode.cu) the tensor-core path with the kernel that streams the state through shared
-         * memory, NS = 65 (> MMA_MAX_NB) the cuBLAS path with the streamed kernel */
-        const int batches[4] = {3, 8, 17, NS};
+         * state in registers, 8 the cuBLAS path with that same kernel, NS = 17 (≥ STEP_SMEM_MIN_NB in
+         * gpu/decode.cu) the one that streams it through shared memory */
+        const int batches[3] = {3, 8, NS};
         for (int k = 0; k < n_batches; k++) {
             int nb = batches[k];
             for (int i = 0; i < nb; i++) mamba2_state_reset(&st[i]);
@@ -437,9 +377,10 @@ static void random_model_7b_state(int d_conv, int n_batches) {
             double e_step = test_rel_l2(got, ref, (size_t)nb * T * V);
             /* fp32 state and up to 4 sequences (the GEMV path) keep fp32 activations, so only fp32
              * rounding separates them from the reference. notebooks-docs/design.md's 2e-2 applies where bf16 enters:
-             * a bf16 state is rounded every token, and more than 4 sequences go through bf16 products
-             * (tensor-core GEMV or cuBLAS) with the activations rounded to bf16 (as in prefill; "batched
-             * step vs single steps" bounds them the same way). Measured values: results/gpu.md. */
+             * a bf16 state is rounded every token, and more than 4 sequences go through cuBLAS bf16
+             * GEMMs with the activations rounded to bf16 (as in prefill; "batched step vs single steps"
+             * bounds batch 6 the same way). Measured on the H200, 2026-12-01, two runs (fresh random
+             * models): 17 sequences 4.0e-3 and 7.4e-3 (fp32 state), 4.3e-3 and 8.4e-3 (bf16 state). */
             double step_tol = bf || nb > 4 ? LOGITS_TOL : 1e-4;
             printf("\n    N=128 random model, d_conv %d, %s state: prefill %.1e, %d-sequence steps %.1e (bound %.0e)",
                    d_conv, bf ? "bf16" : "fp32", e_pre, nb, e_step, step_tol);
@@ -457,14 +398,13 @@ static void random_model_7b_state(int d_conv, int n_batches) {
 
 /* d_conv = 4, the 7B's: the fast conv kernels, and the decode GEMV's epilogue gets its conv inputs
  * prefetched. d_conv = 6: the general conv kernel in prefill, and the epilogue reads its conv inputs
- * itself (inproj_tail without prefetch, the very code of the batched paths' conv step), which the
- * 3 sequences of the GEMV path check against the 1e-4 bound of fp32. Not the larger batches there:
- * their bf16 activations make the error depend on the random draw (d_conv 6, one model on the H200,
- * 12-02: 8 sequences through cuBLAS 1.7e-2 fp32 state and 2.2e-2 bf16; another model 5.9e-3), and
- * the kernels they would add are the d_conv = 4 run's but for the tensor-core GEMV's conv epilogue
- * at widths other than 4, which calls that same inproj_tail. */
+ * itself (inproj_tail without prefetch, the very code of the batched path's conv step), which the
+ * 3 sequences of the GEMV path check against the 1e-4 bound of fp32. Not the 8 and 17 sequences
+ * there: their bf16 activations make the error depend on the random draw (d_conv 6, one model on
+ * the H200, 12-02: 8 sequences 1.7e-2 fp32 state and 2.2e-2 bf16; another model 5.9e-3), and the
+ * kernels they would add are the d_conv = 4 run's. */
 static void test_random_model_7b_state(void) {
-    random_model_7b_state(4, 4);
+    random_model_7b_state(4, 3);
     random_model_7b_state(6, 1);
 }
 
@@ -473,8 +413,7 @@ int register_gpu_tests(void) {
     if (!s) return -1;
     if (!CU_add_test(s, "SSD chunked kernels vs reference", test_ssd_kernel) ||
         !CU_add_test(s, "decode GEMV vs double dot products", test_gemv_kernel) ||
-        !CU_add_test(s, "tensor-core decode GEMV vs double dot products", test_mma_gemv_kernel) ||
-        !CU_add_test(s, "decode SSD step vs double step", test_ssd_step_kernel) ||
+        !CU_add_test(s, "decode SSD step vs double step, each kernel", test_ssd_step_kernel) ||
         !CU_add_test(s, "fixtures: prefill, step, greedy", test_fixtures) ||
         !CU_add_test(s, "batched step vs single steps, fp32 and bf16 state", test_batched) ||
         !CU_add_test(s, "state moves between gpu and ref", test_state_moves_between_backends) ||
