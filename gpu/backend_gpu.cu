@@ -656,10 +656,8 @@ extern "C" int mamba2_backend_gpu_create(const Mamba2Model *m, const Mamba2Backe
         mamba2_fail(err, "cannot create a cuBLAS handle");
     else if (!dev_alloc(gb, &gb->cublas_ws, CUBLAS_WORKSPACE, "cuBLAS workspace", err) &&
              cublasSetStream(gb->cublas, gb->stream) == CUBLAS_STATUS_SUCCESS &&
-             cublasSetWorkspace(gb->cublas, gb->cublas_ws, CUBLAS_WORKSPACE) == CUBLAS_STATUS_SUCCESS) {
-        decode_kernels_prepare(); /* before any decode step is captured */
+             cublasSetWorkspace(gb->cublas, gb->cublas_ws, CUBLAS_WORKSPACE) == CUBLAS_STATUS_SUCCESS)
         rc = upload_weights(gb, m, opt, err);
-    }
     if (rc) {
         gpu_destroy(&gb->base);
         return -1;

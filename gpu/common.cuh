@@ -154,18 +154,6 @@ static inline void launch_pdl(void (*kernel)(Params...), dim3 grid, dim3 block, 
     cudaLaunchKernelEx(&cfg, kernel, ((Params)args)...);
 }
 
-/** Multiprocessors of the current device (asked once per translation unit). */
-static inline int gpu_sm_count() {
-    static int n = 0;
-    if (n <= 0) {
-        int dev = 0;
-        cudaGetDevice(&dev);
-        cudaDeviceGetAttribute(&n, cudaDevAttrMultiProcessorCount, dev);
-        if (n <= 0) n = 1;
-    }
-    return n;
-}
-
 /** Round up to a multiple of m. */
 __host__ __device__ __forceinline__ int round_up(int v, int m) { return (v + m - 1) / m * m; }
 

@@ -338,18 +338,16 @@ __device__ __forceinline__ void store16(bf16 *p, const float *v) {
     *(uint4 *)p = make_uint4(pack_bf16x2(v[0], v[1]), pack_bf16x2(v[2], v[3]), pack_bf16x2(v[4], v[5]), pack_bf16x2(v[6], v[7]));
 }
 
-#define STEP_SLOTS 8        /* row loads in flight per thread (register kernel) */
-#define STEP_SMEM_MIN_NB 16 /* sequences from which the shared-memory or the streamed kernel is used */
-#ifndef STEP_STREAM
-#define STEP_STREAM 1 /* 1: the streamed kernel where it applies, 0: the shared-memory kernel (for comparison) */
+#define STEP_SLOTS 8 /* row loads in flight per thread (register kernel) */
+/* Sequences from which the shared-memory kernel is used instead of the register kernel: fp32 state
+ * from 8, bf16 state never (the register kernel was the faster at every batch measured from 8 to
+ * 32 with bf16 state, the shared-memory kernel from 8 with fp32; measurements: results/gpu.md). */
+#ifndef STEP_SMEM_MIN_NB_FP32
+#define STEP_SMEM_MIN_NB_FP32 8
 #endif
-/* The streamed kernel: 256 threads a block; STREAM_STAGES(S) items a block in shared memory (3 × 34 KB
- * fp32 or 4 × 18 KB bf16 at P = 64) and STREAM_BLOCKS(S) blocks per multiprocessor (2 or 3: 207 or
- * 218 KB of the 227), so that 4 (fp32) or 9 (bf16) items' state is in flight per multiprocessor
- * while 2 or 3 blocks compute. */
-#define STREAM_THREADS 256
-#define STREAM_STAGES(S) (sizeof(S) == 4 ? 3 : 4)
-#define STREAM_BLOCKS(S) (sizeof(S) == 4 ? 2 : 3)
+#ifndef STEP_SMEM_MIN_NB_BF16
+#define STEP_SMEM_MIN_NB_BF16 (1 << 30)
+#endif
 /* The shared-memory kernel's block, and the blocks per multiprocessor its registers must allow:
  * shared memory holds 6 heads of fp32 state (32 KB each at P = 64) or 13 of bf16 (16 KB); at 6 ×
  * 256 and 12 × 128 threads that is at most 40 registers a thread (at 64 only 8 bf16 blocks fit). */
@@ -502,97 +500,6 @@ __global__ void __launch_bounds__(STEP_SMEM_THREADS(S), STEP_SMEM_BLOCKS(S)) ssd
     if (threadIdx.x == 0 && ss_y) atomicAdd(&ss_y[(size_t)b * g.G + grp], sq);
 }
 
-/* Many sequences (the state streamed through shared memory): a persistent grid of STREAM_BLOCKS(S)
- * blocks per multiprocessor; block k takes the items (head h, sequence b) k, k + gridDim.x, ... (item
- * = b·H + h), so every block has the same number of items, give or take one. Each item's state, P
- * rows of 128, and its inputs are copied with cp.async into a ring of STREAM_STAGES(S) shared-memory
- * stages, STREAM_STAGES − 1 items ahead of the one computed on (the one-item-per-block kernel above
- * reads its state, then computes, then stores: its memory traffic stops while it computes); the
- * first items' states are asked for before the wait for the previous kernel (only this kernel, one
- * step before, wrote them). The new state goes to global memory from registers.
- *   S = exp(dt·A) S + dt·x Bᵀ;   y = (S C + D x) · silu(z) (· the y scale);  Σ y² to the group's sum.
- * A thread owns E = 16 / sizeof(S) consecutive entries of a row (4 fp32 or 8 bf16): a row is
- * LPR = 128 / E lanes, and a warp covers RPW = 32 / LPR rows at a time; two rows' sums in flight.
- * Stage layout: the state [P][128] (as in global memory), then floats B [128], C [128], and the head's
- * rows x [P], z [P], y scale [P], then dt. */
-__host__ __device__ __forceinline__ size_t stream_stage_bytes(const GpuDims &g, int state_bytes) {
-    return (size_t)g.P * 128 * state_bytes + (size_t)(256 + 3 * g.P + 4) * sizeof(float);
-}
-
-template <typename S>
-__global__ void __launch_bounds__(STREAM_THREADS, STREAM_BLOCKS(S)) ssd_step_stream_kernel(GpuDims g, GpuLayer w, const float *xbc,
-                                                       const float *dt, const float *zxbcdt, void *const *ssm_states, int l,
-                                                       int nb, float *y, float *ss_y, const float *y_scale) {
-    constexpr int ST = STREAM_STAGES(S), E = 16 / sizeof(S), LPR = 128 / E, RPW = 32 / LPR;
-    extern __shared__ __align__(16) char stream_smem[];
-    const size_t stage_bytes = stream_stage_bytes(g, sizeof(S)), tile_bytes = (size_t)g.P * 128 * sizeof(S);
-    const int items = g.H * nb, warp = threadIdx.x >> 5, lane = threadIdx.x & 31, nwarps = STREAM_THREADS / 32;
-    const int sub = lane / LPR, n0 = (lane % LPR) * E; /* which row of the warp's RPW, which entries */
-    auto item = [&](int j) { return (int)blockIdx.x + j * (int)gridDim.x; }; /* this block's j-th item */
-    auto stage = [&](int j) { return stream_smem + (size_t)(j % ST) * stage_bytes; };
-    auto state_of = [&](int it) { return (S *)ssm_states[it / g.H] + ((size_t)l * g.H + it % g.H) * g.P * 128; };
-    auto copy_state = [&](int j) {
-        if (item(j) >= items) return;
-        const S *src = state_of(item(j));
-        S *dst = (S *)stage(j);
-        for (int i = threadIdx.x; i < g.P * LPR; i += STREAM_THREADS) cp_async16(dst + (size_t)i * E, src + (size_t)i * E, true);
-    };
-    auto copy_inputs = [&](int j) { /* 16-byte pieces: B 32, C 32, x, z and the y scale P/4 each; then dt */
-        if (item(j) >= items) return;
-        const int it = item(j), h = it % g.H, b = it / g.H, grp = h / (g.H / g.G), q4 = g.P / 4;
-        float *in = (float *)(stage(j) + tile_bytes);
-        const float *row = xbc + (size_t)b * g.conv_dim, *zrow = zxbcdt + (size_t)b * g.d_in_proj + h * g.P;
-        for (int i = threadIdx.x; i < 64 + 3 * q4 + 1; i += STREAM_THREADS) {
-            if (i < 32) cp_async16(in + 4 * i, row + g.d_in + grp * 128 + 4 * i, true);
-            else if (i < 64) cp_async16(in + 4 * i, row + g.d_in + (g.G + grp) * 128 + 4 * (i - 32), true);
-            else if (i < 64 + q4) cp_async16(in + 256 + 4 * (i - 64), row + h * g.P + 4 * (i - 64), true);
-            else if (i < 64 + 2 * q4) cp_async16(in + 256 + g.P + 4 * (i - 64 - q4), zrow + 4 * (i - 64 - q4), true);
-            else if (i < 64 + 3 * q4) {
-                const int k = 4 * (i - 64 - 2 * q4);
-                if (y_scale) cp_async16(in + 256 + 2 * g.P + k, y_scale + h * g.P + k, true);
-                else *(float4 *)(in + 256 + 2 * g.P + k) = make_float4(1, 1, 1, 1); /* seen after the barrier */
-            } else
-                cp_async4(in + 256 + 3 * g.P, dt + (size_t)b * g.H + h, true);
-        }
-    };
-    pdl_trigger();
-    for (int j = 0; j < ST - 1; j++) copy_state(j);
-    pdl_wait(); /* x, B, C, dt and z come from the previous kernel */
-    for (int j = 0; j < ST - 1; j++) {
-        copy_inputs(j);
-        cp_async_commit(); /* group j (group 0 also holds the states copied before the wait) */
-    }
-    for (int j = 0; item(j) < items; j++) {
-        cp_async_wait_group<ST - 2>(); /* item j's stage has landed (this thread's copies) ... */
-        __syncthreads();               /* ... everyone's, and everyone is done with item j − 1 */
-        copy_state(j + ST - 1);        /* into item j − 1's stage */
-        copy_inputs(j + ST - 1);
-        cp_async_commit();
-        const int it = item(j), h = it % g.H, b = it / g.H, grp = h / (g.H / g.G);
-        const S *tile = (const S *)stage(j);
-        const float *in = (const float *)(stage(j) + tile_bytes);
-        StepInputs<E> si;
-#pragma unroll
-        for (int k = 0; k < E; k++) si.B[k] = in[n0 + k], si.C[k] = in[128 + n0 + k];
-        si.dt = in[256 + 3 * g.P];
-        si.decay = __expf(si.dt * w.A[h]);
-        const float Dh = w.D[h];
-        S *state = state_of(it);
-        float sq = 0;
-#pragma unroll 2
-        for (int p = warp * RPW + sub; p < g.P; p += nwarps * RPW) {
-            float st[E];
-            load16(tile + (size_t)p * 128 + n0, st);
-            sq += step_row<E, LPR>(g, st, si, in + 256, Dh, b, h, p, n0, true, y);
-            store16(state + (size_t)p * 128 + n0, st);
-        }
-        if (ss_y) { /* Σ y² of the warp's rows, added to the group's sum for the out_proj norm */
-            sq = warp_sum(sq);
-            if (lane == 0) atomicAdd(&ss_y[(size_t)b * g.G + grp], sq);
-        }
-    }
-}
-
 /* Any N: 4 warps over the rows, lanes over N, one value at a time. */
 __device__ __forceinline__ float load_state(const float *p) { return *p; }
 __device__ __forceinline__ float load_state(const bf16 *p) { return __bfloat162float(*p); }
@@ -636,15 +543,6 @@ __global__ void ssd_step_any_kernel(GpuDims g, GpuLayer w, const float *xbc, con
     if (threadIdx.x == 0 && ss_y) atomicAdd(&ss_y[(size_t)b * g.G + grp], sq);
 }
 
-/* Whether the streamed kernel takes these sizes: N = 128, 16-byte pieces of x, z and B, C, and a ring
- * of stages that fits STREAM_BLOCKS(S) blocks in 227 KB of shared memory. */
-static bool stream_fits(const GpuDims &g, int ssm_bf16) {
-    const size_t smem = (size_t)(ssm_bf16 ? STREAM_STAGES(bf16) : STREAM_STAGES(float)) * stream_stage_bytes(g, ssm_bf16 ? 2 : 4);
-    const int blocks = ssm_bf16 ? STREAM_BLOCKS(bf16) : STREAM_BLOCKS(float);
-    return g.N == 128 && g.P % 4 == 0 && g.d_in % 4 == 0 && g.conv_dim % 4 == 0 && g.d_in_proj % 4 == 0 &&
-           blocks * (smem + 1024) <= 228 * 1024;
-}
-
 void launch_ssd_step_kind(const GpuDims &g, const GpuLayer &w, const float *xbc, const float *dt, const float *zxbcdt,
                           void *const *ssm_states, int ssm_bf16, int l, int nb, float *y, float *ss_y, const float *y_scale,
                           int kind, cudaStream_t s) {
@@ -656,20 +554,9 @@ void launch_ssd_step_kind(const GpuDims &g, const GpuLayer &w, const float *xbc,
     /* P even: the shared-memory kernel's loop covers whole rows per lane group, and with 2 rows per
      * warp (bf16) an odd P would leave half a warp out of the row sums' shuffles */
     const bool smem_fits = fast && tile_and_rows <= 48 * 1024 && g.P % 2 == 0; /* P ≤ 93 (fp32), 183 (bf16) */
-    if (kind == STEP_AUTO) /* N = 128: from STEP_SMEM_MIN_NB sequences on through shared memory, else in registers */
-        kind = !fast || nb < STEP_SMEM_MIN_NB ? STEP_REGISTERS : STEP_STREAM && stream_fits(g, ssm_bf16) ? STEP_STREAMED : STEP_SHARED;
-    if (kind == STEP_STREAMED && stream_fits(g, ssm_bf16)) {
-        const int blocks_per_sm = ssm_bf16 ? STREAM_BLOCKS(bf16) : STREAM_BLOCKS(float), items = g.H * nb;
-        const int blocks = items < gpu_sm_count() * blocks_per_sm ? items : gpu_sm_count() * blocks_per_sm;
-        if (ssm_bf16)
-            launch_pdl(ssd_step_stream_kernel<bf16>, dim3(blocks), dim3(STREAM_THREADS), STREAM_STAGES(bf16) * stream_stage_bytes(g, 2),
-                       s, g, w, xbc, dt, zxbcdt, ssm_states, l, nb, y, ss_y, y_scale);
-        else
-            launch_pdl(ssd_step_stream_kernel<float>, dim3(blocks), dim3(STREAM_THREADS), STREAM_STAGES(float) * stream_stage_bytes(g, 4),
-                       s, g, w, xbc, dt, zxbcdt, ssm_states, l, nb, y, ss_y, y_scale);
-        return;
-    }
-    if (kind != STEP_REGISTERS && smem_fits) {
+    if (kind == STEP_AUTO) /* N = 128: from STEP_SMEM_MIN_NB_* sequences on through shared memory, else in registers */
+        kind = nb >= (ssm_bf16 ? STEP_SMEM_MIN_NB_BF16 : STEP_SMEM_MIN_NB_FP32) ? STEP_SHARED : STEP_REGISTERS;
+    if (kind == STEP_SHARED && smem_fits) {
         /* bf16: 128 threads, so that the 12 blocks shared memory allows per SM also fit in its 2048 threads */
         if (ssm_bf16)
             launch_pdl(ssd_step_smem_kernel<bf16>, grid, dim3(STEP_SMEM_THREADS(bf16)), tile_and_rows, s, g, w, xbc, dt, zxbcdt,
@@ -695,15 +582,4 @@ void launch_ssd_step(const GpuDims &g, const GpuLayer &w, const float *xbc, cons
                      void *const *ssm_states, int ssm_bf16, int l, int nb, float *y, float *ss_y, const float *y_scale,
                      cudaStream_t s) {
     launch_ssd_step_kind(g, w, xbc, dt, zxbcdt, ssm_states, ssm_bf16, l, nb, y, ss_y, y_scale, STEP_AUTO, s);
-}
-
-void decode_kernels_prepare(void) {
-    static bool done = false;
-    if (done) return;
-    /* shared memory beyond 48 KB must be asked for, and the carveout must leave it to shared memory */
-    cudaFuncSetAttribute(ssd_step_stream_kernel<float>, cudaFuncAttributeMaxDynamicSharedMemorySize, 227 * 1024);
-    cudaFuncSetAttribute(ssd_step_stream_kernel<bf16>, cudaFuncAttributeMaxDynamicSharedMemorySize, 227 * 1024);
-    cudaFuncSetAttribute(ssd_step_stream_kernel<float>, cudaFuncAttributePreferredSharedMemoryCarveout, 100);
-    cudaFuncSetAttribute(ssd_step_stream_kernel<bf16>, cudaFuncAttributePreferredSharedMemoryCarveout, 100);
-    done = true;
 }

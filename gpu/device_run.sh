@@ -27,7 +27,7 @@ if has test; then
 fi
 if has sanitize; then
     log "compute-sanitizer memcheck on the GPU suite"
-    timeout 300 compute-sanitizer --tool memcheck --print-limit 20 "$BIN/run_tests" gpu > /tmp/sanitizer.log 2>&1
+    timeout ${SANITIZE_TIMEOUT:-300} compute-sanitizer --tool memcheck --print-limit 20 "$BIN/run_tests" gpu > /tmp/sanitizer.log 2>&1
     echo "exit $?" | tee -a "$OUT/tests.log"
     grep -E "ERROR SUMMARY|Run Summary|asserts|tests |=====" /tmp/sanitizer.log | tail -25 | tee -a "$OUT/tests.log"
 fi
@@ -99,8 +99,8 @@ if has sweep; then
     # default 1); the roofline (copy bandwidth) is measured in each run.
     log "decode sweep: batch ${SWEEP_BATCHES:-1,2,4,8,16,32,64,128,256}, fp32 and bf16 state, per binary"
     for rep in $(seq "${SWEEP_REPS:-1}"); do
-        for sb in fp32 bf16; do
-            for bin in "$BIN"/bench_model "$BIN"/var*/bench_model; do
+        for bin in "$BIN"/bench_model "$BIN"/var*/bench_model; do
+            for sb in fp32 bf16; do
                 [ -x "$bin" ] || continue
                 echo "## $bin $sb round $rep ($(date -u +%H:%M:%S))"
                 batches=${SWEEP_BATCHES:-1,2,4,8,16,32,64,128,256}

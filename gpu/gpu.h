@@ -75,9 +75,9 @@ double mamba2_gpu_time_cublas_gemm(int rows, int cols, int nb, int reps, Mamba2E
  * @param d          H, P, N, G (d.T unused)
  * @param nb         sequences
  * @param state_bf16 the state kept in bf16 on the device (rounded on the way in, widened on the way out)
- * @param kernel     0: the kernel the backend uses for @p nb sequences; 1: the register kernel; 2: one
- *                   block per (head, sequence) through shared memory; 3: the streamed kernel (a
- *                   kernel that does not take the sizes falls back to the register, then the any-N kernel)
+ * @param kernel     0: the kernel the backend uses for @p nb sequences; 1: the register kernel; 2: the
+ *                   shared-memory kernel (a kernel that does not take the sizes falls back to the
+ *                   register, then the any-N kernel)
  * @param xbc        [nb, H·P + 2·G·N]: x, B and C of each sequence
  * @param dt         [nb, H], after softplus
  * @param z          [nb, H·P]

@@ -141,8 +141,7 @@ void launch_ssd_step(const GpuDims &g, const GpuLayer &w, const float *xbc, cons
 enum StepKernel {
     STEP_AUTO = 0,      /**< the backend's choice for nb sequences */
     STEP_REGISTERS = 1, /**< one block per (head, sequence), the state in registers */
-    STEP_SHARED = 2,    /**< one block per (head, sequence), the state through shared memory */
-    STEP_STREAMED = 3   /**< a persistent grid streaming the (head, sequence) items through a shared-memory ring */
+    STEP_SHARED = 2     /**< one block per (head, sequence), the state through shared memory */
 };
 
 /** launch_ssd_step() with the kernel chosen (for the tests and the benchmark); a kernel that does not
@@ -150,8 +149,5 @@ enum StepKernel {
 void launch_ssd_step_kind(const GpuDims &g, const GpuLayer &w, const float *xbc, const float *dt, const float *zxbcdt,
                           void *const *ssm_states, int ssm_bf16, int l, int nb, float *y, float *ss_y, const float *y_scale,
                           int kind, cudaStream_t s);
-
-/** Raise the streamed SSD step's shared-memory limit (once, before any launch is captured into a graph). */
-void decode_kernels_prepare(void);
 
 #endif

@@ -204,7 +204,6 @@ extern "C" int mamba2_gpu_ssd_step(SSDDims d, int nb, int state_bf16, int kernel
                                    const float *z, const float *A, const float *D, const float *y_scale, float *state,
                                    float *y, float *ss_y, Mamba2Error *err) {
     if (!mamba2_gpu_available(err)) return -1;
-    decode_kernels_prepare();
     const GpuDims g = step_dims(d, 1);
     const size_t ns = (size_t)d.H * d.P * d.N, ny = (size_t)nb * g.d_in, es = state_bf16 ? 2 : 4;
     std::vector<float> zx((size_t)nb * g.d_in_proj, NAN), y_poison(ny, NAN), ss0((size_t)nb * d.G, 0.0f);
@@ -265,7 +264,6 @@ __global__ void fill_uniform(float *p, size_t n, float lo, float hi, uint32_t se
 
 extern "C" double mamba2_gpu_time_ssd_step(SSDDims d, int nb, int state_bf16, int kernel, int reps, Mamba2Error *err) {
     if (!mamba2_gpu_available(err)) return -1;
-    decode_kernels_prepare();
     const int L = 8; /* launches rotate over L layers of state: together beyond the L2 */
     const GpuDims g = step_dims(d, L);
     const size_t ns = (size_t)L * d.H * d.P * d.N, es = state_bf16 ? 2 : 4;

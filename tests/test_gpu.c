@@ -119,10 +119,8 @@ static void test_gemv_kernel(void) {
 }
 
 /* The decode SSD step alone against a double-precision step, through each kernel: the register
- * kernel, the shared-memory kernel (one block per head and sequence) and the streamed kernel (a
- * persistent grid; 40 sequences give it more items than blocks, so blocks take several), at P = 64
- * and 16; P = 128 (too large for the shared-memory and streamed kernels: the fallback); N = 16 (the
- * any-N kernel). fp32 state: fp32 rounding only (bound 1e-5); a bf16 state is rounded once on the
+ * kernel and the shared-memory kernel, at P = 64 and 16; P = 128 (too large for the shared-memory
+ * kernel: the fallback); N = 16 (the any-N kernel); and the backend's own choice for the batch. fp32 state: fp32 rounding only (bound 1e-5); a bf16 state is rounded once on the
  * way in (the reference starts from the rounded state) and once on the way out: 2⁻⁹ relative per
  * element (bound 1e-2, as the SSD's); y and Σ y² are computed from the unrounded new state. */
 static void test_ssd_step_kernel(void) {
@@ -131,11 +129,11 @@ static void test_ssd_step_kernel(void) {
         int nb;
     } cases[] = {{{1, 8, 64, 2, 128}, 3}, {{1, 8, 64, 2, 128}, 40}, {{1, 4, 16, 2, 128}, 17},
                  {{1, 6, 24, 3, 16}, 5},  {{1, 8, 128, 1, 128}, 20}};
-    const char *kname[] = {"auto", "registers", "shared", "streamed"};
+    const char *kname[] = {"auto", "registers", "shared"};
     for (size_t k = 0; k < sizeof cases / sizeof *cases; k++)
         for (int mode = 0; mode < 6; mode++) {
             SSDDims d = cases[k].d;
-            int nb = cases[k].nb, sbf = mode & 1, kernel = 1 + mode / 2, d_in = d.H * d.P, conv_dim = d_in + 2 * d.G * d.N;
+            int nb = cases[k].nb, sbf = mode & 1, kernel = mode / 2, d_in = d.H * d.P, conv_dim = d_in + 2 * d.G * d.N;
             size_t ns = (size_t)d.H * d.P * d.N;
             float *xbc = malloc((size_t)nb * conv_dim * 4), *dt = malloc((size_t)nb * d.H * 4), *z = malloc((size_t)nb * d_in * 4);
             float *A = malloc(d.H * 4), *D = malloc(d.H * 4), *ys = malloc(d_in * 4), *st = malloc(nb * ns * 4);
@@ -248,8 +246,8 @@ static void test_fixtures(void) {
     printf("\n");
 }
 
-/* B sequences stepped together equal each stepped alone: nb=3 takes the fused GEMV path,
- * nb=6 the cuBLAS path with the register SSD step, nb=17 the cuBLAS path with the streamed SSD step.
+/* B sequences stepped together equal each stepped alone: nb=3 takes the fused GEMV path, nb=6 and
+ * nb=17 the cuBLAS path (with fp32 state, 6 the register SSD step and 17 the shared-memory one).
  * Also checks the bf16-state option against fp32 states. */
 #define BATCH_MAX 17
 static void test_batched(void) {
@@ -362,8 +360,9 @@ static void random_model_7b_state(int d_conv, int n_batches) {
         double e_pre = test_rel_l2(got, ref, (size_t)T * V);
         CU_ASSERT(e_pre <= LOGITS_TOL);
         /* sequences stepped together: 3 take the GEMV path and the SSD-step kernel that holds the
-         * state in registers, 8 the cuBLAS path with that same kernel, NS = 17 (≥ STEP_SMEM_MIN_NB in
-         * gpu/decode.cu) the one that streams it through shared memory */
+         * state in registers, 8 and NS = 17 the cuBLAS path, with fp32 state through the kernel that
+         * copies it through shared memory (STEP_SMEM_MIN_NB_FP32 in gpu/decode.cu), with bf16 state in
+         * registers */
         const int batches[3] = {3, 8, NS};
         for (int k = 0; k < n_batches; k++) {
             int nb = batches[k];
