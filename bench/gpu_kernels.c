@@ -1,14 +1,23 @@
 /**
  * @file gpu_kernels.c
  * @brief Benchmark of the GPU kernels alone at the Codestral-7B shapes, beside the measured
- *        ceilings: the chunked SSD of one layer (T = 4096) and the decode GEMV of every projection.
+ *        ceilings: the chunked SSD of one layer (T = 4096), the decode GEMV of every projection
+ *        (one and four sequences), cuBLAS at the batched decode's shapes (8 to 64 sequences), the
+ *        decode SSD step (each kernel), and the copy of a step's logits to the host.
  *
  * Usage: build/bench_gpu_kernels [--json]   (needs a GPU)
+ *        build/bench_gpu_kernels --cublas-once   one cuBLAS call per batched decode shape (for a profiler)
  */
 #include <stdio.h>
 #include <string.h>
 
 #include "gpu.h"
+
+/* The decode shapes of the 7B: in_proj, out_proj, lm_head. */
+static const struct {
+    const char *name;
+    int rows, cols;
+} shapes[] = {{"in_proj", 18560, 4096}, {"out_proj", 4096, 8192}, {"lm_head", 32768, 4096}};
 
 int main(int argc, char **argv) {
     int json = argc > 1 && !strcmp(argv[1], "--json");
@@ -16,6 +25,15 @@ int main(int argc, char **argv) {
     if (!mamba2_gpu_available(&e)) {
         fprintf(stderr, "bench_gpu_kernels: %s\n", e.msg);
         return 1;
+    }
+    if (argc > 1 && !strcmp(argv[1], "--cublas-once")) {
+        for (int k = 0; k < 3; k++)
+            for (int nb = 8; nb <= 64; nb *= 2)
+                if (mamba2_gpu_time_cublas_gemm(shapes[k].rows, shapes[k].cols, nb, 0, &e) < 0) {
+                    fprintf(stderr, "cublas: %s\n", e.msg);
+                    return 1;
+                }
+        return 0;
     }
     double copy_gbps, gemm_gflops;
     if (mamba2_gpu_roofline(&copy_gbps, &gemm_gflops, &e)) {
@@ -47,10 +65,6 @@ int main(int argc, char **argv) {
         printf("{\"copy_gbps\": %.1f, \"gemm_gflops\": %.1f, \"ssd_ms\": %.4f, \"ssd_gflop\": %.2f, \"gemv\": [", copy_gbps,
                gemm_gflops, ssd_ms, ssd_gflop);
     }
-    struct {
-        const char *name;
-        int rows, cols;
-    } shapes[] = {{"in_proj", 18560, 4096}, {"out_proj", 4096, 8192}, {"lm_head", 32768, 4096}};
     int first = 1;
     for (int k = 0; k < 3; k++)
         for (int nb = 1; nb <= 4; nb *= 4) {
@@ -68,6 +82,56 @@ int main(int argc, char **argv) {
                        shapes[k].name, nb, ms, gbps);
             first = 0;
         }
-    if (json) printf("]}\n");
+    if (json) {
+        printf("]}\n");
+        return 0;
+    }
+
+    /* cuBLAS at the batched decode's shapes, as the decode path calls it (bf16 in, fp32 out) */
+    printf("\n%-10s %-14s %3s %9s %9s %8s\n", "cuBLAS", "rows x cols", "nb", "ms", "GB/s", "of copy");
+    for (int nb = 8; nb <= 64; nb *= 2)
+        for (int k = 0; k < 3; k++) {
+            double ms = mamba2_gpu_time_cublas_gemm(shapes[k].rows, shapes[k].cols, nb, 50, &e);
+            if (ms < 0) {
+                fprintf(stderr, "cublas: %s\n", e.msg);
+                return 1;
+            }
+            double gbps = (double)shapes[k].rows * shapes[k].cols * 2 / (ms * 1e-3) / 1e9;
+            printf("%-10s %6d x %-6d %3d %9.4f %9.0f %7.0f%%\n", shapes[k].name, shapes[k].rows, shapes[k].cols, nb, ms, gbps,
+                   100 * gbps / copy_gbps);
+        }
+
+    /* the decode SSD step of one layer, state read and written (8 layers of state, launches back to
+     * back), each kernel where it applies */
+    printf("\n%-28s %4s %9s %9s %8s\n", "SSD step, one layer", "nb", "ms", "GB/s", "of copy");
+    SSDDims sd = {1, 128, 64, 8, 128};
+    const char *kname[] = {"", "registers", "shared"};
+    int step_nb[] = {1, 4, 8, 16, 32, 64, 256};
+    for (int sb = 0; sb < 2; sb++)
+        for (size_t i = 0; i < sizeof step_nb / sizeof *step_nb; i++)
+            for (int kernel = 1; kernel <= 2; kernel++) {
+                int nb = step_nb[i];
+                if (nb < 8 && kernel != 1) continue;
+                double ms = mamba2_gpu_time_ssd_step(sd, nb, sb, kernel, 20, &e);
+                if (ms < 0) {
+                    fprintf(stderr, "ssd step: %s\n", e.msg);
+                    return 1;
+                }
+                double gbps = 2.0 * nb * sd.H * sd.P * sd.N * (sb ? 2 : 4) / (ms * 1e-3) / 1e9;
+                char label[32];
+                snprintf(label, sizeof label, "  %s state, %s", sb ? "bf16" : "fp32", kname[kernel]);
+                printf("%-28s %4d %9.4f %9.0f %7.0f%%\n", label, nb, ms, gbps, 100 * gbps / copy_gbps);
+            }
+
+    /* the logits of a step to the host, three ways */
+    printf("\n%-24s %4s %12s %12s %12s\n", "logits to host (V=32768)", "nb", "one copy ms", "pieces ms", "pageable ms");
+    for (int nb = 16; nb <= 256; nb *= 4) {
+        double t[3];
+        if (mamba2_gpu_time_logits_copy(nb, 32768, t, &e)) {
+            fprintf(stderr, "logits copy: %s\n", e.msg);
+            return 1;
+        }
+        printf("%-24s %4d %12.3f %12.3f %12.3f\n", "", nb, t[0], t[1], t[2]);
+    }
     return 0;
 }

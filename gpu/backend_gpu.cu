@@ -66,6 +66,7 @@ struct GpuBackend {
     int32_t *host_tokens; /* pinned staging */
     float *host_logits;   /* pinned [cap_B, V]: the logits come back through it */
     void **host_ptrs;     /* pinned: conv pointers then ssm pointers */
+    std::vector<cudaEvent_t> logit_events; /* one per piece of the logits' copy to the host */
     cudaGraphExec_t graph[MAX_GRAPH_NB + 1];
     /* live device states, synced back when the backend goes away */
     std::vector<GpuStateCopy *> live;
@@ -287,9 +288,8 @@ static int gemm(GpuBackend *gb, const bf16 *W, int R, int K, const bf16 *in, int
 }
 
 /* The in_proj rows of dt (H of them) over T tokens, fp32 out, as out[h][t] = Σ_k u[t][k] W[h][k]:
- * tokens as the GEMM's rows, so that the result is [H, T], the layout the SSD kernels read dt in
- * (the dt kernel no longer transposes: 12 → 5 µs per layer; the GEMM itself takes 15 µs, ncu on
- * the H200, 2026-12-01). */
+ * tokens as the GEMM's rows, so that the result is [H, T], the layout the SSD kernels read dt in,
+ * and the dt kernel does not transpose (measurements: results/gpu.md). */
 static int gemm_dt(GpuBackend *gb, const bf16 *W, int H, int K, const bf16 *u, int T, float *out, Mamba2Error *err) {
     float alpha = 1.0f, beta = 0.0f;
     CUBLAS_TRY(cublasGemmEx(gb->cublas, CUBLAS_OP_T, CUBLAS_OP_N, T, H, K, &alpha, u, CUDA_R_16BF, K, W, CUDA_R_16BF, K,
@@ -400,6 +400,8 @@ static void free_decode_buffers(GpuBackend *gb) {
     gb->su = gb->syn = NULL, gb->norm_sums = NULL, gb->conv_ptrs = NULL, gb->ssm_ptrs = NULL, gb->host_tokens = NULL, gb->host_ptrs = NULL;
     for (int i = 0; i <= MAX_GRAPH_NB; i++)
         if (gb->graph[i]) cudaGraphExecDestroy(gb->graph[i]), gb->graph[i] = NULL;
+    for (cudaEvent_t e : gb->logit_events) cudaEventDestroy(e);
+    gb->logit_events.clear();
     gb->cap_B = 0;
 }
 
@@ -500,10 +502,42 @@ static int enqueue_step(GpuBackend *gb, int nb, Mamba2Error *err) {
     return 0;
 }
 
+/* Bring the step's logits [nb, V] to the caller's (pageable) array. The host copy out of the pinned
+ * buffer is the slow part (about 10 GB/s): up to LOGITS_PIECES_MAX bytes go through the pinned
+ * buffer in pieces of LOGITS_PIECE, each piece's host copy beside the next one's transfer; larger
+ * ones go straight to the pageable array, which the driver pipelines faster at that size
+ * (measurements: results/gpu.md). */
+#define LOGITS_PIECE (1u << 20)
+#define LOGITS_PIECES_MAX (16u << 20)
+static int logits_to_host(GpuBackend *gb, int nb, float *logits, Mamba2Error *err) {
+    cudaStream_t s = gb->stream;
+    const size_t bytes = (size_t)nb * gb->g.V * 4, pieces = (bytes + LOGITS_PIECE - 1) / LOGITS_PIECE;
+    if (bytes > LOGITS_PIECES_MAX) {
+        CUDA_TRY(cudaMemcpyAsync(logits, gb->slogits, bytes, cudaMemcpyDeviceToHost, s));
+        CUDA_TRY(cudaStreamSynchronize(s));
+        return 0;
+    }
+    while (gb->logit_events.size() < pieces) {
+        cudaEvent_t e;
+        CUDA_TRY(cudaEventCreateWithFlags(&e, cudaEventDisableTiming));
+        gb->logit_events.push_back(e);
+    }
+    for (size_t k = 0; k < pieces; k++) {
+        size_t off = k * LOGITS_PIECE, n = bytes - off < LOGITS_PIECE ? bytes - off : LOGITS_PIECE;
+        CUDA_TRY(cudaMemcpyAsync((char *)gb->host_logits + off, (const char *)gb->slogits + off, n, cudaMemcpyDeviceToHost, s));
+        CUDA_TRY(cudaEventRecord(gb->logit_events[k], s));
+    }
+    for (size_t k = 0; k < pieces; k++) {
+        size_t off = k * LOGITS_PIECE, n = bytes - off < LOGITS_PIECE ? bytes - off : LOGITS_PIECE;
+        CUDA_TRY(cudaEventSynchronize(gb->logit_events[k]));
+        memcpy((char *)logits + off, (const char *)gb->host_logits + off, n);
+    }
+    return 0;
+}
+
 static int gpu_step(Mamba2Backend *b, Mamba2State **states, const int32_t *tokens, int nb, float *logits,
                     Mamba2Error *err) {
     GpuBackend *gb = gpu_of(b);
-    const GpuDims &g = gb->g;
     cudaStream_t s = gb->stream;
     if (grow_decode(gb, nb, err)) return -1;
     for (int i = 0; i < nb; i++) {
@@ -531,9 +565,8 @@ static int gpu_step(Mamba2Backend *b, Mamba2State **states, const int32_t *token
     } else if (enqueue_step(gb, nb, err)) {
         return -1;
     }
-    CUDA_TRY(cudaMemcpyAsync(gb->host_logits, gb->slogits, (size_t)nb * g.V * 4, cudaMemcpyDeviceToHost, s));
+    if (logits_to_host(gb, nb, logits, err)) return -1;
     CUDA_TRY(cudaStreamSynchronize(s));
-    memcpy(logits, gb->host_logits, (size_t)nb * g.V * 4);
     prof_collect(gb, nb <= 4 ? "step (gemv)" : "step (cublas)");
     gb->prof_steps++;
     for (int i = 0; i < nb; i++) states[i]->pos++;

@@ -126,8 +126,8 @@ __device__ __forceinline__ float block_sum(float v) {
  * reads its layer's state early: only that kernel, one step before, wrote it). After the wait,
  * read what the previous kernel wrote with plain loads, never __ldg / ld.global.nc: a read-only
  * load promises the data does not change while the kernel runs, and ptxas may then move it above
- * the wait (it did in a trial decode GEMV, 2026-12-02: wrong logits on the GPU, right under
- * compute-sanitizer, which serialises kernels). */
+ * the wait (it did in a trial decode GEMV: wrong logits on the GPU, right under compute-sanitizer,
+ * which serialises kernels; results/gpu.md). */
 /** Wait until the kernel launched before this one has finished (programmatic dependent launch). */
 __device__ __forceinline__ void pdl_wait() {
 #if defined(__CUDA_ARCH__) && __CUDA_ARCH__ >= 900

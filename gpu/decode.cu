@@ -135,11 +135,9 @@ __device__ __forceinline__ float input1(const GemvArgs &a, int b, int c) {
  * At one sequence the blocks do not all start at chunk 0: loop index q is the row's chunk
  * (q + rot) mod c8n with rot = 32·blockIdx.x, so that the blocks in flight do not read the same
  * columns of their rows at the same moment (out_proj, 1,024 chunks read in two passes of 512: all
- * of them read the first halves of their rows, then all the second halves). Measured on the H200
- * (2026-12-02 03:15, 64-layer 7B, three alternations): decode batch 1 247.6 / 247.9 / 248.8 →
- * 254.6 / 254.7 / 254.9 tok/s, out_proj alone 82-85 → 87 % of copy; starts rotated by half or
- * whole passes (256 or 512 chunks) gave 252-254. At 4 sequences a rotation by whole passes cost
- * 2 % (03:09: 625 → 612 tok/s), so there the order stays plain. */
+ * of them read the first halves of their rows, then all the second halves). A step of one warp's
+ * chunks (32) beat steps of half or whole passes; at 2-4 sequences every rotation tried was slower
+ * than the plain order, so there the order stays plain (measurements: results/gpu.md). */
 template <int NB, int PRO, int EPI, int ROWS, int CPP>
 __global__ void __launch_bounds__(GEMV_THREADS, GEMV_MIN_BLOCKS(NB, ROWS, CPP)) gemv_kernel(GemvArgs a) {
     __shared__ float part[GEMV_THREADS / 32][ROWS][NB];
@@ -259,10 +257,8 @@ static void launch_gemv_shape(const GemvArgs &a, cudaStream_t s) {
 
 /* Block shape (ROWS x CPP): 8 x 2 for one or two sequences over tall matrices; 4 x 2 otherwise, so
  * that a short, wide matrix (out_proj: 4096 rows) still gives every multiprocessor about as many
- * blocks. Measured on the H200 (2026-12-02, one sequence, launches back to back) against 4 x 4,
- * 2 x 4, 2 x 8, 8 x 1 and 1 x 8 on all three projections: these were the best or within 1 %; and
- * for out_proj again with the rotated starts (03:36, decode batch 1): 4 x 2 251, 8 x 2 248,
- * 2 x 4 245, 4 x 4 243 tok/s. */
+ * blocks. Against 4 x 4, 2 x 4, 2 x 8, 8 x 1 and 1 x 8 on all three projections these were the best
+ * or within 1 %, also for out_proj with the rotated starts (measurements: results/gpu.md). */
 template <int NB, int PRO, int EPI>
 static void launch_gemv_t(const GemvArgs &a, cudaStream_t s) {
     if constexpr (NB <= 2)
@@ -342,8 +338,16 @@ __device__ __forceinline__ void store16(bf16 *p, const float *v) {
     *(uint4 *)p = make_uint4(pack_bf16x2(v[0], v[1]), pack_bf16x2(v[2], v[3]), pack_bf16x2(v[4], v[5]), pack_bf16x2(v[6], v[7]));
 }
 
-#define STEP_SLOTS 8        /* row loads in flight per thread (register kernel) */
-#define STEP_SMEM_MIN_NB 16 /* sequences from which the shared-memory kernel is used */
+#define STEP_SLOTS 8 /* row loads in flight per thread (register kernel) */
+/* Sequences from which the shared-memory kernel is used instead of the register kernel: fp32 state
+ * from 8, bf16 state never (the register kernel was the faster at every batch measured from 8 to
+ * 32 with bf16 state, the shared-memory kernel from 8 with fp32; measurements: results/gpu.md). */
+#ifndef STEP_SMEM_MIN_NB_FP32
+#define STEP_SMEM_MIN_NB_FP32 8
+#endif
+#ifndef STEP_SMEM_MIN_NB_BF16
+#define STEP_SMEM_MIN_NB_BF16 (1 << 30)
+#endif
 /* The shared-memory kernel's block, and the blocks per multiprocessor its registers must allow:
  * shared memory holds 6 heads of fp32 state (32 KB each at P = 64) or 13 of bf16 (16 KB); at 6 ×
  * 256 and 12 × 128 threads that is at most 40 registers a thread (at 64 only 8 bf16 blocks fit). */
@@ -539,21 +543,20 @@ __global__ void ssd_step_any_kernel(GpuDims g, GpuLayer w, const float *xbc, con
     if (threadIdx.x == 0 && ss_y) atomicAdd(&ss_y[(size_t)b * g.G + grp], sq);
 }
 
-void launch_ssd_step(const GpuDims &g, const GpuLayer &w, const float *xbc, const float *dt, const float *zxbcdt,
-                     void *const *ssm_states, int ssm_bf16, int l, int nb, float *y, float *ss_y, const float *y_scale,
-                     cudaStream_t s) {
+void launch_ssd_step_kind(const GpuDims &g, const GpuLayer &w, const float *xbc, const float *dt, const float *zxbcdt,
+                          void *const *ssm_states, int ssm_bf16, int l, int nb, float *y, float *ss_y, const float *y_scale,
+                          int kind, cudaStream_t s) {
     dim3 grid(g.H, nb);
     size_t smem = 2 * g.N * sizeof(float);
-    /* N = 128: through shared memory from STEP_SMEM_MIN_NB sequences on, else in registers. Measured on
-     * the H200 (2026-12-01, 64-layer 7B, bench_model): the shared-memory kernel took batch 64 from 2,209
-     * to 3,206 tok/s (fp32 state) and from 3,724 to 4,234 (bf16), but batch 1 from 210 down to 190 and
-     * batch 4 from 422 to 369, so both stay. */
     bool fast = g.N == 128 && g.d_in % 4 == 0 && g.conv_dim % 4 == 0; /* aligned float4 reads of B, C */
     /* shared memory: the row inputs [3][P] (both kernels), after the state tile (shared-memory kernel) */
     size_t rows_in = (size_t)3 * g.P * sizeof(float), tile_and_rows = (size_t)g.P * 128 * (ssm_bf16 ? 2 : 4) + rows_in;
     /* P even: the shared-memory kernel's loop covers whole rows per lane group, and with 2 rows per
      * warp (bf16) an odd P would leave half a warp out of the row sums' shuffles */
-    if (fast && nb >= STEP_SMEM_MIN_NB && tile_and_rows <= 48 * 1024 && g.P % 2 == 0) { /* P ≤ 93 (fp32), 183 (bf16) */
+    const bool smem_fits = fast && tile_and_rows <= 48 * 1024 && g.P % 2 == 0; /* P ≤ 93 (fp32), 183 (bf16) */
+    if (kind == STEP_AUTO) /* N = 128: from STEP_SMEM_MIN_NB_* sequences on through shared memory, else in registers */
+        kind = nb >= (ssm_bf16 ? STEP_SMEM_MIN_NB_BF16 : STEP_SMEM_MIN_NB_FP32) ? STEP_SHARED : STEP_REGISTERS;
+    if (kind == STEP_SHARED && smem_fits) {
         /* bf16: 128 threads, so that the 12 blocks shared memory allows per SM also fit in its 2048 threads */
         if (ssm_bf16)
             launch_pdl(ssd_step_smem_kernel<bf16>, grid, dim3(STEP_SMEM_THREADS(bf16)), tile_and_rows, s, g, w, xbc, dt, zxbcdt,
@@ -573,4 +576,10 @@ void launch_ssd_step(const GpuDims &g, const GpuLayer &w, const float *xbc, cons
     else if (fast) launch_pdl(ssd_step_reg_kernel<float>, grid, dim3(threads), rows_in, s, g, w, xbc, dt, zxbcdt, ssm_states, l, y, ss_y, y_scale);
     else if (ssm_bf16) launch_pdl(ssd_step_any_kernel<bf16>, grid, dim3(128), smem, s, g, w, xbc, dt, zxbcdt, ssm_states, l, y, ss_y, y_scale);
     else launch_pdl(ssd_step_any_kernel<float>, grid, dim3(128), smem, s, g, w, xbc, dt, zxbcdt, ssm_states, l, y, ss_y, y_scale);
+}
+
+void launch_ssd_step(const GpuDims &g, const GpuLayer &w, const float *xbc, const float *dt, const float *zxbcdt,
+                     void *const *ssm_states, int ssm_bf16, int l, int nb, float *y, float *ss_y, const float *y_scale,
+                     cudaStream_t s) {
+    launch_ssd_step_kind(g, w, xbc, dt, zxbcdt, ssm_states, ssm_bf16, l, nb, y, ss_y, y_scale, STEP_AUTO, s);
 }

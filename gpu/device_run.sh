@@ -3,9 +3,9 @@
 # whole-model benchmarks on a random-weight Codestral-7B checkpoint written there.
 # Binaries are built on the development machine (make STATIC_DEPS=1) and carried in .device/.
 # What comes back in $OUT: gpu.txt, tests.log, kernels.txt, ncu_ssd.txt,
-# bench_fp32.json, bench_bf16.json, profile.txt, hf.txt, ab.txt, ncu_gemv.txt.
-# Usage: bash gpu/device_run.sh [STEPS]   STEPS: comma list of test,sanitize,kernels,ncu,ncuprefill,ncugemv,model,profile,power,ab,hf
-#        (default: all but ncu)
+# bench_fp32.json, bench_bf16.json, profile.txt, hf.txt, ab.txt, ncu_gemv.txt, sweep.txt, ncu_batched.txt.
+# Usage: bash gpu/device_run.sh [STEPS]   STEPS: comma list of test,sanitize,kernels,ncu,ncuprefill,ncugemv,
+#        ncucublas,ncustep,model,sweep,profile,profilebatched,power,ab,hf (default: test,sanitize,kernels,model,profile,hf)
 set -u
 OUT=${OUT:-/tmp/mamba2-out}
 mkdir -p "$OUT"
@@ -27,7 +27,7 @@ if has test; then
 fi
 if has sanitize; then
     log "compute-sanitizer memcheck on the GPU suite"
-    timeout 300 compute-sanitizer --tool memcheck --print-limit 20 "$BIN/run_tests" gpu > /tmp/sanitizer.log 2>&1
+    timeout ${SANITIZE_TIMEOUT:-300} compute-sanitizer --tool memcheck --print-limit 20 "$BIN/run_tests" gpu > /tmp/sanitizer.log 2>&1
     echo "exit $?" | tee -a "$OUT/tests.log"
     grep -E "ERROR SUMMARY|Run Summary|asserts|tests |=====" /tmp/sanitizer.log | tail -25 | tee -a "$OUT/tests.log"
 fi
@@ -57,7 +57,14 @@ if has ncugemv; then
     done
     grep -E "gemv_kernel|Duration|DRAM Throughput|Memory Throughput|Achieved Occupancy|Theoretical Occupancy|Registers Per|Waves Per SM|Eligible Warps|Issued Warp|L1/TEX Hit|L2 Hit|Stall|stall" "$OUT/ncu_gemv.txt" | head -80
 fi
-if has model || has hf || has profile || has power || has ab; then
+if has ncucublas; then
+    log "Nsight Compute: cuBLAS at the decode shapes (8-64 columns), one call each (ncu_batched.txt)"
+    timeout 150 ncu --clock-control none --section LaunchStats --section SpeedOfLight -k regex:'^(?!fill_random).*' \
+        "$BIN/bench_gpu_kernels" --cublas-once > /tmp/ncu_cublas.txt 2>&1
+    echo "exit $?"
+    grep -E "^  [a-zA-Z_].*\(|Duration|DRAM Throughput|Grid Size|Registers Per|Block Size" /tmp/ncu_cublas.txt | tee "$OUT/ncu_batched.txt" | head -120
+fi
+if has model || has hf || has profile || has profilebatched || has power || has ab || has sweep || has ncustep; then
     if [ ! -f "$CK/model.safetensors.index.json" ]; then
         log "writing the 64-layer random 7B checkpoint"
         /usr/bin/time -v python3 data/write_checkpoint.py --out "$CK" --layers 64 --threads 16 2>&1 | grep -E "Elapsed|error|Error" | tail -3
@@ -71,6 +78,54 @@ if has model; then
     log "7B on the GPU, bf16 states"
     timeout 300 "$BIN/bench_model" "$CK" --backend gpu --state-bf16 --prompt-len 4096 --gen-len 64 --batch 64,256 \
         --mem-limit 24,72 --json "$OUT/bench_bf16.json" 2>&1
+fi
+if has ncustep; then
+    log "Nsight Compute: the SSD step in the model at batch 64, bf16 state (first launch; var0's too)"
+    for spec in "$BIN/bench_model:ssd_step:1" "$BIN/var0/bench_model:ssd_step:1"; do
+        IFS=: read -r bin kre cnt <<< "$spec"
+        [ -x "$bin" ] || continue
+        echo "## $bin" >> "$OUT/ncu_batched.txt"
+        timeout 200 ncu --clock-control none --section SpeedOfLight --section Occupancy --section LaunchStats \
+            --section WarpStateStats --section MemoryWorkloadAnalysis -k regex:"$kre" -c "$cnt" \
+            "$bin" "$CK" --backend gpu --prompt-len 16 --gen-len 1 --state-bf16 --batch 64 > /tmp/ncu_model.txt 2>&1
+        echo "exit $?"
+        grep -E "^  [a-zA-Z_].*\(|Duration|DRAM Throughput|Memory Throughput|L2 Cache Throughput|Achieved Occupancy|Theoretical Occupancy|Registers Per|Grid Size|Waves Per SM|Eligible Warps|Dynamic Shared|L1/TEX Hit|L2 Hit" \
+            /tmp/ncu_model.txt | tee -a "$OUT/ncu_batched.txt" | head -80
+    done
+fi
+if has sweep; then
+    # Decode at every batch of the issue (SWEEP_BATCHES), fp32 and bf16 state, every bench_model in
+    # $BIN and $BIN/var*/ (those at SWEEP_VAR_BATCHES, default the same) alternated (SWEEP_REPS rounds,
+    # default 1); the roofline (copy bandwidth) is measured in each run.
+    log "decode sweep: batch ${SWEEP_BATCHES:-1,2,4,8,16,32,64,128,256}, fp32 and bf16 state, per binary"
+    for rep in $(seq "${SWEEP_REPS:-1}"); do
+        for bin in "$BIN"/bench_model "$BIN"/var*/bench_model; do
+            for sb in fp32 bf16; do
+                [ -x "$bin" ] || continue
+                echo "## $bin $sb round $rep ($(date -u +%H:%M:%S))"
+                batches=${SWEEP_BATCHES:-1,2,4,8,16,32,64,128,256}
+                [ "$bin" = "$BIN/bench_model" ] || batches=${SWEEP_VAR_BATCHES:-$batches}
+                timeout 300 "$bin" "$CK" --backend gpu $([ $sb = bf16 ] && echo --state-bf16) --prompt-len 64 \
+                    --gen-len "${SWEEP_GEN:-32}" --batch "$batches" 2>&1 \
+                    | grep -E "ceilings|^ +[0-9]+ +[0-9.]+ +[0-9.]+ +[0-9]+ +[0-9]+% "
+            done
+        done
+    done | tee "$OUT/sweep.txt"
+    echo; echo "tok/s (% of the weights + state traffic time at the copy bandwidth), per binary and state:"
+    awk '/^## / { key = $2 " " $3; next } /ceilings/ { next }
+         { v[key, $1] = v[key, $1] sprintf(" %s (%s)", $3, $5); keys[key] = 1; b[$1] = 1 }
+         END { for (k in keys) { printf "%s:", k; for (n = 1; n <= 256; n *= 2) if ((k, n) in v) printf "  b%d%s", n, v[k, n]; print "" } }' \
+        "$OUT/sweep.txt" | sort
+fi
+if has profilebatched; then
+    log "per-kernel profile (no graphs, events between kernels): batch 16 fp32 and batch 64 bf16 (PROFILE_BINS, default all)"
+    for bin in ${PROFILE_BINS:-"$BIN"/bench_model "$BIN"/var*/bench_model}; do
+        [ -x "$bin" ] || continue
+        for args in "--batch 16" "--state-bf16 --batch 64"; do
+            MAMBA2_GPU_PROFILE=1 timeout 200 "$bin" "$CK" --backend gpu --prompt-len 16 --gen-len 8 $args 2>&1 \
+                | grep -E "  step" | sed "s|^|$bin $args: |" | tee -a "$OUT/profile.txt"
+        done
+    done
 fi
 if has profile; then
     log "per-kernel profile (no graphs, events between kernels): batch 1, batch 4, then batch 64 with bf16 states"

@@ -63,6 +63,53 @@ int mamba2_gpu_gemv(int rows, int cols, int nb, const uint16_t *W, const float *
 double mamba2_gpu_time_gemv(int rows, int cols, int nb, int reps, Mamba2Error *err);
 
 /**
+ * @brief Time cuBLAS' bf16 GEMM at a decode shape, out[nb][rows] = x[nb][cols]·W[rows][cols]ᵀ with fp32
+ *        out, as the cuBLAS decode path calls it (back to back over weight copies beyond the L2).
+ *        @p reps <= 0: one call, untimed (for a profiler). @return median milliseconds per call, or < 0.
+ */
+double mamba2_gpu_time_cublas_gemm(int rows, int cols, int nb, int reps, Mamba2Error *err);
+
+/**
+ * @brief The decode SSD step of one layer alone:
+ *        S ← exp(dt·A) S + dt·x Bᵀ;  y = (S C + D x)·silu(z)·y_scale;  ss_y[b][grp] = Σ_{group} ((S C + D x)·silu(z))².
+ * @param d          H, P, N, G (d.T unused)
+ * @param nb         sequences
+ * @param state_bf16 the state kept in bf16 on the device (rounded on the way in, widened on the way out)
+ * @param kernel     0: the kernel the backend uses for @p nb sequences; 1: the register kernel; 2: the
+ *                   shared-memory kernel (a kernel that does not take the sizes falls back to the
+ *                   register, then the any-N kernel)
+ * @param xbc        [nb, H·P + 2·G·N]: x, B and C of each sequence
+ * @param dt         [nb, H], after softplus
+ * @param z          [nb, H·P]
+ * @param A          [H]
+ * @param D          [H]
+ * @param y_scale    [H·P], or NULL for none
+ * @param state      [nb, H, P, N] in and out
+ * @param y          [nb, H·P] out
+ * @param ss_y       [nb, G] out
+ * @param err        the reason on failure
+ * @return 0, or -1 with the reason in @p err.
+ */
+int mamba2_gpu_ssd_step(SSDDims d, int nb, int state_bf16, int kernel, const float *xbc, const float *dt, const float *z,
+                        const float *A, const float *D, const float *y_scale, float *state, float *y, float *ss_y,
+                        Mamba2Error *err);
+
+/**
+ * @brief Time the decode SSD step of @p nb sequences (random inputs; launches back to back over 8
+ *        layers of state; @p kernel as in mamba2_gpu_ssd_step()). @return median milliseconds per
+ *        launch (one layer), or < 0.
+ */
+double mamba2_gpu_time_ssd_step(SSDDims d, int nb, int state_bf16, int kernel, int reps, Mamba2Error *err);
+
+/**
+ * @brief Time bringing nb × V logits from the device to pageable host memory (median of 5):
+ *        @p ms[0] one transfer into pinned memory then one host copy, @p ms[1] the same in pieces of
+ *        1 MiB with each host copy beside the next transfer (what the backend does), @p ms[2] one
+ *        transfer straight into the pageable array.
+ */
+int mamba2_gpu_time_logits_copy(int nb, int V, double ms[3], Mamba2Error *err);
+
+/**
  * @brief Measure the GPU's ceilings: device-to-device copy bandwidth (GB/s, bytes read + written)
  *        and cuBLAS bf16 GEMM rate (GFLOP/s) on an 8192³ product of random data.
  */

@@ -137,4 +137,17 @@ void launch_ssd_step(const GpuDims &g, const GpuLayer &w, const float *xbc, cons
                      void *const *ssm_states, int ssm_bf16, int l, int nb, float *y, float *ss_y, const float *y_scale,
                      cudaStream_t s);
 
+/** Which SSD-step kernel runs (N = 128; other N always take the any-N kernel). */
+enum StepKernel {
+    STEP_AUTO = 0,      /**< the backend's choice for nb sequences */
+    STEP_REGISTERS = 1, /**< one block per (head, sequence), the state in registers */
+    STEP_SHARED = 2     /**< one block per (head, sequence), the state through shared memory */
+};
+
+/** launch_ssd_step() with the kernel chosen (for the tests and the benchmark); a kernel that does not
+ *  take the sizes falls back to the register (then the any-N) kernel. */
+void launch_ssd_step_kind(const GpuDims &g, const GpuLayer &w, const float *xbc, const float *dt, const float *zxbcdt,
+                          void *const *ssm_states, int ssm_bf16, int l, int nb, float *y, float *ss_y, const float *y_scale,
+                          int kind, cudaStream_t s);
+
 #endif

@@ -80,9 +80,9 @@ __global__ void conv_prefill_kernel(GpuDims g, const bf16 *zxbcdt, const float *
 
 /* The same, CH = 4 channels per thread with 8-byte loads and stores (conv_dim and d_in multiples of
  * 4; K a compile-time constant so that the window stays in registers). Four channels, not eight:
- * at eight the kernel took 130 registers, three blocks per multiprocessor, and ran at 27 % of the
- * memory bandwidth (ncu, H200, 2026-12-01: 118 µs for 168 MB); four take 70 registers with the
- * launch bound below (no spills), so 7 blocks fit. */
+ * at eight the kernel took 130 registers, three blocks per multiprocessor, and ran far below the
+ * memory bandwidth; four take 70 registers with the launch bound below (no spills), so 7 blocks fit
+ * (measurements: results/gpu.md). */
 #define CONV_CH 4
 template <int K>
 __global__ void __launch_bounds__(128, 6) conv_prefill4_kernel(GpuDims g, const bf16 *zxbcdt, const float *conv_state, GpuLayer w, int T,

@@ -5,7 +5,7 @@
  *
  * Why not WMMA: its fragment layout is opaque, so a product cannot be rescaled element by element
  * in registers and fed on as the next product's operand, and nvcc compiled its loads from our
- * carved shared-memory pointers as generic 32-bit loads (seen in the SASS, 2026-12-01).
+ * carved shared-memory pointers as generic 32-bit loads (seen in the SASS; results/gpu.md).
  *
  * Layouts (lane l of the warp, g = l / 4, q = 2·(l % 4)):
  *  - A, 16×16 row-major, four registers of two bf16 each:

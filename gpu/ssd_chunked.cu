@@ -153,7 +153,8 @@ __device__ __forceinline__ ChainStage chain_stage(char *smem, int i, int Qp) {
  * the cumsum kernel computed the weights and decays once per (chunk, head), not once per lane.
  * FULL: P a multiple of CHAIN_P and N of CHAIN_N (the 7B models: 64, 128), so that every copy and
  * store is whole and the per-chunk address arithmetic is a few adds (the general path's checks
- * and divisions were a large part of the kernel's instructions; it is issue-bound, ncu 2026-12-01). */
+ * and divisions were a large part of the kernel's instructions; it is issue-bound; measurements:
+ * results/gpu.md). */
 template <typename S, bool FULL>
 __global__ void __launch_bounds__(WARPS * 32) ssd_state_chain_kernel(GpuDims g, const bf16 *xbc, const float *wts,
                                                                      const float *chunk_decay, int T, bf16 *states,

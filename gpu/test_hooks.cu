@@ -2,7 +2,11 @@
  * @file test_hooks.cu
  * @brief Single kernels on host arrays, so the tests can hold each one against the reference.
  */
+#include <math.h>
+#include <string.h>
+
 #include <algorithm>
+#include <chrono>
 #include <vector>
 
 #include "kernels.cuh"
@@ -183,6 +187,229 @@ extern "C" double mamba2_gpu_time_gemv(int rows, int cols, int nb, int reps, Mam
     cudaFree(W), cudaFree(x), cudaFree(out);
     cudaError_t e = cudaGetLastError();
     if (e != cudaSuccess) return mamba2_fail(err, "gemv timing: %s", cudaGetErrorString(e)), -1;
+    std::sort(ms.begin(), ms.end());
+    return ms[ms.size() / 2];
+}
+
+/* ------------------------------------------------------------------ the decode SSD step */
+
+static GpuDims step_dims(SSDDims d, int L) {
+    GpuDims g = ssd_dims(d, 1);
+    g.L = L, g.K = 4;
+    g.d_in_proj = 2 * g.d_in + 2 * d.G * d.N + d.H;
+    return g;
+}
+
+extern "C" int mamba2_gpu_ssd_step(SSDDims d, int nb, int state_bf16, int kernel, const float *xbc, const float *dt,
+                                   const float *z, const float *A, const float *D, const float *y_scale, float *state,
+                                   float *y, float *ss_y, Mamba2Error *err) {
+    if (!mamba2_gpu_available(err)) return -1;
+    const GpuDims g = step_dims(d, 1);
+    const size_t ns = (size_t)d.H * d.P * d.N, ny = (size_t)nb * g.d_in, es = state_bf16 ? 2 : 4;
+    std::vector<float> zx((size_t)nb * g.d_in_proj, NAN), y_poison(ny, NAN), ss0((size_t)nb * d.G, 0.0f);
+    for (int b = 0; b < nb; b++) std::copy(z + (size_t)b * g.d_in, z + (size_t)(b + 1) * g.d_in, zx.begin() + (size_t)b * g.d_in_proj);
+    std::vector<uint16_t> s16(state_bf16 ? nb * ns : 0);
+    for (size_t i = 0; i < s16.size(); i++) s16[i] = mamba2_f32_to_bf16(state[i]);
+    float *dxbc, *ddt, *dzx, *dA, *dD, *dys = NULL, *dy = NULL, *dss;
+    char *dstate;
+    void **dptrs;
+    CUDA_TRY(cudaMalloc(&dxbc, (size_t)nb * g.conv_dim * 4));
+    CUDA_TRY(cudaMalloc(&ddt, (size_t)nb * d.H * 4));
+    CUDA_TRY(cudaMalloc(&dzx, zx.size() * 4));
+    CUDA_TRY(cudaMalloc(&dA, d.H * 4));
+    CUDA_TRY(cudaMalloc(&dD, d.H * 4));
+    CUDA_TRY(cudaMalloc(&dss, ss0.size() * 4));
+    CUDA_TRY(cudaMalloc(&dstate, nb * ns * es));
+    CUDA_TRY(cudaMalloc(&dptrs, nb * sizeof(void *)));
+    CUDA_TRY(cudaMemcpy(dxbc, xbc, (size_t)nb * g.conv_dim * 4, cudaMemcpyHostToDevice));
+    CUDA_TRY(cudaMemcpy(ddt, dt, (size_t)nb * d.H * 4, cudaMemcpyHostToDevice));
+    CUDA_TRY(cudaMemcpy(dzx, zx.data(), zx.size() * 4, cudaMemcpyHostToDevice));
+    CUDA_TRY(cudaMemcpy(dA, A, d.H * 4, cudaMemcpyHostToDevice));
+    CUDA_TRY(cudaMemcpy(dD, D, d.H * 4, cudaMemcpyHostToDevice));
+    CUDA_TRY(cudaMemcpy(dss, ss0.data(), ss0.size() * 4, cudaMemcpyHostToDevice));
+    CUDA_TRY(cudaMemcpy(dstate, state_bf16 ? (const void *)s16.data() : (const void *)state, nb * ns * es, cudaMemcpyHostToDevice));
+    std::vector<void *> ptrs(nb);
+    for (int b = 0; b < nb; b++) ptrs[b] = dstate + b * ns * es;
+    CUDA_TRY(cudaMemcpy(dptrs, ptrs.data(), nb * sizeof(void *), cudaMemcpyHostToDevice));
+    if (y_scale) {
+        CUDA_TRY(cudaMalloc(&dys, g.d_in * 4));
+        CUDA_TRY(cudaMemcpy(dys, y_scale, g.d_in * 4, cudaMemcpyHostToDevice));
+    }
+    CUDA_TRY(cudaMalloc(&dy, ny * 4));
+    CUDA_TRY(cudaMemcpy(dy, y_poison.data(), ny * 4, cudaMemcpyHostToDevice)); /* poison */
+    GpuLayer w = {};
+    w.A = dA, w.D = dD;
+    launch_ssd_step_kind(g, w, dxbc, ddt, dzx, dptrs, state_bf16, 0, nb, dy, dss, dys, kernel, 0);
+    LAUNCH_TRY();
+    CUDA_TRY(cudaDeviceSynchronize());
+    CUDA_TRY(cudaMemcpy(y, dy, ny * 4, cudaMemcpyDeviceToHost));
+    CUDA_TRY(cudaMemcpy(ss_y, dss, ss0.size() * 4, cudaMemcpyDeviceToHost));
+    if (state_bf16) {
+        CUDA_TRY(cudaMemcpy(s16.data(), dstate, nb * ns * 2, cudaMemcpyDeviceToHost));
+        for (size_t i = 0; i < s16.size(); i++) state[i] = mamba2_bf16_to_f32(s16[i]);
+    } else
+        CUDA_TRY(cudaMemcpy(state, dstate, nb * ns * 4, cudaMemcpyDeviceToHost));
+    cudaFree(dxbc), cudaFree(ddt), cudaFree(dzx), cudaFree(dA), cudaFree(dD), cudaFree(dss), cudaFree(dstate), cudaFree(dptrs);
+    cudaFree(dys), cudaFree(dy);
+    return 0;
+}
+
+__global__ void fill_uniform(float *p, size_t n, float lo, float hi, uint32_t seed) {
+    for (size_t i = blockIdx.x * (size_t)blockDim.x + threadIdx.x; i < n; i += (size_t)gridDim.x * blockDim.x) {
+        uint32_t x = (uint32_t)i * 2654435761u ^ seed;
+        x ^= x >> 16, x *= 0x7feb352du, x ^= x >> 15, x *= 0x846ca68bu, x ^= x >> 16;
+        p[i] = lo + (hi - lo) * ((x >> 8) * (1.0f / 16777216.0f));
+    }
+}
+
+extern "C" double mamba2_gpu_time_ssd_step(SSDDims d, int nb, int state_bf16, int kernel, int reps, Mamba2Error *err) {
+    if (!mamba2_gpu_available(err)) return -1;
+    const int L = 8; /* launches rotate over L layers of state: together beyond the L2 */
+    const GpuDims g = step_dims(d, L);
+    const size_t ns = (size_t)L * d.H * d.P * d.N, es = state_bf16 ? 2 : 4;
+    float *xbc, *dt, *zx, *A, *D, *ys, *y, *ss;
+    char *state;
+    void **ptrs;
+    if (cudaMalloc(&xbc, (size_t)nb * g.conv_dim * 4) || cudaMalloc(&dt, (size_t)nb * d.H * 4) ||
+        cudaMalloc(&zx, (size_t)nb * g.d_in_proj * 4) || cudaMalloc(&A, d.H * 4) || cudaMalloc(&D, d.H * 4) ||
+        cudaMalloc(&ys, g.d_in * 4) || cudaMalloc(&y, (size_t)nb * g.d_in * 4) || cudaMalloc(&ss, (size_t)nb * d.G * 4) ||
+        cudaMalloc(&state, nb * ns * es) || cudaMalloc(&ptrs, nb * sizeof(void *)))
+        return mamba2_fail(err, "ssd step timing: out of memory"), -1;
+    fill_uniform<<<256, 256>>>(xbc, (size_t)nb * g.conv_dim, -1, 1, 1);
+    fill_uniform<<<256, 256>>>(dt, (size_t)nb * d.H, 0.001f, 0.1f, 2);
+    fill_uniform<<<256, 256>>>(zx, (size_t)nb * g.d_in_proj, -1, 1, 3);
+    fill_uniform<<<1, 256>>>(A, d.H, -16, -1, 4);
+    fill_uniform<<<1, 256>>>(D, d.H, 0.5f, 1.5f, 5);
+    fill_uniform<<<64, 256>>>(ys, g.d_in, 0.5f, 1.5f, 6);
+    if (state_bf16) fill_random_bf16<<<1024, 256>>>((bf16 *)state, nb * ns, 7);
+    else fill_uniform<<<1024, 256>>>((float *)state, nb * ns, -1, 1, 7);
+    std::vector<void *> hp(nb);
+    for (int b = 0; b < nb; b++) hp[b] = state + b * ns * es;
+    cudaMemcpy(ptrs, hp.data(), nb * sizeof(void *), cudaMemcpyHostToDevice);
+    GpuLayer w = {};
+    w.A = A, w.D = D;
+    cudaStream_t st;
+    cudaEvent_t e0, e1;
+    cudaStreamCreateWithFlags(&st, cudaStreamNonBlocking);
+    cudaEventCreate(&e0), cudaEventCreate(&e1);
+    std::vector<float> ms;
+    for (int i = 0; i < reps + 1; i++) { /* L launches back to back (programmatic dependent launch) */
+        float t;
+        cudaMemsetAsync(ss, 0, (size_t)nb * d.G * 4, st);
+        cudaEventRecord(e0, st);
+        for (int l = 0; l < L; l++)
+            launch_ssd_step_kind(g, w, xbc, dt, zx, ptrs, state_bf16, l, nb, y, ss, ys, kernel, st);
+        cudaEventRecord(e1, st);
+        cudaEventSynchronize(e1);
+        cudaEventElapsedTime(&t, e0, e1);
+        if (i >= 1) ms.push_back(t / L);
+    }
+    cudaEventDestroy(e0), cudaEventDestroy(e1), cudaStreamDestroy(st);
+    cudaFree(xbc), cudaFree(dt), cudaFree(zx), cudaFree(A), cudaFree(D), cudaFree(ys), cudaFree(y), cudaFree(ss);
+    cudaFree(state), cudaFree(ptrs);
+    cudaError_t e = cudaGetLastError();
+    if (e != cudaSuccess) return mamba2_fail(err, "ssd step timing: %s", cudaGetErrorString(e)), -1;
+    std::sort(ms.begin(), ms.end());
+    return ms[ms.size() / 2];
+}
+
+/* ------------------------------------------------------------------ logits to the host */
+
+static double wall_seconds() {
+    return std::chrono::duration<double>(std::chrono::steady_clock::now().time_since_epoch()).count();
+}
+
+extern "C" int mamba2_gpu_time_logits_copy(int nb, int V, double ms_out[3], Mamba2Error *err) {
+    if (!mamba2_gpu_available(err)) return -1;
+    const size_t bytes = (size_t)nb * V * 4, piece = 1u << 20;
+    float *dev, *pinned;
+    std::vector<float> host((size_t)nb * V, 1.0f); /* pageable, touched */
+    CUDA_TRY(cudaMalloc(&dev, bytes));
+    CUDA_TRY(cudaMallocHost(&pinned, bytes));
+    CUDA_TRY(cudaMemset(dev, 0, bytes));
+    cudaStream_t st;
+    CUDA_TRY(cudaStreamCreateWithFlags(&st, cudaStreamNonBlocking));
+    std::vector<cudaEvent_t> ev((bytes + piece - 1) / piece);
+    for (auto &e : ev) cudaEventCreateWithFlags(&e, cudaEventDisableTiming);
+    std::vector<double> t[3];
+    for (int rep = 0; rep < 7; rep++) {
+        double t0 = wall_seconds();
+        cudaMemcpyAsync(pinned, dev, bytes, cudaMemcpyDeviceToHost, st); /* one transfer, then one host copy */
+        cudaStreamSynchronize(st);
+        memcpy(host.data(), pinned, bytes);
+        double t1 = wall_seconds();
+        for (size_t k = 0; k < ev.size(); k++) { /* in pieces, each host copy beside the next transfer */
+            size_t off = k * piece, n = bytes - off < piece ? bytes - off : piece;
+            cudaMemcpyAsync((char *)pinned + off, (char *)dev + off, n, cudaMemcpyDeviceToHost, st);
+            cudaEventRecord(ev[k], st);
+        }
+        for (size_t k = 0; k < ev.size(); k++) {
+            size_t off = k * piece, n = bytes - off < piece ? bytes - off : piece;
+            cudaEventSynchronize(ev[k]);
+            memcpy((char *)host.data() + off, (char *)pinned + off, n);
+        }
+        double t2 = wall_seconds();
+        cudaMemcpyAsync(host.data(), dev, bytes, cudaMemcpyDeviceToHost, st); /* straight to pageable memory */
+        cudaStreamSynchronize(st);
+        double t3 = wall_seconds();
+        if (rep >= 2) t[0].push_back(t1 - t0), t[1].push_back(t2 - t1), t[2].push_back(t3 - t2);
+    }
+    for (int k = 0; k < 3; k++) {
+        std::sort(t[k].begin(), t[k].end());
+        ms_out[k] = t[k][t[k].size() / 2] * 1e3;
+    }
+    for (auto &e : ev) cudaEventDestroy(e);
+    cudaStreamDestroy(st);
+    cudaFree(dev), cudaFreeHost(pinned);
+    CUDA_TRY(cudaGetLastError());
+    return 0;
+}
+
+/* ------------------------------------------------------------------ cuBLAS at the decode shapes */
+
+/* out[nb][rows] = x[nb][cols] · W[rows][cols]ᵀ as the cuBLAS decode path calls it (bf16 in, fp32 out). */
+static cublasStatus_t cublas_decode_gemm(cublasHandle_t h, const bf16 *W, int rows, int cols, const bf16 *x, int nb, float *out) {
+    float alpha = 1.0f, beta = 0.0f;
+    return cublasGemmEx(h, CUBLAS_OP_T, CUBLAS_OP_N, rows, nb, cols, &alpha, W, CUDA_R_16BF, cols, x, CUDA_R_16BF, cols, &beta,
+                        out, CUDA_R_32F, rows, CUBLAS_COMPUTE_32F, CUBLAS_GEMM_DEFAULT);
+}
+
+extern "C" double mamba2_gpu_time_cublas_gemm(int rows, int cols, int nb, int reps, Mamba2Error *err) {
+    if (!mamba2_gpu_available(err)) return -1;
+    int copies = reps > 0 ? (int)(1 + (512ull << 20) / ((size_t)rows * cols * 2)) : 1;
+    bf16 *W, *x;
+    float *out;
+    void *ws;
+    cublasHandle_t h;
+    if (cudaMalloc(&W, (size_t)copies * rows * cols * 2) != cudaSuccess || cudaMalloc(&x, (size_t)nb * cols * 2) != cudaSuccess ||
+        cudaMalloc(&out, (size_t)nb * rows * 4) != cudaSuccess || cudaMalloc(&ws, 32u << 20) != cudaSuccess)
+        return mamba2_fail(err, "cublas timing: out of memory"), -1;
+    fill_random_bf16<<<1024, 256>>>(W, (size_t)copies * rows * cols, 3);
+    fill_random_bf16<<<64, 256>>>(x, (size_t)nb * cols, 4);
+    cudaStream_t st;
+    cudaEvent_t e0, e1;
+    cudaStreamCreateWithFlags(&st, cudaStreamNonBlocking);
+    cudaEventCreate(&e0), cudaEventCreate(&e1);
+    if (cublasCreate(&h) != CUBLAS_STATUS_SUCCESS) return mamba2_fail(err, "cublas timing: no handle"), -1;
+    cublasSetStream(h, st);
+    cublasSetWorkspace(h, ws, 32u << 20);
+    std::vector<float> ms;
+    int batches = reps <= 0 ? 0 : reps / copies > 5 ? reps / copies : 5;
+    for (int i = 0; i < batches + 1; i++) { /* reps <= 0: one call (for a profiler) */
+        float t;
+        cudaEventRecord(e0, st);
+        for (int c = 0; c < copies; c++) cublas_decode_gemm(h, W + (size_t)c * rows * cols, rows, cols, x, nb, out);
+        cudaEventRecord(e1, st);
+        cudaEventSynchronize(e1);
+        cudaEventElapsedTime(&t, e0, e1);
+        if (i >= 1) ms.push_back(t / copies);
+    }
+    cublasDestroy(h);
+    cudaEventDestroy(e0), cudaEventDestroy(e1), cudaStreamDestroy(st);
+    cudaFree(W), cudaFree(x), cudaFree(out), cudaFree(ws);
+    cudaError_t e = cudaGetLastError();
+    if (e != cudaSuccess) return mamba2_fail(err, "cublas timing: %s", cudaGetErrorString(e)), -1;
+    if (ms.empty()) return 0;
     std::sort(ms.begin(), ms.end());
     return ms[ms.size() / 2];
 }

@@ -118,6 +118,70 @@ static void test_gemv_kernel(void) {
     printf("\n");
 }
 
+/* The decode SSD step alone against a double-precision step, through each kernel: the register
+ * kernel and the shared-memory kernel, at P = 64 and 16; P = 128 (too large for the shared-memory
+ * kernel: the fallback); N = 16 (the any-N kernel); and the backend's own choice for the batch. fp32 state: fp32 rounding only (bound 1e-5); a bf16 state is rounded once on the
+ * way in (the reference starts from the rounded state) and once on the way out: 2⁻⁹ relative per
+ * element (bound 1e-2, as the SSD's); y and Σ y² are computed from the unrounded new state. */
+static void test_ssd_step_kernel(void) {
+    struct {
+        SSDDims d; /* T unused */
+        int nb;
+    } cases[] = {{{1, 8, 64, 2, 128}, 3}, {{1, 8, 64, 2, 128}, 40}, {{1, 4, 16, 2, 128}, 17},
+                 {{1, 6, 24, 3, 16}, 5},  {{1, 8, 128, 1, 128}, 20}};
+    const char *kname[] = {"auto", "registers", "shared"};
+    for (size_t k = 0; k < sizeof cases / sizeof *cases; k++)
+        for (int mode = 0; mode < 6; mode++) {
+            SSDDims d = cases[k].d;
+            int nb = cases[k].nb, sbf = mode & 1, kernel = mode / 2, d_in = d.H * d.P, conv_dim = d_in + 2 * d.G * d.N;
+            size_t ns = (size_t)d.H * d.P * d.N;
+            float *xbc = malloc((size_t)nb * conv_dim * 4), *dt = malloc((size_t)nb * d.H * 4), *z = malloc((size_t)nb * d_in * 4);
+            float *A = malloc(d.H * 4), *D = malloc(d.H * 4), *ys = malloc(d_in * 4), *st = malloc(nb * ns * 4);
+            float *st_ref = malloc(nb * ns * 4), *y = malloc((size_t)nb * d_in * 4), *y_ref = malloc((size_t)nb * d_in * 4);
+            float *ss = malloc((size_t)nb * d.G * 4), *ss_ref = calloc((size_t)nb * d.G, 4);
+            test_fill_normal(xbc, (size_t)nb * conv_dim, 1.0);
+            test_fill_normal(z, (size_t)nb * d_in, 1.0);
+            test_fill_normal(st, nb * ns, 1.0);
+            for (int i = 0; i < nb * d.H; i++) dt[i] = (float)(0.001 * pow(100.0, test_uniform()));
+            for (int h = 0; h < d.H; h++) A[h] = (float)-(1 + 15 * test_uniform()), D[h] = (float)test_normal();
+            for (int i = 0; i < d_in; i++) ys[i] = (float)(0.5 + test_uniform());
+            for (size_t i = 0; i < nb * ns; i++) st_ref[i] = sbf ? bf16_round(st[i]) : st[i];
+            const float *y_scale = mode == 3 ? NULL : ys; /* one mode without a y scale */
+            for (int b = 0; b < nb; b++)
+                for (int h = 0; h < d.H; h++) {
+                    int grp = h / (d.H / d.G);
+                    const float *x = xbc + (size_t)b * conv_dim + h * d.P, *B = xbc + (size_t)b * conv_dim + d_in + grp * d.N;
+                    const float *C = B + d.G * d.N;
+                    double dth = dt[b * d.H + h], decay = exp(dth * A[h]);
+                    for (int p = 0; p < d.P; p++) {
+                        float *S = st_ref + (size_t)b * ns + ((size_t)h * d.P + p) * d.N;
+                        double acc = 0;
+                        for (int n = 0; n < d.N; n++) {
+                            double v = decay * S[n] + dth * x[p] * B[n];
+                            S[n] = (float)v;
+                            acc += v * C[n];
+                        }
+                        double zz = z[(size_t)b * d_in + h * d.P + p], yv = (acc + D[h] * x[p]) * zz / (1 + exp(-zz));
+                        y_ref[(size_t)b * d_in + h * d.P + p] = (float)(yv * (y_scale ? y_scale[h * d.P + p] : 1.0));
+                        ss_ref[b * d.G + grp] += (float)(yv * yv);
+                    }
+                }
+            Mamba2Error e = {{0}};
+            int rc = mamba2_gpu_ssd_step(d, nb, sbf, kernel, xbc, dt, z, A, D, y_scale, st, y, ss, &e);
+            CU_ASSERT_EQUAL(rc, 0);
+            if (rc) printf("\n    %s", e.msg);
+            double ey = test_rel_l2(y, y_ref, (size_t)nb * d_in), es = test_rel_l2(st, st_ref, nb * ns);
+            double ess = test_rel_l2(ss, ss_ref, (size_t)nb * d.G);
+            printf("\n    SSD step H=%d P=%-3d N=%-3d G=%d nb=%-2d %s state, %-9s kernel: y %.1e  state %.1e  sum y² %.1e", d.H,
+                   d.P, d.N, d.G, nb, sbf ? "bf16" : "fp32", kname[kernel], ey, es, ess);
+            CU_ASSERT(ey <= 1e-5);
+            CU_ASSERT(es <= (sbf ? SSD_BF16_TOL : 1e-5));
+            CU_ASSERT(ess <= 1e-5);
+            free(xbc), free(dt), free(z), free(A), free(D), free(ys), free(st), free(st_ref), free(y), free(y_ref), free(ss), free(ss_ref);
+        }
+    printf("\n");
+}
+
 static int make_backends(TestFixture *fx, int state_bf16, Mamba2Backend **gpu, Mamba2Backend **ref) {
     Mamba2Error e = {{0}};
     Mamba2BackendOptions o = {0};
@@ -182,25 +246,27 @@ static void test_fixtures(void) {
     printf("\n");
 }
 
-/* B sequences stepped together equal each stepped alone: nb=3 takes the fused GEMV path,
- * nb=6 the cuBLAS path. Also checks the bf16-state option against fp32 states. */
+/* B sequences stepped together equal each stepped alone: nb=3 takes the fused GEMV path, nb=6 and
+ * nb=17 the cuBLAS path (with fp32 state, 6 the register SSD step and 17 the shared-memory one).
+ * Also checks the bf16-state option against fp32 states. */
+#define BATCH_MAX 17
 static void test_batched(void) {
     TestFixture fx;
     CU_ASSERT_EQUAL_FATAL(test_load_fixture("g4_bf16_sharded", &fx), 0);
-    int V = fx.model.cfg.vocab_size, sizes[] = {3, 6};
+    int V = fx.model.cfg.vocab_size, sizes[] = {3, 6, BATCH_MAX};
     for (int bf = 0; bf < 2; bf++)
-        for (int k = 0; k < 2; k++) {
+        for (int k = 0; k < 3; k++) {
             int nb = sizes[k];
             Mamba2Backend *gpu;
             CU_ASSERT_EQUAL_FATAL(make_backends(&fx, bf, &gpu, NULL), 0);
-            Mamba2State st[6], alone[6], *ptrs[6];
+            Mamba2State st[BATCH_MAX], alone[BATCH_MAX], *ptrs[BATCH_MAX];
             Mamba2Error e = {{0}};
             float *together = malloc((size_t)nb * V * 4), *single = malloc((size_t)nb * V * 4);
-            int32_t tok[6];
+            int32_t tok[BATCH_MAX];
             for (int i = 0; i < nb; i++) {
                 mamba2_state_init(&st[i], &fx.model.cfg, &e);
                 mamba2_state_init(&alone[i], &fx.model.cfg, &e);
-                int prompt = 3 + 5 * i; /* different histories */
+                int prompt = 3 + (5 * i) % (fx.T - 4); /* different histories */
                 mamba2_backend_prefill(gpu, &st[i], fx.tokens, prompt, NULL, 0, &e);
                 mamba2_backend_prefill(gpu, &alone[i], fx.tokens, prompt, NULL, 0, &e);
                 ptrs[i] = &st[i];
@@ -208,6 +274,7 @@ static void test_batched(void) {
             }
             double worst = 0;
             for (int rep = 0; rep < 4; rep++) {
+                for (size_t i = 0; i < (size_t)nb * V; i++) together[i] = single[i] = NAN; /* poison */
                 CU_ASSERT_EQUAL(mamba2_backend_step(gpu, ptrs, tok, nb, together, &e), 0);
                 for (int i = 0; i < nb; i++) {
                     Mamba2State *one = &alone[i];
@@ -219,7 +286,7 @@ static void test_batched(void) {
             }
             /* nb ≤ 4 runs the very same kernels per sequence; the cuBLAS path rounds its inputs to bf16 */
             double tol = nb <= 4 ? 1e-6 : LOGITS_TOL;
-            printf("\n    batch %d %s state: batched vs single %.1e (bound %.0e)", nb, bf ? "bf16" : "fp32", worst, tol);
+            printf("\n    batch %2d %s state: batched vs single %.1e (bound %.0e)", nb, bf ? "bf16" : "fp32", worst, tol);
             CU_ASSERT(worst <= tol);
             for (int i = 0; i < nb; i++) mamba2_state_free(&st[i]), mamba2_state_free(&alone[i]);
             free(together), free(single);
@@ -293,8 +360,9 @@ static void random_model_7b_state(int d_conv, int n_batches) {
         double e_pre = test_rel_l2(got, ref, (size_t)T * V);
         CU_ASSERT(e_pre <= LOGITS_TOL);
         /* sequences stepped together: 3 take the GEMV path and the SSD-step kernel that holds the
-         * state in registers, 8 the cuBLAS path with that same kernel, NS = 17 (≥ STEP_SMEM_MIN_NB in
-         * gpu/decode.cu) the one that copies it through shared memory */
+         * state in registers, 8 and NS = 17 the cuBLAS path, with fp32 state through the kernel that
+         * copies it through shared memory (STEP_SMEM_MIN_NB_FP32 in gpu/decode.cu), with bf16 state in
+         * registers */
         const int batches[3] = {3, 8, NS};
         for (int k = 0; k < n_batches; k++) {
             int nb = batches[k];
@@ -344,6 +412,7 @@ int register_gpu_tests(void) {
     if (!s) return -1;
     if (!CU_add_test(s, "SSD chunked kernels vs reference", test_ssd_kernel) ||
         !CU_add_test(s, "decode GEMV vs double dot products", test_gemv_kernel) ||
+        !CU_add_test(s, "decode SSD step vs double step, each kernel", test_ssd_step_kernel) ||
         !CU_add_test(s, "fixtures: prefill, step, greedy", test_fixtures) ||
         !CU_add_test(s, "batched step vs single steps, fp32 and bf16 state", test_batched) ||
         !CU_add_test(s, "state moves between gpu and ref", test_state_moves_between_backends) ||
