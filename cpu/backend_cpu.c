@@ -421,6 +421,10 @@ int mamba2_backend_cpu_create(const Mamba2Model *m, const Mamba2BackendOptions *
     b->kernels = cpu_kernels;
     b->destroy = cpu_destroy;
     cb->nt = opt && opt->n_threads > 0 ? opt->n_threads : omp_get_max_threads();
+    if (mamba2_check_thread_stacks(cb->nt, err)) { /* before the first parallel region starts them */
+        free(cb);
+        return -1;
+    }
     cb->isa = cpu_isa_active();
     cb->precision = opt ? opt->precision : MAMBA2_PRECISION_DEFAULT;
     /* Ask for 2 MiB pages on the weight mappings (a hint; errors are ignored). Pages the kernel

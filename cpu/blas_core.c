@@ -14,22 +14,32 @@ char *openblas_get_corename(void);
 
 const char *cpu_blas_core_name(void) { return openblas_get_corename(); }
 
-void cpu_blas_pick_core(char **argv) {
-    if (getenv("OPENBLAS_CORETYPE")) return;
+/* The kernel set to ask for when OpenBLAS chose one of DYNAMIC_ARCH's generic x86-64 sets, else NULL. */
+static const char *wanted_core(void) {
     const char *core = openblas_get_corename();
-    /* The generic x86-64 choices of DYNAMIC_ARCH; any other name is a specific, tuned core. */
     if (!core || (strcasecmp(core, "Prescott") && strcasecmp(core, "Core2") && strcasecmp(core, "Katmai")))
-        return;
+        return NULL;
     __builtin_cpu_init();
-    const char *want = NULL;
     if (__builtin_cpu_supports("avx512f") && __builtin_cpu_supports("avx512bw") &&
         __builtin_cpu_supports("avx512vl") && __builtin_cpu_supports("avx512dq"))
-        want = "SkylakeX";
-    else if (__builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma"))
-        want = "Haswell";
-    if (!want || setenv("OPENBLAS_CORETYPE", want, 1)) return;
+        return "SkylakeX";
+    if (__builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma")) return "Haswell";
+    return NULL;
+}
+
+void cpu_blas_start_program(char **argv) {
+    int restart = 0;
+    /* OpenBLAS's worker threads: the CPU path splits the work with OpenMP and calls OpenBLAS on one
+     * thread (cpu_blas_single_threaded()), so the workers a pthread OpenBLAS starts at load only cost
+     * address space, and under `ulimit -v` they retry their buffer's allocation forever and hang the
+     * exit (results/robustness.md). A user's own OPENBLAS_NUM_THREADS wins. */
+    if (!getenv("OPENBLAS_NUM_THREADS") && !setenv("OPENBLAS_NUM_THREADS", "1", 1)) restart = 1;
+    const char *want = getenv("OPENBLAS_CORETYPE") ? NULL : wanted_core();
+    if (want && !setenv("OPENBLAS_CORETYPE", want, 1)) restart = 1;
+    if (!restart) return;
     execv("/proc/self/exe", argv);
-    /* exec failed (no /proc, say): carry on with the slow kernels rather than stop */
-    fprintf(stderr, "note: OpenBLAS chose its generic '%s' kernels for this CPU; set OPENBLAS_CORETYPE=%s "
-                    "for fast prefill\n", core, want);
+    /* exec failed (no /proc, say): carry on as we are */
+    if (want)
+        fprintf(stderr, "note: OpenBLAS chose its generic '%s' kernels for this CPU; set OPENBLAS_CORETYPE=%s "
+                        "for fast prefill\n", openblas_get_corename(), want);
 }

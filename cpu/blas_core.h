@@ -1,6 +1,6 @@
 /**
  * @file blas_core.h
- * @brief Make sure OpenBLAS runs its kernels for this CPU, not its generic fallback.
+ * @brief Make sure OpenBLAS runs its kernels for this CPU, not its generic fallback, and starts no threads.
  *
  * Debian's OpenBLAS is built with DYNAMIC_ARCH: it picks a kernel set from CPUID when the library
  * is loaded. A CPU newer than the library falls back to "Prescott" (SSE3): bookworm's 0.3.21 does
@@ -12,15 +12,18 @@
 #define MAMBA2_CPU_BLAS_CORE_H
 
 /**
- * @brief Restart the program with OPENBLAS_CORETYPE set when OpenBLAS chose its generic kernels
- *        for a CPU that has AVX-512 (SkylakeX kernels) or AVX2 + FMA (Haswell kernels).
+ * @brief Restart the program once with OpenBLAS's environment set, before it does any work:
+ *        OPENBLAS_NUM_THREADS=1 when unset (the CPU path runs OpenBLAS on its own OpenMP threads, so
+ *        OpenBLAS's workers are never used, and under `ulimit -v` they hang the exit), and
+ *        OPENBLAS_CORETYPE when OpenBLAS chose its generic kernels for a CPU that has AVX-512
+ *        (SkylakeX kernels) or AVX2 + FMA (Haswell kernels).
  *
- * Does nothing when OPENBLAS_CORETYPE is already set (so it restarts at most once, and a user's
- * own choice wins) or when OpenBLAS chose a specific core. Call it first thing in main().
+ * A variable the user set is left as it is; once both are set the call does nothing, so the program
+ * restarts at most once. Call it first thing in main().
  * @param argv the program's argv, passed on unchanged
- * Returns only when no restart is needed or the restart failed (the program then goes on, slower).
+ * Returns only when no restart is needed or the restart failed (the program then goes on as it is).
  */
-void cpu_blas_pick_core(char **argv);
+void cpu_blas_start_program(char **argv);
 
 /** The kernel set OpenBLAS is running ("SkylakeX", "Haswell", "Prescott", ...). */
 const char *cpu_blas_core_name(void);

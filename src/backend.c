@@ -34,7 +34,7 @@ static const struct {
 } registry[] = {
     {"ref", mamba2_backend_ref_create, NULL},
 #ifdef MAMBA2_HAVE_CPU
-    {"cpu", mamba2_backend_cpu_create, cpu_blas_pick_core},
+    {"cpu", mamba2_backend_cpu_create, cpu_blas_start_program},
 #endif
 #ifdef MAMBA2_HAVE_GPU
     {"gpu", mamba2_backend_gpu_create, NULL},

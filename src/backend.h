@@ -191,8 +191,9 @@ int mamba2_backend_prefill_observed(Mamba2Backend *b, Mamba2State *st, const int
 /**
  * @brief Let every backend compiled in prepare the process; call it first thing in a program's main().
  *
- * The CPU path may restart the program once with OPENBLAS_CORETYPE set, when OpenBLAS picked its
- * generic kernels for a CPU it does not recognise (cpu/blas_core.h); a user's own setting wins.
+ * The CPU path restarts the program once with OpenBLAS's environment set (OPENBLAS_NUM_THREADS=1, and
+ * OPENBLAS_CORETYPE when OpenBLAS picked its generic kernels for a CPU it does not recognise:
+ * cpu/blas_core.h); a user's own settings win.
  * For programs only: a library must not restart its caller's process.
  * @param argv the program's argv, passed on unchanged to a restart
  */

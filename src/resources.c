@@ -95,3 +95,51 @@ int mamba2_check_memory(const char *what, double need, Mamba2Error *err) {
     return mamba2_fail(err, "%s needs %s of host memory, have %s (%s)", what, mamba2_format_bytes(need, n, sizeof n),
                        mamba2_format_bytes(have, h, sizeof h), src);
 }
+
+/* The process's current address-space size (VmSize of /proc/self/status) in bytes, or -1. */
+static double vm_size(void) {
+    FILE *f = fopen("/proc/self/status", "r");
+    if (!f) return -1;
+    char line[256];
+    double bytes = -1;
+    unsigned long long kib;
+    while (fgets(line, sizeof line, f))
+        if (sscanf(line, "VmSize: %llu kB", &kib) == 1) {
+            bytes = 1024.0 * (double)kib;
+            break;
+        }
+    fclose(f);
+    return bytes;
+}
+
+int mamba2_check_thread_stacks(int n_threads, Mamba2Error *err) {
+    struct rlimit as, st;
+    if (n_threads <= 1 || getrlimit(RLIMIT_AS, &as) != 0 || as.rlim_cur == RLIM_INFINITY) return 0;
+    double used = vm_size();
+    if (used < 0) return 0;
+    double stack = 32.0 * 1048576.0; /* glibc's default when RLIMIT_STACK is unlimited */
+    if (getrlimit(RLIMIT_STACK, &st) == 0 && st.rlim_cur != RLIM_INFINITY) stack = (double)st.rlim_cur;
+    const char *omp = getenv("OMP_STACKSIZE");
+    if (omp && *omp) {
+        /* OMP_STACKSIZE: a number of KiB, or of bytes / MiB / GiB with a B / M / G suffix */
+        char *end;
+        double v = strtod(omp, &end);
+        if (end != omp && v > 0) {
+            switch (*end) {
+            case 'b': case 'B': break;
+            case 'm': case 'M': v *= 1048576.0; break;
+            case 'g': case 'G': v *= 1073741824.0; break;
+            default: v *= 1024.0; break;
+            }
+            stack = v;
+        }
+    }
+    double need = (n_threads - 1) * stack, left = (double)as.rlim_cur - used;
+    if (need <= left) return 0;
+    char a[32], b[32];
+    return mamba2_fail(err,
+                       "%d threads need %s of address space for their stacks, and the address-space limit "
+                       "(ulimit -v) leaves %s: use --threads 1, or raise the limit",
+                       n_threads, mamba2_format_bytes(need, a, sizeof a),
+                       mamba2_format_bytes(left > 0 ? left : 0, b, sizeof b));
+}

@@ -40,6 +40,17 @@ double mamba2_forward_bytes(const Mamba2Config *cfg, double T);
  */
 int mamba2_check_memory(const char *what, double need, Mamba2Error *err);
 
+/**
+ * @brief Refuse @p n_threads worker threads (the calling thread included) whose stacks do not fit in
+ *        what the address-space limit (ulimit -v) leaves this process.
+ *
+ * A thread's stack is reserved address space (RLIMIT_STACK, glibc's 32 MiB when that is unlimited,
+ * or OMP_STACKSIZE); when it cannot be mapped, libgomp ends the process with its own message in the
+ * middle of a command. Checked against the limit minus the process's current size (VmSize).
+ * @return 0 when they fit or there is no limit, -1 with "N threads need ... (ulimit -v) ...; --threads 1".
+ */
+int mamba2_check_thread_stacks(int n_threads, Mamba2Error *err);
+
 /** Format @p bytes as "12.3 MiB" / "1.50 GiB" into @p buf. Returns @p buf. */
 char *mamba2_format_bytes(double bytes, char *buf, int len);
 

@@ -1065,6 +1065,36 @@ static void test_cli_malformed(void) {
     free(dir);
 }
 
+/* Under an address-space limit (ulimit -v) every command ends, with our message or its result, at any
+ * value: OpenBLAS's idle workers once retried their allocation forever and hung the exit, and libgomp
+ * ended the program with its own message when a thread's stack did not fit. */
+static void test_cli_address_limit(void) {
+#if defined(__SANITIZE_ADDRESS__)
+    printf("\n    skipped under AddressSanitizer: it reserves terabytes of address space, so no `ulimit -v` "
+           "run can start (the plain build runs this test)");
+#else
+    static const int limits_kib[] = {60000, 100000, 200000, 400000};
+    static const char *const commands[] = {"info data/stdlib-mamba2",
+#ifdef MAMBA2_HAVE_CPU
+                                           "generate data/stdlib-mamba2 --ids '1 2 3' -n 4 --backend cpu --threads 2",
+#endif
+                                           "generate data/stdlib-mamba2 --ids '1 2 3' -n 4 --backend ref"};
+    char env[256], msg[8192];
+    for (size_t i = 0; i < sizeof limits_kib / sizeof *limits_kib; i++)
+        for (size_t c = 0; c < sizeof commands / sizeof *commands; c++) {
+            /* the program's own restart sets OPENBLAS_NUM_THREADS: start it without one */
+            snprintf(env, sizeof env, "unset OPENBLAS_NUM_THREADS; ulimit -v %d; timeout 60", limits_kib[i]);
+            int rc = run_cli(env, commands[c], msg, sizeof msg);
+            printf("\n    ulimit -v %d, %.24s...: exit %d", limits_kib[i], commands[c], rc);
+            CU_ASSERT(rc == 0 || rc == 1); /* 124: timeout killed a hang; anything else: a crash */
+            if (rc == 1) {
+                EXPECT_MSG(msg, "mamba2 ", "ulimit -v");
+                CU_ASSERT_PTR_NULL(strstr(msg, "libgomp"));
+            }
+        }
+#endif
+}
+
 /* A context or batch that does not fit is refused up front: how much is needed, how much there is. */
 static void test_cli_resources(void) {
     char msg[8192];
@@ -1200,6 +1230,7 @@ int register_malformed_tests(void) {
         !CU_add_test(s, "files: FIFOs, a directory, a 3 GB sparse config refused at once; pipes read", test_special_files) ||
         !CU_add_test(s, "cli: exit 1, file and problem named, no output left behind", test_cli_malformed) ||
         !CU_add_test(s, "cli: a context or batch that does not fit is refused up front", test_cli_resources) ||
+        !CU_add_test(s, "cli: under ulimit -v every command ends, with its result or our message", test_cli_address_limit) ||
         !CU_add_test(s, "fuzz: committed corpus and crash regressions replay clean", test_fuzz_replay))
         return -1;
     return 0;
