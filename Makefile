@@ -41,7 +41,7 @@ endif
 
 # The library's folders (headers are included by basename: one -I per folder) and the program's.
 LIB_DIRS := ref model tokenizer src
-LIB_INC  := $(LIB_DIRS:%=-I%) -Icli
+LIB_INC  := $(LIB_DIRS:%=-I%) -Iinclude -Icli
 LIB_SRC  := $(foreach d,$(LIB_DIRS),$(wildcard $(d)/*.c))
 CLI_SRC  := $(filter-out cli/main.c,$(wildcard cli/*.c))
 CPU_SRC  := $(if $(filter 0,$(CPU)),,$(wildcard cpu/*.c))
@@ -191,7 +191,7 @@ clean:
 # benchmarks link them through $(LIB), internal functions included; the public libraries export only
 # what include/mamba2.h marks MAMBA2_API (the api_library suite checks both with nm), and leave the
 # command-line program's objects out. Static dependencies linked into the .so (cudart_static) stay hidden.
-CFLAGS    += -fPIC -fvisibility=hidden -Isrc -Iinclude
+CFLAGS    += -fPIC -fvisibility=hidden
 # (-fno-gnu-unique: libstdc++'s inline variables become weak symbols that can be made local, not
 # "unique" ones that no tool can hide)
 NVCCFLAGS += -Xcompiler -fPIC,-fvisibility=hidden,-fno-gnu-unique
