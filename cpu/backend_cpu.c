@@ -421,10 +421,15 @@ int mamba2_backend_cpu_create(const Mamba2Model *m, const Mamba2BackendOptions *
     b->kernels = cpu_kernels;
     b->destroy = cpu_destroy;
     cb->nt = opt && opt->n_threads > 0 ? opt->n_threads : omp_get_max_threads();
-    if (mamba2_check_thread_stacks(cb->nt, err)) { /* before the first parallel region starts them */
+    /* The threads' stacks are checked against the address-space limit and the threads started at once,
+     * while the check holds: libgomp keeps them for every later parallel region, and would otherwise
+     * end the program with its own message when a later region cannot start one. */
+    if (mamba2_check_thread_stacks(cb->nt, err)) {
         free(cb);
         return -1;
     }
+#pragma omp parallel num_threads(cb->nt)
+    { (void)0; }
     cb->isa = cpu_isa_active();
     cb->precision = opt ? opt->precision : MAMBA2_PRECISION_DEFAULT;
     /* Ask for 2 MiB pages on the weight mappings (a hint; errors are ignored). Pages the kernel

@@ -45,7 +45,7 @@ int mamba2_check_memory(const char *what, double need, Mamba2Error *err);
  *        what the address-space limit (ulimit -v) leaves this process.
  *
  * A thread's stack is reserved address space (RLIMIT_STACK, glibc's 32 MiB when that is unlimited,
- * or OMP_STACKSIZE); when it cannot be mapped, libgomp ends the process with its own message in the
+ * or OMP_STACKSIZE), and 4 MiB more are counted for the rest of a thread; when it cannot be mapped, libgomp ends the process with its own message in the
  * middle of a command. Checked against the limit minus the process's current size (VmSize).
  * @return 0 when they fit or there is no limit, -1 with "N threads need ... (ulimit -v) ...; --threads 1".
  */
