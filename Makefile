@@ -136,6 +136,7 @@ test-gpu: $(PROGRAM) $(BUILD)/run_tests
 #   make fuzz-ci                   run each for FUZZ_SECONDS (8) on its committed corpus, then replay
 #                                  tests/fuzz/regressions/; new inputs go to build-fuzz/new/, not the corpus
 #   build-fuzz/fuzz_NAME build-fuzz/new/NAME tests/fuzz/corpus/NAME    fuzz one parser for as long as you like
+#   bash tests/fuzz/long_run.sh SECONDS WORKERS                          every harness at once, WORKERS processes each
 # The library (ref/, model/, tokenizer/, src/) is rebuilt with coverage instrumentation, without the CPU / GPU paths.
 FUZZ_CC      ?= clang
 FUZZ_SECONDS ?= 8
@@ -143,6 +144,12 @@ FUZZ_NAMES   := $(patsubst tests/fuzz/fuzz_%.c,%,$(wildcard tests/fuzz/fuzz_*.c)
 FUZZ_CFLAGS  := -g -O1 -std=c99 -D_POSIX_C_SOURCE=200809L -D_DEFAULT_SOURCE -Wall -Wextra -Wno-unused-parameter \
                 $(LIB_INC) -fno-omit-frame-pointer -fsanitize=address,undefined -fno-sanitize-recover=all
 FUZZ_LIB_OBJ := $(LIB_SRC:%.c=build-fuzz/%.o)
+# STATIC_DEPS=1: json-c and zlib linked in, for a machine without them (tests/fuzz/long_run.sh elsewhere)
+ifeq ($(STATIC_DEPS),1)
+  FUZZ_LIBS  := -Wl,-Bstatic -ljson-c -lz -Wl,-Bdynamic -lm
+else
+  FUZZ_LIBS  := -ljson-c -lz -lm
+endif
 
 $(FUZZ_LIB_OBJ) build-fuzz/tests/fuzz/targets.o: FUZZ_CFLAGS += -fsanitize=fuzzer-no-link
 build-fuzz/%.o: %.c $(HEADERS) tests/fuzz/targets.h
@@ -154,7 +161,7 @@ build-fuzz/libmamba2.a: $(FUZZ_LIB_OBJ)
 	ar rcs $@ $^
 
 build-fuzz/fuzz_%: tests/fuzz/fuzz_%.c build-fuzz/tests/fuzz/targets.o build-fuzz/libmamba2.a
-	$(FUZZ_CC) $(FUZZ_CFLAGS) -fsanitize=fuzzer -Itests/fuzz $^ -o $@ -ljson-c -lz -lm
+	$(FUZZ_CC) $(FUZZ_CFLAGS) -fsanitize=fuzzer -Itests/fuzz $^ -o $@ $(FUZZ_LIBS)
 
 fuzz: $(FUZZ_NAMES:%=build-fuzz/fuzz_%)
 
