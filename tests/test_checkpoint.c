@@ -242,20 +242,52 @@ static void test_load_no_files(void) {
 
 /* cli_parse_list: the one parser of the comma-separated options of mamba2 bench and bench_model
  * (it prints its refusals; they go to stderr here). */
+/* Run cli_parse_list() with stderr captured into @p msg: the usage message it prints on a refusal. */
+static int parse_list_quietly(const char *opt, const char *s, double *v, int max, double lo, double hi, int integer,
+                              char *msg, size_t cap) {
+    fflush(stderr);
+    FILE *tmp = tmpfile();
+    int saved = dup(fileno(stderr));
+    if (tmp) dup2(fileno(tmp), fileno(stderr));
+    int n = cli_parse_list(opt, s, v, max, lo, hi, integer);
+    fflush(stderr);
+    if (saved >= 0) dup2(saved, fileno(stderr)), close(saved);
+    msg[0] = 0;
+    if (tmp) {
+        rewind(tmp);
+        size_t k = fread(msg, 1, cap - 1, tmp);
+        msg[k] = 0;
+        fclose(tmp);
+    }
+    return n;
+}
+
 static void test_cli_parse_list(void) {
     double v[4];
-    CU_ASSERT_EQUAL(cli_parse_list("--batch", "1,4,64", v, 4, 1, 4096, 1), 3);
-    CU_ASSERT(v[0] == 1 && v[1] == 4 && v[2] == 64);
-    CU_ASSERT_EQUAL(cli_parse_list("--mem-limit", "24,72.5", v, 4, 0.001, 1e6, 0), 2);
-    CU_ASSERT(v[0] == 24 && v[1] == 72.5);
-    CU_ASSERT_EQUAL(cli_parse_list("--batch", "2.5", v, 4, 1, 4096, 1), -1);     /* not whole */
-    CU_ASSERT_EQUAL(cli_parse_list("--batch", "1,,2", v, 4, 1, 4096, 1), -1);    /* an empty item */
-    CU_ASSERT_EQUAL(cli_parse_list("--batch", "1,2,", v, 4, 1, 4096, 1), -1);    /* a trailing comma */
-    CU_ASSERT_EQUAL(cli_parse_list("--batch", "", v, 4, 1, 4096, 1), -1);        /* nothing */
-    CU_ASSERT_EQUAL(cli_parse_list("--batch", "1,2,3,4,5", v, 4, 1, 4096, 1), -1); /* more than max */
-    CU_ASSERT_EQUAL(cli_parse_list("--batch", "4097", v, 4, 1, 4096, 1), -1);    /* out of range */
-    CU_ASSERT_EQUAL(cli_parse_list("--batch", "99999999999999999999", v, 4, 1, 4096, 1), -1); /* overflow */
-    CU_ASSERT_EQUAL(cli_parse_list("--mem-limit", "nan", v, 4, 0.001, 1e6, 0), -1);
+    char msg[1024];
+    CU_ASSERT_EQUAL(parse_list_quietly("--batch", "1,4,64", v, 4, 1, 4096, 1, msg, sizeof msg), 3);
+    CU_ASSERT(v[0] == 1 && v[1] == 4 && v[2] == 64 && !msg[0]);
+    CU_ASSERT_EQUAL(parse_list_quietly("--mem-limit", "24,72.5", v, 4, 0.001, 1e6, 0, msg, sizeof msg), 2);
+    CU_ASSERT(v[0] == 24 && v[1] == 72.5 && !msg[0]);
+    static const struct {
+        const char *opt, *s, *says; /* refused, and the message names the option and says why */
+        int integer;
+    } bad[] = {
+        {"--batch", "2.5", "expects an integer in [1, 4096], got '2.5'", 1},       /* not whole */
+        {"--batch", "1,,2", "expects an integer in [1, 4096], got ''", 1},         /* an empty item */
+        {"--batch", "1,2,", "expects an integer in [1, 4096], got ''", 1},         /* a trailing comma */
+        {"--batch", "", "expects an integer in [1, 4096], got ''", 1},             /* nothing */
+        {"--batch", "1,2,3,4,5", "takes at most 4 values, got '1,2,3,4,5'", 1},    /* more than max */
+        {"--batch", "4097", "got '4097'", 1},                                      /* out of range */
+        {"--batch", "99999999999999999999", "got '99999999999999999999'", 1},      /* overflow */
+        {"--mem-limit", "nan", "expects a number in [0.001, 1e+06], got 'nan'", 0},
+    };
+    for (size_t i = 0; i < sizeof bad / sizeof *bad; i++) {
+        double lo = bad[i].integer ? 1 : 0.001, hi = bad[i].integer ? 4096 : 1e6;
+        CU_ASSERT_EQUAL(parse_list_quietly(bad[i].opt, bad[i].s, v, 4, lo, hi, bad[i].integer, msg, sizeof msg), -1);
+        CU_ASSERT_PTR_NOT_NULL(strstr(msg, bad[i].opt));
+        CU_ASSERT_PTR_NOT_NULL(strstr(msg, bad[i].says));
+    }
 }
 
 /* The program itself: a bad checkpoint gives exit status 1, a message, and no output file. */
