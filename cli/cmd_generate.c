@@ -9,6 +9,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "chat_template.h"
 #include "cli.h"
 #include "commands.h"
 #include "config.h"
@@ -38,6 +39,8 @@ static void help(FILE *f) {
             "  --ids IDS             prompt token ids separated by spaces or commas (no tokenizer needed)\n"
             "  --chat                wrap the prompt in the chat template: BOS <|im_start|>user\\nPROMPT\n"
             "                        Please reason step by step, ...<|im_end|>\\n<|im_start|>assistant\\n<think>\\n\n"
+            "                        (a tokenizer without those special tokens: a warning and\n"
+            "                        \"User: PROMPT ...\\nAssistant: \")\n"
             "  --no-reasoning-suffix with --chat: leave out the \"Please reason step by step\" sentence\n"
             "  --no-bos              do not put the beginning-of-sequence token before a text prompt\n"
             "  --tokenizer PATH      tokenizer file or directory (default: DIR)\n"
@@ -219,30 +222,37 @@ int cmd_generate(int argc, char **argv) {
             text = file_text;
             file_len = len;
         }
-        if (chat) {
-            size_t n = strlen(CHAT_PRE) + (size_t)len + strlen(CHAT_REASON) + strlen(CHAT_POST) + 1;
-            if (!(chat_text = malloc(n))) goto oom;
-            size_t k = strlen(CHAT_PRE);
-            memcpy(chat_text, CHAT_PRE, k);
-            memcpy(chat_text + k, text, (size_t)len);
-            k += (size_t)len;
-            if (reason) {
-                memcpy(chat_text + k, CHAT_REASON, strlen(CHAT_REASON));
-                k += strlen(CHAT_REASON);
-            }
-            memcpy(chat_text + k, CHAT_POST, strlen(CHAT_POST));
-            k += strlen(CHAT_POST);
-            chat_text[k] = 0;
-            text = chat_text;
-            len = (long)k;
-        }
         if (!(tok = mamba2_tokenizer_load(tok_path ? tok_path : dir, &err))) {
             cli_error("generate", 1, "%s", err.msg);
             goto done;
         }
+        CliChatTemplate tpl = {0};
+        if (chat) {
+            cli_chat_template_init(&tpl, tok);
+            if (!tpl.chatml)
+                fprintf(stderr, "mamba2 generate: warning: %s has no <|im_start|> and <|im_end|> special tokens, so this "
+                                "model has no chat template; --chat writes \"User: PROMPT\\nAssistant: \"\n",
+                        mamba2_tokenizer_source(tok));
+            /* the user's text (and the reasoning sentence), inside the markers when they are special tokens */
+            const char *pre = tpl.chatml ? CHAT_PRE : "", *post = tpl.chatml ? CHAT_POST : "";
+            size_t n = strlen(pre) + (size_t)len + strlen(CHAT_REASON) + strlen(post) + 1;
+            if (!(chat_text = malloc(n))) goto oom;
+            const char *parts[] = {pre, text, reason ? CHAT_REASON : "", post};
+            size_t k = 0;
+            for (int i = 0; i < 4; i++) {
+                size_t pl = i == 1 ? (size_t)len : strlen(parts[i]);
+                memcpy(chat_text + k, parts[i], pl);
+                k += pl;
+            }
+            chat_text[k] = 0;
+            text = chat_text;
+            len = (long)k;
+        }
         size_t n = 0;
         /* BOS starts a sequence: not before a prompt that continues a saved one */
-        if (mamba2_tokenizer_encode(tok, text, (size_t)len, !no_bos && !state_in, &ids, &n, &err)) {
+        if (chat && !tpl.chatml
+                ? cli_chat_turn_ids(&tpl, tok, text, (size_t)len, !no_bos && !state_in, &ids, &n, &err)
+                : mamba2_tokenizer_encode(tok, text, (size_t)len, !no_bos && !state_in, &ids, &n, &err)) {
             cli_error("generate", 1, "%s", err.msg);
             goto done;
         }

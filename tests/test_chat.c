@@ -8,7 +8,7 @@
  * - /load of another model's state is refused, the session goes on from where it was.
  * - The template: the demo model's tokenizer has no <|im_start|>, so a warning and the plain form;
  *   a tokenizer with <|im_start|> and <|im_end|> as special tokens gets ChatML, with the markers as
- *   their ids (cli/chat_template.c, called directly).
+ *   their ids (cli/chat_template.c, called directly); `generate --chat` makes the same choice.
  * - /stats and --json-stats; usage errors exit 2 before any load; no progress output on a stderr
  *   that is not a terminal.
  */
@@ -201,6 +201,12 @@ static void test_template(void) {
     snprintf(args, sizeof args, "--backend ref -n 4 --tokenizer %s", tok_path);
     CU_ASSERT_EQUAL(chat(dir, out, err, args, "hello\n"), 0);
     CU_ASSERT_PTR_NULL(strstr(err, "warning"));
+    /* generate --chat: the same choice (the markers are never encoded as text) */
+    snprintf(args, sizeof args, "generate " DEMO_DIR " --backend ref -n 2 --chat -p hello --tokenizer %s", tok_path);
+    CU_ASSERT_EQUAL(test_run_program(NULL, args, out, CAP, err, CAP), 0);
+    CU_ASSERT_PTR_NULL(strstr(err, "warning"));
+    CU_ASSERT_EQUAL(test_run_program(NULL, "generate " DEMO_DIR " --backend ref -n 2 --chat -p hello", out, CAP, err, CAP), 0);
+    CU_ASSERT_PTR_NOT_NULL(strstr(err, "no <|im_start|> and <|im_end|> special tokens"));
     test_rmtree(dir);
     free(dir);
 }
