@@ -141,6 +141,7 @@ static int json_turn(Chat *c, Mamba2Error *err) {
                      "\"backend\": \"%s\"}\n",
                      c->turns, t->pos, t->prompt_tokens, 1e3 * t->prefill_s, 1e3 * t->first_s, t->reply_tokens,
                      steps ? 1e3 * t->decode_s / steps : 0.0, t->stopped, c->b->name);
+    if (n < 0 || (size_t)n >= sizeof line) return mamba2_fail(err, "a turn's figures do not fit in a line");
     if (c->json_len + (size_t)n + 1 > c->json_cap) {
         size_t cap = c->json_cap ? 2 * c->json_cap : 4096;
         while (cap < c->json_len + (size_t)n + 1) cap *= 2;
@@ -231,7 +232,8 @@ static int turn(Chat *c, const char *text, size_t len) {
         cli_error("chat", 1, "cannot write standard output: %s", strerror(errno ? errno : EIO));
         goto done;
     }
-    if (interrupted) fprintf(stderr, "mamba2 chat: reply stopped by Ctrl-C (the state holds what was printed)\n");
+    if (!strcmp(t->stopped, "Ctrl-C"))
+        fprintf(stderr, "mamba2 chat: reply stopped by Ctrl-C (the state holds what was printed)\n");
     interrupted = 0;
     /* the end of the turn, so that the state is ready for the next one */
     free(ids);
@@ -299,6 +301,23 @@ static int command(Chat *c, const char *line) {
     snprintf(name, sizeof name, "%.*s", (int)(k < sizeof name ? k : sizeof name - 1), arg);
     arg += k;
     arg += strspn(arg, " \t");
+    char file[4096];
+    size_t alen = strlen(arg);
+    while (alen && (arg[alen - 1] == ' ' || arg[alen - 1] == '\t')) alen--; /* trailing blanks are no part of FILE */
+    if (alen >= sizeof file) {
+        cli_error("chat", 1, "/%s: the argument is too long", name);
+        return 0;
+    }
+    memcpy(file, arg, alen);
+    file[alen] = 0;
+    arg = file;
+    static const char *known[] = {"save", "load", "reset", "stats", "help", "quit", "exit"};
+    size_t i = 0;
+    while (i < sizeof known / sizeof *known && strcmp(name, known[i])) i++;
+    if (i == sizeof known / sizeof *known) {
+        cli_error("chat", 1, "unknown command '/%s' (/help lists them)", name);
+        return 0;
+    }
     int needs_file = !strcmp(name, "save") || !strcmp(name, "load");
     if (needs_file && !*arg) {
         cli_error("chat", 1, "/%s needs a FILE", name);
@@ -316,8 +335,7 @@ static int command(Chat *c, const char *line) {
         c->turns = 0;
         fprintf(stderr, "mamba2 chat: a new conversation\n");
     } else if (!strcmp(name, "stats")) print_stats(c);
-    else if (!strcmp(name, "help")) commands_help(stdout);
-    else cli_error("chat", 1, "unknown command '/%s' (/help lists them)", name);
+    else commands_help(stdout); /* /help */
     return 0;
 }
 
