@@ -9,6 +9,7 @@
  * - The template: the demo model's tokenizer has no <|im_start|>, so a warning and the plain form;
  *   a tokenizer with <|im_start|> and <|im_end|> as special tokens gets ChatML, with the markers as
  *   their ids (cli/chat_template.c, called directly); `generate --chat` makes the same choice.
+ * - Ctrl-C (SIGINT) during a reply stops the reply, not the session.
  * - /stats and --json-stats; usage errors exit 2 before any load; no progress output on a stderr
  *   that is not a terminal.
  */
@@ -17,7 +18,10 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <signal.h>
 #include <sys/stat.h>
+#include <sys/wait.h>
+#include <unistd.h>
 
 #include "backend.h"
 #include "chat_template.h"
@@ -244,6 +248,60 @@ static void test_stats(void) {
     free(dir);
 }
 
+/* Ctrl-C (SIGINT) during a reply stops that reply, not the session: the next line (/stats) still runs
+ * and says so; the state keeps what was printed. The signal is sent once the reply has started. */
+static void test_ctrl_c_stops_reply(void) {
+    char *dir = test_tmpdir();
+    CU_ASSERT_PTR_NOT_NULL_FATAL(dir);
+    static char out[CAP], err[CAP], out_path[4300], err_path[4300], cmd[9000];
+    snprintf(out_path, sizeof out_path, "%s/out.txt", dir);
+    snprintf(err_path, sizeof err_path, "%s/err.txt", dir);
+    snprintf(cmd, sizeof cmd, "exec %s chat " DEMO_DIR " --backend ref -n 4000 >%s 2>%s", test_program(), out_path,
+             err_path);
+    int fd[2];
+    CU_ASSERT_EQUAL_FATAL(pipe(fd), 0);
+    pid_t pid = fork();
+    CU_ASSERT_FATAL(pid >= 0);
+    if (pid == 0) {
+        dup2(fd[0], 0);
+        close(fd[0]);
+        close(fd[1]);
+        execl("/bin/sh", "sh", "-c", cmd, (char *)NULL);
+        _exit(127);
+    }
+    close(fd[0]);
+    const char *turn = TURN1 "\n";
+    CU_ASSERT(write(fd[1], turn, strlen(turn)) == (ssize_t)strlen(turn));
+    struct stat st;
+    int started = 0;
+    for (int i = 0; i < 600 && !started; i++) { /* up to 60 s for the model to load and the reply to start */
+        usleep(100000);
+        started = stat(out_path, &st) == 0 && st.st_size > 0;
+    }
+    CU_ASSERT(started);
+    kill(pid, SIGINT);
+    usleep(300000);
+    const char *rest = "/stats\n";
+    CU_ASSERT(write(fd[1], rest, strlen(rest)) == (ssize_t)strlen(rest));
+    close(fd[1]);
+    int status = 0;
+    waitpid(pid, &status, 0);
+    test_slurp(out_path, out, sizeof out);
+    test_slurp(err_path, err, sizeof err);
+    CU_ASSERT(WIFEXITED(status) && WEXITSTATUS(status) == 0);
+    CU_ASSERT_PTR_NOT_NULL(strstr(err, "reply stopped by Ctrl-C"));
+    CU_ASSERT_PTR_NOT_NULL(strstr(out, "turns 1, position "));
+    CU_ASSERT_PTR_NOT_NULL(strstr(out, "stopped by Ctrl-C"));
+    const char *last = strstr(out, "last turn: ");
+    long reply = 0;
+    int prompt = 0;
+    CU_ASSERT(last && sscanf(last, "last turn: %d prompt tokens in %*f ms, first token after %*f ms, %ld reply", &prompt,
+                             &reply) == 2);
+    CU_ASSERT(reply > 0 && reply < 4000);
+    test_rmtree(dir);
+    free(dir);
+}
+
 /* Usage errors exit 2 before anything is loaded, in the voice of the other commands. */
 static void test_usage(void) {
     static char err[CAP];
@@ -267,6 +325,7 @@ int register_chat_tests(void) {
         !CU_add_test(s, "/load of another model's state refused, the session goes on", test_load_other_model) ||
         !CU_add_test(s, "template: plain form and a warning without <|im_start|>; ChatML ids", test_template) ||
         !CU_add_test(s, "/stats, --json-stats, /help, /quit; no progress output off a terminal", test_stats) ||
+        !CU_add_test(s, "Ctrl-C during a reply stops the reply, not the session", test_ctrl_c_stops_reply) ||
         !CU_add_test(s, "usage errors exit 2 before any load", test_usage))
         return -1;
     return 0;
