@@ -12,7 +12,7 @@
 #   make notebooks  execute the notebooks of notebooks-docs/ (after bash .ci/install-docs-deps)
 #
 # Variables: CC, OPT, SANITIZE=1 (ASan + UBSan), GPU=0 (leave out the CUDA code even when nvcc exists),
-#            CPU=0 (leave out the CPU path), BUILD=dir and PROGRAM=path (where objects and the program go),
+#            CPU=0 (leave out the CPU path), EDIT=0 (no libedit line editing in `mamba2 chat`), BUILD=dir and PROGRAM=path (where objects and the program go),
 #            STATIC_DEPS=1 (link json-c, OpenBLAS, CUnit and OpenMP statically: for machines without them),
 #            CUDA_ARCH (default sm_90a, the H100).
 
@@ -69,6 +69,14 @@ ifneq ($(and $(GPU_SRC),$(NVCC)),)
 endif
 endif
 
+# ---- line editing for `mamba2 chat` on a terminal: libedit (Debian libedit-dev), when its header is
+# there (EDIT=0 leaves it out; a static build, for machines without it, leaves it out too)
+EDIT ?= $(if $(filter 1,$(STATIC_DEPS)),0,$(if $(wildcard /usr/include/editline/readline.h),1,0))
+ifeq ($(EDIT),1)
+  CLI_LIBS := -ledit
+  $(BUILD)/cli/cmd_chat.o: CFLAGS += -DMAMBA2_HAVE_LIBEDIT
+endif
+
 ifeq ($(STATIC_DEPS),1)
   LINK_DEPS = -Wl,-Bstatic -ljson-c -lz $(DEP_LIBS) $(if $(CPU_SRC),-lgomp -lgfortran -lquadmath) -Wl,-Bdynamic -lm -lpthread -ldl
   CUNIT     = -Wl,-Bstatic -lcunit -Wl,-Bdynamic
@@ -103,10 +111,10 @@ $(LIB): $(LIB_OBJ) $(CPU_OBJ) $(GPU_OBJ)
 	ar rcs $@ $^
 
 $(PROGRAM): $(BUILD)/cli/main.o $(CLI_OBJ) $(LIB)
-	$(CC) $(LDFLAGS) $^ -o $@ $(LINK_DEPS) $(CUDA_LIBS)
+	$(CC) $(LDFLAGS) $^ -o $@ $(CLI_LIBS) $(LINK_DEPS) $(CUDA_LIBS)
 
 $(BUILD)/run_tests: $(TEST_OBJ) $(CLI_OBJ) $(LIB)
-	$(CC) $(LDFLAGS) $^ -o $@ $(CUNIT) $(LINK_DEPS) $(CUDA_LIBS)
+	$(CC) $(LDFLAGS) $^ -o $@ $(CUNIT) $(CLI_LIBS) $(LINK_DEPS) $(CUDA_LIBS)
 
 test: $(PROGRAM) $(BUILD)/run_tests
 	python3 tests/check_layout.py --self-test
@@ -119,7 +127,7 @@ $(BUILD)/bench_gpu_kernels: $(BUILD)/bench/gpu_kernels.o $(LIB)
 
 # Whole-model benchmark of any backend, beside the roofline.
 $(BUILD)/bench_model: $(BUILD)/bench/model_bench.o $(CLI_OBJ) $(LIB)
-	$(CC) $(LDFLAGS) $^ -o $@ $(LINK_DEPS) $(CUDA_LIBS)
+	$(CC) $(LDFLAGS) $^ -o $@ $(CLI_LIBS) $(LINK_DEPS) $(CUDA_LIBS)
 
 # AMX on this CPU: peak, the cost of tile loads, and the CPU path's AMX GEMM (CPU builds only).
 $(BUILD)/bench_cpu_amx: $(BUILD)/bench/cpu_amx.o $(LIB)

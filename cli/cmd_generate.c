@@ -8,12 +8,13 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <unistd.h>
 
+#include "chat_template.h"
 #include "cli.h"
 #include "commands.h"
 #include "config.h"
 #include "output_file.h"
+#include "run_options.h"
 #include "resources.h"
 #include "sampler.h"
 #include "tokenizer.h"
@@ -38,28 +39,21 @@ static void help(FILE *f) {
             "  --ids IDS             prompt token ids separated by spaces or commas (no tokenizer needed)\n"
             "  --chat                wrap the prompt in the chat template: BOS <|im_start|>user\\nPROMPT\n"
             "                        Please reason step by step, ...<|im_end|>\\n<|im_start|>assistant\\n<think>\\n\n"
+            "                        (a tokenizer without those special tokens: a warning and\n"
+            "                        \"User: PROMPT ...\\nAssistant: \")\n"
             "  --no-reasoning-suffix with --chat: leave out the \"Please reason step by step\" sentence\n"
             "  --no-bos              do not put the beginning-of-sequence token before a text prompt\n"
             "  --tokenizer PATH      tokenizer file or directory (default: DIR)\n"
             "  --no-echo             do not print the prompt text before the generated text\n"
             "generation:\n"
             "  -n, --max-tokens N    tokens to generate (default 256, at most 65536)\n"
-            "  --temperature T       0: greedy (default); otherwise sample from softmax(logits / T)\n"
-            "  --top-k K             keep the K most probable tokens (default 0: off)\n"
-            "  --top-p P             nucleus sampling threshold (default 1: off)\n"
-            "  --min-p P             keep tokens with p >= P * p_max (default 0: off)\n"
-            "  --repeat-penalty R    penalise tokens seen in the last --repeat-last-n (default 1: off)\n"
-            "  --repeat-last-n N     how many recent tokens the penalty looks at (default 64; 0: all)\n"
-            "  --seed S              random seed of the sampler; -1 or none (when sampling): a seed is\n"
-            "                        drawn and printed on stderr, so that the run can be repeated\n"
             "  --stop TEXT           stop when the generated text contains TEXT (not printed; up to %d)\n"
-            "  --ignore-eos          do not stop at the end-of-sequence token\n"
-            "running:\n"
-            "  --backend NAME        %s (default: the fastest that starts here,\n"
-            "                        gpu, then cpu, then ref; printed on stderr)\n"
-            "  -t, --threads N       CPU threads for the cpu backend\n"
-            "  --weights F           cpu backend: stored (default), q8 or q4 (quantized at load)\n"
-            "  --precision P         cpu backend: default (within 1e-3 of ref) or fast (bf16 activations)\n"
+            "  --ignore-eos          do not stop at the end-of-sequence token\n",
+            MAX_STOPS);
+    cli_help_sampler(f);
+    fprintf(f, "running:\n");
+    cli_help_backend(f);
+    fprintf(f,
             "  --state-in FILE       continue from a state saved by --state-out (of logits or generate):\n"
             "                        the prompt follows the saved sequence (no BOS is added)\n"
             "  --state-out FILE      save the state after the prompt and every generated token (the last\n"
@@ -69,19 +63,7 @@ static void help(FILE *f) {
             "  -h, --help            this text\n"
             "Timings go to stderr: load time, prompt tokens/s, time to the first generated token (prompt\n"
             "and first sample), generated tokens/s and ms/token, and peak memory;\n"
-            "--json-stats FILE writes them to FILE as one JSON object.\n",
-            MAX_STOPS, mamba2_backend_names());
-}
-
-static int parse_float(const char *opt, const char *s, float *out) {
-    char *end;
-    double v = strtod(s, &end);
-    if (end == s || *end) {
-        cli_error("generate", 2, "%s: '%s' is not a number", opt, s);
-        return -1;
-    }
-    *out = (float)v;
-    return 0;
+            "--json-stats FILE writes them to FILE as one JSON object.\n");
 }
 
 /**
@@ -144,48 +126,33 @@ static int textout_flush(TextOut *o, int final) {
     return 0;
 }
 
-/* A seed for a sampled run given none: from the kernel's random source, else the clock and the pid. */
-static uint64_t draw_seed(void) {
-    uint64_t seed = 0;
-    FILE *f = fopen("/dev/urandom", "rb");
-    if (!f || fread(&seed, sizeof seed, 1, f) != 1) seed = (uint64_t)(cli_now() * 1e9) ^ ((uint64_t)getpid() << 32);
-    if (f) fclose(f);
-    return seed >> 1; /* below 2^63: easy to type back, and never mistaken for -1 */
-}
-
 int cmd_generate(int argc, char **argv) {
-    enum { O_IDS = 256, O_BACKEND, O_STATE_IN, O_STATE_OUT, O_PROMPT_FILE, O_CHAT, O_NO_REASON, O_TOKENIZER,
-           O_NO_ECHO, O_TEMP, O_TOPK, O_TOPP, O_MINP, O_REP, O_REP_N, O_SEED, O_STOP, O_IGNORE_EOS, O_WEIGHTS, O_PRECISION, O_NO_BOS,
-           O_JSON_STATS };
+    enum { O_IDS = 256, O_STATE_IN, O_STATE_OUT, O_PROMPT_FILE, O_CHAT, O_NO_REASON, O_TOKENIZER, O_NO_ECHO, O_STOP,
+           O_IGNORE_EOS, O_NO_BOS, O_JSON_STATS };
     static const struct option opts[] = {
-        {"ids", 1, 0, O_IDS},           {"max-tokens", 1, 0, 'n'},       {"backend", 1, 0, O_BACKEND},
-        {"threads", 1, 0, 't'},   {"state-out", 1, 0, O_STATE_OUT}, {"help", 0, 0, 'h'},
-        {"state-in", 1, 0, O_STATE_IN},
+        {"ids", 1, 0, O_IDS},           {"max-tokens", 1, 0, 'n'},       {"state-out", 1, 0, O_STATE_OUT},
+        {"help", 0, 0, 'h'},            {"state-in", 1, 0, O_STATE_IN},
         {"prompt", 1, 0, 'p'},          {"prompt-file", 1, 0, O_PROMPT_FILE}, {"chat", 0, 0, O_CHAT},
         {"no-reasoning-suffix", 0, 0, O_NO_REASON}, {"tokenizer", 1, 0, O_TOKENIZER},
-        {"no-echo", 0, 0, O_NO_ECHO},   {"temperature", 1, 0, O_TEMP},   {"top-k", 1, 0, O_TOPK},
-        {"top-p", 1, 0, O_TOPP},        {"min-p", 1, 0, O_MINP},         {"repeat-penalty", 1, 0, O_REP},
-        {"repeat-last-n", 1, 0, O_REP_N}, {"seed", 1, 0, O_SEED},        {"stop", 1, 0, O_STOP},
-        {"ignore-eos", 0, 0, O_IGNORE_EOS}, {"weights", 1, 0, O_WEIGHTS}, {"precision", 1, 0, O_PRECISION},
-        {"no-bos", 0, 0, O_NO_BOS},     {"json-stats", 1, 0, O_JSON_STATS}, {0, 0, 0, 0}};
-    Mamba2BackendOptions bo = {0};
-    const char *ids_text = NULL, *backend = NULL, *state_in = NULL, *state_out = NULL, *prompt = NULL,
-               *prompt_file = NULL;
+        {"no-echo", 0, 0, O_NO_ECHO},   {"stop", 1, 0, O_STOP},          {"ignore-eos", 0, 0, O_IGNORE_EOS},
+        {"no-bos", 0, 0, O_NO_BOS},     {"json-stats", 1, 0, O_JSON_STATS}, CLI_RUN_LONG_OPTIONS, {0, 0, 0, 0}};
+    CliRunOptions ro;
+    const char *ids_text = NULL, *state_in = NULL, *state_out = NULL, *prompt = NULL, *prompt_file = NULL;
     const char *tok_path = NULL, *json_stats = NULL;
-    long n_gen = 256, threads = 0, v;
-    int chat = 0, reason = 1, echo = 1, ignore_eos = 0, no_bos = 0, seed_given = 0, c;
+    long n_gen = 256;
+    int chat = 0, reason = 1, echo = 1, ignore_eos = 0, no_bos = 0, c, r;
     TextOut out = {0};
-    Mamba2SamplerConfig sc;
-    mamba2_sampler_defaults(&sc);
-    sc.repetition_window = 64;
+    cli_run_options_init(&ro);
     optind = 1;
     opterr = 0; /* unknown options are reported by cli_option_error(), in this program's voice */
     while ((c = getopt_long(argc, argv, ":n:p:t:h", opts, NULL)) != -1) {
+        if ((r = cli_run_option("generate", c, optarg, &ro))) {
+            if (r < 0) return 2;
+            continue;
+        }
         switch (c) {
         case O_IDS: ids_text = optarg; break;
         case 'n': if (cli_parse_int("--max-tokens", optarg, 0, 65536, &n_gen)) return 2; break;
-        case O_BACKEND: backend = optarg; break;
-        case 't': if (cli_parse_int("--threads", optarg, 1, 4096, &threads)) return 2; break;
         case O_STATE_IN: state_in = optarg; break;
         case O_STATE_OUT: state_out = optarg; break;
         case 'p': prompt = optarg; break;
@@ -194,24 +161,6 @@ int cmd_generate(int argc, char **argv) {
         case O_NO_REASON: reason = 0; break;
         case O_TOKENIZER: tok_path = optarg; break;
         case O_NO_ECHO: echo = 0; break;
-        case O_TEMP: if (parse_float("--temperature", optarg, &sc.temperature)) return 2; break;
-        case O_TOPK: if (cli_parse_int("--top-k", optarg, 0, 1 << 30, &v)) return 2; sc.top_k = (int)v; break;
-        case O_TOPP: if (parse_float("--top-p", optarg, &sc.top_p)) return 2; break;
-        case O_MINP: if (parse_float("--min-p", optarg, &sc.min_p)) return 2; break;
-        case O_REP: if (parse_float("--repeat-penalty", optarg, &sc.repetition_penalty)) return 2; break;
-        case O_REP_N:
-            if (cli_parse_int("--repeat-last-n", optarg, 0, 1 << 30, &v)) return 2;
-            sc.repetition_window = (int)v;
-            break;
-        case O_SEED: {
-            char *end;
-            errno = 0;
-            seed_given = strcmp(optarg, "-1") != 0; /* -1: draw one, as llama.cpp does */
-            if (seed_given) sc.seed = strtoull(optarg, &end, 10);
-            if (seed_given && (end == optarg || *end || errno || optarg[0] == '-'))
-                return cli_error("generate", 2, "--seed: '%s' is not a whole number >= 0 (or -1: draw one)", optarg);
-            break;
-        }
         case O_STOP:
             if (out.n_stop == MAX_STOPS) return cli_error("generate", 2, "at most %d --stop strings", MAX_STOPS);
             if (!*optarg) return cli_error("generate", 2, "--stop: empty string");
@@ -220,8 +169,6 @@ int cmd_generate(int argc, char **argv) {
         case O_IGNORE_EOS: ignore_eos = 1; break;
         case O_NO_BOS: no_bos = 1; break;
         case O_JSON_STATS: json_stats = optarg; break;
-        case O_WEIGHTS: if (cli_parse_weights("generate", optarg, &bo.weights)) return 2; break;
-        case O_PRECISION: if (cli_parse_precision("generate", optarg, &bo.precision)) return 2; break;
         case 'h': help(stdout); return 0;
         default: return cli_option_error("generate", c, argv);
         }
@@ -231,22 +178,10 @@ int cmd_generate(int argc, char **argv) {
     if (n_prompts != 1)
         return cli_error("generate", 2, "give exactly one of -p, --prompt-file and --ids (%s)",
                          n_prompts ? "more than one given" : "no prompt");
-    if (cli_check_backend("generate", backend, &bo)) return 2;
-    /* the sampler's values are checked now, before a model is loaded (a vocabulary of 1 for that) */
-    {
-        Mamba2Sampler check;
-        Mamba2Error e = {{0}};
-        if (mamba2_sampler_init(&check, &sc, 1, &e)) return cli_error("generate", 2, "%s", e.msg);
-        mamba2_sampler_free(&check);
-    }
-    if (sc.temperature == 0 && (sc.top_k || sc.top_p != 1 || sc.min_p != 0 || seed_given))
-        fprintf(stderr, "mamba2 generate: warning: --top-k, --top-p, --min-p and --seed have no effect when decoding "
-                        "greedily (--temperature 0, the default)\n");
-    if (sc.temperature > 0 && !seed_given) {
-        sc.seed = draw_seed();
-        fprintf(stderr, "mamba2 generate: seed %llu (--seed %llu repeats this run)\n", (unsigned long long)sc.seed,
-                (unsigned long long)sc.seed);
-    }
+    if (cli_run_options_check("generate", &ro)) return 2;
+    const char *backend = ro.backend;
+    Mamba2BackendOptions bo = ro.bo;
+    Mamba2SamplerConfig sc = ro.sc;
     if (chat && ids_text) return cli_error("generate", 2, "--chat needs a text prompt (-p or --prompt-file)");
     if (!chat && !reason) return cli_error("generate", 2, "--no-reasoning-suffix goes with --chat");
     if (ids_text && out.n_stop) return cli_error("generate", 2, "--stop needs a text prompt (-p or --prompt-file)");
@@ -273,7 +208,6 @@ int cmd_generate(int argc, char **argv) {
     Mamba2Backend *b = NULL;
     Mamba2State st = {0};
     float *logits = NULL;
-    bo.n_threads = (int)threads;
     const char *dir = argv[optind];
 
     /* ---- the prompt */
@@ -288,30 +222,37 @@ int cmd_generate(int argc, char **argv) {
             text = file_text;
             file_len = len;
         }
-        if (chat) {
-            size_t n = strlen(CHAT_PRE) + (size_t)len + strlen(CHAT_REASON) + strlen(CHAT_POST) + 1;
-            if (!(chat_text = malloc(n))) goto oom;
-            size_t k = strlen(CHAT_PRE);
-            memcpy(chat_text, CHAT_PRE, k);
-            memcpy(chat_text + k, text, (size_t)len);
-            k += (size_t)len;
-            if (reason) {
-                memcpy(chat_text + k, CHAT_REASON, strlen(CHAT_REASON));
-                k += strlen(CHAT_REASON);
-            }
-            memcpy(chat_text + k, CHAT_POST, strlen(CHAT_POST));
-            k += strlen(CHAT_POST);
-            chat_text[k] = 0;
-            text = chat_text;
-            len = (long)k;
-        }
         if (!(tok = mamba2_tokenizer_load(tok_path ? tok_path : dir, &err))) {
             cli_error("generate", 1, "%s", err.msg);
             goto done;
         }
+        CliChatTemplate tpl = {0};
+        if (chat) {
+            cli_chat_template_init(&tpl, tok);
+            if (!tpl.chatml)
+                fprintf(stderr, "mamba2 generate: warning: %s has no <|im_start|> and <|im_end|> special tokens, so this "
+                                "model has no chat template; --chat writes \"User: PROMPT\\nAssistant: \"\n",
+                        mamba2_tokenizer_source(tok));
+            /* the user's text (and the reasoning sentence), inside the markers when they are special tokens */
+            const char *pre = tpl.chatml ? CHAT_PRE : "", *post = tpl.chatml ? CHAT_POST : "";
+            size_t n = strlen(pre) + (size_t)len + strlen(CHAT_REASON) + strlen(post) + 1;
+            if (!(chat_text = malloc(n))) goto oom;
+            const char *parts[] = {pre, text, reason ? CHAT_REASON : "", post};
+            size_t k = 0;
+            for (int i = 0; i < 4; i++) {
+                size_t pl = i == 1 ? (size_t)len : strlen(parts[i]);
+                memcpy(chat_text + k, parts[i], pl);
+                k += pl;
+            }
+            chat_text[k] = 0;
+            text = chat_text;
+            len = (long)k;
+        }
         size_t n = 0;
         /* BOS starts a sequence: not before a prompt that continues a saved one */
-        if (mamba2_tokenizer_encode(tok, text, (size_t)len, !no_bos && !state_in, &ids, &n, &err)) {
+        if (chat && !tpl.chatml
+                ? cli_chat_turn_ids(&tpl, tok, text, (size_t)len, !no_bos && !state_in, &ids, &n, &err)
+                : mamba2_tokenizer_encode(tok, text, (size_t)len, !no_bos && !state_in, &ids, &n, &err)) {
             cli_error("generate", 1, "%s", err.msg);
             goto done;
         }

@@ -21,6 +21,8 @@ int cmd_info(int argc, char **argv);
 int cmd_logits(int argc, char **argv);
 /** `mamba2 generate DIR ...` (cmd_generate.c). */
 int cmd_generate(int argc, char **argv);
+/** `mamba2 chat DIR [-n N] [options]`: a multi-turn conversation in the model's state (cmd_chat.c). */
+int cmd_chat(int argc, char **argv);
 /** `mamba2 tokenize PATH (-p TEXT | --prompt-file FILE) [--no-bos]` (cmd_tokenize.c). */
 int cmd_tokenize(int argc, char **argv);
 /** `mamba2 detokenize PATH --ids ...` (cmd_tokenize.c). */

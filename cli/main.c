@@ -17,6 +17,7 @@ static const Mamba2Command commands[] = {
     {"info", "print a checkpoint's config, parameter count, weight bytes and state size", cmd_info},
     {"logits", "write the logits of every position of a token sequence (float32 T x V)", cmd_logits},
     {"generate", "generate text (or token ids) from a prompt, greedy or sampled", cmd_generate},
+    {"chat", "an interactive conversation carried in the constant-size state (/save, /load, /stats)", cmd_chat},
     {"tokenize", "print the token ids of a text (tokenizer.json or SentencePiece model)", cmd_tokenize},
     {"detokenize", "print the text of token ids", cmd_detokenize},
     {"bench", "prefill and decode speed of a backend, beside the measured roofline", cmd_bench},

@@ -210,11 +210,12 @@ MAMBA2_API int mamba2_config_sizes(const char *config_json, long long *n_params,
 typedef struct mamba2_backend mamba2_backend;
 
 /**
- * @brief Progress of a long set-up (quantizing weights, uploading them to the GPU).
+ * @brief Progress of a long set-up (reading the weights, for ref and cpu with the stored weights;
+ *        quantizing them; uploading them to the GPU), @p done rising to @p total in each.
  * @param ctx   mamba2_backend_options::progress_ctx
  * @param done  units done so far
  * @param total units in all
- * @param what  what is being done ("quantizing weights")
+ * @param what  what is being done ("reading weights", "quantizing weights", "uploading weights")
  */
 typedef void (*mamba2_progress_fn)(void *ctx, double done, double total, const char *what);
 

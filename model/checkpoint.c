@@ -5,7 +5,9 @@
 #include <json-c/json.h>
 #include <stdio.h>
 #include <stdlib.h>
+#include <stdint.h>
 #include <string.h>
+#include <sys/mman.h>
 #include <unistd.h>
 #include <zlib.h>
 
@@ -256,6 +258,26 @@ void mamba2_model_foreach_tensor(const Mamba2Model *m, void (*fn)(const Mamba2Te
     }
     fn(&w->norm_f, ctx);
     if (!m->cfg.tie_embeddings) fn(&w->lm_head, ctx);
+}
+
+void mamba2_model_read_weights(const Mamba2Model *m, Mamba2Progress progress, void *ctx) {
+    const size_t chunk = (size_t)64 << 20, page = 4096;
+    double total = 0, done = 0;
+    for (int f = 0; f < m->n_files; f++) total += (double)m->files[f].size;
+    volatile unsigned char sink = 0; /* one byte of every page, so that each is read */
+    for (int f = 0; f < m->n_files; f++) {
+        const unsigned char *p = m->files[f].map;
+        size_t size = m->files[f].size;
+        for (size_t at = 0; p && at < size; at += chunk) {
+            size_t end = size - at < chunk ? size : at + chunk;
+            (void)madvise((void *)((uintptr_t)(p + at) & ~(uintptr_t)(page - 1)), end - at, MADV_WILLNEED);
+            for (size_t i = at; i < end; i += page) sink ^= p[i];
+            done += (double)(end - at);
+            if (progress && done < total) progress(ctx, done, total, "reading weights");
+        }
+    }
+    (void)sink;
+    if (progress) progress(ctx, total, total, "reading weights");
 }
 
 typedef struct {

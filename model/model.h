@@ -10,6 +10,7 @@
 
 #include "config.h"
 #include "error.h"
+#include "progress.h"
 #include "safetensors.h"
 #include "tensor.h"
 
@@ -56,6 +57,18 @@ int mamba2_model_load(const char *dir, Mamba2Model *m, Mamba2Error *err);
 
 /** Unmap the files and free the model (safe on a zeroed model). */
 void mamba2_model_free(Mamba2Model *m);
+
+/**
+ * @brief Read every page of the model's files now, reporting the bytes read to @p progress ("reading
+ *        weights"; the last call has done == total), rather than at the first token that touches them.
+ *
+ * The files are mapped, not read, by mamba2_model_load(): this is where a large checkpoint's time
+ * goes, and a caller that shows progress calls it at load. Nothing changes but what the page cache holds.
+ * @param m        the model
+ * @param progress called after every 64 MiB and at the end (may be NULL)
+ * @param ctx      passed to @p progress
+ */
+void mamba2_model_read_weights(const Mamba2Model *m, Mamba2Progress progress, void *ctx);
 
 /** Bytes of weights stored in @p dtype that the model uses. */
 long long mamba2_model_weight_bytes(const Mamba2Model *m, Mamba2DType dtype);

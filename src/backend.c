@@ -53,7 +53,13 @@ int mamba2_backend_create(const char *name, const Mamba2Model *m, const Mamba2Ba
     if (strcmp(name, "cpu") && opt->precision != MAMBA2_PRECISION_DEFAULT)
         return mamba2_fail(err, "precision '%s' is a cpu backend option", mamba2_precision_name(opt->precision));
     for (size_t i = 0; i < sizeof registry / sizeof *registry; i++)
-        if (!strcmp(name, registry[i].name)) return registry[i].create(m, opt, out, err);
+        if (!strcmp(name, registry[i].name)) {
+            /* a caller showing progress sees the weights read now (ref and cpu read the stored ones from
+             * the mapping at the first token; quantizing and the GPU upload read them with their own) */
+            if (opt->progress && opt->weights == MAMBA2_WEIGHTS_STORED && strcmp(name, "gpu"))
+                mamba2_model_read_weights(m, opt->progress, opt->progress_ctx);
+            return registry[i].create(m, opt, out, err);
+        }
     return mamba2_fail(err, "unknown backend '%s' (this build has: %s)", name, mamba2_backend_names());
 }
 

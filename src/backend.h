@@ -21,6 +21,7 @@
 #include "error.h"
 #include "forward.h"
 #include "model.h"
+#include "progress.h"
 #include "state.h"
 
 typedef struct Mamba2Backend Mamba2Backend;
@@ -89,9 +90,6 @@ struct Mamba2Backend {
     void (*destroy)(Mamba2Backend *b);
 };
 
-/** Reports progress of a long operation (uploading weights): @p done of @p total units. */
-typedef void (*Mamba2Progress)(void *ctx, double done, double total, const char *what);
-
 /** How the CPU backend holds the four weight matrices of every layer and lm_head. */
 typedef enum {
     MAMBA2_WEIGHTS_STORED = 0, /**< as stored in the checkpoint (bf16, f16 or f32), read in place from the mmap */
@@ -111,7 +109,9 @@ typedef struct {
     Mamba2WeightFormat weights; /**< cpu: weight format (others accept only MAMBA2_WEIGHTS_STORED) */
     Mamba2Precision precision;  /**< cpu: activation precision of the GEMMs (others accept only the default) */
     int state_bf16;         /**< GPU: keep SSM states in bf16 on the device (halves state traffic) */
-    Mamba2Progress progress; /**< called during long set-up work, or NULL */
+    Mamba2Progress progress; /**< called during long set-up work, or NULL; when set, the ref and cpu
+                                  backends with the stored weights read them all at creation
+                                  ("reading weights") rather than at the first token */
     void *progress_ctx;     /**< passed to @ref progress */
 } Mamba2BackendOptions;
 

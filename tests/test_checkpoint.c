@@ -11,6 +11,7 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include "backend.h"
 #include "cli.h"
 #include "model.h"
 #include "tests.h"
@@ -323,6 +324,62 @@ static void test_cli_bad_input(void) {
     free(dir);
 }
 
+/** Every progress call: fractions that only rise, each in [0, 1], and what was being done. */
+typedef struct {
+    int calls, rising, in_range;
+    double last;    /* the last fraction */
+    char what[64];  /* the last "what" */
+    int whats;      /* how many times "what" changed */
+} ProgressLog;
+
+static void log_progress(void *ctx, double done, double total, const char *what) {
+    ProgressLog *p = ctx;
+    double f = total > 0 ? done / total : 1;
+    if (strcmp(p->what, what)) { /* a new stage starts from its own 0 */
+        snprintf(p->what, sizeof p->what, "%s", what);
+        p->whats++;
+        p->last = -1;
+    }
+    p->calls++;
+    p->rising &= f >= p->last;
+    p->in_range &= f >= 0 && f <= 1;
+    p->last = f;
+}
+
+/* Reading the weights at load reports rising fractions that end at 1: directly (a sharded checkpoint,
+ * one call per file) and through a backend created with a progress callback (ref; cpu q8 reads them
+ * while quantizing, with its own stage). */
+static void test_read_weights_progress(void) {
+    Mamba2Model m;
+    Mamba2Error e = {{0}};
+    CU_ASSERT_EQUAL_FATAL(mamba2_model_load("data/fixtures/g4_bf16_sharded", &m, &e), 0);
+    CU_ASSERT(m.n_files > 1);
+    ProgressLog p = {0, 1, 1, -1, "", 0};
+    mamba2_model_read_weights(&m, log_progress, &p);
+    CU_ASSERT_EQUAL(p.calls, m.n_files); /* one per file, the last one at the end */
+    CU_ASSERT(p.rising && p.in_range && p.last == 1);
+    CU_ASSERT_STRING_EQUAL(p.what, "reading weights");
+    mamba2_model_read_weights(&m, NULL, NULL); /* no callback: fine */
+
+    Mamba2BackendOptions o = {0};
+    Mamba2Backend *b = NULL;
+    ProgressLog q = {0, 1, 1, -1, "", 0};
+    o.progress = log_progress, o.progress_ctx = &q;
+    CU_ASSERT_EQUAL(mamba2_backend_create("ref", &m, &o, &b, &e), 0);
+    CU_ASSERT(q.calls >= 1 && q.rising && q.in_range && q.last == 1 && q.whats == 1);
+    CU_ASSERT_STRING_EQUAL(q.what, "reading weights");
+    mamba2_backend_destroy(b);
+    if (mamba2_backend_exists("cpu")) {
+        ProgressLog r = {0, 1, 1, -1, "", 0};
+        o.progress_ctx = &r, o.weights = MAMBA2_WEIGHTS_Q8;
+        CU_ASSERT_EQUAL(mamba2_backend_create("cpu", &m, &o, &b, &e), 0);
+        CU_ASSERT(r.calls > 1 && r.rising && r.in_range && r.last == 1 && r.whats == 1);
+        CU_ASSERT_STRING_EQUAL(r.what, "quantizing weights");
+        mamba2_backend_destroy(b);
+    }
+    mamba2_model_free(&m);
+}
+
 int register_checkpoint_tests(void) {
     CU_pSuite s = CU_add_suite("checkpoint", NULL, NULL);
     if (!s) return -1;
@@ -339,7 +396,8 @@ int register_checkpoint_tests(void) {
         !CU_add_test(s, "load: truncated safetensors refused", test_load_truncated) ||
         !CU_add_test(s, "load: empty directory refused", test_load_no_files) ||
         !CU_add_test(s, "cli: bad checkpoint -> exit 1, message, no output file", test_cli_bad_input) ||
-        !CU_add_test(s, "cli: comma-separated option lists", test_cli_parse_list))
+        !CU_add_test(s, "cli: comma-separated option lists", test_cli_parse_list) ||
+        !CU_add_test(s, "progress of reading the weights: rising fractions ending at 1", test_read_weights_progress))
         return -1;
     return 0;
 }

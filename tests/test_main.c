@@ -28,6 +28,7 @@ int main(int argc, char **argv) {
         register_api_tests,
         register_api_library_tests,
         register_cli_tests,
+        register_chat_tests,
     };
     for (size_t i = 0; i < sizeof registrars / sizeof *registrars; i++)
         if (registrars[i]() != 0) {

@@ -38,6 +38,9 @@ int register_api_library_tests(void);
 /** Register the command-line suite: exact continuation, outputs, flags and errors (test_cli.c). */
 int register_cli_tests(void);
 
+/** Register the chat suite: `mamba2 chat` scripted, /save and /load, templates, /stats (test_chat.c). */
+int register_chat_tests(void);
+
 /** The run's random seed (from MAMBA2_TEST_SEED, else the clock); printed once. */
 uint64_t test_seed(void);
 /** Uniform double in [0, 1) from the seeded generator. */
