@@ -300,7 +300,8 @@ static void rows_scalar(const CpuQMatrix *W, int64_t rg, int R, const uint8_t *c
  *   rows_ymm_evex()  vnni = 1, compiled for AVX512-VNNI + AVX512VL: the same vpdpbusd on ymm,
  *                    EVEX-encoded, same results; it stands in for the VEX one on CPUs with
  *                    AVX512-VNNI when the ISA is lowered to AVX2 (MAMBA2_CPU_ISA=avx2), so the
- *                    ymm VNNI path is tested and measured on such CPUs too.
+ *                    ymm VNNI path is tested and measured on such CPUs too (the compiler may give
+ *                    it ymm16–31 besides, which the VEX one lacks: its speed is an upper bound).
  * The helpers carry AVX2's target only; the vpdpbusd is GCC's builtin, which is expanded in the
  * function it is finally inlined into, with that function's encoding (VEX or EVEX). The
  * intrinsics (_mm256_dpbusd_avx_epi32, _mm256_dpbusd_epi32) are always_inline functions with their
