@@ -1,6 +1,7 @@
 /**
  * @file qmatrix.c
- * @brief Quantization at load (q8, q4) and the integer products of qmatrix.h: scalar, AVX2, AVX512-VNNI.
+ * @brief Quantization at load (q8, q4) and the integer products of qmatrix.h: scalar, AVX2, ymm VNNI
+ *        (AVX-VNNI, or AVX512-VNNI + VL on ymm), AVX512-VNNI on zmm.
  *
  * Packed layout. W is padded to whole tiles of QT_ROWS = 4 rows × QT_K = 256 columns (zeros); a
  * row group's tiles follow one another along K, and row groups follow one another, so a GEMV
@@ -289,21 +290,44 @@ static void rows_scalar(const CpuQMatrix *W, int64_t rg, int R, const uint8_t *c
         }
 }
 
-/* ------------------------------------------------------------------ AVX2 */
+/* ------------------------------------------------------------------ AVX2 and ymm VNNI */
+
+/* One source, three instantiations of the 256-bit register block below, which differ in how a
+ * group's bytes are multiplied (the `vnni` argument, a constant in each):
+ *   rows_avx2()      vnni = 0: AVX2 vpmaddubsw / vpmaddwd;
+ *   rows_avxvnni()   vnni = 1, compiled for AVX-VNNI: VEX vpdpbusd on ymm (Intel client cores
+ *                    since Alder Lake, E-core servers: AVX2 + AVX-VNNI, no AVX-512);
+ *   rows_ymm_evex()  vnni = 1, compiled for AVX512-VNNI + AVX512VL: the same vpdpbusd on ymm,
+ *                    EVEX-encoded, same results; it stands in for the VEX one on CPUs with
+ *                    AVX512-VNNI when the ISA is lowered to AVX2 (MAMBA2_CPU_ISA=avx2), so the
+ *                    ymm VNNI path is tested and measured on such CPUs too (the compiler may give
+ *                    it ymm16–31 besides, which the VEX one lacks: its speed is an upper bound).
+ * The helpers carry AVX2's target only; the vpdpbusd is GCC's builtin, which is expanded in the
+ * function it is finally inlined into, with that function's encoding (VEX or EVEX). The
+ * intrinsics (_mm256_dpbusd_avx_epi32, _mm256_dpbusd_epi32) are always_inline functions with their
+ * own targets and could not be inlined into an AVX2-only helper. */
 
 /** Attributes of the AVX2 kernel. */
 #define AVX2_TARGET __attribute__((target("avx2,fma,f16c")))
 /** Attributes of the inlined AVX2 helpers. */
 #define AVX2_INLINE __attribute__((always_inline, target("avx2,fma,f16c")))
+/** Attributes of the VEX ymm VNNI kernel (AVX-VNNI). */
+#define AVXVNNI_TARGET __attribute__((target("avx2,fma,f16c,avxvnni")))
+/** Attributes of the EVEX ymm VNNI kernel (AVX512-VNNI + AVX512VL). */
+#define YMM_EVEX_TARGET __attribute__((target("avx2,fma,f16c,avx512f,avx512vl,avx512vnni")))
 
-/* 64 lane-ordered values of group g of a tile row as two 32-byte vectors of signed q (q8) or of
- * unsigned q + 8 (q4). */
-static inline AVX2_INLINE void avx2_load_group(Mamba2WeightFormat f, const uint8_t *vals, int g, __m256i *lo,
-                                               __m256i *hi) {
+/* 64 lane-ordered values of group g of a tile row as two 32-byte vectors: with vnni, the stored
+ * unsigned bytes (q + 128 or q + 8) as vpdpbusd takes them; without, signed q (q8) or unsigned
+ * q + 8 (q4) for vpmaddubsw. */
+static inline AVX2_INLINE void avx2_load_group(Mamba2WeightFormat f, int vnni, const uint8_t *vals, int g,
+                                               __m256i *lo, __m256i *hi) {
     if (f == MAMBA2_WEIGHTS_Q8) {
-        const __m256i flip = _mm256_set1_epi8((char)0x80); /* q + 128 → q */
-        *lo = _mm256_xor_si256(_mm256_loadu_si256((const __m256i *)(vals + 64 * g)), flip);
-        *hi = _mm256_xor_si256(_mm256_loadu_si256((const __m256i *)(vals + 64 * g + 32)), flip);
+        *lo = _mm256_loadu_si256((const __m256i *)(vals + 64 * g));
+        *hi = _mm256_loadu_si256((const __m256i *)(vals + 64 * g + 32));
+        if (!vnni) { /* q + 128 → q */
+            const __m256i flip = _mm256_set1_epi8((char)0x80);
+            *lo = _mm256_xor_si256(*lo, flip), *hi = _mm256_xor_si256(*hi, flip);
+        }
     } else {
         const __m256i m4 = _mm256_set1_epi8(15);
         __m256i b0 = _mm256_loadu_si256((const __m256i *)(vals + 64 * (g >> 1)));
@@ -314,26 +338,36 @@ static inline AVX2_INLINE void avx2_load_group(Mamba2WeightFormat f, const uint8
     }
 }
 
-/* Lane sums of the byte products of a group's two halves, w · p, in 8 lanes of int32:
- * q8 (signed w) through |w| and p with w's sign (vpmaddubsw takes unsigned × signed; |w| ≤ 127
- * keeps each pair sum below 2¹⁵, so the halves are widened to 32 bits before they are added);
- * q4 (w = q + 8 ≤ 15) directly, the halves added in 16 bits (2 · 2 · 15 · 127 < 2¹⁵). */
-static inline AVX2_INLINE __m256i avx2_dot2(Mamba2WeightFormat f, __m256i wlo, __m256i whi, __m256i plo, __m256i phi) {
+/* The exact integer Σ q·p of a group, 8 lanes of int32 (lane l: block l & 1), from its two halves
+ * (values as avx2_load_group() gives them) and the record's correction nc (both halves' ncorr):
+ * vnni: vpdpbusd(vpdpbusd(nc, w_lo, p_lo), w_hi, p_hi) with w = q + offset, the offset's share
+ *       removed by nc;
+ * q8:   through |q| and p with q's sign (vpmaddubsw takes unsigned × signed; |q| ≤ 127 keeps each
+ *       pair sum below 2¹⁵, so the halves are widened to 32 bits before they are added; nc unused);
+ * q4:   w = q + 8 ≤ 15 directly, the halves added in 16 bits (2 · 2 · 15 · 127 < 2¹⁵), then nc. */
+static inline AVX2_INLINE __m256i avx2_dot2(Mamba2WeightFormat f, int vnni, __m256i nc, __m256i wlo, __m256i whi,
+                                            __m256i plo, __m256i phi) {
+    if (vnni) {
+        __m256i s = (__m256i)__builtin_ia32_vpdpbusd_v8si((__v8si)nc, (__v8si)wlo, (__v8si)plo);
+        return (__m256i)__builtin_ia32_vpdpbusd_v8si((__v8si)s, (__v8si)whi, (__v8si)phi);
+    }
     const __m256i ones = _mm256_set1_epi16(1);
     if (f == MAMBA2_WEIGHTS_Q4)
-        return _mm256_madd_epi16(_mm256_add_epi16(_mm256_maddubs_epi16(wlo, plo), _mm256_maddubs_epi16(whi, phi)), ones);
+        return _mm256_add_epi32(
+            _mm256_madd_epi16(_mm256_add_epi16(_mm256_maddubs_epi16(wlo, plo), _mm256_maddubs_epi16(whi, phi)), ones),
+            nc);
     __m256i lo = _mm256_maddubs_epi16(_mm256_abs_epi8(wlo), _mm256_sign_epi8(plo, wlo));
     __m256i hi = _mm256_maddubs_epi16(_mm256_abs_epi8(whi), _mm256_sign_epi8(phi, whi));
     return _mm256_add_epi32(_mm256_madd_epi16(lo, ones), _mm256_madd_epi16(hi, ones));
 }
 
-/* The AVX2 register block: R ≤ 4 rows × S ≤ 2 records, f, R and S constants after inlining (every
- * loop unrolls, the accumulators stay in registers). A group's 64 lane-ordered values are two
- * 32-byte halves whose lanes both alternate blocks 0 and 1; a lane sums 8 products (4 of each half).
- * A tile's scales are widened once (one vcvtph2ps per row: its 8 blocks), each (row, group) taking
- * its alternating d₀ d₁ vector by one vpermps:
- *   acc[i][j] += float(Σ q·p + ncorr_j) · (d_i · e_j), lane by lane. */
-static inline AVX2_INLINE void avx2_block(Mamba2WeightFormat f, const CpuQMatrix *W, int64_t rg, int R,
+/* The ymm register block: R ≤ 4 rows × S ≤ 2 records, f, vnni, R and S constants after inlining
+ * (every loop unrolls, the accumulators stay in registers). A group's 64 lane-ordered values are
+ * two 32-byte halves whose lanes both alternate blocks 0 and 1; a lane sums 8 products (4 of each
+ * half). A tile's scales are widened once (one vcvtph2ps per row: its 8 blocks), each (row, group)
+ * taking its alternating d₀ d₁ vector by one vpermps:
+ *   acc[i][j] += float(Σ q·p) · (d_i · e_j), lane by lane (avx2_dot2() for Σ q·p). */
+static inline AVX2_INLINE void avx2_block(Mamba2WeightFormat f, int vnni, const CpuQMatrix *W, int64_t rg, int R,
                                           const uint8_t *const *xr, int S, float *y, int64_t ldy, int accumulate) {
     int64_t vb = row_value_bytes(f), tb = tile_bytes(f), n_kt = W->K_pad / QT_K;
     int64_t ahead = (PREFETCH_BYTES + tb / 2) / tb * tb; /* as the VNNI block */
@@ -366,12 +400,11 @@ static inline AVX2_INLINE void avx2_block(Mamba2WeightFormat f, const CpuQMatrix
 #pragma GCC unroll 4
             for (int i = 0; i < R; i++) {
                 __m256i wlo, whi;
-                avx2_load_group(f, t + i * vb, g, &wlo, &whi);
+                avx2_load_group(f, vnni, t + i * vb, g, &wlo, &whi);
                 __m256 d = _mm256_permutevar8x32_ps(d8[i], lane); /* d₀ d₁ d₀ d₁ … */
 #pragma GCC unroll 2
                 for (int j = 0; j < S; j++) {
-                    __m256i s = avx2_dot2(f, wlo, whi, plo[j], phi[j]);
-                    if (f == MAMBA2_WEIGHTS_Q4) s = _mm256_add_epi32(s, nc[j]);
+                    __m256i s = avx2_dot2(f, vnni, nc[j], wlo, whi, plo[j], phi[j]);
                     acc[i][j] = _mm256_fmadd_ps(_mm256_cvtepi32_ps(s), _mm256_mul_ps(d, e[j]), acc[i][j]);
                 }
             }
@@ -389,21 +422,37 @@ static inline AVX2_INLINE void avx2_block(Mamba2WeightFormat f, const CpuQMatrix
         }
 }
 
-/* rows_avx2() for one format (a constant after inlining). */
-static inline AVX2_INLINE void avx2_rows_of(Mamba2WeightFormat f, const CpuQMatrix *W, int64_t rg, int R,
+/* The rows of one ymm instantiation for one format (f and vnni constants after inlining). */
+static inline AVX2_INLINE void avx2_rows_of(Mamba2WeightFormat f, int vnni, const CpuQMatrix *W, int64_t rg, int R,
                                             const uint8_t *const *xr, int S, float *y, int64_t ldy, int accumulate) {
     for (int j = 0; j < S; j += 2) { /* R and S constants in the common calls, so the block's loops unroll */
         int two = S - j >= 2;
-        if (R == 4 && two) avx2_block(f, W, rg, 4, xr + j, 2, y + j * ldy, ldy, accumulate);
-        else if (R == 4) avx2_block(f, W, rg, 4, xr + j, 1, y + j * ldy, ldy, accumulate);
-        else avx2_block(f, W, rg, R, xr + j, two ? 2 : 1, y + j * ldy, ldy, accumulate);
+        if (R == 4 && two) avx2_block(f, vnni, W, rg, 4, xr + j, 2, y + j * ldy, ldy, accumulate);
+        else if (R == 4) avx2_block(f, vnni, W, rg, 4, xr + j, 1, y + j * ldy, ldy, accumulate);
+        else avx2_block(f, vnni, W, rg, R, xr + j, two ? 2 : 1, y + j * ldy, ldy, accumulate);
     }
+}
+
+/* One ymm instantiation: both formats, the product chosen by @p vnni (a constant). */
+static inline AVX2_INLINE void avx2_rows(int vnni, const CpuQMatrix *W, int64_t rg, int R, const uint8_t *const *xr,
+                                         int S, float *y, int64_t ldy, int accumulate) {
+    if (W->format == MAMBA2_WEIGHTS_Q8) avx2_rows_of(MAMBA2_WEIGHTS_Q8, vnni, W, rg, R, xr, S, y, ldy, accumulate);
+    else avx2_rows_of(MAMBA2_WEIGHTS_Q4, vnni, W, rg, R, xr, S, y, ldy, accumulate);
 }
 
 static AVX2_TARGET void rows_avx2(const CpuQMatrix *W, int64_t rg, int R, const uint8_t *const *xr, int S, float *y,
                                   int64_t ldy, int accumulate) {
-    if (W->format == MAMBA2_WEIGHTS_Q8) avx2_rows_of(MAMBA2_WEIGHTS_Q8, W, rg, R, xr, S, y, ldy, accumulate);
-    else avx2_rows_of(MAMBA2_WEIGHTS_Q4, W, rg, R, xr, S, y, ldy, accumulate);
+    avx2_rows(0, W, rg, R, xr, S, y, ldy, accumulate);
+}
+
+static AVXVNNI_TARGET void rows_avxvnni(const CpuQMatrix *W, int64_t rg, int R, const uint8_t *const *xr, int S,
+                                        float *y, int64_t ldy, int accumulate) {
+    avx2_rows(1, W, rg, R, xr, S, y, ldy, accumulate);
+}
+
+static YMM_EVEX_TARGET void rows_ymm_evex(const CpuQMatrix *W, int64_t rg, int R, const uint8_t *const *xr, int S,
+                                          float *y, int64_t ldy, int accumulate) {
+    avx2_rows(1, W, rg, R, xr, S, y, ldy, accumulate);
 }
 
 /* ------------------------------------------------------------------ AVX512-VNNI */
@@ -493,9 +542,22 @@ static VNNI_TARGET void rows_vnni(const CpuQMatrix *W, int64_t rg, int R, const 
 
 /* ------------------------------------------------------------------ entry point */
 
-static int have_vnni(void) {
+/* Whether vpdpbusd may be used at all: not when MAMBA2_CPU_VNNI=0 (read at every call, so that
+ * the tests can switch it, as cpu_gemm_tier_active() reads MAMBA2_CPU_GEMM). */
+static int vnni_allowed(void) {
+    const char *v = getenv("MAMBA2_CPU_VNNI");
+    return !(v && !strcmp(v, "0"));
+}
+
+CpuQKernel cpu_qlinear_kernel(CpuIsa isa) {
     __builtin_cpu_init();
-    return __builtin_cpu_supports("avx512vnni") && __builtin_cpu_supports("avx512bw");
+    int vnni = vnni_allowed();
+    int avx512vnni = __builtin_cpu_supports("avx512vnni") && __builtin_cpu_supports("avx512bw");
+    if (isa >= CPU_ISA_AVX512 && vnni && avx512vnni) return CPU_QKERNEL_AVX512VNNI;
+    if (isa < CPU_ISA_AVX2) return CPU_QKERNEL_SCALAR;
+    if (vnni && __builtin_cpu_supports("avxvnni")) return CPU_QKERNEL_AVXVNNI; /* CPUID.(7,1):EAX bit 4 */
+    if (vnni && avx512vnni && __builtin_cpu_supports("avx512vl")) return CPU_QKERNEL_AVXVNNI_EVEX;
+    return CPU_QKERNEL_AVX2;
 }
 
 /** Activation rows per pass over a thread's rows of W: their records stay in L2 (about 256 KiB). */
@@ -505,7 +567,8 @@ static int token_block(int64_t K_pad) {
 }
 
 const char *cpu_qlinear_kernel_name(CpuIsa isa) {
-    return isa >= CPU_ISA_AVX512 && have_vnni() ? "avx512-vnni" : isa >= CPU_ISA_AVX2 ? "avx2" : "scalar";
+    static const char *names[] = {"scalar", "avx2", "avx2-vnni", "avx2-vnni-evex", "avx512-vnni"};
+    return names[cpu_qlinear_kernel(isa)];
 }
 
 /* Columns [64c, 64c + 64) of row r as the quantized matrix holds them (d · q), in fp32: w [64].
@@ -559,10 +622,11 @@ static QCLONES void widen_panel(const void *src, int64_t r0, int64_t k0, int64_t
 void cpu_qmatrix_dequantize_rows(const CpuQMatrix *q, int64_t r0, int64_t n, float *out) { widen_rows(q, r0, n, out); }
 
 /* The fp32 GEMM tier that multiplies T activation rows by widened panels instead of the integer
- * product (-1: the integer product): none with VNNI or up to QLINEAR_INT_MAX_ROWS rows, else the
- * best fp32 tier that both the ISA and the GEMM tier (MAMBA2_CPU_GEMM) allow. */
+ * product (-1: the integer product): none up to QLINEAR_INT_MAX_ROWS rows or where a vpdpbusd
+ * product runs (zmm or ymm: it multiplies 4 int8 pairs per 32-bit lane where an fp32 FMA does
+ * one), else the best fp32 tier that both the ISA and the GEMM tier (MAMBA2_CPU_GEMM) allow. */
 static int widened_tier(CpuIsa isa, int T) {
-    if (T <= QLINEAR_INT_MAX_ROWS || (isa >= CPU_ISA_AVX512 && have_vnni())) return -1;
+    if (T <= QLINEAR_INT_MAX_ROWS || cpu_qlinear_kernel(isa) >= CPU_QKERNEL_AVXVNNI) return -1;
     CpuGemmTier tier = cpu_gemm_tier_active();
     if (isa >= CPU_ISA_AVX512 && tier >= CPU_GEMM_AVX512) return CPU_GEMM_AVX512;
     if (isa >= CPU_ISA_AVX2 && tier >= CPU_GEMM_AVX2) return CPU_GEMM_AVX2;
@@ -571,10 +635,10 @@ static int widened_tier(CpuIsa isa, int T) {
 
 int cpu_qlinear_rounds_activations(CpuIsa isa, int T) { return widened_tier(isa, T) < 0; }
 
-/* Rows [r0, r1) of W times every quantized activation record, by the integer product of @p kind
- * (2 VNNI, 1 AVX2, 0 scalar), token_block() activation rows at a time (their records in L2; the
+/* Rows [r0, r1) of W times every quantized activation record, by the integer product @p kind,
+ * token_block() activation rows at a time (their records in L2; the
  * rows of W in L1/L2 meanwhile). */
-static void integer_rows(int kind, const CpuQMatrix *W, int64_t r0, int64_t r1, const uint8_t *xq, int T, float *Y,
+static void integer_rows(CpuQKernel kind, const CpuQMatrix *W, int64_t r0, int64_t r1, const uint8_t *xq, int T, float *Y,
                          int64_t ldy, int accumulate) {
     int64_t rec_bytes = W->K_pad / 64 * XREC;
     int tb = token_block(W->K_pad);
@@ -587,9 +651,13 @@ static void integer_rows(int kind, const CpuQMatrix *W, int64_t r0, int64_t r1, 
                 int S = nt - j0 < 4 ? nt - j0 : 4;
                 for (int j = 0; j < S; j++) xr[j] = xq + (t0 + j0 + j) * rec_bytes;
                 float *y = Y + (size_t)(t0 + j0) * ldy + r;
-                if (kind == 2) rows_vnni(W, r / QT_ROWS, R, xr, S, y, ldy, accumulate);
-                else if (kind == 1) rows_avx2(W, r / QT_ROWS, R, xr, S, y, ldy, accumulate);
-                else rows_scalar(W, r / QT_ROWS, R, xr, S, y, ldy, accumulate);
+                switch (kind) {
+                case CPU_QKERNEL_AVX512VNNI: rows_vnni(W, r / QT_ROWS, R, xr, S, y, ldy, accumulate); break;
+                case CPU_QKERNEL_AVXVNNI_EVEX: rows_ymm_evex(W, r / QT_ROWS, R, xr, S, y, ldy, accumulate); break;
+                case CPU_QKERNEL_AVXVNNI: rows_avxvnni(W, r / QT_ROWS, R, xr, S, y, ldy, accumulate); break;
+                case CPU_QKERNEL_AVX2: rows_avx2(W, r / QT_ROWS, R, xr, S, y, ldy, accumulate); break;
+                default: rows_scalar(W, r / QT_ROWS, R, xr, S, y, ldy, accumulate); break;
+                }
             }
         }
     }
@@ -597,13 +665,10 @@ static void integer_rows(int kind, const CpuQMatrix *W, int64_t r0, int64_t r1, 
 
 void cpu_qlinear(CpuIsa isa, const CpuQMatrix *W, const float *X, int64_t ldx, int T, float *Y, int64_t ldy,
                  int accumulate, void *scratch, int n_threads) {
-    static int vnni = -1; /* decided once; a benign race (every thread writes the same value) */
-    if (vnni < 0) {
-        stream_prefetch = cpu_software_prefetch_pays();
-        vnni = have_vnni();
-    }
-    int kind = isa >= CPU_ISA_AVX512 && vnni ? 2 : isa >= CPU_ISA_AVX2 ? 1 : 0;
-    /* Without VNNI the integer product costs more instructions per weight than an fp32 FMA: for
+    static int decided = 0; /* a benign race (every thread writes the same value) */
+    if (!decided) stream_prefetch = cpu_software_prefetch_pays(), decided = 1;
+    CpuQKernel kind = cpu_qlinear_kernel(isa);
+    /* Without vpdpbusd the integer product costs more instructions per weight than an fp32 FMA: for
      * prefill, the fp32 GEMM tier multiplies the exact activations by panels widened straight from
      * the quantized tiles (it packs the activations once, and each panel once per call). */
     int tier = widened_tier(isa, T);

@@ -18,6 +18,13 @@
  * by VNNI's vpdpbusd (unsigned × signed bytes: the weights are stored offset by +128 (q8) or +8
  * (q4), and the offset's share, offset · Σ p, is subtracted through the accumulator's start
  * value), by AVX2's vpmaddubsw, or by plain C. See qmatrix.c for the packed layout.
+ *
+ * The product is chosen from the CPU (cpu_qlinear_kernel()): vpdpbusd on zmm (AVX512-VNNI) at the
+ * AVX-512 level; at the AVX2 level vpdpbusd on ymm where the CPU has AVX-VNNI (VEX encoding: Intel
+ * client cores since Alder Lake) or AVX512-VNNI + AVX512VL (the same instruction EVEX-encoded, run
+ * when MAMBA2_CPU_ISA=avx2 lowers such a CPU), else AVX2's vpmaddubsw. The environment variable
+ * MAMBA2_CPU_VNNI=0 turns vpdpbusd off (zmm and ymm): the products then run as on a CPU without
+ * VNNI (AVX2's vpmaddubsw for decode, weights widened to fp32 for prefill), for comparisons.
  */
 #ifndef MAMBA2_CPU_QMATRIX_H
 #define MAMBA2_CPU_QMATRIX_H
@@ -65,11 +72,34 @@ void cpu_qmatrix_free(CpuQMatrix *q);
  */
 void cpu_qmatrix_dequantize_rows(const CpuQMatrix *q, int64_t r0, int64_t n, float *out);
 
-/** The product cpu_qlinear() runs for @p isa on this CPU: "avx512-vnni", "avx2" or "scalar". */
+/** The integer products of cpu_qlinear(), slowest first. */
+typedef enum {
+    CPU_QKERNEL_SCALAR = 0,        /**< plain C */
+    CPU_QKERNEL_AVX2 = 1,          /**< AVX2: vpmaddubsw + vpmaddwd on ymm */
+    CPU_QKERNEL_AVXVNNI = 2,       /**< AVX-VNNI: VEX vpdpbusd on ymm (AVX2's register block) */
+    CPU_QKERNEL_AVXVNNI_EVEX = 3,  /**< the same ymm kernel EVEX-encoded (AVX512-VNNI + AVX512VL), where
+                                        the ISA is lowered to AVX2 on a CPU without AVX-VNNI */
+    CPU_QKERNEL_AVX512VNNI = 4     /**< AVX512-VNNI: vpdpbusd on zmm */
+} CpuQKernel;
+
+/**
+ * @brief The product cpu_qlinear() runs for @p isa on this CPU.
+ *
+ * CPU_QKERNEL_AVX512VNNI when @p isa ≥ CPU_ISA_AVX512 and the CPU has AVX512-VNNI; otherwise, when
+ * @p isa ≥ CPU_ISA_AVX2: CPU_QKERNEL_AVXVNNI where the CPU has AVX-VNNI (CPUID.(EAX=7,ECX=1):EAX
+ * bit 4), CPU_QKERNEL_AVXVNNI_EVEX where it has AVX512-VNNI and AVX512VL, else CPU_QKERNEL_AVX2;
+ * CPU_QKERNEL_SCALAR below AVX2. MAMBA2_CPU_VNNI=0 in the environment (read at every call) rules
+ * out the three vpdpbusd kernels.
+ */
+CpuQKernel cpu_qlinear_kernel(CpuIsa isa);
+
+/** The name of cpu_qlinear_kernel(@p isa): "avx512-vnni", "avx2-vnni" (VEX), "avx2-vnni-evex",
+ *  "avx2" or "scalar". */
 const char *cpu_qlinear_kernel_name(CpuIsa isa);
 
-/** Up to this many activation rows cpu_qlinear() always runs the integer product; above it, a CPU
- *  without AVX512-VNNI widens the weights to fp32 and uses the fp32 GEMM tier instead. */
+/** Up to this many activation rows cpu_qlinear() always runs the integer product; above it, where
+ *  the product has no vpdpbusd (cpu_qlinear_kernel() below CPU_QKERNEL_AVXVNNI), it widens the
+ *  weights to fp32 and uses the fp32 GEMM tier instead. */
 #define QLINEAR_INT_MAX_ROWS 16
 
 /**
@@ -87,8 +117,7 @@ size_t cpu_qlinear_scratch_bytes(int64_t K, int T);
  * Y[t][r] (+)= Σ_k X[t][k] · W[r][k];  X [T, ldx] fp32 (quantized per block of 32 on the way in),
  * Y [T, ldy]. Rows of W are handed out to @p n_threads OpenMP threads in blocks.
  *
- * @param isa        the variant to run (≤ cpu_isa_active(); CPU_ISA_AVX512 and above run the VNNI
- *                   kernel when the CPU has AVX512-VNNI, else the AVX2 one)
+ * @param isa        the variant to run (≤ cpu_isa_active()); the product is cpu_qlinear_kernel(@p isa)
  * @param W          the quantized weights [rows, K]
  * @param X          activations [T, ldx]
  * @param ldx        row stride of @p X (≥ K)

@@ -5,10 +5,11 @@
  * - quantizer: the dequantized q8 copy within its rounding bound of the stored weights, and q4's
  *   squared error never above that of llama.cpp's Q4_0 scale on the same blocks (written out here
  *   from its definition, independently of cpu/qmatrix.c);
- * - kernels: every variant this CPU runs (scalar, AVX2, AVX512-VNNI) against a double-precision
+ * - kernels: every variant this CPU runs (scalar, AVX2, ymm VNNI in its VEX or EVEX encoding,
+ *   AVX512-VNNI; the others are reported as skipped, with the reason) against a double-precision
  *   product of the dequantized weights with the activations rounded to int8 per block of 32 as
  *   llama.cpp's Q8_0 does (written out here from that definition), shapes with tails in rows and
- *   in K, T = 1..17;
+ *   in K and one random shape, T = 1..17 and 64;
  * - whole models: the fixtures and fresh random models through the cpu backend with q8 and q4
  *   weights against ref, prefill against step, batched steps against single ones.
  */
@@ -132,31 +133,71 @@ static void round_activations(const float *x, int K, float *xq) {
     }
 }
 
+/* One product of cpu_qlinear() to test: the ISA level it is called with, whether vpdpbusd is
+ * allowed (MAMBA2_CPU_VNNI), and the kernel that must then run. */
+typedef struct {
+    CpuIsa isa;
+    int vnni;
+    CpuQKernel kernel;
+    const char *name;
+} QVariant;
+
+/* Why @p v cannot run on this CPU, or NULL when it runs (cpu_qlinear_kernel() picks it). */
+static const char *qvariant_missing(const QVariant *v) {
+    __builtin_cpu_init();
+    if (cpu_isa_detect() < v->isa) return v->isa >= CPU_ISA_AVX512 ? "no AVX-512 on this CPU" : "no AVX2 on this CPU";
+    switch (v->kernel) {
+    case CPU_QKERNEL_AVX512VNNI: return have_vnni() ? NULL : "no AVX512-VNNI on this CPU";
+    case CPU_QKERNEL_AVXVNNI: return __builtin_cpu_supports("avxvnni") ? NULL : "no AVX-VNNI (VEX) on this CPU";
+    case CPU_QKERNEL_AVXVNNI_EVEX:
+        if (__builtin_cpu_supports("avxvnni")) return "this CPU has AVX-VNNI, so the VEX kernel runs instead";
+        return have_vnni() && __builtin_cpu_supports("avx512vl") ? NULL : "no AVX512-VNNI + AVX512VL on this CPU";
+    default: return NULL;
+    }
+}
+
+/* Every product against the double products of the same rounded integers (want) or, where
+ * cpu_qlinear_rounds_activations() says the weights are widened instead, of the fp32 activations
+ * (want_f): fixed shapes with tails in rows and K plus one random shape, T = 1..17 (the decode
+ * block sizes and the switch at QLINEAR_INT_MAX_ROWS) and a prefill-sized T = 64 (several token
+ * blocks for K = 4100). */
 static void test_qlinear_variants(void) {
-    const int shapes[][2] = {{37, 300}, {130, 4100}, {9, 64}, {6, 1000}};
-    const int Ts[] = {1, 2, 3, 4, 5, 8, 17};
-    CpuIsa best = cpu_isa_detect();
-    printf("\n    variants run: scalar%s%s", best >= CPU_ISA_AVX2 ? ", avx2" : " (avx2: skipped, not on this CPU)",
-           best >= CPU_ISA_AVX512 && have_vnni() ? ", avx512-vnni" : " (avx512-vnni: skipped, not on this CPU)");
+    const QVariant variants[] = {
+        {CPU_ISA_SCALAR, 1, CPU_QKERNEL_SCALAR, "scalar"},
+        {CPU_ISA_AVX2, 0, CPU_QKERNEL_AVX2, "avx2 (MAMBA2_CPU_VNNI=0)"},
+        {CPU_ISA_AVX2, 1, CPU_QKERNEL_AVXVNNI, "avx2-vnni (VEX)"},
+        {CPU_ISA_AVX2, 1, CPU_QKERNEL_AVXVNNI_EVEX, "avx2-vnni-evex"},
+        {CPU_ISA_AVX512, 1, CPU_QKERNEL_AVX512VNNI, "avx512-vnni"},
+    };
+    enum { NV = sizeof variants / sizeof *variants, TMAX = 64 };
+    int shapes[][2] = {{37, 300}, {130, 4100}, {9, 64}, {6, 1000}, {0, 0}};
+    shapes[4][0] = 1 + (int)(test_uniform() * 70), shapes[4][1] = 1 + (int)(test_uniform() * 1500); /* random */
+    int Ts[18];
+    for (int t = 0; t < 17; t++) Ts[t] = t + 1;
+    Ts[17] = TMAX;
+    const char *saved_env = getenv("MAMBA2_CPU_VNNI");
+    char *saved = saved_env ? strdup(saved_env) : NULL; /* restored afterwards: the other tests run as asked */
+    int runs[NV] = {0};
+    printf("\n    random shape: %d x %d", shapes[4][0], shapes[4][1]);
     double worst = 0;
     for (size_t si = 0; si < sizeof shapes / sizeof *shapes; si++) {
-        int rows = shapes[si][0], K = shapes[si][1], Tmax = 17;
+        int rows = shapes[si][0], K = shapes[si][1];
         uint16_t *raw = malloc((size_t)rows * K * 2);
-        float *deq = malloc((size_t)rows * K * 4), *x = malloc((size_t)Tmax * K * 4);
-        float *y = malloc((size_t)Tmax * rows * 4);
-        float *want = malloc((size_t)Tmax * rows * 4), *xq = malloc((size_t)Tmax * K * 4);
-        float *want_f = malloc((size_t)Tmax * rows * 4); /* with the activations in fp32 */
+        float *deq = malloc((size_t)rows * K * 4), *x = malloc((size_t)TMAX * K * 4);
+        float *y = malloc((size_t)TMAX * rows * 4);
+        float *want = malloc((size_t)TMAX * rows * 4), *xq = malloc((size_t)TMAX * K * 4);
+        float *want_f = malloc((size_t)TMAX * rows * 4); /* with the activations in fp32 */
         void *scratch = NULL;
-        CU_ASSERT_FATAL(posix_memalign(&scratch, 64, cpu_qlinear_scratch_bytes(K, Tmax)) == 0);
+        CU_ASSERT_FATAL(posix_memalign(&scratch, 64, cpu_qlinear_scratch_bytes(K, TMAX)) == 0);
         Mamba2Tensor W = random_bf16(raw, rows, K);
-        test_fill_normal(x, (size_t)Tmax * K, 1.0);
-        for (int t = 0; t < Tmax; t++) round_activations(x + (size_t)t * K, K, xq + (size_t)t * K);
+        test_fill_normal(x, (size_t)TMAX * K, 1.0);
+        for (int t = 0; t < TMAX; t++) round_activations(x + (size_t)t * K, K, xq + (size_t)t * K);
         for (int fi = 0; fi < 2; fi++) {
             CpuQMatrix q;
             Mamba2Error e = {{0}};
             CU_ASSERT_EQUAL_FATAL(cpu_qmatrix_quantize(&W, formats[fi], 2, &q, &e), 0);
             cpu_qmatrix_dequantize_rows(&q, 0, rows, deq);
-            for (int t = 0; t < Tmax; t++) /* want = xq · deqᵀ, want_f = x · deqᵀ, in double */
+            for (int t = 0; t < TMAX; t++) /* want = xq · deqᵀ, want_f = x · deqᵀ, in double */
                 for (int r = 0; r < rows; r++) {
                     double acc = 0, acc_f = 0;
                     for (int k = 0; k < K; k++) {
@@ -165,29 +206,42 @@ static void test_qlinear_variants(void) {
                     }
                     want[(size_t)t * rows + r] = (float)acc, want_f[(size_t)t * rows + r] = (float)acc_f;
                 }
-            for (size_t ti = 0; ti < sizeof Ts / sizeof *Ts; ti++)
-                for (int accumulate = 0; accumulate < 2; accumulate++) {
-                    int T = Ts[ti];
-                    for (int isa = 0; isa <= (int)best; isa++) {
+            for (int vi = 0; vi < NV; vi++) {
+                const QVariant *v = &variants[vi];
+                if (qvariant_missing(v)) continue;
+                setenv("MAMBA2_CPU_VNNI", v->vnni ? "1" : "0", 1);
+                CU_ASSERT_EQUAL_FATAL(cpu_qlinear_kernel(v->isa), v->kernel); /* the variant really runs */
+                for (size_t ti = 0; ti < sizeof Ts / sizeof *Ts; ti++)
+                    for (int accumulate = 0; accumulate < 2; accumulate++) {
+                        int T = Ts[ti];
                         float *out = y;
                         for (int i = 0; i < T * rows; i++) out[i] = accumulate ? 1.0f : NAN; /* NaN: every entry written */
-                        cpu_qlinear((CpuIsa)isa, &q, x, K, T, out, rows, accumulate, scratch, 2);
+                        cpu_qlinear(v->isa, &q, x, K, T, out, rows, accumulate, scratch, 2);
                         if (accumulate)
                             for (int i = 0; i < T * rows; i++) out[i] -= 1.0f;
-                        /* the integer product rounds x; without VNNI, more than QLINEAR_INT_MAX_ROWS rows
-                         * are multiplied in fp32 with the widened weights */
-                        double err = test_rel_l2(out, cpu_qlinear_rounds_activations((CpuIsa)isa, T) ? want : want_f,
+                        /* the integer product rounds x; without vpdpbusd, more than QLINEAR_INT_MAX_ROWS
+                         * rows are multiplied in fp32 with the widened weights */
+                        double err = test_rel_l2(out, cpu_qlinear_rounds_activations(v->isa, T) ? want : want_f,
                                                  (size_t)T * rows);
                         if (!(err <= worst)) worst = err;
                         if (!(err <= QKERNEL_TOL))
                             printf("\n    %s %s %dx%d T=%d acc=%d: %.1e", mamba2_weight_format_name(formats[fi]),
-                                   cpu_isa_name((CpuIsa)isa), rows, K, T, accumulate, err);
+                                   v->name, rows, K, T, accumulate, err);
                         CU_ASSERT(err <= QKERNEL_TOL);
+                        runs[vi]++;
                     }
-                }
+            }
             cpu_qmatrix_free(&q);
         }
         free(raw), free(deq), free(x), free(xq), free(y), free(want), free(want_f), free(scratch);
+    }
+    if (saved) setenv("MAMBA2_CPU_VNNI", saved, 1);
+    else unsetenv("MAMBA2_CPU_VNNI");
+    free(saved);
+    for (int vi = 0; vi < NV; vi++) {
+        const char *why = qvariant_missing(&variants[vi]);
+        if (why) printf("\n    %s: skipped: %s", variants[vi].name, why);
+        else printf("\n    %s: %d products (q8 and q4, every shape, T and accumulate)", variants[vi].name, runs[vi]);
     }
     printf("\n    worst relative L2 over every variant, format, shape and T: %.1e (bound %.0e)\n", worst, QKERNEL_TOL);
 }
