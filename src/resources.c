@@ -11,19 +11,19 @@
 #include <sys/resource.h>
 #include <unistd.h>
 
-/* MemAvailable of /proc/meminfo in bytes, or -1. */
-static double meminfo_available(void) {
-    FILE *f = fopen("/proc/meminfo", "r");
+/* The field "KEY: N kB" of a /proc file (/proc/meminfo, /proc/self/status) in bytes, or -1. */
+static double proc_kib_field(const char *path, const char *key) {
+    FILE *f = fopen(path, "r");
     if (!f) return -1;
     char line[256];
+    size_t n = strlen(key);
     double v = -1;
-    while (fgets(line, sizeof line, f)) {
-        unsigned long long kib;
-        if (sscanf(line, "MemAvailable: %llu kB", &kib) == 1) {
+    unsigned long long kib;
+    while (fgets(line, sizeof line, f))
+        if (!strncmp(line, key, n) && line[n] == ':' && sscanf(line + n + 1, " %llu kB", &kib) == 1) {
             v = (double)kib * 1024.0;
             break;
         }
-    }
     fclose(f);
     return v;
 }
@@ -46,7 +46,7 @@ static double parse_size(const char *s) {
 
 double mamba2_host_memory_available(const char **source) {
     const char *src = "MemAvailable in /proc/meminfo";
-    double avail = meminfo_available();
+    double avail = proc_kib_field("/proc/meminfo", "MemAvailable");
     if (avail < 0) {
         long pages = sysconf(_SC_AVPHYS_PAGES), page = sysconf(_SC_PAGESIZE);
         src = "free pages, sysconf(_SC_AVPHYS_PAGES)";
@@ -96,26 +96,11 @@ int mamba2_check_memory(const char *what, double need, Mamba2Error *err) {
                        mamba2_format_bytes(have, h, sizeof h), src);
 }
 
-/* The process's current address-space size (VmSize of /proc/self/status) in bytes, or -1. */
-static double vm_size(void) {
-    FILE *f = fopen("/proc/self/status", "r");
-    if (!f) return -1;
-    char line[256];
-    double bytes = -1;
-    unsigned long long kib;
-    while (fgets(line, sizeof line, f))
-        if (sscanf(line, "VmSize: %llu kB", &kib) == 1) {
-            bytes = 1024.0 * (double)kib;
-            break;
-        }
-    fclose(f);
-    return bytes;
-}
 
 int mamba2_check_thread_stacks(int n_threads, Mamba2Error *err) {
     struct rlimit as, st;
     if (n_threads <= 1 || getrlimit(RLIMIT_AS, &as) != 0 || as.rlim_cur == RLIM_INFINITY) return 0;
-    double used = vm_size();
+    double used = proc_kib_field("/proc/self/status", "VmSize"); /* the address space in use */
     if (used < 0) return 0;
     double stack = 32.0 * 1048576.0; /* glibc's default when RLIMIT_STACK is unlimited */
     if (getrlimit(RLIMIT_STACK, &st) == 0 && st.rlim_cur != RLIM_INFINITY) stack = (double)st.rlim_cur;
