@@ -119,8 +119,8 @@ int mamba2_check_thread_stacks(int n_threads, Mamba2Error *err) {
             stack = v;
         }
     }
-    /* besides its stack, starting a thread took 2-3 MiB more of address space here (its TLS, libgomp's
-     * team, glibc's bookkeeping; results/robustness.md): 4 MiB are counted */
+    /* besides its stack, a thread takes some address space of its own (its TLS, libgomp's
+     * team, glibc's bookkeeping): 4 MiB are counted, the measurement is in results/robustness.md */
     double need = (n_threads - 1) * (stack + 4.0 * 1048576.0), left = (double)as.rlim_cur - used;
     if (need <= left) return 0;
     char a[32], b[32];
