@@ -1,20 +1,37 @@
-"""What the notebooks of notebooks-docs/ share besides the mamba2 package: where things are, and saving a figure.
+"""What the notebooks of notebooks-docs/ share besides the mamba2 package: where things are, and
+showing and saving a figure.
 
     import mamba2                                  # the C library (pip install -e ./python)
     from nbhelpers import RESULTS, ROOT, save_figure
 """
+import io
 import os
 import pathlib
 
 ROOT = pathlib.Path(__file__).resolve().parent.parent  # the repository root
 FIGURES = ROOT / "notebooks-docs" / "figures"
 RESULTS = pathlib.Path(os.environ.get("MAMBA2_RESULTS", ROOT / "results"))  # benchmark JSON files
+DPI = 100  # figures of 8-13 inches: 800-1300 pixels wide, readable at 800
+
+
+def show_figure(fig):
+    """Show the figure as the cell's output (a PNG), whatever matplotlib backend is in use, and close it
+    (so that the inline backend does not show it a second time). Returns the PNG bytes."""
+    import matplotlib.pyplot as plt
+    from IPython.display import Image, display
+
+    buffer = io.BytesIO()
+    fig.savefig(buffer, format="png", dpi=DPI, bbox_inches="tight", metadata={"Software": None})
+    plt.close(fig)
+    display(Image(data=buffer.getvalue()))
+    return buffer.getvalue()
 
 
 def save_figure(fig, name):
-    """Save the figure as notebooks-docs/figures/NAME.png (the guides show these files)."""
+    """Show the figure in the notebook and save the same PNG as notebooks-docs/figures/NAME.png (the
+    guides show these files)."""
     FIGURES.mkdir(parents=True, exist_ok=True)
     path = FIGURES / f"{name}.png"
-    fig.savefig(path, dpi=110, bbox_inches="tight", metadata={"Software": None})
+    path.write_bytes(show_figure(fig))
     print("saved", path.relative_to(ROOT))
     return path
