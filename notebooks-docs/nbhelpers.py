@@ -14,17 +14,21 @@ RESULTS = pathlib.Path(os.environ.get("MAMBA2_RESULTS", ROOT / "results"))  # be
 DPI = 100  # figures of 8-13 inches: 800-1300 pixels wide, readable at 800
 
 
-def show_figure(fig):
-    """Show the figure as the cell's output (a PNG), whatever matplotlib backend is in use, and close it
-    (so that the inline backend does not show it a second time). Returns the PNG bytes."""
+def _png(fig):
+    """The figure as PNG bytes; the figure is closed (so that the inline backend does not show it again)."""
     import matplotlib.pyplot as plt
-    from IPython.display import Image, display
 
     buffer = io.BytesIO()
     fig.savefig(buffer, format="png", dpi=DPI, bbox_inches="tight", metadata={"Software": None})
     plt.close(fig)
-    display(Image(data=buffer.getvalue()))
     return buffer.getvalue()
+
+
+def show_figure(fig, png=None):
+    """Show the figure as the cell's output (a PNG), whatever matplotlib backend is in use."""
+    from IPython.display import Image, display
+
+    display(Image(data=png or _png(fig)))
 
 
 def save_figure(fig, name):
@@ -32,6 +36,8 @@ def save_figure(fig, name):
     guides show these files)."""
     FIGURES.mkdir(parents=True, exist_ok=True)
     path = FIGURES / f"{name}.png"
-    path.write_bytes(show_figure(fig))
+    png = _png(fig)
+    path.write_bytes(png)
+    show_figure(fig, png)
     print("saved", path.relative_to(ROOT))
     return path
