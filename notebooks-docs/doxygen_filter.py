@@ -50,7 +50,9 @@ def page_label(md_path):
 
 def html_target(md_path, target, html_from=HTML_DIR):
     """Where a relative link `target` of the page md_path leads in the HTML, as a link from the
-    directory html_from; None when Doxygen resolves it itself (another Markdown page or a source file)."""
+    directory html_from; None when Doxygen resolves it itself (another Markdown page or a source file
+    it documents, from a Doxygen page). From a rendered notebook (html/notebooks/), a guide is its
+    Doxygen page and a source file is in the checkout."""
     path_part, _, fragment = target.partition("#")
     repo_path = (pathlib.Path(md_path).resolve().parent / path_part).resolve()
     rel = repo_path.relative_to(ROOT).as_posix() if repo_path.is_relative_to(ROOT) else None
@@ -60,7 +62,7 @@ def html_target(md_path, target, html_from=HTML_DIR):
         dest = HTML_DIR / "notebooks" / (repo_path.stem + ".html")
     elif repo_path.suffix == ".md" and html_from != HTML_DIR:
         dest = HTML_DIR / (page_label(repo_path) + ".html")  # from a rendered notebook to a guide
-    elif repo_path.suffix == ".md" or _documented_source(repo_path):
+    elif repo_path.suffix == ".md" or (_documented_source(repo_path) and html_from == HTML_DIR):
         return None
     else:
         dest = repo_path  # into the checkout
