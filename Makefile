@@ -318,7 +318,8 @@ docs:
 	@test -f $(MATHJAX)/MathJax.js || { echo "docs: no MathJax in $(MATHJAX) (bash .ci/install-docs-deps)"; exit 1; }
 	rm -rf notebooks-docs/html/mathjax && mkdir -p notebooks-docs/html/mathjax
 	cd $(MATHJAX) && cp -RL --parents $(MATHJAX_PARTS) $(CURDIR)/notebooks-docs/html/mathjax/
-	cd notebooks-docs && $(abspath $(DOCS_PYTHON)) render_notebooks.py $(notdir $(NOTEBOOKS))
+	$(DOCS_PYTHON) notebooks-docs/render_notebooks.py $(NOTEBOOKS)
+	python3 notebooks-docs/doxygen_filter.py --self-test
 	python3 notebooks-docs/check_links.py --self-test
 	python3 notebooks-docs/check_links.py --markdown README.md notebooks-docs/*.md $(NOTEBOOKS) --html notebooks-docs/html
 	@echo "docs: notebooks-docs/html/index.html, 0 warnings, no broken links"

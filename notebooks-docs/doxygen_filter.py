@@ -3,6 +3,7 @@
 are written in the Markdown a code-hosting site renders, and this turns them into Doxygen's dialect.
 
     python3 notebooks-docs/doxygen_filter.py FILE.md      # the filtered page on stdout
+    python3 notebooks-docs/doxygen_filter.py --self-test  # filter known cases, exit 1 on a difference
 
 What changes (outside code blocks and code spans, which pass unchanged):
 
@@ -187,6 +188,26 @@ def filter_page(md_path, text):
     return "\n".join(out)
 
 
+def self_test():
+    """Filter a page of known cases (math, code, dollars that are not math, links); 0 when each comes out right."""
+    page = ROOT / "notebooks-docs" / "02-mamba2-layer.md"  # any guide: the links resolve from its directory
+    text = ("# Title\n\nInline $a_t = \\Delta_t A$, costs $5 and $6, `$HOME` and \\$ stay.\n\n$$\nL_{ij} \\tag{1}\n$$\n\n"
+            "```sh\necho $PATH $x$\n```\n\n## One\n\n## Two\n\n"
+            "[guide](01-ssd-from-scratch.md) [code](../ref/ssd.c) [nb](01-ssd-forms.ipynb) [data](../data) [web](https://x.org/a)\n")
+    want = ("# Title {#doc_notebooks_docs_02_mamba2_layer}\n\nInline \\f$a_t = \\Delta_t A\\f$, costs $5 and $6, `$HOME` and \\$ stay.\n\n"
+            "[TOC]\n\n\\f[\nL_{ij} \\tag{1}\n\\f]\n\n```sh\necho $PATH $x$\n```\n\n## One\n\n## Two\n\n"
+            "[guide](01-ssd-from-scratch.md) [code](@ref ref/ssd.c) [nb](notebooks/01-ssd-forms.html) [data](../../data) "
+            "[web](https://x.org/a)\n")
+    got = filter_page(page, text)
+    if got != want:
+        print("doxygen_filter self-test FAILED; got:\n" + got)
+        return 1
+    print("doxygen_filter self-test: math, code, literal dollars, labels, [TOC] and links come out right")
+    return 0
+
+
 if __name__ == "__main__":
+    if sys.argv[1:] == ["--self-test"]:
+        sys.exit(self_test())
     page = pathlib.Path(sys.argv[1])
     sys.stdout.write(filter_page(page, page.read_text(encoding="utf-8")))
