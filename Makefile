@@ -293,6 +293,20 @@ install-check: $(PROGRAM) lib
 
 # API documentation and guides in notebooks-docs/html/ (Doxygen, notebooks-docs/Doxyfile), then a
 # check that every public (header) type and function is documented. Any warning fails the target.
+# The pages are complete offline: MathJax (Debian's libjs-mathjax) is copied in, the stored executed
+# notebooks are rendered as pages (notebooks-docs/render_notebooks.py, Python packages of
+# bash .ci/install-docs-deps), and every relative link of the guides and of the HTML must lead to a
+# file that exists (notebooks-docs/check_links.py).
+NOTEBOOKS    := $(sort $(wildcard notebooks-docs/*.ipynb))
+DOCS_VENV    ?= build/venv-docs
+DOCS_PYTHON  ?= $(if $(wildcard $(DOCS_VENV)/bin/python),$(DOCS_VENV)/bin/python,python3)
+JUPYTER      ?= $(if $(wildcard $(DOCS_VENV)/bin/jupyter),$(DOCS_VENV)/bin/jupyter,jupyter)
+MATHJAX      ?= /usr/share/javascript/mathjax
+# the parts of MathJax 2 the pages load: TeX input; HTML-CSS output (Doxygen) and CommonHTML output
+# (the notebooks), and their TeX web fonts
+MATHJAX_PARTS = MathJax.js config/TeX-AMS_CHTML-full.js config/Safe.js extensions jax/element jax/input/TeX \
+                jax/output/HTML-CSS/jax.js jax/output/HTML-CSS/config.js jax/output/HTML-CSS/autoload \
+                jax/output/HTML-CSS/fonts/TeX jax/output/CommonHTML fonts/HTML-CSS/TeX/woff localization/en
 docs:
 	( cat notebooks-docs/Doxyfile; echo "INPUT += $(wildcard results/*.md)" ) | doxygen -
 	@mkdir -p $(BUILD)
@@ -301,19 +315,26 @@ docs:
 	@for f in $$(grep -oh '](figures/[^)]*)' notebooks-docs/*.md | sed 's/^](//; s/)$$//' | sort -u); do \
 	    test -f notebooks-docs/$$f || { echo "docs: notebooks-docs/$$f is missing (make notebooks)"; exit 1; }; done
 	mkdir -p notebooks-docs/html/figures && cp notebooks-docs/figures/*.png notebooks-docs/html/figures/
-	@echo "docs: notebooks-docs/html/index.html, 0 warnings"
+	@test -f $(MATHJAX)/MathJax.js || { echo "docs: no MathJax in $(MATHJAX) (bash .ci/install-docs-deps)"; exit 1; }
+	rm -rf notebooks-docs/html/mathjax && mkdir -p notebooks-docs/html/mathjax
+	cd $(MATHJAX) && cp -RL --parents $(MATHJAX_PARTS) $(CURDIR)/notebooks-docs/html/mathjax/
+	$(DOCS_PYTHON) notebooks-docs/render_notebooks.py $(NOTEBOOKS)
+	python3 notebooks-docs/doxygen_filter.py --self-test
+	python3 notebooks-docs/check_links.py --self-test
+	python3 notebooks-docs/check_links.py --markdown README.md notebooks-docs/*.md $(NOTEBOOKS) --html notebooks-docs/html
+	@echo "docs: notebooks-docs/html/index.html, 0 warnings, no broken links"
 
-# Execute the notebooks of notebooks-docs/ (Python packages: bash .ci/install-docs-deps). The executed
-# copies go to $(BUILD)/notebooks/, the figures they draw to notebooks-docs/figures/. The mamba2
-# package they import (python/) uses the library just built.
-NOTEBOOKS    := $(sort $(wildcard notebooks-docs/*.ipynb))
-DOCS_VENV    ?= build/venv-docs
-JUPYTER      ?= $(if $(wildcard $(DOCS_VENV)/bin/jupyter),$(DOCS_VENV)/bin/jupyter,jupyter)
+# Execute the notebooks of notebooks-docs/ in place (Python packages: bash .ci/install-docs-deps): the
+# stored notebooks keep their outputs, figures included, so that they show where they are read (a
+# code-hosting site, Jupyter, `make docs`); the figures they draw also go to notebooks-docs/figures/.
+# Then every notebook must show its figures (notebooks-docs/check_notebooks.py). The mamba2 package
+# they import (python/) uses the library just built.
 notebooks: lib
-	@mkdir -p $(BUILD)/notebooks
 	set -e; for nb in $(NOTEBOOKS); do \
-	    MAMBA2_LIBRARY=$(CURDIR)/$(SHLIB) MPLBACKEND=Agg $(JUPYTER) nbconvert --to notebook --execute \
-	        --ExecutePreprocessor.timeout=600 --output-dir $(BUILD)/notebooks $$nb; done
+	    MAMBA2_LIBRARY=$(CURDIR)/$(SHLIB) $(JUPYTER) nbconvert --to notebook --execute --inplace \
+	        --ExecutePreprocessor.timeout=600 --ExecutePreprocessor.record_timing=False $$nb; done
+	python3 notebooks-docs/check_notebooks.py --self-test
+	python3 notebooks-docs/check_notebooks.py $(NOTEBOOKS)
 
 # Binaries for the GPU machine (which lacks json-c, CUnit and OpenBLAS): GPU path only, static
 # dependencies, stripped, in .device/ (ignored by git; carried by the device tool).

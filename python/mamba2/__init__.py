@@ -22,7 +22,7 @@ from . import _library
 from ._library import __version__
 from .errors import (ArgumentError, BackendError, FileError, FormatError, LibraryError, Mamba2Error,
                      OutOfMemoryError, TokenError)
-from .model import Model, Sampler, State, Tokenizer
+from .model import Model, Sampler, State, Tokenizer, read_tensors
 from .ssd import ssd_chunked, ssd_quadratic, ssd_recurrent
 
 library_path = _library.library_path
@@ -57,7 +57,7 @@ def config_sizes(config_json):
 
 __all__ = [
     "__version__",
-    "Model", "State", "Tokenizer", "Sampler",
+    "Model", "State", "Tokenizer", "Sampler", "read_tensors",
     "ssd_recurrent", "ssd_quadratic", "ssd_chunked",
     "version", "backends", "config_sizes", "library_path",
     "Mamba2Error", "ArgumentError", "TokenError", "FileError", "FormatError", "BackendError", "OutOfMemoryError",

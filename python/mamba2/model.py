@@ -13,7 +13,10 @@ garbage-collected, in any order: a state keeps its model's memory alive in C.
 """
 import contextlib
 import ctypes
+import json
 import os
+import struct
+import tempfile
 
 import numpy as np
 
@@ -322,6 +325,26 @@ class State(_Handle):
         """Write the state to a file (written to a temporary file and renamed: never half-written)."""
         call("mamba2_state_save_file", self._handle, os.fsencode(path))
 
+    def arrays(self):
+        """The state's numbers as numpy arrays (copies), to look at: ``(conv, ssm)``, float32
+        ``conv`` [L, conv_dim, K−1] (the last K−1 inputs of each layer's causal convolution) and
+        ``ssm`` [L, H, P, N] (each head's SSD state). Read from the state file format (version 2,
+        model/state.c), written to a temporary file."""
+        with tempfile.TemporaryDirectory() as tmp:
+            path = os.path.join(tmp, "state")
+            self.save(path)
+            with open(path, "rb") as f:
+                data = f.read()
+        magic, version, header = data[:8], *struct.unpack_from("<II", data, 8)
+        if magic != b"MAMBA2ST" or version != 2:
+            raise ValueError(f"unexpected state file (magic {magic!r}, version {version})")
+        L, d_model, H, P, N, G, K, V = struct.unpack_from("<8q", data, 16)
+        payload = struct.unpack_from("<Q", data, 96)[0]
+        values = np.frombuffer(data, "<f4", count=payload // 4, offset=header)
+        conv_dim = H * P + 2 * G * N
+        n_conv = L * conv_dim * (K - 1)
+        return (values[:n_conv].reshape(L, conv_dim, K - 1).copy(), values[n_conv:].reshape(L, H, P, N).copy())
+
     def load(self, path):
         """Replace this state by one saved with save(), by any backend or program.
 
@@ -330,6 +353,48 @@ class State(_Handle):
             FormatError: it is not a state file, or belongs to a model of another shape (the state is unchanged).
         """
         call("mamba2_state_load_file", self._handle, os.fsencode(path))
+
+
+def read_tensors(path, names=None):
+    """Tensors of a safetensors checkpoint as float32 numpy arrays, to look at parameters the C
+    library keeps to itself (e.g. each layer's ``A_log``: A = −exp(A_log)).
+
+    Args:
+        path: a ``.safetensors`` file, or a checkpoint directory (every ``*.safetensors`` in it).
+        names: the tensor names to read (None: all).
+
+    Returns:
+        ``{name: array}`` with the stored shapes (F32, F16 and BF16 tensors).
+
+    Raises:
+        KeyError: a name that is in none of the files.
+    """
+    files = sorted(os.path.join(path, f) for f in os.listdir(path) if f.endswith(".safetensors")) \
+        if os.path.isdir(path) else [path]
+    wanted = None if names is None else set(names)
+    out = {}
+    for file in files:
+        with open(file, "rb") as f:
+            n = struct.unpack("<Q", f.read(8))[0]
+            header = json.loads(f.read(n))
+            base = 8 + n
+            for name, info in header.items():
+                if name == "__metadata__" or (wanted is not None and name not in wanted):
+                    continue
+                begin, end = info["data_offsets"]
+                f.seek(base + begin)
+                raw = f.read(end - begin)
+                if info["dtype"] == "BF16":  # the upper 16 bits of a float32
+                    array = (np.frombuffer(raw, "<u2").astype(np.uint32) << 16).view(np.float32)
+                elif info["dtype"] in ("F16", "F32"):
+                    array = np.frombuffer(raw, "<f2" if info["dtype"] == "F16" else "<f4").astype(np.float32)
+                else:
+                    raise ValueError(f"{name}: dtype {info['dtype']} is not read here")
+                out[name] = array.reshape(info["shape"])
+    missing = (wanted or set()) - set(out)
+    if missing:
+        raise KeyError(f"not in {path}: {', '.join(sorted(missing))}")
+    return out
 
 
 def _state_or_new(model, state):

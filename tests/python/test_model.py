@@ -147,3 +147,45 @@ def test_backend_choice_and_options(greedy):
     assert len(calls) > 1 and calls[-1][0] == calls[-1][1] and calls[-1][2] == "quantizing weights"
     with mamba2.Model(DEMO, backend="cpu", threads=1, precision="fast") as fast:
         assert fast.generate(confident["prompt_ids"], 16).tolist() == confident["greedy_ids"][:16]
+
+
+def test_state_arrays_are_the_recurrence(ref_model, config):
+    """State.arrays() gives the SSM state the library computed: after one token from a zero state,
+    h = e^{Δ A}·0 + Δ x Bᵀ, recomputed from the layer hook's tensors and read_tensors()' A_log."""
+    model = ref_model
+    with mamba2.State(model) as state:
+        conv, ssm = state.arrays()
+        assert conv.shape == (model.n_layer, model.conv_dim, model.d_conv - 1) and not conv.any()
+        assert ssm.shape == (model.n_layer, model.n_heads, model.head_dim, model.d_state) and not ssm.any()
+        _, layers = model.prefill_observed([model.tokenizer.bos_id], state)
+        conv, ssm = state.arrays()
+    H, P, N, G = model.n_heads, model.head_dim, model.d_state, model.n_groups
+    for layer in (0, model.n_layer - 1):
+        xbc, dt = layers[layer]["conv"][0], layers[layer]["dt"][0]
+        x = xbc[:H * P].reshape(H, P)
+        B = xbc[H * P:H * P + G * N].reshape(G, N)
+        want = dt[:, None, None] * x[:, :, None] * B[np.arange(H) // (H // G)][:, None, :]
+        np.testing.assert_allclose(ssm[layer], want, rtol=1e-5, atol=1e-7)
+        assert conv[layer, :, -1].tolist() != [0.0] * model.conv_dim  # the token's input is in the window
+    A_log = mamba2.read_tensors(DEMO, [f"backbone.layers.{l}.mixer.A_log" for l in range(model.n_layer)])
+    assert len(A_log) == config["num_hidden_layers"]
+    assert all(a.shape == (config["num_heads"],) and np.isfinite(a).all() for a in A_log.values())
+
+
+def test_read_tensors_dtypes(tmp_path):
+    import json
+    import struct
+    values = np.array([[1.5, -2.0], [0.25, 3.0]], np.float32)
+    blobs = {"F32": values.tobytes(), "F16": values.astype(np.float16).tobytes(),
+             "BF16": (values.view(np.uint32) >> 16).astype(np.uint16).tobytes()}
+    header, offset = {}, 0
+    for dtype, blob in blobs.items():
+        header[f"t_{dtype}"] = {"dtype": dtype, "shape": [2, 2], "data_offsets": [offset, offset + len(blob)]}
+        offset += len(blob)
+    text = json.dumps(header).encode()
+    (tmp_path / "x.safetensors").write_bytes(struct.pack("<Q", len(text)) + text + b"".join(blobs.values()))
+    tensors = mamba2.read_tensors(tmp_path)
+    for dtype in blobs:
+        np.testing.assert_array_equal(tensors[f"t_{dtype}"], values)
+    with pytest.raises(KeyError):
+        mamba2.read_tensors(tmp_path / "x.safetensors", ["nope"])
