@@ -14,6 +14,13 @@ RESULTS = pathlib.Path(os.environ.get("MAMBA2_RESULTS", ROOT / "results"))  # be
 DPI = 100  # figures of 8-13 inches: 800-1300 pixels wide, readable at 800
 
 
+def shown(path):
+    """@p path as a notebook prints it: relative to the repository root when it lies inside it, so
+    that the stored outputs do not depend on where the checkout is."""
+    path = pathlib.Path(path).resolve()
+    return path.relative_to(ROOT) if path.is_relative_to(ROOT) else path
+
+
 def _png(fig):
     """The figure as PNG bytes; the figure is closed (so that the inline backend does not show it again)."""
     import matplotlib.pyplot as plt
