@@ -48,14 +48,25 @@
 #define QT_GROUPS 4    /**< 64-column groups per tile row */
 #define XREC 192       /**< bytes of one quantized-activation record (64 columns) */
 #define ITEM_ROWS_MAX 256 /**< the most rows of W in one unit of work handed to a thread */
-/** How far ahead in its row group's stream a SIMD kernel prefetches (whole tiles of about this many bytes). */
+/** How far ahead in its row group's stream a SIMD kernel prefetches with CPU_PREFETCH_IN_ROW
+ *  (whole tiles of about this many bytes). */
 #define PREFETCH_BYTES 8192
 
-/* Whether the SIMD kernels prefetch ahead in their streams (decided once in cpu_qlinear(); a
- * benign race: every thread writes the same value): where cpu_software_prefetch_pays(), and for q4
- * everywhere, whose product does about twice the work per byte streamed, so that the cores fall
- * behind the hardware prefetchers (measurements: results/cpu.md, "Quantized decode kernels"). */
-static int stream_prefetch = 1;
+/* How the SIMD kernels prefetch their weights (cpu_gemv_prefetch(), as the bf16 GEMV; decided once
+ * in cpu_qlinear(): a benign race, every thread writes the same value): CPU_PREFETCH_NEXT_BLOCK
+ * asks for the next row group's tile at the column being read, into L2 (a whole row group's
+ * stream ahead); CPU_PREFETCH_IN_ROW for the tile PREFETCH_BYTES ahead in the same stream, into
+ * L1 (measurements: results/cpu.md, "Quantized decode kernels" and "Prefetch"). */
+static CpuPrefetch stream_prefetch = CPU_PREFETCH_IN_ROW;
+
+/* The prefetch of tile @p t (tile_bytes() @p tb) of a row group of @p n_kt tiles. */
+static inline void prefetch_tile(const uint8_t *t, int64_t tb, int64_t n_kt) {
+    if (stream_prefetch == CPU_PREFETCH_NEXT_BLOCK)
+        for (int64_t c = 0; c < tb; c += 64) _mm_prefetch((const char *)t + n_kt * tb + c, _MM_HINT_T1);
+    else if (stream_prefetch == CPU_PREFETCH_IN_ROW)
+        for (int64_t c = 0, ahead = (PREFETCH_BYTES + tb / 2) / tb * tb; c < tb; c += 64)
+            _mm_prefetch((const char *)t + ahead + c, _MM_HINT_T0);
+}
 
 static int64_t round_up(int64_t a, int64_t b) { return (a + b - 1) / b * b; }
 
@@ -372,23 +383,21 @@ static inline AVX2_INLINE __m256i avx2_dot2(Mamba2WeightFormat f, int vnni, __m2
 static inline AVX2_INLINE void avx2_block(Mamba2WeightFormat f, int vnni, const CpuQMatrix *W, int64_t rg, int R,
                                           const uint8_t *const *xr, int S, float *y, int64_t ldy, int accumulate) {
     int64_t vb = row_value_bytes(f), tb = tile_bytes(f), n_kt = W->K_pad / QT_K;
-    int64_t ahead = (PREFETCH_BYTES + tb / 2) / tb * tb; /* as the VNNI block */
     __m256 acc[4][2];
 #pragma GCC unroll 4
     for (int i = 0; i < 4; i++) acc[i][0] = acc[i][1] = _mm256_setzero_ps();
     const uint8_t *t = tile_at(W, rg, 0);
     for (int64_t kt = 0; kt < n_kt; kt++, t += tb) {
         const uint16_t *scales = (const uint16_t *)(t + QT_ROWS * vb);
-        if (stream_prefetch || f == MAMBA2_WEIGHTS_Q4)
-            for (int c = 0; c < tb; c += 64) _mm_prefetch((const char *)t + ahead + c, _MM_HINT_T0);
+        prefetch_tile(t, tb, n_kt);
         __m256 d8[4]; /* [row][8 blocks] (zeros past row R) */
 #pragma GCC unroll 4
         for (int i = 0; i < 4; i++)
             d8[i] = i < R ? _mm256_cvtph_ps(_mm_loadu_si128((const __m128i *)(scales + i * QT_BLOCKS))) : _mm256_setzero_ps();
 #pragma GCC unroll 4
         for (int g = 0; g < QT_GROUPS; g++) {
-            __m256i plo[2], phi[2], nc[2];
-            __m256 e[2];
+            __m256i plo[2] = {0}, phi[2] = {0}, nc[2] = {0}; /* (zeros: unused entries when S < 2) */
+            __m256 e[2] = {0};
 #pragma GCC unroll 2
             for (int j = 0; j < S; j++) {
                 const uint8_t *rec = xr[j] + (kt * QT_GROUPS + g) * XREC;
@@ -485,11 +494,9 @@ static inline VNNI_INLINE void vnni_block(const CpuQMatrix *W, int64_t rg, int R
 #pragma GCC unroll 4
         for (int j = 0; j < 4; j++) acc[i][j] = _mm512_setzero_ps();
     const uint8_t *t = tile_at(W, rg, 0);
-    int64_t ahead = (PREFETCH_BYTES + tb / 2) / tb * tb; /* bytes: a whole number of tiles */
     for (int64_t kt = 0; kt < n_kt; kt++, t += tb) {
         const uint16_t *scales = (const uint16_t *)(t + QT_ROWS * vb);
-        if (stream_prefetch || f == MAMBA2_WEIGHTS_Q4)
-            for (int c = 0; c < tb; c += 64) _mm_prefetch((const char *)t + ahead + c, _MM_HINT_T0);
+        prefetch_tile(t, tb, n_kt);
         __m512 d2[2] = {_mm512_cvtph_ps(_mm256_loadu_si256((const __m256i *)scales)), /* [rows 0-1][8 blocks] */
                         _mm512_cvtph_ps(_mm256_loadu_si256((const __m256i *)(scales + 16)))}; /* rows 2-3 */
 #pragma GCC unroll 4
@@ -729,7 +736,7 @@ static void integer_rows(CpuQKernel kind, const CpuQMatrix *W, int64_t r0, int64
 void cpu_qlinear(CpuIsa isa, const CpuQMatrix *W, const float *X, int64_t ldx, int T, float *Y, int64_t ldy,
                  int accumulate, void *scratch, int n_threads, Mamba2Precision precision) {
     static int decided = 0; /* a benign race (every thread writes the same value) */
-    if (!decided) stream_prefetch = cpu_software_prefetch_pays(), decided = 1;
+    if (!decided) stream_prefetch = cpu_gemv_prefetch(), decided = 1;
     CpuQKernel kind = cpu_qlinear_kernel(isa);
     /* Prefill on AMX: the weights dequantized into bf16 tiles as the AMX GEMM packs them. Without
      * vpdpbusd the integer product costs more instructions per weight than an fp32 FMA: the fp32
