@@ -27,9 +27,9 @@
 
 #include "thread_buffer.h"
 
-/* How far ahead in its own row a SIMD block prefetches the weights with CPU_PREFETCH_IN_ROW (where
- * the hardware prefetchers alone fall behind on the 4 interleaved row streams of a block): 1 KiB
- * ahead was the best distance measured on Intel (results/cpu.md, "Moved from code comments"). */
+/* How far ahead in its own row a SIMD block prefetches the weights with CPU_PREFETCH_IN_ROW (no
+ * longer the default, kept for comparisons): 1 KiB ahead was the best distance measured on Intel
+ * (results/cpu.md, "Moved from code comments"). */
 #define GEMV_PREFETCH_BYTES 1024
 
 /* The SIMD blocks' prefetch (cpu_gemv_prefetch(), decided once in cpu_gemv()). */
@@ -55,14 +55,15 @@ CpuIsa cpu_isa_active(void) {
     return isa;
 }
 
-CpuPrefetch cpu_gemv_prefetch(void) {
+CpuPrefetch cpu_prefetch_asked(CpuPrefetch otherwise) {
     const char *want = getenv("MAMBA2_CPU_PREFETCH");
     if (want && !strcmp(want, "none")) return CPU_PREFETCH_NONE;
     if (want && !strcmp(want, "row")) return CPU_PREFETCH_IN_ROW;
     if (want && !strcmp(want, "next")) return CPU_PREFETCH_NEXT_BLOCK;
-    __builtin_cpu_init();
-    return __builtin_cpu_is("amd") ? CPU_PREFETCH_NEXT_BLOCK : CPU_PREFETCH_IN_ROW;
+    return otherwise;
 }
+
+CpuPrefetch cpu_gemv_prefetch(void) { return cpu_prefetch_asked(CPU_PREFETCH_NEXT_BLOCK); }
 
 const char *cpu_isa_name(CpuIsa isa) {
     static const char *names[] = {"scalar", "avx2", "avx512", "avx512bf16"};

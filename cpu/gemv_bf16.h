@@ -44,9 +44,15 @@ typedef enum {
 } CpuPrefetch;
 
 /**
- * @brief The prefetch of cpu_gemv() on this CPU: CPU_PREFETCH_NEXT_BLOCK on AMD cores,
- *        CPU_PREFETCH_IN_ROW on others (where it was measured: results/cpu.md); the environment
- *        variable MAMBA2_CPU_PREFETCH=none|row|next chooses one (read once, for comparisons).
+ * @brief The prefetch the environment asks for: MAMBA2_CPU_PREFETCH=none|row|next (for comparisons),
+ *        or @p otherwise when it names none of them.
+ */
+CpuPrefetch cpu_prefetch_asked(CpuPrefetch otherwise);
+
+/**
+ * @brief The prefetch of cpu_gemv() (the bf16 GEMV): CPU_PREFETCH_NEXT_BLOCK, measured faster than
+ *        the other two on AMD Zen 4 and on an Intel Xeon (results/cpu.md, "Prefetch"), unless
+ *        MAMBA2_CPU_PREFETCH asks for another.
  */
 CpuPrefetch cpu_gemv_prefetch(void);
 

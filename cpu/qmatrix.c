@@ -52,12 +52,17 @@
  *  (whole tiles of about this many bytes). */
 #define PREFETCH_BYTES 8192
 
-/* How the SIMD kernels prefetch their weights (cpu_gemv_prefetch(), as the bf16 GEMV; decided once
- * in cpu_qlinear(): a benign race, every thread writes the same value): CPU_PREFETCH_NEXT_BLOCK
+/* How the SIMD kernels prefetch their weights (cpu_qlinear_prefetch(), decided once in
+ * cpu_qlinear(): a benign race, every thread writes the same value): CPU_PREFETCH_NEXT_BLOCK
  * asks for the next row group's tile at the column being read, into L2 (a whole row group's
  * stream ahead); CPU_PREFETCH_IN_ROW for the tile PREFETCH_BYTES ahead in the same stream, into
  * L1 (measurements: results/cpu.md, "Quantized decode kernels" and "Prefetch"). */
 static CpuPrefetch stream_prefetch = CPU_PREFETCH_IN_ROW;
+
+CpuPrefetch cpu_qlinear_prefetch(void) {
+    __builtin_cpu_init();
+    return cpu_prefetch_asked(__builtin_cpu_is("amd") ? CPU_PREFETCH_NEXT_BLOCK : CPU_PREFETCH_IN_ROW);
+}
 
 /* The prefetch of tile @p t (tile_bytes() @p tb) of a row group of @p n_kt tiles. */
 static inline void prefetch_tile(const uint8_t *t, int64_t tb, int64_t n_kt) {
@@ -736,7 +741,7 @@ static void integer_rows(CpuQKernel kind, const CpuQMatrix *W, int64_t r0, int64
 void cpu_qlinear(CpuIsa isa, const CpuQMatrix *W, const float *X, int64_t ldx, int T, float *Y, int64_t ldy,
                  int accumulate, void *scratch, int n_threads, Mamba2Precision precision) {
     static int decided = 0; /* a benign race (every thread writes the same value) */
-    if (!decided) stream_prefetch = cpu_gemv_prefetch(), decided = 1;
+    if (!decided) stream_prefetch = cpu_qlinear_prefetch(), decided = 1;
     CpuQKernel kind = cpu_qlinear_kernel(isa);
     /* Prefill on AMX: the weights dequantized into bf16 tiles as the AMX GEMM packs them. Without
      * vpdpbusd the integer product costs more instructions per weight than an fp32 FMA: the fp32
