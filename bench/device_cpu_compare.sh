@@ -8,7 +8,7 @@
 #     tar cJf .device/cpu.tar.xz -C .device cpu && rm -r .device/cpu
 #     tar cJf .device/llama-src.tar.xz -C LLAMA_CPP_SOURCE/.. llama.cpp   (its docs, models, tests left out)
 #   on the GPU machine (the device tool, carry .device):
-#     bash bench/device_cpu_compare.sh [THREADS...]        (default: 16 2)
+#     bash bench/device_cpu_compare.sh [THREADS...]        (default: 16 2; ROUNDS=2 alternated rounds)
 #
 # llama.cpp is built there with GGML_NATIVE=ON (so with that CPU's AMX and AVX-512 where it has
 # them); its GGUFs are made there from the same random 8-layer checkpoint as ours.
@@ -29,14 +29,45 @@ for q in Q8_0 Q4_0; do
 done
 lscpu | grep -E "Model name|^CPU\(s\)"
 echo "flags: $(grep -o 'amx_[a-z0-9]*\|avx512_bf16\|avx512_vnni\|avx512f\|avx2' /proc/cpuinfo | sort -u | tr '\n' ' ')"
-for t in $THREADS; do
-    for f in bf16 Q8_0 Q4_0; do
-        echo "llama.cpp $f, $t threads:"
-        "$SRC/build/bin/llama-bench" -m "$W/$f.gguf" -p 512 -n 16 -t "$t" -r 2 2>/dev/null | grep -E "pp512|tg16"
-    done
-    for o in "--weights stored" "--precision fast" "--weights q8" "--weights q4"; do
-        echo "ours $o, $t threads:"
-        .device/cpu/mamba2 bench "$W/ck8" --backend cpu --prompt-len 512 --gen-len 16 --batch 1 --threads "$t" --reps 2 \
-            --roofline $o 2>/dev/null | grep -E "^ceilings|^prefill|^ +1 "
+ROUNDS=${ROUNDS:-2}
+R=$W/results.tsv   # threads, side, format, workload, tok/s (one line per measurement)
+: > "$R"
+# Each round runs, per thread count and format, llama.cpp and then ours, so the host's drift (it
+# is shared) falls on both sides alike.
+for round in $(seq "$ROUNDS"); do
+    for t in $THREADS; do
+        for pair in "bf16 stored" "bf16 fast" "Q8_0 q8" "Q4_0 q4"; do
+            set -- $pair
+            if [ "$2" != fast ]; then   # llama.cpp has no second bf16 mode: its BF16 runs once per round
+                "$SRC/build/bin/llama-bench" -m "$W/$1.gguf" -p 512 -n 16 -t "$t" -r 2 2>/dev/null |
+                    awk -F'|' -v t="$t" -v f="$1" '/pp512|tg16/ { w = $7 ~ /pp512/ ? "prefill" : "decode";
+                        split($8, v, " "); print t "\tllama.cpp\t" f "\t" w "\t" v[1] }' >> "$R"
+            fi
+            case $2 in stored) o="--weights stored" ;; fast) o="--precision fast" ;; *) o="--weights $2" ;; esac
+            .device/cpu/mamba2 bench "$W/ck8" --backend cpu --prompt-len 512 --gen-len 16 --batch 1 --threads "$t" \
+                --reps 2 $o 2>/dev/null | awk -v t="$t" -v f="$2" '
+                    /^prefill/ { for (i = 1; i <= NF; i++) if ($i == "tok/s,") print t "\tours\t" f "\tprefill\t" $(i - 1) }
+                    /^ +1 / { print t "\tours\t" f "\tdecode\t" $7 }' >> "$R"
+        done
     done
 done
+echo "kernels: $(.device/cpu/mamba2 bench "$W/ck8" --backend cpu --prompt-len 32 --gen-len 2 --threads 2 --reps 1 --weights q8 2>/dev/null | grep -o '(GEMM: [^)]*)')"
+echo
+echo "tok/s, median over $ROUNDS rounds [each round]; the same random 8-layer checkpoint, $(date -u +%F)"
+python3 - "$R" <<'PY'
+import collections, statistics, sys
+runs = collections.defaultdict(list)
+for line in open(sys.argv[1]):
+    t, side, fmt, work, v = line.split("\t")
+    runs[(int(t), side, fmt, work)].append(float(v))
+theirs = {"stored": "bf16", "fast": "bf16", "q8": "Q8_0", "q4": "Q4_0"}
+print(f"{'threads':>7}  {'workload':8} {'ours':7} {'ours tok/s':>26}  {'llama.cpp':10} {'tok/s':>26}  ratio")
+for t in sorted({k[0] for k in runs}, reverse=True):
+    for work in ("prefill", "decode"):
+        for fmt in ("stored", "fast", "q8", "q4"):
+            o, l = runs.get((t, "ours", fmt, work)), runs.get((t, "llama.cpp", theirs[fmt], work))
+            if not o or not l: continue
+            mo, ml = statistics.median(o), statistics.median(l)
+            show = lambda xs: " ".join(f"{x:.1f}" for x in xs)
+            print(f"{t:>7}  {work:8} {fmt:7} {mo:9.1f} [{show(o):>14}]  {theirs[fmt]:10} {ml:9.1f} [{show(l):>14}]  {mo / ml:.2f}x")
+PY

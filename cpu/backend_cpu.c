@@ -156,7 +156,7 @@ static int reserve(CpuBackend *cb, int rows, int ssd_tokens, Mamba2Error *err) {
 /* Y (+)= X · Wᵀ for T rows, with the weights as stored or quantized. */
 static void project(const CpuBackend *cb, const CpuMatrix *W, const float *X, int64_t ldx, int T, float *Y,
                     int64_t ldy, int accumulate) {
-    if (W->q.data) cpu_qlinear(cb->isa, &W->q, X, ldx, T, Y, ldy, accumulate, cb->qscratch, cb->nt);
+    if (W->q.data) cpu_qlinear(cb->isa, &W->q, X, ldx, T, Y, ldy, accumulate, cb->qscratch, cb->nt, cb->precision);
     else cpu_linear(W->t, X, ldx, T, Y, ldy, accumulate, cb->panels, cb->nt, cb->precision);
 }
 
@@ -394,12 +394,19 @@ static void cpu_kernels(Mamba2Backend *b, Mamba2KernelNames *out) {
         return;
     }
     const char *format = mamba2_weight_format_name(q->format);
-    if (cpu_qlinear_rounds_activations(cb->isa, QLINEAR_INT_MAX_ROWS + 1))
-        snprintf(out->gemm, sizeof out->gemm, "%s: the integer product of cpu_qlinear(), %s", format,
-                 cpu_qlinear_kernel_name(cb->isa));
-    else /* no VNNI: prefill widens the rows to fp32 for the fp32 GEMM tier */
+    switch (cpu_qlinear_path(cb->isa, QLINEAR_INT_MAX_ROWS + 1)) {
+    case CPU_QPATH_AMX:
+        snprintf(out->gemm, sizeof out->gemm, "%s: rows dequantized to bf16, %s", format,
+                 cpu_gemm_kernel_name(cb->precision));
+        break;
+    case CPU_QPATH_WIDENED: /* no VNNI: prefill widens the rows to fp32 for the fp32 GEMM tier */
         snprintf(out->gemm, sizeof out->gemm, "%s: rows widened to fp32, %s", format,
                  cpu_gemm_kernel_name(MAMBA2_PRECISION_DEFAULT));
+        break;
+    default:
+        snprintf(out->gemm, sizeof out->gemm, "%s: the integer product of cpu_qlinear(), %s", format,
+                 cpu_qlinear_kernel_name(cb->isa));
+    }
     snprintf(out->gemv, sizeof out->gemv, "%s", cpu_qlinear_kernel_name(cb->isa));
 }
 

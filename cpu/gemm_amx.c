@@ -83,14 +83,15 @@ static void repack_panel_any(const uint16_t *W, int64_t rows, int64_t K, int64_t
 /** Attributes of the AVX-512 transpose. */
 #define AVX512_TARGET __attribute__((target("avx512f")))
 
-/* The same layout for a whole block (r0 + 32 ≤ rows, K a multiple of 32): each group of 16 rows
- * × 16 pairs is one 16 × 16 transpose of 32-bit words in registers, r[rr] (16 pairs of row rr)
- * → out[kp] (pair kp of the 16 rows), in three rounds of shuffles. */
-static AVX512_TARGET void repack_panel_full(const uint16_t *W, int64_t K, int64_t r0, uint32_t *Bv) {
-    for (int64_t kb = 0; kb < K / 32; kb++)
+/* The same layout for 32 rows × nkb blocks of 32 columns, row i of the block at W + i·ld (its
+ * blocks' columns contiguous): each group of 16 rows × 16 pairs is one 16 × 16 transpose of
+ * 32-bit words in registers, r[rr] (16 pairs of row rr) → out[kp] (pair kp of the 16 rows), in
+ * three rounds of shuffles. */
+static AVX512_TARGET void repack_kblocks(const uint16_t *W, int64_t ld, int64_t nkb, uint32_t *Bv) {
+    for (int64_t kb = 0; kb < nkb; kb++)
         for (int j = 0; j < 2; j++) {
             __m512i r[16], a[16], b[16];
-            for (int rr = 0; rr < 16; rr++) r[rr] = _mm512_loadu_si512(W + (r0 + 16 * j + rr) * K + kb * 32);
+            for (int rr = 0; rr < 16; rr++) r[rr] = _mm512_loadu_si512(W + (16 * j + rr) * ld + kb * 32);
             for (int i = 0; i < 8; i++) { /* per 128-bit lane: (r0[0] r1[0] r0[1] r1[1]), (r0[2] r1[2] r0[3] r1[3]) */
                 a[2 * i] = _mm512_unpacklo_epi32(r[2 * i], r[2 * i + 1]);
                 a[2 * i + 1] = _mm512_unpackhi_epi32(r[2 * i], r[2 * i + 1]);
@@ -115,8 +116,21 @@ static AVX512_TARGET void repack_panel_full(const uint16_t *W, int64_t K, int64_
 
 /* Block of weight rows [r0, r0 + 32) in AMX's pair-interleaved layout (see repack_panel_any()). */
 static void repack_panel(const uint16_t *W, int64_t rows, int64_t K, int64_t r0, int64_t Kp, uint32_t *Bv) {
-    if (r0 + 32 <= rows && K % 32 == 0) repack_panel_full(W, K, r0, Bv); /* AMX CPUs all have AVX-512F */
+    if (r0 + 32 <= rows && K % 32 == 0) repack_kblocks(W + r0 * K, K, K / 32, Bv); /* AMX CPUs all have AVX-512F */
     else repack_panel_any(W, rows, K, r0, Kp, Bv);
+}
+
+/** Columns a row source (CpuBf16Rows) is asked for at a time. */
+#define SOURCE_COLUMNS 256
+
+/* The same block taken from a row source, SOURCE_COLUMNS columns at a time through @p tmp
+ * [32][SOURCE_COLUMNS] bf16, which stays in L1 between the source's writes and the repack. */
+static void repack_source(CpuBf16Rows rows_of, const void *src, int64_t r0, int64_t Kp, uint16_t *tmp, uint32_t *Bv) {
+    for (int64_t k0 = 0; k0 < Kp; k0 += SOURCE_COLUMNS) {
+        int64_t kc = Kp - k0 < SOURCE_COLUMNS ? Kp - k0 : SOURCE_COLUMNS;
+        rows_of(src, r0, k0, kc, tmp);
+        repack_kblocks(tmp, kc, kc / 32, Bv + (k0 / 32) * 2 * 256);
+    }
 }
 
 /* Round-to-nearest-even fp32 → bf16. */
@@ -180,10 +194,12 @@ static AMX_TARGET void block_32x32(const uint16_t *Xs, int64_t Kp, int64_t t0, c
 }
 
 
-int cpu_linear_amx(const Mamba2Tensor *W, const float *X, int64_t ldx, int T, float *Y, int64_t ldy, int accumulate,
-                   int n_threads, Mamba2Precision precision) {
-    int64_t rows = W->shape[0], K = W->shape[1];
-    if (W->dtype != MAMBA2_BF16 || K % 2 || T <= 0 || !cpu_amx_available()) return -1;
+/* The product of cpu_linear_amx() (bf16 @p W read in place, @p rows_of NULL) and of
+ * cpu_linear_amx_rows() (W [rows, K] from @p rows_of, @p W NULL). */
+static int amx_product(const Mamba2Tensor *W, CpuBf16Rows rows_of, const void *src, int64_t rows, int64_t K,
+                       const float *X, int64_t ldx, int T, float *Y, int64_t ldy, int accumulate, int n_threads,
+                       Mamba2Precision precision) {
+    if ((W && K % 2) || T <= 0 || !cpu_amx_available()) return -1;
     int64_t Tp = (T + 31) / 32 * 32, Kp = (K + 31) / 32 * 32;
     /* A thread's panel: S blocks of 32 weight rows (64·Kp bytes each once repacked), together at most
      * 512 KiB, so that each 32-row block of activations (128·Kp bytes) is brought into L2 once for
@@ -196,8 +212,10 @@ int cpu_linear_amx(const Mamba2Tensor *W, const float *X, int64_t ldx, int T, fl
     int failed = 0;
 #pragma omp parallel num_threads(n_threads)
     {
-        /* S repacked blocks [S][Kp/32][2][16][16] words, then C [32][32] floats */
-        uint32_t *Bv = cpu_thread_buffer(CPU_BUF_GEMM_WEIGHTS, (size_t)S * Kp * 32 * 2 + 32 * 32 * sizeof(float));
+        /* S repacked blocks [S][Kp/32][2][16][16] words, then C [32][32] floats, then a row
+         * source's columns [32][SOURCE_COLUMNS] bf16 */
+        uint32_t *Bv = cpu_thread_buffer(CPU_BUF_GEMM_WEIGHTS, (size_t)S * Kp * 32 * 2 + 32 * 32 * sizeof(float) +
+                                                                   32 * SOURCE_COLUMNS * sizeof(uint16_t));
         if (!Bv) {
 #pragma omp atomic write
             failed = 1;
@@ -205,6 +223,7 @@ int cpu_linear_amx(const Mamba2Tensor *W, const float *X, int64_t ldx, int T, fl
 #pragma omp barrier
         if (!failed) { /* the same value in every thread after the barrier: all or none enter the loop */
             float *C = (float *)(Bv + S * Kp * 16);
+            uint16_t *tmp = (uint16_t *)(C + 32 * 32);
 #pragma omp for schedule(static)
             for (int64_t t0 = 0; t0 < Tp; t0 += 16) split_rows16(X, ldx, T, K, Kp, t0, Xs);
             tiles_configure();
@@ -212,7 +231,8 @@ int cpu_linear_amx(const Mamba2Tensor *W, const float *X, int64_t ldx, int T, fl
             for (int64_t p = 0; p < n_panels; p++) {
                 int64_t b0 = p * S, nb = n_blocks - b0 < S ? n_blocks - b0 : S;
                 for (int64_t j = 0; j < nb; j++)
-                    repack_panel((const uint16_t *)W->data, rows, K, (b0 + j) * 32, Kp, Bv + j * Kp * 16);
+                    if (rows_of) repack_source(rows_of, src, (b0 + j) * 32, Kp, tmp, Bv + j * Kp * 16);
+                    else repack_panel((const uint16_t *)W->data, rows, K, (b0 + j) * 32, Kp, Bv + j * Kp * 16);
                 for (int64_t t0 = 0; t0 < T; t0 += 32)
                     for (int64_t j = 0; j < nb; j++) {
                         int64_t r0 = (b0 + j) * 32, nr = rows - r0 < 32 ? rows - r0 : 32;
@@ -232,4 +252,15 @@ int cpu_linear_amx(const Mamba2Tensor *W, const float *X, int64_t ldx, int T, fl
         }
     }
     return failed ? -1 : 0;
+}
+
+int cpu_linear_amx(const Mamba2Tensor *W, const float *X, int64_t ldx, int T, float *Y, int64_t ldy, int accumulate,
+                   int n_threads, Mamba2Precision precision) {
+    if (W->dtype != MAMBA2_BF16) return -1;
+    return amx_product(W, NULL, NULL, W->shape[0], W->shape[1], X, ldx, T, Y, ldy, accumulate, n_threads, precision);
+}
+
+int cpu_linear_amx_rows(CpuBf16Rows rows_of, const void *src, int64_t rows, int64_t K, const float *X, int64_t ldx,
+                        int T, float *Y, int64_t ldy, int accumulate, int n_threads, Mamba2Precision precision) {
+    return amx_product(NULL, rows_of, src, rows, K, X, ldx, T, Y, ldy, accumulate, n_threads, precision);
 }

@@ -13,6 +13,10 @@
  * fp32 accumulator tiles, fed by two activation tiles [16 rows, 32 k] and two weight tiles in
  * AMX's pair-interleaved ("VNNI") layout [16 k-pairs, 16 rows × 2], which a thread repacks from
  * W once per 32 weight rows.
+ *
+ * The weights can also come from elsewhere than a bf16 tensor: cpu_linear_amx_rows() asks a
+ * CpuBf16Rows source for bf16 rows 256 columns at a time (the quantized matrices of qmatrix.h
+ * dequantize into it, so q8/q4 prefill runs on the same tiles).
  */
 #ifndef MAMBA2_CPU_GEMM_AMX_H
 #define MAMBA2_CPU_GEMM_AMX_H
@@ -41,5 +45,34 @@ int cpu_amx_available(void);
  */
 int cpu_linear_amx(const Mamba2Tensor *W, const float *X, int64_t ldx, int T, float *Y, int64_t ldy, int accumulate,
                    int n_threads, Mamba2Precision precision);
+
+/**
+ * @brief A source of bf16 weight rows for cpu_linear_amx_rows(): writes rows [r0, r0 + 32) ×
+ *        columns [k0, k0 + kc) of its matrix into @p dst [32][kc] bf16, zeros past its last row or
+ *        column. @p k0 is a multiple of 256 and kc ≤ 256 a multiple of 32.
+ */
+typedef void (*CpuBf16Rows)(const void *src, int64_t r0, int64_t k0, int64_t kc, uint16_t *dst);
+
+/**
+ * @brief Y = X · Wᵀ (or Y += X · Wᵀ) on AMX, W [rows, K] given by a row source instead of a bf16 tensor.
+ *
+ * The same product as cpu_linear_amx() (X split into X_hi + X_lo, or X_hi alone at fast
+ * precision), with each block of 32 weight rows taken from @p rows_of once per call.
+ *
+ * @param rows_of    the weights' source (see CpuBf16Rows)
+ * @param src        its matrix, passed back to @p rows_of
+ * @param rows, K    the shape of W
+ * @param X          activations [T, ldx] fp32
+ * @param ldx        row stride of @p X (≥ K)
+ * @param T          activation rows
+ * @param Y          output [T, ldy]
+ * @param ldy        row stride of @p Y (≥ rows)
+ * @param accumulate 1: Y += X·Wᵀ; 0: Y = X·Wᵀ
+ * @param n_threads  OpenMP threads
+ * @param precision  MAMBA2_PRECISION_DEFAULT: X_hi + X_lo; MAMBA2_PRECISION_FAST: X_hi only
+ * @return 0, or -1 (nothing written) when AMX is not available or a work buffer cannot be allocated.
+ */
+int cpu_linear_amx_rows(CpuBf16Rows rows_of, const void *src, int64_t rows, int64_t K, const float *X, int64_t ldx,
+                        int T, float *Y, int64_t ldy, int accumulate, int n_threads, Mamba2Precision precision);
 
 #endif

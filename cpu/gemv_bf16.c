@@ -27,15 +27,13 @@
 
 #include "thread_buffer.h"
 
-/* How far ahead in its own row a SIMD block prefetches the weights, where software prefetch pays
- * (cpu_software_prefetch_pays()): the hardware prefetchers alone fall behind on the 4 interleaved
- * row streams of a block; 1 KiB ahead was the best distance measured (results/cpu.md, "Moved from
- * code comments"). */
+/* How far ahead in its own row a SIMD block prefetches the weights with CPU_PREFETCH_IN_ROW (no
+ * longer the default, kept for comparisons): 1 KiB ahead was the best distance measured on Intel
+ * (results/cpu.md, "Moved from code comments"). */
 #define GEMV_PREFETCH_BYTES 1024
 
-/* Whether the SIMD blocks prefetch ahead in their rows (cpu_software_prefetch_pays(), decided
- * once in cpu_gemv()). */
-static int row_prefetch = 1;
+/* The SIMD blocks' prefetch (cpu_gemv_prefetch(), decided once in cpu_gemv()). */
+static CpuPrefetch row_prefetch = CPU_PREFETCH_IN_ROW;
 
 /* ------------------------------------------------------------------ dispatch */
 
@@ -57,10 +55,15 @@ CpuIsa cpu_isa_active(void) {
     return isa;
 }
 
-int cpu_software_prefetch_pays(void) {
-    __builtin_cpu_init();
-    return !__builtin_cpu_is("amd");
+CpuPrefetch cpu_prefetch_asked(CpuPrefetch otherwise) {
+    const char *want = getenv("MAMBA2_CPU_PREFETCH");
+    if (want && !strcmp(want, "none")) return CPU_PREFETCH_NONE;
+    if (want && !strcmp(want, "row")) return CPU_PREFETCH_IN_ROW;
+    if (want && !strcmp(want, "next")) return CPU_PREFETCH_NEXT_BLOCK;
+    return otherwise;
 }
+
+CpuPrefetch cpu_gemv_prefetch(void) { return cpu_prefetch_asked(CPU_PREFETCH_NEXT_BLOCK); }
 
 const char *cpu_isa_name(CpuIsa isa) {
     static const char *names[] = {"scalar", "avx2", "avx512", "avx512bf16"};
@@ -171,11 +174,16 @@ static inline AVX2_INLINE void avx2_block_bf16(const uint16_t *W, int64_t K, int
     int64_t k = 0, step = 0, next = pass; /* prefetch lines 2·next, 2·next+1 of the next block at step next */
     for (; k + 16 <= K; k += 16, step++) {
         if (step == next && 2 * next < pf_lines) {
-            _mm_prefetch(pf + 128 * next, _MM_HINT_T0);
-            _mm_prefetch(pf + 128 * next + 64, _MM_HINT_T0);
+            if (passes == 1) {
+                _mm_prefetch(pf + 128 * next, _MM_HINT_T1);
+                _mm_prefetch(pf + 128 * next + 64, _MM_HINT_T1);
+            } else {
+                _mm_prefetch(pf + 128 * next, _MM_HINT_T0);
+                _mm_prefetch(pf + 128 * next + 64, _MM_HINT_T0);
+            }
             next += passes;
         }
-        if (pass == 0 && row_prefetch) /* the first pass reads the rows from memory: ahead in each row */
+        if (pass == 0 && row_prefetch == CPU_PREFETCH_IN_ROW) /* the first pass reads the rows from memory: ahead in each row */
 #pragma GCC unroll 4
             for (int i = 0; i < R; i++) _mm_prefetch((const char *)(W + (row + i) * K + k) + GEMV_PREFETCH_BYTES, _MM_HINT_T0);
         __m256 xlo[2], xhi[2];
@@ -217,7 +225,8 @@ static void permute_x(const float *x, int64_t ldx, int B, int64_t K, float *xp) 
 /* Rows r0 .. r0+n in blocks of 4 rows × 2 vectors, then the leftovers.
  * With B > 2 a block is walked in several passes (one per pair of vectors), the later ones from
  * L1/L2, which would leave DRAM idle; so while it works on one block, every pass prefetches its
- * share of the next block's cache lines (bf16/f16: one 64-byte line per 8 columns, all of them). */
+ * share of the next block's cache lines (bf16/f16: one 64-byte line per 8 columns, all of them).
+ * With CPU_PREFETCH_NEXT_BLOCK the single pass of B ≤ 2 does the same. */
 static inline AVX2_INLINE void avx2_rows(Mamba2DType dt, const void *W, int64_t K, int64_t r0, int64_t n, const float *x, int64_t ldx,
                        int B, float *y, int64_t ldy, int accumulate) {
     int64_t r = 0, es = dt == MAMBA2_F32 ? 4 : 2, K16 = K / 16 * 16;
@@ -226,7 +235,7 @@ static inline AVX2_INLINE void avx2_rows(Mamba2DType dt, const void *W, int64_t 
     if (xp) permute_x(x, ldx, B, K, xp);
     for (; r + 4 <= n; r += 4) {
         const char *next = (const char *)W + (r0 + r + 4) * K * es;
-        int64_t next_lines = passes > 1 && r + 8 <= n ? 4 * K * es / 64 : 0;
+        int64_t next_lines = (passes > 1 || row_prefetch == CPU_PREFETCH_NEXT_BLOCK) && r + 8 <= n ? 4 * K * es / 64 : 0;
         int b = 0, pass = 0;
         for (; b < B; b += 2, pass++) {
             int S = B - b >= 2 ? 2 : 1;
@@ -290,9 +299,13 @@ static inline AVX512_INLINE void avx512_block(Mamba2DType dt, const void *W, int
         for (int j = 0; j < S; j++) acc[i][j] = _mm512_setzero_ps();
     int64_t k = 0, es = dt == MAMBA2_F32 ? 4 : 2;
     for (; k + 16 <= K; k += 16) {
-        if (row_prefetch)
+        /* prefetches never fault: past the end of W is harmless */
+        if (row_prefetch == CPU_PREFETCH_NEXT_BLOCK && (k * es) % 64 == 0) /* the next block's lines at this column */
 #pragma GCC unroll 4
-            for (int i = 0; i < R; i++) /* prefetches never fault: past the end of W is harmless */
+            for (int i = 0; i < R; i++) _mm_prefetch((const char *)W + ((row + R + i) * K + k) * es, _MM_HINT_T1);
+        else if (row_prefetch == CPU_PREFETCH_IN_ROW)
+#pragma GCC unroll 4
+            for (int i = 0; i < R; i++)
                 _mm_prefetch((const char *)W + ((row + i) * K + k) * es + GEMV_PREFETCH_BYTES, _MM_HINT_T0);
         __m512 xv[4];
 #pragma GCC unroll 4
@@ -378,7 +391,10 @@ static inline DPBF16_INLINE void dpbf16_block(const uint16_t *W, int64_t K, int6
 #pragma GCC unroll 4
         for (int j = 0; j < 4; j++) acc[i][j] = _mm512_setzero_ps();
     for (; k < K32; k += 32) {
-        if (row_prefetch)
+        if (row_prefetch == CPU_PREFETCH_NEXT_BLOCK) /* the next block's rows at this column: one line each */
+#pragma GCC unroll 4
+            for (int i = 0; i < R; i++) _mm_prefetch((const char *)(W + (row + R + i) * K + k), _MM_HINT_T1);
+        else if (row_prefetch == CPU_PREFETCH_IN_ROW)
 #pragma GCC unroll 4
             for (int i = 0; i < R; i++) _mm_prefetch((const char *)(W + (row + i) * K + k) + GEMV_PREFETCH_BYTES, _MM_HINT_T0);
         __m512bh xh[4], xl[4];
@@ -461,7 +477,7 @@ void cpu_gemv(const Mamba2Tensor *W, const float *x, int64_t ldx, int B, float *
               int n_threads, Mamba2Precision precision) {
     static int isa = -1; /* detected once; a benign race (every thread writes the same value) */
     if (isa < 0) {
-        row_prefetch = cpu_software_prefetch_pays();
+        row_prefetch = cpu_gemv_prefetch();
         isa = (int)cpu_isa_active();
     }
     int64_t rows = W->shape[0], n_blocks = (rows + GEMV_BLOCK_ROWS - 1) / GEMV_BLOCK_ROWS;

@@ -35,12 +35,26 @@ CpuIsa cpu_isa_detect(void);
  */
 CpuIsa cpu_isa_active(void);
 
+/** How the GEMV's SIMD blocks help the hardware prefetchers stream the weights (cpu_gemv_prefetch()). */
+typedef enum {
+    CPU_PREFETCH_NONE = 0,      /**< the hardware prefetchers alone */
+    CPU_PREFETCH_IN_ROW = 1,    /**< each row of a block 1 KiB ahead of the column being read, into L1 */
+    CPU_PREFETCH_NEXT_BLOCK = 2 /**< the next block's rows at the column being read, into L2: each
+                                     line is asked for a whole block (4 rows, 32-64 KiB) ahead */
+} CpuPrefetch;
+
 /**
- * @brief Whether the streaming kernels (the bf16 GEMV, the quantized products) issue software
- *        prefetches ahead in their weight streams: 1 on Intel cores, where it was measured to pay,
- *        0 on AMD's, where the hardware prefetchers alone stream faster (results/cpu.md, "Why not").
+ * @brief The prefetch the environment asks for: MAMBA2_CPU_PREFETCH=none|row|next (for comparisons),
+ *        or @p otherwise when it names none of them.
  */
-int cpu_software_prefetch_pays(void);
+CpuPrefetch cpu_prefetch_asked(CpuPrefetch otherwise);
+
+/**
+ * @brief The prefetch of cpu_gemv() (the bf16 GEMV): CPU_PREFETCH_NEXT_BLOCK, measured faster than
+ *        the other two on AMD Zen 4 and on an Intel Xeon (results/cpu.md, "Prefetch"), unless
+ *        MAMBA2_CPU_PREFETCH asks for another.
+ */
+CpuPrefetch cpu_gemv_prefetch(void);
 
 /** "scalar", "avx2", "avx512" or "avx512bf16". */
 const char *cpu_isa_name(CpuIsa isa);

@@ -37,8 +37,10 @@
 #include <string.h>
 #include <sys/mman.h>
 
+#include "gemm_amx.h"
 #include "gemm_bf16.h"
 #include "gemm_fp32.h"
+#include "gemm_tier.h"
 
 #define QT_ROWS 4      /**< rows per tile */
 #define QT_K 256       /**< columns per tile */
@@ -46,14 +48,30 @@
 #define QT_GROUPS 4    /**< 64-column groups per tile row */
 #define XREC 192       /**< bytes of one quantized-activation record (64 columns) */
 #define ITEM_ROWS_MAX 256 /**< the most rows of W in one unit of work handed to a thread */
-/** How far ahead in its row group's stream a SIMD kernel prefetches (whole tiles of about this many bytes). */
+/** How far ahead in its row group's stream a SIMD kernel prefetches with CPU_PREFETCH_IN_ROW
+ *  (whole tiles of about this many bytes). */
 #define PREFETCH_BYTES 8192
 
-/* Whether the SIMD kernels prefetch ahead in their streams (decided once in cpu_qlinear(); a
- * benign race: every thread writes the same value): where cpu_software_prefetch_pays(), and for q4
- * everywhere, whose product does about twice the work per byte streamed, so that the cores fall
- * behind the hardware prefetchers (measurements: results/cpu.md, "Quantized decode kernels"). */
-static int stream_prefetch = 1;
+/* How the SIMD kernels prefetch their weights (cpu_qlinear_prefetch(), decided once in
+ * cpu_qlinear(): a benign race, every thread writes the same value): CPU_PREFETCH_NEXT_BLOCK
+ * asks for the next row group's tile at the column being read, into L2 (a whole row group's
+ * stream ahead); CPU_PREFETCH_IN_ROW for the tile PREFETCH_BYTES ahead in the same stream, into
+ * L1 (measurements: results/cpu.md, "Quantized decode kernels" and "Prefetch"). */
+static CpuPrefetch stream_prefetch = CPU_PREFETCH_IN_ROW;
+
+CpuPrefetch cpu_qlinear_prefetch(void) {
+    __builtin_cpu_init();
+    return cpu_prefetch_asked(__builtin_cpu_is("amd") ? CPU_PREFETCH_NEXT_BLOCK : CPU_PREFETCH_IN_ROW);
+}
+
+/* The prefetch of tile @p t (tile_bytes() @p tb) of a row group of @p n_kt tiles. */
+static inline void prefetch_tile(const uint8_t *t, int64_t tb, int64_t n_kt) {
+    if (stream_prefetch == CPU_PREFETCH_NEXT_BLOCK)
+        for (int64_t c = 0; c < tb; c += 64) _mm_prefetch((const char *)t + n_kt * tb + c, _MM_HINT_T1);
+    else if (stream_prefetch == CPU_PREFETCH_IN_ROW)
+        for (int64_t c = 0, ahead = (PREFETCH_BYTES + tb / 2) / tb * tb; c < tb; c += 64)
+            _mm_prefetch((const char *)t + ahead + c, _MM_HINT_T0);
+}
 
 static int64_t round_up(int64_t a, int64_t b) { return (a + b - 1) / b * b; }
 
@@ -370,23 +388,21 @@ static inline AVX2_INLINE __m256i avx2_dot2(Mamba2WeightFormat f, int vnni, __m2
 static inline AVX2_INLINE void avx2_block(Mamba2WeightFormat f, int vnni, const CpuQMatrix *W, int64_t rg, int R,
                                           const uint8_t *const *xr, int S, float *y, int64_t ldy, int accumulate) {
     int64_t vb = row_value_bytes(f), tb = tile_bytes(f), n_kt = W->K_pad / QT_K;
-    int64_t ahead = (PREFETCH_BYTES + tb / 2) / tb * tb; /* as the VNNI block */
     __m256 acc[4][2];
 #pragma GCC unroll 4
     for (int i = 0; i < 4; i++) acc[i][0] = acc[i][1] = _mm256_setzero_ps();
     const uint8_t *t = tile_at(W, rg, 0);
     for (int64_t kt = 0; kt < n_kt; kt++, t += tb) {
         const uint16_t *scales = (const uint16_t *)(t + QT_ROWS * vb);
-        if (stream_prefetch || f == MAMBA2_WEIGHTS_Q4)
-            for (int c = 0; c < tb; c += 64) _mm_prefetch((const char *)t + ahead + c, _MM_HINT_T0);
+        prefetch_tile(t, tb, n_kt);
         __m256 d8[4]; /* [row][8 blocks] (zeros past row R) */
 #pragma GCC unroll 4
         for (int i = 0; i < 4; i++)
             d8[i] = i < R ? _mm256_cvtph_ps(_mm_loadu_si128((const __m128i *)(scales + i * QT_BLOCKS))) : _mm256_setzero_ps();
 #pragma GCC unroll 4
         for (int g = 0; g < QT_GROUPS; g++) {
-            __m256i plo[2], phi[2], nc[2];
-            __m256 e[2];
+            __m256i plo[2] = {0}, phi[2] = {0}, nc[2] = {0}; /* (zeros: unused entries when S < 2) */
+            __m256 e[2] = {0};
 #pragma GCC unroll 2
             for (int j = 0; j < S; j++) {
                 const uint8_t *rec = xr[j] + (kt * QT_GROUPS + g) * XREC;
@@ -483,11 +499,9 @@ static inline VNNI_INLINE void vnni_block(const CpuQMatrix *W, int64_t rg, int R
 #pragma GCC unroll 4
         for (int j = 0; j < 4; j++) acc[i][j] = _mm512_setzero_ps();
     const uint8_t *t = tile_at(W, rg, 0);
-    int64_t ahead = (PREFETCH_BYTES + tb / 2) / tb * tb; /* bytes: a whole number of tiles */
     for (int64_t kt = 0; kt < n_kt; kt++, t += tb) {
         const uint16_t *scales = (const uint16_t *)(t + QT_ROWS * vb);
-        if (stream_prefetch || f == MAMBA2_WEIGHTS_Q4)
-            for (int c = 0; c < tb; c += 64) _mm_prefetch((const char *)t + ahead + c, _MM_HINT_T0);
+        prefetch_tile(t, tb, n_kt);
         __m512 d2[2] = {_mm512_cvtph_ps(_mm256_loadu_si256((const __m256i *)scales)), /* [rows 0-1][8 blocks] */
                         _mm512_cvtph_ps(_mm256_loadu_si256((const __m256i *)(scales + 16)))}; /* rows 2-3 */
 #pragma GCC unroll 4
@@ -621,19 +635,80 @@ static QCLONES void widen_panel(const void *src, int64_t r0, int64_t k0, int64_t
 
 void cpu_qmatrix_dequantize_rows(const CpuQMatrix *q, int64_t r0, int64_t n, float *out) { widen_rows(q, r0, n, out); }
 
-/* The fp32 GEMM tier that multiplies T activation rows by widened panels instead of the integer
- * product (-1: the integer product): none up to QLINEAR_INT_MAX_ROWS rows or where a vpdpbusd
- * product runs (zmm or ymm: it multiplies 4 int8 pairs per 32-bit lane where an fp32 FMA does
- * one), else the best fp32 tier that both the ISA and the GEMM tier (MAMBA2_CPU_GEMM) allow. */
-static int widened_tier(CpuIsa isa, int T) {
-    if (T <= QLINEAR_INT_MAX_ROWS || cpu_qlinear_kernel(isa) >= CPU_QKERNEL_AVXVNNI) return -1;
-    CpuGemmTier tier = cpu_gemm_tier_active();
-    if (isa >= CPU_ISA_AVX512 && tier >= CPU_GEMM_AVX512) return CPU_GEMM_AVX512;
-    if (isa >= CPU_ISA_AVX2 && tier >= CPU_GEMM_AVX2) return CPU_GEMM_AVX2;
-    return -1;
+/* ------------------------------------------------------------------ bf16 rows for the AMX GEMM */
+
+/** Attributes of the dequantization into bf16 (every CPU with AMX has these extensions). */
+#define BF16_ROWS_TARGET __attribute__((target("avx512f,avx512bw,avx512vbmi,avx512bf16")))
+
+/* The CPU runs cpu_qmatrix_bf16_rows(): AVX-512 VBMI (vpermb) and BF16 (vcvtne2ps2bf16). */
+static int bf16_rows_runs(void) {
+    __builtin_cpu_init();
+    return __builtin_cpu_supports("avx512vbmi") && __builtin_cpu_supports("avx512bf16");
 }
 
-int cpu_qlinear_rounds_activations(CpuIsa isa, int T) { return widened_tier(isa, T) < 0; }
+/* 16 values (bytes of @p v16, offset @p off) times the scale @p d, in fp32. */
+static inline BF16_ROWS_TARGET __m512 scaled16(__m128i v16, __m512i off, __m512 d) {
+    return _mm512_mul_ps(d, _mm512_cvtepi32_ps(_mm512_sub_epi32(_mm512_cvtepu8_epi32(v16), off)));
+}
+
+/* A group of 64 lane-ordered values (see the file comment) is put in column order by one vpermb
+ * (column c takes byte 8·((c mod 32) / 4) + 4·⌊c / 32⌋ + c mod 4), then each block of 32 columns is
+ * widened to 32 bits in two quarters, scaled by the block's d and rounded to bf16 by one
+ * vcvtne2ps2bf16 (round to nearest even, as mamba2_f32_to_bf16()). */
+BF16_ROWS_TARGET void cpu_qmatrix_bf16_rows(const void *src, int64_t r0, int64_t k0, int64_t kc, uint16_t *dst) {
+    const CpuQMatrix *W = src;
+    const int64_t vb = row_value_bytes(W->format), kt = k0 / QT_K;
+    const int q8 = W->format == MAMBA2_WEIGHTS_Q8;
+    uint8_t idx[64];
+    for (int c = 0; c < 64; c++) idx[c] = (uint8_t)(8 * ((c & 31) >> 2) + 4 * (c >> 5) + (c & 3));
+    const __m512i perm = _mm512_loadu_si512(idx), nibble = _mm512_set1_epi8(15);
+    const __m512i off = _mm512_set1_epi32(offset_of(W->format));
+    for (int i = 0; i < 32; i++) {
+        int64_t r = r0 + i;
+        uint16_t *out = dst + i * kc; /* [kc] */
+        if (r >= W->rows) {
+            memset(out, 0, (size_t)kc * sizeof *out);
+            continue;
+        }
+        const uint8_t *t = tile_at(W, r / QT_ROWS, kt), *vals = t + (r % QT_ROWS) * vb;
+        const uint16_t *scales = (const uint16_t *)(t + QT_ROWS * vb) + (r % QT_ROWS) * QT_BLOCKS;
+        for (int g = 0; 64 * g < kc; g++) {
+            __m512i v;
+            if (q8) v = _mm512_loadu_si512(vals + 64 * g);
+            else {
+                __m512i b = _mm512_loadu_si512(vals + 64 * (g >> 1));
+                v = _mm512_and_si512(g & 1 ? _mm512_srli_epi16(b, 4) : b, nibble);
+            }
+            v = _mm512_permutexvar_epi8(perm, v);
+            __m512 d0 = _mm512_set1_ps(mamba2_f16_to_f32(scales[2 * g]));
+            __m512bh b0 = _mm512_cvtne2ps_pbh(scaled16(_mm512_extracti32x4_epi32(v, 1), off, d0),
+                                              scaled16(_mm512_extracti32x4_epi32(v, 0), off, d0));
+            _mm512_storeu_si512(out + 64 * g, (__m512i)b0);
+            if (64 * g + 32 >= kc) break;
+            __m512 d1 = _mm512_set1_ps(mamba2_f16_to_f32(scales[2 * g + 1]));
+            __m512bh b1 = _mm512_cvtne2ps_pbh(scaled16(_mm512_extracti32x4_epi32(v, 3), off, d1),
+                                              scaled16(_mm512_extracti32x4_epi32(v, 2), off, d1));
+            _mm512_storeu_si512(out + 64 * g + 32, (__m512i)b1);
+        }
+    }
+}
+
+/* ------------------------------------------------------------------ the product */
+
+CpuQPath cpu_qlinear_path(CpuIsa isa, int T) {
+    if (T <= QLINEAR_INT_MAX_ROWS) return CPU_QPATH_INTEGER;
+    if (isa >= CPU_ISA_AVX512 && cpu_amx_active() && bf16_rows_runs()) return CPU_QPATH_AMX;
+    if (cpu_qlinear_kernel(isa) >= CPU_QKERNEL_AVXVNNI) return CPU_QPATH_INTEGER;
+    CpuGemmTier tier = cpu_gemm_tier_active();
+    if (isa >= CPU_ISA_AVX2 && tier >= CPU_GEMM_AVX2) return CPU_QPATH_WIDENED;
+    return CPU_QPATH_INTEGER;
+}
+
+/* The fp32 GEMM tier of the widened path for @p isa: the best that both the ISA and the GEMM tier
+ * (MAMBA2_CPU_GEMM) allow. */
+static CpuGemmTier widened_tier(CpuIsa isa) {
+    return isa >= CPU_ISA_AVX512 && cpu_gemm_tier_active() >= CPU_GEMM_AVX512 ? CPU_GEMM_AVX512 : CPU_GEMM_AVX2;
+}
 
 /* Rows [r0, r1) of W times every quantized activation record, by the integer product @p kind,
  * token_block() activation rows at a time (their records in L2; the
@@ -664,16 +739,21 @@ static void integer_rows(CpuQKernel kind, const CpuQMatrix *W, int64_t r0, int64
 }
 
 void cpu_qlinear(CpuIsa isa, const CpuQMatrix *W, const float *X, int64_t ldx, int T, float *Y, int64_t ldy,
-                 int accumulate, void *scratch, int n_threads) {
+                 int accumulate, void *scratch, int n_threads, Mamba2Precision precision) {
     static int decided = 0; /* a benign race (every thread writes the same value) */
-    if (!decided) stream_prefetch = cpu_software_prefetch_pays(), decided = 1;
+    if (!decided) stream_prefetch = cpu_qlinear_prefetch(), decided = 1;
     CpuQKernel kind = cpu_qlinear_kernel(isa);
-    /* Without vpdpbusd the integer product costs more instructions per weight than an fp32 FMA: for
-     * prefill, the fp32 GEMM tier multiplies the exact activations by panels widened straight from
-     * the quantized tiles (it packs the activations once, and each panel once per call). */
-    int tier = widened_tier(isa, T);
-    if (tier >= 0 && cpu_linear_fp32_widened((CpuGemmTier)tier, widen_panel, W, W->rows, W->K, X, ldx, T, Y, ldy,
-                                             accumulate, n_threads) == 0)
+    /* Prefill on AMX: the weights dequantized into bf16 tiles as the AMX GEMM packs them. Without
+     * vpdpbusd the integer product costs more instructions per weight than an fp32 FMA: the fp32
+     * GEMM tier multiplies the exact activations by panels widened straight from the quantized
+     * tiles (it packs the activations once, and each panel once per call). Either falls back to
+     * the integer product when it cannot run (a work buffer it could not allocate). */
+    CpuQPath path = cpu_qlinear_path(isa, T);
+    if (path == CPU_QPATH_AMX && cpu_linear_amx_rows(cpu_qmatrix_bf16_rows, W, W->rows, W->K, X, ldx, T, Y, ldy,
+                                                     accumulate, n_threads, precision) == 0)
+        return;
+    if (path == CPU_QPATH_WIDENED && cpu_linear_fp32_widened(widened_tier(isa), widen_panel, W, W->rows, W->K, X, ldx,
+                                                             T, Y, ldy, accumulate, n_threads) == 0)
         return;
 
     int64_t rec_bytes = W->K_pad / 64 * XREC;

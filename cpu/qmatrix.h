@@ -25,6 +25,12 @@
  * when MAMBA2_CPU_ISA=avx2 lowers such a CPU), else AVX2's vpmaddubsw. The environment variable
  * MAMBA2_CPU_VNNI=0 turns vpdpbusd off (zmm and ymm): the products then run as on a CPU without
  * VNNI (AVX2's vpmaddubsw for decode, weights widened to fp32 for prefill), for comparisons.
+ *
+ * Prefill on a CPU with AMX does not round the activations at all: the weights are dequantized into
+ * bf16 (d · q rounded once, 2⁻⁹ of each weight, far below the quantization's own error) as the AMX
+ * GEMM packs its weight tiles, and multiplied by the fp32 activations split as for bf16 weights
+ * (gemm_amx.h). AMX-BF16 multiplies 16 × 16 × 32 per instruction, more than AVX512-VNNI's integer
+ * product does per cycle, and the dequantization is paid once per weight for all T rows.
  */
 #ifndef MAMBA2_CPU_QMATRIX_H
 #define MAMBA2_CPU_QMATRIX_H
@@ -97,16 +103,52 @@ CpuQKernel cpu_qlinear_kernel(CpuIsa isa);
  *  "avx2" or "scalar". */
 const char *cpu_qlinear_kernel_name(CpuIsa isa);
 
-/** Up to this many activation rows cpu_qlinear() always runs the integer product; above it, where
- *  the product has no vpdpbusd (cpu_qlinear_kernel() below CPU_QKERNEL_AVXVNNI), it widens the
- *  weights to fp32 and uses the fp32 GEMM tier instead. */
+/** Up to this many activation rows cpu_qlinear() always runs the integer product; above it
+ *  (prefill), it may take another path: see cpu_qlinear_path(). */
 #define QLINEAR_INT_MAX_ROWS 16
 
+/** How cpu_qlinear() multiplies a number of activation rows. */
+typedef enum {
+    CPU_QPATH_INTEGER = 0, /**< activations quantized per block of 32, the integer product cpu_qlinear_kernel() */
+    CPU_QPATH_WIDENED = 1, /**< fp32 activations times the weights widened to fp32 panels (the fp32 GEMM tier) */
+    CPU_QPATH_AMX = 2      /**< fp32 activations (split as the AMX GEMM splits them) times the weights
+                                dequantized into bf16 AMX tiles (cpu_qmatrix_bf16_rows()) */
+} CpuQPath;
+
 /**
- * @brief 1 when cpu_qlinear() with @p isa and @p T activation rows rounds the activations to int8
- *        (the integer product), 0 when it multiplies fp32 activations with widened weights.
+ * @brief The path cpu_qlinear() takes for @p T activation rows at ISA level @p isa on this CPU.
+ *
+ * Up to QLINEAR_INT_MAX_ROWS rows: the integer product. Above: the AMX GEMM where AMX is active
+ * (cpu_amx_active(): the CPU has it, MAMBA2_CPU_GEMM does not ask for a lower tier) and @p isa is
+ * CPU_ISA_AVX512; else the integer product where it has vpdpbusd (cpu_qlinear_kernel() ≥
+ * CPU_QKERNEL_AVXVNNI: it multiplies 4 int8 pairs per 32-bit lane where an fp32 FMA does one);
+ * else the fp32 GEMM tier on widened weights where the ISA and MAMBA2_CPU_GEMM allow one.
  */
-int cpu_qlinear_rounds_activations(CpuIsa isa, int T);
+CpuQPath cpu_qlinear_path(CpuIsa isa, int T);
+
+/**
+ * @brief Rows [r0, r0 + 32) × columns [k0, k0 + kc) of a quantized matrix as bf16 (d · q rounded to
+ *        nearest even), zeros past its last row: the row source (CpuBf16Rows of gemm_amx.h) of the
+ *        AMX path.
+ *
+ * Runs AVX-512 VBMI and BF16 instructions: call it only where cpu_qlinear_path() can return
+ * CPU_QPATH_AMX, or after checking the CPU has both (every CPU with AMX does).
+ *
+ * @param src  the CpuQMatrix
+ * @param r0   first row
+ * @param k0   first column, a multiple of 256
+ * @param kc   columns, a multiple of 32, at most 256
+ * @param dst  [32][kc] bf16
+ */
+void cpu_qmatrix_bf16_rows(const void *src, int64_t r0, int64_t k0, int64_t kc, uint16_t *dst);
+
+/**
+ * @brief The prefetch of the quantized products' SIMD kernels: CPU_PREFETCH_NEXT_BLOCK (the next row
+ *        group's tile) on AMD cores, CPU_PREFETCH_IN_ROW (8 KiB ahead in the same stream) on others,
+ *        each the faster or as fast where measured (results/cpu.md, "Prefetch"), unless
+ *        MAMBA2_CPU_PREFETCH asks for another.
+ */
+CpuPrefetch cpu_qlinear_prefetch(void);
 
 /** Bytes of scratch cpu_qlinear() needs for @p T activation rows of a matrix of @p K columns. */
 size_t cpu_qlinear_scratch_bytes(int64_t K, int T);
@@ -114,8 +156,9 @@ size_t cpu_qlinear_scratch_bytes(int64_t K, int T);
 /**
  * @brief Y = X · Wᵀ (or Y += X · Wᵀ) for T activation rows, with quantized W.
  *
- * Y[t][r] (+)= Σ_k X[t][k] · W[r][k];  X [T, ldx] fp32 (quantized per block of 32 on the way in),
- * Y [T, ldy]. Rows of W are handed out to @p n_threads OpenMP threads in blocks.
+ * Y[t][r] (+)= Σ_k X[t][k] · W[r][k];  X [T, ldx] fp32, Y [T, ldy], by the path
+ * cpu_qlinear_path(@p isa, @p T) names (for the integer product X is quantized per block of 32 on
+ * the way in). Rows of W are handed out to @p n_threads OpenMP threads in blocks.
  *
  * @param isa        the variant to run (≤ cpu_isa_active()); the product is cpu_qlinear_kernel(@p isa)
  * @param W          the quantized weights [rows, K]
@@ -127,8 +170,10 @@ size_t cpu_qlinear_scratch_bytes(int64_t K, int T);
  * @param accumulate 1: Y += X·Wᵀ; 0: Y = X·Wᵀ
  * @param scratch    cpu_qlinear_scratch_bytes(W->K, T) bytes, 64-byte aligned
  * @param n_threads  OpenMP threads
+ * @param precision  for the AMX path: MAMBA2_PRECISION_DEFAULT splits X into two bf16 parts,
+ *                   MAMBA2_PRECISION_FAST rounds it to bf16 once (the other paths ignore it)
  */
 void cpu_qlinear(CpuIsa isa, const CpuQMatrix *W, const float *X, int64_t ldx, int T, float *Y, int64_t ldy,
-                 int accumulate, void *scratch, int n_threads);
+                 int accumulate, void *scratch, int n_threads, Mamba2Precision precision);
 
 #endif

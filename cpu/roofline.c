@@ -145,7 +145,8 @@ const char *cpu_gemm_kernel_name(Mamba2Precision precision) {
     }
 }
 
-double cpu_qlinear_gemm_rate(int n_threads, int M, int N, int K, int reps, Mamba2WeightFormat weights) {
+double cpu_qlinear_gemm_rate(int n_threads, int M, int N, int K, int reps, Mamba2WeightFormat weights,
+                             Mamba2Precision precision) {
     float *X = malloc(((size_t)M * K + (size_t)M * N) * sizeof *X);
     uint16_t *w = malloc((size_t)N * K * sizeof *w);
     void *scratch = NULL;
@@ -161,7 +162,7 @@ double cpu_qlinear_gemm_rate(int n_threads, int M, int N, int K, int reps, Mamba
             for (int r = -1; r < reps; r++) {
                 double t0 = omp_get_wtime();
                 /* Y [M, N] = X [M, K] · W [N, K]ᵀ, exactly as prefill calls it */
-                cpu_qlinear(cpu_isa_active(), &q, X, K, M, Y, N, 0, scratch, n_threads);
+                cpu_qlinear(cpu_isa_active(), &q, X, K, M, Y, N, 0, scratch, n_threads, precision);
                 double gflops = 2.0 * M * N * K / (omp_get_wtime() - t0) / 1e9;
                 if (r >= 0 && gflops > best) best = gflops;
             }
@@ -174,7 +175,7 @@ double cpu_qlinear_gemm_rate(int n_threads, int M, int N, int K, int reps, Mamba
 int cpu_roofline(int n_threads, Mamba2Precision precision, Mamba2WeightFormat weights, double *read_gbps,
                  double *gemm_gflops, Mamba2Error *err) {
     *read_gbps = cpu_read_bandwidth(n_threads, (size_t)1 << 30, 5);
-    *gemm_gflops = weights != MAMBA2_WEIGHTS_STORED ? cpu_qlinear_gemm_rate(n_threads, 512, 2048, 4096, 3, weights)
+    *gemm_gflops = weights != MAMBA2_WEIGHTS_STORED ? cpu_qlinear_gemm_rate(n_threads, 512, 2048, 4096, 3, weights, precision)
                    : bf16_tier(precision) != CPU_GEMM_SGEMM
                        ? cpu_linear_gemm_rate(n_threads, 512, 2048, 4096, 3, precision)
                        : cpu_gemm_rate(n_threads, 512, CPU_GEMM_PANEL_ROWS, 4096, 5);

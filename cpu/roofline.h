@@ -47,7 +47,7 @@ const char *cpu_gemm_kernel_name(Mamba2Precision precision);
  * @brief Both ceilings with the shapes of a 7B prefill: 1 GiB streaming read, and the GEMM prefill
  *        uses with M = 512 tokens and K = 4096: the tier cpu_linear() picks for bf16 weights
  *        (cpu_linear_gemm_rate(), N = 2048), or for the sgemm tier cpu_gemm_rate() (N = one panel),
- *        or with quantized weights the integer product cpu_qlinear() (cpu_qlinear_gemm_rate()).
+ *        or with quantized weights cpu_qlinear() on the path it takes for 512 rows (cpu_qlinear_gemm_rate()).
  * @param n_threads   threads to measure with (the backend's)
  * @param precision   the backend's GEMM precision (it can change the tier and its rate)
  * @param weights     the backend's weight format
@@ -61,9 +61,10 @@ int cpu_roofline(int n_threads, Mamba2Precision precision, Mamba2WeightFormat we
 
 /**
  * @brief GFLOP/s of cpu_qlinear() on a random [N, K] matrix quantized to @p weights, M activation
- *        rows, best of @p reps (the GEMM ceiling of prefill with quantized weights).
+ *        rows, best of @p reps, at @p precision (the GEMM ceiling of prefill with quantized weights).
  * @return GFLOP/s (2·M·N·K per product), or -1 when out of memory.
  */
-double cpu_qlinear_gemm_rate(int n_threads, int M, int N, int K, int reps, Mamba2WeightFormat weights);
+double cpu_qlinear_gemm_rate(int n_threads, int M, int N, int K, int reps, Mamba2WeightFormat weights,
+                             Mamba2Precision precision);
 
 #endif

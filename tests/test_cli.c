@@ -3,8 +3,8 @@
  * @brief The `mamba2` program as a user meets it (issues 18 and 21), on the demo model.
  *
  * - Exact continuation: `generate --state-out` then `--state-in` with the next ids or text gives what
- *   one uninterrupted run gives, on ref and cpu (the saved state includes the last token printed,
- *   and a prompt after --state-in gets no BOS); `--no-bos`.
+ *   one uninterrupted run gives, on ref, cpu and (where a GPU is usable) gpu (the saved state
+ *   includes the last token printed, and a prompt after --state-in gets no BOS); `--no-bos`.
  * - Outputs: checked writable before any work; an existing output kept when the command fails;
  *   no temporary left behind; write errors on standard output exit 1; temporaries removed on
  *   SIGTERM (cli/output_file.c, in a child process).
@@ -30,11 +30,21 @@
 #define DEMO_DIR "data/stdlib-mamba2"
 #define OUT_CAP 16384
 
-/* The backends a continuation is checked on: ref, and cpu when built in. */
-static int backends(const char *names[2]) {
+#ifdef MAMBA2_HAVE_GPU
+#include "gpu.h"
+#endif
+
+/* The backends a continuation is checked on: ref, cpu when built in, gpu when built in and a GPU
+ * is usable here (said when not). */
+static int backends(const char *names[3]) {
     int n = 0;
     names[n++] = "ref";
     if (strstr(mamba2_backend_names(), "cpu")) names[n++] = "cpu";
+#ifdef MAMBA2_HAVE_GPU
+    Mamba2Error why = {{0}};
+    if (mamba2_gpu_available(&why)) names[n++] = "gpu";
+    else printf("\n    gpu: not checked: %s", why.msg);
+#endif
     return n;
 }
 
@@ -86,7 +96,7 @@ static void ids_first(const char *list, int n, char *out, size_t cap) {
 /* Greedy ids: 12 tokens in one run, against 6 with --state-out and then, from the state, the 7th
  * given as the next prompt id and 5 more. The state must include the 6th token printed. */
 static void test_continue_ids(void) {
-    const char *be[2];
+    const char *be[3];
     int nb = backends(be);
     char *dir = test_tmpdir();
     CU_ASSERT_PTR_NOT_NULL_FATAL(dir);
@@ -118,7 +128,7 @@ static void test_continue_ids(void) {
 /* Text: `-p TEXT1 -n 6 --state-out`, then `--state-in -p TEXT2 -n 8` against the uninterrupted run of
  * the same ids (BOS TEXT1, the 6 generated, TEXT2 without BOS) decoded by `detokenize`. */
 static void test_continue_text(void) {
-    const char *be[2];
+    const char *be[3];
     int nb = backends(be);
     char *dir = test_tmpdir();
     CU_ASSERT_PTR_NOT_NULL_FATAL(dir);
@@ -432,8 +442,8 @@ static void test_defaults_and_flags(void) {
 int register_cli_tests(void) {
     CU_pSuite s = CU_add_suite("cli", NULL, NULL);
     if (!s) return -1;
-    if (!CU_add_test(s, "generate: --state-out then --state-in, ids: the uninterrupted run (ref, cpu)", test_continue_ids) ||
-        !CU_add_test(s, "generate: --state-out then --state-in, text: the uninterrupted run (ref, cpu)", test_continue_text) ||
+    if (!CU_add_test(s, "generate: --state-out then --state-in, ids: the uninterrupted run (ref, cpu, gpu)", test_continue_ids) ||
+        !CU_add_test(s, "generate: --state-out then --state-in, text: the uninterrupted run (ref, cpu, gpu)", test_continue_text) ||
         !CU_add_test(s, "generate --no-bos", test_no_bos) ||
         !CU_add_test(s, "outputs checked writable before any work", test_output_checked_first) ||
         !CU_add_test(s, "an existing output kept when the command fails", test_existing_output_kept) ||

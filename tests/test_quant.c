@@ -9,7 +9,9 @@
  *   AVX512-VNNI; the others are reported as skipped, with the reason) against a double-precision
  *   product of the dequantized weights with the activations rounded to int8 per block of 32 as
  *   llama.cpp's Q8_0 does (written out here from that definition), shapes with tails in rows and
- *   in K and one random shape, T = 1..17 and 64;
+ *   in K and one random shape, T = 1..17 and 64; on a CPU with AMX, the prefill path that
+ *   dequantizes into bf16 AMX tiles against the double product of fp32 activations and the
+ *   dequantized weights rounded to bf16, and that rounding itself value for value;
  * - whole models: the fixtures and fresh random models through the cpu backend with q8 and q4
  *   weights against ref, prefill against step, batched steps against single ones.
  */
@@ -23,12 +25,18 @@
 #include "tests.h"
 
 #ifdef MAMBA2_HAVE_CPU
+#include "../cpu/gemm_amx.h"
+#include "../cpu/gemm_tier.h"
 #include "../cpu/gemv_bf16.h"
 #include "../cpu/qmatrix.h"
 
 /* Kernels against the double product of the same integers and scales: each block's integer sum is
  * exact, only the fp32 sum over the K/32 blocks is rounded. */
 #define QKERNEL_TOL 1e-5
+/* The AMX path against the double product of the same bf16 weights: it splits the activations
+ * into two bf16 parts as the AMX GEMM of bf16 weights does, exact to about 2⁻¹⁷ of |x| per
+ * product; the same bound as that GEMM's (tests/test_cpu.c, AMX_TOL). */
+#define QAMX_TOL 1e-4
 /* The q8 copy against the stored weights: rounding to d·q with d = max|w|/127 per block is off by
  * at most d/2, about 4.8e-3 σ in RMS for normal weights (as above); 1e-2 is twice that. */
 #define Q8_WEIGHT_TOL 1e-2
@@ -140,12 +148,14 @@ typedef struct {
     int vnni;
     CpuQKernel kernel;
     const char *name;
+    int amx; /* 1: prefill (T > QLINEAR_INT_MAX_ROWS) on AMX; 0: AMX ruled out (MAMBA2_CPU_GEMM=avx512bf16) */
 } QVariant;
 
 /* Why @p v cannot run on this CPU, or NULL when it runs (cpu_qlinear_kernel() picks it). */
 static const char *qvariant_missing(const QVariant *v) {
     __builtin_cpu_init();
     if (cpu_isa_detect() < v->isa) return v->isa >= CPU_ISA_AVX512 ? "no AVX-512 on this CPU" : "no AVX2 on this CPU";
+    if (v->amx && !cpu_amx_available()) return "no AMX on this CPU (or not granted)";
     switch (v->kernel) {
     case CPU_QKERNEL_AVX512VNNI: return have_vnni() ? NULL : "no AVX512-VNNI on this CPU";
     case CPU_QKERNEL_AVXVNNI: return __builtin_cpu_supports("avxvnni") ? NULL : "no AVX-VNNI (VEX) on this CPU";
@@ -156,18 +166,67 @@ static const char *qvariant_missing(const QVariant *v) {
     }
 }
 
+/* cpu_qmatrix_bf16_rows() (the AMX path's weight source) against the dequantized weights rounded by
+ * mamba2_f32_to_bf16(), value for value (the padding past K may come out as −0, d·0 with q4's
+ * negative d): rows past the last (zeros), K past a tile, every chunk of
+ * columns the AMX GEMM asks for (256, and the 32..224 of a last chunk). It runs wherever the CPU
+ * has AVX-512 VBMI and BF16 (every CPU with AMX, and others), so it is checked here even where AMX
+ * itself is not. */
+static void test_bf16_rows(void) {
+    __builtin_cpu_init();
+    if (!__builtin_cpu_supports("avx512vbmi") || !__builtin_cpu_supports("avx512bf16")) {
+        printf("\n    skipped: no AVX-512 VBMI + BF16 on this CPU (the AMX path cannot run on it either)\n");
+        return;
+    }
+    const int shapes[][2] = {{37, 300}, {64, 512}, {5, 96}, {33, 4100}};
+    long checked = 0, wrong = 0;
+    for (size_t si = 0; si < sizeof shapes / sizeof *shapes; si++) {
+        int rows = shapes[si][0], K = shapes[si][1];
+        int Kp = (K + 31) / 32 * 32; /* the columns the AMX GEMM asks for */
+        uint16_t *raw = malloc((size_t)rows * K * 2), dst[32 * 256];
+        float *deq = malloc((size_t)rows * K * 4);
+        Mamba2Tensor W = random_bf16(raw, rows, K);
+        for (int fi = 0; fi < 2; fi++) {
+            CpuQMatrix q;
+            Mamba2Error e = {{0}};
+            CU_ASSERT_EQUAL_FATAL(cpu_qmatrix_quantize(&W, formats[fi], 2, &q, &e), 0);
+            cpu_qmatrix_dequantize_rows(&q, 0, rows, deq);
+            for (int r0 = 0; r0 < rows; r0 += 32)
+                for (int k0 = 0; k0 < Kp; k0 += 256) {
+                    int kc = Kp - k0 < 256 ? Kp - k0 : 256;
+                    memset(dst, 0xff, sizeof dst); /* NaN bits: every entry must be written */
+                    cpu_qmatrix_bf16_rows(&q, r0, k0, kc, dst);
+                    for (int i = 0; i < 32; i++)
+                        for (int c = 0; c < kc; c++) {
+                            int r = r0 + i, k = k0 + c;
+                            uint16_t want = r < rows && k < K ? mamba2_f32_to_bf16(deq[(size_t)r * K + k]) : 0;
+                            if (mamba2_bf16_to_f32(dst[i * kc + c]) != mamba2_bf16_to_f32(want) && wrong++ < 5)
+                                printf("\n    %s %dx%d row %d column %d: %04x, want %04x",
+                                       mamba2_weight_format_name(formats[fi]), rows, K, r, k, dst[i * kc + c], want);
+                            checked++;
+                        }
+                }
+            cpu_qmatrix_free(&q);
+        }
+        free(raw), free(deq);
+    }
+    printf("\n    %ld bf16 weights checked (q8 and q4), %ld wrong\n", checked, wrong);
+    CU_ASSERT_EQUAL(wrong, 0);
+}
+
 /* Every product against the double products of the same rounded integers (want) or, where
- * cpu_qlinear_rounds_activations() says the weights are widened instead, of the fp32 activations
- * (want_f): fixed shapes with tails in rows and K plus one random shape, T = 1..17 (the decode
- * block sizes and the switch at QLINEAR_INT_MAX_ROWS) and a prefill-sized T = 64 (several token
- * blocks for K = 4100). */
+ * cpu_qlinear_path() says the weights are widened instead, of the fp32 activations (want_f), or
+ * where it says AMX, of the fp32 activations and the weights rounded to bf16 (want_b): fixed
+ * shapes with tails in rows and K plus one random shape, T = 1..17 (the decode block sizes and the
+ * switch at QLINEAR_INT_MAX_ROWS) and a prefill-sized T = 64 (several token blocks for K = 4100). */
 static void test_qlinear_variants(void) {
     const QVariant variants[] = {
-        {CPU_ISA_SCALAR, 1, CPU_QKERNEL_SCALAR, "scalar"},
-        {CPU_ISA_AVX2, 0, CPU_QKERNEL_AVX2, "avx2 (MAMBA2_CPU_VNNI=0)"},
-        {CPU_ISA_AVX2, 1, CPU_QKERNEL_AVXVNNI, "avx2-vnni (VEX)"},
-        {CPU_ISA_AVX2, 1, CPU_QKERNEL_AVXVNNI_EVEX, "avx2-vnni-evex"},
-        {CPU_ISA_AVX512, 1, CPU_QKERNEL_AVX512VNNI, "avx512-vnni"},
+        {CPU_ISA_SCALAR, 1, CPU_QKERNEL_SCALAR, "scalar", 0},
+        {CPU_ISA_AVX2, 0, CPU_QKERNEL_AVX2, "avx2 (MAMBA2_CPU_VNNI=0)", 0},
+        {CPU_ISA_AVX2, 1, CPU_QKERNEL_AVXVNNI, "avx2-vnni (VEX)", 0},
+        {CPU_ISA_AVX2, 1, CPU_QKERNEL_AVXVNNI_EVEX, "avx2-vnni-evex", 0},
+        {CPU_ISA_AVX512, 1, CPU_QKERNEL_AVX512VNNI, "avx512-vnni", 0},
+        {CPU_ISA_AVX512, 1, CPU_QKERNEL_AVX512VNNI, "avx512-vnni, prefill on AMX", 1},
     };
     enum { NV = sizeof variants / sizeof *variants, TMAX = 64 };
     int shapes[][2] = {{37, 300}, {130, 4100}, {9, 64}, {6, 1000}, {0, 0}};
@@ -175,11 +234,12 @@ static void test_qlinear_variants(void) {
     int Ts[18];
     for (int t = 0; t < 17; t++) Ts[t] = t + 1;
     Ts[17] = TMAX;
-    const char *saved_env = getenv("MAMBA2_CPU_VNNI");
+    const char *saved_env = getenv("MAMBA2_CPU_VNNI"), *saved_gemm_env = getenv("MAMBA2_CPU_GEMM");
     char *saved = saved_env ? strdup(saved_env) : NULL; /* restored afterwards: the other tests run as asked */
+    char *saved_gemm = saved_gemm_env ? strdup(saved_gemm_env) : NULL;
     int runs[NV] = {0};
     printf("\n    random shape: %d x %d", shapes[4][0], shapes[4][1]);
-    double worst = 0;
+    double worst = 0, worst_amx = 0;
     for (size_t si = 0; si < sizeof shapes / sizeof *shapes; si++) {
         int rows = shapes[si][0], K = shapes[si][1];
         uint16_t *raw = malloc((size_t)rows * K * 2);
@@ -187,6 +247,7 @@ static void test_qlinear_variants(void) {
         float *y = malloc((size_t)TMAX * rows * 4);
         float *want = malloc((size_t)TMAX * rows * 4), *xq = malloc((size_t)TMAX * K * 4);
         float *want_f = malloc((size_t)TMAX * rows * 4); /* with the activations in fp32 */
+        float *want_b = malloc((size_t)TMAX * rows * 4); /* fp32 activations, weights rounded to bf16 */
         void *scratch = NULL;
         CU_ASSERT_FATAL(posix_memalign(&scratch, 64, cpu_qlinear_scratch_bytes(K, TMAX)) == 0);
         Mamba2Tensor W = random_bf16(raw, rows, K);
@@ -197,53 +258,67 @@ static void test_qlinear_variants(void) {
             Mamba2Error e = {{0}};
             CU_ASSERT_EQUAL_FATAL(cpu_qmatrix_quantize(&W, formats[fi], 2, &q, &e), 0);
             cpu_qmatrix_dequantize_rows(&q, 0, rows, deq);
-            for (int t = 0; t < TMAX; t++) /* want = xq · deqᵀ, want_f = x · deqᵀ, in double */
+            for (int t = 0; t < TMAX; t++) /* want = xq · deqᵀ, want_f = x · deqᵀ, want_b = x · bf16(deq)ᵀ, in double */
                 for (int r = 0; r < rows; r++) {
-                    double acc = 0, acc_f = 0;
+                    double acc = 0, acc_f = 0, acc_b = 0;
                     for (int k = 0; k < K; k++) {
-                        acc += (double)deq[(size_t)r * K + k] * xq[(size_t)t * K + k];
-                        acc_f += (double)deq[(size_t)r * K + k] * x[(size_t)t * K + k];
+                        float w = deq[(size_t)r * K + k];
+                        acc += (double)w * xq[(size_t)t * K + k];
+                        acc_f += (double)w * x[(size_t)t * K + k];
+                        acc_b += (double)mamba2_bf16_to_f32(mamba2_f32_to_bf16(w)) * x[(size_t)t * K + k];
                     }
                     want[(size_t)t * rows + r] = (float)acc, want_f[(size_t)t * rows + r] = (float)acc_f;
+                    want_b[(size_t)t * rows + r] = (float)acc_b;
                 }
             for (int vi = 0; vi < NV; vi++) {
                 const QVariant *v = &variants[vi];
                 if (qvariant_missing(v)) continue;
                 setenv("MAMBA2_CPU_VNNI", v->vnni ? "1" : "0", 1);
+                if (v->amx) unsetenv("MAMBA2_CPU_GEMM");
+                else setenv("MAMBA2_CPU_GEMM", "avx512bf16", 1); /* the tier below AMX (or the best the CPU has) */
                 CU_ASSERT_EQUAL_FATAL(cpu_qlinear_kernel(v->isa), v->kernel); /* the variant really runs */
+                CU_ASSERT_EQUAL_FATAL(cpu_qlinear_path(v->isa, TMAX) == CPU_QPATH_AMX, v->amx);
                 for (size_t ti = 0; ti < sizeof Ts / sizeof *Ts; ti++)
                     for (int accumulate = 0; accumulate < 2; accumulate++) {
                         int T = Ts[ti];
                         float *out = y;
                         for (int i = 0; i < T * rows; i++) out[i] = accumulate ? 1.0f : NAN; /* NaN: every entry written */
-                        cpu_qlinear(v->isa, &q, x, K, T, out, rows, accumulate, scratch, 2);
+                        cpu_qlinear(v->isa, &q, x, K, T, out, rows, accumulate, scratch, 2, MAMBA2_PRECISION_DEFAULT);
                         if (accumulate)
                             for (int i = 0; i < T * rows; i++) out[i] -= 1.0f;
                         /* the integer product rounds x; without vpdpbusd, more than QLINEAR_INT_MAX_ROWS
-                         * rows are multiplied in fp32 with the widened weights */
-                        double err = test_rel_l2(out, cpu_qlinear_rounds_activations(v->isa, T) ? want : want_f,
-                                                 (size_t)T * rows);
-                        if (!(err <= worst)) worst = err;
-                        if (!(err <= QKERNEL_TOL))
+                         * rows are multiplied in fp32 with the widened weights; on AMX, with the
+                         * weights rounded to bf16 */
+                        CpuQPath path = cpu_qlinear_path(v->isa, T);
+                        const float *ref = path == CPU_QPATH_AMX ? want_b : path == CPU_QPATH_WIDENED ? want_f : want;
+                        double tol = path == CPU_QPATH_AMX ? QAMX_TOL : QKERNEL_TOL;
+                        double err = test_rel_l2(out, ref, (size_t)T * rows);
+                        if (path != CPU_QPATH_AMX && !(err <= worst)) worst = err;
+                        if (path == CPU_QPATH_AMX && !(err <= worst_amx)) worst_amx = err;
+                        if (!(err <= tol))
                             printf("\n    %s %s %dx%d T=%d acc=%d: %.1e", mamba2_weight_format_name(formats[fi]),
                                    v->name, rows, K, T, accumulate, err);
-                        CU_ASSERT(err <= QKERNEL_TOL);
+                        CU_ASSERT(err <= tol);
                         runs[vi]++;
                     }
             }
             cpu_qmatrix_free(&q);
         }
-        free(raw), free(deq), free(x), free(xq), free(y), free(want), free(want_f), free(scratch);
+        free(raw), free(deq), free(x), free(xq), free(y), free(want), free(want_f), free(want_b), free(scratch);
     }
     if (saved) setenv("MAMBA2_CPU_VNNI", saved, 1);
     else unsetenv("MAMBA2_CPU_VNNI");
-    free(saved);
+    if (saved_gemm) setenv("MAMBA2_CPU_GEMM", saved_gemm, 1);
+    else unsetenv("MAMBA2_CPU_GEMM");
+    free(saved), free(saved_gemm);
     for (int vi = 0; vi < NV; vi++) {
         const char *why = qvariant_missing(&variants[vi]);
         if (why) printf("\n    %s: skipped: %s", variants[vi].name, why);
         else printf("\n    %s: %d products (q8 and q4, every shape, T and accumulate)", variants[vi].name, runs[vi]);
     }
-    printf("\n    worst relative L2 over every variant, format, shape and T: %.1e (bound %.0e)\n", worst, QKERNEL_TOL);
+    printf("\n    worst relative L2 over every variant, format, shape and T: %.1e (bound %.0e)", worst, QKERNEL_TOL);
+    if (cpu_amx_available()) printf("; AMX prefill %.1e (bound %.0e)", worst_amx, QAMX_TOL);
+    printf("\n");
 }
 
 /* ------------------------------------------------------------------ whole models */
@@ -399,6 +474,7 @@ int register_quant_tests(void) {
     if (!s) return -1;
     if (!CU_add_test(s, "quantizer: q8 within its rounding bound, q4 at most Q4_0's error", test_quantizer) ||
         !CU_add_test(s, "qlinear: every variant vs scalar, scalar vs a double product", test_qlinear_variants) ||
+        !CU_add_test(s, "q8/q4 rows dequantized to bf16 for AMX = rounded dequantized rows", test_bf16_rows) ||
         !CU_add_test(s, "q8/q4 models vs ref; prefill = steps", test_quant_models) ||
         !CU_add_test(s, "q8/q4 batched steps = single steps", test_quant_batch))
         return -1;
