@@ -7,6 +7,9 @@
 #                                         8 tokens a reply), cpu backend, 2 threads; writes results/chat_latency.md
 #   TURNS=10 OUT=/tmp/x.md bash bench/chat_latency.sh     shorter, elsewhere
 #
+# Beside OUT it keeps each run's per-turn lines (chat_latency_demo.jsonl, chat_latency_ck8.jsonl), which
+# notebooks-docs/03-benchmarks.ipynb draws (figures/chat_latency.png, linked from OUT).
+#
 # The turns come from a fixed list of user lines, in turn; every reply is greedy. The per-turn figures
 # are mamba2 chat's --json-stats lines. $CK8 has no tokenizer: Mistral's v3 tokenizer (data/mistral-v3,
 # 32768 ids, the vocabulary of Codestral-Mamba-7B whose shapes it has) is given with --tokenizer.
@@ -33,11 +36,13 @@ runs=()
 cmd_demo="mamba2 chat data/stdlib-mamba2 --backend cpu -t $THREADS -n 16 --json-stats FILE < turns.txt"
 "$PROG" chat data/stdlib-mamba2 --backend cpu -t "$THREADS" -n 16 --json-stats "$tmp/demo.json" \
     < "$tmp/turns.txt" > /dev/null 2> "$tmp/demo.err"
+cp "$tmp/demo.json" "$(dirname "$OUT")/chat_latency_demo.jsonl"
 runs+=("data/stdlib-mamba2|$tmp/demo.json|$cmd_demo")
 if [ -f "$CK8/config.json" ]; then
     cmd_ck8="mamba2 chat $CK8 --tokenizer data/mistral-v3/tokenizer.json --backend cpu -t $THREADS -n 8 --json-stats FILE < turns.txt"
     "$PROG" chat "$CK8" --tokenizer data/mistral-v3/tokenizer.json --backend cpu -t "$THREADS" -n 8 \
         --json-stats "$tmp/ck8.json" < "$tmp/turns.txt" > /dev/null 2> "$tmp/ck8.err"
+    cp "$tmp/ck8.json" "$(dirname "$OUT")/chat_latency_ck8.jsonl"
     runs+=("$CK8 (8 layers, 7B width, random weights)|$tmp/ck8.json|$cmd_ck8")
 else
     echo "chat_latency: $CK8 not found: the demo model only" >&2
@@ -57,6 +62,9 @@ w.append("Each turn feeds only its own tokens into the constant-size state (the 
          "*first token* adds the first sample; *ms/token* is the reply's decode rate. Turn 1 includes the\n"
          "first touch of the weights. The slope is a least-squares fit of prefill ms per prompt token against\n"
          "the history, over turns 2 to %d: a flat line is a slope near 0.\n" % turns)
+w.append("The plot: [notebooks-docs/figures/chat_latency.png](../notebooks-docs/figures/chat_latency.png), drawn by\n"
+         "[notebooks-docs/03-benchmarks.ipynb](../notebooks-docs/03-benchmarks.ipynb) from the per-turn lines kept\n"
+         "beside this file (`chat_latency_demo.jsonl`, `chat_latency_ck8.jsonl`).\n")
 for run in sys.argv[5:]:
     name, path, cmd = run.split("|")
     rows = [json.loads(l) for l in open(path) if l.strip()]
