@@ -12,14 +12,29 @@
 #
 # llama.cpp is built there with GGML_NATIVE=ON (so with that CPU's AMX and AVX-512 where it has
 # them); its GGUFs are made there from the same random 8-layer checkpoint as ours.
+#
+# ISA=avx2-vnni runs both sides at the level of an Intel client CPU (AVX2 + AVX-VNNI, no AVX-512):
+# llama.cpp built with GGML_NATIVE=OFF and AVX, AVX2, FMA, F16C, BMI2 and AVX_VNNI on, ours with
+# MAMBA2_CPU_ISA=avx2 and MAMBA2_CPU_GEMM=avx2 (its q8/q4 products then run vpdpbusd on ymm where
+# the CPU has AVX-VNNI). REPS=N repetitions per measurement (default 2).
 set -euo pipefail
 THREADS=${*:-16 2}
+ISA=${ISA:-native}
+REPS=${REPS:-2}
+case $ISA in
+native) LLAMA_ISA=(-DGGML_NATIVE=ON) ;;
+avx2-vnni)
+    LLAMA_ISA=(-DGGML_NATIVE=OFF -DGGML_AVX=ON -DGGML_AVX2=ON -DGGML_FMA=ON -DGGML_F16C=ON -DGGML_BMI2=ON
+               -DGGML_AVX_VNNI=ON -DGGML_AVX512=OFF)
+    export MAMBA2_CPU_ISA=avx2 MAMBA2_CPU_GEMM=avx2 ;;
+*) echo "ISA=$ISA: native or avx2-vnni" >&2; exit 2 ;;
+esac
 W=/tmp/cmp
 mkdir -p "$W"
 tar xJf .device/cpu.tar.xz -C .device
 tar xJf .device/llama-src.tar.xz -C "$W"
 SRC=$W/llama.cpp
-cmake -S "$SRC" -B "$SRC/build" -DCMAKE_BUILD_TYPE=Release -DGGML_NATIVE=ON -DLLAMA_CURL=OFF -DLLAMA_BUILD_TESTS=OFF \
+cmake -S "$SRC" -B "$SRC/build" -DCMAKE_BUILD_TYPE=Release "${LLAMA_ISA[@]}" -DLLAMA_CURL=OFF -DLLAMA_BUILD_TESTS=OFF \
     -DLLAMA_BUILD_EXAMPLES=OFF -DLLAMA_BUILD_SERVER=OFF > "$W/cmake.log" 2>&1 || { tail -20 "$W/cmake.log"; exit 1; }
 cmake --build "$SRC/build" --target llama-bench llama-quantize -j"$(nproc)" > "$W/build.log" 2>&1 || { tail -20 "$W/build.log"; exit 1; }
 python3 data/write_checkpoint.py --out "$W/ck8" --layers 8 > /dev/null
@@ -39,13 +54,13 @@ for round in $(seq "$ROUNDS"); do
         for pair in "bf16 stored" "bf16 fast" "Q8_0 q8" "Q4_0 q4"; do
             set -- $pair
             if [ "$2" != fast ]; then   # llama.cpp has no second bf16 mode: its BF16 runs once per round
-                "$SRC/build/bin/llama-bench" -m "$W/$1.gguf" -p 512 -n 16 -t "$t" -r 2 2>/dev/null |
+                "$SRC/build/bin/llama-bench" -m "$W/$1.gguf" -p 512 -n 16 -t "$t" -r "$REPS" 2>/dev/null |
                     awk -F'|' -v t="$t" -v f="$1" '/pp512|tg16/ { w = $7 ~ /pp512/ ? "prefill" : "decode";
                         split($8, v, " "); print t "\tllama.cpp\t" f "\t" w "\t" v[1] }' >> "$R"
             fi
             case $2 in stored) o="--weights stored" ;; fast) o="--precision fast" ;; *) o="--weights $2" ;; esac
             .device/cpu/mamba2 bench "$W/ck8" --backend cpu --prompt-len 512 --gen-len 16 --batch 1 --threads "$t" \
-                --reps 2 $o 2>/dev/null | awk -v t="$t" -v f="$2" '
+                --reps "$REPS" $o 2>/dev/null | awk -v t="$t" -v f="$2" '
                     /^prefill/ { for (i = 1; i <= NF; i++) if ($i == "tok/s,") print t "\tours\t" f "\tprefill\t" $(i - 1) }
                     /^ +1 / { print t "\tours\t" f "\tdecode\t" $7 }' >> "$R"
         done
@@ -53,7 +68,8 @@ for round in $(seq "$ROUNDS"); do
 done
 echo "kernels: $(.device/cpu/mamba2 bench "$W/ck8" --backend cpu --prompt-len 32 --gen-len 2 --threads 2 --reps 1 --weights q8 2>/dev/null | grep -o '(GEMM: [^)]*)')"
 echo
-echo "tok/s, median over $ROUNDS rounds [each round]; the same random 8-layer checkpoint, $(date -u +%F)"
+echo "llama.cpp's CPU features: $("$SRC/build/bin/llama-bench" -m "$W/bf16.gguf" -p 1 -n 0 -r 1 -v 2>&1 | grep -o 'AVX_VNNI = [01]\|AVX512 = [01]\|AMX_INT8 = [01]' | tr '\n' ' ')"
+echo "tok/s, median over $ROUNDS rounds [each round], ISA=$ISA; the same random 8-layer checkpoint, $(date -u +%F)"
 python3 - "$R" <<'PY'
 import collections, statistics, sys
 runs = collections.defaultdict(list)
