@@ -134,7 +134,8 @@ static inline AVX2_INLINE void avx2_block(Mamba2DType dt, const void *W, int64_t
     int64_t k = 0, step = 0, line = pass; /* prefetch line `line` of the next block at k-step `line` */
     for (; k + 8 <= K; k += 8, step++) {
         if (step == line && line < pf_lines) { /* this pass's share: lines pass, pass + passes, ... */
-            _mm_prefetch(pf + 64 * line, _MM_HINT_T0);
+            if (passes == 1) _mm_prefetch(pf + 64 * line, _MM_HINT_T1); /* a whole block ahead: into L2 */
+            else _mm_prefetch(pf + 64 * line, _MM_HINT_T0);
             line += passes;
         }
         __m256 xv[2];
@@ -174,7 +175,7 @@ static inline AVX2_INLINE void avx2_block_bf16(const uint16_t *W, int64_t K, int
     int64_t k = 0, step = 0, next = pass; /* prefetch lines 2·next, 2·next+1 of the next block at step next */
     for (; k + 16 <= K; k += 16, step++) {
         if (step == next && 2 * next < pf_lines) {
-            if (passes == 1) {
+            if (passes == 1) { /* a whole block ahead: into L2 */
                 _mm_prefetch(pf + 128 * next, _MM_HINT_T1);
                 _mm_prefetch(pf + 128 * next + 64, _MM_HINT_T1);
             } else {
