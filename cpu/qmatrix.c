@@ -652,7 +652,7 @@ static inline BF16_ROWS_TARGET __m512 scaled16(__m128i v16, __m512i off, __m512 
 }
 
 /* A group of 64 lane-ordered values (see the file comment) is put in column order by one vpermb
- * (column c takes byte 8·((c mod 32) / 4) + 4·⌊c / 32⌋ + c mod 4), then each block of 32 columns is
+ * (column lane_col(i) takes byte i), then each block of 32 columns is
  * widened to 32 bits in two quarters, scaled by the block's d and rounded to bf16 by one
  * vcvtne2ps2bf16 (round to nearest even, as mamba2_f32_to_bf16()). */
 BF16_ROWS_TARGET void cpu_qmatrix_bf16_rows(const void *src, int64_t r0, int64_t k0, int64_t kc, uint16_t *dst) {
@@ -660,7 +660,7 @@ BF16_ROWS_TARGET void cpu_qmatrix_bf16_rows(const void *src, int64_t r0, int64_t
     const int64_t vb = row_value_bytes(W->format), kt = k0 / QT_K;
     const int q8 = W->format == MAMBA2_WEIGHTS_Q8;
     uint8_t idx[64];
-    for (int c = 0; c < 64; c++) idx[c] = (uint8_t)(8 * ((c & 31) >> 2) + 4 * (c >> 5) + (c & 3));
+    for (int i = 0; i < 64; i++) idx[lane_col(i)] = (uint8_t)i; /* the byte each column comes from */
     const __m512i perm = _mm512_loadu_si512(idx), nibble = _mm512_set1_epi8(15);
     const __m512i off = _mm512_set1_epi32(offset_of(W->format));
     for (int i = 0; i < 32; i++) {
