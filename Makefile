@@ -308,6 +308,9 @@ MATHJAX_PARTS = MathJax.js config/TeX-AMS_CHTML-full.js config/Safe.js extension
                 jax/output/HTML-CSS/jax.js jax/output/HTML-CSS/config.js jax/output/HTML-CSS/autoload \
                 jax/output/HTML-CSS/fonts/TeX jax/output/CommonHTML fonts/HTML-CSS/TeX/woff localization/en
 docs:
+	@# from scratch: pages of a guide or label renamed since the last build would stay behind, and the
+	@# link check would read them
+	rm -rf notebooks-docs/html
 	( cat notebooks-docs/Doxyfile; echo "INPUT += $(wildcard results/*.md)" ) | doxygen -
 	@mkdir -p $(BUILD)
 	doxygen notebooks-docs/Doxyfile.public-api
