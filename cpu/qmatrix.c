@@ -19,14 +19,18 @@
  * in the high ones: byte 64h + i = v₂ₕ[i] | v₂ₕ₊₁[i] << 4 (v: a group's 64 lane-ordered values), so
  * one 64-byte load and a mask (and a shift, for the odd group) give a group's values in lane order.
  *
- * The activations of one row x [K] are quantized into the same lane order, one 192-byte record per
- * group of 64 columns:
+ * The activations of one row x [K] are quantized into the same lane order, one 576-byte record per
+ * tile of 256 columns (groups g = 0..3 of 64 columns):
  *
- *     p      [64]  int8, x ≈ e · p per block of 32 (e = max|x| / 127)
- *     ncorr  [16]  int32, lane j: −offset · Σ of the lane's 4 values of p (offset 128 for q8, 8 for q4)
- *     escale [16]  float, lane j: e of block j & 1
+ *     p      [4][64]  int8, x ≈ e · p per block of 32 (e = max|x| / 127)
+ *     ncorr  [4][16]  int32, lane j of group g: −offset · Σ of the lane's 4 values of p (offset 128
+ *                     for q8, 8 for q4)
+ *     e      [16]     float, the e of the tile's 8 blocks, twice: e₀ … e₇ e₀ … e₇
  *
  * so that vpdpbusd(ncorr, w + offset, p) is, lane by lane, the exact integer Σ q·p of the lane.
+ * The record's e lines up with a tile's scales widened to fp32 (row i: d₀ … d₇; rows 2h and 2h + 1
+ * in one zmm), so that one multiplication per tile gives every block's d · e, which a decode kernel
+ * (one activation row) then takes per (row, group) with one permutation.
  */
 #include "qmatrix.h"
 
@@ -46,7 +50,9 @@
 #define QT_K 256       /**< columns per tile */
 #define QT_BLOCKS 8    /**< scale blocks per tile row (QT_K / QBLOCK) */
 #define QT_GROUPS 4    /**< 64-column groups per tile row */
-#define XREC 192       /**< bytes of one quantized-activation record (64 columns) */
+#define XTILE 576      /**< bytes of one quantized-activation record (one tile: 256 columns) */
+#define XNCORR 256     /**< offset of a record's ncorr */
+#define XE 512         /**< offset of a record's e */
 #define ITEM_ROWS_MAX 256 /**< the most rows of W in one unit of work handed to a thread */
 /** How far ahead in its row group's stream a SIMD kernel prefetches with CPU_PREFETCH_IN_ROW
  *  (whole tiles of about this many bytes). */
@@ -250,33 +256,34 @@ static int stored_value(const CpuQMatrix *q, const uint8_t *vals, int g, int i) 
 
 /* ------------------------------------------------------------------ activations */
 
-size_t cpu_qlinear_scratch_bytes(int64_t K, int T) { return (size_t)T * (size_t)(round_up(K, QT_K) / 64) * XREC; }
+size_t cpu_qlinear_scratch_bytes(int64_t K, int T) { return (size_t)T * (size_t)(round_up(K, QT_K) / QT_K) * XTILE; }
 
-/* x [K] → K_pad / 64 records (see the file comment), for weights stored with @p offset.
- * Per block of 32: e = max|x| / 127, p = round(x / e); then the 4-byte units of the 64 columns are
- * put in lane order (unit 2m + b holds columns 32b + 4m .. + 3), and per lane j:
- * ncorr = −offset · Σ of its 4 p, escale = e of block j & 1. */
+/* x [K] → K_pad / 256 records (see the file comment), for weights stored with @p offset.
+ * Per block of 32: e = max|x| / 127, p = round(x / e); then the 4-byte units of each group of 64
+ * columns are put in lane order (unit 2m + b holds columns 32b + 4m .. + 3), and per lane j:
+ * ncorr = −offset · Σ of its 4 p. */
 static QCLONES void quantize_x(const float *x, int64_t K, int64_t K_pad, int offset, uint8_t *rec) {
-    for (int64_t g0 = 0; g0 < K_pad; g0 += 64, rec += XREC) {
-        int8_t *p = (int8_t *)rec, q[64]; /* q: column order */
-        int32_t *ncorr = (int32_t *)(rec + 64);
-        float *escale = (float *)(rec + 128), v[64], e[2];
-        int n = K - g0 < 64 ? (int)(K - g0 > 0 ? K - g0 : 0) : 64;
-        memcpy(v, x + g0, (size_t)n * sizeof *v);
-        memset(v + n, 0, (size_t)(64 - n) * sizeof *v);
-        for (int b = 0; b < 2; b++) {
-            float amax = 0;
+    for (int64_t k0 = 0; k0 < K_pad; k0 += QT_K, rec += XTILE) {
+        float *e = (float *)(rec + XE);
+        for (int g = 0; g < QT_GROUPS; g++) {
+            int64_t g0 = k0 + 64 * g;
+            int8_t *p = (int8_t *)rec + 64 * g, q[64]; /* q: column order */
+            int32_t *ncorr = (int32_t *)(rec + XNCORR) + 16 * g;
+            float v[64];
+            int n = K - g0 < 64 ? (int)(K - g0 > 0 ? K - g0 : 0) : 64;
+            memcpy(v, x + g0, (size_t)n * sizeof *v);
+            memset(v + n, 0, (size_t)(64 - n) * sizeof *v);
+            for (int b = 0; b < 2; b++) {
+                float amax = 0;
 #pragma omp simd reduction(max : amax)
-            for (int i = 0; i < QBLOCK; i++) amax = fabsf(v[32 * b + i]) > amax ? fabsf(v[32 * b + i]) : amax;
-            float inv = amax > 0 ? 127 / amax : 0;
-            e[b] = amax / 127;
+                for (int i = 0; i < QBLOCK; i++) amax = fabsf(v[32 * b + i]) > amax ? fabsf(v[32 * b + i]) : amax;
+                float inv = amax > 0 ? 127 / amax : 0;
+                e[2 * g + b] = e[8 + 2 * g + b] = amax / 127;
 #pragma omp simd
-            for (int i = 0; i < QBLOCK; i++) q[32 * b + i] = (int8_t)round_clamp(v[32 * b + i] * inv, -127, 127);
-        }
-        for (int u = 0; u < 16; u++) memcpy(p + 4 * u, q + 4 * (8 * (u & 1) + (u >> 1)), 4);
-        for (int j = 0; j < 16; j++) {
-            ncorr[j] = -offset * (p[4 * j] + p[4 * j + 1] + p[4 * j + 2] + p[4 * j + 3]);
-            escale[j] = e[j & 1];
+                for (int i = 0; i < QBLOCK; i++) q[32 * b + i] = (int8_t)round_clamp(v[32 * b + i] * inv, -127, 127);
+            }
+            for (int u = 0; u < 16; u++) memcpy(p + 4 * u, q + 4 * (8 * (u & 1) + (u >> 1)), 4);
+            for (int j = 0; j < 16; j++) ncorr[j] = -offset * (p[4 * j] + p[4 * j + 1] + p[4 * j + 2] + p[4 * j + 3]);
         }
     }
 }
@@ -294,14 +301,14 @@ static void rows_scalar(const CpuQMatrix *W, int64_t rg, int R, const uint8_t *c
             for (int64_t kt = 0; kt < W->K_pad / QT_K; kt++) {
                 const uint8_t *t = tile_at(W, rg, kt), *vals = t + i * vb;
                 const uint16_t *scales = (const uint16_t *)(t + QT_ROWS * vb) + i * QT_BLOCKS;
+                const uint8_t *rec = xr[j] + kt * XTILE;
+                const float *e = (const float *)(rec + XE);
                 for (int g = 0; g < QT_GROUPS; g++) {
-                    const uint8_t *rec = xr[j] + (kt * QT_GROUPS + g) * XREC;
-                    const int8_t *p = (const int8_t *)rec;
-                    const float *escale = (const float *)(rec + 128);
+                    const int8_t *p = (const int8_t *)rec + 64 * g;
                     int32_t s[2] = {0, 0};
                     for (int l = 0; l < 64; l++) s[(l >> 2) & 1] += stored_value(W, vals, g, l) * p[l];
-                    acc += mamba2_f16_to_f32(scales[2 * g]) * escale[0] * (float)s[0] +
-                           mamba2_f16_to_f32(scales[2 * g + 1]) * escale[1] * (float)s[1];
+                    acc += mamba2_f16_to_f32(scales[2 * g]) * e[2 * g] * (float)s[0] +
+                           mamba2_f16_to_f32(scales[2 * g + 1]) * e[2 * g + 1] * (float)s[1];
                 }
             }
             y[j * ldy + i] = accumulate ? y[j * ldy + i] + acc : acc;
@@ -382,9 +389,12 @@ static inline AVX2_INLINE __m256i avx2_dot2(Mamba2WeightFormat f, int vnni, __m2
 /* The ymm register block: R ≤ 4 rows × S ≤ 2 records, f, vnni, R and S constants after inlining
  * (every loop unrolls, the accumulators stay in registers). A group's 64 lane-ordered values are
  * two 32-byte halves whose lanes both alternate blocks 0 and 1; a lane sums 8 products (4 of each
- * half). A tile's scales are widened once (one vcvtph2ps per row: its 8 blocks), each (row, group)
- * taking its alternating d₀ d₁ vector by one vpermps:
- *   acc[i][j] += float(Σ q·p) · (d_i · e_j), lane by lane (avx2_dot2() for Σ q·p). */
+ * half). A tile's scales are widened once (one vcvtph2ps per row: its 8 blocks, d₀ … d₇); each
+ * (row, group) takes its alternating d₀ d₁ d₀ d₁ vector by one vpermps:
+ *   acc[i][j] += float(Σ q·p) · (d_i · e_j), lane by lane (avx2_dot2() for Σ q·p).
+ * With one record (decode) the record's e₀ … e₇ are folded into each row's scales once per tile,
+ * so that a (row, group) costs no multiplication besides the FMA; with two, e_j is permuted into the
+ * group's alternating order and multiplied per (row, group, record). */
 static inline AVX2_INLINE void avx2_block(Mamba2WeightFormat f, int vnni, const CpuQMatrix *W, int64_t rg, int R,
                                           const uint8_t *const *xr, int S, float *y, int64_t ldy, int accumulate) {
     int64_t vb = row_value_bytes(f), tb = tile_bytes(f), n_kt = W->K_pad / QT_K;
@@ -395,33 +405,38 @@ static inline AVX2_INLINE void avx2_block(Mamba2WeightFormat f, int vnni, const 
     for (int64_t kt = 0; kt < n_kt; kt++, t += tb) {
         const uint16_t *scales = (const uint16_t *)(t + QT_ROWS * vb);
         prefetch_tile(t, tb, n_kt);
-        __m256 d8[4]; /* [row][8 blocks] (zeros past row R) */
+        __m256 e8[2] = {0}; /* [record][8 blocks]: e₀ … e₇ */
+#pragma GCC unroll 2
+        for (int j = 0; j < S; j++) e8[j] = _mm256_loadu_ps((const float *)(xr[j] + kt * XTILE + XE));
+        __m256 d8[4]; /* [row][8 blocks]: d₀ … d₇, times e₀ … e₇ when S = 1 (zeros past row R) */
 #pragma GCC unroll 4
-        for (int i = 0; i < 4; i++)
+        for (int i = 0; i < 4; i++) {
             d8[i] = i < R ? _mm256_cvtph_ps(_mm_loadu_si128((const __m128i *)(scales + i * QT_BLOCKS))) : _mm256_setzero_ps();
+            if (S == 1) d8[i] = _mm256_mul_ps(d8[i], e8[0]);
+        }
 #pragma GCC unroll 4
         for (int g = 0; g < QT_GROUPS; g++) {
+            const __m256i lane = _mm256_setr_epi32(2 * g, 2 * g + 1, 2 * g, 2 * g + 1, 2 * g, 2 * g + 1, 2 * g, 2 * g + 1);
             __m256i plo[2] = {0}, phi[2] = {0}, nc[2] = {0}; /* (zeros: unused entries when S < 2) */
-            __m256 e[2] = {0};
+            __m256 e[2] = {0};                                /* [record]: e₂g e₂g₊₁ e₂g e₂g₊₁ … (S = 2) */
 #pragma GCC unroll 2
             for (int j = 0; j < S; j++) {
-                const uint8_t *rec = xr[j] + (kt * QT_GROUPS + g) * XREC;
-                plo[j] = _mm256_loadu_si256((const __m256i *)rec);
-                phi[j] = _mm256_loadu_si256((const __m256i *)(rec + 32));
-                nc[j] = _mm256_add_epi32(_mm256_loadu_si256((const __m256i *)(rec + 64)), /* both halves' */
-                                         _mm256_loadu_si256((const __m256i *)(rec + 96)));
-                e[j] = _mm256_loadu_ps((const float *)(rec + 128)); /* lanes 0..7 = lanes 8..15 */
+                const uint8_t *rec = xr[j] + kt * XTILE;
+                const __m256i *ncg = (const __m256i *)(rec + XNCORR + 64 * g);
+                plo[j] = _mm256_loadu_si256((const __m256i *)(rec + 64 * g));
+                phi[j] = _mm256_loadu_si256((const __m256i *)(rec + 64 * g + 32));
+                nc[j] = _mm256_add_epi32(_mm256_loadu_si256(ncg), _mm256_loadu_si256(ncg + 1)); /* both halves' */
+                if (S > 1) e[j] = _mm256_permutevar8x32_ps(e8[j], lane);
             }
-            const __m256i lane = _mm256_setr_epi32(2 * g, 2 * g + 1, 2 * g, 2 * g + 1, 2 * g, 2 * g + 1, 2 * g, 2 * g + 1);
 #pragma GCC unroll 4
             for (int i = 0; i < R; i++) {
                 __m256i wlo, whi;
                 avx2_load_group(f, vnni, t + i * vb, g, &wlo, &whi);
-                __m256 d = _mm256_permutevar8x32_ps(d8[i], lane); /* d₀ d₁ d₀ d₁ … */
+                __m256 d = _mm256_permutevar8x32_ps(d8[i], lane); /* d₀ d₁ d₀ d₁ … (· e₀ e₁ … when S = 1) */
 #pragma GCC unroll 2
                 for (int j = 0; j < S; j++) {
                     __m256i s = avx2_dot2(f, vnni, nc[j], wlo, whi, plo[j], phi[j]);
-                    acc[i][j] = _mm256_fmadd_ps(_mm256_cvtepi32_ps(s), _mm256_mul_ps(d, e[j]), acc[i][j]);
+                    acc[i][j] = _mm256_fmadd_ps(_mm256_cvtepi32_ps(s), S == 1 ? d : _mm256_mul_ps(d, e[j]), acc[i][j]);
                 }
             }
         }
@@ -488,7 +503,11 @@ static inline VNNI_INLINE __m512i vnni_load_group(Mamba2WeightFormat f, const ui
 /* The VNNI register block: R ≤ 4 rows × S ≤ 4 records (16 accumulators + 4 records in 32 registers).
  * acc[i][j] += float(vpdpbusd(ncorr_j, w_i, p_j)) · (d_i · e_j), lane by lane.
  * A tile's 32 scales are widened to fp32 once (two vcvtph2ps: rows 0–1 and rows 2–3, 8 blocks
- * each); each (row, group) then takes its alternating d₀ d₁ d₀ d₁ … vector with one permutation. */
+ * each); each (row, group) then takes its alternating d₀ d₁ d₀ d₁ … vector with one permutation.
+ * With one record (decode) its e₀ … e₇ are folded into the widened scales once per tile (two
+ * multiplications), so that a (row, group) costs a load, vpdpbusd, the permutation, a conversion
+ * and the FMA; with more, e_j is permuted into the group's alternating order once per (group,
+ * record) and multiplied per (row, group, record). */
 static inline VNNI_INLINE void vnni_block(const CpuQMatrix *W, int64_t rg, int R, const uint8_t *const *xr, int S,
                                           float *y, int64_t ldy, int accumulate) {
     Mamba2WeightFormat f = W->format;
@@ -502,30 +521,36 @@ static inline VNNI_INLINE void vnni_block(const CpuQMatrix *W, int64_t rg, int R
     for (int64_t kt = 0; kt < n_kt; kt++, t += tb) {
         const uint16_t *scales = (const uint16_t *)(t + QT_ROWS * vb);
         prefetch_tile(t, tb, n_kt);
-        __m512 d2[2] = {_mm512_cvtph_ps(_mm256_loadu_si256((const __m256i *)scales)), /* [rows 0-1][8 blocks] */
-                        _mm512_cvtph_ps(_mm256_loadu_si256((const __m256i *)(scales + 16)))}; /* rows 2-3 */
+        /* [rows 0-1][8 blocks], [rows 2-3][8 blocks]; times the record's e₀ … e₇ e₀ … e₇ when S = 1 */
+        __m512 d2[2] = {_mm512_cvtph_ps(_mm256_loadu_si256((const __m256i *)scales)),
+                        _mm512_cvtph_ps(_mm256_loadu_si256((const __m256i *)(scales + 16)))};
+        if (S == 1) {
+            __m512 e16 = _mm512_loadu_ps((const float *)(xr[0] + kt * XTILE + XE));
+            d2[0] = _mm512_mul_ps(d2[0], e16), d2[1] = _mm512_mul_ps(d2[1], e16);
+        }
 #pragma GCC unroll 4
         for (int g = 0; g < QT_GROUPS; g++) {
+            /* lane l of group g belongs to block 2g + (l & 1) */
+            const __m512i lane = _mm512_add_epi32(_mm512_set1_epi32(2 * g),
+                                                  _mm512_set_epi32(1, 0, 1, 0, 1, 0, 1, 0, 1, 0, 1, 0, 1, 0, 1, 0));
             __m512i p[4] = {0}, nc[4] = {0}; /* (zeros: unused entries when S < 4) */
-            __m512 e[4] = {0};
+            __m512 e[4] = {0};               /* [record]: e₂g e₂g₊₁ e₂g e₂g₊₁ … (S > 1) */
 #pragma GCC unroll 4
             for (int j = 0; j < S; j++) {
-                const uint8_t *rec = xr[j] + (kt * QT_GROUPS + g) * XREC;
-                p[j] = _mm512_loadu_si512(rec);
-                nc[j] = _mm512_loadu_si512(rec + 64);
-                e[j] = _mm512_loadu_ps((const float *)(rec + 128));
+                const uint8_t *rec = xr[j] + kt * XTILE;
+                p[j] = _mm512_loadu_si512(rec + 64 * g);
+                nc[j] = _mm512_loadu_si512(rec + XNCORR + 64 * g);
+                if (S > 1) e[j] = _mm512_permutexvar_ps(lane, _mm512_loadu_ps((const float *)(rec + XE)));
             }
 #pragma GCC unroll 4
             for (int i = 0; i < R; i++) {
                 __m512i w = vnni_load_group(f, t + i * vb, g);
                 /* lane l: d of row i, block 2g + (l & 1) = lane 8 (i & 1) + 2g + (l & 1) of d2[i / 2] */
-                __m512i lane = _mm512_add_epi32(_mm512_set1_epi32(8 * (i & 1) + 2 * g),
-                                                _mm512_set_epi32(1, 0, 1, 0, 1, 0, 1, 0, 1, 0, 1, 0, 1, 0, 1, 0));
-                __m512 d = _mm512_permutexvar_ps(lane, d2[i >> 1]); /* d₀ d₁ d₀ d₁ … */
+                __m512 d = _mm512_permutexvar_ps(_mm512_add_epi32(lane, _mm512_set1_epi32(8 * (i & 1))), d2[i >> 1]);
 #pragma GCC unroll 4
                 for (int j = 0; j < S; j++) {
                     __m512i s = _mm512_dpbusd_epi32(nc[j], w, p[j]);
-                    acc[i][j] = _mm512_fmadd_ps(_mm512_cvtepi32_ps(s), _mm512_mul_ps(d, e[j]), acc[i][j]);
+                    acc[i][j] = _mm512_fmadd_ps(_mm512_cvtepi32_ps(s), S == 1 ? d : _mm512_mul_ps(d, e[j]), acc[i][j]);
                 }
             }
         }
@@ -576,7 +601,7 @@ CpuQKernel cpu_qlinear_kernel(CpuIsa isa) {
 
 /** Activation rows per pass over a thread's rows of W: their records stay in L2 (about 256 KiB). */
 static int token_block(int64_t K_pad) {
-    int64_t n = (256 * 1024) / (K_pad / 64 * XREC) / 4 * 4;
+    int64_t n = (256 * 1024) / (K_pad / QT_K * XTILE) / 4 * 4;
     return n < 4 ? 4 : n;
 }
 
@@ -715,7 +740,7 @@ static CpuGemmTier widened_tier(CpuIsa isa) {
  * rows of W in L1/L2 meanwhile). */
 static void integer_rows(CpuQKernel kind, const CpuQMatrix *W, int64_t r0, int64_t r1, const uint8_t *xq, int T, float *Y,
                          int64_t ldy, int accumulate) {
-    int64_t rec_bytes = W->K_pad / 64 * XREC;
+    int64_t rec_bytes = W->K_pad / QT_K * XTILE;
     int tb = token_block(W->K_pad);
     for (int t0 = 0; t0 < T; t0 += tb) {
         int nt = T - t0 < tb ? T - t0 : tb;
@@ -756,7 +781,7 @@ void cpu_qlinear(CpuIsa isa, const CpuQMatrix *W, const float *X, int64_t ldx, i
                                                              T, Y, ldy, accumulate, n_threads) == 0)
         return;
 
-    int64_t rec_bytes = W->K_pad / 64 * XREC;
+    int64_t rec_bytes = W->K_pad / QT_K * XTILE;
     uint8_t *xq = scratch;
 #pragma omp parallel for num_threads(n_threads) schedule(static) if (T > 1)
     for (int t = 0; t < T; t++) quantize_x(X + (size_t)t * ldx, W->K, W->K_pad, offset_of(W->format), xq + t * rec_bytes);
