@@ -7,15 +7,16 @@
  * (in_proj, lm_head) is 256 chunks: one per thread of a 256-thread block, one pass. bf16's shape
  * for those tall matrices, 8 rows × 2 chunks per thread, would leave its second chunk idle and
  * halve the bytes in flight; q8 takes 16 rows × 1 chunk instead (the same 16 loads of 16 bytes per
- * thread, 256 bytes). A row of 8,192 (out_proj) is two passes, as bf16's 4,096-column rows are: 4
- * rows × 2 chunks, bf16's shape. From 3 sequences the epilogue's lanes (rows × sequences ≤ 32)
- * allow 8 rows at most: 8 × 1 for one-pass rows.
+ * thread, 256 bytes). A row of 8,192 (out_proj) is two passes, as bf16's 4,096-column rows are:
+ * 8 rows × 2 chunks (bf16 takes 4 × 2 there); against 4 × 2 at 3 blocks per SM, 4 × 2 at 4 and
+ * 2 × 4 it was the fastest alone and in the model (results/gpu.md). From 3 sequences the
+ * epilogue's lanes (rows × sequences ≤ 32) allow 8 rows at most: 8 × 1 for one-pass rows.
  */
 #include "gemv.cuh"
 
-/* The shape of rows of several passes (out_proj), rows × chunks per thread (for A/B builds). */
+/* The shape of rows of several passes (out_proj), rows × chunks per thread (macros for A/B builds). */
 #ifndef Q8_WIDE_ROWS
-#define Q8_WIDE_ROWS 4
+#define Q8_WIDE_ROWS 8
 #endif
 #ifndef Q8_WIDE_CPP
 #define Q8_WIDE_CPP 2
