@@ -48,7 +48,9 @@ typedef __nv_bfloat16 bf16;
 struct GpuQ8 {
     const int8_t *q;    /**< [rows, K32] values; columns K .. K32 hold zeros */
     const uint16_t *d;  /**< [rows, K32 / Q8_BLOCK] fp16 bits of each block's scale */
-    int rows, K, K32;   /**< K32 = K rounded up to a multiple of Q8_BLOCK */
+    int rows;           /**< rows of W */
+    int K;              /**< columns of W */
+    int K32;            /**< K rounded up to a multiple of Q8_BLOCK */
 };
 
 /** The weights of one layer on the device. Big matrices bf16 (or q8), small vectors fp32. */

@@ -26,11 +26,13 @@
 #include "kernels.cuh"
 #include "mma_bf16.cuh" /* cp.async */
 
+/** Threads of a GEMV block (8 warps, which split the columns). */
 #define GEMV_THREADS 256
-/* One sequence: block k starts its rows at chunk 32·k (mod the row), one warp's 512 bytes further
+/** One sequence: block k starts its rows at chunk 32·k (mod the row), one warp's 512 bytes further
  * than block k − 1 (see gemv_kernel). */
 #define GEMV_ROT_STEP 32
-/* Blocks per multiprocessor the registers must allow. One sequence with 8 loads in flight per
+/** @def GEMV_MIN_BLOCKS
+ * Blocks per multiprocessor the registers must allow. One sequence with 8 loads in flight per
  * thread fits 64 registers without spills: 4 blocks per SM (out_proj's 1,024 blocks of 4 rows in
  * 2 waves, not the 2.6 that its 79 registers gave). 2 to 4 sequences with 8 loads fit 128 (2 blocks;
  * unbounded, the grouped norm's out_proj took 137: one block). q8 (WF ≠ GEMV_BF16) holds a scale beside
@@ -38,6 +40,7 @@
  * blocks; unbounded the 16-row blocks took 141-255, one block per SM), 8 loads of one sequence to 80
  * (3 blocks; at 64 both products spilled, and out_proj alone fell from 64 to 54 % of copy). */
 #ifndef Q8_MIN_BLOCKS_NB1
+/** q8, one sequence, at most 8 loads a thread: blocks per SM (3; a macro for A/B builds). */
 #define Q8_MIN_BLOCKS_NB1 3
 #endif
 #define GEMV_MIN_BLOCKS(NB, ROWS, CPP, WF) \
@@ -45,12 +48,12 @@
 
 /* ------------------------------------------------------------------ in_proj epilogue */
 
-/* This layer's conv state of sequence b, channel c: its last K−1 inputs. */
+/** This layer's conv state of sequence b, channel c: its last K−1 inputs. */
 __device__ __forceinline__ float *conv_state_of(const GemvArgs &a, int b, int c) {
     return a.conv_states[b] + ((size_t)a.l * a.dims.conv_dim + c) * (a.dims.K - 1);
 }
 
-/* For in_proj output row r ≥ d_in of sequence b with value v:
+/** For in_proj output row r ≥ d_in of sequence b with value v:
  *   xBC rows: the conv step  xbc = silu(b_c + Σ_k w[c][k] win[k]),  win = [state (K−1) | v], state ← win[1..];
  *   dt rows:  dt = clamp(softplus(v + dt_bias), dt_min, dt_max).
  * pre: the row's inputs as epilogue_prefetch() copied them (state, weights, bias; or dt_bias), or
@@ -74,7 +77,8 @@ __device__ __forceinline__ void inproj_tail(const GemvArgs &a, int b, int r, flo
     }
 }
 
-/* What a finishing lane reads besides the dot product, copied into shared memory (cp.async, no
+/** @def EPI_SLOT
+ * What a finishing lane reads besides the dot product, copied into shared memory (cp.async, no
  * registers held) while the product runs rather than loaded after it, when the block's other
  * warps have gone and the loads would leave the multiprocessor's slot idle:
  *   slot [0 .. EPI_SLOT): EPI_INPROJ: conv state [K−1], conv weights [K], bias; or dt_bias;
@@ -82,10 +86,12 @@ __device__ __forceinline__ void inproj_tail(const GemvArgs &a, int b, int r, flo
  * Before the wait for the previous kernel (after_wait false): the weights, and in_proj's conv
  * state, which only this kernel wrote (one step before, like the SSD step's state); after it: h
  * and the sums of squares. Warp 0's lane (j, b) fetches for row r0 + j of sequence b. */
-#define EPI_KMAX 4                /* conv widths prefetched; wider ones are read in the epilogue */
+#define EPI_KMAX 4                /**< conv widths prefetched; wider ones are read in the epilogue */
 #define EPI_SLOT (2 * EPI_KMAX + 1)
-/* Whether epilogue_prefetch() copies in_proj's conv and dt inputs (else inproj_tail reads them). */
+/** Whether epilogue_prefetch() copies in_proj's conv and dt inputs (else inproj_tail reads them). */
 __device__ __forceinline__ bool inproj_inputs_prefetched(const GpuDims &g) { return g.K <= EPI_KMAX; }
+/** Copy warp 0's lanes' epilogue inputs into @p slots (cp.async): the constant ones before the wait
+ *  for the previous kernel (@p after_wait false), the ones that kernel writes after it (see EPI_SLOT). */
 template <int NB, int PRO, int EPI, int ROWS>
 __device__ __forceinline__ void epilogue_prefetch(const GemvArgs &a, int r0, float (*slots)[EPI_SLOT], bool after_wait) {
     int lane = threadIdx.x, j = lane / NB, b = lane % NB, r = r0 + j;
@@ -112,7 +118,7 @@ __device__ __forceinline__ void epilogue_prefetch(const GemvArgs &a, int r0, flo
 
 /* ------------------------------------------------------------------ GEMV */
 
-/* 8 bf16 packed in 16 bytes → dot with 8 floats. */
+/** 8 bf16 packed in 16 bytes → dot with 8 floats. */
 __device__ __forceinline__ float dot8(uint4 w, const float *x) {
     return __uint_as_float(w.x << 16) * x[0] + __uint_as_float(w.x & 0xffff0000u) * x[1] +
            __uint_as_float(w.y << 16) * x[2] + __uint_as_float(w.y & 0xffff0000u) * x[3] +
@@ -120,19 +126,20 @@ __device__ __forceinline__ float dot8(uint4 w, const float *x) {
            __uint_as_float(w.w << 16) * x[6] + __uint_as_float(w.w & 0xffff0000u) * x[7];
 }
 
-/* The prologue norms, x'[b][c] = s·x[b][c] with x already multiplied by the norm weight (the
+/** The prologue norms, x'[b][c] = s·x[b][c] with x already multiplied by the norm weight (the
  * kernel that wrote x did that) and the scale s from the sums of squares that kernel accumulated
  * (a.ss_in):  RMSNorm s = rsqrt(Σx²/cols + eps), one per sequence: applied once to each finished
  * row (the dot product is linear in x) rather than to every input;  grouped norm
  * s = rsqrt(Σ_group x²/gs + eps): one per (sequence, group), applied to each 8-column chunk's dot
  * product, which lies inside one group. */
 __device__ __forceinline__ float rmsnorm_scale(const GemvArgs &a, float ss) { return rsqrtf(ss * (1.0f / a.cols) + a.eps); }
+/** The grouped norm's scale of sequence @p b, group @p grp (see rmsnorm_scale()). */
 __device__ __forceinline__ float group_scale(const GemvArgs &a, int b, int grp, float inv_gs) {
     return rsqrtf(a.ss_in[b * a.groups + grp] * inv_gs + a.eps);
 }
 
 
-/* x[b][c .. c+8) as stored, with plain loads: the previous kernel wrote x (see pdl_wait() on
+/** x[b][c .. c+8) as stored, with plain loads: the previous kernel wrote x (see pdl_wait() on
  * why not __ldg). */
 __device__ __forceinline__ void input8(const GemvArgs &a, int b, int c, float *v) {
     const float4 *x4 = (const float4 *)(a.x + (size_t)b * a.cols + c);
@@ -140,7 +147,7 @@ __device__ __forceinline__ void input8(const GemvArgs &a, int b, int c, float *v
     v[0] = p.x, v[1] = p.y, v[2] = p.z, v[3] = p.w, v[4] = q.x, v[5] = q.y, v[6] = q.z, v[7] = q.w;
 }
 
-/* W[r][c] of the any-width path: the bf16 weight, or d · q. */
+/** W[r][c] of the any-width path: the bf16 weight, or d · q. */
 template <int WF>
 __device__ __forceinline__ float weight1(const GemvArgs &a, int r, int c) {
     if (WF == GEMV_BF16) return __bfloat162float(a.W[(size_t)r * a.cols + c]);
@@ -148,7 +155,7 @@ __device__ __forceinline__ float weight1(const GemvArgs &a, int r, int c) {
     return __half2float(__ushort_as_half(m.d[(size_t)r * (m.K32 / Q8_BLOCK) + c / Q8_BLOCK])) * (float)m.q[(size_t)r * m.K32 + c];
 }
 
-/* One input of the any-width path: x, or x·s of the grouped norm (RMSNorm's s comes at the end). */
+/** One input of the any-width path: x, or x·s of the grouped norm (RMSNorm's s comes at the end). */
 template <int PRO>
 __device__ __forceinline__ float input1(const GemvArgs &a, int b, int c) {
     float v = a.x[(size_t)b * a.cols + c];
@@ -159,7 +166,7 @@ __device__ __forceinline__ float input1(const GemvArgs &a, int b, int c) {
     return v;
 }
 
-/* 16 int8 weights packed in 16 bytes → dot with 16 floats, each weight widened exactly:
+/** 16 int8 weights packed in 16 bytes → dot with 16 floats, each weight widened exactly:
  * (q ^ 0x80) = q + 128 ∈ [1, 255] placed under the exponent of 2²³ by a byte permute is the float
  * 2²³ + q + 128, and subtracting 2²³ + 128 leaves q. */
 __device__ __forceinline__ float dot16_q8(uint4 w, const float *x) {
@@ -173,7 +180,7 @@ __device__ __forceinline__ float dot16_q8(uint4 w, const float *x) {
     return s;
 }
 
-/* The 16 inputs x[0..16) of a chunk rounded to int8 against the block's max|x| @p amax (both
+/** The 16 inputs x[0..16) of a chunk rounded to int8 against the block's max|x| @p amax (both
  * halves of the block: the caller's shuffle): p = rint(x · 127 / amax), packed 4 to a word, lowest
  * column in the lowest byte. The rounding adds 1.5·2²³ (so the float's low byte is p mod 256), the
  * product and the sum rounded separately, as the reference computes rint(x · inv). */
@@ -187,7 +194,7 @@ __device__ __forceinline__ void quantize16(const float *x, float amax, uint32_t 
         p[k] = __byte_perm(__byte_perm(b[4 * k], b[4 * k + 1], 0x0040), __byte_perm(b[4 * k + 2], b[4 * k + 3], 0x0040), 0x5410);
 }
 
-/* Σ q·p over a chunk of 16: four dp4a (signed bytes, int32 sum, exact). */
+/** Σ q·p over a chunk of 16: four dp4a (signed bytes, int32 sum, exact). */
 __device__ __forceinline__ int dot16_i8(uint4 w, const uint32_t *p) {
     int s = __dp4a((int)w.x, (int)p[0], 0);
     s = __dp4a((int)w.y, (int)p[1], s);
@@ -195,7 +202,9 @@ __device__ __forceinline__ int dot16_i8(uint4 w, const uint32_t *p) {
     return __dp4a((int)w.w, (int)p[3], s);
 }
 
-/* out[b][r] = Σ_c W[r][c] x'[b][c] for ROWS rows per block; the 8 warps split the columns, and
+/** @brief The decode GEMV: out[b][r] = Σ_c W[r][c] x'[b][c], with a prologue PRO and an epilogue EPI.
+ *
+ * ROWS rows per block; the 8 warps split the columns, and
  * each thread loads CPP 16-byte chunks (8 bf16 or 16 q8 columns, CW) of every row before it
  * computes on any, so that CPP·ROWS loads are in flight; the partial sums meet in shared memory.
  * No prologue reduction: the norms' sums of squares come precomputed.
@@ -207,7 +216,8 @@ __device__ __forceinline__ int dot16_i8(uint4 w, const uint32_t *p) {
  * than the plain order, so there the order stays plain (measurements: results/gpu.md).
  * q8: the 16-byte path needs whole blocks of 32 in the row and in every norm group; the two
  * chunks of a block are then held by lanes 2k and 2k + 1 of a warp (an even number of chunks per
- * row, an even rotation), which the dp4a product's shuffle of max|x| relies on. */
+ * row, an even rotation), which the dp4a product's shuffle of max|x| relies on. Its one argument,
+ * a GemvArgs, holds the weights (W or Wq, by WF), the input and the prologue's and epilogue's arrays. */
 template <int NB, int PRO, int EPI, int ROWS, int CPP, int WF>
 __global__ void __launch_bounds__(GEMV_THREADS, GEMV_MIN_BLOCKS(NB, ROWS, CPP, WF)) gemv_kernel(GemvArgs a) {
     constexpr int CW = WF == GEMV_BF16 ? 8 : 16; /* columns per 16-byte chunk */
