@@ -2,10 +2,12 @@
  * @file gpu_kernels.c
  * @brief Benchmark of the GPU kernels alone at the Codestral-7B shapes, beside the measured
  *        ceilings: the chunked SSD of one layer (T = 4096), the decode GEMV of every projection
- *        (one and four sequences), cuBLAS at the batched decode's shapes (8 to 64 sequences), the
+ *        (one and four sequences; bf16 and q8 weights, with the q8 dequantization prefill runs),
+ *        cuBLAS at the batched decode's shapes (8 to 64 sequences), the
  *        decode SSD step (each kernel), and the copy of a step's logits to the host.
  *
  * Usage: build/bench_gpu_kernels [--json]   (needs a GPU)
+ *        build/bench_gpu_kernels --gemv       the ceilings and the GEMV tables alone (bf16, q8, q8 dequantization)
  *        build/bench_gpu_kernels --cublas-once   one cuBLAS call per batched decode shape (for a profiler)
  */
 #include <stdio.h>
@@ -20,7 +22,7 @@ static const struct {
 } shapes[] = {{"in_proj", 18560, 4096}, {"out_proj", 4096, 8192}, {"lm_head", 32768, 4096}};
 
 int main(int argc, char **argv) {
-    int json = argc > 1 && !strcmp(argv[1], "--json");
+    int json = argc > 1 && !strcmp(argv[1], "--json"), gemv_only = argc > 1 && !strcmp(argv[1], "--gemv");
     Mamba2Error e = {{0}};
     if (!mamba2_gpu_available(&e)) {
         fprintf(stderr, "bench_gpu_kernels: %s\n", e.msg);
@@ -45,8 +47,8 @@ int main(int argc, char **argv) {
      * each of a group's heads, in registers, rather than reading it back from memory) */
     SSDDims d = {4096, 128, 64, 8, 128};
     int Q = 256;
-    double parts[3];
-    double ssd_ms = mamba2_gpu_time_ssd_chunked(d, Q, 20, parts, &e);
+    double parts[3] = {0, 0, 0};
+    double ssd_ms = gemv_only ? 1 : mamba2_gpu_time_ssd_chunked(d, Q, 20, parts, &e);
     if (ssd_ms < 0) {
         fprintf(stderr, "ssd: %s\n", e.msg);
         return 1;
@@ -56,10 +58,12 @@ int main(int argc, char **argv) {
     double ssd_gflop = (cb + diag + states + out) / 1e9;
     if (!json) {
         printf("GPU ceilings: copy %.0f GB/s (read + write), bf16 GEMM %.0f TFLOP/s\n\n", copy_gbps, gemm_gflops / 1e3);
-        printf("chunked SSD, one layer, T=%d H=%d P=%d N=%d G=%d Q=%d: %.3f ms  (%.1f GFLOP -> %.0f TFLOP/s)\n", d.T,
-               d.H, d.P, d.N, d.G, Q, ssd_ms, ssd_gflop, ssd_gflop / ssd_ms);
-        printf("  cumsum %.3f  chunk states + state passing %.3f  chunk scan (with C.B^T) %.3f ms\n\n", parts[0],
-               parts[1], parts[2]);
+        if (!gemv_only) {
+            printf("chunked SSD, one layer, T=%d H=%d P=%d N=%d G=%d Q=%d: %.3f ms  (%.1f GFLOP -> %.0f TFLOP/s)\n", d.T,
+                   d.H, d.P, d.N, d.G, Q, ssd_ms, ssd_gflop, ssd_gflop / ssd_ms);
+            printf("  cumsum %.3f  chunk states + state passing %.3f  chunk scan (with C.B^T) %.3f ms\n\n", parts[0],
+                   parts[1], parts[2]);
+        }
         printf("%-10s %-14s %3s %9s %9s %8s\n", "GEMV", "rows x cols", "nb", "ms", "GB/s", "of copy");
     } else {
         printf("{\"copy_gbps\": %.1f, \"gemm_gflops\": %.1f, \"ssd_ms\": %.4f, \"ssd_gflop\": %.2f, \"gemv\": [", copy_gbps,
@@ -86,6 +90,35 @@ int main(int argc, char **argv) {
         printf("]}\n");
         return 0;
     }
+
+    /* the same GEMVs over q8 weights (bytes read: 1 + 2/32 per weight), both products; and the
+     * dequantization into bf16 that prefill runs before each GEMM with q8 weights (bytes: the q8
+     * matrix read, the bf16 one written) */
+    printf("\n%-10s %-14s %3s %-6s %9s %9s %8s\n", "q8 GEMV", "rows x cols", "nb", "dot", "ms", "GB/s", "of copy");
+    for (int k = 0; k < 3; k++)
+        for (int nb = 1; nb <= 4; nb *= 4)
+            for (int dp4a = 0; dp4a < 2; dp4a++) {
+                double ms = mamba2_gpu_time_gemv_q8(shapes[k].rows, shapes[k].cols, nb, dp4a, 50, &e);
+                if (ms < 0) {
+                    fprintf(stderr, "gemv q8: %s\n", e.msg);
+                    return 1;
+                }
+                double gbps = (double)shapes[k].rows * shapes[k].cols * (1 + 2.0 / 32) / (ms * 1e-3) / 1e9;
+                printf("%-10s %6d x %-6d %3d %-6s %9.4f %9.0f %7.0f%%\n", shapes[k].name, shapes[k].rows, shapes[k].cols, nb,
+                       dp4a ? "dp4a" : "float", ms, gbps, 100 * gbps / copy_gbps);
+            }
+    printf("\n%-24s %-14s %9s %9s %8s\n", "q8 -> bf16 dequantize", "rows x cols", "ms", "GB/s", "of copy");
+    for (int k = 0; k < 3; k++) {
+        double ms = mamba2_gpu_time_q8_dequantize(shapes[k].rows, shapes[k].cols, 20, &e);
+        if (ms < 0) {
+            fprintf(stderr, "dequantize: %s\n", e.msg);
+            return 1;
+        }
+        double gbps = (double)shapes[k].rows * shapes[k].cols * (1 + 2.0 / 32 + 2) / (ms * 1e-3) / 1e9;
+        printf("%-24s %6d x %-6d %9.4f %9.0f %7.0f%%\n", shapes[k].name, shapes[k].rows, shapes[k].cols, ms, gbps,
+               100 * gbps / copy_gbps);
+    }
+    if (gemv_only) return 0;
 
     /* cuBLAS at the batched decode's shapes, as the decode path calls it (bf16 in, fp32 out) */
     printf("\n%-10s %-14s %3s %9s %9s %8s\n", "cuBLAS", "rows x cols", "nb", "ms", "GB/s", "of copy");

@@ -207,13 +207,21 @@ int cli_check_input_file(const char *cmd, const char *opt, const char *path) {
     return 0;
 }
 
+/* Whether the gpu backend takes these weights and precision (q8 weights, the default precision). */
+static int gpu_takes(const Mamba2BackendOptions *opt) {
+    return opt->precision == MAMBA2_PRECISION_DEFAULT &&
+           (opt->weights == MAMBA2_WEIGHTS_STORED || opt->weights == MAMBA2_WEIGHTS_Q8);
+}
+
 int cli_check_backend(const char *cmd, const char *name, const Mamba2BackendOptions *opt) {
     if (name && !mamba2_backend_exists(name))
         return cli_error(cmd, 2, "--backend: no backend '%s' in this build (built: %s)", name, mamba2_backend_names());
     int cpu_only = opt->weights != MAMBA2_WEIGHTS_STORED || opt->precision != MAMBA2_PRECISION_DEFAULT;
+    if (cpu_only && name && !strcmp(name, "gpu") && gpu_takes(opt)) return 0;
     if (cpu_only && name && strcmp(name, "cpu"))
-        return cli_error(cmd, 2, "--weights and --precision are options of the cpu backend, not of '%s'", name);
-    if (cpu_only && !name && !mamba2_backend_exists("cpu"))
+        return cli_error(cmd, 2, "--weights and --precision are options of the cpu backend (--weights q8 also of the gpu "
+                                 "backend), not of '%s'", name);
+    if (cpu_only && !name && !mamba2_backend_exists("cpu") && !(gpu_takes(opt) && mamba2_backend_exists("gpu")))
         return cli_error(cmd, 2, "--weights and --precision need the cpu backend, which this build leaves out");
     return 0;
 }
@@ -224,18 +232,18 @@ int cli_create_default_backend(const char *cmd, const char *name, const Mamba2Mo
     int cpu_only = opt->weights != MAMBA2_WEIGHTS_STORED || opt->precision != MAMBA2_PRECISION_DEFAULT;
     static const char *order[] = {"gpu", "cpu", "ref"};
     for (int i = 0; i < 3; i++) {
-        if (!mamba2_backend_exists(order[i]) || (cpu_only && strcmp(order[i], "cpu"))) continue;
+        int takes = !cpu_only || !strcmp(order[i], "cpu") || (!strcmp(order[i], "gpu") && gpu_takes(opt));
+        if (!mamba2_backend_exists(order[i]) || !takes) continue;
         Mamba2Error e = {{0}};
         if (cli_create_backend(cmd, order[i], m, opt, out, &e) == 0) {
             fprintf(stderr, "mamba2 %s: backend %s (the fastest here; --backend to choose)\n", cmd, order[i]);
             return 0;
         }
-        /* the GPU may be absent or busy: say why, and go on with the next */
-        if (i + 1 < 3 && !cpu_only)
-            fprintf(stderr, "mamba2 %s: backend %s does not start here: %s\n", cmd, order[i], e.msg);
-        else
-            *err = e;
-        if (cpu_only) return -1;
+        /* the GPU may be absent or busy: say why, and go on with the next (with cpu options, cpu is the last) */
+        int last = cpu_only ? !strcmp(order[i], "cpu") : i + 1 == 3;
+        if (!last) fprintf(stderr, "mamba2 %s: backend %s does not start here: %s\n", cmd, order[i], e.msg);
+        else *err = e;
+        if (last) return -1;
     }
     if (!err->msg[0]) mamba2_fail(err, "no backend starts here");
     return -1;

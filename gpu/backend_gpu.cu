@@ -7,6 +7,13 @@
  * Precision: the big matrices (in_proj, out_proj, embeddings, lm_head) are bf16 on the device
  * (converted at upload when the checkpoint stores f32/f16); small vectors fp32; the residual
  * stream, SSM states (unless state_bf16) and every accumulation fp32.
+ *
+ * With q8 weights (options' weights = MAMBA2_WEIGHTS_Q8) in_proj, out_proj and lm_head are
+ * quantized at upload (q8_matrix.cu; the embedding table, read one row per token, stays bf16) and
+ * no bf16 copy of them is kept. Decode's GEMV path (≤ 4 sequences) reads the int8 values and
+ * scales (gemv.cuh); prefill and the cuBLAS decode path dequantize each matrix, layer by layer,
+ * into one bf16 scratch matrix (the largest one's size) just before its GEMM: one more read of
+ * the q8 matrix and a write and read of the bf16 one per GEMM, the simplest correct path.
  */
 #include <math.h>
 #include <stdio.h>
@@ -47,7 +54,12 @@ struct GpuBackend {
     /* weights */
     std::vector<void *> allocations;
     std::vector<GpuLayer> layers;
-    const bf16 *emb, *lm_head;
+    const bf16 *emb, *lm_head; /* lm_head NULL with q8 weights (unless tied: then the embedding table) */
+    GemvWeights wf;       /* GEMV_BF16, or the q8 product (MAMBA2_GPU_Q8_DOT: "dp4a" or "float") */
+    GpuQ8 lm_head_q8;     /* q8 weights: lm_head quantized */
+    double matrix_bytes;  /* in_proj, out_proj of every layer and lm_head as held (q8: values + scales) */
+    bf16 *deq;            /* q8 weights: [deq_elems] scratch the cuBLAS paths dequantize a matrix into */
+    size_t deq_elems;
     const float *norm_f;
     /* prefill buffers, for up to cap_T tokens */
     int cap_T;
@@ -131,6 +143,7 @@ typedef struct {
     double done, total;
     void *pinned; /* staging buffer */
     size_t pinned_bytes;
+    void *stage; /* q8: device staging buffer of pinned_bytes (the rows being quantized) */
 } Upload;
 
 static void progress(Upload *up, double bytes) {
@@ -158,6 +171,44 @@ static int upload_bf16(Upload *up, const Mamba2Tensor *t, const bf16 **out, Mamb
     return 0;
 }
 
+/* Quantize a matrix to q8 on the device: whole rows go through the pinned buffer to the device
+ * staging buffer (bf16 as stored; f32 and f16 widened to f32), and q8_quantize_kernel writes their
+ * values and scales. The bf16 or f32 matrix is never whole on the device. */
+static int upload_q8(Upload *up, const Mamba2Tensor *t, GpuQ8 *out, Mamba2Error *err) {
+    const int rows = (int)t->shape[0], K = (int)t->shape[1], K32 = round_up(K, Q8_BLOCK);
+    const int src_f32 = t->dtype != MAMBA2_BF16, esize = src_f32 ? 4 : 2;
+    int8_t *q;
+    uint16_t *d;
+    if (dev_alloc(up->gb, (void **)&q, (size_t)rows * K32, t->name, err)) return -1;
+    up->gb->allocations.push_back(q);
+    if (dev_alloc(up->gb, (void **)&d, (size_t)rows * (K32 / Q8_BLOCK) * 2, t->name, err)) return -1;
+    up->gb->allocations.push_back(d);
+    int piece = (int)(up->pinned_bytes / ((size_t)K * esize)); /* rows per piece */
+    if (piece < 1) return mamba2_fail(err, "%s: a row of %d weights does not fit the upload buffer", t->name, K);
+    for (int r0 = 0; r0 < rows; r0 += piece) {
+        int n = rows - r0 < piece ? rows - r0 : piece;
+        size_t m = (size_t)n * K, first = (size_t)r0 * K;
+        if (!src_f32) memcpy(up->pinned, (const uint16_t *)t->data + first, m * 2);
+        else
+            for (size_t k = 0; k < m; k++) ((float *)up->pinned)[k] = mamba2_tensor_get(t, (int64_t)(first + k));
+        CUDA_TRY(cudaMemcpy(up->stage, up->pinned, m * esize, cudaMemcpyHostToDevice));
+        launch_q8_quantize(up->stage, src_f32, n, r0, q, d, K, K32, 0); /* the legacy stream: after the copy, before the next */
+        LAUNCH_TRY();
+        progress(up, (double)m * mamba2_dtype_size(t->dtype));
+    }
+    CUDA_TRY(cudaDeviceSynchronize());
+    out->q = q, out->d = d, out->rows = rows, out->K = K, out->K32 = K32;
+    up->gb->matrix_bytes += (double)rows * K32 + (double)rows * (K32 / Q8_BLOCK) * 2;
+    return 0;
+}
+
+/* A projection matrix: bf16, or q8 when the backend quantizes (then @p bf16_out stays NULL). */
+static int upload_matrix(Upload *up, const Mamba2Tensor *t, const bf16 **bf16_out, GpuQ8 *q8_out, Mamba2Error *err) {
+    if (up->gb->wf != GEMV_BF16) return upload_q8(up, t, q8_out, err);
+    up->gb->matrix_bytes += (double)mamba2_tensor_numel(t) * 2;
+    return upload_bf16(up, t, bf16_out, err);
+}
+
 /* Upload a small vector as fp32, through @p fn (identity when NULL). */
 static int upload_f32(Upload *up, const Mamba2Tensor *t, int64_t n, float (*fn)(float), const float **out,
                       Mamba2Error *err) {
@@ -182,19 +233,31 @@ static void count_bytes(const Mamba2Tensor *t, void *ctx) {
 }
 
 static int upload_weights(GpuBackend *gb, const Mamba2Model *m, const Mamba2BackendOptions *opt, Mamba2Error *err) {
-    Upload up = {gb, opt, 0, 0, NULL, 64u << 20};
+    Upload up = {gb, opt, 0, 0, NULL, 64u << 20, NULL};
     mamba2_model_foreach_tensor(m, count_bytes, &up.total);
     CUDA_TRY(cudaMallocHost(&up.pinned, up.pinned_bytes));
+    if (gb->wf != GEMV_BF16 && dev_alloc(gb, &up.stage, up.pinned_bytes, "the quantization's staging buffer", err)) {
+        cudaFreeHost(up.pinned);
+        return -1;
+    }
     const Mamba2Config *c = &m->cfg;
     int rc = upload_bf16(&up, &m->w.embeddings, &gb->emb, err);
-    if (!rc && c->tie_embeddings) gb->lm_head = gb->emb;
-    else if (!rc) rc = upload_bf16(&up, &m->w.lm_head, &gb->lm_head, err);
+    if (!rc && c->tie_embeddings) { /* lm_head is the embedding table: bf16 already, or quantized once more */
+        gb->lm_head = gb->emb;
+        if (gb->wf != GEMV_BF16) {
+            count_bytes(&m->w.embeddings, &up.total); /* read a second time */
+            rc = upload_q8(&up, &m->w.embeddings, &gb->lm_head_q8, err);
+        }
+        else gb->matrix_bytes += (double)mamba2_tensor_numel(&m->w.embeddings) * 2;
+    } else if (!rc)
+        rc = upload_matrix(&up, &m->w.lm_head, &gb->lm_head, &gb->lm_head_q8, err);
     if (!rc) rc = upload_f32(&up, &m->w.norm_f, c->d_model, NULL, &gb->norm_f, err);
     gb->layers.resize(c->n_layer);
     for (int l = 0; l < c->n_layer && !rc; l++) {
         const Mamba2LayerWeights *w = &m->w.layers[l];
         GpuLayer *d = &gb->layers[l];
-        rc = upload_bf16(&up, &w->in_proj, &d->in_proj, err) || upload_bf16(&up, &w->out_proj, &d->out_proj, err) ||
+        rc = upload_matrix(&up, &w->in_proj, &d->in_proj, &d->in_proj_q8, err) ||
+             upload_matrix(&up, &w->out_proj, &d->out_proj, &d->out_proj_q8, err) ||
              upload_f32(&up, &w->norm, c->d_model, NULL, &d->norm_w, err) ||
              upload_f32(&up, &w->conv_w, (int64_t)c->conv_dim * c->d_conv, NULL, &d->conv_w, err) ||
              upload_f32(&up, w->conv_b.data ? &w->conv_b : NULL, c->conv_dim, NULL, &d->conv_b, err) ||
@@ -204,6 +267,7 @@ static int upload_weights(GpuBackend *gb, const Mamba2Model *m, const Mamba2Back
              upload_f32(&up, &w->gated_norm, c->d_inner, NULL, &d->gnorm_w, err);
     }
     cudaFreeHost(up.pinned);
+    cudaFree(up.stage);
     return rc;
 }
 
@@ -297,6 +361,30 @@ static int gemm_dt(GpuBackend *gb, const bf16 *W, int H, int K, const bf16 *u, i
     return 0;
 }
 
+/* The bf16 operand of a cuBLAS GEMM: the stored matrix, or with q8 weights @p q dequantized into
+ * the scratch matrix (the GEMMs that read it run after this on the same stream, and the next
+ * dequantization after them). */
+static const bf16 *matrix_bf16(GpuBackend *gb, const bf16 *stored, const GpuQ8 &q) {
+    if (!q.q) return stored;
+    launch_q8_dequantize(q, gb->deq, gb->stream);
+    prof_mark(gb, "q8 dequantize");
+    return gb->deq;
+}
+
+/* q8 weights: the scratch matrix of matrix_bf16(), as large as the largest projection. */
+static int grow_dequant(GpuBackend *gb, Mamba2Error *err) {
+    if (gb->wf == GEMV_BF16 || gb->deq) return 0;
+    size_t most = (size_t)gb->lm_head_q8.rows * gb->lm_head_q8.K;
+    for (const GpuLayer &w : gb->layers) {
+        size_t in = (size_t)w.in_proj_q8.rows * w.in_proj_q8.K, out = (size_t)w.out_proj_q8.rows * w.out_proj_q8.K;
+        most = in > most ? in : most;
+        most = out > most ? out : most;
+    }
+    if (dev_alloc(gb, (void **)&gb->deq, most * 2, "the q8 weights' dequantized matrix", err)) return -1;
+    gb->deq_elems = most;
+    return 0;
+}
+
 /* ------------------------------------------------------------------ prefill */
 
 static void free_prefill_buffers(GpuBackend *gb) {
@@ -336,7 +424,7 @@ static int gpu_prefill(Mamba2Backend *b, Mamba2State *st, const int32_t *tokens,
     GpuBackend *gb = gpu_of(b);
     const GpuDims &g = gb->g;
     cudaStream_t s = gb->stream;
-    if (grow_prefill(gb, T, err) || ensure_on_device(gb, st, err)) return -1;
+    if (grow_prefill(gb, T, err) || grow_dequant(gb, err) || ensure_on_device(gb, st, err)) return -1;
     GpuStateCopy *dc = (GpuStateCopy *)st->device;
     size_t conv_per_layer = (size_t)g.conv_dim * (g.K - 1), ssm_per_layer = (size_t)g.H * g.P * g.N;
     SSDWork work = ssd_work_carve(g, T, gb->ssd_work);
@@ -354,8 +442,9 @@ static int gpu_prefill(Mamba2Backend *b, Mamba2State *st, const int32_t *tokens,
         /* [z | xBC] in bf16 for the conv and the tensor cores; the H dt rows in fp32, since
          * dt enters exp(dt·A) through sums over the sequence */
         int zx_rows = g.d_in + g.conv_dim;
-        if (gemm(gb, w.in_proj, zx_rows, g.d, gb->u, T, gb->zxbcdt, CUDA_R_16BF, 0.0f, err) ||
-            gemm_dt(gb, w.in_proj + (size_t)zx_rows * g.d, g.H, g.d, gb->u, T, gb->dt_raw, err))
+        const bf16 *in_proj = matrix_bf16(gb, w.in_proj, w.in_proj_q8);
+        if (gemm(gb, in_proj, zx_rows, g.d, gb->u, T, gb->zxbcdt, CUDA_R_16BF, 0.0f, err) ||
+            gemm_dt(gb, in_proj + (size_t)zx_rows * g.d, g.H, g.d, gb->u, T, gb->dt_raw, err))
             return -1;
         prof_mark(gb, "gemm in_proj");
         launch_conv_prefill(g, gb->zxbcdt, conv_state, w, T, gb->xbc, s);
@@ -366,7 +455,8 @@ static int gpu_prefill(Mamba2Backend *b, Mamba2State *st, const int32_t *tokens,
         prof_mark(gb, "ssd chunked");
         launch_gated_norm_bf16(g, gb->y, gb->zxbcdt, NULL, 1, w.gnorm_w, T, gb->yn, s);
         prof_mark(gb, "gated norm");
-        if (gemm(gb, w.out_proj, g.d, g.d_in, gb->yn, T, gb->h, CUDA_R_32F, 1.0f, err)) return -1; /* h += */
+        if (gemm(gb, matrix_bf16(gb, w.out_proj, w.out_proj_q8), g.d, g.d_in, gb->yn, T, gb->h, CUDA_R_32F, 1.0f, err))
+            return -1; /* h += */
         prof_mark(gb, "gemm out_proj");
         LAUNCH_TRY();
     }
@@ -374,7 +464,8 @@ static int gpu_prefill(Mamba2Backend *b, Mamba2State *st, const int32_t *tokens,
     int first = all_positions ? 0 : T - 1, n = T - first;
     if (logits) {
         launch_rmsnorm_bf16(gb->h + (size_t)first * g.d, gb->norm_f, n, g.d, g.eps, gb->u, s);
-        if (gemm(gb, gb->lm_head, g.V, g.d, gb->u, n, gb->logits, CUDA_R_32F, 0.0f, err)) return -1;
+        if (gemm(gb, matrix_bf16(gb, gb->lm_head, gb->lm_head_q8), g.V, g.d, gb->u, n, gb->logits, CUDA_R_32F, 0.0f, err))
+            return -1;
         prof_mark(gb, "lm head");
         CUDA_TRY(cudaMemcpyAsync(logits, gb->logits, (size_t)n * g.V * 4, cudaMemcpyDeviceToHost, s));
     }
@@ -442,6 +533,7 @@ static int enqueue_step(GpuBackend *gb, int nb, Mamba2Error *err) {
     prof_mark(gb, "start");
     launch_embed(gb->step_tokens, nb, gb->emb, g.d, gb->sh, s);
     GemvArgs a = {};
+    a.wf = gb->wf;
     a.nb = nb;
     a.eps = g.eps;
     a.dims = g;
@@ -462,14 +554,14 @@ static int enqueue_step(GpuBackend *gb, int nb, Mamba2Error *err) {
         a.l = l;
         if (nb <= 4) { /* fused GEMV path: weights streamed once, norms folded into the GEMVs */
             /* the GEMV inputs arrive multiplied by their norm weights (sx = h·w, sy = y·w) */
-            a.W = w.in_proj, a.rows = g.d_in_proj, a.cols = g.d, a.x = gb->sx, a.out = gb->szx;
+            a.W = w.in_proj, a.Wq = w.in_proj_q8, a.rows = g.d_in_proj, a.cols = g.d, a.x = gb->sx, a.out = gb->szx;
             a.ss_in = ss_h + (size_t)l * nb, a.ss_out = NULL, a.xw_out = NULL;
             launch_gemv(PRO_RMSNORM, EPI_INPROJ, a, s);
             prof_mark(gb, "gemv in_proj + conv");
             launch_ssd_step(g, w, gb->sxbc, gb->sdt, gb->szx, gb->ssm_ptrs, gb->state_bf16, l, nb, gb->sy,
                             ss_y + (size_t)l * nb * g.G, w.gnorm_w, s);
             prof_mark(gb, "ssd step");
-            a.W = w.out_proj, a.rows = g.d, a.cols = g.d_in, a.x = gb->sy, a.groups = g.G;
+            a.W = w.out_proj, a.Wq = w.out_proj_q8, a.rows = g.d, a.cols = g.d_in, a.x = gb->sy, a.groups = g.G;
             a.ss_in = ss_y + (size_t)l * nb * g.G, a.ss_out = ss_h + (size_t)(l + 1) * nb, a.out = gb->sh;
             a.next_w = l + 1 < g.L ? gb->layers[l + 1].norm_w : gb->norm_f, a.xw_out = gb->sx;
             launch_gemv(PRO_GATEDNORM, EPI_RESIDUAL, a, s);
@@ -477,7 +569,8 @@ static int enqueue_step(GpuBackend *gb, int nb, Mamba2Error *err) {
         } else { /* batched path: cuBLAS GEMMs around the same small kernels */
             launch_rmsnorm_bf16(gb->sh, w.norm_w, nb, g.d, g.eps, gb->su, s);
             prof_mark(gb, "rmsnorm");
-            if (gemm(gb, w.in_proj, g.d_in_proj, g.d, gb->su, nb, gb->szx, CUDA_R_32F, 0.0f, err)) return -1;
+            if (gemm(gb, matrix_bf16(gb, w.in_proj, w.in_proj_q8), g.d_in_proj, g.d, gb->su, nb, gb->szx, CUDA_R_32F, 0.0f, err))
+                return -1;
             prof_mark(gb, "gemm in_proj");
             launch_conv_dt_step(g, w, gb->szx, gb->conv_ptrs, l, nb, gb->sxbc, gb->sdt, s);
             prof_mark(gb, "conv + dt");
@@ -485,17 +578,19 @@ static int enqueue_step(GpuBackend *gb, int nb, Mamba2Error *err) {
             prof_mark(gb, "ssd step");
             launch_gated_norm_bf16(g, gb->sy, NULL, NULL, 0, w.gnorm_w, nb, gb->syn, s);
             prof_mark(gb, "gated norm");
-            if (gemm(gb, w.out_proj, g.d, g.d_in, gb->syn, nb, gb->sh, CUDA_R_32F, 1.0f, err)) return -1;
+            if (gemm(gb, matrix_bf16(gb, w.out_proj, w.out_proj_q8), g.d, g.d_in, gb->syn, nb, gb->sh, CUDA_R_32F, 1.0f, err))
+                return -1;
             prof_mark(gb, "gemm out_proj");
         }
     }
     if (nb <= 4) {
-        a.W = gb->lm_head, a.rows = g.V, a.cols = g.d, a.x = gb->sx, a.out = gb->slogits;
+        a.W = gb->lm_head, a.Wq = gb->lm_head_q8, a.rows = g.V, a.cols = g.d, a.x = gb->sx, a.out = gb->slogits;
         a.ss_in = ss_h + (size_t)g.L * nb, a.ss_out = NULL, a.xw_out = NULL;
         launch_gemv(PRO_RMSNORM, EPI_STORE, a, s);
     } else {
         launch_rmsnorm_bf16(gb->sh, gb->norm_f, nb, g.d, g.eps, gb->su, s);
-        if (gemm(gb, gb->lm_head, g.V, g.d, gb->su, nb, gb->slogits, CUDA_R_32F, 0.0f, err)) return -1;
+        if (gemm(gb, matrix_bf16(gb, gb->lm_head, gb->lm_head_q8), g.V, g.d, gb->su, nb, gb->slogits, CUDA_R_32F, 0.0f, err))
+            return -1;
     }
     prof_mark(gb, "lm head");
     LAUNCH_TRY();
@@ -539,7 +634,7 @@ static int gpu_step(Mamba2Backend *b, Mamba2State **states, const int32_t *token
                     Mamba2Error *err) {
     GpuBackend *gb = gpu_of(b);
     cudaStream_t s = gb->stream;
-    if (grow_decode(gb, nb, err)) return -1;
+    if (grow_decode(gb, nb, err) || (nb > 4 && grow_dequant(gb, err))) return -1;
     for (int i = 0; i < nb; i++) {
         if (ensure_on_device(gb, states[i], err)) return -1;
         GpuStateCopy *dc = (GpuStateCopy *)states[i]->device;
@@ -579,6 +674,14 @@ static int gpu_roofline(Mamba2Backend *b, double *read_gbps, double *gemm_gflops
     return mamba2_gpu_roofline(read_gbps, gemm_gflops, err);
 }
 
+static double gpu_matrix_bytes(Mamba2Backend *b) { return gpu_of(b)->matrix_bytes; }
+
+static void gpu_kernels(Mamba2Backend *b, Mamba2KernelNames *out) {
+    GemvWeights wf = gpu_of(b)->wf;
+    snprintf(out->gemm, sizeof out->gemm, "cuBLAS bf16%s", wf == GEMV_BF16 ? "" : " (q8 dequantized per matrix)");
+    snprintf(out->gemv, sizeof out->gemv, "%s", wf == GEMV_BF16 ? "bf16" : wf == GEMV_Q8_DP4A ? "q8 dp4a" : "q8 float");
+}
+
 static void gpu_destroy(Mamba2Backend *b) {
     GpuBackend *gb = gpu_of(b);
     prof_report(gb);
@@ -591,6 +694,7 @@ static void gpu_destroy(Mamba2Backend *b) {
     }
     free_prefill_buffers(gb);
     free_decode_buffers(gb);
+    cudaFree(gb->deq);
     for (void *p : gb->allocations) cudaFree(p);
     if (gb->cublas) cublasDestroy(gb->cublas);
     cudaFree(gb->cublas_ws);
@@ -620,8 +724,17 @@ extern "C" int mamba2_backend_gpu_create(const Mamba2Model *m, const Mamba2Backe
     gb->base.prefill = gpu_prefill;
     gb->base.step = gpu_step;
     gb->base.roofline = gpu_roofline;
+    gb->base.matrix_bytes = gpu_matrix_bytes;
+    gb->base.kernels = gpu_kernels;
     gb->base.destroy = gpu_destroy;
     gb->state_bf16 = opt->state_bf16;
+    if (opt->weights == MAMBA2_WEIGHTS_Q4) {
+        delete gb;
+        return mamba2_fail(err, "weights 'q4' are a cpu backend option; the gpu backend takes stored or q8");
+    }
+    /* q8: the dp4a product unless MAMBA2_GPU_Q8_DOT=float (measurements: results/gpu.md) */
+    const char *dot = getenv("MAMBA2_GPU_Q8_DOT");
+    gb->wf = opt->weights != MAMBA2_WEIGHTS_Q8 ? GEMV_BF16 : dot && !strcmp(dot, "float") ? GEMV_Q8_FLOAT : GEMV_Q8_DP4A;
     const char *prof = getenv("MAMBA2_GPU_PROFILE");
     gb->profile = prof && *prof && strcmp(prof, "0");
     GpuDims &g = gb->g;

@@ -37,10 +37,28 @@ typedef __nv_bfloat16 bf16;
 /** Check the last kernel launch. */
 #define LAUNCH_TRY() CUDA_TRY(cudaGetLastError())
 
-/** The weights of one layer on the device. Big matrices bf16, small vectors fp32. */
+/** Weights per quantization block of a q8 matrix (one fp16 scale each), as on the CPU (cpu/qmatrix.h). */
+#define Q8_BLOCK 32
+
+/**
+ * A weight matrix W [rows, K] quantized to int8 at load (gpu/q8_matrix.cu): along K, blocks of
+ * Q8_BLOCK weights with one fp16 scale d each, W[r][k] ≈ d · q, q = round(W / d) ∈ [−127, 127],
+ * d = max|W| / 127 over the block. Values and scales are two arrays, both row-major.
+ */
+struct GpuQ8 {
+    const int8_t *q;    /**< [rows, K32] values; columns K .. K32 hold zeros */
+    const uint16_t *d;  /**< [rows, K32 / Q8_BLOCK] fp16 bits of each block's scale */
+    int rows;           /**< rows of W */
+    int K;              /**< columns of W */
+    int K32;            /**< K rounded up to a multiple of Q8_BLOCK */
+};
+
+/** The weights of one layer on the device. Big matrices bf16 (or q8), small vectors fp32. */
 struct GpuLayer {
-    const bf16 *in_proj;   /**< [d_in_proj, d] */
-    const bf16 *out_proj;  /**< [d, d_in] */
+    const bf16 *in_proj;   /**< [d_in_proj, d] (NULL with q8 weights) */
+    const bf16 *out_proj;  /**< [d, d_in] (NULL with q8 weights) */
+    GpuQ8 in_proj_q8;      /**< q8 weights: in_proj quantized (q NULL otherwise) */
+    GpuQ8 out_proj_q8;     /**< q8 weights: out_proj quantized (q NULL otherwise) */
     const float *norm_w;   /**< [d] */
     const float *conv_w;   /**< [conv_dim, K] */
     const float *conv_b;   /**< [conv_dim] (zeros without conv bias) */

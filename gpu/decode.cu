@@ -1,259 +1,15 @@
 /**
  * @file decode.cu
  * @brief Decode kernels (one token for each of nb sequences): the bf16 matrix-vector product
- *        with fused prologues and epilogues, the conv + dt step, and the SSD recurrence step.
+ *        (gemv.cuh's kernel over bf16 weights, with fused prologues and epilogues), the conv + dt
+ *        step, and the SSD recurrence step.
  *
  * Decode is memory-bound: each weight byte must be read once, in 16-byte loads, with several
  * loads in flight per thread. Per layer the GEMV path runs three kernels:
  *   gemv(in_proj, prologue RMSNorm, epilogue conv step / dt)  →  ssd_step  →
  *   gemv(out_proj, prologue grouped norm, epilogue residual add).
  */
-#include "kernels.cuh"
-#include "mma_bf16.cuh" /* cp.async */
-
-#define GEMV_THREADS 256
-/* One sequence: block k starts its rows at chunk 32·k (mod the row), one warp's 512 bytes further
- * than block k − 1 (see gemv_kernel). */
-#define GEMV_ROT_STEP 32
-/* Blocks per multiprocessor the registers must allow. One sequence with 8 loads in flight per
- * thread fits 64 registers without spills: 4 blocks per SM (out_proj's 1,024 blocks of 4 rows in
- * 2 waves, not the 2.6 that its 79 registers gave). 2 to 4 sequences with 8 loads fit 128 (2 blocks;
- * unbounded, the grouped norm's out_proj took 137: one block). */
-#define GEMV_MIN_BLOCKS(NB, ROWS, CPP) ((ROWS) * (CPP) > 8 ? 1 : (NB) == 1 ? 4 : 2)
-
-/* ------------------------------------------------------------------ in_proj epilogue */
-
-/* This layer's conv state of sequence b, channel c: its last K−1 inputs. */
-__device__ __forceinline__ float *conv_state_of(const GemvArgs &a, int b, int c) {
-    return a.conv_states[b] + ((size_t)a.l * a.dims.conv_dim + c) * (a.dims.K - 1);
-}
-
-/* For in_proj output row r ≥ d_in of sequence b with value v:
- *   xBC rows: the conv step  xbc = silu(b_c + Σ_k w[c][k] win[k]),  win = [state (K−1) | v], state ← win[1..];
- *   dt rows:  dt = clamp(softplus(v + dt_bias), dt_min, dt_max).
- * pre: the row's inputs as epilogue_prefetch() copied them (state, weights, bias; or dt_bias), or
- * NULL to read them here. */
-__device__ __forceinline__ void inproj_tail(const GemvArgs &a, int b, int r, float v, const float *pre) {
-    const GpuDims &g = a.dims;
-    int c = r - g.d_in;
-    if (c < g.conv_dim) {
-        int K1 = g.K - 1;
-        float *st = conv_state_of(a, b, c);
-        const float *sv = pre ? pre : st, *w = pre ? pre + K1 : a.layer.conv_w + (size_t)c * g.K;
-        float acc = (pre ? pre[K1 + g.K] : a.layer.conv_b[c]) + w[K1] * v;
-        for (int k = 0; k < K1; k++) acc += w[k] * sv[k];
-        for (int k = 0; k < K1 - 1; k++) st[k] = sv[k + 1];
-        if (K1 > 0) st[K1 - 1] = v;
-        a.xbc[(size_t)b * g.conv_dim + c] = silu_f(acc);
-    } else {
-        int h = c - g.conv_dim;
-        float dtv = softplus_f(v + (pre ? pre[0] : a.layer.dt_bias[h]));
-        a.dt[(size_t)b * g.H + h] = fminf(fmaxf(dtv, g.dt_min), g.dt_max);
-    }
-}
-
-/* What a finishing lane reads besides the dot product, copied into shared memory (cp.async, no
- * registers held) while the product runs rather than loaded after it, when the block's other
- * warps have gone and the loads would leave the multiprocessor's slot idle:
- *   slot [0 .. EPI_SLOT): EPI_INPROJ: conv state [K−1], conv weights [K], bias; or dt_bias;
- *                         EPI_RESIDUAL: h, the next norm's weight;   last: ss_in[b] (RMSNorm).
- * Before the wait for the previous kernel (after_wait false): the weights, and in_proj's conv
- * state, which only this kernel wrote (one step before, like the SSD step's state); after it: h
- * and the sums of squares. Warp 0's lane (j, b) fetches for row r0 + j of sequence b. */
-#define EPI_KMAX 4                /* conv widths prefetched; wider ones are read in the epilogue */
-#define EPI_SLOT (2 * EPI_KMAX + 1)
-/* Whether epilogue_prefetch() copies in_proj's conv and dt inputs (else inproj_tail reads them). */
-__device__ __forceinline__ bool inproj_inputs_prefetched(const GpuDims &g) { return g.K <= EPI_KMAX; }
-template <int NB, int PRO, int EPI, int ROWS>
-__device__ __forceinline__ void epilogue_prefetch(const GemvArgs &a, int r0, float (*slots)[EPI_SLOT], bool after_wait) {
-    int lane = threadIdx.x, j = lane / NB, b = lane % NB, r = r0 + j;
-    if (lane >= ROWS * NB || r >= a.rows) return;
-    float *slot = slots[lane];
-    if (after_wait) {
-        if (PRO == PRO_RMSNORM) cp_async4(slot + EPI_SLOT - 1, a.ss_in + b, true);
-        if (EPI == EPI_RESIDUAL) cp_async4(slot, a.out + (size_t)b * a.rows + r, true);
-        return;
-    }
-    if (EPI == EPI_RESIDUAL && a.xw_out) cp_async4(slot + 1, a.next_w + r, true);
-    if (EPI != EPI_INPROJ) return;
-    const GpuDims &g = a.dims;
-    int c = r - g.d_in, K1 = g.K - 1;
-    if (c < 0 || !inproj_inputs_prefetched(g)) return;
-    if (c < g.conv_dim) {
-        const float *st = conv_state_of(a, b, c), *w = a.layer.conv_w + (size_t)c * g.K;
-        for (int k = 0; k < K1; k++) cp_async4(slot + k, st + k, true);
-        for (int k = 0; k < g.K; k++) cp_async4(slot + K1 + k, w + k, true);
-        cp_async4(slot + K1 + g.K, a.layer.conv_b + c, true);
-    } else
-        cp_async4(slot, a.layer.dt_bias + c - g.conv_dim, true);
-}
-
-/* ------------------------------------------------------------------ GEMV */
-
-/* 8 bf16 packed in 16 bytes → dot with 8 floats. */
-__device__ __forceinline__ float dot8(uint4 w, const float *x) {
-    return __uint_as_float(w.x << 16) * x[0] + __uint_as_float(w.x & 0xffff0000u) * x[1] +
-           __uint_as_float(w.y << 16) * x[2] + __uint_as_float(w.y & 0xffff0000u) * x[3] +
-           __uint_as_float(w.z << 16) * x[4] + __uint_as_float(w.z & 0xffff0000u) * x[5] +
-           __uint_as_float(w.w << 16) * x[6] + __uint_as_float(w.w & 0xffff0000u) * x[7];
-}
-
-/* The prologue norms, x'[b][c] = s·x[b][c] with x already multiplied by the norm weight (the
- * kernel that wrote x did that) and the scale s from the sums of squares that kernel accumulated
- * (a.ss_in):  RMSNorm s = rsqrt(Σx²/cols + eps), one per sequence: applied once to each finished
- * row (the dot product is linear in x) rather than to every input;  grouped norm
- * s = rsqrt(Σ_group x²/gs + eps): one per (sequence, group), applied to each 8-column chunk's dot
- * product, which lies inside one group. */
-__device__ __forceinline__ float rmsnorm_scale(const GemvArgs &a, float ss) { return rsqrtf(ss * (1.0f / a.cols) + a.eps); }
-__device__ __forceinline__ float group_scale(const GemvArgs &a, int b, int grp, float inv_gs) {
-    return rsqrtf(a.ss_in[b * a.groups + grp] * inv_gs + a.eps);
-}
-
-/* x[b][c .. c+8) as stored, with plain loads: the previous kernel wrote x (see pdl_wait() on
- * why not __ldg). */
-__device__ __forceinline__ void input8(const GemvArgs &a, int b, int c, float *v) {
-    const float4 *x4 = (const float4 *)(a.x + (size_t)b * a.cols + c);
-    float4 p = x4[0], q = x4[1];
-    v[0] = p.x, v[1] = p.y, v[2] = p.z, v[3] = p.w, v[4] = q.x, v[5] = q.y, v[6] = q.z, v[7] = q.w;
-}
-
-/* One input of the any-width path: x, or x·s of the grouped norm (RMSNorm's s comes at the end). */
-template <int PRO>
-__device__ __forceinline__ float input1(const GemvArgs &a, int b, int c) {
-    float v = a.x[(size_t)b * a.cols + c];
-    if (PRO == PRO_GATEDNORM) {
-        int gs = a.cols / a.groups;
-        v *= group_scale(a, b, c / gs, 1.0f / gs);
-    }
-    return v;
-}
-
-/* out[b][r] = Σ_c W[r][c] x'[b][c] for ROWS rows per block; the 8 warps split the columns, and
- * each thread loads CPP column chunks of 8 (16 bytes) of every row before it computes on any, so
- * that CPP·ROWS loads are in flight; the partial sums meet in shared memory. No prologue
- * reduction: the norms' sums of squares come precomputed.
- * At one sequence the blocks do not all start at chunk 0: loop index q is the row's chunk
- * (q + rot) mod c8n with rot = 32·blockIdx.x, so that the blocks in flight do not read the same
- * columns of their rows at the same moment (out_proj, 1,024 chunks read in two passes of 512: all
- * of them read the first halves of their rows, then all the second halves). A step of one warp's
- * chunks (32) beat steps of half or whole passes; at 2-4 sequences every rotation tried was slower
- * than the plain order, so there the order stays plain (measurements: results/gpu.md). */
-template <int NB, int PRO, int EPI, int ROWS, int CPP>
-__global__ void __launch_bounds__(GEMV_THREADS, GEMV_MIN_BLOCKS(NB, ROWS, CPP)) gemv_kernel(GemvArgs a) {
-    __shared__ float part[GEMV_THREADS / 32][ROWS][NB];
-    __shared__ float epi_in[ROWS * NB][EPI_SLOT]; /* warp 0's epilogue inputs */
-    pdl_trigger();
-    if (threadIdx.x < 32) epilogue_prefetch<NB, PRO, EPI, ROWS>(a, blockIdx.x * ROWS, epi_in, false);
-    bool waited = false;
-    auto wait_previous = [&]() { /* for the kernel that wrote x (and h, and the sums of squares) */
-        pdl_wait();
-        waited = true;
-        if (threadIdx.x < 32) epilogue_prefetch<NB, PRO, EPI, ROWS>(a, blockIdx.x * ROWS, epi_in, true);
-    };
-    const int cols = a.cols, warp = threadIdx.x >> 5, lane = threadIdx.x & 31;
-    const int r0 = blockIdx.x * ROWS;
-    float acc[ROWS][NB];
-#pragma unroll
-    for (int j = 0; j < ROWS; j++)
-#pragma unroll
-        for (int b = 0; b < NB; b++) acc[j][b] = 0;
-
-    /* 16-byte path: whole chunks of 8, each inside one norm group */
-    const bool vec = (cols & 7) == 0 && (PRO != PRO_GATEDNORM || ((cols / a.groups) & 7) == 0);
-    if (vec) {
-        const int c8n = cols >> 3, gs = PRO == PRO_GATEDNORM ? cols / a.groups : 1;
-        const float inv_gs = 1.0f / gs;
-        const uint4 *wrow[ROWS];
-#pragma unroll
-        for (int j = 0; j < ROWS; j++) wrow[j] = (const uint4 *)(a.W + (size_t)min(r0 + j, a.rows - 1) * cols);
-        const int rot = NB == 1 ? (int)((size_t)blockIdx.x * GEMV_ROT_STEP % c8n) : 0;
-        auto chunk = [&](int q) { /* the row's chunk at loop index q */
-            if (NB > 1) return q;
-            q += rot;
-            return q >= c8n ? q - c8n : q;
-        };
-        for (int c8 = threadIdx.x; c8 < c8n; c8 += CPP * GEMV_THREADS) {
-            uint4 w[CPP][ROWS];
-#pragma unroll
-            for (int i = 0; i < CPP; i++)
-                if (c8 + i * GEMV_THREADS < c8n)
-#pragma unroll
-                    for (int j = 0; j < ROWS; j++) w[i][j] = __ldcs(wrow[j] + chunk(c8 + i * GEMV_THREADS)); /* streamed: read once */
-            if (!waited) wait_previous(); /* the weights are in flight */
-#pragma unroll
-            for (int i = 0; i < CPP; i++)
-                if (c8 + i * GEMV_THREADS < c8n) {
-                    const int c = chunk(c8 + i * GEMV_THREADS) * 8, grp = PRO == PRO_GATEDNORM ? c / gs : 0;
-#pragma unroll
-                    for (int b = 0; b < NB; b++) {
-                        float x[8];
-                        input8(a, b, c, x);
-                        if (PRO == PRO_GATEDNORM) {
-                            float sc = group_scale(a, b, grp, inv_gs);
-#pragma unroll
-                            for (int j = 0; j < ROWS; j++) acc[j][b] = fmaf(sc, dot8(w[i][j], x), acc[j][b]);
-                        } else
-#pragma unroll
-                            for (int j = 0; j < ROWS; j++) acc[j][b] += dot8(w[i][j], x);
-                    }
-                }
-        }
-    }
-    if (!waited) wait_previous(); /* threads without a chunk, and the any-width path */
-    if (!vec) { /* any width */
-        for (int c = threadIdx.x; c < cols; c += GEMV_THREADS)
-#pragma unroll
-            for (int b = 0; b < NB; b++) {
-                float xv = input1<PRO>(a, b, c);
-#pragma unroll
-                for (int j = 0; j < ROWS; j++)
-                    acc[j][b] += __bfloat162float(a.W[(size_t)min(r0 + j, a.rows - 1) * cols + c]) * xv;
-            }
-    }
-#pragma unroll
-    for (int j = 0; j < ROWS; j++)
-#pragma unroll
-        for (int b = 0; b < NB; b++) {
-            float v = warp_sum(acc[j][b]);
-            if (lane == 0) part[warp][j][b] = v;
-        }
-    __syncthreads();
-    if (warp) return;
-    /* warp 0: lane (j, b) finishes row r0 + j of sequence b */
-    int j = lane / NB, b = lane % NB, r = r0 + j;
-    bool live = lane < ROWS * NB && r < a.rows;
-    float v = 0, sq = 0;
-    cp_async_wait_all(); /* this lane's epilogue inputs */
-    if (live) {
-        const float *pre = epi_in[lane];
-#pragma unroll
-        for (int w = 0; w < GEMV_THREADS / 32; w++) v += part[w][j][b];
-        if (PRO == PRO_RMSNORM) v *= rmsnorm_scale(a, pre[EPI_SLOT - 1]);
-        if (EPI == EPI_STORE) a.out[(size_t)b * a.rows + r] = v;
-        else if (EPI == EPI_RESIDUAL) {
-            float hn = pre[0] + v; /* h ← h + W_out y */
-            a.out[(size_t)b * a.rows + r] = hn;
-            if (a.xw_out) a.xw_out[(size_t)b * a.rows + r] = hn * pre[1]; /* the next norm's input, pre-weighted */
-            sq = hn * hn;
-        } else if (r < a.dims.d_in) a.out[(size_t)b * a.rows + r] = v; /* z */
-        else inproj_tail(a, b, r, v, inproj_inputs_prefetched(a.dims) ? pre : NULL);
-    }
-    if (EPI == EPI_RESIDUAL && a.ss_out) { /* Σ h² of the new residual rows, for the next RMSNorm */
-        if (lane < ROWS * NB) part[0][j][b] = sq; /* each lane only ever read its own slot */
-        __syncwarp();
-        if (lane < NB) {
-            float total = 0;
-#pragma unroll
-            for (int jj = 0; jj < ROWS; jj++) total += part[0][jj][lane];
-            atomicAdd(&a.ss_out[lane], total);
-        }
-    }
-}
-
-template <int NB, int PRO, int EPI, int ROWS, int CPP>
-static void launch_gemv_shape(const GemvArgs &a, cudaStream_t s) {
-    launch_pdl(gemv_kernel<NB, PRO, EPI, ROWS, CPP>, dim3((a.rows + ROWS - 1) / ROWS), dim3(GEMV_THREADS), 0, s, a);
-}
+#include "gemv.cuh"
 
 /* Block shape (ROWS x CPP): 8 x 2 for one or two sequences over tall matrices; 4 x 2 otherwise, so
  * that a short, wide matrix (out_proj: 4096 rows) still gives every multiprocessor about as many
@@ -262,8 +18,8 @@ static void launch_gemv_shape(const GemvArgs &a, cudaStream_t s) {
 template <int NB, int PRO, int EPI>
 static void launch_gemv_t(const GemvArgs &a, cudaStream_t s) {
     if constexpr (NB <= 2)
-        if (a.rows > 8192) return launch_gemv_shape<NB, PRO, EPI, 8, 2>(a, s);
-    launch_gemv_shape<NB, PRO, EPI, 4, 2>(a, s);
+        if (a.rows > 8192) return launch_gemv_shape<NB, PRO, EPI, 8, 2, GEMV_BF16>(a, s);
+    launch_gemv_shape<NB, PRO, EPI, 4, 2, GEMV_BF16>(a, s);
 }
 
 template <int PRO, int EPI>
@@ -277,6 +33,7 @@ static void launch_gemv_nb(const GemvArgs &a, cudaStream_t s) {
 }
 
 void launch_gemv(GemvPrologue pro, GemvEpilogue epi, const GemvArgs &a, cudaStream_t s) {
+    if (a.wf != GEMV_BF16) return launch_gemv_q8(pro, epi, a, s);
     if (pro == PRO_RMSNORM && epi == EPI_INPROJ) launch_gemv_nb<PRO_RMSNORM, EPI_INPROJ>(a, s);
     else if (pro == PRO_GATEDNORM && epi == EPI_RESIDUAL) launch_gemv_nb<PRO_GATEDNORM, EPI_RESIDUAL>(a, s);
     else if (pro == PRO_RMSNORM && epi == EPI_STORE) launch_gemv_nb<PRO_RMSNORM, EPI_STORE>(a, s);

@@ -55,6 +55,37 @@ double mamba2_gpu_time_ssd_chunked(SSDDims d, int Q, int reps, double parts_ms[3
 int mamba2_gpu_gemv(int rows, int cols, int nb, const uint16_t *W, const float *x, float *out, Mamba2Error *err);
 
 /**
+ * @brief The q8 quantizer and the decode GEMV over q8 weights alone: W quantized on the device
+ *        (d = fp16(max|W| / 127) per block of 32 along each row, q = round(W / d)), then
+ *        out[b][r] = Σ_c W_q8[r][c] x[b][c] by the product @p dp4a selects.
+ * @param rows  rows of @p W
+ * @param cols  columns of @p W
+ * @param nb    number of input vectors (1 to 4)
+ * @param dp4a  0: the float product (GEMV_Q8_FLOAT); 1: inputs rounded to int8 per block, dp4a
+ * @param W     bf16 bits [rows, cols]
+ * @param x     [nb, cols]
+ * @param q     out: [rows, K32] the int8 values (K32 = cols rounded up to 32), or NULL
+ * @param d     out: [rows, K32 / 32] fp16 bits of the scales, or NULL
+ * @param out   [nb, rows]
+ * @param err   the reason on failure
+ * @return 0, or -1 with the reason in @p err.
+ */
+int mamba2_gpu_gemv_q8(int rows, int cols, int nb, int dp4a, const uint16_t *W, const float *x, int8_t *q, uint16_t *d,
+                       float *out, Mamba2Error *err);
+
+/**
+ * @brief Time the q8 decode GEMV (no prologue/epilogue; @p dp4a as in mamba2_gpu_gemv_q8()) as
+ *        mamba2_gpu_time_gemv() times the bf16 one. @return median milliseconds per launch, or < 0.
+ */
+double mamba2_gpu_time_gemv_q8(int rows, int cols, int nb, int dp4a, int reps, Mamba2Error *err);
+
+/**
+ * @brief Time dequantizing a q8 matrix into bf16 (what prefill does before each GEMM with q8
+ *        weights). @return median milliseconds per matrix, or < 0.
+ */
+double mamba2_gpu_time_q8_dequantize(int rows, int cols, int reps, Mamba2Error *err);
+
+/**
  * @brief Time the decode GEMV (no prologue/epilogue) on device-resident random bf16 weights:
  *        launches back to back (programmatic dependent launch, as in a decode step), each on
  *        one of several weight copies that together exceed the L2. @return median milliseconds

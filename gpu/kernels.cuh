@@ -70,6 +70,18 @@ void launch_ssd_chunked(const GpuDims &g, const bf16 *xbc, const float *dt, cons
 /** 1 when the chunked-SSD kernels handle these sizes (chunk ≤ 256, N ≤ 256, one chunk's x, B and state in shared memory). */
 int ssd_chunked_supported(const GpuDims &g);
 
+/* ---- q8_matrix.cu: int8 weights with an fp16 scale per block of 32 along K */
+
+/**
+ * Quantize rows [0, n) of @p src [n, K] (bf16, or f32 when @p src_f32) into rows [r0, r0 + n) of the
+ * q8 matrix whose values @p q [rows, K32] and scales @p d [rows, K32 / 32] are given:
+ * d = fp16(max|w| / 127) per block of 32, q = round(w / d); columns K .. K32 get zeros.
+ */
+void launch_q8_quantize(const void *src, int src_f32, int n, int r0, int8_t *q, uint16_t *d, int K, int K32, cudaStream_t s);
+
+/** out [rows, K] bf16 = d · q of every weight of @p m (the cuBLAS paths' operand). */
+void launch_q8_dequantize(const GpuQ8 &m, bf16 *out, cudaStream_t s);
+
 /* ---- decode.cu: one token for each of B sequences */
 
 /** How the decode GEMV forms its input vector (the sums of squares come in GemvArgs::ss_in). */
@@ -85,9 +97,18 @@ enum GemvEpilogue {
     EPI_INPROJ = 2    /**< in_proj rows: z stored, xBC through the conv step, dt through softplus */
 };
 
+/** The weights the decode GEMV reads, and how it multiplies them (gemv.cuh). */
+enum GemvWeights {
+    GEMV_BF16 = 0,    /**< bf16 W, fp32 products */
+    GEMV_Q8_FLOAT = 1, /**< q8 Wq: each int8 widened to fp32 in registers, times the fp32 input, the block's scale once */
+    GEMV_Q8_DP4A = 2  /**< q8 Wq: the input rounded to int8 per block of 32 as well, integer dot products (dp4a) */
+};
+
 /** Everything the decode GEMV may need. */
 struct GemvArgs {
-    const bf16 *W;         /**< [rows, cols] */
+    GemvWeights wf;        /**< which of W and Wq, and the product */
+    const bf16 *W;         /**< [rows, cols] (GEMV_BF16) */
+    GpuQ8 Wq;              /**< [rows, cols] quantized (GEMV_Q8_*) */
     int rows, cols, nb;    /**< nb sequences (1..4) */
     const float *x;        /**< [nb, cols] input before the prologue, already multiplied by the norm weight */
     const float *ss_in;    /**< prologue sums of squares: [nb] (RMSNORM) or [nb, groups] (GATEDNORM) */
@@ -116,8 +137,12 @@ struct GemvArgs {
  * @var GemvArgs::layer
  *      EPI_INPROJ: the layer's weights (conv, dt_bias) */
 
-/** Launch the decode GEMV with the given prologue and epilogue. */
+/** Launch the decode GEMV with the given prologue and epilogue (a.wf says which weights: decode.cu
+ *  runs bf16, and hands q8 to launch_gemv_q8()). */
 void launch_gemv(GemvPrologue pro, GemvEpilogue epi, const GemvArgs &a, cudaStream_t s);
+
+/** The decode GEMV over q8 weights (gemv_q8.cu); a.wf is GEMV_Q8_FLOAT or GEMV_Q8_DP4A. */
+void launch_gemv_q8(GemvPrologue pro, GemvEpilogue epi, const GemvArgs &a, cudaStream_t s);
 
 /** ss[b] = Σ_i h[b][i]² and xw[b][i] = h[b][i]·w[i] for nb rows of width d (layer 0's input norm in decode). */
 void launch_sum_squares(const float *h, int nb, int d, const float *w, float *ss, float *xw, cudaStream_t s);

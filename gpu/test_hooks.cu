@@ -191,6 +191,128 @@ extern "C" double mamba2_gpu_time_gemv(int rows, int cols, int nb, int reps, Mam
     return ms[ms.size() / 2];
 }
 
+/* ------------------------------------------------------------------ q8 weights */
+
+/* A q8 matrix [rows, cols] on the device (values, scales), quantized from bf16 @p Wd there. */
+struct Q8Buffers {
+    int8_t *q = NULL;
+    uint16_t *d = NULL;
+    GpuQ8 m = {};
+    ~Q8Buffers() { cudaFree(q), cudaFree(d); }
+};
+
+static int q8_make(Q8Buffers &b, const bf16 *Wd, int rows, int cols, Mamba2Error *err) {
+    const int K32 = round_up(cols, Q8_BLOCK);
+    CUDA_TRY(cudaMalloc(&b.q, (size_t)rows * K32));
+    CUDA_TRY(cudaMalloc(&b.d, (size_t)rows * (K32 / Q8_BLOCK) * 2));
+    CUDA_TRY(cudaMemset(b.q, 0x80, (size_t)rows * K32)); /* poison (−128, never a value): every byte must be written */
+    CUDA_TRY(cudaMemset(b.d, 0xff, (size_t)rows * (K32 / Q8_BLOCK) * 2));
+    launch_q8_quantize(Wd, 0, rows, 0, b.q, b.d, cols, K32, 0);
+    LAUNCH_TRY();
+    b.m.q = b.q, b.m.d = b.d, b.m.rows = rows, b.m.K = cols, b.m.K32 = K32;
+    return 0;
+}
+
+extern "C" int mamba2_gpu_gemv_q8(int rows, int cols, int nb, int dp4a, const uint16_t *W, const float *x, int8_t *q,
+                                  uint16_t *d, float *out, Mamba2Error *err) {
+    if (!mamba2_gpu_available(err)) return -1;
+    if (nb < 1 || nb > 4) return mamba2_fail(err, "gemv q8: nb must be 1..4");
+    bf16 *dW;
+    float *dx, *dout;
+    CUDA_TRY(cudaMalloc(&dW, (size_t)rows * cols * 2));
+    CUDA_TRY(cudaMemcpy(dW, W, (size_t)rows * cols * 2, cudaMemcpyHostToDevice));
+    Q8Buffers b;
+    if (q8_make(b, dW, rows, cols, err)) return -1;
+    cudaFree(dW); /* the bf16 copy goes, as at load */
+    CUDA_TRY(cudaMalloc(&dx, (size_t)nb * cols * 4));
+    CUDA_TRY(cudaMalloc(&dout, (size_t)nb * rows * 4));
+    std::vector<float> poison((size_t)nb * rows, NAN);
+    CUDA_TRY(cudaMemcpy(dx, x, (size_t)nb * cols * 4, cudaMemcpyHostToDevice));
+    CUDA_TRY(cudaMemcpy(dout, poison.data(), poison.size() * 4, cudaMemcpyHostToDevice));
+    GemvArgs a = {};
+    a.wf = dp4a ? GEMV_Q8_DP4A : GEMV_Q8_FLOAT;
+    a.Wq = b.m, a.rows = rows, a.cols = cols, a.nb = nb, a.x = dx, a.out = dout;
+    launch_gemv(PRO_NONE, EPI_STORE, a, 0);
+    LAUNCH_TRY();
+    CUDA_TRY(cudaDeviceSynchronize());
+    CUDA_TRY(cudaMemcpy(out, dout, (size_t)nb * rows * 4, cudaMemcpyDeviceToHost));
+    if (q) CUDA_TRY(cudaMemcpy(q, b.q, (size_t)rows * b.m.K32, cudaMemcpyDeviceToHost));
+    if (d) CUDA_TRY(cudaMemcpy(d, b.d, (size_t)rows * (b.m.K32 / Q8_BLOCK) * 2, cudaMemcpyDeviceToHost));
+    cudaFree(dx), cudaFree(dout);
+    return 0;
+}
+
+extern "C" double mamba2_gpu_time_gemv_q8(int rows, int cols, int nb, int dp4a, int reps, Mamba2Error *err) {
+    if (!mamba2_gpu_available(err)) return -1;
+    /* rotate over enough q8 copies to defeat the 50 MB L2, as mamba2_gpu_time_gemv() */
+    int copies = (int)(1 + (512ull << 20) / ((size_t)rows * cols));
+    bf16 *Wd;
+    float *x, *out;
+    if (cudaMalloc(&Wd, (size_t)rows * cols * 2) != cudaSuccess || cudaMalloc(&x, (size_t)nb * cols * 4) != cudaSuccess ||
+        cudaMalloc(&out, (size_t)nb * rows * 4) != cudaSuccess)
+        return mamba2_fail(err, "gemv q8 timing: out of memory"), -1;
+    fill_random_bf16<<<1024, 256>>>(Wd, (size_t)rows * cols, 3);
+    fill_random_bf16<<<64, 256>>>((bf16 *)x, (size_t)nb * cols * 2, 4); /* any finite bits will do */
+    std::vector<Q8Buffers> mats(copies);
+    for (int c = 0; c < copies; c++)
+        if (q8_make(mats[c], Wd, rows, cols, err)) return -1;
+    cudaFree(Wd);
+    GemvArgs a = {};
+    a.wf = dp4a ? GEMV_Q8_DP4A : GEMV_Q8_FLOAT;
+    a.rows = rows, a.cols = cols, a.nb = nb, a.x = x, a.out = out;
+    cudaStream_t st;
+    cudaEvent_t e0, e1;
+    cudaStreamCreateWithFlags(&st, cudaStreamNonBlocking);
+    cudaEventCreate(&e0), cudaEventCreate(&e1);
+    std::vector<float> ms;
+    int batches = reps / copies > 5 ? reps / copies : 5;
+    for (int i = 0; i < batches + 1; i++) {
+        float t;
+        cudaEventRecord(e0, st);
+        for (int c = 0; c < copies; c++) {
+            a.Wq = mats[c].m;
+            launch_gemv(PRO_NONE, EPI_STORE, a, st);
+        }
+        cudaEventRecord(e1, st);
+        cudaEventSynchronize(e1);
+        cudaEventElapsedTime(&t, e0, e1);
+        if (i >= 1) ms.push_back(t / copies);
+    }
+    cudaEventDestroy(e0), cudaEventDestroy(e1), cudaStreamDestroy(st);
+    cudaFree(x), cudaFree(out);
+    cudaError_t e = cudaGetLastError();
+    if (e != cudaSuccess) return mamba2_fail(err, "gemv q8 timing: %s", cudaGetErrorString(e)), -1;
+    std::sort(ms.begin(), ms.end());
+    return ms[ms.size() / 2];
+}
+
+extern "C" double mamba2_gpu_time_q8_dequantize(int rows, int cols, int reps, Mamba2Error *err) {
+    if (!mamba2_gpu_available(err)) return -1;
+    bf16 *Wd;
+    if (cudaMalloc(&Wd, (size_t)rows * cols * 2) != cudaSuccess) return mamba2_fail(err, "dequantize timing: out of memory"), -1;
+    fill_random_bf16<<<1024, 256>>>(Wd, (size_t)rows * cols, 5);
+    Q8Buffers b;
+    if (q8_make(b, Wd, rows, cols, err)) return -1;
+    cudaEvent_t e0, e1;
+    cudaEventCreate(&e0), cudaEventCreate(&e1);
+    std::vector<float> ms;
+    for (int i = 0; i < reps + 1; i++) {
+        float t;
+        cudaEventRecord(e0, 0);
+        launch_q8_dequantize(b.m, Wd, 0);
+        cudaEventRecord(e1, 0);
+        cudaEventSynchronize(e1);
+        cudaEventElapsedTime(&t, e0, e1);
+        if (i >= 1) ms.push_back(t);
+    }
+    cudaEventDestroy(e0), cudaEventDestroy(e1);
+    cudaFree(Wd);
+    cudaError_t e = cudaGetLastError();
+    if (e != cudaSuccess) return mamba2_fail(err, "dequantize timing: %s", cudaGetErrorString(e)), -1;
+    std::sort(ms.begin(), ms.end());
+    return ms[ms.size() / 2];
+}
+
 /* ------------------------------------------------------------------ the decode SSD step */
 
 static GpuDims step_dims(SSDDims d, int L) {

@@ -222,7 +222,7 @@ typedef void (*mamba2_progress_fn)(void *ctx, double done, double total, const c
 /** How a backend runs. All zero (or a NULL pointer) means the defaults. */
 typedef struct mamba2_backend_options {
     int n_threads;          /**< cpu: OpenMP threads; 0: OMP_NUM_THREADS, else every core */
-    const char *weights;    /**< cpu: "stored" (NULL: as in the checkpoint), "q8" or "q4" (quantized at load) */
+    const char *weights;    /**< cpu: "stored" (NULL: as in the checkpoint), "q8" or "q4" (quantized at load); gpu: "stored" or "q8" */
     const char *precision;  /**< cpu: "default" (NULL: within 1e-3 of ref) or "fast" (activations rounded to bf16) */
     int gpu_state_bf16;     /**< gpu: 1 keeps the SSM states in bf16 on the device */
     mamba2_progress_fn progress; /**< called during long set-up work, or NULL */
@@ -239,8 +239,9 @@ MAMBA2_API const char *mamba2_backend_list(void);
  * @brief Start a backend for a model.
  *
  * "auto" (or NULL) takes the first of gpu, cpu, ref that is built in and starts here with
- * these options (gpu needs a CUDA device; weights other than "stored" are a cpu option, so
- * they make "auto" skip gpu); mamba2_backend_name() says which one it took.
+ * these options (gpu needs a CUDA device and takes "stored" or "q8" weights; "q4" and the
+ * precision "fast" are cpu options, so they make "auto" skip gpu); mamba2_backend_name() says
+ * which one it took.
  * On a CPU newer than the OpenBLAS library, cpu prefill may run OpenBLAS's generic kernels
  * unless OPENBLAS_CORETYPE is set (the `mamba2` program sets it itself).
  * @param m    the model (kept alive by the backend)

@@ -46,10 +46,13 @@ int mamba2_backend_create(const char *name, const Mamba2Model *m, const Mamba2Ba
     Mamba2BackendOptions defaults = {0};
     *out = NULL;
     if (!opt) opt = &defaults;
-    /* quantized weights and bf16-rounded activations exist on the cpu backend only */
-    if (strcmp(name, "cpu") && opt->weights != MAMBA2_WEIGHTS_STORED)
-        return mamba2_fail(err, "weights '%s' are a cpu backend option; the %s backend reads the stored weights",
-                           mamba2_weight_format_name(opt->weights), name);
+    /* quantized weights exist on the cpu backend (q8, q4) and the gpu backend (q8); bf16-rounded
+     * activations on the cpu backend only */
+    int quant_ok = !strcmp(name, "cpu") || (!strcmp(name, "gpu") && opt->weights == MAMBA2_WEIGHTS_Q8);
+    if (!quant_ok && opt->weights != MAMBA2_WEIGHTS_STORED)
+        return mamba2_fail(err, "weights '%s' are a cpu backend option%s; the %s backend reads the stored weights",
+                           mamba2_weight_format_name(opt->weights), opt->weights == MAMBA2_WEIGHTS_Q8 ? " (and a gpu one)" : "",
+                           name);
     if (strcmp(name, "cpu") && opt->precision != MAMBA2_PRECISION_DEFAULT)
         return mamba2_fail(err, "precision '%s' is a cpu backend option", mamba2_precision_name(opt->precision));
     for (size_t i = 0; i < sizeof registry / sizeof *registry; i++)

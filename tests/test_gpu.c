@@ -2,7 +2,7 @@
  * @file test_gpu.c
  * @brief The GPU path against the reference: each kernel on fresh random inputs (outputs
  *        poisoned with NaN first), the whole model on every fixture, prefill against step,
- *        batched against single, states moving between backends.
+ *        batched against single, states moving between backends; the same with q8 weights.
  *
  * Without a GPU (or in a build without the CUDA code) the suite is registered but inactive,
  * so CUnit's summary counts it under "Inactive" and the reason is printed: never a silent pass.
@@ -116,6 +116,90 @@ static void test_gemv_kernel(void) {
             free(W), free(x), free(out), free(ref);
         }
     printf("\n");
+}
+
+/* q8 weights: the quantizer and both GEMV products on fresh random shapes (rows not a multiple of
+ * the 16-, 8- or 4-row blocks; columns a multiple of 32 (the 16-byte path: one pass of 16-byte
+ * chunks, two passes, not whole passes) and not (the any-width path, whose padding to 32 must hold
+ * zeros), nb = 1..4, outputs poisoned with NaN and the q8 arrays with −128 and NaN scales first.
+ * - the quantizer, from its definition: each block's scale d is max|w| / 127 rounded to fp16 (within
+ *   half an fp16 ulp), every |q| ≤ 127 and |w − d·q| ≤ d/2 (round to nearest), the padding zero;
+ * - the float product against the double product of the same d·q with x: fp32 rounding (1e-5);
+ * - the dp4a product against the double product of d·q with x rounded as the CPU's q8 rounds it
+ *   (per block of 32: e = max|x| / 127, p = rint(x · (127 / max|x|)) in fp32): its integer sums are
+ *   exact, so fp32 rounding again (1e-5); columns not a multiple of 32 take the float product. */
+#define Q8_GEMV_TOL 1e-5
+static void test_q8_gemv_kernel(void) {
+    int shapes[][2] = {{1000, 4096}, {37, 8192}, {4099, 4096 + 64}, {5, 8256}, {64, 100}, {3, 48}, {0, 0}, {0, 0}};
+    shapes[6][0] = 1 + (int)(test_uniform() * 3000), shapes[6][1] = 32 * (1 + (int)(test_uniform() * 300)); /* fresh, whole blocks */
+    shapes[7][0] = 1 + (int)(test_uniform() * 3000), shapes[7][1] = 1 + (int)(test_uniform() * 5000);     /* fresh, any width */
+    double worst[2] = {0, 0}, worst_w = 0;
+    for (size_t k = 0; k < sizeof shapes / sizeof shapes[0]; k++)
+        for (int nb = 1; nb <= 4; nb++)
+            for (int dp4a = 0; dp4a < 2; dp4a++) {
+                int rows = shapes[k][0], cols = shapes[k][1], K32 = (cols + 31) / 32 * 32, nblk = K32 / 32;
+                uint16_t *W = malloc((size_t)rows * cols * 2), *d = malloc((size_t)rows * nblk * 2);
+                int8_t *q = malloc((size_t)rows * K32);
+                float *x = malloc((size_t)nb * cols * 4), *out = malloc((size_t)nb * rows * 4), *ref = malloc((size_t)nb * rows * 4);
+                for (size_t i = 0; i < (size_t)rows * cols; i++) W[i] = mamba2_f32_to_bf16((float)test_normal());
+                test_fill_normal(x, (size_t)nb * cols, 1.0);
+                Mamba2Error e = {{0}};
+                int rc = mamba2_gpu_gemv_q8(rows, cols, nb, dp4a, W, x, q, d, out, &e);
+                CU_ASSERT_EQUAL(rc, 0);
+                if (rc) printf("\n    %s", e.msg);
+                /* the quantizer */
+                int bad = 0;
+                double err2 = 0, norm2 = 0;
+                for (int r = 0; r < rows && !rc; r++)
+                    for (int b = 0; b < nblk; b++) {
+                        float amax = 0, dv = mamba2_f16_to_f32(d[(size_t)r * nblk + b]), want = 0;
+                        for (int c = 32 * b; c < 32 * b + 32 && c < cols; c++) {
+                            float w = mamba2_bf16_to_f32(W[(size_t)r * cols + c]);
+                            amax = fabsf(w) > amax ? fabsf(w) : amax;
+                        }
+                        want = amax / 127;
+                        if (!(fabs(dv - want) <= want * 0x1p-11)) bad++;
+                        for (int c = 32 * b; c < 32 * b + 32; c++) {
+                            int qv = q[(size_t)r * K32 + c];
+                            float w = c < cols ? mamba2_bf16_to_f32(W[(size_t)r * cols + c]) : 0.0f;
+                            if (qv < -127 || qv > 127 || (c >= cols && qv != 0) || !(fabs((double)w - (double)dv * qv) <= 0.5 * dv * (1 + 1e-5)))
+                                bad++;
+                            err2 += (w - dv * qv) * (double)(w - dv * qv), norm2 += (double)w * w;
+                        }
+                    }
+                CU_ASSERT_EQUAL(bad, 0);
+                if (sqrt(err2 / norm2) > worst_w) worst_w = sqrt(err2 / norm2);
+                /* the product, in double over the same values */
+                for (int b = 0; b < nb; b++) {
+                    const float *xb = x + (size_t)b * cols;
+                    for (int r = 0; r < rows; r++) {
+                        double acc = 0;
+                        for (int blk = 0; blk < nblk; blk++) {
+                            double dv = mamba2_f16_to_f32(d[(size_t)r * nblk + blk]), s = 0;
+                            int c0 = 32 * blk, c1 = c0 + 32 < cols ? c0 + 32 : cols;
+                            if (dp4a && cols % 32 == 0) {
+                                float ax = 0;
+                                for (int c = c0; c < c1; c++) ax = fabsf(xb[c]) > ax ? fabsf(xb[c]) : ax;
+                                float inv = ax > 0 ? 127.0f / ax : 0.0f;
+                                for (int c = c0; c < c1; c++) s += (double)q[(size_t)r * K32 + c] * rintf(xb[c] * inv);
+                                s *= ax / 127.0;
+                            } else
+                                for (int c = c0; c < c1; c++) s += (double)q[(size_t)r * K32 + c] * xb[c];
+                            acc += dv * s;
+                        }
+                        ref[(size_t)b * rows + r] = (float)acc;
+                    }
+                }
+                double err = test_rel_l2(out, ref, (size_t)nb * rows);
+                if (err > worst[dp4a] || isnan(err)) worst[dp4a] = err;
+                if (nb == 1 || nb == 4)
+                    printf("\n    q8 GEMV %-5s %5d x %-5d nb=%d  %.1e", dp4a ? "dp4a" : "float", rows, cols, nb, err);
+                CU_ASSERT(err <= Q8_GEMV_TOL);
+                free(W), free(d), free(q), free(x), free(out), free(ref);
+            }
+    printf("\n    q8 weights vs bf16, relative L2: %.1e (bound 1e-2); worst product: float %.1e, dp4a %.1e (bound %.0e)\n",
+           worst_w, worst[0], worst[1], Q8_GEMV_TOL);
+    CU_ASSERT(worst_w <= 1e-2);
 }
 
 /* The decode SSD step alone against a double-precision step, through each kernel: the register
@@ -407,16 +491,174 @@ static void test_random_model_7b_state(void) {
     random_model_7b_state(6, 1);
 }
 
+/* ------------------------------------------------------------------ q8 weights, whole models */
+
+/* Whole-model bounds, relative L2 against ref at the worst position: the CPU's q8 bounds
+ * (tests/test_quant.c, Q8_TINY_TOL and Q8_DEMO_TOL: about twice the worst case measured there, on
+ * models whose 32-72 channels average the per-weight errors out far less than the 7B's 4096). The
+ * GPU quantizes the weights alike (the same scales and integers); its products add bf16 activations
+ * in prefill (cuBLAS over the dequantized weights) and, with dp4a, int8 activations in decode, as
+ * the CPU's q8 products round them. */
+#define GPU_Q8_TINY_TOL 1.5e-1
+#define GPU_Q8_DEMO_TOL 6e-2
+
+/* The gpu backend with q8 weights and the decode product @p dot ("dp4a" or "float"). */
+static Mamba2Backend *make_gpu_q8(const Mamba2Model *m, const char *dot) {
+    Mamba2BackendOptions o = {0};
+    o.weights = MAMBA2_WEIGHTS_Q8;
+    setenv("MAMBA2_GPU_Q8_DOT", dot, 1);
+    Mamba2Backend *b = NULL;
+    Mamba2Error e = {{0}};
+    if (mamba2_backend_create("gpu", m, &o, &b, &e)) printf("\n    gpu q8: %s", e.msg);
+    unsetenv("MAMBA2_GPU_Q8_DOT");
+    return b;
+}
+
+/* q8 on one model and prompt, both decode products: all-position prefill logits against ref, and
+ * one step per token against ref (each poisoned first), both held to @p tol at the worst position. */
+static void check_q8_model(const char *label, const Mamba2Model *m, const int32_t *tok, int T, double tol, double *worst) {
+    int V = m->cfg.vocab_size;
+    size_t n = (size_t)T * V;
+    float *ref = malloc(n * 4), *pre = malloc(n * 4), *stp = malloc(n * 4);
+    Mamba2Backend *rb = NULL;
+    Mamba2Error e = {{0}};
+    CU_ASSERT_FATAL(mamba2_backend_create("ref", m, NULL, &rb, &e) == 0);
+    Mamba2State st, *one = &st;
+    CU_ASSERT_FATAL(mamba2_state_init(&st, &m->cfg, &e) == 0);
+    CU_ASSERT_FATAL(mamba2_backend_prefill(rb, &st, tok, T, ref, 1, &e) == 0);
+    printf("\n    %-28s T=%-3d", label, T);
+    const char *dots[2] = {"dp4a", "float"};
+    for (int k = 0; k < 2; k++) {
+        Mamba2Backend *qb = make_gpu_q8(m, dots[k]);
+        CU_ASSERT_PTR_NOT_NULL_FATAL(qb);
+        for (size_t i = 0; i < n; i++) pre[i] = stp[i] = NAN;
+        mamba2_state_reset(&st);
+        CU_ASSERT_EQUAL(mamba2_backend_prefill(qb, &st, tok, T, pre, 1, &e), 0);
+        mamba2_state_reset(&st);
+        for (int t = 0; t < T; t++) CU_ASSERT_EQUAL(mamba2_backend_step(qb, &one, tok + t, 1, stp + (size_t)t * V, &e), 0);
+        double e_pre = test_max_row_rel_l2(pre, ref, T, V), e_step = test_max_row_rel_l2(stp, ref, T, V);
+        printf(" | q8 %s: prefill %.1e, steps %.1e", dots[k], e_pre, e_step);
+        if (e_pre > *worst || isnan(e_pre)) *worst = e_pre;
+        if (e_step > *worst || isnan(e_step)) *worst = e_step;
+        CU_ASSERT(e_pre <= tol);
+        CU_ASSERT(e_step <= tol);
+        mamba2_backend_destroy(qb);
+    }
+    mamba2_state_free(&st);
+    mamba2_backend_destroy(rb);
+    free(ref), free(pre), free(stp);
+}
+
+static void test_q8_models(void) {
+    double worst = 0, demo = 0;
+    char names[32][64];
+    int n = test_list_fixtures(names, 32);
+    CU_ASSERT(n >= 1);
+    for (int i = 0; i < n; i++) {
+        TestFixture fx;
+        if (test_load_fixture(names[i], &fx)) {
+            CU_FAIL("fixture did not load");
+            continue;
+        }
+        check_q8_model(names[i], &fx.model, fx.tokens, fx.T, GPU_Q8_TINY_TOL, &worst);
+        test_free_fixture(&fx);
+    }
+    /* a fresh random model whose widths are whole blocks of 32 (d = 32, d_in = 64, groups of 32), so
+     * that decode takes the 16-byte path and, by default, the dp4a product */
+    TinyModelSpec sp;
+    test_tiny_spec_default(&sp);
+    sp.d_model = 32, sp.n_heads = 4, sp.head_dim = 16, sp.d_state = 128, sp.n_groups = 2, sp.chunk_size = 8;
+    sp.dtype = "BF16";
+    char *dir = test_tmpdir();
+    Mamba2Model m;
+    Mamba2Error e = {{0}};
+    if (!dir || test_write_tiny_model(dir, &sp) || mamba2_model_load(dir, &m, &e)) {
+        printf("\n    random model: %s", e.msg);
+        CU_FAIL("random model");
+    } else {
+        int32_t tok[29];
+        for (int t = 0; t < 29; t++) tok[t] = (int32_t)(test_uniform() * m.cfg.vocab_size);
+        check_q8_model("random d=32, N=128", &m, tok, 29, GPU_Q8_TINY_TOL, &worst);
+        mamba2_model_free(&m);
+    }
+    if (dir) test_rmtree(dir);
+    free(dir);
+    /* the trained demo model on 64 tokens of Python */
+    if (mamba2_model_load("data/stdlib-mamba2", &m, &e)) {
+        printf("\n    data/stdlib-mamba2: %s", e.msg);
+        CU_FAIL("demo model");
+    } else {
+        int32_t tok[64];
+        for (int t = 0; t < 64; t++) tok[t] = (int32_t)(1 + (t * 7919) % (m.cfg.vocab_size - 1));
+        check_q8_model("stdlib-mamba2 (trained)", &m, tok, 64, GPU_Q8_DEMO_TOL, &demo);
+        mamba2_model_free(&m);
+    }
+    printf("\n    worst logits vs ref: tiny models q8 %.1e (bound %.2g); demo model q8 %.1e (bound %.2g)\n", worst,
+           GPU_Q8_TINY_TOL, demo, GPU_Q8_DEMO_TOL);
+}
+
+/* q8: B sequences stepped together equal each stepped alone. 3 take the GEMV path, whose kernels
+ * are the single sequence's but for the order of the fp32 sums (bound 1e-6, as bf16's); 6 the
+ * cuBLAS path over the dequantized weights, with the activations rounded to bf16 where the single
+ * steps' dp4a product rounds them to int8 per block: two roundings of the activations, held to the
+ * q8 whole-model bound. */
+static void test_q8_batched(void) {
+    TestFixture fx;
+    CU_ASSERT_EQUAL_FATAL(test_load_fixture("g4_bf16_sharded", &fx), 0);
+    int V = fx.model.cfg.vocab_size, sizes[] = {3, 6};
+    Mamba2Backend *gpu = make_gpu_q8(&fx.model, "dp4a");
+    CU_ASSERT_PTR_NOT_NULL_FATAL(gpu);
+    for (int k = 0; k < 2; k++) {
+        int nb = sizes[k];
+        Mamba2State st[6], alone[6], *ptrs[6];
+        Mamba2Error e = {{0}};
+        float *together = malloc((size_t)nb * V * 4), *single = malloc((size_t)nb * V * 4);
+        int32_t tok[6];
+        for (int i = 0; i < nb; i++) {
+            mamba2_state_init(&st[i], &fx.model.cfg, &e);
+            mamba2_state_init(&alone[i], &fx.model.cfg, &e);
+            int prompt = 3 + (5 * i) % (fx.T - 4);
+            mamba2_backend_prefill(gpu, &st[i], fx.tokens, prompt, NULL, 0, &e);
+            mamba2_backend_prefill(gpu, &alone[i], fx.tokens, prompt, NULL, 0, &e);
+            ptrs[i] = &st[i];
+            tok[i] = fx.tokens[prompt];
+        }
+        double worst = 0;
+        for (int rep = 0; rep < 4; rep++) {
+            for (size_t i = 0; i < (size_t)nb * V; i++) together[i] = single[i] = NAN;
+            CU_ASSERT_EQUAL(mamba2_backend_step(gpu, ptrs, tok, nb, together, &e), 0);
+            for (int i = 0; i < nb; i++) {
+                Mamba2State *one = &alone[i];
+                CU_ASSERT_EQUAL(mamba2_backend_step(gpu, &one, &tok[i], 1, single + (size_t)i * V, &e), 0);
+            }
+            double err = test_max_row_rel_l2(together, single, nb, V);
+            if (err > worst || isnan(err)) worst = err;
+            for (int i = 0; i < nb; i++) tok[i] = (tok[i] * 7 + 3) % V;
+        }
+        double tol = nb <= 4 ? 1e-6 : GPU_Q8_TINY_TOL;
+        printf("\n    q8 batch %d: batched vs single %.1e (bound %.2g)", nb, worst, tol);
+        CU_ASSERT(worst <= tol);
+        for (int i = 0; i < nb; i++) mamba2_state_free(&st[i]), mamba2_state_free(&alone[i]);
+        free(together), free(single);
+    }
+    mamba2_backend_destroy(gpu);
+    printf("\n");
+    test_free_fixture(&fx);
+}
+
 int register_gpu_tests(void) {
     CU_pSuite s = CU_add_suite("gpu", NULL, NULL);
     if (!s) return -1;
     if (!CU_add_test(s, "SSD chunked kernels vs reference", test_ssd_kernel) ||
         !CU_add_test(s, "decode GEMV vs double dot products", test_gemv_kernel) ||
+        !CU_add_test(s, "q8 quantizer and decode GEMV (float, dp4a) vs double products", test_q8_gemv_kernel) ||
         !CU_add_test(s, "decode SSD step vs double step, each kernel", test_ssd_step_kernel) ||
         !CU_add_test(s, "fixtures: prefill, step, greedy", test_fixtures) ||
         !CU_add_test(s, "batched step vs single steps, fp32 and bf16 state", test_batched) ||
         !CU_add_test(s, "state moves between gpu and ref", test_state_moves_between_backends) ||
-        !CU_add_test(s, "random model with N=128: prefill and batched steps vs ref", test_random_model_7b_state))
+        !CU_add_test(s, "random model with N=128: prefill and batched steps vs ref", test_random_model_7b_state) ||
+        !CU_add_test(s, "q8 weights: fixtures, a random model and the demo model vs ref", test_q8_models) ||
+        !CU_add_test(s, "q8 weights: batched steps vs single steps", test_q8_batched))
         return -1;
     Mamba2Error why = {{0}};
     if (!mamba2_gpu_available(&why)) {
@@ -429,6 +671,161 @@ int register_gpu_tests(void) {
 #else /* built without the CUDA code */
 
 static void never(void) { CU_FAIL("the GPU suite ran in a build without the GPU path"); }
+
+/* ------------------------------------------------------------------ q8 weights, whole models */
+
+/* Whole-model bounds, relative L2 against ref at the worst position: the CPU's q8 bounds
+ * (tests/test_quant.c, Q8_TINY_TOL and Q8_DEMO_TOL: about twice the worst case measured there, on
+ * models whose 32-72 channels average the per-weight errors out far less than the 7B's 4096). The
+ * GPU quantizes the weights alike (the same scales and integers); its products add bf16 activations
+ * in prefill (cuBLAS over the dequantized weights) and, with dp4a, int8 activations in decode, as
+ * the CPU's q8 products round them. */
+#define GPU_Q8_TINY_TOL 1.5e-1
+#define GPU_Q8_DEMO_TOL 6e-2
+
+/* The gpu backend with q8 weights and the decode product @p dot ("dp4a" or "float"). */
+static Mamba2Backend *make_gpu_q8(const Mamba2Model *m, const char *dot) {
+    Mamba2BackendOptions o = {0};
+    o.weights = MAMBA2_WEIGHTS_Q8;
+    setenv("MAMBA2_GPU_Q8_DOT", dot, 1);
+    Mamba2Backend *b = NULL;
+    Mamba2Error e = {{0}};
+    if (mamba2_backend_create("gpu", m, &o, &b, &e)) printf("\n    gpu q8: %s", e.msg);
+    unsetenv("MAMBA2_GPU_Q8_DOT");
+    return b;
+}
+
+/* q8 on one model and prompt, both decode products: all-position prefill logits against ref, and
+ * one step per token against ref (each poisoned first), both held to @p tol at the worst position. */
+static void check_q8_model(const char *label, const Mamba2Model *m, const int32_t *tok, int T, double tol, double *worst) {
+    int V = m->cfg.vocab_size;
+    size_t n = (size_t)T * V;
+    float *ref = malloc(n * 4), *pre = malloc(n * 4), *stp = malloc(n * 4);
+    Mamba2Backend *rb = NULL;
+    Mamba2Error e = {{0}};
+    CU_ASSERT_FATAL(mamba2_backend_create("ref", m, NULL, &rb, &e) == 0);
+    Mamba2State st, *one = &st;
+    CU_ASSERT_FATAL(mamba2_state_init(&st, &m->cfg, &e) == 0);
+    CU_ASSERT_FATAL(mamba2_backend_prefill(rb, &st, tok, T, ref, 1, &e) == 0);
+    printf("\n    %-28s T=%-3d", label, T);
+    const char *dots[2] = {"dp4a", "float"};
+    for (int k = 0; k < 2; k++) {
+        Mamba2Backend *qb = make_gpu_q8(m, dots[k]);
+        CU_ASSERT_PTR_NOT_NULL_FATAL(qb);
+        for (size_t i = 0; i < n; i++) pre[i] = stp[i] = NAN;
+        mamba2_state_reset(&st);
+        CU_ASSERT_EQUAL(mamba2_backend_prefill(qb, &st, tok, T, pre, 1, &e), 0);
+        mamba2_state_reset(&st);
+        for (int t = 0; t < T; t++) CU_ASSERT_EQUAL(mamba2_backend_step(qb, &one, tok + t, 1, stp + (size_t)t * V, &e), 0);
+        double e_pre = test_max_row_rel_l2(pre, ref, T, V), e_step = test_max_row_rel_l2(stp, ref, T, V);
+        printf(" | q8 %s: prefill %.1e, steps %.1e", dots[k], e_pre, e_step);
+        if (e_pre > *worst || isnan(e_pre)) *worst = e_pre;
+        if (e_step > *worst || isnan(e_step)) *worst = e_step;
+        CU_ASSERT(e_pre <= tol);
+        CU_ASSERT(e_step <= tol);
+        mamba2_backend_destroy(qb);
+    }
+    mamba2_state_free(&st);
+    mamba2_backend_destroy(rb);
+    free(ref), free(pre), free(stp);
+}
+
+static void test_q8_models(void) {
+    double worst = 0, demo = 0;
+    char names[32][64];
+    int n = test_list_fixtures(names, 32);
+    CU_ASSERT(n >= 1);
+    for (int i = 0; i < n; i++) {
+        TestFixture fx;
+        if (test_load_fixture(names[i], &fx)) {
+            CU_FAIL("fixture did not load");
+            continue;
+        }
+        check_q8_model(names[i], &fx.model, fx.tokens, fx.T, GPU_Q8_TINY_TOL, &worst);
+        test_free_fixture(&fx);
+    }
+    /* a fresh random model whose widths are whole blocks of 32 (d = 32, d_in = 64, groups of 32), so
+     * that decode takes the 16-byte path and, by default, the dp4a product */
+    TinyModelSpec sp;
+    test_tiny_spec_default(&sp);
+    sp.d_model = 32, sp.n_heads = 4, sp.head_dim = 16, sp.d_state = 128, sp.n_groups = 2, sp.chunk_size = 8;
+    sp.dtype = "BF16";
+    char *dir = test_tmpdir();
+    Mamba2Model m;
+    Mamba2Error e = {{0}};
+    if (!dir || test_write_tiny_model(dir, &sp) || mamba2_model_load(dir, &m, &e)) {
+        printf("\n    random model: %s", e.msg);
+        CU_FAIL("random model");
+    } else {
+        int32_t tok[29];
+        for (int t = 0; t < 29; t++) tok[t] = (int32_t)(test_uniform() * m.cfg.vocab_size);
+        check_q8_model("random d=32, N=128", &m, tok, 29, GPU_Q8_TINY_TOL, &worst);
+        mamba2_model_free(&m);
+    }
+    if (dir) test_rmtree(dir);
+    free(dir);
+    /* the trained demo model on 64 tokens of Python */
+    if (mamba2_model_load("data/stdlib-mamba2", &m, &e)) {
+        printf("\n    data/stdlib-mamba2: %s", e.msg);
+        CU_FAIL("demo model");
+    } else {
+        int32_t tok[64];
+        for (int t = 0; t < 64; t++) tok[t] = (int32_t)(1 + (t * 7919) % (m.cfg.vocab_size - 1));
+        check_q8_model("stdlib-mamba2 (trained)", &m, tok, 64, GPU_Q8_DEMO_TOL, &demo);
+        mamba2_model_free(&m);
+    }
+    printf("\n    worst logits vs ref: tiny models q8 %.1e (bound %.2g); demo model q8 %.1e (bound %.2g)\n", worst,
+           GPU_Q8_TINY_TOL, demo, GPU_Q8_DEMO_TOL);
+}
+
+/* q8: B sequences stepped together equal each stepped alone. 3 take the GEMV path, whose kernels
+ * are the single sequence's but for the order of the fp32 sums (bound 1e-6, as bf16's); 6 the
+ * cuBLAS path over the dequantized weights, with the activations rounded to bf16 where the single
+ * steps' dp4a product rounds them to int8 per block: two roundings of the activations, held to the
+ * q8 whole-model bound. */
+static void test_q8_batched(void) {
+    TestFixture fx;
+    CU_ASSERT_EQUAL_FATAL(test_load_fixture("g4_bf16_sharded", &fx), 0);
+    int V = fx.model.cfg.vocab_size, sizes[] = {3, 6};
+    Mamba2Backend *gpu = make_gpu_q8(&fx.model, "dp4a");
+    CU_ASSERT_PTR_NOT_NULL_FATAL(gpu);
+    for (int k = 0; k < 2; k++) {
+        int nb = sizes[k];
+        Mamba2State st[6], alone[6], *ptrs[6];
+        Mamba2Error e = {{0}};
+        float *together = malloc((size_t)nb * V * 4), *single = malloc((size_t)nb * V * 4);
+        int32_t tok[6];
+        for (int i = 0; i < nb; i++) {
+            mamba2_state_init(&st[i], &fx.model.cfg, &e);
+            mamba2_state_init(&alone[i], &fx.model.cfg, &e);
+            int prompt = 3 + (5 * i) % (fx.T - 4);
+            mamba2_backend_prefill(gpu, &st[i], fx.tokens, prompt, NULL, 0, &e);
+            mamba2_backend_prefill(gpu, &alone[i], fx.tokens, prompt, NULL, 0, &e);
+            ptrs[i] = &st[i];
+            tok[i] = fx.tokens[prompt];
+        }
+        double worst = 0;
+        for (int rep = 0; rep < 4; rep++) {
+            for (size_t i = 0; i < (size_t)nb * V; i++) together[i] = single[i] = NAN;
+            CU_ASSERT_EQUAL(mamba2_backend_step(gpu, ptrs, tok, nb, together, &e), 0);
+            for (int i = 0; i < nb; i++) {
+                Mamba2State *one = &alone[i];
+                CU_ASSERT_EQUAL(mamba2_backend_step(gpu, &one, &tok[i], 1, single + (size_t)i * V, &e), 0);
+            }
+            double err = test_max_row_rel_l2(together, single, nb, V);
+            if (err > worst || isnan(err)) worst = err;
+            for (int i = 0; i < nb; i++) tok[i] = (tok[i] * 7 + 3) % V;
+        }
+        double tol = nb <= 4 ? 1e-6 : GPU_Q8_TINY_TOL;
+        printf("\n    q8 batch %d: batched vs single %.1e (bound %.2g)", nb, worst, tol);
+        CU_ASSERT(worst <= tol);
+        for (int i = 0; i < nb; i++) mamba2_state_free(&st[i]), mamba2_state_free(&alone[i]);
+        free(together), free(single);
+    }
+    mamba2_backend_destroy(gpu);
+    printf("\n");
+    test_free_fixture(&fx);
+}
 
 int register_gpu_tests(void) {
     CU_pSuite s = CU_add_suite("gpu", NULL, NULL);

@@ -1,0 +1,58 @@
+/**
+ * @file gemv_q8.cu
+ * @brief The decode GEMV over q8 weights: gemv.cuh's kernel instantiated for GEMV_Q8_FLOAT and
+ *        GEMV_Q8_DP4A, with block shapes for rows of 1-byte weights.
+ *
+ * A 16-byte chunk holds 16 q8 columns where it holds 8 bf16 ones, so a row of 4,096 columns
+ * (in_proj, lm_head) is 256 chunks: one per thread of a 256-thread block, one pass. bf16's shape
+ * for those tall matrices, 8 rows × 2 chunks per thread, would leave its second chunk idle and
+ * halve the bytes in flight; q8 takes 16 rows × 1 chunk instead (the same 16 loads of 16 bytes per
+ * thread, 256 bytes). A row of 8,192 (out_proj) is two passes, as bf16's 4,096-column rows are:
+ * 8 rows × 2 chunks (bf16 takes 4 × 2 there); against 4 × 2 at 3 blocks per SM, 4 × 2 at 4 and
+ * 2 × 4 it was the fastest alone and in the model (results/gpu.md). From 3 sequences the
+ * epilogue's lanes (rows × sequences ≤ 32) allow 8 rows at most: 8 × 1 for one-pass rows.
+ */
+#include "gemv.cuh"
+
+/* The shape of rows of several passes (out_proj), rows × chunks per thread (macros for A/B builds). */
+#ifndef Q8_WIDE_ROWS
+#define Q8_WIDE_ROWS 8
+#endif
+#ifndef Q8_WIDE_CPP
+#define Q8_WIDE_CPP 2
+#endif
+
+template <int NB, int PRO, int EPI, int WF>
+static void launch_gemv_q8_t(const GemvArgs &a, cudaStream_t s) {
+    const bool one_pass = a.cols / 16 <= GEMV_THREADS;
+    if constexpr (NB <= 2) {
+        if (one_pass) return launch_gemv_shape<NB, PRO, EPI, 16, 1, WF>(a, s);
+    } else {
+        if (one_pass) return launch_gemv_shape<NB, PRO, EPI, 8, 1, WF>(a, s);
+    }
+    constexpr int rows = NB <= 2 || Q8_WIDE_ROWS * NB <= 32 ? Q8_WIDE_ROWS : 32 / NB; /* the epilogue's lanes */
+    launch_gemv_shape<NB, PRO, EPI, rows, Q8_WIDE_CPP, WF>(a, s);
+}
+
+template <int PRO, int EPI, int WF>
+static void launch_gemv_q8_nb(const GemvArgs &a, cudaStream_t s) {
+    switch (a.nb) {
+    case 1: launch_gemv_q8_t<1, PRO, EPI, WF>(a, s); break;
+    case 2: launch_gemv_q8_t<2, PRO, EPI, WF>(a, s); break;
+    case 3: launch_gemv_q8_t<3, PRO, EPI, WF>(a, s); break;
+    default: launch_gemv_q8_t<4, PRO, EPI, WF>(a, s); break;
+    }
+}
+
+template <int WF>
+static void launch_gemv_q8_wf(GemvPrologue pro, GemvEpilogue epi, const GemvArgs &a, cudaStream_t s) {
+    if (pro == PRO_RMSNORM && epi == EPI_INPROJ) launch_gemv_q8_nb<PRO_RMSNORM, EPI_INPROJ, WF>(a, s);
+    else if (pro == PRO_GATEDNORM && epi == EPI_RESIDUAL) launch_gemv_q8_nb<PRO_GATEDNORM, EPI_RESIDUAL, WF>(a, s);
+    else if (pro == PRO_RMSNORM && epi == EPI_STORE) launch_gemv_q8_nb<PRO_RMSNORM, EPI_STORE, WF>(a, s);
+    else launch_gemv_q8_nb<PRO_NONE, EPI_STORE, WF>(a, s);
+}
+
+void launch_gemv_q8(GemvPrologue pro, GemvEpilogue epi, const GemvArgs &a, cudaStream_t s) {
+    if (a.wf == GEMV_Q8_DP4A) launch_gemv_q8_wf<GEMV_Q8_DP4A>(pro, epi, a, s);
+    else launch_gemv_q8_wf<GEMV_Q8_FLOAT>(pro, epi, a, s);
+}

@@ -1,0 +1,92 @@
+/**
+ * @file q8_matrix.cu
+ * @brief q8 weight matrices on the device: quantization at load, and dequantization into bf16 for
+ *        the cuBLAS GEMMs of prefill and of decode beyond the GEMV path's 4 sequences.
+ *
+ * The scheme is the CPU's (cpu/qmatrix.h): W [rows, K] cut along K into blocks of Q8_BLOCK = 32
+ * weights, each stored as int8 q with one fp16 scale d,
+ *
+ *     d = fp16(max|W| / 127) over the block,   q = round(W / d) ∈ [−127, 127]  (to nearest even).
+ *
+ * Layout (GpuQ8, common.cuh): the values row-major [rows, K32] with K32 = K rounded up to 32 (the
+ * padding holds zeros), the scales in a second array [rows, K32 / 32]. Keeping the scales apart
+ * keeps every row's values 32-byte aligned, so the decode GEMV (gemv.cuh) reads them as the bf16
+ * GEMV reads bf16, in 16-byte loads (16 weights, half a block), each lane of a warp the next 16
+ * bytes of the row; the 32 lanes' scales are then 16 consecutive halves, 32 bytes, one sector.
+ * Interleaving a scale after every block (34 bytes) would break the 16-byte alignment; a scale
+ * per 256 weights inside a 272-byte record would need a second, odd-sized load per record.
+ * Bytes per weight: 1 + 2/32 = 1.0625 (bf16: 2).
+ *
+ * Quantization runs on the device, from the stored weights uploaded in pieces of whole rows
+ * (backend_gpu.cu): the device never holds more than one piece of bf16 or f32 beside the q8
+ * copy, so the peak memory at load is the q8 size plus the staging piece.
+ */
+#include <cuda_fp16.h>
+
+#include "kernels.cuh"
+
+/* One warp per block of 32 weights (lane k: column 32·blk + k): rows [0, n) of src [n, K], bf16 or
+ * f32, into rows [r0, r0 + n) of the q8 matrix.
+ *   amax = max_k |w_k|;  d = fp16(amax / 127);  q_k = clamp(rint(w_k · (1/d)), −127, 127)
+ * (the division and the product in IEEE fp32 as the CPU does them, so both quantize alike). */
+__global__ void q8_quantize_kernel(const void *src, int src_f32, int n, int K, int K32, int r0, int8_t *q, uint16_t *d) {
+    const int blocks_per_row = K32 / Q8_BLOCK, lane = threadIdx.x & 31;
+    const size_t blk = (size_t)blockIdx.x * (blockDim.x >> 5) + (threadIdx.x >> 5);
+    if (blk >= (size_t)n * blocks_per_row) return;
+    const size_t r = blk / blocks_per_row;
+    const int c = (int)(blk % blocks_per_row) * Q8_BLOCK + lane;
+    float w = 0.0f;
+    if (c < K)
+        w = src_f32 ? ((const float *)src)[r * K + c] : __bfloat162float(((const bf16 *)src)[r * K + c]);
+    float amax = fabsf(w);
+#pragma unroll
+    for (int o = 16; o > 0; o >>= 1) amax = fmaxf(amax, __shfl_xor_sync(0xffffffffu, amax, o));
+    __half dh = __float2half_rn(fminf(__fdiv_rn(amax, 127.0f), 65504.0f)); /* the largest half, as the CPU saturates */
+    float dv = __half2float(dh), inv = dv != 0.0f ? __fdiv_rn(1.0f, dv) : 0.0f;
+    float qv = fminf(fmaxf(rintf(__fmul_rn(w, inv)), -127.0f), 127.0f);
+    q[(r0 + r) * K32 + c] = (int8_t)qv;
+    if (lane == 0) d[(r0 + r) * blocks_per_row + c / Q8_BLOCK] = __half_as_ushort(dh);
+}
+
+void launch_q8_quantize(const void *src, int src_f32, int n, int r0, int8_t *q, uint16_t *d, int K, int K32, cudaStream_t s) {
+    size_t warps = (size_t)n * (K32 / Q8_BLOCK);
+    q8_quantize_kernel<<<(unsigned)((warps + 7) / 8), 256, 0, s>>>(src, src_f32, n, K, K32, r0, q, d);
+}
+
+/* out[r][k] = bf16(d[r][k / 32] · q[r][k]) for k < K: d · q has at most 11 + 7 significant bits, so
+ * its bf16 rounding (8 bits) is off by at most 2⁻⁹ of the weight, far below the quantization's own
+ * error (d / 2). Sixteen columns per thread, 16-byte loads and stores, where K is a multiple of
+ * 16; one column per thread otherwise. */
+__global__ void q8_dequantize16_kernel(GpuQ8 m, bf16 *out) {
+    const int per_row = m.K / 16;
+    for (size_t i = blockIdx.x * (size_t)blockDim.x + threadIdx.x; i < (size_t)m.rows * per_row; i += (size_t)gridDim.x * blockDim.x) {
+        size_t r = i / per_row;
+        int c = (int)(i % per_row) * 16;
+        uint4 v = *(const uint4 *)(m.q + r * m.K32 + c);
+        float dv = __half2float(__ushort_as_half(m.d[r * (m.K32 / Q8_BLOCK) + c / Q8_BLOCK]));
+        const uint32_t words[4] = {v.x, v.y, v.z, v.w};
+        uint32_t packed[8];
+#pragma unroll
+        for (int k = 0; k < 8; k++) {
+            int lo = (int8_t)(words[k / 2] >> (16 * (k % 2))), hi = (int8_t)(words[k / 2] >> (16 * (k % 2) + 8));
+            packed[k] = pack_bf16x2(dv * (float)lo, dv * (float)hi);
+        }
+        uint4 *o = (uint4 *)(out + r * m.K + c);
+        o[0] = make_uint4(packed[0], packed[1], packed[2], packed[3]);
+        o[1] = make_uint4(packed[4], packed[5], packed[6], packed[7]);
+    }
+}
+
+__global__ void q8_dequantize1_kernel(GpuQ8 m, bf16 *out) {
+    for (size_t i = blockIdx.x * (size_t)blockDim.x + threadIdx.x; i < (size_t)m.rows * m.K; i += (size_t)gridDim.x * blockDim.x) {
+        size_t r = i / m.K;
+        int c = (int)(i % m.K);
+        float dv = __half2float(__ushort_as_half(m.d[r * (m.K32 / Q8_BLOCK) + c / Q8_BLOCK]));
+        out[i] = __float2bfloat16(dv * (float)m.q[r * m.K32 + c]);
+    }
+}
+
+void launch_q8_dequantize(const GpuQ8 &m, bf16 *out, cudaStream_t s) {
+    if (m.K % 16 == 0) q8_dequantize16_kernel<<<132 * 8, 256, 0, s>>>(m, out);
+    else q8_dequantize1_kernel<<<132 * 8, 256, 0, s>>>(m, out);
+}
