@@ -143,9 +143,9 @@ CpuQPath cpu_qlinear_path(CpuIsa isa, int T);
 void cpu_qmatrix_bf16_rows(const void *src, int64_t r0, int64_t k0, int64_t kc, uint16_t *dst);
 
 /**
- * @brief The prefetch of the quantized products' SIMD kernels: CPU_PREFETCH_NEXT_BLOCK (the next row
- *        group's tile) on AMD cores, CPU_PREFETCH_IN_ROW (8 KiB ahead in the same stream) on others,
- *        each the faster or as fast where measured (results/cpu.md, "Prefetch"), unless
+ * @brief The prefetch of the quantized products' SIMD kernels: CPU_PREFETCH_NONE (the hardware
+ *        prefetchers alone) on AMD cores, CPU_PREFETCH_IN_ROW (8 KiB ahead in the same stream) on
+ *        others, each the faster or as fast where measured (results/cpu.md), unless
  *        MAMBA2_CPU_PREFETCH asks for another.
  */
 CpuPrefetch cpu_qlinear_prefetch(void);
