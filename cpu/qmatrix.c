@@ -19,18 +19,20 @@
  * in the high ones: byte 64h + i = v₂ₕ[i] | v₂ₕ₊₁[i] << 4 (v: a group's 64 lane-ordered values), so
  * one 64-byte load and a mask (and a shift, for the odd group) give a group's values in lane order.
  *
- * The activations of one row x [K] are quantized into the same lane order, one 576-byte record per
+ * The activations of one row x [K] are quantized into the same lane order, one 832-byte record per
  * tile of 256 columns (groups g = 0..3 of 64 columns):
  *
  *     p      [4][64]  int8, x ≈ e · p per block of 32 (e = max|x| / 127)
  *     ncorr  [4][16]  int32, lane j of group g: −offset · Σ of the lane's 4 values of p (offset 128
  *                     for q8, 8 for q4)
+ *     escale [4][16]  float, lane j of group g: e of block 2g + (j & 1)
  *     e      [16]     float, the e of the tile's 8 blocks, twice: e₀ … e₇ e₀ … e₇
  *
- * so that vpdpbusd(ncorr, w + offset, p) is, lane by lane, the exact integer Σ q·p of the lane.
- * The record's e lines up with a tile's scales widened to fp32 (row i: d₀ … d₇; rows 2h and 2h + 1
- * in one zmm), so that one multiplication per tile gives every block's d · e, which a decode kernel
- * (one activation row) then takes per (row, group) with one permutation.
+ * so that vpdpbusd(ncorr, w + offset, p) is, lane by lane, the exact integer Σ q·p of the lane,
+ * and escale scales it lane by lane. The record's e lines up with a tile's scales widened to fp32
+ * (row i: d₀ … d₇; rows 2h and 2h + 1 in one zmm), so that one multiplication per tile gives every
+ * block's d · e, which a decode kernel (one activation row) then takes per (row, group) with the
+ * permutation it does anyway; kernels of several rows multiply by escale instead.
  */
 #include "qmatrix.h"
 
@@ -50,9 +52,10 @@
 #define QT_K 256       /**< columns per tile */
 #define QT_BLOCKS 8    /**< scale blocks per tile row (QT_K / QBLOCK) */
 #define QT_GROUPS 4    /**< 64-column groups per tile row */
-#define XTILE 576      /**< bytes of one quantized-activation record (one tile: 256 columns) */
+#define XTILE 832      /**< bytes of one quantized-activation record (one tile: 256 columns) */
 #define XNCORR 256     /**< offset of a record's ncorr */
-#define XE 512         /**< offset of a record's e */
+#define XESCALE 512    /**< offset of a record's escale */
+#define XE 768         /**< offset of a record's e */
 #define ITEM_ROWS_MAX 256 /**< the most rows of W in one unit of work handed to a thread */
 /** How far ahead in its row group's stream a SIMD kernel prefetches with CPU_PREFETCH_IN_ROW
  *  (whole tiles of about this many bytes). */
@@ -263,7 +266,7 @@ size_t cpu_qlinear_scratch_bytes(int64_t K, int T) { return (size_t)T * (size_t)
 /* x [K] → K_pad / 256 records (see the file comment), for weights stored with @p offset.
  * Per block of 32: e = max|x| / 127, p = round(x / e); then the 4-byte units of each group of 64
  * columns are put in lane order (unit 2m + b holds columns 32b + 4m .. + 3), and per lane j:
- * ncorr = −offset · Σ of its 4 p. */
+ * ncorr = −offset · Σ of its 4 p, escale = e of block 2g + (j & 1). */
 static QCLONES void quantize_x(const float *x, int64_t K, int64_t K_pad, int offset, uint8_t *rec) {
     for (int64_t k0 = 0; k0 < K_pad; k0 += QT_K, rec += XTILE) {
         float *e = (float *)(rec + XE);
@@ -271,7 +274,7 @@ static QCLONES void quantize_x(const float *x, int64_t K, int64_t K_pad, int off
             int64_t g0 = k0 + 64 * g;
             int8_t *p = (int8_t *)rec + 64 * g, q[64]; /* q: column order */
             int32_t *ncorr = (int32_t *)(rec + XNCORR) + 16 * g;
-            float v[64];
+            float *escale = (float *)(rec + XESCALE) + 16 * g, v[64];
             int n = K - g0 < 64 ? (int)(K - g0 > 0 ? K - g0 : 0) : 64;
             memcpy(v, x + g0, (size_t)n * sizeof *v);
             memset(v + n, 0, (size_t)(64 - n) * sizeof *v);
@@ -285,7 +288,10 @@ static QCLONES void quantize_x(const float *x, int64_t K, int64_t K_pad, int off
                 for (int i = 0; i < QBLOCK; i++) q[32 * b + i] = (int8_t)round_clamp(v[32 * b + i] * inv, -127, 127);
             }
             for (int u = 0; u < 16; u++) memcpy(p + 4 * u, q + 4 * (8 * (u & 1) + (u >> 1)), 4);
-            for (int j = 0; j < 16; j++) ncorr[j] = -offset * (p[4 * j] + p[4 * j + 1] + p[4 * j + 2] + p[4 * j + 3]);
+            for (int j = 0; j < 16; j++) {
+                ncorr[j] = -offset * (p[4 * j] + p[4 * j + 1] + p[4 * j + 2] + p[4 * j + 3]);
+                escale[j] = e[2 * g + (j & 1)];
+            }
         }
     }
 }
@@ -395,8 +401,8 @@ static inline AVX2_INLINE __m256i avx2_dot2(Mamba2WeightFormat f, int vnni, __m2
  * (row, group) takes its alternating d₀ d₁ d₀ d₁ vector by one vpermps:
  *   acc[i][j] += float(Σ q·p) · (d_i · e_j), lane by lane (avx2_dot2() for Σ q·p).
  * With one record (decode) the record's e₀ … e₇ are folded into each row's scales once per tile,
- * so that a (row, group) costs no multiplication besides the FMA; with two, e_j is permuted into the
- * group's alternating order and multiplied per (row, group, record). */
+ * so that a (row, group) costs no multiplication besides the FMA; with two, the d vector is
+ * multiplied by the record's escale per (row, group, record). */
 static inline AVX2_INLINE void avx2_block(Mamba2WeightFormat f, int vnni, const CpuQMatrix *W, int64_t rg, int R,
                                           const uint8_t *const *xr, int S, float *y, int64_t ldy, int accumulate) {
     int64_t vb = row_value_bytes(f), tb = tile_bytes(f), n_kt = W->K_pad / QT_K;
@@ -407,20 +413,17 @@ static inline AVX2_INLINE void avx2_block(Mamba2WeightFormat f, int vnni, const 
     for (int64_t kt = 0; kt < n_kt; kt++, t += tb) {
         const uint16_t *scales = (const uint16_t *)(t + QT_ROWS * vb);
         prefetch_tile(t, tb, n_kt);
-        __m256 e8[2] = {0}; /* [record][8 blocks]: e₀ … e₇ */
-#pragma GCC unroll 2
-        for (int j = 0; j < S; j++) e8[j] = _mm256_loadu_ps((const float *)(xr[j] + kt * XTILE + XE));
-        __m256 d8[4]; /* [row][8 blocks]: d₀ … d₇, times e₀ … e₇ when S = 1 (zeros past row R) */
+        __m256 d8[4]; /* [row][8 blocks]: d₀ … d₇, times the record's e₀ … e₇ when S = 1 (zeros past row R) */
 #pragma GCC unroll 4
         for (int i = 0; i < 4; i++) {
             d8[i] = i < R ? _mm256_cvtph_ps(_mm_loadu_si128((const __m128i *)(scales + i * QT_BLOCKS))) : _mm256_setzero_ps();
-            if (S == 1) d8[i] = _mm256_mul_ps(d8[i], e8[0]);
+            if (S == 1) d8[i] = _mm256_mul_ps(d8[i], _mm256_loadu_ps((const float *)(xr[0] + kt * XTILE + XE)));
         }
 #pragma GCC unroll 4
         for (int g = 0; g < QT_GROUPS; g++) {
             const __m256i lane = _mm256_setr_epi32(2 * g, 2 * g + 1, 2 * g, 2 * g + 1, 2 * g, 2 * g + 1, 2 * g, 2 * g + 1);
             __m256i plo[2] = {0}, phi[2] = {0}, nc[2] = {0}; /* (zeros: unused entries when S < 2) */
-            __m256 e[2] = {0};                                /* [record]: e₂g e₂g₊₁ e₂g e₂g₊₁ … (S = 2) */
+            __m256 e[2] = {0};                                /* [record]: escale, lanes 0..7 (S = 2) */
 #pragma GCC unroll 2
             for (int j = 0; j < S; j++) {
                 const uint8_t *rec = xr[j] + kt * XTILE;
@@ -428,7 +431,7 @@ static inline AVX2_INLINE void avx2_block(Mamba2WeightFormat f, int vnni, const 
                 plo[j] = _mm256_loadu_si256((const __m256i *)(rec + 64 * g));
                 phi[j] = _mm256_loadu_si256((const __m256i *)(rec + 64 * g + 32));
                 nc[j] = _mm256_add_epi32(_mm256_loadu_si256(ncg), _mm256_loadu_si256(ncg + 1)); /* both halves' */
-                if (S > 1) e[j] = _mm256_permutevar8x32_ps(e8[j], lane);
+                if (S > 1) e[j] = _mm256_loadu_ps((const float *)(rec + XESCALE + 64 * g)); /* lanes 0..7 = 8..15 */
             }
 #pragma GCC unroll 4
             for (int i = 0; i < R; i++) {
@@ -508,8 +511,8 @@ static inline VNNI_INLINE __m512i vnni_load_group(Mamba2WeightFormat f, const ui
  * each); each (row, group) then takes its alternating d₀ d₁ d₀ d₁ … vector with one permutation.
  * With one record (decode) its e₀ … e₇ are folded into the widened scales once per tile (two
  * multiplications), so that a (row, group) costs a load, vpdpbusd, the permutation, a conversion
- * and the FMA; with more, e_j is permuted into the group's alternating order once per (group,
- * record) and multiplied per (row, group, record). */
+ * and the FMA; with more, the d vector is multiplied by the record's escale per (row, group,
+ * record). */
 static inline VNNI_INLINE void vnni_block(const CpuQMatrix *W, int64_t rg, int R, const uint8_t *const *xr, int S,
                                           float *y, int64_t ldy, int accumulate) {
     Mamba2WeightFormat f = W->format;
@@ -536,13 +539,13 @@ static inline VNNI_INLINE void vnni_block(const CpuQMatrix *W, int64_t rg, int R
             const __m512i lane = _mm512_add_epi32(_mm512_set1_epi32(2 * g),
                                                   _mm512_set_epi32(1, 0, 1, 0, 1, 0, 1, 0, 1, 0, 1, 0, 1, 0, 1, 0));
             __m512i p[4] = {0}, nc[4] = {0}; /* (zeros: unused entries when S < 4) */
-            __m512 e[4] = {0};               /* [record]: e₂g e₂g₊₁ e₂g e₂g₊₁ … (S > 1) */
+            __m512 e[4] = {0};               /* [record]: escale of group g (S > 1) */
 #pragma GCC unroll 4
             for (int j = 0; j < S; j++) {
                 const uint8_t *rec = xr[j] + kt * XTILE;
                 p[j] = _mm512_loadu_si512(rec + 64 * g);
                 nc[j] = _mm512_loadu_si512(rec + XNCORR + 64 * g);
-                if (S > 1) e[j] = _mm512_permutexvar_ps(lane, _mm512_loadu_ps((const float *)(rec + XE)));
+                if (S > 1) e[j] = _mm512_loadu_ps((const float *)(rec + XESCALE + 64 * g));
             }
 #pragma GCC unroll 4
             for (int i = 0; i < R; i++) {
