@@ -149,6 +149,34 @@ extern "C" int mamba2_gpu_gemv(int rows, int cols, int nb, const uint16_t *W, co
     return 0;
 }
 
+/* Milliseconds per GEMV launch, as in a decode step: @p copies launches back to back on one stream
+ * (programmatic dependent launch, so that each launch's ramp overlaps the previous one's tail), launch
+ * c on the weights @p weights(a, c) sets (one copy each, so that the L2 holds none of them), the
+ * median over max(reps / copies, 5) batches after one warm-up batch. */
+template <class SetWeights> static double median_gemv_ms(GemvArgs a, int copies, int reps, SetWeights weights) {
+    cudaStream_t st;
+    cudaEvent_t e0, e1;
+    cudaStreamCreateWithFlags(&st, cudaStreamNonBlocking);
+    cudaEventCreate(&e0), cudaEventCreate(&e1);
+    std::vector<float> ms;
+    int batches = reps / copies > 5 ? reps / copies : 5;
+    for (int i = 0; i < batches + 1; i++) {
+        float t;
+        cudaEventRecord(e0, st);
+        for (int c = 0; c < copies; c++) {
+            weights(a, c);
+            launch_gemv(PRO_NONE, EPI_STORE, a, st);
+        }
+        cudaEventRecord(e1, st);
+        cudaEventSynchronize(e1);
+        cudaEventElapsedTime(&t, e0, e1);
+        if (i >= 1) ms.push_back(t / copies);
+    }
+    cudaEventDestroy(e0), cudaEventDestroy(e1), cudaStreamDestroy(st);
+    std::sort(ms.begin(), ms.end());
+    return ms[ms.size() / 2];
+}
+
 extern "C" double mamba2_gpu_time_gemv(int rows, int cols, int nb, int reps, Mamba2Error *err) {
     if (!mamba2_gpu_available(err)) return -1;
     /* rotate over enough weight copies to defeat the 50 MB L2 */
@@ -162,33 +190,11 @@ extern "C" double mamba2_gpu_time_gemv(int rows, int cols, int nb, int reps, Mam
     fill_random_bf16<<<64, 256>>>((bf16 *)x, (size_t)nb * cols * 2, 4); /* any finite bits will do */
     GemvArgs a = {};
     a.rows = rows, a.cols = cols, a.nb = nb, a.x = x, a.out = out;
-    /* as in a decode step: launched back to back with programmatic dependent launch, so that each
-     * launch's ramp overlaps the previous one's tail; the time per launch of `copies` launches
-     * (each on its own weight copy), median over the batches */
-    cudaStream_t st;
-    cudaEvent_t e0, e1;
-    cudaStreamCreateWithFlags(&st, cudaStreamNonBlocking);
-    cudaEventCreate(&e0), cudaEventCreate(&e1);
-    std::vector<float> ms;
-    int batches = reps / copies > 5 ? reps / copies : 5;
-    for (int i = 0; i < batches + 1; i++) {
-        float t;
-        cudaEventRecord(e0, st);
-        for (int c = 0; c < copies; c++) {
-            a.W = W + (size_t)c * rows * cols;
-            launch_gemv(PRO_NONE, EPI_STORE, a, st);
-        }
-        cudaEventRecord(e1, st);
-        cudaEventSynchronize(e1);
-        cudaEventElapsedTime(&t, e0, e1);
-        if (i >= 1) ms.push_back(t / copies);
-    }
-    cudaEventDestroy(e0), cudaEventDestroy(e1), cudaStreamDestroy(st);
+    double ms = median_gemv_ms(a, copies, reps, [&](GemvArgs &g, int c) { g.W = W + (size_t)c * rows * cols; });
     cudaFree(W), cudaFree(x), cudaFree(out);
     cudaError_t e = cudaGetLastError();
     if (e != cudaSuccess) return mamba2_fail(err, "gemv timing: %s", cudaGetErrorString(e)), -1;
-    std::sort(ms.begin(), ms.end());
-    return ms[ms.size() / 2];
+    return ms;
 }
 
 /* ------------------------------------------------------------------ q8 weights */
@@ -260,30 +266,11 @@ extern "C" double mamba2_gpu_time_gemv_q8(int rows, int cols, int nb, int dp4a, 
     GemvArgs a = {};
     a.wf = dp4a ? GEMV_Q8_DP4A : GEMV_Q8_FLOAT;
     a.rows = rows, a.cols = cols, a.nb = nb, a.x = x, a.out = out;
-    cudaStream_t st;
-    cudaEvent_t e0, e1;
-    cudaStreamCreateWithFlags(&st, cudaStreamNonBlocking);
-    cudaEventCreate(&e0), cudaEventCreate(&e1);
-    std::vector<float> ms;
-    int batches = reps / copies > 5 ? reps / copies : 5;
-    for (int i = 0; i < batches + 1; i++) {
-        float t;
-        cudaEventRecord(e0, st);
-        for (int c = 0; c < copies; c++) {
-            a.Wq = mats[c].m;
-            launch_gemv(PRO_NONE, EPI_STORE, a, st);
-        }
-        cudaEventRecord(e1, st);
-        cudaEventSynchronize(e1);
-        cudaEventElapsedTime(&t, e0, e1);
-        if (i >= 1) ms.push_back(t / copies);
-    }
-    cudaEventDestroy(e0), cudaEventDestroy(e1), cudaStreamDestroy(st);
+    double ms = median_gemv_ms(a, copies, reps, [&](GemvArgs &g, int c) { g.Wq = mats[c].m; });
     cudaFree(x), cudaFree(out);
     cudaError_t e = cudaGetLastError();
     if (e != cudaSuccess) return mamba2_fail(err, "gemv q8 timing: %s", cudaGetErrorString(e)), -1;
-    std::sort(ms.begin(), ms.end());
-    return ms[ms.size() / 2];
+    return ms;
 }
 
 extern "C" double mamba2_gpu_time_q8_dequantize(int rows, int cols, int reps, Mamba2Error *err) {

@@ -330,50 +330,61 @@ static void test_fixtures(void) {
     printf("\n");
 }
 
+/** The most sequences a batched test steps together. */
+#define BATCH_MAX 17
+
+/* The worst relative L2 distance, over 4 steps, between @p nb sequences of @p fx stepped together by
+ * @p gpu and each stepped alone (different histories: prompts of 3 + 5i mod (T − 4) tokens; every
+ * output poisoned before each step). */
+static double batched_vs_single(Mamba2Backend *gpu, const TestFixture *fx, int nb) {
+    int V = fx->model.cfg.vocab_size;
+    Mamba2State st[BATCH_MAX], alone[BATCH_MAX], *ptrs[BATCH_MAX];
+    Mamba2Error e = {{0}};
+    float *together = malloc((size_t)nb * V * 4), *single = malloc((size_t)nb * V * 4);
+    int32_t tok[BATCH_MAX];
+    for (int i = 0; i < nb; i++) {
+        mamba2_state_init(&st[i], &fx->model.cfg, &e);
+        mamba2_state_init(&alone[i], &fx->model.cfg, &e);
+        int prompt = 3 + (5 * i) % (fx->T - 4); /* different histories */
+        mamba2_backend_prefill(gpu, &st[i], fx->tokens, prompt, NULL, 0, &e);
+        mamba2_backend_prefill(gpu, &alone[i], fx->tokens, prompt, NULL, 0, &e);
+        ptrs[i] = &st[i];
+        tok[i] = fx->tokens[prompt];
+    }
+    double worst = 0;
+    for (int rep = 0; rep < 4; rep++) {
+        for (size_t i = 0; i < (size_t)nb * V; i++) together[i] = single[i] = NAN; /* poison */
+        CU_ASSERT_EQUAL(mamba2_backend_step(gpu, ptrs, tok, nb, together, &e), 0);
+        for (int i = 0; i < nb; i++) {
+            Mamba2State *one = &alone[i];
+            CU_ASSERT_EQUAL(mamba2_backend_step(gpu, &one, &tok[i], 1, single + (size_t)i * V, &e), 0);
+        }
+        double err = test_max_row_rel_l2(together, single, nb, V);
+        if (err > worst || isnan(err)) worst = err;
+        for (int i = 0; i < nb; i++) tok[i] = (tok[i] * 7 + 3) % V;
+    }
+    for (int i = 0; i < nb; i++) mamba2_state_free(&st[i]), mamba2_state_free(&alone[i]);
+    free(together), free(single);
+    return worst;
+}
+
 /* B sequences stepped together equal each stepped alone: nb=3 takes the fused GEMV path, nb=6 and
  * nb=17 the cuBLAS path (with fp32 state, 6 the register SSD step and 17 the shared-memory one).
  * Also checks the bf16-state option against fp32 states. */
-#define BATCH_MAX 17
 static void test_batched(void) {
     TestFixture fx;
     CU_ASSERT_EQUAL_FATAL(test_load_fixture("g4_bf16_sharded", &fx), 0);
-    int V = fx.model.cfg.vocab_size, sizes[] = {3, 6, BATCH_MAX};
+    int sizes[] = {3, 6, BATCH_MAX};
     for (int bf = 0; bf < 2; bf++)
         for (int k = 0; k < 3; k++) {
             int nb = sizes[k];
             Mamba2Backend *gpu;
             CU_ASSERT_EQUAL_FATAL(make_backends(&fx, bf, &gpu, NULL), 0);
-            Mamba2State st[BATCH_MAX], alone[BATCH_MAX], *ptrs[BATCH_MAX];
-            Mamba2Error e = {{0}};
-            float *together = malloc((size_t)nb * V * 4), *single = malloc((size_t)nb * V * 4);
-            int32_t tok[BATCH_MAX];
-            for (int i = 0; i < nb; i++) {
-                mamba2_state_init(&st[i], &fx.model.cfg, &e);
-                mamba2_state_init(&alone[i], &fx.model.cfg, &e);
-                int prompt = 3 + (5 * i) % (fx.T - 4); /* different histories */
-                mamba2_backend_prefill(gpu, &st[i], fx.tokens, prompt, NULL, 0, &e);
-                mamba2_backend_prefill(gpu, &alone[i], fx.tokens, prompt, NULL, 0, &e);
-                ptrs[i] = &st[i];
-                tok[i] = fx.tokens[prompt];
-            }
-            double worst = 0;
-            for (int rep = 0; rep < 4; rep++) {
-                for (size_t i = 0; i < (size_t)nb * V; i++) together[i] = single[i] = NAN; /* poison */
-                CU_ASSERT_EQUAL(mamba2_backend_step(gpu, ptrs, tok, nb, together, &e), 0);
-                for (int i = 0; i < nb; i++) {
-                    Mamba2State *one = &alone[i];
-                    CU_ASSERT_EQUAL(mamba2_backend_step(gpu, &one, &tok[i], 1, single + (size_t)i * V, &e), 0);
-                }
-                double err = test_max_row_rel_l2(together, single, nb, V);
-                if (err > worst || isnan(err)) worst = err;
-                for (int i = 0; i < nb; i++) tok[i] = (tok[i] * 7 + 3) % V;
-            }
+            double worst = batched_vs_single(gpu, &fx, nb);
             /* nb ≤ 4 runs the very same kernels per sequence; the cuBLAS path rounds its inputs to bf16 */
             double tol = nb <= 4 ? 1e-6 : LOGITS_TOL;
             printf("\n    batch %2d %s state: batched vs single %.1e (bound %.0e)", nb, bf ? "bf16" : "fp32", worst, tol);
             CU_ASSERT(worst <= tol);
-            for (int i = 0; i < nb; i++) mamba2_state_free(&st[i]), mamba2_state_free(&alone[i]);
-            free(together), free(single);
             mamba2_backend_destroy(gpu);
         }
     printf("\n");
@@ -605,41 +616,15 @@ static void test_q8_models(void) {
 static void test_q8_batched(void) {
     TestFixture fx;
     CU_ASSERT_EQUAL_FATAL(test_load_fixture("g4_bf16_sharded", &fx), 0);
-    int V = fx.model.cfg.vocab_size, sizes[] = {3, 6};
+    int sizes[] = {3, 6};
     Mamba2Backend *gpu = make_gpu_q8(&fx.model, "dp4a");
     CU_ASSERT_PTR_NOT_NULL_FATAL(gpu);
     for (int k = 0; k < 2; k++) {
         int nb = sizes[k];
-        Mamba2State st[6], alone[6], *ptrs[6];
-        Mamba2Error e = {{0}};
-        float *together = malloc((size_t)nb * V * 4), *single = malloc((size_t)nb * V * 4);
-        int32_t tok[6];
-        for (int i = 0; i < nb; i++) {
-            mamba2_state_init(&st[i], &fx.model.cfg, &e);
-            mamba2_state_init(&alone[i], &fx.model.cfg, &e);
-            int prompt = 3 + (5 * i) % (fx.T - 4);
-            mamba2_backend_prefill(gpu, &st[i], fx.tokens, prompt, NULL, 0, &e);
-            mamba2_backend_prefill(gpu, &alone[i], fx.tokens, prompt, NULL, 0, &e);
-            ptrs[i] = &st[i];
-            tok[i] = fx.tokens[prompt];
-        }
-        double worst = 0;
-        for (int rep = 0; rep < 4; rep++) {
-            for (size_t i = 0; i < (size_t)nb * V; i++) together[i] = single[i] = NAN;
-            CU_ASSERT_EQUAL(mamba2_backend_step(gpu, ptrs, tok, nb, together, &e), 0);
-            for (int i = 0; i < nb; i++) {
-                Mamba2State *one = &alone[i];
-                CU_ASSERT_EQUAL(mamba2_backend_step(gpu, &one, &tok[i], 1, single + (size_t)i * V, &e), 0);
-            }
-            double err = test_max_row_rel_l2(together, single, nb, V);
-            if (err > worst || isnan(err)) worst = err;
-            for (int i = 0; i < nb; i++) tok[i] = (tok[i] * 7 + 3) % V;
-        }
+        double worst = batched_vs_single(gpu, &fx, nb);
         double tol = nb <= 4 ? 1e-6 : GPU_Q8_TINY_TOL;
         printf("\n    q8 batch %d: batched vs single %.1e (bound %.2g)", nb, worst, tol);
         CU_ASSERT(worst <= tol);
-        for (int i = 0; i < nb; i++) mamba2_state_free(&st[i]), mamba2_state_free(&alone[i]);
-        free(together), free(single);
     }
     mamba2_backend_destroy(gpu);
     printf("\n");
