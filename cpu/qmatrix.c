@@ -3,36 +3,35 @@
  * @brief Quantization at load (q8, q4) and the integer products of qmatrix.h: scalar, AVX2, ymm VNNI
  *        (AVX-VNNI, or AVX512-VNNI + VL on ymm), AVX512-VNNI on zmm.
  *
- * Packed layout. W is padded to whole tiles of QT_ROWS = 4 rows × QT_K = 256 columns (zeros); a
+ * Packed layout. W is padded to whole tiles of QT_ROWS = 4 rows × QT_K = 512 columns (zeros); a
  * row group's tiles follow one another along K, and row groups follow one another, so a GEMV
  * over four rows reads one sequential stream. One tile:
  *
- *     values  [4 rows][256 columns]   q8: 1 byte per weight (q + 128); q4: 4 bits (q + 8)
- *     scales  [4 rows][8 blocks]      fp16 d of each block of 32 weights
- *     → 1,088 bytes (q8) or 576 bytes (q4), both multiples of a 64-byte cache line.
+ *     values  [4 rows][512 columns]   q8: 1 byte per weight (q + 128); q4: 4 bits (q + 8)
+ *     scales  [4 rows][16 blocks]     fp16 d of each block of 32 weights
+ *     → 2,176 bytes (q8) or 1,152 bytes (q4), both multiples of a 64-byte cache line.
  *
- * Within a row, each group of 64 columns (blocks 2g and 2g + 1) is stored in "lane order": byte
- * 8m + 4b + e holds column 32b + 4m + e (m < 8, b < 2, e < 4). vpdpbusd sums 4 adjacent byte
- * products into each 32-bit lane, so lane j holds a partial sum of block j & 1 alone, and a vector
- * of the two blocks' scales, alternating (d₀ d₁ d₀ d₁ …), scales every lane by its own block's d.
- * q4 keeps groups 2h and 2h + 1 in the same 64 bytes, the first in the low nibbles and the second
- * in the high ones: byte 64h + i = v₂ₕ[i] | v₂ₕ₊₁[i] << 4 (v: a group's 64 lane-ordered values), so
- * one 64-byte load and a mask (and a shift, for the odd group) give a group's values in lane order.
+ * Within a row, the 16 blocks of the tile are interleaved 4 bytes at a time: 64-byte chunk c
+ * (c < 8) holds 4 columns of every block, byte 4j + e = column 32j + 4c + e (block j < 16, e < 4).
+ * vpdpbusd sums 4 adjacent byte products into each 32-bit lane, so lane j of every chunk belongs to
+ * block j: the 8 chunks of a row accumulate into one vector of 16 exact int32 block sums, and the
+ * row's 16 scales (one vcvtph2ps) multiply that vector once per tile, with no permutation. The
+ * integer work of a tile does not wait for its scales, and a row's chunks are read in order.
+ * q4 keeps chunks 2h and 2h + 1 in the same 64 bytes, the first in the low nibbles and the second
+ * in the high ones: byte 64h + i = v₂ₕ[i] | v₂ₕ₊₁[i] << 4 (v: a chunk's 64 values), so one 64-byte
+ * load, a mask and a shift give two chunks.
  *
- * The activations of one row x [K] are quantized into the same lane order, one 832-byte record per
- * tile of 256 columns (groups g = 0..3 of 64 columns):
+ * The activations of one row x [K] are quantized into the same order, one 640-byte record per tile
+ * of 512 columns:
  *
- *     p      [4][64]  int8, x ≈ e · p per block of 32 (e = max|x| / 127)
- *     ncorr  [4][16]  int32, lane j of group g: −offset · Σ of the lane's 4 values of p (offset 128
- *                     for q8, 8 for q4)
- *     escale [4][16]  float, lane j of group g: e of block 2g + (j & 1)
- *     e      [16]     float, the e of the tile's 8 blocks, twice: e₀ … e₇ e₀ … e₇
+ *     p      [8][64]  int8, chunk order, x ≈ e · p per block of 32 (e = max|x| / 127)
+ *     ncorr  [16]     int32, block j: −offset · Σ of the block's 32 values of p (offset 128 for
+ *                     q8, 8 for q4)
+ *     e      [16]     float, the e of the tile's 16 blocks
  *
- * so that vpdpbusd(ncorr, w + offset, p) is, lane by lane, the exact integer Σ q·p of the lane,
- * and escale scales it lane by lane. The record's e lines up with a tile's scales widened to fp32
- * (row i: d₀ … d₇; rows 2h and 2h + 1 in one zmm), so that one multiplication per tile gives every
- * block's d · e, which a decode kernel (one activation row) then takes per (row, group) with the
- * permutation it does anyway; kernels of several rows multiply by escale instead.
+ * so that ncorr plus the vpdpbusd of the stored bytes (w + offset) with p over the 8 chunks is, lane
+ * by lane, the exact integer Σ q·p of a block, and d · e scales it lane by lane. (Measurements that
+ * led to this layout: results/cpu.md, "q8/q4 decode: blocks interleaved across the chunk".)
  */
 #include "qmatrix.h"
 
@@ -49,13 +48,12 @@
 #include "gemm_tier.h"
 
 #define QT_ROWS 4      /**< rows per tile */
-#define QT_K 256       /**< columns per tile */
-#define QT_BLOCKS 8    /**< scale blocks per tile row (QT_K / QBLOCK) */
-#define QT_GROUPS 4    /**< 64-column groups per tile row */
-#define XTILE 832      /**< bytes of one quantized-activation record (one tile: 256 columns) */
-#define XNCORR 256     /**< offset of a record's ncorr */
-#define XESCALE 512    /**< offset of a record's escale */
-#define XE 768         /**< offset of a record's e */
+#define QT_K 512       /**< columns per tile */
+#define QT_BLOCKS 16   /**< scale blocks per tile row (QT_K / QBLOCK) */
+#define QT_CHUNKS 8    /**< 64-byte chunks of 4 columns × 16 blocks per tile row (q8; q4 packs two per 64 bytes) */
+#define XREC 640       /**< bytes of one quantized-activation record (one tile: 512 columns) */
+#define XNCORR 512     /**< offset of a record's ncorr */
+#define XE 576         /**< offset of a record's e */
 #define ITEM_ROWS_MAX 256 /**< the most rows of W in one unit of work handed to a thread */
 /** How far ahead in its row group's stream a SIMD kernel prefetches with CPU_PREFETCH_IN_ROW
  *  (whole tiles of about this many bytes). */
@@ -114,8 +112,8 @@ static int64_t row_value_bytes(Mamba2WeightFormat f) { return f == MAMBA2_WEIGHT
 static int64_t tile_bytes(Mamba2WeightFormat f) { return QT_ROWS * row_value_bytes(f) + QT_ROWS * QT_BLOCKS * 2; }
 static int offset_of(Mamba2WeightFormat f) { return f == MAMBA2_WEIGHTS_Q8 ? 128 : 8; }
 
-/* The column (0..63) of a group that lane-order byte i holds. */
-static int lane_col(int i) { return 32 * ((i >> 2) & 1) + 4 * (i >> 3) + (i & 3); }
+/* The byte of a q8 tile row that holds column k (k < QT_K): chunk c = (k mod 32) / 4, lane j = k / 32. */
+static int chunk_byte(int k) { return 64 * ((k & 31) >> 2) + 4 * (k >> 5) + (k & 3); }
 
 /* The tile of row group rg and column tile kt. */
 static uint8_t *tile_at(const CpuQMatrix *q, int64_t rg, int64_t kt) {
@@ -182,19 +180,18 @@ static QCLONES float quantize_block(Mamba2WeightFormat f, const float *w, int8_t
 /* The half bits of a scale that may be negative (q4's d has the sign of the block's largest weight). */
 static uint16_t f16_signed(float d) { return (uint16_t)(f32_to_f16(fabsf(d)) | (d < 0 ? 0x8000 : 0)); }
 
-/* Quantize the 256 columns w [QT_K] of one tile row into its values @p vals (lane order, offset)
- * and its 8 fp16 scales. */
+/* Quantize the 512 columns w [QT_K] of one tile row into its values @p vals (chunk order, offset)
+ * and its 16 fp16 scales. */
 static void quantize_tile_row(Mamba2WeightFormat f, const float *w, uint8_t *vals, uint16_t *scales) {
     int8_t q[QT_K];
     for (int b = 0; b < QT_BLOCKS; b++) scales[b] = f16_signed(quantize_block(f, w + b * QBLOCK, q + b * QBLOCK));
     int off = offset_of(f);
-    uint8_t v[QT_GROUPS][64]; /* each group's values in lane order, with the offset */
-    for (int g = 0; g < QT_GROUPS; g++)
-        for (int i = 0; i < 64; i++) v[g][i] = (uint8_t)(q[64 * g + lane_col(i)] + off);
+    uint8_t v[QT_K]; /* the values in chunk order, with the offset */
+    for (int k = 0; k < QT_K; k++) v[chunk_byte(k)] = (uint8_t)(q[k] + off);
     if (f == MAMBA2_WEIGHTS_Q8) memcpy(vals, v, sizeof v);
     else
-        for (int h = 0; h < QT_GROUPS / 2; h++)
-            for (int i = 0; i < 64; i++) vals[64 * h + i] = (uint8_t)(v[2 * h][i] | v[2 * h + 1][i] << 4);
+        for (int h = 0; h < QT_CHUNKS / 2; h++)
+            for (int i = 0; i < 64; i++) vals[64 * h + i] = (uint8_t)(v[128 * h + i] | v[128 * h + 64 + i] << 4);
 }
 
 size_t cpu_qmatrix_bytes(int64_t rows, int64_t K, Mamba2WeightFormat format) {
@@ -252,46 +249,45 @@ void cpu_qmatrix_free(CpuQMatrix *q) {
     memset(q, 0, sizeof *q);
 }
 
-/* The integer q (offset removed) of lane-order byte i of group g in tile row values @p vals. */
-static int stored_value(const CpuQMatrix *q, const uint8_t *vals, int g, int i) {
-    if (q->format == MAMBA2_WEIGHTS_Q8) return vals[64 * g + i] - 128;
-    uint8_t b = vals[64 * (g >> 1) + i];
-    return (g & 1 ? b >> 4 : b & 15) - 8;
+/* The stored value (q + offset) of column k (k < QT_K) of a tile row's values @p vals. */
+static int stored_at(Mamba2WeightFormat f, const uint8_t *vals, int k) {
+    int b = chunk_byte(k);
+    if (f == MAMBA2_WEIGHTS_Q8) return vals[b];
+    return vals[64 * (b >> 7) + (b & 63)] >> (4 * ((b >> 6) & 1)) & 15; /* chunk b / 64: pair b / 128, nibble (b / 64) & 1 */
 }
 
 /* ------------------------------------------------------------------ activations */
 
-size_t cpu_qlinear_scratch_bytes(int64_t K, int T) { return (size_t)T * (size_t)(round_up(K, QT_K) / QT_K) * XTILE; }
+size_t cpu_qlinear_scratch_bytes(int64_t K, int T) { return (size_t)T * (size_t)(round_up(K, QT_K) / QT_K) * XREC; }
 
-/* x [K] → K_pad / 256 records (see the file comment), for weights stored with @p offset.
- * Per block of 32: e = max|x| / 127, p = round(x / e); then the 4-byte units of each group of 64
- * columns are put in lane order (unit 2m + b holds columns 32b + 4m .. + 3), and per lane j:
- * ncorr = −offset · Σ of its 4 p, escale = e of block 2g + (j & 1). */
+/* x [K] → K_pad / 512 records (see the file comment), for weights stored with @p offset.
+ * Per block j of 32: e = max|x| / 127, p = round(x / e), column 32j + 4c + e' to byte 64c + 4j + e'
+ * of p; ncorr = −offset · Σ p. */
 static QCLONES void quantize_x(const float *x, int64_t K, int64_t K_pad, int offset, uint8_t *rec) {
-    for (int64_t k0 = 0; k0 < K_pad; k0 += QT_K, rec += XTILE) {
+    for (int64_t k0 = 0; k0 < K_pad; k0 += QT_K, rec += XREC) {
+        int8_t *p = (int8_t *)rec;
+        int32_t *ncorr = (int32_t *)(rec + XNCORR);
         float *e = (float *)(rec + XE);
-        for (int g = 0; g < QT_GROUPS; g++) {
-            int64_t g0 = k0 + 64 * g;
-            int8_t *p = (int8_t *)rec + 64 * g, q[64]; /* q: column order */
-            int32_t *ncorr = (int32_t *)(rec + XNCORR) + 16 * g;
-            float *escale = (float *)(rec + XESCALE) + 16 * g, v[64];
-            int n = K - g0 < 64 ? (int)(K - g0 > 0 ? K - g0 : 0) : 64;
-            memcpy(v, x + g0, (size_t)n * sizeof *v);
-            memset(v + n, 0, (size_t)(64 - n) * sizeof *v);
-            for (int b = 0; b < 2; b++) {
-                float amax = 0;
+        for (int b = 0; b < QT_BLOCKS; b++) {
+            int64_t b0 = k0 + QBLOCK * b;
+            float v[QBLOCK];
+            int8_t q[QBLOCK];
+            int n = K - b0 < QBLOCK ? (int)(K - b0 > 0 ? K - b0 : 0) : QBLOCK;
+            memcpy(v, x + b0, (size_t)n * sizeof *v);
+            memset(v + n, 0, (size_t)(QBLOCK - n) * sizeof *v);
+            float amax = 0;
 #pragma omp simd reduction(max : amax)
-                for (int i = 0; i < QBLOCK; i++) amax = fabsf(v[32 * b + i]) > amax ? fabsf(v[32 * b + i]) : amax;
-                float inv = amax > 0 ? 127 / amax : 0;
-                e[2 * g + b] = e[8 + 2 * g + b] = amax / 127;
-#pragma omp simd
-                for (int i = 0; i < QBLOCK; i++) q[32 * b + i] = (int8_t)round_clamp(v[32 * b + i] * inv, -127, 127);
+            for (int i = 0; i < QBLOCK; i++) amax = fabsf(v[i]) > amax ? fabsf(v[i]) : amax;
+            float inv = amax > 0 ? 127 / amax : 0;
+            e[b] = amax / 127;
+            int32_t sum = 0;
+#pragma omp simd reduction(+ : sum)
+            for (int i = 0; i < QBLOCK; i++) {
+                q[i] = (int8_t)round_clamp(v[i] * inv, -127, 127);
+                sum += q[i];
             }
-            for (int u = 0; u < 16; u++) memcpy(p + 4 * u, q + 4 * (8 * (u & 1) + (u >> 1)), 4);
-            for (int j = 0; j < 16; j++) {
-                ncorr[j] = -offset * (p[4 * j] + p[4 * j + 1] + p[4 * j + 2] + p[4 * j + 3]);
-                escale[j] = e[2 * g + (j & 1)];
-            }
+            for (int c = 0; c < QT_CHUNKS; c++) memcpy(p + 64 * c + 4 * b, q + 4 * c, 4);
+            ncorr[b] = -offset * sum;
         }
     }
 }
@@ -299,24 +295,24 @@ static QCLONES void quantize_x(const float *x, int64_t K, int64_t K_pad, int off
 /* ------------------------------------------------------------------ scalar */
 
 /* y[j][i] (+)= row r0 + i of W · activation j, for R ≤ 4 rows of row group rg and S ≤ 4 records xr[j]:
- *   Σ over groups g, lanes l: d(row, block l&1) · e(l) · Σ_{4 bytes of lane l} q · p */
+ *   Σ over tiles, blocks b: d(row, b) · e_j(b) · Σ_{32 columns k of b} q · p */
 static void rows_scalar(const CpuQMatrix *W, int64_t rg, int R, const uint8_t *const *xr, int S, float *y, int64_t ldy,
                         int accumulate) {
     int64_t vb = row_value_bytes(W->format);
+    int off = offset_of(W->format);
     for (int i = 0; i < R; i++)
         for (int j = 0; j < S; j++) {
             float acc = 0;
             for (int64_t kt = 0; kt < W->K_pad / QT_K; kt++) {
                 const uint8_t *t = tile_at(W, rg, kt), *vals = t + i * vb;
                 const uint16_t *scales = (const uint16_t *)(t + QT_ROWS * vb) + i * QT_BLOCKS;
-                const uint8_t *rec = xr[j] + kt * XTILE;
+                const uint8_t *rec = xr[j] + kt * XREC;
+                const int8_t *p = (const int8_t *)rec;
                 const float *e = (const float *)(rec + XE);
-                for (int g = 0; g < QT_GROUPS; g++) {
-                    const int8_t *p = (const int8_t *)rec + 64 * g;
-                    int32_t s[2] = {0, 0};
-                    for (int l = 0; l < 64; l++) s[(l >> 2) & 1] += stored_value(W, vals, g, l) * p[l];
-                    acc += mamba2_f16_to_f32(scales[2 * g]) * e[2 * g] * (float)s[0] +
-                           mamba2_f16_to_f32(scales[2 * g + 1]) * e[2 * g + 1] * (float)s[1];
+                for (int b = 0; b < QT_BLOCKS; b++) {
+                    int32_t s = 0;
+                    for (int k = QBLOCK * b; k < QBLOCK * (b + 1); k++) s += (stored_at(W->format, vals, k) - off) * p[chunk_byte(k)];
+                    acc += mamba2_f16_to_f32(scales[b]) * e[b] * (float)s;
                 }
             }
             y[j * ldy + i] = accumulate ? y[j * ldy + i] + acc : acc;
@@ -349,63 +345,59 @@ static void rows_scalar(const CpuQMatrix *W, int64_t rg, int R, const uint8_t *c
 /** Attributes of the EVEX ymm VNNI kernel (AVX512-VNNI + AVX512VL). */
 #define YMM_EVEX_TARGET __attribute__((target("avx2,fma,f16c,avx512f,avx512vl,avx512vnni")))
 
-/* 64 lane-ordered values of group g of a tile row as two 32-byte vectors: with vnni, the stored
- * unsigned bytes (q + 128 or q + 8) as vpdpbusd takes them; without, signed q (q8) or unsigned
- * q + 8 (q4) for vpmaddubsw. */
-static inline AVX2_INLINE void avx2_load_group(Mamba2WeightFormat f, int vnni, const uint8_t *vals, int g,
-                                               __m256i *lo, __m256i *hi) {
+/* Half @p h (bytes 32h .. 32h + 31: blocks 8h .. 8h + 7) of chunks 2m and 2m + 1 of a tile row as two
+ * 32-byte vectors: with vnni, the stored unsigned bytes (q + 128 or q + 8) as vpdpbusd takes them;
+ * without, signed q (q8) or unsigned q + 8 (q4) for vpmaddubsw. */
+static inline AVX2_INLINE void avx2_load_pair(Mamba2WeightFormat f, int vnni, const uint8_t *vals, int m, int h,
+                                              __m256i *w0, __m256i *w1) {
     if (f == MAMBA2_WEIGHTS_Q8) {
-        *lo = _mm256_loadu_si256((const __m256i *)(vals + 64 * g));
-        *hi = _mm256_loadu_si256((const __m256i *)(vals + 64 * g + 32));
+        *w0 = _mm256_loadu_si256((const __m256i *)(vals + 128 * m + 32 * h));
+        *w1 = _mm256_loadu_si256((const __m256i *)(vals + 128 * m + 64 + 32 * h));
         if (!vnni) { /* q + 128 → q */
             const __m256i flip = _mm256_set1_epi8((char)0x80);
-            *lo = _mm256_xor_si256(*lo, flip), *hi = _mm256_xor_si256(*hi, flip);
+            *w0 = _mm256_xor_si256(*w0, flip), *w1 = _mm256_xor_si256(*w1, flip);
         }
     } else {
         const __m256i m4 = _mm256_set1_epi8(15);
-        __m256i b0 = _mm256_loadu_si256((const __m256i *)(vals + 64 * (g >> 1)));
-        __m256i b1 = _mm256_loadu_si256((const __m256i *)(vals + 64 * (g >> 1) + 32));
-        if (g & 1) b0 = _mm256_srli_epi16(b0, 4), b1 = _mm256_srli_epi16(b1, 4);
-        *lo = _mm256_and_si256(b0, m4);
-        *hi = _mm256_and_si256(b1, m4);
+        __m256i b = _mm256_loadu_si256((const __m256i *)(vals + 64 * m + 32 * h));
+        *w0 = _mm256_and_si256(b, m4);
+        *w1 = _mm256_and_si256(_mm256_srli_epi16(b, 4), m4);
     }
 }
 
-/* The exact integer Σ q·p of a group, 8 lanes of int32 (lane l: block l & 1), from its two halves
- * (values as avx2_load_group() gives them) and the record's correction nc (both halves' ncorr):
- * vnni: vpdpbusd(vpdpbusd(nc, w_lo, p_lo), w_hi, p_hi) with w = q + offset, the offset's share
- *       removed by nc;
+/* acc + the exact integer Σ q·p of two chunks' halves, 8 lanes of int32 (lane l: block 8h + l), from
+ * the values as avx2_load_pair() gives them and the record's bytes p0, p1 of the same chunks:
+ * vnni: vpdpbusd(vpdpbusd(acc, w0, p0), w1, p1) with w = q + offset (the record's ncorr, the start of
+ *       acc, removes the offset's share);
  * q8:   through |q| and p with q's sign (vpmaddubsw takes unsigned × signed; |q| ≤ 127 keeps each
- *       pair sum below 2¹⁵, so the halves are widened to 32 bits before they are added; nc unused);
- * q4:   w = q + 8 ≤ 15 directly, the halves added in 16 bits (2 · 2 · 15 · 127 < 2¹⁵), then nc. */
-static inline AVX2_INLINE __m256i avx2_dot2(Mamba2WeightFormat f, int vnni, __m256i nc, __m256i wlo, __m256i whi,
-                                            __m256i plo, __m256i phi) {
+ *       pair sum below 2¹⁵, so each chunk is widened to 32 bits on its own; acc starts at 0);
+ * q4:   w = q + 8 ≤ 15 directly, the two chunks added in 16 bits (2 · 2 · 15 · 127 < 2¹⁵); acc starts
+ *       at ncorr. */
+static inline AVX2_INLINE __m256i avx2_dot2(Mamba2WeightFormat f, int vnni, __m256i acc, __m256i w0, __m256i w1,
+                                            __m256i p0, __m256i p1) {
     if (vnni) {
-        __m256i s = (__m256i)__builtin_ia32_vpdpbusd_v8si((__v8si)nc, (__v8si)wlo, (__v8si)plo);
-        return (__m256i)__builtin_ia32_vpdpbusd_v8si((__v8si)s, (__v8si)whi, (__v8si)phi);
+        __m256i s = (__m256i)__builtin_ia32_vpdpbusd_v8si((__v8si)acc, (__v8si)w0, (__v8si)p0);
+        return (__m256i)__builtin_ia32_vpdpbusd_v8si((__v8si)s, (__v8si)w1, (__v8si)p1);
     }
     const __m256i ones = _mm256_set1_epi16(1);
     if (f == MAMBA2_WEIGHTS_Q4)
         return _mm256_add_epi32(
-            _mm256_madd_epi16(_mm256_add_epi16(_mm256_maddubs_epi16(wlo, plo), _mm256_maddubs_epi16(whi, phi)), ones),
-            nc);
-    __m256i lo = _mm256_maddubs_epi16(_mm256_abs_epi8(wlo), _mm256_sign_epi8(plo, wlo));
-    __m256i hi = _mm256_maddubs_epi16(_mm256_abs_epi8(whi), _mm256_sign_epi8(phi, whi));
-    return _mm256_add_epi32(_mm256_madd_epi16(lo, ones), _mm256_madd_epi16(hi, ones));
+            _mm256_madd_epi16(_mm256_add_epi16(_mm256_maddubs_epi16(w0, p0), _mm256_maddubs_epi16(w1, p1)), ones), acc);
+    __m256i s0 = _mm256_maddubs_epi16(_mm256_abs_epi8(w0), _mm256_sign_epi8(p0, w0));
+    __m256i s1 = _mm256_maddubs_epi16(_mm256_abs_epi8(w1), _mm256_sign_epi8(p1, w1));
+    return _mm256_add_epi32(acc, _mm256_add_epi32(_mm256_madd_epi16(s0, ones), _mm256_madd_epi16(s1, ones)));
 }
 
 /* The ymm register block: R ≤ 4 rows × S ≤ 2 records, f, vnni, R and S constants after inlining
- * (every loop unrolls, the accumulators stay in registers). A group's 64 lane-ordered values are
- * two 32-byte halves whose lanes both alternate blocks 0 and 1; a lane sums 8 products (4 of each
- * half). A tile's scales are widened once (one vcvtph2ps per row: its 8 blocks, d₀ … d₇); each
- * (row, group) takes its alternating d₀ d₁ d₀ d₁ vector by one vpermps:
- *   acc[i][j] += float(Σ q·p) · (d_i · e_j), lane by lane (avx2_dot2() for Σ q·p).
- * With one record (decode) the record's e₀ … e₇ are folded into each row's scales once per tile,
- * so that a (row, group) costs no multiplication besides the FMA; with two, the d vector is
- * multiplied by the record's escale per (row, group, record). */
+ * (every loop unrolls, the accumulators stay in registers). A ymm holds half a chunk, 8 blocks, so a
+ * row is walked in two halves (blocks 0–7, then 8–15), each accumulating its 8 chunks' halves into
+ * 8 int32 block sums, which the half's scales then multiply once:
+ *   acc[i][j] += float(Σ q·p) · (d_i · e_j), lane by lane (avx2_dot2() for Σ q·p);
+ * both halves add into the same accumulator, whose lanes are summed at the end. */
 static inline AVX2_INLINE void avx2_block(Mamba2WeightFormat f, int vnni, const CpuQMatrix *W, int64_t rg, int R,
                                           const uint8_t *const *xr, int S, float *y, int64_t ldy, int accumulate) {
     int64_t vb = row_value_bytes(f), tb = tile_bytes(f), n_kt = W->K_pad / QT_K;
+    const int signed_q8 = f == MAMBA2_WEIGHTS_Q8 && !vnni; /* no offset to remove: the sums start at 0 */
     __m256 acc[4][2];
 #pragma GCC unroll 4
     for (int i = 0; i < 4; i++) acc[i][0] = acc[i][1] = _mm256_setzero_ps();
@@ -413,38 +405,32 @@ static inline AVX2_INLINE void avx2_block(Mamba2WeightFormat f, int vnni, const 
     for (int64_t kt = 0; kt < n_kt; kt++, t += tb) {
         const uint16_t *scales = (const uint16_t *)(t + QT_ROWS * vb);
         prefetch_tile(t, tb, n_kt);
-        __m256 d8[4]; /* [row][8 blocks]: d₀ … d₇, times the record's e₀ … e₇ when S = 1 (zeros past row R) */
+        const uint8_t *rec[2] = {xr[0] + kt * XREC, xr[S - 1] + kt * XREC};
 #pragma GCC unroll 4
-        for (int i = 0; i < 4; i++) {
-            d8[i] = i < R ? _mm256_cvtph_ps(_mm_loadu_si128((const __m128i *)(scales + i * QT_BLOCKS))) : _mm256_setzero_ps();
-            if (S == 1) d8[i] = _mm256_mul_ps(d8[i], _mm256_loadu_ps((const float *)(xr[0] + kt * XTILE + XE)));
-        }
-#pragma GCC unroll 4
-        for (int g = 0; g < QT_GROUPS; g++) {
-            const __m256i lane = _mm256_setr_epi32(2 * g, 2 * g + 1, 2 * g, 2 * g + 1, 2 * g, 2 * g + 1, 2 * g, 2 * g + 1);
-            __m256i plo[2] = {0}, phi[2] = {0}, nc[2] = {0}; /* (zeros: unused entries when S < 2) */
-            __m256 e[2] = {0};                                /* [record]: escale, lanes 0..7 (S = 2) */
+        for (int i = 0; i < R; i++)
 #pragma GCC unroll 2
-            for (int j = 0; j < S; j++) {
-                const uint8_t *rec = xr[j] + kt * XTILE;
-                const __m256i *ncg = (const __m256i *)(rec + XNCORR + 64 * g);
-                plo[j] = _mm256_loadu_si256((const __m256i *)(rec + 64 * g));
-                phi[j] = _mm256_loadu_si256((const __m256i *)(rec + 64 * g + 32));
-                nc[j] = _mm256_add_epi32(_mm256_loadu_si256(ncg), _mm256_loadu_si256(ncg + 1)); /* both halves' */
-                if (S > 1) e[j] = _mm256_loadu_ps((const float *)(rec + XESCALE + 64 * g)); /* lanes 0..7 = 8..15 */
-            }
-#pragma GCC unroll 4
-            for (int i = 0; i < R; i++) {
-                __m256i wlo, whi;
-                avx2_load_group(f, vnni, t + i * vb, g, &wlo, &whi);
-                __m256 d = _mm256_permutevar8x32_ps(d8[i], lane); /* d₀ d₁ d₀ d₁ … (· e₀ e₁ … when S = 1) */
+            for (int h = 0; h < 2; h++) {
+                __m256i ia[2] = {0}; /* [record]: int32 sums of blocks 8h .. 8h + 7 (zeros: unused when S = 1) */
 #pragma GCC unroll 2
-                for (int j = 0; j < S; j++) {
-                    __m256i s = avx2_dot2(f, vnni, nc[j], wlo, whi, plo[j], phi[j]);
-                    acc[i][j] = _mm256_fmadd_ps(_mm256_cvtepi32_ps(s), S == 1 ? d : _mm256_mul_ps(d, e[j]), acc[i][j]);
+                for (int j = 0; j < S; j++)
+                    ia[j] = signed_q8 ? _mm256_setzero_si256() : _mm256_loadu_si256((const __m256i *)(rec[j] + XNCORR) + h);
+#pragma GCC unroll 4
+                for (int m = 0; m < QT_CHUNKS / 2; m++) {
+                    __m256i w0, w1;
+                    avx2_load_pair(f, vnni, t + i * vb, m, h, &w0, &w1);
+#pragma GCC unroll 2
+                    for (int j = 0; j < S; j++)
+                        ia[j] = avx2_dot2(f, vnni, ia[j], w0, w1,
+                                          _mm256_loadu_si256((const __m256i *)(rec[j] + 128 * m + 32 * h)),
+                                          _mm256_loadu_si256((const __m256i *)(rec[j] + 128 * m + 64 + 32 * h)));
                 }
+                __m256 d = _mm256_cvtph_ps(_mm_loadu_si128((const __m128i *)(scales + i * QT_BLOCKS + 8 * h)));
+#pragma GCC unroll 2
+                for (int j = 0; j < S; j++)
+                    acc[i][j] = _mm256_fmadd_ps(_mm256_cvtepi32_ps(ia[j]),
+                                                _mm256_mul_ps(d, _mm256_loadu_ps((const float *)(rec[j] + XE) + 8 * h)),
+                                                acc[i][j]);
             }
-        }
     }
 #pragma GCC unroll 4
     for (int i = 0; i < R; i++)
@@ -497,22 +483,26 @@ static YMM_EVEX_TARGET void rows_ymm_evex(const CpuQMatrix *W, int64_t rg, int R
 #define VNNI_TARGET __attribute__((target("avx512f,avx512bw,avx512vnni")))
 #define VNNI_INLINE __attribute__((always_inline, target("avx512f,avx512bw,avx512vnni")))
 
-/* The 64 lane-ordered stored bytes (q + offset) of group g of a tile row. */
-static inline VNNI_INLINE __m512i vnni_load_group(Mamba2WeightFormat f, const uint8_t *vals, int g) {
-    if (f == MAMBA2_WEIGHTS_Q8) return _mm512_loadu_si512(vals + 64 * g);
-    __m512i b = _mm512_loadu_si512(vals + 64 * (g >> 1));
-    if (g & 1) b = _mm512_srli_epi16(b, 4); /* the odd group: the high nibbles */
-    return _mm512_and_si512(b, _mm512_set1_epi8(15));
+/* Chunks 2m and 2m + 1 of a tile row, the stored bytes (q + offset) as vpdpbusd takes them. */
+static inline VNNI_INLINE void vnni_load_pair(Mamba2WeightFormat f, const uint8_t *vals, int m, __m512i *w0, __m512i *w1) {
+    if (f == MAMBA2_WEIGHTS_Q8) {
+        *w0 = _mm512_loadu_si512(vals + 128 * m);
+        *w1 = _mm512_loadu_si512(vals + 128 * m + 64);
+    } else {
+        const __m512i m4 = _mm512_set1_epi8(15);
+        __m512i b = _mm512_loadu_si512(vals + 64 * m);
+        *w0 = _mm512_and_si512(b, m4);
+        *w1 = _mm512_and_si512(_mm512_srli_epi16(b, 4), m4); /* the odd chunk: the high nibbles */
+    }
 }
 
-/* The VNNI register block: R ≤ 4 rows × S ≤ 4 records (16 accumulators + 4 records in 32 registers).
- * acc[i][j] += float(vpdpbusd(ncorr_j, w_i, p_j)) · (d_i · e_j), lane by lane.
- * A tile's 32 scales are widened to fp32 once (two vcvtph2ps: rows 0–1 and rows 2–3, 8 blocks
- * each); each (row, group) then takes its alternating d₀ d₁ d₀ d₁ … vector with one permutation.
- * With one record (decode) its e₀ … e₇ are folded into the widened scales once per tile (two
- * multiplications), so that a (row, group) costs a load, vpdpbusd, the permutation, a conversion
- * and the FMA; with more, the d vector is multiplied by the record's escale per (row, group,
- * record). */
+/* The VNNI register block: R ≤ 4 rows × S ≤ 4 records (16 accumulators in 32 registers).
+ * Row by row (each row's 512 or 256 bytes read in order), the 8 chunks accumulate into one vector of
+ * the 16 blocks' exact int32 sums per record, started at the record's ncorr; then the row's 16
+ * scales, widened once, scale it:
+ *   acc[i][j] += float(ncorr_j + Σ_c vpdpbusd(w_i,c, p_j,c)) · (d_i · e_j), lane by lane.
+ * With one record (decode) its 8 chunks stay in registers for the tile; with more they are read
+ * from L1 by each row's vpdpbusd. */
 static inline VNNI_INLINE void vnni_block(const CpuQMatrix *W, int64_t rg, int R, const uint8_t *const *xr, int S,
                                           float *y, int64_t ldy, int accumulate) {
     Mamba2WeightFormat f = W->format;
@@ -526,38 +516,32 @@ static inline VNNI_INLINE void vnni_block(const CpuQMatrix *W, int64_t rg, int R
     for (int64_t kt = 0; kt < n_kt; kt++, t += tb) {
         const uint16_t *scales = (const uint16_t *)(t + QT_ROWS * vb);
         prefetch_tile(t, tb, n_kt);
-        /* [rows 0-1][8 blocks], [rows 2-3][8 blocks]; times the record's e₀ … e₇ e₀ … e₇ when S = 1 */
-        __m512 d2[2] = {_mm512_cvtph_ps(_mm256_loadu_si256((const __m256i *)scales)),
-                        _mm512_cvtph_ps(_mm256_loadu_si256((const __m256i *)(scales + 16)))};
-        if (S == 1) {
-            __m512 e16 = _mm512_loadu_ps((const float *)(xr[0] + kt * XTILE + XE));
-            d2[0] = _mm512_mul_ps(d2[0], e16), d2[1] = _mm512_mul_ps(d2[1], e16);
-        }
+        const uint8_t *rec[4];
 #pragma GCC unroll 4
-        for (int g = 0; g < QT_GROUPS; g++) {
-            /* lane l of group g belongs to block 2g + (l & 1) */
-            const __m512i lane = _mm512_add_epi32(_mm512_set1_epi32(2 * g),
-                                                  _mm512_set_epi32(1, 0, 1, 0, 1, 0, 1, 0, 1, 0, 1, 0, 1, 0, 1, 0));
-            __m512i p[4] = {0}, nc[4] = {0}; /* (zeros: unused entries when S < 4) */
-            __m512 e[4] = {0};               /* [record]: escale of group g (S > 1) */
+        for (int j = 0; j < 4; j++) rec[j] = xr[j < S ? j : 0] + kt * XREC;
+        __m512i p1[QT_CHUNKS]; /* S = 1: the record's chunks */
+#pragma GCC unroll 8
+        for (int c = 0; c < QT_CHUNKS; c++) p1[c] = S == 1 ? _mm512_loadu_si512(rec[0] + 64 * c) : _mm512_setzero_si512();
 #pragma GCC unroll 4
-            for (int j = 0; j < S; j++) {
-                const uint8_t *rec = xr[j] + kt * XTILE;
-                p[j] = _mm512_loadu_si512(rec + 64 * g);
-                nc[j] = _mm512_loadu_si512(rec + XNCORR + 64 * g);
-                if (S > 1) e[j] = _mm512_loadu_ps((const float *)(rec + XESCALE + 64 * g));
-            }
+        for (int i = 0; i < R; i++) {
+            __m512i ia[4] = {0}; /* [record]: int32 sums of the 16 blocks (zeros: unused entries when S < 4) */
 #pragma GCC unroll 4
-            for (int i = 0; i < R; i++) {
-                __m512i w = vnni_load_group(f, t + i * vb, g);
-                /* lane l: d of row i, block 2g + (l & 1) = lane 8 (i & 1) + 2g + (l & 1) of d2[i / 2] */
-                __m512 d = _mm512_permutexvar_ps(_mm512_add_epi32(lane, _mm512_set1_epi32(8 * (i & 1))), d2[i >> 1]);
+            for (int j = 0; j < S; j++) ia[j] = _mm512_loadu_si512(rec[j] + XNCORR);
+#pragma GCC unroll 4
+            for (int m = 0; m < QT_CHUNKS / 2; m++) {
+                __m512i w0, w1;
+                vnni_load_pair(f, t + i * vb, m, &w0, &w1);
 #pragma GCC unroll 4
                 for (int j = 0; j < S; j++) {
-                    __m512i s = _mm512_dpbusd_epi32(nc[j], w, p[j]);
-                    acc[i][j] = _mm512_fmadd_ps(_mm512_cvtepi32_ps(s), S == 1 ? d : _mm512_mul_ps(d, e[j]), acc[i][j]);
+                    ia[j] = _mm512_dpbusd_epi32(ia[j], w0, S == 1 ? p1[2 * m] : _mm512_loadu_si512(rec[j] + 128 * m));
+                    ia[j] = _mm512_dpbusd_epi32(ia[j], w1, S == 1 ? p1[2 * m + 1] : _mm512_loadu_si512(rec[j] + 128 * m + 64));
                 }
             }
+            __m512 d = _mm512_cvtph_ps(_mm256_loadu_si256((const __m256i *)(scales + i * QT_BLOCKS)));
+#pragma GCC unroll 4
+            for (int j = 0; j < S; j++)
+                acc[i][j] = _mm512_fmadd_ps(_mm512_cvtepi32_ps(ia[j]),
+                                            _mm512_mul_ps(d, _mm512_loadu_ps((const float *)(rec[j] + XE))), acc[i][j]);
         }
     }
 #pragma GCC unroll 4
@@ -606,7 +590,7 @@ CpuQKernel cpu_qlinear_kernel(CpuIsa isa) {
 
 /** Activation rows per pass over a thread's rows of W: their records stay in L2 (about 256 KiB). */
 static int token_block(int64_t K_pad) {
-    int64_t n = (256 * 1024) / (K_pad / QT_K * XTILE) / 4 * 4;
+    int64_t n = (256 * 1024) / (K_pad / QT_K * XREC) / 4 * 4;
     return n < 4 ? 4 : n;
 }
 
@@ -615,20 +599,27 @@ const char *cpu_qlinear_kernel_name(CpuIsa isa) {
     return names[cpu_qlinear_kernel(isa)];
 }
 
-/* Columns [64c, 64c + 64) of row r as the quantized matrix holds them (d · q), in fp32: w [64].
- * The group's lane-ordered values are put back in column order (the inverse of
- * quantize_tile_row()) before the multiplication by its two blocks' scales. */
+/* The 32 stored values (q + offset) of block b of a tile row's values @p vals, in column order:
+ * 4 bytes from each of the 8 chunks (the inverse of quantize_tile_row()). */
+static inline void block_values(Mamba2WeightFormat f, const uint8_t *vals, int b, uint8_t out[QBLOCK]) {
+    for (int c = 0; c < QT_CHUNKS; c++) {
+        if (f == MAMBA2_WEIGHTS_Q8) memcpy(out + 4 * c, vals + 64 * c + 4 * b, 4);
+        else
+            for (int e = 0; e < 4; e++) out[4 * c + e] = (uint8_t)(vals[64 * (c >> 1) + 4 * b + e] >> (4 * (c & 1)) & 15);
+    }
+}
+
+/* Columns [64c, 64c + 64) of row r as the quantized matrix holds them (d · q), in fp32: w [64]
+ * (blocks 2c and 2c + 1 of the row, counted along K). */
 static inline void widen_group(const CpuQMatrix *W, int64_t r, int64_t c, float w[64]) {
-    int64_t vb = row_value_bytes(W->format), kt = c / QT_GROUPS;
-    int g = (int)(c % QT_GROUPS), off = offset_of(W->format);
+    int64_t vb = row_value_bytes(W->format), kt = c / (QT_K / 64);
+    int b0 = 2 * (int)(c % (QT_K / 64)), off = offset_of(W->format);
     const uint8_t *t = tile_at(W, r / QT_ROWS, kt), *vals = t + (r % QT_ROWS) * vb;
     const uint16_t *scales = (const uint16_t *)(t + QT_ROWS * vb) + (r % QT_ROWS) * QT_BLOCKS;
-    uint8_t v[64], col[64]; /* lane order, column order */
-    if (W->format == MAMBA2_WEIGHTS_Q8) memcpy(v, vals + 64 * g, 64);
-    else
-        for (int i = 0; i < 64; i++) v[i] = (uint8_t)(vals[64 * (g >> 1) + i] >> (4 * (g & 1)) & 15);
-    for (int u = 0; u < 16; u++) memcpy(col + 4 * (8 * (u & 1) + (u >> 1)), v + 4 * u, 4);
-    float d0 = mamba2_f16_to_f32(scales[2 * g]), d1 = mamba2_f16_to_f32(scales[2 * g + 1]);
+    uint8_t col[64]; /* column order */
+    block_values(W->format, vals, b0, col);
+    block_values(W->format, vals, b0 + 1, col + 32);
+    float d0 = mamba2_f16_to_f32(scales[b0]), d1 = mamba2_f16_to_f32(scales[b0 + 1]);
 #pragma omp simd
     for (int i = 0; i < 32; i++) w[i] = d0 * (float)(col[i] - off), w[i + 32] = d1 * (float)(col[i + 32] - off);
 }
@@ -668,12 +659,12 @@ void cpu_qmatrix_dequantize_rows(const CpuQMatrix *q, int64_t r0, int64_t n, flo
 /* ------------------------------------------------------------------ bf16 rows for the AMX GEMM */
 
 /** Attributes of the dequantization into bf16 (every CPU with AMX has these extensions). */
-#define BF16_ROWS_TARGET __attribute__((target("avx512f,avx512bw,avx512vbmi,avx512bf16")))
+#define BF16_ROWS_TARGET __attribute__((target("avx512f,avx512bw,avx512bf16")))
 
-/* The CPU runs cpu_qmatrix_bf16_rows(): AVX-512 VBMI (vpermb) and BF16 (vcvtne2ps2bf16). */
+/* The CPU runs cpu_qmatrix_bf16_rows(): AVX-512 BF16 (vcvtne2ps2bf16). */
 static int bf16_rows_runs(void) {
     __builtin_cpu_init();
-    return __builtin_cpu_supports("avx512vbmi") && __builtin_cpu_supports("avx512bf16");
+    return __builtin_cpu_supports("avx512bw") && __builtin_cpu_supports("avx512bf16");
 }
 
 /* 16 values (bytes of @p v16, offset @p off) times the scale @p d, in fp32. */
@@ -681,17 +672,13 @@ static inline BF16_ROWS_TARGET __m512 scaled16(__m128i v16, __m512i off, __m512 
     return _mm512_mul_ps(d, _mm512_cvtepi32_ps(_mm512_sub_epi32(_mm512_cvtepu8_epi32(v16), off)));
 }
 
-/* A group of 64 lane-ordered values (see the file comment) is put in column order by one vpermb
- * (column lane_col(i) takes byte i), then each block of 32 columns is
- * widened to 32 bits in two quarters, scaled by the block's d and rounded to bf16 by one
- * vcvtne2ps2bf16 (round to nearest even, as mamba2_f32_to_bf16()). */
+/* Each block of 32 columns is put in column order (block_values()), widened to 32 bits in two
+ * halves, scaled by the block's d and rounded to bf16 by one vcvtne2ps2bf16 (round to nearest
+ * even, as mamba2_f32_to_bf16()). @p k0, a multiple of 256, starts at block 0 or 8 of its tile. */
 BF16_ROWS_TARGET void cpu_qmatrix_bf16_rows(const void *src, int64_t r0, int64_t k0, int64_t kc, uint16_t *dst) {
     const CpuQMatrix *W = src;
     const int64_t vb = row_value_bytes(W->format), kt = k0 / QT_K;
-    const int q8 = W->format == MAMBA2_WEIGHTS_Q8;
-    uint8_t idx[64];
-    for (int i = 0; i < 64; i++) idx[lane_col(i)] = (uint8_t)i; /* the byte each column comes from */
-    const __m512i perm = _mm512_loadu_si512(idx), nibble = _mm512_set1_epi8(15);
+    const int b0 = (int)(k0 % QT_K) / QBLOCK;
     const __m512i off = _mm512_set1_epi32(offset_of(W->format));
     for (int i = 0; i < 32; i++) {
         int64_t r = r0 + i;
@@ -702,23 +689,13 @@ BF16_ROWS_TARGET void cpu_qmatrix_bf16_rows(const void *src, int64_t r0, int64_t
         }
         const uint8_t *t = tile_at(W, r / QT_ROWS, kt), *vals = t + (r % QT_ROWS) * vb;
         const uint16_t *scales = (const uint16_t *)(t + QT_ROWS * vb) + (r % QT_ROWS) * QT_BLOCKS;
-        for (int g = 0; 64 * g < kc; g++) {
-            __m512i v;
-            if (q8) v = _mm512_loadu_si512(vals + 64 * g);
-            else {
-                __m512i b = _mm512_loadu_si512(vals + 64 * (g >> 1));
-                v = _mm512_and_si512(g & 1 ? _mm512_srli_epi16(b, 4) : b, nibble);
-            }
-            v = _mm512_permutexvar_epi8(perm, v);
-            __m512 d0 = _mm512_set1_ps(mamba2_f16_to_f32(scales[2 * g]));
-            __m512bh b0 = _mm512_cvtne2ps_pbh(scaled16(_mm512_extracti32x4_epi32(v, 1), off, d0),
-                                              scaled16(_mm512_extracti32x4_epi32(v, 0), off, d0));
-            _mm512_storeu_si512(out + 64 * g, (__m512i)b0);
-            if (64 * g + 32 >= kc) break;
-            __m512 d1 = _mm512_set1_ps(mamba2_f16_to_f32(scales[2 * g + 1]));
-            __m512bh b1 = _mm512_cvtne2ps_pbh(scaled16(_mm512_extracti32x4_epi32(v, 3), off, d1),
-                                              scaled16(_mm512_extracti32x4_epi32(v, 2), off, d1));
-            _mm512_storeu_si512(out + 64 * g + 32, (__m512i)b1);
+        for (int b = 0; QBLOCK * b < kc; b++) {
+            uint8_t v[QBLOCK];
+            block_values(W->format, vals, b0 + b, v);
+            __m512 d = _mm512_set1_ps(mamba2_f16_to_f32(scales[b0 + b]));
+            __m512bh w = _mm512_cvtne2ps_pbh(scaled16(_mm_loadu_si128((const __m128i *)(v + 16)), off, d),
+                                             scaled16(_mm_loadu_si128((const __m128i *)v), off, d));
+            _mm512_storeu_si512(out + QBLOCK * b, (__m512i)w);
         }
     }
 }
@@ -745,7 +722,7 @@ static CpuGemmTier widened_tier(CpuIsa isa) {
  * rows of W in L1/L2 meanwhile). */
 static void integer_rows(CpuQKernel kind, const CpuQMatrix *W, int64_t r0, int64_t r1, const uint8_t *xq, int T, float *Y,
                          int64_t ldy, int accumulate) {
-    int64_t rec_bytes = W->K_pad / QT_K * XTILE;
+    int64_t rec_bytes = W->K_pad / QT_K * XREC;
     int tb = token_block(W->K_pad);
     for (int t0 = 0; t0 < T; t0 += tb) {
         int nt = T - t0 < tb ? T - t0 : tb;
@@ -786,7 +763,7 @@ void cpu_qlinear(CpuIsa isa, const CpuQMatrix *W, const float *X, int64_t ldx, i
                                                              T, Y, ldy, accumulate, n_threads) == 0)
         return;
 
-    int64_t rec_bytes = W->K_pad / QT_K * XTILE;
+    int64_t rec_bytes = W->K_pad / QT_K * XREC;
     uint8_t *xq = scratch;
 #pragma omp parallel for num_threads(n_threads) schedule(static) if (T > 1)
     for (int t = 0; t < T; t++) quantize_x(X + (size_t)t * ldx, W->K, W->K_pad, offset_of(W->format), xq + t * rec_bytes);

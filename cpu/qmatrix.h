@@ -131,7 +131,7 @@ CpuQPath cpu_qlinear_path(CpuIsa isa, int T);
  *        nearest even), zeros past its last row: the row source (CpuBf16Rows of gemm_amx.h) of the
  *        AMX path.
  *
- * Runs AVX-512 VBMI and BF16 instructions: call it only where cpu_qlinear_path() can return
+ * Runs AVX-512 BW and BF16 instructions: call it only where cpu_qlinear_path() can return
  * CPU_QPATH_AMX, or after checking the CPU has both (every CPU with AMX does).
  *
  * @param src  the CpuQMatrix

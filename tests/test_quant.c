@@ -169,13 +169,13 @@ static const char *qvariant_missing(const QVariant *v) {
 /* cpu_qmatrix_bf16_rows() (the AMX path's weight source) against the dequantized weights rounded by
  * mamba2_f32_to_bf16(), value for value (the padding past K may come out as −0, d·0 with q4's
  * negative d): rows past the last (zeros), K past a tile, every chunk of
- * columns the AMX GEMM asks for (256, and the 32..224 of a last chunk). It runs wherever the CPU
- * has AVX-512 VBMI and BF16 (every CPU with AMX, and others), so it is checked here even where AMX
- * itself is not. */
+ * columns the AMX GEMM asks for (256, and the 32..224 of a last chunk; 256 is half a tile, so both
+ * halves are asked for). It runs wherever the CPU has AVX-512 BW and BF16 (every CPU with AMX, and
+ * others), so it is checked here even where AMX itself is not. */
 static void test_bf16_rows(void) {
     __builtin_cpu_init();
-    if (!__builtin_cpu_supports("avx512vbmi") || !__builtin_cpu_supports("avx512bf16")) {
-        printf("\n    skipped: no AVX-512 VBMI + BF16 on this CPU (the AMX path cannot run on it either)\n");
+    if (!__builtin_cpu_supports("avx512bw") || !__builtin_cpu_supports("avx512bf16")) {
+        printf("\n    skipped: no AVX-512 BW + BF16 on this CPU (the AMX path cannot run on it either)\n");
         return;
     }
     const int shapes[][2] = {{37, 300}, {64, 512}, {5, 96}, {33, 4100}};
