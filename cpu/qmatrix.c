@@ -64,14 +64,11 @@
  * asks for the next row group's tile at the column being read, into L2 (a whole row group's
  * stream ahead); CPU_PREFETCH_IN_ROW for the tile PREFETCH_BYTES ahead in the same stream, into
  * L1; CPU_PREFETCH_NONE leaves the stream to the hardware prefetchers (measurements:
- * results/cpu.md, "Quantized decode kernels", "Prefetch" and "q8/q4 decode, the activation scales
- * folded per tile"). */
-static CpuPrefetch stream_prefetch = CPU_PREFETCH_IN_ROW;
+ * results/cpu.md, "Quantized decode kernels", "Prefetch" and "q8/q4 decode: blocks interleaved
+ * across the chunk"). */
+static CpuPrefetch stream_prefetch = CPU_PREFETCH_NONE;
 
-CpuPrefetch cpu_qlinear_prefetch(void) {
-    __builtin_cpu_init();
-    return cpu_prefetch_asked(__builtin_cpu_is("amd") ? CPU_PREFETCH_NONE : CPU_PREFETCH_IN_ROW);
-}
+CpuPrefetch cpu_qlinear_prefetch(void) { return cpu_prefetch_asked(CPU_PREFETCH_NONE); }
 
 /* The prefetch of tile @p t (tile_bytes() @p tb) of a row group of @p n_kt tiles. */
 static inline void prefetch_tile(const uint8_t *t, int64_t tb, int64_t n_kt) {

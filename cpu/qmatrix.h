@@ -144,9 +144,9 @@ void cpu_qmatrix_bf16_rows(const void *src, int64_t r0, int64_t k0, int64_t kc, 
 
 /**
  * @brief The prefetch of the quantized products' SIMD kernels: CPU_PREFETCH_NONE (the hardware
- *        prefetchers alone) on AMD cores, CPU_PREFETCH_IN_ROW (8 KiB ahead in the same stream) on
- *        others, each the faster or as fast where measured (results/cpu.md), unless
- *        MAMBA2_CPU_PREFETCH asks for another.
+ *        prefetchers alone, which follow the rows read in order; as fast as or faster than the
+ *        software prefetches where measured, results/cpu.md), unless MAMBA2_CPU_PREFETCH asks for
+ *        another.
  */
 CpuPrefetch cpu_qlinear_prefetch(void);
 
