@@ -7,9 +7,10 @@
  * row group's tiles follow one another along K, and row groups follow one another, so a GEMV
  * over four rows reads one sequential stream. One tile:
  *
- *     values  [4 rows][512 columns]   q8: 1 byte per weight (q + 128); q4: 4 bits (q + 8)
  *     scales  [4 rows][16 blocks]     fp16 d of each block of 32 weights
- *     → 2,176 bytes (q8) or 1,152 bytes (q4), both multiples of a 64-byte cache line.
+ *     values  [4 rows][512 columns]   q8: 1 byte per weight (q + 128); q4: 4 bits (q + 8)
+ *     → 2,176 bytes (q8) or 1,152 bytes (q4), both multiples of a 64-byte cache line, read in
+ *       order by a product: the scales first, then row by row.
  *
  * Within a row, the 16 blocks of the tile are interleaved 4 bytes at a time: 64-byte chunk c
  * (c < 8) holds 4 columns of every block, byte 4j + e = column 32j + 4c + e (block j < 16, e < 4).
@@ -51,6 +52,7 @@
 #define QT_K 512       /**< columns per tile */
 #define QT_BLOCKS 16   /**< scale blocks per tile row (QT_K / QBLOCK) */
 #define QT_CHUNKS 8    /**< 64-byte chunks of 4 columns × 16 blocks per tile row (q8; q4 packs two per 64 bytes) */
+#define QT_SCALE_BYTES (QT_ROWS * QT_BLOCKS * 2) /**< bytes of a tile's scales (128: two cache lines) */
 #define XREC 640       /**< bytes of one quantized-activation record (one tile: 512 columns) */
 #define XNCORR 512     /**< offset of a record's ncorr */
 #define XE 576         /**< offset of a record's e */
@@ -106,7 +108,10 @@ static inline uint16_t f32_to_f16(float f) {
 
 /* Bytes of the values of one tile row, and of a whole tile. */
 static int64_t row_value_bytes(Mamba2WeightFormat f) { return f == MAMBA2_WEIGHTS_Q8 ? QT_K : QT_K / 2; }
-static int64_t tile_bytes(Mamba2WeightFormat f) { return QT_ROWS * row_value_bytes(f) + QT_ROWS * QT_BLOCKS * 2; }
+static int64_t tile_bytes(Mamba2WeightFormat f) { return QT_SCALE_BYTES + QT_ROWS * row_value_bytes(f); }
+/* A tile's scales [4 rows][16 blocks] (its first 128 bytes), and the values of its row i. */
+static const uint16_t *tile_scales(const uint8_t *t) { return (const uint16_t *)t; }
+static const uint8_t *tile_row(Mamba2WeightFormat f, const uint8_t *t, int i) { return t + QT_SCALE_BYTES + i * row_value_bytes(f); }
 static int offset_of(Mamba2WeightFormat f) { return f == MAMBA2_WEIGHTS_Q8 ? 128 : 8; }
 
 /* The byte of a q8 tile row that holds column k (k < QT_K): chunk c = (k mod 32) / 4, lane j = k / 32. */
@@ -226,9 +231,9 @@ int cpu_qmatrix_quantize(const Mamba2Tensor *W, Mamba2WeightFormat format, int n
             for (int64_t i = 0; i < n; i++) cpu_convert_rows(W, r0 + i, 1, w + i * Kp);
             for (int64_t kt = 0; kt < n_kt; kt++) {
                 uint8_t *t = tile_at(out, rg, kt);
-                uint16_t *scales = (uint16_t *)(t + QT_ROWS * row_value_bytes(format));
+                uint16_t *scales = (uint16_t *)t;
                 for (int i = 0; i < QT_ROWS; i++)
-                    quantize_tile_row(format, w + i * Kp + kt * QT_K, t + i * row_value_bytes(format),
+                    quantize_tile_row(format, w + i * Kp + kt * QT_K, (uint8_t *)tile_row(format, t, i),
                                       scales + i * QT_BLOCKS);
             }
         }
@@ -295,14 +300,13 @@ static QCLONES void quantize_x(const float *x, int64_t K, int64_t K_pad, int off
  *   Σ over tiles, blocks b: d(row, b) · e_j(b) · Σ_{32 columns k of b} q · p */
 static void rows_scalar(const CpuQMatrix *W, int64_t rg, int R, const uint8_t *const *xr, int S, float *y, int64_t ldy,
                         int accumulate) {
-    int64_t vb = row_value_bytes(W->format);
     int off = offset_of(W->format);
     for (int i = 0; i < R; i++)
         for (int j = 0; j < S; j++) {
             float acc = 0;
             for (int64_t kt = 0; kt < W->K_pad / QT_K; kt++) {
-                const uint8_t *t = tile_at(W, rg, kt), *vals = t + i * vb;
-                const uint16_t *scales = (const uint16_t *)(t + QT_ROWS * vb) + i * QT_BLOCKS;
+                const uint8_t *t = tile_at(W, rg, kt), *vals = tile_row(W->format, t, i);
+                const uint16_t *scales = tile_scales(t) + i * QT_BLOCKS;
                 const uint8_t *rec = xr[j] + kt * XREC;
                 const int8_t *p = (const int8_t *)rec;
                 const float *e = (const float *)(rec + XE);
@@ -393,14 +397,14 @@ static inline AVX2_INLINE __m256i avx2_dot2(Mamba2WeightFormat f, int vnni, __m2
  * both halves add into the same accumulator, whose lanes are summed at the end. */
 static inline AVX2_INLINE void avx2_block(Mamba2WeightFormat f, int vnni, const CpuQMatrix *W, int64_t rg, int R,
                                           const uint8_t *const *xr, int S, float *y, int64_t ldy, int accumulate) {
-    int64_t vb = row_value_bytes(f), tb = tile_bytes(f), n_kt = W->K_pad / QT_K;
+    int64_t tb = tile_bytes(f), n_kt = W->K_pad / QT_K;
     const int signed_q8 = f == MAMBA2_WEIGHTS_Q8 && !vnni; /* no offset to remove: the sums start at 0 */
     __m256 acc[4][2];
 #pragma GCC unroll 4
     for (int i = 0; i < 4; i++) acc[i][0] = acc[i][1] = _mm256_setzero_ps();
     const uint8_t *t = tile_at(W, rg, 0);
     for (int64_t kt = 0; kt < n_kt; kt++, t += tb) {
-        const uint16_t *scales = (const uint16_t *)(t + QT_ROWS * vb);
+        const uint16_t *scales = tile_scales(t);
         prefetch_tile(t, tb, n_kt);
         const uint8_t *rec[2] = {xr[0] + kt * XREC, xr[S - 1] + kt * XREC};
 #pragma GCC unroll 4
@@ -414,7 +418,7 @@ static inline AVX2_INLINE void avx2_block(Mamba2WeightFormat f, int vnni, const 
 #pragma GCC unroll 4
                 for (int m = 0; m < QT_CHUNKS / 2; m++) {
                     __m256i w0, w1;
-                    avx2_load_pair(f, vnni, t + i * vb, m, h, &w0, &w1);
+                    avx2_load_pair(f, vnni, tile_row(f, t, i), m, h, &w0, &w1);
 #pragma GCC unroll 2
                     for (int j = 0; j < S; j++)
                         ia[j] = avx2_dot2(f, vnni, ia[j], w0, w1,
@@ -500,10 +504,9 @@ static inline VNNI_INLINE void vnni_load_pair(Mamba2WeightFormat f, const uint8_
  *   acc[i][j] += float(ncorr_j + Σ_c vpdpbusd(w_i,c, p_j,c)) · (d_i · e_j), lane by lane.
  * With one record (decode) its 8 chunks stay in registers for the tile; with more they are read
  * from L1 by each row's vpdpbusd. */
-static inline VNNI_INLINE void vnni_block(const CpuQMatrix *W, int64_t rg, int R, const uint8_t *const *xr, int S,
-                                          float *y, int64_t ldy, int accumulate) {
-    Mamba2WeightFormat f = W->format;
-    int64_t vb = row_value_bytes(f), tb = tile_bytes(f), n_kt = W->K_pad / QT_K;
+static inline VNNI_INLINE void vnni_block(Mamba2WeightFormat f, const CpuQMatrix *W, int64_t rg, int R,
+                                          const uint8_t *const *xr, int S, float *y, int64_t ldy, int accumulate) {
+    int64_t tb = tile_bytes(f), n_kt = W->K_pad / QT_K;
     __m512 acc[4][4];
 #pragma GCC unroll 4
     for (int i = 0; i < 4; i++)
@@ -511,7 +514,7 @@ static inline VNNI_INLINE void vnni_block(const CpuQMatrix *W, int64_t rg, int R
         for (int j = 0; j < 4; j++) acc[i][j] = _mm512_setzero_ps();
     const uint8_t *t = tile_at(W, rg, 0);
     for (int64_t kt = 0; kt < n_kt; kt++, t += tb) {
-        const uint16_t *scales = (const uint16_t *)(t + QT_ROWS * vb);
+        const uint16_t *scales = tile_scales(t);
         prefetch_tile(t, tb, n_kt);
         const uint8_t *rec[4];
 #pragma GCC unroll 4
@@ -527,7 +530,7 @@ static inline VNNI_INLINE void vnni_block(const CpuQMatrix *W, int64_t rg, int R
 #pragma GCC unroll 4
             for (int m = 0; m < QT_CHUNKS / 2; m++) {
                 __m512i w0, w1;
-                vnni_load_pair(f, t + i * vb, m, &w0, &w1);
+                vnni_load_pair(f, tile_row(f, t, i), m, &w0, &w1);
 #pragma GCC unroll 4
                 for (int j = 0; j < S; j++) {
                     ia[j] = _mm512_dpbusd_epi32(ia[j], w0, S == 1 ? p1[2 * m] : _mm512_loadu_si512(rec[j] + 128 * m));
@@ -550,19 +553,27 @@ static inline VNNI_INLINE void vnni_block(const CpuQMatrix *W, int64_t rg, int R
         }
 }
 
-static VNNI_TARGET void rows_vnni(const CpuQMatrix *W, int64_t rg, int R, const uint8_t *const *xr, int S, float *y,
-                                  int64_t ldy, int accumulate) {
-    for (int j = 0; j < S; j += 4) { /* S a constant in each call, so the block's loops unroll */
+/* The rows of one format (f a constant after inlining, as are R and S in the common calls, so
+ * that the block's loops unroll). */
+static inline VNNI_INLINE void vnni_rows_of(Mamba2WeightFormat f, const CpuQMatrix *W, int64_t rg, int R,
+                                            const uint8_t *const *xr, int S, float *y, int64_t ldy, int accumulate) {
+    for (int j = 0; j < S; j += 4) {
         const uint8_t *const *x4 = xr + j;
         float *y4 = y + j * ldy;
         if (R == 4) switch (S - j) {
-            case 1: vnni_block(W, rg, 4, x4, 1, y4, ldy, accumulate); break;
-            case 2: vnni_block(W, rg, 4, x4, 2, y4, ldy, accumulate); break;
-            case 3: vnni_block(W, rg, 4, x4, 3, y4, ldy, accumulate); break;
-            default: vnni_block(W, rg, 4, x4, 4, y4, ldy, accumulate); break;
+            case 1: vnni_block(f, W, rg, 4, x4, 1, y4, ldy, accumulate); break;
+            case 2: vnni_block(f, W, rg, 4, x4, 2, y4, ldy, accumulate); break;
+            case 3: vnni_block(f, W, rg, 4, x4, 3, y4, ldy, accumulate); break;
+            default: vnni_block(f, W, rg, 4, x4, 4, y4, ldy, accumulate); break;
             }
-        else vnni_block(W, rg, R, x4, S - j < 4 ? S - j : 4, y4, ldy, accumulate);
+        else vnni_block(f, W, rg, R, x4, S - j < 4 ? S - j : 4, y4, ldy, accumulate);
     }
+}
+
+static VNNI_TARGET void rows_vnni(const CpuQMatrix *W, int64_t rg, int R, const uint8_t *const *xr, int S, float *y,
+                                  int64_t ldy, int accumulate) {
+    if (W->format == MAMBA2_WEIGHTS_Q8) vnni_rows_of(MAMBA2_WEIGHTS_Q8, W, rg, R, xr, S, y, ldy, accumulate);
+    else vnni_rows_of(MAMBA2_WEIGHTS_Q4, W, rg, R, xr, S, y, ldy, accumulate);
 }
 
 /* ------------------------------------------------------------------ entry point */
@@ -609,10 +620,10 @@ static inline void block_values(Mamba2WeightFormat f, const uint8_t *vals, int b
 /* Columns [64c, 64c + 64) of row r as the quantized matrix holds them (d · q), in fp32: w [64]
  * (blocks 2c and 2c + 1 of the row, counted along K). */
 static inline void widen_group(const CpuQMatrix *W, int64_t r, int64_t c, float w[64]) {
-    int64_t vb = row_value_bytes(W->format), kt = c / (QT_K / 64);
+    int64_t kt = c / (QT_K / 64);
     int b0 = 2 * (int)(c % (QT_K / 64)), off = offset_of(W->format);
-    const uint8_t *t = tile_at(W, r / QT_ROWS, kt), *vals = t + (r % QT_ROWS) * vb;
-    const uint16_t *scales = (const uint16_t *)(t + QT_ROWS * vb) + (r % QT_ROWS) * QT_BLOCKS;
+    const uint8_t *t = tile_at(W, r / QT_ROWS, kt), *vals = tile_row(W->format, t, (int)(r % QT_ROWS));
+    const uint16_t *scales = tile_scales(t) + (r % QT_ROWS) * QT_BLOCKS;
     uint8_t col[64]; /* column order */
     block_values(W->format, vals, b0, col);
     block_values(W->format, vals, b0 + 1, col + 32);
@@ -674,7 +685,7 @@ static inline BF16_ROWS_TARGET __m512 scaled16(__m128i v16, __m512i off, __m512 
  * even, as mamba2_f32_to_bf16()). @p k0, a multiple of 256, starts at block 0 or 8 of its tile. */
 BF16_ROWS_TARGET void cpu_qmatrix_bf16_rows(const void *src, int64_t r0, int64_t k0, int64_t kc, uint16_t *dst) {
     const CpuQMatrix *W = src;
-    const int64_t vb = row_value_bytes(W->format), kt = k0 / QT_K;
+    const int64_t kt = k0 / QT_K;
     const int b0 = (int)(k0 % QT_K) / QBLOCK;
     const __m512i off = _mm512_set1_epi32(offset_of(W->format));
     for (int i = 0; i < 32; i++) {
@@ -684,8 +695,8 @@ BF16_ROWS_TARGET void cpu_qmatrix_bf16_rows(const void *src, int64_t r0, int64_t
             memset(out, 0, (size_t)kc * sizeof *out);
             continue;
         }
-        const uint8_t *t = tile_at(W, r / QT_ROWS, kt), *vals = t + (r % QT_ROWS) * vb;
-        const uint16_t *scales = (const uint16_t *)(t + QT_ROWS * vb) + (r % QT_ROWS) * QT_BLOCKS;
+        const uint8_t *t = tile_at(W, r / QT_ROWS, kt), *vals = tile_row(W->format, t, (int)(r % QT_ROWS));
+        const uint16_t *scales = tile_scales(t) + (r % QT_ROWS) * QT_BLOCKS;
         for (int b = 0; QBLOCK * b < kc; b++) {
             uint8_t v[QBLOCK];
             block_values(W->format, vals, b0 + b, v);
