@@ -40,23 +40,33 @@
 /* The q8 copy against the stored weights: rounding to d·q with d = max|w|/127 per block is off by
  * at most d/2, about 4.8e-3 σ in RMS for normal weights (as above); 1e-2 is twice that. */
 #define Q8_WEIGHT_TOL 1e-2
-/* Whole-model logits, relative L2 against ref at the worst position, measured 2026-12-02 (AMD EPYC
- * Zen 4) on the fixtures and the random models of this file, whose widths are 32-72 channels and
- * whose gated norms work on groups of 8-32: q8 up to 7.8e-2, q4 up to 6.9e-1 (per-weight errors
- * average out far less there than at the 7B's 4096; unrelated logits of the same scale are √2 ≈ 1.4
- * apart, so q4's bound still tells signal from garbage). On the trained demo model (d = 256, 10
- * layers, 64 tokens): q8 3.0e-2, q4 4.4e-1. Each bound is about twice the measured worst case. */
-#define Q8_TINY_TOL 1.5e-1
+/* Whole-model logits, relative L2 against ref at the worst position, on the fixtures and the random
+ * models of this file, whose widths are 32-72 channels and whose gated norms work on groups of 8-32
+ * (per-weight errors average out far less there than at the 7B's 4096; unrelated logits of the
+ * same scale are √2 ≈ 1.4 apart). Measured on the AMD EPYC Zen 4: the fixtures q8 up to 7.8e-2, q4
+ * up to 7.1e-1; the fresh random models, over 24 seeds each (2026-12-03), q8 3.4e-2 .. 1.6e-1 (the
+ * earlier bound of 0.15 failed one draw in 48), q4 3.2e-1 .. 1.0, which is the level of garbage: q4
+ * against ref is printed for them, not held, and checked against the dequantized weights below
+ * instead (its quality cost is the perplexity table in results/cpu.md). On the trained demo model
+ * (d = 256, 10 layers, 64 tokens): q8 2.8e-2, q4 4.6e-1. Each bound is about twice the measured
+ * worst case. */
+#define Q8_TINY_TOL 3e-1
 #define Q4_TINY_TOL 1.0
 #define Q8_DEMO_TOL 6e-2
 #define Q4_DEMO_TOL 8e-1
+/* Against ref on the weights the quantized copy holds (dequantized to fp32, dequantized_model()):
+ * only the activations' rounding to int8 differs, in both formats, so this tells a layout or
+ * indexing error (logits ~1.4 apart) from rounding far better than the bounds above can for q4.
+ * Measured: the fixtures and the demo model up to 6.6e-2, the random models over 24 seeds each
+ * 3.0e-2 .. 1.4e-1 (q8 and q4 alike); twice the worst. */
+#define Q_ACT_TOL 3e-1
 /* Quantized prefill against quantized steps: the same weights and the same integer sums per row
  * and token; only the SSD differs (chunked against recurrent, ~1e-7 apart). But an activation that
  * lies within that 1e-7 of a rounding boundary of its int8 grid rounds to neighbouring integers
  * in the two runs, and one such flip moves the logits by ~1e-3, which the state carries on: on the
  * demo model the two runs agree to 1e-7 for 3 tokens, then to 4e-4..1.2e-2 (q8). So the two runs
- * are held to the format's whole-model bound against ref, which a layout or indexing error (logits
- * ~1.4 apart) still fails; batched against single steps, which round the same numbers, is held to
+ * are held to Q_ACT_TOL, the bound of the activations' rounding, which a layout or indexing error
+ * (logits ~1.4 apart) still fails; batched against single steps, which round the same numbers, is held to
  * QKERNEL_TOL below. */
 static const Mamba2WeightFormat formats[] = {MAMBA2_WEIGHTS_Q8, MAMBA2_WEIGHTS_Q4};
 
@@ -348,12 +358,47 @@ static int run(Mamba2Backend *b, const int32_t *tok, int T, int by_step, float *
     return rc;
 }
 
-/* q8 and q4 on one model and prompt: logits against ref, prefill against steps. */
+/* Replace @p t by the fp32 weights its @p f copy holds (d · q, cpu_qmatrix_dequantize_rows()). */
+static int dequantize_tensor(Mamba2Tensor *t, Mamba2WeightFormat f) {
+    CpuQMatrix q;
+    Mamba2Error e = {{0}};
+    if (cpu_qmatrix_quantize(t, f, 2, &q, &e)) return -1;
+    float *w = malloc((size_t)q.rows * q.K * sizeof *w);
+    if (w) cpu_qmatrix_dequantize_rows(&q, 0, q.rows, w);
+    cpu_qmatrix_free(&q);
+    t->dtype = MAMBA2_F32, t->data = w;
+    return w ? 0 : -1;
+}
+
+/* A copy of @p m whose quantized matrices (in_proj, out_proj, lm_head) hold the weights of its
+ * @p f copy in fp32, everything else shared with @p m: ref on it computes what the quantized
+ * products compute but for the rounding of the activations to int8. */
+static int dequantized_model(const Mamba2Model *m, Mamba2WeightFormat f, Mamba2Model *out) {
+    *out = *m;
+    int L = m->cfg.n_layer, rc = 0;
+    out->w.layers = malloc((size_t)L * sizeof *out->w.layers);
+    if (!out->w.layers) return -1;
+    memcpy(out->w.layers, m->w.layers, (size_t)L * sizeof *out->w.layers);
+    for (int l = 0; l < L; l++) rc |= dequantize_tensor(&out->w.layers[l].in_proj, f) | dequantize_tensor(&out->w.layers[l].out_proj, f);
+    return rc | dequantize_tensor(&out->w.lm_head, f);
+}
+
+static void free_dequantized(Mamba2Model *d) {
+    for (int l = 0; l < d->cfg.n_layer; l++) free((void *)d->w.layers[l].in_proj.data), free((void *)d->w.layers[l].out_proj.data);
+    free((void *)d->w.lm_head.data);
+    free(d->w.layers);
+}
+
+/* The worst logits of a quantized model against ref on its dequantized weights, over the checks. */
+static double worst_act;
+
+/* q8 and q4 on one model and prompt: logits against ref, against ref on the dequantized weights,
+ * prefill against steps. */
 static void check_model(const char *label, const Mamba2Model *m, const int32_t *tok, int T, const double *tol,
                         double *worst) {
     int V = m->cfg.vocab_size;
     size_t n = (size_t)T * V;
-    float *ref = malloc(n * 4), *pre = malloc(n * 4), *stp = malloc(n * 4);
+    float *ref = malloc(n * 4), *pre = malloc(n * 4), *stp = malloc(n * 4), *deq = malloc(n * 4);
     Mamba2Backend *rb = make("ref", m, MAMBA2_WEIGHTS_STORED);
     CU_ASSERT_FATAL(rb && run(rb, tok, T, 0, ref) == 0);
     printf("\n    %-28s T=%-3d", label, T);
@@ -362,15 +407,25 @@ static void check_model(const char *label, const Mamba2Model *m, const int32_t *
         CU_ASSERT_PTR_NOT_NULL_FATAL(qb);
         CU_ASSERT_EQUAL(run(qb, tok, T, 0, pre), 0);
         CU_ASSERT_EQUAL(run(qb, tok, T, 1, stp), 0);
+        Mamba2Model dm;
+        CU_ASSERT_EQUAL_FATAL(dequantized_model(m, formats[fi], &dm), 0);
+        Mamba2Backend *db = make("ref", &dm, MAMBA2_WEIGHTS_STORED);
+        CU_ASSERT_FATAL(db && run(db, tok, T, 0, deq) == 0);
+        mamba2_backend_destroy(db);
+        free_dequantized(&dm);
         double e_ref = test_max_row_rel_l2(pre, ref, T, V), e_split = test_max_row_rel_l2(stp, pre, T, V);
-        printf(" | %s vs ref %.1e, step vs prefill %.1e", mamba2_weight_format_name(formats[fi]), e_ref, e_split);
-        if (e_ref > worst[fi]) worst[fi] = e_ref;
-        CU_ASSERT(e_ref <= tol[fi]);
-        CU_ASSERT(e_split <= tol[fi]);
+        double e_deq = test_max_row_rel_l2(pre, deq, T, V);
+        printf(" | %s vs ref %.1e, vs dequantized %.1e, step vs prefill %.1e", mamba2_weight_format_name(formats[fi]),
+               e_ref, e_deq, e_split);
+        if (tol[fi] > 0 && e_ref > worst[fi]) worst[fi] = e_ref;
+        if (e_deq > worst_act) worst_act = e_deq;
+        if (tol[fi] > 0) CU_ASSERT(e_ref <= tol[fi]); /* 0: printed, not held (q4 on the random models) */
+        CU_ASSERT(e_deq <= Q_ACT_TOL);
+        CU_ASSERT(e_split <= Q_ACT_TOL);
         mamba2_backend_destroy(qb);
     }
     mamba2_backend_destroy(rb);
-    free(ref), free(pre), free(stp);
+    free(ref), free(pre), free(stp), free(deq);
 }
 
 static void test_quant_models(void) {
@@ -406,7 +461,8 @@ static void test_quant_models(void) {
             int T = 37;
             int32_t tok[37];
             for (int t = 0; t < T; t++) tok[t] = (int32_t)(test_uniform() * m.cfg.vocab_size);
-            check_model(k ? "random d=72, tied" : "random d=40", &m, tok, T, tiny_tol, worst);
+            const double random_tol[2] = {Q8_TINY_TOL, 0}; /* q4: see Q8_TINY_TOL */
+            check_model(k ? "random d=72, tied" : "random d=40", &m, tok, T, random_tol, worst);
             mamba2_model_free(&m);
         }
         if (dir) test_rmtree(dir);
@@ -424,9 +480,9 @@ static void test_quant_models(void) {
         check_model("stdlib-mamba2 (trained)", &m, tok, 64, demo_tol, demo);
         mamba2_model_free(&m);
     }
-    printf("\n    worst logits vs ref: tiny models q8 %.1e (bound %.2g), q4 %.1e (bound %.2g); demo model q8 %.1e "
-           "(bound %.2g), q4 %.1e (bound %.2g)\n",
-           worst[0], Q8_TINY_TOL, worst[1], Q4_TINY_TOL, demo[0], Q8_DEMO_TOL, demo[1], Q4_DEMO_TOL);
+    printf("\n    worst logits vs ref: tiny models q8 %.1e (bound %.2g), fixtures q4 %.1e (bound %.2g); demo model q8 "
+           "%.1e (bound %.2g), q4 %.1e (bound %.2g); every model vs its dequantized weights %.1e (bound %.2g)\n",
+           worst[0], Q8_TINY_TOL, worst[1], Q4_TINY_TOL, demo[0], Q8_DEMO_TOL, demo[1], Q4_DEMO_TOL, worst_act, Q_ACT_TOL);
 }
 
 /* Batched steps with quantized weights equal single steps (B = 5: one VNNI block of 4 and one of 1). */
