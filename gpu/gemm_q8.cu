@@ -51,25 +51,6 @@ __device__ __forceinline__ void cp_async4_part(void *dst_smem, const void *src, 
     asm volatile("cp.async.ca.shared.global [%0], [%1], 4, %2;\n" ::"r"(smem_u32(dst_smem)), "l"(src), "r"(bytes));
 }
 
-/* Sixteen int8 weights (one 16-byte load) times their block's scale @p s, rounded to bf16 in pairs:
- *   out[i] = (bf16(s · q[2i]), bf16(s · q[2i + 1]))   (low half first)
- * Each q becomes an exact fp32 without a conversion instruction: the byte, offset to u = q + 128
- * ∈ [0, 255] by flipping its top bit, is placed in the low mantissa bits of 2²³ (0x4B000000), giving
- * 2²³ + u, from which 2²³ + 128 is subtracted. s · q then has at most 11 + 7 significant bits: exact
- * in fp32, rounded once to bf16. */
-__device__ __forceinline__ void q8x16_to_bf16(uint4 v, float s, uint32_t out[8]) {
-    const uint32_t w[4] = {v.x ^ 0x80808080u, v.y ^ 0x80808080u, v.z ^ 0x80808080u, v.w ^ 0x80808080u};
-#pragma unroll
-    for (int i = 0; i < 4; i++) {
-        float f0 = __uint_as_float(__byte_perm(w[i], 0x4B000000u, 0x7650)) - 8388736.0f;
-        float f1 = __uint_as_float(__byte_perm(w[i], 0x4B000000u, 0x7651)) - 8388736.0f;
-        float f2 = __uint_as_float(__byte_perm(w[i], 0x4B000000u, 0x7652)) - 8388736.0f;
-        float f3 = __uint_as_float(__byte_perm(w[i], 0x4B000000u, 0x7653)) - 8388736.0f;
-        out[2 * i] = pack_bf16x2(f0 * s, f1 * s);
-        out[2 * i + 1] = pack_bf16x2(f2 * s, f3 * s);
-    }
-}
-
 /* One output element (row r of W, token n): stored, added, or atomically added (split K). */
 __device__ __forceinline__ void store_out(const GemmQ8Out &o, int r, int n, float v) {
     size_t i = (size_t)n * o.ldn + (size_t)r * o.ldr;
