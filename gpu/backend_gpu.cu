@@ -33,7 +33,7 @@ extern "C" {
 
 #define CUBLAS_WORKSPACE (32u << 20)
 #define MAX_GRAPH_NB 256
-#define Q8_GEMM_MAX_T 1024 /* the default of q8_gemm_max_T */
+#define Q8_GEMM_MAX_T 128 /* the default of q8_gemm_max_T: where the q8 GEMM stops beating dequantization + cuBLAS (results/gpu.md) */
 
 struct GpuBackend;
 

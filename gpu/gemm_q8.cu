@@ -24,7 +24,7 @@
  * from the exact fp32 product, so the sums equal cuBLAS' over the dequantized matrix but for the
  * order of the fp32 additions.
  *
- * Fewer tiles than the GPU holds at once (the decode shapes; out_proj at 512 tokens) split K across
+ * Fewer tiles than the GPU holds at once (the decode shapes: one token tile) split K across
  * blocks (grid z), whose fp32 partial sums meet in the output by atomic addition (the output zeroed
  * first unless the product adds to it).
  */

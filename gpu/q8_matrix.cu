@@ -1,7 +1,7 @@
 /**
  * @file q8_matrix.cu
  * @brief q8 weight matrices on the device: quantization at load, and dequantization into bf16 for
- *        the cuBLAS GEMMs of prefill and of decode beyond the GEMV path's 4 sequences.
+ *        the cuBLAS GEMMs of products over more tokens than the q8 GEMM (gemm_q8.cu) takes.
  *
  * The scheme is the CPU's (cpu/qmatrix.h): W [rows, K] cut along K into blocks of Q8_BLOCK = 32
  * weights, each stored as int8 q with one fp16 scale d,
@@ -22,8 +22,6 @@
  * copy, so the peak memory at load is the q8 size plus the staging piece.
  */
 #include <cuda_fp16.h>
-
-#include <algorithm>
 
 #include "kernels.cuh"
 
@@ -79,26 +77,6 @@ __global__ void q8_dequantize16_kernel(GpuQ8 m, bf16 *out) {
     }
 }
 
-/* The same, one q8 block (32 columns: two 16-byte loads, four 16-byte stores) per thread, where K is a
- * multiple of 32 (K32 = K): thread i takes block i of the [rows, K / 32] blocks, whose scale is d[i],
- * so neighbouring threads read neighbouring bytes of values and scales alike; 32-bit indices. */
-__global__ void q8_dequantize32_kernel(GpuQ8 m, bf16 *out, unsigned n_blocks) {
-    const unsigned per_row = (unsigned)m.K / Q8_BLOCK;
-    for (unsigned i = blockIdx.x * blockDim.x + threadIdx.x; i < n_blocks; i += gridDim.x * blockDim.x) {
-        const unsigned r = i / per_row, c = (i - r * per_row) * Q8_BLOCK;
-        const uint4 *src = (const uint4 *)(m.q + (size_t)r * m.K + c);
-        const float dv = __half2float(__ushort_as_half(m.d[i]));
-        uint32_t lo[8], hi[8];
-        q8x16_to_bf16(src[0], dv, lo);
-        q8x16_to_bf16(src[1], dv, hi);
-        uint4 *o = (uint4 *)(out + (size_t)r * m.K + c);
-        o[0] = make_uint4(lo[0], lo[1], lo[2], lo[3]);
-        o[1] = make_uint4(lo[4], lo[5], lo[6], lo[7]);
-        o[2] = make_uint4(hi[0], hi[1], hi[2], hi[3]);
-        o[3] = make_uint4(hi[4], hi[5], hi[6], hi[7]);
-    }
-}
-
 __global__ void q8_dequantize1_kernel(GpuQ8 m, bf16 *out) {
     for (size_t i = blockIdx.x * (size_t)blockDim.x + threadIdx.x; i < (size_t)m.rows * m.K; i += (size_t)gridDim.x * blockDim.x) {
         size_t r = i / m.K;
@@ -109,9 +87,6 @@ __global__ void q8_dequantize1_kernel(GpuQ8 m, bf16 *out) {
 }
 
 void launch_q8_dequantize(const GpuQ8 &m, bf16 *out, cudaStream_t s) {
-    const size_t n_blocks = (size_t)m.rows * (m.K32 / Q8_BLOCK);
-    if (m.K % Q8_BLOCK == 0 && n_blocks < (1u << 31))
-        q8_dequantize32_kernel<<<(unsigned)std::min<size_t>((n_blocks + 255) / 256, 132 * 16), 256, 0, s>>>(m, out, (unsigned)n_blocks);
-    else if (m.K % 16 == 0) q8_dequantize16_kernel<<<132 * 8, 256, 0, s>>>(m, out);
+    if (m.K % 16 == 0) q8_dequantize16_kernel<<<132 * 8, 256, 0, s>>>(m, out);
     else q8_dequantize1_kernel<<<132 * 8, 256, 0, s>>>(m, out);
 }
