@@ -44,6 +44,10 @@ constexpr int STAGES = 4;
 constexpr int W_BYTES = BM * BK;     /* w [BM][BK] int8 */
 constexpr int S_BYTES = BM * 8;      /* s [BM][4] fp16 */
 
+/* Blocks per SM the register allocation must leave room for: as many as the shared memory holds
+ * (4 stages: 46, 55, 72 and 111 KB for BN = 16, 32, 64, 128), at most 4. */
+#define MIN_BLOCKS(BN) ((BN) <= 32 ? 4 : (BN) == 64 ? 3 : 2)
+
 template <int BN> __host__ __device__ constexpr int stage_bytes() { return W_BYTES + S_BYTES + BN * XPITCH * 2; }
 
 /* As cp_async16 for 4 bytes of which the first @p bytes (0, 2 or 4) are read and the rest zero-filled. */
@@ -63,7 +67,7 @@ __device__ __forceinline__ void store_out(const GemmQ8Out &o, int r, int n, floa
 /* Block (x: token tile, y: row tile, z: slice of K): out[n][r] (+)= Σ_k x[n][k] · bf16(d[r][k/32] · q[r][k])
  * for r in the row tile, n in the token tile and k in tiles [kt0, kt1) of BK columns. */
 template <int BN>
-__global__ void __launch_bounds__(THREADS) gemm_q8_kernel(GpuQ8 W, const bf16 *X, int ldx, int T, GemmQ8Out o,
+__global__ void __launch_bounds__(THREADS, MIN_BLOCKS(BN)) gemm_q8_kernel(GpuQ8 W, const bf16 *X, int ldx, int T, GemmQ8Out o,
                                                           int kt_per_block) {
     constexpr int NT = BN / 8; /* n8 tiles per warp */
     extern __shared__ __align__(16) unsigned char smem[];
@@ -82,13 +86,15 @@ __global__ void __launch_bounds__(THREADS) gemm_q8_kernel(GpuQ8 W, const bf16 *X
         bf16 *sx = (bf16 *)(st + W_BYTES + S_BYTES);
         const int kb = 2 * kt; /* the tile's first q8 block */
 #pragma unroll
-        for (int c = tid; c < BM * 4; c += THREADS) { /* w: 4 chunks of 16 bytes a row */
+        for (int i = 0; i < BM * 4 / THREADS; i++) { /* w: 4 chunks of 16 bytes a row */
+            const int c = tid + i * THREADS;
             int r = c >> 2, ch = c & 3, row = r0 + r, kbyte = kb * Q8_BLOCK + ch * 16;
             bool ok = row < W.rows && kbyte < W.K32;
             cp_async16(sw + r * BK + ch * 16, ok ? (const void *)(W.q + (size_t)row * W.K32 + kbyte) : (const void *)W.q, ok);
         }
 #pragma unroll
-        for (int c = tid; c < BM * 2; c += THREADS) { /* s: the 2 aligned words from the pair's first scale on */
+        for (int i = 0; i < BM * 2 / THREADS; i++) { /* s: the 2 aligned words from the pair's first scale on */
+            const int c = tid + i * THREADS;
             int r = c >> 1, w = c & 1, row = r0 + r;
             intptr_t first = (intptr_t)(W.d + (size_t)min(row, W.rows - 1) * nblk + kb);
             intptr_t a = (first & ~(intptr_t)3) + 4 * w;
@@ -97,7 +103,8 @@ __global__ void __launch_bounds__(THREADS) gemm_q8_kernel(GpuQ8 W, const bf16 *X
             cp_async4_part(ss + r * 2 + w, (const void *)(bytes ? a : (intptr_t)W.d & ~(intptr_t)3), bytes);
         }
 #pragma unroll
-        for (int c = tid; c < BN * 8; c += THREADS) { /* x: 8 chunks of 8 bf16 a token (K % 8 == 0) */
+        for (int i = 0; i < BN * 8 / THREADS; i++) { /* x: 8 chunks of 8 bf16 a token (K % 8 == 0) */
+            const int c = tid + i * THREADS;
             int n = c >> 3, ch = c & 7, tok = n0 + n, k = kb * Q8_BLOCK + ch * 8;
             bool ok = tok < T && k < W.K;
             cp_async16(sx + n * XPITCH + ch * 8, ok ? (const void *)(X + (size_t)tok * ldx + k) : (const void *)X, ok);
