@@ -149,32 +149,41 @@ extern "C" int mamba2_gpu_gemv(int rows, int cols, int nb, const uint16_t *W, co
     return 0;
 }
 
-/* Milliseconds per GEMV launch, as in a decode step: @p copies launches back to back on one stream
- * (programmatic dependent launch, so that each launch's ramp overlaps the previous one's tail), launch
- * c on the weights @p weights(a, c) sets (one copy each, so that the L2 holds none of them), the
- * median over max(reps / copies, 5) batches after one warm-up batch. */
-template <class SetWeights> static double median_gemv_ms(GemvArgs a, int copies, int reps, SetWeights weights) {
-    cudaStream_t st;
+/* Median milliseconds per call of @p call(c), c = 0 .. copies − 1 launched back to back on @p st
+ * (one weight copy each, so that the L2 holds none of them), over max(reps / copies, 5) batches after
+ * one warm-up batch. */
+template <class Call> static double median_calls_ms(cudaStream_t st, int copies, int reps, Call call) {
     cudaEvent_t e0, e1;
-    cudaStreamCreateWithFlags(&st, cudaStreamNonBlocking);
     cudaEventCreate(&e0), cudaEventCreate(&e1);
     std::vector<float> ms;
     int batches = reps / copies > 5 ? reps / copies : 5;
     for (int i = 0; i < batches + 1; i++) {
         float t;
         cudaEventRecord(e0, st);
-        for (int c = 0; c < copies; c++) {
-            weights(a, c);
-            launch_gemv(PRO_NONE, EPI_STORE, a, st);
-        }
+        for (int c = 0; c < copies; c++) call(c);
         cudaEventRecord(e1, st);
         cudaEventSynchronize(e1);
         cudaEventElapsedTime(&t, e0, e1);
         if (i >= 1) ms.push_back(t / copies);
     }
-    cudaEventDestroy(e0), cudaEventDestroy(e1), cudaStreamDestroy(st);
+    cudaEventDestroy(e0), cudaEventDestroy(e1);
     std::sort(ms.begin(), ms.end());
     return ms[ms.size() / 2];
+}
+
+/* Milliseconds per GEMV launch, as in a decode step: @p copies launches back to back on one stream
+ * (programmatic dependent launch, so that each launch's ramp overlaps the previous one's tail), launch
+ * c on the weights @p weights(a, c) sets (one copy each, so that the L2 holds none of them), the
+ * median over max(reps / copies, 5) batches after one warm-up batch. */
+template <class SetWeights> static double median_gemv_ms(GemvArgs a, int copies, int reps, SetWeights weights) {
+    cudaStream_t st;
+    cudaStreamCreateWithFlags(&st, cudaStreamNonBlocking);
+    double ms = median_calls_ms(st, copies, reps, [&](int c) {
+        weights(a, c);
+        launch_gemv(PRO_NONE, EPI_STORE, a, st);
+    });
+    cudaStreamDestroy(st);
+    return ms;
 }
 
 extern "C" double mamba2_gpu_time_gemv(int rows, int cols, int nb, int reps, Mamba2Error *err) {
@@ -566,28 +575,6 @@ extern "C" int mamba2_gpu_gemm_q8(int rows, int cols, int T, int mode, const uin
     if (d) CUDA_TRY(cudaMemcpy(d, b.d, (size_t)rows * (b.m.K32 / Q8_BLOCK) * 2, cudaMemcpyDeviceToHost));
     cudaFree(dx), cudaFree(dout);
     return 0;
-}
-
-/* Median milliseconds per call of @p call(c), c = 0 .. copies − 1 launched back to back on @p st
- * (one weight copy each, so that the L2 holds none of them), over max(reps / copies, 5) batches after
- * one warm-up batch. */
-template <class Call> static double median_calls_ms(cudaStream_t st, int copies, int reps, Call call) {
-    cudaEvent_t e0, e1;
-    cudaEventCreate(&e0), cudaEventCreate(&e1);
-    std::vector<float> ms;
-    int batches = reps / copies > 5 ? reps / copies : 5;
-    for (int i = 0; i < batches + 1; i++) {
-        float t;
-        cudaEventRecord(e0, st);
-        for (int c = 0; c < copies; c++) call(c);
-        cudaEventRecord(e1, st);
-        cudaEventSynchronize(e1);
-        cudaEventElapsedTime(&t, e0, e1);
-        if (i >= 1) ms.push_back(t / copies);
-    }
-    cudaEventDestroy(e0), cudaEventDestroy(e1);
-    std::sort(ms.begin(), ms.end());
-    return ms[ms.size() / 2];
 }
 
 extern "C" int mamba2_gpu_time_gemm_q8(int rows, int cols, int T, int reps, double ms[3], Mamba2Error *err) {
