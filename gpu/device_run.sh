@@ -169,7 +169,7 @@ fi
 if has q8gemm; then
     # The q8 GEMM (gemm_q8.cu): alone against cuBLAS, then the 7B with stored (bf16) and q8 weights
     # alternated (Q8_REPS rounds, default 2), then q8 through the old path (MAMBA2_GPU_Q8_GEMM=0: every
-    # matrix dequantized before cuBLAS) and with the q8 GEMM for prefill 4096 too (MAX_T=8192)
+    # matrix dequantized before cuBLAS) and with the q8 GEMM for every prefill (MAX_T=8192)
     log "q8 GEMM alone against cuBLAS on bf16 weights and against dequantization + cuBLAS (q8gemm.txt)"
     timeout 200 "$BIN/bench_gpu_kernels" --q8gemm 2>&1 | tee "$OUT/q8gemm.txt"
     log "7B: stored bf16 against q8, prefill 4096 + decode batch 1,4,16,64, prefill 512 (q8bench.txt)"
@@ -186,7 +186,8 @@ if has q8gemm; then
     done > "$OUT/q8bench.txt"
     q8b q8-dequant MAMBA2_GPU_Q8_GEMM=0 --weights q8 --prompt-len 4096 --gen-len 32 --batch 16,64 >> "$OUT/q8bench.txt"
     q8b q8-dequant MAMBA2_GPU_Q8_GEMM=0 --weights q8 --prompt-len 512 --gen-len 1 --batch 1 >> "$OUT/q8bench.txt"
-    q8b q8-gemm-4096 MAMBA2_GPU_Q8_GEMM_MAX_T=8192 --weights q8 --prompt-len 4096 --gen-len 1 --batch 1 >> "$OUT/q8bench.txt"
+    q8b q8-gemm-all MAMBA2_GPU_Q8_GEMM_MAX_T=8192 --weights q8 --prompt-len 4096 --gen-len 1 --batch 1 >> "$OUT/q8bench.txt"
+    q8b q8-gemm-all MAMBA2_GPU_Q8_GEMM_MAX_T=8192 --weights q8 --prompt-len 512 --gen-len 1 --batch 1 >> "$OUT/q8bench.txt"
     cat "$OUT/q8bench.txt"
     echo; echo "tok/s per configuration (rounds separated by /): prefill 4096, prefill 512, decode batch 1, 4, 16, 64"
     awk '/^## / { key = $2; decode = $0 !~ /--gen-len 1 /; next }

@@ -67,8 +67,8 @@ __device__ __forceinline__ void store_out(const GemmQ8Out &o, int r, int n, floa
 /* Block (x: token tile, y: row tile, z: slice of K): out[n][r] (+)= Σ_k x[n][k] · bf16(d[r][k/32] · q[r][k])
  * for r in the row tile, n in the token tile and k in tiles [kt0, kt1) of BK columns. */
 template <int BN>
-__global__ void __launch_bounds__(THREADS, MIN_BLOCKS(BN)) gemm_q8_kernel(GpuQ8 W, const bf16 *X, int ldx, int T, GemmQ8Out o,
-                                                          int kt_per_block) {
+__global__ void __launch_bounds__(THREADS, MIN_BLOCKS(BN))
+    gemm_q8_kernel(GpuQ8 W, const bf16 *X, int ldx, int T, GemmQ8Out o, int kt_per_block) {
     constexpr int NT = BN / 8; /* n8 tiles per warp */
     extern __shared__ __align__(16) unsigned char smem[];
     const int tid = threadIdx.x, warp = tid >> 5, lane = tid & 31, g = lane >> 2, t = lane & 3;
