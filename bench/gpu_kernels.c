@@ -9,6 +9,8 @@
  * Usage: build/bench_gpu_kernels [--json]   (needs a GPU)
  *        build/bench_gpu_kernels --gemv       the ceilings and the GEMV tables alone (bf16, q8, q8 dequantization)
  *        build/bench_gpu_kernels --cublas-once   one cuBLAS call per batched decode shape (for a profiler)
+ *        build/bench_gpu_kernels --q8gemm     the q8 GEMM against cuBLAS on bf16 weights and against
+ *                                             dequantization + cuBLAS, 8 to 4,096 tokens
  */
 #include <stdio.h>
 #include <string.h>
@@ -41,6 +43,25 @@ int main(int argc, char **argv) {
     if (mamba2_gpu_roofline(&copy_gbps, &gemm_gflops, &e)) {
         fprintf(stderr, "roofline: %s\n", e.msg);
         return 1;
+    }
+    if (argc > 1 && !strcmp(argv[1], "--q8gemm")) { /* bytes: the weights as read (q8: 1 + 2/32 a weight) */
+        printf("GPU ceilings: copy %.0f GB/s (read + write), bf16 GEMM %.0f TFLOP/s\n\n", copy_gbps, gemm_gflops / 1e3);
+        printf("%-9s %-14s %5s | %9s %7s %6s | %9s %7s %6s | %9s | %s\n", "product", "rows x cols", "T", "q8 GEMM", "GB/s",
+               "TF/s", "cuBLAS", "GB/s", "TF/s", "deq+cuBL", "q8 / cuBLAS time");
+        const int Ts[] = {8, 16, 32, 64, 128, 256, 512, 1024, 2048, 4096};
+        for (int k = 0; k < 3; k++)
+            for (size_t i = 0; i < sizeof Ts / sizeof Ts[0]; i++) {
+                double ms[3];
+                if (mamba2_gpu_time_gemm_q8(shapes[k].rows, shapes[k].cols, Ts[i], 30, ms, &e)) {
+                    fprintf(stderr, "q8 gemm: %s\n", e.msg);
+                    return 1;
+                }
+                double w = (double)shapes[k].rows * shapes[k].cols, fl = 2 * w * Ts[i];
+                printf("%-9s %6d x %-6d %5d | %9.4f %7.0f %6.0f | %9.4f %7.0f %6.0f | %9.4f | %.2f\n", shapes[k].name, shapes[k].rows,
+                       shapes[k].cols, Ts[i], ms[0], w * (1 + 2.0 / 32) / ms[0] / 1e6, fl / ms[0] / 1e9, ms[1], w * 2 / ms[1] / 1e6,
+                       fl / ms[1] / 1e9, ms[2], ms[0] / ms[1]);
+            }
+        return 0;
     }
     /* chunked SSD, one layer: x·dt, B, C in, y out; FLOPs of the four contractions (causal half of CBᵀ·X),
      * counted once per group for C·Bᵀ, as the algorithm needs them (the chunk scan forms C·Bᵀ again for

@@ -11,9 +11,11 @@
  * With q8 weights (options' weights = MAMBA2_WEIGHTS_Q8) in_proj, out_proj and lm_head are
  * quantized at upload (q8_matrix.cu; the embedding table, read one row per token, stays bf16) and
  * no bf16 copy of them is kept. Decode's GEMV path (≤ 4 sequences) reads the int8 values and
- * scales (gemv.cuh); prefill and the cuBLAS decode path dequantize each matrix, layer by layer,
- * into one bf16 scratch matrix (the largest one's size) just before its GEMM: one more read of
- * the q8 matrix and a write and read of the bf16 one per GEMM, the simplest correct path.
+ * scales (gemv.cuh); the products of more tokens (prefill, decode of more sequences) go through the
+ * q8 GEMM (gemm_q8.cu), which reads them as stored and widens them to bf16 in registers, up to
+ * q8_gemm_max_T tokens (MAMBA2_GPU_Q8_GEMM_MAX_T; MAMBA2_GPU_Q8_GEMM=0 turns it off). Beyond that,
+ * where cuBLAS' faster tensor-core path outweighs the extra traffic, each matrix is dequantized
+ * into one bf16 scratch matrix (the largest one's size) just before its cuBLAS GEMM.
  */
 #include <math.h>
 #include <stdio.h>
@@ -31,6 +33,7 @@ extern "C" {
 
 #define CUBLAS_WORKSPACE (32u << 20)
 #define MAX_GRAPH_NB 256
+#define Q8_GEMM_MAX_T 128 /* the default of q8_gemm_max_T: where the q8 GEMM stops beating dequantization + cuBLAS (results/gpu.md) */
 
 struct GpuBackend;
 
@@ -60,6 +63,7 @@ struct GpuBackend {
     double matrix_bytes;  /* in_proj, out_proj of every layer and lm_head as held (q8: values + scales) */
     bf16 *deq;            /* q8 weights: [deq_elems] scratch the cuBLAS paths dequantize a matrix into */
     size_t deq_elems;
+    int q8_gemm_max_T;    /* q8 weights: products of at most this many tokens take the q8 GEMM (0: none) */
     const float *norm_f;
     /* prefill buffers, for up to cap_T tokens */
     int cap_T;
@@ -371,6 +375,27 @@ static const bf16 *matrix_bf16(GpuBackend *gb, const bf16 *stored, const GpuQ8 &
     return gb->deq;
 }
 
+/* q8 weights: whether a product over @p n tokens takes the q8 GEMM (no dequantized copy). */
+static bool q8_direct(const GpuBackend *gb, int n) { return gb->wf != GEMV_BF16 && n <= gb->q8_gemm_max_T; }
+
+/* out[T][R] (+ beta · out) = in[T][K] · W[R][K]ᵀ through the q8 GEMM: fp32 or bf16 @p out_type, as gemm(). */
+static int gemm_q8(GpuBackend *gb, const GpuQ8 &W, const bf16 *in, int T, void *out, cudaDataType out_type, float beta,
+                   Mamba2Error *err) {
+    GemmQ8Out o = {};
+    o.out = out, o.ldn = W.rows, o.ldr = 1, o.bf16 = out_type == CUDA_R_16BF, o.add = beta != 0.0f;
+    launch_gemm_q8(W, in, W.K, T, o, 0, gb->stream);
+    LAUNCH_TRY();
+    return 0;
+}
+
+/* A projection out[T][R] (+ beta · out) = in[T][K] · W[R][K]ᵀ of the stored matrix: bf16 through
+ * cuBLAS; q8 through the q8 GEMM when q8_direct(), else dequantized first (matrix_bf16()). */
+static int project(GpuBackend *gb, const bf16 *W, const GpuQ8 &q, int R, int K, const bf16 *in, int T, void *out,
+                   cudaDataType out_type, float beta, Mamba2Error *err) {
+    if (q.q && q8_direct(gb, T)) return gemm_q8(gb, q, in, T, out, out_type, beta, err);
+    return gemm(gb, matrix_bf16(gb, W, q), R, K, in, T, out, out_type, beta, err);
+}
+
 /* q8 weights: the scratch matrix of matrix_bf16(), as large as the largest projection. */
 static int grow_dequant(GpuBackend *gb, Mamba2Error *err) {
     if (gb->wf == GEMV_BF16 || gb->deq) return 0;
@@ -424,7 +449,7 @@ static int gpu_prefill(Mamba2Backend *b, Mamba2State *st, const int32_t *tokens,
     GpuBackend *gb = gpu_of(b);
     const GpuDims &g = gb->g;
     cudaStream_t s = gb->stream;
-    if (grow_prefill(gb, T, err) || grow_dequant(gb, err) || ensure_on_device(gb, st, err)) return -1;
+    if (grow_prefill(gb, T, err) || (!q8_direct(gb, T) && grow_dequant(gb, err)) || ensure_on_device(gb, st, err)) return -1;
     GpuStateCopy *dc = (GpuStateCopy *)st->device;
     size_t conv_per_layer = (size_t)g.conv_dim * (g.K - 1), ssm_per_layer = (size_t)g.H * g.P * g.N;
     SSDWork work = ssd_work_carve(g, T, gb->ssd_work);
@@ -442,10 +467,18 @@ static int gpu_prefill(Mamba2Backend *b, Mamba2State *st, const int32_t *tokens,
         /* [z | xBC] in bf16 for the conv and the tensor cores; the H dt rows in fp32, since
          * dt enters exp(dt·A) through sums over the sequence */
         int zx_rows = g.d_in + g.conv_dim;
-        const bf16 *in_proj = matrix_bf16(gb, w.in_proj, w.in_proj_q8);
-        if (gemm(gb, in_proj, zx_rows, g.d, gb->u, T, gb->zxbcdt, CUDA_R_16BF, 0.0f, err) ||
-            gemm_dt(gb, in_proj + (size_t)zx_rows * g.d, g.H, g.d, gb->u, T, gb->dt_raw, err))
-            return -1;
+        if (q8_direct(gb, T)) { /* the dt rows stored transposed, [H, T], as gemm_dt() stores them */
+            GemmQ8Out o = {};
+            o.out = gb->dt_raw, o.ldn = 1, o.ldr = T;
+            if (gemm_q8(gb, q8_rows(w.in_proj_q8, 0, zx_rows), gb->u, T, gb->zxbcdt, CUDA_R_16BF, 0.0f, err)) return -1;
+            launch_gemm_q8(q8_rows(w.in_proj_q8, zx_rows, g.H), gb->u, g.d, T, o, 0, s);
+            LAUNCH_TRY();
+        } else {
+            const bf16 *in_proj = matrix_bf16(gb, w.in_proj, w.in_proj_q8);
+            if (gemm(gb, in_proj, zx_rows, g.d, gb->u, T, gb->zxbcdt, CUDA_R_16BF, 0.0f, err) ||
+                gemm_dt(gb, in_proj + (size_t)zx_rows * g.d, g.H, g.d, gb->u, T, gb->dt_raw, err))
+                return -1;
+        }
         prof_mark(gb, "gemm in_proj");
         launch_conv_prefill(g, gb->zxbcdt, conv_state, w, T, gb->xbc, s);
         launch_conv_state_update(g, gb->zxbcdt, conv_state, T, s);
@@ -455,7 +488,7 @@ static int gpu_prefill(Mamba2Backend *b, Mamba2State *st, const int32_t *tokens,
         prof_mark(gb, "ssd chunked");
         launch_gated_norm_bf16(g, gb->y, gb->zxbcdt, NULL, 1, w.gnorm_w, T, gb->yn, s);
         prof_mark(gb, "gated norm");
-        if (gemm(gb, matrix_bf16(gb, w.out_proj, w.out_proj_q8), g.d, g.d_in, gb->yn, T, gb->h, CUDA_R_32F, 1.0f, err))
+        if (project(gb, w.out_proj, w.out_proj_q8, g.d, g.d_in, gb->yn, T, gb->h, CUDA_R_32F, 1.0f, err))
             return -1; /* h += */
         prof_mark(gb, "gemm out_proj");
         LAUNCH_TRY();
@@ -464,7 +497,7 @@ static int gpu_prefill(Mamba2Backend *b, Mamba2State *st, const int32_t *tokens,
     int first = all_positions ? 0 : T - 1, n = T - first;
     if (logits) {
         launch_rmsnorm_bf16(gb->h + (size_t)first * g.d, gb->norm_f, n, g.d, g.eps, gb->u, s);
-        if (gemm(gb, matrix_bf16(gb, gb->lm_head, gb->lm_head_q8), g.V, g.d, gb->u, n, gb->logits, CUDA_R_32F, 0.0f, err))
+        if (project(gb, gb->lm_head, gb->lm_head_q8, g.V, g.d, gb->u, n, gb->logits, CUDA_R_32F, 0.0f, err))
             return -1;
         prof_mark(gb, "lm head");
         CUDA_TRY(cudaMemcpyAsync(logits, gb->logits, (size_t)n * g.V * 4, cudaMemcpyDeviceToHost, s));
@@ -569,7 +602,7 @@ static int enqueue_step(GpuBackend *gb, int nb, Mamba2Error *err) {
         } else { /* batched path: cuBLAS GEMMs around the same small kernels */
             launch_rmsnorm_bf16(gb->sh, w.norm_w, nb, g.d, g.eps, gb->su, s);
             prof_mark(gb, "rmsnorm");
-            if (gemm(gb, matrix_bf16(gb, w.in_proj, w.in_proj_q8), g.d_in_proj, g.d, gb->su, nb, gb->szx, CUDA_R_32F, 0.0f, err))
+            if (project(gb, w.in_proj, w.in_proj_q8, g.d_in_proj, g.d, gb->su, nb, gb->szx, CUDA_R_32F, 0.0f, err))
                 return -1;
             prof_mark(gb, "gemm in_proj");
             launch_conv_dt_step(g, w, gb->szx, gb->conv_ptrs, l, nb, gb->sxbc, gb->sdt, s);
@@ -578,7 +611,7 @@ static int enqueue_step(GpuBackend *gb, int nb, Mamba2Error *err) {
             prof_mark(gb, "ssd step");
             launch_gated_norm_bf16(g, gb->sy, NULL, NULL, 0, w.gnorm_w, nb, gb->syn, s);
             prof_mark(gb, "gated norm");
-            if (gemm(gb, matrix_bf16(gb, w.out_proj, w.out_proj_q8), g.d, g.d_in, gb->syn, nb, gb->sh, CUDA_R_32F, 1.0f, err))
+            if (project(gb, w.out_proj, w.out_proj_q8, g.d, g.d_in, gb->syn, nb, gb->sh, CUDA_R_32F, 1.0f, err))
                 return -1;
             prof_mark(gb, "gemm out_proj");
         }
@@ -589,7 +622,7 @@ static int enqueue_step(GpuBackend *gb, int nb, Mamba2Error *err) {
         launch_gemv(PRO_RMSNORM, EPI_STORE, a, s);
     } else {
         launch_rmsnorm_bf16(gb->sh, gb->norm_f, nb, g.d, g.eps, gb->su, s);
-        if (gemm(gb, matrix_bf16(gb, gb->lm_head, gb->lm_head_q8), g.V, g.d, gb->su, nb, gb->slogits, CUDA_R_32F, 0.0f, err))
+        if (project(gb, gb->lm_head, gb->lm_head_q8, g.V, g.d, gb->su, nb, gb->slogits, CUDA_R_32F, 0.0f, err))
             return -1;
     }
     prof_mark(gb, "lm head");
@@ -634,7 +667,7 @@ static int gpu_step(Mamba2Backend *b, Mamba2State **states, const int32_t *token
                     Mamba2Error *err) {
     GpuBackend *gb = gpu_of(b);
     cudaStream_t s = gb->stream;
-    if (grow_decode(gb, nb, err) || (nb > 4 && grow_dequant(gb, err))) return -1;
+    if (grow_decode(gb, nb, err) || (nb > 4 && !q8_direct(gb, nb) && grow_dequant(gb, err))) return -1;
     for (int i = 0; i < nb; i++) {
         if (ensure_on_device(gb, states[i], err)) return -1;
         GpuStateCopy *dc = (GpuStateCopy *)states[i]->device;
@@ -678,7 +711,10 @@ static double gpu_matrix_bytes(Mamba2Backend *b) { return gpu_of(b)->matrix_byte
 
 static void gpu_kernels(Mamba2Backend *b, Mamba2KernelNames *out) {
     GemvWeights wf = gpu_of(b)->wf;
-    snprintf(out->gemm, sizeof out->gemm, "cuBLAS bf16%s", wf == GEMV_BF16 ? "" : " (q8 dequantized per matrix)");
+    int max_T = gpu_of(b)->q8_gemm_max_T;
+    if (wf == GEMV_BF16) snprintf(out->gemm, sizeof out->gemm, "cuBLAS bf16");
+    else if (max_T <= 0) snprintf(out->gemm, sizeof out->gemm, "cuBLAS bf16 (q8 dequantized per matrix)");
+    else snprintf(out->gemm, sizeof out->gemm, "q8 GEMM to %d tokens, then cuBLAS over dequantized q8", max_T);
     snprintf(out->gemv, sizeof out->gemv, "%s", wf == GEMV_BF16 ? "bf16" : wf == GEMV_Q8_DP4A ? "q8 dp4a" : "q8 float");
 }
 
@@ -735,6 +771,10 @@ extern "C" int mamba2_backend_gpu_create(const Mamba2Model *m, const Mamba2Backe
     /* q8: the dp4a product unless MAMBA2_GPU_Q8_DOT=float (measurements: results/gpu.md) */
     const char *dot = getenv("MAMBA2_GPU_Q8_DOT");
     gb->wf = opt->weights != MAMBA2_WEIGHTS_Q8 ? GEMV_BF16 : dot && !strcmp(dot, "float") ? GEMV_Q8_FLOAT : GEMV_Q8_DP4A;
+    /* q8: products of up to Q8_GEMM_MAX_T tokens through the q8 GEMM (measurements: results/gpu.md) */
+    const char *q8g = getenv("MAMBA2_GPU_Q8_GEMM"), *q8t = getenv("MAMBA2_GPU_Q8_GEMM_MAX_T");
+    gb->q8_gemm_max_T = q8t && *q8t ? atoi(q8t) : Q8_GEMM_MAX_T;
+    if ((q8g && !strcmp(q8g, "0")) || c->d_model % 8 || c->d_inner % 8) gb->q8_gemm_max_T = 0; /* gemm_q8_supported() */
     const char *prof = getenv("MAMBA2_GPU_PROFILE");
     gb->profile = prof && *prof && strcmp(prof, "0");
     GpuDims &g = gb->g;

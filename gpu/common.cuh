@@ -111,6 +111,31 @@ __device__ __forceinline__ uint32_t pack_bf16x2(float lo, float hi) {
     return *(uint32_t *)&h;
 }
 
+/**
+ * Sixteen int8 weights of a q8 block (one 16-byte load) times the block's scale @p s, rounded to bf16
+ * in pairs:  out[i] = (bf16(s · q[2i]), bf16(s · q[2i + 1])), the low half first.
+ * Two instructions a weight, no conversion instruction: the byte, offset to u = q + 128 ∈ [0, 255] by
+ * flipping its top bit, is placed in mantissa bits 8..15 of 1.0f (one byte permute), giving
+ * f = 1 + u · 2⁻¹⁵ exactly; then one fused multiply-add
+ *     f · (s · 2¹⁵) − s · (2¹⁵ + 2⁷) = u · s − 128 · s = q · s
+ * whose two constants are exact in fp32 (s has 11 significant bits, 2¹⁵ + 2⁷ = 2⁷ · 257) and whose
+ * result, at most 11 + 7 significant bits, is exact too; it is then rounded once to bf16. The same
+ * fp32 values, bit for bit, as (float)q · s, checked on the host for every finite fp16 s and every q.
+ */
+__device__ __forceinline__ void q8x16_to_bf16(uint4 v, float s, uint32_t out[8]) {
+    const float S = s * 32768.0f, C = s * -32896.0f;
+    const uint32_t w[4] = {v.x ^ 0x80808080u, v.y ^ 0x80808080u, v.z ^ 0x80808080u, v.w ^ 0x80808080u};
+#pragma unroll
+    for (int i = 0; i < 4; i++) {
+        float f0 = fmaf(__uint_as_float(__byte_perm(w[i], 0x3F800000u, 0x7604)), S, C);
+        float f1 = fmaf(__uint_as_float(__byte_perm(w[i], 0x3F800000u, 0x7614)), S, C);
+        float f2 = fmaf(__uint_as_float(__byte_perm(w[i], 0x3F800000u, 0x7624)), S, C);
+        float f3 = fmaf(__uint_as_float(__byte_perm(w[i], 0x3F800000u, 0x7634)), S, C);
+        out[2 * i] = pack_bf16x2(f0, f1);
+        out[2 * i + 1] = pack_bf16x2(f2, f3);
+    }
+}
+
 /** silu(v) = v · sigmoid(v). The fast division (2 ulp) gives 0 once 1 + e^−v passes 2^126
  *  (v below about −87), which is silu's limit there. */
 __device__ __forceinline__ float silu_f(float v) { return __fdividef(v, 1.0f + __expf(-v)); }

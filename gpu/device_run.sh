@@ -3,9 +3,10 @@
 # whole-model benchmarks on a random-weight Codestral-7B checkpoint written there.
 # Binaries are built on the development machine (make STATIC_DEPS=1) and carried in .device/.
 # What comes back in $OUT: gpu.txt, tests.log, kernels.txt, ncu_ssd.txt,
-# bench_fp32.json, bench_bf16.json, profile.txt, hf.txt, ab.txt, ncu_gemv.txt, sweep.txt, ncu_batched.txt.
+# bench_fp32.json, bench_bf16.json, profile.txt, hf.txt, ab.txt, ncu_gemv.txt, sweep.txt, ncu_batched.txt,
+# q8gemm.txt, q8bench.txt, q8table.txt.
 # Usage: bash gpu/device_run.sh [STEPS]   STEPS: comma list of test,sanitize,kernels,ncu,ncuprefill,ncugemv,
-#        ncucublas,ncustep,model,sweep,profile,profilebatched,power,ab,hf (default: test,sanitize,kernels,model,profile,hf)
+#        ncucublas,ncustep,model,sweep,profile,profilebatched,power,ab,q8gemm,hf (default: test,sanitize,kernels,model,profile,hf)
 set -u
 OUT=${OUT:-/tmp/mamba2-out}
 mkdir -p "$OUT"
@@ -64,7 +65,7 @@ if has ncucublas; then
     echo "exit $?"
     grep -E "^  [a-zA-Z_].*\(|Duration|DRAM Throughput|Grid Size|Registers Per|Block Size" /tmp/ncu_cublas.txt | tee "$OUT/ncu_batched.txt" | head -120
 fi
-if has model || has hf || has profile || has profilebatched || has power || has ab || has sweep || has ncustep; then
+if has model || has q8gemm || has hf || has profile || has profilebatched || has power || has ab || has sweep || has ncustep; then
     if [ ! -f "$CK/model.safetensors.index.json" ]; then
         log "writing the 64-layer random 7B checkpoint"
         /usr/bin/time -v python3 data/write_checkpoint.py --out "$CK" --layers 64 --threads 16 2>&1 | grep -E "Elapsed|error|Error" | tail -3
@@ -164,6 +165,39 @@ if has ab; then
         echo "$kb"
         timeout 120 "$kb" 2>&1 | grep -E "^(in_proj|out_proj|lm_head) "
     done | tee -a "$OUT/ab.txt"
+fi
+if has q8gemm; then
+    # The q8 GEMM (gemm_q8.cu): alone against cuBLAS, then the 7B with stored (bf16) and q8 weights
+    # alternated (Q8_REPS rounds, default 2), then q8 through the old path (MAMBA2_GPU_Q8_GEMM=0: every
+    # matrix dequantized before cuBLAS) and with the q8 GEMM for every prefill (MAX_T=8192)
+    log "q8 GEMM alone against cuBLAS on bf16 weights and against dequantization + cuBLAS (q8gemm.txt)"
+    timeout 200 "$BIN/bench_gpu_kernels" --q8gemm 2>&1 | tee "$OUT/q8gemm.txt"
+    log "7B: stored bf16 against q8, prefill 4096 + decode batch 1,4,16,64, prefill 512 (q8bench.txt)"
+    q8b() { # label, env, bench arguments
+        local label=$1 env=$2; shift 2
+        echo "## $label $*"
+        env $env timeout 150 "$BIN/mamba2" bench "$CK" --backend gpu "$@" 2>&1 | grep -E "^prefill|^ +[0-9]+ +[0-9.]+ +\[|rror"
+    }
+    for rep in $(seq "${Q8_REPS:-2}"); do
+        for w in stored q8; do
+            q8b "$w" "" --weights $w --prompt-len 4096 --gen-len 32 --batch 1,4,16,64
+            q8b "$w" "" --weights $w --prompt-len 512 --gen-len 1 --batch 1
+        done
+    done > "$OUT/q8bench.txt"
+    q8b q8-dequant MAMBA2_GPU_Q8_GEMM=0 --weights q8 --prompt-len 4096 --gen-len 32 --batch 16,64 >> "$OUT/q8bench.txt"
+    q8b q8-dequant MAMBA2_GPU_Q8_GEMM=0 --weights q8 --prompt-len 512 --gen-len 1 --batch 1 >> "$OUT/q8bench.txt"
+    q8b q8-gemm-all MAMBA2_GPU_Q8_GEMM_MAX_T=8192 --weights q8 --prompt-len 4096 --gen-len 1 --batch 1 >> "$OUT/q8bench.txt"
+    q8b q8-gemm-all MAMBA2_GPU_Q8_GEMM_MAX_T=8192 --weights q8 --prompt-len 512 --gen-len 1 --batch 1 >> "$OUT/q8bench.txt"
+    cat "$OUT/q8bench.txt"
+    echo; echo "tok/s per configuration (rounds separated by /): prefill 4096, prefill 512, decode batch 1, 4, 16, 64"
+    awk '/^## / { key = $2; decode = $0 !~ /--gen-len 1 /; next }
+         /^prefill/ { n = $2; for (i = 1; i <= NF; i++) if ($i == "tok/s,") { t = $(i - 1); sub(/,$/, "", t) }
+                      w[key, "p" n] = w[key, "p" n] (w[key, "p" n] == "" ? "" : " / ") t; keys[key] = 1 }
+         decode && /^ +[0-9]+ +[0-9.]+ +\[/ { for (i = 1; i <= NF; i++) if ($i ~ /\]$/) { t = $(i + 1); break }
+                      w[key, "b" $1] = w[key, "b" $1] (w[key, "b" $1] == "" ? "" : " / ") t; keys[key] = 1 }
+         END { printf "%-13s | %-19s | %-19s | %-17s | %-17s | %-17s | %-17s\n", "weights", "prefill 4096", "prefill 512", "batch 1", "batch 4", "batch 16", "batch 64";
+               for (k in keys) printf "%-13s | %-19s | %-19s | %-17s | %-17s | %-17s | %-17s\n", k, w[k, "p4096"], w[k, "p512"], w[k, "b1"], w[k, "b4"], w[k, "b16"], w[k, "b64"] }' \
+        "$OUT/q8bench.txt" | tee "$OUT/q8table.txt"
 fi
 if has hf; then
     log "Hugging Face transformers on the same checkpoint"

@@ -86,6 +86,34 @@ double mamba2_gpu_time_gemv_q8(int rows, int cols, int nb, int dp4a, int reps, M
 double mamba2_gpu_time_q8_dequantize(int rows, int cols, int reps, Mamba2Error *err);
 
 /**
+ * @brief The q8 GEMM alone (the product of prefill and of decode beyond 4 sequences): W quantized on
+ *        the device as for the GEMV, then out[n][r] = Σ_c x[n][c] · bf16(d · q)[r][c] with fp32 sums.
+ * @param rows  rows of @p W
+ * @param cols  columns of @p W (a multiple of 8)
+ * @param T     rows of @p x (tokens)
+ * @param mode  0: out [T, rows] fp32; 1: out [T, rows] fp32 added to what @p out holds on entry, K split
+ *              across 3 blocks (atomic partial sums); 2: out [T, rows] rounded to bf16 (returned as
+ *              fp32); 3: out [rows, T] fp32 (the transposed store prefill's dt rows use)
+ * @param W     bf16 bits [rows, cols]
+ * @param x     bf16 bits [T, cols]
+ * @param q     out: [rows, K32] the int8 values (K32 = cols rounded up to 32), or NULL
+ * @param d     out: [rows, K32 / 32] fp16 bits of the scales, or NULL
+ * @param out   as @p mode says (poisoned with NaN on the device first, but in mode 1)
+ * @param err   the reason on failure
+ * @return 0, or -1 with the reason in @p err.
+ */
+int mamba2_gpu_gemm_q8(int rows, int cols, int T, int mode, const uint16_t *W, const uint16_t *x, int8_t *q, uint16_t *d,
+                       float *out, Mamba2Error *err);
+
+/**
+ * @brief Time out[T][rows] = x · Wᵀ (fp32 out) three ways, back to back over weight copies beyond the
+ *        L2: @p ms[0] the q8 GEMM, @p ms[1] cuBLAS on bf16 weights, @p ms[2] dequantizing the q8
+ *        matrix into bf16 then cuBLAS (the path the q8 GEMM replaces). Medians of milliseconds per call.
+ * @return 0, or -1 with the reason in @p err.
+ */
+int mamba2_gpu_time_gemm_q8(int rows, int cols, int T, int reps, double ms[3], Mamba2Error *err);
+
+/**
  * @brief Time the decode GEMV (no prologue/epilogue) on device-resident random bf16 weights:
  *        launches back to back (programmatic dependent launch, as in a decode step), each on
  *        one of several weight copies that together exceed the L2. @return median milliseconds

@@ -82,6 +82,33 @@ void launch_q8_quantize(const void *src, int src_f32, int n, int r0, int8_t *q, 
 /** out [rows, K] bf16 = d · q of every weight of @p m (the cuBLAS paths' operand). */
 void launch_q8_dequantize(const GpuQ8 &m, bf16 *out, cudaStream_t s);
 
+/* ---- gemm_q8.cu: the GEMM over q8 weights (prefill; decode of more than 4 sequences) */
+
+/** Where and how launch_gemm_q8() writes out[n][r] (token n, weight row r). */
+struct GemmQ8Out {
+    void *out;  /**< fp32, or bf16 when bf16 is set */
+    int ldn;    /**< elements between tokens */
+    int ldr;    /**< elements between weight rows (1: [T, rows]; T with ldn = 1: the transpose [rows, T]) */
+    int bf16;   /**< 1: bf16 elements (stored, never added to) */
+    int add;    /**< fp32 only: out += the product (the residual stream) instead of out = */
+    int atomic; /**< set by the launcher: K split across blocks, partial sums added atomically */
+};
+
+/** 1 when launch_gemm_q8() takes these operands: K and the activations' row stride multiples of 8
+ *  (16-byte rows of bf16); otherwise the caller dequantizes and calls cuBLAS. */
+bool gemm_q8_supported(const GpuQ8 &W, int ldx);
+
+/**
+ * out[n][r] (+)= Σ_k X[n][k] · bf16(d[r][k / 32] · q[r][k]) for n < T, r < W.rows, with fp32 sums:
+ * X [T, W.K] bf16 with row stride @p ldx, W q8 [rows, K]. @p splits: slices of K across blocks
+ * (0: the launcher's choice from the shape; an fp32 output that is neither added to nor contiguous,
+ * and any bf16 output, take 1). May enqueue a memset of the output before the kernel.
+ */
+void launch_gemm_q8(const GpuQ8 &W, const bf16 *X, int ldx, int T, const GemmQ8Out &o, int splits, cudaStream_t s);
+
+/** Rows [first, first + n) of @p W as a q8 matrix of their own (no copy). */
+GpuQ8 q8_rows(const GpuQ8 &W, int first, int n);
+
 /* ---- decode.cu: one token for each of B sequences */
 
 /** How the decode GEMV forms its input vector (the sums of squares come in GemvArgs::ss_in). */

@@ -1,7 +1,7 @@
 /**
  * @file q8_matrix.cu
  * @brief q8 weight matrices on the device: quantization at load, and dequantization into bf16 for
- *        the cuBLAS GEMMs of prefill and of decode beyond the GEMV path's 4 sequences.
+ *        the cuBLAS GEMMs of products over more tokens than the q8 GEMM (gemm_q8.cu) takes.
  *
  * The scheme is the CPU's (cpu/qmatrix.h): W [rows, K] cut along K into blocks of Q8_BLOCK = 32
  * weights, each stored as int8 q with one fp16 scale d,

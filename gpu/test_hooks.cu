@@ -149,32 +149,41 @@ extern "C" int mamba2_gpu_gemv(int rows, int cols, int nb, const uint16_t *W, co
     return 0;
 }
 
-/* Milliseconds per GEMV launch, as in a decode step: @p copies launches back to back on one stream
- * (programmatic dependent launch, so that each launch's ramp overlaps the previous one's tail), launch
- * c on the weights @p weights(a, c) sets (one copy each, so that the L2 holds none of them), the
- * median over max(reps / copies, 5) batches after one warm-up batch. */
-template <class SetWeights> static double median_gemv_ms(GemvArgs a, int copies, int reps, SetWeights weights) {
-    cudaStream_t st;
+/* Median milliseconds per call of @p call(c), c = 0 .. copies − 1 launched back to back on @p st
+ * (one weight copy each, so that the L2 holds none of them), over max(reps / copies, 5) batches after
+ * one warm-up batch. */
+template <class Call> static double median_calls_ms(cudaStream_t st, int copies, int reps, Call call) {
     cudaEvent_t e0, e1;
-    cudaStreamCreateWithFlags(&st, cudaStreamNonBlocking);
     cudaEventCreate(&e0), cudaEventCreate(&e1);
     std::vector<float> ms;
     int batches = reps / copies > 5 ? reps / copies : 5;
     for (int i = 0; i < batches + 1; i++) {
         float t;
         cudaEventRecord(e0, st);
-        for (int c = 0; c < copies; c++) {
-            weights(a, c);
-            launch_gemv(PRO_NONE, EPI_STORE, a, st);
-        }
+        for (int c = 0; c < copies; c++) call(c);
         cudaEventRecord(e1, st);
         cudaEventSynchronize(e1);
         cudaEventElapsedTime(&t, e0, e1);
         if (i >= 1) ms.push_back(t / copies);
     }
-    cudaEventDestroy(e0), cudaEventDestroy(e1), cudaStreamDestroy(st);
+    cudaEventDestroy(e0), cudaEventDestroy(e1);
     std::sort(ms.begin(), ms.end());
     return ms[ms.size() / 2];
+}
+
+/* Milliseconds per GEMV launch, as in a decode step: @p copies launches back to back on one stream
+ * (programmatic dependent launch, so that each launch's ramp overlaps the previous one's tail), launch
+ * c on the weights @p weights(a, c) sets (one copy each, so that the L2 holds none of them), the
+ * median over max(reps / copies, 5) batches after one warm-up batch. */
+template <class SetWeights> static double median_gemv_ms(GemvArgs a, int copies, int reps, SetWeights weights) {
+    cudaStream_t st;
+    cudaStreamCreateWithFlags(&st, cudaStreamNonBlocking);
+    double ms = median_calls_ms(st, copies, reps, [&](int c) {
+        weights(a, c);
+        launch_gemv(PRO_NONE, EPI_STORE, a, st);
+    });
+    cudaStreamDestroy(st);
+    return ms;
 }
 
 extern "C" double mamba2_gpu_time_gemv(int rows, int cols, int nb, int reps, Mamba2Error *err) {
@@ -521,4 +530,91 @@ extern "C" double mamba2_gpu_time_cublas_gemm(int rows, int cols, int nb, int re
     if (ms.empty()) return 0;
     std::sort(ms.begin(), ms.end());
     return ms[ms.size() / 2];
+}
+
+/* ------------------------------------------------------------------ the q8 GEMM */
+
+extern "C" int mamba2_gpu_gemm_q8(int rows, int cols, int T, int mode, const uint16_t *W, const uint16_t *x, int8_t *q,
+                                  uint16_t *d, float *out, Mamba2Error *err) {
+    if (!mamba2_gpu_available(err)) return -1;
+    if (mode < 0 || mode > 3) return mamba2_fail(err, "gemm q8: mode must be 0..3");
+    bf16 *dW, *dx;
+    void *dout;
+    const size_t n_out = (size_t)T * rows;
+    CUDA_TRY(cudaMalloc(&dW, (size_t)rows * cols * 2));
+    CUDA_TRY(cudaMemcpy(dW, W, (size_t)rows * cols * 2, cudaMemcpyHostToDevice));
+    Q8Buffers b;
+    if (q8_make(b, dW, rows, cols, err)) return -1;
+    cudaFree(dW); /* the bf16 copy goes, as at load */
+    if (!gemm_q8_supported(b.m, cols)) return mamba2_fail(err, "gemm q8: cols must be a multiple of 8");
+    CUDA_TRY(cudaMalloc(&dx, (size_t)T * cols * 2));
+    CUDA_TRY(cudaMalloc(&dout, n_out * 4));
+    CUDA_TRY(cudaMemcpy(dx, x, (size_t)T * cols * 2, cudaMemcpyHostToDevice));
+    if (mode == 1) { /* the addend */
+        CUDA_TRY(cudaMemcpy(dout, out, n_out * 4, cudaMemcpyHostToDevice));
+    } else if (mode == 2) { /* poison: bf16 NaN */
+        std::vector<uint16_t> poison(n_out, 0x7fc0);
+        CUDA_TRY(cudaMemcpy(dout, poison.data(), n_out * 2, cudaMemcpyHostToDevice));
+    } else {
+        std::vector<float> poison(n_out, NAN);
+        CUDA_TRY(cudaMemcpy(dout, poison.data(), n_out * 4, cudaMemcpyHostToDevice));
+    }
+    GemmQ8Out o = {};
+    o.out = dout, o.ldn = mode == 3 ? 1 : rows, o.ldr = mode == 3 ? T : 1, o.bf16 = mode == 2, o.add = mode == 1;
+    launch_gemm_q8(b.m, dx, cols, T, o, mode == 1 ? 3 : 0, 0);
+    LAUNCH_TRY();
+    CUDA_TRY(cudaDeviceSynchronize());
+    if (mode == 2) {
+        std::vector<uint16_t> h(n_out);
+        CUDA_TRY(cudaMemcpy(h.data(), dout, n_out * 2, cudaMemcpyDeviceToHost));
+        for (size_t i = 0; i < n_out; i++) out[i] = mamba2_bf16_to_f32(h[i]);
+    } else {
+        CUDA_TRY(cudaMemcpy(out, dout, n_out * 4, cudaMemcpyDeviceToHost));
+    }
+    if (q) CUDA_TRY(cudaMemcpy(q, b.q, (size_t)rows * b.m.K32, cudaMemcpyDeviceToHost));
+    if (d) CUDA_TRY(cudaMemcpy(d, b.d, (size_t)rows * (b.m.K32 / Q8_BLOCK) * 2, cudaMemcpyDeviceToHost));
+    cudaFree(dx), cudaFree(dout);
+    return 0;
+}
+
+extern "C" int mamba2_gpu_time_gemm_q8(int rows, int cols, int T, int reps, double ms[3], Mamba2Error *err) {
+    if (!mamba2_gpu_available(err)) return -1;
+    /* weight copies beyond the 50 MB L2, as the GEMV timings rotate over */
+    const int copies_q8 = (int)(1 + (512ull << 20) / ((size_t)rows * cols)), copies_bf = (int)(1 + (512ull << 20) / ((size_t)rows * cols * 2));
+    bf16 *Wd, *x, *deq;
+    float *out;
+    void *ws;
+    if (cudaMalloc(&Wd, (size_t)copies_bf * rows * cols * 2) != cudaSuccess || cudaMalloc(&x, (size_t)T * cols * 2) != cudaSuccess ||
+        cudaMalloc(&out, (size_t)T * rows * 4) != cudaSuccess || cudaMalloc(&deq, (size_t)rows * cols * 2) != cudaSuccess ||
+        cudaMalloc(&ws, 32u << 20) != cudaSuccess)
+        return mamba2_fail(err, "gemm q8 timing: out of memory");
+    fill_random_bf16<<<1024, 256>>>(Wd, (size_t)copies_bf * rows * cols, 3);
+    fill_random_bf16<<<256, 256>>>(x, (size_t)T * cols, 4);
+    std::vector<Q8Buffers> mats(copies_q8);
+    for (int c = 0; c < copies_q8; c++)
+        if (q8_make(mats[c], Wd + (size_t)(c % copies_bf) * rows * cols, rows, cols, err)) return -1;
+    cudaStream_t st;
+    cublasHandle_t h;
+    cudaStreamCreateWithFlags(&st, cudaStreamNonBlocking);
+    if (cublasCreate(&h) != CUBLAS_STATUS_SUCCESS) return mamba2_fail(err, "gemm q8 timing: no cuBLAS handle");
+    cublasSetStream(h, st);
+    cublasSetWorkspace(h, ws, 32u << 20);
+    const float one = 1.0f, zero = 0.0f;
+    auto cublas = [&](const bf16 *W) { /* out[T][rows] = x · Wᵀ, as the backend's gemm() */
+        cublasGemmEx(h, CUBLAS_OP_T, CUBLAS_OP_N, rows, T, cols, &one, W, CUDA_R_16BF, cols, x, CUDA_R_16BF, cols, &zero, out,
+                     CUDA_R_32F, rows, CUBLAS_COMPUTE_32F, CUBLAS_GEMM_DEFAULT);
+    };
+    GemmQ8Out o = {};
+    o.out = out, o.ldn = rows, o.ldr = 1;
+    ms[0] = median_calls_ms(st, copies_q8, reps, [&](int c) { launch_gemm_q8(mats[c].m, x, cols, T, o, 0, st); });
+    ms[1] = median_calls_ms(st, copies_bf, reps, [&](int c) { cublas(Wd + (size_t)c * rows * cols); });
+    ms[2] = median_calls_ms(st, copies_q8, reps, [&](int c) {
+        launch_q8_dequantize(mats[c].m, deq, st);
+        cublas(deq);
+    });
+    cublasDestroy(h);
+    cudaStreamDestroy(st);
+    cudaFree(Wd), cudaFree(x), cudaFree(out), cudaFree(deq), cudaFree(ws);
+    CUDA_TRY(cudaGetLastError());
+    return 0;
 }

@@ -202,6 +202,73 @@ static void test_q8_gemv_kernel(void) {
     CU_ASSERT(worst_w <= 1e-2);
 }
 
+/* The q8 GEMM (prefill; decode beyond 4 sequences) on fresh random shapes: rows not a multiple of the
+ * 128-row tile, tokens not a multiple of any token tile (16, 32, 64, 128), columns a multiple of 64,
+ * of 32 only, and of 8 only with an odd number of q8 blocks (the last tile half empty, the scales'
+ * pairs straddling their 4-byte words), K long enough to be split across blocks. Every output
+ * element against the double product of the same dequantized weights, bf16(d · q) as the kernel
+ * (and the dequantization for cuBLAS) rounds them, with the same bf16 activations, in each output
+ * mode of the hook: fp32 stored (outputs poisoned with NaN first), fp32 added to a random addend
+ * with K split across 3 blocks (atomic partial sums), bf16 stored, fp32 stored transposed. fp32
+ * sums: bound 1e-5 relative L2 (as the GEMV's); the bf16 output adds its rounding, 2⁻⁹ relative at
+ * most per element (bound 3e-3). */
+#define Q8_GEMM_TOL 1e-5
+#define Q8_GEMM_BF16_TOL 3e-3
+static void test_q8_gemm_kernel(void) {
+    int shapes[][3] = {{300, 4096, 16}, {129, 1048, 37}, {257, 520, 200}, {64, 8192, 5}, {4100, 256, 64}, {33, 48, 130}, {0, 0, 0}, {0, 0, 0}};
+    for (int k = 6; k < 8; k++) { /* fresh: rows, columns (a multiple of 8), tokens */
+        shapes[k][0] = 1 + (int)(test_uniform() * 700);
+        shapes[k][1] = 8 * (1 + (int)(test_uniform() * 600));
+        shapes[k][2] = 1 + (int)(test_uniform() * 300);
+    }
+    const char *modes[4] = {"fp32", "fp32 +=, K split", "bf16", "fp32 transposed"};
+    double worst[4] = {0, 0, 0, 0};
+    for (size_t k = 0; k < sizeof shapes / sizeof shapes[0]; k++) {
+        const int rows = shapes[k][0], cols = shapes[k][1], T = shapes[k][2], K32 = (cols + 31) / 32 * 32, nblk = K32 / 32;
+        const size_t n = (size_t)T * rows;
+        uint16_t *W = malloc((size_t)rows * cols * 2), *x = malloc((size_t)T * cols * 2), *d = malloc((size_t)rows * nblk * 2);
+        int8_t *q = malloc((size_t)rows * K32);
+        float *out = malloc(n * 4), *addend = malloc(n * 4), *ref = malloc(n * 4), *want = malloc(n * 4), *wdq = malloc((size_t)cols * 4);
+        for (size_t i = 0; i < (size_t)rows * cols; i++) W[i] = mamba2_f32_to_bf16((float)test_normal());
+        for (size_t i = 0; i < (size_t)T * cols; i++) x[i] = mamba2_f32_to_bf16((float)test_normal());
+        test_fill_normal(addend, n, 1.0);
+        for (int mode = 0; mode < 4; mode++) {
+            Mamba2Error e = {{0}};
+            if (mode == 1) memcpy(out, addend, n * 4);
+            int rc = mamba2_gpu_gemm_q8(rows, cols, T, mode, W, x, q, d, out, &e);
+            CU_ASSERT_EQUAL(rc, 0);
+            if (rc) {
+                printf("\n    %s", e.msg);
+                continue;
+            }
+            if (mode == 0) /* ref [T, rows] = Σ_c x[t][c] · bf16(d · q)[r][c], in double over the returned q and d */
+                for (int r = 0; r < rows; r++) {
+                    for (int c = 0; c < cols; c++)
+                        wdq[c] = mamba2_bf16_to_f32(mamba2_f32_to_bf16(mamba2_f16_to_f32(d[(size_t)r * nblk + c / 32]) * q[(size_t)r * K32 + c]));
+                    for (int t = 0; t < T; t++) {
+                        double acc = 0;
+                        for (int c = 0; c < cols; c++) acc += (double)wdq[c] * mamba2_bf16_to_f32(x[(size_t)t * cols + c]);
+                        ref[(size_t)t * rows + r] = (float)acc;
+                    }
+                }
+            for (int t = 0; t < T; t++)
+                for (int r = 0; r < rows; r++) {
+                    size_t i = (size_t)t * rows + r;
+                    float v = ref[i] + (mode == 1 ? addend[i] : 0.0f);
+                    if (mode == 3) want[(size_t)r * T + t] = v;
+                    else want[i] = v;
+                }
+            double err = test_rel_l2(out, want, n);
+            if (err > worst[mode] || isnan(err)) worst[mode] = err;
+            printf("\n    q8 GEMM %5d x %-5d T=%-4d %-17s %.1e", rows, cols, T, modes[mode], err);
+            CU_ASSERT(err <= (mode == 2 ? Q8_GEMM_BF16_TOL : Q8_GEMM_TOL));
+        }
+        free(W), free(x), free(d), free(q), free(out), free(addend), free(ref), free(want), free(wdq);
+    }
+    printf("\n    worst: fp32 %.1e, fp32 += with K split %.1e, transposed %.1e (bound %.0e); bf16 %.1e (bound %.0e)\n", worst[0],
+           worst[1], worst[3], Q8_GEMM_TOL, worst[2], Q8_GEMM_BF16_TOL);
+}
+
 /* The decode SSD step alone against a double-precision step, through each kernel: the register
  * kernel and the shared-memory kernel, at P = 64 and 16; P = 128 (too large for the shared-memory
  * kernel: the fallback); N = 16 (the any-N kernel); and the backend's own choice for the batch. fp32 state: fp32 rounding only (bound 1e-5); a bf16 state is rounded once on the
@@ -639,6 +706,72 @@ static void test_q8_batched(void) {
     test_free_fixture(&fx);
 }
 
+/* The q8 GEMM in the model. (1) B = 5, 16 and 17 sequences stepped together (the q8 GEMM) equal each
+ * stepped alone (the dp4a GEMV), held to the bound test_q8_batched() holds the dequantizing cuBLAS
+ * path to (two roundings of the activations). (2) The same steps and an all-position prefill through
+ * the q8 GEMM against the dequantizing cuBLAS path (MAMBA2_GPU_Q8_GEMM=0): the same bf16 weights and
+ * activations, only the order of the fp32 sums differs, and what a bf16 rounding of an intermediate
+ * that lands on the other side of a tie then carries on (bound 5e-3, the worst position). */
+#define Q8_GEMM_VS_DEQUANT_TOL 5e-3
+static void test_q8_gemm_model(void) {
+    TestFixture fx;
+    CU_ASSERT_EQUAL_FATAL(test_load_fixture("g4_bf16_sharded", &fx), 0);
+    Mamba2Backend *gemm = make_gpu_q8(&fx.model, "dp4a");
+    setenv("MAMBA2_GPU_Q8_GEMM", "0", 1);
+    Mamba2Backend *deq = make_gpu_q8(&fx.model, "dp4a");
+    unsetenv("MAMBA2_GPU_Q8_GEMM");
+    CU_ASSERT_PTR_NOT_NULL_FATAL(gemm);
+    CU_ASSERT_PTR_NOT_NULL_FATAL(deq);
+    Mamba2KernelNames kn;
+    gemm->kernels(gemm, &kn);
+    printf("\n    products: %s", kn.gemm);
+    int sizes[] = {5, 16, BATCH_MAX};
+    for (int k = 0; k < 3; k++) {
+        double worst = batched_vs_single(gemm, &fx, sizes[k]);
+        printf("\n    q8 GEMM batch %2d: batched vs single %.1e (bound %.2g)", sizes[k], worst, GPU_Q8_TINY_TOL);
+        CU_ASSERT(worst <= GPU_Q8_TINY_TOL);
+    }
+    /* prefill, every position, and 17 sequences stepped together, each way */
+    const int V = fx.model.cfg.vocab_size, T = fx.T, nb = BATCH_MAX;
+    float *a = malloc((size_t)T * V * 4), *b = malloc((size_t)T * V * 4);
+    Mamba2State st[BATCH_MAX], *ptrs[BATCH_MAX];
+    Mamba2Error e = {{0}};
+    int32_t tok[BATCH_MAX];
+    double worst_pre = 0, worst_step = 0;
+    for (int way = 0; way < 2; way++) {
+        Mamba2Backend *be = way ? deq : gemm;
+        float *dst = way ? b : a;
+        for (size_t i = 0; i < (size_t)T * V; i++) dst[i] = NAN;
+        mamba2_state_init(&st[0], &fx.model.cfg, &e);
+        CU_ASSERT_EQUAL(mamba2_backend_prefill(be, &st[0], fx.tokens, T, dst, 1, &e), 0);
+        mamba2_state_free(&st[0]);
+    }
+    worst_pre = test_max_row_rel_l2(a, b, T, V);
+    for (int way = 0; way < 2; way++) {
+        Mamba2Backend *be = way ? deq : gemm;
+        float *dst = way ? b : a;
+        for (int i = 0; i < nb; i++) {
+            mamba2_state_init(&st[i], &fx.model.cfg, &e);
+            int prompt = 3 + (5 * i) % (T - 4);
+            mamba2_backend_prefill(be, &st[i], fx.tokens, prompt, NULL, 0, &e);
+            ptrs[i] = &st[i];
+            tok[i] = fx.tokens[prompt];
+        }
+        for (size_t i = 0; i < (size_t)nb * V; i++) dst[i] = NAN;
+        CU_ASSERT_EQUAL(mamba2_backend_step(be, ptrs, tok, nb, dst, &e), 0);
+        for (int i = 0; i < nb; i++) mamba2_state_free(&st[i]);
+    }
+    worst_step = test_max_row_rel_l2(a, b, nb, V);
+    printf("\n    q8 GEMM vs dequantized + cuBLAS: prefill T=%d %.1e, %d sequences stepped %.1e (bound %.0e)\n", T, worst_pre, nb,
+           worst_step, Q8_GEMM_VS_DEQUANT_TOL);
+    CU_ASSERT(worst_pre <= Q8_GEMM_VS_DEQUANT_TOL);
+    CU_ASSERT(worst_step <= Q8_GEMM_VS_DEQUANT_TOL);
+    free(a), free(b);
+    mamba2_backend_destroy(gemm);
+    mamba2_backend_destroy(deq);
+    test_free_fixture(&fx);
+}
+
 int register_gpu_tests(void) {
     CU_pSuite s = CU_add_suite("gpu", NULL, NULL);
     if (!s) return -1;
@@ -651,7 +784,9 @@ int register_gpu_tests(void) {
         !CU_add_test(s, "state moves between gpu and ref", test_state_moves_between_backends) ||
         !CU_add_test(s, "random model with N=128: prefill and batched steps vs ref", test_random_model_7b_state) ||
         !CU_add_test(s, "q8 weights: fixtures, a random model and the demo model vs ref", test_q8_models) ||
-        !CU_add_test(s, "q8 weights: batched steps vs single steps", test_q8_batched))
+        !CU_add_test(s, "q8 weights: batched steps vs single steps", test_q8_batched) ||
+        !CU_add_test(s, "q8 GEMM vs double products of the dequantized weights", test_q8_gemm_kernel) ||
+        !CU_add_test(s, "q8 GEMM in the model: batched vs single, vs the dequantizing path", test_q8_gemm_model))
         return -1;
     Mamba2Error why = {{0}};
     if (!mamba2_gpu_available(&why)) {
