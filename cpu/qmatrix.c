@@ -667,7 +667,7 @@ void cpu_qmatrix_dequantize_rows(const CpuQMatrix *q, int64_t r0, int64_t n, flo
 /* ------------------------------------------------------------------ bf16 rows for the AMX GEMM */
 
 /** Attributes of the dequantization into bf16 (every CPU with AMX has these extensions). */
-#define BF16_ROWS_TARGET __attribute__((target("avx512f,avx512bw,avx512bf16")))
+#define BF16_ROWS_TARGET __attribute__((target("avx2,f16c,avx512f,avx512bw,avx512bf16")))
 
 /* The CPU runs cpu_qmatrix_bf16_rows(): AVX-512 BF16 (vcvtne2ps2bf16). */
 static int bf16_rows_runs(void) {
@@ -680,13 +680,45 @@ static inline BF16_ROWS_TARGET __m512 scaled16(__m128i v16, __m512i off, __m512 
     return _mm512_mul_ps(d, _mm512_cvtepi32_ps(_mm512_sub_epi32(_mm512_cvtepu8_epi32(v16), off)));
 }
 
-/* Each block of 32 columns is put in column order (block_values()), widened to 32 bits in two
+/* The 8 blocks 8h .. 8h + 7 of a tile row's values in column order, 32 bytes each: out[j] = block
+ * 8h + j. Half h of each chunk (32 bytes: 4 columns of each of the 8 blocks) is one row of an 8 × 8
+ * matrix of 4-byte units, chunks down, blocks across; its transpose has the blocks down, each row
+ * the block's 8 units (its 32 columns) in order. */
+static inline BF16_ROWS_TARGET void blocks_of_half(Mamba2WeightFormat f, const uint8_t *vals, int h, __m256i out[8]) {
+    __m256i v[8]; /* [chunk]: units of blocks 8h .. 8h + 7 */
+    if (f == MAMBA2_WEIGHTS_Q8)
+        for (int c = 0; c < QT_CHUNKS; c++) v[c] = _mm256_loadu_si256((const __m256i *)(vals + 64 * c + 32 * h));
+    else
+        for (int m = 0; m < QT_CHUNKS / 2; m++) {
+            const __m256i b = _mm256_loadu_si256((const __m256i *)(vals + 64 * m + 32 * h)), m4 = _mm256_set1_epi8(15);
+            v[2 * m] = _mm256_and_si256(b, m4);
+            v[2 * m + 1] = _mm256_and_si256(_mm256_srli_epi16(b, 4), m4);
+        }
+    __m256i t[8], u[8]; /* the transpose: pairs of units, then of pairs, then the 128-bit halves */
+    for (int c = 0; c < 8; c += 2) {
+        t[c] = _mm256_unpacklo_epi32(v[c], v[c + 1]);
+        t[c + 1] = _mm256_unpackhi_epi32(v[c], v[c + 1]);
+    }
+    for (int c = 0; c < 8; c += 4) {
+        u[c] = _mm256_unpacklo_epi64(t[c], t[c + 2]);
+        u[c + 1] = _mm256_unpackhi_epi64(t[c], t[c + 2]);
+        u[c + 2] = _mm256_unpacklo_epi64(t[c + 1], t[c + 3]);
+        u[c + 3] = _mm256_unpackhi_epi64(t[c + 1], t[c + 3]);
+    }
+    for (int j = 0; j < 4; j++) {
+        out[j] = _mm256_permute2x128_si256(u[j], u[j + 4], 0x20);
+        out[j + 4] = _mm256_permute2x128_si256(u[j], u[j + 4], 0x31);
+    }
+}
+
+/* Each block of 32 columns is put in column order (blocks_of_half()), widened to 32 bits in two
  * halves, scaled by the block's d and rounded to bf16 by one vcvtne2ps2bf16 (round to nearest
- * even, as mamba2_f32_to_bf16()). @p k0, a multiple of 256, starts at block 0 or 8 of its tile. */
+ * even, as mamba2_f32_to_bf16()). @p k0, a multiple of 256, starts half h = (k0 mod 512) / 256 of
+ * its tile: blocks 8h .. 8h + 7. */
 BF16_ROWS_TARGET void cpu_qmatrix_bf16_rows(const void *src, int64_t r0, int64_t k0, int64_t kc, uint16_t *dst) {
     const CpuQMatrix *W = src;
     const int64_t kt = k0 / QT_K;
-    const int b0 = (int)(k0 % QT_K) / QBLOCK;
+    const int h = (int)(k0 % QT_K) / 256;
     const __m512i off = _mm512_set1_epi32(offset_of(W->format));
     for (int i = 0; i < 32; i++) {
         int64_t r = r0 + i;
@@ -696,13 +728,15 @@ BF16_ROWS_TARGET void cpu_qmatrix_bf16_rows(const void *src, int64_t r0, int64_t
             continue;
         }
         const uint8_t *t = tile_at(W, r / QT_ROWS, kt), *vals = tile_row(W->format, t, (int)(r % QT_ROWS));
-        const uint16_t *scales = tile_scales(t) + (r % QT_ROWS) * QT_BLOCKS;
+        const uint16_t *scales = tile_scales(t) + (r % QT_ROWS) * QT_BLOCKS + 8 * h;
+        __m256i blk[8];
+        blocks_of_half(W->format, vals, h, blk);
+        float d8[8]; /* the 8 blocks' scales */
+        _mm256_storeu_ps(d8, _mm256_cvtph_ps(_mm_loadu_si128((const __m128i *)scales)));
         for (int b = 0; QBLOCK * b < kc; b++) {
-            uint8_t v[QBLOCK];
-            block_values(W->format, vals, b0 + b, v);
-            __m512 d = _mm512_set1_ps(mamba2_f16_to_f32(scales[b0 + b]));
-            __m512bh w = _mm512_cvtne2ps_pbh(scaled16(_mm_loadu_si128((const __m128i *)(v + 16)), off, d),
-                                             scaled16(_mm_loadu_si128((const __m128i *)v), off, d));
+            __m512 d = _mm512_set1_ps(d8[b]);
+            __m512bh w = _mm512_cvtne2ps_pbh(scaled16(_mm256_extracti128_si256(blk[b], 1), off, d),
+                                             scaled16(_mm256_castsi256_si128(blk[b]), off, d));
             _mm512_storeu_si512(out + QBLOCK * b, (__m512i)w);
         }
     }
