@@ -611,9 +611,13 @@ const char *cpu_qlinear_kernel_name(CpuIsa isa) {
  * 4 bytes from each of the 8 chunks (the inverse of quantize_tile_row()). */
 static inline void block_values(Mamba2WeightFormat f, const uint8_t *vals, int b, uint8_t out[QBLOCK]) {
     for (int c = 0; c < QT_CHUNKS; c++) {
-        if (f == MAMBA2_WEIGHTS_Q8) memcpy(out + 4 * c, vals + 64 * c + 4 * b, 4);
-        else
-            for (int e = 0; e < 4; e++) out[4 * c + e] = (uint8_t)(vals[64 * (c >> 1) + 4 * b + e] >> (4 * (c & 1)) & 15);
+        uint32_t u; /* the block's 4 bytes of chunk c (q4: their nibbles, 4 at a time) */
+        if (f == MAMBA2_WEIGHTS_Q8) memcpy(&u, vals + 64 * c + 4 * b, 4);
+        else {
+            memcpy(&u, vals + 64 * (c >> 1) + 4 * b, 4);
+            u = u >> (4 * (c & 1)) & 0x0f0f0f0fu;
+        }
+        memcpy(out + 4 * c, &u, 4);
     }
 }
 
