@@ -111,7 +111,9 @@ static int64_t row_value_bytes(Mamba2WeightFormat f) { return f == MAMBA2_WEIGHT
 static int64_t tile_bytes(Mamba2WeightFormat f) { return QT_SCALE_BYTES + QT_ROWS * row_value_bytes(f); }
 /* A tile's scales [4 rows][16 blocks] (its first 128 bytes), and the values of its row i. */
 static const uint16_t *tile_scales(const uint8_t *t) { return (const uint16_t *)t; }
-static const uint8_t *tile_row(Mamba2WeightFormat f, const uint8_t *t, int i) { return t + QT_SCALE_BYTES + i * row_value_bytes(f); }
+static const uint8_t *tile_row(Mamba2WeightFormat f, const uint8_t *t, int i) {
+    return t + QT_SCALE_BYTES + i * row_value_bytes(f);
+}
 static int offset_of(Mamba2WeightFormat f) { return f == MAMBA2_WEIGHTS_Q8 ? 128 : 8; }
 
 /* The byte of a q8 tile row that holds column k (k < QT_K): chunk c = (k mod 32) / 4, lane j = k / 32. */
@@ -255,7 +257,8 @@ void cpu_qmatrix_free(CpuQMatrix *q) {
 static int stored_at(Mamba2WeightFormat f, const uint8_t *vals, int k) {
     int b = chunk_byte(k);
     if (f == MAMBA2_WEIGHTS_Q8) return vals[b];
-    return vals[64 * (b >> 7) + (b & 63)] >> (4 * ((b >> 6) & 1)) & 15; /* chunk b / 64: pair b / 128, nibble (b / 64) & 1 */
+    /* chunk b / 64: the pair's 64 bytes at 64 · (b / 128), the nibble (b / 64) & 1 */
+    return vals[64 * (b >> 7) + (b & 63)] >> (4 * ((b >> 6) & 1)) & 15;
 }
 
 /* ------------------------------------------------------------------ activations */
@@ -312,7 +315,8 @@ static void rows_scalar(const CpuQMatrix *W, int64_t rg, int R, const uint8_t *c
                 const float *e = (const float *)(rec + XE);
                 for (int b = 0; b < QT_BLOCKS; b++) {
                     int32_t s = 0;
-                    for (int k = QBLOCK * b; k < QBLOCK * (b + 1); k++) s += (stored_at(W->format, vals, k) - off) * p[chunk_byte(k)];
+                    for (int k = QBLOCK * b; k < QBLOCK * (b + 1); k++)
+                        s += (stored_at(W->format, vals, k) - off) * p[chunk_byte(k)];
                     acc += mamba2_f16_to_f32(scales[b]) * e[b] * (float)s;
                 }
             }
@@ -414,7 +418,8 @@ static inline AVX2_INLINE void avx2_block(Mamba2WeightFormat f, int vnni, const 
                 __m256i ia[2] = {0}; /* [record]: int32 sums of blocks 8h .. 8h + 7 (zeros: unused when S = 1) */
 #pragma GCC unroll 2
                 for (int j = 0; j < S; j++)
-                    ia[j] = signed_q8 ? _mm256_setzero_si256() : _mm256_loadu_si256((const __m256i *)(rec[j] + XNCORR) + h);
+                    ia[j] = signed_q8 ? _mm256_setzero_si256()
+                                      : _mm256_loadu_si256((const __m256i *)(rec[j] + XNCORR) + h);
 #pragma GCC unroll 4
                 for (int m = 0; m < QT_CHUNKS / 2; m++) {
                     __m256i w0, w1;
@@ -485,7 +490,8 @@ static YMM_EVEX_TARGET void rows_ymm_evex(const CpuQMatrix *W, int64_t rg, int R
 #define VNNI_INLINE __attribute__((always_inline, target("avx512f,avx512bw,avx512vnni")))
 
 /* Chunks 2m and 2m + 1 of a tile row, the stored bytes (q + offset) as vpdpbusd takes them. */
-static inline VNNI_INLINE void vnni_load_pair(Mamba2WeightFormat f, const uint8_t *vals, int m, __m512i *w0, __m512i *w1) {
+static inline VNNI_INLINE void vnni_load_pair(Mamba2WeightFormat f, const uint8_t *vals, int m, __m512i *w0,
+                                              __m512i *w1) {
     if (f == MAMBA2_WEIGHTS_Q8) {
         *w0 = _mm512_loadu_si512(vals + 128 * m);
         *w1 = _mm512_loadu_si512(vals + 128 * m + 64);
@@ -521,7 +527,8 @@ static inline VNNI_INLINE void vnni_block(Mamba2WeightFormat f, const CpuQMatrix
         for (int j = 0; j < 4; j++) rec[j] = xr[j < S ? j : 0] + kt * XREC;
         __m512i p1[QT_CHUNKS]; /* S = 1: the record's chunks */
 #pragma GCC unroll 8
-        for (int c = 0; c < QT_CHUNKS; c++) p1[c] = S == 1 ? _mm512_loadu_si512(rec[0] + 64 * c) : _mm512_setzero_si512();
+        for (int c = 0; c < QT_CHUNKS; c++)
+            p1[c] = S == 1 ? _mm512_loadu_si512(rec[0] + 64 * c) : _mm512_setzero_si512();
 #pragma GCC unroll 4
         for (int i = 0; i < R; i++) {
             __m512i ia[4] = {0}; /* [record]: int32 sums of the 16 blocks (zeros: unused entries when S < 4) */
@@ -533,8 +540,9 @@ static inline VNNI_INLINE void vnni_block(Mamba2WeightFormat f, const CpuQMatrix
                 vnni_load_pair(f, tile_row(f, t, i), m, &w0, &w1);
 #pragma GCC unroll 4
                 for (int j = 0; j < S; j++) {
-                    ia[j] = _mm512_dpbusd_epi32(ia[j], w0, S == 1 ? p1[2 * m] : _mm512_loadu_si512(rec[j] + 128 * m));
-                    ia[j] = _mm512_dpbusd_epi32(ia[j], w1, S == 1 ? p1[2 * m + 1] : _mm512_loadu_si512(rec[j] + 128 * m + 64));
+                    __m512i p0 = S == 1 ? p1[2 * m] : _mm512_loadu_si512(rec[j] + 128 * m);
+                    __m512i p_1 = S == 1 ? p1[2 * m + 1] : _mm512_loadu_si512(rec[j] + 128 * m + 64);
+                    ia[j] = _mm512_dpbusd_epi32(_mm512_dpbusd_epi32(ia[j], w0, p0), w1, p_1);
                 }
             }
             __m512 d = _mm512_cvtph_ps(_mm256_loadu_si256((const __m256i *)(scales + i * QT_BLOCKS)));

@@ -581,10 +581,11 @@ static void test_random_model_7b_state(void) {
 #define GPU_Q8_DEMO_TOL 6e-2
 /* The fresh random model below (d = 32: in_proj and lm_head read one block of 32 per input row, so
  * one large input spoils the int8 rounding of the whole row) is held to a wider bound: on the H200
- * (2026-12-03) its worst position measured, over six draws, prefill 4.0e-2 .. 1.2e-1, dp4a steps 4.3e-2 .. 2.3e-1, float
- * steps 3.2e-2 .. 1.3e-1 (dp4a rounds every input to int8, float does not); the CPU's q8 on models
- * of the same shape, 4.0e-2 .. 1.1e-1 over five draws. 0.15 failed three draws of six; 0.5 is about
- * twice the worst, and still a third of the distance of unrelated logits (√2). */
+ * (2026-12-03) its worst position measured, over six draws, prefill 4.0e-2 .. 1.2e-1, dp4a steps
+ * 4.3e-2 .. 2.3e-1, float steps 3.2e-2 .. 1.3e-1 (dp4a rounds every input to int8, float does not);
+ * the CPU's q8 on models of the same shape, 4.0e-2 .. 1.1e-1 over five draws. 0.15 failed three
+ * draws of six; 0.5 is about twice the worst, and still a third of the distance of unrelated logits
+ * (√2). */
 #define GPU_Q8_RANDOM_TOL 5e-1
 
 /* The gpu backend with q8 weights and the decode product @p dot ("dp4a" or "float"). */
