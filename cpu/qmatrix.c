@@ -253,12 +253,18 @@ void cpu_qmatrix_free(CpuQMatrix *q) {
     memset(q, 0, sizeof *q);
 }
 
-/* The stored value (q + offset) of column k (k < QT_K) of a tile row's values @p vals. */
-static int stored_at(Mamba2WeightFormat f, const uint8_t *vals, int k) {
-    int b = chunk_byte(k);
-    if (f == MAMBA2_WEIGHTS_Q8) return vals[b];
-    /* chunk b / 64: the pair's 64 bytes at 64 · (b / 128), the nibble (b / 64) & 1 */
-    return vals[64 * (b >> 7) + (b & 63)] >> (4 * ((b >> 6) & 1)) & 15;
+/* The 32 stored values (q + offset) of block b of a tile row's values @p vals, in column order:
+ * 4 bytes from each of the 8 chunks (the inverse of quantize_tile_row()). */
+static inline void block_values(Mamba2WeightFormat f, const uint8_t *vals, int b, uint8_t out[QBLOCK]) {
+    for (int c = 0; c < QT_CHUNKS; c++) {
+        uint32_t u; /* the block's 4 bytes of chunk c (q4: their nibbles, 4 at a time) */
+        if (f == MAMBA2_WEIGHTS_Q8) memcpy(&u, vals + 64 * c + 4 * b, 4);
+        else {
+            memcpy(&u, vals + 64 * (c >> 1) + 4 * b, 4);
+            u = u >> (4 * (c & 1)) & 0x0f0f0f0fu;
+        }
+        memcpy(out + 4 * c, &u, 4);
+    }
 }
 
 /* ------------------------------------------------------------------ activations */
@@ -314,9 +320,10 @@ static void rows_scalar(const CpuQMatrix *W, int64_t rg, int R, const uint8_t *c
                 const int8_t *p = (const int8_t *)rec;
                 const float *e = (const float *)(rec + XE);
                 for (int b = 0; b < QT_BLOCKS; b++) {
+                    uint8_t v[QBLOCK];
+                    block_values(W->format, vals, b, v);
                     int32_t s = 0;
-                    for (int k = QBLOCK * b; k < QBLOCK * (b + 1); k++)
-                        s += (stored_at(W->format, vals, k) - off) * p[chunk_byte(k)];
+                    for (int k = 0; k < QBLOCK; k++) s += (v[k] - off) * p[chunk_byte(QBLOCK * b + k)];
                     acc += mamba2_f16_to_f32(scales[b]) * e[b] * (float)s;
                 }
             }
@@ -613,20 +620,6 @@ static int token_block(int64_t K_pad) {
 const char *cpu_qlinear_kernel_name(CpuIsa isa) {
     static const char *names[] = {"scalar", "avx2", "avx2-vnni", "avx2-vnni-evex", "avx512-vnni"};
     return names[cpu_qlinear_kernel(isa)];
-}
-
-/* The 32 stored values (q + offset) of block b of a tile row's values @p vals, in column order:
- * 4 bytes from each of the 8 chunks (the inverse of quantize_tile_row()). */
-static inline void block_values(Mamba2WeightFormat f, const uint8_t *vals, int b, uint8_t out[QBLOCK]) {
-    for (int c = 0; c < QT_CHUNKS; c++) {
-        uint32_t u; /* the block's 4 bytes of chunk c (q4: their nibbles, 4 at a time) */
-        if (f == MAMBA2_WEIGHTS_Q8) memcpy(&u, vals + 64 * c + 4 * b, 4);
-        else {
-            memcpy(&u, vals + 64 * (c >> 1) + 4 * b, 4);
-            u = u >> (4 * (c & 1)) & 0x0f0f0f0fu;
-        }
-        memcpy(out + 4 * c, &u, 4);
-    }
 }
 
 /* Columns [64c, 64c + 64) of row r as the quantized matrix holds them (d · q), in fp32: w [64]
