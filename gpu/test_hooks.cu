@@ -505,31 +505,20 @@ extern "C" double mamba2_gpu_time_cublas_gemm(int rows, int cols, int nb, int re
     fill_random_bf16<<<1024, 256>>>(W, (size_t)copies * rows * cols, 3);
     fill_random_bf16<<<64, 256>>>(x, (size_t)nb * cols, 4);
     cudaStream_t st;
-    cudaEvent_t e0, e1;
     cudaStreamCreateWithFlags(&st, cudaStreamNonBlocking);
-    cudaEventCreate(&e0), cudaEventCreate(&e1);
     if (cublasCreate(&h) != CUBLAS_STATUS_SUCCESS) return mamba2_fail(err, "cublas timing: no handle"), -1;
     cublasSetStream(h, st);
     cublasSetWorkspace(h, ws, 32u << 20);
-    std::vector<float> ms;
-    int batches = reps <= 0 ? 0 : reps / copies > 5 ? reps / copies : 5;
-    for (int i = 0; i < batches + 1; i++) { /* reps <= 0: one call (for a profiler) */
-        float t;
-        cudaEventRecord(e0, st);
-        for (int c = 0; c < copies; c++) cublas_decode_gemm(h, W + (size_t)c * rows * cols, rows, cols, x, nb, out);
-        cudaEventRecord(e1, st);
-        cudaEventSynchronize(e1);
-        cudaEventElapsedTime(&t, e0, e1);
-        if (i >= 1) ms.push_back(t / copies);
-    }
+    auto call = [&](int c) { cublas_decode_gemm(h, W + (size_t)c * rows * cols, rows, cols, x, nb, out); };
+    double ms = 0;
+    if (reps > 0) ms = median_calls_ms(st, copies, reps, call);
+    else call(0), cudaStreamSynchronize(st); /* one call, untimed (for a profiler) */
     cublasDestroy(h);
-    cudaEventDestroy(e0), cudaEventDestroy(e1), cudaStreamDestroy(st);
+    cudaStreamDestroy(st);
     cudaFree(W), cudaFree(x), cudaFree(out), cudaFree(ws);
     cudaError_t e = cudaGetLastError();
     if (e != cudaSuccess) return mamba2_fail(err, "cublas timing: %s", cudaGetErrorString(e)), -1;
-    if (ms.empty()) return 0;
-    std::sort(ms.begin(), ms.end());
-    return ms[ms.size() / 2];
+    return ms;
 }
 
 /* ------------------------------------------------------------------ the q8 GEMM */
@@ -599,11 +588,7 @@ extern "C" int mamba2_gpu_time_gemm_q8(int rows, int cols, int T, int reps, doub
     if (cublasCreate(&h) != CUBLAS_STATUS_SUCCESS) return mamba2_fail(err, "gemm q8 timing: no cuBLAS handle");
     cublasSetStream(h, st);
     cublasSetWorkspace(h, ws, 32u << 20);
-    const float one = 1.0f, zero = 0.0f;
-    auto cublas = [&](const bf16 *W) { /* out[T][rows] = x · Wᵀ, as the backend's gemm() */
-        cublasGemmEx(h, CUBLAS_OP_T, CUBLAS_OP_N, rows, T, cols, &one, W, CUDA_R_16BF, cols, x, CUDA_R_16BF, cols, &zero, out,
-                     CUDA_R_32F, rows, CUBLAS_COMPUTE_32F, CUBLAS_GEMM_DEFAULT);
-    };
+    auto cublas = [&](const bf16 *W) { cublas_decode_gemm(h, W, rows, cols, x, T, out); }; /* out[T][rows] = x · Wᵀ */
     GemmQ8Out o = {};
     o.out = out, o.ldn = rows, o.ldr = 1;
     ms[0] = median_calls_ms(st, copies_q8, reps, [&](int c) { launch_gemm_q8(mats[c].m, x, cols, T, o, 0, st); });

@@ -400,32 +400,37 @@ static void test_fixtures(void) {
 /** The most sequences a batched test steps together. */
 #define BATCH_MAX 17
 
-/* The worst relative L2 distance, over 4 steps, between @p nb sequences of @p fx stepped together by
- * @p gpu and each stepped alone (different histories: prompts of 3 + 5i mod (T − 4) tokens; every
- * output poisoned before each step). */
-static double batched_vs_single(Mamba2Backend *gpu, const TestFixture *fx, int nb) {
-    int V = fx->model.cfg.vocab_size;
-    Mamba2State st[BATCH_MAX], alone[BATCH_MAX], *ptrs[BATCH_MAX];
+/* @p nb sequences of @p fx with different histories: st[i] prefilled by @p be with the first
+ * 3 + 5i mod (T − 4) tokens, ptrs[i] = &st[i], tok[i] the token that follows its prompt. */
+static void start_histories(Mamba2Backend *be, const TestFixture *fx, int nb, Mamba2State *st, Mamba2State **ptrs,
+                            int32_t *tok) {
     Mamba2Error e = {{0}};
-    float *together = malloc((size_t)nb * V * 4), *single = malloc((size_t)nb * V * 4);
-    int32_t tok[BATCH_MAX];
     for (int i = 0; i < nb; i++) {
         mamba2_state_init(&st[i], &fx->model.cfg, &e);
-        mamba2_state_init(&alone[i], &fx->model.cfg, &e);
-        int prompt = 3 + (5 * i) % (fx->T - 4); /* different histories */
-        mamba2_backend_prefill(gpu, &st[i], fx->tokens, prompt, NULL, 0, &e);
-        mamba2_backend_prefill(gpu, &alone[i], fx->tokens, prompt, NULL, 0, &e);
+        int prompt = 3 + (5 * i) % (fx->T - 4);
+        mamba2_backend_prefill(be, &st[i], fx->tokens, prompt, NULL, 0, &e);
         ptrs[i] = &st[i];
         tok[i] = fx->tokens[prompt];
     }
+}
+
+/* The worst relative L2 distance, over 4 steps, between @p nb sequences of @p fx stepped together by
+ * @p gpu and each stepped alone (the histories of start_histories(); every output poisoned before
+ * each step). */
+static double batched_vs_single(Mamba2Backend *gpu, const TestFixture *fx, int nb) {
+    int V = fx->model.cfg.vocab_size;
+    Mamba2State st[BATCH_MAX], alone[BATCH_MAX], *ptrs[BATCH_MAX], *alone_ptrs[BATCH_MAX];
+    Mamba2Error e = {{0}};
+    float *together = malloc((size_t)nb * V * 4), *single = malloc((size_t)nb * V * 4);
+    int32_t tok[BATCH_MAX];
+    start_histories(gpu, fx, nb, st, ptrs, tok);
+    start_histories(gpu, fx, nb, alone, alone_ptrs, tok);
     double worst = 0;
     for (int rep = 0; rep < 4; rep++) {
         for (size_t i = 0; i < (size_t)nb * V; i++) together[i] = single[i] = NAN; /* poison */
         CU_ASSERT_EQUAL(mamba2_backend_step(gpu, ptrs, tok, nb, together, &e), 0);
-        for (int i = 0; i < nb; i++) {
-            Mamba2State *one = &alone[i];
-            CU_ASSERT_EQUAL(mamba2_backend_step(gpu, &one, &tok[i], 1, single + (size_t)i * V, &e), 0);
-        }
+        for (int i = 0; i < nb; i++)
+            CU_ASSERT_EQUAL(mamba2_backend_step(gpu, &alone_ptrs[i], &tok[i], 1, single + (size_t)i * V, &e), 0);
         double err = test_max_row_rel_l2(together, single, nb, V);
         if (err > worst || isnan(err)) worst = err;
         for (int i = 0; i < nb; i++) tok[i] = (tok[i] * 7 + 3) % V;
@@ -751,13 +756,7 @@ static void test_q8_gemm_model(void) {
     for (int way = 0; way < 2; way++) {
         Mamba2Backend *be = way ? deq : gemm;
         float *dst = way ? b : a;
-        for (int i = 0; i < nb; i++) {
-            mamba2_state_init(&st[i], &fx.model.cfg, &e);
-            int prompt = 3 + (5 * i) % (T - 4);
-            mamba2_backend_prefill(be, &st[i], fx.tokens, prompt, NULL, 0, &e);
-            ptrs[i] = &st[i];
-            tok[i] = fx.tokens[prompt];
-        }
+        start_histories(be, &fx, nb, st, ptrs, tok);
         for (size_t i = 0; i < (size_t)nb * V; i++) dst[i] = NAN;
         CU_ASSERT_EQUAL(mamba2_backend_step(be, ptrs, tok, nb, dst, &e), 0);
         for (int i = 0; i < nb; i++) mamba2_state_free(&st[i]);
