@@ -5,8 +5,9 @@
  * - prefill: T prompt tokens from an empty state; tokens/s and GFLOP/s, counting the FLOP of the
  *   weight matrices every token goes through, 2·L·(d_in_proj·d + d·d_in) per token, plus lm_head
  *   once (the SSD's own work is not counted, so the figure is a lower bound of what runs);
- * - decode: B sequences one token at a time; tokens/s and effective GB/s = weight bytes read per
- *   step (every weight once, lm_head included, one embedding row per sequence) / time per step;
+ * - decode: B sequences one token at a time; tokens/s and effective GB/s = bytes moved per step
+ *   (every weight once, lm_head included; per sequence one embedding row, and its state read and
+ *   written: the traffic bench/model_bench.c counts too) / time per step;
  * - peak resident memory (getrusage).
  *
  * With --roofline the backend's roofline hook measures the read bandwidth and the GEMM rate
@@ -161,8 +162,10 @@ int cmd_bench(int argc, char **argv) {
     double prefill_flop = 2.0 * mat_params * prompt + 2.0 * (double)V * cfg->d_model;
     double weight_bytes = 0, emb_bytes = (double)V * cfg->d_model * mamba2_dtype_size(m.w.embeddings.dtype);
     for (int t = 0; t < 3; t++) weight_bytes += (double)mamba2_model_weight_bytes(&m, (Mamba2DType)t);
-    double emb_row = (double)cfg->d_model * mamba2_dtype_size(m.w.embeddings.dtype);
-    double step_base = weight_bytes - (cfg->tie_embeddings ? 0 : emb_bytes); /* + one embedding row per sequence */
+    double step_base = weight_bytes - (cfg->tie_embeddings ? 0 : emb_bytes);
+    /* + per sequence: one embedding row, and its state read and written */
+    double per_seq = (double)cfg->d_model * mamba2_dtype_size(m.w.embeddings.dtype) +
+                     2.0 * (double)mamba2_config_state_bytes(cfg);
     if (b->matrix_bytes) { /* the large matrices as the backend reads them (quantized: values + scales) */
         double stored = (double)mamba2_tensor_numel(&m.w.lm_head) * mamba2_dtype_size(m.w.lm_head.dtype);
         for (int l = 0; l < cfg->n_layer; l++) {
@@ -256,7 +259,7 @@ int cmd_bench(int argc, char **argv) {
         if (do_prefill && ceilings.n) printf(", \"of_gemm\": %.4f}", prefill_flop / prefill_s / 1e9 / gemm);
         printf(", \"decode\": [");
         for (int k = 0; k < n_batches; k++) {
-            double bytes = step_base + batch_list[k] * emb_row;
+            double bytes = step_base + batch_list[k] * per_seq;
             printf("%s{\"batch\": %d, \"ms_per_step\": %.3f, \"ms_per_step_range\": [%.3f, %.3f], \"tok_s\": %.2f, "
                    "\"gbps\": %.2f",
                    k ? ", " : "", batch_list[k], step_s[k] * 1e3, step_lo[k] * 1e3, step_hi[k] * 1e3,
@@ -266,9 +269,10 @@ int cmd_bench(int argc, char **argv) {
         }
         printf("], \"peak_rss_mib\": %.0f}\n", rss);
     } else {
-        printf("backend %s, %s: %d layers, %lld parameters, %.3f GB of weights, %.3f GB read per decode step\n",
+        printf("backend %s, %s: %d layers, %lld parameters, %.3f GB of weights, %.3f GB moved per decode step of "
+               "one sequence (weights, its state read and written)\n",
                b->name, argv[optind], cfg->n_layer, mamba2_config_param_count(cfg), weight_bytes / 1e9,
-               (step_base + emb_row) / 1e9);
+               (step_base + per_seq) / 1e9);
         if (ceilings.n)
             printf("ceilings (median of %d measurements in this run): read %.1f GB/s [%.1f .. %.1f], "
                    "GEMM %.1f GFLOP/s [%.1f .. %.1f] (GEMM: %s; decode products: %s)\n",
@@ -284,7 +288,7 @@ int cmd_bench(int argc, char **argv) {
         }
         printf("%6s %10s %21s %10s %10s %10s\n", "batch", "ms/step", "[fastest .. slowest]", "tok/s", "GB/s", "of read");
         for (int k = 0; k < n_batches; k++) {
-            double bytes = step_base + batch_list[k] * emb_row, gbps = bytes / step_s[k] / 1e9;
+            double bytes = step_base + batch_list[k] * per_seq, gbps = bytes / step_s[k] / 1e9;
             printf("%6d %10.2f   [%7.2f .. %7.2f] %10.2f %10.2f", batch_list[k], step_s[k] * 1e3, step_lo[k] * 1e3,
                    step_hi[k] * 1e3, batch_list[k] / step_s[k], gbps);
             if (ceilings.n) printf(" %9.0f%%", 100 * gbps / bw);
