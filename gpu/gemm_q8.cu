@@ -209,6 +209,7 @@ bool gemm_q8_supported(const GpuQ8 &W, int ldx) { return W.K % 8 == 0 && ldx % 8
 
 void launch_gemm_q8(const GpuQ8 &W, const bf16 *X, int ldx, int T, const GemmQ8Out &o, int splits, cudaStream_t s) {
     if (T <= 0 || W.rows <= 0) return;
+    if (gemm_q8_skinny_fits(W, ldx, T, o)) return launch_gemm_q8_skinny(W, X, ldx, T, o, splits, s);
     if (T <= 16) launch_bn<16>(W, X, ldx, T, o, splits, s);
     else if (T <= 32) launch_bn<32>(W, X, ldx, T, o, splits, s);
     else if (T <= 64) launch_bn<64>(W, X, ldx, T, o, splits, s);
