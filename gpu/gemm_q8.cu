@@ -1,6 +1,7 @@
 /**
  * @file gemm_q8.cu
- * @brief The GEMM over q8 weights for prefill and for decode beyond the GEMV path's 4 sequences:
+ * @brief The GEMM over q8 weights for prefill and for decode beyond the GEMV path's 4 sequences
+ *        (fp32 products of at most 64 tokens, K a multiple of 128, are handed to gemm_q8_skinny.cu):
  *        out[n][r] = Σ_k x[n][k] · d[r][k / 32] · q[r][k], the weights read as stored (1 + 2/32 bytes
  *        each) and turned into bf16 in registers, just before the tensor cores (mma.sync m16n8k16).
  *

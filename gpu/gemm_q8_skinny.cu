@@ -26,19 +26,28 @@
  *    64 bytes modulo 128, so that the 8 lanes of each quarter warp hit 8 different bank groups.
  *  - Work division (stream-K): K is cut into `splits` slices, each small enough that its
  *    activations fit in 128 KB of shared memory (1 slice up to 8 tokens × 8,192 columns or
- *    16 × 4,096; 4 for 64 tokens × 4,096). One block of 16 warps per SM; the blocks of a slice share
+ *    16 × 4,096; 4 for 64 tokens × 4,096). One block per SM; the blocks of a slice share
  *    its (row group, step) pairs, numbered row group by row group, in equal contiguous ranges, and
  *    each warp takes an equal contiguous part of its block's range. So every warp streams the same
  *    number of bytes (± one step), whatever the number of rows, with no second wave. A warp adds its
  *    fp32 sums to the output (atomically) whenever it leaves a row group: once per row group and
- *    slice, plus once where a range ends inside a row group. The output is zeroed first unless the
- *    product adds to it.
+ *    slice, plus once where a range ends inside a row group; where the output is [T, rows] with
+ *    rows a multiple of 4, two lane exchanges gather 4 consecutive rows of one token in each lane
+ *    and one 16-byte reduction (red.global.add.v4.f32) adds them, a quarter of the atomic
+ *    operations at the L2. The output is zeroed first unless the product adds to it.
+ *
+ * Warps per block and steps in flight per warp (D), per token width: the registers of an SM
+ * (64 K) hold warps × (D · 18 + the accumulators, BN / 2, + about 40) per lane, so the wider the
+ * token tile, the fewer warps or stages; 8 tokens: 16 warps × 4 steps, 16 tokens: 8 × 8, 32 tokens:
+ * 12 × 4, 64 tokens: 8 × 6, each the fastest alone of three shapes measured (results/gpu.md).
  *
  * Taken (gemm_q8_skinny_fits()) for fp32 outputs, stored contiguously or added to, T ≤ 64 and K a
  * multiple of 128; gemm_q8.cu takes everything else (bf16 outputs, more tokens, other K).
- * MAMBA2_GPU_Q8_SKINNY=0 in the environment sends everything to gemm_q8.cu (for comparisons).
+ * MAMBA2_GPU_Q8_SKINNY=0 in the environment sends everything to gemm_q8.cu, =2 keeps this kernel
+ * but with 4-byte atomic additions only (for comparisons).
  */
 #include <algorithm>
+#include <stdint.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -73,6 +82,11 @@ __device__ __forceinline__ uint4 lds16(uint32_t a) {
     return v;
 }
 
+/* out[0..3] += v[0..3] in one reduction of 16 bytes at the L2 (16-byte aligned @p out). */
+__device__ __forceinline__ void red_add4(float *out, float v0, float v1, float v2, float v3) {
+    asm volatile("red.global.add.v4.f32 [%0], {%1, %2, %3, %4};\n" ::"l"(out), "f"(v0), "f"(v1), "f"(v2), "f"(v3) : "memory");
+}
+
 /* Word @p j (0..7) of a lane's 32 weights of one row, held as two uint4. */
 __device__ __forceinline__ uint32_t word_of(const uint4 (&w)[2], int j) {
     const uint4 &v = w[j >> 2];
@@ -87,11 +101,12 @@ struct Step {
 
 /*
  * Grid: splits × blocks_per_slice blocks (block b: slice b % splits). Slice s covers the columns of
- * steps [s · cps, min(NC, (s + 1) · cps)) of the NC = K / 128 steps of a row.
+ * steps [s · cps, min(NC, (s + 1) · cps)) of the NC = K / 128 steps of a row. @p quads: the output
+ * takes 16-byte reductions (see the file comment).
  */
 template <int BN, int D, int WARPS>
 __global__ void __launch_bounds__(WARPS * 32, 1)
-    gemm_q8_skinny_kernel(GpuQ8 W, const bf16 *X, int ldx, int T, GemmQ8Out o, int splits, int cps) {
+    gemm_q8_skinny_kernel(GpuQ8 W, const bf16 *X, int ldx, int T, GemmQ8Out o, int splits, int cps, int quads) {
     constexpr int NT = BN / 8, XP = x_pitch<BN>(), THREADS = WARPS * 32;
     extern __shared__ __align__(16) unsigned char smem[];
     const int tid = threadIdx.x, warp = tid >> 5, lane = tid & 31, g = lane >> 2, t = lane & 3;
@@ -171,19 +186,58 @@ __global__ void __launch_bounds__(WARPS * 32, 1)
                 }
             }
             if (cck == ncs - 1 || f == f1 - 1) { /* leaving the row group: add the sums to the output */
-                const int ra = crg * 16 + g, rb = ra + 8;
+                if (quads) {
+                    /* Two exchanges give each lane 4 consecutive rows of one token (lane g = 4a + b:
+                     * token 2t + (b & 1), rows 4a .. 4a + 3, + 8 where b & 2): one 16-byte reduction
+                     * instead of four. 1: partners b, b ^ 1 swap so that each holds its token for
+                     * rows (g & ~1, + 1) and the same + 8; 2: partners b, b ^ 2 swap those pairs. */
+                    const bool odd = g & 1, hi = g & 2;
+                    const int n0 = 2 * t + (g & 1), r0 = crg * 16 + (g & ~3) + (hi ? 8 : 0);
+#pragma unroll
+                    for (int nt = 0; nt < NT; nt++) {
+                        const float *v = acc[nt]; /* rows g, g + 8 × tokens 2t, 2t + 1 */
+                        const float r1a = __shfl_xor_sync(0xffffffffu, odd ? v[0] : v[1], 4);
+                        const float r1b = __shfl_xor_sync(0xffffffffu, odd ? v[2] : v[3], 4);
+                        const float p0 = odd ? r1a : v[0], p1 = odd ? v[1] : r1a; /* rows g & ~1, + 1 */
+                        const float q0 = odd ? r1b : v[2], q1 = odd ? v[3] : r1b; /* the same + 8 */
+                        const float u0 = __shfl_xor_sync(0xffffffffu, hi ? p0 : q0, 8);
+                        const float u1 = __shfl_xor_sync(0xffffffffu, hi ? p1 : q1, 8);
+                        const int n = nt * 8 + n0;
+                        if (r0 < W.rows && n < T) {
+                            float *dst = out + (size_t)n * o.ldn + r0;
+                            if (hi) red_add4(dst, u0, u1, q0, q1);
+                            else red_add4(dst, p0, p1, u0, u1);
+                        }
+                    }
+                } else {
+                    const int ra = crg * 16 + g, rb = ra + 8;
+#pragma unroll
+                    for (int nt = 0; nt < NT; nt++)
+#pragma unroll
+                        for (int i = 0; i < 4; i++) {
+                            const int r = i < 2 ? ra : rb, n = nt * 8 + 2 * t + (i & 1);
+                            if (r < W.rows && n < T) atomicAdd(out + (size_t)n * o.ldn + (size_t)r * o.ldr, acc[nt][i]);
+                        }
+                }
 #pragma unroll
                 for (int nt = 0; nt < NT; nt++)
 #pragma unroll
-                    for (int i = 0; i < 4; i++) {
-                        const int r = i < 2 ? ra : rb, n = nt * 8 + 2 * t + (i & 1);
-                        if (r < W.rows && n < T) atomicAdd(out + (size_t)n * o.ldn + (size_t)r * o.ldr, acc[nt][i]);
-                        acc[nt][i] = 0.0f;
-                    }
+                    for (int i = 0; i < 4; i++) acc[nt][i] = 0.0f;
             }
             if (++cck == ncs) cck = 0, crg++;
         }
     }
+}
+
+/* MAMBA2_GPU_Q8_SKINNY in the environment (for comparisons): 0 every product to gemm_q8.cu; 2 this
+ * kernel with one atomic addition per output element (no 16-byte reductions); otherwise 1, all on. */
+int skinny_mode() {
+    static int mode = -1;
+    if (mode < 0) {
+        const char *e = getenv("MAMBA2_GPU_Q8_SKINNY");
+        mode = e && !strcmp(e, "0") ? 0 : e && !strcmp(e, "2") ? 2 : 1;
+    }
+    return mode;
 }
 
 int sm_count() {
@@ -209,45 +263,23 @@ void launch_bn(const GpuQ8 &W, const bf16 *X, int ldx, int T, const GemmQ8Out &o
     const int want = (int)std::max(1LL, (pairs + (long long)WARPS * MIN_STEPS - 1) / ((long long)WARPS * MIN_STEPS));
     const int bps = std::max(1, std::min(sm_count() / splits, want));
     if (!o.add) cudaMemsetAsync(o.out, 0, (size_t)T * W.rows * 4, s);
-    gemm_q8_skinny_kernel<BN, D, WARPS><<<bps * splits, WARPS * 32, smem_bytes<BN>(), s>>>(W, X, ldx, T, o, splits, cps);
-}
-
-/* MAMBA2_GPU_Q8_SKINNY: 0 off, 1 (default) / 2 / 3 the shape variants of launch_gemm_q8_skinny(). */
-int skinny_variant() {
-    static int v = -1;
-    if (v < 0) {
-        const char *e = getenv("MAMBA2_GPU_Q8_SKINNY");
-        v = e && *e ? atoi(e) : 1;
-    }
-    return v;
+    /* [T, rows] with rows a multiple of 4 and 16-byte aligned: the sums leave in 16-byte reductions */
+    const int quads = skinny_mode() != 2 && o.ldr == 1 && o.ldn % 4 == 0 && W.rows % 4 == 0 && ((uintptr_t)o.out & 15) == 0;
+    gemm_q8_skinny_kernel<BN, D, WARPS><<<bps * splits, WARPS * 32, smem_bytes<BN>(), s>>>(W, X, ldx, T, o, splits, cps, quads);
 }
 
 } // namespace
 
 bool gemm_q8_skinny_fits(const GpuQ8 &W, int ldx, int T, const GemmQ8Out &o) {
-    const bool off = skinny_variant() == 0;
+    const bool off = skinny_mode() == 0;
     const bool contiguous = (o.ldr == 1 && o.ldn == W.rows) || (o.ldn == 1 && o.ldr == T);
     return !off && T >= 1 && T <= GEMM_Q8_SKINNY_MAX_T && !o.bf16 && (o.add || contiguous) && W.rows > 0 &&
            W.K32 % STEP == 0 && W.K == W.K32 && ldx % 8 == 0;
 }
 
 void launch_gemm_q8_skinny(const GpuQ8 &W, const bf16 *X, int ldx, int T, const GemmQ8Out &o, int splits, cudaStream_t s) {
-    const int v = skinny_variant();
-    if (T <= 8) {
-        if (v == 2) launch_bn<8, 6, 12>(W, X, ldx, T, o, splits, s);
-        else if (v == 3) launch_bn<8, 8, 8>(W, X, ldx, T, o, splits, s);
-        else launch_bn<8, 4, 16>(W, X, ldx, T, o, splits, s);
-    } else if (T <= 16) {
-        if (v == 2) launch_bn<16, 6, 12>(W, X, ldx, T, o, splits, s);
-        else if (v == 3) launch_bn<16, 8, 8>(W, X, ldx, T, o, splits, s);
-        else launch_bn<16, 4, 16>(W, X, ldx, T, o, splits, s);
-    } else if (T <= 32) {
-        if (v == 2) launch_bn<32, 3, 16>(W, X, ldx, T, o, splits, s);
-        else if (v == 3) launch_bn<32, 6, 8>(W, X, ldx, T, o, splits, s);
-        else launch_bn<32, 4, 12>(W, X, ldx, T, o, splits, s);
-    } else {
-        if (v == 2) launch_bn<64, 3, 16>(W, X, ldx, T, o, splits, s);
-        else if (v == 3) launch_bn<64, 6, 8>(W, X, ldx, T, o, splits, s);
-        else launch_bn<64, 4, 12>(W, X, ldx, T, o, splits, s);
-    }
+    if (T <= 8) launch_bn<8, 4, 16>(W, X, ldx, T, o, splits, s);
+    else if (T <= 16) launch_bn<16, 8, 8>(W, X, ldx, T, o, splits, s);
+    else if (T <= 32) launch_bn<32, 4, 12>(W, X, ldx, T, o, splits, s);
+    else launch_bn<64, 6, 8>(W, X, ldx, T, o, splits, s);
 }
