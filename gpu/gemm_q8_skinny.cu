@@ -39,7 +39,8 @@
  * Warps per block and steps in flight per warp (D), per token width: the registers of an SM
  * (64 K) hold warps × (D · 18 + the accumulators, BN / 2, + about 40) per lane, so the wider the
  * token tile, the fewer warps or stages; 8 tokens: 16 warps × 4 steps, 16 tokens: 8 × 8, 32 tokens:
- * 12 × 4, 64 tokens: 8 × 6, each the fastest alone of three shapes measured (results/gpu.md).
+ * 12 × 4, 64 tokens: 8 × 6, each the fastest alone of three shapes measured (16 tokens: as fast as
+ * 16 × 4; results/gpu.md).
  *
  * Taken (gemm_q8_skinny_fits()) for fp32 outputs, stored contiguously or added to, T ≤ 64 and K a
  * multiple of 128; gemm_q8.cu takes everything else (bf16 outputs, more tokens, other K).
