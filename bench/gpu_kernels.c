@@ -9,10 +9,11 @@
  * Usage: build/bench_gpu_kernels [--json]   (needs a GPU)
  *        build/bench_gpu_kernels --gemv       the ceilings and the GEMV tables alone (bf16, q8, q8 dequantization)
  *        build/bench_gpu_kernels --cublas-once   one cuBLAS call per batched decode shape (for a profiler)
- *        build/bench_gpu_kernels --q8gemm     the q8 GEMM against cuBLAS on bf16 weights and against
+ *        build/bench_gpu_kernels --q8gemm [MAX_T]  the q8 GEMM against cuBLAS on bf16 weights and against
  *                                             dequantization + cuBLAS, 8 to 4,096 tokens
  */
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 
 #include "gpu.h"
@@ -49,8 +50,9 @@ int main(int argc, char **argv) {
         printf("%-9s %-14s %5s | %9s %7s %6s | %9s %7s %6s | %9s | %s\n", "product", "rows x cols", "T", "q8 GEMM", "GB/s",
                "TF/s", "cuBLAS", "GB/s", "TF/s", "deq+cuBL", "q8 / cuBLAS time");
         const int Ts[] = {8, 16, 32, 64, 128, 256, 512, 1024, 2048, 4096};
+        const int max_T = argc > 2 ? atoi(argv[2]) : 4096; /* --q8gemm MAX_T: the rows up to that T only */
         for (int k = 0; k < 3; k++)
-            for (size_t i = 0; i < sizeof Ts / sizeof Ts[0]; i++) {
+            for (size_t i = 0; i < sizeof Ts / sizeof Ts[0] && Ts[i] <= max_T; i++) {
                 double ms[3];
                 if (mamba2_gpu_time_gemm_q8(shapes[k].rows, shapes[k].cols, Ts[i], 30, ms, &e)) {
                     fprintf(stderr, "q8 gemm: %s\n", e.msg);

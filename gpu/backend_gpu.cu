@@ -13,7 +13,9 @@
  * no bf16 copy of them is kept. Decode's GEMV path (≤ 4 sequences) reads the int8 values and
  * scales (gemv.cuh); the products of more tokens (prefill, decode of more sequences) go through the
  * q8 GEMM (gemm_q8.cu), which reads them as stored and widens them to bf16 in registers, up to
- * q8_gemm_max_T tokens (MAMBA2_GPU_Q8_GEMM_MAX_T; MAMBA2_GPU_Q8_GEMM=0 turns it off). Beyond that,
+ * q8_gemm_max_T tokens (MAMBA2_GPU_Q8_GEMM_MAX_T; MAMBA2_GPU_Q8_GEMM=0 turns it off); it hands the
+ * fp32 products of at most 64 tokens (decode of 5–64 sequences) to its few-token kernel
+ * (gemm_q8_skinny.cu), which streams the weights into registers. Beyond that,
  * where cuBLAS' faster tensor-core path outweighs the extra traffic, each matrix is dequantized
  * into one bf16 scratch matrix (the largest one's size) just before its cuBLAS GEMM.
  */

@@ -111,6 +111,19 @@ __device__ __forceinline__ uint32_t pack_bf16x2(float lo, float hi) {
     return *(uint32_t *)&h;
 }
 
+/** Four int8 weights (one 32-bit word, the lowest byte first) times a scale s, given as
+ *  @p S = s · 2¹⁵ and @p C = −s · (2¹⁵ + 2⁷), rounded to bf16 in pairs: @p lo = weights 0, 1 and
+ *  @p hi = weights 2, 3; the same formula as q8x16_to_bf16(), which is four of these. */
+__device__ __forceinline__ void q8x4_to_bf16(uint32_t v, float S, float C, uint32_t &lo, uint32_t &hi) {
+    const uint32_t w = v ^ 0x80808080u;
+    float f0 = fmaf(__uint_as_float(__byte_perm(w, 0x3F800000u, 0x7604)), S, C);
+    float f1 = fmaf(__uint_as_float(__byte_perm(w, 0x3F800000u, 0x7614)), S, C);
+    float f2 = fmaf(__uint_as_float(__byte_perm(w, 0x3F800000u, 0x7624)), S, C);
+    float f3 = fmaf(__uint_as_float(__byte_perm(w, 0x3F800000u, 0x7634)), S, C);
+    lo = pack_bf16x2(f0, f1);
+    hi = pack_bf16x2(f2, f3);
+}
+
 /**
  * Sixteen int8 weights of a q8 block (one 16-byte load) times the block's scale @p s, rounded to bf16
  * in pairs:  out[i] = (bf16(s · q[2i]), bf16(s · q[2i + 1])), the low half first.
@@ -124,16 +137,10 @@ __device__ __forceinline__ uint32_t pack_bf16x2(float lo, float hi) {
  */
 __device__ __forceinline__ void q8x16_to_bf16(uint4 v, float s, uint32_t out[8]) {
     const float S = s * 32768.0f, C = s * -32896.0f;
-    const uint32_t w[4] = {v.x ^ 0x80808080u, v.y ^ 0x80808080u, v.z ^ 0x80808080u, v.w ^ 0x80808080u};
-#pragma unroll
-    for (int i = 0; i < 4; i++) {
-        float f0 = fmaf(__uint_as_float(__byte_perm(w[i], 0x3F800000u, 0x7604)), S, C);
-        float f1 = fmaf(__uint_as_float(__byte_perm(w[i], 0x3F800000u, 0x7614)), S, C);
-        float f2 = fmaf(__uint_as_float(__byte_perm(w[i], 0x3F800000u, 0x7624)), S, C);
-        float f3 = fmaf(__uint_as_float(__byte_perm(w[i], 0x3F800000u, 0x7634)), S, C);
-        out[2 * i] = pack_bf16x2(f0, f1);
-        out[2 * i + 1] = pack_bf16x2(f2, f3);
-    }
+    q8x4_to_bf16(v.x, S, C, out[0], out[1]);
+    q8x4_to_bf16(v.y, S, C, out[2], out[3]);
+    q8x4_to_bf16(v.z, S, C, out[4], out[5]);
+    q8x4_to_bf16(v.w, S, C, out[6], out[7]);
 }
 
 /** silu(v) = v · sigmoid(v). The fast division (2 ulp) gives 0 once 1 + e^−v passes 2^126

@@ -4,9 +4,9 @@
 # Binaries are built on the development machine (make STATIC_DEPS=1) and carried in .device/.
 # What comes back in $OUT: gpu.txt, tests.log, kernels.txt, ncu_ssd.txt,
 # bench_fp32.json, bench_bf16.json, profile.txt, hf.txt, ab.txt, ncu_gemv.txt, sweep.txt, ncu_batched.txt,
-# q8gemm.txt, q8bench.txt, q8table.txt.
+# q8gemm.txt, q8bench.txt, q8table.txt, skinny.txt.
 # Usage: bash gpu/device_run.sh [STEPS]   STEPS: comma list of test,sanitize,kernels,ncu,ncuprefill,ncugemv,
-#        ncucublas,ncustep,model,sweep,profile,profilebatched,power,ab,q8gemm,hf (default: test,sanitize,kernels,model,profile,hf)
+#        ncucublas,ncustep,model,sweep,profile,profilebatched,power,ab,q8gemm,skinny,hf (default: test,sanitize,kernels,model,profile,hf)
 set -u
 OUT=${OUT:-/tmp/mamba2-out}
 mkdir -p "$OUT"
@@ -65,7 +65,7 @@ if has ncucublas; then
     echo "exit $?"
     grep -E "^  [a-zA-Z_].*\(|Duration|DRAM Throughput|Grid Size|Registers Per|Block Size" /tmp/ncu_cublas.txt | tee "$OUT/ncu_batched.txt" | head -120
 fi
-if has model || has q8gemm || has hf || has profile || has profilebatched || has power || has ab || has sweep || has ncustep; then
+if has model || has q8gemm || has skinny || has hf || has profile || has profilebatched || has power || has ab || has sweep || has ncustep; then
     if [ ! -f "$CK/model.safetensors.index.json" ]; then
         log "writing the 64-layer random 7B checkpoint"
         /usr/bin/time -v python3 data/write_checkpoint.py --out "$CK" --layers 64 --threads 16 2>&1 | grep -E "Elapsed|error|Error" | tail -3
@@ -165,6 +165,29 @@ if has ab; then
         echo "$kb"
         timeout 120 "$kb" 2>&1 | grep -E "^(in_proj|out_proj|lm_head) "
     done | tee -a "$OUT/ab.txt"
+fi
+if has skinny; then
+    # The few-token q8 GEMM (gemm_q8_skinny.cu): alone at T = 8..128 with MAMBA2_GPU_Q8_SKINNY=0 (off:
+    # the tiled kernel, as before), 2 (on, 4-byte atomics only) and 1 (on); then the 7B, decode batch 1/4/16/64 after a 512-token
+    # prompt: stored bf16, q8 without it, q8 with it, in SKINNY_REPS rounds (default 2), each run
+    # started only while SKINNY_BUDGET seconds (default 330) from the step's start are not spent.
+    t0=$(date +%s)
+    log "few-token q8 GEMM alone, off, on without 16-byte reductions, on (skinny.txt)"
+    for v in 0 2 1; do
+        echo "## MAMBA2_GPU_Q8_SKINNY=$v"
+        MAMBA2_GPU_Q8_SKINNY=$v timeout 100 "$BIN/bench_gpu_kernels" --q8gemm 128 2>&1
+    done > "$OUT/skinny.txt"
+    cat "$OUT/skinny.txt"
+    log "7B: stored bf16, q8 (skinny off), q8 (skinny on), prompt 512, decode batch 1,4,16,64 (skinny.txt)"
+    for rep in $(seq "${SKINNY_REPS:-2}"); do
+        for cfg in "stored:1" "q8:0" "q8:1"; do
+            [ $(( $(date +%s) - t0 )) -lt "${SKINNY_BUDGET:-330}" ] || break 2
+            w=${cfg%%:*} v=${cfg#*:}
+            echo "## round $rep weights $w MAMBA2_GPU_Q8_SKINNY=$v ($(date -u +%H:%M:%S))"
+            MAMBA2_GPU_Q8_SKINNY=$v timeout 100 "$BIN/mamba2" bench "$CK" --backend gpu --weights "$w" --prompt-len 512 \
+                --gen-len 32 --batch 1,4,16,64 2>&1 | grep -E "^prefill|^ +[0-9]+ +[0-9.]+ +\[|rror|ceiling"
+        done
+    done | tee -a "$OUT/skinny.txt"
 fi
 if has q8gemm; then
     # The q8 GEMM (gemm_q8.cu): alone against cuBLAS, then the 7B with stored (bf16) and q8 weights

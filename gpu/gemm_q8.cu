@@ -1,6 +1,7 @@
 /**
  * @file gemm_q8.cu
- * @brief The GEMM over q8 weights for prefill and for decode beyond the GEMV path's 4 sequences:
+ * @brief The GEMM over q8 weights for prefill and for decode beyond the GEMV path's 4 sequences
+ *        (fp32 products of at most 64 tokens, K a multiple of 128, are handed to gemm_q8_skinny.cu):
  *        out[n][r] = Σ_k x[n][k] · d[r][k / 32] · q[r][k], the weights read as stored (1 + 2/32 bytes
  *        each) and turned into bf16 in registers, just before the tensor cores (mma.sync m16n8k16).
  *
@@ -209,6 +210,7 @@ bool gemm_q8_supported(const GpuQ8 &W, int ldx) { return W.K % 8 == 0 && ldx % 8
 
 void launch_gemm_q8(const GpuQ8 &W, const bf16 *X, int ldx, int T, const GemmQ8Out &o, int splits, cudaStream_t s) {
     if (T <= 0 || W.rows <= 0) return;
+    if (gemm_q8_skinny_fits(W, ldx, T, o)) return launch_gemm_q8_skinny(W, X, ldx, T, o, splits, s);
     if (T <= 16) launch_bn<16>(W, X, ldx, T, o, splits, s);
     else if (T <= 32) launch_bn<32>(W, X, ldx, T, o, splits, s);
     else if (T <= 64) launch_bn<64>(W, X, ldx, T, o, splits, s);

@@ -106,6 +106,13 @@ int mamba2_gpu_gemm_q8(int rows, int cols, int T, int mode, const uint16_t *W, c
                        float *out, Mamba2Error *err);
 
 /**
+ * @brief Which kernel mamba2_gpu_gemm_q8() runs for this product (mode as there), so that the tests
+ *        can show that each is covered.
+ * @return 1: the few-token kernel (gemm_q8_skinny.cu), 0: the tiled kernel (gemm_q8.cu).
+ */
+int mamba2_gpu_gemm_q8_skinny_taken(int rows, int cols, int T, int mode);
+
+/**
  * @brief Time out[T][rows] = x · Wᵀ (fp32 out) three ways, back to back over weight copies beyond the
  *        L2: @p ms[0] the q8 GEMM, @p ms[1] cuBLAS on bf16 weights, @p ms[2] dequantizing the q8
  *        matrix into bf16 then cuBLAS (the path the q8 GEMM replaces). Medians of milliseconds per call.

@@ -106,6 +106,24 @@ bool gemm_q8_supported(const GpuQ8 &W, int ldx);
  */
 void launch_gemm_q8(const GpuQ8 &W, const bf16 *X, int ldx, int T, const GemmQ8Out &o, int splits, cudaStream_t s);
 
+/* ---- gemm_q8_skinny.cu: the q8 GEMM for few tokens, which launch_gemm_q8() hands them to */
+
+/** Most tokens the few-token q8 GEMM takes. */
+#define GEMM_Q8_SKINNY_MAX_T 64
+
+/** 1 when launch_gemm_q8_skinny() takes this product: fp32 output stored contiguously ([T, rows] or
+ *  [rows, T]) or added to, 1 ≤ T ≤ GEMM_Q8_SKINNY_MAX_T, K a multiple of 128, and the environment
+ *  does not say MAMBA2_GPU_Q8_SKINNY=0. */
+bool gemm_q8_skinny_fits(const GpuQ8 &W, int ldx, int T, const GemmQ8Out &o);
+
+/**
+ * launch_gemm_q8()'s product for the operands gemm_q8_skinny_fits() accepts: the weights streamed
+ * into registers once, the activations of a slice of K in shared memory, fp32 partial sums added
+ * atomically (the output zeroed first unless @p o adds to it). @p splits: slices of K (0: as few as
+ * the shared memory allows; more are taken as asked, at most one per 128 columns).
+ */
+void launch_gemm_q8_skinny(const GpuQ8 &W, const bf16 *X, int ldx, int T, const GemmQ8Out &o, int splits, cudaStream_t s);
+
 /** Rows [first, first + n) of @p W as a q8 matrix of their own (no copy). */
 GpuQ8 q8_rows(const GpuQ8 &W, int first, int n);
 

@@ -566,6 +566,14 @@ extern "C" int mamba2_gpu_gemm_q8(int rows, int cols, int T, int mode, const uin
     return 0;
 }
 
+extern "C" int mamba2_gpu_gemm_q8_skinny_taken(int rows, int cols, int T, int mode) {
+    GpuQ8 m = {};
+    m.rows = rows, m.K = cols, m.K32 = (cols + Q8_BLOCK - 1) / Q8_BLOCK * Q8_BLOCK;
+    GemmQ8Out o = {};
+    o.ldn = mode == 3 ? 1 : rows, o.ldr = mode == 3 ? T : 1, o.bf16 = mode == 2, o.add = mode == 1;
+    return gemm_q8_skinny_fits(m, cols, T, o) ? 1 : 0;
+}
+
 extern "C" int mamba2_gpu_time_gemm_q8(int rows, int cols, int T, int reps, double ms[3], Mamba2Error *err) {
     if (!mamba2_gpu_available(err)) return -1;
     /* weight copies beyond the 50 MB L2, as the GEMV timings rotate over */

@@ -205,7 +205,13 @@ static void test_q8_gemv_kernel(void) {
 /* The q8 GEMM (prefill; decode beyond 4 sequences) on fresh random shapes: rows not a multiple of the
  * 128-row tile, tokens not a multiple of any token tile (16, 32, 64, 128), columns a multiple of 64,
  * of 32 only, and of 8 only with an odd number of q8 blocks (the last tile half empty, the scales'
- * pairs straddling their 4-byte words), K long enough to be split across blocks. Every output
+ * pairs straddling their 4-byte words), K long enough to be split across blocks. Both kernels: the
+ * tiled one (gemm_q8.cu: bf16 outputs, T > 64, K not a multiple of 128) and the few-token one
+ * (gemm_q8_skinny.cu: fp32 outputs, T ≤ 64, K a multiple of 128), the latter at each of its token
+ * widths (8, 16, 32, 64), with rows not a multiple of its 16-row groups, one slice of K or several
+ * (several with K 8,192 at 24 tokens, and with the 3 slices mode 1 asks, uneven where K / 128 is
+ * not a multiple of 3), and on a fresh shape of its own; the test asserts which kernel each product
+ * took. Every output
  * element against the double product of the same dequantized weights, bf16(d · q) as the kernel
  * (and the dequantization for cuBLAS) rounds them, with the same bf16 activations, in each output
  * mode of the hook: fp32 stored (outputs poisoned with NaN first), fp32 added to a random addend
@@ -215,14 +221,20 @@ static void test_q8_gemv_kernel(void) {
 #define Q8_GEMM_TOL 1e-5
 #define Q8_GEMM_BF16_TOL 3e-3
 static void test_q8_gemm_kernel(void) {
-    int shapes[][3] = {{300, 4096, 16}, {129, 1048, 37}, {257, 520, 200}, {64, 8192, 5}, {4100, 256, 64}, {33, 48, 130}, {0, 0, 0}, {0, 0, 0}};
-    for (int k = 6; k < 8; k++) { /* fresh: rows, columns (a multiple of 8), tokens */
+    int shapes[][3] = {{300, 4096, 16}, {129, 1048, 37}, {257, 520, 200}, {64, 8192, 5},  {4100, 256, 64}, {33, 48, 130},
+                       {1000, 1024, 33}, {77, 2048, 8},  {2000, 8192, 24}, {5, 128, 1},    {0, 0, 0},      {0, 0, 0},
+                       {0, 0, 0}};
+    for (int k = 10; k < 12; k++) { /* fresh: rows, columns (a multiple of 8), tokens */
         shapes[k][0] = 1 + (int)(test_uniform() * 700);
         shapes[k][1] = 8 * (1 + (int)(test_uniform() * 600));
         shapes[k][2] = 1 + (int)(test_uniform() * 300);
     }
+    shapes[12][0] = 1 + (int)(test_uniform() * 1500); /* fresh, for the few-token kernel */
+    shapes[12][1] = 128 * (1 + (int)(test_uniform() * 64));
+    shapes[12][2] = 1 + (int)(test_uniform() * 64);
     const char *modes[4] = {"fp32", "fp32 +=, K split", "bf16", "fp32 transposed"};
     double worst[4] = {0, 0, 0, 0};
+    int skinny = 0, skinny_widths = 0;
     for (size_t k = 0; k < sizeof shapes / sizeof shapes[0]; k++) {
         const int rows = shapes[k][0], cols = shapes[k][1], T = shapes[k][2], K32 = (cols + 31) / 32 * 32, nblk = K32 / 32;
         const size_t n = (size_t)T * rows;
@@ -260,13 +272,19 @@ static void test_q8_gemm_kernel(void) {
                 }
             double err = test_rel_l2(out, want, n);
             if (err > worst[mode] || isnan(err)) worst[mode] = err;
-            printf("\n    q8 GEMM %5d x %-5d T=%-4d %-17s %.1e", rows, cols, T, modes[mode], err);
+            const int sk = mamba2_gpu_gemm_q8_skinny_taken(rows, cols, T, mode);
+            skinny += sk;
+            if (sk) skinny_widths |= T <= 8 ? 1 : T <= 16 ? 2 : T <= 32 ? 4 : 8;
+            printf("\n    q8 GEMM %5d x %-5d T=%-4d %-17s %-7s %.1e", rows, cols, T, modes[mode], sk ? "skinny" : "tiled", err);
             CU_ASSERT(err <= (mode == 2 ? Q8_GEMM_BF16_TOL : Q8_GEMM_TOL));
         }
         free(W), free(x), free(d), free(q), free(out), free(addend), free(ref), free(want), free(wdq);
     }
-    printf("\n    worst: fp32 %.1e, fp32 += with K split %.1e, transposed %.1e (bound %.0e); bf16 %.1e (bound %.0e)\n", worst[0],
-           worst[1], worst[3], Q8_GEMM_TOL, worst[2], Q8_GEMM_BF16_TOL);
+    printf("\n    worst: fp32 %.1e, fp32 += with K split %.1e, transposed %.1e (bound %.0e); bf16 %.1e (bound %.0e); "
+           "%d products through the few-token kernel\n",
+           worst[0], worst[1], worst[3], Q8_GEMM_TOL, worst[2], Q8_GEMM_BF16_TOL, skinny);
+    CU_ASSERT(skinny >= 21);            /* 7 fixed shapes × 3 fp32 modes at least */
+    CU_ASSERT_EQUAL(skinny_widths, 15); /* every token width of the few-token kernel */
 }
 
 /* The decode SSD step alone against a double-precision step, through each kernel: the register
