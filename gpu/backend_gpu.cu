@@ -187,7 +187,7 @@ static int upload_q8(Upload *up, const Mamba2Tensor *t, GpuQ8 *out, Mamba2Error 
     uint16_t *d;
     if (dev_alloc(up->gb, (void **)&q, (size_t)rows * K32, t->name, err)) return -1;
     up->gb->allocations.push_back(q);
-    if (dev_alloc(up->gb, (void **)&d, (size_t)rows * (K32 / Q8_BLOCK) * 2, t->name, err)) return -1;
+    if (dev_alloc(up->gb, (void **)&d, q8_scale_alloc_bytes(rows, K32), t->name, err)) return -1;
     up->gb->allocations.push_back(d);
     int piece = (int)(up->pinned_bytes / ((size_t)K * esize)); /* rows per piece */
     if (piece < 1) return mamba2_fail(err, "%s: a row of %d weights does not fit the upload buffer", t->name, K);

@@ -53,6 +53,18 @@ struct GpuQ8 {
     int K32;            /**< K rounded up to a multiple of Q8_BLOCK */
 };
 
+/**
+ * @brief Bytes to allocate for the scales of a q8 matrix of @p rows rows and @p K32 columns:
+ *        rows · K32 / Q8_BLOCK halves, rounded up to whole 4-byte words.
+ *
+ * gemm_q8.cu stages the scales in 4-byte cp.async copies; the last one of an odd count copies
+ * 2 bytes and zero-fills the rest, which compute-sanitizer checks as a 4-byte read: the spare
+ * 2 bytes keep that read inside the allocation. They are never used as a scale.
+ */
+inline size_t q8_scale_alloc_bytes(int rows, int K32) {
+    return ((size_t)rows * (K32 / Q8_BLOCK) * 2 + 3) & ~(size_t)3;
+}
+
 /** The weights of one layer on the device. Big matrices bf16 (or q8), small vectors fp32. */
 struct GpuLayer {
     const bf16 *in_proj;   /**< [d_in_proj, d] (NULL with q8 weights) */

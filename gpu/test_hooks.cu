@@ -219,7 +219,7 @@ struct Q8Buffers {
 static int q8_make(Q8Buffers &b, const bf16 *Wd, int rows, int cols, Mamba2Error *err) {
     const int K32 = round_up(cols, Q8_BLOCK);
     CUDA_TRY(cudaMalloc(&b.q, (size_t)rows * K32));
-    CUDA_TRY(cudaMalloc(&b.d, (size_t)rows * (K32 / Q8_BLOCK) * 2));
+    CUDA_TRY(cudaMalloc(&b.d, q8_scale_alloc_bytes(rows, K32)));
     CUDA_TRY(cudaMemset(b.q, 0x80, (size_t)rows * K32)); /* poison (−128, never a value): every byte must be written */
     CUDA_TRY(cudaMemset(b.d, 0xff, (size_t)rows * (K32 / Q8_BLOCK) * 2));
     launch_q8_quantize(Wd, 0, rows, 0, b.q, b.d, cols, K32, 0);
