@@ -523,6 +523,14 @@ extern "C" double mamba2_gpu_time_cublas_gemm(int rows, int cols, int nb, int re
 
 /* ------------------------------------------------------------------ the q8 GEMM */
 
+/* The output of mamba2_gpu_gemm_q8()'s @p mode: 0 fp32 [T, rows], 1 the same added to, 2 bf16
+ * [T, rows], 3 fp32 [rows, T]. */
+static GemmQ8Out gemm_q8_out_of_mode(int mode, int rows, int T, void *out) {
+    GemmQ8Out o = {};
+    o.out = out, o.ldn = mode == 3 ? 1 : rows, o.ldr = mode == 3 ? T : 1, o.bf16 = mode == 2, o.add = mode == 1;
+    return o;
+}
+
 extern "C" int mamba2_gpu_gemm_q8(int rows, int cols, int T, int mode, const uint16_t *W, const uint16_t *x, int8_t *q,
                                   uint16_t *d, float *out, Mamba2Error *err) {
     if (!mamba2_gpu_available(err)) return -1;
@@ -548,9 +556,7 @@ extern "C" int mamba2_gpu_gemm_q8(int rows, int cols, int T, int mode, const uin
         std::vector<float> poison(n_out, NAN);
         CUDA_TRY(cudaMemcpy(dout, poison.data(), n_out * 4, cudaMemcpyHostToDevice));
     }
-    GemmQ8Out o = {};
-    o.out = dout, o.ldn = mode == 3 ? 1 : rows, o.ldr = mode == 3 ? T : 1, o.bf16 = mode == 2, o.add = mode == 1;
-    launch_gemm_q8(b.m, dx, cols, T, o, mode == 1 ? 3 : 0, 0);
+    launch_gemm_q8(b.m, dx, cols, T, gemm_q8_out_of_mode(mode, rows, T, dout), mode == 1 ? 3 : 0, 0);
     LAUNCH_TRY();
     CUDA_TRY(cudaDeviceSynchronize());
     if (mode == 2) {
@@ -569,9 +575,7 @@ extern "C" int mamba2_gpu_gemm_q8(int rows, int cols, int T, int mode, const uin
 extern "C" int mamba2_gpu_gemm_q8_skinny_taken(int rows, int cols, int T, int mode) {
     GpuQ8 m = {};
     m.rows = rows, m.K = cols, m.K32 = (cols + Q8_BLOCK - 1) / Q8_BLOCK * Q8_BLOCK;
-    GemmQ8Out o = {};
-    o.ldn = mode == 3 ? 1 : rows, o.ldr = mode == 3 ? T : 1, o.bf16 = mode == 2, o.add = mode == 1;
-    return gemm_q8_skinny_fits(m, cols, T, o) ? 1 : 0;
+    return gemm_q8_skinny_fits(m, cols, T, gemm_q8_out_of_mode(mode, rows, T, NULL)) ? 1 : 0;
 }
 
 extern "C" int mamba2_gpu_time_gemm_q8(int rows, int cols, int T, int reps, double ms[3], Mamba2Error *err) {
