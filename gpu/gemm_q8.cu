@@ -189,13 +189,10 @@ template <int BN> void launch_bn(const GpuQ8 &W, const bf16 *X, int ldx, int T, 
     }
     const int nkt = (W.K32 / Q8_BLOCK + 1) / 2, row_tiles = (W.rows + BM - 1) / BM, tok_tiles = (T + BN - 1) / BN;
     if (splits <= 0) { /* enough blocks for three per SM, each slice at least 4 stages long */
-        static int sms = 0;
-        if (!sms) cudaDeviceGetAttribute(&sms, cudaDevAttrMultiProcessorCount, 0);
-        const int base = row_tiles * tok_tiles, target = 3 * (sms ? sms : 132);
+        const int base = row_tiles * tok_tiles, target = 3 * gpu_sm_count();
         splits = base >= target ? 1 : std::min((target + base - 1) / base, std::max(1, nkt / 4));
     }
-    const bool contiguous = (o.ldr == 1 && o.ldn == W.rows) || (o.ldn == 1 && o.ldr == T);
-    if (o.bf16 || (!o.add && !contiguous)) splits = 1; /* atomic partial sums need fp32 and a zeroed or added-to output */
+    if (o.bf16 || (!o.add && !gemm_q8_out_contiguous(W, T, o))) splits = 1; /* atomic partial sums need fp32 and a zeroed or added-to output */
     const int per = (nkt + std::max(splits, 1) - 1) / std::max(splits, 1);
     splits = per ? (nkt + per - 1) / per : 1;
     o.atomic = splits > 1;
@@ -205,6 +202,12 @@ template <int BN> void launch_bn(const GpuQ8 &W, const bf16 *X, int ldx, int T, 
 }
 
 } // namespace
+
+int gpu_sm_count() {
+    static int sms = 0;
+    if (!sms && (cudaDeviceGetAttribute(&sms, cudaDevAttrMultiProcessorCount, 0) != cudaSuccess || sms <= 0)) sms = 132;
+    return sms;
+}
 
 bool gemm_q8_supported(const GpuQ8 &W, int ldx) { return W.K % 8 == 0 && ldx % 8 == 0; }
 

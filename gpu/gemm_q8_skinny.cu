@@ -241,12 +241,6 @@ int skinny_mode() {
     return mode;
 }
 
-int sm_count() {
-    static int sms = 0;
-    if (!sms && (cudaDeviceGetAttribute(&sms, cudaDevAttrMultiProcessorCount, 0) != cudaSuccess || sms <= 0)) sms = 132;
-    return sms;
-}
-
 template <int BN, int D, int WARPS>
 void launch_bn(const GpuQ8 &W, const bf16 *X, int ldx, int T, const GemmQ8Out &o, int splits, cudaStream_t s) {
     static bool attr = false; /* over 48 KB of dynamic shared memory needs the opt-in, once per kernel */
@@ -256,13 +250,13 @@ void launch_bn(const GpuQ8 &W, const bf16 *X, int ldx, int T, const GemmQ8Out &o
     }
     const int NC = W.K32 / STEP, max_cps = slice_cols<BN>() / STEP, RG = (W.rows + 15) / 16;
     if (splits <= 0) splits = (NC + max_cps - 1) / max_cps;
-    splits = std::min(std::max(splits, (NC + max_cps - 1) / max_cps), std::min(NC, sm_count()));
+    splits = std::min(std::max(splits, (NC + max_cps - 1) / max_cps), std::min(NC, gpu_sm_count()));
     const int cps = (NC + splits - 1) / splits;
     splits = (NC + cps - 1) / cps;
     /* blocks per slice: all SMs between the slices, fewer where warps would get under MIN_STEPS steps */
     const long long pairs = (long long)RG * cps;
     const int want = (int)std::max(1LL, (pairs + (long long)WARPS * MIN_STEPS - 1) / ((long long)WARPS * MIN_STEPS));
-    const int bps = std::max(1, std::min(sm_count() / splits, want));
+    const int bps = std::max(1, std::min(gpu_sm_count() / splits, want));
     if (!o.add) cudaMemsetAsync(o.out, 0, (size_t)T * W.rows * 4, s);
     /* [T, rows] with rows a multiple of 4 and 16-byte aligned: the sums leave in 16-byte reductions */
     const int quads = skinny_mode() != 2 && o.ldr == 1 && o.ldn % 4 == 0 && W.rows % 4 == 0 && ((uintptr_t)o.out & 15) == 0;
@@ -273,9 +267,8 @@ void launch_bn(const GpuQ8 &W, const bf16 *X, int ldx, int T, const GemmQ8Out &o
 
 bool gemm_q8_skinny_fits(const GpuQ8 &W, int ldx, int T, const GemmQ8Out &o) {
     const bool off = skinny_mode() == 0;
-    const bool contiguous = (o.ldr == 1 && o.ldn == W.rows) || (o.ldn == 1 && o.ldr == T);
-    return !off && T >= 1 && T <= GEMM_Q8_SKINNY_MAX_T && !o.bf16 && (o.add || contiguous) && W.rows > 0 &&
-           W.K32 % STEP == 0 && W.K == W.K32 && ldx % 8 == 0;
+    return !off && T >= 1 && T <= GEMM_Q8_SKINNY_MAX_T && !o.bf16 && (o.add || gemm_q8_out_contiguous(W, T, o)) &&
+           W.rows > 0 && W.K32 % STEP == 0 && W.K == W.K32 && ldx % 8 == 0;
 }
 
 void launch_gemm_q8_skinny(const GpuQ8 &W, const bf16 *X, int ldx, int T, const GemmQ8Out &o, int splits, cudaStream_t s) {

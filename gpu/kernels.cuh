@@ -94,6 +94,15 @@ struct GemmQ8Out {
     int atomic; /**< set by the launcher: K split across blocks, partial sums added atomically */
 };
 
+/** 1 when @p o holds the whole product contiguously, [T, rows] or its transpose [rows, T], so that a
+ *  kernel may zero it in one memset before adding partial sums into it. */
+inline bool gemm_q8_out_contiguous(const GpuQ8 &W, int T, const GemmQ8Out &o) {
+    return (o.ldr == 1 && o.ldn == W.rows) || (o.ldn == 1 && o.ldr == T);
+}
+
+/** Streaming multiprocessors of device 0 (asked once; 132, an H100/H200's, if the query fails). */
+int gpu_sm_count();
+
 /** 1 when launch_gemm_q8() takes these operands: K and the activations' row stride multiples of 8
  *  (16-byte rows of bf16); otherwise the caller dequantizes and calls cuBLAS. */
 bool gemm_q8_supported(const GpuQ8 &W, int ldx);
