@@ -3,7 +3,8 @@
  * @brief Runs every CUnit suite and prints CUnit's summary; exit status 1 on any failure.
  *
  * Each tests/test_*.c file registers its suites through one function listed in
- * tests.h and called below. Run one suite with `build/run_tests SUITE_NAME`.
+ * tests.h and called below. Run one suite with `build/run_tests SUITE_NAME`, one test of it with
+ * `build/run_tests SUITE_NAME 'TEST NAME'` (to repeat a test that failed once, say).
  */
 #include <CUnit/Basic.h>
 #include <stdio.h>
@@ -44,7 +45,16 @@ int main(int argc, char **argv) {
             CU_cleanup_registry();
             return 2;
         }
-        CU_basic_run_suite(s);
+        CU_pTest t = argc > 2 ? CU_get_test(s, argv[2]) : NULL;
+        if (argc > 2 && !t) {
+            fprintf(stderr, "no test named '%s' in suite '%s'\n", argv[2], argv[1]);
+            CU_cleanup_registry();
+            return 2;
+        }
+        if (t)
+            CU_basic_run_test(s, t);
+        else
+            CU_basic_run_suite(s);
     } else {
         CU_basic_run_tests();
     }
