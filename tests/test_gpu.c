@@ -122,8 +122,12 @@ static void test_gemv_kernel(void) {
  * the 16-, 8- or 4-row blocks; columns a multiple of 32 (the 16-byte path: one pass of 16-byte
  * chunks, two passes, not whole passes) and not (the any-width path, whose padding to 32 must hold
  * zeros), nb = 1..4, outputs poisoned with NaN and the q8 arrays with −128 and NaN scales first.
- * - the quantizer, from its definition: each block's scale d is max|w| / 127 rounded to fp16 (within
- *   half an fp16 ulp), every |q| ≤ 127 and |w − d·q| ≤ d/2 (round to nearest), the padding zero;
+ * - the quantizer, from its definition: each block's scale d is max|w| / 127 rounded to the nearest
+ *   fp16 (no farther than half the gap to either neighbouring half, so subnormal halves, whose gaps
+ *   are wider than 2⁻¹¹ of the value, are judged by their own gap), q = clamp(rint(w · (1/d)),
+ *   −127, 127) in fp32 exactly, and |w − d·q| ≤ d/2 wherever w/d did not need the clamp (a block
+ *   whose max|w| < 127 · 2⁻¹⁴ has a subnormal d, which may round below max|w| / 127 by more than
+ *   1/255 of it: its largest weight then clamps at ±127, as in llama.cpp's Q8_0); the padding zero;
  * - the float product against the double product of the same d·q with x: fp32 rounding (1e-5);
  * - the dp4a product against the double product of d·q with x rounded as the CPU's q8 rounds it
  *   (per block of 32: e = max|x| / 127, p = rint(x · (127 / max|x|)) in fp32): its integer sums are
@@ -152,17 +156,23 @@ static void test_q8_gemv_kernel(void) {
                 double err2 = 0, norm2 = 0;
                 for (int r = 0; r < rows && !rc; r++)
                     for (int b = 0; b < nblk; b++) {
-                        float amax = 0, dv = mamba2_f16_to_f32(d[(size_t)r * nblk + b]), want = 0;
+                        uint16_t dh = d[(size_t)r * nblk + b];
+                        float amax = 0, dv = mamba2_f16_to_f32(dh), want = 0;
                         for (int c = 32 * b; c < 32 * b + 32 && c < cols; c++) {
                             float w = mamba2_bf16_to_f32(W[(size_t)r * cols + c]);
                             amax = fabsf(w) > amax ? fabsf(w) : amax;
                         }
                         want = amax / 127;
-                        if (!(fabs(dv - want) <= want * 0x1p-11)) bad++;
+                        /* the nearest half: within half the gap to each neighbour (0 has none below) */
+                        double up = mamba2_f16_to_f32((uint16_t)(dh + 1)) - dv, down = dh ? dv - mamba2_f16_to_f32((uint16_t)(dh - 1)) : up;
+                        if ((dh & 0x8000) || !(fabs((double)dv - want) <= 0.5 * (dv >= want ? down : up))) bad++;
+                        float inv = dv != 0 ? 1.0f / dv : 0.0f;
                         for (int c = 32 * b; c < 32 * b + 32; c++) {
                             int qv = q[(size_t)r * K32 + c];
-                            float w = c < cols ? mamba2_bf16_to_f32(W[(size_t)r * cols + c]) : 0.0f;
-                            if (qv < -127 || qv > 127 || (c >= cols && qv != 0) || !(fabs((double)w - (double)dv * qv) <= 0.5 * dv * (1 + 1e-5)))
+                            float w = c < cols ? mamba2_bf16_to_f32(W[(size_t)r * cols + c]) : 0.0f, t = rintf(w * inv);
+                            int want_q = (int)(t < -127 ? -127 : t > 127 ? 127 : t);
+                            if (qv != want_q || (c >= cols && qv != 0) ||
+                                (fabsf(w * inv) <= 127.5f && !(fabs((double)w - (double)dv * qv) <= 0.5 * dv * (1 + 1e-5))))
                                 bad++;
                             err2 += (w - dv * qv) * (double)(w - dv * qv), norm2 += (double)w * w;
                         }
