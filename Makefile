@@ -317,7 +317,7 @@ docs:
 	@# the guides' figures (Markdown images are linked, not copied, by Doxygen): each must exist
 	@for f in $$(grep -oh '](figures/[^)]*)' notebooks-docs/*.md | sed 's/^](//; s/)$$//' | sort -u); do \
 	    test -f notebooks-docs/$$f || { echo "docs: notebooks-docs/$$f is missing (make notebooks)"; exit 1; }; done
-	mkdir -p notebooks-docs/html/figures && cp notebooks-docs/figures/*.png notebooks-docs/html/figures/
+	mkdir -p notebooks-docs/html/figures && cp notebooks-docs/figures/*.png notebooks-docs/figures/*.svg notebooks-docs/html/figures/
 	@test -f $(MATHJAX)/MathJax.js || { echo "docs: no MathJax in $(MATHJAX) (bash .ci/install-docs-deps)"; exit 1; }
 	rm -rf notebooks-docs/html/mathjax && mkdir -p notebooks-docs/html/mathjax
 	cd $(MATHJAX) && cp -RL --parents $(MATHJAX_PARTS) $(CURDIR)/notebooks-docs/html/mathjax/

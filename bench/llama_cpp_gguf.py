@@ -52,6 +52,29 @@ def bf16_to_f32(raw):
     return (raw.astype(np.uint32) << 16).view(np.float32)
 
 
+def add_sentencepiece_vocab(w, sp_path, V, bos, eos):
+    """The vocabulary of V tokens, as convert_hf_to_gguf.py's _set_vocab_sentencepiece reads it from the
+    sentencepiece model SP_PATH; ids past the model's own vocabulary become unused [PADi] tokens."""
+    sp = sentencepiece.SentencePieceProcessor(model_file=sp_path)
+    tokens, scores, types = [], [], []
+    for i in range(V):
+        if i >= sp.vocab_size():
+            tokens.append(f"[PAD{i}]".encode()), scores.append(-1000.0), types.append(gguf.TokenType.UNUSED)
+            continue
+        kind = (gguf.TokenType.UNKNOWN if sp.is_unknown(i) else gguf.TokenType.CONTROL if sp.is_control(i)
+                else gguf.TokenType.UNUSED if sp.is_unused(i) else gguf.TokenType.BYTE if sp.is_byte(i)
+                else gguf.TokenType.NORMAL)
+        tokens.append(sp.id_to_piece(i).encode("utf-8")), scores.append(sp.get_score(i)), types.append(kind)
+    w.add_tokenizer_model("llama")
+    w.add_tokenizer_pre("default")
+    w.add_token_list(tokens)
+    w.add_token_scores(scores)
+    w.add_token_types(types)
+    w.add_bos_token_id(bos)
+    w.add_eos_token_id(eos)
+    w.add_unk_token_id(sp.unk_id())
+
+
 def main():
     if len(sys.argv) != 4:
         sys.exit(__doc__)
@@ -75,26 +98,7 @@ def main():
     w.add_layer_norm_rms_eps(cfg["layer_norm_epsilon"])
     w.add_file_type(gguf.LlamaFileType.MOSTLY_BF16)
 
-    # the vocabulary, as convert_hf_to_gguf.py's _set_vocab_sentencepiece reads it
-    sp = sentencepiece.SentencePieceProcessor(model_file=sp_path)
-    V = cfg["vocab_size"]
-    tokens, scores, types = [], [], []
-    for i in range(V):
-        if i >= sp.vocab_size():
-            tokens.append(f"[PAD{i}]".encode()), scores.append(-1000.0), types.append(gguf.TokenType.UNUSED)
-            continue
-        kind = (gguf.TokenType.UNKNOWN if sp.is_unknown(i) else gguf.TokenType.CONTROL if sp.is_control(i)
-                else gguf.TokenType.UNUSED if sp.is_unused(i) else gguf.TokenType.BYTE if sp.is_byte(i)
-                else gguf.TokenType.NORMAL)
-        tokens.append(sp.id_to_piece(i).encode("utf-8")), scores.append(sp.get_score(i)), types.append(kind)
-    w.add_tokenizer_model("llama")
-    w.add_tokenizer_pre("default")
-    w.add_token_list(tokens)
-    w.add_token_scores(scores)
-    w.add_token_types(types)
-    w.add_bos_token_id(cfg["bos_token_id"])
-    w.add_eos_token_id(cfg["eos_token_id"])
-    w.add_unk_token_id(sp.unk_id())
+    add_sentencepiece_vocab(w, sp_path, cfg["vocab_size"], cfg["bos_token_id"], cfg["eos_token_id"])
 
     bf16 = gguf.GGMLQuantizationType.BF16
 

@@ -4,9 +4,9 @@
 # Binaries are built on the development machine (make STATIC_DEPS=1) and carried in .device/.
 # What comes back in $OUT: gpu.txt, tests.log, kernels.txt, ncu_ssd.txt,
 # bench_fp32.json, bench_bf16.json, profile.txt, hf.txt, ab.txt, ncu_gemv.txt, sweep.txt, ncu_batched.txt,
-# q8gemm.txt, q8bench.txt, q8table.txt, skinny.txt.
+# q8gemm.txt, q8bench.txt, q8table.txt, skinny.txt, llamacuda.txt.
 # Usage: bash gpu/device_run.sh [STEPS]   STEPS: comma list of test,sanitize,kernels,ncu,ncuprefill,ncugemv,
-#        ncucublas,ncustep,model,sweep,profile,profilebatched,power,ab,q8gemm,skinny,hf (default: test,sanitize,kernels,model,profile,hf)
+#        ncucublas,ncustep,model,sweep,profile,profilebatched,power,ab,q8gemm,skinny,llamacuda,hf (default: test,sanitize,kernels,model,profile,hf)
 set -u
 OUT=${OUT:-/tmp/mamba2-out}
 mkdir -p "$OUT"
@@ -25,6 +25,8 @@ if has test; then
     log "GPU tests"
     timeout 300 "$BIN/run_tests" gpu 2>&1 | tee "$OUT/tests.log" | tail -60
     timeout 120 "$BIN/run_tests" demo_model_gpu 2>&1 | tee -a "$OUT/tests.log" | tail -12
+    # a failure's test and assertions, wherever they are in the log (the tail above may not reach them)
+    grep -E "random seed|Test: |FAILED|^ +[0-9]+\. " "$OUT/tests.log" | grep -B1 -A8 "FAILED" | head -60
 fi
 if has sanitize; then
     log "compute-sanitizer memcheck on the GPU suite"
@@ -65,7 +67,7 @@ if has ncucublas; then
     echo "exit $?"
     grep -E "^  [a-zA-Z_].*\(|Duration|DRAM Throughput|Grid Size|Registers Per|Block Size" /tmp/ncu_cublas.txt | tee "$OUT/ncu_batched.txt" | head -120
 fi
-if has model || has q8gemm || has skinny || has hf || has profile || has profilebatched || has power || has ab || has sweep || has ncustep; then
+if has model || has q8gemm || has skinny || has llamacuda || has hf || has profile || has profilebatched || has power || has ab || has sweep || has ncustep; then
     if [ ! -f "$CK/model.safetensors.index.json" ]; then
         log "writing the 64-layer random 7B checkpoint"
         /usr/bin/time -v python3 data/write_checkpoint.py --out "$CK" --layers 64 --threads 16 2>&1 | grep -E "Elapsed|error|Error" | tail -3
@@ -221,6 +223,35 @@ if has q8gemm; then
          END { printf "%-13s | %-19s | %-19s | %-17s | %-17s | %-17s | %-17s\n", "weights", "prefill 4096", "prefill 512", "batch 1", "batch 4", "batch 16", "batch 64";
                for (k in keys) printf "%-13s | %-19s | %-19s | %-17s | %-17s | %-17s | %-17s\n", k, w[k, "p4096"], w[k, "p512"], w[k, "b1"], w[k, "b4"], w[k, "b16"], w[k, "b64"] }' \
         "$OUT/q8bench.txt" | tee "$OUT/q8table.txt"
+fi
+if has llamacuda; then
+    # llama.cpp CUDA beside this engine on the same 64-layer checkpoint: its BF16 GGUF (bench/
+    # llama_cpp_gguf.py) and a Q8_0 made by llama-quantize against our stored bf16 and --weights q8,
+    # decode of one sequence (llama-bench tg128: 128 tokens after an empty context; ours: 128 steps after
+    # a 512-token prompt, the same cost per step) and prefill of 512 and 4,096 tokens, LLAMA_REPS
+    # alternated rounds (default 2). LLAMA=DIR holds llama.cpp's CUDA build (bin/: executables and libraries), LLAMA_SRC
+    # its source (for gguf-py).
+    LLAMA=${LLAMA:-/tmp/llama-cuda} LLAMA_SRC=${LLAMA_SRC:-/tmp/llama-src/llama.cpp}
+    export LD_LIBRARY_PATH=$LLAMA/bin:$LD_LIBRARY_PATH:$LLAMA/nccl-stub # the stand-in libnccl.so.2 only where the machine has none
+    log "llama.cpp CUDA: GGUFs of the 64-layer checkpoint (BF16, then Q8_0)"
+    [ -f /tmp/ck64-BF16.gguf ] || PYTHONPATH=$LLAMA_SRC/gguf-py python3 bench/llama_cpp_gguf.py "$CK" \
+        data/mistral-v3/tokenizer.model.v3 /tmp/ck64-BF16.gguf > /dev/null
+    [ -f /tmp/ck64-Q8_0.gguf ] || "$LLAMA/bin/llama-quantize" --pure --token-embedding-type bf16 /tmp/ck64-BF16.gguf \
+        /tmp/ck64-Q8_0.gguf Q8_0 16 > /tmp/quantize.log 2>&1 || tail -5 /tmp/quantize.log
+    ls -la /tmp/ck64-*.gguf
+    for rep in $(seq "${LLAMA_REPS:-2}"); do
+        for f in BF16 Q8_0; do
+            echo "## round $rep llama.cpp $f ($(date -u +%H:%M:%S))"
+            timeout 150 "$LLAMA/bin/llama-bench" -m /tmp/ck64-$f.gguf -ngl 99 -p 512,4096 -n 128 -r 2 2>&1 | grep -E "^\| mamba2|error"
+        done
+        for w in stored q8; do
+            echo "## round $rep ours $w ($(date -u +%H:%M:%S))"
+            for pl in 512 4096; do
+                timeout 100 "$BIN/mamba2" bench "$CK" --backend gpu --weights "$w" --prompt-len $pl \
+                    --gen-len $([ $pl = 512 ] && echo 128 || echo 1) --batch 1 2>&1 | grep -E "^prefill|^ +1 +[0-9.]+ +\[|rror"
+            done
+        done
+    done | tee "$OUT/llamacuda.txt"
 fi
 if has hf; then
     log "Hugging Face transformers on the same checkpoint"
