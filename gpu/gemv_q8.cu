@@ -8,13 +8,15 @@
  * for those tall matrices, 8 rows × 2 chunks per thread, would leave its second chunk idle and
  * halve the bytes in flight; q8 takes 16 rows × 1 chunk instead (the same 16 loads of 16 bytes per
  * thread, 256 bytes). A row of 8,192 (out_proj) is two passes, as bf16's 4,096-column rows are:
- * 8 rows × 2 chunks (bf16 takes 4 × 2 there); against 4 × 2 at 3 blocks per SM, 4 × 2 at 4 and
- * 2 × 4 it was the fastest alone and in the model (results/gpu.md). From 3 sequences the
- * epilogue's lanes (rows × sequences ≤ 32) allow 8 rows at most: 8 × 1 for one-pass rows.
+ * for one sequence 8 rows × 2 chunks (bf16 takes 4 × 2 there), the fastest in the model of the
+ * shapes tried (results/gpu.md: 16 × 1 was faster alone but slower in the model); for 2 to 4
+ * sequences one chunk a thread and as many rows as the epilogue's lanes allow (rows × sequences
+ * ≤ 32, at most 16: 16, 10, 8), which quantize each input chunk once for more rows than 8 × 2 did
+ * (faster in the model at 4 sequences). From 3 sequences the same lanes limit one-pass rows to 8.
  */
 #include "gemv.cuh"
 
-/* The shape of rows of several passes (out_proj), rows × chunks per thread (macros for A/B builds). */
+/* The shape of rows of several passes (out_proj) for one sequence, rows × chunks per thread (macros for A/B builds). */
 #ifndef Q8_WIDE_ROWS
 #define Q8_WIDE_ROWS 8
 #endif
@@ -30,8 +32,12 @@ static void launch_gemv_q8_t(const GemvArgs &a, cudaStream_t s) {
     } else {
         if (one_pass) return launch_gemv_shape<NB, PRO, EPI, 8, 1, WF>(a, s);
     }
-    constexpr int rows = NB <= 2 || Q8_WIDE_ROWS * NB <= 32 ? Q8_WIDE_ROWS : 32 / NB; /* the epilogue's lanes */
-    launch_gemv_shape<NB, PRO, EPI, rows, Q8_WIDE_CPP, WF>(a, s);
+    if constexpr (NB == 1) {
+        launch_gemv_shape<1, PRO, EPI, Q8_WIDE_ROWS, Q8_WIDE_CPP, WF>(a, s);
+    } else {
+        constexpr int rows = 16 * NB <= 32 ? 16 : 32 / NB; /* the epilogue's lanes */
+        launch_gemv_shape<NB, PRO, EPI, rows, 1, WF>(a, s);
+    }
 }
 
 template <int PRO, int EPI, int WF>
