@@ -136,11 +136,11 @@ if [[ " $SIDES " == *" hf "* ]]; then
         # 2 GB for activations and the context
         b=$(( (cap * 1000000000 - 15230000000 - 2000000000) / (KV_PER_TOKEN * seq_ctx) ))
         [ $b -lt 1 ] && continue
-        log "transformers: cap $cap GB, $n generated, batch $b, contexts $P and $(( P + n ))"
+        log "transformers: cap $cap GB, $n generated, batch $b, context $(( P + n ))"
         with_peak timeout 200 python3 bench/hf_transformer_step.py --batch "$b" --context $(( P + n )) --steps 8 \
             > "$OUT/hf_$cap.txt" 2>&1 3> /tmp/peak
         peak=$(cat /tmp/peak)
-        cat "$OUT/hf_$cap.txt" | tail -3
+        tail -3 "$OUT/hf_$cap.txt"
         # a static cache costs the same at every position: N steps of the measured one
         python3 - "$OUT/hf_$cap.txt" "$cap" "$n" "$peak" >> "$TSV" <<'PY'
 import json, sys
