@@ -574,7 +574,7 @@ extern "C" int mamba2_gpu_gemm_q8(int rows, int cols, int T, int mode, const uin
 
 extern "C" int mamba2_gpu_gemm_q8_skinny_taken(int rows, int cols, int T, int mode) {
     GpuQ8 m = {};
-    m.rows = rows, m.K = cols, m.K32 = (cols + Q8_BLOCK - 1) / Q8_BLOCK * Q8_BLOCK;
+    m.rows = rows, m.K = cols, m.K32 = round_up(cols, Q8_BLOCK);
     return gemm_q8_skinny_fits(m, cols, T, gemm_q8_out_of_mode(mode, rows, T, NULL)) ? 1 : 0;
 }
 
