@@ -94,21 +94,23 @@ int main(int argc, char **argv) {
     }
     int first = 1;
     for (int k = 0; k < 3; k++)
-        for (int nb = 1; nb <= 4; nb *= 4) {
-            double ms = mamba2_gpu_time_gemv(shapes[k].rows, shapes[k].cols, nb, 50, &e);
-            if (ms < 0) {
-                fprintf(stderr, "gemv: %s\n", e.msg);
-                return 1;
+        for (int nb = 1; nb <= 4; nb *= 4)
+            for (int stream = 0; stream < 2; stream++) { /* gemv.cuh's kernel, then the streamed one (gemv_stream.cu) */
+                if (stream && (json || !mamba2_gpu_gemv_streamed(shapes[k].rows, shapes[k].cols, nb, 0))) continue;
+                double ms = mamba2_gpu_time_gemv(shapes[k].rows, shapes[k].cols, nb, stream, 50, &e);
+                if (ms < 0) {
+                    fprintf(stderr, "gemv: %s\n", e.msg);
+                    return 1;
+                }
+                double gbps = (double)shapes[k].rows * shapes[k].cols * 2 / (ms * 1e-3) / 1e9;
+                if (!json)
+                    printf("%-10s %6d x %-6d %3d %9.4f %9.0f %7.0f%%%s\n", shapes[k].name, shapes[k].rows, shapes[k].cols, nb,
+                           ms, gbps, 100 * gbps / copy_gbps, stream ? "  streamed" : "");
+                else
+                    printf("%s{\"name\": \"%s\", \"nb\": %d, \"ms\": %.5f, \"gbps\": %.1f}", first ? "" : ", ",
+                           shapes[k].name, nb, ms, gbps);
+                first = 0;
             }
-            double gbps = (double)shapes[k].rows * shapes[k].cols * 2 / (ms * 1e-3) / 1e9;
-            if (!json)
-                printf("%-10s %6d x %-6d %3d %9.4f %9.0f %7.0f%%\n", shapes[k].name, shapes[k].rows, shapes[k].cols, nb,
-                       ms, gbps, 100 * gbps / copy_gbps);
-            else
-                printf("%s{\"name\": \"%s\", \"nb\": %d, \"ms\": %.5f, \"gbps\": %.1f}", first ? "" : ", ",
-                       shapes[k].name, nb, ms, gbps);
-            first = 0;
-        }
     if (json) {
         printf("]}\n");
         return 0;
@@ -120,7 +122,8 @@ int main(int argc, char **argv) {
     printf("\n%-10s %-14s %3s %-6s %9s %9s %8s\n", "q8 GEMV", "rows x cols", "nb", "dot", "ms", "GB/s", "of copy");
     for (int k = 0; k < 3; k++)
         for (int nb = 1; nb <= 4; nb *= 4)
-            for (int dp4a = 0; dp4a < 2; dp4a++) {
+            for (int dp4a = 0; dp4a < 3; dp4a++) { /* float, dp4a, dp4a streamed through shared memory */
+                if (dp4a == 2 && !mamba2_gpu_gemv_streamed(shapes[k].rows, shapes[k].cols, nb, 1)) continue;
                 double ms = mamba2_gpu_time_gemv_q8(shapes[k].rows, shapes[k].cols, nb, dp4a, 50, &e);
                 if (ms < 0) {
                     fprintf(stderr, "gemv q8: %s\n", e.msg);
@@ -128,7 +131,7 @@ int main(int argc, char **argv) {
                 }
                 double gbps = (double)shapes[k].rows * shapes[k].cols * (1 + 2.0 / 32) / (ms * 1e-3) / 1e9;
                 printf("%-10s %6d x %-6d %3d %-6s %9.4f %9.0f %7.0f%%\n", shapes[k].name, shapes[k].rows, shapes[k].cols, nb,
-                       dp4a ? "dp4a" : "float", ms, gbps, 100 * gbps / copy_gbps);
+                       dp4a == 2 ? "stream" : dp4a ? "dp4a" : "float", ms, gbps, 100 * gbps / copy_gbps);
             }
     printf("\n%-24s %-14s %9s %9s %8s\n", "q8 -> bf16 dequantize", "rows x cols", "ms", "GB/s", "of copy");
     for (int k = 0; k < 3; k++) {

@@ -61,6 +61,7 @@ struct GpuBackend {
     std::vector<GpuLayer> layers;
     const bf16 *emb, *lm_head; /* lm_head NULL with q8 weights (unless tied: then the embedding table) */
     GemvWeights wf;       /* GEMV_BF16, or the q8 product (MAMBA2_GPU_Q8_DOT: "dp4a" or "float") */
+    int gemv_stream;      /* the streamed decode GEMV where it takes the shape: from this many sequences (0: never; MAMBA2_GPU_GEMV, see gpu_create) */
     GpuQ8 lm_head_q8;     /* q8 weights: lm_head quantized */
     double matrix_bytes;  /* in_proj, out_proj of every layer and lm_head as held (q8: values + scales) */
     bf16 *deq;            /* q8 weights: [deq_elems] scratch the cuBLAS paths dequantize a matrix into */
@@ -569,6 +570,7 @@ static int enqueue_step(GpuBackend *gb, int nb, Mamba2Error *err) {
     launch_embed(gb->step_tokens, nb, gb->emb, g.d, gb->sh, s);
     GemvArgs a = {};
     a.wf = gb->wf;
+    a.stream = gb->gemv_stream && nb >= gb->gemv_stream;
     a.nb = nb;
     a.eps = g.eps;
     a.dims = g;
@@ -717,7 +719,12 @@ static void gpu_kernels(Mamba2Backend *b, Mamba2KernelNames *out) {
     if (wf == GEMV_BF16) snprintf(out->gemm, sizeof out->gemm, "cuBLAS bf16");
     else if (max_T <= 0) snprintf(out->gemm, sizeof out->gemm, "cuBLAS bf16 (q8 dequantized per matrix)");
     else snprintf(out->gemm, sizeof out->gemm, "q8 GEMM to %d tokens, then cuBLAS over dequantized q8", max_T);
-    snprintf(out->gemv, sizeof out->gemv, "%s", wf == GEMV_BF16 ? "bf16" : wf == GEMV_Q8_DP4A ? "q8 dp4a" : "q8 float");
+    snprintf(out->gemv, sizeof out->gemv, "%s",
+             wf == GEMV_BF16     ? (gpu_of(b)->gemv_stream ? "bf16, streamed" : "bf16")
+             : wf == GEMV_Q8_DP4A && gpu_of(b)->gemv_stream > 1 ? "q8 dp4a, streamed from 2 sequences"
+             : wf != GEMV_Q8_DP4A ? "q8 float"
+             : gpu_of(b)->gemv_stream ? "q8 dp4a, streamed"
+                                 : "q8 dp4a");
 }
 
 static void gpu_destroy(Mamba2Backend *b) {
@@ -773,6 +780,12 @@ extern "C" int mamba2_backend_gpu_create(const Mamba2Model *m, const Mamba2Backe
     /* q8: the dp4a product unless MAMBA2_GPU_Q8_DOT=float (measurements: results/gpu.md) */
     const char *dot = getenv("MAMBA2_GPU_Q8_DOT");
     gb->wf = opt->weights != MAMBA2_WEIGHTS_Q8 ? GEMV_BF16 : dot && !strcmp(dot, "float") ? GEMV_Q8_FLOAT : GEMV_Q8_DP4A;
+    /* the decode GEMV: gemv_stream.cu's for q8 dp4a from 2 sequences, gemv.cuh's otherwise, unless
+     * MAMBA2_GPU_GEMV says "stream" (streamed from 1 sequence, both formats) or "blocks" (never)
+     * (measurements: results/gpu.md) */
+    const char *gv = getenv("MAMBA2_GPU_GEMV");
+    gb->gemv_stream = gv && !strcmp(gv, "stream") ? 1 : gv && !strcmp(gv, "blocks") ? 0 : gb->wf == GEMV_Q8_DP4A ? 2 : 0;
+    if (gb->gemv_stream) gemv_stream_prepare(); /* outside the step graphs' capture */
     /* q8: products of up to Q8_GEMM_MAX_T tokens through the q8 GEMM (measurements: results/gpu.md) */
     const char *q8g = getenv("MAMBA2_GPU_Q8_GEMM"), *q8t = getenv("MAMBA2_GPU_Q8_GEMM_MAX_T");
     gb->q8_gemm_max_T = q8t && *q8t ? atoi(q8t) : Q8_GEMM_MAX_T;

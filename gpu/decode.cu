@@ -33,6 +33,7 @@ static void launch_gemv_nb(const GemvArgs &a, cudaStream_t s) {
 }
 
 void launch_gemv(GemvPrologue pro, GemvEpilogue epi, const GemvArgs &a, cudaStream_t s) {
+    if (gemv_stream_takes(pro, a)) return launch_gemv_stream(pro, epi, a, s);
     if (a.wf != GEMV_BF16) return launch_gemv_q8(pro, epi, a, s);
     if (pro == PRO_RMSNORM && epi == EPI_INPROJ) launch_gemv_nb<PRO_RMSNORM, EPI_INPROJ>(a, s);
     else if (pro == PRO_GATEDNORM && epi == EPI_RESIDUAL) launch_gemv_nb<PRO_GATEDNORM, EPI_RESIDUAL>(a, s);

@@ -90,11 +90,12 @@ __device__ __forceinline__ void inproj_tail(const GemvArgs &a, int b, int r, flo
 #define EPI_SLOT (2 * EPI_KMAX + 1)
 /** Whether epilogue_prefetch() copies in_proj's conv and dt inputs (else inproj_tail reads them). */
 __device__ __forceinline__ bool inproj_inputs_prefetched(const GpuDims &g) { return g.K <= EPI_KMAX; }
-/** Copy warp 0's lanes' epilogue inputs into @p slots (cp.async): the constant ones before the wait
+/** Copy the epilogue inputs of lane @p lane (row r0 + lane / NB, sequence lane % NB; lanes from
+ *  ROWS·NB on copy nothing) into its slot of @p slots (cp.async): the constant ones before the wait
  *  for the previous kernel (@p after_wait false), the ones that kernel writes after it (see EPI_SLOT). */
 template <int NB, int PRO, int EPI, int ROWS>
-__device__ __forceinline__ void epilogue_prefetch(const GemvArgs &a, int r0, float (*slots)[EPI_SLOT], bool after_wait) {
-    int lane = threadIdx.x, j = lane / NB, b = lane % NB, r = r0 + j;
+__device__ __forceinline__ void epilogue_prefetch(const GemvArgs &a, int r0, float (*slots)[EPI_SLOT], bool after_wait, int lane) {
+    int j = lane / NB, b = lane % NB, r = r0 + j;
     if (lane >= ROWS * NB || r >= a.rows) return;
     float *slot = slots[lane];
     if (after_wait) {
@@ -138,6 +139,23 @@ __device__ __forceinline__ float group_scale(const GemvArgs &a, int b, int grp, 
     return rsqrtf(a.ss_in[b * a.groups + grp] * inv_gs + a.eps);
 }
 
+
+/** Finish row @p r of sequence @p b from its dot product @p v: the RMSNorm's scale (PRO_RMSNORM),
+ *  then the epilogue, reading the inputs epilogue_prefetch() copied into @p pre. Returns h² of the
+ *  updated residual row (EPI_RESIDUAL, for the next RMSNorm's sum), else 0. */
+template <int PRO, int EPI>
+__device__ __forceinline__ float finish_row(const GemvArgs &a, int b, int r, float v, const float *pre) {
+    if (PRO == PRO_RMSNORM) v *= rmsnorm_scale(a, pre[EPI_SLOT - 1]);
+    if (EPI == EPI_STORE) a.out[(size_t)b * a.rows + r] = v;
+    else if (EPI == EPI_RESIDUAL) {
+        float hn = pre[0] + v; /* h ← h + W_out y */
+        a.out[(size_t)b * a.rows + r] = hn;
+        if (a.xw_out) a.xw_out[(size_t)b * a.rows + r] = hn * pre[1]; /* the next norm's input, pre-weighted */
+        return hn * hn;
+    } else if (r < a.dims.d_in) a.out[(size_t)b * a.rows + r] = v; /* z */
+    else inproj_tail(a, b, r, v, inproj_inputs_prefetched(a.dims) ? pre : NULL);
+    return 0.0f;
+}
 
 /** x[b][c .. c+8) as stored, with plain loads: the previous kernel wrote x (see pdl_wait() on
  * why not __ldg). */
@@ -224,12 +242,12 @@ __global__ void __launch_bounds__(GEMV_THREADS, GEMV_MIN_BLOCKS(NB, ROWS, CPP, W
     __shared__ float part[GEMV_THREADS / 32][ROWS][NB];
     __shared__ float epi_in[ROWS * NB][EPI_SLOT]; /* warp 0's epilogue inputs */
     pdl_trigger();
-    if (threadIdx.x < 32) epilogue_prefetch<NB, PRO, EPI, ROWS>(a, blockIdx.x * ROWS, epi_in, false);
+    if (threadIdx.x < 32) epilogue_prefetch<NB, PRO, EPI, ROWS>(a, blockIdx.x * ROWS, epi_in, false, threadIdx.x);
     bool waited = false;
     auto wait_previous = [&]() { /* for the kernel that wrote x (and h, and the sums of squares) */
         pdl_wait();
         waited = true;
-        if (threadIdx.x < 32) epilogue_prefetch<NB, PRO, EPI, ROWS>(a, blockIdx.x * ROWS, epi_in, true);
+        if (threadIdx.x < 32) epilogue_prefetch<NB, PRO, EPI, ROWS>(a, blockIdx.x * ROWS, epi_in, true, threadIdx.x);
     };
     const int cols = a.cols, warp = threadIdx.x >> 5, lane = threadIdx.x & 31;
     const int r0 = blockIdx.x * ROWS;
@@ -347,15 +365,7 @@ __global__ void __launch_bounds__(GEMV_THREADS, GEMV_MIN_BLOCKS(NB, ROWS, CPP, W
         const float *pre = epi_in[lane];
 #pragma unroll
         for (int w = 0; w < GEMV_THREADS / 32; w++) v += part[w][j][b];
-        if (PRO == PRO_RMSNORM) v *= rmsnorm_scale(a, pre[EPI_SLOT - 1]);
-        if (EPI == EPI_STORE) a.out[(size_t)b * a.rows + r] = v;
-        else if (EPI == EPI_RESIDUAL) {
-            float hn = pre[0] + v; /* h ← h + W_out y */
-            a.out[(size_t)b * a.rows + r] = hn;
-            if (a.xw_out) a.xw_out[(size_t)b * a.rows + r] = hn * pre[1]; /* the next norm's input, pre-weighted */
-            sq = hn * hn;
-        } else if (r < a.dims.d_in) a.out[(size_t)b * a.rows + r] = v; /* z */
-        else inproj_tail(a, b, r, v, inproj_inputs_prefetched(a.dims) ? pre : NULL);
+        sq = finish_row<PRO, EPI>(a, b, r, v, pre);
     }
     if (EPI == EPI_RESIDUAL && a.ss_out) { /* Σ h² of the new residual rows, for the next RMSNorm */
         if (lane < ROWS * NB) part[0][j][b] = sq; /* each lane only ever read its own slot */

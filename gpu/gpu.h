@@ -46,13 +46,15 @@ double mamba2_gpu_time_ssd_chunked(SSDDims d, int Q, int reps, double parts_ms[3
  * @param rows rows of @p W
  * @param cols columns of @p W
  * @param nb   number of input vectors (1 to 4)
+ * @param stream 1: through the streamed kernel (gemv_stream.cu) where it takes the shape
+ *             (mamba2_gpu_gemv_streamed()); 0: gemv.cuh's
  * @param W    bf16 bits [rows, cols]
  * @param x    [nb, cols]
  * @param out  [nb, rows]
  * @param err  the reason on failure
  * @return 0, or -1 with the reason in @p err.
  */
-int mamba2_gpu_gemv(int rows, int cols, int nb, const uint16_t *W, const float *x, float *out, Mamba2Error *err);
+int mamba2_gpu_gemv(int rows, int cols, int nb, int stream, const uint16_t *W, const float *x, float *out, Mamba2Error *err);
 
 /**
  * @brief The q8 quantizer and the decode GEMV over q8 weights alone: W quantized on the device
@@ -62,6 +64,13 @@ int mamba2_gpu_gemv(int rows, int cols, int nb, const uint16_t *W, const float *
  * @param cols  columns of @p W
  * @param nb    number of input vectors (1 to 4)
  * @param dp4a  0: the float product (GEMV_Q8_FLOAT); 1: inputs rounded to int8 per block, dp4a
+ *              (GEMV_Q8_DP4A, gemv.cuh's kernel); 2: the same product streamed through shared memory
+ *              (gemv_stream.cu) where that kernel takes the shape (mamba2_gpu_gemv_streamed()),
+ *              else as 1
+ * @param groups 0: no prologue; else the grouped norm's (x[b][c] times rsqrt(ss[b][g] / (cols / groups)
+ *              + MAMBA2_GPU_TEST_EPS) for c in group g; cols / groups a multiple of 32), with the
+ *              residual epilogue the model pairs it with, added to zeros
+ * @param ss    [nb, groups] the norm's sums of squares (any positive values), when @p groups > 0
  * @param W     bf16 bits [rows, cols]
  * @param x     [nb, cols]
  * @param q     out: [rows, K32] the int8 values (K32 = cols rounded up to 32), or NULL
@@ -70,8 +79,16 @@ int mamba2_gpu_gemv(int rows, int cols, int nb, const uint16_t *W, const float *
  * @param err   the reason on failure
  * @return 0, or -1 with the reason in @p err.
  */
-int mamba2_gpu_gemv_q8(int rows, int cols, int nb, int dp4a, const uint16_t *W, const float *x, int8_t *q, uint16_t *d,
-                       float *out, Mamba2Error *err);
+int mamba2_gpu_gemv_q8(int rows, int cols, int nb, int dp4a, int groups, const float *ss, const uint16_t *W, const float *x,
+                       int8_t *q, uint16_t *d, float *out, Mamba2Error *err);
+
+/** The eps of the grouped norm in mamba2_gpu_gemv_q8(). */
+#define MAMBA2_GPU_TEST_EPS 1e-5f
+
+/** @brief 1 when the streamed GEMV (gemv_stream.cu) takes a rows × cols matrix, bf16 (@p q8 0) or
+ *         q8 with the dp4a product (@p q8 1), and @p nb inputs without a prologue (what
+ *         mamba2_gpu_gemv() with stream = 1 and mamba2_gpu_gemv_q8() with dp4a = 2 run), else 0. */
+int mamba2_gpu_gemv_streamed(int rows, int cols, int nb, int q8);
 
 /**
  * @brief Time the q8 decode GEMV (no prologue/epilogue; @p dp4a as in mamba2_gpu_gemv_q8()) as
@@ -123,10 +140,10 @@ int mamba2_gpu_time_gemm_q8(int rows, int cols, int T, int reps, double ms[3], M
 /**
  * @brief Time the decode GEMV (no prologue/epilogue) on device-resident random bf16 weights:
  *        launches back to back (programmatic dependent launch, as in a decode step), each on
- *        one of several weight copies that together exceed the L2. @return median milliseconds
- *        per launch, or < 0.
+ *        one of several weight copies that together exceed the L2; @p stream as in
+ *        mamba2_gpu_gemv(). @return median milliseconds per launch, or < 0.
  */
-double mamba2_gpu_time_gemv(int rows, int cols, int nb, int reps, Mamba2Error *err);
+double mamba2_gpu_time_gemv(int rows, int cols, int nb, int stream, int reps, Mamba2Error *err);
 
 /**
  * @brief Time cuBLAS' bf16 GEMM at a decode shape, out[nb][rows] = x[nb][cols]·W[rows][cols]ᵀ with fp32

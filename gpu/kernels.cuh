@@ -161,6 +161,7 @@ enum GemvWeights {
 /** Everything the decode GEMV may need. */
 struct GemvArgs {
     GemvWeights wf;        /**< which of W and Wq, and the product */
+    int stream;            /**< through gemv_stream.cu's kernel where it takes the shape (gemv_stream_takes()) */
     const bf16 *W;         /**< [rows, cols] (GEMV_BF16) */
     GpuQ8 Wq;              /**< [rows, cols] quantized (GEMV_Q8_*) */
     int rows, cols, nb;    /**< nb sequences (1..4) */
@@ -197,6 +198,18 @@ void launch_gemv(GemvPrologue pro, GemvEpilogue epi, const GemvArgs &a, cudaStre
 
 /** The decode GEMV over q8 weights (gemv_q8.cu); a.wf is GEMV_Q8_FLOAT or GEMV_Q8_DP4A. */
 void launch_gemv_q8(GemvPrologue pro, GemvEpilogue epi, const GemvArgs &a, cudaStream_t s);
+
+/** Whether the streamed GEMV (gemv_stream.cu) takes @p a: asked for (a.stream), bf16 weights or the
+ *  q8 dp4a product, rows of whole 16-byte chunks (q8: of 256-column pieces, so that every row's
+ *  scales are 16-byte runs too, as the bulk copy engine needs), norm groups of whole chunks (q8:
+ *  blocks), 16-byte aligned arrays, and at least two stages of 8 rows in shared memory. */
+bool gemv_stream_takes(GemvPrologue pro, const GemvArgs &a);
+
+/** Raise the streamed GEMV's shared-memory limits (once; call before capturing a graph). */
+void gemv_stream_prepare();
+
+/** The streamed GEMV (gemv_stream.cu), for what gemv_stream_takes() accepts. */
+void launch_gemv_stream(GemvPrologue pro, GemvEpilogue epi, const GemvArgs &a, cudaStream_t s);
 
 /** ss[b] = Σ_i h[b][i]² and xw[b][i] = h[b][i]·w[i] for nb rows of width d (layer 0's input norm in decode). */
 void launch_sum_squares(const float *h, int nb, int d, const float *w, float *ss, float *xw, cudaStream_t s);

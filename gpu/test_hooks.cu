@@ -126,7 +126,7 @@ extern "C" double mamba2_gpu_time_ssd_chunked(SSDDims d, int Q, int reps, double
     return ms[ms.size() / 2];
 }
 
-extern "C" int mamba2_gpu_gemv(int rows, int cols, int nb, const uint16_t *W, const float *x, float *out,
+extern "C" int mamba2_gpu_gemv(int rows, int cols, int nb, int stream, const uint16_t *W, const float *x, float *out,
                                Mamba2Error *err) {
     if (!mamba2_gpu_available(err)) return -1;
     if (nb < 1 || nb > 4) return mamba2_fail(err, "gemv: nb must be 1..4");
@@ -140,7 +140,7 @@ extern "C" int mamba2_gpu_gemv(int rows, int cols, int nb, const uint16_t *W, co
     CUDA_TRY(cudaMemcpy(dx, x, (size_t)nb * cols * 4, cudaMemcpyHostToDevice));
     CUDA_TRY(cudaMemcpy(dout, poison.data(), poison.size() * 4, cudaMemcpyHostToDevice));
     GemvArgs a = {};
-    a.W = dW, a.rows = rows, a.cols = cols, a.nb = nb, a.x = dx, a.out = dout;
+    a.W = dW, a.rows = rows, a.cols = cols, a.nb = nb, a.x = dx, a.out = dout, a.stream = stream;
     launch_gemv(PRO_NONE, EPI_STORE, a, 0);
     LAUNCH_TRY();
     CUDA_TRY(cudaDeviceSynchronize());
@@ -186,7 +186,7 @@ template <class SetWeights> static double median_gemv_ms(GemvArgs a, int copies,
     return ms;
 }
 
-extern "C" double mamba2_gpu_time_gemv(int rows, int cols, int nb, int reps, Mamba2Error *err) {
+extern "C" double mamba2_gpu_time_gemv(int rows, int cols, int nb, int stream, int reps, Mamba2Error *err) {
     if (!mamba2_gpu_available(err)) return -1;
     /* rotate over enough weight copies to defeat the 50 MB L2 */
     int copies = (int)(1 + (512ull << 20) / ((size_t)rows * cols * 2));
@@ -198,7 +198,7 @@ extern "C" double mamba2_gpu_time_gemv(int rows, int cols, int nb, int reps, Mam
     fill_random_bf16<<<1024, 256>>>(W, (size_t)copies * rows * cols, 3);
     fill_random_bf16<<<64, 256>>>((bf16 *)x, (size_t)nb * cols * 2, 4); /* any finite bits will do */
     GemvArgs a = {};
-    a.rows = rows, a.cols = cols, a.nb = nb, a.x = x, a.out = out;
+    a.rows = rows, a.cols = cols, a.nb = nb, a.x = x, a.out = out, a.stream = stream;
     double ms = median_gemv_ms(a, copies, reps, [&](GemvArgs &g, int c) { g.W = W + (size_t)c * rows * cols; });
     cudaFree(W), cudaFree(x), cudaFree(out);
     cudaError_t e = cudaGetLastError();
@@ -228,8 +228,8 @@ static int q8_make(Q8Buffers &b, const bf16 *Wd, int rows, int cols, Mamba2Error
     return 0;
 }
 
-extern "C" int mamba2_gpu_gemv_q8(int rows, int cols, int nb, int dp4a, const uint16_t *W, const float *x, int8_t *q,
-                                  uint16_t *d, float *out, Mamba2Error *err) {
+extern "C" int mamba2_gpu_gemv_q8(int rows, int cols, int nb, int dp4a, int groups, const float *ss, const uint16_t *W,
+                                  const float *x, int8_t *q, uint16_t *d, float *out, Mamba2Error *err) {
     if (!mamba2_gpu_available(err)) return -1;
     if (nb < 1 || nb > 4) return mamba2_fail(err, "gemv q8: nb must be 1..4");
     bf16 *dW;
@@ -246,15 +246,31 @@ extern "C" int mamba2_gpu_gemv_q8(int rows, int cols, int nb, int dp4a, const ui
     CUDA_TRY(cudaMemcpy(dout, poison.data(), poison.size() * 4, cudaMemcpyHostToDevice));
     GemvArgs a = {};
     a.wf = dp4a ? GEMV_Q8_DP4A : GEMV_Q8_FLOAT;
+    a.stream = dp4a == 2;
     a.Wq = b.m, a.rows = rows, a.cols = cols, a.nb = nb, a.x = dx, a.out = dout;
-    launch_gemv(PRO_NONE, EPI_STORE, a, 0);
+    float *dss = NULL;
+    if (groups > 0) { /* the grouped norm's prologue, which comes with the residual epilogue: out = 0 + the product */
+        CUDA_TRY(cudaMalloc(&dss, (size_t)nb * groups * 4));
+        CUDA_TRY(cudaMemcpy(dss, ss, (size_t)nb * groups * 4, cudaMemcpyHostToDevice));
+        CUDA_TRY(cudaMemset(dout, 0, (size_t)nb * rows * 4));
+        a.ss_in = dss, a.groups = groups, a.eps = MAMBA2_GPU_TEST_EPS;
+    }
+    launch_gemv(groups > 0 ? PRO_GATEDNORM : PRO_NONE, groups > 0 ? EPI_RESIDUAL : EPI_STORE, a, 0);
     LAUNCH_TRY();
     CUDA_TRY(cudaDeviceSynchronize());
     CUDA_TRY(cudaMemcpy(out, dout, (size_t)nb * rows * 4, cudaMemcpyDeviceToHost));
     if (q) CUDA_TRY(cudaMemcpy(q, b.q, (size_t)rows * b.m.K32, cudaMemcpyDeviceToHost));
     if (d) CUDA_TRY(cudaMemcpy(d, b.d, (size_t)rows * (b.m.K32 / Q8_BLOCK) * 2, cudaMemcpyDeviceToHost));
-    cudaFree(dx), cudaFree(dout);
+    cudaFree(dx), cudaFree(dout), cudaFree(dss);
     return 0;
+}
+
+extern "C" int mamba2_gpu_gemv_streamed(int rows, int cols, int nb, int q8) {
+    GemvArgs a = {};
+    a.wf = q8 ? GEMV_Q8_DP4A : GEMV_BF16, a.stream = 1;
+    a.rows = rows, a.cols = cols, a.nb = nb;
+    a.Wq.rows = rows, a.Wq.K = cols, a.Wq.K32 = round_up(cols, Q8_BLOCK); /* pointers 0: aligned, as cudaMalloc's */
+    return gemv_stream_takes(PRO_NONE, a) ? 1 : 0;
 }
 
 extern "C" double mamba2_gpu_time_gemv_q8(int rows, int cols, int nb, int dp4a, int reps, Mamba2Error *err) {
@@ -274,6 +290,7 @@ extern "C" double mamba2_gpu_time_gemv_q8(int rows, int cols, int nb, int dp4a, 
     cudaFree(Wd);
     GemvArgs a = {};
     a.wf = dp4a ? GEMV_Q8_DP4A : GEMV_Q8_FLOAT;
+    a.stream = dp4a == 2;
     a.rows = rows, a.cols = cols, a.nb = nb, a.x = x, a.out = out;
     double ms = median_gemv_ms(a, copies, reps, [&](GemvArgs &g, int c) { g.Wq = mats[c].m; });
     cudaFree(x), cudaFree(out);

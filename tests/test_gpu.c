@@ -92,30 +92,38 @@ static void test_ssd_kernel(void) {
  * path (columns not a multiple of 8). The rotated starts under the grouped norm (each chunk's scale
  * is its group's: the rotated chunk's, not the loop index's) are checked by the fixtures' one-sequence
  * steps, whose out_proj rows rotate: a build that took the loop index's group failed them (H200,
- * 2026-12-02 03:40). */
+ * 2026-12-02 03:40). The same for the streamed kernel (gemv_stream.cu) where it takes the shape
+ * (two stages of 8 bf16 rows and the inputs within its shared-memory budget: 777 x 2048 and 3 x 24,
+ * fewer rows than one group, at the default budget; the test asserts it took them): the same fp32
+ * products, summed in another order. */
 static void test_gemv_kernel(void) {
-    int shapes[][2] = {{1000, 4096}, {37, 8192}, {8200, 4104}, {5, 8200}, {64, 100}, {3, 24}};
+    int shapes[][2] = {{1000, 4096}, {37, 8192}, {8200, 4104}, {5, 8200}, {64, 100}, {3, 24}, {777, 2048}};
+    int streamed = 0;
     for (size_t k = 0; k < sizeof shapes / sizeof shapes[0]; k++)
-        for (int nb = 1; nb <= 4; nb++) {
-            int rows = shapes[k][0], cols = shapes[k][1];
-            uint16_t *W = malloc((size_t)rows * cols * 2);
-            float *x = malloc((size_t)nb * cols * 4), *out = malloc((size_t)nb * rows * 4), *ref = malloc((size_t)nb * rows * 4);
-            for (size_t i = 0; i < (size_t)rows * cols; i++) W[i] = mamba2_f32_to_bf16((float)test_normal());
-            test_fill_normal(x, (size_t)nb * cols, 1.0);
-            for (int b = 0; b < nb; b++)
-                for (int r = 0; r < rows; r++) {
-                    double acc = 0;
-                    for (int c = 0; c < cols; c++) acc += (double)mamba2_bf16_to_f32(W[(size_t)r * cols + c]) * x[(size_t)b * cols + c];
-                    ref[(size_t)b * rows + r] = (float)acc;
-                }
-            Mamba2Error e = {{0}};
-            CU_ASSERT_EQUAL(mamba2_gpu_gemv(rows, cols, nb, W, x, out, &e), 0);
-            double err = test_rel_l2(out, ref, (size_t)nb * rows);
-            if (nb == 1 || nb == 4) printf("\n    GEMV %5d x %-5d nb=%d  %.1e", rows, cols, nb, err);
-            CU_ASSERT(err <= 1e-5);
-            free(W), free(x), free(out), free(ref);
-        }
-    printf("\n");
+        for (int nb = 1; nb <= 4; nb++)
+            for (int stream = 0; stream < 2; stream++) {
+                if (stream && !mamba2_gpu_gemv_streamed(shapes[k][0], shapes[k][1], nb, 0)) continue;
+                streamed += stream;
+                int rows = shapes[k][0], cols = shapes[k][1];
+                uint16_t *W = malloc((size_t)rows * cols * 2);
+                float *x = malloc((size_t)nb * cols * 4), *out = malloc((size_t)nb * rows * 4), *ref = malloc((size_t)nb * rows * 4);
+                for (size_t i = 0; i < (size_t)rows * cols; i++) W[i] = mamba2_f32_to_bf16((float)test_normal());
+                test_fill_normal(x, (size_t)nb * cols, 1.0);
+                for (int b = 0; b < nb; b++)
+                    for (int r = 0; r < rows; r++) {
+                        double acc = 0;
+                        for (int c = 0; c < cols; c++) acc += (double)mamba2_bf16_to_f32(W[(size_t)r * cols + c]) * x[(size_t)b * cols + c];
+                        ref[(size_t)b * rows + r] = (float)acc;
+                    }
+                Mamba2Error e = {{0}};
+                CU_ASSERT_EQUAL(mamba2_gpu_gemv(rows, cols, nb, stream, W, x, out, &e), 0);
+                double err = test_rel_l2(out, ref, (size_t)nb * rows);
+                if (nb == 1 || nb == 4) printf("\n    GEMV %5d x %-5d nb=%d  %.1e%s", rows, cols, nb, err, stream ? "  streamed" : "");
+                CU_ASSERT(err <= 1e-5);
+                free(W), free(x), free(out), free(ref);
+            }
+    printf("\n    %d runs streamed\n", streamed);
+    CU_ASSERT(streamed >= 8); /* 777 x 2048 and 3 x 24 at nb = 1..4 */
 }
 
 /* q8 weights: the quantizer and both GEMV products on fresh random shapes (rows not a multiple of
@@ -131,24 +139,37 @@ static void test_gemv_kernel(void) {
  * - the float product against the double product of the same d·q with x: fp32 rounding (1e-5);
  * - the dp4a product against the double product of d·q with x rounded as the CPU's q8 rounds it
  *   (per block of 32: e = max|x| / 127, p = rint(x · (127 / max|x|)) in fp32): its integer sums are
- *   exact, so fp32 rounding again (1e-5); columns not a multiple of 32 take the float product. */
+ *   exact, so fp32 rounding again (1e-5); columns not a multiple of 32 take the float product;
+ * - the same dp4a product streamed through shared memory (gemv_stream.cu), which takes rows of
+ *   whole 256-column pieces whose two stages of 8 rows fit its budget (1000 x 4096 here, the 7B's
+ *   in_proj and lm_head width, and 37 x 2048, fewer rows than the grid has blocks; the test asserts
+ *   it took them) and leaves the others to the dp4a kernel;
+ * - at 2 and 4 sequences on rows of whole 256-column pieces, each with the grouped norm's prologue
+ *   and the residual epilogue (out_proj's pair; groups of 256, random sums of squares, the residual
+ *   zeros, so no poison there): the reference scales each block's product by its
+ *   group's rsqrt(ss / 256 + eps), which the kernels fold into the input's scale (dp4a) or apply
+ *   to the chunk's sum (float). */
 #define Q8_GEMV_TOL 1e-5
 static void test_q8_gemv_kernel(void) {
-    int shapes[][2] = {{1000, 4096}, {37, 8192}, {4099, 4096 + 64}, {5, 8256}, {64, 100}, {3, 48}, {0, 0}, {0, 0}};
+    int shapes[][2] = {{1000, 4096}, {37, 8192}, {4099, 4096 + 64}, {5, 8256}, {64, 100}, {3, 48}, {0, 0}, {0, 0}, {37, 2048}};
     shapes[6][0] = 1 + (int)(test_uniform() * 3000), shapes[6][1] = 32 * (1 + (int)(test_uniform() * 300)); /* fresh, whole blocks */
     shapes[7][0] = 1 + (int)(test_uniform() * 3000), shapes[7][1] = 1 + (int)(test_uniform() * 5000);     /* fresh, any width */
-    double worst[2] = {0, 0}, worst_w = 0;
+    double worst[3] = {0, 0, 0}, worst_w = 0;
+    int streamed = 0;
     for (size_t k = 0; k < sizeof shapes / sizeof shapes[0]; k++)
         for (int nb = 1; nb <= 4; nb++)
-            for (int dp4a = 0; dp4a < 2; dp4a++) {
+            for (int dp4a = 0; dp4a < 3; dp4a++) { /* 0 float, 1 dp4a, 2 dp4a streamed where it takes the shape */
                 int rows = shapes[k][0], cols = shapes[k][1], K32 = (cols + 31) / 32 * 32, nblk = K32 / 32;
+                const int groups = cols % 256 == 0 && nb % 2 == 0 ? cols / 256 : 0; /* the grouped norm's prologue */
+                float ss[4 * 64];
+                for (int i = 0; i < nb * groups; i++) ss[i] = (float)(256 * (0.2 + 4 * test_uniform()));
                 uint16_t *W = malloc((size_t)rows * cols * 2), *d = malloc((size_t)rows * nblk * 2);
                 int8_t *q = malloc((size_t)rows * K32);
                 float *x = malloc((size_t)nb * cols * 4), *out = malloc((size_t)nb * rows * 4), *ref = malloc((size_t)nb * rows * 4);
                 for (size_t i = 0; i < (size_t)rows * cols; i++) W[i] = mamba2_f32_to_bf16((float)test_normal());
                 test_fill_normal(x, (size_t)nb * cols, 1.0);
                 Mamba2Error e = {{0}};
-                int rc = mamba2_gpu_gemv_q8(rows, cols, nb, dp4a, W, x, q, d, out, &e);
+                int rc = mamba2_gpu_gemv_q8(rows, cols, nb, dp4a, groups, ss, W, x, q, d, out, &e);
                 CU_ASSERT_EQUAL(rc, 0);
                 if (rc) printf("\n    %s", e.msg);
                 /* the quantizer */
@@ -195,6 +216,7 @@ static void test_q8_gemv_kernel(void) {
                                 s *= ax / 127.0;
                             } else
                                 for (int c = c0; c < c1; c++) s += (double)q[(size_t)r * K32 + c] * xb[c];
+                            if (groups) s /= sqrt(ss[b * groups + c0 / 256] / 256.0 + MAMBA2_GPU_TEST_EPS);
                             acc += dv * s;
                         }
                         ref[(size_t)b * rows + r] = (float)acc;
@@ -202,14 +224,19 @@ static void test_q8_gemv_kernel(void) {
                 }
                 double err = test_rel_l2(out, ref, (size_t)nb * rows);
                 if (err > worst[dp4a] || isnan(err)) worst[dp4a] = err;
+                const int took = dp4a == 2 && mamba2_gpu_gemv_streamed(rows, cols, nb, 1);
+                streamed += took;
                 if (nb == 1 || nb == 4)
-                    printf("\n    q8 GEMV %-5s %5d x %-5d nb=%d  %.1e", dp4a ? "dp4a" : "float", rows, cols, nb, err);
+                    printf("\n    q8 GEMV %-8s %5d x %-5d nb=%d  %.1e%s", dp4a == 0 ? "float" : !took ? "dp4a" : "streamed", rows, cols,
+                           nb, err, groups ? "  grouped norm" : "");
                 CU_ASSERT(err <= Q8_GEMV_TOL);
                 free(W), free(d), free(q), free(x), free(out), free(ref);
             }
-    printf("\n    q8 weights vs bf16, relative L2: %.1e (bound 1e-2); worst product: float %.1e, dp4a %.1e (bound %.0e)\n",
-           worst_w, worst[0], worst[1], Q8_GEMV_TOL);
+    printf("\n    q8 weights vs bf16, relative L2: %.1e (bound 1e-2); worst product: float %.1e, dp4a %.1e, with the streamed "
+           "%.1e (bound %.0e); %d runs streamed\n",
+           worst_w, worst[0], worst[1], worst[2], Q8_GEMV_TOL, streamed);
     CU_ASSERT(worst_w <= 1e-2);
+    CU_ASSERT(streamed >= 8); /* 1000 x 4096 and 37 x 2048 at nb = 1..4 */
 }
 
 /* The q8 GEMM (prefill; decode beyond 4 sequences) on fresh random shapes: rows not a multiple of the
@@ -740,6 +767,90 @@ static void test_q8_batched(void) {
     test_free_fixture(&fx);
 }
 
+/* The streamed GEMV (gemv_stream.cu) in the model, with all three prologue / epilogue pairs
+ * (RMSNorm + conv step, grouped norm + residual, RMSNorm + store): the demo model, whose widths
+ * (256, 512) it takes, stepped through it and through gemv.cuh's kernel (MAMBA2_GPU_GEMV=stream and
+ * =blocks), bf16 and q8 (dp4a) weights, one sequence for 16 steps and 3 together for 4, from the
+ * same prefilled states. Both kernels compute the same products (q8: round the same inputs to int8
+ * and sum the same integer products); only the order of the fp32 sums differs. bf16: fp32 rounding
+ * (bound 1e-5; 2.1e-7 .. 3.8e-7 measured on the H200, 2026-12-03). q8: as long as no input's int8
+ * rounding lands on the other side of a tie, the same (1.2e-7 over 16 steps in one run); once one
+ * does, the two runs' int8 roundings of the next inputs part ways, and they differ by up to the
+ * effect of that rounding itself: on this model the dp4a steps are 3.2e-2 from ref where the float
+ * product's are 1.9e-2 (test_q8_models), so about 2.6e-2 of the step error comes from rounding the
+ * inputs to int8, and two such roundings may differ by about √2 times that (2.3e-3 .. 9.5e-3 were
+ * measured; bound 5e-2, still 20 times below unrelated logits' √2). The step at which the two
+ * first differ by more than 1e-5 is printed, and as a control gemv.cuh's kernel against a second run
+ * of itself: the norms' sums of squares are added up by atomics in no fixed order, so a q8 run need
+ * not repeat itself either (H200, 2026-12-03: 1.9e-3 and 9.7e-3 in two runs, where the streamed
+ * kernel against gemv.cuh's gave 2.3e-3 and 8.4e-3; bf16 2.1e-7 .. 3.4e-7 both ways). */
+#define STREAM_VS_BLOCKS_TOL 1e-5
+#define Q8_STREAM_VS_BLOCKS_TOL 5e-2
+static void test_stream_model(void) {
+    Mamba2Model m;
+    Mamba2Error e = {{0}};
+    CU_ASSERT_EQUAL_FATAL(mamba2_model_load("data/stdlib-mamba2", &m, &e), 0);
+    const int V = m.cfg.vocab_size, nb = 3, steps1 = 16, steps3 = 4;
+    const size_t n1 = (size_t)steps1 * V, n3 = (size_t)steps3 * nb * V;
+    int32_t prompt[48]; /* sequence i prefills 24 + 5i tokens from prompt + 4i */
+    for (int t = 0; t < 48; t++) prompt[t] = (int32_t)(1 + (t * 7919) % (V - 1));
+    for (int q8 = 0; q8 < 2; q8++) {
+        Mamba2Backend *be[2];
+        const char *kind[2] = {"stream", "blocks"};
+        for (int k = 0; k < 2; k++) {
+            setenv("MAMBA2_GPU_GEMV", kind[k], 1);
+            if (q8) be[k] = make_gpu_q8(&m, "dp4a");
+            else if (mamba2_backend_create("gpu", &m, NULL, &be[k], &e)) be[k] = NULL;
+            unsetenv("MAMBA2_GPU_GEMV");
+            CU_ASSERT_PTR_NOT_NULL_FATAL(be[k]);
+        }
+        Mamba2KernelNames kn[2];
+        be[0]->kernels(be[0], &kn[0]), be[1]->kernels(be[1], &kn[1]);
+        printf("\n    products: %s | %s", kn[0].gemv, kn[1].gemv);
+        CU_ASSERT(strstr(kn[0].gemv, "streamed") != NULL);
+        CU_ASSERT(strstr(kn[1].gemv, "streamed") == NULL);
+        float *out[3]; /* streamed, blocks, blocks again (the control) */
+        for (int k = 0; k < 3; k++) {
+            Mamba2Backend *bk = be[k ? 1 : 0];
+            out[k] = malloc((n1 + n3) * 4);
+            for (size_t i = 0; i < n1 + n3; i++) out[k][i] = NAN; /* poison */
+            Mamba2State st[3], *ptrs[3];
+            for (int i = 0; i < nb; i++) {
+                CU_ASSERT_FATAL(mamba2_state_init(&st[i], &m.cfg, &e) == 0);
+                CU_ASSERT_EQUAL(mamba2_backend_prefill(bk, &st[i], prompt + 4 * i, 24 + 5 * i, NULL, 0, &e), 0);
+                ptrs[i] = &st[i];
+            }
+            int32_t tok[3] = {prompt[45], prompt[46], prompt[47]};
+            for (int t = 0; t < steps1; t++) {
+                CU_ASSERT_EQUAL(mamba2_backend_step(bk, ptrs, tok, 1, out[k] + (size_t)t * V, &e), 0);
+                tok[0] = (tok[0] * 7 + 3) % V;
+            }
+            for (int t = 0; t < steps3; t++) {
+                CU_ASSERT_EQUAL(mamba2_backend_step(bk, ptrs, tok, nb, out[k] + n1 + (size_t)t * nb * V, &e), 0);
+                for (int i = 0; i < nb; i++) tok[i] = (tok[i] * 5 + 1) % V;
+            }
+            for (int i = 0; i < nb; i++) mamba2_state_free(&st[i]);
+        }
+        double w1 = test_max_row_rel_l2(out[0], out[1], steps1, V);
+        double w3 = test_max_row_rel_l2(out[0] + n1, out[1] + n1, steps3 * nb, V);
+        int first = -1; /* the first row (step, then step × sequence) more than 1e-5 apart */
+        for (int t = 0; t < steps1 + steps3 * nb && first < 0; t++)
+            if (test_max_row_rel_l2(out[0] + (size_t)t * V, out[1] + (size_t)t * V, 1, V) > 1e-5) first = t;
+        const double tol = q8 ? Q8_STREAM_VS_BLOCKS_TOL : STREAM_VS_BLOCKS_TOL;
+        printf("\n    demo model %s, streamed vs blocks: 1 sequence x %d steps %.1e, %d sequences x %d steps %.1e (bound %.0e); "
+               "first row above 1e-5: %d of %d; control, blocks vs blocks: %.1e",
+               q8 ? "q8" : "bf16", steps1, w1, nb, steps3, w3, tol, first, steps1 + steps3 * nb,
+               test_max_row_rel_l2(out[1], out[2], steps1 + steps3 * nb, V));
+        CU_ASSERT(w1 <= tol);
+        CU_ASSERT(w3 <= tol);
+        free(out[0]), free(out[1]), free(out[2]);
+        mamba2_backend_destroy(be[0]);
+        mamba2_backend_destroy(be[1]);
+    }
+    printf("\n");
+    mamba2_model_free(&m);
+}
+
 /* The q8 GEMM in the model. (1) B = 5, 16 and 17 sequences stepped together (the q8 GEMM) equal each
  * stepped alone (the dp4a GEMV), held to the bound test_q8_batched() holds the dequantizing cuBLAS
  * path to (two roundings of the activations). (2) The same steps and an all-position prefill through
@@ -813,6 +924,7 @@ int register_gpu_tests(void) {
         !CU_add_test(s, "random model with N=128: prefill and batched steps vs ref", test_random_model_7b_state) ||
         !CU_add_test(s, "q8 weights: fixtures, a random model and the demo model vs ref", test_q8_models) ||
         !CU_add_test(s, "q8 weights: batched steps vs single steps", test_q8_batched) ||
+        !CU_add_test(s, "streamed GEMV in the model vs gemv.cuh's, bf16 and q8", test_stream_model) ||
         !CU_add_test(s, "q8 GEMM vs double products of the dequantized weights", test_q8_gemm_kernel) ||
         !CU_add_test(s, "q8 GEMM in the model: batched vs single, vs the dequantizing path", test_q8_gemm_model))
         return -1;
