@@ -22,23 +22,14 @@ static void launch_gemv_t(const GemvArgs &a, cudaStream_t s) {
     launch_gemv_shape<NB, PRO, EPI, 4, 2, GEMV_BF16>(a, s);
 }
 
-template <int PRO, int EPI>
-static void launch_gemv_nb(const GemvArgs &a, cudaStream_t s) {
-    switch (a.nb) {
-    case 1: launch_gemv_t<1, PRO, EPI>(a, s); break;
-    case 2: launch_gemv_t<2, PRO, EPI>(a, s); break;
-    case 3: launch_gemv_t<3, PRO, EPI>(a, s); break;
-    default: launch_gemv_t<4, PRO, EPI>(a, s); break;
-    }
-}
+struct LaunchGemvBf16 {
+    template <int NB, int PRO, int EPI> static void run(const GemvArgs &a, cudaStream_t s) { launch_gemv_t<NB, PRO, EPI>(a, s); }
+};
 
 void launch_gemv(GemvPrologue pro, GemvEpilogue epi, const GemvArgs &a, cudaStream_t s) {
     if (gemv_stream_takes(pro, a)) return launch_gemv_stream(pro, epi, a, s);
     if (a.wf != GEMV_BF16) return launch_gemv_q8(pro, epi, a, s);
-    if (pro == PRO_RMSNORM && epi == EPI_INPROJ) launch_gemv_nb<PRO_RMSNORM, EPI_INPROJ>(a, s);
-    else if (pro == PRO_GATEDNORM && epi == EPI_RESIDUAL) launch_gemv_nb<PRO_GATEDNORM, EPI_RESIDUAL>(a, s);
-    else if (pro == PRO_RMSNORM && epi == EPI_STORE) launch_gemv_nb<PRO_RMSNORM, EPI_STORE>(a, s);
-    else launch_gemv_nb<PRO_NONE, EPI_STORE>(a, s);
+    gemv_dispatch<LaunchGemvBf16>(pro, epi, a, s);
 }
 
 /* Σ h² of each decode sequence's embedding row, for layer 0's RMSNorm, and xw = h·w (one block per sequence). */

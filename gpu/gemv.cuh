@@ -23,6 +23,8 @@
 #ifndef MAMBA2_GPU_GEMV_CUH
 #define MAMBA2_GPU_GEMV_CUH
 
+#include <type_traits>
+
 #include "kernels.cuh"
 #include "mma_bf16.cuh" /* cp.async */
 
@@ -377,6 +379,26 @@ __global__ void __launch_bounds__(GEMV_THREADS, GEMV_MIN_BLOCKS(NB, ROWS, CPP, W
             atomicAdd(&a.ss_out[lane], total);
         }
     }
+}
+
+/** Call L::run<NB, PRO, EPI>(a, s) with NB = a.nb (1 to 4) and the compile-time pair of the model's
+ *  prologue / epilogue pairs that (pro, epi) names (any other pair: PRO_NONE, EPI_STORE). */
+template <class L> static void gemv_dispatch(GemvPrologue pro, GemvEpilogue epi, const GemvArgs &a, cudaStream_t s) {
+    auto by_nb = [&](auto p, auto e) {
+        constexpr int P = decltype(p)::value, E = decltype(e)::value;
+        switch (a.nb) {
+        case 1: L::template run<1, P, E>(a, s); break;
+        case 2: L::template run<2, P, E>(a, s); break;
+        case 3: L::template run<3, P, E>(a, s); break;
+        default: L::template run<4, P, E>(a, s); break;
+        }
+    };
+    using std::integral_constant;
+    if (pro == PRO_RMSNORM && epi == EPI_INPROJ) by_nb(integral_constant<int, PRO_RMSNORM>(), integral_constant<int, EPI_INPROJ>());
+    else if (pro == PRO_GATEDNORM && epi == EPI_RESIDUAL)
+        by_nb(integral_constant<int, PRO_GATEDNORM>(), integral_constant<int, EPI_RESIDUAL>());
+    else if (pro == PRO_RMSNORM && epi == EPI_STORE) by_nb(integral_constant<int, PRO_RMSNORM>(), integral_constant<int, EPI_STORE>());
+    else by_nb(integral_constant<int, PRO_NONE>(), integral_constant<int, EPI_STORE>());
 }
 
 /** Launch gemv_kernel with a block shape of ROWS rows × CPP chunks per thread. */

@@ -40,25 +40,11 @@ static void launch_gemv_q8_t(const GemvArgs &a, cudaStream_t s) {
     }
 }
 
-template <int PRO, int EPI, int WF>
-static void launch_gemv_q8_nb(const GemvArgs &a, cudaStream_t s) {
-    switch (a.nb) {
-    case 1: launch_gemv_q8_t<1, PRO, EPI, WF>(a, s); break;
-    case 2: launch_gemv_q8_t<2, PRO, EPI, WF>(a, s); break;
-    case 3: launch_gemv_q8_t<3, PRO, EPI, WF>(a, s); break;
-    default: launch_gemv_q8_t<4, PRO, EPI, WF>(a, s); break;
-    }
-}
-
-template <int WF>
-static void launch_gemv_q8_wf(GemvPrologue pro, GemvEpilogue epi, const GemvArgs &a, cudaStream_t s) {
-    if (pro == PRO_RMSNORM && epi == EPI_INPROJ) launch_gemv_q8_nb<PRO_RMSNORM, EPI_INPROJ, WF>(a, s);
-    else if (pro == PRO_GATEDNORM && epi == EPI_RESIDUAL) launch_gemv_q8_nb<PRO_GATEDNORM, EPI_RESIDUAL, WF>(a, s);
-    else if (pro == PRO_RMSNORM && epi == EPI_STORE) launch_gemv_q8_nb<PRO_RMSNORM, EPI_STORE, WF>(a, s);
-    else launch_gemv_q8_nb<PRO_NONE, EPI_STORE, WF>(a, s);
-}
+template <int WF> struct LaunchGemvQ8 {
+    template <int NB, int PRO, int EPI> static void run(const GemvArgs &a, cudaStream_t s) { launch_gemv_q8_t<NB, PRO, EPI, WF>(a, s); }
+};
 
 void launch_gemv_q8(GemvPrologue pro, GemvEpilogue epi, const GemvArgs &a, cudaStream_t s) {
-    if (a.wf == GEMV_Q8_DP4A) launch_gemv_q8_wf<GEMV_Q8_DP4A>(pro, epi, a, s);
-    else launch_gemv_q8_wf<GEMV_Q8_FLOAT>(pro, epi, a, s);
+    if (a.wf == GEMV_Q8_DP4A) gemv_dispatch<LaunchGemvQ8<GEMV_Q8_DP4A>>(pro, epi, a, s);
+    else gemv_dispatch<LaunchGemvQ8<GEMV_Q8_FLOAT>>(pro, epi, a, s);
 }

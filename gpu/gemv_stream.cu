@@ -288,25 +288,11 @@ static void launch_stream_t(const GemvArgs &a, cudaStream_t s) {
     launch_pdl(gemv_stream_kernel<NB, PRO, EPI, WF>, dim3(grid), dim3(GS_THREADS), L.total, s, a, L);
 }
 
-template <int PRO, int EPI, int WF>
-static void launch_stream_nb(const GemvArgs &a, cudaStream_t s) {
-    switch (a.nb) {
-    case 1: launch_stream_t<1, PRO, EPI, WF>(a, s); break;
-    case 2: launch_stream_t<2, PRO, EPI, WF>(a, s); break;
-    case 3: launch_stream_t<3, PRO, EPI, WF>(a, s); break;
-    default: launch_stream_t<4, PRO, EPI, WF>(a, s); break;
-    }
-}
-
-template <int WF>
-static void launch_stream_wf(GemvPrologue pro, GemvEpilogue epi, const GemvArgs &a, cudaStream_t s) {
-    if (pro == PRO_RMSNORM && epi == EPI_INPROJ) launch_stream_nb<PRO_RMSNORM, EPI_INPROJ, WF>(a, s);
-    else if (pro == PRO_GATEDNORM && epi == EPI_RESIDUAL) launch_stream_nb<PRO_GATEDNORM, EPI_RESIDUAL, WF>(a, s);
-    else if (pro == PRO_RMSNORM && epi == EPI_STORE) launch_stream_nb<PRO_RMSNORM, EPI_STORE, WF>(a, s);
-    else launch_stream_nb<PRO_NONE, EPI_STORE, WF>(a, s);
-}
+template <int WF> struct LaunchStream {
+    template <int NB, int PRO, int EPI> static void run(const GemvArgs &a, cudaStream_t s) { launch_stream_t<NB, PRO, EPI, WF>(a, s); }
+};
 
 void launch_gemv_stream(GemvPrologue pro, GemvEpilogue epi, const GemvArgs &a, cudaStream_t s) {
-    if (a.wf == GEMV_BF16) launch_stream_wf<GEMV_BF16>(pro, epi, a, s);
-    else launch_stream_wf<GEMV_Q8_DP4A>(pro, epi, a, s);
+    if (a.wf == GEMV_BF16) gemv_dispatch<LaunchStream<GEMV_BF16>>(pro, epi, a, s);
+    else gemv_dispatch<LaunchStream<GEMV_Q8_DP4A>>(pro, epi, a, s);
 }
