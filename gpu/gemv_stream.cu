@@ -8,7 +8,7 @@
  *
  *   bf16:  out[b][r] = s_b · Σ_c W[r][c] · x'[b][c]
  *   q8:    out[b][r] = s_b/127 · Σ_k d[r][k] · e[b][k] · Σ_{c in block k} q[r][c] · p[b][c],
- *          p[b][c] = rint(x'[b][c] · 127 / max_k|x'[b]|),   e[b][k] = max_{c in block k}|x'[b][c]|,
+ *          e[b][k] = max_{c in block k} |x'[b][c]|,   p[b][c] = rint(x'[b][c] · 127 / e[b][k]) for c in block k,
  *
  * x' the input with the grouped norm's scale (PRO_GATEDNORM: folded into x' for bf16, into e for
  * q8, as it multiplies a whole block alike) and s_b RMSNorm's (PRO_RMSNORM: on the finished row).
@@ -17,8 +17,9 @@
  * loads its rows into registers, so a block's loads are in flight only between its start and its
  * first use, and every block prepares its inputs again (q8: rounds each 16-input chunk to int8).
  * Here:
- *  - one block per multiprocessor takes a contiguous range of rows (the ranges differ by at most a
- *    row), in groups of GS_ROWS = 8 rows, one row a warp;
+ *  - a persistent grid (gs_budget(): two blocks per multiprocessor by default) whose blocks each
+ *    take a contiguous range of rows (the ranges differ by at most a row), in groups of GS_ROWS = 8
+ *    rows, one row a warp;
  *  - one thread asks the bulk copy engine for each group (the rows' weights, and for q8 their
  *    scales: contiguous runs of bytes) into one of `stages` shared-memory buffers, as many groups
  *    ahead as there are buffers; the first ones before the wait for the previous kernel (the
@@ -27,9 +28,8 @@
  *  - a warp's lanes each take 16 bytes of the row at a time (a warp reads 512 contiguous bytes of
  *    the buffer, and 16-byte pieces of the inputs at a 16-byte stride: no bank conflicts), then a
  *    shuffle sum; lane b finishes row r of sequence b with gemv.cuh's epilogue (finish_row()), its
- *    inputs copied by cp.async a group ahead (epilogue_prefetch(), two slots a lane): copied when
- *    the warp starts the group itself, their wait came after each group's product, a round trip
- *    to memory per group that cost the whole step 20 % (results/gpu.md).
+ *    inputs copied by cp.async a group ahead (epilogue_prefetch(), two slots a lane), so that their
+ *    round trip to memory overlaps the group before rather than following each group's product.
  * A buffer is refilled once every warp is done with it (a barrier a group).
  */
 #include <cuda_fp16.h>
