@@ -441,8 +441,9 @@ int mamba2_backend_cpu_create(const Mamba2Model *m, const Mamba2BackendOptions *
     cb->precision = opt ? opt->precision : MAMBA2_PRECISION_DEFAULT;
     /* Ask for 2 MiB pages on the weight mappings (a hint; errors are ignored): pages the kernel
      * reads in from now on come as 2 MiB folios, one TLB entry each, for decode's stream over every
-     * weight; pages already cached keep their size. On the Zen 4 and Xeon measured, decode ran as
-     * fast on 4 KiB pages (results/cpu.md): a hint for CPUs with fewer TLB entries, not a speedup. */
+     * weight; pages already cached keep their size. On the Zen 4 measured, decode ran as fast on
+     * 4 KiB pages, and a read stream on the Xeon nearly so (results/cpu.md): a hint for CPUs with
+     * fewer TLB entries, not a measured speedup. */
     long page = sysconf(_SC_PAGESIZE);
     for (int f = 0; f < m->n_files && page > 0; f++) {
         uintptr_t start = (uintptr_t)m->files[f].map & ~(uintptr_t)(page - 1);
