@@ -4,9 +4,9 @@
 # Binaries are built on the development machine (make STATIC_DEPS=1) and carried in .device/.
 # What comes back in $OUT: gpu.txt, tests.log, kernels.txt, ncu_ssd.txt,
 # bench_fp32.json, bench_bf16.json, profile.txt, hf.txt, ab.txt, ncu_gemv.txt, sweep.txt, ncu_batched.txt,
-# q8gemm.txt, q8bench.txt, q8table.txt, skinny.txt, llamacuda.txt, q8stream.txt.
+# q8gemm.txt, q8bench.txt, q8table.txt, skinny.txt, llamacuda.txt, q8stream.txt, repeat.txt.
 # Usage: bash gpu/device_run.sh [STEPS]   STEPS: comma list of test,sanitize,kernels,ncu,ncuprefill,ncugemv,
-#        ncucublas,ncustep,model,sweep,profile,profilebatched,power,ab,q8gemm,skinny,llamacuda,q8stream,hf (default: test,sanitize,kernels,model,profile,hf)
+#        ncucublas,ncustep,model,sweep,profile,profilebatched,power,ab,q8gemm,skinny,llamacuda,q8stream,repeat,hf (default: test,sanitize,kernels,model,profile,hf)
 set -u
 OUT=${OUT:-/tmp/mamba2-out}
 mkdir -p "$OUT"
@@ -27,6 +27,16 @@ if has test; then
     timeout 120 "$BIN/run_tests" demo_model_gpu 2>&1 | tee -a "$OUT/tests.log" | tail -12
     # a failure's test and assertions, wherever they are in the log (the tail above may not reach them)
     grep -E "random seed|Test: |FAILED|^ +[0-9]+\. " "$OUT/tests.log" | grep -B1 -A8 "FAILED" | head -60
+fi
+if has repeat; then
+    # one GPU test run REPEAT_N times (default 200), each with a fresh seed, its printed lines kept:
+    # the distribution a test's bound on fresh random draws should come from (REPEAT_TEST names it)
+    log "run_tests gpu '${REPEAT_TEST:-random model with N=128: prefill and batched steps vs ref}' x ${REPEAT_N:-200} (repeat.txt)"
+    for i in $(seq "${REPEAT_N:-200}"); do
+        timeout 60 "$BIN/run_tests" gpu "${REPEAT_TEST:-random model with N=128: prefill and batched steps vs ref}" 2>&1 \
+            | grep -E "random seed|^    [^ ].*[0-9]e-[0-9]|FAILED|^ +asserts"
+    done > "$OUT/repeat.txt"
+    echo "runs: $(grep -c 'random seed' "$OUT/repeat.txt"), failed: $(grep -c FAILED "$OUT/repeat.txt")"
 fi
 if has sanitize; then
     log "compute-sanitizer memcheck on the GPU suite"
