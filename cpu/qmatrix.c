@@ -611,9 +611,13 @@ CpuQKernel cpu_qlinear_kernel(CpuIsa isa) {
     return CPU_QKERNEL_AVX2;
 }
 
-/** Activation rows per pass over a thread's rows of W: their records stay in L2 (about 256 KiB). */
+/** Activation rows per pass over a thread's rows of W: their records stay in L2, in a quarter of
+ *  it as the CPU reports it and at most 256 KiB (what this used on every CPU before, and still does
+ *  on cores with 1 MiB of L2 or more; cores with less now keep the records to a quarter of theirs). */
 static int token_block(int64_t K_pad) {
-    int64_t n = (256 * 1024) / (K_pad / QT_K * XREC) / 4 * 4;
+    size_t budget = cpu_cache_bytes(2) / 4;
+    if (budget > 256 * 1024) budget = 256 * 1024;
+    int64_t n = (int64_t)budget / (K_pad / QT_K * XREC) / 4 * 4;
     return n < 4 ? 4 : n;
 }
 
