@@ -745,7 +745,9 @@ static void test_q8_models(void) {
 }
 
 /* q8: B sequences stepped together equal each stepped alone. 3 take the GEMV path, whose kernels
- * are the single sequence's but for the order of the fp32 sums (bound 1e-6, as bf16's); 6 the
+ * are the single sequence's but for the order of the fp32 sums (bound 1e-6, as bf16's; this
+ * fixture's 64- and 128-column rows keep them off the streamed kernel, which from 2 sequences takes
+ * rows of 256-column pieces and whose comparison has its own test, test_stream_model); 6 the
  * cuBLAS path over the dequantized weights, with the activations rounded to bf16 where the single
  * steps' dp4a product rounds them to int8 per block: two roundings of the activations, held to the
  * q8 whole-model bound. */
