@@ -13,9 +13,11 @@
  * With --roofline the backend's roofline hook measures the read bandwidth and the GEMM rate
  * before every timed repetition, so that the ceilings and the speeds come from the same minutes
  * of a machine whose bandwidth may drift (shared hosts); the median of those measurements is the
- * ceiling each figure is divided by. Timed figures are medians over --reps repetitions after a
- * warm-up run, printed with the fastest and the slowest repetition beside them (on a shared host
- * the spread says how far to trust the median).
+ * ceiling each figure is divided by. Decode also gets "paired": the median over repetitions of each
+ * one's bandwidth divided by the read bandwidth measured just before it, which a host whose bandwidth
+ * moves between repetitions skews less than the ratio of the two medians. Timed figures are medians
+ * over --reps repetitions after a warm-up run, printed with the fastest and the slowest repetition
+ * beside them (on a shared host the spread says how far to trust the median).
  */
 #include <getopt.h>
 #include <stdio.h>
@@ -40,6 +42,7 @@ static void help(FILE *f) {
             CLI_HELP_WEIGHTS
             "  --roofline         also measure the read bandwidth and the GEMM rate, before every\n"
             "                     repetition, and print each figure as a fraction of its ceiling\n"
+            "                     (decode's \"paired\": each repetition against the read just before it)\n"
             "  --no-prefill       skip the prefill measurement\n"
             "  --json             print one JSON object instead of the table\n"
             "  -h, --help         this text\n",
@@ -138,8 +141,9 @@ int cmd_bench(int argc, char **argv) {
     int n_states = 0;
     Ceilings ceilings = {0};
     /* medians, and the fastest and slowest repetition (median() sorts: t[0] and t[reps - 1]) */
-    double prefill_s = 0, prefill_lo = 0, prefill_hi = 0, *step_s = calloc(3 * (size_t)n_batches, sizeof *step_s);
+    double prefill_s = 0, prefill_lo = 0, prefill_hi = 0, *step_s = calloc(4 * (size_t)n_batches, sizeof *step_s);
     double *step_lo = step_s + n_batches, *step_hi = step_lo + n_batches;
+    double *paired = step_hi + n_batches; /* [n_batches] decode: median of each repetition's GB/s over the read ceiling measured before it */
     /* Refuse up front a batch or a prompt that does not fit: B states, B rows of logits, and the
      * buffers of a prefill of the prompt (host paths) or of a batched step. */
     int most = 1;
@@ -212,7 +216,7 @@ int cmd_bench(int argc, char **argv) {
     /* decode: B sequences after a DECODE_PROMPT-token prompt each, greedy, gen steps per repetition */
     for (int k = 0; k < n_batches; k++) {
         int nb = batch_list[k];
-        double t[64];
+        double t[64], ratio[64], bytes = step_base + nb * per_seq;
         for (int i = 0; i < nb; i++) {
             mamba2_state_reset(&sts[i]);
             fill_tokens(tok, DECODE_PROMPT, V, 100 + i);
@@ -227,7 +231,9 @@ int cmd_bench(int argc, char **argv) {
                 for (int i = 0; i < nb; i++) next[i] = argmax(logits + (size_t)i * V, V);
             }
             if (r >= 0) t[r] = (cli_now() - t0) / gen;
+            if (r >= 0 && ceilings.n) ratio[r] = bytes / t[r] / 1e9 / ceilings.bw[ceilings.n - 1];
         }
+        if (ceilings.n) paired[k] = median(ratio, (int)reps);
         step_s[k] = median(t, (int)reps), step_lo[k] = t[0], step_hi[k] = t[reps - 1];
     }
     fill_tokens(tok, (int)prompt, V, 1);
@@ -264,7 +270,7 @@ int cmd_bench(int argc, char **argv) {
                    "\"gbps\": %.2f",
                    k ? ", " : "", batch_list[k], step_s[k] * 1e3, step_lo[k] * 1e3, step_hi[k] * 1e3,
                    batch_list[k] / step_s[k], bytes / step_s[k] / 1e9);
-            if (ceilings.n) printf(", \"of_read\": %.4f", bytes / step_s[k] / 1e9 / bw);
+            if (ceilings.n) printf(", \"of_read\": %.4f, \"of_read_paired\": %.4f", bytes / step_s[k] / 1e9 / bw, paired[k]);
             printf("}");
         }
         printf("], \"peak_rss_mib\": %.0f}\n", rss);
@@ -286,12 +292,13 @@ int cmd_bench(int argc, char **argv) {
             if (b->kernels) printf(" (GEMM: %s)", kernels.gemm);
             printf("\n");
         }
-        printf("%6s %10s %21s %10s %10s %10s\n", "batch", "ms/step", "[fastest .. slowest]", "tok/s", "GB/s", "of read");
+        printf("%6s %10s %21s %10s %10s %10s%s\n", "batch", "ms/step", "[fastest .. slowest]", "tok/s", "GB/s", "of read",
+               ceilings.n ? "     paired" : "");
         for (int k = 0; k < n_batches; k++) {
             double bytes = step_base + batch_list[k] * per_seq, gbps = bytes / step_s[k] / 1e9;
             printf("%6d %10.2f   [%7.2f .. %7.2f] %10.2f %10.2f", batch_list[k], step_s[k] * 1e3, step_lo[k] * 1e3,
                    step_hi[k] * 1e3, batch_list[k] / step_s[k], gbps);
-            if (ceilings.n) printf(" %9.0f%%", 100 * gbps / bw);
+            if (ceilings.n) printf(" %9.0f%% %9.0f%%", 100 * gbps / bw, 100 * paired[k]);
             printf("\n");
         }
         printf("peak resident memory %.0f MiB\n", rss);
