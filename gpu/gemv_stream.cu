@@ -46,8 +46,8 @@
 #define GS_MAX_STAGES 8
 
 /** Bytes of one row's weights and of its scales (q8), for @p wf over @p cols (K32 for q8). */
-static unsigned row_bytes(GemvWeights wf, int cols) { return wf == GEMV_BF16 ? 2u * cols : (unsigned)cols; }
-static unsigned scale_bytes(GemvWeights wf, int cols) { return wf == GEMV_BF16 ? 0u : (unsigned)cols / 16; }
+__host__ __device__ static unsigned row_bytes(int wf, int cols) { return wf == GEMV_BF16 ? 2u * cols : (unsigned)cols; }
+__host__ __device__ static unsigned scale_bytes(int wf, int cols) { return wf == GEMV_BF16 ? 0u : (unsigned)cols / 16; }
 
 /** Where each part of the block's dynamic shared memory starts (bytes). */
 struct GsLayout {
@@ -58,19 +58,17 @@ struct GsLayout {
     unsigned total;
 };
 
-static unsigned align_to(unsigned v, unsigned m) { return (v + m - 1) / m * m; }
-
 static GsLayout gs_layout(GemvWeights wf, int cols, int nb, int stages) {
     GsLayout L;
     L.stages = stages;
     unsigned o = 0;
     L.w = o, o += (unsigned)stages * GS_ROWS * row_bytes(wf, cols);
     L.d = o, o += (unsigned)stages * GS_ROWS * scale_bytes(wf, cols);
-    L.x = o = align_to(o, 128), o += (unsigned)nb * cols * (wf == GEMV_BF16 ? 4 : 1);
-    L.xs = o = align_to(o, 16), o += wf == GEMV_BF16 ? 0u : (unsigned)nb * (cols / 32) * 4;
-    L.epi = o = align_to(o, 16), o += (unsigned)GS_WARPS * 2 * nb * EPI_SLOT * 4;
+    L.x = o = round_up(o, 128), o += (unsigned)nb * cols * (wf == GEMV_BF16 ? 4 : 1);
+    L.xs = o = round_up(o, 16), o += wf == GEMV_BF16 ? 0u : (unsigned)nb * (cols / 32) * 4;
+    L.epi = o = round_up(o, 16), o += (unsigned)GS_WARPS * 2 * nb * EPI_SLOT * 4;
     L.sq = o, o += (unsigned)GS_WARPS * nb * 4;
-    L.bar = o = align_to(o, 8), o += (unsigned)stages * 8;
+    L.bar = o = round_up(o, 8), o += (unsigned)stages * 8;
     L.total = o;
     return L;
 }
@@ -116,7 +114,7 @@ __global__ void __launch_bounds__(GS_THREADS, 1) gemv_stream_kernel(GemvArgs a, 
     extern __shared__ __align__(128) unsigned char smem[];
     constexpr int CW = WF == GEMV_BF16 ? 8 : 16; /* columns per 16-byte chunk */
     const int cols = a.cols, cn = cols / CW, nblk = cols / 32;
-    const unsigned wrow = WF == GEMV_BF16 ? 2u * cols : (unsigned)cols, drow = WF == GEMV_BF16 ? 0u : (unsigned)cols / 16;
+    const unsigned wrow = row_bytes(WF, cols), drow = scale_bytes(WF, cols);
     const int warp = threadIdx.x >> 5, lane = threadIdx.x & 31;
     const int r_begin = (int)((long long)blockIdx.x * a.rows / gridDim.x);
     const int r_end = (int)((long long)(blockIdx.x + 1) * a.rows / gridDim.x);
