@@ -9,6 +9,8 @@
  * Usage: build/bench_gpu_kernels [--json]   (needs a GPU)
  *        build/bench_gpu_kernels --gemv       the ceilings and the GEMV tables alone (bf16, q8, q8 dequantization)
  *        build/bench_gpu_kernels --cublas-once   one cuBLAS call per batched decode shape (for a profiler)
+ *        build/bench_gpu_kernels --lt         every cuBLASLt algorithm its heuristic offers at the batched
+ *                                             decode's shapes, against cuBLAS' own choice
  *        build/bench_gpu_kernels --q8gemm [MAX_T]  the q8 GEMM against cuBLAS on bf16 weights and against
  *                                             dequantization + cuBLAS, 8 to 4,096 tokens
  */
@@ -44,6 +46,31 @@ int main(int argc, char **argv) {
     if (mamba2_gpu_roofline(&copy_gbps, &gemm_gflops, &e)) {
         fprintf(stderr, "roofline: %s\n", e.msg);
         return 1;
+    }
+    if (argc > 1 && !strcmp(argv[1], "--lt")) { /* each shape: cuBLAS' choice, then cuBLASLt's offers, fastest marked */
+        printf("GPU ceilings: copy %.0f GB/s (read + write)\n\n", copy_gbps);
+        printf("%-9s %-14s %4s %4s | %9s %7s | %s\n", "product", "rows x cols", "nb", "beta", "cuBLAS ms", "of copy",
+               "cuBLASLt algorithms in the heuristic's order: ms (waves), the fastest starred, its fraction of copy");
+        for (int k = 0; k < 3; k++)
+            for (int nb = 8; nb <= 256; nb *= 2) {
+                float beta = k == 1 ? 1.0f : 0.0f; /* out_proj adds into the residual */
+                double ms0 = mamba2_gpu_time_cublas_gemm(shapes[k].rows, shapes[k].cols, nb, 30, &e), ms[32];
+                int n = 0, waves[32], best = 0;
+                if (ms0 < 0 || mamba2_gpu_time_cublaslt_algos(shapes[k].rows, shapes[k].cols, nb, beta, 30, ms, &n, waves, &e)) {
+                    fprintf(stderr, "cublas: %s\n", e.msg);
+                    return 1;
+                }
+                double bytes = (double)shapes[k].rows * shapes[k].cols * 2;
+                printf("%-9s %6d x %-6d %4d %4.0f | %9.4f %6.0f%% |", shapes[k].name, shapes[k].rows, shapes[k].cols, nb, beta, ms0,
+                       100 * bytes / (ms0 * 1e-3) / 1e9 / copy_gbps);
+                for (int i = 1; i < n; i++)
+                    if (ms[i] < ms[best]) best = i;
+                for (int i = 0; i < n; i++) printf(" %.4f%s(%.2f)", ms[i], i == best ? "*" : "", waves[i] / 100.0);
+                if (n) printf(" | best %.0f%%", 100 * bytes / (ms[best] * 1e-3) / 1e9 / copy_gbps);
+                printf("\n");
+                fflush(stdout);
+            }
+        return 0;
     }
     if (argc > 1 && !strcmp(argv[1], "--q8gemm")) { /* bytes: the weights as read (q8: 1 + 2/32 a weight) */
         printf("GPU ceilings: copy %.0f GB/s (read + write), bf16 GEMM %.0f TFLOP/s\n\n", copy_gbps, gemm_gflops / 1e3);

@@ -153,6 +153,24 @@ double mamba2_gpu_time_gemv(int rows, int cols, int nb, int stream, int reps, Ma
 double mamba2_gpu_time_cublas_gemm(int rows, int cols, int nb, int reps, Mamba2Error *err);
 
 /**
+ * @brief Time every algorithm cuBLASLt's heuristic offers (up to 32, best first) for the decode
+ *        shape out[nb][rows] (+ @p beta · out) = x[nb][cols]·W[rows][cols]ᵀ, bf16 in, fp32 out,
+ *        each as mamba2_gpu_time_cublas_gemm() times cuBLAS.
+ * @param rows    rows of W (outputs)
+ * @param cols    columns of W (the sum's length)
+ * @param nb      sequences (columns of the product)
+ * @param beta    0, or 1 to add into the output
+ * @param reps    timed calls per algorithm (in batches over the weight copies)
+ * @param ms      [32] median milliseconds per call of each algorithm, in the heuristic's order
+ * @param n_algos how many algorithms it offered
+ * @param waves   [32] the heuristic's wave count of each, times 100
+ * @param err     the reason on failure
+ * @return 0, or -1 with @p err set
+ */
+int mamba2_gpu_time_cublaslt_algos(int rows, int cols, int nb, float beta, int reps, double *ms, int *n_algos, int *waves,
+                                   Mamba2Error *err);
+
+/**
  * @brief The decode SSD step of one layer alone:
  *        S ← exp(dt·A) S + dt·x Bᵀ;  y = (S C + D x)·silu(z)·y_scale;  ss_y[b][grp] = Σ_{group} ((S C + D x)·silu(z))².
  * @param d          H, P, N, G (d.T unused)

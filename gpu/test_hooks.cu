@@ -9,6 +9,8 @@
 #include <chrono>
 #include <vector>
 
+#include <cublasLt.h>
+
 #include "kernels.cuh"
 
 extern "C" {
@@ -536,6 +538,62 @@ extern "C" double mamba2_gpu_time_cublas_gemm(int rows, int cols, int nb, int re
     cudaError_t e = cudaGetLastError();
     if (e != cudaSuccess) return mamba2_fail(err, "cublas timing: %s", cudaGetErrorString(e)), -1;
     return ms;
+}
+
+/* Every algorithm cuBLASLt's heuristic offers for the decode shape (up to 32), each timed as above:
+ * out[nb][rows] (+ beta · out) = x[nb][cols] · W[rows][cols]ᵀ, bf16 in, fp32 out. */
+extern "C" int mamba2_gpu_time_cublaslt_algos(int rows, int cols, int nb, float beta, int reps, double *ms, int *n_algos,
+                                              int *waves, Mamba2Error *err) {
+    if (!mamba2_gpu_available(err)) return -1;
+    int copies = (int)(1 + (512ull << 20) / ((size_t)rows * cols * 2));
+    const size_t ws_bytes = 32u << 20;
+    bf16 *W, *x;
+    float *out;
+    void *ws;
+    CUDA_TRY(cudaMalloc(&W, (size_t)copies * rows * cols * 2));
+    CUDA_TRY(cudaMalloc(&x, (size_t)nb * cols * 2));
+    CUDA_TRY(cudaMalloc(&out, (size_t)nb * rows * 4));
+    CUDA_TRY(cudaMalloc(&ws, ws_bytes));
+    fill_random_bf16<<<1024, 256>>>(W, (size_t)copies * rows * cols, 3);
+    fill_random_bf16<<<64, 256>>>(x, (size_t)nb * cols, 4);
+    cudaMemset(out, 0, (size_t)nb * rows * 4);
+    cudaStream_t st;
+    cudaStreamCreateWithFlags(&st, cudaStreamNonBlocking);
+    cublasLtHandle_t lt;
+    cublasLtMatmulDesc_t op;
+    cublasLtMatrixLayout_t la, lb, lc;
+    cublasLtMatmulPreference_t pref;
+    cublasOperation_t ta = CUBLAS_OP_T, tb = CUBLAS_OP_N;
+    cublasLtCreate(&lt);
+    cublasLtMatmulDescCreate(&op, CUBLAS_COMPUTE_32F, CUDA_R_32F);
+    cublasLtMatmulDescSetAttribute(op, CUBLASLT_MATMUL_DESC_TRANSA, &ta, sizeof ta);
+    cublasLtMatmulDescSetAttribute(op, CUBLASLT_MATMUL_DESC_TRANSB, &tb, sizeof tb);
+    cublasLtMatrixLayoutCreate(&la, CUDA_R_16BF, cols, rows, cols); /* W as stored, column-major [cols, rows] */
+    cublasLtMatrixLayoutCreate(&lb, CUDA_R_16BF, cols, nb, cols);
+    cublasLtMatrixLayoutCreate(&lc, CUDA_R_32F, rows, nb, rows);
+    cublasLtMatmulPreferenceCreate(&pref);
+    uint64_t wsb = ws_bytes;
+    cublasLtMatmulPreferenceSetAttribute(pref, CUBLASLT_MATMUL_PREF_MAX_WORKSPACE_BYTES, &wsb, sizeof wsb);
+    cublasLtMatmulHeuristicResult_t res[32];
+    int n = 0;
+    cublasLtMatmulAlgoGetHeuristic(lt, op, la, lb, lc, lc, pref, 32, res, &n);
+    float alpha = 1.0f;
+    for (int i = 0; i < n; i++) {
+        waves[i] = (int)(res[i].wavesCount * 100);
+        ms[i] = median_calls_ms(st, copies, reps, [&](int c) {
+            cublasLtMatmul(lt, op, &alpha, W + (size_t)c * rows * cols, la, x, lb, &beta, out, lc, out, lc, &res[i].algo, ws,
+                           ws_bytes, st);
+        });
+    }
+    *n_algos = n;
+    cublasLtMatmulPreferenceDestroy(pref);
+    cublasLtMatrixLayoutDestroy(la), cublasLtMatrixLayoutDestroy(lb), cublasLtMatrixLayoutDestroy(lc);
+    cublasLtMatmulDescDestroy(op);
+    cublasLtDestroy(lt);
+    cudaStreamDestroy(st);
+    cudaFree(W), cudaFree(x), cudaFree(out), cudaFree(ws);
+    CUDA_TRY(cudaGetLastError());
+    return 0;
 }
 
 /* ------------------------------------------------------------------ the q8 GEMM */
