@@ -53,6 +53,8 @@ void launch_sum_squares(const float *h, int nb, int d, const float *w, float *ss
 /* ------------------------------------------------------------------ conv + dt step (batched path) */
 
 __global__ void conv_dt_step_kernel(GemvArgs a, const float *zxbcdt) {
+    pdl_trigger();
+    pdl_wait();
     int r = a.dims.d_in + blockIdx.x * blockDim.x + threadIdx.x, b = blockIdx.y;
     if (r < a.dims.d_in_proj) inproj_tail(a, b, r, zxbcdt[(size_t)b * a.dims.d_in_proj + r], NULL);
 }
@@ -67,7 +69,8 @@ void launch_conv_dt_step(const GpuDims &g, const GpuLayer &w, const float *zxbcd
     a.xbc = xbc;
     a.dt = dt;
     dim3 grid((g.conv_dim + g.H + 255) / 256, nb);
-    conv_dt_step_kernel<<<grid, 256, 0, s>>>(a, zxbcdt);
+    /* a programmatic dependent launch, as the batched path's norms (gpu/layer_kernels.cu) */
+    launch_pdl(conv_dt_step_kernel, grid, dim3(256), 0, s, a, zxbcdt);
 }
 
 /* ------------------------------------------------------------------ SSD step */

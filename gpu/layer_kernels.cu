@@ -19,6 +19,8 @@ void launch_embed(const int32_t *tokens, int T, const bf16 *emb, int d, float *h
 
 /* out[t] = h[t] / sqrt(mean(h[t]²) + eps) · w   (one block per token) */
 __global__ void rmsnorm_bf16_kernel(const float *h, const float *w, int d, float eps, bf16 *out) {
+    pdl_trigger();
+    pdl_wait();
     const float *x = h + (size_t)blockIdx.x * d;
     float ss = 0;
     for (int i = threadIdx.x; i < d; i += blockDim.x) ss += x[i] * x[i];
@@ -29,6 +31,8 @@ __global__ void rmsnorm_bf16_kernel(const float *h, const float *w, int d, float
 /* The same, four values per load and store (d a multiple of 4): a row of h is read twice, the
  * second time from cache. */
 __global__ void rmsnorm4_bf16_kernel(const float *h, const float *w, int d, float eps, bf16 *out) {
+    pdl_trigger();
+    pdl_wait();
     const float4 *x = (const float4 *)(h + (size_t)blockIdx.x * d);
     int d4 = d / 4;
     float ss = 0;
@@ -44,9 +48,12 @@ __global__ void rmsnorm4_bf16_kernel(const float *h, const float *w, int d, floa
     }
 }
 
+/* As a programmatic dependent launch (here and for the gated norm): its launch overlaps the end of
+ * the kernel before it, which in the batched decode's many small launches is worth 1-4 % a step
+ * (measurements: results/gpu.md). */
 void launch_rmsnorm_bf16(const float *h, const float *w, int T, int d, float eps, bf16 *out, cudaStream_t s) {
-    if (d % 4 == 0) rmsnorm4_bf16_kernel<<<T, 256, 0, s>>>(h, w, d, eps, out);
-    else rmsnorm_bf16_kernel<<<T, 256, 0, s>>>(h, w, d, eps, out);
+    if (d % 4 == 0) launch_pdl(rmsnorm4_bf16_kernel, dim3(T), dim3(256), 0, s, h, w, d, eps, out);
+    else launch_pdl(rmsnorm_bf16_kernel, dim3(T), dim3(256), 0, s, h, w, d, eps, out);
 }
 
 /* One thread per (channel, run of TOKENS_PER_THREAD tokens), a sliding window in registers:
@@ -183,6 +190,8 @@ void launch_dt_prefill(const GpuDims &g, const float *dt_raw, const float *dt_bi
 /* One block per (token, group): g = y·silu(z); out = g / sqrt(mean(g²) + eps) · w over the group. */
 __global__ void gated_norm_kernel(GpuDims g, const float *y, const bf16 *z_bf16, const float *z_f32, int gate,
                                   const float *w, bf16 *out) {
+    pdl_trigger();
+    pdl_wait();
     int t = blockIdx.x, grp = blockIdx.y, gs = g.d_in / g.G;
     size_t row = (size_t)t * g.d_in, off = (size_t)grp * gs;
     size_t zrow = (size_t)t * (g.d_in + g.conv_dim); /* z: the first d_in columns of [z | xBC] */
@@ -200,6 +209,8 @@ __global__ void gated_norm_kernel(GpuDims g, const float *y, const bf16 *z_bf16,
 
 /* The same with bf16 z, four channels per load and store (group size, d_in and conv_dim multiples of 4). */
 __global__ void gated_norm4_kernel(GpuDims g, const float *y, const bf16 *z, const float *w, bf16 *out) {
+    pdl_trigger();
+    pdl_wait();
     int t = blockIdx.x, grp = blockIdx.y, gs4 = g.d_in / g.G / 4;
     size_t row = (size_t)t * g.d_in + (size_t)grp * gs4 * 4;
     const float4 *y4 = (const float4 *)(y + row);
@@ -228,8 +239,8 @@ void launch_gated_norm_bf16(const GpuDims &g, const float *y, const bf16 *z_bf16
     dim3 grid(T, g.G);
     int gs = g.d_in / g.G;
     if (gate && z_bf16 && gs % 4 == 0 && g.conv_dim % 4 == 0) {
-        gated_norm4_kernel<<<grid, 256, gs * sizeof(float), s>>>(g, y, z_bf16, w, out);
+        launch_pdl(gated_norm4_kernel, grid, dim3(256), gs * sizeof(float), s, g, y, z_bf16, w, out);
         return;
     }
-    gated_norm_kernel<<<grid, 256, gs * sizeof(float), s>>>(g, y, z_bf16, z_f32, gate, w, out);
+    launch_pdl(gated_norm_kernel, grid, dim3(256), gs * sizeof(float), s, g, y, z_bf16, z_f32, gate, w, out);
 }
