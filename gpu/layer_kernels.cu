@@ -49,7 +49,7 @@ __global__ void rmsnorm4_bf16_kernel(const float *h, const float *w, int d, floa
 }
 
 /* As a programmatic dependent launch (here and for the gated norm): its launch overlaps the end of
- * the kernel before it, which in the batched decode's many small launches is worth 1-4 % a step
+ * the kernel before it, which in the batched decode's many small launches is worth up to 4 % a step
  * (measurements: results/gpu.md). */
 void launch_rmsnorm_bf16(const float *h, const float *w, int T, int d, float eps, bf16 *out, cudaStream_t s) {
     if (d % 4 == 0) launch_pdl(rmsnorm4_bf16_kernel, dim3(T), dim3(256), 0, s, h, w, d, eps, out);

@@ -579,8 +579,8 @@ static void random_model_7b_state(int d_conv, int n_batches) {
         /* prefill of each sequence, every position's logits, measured over all NS sequences as the
          * batched steps below are. One sequence alone was measured at first, and its error is the
          * model draw's sensitivity to bf16 activations more than the kernels': over 400 fresh models
-         * on the H200 (2026-12-03, results/gpu.md) sequence 0 alone had a median of 7.6e-3 but a tail
-         * to 4.7e-2 (1.2 % of draws above 2e-2); on the two worst draws the CPU path's bf16-activation
+         * on the H200 (2026-12-03, results/gpu.md) sequence 0 alone had medians of 7.6e-3 / 8.5e-3
+         * (d_conv 4 / 6) but a tail to 4.7e-2 (5 draws above 2e-2); on the two worst draws the CPU path's bf16-activation
          * mode ("fast") was 2.7 and 3.0 times its own median too, and over 60 draws the logarithms
          * of the two errors correlate at 0.64 */
         for (int i = 0; i < NS; i++) {
@@ -611,7 +611,7 @@ static void random_model_7b_state(int d_conv, int n_batches) {
              * bounds batch 6 the same way). Measured on the H200, 2026-12-01, two runs (fresh random
              * models): 17 sequences 4.0e-3 and 7.4e-3 (fp32 state), 4.3e-3 and 8.4e-3 (bf16 state). */
             double step_tol = bf || nb > 4 ? LOGITS_TOL : 1e-4;
-            printf("\n    N=128 random model, d_conv %d, %s state: prefill of %d %.1e, %d-sequence steps %.1e (bound %.0e)",
+            printf("\n    N=128 random model, d_conv %d, %s state: prefill of %d sequences %.1e, %d-sequence steps %.1e (bound %.0e)",
                    d_conv, bf ? "bf16" : "fp32", NS, e_pre, nb, e_step, step_tol);
             CU_ASSERT(e_step <= step_tol);
         }
