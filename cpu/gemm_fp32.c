@@ -156,8 +156,55 @@ static AVX512_TARGET void micro_512(int m, const void *a, const void *b, int64_t
 
 /* ------------------------------------------------------------------ AVX2 */
 
-static AVX2_TARGET void pack_b_256(const void *W, int64_t r0, int64_t k0, int64_t kc, void *dst) {
-    pack_b_any(W, r0, k0, kc, NR256, dst);
+/* The 8 × 8 transpose of r[0..8) in place (r[i] lane j → r[j] lane i): unpack, shuffle, swap halves. */
+static inline AVX2_INLINE void transpose8(__m256 r[8]) {
+    __m256 t[8], u[8];
+    for (int i = 0; i < 4; i++) {
+        t[2 * i] = _mm256_unpacklo_ps(r[2 * i], r[2 * i + 1]);
+        t[2 * i + 1] = _mm256_unpackhi_ps(r[2 * i], r[2 * i + 1]);
+    }
+    for (int i = 0; i < 2; i++) {
+        u[4 * i] = _mm256_shuffle_ps(t[4 * i], t[4 * i + 2], 0x44);
+        u[4 * i + 1] = _mm256_shuffle_ps(t[4 * i], t[4 * i + 2], 0xee);
+        u[4 * i + 2] = _mm256_shuffle_ps(t[4 * i + 1], t[4 * i + 3], 0x44);
+        u[4 * i + 3] = _mm256_shuffle_ps(t[4 * i + 1], t[4 * i + 3], 0xee);
+    }
+    /* u[c] (rows 0-3) and u[4 + c] (rows 4-7), 128-bit half L: column 4L + c */
+    for (int c = 0; c < 4; c++) {
+        r[c] = _mm256_permute2f128_ps(u[c], u[4 + c], 0x20);
+        r[4 + c] = _mm256_permute2f128_ps(u[c], u[4 + c], 0x31);
+    }
+}
+
+/* 8 weights W[row][k .. k+8) widened to fp32. */
+static inline AVX2_INLINE __m256 load8(Mamba2DType dt, const void *W, int64_t i) {
+    switch (dt) {
+    case MAMBA2_BF16:
+        return _mm256_castsi256_ps(
+            _mm256_slli_epi32(_mm256_cvtepu16_epi32(_mm_loadu_si128((const __m128i *)((const uint16_t *)W + i))), 16));
+    case MAMBA2_F16: return _mm256_cvtph_ps(_mm_loadu_si128((const __m128i *)((const uint16_t *)W + i)));
+    default: return _mm256_loadu_ps((const float *)W + i);
+    }
+}
+
+/* pack_b_any() for NR256 rows; whole 8 × 8 squares (every row present, k inside K) are widened and
+ * transposed in registers, as pack_b_512 does for AVX-512 (about twice as fast as a weight at a
+ * time: results/cpu.md). */
+static AVX2_TARGET void pack_b_256(const void *src, int64_t r0, int64_t k0, int64_t kc, void *dst) {
+    const Mamba2Tensor *W = src;
+    int64_t rows = W->shape[0], K = W->shape[1];
+    float *d = dst;
+    if (r0 + NR256 > rows || k0 + kc > K || kc % 8) {
+        pack_b_any(W, r0, k0, kc, NR256, d);
+        return;
+    }
+    for (int64_t k = 0; k < kc; k += 8)
+        for (int h = 0; h < NR256 / 8; h++) {
+            __m256 r[8];
+            for (int i = 0; i < 8; i++) r[i] = load8(W->dtype, W->data, (r0 + 8 * h + i) * K + k0 + k);
+            transpose8(r); /* r[c] = column k + c of rows r0 + 8h .. + 8 */
+            for (int c = 0; c < 8; c++) _mm256_store_ps(d + (k + c) * NR256 + 8 * h, r[c]);
+        }
 }
 
 /* C[i][0 .. 16) (+)= Σ_k A[k][i] · B[k][0 .. 16) for i < M (a constant after inlining). */
