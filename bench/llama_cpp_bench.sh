@@ -8,10 +8,15 @@
 #   LLAMA_CPP_WORK=DIR  where llama.cpp's source, builds, venv, GGUF files and the runs go
 #                       (default: build/llama.cpp of this repository)
 #   ROUNDS=N            alternating rounds of measurements (default 2)
-#   ISA=native|avx2     native (default): both sides at this CPU's best. avx2: both forced down to
-#                       AVX2 + FMA + F16C (no AVX-512): ours through MAMBA2_CPU_ISA=avx2,
-#                       MAMBA2_CPU_GEMM=avx2 and OPENBLAS_CORETYPE=Haswell; llama.cpp from a second
-#                       build (GGML_NATIVE=OFF, AVX/AVX2/FMA/F16C/BMI2 on, AVX-512 off) in build-avx2/
+#   ISA=native|avx512vnni|avx512|avx2
+#                       native (default): both sides at this CPU's best. The others force both
+#                       sides down to a lower class of x86-64 CPU, llama.cpp from a second build
+#                       (GGML_NATIVE=OFF and that class's GGML_* switches) in build-$ISA/:
+#                       avx512vnni: AVX-512F/BW/DQ/VL + VNNI, no BF16, no AMX (Cascade Lake, Ice
+#                         Lake, Zen 4 without its BF16): ours through MAMBA2_CPU_ISA=avx512;
+#                       avx512: the same without VNNI (Skylake-SP/X): also MAMBA2_CPU_VNNI=0;
+#                       avx2: AVX2 + FMA + F16C (no AVX-512): ours through MAMBA2_CPU_ISA=avx2,
+#                         MAMBA2_CPU_GEMM=avx2 and OPENBLAS_CORETYPE=Haswell
 #   SKIP_CHECK=1        skip the greedy-agreement check
 #   PP=512 TG=16        prompt and generated tokens (smaller for a quick smoke test of the script)
 #
@@ -57,7 +62,15 @@ avx2)
         -DGGML_AVX512=OFF -DGGML_AVX512_VBMI=OFF -DGGML_AVX512_VNNI=OFF -DGGML_AVX512_BF16=OFF
         -DGGML_AVX_VNNI=OFF -DGGML_AMX_TILE=OFF -DGGML_AMX_INT8=OFF -DGGML_AMX_BF16=OFF)
     OURS_ENV=(MAMBA2_CPU_ISA=avx2 MAMBA2_CPU_GEMM=avx2 OPENBLAS_CORETYPE=Haswell) ;;
-*) die "ISA=$ISA: expected native or avx2" ;;
+avx512 | avx512vnni)
+    BUILD=$SRC/build-$ISA
+    VNNI=$([ "$ISA" = avx512vnni ] && echo ON || echo OFF)
+    CMAKE_ISA=(-DGGML_NATIVE=OFF -DGGML_AVX=ON -DGGML_AVX2=ON -DGGML_FMA=ON -DGGML_F16C=ON -DGGML_BMI2=ON
+        -DGGML_AVX512=ON -DGGML_AVX512_VBMI=OFF -DGGML_AVX512_VNNI=$VNNI -DGGML_AVX512_BF16=OFF
+        -DGGML_AVX_VNNI=OFF -DGGML_AMX_TILE=OFF -DGGML_AMX_INT8=OFF -DGGML_AMX_BF16=OFF)
+    OURS_ENV=(MAMBA2_CPU_ISA=avx512 OPENBLAS_CORETYPE=SkylakeX)
+    [ "$ISA" = avx512 ] && OURS_ENV+=(MAMBA2_CPU_VNNI=0) ;;
+*) die "ISA=$ISA: expected native, avx512vnni, avx512 or avx2" ;;
 esac
 for v in ROUNDS PP TG; do
     case ${!v} in '' | *[!0-9]* | 0) die "$v=${!v}: expected a positive integer" ;; esac
