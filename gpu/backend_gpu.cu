@@ -62,6 +62,7 @@ struct GpuBackend {
     const bf16 *emb, *lm_head; /* lm_head NULL with q8 weights (unless tied: then the embedding table) */
     GemvWeights wf;       /* GEMV_BF16, or the q8 product (MAMBA2_GPU_Q8_DOT: "dp4a" or "float") */
     int gemv_stream;      /* the streamed decode GEMV where it takes the shape: from this many sequences (0: never; MAMBA2_GPU_GEMV, see gpu_create) */
+    bool step_rounds_y;   /* q8 dp4a: the SSD step rounds y to int8 for out_proj (MAMBA2_GPU_Q8_ROUND_Y, see gpu_create) */
     GpuQ8 lm_head_q8;     /* q8 weights: lm_head quantized */
     double matrix_bytes;  /* in_proj, out_proj of every layer and lm_head as held (q8: values + scales) */
     bf16 *deq;            /* q8 weights: [deq_elems] scratch the cuBLAS paths dequantize a matrix into */
@@ -79,6 +80,8 @@ struct GpuBackend {
     int32_t *step_tokens;
     float *sh, *sx, *szx, *sxbc, *sdt, *sy, *slogits; /* sx: h·w of the next norm */
     bf16 *su, *syn;
+    int8_t *syq; /* [cap_B, d_in] y rounded to int8 per block of 32 by the SSD step (step_rounds_y) ... */
+    float *sya;  /* ... [cap_B, d_in / 32] and each block's max|y| */
     float *norm_sums; /* ss_h [L+1, cap_B] then ss_y [L, cap_B, G]: sums of squares for the decode norms */
     float **conv_ptrs; /* [cap_B] device array of device pointers */
     void **ssm_ptrs;
@@ -517,14 +520,14 @@ static int gpu_prefill(Mamba2Backend *b, Mamba2State *st, const int32_t *tokens,
 
 static void free_decode_buffers(GpuBackend *gb) {
     void *bufs[] = {gb->step_tokens, gb->sh, gb->sx, gb->szx, gb->sxbc, gb->sdt, gb->sy, gb->slogits, gb->su, gb->syn,
-                    gb->norm_sums, gb->conv_ptrs, gb->ssm_ptrs};
+                    gb->syq, gb->sya, gb->norm_sums, gb->conv_ptrs, gb->ssm_ptrs};
     for (void *p : bufs) cudaFree(p);
     cudaFreeHost(gb->host_tokens);
     cudaFreeHost(gb->host_ptrs);
     cudaFreeHost(gb->host_logits);
     gb->host_logits = NULL;
     gb->step_tokens = NULL, gb->sh = gb->sx = gb->szx = gb->sxbc = gb->sdt = gb->sy = gb->slogits = NULL;
-    gb->su = gb->syn = NULL, gb->norm_sums = NULL, gb->conv_ptrs = NULL, gb->ssm_ptrs = NULL, gb->host_tokens = NULL, gb->host_ptrs = NULL;
+    gb->su = gb->syn = NULL, gb->syq = NULL, gb->sya = NULL, gb->norm_sums = NULL, gb->conv_ptrs = NULL, gb->ssm_ptrs = NULL, gb->host_tokens = NULL, gb->host_ptrs = NULL;
     for (int i = 0; i <= MAX_GRAPH_NB; i++)
         if (gb->graph[i]) cudaGraphExecDestroy(gb->graph[i]), gb->graph[i] = NULL;
     for (cudaEvent_t e : gb->logit_events) cudaEventDestroy(e);
@@ -549,6 +552,8 @@ static int grow_decode(GpuBackend *gb, int nb, Mamba2Error *err) {
         dev_alloc(gb, (void **)&gb->slogits, B * g.V * 4, "decode logits", err) ||
         dev_alloc(gb, (void **)&gb->su, B * g.d * 2, "decode normalised input", err) ||
         dev_alloc(gb, (void **)&gb->syn, B * g.d_in * 2, "decode normalised SSD output", err) ||
+        (gb->step_rounds_y && (dev_alloc(gb, (void **)&gb->syq, B * g.d_in, "decode SSD output in int8", err) ||
+                               dev_alloc(gb, (void **)&gb->sya, B * g.d_in / Q8_BLOCK * 4, "decode SSD output's block maxima", err))) ||
         dev_alloc(gb, (void **)&gb->norm_sums, norm_sums_count(g, nb) * 4, "decode norm sums", err) ||
         dev_alloc(gb, (void **)&gb->conv_ptrs, B * sizeof(void *), "state pointers", err) ||
         dev_alloc(gb, (void **)&gb->ssm_ptrs, B * sizeof(void *), "state pointers", err)) {
@@ -592,13 +597,14 @@ static int enqueue_step(GpuBackend *gb, int nb, Mamba2Error *err) {
         if (nb <= 4) { /* fused GEMV path: weights streamed once, norms folded into the GEMVs */
             /* the GEMV inputs arrive multiplied by their norm weights (sx = h·w, sy = y·w) */
             a.W = w.in_proj, a.Wq = w.in_proj_q8, a.rows = g.d_in_proj, a.cols = g.d, a.x = gb->sx, a.out = gb->szx;
-            a.ss_in = ss_h + (size_t)l * nb, a.ss_out = NULL, a.xw_out = NULL;
+            a.ss_in = ss_h + (size_t)l * nb, a.ss_out = NULL, a.xw_out = NULL, a.xq = NULL, a.xa = NULL;
             launch_gemv(PRO_RMSNORM, EPI_INPROJ, a, s);
             prof_mark(gb, "gemv in_proj + conv");
             launch_ssd_step(g, w, gb->sxbc, gb->sdt, gb->szx, gb->ssm_ptrs, gb->state_bf16, l, nb, gb->sy,
-                            ss_y + (size_t)l * nb * g.G, w.gnorm_w, s);
+                            ss_y + (size_t)l * nb * g.G, w.gnorm_w, gb->syq, gb->sya, s);
             prof_mark(gb, "ssd step");
             a.W = w.out_proj, a.Wq = w.out_proj_q8, a.rows = g.d, a.cols = g.d_in, a.x = gb->sy, a.groups = g.G;
+            a.xq = gb->syq, a.xa = gb->sya; /* NULL unless the step rounded y */
             a.ss_in = ss_y + (size_t)l * nb * g.G, a.ss_out = ss_h + (size_t)(l + 1) * nb, a.out = gb->sh;
             a.next_w = l + 1 < g.L ? gb->layers[l + 1].norm_w : gb->norm_f, a.xw_out = gb->sx;
             launch_gemv(PRO_GATEDNORM, EPI_RESIDUAL, a, s);
@@ -611,7 +617,8 @@ static int enqueue_step(GpuBackend *gb, int nb, Mamba2Error *err) {
             prof_mark(gb, "gemm in_proj");
             launch_conv_dt_step(g, w, gb->szx, gb->conv_ptrs, l, nb, gb->sxbc, gb->sdt, s);
             prof_mark(gb, "conv + dt");
-            launch_ssd_step(g, w, gb->sxbc, gb->sdt, gb->szx, gb->ssm_ptrs, gb->state_bf16, l, nb, gb->sy, NULL, NULL, s);
+            launch_ssd_step(g, w, gb->sxbc, gb->sdt, gb->szx, gb->ssm_ptrs, gb->state_bf16, l, nb, gb->sy, NULL, NULL, NULL,
+                            NULL, s);
             prof_mark(gb, "ssd step");
             launch_gated_norm_bf16(g, gb->sy, NULL, NULL, 0, w.gnorm_w, nb, gb->syn, s);
             prof_mark(gb, "gated norm");
@@ -622,7 +629,7 @@ static int enqueue_step(GpuBackend *gb, int nb, Mamba2Error *err) {
     }
     if (nb <= 4) {
         a.W = gb->lm_head, a.Wq = gb->lm_head_q8, a.rows = g.V, a.cols = g.d, a.x = gb->sx, a.out = gb->slogits;
-        a.ss_in = ss_h + (size_t)g.L * nb, a.ss_out = NULL, a.xw_out = NULL;
+        a.ss_in = ss_h + (size_t)g.L * nb, a.ss_out = NULL, a.xw_out = NULL, a.xq = NULL, a.xa = NULL;
         launch_gemv(PRO_RMSNORM, EPI_STORE, a, s);
     } else {
         launch_rmsnorm_bf16(gb->sh, gb->norm_f, nb, g.d, g.eps, gb->su, s);
@@ -725,6 +732,8 @@ static void gpu_kernels(Mamba2Backend *b, Mamba2KernelNames *out) {
              : wf != GEMV_Q8_DP4A ? "q8 float"
              : gpu_of(b)->gemv_stream ? "q8 dp4a, streamed"
                                  : "q8 dp4a");
+    if (gpu_of(b)->step_rounds_y) /* out_proj's input rounded to int8 by the SSD step */
+        strncat(out->gemv, ", y rounded once", sizeof out->gemv - strlen(out->gemv) - 1);
 }
 
 static void gpu_destroy(Mamba2Backend *b) {
@@ -805,6 +814,10 @@ extern "C" int mamba2_backend_gpu_create(const Mamba2Model *m, const Mamba2Backe
                                 "256); this model has head_dim %d, state_size %d, n_groups %d",
                            P, N, G);
     }
+    /* q8 dp4a: out_proj's input rounded to int8 once, by the SSD step that writes it, instead of in
+     * every block of out_proj's rows, unless MAMBA2_GPU_Q8_ROUND_Y=0 (measurements: results/gpu.md) */
+    const char *ry = getenv("MAMBA2_GPU_Q8_ROUND_Y");
+    gb->step_rounds_y = gb->wf == GEMV_Q8_DP4A && ssd_step_rounds_y(g) && !(ry && !strcmp(ry, "0"));
     int rc = -1;
     if (cudaStreamCreateWithFlags(&gb->stream, cudaStreamNonBlocking) != cudaSuccess)
         mamba2_fail(err, "cannot create a CUDA stream");

@@ -142,11 +142,12 @@ __device__ __forceinline__ void stage_row_inputs(const GpuDims &g, const float *
 
 /* One row p of the head, of which this thread holds entries n0 .. n0 + E in st (LPR lanes hold the row):
  *   S[p] ← decay·S[p] + dt·x_p·B;   the lane with n0 = 0 writes y_p = (S[p]·C + D x_p)·silu(z_p)
- * (times y_scale, the next norm's weight, when given) and returns y_p² for the group's norm sum;
- * the others return 0. Every lane of the warp must call it (the row sum is a shuffle). */
+ * (times y_scale, the next norm's weight, when given; also into y_sm[p] when that is not NULL) and
+ * returns y_p² for the group's norm sum; the others return 0. Every lane of the warp must call it
+ * (the row sum is a shuffle). */
 template <int E, int LPR>
 __device__ __forceinline__ float step_row(const GpuDims &g, float *st, const StepInputs<E> &in, const float *rows_in,
-                                          float Dh, int b, int h, int p, int n0, bool live, float *y) {
+                                          float Dh, int b, int h, int p, int n0, bool live, float *y, float *y_sm) {
     float x = live ? rows_in[p] : 0.0f, xdt = x * in.dt, acc = 0;
 #pragma unroll
     for (int k = 0; k < E; k++) {
@@ -156,9 +157,27 @@ __device__ __forceinline__ float step_row(const GpuDims &g, float *st, const Ste
 #pragma unroll
     for (int o = LPR / 2; o > 0; o >>= 1) acc += __shfl_xor_sync(0xffffffffu, acc, o);
     if (!live || n0 != 0) return 0.0f;
-    float yv = (acc + Dh * x) * silu_f(rows_in[g.P + p]);
-    y[(size_t)b * g.d_in + h * g.P + p] = yv * rows_in[2 * g.P + p];
+    float yv = (acc + Dh * x) * silu_f(rows_in[g.P + p]), ys = yv * rows_in[2 * g.P + p];
+    y[(size_t)b * g.d_in + h * g.P + p] = ys;
+    if (y_sm) y_sm[p] = ys;
     return yv * yv;
+}
+
+/* The head's y as stored (y_sm [P], in shared memory, after a barrier) rounded to int8 per block of
+ * 32 rows for the q8 out_proj GEMV, which would otherwise round the same inputs in every one of its
+ * blocks of rows: a warp per block,
+ *   ya = max_p |y_p|,   yq_p = rint(y_p · 127 / ya)   (q8_round_bits(), the GEMV's own rounding). */
+__device__ __forceinline__ void round_head_y(const GpuDims &g, const float *y_sm, int b, int h, int8_t *yq, float *ya) {
+    const int warp = threadIdx.x >> 5, lane = threadIdx.x & 31, nwarps = blockDim.x >> 5;
+    for (int q = warp; q < g.P / Q8_BLOCK; q += nwarps) {
+        const float v = y_sm[q * Q8_BLOCK + lane];
+        float amax = fabsf(v);
+#pragma unroll
+        for (int o = 16; o > 0; o >>= 1) amax = fmaxf(amax, __shfl_xor_sync(0xffffffffu, amax, o));
+        const size_t i = (size_t)b * g.d_in + h * g.P + q * Q8_BLOCK + lane;
+        yq[i] = (int8_t)(q8_round_bits(v, q8_inv(amax)) & 0xff);
+        if (lane == 0) ya[i / Q8_BLOCK] = amax;
+    }
 }
 
 /* Few sequences (the state in registers): one block (8 warps) per (head, sequence), N = 128. A
@@ -171,7 +190,7 @@ __device__ __forceinline__ float step_row(const GpuDims &g, float *st, const Ste
 template <typename S>
 __global__ void __launch_bounds__(256) ssd_step_reg_kernel(GpuDims g, GpuLayer w, const float *xbc, const float *dt,
                                                        const float *zxbcdt, void *const *ssm_states, int l, float *y,
-                                                       float *ss_y, const float *y_scale) {
+                                                       float *ss_y, const float *y_scale, int8_t *yq, float *ya) {
     constexpr int E = 16 / sizeof(S), LPR = 128 / E, RPW = 32 / LPR; /* rows per warp instruction */
     pdl_trigger();
     int h = blockIdx.x, b = blockIdx.y, grp = h / (g.H / g.G), warp = threadIdx.x >> 5, lane = threadIdx.x & 31;
@@ -180,7 +199,8 @@ __global__ void __launch_bounds__(256) ssd_step_reg_kernel(GpuDims g, GpuLayer w
     S *state = (S *)ssm_states[b] + (((size_t)l * g.H + h) * g.P) * 128;
     const int nwarps = blockDim.x >> 5, rows_per_pass = nwarps * RPW * STEP_SLOTS;
     uint4 raw[STEP_SLOTS]; /* the pass's rows as loaded: the block's warps interleave over the rows */
-    extern __shared__ float rows_in[]; /* [3][P]: x, z, y scale */
+    extern __shared__ float rows_in[]; /* [4][P]: x, z, y scale, y (when rounded to int8) */
+    float *y_sm = yq ? rows_in + 3 * g.P : NULL;
     auto load_pass = [&](int p0) {
 #pragma unroll
         for (int i = 0; i < STEP_SLOTS; i++) {
@@ -202,13 +222,14 @@ __global__ void __launch_bounds__(256) ssd_step_reg_kernel(GpuDims g, GpuLayer w
             bool live = p < g.P;
             float st[E];
             unpack16(raw[i], st, S());
-            sq += step_row<E, LPR>(g, st, in, rows_in, Dh, b, h, p, n0, live, y);
+            sq += step_row<E, LPR>(g, st, in, rows_in, Dh, b, h, p, n0, live, y, y_sm);
             if (live) store16(state + (size_t)p * 128 + n0, st);
         }
         if (p0 + rows_per_pass < g.P) load_pass(p0 + rows_per_pass);
     }
     sq = block_sum(sq); /* Σ y² of this head, added to its group's sum for the out_proj norm */
     if (threadIdx.x == 0 && ss_y) atomicAdd(&ss_y[(size_t)b * g.G + grp], sq);
+    if (yq) round_head_y(g, y_sm, b, h, yq, ya); /* y_sm is complete: block_sum() has a barrier */
 }
 
 /* Many sequences (the state through shared memory): one block per (head, sequence), N = 128. The
@@ -223,11 +244,12 @@ __global__ void __launch_bounds__(256) ssd_step_reg_kernel(GpuDims g, GpuLayer w
 template <typename S>
 __global__ void __launch_bounds__(STEP_SMEM_THREADS(S), STEP_SMEM_BLOCKS(S)) ssd_step_smem_kernel(GpuDims g, GpuLayer w, const float *xbc, const float *dt,
                                                        const float *zxbcdt, void *const *ssm_states, int l, float *y,
-                                                       float *ss_y, const float *y_scale) {
+                                                       float *ss_y, const float *y_scale, int8_t *yq, float *ya) {
     constexpr int E = 16 / sizeof(S), LPR = 128 / E, RPW = 32 / LPR;
     extern __shared__ __align__(16) char step_smem[];
     S *tile = (S *)step_smem; /* [P][128] this head's state, as in global memory */
-    float *rows_in = (float *)(tile + (size_t)g.P * 128); /* [3][P]: x, z, y scale */
+    float *rows_in = (float *)(tile + (size_t)g.P * 128); /* [4][P]: x, z, y scale, y (when rounded to int8) */
+    float *y_sm = yq ? rows_in + 3 * g.P : NULL;
     pdl_trigger();
     int h = blockIdx.x, b = blockIdx.y, grp = h / (g.H / g.G), warp = threadIdx.x >> 5, lane = threadIdx.x & 31;
     int sub = lane / LPR, n0 = (lane % LPR) * E; /* which row of the warp's RPW, which entries */
@@ -245,11 +267,12 @@ __global__ void __launch_bounds__(STEP_SMEM_THREADS(S), STEP_SMEM_BLOCKS(S)) ssd
     for (int p = warp * RPW + sub; p < g.P; p += nwarps * RPW) {
         float st[E];
         load16(tile + (size_t)p * 128 + n0, st);
-        sq += step_row<E, LPR>(g, st, in, rows_in, Dh, b, h, p, n0, true, y);
+        sq += step_row<E, LPR>(g, st, in, rows_in, Dh, b, h, p, n0, true, y, y_sm);
         store16(state + (size_t)p * 128 + n0, st);
     }
     sq = block_sum(sq); /* Σ y² of this head, added to its group's sum for the out_proj norm */
     if (threadIdx.x == 0 && ss_y) atomicAdd(&ss_y[(size_t)b * g.G + grp], sq);
+    if (yq) round_head_y(g, y_sm, b, h, yq, ya);
 }
 
 /* Any N: 4 warps over the rows, lanes over N, one value at a time. */
@@ -260,12 +283,14 @@ __device__ __forceinline__ void store_state(bf16 *p, float v) { *p = __float2bfl
 
 template <typename S>
 __global__ void ssd_step_any_kernel(GpuDims g, GpuLayer w, const float *xbc, const float *dt, const float *zxbcdt,
-                                    void *const *ssm_states, int l, float *y, float *ss_y, const float *y_scale) {
+                                    void *const *ssm_states, int l, float *y, float *ss_y, const float *y_scale,
+                                    int8_t *yq, float *ya) {
     pdl_trigger();
     pdl_wait();
     int h = blockIdx.x, b = blockIdx.y, grp = h / (g.H / g.G);
     int warp = threadIdx.x >> 5, lane = threadIdx.x & 31, nwarps = blockDim.x >> 5;
-    extern __shared__ float sm[]; /* B [N] | C [N] */
+    extern __shared__ float sm[]; /* B [N] | C [N] | y [P] (when rounded to int8) */
+    float *y_sm = yq ? sm + 2 * g.N : NULL;
     const float *row = xbc + (size_t)b * g.conv_dim;
     for (int n = threadIdx.x; n < g.N; n += blockDim.x) {
         sm[n] = row[g.d_in + grp * g.N + n];
@@ -287,22 +312,28 @@ __global__ void ssd_step_any_kernel(GpuDims g, GpuLayer w, const float *xbc, con
         if (lane == 0) {
             float z = zxbcdt[(size_t)b * g.d_in_proj + h * g.P + p];
             float yv = (acc + Dh * x) * silu_f(z);
-            y[(size_t)b * g.d_in + h * g.P + p] = y_scale ? yv * y_scale[h * g.P + p] : yv;
+            const float ys = y_scale ? yv * y_scale[h * g.P + p] : yv;
+            y[(size_t)b * g.d_in + h * g.P + p] = ys;
+            if (y_sm) y_sm[p] = ys;
             sq += yv * yv;
         }
     }
     sq = block_sum(sq);
     if (threadIdx.x == 0 && ss_y) atomicAdd(&ss_y[(size_t)b * g.G + grp], sq);
+    if (yq) round_head_y(g, y_sm, b, h, yq, ya);
 }
+
+bool ssd_step_rounds_y(const GpuDims &g) { return g.P % Q8_BLOCK == 0; }
 
 void launch_ssd_step_kind(const GpuDims &g, const GpuLayer &w, const float *xbc, const float *dt, const float *zxbcdt,
                           void *const *ssm_states, int ssm_bf16, int l, int nb, float *y, float *ss_y, const float *y_scale,
-                          int kind, cudaStream_t s) {
+                          int8_t *yq, float *ya, int kind, cudaStream_t s) {
     dim3 grid(g.H, nb);
-    size_t smem = 2 * g.N * sizeof(float);
+    if (!ssd_step_rounds_y(g)) yq = NULL, ya = NULL; /* the caller asked where it should not: the GEMV rounds y */
+    size_t smem = (2 * g.N + g.P) * sizeof(float);
     bool fast = g.N == 128 && g.d_in % 4 == 0 && g.conv_dim % 4 == 0; /* aligned float4 reads of B, C */
-    /* shared memory: the row inputs [3][P] (both kernels), after the state tile (shared-memory kernel) */
-    size_t rows_in = (size_t)3 * g.P * sizeof(float), tile_and_rows = (size_t)g.P * 128 * (ssm_bf16 ? 2 : 4) + rows_in;
+    /* shared memory: the row inputs and y [4][P] (both kernels), after the state tile (shared-memory kernel) */
+    size_t rows_in = (size_t)4 * g.P * sizeof(float), tile_and_rows = (size_t)g.P * 128 * (ssm_bf16 ? 2 : 4) + rows_in;
     /* P even: the shared-memory kernel's loop covers whole rows per lane group, and with 2 rows per
      * warp (bf16) an odd P would leave half a warp out of the row sums' shuffles */
     const bool smem_fits = fast && tile_and_rows <= 48 * 1024 && g.P % 2 == 0; /* P ≤ 93 (fp32), 183 (bf16) */
@@ -312,10 +343,10 @@ void launch_ssd_step_kind(const GpuDims &g, const GpuLayer &w, const float *xbc,
         /* bf16: 128 threads, so that the 12 blocks shared memory allows per SM also fit in its 2048 threads */
         if (ssm_bf16)
             launch_pdl(ssd_step_smem_kernel<bf16>, grid, dim3(STEP_SMEM_THREADS(bf16)), tile_and_rows, s, g, w, xbc, dt, zxbcdt,
-                       ssm_states, l, y, ss_y, y_scale);
+                       ssm_states, l, y, ss_y, y_scale, yq, ya);
         else
             launch_pdl(ssd_step_smem_kernel<float>, grid, dim3(STEP_SMEM_THREADS(float)), tile_and_rows, s, g, w, xbc, dt, zxbcdt,
-                       ssm_states, l, y, ss_y, y_scale);
+                       ssm_states, l, y, ss_y, y_scale, yq, ya);
         return;
     }
     /* registers: one thread per STEP_SLOTS row pieces: 128 threads (bf16), 256 (fp32) at P = 64 */
@@ -324,14 +355,14 @@ void launch_ssd_step_kind(const GpuDims &g, const GpuLayer &w, const float *xbc,
     /* bf16 puts two rows in a warp (lanes 0-15, 16-31); past one pass (P > 128) an odd P would give
      * the two halves different pass counts and leave one out of the row sums' shuffles */
     if (ssm_bf16 && g.P % 2 && g.P > 128) fast = false;
-    if (fast && ssm_bf16) launch_pdl(ssd_step_reg_kernel<bf16>, grid, dim3(threads), rows_in, s, g, w, xbc, dt, zxbcdt, ssm_states, l, y, ss_y, y_scale);
-    else if (fast) launch_pdl(ssd_step_reg_kernel<float>, grid, dim3(threads), rows_in, s, g, w, xbc, dt, zxbcdt, ssm_states, l, y, ss_y, y_scale);
-    else if (ssm_bf16) launch_pdl(ssd_step_any_kernel<bf16>, grid, dim3(128), smem, s, g, w, xbc, dt, zxbcdt, ssm_states, l, y, ss_y, y_scale);
-    else launch_pdl(ssd_step_any_kernel<float>, grid, dim3(128), smem, s, g, w, xbc, dt, zxbcdt, ssm_states, l, y, ss_y, y_scale);
+    if (fast && ssm_bf16) launch_pdl(ssd_step_reg_kernel<bf16>, grid, dim3(threads), rows_in, s, g, w, xbc, dt, zxbcdt, ssm_states, l, y, ss_y, y_scale, yq, ya);
+    else if (fast) launch_pdl(ssd_step_reg_kernel<float>, grid, dim3(threads), rows_in, s, g, w, xbc, dt, zxbcdt, ssm_states, l, y, ss_y, y_scale, yq, ya);
+    else if (ssm_bf16) launch_pdl(ssd_step_any_kernel<bf16>, grid, dim3(128), smem, s, g, w, xbc, dt, zxbcdt, ssm_states, l, y, ss_y, y_scale, yq, ya);
+    else launch_pdl(ssd_step_any_kernel<float>, grid, dim3(128), smem, s, g, w, xbc, dt, zxbcdt, ssm_states, l, y, ss_y, y_scale, yq, ya);
 }
 
 void launch_ssd_step(const GpuDims &g, const GpuLayer &w, const float *xbc, const float *dt, const float *zxbcdt,
                      void *const *ssm_states, int ssm_bf16, int l, int nb, float *y, float *ss_y, const float *y_scale,
-                     cudaStream_t s) {
-    launch_ssd_step_kind(g, w, xbc, dt, zxbcdt, ssm_states, ssm_bf16, l, nb, y, ss_y, y_scale, STEP_AUTO, s);
+                     int8_t *yq, float *ya, cudaStream_t s) {
+    launch_ssd_step_kind(g, w, xbc, dt, zxbcdt, ssm_states, ssm_bf16, l, nb, y, ss_y, y_scale, yq, ya, STEP_AUTO, s);
 }

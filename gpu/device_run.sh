@@ -6,7 +6,7 @@
 # bench_fp32.json, bench_bf16.json, profile.txt, hf.txt, ab.txt, ncu_gemv.txt, sweep.txt, ncu_batched.txt,
 # q8gemm.txt, q8bench.txt, q8table.txt, skinny.txt, llamacuda.txt, q8stream.txt, repeat.txt.
 # Usage: bash gpu/device_run.sh [STEPS]   STEPS: comma list of test,sanitize,kernels,ncu,ncuprefill,ncugemv,
-#        ncucublas,ncustep,model,sweep,profile,profilebatched,power,ab,q8gemm,skinny,llamacuda,q8stream,repeat,hf (default: test,sanitize,kernels,model,profile,hf)
+#        ncucublas,ncustep,model,sweep,profile,profilebatched,power,ab,q8gemm,skinny,llamacuda,q8stream,ncuq8,repeat,hf (default: test,sanitize,kernels,model,profile,hf)
 set -u
 OUT=${OUT:-/tmp/mamba2-out}
 mkdir -p "$OUT"
@@ -77,7 +77,7 @@ if has ncucublas; then
     echo "exit $?"
     grep -E "^  [a-zA-Z_].*\(|Duration|DRAM Throughput|Grid Size|Registers Per|Block Size" /tmp/ncu_cublas.txt | tee "$OUT/ncu_batched.txt" | head -120
 fi
-if has model || has q8gemm || has skinny || has llamacuda || has q8stream || has hf || has profile || has profilebatched || has power || has ab || has sweep || has ncustep; then
+if has model || has q8gemm || has skinny || has llamacuda || has q8stream || has ncuq8 || has hf || has profile || has profilebatched || has power || has ab || has sweep || has ncustep; then
     if [ ! -f "$CK/model.safetensors.index.json" ]; then
         log "writing the 64-layer random 7B checkpoint"
         /usr/bin/time -v python3 data/write_checkpoint.py --out "$CK" --layers 64 --threads 16 2>&1 | grep -E "Elapsed|error|Error" | tail -3
@@ -180,27 +180,47 @@ if has ab; then
 fi
 if has q8stream; then
     # decode of QS_BATCHES sequences (default 1,4) through gemv.cuh's GEMV ("blocks"), the backend's
-    # choice ("default") and the streamed one (gemv_stream.cu) from one sequence at the shared-memory
-    # budgets of QS_CONFIGS ("KB x blocks per SM"), for the weights of QS_WEIGHTS (default stored q8),
-    # alternated QS_REPS times (default 2); then the GEMVs alone (bench_gpu_kernels --gemv)
+    # choice ("default"), the streamed one (gemv_stream.cu) from one sequence at the shared-memory
+    # budgets of QS_CONFIGS entries "KB x blocks per SM", and the backend with QS_CONFIGS entries
+    # "VAR=VALUE" in its environment, for the weights of QS_WEIGHTS (default stored q8), by each
+    # mamba2 of QS_BINS (default $BIN/mamba2), alternated QS_REPS times (default 2); then the GEMVs
+    # alone (bench_gpu_kernels --gemv)
     log "decode: the streamed GEMV against gemv.cuh's, bf16 and q8 (q8stream.txt)"
     for rep in $(seq "${QS_REPS:-2}"); do
-        for w in ${QS_WEIGHTS:-stored q8}; do
-            for cfg in blocks default ${QS_CONFIGS:-100x2}; do
-                case $cfg in
-                blocks) envs=(MAMBA2_GPU_GEMV=blocks) ;;
-                default) envs=(MAMBA2_GPU_GEMV=) ;;
-                *) envs=(MAMBA2_GPU_GEMV=stream MAMBA2_GPU_STREAM_KB=${cfg%x*} MAMBA2_GPU_STREAM_BLOCKS=${cfg#*x}) ;;
-                esac
-                printf '%-6s %-8s ' "$w" "$cfg"
-                env "${envs[@]}" timeout 150 "$BIN/mamba2" bench "$CK" --backend gpu --weights $w --prompt-len 64 \
-                    --gen-len 128 --batch ${QS_BATCHES:-1,4} 2>&1 | awk '$1 ~ /^[0-9]+$/ && $3 == "[" { printf "batch %s: %s tok/s  ", $1, $7 }
-                                                          /rror/ { print }'
-                echo
+        for bin in ${QS_BINS:-$BIN/mamba2}; do
+            for w in ${QS_WEIGHTS:-stored q8}; do
+                for cfg in blocks default ${QS_CONFIGS:-100x2}; do
+                    case $cfg in
+                    blocks) envs=(MAMBA2_GPU_GEMV=blocks) ;;
+                    default) envs=(MAMBA2_GPU_GEMV=) ;;
+                    *=*) envs=("$cfg") ;;
+                    *) envs=(MAMBA2_GPU_GEMV=stream MAMBA2_GPU_STREAM_KB=${cfg%x*} MAMBA2_GPU_STREAM_BLOCKS=${cfg#*x}) ;;
+                    esac
+                    printf '%-16s %-6s %-8s ' "${bin#$BIN/}" "$w" "$cfg"
+                    env "${envs[@]}" timeout 150 "$bin" bench "$CK" --backend gpu --weights $w --prompt-len 64 \
+                        --gen-len 128 --batch ${QS_BATCHES:-1,4} 2>&1 | awk '$1 ~ /^[0-9]+$/ && $3 == "[" { printf "batch %s: %s tok/s  ", $1, $7 }
+                                                              /rror/ { print }'
+                    echo
+                done
             done
         done
     done | tee "$OUT/q8stream.txt"
     timeout 150 "$BIN/bench_gpu_kernels" --gemv 2>&1 | grep -vE "^(chunked|  cumsum)" | tee -a "$OUT/q8stream.txt"
+fi
+if has ncuq8; then
+    # the q8 decode GEMVs of one sequence in the model under Nsight Compute (kernels serialised, so
+    # without the overlap of dependent launches), for $BIN/mamba2 as it is and with each entry of
+    # NCUQ8_ENVS in its environment (default: the SSD step's rounding of y off), first 6 GEMV launches
+    log "Nsight Compute: q8 GEMVs of one sequence in the model (ncu_gemv.txt)"
+    for cfg in default ${NCUQ8_ENVS:-MAMBA2_GPU_Q8_ROUND_Y=0}; do
+        echo "## $cfg" | tee -a "$OUT/ncu_gemv.txt"
+        env $([ "$cfg" = default ] || echo "$cfg") timeout 150 ncu --clock-control none --section SpeedOfLight --section LaunchStats \
+            --section Occupancy -k regex:gemv_kernel -c 6 "$BIN/mamba2" bench "$CK" --backend gpu --weights q8 --prompt-len 16 \
+            --gen-len 2 --batch 1 > /tmp/ncu_q8.txt 2>&1
+        echo "exit $?"
+        grep -E "^  [a-zA-Z_].*\(|Duration|DRAM Throughput|Registers Per|Achieved Occupancy|Block Limit Registers" /tmp/ncu_q8.txt \
+            | tee -a "$OUT/ncu_gemv.txt"
+    done
 fi
 if has skinny; then
     # The few-token q8 GEMM (gemm_q8_skinny.cu): alone at T = 8..128 with MAMBA2_GPU_Q8_SKINNY=0 (off:

@@ -200,15 +200,24 @@ __device__ __forceinline__ float dot16_q8(uint4 w, const float *x) {
     return s;
 }
 
+/** 127 / amax, the factor that rounds a block of 32 inputs with max|x| = @p amax to int8 (0 for an
+ *  all-zero block). */
+__device__ __forceinline__ float q8_inv(float amax) { return amax > 0.0f ? __fdiv_rn(127.0f, amax) : 0.0f; }
+/** A float whose low byte is p = rint(x · inv) mod 256: x · inv + 1.5·2²³, the product and the sum
+ *  rounded separately, as the reference computes rint(x · inv). Every place that rounds a GEMV input
+ *  to int8 calls this one, so that they all give the same bytes. */
+__device__ __forceinline__ uint32_t q8_round_bits(float x, float inv) {
+    return __float_as_uint(__fadd_rn(__fmul_rn(x, inv), 12582912.0f));
+}
+
 /** The 16 inputs x[0..16) of a chunk rounded to int8 against the block's max|x| @p amax (both
- * halves of the block: the caller's shuffle): p = rint(x · 127 / amax), packed 4 to a word, lowest
- * column in the lowest byte. The rounding adds 1.5·2²³ (so the float's low byte is p mod 256), the
- * product and the sum rounded separately, as the reference computes rint(x · inv). */
+ * halves of the block: the caller's shuffle): p = rint(x · 127 / amax) (q8_round_bits()), packed 4
+ * to a word, lowest column in the lowest byte. */
 __device__ __forceinline__ void quantize16(const float *x, float amax, uint32_t *p) {
-    const float inv = amax > 0.0f ? __fdiv_rn(127.0f, amax) : 0.0f;
+    const float inv = q8_inv(amax);
     uint32_t b[16];
 #pragma unroll
-    for (int k = 0; k < 16; k++) b[k] = __float_as_uint(__fadd_rn(__fmul_rn(x[k], inv), 12582912.0f));
+    for (int k = 0; k < 16; k++) b[k] = q8_round_bits(x[k], inv);
 #pragma unroll
     for (int k = 0; k < 4; k++)
         p[k] = __byte_perm(__byte_perm(b[4 * k], b[4 * k + 1], 0x0040), __byte_perm(b[4 * k + 2], b[4 * k + 3], 0x0040), 0x5410);
@@ -236,7 +245,10 @@ __device__ __forceinline__ int dot16_i8(uint4 w, const uint32_t *p) {
  * than the plain order, so there the order stays plain (measurements: results/gpu.md).
  * q8: the 16-byte path needs whole blocks of 32 in the row and in every norm group; the two
  * chunks of a block are then held by lanes 2k and 2k + 1 of a warp (an even number of chunks per
- * row, an even rotation), which the dp4a product's shuffle of max|x| relies on. Its one argument,
+ * row, an even rotation), which the dp4a product's shuffle of max|x| relies on. With a.xq (read
+ * for PRO_GATEDNORM only) the dp4a product takes x already rounded (by the SSD step, for out_proj) instead of rounding it in
+ * every block of rows: the same bytes (q8_round_bits()), read as 16 bytes and one max|x| per chunk
+ * instead of 64 bytes, a maximum and 16 roundings. Its one argument,
  * a GemvArgs, holds the weights (W or Wq, by WF), the input and the prologue's and epilogue's arrays. */
 template <int NB, int PRO, int EPI, int ROWS, int CPP, int WF>
 __global__ void __launch_bounds__(GEMV_THREADS, GEMV_MIN_BLOCKS(NB, ROWS, CPP, WF)) gemv_kernel(GemvArgs a) {
@@ -309,26 +321,35 @@ __global__ void __launch_bounds__(GEMV_THREADS, GEMV_MIN_BLOCKS(NB, ROWS, CPP, W
                             else
 #pragma unroll
                                 for (int j = 0; j < ROWS; j++) acc[j][b] += dot8(w[i][j], x);
-                        } else {
+                        } else if (WF == GEMV_Q8_FLOAT) {
                             float x[16];
                             input8(a, b, c, x);
                             input8(a, b, c + 8, x + 8);
-                            if (WF == GEMV_Q8_FLOAT) {
 #pragma unroll
-                                for (int j = 0; j < ROWS; j++)
-                                    acc[j][b] = fmaf(sc * __half2float(__ushort_as_half(wd[i][j])), dot16_q8(w[i][j], x), acc[j][b]);
-                            } else { /* dp4a: x ≈ (amax / 127)·p; the 1/127 is applied once, after the loop */
-                                float amax = 0;
+                            for (int j = 0; j < ROWS; j++)
+                                acc[j][b] = fmaf(sc * __half2float(__ushort_as_half(wd[i][j])), dot16_q8(w[i][j], x), acc[j][b]);
+                        } else { /* dp4a: x ≈ (amax / 127)·p; the 1/127 is applied once, after the loop */
+                            uint32_t p[4];
+                            float amax;
+                            if (PRO == PRO_GATEDNORM && a.xq) { /* rounded by the SSD step, exactly as below (only out_proj:
+                                                                   * the branch alone made in_proj's kernel spill) */
+                                const uint4 pq = *(const uint4 *)(a.xq + (size_t)b * cols + c);
+                                p[0] = pq.x, p[1] = pq.y, p[2] = pq.z, p[3] = pq.w;
+                                amax = a.xa[((size_t)b * cols + c) / Q8_BLOCK];
+                            } else {
+                                float x[16];
+                                input8(a, b, c, x);
+                                input8(a, b, c + 8, x + 8);
+                                amax = 0;
 #pragma unroll
                                 for (int k = 0; k < 16; k++) amax = fmaxf(amax, fabsf(x[k]));
                                 amax = fmaxf(amax, __shfl_xor_sync(pair, amax, 1));
-                                uint32_t p[4];
                                 quantize16(x, amax, p);
-                                const float se = sc * amax;
-#pragma unroll
-                                for (int j = 0; j < ROWS; j++)
-                                    acc[j][b] = fmaf((float)dot16_i8(w[i][j], p), se * __half2float(__ushort_as_half(wd[i][j])), acc[j][b]);
                             }
+                            const float se = sc * amax;
+#pragma unroll
+                            for (int j = 0; j < ROWS; j++)
+                                acc[j][b] = fmaf((float)dot16_i8(w[i][j], p), se * __half2float(__ushort_as_half(wd[i][j])), acc[j][b]);
                         }
                     }
                 }

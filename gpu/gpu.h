@@ -188,12 +188,15 @@ int mamba2_gpu_time_cublaslt_algos(int rows, int cols, int nb, float beta, int r
  * @param state      [nb, H, P, N] in and out
  * @param y          [nb, H·P] out
  * @param ss_y       [nb, G] out
+ * @param yq         [nb, H·P] out, or NULL: y rounded to int8 per block of 32 for the q8 GEMV
+ *                   (P a multiple of 32; otherwise left untouched) ...
+ * @param ya         ... [nb, H·P / 32] out: each block's max|y|
  * @param err        the reason on failure
  * @return 0, or -1 with the reason in @p err.
  */
 int mamba2_gpu_ssd_step(SSDDims d, int nb, int state_bf16, int kernel, const float *xbc, const float *dt, const float *z,
                         const float *A, const float *D, const float *y_scale, float *state, float *y, float *ss_y,
-                        Mamba2Error *err);
+                        int8_t *yq, float *ya, Mamba2Error *err);
 
 /**
  * @brief Time the decode SSD step of @p nb sequences (random inputs; launches back to back over 8

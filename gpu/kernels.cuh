@@ -166,6 +166,8 @@ struct GemvArgs {
     GpuQ8 Wq;              /**< [rows, cols] quantized (GEMV_Q8_*) */
     int rows, cols, nb;    /**< nb sequences (1..4) */
     const float *x;        /**< [nb, cols] input before the prologue, already multiplied by the norm weight */
+    const int8_t *xq;      /**< GEMV_Q8_DP4A: x already rounded to int8 per block of 32, [nb, cols], or NULL (the kernel rounds x) ... */
+    const float *xa;       /**< ... and each block's max|x|, [nb, cols / 32] */
     const float *ss_in;    /**< prologue sums of squares: [nb] (RMSNORM) or [nb, groups] (GATEDNORM) */
     int groups;            /**< PRO_GATEDNORM: groups of cols/groups channels */
     float eps;
@@ -224,10 +226,17 @@ void launch_conv_dt_step(const GpuDims &g, const GpuLayer &w, const float *zxbcd
  * @p ssm_states [nb] device pointers to [L, H, P, N] (fp32, or bf16 when @p ssm_bf16).
  * @p ss_y, when not NULL, [nb, G]: Σ y² of each group is added there (for the grouped norm), and y is
  * stored multiplied by @p y_scale [d_in] when that is not NULL (the norm weight, applied ahead).
+ * @p yq, when not NULL (only where ssd_step_rounds_y() says so), [nb, d_in]: y as stored, also rounded
+ * to int8 per block of 32 for the q8 dp4a GEMV (GemvArgs::xq), with each block's max|y| in @p ya
+ * [nb, d_in / 32].
  */
 void launch_ssd_step(const GpuDims &g, const GpuLayer &w, const float *xbc, const float *dt, const float *zxbcdt,
                      void *const *ssm_states, int ssm_bf16, int l, int nb, float *y, float *ss_y, const float *y_scale,
-                     cudaStream_t s);
+                     int8_t *yq, float *ya, cudaStream_t s);
+
+/** Whether the SSD step can round its y to int8 for the q8 GEMV (launch_ssd_step()'s @p yq): the
+ *  blocks of 32 must lie inside one head (P a multiple of 32). */
+bool ssd_step_rounds_y(const GpuDims &g);
 
 /** Which SSD-step kernel runs (N = 128; other N always take the any-N kernel). */
 enum StepKernel {
@@ -240,6 +249,6 @@ enum StepKernel {
  *  take the sizes falls back to the register (then the any-N) kernel. */
 void launch_ssd_step_kind(const GpuDims &g, const GpuLayer &w, const float *xbc, const float *dt, const float *zxbcdt,
                           void *const *ssm_states, int ssm_bf16, int l, int nb, float *y, float *ss_y, const float *y_scale,
-                          int kind, cudaStream_t s);
+                          int8_t *yq, float *ya, int kind, cudaStream_t s);
 
 #endif

@@ -339,7 +339,7 @@ static GpuDims step_dims(SSDDims d, int L) {
 
 extern "C" int mamba2_gpu_ssd_step(SSDDims d, int nb, int state_bf16, int kernel, const float *xbc, const float *dt,
                                    const float *z, const float *A, const float *D, const float *y_scale, float *state,
-                                   float *y, float *ss_y, Mamba2Error *err) {
+                                   float *y, float *ss_y, int8_t *yq, float *ya, Mamba2Error *err) {
     if (!mamba2_gpu_available(err)) return -1;
     const GpuDims g = step_dims(d, 1);
     const size_t ns = (size_t)d.H * d.P * d.N, ny = (size_t)nb * g.d_in, es = state_bf16 ? 2 : 4;
@@ -374,12 +374,26 @@ extern "C" int mamba2_gpu_ssd_step(SSDDims d, int nb, int state_bf16, int kernel
     }
     CUDA_TRY(cudaMalloc(&dy, ny * 4));
     CUDA_TRY(cudaMemcpy(dy, y_poison.data(), ny * 4, cudaMemcpyHostToDevice)); /* poison */
+    int8_t *dyq = NULL;
+    float *dya = NULL;
+    const bool rounds = yq && ssd_step_rounds_y(g);
+    if (rounds) { /* poisoned: 0x7f bytes, NaN maxima */
+        CUDA_TRY(cudaMalloc(&dyq, ny));
+        CUDA_TRY(cudaMemset(dyq, 0x7f, ny));
+        CUDA_TRY(cudaMalloc(&dya, ny / 32 * 4));
+        CUDA_TRY(cudaMemcpy(dya, y_poison.data(), ny / 32 * 4, cudaMemcpyHostToDevice));
+    }
     GpuLayer w = {};
     w.A = dA, w.D = dD;
-    launch_ssd_step_kind(g, w, dxbc, ddt, dzx, dptrs, state_bf16, 0, nb, dy, dss, dys, kernel, 0);
+    launch_ssd_step_kind(g, w, dxbc, ddt, dzx, dptrs, state_bf16, 0, nb, dy, dss, dys, dyq, dya, kernel, 0);
     LAUNCH_TRY();
     CUDA_TRY(cudaDeviceSynchronize());
     CUDA_TRY(cudaMemcpy(y, dy, ny * 4, cudaMemcpyDeviceToHost));
+    if (rounds) {
+        CUDA_TRY(cudaMemcpy(yq, dyq, ny, cudaMemcpyDeviceToHost));
+        CUDA_TRY(cudaMemcpy(ya, dya, ny / 32 * 4, cudaMemcpyDeviceToHost));
+        cudaFree(dyq), cudaFree(dya);
+    }
     CUDA_TRY(cudaMemcpy(ss_y, dss, ss0.size() * 4, cudaMemcpyDeviceToHost));
     if (state_bf16) {
         CUDA_TRY(cudaMemcpy(s16.data(), dstate, nb * ns * 2, cudaMemcpyDeviceToHost));
@@ -435,7 +449,7 @@ extern "C" double mamba2_gpu_time_ssd_step(SSDDims d, int nb, int state_bf16, in
         cudaMemsetAsync(ss, 0, (size_t)nb * d.G * 4, st);
         cudaEventRecord(e0, st);
         for (int l = 0; l < L; l++)
-            launch_ssd_step_kind(g, w, xbc, dt, zx, ptrs, state_bf16, l, nb, y, ss, ys, kernel, st);
+            launch_ssd_step_kind(g, w, xbc, dt, zx, ptrs, state_bf16, l, nb, y, ss, ys, NULL, NULL, kernel, st);
         cudaEventRecord(e1, st);
         cudaEventSynchronize(e1);
         cudaEventElapsedTime(&t, e0, e1);

@@ -326,15 +326,18 @@ static void test_q8_gemm_kernel(void) {
 
 /* The decode SSD step alone against a double-precision step, through each kernel: the register
  * kernel and the shared-memory kernel, at P = 64 and 16; P = 128 (too large for the shared-memory
- * kernel: the fallback); N = 16 (the any-N kernel); and the backend's own choice for the batch. fp32 state: fp32 rounding only (bound 1e-5); a bf16 state is rounded once on the
+ * kernel: the fallback); N = 16 (the any-N kernel, P = 24 and 32); and the backend's own choice for
+ * the batch. fp32 state: fp32 rounding only (bound 1e-5); a bf16 state is rounded once on the
  * way in (the reference starts from the rounded state) and once on the way out: 2⁻⁹ relative per
- * element (bound 1e-2, as the SSD's); y and Σ y² are computed from the unrounded new state. */
+ * element (bound 1e-2, as the SSD's); y and Σ y² are computed from the unrounded new state. Where
+ * P is a multiple of 32, every kernel also rounds y to int8 per block of 32 for the q8 GEMV: that
+ * must equal, bit for bit, the rounding of the y it returned. */
 static void test_ssd_step_kernel(void) {
     struct {
         SSDDims d; /* T unused */
         int nb;
     } cases[] = {{{1, 8, 64, 2, 128}, 3}, {{1, 8, 64, 2, 128}, 40}, {{1, 4, 16, 2, 128}, 17},
-                 {{1, 6, 24, 3, 16}, 5},  {{1, 8, 128, 1, 128}, 20}};
+                 {{1, 6, 24, 3, 16}, 5},  {{1, 8, 128, 1, 128}, 20}, {{1, 4, 32, 2, 16}, 3}};
     const char *kname[] = {"auto", "registers", "shared"};
     for (size_t k = 0; k < sizeof cases / sizeof *cases; k++)
         for (int mode = 0; mode < 6; mode++) {
@@ -372,17 +375,38 @@ static void test_ssd_step_kernel(void) {
                         ss_ref[b * d.G + grp] += (float)(yv * yv);
                     }
                 }
+            /* P a multiple of 32: y also rounded to int8 per block of 32 (for the q8 out_proj) */
+            const int rounds = d.P % 32 == 0;
+            int8_t *yq = rounds ? malloc((size_t)nb * d_in) : NULL;
+            float *ya = rounds ? malloc((size_t)nb * d_in / 32 * 4) : NULL;
             Mamba2Error e = {{0}};
-            int rc = mamba2_gpu_ssd_step(d, nb, sbf, kernel, xbc, dt, z, A, D, y_scale, st, y, ss, &e);
+            int rc = mamba2_gpu_ssd_step(d, nb, sbf, kernel, xbc, dt, z, A, D, y_scale, st, y, ss, yq, ya, &e);
             CU_ASSERT_EQUAL(rc, 0);
             if (rc) printf("\n    %s", e.msg);
             double ey = test_rel_l2(y, y_ref, (size_t)nb * d_in), es = test_rel_l2(st, st_ref, nb * ns);
             double ess = test_rel_l2(ss, ss_ref, (size_t)nb * d.G);
-            printf("\n    SSD step H=%d P=%-3d N=%-3d G=%d nb=%-2d %s state, %-9s kernel: y %.1e  state %.1e  sum y² %.1e", d.H,
-                   d.P, d.N, d.G, nb, sbf ? "bf16" : "fp32", kname[kernel], ey, es, ess);
+            /* the int8 y against the y the step returned, exactly: the block's max|y|, and
+             * rint(y · (127 / max)) with the float product rounded first (the GEMV's own rounding) */
+            long bad_max = 0, bad_q = 0;
+            for (size_t blk = 0; rounds && blk < (size_t)nb * d_in / 32; blk++) {
+                float amax = 0;
+                for (int i = 0; i < 32; i++) amax = fmaxf(amax, fabsf(y[blk * 32 + i]));
+                bad_max += ya[blk] != amax;
+                float inv = amax > 0 ? 127.0f / amax : 0.0f;
+                for (int i = 0; i < 32; i++) {
+                    volatile float prod = y[blk * 32 + i] * inv; /* rounded to float, as on the device */
+                    bad_q += yq[blk * 32 + i] != (int8_t)rintf(prod);
+                }
+            }
+            printf("\n    SSD step H=%d P=%-3d N=%-3d G=%d nb=%-2d %s state, %-9s kernel: y %.1e  state %.1e  sum y² %.1e%s", d.H,
+                   d.P, d.N, d.G, nb, sbf ? "bf16" : "fp32", kname[kernel], ey, es, ess,
+                   !rounds ? "" : bad_max || bad_q ? "  int8 y: MISMATCH" : "  int8 y: exact");
             CU_ASSERT(ey <= 1e-5);
             CU_ASSERT(es <= (sbf ? SSD_BF16_TOL : 1e-5));
             CU_ASSERT(ess <= 1e-5);
+            CU_ASSERT_EQUAL(bad_max, 0);
+            CU_ASSERT_EQUAL(bad_q, 0);
+            free(yq), free(ya);
             free(xbc), free(dt), free(z), free(A), free(D), free(ys), free(st), free(st_ref), free(y), free(y_ref), free(ss), free(ss_ref);
         }
     printf("\n");
@@ -777,86 +801,115 @@ static void test_q8_batched(void) {
     test_free_fixture(&fx);
 }
 
+/* Two GPU backends that differ only in an environment variable read at creation, stepped the same
+ * way on the demo model: one sequence for 16 steps, then 3 together for 4, from the same prefilled
+ * states; the logits of every step into out[0] (the first backend), out[1] (the second) and out[2]
+ * (the second again: the control), each poisoned first; each backend's decode products into kn. */
+#define DEMO_STEPS1 16
+#define DEMO_STEPS3 4
+#define DEMO_NB 3
+#define DEMO_ROWS (DEMO_STEPS1 + DEMO_STEPS3 * DEMO_NB)
+static void demo_two_ways(const Mamba2Model *m, int q8, const char *var, const char *val[2], float *out[3],
+                          Mamba2KernelNames kn[2]) {
+    const int V = m->cfg.vocab_size;
+    Mamba2Error e = {{0}};
+    int32_t prompt[48]; /* sequence i prefills 24 + 5i tokens from prompt + 4i */
+    for (int t = 0; t < 48; t++) prompt[t] = (int32_t)(1 + (t * 7919) % (V - 1));
+    Mamba2Backend *be[2];
+    for (int k = 0; k < 2; k++) {
+        setenv(var, val[k], 1);
+        if (q8) be[k] = make_gpu_q8(m, "dp4a");
+        else if (mamba2_backend_create("gpu", m, NULL, &be[k], &e)) be[k] = NULL;
+        unsetenv(var);
+        CU_ASSERT_PTR_NOT_NULL_FATAL(be[k]);
+    }
+    be[0]->kernels(be[0], &kn[0]), be[1]->kernels(be[1], &kn[1]);
+    printf("\n    products: %s | %s", kn[0].gemv, kn[1].gemv);
+    for (int k = 0; k < 3; k++) {
+        Mamba2Backend *bk = be[k ? 1 : 0];
+        for (size_t i = 0; i < (size_t)DEMO_ROWS * V; i++) out[k][i] = NAN; /* poison */
+        Mamba2State st[DEMO_NB], *ptrs[DEMO_NB];
+        for (int i = 0; i < DEMO_NB; i++) {
+            CU_ASSERT_FATAL(mamba2_state_init(&st[i], &m->cfg, &e) == 0);
+            CU_ASSERT_EQUAL(mamba2_backend_prefill(bk, &st[i], prompt + 4 * i, 24 + 5 * i, NULL, 0, &e), 0);
+            ptrs[i] = &st[i];
+        }
+        int32_t tok[DEMO_NB] = {prompt[45], prompt[46], prompt[47]};
+        for (int t = 0; t < DEMO_STEPS1; t++) {
+            CU_ASSERT_EQUAL(mamba2_backend_step(bk, ptrs, tok, 1, out[k] + (size_t)t * V, &e), 0);
+            tok[0] = (tok[0] * 7 + 3) % V;
+        }
+        for (int t = 0; t < DEMO_STEPS3; t++) {
+            CU_ASSERT_EQUAL(mamba2_backend_step(bk, ptrs, tok, DEMO_NB, out[k] + (size_t)(DEMO_STEPS1 + t * DEMO_NB) * V, &e), 0);
+            for (int i = 0; i < DEMO_NB; i++) tok[i] = (tok[i] * 5 + 1) % V;
+        }
+        for (int i = 0; i < DEMO_NB; i++) mamba2_state_free(&st[i]);
+    }
+    mamba2_backend_destroy(be[0]);
+    mamba2_backend_destroy(be[1]);
+}
+
+/* demo_two_ways()'s logits compared: the worst row of the one-sequence steps and of the three-sequence
+ * steps against @p tol, with the first row more than 1e-5 apart and the control printed. */
+static void demo_compare(const char *label, float *out[3], int V, double tol) {
+    double w1 = test_max_row_rel_l2(out[0], out[1], DEMO_STEPS1, V);
+    double w3 = test_max_row_rel_l2(out[0] + (size_t)DEMO_STEPS1 * V, out[1] + (size_t)DEMO_STEPS1 * V, DEMO_STEPS3 * DEMO_NB, V);
+    int first = -1;
+    for (int t = 0; t < DEMO_ROWS && first < 0; t++)
+        if (test_max_row_rel_l2(out[0] + (size_t)t * V, out[1] + (size_t)t * V, 1, V) > 1e-5) first = t;
+    printf("\n    demo model %s: 1 sequence x %d steps %.1e, %d sequences x %d steps %.1e (bound %.0e); "
+           "first row above 1e-5: %d of %d; control, the second against itself: %.1e",
+           label, DEMO_STEPS1, w1, DEMO_NB, DEMO_STEPS3, w3, tol, first, DEMO_ROWS,
+           test_max_row_rel_l2(out[1], out[2], DEMO_ROWS, V));
+    CU_ASSERT(w1 <= tol);
+    CU_ASSERT(w3 <= tol);
+}
+
 /* The streamed GEMV (gemv_stream.cu) in the model, with all three prologue / epilogue pairs
  * (RMSNorm + conv step, grouped norm + residual, RMSNorm + store): the demo model, whose widths
  * (256, 512) it takes, stepped through it and through gemv.cuh's kernel (MAMBA2_GPU_GEMV=stream and
- * =blocks), bf16 and q8 (dp4a) weights, one sequence for 16 steps and 3 together for 4, from the
- * same prefilled states. Both kernels compute the same products (q8: round the same inputs to int8
- * and sum the same integer products); only the order of the fp32 sums differs. bf16: fp32 rounding
- * (bound 1e-5; 2.1e-7 .. 3.8e-7 measured on the H200, 2026-12-03). q8: as long as no input's int8
- * rounding lands on the other side of a tie, the same (1.2e-7 over 16 steps in one run); once one
- * does, the two runs' int8 roundings of the next inputs part ways, and they differ by up to the
- * effect of that rounding itself: on this model the dp4a steps are 3.2e-2 from ref where the float
- * product's are 1.9e-2 (test_q8_models), so about 2.6e-2 of the step error comes from rounding the
- * inputs to int8, and two such roundings may differ by about √2 times that (2.3e-3 .. 9.5e-3 were
- * measured; bound 5e-2, still 20 times below unrelated logits' √2). The step at which the two
- * first differ by more than 1e-5 is printed, and as a control gemv.cuh's kernel against a second run
- * of itself: the norms' sums of squares are added up by atomics in no fixed order, so a q8 run need
- * not repeat itself either (H200, 2026-12-03: 1.9e-3 and 9.7e-3 in two runs, where the streamed
- * kernel against gemv.cuh's gave 2.3e-3 and 8.4e-3; bf16 2.1e-7 .. 3.4e-7 both ways). */
+ * =blocks; demo_two_ways()), bf16 and q8 (dp4a) weights. Both kernels compute the same products (q8:
+ * round the same inputs to int8 and sum the same integer products); only the order of the fp32
+ * sums differs. bf16: fp32 rounding (bound 1e-5; 2.1e-7 .. 3.8e-7 measured on the H200, 2026-12-03).
+ * q8: as long as no input's int8 rounding lands on the other side of a tie, the same (1.2e-7 over
+ * 16 steps in one run); once one does, the two runs' int8 roundings of the next inputs part ways,
+ * and they differ by up to the effect of that rounding itself: on this model the dp4a steps are
+ * 3.2e-2 from ref where the float product's are 1.9e-2 (test_q8_models), so about 2.6e-2 of the
+ * step error comes from rounding the inputs to int8, and two such roundings may differ by about √2
+ * times that (2.3e-3 .. 9.5e-3 were measured; bound 5e-2, still 20 times below unrelated logits'
+ * √2). The step at which the two first differ by more than 1e-5 is printed, and as a control
+ * gemv.cuh's kernel against a second run of itself: the norms' sums of squares are added up by
+ * atomics in no fixed order, so a q8 run need not repeat itself either (H200, 2026-12-03: 1.9e-3
+ * and 9.7e-3 in two runs, where the streamed kernel against gemv.cuh's gave 2.3e-3 and 8.4e-3; bf16
+ * 2.1e-7 .. 3.4e-7 both ways). */
 #define STREAM_VS_BLOCKS_TOL 1e-5
 #define Q8_STREAM_VS_BLOCKS_TOL 5e-2
 static void test_stream_model(void) {
     Mamba2Model m;
     Mamba2Error e = {{0}};
     CU_ASSERT_EQUAL_FATAL(mamba2_model_load("data/stdlib-mamba2", &m, &e), 0);
-    const int V = m.cfg.vocab_size, nb = 3, steps1 = 16, steps3 = 4;
-    const size_t n1 = (size_t)steps1 * V, n3 = (size_t)steps3 * nb * V;
-    int32_t prompt[48]; /* sequence i prefills 24 + 5i tokens from prompt + 4i */
-    for (int t = 0; t < 48; t++) prompt[t] = (int32_t)(1 + (t * 7919) % (V - 1));
+    const int V = m.cfg.vocab_size;
+    float *out[3];
+    Mamba2KernelNames kn[2];
+    for (int k = 0; k < 3; k++) out[k] = malloc((size_t)DEMO_ROWS * V * 4);
     for (int q8 = 0; q8 < 2; q8++) {
-        Mamba2Backend *be[2];
         const char *kind[2] = {"stream", "blocks"};
-        for (int k = 0; k < 2; k++) {
-            setenv("MAMBA2_GPU_GEMV", kind[k], 1);
-            if (q8) be[k] = make_gpu_q8(&m, "dp4a");
-            else if (mamba2_backend_create("gpu", &m, NULL, &be[k], &e)) be[k] = NULL;
-            unsetenv("MAMBA2_GPU_GEMV");
-            CU_ASSERT_PTR_NOT_NULL_FATAL(be[k]);
-        }
-        Mamba2KernelNames kn[2];
-        be[0]->kernels(be[0], &kn[0]), be[1]->kernels(be[1], &kn[1]);
-        printf("\n    products: %s | %s", kn[0].gemv, kn[1].gemv);
+        demo_two_ways(&m, q8, "MAMBA2_GPU_GEMV", kind, out, kn);
         CU_ASSERT(strstr(kn[0].gemv, "streamed") != NULL);
         CU_ASSERT(strstr(kn[1].gemv, "streamed") == NULL);
-        float *out[3]; /* streamed, blocks, blocks again (the control) */
-        for (int k = 0; k < 3; k++) {
-            Mamba2Backend *bk = be[k ? 1 : 0];
-            out[k] = malloc((n1 + n3) * 4);
-            for (size_t i = 0; i < n1 + n3; i++) out[k][i] = NAN; /* poison */
-            Mamba2State st[3], *ptrs[3];
-            for (int i = 0; i < nb; i++) {
-                CU_ASSERT_FATAL(mamba2_state_init(&st[i], &m.cfg, &e) == 0);
-                CU_ASSERT_EQUAL(mamba2_backend_prefill(bk, &st[i], prompt + 4 * i, 24 + 5 * i, NULL, 0, &e), 0);
-                ptrs[i] = &st[i];
-            }
-            int32_t tok[3] = {prompt[45], prompt[46], prompt[47]};
-            for (int t = 0; t < steps1; t++) {
-                CU_ASSERT_EQUAL(mamba2_backend_step(bk, ptrs, tok, 1, out[k] + (size_t)t * V, &e), 0);
-                tok[0] = (tok[0] * 7 + 3) % V;
-            }
-            for (int t = 0; t < steps3; t++) {
-                CU_ASSERT_EQUAL(mamba2_backend_step(bk, ptrs, tok, nb, out[k] + n1 + (size_t)t * nb * V, &e), 0);
-                for (int i = 0; i < nb; i++) tok[i] = (tok[i] * 5 + 1) % V;
-            }
-            for (int i = 0; i < nb; i++) mamba2_state_free(&st[i]);
-        }
-        double w1 = test_max_row_rel_l2(out[0], out[1], steps1, V);
-        double w3 = test_max_row_rel_l2(out[0] + n1, out[1] + n1, steps3 * nb, V);
-        int first = -1; /* the first row (step, then step × sequence) more than 1e-5 apart */
-        for (int t = 0; t < steps1 + steps3 * nb && first < 0; t++)
-            if (test_max_row_rel_l2(out[0] + (size_t)t * V, out[1] + (size_t)t * V, 1, V) > 1e-5) first = t;
-        const double tol = q8 ? Q8_STREAM_VS_BLOCKS_TOL : STREAM_VS_BLOCKS_TOL;
-        printf("\n    demo model %s, streamed vs blocks: 1 sequence x %d steps %.1e, %d sequences x %d steps %.1e (bound %.0e); "
-               "first row above 1e-5: %d of %d; control, blocks vs blocks: %.1e",
-               q8 ? "q8" : "bf16", steps1, w1, nb, steps3, w3, tol, first, steps1 + steps3 * nb,
-               test_max_row_rel_l2(out[1], out[2], steps1 + steps3 * nb, V));
-        CU_ASSERT(w1 <= tol);
-        CU_ASSERT(w3 <= tol);
-        free(out[0]), free(out[1]), free(out[2]);
-        mamba2_backend_destroy(be[0]);
-        mamba2_backend_destroy(be[1]);
+        demo_compare(q8 ? "q8, streamed vs blocks" : "bf16, streamed vs blocks", out, V,
+                     q8 ? Q8_STREAM_VS_BLOCKS_TOL : STREAM_VS_BLOCKS_TOL);
     }
+    /* q8: out_proj's input rounded to int8 by the SSD step (the default where P is a multiple of 32,
+     * as the demo model's 64) against the GEMV rounding it itself (MAMBA2_GPU_Q8_ROUND_Y=0). The same
+     * bytes from the same y (test_ssd_step_kernel checks that), so the same argument and bound as
+     * streamed against blocks above. */
+    const char *round_y[2] = {"1", "0"};
+    demo_two_ways(&m, 1, "MAMBA2_GPU_Q8_ROUND_Y", round_y, out, kn);
+    CU_ASSERT(strstr(kn[0].gemv, "y rounded once") != NULL);
+    CU_ASSERT(strstr(kn[1].gemv, "y rounded once") == NULL);
+    demo_compare("q8, y rounded by the SSD step vs by out_proj", out, V, Q8_STREAM_VS_BLOCKS_TOL);
+    for (int k = 0; k < 3; k++) free(out[k]);
     printf("\n");
     mamba2_model_free(&m);
 }
