@@ -90,7 +90,12 @@ __device__ __forceinline__ void store16(bf16 *p, const float *v) {
     *(uint4 *)p = make_uint4(pack_bf16x2(v[0], v[1]), pack_bf16x2(v[2], v[3]), pack_bf16x2(v[4], v[5]), pack_bf16x2(v[6], v[7]));
 }
 
+#ifndef STEP_SLOTS
 #define STEP_SLOTS 8 /* row loads in flight per thread (register kernel) */
+#endif
+#ifndef STEP_REG_THREADS
+#define STEP_REG_THREADS 256 /* the register kernel's largest block (a macro for A/B builds) */
+#endif
 /* Sequences from which the shared-memory kernel is used instead of the register kernel: fp32 state
  * from 8, bf16 state never (the register kernel was the faster at every batch measured from 8 to
  * 32 with bf16 state, the shared-memory kernel from 8 with fp32; measurements: results/gpu.md). */
@@ -188,7 +193,7 @@ __device__ __forceinline__ void round_head_y(const GpuDims &g, const float *y_sm
  * alone, one step before), so that they arrive while the in_proj GEMV finishes:
  *   S = exp(dt·A) S + dt·x Bᵀ;   y = (S C + D x) · silu(z);  Σ y² goes to the group's norm sum. */
 template <typename S>
-__global__ void __launch_bounds__(256) ssd_step_reg_kernel(GpuDims g, GpuLayer w, const float *xbc, const float *dt,
+__global__ void __launch_bounds__(STEP_REG_THREADS) ssd_step_reg_kernel(GpuDims g, GpuLayer w, const float *xbc, const float *dt,
                                                        const float *zxbcdt, void *const *ssm_states, int l, float *y,
                                                        float *ss_y, const float *y_scale, int8_t *yq, float *ya) {
     constexpr int E = 16 / sizeof(S), LPR = 128 / E, RPW = 32 / LPR; /* rows per warp instruction */
@@ -351,7 +356,7 @@ void launch_ssd_step_kind(const GpuDims &g, const GpuLayer &w, const float *xbc,
     }
     /* registers: one thread per STEP_SLOTS row pieces: 128 threads (bf16), 256 (fp32) at P = 64 */
     int items = g.P * (ssm_bf16 ? 16 : 32), threads = (items / STEP_SLOTS + 31) / 32 * 32;
-    threads = threads < 32 ? 32 : threads > 256 ? 256 : threads;
+    threads = threads < 32 ? 32 : threads > STEP_REG_THREADS ? STEP_REG_THREADS : threads;
     /* bf16 puts two rows in a warp (lanes 0-15, 16-31); past one pass (P > 128) an odd P would give
      * the two halves different pass counts and leave one out of the row sums' shuffles */
     if (ssm_bf16 && g.P % 2 && g.P > 128) fast = false;
