@@ -246,10 +246,11 @@ __device__ __forceinline__ int dot16_i8(uint4 w, const uint32_t *p) {
  * q8: the 16-byte path needs whole blocks of 32 in the row and in every norm group; the two
  * chunks of a block are then held by lanes 2k and 2k + 1 of a warp (an even number of chunks per
  * row, an even rotation), which the dp4a product's shuffle of max|x| relies on. With a.xq (read
- * for PRO_GATEDNORM only) the dp4a product takes x already rounded (by the SSD step, for out_proj) instead of rounding it in
- * every block of rows: the same bytes (q8_round_bits()), read as 16 bytes and one max|x| per chunk
- * instead of 64 bytes, a maximum and 16 roundings. Its one argument,
- * a GemvArgs, holds the weights (W or Wq, by WF), the input and the prologue's and epilogue's arrays. */
+ * for PRO_GATEDNORM only) the dp4a product takes x already rounded by the SSD step (out_proj's
+ * input) instead of rounding it in every block of rows: the same bytes (q8_round_bits()), read as
+ * 16 bytes and one max|x| per chunk instead of 64 bytes, a maximum and 16 roundings. Its one
+ * argument, a GemvArgs, holds the weights (W or Wq, by WF), the input and the prologue's and
+ * epilogue's arrays. */
 template <int NB, int PRO, int EPI, int ROWS, int CPP, int WF>
 __global__ void __launch_bounds__(GEMV_THREADS, GEMV_MIN_BLOCKS(NB, ROWS, CPP, WF)) gemv_kernel(GemvArgs a) {
     constexpr int CW = WF == GEMV_BF16 ? 8 : 16; /* columns per 16-byte chunk */
