@@ -78,7 +78,9 @@ for round in $(seq "$ROUNDS"); do
 done
 echo "kernels: $(.device/cpu/mamba2 bench "$W/ck8" --backend cpu --prompt-len 32 --gen-len 2 --threads 2 --reps 1 --weights q8 2>/dev/null | grep -o '(GEMM: [^)]*)')"
 echo
-echo "llama.cpp's CPU features: $("$SRC/build/bin/llama-bench" -m "$W/bf16.gguf" -p 1 -n 0 -r 1 -v 2>&1 | grep -o 'AVX_VNNI = [01]\|AVX512 = [01]\|AMX_INT8 = [01]' | tr '\n' ' ')"
+# what llama.cpp's CPU backend was compiled for, from its ggml_cpu_has_* functions (as llama_cpp_table.py reads them)
+echo "llama.cpp's CPU features: $(PYTHONPATH=bench python3 -c 'import sys, llama_cpp_table as t; print(t.ggml_features(sys.argv[1]))' \
+    "$SRC/build/bin/libggml-cpu.so")"
 echo "tok/s, median over $ROUNDS rounds [each round], ISA=$ISA; the same random 8-layer checkpoint, $(date -u +%F)"
 python3 - "$R" <<'PY'
 import collections, statistics, sys
