@@ -13,32 +13,16 @@
 # llama.cpp is built there with GGML_NATIVE=ON (so with that CPU's AMX and AVX-512 where it has
 # them); its GGUFs are made there from the same random 8-layer checkpoint as ours.
 #
-# ISA=avx2-vnni runs both sides at the level of an Intel client CPU (AVX2 + AVX-VNNI, no AVX-512):
-# llama.cpp built with GGML_NATIVE=OFF and AVX, AVX2, FMA, F16C, BMI2 and AVX_VNNI on, ours with
-# MAMBA2_CPU_ISA=avx2 and MAMBA2_CPU_GEMM=avx2 (its q8/q4 products then run vpdpbusd on ymm where
-# the CPU has AVX-VNNI). ISA=avx512 runs both at the Skylake-SP level (AVX-512F/BW/DQ/VL, no VNNI,
-# no BF16, no AMX; ours with MAMBA2_CPU_ISA=avx512 MAMBA2_CPU_VNNI=0), ISA=avx2 at plain AVX2 (no
-# VNNI: ours also with MAMBA2_CPU_VNNI=0), as bench/llama_cpp_bench.sh does.
+# ISA=avx2-vnni (an Intel client core: AVX2 + AVX-VNNI), avx512 (Skylake-SP) or avx2 (plain AVX2)
+# forces both sides down to that class (bench/llama_cpp_isa.sh defines them).
 # REPS=N repetitions per measurement (default 2).
 set -euo pipefail
 THREADS=${*:-16 2}
 ISA=${ISA:-native}
 REPS=${REPS:-2}
-case $ISA in
-native) LLAMA_ISA=(-DGGML_NATIVE=ON) ;;
-avx2-vnni)
-    LLAMA_ISA=(-DGGML_NATIVE=OFF -DGGML_AVX=ON -DGGML_AVX2=ON -DGGML_FMA=ON -DGGML_F16C=ON -DGGML_BMI2=ON
-               -DGGML_AVX_VNNI=ON -DGGML_AVX512=OFF)
-    export MAMBA2_CPU_ISA=avx2 MAMBA2_CPU_GEMM=avx2 ;;
-avx512 | avx2)
-    LLAMA_ISA=(-DGGML_NATIVE=OFF -DGGML_AVX=ON -DGGML_AVX2=ON -DGGML_FMA=ON -DGGML_F16C=ON -DGGML_BMI2=ON
-               -DGGML_AVX512=$([ "$ISA" = avx512 ] && echo ON || echo OFF) -DGGML_AVX512_VBMI=OFF
-               -DGGML_AVX512_VNNI=OFF -DGGML_AVX512_BF16=OFF -DGGML_AVX_VNNI=OFF -DGGML_AMX_TILE=OFF
-               -DGGML_AMX_INT8=OFF -DGGML_AMX_BF16=OFF)
-    export MAMBA2_CPU_ISA=$ISA MAMBA2_CPU_VNNI=0
-    [ "$ISA" = avx2 ] && export MAMBA2_CPU_GEMM=avx2 ;;
-*) echo "ISA=$ISA: native, avx2-vnni, avx512 or avx2" >&2; exit 2 ;;
-esac
+. bench/llama_cpp_isa.sh # the classes: llama.cpp's switches (LLAMA_ISA) and our environment (OURS_ENV)
+llama_cpp_isa "$ISA" || { echo "ISA=$ISA: native, avx2-vnni, avx512 or avx2" >&2; exit 2; }
+[ ${#OURS_ENV[@]} -eq 0 ] || export "${OURS_ENV[@]}"
 W=/tmp/cmp
 mkdir -p "$W"
 tar xJf .device/cpu.tar.xz -C .device

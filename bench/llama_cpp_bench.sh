@@ -8,24 +8,15 @@
 #   LLAMA_CPP_WORK=DIR  where llama.cpp's source, builds, venv, GGUF files and the runs go
 #                       (default: build/llama.cpp of this repository)
 #   ROUNDS=N            alternating rounds of measurements (default 2)
-#   ISA=native|avx512vnni|avx512|avx2vnni|avx2
-#                       native (default): both sides at this CPU's best. The others force both
-#                       sides down to a lower class of x86-64 CPU, llama.cpp from a second build
-#                       (GGML_NATIVE=OFF and that class's GGML_* switches) in build-$ISA/:
-#                       avx512vnni: AVX-512F/BW/DQ/VL + VNNI, no BF16, no AMX (Cascade Lake, Ice
-#                         Lake, Zen 4 without its BF16): ours through MAMBA2_CPU_ISA=avx512;
-#                       avx512: the same without VNNI (Skylake-SP/X): also MAMBA2_CPU_VNNI=0;
-#                       avx2: AVX2 + FMA + F16C, no AVX-512, no VNNI (Haswell to Comet Lake, Zen 1-3):
-#                         ours through MAMBA2_CPU_ISA=avx2, MAMBA2_CPU_GEMM=avx2, MAMBA2_CPU_VNNI=0 and
-#                         OPENBLAS_CORETYPE=Haswell;
-#                       avx2vnni: the same with our ymm vpdpbusd (an AVX-VNNI client core, Alder Lake
-#                         on), llama.cpp as for avx2 (its AVX-VNNI build would not run on a CPU
-#                         without AVX-VNNI, such as a Zen 4): an upper bound for our side
+#   ISA=NAME            native (default): both sides at this CPU's best; avx512vnni, avx512,
+#                       avx2vnni, avx2-vnni or avx2: both forced down to that class of x86-64 CPU
+#                       (bench/llama_cpp_isa.sh defines them), llama.cpp from a second build in
+#                       build-$ISA/ (build-avx2/ for avx2 and avx2vnni)
 #   SKIP_CHECK=1        skip the greedy-agreement check
 #   PP=512 TG=16        prompt and generated tokens (smaller for a quick smoke test of the script)
 #
 # 1. llama.cpp's source: the copy vendored in the PyPI sdist of llama-cpp-python (version pinned
-#    below), built with -DGGML_NATIVE=ON (or the AVX2 flags above), targets llama-bench,
+#    below), built with -DGGML_NATIVE=ON (or the ISA class's switches), targets llama-bench,
 #    llama-completion and llama-quantize only.
 # 2. The checkpoint as a BF16 GGUF (bench/llama_cpp_gguf.py: bf16 matrices byte for byte, no torch),
 #    then llama-quantize --pure to Q8_0 and Q4_0, the embedding kept bf16: in_proj, out_proj and
@@ -58,24 +49,13 @@ MAMBA2=$ROOT/mamba2
     die "no checkpoint at $CK (config.json and *.safetensors); make one with data/write_checkpoint.py"
 [ -x "$MAMBA2" ] || die "$MAMBA2 is missing: build it first (make -j2 GPU=0)"
 case $("$MAMBA2" bench --help 2>&1) in *--weights*) ;; *) die "$MAMBA2 bench has no --weights option: rebuild it" ;; esac
+. "$ROOT/bench/llama_cpp_isa.sh" # the classes: llama.cpp's switches (LLAMA_ISA) and our environment (OURS_ENV)
+llama_cpp_isa "$ISA" || die "ISA=$ISA: expected native, avx512vnni, avx512, avx2vnni, avx2-vnni or avx2"
+CMAKE_ISA=("${LLAMA_ISA[@]}")
 case $ISA in
-native) BUILD=$SRC/build; CMAKE_ISA=(-DGGML_NATIVE=ON); OURS_ENV=() ;;
-avx2 | avx2vnni)
-    BUILD=$SRC/build-avx2
-    CMAKE_ISA=(-DGGML_NATIVE=OFF -DGGML_AVX=ON -DGGML_AVX2=ON -DGGML_FMA=ON -DGGML_F16C=ON -DGGML_BMI2=ON
-        -DGGML_AVX512=OFF -DGGML_AVX512_VBMI=OFF -DGGML_AVX512_VNNI=OFF -DGGML_AVX512_BF16=OFF
-        -DGGML_AVX_VNNI=OFF -DGGML_AMX_TILE=OFF -DGGML_AMX_INT8=OFF -DGGML_AMX_BF16=OFF)
-    OURS_ENV=(MAMBA2_CPU_ISA=avx2 MAMBA2_CPU_GEMM=avx2 OPENBLAS_CORETYPE=Haswell)
-    [ "$ISA" = avx2 ] && OURS_ENV+=(MAMBA2_CPU_VNNI=0) ;;
-avx512 | avx512vnni)
-    BUILD=$SRC/build-$ISA
-    VNNI=$([ "$ISA" = avx512vnni ] && echo ON || echo OFF)
-    CMAKE_ISA=(-DGGML_NATIVE=OFF -DGGML_AVX=ON -DGGML_AVX2=ON -DGGML_FMA=ON -DGGML_F16C=ON -DGGML_BMI2=ON
-        -DGGML_AVX512=ON -DGGML_AVX512_VBMI=OFF -DGGML_AVX512_VNNI=$VNNI -DGGML_AVX512_BF16=OFF
-        -DGGML_AVX_VNNI=OFF -DGGML_AMX_TILE=OFF -DGGML_AMX_INT8=OFF -DGGML_AMX_BF16=OFF)
-    OURS_ENV=(MAMBA2_CPU_ISA=avx512 OPENBLAS_CORETYPE=SkylakeX)
-    [ "$ISA" = avx512 ] && OURS_ENV+=(MAMBA2_CPU_VNNI=0) ;;
-*) die "ISA=$ISA: expected native, avx512vnni, avx512, avx2vnni or avx2" ;;
+native) BUILD=$SRC/build ;;
+avx2 | avx2vnni) BUILD=$SRC/build-avx2 ;; # the same llama.cpp build for both
+*) BUILD=$SRC/build-$ISA ;;
 esac
 for v in ROUNDS PP TG; do
     case ${!v} in '' | *[!0-9]* | 0) die "$v=${!v}: expected a positive integer" ;; esac
