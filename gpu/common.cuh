@@ -169,6 +169,13 @@ __device__ __forceinline__ float warp_sum(float v) {
     return v;
 }
 
+/** Maximum over the 32 lanes of a warp; every lane gets the result. */
+__device__ __forceinline__ float warp_max(float v) {
+#pragma unroll
+    for (int o = 16; o > 0; o >>= 1) v = fmaxf(v, __shfl_xor_sync(0xffffffffu, v, o));
+    return v;
+}
+
 /** Sum over the block (blockDim.x a multiple of 32, ≤ 1024); every thread gets the result. */
 __device__ __forceinline__ float block_sum(float v) {
     __shared__ float part[32];

@@ -175,10 +175,7 @@ __device__ __forceinline__ float step_row(const GpuDims &g, float *st, const Ste
 __device__ __forceinline__ void round_head_y(const GpuDims &g, const float *y_sm, int b, int h, int8_t *yq, float *ya) {
     const int warp = threadIdx.x >> 5, lane = threadIdx.x & 31, nwarps = blockDim.x >> 5;
     for (int q = warp; q < g.P / Q8_BLOCK; q += nwarps) {
-        const float v = y_sm[q * Q8_BLOCK + lane];
-        float amax = fabsf(v);
-#pragma unroll
-        for (int o = 16; o > 0; o >>= 1) amax = fmaxf(amax, __shfl_xor_sync(0xffffffffu, amax, o));
+        const float v = y_sm[q * Q8_BLOCK + lane], amax = warp_max(fabsf(v));
         const size_t i = (size_t)b * g.d_in + h * g.P + q * Q8_BLOCK + lane;
         yq[i] = (int8_t)(q8_round_bits(v, q8_inv(amax)) & 0xff);
         if (lane == 0) ya[i / Q8_BLOCK] = amax;

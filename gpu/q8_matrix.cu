@@ -38,9 +38,7 @@ __global__ void q8_quantize_kernel(const void *src, int src_f32, int n, int K, i
     float w = 0.0f;
     if (c < K)
         w = src_f32 ? ((const float *)src)[r * K + c] : __bfloat162float(((const bf16 *)src)[r * K + c]);
-    float amax = fabsf(w);
-#pragma unroll
-    for (int o = 16; o > 0; o >>= 1) amax = fmaxf(amax, __shfl_xor_sync(0xffffffffu, amax, o));
+    const float amax = warp_max(fabsf(w));
     __half dh = __float2half_rn(fminf(__fdiv_rn(amax, 127.0f), 65504.0f)); /* the largest half, as the CPU saturates */
     float dv = __half2float(dh), inv = dv != 0.0f ? __fdiv_rn(1.0f, dv) : 0.0f;
     float qv = fminf(fmaxf(rintf(__fmul_rn(w, inv)), -127.0f), 127.0f);

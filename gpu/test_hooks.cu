@@ -380,8 +380,8 @@ extern "C" int mamba2_gpu_ssd_step(SSDDims d, int nb, int state_bf16, int kernel
     if (rounds) { /* poisoned: 0x7f bytes, NaN maxima */
         CUDA_TRY(cudaMalloc(&dyq, ny));
         CUDA_TRY(cudaMemset(dyq, 0x7f, ny));
-        CUDA_TRY(cudaMalloc(&dya, ny / 32 * 4));
-        CUDA_TRY(cudaMemcpy(dya, y_poison.data(), ny / 32 * 4, cudaMemcpyHostToDevice));
+        CUDA_TRY(cudaMalloc(&dya, ny / Q8_BLOCK * 4));
+        CUDA_TRY(cudaMemcpy(dya, y_poison.data(), ny / Q8_BLOCK * 4, cudaMemcpyHostToDevice));
     }
     GpuLayer w = {};
     w.A = dA, w.D = dD;
@@ -391,7 +391,7 @@ extern "C" int mamba2_gpu_ssd_step(SSDDims d, int nb, int state_bf16, int kernel
     CUDA_TRY(cudaMemcpy(y, dy, ny * 4, cudaMemcpyDeviceToHost));
     if (rounds) {
         CUDA_TRY(cudaMemcpy(yq, dyq, ny, cudaMemcpyDeviceToHost));
-        CUDA_TRY(cudaMemcpy(ya, dya, ny / 32 * 4, cudaMemcpyDeviceToHost));
+        CUDA_TRY(cudaMemcpy(ya, dya, ny / Q8_BLOCK * 4, cudaMemcpyDeviceToHost));
         cudaFree(dyq), cudaFree(dya);
     }
     CUDA_TRY(cudaMemcpy(ss_y, dss, ss0.size() * 4, cudaMemcpyDeviceToHost));
