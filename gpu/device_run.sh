@@ -184,12 +184,12 @@ if has q8stream; then
     # budgets of QS_CONFIGS entries "KB x blocks per SM", and the backend with QS_CONFIGS entries
     # "VAR=VALUE" in its environment, for the weights of QS_WEIGHTS (default stored q8), by each
     # mamba2 of QS_BINS (default $BIN/mamba2), alternated QS_REPS times (default 2); then the GEMVs
-    # alone (bench_gpu_kernels --gemv)
+    # alone (bench_gpu_kernels --gemv). QS_BASE replaces the first two ("blocks default").
     log "decode: the streamed GEMV against gemv.cuh's, bf16 and q8 (q8stream.txt)"
     for rep in $(seq "${QS_REPS:-2}"); do
         for bin in ${QS_BINS:-$BIN/mamba2}; do
             for w in ${QS_WEIGHTS:-stored q8}; do
-                for cfg in blocks default ${QS_CONFIGS:-100x2}; do
+                for cfg in ${QS_BASE-blocks default} ${QS_CONFIGS:-100x2}; do
                     case $cfg in
                     blocks) envs=(MAMBA2_GPU_GEMV=blocks) ;;
                     default) envs=(MAMBA2_GPU_GEMV=) ;;
