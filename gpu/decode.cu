@@ -90,12 +90,17 @@ __device__ __forceinline__ void store16(bf16 *p, const float *v) {
     *(uint4 *)p = make_uint4(pack_bf16x2(v[0], v[1]), pack_bf16x2(v[2], v[3]), pack_bf16x2(v[4], v[5]), pack_bf16x2(v[6], v[7]));
 }
 
-#ifndef STEP_SLOTS
-#define STEP_SLOTS 8 /* row loads in flight per thread (register kernel) */
-#endif
-#ifndef STEP_REG_THREADS
-#define STEP_REG_THREADS 256 /* the register kernel's largest block (a macro for A/B builds) */
-#endif
+/* The register kernel's shape: row loads in flight per thread (slots) and its largest block. One
+ * sequence gives one block per head, fewer blocks than the GPU has room for, so there fewer slots
+ * and bigger blocks spread each head's rows over more warps; from a few sequences on the grid fills
+ * the GPU and 8 slots in blocks of up to 256 threads are the faster (measurements: results/gpu.md). */
+struct StepRegShape {
+    int slots, max_threads;
+};
+static StepRegShape step_reg_shape(int nb, bool ssm_bf16) {
+    if (nb == 1) return ssm_bf16 ? StepRegShape{2, 1024} : StepRegShape{4, 512};
+    return StepRegShape{8, 256};
+}
 /* Sequences from which the shared-memory kernel is used instead of the register kernel: fp32 state
  * from 8, bf16 state never (the register kernel was the faster at every batch measured from 8 to
  * 32 with bf16 state, the shared-memory kernel from 8 with fp32; measurements: results/gpu.md). */
@@ -185,12 +190,12 @@ __device__ __forceinline__ void round_head_y(const GpuDims &g, const float *y_sm
 /* Few sequences (the state in registers): one block (8 warps) per (head, sequence), N = 128. A
  * thread owns E = 16 / sizeof(S) consecutive entries of a row (4 fp32 or 8 bf16), so a row is
  * LPR = N / E lanes (32 or 16) and one warp instruction reads 32 / LPR whole rows, 16 bytes per
- * lane, coalesced. Each thread loads STEP_SLOTS rows before it computes any; the first rows are
+ * lane, coalesced. Each thread loads SLOTS rows before it computes any; the first rows are
  * loaded before the wait for the previous kernel (this layer's state is written by this kernel
  * alone, one step before), so that they arrive while the in_proj GEMV finishes:
  *   S = exp(dt·A) S + dt·x Bᵀ;   y = (S C + D x) · silu(z);  Σ y² goes to the group's norm sum. */
-template <typename S>
-__global__ void __launch_bounds__(STEP_REG_THREADS) ssd_step_reg_kernel(GpuDims g, GpuLayer w, const float *xbc, const float *dt,
+template <typename S, int SLOTS, int MAX_THREADS>
+__global__ void __launch_bounds__(MAX_THREADS) ssd_step_reg_kernel(GpuDims g, GpuLayer w, const float *xbc, const float *dt,
                                                        const float *zxbcdt, void *const *ssm_states, int l, float *y,
                                                        float *ss_y, const float *y_scale, int8_t *yq, float *ya) {
     constexpr int E = 16 / sizeof(S), LPR = 128 / E, RPW = 32 / LPR; /* rows per warp instruction */
@@ -199,13 +204,13 @@ __global__ void __launch_bounds__(STEP_REG_THREADS) ssd_step_reg_kernel(GpuDims 
     int sub = lane / LPR, n0 = (lane % LPR) * E; /* which row of the instruction, which entries */
     const float *row = xbc + (size_t)b * g.conv_dim;
     S *state = (S *)ssm_states[b] + (((size_t)l * g.H + h) * g.P) * 128;
-    const int nwarps = blockDim.x >> 5, rows_per_pass = nwarps * RPW * STEP_SLOTS;
-    uint4 raw[STEP_SLOTS]; /* the pass's rows as loaded: the block's warps interleave over the rows */
+    const int nwarps = blockDim.x >> 5, rows_per_pass = nwarps * RPW * SLOTS;
+    uint4 raw[SLOTS]; /* the pass's rows as loaded: the block's warps interleave over the rows */
     extern __shared__ float rows_in[]; /* [4][P]: x, z, y scale, y (when rounded to int8) */
     float *y_sm = yq ? rows_in + 3 * g.P : NULL;
     auto load_pass = [&](int p0) {
 #pragma unroll
-        for (int i = 0; i < STEP_SLOTS; i++) {
+        for (int i = 0; i < SLOTS; i++) {
             int p = p0 + i * nwarps * RPW;
             raw[i] = p < g.P ? *(const uint4 *)(state + (size_t)p * 128 + n0) : make_uint4(0, 0, 0, 0);
         }
@@ -219,7 +224,7 @@ __global__ void __launch_bounds__(STEP_REG_THREADS) ssd_step_reg_kernel(GpuDims 
     float Dh = w.D[h], sq = 0;
     for (; p0 < g.P; p0 += rows_per_pass) {
 #pragma unroll
-        for (int i = 0; i < STEP_SLOTS; i++) {
+        for (int i = 0; i < SLOTS; i++) {
             int p = p0 + i * nwarps * RPW;
             bool live = p < g.P;
             float st[E];
@@ -351,14 +356,21 @@ void launch_ssd_step_kind(const GpuDims &g, const GpuLayer &w, const float *xbc,
                        ssm_states, l, y, ss_y, y_scale, yq, ya);
         return;
     }
-    /* registers: one thread per STEP_SLOTS row pieces: 128 threads (bf16), 256 (fp32) at P = 64 */
-    int items = g.P * (ssm_bf16 ? 16 : 32), threads = (items / STEP_SLOTS + 31) / 32 * 32;
-    threads = threads < 32 ? 32 : threads > STEP_REG_THREADS ? STEP_REG_THREADS : threads;
-    /* bf16 puts two rows in a warp (lanes 0-15, 16-31); past one pass (P > 128) an odd P would give
-     * the two halves different pass counts and leave one out of the row sums' shuffles */
-    if (ssm_bf16 && g.P % 2 && g.P > 128) fast = false;
-    if (fast && ssm_bf16) launch_pdl(ssd_step_reg_kernel<bf16>, grid, dim3(threads), rows_in, s, g, w, xbc, dt, zxbcdt, ssm_states, l, y, ss_y, y_scale, yq, ya);
-    else if (fast) launch_pdl(ssd_step_reg_kernel<float>, grid, dim3(threads), rows_in, s, g, w, xbc, dt, zxbcdt, ssm_states, l, y, ss_y, y_scale, yq, ya);
+    /* registers: one thread per `slots` row pieces (16 bytes each), at most max_threads; at P = 64
+     * 512 threads for one sequence, 128 (bf16) or 256 (fp32) for more */
+    const StepRegShape shape = step_reg_shape(nb, ssm_bf16);
+    int items = g.P * (ssm_bf16 ? 16 : 32), threads = (items / shape.slots + 31) / 32 * 32;
+    threads = threads < 32 ? 32 : threads > shape.max_threads ? shape.max_threads : threads;
+    /* bf16 puts two rows in a warp (lanes 0-15, 16-31); past one pass an odd P would give the two
+     * halves different pass counts and leave one out of the row sums' shuffles */
+    if (ssm_bf16 && g.P % 2 && g.P * 16 > threads * shape.slots) fast = false;
+    /* one instantiation per shape step_reg_shape() returns */
+#define STEP_REG_ARGS grid, dim3(threads), rows_in, s, g, w, xbc, dt, zxbcdt, ssm_states, l, y, ss_y, y_scale, yq, ya
+    if (fast && ssm_bf16 && shape.slots == 2) launch_pdl(ssd_step_reg_kernel<bf16, 2, 1024>, STEP_REG_ARGS);
+    else if (fast && ssm_bf16) launch_pdl(ssd_step_reg_kernel<bf16, 8, 256>, STEP_REG_ARGS);
+    else if (fast && shape.slots == 4) launch_pdl(ssd_step_reg_kernel<float, 4, 512>, STEP_REG_ARGS);
+    else if (fast) launch_pdl(ssd_step_reg_kernel<float, 8, 256>, STEP_REG_ARGS);
+#undef STEP_REG_ARGS
     else if (ssm_bf16) launch_pdl(ssd_step_any_kernel<bf16>, grid, dim3(128), smem, s, g, w, xbc, dt, zxbcdt, ssm_states, l, y, ss_y, y_scale, yq, ya);
     else launch_pdl(ssd_step_any_kernel<float>, grid, dim3(128), smem, s, g, w, xbc, dt, zxbcdt, ssm_states, l, y, ss_y, y_scale, yq, ya);
 }
