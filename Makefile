@@ -79,9 +79,14 @@ endif
 
 ifeq ($(STATIC_DEPS),1)
   LINK_DEPS = -Wl,-Bstatic -ljson-c -lz $(DEP_LIBS) $(if $(CPU_SRC),-lgomp -lgfortran -lquadmath) -Wl,-Bdynamic -lm -lpthread -ldl
+  # a shared object cannot hold the static libgomp (its thread-local data is initial-exec): the
+  # shared library takes OpenMP from the system, the rest as the programs do
+  SHLIB_DEPS = -Wl,-Bstatic -ljson-c -lz $(DEP_LIBS) $(if $(CPU_SRC),-lgfortran -lquadmath) -Wl,-Bdynamic \
+               $(if $(CPU_SRC),-lgomp) -lm -lpthread -ldl
   CUNIT     = -Wl,-Bstatic -lcunit -Wl,-Bdynamic
 else
   LINK_DEPS = -ljson-c -lz $(DEP_LIBS) -lm
+  SHLIB_DEPS = $(LINK_DEPS)
   CUNIT     = -lcunit
 endif
 
@@ -241,7 +246,7 @@ $(BUILD)/lib/mamba2.o: $(PUB_OBJ)
 
 $(SHLIB): $(BUILD)/lib/mamba2.o
 	$(CC) -shared -Wl,-soname,$(SONAME) -Wl,--exclude-libs,ALL -Wl,--no-undefined $(LDFLAGS) $< -o $@ \
-	    $(LINK_DEPS) $(CUDA_LIBS)
+	    $(SHLIB_DEPS) $(CUDA_LIBS)
 	ln -sf $(notdir $@) $(BUILD)/lib/$(SONAME)
 	ln -sf $(SONAME) $(BUILD)/lib/libmamba2.so
 
