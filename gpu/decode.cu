@@ -97,8 +97,11 @@ __device__ __forceinline__ void store16(bf16 *p, const float *v) {
 struct StepRegShape {
     int slots, max_threads;
 };
+#ifndef STEP_FEW_MAX_NB
+#define STEP_FEW_MAX_NB 1 /* sequences up to which the few-sequence shape is taken (a macro for A/B builds) */
+#endif
 static StepRegShape step_reg_shape(int nb, bool ssm_bf16) {
-    if (nb == 1) return ssm_bf16 ? StepRegShape{2, 1024} : StepRegShape{4, 512};
+    if (nb <= STEP_FEW_MAX_NB) return ssm_bf16 ? StepRegShape{2, 1024} : StepRegShape{4, 512};
     return StepRegShape{8, 256};
 }
 /* Sequences from which the shared-memory kernel is used instead of the register kernel: fp32 state
