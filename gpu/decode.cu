@@ -90,20 +90,20 @@ __device__ __forceinline__ void store16(bf16 *p, const float *v) {
     *(uint4 *)p = make_uint4(pack_bf16x2(v[0], v[1]), pack_bf16x2(v[2], v[3]), pack_bf16x2(v[4], v[5]), pack_bf16x2(v[6], v[7]));
 }
 
-/* The register kernel's shape: row loads in flight per thread (slots) and its largest block. One
- * sequence gives one block per head, fewer blocks than the GPU has room for, so there fewer slots
- * and bigger blocks spread each head's rows over more warps; from a few sequences on the grid fills
- * the GPU and 8 slots in blocks of up to 256 threads are the faster (measurements: results/gpu.md). */
+/* The register kernel's shape: row loads in flight per thread (slots) and its largest block. With
+ * one or two sequences the grid has one or two blocks per head, fewer than the GPU has room for, so
+ * there fewer slots and bigger blocks spread each head's rows over more warps (bf16 state to two
+ * sequences, fp32 at one); beyond, the grid fills the GPU and 8 slots in blocks of up to 256 threads
+ * are the faster (measurements: results/gpu.md). */
 struct StepRegShape {
     int slots, max_threads;
 };
-#ifndef STEP_FEW_MAX_NB
-#define STEP_FEW_MAX_NB 1 /* sequences up to which the few-sequence shape is taken (a macro for A/B builds) */
-#endif
 static StepRegShape step_reg_shape(int nb, bool ssm_bf16) {
-    if (nb <= STEP_FEW_MAX_NB) return ssm_bf16 ? StepRegShape{2, 1024} : StepRegShape{4, 512};
+    if (ssm_bf16 && nb <= 2) return StepRegShape{2, 1024};
+    if (!ssm_bf16 && nb == 1) return StepRegShape{4, 512};
     return StepRegShape{8, 256};
 }
+
 /* Sequences from which the shared-memory kernel is used instead of the register kernel: fp32 state
  * from 8, bf16 state never (the register kernel was the faster at every batch measured from 8 to
  * 32 with bf16 state, the shared-memory kernel from 8 with fp32; measurements: results/gpu.md). */
@@ -360,7 +360,7 @@ void launch_ssd_step_kind(const GpuDims &g, const GpuLayer &w, const float *xbc,
         return;
     }
     /* registers: one thread per `slots` row pieces (16 bytes each), at most max_threads; at P = 64
-     * 512 threads for one sequence, 128 (bf16) or 256 (fp32) for more */
+     * 512 threads in the few-sequence shapes, else 128 (bf16) or 256 (fp32) */
     const StepRegShape shape = step_reg_shape(nb, ssm_bf16);
     int items = g.P * (ssm_bf16 ? 16 : 32), threads = (items / shape.slots + 31) / 32 * 32;
     threads = threads < 32 ? 32 : threads > shape.max_threads ? shape.max_threads : threads;

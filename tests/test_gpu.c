@@ -338,9 +338,9 @@ static void test_ssd_step_kernel(void) {
         int nb;
     } cases[] = {{{1, 8, 64, 2, 128}, 3}, {{1, 8, 64, 2, 128}, 40}, {{1, 4, 16, 2, 128}, 17},
                  {{1, 6, 24, 3, 16}, 5},  {{1, 8, 128, 1, 128}, 20}, {{1, 4, 32, 2, 16}, 3},
-                 /* one sequence: the register kernel's own shape (fewer slots, bigger blocks), in
-                  * one pass over the rows (P = 64) and in several (P = 256) */
-                 {{1, 8, 64, 2, 128}, 1}, {{1, 2, 256, 1, 128}, 1}};
+                 /* one and two sequences: the register kernel's few-sequence shapes (fewer slots,
+                  * bigger blocks), in one pass over the rows (P = 64) and in several (P = 256) */
+                 {{1, 8, 64, 2, 128}, 1}, {{1, 2, 256, 1, 128}, 2}};
     const char *kname[] = {"auto", "registers", "shared"};
     for (size_t k = 0; k < sizeof cases / sizeof *cases; k++)
         for (int mode = 0; mode < 6; mode++) {
