@@ -190,10 +190,11 @@ __device__ __forceinline__ void round_head_y(const GpuDims &g, const float *y_sm
     }
 }
 
-/* Few sequences (the state in registers): one block (8 warps) per (head, sequence), N = 128. A
+/* Few sequences (the state in registers): one block per (head, sequence), N = 128. A
  * thread owns E = 16 / sizeof(S) consecutive entries of a row (4 fp32 or 8 bf16), so a row is
  * LPR = N / E lanes (32 or 16) and one warp instruction reads 32 / LPR whole rows, 16 bytes per
- * lane, coalesced. Each thread loads SLOTS rows before it computes any; the first rows are
+ * lane, coalesced. Each thread loads SLOTS rows before it computes any (SLOTS and the block, at
+ * most MAX_THREADS, from step_reg_shape()); the first rows are
  * loaded before the wait for the previous kernel (this layer's state is written by this kernel
  * alone, one step before), so that they arrive while the in_proj GEMV finishes:
  *   S = exp(dt·A) S + dt·x Bᵀ;   y = (S C + D x) · silu(z);  Σ y² goes to the group's norm sum. */
@@ -367,15 +368,18 @@ void launch_ssd_step_kind(const GpuDims &g, const GpuLayer &w, const float *xbc,
     /* bf16 puts two rows in a warp (lanes 0-15, 16-31); past one pass an odd P would give the two
      * halves different pass counts and leave one out of the row sums' shuffles */
     if (ssm_bf16 && g.P % 2 && g.P * 16 > threads * shape.slots) fast = false;
+    if (!fast) {
+        if (ssm_bf16) launch_pdl(ssd_step_any_kernel<bf16>, grid, dim3(128), smem, s, g, w, xbc, dt, zxbcdt, ssm_states, l, y, ss_y, y_scale, yq, ya);
+        else launch_pdl(ssd_step_any_kernel<float>, grid, dim3(128), smem, s, g, w, xbc, dt, zxbcdt, ssm_states, l, y, ss_y, y_scale, yq, ya);
+        return;
+    }
     /* one instantiation per shape step_reg_shape() returns */
 #define STEP_REG_ARGS grid, dim3(threads), rows_in, s, g, w, xbc, dt, zxbcdt, ssm_states, l, y, ss_y, y_scale, yq, ya
-    if (fast && ssm_bf16 && shape.slots == 2) launch_pdl(ssd_step_reg_kernel<bf16, 2, 1024>, STEP_REG_ARGS);
-    else if (fast && ssm_bf16) launch_pdl(ssd_step_reg_kernel<bf16, 8, 256>, STEP_REG_ARGS);
-    else if (fast && shape.slots == 4) launch_pdl(ssd_step_reg_kernel<float, 4, 512>, STEP_REG_ARGS);
-    else if (fast) launch_pdl(ssd_step_reg_kernel<float, 8, 256>, STEP_REG_ARGS);
+    if (ssm_bf16 && shape.slots == 2) launch_pdl(ssd_step_reg_kernel<bf16, 2, 1024>, STEP_REG_ARGS);
+    else if (ssm_bf16) launch_pdl(ssd_step_reg_kernel<bf16, 8, 256>, STEP_REG_ARGS);
+    else if (shape.slots == 4) launch_pdl(ssd_step_reg_kernel<float, 4, 512>, STEP_REG_ARGS);
+    else launch_pdl(ssd_step_reg_kernel<float, 8, 256>, STEP_REG_ARGS);
 #undef STEP_REG_ARGS
-    else if (ssm_bf16) launch_pdl(ssd_step_any_kernel<bf16>, grid, dim3(128), smem, s, g, w, xbc, dt, zxbcdt, ssm_states, l, y, ss_y, y_scale, yq, ya);
-    else launch_pdl(ssd_step_any_kernel<float>, grid, dim3(128), smem, s, g, w, xbc, dt, zxbcdt, ssm_states, l, y, ss_y, y_scale, yq, ya);
 }
 
 void launch_ssd_step(const GpuDims &g, const GpuLayer &w, const float *xbc, const float *dt, const float *zxbcdt,
