@@ -24,9 +24,9 @@
 # 3. The same model? Greedy continuations of one prompt from llama-completion and from our
 #    `mamba2 generate`, printed one above the other: BF16 against stored, and (for information)
 #    Q8_0 against --weights q8.
-# 4. ROUNDS rounds, alternating: llama-bench -p 512 -n 16 -r 3 -o json on one format, then our
+# 4. ROUNDS rounds, alternating: llama-bench -p 512 -n 16 -r 3 -o json on one format and our
 #    `mamba2 bench --prompt-len 512 --gen-len 16 --batch 1 --reps 3 --roofline --json` on its
-#    counterpart(s), same thread count.
+#    counterpart(s), same thread count; llama.cpp first in odd rounds, ours first in even ones.
 # 5. bench/llama_cpp_table.py turns the JSON of both sides into one Markdown table.
 # Everything printed also goes to $WORK/run-<ISA>-<UTC time>/output.txt beside the JSON files.
 # Needs: cmake, a C++ compiler, python3 with venv; the first run downloads about 80 MB from PyPI.
@@ -161,15 +161,25 @@ print("  ours %-10s prefill %7.2f tok/s (%3.0f%% of GEMM), decode %6.2f tok/s (%
     sys.argv[2], p["tok_s"], 100 * p["of_gemm"], d["tok_s"], 100 * d["of_read"], j["cpu_gemm_kernel"],
     j.get("cpu_gemv_isa", "?")))' "$out" "$name"
 }
+# Odd rounds run llama.cpp first in each pair of formats, even rounds ours first (A B, then B A): a
+# host whose bandwidth drifts during a round then favours neither side over two rounds (on a shared
+# host one side's turn can get half again the other's bandwidth; results/cpu.md, 2026-12-04).
+pair() { # round, llama.cpp format, then our configurations as "name options..." strings
+    local round=$1 fmt=$2 cfg name opts
+    shift 2
+    [ $((round % 2)) -eq 1 ] && lcpp "$fmt" "$round"
+    for cfg in "$@"; do
+        read -r name opts <<< "$cfg"
+        ours "$name" "$round" $opts
+    done
+    [ $((round % 2)) -eq 0 ] && lcpp "$fmt" "$round"
+    return 0
+}
 for round in $(seq 1 "$ROUNDS"); do
     echo "round $round of $ROUNDS ($(date -u '+%H:%M:%S UTC'), load average $(cut -d' ' -f1-3 /proc/loadavg))"
-    lcpp BF16 "$round"
-    ours stored "$round" --weights stored
-    ours fast "$round" --weights stored --precision fast
-    lcpp Q8_0 "$round"
-    ours q8 "$round" --weights q8
-    lcpp Q4_0 "$round"
-    ours q4 "$round" --weights q4
+    pair "$round" BF16 "stored --weights stored" "fast --weights stored --precision fast"
+    pair "$round" Q8_0 "q8 --weights q8"
+    pair "$round" Q4_0 "q4 --weights q4"
 done
 echo "done $(date -u '+%H:%M:%S UTC'), load average $(cut -d' ' -f1-3 /proc/loadavg); JSON and logs in $RUN"
 echo
