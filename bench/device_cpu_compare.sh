@@ -41,26 +41,36 @@ echo "flags: $(grep -o 'amx_[a-z0-9]*\|avx512_bf16\|avx512_vnni\|avx512f\|avx2' 
 ROUNDS=${ROUNDS:-2}
 R=$W/results.tsv   # threads, side, format, workload, tok/s (one line per measurement)
 : > "$R"
-# Each round runs, per thread count and format, llama.cpp and then ours, so the host's drift (it
-# is shared) falls on both sides alike.
+# Each round runs, per thread count and group of formats, both sides one after the other:
+# llama.cpp first in odd rounds, ours first in even ones, so that the host's drift (it is shared)
+# favours neither side over two rounds.
+lcpp_run() { # threads, format
+    "$SRC/build/bin/llama-bench" -m "$W/$2.gguf" -p 512 -n 16 -t "$1" -r "$REPS" 2>/dev/null |
+        awk -F'|' -v t="$1" -v f="$2" '/pp512|tg16/ { w = $7 ~ /pp512/ ? "prefill" : "decode";
+            split($8, v, " "); print t "\tllama.cpp\t" f "\t" w "\t" v[1] }' >> "$R"
+}
+ours_run() { # threads, configuration (stored, fast, q8, q4)
+    local o
+    case $2 in stored) o="--weights stored" ;; fast) o="--precision fast" ;; *) o="--weights $2" ;; esac
+    .device/cpu/mamba2 bench "$W/ck8" --backend cpu --prompt-len 512 --gen-len 16 --batch 1 --threads "$1" \
+        --reps "$REPS" $o 2>/dev/null | awk -v t="$1" -v f="$2" '
+            /^prefill/ { for (i = 1; i <= NF; i++) if ($i == "tok/s,") print t "\tours\t" f "\tprefill\t" $(i - 1) }
+            /^ +1 / { print t "\tours\t" f "\tdecode\t" $7 }' >> "$R"
+}
 for round in $(seq "$ROUNDS"); do
     for t in $THREADS; do
-        for pair in "bf16 stored" "bf16 fast" "Q8_0 q8" "Q4_0 q4"; do
-            set -- $pair
-            if [ "$2" != fast ]; then   # llama.cpp has no second bf16 mode: its BF16 runs once per round
-                "$SRC/build/bin/llama-bench" -m "$W/$1.gguf" -p 512 -n 16 -t "$t" -r "$REPS" 2>/dev/null |
-                    awk -F'|' -v t="$t" -v f="$1" '/pp512|tg16/ { w = $7 ~ /pp512/ ? "prefill" : "decode";
-                        split($8, v, " "); print t "\tllama.cpp\t" f "\t" w "\t" v[1] }' >> "$R"
-            fi
-            case $2 in stored) o="--weights stored" ;; fast) o="--precision fast" ;; *) o="--weights $2" ;; esac
-            .device/cpu/mamba2 bench "$W/ck8" --backend cpu --prompt-len 512 --gen-len 16 --batch 1 --threads "$t" \
-                --reps "$REPS" $o 2>/dev/null | awk -v t="$t" -v f="$2" '
-                    /^prefill/ { for (i = 1; i <= NF; i++) if ($i == "tok/s,") print t "\tours\t" f "\tprefill\t" $(i - 1) }
-                    /^ +1 / { print t "\tours\t" f "\tdecode\t" $7 }' >> "$R"
+        # llama.cpp has no second bf16 mode: its BF16 runs once per round, beside our stored and fast
+        for group in "bf16 stored fast" "Q8_0 q8" "Q4_0 q4"; do
+            set -- $group
+            fmt=$1
+            shift
+            [ $((round % 2)) -eq 0 ] || lcpp_run "$t" "$fmt"
+            for cfg in "$@"; do ours_run "$t" "$cfg"; done
+            [ $((round % 2)) -eq 1 ] || lcpp_run "$t" "$fmt"
         done
     done
 done
-echo "kernels: $(.device/cpu/mamba2 bench "$W/ck8" --backend cpu --prompt-len 32 --gen-len 2 --threads 2 --reps 1 --weights q8 2>/dev/null | grep -o '(GEMM: [^)]*)')"
+echo "kernels: $(.device/cpu/mamba2 bench "$W/ck8" --backend cpu --prompt-len 32 --gen-len 2 --threads 2 --reps 1 --weights q8 2>/dev/null | grep -o 'GEMM: .*' | head -1)"
 echo
 # what llama.cpp's CPU backend was compiled for, from its ggml_cpu_has_* functions (as llama_cpp_table.py reads them)
 echo "llama.cpp's CPU features: $(PYTHONPATH=bench python3 -c 'import sys, llama_cpp_table as t; print(t.ggml_features(sys.argv[1]))' \
