@@ -167,13 +167,12 @@ print("  ours %-10s prefill %7.2f tok/s (%3.0f%% of GEMM), decode %6.2f tok/s (%
 pair() { # round, llama.cpp format, then our configurations as "name options..." strings
     local round=$1 fmt=$2 cfg name opts
     shift 2
-    [ $((round % 2)) -eq 1 ] && lcpp "$fmt" "$round"
+    [ $((round % 2)) -eq 0 ] || lcpp "$fmt" "$round"
     for cfg in "$@"; do
         read -r name opts <<< "$cfg"
         ours "$name" "$round" $opts
     done
-    [ $((round % 2)) -eq 0 ] && lcpp "$fmt" "$round"
-    return 0
+    [ $((round % 2)) -eq 1 ] || lcpp "$fmt" "$round"
 }
 for round in $(seq 1 "$ROUNDS"); do
     echo "round $round of $ROUNDS ($(date -u '+%H:%M:%S UTC'), load average $(cut -d' ' -f1-3 /proc/loadavg))"
