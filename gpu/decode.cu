@@ -90,20 +90,6 @@ __device__ __forceinline__ void store16(bf16 *p, const float *v) {
     *(uint4 *)p = make_uint4(pack_bf16x2(v[0], v[1]), pack_bf16x2(v[2], v[3]), pack_bf16x2(v[4], v[5]), pack_bf16x2(v[6], v[7]));
 }
 
-/* The register kernel's shape: row loads in flight per thread (slots) and its largest block. With
- * one or two sequences the grid has one or two blocks per head, fewer than the GPU has room for, so
- * there fewer slots and bigger blocks spread each head's rows over more warps (bf16 state to two
- * sequences, fp32 at one); beyond, the grid fills the GPU and 8 slots in blocks of up to 256 threads
- * are the faster (measurements: results/gpu.md). */
-struct StepRegShape {
-    int slots, max_threads;
-};
-static StepRegShape step_reg_shape(int nb, bool ssm_bf16) {
-    if (ssm_bf16 && nb <= 2) return StepRegShape{2, 1024};
-    if (!ssm_bf16 && nb == 1) return StepRegShape{4, 512};
-    return StepRegShape{8, 256};
-}
-
 /* Sequences from which the shared-memory kernel is used instead of the register kernel: fp32 state
  * from 8, bf16 state never (the register kernel was the faster at every batch measured from 8 to
  * 32 with bf16 state, the shared-memory kernel from 8 with fp32; measurements: results/gpu.md). */
@@ -243,6 +229,25 @@ __global__ void __launch_bounds__(MAX_THREADS) ssd_step_reg_kernel(GpuDims g, Gp
     if (yq) round_head_y(g, y_sm, b, h, yq, ya); /* y_sm is complete: block_sum() has a barrier */
 }
 
+/* The register kernel's shape: row loads in flight per thread (slots), its largest block, and the
+ * instantiation that has them. With one or two sequences the grid has one or two blocks per head,
+ * fewer than the GPU has room for, so there fewer slots and bigger blocks spread each head's rows
+ * over more warps (bf16 state to two sequences, fp32 at one); beyond, the grid fills the GPU and 8
+ * slots in blocks of up to 256 threads are the faster (measurements: results/gpu.md). */
+typedef void (*StepRegKernel)(GpuDims, GpuLayer, const float *, const float *, const float *, void *const *, int, float *,
+                              float *, const float *, int8_t *, float *);
+struct StepRegShape {
+    StepRegKernel kernel;
+    int slots, max_threads;
+};
+template <typename S, int SLOTS, int MAX_THREADS> static StepRegShape reg_shape() {
+    return StepRegShape{ssd_step_reg_kernel<S, SLOTS, MAX_THREADS>, SLOTS, MAX_THREADS};
+}
+static StepRegShape step_reg_shape(int nb, bool ssm_bf16) {
+    if (ssm_bf16) return nb <= 2 ? reg_shape<bf16, 2, 1024>() : reg_shape<bf16, 8, 256>();
+    return nb == 1 ? reg_shape<float, 4, 512>() : reg_shape<float, 8, 256>();
+}
+
 /* Many sequences (the state through shared memory): one block per (head, sequence), N = 128. The
  * head's state, P rows of 128 (32 KB fp32 or 16 KB bf16), is first copied into shared memory with
  * cp.async, before the wait for the previous kernel (as in the register kernel): the copy overlaps
@@ -373,13 +378,7 @@ void launch_ssd_step_kind(const GpuDims &g, const GpuLayer &w, const float *xbc,
         else launch_pdl(ssd_step_any_kernel<float>, grid, dim3(128), smem, s, g, w, xbc, dt, zxbcdt, ssm_states, l, y, ss_y, y_scale, yq, ya);
         return;
     }
-    /* one instantiation per shape step_reg_shape() returns */
-#define STEP_REG_ARGS grid, dim3(threads), rows_in, s, g, w, xbc, dt, zxbcdt, ssm_states, l, y, ss_y, y_scale, yq, ya
-    if (ssm_bf16 && shape.slots == 2) launch_pdl(ssd_step_reg_kernel<bf16, 2, 1024>, STEP_REG_ARGS);
-    else if (ssm_bf16) launch_pdl(ssd_step_reg_kernel<bf16, 8, 256>, STEP_REG_ARGS);
-    else if (shape.slots == 4) launch_pdl(ssd_step_reg_kernel<float, 4, 512>, STEP_REG_ARGS);
-    else launch_pdl(ssd_step_reg_kernel<float, 8, 256>, STEP_REG_ARGS);
-#undef STEP_REG_ARGS
+    launch_pdl(shape.kernel, grid, dim3(threads), rows_in, s, g, w, xbc, dt, zxbcdt, ssm_states, l, y, ss_y, y_scale, yq, ya);
 }
 
 void launch_ssd_step(const GpuDims &g, const GpuLayer &w, const float *xbc, const float *dt, const float *zxbcdt,
