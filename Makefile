@@ -80,9 +80,8 @@ endif
 ifeq ($(STATIC_DEPS),1)
   LINK_DEPS = -Wl,-Bstatic -ljson-c -lz $(DEP_LIBS) $(if $(CPU_SRC),-lgomp -lgfortran -lquadmath) -Wl,-Bdynamic -lm -lpthread -ldl
   # a shared object cannot hold the static libgomp (its thread-local data is initial-exec): the
-  # shared library takes OpenMP from the system, the rest as the programs do
-  SHLIB_DEPS = -Wl,-Bstatic -ljson-c -lz $(DEP_LIBS) $(if $(CPU_SRC),-lgfortran -lquadmath) -Wl,-Bdynamic \
-               $(if $(CPU_SRC),-lgomp) -lm -lpthread -ldl
+  # shared library takes OpenMP from the system (after LINK_DEPS' -Bdynamic), the rest as the programs do
+  SHLIB_DEPS = $(filter-out -lgomp,$(LINK_DEPS)) $(if $(CPU_SRC),-lgomp)
   CUNIT     = -Wl,-Bstatic -lcunit -Wl,-Bdynamic
 else
   LINK_DEPS = -ljson-c -lz $(DEP_LIBS) -lm
