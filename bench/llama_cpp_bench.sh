@@ -163,7 +163,7 @@ print("  ours %-10s prefill %7.2f tok/s (%3.0f%% of GEMM), decode %6.2f tok/s (%
 }
 # Odd rounds run llama.cpp first in each pair of formats, even rounds ours first (A B, then B A): a
 # host whose bandwidth drifts during a round then favours neither side over two rounds (on a shared
-# host one side's turn can get half again the other's bandwidth; results/cpu.md, 2026-12-04).
+# host one side's turn can get much more bandwidth than the other's: results/cpu.md, 2026-12-04).
 pair() { # round, llama.cpp format, then our configurations as "name options..." strings
     local round=$1 fmt=$2 cfg name opts
     shift 2
