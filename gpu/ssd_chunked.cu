@@ -13,6 +13,8 @@
  *                       + D x_t
  * The chunk scan forms C·Bᵀ, the decay and the mask in registers, 16 × 16 at a time, and feeds
  * the result straight on as the A operand of M·X (see mma_bf16.cuh): M never goes to memory.
+ * For P = 64 and N = 128 (the 7B models) a second chunk scan, 2', forms C·Bᵀ once per (chunk, group)
+ * and walks the group's heads with their inputs copied in ahead; the first takes every other shape.
  * The chunks are the GPU's own, at most 128 tokens (GPU_CHUNK below), whatever the model's chunk_size.
  * Any P, N and Q work (zero padding to multiples of 16 in shared memory) within the limits of
  * ssd_chunked_supported().
@@ -420,6 +422,185 @@ __global__ void __launch_bounds__(WARPS * 32, 2) ssd_chunk_scan_kernel(GpuDims g
     }
 }
 
+/* ------------------------------------------------------------------ 2'. chunk scan, a group's heads per block */
+
+#define GS_P 64       /* head_dim the kernel takes (the 7B models'); other shapes take the kernel above */
+#define GS_N 128      /* d_state it takes */
+#define GS_STAGES 3   /* heads in the pipeline: one computed on while the next two are copied in */
+
+/* One pipeline stage in shared memory: what one head adds to the chunk's C and B. */
+struct GroupScanStage {
+    bf16 *X;    /* [Qp s][GS_P + PAD]   x of the chunk */
+    bf16 *S;    /* [GS_P p][GS_N + PAD] the state entering the chunk, S_c */
+    float *cum; /* [Qp]  cum_t */
+    float *dt;  /* [Qp]  dt_t */
+};
+
+__host__ __device__ static inline size_t group_scan_stage_bytes(int Qp) {
+    return carve_size((size_t)Qp * (GS_P + PAD) * 2) + carve_size((size_t)GS_P * (GS_N + PAD) * 2) +
+           2 * carve_size((size_t)Qp * 4);
+}
+
+/* C and B of the chunk first, then the stages. */
+__host__ __device__ static inline size_t group_scan_smem(int Qp) {
+    return 2 * carve_size((size_t)Qp * (GS_N + PAD) * 2) + GS_STAGES * group_scan_stage_bytes(Qp);
+}
+
+__device__ __forceinline__ GroupScanStage group_scan_stage(char *stages, int i, int Qp) {
+    char *p = stages + (size_t)i * group_scan_stage_bytes(Qp);
+    GroupScanStage st;
+    st.X = (bf16 *)carve(p, (size_t)Qp * (GS_P + PAD) * 2);
+    st.S = (bf16 *)carve(p, (size_t)GS_P * (GS_N + PAD) * 2);
+    st.cum = (float *)carve(p, (size_t)Qp * 4);
+    st.dt = (float *)carve(p, (size_t)Qp * 4);
+    return st;
+}
+
+/* The chunk scan of the kernel above, for P = 64 and N = 128, with the work C·Bᵀ shared by the heads
+ * of a group: one block (8 warps) per (chunk, group, slice of the group's heads). C·Bᵀ depends on the
+ * chunk and the group only, so the block forms it once, warp w keeping rows t of row block w and
+ * every s ≤ t in its accumulators, then walks its heads with each head's x, S_c, cum and dt copied
+ * in by cp.async GS_STAGES − 1 heads ahead:
+ *   CB[t][s] = C_t · B_s                                    (once per block, registers)
+ *   for each head:  acc  = exp(cum_t) · C_t S_cᵀ             (state to output)
+ *                   acc += M · X,  M[t][s] = CB[t][s] exp(cum_t − cum_s) dt_s, 0 where s > t
+ *                   y_t  = acc + D x_t
+ * The kernel above forms C·Bᵀ once per head, half of its tensor work for the 7B's 16 heads a group,
+ * and reads x, B, C and S before any of it starts (results/gpu.md). Chunks of at most 128 tokens
+ * (8 row blocks, one a warp). */
+__global__ void __launch_bounds__(WARPS * 32, 1) ssd_chunk_scan_group_kernel(GpuDims g, const bf16 *xbc, const float *dt,
+                                                                          const float *cum, const bf16 *states,
+                                                                          const float *D, int T, int heads, float *y) {
+    const int c = blockIdx.x, grp = blockIdx.y, h0 = grp * (g.H / g.G) + blockIdx.z * heads;
+    const int t0 = c * g.Q, len = min(g.Q, T - t0), rows = round_up(len, 16), Qp = round_up(g.Q, 16);
+    const int ldx = GS_P + PAD, ldn = GS_N + PAD;
+    const int warp = threadIdx.x >> 5, lane = threadIdx.x & 31, qr = lane >> 2, qc = (lane & 3) * 2;
+    const int rb = warp, tb = rb * 16, ta = tb + qr; /* the warp's row block; this lane's rows ta, ta + 8 */
+    const bool active = tb < rows;
+    extern __shared__ __align__(128) char smem[];
+    char *p = smem;
+    bf16 *Cs = (bf16 *)carve(p, (size_t)Qp * ldn * 2); /* [Qp t][GS_N + PAD] */
+    bf16 *Bs = (bf16 *)carve(p, (size_t)Qp * ldn * 2); /* [Qp s][GS_N + PAD] */
+    char *stages = p;
+    const bf16 *chunk = xbc + (size_t)t0 * g.conv_dim;
+
+    /* 16-byte pieces per thread: rows of 128 columns 16 pieces each (16 rows a pass), of 64 columns 8 (32) */
+    const int r16 = threadIdx.x >> 4, k16 = (threadIdx.x & 15) * 8, r8 = threadIdx.x >> 3, k8 = (threadIdx.x & 7) * 8;
+    {
+        const bf16 *bsrc = chunk + g.d_in + grp * GS_N + k16, *csrc = bsrc + g.G * GS_N;
+        for (int r = r16; r < rows; r += 16) {
+            size_t off = (size_t)(r < len ? r : 0) * g.conv_dim;
+            cp_async16(Bs + r * ldn + k16, bsrc + off, r < len);
+            cp_async16(Cs + r * ldn + k16, csrc + off, r < len);
+        }
+        cp_async_commit();
+    }
+    /* copy head i of the block into its stage (when there is one), and close a group either way */
+    auto issue = [&](int i) {
+        if (i < heads) {
+            GroupScanStage st = group_scan_stage(stages, i % GS_STAGES, Qp);
+            const int h = h0 + i;
+            const bf16 *xsrc = chunk + h * GS_P + k8, *ssrc = states + ((size_t)c * g.H + h) * GS_P * GS_N + k16;
+            for (int r = r8; r < rows; r += 32)
+                cp_async16(st.X + r * ldx + k8, xsrc + (size_t)(r < len ? r : 0) * g.conv_dim, r < len);
+            for (int r = r16; r < GS_P; r += 16) cp_async16(st.S + r * ldn + k16, ssrc + r * GS_N, true);
+            for (int t = threadIdx.x; t < rows; t += blockDim.x) { /* zero past the chunk */
+                bool v = t < len;
+                size_t i_t = (size_t)h * T + t0 + (v ? t : 0);
+                cp_async4(st.cum + t, cum + i_t, v);
+                cp_async4(st.dt + t, dt + i_t, v);
+            }
+        }
+        cp_async_commit();
+    };
+    for (int i = 0; i < GS_STAGES - 1; i++) issue(i);
+    cp_async_wait_group<GS_STAGES - 1>(); /* C and B have arrived */
+    __syncthreads();
+
+    uint32_t cf[8][4];    /* C rows tb..tb+15 as A fragments, 8 steps of 16 over n */
+    float cb[8][2][4];    /* C·Bᵀ, rows ta, ta + 8; s block sb (16 columns), halves of 8: columns 16 sb + 8 half + qc (+1) */
+    if (active) {
+#pragma unroll
+        for (int kk = 0; kk < 8; kk++) ldmatrix_x4(cf[kk], Cs + (tb + (lane & 15)) * ldn + kk * 16 + (lane >> 4) * 8);
+#pragma unroll
+        for (int sb = 0; sb < 8; sb++) {
+#pragma unroll
+            for (int r = 0; r < 4; r++) cb[sb][0][r] = cb[sb][1][r] = 0.0f;
+            if (sb > rb) continue; /* beyond the diagonal: masked whatever the head */
+#pragma unroll
+            for (int kk = 0; kk < 8; kk++) {
+                uint32_t b[4]; /* Bᵀ: k = n, columns s; B stored [s][n], so as stored */
+                ldmatrix_x4(b, Bs + (sb * 16 + (lane >> 4) * 8 + (lane & 7)) * ldn + kk * 16 + ((lane >> 3) & 1) * 8);
+                mma_16816(cb[sb][0], cf[kk], b[0], b[1]);
+                mma_16816(cb[sb][1], cf[kk], b[2], b[3]);
+            }
+        }
+    }
+
+    for (int i = 0; i < heads; i++) {
+        cp_async_wait_group<GS_STAGES - 2>(); /* head i has arrived (only the newer groups may be in flight) */
+        __syncthreads();                      /* ... for every thread; and head i − 1's stage is free */
+        issue(i + GS_STAGES - 1);
+        if (!active) continue;
+        const GroupScanStage st = group_scan_stage(stages, i % GS_STAGES, Qp);
+        const int h = h0 + i;
+        float acc[8][4] = {}; /* y rows ta, ta + 8; columns p = 8 j + qc (+1) */
+        /* state to output: C_t · S_cᵀ, then times exp(cum_t) row by row */
+#pragma unroll
+        for (int kk = 0; kk < 8; kk++)
+#pragma unroll
+            for (int j = 0; j < 4; j++) {
+                uint32_t b[4]; /* Sᵀ: k = n, columns p; S stored [p][n], so as stored */
+                ldmatrix_x4(b, st.S + (j * 16 + (lane >> 4) * 8 + (lane & 7)) * ldn + kk * 16 + ((lane >> 3) & 1) * 8);
+                mma_16816(acc[2 * j], cf[kk], b[0], b[1]);
+                mma_16816(acc[2 * j + 1], cf[kk], b[2], b[3]);
+            }
+        const float ca = st.cum[ta], cb8 = st.cum[ta + 8];
+        const float ea = exp2_approx(ca * LOG2E), eb = exp2_approx(cb8 * LOG2E);
+#pragma unroll
+        for (int j = 0; j < 8; j++) acc[j][0] *= ea, acc[j][1] *= ea, acc[j][2] *= eb, acc[j][3] *= eb;
+        /* the diagonal block and those left of it, 16 columns s at a time */
+#pragma unroll
+        for (int sb = 0; sb < 8; sb++) {
+            if (sb > rb) break;
+            uint32_t m[4]; /* M of s block sb as an A fragment */
+#pragma unroll
+            for (int half = 0; half < 2; half++) {
+                const int s = sb * 16 + half * 8 + qc;
+                const float2 cs = *(const float2 *)(st.cum + s), ds = *(const float2 *)(st.dt + s);
+                const float *v = cb[sb][half];
+                float a0 = s <= ta ? v[0] * exp2_approx((ca - cs.x) * LOG2E) * ds.x : 0.0f;
+                float a1 = s + 1 <= ta ? v[1] * exp2_approx((ca - cs.y) * LOG2E) * ds.y : 0.0f;
+                float b0 = s <= ta + 8 ? v[2] * exp2_approx((cb8 - cs.x) * LOG2E) * ds.x : 0.0f;
+                float b1 = s + 1 <= ta + 8 ? v[3] * exp2_approx((cb8 - cs.y) * LOG2E) * ds.y : 0.0f;
+                m[half * 2] = pack_bf16x2(a0, a1);
+                m[half * 2 + 1] = pack_bf16x2(b0, b1);
+            }
+#pragma unroll
+            for (int j = 0; j < 4; j++) {
+                uint32_t b[4]; /* X rows s, columns p: k × n as stored, so transposed */
+                ldmatrix_x4_trans(b, st.X + (sb * 16 + ((lane >> 3) & 1) * 8 + (lane & 7)) * ldx + j * 16 + (lane >> 4) * 8);
+                mma_16816(acc[2 * j], m, b[0], b[1]);
+                mma_16816(acc[2 * j + 1], m, b[2], b[3]);
+            }
+        }
+        /* y = acc + D x, valid rows only */
+        const float Dh = D ? D[h] : 0.0f;
+#pragma unroll
+        for (int half = 0; half < 2; half++) {
+            const int t = ta + half * 8;
+            if (t >= len) continue;
+            float *yr = y + (size_t)(t0 + t) * g.d_in + h * GS_P + qc;
+            const bf16 *xr = st.X + t * ldx + qc;
+#pragma unroll
+            for (int j = 0; j < 8; j++) {
+                float2 xv = __bfloat1622float2(*(const __nv_bfloat162 *)(xr + j * 8));
+                *(float2 *)(yr + j * 8) = make_float2(acc[j][2 * half] + Dh * xv.x, acc[j][2 * half + 1] + Dh * xv.y);
+            }
+        }
+    }
+}
+
 /* ------------------------------------------------------------------ launch */
 
 /* The kernels run chunks of at most GPU_CHUNK tokens whatever the model's chunk_size: the chunked
@@ -484,6 +665,28 @@ static void launch_scan(const GpuDims &g, int nc, const bf16 *xbc, const float *
                                                                                           c_in_smem, y);
 }
 
+/* Whether the group scan takes the shape: P = 64, N = 128 and 16-byte aligned rows of xBC. */
+static bool group_scan_fits(const GpuDims &g, const bf16 *xbc) {
+    return g.P == GS_P && g.N == GS_N && g.Q <= 8 * 16 && g.conv_dim % 8 == 0 && ((uintptr_t)xbc & 15) == 0;
+}
+
+/* The group scan: one block per (chunk, group, slice of the group's heads). A block takes 176 KB of
+ * shared memory, so one fits a multiprocessor: the group's heads are halved until there are two
+ * blocks a multiprocessor (or two heads a block); every slice but the last recomputes C·Bᵀ. */
+static void launch_group_scan(const GpuDims &g, int nc, const bf16 *xbc, const float *dt, const float *cum,
+                              const bf16 *states, const float *D, int T, float *y, cudaStream_t s) {
+    static bool attr_set = false;
+    if (!attr_set) { /* more than 48 KB of dynamic shared memory */
+        cudaFuncSetAttribute(ssd_chunk_scan_group_kernel, cudaFuncAttributeMaxDynamicSharedMemorySize, SMEM_MAX);
+        attr_set = true;
+    }
+    int heads = g.H / g.G;
+    while ((size_t)nc * g.G * (g.H / g.G / heads) < 2 * (size_t)gpu_sm_count() && heads % 2 == 0 && heads > 2) heads /= 2;
+    dim3 grid(nc, g.G, g.H / g.G / heads);
+    ssd_chunk_scan_group_kernel<<<grid, WARPS * 32, group_scan_smem(round_up(g.Q, 16)), s>>>(g, xbc, dt, cum, states, D,
+                                                                                           T, heads, y);
+}
+
 /* Chunk states and state passing: one block per (head, 64 rows p, 128 columns n). */
 template <typename S, bool FULL>
 static void launch_chain(const GpuDims &g, const bf16 *xbc, const SSDWork &w, int T, S *ssm, cudaStream_t s) {
@@ -511,7 +714,8 @@ void launch_ssd_chunked(const GpuDims &model, const bf16 *xbc, const float *dt, 
     else if (full) launch_chain<float, true>(g, xbc, w, T, (float *)ssm_state, s);
     else launch_chain<float, false>(g, xbc, w, T, (float *)ssm_state, s);
     MARK(2);
-    if (nks <= 1) launch_scan<1>(g, nc, xbc, dt, w.cum, w.states, D, T, y, s);
+    if (group_scan_fits(g, xbc)) launch_group_scan(g, nc, xbc, dt, w.cum, w.states, D, T, y, s);
+    else if (nks <= 1) launch_scan<1>(g, nc, xbc, dt, w.cum, w.states, D, T, y, s);
     else if (nks <= 2) launch_scan<2>(g, nc, xbc, dt, w.cum, w.states, D, T, y, s);
     else if (nks <= 4) launch_scan<4>(g, nc, xbc, dt, w.cum, w.states, D, T, y, s);
     else if (nks <= 8) launch_scan<8>(g, nc, xbc, dt, w.cum, w.states, D, T, y, s);

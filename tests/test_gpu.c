@@ -45,7 +45,12 @@ static void test_ssd_kernel(void) {
                  {{5, 2, 16, 2, 16}, 16}, {{130, 6, 24, 3, 40}, 32},
                  /* P = 128, N = 256: C does not fit beside B in shared memory, so the chunk scan takes
                   * its C fragments from global memory (the other path), and P takes two passes of 64 */
-                 {{300, 2, 128, 1, 256}, 256}};
+                 {{300, 2, 128, 1, 256}, 256},
+                 /* P = 64, N = 128 take the group scan (gpu/ssd_chunked.cu): 32 heads of one group, split
+                  * into slices of 4 heads on a 132-SM GPU, so that each block's ring of 3 stages wraps
+                  * around; 33 chunks of 128, the last one 104 tokens long. The two cases above with P = 64
+                  * and N = 128 take it too, with 2 heads a group */
+                 {{4200, 32, 64, 1, 128}, 256}};
     for (size_t k = 0; k < sizeof cases / sizeof *cases; k++) {
         SSDDims d = cases[k].d;
         size_t nx = (size_t)d.T * d.H * d.P, nbc = (size_t)d.T * d.G * d.N, ns = (size_t)d.H * d.P * d.N;
