@@ -24,7 +24,7 @@
 
 #define PAD 8       /* bf16 elements added to every shared-memory row: ldmatrix without bank conflicts */
 #define MAX_Q 256   /* longest chunk the kernels hold in shared memory (16 row blocks of 16) */
-#define WARPS 8     /* warps per block of the two matrix kernels */
+#define WARPS 8     /* warps per block of the two chunk scans */
 #define SMEM_MAX (227 * 1024) /* dynamic shared memory one block may have on sm_90 */
 #define LOG2E 1.4426950408889634f
 
@@ -120,7 +120,8 @@ __global__ void ssd_cumsum_kernel(const float *dt, const float *A, int T, int Q,
 
 #define CHAIN_STAGES 3 /* chunks in the pipeline: one computed on while the next two are copied in */
 #define CHAIN_P 64     /* state rows p per block: 4 warp tiles of 16 */
-#define CHAIN_N 128    /* state columns n per block: 2 warp tiles of 64 */
+#define CHAIN_N 128    /* state columns n per block: 4 warp tiles of 32 */
+#define CHAIN_WARPS 16 /* warps per block: one 16 × 32 tile of S each */
 
 /* One pipeline stage in shared memory: this block's columns of a chunk's x and B, its weights and decay. */
 struct ChainStage {
@@ -146,8 +147,8 @@ __device__ __forceinline__ ChainStage chain_stage(char *smem, int i, int Qp) {
 /* The state recurrence over the chunks, each chunk's contribution on tensor cores (steps 2 and 3 of
  * ref/ssd.c in one kernel):
  *   S_{c+1} = exp(cum_end(c)) S_c + Σ_{s in c} w_s x_s B_sᵀ,   w_s = exp(cum_end(c) − cum_s) dt_s   (X̃ᵀ · B)
- * One block (8 warps) per (head, 64 rows p, 128 columns n) walks the chunks in order, S held in the
- * warps' mma accumulators (a warp owns a 16 × 64 tile): the chunk's product accumulates straight
+ * One block (16 warps) per (head, 64 rows p, 128 columns n) walks the chunks in order, S held in the
+ * warps' mma accumulators (a warp owns a 16 × 32 tile): the chunk's product accumulates straight
  * onto the decayed S, and S never leaves registers between chunks. Before chunk c is added, S_c,
  * the state entering chunk c, goes to states[c] in bf16 (the chunk scan's tensor cores take it in
  * bf16 anyway); after the last chunk the final state goes to @p ssm. x, B, the weights w_s and the
@@ -155,17 +156,19 @@ __device__ __forceinline__ ChainStage chain_stage(char *smem, int i, int Qp) {
  * the cumsum kernel computed the weights and decays once per (chunk, head), not once per lane.
  * FULL: P a multiple of CHAIN_P and N of CHAIN_N (the 7B models: 64, 128), so that every copy and
  * store is whole and the per-chunk address arithmetic is a few adds (the general path's checks
- * and divisions were a large part of the kernel's instructions; it is issue-bound; measurements:
- * results/gpu.md). */
+ * and divisions were a large part of the kernel's instructions). The walk is a chain of dependent
+ * steps with one block per head, so it is bound by latency: 16 warps of small tiles rather than 8 of
+ * large ones, for more warps to issue from (measurements: results/gpu.md). */
 template <typename S, bool FULL>
-__global__ void __launch_bounds__(WARPS * 32) ssd_state_chain_kernel(GpuDims g, const bf16 *xbc, const float *wts,
+__global__ void __launch_bounds__(CHAIN_WARPS * 32) ssd_state_chain_kernel(GpuDims g, const bf16 *xbc, const float *wts,
                                                                      const float *chunk_decay, int T, bf16 *states,
                                                                      S *ssm) {
     const int h = blockIdx.x, pb = blockIdx.y * CHAIN_P, nb = blockIdx.z * CHAIN_N, grp = h / (g.H / g.G);
     const int nc = (T + g.Q - 1) / g.Q, Qp = round_up(g.Q, 16), ldx = CHAIN_P + PAD, ldb = CHAIN_N + PAD;
-    const int pcols = min(CHAIN_P, round_up(g.P, 16) - pb), ncols = min(CHAIN_N, round_up(g.N, 16) - nb);
+    const int pcols = FULL ? CHAIN_P : min(CHAIN_P, round_up(g.P, 16) - pb);
+    const int ncols = FULL ? CHAIN_N : min(CHAIN_N, round_up(g.N, 16) - nb);
     const int warp = threadIdx.x >> 5, lane = threadIdx.x & 31, qr = lane >> 2, qc = (lane & 3) * 2;
-    const int p0 = (warp >> 1) * 16, n0 = (warp & 1) * 64; /* the warp's tile inside the block's */
+    const int p0 = (warp >> 2) * 16, n0 = (warp & 3) * 32; /* the warp's tile inside the block's */
     const bool active = p0 < pcols && n0 < ncols;
     const size_t PN = (size_t)g.P * g.N;
     extern __shared__ __align__(128) char smem[];
@@ -177,12 +180,12 @@ __global__ void __launch_bounds__(WARPS * 32) ssd_state_chain_kernel(GpuDims g, 
             ChainStage st = chain_stage(smem, c % CHAIN_STAGES, Qp);
             int t0 = c * g.Q, len = min(g.Q, T - t0), rows = round_up(len, 16);
             const bf16 *chunk = xbc + (size_t)t0 * g.conv_dim;
-            if (FULL) { /* fixed 16-byte pieces per thread: X 8 a row (32 rows a pass), B 16 a row (16 rows) */
+            if (FULL) { /* fixed 16-byte pieces per thread: X 8 a row (64 rows a pass), B 16 a row (32 rows) */
                 const int xr = threadIdx.x >> 3, xk = (threadIdx.x & 7) * 8, br = threadIdx.x >> 4, bk = (threadIdx.x & 15) * 8;
                 const bf16 *xs = chunk + h * g.P + pb + xk, *bs = chunk + g.d_in + grp * g.N + nb + bk;
-                for (int r = xr; r < rows; r += 32)
+                for (int r = xr; r < rows; r += CHAIN_WARPS * 4)
                     cp_async16(st.X + r * ldx + xk, xs + (size_t)(r < len ? r : 0) * g.conv_dim, r < len);
-                for (int r = br; r < rows; r += 16)
+                for (int r = br; r < rows; r += CHAIN_WARPS * 2)
                     cp_async16(st.B + r * ldb + bk, bs + (size_t)(r < len ? r : 0) * g.conv_dim, r < len);
             } else {
                 load_tile_async(st.X, ldx, chunk + h * g.P + pb, g.conv_dim, rows, pcols, len, min(CHAIN_P, g.P - pb));
@@ -200,9 +203,9 @@ __global__ void __launch_bounds__(WARPS * 32) ssd_state_chain_kernel(GpuDims g, 
     for (int c = 0; c < CHAIN_STAGES - 1; c++) issue(c);
 
     /* S_0, the initial state. Lane entry (j, r): row pb + p0 + qr + 8·(r / 2), column nb + n0 + 8j + qc + r % 2 */
-    float acc[8][4];
+    float acc[4][4];
 #pragma unroll
-    for (int j = 0; j < 8; j++)
+    for (int j = 0; j < 4; j++)
 #pragma unroll
         for (int r = 0; r < 4; r++) {
             int pp = pb + p0 + qr + (r >> 1) * 8, n = nb + n0 + j * 8 + qc + (r & 1);
@@ -220,13 +223,13 @@ __global__ void __launch_bounds__(WARPS * 32) ssd_state_chain_kernel(GpuDims g, 
         if (FULL) {
             bf16 *o = out + (size_t)(pb + p0 + qr) * g.N + nb + n0 + qc, *o8 = o + 8 * g.N;
 #pragma unroll
-            for (int j = 0; j < 8; j++) {
+            for (int j = 0; j < 4; j++) {
                 *(uint32_t *)(o + j * 8) = pack_bf16x2(acc[j][0], acc[j][1]);
                 *(uint32_t *)(o8 + j * 8) = pack_bf16x2(acc[j][2], acc[j][3]);
             }
         } else
 #pragma unroll
-        for (int j = 0; j < 8; j++)
+        for (int j = 0; j < 4; j++)
 #pragma unroll
             for (int half = 0; half < 2; half++) {
                 int pp = pb + p0 + qr + half * 8, n = nb + n0 + j * 8 + qc;
@@ -240,7 +243,7 @@ __global__ void __launch_bounds__(WARPS * 32) ssd_state_chain_kernel(GpuDims g, 
             }
         float decay = st.w[Qp];
 #pragma unroll
-        for (int j = 0; j < 8; j++)
+        for (int j = 0; j < 4; j++)
 #pragma unroll
             for (int r = 0; r < 4; r++) acc[j][r] *= decay;
         for (int k = 0; k < rows; k += 16) {
@@ -250,7 +253,7 @@ __global__ void __launch_bounds__(WARPS * 32) ssd_state_chain_kernel(GpuDims g, 
             a[0] = scale_bf16x2(a[0], w_lo.x, w_lo.y), a[1] = scale_bf16x2(a[1], w_lo.x, w_lo.y);
             a[2] = scale_bf16x2(a[2], w_hi.x, w_hi.y), a[3] = scale_bf16x2(a[3], w_hi.x, w_hi.y);
 #pragma unroll
-            for (int j = 0; j < 4; j++) {
+            for (int j = 0; j < 2; j++) {
                 if (n0 + j * 16 >= ncols) break;
                 uint32_t b[4]; /* B rows k.., columns n0 + 16j..: k × n as stored, so transposed */
                 ldmatrix_x4_trans(b, st.B + (k + ((lane >> 3) & 1) * 8 + (lane & 7)) * ldb + n0 + j * 16 + (lane >> 4) * 8);
@@ -261,7 +264,7 @@ __global__ void __launch_bounds__(WARPS * 32) ssd_state_chain_kernel(GpuDims g, 
     }
     if (!active) return;
 #pragma unroll
-    for (int j = 0; j < 8; j++) /* the final state */
+    for (int j = 0; j < 4; j++) /* the final state */
 #pragma unroll
         for (int r = 0; r < 4; r++) {
             int pp = pb + p0 + qr + (r >> 1) * 8, n = nb + n0 + j * 8 + qc + (r & 1);
@@ -696,7 +699,7 @@ static void launch_chain(const GpuDims &g, const bf16 *xbc, const SSDWork &w, in
         attr_set = true;
     }
     dim3 grid(g.H, (round_up(g.P, 16) + CHAIN_P - 1) / CHAIN_P, (round_up(g.N, 16) + CHAIN_N - 1) / CHAIN_N);
-    ssd_state_chain_kernel<S, FULL><<<grid, WARPS * 32, chain_smem(g), s>>>(g, xbc, w.wts, w.chunk_decay, T, w.states, ssm);
+    ssd_state_chain_kernel<S, FULL><<<grid, CHAIN_WARPS * 32, chain_smem(g), s>>>(g, xbc, w.wts, w.chunk_decay, T, w.states, ssm);
 }
 
 void launch_ssd_chunked(const GpuDims &model, const bf16 *xbc, const float *dt, const float *A, const float *D, int T,
