@@ -56,6 +56,12 @@ struct GpuBackend {
     cudaStream_t stream;
     cublasHandle_t cublas;
     void *cublas_ws;
+    /* prefill's second stream: the dt rows' product, dt and the SSD's cumsum run there beside the
+     * in_proj GEMM (gpu_prefill), forked after the RMSNorm and joined before the state walk */
+    cudaStream_t side;
+    cublasHandle_t cublas_side;
+    void *cublas_side_ws;
+    cudaEvent_t fork, join;
     /* weights */
     std::vector<void *> allocations;
     std::vector<GpuLayer> layers;
@@ -361,12 +367,13 @@ static int gemm(GpuBackend *gb, const bf16 *W, int R, int K, const bf16 *in, int
     return 0;
 }
 
-/* The in_proj rows of dt (H of them) over T tokens, fp32 out, as out[h][t] = Σ_k u[t][k] W[h][k]:
+/* The in_proj rows of dt (H of them) over T tokens, fp32 out, as out[h][t] = Σ_k u[t][k] W[h][k], on
+ * the side stream:
  * tokens as the GEMM's rows, so that the result is [H, T], the layout the SSD kernels read dt in,
  * and the dt kernel does not transpose (measurements: results/gpu.md). */
 static int gemm_dt(GpuBackend *gb, const bf16 *W, int H, int K, const bf16 *u, int T, float *out, Mamba2Error *err) {
     float alpha = 1.0f, beta = 0.0f;
-    CUBLAS_TRY(cublasGemmEx(gb->cublas, CUBLAS_OP_T, CUBLAS_OP_N, T, H, K, &alpha, u, CUDA_R_16BF, K, W, CUDA_R_16BF, K,
+    CUBLAS_TRY(cublasGemmEx(gb->cublas_side, CUBLAS_OP_T, CUBLAS_OP_N, T, H, K, &alpha, u, CUDA_R_16BF, K, W, CUDA_R_16BF, K,
                             &beta, out, CUDA_R_32F, T, CUBLAS_COMPUTE_32F, CUBLAS_GEMM_DEFAULT));
     return 0;
 }
@@ -471,26 +478,37 @@ static int gpu_prefill(Mamba2Backend *b, Mamba2State *st, const int32_t *tokens,
         launch_rmsnorm_bf16(gb->h, w.norm_w, T, g.d, g.eps, gb->u, s);
         prof_mark(gb, "rmsnorm");
         /* [z | xBC] in bf16 for the conv and the tensor cores; the H dt rows in fp32, since
-         * dt enters exp(dt·A) through sums over the sequence */
+         * dt enters exp(dt·A) through sums over the sequence. The dt rows' product, dt and the
+         * SSD's cumsum need u only: they run on the side stream, started first, beside the in_proj
+         * GEMM and the conv (a few µs a layer that would otherwise each wait for the one before;
+         * measurements: results/gpu.md). Nothing the side stream touches is written again before
+         * the join: u, dt and the cumsum's arrays next change after this layer's SSD. */
         int zx_rows = g.d_in + g.conv_dim;
-        if (q8_direct(gb, T)) { /* the dt rows stored transposed, [H, T], as gemm_dt() stores them */
+        const bf16 *in_proj = q8_direct(gb, T) ? NULL : matrix_bf16(gb, w.in_proj, w.in_proj_q8);
+        CUDA_TRY(cudaEventRecord(gb->fork, s));
+        CUDA_TRY(cudaStreamWaitEvent(gb->side, gb->fork, 0));
+        if (in_proj) {
+            if (gemm_dt(gb, in_proj + (size_t)zx_rows * g.d, g.H, g.d, gb->u, T, gb->dt_raw, err)) return -1;
+        } else { /* the dt rows stored transposed, [H, T], as gemm_dt() stores them */
             GemmQ8Out o = {};
             o.out = gb->dt_raw, o.ldn = 1, o.ldr = T;
-            if (gemm_q8(gb, q8_rows(w.in_proj_q8, 0, zx_rows), gb->u, T, gb->zxbcdt, CUDA_R_16BF, 0.0f, err)) return -1;
-            launch_gemm_q8(q8_rows(w.in_proj_q8, zx_rows, g.H), gb->u, g.d, T, o, 0, s);
-            LAUNCH_TRY();
-        } else {
-            const bf16 *in_proj = matrix_bf16(gb, w.in_proj, w.in_proj_q8);
-            if (gemm(gb, in_proj, zx_rows, g.d, gb->u, T, gb->zxbcdt, CUDA_R_16BF, 0.0f, err) ||
-                gemm_dt(gb, in_proj + (size_t)zx_rows * g.d, g.H, g.d, gb->u, T, gb->dt_raw, err))
-                return -1;
+            launch_gemm_q8(q8_rows(w.in_proj_q8, zx_rows, g.H), gb->u, g.d, T, o, 0, gb->side);
         }
+        launch_dt_prefill(g, gb->dt_raw, w.dt_bias, T, gb->dt, gb->side);
+        launch_ssd_cumsum(g, gb->dt, w.A, T, work, gb->side);
+        CUDA_TRY(cudaEventRecord(gb->join, gb->side));
+        if (in_proj) {
+            if (gemm(gb, in_proj, zx_rows, g.d, gb->u, T, gb->zxbcdt, CUDA_R_16BF, 0.0f, err)) return -1;
+        } else if (gemm_q8(gb, q8_rows(w.in_proj_q8, 0, zx_rows), gb->u, T, gb->zxbcdt, CUDA_R_16BF, 0.0f, err))
+            return -1;
+        LAUNCH_TRY();
         prof_mark(gb, "gemm in_proj");
         launch_conv_prefill(g, gb->zxbcdt, conv_state, w, T, gb->xbc, s);
         launch_conv_state_update(g, gb->zxbcdt, conv_state, T, s);
-        launch_dt_prefill(g, gb->dt_raw, w.dt_bias, T, gb->dt, s);
-        prof_mark(gb, "conv + dt");
-        launch_ssd_chunked(g, gb->xbc, gb->dt, w.A, w.D, T, ssm, dc->ssm_bf16, work, gb->y, s);
+        prof_mark(gb, "conv");
+        CUDA_TRY(cudaStreamWaitEvent(s, gb->join, 0));
+        prof_mark(gb, "wait for dt + cumsum");
+        launch_ssd_chunk_kernels(g, gb->xbc, gb->dt, w.D, T, ssm, dc->ssm_bf16, work, gb->y, s);
         prof_mark(gb, "ssd chunked");
         launch_gated_norm_bf16(g, gb->y, gb->zxbcdt, NULL, 1, w.gnorm_w, T, gb->yn, s);
         prof_mark(gb, "gated norm");
@@ -751,7 +769,12 @@ static void gpu_destroy(Mamba2Backend *b) {
     cudaFree(gb->deq);
     for (void *p : gb->allocations) cudaFree(p);
     if (gb->cublas) cublasDestroy(gb->cublas);
+    if (gb->cublas_side) cublasDestroy(gb->cublas_side);
     cudaFree(gb->cublas_ws);
+    cudaFree(gb->cublas_side_ws);
+    if (gb->fork) cudaEventDestroy(gb->fork);
+    if (gb->join) cudaEventDestroy(gb->join);
+    if (gb->side) cudaStreamDestroy(gb->side);
     if (gb->stream) cudaStreamDestroy(gb->stream);
     delete gb;
 }
@@ -819,13 +842,19 @@ extern "C" int mamba2_backend_gpu_create(const Mamba2Model *m, const Mamba2Backe
     const char *ry = getenv("MAMBA2_GPU_Q8_ROUND_Y");
     gb->step_rounds_y = gb->wf == GEMV_Q8_DP4A && ssd_step_rounds_y(g) && !(ry && !strcmp(ry, "0"));
     int rc = -1;
-    if (cudaStreamCreateWithFlags(&gb->stream, cudaStreamNonBlocking) != cudaSuccess)
-        mamba2_fail(err, "cannot create a CUDA stream");
-    else if (cublasCreate(&gb->cublas) != CUBLAS_STATUS_SUCCESS)
+    if (cudaStreamCreateWithFlags(&gb->stream, cudaStreamNonBlocking) != cudaSuccess ||
+        cudaStreamCreateWithFlags(&gb->side, cudaStreamNonBlocking) != cudaSuccess ||
+        cudaEventCreateWithFlags(&gb->fork, cudaEventDisableTiming) != cudaSuccess ||
+        cudaEventCreateWithFlags(&gb->join, cudaEventDisableTiming) != cudaSuccess)
+        mamba2_fail(err, "cannot create the CUDA streams and events");
+    else if (cublasCreate(&gb->cublas) != CUBLAS_STATUS_SUCCESS || cublasCreate(&gb->cublas_side) != CUBLAS_STATUS_SUCCESS)
         mamba2_fail(err, "cannot create a cuBLAS handle");
     else if (!dev_alloc(gb, &gb->cublas_ws, CUBLAS_WORKSPACE, "cuBLAS workspace", err) &&
+             !dev_alloc(gb, &gb->cublas_side_ws, CUBLAS_WORKSPACE, "cuBLAS workspace", err) &&
              cublasSetStream(gb->cublas, gb->stream) == CUBLAS_STATUS_SUCCESS &&
-             cublasSetWorkspace(gb->cublas, gb->cublas_ws, CUBLAS_WORKSPACE) == CUBLAS_STATUS_SUCCESS)
+             cublasSetWorkspace(gb->cublas, gb->cublas_ws, CUBLAS_WORKSPACE) == CUBLAS_STATUS_SUCCESS &&
+             cublasSetStream(gb->cublas_side, gb->side) == CUBLAS_STATUS_SUCCESS &&
+             cublasSetWorkspace(gb->cublas_side, gb->cublas_side_ws, CUBLAS_WORKSPACE) == CUBLAS_STATUS_SUCCESS)
         rc = upload_weights(gb, m, opt, err);
     if (rc) {
         gpu_destroy(&gb->base);

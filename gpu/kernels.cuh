@@ -67,6 +67,14 @@ SSDWork ssd_work_carve(const GpuDims &g, int T, void *base);
 void launch_ssd_chunked(const GpuDims &g, const bf16 *xbc, const float *dt, const float *A, const float *D, int T,
                         void *ssm_state, int ssm_bf16, SSDWork w, float *y, cudaStream_t s, cudaEvent_t *marks = NULL);
 
+/** launch_ssd_chunked() in its two parts, which may run on different streams: the cumsum needs dt
+ *  only (w.cum, w.wts, w.chunk_decay out), the rest x, B, C and the cumsum's results. */
+void launch_ssd_cumsum(const GpuDims &g, const float *dt, const float *A, int T, SSDWork w, cudaStream_t s);
+/** The second part of launch_ssd_chunked(): the state walk and the chunk scan, after launch_ssd_cumsum();
+ *  @p marks, when given, receives an event after each of the two. */
+void launch_ssd_chunk_kernels(const GpuDims &g, const bf16 *xbc, const float *dt, const float *D, int T, void *ssm_state,
+                              int ssm_bf16, SSDWork w, float *y, cudaStream_t s, cudaEvent_t *marks = NULL);
+
 /** 1 when the chunked-SSD kernels handle these sizes (chunk ≤ 256, N ≤ 256, one chunk's x, B and state in shared memory). */
 int ssd_chunked_supported(const GpuDims &g);
 

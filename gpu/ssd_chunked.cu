@@ -702,27 +702,35 @@ static void launch_chain(const GpuDims &g, const bf16 *xbc, const SSDWork &w, in
     ssd_state_chain_kernel<S, FULL><<<grid, CHAIN_WARPS * 32, chain_smem(g), s>>>(g, xbc, w.wts, w.chunk_decay, T, w.states, ssm);
 }
 
-void launch_ssd_chunked(const GpuDims &model, const bf16 *xbc, const float *dt, const float *A, const float *D, int T,
-                        void *ssm_state, int ssm_bf16, SSDWork w, float *y, cudaStream_t s, cudaEvent_t *marks) {
+void launch_ssd_cumsum(const GpuDims &model, const float *dt, const float *A, int T, SSDWork w, cudaStream_t s) {
+    GpuDims g = gpu_chunking(model);
+    int nc = (T + g.Q - 1) / g.Q;
+    ssd_cumsum_kernel<<<dim3(nc, g.H), 32, 0, s>>>(dt, A, T, g.Q, w.cum, w.wts, w.chunk_decay);
+}
+
+void launch_ssd_chunk_kernels(const GpuDims &model, const bf16 *xbc, const float *dt, const float *D, int T,
+                              void *ssm_state, int ssm_bf16, SSDWork w, float *y, cudaStream_t s, cudaEvent_t *marks) {
     GpuDims g = gpu_chunking(model);
     int nc = (T + g.Q - 1) / g.Q, nks = round_up(g.N, 16) / 16;
-#define MARK(i) \
-    if (marks) cudaEventRecord(marks[i], s)
-    MARK(0);
-    ssd_cumsum_kernel<<<dim3(nc, g.H), 32, 0, s>>>(dt, A, T, g.Q, w.cum, w.wts, w.chunk_decay);
-    MARK(1);
     bool full = g.P % CHAIN_P == 0 && g.N % CHAIN_N == 0 && g.conv_dim % 8 == 0;
     if (ssm_bf16 && full) launch_chain<bf16, true>(g, xbc, w, T, (bf16 *)ssm_state, s);
     else if (ssm_bf16) launch_chain<bf16, false>(g, xbc, w, T, (bf16 *)ssm_state, s);
     else if (full) launch_chain<float, true>(g, xbc, w, T, (float *)ssm_state, s);
     else launch_chain<float, false>(g, xbc, w, T, (float *)ssm_state, s);
-    MARK(2);
+    if (marks) cudaEventRecord(marks[0], s);
     if (group_scan_fits(g, xbc)) launch_group_scan(g, nc, xbc, dt, w.cum, w.states, D, T, y, s);
     else if (nks <= 1) launch_scan<1>(g, nc, xbc, dt, w.cum, w.states, D, T, y, s);
     else if (nks <= 2) launch_scan<2>(g, nc, xbc, dt, w.cum, w.states, D, T, y, s);
     else if (nks <= 4) launch_scan<4>(g, nc, xbc, dt, w.cum, w.states, D, T, y, s);
     else if (nks <= 8) launch_scan<8>(g, nc, xbc, dt, w.cum, w.states, D, T, y, s);
     else launch_scan<16>(g, nc, xbc, dt, w.cum, w.states, D, T, y, s);
-    MARK(3);
-#undef MARK
+    if (marks) cudaEventRecord(marks[1], s);
+}
+
+void launch_ssd_chunked(const GpuDims &g, const bf16 *xbc, const float *dt, const float *A, const float *D, int T,
+                        void *ssm_state, int ssm_bf16, SSDWork w, float *y, cudaStream_t s, cudaEvent_t *marks) {
+    if (marks) cudaEventRecord(marks[0], s);
+    launch_ssd_cumsum(g, dt, A, T, w, s);
+    if (marks) cudaEventRecord(marks[1], s);
+    launch_ssd_chunk_kernels(g, xbc, dt, D, T, ssm_state, ssm_bf16, w, y, s, marks ? marks + 2 : NULL);
 }
