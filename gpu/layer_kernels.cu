@@ -94,6 +94,7 @@ __global__ void conv_prefill_kernel(GpuDims g, const bf16 *zxbcdt, const float *
 template <int K>
 __global__ void __launch_bounds__(128, 6) conv_prefill4_kernel(GpuDims g, const bf16 *zxbcdt, const float *conv_state, GpuLayer w, int T,
                                      bf16 *xbc) {
+    pdl_trigger(); /* the conv state's update may start: it waits for this kernel to finish */
     int c = (blockIdx.x * blockDim.x + threadIdx.x) * CONV_CH;
     int t0 = blockIdx.y * TOKENS_PER_THREAD;
     if (c >= g.conv_dim) return;
@@ -161,6 +162,8 @@ void launch_conv_prefill(const GpuDims &g, const bf16 *zxbcdt, const float *conv
 
 /* new_state[c][k] = window[T + k], window = [old state (K−1) | inputs (T)]; ascending k is safe in place. */
 __global__ void conv_state_update_kernel(GpuDims g, const bf16 *zxbcdt, float *conv_state, int T) {
+    pdl_trigger();
+    pdl_wait(); /* the conv before this reads the state this kernel overwrites */
     int c = blockIdx.x * blockDim.x + threadIdx.x;
     if (c >= g.conv_dim) return;
     int K1 = g.K - 1;
@@ -172,7 +175,7 @@ __global__ void conv_state_update_kernel(GpuDims g, const bf16 *zxbcdt, float *c
 }
 
 void launch_conv_state_update(const GpuDims &g, const bf16 *zxbcdt, float *conv_state, int T, cudaStream_t s) {
-    conv_state_update_kernel<<<(g.conv_dim + 127) / 128, 128, 0, s>>>(g, zxbcdt, conv_state, T);
+    launch_pdl(conv_state_update_kernel, dim3((g.conv_dim + 127) / 128), dim3(128), 0, s, g, zxbcdt, conv_state, T);
 }
 
 /* dt[h][t] = clamp(softplus(raw[h][t] + bias[h]), dt_min, dt_max) */

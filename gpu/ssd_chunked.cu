@@ -163,6 +163,7 @@ template <typename S, bool FULL>
 __global__ void __launch_bounds__(CHAIN_WARPS * 32) ssd_state_chain_kernel(GpuDims g, const bf16 *xbc, const float *wts,
                                                                      const float *chunk_decay, int T, bf16 *states,
                                                                      S *ssm) {
+    pdl_trigger(); /* the chunk scan may start copying its C and B in */
     const int h = blockIdx.x, pb = blockIdx.y * CHAIN_P, nb = blockIdx.z * CHAIN_N, grp = h / (g.H / g.G);
     const int nc = (T + g.Q - 1) / g.Q, Qp = round_up(g.Q, 16), ldx = CHAIN_P + PAD, ldb = CHAIN_N + PAD;
     const int pcols = FULL ? CHAIN_P : min(CHAIN_P, round_up(g.P, 16) - pb);
@@ -474,6 +475,7 @@ __device__ __forceinline__ GroupScanStage group_scan_stage(char *stages, int i, 
 __global__ void __launch_bounds__(WARPS * 32, 1) ssd_chunk_scan_group_kernel(GpuDims g, const bf16 *xbc, const float *dt,
                                                                           const float *cum, const bf16 *states,
                                                                           const float *D, int T, int heads, float *y) {
+    pdl_trigger();
     const int c = blockIdx.x, grp = blockIdx.y, h0 = grp * (g.H / g.G) + blockIdx.z * heads;
     const int t0 = c * g.Q, len = min(g.Q, T - t0), rows = round_up(len, 16), Qp = round_up(g.Q, 16);
     const int ldx = GS_P + PAD, ldn = GS_N + PAD;
@@ -498,6 +500,9 @@ __global__ void __launch_bounds__(WARPS * 32, 1) ssd_chunk_scan_group_kernel(Gpu
         }
         cp_async_commit();
     }
+    /* launched as a programmatic dependent launch after the state walk: B and C (the conv's, which
+     * finished before the walk started) are on their way; the entering states are the walk's */
+    pdl_wait();
     /* copy head i of the block into its stage (when there is one), and close a group either way */
     auto issue = [&](int i) {
         if (i < heads) {
@@ -686,8 +691,8 @@ static void launch_group_scan(const GpuDims &g, int nc, const bf16 *xbc, const f
     int heads = g.H / g.G;
     while ((size_t)nc * g.G * (g.H / g.G / heads) < 2 * (size_t)gpu_sm_count() && heads % 2 == 0 && heads > 2) heads /= 2;
     dim3 grid(nc, g.G, g.H / g.G / heads);
-    ssd_chunk_scan_group_kernel<<<grid, WARPS * 32, group_scan_smem(round_up(g.Q, 16)), s>>>(g, xbc, dt, cum, states, D,
-                                                                                           T, heads, y);
+    launch_pdl(ssd_chunk_scan_group_kernel, grid, dim3(WARPS * 32), group_scan_smem(round_up(g.Q, 16)), s, g, xbc, dt,
+               cum, states, D, T, heads, y);
 }
 
 /* Chunk states and state passing: one block per (head, 64 rows p, 128 columns n). */
