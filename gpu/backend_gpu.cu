@@ -497,10 +497,11 @@ static int gpu_prefill(Mamba2Backend *b, Mamba2State *st, const int32_t *tokens,
         launch_dt_prefill(g, gb->dt_raw, w.dt_bias, T, gb->dt, gb->side);
         launch_ssd_cumsum(g, gb->dt, w.A, T, work, gb->side);
         CUDA_TRY(cudaEventRecord(gb->join, gb->side));
-        if (in_proj) {
-            if (gemm(gb, in_proj, zx_rows, g.d, gb->u, T, gb->zxbcdt, CUDA_R_16BF, 0.0f, err)) return -1;
-        } else if (gemm_q8(gb, q8_rows(w.in_proj_q8, 0, zx_rows), gb->u, T, gb->zxbcdt, CUDA_R_16BF, 0.0f, err))
+        if (in_proj ? gemm(gb, in_proj, zx_rows, g.d, gb->u, T, gb->zxbcdt, CUDA_R_16BF, 0.0f, err)
+                    : gemm_q8(gb, q8_rows(w.in_proj_q8, 0, zx_rows), gb->u, T, gb->zxbcdt, CUDA_R_16BF, 0.0f, err)) {
+            cudaStreamWaitEvent(s, gb->join, 0); /* so that no later call rewrites u while the side stream reads it */
             return -1;
+        }
         LAUNCH_TRY();
         prof_mark(gb, "gemm in_proj");
         launch_conv_prefill(g, gb->zxbcdt, conv_state, w, T, gb->xbc, s);
@@ -850,7 +851,7 @@ extern "C" int mamba2_backend_gpu_create(const Mamba2Model *m, const Mamba2Backe
     else if (cublasCreate(&gb->cublas) != CUBLAS_STATUS_SUCCESS || cublasCreate(&gb->cublas_side) != CUBLAS_STATUS_SUCCESS)
         mamba2_fail(err, "cannot create a cuBLAS handle");
     else if (!dev_alloc(gb, &gb->cublas_ws, CUBLAS_WORKSPACE, "cuBLAS workspace", err) &&
-             !dev_alloc(gb, &gb->cublas_side_ws, CUBLAS_WORKSPACE, "cuBLAS workspace", err) &&
+             !dev_alloc(gb, &gb->cublas_side_ws, CUBLAS_WORKSPACE, "the second stream's cuBLAS workspace", err) &&
              cublasSetStream(gb->cublas, gb->stream) == CUBLAS_STATUS_SUCCESS &&
              cublasSetWorkspace(gb->cublas, gb->cublas_ws, CUBLAS_WORKSPACE) == CUBLAS_STATUS_SUCCESS &&
              cublasSetStream(gb->cublas_side, gb->side) == CUBLAS_STATUS_SUCCESS &&
