@@ -137,6 +137,10 @@ $(BUILD)/bench_model: $(BUILD)/bench/model_bench.o $(CLI_OBJ) $(LIB)
 $(BUILD)/bench_cpu_amx: $(BUILD)/bench/cpu_amx.o $(LIB)
 	$(CC) $(LDFLAGS) $^ -o $@ $(LINK_DEPS) $(CUDA_LIBS)
 
+# The decode GEMV of a checkpoint against a plain read of the same bytes (CPU builds, AVX-512).
+$(BUILD)/bench_cpu_gemv_stream: $(BUILD)/bench/cpu_gemv_stream.o $(LIB)
+	$(CC) $(LDFLAGS) $^ -o $@ $(LINK_DEPS) $(CUDA_LIBS)
+
 $(BUILD)/bench/%.o: CFLAGS += -Igpu $(if $(CUDA_HOME),-I$(CUDA_HOME)/include)
 
 # The GPU suite alone (on the GPU machine; without a GPU it reports itself inactive).
