@@ -4,9 +4,9 @@
 # Binaries are built on the development machine (make STATIC_DEPS=1) and carried in .device/.
 # What comes back in $OUT: gpu.txt, tests.log, kernels.txt, ncu_ssd.txt,
 # bench_fp32.json, bench_bf16.json, profile.txt, hf.txt, ab.txt, ncu_gemv.txt, sweep.txt, ncu_batched.txt,
-# q8gemm.txt, q8bench.txt, q8table.txt, skinny.txt, llamacuda.txt, q8stream.txt, repeat.txt.
+# q8gemm.txt, q8bench.txt, q8table.txt, skinny.txt, llamacuda.txt, q8stream.txt, repeat.txt, prefill_ab.txt.
 # Usage: bash gpu/device_run.sh [STEPS]   STEPS: comma list of test,sanitize,kernels,ncu,ncuprefill,ncugemv,
-#        ncucublas,ncustep,model,sweep,profile,profilebatched,power,ab,q8gemm,skinny,llamacuda,q8stream,ncuq8,repeat,hf (default: test,sanitize,kernels,model,profile,hf)
+#        ncucublas,ncustep,model,sweep,profile,profilebatched,power,ab,prefillab,q8gemm,skinny,llamacuda,q8stream,ncuq8,repeat,hf (default: test,sanitize,kernels,model,profile,hf)
 set -u
 OUT=${OUT:-/tmp/mamba2-out}
 mkdir -p "$OUT"
@@ -77,7 +77,7 @@ if has ncucublas; then
     echo "exit $?"
     grep -E "^  [a-zA-Z_].*\(|Duration|DRAM Throughput|Grid Size|Registers Per|Block Size" /tmp/ncu_cublas.txt | tee "$OUT/ncu_batched.txt" | head -120
 fi
-if has model || has q8gemm || has skinny || has llamacuda || has q8stream || has ncuq8 || has hf || has profile || has profilebatched || has power || has ab || has sweep || has ncustep; then
+if has model || has q8gemm || has skinny || has llamacuda || has q8stream || has ncuq8 || has hf || has profile || has profilebatched || has power || has ab || has prefillab || has sweep || has ncustep; then
     if [ ! -f "$CK/model.safetensors.index.json" ]; then
         log "writing the 64-layer random 7B checkpoint"
         /usr/bin/time -v python3 data/write_checkpoint.py --out "$CK" --layers 64 --threads 16 2>&1 | grep -E "Elapsed|error|Error" | tail -3
@@ -177,6 +177,23 @@ if has ab; then
         echo "$kb"
         timeout 120 "$kb" 2>&1 | grep -E "^(in_proj|out_proj|lm_head) "
     done | tee -a "$OUT/ab.txt"
+fi
+if has prefillab; then
+    # A/B of prefill: every bench_model in $BIN and $BIN/var*/, at each of PREFILL_LENS (default
+    # "512 4096") tokens, PREFILL_REPS rounds (default 3), the binaries' order reversed every other
+    # round; the machines lent differ by a few per cent, so only rounds of one call compare
+    log "A/B: prefill per binary (prefill_ab.txt)"
+    for rep in $(seq "${PREFILL_REPS:-3}"); do
+        bins=("$BIN"/bench_model "$BIN"/var*/bench_model)
+        if (( rep % 2 == 0 )); then mapfile -t bins < <(printf '%s\n' "${bins[@]}" | tac); fi
+        for bin in "${bins[@]}"; do
+            [ -x "$bin" ] || continue
+            for T in ${PREFILL_LENS:-512 4096}; do
+                printf '%-28s ' "$bin"
+                timeout 150 "$bin" "$CK" --backend gpu --prompt-len "$T" --gen-len 1 --batch 1 2>&1 | grep -E "^prefill [0-9]"
+            done
+        done
+    done | tee "$OUT/prefill_ab.txt"
 fi
 if has q8stream; then
     # decode of QS_BATCHES sequences (default 1,4) through gemv.cuh's GEMV ("blocks"), the backend's
