@@ -480,8 +480,8 @@ static int gpu_prefill(Mamba2Backend *b, Mamba2State *st, const int32_t *tokens,
         /* [z | xBC] in bf16 for the conv and the tensor cores; the H dt rows in fp32, since
          * dt enters exp(dt·A) through sums over the sequence. The dt rows' product, dt and the
          * SSD's cumsum need u only: they run on the side stream, started first, beside the in_proj
-         * GEMM and the conv (a few µs a layer that would otherwise each wait for the one before;
-         * measurements: results/gpu.md). Nothing the side stream touches is written again before
+         * GEMM and the conv, instead of each waiting for the kernel before it (measurements:
+         * results/gpu.md). Nothing the side stream touches is written again before
          * the join: u, dt and the cumsum's arrays next change after this layer's SSD. */
         int zx_rows = g.d_in + g.conv_dim;
         const bf16 *in_proj = q8_direct(gb, T) ? NULL : matrix_bf16(gb, w.in_proj, w.in_proj_q8);
