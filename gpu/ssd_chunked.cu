@@ -673,9 +673,10 @@ static void launch_scan(const GpuDims &g, int nc, const bf16 *xbc, const float *
                                                                                           c_in_smem, y);
 }
 
-/* Whether the group scan takes the shape: P = 64, N = 128 and 16-byte aligned rows of xBC. */
+/* Whether the group scan takes the shape: P = 64, N = 128, chunks of at most one row block of 16
+ * tokens a warp, and 16-byte aligned rows of xBC. */
 static bool group_scan_fits(const GpuDims &g, const bf16 *xbc) {
-    return g.P == GS_P && g.N == GS_N && g.Q <= 8 * 16 && g.conv_dim % 8 == 0 && ((uintptr_t)xbc & 15) == 0;
+    return g.P == GS_P && g.N == GS_N && g.Q <= WARPS * 16 && g.conv_dim % 8 == 0 && ((uintptr_t)xbc & 15) == 0;
 }
 
 /* The group scan: one block per (chunk, group, slice of the group's heads). A block takes 176 KB of
