@@ -108,24 +108,35 @@ if has ncustep; then
 fi
 if has sweep; then
     # Decode at every batch of the issue (SWEEP_BATCHES), fp32 and bf16 state, every bench_model in
-    # $BIN and $BIN/var*/ (those at SWEEP_VAR_BATCHES, default the same) alternated (SWEEP_REPS rounds,
-    # default 1); the roofline (copy bandwidth) is measured in each run.
-    log "decode sweep: batch ${SWEEP_BATCHES:-1,2,4,8,16,32,64,128,256}, fp32 and bf16 state, per binary"
+    # $BIN and $BIN/var*/ (those at SWEEP_VAR_BATCHES, default the same) under each environment
+    # setting of SWEEP_ENVS (as PREFILL_ENVS below; default "-", none), alternated (SWEEP_REPS rounds,
+    # default 1, the order reversed every other round); the roofline (copy bandwidth) is measured in
+    # each run.
+    log "decode sweep: batch ${SWEEP_BATCHES:-1,2,4,8,16,32,64,128,256}, fp32 and bf16 state, per binary and setting"
     for rep in $(seq "${SWEEP_REPS:-1}"); do
+        runs=()
         for bin in "$BIN"/bench_model "$BIN"/var*/bench_model; do
+            for envset in ${SWEEP_ENVS:--}; do runs+=("$bin $envset"); done
+        done
+        if (( rep % 2 == 0 )); then mapfile -t runs < <(printf '%s\n' "${runs[@]}" | tac); fi
+        for run in "${runs[@]}"; do
+            read -r bin envset <<< "$run"
+            [ -x "$bin" ] || continue
+            label=$envset
+            [ "$envset" = - ] && envset=
+            envset=${envset//,/ }
             for sb in fp32 bf16; do
-                [ -x "$bin" ] || continue
-                echo "## $bin $sb round $rep ($(date -u +%H:%M:%S))"
+                echo "## $bin $label $sb round $rep ($(date -u +%H:%M:%S))"
                 batches=${SWEEP_BATCHES:-1,2,4,8,16,32,64,128,256}
                 [ "$bin" = "$BIN/bench_model" ] || batches=${SWEEP_VAR_BATCHES:-$batches}
-                timeout 300 "$bin" "$CK" --backend gpu $([ $sb = bf16 ] && echo --state-bf16) --prompt-len 64 \
+                env $envset timeout 300 "$bin" "$CK" --backend gpu $([ $sb = bf16 ] && echo --state-bf16) --prompt-len 64 \
                     --gen-len "${SWEEP_GEN:-32}" --batch "$batches" 2>&1 \
                     | grep -E "ceilings|^ +[0-9]+ +[0-9.]+ +[0-9.]+ +[0-9]+ +[0-9]+% "
             done
         done
     done | tee "$OUT/sweep.txt"
-    echo; echo "tok/s (% of the weights + state traffic time at the copy bandwidth), per binary and state:"
-    awk '/^## / { key = $2 " " $3; next } /ceilings/ { next }
+    echo; echo "tok/s (% of the weights + state traffic time at the copy bandwidth), per binary, setting and state:"
+    awk '/^## / { key = $2 " " $3 " " $4; next } /ceilings/ { next }
          { v[key, $1] = v[key, $1] sprintf(" %s (%s)", $3, $5); keys[key] = 1; b[$1] = 1 }
          END { for (k in keys) { printf "%s:", k; for (n = 1; n <= 256; n *= 2) if ((k, n) in v) printf "  b%d%s", n, v[k, n]; print "" } }' \
         "$OUT/sweep.txt" | sort
@@ -179,18 +190,26 @@ if has ab; then
     done | tee -a "$OUT/ab.txt"
 fi
 if has prefillab; then
-    # A/B of prefill: every bench_model in $BIN and $BIN/var*/, at each of PREFILL_LENS (default
-    # "512 4096") tokens, PREFILL_REPS rounds (default 3), the binaries' order reversed every other
-    # round; the machines lent differ by a few per cent, so only rounds of one call compare
-    log "A/B: prefill per binary (prefill_ab.txt)"
+    # A/B of prefill: every bench_model in $BIN and $BIN/var*/, under each environment setting of
+    # PREFILL_ENVS (space-separated settings, each VAR=VALUE[,VAR=VALUE...] or "-" for none; default "-"), at each of
+    # PREFILL_LENS (default "512 4096") tokens, PREFILL_REPS rounds (default 3), the order of the
+    # (binary, setting) pairs reversed every other round; the machines lent differ by a few per cent,
+    # so only rounds of one call compare
+    log "A/B: prefill per binary and setting (prefill_ab.txt)"
     for rep in $(seq "${PREFILL_REPS:-3}"); do
-        bins=("$BIN"/bench_model "$BIN"/var*/bench_model)
-        if (( rep % 2 == 0 )); then mapfile -t bins < <(printf '%s\n' "${bins[@]}" | tac); fi
-        for bin in "${bins[@]}"; do
+        runs=()
+        for bin in "$BIN"/bench_model "$BIN"/var*/bench_model; do
+            for envset in ${PREFILL_ENVS:--}; do runs+=("$bin $envset"); done
+        done
+        if (( rep % 2 == 0 )); then mapfile -t runs < <(printf '%s\n' "${runs[@]}" | tac); fi
+        for run in "${runs[@]}"; do
+            read -r bin envset <<< "$run"
             [ -x "$bin" ] || continue
+            [ "$envset" = - ] && envset=
+            envset=${envset//,/ }
             for T in ${PREFILL_LENS:-512 4096}; do
-                printf '%-28s ' "$bin"
-                timeout 150 "$bin" "$CK" --backend gpu --prompt-len "$T" --gen-len 1 --batch 1 2>&1 | grep -E "^prefill [0-9]"
+                printf '%-28s %-30s ' "$bin" "${envset:--}"
+                env $envset timeout 150 "$bin" "$CK" --backend gpu --prompt-len "$T" --gen-len 1 --batch 1 2>&1 | grep -E "^prefill [0-9]"
             done
         done
     done | tee "$OUT/prefill_ab.txt"
