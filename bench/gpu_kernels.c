@@ -191,11 +191,11 @@ int main(int argc, char **argv) {
      * back), each kernel where it applies */
     printf("\n%-28s %4s %9s %9s %8s\n", "SSD step, one layer", "nb", "ms", "GB/s", "of copy");
     SSDDims sd = {1, 128, 64, 8, 128};
-    const char *kname[] = {"", "registers", "shared"};
+    const char *kname[] = {"", "registers", "shared", "streamed"};
     int step_nb[] = {1, 4, 8, 16, 32, 64, 256};
     for (int sb = 0; sb < 2; sb++)
         for (size_t i = 0; i < sizeof step_nb / sizeof *step_nb; i++)
-            for (int kernel = 1; kernel <= 2; kernel++) {
+            for (int kernel = 1; kernel <= 3; kernel++) {
                 int nb = step_nb[i];
                 if (nb < 8 && kernel != 1) continue;
                 double ms = mamba2_gpu_time_ssd_step(sd, nb, sb, kernel, 20, &e);

@@ -9,6 +9,10 @@
  *   gemv(in_proj, prologue RMSNorm, epilogue conv step / dt)  →  ssd_step  →
  *   gemv(out_proj, prologue grouped norm, epilogue residual add).
  */
+#include <stdlib.h>
+#include <string.h>
+
+#include "bulk_copy.cuh"
 #include "gemv.cuh"
 
 /* Block shape (ROWS x CPP): 8 x 2 for one or two sequences over tall matrices; 4 x 2 otherwise, so
@@ -90,15 +94,23 @@ __device__ __forceinline__ void store16(bf16 *p, const float *v) {
     *(uint4 *)p = make_uint4(pack_bf16x2(v[0], v[1]), pack_bf16x2(v[2], v[3]), pack_bf16x2(v[4], v[5]), pack_bf16x2(v[6], v[7]));
 }
 
-/* Sequences from which the shared-memory kernel is used instead of the register kernel: fp32 state
- * from 8, bf16 state never (the register kernel was the faster at every batch measured from 8 to
- * 32 with bf16 state, the shared-memory kernel from 8 with fp32; measurements: results/gpu.md). */
+/* Sequences from which the shared-memory kernel is used instead of the register kernel, where the
+ * streamed one is not: fp32 state from 8, bf16 state never (the register kernel was the faster at
+ * every batch measured from 8 to 32 with bf16 state, the shared-memory kernel from 8 with fp32;
+ * measurements: results/gpu.md). */
 #ifndef STEP_SMEM_MIN_NB_FP32
 #define STEP_SMEM_MIN_NB_FP32 8
 #endif
 #ifndef STEP_SMEM_MIN_NB_BF16
 #define STEP_SMEM_MIN_NB_BF16 (1 << 30)
 #endif
+/* Sequences for which the streamed kernel (ssd_step_stream_kernel) is used: fp32 state from 8 to
+ * 32, bf16 state from 256, where the whole model was faster with it; alone it is the faster from 8
+ * (fp32) and 16 (bf16) sequences, a lead the model did not show at the other batches (measurements:
+ * results/gpu.md). */
+#define STEP_STREAM_MIN_NB_FP32 8
+#define STEP_STREAM_MAX_NB_FP32 32
+#define STEP_STREAM_MIN_NB_BF16 256
 /* The shared-memory kernel's block, and the blocks per multiprocessor its registers must allow:
  * shared memory holds 6 heads of fp32 state (32 KB each at P = 64) or 13 of bf16 (16 KB); at 6 ×
  * 256 and 12 × 128 threads that is at most 40 registers a thread (at 64 only 8 bf16 blocks fit). */
@@ -339,6 +351,184 @@ __global__ void ssd_step_any_kernel(GpuDims g, GpuLayer w, const float *xbc, con
     if (yq) round_head_y(g, y_sm, b, h, yq, ya);
 }
 
+/* Many sequences, streamed (N = 128): a persistent grid, each block a contiguous range of the
+ * (sequence, head) items, whose states and inputs the bulk copy engine brings into a ring of
+ * shared-memory stages (gpu/bulk_copy.cuh) as many items ahead as there are stages. A producer warp
+ * asks for the copies; none of the bytes in flight hold registers, so an SM keeps 12 bf16 heads
+ * (6 fp32) in flight where the one-block-per-item kernels are held to what their registers or their
+ * short lives allow. Each item's inputs (B, C, x, z, the y scale, dt) travel in its stage with its
+ * state, so that no thread waits on a load of its own. STEP_STREAM_WARPS consumer warps compute on
+ * the stage as the shared-memory kernel does (a thread owns E = 16 / sizeof(S) entries of a row, LPR
+ * = 128 / E lanes a row) and store the new state from registers:
+ *   S = exp(dt·A) S + dt·x Bᵀ;   y = (S C + D x) · silu(z);  Σ y² goes to the group's norm sum.
+ * Two mbarriers a stage: "full" completes when its bytes have landed, "empty" when every consumer
+ * warp is done reading it, and only then does the producer refill it. A consumer warp adds its Σ y²
+ * to the group's sum when the next item is of another (sequence, group) or it has none left. */
+#define STEP_STREAM_WARPS 8
+#define STEP_STREAM_THREADS ((STEP_STREAM_WARPS + 1) * 32)
+
+/* One stage: the state tile [P][128] S, then B [128], C [128], x [P], z [P], y scale [P] and the
+ * 16 bytes of dt that hold the item's (fp32). */
+struct StreamStage {
+    char *tile;
+    float *B, *C, *x, *z, *ys, *dt4;
+};
+__host__ __device__ inline size_t stream_tile_bytes(const GpuDims &g, int state_bytes) { return (size_t)g.P * 128 * state_bytes; }
+__host__ __device__ inline size_t stream_stage_bytes(const GpuDims &g, int state_bytes) {
+    return (stream_tile_bytes(g, state_bytes) + (size_t)(256 + 3 * g.P + 4) * 4 + 127) & ~(size_t)127;
+}
+__device__ __forceinline__ StreamStage stream_stage(char *base, const GpuDims &g, int state_bytes, int i) {
+    StreamStage st;
+    st.tile = base + (size_t)i * stream_stage_bytes(g, state_bytes);
+    st.B = (float *)(st.tile + stream_tile_bytes(g, state_bytes));
+    st.C = st.B + 128, st.x = st.C + 128, st.z = st.x + g.P, st.ys = st.z + g.P, st.dt4 = st.ys + g.P;
+    return st;
+}
+/* Shared memory before the stages: the stages' two mbarriers, then A and D of every head. */
+__host__ __device__ inline size_t stream_head_bytes(const GpuDims &g, int stages) {
+    return ((size_t)stages * 16 + (size_t)2 * g.H * 4 + 127) & ~(size_t)127;
+}
+
+template <typename S>
+__global__ void __launch_bounds__(STEP_STREAM_THREADS, 1) ssd_step_stream_kernel(GpuDims g, GpuLayer w, const float *xbc, const float *dt,
+                                                                       const float *zxbcdt, void *const *ssm_states, int l, float *y,
+                                                                       float *ss_y, const float *y_scale, int nb, int stages) {
+    constexpr int E = 16 / sizeof(S), LPR = 128 / E, RPW = 32 / LPR;
+    extern __shared__ __align__(128) char smem[];
+    uint64_t *full = (uint64_t *)smem, *empty = full + stages; /* [stages] each */
+    float *AD = (float *)(empty + stages);                     /* [2][H]: A, then D */
+    char *stages_base = smem + stream_head_bytes(g, stages);
+    const int total = nb * g.H, i0 = (int)((long long)blockIdx.x * total / gridDim.x);
+    const int n = (int)((long long)(blockIdx.x + 1) * total / gridDim.x) - i0;
+    const int warp = threadIdx.x >> 5, lane = threadIdx.x & 31, hpg = g.H / g.G;
+    auto state_of = [&](int i) { return (S *)ssm_states[i / g.H] + (((size_t)l * g.H + i % g.H) * g.P) * 128; };
+    if (threadIdx.x == 0) {
+        for (int k = 0; k < stages; k++) mbar_init(&full[k], 1), mbar_init(&empty[k], STEP_STREAM_WARPS);
+        mbar_init_fence();
+    }
+    for (int h = threadIdx.x; h < g.H; h += blockDim.x) AD[h] = w.A[h], AD[g.H + h] = w.D[h];
+    __syncthreads();
+    pdl_trigger();
+
+    if (warp == STEP_STREAM_WARPS) { /* the producer: one lane asks for every copy */
+        if (lane) return;
+        const uint32_t tile_bytes = (uint32_t)stream_tile_bytes(g, sizeof(S));
+        const uint32_t in_bytes = (uint32_t)((256 + 2 * g.P + 4) * 4 + (y_scale ? g.P * 4 : 0));
+        auto issue_inputs = [&](int i, int k) {
+            StreamStage st = stream_stage(stages_base, g, sizeof(S), k);
+            const int b = i / g.H, h = i % g.H, grp = h / hpg;
+            const float *row = xbc + (size_t)b * g.conv_dim;
+            bulk_copy_g2s(st.B, row + g.d_in + grp * 128, 512, &full[k]);
+            bulk_copy_g2s(st.C, row + g.d_in + g.G * 128 + grp * 128, 512, &full[k]);
+            bulk_copy_g2s(st.x, row + h * g.P, g.P * 4, &full[k]);
+            bulk_copy_g2s(st.z, zxbcdt + (size_t)b * g.d_in_proj + h * g.P, g.P * 4, &full[k]);
+            if (y_scale) bulk_copy_g2s(st.ys, y_scale + h * g.P, g.P * 4, &full[k]);
+            bulk_copy_g2s(st.dt4, dt + (((size_t)b * g.H + h) & ~(size_t)3), 16, &full[k]);
+        };
+        const int first = n < stages ? n : stages;
+        for (int k = 0; k < first; k++) { /* the states are this kernel's alone (written one step before): before the wait */
+            mbar_expect_tx(&full[k], tile_bytes + in_bytes);
+            bulk_copy_g2s(stream_stage(stages_base, g, sizeof(S), k).tile, state_of(i0 + k), tile_bytes, &full[k]);
+        }
+        pdl_wait(); /* x, B, C, dt and z come from the previous kernel */
+        for (int k = 0; k < first; k++) issue_inputs(i0 + k, k);
+        for (int k = stages; k < n; k++) {
+            const int slot = k % stages;
+            mbar_wait(&empty[slot], (uint32_t)(k / stages - 1) & 1); /* the item `stages` before is done */
+            mbar_expect_tx(&full[slot], tile_bytes + in_bytes);
+            bulk_copy_g2s(stream_stage(stages_base, g, sizeof(S), slot).tile, state_of(i0 + k), tile_bytes, &full[slot]);
+            issue_inputs(i0 + k, slot);
+        }
+        return;
+    }
+
+    pdl_wait(); /* before writing y, which kernels before the previous one may still read */
+    const int sub = lane / LPR, n0 = (lane % LPR) * E;
+    float sq = 0;
+    for (int k = 0; k < n; k++) {
+        const int i = i0 + k, b = i / g.H, h = i % g.H, slot = k % stages;
+        StreamStage st = stream_stage(stages_base, g, sizeof(S), slot);
+        mbar_wait(&full[slot], (uint32_t)(k / stages) & 1);
+        const float dth = st.dt4[i & 3], decay = __expf(dth * AD[h]), Dh = AD[g.H + h];
+        StepInputs<E> in;
+#pragma unroll
+        for (int e = 0; e < E; e += 4) {
+            float4 bq = *(const float4 *)(st.B + n0 + e), cq = *(const float4 *)(st.C + n0 + e);
+            in.B[e] = bq.x, in.B[e + 1] = bq.y, in.B[e + 2] = bq.z, in.B[e + 3] = bq.w;
+            in.C[e] = cq.x, in.C[e + 1] = cq.y, in.C[e + 2] = cq.z, in.C[e + 3] = cq.w;
+        }
+        S *state = state_of(i), *tile = (S *)st.tile;
+#pragma unroll 4
+        for (int p = warp * RPW + sub; p < g.P; p += STEP_STREAM_WARPS * RPW) {
+            float v[E], x = st.x[p], xdt = x * dth, acc = 0;
+            load16(tile + (size_t)p * 128 + n0, v);
+#pragma unroll
+            for (int e = 0; e < E; e++) {
+                v[e] = decay * v[e] + xdt * in.B[e];
+                acc += v[e] * in.C[e];
+            }
+#pragma unroll
+            for (int o = LPR / 2; o > 0; o >>= 1) acc += __shfl_xor_sync(0xffffffffu, acc, o);
+            store16(state + (size_t)p * 128 + n0, v);
+            if (n0 == 0) {
+                float yv = (acc + Dh * x) * silu_f(st.z[p]);
+                y[(size_t)b * g.d_in + h * g.P + p] = y_scale ? yv * st.ys[p] : yv;
+                sq += yv * yv;
+            }
+        }
+        __syncwarp();
+        if (lane == 0) mbar_arrive(&empty[slot]); /* this warp is done with the stage */
+        const bool last = k + 1 == n || (i + 1) / g.H != b || ((i + 1) % g.H) / hpg != h / hpg;
+        if (last) { /* the group's rows of this warp: Σ y² to the group's sum for the out_proj norm */
+            sq = warp_sum(sq);
+            if (lane == 0 && ss_y) atomicAdd(&ss_y[(size_t)b * g.G + h / hpg], sq);
+            sq = 0;
+        }
+    }
+}
+
+/* The streamed kernel's blocks per SM, stages and shared memory for these sizes, or false where it
+ * does not take them: N = 128, P a multiple of 8 (x, z and the y scale in 16-byte copies; whole row
+ * pairs for bf16's two rows a warp), d_in, conv_dim and d_in_proj multiples of 4 (16-byte aligned
+ * rows), and at least two stages in a block's shared memory. Two blocks per SM where two stages fit
+ * in half of it (the faster alone at 8–256 sequences, both dtypes: measurements, results/gpu.md),
+ * else one. */
+static bool step_stream_shape(const GpuDims &g, int state_bytes, int *blocks_per_sm, int *stages, size_t *smem) {
+    if (g.N != 128 || g.P % 8 || g.d_in % 4 || g.conv_dim % 4 || g.d_in_proj % 4) return false;
+    const size_t stage = stream_stage_bytes(g, state_bytes);
+    for (int bps = 2; bps >= 1; bps--) {
+        const size_t budget = (227 * 1024) / bps - 1024;
+        int k = (int)((budget - stream_head_bytes(g, 16)) / stage);
+        k = k > 16 ? 16 : k;
+        if (k < 2) continue;
+        *blocks_per_sm = bps, *stages = k, *smem = stream_head_bytes(g, k) + (size_t)k * stage;
+        return true;
+    }
+    return false;
+}
+
+bool ssd_step_streams(const GpuDims &g, int state_bf16) {
+    int bps, stages;
+    size_t smem;
+    return step_stream_shape(g, state_bf16 ? 2 : 4, &bps, &stages, &smem);
+}
+
+template <typename S>
+static void launch_step_stream(const GpuDims &g, const GpuLayer &w, const float *xbc, const float *dt, const float *zxbcdt,
+                               void *const *ssm_states, int l, int nb, float *y, float *ss_y, const float *y_scale,
+                               int blocks_per_sm, int stages, size_t smem, cudaStream_t s) {
+    static int sms = 0;
+    if (!sms) {
+        int dev = 0;
+        cudaGetDevice(&dev);
+        cudaDeviceGetAttribute(&sms, cudaDevAttrMultiProcessorCount, dev);
+        cudaFuncSetAttribute(ssd_step_stream_kernel<S>, cudaFuncAttributeMaxDynamicSharedMemorySize, 227 * 1024);
+    }
+    int items = nb * g.H, grid = sms * blocks_per_sm < items ? sms * blocks_per_sm : items;
+    launch_pdl(ssd_step_stream_kernel<S>, dim3(grid), dim3(STEP_STREAM_THREADS), smem, s, g, w, xbc, dt, zxbcdt, ssm_states,
+               l, y, ss_y, y_scale, nb, stages);
+}
+
 bool ssd_step_rounds_y(const GpuDims &g) { return g.P % Q8_BLOCK == 0; }
 
 void launch_ssd_step_kind(const GpuDims &g, const GpuLayer &w, const float *xbc, const float *dt, const float *zxbcdt,
@@ -353,8 +543,26 @@ void launch_ssd_step_kind(const GpuDims &g, const GpuLayer &w, const float *xbc,
     /* P even: the shared-memory kernel's loop covers whole rows per lane group, and with 2 rows per
      * warp (bf16) an odd P would leave half a warp out of the row sums' shuffles */
     const bool smem_fits = fast && tile_and_rows <= 48 * 1024 && g.P % 2 == 0; /* P ≤ 93 (fp32), 183 (bf16) */
-    if (kind == STEP_AUTO) /* N = 128: from STEP_SMEM_MIN_NB_* sequences on through shared memory, else in registers */
+    if (kind == STEP_AUTO) { /* N = 128: streamed, through shared memory, or in registers, by batch and state dtype */
+        static const char *stream_env = getenv("MAMBA2_GPU_STEP_STREAM"); /* "0": never streamed (for comparisons) */
+        const bool streamed = ssm_bf16 ? nb >= STEP_STREAM_MIN_NB_BF16 : nb >= STEP_STREAM_MIN_NB_FP32 && nb <= STEP_STREAM_MAX_NB_FP32;
+        kind = streamed && !(stream_env && !strcmp(stream_env, "0")) ? STEP_STREAMED
+               : nb >= (ssm_bf16 ? STEP_SMEM_MIN_NB_BF16 : STEP_SMEM_MIN_NB_FP32) ? STEP_SHARED
+                                                                                 : STEP_REGISTERS;
+    }
+    if (kind == STEP_STREAMED) {
+        int bps, stages;
+        size_t ssmem;
+        const bool aligned = (((uintptr_t)xbc | (uintptr_t)dt | (uintptr_t)zxbcdt | (uintptr_t)y_scale) & 15) == 0;
+        if (!yq && aligned && step_stream_shape(g, ssm_bf16 ? 2 : 4, &bps, &stages, &ssmem)) { /* no int8 y there */
+            if (ssm_bf16)
+                launch_step_stream<bf16>(g, w, xbc, dt, zxbcdt, ssm_states, l, nb, y, ss_y, y_scale, bps, stages, ssmem, s);
+            else
+                launch_step_stream<float>(g, w, xbc, dt, zxbcdt, ssm_states, l, nb, y, ss_y, y_scale, bps, stages, ssmem, s);
+            return;
+        }
         kind = nb >= (ssm_bf16 ? STEP_SMEM_MIN_NB_BF16 : STEP_SMEM_MIN_NB_FP32) ? STEP_SHARED : STEP_REGISTERS;
+    }
     if (kind == STEP_SHARED && smem_fits) {
         /* bf16: 128 threads, so that the 12 blocks shared memory allows per SM also fit in its 2048 threads */
         if (ssm_bf16)

@@ -177,8 +177,9 @@ int mamba2_gpu_time_cublaslt_algos(int rows, int cols, int nb, float beta, int r
  * @param nb         sequences
  * @param state_bf16 the state kept in bf16 on the device (rounded on the way in, widened on the way out)
  * @param kernel     0: the kernel the backend uses for @p nb sequences; 1: the register kernel; 2: the
- *                   shared-memory kernel (a kernel that does not take the sizes falls back to the
- *                   register, then the any-N kernel)
+ *                   shared-memory kernel; 3: the streamed kernel (a kernel that does not take the
+ *                   sizes falls back: streamed to shared memory, shared memory to the register
+ *                   kernel, that to the any-N kernel)
  * @param xbc        [nb, H·P + 2·G·N]: x, B and C of each sequence
  * @param dt         [nb, H], after softplus
  * @param z          [nb, H·P]
@@ -197,6 +198,10 @@ int mamba2_gpu_time_cublaslt_algos(int rows, int cols, int nb, float beta, int r
 int mamba2_gpu_ssd_step(SSDDims d, int nb, int state_bf16, int kernel, const float *xbc, const float *dt, const float *z,
                         const float *A, const float *D, const float *y_scale, float *state, float *y, float *ss_y,
                         int8_t *yq, float *ya, Mamba2Error *err);
+
+/** 1 when the streamed SSD-step kernel (mamba2_gpu_ssd_step()'s kernel 3) takes sizes @p d with
+ *  that state dtype (and no int8 y), so that a test can tell that it ran. */
+int mamba2_gpu_ssd_step_streams(SSDDims d, int state_bf16);
 
 /**
  * @brief Time the decode SSD step of @p nb sequences (random inputs; launches back to back over 8

@@ -250,8 +250,13 @@ bool ssd_step_rounds_y(const GpuDims &g);
 enum StepKernel {
     STEP_AUTO = 0,      /**< the backend's choice for nb sequences */
     STEP_REGISTERS = 1, /**< one block per (head, sequence), the state in registers */
-    STEP_SHARED = 2     /**< one block per (head, sequence), the state through shared memory */
+    STEP_SHARED = 2,    /**< one block per (head, sequence), the state through shared memory */
+    STEP_STREAMED = 3   /**< a persistent grid, states and inputs streamed by the bulk copy engine */
 };
+
+/** Whether the streamed SSD-step kernel (STEP_STREAMED) takes these sizes (given 16-byte aligned
+ *  inputs and no int8 y); where it does not, asking for it runs the shared-memory kernel's choice. */
+bool ssd_step_streams(const GpuDims &g, int state_bf16);
 
 /** launch_ssd_step() with the kernel chosen (for the tests and the benchmark); a kernel that does not
  *  take the sizes falls back to the register (then the any-N) kernel. */

@@ -413,6 +413,8 @@ __global__ void fill_uniform(float *p, size_t n, float lo, float hi, uint32_t se
     }
 }
 
+extern "C" int mamba2_gpu_ssd_step_streams(SSDDims d, int state_bf16) { return ssd_step_streams(step_dims(d, 1), state_bf16); }
+
 extern "C" double mamba2_gpu_time_ssd_step(SSDDims d, int nb, int state_bf16, int kernel, int reps, Mamba2Error *err) {
     if (!mamba2_gpu_available(err)) return -1;
     const int L = 8; /* launches rotate over L layers of state: together beyond the L2 */

@@ -332,13 +332,14 @@ static void test_q8_gemm_kernel(void) {
 }
 
 /* The decode SSD step alone against a double-precision step, through each kernel: the register
- * kernel and the shared-memory kernel, at P = 64 and 16; P = 128 (too large for the shared-memory
- * kernel: the fallback); N = 16 (the any-N kernel, P = 24 and 32); and the backend's own choice for
- * the batch. fp32 state: fp32 rounding only (bound 1e-5); a bf16 state is rounded once on the
- * way in (the reference starts from the rounded state) and once on the way out: 2⁻⁹ relative per
- * element (bound 1e-2, as the SSD's); y and Σ y² are computed from the unrounded new state. Where
- * P is a multiple of 32, every kernel also rounds y to int8 per block of 32 for the q8 GEMV: that
- * must equal, bit for bit, the rounding of the y it returned. */
+ * kernel, the shared-memory kernel and the streamed one, at P = 64 and 16; P = 128 (too large for
+ * the shared-memory kernel: the fallback); N = 16 (the any-N kernel, P = 24 and 32); and the
+ * backend's own choice for the batch. fp32 state: fp32 rounding only (bound 1e-5); a bf16 state is
+ * rounded once on the way in (the reference starts from the rounded state) and once on the way out:
+ * at most 2⁻⁸ relative per element (bound 1e-2, as the SSD's); y and Σ y² are computed from the
+ * unrounded new state. Where P is a multiple of 32, every kernel but the streamed one (which the
+ * backend runs only without) also rounds y to int8 per block of 32 for the q8 GEMV: that must equal,
+ * bit for bit, the rounding of the y it returned. */
 static void test_ssd_step_kernel(void) {
     struct {
         SSDDims d; /* T unused */
@@ -348,9 +349,9 @@ static void test_ssd_step_kernel(void) {
                  /* one and two sequences: the register kernel's few-sequence shapes (fewer slots,
                   * bigger blocks), in one pass over the rows (P = 64) and in several (P = 256) */
                  {{1, 8, 64, 2, 128}, 1}, {{1, 2, 256, 1, 128}, 2}};
-    const char *kname[] = {"auto", "registers", "shared"};
+    const char *kname[] = {"auto", "registers", "shared", "streamed"};
     for (size_t k = 0; k < sizeof cases / sizeof *cases; k++)
-        for (int mode = 0; mode < 6; mode++) {
+        for (int mode = 0; mode < 8; mode++) {
             SSDDims d = cases[k].d;
             int nb = cases[k].nb, sbf = mode & 1, kernel = mode / 2, d_in = d.H * d.P, conv_dim = d_in + 2 * d.G * d.N;
             size_t ns = (size_t)d.H * d.P * d.N;
@@ -365,7 +366,7 @@ static void test_ssd_step_kernel(void) {
             for (int h = 0; h < d.H; h++) A[h] = (float)-(1 + 15 * test_uniform()), D[h] = (float)test_normal();
             for (int i = 0; i < d_in; i++) ys[i] = (float)(0.5 + test_uniform());
             for (size_t i = 0; i < nb * ns; i++) st_ref[i] = sbf ? bf16_round(st[i]) : st[i];
-            const float *y_scale = mode == 3 ? NULL : ys; /* one mode without a y scale */
+            const float *y_scale = mode == 3 || mode == 7 ? NULL : ys; /* two modes without a y scale */
             for (int b = 0; b < nb; b++)
                 for (int h = 0; h < d.H; h++) {
                     int grp = h / (d.H / d.G);
@@ -385,8 +386,16 @@ static void test_ssd_step_kernel(void) {
                         ss_ref[b * d.G + grp] += (float)(yv * yv);
                     }
                 }
-            /* P a multiple of 32: y also rounded to int8 per block of 32 (for the q8 out_proj) */
-            const int rounds = d.P % 32 == 0;
+            /* P a multiple of 32: y also rounded to int8 per block of 32 (for the q8 out_proj), but
+             * not by the streamed kernel, which the backend runs only without (it falls back) */
+            const int rounds = d.P % 32 == 0 && kernel != 3;
+            /* the streamed kernel takes N = 128 with P a multiple of 8, in_proj's row (2·H·P + 2·G·N
+             * + H, z's stride) a multiple of 4 floats, and two state tiles in its shared memory: here
+             * the cases with H = 4 or 8 (not P = 256, whose H = 2) */
+            if (kernel == 3)
+                CU_ASSERT_EQUAL(mamba2_gpu_ssd_step_streams(d, sbf), d.N == 128 && d.P % 8 == 0 &&
+                                                                          (2 * d.H * d.P + 2 * d.G * d.N + d.H) % 4 == 0 &&
+                                                                          (size_t)d.P * 128 * (sbf ? 2 : 4) * 2 < 220 * 1024);
             int8_t *yq = rounds ? malloc((size_t)nb * d_in) : NULL;
             float *ya = rounds ? malloc((size_t)nb * d_in / 32 * 4) : NULL;
             Mamba2Error e = {{0}};
@@ -624,9 +633,8 @@ static void random_model_7b_state(int d_conv, int n_batches) {
         double e_pre = test_rel_l2(got, ref, (size_t)NS * T * V);
         CU_ASSERT(e_pre <= LOGITS_TOL);
         /* sequences stepped together: 3 take the GEMV path and the SSD-step kernel that holds the
-         * state in registers, 8 and NS = 17 the cuBLAS path, with fp32 state through the kernel that
-         * copies it through shared memory (STEP_SMEM_MIN_NB_FP32 in gpu/decode.cu), with bf16 state in
-         * registers */
+         * state in registers, 8 and NS = 17 the cuBLAS path, with fp32 state through the streamed
+         * kernel (STEP_STREAM_MIN_NB_FP32 in gpu/decode.cu), with bf16 state in registers */
         const int batches[3] = {3, 8, NS};
         for (int k = 0; k < n_batches; k++) {
             int nb = batches[k];
