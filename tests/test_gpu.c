@@ -588,6 +588,30 @@ static void test_state_moves_between_backends(void) {
     test_free_fixture(&fx);
 }
 
+/* The reference's logits [ns, T, V] for ns sequences of tok [ns][T], each from a fresh state, token
+ * by token (the recurrent form: the reference's own step). */
+static void ref_logits_token_by_token(const Mamba2Model *m, Mamba2State *st, int ns, const int32_t *tok, int T, float *ref) {
+    Mamba2Error e = {{0}};
+    size_t V = (size_t)m->cfg.vocab_size;
+    for (int i = 0; i < ns; i++) {
+        mamba2_state_reset(&st[i]);
+        for (int t = 0; t < T; t++)
+            mamba2_ref_forward(m, &st[i], &tok[(size_t)i * T + t], 1, MAMBA2_SSD_RECURRENT, ref + ((size_t)i * T + t) * V, 0, NULL,
+                               NULL, &e);
+    }
+}
+
+/* Prefill each of ns sequences (the first T of each row of tok, rows of @p stride tokens) from a fresh
+ * state on @p gpu, every position's logits into got [ns, T, V]. */
+static void gpu_prefill_each(Mamba2Backend *gpu, Mamba2State *st, int ns, const int32_t *tok, int stride, int T, float *got) {
+    Mamba2Error e = {{0}};
+    size_t V = (size_t)gpu->model->cfg.vocab_size;
+    for (int i = 0; i < ns; i++) {
+        mamba2_state_reset(&st[i]);
+        CU_ASSERT_EQUAL(mamba2_backend_prefill(gpu, &st[i], tok + (size_t)i * stride, T, got + (size_t)i * T * V, 1, &e), 0);
+    }
+}
+
 /* A fresh random bf16 model with the 7B state size N = 128 (the shape the fast decode kernels are
  * written for) and conv width d_conv: GPU prefill and GPU steps (fp32 and bf16 states, 1 sequence
  * and the first n_batches of 3, 8 and 17 sequences stepped together) against the reference, token
@@ -611,9 +635,7 @@ static void random_model_7b_state(int d_conv, int n_batches) {
     float *ref = malloc((size_t)NS * T * V * 4), *got = malloc((size_t)NS * T * V * 4), *lg = malloc((size_t)NS * V * 4);
     Mamba2State st[NS], *ptrs[NS];
     for (int i = 0; i < NS; i++) mamba2_state_init(&st[i], &m.cfg, &e), ptrs[i] = &st[i];
-    for (int i = 0; i < NS; i++) /* the reference, token by token */
-        for (int t = 0; t < T; t++)
-            mamba2_ref_forward(&m, &st[i], &tok[i][t], 1, MAMBA2_SSD_RECURRENT, ref + ((size_t)i * T + t) * V, 0, NULL, NULL, &e);
+    ref_logits_token_by_token(&m, st, NS, &tok[0][0], T, ref);
     for (int bf = 0; bf < 2; bf++) {
         Mamba2Backend *gpu;
         Mamba2BackendOptions o = {0};
@@ -626,10 +648,7 @@ static void random_model_7b_state(int d_conv, int n_batches) {
          * (d_conv 4 / 6) but a tail to 4.7e-2 (5 draws above 2e-2); on the two worst draws the CPU path's bf16-activation
          * mode ("fast") was 2.7 and 3.0 times its own median too, and over 60 draws the logarithms
          * of the two errors correlate at 0.64 */
-        for (int i = 0; i < NS; i++) {
-            mamba2_state_reset(&st[i]);
-            CU_ASSERT_EQUAL(mamba2_backend_prefill(gpu, &st[i], tok[i], T, got + (size_t)i * T * V, 1, &e), 0);
-        }
+        gpu_prefill_each(gpu, st, NS, &tok[0][0], T, T, got);
         double e_pre = test_rel_l2(got, ref, (size_t)NS * T * V);
         CU_ASSERT(e_pre <= LOGITS_TOL);
         /* sequences stepped together: 3 take the GEMV path and the SSD-step kernel that holds the
@@ -707,9 +726,7 @@ static void test_random_model_7b_head(void) {
     float *step_ref = malloc((size_t)NS * STEPS * V * 4), *step_got = malloc((size_t)NS * STEPS * V * 4);
     Mamba2State st[NS], *ptrs[NS];
     for (int i = 0; i < NS; i++) mamba2_state_init(&st[i], &m.cfg, &e), ptrs[i] = &st[i];
-    for (int i = 0; i < NS; i++)
-        for (int t = 0; t < T; t++)
-            mamba2_ref_forward(&m, &st[i], &tok[i][t], 1, MAMBA2_SSD_RECURRENT, ref + ((size_t)i * T + t) * V, 0, NULL, NULL, &e);
+    ref_logits_token_by_token(&m, st, NS, &tok[0][0], T, ref);
     for (int i = 0; i < NS; i++) {
         memcpy(pre_ref + (size_t)i * TP * V, ref + (size_t)i * T * V, (size_t)TP * V * 4);
         memcpy(step_ref + (size_t)i * STEPS * V, ref + ((size_t)i * T + TP) * V, (size_t)STEPS * V * 4);
@@ -719,10 +736,7 @@ static void test_random_model_7b_head(void) {
         Mamba2BackendOptions o = {0};
         o.state_bf16 = bf;
         CU_ASSERT_EQUAL_FATAL(mamba2_backend_create("gpu", &m, &o, &gpu, &e), 0);
-        for (int i = 0; i < NS; i++) {
-            mamba2_state_reset(&st[i]);
-            CU_ASSERT_EQUAL(mamba2_backend_prefill(gpu, &st[i], tok[i], TP, pre_got + (size_t)i * TP * V, 1, &e), 0);
-        }
+        gpu_prefill_each(gpu, st, NS, &tok[0][0], T, TP, pre_got);
         for (int t = TP; t < T; t++) {
             int32_t now[NS];
             for (int i = 0; i < NS; i++) now[i] = tok[i][t];
