@@ -16,6 +16,15 @@ export LD_LIBRARY_PATH=/usr/local/cuda/lib64:/usr/local/cuda/lib:${LD_LIBRARY_PA
 CK=/tmp/ck64
 has() { [[ ",$STEPS," == *",$1,"* ]]; }
 log() { echo; echo "=== $* ($(date -u +%H:%M:%S))"; }
+# The (binary, setting) pairs of an A/B round, one "BINARY SETTING" a line: every bench_model in
+# $BIN and $BIN/var*/ under each word of $1 (settings VAR=VALUE[,VAR=VALUE...], "-" for none), in
+# reverse order when round $2 is even
+ab_runs() {
+    local bin envset
+    for bin in "$BIN"/bench_model "$BIN"/var*/bench_model; do
+        for envset in ${1:--}; do echo "$bin $envset"; done
+    done | if (( $2 % 2 == 0 )); then tac; else cat; fi
+}
 
 log machine
 nvidia-smi --query-gpu=name,memory.total,driver_version,clocks.sm,clocks.max.sm --format=csv | tee "$OUT/gpu.txt"
@@ -114,11 +123,7 @@ if has sweep; then
     # each run.
     log "decode sweep: batch ${SWEEP_BATCHES:-1,2,4,8,16,32,64,128,256}, fp32 and bf16 state, per binary and setting"
     for rep in $(seq "${SWEEP_REPS:-1}"); do
-        runs=()
-        for bin in "$BIN"/bench_model "$BIN"/var*/bench_model; do
-            for envset in ${SWEEP_ENVS:--}; do runs+=("$bin $envset"); done
-        done
-        if (( rep % 2 == 0 )); then mapfile -t runs < <(printf '%s\n' "${runs[@]}" | tac); fi
+        mapfile -t runs < <(ab_runs "${SWEEP_ENVS:--}" "$rep")
         for run in "${runs[@]}"; do
             read -r bin envset <<< "$run"
             [ -x "$bin" ] || continue
@@ -197,11 +202,7 @@ if has prefillab; then
     # so only rounds of one call compare
     log "A/B: prefill per binary and setting (prefill_ab.txt)"
     for rep in $(seq "${PREFILL_REPS:-3}"); do
-        runs=()
-        for bin in "$BIN"/bench_model "$BIN"/var*/bench_model; do
-            for envset in ${PREFILL_ENVS:--}; do runs+=("$bin $envset"); done
-        done
-        if (( rep % 2 == 0 )); then mapfile -t runs < <(printf '%s\n' "${runs[@]}" | tac); fi
+        mapfile -t runs < <(ab_runs "${PREFILL_ENVS:--}" "$rep")
         for run in "${runs[@]}"; do
             read -r bin envset <<< "$run"
             [ -x "$bin" ] || continue

@@ -588,6 +588,16 @@ static void test_state_moves_between_backends(void) {
     test_free_fixture(&fx);
 }
 
+/* Write the random model of @p sp (its dtype BF16) into a fresh directory (*dir, to remove and free)
+ * and load it into @p m; 0 on success. */
+static int load_random_bf16_model(TinyModelSpec *sp, char **dir, Mamba2Model *m) {
+    Mamba2Error e = {{0}};
+    sp->dtype = "BF16";
+    *dir = test_tmpdir();
+    if (test_write_tiny_model(*dir, sp)) return -1;
+    return mamba2_model_load(*dir, m, &e);
+}
+
 /* The reference's logits [ns, T, V] for ns sequences of tok [ns][T], each from a fresh state, token
  * by token (the recurrent form: the reference's own step). */
 static void ref_logits_token_by_token(const Mamba2Model *m, Mamba2State *st, int ns, const int32_t *tok, int T, float *ref) {
@@ -621,12 +631,10 @@ static void random_model_7b_state(int d_conv, int n_batches) {
     test_tiny_spec_default(&sp);
     sp.d_model = 32, sp.n_heads = 4, sp.head_dim = 16, sp.d_state = 128, sp.n_groups = 2, sp.chunk_size = 8;
     sp.d_conv = d_conv;
-    sp.dtype = "BF16";
-    char *dir = test_tmpdir();
-    CU_ASSERT_EQUAL_FATAL(test_write_tiny_model(dir, &sp), 0);
+    char *dir;
     Mamba2Model m;
     Mamba2Error e = {{0}};
-    CU_ASSERT_EQUAL_FATAL(mamba2_model_load(dir, &m, &e), 0);
+    CU_ASSERT_EQUAL_FATAL(load_random_bf16_model(&sp, &dir, &m), 0);
     enum { T = 21, NS = 17 };
     int V = m.cfg.vocab_size;
     int32_t tok[NS][T];
@@ -710,12 +718,10 @@ static void test_random_model_7b_head(void) {
     TinyModelSpec sp;
     test_tiny_spec_default(&sp);
     sp.d_model = 64, sp.n_heads = 4, sp.head_dim = 64, sp.d_state = 128, sp.n_groups = 1, sp.chunk_size = 16;
-    sp.dtype = "BF16";
-    char *dir = test_tmpdir();
-    CU_ASSERT_EQUAL_FATAL(test_write_tiny_model(dir, &sp), 0);
+    char *dir;
     Mamba2Model m;
     Mamba2Error e = {{0}};
-    CU_ASSERT_EQUAL_FATAL(mamba2_model_load(dir, &m, &e), 0);
+    CU_ASSERT_EQUAL_FATAL(load_random_bf16_model(&sp, &dir, &m), 0);
     enum { T = 70, STEPS = 4, NS = 4 };
     int V = m.cfg.vocab_size, TP = T - STEPS;
     int32_t tok[NS][T];
