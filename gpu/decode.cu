@@ -490,7 +490,8 @@ __global__ void __launch_bounds__(STEP_STREAM_THREADS, 1) ssd_step_stream_kernel
 /* The streamed kernel's blocks per SM, stages and shared memory for these sizes, or false where it
  * does not take them: N = 128, P a multiple of 8 (x, z and the y scale in 16-byte copies; whole row
  * pairs for bf16's two rows a warp), d_in, conv_dim and d_in_proj multiples of 4 (16-byte aligned
- * rows), and at least two stages in a block's shared memory. Two blocks per SM where two stages fit
+ * rows; d_in_proj = 2·d_in + 2·G·N + H then makes H one too, so that the 16 bytes of dt read for an
+ * item stay inside [nb, H]), and at least two stages in a block's shared memory. Two blocks per SM where two stages fit
  * in half of it (the faster alone at 8–256 sequences, both dtypes: measurements, results/gpu.md),
  * else one. */
 static bool step_stream_shape(const GpuDims &g, int state_bytes, int *blocks_per_sm, int *stages, size_t *smem) {
