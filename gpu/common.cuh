@@ -37,6 +37,9 @@ typedef __nv_bfloat16 bf16;
 /** Check the last kernel launch. */
 #define LAUNCH_TRY() CUDA_TRY(cudaGetLastError())
 
+/** Dynamic shared memory one block may have on sm_90 (H100, H200), the kernels' budget. */
+#define SMEM_MAX (227 * 1024)
+
 /** Weights per quantization block of a q8 matrix (one fp16 scale each), as on the CPU (cpu/qmatrix.h). */
 #define Q8_BLOCK 32
 

@@ -498,7 +498,7 @@ static bool step_stream_shape(const GpuDims &g, int state_bytes, int *blocks_per
     if (g.N != 128 || g.P % 8 || g.d_in % 4 || g.conv_dim % 4 || g.d_in_proj % 4) return false;
     const size_t stage = stream_stage_bytes(g, state_bytes);
     for (int bps = 2; bps >= 1; bps--) {
-        const size_t budget = (227 * 1024) / bps - 1024;
+        const size_t budget = SMEM_MAX / bps - 1024;
         int k = (int)((budget - stream_head_bytes(g, 16)) / stage);
         k = k > 16 ? 16 : k;
         if (k < 2) continue;
@@ -523,7 +523,7 @@ static void launch_step_stream(const GpuDims &g, const GpuLayer &w, const float 
         int dev = 0;
         cudaGetDevice(&dev);
         cudaDeviceGetAttribute(&sms, cudaDevAttrMultiProcessorCount, dev);
-        cudaFuncSetAttribute(ssd_step_stream_kernel<S>, cudaFuncAttributeMaxDynamicSharedMemorySize, 227 * 1024);
+        cudaFuncSetAttribute(ssd_step_stream_kernel<S>, cudaFuncAttributeMaxDynamicSharedMemorySize, SMEM_MAX);
     }
     int items = nb * g.H, grid = sms * blocks_per_sm < items ? sms * blocks_per_sm : items;
     launch_pdl(ssd_step_stream_kernel<S>, dim3(grid), dim3(STEP_STREAM_THREADS), smem, s, g, w, xbc, dt, zxbcdt, ssm_states,

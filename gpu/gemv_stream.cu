@@ -81,7 +81,7 @@ static void gs_budget(unsigned *bytes, int *blocks) {
     if (!b) {
         const char *kb = getenv("MAMBA2_GPU_STREAM_KB"), *nbk = getenv("MAMBA2_GPU_STREAM_BLOCKS");
         int k = kb && *kb ? atoi(kb) : 100;
-        b = (unsigned)std::min(std::max(k, 16), 227) * 1024u;
+        b = (unsigned)std::min(std::max(k, 16), SMEM_MAX / 1024) * 1024u;
         n = nbk && *nbk ? std::min(std::max(atoi(nbk), 1), 4) : 2;
     }
     *bytes = b, *blocks = n;
@@ -256,7 +256,7 @@ template <int NB, int PRO, int EPI, int WF> static void raise_limit() {
     static bool raised = false;
     if (!raised)
         raised = cudaFuncSetAttribute(gemv_stream_kernel<NB, PRO, EPI, WF>, cudaFuncAttributeMaxDynamicSharedMemorySize,
-                                      227 * 1024) == cudaSuccess;
+                                      SMEM_MAX) == cudaSuccess;
 }
 
 template <int PRO, int EPI, int WF> static void raise_limits() {

@@ -25,7 +25,6 @@
 #define PAD 8       /* bf16 elements added to every shared-memory row: ldmatrix without bank conflicts */
 #define MAX_Q 256   /* longest chunk the kernels hold in shared memory (16 row blocks of 16) */
 #define WARPS 8     /* warps per block of the two chunk scans */
-#define SMEM_MAX (227 * 1024) /* dynamic shared memory one block may have on sm_90 */
 #define LOG2E 1.4426950408889634f
 
 /* Bytes a carved piece takes: rounded up to 128, so that every piece is 128-byte aligned. */
