@@ -16,15 +16,18 @@ export LD_LIBRARY_PATH=/usr/local/cuda/lib64:/usr/local/cuda/lib:${LD_LIBRARY_PA
 CK=/tmp/ck64
 has() { [[ ",$STEPS," == *",$1,"* ]]; }
 log() { echo; echo "=== $* ($(date -u +%H:%M:%S))"; }
-# The (binary, setting) pairs of an A/B round, one "BINARY SETTING" a line: every bench_model in
-# $BIN and $BIN/var*/ under each word of $1 (settings VAR=VALUE[,VAR=VALUE...], "-" for none), in
-# reverse order when round $2 is even
+# The (binary, setting) pairs of an A/B round, one "BINARY SETTING" a line: every executable
+# bench_model in $BIN and $BIN/var*/ under each word of $1 (settings VAR=VALUE[,VAR=VALUE...], "-"
+# for none), in reverse order when round $2 is even
 ab_runs() {
     local bin envset
     for bin in "$BIN"/bench_model "$BIN"/var*/bench_model; do
+        [ -x "$bin" ] || continue
         for envset in ${1:--}; do echo "$bin $envset"; done
     done | if (( $2 % 2 == 0 )); then tac; else cat; fi
 }
+# The environment words of an ab_runs setting: VAR=VALUE ... (nothing for "-")
+ab_env() { [ "$1" = - ] || echo "${1//,/ }"; }
 
 log machine
 nvidia-smi --query-gpu=name,memory.total,driver_version,clocks.sm,clocks.max.sm --format=csv | tee "$OUT/gpu.txt"
@@ -125,11 +128,8 @@ if has sweep; then
     for rep in $(seq "${SWEEP_REPS:-1}"); do
         mapfile -t runs < <(ab_runs "${SWEEP_ENVS:--}" "$rep")
         for run in "${runs[@]}"; do
-            read -r bin envset <<< "$run"
-            [ -x "$bin" ] || continue
-            label=$envset
-            [ "$envset" = - ] && envset=
-            envset=${envset//,/ }
+            read -r bin label <<< "$run"
+            envset=$(ab_env "$label")
             for sb in fp32 bf16; do
                 echo "## $bin $label $sb round $rep ($(date -u +%H:%M:%S))"
                 batches=${SWEEP_BATCHES:-1,2,4,8,16,32,64,128,256}
@@ -204,10 +204,8 @@ if has prefillab; then
     for rep in $(seq "${PREFILL_REPS:-3}"); do
         mapfile -t runs < <(ab_runs "${PREFILL_ENVS:--}" "$rep")
         for run in "${runs[@]}"; do
-            read -r bin envset <<< "$run"
-            [ -x "$bin" ] || continue
-            [ "$envset" = - ] && envset=
-            envset=${envset//,/ }
+            read -r bin label <<< "$run"
+            envset=$(ab_env "$label")
             for T in ${PREFILL_LENS:-512 4096}; do
                 printf '%-28s %-30s ' "$bin" "${envset:--}"
                 env $envset timeout 150 "$bin" "$CK" --backend gpu --prompt-len "$T" --gen-len 1 --batch 1 2>&1 | grep -E "^prefill [0-9]"
