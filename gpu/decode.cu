@@ -544,12 +544,12 @@ void launch_ssd_step_kind(const GpuDims &g, const GpuLayer &w, const float *xbc,
     /* P even: the shared-memory kernel's loop covers whole rows per lane group, and with 2 rows per
      * warp (bf16) an odd P would leave half a warp out of the row sums' shuffles */
     const bool smem_fits = fast && tile_and_rows <= 48 * 1024 && g.P % 2 == 0; /* P ≤ 93 (fp32), 183 (bf16) */
-    if (kind == STEP_AUTO) { /* N = 128: streamed, through shared memory, or in registers, by batch and state dtype */
+    /* N = 128 without the streamed kernel: from STEP_SMEM_MIN_NB_* sequences on through shared memory, else in registers */
+    const int unstreamed = nb >= (ssm_bf16 ? STEP_SMEM_MIN_NB_BF16 : STEP_SMEM_MIN_NB_FP32) ? STEP_SHARED : STEP_REGISTERS;
+    if (kind == STEP_AUTO) { /* N = 128: streamed where STEP_STREAM_* say, else as above */
         static const char *stream_env = getenv("MAMBA2_GPU_STEP_STREAM"); /* "0": never streamed (for comparisons) */
         const bool streamed = ssm_bf16 ? nb >= STEP_STREAM_MIN_NB_BF16 : nb >= STEP_STREAM_MIN_NB_FP32 && nb <= STEP_STREAM_MAX_NB_FP32;
-        kind = streamed && !(stream_env && !strcmp(stream_env, "0")) ? STEP_STREAMED
-               : nb >= (ssm_bf16 ? STEP_SMEM_MIN_NB_BF16 : STEP_SMEM_MIN_NB_FP32) ? STEP_SHARED
-                                                                                 : STEP_REGISTERS;
+        kind = streamed && !(stream_env && !strcmp(stream_env, "0")) ? STEP_STREAMED : unstreamed;
     }
     if (kind == STEP_STREAMED) {
         int bps, stages;
@@ -562,7 +562,7 @@ void launch_ssd_step_kind(const GpuDims &g, const GpuLayer &w, const float *xbc,
                 launch_step_stream<float>(g, w, xbc, dt, zxbcdt, ssm_states, l, nb, y, ss_y, y_scale, bps, stages, ssmem, s);
             return;
         }
-        kind = nb >= (ssm_bf16 ? STEP_SMEM_MIN_NB_BF16 : STEP_SMEM_MIN_NB_FP32) ? STEP_SHARED : STEP_REGISTERS;
+        kind = unstreamed;
     }
     if (kind == STEP_SHARED && smem_fits) {
         /* bf16: 128 threads, so that the 12 blocks shared memory allows per SM also fit in its 2048 threads */

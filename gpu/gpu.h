@@ -178,8 +178,8 @@ int mamba2_gpu_time_cublaslt_algos(int rows, int cols, int nb, float beta, int r
  * @param state_bf16 the state kept in bf16 on the device (rounded on the way in, widened on the way out)
  * @param kernel     0: the kernel the backend uses for @p nb sequences; 1: the register kernel; 2: the
  *                   shared-memory kernel; 3: the streamed kernel (a kernel that does not take the
- *                   sizes falls back: streamed to shared memory, shared memory to the register
- *                   kernel, that to the any-N kernel)
+ *                   sizes falls back: streamed to the backend's choice without it, shared memory to
+ *                   the register kernel, that to the any-N kernel)
  * @param xbc        [nb, H·P + 2·G·N]: x, B and C of each sequence
  * @param dt         [nb, H], after softplus
  * @param z          [nb, H·P]

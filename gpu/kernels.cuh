@@ -255,7 +255,7 @@ enum StepKernel {
 };
 
 /** Whether the streamed SSD-step kernel (STEP_STREAMED) takes these sizes (given 16-byte aligned
- *  inputs and no int8 y); where it does not, asking for it runs the shared-memory kernel's choice. */
+ *  inputs and no int8 y); where it does not, asking for it runs the backend's choice without it. */
 bool ssd_step_streams(const GpuDims &g, int state_bf16);
 
 /** launch_ssd_step() with the kernel chosen (for the tests and the benchmark); a kernel that does not
