@@ -11,6 +11,8 @@
  *        build/bench_gpu_kernels --cublas-once   one cuBLAS call per batched decode shape (for a profiler)
  *        build/bench_gpu_kernels --lt         every cuBLASLt algorithm its heuristic offers at the batched
  *                                             decode's shapes, against cuBLAS' own choice
+ *        build/bench_gpu_kernels --decode-gemm   the ceilings, then cuBLAS and the decode GEMM (gemm_decode.cu)
+ *                                             alone at the batched decode's shapes
  *        build/bench_gpu_kernels --q8gemm [MAX_T]  the q8 GEMM against cuBLAS on bf16 weights and against
  *                                             dequantization + cuBLAS, 8 to 4,096 tokens
  */
@@ -28,6 +30,7 @@ static const struct {
 
 int main(int argc, char **argv) {
     int json = argc > 1 && !strcmp(argv[1], "--json"), gemv_only = argc > 1 && !strcmp(argv[1], "--gemv");
+    int decode_gemm_only = argc > 1 && !strcmp(argv[1], "--decode-gemm");
     Mamba2Error e = {{0}};
     if (!mamba2_gpu_available(&e)) {
         fprintf(stderr, "bench_gpu_kernels: %s\n", e.msg);
@@ -46,6 +49,10 @@ int main(int argc, char **argv) {
     if (mamba2_gpu_roofline(&copy_gbps, &gemm_gflops, &e)) {
         fprintf(stderr, "roofline: %s\n", e.msg);
         return 1;
+    }
+    if (decode_gemm_only) {
+        printf("GPU ceilings: copy %.0f GB/s (read + write)\n", copy_gbps);
+        goto decode_gemm;
     }
     if (argc > 1 && !strcmp(argv[1], "--lt")) { /* each shape: cuBLAS' choice, then cuBLASLt's offers, fastest marked */
         printf("GPU ceilings: copy %.0f GB/s (read + write)\n\n", copy_gbps);
@@ -173,7 +180,9 @@ int main(int argc, char **argv) {
     }
     if (gemv_only) return 0;
 
-    /* cuBLAS at the batched decode's shapes, as the decode path calls it (bf16 in, fp32 out) */
+decode_gemm:
+    /* cuBLAS at the batched decode's shapes, as the decode path calls it (bf16 in, fp32 out), and
+     * the decode GEMM */
     printf("\n%-10s %-14s %3s %9s %9s %8s\n", "cuBLAS", "rows x cols", "nb", "ms", "GB/s", "of copy");
     for (int nb = 8; nb <= 64; nb *= 2)
         for (int k = 0; k < 3; k++) {
@@ -185,7 +194,16 @@ int main(int argc, char **argv) {
             double gbps = (double)shapes[k].rows * shapes[k].cols * 2 / (ms * 1e-3) / 1e9;
             printf("%-10s %6d x %-6d %3d %9.4f %9.0f %7.0f%%\n", shapes[k].name, shapes[k].rows, shapes[k].cols, nb, ms, gbps,
                    100 * gbps / copy_gbps);
+            ms = mamba2_gpu_time_gemm_decode(shapes[k].rows, shapes[k].cols, nb, k == 1, 50, &e); /* out_proj adds */
+            if (ms < 0) {
+                fprintf(stderr, "decode GEMM: %s\n", e.msg);
+                return 1;
+            }
+            gbps = (double)shapes[k].rows * shapes[k].cols * 2 / (ms * 1e-3) / 1e9;
+            printf("%-10s %6d x %-6d %3d %9.4f %9.0f %7.0f%%  decode GEMM (gemm_decode.cu)\n", shapes[k].name, shapes[k].rows,
+                   shapes[k].cols, nb, ms, gbps, 100 * gbps / copy_gbps);
         }
+    if (decode_gemm_only) return 0;
 
     /* the decode SSD step of one layer, state read and written (8 layers of state, launches back to
      * back), each kernel where it applies */

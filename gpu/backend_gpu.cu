@@ -68,6 +68,7 @@ struct GpuBackend {
     const bf16 *emb, *lm_head; /* lm_head NULL with q8 weights (unless tied: then the embedding table) */
     GemvWeights wf;       /* GEMV_BF16, or the q8 product (MAMBA2_GPU_Q8_DOT: "dp4a" or "float") */
     int gemv_stream;      /* the streamed decode GEMV where it takes the shape: from this many sequences (0: never; MAMBA2_GPU_GEMV, see gpu_create) */
+    bool gemm_decode_in, gemm_decode_out, gemm_decode_lm; /* batched decode: which products gemm_decode.cu takes (MAMBA2_GPU_GEMM_DECODE_ON, see gpu_create) */
     bool step_rounds_y;   /* q8 dp4a: the SSD step rounds y to int8 for out_proj (MAMBA2_GPU_Q8_ROUND_Y, see gpu_create) */
     GpuQ8 lm_head_q8;     /* q8 weights: lm_head quantized */
     double matrix_bytes;  /* in_proj, out_proj of every layer and lm_head as held (q8: values + scales) */
@@ -628,10 +629,12 @@ static int enqueue_step(GpuBackend *gb, int nb, Mamba2Error *err) {
             a.next_w = l + 1 < g.L ? gb->layers[l + 1].norm_w : gb->norm_f, a.xw_out = gb->sx;
             launch_gemv(PRO_GATEDNORM, EPI_RESIDUAL, a, s);
             prof_mark(gb, "gemv out_proj");
-        } else { /* batched path: cuBLAS GEMMs around the same small kernels */
+        } else { /* batched path: GEMMs (gemm_decode.cu's where it takes them, else cuBLAS) around the small kernels */
             launch_rmsnorm_bf16(gb->sh, w.norm_w, nb, g.d, g.eps, gb->su, s);
             prof_mark(gb, "rmsnorm");
-            if (project(gb, w.in_proj, w.in_proj_q8, g.d_in_proj, g.d, gb->su, nb, gb->szx, CUDA_R_32F, 0.0f, err))
+            a.W = w.in_proj, a.rows = g.d_in_proj, a.cols = g.d, a.out = gb->szx, a.ss_out = NULL, a.xw_out = NULL;
+            if (gb->gemm_decode_in && gemm_decode_takes(EPI_STORE, a, gb->su, g.d)) launch_gemm_decode(EPI_STORE, a, gb->su, g.d, s);
+            else if (project(gb, w.in_proj, w.in_proj_q8, g.d_in_proj, g.d, gb->su, nb, gb->szx, CUDA_R_32F, 0.0f, err))
                 return -1;
             prof_mark(gb, "gemm in_proj");
             launch_conv_dt_step(g, w, gb->szx, gb->conv_ptrs, l, nb, gb->sxbc, gb->sdt, s);
@@ -641,9 +644,15 @@ static int enqueue_step(GpuBackend *gb, int nb, Mamba2Error *err) {
             prof_mark(gb, "ssd step");
             launch_gated_norm_bf16(g, gb->sy, NULL, NULL, 0, w.gnorm_w, nb, gb->syn, s);
             prof_mark(gb, "gated norm");
-            if (project(gb, w.out_proj, w.out_proj_q8, g.d, g.d_in, gb->syn, nb, gb->sh, CUDA_R_32F, 1.0f, err))
-                return -1;
-            prof_mark(gb, "gemm out_proj");
+            a.W = w.out_proj, a.rows = g.d, a.cols = g.d_in, a.out = gb->sh;
+            if (gb->gemm_decode_out && gemm_decode_takes(EPI_RESIDUAL, a, gb->syn, g.d_in)) {
+                launch_gemm_decode(EPI_RESIDUAL, a, gb->syn, g.d_in, s);
+                prof_mark(gb, "decode gemm out_proj");
+            } else {
+                if (project(gb, w.out_proj, w.out_proj_q8, g.d, g.d_in, gb->syn, nb, gb->sh, CUDA_R_32F, 1.0f, err))
+                    return -1;
+                prof_mark(gb, "gemm out_proj");
+            }
         }
     }
     if (nb <= 4) {
@@ -652,7 +661,9 @@ static int enqueue_step(GpuBackend *gb, int nb, Mamba2Error *err) {
         launch_gemv(PRO_RMSNORM, EPI_STORE, a, s);
     } else {
         launch_rmsnorm_bf16(gb->sh, gb->norm_f, nb, g.d, g.eps, gb->su, s);
-        if (project(gb, gb->lm_head, gb->lm_head_q8, g.V, g.d, gb->su, nb, gb->slogits, CUDA_R_32F, 0.0f, err))
+        a.W = gb->lm_head, a.rows = g.V, a.cols = g.d, a.out = gb->slogits;
+        if (gb->gemm_decode_lm && gemm_decode_takes(EPI_STORE, a, gb->su, g.d)) launch_gemm_decode(EPI_STORE, a, gb->su, g.d, s);
+        else if (project(gb, gb->lm_head, gb->lm_head_q8, g.V, g.d, gb->su, nb, gb->slogits, CUDA_R_32F, 0.0f, err))
             return -1;
     }
     prof_mark(gb, "lm head");
@@ -742,7 +753,11 @@ static double gpu_matrix_bytes(Mamba2Backend *b) { return gpu_of(b)->matrix_byte
 static void gpu_kernels(Mamba2Backend *b, Mamba2KernelNames *out) {
     GemvWeights wf = gpu_of(b)->wf;
     int max_T = gpu_of(b)->q8_gemm_max_T;
-    if (wf == GEMV_BF16) snprintf(out->gemm, sizeof out->gemm, "cuBLAS bf16");
+    if (wf == GEMV_BF16)
+        snprintf(out->gemm, sizeof out->gemm, "%s",
+                 gemm_decode_enabled() && (gpu_of(b)->gemm_decode_in || gpu_of(b)->gemm_decode_out || gpu_of(b)->gemm_decode_lm)
+                     ? "cuBLAS bf16; some decode products of 5-64 sequences: gemm_decode"
+                     : "cuBLAS bf16");
     else if (max_T <= 0) snprintf(out->gemm, sizeof out->gemm, "cuBLAS bf16 (q8 dequantized per matrix)");
     else snprintf(out->gemm, sizeof out->gemm, "q8 GEMM to %d tokens, then cuBLAS over dequantized q8", max_T);
     snprintf(out->gemv, sizeof out->gemv, "%s",
@@ -819,6 +834,14 @@ extern "C" int mamba2_backend_gpu_create(const Mamba2Model *m, const Mamba2Backe
     const char *gv = getenv("MAMBA2_GPU_GEMV");
     gb->gemv_stream = gv && !strcmp(gv, "stream") ? 1 : gv && !strcmp(gv, "blocks") ? 0 : gb->wf == GEMV_Q8_DP4A ? 2 : 0;
     if (gb->gemv_stream) gemv_stream_prepare(); /* outside the step graphs' capture */
+    /* batched decode (5 to 64 sequences, bf16 weights): the products MAMBA2_GPU_GEMM_DECODE_ON names (a comma
+     * list of in, out, lm) through gemm_decode.cu, the others through cuBLAS; by default out_proj
+     * (measurements: results/gpu.md). MAMBA2_GPU_GEMM_DECODE=0 turns the kernel off. */
+    const char *gdo = getenv("MAMBA2_GPU_GEMM_DECODE_ON");
+    if (!gdo) gdo = "out";
+    gb->gemm_decode_in = strstr(gdo, "in") != NULL, gb->gemm_decode_out = strstr(gdo, "out") != NULL;
+    gb->gemm_decode_lm = strstr(gdo, "lm") != NULL;
+    gemm_decode_prepare();
     /* q8: products of up to Q8_GEMM_MAX_T tokens through the q8 GEMM (measurements: results/gpu.md) */
     const char *q8g = getenv("MAMBA2_GPU_Q8_GEMM"), *q8t = getenv("MAMBA2_GPU_Q8_GEMM_MAX_T");
     gb->q8_gemm_max_T = q8t && *q8t ? atoi(q8t) : Q8_GEMM_MAX_T;

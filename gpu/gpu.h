@@ -146,6 +146,24 @@ int mamba2_gpu_time_gemm_q8(int rows, int cols, int T, int reps, double ms[3], M
 double mamba2_gpu_time_gemv(int rows, int cols, int nb, int stream, int reps, Mamba2Error *err);
 
 /**
+ * @brief The decode GEMM of 5 to 64 sequences (gemm_decode.cu, tensor cores) on host arrays:
+ *        out[b][r] = Σ_c W[r][c]·x[b][c] (poisoned with NaN before the call), or with @p add
+ *        out[b][r] += that (the residual epilogue, whose slices of K add atomically; @p out holds
+ *        the values added to). W [rows, cols] and x [nb, cols] bf16 bits, out [nb, rows] fp32.
+ * @return 0, 1 when the kernel does not take the shape (nothing run), or −1 with @p err set.
+ */
+int mamba2_gpu_gemm_decode(int rows, int cols, int nb, int add, const uint16_t *W, const uint16_t *x, float *out,
+                           Mamba2Error *err);
+
+/**
+ * @brief Time the decode GEMM (the residual epilogue with @p add, else a plain store) as
+ *        mamba2_gpu_time_cublas_gemm() times cuBLAS.
+ * @return median milliseconds per launch, or < 0 (with @p err set; also where the kernel does not
+ *         take the shape).
+ */
+double mamba2_gpu_time_gemm_decode(int rows, int cols, int nb, int add, int reps, Mamba2Error *err);
+
+/**
  * @brief Time cuBLAS' bf16 GEMM at a decode shape, out[nb][rows] = x[nb][cols]·W[rows][cols]ᵀ with fp32
  *        out, as the cuBLAS decode path calls it (back to back over weight copies beyond the L2).
  *        @p reps <= 0: one call, untimed (for a profiler). @return median milliseconds per call, or < 0.

@@ -221,6 +221,22 @@ void gemv_stream_prepare();
 /** The streamed GEMV (gemv_stream.cu), for what gemv_stream_takes() accepts. */
 void launch_gemv_stream(GemvPrologue pro, GemvEpilogue epi, const GemvArgs &a, cudaStream_t s);
 
+/** Whether the decode GEMM of gemm_decode.cu takes @p a with the bf16 inputs @p X (row stride @p ldx):
+ *  EPI_STORE or EPI_RESIDUAL (without ss_out and xw_out), bf16 weights, 5 to 64 sequences, cols a
+ *  multiple of 16, 16-byte aligned bases and rows (what its tensor maps need); not when the
+ *  environment says MAMBA2_GPU_GEMM_DECODE=0. */
+bool gemm_decode_takes(GemvEpilogue epi, const GemvArgs &a, const bf16 *X, int ldx);
+
+/** out[b][r] = Σ_k W[r][k] X[b][k] for a.nb sequences on tensor cores (gemm_decode.cu), stored
+ *  (EPI_STORE) or added to a.out (EPI_RESIDUAL); a.x and the prologue fields are not read. */
+void launch_gemm_decode(GemvEpilogue epi, const GemvArgs &a, const bf16 *X, int ldx, cudaStream_t s);
+
+/** Whether the decode GEMM may run at all: not when the environment says MAMBA2_GPU_GEMM_DECODE=0. */
+bool gemm_decode_enabled();
+
+/** Raise the decode GEMM's shared-memory limits (once; call before capturing a graph). */
+void gemm_decode_prepare();
+
 /** ss[b] = Σ_i h[b][i]² and xw[b][i] = h[b][i]·w[i] for nb rows of width d (layer 0's input norm in decode). */
 void launch_sum_squares(const float *h, int nb, int d, const float *w, float *ss, float *xw, cudaStream_t s);
 

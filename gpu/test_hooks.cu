@@ -208,6 +208,66 @@ extern "C" double mamba2_gpu_time_gemv(int rows, int cols, int nb, int stream, i
     return ms;
 }
 
+/* ------------------------------------------------------------------ decode GEMM (gemm_decode.cu) */
+
+extern "C" int mamba2_gpu_gemm_decode(int rows, int cols, int nb, int add, const uint16_t *W, const uint16_t *x, float *out,
+                                      Mamba2Error *err) {
+    if (!mamba2_gpu_available(err)) return -1;
+    bf16 *dW, *dx;
+    float *dout;
+    CUDA_TRY(cudaMalloc(&dW, (size_t)rows * cols * 2));
+    CUDA_TRY(cudaMalloc(&dx, (size_t)nb * cols * 2));
+    CUDA_TRY(cudaMalloc(&dout, (size_t)nb * rows * 4));
+    GemvArgs a = {};
+    a.W = dW, a.rows = rows, a.cols = cols, a.nb = nb, a.out = dout;
+    int rc = 1;
+    const GemvEpilogue epi = add ? EPI_RESIDUAL : EPI_STORE;
+    if (gemm_decode_takes(epi, a, dx, cols)) {
+        std::vector<float> poison((size_t)nb * rows, NAN);
+        CUDA_TRY(cudaMemcpy(dW, W, (size_t)rows * cols * 2, cudaMemcpyHostToDevice));
+        CUDA_TRY(cudaMemcpy(dx, x, (size_t)nb * cols * 2, cudaMemcpyHostToDevice));
+        CUDA_TRY(cudaMemcpy(dout, add ? out : poison.data(), poison.size() * 4, cudaMemcpyHostToDevice));
+        launch_gemm_decode(epi, a, dx, cols, 0);
+        LAUNCH_TRY();
+        CUDA_TRY(cudaDeviceSynchronize());
+        CUDA_TRY(cudaMemcpy(out, dout, (size_t)nb * rows * 4, cudaMemcpyDeviceToHost));
+        rc = 0;
+    }
+    cudaFree(dW), cudaFree(dx), cudaFree(dout);
+    return rc;
+}
+
+extern "C" double mamba2_gpu_time_gemm_decode(int rows, int cols, int nb, int add, int reps, Mamba2Error *err) {
+    if (!mamba2_gpu_available(err)) return -1;
+    int copies = (int)(1 + (512ull << 20) / ((size_t)rows * cols * 2));
+    bf16 *W, *x;
+    float *out;
+    if (cudaMalloc(&W, (size_t)copies * rows * cols * 2) != cudaSuccess || cudaMalloc(&x, (size_t)nb * cols * 2) != cudaSuccess ||
+        cudaMalloc(&out, (size_t)nb * rows * 4) != cudaSuccess)
+        return mamba2_fail(err, "decode GEMM timing: out of memory"), -1;
+    fill_random_bf16<<<1024, 256>>>(W, (size_t)copies * rows * cols, 3);
+    fill_random_bf16<<<64, 256>>>(x, (size_t)nb * cols, 4);
+    GemvArgs a = {};
+    a.rows = rows, a.cols = cols, a.nb = nb, a.out = out, a.W = W;
+    double ms = -1;
+    const GemvEpilogue epi = add ? EPI_RESIDUAL : EPI_STORE;
+    if (gemm_decode_takes(epi, a, x, cols)) {
+        cudaStream_t st;
+        cudaStreamCreateWithFlags(&st, cudaStreamNonBlocking);
+        cudaMemset(out, 0, (size_t)nb * rows * 4);
+        ms = median_calls_ms(st, copies, reps, [&](int c) {
+            a.W = W + (size_t)c * rows * cols;
+            launch_gemm_decode(epi, a, x, cols, st);
+        });
+        cudaStreamDestroy(st);
+    } else
+        mamba2_fail(err, "decode GEMM timing: the kernel does not take %d x %d, nb %d", rows, cols, nb);
+    cudaFree(W), cudaFree(x), cudaFree(out);
+    cudaError_t e = cudaGetLastError();
+    if (e != cudaSuccess) return mamba2_fail(err, "decode GEMM timing: %s", cudaGetErrorString(e)), -1;
+    return ms;
+}
+
 /* ------------------------------------------------------------------ q8 weights */
 
 /* A q8 matrix [rows, cols] on the device (values, scales), quantized from bf16 @p Wd there. */

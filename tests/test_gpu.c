@@ -131,6 +131,52 @@ static void test_gemv_kernel(void) {
     CU_ASSERT(streamed >= 8); /* 777 x 2048 and 3 x 24 at nb = 1..4 */
 }
 
+/* The decode GEMM of 5 to 64 sequences (gemm_decode.cu: tensor cores, bf16 products exact in fp32,
+ * fp32 sums) against double sums over the same bf16 weights and inputs, on shapes that reach what the
+ * kernel splits by: rows not a multiple of its 16-row tiles (4,099 and 37), ranges of one tile per block
+ * and of several groups of 128 rows (37 rows; 4,099 and 18,560 rows over the multiprocessors), columns
+ * not a multiple of its 128-column stages (272, 1,040: a last stage of 16 columns), 2, 4 and 8 column
+ * tiles of 8 sequences with sequences left over in the last (5, 9, 17, 33), and K = 8,192 (out_proj).
+ * Each shape twice: stored, and added to random values (the residual epilogue, which splits K across
+ * blocks where the rows are few, out_proj's 4,096 among them, and adds the slices atomically). The same
+ * fp32 rounding bound as the GEMV's. It must also decline what it does not take: 4 and 65 sequences,
+ * 100 columns. */
+static void test_gemm_decode_kernel(void) {
+    const struct {
+        int rows, cols, nb;
+    } cases[] = {{1000, 4096, 5}, {37, 8192, 64}, {4099, 272, 9}, {4099, 272, 33}, {300, 1040, 16},
+                 {2200, 1040, 17}, {18560, 256, 64}, {4096, 8192, 8}, {129, 4096, 32}, {65, 160, 12}};
+    for (size_t k = 0; k < sizeof cases / sizeof cases[0]; k++)
+        for (int add = 0; add < 2; add++) {
+            int rows = cases[k].rows, cols = cases[k].cols, nb = cases[k].nb;
+            uint16_t *W = malloc((size_t)rows * cols * 2), *x = malloc((size_t)nb * cols * 2);
+            float *out = malloc((size_t)nb * rows * 4), *ref = malloc((size_t)nb * rows * 4);
+            for (size_t i = 0; i < (size_t)rows * cols; i++) W[i] = mamba2_f32_to_bf16((float)test_normal());
+            for (size_t i = 0; i < (size_t)nb * cols; i++) x[i] = mamba2_f32_to_bf16((float)test_normal());
+            test_fill_normal(out, (size_t)nb * rows, add ? 10.0 : 0.0);
+            for (int b = 0; b < nb; b++)
+                for (int r = 0; r < rows; r++) {
+                    double acc = add ? out[(size_t)b * rows + r] : 0;
+                    for (int c = 0; c < cols; c++)
+                        acc += (double)mamba2_bf16_to_f32(W[(size_t)r * cols + c]) * mamba2_bf16_to_f32(x[(size_t)b * cols + c]);
+                    ref[(size_t)b * rows + r] = (float)acc;
+                }
+            Mamba2Error e = {{0}};
+            CU_ASSERT_EQUAL(mamba2_gpu_gemm_decode(rows, cols, nb, add, W, x, out, &e), 0);
+            double err = test_rel_l2(out, ref, (size_t)nb * rows);
+            printf("\n    decode GEMM %5d x %-5d nb=%-2d %s %.1e", rows, cols, nb, add ? "added" : "stored", err);
+            CU_ASSERT(err <= 1e-5);
+            free(W), free(x), free(out), free(ref);
+        }
+    uint16_t w1[100 * 16] = {0}, x1[65 * 100] = {0};
+    float o1[65 * 100];
+    Mamba2Error e = {{0}};
+    CU_ASSERT_EQUAL(mamba2_gpu_gemm_decode(16, 96, 4, 0, w1, x1, o1, &e), 1);
+    CU_ASSERT_EQUAL(mamba2_gpu_gemm_decode(16, 96, 65, 0, w1, x1, o1, &e), 1);
+    CU_ASSERT_EQUAL(mamba2_gpu_gemm_decode(16, 100, 8, 0, w1, x1, o1, &e), 1);
+    printf("\n");
+}
+
 /* q8 weights: the quantizer and both GEMV products on fresh random shapes (rows not a multiple of
  * the 16-, 8- or 4-row blocks; columns a multiple of 32 (the 16-byte path: one pass of 16-byte
  * chunks, two passes, not whole passes) and not (the any-width path, whose padding to 32 must hold
@@ -1083,6 +1129,7 @@ int register_gpu_tests(void) {
     if (!s) return -1;
     if (!CU_add_test(s, "SSD chunked kernels vs reference", test_ssd_kernel) ||
         !CU_add_test(s, "decode GEMV vs double dot products", test_gemv_kernel) ||
+        !CU_add_test(s, "decode GEMM of 5 to 64 sequences vs double sums", test_gemm_decode_kernel) ||
         !CU_add_test(s, "q8 quantizer and decode GEMV (float, dp4a) vs double products", test_q8_gemv_kernel) ||
         !CU_add_test(s, "decode SSD step vs double step, each kernel", test_ssd_step_kernel) ||
         !CU_add_test(s, "fixtures: prefill, step, greedy", test_fixtures) ||
