@@ -68,7 +68,8 @@ struct GpuBackend {
     const bf16 *emb, *lm_head; /* lm_head NULL with q8 weights (unless tied: then the embedding table) */
     GemvWeights wf;       /* GEMV_BF16, or the q8 product (MAMBA2_GPU_Q8_DOT: "dp4a" or "float") */
     int gemv_stream;      /* the streamed decode GEMV where it takes the shape: from this many sequences (0: never; MAMBA2_GPU_GEMV, see gpu_create) */
-    bool gemm_decode_in, gemm_decode_out, gemm_decode_lm; /* batched decode: which products gemm_decode.cu takes (MAMBA2_GPU_GEMM_DECODE_ON, see gpu_create) */
+    bool gemm_decode_in, gemm_decode_out, gemm_decode_lm; /* batched decode: which products gemm_decode.cu takes ... */
+    int gemm_decode_max_nb; /* ... up to how many sequences (MAMBA2_GPU_GEMM_DECODE_ON / _MAX_NB, see gpu_create) */
     bool step_rounds_y;   /* q8 dp4a: the SSD step rounds y to int8 for out_proj (MAMBA2_GPU_Q8_ROUND_Y, see gpu_create) */
     GpuQ8 lm_head_q8;     /* q8 weights: lm_head quantized */
     double matrix_bytes;  /* in_proj, out_proj of every layer and lm_head as held (q8: values + scales) */
@@ -633,7 +634,8 @@ static int enqueue_step(GpuBackend *gb, int nb, Mamba2Error *err) {
             launch_rmsnorm_bf16(gb->sh, w.norm_w, nb, g.d, g.eps, gb->su, s);
             prof_mark(gb, "rmsnorm");
             a.W = w.in_proj, a.rows = g.d_in_proj, a.cols = g.d, a.out = gb->szx, a.ss_out = NULL, a.xw_out = NULL;
-            if (gb->gemm_decode_in && gemm_decode_takes(EPI_STORE, a, gb->su, g.d)) launch_gemm_decode(EPI_STORE, a, gb->su, g.d, s);
+            if (gb->gemm_decode_in && nb <= gb->gemm_decode_max_nb && gemm_decode_takes(EPI_STORE, a, gb->su, g.d))
+                launch_gemm_decode(EPI_STORE, a, gb->su, g.d, s);
             else if (project(gb, w.in_proj, w.in_proj_q8, g.d_in_proj, g.d, gb->su, nb, gb->szx, CUDA_R_32F, 0.0f, err))
                 return -1;
             prof_mark(gb, "gemm in_proj");
@@ -645,7 +647,7 @@ static int enqueue_step(GpuBackend *gb, int nb, Mamba2Error *err) {
             launch_gated_norm_bf16(g, gb->sy, NULL, NULL, 0, w.gnorm_w, nb, gb->syn, s);
             prof_mark(gb, "gated norm");
             a.W = w.out_proj, a.rows = g.d, a.cols = g.d_in, a.out = gb->sh;
-            if (gb->gemm_decode_out && gemm_decode_takes(EPI_RESIDUAL, a, gb->syn, g.d_in)) {
+            if (gb->gemm_decode_out && nb <= gb->gemm_decode_max_nb && gemm_decode_takes(EPI_RESIDUAL, a, gb->syn, g.d_in)) {
                 launch_gemm_decode(EPI_RESIDUAL, a, gb->syn, g.d_in, s);
                 prof_mark(gb, "decode gemm out_proj");
             } else {
@@ -662,7 +664,8 @@ static int enqueue_step(GpuBackend *gb, int nb, Mamba2Error *err) {
     } else {
         launch_rmsnorm_bf16(gb->sh, gb->norm_f, nb, g.d, g.eps, gb->su, s);
         a.W = gb->lm_head, a.rows = g.V, a.cols = g.d, a.out = gb->slogits;
-        if (gb->gemm_decode_lm && gemm_decode_takes(EPI_STORE, a, gb->su, g.d)) launch_gemm_decode(EPI_STORE, a, gb->su, g.d, s);
+        if (gb->gemm_decode_lm && nb <= gb->gemm_decode_max_nb && gemm_decode_takes(EPI_STORE, a, gb->su, g.d))
+            launch_gemm_decode(EPI_STORE, a, gb->su, g.d, s);
         else if (project(gb, gb->lm_head, gb->lm_head_q8, g.V, g.d, gb->su, nb, gb->slogits, CUDA_R_32F, 0.0f, err))
             return -1;
     }
@@ -834,11 +837,13 @@ extern "C" int mamba2_backend_gpu_create(const Mamba2Model *m, const Mamba2Backe
     const char *gv = getenv("MAMBA2_GPU_GEMV");
     gb->gemv_stream = gv && !strcmp(gv, "stream") ? 1 : gv && !strcmp(gv, "blocks") ? 0 : gb->wf == GEMV_Q8_DP4A ? 2 : 0;
     if (gb->gemv_stream) gemv_stream_prepare(); /* outside the step graphs' capture */
-    /* batched decode (5 to 64 sequences, bf16 weights): the products MAMBA2_GPU_GEMM_DECODE_ON names (a comma
-     * list of in, out, lm) through gemm_decode.cu, the others through cuBLAS; by default out_proj
-     * (measurements: results/gpu.md). MAMBA2_GPU_GEMM_DECODE=0 turns the kernel off. */
-    const char *gdo = getenv("MAMBA2_GPU_GEMM_DECODE_ON");
-    if (!gdo) gdo = "out";
+    /* batched decode (bf16 weights): the products MAMBA2_GPU_GEMM_DECODE_ON names (in, out, lm, joined by
+     * '+'; default all three) through gemm_decode.cu for 5 to MAMBA2_GPU_GEMM_DECODE_MAX_NB sequences
+     * (default 16, at most 64), the others through cuBLAS (measurements: results/gpu.md).
+     * MAMBA2_GPU_GEMM_DECODE=0 turns the kernel off. */
+    const char *gdo = getenv("MAMBA2_GPU_GEMM_DECODE_ON"), *gdm = getenv("MAMBA2_GPU_GEMM_DECODE_MAX_NB");
+    if (!gdo) gdo = "in+out+lm";
+    gb->gemm_decode_max_nb = gdm && *gdm ? atoi(gdm) : 16;
     gb->gemm_decode_in = strstr(gdo, "in") != NULL, gb->gemm_decode_out = strstr(gdo, "out") != NULL;
     gb->gemm_decode_lm = strstr(gdo, "lm") != NULL;
     gemm_decode_prepare();

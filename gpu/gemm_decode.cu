@@ -12,25 +12,26 @@
  * Where the bytes wait (as in gemv_stream.cu, and unlike the register-fed try of results/gpu.md,
  * which held too few bytes in flight):
  *  - a persistent grid of one block per multiprocessor, each block a contiguous range of 16-row
- *    tiles (ranges differ by at most one tile), taken in groups of at most GD_MR = 128 rows; where
+ *    tiles (ranges differ by at most one tile), taken in groups of at most 256 rows; where
  *    that leaves a block fewer than 6 tiles (out_proj: 2), and partial sums may be added (the
  *    residual epilogue), K is cut into slices across blocks as well, each slice's sums added
  *    atomically;
- *  - a producer thread has the tensor memory accelerator bring each stage, GD_KS = 128 columns of
+ *  - a producer thread has the tensor memory accelerator bring each stage, 64 or 128 columns of
  *    the group's rows and of the nb inputs, into a ring of shared-memory stages, as boxes of 64
- *    columns × the group's rows (weights; a tensor map for each group height, 16 to 128 rows) and 64
+ *    columns × the group's rows (weights; a tensor map for each group height, 16 to 256 rows) and 64
  *    columns × 8·NT rows (inputs; rows past nb come as zeros), with the 128-byte swizzle, so that
  *    ldmatrix's eight rows fall in different banks ("full" mbarriers say a stage has landed, "empty"
  *    ones that the eight consumer warps are done with it). Few large boxes: one bulk copy per row
  *    (256 bytes) ran at 17 % of copy bandwidth, boxes of 16 rows at 50–57 % (results/gpu.md);
- *  - consumer warp w takes tiles 2·(w mod 4) and 2·(w mod 4) + 1 of the group and half of each
- *    stage's eight 16-column steps (w / 4), so that each input fragment serves two row tiles and
- *    each weight fragment every sequence; the two halves' sums meet in shared memory at the end of
- *    the group, and the first half's warps finish the rows while the second half's go on to the
- *    next group's stages, whose copies the producer has kept in flight.
+ *  - consumer warp w takes tile w of the group (groups of up to 8 tiles), or tiles 2w and 2w + 1
+ *    (so that each input fragment serves two row tiles), over all of its columns, each weight
+ *    fragment serving every sequence, and no sums need to meet across warps; each warp finishes its rows while the others go on to the next group's
+ *    stages, whose copies the producer has kept in flight. A group's inputs are read once for up to
+ *    256 rows (from the L2): at most nb/256 of the weight bytes again, per group. (Groups of 128 rows
+ *    split between two warps by columns, whose sums then met in shared memory, read the inputs twice
+ *    as often: in_proj at 64 sequences reached 61 % of copy; results/gpu.md.)
  * No in_proj epilogue (conv step, dt) here: done per element from this kernel's few warps, it made
  * the 64-sequence step twice as slow (results/gpu.md); the conv + dt kernel follows the store.
- * The inputs X are re-read (from the L2) for every group: nb/128 of the weight bytes.
  */
 #include <cuda.h> /* CUtensorMap and its encoder's signature (the function itself comes from the driver at run time) */
 
@@ -43,46 +44,28 @@
 
 #define GD_CONSUMERS 8                         /* consumer warps */
 #define GD_THREADS ((GD_CONSUMERS + 1) * 32)   /* and one producer warp */
-#define GD_WM 4                                /* consumer warps along the rows ... */
-#define GD_WK 2                                /* ... and along each stage's columns */
 #define GD_MT 2                                /* 16-row tiles a warp */
-#define GD_MR (GD_WM * GD_MT * 16)             /* rows a group: 128 */
-#define GD_KS 128                              /* columns a stage: two boxes of 64 */
+#define GD_GROUP_TILES (GD_CONSUMERS * GD_MT)  /* tiles a group at most: 256 rows */
 #define GD_BOX_K 64                            /* columns a box (128 bytes: the swizzle's row) */
 #define GD_MIN_NB 5                            /* fewer sequences take the GEMV */
 #define GD_MAX_NB 64
 
-/** Where each part of the block's dynamic shared memory starts (bytes, from a 1,024-aligned base:
- *  the 128-byte swizzle repeats every 8 rows of 128 bytes, and each box must start at such a row). */
+/** The work and shared-memory plan of one launch (bytes from a 1,024-aligned base: the 128-byte
+ *  swizzle repeats every 8 rows of 128 bytes, and each box must start at such a row). */
 struct GdLayout {
-    int stages;
     int splits;           /**< slices of K across blocks (EPI_RESIDUAL only: partial sums added atomically) */
-    unsigned stage_bytes; /**< weights [2][GD_MR / 16][16][128 B], then inputs [2][8·NT][128 B] */
-    unsigned red;         /**< [GD_WM][GD_MT][NT][4][32] fp32: the second column half's sums */
+    int groups;           /**< groups a block's tiles are taken in */
+    int slots;            /**< tiles a group holds at most (its weight box's rows / 16) */
+    int mt;               /**< tiles a consumer warp takes: 1 where a group holds at most 8, else 2 */
+    int kboxes;           /**< boxes of 64 columns a stage */
+    int stages;
+    unsigned stage_bytes; /**< weights [kboxes][slots][16][128 B], then inputs [kboxes][8·NT][128 B] */
     unsigned bar;         /**< [stages] full, then [stages] empty mbarriers */
     unsigned total;       /**< with 1,024 bytes to align the base */
 };
 
-static GdLayout gd_layout(int nt, int stages) {
-    GdLayout L;
-    L.stages = stages;
-    L.stage_bytes = (unsigned)(GD_MR + 8 * nt) * GD_KS * 2;
-    unsigned o = (unsigned)stages * L.stage_bytes;
-    L.red = o, o += (unsigned)GD_WM * GD_MT * nt * 4 * 32 * 4;
-    L.bar = o, o += (unsigned)stages * 2 * 8;
-    L.total = o + 1024;
-    return L;
-}
-
 /** The 8-column tiles of B for @p nb sequences: 2, 4 or 8 (nb ≤ 16, 32, 64). */
 static int gd_ntiles(int nb) { return nb <= 16 ? 2 : nb <= 32 ? 4 : 8; }
-
-/** As many stages as fit SMEM_MAX (at most 8). */
-static GdLayout gd_fit(int nt) {
-    int s = 8;
-    while (s > 2 && gd_layout(nt, s).total > (unsigned)SMEM_MAX) s--;
-    return gd_layout(nt, s);
-}
 
 /** Byte offset of 16-byte chunk @p chunk (0..7) of row @p row in a box of 128-byte rows stored with the
  *  128-byte swizzle: chunk c of row r lies at chunk c ^ (r mod 8). */
@@ -97,21 +80,19 @@ __device__ __forceinline__ void tma_load_2d(void *dst, const CUtensorMap *map, i
                  : "memory");
 }
 
-/** Finish output row @p r of sequence @p b from its sum @p v (gemv.cuh's epilogues, without the
- *  prologue scales, and inputs read where they lie); @p atomic: @p v is one slice's of K. */
+/** Finish output row @p r of sequence @p b from its sum @p v: stored, or added to the residual stream
+ *  (@p atomic: @p v is one slice's of K). */
 template <int EPI> __device__ __forceinline__ void gd_finish(const GemvArgs &a, int b, int r, float v, bool atomic) {
     float *o = a.out + (size_t)b * a.rows + r;
     if (EPI == EPI_STORE) *o = v;
-    else if (EPI == EPI_RESIDUAL) {
-        if (atomic) atomicAdd(o, v); /* one of the slices of K */
-        else *o += v;
-    }
+    else if (atomic) atomicAdd(o, v);
+    else *o += v;
 }
 
-/** The tensor maps of one product: the weights as boxes of 1 to 8 tiles of 16 rows (w[n − 1]: a group
- *  of n tiles comes in as one box per 64 columns), the inputs as boxes of 8·NT rows. */
+/** The tensor maps of one product: the weights as boxes of 1 to GD_GROUP_TILES tiles of 16 rows
+ *  (w[n − 1]: a group of n tiles comes in as one box per 64 columns), the inputs as boxes of 8·NT rows. */
 struct GdMaps {
-    CUtensorMap w[GD_MR / 16];
+    CUtensorMap w[GD_GROUP_TILES];
     CUtensorMap x;
 };
 
@@ -120,18 +101,18 @@ __global__ void __launch_bounds__(GD_THREADS, 1) gemm_decode_kernel(GemvArgs a, 
     extern __shared__ __align__(1024) unsigned char smem_raw[];
     unsigned char *smem = (unsigned char *)(((uintptr_t)smem_raw + 1023) & ~(uintptr_t)1023);
     const int K = a.cols, nb = a.nb, warp = threadIdx.x >> 5, lane = threadIdx.x & 31;
-    const int tiles = (a.rows + 15) / 16;
+    const int tiles = (a.rows + 15) / 16, KS = L.kboxes * GD_BOX_K;
+    const unsigned wbytes = (unsigned)L.kboxes * L.slots * 2048; /* the weights' part of a stage */
     /* block b: slice b mod splits of K (boundaries on whole boxes), and a range of tiles among the
-     * blocks of its slice */
+     * blocks of its slice, in L.groups groups even to a tile */
     const int slice = blockIdx.x % L.splits, bi = blockIdx.x / L.splits, nbk = gridDim.x / L.splits;
     const int k_begin = slice == 0 ? 0 : (int)((long long)slice * K / L.splits / GD_BOX_K * GD_BOX_K);
     const int k_end = slice == L.splits - 1 ? K : (int)((long long)(slice + 1) * K / L.splits / GD_BOX_K * GD_BOX_K);
     const int t_begin = (int)((long long)bi * tiles / nbk);
     const int t_end = (int)((long long)(bi + 1) * tiles / nbk);
-    const int ngroups = (t_end - t_begin + GD_MR / 16 - 1) / (GD_MR / 16);
-    const int kstages = (k_end - k_begin + GD_KS - 1) / GD_KS;
+    const int kstages = (k_end - k_begin + KS - 1) / KS;
+    const int ngroups = min(L.groups, t_end - t_begin); /* none empty (every block has a tile: the grid) */
     uint64_t *full = (uint64_t *)(smem + L.bar), *empty = full + L.stages;
-    /* group j: tiles [first, last) of the block's range, the ranges even to a tile */
     auto group_tiles = [&](int j, int &first, int &last) {
         first = t_begin + j * (t_end - t_begin) / ngroups;
         last = t_begin + (j + 1) * (t_end - t_begin) / ngroups;
@@ -148,8 +129,8 @@ __global__ void __launch_bounds__(GD_THREADS, 1) gemm_decode_kernel(GemvArgs a, 
         const int total = ngroups * kstages;
         /* stage s ← iteration it's weights (@p w) and / or inputs (!@p w) */
         auto fill = [&](int it, bool w) {
-            const int s = it % L.stages, j = it / kstages, k0 = k_begin + (it % kstages) * GD_KS;
-            const int boxes = min(GD_KS, k_end - k0 + GD_BOX_K - 1) / GD_BOX_K; /* boxes of this stage inside the slice */
+            const int s = it % L.stages, j = it / kstages, k0 = k_begin + (it % kstages) * KS;
+            const int boxes = min(KS, k_end - k0 + GD_BOX_K - 1) / GD_BOX_K; /* boxes of this stage inside the slice */
             int first, last;
             group_tiles(j, first, last);
             const int cnt = last - first;
@@ -157,10 +138,10 @@ __global__ void __launch_bounds__(GD_THREADS, 1) gemm_decode_kernel(GemvArgs a, 
             if (w) {
                 mbar_expect_tx(&full[s], (uint32_t)boxes * (cnt * 16 + 8 * NT) * GD_BOX_K * 2);
                 for (int h = 0; h < boxes; h++)
-                    tma_load_2d(st + (size_t)h * (GD_MR / 16) * 2048, &maps.w[cnt - 1], k0 + h * GD_BOX_K, first * 16, &full[s]);
+                    tma_load_2d(st + (size_t)h * L.slots * 2048, &maps.w[cnt - 1], k0 + h * GD_BOX_K, first * 16, &full[s]);
             } else
                 for (int h = 0; h < boxes; h++)
-                    tma_load_2d(st + (size_t)GD_MR * GD_KS * 2 + (size_t)h * 8 * NT * 128, &maps.x, k0 + h * GD_BOX_K, 0, &full[s]);
+                    tma_load_2d(st + wbytes + (size_t)h * 8 * NT * 128, &maps.x, k0 + h * GD_BOX_K, 0, &full[s]);
         };
         const int pre = min(total, L.stages);
         for (int it = 0; it < pre; it++) fill(it, true); /* the weights are constant: before the wait */
@@ -174,9 +155,7 @@ __global__ void __launch_bounds__(GD_THREADS, 1) gemm_decode_kernel(GemvArgs a, 
         return;
     }
 
-    pdl_wait(); /* the epilogue's inputs (h, the conv state) */
-    const int wm = warp % GD_WM, wk = warp / GD_WM;
-    float(*red)[32] = (float(*)[32])(smem + L.red) + (size_t)wm * GD_MT * NT * 4; /* this row pair's [GD_MT][NT][4][32] */
+    pdl_wait(); /* the residual stream this kernel adds to */
     int it = 0;
     for (int j = 0; j < ngroups; j++) {
         int first, last;
@@ -188,27 +167,26 @@ __global__ void __launch_bounds__(GD_THREADS, 1) gemm_decode_kernel(GemvArgs a, 
             for (int n = 0; n < NT; n++)
 #pragma unroll
                 for (int c = 0; c < 4; c++) acc[i][n][c] = 0.0f;
-        const bool rows_live = (first + wm * GD_MT) < last; /* this warp has a tile in the group */
+        const int mine = min(L.mt, last - first - warp * L.mt); /* this warp's tiles in the group (≤ 0: none) */
         for (int t = 0; t < kstages; t++, it++) {
-            const int s = it % L.stages, k0 = k_begin + t * GD_KS;
+            const int s = it % L.stages, k0 = k_begin + t * KS;
             mbar_wait(&full[s], (uint32_t)(it / L.stages) & 1);
             const unsigned char *st = smem + (size_t)s * L.stage_bytes;
-            if (rows_live) {
-#pragma unroll
-                for (int q = 0; q < GD_KS / 16 / GD_WK; q++) {
-                    const int kq = wk * (GD_KS / 16 / GD_WK) + q; /* the 16-column step */
-                    if (k0 + kq * 16 >= k_end) break;
+            if (mine > 0) {
+                const int steps = min(KS, k_end - k0) / 16;
+                for (int kq = 0; kq < steps; kq++) { /* the 16-column steps */
                     /* the step's two 8-column chunks of the 64-column box it lies in */
                     const int h = kq / (GD_BOX_K / 16), c2 = (kq % (GD_BOX_K / 16)) * 2;
-                    const unsigned char *xs = st + (size_t)GD_MR * GD_KS * 2 + (size_t)h * 8 * NT * 128;
+                    const unsigned char *xs = st + wbytes + (size_t)h * 8 * NT * 128;
                     uint32_t bfr[NT / 2][4];
 #pragma unroll
                     for (int p = 0; p < NT / 2; p++) /* sequences p·16 .. p·16 + 15 */
                         ldmatrix_x4(bfr[p], xs + swz(p * 16 + ((lane >> 4) & 1) * 8 + (lane & 7), c2 + ((lane >> 3) & 1)));
 #pragma unroll
                     for (int i = 0; i < GD_MT; i++) {
+                        if (i >= mine) break;
                         uint32_t afr[4];
-                        ldmatrix_x4(afr, st + (size_t)(h * (GD_MR / 16) + wm * GD_MT + i) * 2048 +
+                        ldmatrix_x4(afr, st + (size_t)(h * L.slots + warp * L.mt + i) * 2048 +
                                              swz(((lane >> 3) & 1) * 8 + (lane & 7), c2 + (lane >> 4)));
 #pragma unroll
                         for (int p = 0; p < NT / 2; p++) {
@@ -221,32 +199,12 @@ __global__ void __launch_bounds__(GD_THREADS, 1) gemm_decode_kernel(GemvArgs a, 
             __syncwarp();
             if (lane == 0) mbar_arrive(&empty[s]);
         }
-        /* the two column halves' sums meet: the second half's warps hand theirs over */
-        if (wk == 1) {
-            if (j > 0) asm volatile("bar.sync 2, %0;" ::"n"(GD_CONSUMERS * 32)); /* the first half has read the last group's */
-#pragma unroll
-            for (int i = 0; i < GD_MT; i++)
-#pragma unroll
-                for (int n = 0; n < NT; n++)
-#pragma unroll
-                    for (int c = 0; c < 4; c++) red[(i * NT + n) * 4 + c][lane] = acc[i][n][c];
-            asm volatile("bar.arrive 1, %0;" ::"n"(GD_CONSUMERS * 32));
-            continue;
-        }
-        asm volatile("bar.sync 1, %0;" ::"n"(GD_CONSUMERS * 32));
-#pragma unroll
-        for (int i = 0; i < GD_MT; i++)
-#pragma unroll
-            for (int n = 0; n < NT; n++)
-#pragma unroll
-                for (int c = 0; c < 4; c++) acc[i][n][c] += red[(i * NT + n) * 4 + c][lane];
-        if (j + 1 < ngroups) asm volatile("bar.arrive 2, %0;" ::"n"(GD_CONSUMERS * 32));
         /* C layout: c0, c1 = row g, columns q, q+1; c2, c3 = row g + 8 (mma_bf16.cuh) */
         const int g = lane >> 2, q = 2 * (lane & 3);
 #pragma unroll
         for (int i = 0; i < GD_MT; i++) {
-            const int tile = first + wm * GD_MT + i;
-            if (tile >= last) break;
+            if (i >= mine) break;
+            const int tile = first + warp * L.mt + i;
 #pragma unroll
             for (int n = 0; n < NT; n++)
 #pragma unroll
@@ -303,33 +261,45 @@ bool gemm_decode_takes(GemvEpilogue epi, const GemvArgs &a, const bf16 *X, int l
     return encoder() && a.cols % 16 == 0 && ldx % 8 == 0 && (uintptr_t)a.W % 16 == 0 && (uintptr_t)X % 16 == 0;
 }
 
-/** Slices of K for a product, only for EPI_RESIDUAL (where partial sums can be added atomically): as
- *  many as bring each block to at least 6 tiles of 16 rows (out_proj of the 7B: 4096 rows, 2 tiles a
- *  block on 132 multiprocessors; 4 slices), at most one per 128 columns. MAMBA2_GPU_GEMM_DECODE_SPLITS
- *  overrides it for A/B runs. */
-static void gd_plan(int epi, const GemvArgs &a, GdLayout *L) {
+/** The plan of a product over @p nt column tiles: slices of K, only for EPI_RESIDUAL (where partial
+ *  sums can be added atomically), as many as bring each block to at least 6 tiles of 16 rows (out_proj
+ *  of the 7B: 4,096 rows, 2 tiles a block on 132 multiprocessors: 4 slices), at most one per 128
+ *  columns (MAMBA2_GPU_GEMM_DECODE_SPLITS overrides it for A/B runs); groups of at most GD_GROUP_TILES
+ *  tiles; two boxes of columns a stage where that still leaves 4 stages in shared memory, else one. */
+static GdLayout gd_plan(int epi, const GemvArgs &a, int nt) {
     static int env_splits = -1;
     if (env_splits < 0) {
         const char *sp = getenv("MAMBA2_GPU_GEMM_DECODE_SPLITS");
         env_splits = sp && *sp ? std::max(atoi(sp), 1) : 0;
     }
+    GdLayout L;
     const int sms = gpu_sm_count(), tiles = (a.rows + 15) / 16;
-    int splits = 1;
+    L.splits = 1;
     if (epi == EPI_RESIDUAL) {
-        splits = env_splits ? env_splits : (6 * sms + tiles - 1) / tiles;
-        splits = std::max(1, std::min({splits, a.cols / 128, 8, sms}));
+        L.splits = env_splits ? env_splits : (6 * sms + tiles - 1) / tiles;
+        L.splits = std::max(1, std::min({L.splits, a.cols / 128, 8, sms}));
     }
-    L->splits = splits;
+    const int nbk = std::min(sms / L.splits, tiles), per_block = (tiles + nbk - 1) / nbk;
+    L.groups = (per_block + GD_GROUP_TILES - 1) / GD_GROUP_TILES;
+    L.slots = (per_block + L.groups - 1) / L.groups;
+    L.mt = L.slots <= GD_CONSUMERS ? 1 : 2;
+    for (L.kboxes = 2; L.kboxes >= 1; L.kboxes--) {
+        L.stage_bytes = (unsigned)L.kboxes * (L.slots * 2048 + 8 * nt * 128);
+        L.stages = std::min(8, (int)((SMEM_MAX - 1024 - 16 * 8) / L.stage_bytes));
+        if (L.stages >= 4 || L.kboxes == 1) break;
+    }
+    L.bar = (unsigned)L.stages * L.stage_bytes;
+    L.total = L.bar + (unsigned)L.stages * 16 + 1024;
+    return L;
 }
 
 template <int NT, int EPI> static void gd_launch(const GemvArgs &a, const bf16 *X, int ldx, cudaStream_t s) {
     static const bool prepared = (gemm_decode_prepare(), true); /* where the backend did not already */
     (void)prepared;
-    GdLayout L = gd_fit(NT);
-    gd_plan(EPI, a, &L);
+    const GdLayout L = gd_plan(EPI, a, NT);
     GdMaps maps;
     bool ok = bf16_map(&maps.x, X, a.nb, a.cols, ldx, 8 * NT);
-    for (int n = 1; n <= GD_MR / 16; n++) ok = ok && bf16_map(&maps.w[n - 1], a.W, a.rows, a.cols, a.cols, 16 * n);
+    for (int n = 1; n <= GD_GROUP_TILES; n++) ok = ok && bf16_map(&maps.w[n - 1], a.W, a.rows, a.cols, a.cols, 16 * n);
     if (!ok) {
         fprintf(stderr, "gemm_decode: cuTensorMapEncodeTiled failed (%d x %d, nb %d)\n", a.rows, a.cols, a.nb);
         return; /* gemm_decode_takes() checked what the encoder asks; the launch's outputs stay unwritten */
