@@ -589,6 +589,13 @@ static int grow_decode(GpuBackend *gb, int nb, Mamba2Error *err) {
 }
 
 /* The kernels of one decode step for nb sequences (captured into a graph). */
+/* The decode GEMM could not describe a product's operands to the tensor memory accelerator. */
+static int gemm_decode_failed(Mamba2Error *err, const char *what, int layer) {
+    const char *fix = "MAMBA2_GPU_GEMM_DECODE=0 runs cuBLAS instead";
+    if (layer < 0) return mamba2_fail(err, "decode GEMM: the driver would not make tensor maps for %s (%s)", what, fix);
+    return mamba2_fail(err, "decode GEMM: the driver would not make tensor maps for %s of layer %d (%s)", what, layer, fix);
+}
+
 static int enqueue_step(GpuBackend *gb, int nb, Mamba2Error *err) {
     const GpuDims &g = gb->g;
     cudaStream_t s = gb->stream;
@@ -634,9 +641,9 @@ static int enqueue_step(GpuBackend *gb, int nb, Mamba2Error *err) {
             launch_rmsnorm_bf16(gb->sh, w.norm_w, nb, g.d, g.eps, gb->su, s);
             prof_mark(gb, "rmsnorm");
             a.W = w.in_proj, a.rows = g.d_in_proj, a.cols = g.d, a.out = gb->szx, a.ss_out = NULL, a.xw_out = NULL;
-            if (gb->gemm_decode_in && nb <= gb->gemm_decode_max_nb && gemm_decode_takes(EPI_STORE, a, gb->su, g.d))
-                launch_gemm_decode(EPI_STORE, a, gb->su, g.d, s);
-            else if (project(gb, w.in_proj, w.in_proj_q8, g.d_in_proj, g.d, gb->su, nb, gb->szx, CUDA_R_32F, 0.0f, err))
+            if (gb->gemm_decode_in && nb <= gb->gemm_decode_max_nb && gemm_decode_takes(EPI_STORE, a, gb->su, g.d)) {
+                if (launch_gemm_decode(EPI_STORE, a, gb->su, g.d, s)) return gemm_decode_failed(err, "in_proj", l);
+            } else if (project(gb, w.in_proj, w.in_proj_q8, g.d_in_proj, g.d, gb->su, nb, gb->szx, CUDA_R_32F, 0.0f, err))
                 return -1;
             prof_mark(gb, "gemm in_proj");
             launch_conv_dt_step(g, w, gb->szx, gb->conv_ptrs, l, nb, gb->sxbc, gb->sdt, s);
@@ -648,7 +655,7 @@ static int enqueue_step(GpuBackend *gb, int nb, Mamba2Error *err) {
             prof_mark(gb, "gated norm");
             a.W = w.out_proj, a.rows = g.d, a.cols = g.d_in, a.out = gb->sh;
             if (gb->gemm_decode_out && nb <= gb->gemm_decode_max_nb && gemm_decode_takes(EPI_RESIDUAL, a, gb->syn, g.d_in)) {
-                launch_gemm_decode(EPI_RESIDUAL, a, gb->syn, g.d_in, s);
+                if (launch_gemm_decode(EPI_RESIDUAL, a, gb->syn, g.d_in, s)) return gemm_decode_failed(err, "out_proj", l);
                 prof_mark(gb, "decode gemm out_proj");
             } else {
                 if (project(gb, w.out_proj, w.out_proj_q8, g.d, g.d_in, gb->syn, nb, gb->sh, CUDA_R_32F, 1.0f, err))
@@ -664,9 +671,9 @@ static int enqueue_step(GpuBackend *gb, int nb, Mamba2Error *err) {
     } else {
         launch_rmsnorm_bf16(gb->sh, gb->norm_f, nb, g.d, g.eps, gb->su, s);
         a.W = gb->lm_head, a.rows = g.V, a.cols = g.d, a.out = gb->slogits;
-        if (gb->gemm_decode_lm && nb <= gb->gemm_decode_max_nb && gemm_decode_takes(EPI_STORE, a, gb->su, g.d))
-            launch_gemm_decode(EPI_STORE, a, gb->su, g.d, s);
-        else if (project(gb, gb->lm_head, gb->lm_head_q8, g.V, g.d, gb->su, nb, gb->slogits, CUDA_R_32F, 0.0f, err))
+        if (gb->gemm_decode_lm && nb <= gb->gemm_decode_max_nb && gemm_decode_takes(EPI_STORE, a, gb->su, g.d)) {
+            if (launch_gemm_decode(EPI_STORE, a, gb->su, g.d, s)) return gemm_decode_failed(err, "lm_head", -1);
+        } else if (project(gb, gb->lm_head, gb->lm_head_q8, g.V, g.d, gb->su, nb, gb->slogits, CUDA_R_32F, 0.0f, err))
             return -1;
     }
     prof_mark(gb, "lm head");
@@ -756,11 +763,11 @@ static double gpu_matrix_bytes(Mamba2Backend *b) { return gpu_of(b)->matrix_byte
 static void gpu_kernels(Mamba2Backend *b, Mamba2KernelNames *out) {
     GemvWeights wf = gpu_of(b)->wf;
     int max_T = gpu_of(b)->q8_gemm_max_T;
-    if (wf == GEMV_BF16)
-        snprintf(out->gemm, sizeof out->gemm, "%s",
-                 gemm_decode_enabled() && (gpu_of(b)->gemm_decode_in || gpu_of(b)->gemm_decode_out || gpu_of(b)->gemm_decode_lm)
-                     ? "cuBLAS bf16; some decode products of 5-64 sequences: gemm_decode"
-                     : "cuBLAS bf16");
+    const GpuBackend *gb = gpu_of(b);
+    if (wf == GEMV_BF16 && gemm_decode_enabled() && (gb->gemm_decode_in || gb->gemm_decode_out || gb->gemm_decode_lm))
+        snprintf(out->gemm, sizeof out->gemm, "cuBLAS bf16; decode of 5 to %d sequences: tensor-core decode GEMM",
+                 gb->gemm_decode_max_nb < 64 ? gb->gemm_decode_max_nb : 64);
+    else if (wf == GEMV_BF16) snprintf(out->gemm, sizeof out->gemm, "cuBLAS bf16");
     else if (max_T <= 0) snprintf(out->gemm, sizeof out->gemm, "cuBLAS bf16 (q8 dequantized per matrix)");
     else snprintf(out->gemm, sizeof out->gemm, "q8 GEMM to %d tokens, then cuBLAS over dequantized q8", max_T);
     snprintf(out->gemv, sizeof out->gemv, "%s",

@@ -36,7 +36,6 @@
 #include <cuda.h> /* CUtensorMap and its encoder's signature (the function itself comes from the driver at run time) */
 
 #include <algorithm>
-#include <stdio.h>
 #include <stdlib.h>
 
 #include "bulk_copy.cuh"
@@ -293,32 +292,29 @@ static GdLayout gd_plan(int epi, const GemvArgs &a, int nt) {
     return L;
 }
 
-template <int NT, int EPI> static void gd_launch(const GemvArgs &a, const bf16 *X, int ldx, cudaStream_t s) {
+template <int NT, int EPI> static int gd_launch(const GemvArgs &a, const bf16 *X, int ldx, cudaStream_t s) {
     static const bool prepared = (gemm_decode_prepare(), true); /* where the backend did not already */
     (void)prepared;
     const GdLayout L = gd_plan(EPI, a, NT);
     GdMaps maps;
     bool ok = bf16_map(&maps.x, X, a.nb, a.cols, ldx, 8 * NT);
     for (int n = 1; n <= GD_GROUP_TILES; n++) ok = ok && bf16_map(&maps.w[n - 1], a.W, a.rows, a.cols, a.cols, 16 * n);
-    if (!ok) {
-        fprintf(stderr, "gemm_decode: cuTensorMapEncodeTiled failed (%d x %d, nb %d)\n", a.rows, a.cols, a.nb);
-        return; /* gemm_decode_takes() checked what the encoder asks; the launch's outputs stay unwritten */
-    }
+    if (!ok) return -1; /* gemm_decode_takes() checked what the encoder asks: not expected */
     const int grid = std::min(gpu_sm_count() / L.splits, (a.rows + 15) / 16) * L.splits;
     launch_pdl(gemm_decode_kernel<NT, EPI>, dim3(grid), dim3(GD_THREADS), L.total, s, a, maps, L);
+    return 0;
 }
 
-template <int EPI> static void gd_launch_nt(const GemvArgs &a, const bf16 *X, int ldx, cudaStream_t s) {
+template <int EPI> static int gd_launch_nt(const GemvArgs &a, const bf16 *X, int ldx, cudaStream_t s) {
     switch (gd_ntiles(a.nb)) {
-    case 2: gd_launch<2, EPI>(a, X, ldx, s); break;
-    case 4: gd_launch<4, EPI>(a, X, ldx, s); break;
-    default: gd_launch<8, EPI>(a, X, ldx, s); break;
+    case 2: return gd_launch<2, EPI>(a, X, ldx, s);
+    case 4: return gd_launch<4, EPI>(a, X, ldx, s);
+    default: return gd_launch<8, EPI>(a, X, ldx, s);
     }
 }
 
-void launch_gemm_decode(GemvEpilogue epi, const GemvArgs &a, const bf16 *X, int ldx, cudaStream_t s) {
-    if (epi == EPI_RESIDUAL) gd_launch_nt<EPI_RESIDUAL>(a, X, ldx, s);
-    else gd_launch_nt<EPI_STORE>(a, X, ldx, s);
+int launch_gemm_decode(GemvEpilogue epi, const GemvArgs &a, const bf16 *X, int ldx, cudaStream_t s) {
+    return epi == EPI_RESIDUAL ? gd_launch_nt<EPI_RESIDUAL>(a, X, ldx, s) : gd_launch_nt<EPI_STORE>(a, X, ldx, s);
 }
 
 template <int EPI> static void gd_raise() {

@@ -228,8 +228,9 @@ void launch_gemv_stream(GemvPrologue pro, GemvEpilogue epi, const GemvArgs &a, c
 bool gemm_decode_takes(GemvEpilogue epi, const GemvArgs &a, const bf16 *X, int ldx);
 
 /** out[b][r] = Σ_k W[r][k] X[b][k] for a.nb sequences on tensor cores (gemm_decode.cu), stored
- *  (EPI_STORE) or added to a.out (EPI_RESIDUAL); a.x and the prologue fields are not read. */
-void launch_gemm_decode(GemvEpilogue epi, const GemvArgs &a, const bf16 *X, int ldx, cudaStream_t s);
+ *  (EPI_STORE) or added to a.out (EPI_RESIDUAL); a.x and the prologue fields are not read. Returns
+ *  −1, launching nothing, if the driver would not describe the operands as tensor maps, else 0. */
+int launch_gemm_decode(GemvEpilogue epi, const GemvArgs &a, const bf16 *X, int ldx, cudaStream_t s);
 
 /** Whether the decode GEMM may run at all: not when the environment says MAMBA2_GPU_GEMM_DECODE=0. */
 bool gemm_decode_enabled();

@@ -227,7 +227,7 @@ extern "C" int mamba2_gpu_gemm_decode(int rows, int cols, int nb, int add, const
         CUDA_TRY(cudaMemcpy(dW, W, (size_t)rows * cols * 2, cudaMemcpyHostToDevice));
         CUDA_TRY(cudaMemcpy(dx, x, (size_t)nb * cols * 2, cudaMemcpyHostToDevice));
         CUDA_TRY(cudaMemcpy(dout, add ? out : poison.data(), poison.size() * 4, cudaMemcpyHostToDevice));
-        launch_gemm_decode(epi, a, dx, cols, 0);
+        if (launch_gemm_decode(epi, a, dx, cols, 0)) return mamba2_fail(err, "decode GEMM: no tensor maps for %d x %d", rows, cols);
         LAUNCH_TRY();
         CUDA_TRY(cudaDeviceSynchronize());
         CUDA_TRY(cudaMemcpy(out, dout, (size_t)nb * rows * 4, cudaMemcpyDeviceToHost));
@@ -257,7 +257,7 @@ extern "C" double mamba2_gpu_time_gemm_decode(int rows, int cols, int nb, int ad
         cudaMemset(out, 0, (size_t)nb * rows * 4);
         ms = median_calls_ms(st, copies, reps, [&](int c) {
             a.W = W + (size_t)c * rows * cols;
-            launch_gemm_decode(epi, a, x, cols, st);
+            if (launch_gemm_decode(epi, a, x, cols, st)) mamba2_fail(err, "decode GEMM timing: no tensor maps");
         });
         cudaStreamDestroy(st);
     } else

@@ -588,8 +588,9 @@ static double batched_vs_single(Mamba2Backend *gpu, const TestFixture *fx, int n
     return worst;
 }
 
-/* B sequences stepped together equal each stepped alone: nb=3 takes the fused GEMV path, nb=6 and
- * nb=17 the cuBLAS path (with fp32 state, 6 the register SSD step and 17 the shared-memory one).
+/* B sequences stepped together equal each stepped alone: nb=3 takes the fused GEMV path, nb=6 the
+ * batched path with the tensor-core decode GEMM (gpu/gemm_decode.cu) and nb=17 with cuBLAS (with
+ * fp32 state, 6 the register SSD step and 17 the shared-memory one).
  * Also checks the bf16-state option against fp32 states. */
 static void test_batched(void) {
     TestFixture fx;
@@ -601,7 +602,7 @@ static void test_batched(void) {
             Mamba2Backend *gpu;
             CU_ASSERT_EQUAL_FATAL(make_backends(&fx, bf, &gpu, NULL), 0);
             double worst = batched_vs_single(gpu, &fx, nb);
-            /* nb ≤ 4 runs the very same kernels per sequence; the cuBLAS path rounds its inputs to bf16 */
+            /* nb ≤ 4 runs the very same kernels per sequence; the batched path rounds its inputs to bf16 */
             double tol = nb <= 4 ? 1e-6 : LOGITS_TOL;
             printf("\n    batch %2d %s state: batched vs single %.1e (bound %.0e)", nb, bf ? "bf16" : "fp32", worst, tol);
             CU_ASSERT(worst <= tol);
@@ -710,7 +711,8 @@ static void random_model_7b_state(int d_conv, int n_batches) {
         double e_pre = test_rel_l2(got, ref, (size_t)NS * T * V);
         CU_ASSERT(e_pre <= LOGITS_TOL);
         /* sequences stepped together: 3 take the GEMV path and the SSD-step kernel that holds the
-         * state in registers, 8 and NS = 17 the cuBLAS path, with fp32 state through the streamed
+         * state in registers, 8 and NS = 17 the batched path (8 with the decode GEMM, 17 with cuBLAS),
+         * with fp32 state through the streamed
          * kernel (STEP_STREAM_MIN_NB_FP32 in gpu/decode.cu), with bf16 state in registers */
         const int batches[3] = {3, 8, NS};
         for (int k = 0; k < n_batches; k++) {
