@@ -2,10 +2,10 @@
 # One call on the GPU machine: the GPU tests, compute-sanitizer, the kernel benchmark and the
 # whole-model benchmarks on a random-weight Codestral-7B checkpoint written there.
 # Binaries are built on the development machine (make STATIC_DEPS=1) and carried in .device/.
-# What comes back in $OUT: gpu.txt, tests.log, kernels.txt, ncu_ssd.txt,
+# What comes back in $OUT: gpu.txt, tests.log, kernels.txt, decode_gemm.txt, ncu_decode_gemm.txt, ncu_ssd.txt,
 # bench_fp32.json, bench_bf16.json, profile.txt, hf.txt, ab.txt, ncu_gemv.txt, sweep.txt, ncu_batched.txt,
 # q8gemm.txt, q8bench.txt, q8table.txt, skinny.txt, llamacuda.txt, q8stream.txt, repeat.txt, prefill_ab.txt.
-# Usage: bash gpu/device_run.sh [STEPS]   STEPS: comma list of test,sanitize,kernels,ncu,ncuprefill,ncugemv,
+# Usage: bash gpu/device_run.sh [STEPS]   STEPS: comma list of test,sanitize,kernels,decodegemm,ncudecodegemm,ncu,ncuprefill,ncugemv,
 #        ncucublas,ncustep,model,sweep,profile,profilebatched,power,ab,prefillab,q8gemm,skinny,llamacuda,q8stream,ncuq8,repeat,hf (default: test,sanitize,kernels,model,profile,hf)
 set -u
 OUT=${OUT:-/tmp/mamba2-out}
@@ -59,6 +59,19 @@ fi
 if has kernels; then
     log "kernel benchmark"
     timeout 300 "$BIN/bench_gpu_kernels" 2>&1 | tee "$OUT/kernels.txt"
+fi
+if has decodegemm; then
+    log "decode GEMM (gemm_decode.cu) against cuBLAS alone, 8 to 64 sequences (decode_gemm.txt)"
+    timeout 120 "$BIN/bench_gpu_kernels" --decode-gemm 2>&1 | tee "$OUT/decode_gemm.txt"
+fi
+if has ncudecodegemm; then
+    # the first launch of the decode GEMM: in_proj at 8 sequences (NCU_GD_SKIP launches skipped first)
+    log "Nsight Compute: the decode GEMM's first launch after ${NCU_GD_SKIP:-0} (ncu_decode_gemm.txt)"
+    timeout 150 ncu --clock-control none --section SpeedOfLight --section MemoryWorkloadAnalysis --section WarpStateStats \
+        --section SchedulerStats -k regex:gemm_decode -s "${NCU_GD_SKIP:-0}" -c 1 "$BIN/bench_gpu_kernels" --decode-gemm \
+        > "$OUT/ncu_decode_gemm.txt" 2>&1
+    echo "exit $?"; grep -E "gemm_decode_kernel|Duration|DRAM Throughput|L2 Cache Throughput|Issued Warp|No Eligible|Active Warps|Eligible Warps|stalled" \
+        "$OUT/ncu_decode_gemm.txt" | head -30
 fi
 if has ncu; then
     log "Nsight Compute on the chunked SSD's two matrix kernels (first launch of each)"
