@@ -15,7 +15,8 @@
  *    tiles (ranges differ by at most one tile), taken in groups of at most 256 rows; where
  *    that leaves a block fewer than 6 tiles (out_proj: 2), and partial sums may be added (the
  *    residual epilogue), K is cut into slices across blocks as well, each slice's sums added
- *    atomically;
+ *    atomically (in the order the blocks finish, so the last bits of the residual stream may differ
+ *    from run to run, which cuBLAS' split-K with its separate reduce does not do);
  *  - a producer thread has the tensor memory accelerator bring each stage, 64 or 128 columns of
  *    the group's rows and of the nb inputs, into a ring of shared-memory stages, as boxes of 64
  *    columns × the group's rows (weights; a tensor map for each group height, 16 to 256 rows) and 64
