@@ -12,6 +12,9 @@
  * is 4 rows × up to 2 vectors: 8 accumulators, 4 weight registers and 2 activation registers fit
  * in AVX2's 16 (AVX-512's 32 registers hold 4 rows × 4 vectors). With more vectors the same 4 rows
  * are walked again for the next group, from L1/L2, so DRAM still sees each weight byte once per call.
+ * The AVX512_BF16 product (vdpbf16ps) takes 8 rows at a time for one vector: eight row streams a
+ * thread kept the read closer to the memory's rate than four, and one much further from it
+ * (results/cpu.md, 2026-12-04).
  *
  * The SIMD variants are compiled with function target attributes (no global -mavx2), and are
  * only called after CPUID says the CPU has the instructions. tests/test_cpu.c checks every
@@ -318,7 +321,7 @@ static inline AVX512_INLINE void avx512_block(Mamba2DType dt, const void *W, int
             for (int j = 0; j < S; j++) acc[i][j] = _mm512_fmadd_ps(w, xv[j], acc[i][j]);
         }
     }
-#pragma GCC unroll 4
+#pragma GCC unroll 8
     for (int i = 0; i < R; i++)
 #pragma GCC unroll 4
         for (int j = 0; j < S; j++) {
@@ -379,24 +382,25 @@ static DPBF16_TARGET void split_x(const float *x, int64_t ldx, int B, int64_t K3
         }
 }
 
-/* The register block: rows row .. row+R, vectors 0 .. S (R, S ≤ 4), one vdpbf16ps per 32 weights
- * and part (it sums the products of adjacent pairs, so W and x are both read in their natural order):
+/* The register block: rows row .. row+R, vectors 0 .. S (R·S ≤ 16: R, S ≤ 4, or R = 8 for one vector),
+ * one vdpbf16ps per 32 weights and part (it sums the products of adjacent pairs, so W and x are both
+ * read in their natural order):
  *   acc[i][j] = Σ_k W[row+i][k] · (x_hi[j][k] + x_lo[j][k]),  columns past K32 in fp32. */
 static inline DPBF16_INLINE void dpbf16_block(const uint16_t *W, int64_t K, int64_t row, int R, const uint16_t *xs,
                                               int parts, const float *x, int64_t ldx, int S, float *y, int64_t ldy,
                                               int accumulate) {
     int64_t K32 = K / 32 * 32, k = 0;
-    __m512 acc[4][4];
+    __m512 acc[8][4];
+#pragma GCC unroll 8
+    for (int i = 0; i < R; i++)
 #pragma GCC unroll 4
-    for (int i = 0; i < 4; i++)
-#pragma GCC unroll 4
-        for (int j = 0; j < 4; j++) acc[i][j] = _mm512_setzero_ps();
+        for (int j = 0; j < S; j++) acc[i][j] = _mm512_setzero_ps();
     for (; k < K32; k += 32) {
         if (row_prefetch == CPU_PREFETCH_NEXT_BLOCK) /* the next block's rows at this column: one line each */
-#pragma GCC unroll 4
+#pragma GCC unroll 8
             for (int i = 0; i < R; i++) _mm_prefetch((const char *)(W + (row + R + i) * K + k), _MM_HINT_T1);
         else if (row_prefetch == CPU_PREFETCH_IN_ROW)
-#pragma GCC unroll 4
+#pragma GCC unroll 8
             for (int i = 0; i < R; i++) _mm_prefetch((const char *)(W + (row + i) * K + k) + GEMV_PREFETCH_BYTES, _MM_HINT_T0);
         __m512bh xh[4], xl[4];
 #pragma GCC unroll 4
@@ -404,7 +408,7 @@ static inline DPBF16_INLINE void dpbf16_block(const uint16_t *W, int64_t K, int6
             xh[j] = (__m512bh)_mm512_loadu_si512(xs + (j * parts) * K32 + k);
             if (parts == 2) xl[j] = (__m512bh)_mm512_loadu_si512(xs + (j * parts + 1) * K32 + k);
         }
-#pragma GCC unroll 4
+#pragma GCC unroll 8
         for (int i = 0; i < R; i++) {
             __m512bh w = (__m512bh)_mm512_loadu_si512(W + (row + i) * K + k);
 #pragma GCC unroll 4
@@ -434,6 +438,11 @@ static DPBF16_TARGET void gemv_dpbf16(const uint16_t *W, int64_t K, int64_t r0, 
     }
     split_x(x, ldx, B, K32, parts, xs);
     int64_t r = 0;
+    if (B == 1) /* one vector: 8 rows at a time, eight row streams (and the next 8 requested) a thread */
+        for (; r + 8 <= n; r += 8) {
+            if (parts == 1) dpbf16_block(W, K, r0 + r, 8, xs, 1, x, ldx, 1, y + r, ldy, accumulate);
+            else dpbf16_block(W, K, r0 + r, 8, xs, 2, x, ldx, 1, y + r, ldy, accumulate);
+        }
     for (; r + 4 <= n; r += 4)
         for (int b = 0; b < B; b += 4) { /* S and parts constants in each call, so the block's loops unroll */
             const uint16_t *xb = xs + (size_t)b * parts * K32;
