@@ -293,11 +293,11 @@ static inline AVX512_INLINE __m512 avx512_load16(Mamba2DType dt, const void *W, 
 
 /* The AVX2 block with 16 lanes and up to 4 vectors (AVX-512 has 32 registers: 16 accumulators,
  * 4 weights and 4 activations fit), so B ≤ 4 is one pass over the weights:
- * acc[i][j] = Σ_k W[row+i][k] · x[j][k], R ≤ 4, S ≤ 4. */
+ * acc[i][j] = Σ_k W[row+i][k] · x[j][k], R·S ≤ 16 (R, S ≤ 4, or R = 8 for one vector). */
 static inline AVX512_INLINE void avx512_block(Mamba2DType dt, const void *W, int64_t K, int64_t row, int R, const float *x, int64_t ldx,
                             int S, float *y, int64_t ldy, int accumulate) {
-    __m512 acc[4][4];
-#pragma GCC unroll 4
+    __m512 acc[8][4];
+#pragma GCC unroll 8
     for (int i = 0; i < R; i++)
 #pragma GCC unroll 4
         for (int j = 0; j < S; j++) acc[i][j] = _mm512_setzero_ps();
@@ -305,16 +305,16 @@ static inline AVX512_INLINE void avx512_block(Mamba2DType dt, const void *W, int
     for (; k + 16 <= K; k += 16) {
         /* prefetches never fault: past the end of W is harmless */
         if (row_prefetch == CPU_PREFETCH_NEXT_BLOCK && (k * es) % 64 == 0) /* the next block's lines at this column */
-#pragma GCC unroll 4
+#pragma GCC unroll 8
             for (int i = 0; i < R; i++) _mm_prefetch((const char *)W + ((row + R + i) * K + k) * es, _MM_HINT_T1);
         else if (row_prefetch == CPU_PREFETCH_IN_ROW)
-#pragma GCC unroll 4
+#pragma GCC unroll 8
             for (int i = 0; i < R; i++)
                 _mm_prefetch((const char *)W + ((row + i) * K + k) * es + GEMV_PREFETCH_BYTES, _MM_HINT_T0);
         __m512 xv[4];
 #pragma GCC unroll 4
         for (int j = 0; j < S; j++) xv[j] = _mm512_loadu_ps(x + j * ldx + k);
-#pragma GCC unroll 4
+#pragma GCC unroll 8
         for (int i = 0; i < R; i++) {
             __m512 w = avx512_load16(dt, W, (row + i) * K + k);
 #pragma GCC unroll 4
@@ -334,6 +334,8 @@ static inline AVX512_INLINE void avx512_block(Mamba2DType dt, const void *W, int
 static inline AVX512_INLINE void avx512_rows(Mamba2DType dt, const void *W, int64_t K, int64_t r0, int64_t n, const float *x,
                            int64_t ldx, int B, float *y, int64_t ldy, int accumulate) {
     int64_t r = 0;
+    if (B == 1) /* one vector: 8 rows at a time, as the AVX512_BF16 product (see gemv_dpbf16) */
+        for (; r + 8 <= n; r += 8) avx512_block(dt, W, K, r0 + r, 8, x, ldx, 1, y + r, ldy, accumulate);
     for (; r + 4 <= n; r += 4) {
         for (int b = 0; b < B; b += 4) { /* S a constant in each call, so the block's loops unroll */
             float *yb = y + b * ldy + r;
