@@ -12,7 +12,7 @@
  * is 4 rows × up to 2 vectors: 8 accumulators, 4 weight registers and 2 activation registers fit
  * in AVX2's 16 (AVX-512's 32 registers hold 4 rows × 4 vectors). With more vectors the same 4 rows
  * are walked again for the next group, from L1/L2, so DRAM still sees each weight byte once per call.
- * The AVX512_BF16 product (vdpbf16ps) takes 8 rows at a time for one vector: eight row streams a
+ * For one vector every SIMD variant takes 8 rows at a time (bf16 rows, for AVX2): eight row streams a
  * thread kept the read closer to the memory's rate than four, and one much further from it
  * (results/cpu.md, 2026-12-04).
  *
@@ -169,26 +169,27 @@ static inline AVX2_INLINE void avx2_block(Mamba2DType dt, const void *W, int64_t
 static inline AVX2_INLINE void avx2_block_bf16(const uint16_t *W, int64_t K, int64_t row, int R, const float *xp,
                                                int64_t ldxp, const float *x, int64_t ldx, int S, float *y, int64_t ldy,
                                                int accumulate, const char *pf, int64_t pf_lines, int passes, int pass) {
-    __m256 acc[4][2];
+    __m256 acc[8][2];
     const __m256i zero = _mm256_setzero_si256();
-#pragma GCC unroll 4
+#pragma GCC unroll 8
     for (int i = 0; i < R; i++)
 #pragma GCC unroll 2
         for (int j = 0; j < S; j++) acc[i][j] = _mm256_setzero_ps();
-    int64_t k = 0, step = 0, next = pass; /* prefetch lines 2·next, 2·next+1 of the next block at step next */
+    /* prefetch lines (R/2)·next .. (R/2)·next + R/2 − 1 of the next block at step next: as many as
+     * the block reads a step (R rows × 32 bytes) */
+    int64_t k = 0, step = 0, next = pass;
     for (; k + 16 <= K; k += 16, step++) {
-        if (step == next && 2 * next < pf_lines) {
-            if (passes == 1) { /* a whole block ahead: into L2 */
-                _mm_prefetch(pf + 128 * next, _MM_HINT_T1);
-                _mm_prefetch(pf + 128 * next + 64, _MM_HINT_T1);
-            } else {
-                _mm_prefetch(pf + 128 * next, _MM_HINT_T0);
-                _mm_prefetch(pf + 128 * next + 64, _MM_HINT_T0);
-            }
+        if (step == next && R / 2 * next < pf_lines) {
+            if (passes == 1) /* a whole block ahead: into L2 */
+#pragma GCC unroll 4
+                for (int l = 0; l < R / 2; l++) _mm_prefetch(pf + 64 * (R / 2 * next + l), _MM_HINT_T1);
+            else /* later passes' share: into L1 */
+#pragma GCC unroll 4
+                for (int l = 0; l < R / 2; l++) _mm_prefetch(pf + 64 * (R / 2 * next + l), _MM_HINT_T0);
             next += passes;
         }
         if (pass == 0 && row_prefetch == CPU_PREFETCH_IN_ROW) /* the first pass reads the rows from memory: ahead in each row */
-#pragma GCC unroll 4
+#pragma GCC unroll 8
             for (int i = 0; i < R; i++) _mm_prefetch((const char *)(W + (row + i) * K + k) + GEMV_PREFETCH_BYTES, _MM_HINT_T0);
         __m256 xlo[2], xhi[2];
 #pragma GCC unroll 2
@@ -196,7 +197,7 @@ static inline AVX2_INLINE void avx2_block_bf16(const uint16_t *W, int64_t K, int
             xlo[j] = _mm256_loadu_ps(xp + j * ldxp + k);
             xhi[j] = _mm256_loadu_ps(xp + j * ldxp + k + 8);
         }
-#pragma GCC unroll 4
+#pragma GCC unroll 8
         for (int i = 0; i < R; i++) {
             __m256i v = _mm256_loadu_si256((const __m256i *)(W + (row + i) * K + k));
             __m256 lo = _mm256_castsi256_ps(_mm256_unpacklo_epi16(zero, v));
@@ -205,7 +206,7 @@ static inline AVX2_INLINE void avx2_block_bf16(const uint16_t *W, int64_t K, int
             for (int j = 0; j < S; j++) acc[i][j] = _mm256_fmadd_ps(hi, xhi[j], _mm256_fmadd_ps(lo, xlo[j], acc[i][j]));
         }
     }
-#pragma GCC unroll 4
+#pragma GCC unroll 8
     for (int i = 0; i < R; i++)
 #pragma GCC unroll 2
         for (int j = 0; j < S; j++) {
@@ -237,6 +238,12 @@ static inline AVX2_INLINE void avx2_rows(Mamba2DType dt, const void *W, int64_t 
     int passes = (B + 1) / 2;
     float *xp = dt == MAMBA2_BF16 ? cpu_thread_buffer(CPU_BUF_GEMV, (size_t)B * K16 * sizeof(float)) : NULL;
     if (xp) permute_x(x, ldx, B, K, xp);
+    if (xp && B == 1) /* one vector of bf16 rows: 8 rows at a time, as the AVX-512 products (see gemv_dpbf16) */
+        for (; r + 8 <= n; r += 8) {
+            const char *next = (const char *)W + (r0 + r + 8) * K * es;
+            int64_t next_lines = row_prefetch == CPU_PREFETCH_NEXT_BLOCK && r + 16 <= n ? 8 * K * es / 64 : 0;
+            avx2_block_bf16((const uint16_t *)W, K, r0 + r, 8, xp, K16, x, ldx, 1, y + r, ldy, accumulate, next, next_lines, 1, 0);
+        }
     for (; r + 4 <= n; r += 4) {
         const char *next = (const char *)W + (r0 + r + 4) * K * es;
         int64_t next_lines = (passes > 1 || row_prefetch == CPU_PREFETCH_NEXT_BLOCK) && r + 8 <= n ? 4 * K * es / 64 : 0;
