@@ -227,7 +227,10 @@ extern "C" int mamba2_gpu_gemm_decode(int rows, int cols, int nb, int add, const
         CUDA_TRY(cudaMemcpy(dW, W, (size_t)rows * cols * 2, cudaMemcpyHostToDevice));
         CUDA_TRY(cudaMemcpy(dx, x, (size_t)nb * cols * 2, cudaMemcpyHostToDevice));
         CUDA_TRY(cudaMemcpy(dout, add ? out : poison.data(), poison.size() * 4, cudaMemcpyHostToDevice));
-        if (launch_gemm_decode(epi, a, dx, cols, 0)) return mamba2_fail(err, "decode GEMM: no tensor maps for %d x %d", rows, cols);
+        if (launch_gemm_decode(epi, a, dx, cols, 0)) {
+            cudaFree(dW), cudaFree(dx), cudaFree(dout);
+            return mamba2_fail(err, "decode GEMM: no tensor maps for %d x %d", rows, cols);
+        }
         LAUNCH_TRY();
         CUDA_TRY(cudaDeviceSynchronize());
         CUDA_TRY(cudaMemcpy(out, dout, (size_t)nb * rows * 4, cudaMemcpyDeviceToHost));
@@ -250,6 +253,7 @@ extern "C" double mamba2_gpu_time_gemm_decode(int rows, int cols, int nb, int ad
     GemvArgs a = {};
     a.rows = rows, a.cols = cols, a.nb = nb, a.out = out, a.W = W;
     double ms = -1;
+    bool refused = false; /* a launch found no tensor maps: no time to report */
     const GemvEpilogue epi = add ? EPI_RESIDUAL : EPI_STORE;
     if (gemm_decode_takes(epi, a, x, cols)) {
         cudaStream_t st;
@@ -257,9 +261,10 @@ extern "C" double mamba2_gpu_time_gemm_decode(int rows, int cols, int nb, int ad
         cudaMemset(out, 0, (size_t)nb * rows * 4);
         ms = median_calls_ms(st, copies, reps, [&](int c) {
             a.W = W + (size_t)c * rows * cols;
-            if (launch_gemm_decode(epi, a, x, cols, st)) mamba2_fail(err, "decode GEMM timing: no tensor maps");
+            refused = refused || launch_gemm_decode(epi, a, x, cols, st) != 0;
         });
         cudaStreamDestroy(st);
+        if (refused) ms = -1, mamba2_fail(err, "decode GEMM timing: no tensor maps for %d x %d", rows, cols);
     } else
         mamba2_fail(err, "decode GEMM timing: the kernel does not take %d x %d, nb %d", rows, cols, nb);
     cudaFree(W), cudaFree(x), cudaFree(out);
