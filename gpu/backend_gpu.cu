@@ -588,14 +588,19 @@ static int grow_decode(GpuBackend *gb, int nb, Mamba2Error *err) {
     return 0;
 }
 
-/* The kernels of one decode step for nb sequences (captured into a graph). */
-/* The decode GEMM could not describe a product's operands to the tensor memory accelerator. */
-static int gemm_decode_failed(Mamba2Error *err, const char *what, int layer) {
+/* A batched-decode product through gemm_decode.cu where @p on, the batch is within its range and it
+ * takes the operands: 1 launched, 0 not taken (the caller runs cuBLAS), −1 failed: the driver would not
+ * describe the operands as tensor maps (@p err names product @p what of layer @p layer, −1: none). */
+static int gemm_decode_try(GpuBackend *gb, bool on, GemvEpilogue epi, const GemvArgs &a, const bf16 *X, int ldx,
+                           const char *what, int layer, Mamba2Error *err) {
+    if (!on || a.nb > gb->gemm_decode_max_nb || !gemm_decode_takes(epi, a, X, ldx)) return 0;
+    if (!launch_gemm_decode(epi, a, X, ldx, gb->stream)) return 1;
     const char *fix = "MAMBA2_GPU_GEMM_DECODE=0 runs cuBLAS instead";
     if (layer < 0) return mamba2_fail(err, "decode GEMM: the driver would not make tensor maps for %s (%s)", what, fix);
     return mamba2_fail(err, "decode GEMM: the driver would not make tensor maps for %s of layer %d (%s)", what, layer, fix);
 }
 
+/* The kernels of one decode step for nb sequences (captured into a graph). */
 static int enqueue_step(GpuBackend *gb, int nb, Mamba2Error *err) {
     const GpuDims &g = gb->g;
     cudaStream_t s = gb->stream;
@@ -641,9 +646,8 @@ static int enqueue_step(GpuBackend *gb, int nb, Mamba2Error *err) {
             launch_rmsnorm_bf16(gb->sh, w.norm_w, nb, g.d, g.eps, gb->su, s);
             prof_mark(gb, "rmsnorm");
             a.W = w.in_proj, a.rows = g.d_in_proj, a.cols = g.d, a.out = gb->szx, a.ss_out = NULL, a.xw_out = NULL;
-            if (gb->gemm_decode_in && nb <= gb->gemm_decode_max_nb && gemm_decode_takes(EPI_STORE, a, gb->su, g.d)) {
-                if (launch_gemm_decode(EPI_STORE, a, gb->su, g.d, s)) return gemm_decode_failed(err, "in_proj", l);
-            } else if (project(gb, w.in_proj, w.in_proj_q8, g.d_in_proj, g.d, gb->su, nb, gb->szx, CUDA_R_32F, 0.0f, err))
+            int took = gemm_decode_try(gb, gb->gemm_decode_in, EPI_STORE, a, gb->su, g.d, "in_proj", l, err);
+            if (took < 0 || (!took && project(gb, w.in_proj, w.in_proj_q8, g.d_in_proj, g.d, gb->su, nb, gb->szx, CUDA_R_32F, 0.0f, err)))
                 return -1;
             prof_mark(gb, "gemm in_proj");
             launch_conv_dt_step(g, w, gb->szx, gb->conv_ptrs, l, nb, gb->sxbc, gb->sdt, s);
@@ -654,14 +658,10 @@ static int enqueue_step(GpuBackend *gb, int nb, Mamba2Error *err) {
             launch_gated_norm_bf16(g, gb->sy, NULL, NULL, 0, w.gnorm_w, nb, gb->syn, s);
             prof_mark(gb, "gated norm");
             a.W = w.out_proj, a.rows = g.d, a.cols = g.d_in, a.out = gb->sh;
-            if (gb->gemm_decode_out && nb <= gb->gemm_decode_max_nb && gemm_decode_takes(EPI_RESIDUAL, a, gb->syn, g.d_in)) {
-                if (launch_gemm_decode(EPI_RESIDUAL, a, gb->syn, g.d_in, s)) return gemm_decode_failed(err, "out_proj", l);
-                prof_mark(gb, "decode gemm out_proj");
-            } else {
-                if (project(gb, w.out_proj, w.out_proj_q8, g.d, g.d_in, gb->syn, nb, gb->sh, CUDA_R_32F, 1.0f, err))
-                    return -1;
-                prof_mark(gb, "gemm out_proj");
-            }
+            took = gemm_decode_try(gb, gb->gemm_decode_out, EPI_RESIDUAL, a, gb->syn, g.d_in, "out_proj", l, err);
+            if (took < 0 || (!took && project(gb, w.out_proj, w.out_proj_q8, g.d, g.d_in, gb->syn, nb, gb->sh, CUDA_R_32F, 1.0f, err)))
+                return -1;
+            prof_mark(gb, took ? "decode gemm out_proj" : "gemm out_proj");
         }
     }
     if (nb <= 4) {
@@ -671,9 +671,8 @@ static int enqueue_step(GpuBackend *gb, int nb, Mamba2Error *err) {
     } else {
         launch_rmsnorm_bf16(gb->sh, gb->norm_f, nb, g.d, g.eps, gb->su, s);
         a.W = gb->lm_head, a.rows = g.V, a.cols = g.d, a.out = gb->slogits;
-        if (gb->gemm_decode_lm && nb <= gb->gemm_decode_max_nb && gemm_decode_takes(EPI_STORE, a, gb->su, g.d)) {
-            if (launch_gemm_decode(EPI_STORE, a, gb->su, g.d, s)) return gemm_decode_failed(err, "lm_head", -1);
-        } else if (project(gb, gb->lm_head, gb->lm_head_q8, g.V, g.d, gb->su, nb, gb->slogits, CUDA_R_32F, 0.0f, err))
+        int took = gemm_decode_try(gb, gb->gemm_decode_lm, EPI_STORE, a, gb->su, g.d, "lm_head", -1, err);
+        if (took < 0 || (!took && project(gb, gb->lm_head, gb->lm_head_q8, g.V, g.d, gb->su, nb, gb->slogits, CUDA_R_32F, 0.0f, err)))
             return -1;
     }
     prof_mark(gb, "lm head");

@@ -54,6 +54,7 @@
  *  swizzle repeats every 8 rows of 128 bytes, and each box must start at such a row). */
 struct GdLayout {
     int splits;           /**< slices of K across blocks (EPI_RESIDUAL only: partial sums added atomically) */
+    int blocks;           /**< blocks per slice (the grid: blocks · splits) */
     int groups;           /**< groups a block's tiles are taken in */
     int slots;            /**< tiles a group holds at most (its weight box's rows / 16) */
     int mt;               /**< tiles a consumer warp takes: 1 where a group holds at most 8, else 2 */
@@ -105,7 +106,7 @@ __global__ void __launch_bounds__(GD_THREADS, 1) gemm_decode_kernel(GemvArgs a, 
     const unsigned wbytes = (unsigned)L.kboxes * L.slots * 2048; /* the weights' part of a stage */
     /* block b: slice b mod splits of K (boundaries on whole boxes), and a range of tiles among the
      * blocks of its slice, in L.groups groups even to a tile */
-    const int slice = blockIdx.x % L.splits, bi = blockIdx.x / L.splits, nbk = gridDim.x / L.splits;
+    const int slice = blockIdx.x % L.splits, bi = blockIdx.x / L.splits, nbk = L.blocks;
     const int k_begin = slice == 0 ? 0 : (int)((long long)slice * K / L.splits / GD_BOX_K * GD_BOX_K);
     const int k_end = slice == L.splits - 1 ? K : (int)((long long)(slice + 1) * K / L.splits / GD_BOX_K * GD_BOX_K);
     const int t_begin = (int)((long long)bi * tiles / nbk);
@@ -279,7 +280,8 @@ static GdLayout gd_plan(int epi, const GemvArgs &a, int nt) {
         L.splits = env_splits ? env_splits : (6 * sms + tiles - 1) / tiles;
         L.splits = std::max(1, std::min({L.splits, a.cols / 128, 8, sms}));
     }
-    const int nbk = std::min(sms / L.splits, tiles), per_block = (tiles + nbk - 1) / nbk;
+    L.blocks = std::min(sms / L.splits, tiles);
+    const int per_block = (tiles + L.blocks - 1) / L.blocks;
     L.groups = (per_block + GD_GROUP_TILES - 1) / GD_GROUP_TILES;
     L.slots = (per_block + L.groups - 1) / L.groups;
     L.mt = L.slots <= GD_CONSUMERS ? 1 : 2;
@@ -301,8 +303,7 @@ template <int NT, int EPI> static int gd_launch(const GemvArgs &a, const bf16 *X
     bool ok = bf16_map(&maps.x, X, a.nb, a.cols, ldx, 8 * NT);
     for (int n = 1; n <= GD_GROUP_TILES; n++) ok = ok && bf16_map(&maps.w[n - 1], a.W, a.rows, a.cols, a.cols, 16 * n);
     if (!ok) return -1; /* gemm_decode_takes() checked what the encoder asks: not expected */
-    const int grid = std::min(gpu_sm_count() / L.splits, (a.rows + 15) / 16) * L.splits;
-    launch_pdl(gemm_decode_kernel<NT, EPI>, dim3(grid), dim3(GD_THREADS), L.total, s, a, maps, L);
+    launch_pdl(gemm_decode_kernel<NT, EPI>, dim3(L.blocks * L.splits), dim3(GD_THREADS), L.total, s, a, maps, L);
     return 0;
 }
 
