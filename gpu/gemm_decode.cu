@@ -22,17 +22,18 @@
  *    columns × the group's rows (weights; a tensor map for each group height, 16 to 256 rows) and 64
  *    columns × 8·NT rows (inputs; rows past nb come as zeros), with the 128-byte swizzle, so that
  *    ldmatrix's eight rows fall in different banks ("full" mbarriers say a stage has landed, "empty"
- *    ones that the eight consumer warps are done with it). Few large boxes: one bulk copy per row
- *    (256 bytes) ran at 17 % of copy bandwidth, boxes of 16 rows at 50–57 % (results/gpu.md);
+ *    ones that the eight consumer warps are done with it). Few large boxes: the copy engine's cost
+ *    goes with the number of copies, and one bulk copy per row, or boxes of 16 rows, left it far below
+ *    the copy bandwidth (results/gpu.md);
  *  - consumer warp w takes tile w of the group (groups of up to 8 tiles), or tiles 2w and 2w + 1
  *    (so that each input fragment serves two row tiles), over all of its columns, each weight
  *    fragment serving every sequence, and no sums need to meet across warps; each warp finishes its rows while the others go on to the next group's
  *    stages, whose copies the producer has kept in flight. A group's inputs are read once for up to
  *    256 rows (from the L2): at most nb/256 of the weight bytes again, per group. (Groups of 128 rows
  *    split between two warps by columns, whose sums then met in shared memory, read the inputs twice
- *    as often: in_proj at 64 sequences reached 61 % of copy; results/gpu.md.)
- * No in_proj epilogue (conv step, dt) here: done per element from this kernel's few warps, it made
- * the 64-sequence step twice as slow (results/gpu.md); the conv + dt kernel follows the store.
+ *    as often, and were slower for in_proj; results/gpu.md.)
+ * No in_proj epilogue (conv step, dt) here: done per element from this kernel's few warps, it was
+ * far slower than the conv + dt kernel that follows the store (results/gpu.md).
  */
 #include <cuda.h> /* CUtensorMap and its encoder's signature (the function itself comes from the driver at run time) */
 
