@@ -69,7 +69,8 @@ struct GpuBackend {
     GemvWeights wf;       /* GEMV_BF16, or the q8 product (MAMBA2_GPU_Q8_DOT: "dp4a" or "float") */
     int gemv_stream;      /* the streamed decode GEMV where it takes the shape: from this many sequences (0: never; MAMBA2_GPU_GEMV, see gpu_create) */
     bool gemm_decode_in, gemm_decode_out, gemm_decode_lm; /* batched decode: which products gemm_decode.cu takes ... */
-    int gemm_decode_max_nb; /* ... up to how many sequences (MAMBA2_GPU_GEMM_DECODE_ON / _MAX_NB, see gpu_create) */
+    int gemm_decode_max_nb; /* ... up to how many sequences (MAMBA2_GPU_GEMM_DECODE_ON / _MAX_NB, see gpu_create) ... */
+    bool gemm_decode_rms, gemm_decode_gated; /* ... with RMSNorm (in_proj, lm_head), the grouped norm (out_proj) in its prologue */
     bool step_rounds_y;   /* q8 dp4a: the SSD step rounds y to int8 for out_proj (MAMBA2_GPU_Q8_ROUND_Y, see gpu_create) */
     GpuQ8 lm_head_q8;     /* q8 weights: lm_head quantized */
     double matrix_bytes;  /* in_proj, out_proj of every layer and lm_head as held (q8: values + scales) */
@@ -589,15 +590,33 @@ static int grow_decode(GpuBackend *gb, int nb, Mamba2Error *err) {
 }
 
 /* A batched-decode product through gemm_decode.cu where @p on, the batch is within its range and it
- * takes the operands: 1 launched, 0 not taken (the caller runs cuBLAS), −1 failed: the driver would not
- * describe the operands as tensor maps (@p err names product @p what of layer @p layer, −1: none). */
-static int gemm_decode_try(GpuBackend *gb, bool on, GemvEpilogue epi, const GemvArgs &a, const bf16 *X, int ldx,
-                           const char *what, int layer, Mamba2Error *err) {
-    if (!on || a.nb > gb->gemm_decode_max_nb || !gemm_decode_takes(epi, a, X, ldx)) return 0;
-    if (!launch_gemm_decode(epi, a, X, ldx, gb->stream)) return 1;
+ * takes the operands (prologue @p pro: X bf16 for PRO_NONE, else fp32): 1 launched, 0 not taken (the
+ * caller runs the norm kernel and cuBLAS, or the kernel without the prologue), −1 failed: the driver
+ * would not describe the operands as tensor maps (@p err names product @p what of layer @p layer, −1: none). */
+static int gemm_decode_try(GpuBackend *gb, bool on, GemvPrologue pro, GemvEpilogue epi, const GemvArgs &a, const void *X,
+                           int ldx, const char *what, int layer, Mamba2Error *err) {
+    if (!on || a.nb > gb->gemm_decode_max_nb || (pro == PRO_RMSNORM && !gb->gemm_decode_rms) ||
+        (pro == PRO_GATEDNORM && !gb->gemm_decode_gated) ||
+        !gemm_decode_takes(pro, epi, a, X, ldx))
+        return 0;
+    if (!launch_gemm_decode(pro, epi, a, X, ldx, gb->stream)) return 1;
     const char *fix = "MAMBA2_GPU_GEMM_DECODE=0 runs cuBLAS instead";
     if (layer < 0) return mamba2_fail(err, "decode GEMM: the driver would not make tensor maps for %s (%s)", what, fix);
     return mamba2_fail(err, "decode GEMM: the driver would not make tensor maps for %s of layer %d (%s)", what, layer, fix);
+}
+
+/* An RMSNorm-ed product of the batched step, a.out = W · rmsnorm(h, norm_w) (in_proj, lm_head): the
+ * decode GEMM with the norm in its prologue, else the norm kernel, then the decode GEMM or cuBLAS.
+ * 0, or −1 with @p err set. */
+static int normed_product(GpuBackend *gb, bool on, GemvArgs a, const float *norm_w, const GpuQ8 &Wq, const char *what, int layer,
+                          Mamba2Error *err) {
+    a.in_w = norm_w;
+    int took = gemm_decode_try(gb, on, PRO_RMSNORM, EPI_STORE, a, gb->sh, a.cols, what, layer, err);
+    if (took) return took < 0 ? -1 : 0;
+    launch_rmsnorm_bf16(gb->sh, norm_w, a.nb, a.cols, gb->g.eps, gb->su, gb->stream);
+    took = gemm_decode_try(gb, on, PRO_NONE, EPI_STORE, a, gb->su, a.cols, what, layer, err);
+    if (took) return took < 0 ? -1 : 0;
+    return project(gb, a.W, Wq, a.rows, a.cols, gb->su, a.nb, a.out, CUDA_R_32F, 0.0f, err) ? -1 : 0;
 }
 
 /* The kernels of one decode step for nb sequences (captured into a graph). */
@@ -618,10 +637,9 @@ static int enqueue_step(GpuBackend *gb, int nb, Mamba2Error *err) {
     /* Each norm's sum of squares is accumulated by the kernel that produces its input:
      * ss_h[l] (Σ h² entering layer l) by the previous out_proj, ss_y[l] by the SSD step. */
     float *ss_h = gb->norm_sums, *ss_y = gb->norm_sums + (size_t)(g.L + 1) * nb;
-    if (nb <= 4) {
+    if (nb <= 4 || gb->gemm_decode_gated) /* the sums are accumulated atomically */
         CUDA_TRY(cudaMemsetAsync(gb->norm_sums, 0, norm_sums_count(g, nb) * 4, s));
-        launch_sum_squares(gb->sh, nb, g.d, gb->layers[0].norm_w, ss_h, gb->sx, s);
-    }
+    if (nb <= 4) launch_sum_squares(gb->sh, nb, g.d, gb->layers[0].norm_w, ss_h, gb->sx, s);
     prof_mark(gb, "embed");
     for (int l = 0; l < g.L; l++) {
         const GpuLayer &w = gb->layers[l];
@@ -643,22 +661,27 @@ static int enqueue_step(GpuBackend *gb, int nb, Mamba2Error *err) {
             launch_gemv(PRO_GATEDNORM, EPI_RESIDUAL, a, s);
             prof_mark(gb, "gemv out_proj");
         } else { /* batched path: GEMMs (gemm_decode.cu's where it takes them, else cuBLAS) around the small kernels */
-            launch_rmsnorm_bf16(gb->sh, w.norm_w, nb, g.d, g.eps, gb->su, s);
-            prof_mark(gb, "rmsnorm");
             a.W = w.in_proj, a.rows = g.d_in_proj, a.cols = g.d, a.out = gb->szx, a.ss_out = NULL, a.xw_out = NULL;
-            int took = gemm_decode_try(gb, gb->gemm_decode_in, EPI_STORE, a, gb->su, g.d, "in_proj", l, err);
-            if (took < 0 || (!took && project(gb, w.in_proj, w.in_proj_q8, g.d_in_proj, g.d, gb->su, nb, gb->szx, CUDA_R_32F, 0.0f, err)))
-                return -1;
-            prof_mark(gb, "gemm in_proj");
+            if (normed_product(gb, gb->gemm_decode_in, a, w.norm_w, w.in_proj_q8, "in_proj", l, err)) return -1;
+            prof_mark(gb, "rmsnorm + in_proj");
             launch_conv_dt_step(g, w, gb->szx, gb->conv_ptrs, l, nb, gb->sxbc, gb->sdt, s);
             prof_mark(gb, "conv + dt");
-            launch_ssd_step(g, w, gb->sxbc, gb->sdt, gb->szx, gb->ssm_ptrs, gb->state_bf16, l, nb, gb->sy, NULL, NULL, NULL,
-                            NULL, s);
+            /* out_proj with the grouped norm in the decode GEMM's prologue (fold): the SSD step writes y·w
+             * and its groups' Σ y², as for the GEMV; else y for the norm kernel */
+            float *ss_yl = ss_y + (size_t)l * nb * g.G; /* [nb, G] */
+            a.W = w.out_proj, a.rows = g.d, a.cols = g.d_in, a.out = gb->sh, a.groups = g.G, a.ss_in = ss_yl;
+            const bool fold = gb->gemm_decode_out && nb <= gb->gemm_decode_max_nb && gb->gemm_decode_gated &&
+                              gemm_decode_takes(PRO_GATEDNORM, EPI_RESIDUAL, a, gb->sy, g.d_in);
+            launch_ssd_step(g, w, gb->sxbc, gb->sdt, gb->szx, gb->ssm_ptrs, gb->state_bf16, l, nb, gb->sy, fold ? ss_yl : NULL,
+                            fold ? w.gnorm_w : NULL, NULL, NULL, s);
             prof_mark(gb, "ssd step");
-            launch_gated_norm_bf16(g, gb->sy, NULL, NULL, 0, w.gnorm_w, nb, gb->syn, s);
-            prof_mark(gb, "gated norm");
-            a.W = w.out_proj, a.rows = g.d, a.cols = g.d_in, a.out = gb->sh;
-            took = gemm_decode_try(gb, gb->gemm_decode_out, EPI_RESIDUAL, a, gb->syn, g.d_in, "out_proj", l, err);
+            int took;
+            if (fold) took = gemm_decode_try(gb, true, PRO_GATEDNORM, EPI_RESIDUAL, a, gb->sy, g.d_in, "out_proj", l, err);
+            else {
+                launch_gated_norm_bf16(g, gb->sy, NULL, NULL, 0, w.gnorm_w, nb, gb->syn, s);
+                prof_mark(gb, "gated norm");
+                took = gemm_decode_try(gb, gb->gemm_decode_out, PRO_NONE, EPI_RESIDUAL, a, gb->syn, g.d_in, "out_proj", l, err);
+            }
             if (took < 0 || (!took && project(gb, w.out_proj, w.out_proj_q8, g.d, g.d_in, gb->syn, nb, gb->sh, CUDA_R_32F, 1.0f, err)))
                 return -1;
             prof_mark(gb, took ? "decode gemm out_proj" : "gemm out_proj");
@@ -669,11 +692,8 @@ static int enqueue_step(GpuBackend *gb, int nb, Mamba2Error *err) {
         a.ss_in = ss_h + (size_t)g.L * nb, a.ss_out = NULL, a.xw_out = NULL, a.xq = NULL, a.xa = NULL;
         launch_gemv(PRO_RMSNORM, EPI_STORE, a, s);
     } else {
-        launch_rmsnorm_bf16(gb->sh, gb->norm_f, nb, g.d, g.eps, gb->su, s);
         a.W = gb->lm_head, a.rows = g.V, a.cols = g.d, a.out = gb->slogits;
-        int took = gemm_decode_try(gb, gb->gemm_decode_lm, EPI_STORE, a, gb->su, g.d, "lm_head", -1, err);
-        if (took < 0 || (!took && project(gb, gb->lm_head, gb->lm_head_q8, g.V, g.d, gb->su, nb, gb->slogits, CUDA_R_32F, 0.0f, err)))
-            return -1;
+        if (normed_product(gb, gb->gemm_decode_lm, a, gb->norm_f, gb->lm_head_q8, "lm_head", -1, err)) return -1;
     }
     prof_mark(gb, "lm head");
     LAUNCH_TRY();
@@ -852,6 +872,13 @@ extern "C" int mamba2_backend_gpu_create(const Mamba2Model *m, const Mamba2Backe
     gb->gemm_decode_max_nb = gdm && *gdm ? atoi(gdm) : 16;
     gb->gemm_decode_in = strstr(gdo, "in") != NULL, gb->gemm_decode_out = strstr(gdo, "out") != NULL;
     gb->gemm_decode_lm = strstr(gdo, "lm") != NULL;
+    /* ... and with the norm before a product in its prologue instead of a kernel of its own: the
+     * words of MAMBA2_GPU_GEMM_DECODE_NORMS, "out" (the grouped norm before out_proj: the default)
+     * and "in" (RMSNorm before in_proj and lm_head), joined by '+', "0" for none (measurements:
+     * results/gpu.md) */
+    const char *gdn = getenv("MAMBA2_GPU_GEMM_DECODE_NORMS");
+    if (!gdn) gdn = "out";
+    gb->gemm_decode_rms = strstr(gdn, "in") != NULL, gb->gemm_decode_gated = strstr(gdn, "out") != NULL;
     gemm_decode_prepare();
     /* q8: products of up to Q8_GEMM_MAX_T tokens through the q8 GEMM (measurements: results/gpu.md) */
     const char *q8g = getenv("MAMBA2_GPU_Q8_GEMM"), *q8t = getenv("MAMBA2_GPU_Q8_GEMM_MAX_T");

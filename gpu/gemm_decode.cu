@@ -32,6 +32,19 @@
  *    256 rows (from the L2): at most nb/256 of the weight bytes again, per group. (Groups of 128 rows
  *    split between two warps by columns, whose sums then met in shared memory, read the inputs twice
  *    as often, and were slower for in_proj; results/gpu.md.)
+ * The norm before each product can come with it, so that the batched step needs no kernel of its
+ * own for it (the prologue, as in the GEMV): the inputs then come as fp32, and the eight consumer
+ * warps apply the norm to a share of each stage's inputs each and write them in bf16 where ldmatrix
+ * reads them, then meet at a barrier (each warp converting all of its own fragments, or one
+ * converter warp doing all of it, was far slower; results/gpu.md). The barrier costs the kernel some
+ * of its speed: the grouped norm's prologue pays for itself, RMSNorm's does not (the backend's default):
+ *  - PRO_RMSNORM: X is the residual stream h itself and a.in_w the norm's weight w;
+ *        out[b][r] = s_b · Σ_k W[r][k] · bf16(h[b][k] · w[k]),   s_b = rsqrt(Σ_k h[b][k]² / K + eps),
+ *    Σ h² summed by the kernel from the inputs it streams anyway (the out_proj before it adds its K
+ *    slices atomically, so no kernel before it has the finished rows to sum);
+ *  - PRO_GATEDNORM: X = y·w as the SSD step wrote it, a.ss_in its sums [nb, groups] (Σ_group y²);
+ *        out[b][r] = Σ_k W[r][k] · bf16(X[b][k] · s_bg),   s_bg = rsqrt(ss_in[b][g(k)] / gs + eps),
+ *    the group of k constant over a box of 64 columns (gs a multiple of 64).
  * No in_proj epilogue (conv step, dt) here: done per element from this kernel's few warps, it was
  * far slower than the conv + dt kernel that follows the store (results/gpu.md).
  */
@@ -61,10 +74,16 @@ struct GdLayout {
     int mt;               /**< tiles a consumer warp takes: 1 where a group holds at most 8, else 2 */
     int kboxes;           /**< boxes of 64 columns a stage */
     int stages;
-    unsigned stage_bytes; /**< weights [kboxes][slots][16][128 B], then inputs [kboxes][8·NT][128 B] */
-    unsigned bar;         /**< [stages] full, then [stages] empty mbarriers */
+    unsigned stage_bytes; /**< weights [kboxes][slots][16][128 B], inputs in bf16 [kboxes][8·NT][128 B], then with a
+                               prologue the inputs in fp32 as they came [kboxes][2][8·NT][128 B] */
+    unsigned xf;          /**< the fp32 inputs' offset in a stage (prologues) */
+    unsigned bar;         /**< [stages] full, then [stages] empty mbarriers, then the RMSNorm's sums [3][8·NT] */
     unsigned total;       /**< with 1,024 bytes to align the base */
 };
+
+/** The 128-byte rows an input row takes per box of 64 columns as the tensor memory accelerator brings it:
+ *  1 in bf16 (PRO_NONE), 2 in fp32 (the prologues: two boxes of 32 columns, each with its own swizzle). */
+#define GD_XW(PRO) ((PRO) == PRO_NONE ? 1 : 2)
 
 /** The 8-column tiles of B for @p nb sequences: 2, 4 or 8 (nb ≤ 16, 32, 64). */
 static int gd_ntiles(int nb) { return nb <= 16 ? 2 : nb <= 32 ? 4 : 8; }
@@ -92,13 +111,14 @@ template <int EPI> __device__ __forceinline__ void gd_finish(const GemvArgs &a, 
 }
 
 /** The tensor maps of one product: the weights as boxes of 1 to GD_GROUP_TILES tiles of 16 rows
- *  (w[n − 1]: a group of n tiles comes in as one box per 64 columns), the inputs as boxes of 8·NT rows. */
+ *  (w[n − 1]: a group of n tiles comes in as one box per 64 columns), the inputs as boxes of 8·NT rows
+ *  (64 bf16 columns, or 32 fp32 columns with a prologue). */
 struct GdMaps {
     CUtensorMap w[GD_GROUP_TILES];
     CUtensorMap x;
 };
 
-template <int NT, int EPI>
+template <int NT, int PRO, int EPI>
 __global__ void __launch_bounds__(GD_THREADS, 1) gemm_decode_kernel(GemvArgs a, const __grid_constant__ GdMaps maps, GdLayout L) {
     extern __shared__ __align__(1024) unsigned char smem_raw[];
     unsigned char *smem = (unsigned char *)(((uintptr_t)smem_raw + 1023) & ~(uintptr_t)1023);
@@ -115,6 +135,7 @@ __global__ void __launch_bounds__(GD_THREADS, 1) gemm_decode_kernel(GemvArgs a, 
     const int kstages = (k_end - k_begin + KS - 1) / KS;
     const int ngroups = min(L.groups, t_end - t_begin); /* none empty (every block has a tile: the grid) */
     uint64_t *full = (uint64_t *)(smem + L.bar), *empty = full + L.stages;
+    float *ssum = (float *)(empty + L.stages); /* PRO_RMSNORM: [3][8·NT] the groups' Σ x², a buffer per group in turn */
     auto group_tiles = [&](int j, int &first, int &last) {
         first = t_begin + j * (t_end - t_begin) / ngroups;
         last = t_begin + (j + 1) * (t_end - t_begin) / ngroups;
@@ -123,6 +144,7 @@ __global__ void __launch_bounds__(GD_THREADS, 1) gemm_decode_kernel(GemvArgs a, 
     if (threadIdx.x == 0) {
         for (int s = 0; s < L.stages; s++) mbar_init(&full[s], 1), mbar_init(&empty[s], GD_CONSUMERS);
         mbar_init_fence();
+        for (int i = 0; i < 3 * 8 * NT; i++) ssum[i] = 0.0f;
     }
     __syncthreads();
 
@@ -138,12 +160,13 @@ __global__ void __launch_bounds__(GD_THREADS, 1) gemm_decode_kernel(GemvArgs a, 
             const int cnt = last - first;
             unsigned char *st = smem + (size_t)s * L.stage_bytes;
             if (w) {
-                mbar_expect_tx(&full[s], (uint32_t)boxes * (cnt * 16 + 8 * NT) * GD_BOX_K * 2);
+                mbar_expect_tx(&full[s], (uint32_t)boxes * (cnt * 16 + 8 * NT * GD_XW(PRO)) * GD_BOX_K * 2);
                 for (int h = 0; h < boxes; h++)
                     tma_load_2d(st + (size_t)h * L.slots * 2048, &maps.w[cnt - 1], k0 + h * GD_BOX_K, first * 16, &full[s]);
             } else
-                for (int h = 0; h < boxes; h++)
-                    tma_load_2d(st + wbytes + (size_t)h * 8 * NT * 128, &maps.x, k0 + h * GD_BOX_K, 0, &full[s]);
+                for (int h = 0; h < boxes * GD_XW(PRO); h++) /* fp32: two boxes of 32 columns per 64 */
+                    tma_load_2d(st + (PRO == PRO_NONE ? wbytes : L.xf) + (size_t)h * 8 * NT * 128, &maps.x,
+                                k0 + h * (GD_BOX_K / GD_XW(PRO)), 0, &full[s]);
         };
         const int pre = min(total, L.stages);
         for (int it = 0; it < pre; it++) fill(it, true); /* the weights are constant: before the wait */
@@ -157,7 +180,10 @@ __global__ void __launch_bounds__(GD_THREADS, 1) gemm_decode_kernel(GemvArgs a, 
         return;
     }
 
-    pdl_wait(); /* the residual stream this kernel adds to */
+    pdl_wait(); /* the residual stream this kernel adds to (and the grouped norm's sums) */
+    constexpr int R = 8 * NT; /* input rows of a box */
+    const int tid = threadIdx.x;   /* consumers: 0 .. 255 */
+    const int cr = tid % R;        /* the input row this thread converts (256 is a multiple of R) */
     int it = 0;
     for (int j = 0; j < ngroups; j++) {
         int first, last;
@@ -169,14 +195,48 @@ __global__ void __launch_bounds__(GD_THREADS, 1) gemm_decode_kernel(GemvArgs a, 
             for (int n = 0; n < NT; n++)
 #pragma unroll
                 for (int c = 0; c < 4; c++) acc[i][n][c] = 0.0f;
+        const int g = lane >> 2, q = 2 * (lane & 3); /* C layout: c0, c1 = row g, columns q, q+1; c2, c3 = row g + 8 (mma_bf16.cuh) */
+        float rs[NT][2];                             /* PRO_RMSNORM: the scale of columns q, q + 1 of each 8-column tile */
+        float ssr = 0.0f;                            /* PRO_RMSNORM: Σ x² of row cr over the chunks this thread converted */
         const int mine = min(L.mt, last - first - warp * L.mt); /* this warp's tiles in the group (≤ 0: none) */
         for (int t = 0; t < kstages; t++, it++) {
             const int s = it % L.stages, k0 = k_begin + t * KS;
             mbar_wait(&full[s], (uint32_t)(it / L.stages) & 1);
             const unsigned char *st = smem + (size_t)s * L.stage_bytes;
+            if (PRO != PRO_NONE) {
+                /* the prologue: the stage's fp32 inputs with their norm → bf16 where ldmatrix reads them, the
+                 * eight warps a share each (8-column chunks: row cr, chunks tid / R + 256 / R · m) */
+                const int boxes = (min(KS, k_end - k0) + GD_BOX_K - 1) / GD_BOX_K;
+                for (int id = tid / R; id < boxes * (GD_BOX_K / 8); id += GD_CONSUMERS * 32 / R) {
+                    const int h = id / (GD_BOX_K / 8), c = id % (GD_BOX_K / 8), k = k0 + h * GD_BOX_K + c * 8;
+                    const unsigned char *half = st + L.xf + (size_t)(h * 2 + (c >> 2)) * R * 128;
+                    const float4 u = *(const float4 *)(half + swz(cr, (c & 3) * 2)), v = *(const float4 *)(half + swz(cr, (c & 3) * 2 + 1));
+                    float f[8] = {u.x, u.y, u.z, u.w, v.x, v.y, v.z, v.w};
+                    if (PRO == PRO_RMSNORM) {
+                        float4 w0 = make_float4(0, 0, 0, 0), w1 = w0; /* past K: zeros (the tensor map's fill), no weights */
+                        if (k < K) w0 = *(const float4 *)(a.in_w + k), w1 = *(const float4 *)(a.in_w + k + 4);
+                        const float w[8] = {w0.x, w0.y, w0.z, w0.w, w1.x, w1.y, w1.z, w1.w};
+#pragma unroll
+                        for (int e = 0; e < 8; e++) ssr = fmaf(f[e], f[e], ssr), f[e] *= w[e];
+                    } else {
+                        const float sc = cr < nb && k < K ? rsqrtf(a.ss_in[cr * a.groups + k / (K / a.groups)] * ((float)a.groups / K) + a.eps) : 0.0f;
+#pragma unroll
+                        for (int e = 0; e < 8; e++) f[e] *= sc;
+                    }
+                    *(uint4 *)(st + wbytes + (size_t)h * R * 128 + swz(cr, c)) =
+                        make_uint4(pack_bf16x2(f[0], f[1]), pack_bf16x2(f[2], f[3]), pack_bf16x2(f[4], f[5]), pack_bf16x2(f[6], f[7]));
+                }
+                if (PRO == PRO_RMSNORM && t == kstages - 1) { /* the group's last stage: its sums, in buffer j mod 3 */
+                    if (tid < R) ssum[(j + 1) % 3 * R + tid] = 0.0f; /* the next group's (read two groups ago, before the last barrier) */
+                    atomicAdd(&ssum[j % 3 * R + cr], ssr);
+                }
+                asm volatile("bar.sync 1, %0;\n" ::"r"(GD_CONSUMERS * 32) : "memory"); /* the consumers' barrier: converted */
+            }
             if (mine > 0) {
                 const int steps = min(KS, k_end - k0) / 16;
-                for (int kq = 0; kq < steps; kq++) { /* the 16-column steps */
+#pragma unroll
+                for (int kq = 0; kq < 2 * GD_BOX_K / 16; kq++) { /* the 16-column steps (unrolled: at most two boxes) */
+                    if (kq >= steps) break;
                     /* the step's two 8-column chunks of the 64-column box it lies in */
                     const int h = kq / (GD_BOX_K / 16), c2 = (kq % (GD_BOX_K / 16)) * 2;
                     const unsigned char *xs = st + wbytes + (size_t)h * 8 * NT * 128;
@@ -201,8 +261,11 @@ __global__ void __launch_bounds__(GD_THREADS, 1) gemm_decode_kernel(GemvArgs a, 
             __syncwarp();
             if (lane == 0) mbar_arrive(&empty[s]);
         }
-        /* C layout: c0, c1 = row g, columns q, q+1; c2, c3 = row g + 8 (mma_bf16.cuh) */
-        const int g = lane >> 2, q = 2 * (lane & 3);
+        if (PRO == PRO_RMSNORM) /* the sums of the group's last stage (after its barrier) */
+#pragma unroll
+            for (int n = 0; n < NT; n++)
+#pragma unroll
+                for (int e = 0; e < 2; e++) rs[n][e] = rsqrtf(ssum[j % 3 * R + n * 8 + q + e] * (1.0f / K) + a.eps);
 #pragma unroll
         for (int i = 0; i < GD_MT; i++) {
             if (i >= mine) break;
@@ -212,7 +275,8 @@ __global__ void __launch_bounds__(GD_THREADS, 1) gemm_decode_kernel(GemvArgs a, 
 #pragma unroll
                 for (int c = 0; c < 4; c++) {
                     const int r = tile * 16 + g + (c >> 1) * 8, b = n * 8 + q + (c & 1);
-                    if (r < a.rows && b < nb) gd_finish<EPI>(a, b, r, acc[i][n][c], L.splits > 1);
+                    const float v = PRO == PRO_RMSNORM ? acc[i][n][c] * rs[n][c & 1] : acc[i][n][c];
+                    if (r < a.rows && b < nb) gd_finish<EPI>(a, b, r, v, L.splits > 1);
                 }
         }
     }
@@ -236,15 +300,17 @@ static EncodeTiled encoder() {
     return fn;
 }
 
-/** The tensor map of a bf16 matrix [rows, cols] with row stride @p ld, read as boxes of 64 columns ×
- *  @p box_rows rows with the 128-byte swizzle (rows and columns outside the matrix come as zeros). */
-static bool bf16_map(CUtensorMap *m, const bf16 *base, int rows, int cols, int ld, int box_rows) {
+/** The tensor map of a matrix [rows, cols] of bf16 (@p elem 2) or fp32 (4) with row stride @p ld
+ *  elements, read as boxes of 128 bytes of columns × @p box_rows rows with the 128-byte swizzle (rows
+ *  and columns outside the matrix come as zeros). */
+static bool input_map(CUtensorMap *m, const void *base, int elem, int rows, int cols, int ld, int box_rows) {
     EncodeTiled enc = encoder();
     if (!enc) return false;
-    const cuuint64_t dims[2] = {(cuuint64_t)cols, (cuuint64_t)rows}, strides[1] = {(cuuint64_t)ld * 2};
-    const cuuint32_t box[2] = {GD_BOX_K, (cuuint32_t)box_rows}, elem[2] = {1, 1};
-    return enc(m, CU_TENSOR_MAP_DATA_TYPE_BFLOAT16, 2, (void *)base, dims, strides, box, elem, CU_TENSOR_MAP_INTERLEAVE_NONE,
-               CU_TENSOR_MAP_SWIZZLE_128B, CU_TENSOR_MAP_L2_PROMOTION_L2_256B, CU_TENSOR_MAP_FLOAT_OOB_FILL_NONE) == CUDA_SUCCESS;
+    const cuuint64_t dims[2] = {(cuuint64_t)cols, (cuuint64_t)rows}, strides[1] = {(cuuint64_t)ld * elem};
+    const cuuint32_t box[2] = {(cuuint32_t)(128 / elem), (cuuint32_t)box_rows}, estr[2] = {1, 1};
+    return enc(m, elem == 2 ? CU_TENSOR_MAP_DATA_TYPE_BFLOAT16 : CU_TENSOR_MAP_DATA_TYPE_FLOAT32, 2, (void *)base, dims, strides,
+               box, estr, CU_TENSOR_MAP_INTERLEAVE_NONE, CU_TENSOR_MAP_SWIZZLE_128B, CU_TENSOR_MAP_L2_PROMOTION_L2_256B,
+               CU_TENSOR_MAP_FLOAT_OOB_FILL_NONE) == CUDA_SUCCESS;
 }
 
 bool gemm_decode_enabled() {
@@ -256,19 +322,25 @@ bool gemm_decode_enabled() {
     return on;
 }
 
-bool gemm_decode_takes(GemvEpilogue epi, const GemvArgs &a, const bf16 *X, int ldx) {
+bool gemm_decode_takes(GemvPrologue pro, GemvEpilogue epi, const GemvArgs &a, const void *X, int ldx) {
     if (!gemm_decode_enabled() || (epi != EPI_STORE && epi != EPI_RESIDUAL) || a.wf != GEMV_BF16 || !a.W || a.nb < GD_MIN_NB || a.nb > GD_MAX_NB) return false;
     if (epi == EPI_RESIDUAL && (a.ss_out || a.xw_out)) return false; /* those sums are the GEMV path's */
+    /* the prologues: RMSNorm's sum must see all of K (a stored product, never split); the grouped norm's
+     * groups whole boxes of 64 columns */
+    if (pro == PRO_RMSNORM && (epi != EPI_STORE || !a.in_w || (uintptr_t)a.in_w % 16)) return false;
+    if (pro == PRO_GATEDNORM && (!a.ss_in || a.groups < 1 || a.cols % a.groups || (a.cols / a.groups) % GD_BOX_K)) return false;
     /* 16-column steps whole; what the tensor maps need: 16-byte aligned bases and row strides */
-    return encoder() && a.cols % 16 == 0 && ldx % 8 == 0 && (uintptr_t)a.W % 16 == 0 && (uintptr_t)X % 16 == 0;
+    const int per16 = pro == PRO_NONE ? 8 : 4;
+    return encoder() && a.cols % 16 == 0 && ldx % per16 == 0 && (uintptr_t)a.W % 16 == 0 && (uintptr_t)X % 16 == 0;
 }
 
 /** The plan of a product over @p nt column tiles: slices of K, only for EPI_RESIDUAL (where partial
  *  sums can be added atomically), as many as bring each block to at least 6 tiles of 16 rows (out_proj
  *  of the 7B: 4,096 rows, 2 tiles a block on 132 multiprocessors: 4 slices), at most one per 128
  *  columns (MAMBA2_GPU_GEMM_DECODE_SPLITS overrides it for A/B runs); groups of at most GD_GROUP_TILES
- *  tiles; two boxes of columns a stage where that still leaves 4 stages in shared memory, else one. */
-static GdLayout gd_plan(int epi, const GemvArgs &a, int nt) {
+ *  tiles; two boxes of columns a stage where that still leaves 4 stages in shared memory, else one.
+ *  @p xw: 128-byte rows per input row and box (GD_XW). */
+static GdLayout gd_plan(int epi, const GemvArgs &a, int nt, int xw) {
     static int env_splits = -1;
     if (env_splits < 0) {
         const char *sp = getenv("MAMBA2_GPU_GEMM_DECODE_SPLITS");
@@ -287,43 +359,50 @@ static GdLayout gd_plan(int epi, const GemvArgs &a, int nt) {
     L.slots = (per_block + L.groups - 1) / L.groups;
     L.mt = L.slots <= GD_CONSUMERS ? 1 : 2;
     for (L.kboxes = 2; L.kboxes >= 1; L.kboxes--) {
-        L.stage_bytes = (unsigned)L.kboxes * (L.slots * 2048 + 8 * nt * 128);
-        L.stages = std::min(8, (int)((SMEM_MAX - 1024 - 16 * 8) / L.stage_bytes));
+        L.xf = (unsigned)L.kboxes * (L.slots * 2048 + 8 * nt * 128);
+        L.stage_bytes = L.xf + (xw > 1 ? (unsigned)L.kboxes * 2 * 8 * nt * 128 : 0); /* a multiple of 1,024 */
+        L.stages = std::min(8, (int)((SMEM_MAX - 1024 - 16 * 8 - 3 * 64 * 4) / L.stage_bytes));
         if (L.stages >= 4 || L.kboxes == 1) break;
     }
     L.bar = (unsigned)L.stages * L.stage_bytes;
-    L.total = L.bar + (unsigned)L.stages * 16 + 1024;
+    L.total = L.bar + (unsigned)L.stages * 16 + 3 * 8 * nt * 4 + 1024;
     return L;
 }
 
-template <int NT, int EPI> static int gd_launch(const GemvArgs &a, const bf16 *X, int ldx, cudaStream_t s) {
+template <int NT, int PRO, int EPI> static int gd_launch(const GemvArgs &a, const void *X, int ldx, cudaStream_t s) {
     static const bool prepared = (gemm_decode_prepare(), true); /* where the backend did not already */
     (void)prepared;
-    const GdLayout L = gd_plan(EPI, a, NT);
+    const GdLayout L = gd_plan(EPI, a, NT, GD_XW(PRO));
     GdMaps maps;
-    bool ok = bf16_map(&maps.x, X, a.nb, a.cols, ldx, 8 * NT);
-    for (int n = 1; n <= GD_GROUP_TILES; n++) ok = ok && bf16_map(&maps.w[n - 1], a.W, a.rows, a.cols, a.cols, 16 * n);
+    bool ok = input_map(&maps.x, X, PRO == PRO_NONE ? 2 : 4, a.nb, a.cols, ldx, 8 * NT);
+    for (int n = 1; n <= GD_GROUP_TILES; n++) ok = ok && input_map(&maps.w[n - 1], a.W, 2, a.rows, a.cols, a.cols, 16 * n);
     if (!ok) return -1; /* gemm_decode_takes() checked what the encoder asks: not expected */
-    launch_pdl(gemm_decode_kernel<NT, EPI>, dim3(L.blocks * L.splits), dim3(GD_THREADS), L.total, s, a, maps, L);
+    launch_pdl(gemm_decode_kernel<NT, PRO, EPI>, dim3(L.blocks * L.splits), dim3(GD_THREADS), L.total, s, a, maps, L);
     return 0;
 }
 
-template <int EPI> static int gd_launch_nt(const GemvArgs &a, const bf16 *X, int ldx, cudaStream_t s) {
+template <int PRO, int EPI> static int gd_launch_nt(const GemvArgs &a, const void *X, int ldx, cudaStream_t s) {
     switch (gd_ntiles(a.nb)) {
-    case 2: return gd_launch<2, EPI>(a, X, ldx, s);
-    case 4: return gd_launch<4, EPI>(a, X, ldx, s);
-    default: return gd_launch<8, EPI>(a, X, ldx, s);
+    case 2: return gd_launch<2, PRO, EPI>(a, X, ldx, s);
+    case 4: return gd_launch<4, PRO, EPI>(a, X, ldx, s);
+    default: return gd_launch<8, PRO, EPI>(a, X, ldx, s);
     }
 }
 
-int launch_gemm_decode(GemvEpilogue epi, const GemvArgs &a, const bf16 *X, int ldx, cudaStream_t s) {
-    return epi == EPI_RESIDUAL ? gd_launch_nt<EPI_RESIDUAL>(a, X, ldx, s) : gd_launch_nt<EPI_STORE>(a, X, ldx, s);
+int launch_gemm_decode(GemvPrologue pro, GemvEpilogue epi, const GemvArgs &a, const void *X, int ldx, cudaStream_t s) {
+    if (pro == PRO_RMSNORM) return gd_launch_nt<PRO_RMSNORM, EPI_STORE>(a, X, ldx, s);
+    if (pro == PRO_GATEDNORM)
+        return epi == EPI_RESIDUAL ? gd_launch_nt<PRO_GATEDNORM, EPI_RESIDUAL>(a, X, ldx, s) : gd_launch_nt<PRO_GATEDNORM, EPI_STORE>(a, X, ldx, s);
+    return epi == EPI_RESIDUAL ? gd_launch_nt<PRO_NONE, EPI_RESIDUAL>(a, X, ldx, s) : gd_launch_nt<PRO_NONE, EPI_STORE>(a, X, ldx, s);
 }
 
-template <int EPI> static void gd_raise() {
-    cudaFuncSetAttribute(gemm_decode_kernel<2, EPI>, cudaFuncAttributeMaxDynamicSharedMemorySize, SMEM_MAX);
-    cudaFuncSetAttribute(gemm_decode_kernel<4, EPI>, cudaFuncAttributeMaxDynamicSharedMemorySize, SMEM_MAX);
-    cudaFuncSetAttribute(gemm_decode_kernel<8, EPI>, cudaFuncAttributeMaxDynamicSharedMemorySize, SMEM_MAX);
+template <int PRO, int EPI> static void gd_raise() {
+    cudaFuncSetAttribute(gemm_decode_kernel<2, PRO, EPI>, cudaFuncAttributeMaxDynamicSharedMemorySize, SMEM_MAX);
+    cudaFuncSetAttribute(gemm_decode_kernel<4, PRO, EPI>, cudaFuncAttributeMaxDynamicSharedMemorySize, SMEM_MAX);
+    cudaFuncSetAttribute(gemm_decode_kernel<8, PRO, EPI>, cudaFuncAttributeMaxDynamicSharedMemorySize, SMEM_MAX);
 }
 
-void gemm_decode_prepare() { gd_raise<EPI_STORE>(), gd_raise<EPI_RESIDUAL>(); }
+void gemm_decode_prepare() {
+    gd_raise<PRO_NONE, EPI_STORE>(), gd_raise<PRO_NONE, EPI_RESIDUAL>(), gd_raise<PRO_RMSNORM, EPI_STORE>();
+    gd_raise<PRO_GATEDNORM, EPI_STORE>(), gd_raise<PRO_GATEDNORM, EPI_RESIDUAL>();
+}

@@ -147,21 +147,26 @@ double mamba2_gpu_time_gemv(int rows, int cols, int nb, int stream, int reps, Ma
 
 /**
  * @brief The decode GEMM of 5 to 64 sequences (gemm_decode.cu, tensor cores) on host arrays:
- *        out[b][r] = Σ_c W[r][c]·x[b][c] (poisoned with NaN before the call), or with @p add
+ *        out[b][r] = Σ_c W[r][c]·x'[b][c] (poisoned with NaN before the call), or with @p add
  *        out[b][r] += that (the residual epilogue, whose slices of K add atomically; @p out holds
- *        the values added to). W [rows, cols] and x [nb, cols] bf16 bits, out [nb, rows] fp32.
+ *        the values added to). W [rows, cols] bf16 bits, out [nb, rows] fp32, and by @p pro:
+ *        0: x' = x, x [nb, cols] bf16 bits; 1 (RMSNorm, not with @p add): x [nb, cols] fp32,
+ *        x'[b][c] = x[b][c]·norm[c]·rsqrt(Σ_c x[b][c]²/cols + 1e-5), @p norm [cols];
+ *        2 (grouped norm): x [nb, cols] fp32, x'[b][c] = x[b][c]·rsqrt(norm[b][g]/gs + 1e-5), c in
+ *        group g of @p groups of gs = cols/groups columns, @p norm [nb, groups] (the sums of squares).
  * @return 0, 1 when the kernel does not take the shape (nothing run), or −1 with @p err set.
  */
-int mamba2_gpu_gemm_decode(int rows, int cols, int nb, int add, const uint16_t *W, const uint16_t *x, float *out,
-                           Mamba2Error *err);
+int mamba2_gpu_gemm_decode(int rows, int cols, int nb, int add, int pro, int groups, const uint16_t *W, const void *x,
+                           const float *norm, float *out, Mamba2Error *err);
 
 /**
- * @brief Time the decode GEMM (the residual epilogue with @p add, else a plain store) as
- *        mamba2_gpu_time_cublas_gemm() times cuBLAS.
+ * @brief Time the decode GEMM (the residual epilogue with @p add, else a plain store; prologue @p pro
+ *        as in mamba2_gpu_gemm_decode(), 8 groups where cols allows) as mamba2_gpu_time_cublas_gemm()
+ *        times cuBLAS.
  * @return median milliseconds per launch, or < 0 (with @p err set; also where the kernel does not
  *         take the shape).
  */
-double mamba2_gpu_time_gemm_decode(int rows, int cols, int nb, int add, int reps, Mamba2Error *err);
+double mamba2_gpu_time_gemm_decode(int rows, int cols, int nb, int add, int pro, int reps, Mamba2Error *err);
 
 /**
  * @brief Time cuBLAS' bf16 GEMM at a decode shape, out[nb][rows] = x[nb][cols]·W[rows][cols]ᵀ with fp32

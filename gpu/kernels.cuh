@@ -182,6 +182,7 @@ struct GemvArgs {
     float *ss_out;         /**< EPI_RESIDUAL: [nb] Σ h² of the updated rows is added here (may be NULL) */
     const float *next_w;   /**< EPI_RESIDUAL: the next norm's weight [rows] ... */
     float *xw_out;         /**< ... and xw_out [nb, rows] = h·next_w is written for the next GEMV (may be NULL) */
+    const float *in_w;     /**< the decode GEMM's PRO_RMSNORM (gemm_decode.cu): the norm's weight [cols] */
     float *out;            /**< [nb, rows] (EPI_STORE, EPI_RESIDUAL, EPI_INPROJ's z and raw values) */
     /* EPI_INPROJ */
     GpuDims dims;
@@ -221,16 +222,19 @@ void gemv_stream_prepare();
 /** The streamed GEMV (gemv_stream.cu), for what gemv_stream_takes() accepts. */
 void launch_gemv_stream(GemvPrologue pro, GemvEpilogue epi, const GemvArgs &a, cudaStream_t s);
 
-/** Whether the decode GEMM of gemm_decode.cu takes @p a with the bf16 inputs @p X (row stride @p ldx):
- *  EPI_STORE or EPI_RESIDUAL (without ss_out and xw_out), bf16 weights, 5 to 64 sequences, cols a
- *  multiple of 16, 16-byte aligned bases and rows (what its tensor maps need); not when the
- *  environment says MAMBA2_GPU_GEMM_DECODE=0. */
-bool gemm_decode_takes(GemvEpilogue epi, const GemvArgs &a, const bf16 *X, int ldx);
+/** Whether the decode GEMM of gemm_decode.cu takes @p a with the inputs @p X (row stride @p ldx; bf16
+ *  for PRO_NONE, fp32 for the prologues): EPI_STORE or EPI_RESIDUAL (without ss_out and xw_out), bf16
+ *  weights, 5 to 64 sequences, cols a multiple of 16, 16-byte aligned bases and rows (what its tensor
+ *  maps need); PRO_RMSNORM only stored and with a.in_w, PRO_GATEDNORM with a.ss_in and groups of a
+ *  multiple of 64 columns; not when the environment says MAMBA2_GPU_GEMM_DECODE=0. */
+bool gemm_decode_takes(GemvPrologue pro, GemvEpilogue epi, const GemvArgs &a, const void *X, int ldx);
 
-/** out[b][r] = Σ_k W[r][k] X[b][k] for a.nb sequences on tensor cores (gemm_decode.cu), stored
- *  (EPI_STORE) or added to a.out (EPI_RESIDUAL); a.x and the prologue fields are not read. Returns
- *  −1, launching nothing, if the driver would not describe the operands as tensor maps, else 0. */
-int launch_gemm_decode(GemvEpilogue epi, const GemvArgs &a, const bf16 *X, int ldx, cudaStream_t s);
+/** out[b][r] = Σ_k W[r][k] X'[b][k] for a.nb sequences on tensor cores (gemm_decode.cu), stored
+ *  (EPI_STORE) or added to a.out (EPI_RESIDUAL), X' = X (bf16, PRO_NONE) or X with its norm
+ *  (fp32 X; PRO_RMSNORM: X is the residual stream and a.in_w the norm's weight, the kernel sums
+ *  Σ X² itself; PRO_GATEDNORM: as the GEMV's, from a.ss_in); a.x is not read. Returns −1, launching
+ *  nothing, if the driver would not describe the operands as tensor maps, else 0. */
+int launch_gemm_decode(GemvPrologue pro, GemvEpilogue epi, const GemvArgs &a, const void *X, int ldx, cudaStream_t s);
 
 /** Whether the decode GEMM may run at all: not when the environment says MAMBA2_GPU_GEMM_DECODE=0. */
 bool gemm_decode_enabled();

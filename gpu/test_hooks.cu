@@ -210,25 +210,32 @@ extern "C" double mamba2_gpu_time_gemv(int rows, int cols, int nb, int stream, i
 
 /* ------------------------------------------------------------------ decode GEMM (gemm_decode.cu) */
 
-extern "C" int mamba2_gpu_gemm_decode(int rows, int cols, int nb, int add, const uint16_t *W, const uint16_t *x, float *out,
-                                      Mamba2Error *err) {
+extern "C" int mamba2_gpu_gemm_decode(int rows, int cols, int nb, int add, int pro, int groups, const uint16_t *W, const void *x,
+                                      const float *norm, float *out, Mamba2Error *err) {
     if (!mamba2_gpu_available(err)) return -1;
-    bf16 *dW, *dx;
-    float *dout;
+    const size_t xbytes = (size_t)nb * cols * (pro ? 4 : 2), nbytes = pro == 1 ? (size_t)cols * 4 : pro == 2 ? (size_t)nb * groups * 4 : 0;
+    bf16 *dW;
+    void *dx;
+    float *dout, *dnorm = NULL;
     CUDA_TRY(cudaMalloc(&dW, (size_t)rows * cols * 2));
-    CUDA_TRY(cudaMalloc(&dx, (size_t)nb * cols * 2));
+    CUDA_TRY(cudaMalloc(&dx, xbytes));
     CUDA_TRY(cudaMalloc(&dout, (size_t)nb * rows * 4));
+    if (nbytes) CUDA_TRY(cudaMalloc(&dnorm, nbytes));
     GemvArgs a = {};
-    a.W = dW, a.rows = rows, a.cols = cols, a.nb = nb, a.out = dout;
+    a.W = dW, a.rows = rows, a.cols = cols, a.nb = nb, a.out = dout, a.eps = 1e-5f;
+    if (pro == 1) a.in_w = dnorm;
+    if (pro == 2) a.ss_in = dnorm, a.groups = groups;
     int rc = 1;
+    const GemvPrologue gp = pro == 1 ? PRO_RMSNORM : pro == 2 ? PRO_GATEDNORM : PRO_NONE;
     const GemvEpilogue epi = add ? EPI_RESIDUAL : EPI_STORE;
-    if (gemm_decode_takes(epi, a, dx, cols)) {
+    if (gemm_decode_takes(gp, epi, a, dx, cols)) {
         std::vector<float> poison((size_t)nb * rows, NAN);
         CUDA_TRY(cudaMemcpy(dW, W, (size_t)rows * cols * 2, cudaMemcpyHostToDevice));
-        CUDA_TRY(cudaMemcpy(dx, x, (size_t)nb * cols * 2, cudaMemcpyHostToDevice));
+        CUDA_TRY(cudaMemcpy(dx, x, xbytes, cudaMemcpyHostToDevice));
+        if (nbytes) CUDA_TRY(cudaMemcpy(dnorm, norm, nbytes, cudaMemcpyHostToDevice));
         CUDA_TRY(cudaMemcpy(dout, add ? out : poison.data(), poison.size() * 4, cudaMemcpyHostToDevice));
-        if (launch_gemm_decode(epi, a, dx, cols, 0)) {
-            cudaFree(dW), cudaFree(dx), cudaFree(dout);
+        if (launch_gemm_decode(gp, epi, a, dx, cols, 0)) {
+            cudaFree(dW), cudaFree(dx), cudaFree(dout), cudaFree(dnorm);
             return mamba2_fail(err, "decode GEMM: no tensor maps for %d x %d", rows, cols);
         }
         LAUNCH_TRY();
@@ -236,38 +243,42 @@ extern "C" int mamba2_gpu_gemm_decode(int rows, int cols, int nb, int add, const
         CUDA_TRY(cudaMemcpy(out, dout, (size_t)nb * rows * 4, cudaMemcpyDeviceToHost));
         rc = 0;
     }
-    cudaFree(dW), cudaFree(dx), cudaFree(dout);
+    cudaFree(dW), cudaFree(dx), cudaFree(dout), cudaFree(dnorm);
     return rc;
 }
 
-extern "C" double mamba2_gpu_time_gemm_decode(int rows, int cols, int nb, int add, int reps, Mamba2Error *err) {
+extern "C" double mamba2_gpu_time_gemm_decode(int rows, int cols, int nb, int add, int pro, int reps, Mamba2Error *err) {
     if (!mamba2_gpu_available(err)) return -1;
     int copies = (int)(1 + (512ull << 20) / ((size_t)rows * cols * 2));
-    bf16 *W, *x;
-    float *out;
-    if (cudaMalloc(&W, (size_t)copies * rows * cols * 2) != cudaSuccess || cudaMalloc(&x, (size_t)nb * cols * 2) != cudaSuccess ||
-        cudaMalloc(&out, (size_t)nb * rows * 4) != cudaSuccess)
+    const int groups = cols % (8 * 64) == 0 ? 8 : 1; /* the grouped norm's: the 7B's 8 groups */
+    bf16 *W;
+    void *x;
+    float *out, *norm;
+    if (cudaMalloc(&W, (size_t)copies * rows * cols * 2) != cudaSuccess || cudaMalloc(&x, (size_t)nb * cols * 4) != cudaSuccess ||
+        cudaMalloc(&out, (size_t)nb * rows * 4) != cudaSuccess || cudaMalloc(&norm, (size_t)(cols + nb * groups) * 4) != cudaSuccess)
         return mamba2_fail(err, "decode GEMM timing: out of memory"), -1;
     fill_random_bf16<<<1024, 256>>>(W, (size_t)copies * rows * cols, 3);
-    fill_random_bf16<<<64, 256>>>(x, (size_t)nb * cols, 4);
+    fill_random_bf16<<<64, 256>>>((bf16 *)x, (size_t)nb * cols * 2, 4); /* fp32 inputs: any bits of bf16 pairs are finite floats */
+    cudaMemset(norm, 0, (size_t)(cols + nb * groups) * 4); /* the norms' weights and sums: zeros time as well as other values */
     GemvArgs a = {};
-    a.rows = rows, a.cols = cols, a.nb = nb, a.out = out, a.W = W;
+    a.rows = rows, a.cols = cols, a.nb = nb, a.out = out, a.W = W, a.eps = 1e-5f, a.in_w = norm, a.ss_in = norm, a.groups = groups;
     double ms = -1;
     bool refused = false; /* a launch found no tensor maps: no time to report */
+    const GemvPrologue gp = pro == 1 ? PRO_RMSNORM : pro == 2 ? PRO_GATEDNORM : PRO_NONE;
     const GemvEpilogue epi = add ? EPI_RESIDUAL : EPI_STORE;
-    if (gemm_decode_takes(epi, a, x, cols)) {
+    if (gemm_decode_takes(gp, epi, a, x, cols)) {
         cudaStream_t st;
         cudaStreamCreateWithFlags(&st, cudaStreamNonBlocking);
         cudaMemset(out, 0, (size_t)nb * rows * 4);
         ms = median_calls_ms(st, copies, reps, [&](int c) {
             a.W = W + (size_t)c * rows * cols;
-            refused = refused || launch_gemm_decode(epi, a, x, cols, st) != 0;
+            refused = refused || launch_gemm_decode(gp, epi, a, x, cols, st) != 0;
         });
         cudaStreamDestroy(st);
         if (refused) ms = -1, mamba2_fail(err, "decode GEMM timing: no tensor maps for %d x %d", rows, cols);
     } else
         mamba2_fail(err, "decode GEMM timing: the kernel does not take %d x %d, nb %d", rows, cols, nb);
-    cudaFree(W), cudaFree(x), cudaFree(out);
+    cudaFree(W), cudaFree(x), cudaFree(out), cudaFree(norm);
     cudaError_t e = cudaGetLastError();
     if (e != cudaSuccess) return mamba2_fail(err, "decode GEMM timing: %s", cudaGetErrorString(e)), -1;
     return ms;
