@@ -1,7 +1,7 @@
 /**
  * @file qmatrix.c
  * @brief Quantization at load (q8, q4) and the integer products of qmatrix.h: scalar, AVX2, ymm VNNI
- *        (AVX-VNNI, or AVX512-VNNI + VL on ymm), AVX512-VNNI on zmm.
+ *        (AVX-VNNI, or AVX512-VNNI + VL on ymm), AVX512-VNNI on zmm, and AVX512BW on zmm without VNNI.
  *
  * Packed layout. W is padded to whole tiles of QT_ROWS = 4 rows × QT_K = 512 columns (zeros); a
  * row group's tiles follow one another along K, and row groups follow one another, so a GEMV
@@ -490,15 +490,45 @@ static YMM_EVEX_TARGET void rows_ymm_evex(const CpuQMatrix *W, int64_t rg, int R
     avx2_rows(1, W, rg, R, xr, S, y, ldy, accumulate);
 }
 
-/* ------------------------------------------------------------------ AVX512-VNNI */
+/* ------------------------------------------------------------------ AVX512-VNNI, AVX512BW */
 
-/** Attributes of the AVX512-VNNI kernel. */
+/** Attributes of the AVX512-VNNI kernel, and of the code it shares with the AVX512BW one. */
 #define VNNI_TARGET __attribute__((target("avx512f,avx512bw,avx512vnni")))
 #define VNNI_INLINE __attribute__((always_inline, target("avx512f,avx512bw,avx512vnni")))
+/** Attributes of the AVX512BW kernel (Skylake-SP / -X: AVX-512 without VNNI). */
+#define BW_TARGET __attribute__((target("avx512f,avx512bw")))
+#define BW_INLINE __attribute__((always_inline, target("avx512f,avx512bw")))
+
+/* acc + vpdpbusd(w0, p0) + vpdpbusd(w1, p1): the raw builtin, as in avx2_dot2(), so that this inlines
+ * into the AVX512BW kernel too, where it is never reached (bw a constant). */
+static inline BW_INLINE __m512i dpbusd2(__m512i acc, __m512i w0, __m512i w1, __m512i p0, __m512i p1) {
+    __m512i s = (__m512i)__builtin_ia32_vpdpbusd_v16si((__v16si)acc, (__v16si)w0, (__v16si)p0);
+    return (__m512i)__builtin_ia32_vpdpbusd_v16si((__v16si)s, (__v16si)w1, (__v16si)p1);
+}
+
+/* acc + the exact integer Σ q·p of chunks w0, w1 of a tile row (the stored bytes, q + offset) with the
+ * record's chunks p0, p1, 16 lanes of int32 (lane j: block j), without vpdpbusd, as avx2_dot2() does on
+ * ymm:
+ * q8: q = w − 128 through |q| and p with q's sign (vpmaddubsw takes unsigned × signed; |q| ≤ 127
+ *     keeps each pair sum below 2¹⁵), each chunk widened to 32 bits on its own; acc starts at 0;
+ * q4: w = q + 8 ≤ 15 directly, the two chunks added in 16 bits (2 · 2 · 15 · 127 < 2¹⁵); acc starts
+ *     at ncorr. */
+static inline BW_INLINE __m512i bw_dot2(Mamba2WeightFormat f, __m512i acc, __m512i w0, __m512i w1, __m512i p0, __m512i p1) {
+    const __m512i ones = _mm512_set1_epi16(1);
+    if (f == MAMBA2_WEIGHTS_Q4)
+        return _mm512_add_epi32(
+            _mm512_madd_epi16(_mm512_add_epi16(_mm512_maddubs_epi16(w0, p0), _mm512_maddubs_epi16(w1, p1)), ones), acc);
+    const __m512i flip = _mm512_set1_epi8((char)0x80), zero = _mm512_setzero_si512();
+    /* q < 0 exactly where the stored byte q + 128 has its top bit clear */
+    const __m512i q0 = _mm512_xor_si512(w0, flip), q1 = _mm512_xor_si512(w1, flip);
+    const __m512i s0 = _mm512_maddubs_epi16(_mm512_abs_epi8(q0), _mm512_mask_sub_epi8(p0, _mm512_movepi8_mask(q0), zero, p0));
+    const __m512i s1 = _mm512_maddubs_epi16(_mm512_abs_epi8(q1), _mm512_mask_sub_epi8(p1, _mm512_movepi8_mask(q1), zero, p1));
+    return _mm512_add_epi32(acc, _mm512_add_epi32(_mm512_madd_epi16(s0, ones), _mm512_madd_epi16(s1, ones)));
+}
 
 /* Chunks 2m and 2m + 1 of a tile row, the stored bytes (q + offset) as vpdpbusd takes them. */
-static inline VNNI_INLINE void vnni_load_pair(Mamba2WeightFormat f, const uint8_t *vals, int m, __m512i *w0,
-                                              __m512i *w1) {
+static inline BW_INLINE void vnni_load_pair(Mamba2WeightFormat f, const uint8_t *vals, int m, __m512i *w0,
+                                            __m512i *w1) {
     if (f == MAMBA2_WEIGHTS_Q8) {
         *w0 = _mm512_loadu_si512(vals + 128 * m);
         *w1 = _mm512_loadu_si512(vals + 128 * m + 64);
@@ -510,15 +540,16 @@ static inline VNNI_INLINE void vnni_load_pair(Mamba2WeightFormat f, const uint8_
     }
 }
 
-/* The VNNI register block: R ≤ 4 rows × S ≤ 4 records (16 accumulators in 32 registers).
+/* The zmm register block: R ≤ 4 rows × S ≤ 4 records (16 accumulators in 32 registers), the product
+ * vpdpbusd or, with @p bw, bw_dot2() (q8's sums then start at 0).
  * Row by row (each row's 512 or 256 bytes read in order), the 8 chunks accumulate into one vector of
  * the 16 blocks' exact int32 sums per record, started at the record's ncorr; then the row's 16
  * scales, widened once, scale it:
  *   acc[i][j] += float(ncorr_j + Σ_c vpdpbusd(w_i,c, p_j,c)) · (d_i · e_j), lane by lane.
  * With one record (decode) its 8 chunks stay in registers for the tile; with more they are read
  * from L1 by each row's vpdpbusd. */
-static inline VNNI_INLINE void vnni_block(Mamba2WeightFormat f, const CpuQMatrix *W, int64_t rg, int R,
-                                          const uint8_t *const *xr, int S, float *y, int64_t ldy, int accumulate) {
+static inline BW_INLINE void zmm_block(Mamba2WeightFormat f, int bw, const CpuQMatrix *W, int64_t rg, int R,
+                                       const uint8_t *const *xr, int S, float *y, int64_t ldy, int accumulate) {
     int64_t tb = tile_bytes(f), n_kt = W->K_pad / QT_K;
     __m512 acc[4][4];
 #pragma GCC unroll 4
@@ -540,7 +571,8 @@ static inline VNNI_INLINE void vnni_block(Mamba2WeightFormat f, const CpuQMatrix
         for (int i = 0; i < R; i++) {
             __m512i ia[4] = {0}; /* [record]: int32 sums of the 16 blocks (zeros: unused entries when S < 4) */
 #pragma GCC unroll 4
-            for (int j = 0; j < S; j++) ia[j] = _mm512_loadu_si512(rec[j] + XNCORR);
+            for (int j = 0; j < S; j++)
+                ia[j] = bw && f == MAMBA2_WEIGHTS_Q8 ? _mm512_setzero_si512() : _mm512_loadu_si512(rec[j] + XNCORR);
 #pragma GCC unroll 4
             for (int m = 0; m < QT_CHUNKS / 2; m++) {
                 __m512i w0, w1;
@@ -549,7 +581,7 @@ static inline VNNI_INLINE void vnni_block(Mamba2WeightFormat f, const CpuQMatrix
                 for (int j = 0; j < S; j++) {
                     __m512i p0 = S == 1 ? p1[2 * m] : _mm512_loadu_si512(rec[j] + 128 * m);
                     __m512i p_1 = S == 1 ? p1[2 * m + 1] : _mm512_loadu_si512(rec[j] + 128 * m + 64);
-                    ia[j] = _mm512_dpbusd_epi32(_mm512_dpbusd_epi32(ia[j], w0, p0), w1, p_1);
+                    ia[j] = bw ? bw_dot2(f, ia[j], w0, w1, p0, p_1) : dpbusd2(ia[j], w0, w1, p0, p_1);
                 }
             }
             __m512 d = _mm512_cvtph_ps(_mm256_loadu_si256((const __m256i *)(scales + i * QT_BLOCKS)));
@@ -568,27 +600,33 @@ static inline VNNI_INLINE void vnni_block(Mamba2WeightFormat f, const CpuQMatrix
         }
 }
 
-/* The rows of one format (f a constant after inlining, as are R and S in the common calls, so
+/* The rows of one format (f and bw constants after inlining, as are R and S in the common calls, so
  * that the block's loops unroll). */
-static inline VNNI_INLINE void vnni_rows_of(Mamba2WeightFormat f, const CpuQMatrix *W, int64_t rg, int R,
-                                            const uint8_t *const *xr, int S, float *y, int64_t ldy, int accumulate) {
+static inline BW_INLINE void zmm_rows_of(Mamba2WeightFormat f, int bw, const CpuQMatrix *W, int64_t rg, int R,
+                                         const uint8_t *const *xr, int S, float *y, int64_t ldy, int accumulate) {
     for (int j = 0; j < S; j += 4) {
         const uint8_t *const *x4 = xr + j;
         float *y4 = y + j * ldy;
         if (R == 4) switch (S - j) {
-            case 1: vnni_block(f, W, rg, 4, x4, 1, y4, ldy, accumulate); break;
-            case 2: vnni_block(f, W, rg, 4, x4, 2, y4, ldy, accumulate); break;
-            case 3: vnni_block(f, W, rg, 4, x4, 3, y4, ldy, accumulate); break;
-            default: vnni_block(f, W, rg, 4, x4, 4, y4, ldy, accumulate); break;
+            case 1: zmm_block(f, bw, W, rg, 4, x4, 1, y4, ldy, accumulate); break;
+            case 2: zmm_block(f, bw, W, rg, 4, x4, 2, y4, ldy, accumulate); break;
+            case 3: zmm_block(f, bw, W, rg, 4, x4, 3, y4, ldy, accumulate); break;
+            default: zmm_block(f, bw, W, rg, 4, x4, 4, y4, ldy, accumulate); break;
             }
-        else vnni_block(f, W, rg, R, x4, S - j < 4 ? S - j : 4, y4, ldy, accumulate);
+        else zmm_block(f, bw, W, rg, R, x4, S - j < 4 ? S - j : 4, y4, ldy, accumulate);
     }
 }
 
 static VNNI_TARGET void rows_vnni(const CpuQMatrix *W, int64_t rg, int R, const uint8_t *const *xr, int S, float *y,
                                   int64_t ldy, int accumulate) {
-    if (W->format == MAMBA2_WEIGHTS_Q8) vnni_rows_of(MAMBA2_WEIGHTS_Q8, W, rg, R, xr, S, y, ldy, accumulate);
-    else vnni_rows_of(MAMBA2_WEIGHTS_Q4, W, rg, R, xr, S, y, ldy, accumulate);
+    if (W->format == MAMBA2_WEIGHTS_Q8) zmm_rows_of(MAMBA2_WEIGHTS_Q8, 0, W, rg, R, xr, S, y, ldy, accumulate);
+    else zmm_rows_of(MAMBA2_WEIGHTS_Q4, 0, W, rg, R, xr, S, y, ldy, accumulate);
+}
+
+static BW_TARGET void rows_bw(const CpuQMatrix *W, int64_t rg, int R, const uint8_t *const *xr, int S, float *y,
+                              int64_t ldy, int accumulate) {
+    if (W->format == MAMBA2_WEIGHTS_Q8) zmm_rows_of(MAMBA2_WEIGHTS_Q8, 1, W, rg, R, xr, S, y, ldy, accumulate);
+    else zmm_rows_of(MAMBA2_WEIGHTS_Q4, 1, W, rg, R, xr, S, y, ldy, accumulate);
 }
 
 /* ------------------------------------------------------------------ entry point */
@@ -608,6 +646,7 @@ CpuQKernel cpu_qlinear_kernel(CpuIsa isa) {
     if (isa < CPU_ISA_AVX2) return CPU_QKERNEL_SCALAR;
     if (vnni && __builtin_cpu_supports("avxvnni")) return CPU_QKERNEL_AVXVNNI; /* CPUID.(7,1):EAX bit 4 */
     if (vnni && avx512vnni && __builtin_cpu_supports("avx512vl")) return CPU_QKERNEL_AVXVNNI_EVEX;
+    if (isa >= CPU_ISA_AVX512 && __builtin_cpu_supports("avx512bw")) return CPU_QKERNEL_AVX512BW;
     return CPU_QKERNEL_AVX2;
 }
 
@@ -622,7 +661,7 @@ static int token_block(int64_t K_pad) {
 }
 
 const char *cpu_qlinear_kernel_name(CpuIsa isa) {
-    static const char *names[] = {"scalar", "avx2", "avx2-vnni", "avx2-vnni-evex", "avx512-vnni"};
+    static const char *names[] = {"scalar", "avx2", "avx2-vnni", "avx2-vnni-evex", "avx512-vnni", "avx512bw"};
     return names[cpu_qlinear_kernel(isa)];
 }
 
@@ -756,7 +795,7 @@ BF16_ROWS_TARGET void cpu_qmatrix_bf16_rows(const void *src, int64_t r0, int64_t
 CpuQPath cpu_qlinear_path(CpuIsa isa, int T) {
     if (T <= QLINEAR_INT_MAX_ROWS) return CPU_QPATH_INTEGER;
     if (isa >= CPU_ISA_AVX512 && cpu_amx_active() && bf16_rows_runs()) return CPU_QPATH_AMX;
-    if (cpu_qlinear_kernel(isa) >= CPU_QKERNEL_AVXVNNI) return CPU_QPATH_INTEGER;
+    if (cpu_qlinear_kernel_has_dpbusd(cpu_qlinear_kernel(isa))) return CPU_QPATH_INTEGER;
     CpuGemmTier tier = cpu_gemm_tier_active();
     if (isa >= CPU_ISA_AVX2 && tier >= CPU_GEMM_AVX2) return CPU_QPATH_WIDENED;
     return CPU_QPATH_INTEGER;
@@ -786,6 +825,7 @@ static void integer_rows(CpuQKernel kind, const CpuQMatrix *W, int64_t r0, int64
                 float *y = Y + (size_t)(t0 + j0) * ldy + r;
                 switch (kind) {
                 case CPU_QKERNEL_AVX512VNNI: rows_vnni(W, r / QT_ROWS, R, xr, S, y, ldy, accumulate); break;
+                case CPU_QKERNEL_AVX512BW: rows_bw(W, r / QT_ROWS, R, xr, S, y, ldy, accumulate); break;
                 case CPU_QKERNEL_AVXVNNI_EVEX: rows_ymm_evex(W, r / QT_ROWS, R, xr, S, y, ldy, accumulate); break;
                 case CPU_QKERNEL_AVXVNNI: rows_avxvnni(W, r / QT_ROWS, R, xr, S, y, ldy, accumulate); break;
                 case CPU_QKERNEL_AVX2: rows_avx2(W, r / QT_ROWS, R, xr, S, y, ldy, accumulate); break;

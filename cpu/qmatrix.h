@@ -78,29 +78,37 @@ void cpu_qmatrix_free(CpuQMatrix *q);
  */
 void cpu_qmatrix_dequantize_rows(const CpuQMatrix *q, int64_t r0, int64_t n, float *out);
 
-/** The integer products of cpu_qlinear(), slowest first. */
+/** The integer products of cpu_qlinear(). */
 typedef enum {
     CPU_QKERNEL_SCALAR = 0,        /**< plain C */
     CPU_QKERNEL_AVX2 = 1,          /**< AVX2: vpmaddubsw + vpmaddwd on ymm */
     CPU_QKERNEL_AVXVNNI = 2,       /**< AVX-VNNI: VEX vpdpbusd on ymm (AVX2's register block) */
     CPU_QKERNEL_AVXVNNI_EVEX = 3,  /**< the same ymm kernel EVEX-encoded (AVX512-VNNI + AVX512VL), where
                                         the ISA is lowered to AVX2 on a CPU without AVX-VNNI */
-    CPU_QKERNEL_AVX512VNNI = 4     /**< AVX512-VNNI: vpdpbusd on zmm */
+    CPU_QKERNEL_AVX512VNNI = 4,    /**< AVX512-VNNI: vpdpbusd on zmm */
+    CPU_QKERNEL_AVX512BW = 5       /**< AVX512BW without VNNI: vpmaddubsw + vpmaddwd on zmm (AVX512-VNNI's
+                                        register block) */
 } CpuQKernel;
+
+/** Whether product @p k multiplies with vpdpbusd (4 int8 pairs per 32-bit lane in one instruction). */
+static inline int cpu_qlinear_kernel_has_dpbusd(CpuQKernel k) {
+    return k == CPU_QKERNEL_AVXVNNI || k == CPU_QKERNEL_AVXVNNI_EVEX || k == CPU_QKERNEL_AVX512VNNI;
+}
 
 /**
  * @brief The product cpu_qlinear() runs for @p isa on this CPU.
  *
  * CPU_QKERNEL_AVX512VNNI when @p isa ≥ CPU_ISA_AVX512 and the CPU has AVX512-VNNI; otherwise, when
  * @p isa ≥ CPU_ISA_AVX2: CPU_QKERNEL_AVXVNNI where the CPU has AVX-VNNI (CPUID.(EAX=7,ECX=1):EAX
- * bit 4), CPU_QKERNEL_AVXVNNI_EVEX where it has AVX512-VNNI and AVX512VL, else CPU_QKERNEL_AVX2;
- * CPU_QKERNEL_SCALAR below AVX2. MAMBA2_CPU_VNNI=0 in the environment (read at every call) rules
- * out the three vpdpbusd kernels.
+ * bit 4), CPU_QKERNEL_AVXVNNI_EVEX where it has AVX512-VNNI and AVX512VL, CPU_QKERNEL_AVX512BW
+ * where @p isa ≥ CPU_ISA_AVX512 and the CPU has AVX512BW, else CPU_QKERNEL_AVX2; CPU_QKERNEL_SCALAR
+ * below AVX2. MAMBA2_CPU_VNNI=0 in the environment (read at every call) rules out the three
+ * vpdpbusd kernels.
  */
 CpuQKernel cpu_qlinear_kernel(CpuIsa isa);
 
-/** The name of cpu_qlinear_kernel(@p isa): "avx512-vnni", "avx2-vnni" (VEX), "avx2-vnni-evex",
- *  "avx2" or "scalar". */
+/** The name of cpu_qlinear_kernel(@p isa): "avx512-vnni", "avx512bw", "avx2-vnni" (VEX),
+ *  "avx2-vnni-evex", "avx2" or "scalar". */
 const char *cpu_qlinear_kernel_name(CpuIsa isa);
 
 /** Up to this many activation rows cpu_qlinear() always runs the integer product; above it
@@ -120,8 +128,8 @@ typedef enum {
  *
  * Up to QLINEAR_INT_MAX_ROWS rows: the integer product. Above: the AMX GEMM where AMX is active
  * (cpu_amx_active(): the CPU has it, MAMBA2_CPU_GEMM does not ask for a lower tier) and @p isa is
- * CPU_ISA_AVX512; else the integer product where it has vpdpbusd (cpu_qlinear_kernel() ≥
- * CPU_QKERNEL_AVXVNNI: it multiplies 4 int8 pairs per 32-bit lane where an fp32 FMA does one);
+ * CPU_ISA_AVX512; else the integer product where it has vpdpbusd (cpu_qlinear_kernel_has_dpbusd():
+ * it multiplies 4 int8 pairs per 32-bit lane where an fp32 FMA does one);
  * else the fp32 GEMM tier on widened weights where the ISA and MAMBA2_CPU_GEMM allow one.
  */
 CpuQPath cpu_qlinear_path(CpuIsa isa, int T);

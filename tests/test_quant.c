@@ -168,6 +168,7 @@ static const char *qvariant_missing(const QVariant *v) {
     if (v->amx && !cpu_amx_available()) return "no AMX on this CPU (or not granted)";
     switch (v->kernel) {
     case CPU_QKERNEL_AVX512VNNI: return have_vnni() ? NULL : "no AVX512-VNNI on this CPU";
+    case CPU_QKERNEL_AVX512BW: return __builtin_cpu_supports("avx512bw") ? NULL : "no AVX512BW on this CPU";
     case CPU_QKERNEL_AVXVNNI: return __builtin_cpu_supports("avxvnni") ? NULL : "no AVX-VNNI (VEX) on this CPU";
     case CPU_QKERNEL_AVXVNNI_EVEX:
         if (__builtin_cpu_supports("avxvnni")) return "this CPU has AVX-VNNI, so the VEX kernel runs instead";
@@ -236,6 +237,7 @@ static void test_qlinear_variants(void) {
         {CPU_ISA_AVX2, 1, CPU_QKERNEL_AVXVNNI, "avx2-vnni (VEX)", 0},
         {CPU_ISA_AVX2, 1, CPU_QKERNEL_AVXVNNI_EVEX, "avx2-vnni-evex", 0},
         {CPU_ISA_AVX512, 1, CPU_QKERNEL_AVX512VNNI, "avx512-vnni", 0},
+        {CPU_ISA_AVX512, 0, CPU_QKERNEL_AVX512BW, "avx512bw (MAMBA2_CPU_VNNI=0)", 0},
         {CPU_ISA_AVX512, 1, CPU_QKERNEL_AVX512VNNI, "avx512-vnni, prefill on AMX", 1},
     };
     enum { NV = sizeof variants / sizeof *variants, TMAX = 64 };
