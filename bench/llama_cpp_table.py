@@ -148,8 +148,9 @@ def main():
     for c, (_, j) in us.items():
         groups.setdefault((j.get("cpu_gemm_kernel", "?"), j.get("cpu_gemv_isa", "?")), []).append(c)
     ours_isa = ["%s: GEMM %s, decode products %s" % ("/".join(cs), g, v) for (g, v), cs in groups.items()]
-    print("- ours%s: %s (q8/q4 run their integer product for prefill too, and their GEMM ceiling is that "
-          "product's rate)" % (" with " + a.ours_env if a.ours_env else "", "; ".join(ours_isa)))
+    print("- ours%s: %s (the product each format runs for prefill is the one named after GEMM; q8/q4's GEMM "
+          "ceiling is the one `mamba2 bench --roofline` measures for that format)"
+          % (" with " + a.ours_env if a.ours_env else "", "; ".join(ours_isa)))
     print("- figures: tok/s, median over rounds [slowest, fastest round]; each round's figure is llama-bench's "
           "mean of 3 repetitions, ours the median of 3. \"of ceiling\": our rate as a fraction of the "
           "read bandwidth (decode) or GEMM rate (prefill) that `mamba2 bench --roofline` measured in the "
