@@ -676,8 +676,11 @@ static int enqueue_step(GpuBackend *gb, int nb, Mamba2Error *err) {
                             fold ? w.gnorm_w : NULL, NULL, NULL, s);
             prof_mark(gb, "ssd step");
             int took;
-            if (fold) took = gemm_decode_try(gb, true, PRO_GATEDNORM, EPI_RESIDUAL, a, gb->sy, g.d_in, "out_proj", l, err);
-            else {
+            if (fold) {
+                took = gemm_decode_try(gb, true, PRO_GATEDNORM, EPI_RESIDUAL, a, gb->sy, g.d_in, "out_proj", l, err);
+                if (!took) /* not expected (fold asked the same questions): cuBLAS would read a syn never written */
+                    return mamba2_fail(err, "decode GEMM: out_proj of layer %d not taken with its norm", l);
+            } else {
                 launch_gated_norm_bf16(g, gb->sy, NULL, NULL, 0, w.gnorm_w, nb, gb->syn, s);
                 prof_mark(gb, "gated norm");
                 took = gemm_decode_try(gb, gb->gemm_decode_out, PRO_NONE, EPI_RESIDUAL, a, gb->syn, g.d_in, "out_proj", l, err);
