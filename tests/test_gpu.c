@@ -237,7 +237,7 @@ static void test_gemm_decode_norms(void) {
         CU_ASSERT(err <= (pro == 1 ? 3e-5 : 5e-5));
         free(W), free(x), free(norm), free(out), free(ref), free(xn), free(scale);
     }
-    float x1[8 * 640] = {0}, n1[8 * 10] = {0}, o1[8 * 64];
+    float x1[8 * 640] = {0}, n1[8 * 10] = {0}, o1[8 * 64] = {0}; /* o1: the values the taken call adds to */
     uint16_t w1[64 * 640] = {0};
     Mamba2Error e = {{0}};
     CU_ASSERT_EQUAL(mamba2_gpu_gemm_decode(64, 640, 8, 1, 1, 0, w1, x1, n1, o1, &e), 1);  /* RMSNorm added */
