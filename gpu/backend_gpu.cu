@@ -589,16 +589,22 @@ static int grow_decode(GpuBackend *gb, int nb, Mamba2Error *err) {
     return 0;
 }
 
-/* A batched-decode product through gemm_decode.cu where @p on, the batch is within its range and it
- * takes the operands (prologue @p pro: X bf16 for PRO_NONE, else fp32): 1 launched, 0 not taken (the
- * caller runs the norm kernel and cuBLAS, or the kernel without the prologue), −1 failed: the driver
- * would not describe the operands as tensor maps (@p err names product @p what of layer @p layer, −1: none). */
+/* Whether the batched step runs a product through gemm_decode.cu with prologue @p pro (X bf16 for
+ * PRO_NONE, else fp32): @p on (the product is one MAMBA2_GPU_GEMM_DECODE_ON names), the batch within
+ * its range, the prologue one MAMBA2_GPU_GEMM_DECODE_NORMS names, and the kernel takes the operands. */
+static bool gemm_decode_runs(const GpuBackend *gb, bool on, GemvPrologue pro, GemvEpilogue epi, const GemvArgs &a, const void *X,
+                             int ldx) {
+    return on && a.nb <= gb->gemm_decode_max_nb && (pro != PRO_RMSNORM || gb->gemm_decode_rms) &&
+           (pro != PRO_GATEDNORM || gb->gemm_decode_gated) && gemm_decode_takes(pro, epi, a, X, ldx);
+}
+
+/* A batched-decode product through gemm_decode.cu where gemm_decode_runs(): 1 launched, 0 not taken
+ * (the caller runs the norm kernel and cuBLAS, or the kernel without the prologue), −1 failed: the
+ * driver would not describe the operands as tensor maps (@p err names product @p what of layer
+ * @p layer, −1: none). */
 static int gemm_decode_try(GpuBackend *gb, bool on, GemvPrologue pro, GemvEpilogue epi, const GemvArgs &a, const void *X,
                            int ldx, const char *what, int layer, Mamba2Error *err) {
-    if (!on || a.nb > gb->gemm_decode_max_nb || (pro == PRO_RMSNORM && !gb->gemm_decode_rms) ||
-        (pro == PRO_GATEDNORM && !gb->gemm_decode_gated) ||
-        !gemm_decode_takes(pro, epi, a, X, ldx))
-        return 0;
+    if (!gemm_decode_runs(gb, on, pro, epi, a, X, ldx)) return 0;
     if (!launch_gemm_decode(pro, epi, a, X, ldx, gb->stream)) return 1;
     const char *fix = "MAMBA2_GPU_GEMM_DECODE=0 runs cuBLAS instead";
     if (layer < 0) return mamba2_fail(err, "decode GEMM: the driver would not make tensor maps for %s (%s)", what, fix);
@@ -637,7 +643,7 @@ static int enqueue_step(GpuBackend *gb, int nb, Mamba2Error *err) {
     /* Each norm's sum of squares is accumulated by the kernel that produces its input:
      * ss_h[l] (Σ h² entering layer l) by the previous out_proj, ss_y[l] by the SSD step. */
     float *ss_h = gb->norm_sums, *ss_y = gb->norm_sums + (size_t)(g.L + 1) * nb;
-    if (nb <= 4 || gb->gemm_decode_gated) /* the sums are accumulated atomically */
+    if (nb <= 4 || (gb->gemm_decode_gated && gb->gemm_decode_out && nb <= gb->gemm_decode_max_nb)) /* the sums add atomically */
         CUDA_TRY(cudaMemsetAsync(gb->norm_sums, 0, norm_sums_count(g, nb) * 4, s));
     if (nb <= 4) launch_sum_squares(gb->sh, nb, g.d, gb->layers[0].norm_w, ss_h, gb->sx, s);
     prof_mark(gb, "embed");
@@ -670,17 +676,14 @@ static int enqueue_step(GpuBackend *gb, int nb, Mamba2Error *err) {
              * and its groups' Σ y², as for the GEMV; else y for the norm kernel */
             float *ss_yl = ss_y + (size_t)l * nb * g.G; /* [nb, G] */
             a.W = w.out_proj, a.rows = g.d, a.cols = g.d_in, a.out = gb->sh, a.groups = g.G, a.ss_in = ss_yl;
-            const bool fold = gb->gemm_decode_out && nb <= gb->gemm_decode_max_nb && gb->gemm_decode_gated &&
-                              gemm_decode_takes(PRO_GATEDNORM, EPI_RESIDUAL, a, gb->sy, g.d_in);
+            const bool fold = gemm_decode_runs(gb, gb->gemm_decode_out, PRO_GATEDNORM, EPI_RESIDUAL, a, gb->sy, g.d_in);
             launch_ssd_step(g, w, gb->sxbc, gb->sdt, gb->szx, gb->ssm_ptrs, gb->state_bf16, l, nb, gb->sy, fold ? ss_yl : NULL,
                             fold ? w.gnorm_w : NULL, NULL, NULL, s);
             prof_mark(gb, "ssd step");
             int took;
-            if (fold) {
-                took = gemm_decode_try(gb, true, PRO_GATEDNORM, EPI_RESIDUAL, a, gb->sy, g.d_in, "out_proj", l, err);
-                if (!took) /* not expected (fold asked the same questions): cuBLAS would read a syn never written */
-                    return mamba2_fail(err, "decode GEMM: out_proj of layer %d not taken with its norm", l);
-            } else {
+            if (fold) /* launched (1) or failed (−1): gemm_decode_runs() said it takes them */
+                took = gemm_decode_try(gb, gb->gemm_decode_out, PRO_GATEDNORM, EPI_RESIDUAL, a, gb->sy, g.d_in, "out_proj", l, err);
+            else {
                 launch_gated_norm_bf16(g, gb->sy, NULL, NULL, 0, w.gnorm_w, nb, gb->syn, s);
                 prof_mark(gb, "gated norm");
                 took = gemm_decode_try(gb, gb->gemm_decode_out, PRO_NONE, EPI_RESIDUAL, a, gb->syn, g.d_in, "out_proj", l, err);
