@@ -527,8 +527,8 @@ static inline BW_INLINE __m512i bw_dot2(Mamba2WeightFormat f, __m512i acc, __m51
 }
 
 /* Chunks 2m and 2m + 1 of a tile row, the stored bytes (q + offset) as vpdpbusd takes them. */
-static inline BW_INLINE void vnni_load_pair(Mamba2WeightFormat f, const uint8_t *vals, int m, __m512i *w0,
-                                            __m512i *w1) {
+static inline BW_INLINE void zmm_load_pair(Mamba2WeightFormat f, const uint8_t *vals, int m, __m512i *w0,
+                                           __m512i *w1) {
     if (f == MAMBA2_WEIGHTS_Q8) {
         *w0 = _mm512_loadu_si512(vals + 128 * m);
         *w1 = _mm512_loadu_si512(vals + 128 * m + 64);
@@ -576,7 +576,7 @@ static inline BW_INLINE void zmm_block(Mamba2WeightFormat f, int bw, const CpuQM
 #pragma GCC unroll 4
             for (int m = 0; m < QT_CHUNKS / 2; m++) {
                 __m512i w0, w1;
-                vnni_load_pair(f, tile_row(f, t, i), m, &w0, &w1);
+                zmm_load_pair(f, tile_row(f, t, i), m, &w0, &w1);
 #pragma GCC unroll 4
                 for (int j = 0; j < S; j++) {
                     __m512i p0 = S == 1 ? p1[2 * m] : _mm512_loadu_si512(rec[j] + 128 * m);
