@@ -80,6 +80,41 @@ static int argmax_mismatches(const float *got, const float *want, int T, int V) 
     return bad;
 }
 
+/* How far apart the two largest entries of a row must be before a flip of its argmax is a real
+ * disagreement, in units of √2 · σ, σ = the row's RMS error per entry: an error spread like the
+ * rest of the row moves two given entries towards each other by a normal amount of that spread.
+ * Flips seen in 600 fresh seeds of the random models below (8 seeds, 14 positions) came at
+ * 0.04–1.6 units; past 3 units a flip has the odds of a 3-sigma tail (about 1 flip in 1,000, and
+ * flips come in about 1 run in 80). A flip by an error on one entry alone (which must exceed the
+ * margin) is counted while that error is under 1 / (3 · √(2 / V)) times the margin: 1.7× at the
+ * tiny models' V = 50, so the rule is weak there and the L2 bounds stay the main check. See
+ * results/cpu.md, "The random models' near-ties". */
+#define NEAR_TIE_SIGMAS 3.0
+
+/* For inputs drawn fresh each run: positions where the argmax of got and want differ although
+ * want's top-two margin exceeds NEAR_TIE_SIGMAS · √2 · σ of that row (returned: such a flip needs
+ * an error concentrated on the top entries, which an fp32 path should not have). Flips inside it
+ * are near-ties, which errors of the size the whole-model bound allows decide either way; they are
+ * counted into *ties, to be printed. */
+static int argmax_mismatches_beyond_ties(const float *got, const float *want, int T, int V, int *ties) {
+    int bad = 0;
+    for (int t = 0; t < T; t++) {
+        const float *g = got + (size_t)t * V, *w = want + (size_t)t * V;
+        int best = argmax(w, V);
+        if (argmax(g, V) == best) continue;
+        double second = -INFINITY, err2 = 0;
+        for (int i = 0; i < V; i++) {
+            err2 += ((double)g[i] - w[i]) * ((double)g[i] - w[i]);
+            if (i != best && w[i] > second) second = w[i];
+        }
+        if (w[best] - second <= NEAR_TIE_SIGMAS * sqrt(2.0) * sqrt(err2 / V))
+            ++*ties;
+        else
+            bad++;
+    }
+    return bad;
+}
+
 /* ------------------------------------------------------------------ kernels */
 
 /* Every ISA variant this CPU runs, every dtype, tails in k and in rows, B = 1..11 (every register-block width, and a second group of 8), overwrite and
@@ -461,6 +496,29 @@ static void random_tokens(int32_t *tok, int T, int V) {
     for (int t = 0; t < T; t++) tok[t] = (int32_t)(test_uniform() * V);
 }
 
+/* The near-tie rule itself: a flip that spread-out noise explains is a tie, one that needs an error
+ * concentrated on the top entries is counted, and agreeing rows count neither way. */
+static void test_near_tie_rule(void) {
+    enum { V = 50 };
+    float want[2 * V], got[2 * V];
+    for (int i = 0; i < 2 * V; i++) want[i] = got[i] = (float)((i * 37) % V) / V; /* one max per row */
+    int top = 0;
+    for (int i = 1; i < V; i++) top = want[i] > want[top] ? i : top;
+    int ties = 0;
+    CU_ASSERT_EQUAL(argmax_mismatches_beyond_ties(got, want, 2, V, &ties), 0);
+    CU_ASSERT_EQUAL(ties, 0);
+    /* row 0: a second entry 1e-6 below the top, and noise of ±1e-6 everywhere flips them */
+    int second = (top + 1) % V;
+    want[second] = got[second] = want[top] - 1e-6f;
+    for (int i = 0; i < V; i++) got[i] += (i == second ? 1e-6f : i == top ? -1e-6f : (i % 2 ? 1e-6f : -1e-6f));
+    /* row 1: the top's runner-up (1/V below it) lifted past it by an error on that entry alone */
+    int runner = top == 0;
+    for (int i = 0; i < V; i++) runner = i != top && want[V + i] > want[V + runner] ? i : runner;
+    got[V + runner] += 1.25f / V; /* the margin is 1 / V */
+    CU_ASSERT_EQUAL(argmax_mismatches_beyond_ties(got, want, 2, V, &ties), 1);
+    CU_ASSERT_EQUAL(ties, 1);
+}
+
 /* Fresh random models (new weights every run): F32 and BF16, G > 1, tied and untied, odd widths
  * (k tails in every kernel), T not a multiple of Q: cpu prefill and cpu step against ref. */
 static void test_random_models(void) {
@@ -492,9 +550,10 @@ static void test_random_models(void) {
         CU_ASSERT_EQUAL(run_backend(cb, tok, T, 1, stp), 0);
         double e1 = test_max_row_rel_l2(pre, ref, T, V), e2 = test_max_row_rel_l2(stp, ref, T, V);
         double e3 = test_max_row_rel_l2(stp, pre, T, V);
-        int am = argmax_mismatches(pre, ref, T, V) + argmax_mismatches(stp, ref, T, V);
-        printf("\n    %-24s T=%-3d vs ref: prefill %.1e step %.1e | prefill vs step %.1e | argmax diffs %d",
-               cases[k].what, T, e1, e2, e3, am);
+        int ties = 0;
+        int am = argmax_mismatches_beyond_ties(pre, ref, T, V, &ties) + argmax_mismatches_beyond_ties(stp, ref, T, V, &ties);
+        printf("\n    %-24s T=%-3d vs ref: prefill %.1e step %.1e | prefill vs step %.1e | argmax diffs %d (+ %d near-ties)",
+               cases[k].what, T, e1, e2, e3, am, ties);
         CU_ASSERT(e1 <= CPU_TOL);
         CU_ASSERT(e2 <= CPU_TOL);
         CU_ASSERT(e3 <= CPU_TOL);
@@ -535,7 +594,11 @@ static void test_batch_and_threads(void) {
             mamba2_state_copy(&b[i], &a[i], &e);
             pa[i] = &a[i];
         }
+        /* a large B goes through cpu_linear()'s GEMM, the single steps through GEMVs (a small B
+         * through the same GEMV kernel as the single steps, which gives the same bits) */
+        double tol = cpu_linear_uses_gemv(&tm.m.w.layers[0].in_proj, B) ? SPLIT_TOL : gemm_tol();
         double worst = 0, worst_state = 0;
+        int ties = 0;
         for (int step = 0; step < 4; step++) {
             random_tokens(next, B, V);
             CU_ASSERT_EQUAL(mamba2_backend_step(cb, pa, next, B, la, &e), 0);
@@ -545,7 +608,7 @@ static void test_batch_and_threads(void) {
             }
             double err = test_max_row_rel_l2(la, lb, B, V);
             worst = err > worst ? err : worst;
-            CU_ASSERT_EQUAL(argmax_mismatches(la, lb, B, V), 0);
+            CU_ASSERT_EQUAL(argmax_mismatches_beyond_ties(la, lb, B, V, &ties), 0);
         }
         for (int i = 0; i < B; i++) {
             double es = test_rel_l2(a[i].ssm, b[i].ssm, a[i].ssm_len), ec = test_rel_l2(a[i].conv, b[i].conv, a[i].conv_len);
@@ -553,10 +616,8 @@ static void test_batch_and_threads(void) {
             worst_state = ec > worst_state ? ec : worst_state;
             CU_ASSERT_EQUAL(a[i].pos, b[i].pos);
         }
-        printf("\n    batched step B=%-2d vs %d single steps: logits %.1e, states %.1e", B, B, worst, worst_state);
-        /* a large B goes through cpu_linear()'s GEMM, the single steps through GEMVs (a small B
-         * through the same GEMV kernel as the single steps, which gives the same bits) */
-        double tol = cpu_linear_uses_gemv(&tm.m.w.layers[0].in_proj, B) ? SPLIT_TOL : gemm_tol();
+        printf("\n    batched step B=%-2d vs %d single steps: logits %.1e, states %.1e, argmax near-ties %d",
+               B, B, worst, worst_state, ties);
         CU_ASSERT(worst <= tol);
         CU_ASSERT(worst_state <= tol);
         for (int i = 0; i < B; i++) mamba2_state_free(&a[i]), mamba2_state_free(&b[i]);
@@ -632,6 +693,7 @@ int register_cpu_tests(void) {
         !CU_add_test(s, "gemm: every tier this CPU has vs a double product", test_gemm_tiers) ||
         !CU_add_test(s, "ssd: BLAS chunked = ref chunked", test_ssd_blas) ||
         !CU_add_test(s, "fixtures: cpu vs ref and transformers, greedy tokens", test_fixtures) ||
+        !CU_add_test(s, "argmax near-tie rule", test_near_tie_rule) ||
         !CU_add_test(s, "random models: cpu prefill and step vs ref", test_random_models) ||
         !CU_add_test(s, "batched step = single steps; 1 thread = 2 threads", test_batch_and_threads) ||
         !CU_add_test(s, "states move between cpu and ref; long prompts", test_state_interchange))
