@@ -96,7 +96,7 @@ TEST_OBJ := $(TEST_SRC:%.c=$(BUILD)/%.o)
 LIB      := $(BUILD)/libmamba2.a
 HEADERS  := $(wildcard $(LIB_DIRS:%=%/*.h) cli/*.h cpu/*.h gpu/*.h gpu/*.cuh)
 
-.PHONY: all test test-gpu clean docs deps demo device lib notebooks fuzz fuzz-ci
+.PHONY: all test test-cpu-classes test-gpu clean docs deps demo device lib notebooks fuzz fuzz-ci
 all: $(PROGRAM)
 
 $(BUILD)/ref/%.o $(BUILD)/model/%.o $(BUILD)/tokenizer/%.o $(BUILD)/src/%.o $(BUILD)/cli/%.o $(BUILD)/tests/%.o: CPU_FLAGS :=
@@ -124,6 +124,11 @@ test: $(PROGRAM) $(BUILD)/run_tests
 	python3 tests/check_layout.py --self-test
 	python3 tests/check_layout.py
 	$(SAN_ENV) MAMBA2_PROGRAM=./$(PROGRAM) ./$(BUILD)/run_tests
+
+# The CPU path under QEMU's models of older x86-64 CPUs (AVX2 Intel and AMD, AVX, SSE4.2): the
+# kernels the dispatch picks there, checked against ref and against this machine's (qemu-user).
+test-cpu-classes: $(PROGRAM) $(BUILD)/run_tests
+	bash tests/cpu_classes.sh ./$(PROGRAM) ./$(BUILD)/run_tests
 
 # Benchmark of the GPU kernels alone (SSD, GEMV) at the 7B shapes, beside the measured ceilings.
 $(BUILD)/bench_gpu_kernels: $(BUILD)/bench/gpu_kernels.o $(LIB)

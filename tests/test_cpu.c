@@ -25,6 +25,7 @@
 #include "../cpu/gemm_fp32.h"
 #include "../cpu/gemm_tier.h"
 #include "../cpu/gemv_bf16.h"
+#include "../cpu/qmatrix.h"
 #include "../cpu/ssd_chunked_blas.h"
 
 /* The bound for whole-model logits against the reference. */
@@ -116,6 +117,67 @@ static int argmax_mismatches_beyond_ties(const float *got, const float *want, in
 }
 
 /* ------------------------------------------------------------------ kernels */
+
+/* Whether the space-separated flag list @p flags holds @p flag. */
+static int has_flag(const char *flags, const char *flag) {
+    size_t n = strlen(flag);
+    for (const char *p = flags; (p = strstr(p, flag)) != NULL; p += n)
+        if ((p == flags || p[-1] == ' ') && (p[n] == ' ' || p[n] == '\n' || p[n] == '\0')) return 1;
+    return 0;
+}
+
+/* The kernels a CPU with these /proc/cpuinfo @p flags should get, as "ISA GEMM QKERNEL" (names of
+ * cpu_isa_name(), cpu_gemm_tier_name(), cpu_qlinear_kernel_name()), from the rules the README
+ * states: the widest vector ISA the CPU has for the GEMVs, the GEMM tier above it, and the integer
+ * product with vpdpbusd where the CPU has one, else vpmaddubsw on the widest registers. */
+static void expected_kernels(const char *f, char *out, size_t cap) {
+    int avx2 = has_flag(f, "avx2") && has_flag(f, "fma") && has_flag(f, "f16c"), avx512 = has_flag(f, "avx512f");
+    int bf16 = avx512 && has_flag(f, "avx512_bf16"), bw = has_flag(f, "avx512bw"), vl = has_flag(f, "avx512vl");
+    const char *isa = bf16 ? "avx512bf16" : avx512 ? "avx512" : avx2 ? "avx2" : "scalar";
+    const char *gemm = bf16 && bw ? (has_flag(f, "amx_tile") && has_flag(f, "amx_bf16") && cpu_amx_available() ? "amx" : "avx512bf16")
+                       : avx512 ? "avx512" : avx2 ? "avx2" : "sgemm";
+    const char *q = avx512 && has_flag(f, "avx512_vnni") && bw ? "avx512-vnni"
+                    : !avx2 && !avx512          ? "scalar"
+                    : has_flag(f, "avx_vnni")   ? "avx2-vnni"
+                    : has_flag(f, "avx512_vnni") && bw && vl ? "avx2-vnni-evex"
+                    : avx512 && bw              ? "avx512bw"
+                                                : "avx2";
+    snprintf(out, cap, "%s %s %s", isa, gemm, q);
+}
+
+/* The kernels are chosen from what the CPU reports (libgcc's reading of CPUID, and the OS's XSAVE
+ * state), not fixed at build time. The expectation comes from the kernel's own reading of the CPU,
+ * /proc/cpuinfo's flags; under an emulator that reports another CPU (tests/cpu_classes.sh runs the
+ * CPU suites under QEMU's Haswell, Sandy Bridge, ... models) /proc/cpuinfo still describes the host,
+ * so MAMBA2_TEST_EXPECT_CPU="ISA GEMM QKERNEL" gives the expectation there. */
+static void test_kernel_choice(void) {
+    char want[96] = "", got[96];
+    const char *env = getenv("MAMBA2_TEST_EXPECT_CPU");
+    if (env) {
+        snprintf(want, sizeof want, "%s", env);
+    } else {
+        FILE *f = fopen("/proc/cpuinfo", "r");
+        char line[8192];
+        while (f && fgets(line, sizeof line, f))
+            if (!strncmp(line, "flags", 5)) {
+                expected_kernels(line, want, sizeof want);
+                break;
+            }
+        if (f) fclose(f);
+        CU_ASSERT_FATAL(want[0] != '\0'); /* neither MAMBA2_TEST_EXPECT_CPU nor a readable /proc/cpuinfo */
+    }
+    CpuIsa isa = cpu_isa_detect();
+    if (getenv("MAMBA2_CPU_VNNI")) { /* the environment turned the vpdpbusd products off: compare the rest */
+        snprintf(got, sizeof got, "%s %s", cpu_isa_name(isa), cpu_gemm_tier_name(cpu_gemm_tier_detect()));
+        *strrchr(want, ' ') = '\0';
+    } else {
+        snprintf(got, sizeof got, "%s %s %s", cpu_isa_name(isa), cpu_gemm_tier_name(cpu_gemm_tier_detect()),
+                 cpu_qlinear_kernel_name(isa));
+    }
+    printf("\n    chosen: %s (GEMV ISA, GEMM tier, q8/q4 product); expected from %s: %s", got,
+           env ? "MAMBA2_TEST_EXPECT_CPU" : "/proc/cpuinfo", want);
+    CU_ASSERT_STRING_EQUAL(got, want);
+}
 
 /* Every ISA variant this CPU runs, every dtype, tails in k and in rows, B = 1..11 (every register-block width, and a second group of 8), overwrite and
  * accumulate, against a double-precision product of the same (rounded) weights. */
@@ -688,7 +750,8 @@ static void test_state_interchange(void) {
 int register_cpu_tests(void) {
     CU_pSuite s = CU_add_suite("cpu", NULL, NULL);
     if (!s) return -1;
-    if (!CU_add_test(s, "gemv: every ISA variant and dtype vs a double product", test_gemv_variants) ||
+    if (!CU_add_test(s, "kernels chosen from what the CPU reports", test_kernel_choice) ||
+        !CU_add_test(s, "gemv: every ISA variant and dtype vs a double product", test_gemv_variants) ||
         !CU_add_test(s, "linear: sgemm and AMX GEMMs = gemv", test_linear_paths) ||
         !CU_add_test(s, "gemm: every tier this CPU has vs a double product", test_gemm_tiers) ||
         !CU_add_test(s, "ssd: BLAS chunked = ref chunked", test_ssd_blas) ||
