@@ -8,7 +8,7 @@
 #   LLAMA_CPP_WORK=DIR  where llama.cpp's source, builds, venv, GGUF files and the runs go
 #                       (default: build/llama.cpp of this repository)
 #   ROUNDS=N            alternating rounds of measurements (default 2)
-#   ISA=NAME            native (default): both sides at this CPU's best; avx512vnni, avx512,
+#   ISA=NAME            native (default): both sides at this CPU's best; avx512bf16, avx512vnni, avx512,
 #                       avx2vnni, avx2-vnni or avx2: both forced down to that class of x86-64 CPU
 #                       (bench/llama_cpp_isa.sh defines them), llama.cpp from a second build in
 #                       build-$ISA/ (build-avx2/ for avx2 and avx2vnni)
@@ -50,7 +50,7 @@ MAMBA2=$ROOT/mamba2
 [ -x "$MAMBA2" ] || die "$MAMBA2 is missing: build it first (make -j2 GPU=0)"
 case $("$MAMBA2" bench --help 2>&1) in *--weights*) ;; *) die "$MAMBA2 bench has no --weights option: rebuild it" ;; esac
 . "$ROOT/bench/llama_cpp_isa.sh" # the classes: llama.cpp's switches (LLAMA_ISA) and our environment (OURS_ENV)
-llama_cpp_isa "$ISA" || die "ISA=$ISA: expected native, avx512vnni, avx512, avx2vnni, avx2-vnni or avx2"
+llama_cpp_isa "$ISA" || die "ISA=$ISA: expected native, avx512bf16, avx512vnni, avx512, avx2vnni, avx2-vnni or avx2"
 CMAKE_ISA=("${LLAMA_ISA[@]}")
 case $ISA in
 native) BUILD=$SRC/build ;;

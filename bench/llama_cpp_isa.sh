@@ -5,6 +5,8 @@
 #                        returns 1 for a name it does not know.
 #
 #   native      both sides at the CPU's best
+#   avx512bf16  AVX-512 + VNNI + AVX512_BF16, no AMX (Zen 4 / Zen 5, Cooper Lake; a Sapphire Rapids
+#               or later Xeon with its AMX left out)
 #   avx512vnni  AVX-512F/BW/DQ/VL + VNNI, no BF16, no AMX (Cascade Lake, Ice Lake)
 #   avx512      the same without VNNI (Skylake-SP / -X)
 #   avx2        AVX2 + FMA + F16C, no AVX-512, no VNNI (Haswell to Comet Lake, Zen 1-3)
@@ -16,6 +18,9 @@ llama_cpp_isa() {
         -DGGML_AVX512_VBMI=OFF -DGGML_AVX512_BF16=OFF -DGGML_AMX_TILE=OFF -DGGML_AMX_INT8=OFF -DGGML_AMX_BF16=OFF)
     case $1 in
     native) LLAMA_ISA=(-DGGML_NATIVE=ON) OURS_ENV=() ;;
+    avx512bf16)
+        LLAMA_ISA=("${off[@]}" -DGGML_AVX512=ON -DGGML_AVX_VNNI=OFF -DGGML_AVX512_VNNI=ON -DGGML_AVX512_BF16=ON)
+        OURS_ENV=(MAMBA2_CPU_GEMM=avx512bf16) ;; # every tier below AMX as the CPU has it
     avx512 | avx512vnni)
         LLAMA_ISA=("${off[@]}" -DGGML_AVX512=ON -DGGML_AVX_VNNI=OFF
             -DGGML_AVX512_VNNI=$([ "$1" = avx512vnni ] && echo ON || echo OFF))
