@@ -20,7 +20,7 @@ llama_cpp_isa() {
     native) LLAMA_ISA=(-DGGML_NATIVE=ON) OURS_ENV=() ;;
     avx512bf16)
         LLAMA_ISA=("${off[@]}" -DGGML_AVX512=ON -DGGML_AVX_VNNI=OFF -DGGML_AVX512_VNNI=ON -DGGML_AVX512_BF16=ON)
-        OURS_ENV=(MAMBA2_CPU_GEMM=avx512bf16) ;; # every tier below AMX as the CPU has it
+        OURS_ENV=(MAMBA2_CPU_ISA=avx512bf16) ;; # AMX left out, each precision's own kernel kept
     avx512 | avx512vnni)
         LLAMA_ISA=("${off[@]}" -DGGML_AVX512=ON -DGGML_AVX_VNNI=OFF
             -DGGML_AVX512_VNNI=$([ "$1" = avx512vnni ] && echo ON || echo OFF))

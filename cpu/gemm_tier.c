@@ -30,6 +30,9 @@ CpuGemmTier cpu_gemm_tier_detect(void) {
 CpuGemmTier cpu_gemm_tier_active(void) {
     CpuGemmTier tier = cpu_gemm_tier_detect();
     CpuIsa isa = cpu_isa_active(); /* MAMBA2_CPU_ISA lowers the GEMM as it lowers the GEMV */
+    const char *isa_asked = getenv("MAMBA2_CPU_ISA");
+    if (isa_asked && !strcmp(isa_asked, "avx512bf16") && tier > CPU_GEMM_AVX512BF16)
+        tier = CPU_GEMM_AVX512BF16; /* the AVX512_BF16 class without AMX: the GEMV's own level, AMX left out */
     if (isa < CPU_ISA_AVX512BF16 && tier > CPU_GEMM_AVX512) tier = CPU_GEMM_AVX512; /* AVX-512F without BF16 (or AMX) */
     if (isa < CPU_ISA_AVX512 && tier > CPU_GEMM_AVX2) tier = CPU_GEMM_AVX2;
     if (isa < CPU_ISA_AVX2) tier = CPU_GEMM_SGEMM;

@@ -7,8 +7,9 @@
  * AVX-512F and AVX2+FMA (fp32 FMA on weight panels widened to fp32), and OpenBLAS sgemm on
  * widened panels (any x86-64, and the fallback). MAMBA2_CPU_GEMM=amx|avx512bf16|avx512|avx2|sgemm
  * forces a tier, never one above what the CPU has (a higher request gets the best the CPU has),
- * and MAMBA2_CPU_ISA=avx512|avx2|scalar caps the tiers as it caps the GEMV (avx512: AVX-512F without
- * AVX512_BF16 or AMX, the Skylake-SP to Ice Lake class).
+ * and MAMBA2_CPU_ISA=avx512bf16|avx512|avx2|scalar caps the tiers as it caps the GEMV (avx512bf16:
+ * everything but AMX, the Zen 4 / Zen 5 class; avx512: AVX-512F without AVX512_BF16 or AMX, the
+ * Skylake-SP to Ice Lake class).
  */
 #ifndef MAMBA2_CPU_GEMM_TIER_H
 #define MAMBA2_CPU_GEMM_TIER_H

@@ -31,7 +31,8 @@ CpuIsa cpu_isa_detect(void);
 
 /**
  * @brief The variant the CPU backend uses: cpu_isa_detect(), lowered by the environment
- *        variable MAMBA2_CPU_ISA=scalar|avx2|avx512 when set (it can never raise it).
+ *        variable MAMBA2_CPU_ISA=scalar|avx2|avx512 when set (it can never raise it;
+ *        avx512bf16 leaves the GEMV as it is and takes AMX out of the GEMM, cpu_gemm_tier_active()).
  */
 CpuIsa cpu_isa_active(void);
 

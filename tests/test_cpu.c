@@ -177,6 +177,18 @@ static void test_kernel_choice(void) {
     printf("\n    chosen: %s (GEMV ISA, GEMM tier, q8/q4 product); expected from %s: %s", got,
            env ? "MAMBA2_TEST_EXPECT_CPU" : "/proc/cpuinfo", want);
     CU_ASSERT_STRING_EQUAL(got, want);
+    /* MAMBA2_CPU_ISA=avx512bf16 (the class of AVX-512 CPUs without AMX) takes AMX out of the GEMM
+     * and nothing else */
+    const char *isa_env = getenv("MAMBA2_CPU_ISA"), *gemm_env = getenv("MAMBA2_CPU_GEMM");
+    char *saved = isa_env ? strdup(isa_env) : NULL, *saved_gemm = gemm_env ? strdup(gemm_env) : NULL;
+    unsetenv("MAMBA2_CPU_GEMM");
+    setenv("MAMBA2_CPU_ISA", "avx512bf16", 1);
+    CpuGemmTier best = cpu_gemm_tier_detect();
+    CU_ASSERT_EQUAL(cpu_gemm_tier_active(), best == CPU_GEMM_AMX ? CPU_GEMM_AVX512BF16 : best);
+    CU_ASSERT_EQUAL(cpu_isa_active(), isa);
+    if (saved) setenv("MAMBA2_CPU_ISA", saved, 1); else unsetenv("MAMBA2_CPU_ISA");
+    if (saved_gemm) setenv("MAMBA2_CPU_GEMM", saved_gemm, 1);
+    free(saved), free(saved_gemm);
 }
 
 /* Every ISA variant this CPU runs, every dtype, tails in k and in rows, B = 1..11 (every register-block width, and a second group of 8), overwrite and
