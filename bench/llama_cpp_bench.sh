@@ -12,6 +12,9 @@
 #                       avx2vnni, avx2-vnni or avx2: both forced down to that class of x86-64 CPU
 #                       (bench/llama_cpp_isa.sh defines them), llama.cpp from a second build in
 #                       build-$ISA/ (build-avx2/ for avx2 and avx2vnni)
+#   LLAMA_CPP_ISA=NAME  llama.cpp's side from the build of another class than ISA's (our side stays
+#                       at ISA): for a host where llama.cpp's native build does not run (its AMX
+#                       kernels stopped with SIGILL on a KVM guest with AMX, results/cpu.md 2026-12-05)
 #   SKIP_CHECK=1        skip the greedy-agreement check
 #   PP=512 TG=16        prompt and generated tokens (smaller for a quick smoke test of the script)
 #
@@ -51,11 +54,17 @@ MAMBA2=$ROOT/mamba2
 case $("$MAMBA2" bench --help 2>&1) in *--weights*) ;; *) die "$MAMBA2 bench has no --weights option: rebuild it" ;; esac
 . "$ROOT/bench/llama_cpp_isa.sh" # the classes: llama.cpp's switches (LLAMA_ISA) and our environment (OURS_ENV)
 llama_cpp_isa "$ISA" || die "ISA=$ISA: expected native, avx512bf16, avx512vnni, avx512, avx2vnni, avx2-vnni or avx2"
+LCPP_ISA=${LLAMA_CPP_ISA:-$ISA}
+if [ "$LCPP_ISA" != "$ISA" ]; then # llama.cpp's switches from that class, our environment from ISA's
+    SAVED=("${OURS_ENV[@]}")
+    llama_cpp_isa "$LCPP_ISA" || die "LLAMA_CPP_ISA=$LCPP_ISA: not a class bench/llama_cpp_isa.sh knows"
+    OURS_ENV=("${SAVED[@]}")
+fi
 CMAKE_ISA=("${LLAMA_ISA[@]}")
-case $ISA in
+case $LCPP_ISA in
 native) BUILD=$SRC/build ;;
 avx2 | avx2vnni) BUILD=$SRC/build-avx2 ;; # the same llama.cpp build for both
-*) BUILD=$SRC/build-$ISA ;;
+*) BUILD=$SRC/build-$LCPP_ISA ;;
 esac
 for v in ROUNDS PP TG; do
     case ${!v} in '' | *[!0-9]* | 0) die "$v=${!v}: expected a positive integer" ;; esac
@@ -118,7 +127,7 @@ gguf_of() { case $1 in BF16) echo "$GGUF_BF16" ;; *) echo "$WORK/$NAME-$1.gguf" 
 RUN=$WORK/run-$ISA-$(date -u '+%Y%m%dT%H%M%SZ')
 mkdir -p "$RUN"
 exec > >(tee "$RUN/output.txt") 2>&1
-COMMAND="ISA=$ISA ROUNDS=$ROUNDS PP=$PP TG=$TG LLAMA_CPP_WORK=$WORK bash bench/llama_cpp_bench.sh $CK $THREADS"
+COMMAND="ISA=$ISA${LLAMA_CPP_ISA:+ LLAMA_CPP_ISA=$LLAMA_CPP_ISA} ROUNDS=$ROUNDS PP=$PP TG=$TG LLAMA_CPP_WORK=$WORK bash bench/llama_cpp_bench.sh $CK $THREADS"
 echo "\$ $COMMAND"
 echo "llama.cpp $(cd "$SRC" && git rev-parse --short HEAD 2> /dev/null || echo "from llama-cpp-python $VERSION") ($BUILD)," \
     "ours $(cd "$ROOT" && git rev-parse --short HEAD)$(cd "$ROOT" && git diff --quiet HEAD -- . 2> /dev/null || echo "+changes"), $(date -u '+%F %H:%M UTC')"
