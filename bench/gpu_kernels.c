@@ -231,15 +231,17 @@ decode_gemm:
                 printf("%-28s %4d %9.4f %9.0f %7.0f%%\n", label, nb, ms, gbps, 100 * gbps / copy_gbps);
             }
 
-    /* the logits of a step to the host, three ways */
-    printf("\n%-24s %4s %12s %12s %12s\n", "logits to host (V=32768)", "nb", "one copy ms", "pieces ms", "pageable ms");
-    for (int nb = 16; nb <= 256; nb *= 4) {
-        double t[3];
-        if (mamba2_gpu_time_logits_copy(nb, 32768, t, &e)) {
+    /* the logits of a step to the host, four ways */
+    printf("\n%-24s %4s %12s %12s %12s %16s\n", "logits to host (V=32768)", "nb", "one copy ms", "pieces ms", "pageable ms",
+           "pieces, n thr ms");
+    for (int nb = 16; nb <= 256; nb *= 2) {
+        double t[4];
+        int threads = 0;
+        if (mamba2_gpu_time_logits_copy(nb, 32768, t, &threads, &e)) {
             fprintf(stderr, "logits copy: %s\n", e.msg);
             return 1;
         }
-        printf("%-24s %4d %12.3f %12.3f %12.3f\n", "", nb, t[0], t[1], t[2]);
+        printf("%-24s %4d %12.3f %12.3f %12.3f %12.3f (%d)\n", "", nb, t[0], t[1], t[2], t[3], threads);
     }
     return 0;
 }

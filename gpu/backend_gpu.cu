@@ -27,6 +27,7 @@
 #include <string>
 #include <vector>
 
+#include "host_copy.cuh"
 #include "kernels.cuh"
 
 extern "C" {
@@ -98,6 +99,7 @@ struct GpuBackend {
     float *host_logits;   /* pinned [cap_B, V]: the logits come back through it */
     void **host_ptrs;     /* pinned: conv pointers then ssm pointers */
     std::vector<cudaEvent_t> logit_events; /* one per piece of the logits' copy to the host */
+    int logits_threads;   /* host threads of that copy (MAMBA2_GPU_LOGITS_THREADS, see gpu_create) */
     cudaGraphExec_t graph[MAX_GRAPH_NB + 1];
     /* live device states, synced back when the backend goes away */
     std::vector<GpuStateCopy *> live;
@@ -706,36 +708,21 @@ static int enqueue_step(GpuBackend *gb, int nb, Mamba2Error *err) {
     return 0;
 }
 
-/* Bring the step's logits [nb, V] to the caller's (pageable) array. The host copy out of the pinned
- * buffer is the slow part (about 10 GB/s): up to LOGITS_PIECES_MAX bytes go through the pinned
- * buffer in pieces of LOGITS_PIECE, each piece's host copy beside the next one's transfer; larger
- * ones go straight to the pageable array, which the driver pipelines faster at that size
+/* Bring the step's logits [nb, V] to the caller's (pageable) array through the pinned buffer, in
+ * pieces whose host copies run on gb->logits_threads threads beside the later pieces' transfers
+ * (host_copy.cu). With one thread, more than LOGITS_PIECES_MAX bytes go straight to the pageable
+ * array instead, which the driver pipelines faster than one thread's copies at that size
  * (measurements: results/gpu.md). */
-#define LOGITS_PIECE (1u << 20)
 #define LOGITS_PIECES_MAX (16u << 20)
 static int logits_to_host(GpuBackend *gb, int nb, float *logits, Mamba2Error *err) {
     cudaStream_t s = gb->stream;
-    const size_t bytes = (size_t)nb * gb->g.V * 4, pieces = (bytes + LOGITS_PIECE - 1) / LOGITS_PIECE;
-    if (bytes > LOGITS_PIECES_MAX) {
+    const size_t bytes = (size_t)nb * gb->g.V * 4;
+    if (gb->logits_threads <= 1 && bytes > LOGITS_PIECES_MAX) {
         CUDA_TRY(cudaMemcpyAsync(logits, gb->slogits, bytes, cudaMemcpyDeviceToHost, s));
         CUDA_TRY(cudaStreamSynchronize(s));
         return 0;
     }
-    while (gb->logit_events.size() < pieces) {
-        cudaEvent_t e;
-        CUDA_TRY(cudaEventCreateWithFlags(&e, cudaEventDisableTiming));
-        gb->logit_events.push_back(e);
-    }
-    for (size_t k = 0; k < pieces; k++) {
-        size_t off = k * LOGITS_PIECE, n = bytes - off < LOGITS_PIECE ? bytes - off : LOGITS_PIECE;
-        CUDA_TRY(cudaMemcpyAsync((char *)gb->host_logits + off, (const char *)gb->slogits + off, n, cudaMemcpyDeviceToHost, s));
-        CUDA_TRY(cudaEventRecord(gb->logit_events[k], s));
-    }
-    for (size_t k = 0; k < pieces; k++) {
-        size_t off = k * LOGITS_PIECE, n = bytes - off < LOGITS_PIECE ? bytes - off : LOGITS_PIECE;
-        CUDA_TRY(cudaEventSynchronize(gb->logit_events[k]));
-        memcpy((char *)logits + off, (const char *)gb->host_logits + off, n);
-    }
+    CUDA_TRY(copy_to_pageable(logits, gb->slogits, bytes, gb->host_logits, gb->logit_events, gb->logits_threads, s));
     return 0;
 }
 
@@ -909,6 +896,10 @@ extern "C" int mamba2_backend_gpu_create(const Mamba2Model *m, const Mamba2Backe
      * every block of out_proj's rows, unless MAMBA2_GPU_Q8_ROUND_Y=0 (measurements: results/gpu.md) */
     const char *ry = getenv("MAMBA2_GPU_Q8_ROUND_Y");
     gb->step_rounds_y = gb->wf == GEMV_Q8_DP4A && ssd_step_rounds_y(g) && !(ry && !strcmp(ry, "0"));
+    /* host threads copying a step's logits out of the pinned buffer (host_copy.cu); 1 is one thread,
+     * and past 16 MiB the driver's own copy to pageable memory */
+    const char *lt = getenv("MAMBA2_GPU_LOGITS_THREADS");
+    gb->logits_threads = lt && atoi(lt) >= 1 ? atoi(lt) : host_copy_threads_default();
     int rc = -1;
     if (cudaStreamCreateWithFlags(&gb->stream, cudaStreamNonBlocking) != cudaSuccess ||
         cudaStreamCreateWithFlags(&gb->side, cudaStreamNonBlocking) != cudaSuccess ||

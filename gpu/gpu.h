@@ -236,10 +236,19 @@ double mamba2_gpu_time_ssd_step(SSDDims d, int nb, int state_bf16, int kernel, i
 /**
  * @brief Time bringing nb × V logits from the device to pageable host memory (median of 5):
  *        @p ms[0] one transfer into pinned memory then one host copy, @p ms[1] the same in pieces of
- *        1 MiB with each host copy beside the next transfer (what the backend does), @p ms[2] one
- *        transfer straight into the pageable array.
+ *        1 MiB with each host copy beside the later transfers, on one host thread, @p ms[2] one
+ *        transfer straight into the pageable array, @p ms[3] the pieces on the backend's default
+ *        number of host threads, which @p threads receives (gpu/host_copy.cuh).
  */
-int mamba2_gpu_time_logits_copy(int nb, int V, double ms[3], Mamba2Error *err);
+int mamba2_gpu_time_logits_copy(int nb, int V, double ms[4], int *threads, Mamba2Error *err);
+
+/**
+ * @brief Copy @p bytes of @p src to the device and back to a pageable array through the backend's
+ *        logits copy (gpu/host_copy.cuh) with @p threads host threads, the array first filled with
+ *        0xA5 bytes (poison). @p dst receives the bytes that came back.
+ * @return 0, or -1 with @p err set (no GPU, or a CUDA error).
+ */
+int mamba2_gpu_copy_to_pageable(const void *src, size_t bytes, int threads, void *dst, Mamba2Error *err);
 
 /**
  * @brief Measure the GPU's ceilings: device-to-device copy bandwidth (GB/s, bytes read + written)

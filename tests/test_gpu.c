@@ -654,6 +654,30 @@ static double batched_vs_single(Mamba2Backend *gpu, const TestFixture *fx, int n
     return worst;
 }
 
+/* A step's logits come back through pinned staging in pieces of 1 MiB, copied on to the caller's
+ * array by several host threads (gpu/host_copy.cu): every byte must arrive, whatever the number of
+ * threads and pieces: sizes below one piece, of whole pieces and with a partial last piece (a
+ * multiple of 4 bytes, as logits are, and an odd one), 1 to 7 threads (more than the pieces allow
+ * too). The array is poisoned first; random bytes, so a piece written twice or to the wrong place
+ * shows. */
+static void test_logits_copy(void) {
+    const size_t sizes[] = {1000, (size_t)1 << 20, ((size_t)3 << 20) + 4096 + 12, (size_t)8 << 20, ((size_t)9 << 20) + 5};
+    const int threads[] = {1, 2, 4, 7};
+    for (size_t k = 0; k < sizeof sizes / sizeof sizes[0]; k++) {
+        unsigned char *src = malloc(sizes[k]), *dst = malloc(sizes[k]);
+        for (size_t i = 0; i < sizes[k]; i++) src[i] = (unsigned char)((long)floor(test_normal() * 64) & 255);
+        for (size_t t = 0; t < sizeof threads / sizeof threads[0]; t++) {
+            Mamba2Error e = {{0}};
+            CU_ASSERT_EQUAL_FATAL(mamba2_gpu_copy_to_pageable(src, sizes[k], threads[t], dst, &e), 0);
+            size_t wrong = 0;
+            for (size_t i = 0; i < sizes[k]; i++) wrong += src[i] != dst[i];
+            if (wrong) printf("\n    logits copy of %zu bytes on %d threads: %zu bytes wrong", sizes[k], threads[t], wrong);
+            CU_ASSERT_EQUAL(wrong, 0);
+        }
+        free(src), free(dst);
+    }
+}
+
 /* B sequences stepped together equal each stepped alone: nb=3 takes the fused GEMV path, nb=6 the
  * batched path with the tensor-core decode GEMM (gpu/gemm_decode.cu) and nb=17 with cuBLAS (with
  * fp32 state, 6 the register SSD step and 17 the shared-memory one).
@@ -1207,6 +1231,7 @@ int register_gpu_tests(void) {
         !CU_add_test(s, "decode SSD step vs double step, each kernel", test_ssd_step_kernel) ||
         !CU_add_test(s, "fixtures: prefill, step, greedy", test_fixtures) ||
         !CU_add_test(s, "batched step vs single steps, fp32 and bf16 state", test_batched) ||
+        !CU_add_test(s, "logits to the host in pieces on several threads", test_logits_copy) ||
         !CU_add_test(s, "state moves between gpu and ref", test_state_moves_between_backends) ||
         !CU_add_test(s, "random model with N=128: prefill and batched steps vs ref", test_random_model_7b_state) ||
         !CU_add_test(s, "random model with P=64, N=128: prefill and steps vs ref", test_random_model_7b_head) ||
