@@ -36,10 +36,12 @@ CpuIsa cpu_isa_detect(void);
  */
 CpuIsa cpu_isa_active(void);
 
-/** How the GEMV's SIMD blocks help the hardware prefetchers stream the weights (cpu_gemv_prefetch()). */
+/** How the GEMV's SIMD blocks help the hardware prefetchers stream the weights (cpu_gemv_prefetch();
+ *  the quantized products' tiles read it their own way, cpu_qlinear_prefetch()). */
 typedef enum {
     CPU_PREFETCH_NONE = 0,      /**< the hardware prefetchers alone */
-    CPU_PREFETCH_IN_ROW = 1,    /**< each row of a block 1 KiB ahead of the column being read, into L1 */
+    CPU_PREFETCH_IN_ROW = 1,    /**< each row of a block 1 KiB ahead of the column being read, into L1
+                                     (quantized tiles: the tile being read and the next one) */
     CPU_PREFETCH_NEXT_BLOCK = 2 /**< the next block's rows at the column being read, into L2: each
                                      line is asked for a whole block (4 rows, 32-64 KiB) ahead */
 } CpuPrefetch;

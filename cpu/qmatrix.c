@@ -57,28 +57,30 @@
 #define XNCORR 512     /**< offset of a record's ncorr */
 #define XE 576         /**< offset of a record's e */
 #define ITEM_ROWS_MAX 256 /**< the most rows of W in one unit of work handed to a thread */
-/** How far ahead in its row group's stream a SIMD kernel prefetches with CPU_PREFETCH_IN_ROW
- *  (whole tiles of about this many bytes). */
-#define PREFETCH_BYTES 8192
-
 /* How the SIMD kernels prefetch their weights (cpu_qlinear_prefetch(), decided once in
- * cpu_qlinear(): a benign race, every thread writes the same value): CPU_PREFETCH_NEXT_BLOCK
- * asks for the next row group's tile at the column being read, into L2 (a whole row group's
- * stream ahead); CPU_PREFETCH_IN_ROW for the tile PREFETCH_BYTES ahead in the same stream, into
- * L1; CPU_PREFETCH_NONE leaves the stream to the hardware prefetchers (measurements:
- * results/cpu.md, "Quantized decode kernels", "Prefetch" and "q8/q4 decode: blocks interleaved
- * across the chunk"). */
-static CpuPrefetch stream_prefetch = CPU_PREFETCH_NONE;
+ * cpu_qlinear(): a benign race, every thread writes the same value):
+ *   CPU_PREFETCH_IN_ROW (the default): at the start of each tile, every line of that tile and of
+ *     the next one in the stream (the next row group's first tile after a row group's last), into
+ *     L1. The prefetches leave the core at once, ahead of the tile's loads, which wait behind the
+ *     arithmetic of the tile before; the tile read next is then already on its way. Lines asked
+ *     for twice (as "next", then as "this tile") cost an instruction each;
+ *   CPU_PREFETCH_NEXT_BLOCK: the next row group's tile at the column being read, into L2 (a whole
+ *     row group's stream ahead);
+ *   CPU_PREFETCH_NONE: the stream left to the hardware prefetchers.
+ * (Measurements: results/cpu.md, "Quantized decode kernels", "Prefetch", "q8/q4 decode: blocks
+ * interleaved across the chunk" and "q8/q4 decode: the tile being read prefetched".)
+ * volatile: without it GCC 12 dropped the variable and, with it, every prefetch of this file (the
+ * setting was written and never read, whatever MAMBA2_CPU_PREFETCH asked); each tile reads it once. */
+static volatile CpuPrefetch stream_prefetch = CPU_PREFETCH_IN_ROW;
 
-CpuPrefetch cpu_qlinear_prefetch(void) { return cpu_prefetch_asked(CPU_PREFETCH_NONE); }
+CpuPrefetch cpu_qlinear_prefetch(void) { return cpu_prefetch_asked(CPU_PREFETCH_IN_ROW); }
 
 /* The prefetch of tile @p t (tile_bytes() @p tb) of a row group of @p n_kt tiles. */
 static inline void prefetch_tile(const uint8_t *t, int64_t tb, int64_t n_kt) {
     if (stream_prefetch == CPU_PREFETCH_NEXT_BLOCK)
         for (int64_t c = 0; c < tb; c += 64) _mm_prefetch((const char *)t + n_kt * tb + c, _MM_HINT_T1);
     else if (stream_prefetch == CPU_PREFETCH_IN_ROW)
-        for (int64_t c = 0, ahead = (PREFETCH_BYTES + tb / 2) / tb * tb; c < tb; c += 64)
-            _mm_prefetch((const char *)t + ahead + c, _MM_HINT_T0);
+        for (int64_t c = 0; c < 2 * tb; c += 64) _mm_prefetch((const char *)t + c, _MM_HINT_T0);
 }
 
 static int64_t round_up(int64_t a, int64_t b) { return (a + b - 1) / b * b; }
