@@ -3,16 +3,18 @@
  * @brief Whether the decode GEMV reads the weights as fast as this machine reads memory: one decode
  *        step's products of a checkpoint, in the model's order, beside a plain read of the same bytes.
  *
- *     make build/bench_cpu_gemv_stream && build/bench_cpu_gemv_stream DIR [THREADS] [ROUNDS]
+ *     make build/bench_cpu_gemv_stream && build/bench_cpu_gemv_stream DIR [THREADS] [ROUNDS] [bf16|q8|q4]
  *
- * Each round times three passes over every layer's in_proj and out_proj, then the lm_head (the
- * weights one decode step of one sequence reads, from the checkpoint's own mapping):
- * - cpu_gemv() at default precision (x in two bf16 parts on AVX512_BF16 CPUs), as decode runs it;
- * - a plain read of the same bytes: 64-byte loads summed, blocks of 2 MiB handed out to the threads;
- * - cpu_gemv() at fast precision (x in one bf16 part).
+ * Each round times passes over every layer's in_proj and out_proj, then the lm_head (the weights
+ * one decode step of one sequence reads):
+ * - bf16 (the checkpoint's own mapping): cpu_gemv() at default precision (x in two bf16 parts on
+ *   AVX512_BF16 CPUs), as decode runs it; a plain read of the same bytes (64-byte loads summed,
+ *   blocks of 2 MiB handed out to the threads); cpu_gemv() at fast precision (x in one bf16 part);
+ * - q8 or q4 (each matrix quantized first, as `--weights q8|q4` does at load): cpu_qlinear() of one
+ *   token, as decode runs it, and a plain read of the quantized bytes;
  * and prints each as GB/s of weights. On a shared host the read rate changes from minute to minute,
- * so the GEMV is compared with the read of the same round (MAMBA2_CPU_PREFETCH=none|row|next
- * changes the GEMV's prefetch, as in the backend).
+ * so the product is compared with the read of the same round (MAMBA2_CPU_PREFETCH=none|row|next
+ * changes the products' prefetch, as in the backend).
  */
 #include <immintrin.h>
 #include <omp.h>
@@ -23,6 +25,7 @@
 
 #include "gemv_bf16.h"
 #include "model.h"
+#include "qmatrix.h"
 
 static double now(void) {
     struct timespec t;
@@ -32,10 +35,10 @@ static double now(void) {
 
 #define READ_BLOCK ((size_t)2 << 20) /* bytes a thread takes at a time */
 
-/* Σ of W's bytes as 64-bit integers (so that the loads cannot be dropped), four loads in flight. */
-__attribute__((target("avx512f"))) static double read_all(const Mamba2Tensor *W, int threads) {
-    const char *p = W->data;
-    const size_t n = (size_t)W->shape[0] * W->shape[1] * 2, blocks = n / READ_BLOCK;
+/* Σ of the n bytes at p as 64-bit integers (so that the loads cannot be dropped), four loads in
+ * flight; whole blocks of READ_BLOCK only. */
+__attribute__((target("avx512f"))) static double read_bytes(const char *p, size_t n, int threads) {
+    const size_t blocks = n / READ_BLOCK;
     double s = 0;
 #pragma omp parallel for num_threads(threads) schedule(dynamic, 1) reduction(+ : s)
     for (size_t blk = 0; blk < blocks; blk++) {
@@ -51,9 +54,55 @@ __attribute__((target("avx512f"))) static double read_all(const Mamba2Tensor *W,
     return s;
 }
 
+/* read_bytes() over a bf16 matrix's mapping. */
+static double read_all(const Mamba2Tensor *W, int threads) {
+    return read_bytes(W->data, (size_t)W->shape[0] * W->shape[1] * 2, threads);
+}
+
+/* The q8 or q4 rounds: every matrix quantized, then cpu_qlinear() of one token against a plain read
+ * of the quantized bytes. Returns the read's sums (kept alive by the caller). */
+static double quantized_rounds(const Mamba2Tensor **mats, int n, Mamba2WeightFormat f, const float *x, float *y,
+                               int threads, int rounds) {
+    CpuQMatrix *q = calloc(n, sizeof *q);
+    double bytes = 0, sink = 0;
+    int64_t most_cols = 0;
+    Mamba2Error e;
+    for (int i = 0; i < n; i++) {
+        if (cpu_qmatrix_quantize(mats[i], f, threads, &q[i], &e)) {
+            fprintf(stderr, "%s\n", e.msg);
+            exit(1);
+        }
+        bytes += (double)q[i].bytes;
+        if (mats[i]->shape[1] > most_cols) most_cols = mats[i]->shape[1];
+    }
+    void *scratch = NULL;
+    if (posix_memalign(&scratch, 64, cpu_qlinear_scratch_bytes(most_cols, 1))) {
+        fprintf(stderr, "out of memory\n");
+        exit(1);
+    }
+    const char *name = f == MAMBA2_WEIGHTS_Q8 ? "q8" : "q4";
+    printf("%.2f GB of %s weights a decode step\n", bytes / 1e9, name);
+    for (int i = 0; i < n; i++) sink += read_bytes((const char *)q[i].data, q[i].bytes, threads);
+    for (int r = 0; r < rounds; r++) {
+        double t0 = now();
+        for (int i = 0; i < n; i++)
+            cpu_qlinear(cpu_isa_active(), &q[i], x, 0, 1, y, 0, 0, scratch, threads, MAMBA2_PRECISION_DEFAULT);
+        const double t_product = now() - t0;
+        t0 = now();
+        for (int i = 0; i < n; i++) sink += read_bytes((const char *)q[i].data, q[i].bytes, threads);
+        const double t_read = now() - t0;
+        printf("round %d: %s product %.1f GB/s, plain read %.1f GB/s; product / read %.2f\n", r + 1, name,
+               bytes / t_product / 1e9, bytes / t_read / 1e9, t_read / t_product);
+    }
+    for (int i = 0; i < n; i++) cpu_qmatrix_free(&q[i]);
+    free(q), free(scratch);
+    return sink;
+}
+
 int main(int argc, char **argv) {
     if (argc < 2 || !strcmp(argv[1], "-h") || !strcmp(argv[1], "--help")) {
-        fprintf(stderr, "usage: %s DIR [THREADS (2)] [ROUNDS (6)]   (an AVX-512 CPU; bf16 weights)\n", argv[0]);
+        fprintf(stderr, "usage: %s DIR [THREADS (2)] [ROUNDS (6)] [bf16 (default) | q8 | q4]   (an AVX-512 CPU; a bf16 checkpoint)\n",
+                argv[0]);
         return 2;
     }
     if (!__builtin_cpu_supports("avx512f")) {
@@ -67,7 +116,13 @@ int main(int argc, char **argv) {
         fprintf(stderr, "%s\n", e.msg);
         return 1;
     }
-    const int L = m.cfg.n_layer, threads = argc > 2 ? atoi(argv[2]) : 2, rounds = argc > 3 ? atoi(argv[3]) : 6;
+    const int L = m.cfg.n_layer, threads = argc > 2 ? atoi(argv[2]) : 2;
+    int rounds = argc > 3 ? atoi(argv[3]) : 6;
+    const char *format = argc > 4 ? argv[4] : "bf16";
+    if (strcmp(format, "bf16") && strcmp(format, "q8") && strcmp(format, "q4")) {
+        fprintf(stderr, "%s: weights '%s': expected bf16, q8 or q4\n", argv[0], format);
+        return 2;
+    }
     const Mamba2Tensor **mats = malloc(sizeof *mats * (2 * L + 1)); /* [2L + 1] in the order decode reads them */
     int n = 0;
     for (int l = 0; l < L; l++) mats[n++] = &m.w.layers[l].in_proj, mats[n++] = &m.w.layers[l].out_proj;
@@ -86,6 +141,10 @@ int main(int argc, char **argv) {
     float *x = malloc(sizeof(float) * most_cols), *y = malloc(sizeof(float) * most_rows); /* [K], [rows] */
     for (int64_t i = 0; i < most_cols; i++) x[i] = (float)((i * 2654435761u) % 1000) / 1000.0f - 0.5f;
     printf("%s: %d layers, %.2f GB of bf16 weights a decode step, %d threads\n", argv[1], L, bytes / 1e9, threads);
+    if (strcmp(format, "bf16")) {
+        sink = quantized_rounds(mats, n, !strcmp(format, "q8") ? MAMBA2_WEIGHTS_Q8 : MAMBA2_WEIGHTS_Q4, x, y, threads, rounds);
+        rounds = 0; /* the bf16 rounds are not run */
+    }
     for (int i = 0; i < n; i++) sink += read_all(mats[i], threads); /* fault every page in once */
     for (int r = 0; r < rounds; r++) {
         double t0 = now();
