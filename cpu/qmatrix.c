@@ -59,28 +59,38 @@
 #define ITEM_ROWS_MAX 256 /**< the most rows of W in one unit of work handed to a thread */
 /* How the SIMD kernels prefetch their weights (cpu_qlinear_prefetch(), decided once in
  * cpu_qlinear(): a benign race, every thread writes the same value):
- *   CPU_PREFETCH_IN_ROW (the default): at the start of each tile, every line of that tile and of
- *     the next one in the stream (the next row group's first tile after a row group's last), into
- *     L1. The prefetches leave the core at once, ahead of the tile's loads, which wait behind the
- *     arithmetic of the tile before; the tile read next is then already on its way. Lines asked
- *     for twice (as "next", then as "this tile") cost an instruction each;
+ *   CPU_PREFETCH_IN_ROW (the default, but see below): at the start of each tile, every line of that
+ *     tile and of the next one in the stream (the next row group's first tile after a row group's
+ *     last), into L1. The prefetches leave the core at once, ahead of the tile's loads, which wait
+ *     behind the arithmetic of the tile before; the tile read next is then already on its way.
+ *     Lines asked for twice (as "next", then as "this tile") cost an instruction each;
  *   CPU_PREFETCH_NEXT_BLOCK: the next row group's tile at the column being read, into L2 (a whole
  *     row group's stream ahead);
  *   CPU_PREFETCH_NONE: the stream left to the hardware prefetchers.
+ * q8 without vpdpbusd (vpmaddubsw on ymm or zmm, with several instructions a chunk for q's sign)
+ * is bound by its arithmetic more than by memory, and the prefetches' own loads slowed it down by a
+ * fifth: it takes CPU_PREFETCH_NONE unless MAMBA2_CPU_PREFETCH asks otherwise (arith_bound_prefetch).
  * (Measurements: results/cpu.md, "Quantized decode kernels", "Prefetch", "q8/q4 decode: blocks
  * interleaved across the chunk" and "q8/q4 decode: the tile being read prefetched".)
- * volatile: without it GCC 12 dropped the variable and, with it, every prefetch of this file (the
- * setting was written and never read, whatever MAMBA2_CPU_PREFETCH asked); each tile reads it once. */
-static volatile CpuPrefetch stream_prefetch = CPU_PREFETCH_IN_ROW;
+ */
+static CpuPrefetch stream_prefetch = CPU_PREFETCH_IN_ROW;
+static CpuPrefetch arith_bound_prefetch = CPU_PREFETCH_NONE;
 
 CpuPrefetch cpu_qlinear_prefetch(void) { return cpu_prefetch_asked(CPU_PREFETCH_IN_ROW); }
 
-/* The prefetch of tile @p t (tile_bytes() @p tb) of a row group of @p n_kt tiles. */
-static inline void prefetch_tile(const uint8_t *t, int64_t tb, int64_t n_kt) {
-    if (stream_prefetch == CPU_PREFETCH_NEXT_BLOCK)
-        for (int64_t c = 0; c < tb; c += 64) _mm_prefetch((const char *)t + n_kt * tb + c, _MM_HINT_T1);
-    else if (stream_prefetch == CPU_PREFETCH_IN_ROW)
-        for (int64_t c = 0; c < 2 * tb; c += 64) _mm_prefetch((const char *)t + c, _MM_HINT_T0);
+/* Prefetches of the line at @p p into L1 (t0) or L2 (t1), as asm: a loop of _mm_prefetch() alone has
+ * no effect the compiler must keep, and GCC 12 deleted every such loop of this file (depending on
+ * how it inlined them: MAMBA2_CPU_PREFETCH then changed nothing; results/cpu.md). They never fault. */
+static inline void prefetch_t0(const void *p) { __asm__ volatile("prefetcht0 (%0)" ::"r"(p)); }
+static inline void prefetch_t1(const void *p) { __asm__ volatile("prefetcht1 (%0)" ::"r"(p)); }
+
+/* The prefetch @p mode (stream_prefetch or arith_bound_prefetch) of tile @p t (tile_bytes() @p tb)
+ * of a row group of @p n_kt tiles. */
+static inline void prefetch_tile(CpuPrefetch mode, const uint8_t *t, int64_t tb, int64_t n_kt) {
+    if (mode == CPU_PREFETCH_NEXT_BLOCK)
+        for (int64_t c = 0; c < tb; c += 64) prefetch_t1(t + n_kt * tb + c);
+    else if (mode == CPU_PREFETCH_IN_ROW)
+        for (int64_t c = 0; c < 2 * tb; c += 64) prefetch_t0(t + c);
 }
 
 static int64_t round_up(int64_t a, int64_t b) { return (a + b - 1) / b * b; }
@@ -418,7 +428,7 @@ static inline AVX2_INLINE void avx2_block(Mamba2WeightFormat f, int vnni, const 
     const uint8_t *t = tile_at(W, rg, 0);
     for (int64_t kt = 0; kt < n_kt; kt++, t += tb) {
         const uint16_t *scales = tile_scales(t);
-        prefetch_tile(t, tb, n_kt);
+        prefetch_tile(vnni || f == MAMBA2_WEIGHTS_Q4 ? stream_prefetch : arith_bound_prefetch, t, tb, n_kt);
         const uint8_t *rec[2] = {xr[0] + kt * XREC, xr[S - 1] + kt * XREC};
 #pragma GCC unroll 4
         for (int i = 0; i < R; i++)
@@ -561,7 +571,7 @@ static inline BW_INLINE void zmm_block(Mamba2WeightFormat f, int bw, const CpuQM
     const uint8_t *t = tile_at(W, rg, 0);
     for (int64_t kt = 0; kt < n_kt; kt++, t += tb) {
         const uint16_t *scales = tile_scales(t);
-        prefetch_tile(t, tb, n_kt);
+        prefetch_tile(!bw || f == MAMBA2_WEIGHTS_Q4 ? stream_prefetch : arith_bound_prefetch, t, tb, n_kt);
         const uint8_t *rec[4];
 #pragma GCC unroll 4
         for (int j = 0; j < 4; j++) rec[j] = xr[j < S ? j : 0] + kt * XREC;
@@ -841,7 +851,7 @@ static void integer_rows(CpuQKernel kind, const CpuQMatrix *W, int64_t r0, int64
 void cpu_qlinear(CpuIsa isa, const CpuQMatrix *W, const float *X, int64_t ldx, int T, float *Y, int64_t ldy,
                  int accumulate, void *scratch, int n_threads, Mamba2Precision precision) {
     static int decided = 0; /* a benign race (every thread writes the same value) */
-    if (!decided) stream_prefetch = cpu_qlinear_prefetch(), decided = 1;
+    if (!decided) stream_prefetch = cpu_qlinear_prefetch(), arith_bound_prefetch = cpu_prefetch_asked(CPU_PREFETCH_NONE), decided = 1;
     CpuQKernel kind = cpu_qlinear_kernel(isa);
     /* Prefill on AMX: the weights dequantized into bf16 tiles as the AMX GEMM packs them. Without
      * vpdpbusd the integer product costs more instructions per weight than an fp32 FMA: the fp32
