@@ -320,7 +320,7 @@ static QCLONES void quantize_x(const float *x, int64_t K, int64_t K_pad, int off
 /* y[j][i] (+)= row r0 + i of W · activation j, for R ≤ 4 rows of row group rg and S ≤ 4 records xr[j]:
  *   Σ over tiles, blocks b: d(row, b) · e_j(b) · Σ_{32 columns k of b} q · p */
 static void rows_scalar(const CpuQMatrix *W, int64_t rg, int R, const uint8_t *const *xr, int S, float *y, int64_t ldy,
-                        int accumulate) {
+                        int accumulate, int prefetch) {
     int off = offset_of(W->format);
     for (int i = 0; i < R; i++)
         for (int j = 0; j < S; j++) {
@@ -419,7 +419,7 @@ static inline AVX2_INLINE __m256i avx2_dot2(Mamba2WeightFormat f, int vnni, __m2
  *   acc[i][j] += float(Σ q·p) · (d_i · e_j), lane by lane (avx2_dot2() for Σ q·p);
  * both halves add into the same accumulator, whose lanes are summed at the end. */
 static inline AVX2_INLINE void avx2_block(Mamba2WeightFormat f, int vnni, const CpuQMatrix *W, int64_t rg, int R,
-                                          const uint8_t *const *xr, int S, float *y, int64_t ldy, int accumulate) {
+                                          const uint8_t *const *xr, int S, float *y, int64_t ldy, int accumulate, int prefetch) {
     int64_t tb = tile_bytes(f), n_kt = W->K_pad / QT_K;
     const int signed_q8 = f == MAMBA2_WEIGHTS_Q8 && !vnni; /* no offset to remove: the sums start at 0 */
     __m256 acc[4][2];
@@ -428,7 +428,7 @@ static inline AVX2_INLINE void avx2_block(Mamba2WeightFormat f, int vnni, const 
     const uint8_t *t = tile_at(W, rg, 0);
     for (int64_t kt = 0; kt < n_kt; kt++, t += tb) {
         const uint16_t *scales = tile_scales(t);
-        prefetch_tile(vnni || f == MAMBA2_WEIGHTS_Q4 ? stream_prefetch : arith_bound_prefetch, t, tb, n_kt);
+        prefetch_tile(!prefetch ? CPU_PREFETCH_NONE : vnni || f == MAMBA2_WEIGHTS_Q4 ? stream_prefetch : arith_bound_prefetch, t, tb, n_kt);
         const uint8_t *rec[2] = {xr[0] + kt * XREC, xr[S - 1] + kt * XREC};
 #pragma GCC unroll 4
         for (int i = 0; i < R; i++)
@@ -471,35 +471,35 @@ static inline AVX2_INLINE void avx2_block(Mamba2WeightFormat f, int vnni, const 
 
 /* The rows of one ymm instantiation for one format (f and vnni constants after inlining). */
 static inline AVX2_INLINE void avx2_rows_of(Mamba2WeightFormat f, int vnni, const CpuQMatrix *W, int64_t rg, int R,
-                                            const uint8_t *const *xr, int S, float *y, int64_t ldy, int accumulate) {
+                                            const uint8_t *const *xr, int S, float *y, int64_t ldy, int accumulate, int prefetch) {
     for (int j = 0; j < S; j += 2) { /* R and S constants in the common calls, so the block's loops unroll */
         int two = S - j >= 2;
-        if (R == 4 && two) avx2_block(f, vnni, W, rg, 4, xr + j, 2, y + j * ldy, ldy, accumulate);
-        else if (R == 4) avx2_block(f, vnni, W, rg, 4, xr + j, 1, y + j * ldy, ldy, accumulate);
-        else avx2_block(f, vnni, W, rg, R, xr + j, two ? 2 : 1, y + j * ldy, ldy, accumulate);
+        if (R == 4 && two) avx2_block(f, vnni, W, rg, 4, xr + j, 2, y + j * ldy, ldy, accumulate, prefetch && j == 0);
+        else if (R == 4) avx2_block(f, vnni, W, rg, 4, xr + j, 1, y + j * ldy, ldy, accumulate, prefetch && j == 0);
+        else avx2_block(f, vnni, W, rg, R, xr + j, two ? 2 : 1, y + j * ldy, ldy, accumulate, prefetch && j == 0);
     }
 }
 
 /* One ymm instantiation: both formats, the product chosen by @p vnni (a constant). */
 static inline AVX2_INLINE void avx2_rows(int vnni, const CpuQMatrix *W, int64_t rg, int R, const uint8_t *const *xr,
-                                         int S, float *y, int64_t ldy, int accumulate) {
-    if (W->format == MAMBA2_WEIGHTS_Q8) avx2_rows_of(MAMBA2_WEIGHTS_Q8, vnni, W, rg, R, xr, S, y, ldy, accumulate);
-    else avx2_rows_of(MAMBA2_WEIGHTS_Q4, vnni, W, rg, R, xr, S, y, ldy, accumulate);
+                                         int S, float *y, int64_t ldy, int accumulate, int prefetch) {
+    if (W->format == MAMBA2_WEIGHTS_Q8) avx2_rows_of(MAMBA2_WEIGHTS_Q8, vnni, W, rg, R, xr, S, y, ldy, accumulate, prefetch);
+    else avx2_rows_of(MAMBA2_WEIGHTS_Q4, vnni, W, rg, R, xr, S, y, ldy, accumulate, prefetch);
 }
 
 static AVX2_TARGET void rows_avx2(const CpuQMatrix *W, int64_t rg, int R, const uint8_t *const *xr, int S, float *y,
-                                  int64_t ldy, int accumulate) {
-    avx2_rows(0, W, rg, R, xr, S, y, ldy, accumulate);
+                                  int64_t ldy, int accumulate, int prefetch) {
+    avx2_rows(0, W, rg, R, xr, S, y, ldy, accumulate, prefetch);
 }
 
 static AVXVNNI_TARGET void rows_avxvnni(const CpuQMatrix *W, int64_t rg, int R, const uint8_t *const *xr, int S,
-                                        float *y, int64_t ldy, int accumulate) {
-    avx2_rows(1, W, rg, R, xr, S, y, ldy, accumulate);
+                                        float *y, int64_t ldy, int accumulate, int prefetch) {
+    avx2_rows(1, W, rg, R, xr, S, y, ldy, accumulate, prefetch);
 }
 
 static YMM_EVEX_TARGET void rows_ymm_evex(const CpuQMatrix *W, int64_t rg, int R, const uint8_t *const *xr, int S,
-                                          float *y, int64_t ldy, int accumulate) {
-    avx2_rows(1, W, rg, R, xr, S, y, ldy, accumulate);
+                                          float *y, int64_t ldy, int accumulate, int prefetch) {
+    avx2_rows(1, W, rg, R, xr, S, y, ldy, accumulate, prefetch);
 }
 
 /* ------------------------------------------------------------------ AVX512-VNNI, AVX512BW */
@@ -561,7 +561,7 @@ static inline BW_INLINE void zmm_load_pair(Mamba2WeightFormat f, const uint8_t *
  * With one record (decode) its 8 chunks stay in registers for the tile; with more they are read
  * from L1 by each row's vpdpbusd. */
 static inline BW_INLINE void zmm_block(Mamba2WeightFormat f, int bw, const CpuQMatrix *W, int64_t rg, int R,
-                                       const uint8_t *const *xr, int S, float *y, int64_t ldy, int accumulate) {
+                                       const uint8_t *const *xr, int S, float *y, int64_t ldy, int accumulate, int prefetch) {
     int64_t tb = tile_bytes(f), n_kt = W->K_pad / QT_K;
     __m512 acc[4][4];
 #pragma GCC unroll 4
@@ -571,7 +571,7 @@ static inline BW_INLINE void zmm_block(Mamba2WeightFormat f, int bw, const CpuQM
     const uint8_t *t = tile_at(W, rg, 0);
     for (int64_t kt = 0; kt < n_kt; kt++, t += tb) {
         const uint16_t *scales = tile_scales(t);
-        prefetch_tile(!bw || f == MAMBA2_WEIGHTS_Q4 ? stream_prefetch : arith_bound_prefetch, t, tb, n_kt);
+        prefetch_tile(!prefetch ? CPU_PREFETCH_NONE : !bw || f == MAMBA2_WEIGHTS_Q4 ? stream_prefetch : arith_bound_prefetch, t, tb, n_kt);
         const uint8_t *rec[4];
 #pragma GCC unroll 4
         for (int j = 0; j < 4; j++) rec[j] = xr[j < S ? j : 0] + kt * XREC;
@@ -615,30 +615,30 @@ static inline BW_INLINE void zmm_block(Mamba2WeightFormat f, int bw, const CpuQM
 /* The rows of one format (f and bw constants after inlining, as are R and S in the common calls, so
  * that the block's loops unroll). */
 static inline BW_INLINE void zmm_rows_of(Mamba2WeightFormat f, int bw, const CpuQMatrix *W, int64_t rg, int R,
-                                         const uint8_t *const *xr, int S, float *y, int64_t ldy, int accumulate) {
+                                         const uint8_t *const *xr, int S, float *y, int64_t ldy, int accumulate, int prefetch) {
     for (int j = 0; j < S; j += 4) {
         const uint8_t *const *x4 = xr + j;
         float *y4 = y + j * ldy;
         if (R == 4) switch (S - j) {
-            case 1: zmm_block(f, bw, W, rg, 4, x4, 1, y4, ldy, accumulate); break;
-            case 2: zmm_block(f, bw, W, rg, 4, x4, 2, y4, ldy, accumulate); break;
-            case 3: zmm_block(f, bw, W, rg, 4, x4, 3, y4, ldy, accumulate); break;
-            default: zmm_block(f, bw, W, rg, 4, x4, 4, y4, ldy, accumulate); break;
+            case 1: zmm_block(f, bw, W, rg, 4, x4, 1, y4, ldy, accumulate, prefetch && j == 0); break;
+            case 2: zmm_block(f, bw, W, rg, 4, x4, 2, y4, ldy, accumulate, prefetch && j == 0); break;
+            case 3: zmm_block(f, bw, W, rg, 4, x4, 3, y4, ldy, accumulate, prefetch && j == 0); break;
+            default: zmm_block(f, bw, W, rg, 4, x4, 4, y4, ldy, accumulate, prefetch && j == 0); break;
             }
-        else zmm_block(f, bw, W, rg, R, x4, S - j < 4 ? S - j : 4, y4, ldy, accumulate);
+        else zmm_block(f, bw, W, rg, R, x4, S - j < 4 ? S - j : 4, y4, ldy, accumulate, prefetch && j == 0);
     }
 }
 
 static VNNI_TARGET void rows_vnni(const CpuQMatrix *W, int64_t rg, int R, const uint8_t *const *xr, int S, float *y,
-                                  int64_t ldy, int accumulate) {
-    if (W->format == MAMBA2_WEIGHTS_Q8) zmm_rows_of(MAMBA2_WEIGHTS_Q8, 0, W, rg, R, xr, S, y, ldy, accumulate);
-    else zmm_rows_of(MAMBA2_WEIGHTS_Q4, 0, W, rg, R, xr, S, y, ldy, accumulate);
+                                  int64_t ldy, int accumulate, int prefetch) {
+    if (W->format == MAMBA2_WEIGHTS_Q8) zmm_rows_of(MAMBA2_WEIGHTS_Q8, 0, W, rg, R, xr, S, y, ldy, accumulate, prefetch);
+    else zmm_rows_of(MAMBA2_WEIGHTS_Q4, 0, W, rg, R, xr, S, y, ldy, accumulate, prefetch);
 }
 
 static BW_TARGET void rows_bw(const CpuQMatrix *W, int64_t rg, int R, const uint8_t *const *xr, int S, float *y,
-                              int64_t ldy, int accumulate) {
-    if (W->format == MAMBA2_WEIGHTS_Q8) zmm_rows_of(MAMBA2_WEIGHTS_Q8, 1, W, rg, R, xr, S, y, ldy, accumulate);
-    else zmm_rows_of(MAMBA2_WEIGHTS_Q4, 1, W, rg, R, xr, S, y, ldy, accumulate);
+                              int64_t ldy, int accumulate, int prefetch) {
+    if (W->format == MAMBA2_WEIGHTS_Q8) zmm_rows_of(MAMBA2_WEIGHTS_Q8, 1, W, rg, R, xr, S, y, ldy, accumulate, prefetch);
+    else zmm_rows_of(MAMBA2_WEIGHTS_Q4, 1, W, rg, R, xr, S, y, ldy, accumulate, prefetch);
 }
 
 /* ------------------------------------------------------------------ entry point */
@@ -821,7 +821,10 @@ static CpuGemmTier widened_tier(CpuIsa isa) {
 
 /* Rows [r0, r1) of W times every quantized activation record, by the integer product @p kind,
  * token_block() activation rows at a time (their records in L2; the
- * rows of W in L1/L2 meanwhile). */
+ * rows of W in L1/L2 meanwhile). The kernels prefetch W (prefetch_tile()) only in decode of at most
+ * 4 rows, where each tile is read once, from memory; with more rows they are bound by their
+ * arithmetic, each tile is read again from the caches for every 4 rows, and the prefetches cost
+ * them up to a third (results/cpu.md). */
 static void integer_rows(CpuQKernel kind, const CpuQMatrix *W, int64_t r0, int64_t r1, const uint8_t *xq, int T, float *Y,
                          int64_t ldy, int accumulate) {
     int64_t rec_bytes = W->K_pad / QT_K * XREC;
@@ -836,12 +839,12 @@ static void integer_rows(CpuQKernel kind, const CpuQMatrix *W, int64_t r0, int64
                 for (int j = 0; j < S; j++) xr[j] = xq + (t0 + j0 + j) * rec_bytes;
                 float *y = Y + (size_t)(t0 + j0) * ldy + r;
                 switch (kind) {
-                case CPU_QKERNEL_AVX512VNNI: rows_vnni(W, r / QT_ROWS, R, xr, S, y, ldy, accumulate); break;
-                case CPU_QKERNEL_AVX512BW: rows_bw(W, r / QT_ROWS, R, xr, S, y, ldy, accumulate); break;
-                case CPU_QKERNEL_AVXVNNI_EVEX: rows_ymm_evex(W, r / QT_ROWS, R, xr, S, y, ldy, accumulate); break;
-                case CPU_QKERNEL_AVXVNNI: rows_avxvnni(W, r / QT_ROWS, R, xr, S, y, ldy, accumulate); break;
-                case CPU_QKERNEL_AVX2: rows_avx2(W, r / QT_ROWS, R, xr, S, y, ldy, accumulate); break;
-                default: rows_scalar(W, r / QT_ROWS, R, xr, S, y, ldy, accumulate); break;
+                case CPU_QKERNEL_AVX512VNNI: rows_vnni(W, r / QT_ROWS, R, xr, S, y, ldy, accumulate, T <= 4); break;
+                case CPU_QKERNEL_AVX512BW: rows_bw(W, r / QT_ROWS, R, xr, S, y, ldy, accumulate, T <= 4); break;
+                case CPU_QKERNEL_AVXVNNI_EVEX: rows_ymm_evex(W, r / QT_ROWS, R, xr, S, y, ldy, accumulate, T <= 4); break;
+                case CPU_QKERNEL_AVXVNNI: rows_avxvnni(W, r / QT_ROWS, R, xr, S, y, ldy, accumulate, T <= 4); break;
+                case CPU_QKERNEL_AVX2: rows_avx2(W, r / QT_ROWS, R, xr, S, y, ldy, accumulate, T <= 4); break;
+                default: rows_scalar(W, r / QT_ROWS, R, xr, S, y, ldy, accumulate, T <= 4); break;
                 }
             }
         }
