@@ -70,8 +70,8 @@
  * q8 without vpdpbusd (vpmaddubsw on ymm or zmm, with several instructions a chunk for q's sign)
  * is bound by its arithmetic more than by memory, and the prefetches' own loads slowed it down by a
  * fifth: it takes CPU_PREFETCH_NONE unless MAMBA2_CPU_PREFETCH asks otherwise (arith_bound_prefetch).
- * (Measurements: results/cpu.md, "Quantized decode kernels", "Prefetch", "q8/q4 decode: blocks
- * interleaved across the chunk" and "q8/q4 decode: the tile being read prefetched".)
+ * (Measurements: results/cpu.md, "the q8/q4 decode products had never prefetched" of 2026-12-05;
+ * the earlier sections on prefetch modes measured builds without any prefetch instruction.)
  */
 static CpuPrefetch stream_prefetch = CPU_PREFETCH_IN_ROW;
 static CpuPrefetch arith_bound_prefetch = CPU_PREFETCH_NONE;

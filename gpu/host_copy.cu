@@ -49,8 +49,14 @@ cudaError_t copy_to_pageable(void *dst, const void *src, size_t bytes, void *sta
         }
     };
     std::vector<std::thread> helpers;
-    for (int t = 1; t < n; t++) helpers.emplace_back(worker, t);
+    std::vector<int> unstarted; /* shares whose thread could not be started: the caller's thread takes them */
+    for (int t = 1; t < n; t++) try {
+            helpers.emplace_back(worker, t);
+        } catch (...) {
+            unstarted.push_back(t);
+        }
     worker(0);
+    for (int t : unstarted) worker(t);
     for (std::thread &h : helpers) h.join();
     for (cudaError_t st : status)
         if (st != cudaSuccess) return st;
