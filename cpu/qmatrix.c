@@ -84,8 +84,8 @@ CpuPrefetch cpu_qlinear_prefetch(void) { return cpu_prefetch_asked(CPU_PREFETCH_
 static inline void prefetch_t0(const void *p) { __asm__ volatile("prefetcht0 (%0)" ::"r"(p)); }
 static inline void prefetch_t1(const void *p) { __asm__ volatile("prefetcht1 (%0)" ::"r"(p)); }
 
-/* The prefetch @p mode (stream_prefetch or arith_bound_prefetch) of tile @p t (tile_bytes() @p tb)
- * of a row group of @p n_kt tiles. */
+/* The prefetch @p mode (integer_rows() chooses it) of tile @p t (tile_bytes() @p tb) of a row group
+ * of @p n_kt tiles. */
 static inline void prefetch_tile(CpuPrefetch mode, const uint8_t *t, int64_t tb, int64_t n_kt) {
     if (mode == CPU_PREFETCH_NEXT_BLOCK)
         for (int64_t c = 0; c < tb; c += 64) prefetch_t1(t + n_kt * tb + c);
@@ -320,7 +320,7 @@ static QCLONES void quantize_x(const float *x, int64_t K, int64_t K_pad, int off
 /* y[j][i] (+)= row r0 + i of W · activation j, for R ≤ 4 rows of row group rg and S ≤ 4 records xr[j]:
  *   Σ over tiles, blocks b: d(row, b) · e_j(b) · Σ_{32 columns k of b} q · p */
 static void rows_scalar(const CpuQMatrix *W, int64_t rg, int R, const uint8_t *const *xr, int S, float *y, int64_t ldy,
-                        int accumulate, int prefetch) {
+                        int accumulate, CpuPrefetch pf) {
     int off = offset_of(W->format);
     for (int i = 0; i < R; i++)
         for (int j = 0; j < S; j++) {
@@ -419,7 +419,7 @@ static inline AVX2_INLINE __m256i avx2_dot2(Mamba2WeightFormat f, int vnni, __m2
  *   acc[i][j] += float(Σ q·p) · (d_i · e_j), lane by lane (avx2_dot2() for Σ q·p);
  * both halves add into the same accumulator, whose lanes are summed at the end. */
 static inline AVX2_INLINE void avx2_block(Mamba2WeightFormat f, int vnni, const CpuQMatrix *W, int64_t rg, int R,
-                                          const uint8_t *const *xr, int S, float *y, int64_t ldy, int accumulate, int prefetch) {
+                                          const uint8_t *const *xr, int S, float *y, int64_t ldy, int accumulate, CpuPrefetch pf) {
     int64_t tb = tile_bytes(f), n_kt = W->K_pad / QT_K;
     const int signed_q8 = f == MAMBA2_WEIGHTS_Q8 && !vnni; /* no offset to remove: the sums start at 0 */
     __m256 acc[4][2];
@@ -428,7 +428,7 @@ static inline AVX2_INLINE void avx2_block(Mamba2WeightFormat f, int vnni, const 
     const uint8_t *t = tile_at(W, rg, 0);
     for (int64_t kt = 0; kt < n_kt; kt++, t += tb) {
         const uint16_t *scales = tile_scales(t);
-        prefetch_tile(!prefetch ? CPU_PREFETCH_NONE : vnni || f == MAMBA2_WEIGHTS_Q4 ? stream_prefetch : arith_bound_prefetch, t, tb, n_kt);
+        prefetch_tile(pf, t, tb, n_kt);
         const uint8_t *rec[2] = {xr[0] + kt * XREC, xr[S - 1] + kt * XREC};
 #pragma GCC unroll 4
         for (int i = 0; i < R; i++)
@@ -471,35 +471,35 @@ static inline AVX2_INLINE void avx2_block(Mamba2WeightFormat f, int vnni, const 
 
 /* The rows of one ymm instantiation for one format (f and vnni constants after inlining). */
 static inline AVX2_INLINE void avx2_rows_of(Mamba2WeightFormat f, int vnni, const CpuQMatrix *W, int64_t rg, int R,
-                                            const uint8_t *const *xr, int S, float *y, int64_t ldy, int accumulate, int prefetch) {
+                                            const uint8_t *const *xr, int S, float *y, int64_t ldy, int accumulate, CpuPrefetch pf) {
     for (int j = 0; j < S; j += 2) { /* R and S constants in the common calls, so the block's loops unroll */
         int two = S - j >= 2;
-        if (R == 4 && two) avx2_block(f, vnni, W, rg, 4, xr + j, 2, y + j * ldy, ldy, accumulate, prefetch && j == 0);
-        else if (R == 4) avx2_block(f, vnni, W, rg, 4, xr + j, 1, y + j * ldy, ldy, accumulate, prefetch && j == 0);
-        else avx2_block(f, vnni, W, rg, R, xr + j, two ? 2 : 1, y + j * ldy, ldy, accumulate, prefetch && j == 0);
+        if (R == 4 && two) avx2_block(f, vnni, W, rg, 4, xr + j, 2, y + j * ldy, ldy, accumulate, j == 0 ? pf : CPU_PREFETCH_NONE);
+        else if (R == 4) avx2_block(f, vnni, W, rg, 4, xr + j, 1, y + j * ldy, ldy, accumulate, j == 0 ? pf : CPU_PREFETCH_NONE);
+        else avx2_block(f, vnni, W, rg, R, xr + j, two ? 2 : 1, y + j * ldy, ldy, accumulate, j == 0 ? pf : CPU_PREFETCH_NONE);
     }
 }
 
 /* One ymm instantiation: both formats, the product chosen by @p vnni (a constant). */
 static inline AVX2_INLINE void avx2_rows(int vnni, const CpuQMatrix *W, int64_t rg, int R, const uint8_t *const *xr,
-                                         int S, float *y, int64_t ldy, int accumulate, int prefetch) {
-    if (W->format == MAMBA2_WEIGHTS_Q8) avx2_rows_of(MAMBA2_WEIGHTS_Q8, vnni, W, rg, R, xr, S, y, ldy, accumulate, prefetch);
-    else avx2_rows_of(MAMBA2_WEIGHTS_Q4, vnni, W, rg, R, xr, S, y, ldy, accumulate, prefetch);
+                                         int S, float *y, int64_t ldy, int accumulate, CpuPrefetch pf) {
+    if (W->format == MAMBA2_WEIGHTS_Q8) avx2_rows_of(MAMBA2_WEIGHTS_Q8, vnni, W, rg, R, xr, S, y, ldy, accumulate, pf);
+    else avx2_rows_of(MAMBA2_WEIGHTS_Q4, vnni, W, rg, R, xr, S, y, ldy, accumulate, pf);
 }
 
 static AVX2_TARGET void rows_avx2(const CpuQMatrix *W, int64_t rg, int R, const uint8_t *const *xr, int S, float *y,
-                                  int64_t ldy, int accumulate, int prefetch) {
-    avx2_rows(0, W, rg, R, xr, S, y, ldy, accumulate, prefetch);
+                                  int64_t ldy, int accumulate, CpuPrefetch pf) {
+    avx2_rows(0, W, rg, R, xr, S, y, ldy, accumulate, pf);
 }
 
 static AVXVNNI_TARGET void rows_avxvnni(const CpuQMatrix *W, int64_t rg, int R, const uint8_t *const *xr, int S,
-                                        float *y, int64_t ldy, int accumulate, int prefetch) {
-    avx2_rows(1, W, rg, R, xr, S, y, ldy, accumulate, prefetch);
+                                        float *y, int64_t ldy, int accumulate, CpuPrefetch pf) {
+    avx2_rows(1, W, rg, R, xr, S, y, ldy, accumulate, pf);
 }
 
 static YMM_EVEX_TARGET void rows_ymm_evex(const CpuQMatrix *W, int64_t rg, int R, const uint8_t *const *xr, int S,
-                                          float *y, int64_t ldy, int accumulate, int prefetch) {
-    avx2_rows(1, W, rg, R, xr, S, y, ldy, accumulate, prefetch);
+                                          float *y, int64_t ldy, int accumulate, CpuPrefetch pf) {
+    avx2_rows(1, W, rg, R, xr, S, y, ldy, accumulate, pf);
 }
 
 /* ------------------------------------------------------------------ AVX512-VNNI, AVX512BW */
@@ -561,7 +561,7 @@ static inline BW_INLINE void zmm_load_pair(Mamba2WeightFormat f, const uint8_t *
  * With one record (decode) its 8 chunks stay in registers for the tile; with more they are read
  * from L1 by each row's vpdpbusd. */
 static inline BW_INLINE void zmm_block(Mamba2WeightFormat f, int bw, const CpuQMatrix *W, int64_t rg, int R,
-                                       const uint8_t *const *xr, int S, float *y, int64_t ldy, int accumulate, int prefetch) {
+                                       const uint8_t *const *xr, int S, float *y, int64_t ldy, int accumulate, CpuPrefetch pf) {
     int64_t tb = tile_bytes(f), n_kt = W->K_pad / QT_K;
     __m512 acc[4][4];
 #pragma GCC unroll 4
@@ -571,7 +571,7 @@ static inline BW_INLINE void zmm_block(Mamba2WeightFormat f, int bw, const CpuQM
     const uint8_t *t = tile_at(W, rg, 0);
     for (int64_t kt = 0; kt < n_kt; kt++, t += tb) {
         const uint16_t *scales = tile_scales(t);
-        prefetch_tile(!prefetch ? CPU_PREFETCH_NONE : !bw || f == MAMBA2_WEIGHTS_Q4 ? stream_prefetch : arith_bound_prefetch, t, tb, n_kt);
+        prefetch_tile(pf, t, tb, n_kt);
         const uint8_t *rec[4];
 #pragma GCC unroll 4
         for (int j = 0; j < 4; j++) rec[j] = xr[j < S ? j : 0] + kt * XREC;
@@ -615,30 +615,30 @@ static inline BW_INLINE void zmm_block(Mamba2WeightFormat f, int bw, const CpuQM
 /* The rows of one format (f and bw constants after inlining, as are R and S in the common calls, so
  * that the block's loops unroll). */
 static inline BW_INLINE void zmm_rows_of(Mamba2WeightFormat f, int bw, const CpuQMatrix *W, int64_t rg, int R,
-                                         const uint8_t *const *xr, int S, float *y, int64_t ldy, int accumulate, int prefetch) {
+                                         const uint8_t *const *xr, int S, float *y, int64_t ldy, int accumulate, CpuPrefetch pf) {
     for (int j = 0; j < S; j += 4) {
         const uint8_t *const *x4 = xr + j;
         float *y4 = y + j * ldy;
         if (R == 4) switch (S - j) {
-            case 1: zmm_block(f, bw, W, rg, 4, x4, 1, y4, ldy, accumulate, prefetch && j == 0); break;
-            case 2: zmm_block(f, bw, W, rg, 4, x4, 2, y4, ldy, accumulate, prefetch && j == 0); break;
-            case 3: zmm_block(f, bw, W, rg, 4, x4, 3, y4, ldy, accumulate, prefetch && j == 0); break;
-            default: zmm_block(f, bw, W, rg, 4, x4, 4, y4, ldy, accumulate, prefetch && j == 0); break;
+            case 1: zmm_block(f, bw, W, rg, 4, x4, 1, y4, ldy, accumulate, j == 0 ? pf : CPU_PREFETCH_NONE); break;
+            case 2: zmm_block(f, bw, W, rg, 4, x4, 2, y4, ldy, accumulate, j == 0 ? pf : CPU_PREFETCH_NONE); break;
+            case 3: zmm_block(f, bw, W, rg, 4, x4, 3, y4, ldy, accumulate, j == 0 ? pf : CPU_PREFETCH_NONE); break;
+            default: zmm_block(f, bw, W, rg, 4, x4, 4, y4, ldy, accumulate, j == 0 ? pf : CPU_PREFETCH_NONE); break;
             }
-        else zmm_block(f, bw, W, rg, R, x4, S - j < 4 ? S - j : 4, y4, ldy, accumulate, prefetch && j == 0);
+        else zmm_block(f, bw, W, rg, R, x4, S - j < 4 ? S - j : 4, y4, ldy, accumulate, j == 0 ? pf : CPU_PREFETCH_NONE);
     }
 }
 
 static VNNI_TARGET void rows_vnni(const CpuQMatrix *W, int64_t rg, int R, const uint8_t *const *xr, int S, float *y,
-                                  int64_t ldy, int accumulate, int prefetch) {
-    if (W->format == MAMBA2_WEIGHTS_Q8) zmm_rows_of(MAMBA2_WEIGHTS_Q8, 0, W, rg, R, xr, S, y, ldy, accumulate, prefetch);
-    else zmm_rows_of(MAMBA2_WEIGHTS_Q4, 0, W, rg, R, xr, S, y, ldy, accumulate, prefetch);
+                                  int64_t ldy, int accumulate, CpuPrefetch pf) {
+    if (W->format == MAMBA2_WEIGHTS_Q8) zmm_rows_of(MAMBA2_WEIGHTS_Q8, 0, W, rg, R, xr, S, y, ldy, accumulate, pf);
+    else zmm_rows_of(MAMBA2_WEIGHTS_Q4, 0, W, rg, R, xr, S, y, ldy, accumulate, pf);
 }
 
 static BW_TARGET void rows_bw(const CpuQMatrix *W, int64_t rg, int R, const uint8_t *const *xr, int S, float *y,
-                              int64_t ldy, int accumulate, int prefetch) {
-    if (W->format == MAMBA2_WEIGHTS_Q8) zmm_rows_of(MAMBA2_WEIGHTS_Q8, 1, W, rg, R, xr, S, y, ldy, accumulate, prefetch);
-    else zmm_rows_of(MAMBA2_WEIGHTS_Q4, 1, W, rg, R, xr, S, y, ldy, accumulate, prefetch);
+                              int64_t ldy, int accumulate, CpuPrefetch pf) {
+    if (W->format == MAMBA2_WEIGHTS_Q8) zmm_rows_of(MAMBA2_WEIGHTS_Q8, 1, W, rg, R, xr, S, y, ldy, accumulate, pf);
+    else zmm_rows_of(MAMBA2_WEIGHTS_Q4, 1, W, rg, R, xr, S, y, ldy, accumulate, pf);
 }
 
 /* ------------------------------------------------------------------ entry point */
@@ -829,6 +829,8 @@ static void integer_rows(CpuQKernel kind, const CpuQMatrix *W, int64_t r0, int64
                          int64_t ldy, int accumulate) {
     int64_t rec_bytes = W->K_pad / QT_K * XREC;
     int tb = token_block(W->K_pad);
+    CpuPrefetch pf = CPU_PREFETCH_NONE; /* the kernels' prefetch of W (see stream_prefetch) */
+    if (T <= 4) pf = cpu_qlinear_kernel_has_dpbusd(kind) || W->format == MAMBA2_WEIGHTS_Q4 ? stream_prefetch : arith_bound_prefetch;
     for (int t0 = 0; t0 < T; t0 += tb) {
         int nt = T - t0 < tb ? T - t0 : tb;
         for (int64_t r = r0; r < r1; r += QT_ROWS) {
@@ -839,12 +841,12 @@ static void integer_rows(CpuQKernel kind, const CpuQMatrix *W, int64_t r0, int64
                 for (int j = 0; j < S; j++) xr[j] = xq + (t0 + j0 + j) * rec_bytes;
                 float *y = Y + (size_t)(t0 + j0) * ldy + r;
                 switch (kind) {
-                case CPU_QKERNEL_AVX512VNNI: rows_vnni(W, r / QT_ROWS, R, xr, S, y, ldy, accumulate, T <= 4); break;
-                case CPU_QKERNEL_AVX512BW: rows_bw(W, r / QT_ROWS, R, xr, S, y, ldy, accumulate, T <= 4); break;
-                case CPU_QKERNEL_AVXVNNI_EVEX: rows_ymm_evex(W, r / QT_ROWS, R, xr, S, y, ldy, accumulate, T <= 4); break;
-                case CPU_QKERNEL_AVXVNNI: rows_avxvnni(W, r / QT_ROWS, R, xr, S, y, ldy, accumulate, T <= 4); break;
-                case CPU_QKERNEL_AVX2: rows_avx2(W, r / QT_ROWS, R, xr, S, y, ldy, accumulate, T <= 4); break;
-                default: rows_scalar(W, r / QT_ROWS, R, xr, S, y, ldy, accumulate, T <= 4); break;
+                case CPU_QKERNEL_AVX512VNNI: rows_vnni(W, r / QT_ROWS, R, xr, S, y, ldy, accumulate, pf); break;
+                case CPU_QKERNEL_AVX512BW: rows_bw(W, r / QT_ROWS, R, xr, S, y, ldy, accumulate, pf); break;
+                case CPU_QKERNEL_AVXVNNI_EVEX: rows_ymm_evex(W, r / QT_ROWS, R, xr, S, y, ldy, accumulate, pf); break;
+                case CPU_QKERNEL_AVXVNNI: rows_avxvnni(W, r / QT_ROWS, R, xr, S, y, ldy, accumulate, pf); break;
+                case CPU_QKERNEL_AVX2: rows_avx2(W, r / QT_ROWS, R, xr, S, y, ldy, accumulate, pf); break;
+                default: rows_scalar(W, r / QT_ROWS, R, xr, S, y, ldy, accumulate, pf); break;
                 }
             }
         }
