@@ -9,7 +9,10 @@
  * one decode step of one sequence reads):
  * - bf16 (the checkpoint's own mapping): cpu_gemv() at default precision (x in two bf16 parts on
  *   AVX512_BF16 CPUs), as decode runs it; a plain read of the same bytes (64-byte loads summed,
- *   blocks of 2 MiB handed out to the threads); cpu_gemv() at fast precision (x in one bf16 part);
+ *   blocks of 2 MiB handed out to the threads); the same read with every line prefetched into L1
+ *   2 KiB ahead (the better of the two is what `mamba2 bench --roofline` takes as the read ceiling,
+ *   cpu_read_bandwidth()); cpu_gemv() at fast precision (x in one bf16 part); and the default
+ *   GEMV against the prefetched read by kind of matrix (in_proj, out_proj, lm_head);
  * - q8 or q4 (each matrix quantized first, as `--weights q8|q4` does at load): cpu_qlinear() of one
  *   token, as decode runs it, and a plain read of the quantized bytes;
  * and prints each as GB/s of weights. On a shared host the read rate changes from minute to minute,
@@ -34,16 +37,20 @@ static double now(void) {
 }
 
 #define READ_BLOCK ((size_t)2 << 20) /* bytes a thread takes at a time */
+#define READ_AHEAD 2048             /* how far ahead the prefetched read asks for lines */
 
 /* Σ of the n bytes at p as 64-bit integers (so that the loads cannot be dropped), four loads in
- * flight; whole blocks of READ_BLOCK only. */
-__attribute__((target("avx512f"))) static double read_bytes(const char *p, size_t n, int threads) {
+ * flight, with @p prefetched each line also asked for READ_AHEAD bytes before it is loaded (as
+ * cpu_read_bandwidth() does); whole blocks of READ_BLOCK only. */
+__attribute__((target("avx512f"))) static double read_bytes(const char *p, size_t n, int threads, int prefetched) {
     const size_t blocks = n / READ_BLOCK;
     double s = 0;
 #pragma omp parallel for num_threads(threads) schedule(dynamic, 1) reduction(+ : s)
     for (size_t blk = 0; blk < blocks; blk++) {
         __m512i a = _mm512_setzero_si512(), b = a, c = a, d = a;
         for (size_t i = blk * READ_BLOCK; i < (blk + 1) * READ_BLOCK; i += 256) {
+            if (prefetched) /* never faults: past the end is harmless */
+                for (int l = 0; l < 4; l++) _mm_prefetch(p + i + READ_AHEAD + 64 * l, _MM_HINT_T0);
             a = _mm512_add_epi64(a, _mm512_loadu_si512(p + i));
             b = _mm512_add_epi64(b, _mm512_loadu_si512(p + i + 64));
             c = _mm512_add_epi64(c, _mm512_loadu_si512(p + i + 128));
@@ -55,8 +62,8 @@ __attribute__((target("avx512f"))) static double read_bytes(const char *p, size_
 }
 
 /* read_bytes() over a bf16 matrix's mapping. */
-static double read_all(const Mamba2Tensor *W, int threads) {
-    return read_bytes(W->data, (size_t)W->shape[0] * W->shape[1] * 2, threads);
+static double read_all(const Mamba2Tensor *W, int threads, int prefetched) {
+    return read_bytes(W->data, (size_t)W->shape[0] * W->shape[1] * 2, threads, prefetched);
 }
 
 /* The q8 or q4 rounds: every matrix quantized, then cpu_qlinear() of one token against a plain read
@@ -82,17 +89,21 @@ static double quantized_rounds(const Mamba2Tensor **mats, int n, Mamba2WeightFor
     }
     const char *name = f == MAMBA2_WEIGHTS_Q8 ? "q8" : "q4";
     printf("%.2f GB of %s weights a decode step\n", bytes / 1e9, name);
-    for (int i = 0; i < n; i++) sink += read_bytes((const char *)q[i].data, q[i].bytes, threads);
+    for (int i = 0; i < n; i++) sink += read_bytes((const char *)q[i].data, q[i].bytes, threads, 0);
     for (int r = 0; r < rounds; r++) {
         double t0 = now();
         for (int i = 0; i < n; i++)
             cpu_qlinear(cpu_isa_active(), &q[i], x, 0, 1, y, 0, 0, scratch, threads, MAMBA2_PRECISION_DEFAULT);
         const double t_product = now() - t0;
-        t0 = now();
-        for (int i = 0; i < n; i++) sink += read_bytes((const char *)q[i].data, q[i].bytes, threads);
-        const double t_read = now() - t0;
-        printf("round %d: %s product %.1f GB/s, plain read %.1f GB/s; product / read %.2f\n", r + 1, name,
-               bytes / t_product / 1e9, bytes / t_read / 1e9, t_read / t_product);
+        double t_read[2]; /* plain, prefetched */
+        for (int pf = 0; pf < 2; pf++) {
+            t0 = now();
+            for (int i = 0; i < n; i++) sink += read_bytes((const char *)q[i].data, q[i].bytes, threads, pf);
+            t_read[pf] = now() - t0;
+        }
+        printf("round %d: %s product %.1f GB/s, plain read %.1f GB/s, prefetched read %.1f GB/s; product / read %.2f / %.2f\n",
+               r + 1, name, bytes / t_product / 1e9, bytes / t_read[0] / 1e9, bytes / t_read[1] / 1e9,
+               t_read[0] / t_product, t_read[1] / t_product);
     }
     for (int i = 0; i < n; i++) cpu_qmatrix_free(&q[i]);
     free(q), free(scratch);
@@ -145,19 +156,35 @@ int main(int argc, char **argv) {
         sink = quantized_rounds(mats, n, !strcmp(format, "q8") ? MAMBA2_WEIGHTS_Q8 : MAMBA2_WEIGHTS_Q4, x, y, threads, rounds);
         rounds = 0; /* the bf16 rounds are not run */
     }
-    for (int i = 0; i < n; i++) sink += read_all(mats[i], threads); /* fault every page in once */
+    for (int i = 0; i < n; i++) sink += read_all(mats[i], threads, 0); /* fault every page in once */
+    static const char *kinds[3] = {"in_proj", "out_proj", "lm_head"};
     for (int r = 0; r < rounds; r++) {
+        /* [kind]: seconds of the default GEMV, of the prefetched read, and bytes, by kind of matrix */
+        double t_gemv[3] = {0, 0, 0}, t_pf[3] = {0, 0, 0}, b_kind[3] = {0, 0, 0}, t_plain = 0, t_fast = 0;
+        for (int i = 0; i < n; i++) {
+            const int kind = i == n - 1 ? 2 : i % 2;
+            double t0 = now();
+            cpu_gemv(mats[i], x, 0, 1, y, 0, 0, threads, MAMBA2_PRECISION_DEFAULT);
+            t_gemv[kind] += now() - t0;
+            t0 = now();
+            sink += read_all(mats[i], threads, 1);
+            t_pf[kind] += now() - t0;
+            b_kind[kind] += (double)mats[i]->shape[0] * mats[i]->shape[1] * 2;
+        }
         double t0 = now();
-        for (int i = 0; i < n; i++) cpu_gemv(mats[i], x, 0, 1, y, 0, 0, threads, MAMBA2_PRECISION_DEFAULT);
-        const double t_default = now() - t0;
-        t0 = now();
-        for (int i = 0; i < n; i++) sink += read_all(mats[i], threads);
-        const double t_read = now() - t0;
+        for (int i = 0; i < n; i++) sink += read_all(mats[i], threads, 0);
+        t_plain = now() - t0;
         t0 = now();
         for (int i = 0; i < n; i++) cpu_gemv(mats[i], x, 0, 1, y, 0, 0, threads, MAMBA2_PRECISION_FAST);
-        const double t_fast = now() - t0;
-        printf("round %d: GEMV default %.1f GB/s, plain read %.1f GB/s, GEMV fast %.1f GB/s; default / read %.2f\n", r + 1,
-               bytes / t_default / 1e9, bytes / t_read / 1e9, bytes / t_fast / 1e9, t_read / t_default);
+        t_fast = now() - t0;
+        const double t_default = t_gemv[0] + t_gemv[1] + t_gemv[2], t_prefetched = t_pf[0] + t_pf[1] + t_pf[2];
+        printf("round %d: GEMV default %.1f GB/s, fast %.1f GB/s; read plain %.1f GB/s, prefetched %.1f GB/s; "
+               "default / read %.2f / %.2f\n        default / prefetched read by matrix:",
+               r + 1, bytes / t_default / 1e9, bytes / t_fast / 1e9, bytes / t_plain / 1e9, bytes / t_prefetched / 1e9,
+               t_plain / t_default, t_prefetched / t_default);
+        for (int k = 0; k < 3; k++)
+            printf(" %s %.1f / %.1f GB/s (%.2f)%s", kinds[k], b_kind[k] / t_gemv[k] / 1e9, b_kind[k] / t_pf[k] / 1e9,
+                   t_pf[k] / t_gemv[k], k < 2 ? "," : "\n");
     }
     free(x), free(y), free(mats);
     mamba2_model_free(&m);
