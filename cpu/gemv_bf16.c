@@ -300,9 +300,12 @@ static inline AVX512_INLINE __m512 avx512_load16(Mamba2DType dt, const void *W, 
 
 /* The AVX2 block with 16 lanes and up to 4 vectors (AVX-512 has 32 registers: 16 accumulators,
  * 4 weights and 4 activations fit), so B ≤ 4 is one pass over the weights:
- * acc[i][j] = Σ_k W[row+i][k] · x[j][k], R·S ≤ 16 (R, S ≤ 4, or R = 8 for one vector). */
+ * acc[i][j] = Σ_k W[row+i][k] · x[j][k], R·S ≤ 16 (R, S ≤ 4, or R = 8 for one vector).
+ * With CPU_PREFETCH_NEXT_BLOCK it prefetches the next R rows only when @p next says they are the
+ * same call's: the rows after a call's last block are another unit of work, which another thread
+ * may take and read itself (measured: results/cpu.md, "the next block's prefetch kept inside"). */
 static inline AVX512_INLINE void avx512_block(Mamba2DType dt, const void *W, int64_t K, int64_t row, int R, const float *x, int64_t ldx,
-                            int S, float *y, int64_t ldy, int accumulate) {
+                            int S, float *y, int64_t ldy, int accumulate, int next) {
     __m512 acc[8][4];
 #pragma GCC unroll 8
     for (int i = 0; i < R; i++)
@@ -311,7 +314,7 @@ static inline AVX512_INLINE void avx512_block(Mamba2DType dt, const void *W, int
     int64_t k = 0, es = dt == MAMBA2_F32 ? 4 : 2;
     for (; k + 16 <= K; k += 16) {
         /* prefetches never fault: past the end of W is harmless */
-        if (row_prefetch == CPU_PREFETCH_NEXT_BLOCK && (k * es) % 64 == 0) /* the next block's lines at this column */
+        if (row_prefetch == CPU_PREFETCH_NEXT_BLOCK && next && (k * es) % 64 == 0) /* the next block's lines at this column */
 #pragma GCC unroll 8
             for (int i = 0; i < R; i++) _mm_prefetch((const char *)W + ((row + R + i) * K + k) * es, _MM_HINT_T1);
         else if (row_prefetch == CPU_PREFETCH_IN_ROW)
@@ -342,22 +345,23 @@ static inline AVX512_INLINE void avx512_rows(Mamba2DType dt, const void *W, int6
                            int64_t ldx, int B, float *y, int64_t ldy, int accumulate) {
     int64_t r = 0;
     if (B == 1) /* one vector: 8 rows at a time, as the AVX512_BF16 product (see gemv_dpbf16) */
-        for (; r + 8 <= n; r += 8) avx512_block(dt, W, K, r0 + r, 8, x, ldx, 1, y + r, ldy, accumulate);
+        for (; r + 8 <= n; r += 8) avx512_block(dt, W, K, r0 + r, 8, x, ldx, 1, y + r, ldy, accumulate, r + 16 <= n);
     for (; r + 4 <= n; r += 4) {
         for (int b = 0; b < B; b += 4) { /* S a constant in each call, so the block's loops unroll */
+            const int next = r + 8 <= n;
             float *yb = y + b * ldy + r;
             const float *xb = x + b * ldx;
             switch (B - b) {
-            case 1: avx512_block(dt, W, K, r0 + r, 4, xb, ldx, 1, yb, ldy, accumulate); break;
-            case 2: avx512_block(dt, W, K, r0 + r, 4, xb, ldx, 2, yb, ldy, accumulate); break;
-            case 3: avx512_block(dt, W, K, r0 + r, 4, xb, ldx, 3, yb, ldy, accumulate); break;
-            default: avx512_block(dt, W, K, r0 + r, 4, xb, ldx, 4, yb, ldy, accumulate); break;
+            case 1: avx512_block(dt, W, K, r0 + r, 4, xb, ldx, 1, yb, ldy, accumulate, next); break;
+            case 2: avx512_block(dt, W, K, r0 + r, 4, xb, ldx, 2, yb, ldy, accumulate, next); break;
+            case 3: avx512_block(dt, W, K, r0 + r, 4, xb, ldx, 3, yb, ldy, accumulate, next); break;
+            default: avx512_block(dt, W, K, r0 + r, 4, xb, ldx, 4, yb, ldy, accumulate, next); break;
             }
         }
     }
     for (; r < n; r++)
         for (int b = 0; b < B; b++)
-            avx512_block(dt, W, K, r0 + r, 1, x + b * ldx, ldx, 1, y + b * ldy + r, ldy, accumulate);
+            avx512_block(dt, W, K, r0 + r, 1, x + b * ldx, ldx, 1, y + b * ldy + r, ldy, accumulate, 0);
 }
 
 static AVX512_TARGET void gemv_avx512(Mamba2DType dt, const void *W, int64_t K, int64_t r0, int64_t n,
@@ -394,10 +398,11 @@ static DPBF16_TARGET void split_x(const float *x, int64_t ldx, int B, int64_t K3
 /* The register block: rows row .. row+R, vectors 0 .. S (R·S ≤ 16: R, S ≤ 4, or R = 8 for one vector),
  * one vdpbf16ps per 32 weights and part (it sums the products of adjacent pairs, so W and x are both
  * read in their natural order):
- *   acc[i][j] = Σ_k W[row+i][k] · (x_hi[j][k] + x_lo[j][k]),  columns past K32 in fp32. */
+ *   acc[i][j] = Σ_k W[row+i][k] · (x_hi[j][k] + x_lo[j][k]),  columns past K32 in fp32.
+ * The next block's prefetch only with @p next, as avx512_block(). */
 static inline DPBF16_INLINE void dpbf16_block(const uint16_t *W, int64_t K, int64_t row, int R, const uint16_t *xs,
                                               int parts, const float *x, int64_t ldx, int S, float *y, int64_t ldy,
-                                              int accumulate) {
+                                              int accumulate, int next) {
     int64_t K32 = K / 32 * 32, k = 0;
     __m512 acc[8][4];
 #pragma GCC unroll 8
@@ -405,7 +410,7 @@ static inline DPBF16_INLINE void dpbf16_block(const uint16_t *W, int64_t K, int6
 #pragma GCC unroll 4
         for (int j = 0; j < S; j++) acc[i][j] = _mm512_setzero_ps();
     for (; k < K32; k += 32) {
-        if (row_prefetch == CPU_PREFETCH_NEXT_BLOCK) /* the next block's rows at this column: one line each */
+        if (row_prefetch == CPU_PREFETCH_NEXT_BLOCK && next) /* the next block's rows at this column: one line each */
 #pragma GCC unroll 8
             for (int i = 0; i < R; i++) _mm_prefetch((const char *)(W + (row + R + i) * K + k), _MM_HINT_T1);
         else if (row_prefetch == CPU_PREFETCH_IN_ROW)
@@ -449,31 +454,33 @@ static DPBF16_TARGET void gemv_dpbf16(const uint16_t *W, int64_t K, int64_t r0, 
     int64_t r = 0;
     if (B == 1) /* one vector: 8 rows at a time, eight row streams (and the next 8 requested) a thread */
         for (; r + 8 <= n; r += 8) {
-            if (parts == 1) dpbf16_block(W, K, r0 + r, 8, xs, 1, x, ldx, 1, y + r, ldy, accumulate);
-            else dpbf16_block(W, K, r0 + r, 8, xs, 2, x, ldx, 1, y + r, ldy, accumulate);
+            const int next = r + 16 <= n; /* the next block is this call's too (see gemv_dpbf16) */
+            if (parts == 1) dpbf16_block(W, K, r0 + r, 8, xs, 1, x, ldx, 1, y + r, ldy, accumulate, next);
+            else dpbf16_block(W, K, r0 + r, 8, xs, 2, x, ldx, 1, y + r, ldy, accumulate, next);
         }
     for (; r + 4 <= n; r += 4)
         for (int b = 0; b < B; b += 4) { /* S and parts constants in each call, so the block's loops unroll */
+            const int next = r + 8 <= n;
             const uint16_t *xb = xs + (size_t)b * parts * K32;
             float *yb = y + b * ldy + r;
             int S = B - b < 4 ? B - b : 4;
             if (parts == 1) switch (S) {
-                case 1: dpbf16_block(W, K, r0 + r, 4, xb, 1, x + b * ldx, ldx, 1, yb, ldy, accumulate); break;
-                case 2: dpbf16_block(W, K, r0 + r, 4, xb, 1, x + b * ldx, ldx, 2, yb, ldy, accumulate); break;
-                case 3: dpbf16_block(W, K, r0 + r, 4, xb, 1, x + b * ldx, ldx, 3, yb, ldy, accumulate); break;
-                default: dpbf16_block(W, K, r0 + r, 4, xb, 1, x + b * ldx, ldx, 4, yb, ldy, accumulate); break;
+                case 1: dpbf16_block(W, K, r0 + r, 4, xb, 1, x + b * ldx, ldx, 1, yb, ldy, accumulate, next); break;
+                case 2: dpbf16_block(W, K, r0 + r, 4, xb, 1, x + b * ldx, ldx, 2, yb, ldy, accumulate, next); break;
+                case 3: dpbf16_block(W, K, r0 + r, 4, xb, 1, x + b * ldx, ldx, 3, yb, ldy, accumulate, next); break;
+                default: dpbf16_block(W, K, r0 + r, 4, xb, 1, x + b * ldx, ldx, 4, yb, ldy, accumulate, next); break;
                 }
             else switch (S) {
-                case 1: dpbf16_block(W, K, r0 + r, 4, xb, 2, x + b * ldx, ldx, 1, yb, ldy, accumulate); break;
-                case 2: dpbf16_block(W, K, r0 + r, 4, xb, 2, x + b * ldx, ldx, 2, yb, ldy, accumulate); break;
-                case 3: dpbf16_block(W, K, r0 + r, 4, xb, 2, x + b * ldx, ldx, 3, yb, ldy, accumulate); break;
-                default: dpbf16_block(W, K, r0 + r, 4, xb, 2, x + b * ldx, ldx, 4, yb, ldy, accumulate); break;
+                case 1: dpbf16_block(W, K, r0 + r, 4, xb, 2, x + b * ldx, ldx, 1, yb, ldy, accumulate, next); break;
+                case 2: dpbf16_block(W, K, r0 + r, 4, xb, 2, x + b * ldx, ldx, 2, yb, ldy, accumulate, next); break;
+                case 3: dpbf16_block(W, K, r0 + r, 4, xb, 2, x + b * ldx, ldx, 3, yb, ldy, accumulate, next); break;
+                default: dpbf16_block(W, K, r0 + r, 4, xb, 2, x + b * ldx, ldx, 4, yb, ldy, accumulate, next); break;
                 }
         }
     for (; r < n; r++)
         for (int b = 0; b < B; b++)
             dpbf16_block(W, K, r0 + r, 1, xs + (size_t)b * parts * K32, parts, x + b * ldx, ldx, 1, y + b * ldy + r, ldy,
-                         accumulate);
+                         accumulate, 0);
 }
 
 /* ------------------------------------------------------------------ entry points */
