@@ -14,7 +14,7 @@
  *   cpu_read_bandwidth()); cpu_gemv() at fast precision (x in one bf16 part); and the default
  *   GEMV against the prefetched read by kind of matrix (in_proj, out_proj, lm_head);
  * - q8 or q4 (each matrix quantized first, as `--weights q8|q4` does at load): cpu_qlinear() of one
- *   token, as decode runs it, and a plain read of the quantized bytes;
+ *   token, as decode runs it, and the plain and the prefetched read of the quantized bytes;
  * and prints each as GB/s of weights. On a shared host the read rate changes from minute to minute,
  * so the product is compared with the read of the same round (MAMBA2_CPU_PREFETCH=none|row|next
  * changes the products' prefetch, as in the backend).
