@@ -485,8 +485,19 @@ static DPBF16_TARGET void gemv_dpbf16(const uint16_t *W, int64_t K, int64_t r0, 
 
 /* ------------------------------------------------------------------ entry points */
 
-/** Rows per block of work in cpu_gemv() (a multiple of 4, the register block; 2 MiB of bf16 at K = 4096). */
+/** Rows per block of work in cpu_gemv(), at most (a multiple of 8, the register block; 2 MiB of bf16 at K = 4096). */
 #define GEMV_BLOCK_ROWS 256
+
+/* Rows per unit of work of cpu_gemv(): as close to GEMV_BLOCK_ROWS as a whole number of units per
+ * thread allows (k = ⌈rows / (GEMV_BLOCK_ROWS · n_threads)⌉ each), rounded up to the 8-row register
+ * block. With threads of equal speed the last ones then finish together, and at 32 to 64 threads a
+ * matrix of 4,096 rows still gives every thread work, where 16 units of 256 rows would leave most of
+ * them idle. At 2 threads the model's matrices (4,096, 18,560 and 32,768 rows) keep units of 256. */
+static int64_t gemv_unit_rows(int64_t rows, int n_threads) {
+    const int64_t per = (int64_t)GEMV_BLOCK_ROWS * n_threads, units = (rows + per - 1) / per * n_threads;
+    const int64_t unit = (rows + units - 1) / units;
+    return (unit + 7) / 8 * 8;
+}
 
 void cpu_gemv_rows(CpuIsa isa, const Mamba2Tensor *W, int64_t r0, int64_t n, const float *x, int64_t ldx, int B,
                    float *y, int64_t ldy, int accumulate, Mamba2Precision precision) {
@@ -506,14 +517,14 @@ void cpu_gemv(const Mamba2Tensor *W, const float *x, int64_t ldx, int B, float *
         row_prefetch = cpu_gemv_prefetch();
         isa = (int)cpu_isa_active();
     }
-    int64_t rows = W->shape[0], n_blocks = (rows + GEMV_BLOCK_ROWS - 1) / GEMV_BLOCK_ROWS;
-    /* Blocks of GEMV_BLOCK_ROWS rows handed out on demand: each row is still computed whole by one
+    const int64_t rows = W->shape[0], unit = gemv_unit_rows(rows, n_threads), n_units = (rows + unit - 1) / unit;
+    /* Units of gemv_unit_rows() rows handed out on demand: each row is still computed whole by one
      * thread (so the result does not depend on the thread count), and a thread slowed down by
      * another tenant of the host does not make the others wait at the end (measured: results/cpu.md,
      * "Moved from code comments"). */
 #pragma omp parallel for num_threads(n_threads) schedule(dynamic, 1)
-    for (int64_t i = 0; i < n_blocks; i++) {
-        int64_t r0 = i * GEMV_BLOCK_ROWS, r1 = r0 + GEMV_BLOCK_ROWS < rows ? r0 + GEMV_BLOCK_ROWS : rows;
+    for (int64_t i = 0; i < n_units; i++) {
+        int64_t r0 = i * unit, r1 = r0 + unit < rows ? r0 + unit : rows;
         cpu_gemv_rows((CpuIsa)isa, W, r0, r1 - r0, x, ldx, B, y + r0, ldy, accumulate, precision);
     }
 }
