@@ -494,7 +494,8 @@ static DPBF16_TARGET void gemv_dpbf16(const uint16_t *W, int64_t K, int64_t r0, 
  * matrix of 4,096 rows still gives every thread work, where 16 units of 256 rows would leave most of
  * them idle. At 2 threads the model's matrices (4,096, 18,560 and 32,768 rows) keep units of 256. */
 static int64_t gemv_unit_rows(int64_t rows, int n_threads) {
-    const int64_t per = (int64_t)GEMV_BLOCK_ROWS * n_threads, units = (rows + per - 1) / per * n_threads;
+    const int64_t t = n_threads > 1 ? n_threads : 1, per = (int64_t)GEMV_BLOCK_ROWS * t, units = (rows + per - 1) / per * t;
+    if (units <= 0) return GEMV_BLOCK_ROWS; /* no rows: no units either way */
     const int64_t unit = (rows + units - 1) / units;
     return (unit + 7) / 8 * 8;
 }
