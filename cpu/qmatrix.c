@@ -320,7 +320,7 @@ static QCLONES void quantize_x(const float *x, int64_t K, int64_t K_pad, int off
 /* y[j][i] (+)= row r0 + i of W · activation j, for R ≤ 4 rows of row group rg and S ≤ 4 records xr[j]:
  *   Σ over tiles, blocks b: d(row, b) · e_j(b) · Σ_{32 columns k of b} q · p */
 static void rows_scalar(const CpuQMatrix *W, int64_t rg, int R, const uint8_t *const *xr, int S, float *y, int64_t ldy,
-                        int accumulate, CpuPrefetch pf) {
+                        int accumulate) {
     int off = offset_of(W->format);
     for (int i = 0; i < R; i++)
         for (int j = 0; j < S; j++) {
@@ -473,10 +473,11 @@ static inline AVX2_INLINE void avx2_block(Mamba2WeightFormat f, int vnni, const 
 static inline AVX2_INLINE void avx2_rows_of(Mamba2WeightFormat f, int vnni, const CpuQMatrix *W, int64_t rg, int R,
                                             const uint8_t *const *xr, int S, float *y, int64_t ldy, int accumulate, CpuPrefetch pf) {
     for (int j = 0; j < S; j += 2) { /* R and S constants in the common calls, so the block's loops unroll */
-        int two = S - j >= 2;
-        if (R == 4 && two) avx2_block(f, vnni, W, rg, 4, xr + j, 2, y + j * ldy, ldy, accumulate, j == 0 ? pf : CPU_PREFETCH_NONE);
-        else if (R == 4) avx2_block(f, vnni, W, rg, 4, xr + j, 1, y + j * ldy, ldy, accumulate, j == 0 ? pf : CPU_PREFETCH_NONE);
-        else avx2_block(f, vnni, W, rg, R, xr + j, two ? 2 : 1, y + j * ldy, ldy, accumulate, j == 0 ? pf : CPU_PREFETCH_NONE);
+        const int two = S - j >= 2;
+        const CpuPrefetch pj = j == 0 ? pf : CPU_PREFETCH_NONE; /* later records read the same tiles from the caches */
+        if (R == 4 && two) avx2_block(f, vnni, W, rg, 4, xr + j, 2, y + j * ldy, ldy, accumulate, pj);
+        else if (R == 4) avx2_block(f, vnni, W, rg, 4, xr + j, 1, y + j * ldy, ldy, accumulate, pj);
+        else avx2_block(f, vnni, W, rg, R, xr + j, two ? 2 : 1, y + j * ldy, ldy, accumulate, pj);
     }
 }
 
@@ -619,13 +620,14 @@ static inline BW_INLINE void zmm_rows_of(Mamba2WeightFormat f, int bw, const Cpu
     for (int j = 0; j < S; j += 4) {
         const uint8_t *const *x4 = xr + j;
         float *y4 = y + j * ldy;
+        const CpuPrefetch pj = j == 0 ? pf : CPU_PREFETCH_NONE; /* later records read the same tiles from the caches */
         if (R == 4) switch (S - j) {
-            case 1: zmm_block(f, bw, W, rg, 4, x4, 1, y4, ldy, accumulate, j == 0 ? pf : CPU_PREFETCH_NONE); break;
-            case 2: zmm_block(f, bw, W, rg, 4, x4, 2, y4, ldy, accumulate, j == 0 ? pf : CPU_PREFETCH_NONE); break;
-            case 3: zmm_block(f, bw, W, rg, 4, x4, 3, y4, ldy, accumulate, j == 0 ? pf : CPU_PREFETCH_NONE); break;
-            default: zmm_block(f, bw, W, rg, 4, x4, 4, y4, ldy, accumulate, j == 0 ? pf : CPU_PREFETCH_NONE); break;
+            case 1: zmm_block(f, bw, W, rg, 4, x4, 1, y4, ldy, accumulate, pj); break;
+            case 2: zmm_block(f, bw, W, rg, 4, x4, 2, y4, ldy, accumulate, pj); break;
+            case 3: zmm_block(f, bw, W, rg, 4, x4, 3, y4, ldy, accumulate, pj); break;
+            default: zmm_block(f, bw, W, rg, 4, x4, 4, y4, ldy, accumulate, pj); break;
             }
-        else zmm_block(f, bw, W, rg, R, x4, S - j < 4 ? S - j : 4, y4, ldy, accumulate, j == 0 ? pf : CPU_PREFETCH_NONE);
+        else zmm_block(f, bw, W, rg, R, x4, S - j < 4 ? S - j : 4, y4, ldy, accumulate, pj);
     }
 }
 
@@ -846,7 +848,7 @@ static void integer_rows(CpuQKernel kind, const CpuQMatrix *W, int64_t r0, int64
                 case CPU_QKERNEL_AVXVNNI_EVEX: rows_ymm_evex(W, r / QT_ROWS, R, xr, S, y, ldy, accumulate, pf); break;
                 case CPU_QKERNEL_AVXVNNI: rows_avxvnni(W, r / QT_ROWS, R, xr, S, y, ldy, accumulate, pf); break;
                 case CPU_QKERNEL_AVX2: rows_avx2(W, r / QT_ROWS, R, xr, S, y, ldy, accumulate, pf); break;
-                default: rows_scalar(W, r / QT_ROWS, R, xr, S, y, ldy, accumulate, pf); break;
+                default: rows_scalar(W, r / QT_ROWS, R, xr, S, y, ldy, accumulate); break;
                 }
             }
         }
