@@ -68,8 +68,8 @@
  *     row group's stream ahead);
  *   CPU_PREFETCH_NONE: the stream left to the hardware prefetchers.
  * q8 without vpdpbusd (vpmaddubsw on ymm or zmm, with several instructions a chunk for q's sign)
- * is bound by its arithmetic more than by memory, and the prefetches' own loads slowed it down by a
- * fifth: it takes CPU_PREFETCH_NONE unless MAMBA2_CPU_PREFETCH asks otherwise (arith_bound_prefetch).
+ * is bound by its arithmetic more than by memory, and the prefetches' own loads slowed it down: it
+ * takes CPU_PREFETCH_NONE unless MAMBA2_CPU_PREFETCH asks otherwise (arith_bound_prefetch).
  * (Measurements: results/cpu.md, "the q8/q4 decode products had never prefetched" of 2026-12-05;
  * the earlier sections on prefetch modes measured builds without any prefetch instruction.)
  */
@@ -825,8 +825,8 @@ static CpuGemmTier widened_tier(CpuIsa isa) {
  * token_block() activation rows at a time (their records in L2; the
  * rows of W in L1/L2 meanwhile). The kernels prefetch W (prefetch_tile()) only in decode of at most
  * 4 rows, where each tile is read once, from memory; with more rows they are bound by their
- * arithmetic, each tile is read again from the caches for every 4 rows, and the prefetches cost
- * them up to a third (results/cpu.md). */
+ * arithmetic, each tile is read again from the caches for every 4 rows, and the prefetches slowed
+ * them down (results/cpu.md). */
 static void integer_rows(CpuQKernel kind, const CpuQMatrix *W, int64_t r0, int64_t r1, const uint8_t *xq, int T, float *Y,
                          int64_t ldy, int accumulate) {
     int64_t rec_bytes = W->K_pad / QT_K * XREC;
