@@ -28,6 +28,7 @@
 
 #include "gemv_bf16.h"
 #include "model.h"
+#include "packed_bf16.h"
 #include "qmatrix.h"
 
 static double now(void) {
@@ -110,6 +111,43 @@ static double quantized_rounds(const Mamba2Tensor **mats, int n, Mamba2WeightFor
     return sink;
 }
 
+/* The packed rounds: every matrix repacked (packed_bf16.h), then in each round the decode product
+ * on the checkpoint's mapping (cpu_gemv()) and on the packed copy (cpu_packed_bf16_gemv()), both at
+ * default precision, and the prefetched read of each (the packed copy lies in other pages). */
+static double packed_rounds(const Mamba2Tensor **mats, int n, const float *x, float *y, int threads, int rounds) {
+    CpuPackedBf16 *p = calloc(n, sizeof *p);
+    double bytes = 0, sink = 0;
+    Mamba2Error e;
+    for (int i = 0; i < n; i++) {
+        if (cpu_packed_bf16_pack(mats[i], threads, &p[i], &e)) {
+            fprintf(stderr, "%s\n", e.msg);
+            exit(1);
+        }
+        bytes += (double)mats[i]->shape[0] * mats[i]->shape[1] * 2;
+    }
+    for (int i = 0; i < n; i++) sink += read_bytes((const char *)p[i].data, p[i].bytes, threads, 0);
+    for (int r = 0; r < rounds; r++) {
+        double t[4] = {0, 0, 0, 0}; /* GEMV on the mapping, on the packed copy; prefetched read of each */
+        for (int i = 0; i < n; i++) {
+            double t0 = now();
+            cpu_gemv(mats[i], x, 0, 1, y, 0, 0, threads, MAMBA2_PRECISION_DEFAULT);
+            t[0] += now() - t0, t0 = now();
+            cpu_packed_bf16_gemv(&p[i], x, 0, 1, y, 0, 0, threads, MAMBA2_PRECISION_DEFAULT);
+            t[1] += now() - t0, t0 = now();
+            sink += read_all(mats[i], threads, 1);
+            t[2] += now() - t0, t0 = now();
+            sink += read_bytes((const char *)p[i].data, p[i].bytes, threads, 1);
+            t[3] += now() - t0;
+        }
+        printf("round %d: GEMV mapping %.1f GB/s, packed %.1f GB/s; prefetched read mapping %.1f GB/s, packed %.1f GB/s; "
+               "GEMV / read: mapping %.2f, packed %.2f\n",
+               r + 1, bytes / t[0] / 1e9, bytes / t[1] / 1e9, bytes / t[2] / 1e9, bytes / t[3] / 1e9, t[2] / t[0], t[3] / t[1]);
+    }
+    for (int i = 0; i < n; i++) cpu_packed_bf16_free(&p[i]);
+    free(p);
+    return sink;
+}
+
 int main(int argc, char **argv) {
     if (argc < 2 || !strcmp(argv[1], "-h") || !strcmp(argv[1], "--help")) {
         fprintf(stderr, "usage: %s DIR [THREADS (2)] [ROUNDS (6)] [bf16 (default) | q8 | q4]   (an AVX-512 CPU; a bf16 checkpoint)\n",
@@ -130,7 +168,7 @@ int main(int argc, char **argv) {
     const int L = m.cfg.n_layer, threads = argc > 2 ? atoi(argv[2]) : 2;
     int rounds = argc > 3 ? atoi(argv[3]) : 6;
     const char *format = argc > 4 ? argv[4] : "bf16";
-    if (strcmp(format, "bf16") && strcmp(format, "q8") && strcmp(format, "q4")) {
+    if (strcmp(format, "bf16") && strcmp(format, "q8") && strcmp(format, "q4") && strcmp(format, "packed")) {
         fprintf(stderr, "%s: weights '%s': expected bf16, q8 or q4\n", argv[0], format);
         return 2;
     }
@@ -152,7 +190,10 @@ int main(int argc, char **argv) {
     float *x = malloc(sizeof(float) * most_cols), *y = malloc(sizeof(float) * most_rows); /* [K], [rows] */
     for (int64_t i = 0; i < most_cols; i++) x[i] = (float)((i * 2654435761u) % 1000) / 1000.0f - 0.5f;
     printf("%s: %d layers, %.2f GB of bf16 weights a decode step, %d threads\n", argv[1], L, bytes / 1e9, threads);
-    if (strcmp(format, "bf16")) {
+    if (!strcmp(format, "packed")) {
+        sink = packed_rounds(mats, n, x, y, threads, rounds);
+        rounds = 0;
+    } else if (strcmp(format, "bf16")) {
         sink = quantized_rounds(mats, n, !strcmp(format, "q8") ? MAMBA2_WEIGHTS_Q8 : MAMBA2_WEIGHTS_Q4, x, y, threads, rounds);
         rounds = 0; /* the bf16 rounds are not run */
     }

@@ -32,6 +32,7 @@
 #include "gemm_bf16.h"
 #include "gemv_bf16.h"
 #include "layer_ops.h"
+#include "packed_bf16.h"
 #include "qmatrix.h"
 #include "resources.h"
 #include "roofline.h"
@@ -58,6 +59,7 @@ static int ssd_chunk(const Mamba2Config *c) {
 typedef struct {
     const Mamba2Tensor *t; /**< the stored weights, read in place from the mmap */
     CpuQMatrix q;          /**< the quantized copy (data NULL when the weights are used as stored) */
+    CpuPackedBf16 p;       /**< stored bf16 weights: the packed copy decode streams (data NULL otherwise) */
 } CpuMatrix;
 
 /** The weights of one layer: the small ones widened to fp32 once, the large ones as CpuMatrix. */
@@ -109,10 +111,12 @@ static void cpu_destroy(Mamba2Backend *b) {
     for (int l = 0; cb->layers && l < b->model->cfg.n_layer; l++) {
         CpuLayer *L = &cb->layers[l];
         cpu_qmatrix_free(&L->in_proj.q), cpu_qmatrix_free(&L->out_proj.q);
+        cpu_packed_bf16_free(&L->in_proj.p), cpu_packed_bf16_free(&L->out_proj.p);
         free(L->norm), free(L->conv_wt), free(L->conv_b), free(L->dt_bias), free(L->A), free(L->D), free(L->gated_norm);
     }
     free(cb->layers);
     cpu_qmatrix_free(&cb->lm_head.q);
+    cpu_packed_bf16_free(&cb->lm_head.p);
     free(cb->qscratch);
     free(cb->norm_f);
     free(cb->h), free(cb->u), free(cb->zx), free(cb->xbc), free(cb->dt), free(cb->y), free(cb->panels);
@@ -153,10 +157,12 @@ static int reserve(CpuBackend *cb, int rows, int ssd_tokens, Mamba2Error *err) {
     return 0;
 }
 
-/* Y (+)= X · Wᵀ for T rows, with the weights as stored or quantized. */
+/* Y (+)= X · Wᵀ for T rows, with the weights quantized, packed or as stored. */
 static void project(const CpuBackend *cb, const CpuMatrix *W, const float *X, int64_t ldx, int T, float *Y,
                     int64_t ldy, int accumulate) {
     if (W->q.data) cpu_qlinear(cb->isa, &W->q, X, ldx, T, Y, ldy, accumulate, cb->qscratch, cb->nt, cb->precision);
+    else if (W->p.data)
+        cpu_packed_bf16_linear(W->t, &W->p, X, ldx, T, Y, ldy, accumulate, cb->panels, cb->nt, cb->precision);
     else cpu_linear(W->t, X, ldx, T, Y, ldy, accumulate, cb->panels, cb->nt, cb->precision);
 }
 
@@ -364,8 +370,36 @@ static int quantize_weights(CpuBackend *cb, const Mamba2BackendOptions *opt, Mam
     return 0;
 }
 
+/* Repack the stored bf16 in_proj, out_proj of every layer and lm_head (packed_bf16.h), releasing
+ * each stored matrix's pages once its copy is made, so that peak memory stays the weights' size;
+ * a tied lm_head is packed but its pages are kept, since they are the embedding's. Matrices in
+ * other dtypes stay as stored. MAMBA2_CPU_PACK=0 leaves every matrix as stored (for comparisons). */
+static int pack_weights(CpuBackend *cb, const Mamba2BackendOptions *opt, Mamba2Error *err) {
+    const Mamba2Model *m = cb->base.model;
+    const char *want = getenv("MAMBA2_CPU_PACK");
+    if (want && !strcmp(want, "0")) return 0;
+    int L = m->cfg.n_layer, tied = m->w.lm_head.data == m->w.embeddings.data;
+    double need = 0; /* refused up front rather than failing (or being killed) half-way */
+    for (int i = 0; i <= 2 * L; i++) {
+        const Mamba2Tensor *t = i == 2 * L ? &m->w.lm_head : i % 2 ? &m->w.layers[i / 2].out_proj : &m->w.layers[i / 2].in_proj;
+        if (t->dtype == MAMBA2_BF16) need += (double)cpu_packed_bf16_bytes(t->shape[0], t->shape[1]);
+    }
+    if (need == 0) return 0;
+    if (mamba2_check_memory("the packed copy of the weights", need, err)) return -1;
+    for (int i = 0; i <= 2 * L; i++) {
+        CpuMatrix *W = i == 2 * L ? &cb->lm_head : i % 2 ? &cb->layers[i / 2].out_proj : &cb->layers[i / 2].in_proj;
+        if (W->t->dtype != MAMBA2_BF16) continue;
+        if (opt && opt->progress) opt->progress(opt->progress_ctx, i, 2 * L + 1, "packing weights");
+        if (cpu_packed_bf16_pack(W->t, cb->nt, &W->p, err)) return -1;
+        if (!(i == 2 * L && tied)) release_pages(W->t);
+    }
+    if (opt && opt->progress) opt->progress(opt->progress_ctx, 2 * L + 1, 2 * L + 1, "packing weights");
+    return 0;
+}
+
 /* Bytes of one large matrix as the backend reads it. */
 static double matrix_bytes_of(const CpuMatrix *W) {
+    if (W->p.data) return (double)W->p.bytes;
     return W->q.data ? (double)W->q.bytes : (double)mamba2_tensor_numel(W->t) * mamba2_dtype_size(W->t->dtype);
 }
 
@@ -479,7 +513,7 @@ int mamba2_backend_cpu_create(const Mamba2Model *m, const Mamba2BackendOptions *
         return mamba2_fail(err, "out of memory for the CPU backend's small weights");
     }
     cb->lm_head.t = &m->w.lm_head;
-    if (opt && opt->weights != MAMBA2_WEIGHTS_STORED && quantize_weights(cb, opt, err)) {
+    if (opt && opt->weights != MAMBA2_WEIGHTS_STORED ? quantize_weights(cb, opt, err) : pack_weights(cb, opt, err)) {
         cpu_destroy(b);
         return -1;
     }

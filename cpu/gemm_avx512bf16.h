@@ -40,4 +40,30 @@
 int cpu_linear_avx512bf16(const Mamba2Tensor *W, const float *X, int64_t ldx, int T, float *Y, int64_t ldy,
                           int accumulate, int n_threads, Mamba2Precision precision);
 
+/**
+ * @brief A source of bf16 weight rows at any columns: writes rows [r0, r0 + n) × columns [k0, k0 + kc)
+ *        of its matrix into @p dst [n][kc] bf16, zeros past its last row or column.
+ */
+typedef void (*CpuBf16RowsAt)(const void *src, int64_t r0, int64_t n, int64_t k0, int64_t kc, uint16_t *dst);
+
+/**
+ * @brief cpu_linear_avx512bf16() on weights in a layout of the caller's (packed_bf16.h), which
+ *        @p rows_of writes out row by row for each packed panel; the same products and precision.
+ * @param rows_of    the weights' source (called concurrently by the threads)
+ * @param src        its matrix, passed back to @p rows_of
+ * @param rows, K    the shape of W
+ * @param X          activations [T, ldx] fp32
+ * @param ldx        row stride of @p X (≥ K)
+ * @param T          activation rows (≥ 1)
+ * @param Y          output [T, ldy]
+ * @param ldy        row stride of @p Y (≥ rows)
+ * @param accumulate 1: Y += X·Wᵀ; 0: Y = X·Wᵀ
+ * @param n_threads  OpenMP threads (they split the weight rows)
+ * @param precision  MAMBA2_PRECISION_DEFAULT: X_hi + X_lo; MAMBA2_PRECISION_FAST: X_hi only
+ * @return 0, or -1 (nothing written) when a work buffer cannot be allocated
+ */
+int cpu_linear_avx512bf16_rows(CpuBf16RowsAt rows_of, const void *src, int64_t rows, int64_t K, const float *X,
+                               int64_t ldx, int T, float *Y, int64_t ldy, int accumulate, int n_threads,
+                               Mamba2Precision precision);
+
 #endif

@@ -37,6 +37,7 @@
 
 /* The SIMD blocks' prefetch (cpu_gemv_prefetch(), decided once in cpu_gemv()). */
 static CpuPrefetch row_prefetch = CPU_PREFETCH_IN_ROW;
+static int64_t stream_env = 0;
 
 /* ------------------------------------------------------------------ dispatch */
 
@@ -442,6 +443,38 @@ static inline DPBF16_INLINE void dpbf16_block(const uint16_t *W, int64_t K, int6
         }
 }
 
+/* One vector, rows one after another: the rows of a call are contiguous, so this reads them as a
+ * single stream, every line asked for into L1 @p ahead bytes before it is read. Four accumulators
+ * along k (one per line of a 4-line step):
+ *   y[r] = Σ_k W[row+r][k] · (x_hi[k] + x_lo[k]),  columns past K32 in fp32. */
+static inline DPBF16_INLINE void dpbf16_stream(const uint16_t *W, int64_t K, int64_t row, int64_t n, const uint16_t *xs,
+                                               int parts, const float *x, float *y, int accumulate, int64_t ahead) {
+    const int64_t K32 = K / 32 * 32, K128 = K / 128 * 128;
+    for (int64_t r = 0; r < n; r++) {
+        const uint16_t *w = W + (row + r) * K;
+        __m512 acc[4] = {_mm512_setzero_ps(), _mm512_setzero_ps(), _mm512_setzero_ps(), _mm512_setzero_ps()};
+        int64_t k = 0;
+        for (; k < K128; k += 128)
+#pragma GCC unroll 4
+            for (int i = 0; i < 4; i++) {
+                const uint16_t *p = w + k + 32 * i;
+                if (ahead) _mm_prefetch((const char *)p + ahead, _MM_HINT_T0);
+                __m512bh wv = (__m512bh)_mm512_loadu_si512(p);
+                acc[i] = _mm512_dpbf16_ps(acc[i], wv, (__m512bh)_mm512_loadu_si512(xs + k + 32 * i));
+                if (parts == 2) acc[i] = _mm512_dpbf16_ps(acc[i], wv, (__m512bh)_mm512_loadu_si512(xs + K32 + k + 32 * i));
+            }
+        for (; k < K32; k += 32) {
+            if (ahead) _mm_prefetch((const char *)(w + k) + ahead, _MM_HINT_T0);
+            __m512bh wv = (__m512bh)_mm512_loadu_si512(w + k);
+            acc[0] = _mm512_dpbf16_ps(acc[0], wv, (__m512bh)_mm512_loadu_si512(xs + k));
+            if (parts == 2) acc[0] = _mm512_dpbf16_ps(acc[0], wv, (__m512bh)_mm512_loadu_si512(xs + K32 + k));
+        }
+        float s = _mm512_reduce_add_ps(_mm512_add_ps(_mm512_add_ps(acc[0], acc[1]), _mm512_add_ps(acc[2], acc[3])));
+        for (; k < K; k++) s += mamba2_bf16_to_f32(w[k]) * x[k];
+        y[r] = accumulate ? y[r] + s : s;
+    }
+}
+
 static DPBF16_TARGET void gemv_dpbf16(const uint16_t *W, int64_t K, int64_t r0, int64_t n, const float *x, int64_t ldx,
                                       int B, float *y, int64_t ldy, int accumulate, int parts) {
     int64_t K32 = K / 32 * 32;
@@ -452,6 +485,11 @@ static DPBF16_TARGET void gemv_dpbf16(const uint16_t *W, int64_t K, int64_t r0, 
     }
     split_x(x, ldx, B, K32, parts, xs);
     int64_t r = 0;
+    if (B == 1 && stream_env) {
+        if (parts == 1) dpbf16_stream(W, K, r0, n, xs, 1, x, y, accumulate, stream_env);
+        else dpbf16_stream(W, K, r0, n, xs, 2, x, y, accumulate, stream_env);
+        return;
+    }
     if (B == 1) /* one vector: 8 rows at a time, eight row streams (and the next 8 requested) a thread */
         for (; r + 8 <= n; r += 8) {
             const int next = r + 16 <= n; /* the next block is this call's too (see gemv_dpbf16) */
@@ -488,12 +526,12 @@ static DPBF16_TARGET void gemv_dpbf16(const uint16_t *W, int64_t K, int64_t r0, 
 /** Rows per block of work in cpu_gemv(), at most (a multiple of 8, the register block; 2 MiB of bf16 at K = 4096). */
 #define GEMV_BLOCK_ROWS 256
 
-/* Rows per unit of work of cpu_gemv(): as close to GEMV_BLOCK_ROWS as a whole number of units per
- * thread allows (k = ⌈rows / (GEMV_BLOCK_ROWS · n_threads)⌉ each), rounded up to the 8-row register
- * block. With threads of equal speed the last ones then finish together, and at 32 to 64 threads a
- * matrix of 4,096 rows still gives every thread work, where 16 units of 256 rows would leave most of
- * them idle. At 2 threads the model's matrices (4,096, 18,560 and 32,768 rows) keep units of 256. */
-static int64_t gemv_unit_rows(int64_t rows, int n_threads) {
+/* As close to GEMV_BLOCK_ROWS as a whole number of units per thread allows (k = ⌈rows /
+ * (GEMV_BLOCK_ROWS · n_threads)⌉ each), rounded up to the 8-row register block. With threads of
+ * equal speed the last ones then finish together, and at 32 to 64 threads a matrix of 4,096 rows
+ * still gives every thread work, where 16 units of 256 rows would leave most of them idle. At 2
+ * threads the model's matrices (4,096, 18,560 and 32,768 rows) keep units of 256. */
+int64_t cpu_gemv_unit_rows(int64_t rows, int n_threads) {
     const int64_t t = n_threads > 1 ? n_threads : 1, per = (int64_t)GEMV_BLOCK_ROWS * t, units = (rows + per - 1) / per * t;
     if (units <= 0) return GEMV_BLOCK_ROWS; /* no rows: no units either way */
     const int64_t unit = (rows + units - 1) / units;
@@ -516,10 +554,11 @@ void cpu_gemv(const Mamba2Tensor *W, const float *x, int64_t ldx, int B, float *
     static int isa = -1; /* detected once; a benign race (every thread writes the same value) */
     if (isa < 0) {
         row_prefetch = cpu_gemv_prefetch();
+        stream_env = getenv("GEMV_STREAM") ? atoll(getenv("GEMV_STREAM")) : 0;
         isa = (int)cpu_isa_active();
     }
-    const int64_t rows = W->shape[0], unit = gemv_unit_rows(rows, n_threads), n_units = (rows + unit - 1) / unit;
-    /* Units of gemv_unit_rows() rows handed out on demand: each row is still computed whole by one
+    const int64_t rows = W->shape[0], unit = cpu_gemv_unit_rows(rows, n_threads), n_units = (rows + unit - 1) / unit;
+    /* Units of cpu_gemv_unit_rows() rows handed out on demand: each row is still computed whole by one
      * thread (so the result does not depend on the thread count), and a thread slowed down by
      * another tenant of the host does not make the others wait at the end (measured: results/cpu.md,
      * "Moved from code comments"). */

@@ -59,6 +59,12 @@ CpuPrefetch cpu_prefetch_asked(CpuPrefetch otherwise);
  */
 CpuPrefetch cpu_gemv_prefetch(void);
 
+/**
+ * @brief Rows per unit of work the decode products hand out to @p n_threads threads for a matrix of
+ *        @p rows rows: a multiple of 8, at most 256, as many units for every thread.
+ */
+int64_t cpu_gemv_unit_rows(int64_t rows, int n_threads);
+
 /** "scalar", "avx2", "avx512" or "avx512bf16". */
 const char *cpu_isa_name(CpuIsa isa);
 

@@ -16,7 +16,8 @@ typedef enum {
     CPU_BUF_GEMM_ACTIVATIONS = 0, /**< a GEMM's packed or split activations (AMX, the tier driver) */
     CPU_BUF_GEMM_WEIGHTS = 1,     /**< a GEMM's packed weight block (AMX, the tier driver) */
     CPU_BUF_GEMV = 2,             /**< the GEMV's permuted or bf16-split activations */
-    CPU_BUF_SLOTS = 3             /**< number of slots */
+    CPU_BUF_WEIGHT_ROWS = 3,      /**< weight rows taken from a row source for a GEMM tier's packing */
+    CPU_BUF_SLOTS = 4             /**< number of slots */
 } CpuBufferSlot;
 
 /**

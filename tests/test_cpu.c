@@ -25,6 +25,7 @@
 #include "../cpu/gemm_fp32.h"
 #include "../cpu/gemm_tier.h"
 #include "../cpu/gemv_bf16.h"
+#include "../cpu/packed_bf16.h"
 #include "../cpu/qmatrix.h"
 #include "../cpu/ssd_chunked_blas.h"
 
@@ -404,6 +405,101 @@ static void test_gemm_tiers(void) {
     printf("\n");
 }
 
+/* The packed bf16 copy (packed_bf16.h): its rows read back equal the stored matrix (zeros in the
+ * padding); its decode products on every ISA variant this CPU has, B = 1 .. 17, and its GEMMs on
+ * every tier (forced through MAMBA2_CPU_GEMM), against a double product of the same weights, on
+ * fresh random shapes with rows and K not multiples of the group (8) or the chunk (32). The
+ * tolerances are the stored matrix's (the same products in another order). Outputs start as NaN
+ * (overwrite) or ones (accumulate), and the entries past the last row must stay untouched. */
+static void test_packed_bf16(void) {
+    const CpuGemmTier tiers[] = {CPU_GEMM_SGEMM, CPU_GEMM_AVX2, CPU_GEMM_AVX512, CPU_GEMM_AVX512BF16, CPU_GEMM_AMX};
+    const char *was = getenv("MAMBA2_CPU_GEMM");
+    char *saved = was ? strdup(was) : NULL;
+    const CpuIsa best = cpu_isa_detect();
+    const CpuGemmTier best_tier = cpu_gemm_tier_detect();
+    double worst_gemv[2] = {0, 0}, worst_gemm[2] = {0, 0};
+    for (int shape = 0; shape < 6; shape++) {
+        int rows = 1 + (int)(test_uniform() * 150), K = 1 + (int)(test_uniform() * 700);
+        if (shape == 0) rows = 8, K = 32;                         /* whole groups and chunks, no padding */
+        if (shape == 1) K = 1100 + (int)(test_uniform() * 400);  /* more than one k block in the GEMMs */
+        const int Bmax = 17, Tg = 17 + (int)(test_uniform() * 24), n = Bmax > Tg ? Bmax : Tg, guard = 3;
+        uint16_t *raw = malloc((size_t)rows * K * 2), *back = malloc((size_t)(rows + 5) * (K + 40) * 2);
+        float *wf = malloc((size_t)rows * K * 4), *x = malloc((size_t)n * K * 4), *y = malloc(((size_t)n * rows + guard) * 4);
+        double *want = malloc((size_t)n * rows * sizeof *want);
+        float *scratch = malloc(cpu_linear_scratch_floats(2, K) * sizeof(float));
+        for (size_t i = 0; i < (size_t)rows * K; i++) raw[i] = mamba2_f32_to_bf16((float)test_normal()), wf[i] = mamba2_bf16_to_f32(raw[i]);
+        test_fill_normal(x, (size_t)n * K, 1.0);
+        for (int t = 0; t < n; t++) /* want[t][r] = Σ_k x[t][k] · w[r][k] in double */
+            for (int r = 0; r < rows; r++) {
+                double acc = 0;
+                for (int k = 0; k < K; k++) acc += (double)x[(size_t)t * K + k] * wf[(size_t)r * K + k];
+                want[(size_t)t * rows + r] = acc;
+            }
+        Mamba2Tensor W = {"w", "mem", MAMBA2_BF16, 2, {rows, K}, raw};
+        CpuPackedBf16 p;
+        Mamba2Error e;
+        CU_ASSERT_FATAL(cpu_packed_bf16_pack(&W, 2, &p, &e) == 0);
+        /* rows [0, rows + 5) × columns [0, K + 40) read back: W, then zeros */
+        cpu_packed_bf16_rows(&p, 0, rows + 5, 0, K + 40, back);
+        int same = 1;
+        for (int r = 0; r < rows + 5; r++)
+            for (int k = 0; k < K + 40; k++) same &= back[(size_t)r * (K + 40) + k] == (r < rows && k < K ? raw[(size_t)r * K + k] : 0);
+        CU_ASSERT(same);
+        for (int isa = 0; isa <= (int)best; isa++)
+            for (int fast = 0; fast <= (isa == CPU_ISA_AVX512BF16); fast++)
+                for (int B = 1; B <= Bmax; B++) {
+                    const int accumulate = B % 2;
+                    const Mamba2Precision prec = fast ? MAMBA2_PRECISION_FAST : MAMBA2_PRECISION_DEFAULT;
+                    const double tol = isa == CPU_ISA_AVX512BF16 ? (fast ? FAST_KERNEL_TOL : BF16_SPLIT_TOL) : KERNEL_TOL;
+                    for (int i = 0; i < B * rows + guard; i++) y[i] = i < B * rows ? (accumulate ? 1.0f : NAN) : -7.0f;
+                    const int64_t groups = p.rows_pad / CPU_PACK_ROWS, split = groups / 2; /* two calls */
+                    cpu_packed_bf16_gemv_groups((CpuIsa)isa, &p, 0, split, x, K, B, y, rows, accumulate, prec);
+                    cpu_packed_bf16_gemv_groups((CpuIsa)isa, &p, split, groups, x, K, B, y, rows, accumulate, prec);
+                    double num = 0, den = 0;
+                    for (int i = 0; i < B * rows; i++) {
+                        const double w = want[i] + accumulate, d = y[i] - w;
+                        num += d * d, den += w * w;
+                    }
+                    const double err = sqrt(num / den);
+                    if (!(err <= worst_gemv[fast])) worst_gemv[fast] = err;
+                    if (!(err <= tol))
+                        printf("\n    packed gemv %s %dx%d B=%d fast=%d: %.1e > %.0e", cpu_isa_name((CpuIsa)isa), rows, K, B, fast, err, tol);
+                    CU_ASSERT(err <= tol);
+                    for (int i = 0; i < guard; i++) CU_ASSERT(y[B * rows + i] == -7.0f);
+                }
+        for (size_t ti = 0; ti < sizeof tiers / sizeof *tiers; ti++) {
+            if (tiers[ti] > best_tier) continue; /* test_gemm_tiers() says which tiers this CPU lacks */
+            setenv("MAMBA2_CPU_GEMM", cpu_gemm_tier_name(tiers[ti]), 1);
+            for (int fast = 0; fast < 2; fast++) {
+                const int accumulate = fast;
+                for (int i = 0; i < Tg * rows + guard; i++) y[i] = i < Tg * rows ? (accumulate ? 1.0f : NAN) : -7.0f;
+                cpu_packed_bf16_linear(&W, &p, x, K, Tg, y, rows, accumulate, scratch, 2,
+                                       fast ? MAMBA2_PRECISION_FAST : MAMBA2_PRECISION_DEFAULT);
+                double num = 0, den = 0;
+                for (int i = 0; i < Tg * rows; i++) {
+                    const double w = want[i] + accumulate, d = y[i] - w;
+                    num += d * d, den += w * w;
+                }
+                const double err = sqrt(num / den);
+                const int rounded = fast && tiers[ti] >= CPU_GEMM_AVX512BF16;
+                const double tol = rounded ? FAST_KERNEL_TOL : tiers[ti] >= CPU_GEMM_AVX512BF16 ? BF16_SPLIT_TOL : KERNEL_TOL;
+                if (!(err <= worst_gemm[rounded])) worst_gemm[rounded] = err;
+                if (!(err <= tol))
+                    printf("\n    packed gemm %s %dx%d T=%d fast=%d: %.1e > %.0e", cpu_gemm_tier_name(tiers[ti]), rows, K, Tg, fast, err, tol);
+                CU_ASSERT(err <= tol);
+                for (int i = 0; i < guard; i++) CU_ASSERT(y[Tg * rows + i] == -7.0f);
+            }
+        }
+        if (saved) setenv("MAMBA2_CPU_GEMM", saved, 1);
+        else unsetenv("MAMBA2_CPU_GEMM");
+        cpu_packed_bf16_free(&p);
+        free(raw), free(back), free(wf), free(x), free(y), free(want), free(scratch);
+    }
+    free(saved);
+    printf("\n    worst relative L2 against double: decode products %.1e (x rounded to bf16: %.1e), GEMMs %.1e (rounded: %.1e)\n",
+           worst_gemv[0], worst_gemv[1], worst_gemm[0], worst_gemm[1]);
+}
+
 /* The BLAS chunked SSD (strided x/B/C/y, D = NULL) against ref's ssd_chunked, from a random state. */
 static void test_ssd_blas(void) {
     struct {
@@ -766,6 +862,7 @@ int register_cpu_tests(void) {
         !CU_add_test(s, "gemv: every ISA variant and dtype vs a double product", test_gemv_variants) ||
         !CU_add_test(s, "linear: sgemm and AMX GEMMs = gemv", test_linear_paths) ||
         !CU_add_test(s, "gemm: every tier this CPU has vs a double product", test_gemm_tiers) ||
+        !CU_add_test(s, "packed bf16: rows, decode products and GEMMs vs a double product", test_packed_bf16) ||
         !CU_add_test(s, "ssd: BLAS chunked = ref chunked", test_ssd_blas) ||
         !CU_add_test(s, "fixtures: cpu vs ref and transformers, greedy tokens", test_fixtures) ||
         !CU_add_test(s, "argmax near-tie rule", test_near_tie_rule) ||

@@ -1,0 +1,454 @@
+/**
+ * @file packed_bf16.c
+ * @brief The packed bf16 layout (packed_bf16.h): repacking at load, row extraction, decode products.
+ */
+#include "packed_bf16.h"
+
+#include <immintrin.h>
+#include <omp.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/mman.h>
+
+#include <cblas.h>
+
+#include "gemm_amx.h"
+#include "gemm_avx512bf16.h"
+#include "gemm_bf16.h"
+#include "gemm_fp32.h"
+#include "thread_buffer.h"
+
+/** Bytes ahead in the stream at which the decode products ask for each line into L1: the distance
+ *  of the prefetched read the read ceiling takes (results/cpu.md, "packed"). */
+#define PACK_AHEAD 2048
+
+/* Elements of one group: [K_pad / 32][8][32]. */
+static inline int64_t group_elems(const CpuPackedBf16 *p) { return p->K_pad * CPU_PACK_ROWS; }
+
+/** Copies at least this large are allocated in whole 2 MiB pages, 2 MiB aligned. */
+#define HUGE_PAGE ((size_t)2 << 20)
+
+/* Bytes of the packed values of a [rows, K] matrix (padding included). */
+static size_t data_bytes(int64_t rows, int64_t K) {
+    int64_t rp = (rows + CPU_PACK_ROWS - 1) / CPU_PACK_ROWS * CPU_PACK_ROWS, kp = (K + CPU_PACK_COLS - 1) / CPU_PACK_COLS * CPU_PACK_COLS;
+    return (size_t)rp * (size_t)kp * sizeof(uint16_t);
+}
+
+/* The allocation of a copy of @p bytes: whole 2 MiB pages when it is that large (decode streams it
+ * whole; one TLB entry a page), else the bytes themselves. */
+static size_t alloc_bytes(size_t bytes) { return bytes >= HUGE_PAGE ? (bytes + HUGE_PAGE - 1) / HUGE_PAGE * HUGE_PAGE : bytes; }
+
+size_t cpu_packed_bf16_bytes(int64_t rows, int64_t K) {
+    const size_t a = alloc_bytes(data_bytes(rows, K));
+    return a >= HUGE_PAGE ? a + HUGE_PAGE : a; /* the aligned allocation may take up to 2 MiB more address space */
+}
+
+void cpu_packed_bf16_free(CpuPackedBf16 *p) {
+    if (p->data) free(p->data);
+    memset(p, 0, sizeof *p);
+}
+
+int cpu_packed_bf16_pack(const Mamba2Tensor *W, int n_threads, CpuPackedBf16 *out, Mamba2Error *err) {
+    memset(out, 0, sizeof *out);
+    if (W->dtype != MAMBA2_BF16 || W->ndim != 2) return mamba2_fail(err, "%s: only 2-d bf16 matrices are packed", W->name);
+    out->rows = W->shape[0], out->K = W->shape[1];
+    out->rows_pad = (out->rows + CPU_PACK_ROWS - 1) / CPU_PACK_ROWS * CPU_PACK_ROWS;
+    out->K_pad = (out->K + CPU_PACK_COLS - 1) / CPU_PACK_COLS * CPU_PACK_COLS;
+    out->bytes = data_bytes(out->rows, out->K);
+    const size_t alloc = alloc_bytes(out->bytes);
+    void *mem = NULL;
+    if (posix_memalign(&mem, alloc >= HUGE_PAGE ? HUGE_PAGE : 64, alloc ? alloc : 64))
+        return mamba2_fail(err, "out of memory for the packed copy of %s (%.1f MiB)", W->name, out->bytes / 1048576.0);
+    if (alloc >= HUGE_PAGE) (void)madvise(mem, alloc, MADV_HUGEPAGE); /* a hint */
+    out->data = mem;
+    const uint16_t *src = W->data;
+    const int64_t K = out->K, Kp = out->K_pad, groups = out->rows_pad / CPU_PACK_ROWS, ge = group_elems(out);
+    /* packed[g][c][i][j] = W[8g + i][32c + j], zero outside W; each thread writes whole groups */
+#pragma omp parallel for num_threads(n_threads) schedule(dynamic, 16)
+    for (int64_t g = 0; g < groups; g++) {
+        uint16_t *dst = out->data + g * ge;
+        for (int i = 0; i < CPU_PACK_ROWS; i++) {
+            const int64_t r = g * CPU_PACK_ROWS + i;
+            for (int64_t c = 0; c < Kp; c += CPU_PACK_COLS) {
+                uint16_t *d = dst + (c / CPU_PACK_COLS) * (CPU_PACK_ROWS * CPU_PACK_COLS) + i * CPU_PACK_COLS;
+                const int64_t n = r < out->rows ? (K - c < CPU_PACK_COLS ? K - c : CPU_PACK_COLS) : 0;
+                if (n > 0) memcpy(d, src + r * K + c, (size_t)n * sizeof *d);
+                if (n < CPU_PACK_COLS) memset(d + (n > 0 ? n : 0), 0, (size_t)(CPU_PACK_COLS - (n > 0 ? n : 0)) * sizeof *d);
+            }
+        }
+    }
+    return 0;
+}
+
+void cpu_packed_bf16_rows(const CpuPackedBf16 *p, int64_t r0, int64_t n, int64_t k0, int64_t kc, uint16_t *dst) {
+    const int64_t ge = group_elems(p);
+    for (int64_t r = 0; r < n; r++) {
+        const int64_t row = r0 + r;
+        uint16_t *d = dst + r * kc;
+        if (row >= p->rows) {
+            memset(d, 0, (size_t)kc * sizeof *d);
+            continue;
+        }
+        const uint16_t *g = p->data + (row / CPU_PACK_ROWS) * ge + (row % CPU_PACK_ROWS) * CPU_PACK_COLS;
+        int64_t k = k0;
+        if (k0 % CPU_PACK_COLS == 0) /* whole chunks inside the padded row: 64-byte copies */
+            for (; k + CPU_PACK_COLS <= k0 + kc && k + CPU_PACK_COLS <= p->K_pad; k += CPU_PACK_COLS)
+                memcpy(d + (k - k0), g + (k / CPU_PACK_COLS) * (CPU_PACK_ROWS * CPU_PACK_COLS), CPU_PACK_COLS * sizeof *d);
+        while (k < k0 + kc) { /* whole or partial chunks of 32 columns */
+            const int64_t c = k / CPU_PACK_COLS, j = k % CPU_PACK_COLS, take = CPU_PACK_COLS - j < k0 + kc - k ? CPU_PACK_COLS - j : k0 + kc - k;
+            if (k >= p->K_pad) memset(d + (k - k0), 0, (size_t)take * sizeof *d);
+            else memcpy(d + (k - k0), g + c * (CPU_PACK_ROWS * CPU_PACK_COLS) + j, (size_t)take * sizeof *d);
+            k += take;
+        }
+    }
+}
+
+/* ------------------------------------------------------------------ scalar */
+
+/* y[b][r] (+)= Σ_k W[r][k] x[b][k] for the real rows of groups [g0, g1), in fp32. */
+static void gemv_scalar(const CpuPackedBf16 *p, int64_t g0, int64_t g1, const float *x, int64_t ldx, int B, float *y,
+                        int64_t ldy, int accumulate) {
+    const int64_t ge = group_elems(p);
+    for (int64_t g = g0; g < g1; g++)
+        for (int i = 0; i < CPU_PACK_ROWS; i++) {
+            const int64_t r = g * CPU_PACK_ROWS + i;
+            if (r >= p->rows) break;
+            for (int b = 0; b < B; b++) {
+                float acc = 0;
+                for (int64_t k = 0; k < p->K; k++)
+                    acc += mamba2_bf16_to_f32(p->data[g * ge + (k / CPU_PACK_COLS) * (CPU_PACK_ROWS * CPU_PACK_COLS) +
+                                                      i * CPU_PACK_COLS + k % CPU_PACK_COLS]) * x[b * ldx + k];
+                y[b * ldy + r] = accumulate ? y[b * ldy + r] + acc : acc;
+            }
+        }
+}
+
+/* ------------------------------------------------------------------ AVX512_BF16 */
+
+#define DPBF16_INLINE __attribute__((always_inline, target("avx512f,avx512bw,avx512bf16")))
+#define DPBF16_TARGET __attribute__((target("avx512f,avx512bw,avx512bf16")))
+
+/* xs [parts][K_pad]: x rounded to bf16 (x_hi) and, with parts = 2, the rest rounded again
+ * (x_lo = bf16(x − x_hi)); zeros from K on. */
+static DPBF16_TARGET void split_x(const float *x, int64_t K, int64_t K_pad, int parts, uint16_t *xs) {
+    for (int64_t k = 0; k < K_pad; k += 16) {
+        const __mmask16 m = K - k >= 16 ? (__mmask16)0xffff : K > k ? (__mmask16)((1u << (K - k)) - 1) : 0;
+        __m512 v = _mm512_maskz_loadu_ps(m, x + k);
+        __m256i hi = (__m256i)_mm512_cvtneps_pbh(v);
+        _mm256_storeu_si256((__m256i *)(xs + k), hi);
+        if (parts == 2) {
+            __m512 hi_f = _mm512_castsi512_ps(_mm512_slli_epi32(_mm512_cvtepu16_epi32(hi), 16));
+            _mm256_storeu_si256((__m256i *)(xs + K_pad + k), (__m256i)_mm512_cvtneps_pbh(_mm512_sub_ps(v, hi_f)));
+        }
+    }
+}
+
+/* Group g, S vectors (S ≤ 3, a constant after inlining), into y [S][ldy] (indexed from row 0 of
+ * the matrix):
+ *   y[j][8g+i] (+)= Σ_c W[8g+i][32c .. 32c+32) · (x_hi + x_lo)[j][32c .. 32c+32)
+ * (vdpbf16ps sums adjacent pairs, so W and x are both read in their natural order; xs [S][parts][K_pad]).
+ * Every line is asked for into L1 PACK_AHEAD bytes before it is read: the group and the ones after
+ * it are one stream. */
+static inline DPBF16_INLINE void dpbf16_group(const CpuPackedBf16 *p, int64_t g, int S, const uint16_t *xs, int parts,
+                                              float *y, int64_t ldy, int accumulate) {
+    const int64_t K_pad = p->K_pad, chunks = K_pad / CPU_PACK_COLS;
+    const uint16_t *G = p->data + g * group_elems(p);
+    __m512 acc[CPU_PACK_ROWS][3];
+#pragma GCC unroll 8
+    for (int i = 0; i < CPU_PACK_ROWS; i++)
+#pragma GCC unroll 3
+        for (int j = 0; j < S; j++) acc[i][j] = _mm512_setzero_ps();
+    for (int64_t c = 0; c < chunks; c++) {
+        const uint16_t *w = G + c * CPU_PACK_ROWS * CPU_PACK_COLS;
+        __m512bh xh[3], xl[3];
+#pragma GCC unroll 3
+        for (int j = 0; j < S; j++) {
+            xh[j] = (__m512bh)_mm512_loadu_si512(xs + (j * parts) * K_pad + c * CPU_PACK_COLS);
+            xl[j] = parts == 2 ? (__m512bh)_mm512_loadu_si512(xs + (j * parts + 1) * K_pad + c * CPU_PACK_COLS) : xh[j];
+        }
+#pragma GCC unroll 8
+        for (int i = 0; i < CPU_PACK_ROWS; i++) {
+            _mm_prefetch((const char *)(w + i * CPU_PACK_COLS) + PACK_AHEAD, _MM_HINT_T0);
+            const __m512bh wv = (__m512bh)_mm512_load_si512(w + i * CPU_PACK_COLS);
+#pragma GCC unroll 3
+            for (int j = 0; j < S; j++) {
+                acc[i][j] = _mm512_dpbf16_ps(acc[i][j], wv, xh[j]);
+                if (parts == 2) acc[i][j] = _mm512_dpbf16_ps(acc[i][j], wv, xl[j]);
+            }
+        }
+    }
+    const int64_t r0 = g * CPU_PACK_ROWS;
+#pragma GCC unroll 8
+    for (int i = 0; i < CPU_PACK_ROWS; i++)
+#pragma GCC unroll 3
+        for (int j = 0; j < S; j++) {
+            const float v = _mm512_reduce_add_ps(acc[i][j]);
+            if (r0 + i < p->rows) y[j * ldy + r0 + i] = accumulate ? y[j * ldy + r0 + i] + v : v;
+        }
+}
+
+/* dpbf16_group() with S and parts as constants: one call a case, so each copy unrolls. */
+static inline DPBF16_INLINE void dpbf16_block(const CpuPackedBf16 *p, int64_t g, int S, const uint16_t *xs, int parts,
+                                              float *y, int64_t ldy, int accumulate) {
+#define DPBF16_CASE(s, q) \
+    if (S == s && parts == q) return dpbf16_group(p, g, s, xs, q, y, ldy, accumulate)
+    DPBF16_CASE(1, 2); DPBF16_CASE(1, 1); DPBF16_CASE(2, 2); DPBF16_CASE(2, 1); DPBF16_CASE(3, 2); DPBF16_CASE(3, 1);
+#undef DPBF16_CASE
+}
+
+static DPBF16_TARGET void gemv_dpbf16(const CpuPackedBf16 *p, int64_t g0, int64_t g1, const float *x, int64_t ldx,
+                                      int B, float *y, int64_t ldy, int accumulate, int parts) {
+    const int64_t Kp = p->K_pad;
+    uint16_t *xs = cpu_thread_buffer(CPU_BUF_GEMV, (size_t)B * parts * Kp * sizeof(uint16_t));
+    if (!xs) { /* no memory for the bf16 copy of x: the scalar loop needs none */
+        gemv_scalar(p, g0, g1, x, ldx, B, y, ldy, accumulate);
+        return;
+    }
+    for (int b = 0; b < B; b++) split_x(x + b * ldx, p->K, Kp, parts, xs + (size_t)b * parts * Kp);
+    /* the whole group a pass, for up to 3 vectors (2 when there are 2: 24 accumulators for 3 were
+     * measured faster than passes of 4 rows × 4 vectors, results/cpu.md); later passes read the
+     * group from L1/L2 */
+    const int Smax = B >= 3 ? 3 : 2;
+    for (int64_t g = g0; g < g1; g++)
+        for (int b = 0; b < B; b += Smax) {
+            const int S = B - b < Smax ? B - b : Smax;
+            dpbf16_block(p, g, S, xs + (size_t)b * parts * Kp, parts, y + b * ldy, ldy, accumulate);
+        }
+}
+
+/* ------------------------------------------------------------------ AVX-512F (bf16 widened to fp32) */
+
+#define AVX512_INLINE __attribute__((always_inline, target("avx512f")))
+#define AVX512_TARGET __attribute__((target("avx512f")))
+
+/* 16 bf16 at p widened to fp32 (the 16 bits become the top half of each float). */
+static inline AVX512_INLINE __m512 widen16(const uint16_t *p) {
+    return _mm512_castsi512_ps(_mm512_slli_epi32(_mm512_cvtepu16_epi32(_mm256_load_si256((const __m256i *)p)), 16));
+}
+
+/* Group g, S vectors (S ≤ 3, a constant after inlining), into y [S][ldy] (indexed from row 0 of
+ * the matrix):
+ *   y[j][8g+i] (+)= Σ_k W[8g+i][k] · xp[j][k],   xp [S][K_pad] = x with zeros from K on. */
+static inline AVX512_INLINE void avx512_group(const CpuPackedBf16 *p, int64_t g, int S, const float *xp, float *y,
+                                              int64_t ldy, int accumulate) {
+    const int64_t K_pad = p->K_pad, chunks = K_pad / CPU_PACK_COLS;
+    const uint16_t *G = p->data + g * group_elems(p);
+    __m512 acc[CPU_PACK_ROWS][3];
+#pragma GCC unroll 8
+    for (int i = 0; i < CPU_PACK_ROWS; i++)
+#pragma GCC unroll 3
+        for (int j = 0; j < S; j++) acc[i][j] = _mm512_setzero_ps();
+    for (int64_t c = 0; c < chunks; c++) {
+        const uint16_t *w = G + c * CPU_PACK_ROWS * CPU_PACK_COLS;
+        __m512 x0[3], x1[3];
+#pragma GCC unroll 3
+        for (int j = 0; j < S; j++)
+            x0[j] = _mm512_loadu_ps(xp + j * K_pad + c * CPU_PACK_COLS), x1[j] = _mm512_loadu_ps(xp + j * K_pad + c * CPU_PACK_COLS + 16);
+#pragma GCC unroll 8
+        for (int i = 0; i < CPU_PACK_ROWS; i++) {
+            _mm_prefetch((const char *)(w + i * CPU_PACK_COLS) + PACK_AHEAD, _MM_HINT_T0);
+            const __m512 w0 = widen16(w + i * CPU_PACK_COLS), w1 = widen16(w + i * CPU_PACK_COLS + 16);
+#pragma GCC unroll 3
+            for (int j = 0; j < S; j++) acc[i][j] = _mm512_fmadd_ps(w1, x1[j], _mm512_fmadd_ps(w0, x0[j], acc[i][j]));
+        }
+    }
+    const int64_t r0 = g * CPU_PACK_ROWS;
+#pragma GCC unroll 8
+    for (int i = 0; i < CPU_PACK_ROWS; i++)
+#pragma GCC unroll 3
+        for (int j = 0; j < S; j++) {
+            const float v = _mm512_reduce_add_ps(acc[i][j]);
+            if (r0 + i < p->rows) y[j * ldy + r0 + i] = accumulate ? y[j * ldy + r0 + i] + v : v;
+        }
+}
+
+/* avx512_group() with S as a constant: one call a case, so each copy unrolls. */
+static inline AVX512_INLINE void avx512_block(const CpuPackedBf16 *p, int64_t g, int S, const float *xp, float *y,
+                                              int64_t ldy, int accumulate) {
+#define AVX512_CASE(s) \
+    if (S == s) return avx512_group(p, g, s, xp, y, ldy, accumulate)
+    AVX512_CASE(1); AVX512_CASE(2); AVX512_CASE(3);
+#undef AVX512_CASE
+}
+
+static AVX512_TARGET void gemv_avx512(const CpuPackedBf16 *p, int64_t g0, int64_t g1, const float *x, int64_t ldx,
+                                      int B, float *y, int64_t ldy, int accumulate) {
+    const int64_t Kp = p->K_pad;
+    float *xp = cpu_thread_buffer(CPU_BUF_GEMV, (size_t)B * Kp * sizeof(float));
+    if (!xp) {
+        gemv_scalar(p, g0, g1, x, ldx, B, y, ldy, accumulate);
+        return;
+    }
+    for (int b = 0; b < B; b++) { /* zeros past K: the padding of W is zero, and 0 · NaN would not be */
+        memcpy(xp + b * Kp, x + b * ldx, (size_t)p->K * sizeof *xp);
+        memset(xp + b * Kp + p->K, 0, (size_t)(Kp - p->K) * sizeof *xp);
+    }
+    /* the whole group a pass, for up to 3 vectors (2 when there are 2; results/cpu.md); later
+     * passes read the group from L1/L2 */
+    const int Smax = B >= 3 ? 3 : 2;
+    for (int64_t g = g0; g < g1; g++)
+        for (int b = 0; b < B; b += Smax) {
+            const int S = B - b < Smax ? B - b : Smax;
+            avx512_block(p, g, S, xp + b * Kp, y + b * ldy, ldy, accumulate);
+        }
+}
+
+/* ------------------------------------------------------------------ AVX2 + FMA */
+
+#define AVX2_INLINE __attribute__((always_inline, target("avx2,fma")))
+#define AVX2_TARGET __attribute__((target("avx2,fma")))
+
+/* Σ of the 8 lanes of v. */
+static inline AVX2_INLINE float hsum8(__m256 v) {
+    __m128 s = _mm_add_ps(_mm256_castps256_ps128(v), _mm256_extractf128_ps(v, 1));
+    s = _mm_add_ps(s, _mm_movehl_ps(s, s));
+    s = _mm_add_ss(s, _mm_movehdup_ps(s));
+    return _mm_cvtss_f32(s);
+}
+
+/* One group, one vector. Unpacking 16 bf16 (one 32-byte load) with zeros puts them in the top
+ * halves of two float vectors, in-lane: lo = W[k+0..4, k+8..12], hi = W[k+4..8, k+12..16]; xp holds
+ * x in that order (permute_x()), so Σ lo·xp_lo + hi·xp_hi is the dot product. */
+static inline AVX2_INLINE void avx2_group(const uint16_t *G, int64_t chunks, const float *xp, __m256 acc[CPU_PACK_ROWS]) {
+    const __m256i zero = _mm256_setzero_si256();
+#pragma GCC unroll 8
+    for (int i = 0; i < CPU_PACK_ROWS; i++) acc[i] = _mm256_setzero_ps();
+    for (int64_t c = 0; c < chunks; c++) {
+        const uint16_t *w = G + c * (CPU_PACK_ROWS * CPU_PACK_COLS);
+        const float *xc = xp + c * CPU_PACK_COLS;
+        const __m256 x0 = _mm256_loadu_ps(xc), x1 = _mm256_loadu_ps(xc + 8), x2 = _mm256_loadu_ps(xc + 16),
+                     x3 = _mm256_loadu_ps(xc + 24);
+#pragma GCC unroll 8
+        for (int i = 0; i < CPU_PACK_ROWS; i++) {
+            _mm_prefetch((const char *)(w + i * CPU_PACK_COLS) + PACK_AHEAD, _MM_HINT_T0);
+            const __m256i v0 = _mm256_load_si256((const __m256i *)(w + i * CPU_PACK_COLS)),
+                          v1 = _mm256_load_si256((const __m256i *)(w + i * CPU_PACK_COLS + 16));
+            __m256 a = _mm256_fmadd_ps(_mm256_castsi256_ps(_mm256_unpacklo_epi16(zero, v0)), x0, acc[i]);
+            a = _mm256_fmadd_ps(_mm256_castsi256_ps(_mm256_unpackhi_epi16(zero, v0)), x1, a);
+            a = _mm256_fmadd_ps(_mm256_castsi256_ps(_mm256_unpacklo_epi16(zero, v1)), x2, a);
+            acc[i] = _mm256_fmadd_ps(_mm256_castsi256_ps(_mm256_unpackhi_epi16(zero, v1)), x3, a);
+        }
+    }
+}
+
+/* xp[16q + i] = x[16q + perm(i)] (zeros from K on), perm = 0 1 2 3 8 9 10 11 4 5 6 7 12 13 14 15:
+ * the order avx2_group() unpacks the weights in. */
+static void permute_x(const float *x, int64_t K, int64_t K_pad, float *xp) {
+    static const int perm[16] = {0, 1, 2, 3, 8, 9, 10, 11, 4, 5, 6, 7, 12, 13, 14, 15};
+    for (int64_t q = 0; q < K_pad; q += 16)
+        for (int i = 0; i < 16; i++) xp[q + i] = q + perm[i] < K ? x[q + perm[i]] : 0.0f;
+}
+
+static AVX2_TARGET void gemv_avx2(const CpuPackedBf16 *p, int64_t g0, int64_t g1, const float *x, int64_t ldx, int B,
+                                  float *y, int64_t ldy, int accumulate) {
+    const int64_t Kp = p->K_pad, chunks = Kp / CPU_PACK_COLS, ge = group_elems(p);
+    float *xp = cpu_thread_buffer(CPU_BUF_GEMV, (size_t)B * Kp * sizeof(float));
+    if (!xp) {
+        gemv_scalar(p, g0, g1, x, ldx, B, y, ldy, accumulate);
+        return;
+    }
+    for (int b = 0; b < B; b++) permute_x(x + b * ldx, p->K, Kp, xp + b * Kp);
+    for (int64_t g = g0; g < g1; g++)
+        for (int b = 0; b < B; b++) {
+            __m256 acc[CPU_PACK_ROWS];
+            avx2_group(p->data + g * ge, chunks, xp + b * Kp, acc);
+            for (int i = 0; i < CPU_PACK_ROWS && g * CPU_PACK_ROWS + i < p->rows; i++) {
+                float *out = y + b * ldy + g * CPU_PACK_ROWS + i;
+                const float s = hsum8(acc[i]);
+                *out = accumulate ? *out + s : s;
+            }
+        }
+}
+
+/* ------------------------------------------------------------------ entry points */
+
+void cpu_packed_bf16_gemv_groups(CpuIsa isa, const CpuPackedBf16 *p, int64_t g0, int64_t g1, const float *x,
+                                 int64_t ldx, int B, float *y, int64_t ldy, int accumulate, Mamba2Precision precision) {
+    if (g1 <= g0) return;
+    if (isa == CPU_ISA_AVX512BF16) gemv_dpbf16(p, g0, g1, x, ldx, B, y, ldy, accumulate, precision == MAMBA2_PRECISION_FAST ? 1 : 2);
+    else if (isa == CPU_ISA_AVX512) gemv_avx512(p, g0, g1, x, ldx, B, y, ldy, accumulate);
+    else if (isa == CPU_ISA_AVX2) gemv_avx2(p, g0, g1, x, ldx, B, y, ldy, accumulate);
+    else gemv_scalar(p, g0, g1, x, ldx, B, y, ldy, accumulate);
+}
+
+void cpu_packed_bf16_gemv(const CpuPackedBf16 *p, const float *x, int64_t ldx, int B, float *y, int64_t ldy,
+                          int accumulate, int n_threads, Mamba2Precision precision) {
+    static int isa = -1; /* detected once; a benign race (every thread writes the same value) */
+    if (isa < 0) isa = (int)cpu_isa_active();
+    const int64_t groups = p->rows_pad / CPU_PACK_ROWS;
+    const int64_t unit = cpu_gemv_unit_rows(p->rows_pad, n_threads) / CPU_PACK_ROWS, n_units = (groups + unit - 1) / unit;
+#pragma omp parallel for num_threads(n_threads) schedule(dynamic, 1)
+    for (int64_t u = 0; u < n_units; u++) {
+        const int64_t g0 = u * unit, g1 = g0 + unit < groups ? g0 + unit : groups;
+        cpu_packed_bf16_gemv_groups((CpuIsa)isa, p, g0, g1, x, ldx, B, y, ldy, accumulate, precision);
+    }
+}
+
+/* ------------------------------------------------------------------ prefill: the GEMM tiers' sources */
+
+/* Row sources of the GEMM tiers (gemm_amx.h, gemm_avx512bf16.h): rows of the packed copy, row-major. */
+static void rows_amx(const void *src, int64_t r0, int64_t k0, int64_t kc, uint16_t *dst) {
+    cpu_packed_bf16_rows(src, r0, 32, k0, kc, dst);
+}
+
+static void rows_at(const void *src, int64_t r0, int64_t n, int64_t k0, int64_t kc, uint16_t *dst) {
+    cpu_packed_bf16_rows(src, r0, n, k0, kc, dst);
+}
+
+/* The packed panel of the fp32 GEMM tiers (CpuWidenPanel): dst [kc][nr] = W[r0 + r][k0 + k] in fp32,
+ * zero past the last row or K. */
+static void widen_panel(const void *src, int64_t r0, int64_t k0, int64_t kc, int nr, float *dst) {
+    const CpuPackedBf16 *p = src;
+    const int64_t ge = group_elems(p);
+    for (int r = 0; r < nr; r++) {
+        const int64_t row = r0 + r;
+        const uint16_t *g = row < p->rows ? p->data + (row / CPU_PACK_ROWS) * ge + (row % CPU_PACK_ROWS) * CPU_PACK_COLS : NULL;
+        for (int64_t k = 0; k < kc; k++) {
+            const int64_t col = k0 + k;
+            dst[k * nr + r] = g && col < p->K
+                                  ? mamba2_bf16_to_f32(g[(col / CPU_PACK_COLS) * (CPU_PACK_ROWS * CPU_PACK_COLS) + col % CPU_PACK_COLS])
+                                  : 0.0f;
+        }
+    }
+}
+
+void cpu_packed_bf16_linear(const Mamba2Tensor *W, const CpuPackedBf16 *p, const float *X, int64_t ldx, int T,
+                            float *Y, int64_t ldy, int accumulate, float *scratch, int n_threads,
+                            Mamba2Precision precision) {
+    if (cpu_linear_uses_gemv(W, T)) {
+        cpu_packed_bf16_gemv(p, X, ldx, T, Y, ldy, accumulate, n_threads, precision);
+        return;
+    }
+    /* each SIMD tier returns -1 (nothing written) when it cannot run; the sgemm path takes anything */
+    const CpuGemmTier tier = cpu_linear_tier(W, precision);
+    switch (tier) {
+    case CPU_GEMM_AMX:
+        if (cpu_linear_amx_rows(rows_amx, p, p->rows, p->K, X, ldx, T, Y, ldy, accumulate, n_threads, precision) == 0) return;
+        break;
+    case CPU_GEMM_AVX512BF16:
+        if (cpu_linear_avx512bf16_rows(rows_at, p, p->rows, p->K, X, ldx, T, Y, ldy, accumulate, n_threads, precision) == 0)
+            return;
+        break;
+    case CPU_GEMM_AVX512:
+    case CPU_GEMM_AVX2:
+        if (cpu_linear_fp32_widened(tier, widen_panel, p, p->rows, p->K, X, ldx, T, Y, ldy, accumulate, n_threads) == 0)
+            return;
+        break;
+    default: break;
+    }
+    /* For each panel of CPU_GEMM_PANEL_ROWS weight rows [r0, r0 + n):
+     *   Wp [n, K] = fp32(W[r0 .. r0+n)),   Y[:, r0 .. r0+n) (+)= X [T, K] · Wpᵀ   (cblas_sgemm on this thread) */
+    const int64_t K = p->K, n_panels = (p->rows + CPU_GEMM_PANEL_ROWS - 1) / CPU_GEMM_PANEL_ROWS;
+#pragma omp parallel for num_threads(n_threads) schedule(dynamic, 1)
+    for (int64_t q = 0; q < n_panels; q++) {
+        const int64_t r0 = q * CPU_GEMM_PANEL_ROWS, n = p->rows - r0 < CPU_GEMM_PANEL_ROWS ? p->rows - r0 : CPU_GEMM_PANEL_ROWS;
+        float *panel = scratch + (size_t)omp_get_thread_num() * CPU_GEMM_PANEL_ROWS * K;
+        for (int64_t r = 0; r < n; r++) { /* row r0 + r, chunk by chunk */
+            const uint16_t *g = p->data + ((r0 + r) / CPU_PACK_ROWS) * group_elems(p) + ((r0 + r) % CPU_PACK_ROWS) * CPU_PACK_COLS;
+            for (int64_t k = 0; k < K; k++)
+                panel[r * K + k] = mamba2_bf16_to_f32(g[(k / CPU_PACK_COLS) * (CPU_PACK_ROWS * CPU_PACK_COLS) + k % CPU_PACK_COLS]);
+        }
+        cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, T, (int)n, (int)K, 1.0f, X, (int)ldx, panel, (int)K,
+                    accumulate ? 1.0f : 0.0f, Y + r0, (int)ldy);
+    }
+}
