@@ -18,6 +18,7 @@
 #include <stdint.h>
 
 #include "backend.h"
+#include "gemm_driver.h"
 #include "tensor.h"
 
 /**
@@ -39,12 +40,6 @@
  */
 int cpu_linear_avx512bf16(const Mamba2Tensor *W, const float *X, int64_t ldx, int T, float *Y, int64_t ldy,
                           int accumulate, int n_threads, Mamba2Precision precision);
-
-/**
- * @brief A source of bf16 weight rows at any columns: writes rows [r0, r0 + n) × columns [k0, k0 + kc)
- *        of its matrix into @p dst [n][kc] bf16, zeros past its last row or column.
- */
-typedef void (*CpuBf16RowsAt)(const void *src, int64_t r0, int64_t n, int64_t k0, int64_t kc, uint16_t *dst);
 
 /**
  * @brief cpu_linear_avx512bf16() on weights in a layout of the caller's (packed_bf16.h), which

@@ -23,6 +23,12 @@
 
 #include "tensor.h"
 
+/**
+ * @brief A source of bf16 weight rows at any columns: writes rows [r0, r0 + n) × columns [k0, k0 + kc)
+ *        of its matrix into @p dst [n][kc] bf16, zeros past its last row or column.
+ */
+typedef void (*CpuBf16RowsAt)(const void *src, int64_t r0, int64_t n, int64_t k0, int64_t kc, uint16_t *dst);
+
 /** One tier's kernels and packed layouts, for cpu_gemm_run(). */
 typedef struct {
     int mr;    /**< most activation rows per microkernel call */

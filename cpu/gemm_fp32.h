@@ -13,6 +13,7 @@
 
 #include <stdint.h>
 
+#include "gemm_driver.h"
 #include "gemm_tier.h"
 #include "tensor.h"
 
@@ -60,5 +61,25 @@ typedef void (*CpuWidenPanel)(const void *src, int64_t r0, int64_t k0, int64_t k
  */
 int cpu_linear_fp32_widened(CpuGemmTier tier, CpuWidenPanel widen, const void *src, int64_t rows, int64_t K,
                             const float *X, int64_t ldx, int T, float *Y, int64_t ldy, int accumulate, int n_threads);
+
+/**
+ * @brief cpu_linear_fp32() on bf16 weights in a layout of the caller's (packed_bf16.h), which
+ *        @p rows_of writes out row by row for each panel; the tier widens and packs them as it
+ *        does a stored bf16 matrix. Y[t][r] (+)= Σ_k X[t][k] · W[r][k], X exact in fp32.
+ * @param tier       CPU_GEMM_AVX512 or CPU_GEMM_AVX2 (the CPU must have it)
+ * @param rows_of    the weights' source (called concurrently by the threads)
+ * @param src        its matrix, passed back to @p rows_of
+ * @param rows, K    the shape of W
+ * @param X          activations [T, ldx] fp32
+ * @param ldx        row stride of @p X (≥ K)
+ * @param T          activation rows (≥ 1)
+ * @param Y          output [T, ldy]
+ * @param ldy        row stride of @p Y (≥ rows)
+ * @param accumulate 1: Y += X·Wᵀ; 0: Y = X·Wᵀ
+ * @param n_threads  OpenMP threads (they split the weight rows)
+ * @return 0, or -1 (nothing written) for another tier or when a work buffer cannot be allocated
+ */
+int cpu_linear_fp32_rows(CpuGemmTier tier, CpuBf16RowsAt rows_of, const void *src, int64_t rows, int64_t K,
+                         const float *X, int64_t ldx, int T, float *Y, int64_t ldy, int accumulate, int n_threads);
 
 #endif

@@ -386,30 +386,14 @@ void cpu_packed_bf16_gemv(const CpuPackedBf16 *p, const float *x, int64_t ldx, i
 
 /* ------------------------------------------------------------------ prefill: the GEMM tiers' sources */
 
-/* Row sources of the GEMM tiers (gemm_amx.h, gemm_avx512bf16.h): rows of the packed copy, row-major. */
+/* Row sources of the GEMM tiers (gemm_amx.h; gemm_avx512bf16.h, gemm_fp32.h): rows of the packed
+ * copy, row-major. */
 static void rows_amx(const void *src, int64_t r0, int64_t k0, int64_t kc, uint16_t *dst) {
     cpu_packed_bf16_rows(src, r0, 32, k0, kc, dst);
 }
 
 static void rows_at(const void *src, int64_t r0, int64_t n, int64_t k0, int64_t kc, uint16_t *dst) {
     cpu_packed_bf16_rows(src, r0, n, k0, kc, dst);
-}
-
-/* The packed panel of the fp32 GEMM tiers (CpuWidenPanel): dst [kc][nr] = W[r0 + r][k0 + k] in fp32,
- * zero past the last row or K. */
-static void widen_panel(const void *src, int64_t r0, int64_t k0, int64_t kc, int nr, float *dst) {
-    const CpuPackedBf16 *p = src;
-    const int64_t ge = group_elems(p);
-    for (int r = 0; r < nr; r++) {
-        const int64_t row = r0 + r;
-        const uint16_t *g = row < p->rows ? p->data + (row / CPU_PACK_ROWS) * ge + (row % CPU_PACK_ROWS) * CPU_PACK_COLS : NULL;
-        for (int64_t k = 0; k < kc; k++) {
-            const int64_t col = k0 + k;
-            dst[k * nr + r] = g && col < p->K
-                                  ? mamba2_bf16_to_f32(g[(col / CPU_PACK_COLS) * (CPU_PACK_ROWS * CPU_PACK_COLS) + col % CPU_PACK_COLS])
-                                  : 0.0f;
-        }
-    }
 }
 
 void cpu_packed_bf16_linear(const Mamba2Tensor *W, const CpuPackedBf16 *p, const float *X, int64_t ldx, int T,
@@ -431,8 +415,7 @@ void cpu_packed_bf16_linear(const Mamba2Tensor *W, const CpuPackedBf16 *p, const
         break;
     case CPU_GEMM_AVX512:
     case CPU_GEMM_AVX2:
-        if (cpu_linear_fp32_widened(tier, widen_panel, p, p->rows, p->K, X, ldx, T, Y, ldy, accumulate, n_threads) == 0)
-            return;
+        if (cpu_linear_fp32_rows(tier, rows_at, p, p->rows, p->K, X, ldx, T, Y, ldy, accumulate, n_threads) == 0) return;
         break;
     default: break;
     }
@@ -445,8 +428,11 @@ void cpu_packed_bf16_linear(const Mamba2Tensor *W, const CpuPackedBf16 *p, const
         float *panel = scratch + (size_t)omp_get_thread_num() * CPU_GEMM_PANEL_ROWS * K;
         for (int64_t r = 0; r < n; r++) { /* row r0 + r, chunk by chunk */
             const uint16_t *g = p->data + ((r0 + r) / CPU_PACK_ROWS) * group_elems(p) + ((r0 + r) % CPU_PACK_ROWS) * CPU_PACK_COLS;
-            for (int64_t k = 0; k < K; k++)
-                panel[r * K + k] = mamba2_bf16_to_f32(g[(k / CPU_PACK_COLS) * (CPU_PACK_ROWS * CPU_PACK_COLS) + k % CPU_PACK_COLS]);
+            for (int64_t c = 0; c * CPU_PACK_COLS < K; c++) {
+                const uint16_t *line = g + c * (CPU_PACK_ROWS * CPU_PACK_COLS);
+                const int64_t m = K - c * CPU_PACK_COLS < CPU_PACK_COLS ? K - c * CPU_PACK_COLS : CPU_PACK_COLS;
+                for (int64_t j = 0; j < m; j++) panel[r * K + c * CPU_PACK_COLS + j] = mamba2_bf16_to_f32(line[j]);
+            }
         }
         cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, T, (int)n, (int)K, 1.0f, X, (int)ldx, panel, (int)K,
                     accumulate ? 1.0f : 0.0f, Y + r0, (int)ldy);
