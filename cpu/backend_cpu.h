@@ -10,10 +10,13 @@
 /**
  * @brief Create the CPU backend for @p m.
  *
- * The big matrices (embeddings, in_proj, out_proj, lm_head) are read in place from the model's
- * mmap in their stored dtype; only the small per-layer vectors are converted to fp32 here.
+ * Stored bf16 in_proj, out_proj and lm_head are repacked here into the layout decode streams
+ * (packed_bf16.h; MAMBA2_CPU_PACK=0 keeps them in place), or quantized with opt->weights q8 / q4
+ * (qmatrix.h); either way their pages of the model's mmap are released, so memory stays the size
+ * of one copy. The embeddings, and matrices in other dtypes, are read in place from the mmap; the
+ * small per-layer vectors are converted to fp32 here.
  * @param m   the loaded model (must outlive the backend)
- * @param opt n_threads (0: OMP_NUM_THREADS, else all cores) is the only option used
+ * @param opt n_threads (0: OMP_NUM_THREADS, else all cores), weights, precision, progress (NULL: defaults)
  * @param out receives the backend (destroy it with mamba2_backend_destroy())
  * @param err the reason on failure
  * @return 0, or -1 with the reason in @p err.

@@ -68,12 +68,16 @@ int cpu_packed_bf16_pack(const Mamba2Tensor *W, int n_threads, CpuPackedBf16 *ou
     for (int64_t g = 0; g < groups; g++) {
         uint16_t *dst = out->data + g * ge;
         for (int i = 0; i < CPU_PACK_ROWS; i++) {
-            const int64_t r = g * CPU_PACK_ROWS + i;
-            for (int64_t c = 0; c < Kp; c += CPU_PACK_COLS) {
+            const int64_t r = g * CPU_PACK_ROWS + i, whole = r < out->rows ? K / CPU_PACK_COLS * CPU_PACK_COLS : 0;
+            int64_t c = 0;
+            for (; c < whole; c += CPU_PACK_COLS) /* whole chunks of the row: 64-byte copies */
+                memcpy(dst + (c / CPU_PACK_COLS) * (CPU_PACK_ROWS * CPU_PACK_COLS) + i * CPU_PACK_COLS, src + r * K + c,
+                       CPU_PACK_COLS * sizeof *dst);
+            for (; c < Kp; c += CPU_PACK_COLS) { /* the row's last, partial chunk; padding rows */
                 uint16_t *d = dst + (c / CPU_PACK_COLS) * (CPU_PACK_ROWS * CPU_PACK_COLS) + i * CPU_PACK_COLS;
-                const int64_t n = r < out->rows ? (K - c < CPU_PACK_COLS ? K - c : CPU_PACK_COLS) : 0;
+                const int64_t n = r < out->rows && c < K ? K - c : 0;
                 if (n > 0) memcpy(d, src + r * K + c, (size_t)n * sizeof *d);
-                if (n < CPU_PACK_COLS) memset(d + (n > 0 ? n : 0), 0, (size_t)(CPU_PACK_COLS - (n > 0 ? n : 0)) * sizeof *d);
+                memset(d + n, 0, (size_t)(CPU_PACK_COLS - n) * sizeof *d);
             }
         }
     }
@@ -122,6 +126,10 @@ static void gemv_scalar(const CpuPackedBf16 *p, int64_t g0, int64_t g1, const fl
             }
         }
 }
+
+/* Vectors the next pass over a group takes when @p left remain: 3 while there are 3 (3 + 1 for 4
+ * was measured faster than 2 + 2, results/cpu.md). */
+static inline int vectors_this_pass(int left) { return left < 3 ? left : 3; }
 
 /* ------------------------------------------------------------------ AVX512_BF16 */
 
@@ -205,14 +213,13 @@ static DPBF16_TARGET void gemv_dpbf16(const CpuPackedBf16 *p, int64_t g0, int64_
         return;
     }
     for (int b = 0; b < B; b++) split_x(x + b * ldx, p->K, Kp, parts, xs + (size_t)b * parts * Kp);
-    /* the whole group a pass, for up to 3 vectors (2 when there are 2: 24 accumulators for 3 were
-     * measured faster than passes of 4 rows × 4 vectors, results/cpu.md); later passes read the
-     * group from L1/L2 */
-    const int Smax = B >= 3 ? 3 : 2;
+    /* the whole group a pass, for up to 3 vectors (24 accumulators: measured faster than passes of
+     * 4 rows × 4 vectors, results/cpu.md); later passes read the group from L1/L2 */
     for (int64_t g = g0; g < g1; g++)
-        for (int b = 0; b < B; b += Smax) {
-            const int S = B - b < Smax ? B - b : Smax;
+        for (int b = 0; b < B;) {
+            const int S = vectors_this_pass(B - b);
             dpbf16_block(p, g, S, xs + (size_t)b * parts * Kp, parts, y + b * ldy, ldy, accumulate);
+            b += S;
         }
 }
 
@@ -283,13 +290,12 @@ static AVX512_TARGET void gemv_avx512(const CpuPackedBf16 *p, int64_t g0, int64_
         memcpy(xp + b * Kp, x + b * ldx, (size_t)p->K * sizeof *xp);
         memset(xp + b * Kp + p->K, 0, (size_t)(Kp - p->K) * sizeof *xp);
     }
-    /* the whole group a pass, for up to 3 vectors (2 when there are 2; results/cpu.md); later
-     * passes read the group from L1/L2 */
-    const int Smax = B >= 3 ? 3 : 2;
+    /* the whole group a pass, for up to 3 vectors (as gemv_dpbf16()) */
     for (int64_t g = g0; g < g1; g++)
-        for (int b = 0; b < B; b += Smax) {
-            const int S = B - b < Smax ? B - b : Smax;
+        for (int b = 0; b < B;) {
+            const int S = vectors_this_pass(B - b);
             avx512_block(p, g, S, xp + b * Kp, y + b * ldy, ldy, accumulate);
+            b += S;
         }
 }
 
