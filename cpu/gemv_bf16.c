@@ -37,7 +37,6 @@
 
 /* The SIMD blocks' prefetch (cpu_gemv_prefetch(), decided once in cpu_gemv()). */
 static CpuPrefetch row_prefetch = CPU_PREFETCH_IN_ROW;
-static int64_t stream_env = 0;
 
 /* ------------------------------------------------------------------ dispatch */
 
@@ -443,38 +442,6 @@ static inline DPBF16_INLINE void dpbf16_block(const uint16_t *W, int64_t K, int6
         }
 }
 
-/* One vector, rows one after another: the rows of a call are contiguous, so this reads them as a
- * single stream, every line asked for into L1 @p ahead bytes before it is read. Four accumulators
- * along k (one per line of a 4-line step):
- *   y[r] = Σ_k W[row+r][k] · (x_hi[k] + x_lo[k]),  columns past K32 in fp32. */
-static inline DPBF16_INLINE void dpbf16_stream(const uint16_t *W, int64_t K, int64_t row, int64_t n, const uint16_t *xs,
-                                               int parts, const float *x, float *y, int accumulate, int64_t ahead) {
-    const int64_t K32 = K / 32 * 32, K128 = K / 128 * 128;
-    for (int64_t r = 0; r < n; r++) {
-        const uint16_t *w = W + (row + r) * K;
-        __m512 acc[4] = {_mm512_setzero_ps(), _mm512_setzero_ps(), _mm512_setzero_ps(), _mm512_setzero_ps()};
-        int64_t k = 0;
-        for (; k < K128; k += 128)
-#pragma GCC unroll 4
-            for (int i = 0; i < 4; i++) {
-                const uint16_t *p = w + k + 32 * i;
-                if (ahead) _mm_prefetch((const char *)p + ahead, _MM_HINT_T0);
-                __m512bh wv = (__m512bh)_mm512_loadu_si512(p);
-                acc[i] = _mm512_dpbf16_ps(acc[i], wv, (__m512bh)_mm512_loadu_si512(xs + k + 32 * i));
-                if (parts == 2) acc[i] = _mm512_dpbf16_ps(acc[i], wv, (__m512bh)_mm512_loadu_si512(xs + K32 + k + 32 * i));
-            }
-        for (; k < K32; k += 32) {
-            if (ahead) _mm_prefetch((const char *)(w + k) + ahead, _MM_HINT_T0);
-            __m512bh wv = (__m512bh)_mm512_loadu_si512(w + k);
-            acc[0] = _mm512_dpbf16_ps(acc[0], wv, (__m512bh)_mm512_loadu_si512(xs + k));
-            if (parts == 2) acc[0] = _mm512_dpbf16_ps(acc[0], wv, (__m512bh)_mm512_loadu_si512(xs + K32 + k));
-        }
-        float s = _mm512_reduce_add_ps(_mm512_add_ps(_mm512_add_ps(acc[0], acc[1]), _mm512_add_ps(acc[2], acc[3])));
-        for (; k < K; k++) s += mamba2_bf16_to_f32(w[k]) * x[k];
-        y[r] = accumulate ? y[r] + s : s;
-    }
-}
-
 static DPBF16_TARGET void gemv_dpbf16(const uint16_t *W, int64_t K, int64_t r0, int64_t n, const float *x, int64_t ldx,
                                       int B, float *y, int64_t ldy, int accumulate, int parts) {
     int64_t K32 = K / 32 * 32;
@@ -485,11 +452,6 @@ static DPBF16_TARGET void gemv_dpbf16(const uint16_t *W, int64_t K, int64_t r0, 
     }
     split_x(x, ldx, B, K32, parts, xs);
     int64_t r = 0;
-    if (B == 1 && stream_env) {
-        if (parts == 1) dpbf16_stream(W, K, r0, n, xs, 1, x, y, accumulate, stream_env);
-        else dpbf16_stream(W, K, r0, n, xs, 2, x, y, accumulate, stream_env);
-        return;
-    }
     if (B == 1) /* one vector: 8 rows at a time, eight row streams (and the next 8 requested) a thread */
         for (; r + 8 <= n; r += 8) {
             const int next = r + 16 <= n; /* the next block is this call's too (see gemv_dpbf16) */
@@ -554,7 +516,6 @@ void cpu_gemv(const Mamba2Tensor *W, const float *x, int64_t ldx, int B, float *
     static int isa = -1; /* detected once; a benign race (every thread writes the same value) */
     if (isa < 0) {
         row_prefetch = cpu_gemv_prefetch();
-        stream_env = getenv("GEMV_STREAM") ? atoll(getenv("GEMV_STREAM")) : 0;
         isa = (int)cpu_isa_active();
     }
     const int64_t rows = W->shape[0], unit = cpu_gemv_unit_rows(rows, n_threads), n_units = (rows + unit - 1) / unit;

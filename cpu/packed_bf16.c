@@ -131,6 +131,25 @@ static void gemv_scalar(const CpuPackedBf16 *p, int64_t g0, int64_t g1, const fl
  * was measured faster than 2 + 2, results/cpu.md). */
 static inline int vectors_this_pass(int left) { return left < 3 ? left : 3; }
 
+/* ------------------------------------------------------------------ AVX-512 (both tiers) */
+
+#define AVX512_INLINE __attribute__((always_inline, target("avx512f")))
+#define AVX512_TARGET __attribute__((target("avx512f")))
+
+/* y[j][8g + i] (+)= Σ of the 16 lanes of acc[i][j], for the real rows of group g and S vectors: the
+ * end of the AVX-512 group products. */
+static inline AVX512_INLINE void store_group(const CpuPackedBf16 *p, int64_t g, int S, __m512 acc[CPU_PACK_ROWS][3],
+                                             float *y, int64_t ldy, int accumulate) {
+    const int64_t r0 = g * CPU_PACK_ROWS;
+#pragma GCC unroll 8
+    for (int i = 0; i < CPU_PACK_ROWS; i++)
+#pragma GCC unroll 3
+        for (int j = 0; j < S; j++) {
+            const float v = _mm512_reduce_add_ps(acc[i][j]);
+            if (r0 + i < p->rows) y[j * ldy + r0 + i] = accumulate ? y[j * ldy + r0 + i] + v : v;
+        }
+}
+
 /* ------------------------------------------------------------------ AVX512_BF16 */
 
 #define DPBF16_INLINE __attribute__((always_inline, target("avx512f,avx512bw,avx512bf16")))
@@ -185,14 +204,7 @@ static inline DPBF16_INLINE void dpbf16_group(const CpuPackedBf16 *p, int64_t g,
             }
         }
     }
-    const int64_t r0 = g * CPU_PACK_ROWS;
-#pragma GCC unroll 8
-    for (int i = 0; i < CPU_PACK_ROWS; i++)
-#pragma GCC unroll 3
-        for (int j = 0; j < S; j++) {
-            const float v = _mm512_reduce_add_ps(acc[i][j]);
-            if (r0 + i < p->rows) y[j * ldy + r0 + i] = accumulate ? y[j * ldy + r0 + i] + v : v;
-        }
+    store_group(p, g, S, acc, y, ldy, accumulate);
 }
 
 /* dpbf16_group() with S and parts as constants: one call a case, so each copy unrolls. */
@@ -225,8 +237,6 @@ static DPBF16_TARGET void gemv_dpbf16(const CpuPackedBf16 *p, int64_t g0, int64_
 
 /* ------------------------------------------------------------------ AVX-512F (bf16 widened to fp32) */
 
-#define AVX512_INLINE __attribute__((always_inline, target("avx512f")))
-#define AVX512_TARGET __attribute__((target("avx512f")))
 
 /* 16 bf16 at p widened to fp32 (the 16 bits become the top half of each float). */
 static inline AVX512_INLINE __m512 widen16(const uint16_t *p) {
@@ -259,14 +269,7 @@ static inline AVX512_INLINE void avx512_group(const CpuPackedBf16 *p, int64_t g,
             for (int j = 0; j < S; j++) acc[i][j] = _mm512_fmadd_ps(w1, x1[j], _mm512_fmadd_ps(w0, x0[j], acc[i][j]));
         }
     }
-    const int64_t r0 = g * CPU_PACK_ROWS;
-#pragma GCC unroll 8
-    for (int i = 0; i < CPU_PACK_ROWS; i++)
-#pragma GCC unroll 3
-        for (int j = 0; j < S; j++) {
-            const float v = _mm512_reduce_add_ps(acc[i][j]);
-            if (r0 + i < p->rows) y[j * ldy + r0 + i] = accumulate ? y[j * ldy + r0 + i] + v : v;
-        }
+    store_group(p, g, S, acc, y, ldy, accumulate);
 }
 
 /* avx512_group() with S as a constant: one call a case, so each copy unrolls. */

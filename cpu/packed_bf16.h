@@ -45,6 +45,10 @@ size_t cpu_packed_bf16_bytes(int64_t rows, int64_t K);
 
 /**
  * @brief Repack @p W [rows, K] (bf16) into @p out, groups split over @p n_threads threads.
+ * @param W         the stored matrix, 2-d bf16 (read in place)
+ * @param n_threads OpenMP threads
+ * @param out       receives the copy (free it with cpu_packed_bf16_free())
+ * @param err       the reason on failure
  * @return 0, or -1 with the reason in @p err (not bf16, out of memory; @p out is then empty).
  */
 int cpu_packed_bf16_pack(const Mamba2Tensor *W, int n_threads, CpuPackedBf16 *out, Mamba2Error *err);
@@ -54,25 +58,51 @@ void cpu_packed_bf16_free(CpuPackedBf16 *p);
 
 /**
  * @brief Rows [r0, r0 + n) × columns [k0, k0 + kc) as row-major bf16, zeros past the last row or
- *        column: dst [n][kc]. The row source of the GEMM paths (and of tests).
+ *        column: the row source of the GEMM paths (and of tests).
+ * @param p   the packed copy
+ * @param r0  first row
+ * @param n   rows
+ * @param k0  first column
+ * @param kc  columns
+ * @param dst [n][kc] bf16
  */
 void cpu_packed_bf16_rows(const CpuPackedBf16 *p, int64_t r0, int64_t n, int64_t k0, int64_t kc, uint16_t *dst);
 
 /**
  * @brief Groups [g0, g1) of the product with B activation vectors, on the calling thread.
  *
- * y[b·ldy + r] (+)= Σ_k W[r][k] · x[b·ldx + k] for the real rows r of those groups (y is indexed
- * from row 0 of the matrix), with the variant @p isa (≤ cpu_isa_active()).
+ * y[b·ldy + r] (+)= Σ_k W[r][k] · x[b·ldx + k] for the real rows r of those groups.
  *
- * @param precision MAMBA2_PRECISION_FAST: x rounded to bf16 once where the CPU has AVX512_BF16;
- *                  default: x in two bf16 parts there (as cpu_gemv()); the other variants multiply in fp32
+ * @param isa        variant to run (≤ cpu_isa_active())
+ * @param p          the packed copy
+ * @param g0         first group (rows 8·g0 ..)
+ * @param g1         end group
+ * @param x          activations [B, ldx] (K used)
+ * @param ldx        stride between activation vectors (≥ K)
+ * @param B          activation vectors (≥ 1)
+ * @param y          output [B, ldy], indexed from row 0 of the matrix
+ * @param ldy        stride between output vectors (≥ rows)
+ * @param accumulate 1: add to y; 0: overwrite y
+ * @param precision  MAMBA2_PRECISION_FAST: x rounded to bf16 once where the CPU has AVX512_BF16;
+ *                   default: x in two bf16 parts there (as cpu_gemv()); the other variants multiply in fp32
  */
 void cpu_packed_bf16_gemv_groups(CpuIsa isa, const CpuPackedBf16 *p, int64_t g0, int64_t g1, const float *x,
                                  int64_t ldx, int B, float *y, int64_t ldy, int accumulate, Mamba2Precision precision);
 
 /**
  * @brief The decode product on the packed copy: y = W·x (or y += W·x) for B vectors, the groups
- *        handed out to @p n_threads OpenMP threads in units as cpu_gemv() hands out rows.
+ *        handed out to @p n_threads OpenMP threads in units of cpu_gemv_unit_rows() rows, as
+ *        cpu_gemv() hands out rows (each row computed whole by one thread: results do not depend
+ *        on the thread count).
+ * @param p          the packed copy
+ * @param x          activations [B, ldx]
+ * @param ldx        stride between activation vectors (≥ K)
+ * @param B          activation vectors (≥ 1)
+ * @param y          output [B, ldy]
+ * @param ldy        stride between output vectors (≥ rows)
+ * @param accumulate 1: add to y; 0: overwrite y
+ * @param n_threads  OpenMP threads
+ * @param precision  as cpu_packed_bf16_gemv_groups()
  */
 void cpu_packed_bf16_gemv(const CpuPackedBf16 *p, const float *x, int64_t ldx, int B, float *y, int64_t ldy,
                           int accumulate, int n_threads, Mamba2Precision precision);
