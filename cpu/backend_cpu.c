@@ -411,10 +411,36 @@ static double cpu_matrix_bytes(Mamba2Backend *b) {
     return sum;
 }
 
+/* Where a matrix's bytes lie as the backend reads them, and how many. */
+static const void *matrix_data_of(const CpuMatrix *W, size_t *bytes) {
+    if (W->p.data) return *bytes = W->p.bytes, W->p.data;
+    if (W->q.data) return *bytes = W->q.bytes, W->q.data;
+    *bytes = (size_t)mamba2_tensor_numel(W->t) * (size_t)mamba2_dtype_size(W->t->dtype);
+    return W->t->data;
+}
+
+/* The ceilings of cpu_roofline(), the read ceiling raised to the read of the weights' own pages
+ * where those read faster than its new buffer (cpu_read_bandwidth_of()). */
 static int cpu_roofline_hook(Mamba2Backend *b, double *read_gbps, double *gemm_gflops, Mamba2Error *err) {
     const CpuBackend *cb = (const CpuBackend *)b;
-    return cpu_roofline(cb->nt, cb->precision, cb->lm_head.q.data ? cb->lm_head.q.format : MAMBA2_WEIGHTS_STORED,
-                        read_gbps, gemm_gflops, err);
+    if (cpu_roofline(cb->nt, cb->precision, cb->lm_head.q.data ? cb->lm_head.q.format : MAMBA2_WEIGHTS_STORED,
+                     read_gbps, gemm_gflops, err))
+        return -1;
+    const int L = b->model->cfg.n_layer, n = 2 * L + 1;
+    const void **regions = malloc((size_t)n * sizeof *regions);
+    size_t *bytes = malloc((size_t)n * sizeof *bytes);
+    if (!regions || !bytes) {
+        free(regions), free(bytes);
+        return mamba2_fail(err, "out of memory for the roofline");
+    }
+    for (int i = 0; i < n; i++) {
+        const CpuMatrix *W = i == 2 * L ? &cb->lm_head : i % 2 ? &cb->layers[i / 2].out_proj : &cb->layers[i / 2].in_proj;
+        regions[i] = matrix_data_of(W, &bytes[i]);
+    }
+    const double own = cpu_read_bandwidth_of(regions, bytes, n, cb->nt, 2);
+    if (own > *read_gbps) *read_gbps = own;
+    free(regions), free(bytes);
+    return 0;
 }
 
 /* The GEMM of prefill (and of the GEMM ceiling) and the decode products, for the weights and the
@@ -424,7 +450,7 @@ static void cpu_kernels(Mamba2Backend *b, Mamba2KernelNames *out) {
     const CpuQMatrix *q = &cb->lm_head.q;
     if (!q->data) {
         snprintf(out->gemm, sizeof out->gemm, "%s", cpu_gemm_kernel_name(cb->precision));
-        snprintf(out->gemv, sizeof out->gemv, "%s", cpu_isa_name(cb->isa));
+        snprintf(out->gemv, sizeof out->gemv, "%s%s", cpu_isa_name(cb->isa), cb->lm_head.p.data ? ", bf16 packed at load" : "");
         return;
     }
     const char *format = mamba2_weight_format_name(q->format);

@@ -19,7 +19,8 @@
 #include "thread_buffer.h"
 
 /** Bytes ahead in the stream at which the decode products ask for each line into L1: the distance
- *  of the prefetched read the read ceiling takes (results/cpu.md, "packed"). */
+ *  of the prefetched read the read ceiling takes, and the fastest of 1–16 KiB measured (results/cpu.md,
+ *  "bf16 weights packed at load"). */
 #define PACK_AHEAD 2048
 
 /* Elements of one group: [K_pad / 32][8][32]. */

@@ -23,6 +23,22 @@
 double cpu_read_bandwidth(int n_threads, size_t bytes, int reps);
 
 /**
+ * @brief Multi-threaded read bandwidth of memory that is already there (the weights decode reads):
+ *        the whole 2 MiB blocks of @p n regions summed as cpu_read_bandwidth() sums its buffer, the
+ *        blocks handed out to @p n_threads threads on demand, plain and prefetched passes in turn,
+ *        best of @p reps of each. Where a new buffer lands can make it read faster or slower than
+ *        the pages the weights lie in (on a virtual machine especially): cpu_roofline() callers take
+ *        the better of the two as the read ceiling.
+ * @param regions   start of each region (any alignment that float loads allow: 4 bytes)
+ * @param bytes     size of each region (its last partial block is not read)
+ * @param n         regions
+ * @param n_threads OpenMP threads
+ * @param reps      passes of each kind
+ * @return GB/s (10⁹ bytes per second) over the bytes read; 0 when no region holds a whole block.
+ */
+double cpu_read_bandwidth_of(const void *const *regions, const size_t *bytes, int n, int n_threads, int reps);
+
+/**
  * @brief The rate of the GEMM prefill runs: every thread calls single-threaded cblas_sgemm on its
  *        own [M, K] × [N, K]ᵀ product (the shape of one converted weight panel), all at once.
  * @return GFLOP/s over all threads (best of @p reps rounds), or a negative value on allocation failure.

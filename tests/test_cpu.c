@@ -26,6 +26,7 @@
 #include "../cpu/gemm_tier.h"
 #include "../cpu/gemv_bf16.h"
 #include "../cpu/packed_bf16.h"
+#include "../cpu/roofline.h"
 #include "../cpu/qmatrix.h"
 #include "../cpu/ssd_chunked_blas.h"
 
@@ -500,6 +501,24 @@ static void test_packed_bf16(void) {
            worst_gemv[0], worst_gemv[1], worst_gemm[0], worst_gemm[1]);
 }
 
+/* The read of memory already there (the weights' own pages, cpu_read_bandwidth_of()): regions at
+ * any 4-byte alignment (a checkpoint's tensors are not 32-byte aligned), only their whole 2 MiB
+ * blocks read, a positive finite rate; nothing to read gives 0. */
+static void test_read_own_pages(void) {
+    const size_t mib = (size_t)1 << 20;
+    char *buf = malloc(9 * mib + 64);
+    CU_ASSERT_FATAL(buf != NULL);
+    memset(buf, 1, 9 * mib + 64);
+    const void *regions[3] = {buf + 4, buf + 5 * mib + 24, buf + 7 * mib};
+    const size_t bytes[3] = {5 * mib, 1 * mib, 2 * mib};
+    const double gbps = cpu_read_bandwidth_of(regions, bytes, 3, 2, 1);
+    printf("\n    3 regions (2 + 0 + 1 whole blocks), 2 threads: %.1f GB/s", gbps);
+    CU_ASSERT(gbps > 0 && isfinite(gbps));
+    CU_ASSERT(cpu_read_bandwidth_of(regions + 1, bytes + 1, 1, 2, 1) == 0); /* 1 MiB: no whole block */
+    free(buf);
+    printf("\n");
+}
+
 /* The BLAS chunked SSD (strided x/B/C/y, D = NULL) against ref's ssd_chunked, from a random state. */
 static void test_ssd_blas(void) {
     struct {
@@ -863,6 +882,7 @@ int register_cpu_tests(void) {
         !CU_add_test(s, "linear: sgemm and AMX GEMMs = gemv", test_linear_paths) ||
         !CU_add_test(s, "gemm: every tier this CPU has vs a double product", test_gemm_tiers) ||
         !CU_add_test(s, "packed bf16: rows, decode products and GEMMs vs a double product", test_packed_bf16) ||
+        !CU_add_test(s, "read ceiling over the weights' own pages", test_read_own_pages) ||
         !CU_add_test(s, "ssd: BLAS chunked = ref chunked", test_ssd_blas) ||
         !CU_add_test(s, "fixtures: cpu vs ref and transformers, greedy tokens", test_fixtures) ||
         !CU_add_test(s, "argmax near-tie rule", test_near_tie_rule) ||
