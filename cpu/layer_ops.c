@@ -83,11 +83,17 @@ CLONES void cpu_gated_norm(float *y, const float *z, int n, int G, const float *
     }
 }
 
+/** Floats ahead of the row being updated at which the decode step asks for the state (2 KiB). */
+#define STATE_AHEAD 512
+
 CLONES void cpu_ssd_step_head(float *S, const float *x, const float *B, const float *C, float dt, float A, float D,
                               int P, int N, float *y) {
     float decay = expf(dt * A); /* exp(a_t), a_t = dt·A ≤ 0 */
     for (int p = 0; p < P; p++) {
         float *Sp = S + (int64_t)p * N; /* [N] */
+        /* the state 2 KiB ahead asked for, to be written (past this head: the next head's, which
+         * the thread usually takes next); decode's step waited on the state's loads (results/cpu.md) */
+        for (int n = 0; n < N; n += 16) __builtin_prefetch(Sp + STATE_AHEAD + n, 1, 3);
         float xdt = dt * x[p];
         float acc = 0;
         /* S[p][n] = exp(a) S[p][n] + dt x[p] B[n];  y[p] = Σ_n S[p][n] C[n] */
