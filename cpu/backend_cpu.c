@@ -57,7 +57,7 @@ static int ssd_chunk(const Mamba2Config *c) {
 
 /** One of the large matrices (in_proj, out_proj, lm_head) as the CPU multiplies with it. */
 typedef struct {
-    const Mamba2Tensor *t; /**< the stored weights, read in place from the mmap */
+    const Mamba2Tensor *t; /**< the stored weights (their shape and dtype; their bytes, in the mmap, only when no copy below is made) */
     CpuQMatrix q;          /**< the quantized copy (data NULL when the weights are used as stored) */
     CpuPackedBf16 p;       /**< stored bf16 weights: the packed copy decode streams (data NULL otherwise) */
 } CpuMatrix;

@@ -172,7 +172,6 @@ int cpu_linear_avx512bf16(const Mamba2Tensor *W, const float *X, int64_t ldx, in
 typedef struct {
     CpuBf16RowsAt rows_of;
     const void *src;
-    int64_t rows, K;
 } RowSource;
 
 /* pack_b() on NR rows taken from a row source into this thread's buffer [NR][kc] first (zeros past
@@ -198,7 +197,7 @@ int cpu_linear_avx512bf16_rows(CpuBf16RowsAt rows_of, const void *src, int64_t r
 #pragma omp parallel num_threads(n_threads) reduction(| : failed)
     failed = !cpu_thread_buffer(CPU_BUF_WEIGHT_ROWS, most);
     if (failed) return -1;
-    RowSource s = {rows_of, src, rows, K};
+    RowSource s = {rows_of, src};
     const CpuGemmKernel *kn = precision == MAMBA2_PRECISION_FAST ? &kernel_hi_rows : &kernel_split_rows;
     return cpu_gemm_run_source(kn, &s, rows, K, X, ldx, T, Y, ldy, accumulate, n_threads);
 }

@@ -20,34 +20,39 @@
 /** Attributes of the AVX2 read loop. */
 #define AVX2_TARGET __attribute__((target("avx2")))
 
-/* Σ a[i] over n floats (any 4-byte alignment) with four independent AVX2 accumulators (the loads are what we time); with
- * @p ahead, each 128 bytes also prefetch the two lines 2 KiB further into L1. */
-static AVX2_TARGET float sum_avx2(const float *a, size_t n, int ahead) {
-    __m256 s0 = _mm256_setzero_ps(), s1 = s0, s2 = s0, s3 = s0;
+/* Σ of the n 32-bit words at a (any 4-byte alignment) as integers, with four independent AVX2
+ * accumulators (the loads are what we time; integer adds, so that any bits, a weight matrix's
+ * included, cost the same); with @p ahead, each 128 bytes also prefetch the two lines 2 KiB further
+ * into L1. */
+static AVX2_TARGET uint32_t sum_avx2(const float *a, size_t n, int ahead) {
+    __m256i s0 = _mm256_setzero_si256(), s1 = s0, s2 = s0, s3 = s0;
     size_t i = 0;
     for (; i + 32 <= n; i += 32) {
         if (ahead) /* never faults: past the end is harmless */
             _mm_prefetch((const char *)(a + i + 512), _MM_HINT_T0), _mm_prefetch((const char *)(a + i + 528), _MM_HINT_T0);
-        s0 = _mm256_add_ps(s0, _mm256_loadu_ps(a + i));
-        s1 = _mm256_add_ps(s1, _mm256_loadu_ps(a + i + 8));
-        s2 = _mm256_add_ps(s2, _mm256_loadu_ps(a + i + 16));
-        s3 = _mm256_add_ps(s3, _mm256_loadu_ps(a + i + 24));
+        s0 = _mm256_add_epi32(s0, _mm256_loadu_si256((const __m256i *)(a + i)));
+        s1 = _mm256_add_epi32(s1, _mm256_loadu_si256((const __m256i *)(a + i + 8)));
+        s2 = _mm256_add_epi32(s2, _mm256_loadu_si256((const __m256i *)(a + i + 16)));
+        s3 = _mm256_add_epi32(s3, _mm256_loadu_si256((const __m256i *)(a + i + 24)));
     }
-    float out[8];
-    _mm256_storeu_ps(out, _mm256_add_ps(_mm256_add_ps(s0, s1), _mm256_add_ps(s2, s3)));
-    float s = 0;
+    uint32_t out[8], s = 0;
+    _mm256_storeu_si256((__m256i *)out, _mm256_add_epi32(_mm256_add_epi32(s0, s1), _mm256_add_epi32(s2, s3)));
     for (int k = 0; k < 8; k++) s += out[k];
-    for (; i < n; i++) s += a[i];
+    for (; i < n; i++) {
+        uint32_t w;
+        memcpy(&w, a + i, sizeof w);
+        s += w;
+    }
     return s;
 }
 
 /* The same sum in plain C (four accumulators, so the adds do not serialise). */
-static float sum_scalar(const float *a, size_t n) {
-    float s[4] = {0, 0, 0, 0};
+static uint32_t sum_scalar(const float *a, size_t n) {
+    uint32_t s[4] = {0, 0, 0, 0}, w;
     size_t i = 0;
     for (; i + 4 <= n; i += 4)
-        for (int k = 0; k < 4; k++) s[k] += a[i + k];
-    for (; i < n; i++) s[0] += a[i];
+        for (int k = 0; k < 4; k++) memcpy(&w, a + i + k, sizeof w), s[k] += w;
+    for (; i < n; i++) memcpy(&w, a + i, sizeof w), s[0] += w;
     return s[0] + s[1] + s[2] + s[3];
 }
 
@@ -57,7 +62,7 @@ double cpu_read_bandwidth(int n_threads, size_t bytes, int reps) {
     if (posix_memalign((void **)&a, 64, n * sizeof *a)) return -1;
     int avx2 = cpu_isa_active() >= CPU_ISA_AVX2;
     double best = 0;
-    volatile float sink = 0;
+    volatile uint32_t sink = 0;
     /* First touch by the threads that will read each part; non-zero values. */
 #pragma omp parallel for num_threads(n_threads) schedule(static)
     for (size_t i = 0; i < n; i++) a[i] = (float)(i & 1023) * 1e-3f;
@@ -68,7 +73,7 @@ double cpu_read_bandwidth(int n_threads, size_t bytes, int reps) {
         {
             int nt = omp_get_num_threads(), id = omp_get_thread_num();
             size_t per = (n / nt + 63) / 64 * 64, i0 = id * per, i1 = i0 + per < n ? i0 + per : n;
-            float s = i0 < i1 ? (avx2 ? sum_avx2(a + i0, i1 - i0, ahead) : sum_scalar(a + i0, i1 - i0)) : 0;
+            uint32_t s = i0 < i1 ? (avx2 ? sum_avx2(a + i0, i1 - i0, ahead) : sum_scalar(a + i0, i1 - i0)) : 0;
 #pragma omp atomic
             sink += s;
         }
@@ -85,7 +90,7 @@ double cpu_read_bandwidth(int n_threads, size_t bytes, int reps) {
 double cpu_read_bandwidth_of(const void *const *regions, const size_t *bytes, int n, int n_threads, int reps) {
     int avx2 = cpu_isa_active() >= CPU_ISA_AVX2;
     double best = 0, total = 0;
-    volatile float sink = 0;
+    volatile uint32_t sink = 0;
     for (int i = 0; i < n; i++) total += (double)(bytes[i] / REGION_BLOCK * REGION_BLOCK);
     if (total <= 0) return 0;
     for (int r = 0; r < 2 * reps; r++) { /* plain and prefetched passes in turn */
@@ -94,7 +99,7 @@ double cpu_read_bandwidth_of(const void *const *regions, const size_t *bytes, in
         for (int i = 0; i < n; i++) {
             const float *a = regions[i];
             const int64_t blocks = (int64_t)(bytes[i] / REGION_BLOCK), per = (int64_t)(REGION_BLOCK / sizeof *a);
-            float s = 0;
+            uint32_t s = 0;
             /* whole 2 MiB blocks handed out on demand, as the decode products hand out rows */
 #pragma omp parallel for num_threads(n_threads) schedule(dynamic, 1) reduction(+ : s)
             for (int64_t b = 0; b < blocks; b++) s += avx2 ? sum_avx2(a + b * per, (size_t)per, ahead) : sum_scalar(a + b * per, (size_t)per);
