@@ -9,12 +9,10 @@
 #include "gemm_avx512bf16.h"
 
 #include <immintrin.h>
-#include <omp.h>
 #include <string.h>
 
 #include "gemm_driver.h"
 #include "gemm_tile_store.h"
-#include "thread_buffer.h"
 
 /** Attributes of the AVX512_BF16 functions. */
 #define BF16_TARGET __attribute__((target("avx512f,avx512bw,avx512bf16")))
@@ -168,36 +166,10 @@ int cpu_linear_avx512bf16(const Mamba2Tensor *W, const float *X, int64_t ldx, in
     return cpu_gemm_run(kn, W, X, ldx, T, Y, ldy, accumulate, n_threads);
 }
 
-/* A row source and its matrix, as the weight source of the kernels below. */
-typedef struct {
-    CpuBf16RowsAt rows_of;
-    const void *src;
-} RowSource;
-
-/* pack_b() on NR rows taken from a row source into this thread's buffer [NR][kc] first (zeros past
- * the last row and past K, so pack_b() sees a whole NR × kc matrix). */
-static BF16_TARGET void pack_b_rows(const void *source, int64_t r0, int64_t k0, int64_t kc, void *dst) {
-    const RowSource *s = source;
-    uint16_t *rows = cpu_thread_buffer(CPU_BUF_WEIGHT_ROWS, (size_t)NR * kc * sizeof *rows);
-    if (!rows) return; /* cannot happen: cpu_linear_avx512bf16_rows() reserved it for every thread */
-    s->rows_of(s->src, r0, NR, k0, kc, rows);
-    Mamba2Tensor view = {.name = "rows", .dtype = MAMBA2_BF16, .ndim = 2, .shape = {NR, kc}, .data = rows};
-    pack_b(&view, 0, 0, kc, dst);
-}
-
-static const CpuGemmKernel kernel_split_rows = {MR, NR, 2, 4, 2, pack_a_split, pack_b_rows, micro_split};
-static const CpuGemmKernel kernel_hi_rows = {MR, NR, 2, 2, 2, pack_a_hi, pack_b_rows, micro_hi};
-
 int cpu_linear_avx512bf16_rows(CpuBf16RowsAt rows_of, const void *src, int64_t rows, int64_t K, const float *X,
                                int64_t ldx, int T, float *Y, int64_t ldy, int accumulate, int n_threads,
                                Mamba2Precision precision) {
     if (T <= 0) return -1;
-    const size_t most = (size_t)NR * (size_t)(K + 1) * sizeof(uint16_t); /* kc ≤ K rounded up to a pair */
-    int failed = 0;
-#pragma omp parallel num_threads(n_threads) reduction(| : failed)
-    failed = !cpu_thread_buffer(CPU_BUF_WEIGHT_ROWS, most);
-    if (failed) return -1;
-    RowSource s = {rows_of, src};
-    const CpuGemmKernel *kn = precision == MAMBA2_PRECISION_FAST ? &kernel_hi_rows : &kernel_split_rows;
-    return cpu_gemm_run_source(kn, &s, rows, K, X, ldx, T, Y, ldy, accumulate, n_threads);
+    const CpuGemmKernel *kn = precision == MAMBA2_PRECISION_FAST ? &kernel_hi : &kernel_split;
+    return cpu_gemm_run_rows(kn, rows_of, src, rows, K, X, ldx, T, Y, ldy, accumulate, n_threads);
 }

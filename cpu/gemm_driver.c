@@ -73,3 +73,35 @@ int cpu_gemm_run_source(const CpuGemmKernel *kn, const void *W, int64_t rows, in
     }
     return failed ? -1 : 0;
 }
+
+/* A row source and the tier kernels whose pack_b reads the rows it writes out (cpu_gemm_run_rows()). */
+typedef struct {
+    const CpuGemmKernel *kn;
+    CpuBf16RowsAt rows_of;
+    const void *src;
+} RowSource;
+
+/* kn->pack_b on kn->nr rows taken from the row source into this thread's buffer [nr][kc] first
+ * (zeros past the last row and past K: pack_b sees a whole nr × kc bf16 matrix). */
+static void pack_b_rows(const void *source, int64_t r0, int64_t k0, int64_t kc, void *dst) {
+    const RowSource *s = source;
+    const int nr = s->kn->nr;
+    uint16_t *rows = cpu_thread_buffer(CPU_BUF_WEIGHT_ROWS, (size_t)nr * kc * sizeof *rows);
+    if (!rows) return; /* cannot happen: cpu_gemm_run_rows() reserved it for every thread */
+    s->rows_of(s->src, r0, nr, k0, kc, rows);
+    const Mamba2Tensor view = {.name = "rows", .dtype = MAMBA2_BF16, .ndim = 2, .shape = {nr, kc}, .data = rows};
+    s->kn->pack_b(&view, 0, 0, kc, dst);
+}
+
+int cpu_gemm_run_rows(const CpuGemmKernel *kn, CpuBf16RowsAt rows_of, const void *src, int64_t rows, int64_t K,
+                      const float *X, int64_t ldx, int T, float *Y, int64_t ldy, int accumulate, int n_threads) {
+    const size_t most = (size_t)kn->nr * (size_t)(K + kn->kgran) * sizeof(uint16_t); /* kc ≤ K rounded up to kgran */
+    int failed = 0;
+#pragma omp parallel num_threads(n_threads) reduction(| : failed)
+    failed = !cpu_thread_buffer(CPU_BUF_WEIGHT_ROWS, most);
+    if (failed) return -1;
+    CpuGemmKernel from_rows = *kn;
+    from_rows.pack_b = pack_b_rows;
+    const RowSource s = {kn, rows_of, src};
+    return cpu_gemm_run_source(&from_rows, &s, rows, K, X, ldx, T, Y, ldy, accumulate, n_threads);
+}

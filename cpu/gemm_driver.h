@@ -90,4 +90,24 @@ int cpu_gemm_run(const CpuGemmKernel *kn, const Mamba2Tensor *W, const float *X,
 int cpu_gemm_run_source(const CpuGemmKernel *kn, const void *W, int64_t rows, int64_t K, const float *X, int64_t ldx,
                         int T, float *Y, int64_t ldy, int accumulate, int n_threads);
 
+/**
+ * @brief cpu_gemm_run() with the bf16 kernels of a tier (@p kn, whose pack_b reads a bf16 tensor) on
+ *        weights in a layout of the caller's: for each panel, @p rows_of writes its kn->nr rows
+ *        row-major into the thread's buffer, and kn->pack_b packs them as it packs a stored matrix.
+ * @param kn         the tier's kernels for a bf16 Mamba2Tensor
+ * @param rows_of    the weights' source (called concurrently by the threads)
+ * @param src        its matrix, passed back to @p rows_of
+ * @param rows, K    the shape of W
+ * @param X          activations [T, ldx] fp32
+ * @param ldx        row stride of @p X (≥ K)
+ * @param T          activation rows (≥ 1)
+ * @param Y          output [T, ldy]
+ * @param ldy        row stride of @p Y (≥ rows)
+ * @param accumulate 1: Y += X·Wᵀ; 0: Y = X·Wᵀ
+ * @param n_threads  OpenMP threads (they split the weight rows)
+ * @return 0, or -1 (nothing written) when a work buffer cannot be allocated
+ */
+int cpu_gemm_run_rows(const CpuGemmKernel *kn, CpuBf16RowsAt rows_of, const void *src, int64_t rows, int64_t K,
+                      const float *X, int64_t ldx, int T, float *Y, int64_t ldy, int accumulate, int n_threads);
+
 #endif

@@ -9,12 +9,10 @@
 #include "gemm_fp32.h"
 
 #include <immintrin.h>
-#include <omp.h>
 #include <string.h>
 
 #include "gemm_driver.h"
 #include "gemm_tile_store.h"
-#include "thread_buffer.h"
 
 /** Attributes of the AVX-512 functions. */
 #define AVX512_TARGET __attribute__((target("avx512f")))
@@ -295,42 +293,9 @@ int cpu_linear_fp32_widened(CpuGemmTier tier, CpuWidenPanel widen, const void *s
 
 /* ------------------------------------------------------------------ bf16 rows from a row source */
 
-/* A row source and its matrix, as the weight source of the kernels below. */
-typedef struct {
-    CpuBf16RowsAt rows_of;
-    const void *src;
-} RowSource;
-
-/* The tier's own packing (pack_b_512 / pack_b_256) of nr rows taken from a row source into this
- * thread's buffer [nr][kc] first (zeros past the last row and past K: a whole nr × kc matrix). */
-static void pack_rows(const RowSource *s, int nr, int64_t r0, int64_t k0, int64_t kc, void *dst,
-                      void (*pack)(const void *, int64_t, int64_t, int64_t, void *)) {
-    uint16_t *rows = cpu_thread_buffer(CPU_BUF_WEIGHT_ROWS, (size_t)nr * kc * sizeof *rows);
-    if (!rows) return; /* cannot happen: cpu_linear_fp32_rows() reserved it for every thread */
-    s->rows_of(s->src, r0, nr, k0, kc, rows);
-    Mamba2Tensor view = {.name = "rows", .dtype = MAMBA2_BF16, .ndim = 2, .shape = {nr, kc}, .data = rows};
-    pack(&view, 0, 0, kc, dst);
-}
-
-static void pack_b_rows_512(const void *s, int64_t r0, int64_t k0, int64_t kc, void *dst) {
-    pack_rows(s, NR512, r0, k0, kc, dst, pack_b_512);
-}
-
-static void pack_b_rows_256(const void *s, int64_t r0, int64_t k0, int64_t kc, void *dst) {
-    pack_rows(s, NR256, r0, k0, kc, dst, pack_b_256);
-}
-
 int cpu_linear_fp32_rows(CpuGemmTier tier, CpuBf16RowsAt rows_of, const void *src, int64_t rows, int64_t K,
                          const float *X, int64_t ldx, int T, float *Y, int64_t ldy, int accumulate, int n_threads) {
-    static const CpuGemmKernel rows_512 = {MR512, NR512, 1, 4, 4, pack_a_f32, pack_b_rows_512, micro_512};
-    static const CpuGemmKernel rows_256 = {MR256, NR256, 1, 4, 4, pack_a_f32, pack_b_rows_256, micro_256};
-    const CpuGemmKernel *kn = tier == CPU_GEMM_AVX512 ? &rows_512 : tier == CPU_GEMM_AVX2 ? &rows_256 : NULL;
+    const CpuGemmKernel *kn = tier == CPU_GEMM_AVX512 ? &kernel_512 : tier == CPU_GEMM_AVX2 ? &kernel_256 : NULL;
     if (!kn || T <= 0) return -1;
-    const size_t most = (size_t)kn->nr * (size_t)K * sizeof(uint16_t); /* kc ≤ K */
-    int failed = 0;
-#pragma omp parallel num_threads(n_threads) reduction(| : failed)
-    failed = !cpu_thread_buffer(CPU_BUF_WEIGHT_ROWS, most);
-    if (failed) return -1;
-    RowSource s = {rows_of, src};
-    return cpu_gemm_run_source(kn, &s, rows, K, X, ldx, T, Y, ldy, accumulate, n_threads);
+    return cpu_gemm_run_rows(kn, rows_of, src, rows, K, X, ldx, T, Y, ldy, accumulate, n_threads);
 }
