@@ -345,78 +345,65 @@ static void release_pages(const Mamba2Tensor *t) {
     if (last > first) (void)madvise((void *)first, last - first, MADV_DONTNEED);
 }
 
-/* Quantize in_proj, out_proj of every layer and lm_head to opt->weights, releasing each stored
- * matrix's pages once its copy is made, so that peak memory follows the quantized size. The
- * embedding stays as stored (decode reads one row of it per token); a tied lm_head is quantized
- * but its pages are kept, since they are the embedding's. */
-static int quantize_weights(CpuBackend *cb, const Mamba2BackendOptions *opt, Mamba2Error *err) {
-    const Mamba2Model *m = cb->base.model;
-    int L = m->cfg.n_layer, tied = m->w.lm_head.data == m->w.embeddings.data;
-    double need = 0; /* refused up front rather than failing (or being killed) half-way */
-    for (int i = 0; i <= 2 * L; i++) {
-        const Mamba2Tensor *t = i == 2 * L ? &m->w.lm_head : i % 2 ? &m->w.layers[i / 2].out_proj : &m->w.layers[i / 2].in_proj;
-        need += (double)cpu_qmatrix_bytes(t->shape[0], t->shape[1], opt->weights);
-    }
-    char what[64];
-    snprintf(what, sizeof what, "the %s copy of the weights", mamba2_weight_format_name(opt->weights));
-    if (mamba2_check_memory(what, need, err)) return -1;
-    for (int i = 0; i <= 2 * L; i++) {
-        CpuMatrix *W = i == 2 * L ? &cb->lm_head : i % 2 ? &cb->layers[i / 2].out_proj : &cb->layers[i / 2].in_proj;
-        if (opt->progress) opt->progress(opt->progress_ctx, i, 2 * L + 1, "quantizing weights");
-        if (cpu_qmatrix_quantize(W->t, opt->weights, cb->nt, &W->q, err)) return -1;
-        if (!(i == 2 * L && tied)) release_pages(W->t);
-    }
-    if (opt->progress) opt->progress(opt->progress_ctx, 2 * L + 1, 2 * L + 1, "quantizing weights");
-    return 0;
+/* The large matrices in the order set-up copies them: in_proj and out_proj of layer i / 2 for even
+ * and odd i < 2L, lm_head for i = 2L. */
+static CpuMatrix *big_matrix(const CpuBackend *cb, int i) {
+    const int L = cb->base.model->cfg.n_layer;
+    return i == 2 * L ? (CpuMatrix *)&cb->lm_head : i % 2 ? &cb->layers[i / 2].out_proj : &cb->layers[i / 2].in_proj;
 }
 
-/* Repack the stored bf16 in_proj, out_proj of every layer and lm_head (packed_bf16.h), releasing
- * each stored matrix's pages once its copy is made, so that peak memory stays the weights' size;
- * a tied lm_head is packed but its pages are kept, since they are the embedding's. Matrices in
- * other dtypes stay as stored. MAMBA2_CPU_PACK=0 leaves every matrix as stored (for comparisons). */
-static int pack_weights(CpuBackend *cb, const Mamba2BackendOptions *opt, Mamba2Error *err) {
+/* The copies decode reads instead of the mmap, made at load for in_proj, out_proj of every layer
+ * and lm_head: quantized to @p weights (q8 / q4, any stored dtype), or with the weights as stored,
+ * the bf16 ones repacked (packed_bf16.h; MAMBA2_CPU_PACK=0 leaves them in place, for comparisons;
+ * other dtypes stay in place). Each stored matrix's pages are released once its copy is made, so
+ * that peak memory follows one copy; a tied lm_head keeps them, since they are the embedding's,
+ * which decode reads one row of per token. */
+static int copy_weights(CpuBackend *cb, const Mamba2BackendOptions *opt, Mamba2WeightFormat weights, Mamba2Error *err) {
     const Mamba2Model *m = cb->base.model;
+    const int quantize = weights != MAMBA2_WEIGHTS_STORED;
     const char *want = getenv("MAMBA2_CPU_PACK");
-    if (want && !strcmp(want, "0")) return 0;
-    int L = m->cfg.n_layer, tied = m->w.lm_head.data == m->w.embeddings.data;
+    if (!quantize && want && !strcmp(want, "0")) return 0;
+    const int L = m->cfg.n_layer, n = 2 * L + 1, tied = m->w.lm_head.data == m->w.embeddings.data;
     double need = 0; /* refused up front rather than failing (or being killed) half-way */
-    for (int i = 0; i <= 2 * L; i++) {
-        const Mamba2Tensor *t = i == 2 * L ? &m->w.lm_head : i % 2 ? &m->w.layers[i / 2].out_proj : &m->w.layers[i / 2].in_proj;
-        if (t->dtype == MAMBA2_BF16) need += (double)cpu_packed_bf16_bytes(t->shape[0], t->shape[1]);
+    for (int i = 0; i < n; i++) {
+        const Mamba2Tensor *t = big_matrix(cb, i)->t;
+        if (quantize) need += (double)cpu_qmatrix_bytes(t->shape[0], t->shape[1], weights);
+        else if (t->dtype == MAMBA2_BF16) need += (double)cpu_packed_bf16_bytes(t->shape[0], t->shape[1]);
     }
     if (need == 0) return 0;
-    if (mamba2_check_memory("the packed copy of the weights", need, err)) return -1;
-    for (int i = 0; i <= 2 * L; i++) {
-        CpuMatrix *W = i == 2 * L ? &cb->lm_head : i % 2 ? &cb->layers[i / 2].out_proj : &cb->layers[i / 2].in_proj;
-        if (W->t->dtype != MAMBA2_BF16) continue;
-        if (opt && opt->progress) opt->progress(opt->progress_ctx, i, 2 * L + 1, "packing weights");
-        if (cpu_packed_bf16_pack(W->t, cb->nt, &W->p, err)) return -1;
+    char what[64];
+    snprintf(what, sizeof what, "the %s copy of the weights", quantize ? mamba2_weight_format_name(weights) : "packed");
+    if (mamba2_check_memory(what, need, err)) return -1;
+    const char *doing = quantize ? "quantizing weights" : "packing weights";
+    for (int i = 0; i < n; i++) {
+        CpuMatrix *W = big_matrix(cb, i);
+        if (!quantize && W->t->dtype != MAMBA2_BF16) continue;
+        if (opt && opt->progress) opt->progress(opt->progress_ctx, i, n, doing);
+        if (quantize ? cpu_qmatrix_quantize(W->t, weights, cb->nt, &W->q, err) : cpu_packed_bf16_pack(W->t, cb->nt, &W->p, err))
+            return -1;
         if (!(i == 2 * L && tied)) release_pages(W->t);
     }
-    if (opt && opt->progress) opt->progress(opt->progress_ctx, 2 * L + 1, 2 * L + 1, "packing weights");
+    if (opt && opt->progress) opt->progress(opt->progress_ctx, n, n, doing);
     return 0;
 }
 
-/* Bytes of one large matrix as the backend reads it. */
-static double matrix_bytes_of(const CpuMatrix *W) {
-    if (W->p.data) return (double)W->p.bytes;
-    return W->q.data ? (double)W->q.bytes : (double)mamba2_tensor_numel(W->t) * mamba2_dtype_size(W->t->dtype);
-}
-
-static double cpu_matrix_bytes(Mamba2Backend *b) {
-    const CpuBackend *cb = (const CpuBackend *)b;
-    double sum = matrix_bytes_of(&cb->lm_head);
-    for (int l = 0; l < b->model->cfg.n_layer; l++)
-        sum += matrix_bytes_of(&cb->layers[l].in_proj) + matrix_bytes_of(&cb->layers[l].out_proj);
-    return sum;
-}
-
-/* Where a matrix's bytes lie as the backend reads them, and how many. */
+/* Where a large matrix's bytes lie as the backend reads them (its copy, or the mmap), and how many. */
 static const void *matrix_data_of(const CpuMatrix *W, size_t *bytes) {
     if (W->p.data) return *bytes = W->p.bytes, W->p.data;
     if (W->q.data) return *bytes = W->q.bytes, W->q.data;
     *bytes = (size_t)mamba2_tensor_numel(W->t) * (size_t)mamba2_dtype_size(W->t->dtype);
     return W->t->data;
+}
+
+static double cpu_matrix_bytes(Mamba2Backend *b) {
+    const CpuBackend *cb = (const CpuBackend *)b;
+    double sum = 0;
+    for (int i = 0; i <= 2 * b->model->cfg.n_layer; i++) {
+        size_t bytes;
+        matrix_data_of(big_matrix(cb, i), &bytes);
+        sum += (double)bytes;
+    }
+    return sum;
 }
 
 /* The ceilings of cpu_roofline(), the read ceiling raised to the read of the weights' own pages
@@ -433,10 +420,7 @@ static int cpu_roofline_hook(Mamba2Backend *b, double *read_gbps, double *gemm_g
         free(regions), free(bytes);
         return mamba2_fail(err, "out of memory for the roofline");
     }
-    for (int i = 0; i < n; i++) {
-        const CpuMatrix *W = i == 2 * L ? &cb->lm_head : i % 2 ? &cb->layers[i / 2].out_proj : &cb->layers[i / 2].in_proj;
-        regions[i] = matrix_data_of(W, &bytes[i]);
-    }
+    for (int i = 0; i < n; i++) regions[i] = matrix_data_of(big_matrix(cb, i), &bytes[i]);
     const double own = cpu_read_bandwidth_of(regions, bytes, n, cb->nt, 2);
     if (own > *read_gbps) *read_gbps = own;
     free(regions), free(bytes);
@@ -539,7 +523,7 @@ int mamba2_backend_cpu_create(const Mamba2Model *m, const Mamba2BackendOptions *
         return mamba2_fail(err, "out of memory for the CPU backend's small weights");
     }
     cb->lm_head.t = &m->w.lm_head;
-    if (opt && opt->weights != MAMBA2_WEIGHTS_STORED ? quantize_weights(cb, opt, err) : pack_weights(cb, opt, err)) {
+    if (copy_weights(cb, opt, opt ? opt->weights : MAMBA2_WEIGHTS_STORED, err)) {
         cpu_destroy(b);
         return -1;
     }
