@@ -59,11 +59,11 @@
 #define ITEM_ROWS_MAX 256 /**< the most rows of W in one unit of work handed to a thread */
 /* How the SIMD kernels prefetch their weights (cpu_qlinear_prefetch(), decided once in
  * cpu_qlinear(): a benign race, every thread writes the same value):
- *   CPU_PREFETCH_IN_ROW (the default, but see below): at the start of each tile, every line of that
- *     tile and of the next one in the stream (the next row group's first tile after a row group's
- *     last), into L1. The prefetches leave the core at once, ahead of the tile's loads, which wait
- *     behind the arithmetic of the tile before; the tile read next is then already on its way.
- *     Lines asked for twice (as "next", then as "this tile") cost an instruction each;
+ *   CPU_PREFETCH_IN_ROW (the default, but see below): at the start of each tile, every line of two
+ *     tiles of the stream into L1 (the next row group's first tile follows a row group's last): q8
+ *     this tile and the next, q4 (whose tiles are half as long) the next two. The prefetches leave
+ *     the core at once, ahead of the tile's loads, which wait behind the arithmetic of the tile
+ *     before. Each line is asked for twice, which costs an instruction;
  *   CPU_PREFETCH_NEXT_BLOCK: the next row group's tile at the column being read, into L2 (a whole
  *     row group's stream ahead);
  *   CPU_PREFETCH_NONE: the stream left to the hardware prefetchers.
@@ -74,6 +74,11 @@
  * the earlier sections on prefetch modes measured builds without any prefetch instruction.)
  */
 static CpuPrefetch stream_prefetch = CPU_PREFETCH_IN_ROW;
+/* The first tile of CPU_PREFETCH_IN_ROW's window of two, counted from the tile being read: measured
+ * over windows of 0 to 4 tiles, q4 read at 0.98 (zmm) / 0.85 (ymm) of a read of its own bytes from
+ * tile 1, 0.93 / 0.79 from tile 0; q8 was 1 % faster from tile 0 (results/cpu.md, "the quantized
+ * products' prefetch window"). */
+static int prefetch_first_tile(Mamba2WeightFormat f) { return f == MAMBA2_WEIGHTS_Q4 ? 1 : 0; }
 static CpuPrefetch arith_bound_prefetch = CPU_PREFETCH_NONE;
 
 CpuPrefetch cpu_qlinear_prefetch(void) { return cpu_prefetch_asked(CPU_PREFETCH_IN_ROW); }
@@ -84,13 +89,13 @@ CpuPrefetch cpu_qlinear_prefetch(void) { return cpu_prefetch_asked(CPU_PREFETCH_
 static inline void prefetch_t0(const void *p) { __asm__ volatile("prefetcht0 (%0)" ::"r"(p)); }
 static inline void prefetch_t1(const void *p) { __asm__ volatile("prefetcht1 (%0)" ::"r"(p)); }
 
-/* The prefetch @p mode (integer_rows() chooses it) of tile @p t (tile_bytes() @p tb) of a row group
- * of @p n_kt tiles. */
-static inline void prefetch_tile(CpuPrefetch mode, const uint8_t *t, int64_t tb, int64_t n_kt) {
+/* The prefetch @p mode (integer_rows() chooses it) of tile @p t (format @p f, tile_bytes() @p tb) of a
+ * row group of @p n_kt tiles. */
+static inline void prefetch_tile(CpuPrefetch mode, Mamba2WeightFormat f, const uint8_t *t, int64_t tb, int64_t n_kt) {
     if (mode == CPU_PREFETCH_NEXT_BLOCK)
         for (int64_t c = 0; c < tb; c += 64) prefetch_t1(t + n_kt * tb + c);
     else if (mode == CPU_PREFETCH_IN_ROW)
-        for (int64_t c = 0; c < 2 * tb; c += 64) prefetch_t0(t + c);
+        for (int64_t c = prefetch_first_tile(f) * tb; c < (prefetch_first_tile(f) + 2) * tb; c += 64) prefetch_t0(t + c);
 }
 
 static int64_t round_up(int64_t a, int64_t b) { return (a + b - 1) / b * b; }
@@ -428,7 +433,7 @@ static inline AVX2_INLINE void avx2_block(Mamba2WeightFormat f, int vnni, const 
     const uint8_t *t = tile_at(W, rg, 0);
     for (int64_t kt = 0; kt < n_kt; kt++, t += tb) {
         const uint16_t *scales = tile_scales(t);
-        prefetch_tile(pf, t, tb, n_kt);
+        prefetch_tile(pf, f, t, tb, n_kt);
         const uint8_t *rec[2] = {xr[0] + kt * XREC, xr[S - 1] + kt * XREC};
 #pragma GCC unroll 4
         for (int i = 0; i < R; i++)
@@ -572,7 +577,7 @@ static inline BW_INLINE void zmm_block(Mamba2WeightFormat f, int bw, const CpuQM
     const uint8_t *t = tile_at(W, rg, 0);
     for (int64_t kt = 0; kt < n_kt; kt++, t += tb) {
         const uint16_t *scales = tile_scales(t);
-        prefetch_tile(pf, t, tb, n_kt);
+        prefetch_tile(pf, f, t, tb, n_kt);
         const uint8_t *rec[4];
 #pragma GCC unroll 4
         for (int j = 0; j < 4; j++) rec[j] = xr[j < S ? j : 0] + kt * XREC;
