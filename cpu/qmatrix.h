@@ -152,9 +152,9 @@ void cpu_qmatrix_bf16_rows(const void *src, int64_t r0, int64_t k0, int64_t kc, 
 
 /**
  * @brief The prefetch of the quantized products' SIMD kernels: CPU_PREFETCH_IN_ROW (at each tile's
- *        start, that tile's and the next tile's lines into L1; the vpdpbusd decode products then
- *        read as fast as a plain read, where the hardware prefetchers alone left them below it:
- *        results/cpu.md), unless MAMBA2_CPU_PREFETCH asks for another. q8 without vpdpbusd,
+ *        start, the lines of two tiles into L1: q8 that tile and the next, q4 the next two; the
+ *        vpdpbusd decode products then read as fast as a plain read, or nearly, where the hardware
+ *        prefetchers alone left them below it: results/cpu.md), unless MAMBA2_CPU_PREFETCH asks for another. q8 without vpdpbusd,
  *        which the prefetches slowed down, takes CPU_PREFETCH_NONE unless asked otherwise.
  */
 CpuPrefetch cpu_qlinear_prefetch(void);
