@@ -7,16 +7,17 @@
  * row group's tiles follow one another along K, and row groups follow one another, so a GEMV
  * over four rows reads one sequential stream. One tile:
  *
- *     scales  [4 rows][16 blocks]     fp16 d of each block of 32 weights
+ *     scales  [4 rows][8 or 16]       fp16 d of each block of 64 weights (q8) or 32 (q4)
  *     values  [4 rows][512 columns]   q8: 1 byte per weight (q + 128); q4: 4 bits (q + 8)
- *     → 2,176 bytes (q8) or 1,152 bytes (q4), both multiples of a 64-byte cache line, read in
+ *     → 2,112 bytes (q8) or 1,152 bytes (q4), both multiples of a 64-byte cache line, read in
  *       order by a product: the scales first, then row by row.
  *
  * Within a row, the 16 blocks of the tile are interleaved 4 bytes at a time: 64-byte chunk c
  * (c < 8) holds 4 columns of every block, byte 4j + e = column 32j + 4c + e (block j < 16, e < 4).
  * vpdpbusd sums 4 adjacent byte products into each 32-bit lane, so lane j of every chunk belongs to
  * block j: the 8 chunks of a row accumulate into one vector of 16 exact int32 block sums, and the
- * row's 16 scales (one vcvtph2ps) multiply that vector once per tile, with no permutation. The
+ * row's scales (one vcvtph2ps; q8's 8 each spread over two lanes by one permutation) multiply that
+ * vector once per tile. The
  * integer work of a tile does not wait for its scales, and a row's chunks are read in order.
  * q4 keeps chunks 2h and 2h + 1 in the same 64 bytes, the first in the low nibbles and the second
  * in the high ones: byte 64h + i = v₂ₕ[i] | v₂ₕ₊₁[i] << 4 (v: a chunk's 64 values), so one 64-byte
@@ -50,9 +51,8 @@
 
 #define QT_ROWS 4      /**< rows per tile */
 #define QT_K 512       /**< columns per tile */
-#define QT_BLOCKS 16   /**< scale blocks per tile row (QT_K / QBLOCK) */
+#define QT_BLOCKS 16   /**< blocks of QBLOCK columns per tile row (one int32 lane of the products each) */
 #define QT_CHUNKS 8    /**< 64-byte chunks of 4 columns × 16 blocks per tile row (q8; q4 packs two per 64 bytes) */
-#define QT_SCALE_BYTES (QT_ROWS * QT_BLOCKS * 2) /**< bytes of a tile's scales (128: two cache lines) */
 #define XREC 640       /**< bytes of one quantized-activation record (one tile: 512 columns) */
 #define XNCORR 512     /**< offset of a record's ncorr */
 #define XE 576         /**< offset of a record's e */
@@ -123,13 +123,23 @@ static inline uint16_t f32_to_f16(float f) {
     return (uint16_t)h;
 }
 
-/* Bytes of the values of one tile row, and of a whole tile. */
+/* Weights per scale (q8 QBLOCK_Q8, q4 QBLOCK), scales per tile row,
+ * bytes of the values of one tile row, and of a whole tile (its scales, then its rows' values). */
+static int scale_block(Mamba2WeightFormat f) { return f == MAMBA2_WEIGHTS_Q8 ? QBLOCK_Q8 : QBLOCK; }
+static int row_scales(Mamba2WeightFormat f) { return QT_K / scale_block(f); }
 static int64_t row_value_bytes(Mamba2WeightFormat f) { return f == MAMBA2_WEIGHTS_Q8 ? QT_K : QT_K / 2; }
-static int64_t tile_bytes(Mamba2WeightFormat f) { return QT_SCALE_BYTES + QT_ROWS * row_value_bytes(f); }
-/* A tile's scales [4 rows][16 blocks] (its first 128 bytes), and the values of its row i. */
-static const uint16_t *tile_scales(const uint8_t *t) { return (const uint16_t *)t; }
+static int64_t scale_bytes(Mamba2WeightFormat f) { return QT_ROWS * row_scales(f) * 2; }
+static int64_t tile_bytes(Mamba2WeightFormat f) { return scale_bytes(f) + QT_ROWS * row_value_bytes(f); }
+/* The scales of row i of a tile [row_scales()] (the tile's first bytes hold all four rows'), the
+ * scale of its block b of QBLOCK columns, and the values of its row i. */
+static const uint16_t *tile_scales(Mamba2WeightFormat f, const uint8_t *t, int i) {
+    return (const uint16_t *)t + i * row_scales(f);
+}
+static float block_scale(Mamba2WeightFormat f, const uint16_t *scales, int b) {
+    return mamba2_f16_to_f32(scales[b / (scale_block(f) / QBLOCK)]);
+}
 static const uint8_t *tile_row(Mamba2WeightFormat f, const uint8_t *t, int i) {
-    return t + QT_SCALE_BYTES + i * row_value_bytes(f);
+    return t + scale_bytes(f) + i * row_value_bytes(f);
 }
 static int offset_of(Mamba2WeightFormat f) { return f == MAMBA2_WEIGHTS_Q8 ? 128 : 8; }
 
@@ -149,8 +159,8 @@ static uint8_t *tile_at(const CpuQMatrix *q, int64_t rg, int64_t kt) {
 /** Scales q4 tries per block (see quantize_block()). */
 #define Q4_CANDIDATES 8
 
-/* Σ (w − d·clamp(round(w·inv), lo, hi))² over one block: the error of scale d, with q rounded
- * through inv ≈ 1/d. */
+/* Σ (w − d·clamp(round(w·inv), lo, hi))² over one block of QBLOCK: the error of scale d, with q
+ * rounded through inv ≈ 1/d. */
 static inline float block_error(const float *w, float d, float inv, float lo, float hi) {
     float err = 0;
 #pragma omp simd reduction(+ : err)
@@ -169,7 +179,8 @@ static inline float as_f16(float d) {
     return copysignf(v, d);
 }
 
-/* Integers and scale of one block of 32 weights w: returns d (fp16-exact), fills q[32].
+/* Integers and scale of one block of scale_block() weights w (q8 64, q4 32): returns d (fp16-exact),
+ * fills q[scale_block()].
  * q8: d = max|w| / 127, q = round(w / d) ∈ [−127, 127].
  * q4: the d among Q4_CANDIDATES scales smax / (−8 + δ), δ = 0, −1/8, +1/8, −2/8, … (smax: the
  *     weight of largest magnitude, with its sign) that minimises Σ (w − d q)², q = clamp(round(w ·
@@ -177,8 +188,9 @@ static inline float as_f16(float d) {
  *     fp16 rounding); δ = 0 is llama.cpp Q4_0's scale and rounding, so a block's error is never
  *     larger than Q4_0's. */
 static QCLONES float quantize_block(Mamba2WeightFormat f, const float *w, int8_t *q) {
+    const int n = scale_block(f);
     float amax = 0, smax = 0;
-    for (int i = 0; i < QBLOCK; i++)
+    for (int i = 0; i < n; i++)
         if (fabsf(w[i]) > amax) amax = fabsf(w[i]), smax = w[i];
     float d = 0, inv = 0, lo = -127, hi = 127;
     if (f == MAMBA2_WEIGHTS_Q8) {
@@ -194,7 +206,7 @@ static QCLONES float quantize_block(Mamba2WeightFormat f, const float *w, int8_t
         }
     }
 #pragma omp simd
-    for (int i = 0; i < QBLOCK; i++) q[i] = (int8_t)round_clamp(w[i] * inv, lo, hi);
+    for (int i = 0; i < n; i++) q[i] = (int8_t)round_clamp(w[i] * inv, lo, hi);
     return d;
 }
 
@@ -202,10 +214,11 @@ static QCLONES float quantize_block(Mamba2WeightFormat f, const float *w, int8_t
 static uint16_t f16_signed(float d) { return (uint16_t)(f32_to_f16(fabsf(d)) | (d < 0 ? 0x8000 : 0)); }
 
 /* Quantize the 512 columns w [QT_K] of one tile row into its values @p vals (chunk order, offset)
- * and its 16 fp16 scales. */
+ * and its row_scales() fp16 scales. */
 static void quantize_tile_row(Mamba2WeightFormat f, const float *w, uint8_t *vals, uint16_t *scales) {
     int8_t q[QT_K];
-    for (int b = 0; b < QT_BLOCKS; b++) scales[b] = f16_signed(quantize_block(f, w + b * QBLOCK, q + b * QBLOCK));
+    const int n = scale_block(f);
+    for (int b = 0; b < row_scales(f); b++) scales[b] = f16_signed(quantize_block(f, w + b * n, q + b * n));
     int off = offset_of(f);
     uint8_t v[QT_K]; /* the values in chunk order, with the offset */
     for (int k = 0; k < QT_K; k++) v[chunk_byte(k)] = (uint8_t)(q[k] + off);
@@ -250,10 +263,9 @@ int cpu_qmatrix_quantize(const Mamba2Tensor *W, Mamba2WeightFormat format, int n
             for (int64_t i = 0; i < n; i++) cpu_convert_rows(W, r0 + i, 1, w + i * Kp);
             for (int64_t kt = 0; kt < n_kt; kt++) {
                 uint8_t *t = tile_at(out, rg, kt);
-                uint16_t *scales = (uint16_t *)t;
                 for (int i = 0; i < QT_ROWS; i++)
                     quantize_tile_row(format, w + i * Kp + kt * QT_K, (uint8_t *)tile_row(format, t, i),
-                                      scales + i * QT_BLOCKS);
+                                      (uint16_t *)tile_scales(format, t, i));
             }
         }
         free(w);
@@ -332,7 +344,7 @@ static void rows_scalar(const CpuQMatrix *W, int64_t rg, int R, const uint8_t *c
             float acc = 0;
             for (int64_t kt = 0; kt < W->K_pad / QT_K; kt++) {
                 const uint8_t *t = tile_at(W, rg, kt), *vals = tile_row(W->format, t, i);
-                const uint16_t *scales = tile_scales(t) + i * QT_BLOCKS;
+                const uint16_t *scales = tile_scales(W->format, t, i);
                 const uint8_t *rec = xr[j] + kt * XREC;
                 const int8_t *p = (const int8_t *)rec;
                 const float *e = (const float *)(rec + XE);
@@ -341,7 +353,7 @@ static void rows_scalar(const CpuQMatrix *W, int64_t rg, int R, const uint8_t *c
                     block_values(W->format, vals, b, v);
                     int32_t s = 0;
                     for (int k = 0; k < QBLOCK; k++) s += (v[k] - off) * p[chunk_byte(QBLOCK * b + k)];
-                    acc += mamba2_f16_to_f32(scales[b]) * e[b] * (float)s;
+                    acc += block_scale(W->format, scales, b) * e[b] * (float)s;
                 }
             }
             y[j * ldy + i] = accumulate ? y[j * ldy + i] + acc : acc;
@@ -417,6 +429,14 @@ static inline AVX2_INLINE __m256i avx2_dot2(Mamba2WeightFormat f, int vnni, __m2
     return _mm256_add_epi32(acc, _mm256_add_epi32(_mm256_madd_epi16(s0, ones), _mm256_madd_epi16(s1, ones)));
 }
 
+/* The scales of blocks 8h .. 8h + 7 of a tile row (its scales @p s), one a lane: q4's 8 from fp16, q8's
+ * 4 (one per 64 columns) each into two lanes. */
+static inline AVX2_INLINE __m256 ymm_scales(Mamba2WeightFormat f, const uint16_t *s, int h) {
+    if (f == MAMBA2_WEIGHTS_Q4) return _mm256_cvtph_ps(_mm_loadu_si128((const __m128i *)(s + 8 * h)));
+    __m128 d4 = _mm_cvtph_ps(_mm_loadl_epi64((const __m128i *)(s + 4 * h)));
+    return _mm256_permutevar8x32_ps(_mm256_castps128_ps256(d4), _mm256_setr_epi32(0, 0, 1, 1, 2, 2, 3, 3));
+}
+
 /* The ymm register block: R ≤ 4 rows × S ≤ 2 records, f, vnni, R and S constants after inlining
  * (every loop unrolls, the accumulators stay in registers). A ymm holds half a chunk, 8 blocks, so a
  * row is walked in two halves (blocks 0–7, then 8–15), each accumulating its 8 chunks' halves into
@@ -432,7 +452,6 @@ static inline AVX2_INLINE void avx2_block(Mamba2WeightFormat f, int vnni, const 
     for (int i = 0; i < 4; i++) acc[i][0] = acc[i][1] = _mm256_setzero_ps();
     const uint8_t *t = tile_at(W, rg, 0);
     for (int64_t kt = 0; kt < n_kt; kt++, t += tb) {
-        const uint16_t *scales = tile_scales(t);
         prefetch_tile(pf, f, t, tb, n_kt);
         const uint8_t *rec[2] = {xr[0] + kt * XREC, xr[S - 1] + kt * XREC};
 #pragma GCC unroll 4
@@ -454,7 +473,7 @@ static inline AVX2_INLINE void avx2_block(Mamba2WeightFormat f, int vnni, const 
                                           _mm256_loadu_si256((const __m256i *)(rec[j] + 128 * m + 32 * h)),
                                           _mm256_loadu_si256((const __m256i *)(rec[j] + 128 * m + 64 + 32 * h)));
                 }
-                __m256 d = _mm256_cvtph_ps(_mm_loadu_si128((const __m128i *)(scales + i * QT_BLOCKS + 8 * h)));
+                __m256 d = ymm_scales(f, tile_scales(f, t, i), h);
 #pragma GCC unroll 2
                 for (int j = 0; j < S; j++)
                     acc[i][j] = _mm256_fmadd_ps(_mm256_cvtepi32_ps(ia[j]),
@@ -558,6 +577,14 @@ static inline BW_INLINE void zmm_load_pair(Mamba2WeightFormat f, const uint8_t *
     }
 }
 
+/* The 16 block scales of a tile row (its scales @p s), one a lane: q4's 16 from fp16, q8's 8 (one per
+ * 64 columns) each into two lanes. */
+static inline BW_INLINE __m512 zmm_scales(Mamba2WeightFormat f, const uint16_t *s) {
+    if (f == MAMBA2_WEIGHTS_Q4) return _mm512_cvtph_ps(_mm256_loadu_si256((const __m256i *)s));
+    __m512 d8 = _mm512_cvtph_ps(_mm256_castsi128_si256(_mm_loadu_si128((const __m128i *)s))); /* lanes 0-7 */
+    return _mm512_permutexvar_ps(_mm512_setr_epi32(0, 0, 1, 1, 2, 2, 3, 3, 4, 4, 5, 5, 6, 6, 7, 7), d8);
+}
+
 /* The zmm register block: R ≤ 4 rows × S ≤ 4 records (16 accumulators in 32 registers), the product
  * vpdpbusd or, with @p bw, bw_dot2() (q8's sums then start at 0).
  * Row by row (each row's 512 or 256 bytes read in order), the 8 chunks accumulate into one vector of
@@ -576,7 +603,6 @@ static inline BW_INLINE void zmm_block(Mamba2WeightFormat f, int bw, const CpuQM
         for (int j = 0; j < 4; j++) acc[i][j] = _mm512_setzero_ps();
     const uint8_t *t = tile_at(W, rg, 0);
     for (int64_t kt = 0; kt < n_kt; kt++, t += tb) {
-        const uint16_t *scales = tile_scales(t);
         prefetch_tile(pf, f, t, tb, n_kt);
         const uint8_t *rec[4];
 #pragma GCC unroll 4
@@ -602,7 +628,7 @@ static inline BW_INLINE void zmm_block(Mamba2WeightFormat f, int bw, const CpuQM
                     ia[j] = bw ? bw_dot2(f, ia[j], w0, w1, p0, p_1) : dpbusd2(ia[j], w0, w1, p0, p_1);
                 }
             }
-            __m512 d = _mm512_cvtph_ps(_mm256_loadu_si256((const __m256i *)(scales + i * QT_BLOCKS)));
+            __m512 d = zmm_scales(f, tile_scales(f, t, i));
 #pragma GCC unroll 4
             for (int j = 0; j < S; j++)
                 acc[i][j] = _mm512_fmadd_ps(_mm512_cvtepi32_ps(ia[j]),
@@ -690,11 +716,11 @@ static inline void widen_group(const CpuQMatrix *W, int64_t r, int64_t c, float 
     int64_t kt = c / (QT_K / 64);
     int b0 = 2 * (int)(c % (QT_K / 64)), off = offset_of(W->format);
     const uint8_t *t = tile_at(W, r / QT_ROWS, kt), *vals = tile_row(W->format, t, (int)(r % QT_ROWS));
-    const uint16_t *scales = tile_scales(t) + (r % QT_ROWS) * QT_BLOCKS;
+    const uint16_t *scales = tile_scales(W->format, t, (int)(r % QT_ROWS));
     uint8_t col[64]; /* column order */
     block_values(W->format, vals, b0, col);
     block_values(W->format, vals, b0 + 1, col + 32);
-    float d0 = mamba2_f16_to_f32(scales[b0]), d1 = mamba2_f16_to_f32(scales[b0 + 1]);
+    float d0 = block_scale(W->format, scales, b0), d1 = block_scale(W->format, scales, b0 + 1);
 #pragma omp simd
     for (int i = 0; i < 32; i++) w[i] = d0 * (float)(col[i] - off), w[i + 32] = d1 * (float)(col[i + 32] - off);
 }
@@ -795,13 +821,11 @@ BF16_ROWS_TARGET void cpu_qmatrix_bf16_rows(const void *src, int64_t r0, int64_t
             continue;
         }
         const uint8_t *t = tile_at(W, r / QT_ROWS, kt), *vals = tile_row(W->format, t, (int)(r % QT_ROWS));
-        const uint16_t *scales = tile_scales(t) + (r % QT_ROWS) * QT_BLOCKS + 8 * h;
+        const uint16_t *scales = tile_scales(W->format, t, (int)(r % QT_ROWS));
         __m256i blk[8];
         blocks_of_half(W->format, vals, h, blk);
-        float d8[8]; /* the 8 blocks' scales */
-        _mm256_storeu_ps(d8, _mm256_cvtph_ps(_mm_loadu_si128((const __m128i *)scales)));
         for (int b = 0; QBLOCK * b < kc; b++) {
-            __m512 d = _mm512_set1_ps(d8[b]);
+            __m512 d = _mm512_set1_ps(block_scale(W->format, scales, 8 * h + b));
             __m512bh w = _mm512_cvtne2ps_pbh(scaled16(_mm256_extracti128_si256(blk[b], 1), off, d),
                                              scaled16(_mm256_castsi256_si128(blk[b]), off, d));
             _mm512_storeu_si512(out + QBLOCK * b, (__m512i)w);

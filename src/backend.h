@@ -93,7 +93,7 @@ struct Mamba2Backend {
 /** How the CPU backend holds the four weight matrices of every layer and lm_head. */
 typedef enum {
     MAMBA2_WEIGHTS_STORED = 0, /**< as stored in the checkpoint (bf16, f16 or f32), read in place from the mmap */
-    MAMBA2_WEIGHTS_Q8 = 1,     /**< int8, one scale per block of 32 along K, quantized at load */
+    MAMBA2_WEIGHTS_Q8 = 1,     /**< int8, one scale per block along K (cpu 64, gpu 32), quantized at load */
     MAMBA2_WEIGHTS_Q4 = 2      /**< 4-bit, one scale per block of 32 along K, quantized at load */
 } Mamba2WeightFormat;
 

@@ -173,9 +173,16 @@ static double perplexity_nll(const char *args) {
  * The kernels of cpu/qmatrix.c round and sum differently (the spread above), and not with the
  * threads (1 and 2 threads give the same bits). The bounds, 4x and 3.6x the largest |difference|
  * measured, leave room for another machine while failing a broken quantization (a wrong scale or
- * swapped nibbles in one matrix cost tenths of a nat or more), and q8's is below q4's cost.
+ * swapped nibbles in one matrix cost tenths of a nat or more).
+ * Q8_BOUND moved from 1e-3 to 2e-3 on 2026-12-05, when q8 went from one scale per 32 weights to one
+ * per 64 (Intel Xeon, family 6 model 167, 2 cores): q8 - stored on these tokens became -9.1e-4
+ * (VNNI), -6.4e-4 (avx2), -6.2e-4 (scalar), against q4 - stored +1.8e-3, +2.2e-3, +1.9e-3, while
+ * over the whole of HELDOUT (8,181 tokens) one scale per 64 gives -1.6e-4, +3.6e-4, +5.4e-4 and one
+ * per 32 gave -3.0e-4 (VNNI): a signed mean over a few thousand tokens moves with the few tokens
+ * near a tie, and 1e-3 would leave other machines 10 % of room. 2e-3 is 2.2x the largest measured;
+ * q8's finer check, its logits against ref, is tests/test_quant.c's (Q8_DEMO_TOL).
  */
-#define Q8_BOUND 1e-3
+#define Q8_BOUND 2e-3
 #define Q4_BOUND 1e-2
 
 static void test_demo_perplexity(void) {
