@@ -447,6 +447,9 @@ static inline AVX2_INLINE void avx2_block(Mamba2WeightFormat f, int vnni, const 
                                           const uint8_t *const *xr, int S, float *y, int64_t ldy, int accumulate, CpuPrefetch pf) {
     int64_t tb = tile_bytes(f), n_kt = W->K_pad / QT_K;
     const int signed_q8 = f == MAMBA2_WEIGHTS_Q8 && !vnni; /* no offset to remove: the sums start at 0 */
+    /* One record and vpdpbusd: its 8 half chunks stay in registers for the 4 rows of a tile (the
+     * vpmaddubsw product needs those registers for its own temporaries) */
+    const int hold = S == 1 && vnni;
     __m256 acc[4][2];
 #pragma GCC unroll 4
     for (int i = 0; i < 4; i++) acc[i][0] = acc[i][1] = _mm256_setzero_ps();
@@ -454,10 +457,14 @@ static inline AVX2_INLINE void avx2_block(Mamba2WeightFormat f, int vnni, const 
     for (int64_t kt = 0; kt < n_kt; kt++, t += tb) {
         prefetch_tile(pf, f, t, tb, n_kt);
         const uint8_t *rec[2] = {xr[0] + kt * XREC, xr[S - 1] + kt * XREC};
-#pragma GCC unroll 4
-        for (int i = 0; i < R; i++)
 #pragma GCC unroll 2
-            for (int h = 0; h < 2; h++) {
+        for (int h = 0; h < 2; h++) {
+            __m256i ph[QT_CHUNKS]; /* hold: half h of the record's chunks, kept for the tile's rows */
+#pragma GCC unroll 8
+            for (int c = 0; c < QT_CHUNKS; c++)
+                ph[c] = hold ? _mm256_loadu_si256((const __m256i *)(rec[0] + 64 * c + 32 * h)) : _mm256_setzero_si256();
+#pragma GCC unroll 4
+            for (int i = 0; i < R; i++) {
                 __m256i ia[2] = {0}; /* [record]: int32 sums of blocks 8h .. 8h + 7 (zeros: unused when S = 1) */
 #pragma GCC unroll 2
                 for (int j = 0; j < S; j++)
@@ -470,8 +477,9 @@ static inline AVX2_INLINE void avx2_block(Mamba2WeightFormat f, int vnni, const 
 #pragma GCC unroll 2
                     for (int j = 0; j < S; j++)
                         ia[j] = avx2_dot2(f, vnni, ia[j], w0, w1,
-                                          _mm256_loadu_si256((const __m256i *)(rec[j] + 128 * m + 32 * h)),
-                                          _mm256_loadu_si256((const __m256i *)(rec[j] + 128 * m + 64 + 32 * h)));
+                                          hold ? ph[2 * m] : _mm256_loadu_si256((const __m256i *)(rec[j] + 128 * m + 32 * h)),
+                                          hold ? ph[2 * m + 1]
+                                                 : _mm256_loadu_si256((const __m256i *)(rec[j] + 128 * m + 64 + 32 * h)));
                 }
                 __m256 d = ymm_scales(f, tile_scales(f, t, i), h);
 #pragma GCC unroll 2
@@ -480,6 +488,7 @@ static inline AVX2_INLINE void avx2_block(Mamba2WeightFormat f, int vnni, const 
                                                 _mm256_mul_ps(d, _mm256_loadu_ps((const float *)(rec[j] + XE) + 8 * h)),
                                                 acc[i][j]);
             }
+        }
     }
 #pragma GCC unroll 4
     for (int i = 0; i < R; i++)
