@@ -586,6 +586,18 @@ static inline BW_INLINE void zmm_load_pair(Mamba2WeightFormat f, const uint8_t *
     }
 }
 
+/* The two chunks of q4 in the 64 bytes at @p b for vpdpbusd: w0 = the low nibbles (q + 8), w1 = the
+ * high nibbles where they are, 16 · (q + 8). No shift: vpdpbusd takes unsigned bytes up to 255, and
+ * w1's products go to a sum of their own, 16 × that of the nibbles (at most 16 · 15 · 127 · 16 per
+ * lane), which is shifted back once a row, exactly. One instruction less per 64 bytes made q4
+ * decode of one sequence 7–9 % faster (results/cpu.md); on ymm with 16 registers it was slower, and vpmaddubsw's
+ * 16-bit pair sums would overflow with 16 · (q + 8). */
+static inline BW_INLINE void q4_nibbles_zmm(const uint8_t *b, __m512i *w0, __m512i *w1) {
+    const __m512i v = _mm512_loadu_si512(b);
+    *w0 = _mm512_and_si512(v, _mm512_set1_epi8(15));
+    *w1 = _mm512_and_si512(v, _mm512_set1_epi8((char)0xF0));
+}
+
 /* The 16 block scales of a tile row (its scales @p s), one a lane: q4's 16 from fp16, q8's 8 (one per
  * 64 columns) each into two lanes. */
 static inline BW_INLINE __m512 zmm_scales(Mamba2WeightFormat f, const uint16_t *s) {
@@ -605,6 +617,9 @@ static inline BW_INLINE __m512 zmm_scales(Mamba2WeightFormat f, const uint16_t *
 static inline BW_INLINE void zmm_block(Mamba2WeightFormat f, int bw, const CpuQMatrix *W, int64_t rg, int R,
                                        const uint8_t *const *xr, int S, float *y, int64_t ldy, int accumulate, CpuPrefetch pf) {
     int64_t tb = tile_bytes(f), n_kt = W->K_pad / QT_K;
+    /* q4 with vpdpbusd and one or two records: q4_nibbles_zmm(), two sums a row and record (with four
+     * records the 4 more sums competed for the registers: slower at batch 4 in a first try) */
+    const int nib = f == MAMBA2_WEIGHTS_Q4 && !bw && S <= 2;
     __m512 acc[4][4];
 #pragma GCC unroll 4
     for (int i = 0; i < 4; i++)
@@ -623,20 +638,28 @@ static inline BW_INLINE void zmm_block(Mamba2WeightFormat f, int bw, const CpuQM
 #pragma GCC unroll 4
         for (int i = 0; i < R; i++) {
             __m512i ia[4] = {0}; /* [record]: int32 sums of the 16 blocks (zeros: unused entries when S < 4) */
+            __m512i ih[4] = {0}; /* nib: the sums of the high nibbles' chunks, 16 × theirs */
 #pragma GCC unroll 4
             for (int j = 0; j < S; j++)
                 ia[j] = bw && f == MAMBA2_WEIGHTS_Q8 ? _mm512_setzero_si512() : _mm512_loadu_si512(rec[j] + XNCORR);
 #pragma GCC unroll 4
             for (int m = 0; m < QT_CHUNKS / 2; m++) {
                 __m512i w0, w1;
-                zmm_load_pair(f, tile_row(f, t, i), m, &w0, &w1);
+                if (nib) q4_nibbles_zmm(tile_row(f, t, i) + 64 * m, &w0, &w1);
+                else zmm_load_pair(f, tile_row(f, t, i), m, &w0, &w1);
 #pragma GCC unroll 4
                 for (int j = 0; j < S; j++) {
                     __m512i p0 = S == 1 ? p1[2 * m] : _mm512_loadu_si512(rec[j] + 128 * m);
                     __m512i p_1 = S == 1 ? p1[2 * m + 1] : _mm512_loadu_si512(rec[j] + 128 * m + 64);
-                    ia[j] = bw ? bw_dot2(f, ia[j], w0, w1, p0, p_1) : dpbusd2(ia[j], w0, w1, p0, p_1);
+                    if (nib) {
+                        ia[j] = (__m512i)__builtin_ia32_vpdpbusd_v16si((__v16si)ia[j], (__v16si)w0, (__v16si)p0);
+                        ih[j] = (__m512i)__builtin_ia32_vpdpbusd_v16si((__v16si)ih[j], (__v16si)w1, (__v16si)p_1);
+                    } else ia[j] = bw ? bw_dot2(f, ia[j], w0, w1, p0, p_1) : dpbusd2(ia[j], w0, w1, p0, p_1);
                 }
             }
+            if (nib)
+#pragma GCC unroll 4
+                for (int j = 0; j < S; j++) ia[j] = _mm512_add_epi32(ia[j], _mm512_srai_epi32(ih[j], 4));
             __m512 d = zmm_scales(f, tile_scales(f, t, i));
 #pragma GCC unroll 4
             for (int j = 0; j < S; j++)
