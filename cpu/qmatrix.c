@@ -439,8 +439,8 @@ static inline AVX2_INLINE __m256 ymm_scales(Mamba2WeightFormat f, const uint16_t
 
 /* The ymm register block: R ≤ 4 rows × S ≤ 2 records, f, vnni, R and S constants after inlining
  * (every loop unrolls, the accumulators stay in registers). A ymm holds half a chunk, 8 blocks, so a
- * row is walked in two halves (blocks 0–7, then 8–15), each accumulating its 8 chunks' halves into
- * 8 int32 block sums, which the half's scales then multiply once:
+ * tile is walked in two halves (blocks 0–7 of its rows, then 8–15), each row's half accumulating its
+ * 8 chunks' halves into 8 int32 block sums, which the half's scales then multiply once:
  *   acc[i][j] += float(Σ q·p) · (d_i · e_j), lane by lane (avx2_dot2() for Σ q·p);
  * both halves add into the same accumulator, whose lanes are summed at the end. */
 static inline AVX2_INLINE void avx2_block(Mamba2WeightFormat f, int vnni, const CpuQMatrix *W, int64_t rg, int R,
@@ -590,8 +590,8 @@ static inline BW_INLINE void zmm_load_pair(Mamba2WeightFormat f, const uint8_t *
  * high nibbles where they are, 16 · (q + 8). No shift: vpdpbusd takes unsigned bytes up to 255, and
  * w1's products go to a sum of their own, 16 × that of the nibbles (at most 16 · 15 · 127 · 16 per
  * lane), which is shifted back once a row, exactly. One instruction less per 64 bytes made q4
- * decode of one sequence 7–9 % faster (results/cpu.md); on ymm with 16 registers it was slower, and vpmaddubsw's
- * 16-bit pair sums would overflow with 16 · (q + 8). */
+ * decode of one sequence 7–9 % faster (results/cpu.md); on ymm with 16 registers it was slower,
+ * and vpmaddubsw's 16-bit pair sums would overflow with 16 · (q + 8). */
 static inline BW_INLINE void q4_nibbles_zmm(const uint8_t *b, __m512i *w0, __m512i *w1) {
     const __m512i v = _mm512_loadu_si512(b);
     *w0 = _mm512_and_si512(v, _mm512_set1_epi8(15));
