@@ -12,8 +12,9 @@
  *                                                    is never larger than Q4_0's on the same block
  *
  * Bytes read per weight: q8 1 + 2/64 = 1.03125, q4 0.5 + 2/32 = 0.5625 (bf16: 2). q8's scale covers
- * 64 weights, not 32 as llama.cpp's Q8_0: 3 % fewer bytes a decode step, for an error a few per
- * cent larger, far below q4's (results/cpu.md, "q8 with one scale per 64 weights").
+ * 64 weights, not 32 as llama.cpp's Q8_0: 3 % fewer bytes a decode step, for a logits error about
+ * 15 % larger (1.0–1.4× on the test models), a tenth of q4's (results/cpu.md, "q8 with one scale
+ * per 64 weights").
  *
  * Products run on integers. Each activation vector x [K] is quantized the same way per block of
  * 32 (x ≈ e · p, p ∈ [−127, 127]), so a block's contribution is d · e · Σ q·p, the integer sum made
@@ -159,8 +160,9 @@ void cpu_qmatrix_bf16_rows(const void *src, int64_t r0, int64_t k0, int64_t kc, 
  * @brief The prefetch of the quantized products' SIMD kernels: CPU_PREFETCH_IN_ROW (at each tile's
  *        start, the lines of two tiles into L1: q8 that tile and the next, q4 the next two; the
  *        vpdpbusd decode products then read as fast as a plain read, or nearly, where the hardware
- *        prefetchers alone left them below it: results/cpu.md), unless MAMBA2_CPU_PREFETCH asks for another. q8 without vpdpbusd,
- *        which the prefetches slowed down, takes CPU_PREFETCH_NONE unless asked otherwise.
+ *        prefetchers alone left them below it: results/cpu.md), unless MAMBA2_CPU_PREFETCH asks for
+ *        another. q8 without vpdpbusd, which the prefetches slowed down, takes CPU_PREFETCH_NONE
+ *        unless asked otherwise.
  */
 CpuPrefetch cpu_qlinear_prefetch(void);
 
