@@ -545,11 +545,14 @@ static YMM_EVEX_TARGET void rows_ymm_evex(const CpuQMatrix *W, int64_t rg, int R
 #define BW_TARGET __attribute__((target("avx512f,avx512bw")))
 #define BW_INLINE __attribute__((always_inline, target("avx512f,avx512bw")))
 
-/* acc + vpdpbusd(w0, p0) + vpdpbusd(w1, p1): the raw builtin, as in avx2_dot2(), so that this inlines
- * into the AVX512BW kernel too, where it is never reached (bw a constant). */
+/* acc + vpdpbusd(w, p), and acc + vpdpbusd(w0, p0) + vpdpbusd(w1, p1): the raw builtin, as in
+ * avx2_dot2(), so that these inline into the AVX512BW kernel too, where they are never reached (bw a
+ * constant). */
+static inline BW_INLINE __m512i dpbusd(__m512i acc, __m512i w, __m512i p) {
+    return (__m512i)__builtin_ia32_vpdpbusd_v16si((__v16si)acc, (__v16si)w, (__v16si)p);
+}
 static inline BW_INLINE __m512i dpbusd2(__m512i acc, __m512i w0, __m512i w1, __m512i p0, __m512i p1) {
-    __m512i s = (__m512i)__builtin_ia32_vpdpbusd_v16si((__v16si)acc, (__v16si)w0, (__v16si)p0);
-    return (__m512i)__builtin_ia32_vpdpbusd_v16si((__v16si)s, (__v16si)w1, (__v16si)p1);
+    return dpbusd(dpbusd(acc, w0, p0), w1, p1);
 }
 
 /* acc + the exact integer Σ q·p of chunks w0, w1 of a tile row (the stored bytes, q + offset) with the
@@ -652,8 +655,8 @@ static inline BW_INLINE void zmm_block(Mamba2WeightFormat f, int bw, const CpuQM
                     __m512i p0 = S == 1 ? p1[2 * m] : _mm512_loadu_si512(rec[j] + 128 * m);
                     __m512i p_1 = S == 1 ? p1[2 * m + 1] : _mm512_loadu_si512(rec[j] + 128 * m + 64);
                     if (nib) {
-                        ia[j] = (__m512i)__builtin_ia32_vpdpbusd_v16si((__v16si)ia[j], (__v16si)w0, (__v16si)p0);
-                        ih[j] = (__m512i)__builtin_ia32_vpdpbusd_v16si((__v16si)ih[j], (__v16si)w1, (__v16si)p_1);
+                        ia[j] = dpbusd(ia[j], w0, p0);
+                        ih[j] = dpbusd(ih[j], w1, p_1);
                     } else ia[j] = bw ? bw_dot2(f, ia[j], w0, w1, p0, p_1) : dpbusd2(ia[j], w0, w1, p0, p_1);
                 }
             }
