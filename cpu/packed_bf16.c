@@ -23,6 +23,11 @@
  *  "bf16 weights packed at load"). */
 #define PACK_AHEAD 2048
 
+/* Asks for the line at @p p into L1 (never faults). As asm, so that the compiler keeps each where
+ * the kernel puts it, beside the loads of its row: with _mm_prefetch() GCC 12 gathered a chunk's
+ * eight at its start, and the stream was 4–5 % slower (results/cpu.md, "one vector on ymm"). */
+static inline void prefetch_l1(const void *p) { __asm__ volatile("prefetcht0 (%0)" ::"r"(p)); }
+
 /* Elements of one group: [K_pad / 32][8][32]. */
 static inline int64_t group_elems(const CpuPackedBf16 *p) { return p->K_pad * CPU_PACK_ROWS; }
 
@@ -196,7 +201,7 @@ static inline DPBF16_INLINE void dpbf16_group(const CpuPackedBf16 *p, int64_t g,
         }
 #pragma GCC unroll 8
         for (int i = 0; i < CPU_PACK_ROWS; i++) {
-            _mm_prefetch((const char *)(w + i * CPU_PACK_COLS) + PACK_AHEAD, _MM_HINT_T0);
+            prefetch_l1((const char *)(w + i * CPU_PACK_COLS) + PACK_AHEAD);
             const __m512bh wv = (__m512bh)_mm512_load_si512(w + i * CPU_PACK_COLS);
 #pragma GCC unroll 3
             for (int j = 0; j < S; j++) {
@@ -217,15 +222,10 @@ static inline DPBF16_INLINE void dpbf16_block(const CpuPackedBf16 *p, int64_t g,
 #undef DPBF16_CASE
 }
 
-static DPBF16_TARGET void gemv_dpbf16(const CpuPackedBf16 *p, int64_t g0, int64_t g1, const float *x, int64_t ldx,
-                                      int B, float *y, int64_t ldy, int accumulate, int parts) {
+/* Groups [g0, g1) for B vectors, xs [B][parts][K_pad] as split_x() writes them. */
+static DPBF16_TARGET void gemv_dpbf16(const CpuPackedBf16 *p, int64_t g0, int64_t g1, const uint16_t *xs, int B,
+                                      float *y, int64_t ldy, int accumulate, int parts) {
     const int64_t Kp = p->K_pad;
-    uint16_t *xs = cpu_thread_buffer(CPU_BUF_GEMV, (size_t)B * parts * Kp * sizeof(uint16_t));
-    if (!xs) { /* no memory for the bf16 copy of x: the scalar loop needs none */
-        gemv_scalar(p, g0, g1, x, ldx, B, y, ldy, accumulate);
-        return;
-    }
-    for (int b = 0; b < B; b++) split_x(x + b * ldx, p->K, Kp, parts, xs + (size_t)b * parts * Kp);
     /* the whole group a pass, for up to 3 vectors (24 accumulators: measured faster than passes of
      * 4 rows × 4 vectors, results/cpu.md); later passes read the group from L1/L2 */
     for (int64_t g = g0; g < g1; g++)
@@ -264,7 +264,7 @@ static inline AVX512_INLINE void avx512_group(const CpuPackedBf16 *p, int64_t g,
             x0[j] = _mm512_loadu_ps(xp + j * K_pad + c * CPU_PACK_COLS), x1[j] = _mm512_loadu_ps(xp + j * K_pad + c * CPU_PACK_COLS + 16);
 #pragma GCC unroll 8
         for (int i = 0; i < CPU_PACK_ROWS; i++) {
-            _mm_prefetch((const char *)(w + i * CPU_PACK_COLS) + PACK_AHEAD, _MM_HINT_T0);
+            prefetch_l1((const char *)(w + i * CPU_PACK_COLS) + PACK_AHEAD);
             const __m512 w0 = widen16(w + i * CPU_PACK_COLS), w1 = widen16(w + i * CPU_PACK_COLS + 16);
 #pragma GCC unroll 3
             for (int j = 0; j < S; j++) acc[i][j] = _mm512_fmadd_ps(w1, x1[j], _mm512_fmadd_ps(w0, x0[j], acc[i][j]));
@@ -282,18 +282,10 @@ static inline AVX512_INLINE void avx512_block(const CpuPackedBf16 *p, int64_t g,
 #undef AVX512_CASE
 }
 
-static AVX512_TARGET void gemv_avx512(const CpuPackedBf16 *p, int64_t g0, int64_t g1, const float *x, int64_t ldx,
-                                      int B, float *y, int64_t ldy, int accumulate) {
+/* Groups [g0, g1) for B vectors, xp [B][K_pad] = x with zeros from K on. */
+static AVX512_TARGET void gemv_avx512(const CpuPackedBf16 *p, int64_t g0, int64_t g1, const float *xp, int B, float *y,
+                                      int64_t ldy, int accumulate) {
     const int64_t Kp = p->K_pad;
-    float *xp = cpu_thread_buffer(CPU_BUF_GEMV, (size_t)B * Kp * sizeof(float));
-    if (!xp) {
-        gemv_scalar(p, g0, g1, x, ldx, B, y, ldy, accumulate);
-        return;
-    }
-    for (int b = 0; b < B; b++) { /* zeros past K: the padding of W is zero, and 0 · NaN would not be */
-        memcpy(xp + b * Kp, x + b * ldx, (size_t)p->K * sizeof *xp);
-        memset(xp + b * Kp + p->K, 0, (size_t)(Kp - p->K) * sizeof *xp);
-    }
     /* the whole group a pass, for up to 3 vectors (as gemv_dpbf16()) */
     for (int64_t g = g0; g < g1; g++)
         for (int b = 0; b < B;) {
@@ -316,48 +308,49 @@ static inline AVX2_INLINE float hsum8(__m256 v) {
     return _mm_cvtss_f32(s);
 }
 
-/* One group, one vector. Unpacking 16 bf16 (one 32-byte load) with zeros puts them in the top
- * halves of two float vectors, in-lane: lo = W[k+0..4, k+8..12], hi = W[k+4..8, k+12..16]; xp holds
- * x in that order (permute_x()), so Σ lo·xp_lo + hi·xp_hi is the dot product. */
+/* One group, one vector, in fp32: each bf16 weight widened exactly. A 32-bit lane of a line holds
+ * the bf16 of an even column in its low half and of the next, odd column in its high half, so a
+ * shift left by 16 makes the even columns' floats and a mask of the low half the odd ones'
+ * (two cheap integer instructions, which CPUs run on several ports; an unpack would run on the
+ * shuffle port only). xp holds x in that order, even_odd_x(). With 16 weights a 32-byte load:
+ *   acc[i] += even(w_i) · x_even + odd(w_i) · x_odd      (8 lanes, summed at the end)
+ * Every line is asked for into L1 PACK_AHEAD bytes before it is read, as in the AVX-512 kernels. */
 static inline AVX2_INLINE void avx2_group(const uint16_t *G, int64_t chunks, const float *xp, __m256 acc[CPU_PACK_ROWS]) {
-    const __m256i zero = _mm256_setzero_si256();
+    const __m256i odd = _mm256_set1_epi32((int)0xFFFF0000);
 #pragma GCC unroll 8
     for (int i = 0; i < CPU_PACK_ROWS; i++) acc[i] = _mm256_setzero_ps();
     for (int64_t c = 0; c < chunks; c++) {
         const uint16_t *w = G + c * (CPU_PACK_ROWS * CPU_PACK_COLS);
         const float *xc = xp + c * CPU_PACK_COLS;
-        const __m256 x0 = _mm256_loadu_ps(xc), x1 = _mm256_loadu_ps(xc + 8), x2 = _mm256_loadu_ps(xc + 16),
-                     x3 = _mm256_loadu_ps(xc + 24);
+        const __m256 xe0 = _mm256_loadu_ps(xc), xo0 = _mm256_loadu_ps(xc + 8), xe1 = _mm256_loadu_ps(xc + 16),
+                     xo1 = _mm256_loadu_ps(xc + 24);
 #pragma GCC unroll 8
         for (int i = 0; i < CPU_PACK_ROWS; i++) {
-            _mm_prefetch((const char *)(w + i * CPU_PACK_COLS) + PACK_AHEAD, _MM_HINT_T0);
+            prefetch_l1((const char *)(w + i * CPU_PACK_COLS) + PACK_AHEAD);
             const __m256i v0 = _mm256_load_si256((const __m256i *)(w + i * CPU_PACK_COLS)),
                           v1 = _mm256_load_si256((const __m256i *)(w + i * CPU_PACK_COLS + 16));
-            __m256 a = _mm256_fmadd_ps(_mm256_castsi256_ps(_mm256_unpacklo_epi16(zero, v0)), x0, acc[i]);
-            a = _mm256_fmadd_ps(_mm256_castsi256_ps(_mm256_unpackhi_epi16(zero, v0)), x1, a);
-            a = _mm256_fmadd_ps(_mm256_castsi256_ps(_mm256_unpacklo_epi16(zero, v1)), x2, a);
-            acc[i] = _mm256_fmadd_ps(_mm256_castsi256_ps(_mm256_unpackhi_epi16(zero, v1)), x3, a);
+            __m256 a = _mm256_fmadd_ps(_mm256_castsi256_ps(_mm256_slli_epi32(v0, 16)), xe0, acc[i]);
+            a = _mm256_fmadd_ps(_mm256_castsi256_ps(_mm256_and_si256(v0, odd)), xo0, a);
+            a = _mm256_fmadd_ps(_mm256_castsi256_ps(_mm256_slli_epi32(v1, 16)), xe1, a);
+            acc[i] = _mm256_fmadd_ps(_mm256_castsi256_ps(_mm256_and_si256(v1, odd)), xo1, a);
         }
     }
 }
 
-/* xp[16q + i] = x[16q + perm(i)] (zeros from K on), perm = 0 1 2 3 8 9 10 11 4 5 6 7 12 13 14 15:
- * the order avx2_group() unpacks the weights in. */
-static void permute_x(const float *x, int64_t K, int64_t K_pad, float *xp) {
-    static const int perm[16] = {0, 1, 2, 3, 8, 9, 10, 11, 4, 5, 6, 7, 12, 13, 14, 15};
+/* xp[32c + 16h + l] = x[32c + 16h + 2l], xp[32c + 16h + 8 + l] = x[32c + 16h + 2l + 1] (l < 8),
+ * zeros from K on: each 16 columns' even ones, then their odd ones, as avx2_group() widens them. */
+static void even_odd_x(const float *x, int64_t K, int64_t K_pad, float *xp) {
     for (int64_t q = 0; q < K_pad; q += 16)
-        for (int i = 0; i < 16; i++) xp[q + i] = q + perm[i] < K ? x[q + perm[i]] : 0.0f;
+        for (int l = 0; l < 8; l++) {
+            xp[q + l] = q + 2 * l < K ? x[q + 2 * l] : 0.0f;
+            xp[q + 8 + l] = q + 2 * l + 1 < K ? x[q + 2 * l + 1] : 0.0f;
+        }
 }
 
-static AVX2_TARGET void gemv_avx2(const CpuPackedBf16 *p, int64_t g0, int64_t g1, const float *x, int64_t ldx, int B,
-                                  float *y, int64_t ldy, int accumulate) {
+/* Groups [g0, g1) for B vectors, one a pass, xp [B][K_pad] as even_odd_x() writes them. */
+static AVX2_TARGET void gemv_avx2(const CpuPackedBf16 *p, int64_t g0, int64_t g1, const float *xp, int B, float *y,
+                                  int64_t ldy, int accumulate) {
     const int64_t Kp = p->K_pad, chunks = Kp / CPU_PACK_COLS, ge = group_elems(p);
-    float *xp = cpu_thread_buffer(CPU_BUF_GEMV, (size_t)B * Kp * sizeof(float));
-    if (!xp) {
-        gemv_scalar(p, g0, g1, x, ldx, B, y, ldy, accumulate);
-        return;
-    }
-    for (int b = 0; b < B; b++) permute_x(x + b * ldx, p->K, Kp, xp + b * Kp);
     for (int64_t g = g0; g < g1; g++)
         for (int b = 0; b < B; b++) {
             __m256 acc[CPU_PACK_ROWS];
@@ -370,27 +363,80 @@ static AVX2_TARGET void gemv_avx2(const CpuPackedBf16 *p, int64_t g0, int64_t g1
         }
 }
 
+/* ------------------------------------------------------------------ the activations, prepared once a call */
+
+/* The kernel of tier @p isa. */
+typedef enum { GEMV_SCALAR, GEMV_AVX2, GEMV_AVX512, GEMV_DPBF16 } GemvKernel;
+static GemvKernel kernel_of(CpuIsa isa) {
+    if (isa < CPU_ISA_AVX2) return GEMV_SCALAR;
+    if (isa == CPU_ISA_AVX2) return GEMV_AVX2;
+    return isa == CPU_ISA_AVX512BF16 ? GEMV_DPBF16 : GEMV_AVX512;
+}
+
+/* Bytes of the activations as kernel @p k takes them, for B vectors of p's K_pad (parts as split_x()). */
+static size_t prepared_bytes(GemvKernel k, const CpuPackedBf16 *p, int B, int parts) {
+    if (k == GEMV_DPBF16) return (size_t)B * parts * p->K_pad * sizeof(uint16_t);
+    return (size_t)B * p->K_pad * sizeof(float);
+}
+
+/* The activations x [B, ldx] as kernel @p k takes them, in this thread's CPU_BUF_GEMV buffer
+ * (*prep). Returns the kernel to run: @p k, or the scalar loop (which reads x itself) when there is
+ * no memory for the buffer. */
+static GemvKernel prepare_x(GemvKernel k, const CpuPackedBf16 *p, const float *x, int64_t ldx, int B, int parts,
+                            const void **prep) {
+    const int64_t K = p->K, Kp = p->K_pad;
+    void *buf = k == GEMV_SCALAR ? NULL : cpu_thread_buffer(CPU_BUF_GEMV, prepared_bytes(k, p, B, parts));
+    *prep = buf;
+    if (!buf) return GEMV_SCALAR;
+    for (int b = 0; b < B; b++) {
+        const float *xb = x + b * ldx;
+        if (k == GEMV_DPBF16) split_x(xb, K, Kp, parts, (uint16_t *)buf + (size_t)b * parts * Kp);
+        else if (k == GEMV_AVX2) even_odd_x(xb, K, Kp, (float *)buf + b * Kp);
+        else { /* zeros past K: the padding of W is zero, and 0 · NaN would not be */
+            float *xp = (float *)buf + b * Kp;
+            memcpy(xp, xb, (size_t)K * sizeof *xp);
+            memset(xp + K, 0, (size_t)(Kp - K) * sizeof *xp);
+        }
+    }
+    return k;
+}
+
+/* Groups [g0, g1) by kernel @p k, the activations prepared (prepare_x(); x itself for the scalar loop). */
+static void gemv_prepared(GemvKernel k, const CpuPackedBf16 *p, int64_t g0, int64_t g1, const float *x, int64_t ldx,
+                          const void *prep, int B, float *y, int64_t ldy, int accumulate, int parts) {
+    switch (k) {
+    case GEMV_DPBF16: gemv_dpbf16(p, g0, g1, prep, B, y, ldy, accumulate, parts); break;
+    case GEMV_AVX512: gemv_avx512(p, g0, g1, prep, B, y, ldy, accumulate); break;
+    case GEMV_AVX2: gemv_avx2(p, g0, g1, prep, B, y, ldy, accumulate); break;
+    default: gemv_scalar(p, g0, g1, x, ldx, B, y, ldy, accumulate); break;
+    }
+}
+
 /* ------------------------------------------------------------------ entry points */
 
 void cpu_packed_bf16_gemv_groups(CpuIsa isa, const CpuPackedBf16 *p, int64_t g0, int64_t g1, const float *x,
                                  int64_t ldx, int B, float *y, int64_t ldy, int accumulate, Mamba2Precision precision) {
     if (g1 <= g0) return;
-    if (isa == CPU_ISA_AVX512BF16) gemv_dpbf16(p, g0, g1, x, ldx, B, y, ldy, accumulate, precision == MAMBA2_PRECISION_FAST ? 1 : 2);
-    else if (isa == CPU_ISA_AVX512) gemv_avx512(p, g0, g1, x, ldx, B, y, ldy, accumulate);
-    else if (isa == CPU_ISA_AVX2) gemv_avx2(p, g0, g1, x, ldx, B, y, ldy, accumulate);
-    else gemv_scalar(p, g0, g1, x, ldx, B, y, ldy, accumulate);
+    const int parts = precision == MAMBA2_PRECISION_FAST ? 1 : 2;
+    const void *prep;
+    const GemvKernel k = prepare_x(kernel_of(isa), p, x, ldx, B, parts, &prep);
+    gemv_prepared(k, p, g0, g1, x, ldx, prep, B, y, ldy, accumulate, parts);
 }
 
 void cpu_packed_bf16_gemv(const CpuPackedBf16 *p, const float *x, int64_t ldx, int B, float *y, int64_t ldy,
                           int accumulate, int n_threads, Mamba2Precision precision) {
     static int isa = -1; /* detected once; a benign race (every thread writes the same value) */
     if (isa < 0) isa = (int)cpu_isa_active();
+    const int parts = precision == MAMBA2_PRECISION_FAST ? 1 : 2;
+    /* x prepared once, on this thread, for every thread to read (not once per unit of work) */
+    const void *prep;
+    const GemvKernel k = prepare_x(kernel_of((CpuIsa)isa), p, x, ldx, B, parts, &prep);
     const int64_t groups = p->rows_pad / CPU_PACK_ROWS;
     const int64_t unit = cpu_gemv_unit_rows(p->rows_pad, n_threads) / CPU_PACK_ROWS, n_units = (groups + unit - 1) / unit;
 #pragma omp parallel for num_threads(n_threads) schedule(dynamic, 1)
     for (int64_t u = 0; u < n_units; u++) {
         const int64_t g0 = u * unit, g1 = g0 + unit < groups ? g0 + unit : groups;
-        cpu_packed_bf16_gemv_groups((CpuIsa)isa, p, g0, g1, x, ldx, B, y, ldy, accumulate, precision);
+        gemv_prepared(k, p, g0, g1, x, ldx, prep, B, y, ldy, accumulate, parts);
     }
 }
 
