@@ -312,7 +312,8 @@ static inline AVX2_INLINE float hsum8(__m256 v) {
  * the bf16 of an even column in its low half and of the next, odd column in its high half, so a
  * shift left by 16 makes the even columns' floats and clearing the low half the odd ones' (two
  * integer instructions that CPUs run on several ports, where an unpack runs on the shuffle port
- * only; equal speed on the Xeon measured, results/cpu.md). xp holds x in that order, even_odd_x(). With 16 weights a 32-byte load:
+ * only; equal speed on the Xeon measured, results/cpu.md). xp holds x in that order, even_odd_x().
+ * With 16 weights a 32-byte load:
  *   acc[i] += even(w_i) · x_even + odd(w_i) · x_odd      (8 lanes, summed at the end)
  * Every line is asked for into L1 PACK_AHEAD bytes before it is read, as in the AVX-512 kernels. */
 static inline AVX2_INLINE void avx2_group(const uint16_t *G, int64_t chunks, const float *xp, __m256 acc[CPU_PACK_ROWS]) {
