@@ -20,12 +20,13 @@
 
 /** Bytes ahead in the stream at which the decode products ask for each line into L1: the distance
  *  of the prefetched read the read ceiling takes, and the fastest of 1–16 KiB measured (results/cpu.md,
- *  "bf16 weights packed at load"; with each prefetch beside its load, 2–4 KiB alike). */
+ *  "bf16 weights packed at load", and again with each prefetch beside its load: "one vector on ymm?
+ *  No"). */
 #define PACK_AHEAD 2048
 
 /* Asks for the line at @p p into L1 (never faults). As asm, so that the compiler keeps each where
  * the kernel puts it, beside the loads of its row: with _mm_prefetch() GCC 12 gathered a chunk's
- * eight at its start, and decode was 5–10 % slower (results/cpu.md, "one vector on ymm? No"). */
+ * eight at the chunk's start, and decode was slower (results/cpu.md, "one vector on ymm? No"). */
 static inline void prefetch_l1(const void *p) { __asm__ volatile("prefetcht0 (%0)" ::"r"(p)); }
 
 /* Elements of one group: [K_pad / 32][8][32]. */
@@ -312,7 +313,7 @@ static inline AVX2_INLINE float hsum8(__m256 v) {
  * the bf16 of an even column in its low half and of the next, odd column in its high half, so a
  * shift left by 16 makes the even columns' floats and clearing the low half the odd ones' (two
  * integer instructions that CPUs run on several ports, where an unpack runs on the shuffle port
- * only; equal speed on the Xeon measured, results/cpu.md). xp holds x in that order, even_odd_x().
+ * only). xp holds x in that order, even_odd_x().
  * With 16 weights a 32-byte load:
  *   acc[i] += even(w_i) · x_even + odd(w_i) · x_odd      (8 lanes, summed at the end)
  * Every line is asked for into L1 PACK_AHEAD bytes before it is read, as in the AVX-512 kernels. */

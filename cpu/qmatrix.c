@@ -17,8 +17,8 @@
  * vpdpbusd sums 4 adjacent byte products into each 32-bit lane, so lane j of every chunk belongs to
  * block j: the 8 chunks of a row accumulate into one vector of 16 exact int32 block sums, and the
  * row's scales (one vcvtph2ps; q8's 8 each spread over two lanes by one permutation) multiply that
- * vector once per tile. The
- * integer work of a tile does not wait for its scales, and a row's chunks are read in order.
+ * vector once per tile. The integer work of a tile does not wait for its scales, and a row's chunks
+ * are read in order.
  * q4 keeps chunks 2h and 2h + 1 in the same 64 bytes, the first in the low nibbles and the second
  * in the high ones: byte 64h + i = v₂ₕ[i] | v₂ₕ₊₁[i] << 4 (v: a chunk's 64 values), so one 64-byte
  * load, a mask and a shift give two chunks.
@@ -74,10 +74,9 @@
  * the earlier sections on prefetch modes measured builds without any prefetch instruction.)
  */
 static CpuPrefetch stream_prefetch = CPU_PREFETCH_IN_ROW;
-/* The first tile of CPU_PREFETCH_IN_ROW's window of two, counted from the tile being read: measured
- * over windows of 0 to 4 tiles, q4 read at 0.98 (zmm) / 0.85 (ymm) of a read of its own bytes from
- * tile 1, 0.93 / 0.79 from tile 0; q8 was 1 % faster from tile 0 (results/cpu.md, "the quantized
- * products' prefetch window"). */
+/* The first tile of CPU_PREFETCH_IN_ROW's window of two, counted from the tile being read: q4, whose
+ * tiles are half as long, streams best from the next tile, q8 from this one (windows of 0 to 4 tiles
+ * measured: results/cpu.md, "the quantized products' prefetch window"). */
 static int prefetch_first_tile(Mamba2WeightFormat f) { return f == MAMBA2_WEIGHTS_Q4 ? 1 : 0; }
 static CpuPrefetch arith_bound_prefetch = CPU_PREFETCH_NONE;
 
@@ -592,9 +591,9 @@ static inline BW_INLINE void zmm_load_pair(Mamba2WeightFormat f, const uint8_t *
 /* The two chunks of q4 in the 64 bytes at @p b for vpdpbusd: w0 = the low nibbles (q + 8), w1 = the
  * high nibbles where they are, 16 · (q + 8). No shift: vpdpbusd takes unsigned bytes up to 255, and
  * w1's products go to a sum of their own, 16 × that of the nibbles (at most 16 · 15 · 127 · 16 per
- * lane), which is shifted back once a row, exactly. One instruction less per 64 bytes made q4
- * decode of one sequence 7–9 % faster (results/cpu.md); on ymm with 16 registers it was slower,
- * and vpmaddubsw's 16-bit pair sums would overflow with 16 · (q + 8). */
+ * lane), which is shifted back once a row, exactly: one instruction less per 64 bytes, which made
+ * q4 decode faster (results/cpu.md); on ymm with 16 registers it was slower, and vpmaddubsw's 16-bit
+ * pair sums would overflow with 16 · (q + 8). */
 static inline BW_INLINE void q4_nibbles_zmm(const uint8_t *b, __m512i *w0, __m512i *w1) {
     const __m512i v = _mm512_loadu_si512(b);
     *w0 = _mm512_and_si512(v, _mm512_set1_epi8(15));
@@ -621,7 +620,7 @@ static inline BW_INLINE void zmm_block(Mamba2WeightFormat f, int bw, const CpuQM
                                        const uint8_t *const *xr, int S, float *y, int64_t ldy, int accumulate, CpuPrefetch pf) {
     int64_t tb = tile_bytes(f), n_kt = W->K_pad / QT_K;
     /* q4 with vpdpbusd and one or two records: q4_nibbles_zmm(), two sums a row and record (with four
-     * records the 4 more sums competed for the registers: slower at batch 4 in a first try) */
+     * records the 4 more sums compete for the registers, which was slower: results/cpu.md) */
     const int nib = f == MAMBA2_WEIGHTS_Q4 && !bw && S <= 2;
     __m512 acc[4][4];
 #pragma GCC unroll 4
