@@ -63,7 +63,10 @@
  *     tiles of the stream into L1 (the next row group's first tile follows a row group's last): q8
  *     this tile and the next, q4 (whose tiles are half as long) the next two. The prefetches leave
  *     the core at once, ahead of the tile's loads, which wait behind the arithmetic of the tile
- *     before. Each line is asked for twice, which costs an instruction;
+ *     before. Each line is asked for twice, which costs an instruction. One record of q8 with
+ *     vpdpbusd (decode) instead reads a tile chunk by chunk across its rows and asks for each line
+ *     Q8_DECODE_AHEAD bytes ahead as it reads it (zmm_q8_one(), ymm_q8_one()): faster there, slower
+ *     for q4 (results/cpu.md, "q8 decode read chunk by chunk across the rows");
  *   CPU_PREFETCH_NEXT_BLOCK: the next row group's tile at the column being read, into L2 (a whole
  *     row group's stream ahead);
  *   CPU_PREFETCH_NONE: the stream left to the hardware prefetchers.
@@ -87,6 +90,11 @@ CpuPrefetch cpu_qlinear_prefetch(void) { return cpu_prefetch_asked(CPU_PREFETCH_
  * how it inlined them: MAMBA2_CPU_PREFETCH then changed nothing; results/cpu.md). They never fault. */
 static inline void prefetch_t0(const void *p) { __asm__ volatile("prefetcht0 (%0)" ::"r"(p)); }
 static inline void prefetch_t1(const void *p) { __asm__ volatile("prefetcht1 (%0)" ::"r"(p)); }
+
+/** Bytes ahead at which the one-record q8 products with vpdpbusd (zmm_q8_one(), ymm_q8_one()) ask for
+ *  each line into L1: the bf16 decode products' distance (packed_bf16.c); 2–3 KiB measured alike,
+ *  1 and 4 KiB slower (results/cpu.md, "q8 decode read chunk by chunk across the rows"). */
+#define Q8_DECODE_AHEAD 2048
 
 /* The prefetch @p mode (integer_rows() chooses it) of tile @p t (format @p f, tile_bytes() @p tb) of a
  * row group of @p n_kt tiles. */
@@ -501,9 +509,66 @@ static inline AVX2_INLINE void avx2_block(Mamba2WeightFormat f, int vnni, const 
         }
 }
 
+/* One record of q8 (decode) with vpdpbusd on ymm: the products of avx2_block() with S = 1, the tile
+ * read as zmm_q8_one() reads it (chunk by chunk across its rows, each line asked for
+ * Q8_DECODE_AHEAD bytes ahead). A 64-byte line is two ymm halves (blocks 0-7 and 8-15), each with
+ * sums of its own; the record's chunks are read from L1 by each vpdpbusd (AVX-VNNI has 16 ymm
+ * registers: the 16 halves would not fit beside the sums). The same sums and fp32 operations, in
+ * avx2_block()'s order (half 0, then half 1, per tile), so the same result. */
+static inline AVX2_INLINE void ymm_q8_one(const CpuQMatrix *W, int64_t rg, int R, const uint8_t *xr, float *y,
+                                       int accumulate) {
+    const Mamba2WeightFormat f = MAMBA2_WEIGHTS_Q8;
+    const int64_t tb = tile_bytes(f), n_kt = W->K_pad / QT_K;
+    __m256 acc[4];
+#pragma GCC unroll 4
+    for (int i = 0; i < 4; i++) acc[i] = _mm256_setzero_ps();
+    const uint8_t *t = tile_at(W, rg, 0);
+    for (int64_t kt = 0; kt < n_kt; kt++, t += tb) {
+        const uint8_t *rec = xr + kt * XREC;
+        __m256i lo[4], hi[4]; /* [row]: int32 sums of blocks 0-7 and 8-15, started at ncorr */
+        const __m256i nlo = _mm256_loadu_si256((const __m256i *)(rec + XNCORR)),
+                      nhi = _mm256_loadu_si256((const __m256i *)(rec + XNCORR) + 1);
+#pragma GCC unroll 4
+        for (int i = 0; i < 4; i++) lo[i] = nlo, hi[i] = nhi;
+        prefetch_t0(t + Q8_DECODE_AHEAD); /* the scales' line */
+#pragma GCC unroll 8
+        for (int c = 0; c < QT_CHUNKS; c++)
+#pragma GCC unroll 4
+            for (int i = 0; i < R; i++) {
+                const uint8_t *w = tile_row(f, t, i) + 64 * c;
+                prefetch_t0(w + Q8_DECODE_AHEAD);
+                lo[i] = (__m256i)__builtin_ia32_vpdpbusd_v8si((__v8si)lo[i], (__v8si)_mm256_load_si256((const __m256i *)w),
+                                                              (__v8si)_mm256_loadu_si256((const __m256i *)(rec + 64 * c)));
+                hi[i] = (__m256i)__builtin_ia32_vpdpbusd_v8si((__v8si)hi[i], (__v8si)_mm256_load_si256((const __m256i *)w + 1),
+                                                              (__v8si)_mm256_loadu_si256((const __m256i *)(rec + 64 * c) + 1));
+            }
+#pragma GCC unroll 4
+        for (int i = 0; i < R; i++) {
+            const uint16_t *sc = tile_scales(f, t, i);
+            acc[i] = _mm256_fmadd_ps(_mm256_cvtepi32_ps(lo[i]),
+                                     _mm256_mul_ps(ymm_scales(f, sc, 0), _mm256_loadu_ps((const float *)(rec + XE))), acc[i]);
+            acc[i] = _mm256_fmadd_ps(_mm256_cvtepi32_ps(hi[i]),
+                                     _mm256_mul_ps(ymm_scales(f, sc, 1), _mm256_loadu_ps((const float *)(rec + XE) + 8)), acc[i]);
+        }
+    }
+#pragma GCC unroll 4
+    for (int i = 0; i < R; i++) {
+        __m128 s4 = _mm_add_ps(_mm256_castps256_ps128(acc[i]), _mm256_extractf128_ps(acc[i], 1));
+        s4 = _mm_hadd_ps(s4, s4);
+        s4 = _mm_hadd_ps(s4, s4);
+        float sum = _mm_cvtss_f32(s4);
+        y[i] = accumulate ? y[i] + sum : sum;
+    }
+}
+
 /* The rows of one ymm instantiation for one format (f and vnni constants after inlining). */
 static inline AVX2_INLINE void avx2_rows_of(Mamba2WeightFormat f, int vnni, const CpuQMatrix *W, int64_t rg, int R,
                                             const uint8_t *const *xr, int S, float *y, int64_t ldy, int accumulate, CpuPrefetch pf) {
+    if (f == MAMBA2_WEIGHTS_Q8 && vnni && S == 1 && pf == CPU_PREFETCH_IN_ROW) { /* decode: see ymm_q8_one() */
+        if (R == 4) ymm_q8_one(W, rg, 4, xr[0], y, accumulate);
+        else ymm_q8_one(W, rg, R, xr[0], y, accumulate);
+        return;
+    }
     for (int j = 0; j < S; j += 2) { /* R and S constants in the common calls, so the block's loops unroll */
         const int two = S - j >= 2;
         const CpuPrefetch pj = j == 0 ? pf : CPU_PREFETCH_NONE; /* later records read the same tiles from the caches */
@@ -678,10 +743,58 @@ static inline BW_INLINE void zmm_block(Mamba2WeightFormat f, int bw, const CpuQM
         }
 }
 
+/* One record of q8 (decode) with vpdpbusd: the products of zmm_block() with S = 1, the tile read chunk
+ * by chunk across its rows (chunk c of rows 0..R-1, then chunk c + 1) and each line asked for into
+ * L1 Q8_DECODE_AHEAD bytes before it is read, as the bf16 decode products read their stream
+ * (packed_bf16.c); zmm_block() walks a tile row by row behind one prefetch of two whole tiles. The
+ * same integer sums and the same fp32 operations in the same order, so the same result:
+ *   acc[i] += float(ncorr + Σ_c vpdpbusd(w_i,c, p_c)) · (d_i · e), lane by lane, tile by tile. */
+static inline BW_INLINE void zmm_q8_one(const CpuQMatrix *W, int64_t rg, int R, const uint8_t *xr, float *y,
+                                        int accumulate) {
+    const Mamba2WeightFormat f = MAMBA2_WEIGHTS_Q8;
+    const int64_t tb = tile_bytes(f), n_kt = W->K_pad / QT_K;
+    __m512 acc[4];
+#pragma GCC unroll 4
+    for (int i = 0; i < 4; i++) acc[i] = _mm512_setzero_ps();
+    const uint8_t *t = tile_at(W, rg, 0);
+    for (int64_t kt = 0; kt < n_kt; kt++, t += tb) {
+        const uint8_t *rec = xr + kt * XREC;
+        __m512i p[QT_CHUNKS], ia[4]; /* the record's chunks; [row]: int32 sums of the 16 blocks */
+#pragma GCC unroll 8
+        for (int c = 0; c < QT_CHUNKS; c++) p[c] = _mm512_loadu_si512(rec + 64 * c);
+        const __m512i ncorr = _mm512_loadu_si512(rec + XNCORR);
+#pragma GCC unroll 4
+        for (int i = 0; i < 4; i++) ia[i] = ncorr;
+        prefetch_t0(t + Q8_DECODE_AHEAD); /* the scales' line */
+#pragma GCC unroll 8
+        for (int c = 0; c < QT_CHUNKS; c++)
+#pragma GCC unroll 4
+            for (int i = 0; i < R; i++) {
+                const uint8_t *w = tile_row(f, t, i) + 64 * c;
+                prefetch_t0(w + Q8_DECODE_AHEAD);
+                ia[i] = dpbusd(ia[i], _mm512_load_si512(w), p[c]);
+            }
+        const __m512 e = _mm512_loadu_ps((const float *)(rec + XE));
+#pragma GCC unroll 4
+        for (int i = 0; i < R; i++)
+            acc[i] = _mm512_fmadd_ps(_mm512_cvtepi32_ps(ia[i]), _mm512_mul_ps(zmm_scales(f, tile_scales(f, t, i)), e), acc[i]);
+    }
+#pragma GCC unroll 4
+    for (int i = 0; i < R; i++) {
+        float s = _mm512_reduce_add_ps(acc[i]);
+        y[i] = accumulate ? y[i] + s : s;
+    }
+}
+
 /* The rows of one format (f and bw constants after inlining, as are R and S in the common calls, so
  * that the block's loops unroll). */
 static inline BW_INLINE void zmm_rows_of(Mamba2WeightFormat f, int bw, const CpuQMatrix *W, int64_t rg, int R,
                                          const uint8_t *const *xr, int S, float *y, int64_t ldy, int accumulate, CpuPrefetch pf) {
+    if (f == MAMBA2_WEIGHTS_Q8 && !bw && S == 1 && pf == CPU_PREFETCH_IN_ROW) { /* decode: see zmm_q8_one() */
+        if (R == 4) zmm_q8_one(W, rg, 4, xr[0], y, accumulate);
+        else zmm_q8_one(W, rg, R, xr[0], y, accumulate);
+        return;
+    }
     for (int j = 0; j < S; j += 4) {
         const uint8_t *const *x4 = xr + j;
         float *y4 = y + j * ldy;

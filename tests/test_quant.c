@@ -260,6 +260,7 @@ static void test_qlinear_variants(void) {
         float *want = malloc((size_t)TMAX * rows * 4), *xq = malloc((size_t)TMAX * K * 4);
         float *want_f = malloc((size_t)TMAX * rows * 4); /* with the activations in fp32 */
         float *want_b = malloc((size_t)TMAX * rows * 4); /* fp32 activations, weights rounded to bf16 */
+        float *y1 = malloc((size_t)rows * 4 + 4); /* the product of one activation row (T = 1) */
         void *scratch = NULL;
         CU_ASSERT_FATAL(posix_memalign(&scratch, 64, cpu_qlinear_scratch_bytes(K, TMAX)) == 0);
         Mamba2Tensor W = random_bf16(raw, rows, K);
@@ -296,6 +297,17 @@ static void test_qlinear_variants(void) {
                         float *out = y;
                         for (int i = 0; i < T * rows; i++) out[i] = accumulate ? 1.0f : NAN; /* NaN: every entry written */
                         cpu_qlinear(v->isa, &q, x, K, T, out, rows, accumulate, scratch, 2, MAMBA2_PRECISION_DEFAULT);
+                        /* one row (decode, its own kernels for q8 with vpdpbusd) equals the first of
+                         * two (the batched kernels) bit for bit: the same integer sums, and the same
+                         * fp32 operations in the same order */
+                        if (T == 1 && !accumulate) memcpy(y1, out, (size_t)rows * sizeof *y1);
+                        if (T == 2 && !accumulate) {
+                            int same = memcmp(y1, out, (size_t)rows * sizeof *y1) == 0;
+                            if (!same)
+                                printf("\n    %s %s %dx%d: one row differs from the first of two",
+                                       mamba2_weight_format_name(formats[fi]), v->name, rows, K);
+                            CU_ASSERT(same);
+                        }
                         if (accumulate)
                             for (int i = 0; i < T * rows; i++) out[i] -= 1.0f;
                         /* the integer product rounds x; without vpdpbusd, more than QLINEAR_INT_MAX_ROWS
@@ -316,7 +328,7 @@ static void test_qlinear_variants(void) {
             }
             cpu_qmatrix_free(&q);
         }
-        free(raw), free(deq), free(x), free(xq), free(y), free(want), free(want_f), free(want_b), free(scratch);
+        free(raw), free(deq), free(x), free(xq), free(y), free(want), free(want_f), free(want_b), free(y1), free(scratch);
     }
     if (saved) setenv("MAMBA2_CPU_VNNI", saved, 1);
     else unsetenv("MAMBA2_CPU_VNNI");
