@@ -79,7 +79,7 @@ int main(int argc, char **argv) {
             }
         return 0;
     }
-    if (argc > 1 && !strcmp(argv[1], "--q8gemm")) { /* bytes: the weights as read (q8: 1 + 2/32 a weight) */
+    if (argc > 1 && !strcmp(argv[1], "--q8gemm")) { /* bytes: the weights as read (q8: 1 + 2/64 a weight) */
         printf("GPU ceilings: copy %.0f GB/s (read + write), bf16 GEMM %.0f TFLOP/s\n\n", copy_gbps, gemm_gflops / 1e3);
         printf("%-9s %-14s %5s | %9s %7s %6s | %9s %7s %6s | %9s | %s\n", "product", "rows x cols", "T", "q8 GEMM", "GB/s",
                "TF/s", "cuBLAS", "GB/s", "TF/s", "deq+cuBL", "q8 / cuBLAS time");
@@ -94,7 +94,7 @@ int main(int argc, char **argv) {
                 }
                 double w = (double)shapes[k].rows * shapes[k].cols, fl = 2 * w * Ts[i];
                 printf("%-9s %6d x %-6d %5d | %9.4f %7.0f %6.0f | %9.4f %7.0f %6.0f | %9.4f | %.2f\n", shapes[k].name, shapes[k].rows,
-                       shapes[k].cols, Ts[i], ms[0], w * (1 + 2.0 / 32) / ms[0] / 1e6, fl / ms[0] / 1e9, ms[1], w * 2 / ms[1] / 1e6,
+                       shapes[k].cols, Ts[i], ms[0], w * (1 + 2.0 / 64) / ms[0] / 1e6, fl / ms[0] / 1e9, ms[1], w * 2 / ms[1] / 1e6,
                        fl / ms[1] / 1e9, ms[2], ms[0] / ms[1]);
             }
         return 0;
@@ -150,7 +150,7 @@ int main(int argc, char **argv) {
         return 0;
     }
 
-    /* the same GEMVs over q8 weights (bytes read: 1 + 2/32 per weight), both products; and the
+    /* the same GEMVs over q8 weights (bytes read: 1 + 2/64 per weight), both products; and the
      * dequantization into bf16 that prefill runs before each GEMM with q8 weights (bytes: the q8
      * matrix read, the bf16 one written) */
     printf("\n%-10s %-14s %3s %-6s %9s %9s %8s\n", "q8 GEMV", "rows x cols", "nb", "dot", "ms", "GB/s", "of copy");
@@ -163,7 +163,7 @@ int main(int argc, char **argv) {
                     fprintf(stderr, "gemv q8: %s\n", e.msg);
                     return 1;
                 }
-                double gbps = (double)shapes[k].rows * shapes[k].cols * (1 + 2.0 / 32) / (ms * 1e-3) / 1e9;
+                double gbps = (double)shapes[k].rows * shapes[k].cols * (1 + 2.0 / 64) / (ms * 1e-3) / 1e9;
                 printf("%-10s %6d x %-6d %3d %-6s %9.4f %9.0f %7.0f%%\n", shapes[k].name, shapes[k].rows, shapes[k].cols, nb,
                        dp4a == 2 ? "stream" : dp4a ? "dp4a" : "float", ms, gbps, 100 * gbps / copy_gbps);
             }
@@ -174,7 +174,7 @@ int main(int argc, char **argv) {
             fprintf(stderr, "dequantize: %s\n", e.msg);
             return 1;
         }
-        double gbps = (double)shapes[k].rows * shapes[k].cols * (1 + 2.0 / 32 + 2) / (ms * 1e-3) / 1e9;
+        double gbps = (double)shapes[k].rows * shapes[k].cols * (1 + 2.0 / 64 + 2) / (ms * 1e-3) / 1e9;
         printf("%-24s %6d x %-6d %9.4f %9.0f %7.0f%%\n", shapes[k].name, shapes[k].rows, shapes[k].cols, ms, gbps,
                100 * gbps / copy_gbps);
     }

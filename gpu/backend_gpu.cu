@@ -196,13 +196,13 @@ static int upload_bf16(Upload *up, const Mamba2Tensor *t, const bf16 **out, Mamb
  * staging buffer (bf16 as stored; f32 and f16 widened to f32), and q8_quantize_kernel writes their
  * values and scales. The bf16 or f32 matrix is never whole on the device. */
 static int upload_q8(Upload *up, const Mamba2Tensor *t, GpuQ8 *out, Mamba2Error *err) {
-    const int rows = (int)t->shape[0], K = (int)t->shape[1], K32 = round_up(K, Q8_BLOCK);
+    const int rows = (int)t->shape[0], K = (int)t->shape[1], Kq = round_up(K, Q8_SCALE_BLOCK);
     const int src_f32 = t->dtype != MAMBA2_BF16, esize = src_f32 ? 4 : 2;
     int8_t *q;
     uint16_t *d;
-    if (dev_alloc(up->gb, (void **)&q, (size_t)rows * K32, t->name, err)) return -1;
+    if (dev_alloc(up->gb, (void **)&q, (size_t)rows * Kq, t->name, err)) return -1;
     up->gb->allocations.push_back(q);
-    if (dev_alloc(up->gb, (void **)&d, q8_scale_alloc_bytes(rows, K32), t->name, err)) return -1;
+    if (dev_alloc(up->gb, (void **)&d, q8_scale_alloc_bytes(rows, Kq), t->name, err)) return -1;
     up->gb->allocations.push_back(d);
     int piece = (int)(up->pinned_bytes / ((size_t)K * esize)); /* rows per piece */
     if (piece < 1) return mamba2_fail(err, "%s: a row of %d weights does not fit the upload buffer", t->name, K);
@@ -213,13 +213,13 @@ static int upload_q8(Upload *up, const Mamba2Tensor *t, GpuQ8 *out, Mamba2Error 
         else
             for (size_t k = 0; k < m; k++) ((float *)up->pinned)[k] = mamba2_tensor_get(t, (int64_t)(first + k));
         CUDA_TRY(cudaMemcpy(up->stage, up->pinned, m * esize, cudaMemcpyHostToDevice));
-        launch_q8_quantize(up->stage, src_f32, n, r0, q, d, K, K32, 0); /* the legacy stream: after the copy, before the next */
+        launch_q8_quantize(up->stage, src_f32, n, r0, q, d, K, Kq, 0); /* the legacy stream: after the copy, before the next */
         LAUNCH_TRY();
         progress(up, (double)m * mamba2_dtype_size(t->dtype));
     }
     CUDA_TRY(cudaDeviceSynchronize());
-    out->q = q, out->d = d, out->rows = rows, out->K = K, out->K32 = K32;
-    up->gb->matrix_bytes += (double)rows * K32 + (double)rows * (K32 / Q8_BLOCK) * 2;
+    out->q = q, out->d = d, out->rows = rows, out->K = K, out->Kq = Kq;
+    up->gb->matrix_bytes += (double)rows * Kq + (double)rows * (Kq / Q8_SCALE_BLOCK) * 2; /* 1 + 2/64 bytes a weight */
     return 0;
 }
 
@@ -577,7 +577,7 @@ static int grow_decode(GpuBackend *gb, int nb, Mamba2Error *err) {
         dev_alloc(gb, (void **)&gb->su, B * g.d * 2, "decode normalised input", err) ||
         dev_alloc(gb, (void **)&gb->syn, B * g.d_in * 2, "decode normalised SSD output", err) ||
         (gb->step_rounds_y && (dev_alloc(gb, (void **)&gb->syq, B * g.d_in, "decode SSD output in int8", err) ||
-                               dev_alloc(gb, (void **)&gb->sya, B * g.d_in / Q8_BLOCK * 4, "decode SSD output's block maxima", err))) ||
+                               dev_alloc(gb, (void **)&gb->sya, B * g.d_in / Q8_XBLOCK * 4, "decode SSD output's block maxima", err))) ||
         dev_alloc(gb, (void **)&gb->norm_sums, norm_sums_count(g, nb) * 4, "decode norm sums", err) ||
         dev_alloc(gb, (void **)&gb->conv_ptrs, B * sizeof(void *), "state pointers", err) ||
         dev_alloc(gb, (void **)&gb->ssm_ptrs, B * sizeof(void *), "state pointers", err)) {

@@ -40,32 +40,40 @@ typedef __nv_bfloat16 bf16;
 /** Dynamic shared memory one block may have on sm_90 (H100, H200), the kernels' budget. */
 #define SMEM_MAX (227 * 1024)
 
-/** Weights per quantization block of a q8 matrix (one fp16 scale each), as on the CPU (cpu/qmatrix.h). */
-#define Q8_BLOCK 32
+/** Weights per fp16 scale of a q8 matrix, along K: the CPU's (cpu/qmatrix.h, QBLOCK_Q8), so that both
+ *  quantize a matrix into the same integers and scales. */
+#define Q8_SCALE_BLOCK 64
+/** Inputs per block of the q8 products' int8 activations (x ≈ e · p per block, e = max|x| / 127, as
+ *  the CPU's QBLOCK): the dp4a products sum Σ q·p over such a block (or half of it) before scaling. A
+ *  weight scale covers Q8_SCALE_BLOCK / Q8_XBLOCK = 2 of them. */
+#define Q8_XBLOCK 32
 
 /**
- * A weight matrix W [rows, K] quantized to int8 at load (gpu/q8_matrix.cu): along K, blocks of
- * Q8_BLOCK weights with one fp16 scale d each, W[r][k] ≈ d · q, q = round(W / d) ∈ [−127, 127],
- * d = max|W| / 127 over the block. Values and scales are two arrays, both row-major.
+ * A weight matrix W [rows, K] quantized to int8 at load (gpu/q8_matrix.cu), as the CPU quantizes
+ * it: along K, blocks of Q8_SCALE_BLOCK weights with one fp16 scale d each, W[r][k] ≈ d · q,
+ * q = round(W / d) ∈ [−127, 127], d = max|W| / 127 over the block. Values and scales are two
+ * arrays, both row-major.
  */
 struct GpuQ8 {
-    const int8_t *q;    /**< [rows, K32] values; columns K .. K32 hold zeros */
-    const uint16_t *d;  /**< [rows, K32 / Q8_BLOCK] fp16 bits of each block's scale */
+    const int8_t *q;    /**< [rows, Kq] values; columns K .. Kq hold zeros */
+    const uint16_t *d;  /**< [rows, Kq / Q8_SCALE_BLOCK] fp16 bits of each block's scale */
     int rows;           /**< rows of W */
     int K;              /**< columns of W */
-    int K32;            /**< K rounded up to a multiple of Q8_BLOCK */
+    int Kq;             /**< K rounded up to a multiple of Q8_SCALE_BLOCK (the row pitch of q) */
 };
 
 /**
- * @brief Bytes to allocate for the scales of a q8 matrix of @p rows rows and @p K32 columns:
- *        rows · K32 / Q8_BLOCK halves, rounded up to whole 4-byte words.
+ * @brief Bytes to allocate for the scales of a q8 matrix of @p rows rows and @p Kq columns:
+ *        rows · Kq / Q8_SCALE_BLOCK halves, rounded up to whole 16-byte units.
  *
- * gemm_q8.cu stages the scales in 4-byte cp.async copies; the last one of an odd count copies
- * 2 bytes and zero-fills the rest, which compute-sanitizer checks as a 4-byte read: the spare
- * 2 bytes keep that read inside the allocation. They are never used as a scale.
+ * Two kernels copy whole aligned units around the scales they need, and compute-sanitizer checks
+ * each copy as a read of the whole unit: gemm_q8.cu stages them in 4-byte cp.async copies (the last
+ * one of an odd count copies 2 bytes and zero-fills the rest), gemv_stream.cu in bulk copies of
+ * 16-byte units from the 16-byte boundary at or below a row group's first scale. The spare bytes
+ * keep those reads inside the allocation; they are never used as a scale.
  */
-inline size_t q8_scale_alloc_bytes(int rows, int K32) {
-    return ((size_t)rows * (K32 / Q8_BLOCK) * 2 + 3) & ~(size_t)3;
+inline size_t q8_scale_alloc_bytes(int rows, int Kq) {
+    return ((size_t)rows * (Kq / Q8_SCALE_BLOCK) * 2 + 15) & ~(size_t)15;
 }
 
 /** The weights of one layer on the device. Big matrices bf16 (or q8), small vectors fp32. */

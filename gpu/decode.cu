@@ -180,11 +180,11 @@ __device__ __forceinline__ float step_row(const GpuDims &g, float *st, const Ste
  *   ya = max_p |y_p|,   yq_p = rint(y_p · 127 / ya)   (q8_round_bits(), the GEMV's own rounding). */
 __device__ __forceinline__ void round_head_y(const GpuDims &g, const float *y_sm, int b, int h, int8_t *yq, float *ya) {
     const int warp = threadIdx.x >> 5, lane = threadIdx.x & 31, nwarps = blockDim.x >> 5;
-    for (int q = warp; q < g.P / Q8_BLOCK; q += nwarps) {
-        const float v = y_sm[q * Q8_BLOCK + lane], amax = warp_max(fabsf(v));
-        const size_t i = (size_t)b * g.d_in + h * g.P + q * Q8_BLOCK + lane;
+    for (int q = warp; q < g.P / Q8_XBLOCK; q += nwarps) {
+        const float v = y_sm[q * Q8_XBLOCK + lane], amax = warp_max(fabsf(v));
+        const size_t i = (size_t)b * g.d_in + h * g.P + q * Q8_XBLOCK + lane;
         yq[i] = (int8_t)(q8_round_bits(v, q8_inv(amax)) & 0xff);
-        if (lane == 0) ya[i / Q8_BLOCK] = amax;
+        if (lane == 0) ya[i / Q8_XBLOCK] = amax;
     }
 }
 
@@ -530,7 +530,7 @@ static void launch_step_stream(const GpuDims &g, const GpuLayer &w, const float 
                l, y, ss_y, y_scale, nb, stages);
 }
 
-bool ssd_step_rounds_y(const GpuDims &g) { return g.P % Q8_BLOCK == 0; }
+bool ssd_step_rounds_y(const GpuDims &g) { return g.P % Q8_XBLOCK == 0; }
 
 void launch_ssd_step_kind(const GpuDims &g, const GpuLayer &w, const float *xbc, const float *dt, const float *zxbcdt,
                           void *const *ssm_states, int ssm_bf16, int l, int nb, float *y, float *ss_y, const float *y_scale,

@@ -2,21 +2,23 @@
  * @file gemm_q8.cu
  * @brief The GEMM over q8 weights for prefill and for decode beyond the GEMV path's 4 sequences
  *        (fp32 products of at most 64 tokens, K a multiple of 128, are handed to gemm_q8_skinny.cu):
- *        out[n][r] = Σ_k x[n][k] · d[r][k / 32] · q[r][k], the weights read as stored (1 + 2/32 bytes
+ *        out[n][r] = Σ_k x[n][k] · d[r][k / 64] · q[r][k], the weights read as stored (1 + 2/64 bytes
  *        each) and turned into bf16 in registers, just before the tensor cores (mma.sync m16n8k16).
  *
  * Tiles: a block of 4 warps computes 128 weight rows × BN tokens (BN = 16, 32, 64 or 128), each warp
- * 32 rows (two m16 tiles) × all BN tokens, walking K 64 columns (two q8 blocks) at a time through a
- * 4-stage cp.async pipeline that holds, per stage,
+ * 32 rows (two m16 tiles) × all BN tokens, walking K 64 columns (one q8 scale block) at a time
+ * through a 4-stage cp.async pipeline that holds, per stage,
  *
  *     w  [128][64]      int8   the weights' values (64 bytes a row)
- *     s  [128][4]       fp16   the scales: the two 4-byte words around the row's pair of blocks
+ *     s  [128][2]       fp16   the scales: the 4-byte word that holds the row's scale of the tile
+ *                              (rows of Kq / 64 scales: a row's scale is 4-byte aligned or not
+ *                              by the parity of its index, which the reader works out)
  *     x  [BN][64 + 8]   bf16   the activations (rows padded by 16 bytes: no bank conflicts below)
  *
  * The k order inside a tile is free, as long as the weights and the activations agree on it (the
  * product sums over k). Lane l of a warp (g = l / 4, t = l % 4) loads the 16 consecutive weights
  * k = 16t .. 16t+15 of its rows g and g + 8 (one 16-byte shared load each), widens them to bf16 with
- * their block's scale (block t / 2 of the two), and gives MMA j (j = 0..3, k16 each) the four
+ * the row's scale of the tile, and gives MMA j (j = 0..3, k16 each) the four
  * weights 16t + 4j .. 16t + 4j + 3 as the A fragment's columns (q, q+1 | q+8, q+9) of mma_bf16.cuh;
  * the B fragment of token g then needs x[g][16t + 4j .. 16t + 4j + 3], again 8 consecutive bytes,
  * so each lane's activations for the whole tile are two 16-byte loads. No ldmatrix, no shuffles.
@@ -39,14 +41,15 @@ namespace {
 constexpr int THREADS = 128;         /* 4 warps */
 constexpr int WARP_ROWS = 32;        /* two m16 tiles */
 constexpr int BM = 4 * WARP_ROWS;    /* weight rows per block */
-constexpr int BK = 64;               /* k per pipeline stage: two q8 blocks */
+constexpr int BK = 64;               /* k per pipeline stage: one q8 scale block */
 constexpr int XPITCH = BK + 8;       /* bf16 per activation row in shared memory */
 constexpr int STAGES = 4;
 constexpr int W_BYTES = BM * BK;     /* w [BM][BK] int8 */
-constexpr int S_BYTES = BM * 8;      /* s [BM][4] fp16 */
+constexpr int S_BYTES = BM * 4;      /* s [BM][2] fp16 */
+static_assert(BK == Q8_SCALE_BLOCK, "a stage's columns share one scale per row");
 
 /* Blocks per SM the register allocation must leave room for: as many as the shared memory holds
- * (4 stages: 46, 55, 72 and 111 KB for BN = 16, 32, 64, 128), at most 4. */
+ * (4 stages: 43, 52, 70 and 106 KiB for BN = 16, 32, 64, 128), at most 4. */
 #define MIN_BLOCKS(BN) ((BN) <= 32 ? 4 : (BN) == 64 ? 3 : 2)
 
 template <int BN> __host__ __device__ constexpr int stage_bytes() { return W_BYTES + S_BYTES + BN * XPITCH * 2; }
@@ -65,7 +68,7 @@ __device__ __forceinline__ void store_out(const GemmQ8Out &o, int r, int n, floa
     else ((float *)o.out)[i] = v;
 }
 
-/* Block (x: token tile, y: row tile, z: slice of K): out[n][r] (+)= Σ_k x[n][k] · bf16(d[r][k/32] · q[r][k])
+/* Block (x: token tile, y: row tile, z: slice of K): out[n][r] (+)= Σ_k x[n][k] · bf16(d[r][k/64] · q[r][k])
  * for r in the row tile, n in the token tile and k in tiles [kt0, kt1) of BK columns. */
 template <int BN>
 __global__ void __launch_bounds__(THREADS, MIN_BLOCKS(BN))
@@ -74,10 +77,10 @@ __global__ void __launch_bounds__(THREADS, MIN_BLOCKS(BN))
     extern __shared__ __align__(16) unsigned char smem[];
     const int tid = threadIdx.x, warp = tid >> 5, lane = tid & 31, g = lane >> 2, t = lane & 3;
     const int n0 = blockIdx.x * BN, r0 = blockIdx.y * BM;
-    const int nblk = W.K32 / Q8_BLOCK, nkt = (nblk + 1) / 2;
+    const int nkt = W.Kq / BK; /* tiles of K, each one scale block: scales per row */
     const int kt0 = blockIdx.z * kt_per_block, kt1 = min(nkt, kt0 + kt_per_block);
-    const intptr_t d_end = (intptr_t)(W.d + (size_t)W.rows * nblk);
-    const size_t d_half0 = (uintptr_t)W.d >> 1; /* the scales' address in halves: its parity places each pair */
+    const intptr_t d_end = (intptr_t)(W.d + (size_t)W.rows * nkt);
+    const size_t d_half0 = (uintptr_t)W.d >> 1; /* the scales' address in halves: its parity places each scale in its word */
 
     /* Stage @p kt (columns 64·kt ..) into slot @p slot; out-of-range chunks are zero-filled. */
     auto load = [&](int kt, int slot) {
@@ -85,28 +88,27 @@ __global__ void __launch_bounds__(THREADS, MIN_BLOCKS(BN))
         int8_t *sw = (int8_t *)st;
         uint32_t *ss = (uint32_t *)(st + W_BYTES);
         bf16 *sx = (bf16 *)(st + W_BYTES + S_BYTES);
-        const int kb = 2 * kt; /* the tile's first q8 block */
+        const int k0 = kt * BK; /* the tile's first column */
 #pragma unroll
-        for (int i = 0; i < BM * 4 / THREADS; i++) { /* w: 4 chunks of 16 bytes a row */
+        for (int i = 0; i < BM * 4 / THREADS; i++) { /* w: 4 chunks of 16 bytes a row (Kq is a multiple of BK) */
             const int c = tid + i * THREADS;
-            int r = c >> 2, ch = c & 3, row = r0 + r, kbyte = kb * Q8_BLOCK + ch * 16;
-            bool ok = row < W.rows && kbyte < W.K32;
-            cp_async16(sw + r * BK + ch * 16, ok ? (const void *)(W.q + (size_t)row * W.K32 + kbyte) : (const void *)W.q, ok);
+            int r = c >> 2, ch = c & 3, row = r0 + r, kbyte = k0 + ch * 16;
+            bool ok = row < W.rows;
+            cp_async16(sw + r * BK + ch * 16, ok ? (const void *)(W.q + (size_t)row * W.Kq + kbyte) : (const void *)W.q, ok);
         }
 #pragma unroll
-        for (int i = 0; i < BM * 2 / THREADS; i++) { /* s: the 2 aligned words from the pair's first scale on */
-            const int c = tid + i * THREADS;
-            int r = c >> 1, w = c & 1, row = r0 + r;
-            intptr_t first = (intptr_t)(W.d + (size_t)min(row, W.rows - 1) * nblk + kb);
-            intptr_t a = (first & ~(intptr_t)3) + 4 * w;
-            const intptr_t left = d_end - a; /* bytes of the scales array from a on */
-            const int bytes = row >= W.rows || left <= 0 ? 0 : left < 4 ? (int)left : 4;
-            cp_async4_part(ss + r * 2 + w, (const void *)(bytes ? a : (intptr_t)W.d & ~(intptr_t)3), bytes);
+        for (int i = 0; i < BM / THREADS; i++) { /* s: the aligned word that holds the row's scale */
+            const int r = tid + i * THREADS, row = r0 + r;
+            intptr_t scale = (intptr_t)(W.d + (size_t)min(row, W.rows - 1) * nkt + kt);
+            intptr_t a = scale & ~(intptr_t)3;
+            const intptr_t left = d_end - a; /* bytes of the scales array from a on: 2 or more (the scale is in it) */
+            const int bytes = row >= W.rows ? 0 : left < 4 ? (int)left : 4;
+            cp_async4_part(ss + r, (const void *)(bytes ? a : (intptr_t)W.d & ~(intptr_t)3), bytes);
         }
 #pragma unroll
         for (int i = 0; i < BN * 8 / THREADS; i++) { /* x: 8 chunks of 8 bf16 a token (K % 8 == 0) */
             const int c = tid + i * THREADS;
-            int n = c >> 3, ch = c & 7, tok = n0 + n, k = kb * Q8_BLOCK + ch * 8;
+            int n = c >> 3, ch = c & 7, tok = n0 + n, k = k0 + ch * 8;
             bool ok = tok < T && k < W.K;
             cp_async16(sx + n * XPITCH + ch * 8, ok ? (const void *)(X + (size_t)tok * ldx + k) : (const void *)X, ok);
         }
@@ -141,10 +143,10 @@ __global__ void __launch_bounds__(THREADS, MIN_BLOCKS(BN))
         for (int mt = 0; mt < 2; mt++) {
             const int ra = warp * WARP_ROWS + mt * 16 + g, rb = ra + 8;
             const uint4 va = *(const uint4 *)(sw + ra * BK + 16 * t), vb = *(const uint4 *)(sw + rb * BK + 16 * t);
-            const int pa = (int)((d_half0 + (size_t)(r0 + ra) * nblk + 2 * kt) & 1);
-            const int pb = (int)((d_half0 + (size_t)(r0 + rb) * nblk + 2 * kt) & 1);
-            const float sa = __half2float(__ushort_as_half(ss[ra * 4 + pa + (t >> 1)]));
-            const float sb = __half2float(__ushort_as_half(ss[rb * 4 + pb + (t >> 1)]));
+            const int pa = (int)((d_half0 + (size_t)(r0 + ra) * nkt + kt) & 1); /* the scale's half of its word */
+            const int pb = (int)((d_half0 + (size_t)(r0 + rb) * nkt + kt) & 1);
+            const float sa = __half2float(__ushort_as_half(ss[ra * 2 + pa]));
+            const float sb = __half2float(__ushort_as_half(ss[rb * 2 + pb]));
             uint32_t fa[8], fb[8];
             q8x16_to_bf16(va, sa, fa);
             q8x16_to_bf16(vb, sb, fb);
@@ -187,7 +189,7 @@ template <int BN> void launch_bn(const GpuQ8 &W, const bf16 *X, int ldx, int T, 
         cudaFuncSetAttribute(gemm_q8_kernel<BN>, cudaFuncAttributeMaxDynamicSharedMemorySize, STAGES * stage_bytes<BN>());
         attr = true;
     }
-    const int nkt = (W.K32 / Q8_BLOCK + 1) / 2, row_tiles = (W.rows + BM - 1) / BM, tok_tiles = (T + BN - 1) / BN;
+    const int nkt = W.Kq / BK, row_tiles = (W.rows + BM - 1) / BM, tok_tiles = (T + BN - 1) / BN;
     if (splits <= 0) { /* enough blocks for three per SM, each slice at least 4 stages long */
         const int base = row_tiles * tok_tiles, target = 3 * gpu_sm_count();
         splits = base >= target ? 1 : std::min((target + base - 1) / base, std::max(1, nkt / 4));
@@ -222,8 +224,8 @@ void launch_gemm_q8(const GpuQ8 &W, const bf16 *X, int ldx, int T, const GemmQ8O
 
 GpuQ8 q8_rows(const GpuQ8 &W, int first, int n) {
     GpuQ8 v = W;
-    v.q = W.q + (size_t)first * W.K32;
-    v.d = W.d + (size_t)first * (W.K32 / Q8_BLOCK);
+    v.q = W.q + (size_t)first * W.Kq;
+    v.d = W.d + (size_t)first * (W.Kq / Q8_SCALE_BLOCK);
     v.rows = n;
     return v;
 }

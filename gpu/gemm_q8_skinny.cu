@@ -1,18 +1,19 @@
 /**
  * @file gemm_q8_skinny.cu
  * @brief The q8 GEMM for few tokens (decode of 5–64 sequences, prompts of at most 64 tokens):
- *        out[n][r] (+)= Σ_k x[n][k] · bf16(d[r][k / 32] · q[r][k]), weights streamed from memory
+ *        out[n][r] (+)= Σ_k x[n][k] · bf16(d[r][k / 64] · q[r][k]), weights streamed from memory
  *        straight into registers, each read once, the activations held in shared memory.
  *
- * At these T the product is bound by reading the weights, 1 + 2/32 bytes each, so the kernel is
+ * At these T the product is bound by reading the weights, 1 + 2/64 bytes each, so the kernel is
  * built around that stream rather than around tiles of the output (gemm_q8.cu's design, which
  * stages 128 rows × 64 columns per block through shared memory and a barrier):
  *
- *  - Each warp walks 16 weight rows 128 columns (4 q8 blocks, one 128-byte line of each row) at a
- *    time. Lane l (g = l / 4, t = l % 4) loads, with two 16-byte loads per row, the 32 weights of
- *    q8 block t of rows g and g + 8, and their two scales: the lane's whole share of the step in
- *    registers, no shared memory, no barrier. D steps are in flight per warp (a ring of registers,
- *    the loop unrolled D times so that every index into it is a constant).
+ *  - Each warp walks 16 weight rows 128 columns (2 q8 scale blocks, one 128-byte line of each row)
+ *    at a time. Lane l (g = l / 4, t = l % 4) loads, with two 16-byte loads per row, the 32 weights
+ *    32t .. 32t + 31 of the step of rows g and g + 8, and their two scales (one a row: scale block
+ *    t / 2 of the step, which lanes t = 0, 1 and t = 2, 3 share): the lane's whole share of the
+ *    step in registers, no shared memory, no barrier. D steps are in flight per warp (a ring of
+ *    registers, the loop unrolled D times so that every index into it is a constant).
  *  - The activations of the block's slice of K (all T tokens, rounded up to BN = 8, 16, 32 or
  *    64 rows, zeros beyond T) are copied into shared memory once, when the block starts, and read
  *    by every warp of the block for every row it streams.
@@ -57,7 +58,7 @@
 
 namespace {
 
-constexpr int STEP = 128;                 /* columns a warp step: 4 q8 blocks, one 128-byte line per row */
+constexpr int STEP = 128;                 /* columns a warp step: 2 q8 scale blocks, one 128-byte line per row */
 constexpr int X_SLICE_BYTES = 128 * 1024; /* the activations of a slice, without padding */
 constexpr int XPAD = 32;                  /* bf16 after each token's row: pitch ≡ 64 bytes (mod 128) */
 constexpr int MIN_STEPS = 4;              /* per warp at least, where the shape allows: fewer blocks below */
@@ -94,7 +95,8 @@ __device__ __forceinline__ uint32_t word_of(const uint4 (&w)[2], int j) {
     return (j & 3) == 0 ? v.x : (j & 3) == 1 ? v.y : (j & 3) == 2 ? v.z : v.w;
 }
 
-/* One step's share of a lane: 32 weights of rows g and g + 8 (block t of the step), their scales. */
+/* One step's share of a lane: 32 weights of rows g and g + 8 (columns 32t .. 32t + 31 of the step),
+ * their scales. */
 struct Step {
     uint4 a[2], b[2];
     unsigned short sa, sb;
@@ -111,7 +113,7 @@ __global__ void __launch_bounds__(WARPS * 32, 1)
     constexpr int NT = BN / 8, XP = x_pitch<BN>(), THREADS = WARPS * 32;
     extern __shared__ __align__(16) unsigned char smem[];
     const int tid = threadIdx.x, warp = tid >> 5, lane = tid & 31, g = lane >> 2, t = lane & 3;
-    const int NC = W.K32 / STEP, nblk = W.K32 / Q8_BLOCK;
+    const int NC = W.Kq / STEP, nsb = W.Kq / Q8_SCALE_BLOCK; /* steps and scales a row */
     const int slice = blockIdx.x % splits, bps = gridDim.x / splits, bi = blockIdx.x / splits;
     const int c0 = slice * cps, ncs = min(cps, NC - c0); /* this slice's steps */
     const int RG = (W.rows + 15) / 16;
@@ -125,10 +127,10 @@ __global__ void __launch_bounds__(WARPS * 32, 1)
     auto load = [&](Step &s) {
         const int ra = min(lrg * 16 + g, W.rows - 1), rb = min(lrg * 16 + g + 8, W.rows - 1);
         const int col = (c0 + lck) * STEP + 32 * t;
-        const int8_t *pa = W.q + (size_t)ra * W.K32 + col, *pb = W.q + (size_t)rb * W.K32 + col;
+        const int8_t *pa = W.q + (size_t)ra * W.Kq + col, *pb = W.q + (size_t)rb * W.Kq + col;
         s.a[0] = ldg_stream16(pa), s.a[1] = ldg_stream16(pa + 16);
         s.b[0] = ldg_stream16(pb), s.b[1] = ldg_stream16(pb + 16);
-        s.sa = __ldg(W.d + (size_t)ra * nblk + col / Q8_BLOCK), s.sb = __ldg(W.d + (size_t)rb * nblk + col / Q8_BLOCK);
+        s.sa = __ldg(W.d + (size_t)ra * nsb + col / Q8_SCALE_BLOCK), s.sb = __ldg(W.d + (size_t)rb * nsb + col / Q8_SCALE_BLOCK);
         if (++lck == ncs) lck = 0, lrg++;
     };
 #pragma unroll
@@ -248,7 +250,7 @@ void launch_bn(const GpuQ8 &W, const bf16 *X, int ldx, int T, const GemmQ8Out &o
         cudaFuncSetAttribute(gemm_q8_skinny_kernel<BN, D, WARPS>, cudaFuncAttributeMaxDynamicSharedMemorySize, smem_bytes<BN>());
         attr = true;
     }
-    const int NC = W.K32 / STEP, max_cps = slice_cols<BN>() / STEP, RG = (W.rows + 15) / 16;
+    const int NC = W.Kq / STEP, max_cps = slice_cols<BN>() / STEP, RG = (W.rows + 15) / 16;
     if (splits <= 0) splits = (NC + max_cps - 1) / max_cps;
     splits = std::min(std::max(splits, (NC + max_cps - 1) / max_cps), std::min(NC, gpu_sm_count()));
     const int cps = (NC + splits - 1) / splits;
@@ -268,7 +270,7 @@ void launch_bn(const GpuQ8 &W, const bf16 *X, int ldx, int T, const GemmQ8Out &o
 bool gemm_q8_skinny_fits(const GpuQ8 &W, int ldx, int T, const GemmQ8Out &o) {
     const bool off = skinny_mode() == 0;
     return !off && T >= 1 && T <= GEMM_Q8_SKINNY_MAX_T && !o.bf16 && (o.add || gemm_q8_out_contiguous(W, T, o)) &&
-           W.rows > 0 && W.K32 % STEP == 0 && W.K == W.K32 && ldx % 8 == 0;
+           W.rows > 0 && W.Kq % STEP == 0 && W.K == W.Kq && ldx % 8 == 0;
 }
 
 void launch_gemm_q8_skinny(const GpuQ8 &W, const bf16 *X, int ldx, int T, const GemmQ8Out &o, int splits, cudaStream_t s) {

@@ -6,18 +6,19 @@
  *        in_proj / residual epilogues.
  *
  * Decode is memory-bound: each weight byte must be read once, in 16-byte loads, with several
- * loads in flight per thread. A 16-byte chunk is 8 bf16 weights, or 16 q8 weights (half a block of
- * 32) with the block's fp16 scale, loaded beside it (q8_matrix.cu gives the layout). For q8 the
- * product is one of (GemvWeights, kernels.cuh):
+ * loads in flight per thread. A 16-byte chunk is 8 bf16 weights, or 16 q8 weights (a quarter of a
+ * scale block of 64) with the block's fp16 scale, loaded beside it (q8_matrix.cu gives the layout).
+ * For q8 the product is one of (GemvWeights, kernels.cuh):
  *
  *   GEMV_Q8_FLOAT: each int8 widened to fp32 in registers (byte ^ 0x80 under the exponent of 2²³,
  *                  minus 2²³ + 128: a byte permute and a subtraction, exact), times the fp32 input;
- *                  the block's scale d multiplies the chunk's sum once. The product of d·q with x
+ *                  the scale d of the chunk's block multiplies the chunk's sum once. The product of d·q with x
  *                  is exact up to fp32 rounding, as for bf16;
- *   GEMV_Q8_DP4A:  the input rounded to int8 per block of 32 as well (x ≈ e·p, e = max|x| / 127,
- *                  the two lanes holding a block's halves agree on max|x| through a shuffle), and
- *                  the block's Σ q·p made by 4 dp4a per 16 weights, exact in int32, then times d·e:
- *                  what the CPU's q8 products compute (cpu/qmatrix.h). A quarter of the
+ *   GEMV_Q8_DP4A:  the input rounded to int8 per block of 32 (x ≈ e·p, e = max|x| / 127, the two
+ *                  lanes holding a block's halves agree on max|x| through a shuffle), and each
+ *                  chunk's Σ q·p made by 4 dp4a per 16 weights, exact in int32, then times d·e (d
+ *                  the weights' scale of the chunk's block of 64, e the input's of its block of
+ *                  32): what the CPU's q8 products compute (cpu/qmatrix.h). A quarter of the
  *                  instructions per weight of the float product, for the rounding of x.
  */
 #ifndef MAMBA2_GPU_GEMV_CUH
@@ -172,7 +173,7 @@ template <int WF>
 __device__ __forceinline__ float weight1(const GemvArgs &a, int r, int c) {
     if (WF == GEMV_BF16) return __bfloat162float(a.W[(size_t)r * a.cols + c]);
     const GpuQ8 &m = a.Wq;
-    return __half2float(__ushort_as_half(m.d[(size_t)r * (m.K32 / Q8_BLOCK) + c / Q8_BLOCK])) * (float)m.q[(size_t)r * m.K32 + c];
+    return __half2float(__ushort_as_half(m.d[(size_t)r * (m.Kq / Q8_SCALE_BLOCK) + c / Q8_SCALE_BLOCK])) * (float)m.q[(size_t)r * m.Kq + c];
 }
 
 /** One input of the any-width path: x, or x·s of the grouped norm (RMSNorm's s comes at the end). */
@@ -243,9 +244,12 @@ __device__ __forceinline__ int dot16_i8(uint4 w, const uint32_t *p) {
  * of them read the first halves of their rows, then all the second halves). A step of one warp's
  * chunks (32) beat steps of half or whole passes; at 2-4 sequences every rotation tried was slower
  * than the plain order, so there the order stays plain (measurements: results/gpu.md).
- * q8: the 16-byte path needs whole blocks of 32 in the row and in every norm group; the two
- * chunks of a block are then held by lanes 2k and 2k + 1 of a warp (an even number of chunks per
- * row, an even rotation), which the dp4a product's shuffle of max|x| relies on. With a.xq (read
+ * q8: the 16-byte path needs whole input blocks of 32 (Q8_XBLOCK) in the row and in every norm
+ * group; the two chunks of an input block are then held by lanes 2k and 2k + 1 of a warp (an even
+ * number of chunks per row, an even rotation), which the dp4a product's shuffle of max|x| relies
+ * on. The weights' scale of chunk q is that of its block of 64, q / 4: the row's values are Kq
+ * (a multiple of 64) bytes apart, so a row whose width is a multiple of 32 only ends in half a
+ * scale block whose other half (the padding) no chunk reads. With a.xq (read
  * for PRO_GATEDNORM only) the dp4a product takes x already rounded by the SSD step (out_proj's
  * input) instead of rounding it in every block of rows: the same bytes (q8_round_bits()), read as
  * 16 bytes and one max|x| per chunk instead of 64 bytes, a maximum and 16 roundings. Its one
@@ -274,7 +278,7 @@ __global__ void __launch_bounds__(GEMV_THREADS, GEMV_MIN_BLOCKS(NB, ROWS, CPP, W
 
     /* 16-byte path: whole chunks of CW, each inside one norm group (q8: whole blocks, see above) */
     const bool vec = WF == GEMV_BF16 ? (cols & 7) == 0 && (PRO != PRO_GATEDNORM || ((cols / a.groups) & 7) == 0)
-                                     : cols % 32 == 0 && (PRO != PRO_GATEDNORM || (cols / a.groups) % 32 == 0);
+                                     : cols % Q8_XBLOCK == 0 && (PRO != PRO_GATEDNORM || (cols / a.groups) % Q8_XBLOCK == 0);
     if (vec) {
         const int cn = cols / CW, gs = PRO == PRO_GATEDNORM ? cols / a.groups : 1;
         const float inv_gs = 1.0f / gs;
@@ -284,7 +288,7 @@ __global__ void __launch_bounds__(GEMV_THREADS, GEMV_MIN_BLOCKS(NB, ROWS, CPP, W
         for (int j = 0; j < ROWS; j++) {
             const int r = min(r0 + j, a.rows - 1);
             if (WF == GEMV_BF16) wrow[j] = (const uint4 *)(a.W + (size_t)r * cols);
-            else wrow[j] = (const uint4 *)(a.Wq.q + (size_t)r * a.Wq.K32), drow[j] = a.Wq.d + (size_t)r * (a.Wq.K32 / Q8_BLOCK);
+            else wrow[j] = (const uint4 *)(a.Wq.q + (size_t)r * a.Wq.Kq), drow[j] = a.Wq.d + (size_t)r * (a.Wq.Kq / Q8_SCALE_BLOCK);
         }
         const int rot = NB == 1 ? (int)((size_t)blockIdx.x * GEMV_ROT_STEP % cn) : 0;
         auto chunk = [&](int q) { /* the row's chunk at loop index q */
@@ -292,10 +296,10 @@ __global__ void __launch_bounds__(GEMV_THREADS, GEMV_MIN_BLOCKS(NB, ROWS, CPP, W
             q += rot;
             return q >= cn ? q - cn : q;
         };
-        const unsigned pair = 3u << (lane & ~1); /* dp4a: this lane and the one holding the other half of its block */
+        const unsigned pair = 3u << (lane & ~1); /* dp4a: this lane and the one holding the other half of its input block */
         for (int c8 = threadIdx.x; c8 < cn; c8 += CPP * GEMV_THREADS) {
             uint4 w[CPP][ROWS];
-            uint16_t wd[CPP][ROWS]; /* q8: the chunks' block scales */
+            uint16_t wd[CPP][ROWS]; /* q8: the chunks' weight scales (chunk q: scale q / 4, 16 × 4 = 64 columns) */
 #pragma unroll
             for (int i = 0; i < CPP; i++)
                 if (c8 + i * GEMV_THREADS < cn)
@@ -303,7 +307,7 @@ __global__ void __launch_bounds__(GEMV_THREADS, GEMV_MIN_BLOCKS(NB, ROWS, CPP, W
                     for (int j = 0; j < ROWS; j++) {
                         const int q = chunk(c8 + i * GEMV_THREADS);
                         w[i][j] = __ldcs(wrow[j] + q); /* streamed: read once */
-                        if (WF != GEMV_BF16) wd[i][j] = __ldcs(drow[j] + q / 2);
+                        if (WF != GEMV_BF16) wd[i][j] = __ldcs(drow[j] + q / (Q8_SCALE_BLOCK / CW));
                     }
             if (!waited) wait_previous(); /* the weights are in flight */
 #pragma unroll
@@ -336,7 +340,7 @@ __global__ void __launch_bounds__(GEMV_THREADS, GEMV_MIN_BLOCKS(NB, ROWS, CPP, W
                                                                    * the branch alone made in_proj's kernel spill) */
                                 const uint4 pq = *(const uint4 *)(a.xq + (size_t)b * cols + c);
                                 p[0] = pq.x, p[1] = pq.y, p[2] = pq.z, p[3] = pq.w;
-                                amax = a.xa[((size_t)b * cols + c) / Q8_BLOCK];
+                                amax = a.xa[((size_t)b * cols + c) / Q8_XBLOCK];
                             } else {
                                 float x[16];
                                 input8(a, b, c, x);

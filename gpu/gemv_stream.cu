@@ -7,8 +7,9 @@
  * The products are gemv.cuh's, with the same prologues and epilogues:
  *
  *   bf16:  out[b][r] = s_b · Σ_c W[r][c] · x'[b][c]
- *   q8:    out[b][r] = s_b/127 · Σ_k d[r][k] · e[b][k] · Σ_{c in block k} q[r][c] · p[b][c],
+ *   q8:    out[b][r] = s_b/127 · Σ_k d[r][k / 2] · e[b][k] · Σ_{c in block k} q[r][c] · p[b][c],
  *          e[b][k] = max_{c in block k} |x'[b][c]|,   p[b][c] = rint(x'[b][c] · 127 / e[b][k]) for c in block k,
+ *          over the input blocks k of 32 columns (the weights' scale d covers 64, two of them),
  *
  * x' the input with the grouped norm's scale (PRO_GATEDNORM: folded into x' for bf16, into e for
  * q8, as it multiplies a whole block alike) and s_b RMSNorm's (PRO_RMSNORM: on the finished row).
@@ -21,7 +22,8 @@
  *    take a contiguous range of rows (the ranges differ by at most a row), in groups of GS_ROWS = 8
  *    rows, one row a warp;
  *  - one thread asks the bulk copy engine for each group (the rows' weights, and for q8 their
- *    scales: contiguous runs of bytes) into one of `stages` shared-memory buffers, as many groups
+ *    scales: contiguous runs of bytes, the scales' from the 16-byte boundary at or below the group's
+ *    first one, see scale_lead()) into one of `stages` shared-memory buffers, as many groups
  *    ahead as there are buffers; the first ones before the wait for the previous kernel (the
  *    weights are constant), so that the copies run while that kernel finishes;
  *  - the inputs are prepared once per block, into shared memory, after that wait;
@@ -45,14 +47,29 @@
 #define GS_ROWS GS_WARPS /* rows a group: one a warp */
 #define GS_MAX_STAGES 8
 
-/** Bytes of one row's weights and of its scales (q8), for @p wf over @p cols (K32 for q8). */
+/** Bytes of one row's weights and of its scales (q8: one half per 64 columns), for @p wf over @p cols
+ *  (Kq for q8). */
 __host__ __device__ static unsigned row_bytes(int wf, int cols) { return wf == GEMV_BF16 ? 2u * cols : (unsigned)cols; }
-__host__ __device__ static unsigned scale_bytes(int wf, int cols) { return wf == GEMV_BF16 ? 0u : (unsigned)cols / 16; }
+__host__ __device__ static unsigned scale_bytes(int wf, int cols) {
+    return wf == GEMV_BF16 ? 0u : (unsigned)(cols / Q8_SCALE_BLOCK) * 2u;
+}
+/** q8: where the bulk copy of a row group's scales starts, in bytes before the group's first scale
+ *  (row @p r0, rows of @p drow bytes of scales): the 16-byte boundary at or below it, as the copy
+ *  engine needs. With rows of whole 256-column pieces (gemv_stream_takes()) drow is a multiple of 8,
+ *  so the lead is 0 or 8. */
+__host__ __device__ static unsigned scale_lead(int r0, unsigned drow) { return (unsigned)(((size_t)r0 * drow) & 15); }
+/** q8: bytes of one stage's scale buffer: GS_ROWS rows' scales and the copy's lead and tail, which
+ *  round its start down and its end up to 16 bytes (lead ≤ 8 and GS_ROWS · drow a multiple of 64:
+ *  at most 16 bytes more). */
+__host__ __device__ static unsigned scale_stage_bytes(int wf, int cols) {
+    return wf == GEMV_BF16 ? 0u : GS_ROWS * scale_bytes(wf, cols) + 16u;
+}
 
 /** Where each part of the block's dynamic shared memory starts (bytes). */
 struct GsLayout {
     int stages;                  /**< buffers of GS_ROWS rows */
-    unsigned w, d;               /**< [stages][GS_ROWS] rows of weights; q8: [stages][GS_ROWS][cols / 32] fp16 scales */
+    unsigned w, d;               /**< [stages][GS_ROWS] rows of weights; q8: [stages][scale_stage_bytes()] fp16 scales,
+                                      each stage from its copy's lead on GS_ROWS rows of cols / 64 */
     unsigned x, xs;              /**< the inputs: bf16 [nb][2][cols / 8][4] fp32 (see the kernel); q8 [nb][cols] int8, and [nb][cols / 32] e */
     unsigned epi, sq, bar;       /**< [GS_WARPS][2][nb][EPI_SLOT] epilogue inputs (two groups' rows); [GS_WARPS][nb] Σ h²; [stages] mbarriers */
     unsigned total;
@@ -63,9 +80,9 @@ static GsLayout gs_layout(GemvWeights wf, int cols, int nb, int stages) {
     L.stages = stages;
     unsigned o = 0;
     L.w = o, o += (unsigned)stages * GS_ROWS * row_bytes(wf, cols);
-    L.d = o, o += (unsigned)stages * GS_ROWS * scale_bytes(wf, cols);
+    L.d = o, o += (unsigned)stages * scale_stage_bytes(wf, cols);
     L.x = o = round_up(o, 128), o += (unsigned)nb * cols * (wf == GEMV_BF16 ? 4 : 1);
-    L.xs = o = round_up(o, 16), o += wf == GEMV_BF16 ? 0u : (unsigned)nb * (cols / 32) * 4;
+    L.xs = o = round_up(o, 16), o += wf == GEMV_BF16 ? 0u : (unsigned)nb * (cols / Q8_XBLOCK) * 4;
     L.epi = o = round_up(o, 16), o += (unsigned)GS_WARPS * 2 * nb * EPI_SLOT * 4;
     L.sq = o, o += (unsigned)GS_WARPS * nb * 4;
     L.bar = o = round_up(o, 8), o += (unsigned)stages * 8;
@@ -99,11 +116,12 @@ static GsLayout gs_fit(GemvWeights wf, int cols, int nb) {
 
 bool gemv_stream_takes(GemvPrologue pro, const GemvArgs &a) {
     if (!a.stream || a.nb < 1 || a.nb > 4 || (a.wf != GEMV_BF16 && a.wf != GEMV_Q8_DP4A)) return false;
-    /* whole chunks of 16 bytes (q8: 256-column pieces, so that each row's scales are 16-byte runs
-     * too), each inside one norm group (q8: whole blocks of 32); 16-byte aligned rows and inputs */
-    const int unit = a.wf == GEMV_BF16 ? 8 : 256, chunk = a.wf == GEMV_BF16 ? 8 : 32;
+    /* whole chunks of 16 bytes (q8: 256-column pieces, so that each row's scales are whole 8-byte
+     * runs, see scale_lead()), each inside one norm group (q8: whole input blocks of 32); 16-byte
+     * aligned rows and inputs, and q8 scales (the copies start at 16-byte boundaries of the array) */
+    const int unit = a.wf == GEMV_BF16 ? 8 : 256, chunk = a.wf == GEMV_BF16 ? 8 : Q8_XBLOCK;
     if (a.cols % unit || (pro == PRO_GATEDNORM && (a.cols % a.groups || (a.cols / a.groups) % chunk))) return false;
-    if (a.wf == GEMV_BF16 ? (uintptr_t)a.W % 16 != 0 : (a.Wq.K32 != a.cols || (uintptr_t)a.Wq.q % 16 || (uintptr_t)a.Wq.d % 16))
+    if (a.wf == GEMV_BF16 ? (uintptr_t)a.W % 16 != 0 : (a.Wq.Kq != a.cols || (uintptr_t)a.Wq.q % 16 || (uintptr_t)a.Wq.d % 16))
         return false;
     if ((uintptr_t)a.x % 16) return false;
     return gs_fit(a.wf, a.cols, a.nb).stages >= 2;
@@ -113,8 +131,8 @@ template <int NB, int PRO, int EPI, int WF>
 __global__ void __launch_bounds__(GS_THREADS, 1) gemv_stream_kernel(GemvArgs a, GsLayout L) {
     extern __shared__ __align__(128) unsigned char smem[];
     constexpr int CW = WF == GEMV_BF16 ? 8 : 16; /* columns per 16-byte chunk */
-    const int cols = a.cols, cn = cols / CW, nblk = cols / 32;
-    const unsigned wrow = row_bytes(WF, cols), drow = scale_bytes(WF, cols);
+    const int cols = a.cols, cn = cols / CW, nxb = cols / Q8_XBLOCK; /* q8: input blocks of 32 a row */
+    const unsigned wrow = row_bytes(WF, cols), drow = scale_bytes(WF, cols), dstage = scale_stage_bytes(WF, cols);
     const int warp = threadIdx.x >> 5, lane = threadIdx.x & 31;
     const int r_begin = (int)((long long)blockIdx.x * a.rows / gridDim.x);
     const int r_end = (int)((long long)(blockIdx.x + 1) * a.rows / gridDim.x);
@@ -133,12 +151,16 @@ __global__ void __launch_bounds__(GS_THREADS, 1) gemv_stream_kernel(GemvArgs a, 
 
     auto issue = [&](int g) { /* thread 0: the rows of group g into stage g % stages */
         const int s = g % L.stages, r0 = r_begin + g * GS_ROWS, n = min(GS_ROWS, r_end - r0);
-        const uint32_t wb = (uint32_t)n * wrow, db = (uint32_t)n * drow;
+        /* q8 scales: from the 16-byte boundary at or below the group's first one (lead bytes before
+         * it) to the one at or above its end, which stays inside the scales' allocation
+         * (q8_scale_alloc_bytes() rounds it up to 16 bytes) */
+        const unsigned lead = WF == GEMV_BF16 ? 0u : scale_lead(r0, drow);
+        const uint32_t wb = (uint32_t)n * wrow, db = WF == GEMV_BF16 ? 0u : (lead + (uint32_t)n * drow + 15u) & ~15u;
         mbar_expect_tx(&bar[s], wb + db);
         const unsigned char *src = WF == GEMV_BF16 ? (const unsigned char *)a.W : (const unsigned char *)a.Wq.q;
         bulk_copy_g2s(smem + L.w + (size_t)s * GS_ROWS * wrow, src + (size_t)r0 * wrow, wb, &bar[s]);
         if (WF != GEMV_BF16)
-            bulk_copy_g2s(smem + L.d + (size_t)s * GS_ROWS * drow, (const unsigned char *)a.Wq.d + (size_t)r0 * drow, db, &bar[s]);
+            bulk_copy_g2s(smem + L.d + (size_t)s * dstage, (const unsigned char *)a.Wq.d + (size_t)r0 * drow - lead, db, &bar[s]);
     };
     pdl_trigger();
     if (threadIdx.x == 0) {
@@ -162,11 +184,11 @@ __global__ void __launch_bounds__(GS_THREADS, 1) gemv_stream_kernel(GemvArgs a, 
             xf[(size_t)b * 2 * cn + cn + q] = make_float4(v[4] * sc, v[5] * sc, v[6] * sc, v[7] * sc);
         }
     } else {
-        /* per block k of 32: p = rint(x·127/max|x|), e = max|x| times the group's norm scale */
+        /* per input block k of 32: p = rint(x·127/max|x|), e = max|x| times the group's norm scale */
         int8_t *xq = (int8_t *)(smem + L.x);
         float *xs = (float *)(smem + L.xs);
-        for (int i = threadIdx.x; i < NB * nblk; i += GS_THREADS) {
-            const int b = i / nblk, k = i % nblk;
+        for (int i = threadIdx.x; i < NB * nxb; i += GS_THREADS) {
+            const int b = i / nxb, k = i % nxb;
             float v[32];
 #pragma unroll
             for (int j = 0; j < 32; j += 8) input8(a, b, 32 * k + j, v + j);
@@ -179,7 +201,7 @@ __global__ void __launch_bounds__(GS_THREADS, 1) gemv_stream_kernel(GemvArgs a, 
             uint4 *dst = (uint4 *)(xq + (size_t)b * cols + 32 * k);
             dst[0] = make_uint4(p[0], p[1], p[2], p[3]);
             dst[1] = make_uint4(p[4], p[5], p[6], p[7]);
-            xs[(size_t)b * nblk + k] = amax * (PRO == PRO_GATEDNORM ? group_scale(a, b, 32 * k / gs, 1.0f / gs) : 1.0f);
+            xs[(size_t)b * nxb + k] = amax * (PRO == PRO_GATEDNORM ? group_scale(a, b, 32 * k / gs, 1.0f / gs) : 1.0f);
         }
     }
     prefetch(0);
@@ -209,18 +231,20 @@ __global__ void __launch_bounds__(GS_THREADS, 1) gemv_stream_kernel(GemvArgs a, 
                     }
                 }
             } else {
-                const __half *wd = (const __half *)(smem + L.d + ((size_t)s * GS_ROWS + warp) * drow);
+                /* the row's scales [cols / 64]: past the stage's copy lead (issue()), then the rows before it */
+                const unsigned lead = scale_lead(r_begin + g * GS_ROWS, drow);
+                const __half *wd = (const __half *)(smem + L.d + (size_t)s * dstage + lead + (size_t)warp * drow);
                 const uint4 *xq = (const uint4 *)(smem + L.x);
                 const float *xs = (const float *)(smem + L.xs);
 #pragma unroll 4
                 for (int q = lane; q < cn; q += 32) {
                     const uint4 w = wr[q];
-                    const float d = __half2float(wd[q >> 1]);
+                    const float d = __half2float(wd[q / (Q8_SCALE_BLOCK / CW)]); /* chunk q: columns 16q .. 16q + 15 */
 #pragma unroll
                     for (int b = 0; b < NB; b++) {
                         const uint4 xv = xq[(size_t)b * cn + q];
                         const uint32_t p[4] = {xv.x, xv.y, xv.z, xv.w};
-                        acc[b] = fmaf((float)dot16_i8(w, p), d * xs[(size_t)b * nblk + (q >> 1)], acc[b]);
+                        acc[b] = fmaf((float)dot16_i8(w, p), d * xs[(size_t)b * nxb + q / (Q8_XBLOCK / CW)], acc[b]);
                     }
                 }
             }

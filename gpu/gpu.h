@@ -57,8 +57,25 @@ double mamba2_gpu_time_ssd_chunked(SSDDims d, int Q, int reps, double parts_ms[3
 int mamba2_gpu_gemv(int rows, int cols, int nb, int stream, const uint16_t *W, const float *x, float *out, Mamba2Error *err);
 
 /**
+ * @brief The q8 quantizer alone: W [rows, cols] quantized on the device as the GPU backend quantizes
+ *        its weights at load (gpu/q8_matrix.cu): per block of 64 along each row,
+ *        d = fp16(max|W| / 127), q = clamp(round(W · (1/d)), −127, 127), the CPU's scheme and
+ *        roundings (cpu/qmatrix.c).
+ * @param rows  rows of @p W
+ * @param cols  columns of @p W
+ * @param f32   0: @p W holds bf16 bits (uint16_t); 1: fp32 (the upload widens f32 and f16 weights to fp32)
+ * @param W     [rows, cols]
+ * @param q     out: [rows, Kq] the int8 values (Kq = cols rounded up to 64; columns cols .. Kq hold
+ *              zeros), or NULL
+ * @param d     out: [rows, Kq / 64] fp16 bits of the scales, or NULL
+ * @param err   the reason on failure
+ * @return 0, or -1 with the reason in @p err.
+ */
+int mamba2_gpu_q8_quantize(int rows, int cols, int f32, const void *W, int8_t *q, uint16_t *d, Mamba2Error *err);
+
+/**
  * @brief The q8 quantizer and the decode GEMV over q8 weights alone: W quantized on the device
- *        (d = fp16(max|W| / 127) per block of 32 along each row, q = round(W / d)), then
+ *        (d = fp16(max|W| / 127) per block of 64 along each row, q = round(W / d)), then
  *        out[b][r] = Σ_c W_q8[r][c] x[b][c] by the product @p dp4a selects.
  * @param rows  rows of @p W
  * @param cols  columns of @p W
@@ -73,8 +90,8 @@ int mamba2_gpu_gemv(int rows, int cols, int nb, int stream, const uint16_t *W, c
  * @param ss    [nb, groups] the norm's sums of squares (any positive values), when @p groups > 0
  * @param W     bf16 bits [rows, cols]
  * @param x     [nb, cols]
- * @param q     out: [rows, K32] the int8 values (K32 = cols rounded up to 32), or NULL
- * @param d     out: [rows, K32 / 32] fp16 bits of the scales, or NULL
+ * @param q     out: [rows, Kq] the int8 values (Kq = cols rounded up to 64), or NULL
+ * @param d     out: [rows, Kq / 64] fp16 bits of the scales, or NULL
  * @param out   [nb, rows]
  * @param err   the reason on failure
  * @return 0, or -1 with the reason in @p err.
@@ -113,8 +130,8 @@ double mamba2_gpu_time_q8_dequantize(int rows, int cols, int reps, Mamba2Error *
  *              fp32); 3: out [rows, T] fp32 (the transposed store prefill's dt rows use)
  * @param W     bf16 bits [rows, cols]
  * @param x     bf16 bits [T, cols]
- * @param q     out: [rows, K32] the int8 values (K32 = cols rounded up to 32), or NULL
- * @param d     out: [rows, K32 / 32] fp16 bits of the scales, or NULL
+ * @param q     out: [rows, Kq] the int8 values (Kq = cols rounded up to 64), or NULL
+ * @param d     out: [rows, Kq / 64] fp16 bits of the scales, or NULL
  * @param out   as @p mode says (poisoned with NaN on the device first, but in mode 1)
  * @param err   the reason on failure
  * @return 0, or -1 with the reason in @p err.

@@ -78,14 +78,15 @@ void launch_ssd_chunk_kernels(const GpuDims &g, const bf16 *xbc, const float *dt
 /** 1 when the chunked-SSD kernels handle these sizes (chunk ≤ 256, N ≤ 256, one chunk's x, B and state in shared memory). */
 int ssd_chunked_supported(const GpuDims &g);
 
-/* ---- q8_matrix.cu: int8 weights with an fp16 scale per block of 32 along K */
+/* ---- q8_matrix.cu: int8 weights with an fp16 scale per block of 64 along K (the CPU's q8) */
 
 /**
  * Quantize rows [0, n) of @p src [n, K] (bf16, or f32 when @p src_f32) into rows [r0, r0 + n) of the
- * q8 matrix whose values @p q [rows, K32] and scales @p d [rows, K32 / 32] are given:
- * d = fp16(max|w| / 127) per block of 32, q = round(w / d); columns K .. K32 get zeros.
+ * q8 matrix whose values @p q [rows, Kq] and scales @p d [rows, Kq / 64] are given (Kq: K rounded
+ * up to Q8_SCALE_BLOCK = 64): d = fp16(max|w| / 127) per block of 64, q = round(w / d), bit for bit
+ * as cpu/qmatrix.c quantizes; columns K .. Kq get zeros.
  */
-void launch_q8_quantize(const void *src, int src_f32, int n, int r0, int8_t *q, uint16_t *d, int K, int K32, cudaStream_t s);
+void launch_q8_quantize(const void *src, int src_f32, int n, int r0, int8_t *q, uint16_t *d, int K, int Kq, cudaStream_t s);
 
 /** out [rows, K] bf16 = d · q of every weight of @p m (the cuBLAS paths' operand). */
 void launch_q8_dequantize(const GpuQ8 &m, bf16 *out, cudaStream_t s);
@@ -116,7 +117,7 @@ int gpu_sm_count();
 bool gemm_q8_supported(const GpuQ8 &W, int ldx);
 
 /**
- * out[n][r] (+)= Σ_k X[n][k] · bf16(d[r][k / 32] · q[r][k]) for n < T, r < W.rows, with fp32 sums:
+ * out[n][r] (+)= Σ_k X[n][k] · bf16(d[r][k / 64] · q[r][k]) for n < T, r < W.rows, with fp32 sums:
  * X [T, W.K] bf16 with row stride @p ldx, W q8 [rows, K]. @p splits: slices of K across blocks
  * (0: the launcher's choice from the shape; an fp32 output that is neither added to nor contiguous,
  * and any bf16 output, take 1). May enqueue a memset of the output before the kernel.
@@ -162,8 +163,8 @@ enum GemvEpilogue {
 /** The weights the decode GEMV reads, and how it multiplies them (gemv.cuh). */
 enum GemvWeights {
     GEMV_BF16 = 0,    /**< bf16 W, fp32 products */
-    GEMV_Q8_FLOAT = 1, /**< q8 Wq: each int8 widened to fp32 in registers, times the fp32 input, the block's scale once */
-    GEMV_Q8_DP4A = 2  /**< q8 Wq: the input rounded to int8 per block of 32 as well, integer dot products (dp4a) */
+    GEMV_Q8_FLOAT = 1, /**< q8 Wq: each int8 widened to fp32 in registers, times the fp32 input, the scale once per 16 weights */
+    GEMV_Q8_DP4A = 2  /**< q8 Wq: the input rounded to int8 per block of 32 (Q8_XBLOCK), integer dot products (dp4a) */
 };
 
 /** Everything the decode GEMV may need. */

@@ -295,16 +295,40 @@ struct Q8Buffers {
     ~Q8Buffers() { cudaFree(q), cudaFree(d); }
 };
 
-static int q8_make(Q8Buffers &b, const bf16 *Wd, int rows, int cols, Mamba2Error *err) {
-    const int K32 = round_up(cols, Q8_BLOCK);
-    CUDA_TRY(cudaMalloc(&b.q, (size_t)rows * K32));
-    CUDA_TRY(cudaMalloc(&b.d, q8_scale_alloc_bytes(rows, K32)));
-    CUDA_TRY(cudaMemset(b.q, 0x80, (size_t)rows * K32)); /* poison (−128, never a value): every byte must be written */
-    CUDA_TRY(cudaMemset(b.d, 0xff, (size_t)rows * (K32 / Q8_BLOCK) * 2));
-    launch_q8_quantize(Wd, 0, rows, 0, b.q, b.d, cols, K32, 0);
+/* Quantize @p W (on the device: bf16, or f32 when @p f32) into @p b, its arrays poisoned first. */
+static int q8_make_from(Q8Buffers &b, const void *W, int f32, int rows, int cols, Mamba2Error *err) {
+    const int Kq = round_up(cols, Q8_SCALE_BLOCK);
+    CUDA_TRY(cudaMalloc(&b.q, (size_t)rows * Kq));
+    CUDA_TRY(cudaMalloc(&b.d, q8_scale_alloc_bytes(rows, Kq)));
+    CUDA_TRY(cudaMemset(b.q, 0x80, (size_t)rows * Kq)); /* poison (−128, never a value): every byte must be written */
+    CUDA_TRY(cudaMemset(b.d, 0xff, (size_t)rows * (Kq / Q8_SCALE_BLOCK) * 2));
+    launch_q8_quantize(W, f32, rows, 0, b.q, b.d, cols, Kq, 0);
     LAUNCH_TRY();
-    b.m.q = b.q, b.m.d = b.d, b.m.rows = rows, b.m.K = cols, b.m.K32 = K32;
+    b.m.q = b.q, b.m.d = b.d, b.m.rows = rows, b.m.K = cols, b.m.Kq = Kq;
     return 0;
+}
+
+static int q8_make(Q8Buffers &b, const bf16 *Wd, int rows, int cols, Mamba2Error *err) { return q8_make_from(b, Wd, 0, rows, cols, err); }
+
+/* The values [rows, Kq] and scales [rows, Kq / 64] of @p b into @p q and @p d (each may be NULL). */
+static int q8_copy_out(const Q8Buffers &b, int8_t *q, uint16_t *d, Mamba2Error *err) {
+    if (q) CUDA_TRY(cudaMemcpy(q, b.q, (size_t)b.m.rows * b.m.Kq, cudaMemcpyDeviceToHost));
+    if (d) CUDA_TRY(cudaMemcpy(d, b.d, (size_t)b.m.rows * (b.m.Kq / Q8_SCALE_BLOCK) * 2, cudaMemcpyDeviceToHost));
+    return 0;
+}
+
+extern "C" int mamba2_gpu_q8_quantize(int rows, int cols, int f32, const void *W, int8_t *q, uint16_t *d, Mamba2Error *err) {
+    if (!mamba2_gpu_available(err)) return -1;
+    const size_t bytes = (size_t)rows * cols * (f32 ? 4 : 2);
+    void *dW;
+    CUDA_TRY(cudaMalloc(&dW, bytes ? bytes : 1));
+    CUDA_TRY(cudaMemcpy(dW, W, bytes, cudaMemcpyHostToDevice));
+    Q8Buffers b;
+    const int rc = q8_make_from(b, dW, f32, rows, cols, err);
+    cudaFree(dW);
+    if (rc) return -1;
+    CUDA_TRY(cudaDeviceSynchronize());
+    return q8_copy_out(b, q, d, err);
 }
 
 extern "C" int mamba2_gpu_gemv_q8(int rows, int cols, int nb, int dp4a, int groups, const float *ss, const uint16_t *W,
@@ -338,8 +362,7 @@ extern "C" int mamba2_gpu_gemv_q8(int rows, int cols, int nb, int dp4a, int grou
     LAUNCH_TRY();
     CUDA_TRY(cudaDeviceSynchronize());
     CUDA_TRY(cudaMemcpy(out, dout, (size_t)nb * rows * 4, cudaMemcpyDeviceToHost));
-    if (q) CUDA_TRY(cudaMemcpy(q, b.q, (size_t)rows * b.m.K32, cudaMemcpyDeviceToHost));
-    if (d) CUDA_TRY(cudaMemcpy(d, b.d, (size_t)rows * (b.m.K32 / Q8_BLOCK) * 2, cudaMemcpyDeviceToHost));
+    if (q8_copy_out(b, q, d, err)) return -1;
     cudaFree(dx), cudaFree(dout), cudaFree(dss);
     return 0;
 }
@@ -348,7 +371,7 @@ extern "C" int mamba2_gpu_gemv_streamed(int rows, int cols, int nb, int q8) {
     GemvArgs a = {};
     a.wf = q8 ? GEMV_Q8_DP4A : GEMV_BF16, a.stream = 1;
     a.rows = rows, a.cols = cols, a.nb = nb;
-    a.Wq.rows = rows, a.Wq.K = cols, a.Wq.K32 = round_up(cols, Q8_BLOCK); /* pointers 0: aligned, as cudaMalloc's */
+    a.Wq.rows = rows, a.Wq.K = cols, a.Wq.Kq = round_up(cols, Q8_SCALE_BLOCK); /* pointers 0: aligned, as cudaMalloc's */
     return gemv_stream_takes(PRO_NONE, a) ? 1 : 0;
 }
 
@@ -457,8 +480,8 @@ extern "C" int mamba2_gpu_ssd_step(SSDDims d, int nb, int state_bf16, int kernel
     if (rounds) { /* poisoned: 0x7f bytes, NaN maxima */
         CUDA_TRY(cudaMalloc(&dyq, ny));
         CUDA_TRY(cudaMemset(dyq, 0x7f, ny));
-        CUDA_TRY(cudaMalloc(&dya, ny / Q8_BLOCK * 4));
-        CUDA_TRY(cudaMemcpy(dya, y_poison.data(), ny / Q8_BLOCK * 4, cudaMemcpyHostToDevice));
+        CUDA_TRY(cudaMalloc(&dya, ny / Q8_XBLOCK * 4));
+        CUDA_TRY(cudaMemcpy(dya, y_poison.data(), ny / Q8_XBLOCK * 4, cudaMemcpyHostToDevice));
     }
     GpuLayer w = {};
     w.A = dA, w.D = dD;
@@ -468,7 +491,7 @@ extern "C" int mamba2_gpu_ssd_step(SSDDims d, int nb, int state_bf16, int kernel
     CUDA_TRY(cudaMemcpy(y, dy, ny * 4, cudaMemcpyDeviceToHost));
     if (rounds) {
         CUDA_TRY(cudaMemcpy(yq, dyq, ny, cudaMemcpyDeviceToHost));
-        CUDA_TRY(cudaMemcpy(ya, dya, ny / Q8_BLOCK * 4, cudaMemcpyDeviceToHost));
+        CUDA_TRY(cudaMemcpy(ya, dya, ny / Q8_XBLOCK * 4, cudaMemcpyDeviceToHost));
         cudaFree(dyq), cudaFree(dya);
     }
     CUDA_TRY(cudaMemcpy(ss_y, dss, ss0.size() * 4, cudaMemcpyDeviceToHost));
@@ -746,15 +769,14 @@ extern "C" int mamba2_gpu_gemm_q8(int rows, int cols, int T, int mode, const uin
     } else {
         CUDA_TRY(cudaMemcpy(out, dout, n_out * 4, cudaMemcpyDeviceToHost));
     }
-    if (q) CUDA_TRY(cudaMemcpy(q, b.q, (size_t)rows * b.m.K32, cudaMemcpyDeviceToHost));
-    if (d) CUDA_TRY(cudaMemcpy(d, b.d, (size_t)rows * (b.m.K32 / Q8_BLOCK) * 2, cudaMemcpyDeviceToHost));
+    if (q8_copy_out(b, q, d, err)) return -1;
     cudaFree(dx), cudaFree(dout);
     return 0;
 }
 
 extern "C" int mamba2_gpu_gemm_q8_skinny_taken(int rows, int cols, int T, int mode) {
     GpuQ8 m = {};
-    m.rows = rows, m.K = cols, m.K32 = round_up(cols, Q8_BLOCK);
+    m.rows = rows, m.K = cols, m.Kq = round_up(cols, Q8_SCALE_BLOCK);
     return gemm_q8_skinny_fits(m, cols, T, gemm_q8_out_of_mode(mode, rows, T, NULL)) ? 1 : 0;
 }
 

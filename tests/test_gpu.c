@@ -25,6 +25,9 @@
 
 #ifdef MAMBA2_HAVE_GPU
 #include "gpu.h"
+#ifdef MAMBA2_HAVE_CPU
+#include "../cpu/qmatrix.h"
+#endif
 
 #define LOGITS_TOL 2e-2 /* notebooks-docs/design.md §4: bf16 GEMMs against the reference, relative L2 over all logits */
 /* The worst single position may be further off: rounding only the four bf16 activations of the
@@ -248,23 +251,29 @@ static void test_gemm_decode_norms(void) {
 }
 
 /* q8 weights: the quantizer and both GEMV products on fresh random shapes (rows not a multiple of
- * the 16-, 8- or 4-row blocks; columns a multiple of 32 (the 16-byte path: one pass of 16-byte
- * chunks, two passes, not whole passes) and not (the any-width path, whose padding to 32 must hold
- * zeros), nb = 1..4, outputs poisoned with NaN and the q8 arrays with −128 and NaN scales first.
- * - the quantizer, from its definition: each block's scale d is max|w| / 127 rounded to the nearest
- *   fp16 (no farther than half the gap to either neighbouring half, so subnormal halves, whose gaps
- *   are wider than 2⁻¹¹ of the value, are judged by their own gap), q = clamp(rint(w · (1/d)),
- *   −127, 127) in fp32 exactly, and |w − d·q| ≤ d/2 wherever w/d did not need the clamp (a block
- *   whose max|w| < 127 · 2⁻¹⁴ has a subnormal d, which may round below max|w| / 127 by more than
- *   1/255 of it: its largest weight then clamps at ±127, as in llama.cpp's Q8_0); the padding zero;
+ * the 16-, 8- or 4-row blocks; columns a multiple of 64, and of 32 only (the 16-byte path, which
+ * needs whole input blocks of 32: one pass of 16-byte chunks, two passes, not whole passes; 131 x
+ * 4128 and the fresh whole-block shape end in half a scale block), and not (the any-width path,
+ * whose padding to 64 must hold zeros), nb = 1..4, outputs poisoned with NaN and the q8 arrays with
+ * −128 and NaN scales first.
+ * - the quantizer, from its definition: the scale d of each block of 64 weights is max|w| / 127
+ *   rounded to the nearest fp16 (no farther than half the gap to either neighbouring half, so
+ *   subnormal halves, whose gaps are wider than 2⁻¹¹ of the value, are judged by their own gap),
+ *   q = clamp(rint(w · (1/d)), −127, 127) in fp32 exactly, and |w − d·q| ≤ d/2 wherever w/d did
+ *   not need the clamp (a block whose max|w| < 127 · 2⁻¹⁴ has a subnormal d, which may round below
+ *   max|w| / 127 by more than 1/255 of it: its largest weight then clamps at ±127, as in llama.cpp's
+ *   Q8_0); the padding zero;
  * - the float product against the double product of the same d·q with x: fp32 rounding (1e-5);
  * - the dp4a product against the double product of d·q with x rounded as the CPU's q8 rounds it
- *   (per block of 32: e = max|x| / 127, p = rint(x · (127 / max|x|)) in fp32): its integer sums are
- *   exact, so fp32 rounding again (1e-5); columns not a multiple of 32 take the float product;
+ *   (per input block of 32: e = max|x| / 127, p = rint(x · (127 / max|x|)) in fp32; each input
+ *   block times the scale of the weights' block of 64 that holds it): its integer sums are exact,
+ *   so fp32 rounding again (1e-5); columns not a multiple of 32 take the float product;
  * - the same dp4a product streamed through shared memory (gemv_stream.cu), which takes rows of
  *   whole 256-column pieces whose two stages of 8 rows fit its budget (1000 x 4096 here, the 7B's
- *   in_proj and lm_head width, and 37 x 2048, fewer rows than the grid has blocks; the test asserts
- *   it took them) and leaves the others to the dp4a kernel;
+ *   in_proj and lm_head width, 37 x 2048, fewer rows than the grid has blocks, and 53 x 2304,
+ *   whose rows of 36 scales (72 bytes) put every other row group's scales 8 bytes past a 16-byte
+ *   boundary, where the kernel's bulk copy of them starts; the test asserts it took them) and
+ *   leaves the others to the dp4a kernel;
  * - at 2 and 4 sequences on rows of whole 256-column pieces, each with the grouped norm's prologue
  *   and the residual epilogue (out_proj's pair; groups of 256, random sums of squares, the residual
  *   zeros, so no poison there): the reference scales each block's product by its
@@ -272,7 +281,8 @@ static void test_gemm_decode_norms(void) {
  *   to the chunk's sum (float). */
 #define Q8_GEMV_TOL 1e-5
 static void test_q8_gemv_kernel(void) {
-    int shapes[][2] = {{1000, 4096}, {37, 8192}, {4099, 4096 + 64}, {5, 8256}, {64, 100}, {3, 48}, {0, 0}, {0, 0}, {37, 2048}};
+    int shapes[][2] = {{1000, 4096}, {37, 8192}, {4099, 4096 + 64}, {5, 8256}, {64, 100}, {3, 48}, {0, 0}, {0, 0}, {37, 2048},
+                       {131, 4128}, {53, 2304}};
     shapes[6][0] = 1 + (int)(test_uniform() * 3000), shapes[6][1] = 32 * (1 + (int)(test_uniform() * 300)); /* fresh, whole blocks */
     shapes[7][0] = 1 + (int)(test_uniform() * 3000), shapes[7][1] = 1 + (int)(test_uniform() * 5000);     /* fresh, any width */
     double worst[3] = {0, 0, 0}, worst_w = 0;
@@ -280,12 +290,12 @@ static void test_q8_gemv_kernel(void) {
     for (size_t k = 0; k < sizeof shapes / sizeof shapes[0]; k++)
         for (int nb = 1; nb <= 4; nb++)
             for (int dp4a = 0; dp4a < 3; dp4a++) { /* 0 float, 1 dp4a, 2 dp4a streamed where it takes the shape */
-                int rows = shapes[k][0], cols = shapes[k][1], K32 = (cols + 31) / 32 * 32, nblk = K32 / 32;
+                int rows = shapes[k][0], cols = shapes[k][1], Kq = (cols + 63) / 64 * 64, nsb = Kq / 64; /* scales a row */
                 const int groups = cols % 256 == 0 && nb % 2 == 0 ? cols / 256 : 0; /* the grouped norm's prologue */
                 float ss[4 * 64];
                 for (int i = 0; i < nb * groups; i++) ss[i] = (float)(256 * (0.2 + 4 * test_uniform()));
-                uint16_t *W = malloc((size_t)rows * cols * 2), *d = malloc((size_t)rows * nblk * 2);
-                int8_t *q = malloc((size_t)rows * K32);
+                uint16_t *W = malloc((size_t)rows * cols * 2), *d = malloc((size_t)rows * nsb * 2);
+                int8_t *q = malloc((size_t)rows * Kq);
                 float *x = malloc((size_t)nb * cols * 4), *out = malloc((size_t)nb * rows * 4), *ref = malloc((size_t)nb * rows * 4);
                 for (size_t i = 0; i < (size_t)rows * cols; i++) W[i] = mamba2_f32_to_bf16((float)test_normal());
                 test_fill_normal(x, (size_t)nb * cols, 1.0);
@@ -297,10 +307,10 @@ static void test_q8_gemv_kernel(void) {
                 int bad = 0;
                 double err2 = 0, norm2 = 0;
                 for (int r = 0; r < rows && !rc; r++)
-                    for (int b = 0; b < nblk; b++) {
-                        uint16_t dh = d[(size_t)r * nblk + b];
+                    for (int b = 0; b < nsb; b++) {
+                        uint16_t dh = d[(size_t)r * nsb + b];
                         float amax = 0, dv = mamba2_f16_to_f32(dh), want = 0;
-                        for (int c = 32 * b; c < 32 * b + 32 && c < cols; c++) {
+                        for (int c = 64 * b; c < 64 * b + 64 && c < cols; c++) {
                             float w = mamba2_bf16_to_f32(W[(size_t)r * cols + c]);
                             amax = fabsf(w) > amax ? fabsf(w) : amax;
                         }
@@ -309,8 +319,8 @@ static void test_q8_gemv_kernel(void) {
                         double up = mamba2_f16_to_f32((uint16_t)(dh + 1)) - dv, down = dh ? dv - mamba2_f16_to_f32((uint16_t)(dh - 1)) : up;
                         if ((dh & 0x8000) || !(fabs((double)dv - want) <= 0.5 * (dv >= want ? down : up))) bad++;
                         float inv = dv != 0 ? 1.0f / dv : 0.0f;
-                        for (int c = 32 * b; c < 32 * b + 32; c++) {
-                            int qv = q[(size_t)r * K32 + c];
+                        for (int c = 64 * b; c < 64 * b + 64; c++) {
+                            int qv = q[(size_t)r * Kq + c];
                             float w = c < cols ? mamba2_bf16_to_f32(W[(size_t)r * cols + c]) : 0.0f, t = rintf(w * inv);
                             int want_q = (int)(t < -127 ? -127 : t > 127 ? 127 : t);
                             if (qv != want_q || (c >= cols && qv != 0) ||
@@ -321,22 +331,22 @@ static void test_q8_gemv_kernel(void) {
                     }
                 CU_ASSERT_EQUAL(bad, 0);
                 if (sqrt(err2 / norm2) > worst_w) worst_w = sqrt(err2 / norm2);
-                /* the product, in double over the same values */
+                /* the product, in double over the same values, by input block of 32 */
                 for (int b = 0; b < nb; b++) {
                     const float *xb = x + (size_t)b * cols;
                     for (int r = 0; r < rows; r++) {
                         double acc = 0;
-                        for (int blk = 0; blk < nblk; blk++) {
-                            double dv = mamba2_f16_to_f32(d[(size_t)r * nblk + blk]), s = 0;
+                        for (int blk = 0; 32 * blk < cols; blk++) {
+                            double dv = mamba2_f16_to_f32(d[(size_t)r * nsb + blk / 2]), s = 0; /* its weights' block of 64 */
                             int c0 = 32 * blk, c1 = c0 + 32 < cols ? c0 + 32 : cols;
                             if (dp4a && cols % 32 == 0) {
                                 float ax = 0;
                                 for (int c = c0; c < c1; c++) ax = fabsf(xb[c]) > ax ? fabsf(xb[c]) : ax;
                                 float inv = ax > 0 ? 127.0f / ax : 0.0f;
-                                for (int c = c0; c < c1; c++) s += (double)q[(size_t)r * K32 + c] * rintf(xb[c] * inv);
+                                for (int c = c0; c < c1; c++) s += (double)q[(size_t)r * Kq + c] * rintf(xb[c] * inv);
                                 s *= ax / 127.0;
                             } else
-                                for (int c = c0; c < c1; c++) s += (double)q[(size_t)r * K32 + c] * xb[c];
+                                for (int c = c0; c < c1; c++) s += (double)q[(size_t)r * Kq + c] * xb[c];
                             if (groups) s /= sqrt(ss[b * groups + c0 / 256] / 256.0 + MAMBA2_GPU_TEST_EPS);
                             acc += dv * s;
                         }
@@ -357,13 +367,133 @@ static void test_q8_gemv_kernel(void) {
            "%.1e (bound %.0e); %d runs streamed\n",
            worst_w, worst[0], worst[1], worst[2], Q8_GEMV_TOL, streamed);
     CU_ASSERT(worst_w <= 1e-2);
-    CU_ASSERT(streamed >= 8); /* 1000 x 4096 and 37 x 2048 at nb = 1..4 */
+    CU_ASSERT(streamed >= 12); /* 1000 x 4096, 37 x 2048 and 53 x 2304 at nb = 1..4 */
+}
+
+/* The half nearest to @p v ≥ 0 (ties to the even one), from the definition rather than from bit
+ * operations: the largest half not above v, found by bisection over the positive halves (their
+ * bits order them), against the next one up. At or past 65504, the largest half: the CPU's
+ * quantizer saturates there (past 65520 the nearest-even rounding would give infinity). */
+static uint16_t nearest_half(float v) {
+    if (!(v > 0)) return 0;
+    if (v >= 65504.0f) return 0x7bff;
+    unsigned lo = 0, hi = 0x7bff; /* f16(lo) ≤ v < f16(hi) */
+    while (hi - lo > 1) {
+        unsigned mid = (lo + hi) / 2;
+        if (mamba2_f16_to_f32((uint16_t)mid) <= v) lo = mid;
+        else hi = mid;
+    }
+    double below = (double)v - mamba2_f16_to_f32((uint16_t)lo), above = (double)mamba2_f16_to_f32((uint16_t)hi) - v;
+    return (uint16_t)(below < above ? lo : above < below ? hi : (lo & 1) ? hi : lo);
+}
+
+/* The GPU's q8 quantizer (q8_matrix.cu, the one the backend runs at load) on matrices whose K is not
+ * a multiple of 64 (37 x 200: the last scale block holds 8 columns and 56 of padding; and a fresh
+ * shape), from bf16 weights and from fp32 ones (the upload widens f32 and f16 checkpoints to fp32),
+ * with blocks of every kind the roundings treat apart: normal scales, subnormal fp16 scales (max|w|
+ * about 3e-3), scales that round to 0 (max|w| about 3e-7: q = 0), all-zero blocks, scales past the
+ * largest half (max|w| about 3e7: d saturates to 65504 and q clamps at ±127), and exact ties (max|w|
+ * = 127, so d = 1, and the other weights ± (j + ½): q must round them half to even).
+ * - against the definition (cpu/qmatrix.h): per block of 64, d = the fp16 nearest to max|w| / 127
+ *   (fp32 division; nearest_half()), q = clamp(rint(w · (1/d)), −127, 127) with 1/d and the product
+ *   in fp32, d = 0 giving q = 0; the padding zero. Exact: every d bit and every q;
+ * - against the CPU's quantizer itself (cpu_qmatrix_quantize(), where the build has the CPU path):
+ *   every d · q of the GPU (fp32, exact: 11 × 8 significant bits) bitwise equal to the CPU's
+ *   cpu_qmatrix_dequantize_rows(). The device build (make device) has no CPU path and checks the
+ *   definition only; it says so. */
+static void test_q8_quantizer(void) {
+    int shapes[][2] = {{37, 200}, {0, 0}};
+    shapes[1][0] = 1 + (int)(test_uniform() * 300), shapes[1][1] = 1 + (int)(test_uniform() * 3000); /* fresh */
+#ifdef MAMBA2_HAVE_CPU
+    int cpu_checked = 0;
+#endif
+    for (size_t k = 0; k < sizeof shapes / sizeof shapes[0]; k++)
+        for (int f32 = 0; f32 < 2; f32++) {
+            const int rows = shapes[k][0], cols = shapes[k][1], Kq = (cols + 63) / 64 * 64, nsb = Kq / 64;
+            float *w = malloc((size_t)rows * cols * 4);
+            uint16_t *wb = malloc((size_t)rows * cols * 2), *d = malloc((size_t)rows * nsb * 2);
+            int8_t *q = malloc((size_t)rows * Kq);
+            static const double sigma[8] = {1, 1e-3, 1e-7, 0, 1e4, 1e7, 0, 1}; /* class 6: the ties; 7: 1e-3 .. 1 */
+            for (int r = 0; r < rows; r++)
+                for (int b = 0; b < nsb; b++) {
+                    const int cls = (r + 3 * b) % 8;
+                    const double s = cls == 7 ? pow(10.0, -3 + 3 * test_uniform()) : sigma[cls];
+                    for (int c = 64 * b; c < 64 * b + 64 && c < cols; c++) {
+                        int j = c - 64 * b;
+                        float v = cls == 6 ? (j == 0 ? 127.0f : (j % 2 ? -1.0f : 1.0f) * (float)((j * 37) % 127 + 0.5))
+                                           : (float)(s * test_normal());
+                        if (!f32) wb[(size_t)r * cols + c] = mamba2_f32_to_bf16(v), v = mamba2_bf16_to_f32(wb[(size_t)r * cols + c]);
+                        w[(size_t)r * cols + c] = v;
+                    }
+                }
+            memset(q, 0x55, (size_t)rows * Kq), memset(d, 0x55, (size_t)rows * nsb * 2);
+            Mamba2Error e = {{0}};
+            int rc = mamba2_gpu_q8_quantize(rows, cols, f32, f32 ? (const void *)w : (const void *)wb, q, d, &e);
+            CU_ASSERT_EQUAL(rc, 0);
+            if (rc) printf("\n    %s", e.msg);
+            /* the definition */
+            int bad_d = 0, bad_q = 0, ties = 0, subnormal = 0, zero = 0, saturated = 0;
+            for (int r = 0; r < rows && !rc; r++)
+                for (int b = 0; b < nsb; b++) {
+                    float amax = 0;
+                    for (int c = 64 * b; c < 64 * b + 64 && c < cols; c++) amax = fmaxf(amax, fabsf(w[(size_t)r * cols + c]));
+                    const uint16_t want = nearest_half(amax / 127), dh = d[(size_t)r * nsb + b];
+                    bad_d += dh != want;
+                    subnormal += want > 0 && want < 0x400, zero += want == 0, saturated += want == 0x7bff;
+                    const float dv = mamba2_f16_to_f32(want), inv = dv != 0 ? 1.0f / dv : 0.0f;
+                    for (int c = 64 * b; c < 64 * b + 64; c++) {
+                        const float x = c < cols ? w[(size_t)r * cols + c] * inv : 0.0f, t = rintf(x);
+                        const int want_q = (int)(t < -127 ? -127 : t > 127 ? 127 : t);
+                        bad_q += q[(size_t)r * Kq + c] != want_q;
+                        ties += c < cols && x - floorf(x) == 0.5f && fabsf(x) < 127;
+                    }
+                }
+            CU_ASSERT_EQUAL(bad_d, 0);
+            CU_ASSERT_EQUAL(bad_q, 0);
+            printf("\n    q8 quantizer %3d x %-4d %s: %d scales (%d subnormal, %d zero, %d saturated), %d ties; "
+                   "vs the definition: %d scales, %d values differ",
+                   rows, cols, f32 ? "f32 " : "bf16", rows * nsb, subnormal, zero, saturated, ties, bad_d, bad_q);
+            if (k == 0) CU_ASSERT(subnormal > 0 && zero > 0 && saturated > 0 && ties > 0);
+#ifdef MAMBA2_HAVE_CPU
+            /* the CPU's quantizer, weight for weight */
+            Mamba2Tensor W = {"w", "mem", f32 ? MAMBA2_F32 : MAMBA2_BF16, 2, {rows, cols}, f32 ? (const void *)w : (const void *)wb};
+            CpuQMatrix cq;
+            float *deq = malloc((size_t)rows * cols * 4);
+            if (!rc && cpu_qmatrix_quantize(&W, MAMBA2_WEIGHTS_Q8, 1, &cq, &e) == 0) {
+                cpu_qmatrix_dequantize_rows(&cq, 0, rows, deq);
+                int differ = 0;
+                for (int r = 0; r < rows; r++)
+                    for (int c = 0; c < cols; c++) {
+                        const float g = mamba2_f16_to_f32(d[(size_t)r * nsb + c / 64]) * (float)q[(size_t)r * Kq + c];
+                        differ += memcmp(&g, deq + (size_t)r * cols + c, sizeof g) != 0;
+                    }
+                printf("; vs cpu_qmatrix_quantize(): %d of %d weights differ", differ, rows * cols);
+                CU_ASSERT_EQUAL(differ, 0);
+                cpu_checked++;
+                cpu_qmatrix_free(&cq);
+            } else {
+                printf("\n    cpu_qmatrix_quantize: %s", e.msg);
+                CU_FAIL("cpu_qmatrix_quantize");
+            }
+            free(deq);
+#endif
+            free(w), free(wb), free(d), free(q);
+        }
+#ifdef MAMBA2_HAVE_CPU
+    CU_ASSERT_EQUAL(cpu_checked, 4);
+#else
+    printf("\n    (a build without the CPU path: the GPU's quantizer checked against the definition only, not "
+           "against cpu_qmatrix_quantize())");
+#endif
+    printf("\n");
 }
 
 /* The q8 GEMM (prefill; decode beyond 4 sequences) on fresh random shapes: rows not a multiple of the
  * 128-row tile, tokens not a multiple of any token tile (16, 32, 64, 128), columns a multiple of 64,
- * of 32 only, and of 8 only with an odd number of q8 blocks (the last tile half empty, the scales'
- * pairs straddling their 4-byte words), K long enough to be split across blocks. Both kernels: the
+ * of 32 only, and of 8 only (the last tile of 64 columns partly padding), with an odd number of
+ * scales a row (129 x 1048, 257 x 520, 33 x 48: every other row's scales start in the upper half of
+ * a 4-byte word, and the last one ends the array 2 bytes into its word, which gemm_q8.cu stages
+ * whole), K long enough to be split across blocks. Both kernels: the
  * tiled one (gemm_q8.cu: bf16 outputs, T > 64, K not a multiple of 128) and the few-token one
  * (gemm_q8_skinny.cu: fp32 outputs, T ≤ 64, K a multiple of 128), the latter at each of its token
  * widths (8, 16, 32, 64), with rows not a multiple of its 16-row groups, one slice of K or several
@@ -396,10 +526,10 @@ static void test_q8_gemm_kernel(void) {
     double worst[4] = {0, 0, 0, 0};
     int skinny = 0, skinny_widths = 0;
     for (size_t k = 0; k < sizeof shapes / sizeof shapes[0]; k++) {
-        const int rows = shapes[k][0], cols = shapes[k][1], T = shapes[k][2], K32 = (cols + 31) / 32 * 32, nblk = K32 / 32;
+        const int rows = shapes[k][0], cols = shapes[k][1], T = shapes[k][2], Kq = (cols + 63) / 64 * 64, nsb = Kq / 64;
         const size_t n = (size_t)T * rows;
-        uint16_t *W = malloc((size_t)rows * cols * 2), *x = malloc((size_t)T * cols * 2), *d = malloc((size_t)rows * nblk * 2);
-        int8_t *q = malloc((size_t)rows * K32);
+        uint16_t *W = malloc((size_t)rows * cols * 2), *x = malloc((size_t)T * cols * 2), *d = malloc((size_t)rows * nsb * 2);
+        int8_t *q = malloc((size_t)rows * Kq);
         float *out = malloc(n * 4), *addend = malloc(n * 4), *ref = malloc(n * 4), *want = malloc(n * 4), *wdq = malloc((size_t)cols * 4);
         for (size_t i = 0; i < (size_t)rows * cols; i++) W[i] = mamba2_f32_to_bf16((float)test_normal());
         for (size_t i = 0; i < (size_t)T * cols; i++) x[i] = mamba2_f32_to_bf16((float)test_normal());
@@ -416,7 +546,7 @@ static void test_q8_gemm_kernel(void) {
             if (mode == 0) /* ref [T, rows] = Σ_c x[t][c] · bf16(d · q)[r][c], in double over the returned q and d */
                 for (int r = 0; r < rows; r++) {
                     for (int c = 0; c < cols; c++)
-                        wdq[c] = mamba2_bf16_to_f32(mamba2_f32_to_bf16(mamba2_f16_to_f32(d[(size_t)r * nblk + c / 32]) * q[(size_t)r * K32 + c]));
+                        wdq[c] = mamba2_bf16_to_f32(mamba2_f32_to_bf16(mamba2_f16_to_f32(d[(size_t)r * nsb + c / 64]) * q[(size_t)r * Kq + c]));
                     for (int t = 0; t < T; t++) {
                         double acc = 0;
                         for (int c = 0; c < cols; c++) acc += (double)wdq[c] * mamba2_bf16_to_f32(x[(size_t)t * cols + c]);
@@ -1228,6 +1358,7 @@ int register_gpu_tests(void) {
         !CU_add_test(s, "decode GEMM of 5 to 64 sequences vs double sums", test_gemm_decode_kernel) ||
         !CU_add_test(s, "decode GEMM with the norms in its prologue vs double sums", test_gemm_decode_norms) ||
         !CU_add_test(s, "q8 quantizer and decode GEMV (float, dp4a) vs double products", test_q8_gemv_kernel) ||
+        !CU_add_test(s, "q8 quantizer vs its definition and the CPU's, bf16 and f32 weights", test_q8_quantizer) ||
         !CU_add_test(s, "decode SSD step vs double step, each kernel", test_ssd_step_kernel) ||
         !CU_add_test(s, "fixtures: prefill, step, greedy", test_fixtures) ||
         !CU_add_test(s, "batched step vs single steps, fp32 and bf16 state", test_batched) ||
