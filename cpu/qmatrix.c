@@ -63,16 +63,16 @@
  *     tiles of the stream into L1 (the next row group's first tile follows a row group's last): q8
  *     this tile and the next, q4 (whose tiles are half as long) the next two. The prefetches leave
  *     the core at once, ahead of the tile's loads, which wait behind the arithmetic of the tile
- *     before. Each line is asked for twice, which costs an instruction. One record of q8 with
- *     vpdpbusd (decode) instead reads a tile chunk by chunk across its rows and asks for each line
- *     Q8_DECODE_AHEAD bytes ahead as it reads it (zmm_q8_one(), ymm_q8_one()): faster there, slower
- *     for q4 (results/cpu.md, "q8 decode read chunk by chunk across the rows");
+ *     before. Each line is asked for twice, which costs an instruction. One record (decode) of q8,
+ *     and of q4 by AVX2's vpmaddubsw, instead reads a tile line by line across its rows and asks
+ *     for each line Q_DECODE_AHEAD bytes ahead as it reads it (line_major());
  *   CPU_PREFETCH_NEXT_BLOCK: the next row group's tile at the column being read, into L2 (a whole
  *     row group's stream ahead);
  *   CPU_PREFETCH_NONE: the stream left to the hardware prefetchers.
  * q8 without vpdpbusd (vpmaddubsw on ymm or zmm, with several instructions a chunk for q's sign)
- * is bound by its arithmetic more than by memory, and the prefetches' own loads slowed it down: it
- * takes CPU_PREFETCH_NONE unless MAMBA2_CPU_PREFETCH asks otherwise (arith_bound_prefetch).
+ * read row by row was slowed down by the prefetches' own loads: for several records it takes
+ * CPU_PREFETCH_NONE unless MAMBA2_CPU_PREFETCH asks otherwise (arith_bound_prefetch); one record
+ * read line by line prefetches as above, which made it faster.
  * (Measurements: results/cpu.md, "the q8/q4 decode products had never prefetched" of 2026-12-05;
  * the earlier sections on prefetch modes measured builds without any prefetch instruction.)
  */
@@ -91,10 +91,19 @@ CpuPrefetch cpu_qlinear_prefetch(void) { return cpu_prefetch_asked(CPU_PREFETCH_
 static inline void prefetch_t0(const void *p) { __asm__ volatile("prefetcht0 (%0)" ::"r"(p)); }
 static inline void prefetch_t1(const void *p) { __asm__ volatile("prefetcht1 (%0)" ::"r"(p)); }
 
-/** Bytes ahead at which the one-record q8 products with vpdpbusd (zmm_q8_one(), ymm_q8_one()) ask for
+/** Bytes ahead at which the line-by-line decode products (zmm_q8_line_rows(), ymm_line_rows()) ask for
  *  each line into L1: the bf16 decode products' distance (packed_bf16.c); 2–3 KiB measured alike,
- *  1 and 4 KiB slower (results/cpu.md, "q8 decode read chunk by chunk across the rows"). */
-#define Q8_DECODE_AHEAD 2048
+ *  1 and 4 KiB slower (results/cpu.md, "q8 decode read line by line across the rows"). */
+#define Q_DECODE_AHEAD 2048
+
+/* Whether one record (decode) of format @p f by a product on ymm (@p ymm) or zmm, with vpdpbusd
+ * (@p dpbusd) or not, reads its tiles line by line across the rows (zmm_q8_line_rows(),
+ * ymm_line_rows()) rather than row by row (zmm_block(), avx2_block()): q8 by every product, q4 by
+ * AVX2's vpmaddubsw. q4 with vpdpbusd was slower so, and q4 by AVX512BW no faster (results/cpu.md,
+ * "q8 decode read line by line across the rows"). */
+static inline int line_major(Mamba2WeightFormat f, int ymm, int dpbusd) {
+    return f == MAMBA2_WEIGHTS_Q8 || (ymm && !dpbusd);
+}
 
 /* The prefetch @p mode (integer_rows() chooses it) of tile @p t (format @p f, tile_bytes() @p tb) of a
  * row group of @p n_kt tiles. */
@@ -413,6 +422,14 @@ static inline AVX2_INLINE void avx2_load_pair(Mamba2WeightFormat f, int vnni, co
     }
 }
 
+/* acc + the exact integer Σ q·p of one chunk's half, 8 lanes of int32, for signed q (q8 without
+ * vpdpbusd): vpmaddubsw takes unsigned × signed, so |q| times p with q's sign (|q| ≤ 127 keeps each
+ * pair sum below 2¹⁵), then widened to 32 bits. */
+static inline AVX2_INLINE __m256i avx2_dot1_signed(__m256i acc, __m256i q, __m256i p) {
+    const __m256i s = _mm256_maddubs_epi16(_mm256_abs_epi8(q), _mm256_sign_epi8(p, q));
+    return _mm256_add_epi32(acc, _mm256_madd_epi16(s, _mm256_set1_epi16(1)));
+}
+
 /* acc + the exact integer Σ q·p of two chunks' halves, 8 lanes of int32 (lane l: block 8h + l), from
  * the values as avx2_load_pair() gives them and the record's bytes p0, p1 of the same chunks:
  * vnni: vpdpbusd(vpdpbusd(acc, w0, p0), w1, p1) with w = q + offset (the record's ncorr, the start of
@@ -431,9 +448,7 @@ static inline AVX2_INLINE __m256i avx2_dot2(Mamba2WeightFormat f, int vnni, __m2
     if (f == MAMBA2_WEIGHTS_Q4)
         return _mm256_add_epi32(
             _mm256_madd_epi16(_mm256_add_epi16(_mm256_maddubs_epi16(w0, p0), _mm256_maddubs_epi16(w1, p1)), ones), acc);
-    __m256i s0 = _mm256_maddubs_epi16(_mm256_abs_epi8(w0), _mm256_sign_epi8(p0, w0));
-    __m256i s1 = _mm256_maddubs_epi16(_mm256_abs_epi8(w1), _mm256_sign_epi8(p1, w1));
-    return _mm256_add_epi32(acc, _mm256_add_epi32(_mm256_madd_epi16(s0, ones), _mm256_madd_epi16(s1, ones)));
+    return avx2_dot1_signed(avx2_dot1_signed(acc, w0, p0), w1, p1);
 }
 
 /* The scales of blocks 8h .. 8h + 7 of a tile row (its scales @p s), one a lane: q4's 8 from fp16, q8's
@@ -509,47 +524,63 @@ static inline AVX2_INLINE void avx2_block(Mamba2WeightFormat f, int vnni, const 
         }
 }
 
-/* One record of q8 (decode) with vpdpbusd on ymm: the products of avx2_block() with S = 1, the tile
- * read as zmm_q8_one() reads it (chunk by chunk across its rows, each line asked for
- * Q8_DECODE_AHEAD bytes ahead). A 64-byte line is two ymm halves (blocks 0-7 and 8-15), each with
- * sums of its own; the record's chunks are read from L1 by each vpdpbusd (AVX-VNNI has 16 ymm
- * registers: the 16 halves would not fit beside the sums). The same sums and fp32 operations, in
- * avx2_block()'s order (half 0, then half 1, per tile), so the same result. */
-static inline AVX2_INLINE void ymm_q8_one(const CpuQMatrix *W, int64_t rg, int R, const uint8_t *xr, float *y,
-                                       int accumulate) {
-    const Mamba2WeightFormat f = MAMBA2_WEIGHTS_Q8;
+/* One record (decode) on ymm, line by line: the products of avx2_block() with S = 1 (q8 by either
+ * product, q4 by vpmaddubsw: see line_major()), the tile read one 64-byte line of each row at a time
+ * (line l of rows 0..R-1, then line l + 1; a q8 line is one chunk, a q4 line the two chunks of its
+ * nibbles), each line asked for into L1 Q_DECODE_AHEAD bytes before it is read, as the bf16 decode
+ * products read their stream (packed_bf16.c). avx2_block() instead walks a tile's rows one after
+ * another behind one prefetch of whole tiles. A line is two ymm halves (blocks 0-7 and 8-15), each
+ * with sums of its own; the record's chunks are read from L1 at each product. The same integer sums
+ * and the same fp32 operations in avx2_block()'s order (half 0, then half 1, per tile), so the same
+ * result. */
+static inline AVX2_INLINE void ymm_line_rows(Mamba2WeightFormat f, int vnni, const CpuQMatrix *W, int64_t rg, int R,
+                                             const uint8_t *xr, float *y, int accumulate) {
     const int64_t tb = tile_bytes(f), n_kt = W->K_pad / QT_K;
+    const int lines = (int)(row_value_bytes(f) / 64), signed_q8 = f == MAMBA2_WEIGHTS_Q8 && !vnni;
+    const __m256i flip = _mm256_set1_epi8((char)0x80);
     __m256 acc[4];
 #pragma GCC unroll 4
     for (int i = 0; i < 4; i++) acc[i] = _mm256_setzero_ps();
     const uint8_t *t = tile_at(W, rg, 0);
     for (int64_t kt = 0; kt < n_kt; kt++, t += tb) {
         const uint8_t *rec = xr + kt * XREC;
-        __m256i lo[4], hi[4]; /* [row]: int32 sums of blocks 0-7 and 8-15, started at ncorr */
-        const __m256i nlo = _mm256_loadu_si256((const __m256i *)(rec + XNCORR)),
-                      nhi = _mm256_loadu_si256((const __m256i *)(rec + XNCORR) + 1);
+        __m256i ia[4][2]; /* [row][half]: int32 sums of blocks 0-7 and 8-15 (from ncorr, or 0 for signed q8) */
+#pragma GCC unroll 2
+        for (int h = 0; h < 2; h++) {
+            const __m256i start = signed_q8 ? _mm256_setzero_si256() : _mm256_loadu_si256((const __m256i *)(rec + XNCORR) + h);
 #pragma GCC unroll 4
-        for (int i = 0; i < 4; i++) lo[i] = nlo, hi[i] = nhi;
-        prefetch_t0(t + Q8_DECODE_AHEAD); /* the scales' line */
+            for (int i = 0; i < 4; i++) ia[i][h] = start;
+        }
+        for (int64_t sb = 0; sb < scale_bytes(f); sb += 64) prefetch_t0(t + sb + Q_DECODE_AHEAD); /* the scales */
 #pragma GCC unroll 8
-        for (int c = 0; c < QT_CHUNKS; c++)
+        for (int l = 0; l < lines; l++)
 #pragma GCC unroll 4
             for (int i = 0; i < R; i++) {
-                const uint8_t *w = tile_row(f, t, i) + 64 * c;
-                prefetch_t0(w + Q8_DECODE_AHEAD);
-                lo[i] = (__m256i)__builtin_ia32_vpdpbusd_v8si((__v8si)lo[i], (__v8si)_mm256_load_si256((const __m256i *)w),
-                                                              (__v8si)_mm256_loadu_si256((const __m256i *)(rec + 64 * c)));
-                hi[i] = (__m256i)__builtin_ia32_vpdpbusd_v8si((__v8si)hi[i], (__v8si)_mm256_load_si256((const __m256i *)w + 1),
-                                                              (__v8si)_mm256_loadu_si256((const __m256i *)(rec + 64 * c) + 1));
+                const uint8_t *row = tile_row(f, t, i);
+                prefetch_t0(row + 64 * l + Q_DECODE_AHEAD);
+#pragma GCC unroll 2
+                for (int h = 0; h < 2; h++) {
+                    if (f == MAMBA2_WEIGHTS_Q8) {
+                        const __m256i w = _mm256_load_si256((const __m256i *)(row + 64 * l) + h),
+                                      p = _mm256_loadu_si256((const __m256i *)(rec + 64 * l) + h);
+                        ia[i][h] = vnni ? (__m256i)__builtin_ia32_vpdpbusd_v8si((__v8si)ia[i][h], (__v8si)w, (__v8si)p)
+                                        : avx2_dot1_signed(ia[i][h], _mm256_xor_si256(w, flip), p);
+                    } else {
+                        __m256i w0, w1;
+                        avx2_load_pair(f, vnni, row, l, h, &w0, &w1);
+                        ia[i][h] = avx2_dot2(f, vnni, ia[i][h], w0, w1, _mm256_loadu_si256((const __m256i *)(rec + 128 * l + 32 * h)),
+                                             _mm256_loadu_si256((const __m256i *)(rec + 128 * l + 64 + 32 * h)));
+                    }
+                }
             }
 #pragma GCC unroll 4
-        for (int i = 0; i < R; i++) {
-            const uint16_t *sc = tile_scales(f, t, i);
-            acc[i] = _mm256_fmadd_ps(_mm256_cvtepi32_ps(lo[i]),
-                                     _mm256_mul_ps(ymm_scales(f, sc, 0), _mm256_loadu_ps((const float *)(rec + XE))), acc[i]);
-            acc[i] = _mm256_fmadd_ps(_mm256_cvtepi32_ps(hi[i]),
-                                     _mm256_mul_ps(ymm_scales(f, sc, 1), _mm256_loadu_ps((const float *)(rec + XE) + 8)), acc[i]);
-        }
+        for (int i = 0; i < R; i++)
+#pragma GCC unroll 2
+            for (int h = 0; h < 2; h++)
+                acc[i] = _mm256_fmadd_ps(_mm256_cvtepi32_ps(ia[i][h]),
+                                         _mm256_mul_ps(ymm_scales(f, tile_scales(f, t, i), h),
+                                                       _mm256_loadu_ps((const float *)(rec + XE) + 8 * h)),
+                                         acc[i]);
     }
 #pragma GCC unroll 4
     for (int i = 0; i < R; i++) {
@@ -564,9 +595,9 @@ static inline AVX2_INLINE void ymm_q8_one(const CpuQMatrix *W, int64_t rg, int R
 /* The rows of one ymm instantiation for one format (f and vnni constants after inlining). */
 static inline AVX2_INLINE void avx2_rows_of(Mamba2WeightFormat f, int vnni, const CpuQMatrix *W, int64_t rg, int R,
                                             const uint8_t *const *xr, int S, float *y, int64_t ldy, int accumulate, CpuPrefetch pf) {
-    if (f == MAMBA2_WEIGHTS_Q8 && vnni && S == 1 && pf == CPU_PREFETCH_IN_ROW) { /* decode: see ymm_q8_one() */
-        if (R == 4) ymm_q8_one(W, rg, 4, xr[0], y, accumulate);
-        else ymm_q8_one(W, rg, R, xr[0], y, accumulate);
+    if (S == 1 && pf == CPU_PREFETCH_IN_ROW && line_major(f, 1, vnni)) { /* decode: see ymm_line_rows() */
+        if (R == 4) ymm_line_rows(f, vnni, W, rg, 4, xr[0], y, accumulate);
+        else ymm_line_rows(f, vnni, W, rg, R, xr[0], y, accumulate);
         return;
     }
     for (int j = 0; j < S; j += 2) { /* R and S constants in the common calls, so the block's loops unroll */
@@ -619,6 +650,16 @@ static inline BW_INLINE __m512i dpbusd2(__m512i acc, __m512i w0, __m512i w1, __m
     return dpbusd(dpbusd(acc, w0, p0), w1, p1);
 }
 
+/* acc + the exact integer Σ q·p of one q8 chunk w of a tile row (the stored bytes, q + 128) with the
+ * record's chunk p, 16 lanes of int32, without vpdpbusd: q = w − 128, |q| times p with q's sign
+ * (vpmaddubsw takes unsigned × signed; |q| ≤ 127 keeps each pair sum below 2¹⁵), widened to 32 bits. */
+static inline BW_INLINE __m512i bw_dot1_q8(__m512i acc, __m512i w, __m512i p) {
+    const __m512i q = _mm512_xor_si512(w, _mm512_set1_epi8((char)0x80));
+    /* q < 0 exactly where the stored byte q + 128 has its top bit clear */
+    const __m512i sp = _mm512_mask_sub_epi8(p, _mm512_movepi8_mask(q), _mm512_setzero_si512(), p);
+    return _mm512_add_epi32(acc, _mm512_madd_epi16(_mm512_maddubs_epi16(_mm512_abs_epi8(q), sp), _mm512_set1_epi16(1)));
+}
+
 /* acc + the exact integer Σ q·p of chunks w0, w1 of a tile row (the stored bytes, q + offset) with the
  * record's chunks p0, p1, 16 lanes of int32 (lane j: block j), without vpdpbusd, as avx2_dot2() does on
  * ymm:
@@ -631,12 +672,7 @@ static inline BW_INLINE __m512i bw_dot2(Mamba2WeightFormat f, __m512i acc, __m51
     if (f == MAMBA2_WEIGHTS_Q4)
         return _mm512_add_epi32(
             _mm512_madd_epi16(_mm512_add_epi16(_mm512_maddubs_epi16(w0, p0), _mm512_maddubs_epi16(w1, p1)), ones), acc);
-    const __m512i flip = _mm512_set1_epi8((char)0x80), zero = _mm512_setzero_si512();
-    /* q < 0 exactly where the stored byte q + 128 has its top bit clear */
-    const __m512i q0 = _mm512_xor_si512(w0, flip), q1 = _mm512_xor_si512(w1, flip);
-    const __m512i s0 = _mm512_maddubs_epi16(_mm512_abs_epi8(q0), _mm512_mask_sub_epi8(p0, _mm512_movepi8_mask(q0), zero, p0));
-    const __m512i s1 = _mm512_maddubs_epi16(_mm512_abs_epi8(q1), _mm512_mask_sub_epi8(p1, _mm512_movepi8_mask(q1), zero, p1));
-    return _mm512_add_epi32(acc, _mm512_add_epi32(_mm512_madd_epi16(s0, ones), _mm512_madd_epi16(s1, ones)));
+    return bw_dot1_q8(bw_dot1_q8(acc, w0, p0), w1, p1);
 }
 
 /* Chunks 2m and 2m + 1 of a tile row, the stored bytes (q + offset) as vpdpbusd takes them. */
@@ -743,14 +779,14 @@ static inline BW_INLINE void zmm_block(Mamba2WeightFormat f, int bw, const CpuQM
         }
 }
 
-/* One record of q8 (decode) with vpdpbusd: the products of zmm_block() with S = 1, the tile read chunk
- * by chunk across its rows (chunk c of rows 0..R-1, then chunk c + 1) and each line asked for into
- * L1 Q8_DECODE_AHEAD bytes before it is read, as the bf16 decode products read their stream
- * (packed_bf16.c); zmm_block() walks a tile row by row behind one prefetch of two whole tiles. The
- * same integer sums and the same fp32 operations in the same order, so the same result:
- *   acc[i] += float(ncorr + Σ_c vpdpbusd(w_i,c, p_c)) · (d_i · e), lane by lane, tile by tile. */
-static inline BW_INLINE void zmm_q8_one(const CpuQMatrix *W, int64_t rg, int R, const uint8_t *xr, float *y,
-                                        int accumulate) {
+/* One record of q8 (decode) on zmm, line by line: the products of zmm_block() with S = 1, the tile
+ * read one 64-byte line (one chunk) of each row at a time, each line asked for Q_DECODE_AHEAD bytes
+ * ahead, as ymm_line_rows() reads it; the record's 8 chunks stay in registers for the tile. The same
+ * integer sums and the same fp32 operations in the same order as zmm_block(), so the same result:
+ *   acc[i] += float(start + Σ_c product(w_i,c, p_c)) · (d_i · e), lane by lane, tile by tile,
+ * product vpdpbusd (start ncorr) or, with @p bw, bw_dot1_q8() (start 0). */
+static inline BW_INLINE void zmm_q8_line_rows(int bw, const CpuQMatrix *W, int64_t rg, int R, const uint8_t *xr,
+                                              float *y, int accumulate) {
     const Mamba2WeightFormat f = MAMBA2_WEIGHTS_Q8;
     const int64_t tb = tile_bytes(f), n_kt = W->K_pad / QT_K;
     __m512 acc[4];
@@ -762,17 +798,18 @@ static inline BW_INLINE void zmm_q8_one(const CpuQMatrix *W, int64_t rg, int R, 
         __m512i p[QT_CHUNKS], ia[4]; /* the record's chunks; [row]: int32 sums of the 16 blocks */
 #pragma GCC unroll 8
         for (int c = 0; c < QT_CHUNKS; c++) p[c] = _mm512_loadu_si512(rec + 64 * c);
-        const __m512i ncorr = _mm512_loadu_si512(rec + XNCORR);
+        const __m512i start = bw ? _mm512_setzero_si512() : _mm512_loadu_si512(rec + XNCORR);
 #pragma GCC unroll 4
-        for (int i = 0; i < 4; i++) ia[i] = ncorr;
-        prefetch_t0(t + Q8_DECODE_AHEAD); /* the scales' line */
+        for (int i = 0; i < 4; i++) ia[i] = start;
+        prefetch_t0(t + Q_DECODE_AHEAD); /* the scales' line */
 #pragma GCC unroll 8
         for (int c = 0; c < QT_CHUNKS; c++)
 #pragma GCC unroll 4
             for (int i = 0; i < R; i++) {
                 const uint8_t *w = tile_row(f, t, i) + 64 * c;
-                prefetch_t0(w + Q8_DECODE_AHEAD);
-                ia[i] = dpbusd(ia[i], _mm512_load_si512(w), p[c]);
+                prefetch_t0(w + Q_DECODE_AHEAD);
+                const __m512i wv = _mm512_load_si512(w);
+                ia[i] = bw ? bw_dot1_q8(ia[i], wv, p[c]) : dpbusd(ia[i], wv, p[c]);
             }
         const __m512 e = _mm512_loadu_ps((const float *)(rec + XE));
 #pragma GCC unroll 4
@@ -790,9 +827,9 @@ static inline BW_INLINE void zmm_q8_one(const CpuQMatrix *W, int64_t rg, int R, 
  * that the block's loops unroll). */
 static inline BW_INLINE void zmm_rows_of(Mamba2WeightFormat f, int bw, const CpuQMatrix *W, int64_t rg, int R,
                                          const uint8_t *const *xr, int S, float *y, int64_t ldy, int accumulate, CpuPrefetch pf) {
-    if (f == MAMBA2_WEIGHTS_Q8 && !bw && S == 1 && pf == CPU_PREFETCH_IN_ROW) { /* decode: see zmm_q8_one() */
-        if (R == 4) zmm_q8_one(W, rg, 4, xr[0], y, accumulate);
-        else zmm_q8_one(W, rg, R, xr[0], y, accumulate);
+    if (S == 1 && pf == CPU_PREFETCH_IN_ROW && line_major(f, 0, !bw)) { /* decode: see zmm_q8_line_rows() */
+        if (R == 4) zmm_q8_line_rows(bw, W, rg, 4, xr[0], y, accumulate);
+        else zmm_q8_line_rows(bw, W, rg, R, xr[0], y, accumulate);
         return;
     }
     for (int j = 0; j < S; j += 4) {
@@ -1008,7 +1045,8 @@ static void integer_rows(CpuQKernel kind, const CpuQMatrix *W, int64_t r0, int64
     int64_t rec_bytes = W->K_pad / QT_K * XREC;
     int tb = token_block(W->K_pad);
     CpuPrefetch pf = CPU_PREFETCH_NONE; /* the kernels' prefetch of W (see stream_prefetch) */
-    if (T <= 4) pf = cpu_qlinear_kernel_has_dpbusd(kind) || W->format == MAMBA2_WEIGHTS_Q4 ? stream_prefetch : arith_bound_prefetch;
+    const int dp = cpu_qlinear_kernel_has_dpbusd(kind), ymm = kind != CPU_QKERNEL_AVX512VNNI && kind != CPU_QKERNEL_AVX512BW;
+    if (T <= 4) pf = dp || W->format == MAMBA2_WEIGHTS_Q4 || (T == 1 && line_major(W->format, ymm, dp)) ? stream_prefetch : arith_bound_prefetch;
     for (int t0 = 0; t0 < T; t0 += tb) {
         int nt = T - t0 < tb ? T - t0 : tb;
         for (int64_t r = r0; r < r1; r += QT_ROWS) {

@@ -158,12 +158,13 @@ void cpu_qmatrix_bf16_rows(const void *src, int64_t r0, int64_t k0, int64_t kc, 
 
 /**
  * @brief The prefetch of the quantized products' SIMD kernels: CPU_PREFETCH_IN_ROW (at each tile's
- *        start, the lines of two tiles into L1: q8 that tile and the next, q4 the next two; q8 with
- *        vpdpbusd and one activation row instead asks for each line 2 KiB ahead as it reads it; the
- *        vpdpbusd decode products then read as fast as a plain read, or nearly, where the hardware
- *        prefetchers alone left them below it: results/cpu.md), unless MAMBA2_CPU_PREFETCH asks for
- *        another. q8 without vpdpbusd, which the prefetches slowed down, takes CPU_PREFETCH_NONE
- *        unless asked otherwise.
+ *        start, the lines of two tiles into L1: q8 that tile and the next, q4 the next two; one
+ *        activation row of q8, and of q4 by AVX2's vpmaddubsw, instead reads a tile line by line
+ *        across its rows and asks for each line 2 KiB ahead as it reads it; the decode products then
+ *        read as fast as a plain read, or nearly, where the hardware prefetchers alone left them
+ *        below it: results/cpu.md), unless MAMBA2_CPU_PREFETCH asks for another. Several activation
+ *        rows of q8 without vpdpbusd, which the prefetches slowed down, take CPU_PREFETCH_NONE unless
+ *        asked otherwise.
  */
 CpuPrefetch cpu_qlinear_prefetch(void);
 
