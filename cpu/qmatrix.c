@@ -9,8 +9,9 @@
  *
  *     scales  [4 rows][8 or 16]       fp16 d of each block of 64 weights (q8) or 32 (q4)
  *     values  [4 rows][512 columns]   q8: 1 byte per weight (q + 128); q4: 4 bits (q + 8)
- *     → 2,112 bytes (q8) or 1,152 bytes (q4), both multiples of a 64-byte cache line, read in
- *       order by a product: the scales first, then row by row.
+ *     → 2,112 bytes (q8) or 1,152 bytes (q4), both multiples of a 64-byte cache line, read by a
+ *       product the scales first, then row by row, or (one activation row: line_major()) one
+ *       64-byte line of each row at a time.
  *
  * Within a row, the 16 blocks of the tile are interleaved 4 bytes at a time: 64-byte chunk c
  * (c < 8) holds 4 columns of every block, byte 4j + e = column 32j + 4c + e (block j < 16, e < 4).
