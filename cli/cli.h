@@ -55,7 +55,7 @@ int cli_parse_precision(const char *cmd, const char *s, Mamba2Precision *out);
 #define CLI_HELP_WEIGHTS                                                                                             \
     "  --weights F        cpu backend: stored (default: the checkpoint's bf16/f16/f32), q8 (int8, one\n"          \
     "                     scale per 64 weights) or q4 (4-bit, one per 32), quantized at load (nothing is\n"       \
-    "                     written); gpu backend: stored or q8 (one scale per 32)\n"                               \
+    "                     written); gpu backend: stored or q8 (the same q8)\n"                                    \
     "  --precision P      cpu backend: default (within 1e-3 of ref) or fast (activations rounded to bf16\n"        \
     "                     once in the prefill GEMMs, as llama.cpp does)\n"
 
