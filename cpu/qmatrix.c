@@ -72,8 +72,8 @@
  *   CPU_PREFETCH_NONE: the stream left to the hardware prefetchers.
  * q8 without vpdpbusd (vpmaddubsw on ymm or zmm, with several instructions a chunk for q's sign)
  * read row by row was slowed down by the prefetches' own loads: for several records it takes
- * CPU_PREFETCH_NONE unless MAMBA2_CPU_PREFETCH asks otherwise (arith_bound_prefetch); one record
- * read line by line prefetches as above, which made it faster.
+ * CPU_PREFETCH_NONE unless MAMBA2_CPU_PREFETCH asks otherwise (arith_bound_prefetch); one record,
+ * read line by line, prefetches as above, which pays there.
  * (Measurements: results/cpu.md, "the q8/q4 decode products had never prefetched" of 2026-12-05;
  * the earlier sections on prefetch modes measured builds without any prefetch instruction.)
  */
@@ -93,15 +93,15 @@ static inline void prefetch_t0(const void *p) { __asm__ volatile("prefetcht0 (%0
 static inline void prefetch_t1(const void *p) { __asm__ volatile("prefetcht1 (%0)" ::"r"(p)); }
 
 /** Bytes ahead at which the line-by-line decode products (zmm_q8_line_rows(), ymm_line_rows()) ask for
- *  each line into L1: the bf16 decode products' distance (packed_bf16.c); 2–3 KiB measured alike,
- *  1 and 4 KiB slower (results/cpu.md, "q8 decode read line by line across the rows"). */
+ *  each line into L1: the bf16 decode products' distance (packed_bf16.c), which the distances tried
+ *  here bore out (results/cpu.md, "q8 decode read line by line across the rows"). */
 #define Q_DECODE_AHEAD 2048
 
 /* Whether one record (decode) of format @p f by a product on ymm (@p ymm) or zmm, with vpdpbusd
  * (@p dpbusd) or not, reads its tiles line by line across the rows (zmm_q8_line_rows(),
  * ymm_line_rows()) rather than row by row (zmm_block(), avx2_block()): q8 by every product, q4 by
- * AVX2's vpmaddubsw. q4 with vpdpbusd was slower so, and q4 by AVX512BW no faster (results/cpu.md,
- * "q8 decode read line by line across the rows"). */
+ * AVX2's vpmaddubsw; q4 with vpdpbusd or AVX512BW gained nothing so (results/cpu.md, "q8 decode read
+ * line by line across the rows"). */
 static inline int line_major(Mamba2WeightFormat f, int ymm, int dpbusd) {
     return f == MAMBA2_WEIGHTS_Q8 || (ymm && !dpbusd);
 }
