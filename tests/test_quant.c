@@ -297,9 +297,9 @@ static void test_qlinear_variants(void) {
                         float *out = y;
                         for (int i = 0; i < T * rows; i++) out[i] = accumulate ? 1.0f : NAN; /* NaN: every entry written */
                         cpu_qlinear(v->isa, &q, x, K, T, out, rows, accumulate, scratch, 2, MAMBA2_PRECISION_DEFAULT);
-                        /* one row (decode, its own kernels for q8 with vpdpbusd) equals the first of
-                         * two (the batched kernels) bit for bit: the same integer sums, and the same
-                         * fp32 operations in the same order */
+                        /* one row (decode: kernels of its own for q8, and for q4 by AVX2's
+                         * vpmaddubsw) equals the first of two (the batched kernels) bit for bit: the
+                         * same integer sums, and the same fp32 operations in the same order */
                         if (T == 1 && !accumulate) memcpy(y1, out, (size_t)rows * sizeof *y1);
                         if (T == 2 && !accumulate) {
                             int same = memcmp(y1, out, (size_t)rows * sizeof *y1) == 0;
