@@ -53,6 +53,22 @@ typedef enum {
 CpuPrefetch cpu_prefetch_asked(CpuPrefetch otherwise);
 
 /**
+ * @brief Asks for the line at @p p into L1 (prefetcht0; never faults).
+ *
+ * As asm, so that the compiler keeps each where a kernel puts it: GCC 12 gathered a chunk's
+ * _mm_prefetch() calls at the chunk's start, or deleted loops of them that had no other effect
+ * (results/cpu.md, "one vector on ymm? No" and "the q8/q4 decode products had never prefetched").
+ */
+static inline void cpu_prefetch_l1(const void *p) { __asm__ volatile("prefetcht0 (%0)" ::"r"(p)); }
+
+/** Bytes ahead in its stream at which a decode product that prefetches line by line (the packed bf16
+ *  products, packed_bf16.c; the quantized products of one activation row, qmatrix.c) asks for each
+ *  line into L1: the distance of the prefetched read the read ceiling takes, and the fastest measured
+ *  for both (results/cpu.md, "bf16 weights packed at load", "q8 decode read line by line across the
+ *  rows"). */
+#define CPU_DECODE_AHEAD 2048
+
+/**
  * @brief The prefetch of cpu_gemv() (the bf16 GEMV): CPU_PREFETCH_NEXT_BLOCK, measured faster than
  *        the other two on AMD Zen 4 and on an Intel Xeon (results/cpu.md, "Prefetch"), unless
  *        MAMBA2_CPU_PREFETCH asks for another.

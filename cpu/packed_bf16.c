@@ -18,16 +18,6 @@
 #include "gemm_fp32.h"
 #include "thread_buffer.h"
 
-/** Bytes ahead in the stream at which the decode products ask for each line into L1: the distance
- *  of the prefetched read the read ceiling takes, and the fastest of 1–16 KiB measured (results/cpu.md,
- *  "bf16 weights packed at load", and again with each prefetch beside its load: "one vector on ymm?
- *  No"). */
-#define PACK_AHEAD 2048
-
-/* Asks for the line at @p p into L1 (never faults). As asm, so that the compiler keeps each where
- * the kernel puts it, beside the loads of its row: with _mm_prefetch() GCC 12 gathered a chunk's
- * eight at the chunk's start, and decode was slower (results/cpu.md, "one vector on ymm? No"). */
-static inline void prefetch_l1(const void *p) { __asm__ volatile("prefetcht0 (%0)" ::"r"(p)); }
 
 /* Elements of one group: [K_pad / 32][8][32]. */
 static inline int64_t group_elems(const CpuPackedBf16 *p) { return p->K_pad * CPU_PACK_ROWS; }
@@ -181,7 +171,7 @@ static DPBF16_TARGET void split_x(const float *x, int64_t K, int64_t K_pad, int 
  * the matrix):
  *   y[j][8g+i] (+)= Σ_c W[8g+i][32c .. 32c+32) · (x_hi + x_lo)[j][32c .. 32c+32)
  * (vdpbf16ps sums adjacent pairs, so W and x are both read in their natural order; xs [S][parts][K_pad]).
- * Every line is asked for into L1 PACK_AHEAD bytes before it is read: the group and the ones after
+ * Every line is asked for into L1 CPU_DECODE_AHEAD bytes before it is read: the group and the ones after
  * it are one stream. */
 static inline DPBF16_INLINE void dpbf16_group(const CpuPackedBf16 *p, int64_t g, int S, const uint16_t *xs, int parts,
                                               float *y, int64_t ldy, int accumulate) {
@@ -202,7 +192,7 @@ static inline DPBF16_INLINE void dpbf16_group(const CpuPackedBf16 *p, int64_t g,
         }
 #pragma GCC unroll 8
         for (int i = 0; i < CPU_PACK_ROWS; i++) {
-            prefetch_l1((const char *)(w + i * CPU_PACK_COLS) + PACK_AHEAD);
+            cpu_prefetch_l1((const char *)(w + i * CPU_PACK_COLS) + CPU_DECODE_AHEAD);
             const __m512bh wv = (__m512bh)_mm512_load_si512(w + i * CPU_PACK_COLS);
 #pragma GCC unroll 3
             for (int j = 0; j < S; j++) {
@@ -265,7 +255,7 @@ static inline AVX512_INLINE void avx512_group(const CpuPackedBf16 *p, int64_t g,
             x0[j] = _mm512_loadu_ps(xp + j * K_pad + c * CPU_PACK_COLS), x1[j] = _mm512_loadu_ps(xp + j * K_pad + c * CPU_PACK_COLS + 16);
 #pragma GCC unroll 8
         for (int i = 0; i < CPU_PACK_ROWS; i++) {
-            prefetch_l1((const char *)(w + i * CPU_PACK_COLS) + PACK_AHEAD);
+            cpu_prefetch_l1((const char *)(w + i * CPU_PACK_COLS) + CPU_DECODE_AHEAD);
             const __m512 w0 = widen16(w + i * CPU_PACK_COLS), w1 = widen16(w + i * CPU_PACK_COLS + 16);
 #pragma GCC unroll 3
             for (int j = 0; j < S; j++) acc[i][j] = _mm512_fmadd_ps(w1, x1[j], _mm512_fmadd_ps(w0, x0[j], acc[i][j]));
@@ -316,7 +306,7 @@ static inline AVX2_INLINE float hsum8(__m256 v) {
  * only). xp holds x in that order, even_odd_x().
  * With 16 weights a 32-byte load:
  *   acc[i] += even(w_i) · x_even + odd(w_i) · x_odd      (8 lanes, summed at the end)
- * Every line is asked for into L1 PACK_AHEAD bytes before it is read, as in the AVX-512 kernels. */
+ * Every line is asked for into L1 CPU_DECODE_AHEAD bytes before it is read, as in the AVX-512 kernels. */
 static inline AVX2_INLINE void avx2_group(const uint16_t *G, int64_t chunks, const float *xp, __m256 acc[CPU_PACK_ROWS]) {
     const __m256i odd = _mm256_set1_epi32((int)0xFFFF0000);
 #pragma GCC unroll 8
@@ -328,7 +318,7 @@ static inline AVX2_INLINE void avx2_group(const uint16_t *G, int64_t chunks, con
                      xo1 = _mm256_loadu_ps(xc + 24);
 #pragma GCC unroll 8
         for (int i = 0; i < CPU_PACK_ROWS; i++) {
-            prefetch_l1((const char *)(w + i * CPU_PACK_COLS) + PACK_AHEAD);
+            cpu_prefetch_l1((const char *)(w + i * CPU_PACK_COLS) + CPU_DECODE_AHEAD);
             const __m256i v0 = _mm256_load_si256((const __m256i *)(w + i * CPU_PACK_COLS)),
                           v1 = _mm256_load_si256((const __m256i *)(w + i * CPU_PACK_COLS + 16));
             __m256 a = _mm256_fmadd_ps(_mm256_castsi256_ps(_mm256_slli_epi32(v0, 16)), xe0, acc[i]);

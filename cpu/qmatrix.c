@@ -66,7 +66,7 @@
  *     the core at once, ahead of the tile's loads, which wait behind the arithmetic of the tile
  *     before. Each line is asked for twice, which costs an instruction. One record (decode) of q8,
  *     and of q4 by AVX2's vpmaddubsw, instead reads a tile line by line across its rows and asks
- *     for each line Q_DECODE_AHEAD bytes ahead as it reads it (line_major());
+ *     for each line CPU_DECODE_AHEAD bytes ahead as it reads it (line_major());
  *   CPU_PREFETCH_NEXT_BLOCK: the next row group's tile at the column being read, into L2 (a whole
  *     row group's stream ahead);
  *   CPU_PREFETCH_NONE: the stream left to the hardware prefetchers.
@@ -86,16 +86,10 @@ static CpuPrefetch arith_bound_prefetch = CPU_PREFETCH_NONE;
 
 CpuPrefetch cpu_qlinear_prefetch(void) { return cpu_prefetch_asked(CPU_PREFETCH_IN_ROW); }
 
-/* Prefetches of the line at @p p into L1 (t0) or L2 (t1), as asm: a loop of _mm_prefetch() alone has
- * no effect the compiler must keep, and GCC 12 deleted every such loop of this file (depending on
- * how it inlined them: MAMBA2_CPU_PREFETCH then changed nothing; results/cpu.md). They never fault. */
-static inline void prefetch_t0(const void *p) { __asm__ volatile("prefetcht0 (%0)" ::"r"(p)); }
+/* The prefetch of the line at @p p into L2, as asm for the reason cpu_prefetch_l1() is (GCC 12 deleted
+ * every loop of _mm_prefetch() of this file: MAMBA2_CPU_PREFETCH then changed nothing; results/cpu.md).
+ * It never faults. */
 static inline void prefetch_t1(const void *p) { __asm__ volatile("prefetcht1 (%0)" ::"r"(p)); }
-
-/** Bytes ahead at which the line-by-line decode products (zmm_q8_line_rows(), ymm_line_rows()) ask for
- *  each line into L1: the bf16 decode products' distance (packed_bf16.c), which the distances tried
- *  here bore out (results/cpu.md, "q8 decode read line by line across the rows"). */
-#define Q_DECODE_AHEAD 2048
 
 /* Whether one record (decode) of format @p f by a product on ymm (@p ymm) or zmm, with vpdpbusd
  * (@p dpbusd) or not, reads its tiles line by line across the rows (zmm_q8_line_rows(),
@@ -112,7 +106,8 @@ static inline void prefetch_tile(CpuPrefetch mode, Mamba2WeightFormat f, const u
     if (mode == CPU_PREFETCH_NEXT_BLOCK)
         for (int64_t c = 0; c < tb; c += 64) prefetch_t1(t + n_kt * tb + c);
     else if (mode == CPU_PREFETCH_IN_ROW)
-        for (int64_t c = prefetch_first_tile(f) * tb; c < (prefetch_first_tile(f) + 2) * tb; c += 64) prefetch_t0(t + c);
+        for (int64_t c = prefetch_first_tile(f) * tb; c < (prefetch_first_tile(f) + 2) * tb; c += 64)
+            cpu_prefetch_l1(t + c);
 }
 
 static int64_t round_up(int64_t a, int64_t b) { return (a + b - 1) / b * b; }
@@ -528,7 +523,7 @@ static inline AVX2_INLINE void avx2_block(Mamba2WeightFormat f, int vnni, const 
 /* One record (decode) on ymm, line by line: the products of avx2_block() with S = 1 (q8 by either
  * product, q4 by vpmaddubsw: see line_major()), the tile read one 64-byte line of each row at a time
  * (line l of rows 0..R-1, then line l + 1; a q8 line is one chunk, a q4 line the two chunks of its
- * nibbles), each line asked for into L1 Q_DECODE_AHEAD bytes before it is read, as the bf16 decode
+ * nibbles), each line asked for into L1 CPU_DECODE_AHEAD bytes before it is read, as the bf16 decode
  * products read their stream (packed_bf16.c). avx2_block() instead walks a tile's rows one after
  * another behind one prefetch of whole tiles. A line is two ymm halves (blocks 0-7 and 8-15), each
  * with sums of its own; the record's chunks are read from L1 at each product. The same integer sums
@@ -552,13 +547,13 @@ static inline AVX2_INLINE void ymm_line_rows(Mamba2WeightFormat f, int vnni, con
 #pragma GCC unroll 4
             for (int i = 0; i < 4; i++) ia[i][h] = start;
         }
-        for (int64_t sb = 0; sb < scale_bytes(f); sb += 64) prefetch_t0(t + sb + Q_DECODE_AHEAD); /* the scales */
+        for (int64_t sb = 0; sb < scale_bytes(f); sb += 64) cpu_prefetch_l1(t + sb + CPU_DECODE_AHEAD); /* the scales */
 #pragma GCC unroll 8
         for (int l = 0; l < lines; l++)
 #pragma GCC unroll 4
             for (int i = 0; i < R; i++) {
                 const uint8_t *row = tile_row(f, t, i);
-                prefetch_t0(row + 64 * l + Q_DECODE_AHEAD);
+                cpu_prefetch_l1(row + 64 * l + CPU_DECODE_AHEAD);
 #pragma GCC unroll 2
                 for (int h = 0; h < 2; h++) {
                     if (f == MAMBA2_WEIGHTS_Q8) {
@@ -781,7 +776,7 @@ static inline BW_INLINE void zmm_block(Mamba2WeightFormat f, int bw, const CpuQM
 }
 
 /* One record of q8 (decode) on zmm, line by line: the products of zmm_block() with S = 1, the tile
- * read one 64-byte line (one chunk) of each row at a time, each line asked for Q_DECODE_AHEAD bytes
+ * read one 64-byte line (one chunk) of each row at a time, each line asked for CPU_DECODE_AHEAD bytes
  * ahead, as ymm_line_rows() reads it; the record's 8 chunks stay in registers for the tile. The same
  * integer sums and the same fp32 operations in the same order as zmm_block(), so the same result:
  *   acc[i] += float(start + Σ_c product(w_i,c, p_c)) · (d_i · e), lane by lane, tile by tile,
@@ -802,13 +797,13 @@ static inline BW_INLINE void zmm_q8_line_rows(int bw, const CpuQMatrix *W, int64
         const __m512i start = bw ? _mm512_setzero_si512() : _mm512_loadu_si512(rec + XNCORR);
 #pragma GCC unroll 4
         for (int i = 0; i < 4; i++) ia[i] = start;
-        prefetch_t0(t + Q_DECODE_AHEAD); /* the scales' line */
+        cpu_prefetch_l1(t + CPU_DECODE_AHEAD); /* the scales' line */
 #pragma GCC unroll 8
         for (int c = 0; c < QT_CHUNKS; c++)
 #pragma GCC unroll 4
             for (int i = 0; i < R; i++) {
                 const uint8_t *w = tile_row(f, t, i) + 64 * c;
-                prefetch_t0(w + Q_DECODE_AHEAD);
+                cpu_prefetch_l1(w + CPU_DECODE_AHEAD);
                 const __m512i wv = _mm512_load_si512(w);
                 ia[i] = bw ? bw_dot1_q8(ia[i], wv, p[c]) : dpbusd(ia[i], wv, p[c]);
             }
