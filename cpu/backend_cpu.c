@@ -29,6 +29,7 @@
 #include <sys/mman.h>
 #include <unistd.h>
 
+#include "bf16_layout.h"
 #include "gemm_bf16.h"
 #include "gemv_bf16.h"
 #include "layer_ops.h"
@@ -95,6 +96,7 @@ typedef struct {
     void *qscratch;     /**< quantized activations of cpu_qlinear() for cap rows (quantized weights only) */
     size_t qscratch_bytes; /**< size of @ref qscratch */
     CpuSsdScratch ssd;  /**< chunked-SSD work space */
+    double packed_speedup; /**< bf16 decode, packed against in place, as timed at load (0: not timed) */
 } CpuBackend;
 
 static float *f32_copy(const Mamba2Tensor *t) {
@@ -352,10 +354,32 @@ static CpuMatrix *big_matrix(const CpuBackend *cb, int i) {
     return i == 2 * L ? (CpuMatrix *)&cb->lm_head : i % 2 ? &cb->layers[i / 2].out_proj : &cb->layers[i / 2].in_proj;
 }
 
+/* Matrices that copy_weights() times in both bf16 layouts: in_proj and out_proj of the first two
+ * layers, about 440 MB at the 7B's width, more than the last-level caches of the CPUs measured. */
+#define LAYOUT_TRIAL 4
+
+/* Whether decode reads the first @p n large matrices (all bf16, packed) faster packed than in place
+ * (bf16_layout.h); if not, their packed copies are dropped. The ratio goes to the kernel names. */
+static int packing_pays(CpuBackend *cb, int n) {
+    const Mamba2Tensor *W[LAYOUT_TRIAL];
+    CpuPackedBf16 p[LAYOUT_TRIAL];
+    for (int i = 0; i < n; i++) W[i] = big_matrix(cb, i)->t, p[i] = big_matrix(cb, i)->p;
+    cb->packed_speedup = cpu_bf16_packed_speedup(W, p, n, cb->nt, cb->precision);
+    const char *min = getenv("MAMBA2_CPU_PACK_MIN");
+    if (cb->packed_speedup >= (min ? atof(min) : 1.0)) return 1;
+    for (int i = 0; i < n; i++) cpu_packed_bf16_free(&big_matrix(cb, i)->p);
+    return 0;
+}
+
 /* The copies decode reads instead of the mmap, made at load for in_proj, out_proj of every layer
  * and lm_head: quantized to @p weights (q8 / q4, any stored dtype), or with the weights as stored,
- * the bf16 ones repacked (packed_bf16.h; MAMBA2_CPU_PACK=0 leaves them in place, for comparisons;
- * other dtypes stay in place). Each stored matrix's pages are released once its copy is made, so
+ * the bf16 ones repacked (packed_bf16.h) where that reads faster on this CPU: the first LAYOUT_TRIAL
+ * matrices are packed, both products timed on them (bf16_layout.h), and if packed is the slower,
+ * their copies are dropped and every matrix stays in place (other dtypes always do).
+ * MAMBA2_CPU_PACK=0 or 1 skips the timing and keeps them in place or packs them; MAMBA2_CPU_PACK=timed
+ * times them whatever their size; MAMBA2_CPU_PACK_MIN=R keeps packing only where it measured at
+ * least R times as fast (default 1; the tests force both outcomes with it). Each stored
+ * matrix's pages are released once its copy is made (the timed ones once packing is decided), so
  * that peak memory follows one copy; a tied lm_head keeps them, since they are the embedding's,
  * which decode reads one row of per token. */
 static int copy_weights(CpuBackend *cb, const Mamba2BackendOptions *opt, Mamba2WeightFormat weights, Mamba2Error *err) {
@@ -364,13 +388,20 @@ static int copy_weights(CpuBackend *cb, const Mamba2BackendOptions *opt, Mamba2W
     const char *want = getenv("MAMBA2_CPU_PACK");
     if (!quantize && want && !strcmp(want, "0")) return 0;
     const int L = m->cfg.n_layer, n = 2 * L + 1, tied = m->w.lm_head.data == m->w.embeddings.data;
-    double need = 0; /* refused up front rather than failing (or being killed) half-way */
+    double need = 0, trial_bytes = 0; /* refused up front rather than failing (or being killed) half-way */
+    const int timed = want && !strcmp(want, "timed");
+    int trial = !quantize && !(want && !strcmp(want, "1")), n_trial = n < LAYOUT_TRIAL ? n : LAYOUT_TRIAL;
     for (int i = 0; i < n; i++) {
         const Mamba2Tensor *t = big_matrix(cb, i)->t;
         if (quantize) need += (double)cpu_qmatrix_bytes(t->shape[0], t->shape[1], weights);
         else if (t->dtype == MAMBA2_BF16) need += (double)cpu_packed_bf16_bytes(t->shape[0], t->shape[1]);
+        if (i < n_trial) {
+            trial = trial && t->dtype == MAMBA2_BF16;
+            trial_bytes += (double)mamba2_tensor_numel(t) * 2;
+        }
     }
     if (need == 0) return 0;
+    trial = trial && (timed || trial_bytes >= CPU_LAYOUT_MIN_BYTES);
     char what[64];
     snprintf(what, sizeof what, "the %s copy of the weights", quantize ? mamba2_weight_format_name(weights) : "packed");
     if (mamba2_check_memory(what, need, err)) return -1;
@@ -381,7 +412,10 @@ static int copy_weights(CpuBackend *cb, const Mamba2BackendOptions *opt, Mamba2W
         if (opt && opt->progress) opt->progress(opt->progress_ctx, i, n, doing);
         if (quantize ? cpu_qmatrix_quantize(W->t, weights, cb->nt, &W->q, err) : cpu_packed_bf16_pack(W->t, cb->nt, &W->p, err))
             return -1;
-        if (!(i == 2 * L && tied)) release_pages(W->t);
+        if (trial && i < n_trial - 1) continue; /* its pages are timed in place below */
+        if (trial && i == n_trial - 1 && !packing_pays(cb, n_trial)) return 0;
+        for (int j = trial && i == n_trial - 1 ? 0 : i; j <= i; j++)
+            if (!(j == 2 * L && tied)) release_pages(big_matrix(cb, j)->t);
     }
     if (opt && opt->progress) opt->progress(opt->progress_ctx, n, n, doing);
     return 0;
@@ -434,7 +468,12 @@ static void cpu_kernels(Mamba2Backend *b, Mamba2KernelNames *out) {
     const CpuQMatrix *q = &cb->lm_head.q;
     if (!q->data) {
         snprintf(out->gemm, sizeof out->gemm, "%s", cpu_gemm_kernel_name(cb->precision));
-        snprintf(out->gemv, sizeof out->gemv, "%s%s", cpu_isa_name(cb->isa), cb->lm_head.p.data ? ", bf16 packed at load" : "");
+        const char *layout = cb->lm_head.p.data ? "bf16 packed at load" : "bf16 in place";
+        if (cb->packed_speedup > 0)
+            snprintf(out->gemv, sizeof out->gemv, "%s, %s (packed read %.2fx in place)", cpu_isa_name(cb->isa), layout,
+                     cb->packed_speedup);
+        else snprintf(out->gemv, sizeof out->gemv, "%s%s%s", cpu_isa_name(cb->isa), cb->lm_head.p.data ? ", " : "",
+                      cb->lm_head.p.data ? layout : "");
         return;
     }
     const char *format = mamba2_weight_format_name(q->format);

@@ -764,6 +764,52 @@ static void test_random_models(void) {
     printf("\n");
 }
 
+/* The bf16 layout timed at load (bf16_layout.h): both outcomes forced through MAMBA2_CPU_PACK_MIN
+ * (packing kept / the timed matrices' packed copies dropped and every matrix left in place) on a
+ * random BF16 model of 3 layers (more matrices than the 4 timed), each named with the ratio it
+ * measured, and either way cpu prefill and step against ref. */
+static void test_bf16_layout_timed(void) {
+    TinyModelSpec s;
+    test_tiny_spec_default(&s);
+    s.dtype = "BF16", s.d_model = 64, s.n_heads = 8, s.head_dim = 16, s.n_groups = 2, s.d_state = 16, s.n_layer = 3;
+    TinyModel tm;
+    CU_ASSERT_EQUAL_FATAL(tiny_open(&tm, &s), 0);
+    const int T = 19, V = s.vocab_size;
+    int32_t tok[19];
+    random_tokens(tok, T, V);
+    float *ref = malloc((size_t)T * V * 4), *pre = malloc((size_t)T * V * 4), *stp = malloc((size_t)T * V * 4);
+    Mamba2Backend *rb = make("ref", &tm.m, 0);
+    CU_ASSERT_EQUAL(run_backend(rb, tok, T, 0, ref), 0);
+    char *was = getenv("MAMBA2_CPU_PACK") ? strdup(getenv("MAMBA2_CPU_PACK")) : NULL;
+    setenv("MAMBA2_CPU_PACK", "timed", 1);
+    const char *mins[2] = {"0.001", "1000"}, *layouts[2] = {"bf16 packed at load (packed read ", "bf16 in place (packed read "};
+    for (int k = 0; k < 2; k++) {
+        setenv("MAMBA2_CPU_PACK_MIN", mins[k], 1);
+        Mamba2Backend *cb = make("cpu", &tm.m, 2);
+        CU_ASSERT_PTR_NOT_NULL_FATAL(cb);
+        Mamba2KernelNames names;
+        memset(&names, 0, sizeof names);
+        cb->kernels(cb, &names);
+        CU_ASSERT_PTR_NOT_NULL(strstr(names.gemv, layouts[k]));
+        const char *r = strstr(names.gemv, "packed read ");
+        CU_ASSERT(r && atof(r + strlen("packed read ")) > 0);
+        CU_ASSERT_EQUAL(run_backend(cb, tok, T, 0, pre), 0);
+        CU_ASSERT_EQUAL(run_backend(cb, tok, T, 1, stp), 0);
+        double e1 = test_max_row_rel_l2(pre, ref, T, V), e2 = test_max_row_rel_l2(stp, ref, T, V);
+        printf("\n    MAMBA2_CPU_PACK_MIN=%-6s %s | vs ref: prefill %.1e step %.1e", mins[k], names.gemv, e1, e2);
+        CU_ASSERT(e1 <= CPU_TOL);
+        CU_ASSERT(e2 <= CPU_TOL);
+        mamba2_backend_destroy(cb);
+    }
+    unsetenv("MAMBA2_CPU_PACK_MIN");
+    if (was) setenv("MAMBA2_CPU_PACK", was, 1), free(was);
+    else unsetenv("MAMBA2_CPU_PACK");
+    printf("\n");
+    mamba2_backend_destroy(rb);
+    free(ref), free(pre), free(stp);
+    tiny_close(&tm);
+}
+
 /* Batched step over B sequences = B single steps (B = 3 through the GEMV kernel; B = 11 through
  * the GEMV kernel, or AMX where the CPU has it; B = 20 through a GEMM), logits and states; then
  * 1 thread = 2 threads for prefill and step. */
@@ -896,6 +942,7 @@ int register_cpu_tests(void) {
         !CU_add_test(s, "fixtures: cpu vs ref and transformers, greedy tokens", test_fixtures) ||
         !CU_add_test(s, "argmax near-tie rule", test_near_tie_rule) ||
         !CU_add_test(s, "random models: cpu prefill and step vs ref", test_random_models) ||
+        !CU_add_test(s, "bf16 layout timed at load: packed or in place, either = ref", test_bf16_layout_timed) ||
         !CU_add_test(s, "batched step = single steps; 1 thread = 2 threads", test_batch_and_threads) ||
         !CU_add_test(s, "states move between cpu and ref; long prompts", test_state_interchange))
         return -1;
