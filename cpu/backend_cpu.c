@@ -413,7 +413,7 @@ static int copy_weights(CpuBackend *cb, const Mamba2BackendOptions *opt, Mamba2W
         if (quantize ? cpu_qmatrix_quantize(W->t, weights, cb->nt, &W->q, err) : cpu_packed_bf16_pack(W->t, cb->nt, &W->p, err))
             return -1;
         if (trial && i < n_trial - 1) continue; /* its pages are timed in place below */
-        if (trial && i == n_trial - 1 && !packing_pays(cb, n_trial)) return 0;
+        if (trial && i == n_trial - 1 && !packing_pays(cb, n_trial)) break; /* every matrix stays in place */
         for (int j = trial && i == n_trial - 1 ? 0 : i; j <= i; j++)
             if (!(j == 2 * L && tied)) release_pages(big_matrix(cb, j)->t);
     }

@@ -23,7 +23,7 @@ double cpu_bf16_packed_speedup(const Mamba2Tensor *const *W, const CpuPackedBf16
     double t_in_place = 0, t_packed = 0;
     for (int r = 0; r <= CPU_LAYOUT_ROUNDS; r++)
         for (int i = 0; i < n; i++)
-            for (int side = 0; side < 2; side++) { /* in place first in odd rounds, packed first in even ones */
+            for (int side = 0; side < 2; side++) { /* packed first in odd rounds, in place first in even ones */
                 const int pk = side ^ (r & 1);
                 double t0 = omp_get_wtime();
                 if (pk) cpu_packed_bf16_gemv(&packed[i], x, 0, 1, y, 0, 0, n_threads, precision);
