@@ -50,6 +50,9 @@ struct GpuStateCopy {
     int ssm_bf16;
 };
 
+/* Kernels of a decode step of 1-4 sequences that MAMBA2_GPU_SKIP leaves out or empties (GpuBackend::skip). */
+enum { SKIP_IN = 1u, SKIP_STEP = 2u, SKIP_OUT = 4u, SKIP_LM = 8u, SKIP_EMPTY = 16u };
+
 struct GpuBackend {
     Mamba2Backend base; /* first member: the Mamba2Backend * handed out points here */
     GpuDims g;
@@ -73,6 +76,7 @@ struct GpuBackend {
     int gemm_decode_max_nb; /* ... up to how many sequences (MAMBA2_GPU_GEMM_DECODE_ON / _MAX_NB, see gpu_create) ... */
     bool gemm_decode_rms, gemm_decode_gated; /* ... with RMSNorm (in_proj, lm_head), the grouped norm (out_proj) in its prologue */
     bool step_rounds_y;   /* q8 dp4a: the SSD step rounds y to int8 for out_proj (MAMBA2_GPU_Q8_ROUND_Y, see gpu_create) */
+    unsigned skip;        /* decode of 1-4 sequences: kernels left out, for timing only (MAMBA2_GPU_SKIP, see gpu_create) */
     GpuQ8 lm_head_q8;     /* q8 weights: lm_head quantized */
     double matrix_bytes;  /* in_proj, out_proj of every layer and lm_head as held (q8: values + scales) */
     bf16 *deq;            /* q8 weights: [deq_elems] scratch the cuBLAS paths dequantize a matrix into */
@@ -657,16 +661,18 @@ static int enqueue_step(GpuBackend *gb, int nb, Mamba2Error *err) {
             /* the GEMV inputs arrive multiplied by their norm weights (sx = h·w, sy = y·w) */
             a.W = w.in_proj, a.Wq = w.in_proj_q8, a.rows = g.d_in_proj, a.cols = g.d, a.x = gb->sx, a.out = gb->szx;
             a.ss_in = ss_h + (size_t)l * nb, a.ss_out = NULL, a.xw_out = NULL, a.xq = NULL, a.xa = NULL;
-            launch_gemv(PRO_RMSNORM, EPI_INPROJ, a, s);
+            if (!(gb->skip & SKIP_IN)) launch_gemv(PRO_RMSNORM, EPI_INPROJ, a, s);
             prof_mark(gb, "gemv in_proj + conv");
-            launch_ssd_step(g, w, gb->sxbc, gb->sdt, gb->szx, gb->ssm_ptrs, gb->state_bf16, l, nb, gb->sy,
-                            ss_y + (size_t)l * nb * g.G, w.gnorm_w, gb->syq, gb->sya, s);
+            if (gb->skip & SKIP_EMPTY) launch_pdl_noop(g.H * nb, 512, s); /* the step's grid, doing nothing */
+            else if (!(gb->skip & SKIP_STEP))
+                launch_ssd_step(g, w, gb->sxbc, gb->sdt, gb->szx, gb->ssm_ptrs, gb->state_bf16, l, nb, gb->sy,
+                                ss_y + (size_t)l * nb * g.G, w.gnorm_w, gb->syq, gb->sya, s);
             prof_mark(gb, "ssd step");
             a.W = w.out_proj, a.Wq = w.out_proj_q8, a.rows = g.d, a.cols = g.d_in, a.x = gb->sy, a.groups = g.G;
             a.xq = gb->syq, a.xa = gb->sya; /* NULL unless the step rounded y */
             a.ss_in = ss_y + (size_t)l * nb * g.G, a.ss_out = ss_h + (size_t)(l + 1) * nb, a.out = gb->sh;
             a.next_w = l + 1 < g.L ? gb->layers[l + 1].norm_w : gb->norm_f, a.xw_out = gb->sx;
-            launch_gemv(PRO_GATEDNORM, EPI_RESIDUAL, a, s);
+            if (!(gb->skip & SKIP_OUT)) launch_gemv(PRO_GATEDNORM, EPI_RESIDUAL, a, s);
             prof_mark(gb, "gemv out_proj");
         } else { /* batched path: GEMMs (gemm_decode.cu's where it takes them, else cuBLAS) around the small kernels */
             a.W = w.in_proj, a.rows = g.d_in_proj, a.cols = g.d, a.out = gb->szx, a.ss_out = NULL, a.xw_out = NULL;
@@ -698,7 +704,7 @@ static int enqueue_step(GpuBackend *gb, int nb, Mamba2Error *err) {
     if (nb <= 4) {
         a.W = gb->lm_head, a.Wq = gb->lm_head_q8, a.rows = g.V, a.cols = g.d, a.x = gb->sx, a.out = gb->slogits;
         a.ss_in = ss_h + (size_t)g.L * nb, a.ss_out = NULL, a.xw_out = NULL, a.xq = NULL, a.xa = NULL;
-        launch_gemv(PRO_RMSNORM, EPI_STORE, a, s);
+        if (!(gb->skip & SKIP_LM)) launch_gemv(PRO_RMSNORM, EPI_STORE, a, s);
     } else {
         a.W = gb->lm_head, a.rows = g.V, a.cols = g.d, a.out = gb->slogits;
         if (normed_product(gb, gb->gemm_decode_lm, a, gb->norm_f, gb->lm_head_q8, "lm_head", -1, err)) return -1;
@@ -877,6 +883,15 @@ extern "C" int mamba2_backend_gpu_create(const Mamba2Model *m, const Mamba2Backe
     const char *q8g = getenv("MAMBA2_GPU_Q8_GEMM"), *q8t = getenv("MAMBA2_GPU_Q8_GEMM_MAX_T");
     gb->q8_gemm_max_T = q8t && *q8t ? atoi(q8t) : Q8_GEMM_MAX_T;
     if ((q8g && !strcmp(q8g, "0")) || c->d_model % 8 || c->d_inner % 8) gb->q8_gemm_max_T = 0; /* gemm_q8_supported() */
+    /* decode of 1-4 sequences: the kernels MAMBA2_GPU_SKIP names (in, step, out, lm, joined by '+')
+     * are not launched, and "empty" launches an empty kernel of the step's grid in its place, so that
+     * the time each adds to a step in the graph can be measured; the logits are then wrong (for
+     * timing only) */
+    const char *skip = getenv("MAMBA2_GPU_SKIP");
+    gb->skip = !skip ? 0u
+                     : (strstr(skip, "in") ? SKIP_IN : 0u) | (strstr(skip, "step") ? SKIP_STEP : 0u) |
+                           (strstr(skip, "out") ? SKIP_OUT : 0u) | (strstr(skip, "lm") ? SKIP_LM : 0u) |
+                           (strstr(skip, "empty") ? SKIP_EMPTY : 0u);
     const char *prof = getenv("MAMBA2_GPU_PROFILE");
     gb->profile = prof && *prof && strcmp(prof, "0");
     GpuDims &g = gb->g;

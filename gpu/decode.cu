@@ -54,6 +54,14 @@ void launch_sum_squares(const float *h, int nb, int d, const float *w, float *ss
     launch_pdl(sum_squares_kernel, dim3(nb), dim3(256), 0, s, h, d, w, ss, xw);
 }
 
+/* An empty dependent launch, for timing a kernel boundary alone (MAMBA2_GPU_SKIP's "empty"). */
+__global__ void pdl_noop_kernel() {
+    pdl_trigger();
+    pdl_wait();
+}
+
+void launch_pdl_noop(int blocks, int threads, cudaStream_t s) { launch_pdl(pdl_noop_kernel, dim3(blocks), dim3(threads), 0, s); }
+
 /* ------------------------------------------------------------------ conv + dt step (batched path) */
 
 __global__ void conv_dt_step_kernel(GemvArgs a, const float *zxbcdt) {

@@ -246,6 +246,10 @@ void gemm_decode_prepare();
 /** ss[b] = Σ_i h[b][i]² and xw[b][i] = h[b][i]·w[i] for nb rows of width d (layer 0's input norm in decode). */
 void launch_sum_squares(const float *h, int nb, int d, const float *w, float *ss, float *xw, cudaStream_t s);
 
+/** An empty kernel of @p blocks × @p threads launched as a dependent launch (for timing a kernel
+ *  boundary alone). */
+void launch_pdl_noop(int blocks, int threads, cudaStream_t s);
+
 /** Batched path after a cuBLAS GEMM: conv step + SiLU and dt for nb sequences from zxbcdt [nb, d_in_proj] fp32. */
 void launch_conv_dt_step(const GpuDims &g, const GpuLayer &w, const float *zxbcdt, float *const *conv_states, int l,
                          int nb, float *xbc, float *dt, cudaStream_t s);
