@@ -4,10 +4,10 @@
  *        (cpu_gemv()), decided by timing both on the model's own matrices at load.
  *
  * Neither layout is faster on every x86-64 CPU, and nothing CPUID reports tells which: on one Intel
- * Xeon with AMX the packed product read 10 % faster than the product over the stored rows, on another
- * (a larger L3, a different memory system) 8–12 % slower (results/cpu.md, "which bf16 layout").
- * So the backend times the two products of one activation row over a few of the model's matrices,
- * alternated, and keeps the faster.
+ * Xeon with AMX the packed product read faster than the product over the stored rows, on another (a
+ * larger L3, a different memory system) slower, at every ISA tier (results/cpu.md, "which bf16 layout
+ * is faster is not a property of the code"). So the backend times the two products of one activation
+ * row over a few of the model's matrices, alternated, and keeps the faster.
  */
 #ifndef MAMBA2_CPU_BF16_LAYOUT_H
 #define MAMBA2_CPU_BF16_LAYOUT_H
