@@ -412,9 +412,13 @@ static int copy_weights(CpuBackend *cb, const Mamba2BackendOptions *opt, Mamba2W
         if (opt && opt->progress) opt->progress(opt->progress_ctx, i, n, doing);
         if (quantize ? cpu_qmatrix_quantize(W->t, weights, cb->nt, &W->q, err) : cpu_packed_bf16_pack(W->t, cb->nt, &W->p, err))
             return -1;
+        int first = i; /* the matrices whose pages go now: this one, or every timed one once decided */
         if (trial && i < n_trial - 1) continue; /* its pages are timed in place below */
-        if (trial && i == n_trial - 1 && !packing_pays(cb, n_trial)) break; /* every matrix stays in place */
-        for (int j = trial && i == n_trial - 1 ? 0 : i; j <= i; j++)
+        if (trial && i == n_trial - 1) {
+            if (!packing_pays(cb, n_trial)) break; /* every matrix stays in place */
+            first = 0;
+        }
+        for (int j = first; j <= i; j++)
             if (!(j == 2 * L && tied)) release_pages(big_matrix(cb, j)->t);
     }
     if (opt && opt->progress) opt->progress(opt->progress_ctx, n, n, doing);
@@ -472,8 +476,8 @@ static void cpu_kernels(Mamba2Backend *b, Mamba2KernelNames *out) {
         if (cb->packed_speedup > 0)
             snprintf(out->gemv, sizeof out->gemv, "%s, %s (packed read %.2fx in place)", cpu_isa_name(cb->isa), layout,
                      cb->packed_speedup);
-        else snprintf(out->gemv, sizeof out->gemv, "%s%s%s", cpu_isa_name(cb->isa), cb->lm_head.p.data ? ", " : "",
-                      cb->lm_head.p.data ? layout : "");
+        else if (cb->lm_head.p.data) snprintf(out->gemv, sizeof out->gemv, "%s, %s", cpu_isa_name(cb->isa), layout);
+        else snprintf(out->gemv, sizeof out->gemv, "%s", cpu_isa_name(cb->isa));
         return;
     }
     const char *format = mamba2_weight_format_name(q->format);
