@@ -11,8 +11,9 @@
  *   AVX512_BF16 CPUs), as decode runs it; a plain read of the same bytes (64-byte loads summed,
  *   blocks of 2 MiB handed out to the threads); the same read with every line prefetched into L1
  *   2 KiB ahead (the better of the two is what `mamba2 bench --roofline` takes as the read ceiling,
- *   cpu_read_bandwidth()); cpu_gemv() at fast precision (x in one bf16 part); and the default
- *   GEMV against the prefetched read by kind of matrix (in_proj, out_proj, lm_head);
+ *   cpu_read_bandwidth()); cpu_gemv() at fast precision (x in one bf16 part); the AVX-512F product
+ *   (bf16 widened to fp32, FMA) at default precision, the other product bf16_decode_choice.h times;
+ *   and the default GEMV against the prefetched read by kind of matrix (in_proj, out_proj, lm_head);
  * - q8 or q4 (each matrix quantized first, as `--weights q8|q4` does at load): cpu_qlinear() of one
  *   token, as decode runs it, and the plain and the prefetched read of the quantized bytes;
  * and prints each as GB/s of weights. On a shared host the read rate changes from minute to minute,
@@ -130,9 +131,9 @@ static double packed_rounds(const Mamba2Tensor **mats, int n, const float *x, fl
         double t[4] = {0, 0, 0, 0}; /* GEMV on the mapping, on the packed copy; prefetched read of each */
         for (int i = 0; i < n; i++) {
             double t0 = now();
-            cpu_gemv(mats[i], x, 0, 1, y, 0, 0, threads, MAMBA2_PRECISION_DEFAULT);
+            cpu_gemv(cpu_isa_active(), mats[i], x, 0, 1, y, 0, 0, threads, MAMBA2_PRECISION_DEFAULT);
             t[0] += now() - t0, t0 = now();
-            cpu_packed_bf16_gemv(&p[i], x, 0, 1, y, 0, 0, threads, MAMBA2_PRECISION_DEFAULT);
+            cpu_packed_bf16_gemv(cpu_isa_active(), &p[i], x, 0, 1, y, 0, 0, threads, MAMBA2_PRECISION_DEFAULT);
             t[1] += now() - t0, t0 = now();
             sink += read_all(mats[i], threads, 1);
             t[2] += now() - t0, t0 = now();
@@ -199,13 +200,14 @@ int main(int argc, char **argv) {
     }
     for (int i = 0; i < n; i++) sink += read_all(mats[i], threads, 0); /* fault every page in once */
     static const char *kinds[3] = {"in_proj", "out_proj", "lm_head"};
+    const CpuIsa isa = cpu_isa_active();
     for (int r = 0; r < rounds; r++) {
         /* [kind]: seconds of the default GEMV, of the prefetched read, and bytes, by kind of matrix */
-        double t_gemv[3] = {0, 0, 0}, t_pf[3] = {0, 0, 0}, b_kind[3] = {0, 0, 0}, t_plain = 0, t_fast = 0;
+        double t_gemv[3] = {0, 0, 0}, t_pf[3] = {0, 0, 0}, b_kind[3] = {0, 0, 0}, t_plain = 0, t_fast = 0, t_fma = 0;
         for (int i = 0; i < n; i++) {
             const int kind = i == n - 1 ? 2 : i % 2;
             double t0 = now();
-            cpu_gemv(mats[i], x, 0, 1, y, 0, 0, threads, MAMBA2_PRECISION_DEFAULT);
+            cpu_gemv(isa, mats[i], x, 0, 1, y, 0, 0, threads, MAMBA2_PRECISION_DEFAULT);
             t_gemv[kind] += now() - t0;
             t0 = now();
             sink += read_all(mats[i], threads, 1);
@@ -216,13 +218,16 @@ int main(int argc, char **argv) {
         for (int i = 0; i < n; i++) sink += read_all(mats[i], threads, 0);
         t_plain = now() - t0;
         t0 = now();
-        for (int i = 0; i < n; i++) cpu_gemv(mats[i], x, 0, 1, y, 0, 0, threads, MAMBA2_PRECISION_FAST);
+        for (int i = 0; i < n; i++) cpu_gemv(isa, mats[i], x, 0, 1, y, 0, 0, threads, MAMBA2_PRECISION_FAST);
         t_fast = now() - t0;
+        t0 = now();
+        for (int i = 0; i < n; i++) cpu_gemv(CPU_ISA_AVX512, mats[i], x, 0, 1, y, 0, 0, threads, MAMBA2_PRECISION_DEFAULT);
+        t_fma = now() - t0;
         const double t_default = t_gemv[0] + t_gemv[1] + t_gemv[2], t_prefetched = t_pf[0] + t_pf[1] + t_pf[2];
-        printf("round %d: GEMV default %.1f GB/s, fast %.1f GB/s; read plain %.1f GB/s, prefetched %.1f GB/s; "
-               "default / read %.2f / %.2f\n        default / prefetched read by matrix:",
-               r + 1, bytes / t_default / 1e9, bytes / t_fast / 1e9, bytes / t_plain / 1e9, bytes / t_prefetched / 1e9,
-               t_plain / t_default, t_prefetched / t_default);
+        printf("round %d: GEMV default %.1f GB/s, fast %.1f GB/s, avx512 (FMA) %.1f GB/s; read plain %.1f GB/s, "
+               "prefetched %.1f GB/s; default / read %.2f / %.2f\n        default / prefetched read by matrix:",
+               r + 1, bytes / t_default / 1e9, bytes / t_fast / 1e9, bytes / t_fma / 1e9, bytes / t_plain / 1e9,
+               bytes / t_prefetched / 1e9, t_plain / t_default, t_prefetched / t_default);
         for (int k = 0; k < 3; k++)
             printf(" %s %.1f / %.1f GB/s (%.2f)%s", kinds[k], b_kind[k] / t_gemv[k] / 1e9, b_kind[k] / t_pf[k] / 1e9,
                    t_pf[k] / t_gemv[k], k < 2 ? "," : "\n");

@@ -29,7 +29,7 @@
 #include <sys/mman.h>
 #include <unistd.h>
 
-#include "bf16_layout.h"
+#include "bf16_decode_choice.h"
 #include "gemm_bf16.h"
 #include "gemv_bf16.h"
 #include "layer_ops.h"
@@ -81,6 +81,8 @@ typedef struct {
     Mamba2Backend base; /**< first, so a Mamba2Backend * is a CpuBackend * */
     int nt;             /**< OpenMP threads */
     CpuIsa isa;         /**< SIMD variant of the quantized products (cpu_isa_active()) */
+    CpuIsa bf16_isa;    /**< variant of the bf16 decode products: @ref isa, or CPU_ISA_AVX512 (bf16 widened
+                             to fp32, FMA) where the load trial timed that faster than vdpbf16ps */
     Mamba2Precision precision; /**< activation precision of the GEMMs */
     CpuMatrix lm_head;  /**< [V, d] */
     CpuLayer *layers;   /**< [L] */
@@ -96,7 +98,8 @@ typedef struct {
     void *qscratch;     /**< quantized activations of cpu_qlinear() for cap rows (quantized weights only) */
     size_t qscratch_bytes; /**< size of @ref qscratch */
     CpuSsdScratch ssd;  /**< chunked-SSD work space */
-    double packed_speedup; /**< bf16 decode, packed against in place, as timed at load (0: not timed) */
+    CpuBf16Decode ways[4]; /**< the ways of bf16 decode timed at load (copy_weights()), the one kept first */
+    int n_ways;            /**< how many were timed (0: none) */
 } CpuBackend;
 
 static float *f32_copy(const Mamba2Tensor *t) {
@@ -159,10 +162,16 @@ static int reserve(CpuBackend *cb, int rows, int ssd_tokens, Mamba2Error *err) {
     return 0;
 }
 
-/* Y (+)= X · Wᵀ for T rows, with the weights quantized, packed or as stored. */
+/* Y (+)= X · Wᵀ for T rows, with the weights quantized, packed or as stored; decode's few rows by the
+ * product the load trial chose (cb->bf16_isa). */
 static void project(const CpuBackend *cb, const CpuMatrix *W, const float *X, int64_t ldx, int T, float *Y,
                     int64_t ldy, int accumulate) {
     if (W->q.data) cpu_qlinear(cb->isa, &W->q, X, ldx, T, Y, ldy, accumulate, cb->qscratch, cb->nt, cb->precision);
+    else if (cpu_linear_uses_gemv(W->t, T) && W->p.data)
+        cpu_packed_bf16_gemv(cb->bf16_isa, &W->p, X, ldx, T, Y, ldy, accumulate, cb->nt, cb->precision);
+    else if (cpu_linear_uses_gemv(W->t, T))
+        cpu_gemv(W->t->dtype == MAMBA2_BF16 ? cb->bf16_isa : cb->isa, W->t, X, ldx, T, Y, ldy, accumulate, cb->nt,
+                 cb->precision);
     else if (W->p.data)
         cpu_packed_bf16_linear(W->t, &W->p, X, ldx, T, Y, ldy, accumulate, cb->panels, cb->nt, cb->precision);
     else cpu_linear(W->t, X, ldx, T, Y, ldy, accumulate, cb->panels, cb->nt, cb->precision);
@@ -354,54 +363,87 @@ static CpuMatrix *big_matrix(const CpuBackend *cb, int i) {
     return i == 2 * L ? (CpuMatrix *)&cb->lm_head : i % 2 ? &cb->layers[i / 2].out_proj : &cb->layers[i / 2].in_proj;
 }
 
-/* Matrices that copy_weights() times in both bf16 layouts: in_proj and out_proj of the first two
+/* Matrices copy_weights() times the ways of bf16 decode on: in_proj and out_proj of the first two
  * layers, about 440 MB at the 7B's width, more than the last-level caches of the CPUs measured. */
-#define LAYOUT_TRIAL 4
+#define DECODE_TRIAL 4
 
-/* Whether decode reads the first @p n large matrices (all bf16, packed) faster packed than in place
- * (bf16_layout.h); if not, their packed copies are dropped. The ratio goes to the kernel names. */
-static int packing_pays(CpuBackend *cb, int n) {
-    const Mamba2Tensor *W[LAYOUT_TRIAL];
-    CpuPackedBf16 p[LAYOUT_TRIAL];
+/* The ways of bf16 decode worth timing on this CPU, the untimed default first: the layouts
+ * MAMBA2_CPU_PACK allows (packed, in place; "1" or "0" names one) × the products it has for bf16
+ * (its own; on AVX512_BF16 also the AVX-512F FMA one). Returns how many (1: nothing to choose). */
+static int decode_ways(const CpuBackend *cb, const char *pack, CpuBf16Decode ways[4]) {
+    int n = 0;
+    for (int packed = 1; packed >= 0; packed--) {
+        if (pack && !strcmp(pack, packed ? "0" : "1")) continue;
+        ways[n++] = (CpuBf16Decode){packed, cb->isa, 0};
+        if (cb->isa == CPU_ISA_AVX512BF16) ways[n++] = (CpuBf16Decode){packed, CPU_ISA_AVX512, 0};
+    }
+    return n;
+}
+
+/* Times @p ways on the first @p n large matrices (bf16_decode_choice.h; the packed ways read the
+ * copies made of them) and keeps the fastest: its product becomes cb->bf16_isa, and unless it reads
+ * packed the copies are dropped (every matrix stays in place). MAMBA2_CPU_PACK_MIN=R and
+ * MAMBA2_CPU_FMA_MIN=R count a packed way, an FMA way, as the fastest only where it timed at least R
+ * times as fast (default 1; the tests force each outcome with them). With no memory to time, the
+ * first way is kept. Returns 1 when the way kept reads packed. */
+static int choose_decode(CpuBackend *cb, int n, CpuBf16Decode *ways, int n_ways) {
+    const Mamba2Tensor *W[DECODE_TRIAL];
+    CpuPackedBf16 p[DECODE_TRIAL];
     for (int i = 0; i < n; i++) W[i] = big_matrix(cb, i)->t, p[i] = big_matrix(cb, i)->p;
-    cb->packed_speedup = cpu_bf16_packed_speedup(W, p, n, cb->nt, cb->precision);
-    const char *min = getenv("MAMBA2_CPU_PACK_MIN");
-    if (cb->packed_speedup >= (min ? atof(min) : 1.0)) return 1;
+    int best = 0;
+    if (cpu_bf16_time_decode(W, p, n, cb->nt, cb->precision, ways, n_ways) == 0) {
+        const char *pack_min = getenv("MAMBA2_CPU_PACK_MIN"), *fma_min = getenv("MAMBA2_CPU_FMA_MIN");
+        double best_t = 0;
+        for (int w = 0; w < n_ways; w++) {
+            double t = ways[w].seconds * (ways[w].packed && pack_min ? atof(pack_min) : 1.0) *
+                       (ways[w].isa != cb->isa && fma_min ? atof(fma_min) : 1.0);
+            if (w == 0 || t < best_t) best = w, best_t = t;
+        }
+        cb->n_ways = n_ways; /* kept with the chosen way first, for the kernel names */
+        cb->ways[0] = ways[best];
+        for (int w = 0, k = 1; w < n_ways; w++)
+            if (w != best) cb->ways[k++] = ways[w];
+    }
+    cb->bf16_isa = ways[best].isa;
+    if (ways[best].packed) return 1;
     for (int i = 0; i < n; i++) cpu_packed_bf16_free(&big_matrix(cb, i)->p);
     return 0;
 }
 
 /* The copies decode reads instead of the mmap, made at load for in_proj, out_proj of every layer
  * and lm_head: quantized to @p weights (q8 / q4, any stored dtype), or with the weights as stored,
- * the bf16 ones repacked (packed_bf16.h) where that reads faster on this CPU: the first LAYOUT_TRIAL
- * matrices are packed, both products timed on them (bf16_layout.h), and if packed is the slower,
- * their copies are dropped and every matrix stays in place (other dtypes always do).
- * MAMBA2_CPU_PACK=0 or 1 skips the timing and keeps them in place or packs them; MAMBA2_CPU_PACK=timed
- * times them whatever their size; MAMBA2_CPU_PACK_MIN=R keeps packing only where it measured at
- * least R times as fast (default 1; the tests force both outcomes with it). Each stored
- * matrix's pages are released once its copy is made (the timed ones once packing is decided), so
+ * the bf16 ones repacked (packed_bf16.h) where that reads faster on this CPU. For bf16 the first
+ * DECODE_TRIAL matrices are packed and decode timed on them each way (layout × product,
+ * decode_ways(), choose_decode()); if the fastest reads in place, their copies are dropped and
+ * every matrix stays in place (other dtypes always do). Below CPU_DECODE_TRIAL_MIN_BYTES nothing is
+ * timed: packed, the CPU's own product. MAMBA2_CPU_PACK=0 or 1 keeps them in place or packs them
+ * (the products are still timed); MAMBA2_CPU_PACK=timed times whatever the size. Each stored
+ * matrix's pages are released once its copy is made (the timed ones once the layout is decided), so
  * that peak memory follows one copy; a tied lm_head keeps them, since they are the embedding's,
  * which decode reads one row of per token. */
 static int copy_weights(CpuBackend *cb, const Mamba2BackendOptions *opt, Mamba2WeightFormat weights, Mamba2Error *err) {
     const Mamba2Model *m = cb->base.model;
     const int quantize = weights != MAMBA2_WEIGHTS_STORED;
     const char *want = getenv("MAMBA2_CPU_PACK");
-    if (!quantize && want && !strcmp(want, "0")) return 0;
     const int L = m->cfg.n_layer, n = 2 * L + 1, tied = m->w.lm_head.data == m->w.embeddings.data;
+    const int n_trial = n < DECODE_TRIAL ? n : DECODE_TRIAL;
     double need = 0, trial_bytes = 0; /* refused up front rather than failing (or being killed) half-way */
-    const int timed = want && !strcmp(want, "timed");
-    int trial = !quantize && !(want && !strcmp(want, "1")), n_trial = n < LAYOUT_TRIAL ? n : LAYOUT_TRIAL;
+    int trial_bf16 = !quantize;
     for (int i = 0; i < n; i++) {
         const Mamba2Tensor *t = big_matrix(cb, i)->t;
         if (quantize) need += (double)cpu_qmatrix_bytes(t->shape[0], t->shape[1], weights);
         else if (t->dtype == MAMBA2_BF16) need += (double)cpu_packed_bf16_bytes(t->shape[0], t->shape[1]);
         if (i < n_trial) {
-            trial = trial && t->dtype == MAMBA2_BF16;
+            trial_bf16 = trial_bf16 && t->dtype == MAMBA2_BF16;
             trial_bytes += (double)mamba2_tensor_numel(t) * 2;
         }
     }
-    if (need == 0) return 0;
-    trial = trial && (timed || trial_bytes >= CPU_LAYOUT_MIN_BYTES);
+    CpuBf16Decode ways[4];
+    const int n_ways = trial_bf16 ? decode_ways(cb, want, ways) : 0;
+    const int trial = n_ways > 1 && ((want && !strcmp(want, "timed")) || trial_bytes >= CPU_DECODE_TRIAL_MIN_BYTES);
+    const int in_place = !quantize && want && !strcmp(want, "0");
+    if (in_place && trial) choose_decode(cb, n_trial, ways, n_ways); /* the products, in place */
+    if (in_place || need == 0) return 0;
     char what[64];
     snprintf(what, sizeof what, "the %s copy of the weights", quantize ? mamba2_weight_format_name(weights) : "packed");
     if (mamba2_check_memory(what, need, err)) return -1;
@@ -415,7 +457,7 @@ static int copy_weights(CpuBackend *cb, const Mamba2BackendOptions *opt, Mamba2W
         int first = i; /* the matrices whose pages go now: this one, or every timed one once decided */
         if (trial && i < n_trial - 1) continue; /* its pages are timed in place below */
         if (trial && i == n_trial - 1) {
-            if (!packing_pays(cb, n_trial)) break; /* every matrix stays in place */
+            if (!choose_decode(cb, n_trial, ways, n_ways)) break; /* every matrix stays in place */
             first = 0;
         }
         for (int j = first; j <= i; j++)
@@ -473,11 +515,14 @@ static void cpu_kernels(Mamba2Backend *b, Mamba2KernelNames *out) {
     if (!q->data) {
         snprintf(out->gemm, sizeof out->gemm, "%s", cpu_gemm_kernel_name(cb->precision));
         const char *layout = cb->lm_head.p.data ? "bf16 packed at load" : "bf16 in place";
-        if (cb->packed_speedup > 0)
-            snprintf(out->gemv, sizeof out->gemv, "%s, %s (packed read %.2fx in place)", cpu_isa_name(cb->isa), layout,
-                     cb->packed_speedup);
-        else if (cb->lm_head.p.data) snprintf(out->gemv, sizeof out->gemv, "%s, %s", cpu_isa_name(cb->isa), layout);
-        else snprintf(out->gemv, sizeof out->gemv, "%s", cpu_isa_name(cb->isa));
+        if (cb->lm_head.p.data || cb->n_ways) snprintf(out->gemv, sizeof out->gemv, "%s, %s", cpu_isa_name(cb->bf16_isa), layout);
+        else snprintf(out->gemv, sizeof out->gemv, "%s", cpu_isa_name(cb->bf16_isa));
+        for (int w = 1; w < cb->n_ways; w++) { /* the others' times, relative to the way kept */
+            size_t used = strlen(out->gemv);
+            snprintf(out->gemv + used, sizeof out->gemv - used, "%s%s %s %.2fx%s", w == 1 ? " (timed at load: " : ", ",
+                     cpu_isa_name(cb->ways[w].isa), cb->ways[w].packed ? "packed" : "in place",
+                     cb->ways[w].seconds / cb->ways[0].seconds, w == cb->n_ways - 1 ? ")" : "");
+        }
         return;
     }
     const char *format = mamba2_weight_format_name(q->format);
@@ -524,7 +569,7 @@ int mamba2_backend_cpu_create(const Mamba2Model *m, const Mamba2BackendOptions *
     }
 #pragma omp parallel num_threads(cb->nt)
     { (void)0; }
-    cb->isa = cpu_isa_active();
+    cb->isa = cb->bf16_isa = cpu_isa_active();
     cb->precision = opt ? opt->precision : MAMBA2_PRECISION_DEFAULT;
     /* Ask for 2 MiB pages on the weight mappings (a hint; errors are ignored): pages the kernel
      * reads in from now on come as 2 MiB folios, one TLB entry each, for decode's stream over every

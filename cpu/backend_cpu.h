@@ -11,8 +11,9 @@
  * @brief Create the CPU backend for @p m.
  *
  * Stored bf16 in_proj, out_proj and lm_head are repacked here into the layout decode streams
- * (packed_bf16.h) where timing both layouts on the first four says it reads faster on this CPU
- * (bf16_layout.h; MAMBA2_CPU_PACK=0 / 1 keeps them in place / packs them), or quantized with opt->weights q8 / q4
+ * (packed_bf16.h) where timing both layouts (and on AVX512_BF16 CPUs both bf16 products) on the
+ * first four says it reads faster on this CPU (bf16_decode_choice.h; MAMBA2_CPU_PACK=0 / 1 keeps
+ * them in place / packs them), or quantized with opt->weights q8 / q4
  * (qmatrix.h); either way their pages of the model's mmap are released, so memory stays the size
  * of one copy. The embeddings, and matrices in other dtypes, are read in place from the mmap; the
  * small per-layer vectors are converted to fp32 here.

@@ -77,7 +77,7 @@ int cpu_linear_uses_gemv(const Mamba2Tensor *W, int T) {
 void cpu_linear(const Mamba2Tensor *W, const float *X, int64_t ldx, int T, float *Y, int64_t ldy, int accumulate,
                 float *scratch, int n_threads, Mamba2Precision precision) {
     if (cpu_linear_uses_gemv(W, T)) {
-        cpu_gemv(W, X, ldx, T, Y, ldy, accumulate, n_threads, precision);
+        cpu_gemv(cpu_isa_active(), W, X, ldx, T, Y, ldy, accumulate, n_threads, precision);
         return;
     }
     /* each SIMD tier returns -1 (nothing written) when it cannot take W; the sgemm path takes anything */

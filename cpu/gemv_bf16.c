@@ -511,13 +511,10 @@ void cpu_gemv_rows(CpuIsa isa, const Mamba2Tensor *W, int64_t r0, int64_t n, con
     else gemv_scalar(W->dtype, W->data, K, r0, n, x, ldx, B, y, ldy, accumulate);
 }
 
-void cpu_gemv(const Mamba2Tensor *W, const float *x, int64_t ldx, int B, float *y, int64_t ldy, int accumulate,
-              int n_threads, Mamba2Precision precision) {
-    static int isa = -1; /* detected once; a benign race (every thread writes the same value) */
-    if (isa < 0) {
-        row_prefetch = cpu_gemv_prefetch();
-        isa = (int)cpu_isa_active();
-    }
+void cpu_gemv(CpuIsa isa, const Mamba2Tensor *W, const float *x, int64_t ldx, int B, float *y, int64_t ldy,
+              int accumulate, int n_threads, Mamba2Precision precision) {
+    static int prefetch_read = 0; /* read once; a benign race (every thread writes the same value) */
+    if (!prefetch_read) row_prefetch = cpu_gemv_prefetch(), prefetch_read = 1;
     const int64_t rows = W->shape[0], unit = cpu_gemv_unit_rows(rows, n_threads), n_units = (rows + unit - 1) / unit;
     /* Units of cpu_gemv_unit_rows() rows handed out on demand: each row is still computed whole by one
      * thread (so the result does not depend on the thread count), and a thread slowed down by
@@ -526,6 +523,6 @@ void cpu_gemv(const Mamba2Tensor *W, const float *x, int64_t ldx, int B, float *
 #pragma omp parallel for num_threads(n_threads) schedule(dynamic, 1)
     for (int64_t i = 0; i < n_units; i++) {
         int64_t r0 = i * unit, r1 = r0 + unit < rows ? r0 + unit : rows;
-        cpu_gemv_rows((CpuIsa)isa, W, r0, r1 - r0, x, ldx, B, y + r0, ldy, accumulate, precision);
+        cpu_gemv_rows(isa, W, r0, r1 - r0, x, ldx, B, y + r0, ldy, accumulate, precision);
     }
 }

@@ -112,8 +112,11 @@ void cpu_gemv_rows(CpuIsa isa, const Mamba2Tensor *W, int64_t r0, int64_t n, con
  *
  * y[b·ldy + r] (+)= Σ_k W[r][k] · x[b·ldx + k] for every row r of W. Each thread streams the
  * contiguous blocks of rows it takes, so each weight byte is read from memory once per call.
+ * @p isa is the variant, as in cpu_gemv_rows(): cpu_isa_active(), or for bf16 weights on a CPU with
+ * AVX512_BF16 the AVX-512F product where that decodes faster (bf16_decode_choice.h); the other
+ * parameters as there, plus @p n_threads.
  */
-void cpu_gemv(const Mamba2Tensor *W, const float *x, int64_t ldx, int B, float *y, int64_t ldy, int accumulate,
+void cpu_gemv(CpuIsa isa, const Mamba2Tensor *W, const float *x, int64_t ldx, int B, float *y, int64_t ldy, int accumulate,
               int n_threads, Mamba2Precision precision);
 
 #endif

@@ -415,14 +415,12 @@ void cpu_packed_bf16_gemv_groups(CpuIsa isa, const CpuPackedBf16 *p, int64_t g0,
     gemv_prepared(k, p, g0, g1, x, ldx, prep, B, y, ldy, accumulate, parts);
 }
 
-void cpu_packed_bf16_gemv(const CpuPackedBf16 *p, const float *x, int64_t ldx, int B, float *y, int64_t ldy,
-                          int accumulate, int n_threads, Mamba2Precision precision) {
-    static int isa = -1; /* detected once; a benign race (every thread writes the same value) */
-    if (isa < 0) isa = (int)cpu_isa_active();
+void cpu_packed_bf16_gemv(CpuIsa isa, const CpuPackedBf16 *p, const float *x, int64_t ldx, int B, float *y,
+                          int64_t ldy, int accumulate, int n_threads, Mamba2Precision precision) {
     const int parts = precision == MAMBA2_PRECISION_FAST ? 1 : 2;
     /* x prepared once, on this thread, for every thread to read (not once per unit of work) */
     const void *prep;
-    const GemvKernel k = prepare_x(kernel_of((CpuIsa)isa), p, x, ldx, B, parts, &prep);
+    const GemvKernel k = prepare_x(kernel_of(isa), p, x, ldx, B, parts, &prep);
     const int64_t groups = p->rows_pad / CPU_PACK_ROWS;
     const int64_t unit = cpu_gemv_unit_rows(p->rows_pad, n_threads) / CPU_PACK_ROWS, n_units = (groups + unit - 1) / unit;
 #pragma omp parallel for num_threads(n_threads) schedule(dynamic, 1)
@@ -448,7 +446,7 @@ void cpu_packed_bf16_linear(const Mamba2Tensor *W, const CpuPackedBf16 *p, const
                             float *Y, int64_t ldy, int accumulate, float *scratch, int n_threads,
                             Mamba2Precision precision) {
     if (cpu_linear_uses_gemv(W, T)) {
-        cpu_packed_bf16_gemv(p, X, ldx, T, Y, ldy, accumulate, n_threads, precision);
+        cpu_packed_bf16_gemv(cpu_isa_active(), p, X, ldx, T, Y, ldy, accumulate, n_threads, precision);
         return;
     }
     /* each SIMD tier returns -1 (nothing written) when it cannot run; the sgemm path takes anything */

@@ -94,6 +94,7 @@ void cpu_packed_bf16_gemv_groups(CpuIsa isa, const CpuPackedBf16 *p, int64_t g0,
  *        handed out to @p n_threads OpenMP threads in units of cpu_gemv_unit_rows() rows, as
  *        cpu_gemv() hands out rows (each row computed whole by one thread: results do not depend
  *        on the thread count).
+ * @param isa        variant to run (≤ cpu_isa_detect()), as cpu_gemv()
  * @param p          the packed copy
  * @param x          activations [B, ldx]
  * @param ldx        stride between activation vectors (≥ K)
@@ -104,7 +105,7 @@ void cpu_packed_bf16_gemv_groups(CpuIsa isa, const CpuPackedBf16 *p, int64_t g0,
  * @param n_threads  OpenMP threads
  * @param precision  as cpu_packed_bf16_gemv_groups()
  */
-void cpu_packed_bf16_gemv(const CpuPackedBf16 *p, const float *x, int64_t ldx, int B, float *y, int64_t ldy,
+void cpu_packed_bf16_gemv(CpuIsa isa, const CpuPackedBf16 *p, const float *x, int64_t ldx, int B, float *y, int64_t ldy,
                           int accumulate, int n_threads, Mamba2Precision precision);
 
 /**

@@ -310,7 +310,7 @@ static void test_linear_paths(void) {
                 cpu_linear(&W, x, K, T, y1, rows, 1, scratch, 2, MAMBA2_PRECISION_DEFAULT);
                 for (int t = 0; t < T; t++) {
                     for (int r = 0; r < rows; r++) y2[(size_t)t * rows + r] = 1.0f;
-                    cpu_gemv(&W, x + (size_t)t * K, K, 1, y2 + (size_t)t * rows, rows, 1, 2, MAMBA2_PRECISION_DEFAULT);
+                    cpu_gemv(cpu_isa_active(), &W, x + (size_t)t * K, K, 1, y2 + (size_t)t * rows, rows, 1, 2, MAMBA2_PRECISION_DEFAULT);
                 }
                 double err = test_rel_l2(y1, y2, (size_t)T * rows), tol = gemm ? AMX_TOL : gemv_tol(dts[di]);
                 printf("\n    %s %s %dx%d T=%d: GEMM vs gemv %.1e (tolerance %.0e)", gemm ? "amx  " : "sgemm",
@@ -764,11 +764,12 @@ static void test_random_models(void) {
     printf("\n");
 }
 
-/* The bf16 layout timed at load (bf16_layout.h): both outcomes forced through MAMBA2_CPU_PACK_MIN
- * (packing kept / the timed matrices' packed copies dropped and every matrix left in place) on a
- * random BF16 model of 3 layers (more matrices than the 4 timed), each named with the ratio it
- * measured, and either way cpu prefill and step against ref. */
-static void test_bf16_layout_timed(void) {
+/* The ways of bf16 decode timed at load (bf16_decode_choice.h): each outcome forced through
+ * MAMBA2_CPU_PACK_MIN and MAMBA2_CPU_FMA_MIN (packed or in place; on a CPU with AVX512_BF16 also
+ * vdpbf16ps or the AVX-512F FMA product) on a random BF16 model of 3 layers (more matrices than the 4
+ * timed), each named with the way kept and the others' measured times, and every way's cpu prefill
+ * and step against ref. */
+static void test_bf16_decode_timed(void) {
     TinyModelSpec s;
     test_tiny_spec_default(&s);
     s.dtype = "BF16", s.d_model = 64, s.n_heads = 8, s.head_dim = 16, s.n_groups = 2, s.d_state = 16, s.n_layer = 3;
@@ -782,26 +783,39 @@ static void test_bf16_layout_timed(void) {
     CU_ASSERT_EQUAL(run_backend(rb, tok, T, 0, ref), 0);
     char *was = getenv("MAMBA2_CPU_PACK") ? strdup(getenv("MAMBA2_CPU_PACK")) : NULL;
     setenv("MAMBA2_CPU_PACK", "timed", 1);
-    const char *mins[2] = {"0.001", "1000"}, *layouts[2] = {"bf16 packed at load (packed read ", "bf16 in place (packed read "};
-    for (int k = 0; k < 2; k++) {
-        setenv("MAMBA2_CPU_PACK_MIN", mins[k], 1);
+    const int two_products = cpu_isa_active() == CPU_ISA_AVX512BF16;
+    if (!two_products) printf("\n    vdpbf16ps against FMA skipped: this CPU (as MAMBA2_CPU_ISA leaves it) has no AVX512_BF16");
+    const struct {
+        const char *pack_min, *fma_min, *named;
+    } cases[4] = {{"0.001", "1000", "bf16 packed at load (timed at load: "},
+                  {"1000", "1000", "bf16 in place (timed at load: "},
+                  {"0.001", "0.001", "avx512, bf16 packed at load (timed at load: avx512bf16 "},
+                  {"1000", "0.001", "avx512, bf16 in place (timed at load: avx512bf16 "}};
+    for (int k = 0; k < (two_products ? 4 : 2); k++) {
+        setenv("MAMBA2_CPU_PACK_MIN", cases[k].pack_min, 1);
+        setenv("MAMBA2_CPU_FMA_MIN", cases[k].fma_min, 1);
         Mamba2Backend *cb = make("cpu", &tm.m, 2);
         CU_ASSERT_PTR_NOT_NULL_FATAL(cb);
         Mamba2KernelNames names;
         memset(&names, 0, sizeof names);
         cb->kernels(cb, &names);
-        CU_ASSERT_PTR_NOT_NULL(strstr(names.gemv, layouts[k]));
-        const char *r = strstr(names.gemv, "packed read ");
-        CU_ASSERT(r && atof(r + strlen("packed read ")) > 0);
+        CU_ASSERT_PTR_NOT_NULL(strstr(names.gemv, cases[k].named));
+        if (k < 2 && two_products) /* vdpbf16ps kept */
+            CU_ASSERT_EQUAL(strncmp(names.gemv, "avx512bf16, ", strlen("avx512bf16, ")), 0);
+        /* the last way named, with its time relative to the way kept: "... 1.08x)" */
+        const char *r = strstr(names.gemv, "timed at load: "), *end = r ? strrchr(r, ')') : NULL, *num = end;
+        while (num && num > r && num[-1] != ' ') num--;
+        CU_ASSERT(end && end[-1] == 'x' && atof(num) > 0);
         CU_ASSERT_EQUAL(run_backend(cb, tok, T, 0, pre), 0);
         CU_ASSERT_EQUAL(run_backend(cb, tok, T, 1, stp), 0);
         double e1 = test_max_row_rel_l2(pre, ref, T, V), e2 = test_max_row_rel_l2(stp, ref, T, V);
-        printf("\n    MAMBA2_CPU_PACK_MIN=%-6s %s | vs ref: prefill %.1e step %.1e", mins[k], names.gemv, e1, e2);
+        printf("\n    PACK_MIN=%-5s FMA_MIN=%-5s %s | vs ref: prefill %.1e step %.1e", cases[k].pack_min, cases[k].fma_min,
+               names.gemv, e1, e2);
         CU_ASSERT(e1 <= CPU_TOL);
         CU_ASSERT(e2 <= CPU_TOL);
         mamba2_backend_destroy(cb);
     }
-    unsetenv("MAMBA2_CPU_PACK_MIN");
+    unsetenv("MAMBA2_CPU_PACK_MIN"), unsetenv("MAMBA2_CPU_FMA_MIN");
     if (was) setenv("MAMBA2_CPU_PACK", was, 1), free(was);
     else unsetenv("MAMBA2_CPU_PACK");
     printf("\n");
@@ -942,7 +956,7 @@ int register_cpu_tests(void) {
         !CU_add_test(s, "fixtures: cpu vs ref and transformers, greedy tokens", test_fixtures) ||
         !CU_add_test(s, "argmax near-tie rule", test_near_tie_rule) ||
         !CU_add_test(s, "random models: cpu prefill and step vs ref", test_random_models) ||
-        !CU_add_test(s, "bf16 layout timed at load: packed or in place, either = ref", test_bf16_layout_timed) ||
+        !CU_add_test(s, "bf16 decode timed at load: layout and product, each = ref", test_bf16_decode_timed) ||
         !CU_add_test(s, "batched step = single steps; 1 thread = 2 threads", test_batch_and_threads) ||
         !CU_add_test(s, "states move between cpu and ref; long prompts", test_state_interchange))
         return -1;

@@ -1,0 +1,51 @@
+/**
+ * @file bf16_decode_choice.h
+ * @brief How decode multiplies with bf16 weights on this CPU: which layout it reads them in, packed
+ *        (packed_bf16.h) or as stored (cpu_gemv()), and which product it multiplies them with,
+ *        vdpbf16ps or the bf16 widened to fp32 and FMA; decided by timing the ways on the model's own
+ *        matrices at load.
+ *
+ * Neither layout nor product is the faster on every x86-64 CPU, and nothing CPUID reports tells
+ * which: on one Intel Xeon with AMX the packed layout read faster than the stored rows, on another
+ * (a larger L3, a different memory system) slower, at every ISA tier; on that second Xeon the
+ * vdpbf16ps product also decoded slower than the widened FMA one, where on an AMD Zen 4 the two
+ * tied (results/cpu.md). So the backend times decode's product of one activation row each way over
+ * a few of the model's matrices, alternated, and keeps the fastest.
+ */
+#ifndef MAMBA2_CPU_BF16_DECODE_CHOICE_H
+#define MAMBA2_CPU_BF16_DECODE_CHOICE_H
+
+#include "packed_bf16.h"
+
+/** One way decode can multiply with bf16 weights, and its time in the trial. */
+typedef struct {
+    int packed;     /**< 1: the packed copy (cpu_packed_bf16_gemv()); 0: the stored rows (cpu_gemv()) */
+    CpuIsa isa;     /**< the product's variant: CPU_ISA_AVX512BF16 (vdpbf16ps) or a lower one (fp32 FMA) */
+    double seconds; /**< its time over the trial's timed rounds (set by cpu_bf16_time_decode()) */
+} CpuBf16Decode;
+
+/**
+ * @brief Times decode's product of one activation row over @p n bf16 matrices in each of @p n_ways
+ *        ways, CPU_DECODE_TRIAL_ROUNDS rounds after one untimed one, the ways alternated matrix by
+ *        matrix and their order rotated from round to round (so all see the same minute of a shared
+ *        host and the same caches).
+ * @param W         the stored matrices [n] (bf16, read in place by cpu_gemv())
+ * @param packed    their packed copies [n] (read only by the ways that are packed; may be NULL if none is)
+ * @param n         matrices (at least 1)
+ * @param n_threads OpenMP threads of the products
+ * @param precision the activation precision decode will run with
+ * @param ways      [n_ways] the ways to time; each one's @ref CpuBf16Decode::seconds is set
+ * @param n_ways    ways (at least 1)
+ * @return 0, or -1 when there is no memory for the vectors (nothing timed).
+ */
+int cpu_bf16_time_decode(const Mamba2Tensor *const *W, const CpuPackedBf16 *packed, int n, int n_threads,
+                         Mamba2Precision precision, CpuBf16Decode *ways, int n_ways);
+
+/** Timed rounds of cpu_bf16_time_decode(). */
+#define CPU_DECODE_TRIAL_ROUNDS 3
+
+/** Bytes of matrices below which the backend does not time the ways (and packs, with the CPU's own
+ *  product): they would be timed in the caches, which says nothing about decode's stream from memory. */
+#define CPU_DECODE_TRIAL_MIN_BYTES ((double)(256u << 20))
+
+#endif
