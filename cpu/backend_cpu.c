@@ -56,6 +56,9 @@ static int ssd_chunk(const Mamba2Config *c) {
     return Q < CPU_SSD_CHUNK ? Q : CPU_SSD_CHUNK;
 }
 
+/** Ways of bf16 decode the load trial times at most: 2 layouts × 2 products (decode_ways()). */
+#define DECODE_WAYS 4
+
 /** One of the large matrices (in_proj, out_proj, lm_head) as the CPU multiplies with it. */
 typedef struct {
     const Mamba2Tensor *t; /**< the stored weights (their shape and dtype; their bytes, in the mmap, only when no copy below is made) */
@@ -81,8 +84,8 @@ typedef struct {
     Mamba2Backend base; /**< first, so a Mamba2Backend * is a CpuBackend * */
     int nt;             /**< OpenMP threads */
     CpuIsa isa;         /**< SIMD variant of the quantized products (cpu_isa_active()) */
-    CpuIsa bf16_isa;    /**< variant of the bf16 decode products: @ref isa, or CPU_ISA_AVX512 (bf16 widened
-                             to fp32, FMA) where the load trial timed that faster than vdpbf16ps */
+    CpuIsa bf16_isa;    /**< variant of the bf16 decode products: @ref isa, or a lower tier's (bf16 widened to
+                             fp32, FMA) where the load trial timed that faster (copy_weights()) */
     Mamba2Precision precision; /**< activation precision of the GEMMs */
     CpuMatrix lm_head;  /**< [V, d] */
     CpuLayer *layers;   /**< [L] */
@@ -98,7 +101,7 @@ typedef struct {
     void *qscratch;     /**< quantized activations of cpu_qlinear() for cap rows (quantized weights only) */
     size_t qscratch_bytes; /**< size of @ref qscratch */
     CpuSsdScratch ssd;  /**< chunked-SSD work space */
-    CpuBf16Decode ways[4]; /**< the ways of bf16 decode timed at load (copy_weights()), the one kept first */
+    CpuBf16Decode ways[DECODE_WAYS]; /**< the ways of bf16 decode timed at load (copy_weights()), the one kept first */
     int n_ways;            /**< how many were timed (0: none) */
 } CpuBackend;
 
@@ -363,27 +366,28 @@ static CpuMatrix *big_matrix(const CpuBackend *cb, int i) {
     return i == 2 * L ? (CpuMatrix *)&cb->lm_head : i % 2 ? &cb->layers[i / 2].out_proj : &cb->layers[i / 2].in_proj;
 }
 
-/* Matrices copy_weights() times the ways of bf16 decode on: in_proj and out_proj of the first two
- * layers, about 440 MB at the 7B's width, more than the last-level caches of the CPUs measured. */
-#define DECODE_TRIAL 4
+/* Matrices copy_weights() times the ways of bf16 decode on, at most: the first ones (in_proj,
+ * out_proj of layer 0, 1, ...) until they add up to twice the last-level cache (bf16_decode_choice.h),
+ * 6 (660 MB) at the 7B's width on a CPU with 300 MB of L3, 4 (440 MB) where it has 32 MB. */
+#define DECODE_TRIAL 16
 
-/* The ways of bf16 decode worth timing on this CPU, the untimed default first: the layouts
- * MAMBA2_CPU_PACK allows (packed, in place; "1" or "0" names one) × the products it has for bf16
- * (its own; on AVX512_BF16 also the AVX-512F FMA one). Returns how many (1: nothing to choose). */
-static int decode_ways(const CpuBackend *cb, const char *pack, CpuBf16Decode ways[4]) {
+/* The ways of bf16 decode worth timing on this CPU, the untimed default first: the products it has
+ * for bf16 (its own; on AVX512_BF16 CPUs also the AVX-512F FMA product) × the layouts MAMBA2_CPU_PACK
+ * allows (packed, in place; "1" or "0" names one), the layouts in turn. AVX2's product is not timed
+ * on AVX-512 CPUs: at one sequence it tied with the AVX-512F one, at four it was 35 % slower
+ * (results/cpu.md), and the trial times one. Returns how many (1: nothing to choose). */
+static int decode_ways(const CpuBackend *cb, const char *pack, CpuBf16Decode ways[DECODE_WAYS]) {
     int n = 0;
-    for (int packed = 1; packed >= 0; packed--) {
-        if (pack && !strcmp(pack, packed ? "0" : "1")) continue;
-        ways[n++] = (CpuBf16Decode){packed, cb->isa, 0};
-        if (cb->isa == CPU_ISA_AVX512BF16) ways[n++] = (CpuBf16Decode){packed, CPU_ISA_AVX512, 0};
-    }
+    for (int isa = (int)cb->isa; isa == (int)cb->isa || (isa == CPU_ISA_AVX512 && cb->isa == CPU_ISA_AVX512BF16); isa--)
+        for (int packed = 1; packed >= 0; packed--)
+            if (!(pack && !strcmp(pack, packed ? "0" : "1"))) ways[n++] = (CpuBf16Decode){packed, (CpuIsa)isa, 0};
     return n;
 }
 
 /* Times @p ways on the first @p n large matrices (bf16_decode_choice.h; the packed ways read the
  * copies made of them) and keeps the fastest: its product becomes cb->bf16_isa, and unless it reads
  * packed the copies are dropped (every matrix stays in place). MAMBA2_CPU_PACK_MIN=R and
- * MAMBA2_CPU_FMA_MIN=R count a packed way, an FMA way, as the fastest only where it timed at least R
+ * MAMBA2_CPU_LOWER_MIN=R count a packed way, a way with the lower tier's product, as the fastest only where it timed at least R
  * times as fast (default 1; the tests force each outcome with them). With no memory to time, the
  * first way is kept. Returns 1 when the way kept reads packed. */
 static int choose_decode(CpuBackend *cb, int n, CpuBf16Decode *ways, int n_ways) {
@@ -392,11 +396,11 @@ static int choose_decode(CpuBackend *cb, int n, CpuBf16Decode *ways, int n_ways)
     for (int i = 0; i < n; i++) W[i] = big_matrix(cb, i)->t, p[i] = big_matrix(cb, i)->p;
     int best = 0;
     if (cpu_bf16_time_decode(W, p, n, cb->nt, cb->precision, ways, n_ways) == 0) {
-        const char *pack_min = getenv("MAMBA2_CPU_PACK_MIN"), *fma_min = getenv("MAMBA2_CPU_FMA_MIN");
+        const char *pack_min = getenv("MAMBA2_CPU_PACK_MIN"), *lower_min = getenv("MAMBA2_CPU_LOWER_MIN");
         double best_t = 0;
         for (int w = 0; w < n_ways; w++) {
             double t = ways[w].seconds * (ways[w].packed && pack_min ? atof(pack_min) : 1.0) *
-                       (ways[w].isa != cb->isa && fma_min ? atof(fma_min) : 1.0);
+                       (ways[w].isa != cb->isa && lower_min ? atof(lower_min) : 1.0);
             if (w == 0 || t < best_t) best = w, best_t = t;
         }
         cb->n_ways = n_ways; /* kept with the chosen way first, for the kernel names */
@@ -413,7 +417,7 @@ static int choose_decode(CpuBackend *cb, int n, CpuBf16Decode *ways, int n_ways)
 /* The copies decode reads instead of the mmap, made at load for in_proj, out_proj of every layer
  * and lm_head: quantized to @p weights (q8 / q4, any stored dtype), or with the weights as stored,
  * the bf16 ones repacked (packed_bf16.h) where that reads faster on this CPU. For bf16 the first
- * DECODE_TRIAL matrices are packed and decode timed on them each way (layout × product,
+ * matrices (twice the last-level cache, at most DECODE_TRIAL) are packed and decode timed on them each way (layout × product,
  * decode_ways(), choose_decode()); if the fastest reads in place, their copies are dropped and
  * every matrix stays in place (other dtypes always do). Below CPU_DECODE_TRIAL_MIN_BYTES nothing is
  * timed: packed, the CPU's own product. MAMBA2_CPU_PACK=0 or 1 keeps them in place or packs them
@@ -426,19 +430,20 @@ static int copy_weights(CpuBackend *cb, const Mamba2BackendOptions *opt, Mamba2W
     const int quantize = weights != MAMBA2_WEIGHTS_STORED;
     const char *want = getenv("MAMBA2_CPU_PACK");
     const int L = m->cfg.n_layer, n = 2 * L + 1, tied = m->w.lm_head.data == m->w.embeddings.data;
-    const int n_trial = n < DECODE_TRIAL ? n : DECODE_TRIAL;
+    const double trial_want = 2.0 * (double)cpu_cache_bytes(3); /* bytes the trial's matrices should add up to */
     double need = 0, trial_bytes = 0; /* refused up front rather than failing (or being killed) half-way */
-    int trial_bf16 = !quantize;
+    int trial_bf16 = !quantize, n_trial = 0;
     for (int i = 0; i < n; i++) {
         const Mamba2Tensor *t = big_matrix(cb, i)->t;
         if (quantize) need += (double)cpu_qmatrix_bytes(t->shape[0], t->shape[1], weights);
         else if (t->dtype == MAMBA2_BF16) need += (double)cpu_packed_bf16_bytes(t->shape[0], t->shape[1]);
-        if (i < n_trial) {
+        if (n_trial < DECODE_TRIAL && trial_bytes < trial_want) {
             trial_bf16 = trial_bf16 && t->dtype == MAMBA2_BF16;
             trial_bytes += (double)mamba2_tensor_numel(t) * 2;
+            n_trial++;
         }
     }
-    CpuBf16Decode ways[4];
+    CpuBf16Decode ways[DECODE_WAYS];
     const int n_ways = trial_bf16 ? decode_ways(cb, want, ways) : 0;
     const int trial = n_ways > 1 && ((want && !strcmp(want, "timed")) || trial_bytes >= CPU_DECODE_TRIAL_MIN_BYTES);
     const int in_place = !quantize && want && !strcmp(want, "0");

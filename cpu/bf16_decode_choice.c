@@ -22,15 +22,15 @@ int cpu_bf16_time_decode(const Mamba2Tensor *const *W, const CpuPackedBf16 *pack
     for (int64_t k = 0; k < K; k++) x[k] = (float)((k * 2654435761u) % 1000) / 500.0f - 1.0f; /* in [-1, 1) */
     for (int w = 0; w < n_ways; w++) ways[w].seconds = 0;
     for (int r = 0; r <= CPU_DECODE_TRIAL_ROUNDS; r++)
-        for (int i = 0; i < n; i++)
-            for (int j = 0; j < n_ways; j++) {
-                CpuBf16Decode *way = &ways[(j + r) % n_ways]; /* round r starts with way r mod n_ways */
-                double t0 = omp_get_wtime();
+        for (int j = 0; j < n_ways; j++) {
+            CpuBf16Decode *way = &ways[(j + r) % n_ways]; /* round r starts with way r mod n_ways */
+            double t0 = omp_get_wtime();
+            for (int i = 0; i < n; i++)
                 if (way->packed) cpu_packed_bf16_gemv(way->isa, &packed[i], x, 0, 1, y, 0, 0, n_threads, precision);
                 else cpu_gemv(way->isa, W[i], x, 0, 1, y, 0, 0, n_threads, precision);
-                double t = omp_get_wtime() - t0;
-                if (r > 0) way->seconds += t; /* the first round faults the pages in and warms the threads */
-            }
+            double t = omp_get_wtime() - t0;
+            if (r > 0) way->seconds += t; /* the first round faults the pages in and warms the threads */
+        }
     free(x), free(y);
     return 0;
 }

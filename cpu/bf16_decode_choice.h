@@ -26,9 +26,14 @@ typedef struct {
 
 /**
  * @brief Times decode's product of one activation row over @p n bf16 matrices in each of @p n_ways
- *        ways, CPU_DECODE_TRIAL_ROUNDS rounds after one untimed one, the ways alternated matrix by
- *        matrix and their order rotated from round to round (so all see the same minute of a shared
- *        host and the same caches).
+ *        ways, CPU_DECODE_TRIAL_ROUNDS rounds after one untimed one: in each round every way in
+ *        turn over all @p n matrices, the ways' order rotated from round to round (so all see the
+ *        same minutes of a shared host).
+ *
+ * A way must not find in the last-level cache the bytes the way before it has just read, or it is
+ * timed faster than decode, which reads every weight once a step: so the matrices should add up to
+ * more than that cache (the backend takes twice its size), and ways of the two layouts, which read
+ * different bytes, should alternate in @p ways (with an even count, rotation keeps them alternating).
  * @param W         the stored matrices [n] (bf16, read in place by cpu_gemv())
  * @param packed    their packed copies [n] (read only by the ways that are packed; may be NULL if none is)
  * @param n         matrices (at least 1)

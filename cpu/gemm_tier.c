@@ -51,8 +51,9 @@ const char *cpu_gemm_tier_name(CpuGemmTier tier) {
 }
 
 size_t cpu_cache_bytes(int level) {
-    long v = sysconf(level == 1 ? _SC_LEVEL1_DCACHE_SIZE : _SC_LEVEL2_CACHE_SIZE);
-    /* not reported (some hypervisors, non-glibc): the smallest of current x86-64 cores */
-    if (v <= 0) v = level == 1 ? 32 << 10 : 256 << 10;
+    long v = sysconf(level == 1 ? _SC_LEVEL1_DCACHE_SIZE : level == 2 ? _SC_LEVEL2_CACHE_SIZE : _SC_LEVEL3_CACHE_SIZE);
+    /* not reported (some hypervisors, non-glibc): L1 and L2, the smallest of current x86-64 cores;
+     * L3, a large one (its users want to stay clear of it) */
+    if (v <= 0) v = level == 1 ? 32 << 10 : level == 2 ? 256 << 10 : 128 << 20;
     return (size_t)v;
 }

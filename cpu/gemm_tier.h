@@ -44,8 +44,9 @@ int cpu_amx_active(void);
 const char *cpu_gemm_tier_name(CpuGemmTier tier);
 
 /**
- * @brief Size in bytes of the data cache of @p level (1 or 2) of the core, from sysconf (which glibc
- *        reads from CPUID); a small conservative size when the system does not say.
+ * @brief Size in bytes of the data cache of @p level (1 or 2) of the core, or of the last-level
+ *        cache (3), from sysconf (which glibc reads from CPUID); when the system does not say, a small
+ *        size for 1 and 2 and a large one (128 MiB) for 3.
  */
 size_t cpu_cache_bytes(int level);
 
