@@ -84,8 +84,9 @@ typedef struct {
     Mamba2Backend base; /**< first, so a Mamba2Backend * is a CpuBackend * */
     int nt;             /**< OpenMP threads */
     CpuIsa isa;         /**< SIMD variant of the quantized products (cpu_isa_active()) */
-    CpuIsa bf16_isa;    /**< variant of the bf16 decode products: @ref isa, or a lower tier's (bf16 widened to
-                             fp32, FMA) where the load trial timed that faster (copy_weights()) */
+    CpuIsa bf16_isa;    /**< variant of the bf16 decode products of one sequence: @ref isa, or the lower tier's
+                             (bf16 widened to fp32, FMA) where the load trial timed that faster (copy_weights()) */
+    CpuIsa bf16_isa_batch; /**< the same for several sequences, timed at CPU_DECODE_TRIAL_BATCH */
     Mamba2Precision precision; /**< activation precision of the GEMMs */
     CpuMatrix lm_head;  /**< [V, d] */
     CpuLayer *layers;   /**< [L] */
@@ -103,6 +104,8 @@ typedef struct {
     CpuSsdScratch ssd;  /**< chunked-SSD work space */
     CpuBf16Decode ways[DECODE_WAYS]; /**< the ways of bf16 decode timed at load (copy_weights()), the one kept first */
     int n_ways;            /**< how many were timed (0: none) */
+    CpuBf16Decode batch_ways[2]; /**< the products timed for several sequences, the one kept first */
+    int n_batch_ways;      /**< how many (0: not timed) */
 } CpuBackend;
 
 static float *f32_copy(const Mamba2Tensor *t) {
@@ -171,10 +174,11 @@ static void project(const CpuBackend *cb, const CpuMatrix *W, const float *X, in
                     int64_t ldy, int accumulate) {
     if (W->q.data) cpu_qlinear(cb->isa, &W->q, X, ldx, T, Y, ldy, accumulate, cb->qscratch, cb->nt, cb->precision);
     else if (cpu_linear_uses_gemv(W->t, T) && W->p.data)
-        cpu_packed_bf16_gemv(cb->bf16_isa, &W->p, X, ldx, T, Y, ldy, accumulate, cb->nt, cb->precision);
+        cpu_packed_bf16_gemv(T == 1 ? cb->bf16_isa : cb->bf16_isa_batch, &W->p, X, ldx, T, Y, ldy, accumulate, cb->nt,
+                             cb->precision);
     else if (cpu_linear_uses_gemv(W->t, T))
-        cpu_gemv(W->t->dtype == MAMBA2_BF16 ? cb->bf16_isa : cb->isa, W->t, X, ldx, T, Y, ldy, accumulate, cb->nt,
-                 cb->precision);
+        cpu_gemv(W->t->dtype != MAMBA2_BF16 ? cb->isa : T == 1 ? cb->bf16_isa : cb->bf16_isa_batch, W->t, X, ldx, T, Y,
+                 ldy, accumulate, cb->nt, cb->precision);
     else if (W->p.data)
         cpu_packed_bf16_linear(W->t, &W->p, X, ldx, T, Y, ldy, accumulate, cb->panels, cb->nt, cb->precision);
     else cpu_linear(W->t, X, ldx, T, Y, ldy, accumulate, cb->panels, cb->nt, cb->precision);
@@ -366,16 +370,19 @@ static CpuMatrix *big_matrix(const CpuBackend *cb, int i) {
     return i == 2 * L ? (CpuMatrix *)&cb->lm_head : i % 2 ? &cb->layers[i / 2].out_proj : &cb->layers[i / 2].in_proj;
 }
 
-/* Matrices copy_weights() times the ways of bf16 decode on, at most: the first ones (in_proj,
- * out_proj of layer 0, 1, ...) until they add up to twice the last-level cache (bf16_decode_choice.h),
- * 6 (660 MB) at the 7B's width on a CPU with 300 MB of L3, 4 (440 MB) where it has 32 MB. */
+/* Matrices copy_weights() times the ways of bf16 decode on: the first ones (in_proj, out_proj of
+ * layer 0, 1, ...), at least DECODE_TRIAL_MIN and on until they add up to twice the last-level cache
+ * (bf16_decode_choice.h), at most DECODE_TRIAL: at the 7B's width 4 (440 MB) where L3 is 32 MB, 6
+ * (660 MB) where it is 300 MB. */
+#define DECODE_TRIAL_MIN 4
 #define DECODE_TRIAL 16
 
 /* The ways of bf16 decode worth timing on this CPU, the untimed default first: the products it has
  * for bf16 (its own; on AVX512_BF16 CPUs also the AVX-512F FMA product) × the layouts MAMBA2_CPU_PACK
- * allows (packed, in place; "1" or "0" names one), the layouts in turn. AVX2's product is not timed
- * on AVX-512 CPUs: at one sequence it tied with the AVX-512F one, at four it was 35 % slower
- * (results/cpu.md), and the trial times one. Returns how many (1: nothing to choose). */
+ * allows (packed, in place; "1" or "0" names one), the layouts in turn. AVX2's product is not a
+ * candidate on AVX-512 CPUs: it can tie at one sequence, which the trial times, and be far slower at
+ * several (results/cpu.md, "vdpbf16ps was the slower bf16 product"). Returns how many (1: nothing
+ * to choose). */
 static int decode_ways(const CpuBackend *cb, const char *pack, CpuBf16Decode ways[DECODE_WAYS]) {
     int n = 0;
     for (int isa = (int)cb->isa; isa == (int)cb->isa || (isa == CPU_ISA_AVX512 && cb->isa == CPU_ISA_AVX512BF16); isa--)
@@ -384,31 +391,49 @@ static int decode_ways(const CpuBackend *cb, const char *pack, CpuBf16Decode way
     return n;
 }
 
-/* Times @p ways on the first @p n large matrices (bf16_decode_choice.h; the packed ways read the
- * copies made of them) and keeps the fastest: its product becomes cb->bf16_isa, and unless it reads
- * packed the copies are dropped (every matrix stays in place). MAMBA2_CPU_PACK_MIN=R and
- * MAMBA2_CPU_LOWER_MIN=R count a packed way, a way with the lower tier's product, as the fastest only where it timed at least R
- * times as fast (default 1; the tests force each outcome with them). With no memory to time, the
- * first way is kept. Returns 1 when the way kept reads packed. */
+/* Times @p ways of decode for @p B sequences on @p n matrices and returns the index of the fastest
+ * (0 when they could not be timed), @p kept receiving them with that one first (*n_kept: how many;
+ * 0 when not timed). MAMBA2_CPU_PACK_MIN=R and MAMBA2_CPU_LOWER_MIN=R count a packed way, and a way
+ * with the lower tier's product, as the fastest only where it timed at least R times as fast
+ * (default 1; the tests force each outcome with them). */
+static int fastest_way(const CpuBackend *cb, const Mamba2Tensor *const *W, const CpuPackedBf16 *p, int n, int B,
+                       CpuBf16Decode *ways, int n_ways, CpuBf16Decode *kept, int *n_kept) {
+    *n_kept = 0;
+    if (cpu_bf16_time_decode(W, p, n, cb->nt, cb->precision, B, ways, n_ways)) return 0;
+    const char *pack_min = getenv("MAMBA2_CPU_PACK_MIN"), *lower_min = getenv("MAMBA2_CPU_LOWER_MIN");
+    int best = 0;
+    double best_t = 0;
+    for (int w = 0; w < n_ways; w++) {
+        double t = ways[w].seconds * (ways[w].packed && pack_min ? atof(pack_min) : 1.0) *
+                   (ways[w].isa != cb->isa && lower_min ? atof(lower_min) : 1.0);
+        if (w == 0 || t < best_t) best = w, best_t = t;
+    }
+    *n_kept = n_ways;
+    kept[0] = ways[best];
+    for (int w = 0, k = 1; w < n_ways; w++)
+        if (w != best) kept[k++] = ways[w];
+    return best;
+}
+
+/* Times @p ways of decode of one sequence on the first @p n large matrices (bf16_decode_choice.h;
+ * the packed ways read the copies made of them) and keeps the fastest: its product becomes
+ * cb->bf16_isa; then the products of that layout are timed again for CPU_DECODE_TRIAL_BATCH sequences,
+ * the fastest becoming cb->bf16_isa_batch (more vectors a line shift the balance between the
+ * products). Unless the way kept reads packed, the copies are then dropped (every matrix stays in
+ * place). With no memory to time, the first way is kept. Returns 1 when the way kept reads packed. */
 static int choose_decode(CpuBackend *cb, int n, CpuBf16Decode *ways, int n_ways) {
     const Mamba2Tensor *W[DECODE_TRIAL];
     CpuPackedBf16 p[DECODE_TRIAL];
     for (int i = 0; i < n; i++) W[i] = big_matrix(cb, i)->t, p[i] = big_matrix(cb, i)->p;
-    int best = 0;
-    if (cpu_bf16_time_decode(W, p, n, cb->nt, cb->precision, ways, n_ways) == 0) {
-        const char *pack_min = getenv("MAMBA2_CPU_PACK_MIN"), *lower_min = getenv("MAMBA2_CPU_LOWER_MIN");
-        double best_t = 0;
-        for (int w = 0; w < n_ways; w++) {
-            double t = ways[w].seconds * (ways[w].packed && pack_min ? atof(pack_min) : 1.0) *
-                       (ways[w].isa != cb->isa && lower_min ? atof(lower_min) : 1.0);
-            if (w == 0 || t < best_t) best = w, best_t = t;
-        }
-        cb->n_ways = n_ways; /* kept with the chosen way first, for the kernel names */
-        cb->ways[0] = ways[best];
-        for (int w = 0, k = 1; w < n_ways; w++)
-            if (w != best) cb->ways[k++] = ways[w];
-    }
-    cb->bf16_isa = ways[best].isa;
+    const int best = fastest_way(cb, W, p, n, 1, ways, n_ways, cb->ways, &cb->n_ways);
+    cb->bf16_isa = cb->bf16_isa_batch = ways[best].isa;
+    CpuBf16Decode batch[2];
+    int n_batch = 0;
+    for (int w = 0; w < n_ways; w++)
+        if (ways[w].packed == ways[best].packed && n_batch < 2) batch[n_batch++] = ways[w];
+    if (n_batch > 1)
+        cb->bf16_isa_batch = batch[fastest_way(cb, W, p, n, CPU_DECODE_TRIAL_BATCH, batch, n_batch, cb->batch_ways,
+                                               &cb->n_batch_ways)].isa;
     if (ways[best].packed) return 1;
     for (int i = 0; i < n; i++) cpu_packed_bf16_free(&big_matrix(cb, i)->p);
     return 0;
@@ -417,7 +442,7 @@ static int choose_decode(CpuBackend *cb, int n, CpuBf16Decode *ways, int n_ways)
 /* The copies decode reads instead of the mmap, made at load for in_proj, out_proj of every layer
  * and lm_head: quantized to @p weights (q8 / q4, any stored dtype), or with the weights as stored,
  * the bf16 ones repacked (packed_bf16.h) where that reads faster on this CPU. For bf16 the first
- * matrices (twice the last-level cache, at most DECODE_TRIAL) are packed and decode timed on them each way (layout × product,
+ * matrices (DECODE_TRIAL) are packed and decode timed on them each way (layout × product,
  * decode_ways(), choose_decode()); if the fastest reads in place, their copies are dropped and
  * every matrix stays in place (other dtypes always do). Below CPU_DECODE_TRIAL_MIN_BYTES nothing is
  * timed: packed, the CPU's own product. MAMBA2_CPU_PACK=0 or 1 keeps them in place or packs them
@@ -437,7 +462,7 @@ static int copy_weights(CpuBackend *cb, const Mamba2BackendOptions *opt, Mamba2W
         const Mamba2Tensor *t = big_matrix(cb, i)->t;
         if (quantize) need += (double)cpu_qmatrix_bytes(t->shape[0], t->shape[1], weights);
         else if (t->dtype == MAMBA2_BF16) need += (double)cpu_packed_bf16_bytes(t->shape[0], t->shape[1]);
-        if (n_trial < DECODE_TRIAL && trial_bytes < trial_want) {
+        if (n_trial < DECODE_TRIAL && (n_trial < DECODE_TRIAL_MIN || trial_bytes < trial_want)) {
             trial_bf16 = trial_bf16 && t->dtype == MAMBA2_BF16;
             trial_bytes += (double)mamba2_tensor_numel(t) * 2;
             n_trial++;
@@ -520,13 +545,20 @@ static void cpu_kernels(Mamba2Backend *b, Mamba2KernelNames *out) {
     if (!q->data) {
         snprintf(out->gemm, sizeof out->gemm, "%s", cpu_gemm_kernel_name(cb->precision));
         const char *layout = cb->lm_head.p.data ? "bf16 packed at load" : "bf16 in place";
-        if (cb->lm_head.p.data || cb->n_ways) snprintf(out->gemv, sizeof out->gemv, "%s, %s", cpu_isa_name(cb->bf16_isa), layout);
+        if (cb->lm_head.p.data || cb->n_ways)
+            snprintf(out->gemv, sizeof out->gemv, "%s, %s", cpu_isa_name(cb->bf16_isa), layout);
         else snprintf(out->gemv, sizeof out->gemv, "%s", cpu_isa_name(cb->bf16_isa));
         for (int w = 1; w < cb->n_ways; w++) { /* the others' times, relative to the way kept */
             size_t used = strlen(out->gemv);
             snprintf(out->gemv + used, sizeof out->gemv - used, "%s%s %s %.2fx%s", w == 1 ? " (timed at load: " : ", ",
                      cpu_isa_name(cb->ways[w].isa), cb->ways[w].packed ? "packed" : "in place",
                      cb->ways[w].seconds / cb->ways[0].seconds, w == cb->n_ways - 1 ? ")" : "");
+        }
+        if (cb->n_batch_ways > 1) { /* and the product of several sequences */
+            size_t used = strlen(out->gemv);
+            snprintf(out->gemv + used, sizeof out->gemv - used, "; batched: %s (%s %.2fx)",
+                     cpu_isa_name(cb->batch_ways[0].isa), cpu_isa_name(cb->batch_ways[1].isa),
+                     cb->batch_ways[1].seconds / cb->batch_ways[0].seconds);
         }
         return;
     }
@@ -574,7 +606,7 @@ int mamba2_backend_cpu_create(const Mamba2Model *m, const Mamba2BackendOptions *
     }
 #pragma omp parallel num_threads(cb->nt)
     { (void)0; }
-    cb->isa = cb->bf16_isa = cpu_isa_active();
+    cb->isa = cb->bf16_isa = cb->bf16_isa_batch = cpu_isa_active();
     cb->precision = opt ? opt->precision : MAMBA2_PRECISION_DEFAULT;
     /* Ask for 2 MiB pages on the weight mappings (a hint; errors are ignored): pages the kernel
      * reads in from now on come as 2 MiB folios, one TLB entry each, for decode's stream over every

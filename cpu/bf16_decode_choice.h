@@ -25,7 +25,7 @@ typedef struct {
 } CpuBf16Decode;
 
 /**
- * @brief Times decode's product of one activation row over @p n bf16 matrices in each of @p n_ways
+ * @brief Times decode's product of @p B activation rows over @p n bf16 matrices in each of @p n_ways
  *        ways, CPU_DECODE_TRIAL_ROUNDS rounds after one untimed one: in each round every way in
  *        turn over all @p n matrices, the ways' order rotated from round to round (so all see the
  *        same minutes of a shared host).
@@ -39,12 +39,17 @@ typedef struct {
  * @param n         matrices (at least 1)
  * @param n_threads OpenMP threads of the products
  * @param precision the activation precision decode will run with
+ * @param B         activation rows (sequences) of each product
  * @param ways      [n_ways] the ways to time; each one's @ref CpuBf16Decode::seconds is set
  * @param n_ways    ways (at least 1)
  * @return 0, or -1 when there is no memory for the vectors (nothing timed).
  */
 int cpu_bf16_time_decode(const Mamba2Tensor *const *W, const CpuPackedBf16 *packed, int n, int n_threads,
-                         Mamba2Precision precision, CpuBf16Decode *ways, int n_ways);
+                         Mamba2Precision precision, int B, CpuBf16Decode *ways, int n_ways);
+
+/** Sequences of the trial that chooses the product of batched decode (the backend times one
+ *  sequence for the layout and the product of single-sequence decode, then this many). */
+#define CPU_DECODE_TRIAL_BATCH 4
 
 /** Timed rounds of cpu_bf16_time_decode(). */
 #define CPU_DECODE_TRIAL_ROUNDS 3

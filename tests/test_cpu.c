@@ -310,7 +310,8 @@ static void test_linear_paths(void) {
                 cpu_linear(&W, x, K, T, y1, rows, 1, scratch, 2, MAMBA2_PRECISION_DEFAULT);
                 for (int t = 0; t < T; t++) {
                     for (int r = 0; r < rows; r++) y2[(size_t)t * rows + r] = 1.0f;
-                    cpu_gemv(cpu_isa_active(), &W, x + (size_t)t * K, K, 1, y2 + (size_t)t * rows, rows, 1, 2, MAMBA2_PRECISION_DEFAULT);
+                    cpu_gemv(cpu_isa_active(), &W, x + (size_t)t * K, K, 1, y2 + (size_t)t * rows, rows, 1, 2,
+                             MAMBA2_PRECISION_DEFAULT);
                 }
                 double err = test_rel_l2(y1, y2, (size_t)T * rows), tol = gemm ? AMX_TOL : gemv_tol(dts[di]);
                 printf("\n    %s %s %dx%d T=%d: GEMM vs gemv %.1e (tolerance %.0e)", gemm ? "amx  " : "sgemm",
@@ -803,8 +804,10 @@ static void test_bf16_decode_timed(void) {
         memset(&names, 0, sizeof names);
         cb->kernels(cb, &names);
         CU_ASSERT_PTR_NOT_NULL(strstr(names.gemv, cases[k].layout));
-        /* vdpbf16ps kept in the first two cases, the FMA product in the last two */
+        /* vdpbf16ps kept in the first two cases, the FMA product in the last two, for one sequence
+         * and for several */
         CU_ASSERT_EQUAL(strncmp(names.gemv, own_named, strlen(own_named)) == 0, k < 2);
+        if (lower) CU_ASSERT_PTR_NOT_NULL(strstr(names.gemv, k < 2 ? "; batched: avx512bf16 (" : "; batched: avx512 ("));
         /* the last way named, with its time relative to the way kept: "... 1.08x)" */
         const char *r = strstr(names.gemv, "timed at load: "), *end = r ? strrchr(r, ')') : NULL, *num = end;
         while (num && num > r && num[-1] != ' ') num--;
