@@ -10,7 +10,8 @@
  * (a larger L3, a different memory system) slower, at every ISA tier; on that second Xeon the
  * vdpbf16ps product also decoded slower than the widened FMA one, where on an AMD Zen 4 the two
  * tied (results/cpu.md). So the backend times decode's product of one activation row each way over
- * a few of the model's matrices, alternated, and keeps the fastest.
+ * a few of the model's matrices, alternated, and keeps the fastest; then, in the layout kept, the
+ * products again for several rows (each row adds instructions a line, which moves the balance).
  */
 #ifndef MAMBA2_CPU_BF16_DECODE_CHOICE_H
 #define MAMBA2_CPU_BF16_DECODE_CHOICE_H
