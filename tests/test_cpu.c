@@ -765,11 +765,42 @@ static void test_random_models(void) {
     printf("\n");
 }
 
+/* Four steps of 3 sequences on @p cb, batched, against the same steps one sequence at a time on
+ * @p rb: the worst relative L2 of a row of logits. Three sequences take the GEMV kernel (the batched
+ * product the decode trial chose), as the single steps of the other tests do not. */
+static double batched_steps_vs(Mamba2Backend *cb, Mamba2Backend *rb) {
+    const Mamba2Config *c = &cb->model->cfg;
+    enum { B = 3 };
+    const int V = c->vocab_size;
+    Mamba2State a[B], r[B], *pa[B];
+    Mamba2Error e = {{0}};
+    float *la = malloc((size_t)B * V * 4), *lr = malloc((size_t)B * V * 4);
+    double worst = 0;
+    for (int i = 0; i < B; i++) {
+        CU_ASSERT_EQUAL(mamba2_state_init(&a[i], c, &e) || mamba2_state_init(&r[i], c, &e), 0);
+        pa[i] = &a[i];
+    }
+    for (int step = 0; step < 4; step++) {
+        int32_t tok[B];
+        random_tokens(tok, B, V);
+        CU_ASSERT_EQUAL(mamba2_backend_step(cb, pa, tok, B, la, &e), 0);
+        for (int i = 0; i < B; i++) {
+            Mamba2State *one = &r[i];
+            CU_ASSERT_EQUAL(mamba2_backend_step(rb, &one, &tok[i], 1, lr + (size_t)i * V, &e), 0);
+        }
+        double err = test_max_row_rel_l2(la, lr, B, V);
+        worst = err > worst ? err : worst;
+    }
+    for (int i = 0; i < B; i++) mamba2_state_free(&a[i]), mamba2_state_free(&r[i]);
+    free(la), free(lr);
+    return worst;
+}
+
 /* The ways of bf16 decode timed at load (bf16_decode_choice.h): each outcome forced through
  * MAMBA2_CPU_PACK_MIN and MAMBA2_CPU_LOWER_MIN (packed or in place; on a CPU with AVX512_BF16 also
  * vdpbf16ps or the AVX-512F FMA product) on a random BF16 model of 8 layers (more matrices than the 16
- * timed at most), each named with the way kept and the others' measured times, and every way's cpu prefill
- * and step against ref. */
+ * timed at most), each named with the way kept and the others' measured times, and every way's cpu prefill,
+ * step and batched step against ref. */
 static void test_bf16_decode_timed(void) {
     TinyModelSpec s;
     test_tiny_spec_default(&s);
@@ -815,10 +846,12 @@ static void test_bf16_decode_timed(void) {
         CU_ASSERT_EQUAL(run_backend(cb, tok, T, 0, pre), 0);
         CU_ASSERT_EQUAL(run_backend(cb, tok, T, 1, stp), 0);
         double e1 = test_max_row_rel_l2(pre, ref, T, V), e2 = test_max_row_rel_l2(stp, ref, T, V);
-        printf("\n    PACK_MIN=%-5s LOWER_MIN=%-5s %s | vs ref: prefill %.1e step %.1e", cases[k].pack_min, cases[k].lower_min,
-               names.gemv, e1, e2);
+        double e3 = batched_steps_vs(cb, rb);
+        printf("\n    PACK_MIN=%-5s LOWER_MIN=%-5s %s | vs ref: prefill %.1e step %.1e batched step %.1e", cases[k].pack_min,
+               cases[k].lower_min, names.gemv, e1, e2, e3);
         CU_ASSERT(e1 <= CPU_TOL);
         CU_ASSERT(e2 <= CPU_TOL);
+        CU_ASSERT(e3 <= CPU_TOL);
         mamba2_backend_destroy(cb);
     }
     unsetenv("MAMBA2_CPU_PACK_MIN"), unsetenv("MAMBA2_CPU_LOWER_MIN");
