@@ -116,7 +116,7 @@ void cpu_gemv_rows(CpuIsa isa, const Mamba2Tensor *W, int64_t r0, int64_t n, con
  * AVX512_BF16 the AVX-512F product where that decodes faster (bf16_decode_choice.h); the other
  * parameters as there, plus @p n_threads.
  */
-void cpu_gemv(CpuIsa isa, const Mamba2Tensor *W, const float *x, int64_t ldx, int B, float *y, int64_t ldy, int accumulate,
-              int n_threads, Mamba2Precision precision);
+void cpu_gemv(CpuIsa isa, const Mamba2Tensor *W, const float *x, int64_t ldx, int B, float *y, int64_t ldy,
+              int accumulate, int n_threads, Mamba2Precision precision);
 
 #endif
