@@ -173,13 +173,11 @@ static int reserve(CpuBackend *cb, int rows, int ssd_tokens, Mamba2Error *err) {
 static void project(const CpuBackend *cb, const CpuMatrix *W, const float *X, int64_t ldx, int T, float *Y,
                     int64_t ldy, int accumulate) {
     if (W->q.data) cpu_qlinear(cb->isa, &W->q, X, ldx, T, Y, ldy, accumulate, cb->qscratch, cb->nt, cb->precision);
-    else if (cpu_linear_uses_gemv(W->t, T) && W->p.data)
-        cpu_packed_bf16_gemv(T == 1 ? cb->bf16_isa : cb->bf16_isa_batch, &W->p, X, ldx, T, Y, ldy, accumulate, cb->nt,
-                             cb->precision);
-    else if (cpu_linear_uses_gemv(W->t, T))
-        cpu_gemv(W->t->dtype != MAMBA2_BF16 ? cb->isa : T == 1 ? cb->bf16_isa : cb->bf16_isa_batch, W->t, X, ldx, T, Y,
-                 ldy, accumulate, cb->nt, cb->precision);
-    else if (W->p.data)
+    else if (cpu_linear_uses_gemv(W->t, T)) {
+        const CpuIsa isa = W->t->dtype != MAMBA2_BF16 ? cb->isa : T == 1 ? cb->bf16_isa : cb->bf16_isa_batch;
+        if (W->p.data) cpu_packed_bf16_gemv(isa, &W->p, X, ldx, T, Y, ldy, accumulate, cb->nt, cb->precision);
+        else cpu_gemv(isa, W->t, X, ldx, T, Y, ldy, accumulate, cb->nt, cb->precision);
+    } else if (W->p.data)
         cpu_packed_bf16_linear(W->t, &W->p, X, ldx, T, Y, ldy, accumulate, cb->panels, cb->nt, cb->precision);
     else cpu_linear(W->t, X, ldx, T, Y, ldy, accumulate, cb->panels, cb->nt, cb->precision);
 }

@@ -765,6 +765,31 @@ static void test_random_models(void) {
     printf("\n");
 }
 
+/* Four steps of B sequences on the same random tokens: batched on @p cb (the states @p pa) and one
+ * sequence at a time on @p sb (the states @p single); logits into @p la and @p ls [B, V]. Returns the
+ * worst relative L2 of a row of logits; with @p ties, also asserts at each step that the argmax
+ * agrees wherever the top two are not near-tied (counting the near-ties). */
+static double steps_batched_vs_single(Mamba2Backend *cb, Mamba2State **pa, Mamba2Backend *sb, Mamba2State *single,
+                                      int B, float *la, float *ls, int *ties) {
+    const int V = cb->model->cfg.vocab_size;
+    Mamba2Error e = {{0}};
+    int32_t *next = malloc((size_t)B * sizeof *next);
+    double worst = 0;
+    for (int step = 0; step < 4; step++) {
+        random_tokens(next, B, V);
+        CU_ASSERT_EQUAL(mamba2_backend_step(cb, pa, next, B, la, &e), 0);
+        for (int i = 0; i < B; i++) {
+            Mamba2State *one = &single[i];
+            CU_ASSERT_EQUAL(mamba2_backend_step(sb, &one, &next[i], 1, ls + (size_t)i * V, &e), 0);
+        }
+        double err = test_max_row_rel_l2(la, ls, B, V);
+        worst = err > worst ? err : worst;
+        if (ties) CU_ASSERT_EQUAL(argmax_mismatches_beyond_ties(la, ls, B, V, ties), 0);
+    }
+    free(next);
+    return worst;
+}
+
 /* Four steps of 3 sequences on @p cb, batched, against the same steps one sequence at a time on
  * @p rb: the worst relative L2 of a row of logits. Three sequences take the GEMV kernel (the batched
  * product the decode trial chose), as the single steps of the other tests do not. */
@@ -775,22 +800,11 @@ static double batched_steps_vs(Mamba2Backend *cb, Mamba2Backend *rb) {
     Mamba2State a[B], r[B], *pa[B];
     Mamba2Error e = {{0}};
     float *la = malloc((size_t)B * V * 4), *lr = malloc((size_t)B * V * 4);
-    double worst = 0;
     for (int i = 0; i < B; i++) {
         CU_ASSERT_EQUAL(mamba2_state_init(&a[i], c, &e) || mamba2_state_init(&r[i], c, &e), 0);
         pa[i] = &a[i];
     }
-    for (int step = 0; step < 4; step++) {
-        int32_t tok[B];
-        random_tokens(tok, B, V);
-        CU_ASSERT_EQUAL(mamba2_backend_step(cb, pa, tok, B, la, &e), 0);
-        for (int i = 0; i < B; i++) {
-            Mamba2State *one = &r[i];
-            CU_ASSERT_EQUAL(mamba2_backend_step(rb, &one, &tok[i], 1, lr + (size_t)i * V, &e), 0);
-        }
-        double err = test_max_row_rel_l2(la, lr, B, V);
-        worst = err > worst ? err : worst;
-    }
+    double worst = steps_batched_vs_single(cb, pa, rb, r, B, la, lr, NULL);
     for (int i = 0; i < B; i++) mamba2_state_free(&a[i]), mamba2_state_free(&r[i]);
     free(la), free(lr);
     return worst;
@@ -882,7 +896,7 @@ static void test_batch_and_threads(void) {
         int B = sizes[k];
         Mamba2State *a = calloc(B, sizeof *a), *b = calloc(B, sizeof *b), **pa = calloc(B, sizeof *pa);
         float *la = malloc((size_t)B * V * 4), *lb = malloc((size_t)B * V * 4);
-        int32_t tok[32], next[32];
+        int32_t tok[32];
         for (int i = 0; i < B; i++) { /* different prompt lengths, so the states differ */
             mamba2_state_init(&a[i], c, &e);
             mamba2_state_init(&b[i], c, &e);
@@ -894,19 +908,8 @@ static void test_batch_and_threads(void) {
         /* a large B goes through cpu_linear()'s GEMM, the single steps through GEMVs (a small B
          * through the same GEMV kernel as the single steps, which gives the same bits) */
         double tol = cpu_linear_uses_gemv(&tm.m.w.layers[0].in_proj, B) ? SPLIT_TOL : gemm_tol();
-        double worst = 0, worst_state = 0;
         int ties = 0;
-        for (int step = 0; step < 4; step++) {
-            random_tokens(next, B, V);
-            CU_ASSERT_EQUAL(mamba2_backend_step(cb, pa, next, B, la, &e), 0);
-            for (int i = 0; i < B; i++) {
-                Mamba2State *one = &b[i];
-                CU_ASSERT_EQUAL(mamba2_backend_step(cb, &one, &next[i], 1, lb + (size_t)i * V, &e), 0);
-            }
-            double err = test_max_row_rel_l2(la, lb, B, V);
-            worst = err > worst ? err : worst;
-            CU_ASSERT_EQUAL(argmax_mismatches_beyond_ties(la, lb, B, V, &ties), 0);
-        }
+        double worst = steps_batched_vs_single(cb, pa, cb, b, B, la, lb, &ties), worst_state = 0;
         for (int i = 0; i < B; i++) {
             double es = test_rel_l2(a[i].ssm, b[i].ssm, a[i].ssm_len), ec = test_rel_l2(a[i].conv, b[i].conv, a[i].conv_len);
             worst_state = es > worst_state ? es : worst_state;
