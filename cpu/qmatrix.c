@@ -312,35 +312,37 @@ static inline void block_values(Mamba2WeightFormat f, const uint8_t *vals, int b
 
 size_t cpu_qlinear_scratch_bytes(int64_t K, int T) { return (size_t)T * (size_t)(round_up(K, QT_K) / QT_K) * XREC; }
 
-/* x [K] → K_pad / 512 records (see the file comment), for weights stored with @p offset.
- * Per block j of 32: e = max|x| / 127, p = round(x / e), column 32j + 4c + e' to byte 64c + 4j + e'
- * of p; ncorr = −offset · Σ p. */
-static QCLONES void quantize_x(const float *x, int64_t K, int64_t K_pad, int offset, uint8_t *rec) {
-    for (int64_t k0 = 0; k0 < K_pad; k0 += QT_K, rec += XREC) {
-        int8_t *p = (int8_t *)rec;
-        int32_t *ncorr = (int32_t *)(rec + XNCORR);
-        float *e = (float *)(rec + XE);
-        for (int b = 0; b < QT_BLOCKS; b++) {
-            int64_t b0 = k0 + QBLOCK * b;
-            float v[QBLOCK];
-            int8_t q[QBLOCK];
-            int n = K - b0 < QBLOCK ? (int)(K - b0 > 0 ? K - b0 : 0) : QBLOCK;
-            memcpy(v, x + b0, (size_t)n * sizeof *v);
-            memset(v + n, 0, (size_t)(QBLOCK - n) * sizeof *v);
-            float amax = 0;
-#pragma omp simd reduction(max : amax)
-            for (int i = 0; i < QBLOCK; i++) amax = fabsf(v[i]) > amax ? fabsf(v[i]) : amax;
-            float inv = amax > 0 ? 127 / amax : 0;
-            e[b] = amax / 127;
-            int32_t sum = 0;
-#pragma omp simd reduction(+ : sum)
-            for (int i = 0; i < QBLOCK; i++) {
-                q[i] = (int8_t)round_clamp(v[i] * inv, -127, 127);
-                sum += q[i];
-            }
-            for (int c = 0; c < QT_CHUNKS; c++) memcpy(p + 64 * c + 4 * b, q + 4 * c, 4);
-            ncorr[b] = -offset * sum;
+/* Columns k0 .. k0 + 511 of x [K] → one record (see the file comment), for weights stored with
+ * @p offset. Per block j of 32: e = max|x| / 127, p = round(x / e), column 32j + 4c + e' to byte
+ * 64c + 4j + e' of p; ncorr = −offset · Σ p. */
+static QCLONES void quantize_x(const float *x, int64_t K, int64_t k0, int offset, uint8_t *rec) {
+    int8_t *p = (int8_t *)rec;
+    int32_t *ncorr = (int32_t *)(rec + XNCORR);
+    float *e = (float *)(rec + XE);
+    for (int b = 0; b < QT_BLOCKS; b++) {
+        int64_t b0 = k0 + QBLOCK * b;
+        float pad[QBLOCK]; /* the last block's columns up to K, then zeros */
+        int8_t q[QBLOCK];
+        int n = K - b0 < QBLOCK ? (int)(K - b0 > 0 ? K - b0 : 0) : QBLOCK;
+        const float *v = x + b0; /* [QBLOCK] */
+        if (n < QBLOCK) {
+            memcpy(pad, x + b0, (size_t)n * sizeof *pad);
+            memset(pad + n, 0, (size_t)(QBLOCK - n) * sizeof *pad);
+            v = pad;
         }
+        float amax = 0;
+#pragma omp simd reduction(max : amax)
+        for (int i = 0; i < QBLOCK; i++) amax = fabsf(v[i]) > amax ? fabsf(v[i]) : amax;
+        float inv = amax > 0 ? 127 / amax : 0;
+        e[b] = amax / 127;
+        int32_t sum = 0;
+#pragma omp simd reduction(+ : sum)
+        for (int i = 0; i < QBLOCK; i++) {
+            q[i] = (int8_t)round_clamp(v[i] * inv, -127, 127);
+            sum += q[i];
+        }
+        for (int c = 0; c < QT_CHUNKS; c++) memcpy(p + 64 * c + 4 * b, q + 4 * c, 4);
+        ncorr[b] = -offset * sum;
     }
 }
 
@@ -1083,20 +1085,28 @@ void cpu_qlinear(CpuIsa isa, const CpuQMatrix *W, const float *X, int64_t ldx, i
                                                              T, Y, ldy, accumulate, n_threads) == 0)
         return;
 
-    int64_t rec_bytes = W->K_pad / QT_K * XREC;
+    int64_t n_kt = W->K_pad / QT_K, rec_bytes = n_kt * XREC, n_recs = (int64_t)T * n_kt;
     uint8_t *xq = scratch;
-#pragma omp parallel for num_threads(n_threads) schedule(static) if (T > 1)
-    for (int t = 0; t < T; t++) quantize_x(X + (size_t)t * ldx, W->K, W->K_pad, offset_of(W->format), xq + t * rec_bytes);
-
     /* Units of work: long runs of rows (each thread then streams long stretches of W, which the
      * hardware prefetchers follow best), but at least 4 units per thread so that threads that
      * finish early find work: ITEM_ROWS_MAX rows, fewer for small matrices or many threads. */
     int64_t item = W->rows / (4 * (int64_t)n_threads) / QT_ROWS * QT_ROWS;
     item = item < QT_ROWS ? QT_ROWS : item > ITEM_ROWS_MAX ? ITEM_ROWS_MAX : item;
     int64_t n_items = (W->rows + item - 1) / item;
-#pragma omp parallel for num_threads(n_threads) schedule(dynamic, 1)
-    for (int64_t it = 0; it < n_items; it++) {
-        int64_t r0 = it * item, r1 = r0 + item < W->rows ? r0 + item : W->rows;
-        integer_rows(kind, W, r0, r1, xq, T, Y, ldy, accumulate);
+#pragma omp parallel num_threads(n_threads)
+    {
+        /* the activations quantized record by record (512 columns each), shared out over the threads
+         * even for one row: at decode, one thread quantizing while the others waited was 1–2 % of a
+         * q4 step (results/cpu.md) */
+#pragma omp for schedule(static)
+        for (int64_t i = 0; i < n_recs; i++) {
+            int64_t t = i / n_kt, kt = i % n_kt;
+            quantize_x(X + (size_t)t * ldx, W->K, kt * QT_K, offset_of(W->format), xq + t * rec_bytes + kt * XREC);
+        }
+#pragma omp for schedule(dynamic, 1)
+        for (int64_t it = 0; it < n_items; it++) {
+            int64_t r0 = it * item, r1 = r0 + item < W->rows ? r0 + item : W->rows;
+            integer_rows(kind, W, r0, r1, xq, T, Y, ldy, accumulate);
+        }
     }
 }
