@@ -320,10 +320,11 @@ static int cpu_step(Mamba2Backend *b, Mamba2State **states, const int32_t *token
                     cpu_conv_silu(cb->zx + (size_t)s * ldz + d_in, ldz, 1, K, L->conv_wt, c->conv_dim, L->conv_b,
                                   states[s]->conv + conv_off, cb->xbc + (size_t)s * c->conv_dim, c->conv_dim, c0, c1);
                 }
-#pragma omp for schedule(static)
+#pragma omp for collapse(2) schedule(static)
             for (int s = 0; s < nb; s++)
-                cpu_dt(cb->zx + (size_t)s * ldz + d_in + c->conv_dim, ldz, 1, H, L->dt_bias, c->dt_min, c->dt_max,
-                       cb->dt + (size_t)s * H);
+                for (int h = 0; h < H; h++)
+                    cpu_dt(cb->zx + (size_t)s * ldz + d_in + c->conv_dim + h, ldz, 1, 1, L->dt_bias + h, c->dt_min,
+                           c->dt_max, cb->dt + (size_t)s * H + h);
             /* S_h ← exp(dt A) S_h + dt x_h B_gᵀ;  y_h = S_h C_g + D x_h, per sequence and head */
 #pragma omp for collapse(2) schedule(static)
             for (int s = 0; s < nb; s++)
@@ -335,10 +336,15 @@ static int cpu_step(Mamba2Backend *b, Mamba2State **states, const int32_t *token
                                       cb->dt[(size_t)s * H + h], L->A[h], L->D[h], P, N,
                                       cb->y + (size_t)s * d_in + (size_t)h * P);
                 }
-            /* y = grouped RMSNorm(y · silu(z)) */
-#pragma omp for schedule(static)
+            /* y = grouped RMSNorm(y · silu(z)), per sequence and group (dt, too, per head: with one
+             * sequence neither may be left to one thread while the others wait) */
+#pragma omp for collapse(2) schedule(static)
             for (int s = 0; s < nb; s++)
-                cpu_gated_norm(cb->y + (size_t)s * d_in, cb->zx + (size_t)s * ldz, d_in, G, L->gated_norm, c->eps);
+                for (int g = 0; g < G; g++) {
+                    size_t gs = (size_t)(d_in / G), o = (size_t)g * gs;
+                    cpu_gated_norm(cb->y + (size_t)s * d_in + o, cb->zx + (size_t)s * ldz + o, (int)gs, 1,
+                                   L->gated_norm + o, c->eps);
+                }
         }
         project(cb, &L->out_proj, cb->y, d_in, nb, cb->h, d, 1);                     /* h += y W_outᵀ */
     }
