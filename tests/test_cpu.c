@@ -720,26 +720,27 @@ static void test_near_tie_rule(void) {
 
 /* Fresh random models (new weights every run): F32 and BF16, G > 1, tied and untied, odd widths
  * (k tails in every kernel), T not a multiple of Q, conv widths other than Mamba-2's 4 (a step takes
- * the general conv loop there, the one-pass width-4 loop otherwise): cpu prefill and cpu step
- * against ref. */
+ * the general conv loop there, the one-pass width-4 loop otherwise), no conv bias: cpu prefill and
+ * cpu step against ref. */
 static void test_random_models(void) {
     struct {
         const char *what, *dtype;
-        int d, H, P, G, N, Q, tie, T, K;
-    } cases[] = {{"F32 d=16 G=2 Q=4", "F32", 16, 4, 8, 2, 8, 4, 0, 37, 4},
-                 {"BF16 d=20 G=2 Q=3 tied", "BF16", 20, 4, 10, 2, 6, 3, 1, 41, 4},
-                 {"BF16 d=64 G=4 Q=16", "BF16", 64, 8, 16, 4, 16, 16, 0, 100, 4},
-                 {"F32 d=24 G=1 Q=5 T=6", "F32", 24, 3, 16, 1, 8, 5, 0, 6, 4},
+        int d, H, P, G, N, Q, tie, T, K, no_bias;
+    } cases[] = {{"F32 d=16 G=2 Q=4", "F32", 16, 4, 8, 2, 8, 4, 0, 37, 4, 0},
+                 {"BF16 d=20 G=2 Q=3 tied", "BF16", 20, 4, 10, 2, 6, 3, 1, 41, 4, 0},
+                 {"BF16 d=64 G=4 Q=16", "BF16", 64, 8, 16, 4, 16, 16, 0, 100, 4, 0},
+                 {"F32 d=24 G=1 Q=5 T=6", "F32", 24, 3, 16, 1, 8, 5, 0, 6, 4, 0},
                  /* chunk_size above CPU_SSD_CHUNK: the CPU runs chunks of 32, the reference of 256 */
-                 {"BF16 d=64 G=2 Q=256", "BF16", 64, 4, 32, 2, 16, 256, 0, 300, 4},
-                 {"F32 d=16 G=2 d_conv=3", "F32", 16, 4, 8, 2, 8, 4, 0, 23, 3},
-                 {"BF16 d=20 G=2 d_conv=6", "BF16", 20, 4, 10, 2, 6, 3, 0, 29, 6}};
+                 {"BF16 d=64 G=2 Q=256", "BF16", 64, 4, 32, 2, 16, 256, 0, 300, 4, 0},
+                 {"F32 d=16 G=2 d_conv=3", "F32", 16, 4, 8, 2, 8, 4, 0, 23, 3, 0},
+                 {"BF16 d=20 G=2 d_conv=6", "BF16", 20, 4, 10, 2, 6, 3, 0, 29, 6, 0},
+                 {"F32 d=16 no conv bias", "F32", 16, 4, 8, 2, 8, 4, 0, 19, 4, 1}};
     for (size_t k = 0; k < sizeof cases / sizeof *cases; k++) {
         TinyModelSpec s;
         test_tiny_spec_default(&s);
         s.dtype = cases[k].dtype, s.d_model = cases[k].d, s.n_heads = cases[k].H, s.head_dim = cases[k].P;
         s.n_groups = cases[k].G, s.d_state = cases[k].N, s.chunk_size = cases[k].Q, s.tie = cases[k].tie;
-        s.d_conv = cases[k].K, s.n_layer = 3;
+        s.d_conv = cases[k].K, s.no_conv_bias = cases[k].no_bias, s.n_layer = 3;
         TinyModel tm;
         CU_ASSERT_EQUAL_FATAL(tiny_open(&tm, &s), 0);
         int T = cases[k].T, V = s.vocab_size;

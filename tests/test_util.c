@@ -176,7 +176,7 @@ static int tiny_tensors(const TinyModelSpec *s, TinyTensor *t) {
         ADD(L("norm.weight"), 1, s->d_model, 0, 0);
         ADD(L("mixer.in_proj.weight"), 2, proj, s->d_model, 0);
         ADD(L("mixer.conv1d.weight"), 3, conv_dim, 1, s->d_conv);
-        ADD(L("mixer.conv1d.bias"), 1, conv_dim, 0, 0);
+        if (!s->no_conv_bias) ADD(L("mixer.conv1d.bias"), 1, conv_dim, 0, 0);
         ADD(L("mixer.dt_bias"), 1, s->n_heads, 0, 0);
         ADD(L("mixer.A_log"), 1, s->n_heads, 0, 0);
         ADD(L("mixer.D"), 1, s->n_heads, 0, 0);
@@ -202,9 +202,10 @@ int test_write_tiny_model(const char *dir, const TinyModelSpec *s) {
                 " \"num_heads\": %d, \"head_dim\": %d, \"state_size\": %d, \"n_groups\": %d, \"conv_kernel\": %d,\n"
                 " \"expand\": %d, \"vocab_size\": %d, \"chunk_size\": %d, \"layer_norm_epsilon\": 1e-05,\n"
                 " \"time_step_limit\": [0.0, Infinity], \"tie_word_embeddings\": %s, \"use_bias\": false,\n"
-                " \"use_conv_bias\": true, \"norm_before_gate\": false, \"bos_token_id\": 1, \"eos_token_id\": 2}\n",
+                " \"use_conv_bias\": %s, \"norm_before_gate\": false, \"bos_token_id\": 1, \"eos_token_id\": 2}\n",
                 s->d_model, s->n_layer, s->n_heads, s->head_dim, s->d_state, s->n_groups, s->d_conv,
-                s->n_heads * s->head_dim / s->d_model, s->vocab_size, s->chunk_size, s->tie ? "true" : "false");
+                s->n_heads * s->head_dim / s->d_model, s->vocab_size, s->chunk_size, s->tie ? "true" : "false",
+                s->no_conv_bias ? "false" : "true");
     fclose(f);
 
     TinyTensor t[512];

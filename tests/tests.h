@@ -70,6 +70,7 @@ int test_run_program(const char *env, const char *args, char *out, size_t out_ca
 typedef struct {
     int d_model, n_layer, n_heads, head_dim, d_state, n_groups, d_conv, vocab_size, chunk_size; /**< dims */
     int tie;                 /**< 1: no lm_head.weight, tie_word_embeddings true */
+    int no_conv_bias;        /**< 1: no mixer.conv1d.bias, use_conv_bias false */
     const char *dtype;       /**< "F32" or "BF16" for every tensor */
     const char *drop;        /**< name of a tensor to leave out, or NULL */
     const char *reshape;     /**< name of a tensor whose first dimension is made one too large, or NULL */
