@@ -320,6 +320,8 @@ static int cpu_step(Mamba2Backend *b, Mamba2State **states, const int32_t *token
                     cpu_conv_silu(cb->zx + (size_t)s * ldz + d_in, ldz, 1, K, L->conv_wt, c->conv_dim, L->conv_b,
                                   states[s]->conv + conv_off, cb->xbc + (size_t)s * c->conv_dim, c->conv_dim, c0, c1);
                 }
+            /* dt per sequence and head (not per sequence: with one sequence, one thread would work
+             * while the others waited) */
 #pragma omp for collapse(2) schedule(static)
             for (int s = 0; s < nb; s++)
                 for (int h = 0; h < H; h++)
@@ -336,8 +338,7 @@ static int cpu_step(Mamba2Backend *b, Mamba2State **states, const int32_t *token
                                       cb->dt[(size_t)s * H + h], L->A[h], L->D[h], P, N,
                                       cb->y + (size_t)s * d_in + (size_t)h * P);
                 }
-            /* y = grouped RMSNorm(y · silu(z)), per sequence and group (dt, too, per head: with one
-             * sequence neither may be left to one thread while the others wait) */
+            /* y = grouped RMSNorm(y · silu(z)), per sequence and group (so, likewise) */
 #pragma omp for collapse(2) schedule(static)
             for (int s = 0; s < nb; s++)
                 for (int g = 0; g < G; g++) {
