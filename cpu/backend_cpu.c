@@ -389,10 +389,12 @@ static CpuMatrix *big_matrix(const CpuBackend *cb, int i) {
  * several (results/cpu.md, "vdpbf16ps was the slower bf16 product"). Returns how many (1: nothing
  * to choose). */
 static int decode_ways(const CpuBackend *cb, const char *pack, CpuBf16Decode ways[DECODE_WAYS]) {
+    const CpuIsa products[2] = {cb->isa, CPU_ISA_AVX512};
+    const int n_products = cb->isa == CPU_ISA_AVX512BF16 ? 2 : 1;
     int n = 0;
-    for (int isa = (int)cb->isa; isa == (int)cb->isa || (isa == CPU_ISA_AVX512 && cb->isa == CPU_ISA_AVX512BF16); isa--)
+    for (int i = 0; i < n_products; i++)
         for (int packed = 1; packed >= 0; packed--)
-            if (!(pack && !strcmp(pack, packed ? "0" : "1"))) ways[n++] = (CpuBf16Decode){packed, (CpuIsa)isa, 0};
+            if (!(pack && !strcmp(pack, packed ? "0" : "1"))) ways[n++] = (CpuBf16Decode){packed, products[i], 0};
     return n;
 }
 
