@@ -1096,8 +1096,7 @@ void cpu_qlinear(CpuIsa isa, const CpuQMatrix *W, const float *X, int64_t ldx, i
 #pragma omp parallel num_threads(n_threads)
     {
         /* the activations quantized record by record (512 columns each), shared out over the threads
-         * even for one row: at decode, one thread quantizing while the others waited was 1–2 % of a
-         * q4 step (results/cpu.md) */
+         * even for one row, so that at decode no thread waits while one quantizes (results/cpu.md) */
 #pragma omp for schedule(static)
         for (int64_t i = 0; i < n_recs; i++) {
             int64_t t = i / n_kt, kt = i % n_kt;
