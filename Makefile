@@ -105,6 +105,8 @@ $(BUILD)/src/backend.o: CPU_FLAGS := $(if $(CPU_SRC),-Icpu)
 $(BUILD)/%.o: %.c $(HEADERS)
 	@mkdir -p $(dir $@)
 	$(CC) $(CFLAGS) $(CPU_FLAGS) -c $< -o $@
+# the tests' own headers too (a struct of test_util.h changed under an object compiled before reads garbage)
+$(TEST_OBJ): $(wildcard tests/*.h)
 
 $(BUILD)/gpu/%.o: gpu/%.cu $(HEADERS)
 	@mkdir -p $(dir $@)
