@@ -346,21 +346,95 @@ static inline AVX512_INLINE void avx512_block(Mamba2DType dt, const void *W, int
         }
 }
 
+/* The bf16 block on 32 columns a step: one 64-byte load holds W[k .. k+32), each 32-bit lane an even
+ * column's bf16 in its low half and the next (odd) column's in its high half, so a shift left by 16
+ * makes the even columns' floats and clearing the low half the odd ones': two integer instructions
+ * for 32 weights, where widening 16 at a time (avx512_load16()) takes a shuffle and a shift for
+ * every 16. The activations were put in that order beforehand (xp, even_odd_x16()):
+ *   acc[i][j] += even(W[row+i][k..k+32)) · xp[j][k..k+16) + odd(W[row+i][k..k+32)) · xp[j][k+16..k+32)
+ * Columns from K32 = K − K mod 32 on are done in scalar code with the unpermuted x. Prefetch as
+ * avx512_block() (one line of each row a step). */
+static inline AVX512_INLINE void avx512_block_bf16(const uint16_t *W, int64_t K, int64_t row, int R, const float *xp,
+                                                   int64_t ldxp, const float *x, int64_t ldx, int S, float *y,
+                                                   int64_t ldy, int accumulate, int next) {
+    const int64_t K32 = K / 32 * 32;
+    const __m512i odd = _mm512_set1_epi32((int)0xFFFF0000u);
+    __m512 acc[8][4];
+#pragma GCC unroll 8
+    for (int i = 0; i < R; i++)
+#pragma GCC unroll 4
+        for (int j = 0; j < S; j++) acc[i][j] = _mm512_setzero_ps();
+    int64_t k = 0;
+    for (; k < K32; k += 32) {
+        if (row_prefetch == CPU_PREFETCH_NEXT_BLOCK && next) /* the next block's rows at this column: one line each */
+#pragma GCC unroll 8
+            for (int i = 0; i < R; i++) _mm_prefetch((const char *)(W + (row + R + i) * K + k), _MM_HINT_T1);
+        else if (row_prefetch == CPU_PREFETCH_IN_ROW)
+#pragma GCC unroll 8
+            for (int i = 0; i < R; i++) _mm_prefetch((const char *)(W + (row + i) * K + k) + GEMV_PREFETCH_BYTES, _MM_HINT_T0);
+        __m512 xe[4], xo[4];
+#pragma GCC unroll 4
+        for (int j = 0; j < S; j++) xe[j] = _mm512_loadu_ps(xp + j * ldxp + k), xo[j] = _mm512_loadu_ps(xp + j * ldxp + k + 16);
+#pragma GCC unroll 8
+        for (int i = 0; i < R; i++) {
+            const __m512i v = _mm512_loadu_si512(W + (row + i) * K + k);
+            const __m512 we = _mm512_castsi512_ps(_mm512_slli_epi32(v, 16)), wo = _mm512_castsi512_ps(_mm512_and_si512(v, odd));
+#pragma GCC unroll 4
+            for (int j = 0; j < S; j++) acc[i][j] = _mm512_fmadd_ps(wo, xo[j], _mm512_fmadd_ps(we, xe[j], acc[i][j]));
+        }
+    }
+#pragma GCC unroll 8
+    for (int i = 0; i < R; i++)
+#pragma GCC unroll 4
+        for (int j = 0; j < S; j++) {
+            float s = _mm512_reduce_add_ps(acc[i][j]);
+            for (int64_t kk = K32; kk < K; kk++) s += mamba2_bf16_to_f32(W[(row + i) * K + kk]) * x[j * ldx + kk];
+            y[j * ldy + i] = accumulate ? y[j * ldy + i] + s : s;
+        }
+}
+
+/* xp[b][32q + l] = x[b][32q + 2l], xp[b][32q + 16 + l] = x[b][32q + 2l + 1] (l < 16; whole groups of 32
+ * columns only): each 32 columns' even ones, then their odd ones, as avx512_block_bf16() widens them. */
+static inline AVX512_INLINE void even_odd_x16(const float *x, int64_t ldx, int B, int64_t K, float *xp) {
+    const int64_t K32 = K / 32 * 32;
+    const __m512i even_i = _mm512_setr_epi32(0, 2, 4, 6, 8, 10, 12, 14, 16, 18, 20, 22, 24, 26, 28, 30);
+    const __m512i odd_i = _mm512_setr_epi32(1, 3, 5, 7, 9, 11, 13, 15, 17, 19, 21, 23, 25, 27, 29, 31);
+    for (int b = 0; b < B; b++)
+        for (int64_t q = 0; q < K32; q += 32) {
+            const __m512 a = _mm512_loadu_ps(x + b * ldx + q), c = _mm512_loadu_ps(x + b * ldx + q + 16);
+            _mm512_storeu_ps(xp + b * K32 + q, _mm512_permutex2var_ps(a, even_i, c));
+            _mm512_storeu_ps(xp + b * K32 + q + 16, _mm512_permutex2var_ps(a, odd_i, c));
+        }
+}
+
+/* One register block of avx512_rows(): bf16 weights through avx512_block_bf16() when the activations
+ * were put in even/odd order (xp), everything else through avx512_block(). */
+static inline AVX512_INLINE void avx512_any_block(Mamba2DType dt, const void *W, int64_t K, int64_t row, int R, const float *xp,
+                                                  int64_t ldxp, const float *x, int64_t ldx, int S, float *y, int64_t ldy,
+                                                  int accumulate, int next) {
+    if (xp) avx512_block_bf16((const uint16_t *)W, K, row, R, xp, ldxp, x, ldx, S, y, ldy, accumulate, next);
+    else avx512_block(dt, W, K, row, R, x, ldx, S, y, ldy, accumulate, next);
+}
+
 static inline AVX512_INLINE void avx512_rows(Mamba2DType dt, const void *W, int64_t K, int64_t r0, int64_t n, const float *x,
                            int64_t ldx, int B, float *y, int64_t ldy, int accumulate) {
     int64_t r = 0;
+    const int64_t K32 = K / 32 * 32;
+    /* bf16: x in even/odd order, in this thread's buffer (none: the widening product, which needs none) */
+    float *xp = dt == MAMBA2_BF16 && K32 ? cpu_thread_buffer(CPU_BUF_GEMV, (size_t)B * K32 * sizeof(float)) : NULL;
+    if (xp) even_odd_x16(x, ldx, B, K, xp);
     if (B == 1) /* one vector: 8 rows at a time, as the AVX512_BF16 product (see gemv_dpbf16) */
-        for (; r + 8 <= n; r += 8) avx512_block(dt, W, K, r0 + r, 8, x, ldx, 1, y + r, ldy, accumulate, r + 16 <= n);
+        for (; r + 8 <= n; r += 8) avx512_any_block(dt, W, K, r0 + r, 8, xp, K32, x, ldx, 1, y + r, ldy, accumulate, r + 16 <= n);
     for (; r + 4 <= n; r += 4) {
         for (int b = 0; b < B; b += 4) { /* S a constant in each call, so the block's loops unroll */
             const int next = r + 8 <= n;
             float *yb = y + b * ldy + r;
-            const float *xb = x + b * ldx;
+            const float *xb = x + b * ldx, *xpb = xp ? xp + b * K32 : NULL;
             switch (B - b) {
-            case 1: avx512_block(dt, W, K, r0 + r, 4, xb, ldx, 1, yb, ldy, accumulate, next); break;
-            case 2: avx512_block(dt, W, K, r0 + r, 4, xb, ldx, 2, yb, ldy, accumulate, next); break;
-            case 3: avx512_block(dt, W, K, r0 + r, 4, xb, ldx, 3, yb, ldy, accumulate, next); break;
-            default: avx512_block(dt, W, K, r0 + r, 4, xb, ldx, 4, yb, ldy, accumulate, next); break;
+            case 1: avx512_any_block(dt, W, K, r0 + r, 4, xpb, K32, xb, ldx, 1, yb, ldy, accumulate, next); break;
+            case 2: avx512_any_block(dt, W, K, r0 + r, 4, xpb, K32, xb, ldx, 2, yb, ldy, accumulate, next); break;
+            case 3: avx512_any_block(dt, W, K, r0 + r, 4, xpb, K32, xb, ldx, 3, yb, ldy, accumulate, next); break;
+            default: avx512_any_block(dt, W, K, r0 + r, 4, xpb, K32, xb, ldx, 4, yb, ldy, accumulate, next); break;
             }
         }
     }

@@ -229,19 +229,20 @@ static DPBF16_TARGET void gemv_dpbf16(const CpuPackedBf16 *p, int64_t g0, int64_
 
 /* ------------------------------------------------------------------ AVX-512F (bf16 widened to fp32) */
 
-
-/* 16 bf16 at p widened to fp32 (the 16 bits become the top half of each float). */
-static inline AVX512_INLINE __m512 widen16(const uint16_t *p) {
-    return _mm512_castsi512_ps(_mm512_slli_epi32(_mm512_cvtepu16_epi32(_mm256_load_si256((const __m256i *)p)), 16));
-}
-
 /* Group g, S vectors (S ≤ 3, a constant after inlining), into y [S][ldy] (indexed from row 0 of
- * the matrix):
- *   y[j][8g+i] (+)= Σ_k W[8g+i][k] · xp[j][k],   xp [S][K_pad] = x with zeros from K on. */
+ * the matrix), in fp32: each bf16 weight widened exactly. A row's line of a chunk (32 columns) holds
+ * in each 32-bit lane an even column's bf16 in its low half and the next, odd column's in its high
+ * half, so a shift left by 16 makes the even columns' floats and clearing the low half the odd
+ * ones' (two integer instructions for 32 weights, where widening 16 at a time takes a shuffle and a
+ * shift for every 16; measured in results/cpu.md, "compute per byte of the bf16 decode products"). xp [S][K_pad]
+ * holds x in that order, with zeros from K on (even_odd_x() with 16 lanes):
+ *   acc[i][j] += even(w_i) · xp[j][32c .. 32c+16) + odd(w_i) · xp[j][32c+16 .. 32c+32)
+ * Every line is asked for into L1 CPU_DECODE_AHEAD bytes before it is read, as in dpbf16_group(). */
 static inline AVX512_INLINE void avx512_group(const CpuPackedBf16 *p, int64_t g, int S, const float *xp, float *y,
                                               int64_t ldy, int accumulate) {
     const int64_t K_pad = p->K_pad, chunks = K_pad / CPU_PACK_COLS;
     const uint16_t *G = p->data + g * group_elems(p);
+    const __m512i odd = _mm512_set1_epi32((int)0xFFFF0000u);
     __m512 acc[CPU_PACK_ROWS][3];
 #pragma GCC unroll 8
     for (int i = 0; i < CPU_PACK_ROWS; i++)
@@ -249,16 +250,17 @@ static inline AVX512_INLINE void avx512_group(const CpuPackedBf16 *p, int64_t g,
         for (int j = 0; j < S; j++) acc[i][j] = _mm512_setzero_ps();
     for (int64_t c = 0; c < chunks; c++) {
         const uint16_t *w = G + c * CPU_PACK_ROWS * CPU_PACK_COLS;
-        __m512 x0[3], x1[3];
+        __m512 xe[3], xo[3];
 #pragma GCC unroll 3
         for (int j = 0; j < S; j++)
-            x0[j] = _mm512_loadu_ps(xp + j * K_pad + c * CPU_PACK_COLS), x1[j] = _mm512_loadu_ps(xp + j * K_pad + c * CPU_PACK_COLS + 16);
+            xe[j] = _mm512_loadu_ps(xp + j * K_pad + c * CPU_PACK_COLS), xo[j] = _mm512_loadu_ps(xp + j * K_pad + c * CPU_PACK_COLS + 16);
 #pragma GCC unroll 8
         for (int i = 0; i < CPU_PACK_ROWS; i++) {
             cpu_prefetch_l1((const char *)(w + i * CPU_PACK_COLS) + CPU_DECODE_AHEAD);
-            const __m512 w0 = widen16(w + i * CPU_PACK_COLS), w1 = widen16(w + i * CPU_PACK_COLS + 16);
+            const __m512i v = _mm512_load_si512(w + i * CPU_PACK_COLS);
+            const __m512 we = _mm512_castsi512_ps(_mm512_slli_epi32(v, 16)), wo = _mm512_castsi512_ps(_mm512_and_si512(v, odd));
 #pragma GCC unroll 3
-            for (int j = 0; j < S; j++) acc[i][j] = _mm512_fmadd_ps(w1, x1[j], _mm512_fmadd_ps(w0, x0[j], acc[i][j]));
+            for (int j = 0; j < S; j++) acc[i][j] = _mm512_fmadd_ps(wo, xo[j], _mm512_fmadd_ps(we, xe[j], acc[i][j]));
         }
     }
     store_group(p, g, S, acc, y, ldy, accumulate);
@@ -329,13 +331,14 @@ static inline AVX2_INLINE void avx2_group(const uint16_t *G, int64_t chunks, con
     }
 }
 
-/* xp[32c + 16h + l] = x[32c + 16h + 2l], xp[32c + 16h + 8 + l] = x[32c + 16h + 2l + 1] (l < 8),
- * zeros from K on: each 16 columns' even ones, then their odd ones, as avx2_group() widens them. */
-static void even_odd_x(const float *x, int64_t K, int64_t K_pad, float *xp) {
-    for (int64_t q = 0; q < K_pad; q += 16)
-        for (int l = 0; l < 8; l++) {
+/* xp[2Lq + l] = x[2Lq + 2l], xp[2Lq + L + l] = x[2Lq + 2l + 1] (l < L = @p lanes: 8 for avx2_group(),
+ * 16 for avx512_group()), zeros from K on: each 2L columns' even ones, then their odd ones, as the
+ * groups widen them (K_pad is a multiple of 32, so of 2L). */
+static void even_odd_x(const float *x, int64_t K, int64_t K_pad, int lanes, float *xp) {
+    for (int64_t q = 0; q < K_pad; q += 2 * lanes)
+        for (int l = 0; l < lanes; l++) {
             xp[q + l] = q + 2 * l < K ? x[q + 2 * l] : 0.0f;
-            xp[q + 8 + l] = q + 2 * l + 1 < K ? x[q + 2 * l + 1] : 0.0f;
+            xp[q + lanes + l] = q + 2 * l + 1 < K ? x[q + 2 * l + 1] : 0.0f;
         }
 }
 
@@ -382,13 +385,9 @@ static GemvKernel prepare_x(GemvKernel k, const CpuPackedBf16 *p, const float *x
     if (!buf) return GEMV_SCALAR;
     for (int b = 0; b < B; b++) {
         const float *xb = x + b * ldx;
+        /* zeros past K in every order: the padding of W is zero, and 0 · NaN would not be */
         if (k == GEMV_DPBF16) split_x(xb, K, Kp, parts, (uint16_t *)buf + (size_t)b * parts * Kp);
-        else if (k == GEMV_AVX2) even_odd_x(xb, K, Kp, (float *)buf + b * Kp);
-        else { /* zeros past K: the padding of W is zero, and 0 · NaN would not be */
-            float *xp = (float *)buf + b * Kp;
-            memcpy(xp, xb, (size_t)K * sizeof *xp);
-            memset(xp + K, 0, (size_t)(Kp - K) * sizeof *xp);
-        }
+        else even_odd_x(xb, K, Kp, k == GEMV_AVX2 ? 8 : 16, (float *)buf + b * Kp);
     }
     return k;
 }
