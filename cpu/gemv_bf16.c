@@ -7,8 +7,9 @@
  *     y[b][r] = Σ_k W[r][k] · x[b][k]
  *
  * walking k in SIMD-width steps: load W[r][k..k+w) in its stored dtype, widen it to fp32 in a
- * register (bf16: the 16 bits become the top half of a float32; f16: F16C's vcvtph2ps; f32: a
- * plain load), and fuse-multiply-add it into one accumulator per (row, vector). A register block
+ * register (bf16: the 16 bits become the top half of a float32, for the even and the odd columns of
+ * a line apart on AVX-512F, with x put in the same order; f16: F16C's vcvtph2ps; f32: a plain load),
+ * and fuse-multiply-add it into one accumulator per (row, vector). A register block
  * is 4 rows × up to 2 vectors: 8 accumulators, 4 weight registers and 2 activation registers fit
  * in AVX2's 16 (AVX-512's 32 registers hold 4 rows × 4 vectors). With more vectors the same 4 rows
  * are walked again for the next group, from L1/L2, so DRAM still sees each weight byte once per call.

@@ -233,9 +233,9 @@ static DPBF16_TARGET void gemv_dpbf16(const CpuPackedBf16 *p, int64_t g0, int64_
  * the matrix), in fp32: each bf16 weight widened exactly. A row's line of a chunk (32 columns) holds
  * in each 32-bit lane an even column's bf16 in its low half and the next, odd column's in its high
  * half, so a shift left by 16 makes the even columns' floats and clearing the low half the odd
- * ones' (two integer instructions for 32 weights, where widening 16 at a time takes a shuffle and a
- * shift for every 16; measured in results/cpu.md, "compute per byte of the bf16 decode products"). xp [S][K_pad]
- * holds x in that order, with zeros from K on (even_odd_x() with 16 lanes):
+ * ones': two integer instructions for 32 weights, where widening 16 at a time takes a shuffle and a
+ * shift for every 16 (measured: results/cpu.md, "compute per byte of the bf16 decode products").
+ * xp [S][K_pad] holds x in that order, with zeros from K on (even_odd_x() with 16 lanes):
  *   acc[i][j] += even(w_i) · xp[j][32c .. 32c+16) + odd(w_i) · xp[j][32c+16 .. 32c+32)
  * Every line is asked for into L1 CPU_DECODE_AHEAD bytes before it is read, as in dpbf16_group(). */
 static inline AVX512_INLINE void avx512_group(const CpuPackedBf16 *p, int64_t g, int S, const float *xp, float *y,
