@@ -83,6 +83,14 @@ static inline float weight_at(Mamba2DType dt, const void *W, int64_t i) {
     }
 }
 
+/* A register block's row finished: its SIMD sum s plus the columns from k0 on in scalar code,
+ *   *y (+)= s + Σ_{k0 ≤ k < K} W[base + k] · x[k]. */
+static inline void finish_row(Mamba2DType dt, const void *W, int64_t base, const float *x, int64_t k0, int64_t K, float s,
+                              float *y, int accumulate) {
+    for (int64_t k = k0; k < K; k++) s += weight_at(dt, W, base + k) * x[k];
+    *y = accumulate ? *y + s : s;
+}
+
 /* ------------------------------------------------------------------ scalar */
 
 /* y[b][r] = Σ_k W[r0+r][k] x[b][k], one row and one vector at a time. */
@@ -155,11 +163,8 @@ static inline AVX2_INLINE void avx2_block(Mamba2DType dt, const void *W, int64_t
 #pragma GCC unroll 4
     for (int i = 0; i < R; i++)
 #pragma GCC unroll 2
-        for (int j = 0; j < S; j++) {
-            float s = avx2_hsum(acc[i][j]);
-            for (int64_t kk = k; kk < K; kk++) s += weight_at(dt, W, (row + i) * K + kk) * x[j * ldx + kk];
-            y[j * ldy + i] = accumulate ? y[j * ldy + i] + s : s;
-        }
+        for (int j = 0; j < S; j++)
+            finish_row(dt, W, (row + i) * K, x + j * ldx, k, K, avx2_hsum(acc[i][j]), &y[j * ldy + i], accumulate);
 }
 
 /* The bf16 block with a cheaper widening: one 32-byte load holds W[k .. k+16); unpacking it with
@@ -210,11 +215,8 @@ static inline AVX2_INLINE void avx2_block_bf16(const uint16_t *W, int64_t K, int
 #pragma GCC unroll 8
     for (int i = 0; i < R; i++)
 #pragma GCC unroll 2
-        for (int j = 0; j < S; j++) {
-            float s = avx2_hsum(acc[i][j]);
-            for (int64_t kk = k; kk < K; kk++) s += mamba2_bf16_to_f32(W[(row + i) * K + kk]) * x[j * ldx + kk];
-            y[j * ldy + i] = accumulate ? y[j * ldy + i] + s : s;
-        }
+        for (int j = 0; j < S; j++)
+            finish_row(MAMBA2_BF16, W, (row + i) * K, x + j * ldx, k, K, avx2_hsum(acc[i][j]), &y[j * ldy + i], accumulate);
 }
 
 /* xp[b][16q + i] = x[b][16q + perm(i)] for the unpack order of avx2_block_bf16:
@@ -340,11 +342,8 @@ static inline AVX512_INLINE void avx512_block(Mamba2DType dt, const void *W, int
 #pragma GCC unroll 8
     for (int i = 0; i < R; i++)
 #pragma GCC unroll 4
-        for (int j = 0; j < S; j++) {
-            float s = _mm512_reduce_add_ps(acc[i][j]);
-            for (int64_t kk = k; kk < K; kk++) s += weight_at(dt, W, (row + i) * K + kk) * x[j * ldx + kk];
-            y[j * ldy + i] = accumulate ? y[j * ldy + i] + s : s;
-        }
+        for (int j = 0; j < S; j++)
+            finish_row(dt, W, (row + i) * K, x + j * ldx, k, K, _mm512_reduce_add_ps(acc[i][j]), &y[j * ldy + i], accumulate);
 }
 
 /* The bf16 block on 32 columns a step: one 64-byte load holds W[k .. k+32), each 32-bit lane an even
@@ -387,11 +386,8 @@ static inline AVX512_INLINE void avx512_block_bf16(const uint16_t *W, int64_t K,
 #pragma GCC unroll 8
     for (int i = 0; i < R; i++)
 #pragma GCC unroll 4
-        for (int j = 0; j < S; j++) {
-            float s = _mm512_reduce_add_ps(acc[i][j]);
-            for (int64_t kk = K32; kk < K; kk++) s += mamba2_bf16_to_f32(W[(row + i) * K + kk]) * x[j * ldx + kk];
-            y[j * ldy + i] = accumulate ? y[j * ldy + i] + s : s;
-        }
+        for (int j = 0; j < S; j++)
+            finish_row(MAMBA2_BF16, W, (row + i) * K, x + j * ldx, K32, K, _mm512_reduce_add_ps(acc[i][j]), &y[j * ldy + i], accumulate);
 }
 
 /* xp[b][32q + l] = x[b][32q + 2l], xp[b][32q + 16 + l] = x[b][32q + 2l + 1] (l < 16; whole groups of 32
@@ -515,11 +511,8 @@ static inline DPBF16_INLINE void dpbf16_block(const uint16_t *W, int64_t K, int6
 #pragma GCC unroll 4
     for (int i = 0; i < R; i++)
 #pragma GCC unroll 4
-        for (int j = 0; j < S; j++) {
-            float s = _mm512_reduce_add_ps(acc[i][j]);
-            for (int64_t kk = K32; kk < K; kk++) s += mamba2_bf16_to_f32(W[(row + i) * K + kk]) * x[j * ldx + kk];
-            y[j * ldy + i] = accumulate ? y[j * ldy + i] + s : s;
-        }
+        for (int j = 0; j < S; j++)
+            finish_row(MAMBA2_BF16, W, (row + i) * K, x + j * ldx, K32, K, _mm512_reduce_add_ps(acc[i][j]), &y[j * ldy + i], accumulate);
 }
 
 static DPBF16_TARGET void gemv_dpbf16(const uint16_t *W, int64_t K, int64_t r0, int64_t n, const float *x, int64_t ldx,
