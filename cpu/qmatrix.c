@@ -8,7 +8,8 @@
  * over four rows reads one sequential stream. One tile:
  *
  *     scales  [4 rows][8 or 16]       fp16 d of each block of 64 weights (q8) or 32 (q4)
- *     values  [4 rows][512 columns]   q8: 1 byte per weight (q + 128); q4: 4 bits (q + 8)
+ *     values  [4 rows][512 columns]   q8: 1 byte per weight (q + 128, or signed q: q8_signed);
+ *                                     q4: 4 bits (q + 8)
  *     → 2,112 bytes (q8) or 1,152 bytes (q4), both multiples of a 64-byte cache line, read by a
  *       product the scales first, then row by row, or (one activation row: line_major()) one
  *       64-byte line of each row at a time.
@@ -35,6 +36,10 @@
  * so that ncorr plus the vpdpbusd of the stored bytes (w + offset) with p over the 8 chunks is, lane
  * by lane, the exact integer Σ q·p of a block, and d · e scales it lane by lane. (Measurements that
  * led to this layout: results/cpu.md, "q8/q4 decode: blocks interleaved across the chunk".)
+ *
+ * q8 values stored as signed bytes (CpuQMatrix.q8_signed, chosen at quantization for a product
+ * without vpdpbusd) differ from q + 128 in the top bit only: q + 128 = q ^ 0x80 as bytes. A product
+ * that reads them the other way than stored flips that bit (one vpxor per vector: xor_q8() below).
  */
 #include "qmatrix.h"
 
@@ -154,6 +159,8 @@ static const uint8_t *tile_row(Mamba2WeightFormat f, const uint8_t *t, int i) {
     return t + scale_bytes(f) + i * row_value_bytes(f);
 }
 static int offset_of(Mamba2WeightFormat f) { return f == MAMBA2_WEIGHTS_Q8 ? 128 : 8; }
+/* What turns a stored value byte of W into q + offset: 0x80 where q8 is stored signed, else 0. */
+static uint8_t unsigned_xor(const CpuQMatrix *W) { return W->q8_signed ? 0x80 : 0; }
 
 /* The byte of a q8 tile row that holds column k (k < QT_K): chunk c = (k mod 32) / 4, lane j = k / 32. */
 static int chunk_byte(int k) { return 64 * ((k & 31) >> 2) + 4 * (k >> 5) + (k & 3); }
@@ -225,14 +232,14 @@ static QCLONES float quantize_block(Mamba2WeightFormat f, const float *w, int8_t
 /* The half bits of a scale that may be negative (q4's d has the sign of the block's largest weight). */
 static uint16_t f16_signed(float d) { return (uint16_t)(f32_to_f16(fabsf(d)) | (d < 0 ? 0x8000 : 0)); }
 
-/* Quantize the 512 columns w [QT_K] of one tile row into its values @p vals (chunk order, offset)
- * and its row_scales() fp16 scales. */
-static void quantize_tile_row(Mamba2WeightFormat f, const float *w, uint8_t *vals, uint16_t *scales) {
+/* Quantize the 512 columns w [QT_K] of one tile row into its values @p vals (chunk order, offset;
+ * q8 signed where @p q8_signed) and its row_scales() fp16 scales. */
+static void quantize_tile_row(Mamba2WeightFormat f, int q8_signed, const float *w, uint8_t *vals, uint16_t *scales) {
     int8_t q[QT_K];
     const int n = scale_block(f);
     for (int b = 0; b < row_scales(f); b++) scales[b] = f16_signed(quantize_block(f, w + b * n, q + b * n));
-    int off = offset_of(f);
-    uint8_t v[QT_K]; /* the values in chunk order, with the offset */
+    int off = q8_signed ? 0 : offset_of(f);
+    uint8_t v[QT_K]; /* the values in chunk order, with the offset (q8 signed: none, q as a byte) */
     for (int k = 0; k < QT_K; k++) v[chunk_byte(k)] = (uint8_t)(q[k] + off);
     if (f == MAMBA2_WEIGHTS_Q8) memcpy(vals, v, sizeof v);
     else
@@ -251,6 +258,8 @@ int cpu_qmatrix_quantize(const Mamba2Tensor *W, Mamba2WeightFormat format, int n
     out->rows = W->shape[0];
     out->K = W->shape[1];
     out->K_pad = round_up(out->K, QT_K);
+    /* stored as the product this CPU runs reads it (cpu_qmatrix_set_q8_signed()) */
+    out->q8_signed = format == MAMBA2_WEIGHTS_Q8 && !cpu_qlinear_kernel_has_dpbusd(cpu_qlinear_kernel(cpu_isa_active()));
     int64_t n_rg = round_up(out->rows, QT_ROWS) / QT_ROWS, n_kt = out->K_pad / QT_K, Kp = out->K_pad;
     out->bytes = cpu_qmatrix_bytes(out->rows, out->K, format);
     void *p = NULL; /* 2 MiB aligned when large, so that the huge-page hint below covers it whole */
@@ -276,7 +285,7 @@ int cpu_qmatrix_quantize(const Mamba2Tensor *W, Mamba2WeightFormat format, int n
             for (int64_t kt = 0; kt < n_kt; kt++) {
                 uint8_t *t = tile_at(out, rg, kt);
                 for (int i = 0; i < QT_ROWS; i++)
-                    quantize_tile_row(format, w + i * Kp + kt * QT_K, (uint8_t *)tile_row(format, t, i),
+                    quantize_tile_row(format, out->q8_signed, w + i * Kp + kt * QT_K, (uint8_t *)tile_row(format, t, i),
                                       (uint16_t *)tile_scales(format, t, i));
             }
         }
@@ -289,14 +298,26 @@ int cpu_qmatrix_quantize(const Mamba2Tensor *W, Mamba2WeightFormat format, int n
     return 0;
 }
 
+void cpu_qmatrix_set_q8_signed(CpuQMatrix *q, int q8_signed) {
+    if (q->format != MAMBA2_WEIGHTS_Q8 || !q->q8_signed == !q8_signed) return;
+    for (int64_t rg = 0; rg < round_up(q->rows, QT_ROWS) / QT_ROWS; rg++)
+        for (int64_t kt = 0; kt < q->K_pad / QT_K; kt++)
+            for (int i = 0; i < QT_ROWS; i++) {
+                uint8_t *v = (uint8_t *)tile_row(q->format, tile_at(q, rg, kt), i); /* [QT_K] */
+                for (int k = 0; k < QT_K; k++) v[k] ^= 0x80;
+            }
+    q->q8_signed = !!q8_signed;
+}
+
 void cpu_qmatrix_free(CpuQMatrix *q) {
     free(q->data);
     memset(q, 0, sizeof *q);
 }
 
-/* The 32 stored values (q + offset) of block b of a tile row's values @p vals, in column order:
- * 4 bytes from each of the 8 chunks (the inverse of quantize_tile_row()). */
-static inline void block_values(Mamba2WeightFormat f, const uint8_t *vals, int b, uint8_t out[QBLOCK]) {
+/* The 32 values (q + offset) of block b of a tile row's values @p vals (of W), in column order: 4
+ * bytes from each of the 8 chunks (the inverse of quantize_tile_row()). */
+static inline void block_values(const CpuQMatrix *W, const uint8_t *vals, int b, uint8_t out[QBLOCK]) {
+    const Mamba2WeightFormat f = W->format;
     for (int c = 0; c < QT_CHUNKS; c++) {
         uint32_t u; /* the block's 4 bytes of chunk c (q4: their nibbles, 4 at a time) */
         if (f == MAMBA2_WEIGHTS_Q8) memcpy(&u, vals + 64 * c + 4 * b, 4);
@@ -304,6 +325,7 @@ static inline void block_values(Mamba2WeightFormat f, const uint8_t *vals, int b
             memcpy(&u, vals + 64 * (c >> 1) + 4 * b, 4);
             u = u >> (4 * (c & 1)) & 0x0f0f0f0fu;
         }
+        u ^= unsigned_xor(W) * 0x01010101u;
         memcpy(out + 4 * c, &u, 4);
     }
 }
@@ -364,7 +386,7 @@ static void rows_scalar(const CpuQMatrix *W, int64_t rg, int R, const uint8_t *c
                 const float *e = (const float *)(rec + XE);
                 for (int b = 0; b < QT_BLOCKS; b++) {
                     uint8_t v[QBLOCK];
-                    block_values(W->format, vals, b, v);
+                    block_values(W, vals, b, v);
                     int32_t s = 0;
                     for (int k = 0; k < QBLOCK; k++) s += (v[k] - off) * p[chunk_byte(QBLOCK * b + k)];
                     acc += block_scale(W->format, scales, b) * e[b] * (float)s;
@@ -400,18 +422,20 @@ static void rows_scalar(const CpuQMatrix *W, int64_t rg, int R, const uint8_t *c
 /** Attributes of the EVEX ymm VNNI kernel (AVX512-VNNI + AVX512VL). */
 #define YMM_EVEX_TARGET __attribute__((target("avx2,fma,f16c,avx512f,avx512vl,avx512vnni")))
 
+/* The stored q8 bytes @p w as the product reads them: flipped between q and q + 128 where @p xq (a
+ * constant: the product reads them the other way than stored, see the file comment). */
+static inline AVX2_INLINE __m256i ymm_xor_q8(int xq, __m256i w) {
+    return xq ? _mm256_xor_si256(w, _mm256_set1_epi8((char)0x80)) : w;
+}
+
 /* Half @p h (bytes 32h .. 32h + 31: blocks 8h .. 8h + 7) of chunks 2m and 2m + 1 of a tile row as two
- * 32-byte vectors: with vnni, the stored unsigned bytes (q + 128 or q + 8) as vpdpbusd takes them;
- * without, signed q (q8) or unsigned q + 8 (q4) for vpmaddubsw. */
-static inline AVX2_INLINE void avx2_load_pair(Mamba2WeightFormat f, int vnni, const uint8_t *vals, int m, int h,
+ * 32-byte vectors, as the product reads them: with vpdpbusd the unsigned bytes (q + 128 or q + 8);
+ * with vpmaddubsw signed q (q8) or unsigned q + 8 (q4). q8 is flipped between the two where @p xq. */
+static inline AVX2_INLINE void avx2_load_pair(Mamba2WeightFormat f, int xq, const uint8_t *vals, int m, int h,
                                               __m256i *w0, __m256i *w1) {
     if (f == MAMBA2_WEIGHTS_Q8) {
-        *w0 = _mm256_loadu_si256((const __m256i *)(vals + 128 * m + 32 * h));
-        *w1 = _mm256_loadu_si256((const __m256i *)(vals + 128 * m + 64 + 32 * h));
-        if (!vnni) { /* q + 128 → q */
-            const __m256i flip = _mm256_set1_epi8((char)0x80);
-            *w0 = _mm256_xor_si256(*w0, flip), *w1 = _mm256_xor_si256(*w1, flip);
-        }
+        *w0 = ymm_xor_q8(xq, _mm256_loadu_si256((const __m256i *)(vals + 128 * m + 32 * h)));
+        *w1 = ymm_xor_q8(xq, _mm256_loadu_si256((const __m256i *)(vals + 128 * m + 64 + 32 * h)));
     } else {
         const __m256i m4 = _mm256_set1_epi8(15);
         __m256i b = _mm256_loadu_si256((const __m256i *)(vals + 64 * m + 32 * h));
@@ -425,6 +449,14 @@ static inline AVX2_INLINE void avx2_load_pair(Mamba2WeightFormat f, int vnni, co
  * pair sum below 2¹⁵), then widened to 32 bits. */
 static inline AVX2_INLINE __m256i avx2_dot1_signed(__m256i acc, __m256i q, __m256i p) {
     const __m256i s = _mm256_maddubs_epi16(_mm256_abs_epi8(q), _mm256_sign_epi8(p, q));
+    return _mm256_add_epi32(acc, _mm256_madd_epi16(s, _mm256_set1_epi16(1)));
+}
+
+/* The same sum as avx2_dot1_signed() with the sign moved to q: vpmaddubsw(|p|, q with p's sign). For
+ * one record, |p| (@p ap) is computed once per line and serves every row of the tile, so a row's 32
+ * bytes cost a sign, a multiply and the widening. */
+static inline AVX2_INLINE __m256i avx2_dot1_abs_p(__m256i acc, __m256i q, __m256i p, __m256i ap) {
+    const __m256i s = _mm256_maddubs_epi16(ap, _mm256_sign_epi8(q, p));
     return _mm256_add_epi32(acc, _mm256_madd_epi16(s, _mm256_set1_epi16(1)));
 }
 
@@ -457,13 +489,13 @@ static inline AVX2_INLINE __m256 ymm_scales(Mamba2WeightFormat f, const uint16_t
     return _mm256_permutevar8x32_ps(_mm256_castps128_ps256(d4), _mm256_setr_epi32(0, 0, 1, 1, 2, 2, 3, 3));
 }
 
-/* The ymm register block: R ≤ 4 rows × S ≤ 2 records, f, vnni, R and S constants after inlining
- * (every loop unrolls, the accumulators stay in registers). A ymm holds half a chunk, 8 blocks, so a
+/* The ymm register block: R ≤ 4 rows × S ≤ 2 records, f, vnni, xq (avx2_load_pair()), R and S
+ * constants after inlining (every loop unrolls, the accumulators stay in registers). A ymm holds half a chunk, 8 blocks, so a
  * tile is walked in two halves (blocks 0–7 of its rows, then 8–15), each row's half accumulating its
  * 8 chunks' halves into 8 int32 block sums, which the half's scales then multiply once:
  *   acc[i][j] += float(Σ q·p) · (d_i · e_j), lane by lane (avx2_dot2() for Σ q·p);
  * both halves add into the same accumulator, whose lanes are summed at the end. */
-static inline AVX2_INLINE void avx2_block(Mamba2WeightFormat f, int vnni, const CpuQMatrix *W, int64_t rg, int R,
+static inline AVX2_INLINE void avx2_block(Mamba2WeightFormat f, int vnni, int xq, const CpuQMatrix *W, int64_t rg, int R,
                                           const uint8_t *const *xr, int S, float *y, int64_t ldy, int accumulate, CpuPrefetch pf) {
     int64_t tb = tile_bytes(f), n_kt = W->K_pad / QT_K;
     const int signed_q8 = f == MAMBA2_WEIGHTS_Q8 && !vnni; /* no offset to remove: the sums start at 0 */
@@ -493,7 +525,7 @@ static inline AVX2_INLINE void avx2_block(Mamba2WeightFormat f, int vnni, const 
 #pragma GCC unroll 4
                 for (int m = 0; m < QT_CHUNKS / 2; m++) {
                     __m256i w0, w1;
-                    avx2_load_pair(f, vnni, tile_row(f, t, i), m, h, &w0, &w1);
+                    avx2_load_pair(f, xq, tile_row(f, t, i), m, h, &w0, &w1);
 #pragma GCC unroll 2
                     for (int j = 0; j < S; j++)
                         ia[j] = avx2_dot2(f, vnni, ia[j], w0, w1,
@@ -531,11 +563,10 @@ static inline AVX2_INLINE void avx2_block(Mamba2WeightFormat f, int vnni, const 
  * with sums of its own; the record's chunks are read from L1 at each product. The same integer sums
  * and the same fp32 operations in avx2_block()'s order (half 0, then half 1, per tile), so the same
  * result. */
-static inline AVX2_INLINE void ymm_line_rows(Mamba2WeightFormat f, int vnni, const CpuQMatrix *W, int64_t rg, int R,
-                                             const uint8_t *xr, float *y, int accumulate) {
+static inline AVX2_INLINE void ymm_line_rows(Mamba2WeightFormat f, int vnni, int xq, const CpuQMatrix *W, int64_t rg,
+                                             int R, const uint8_t *xr, float *y, int accumulate) {
     const int64_t tb = tile_bytes(f), n_kt = W->K_pad / QT_K;
     const int lines = (int)(row_value_bytes(f) / 64), signed_q8 = f == MAMBA2_WEIGHTS_Q8 && !vnni;
-    const __m256i flip = _mm256_set1_epi8((char)0x80);
     __m256 acc[4];
 #pragma GCC unroll 4
     for (int i = 0; i < 4; i++) acc[i] = _mm256_setzero_ps();
@@ -551,7 +582,12 @@ static inline AVX2_INLINE void ymm_line_rows(Mamba2WeightFormat f, int vnni, con
         }
         for (int64_t sb = 0; sb < scale_bytes(f); sb += 64) cpu_prefetch_l1(t + sb + CPU_DECODE_AHEAD); /* the scales */
 #pragma GCC unroll 8
-        for (int l = 0; l < lines; l++)
+        for (int l = 0; l < lines; l++) {
+            /* signed q8: |p| of the line's two halves, once for the R rows */
+            __m256i ap[2];
+#pragma GCC unroll 2
+            for (int h = 0; h < 2; h++)
+                ap[h] = signed_q8 ? _mm256_abs_epi8(_mm256_loadu_si256((const __m256i *)(rec + 64 * l) + h)) : _mm256_setzero_si256();
 #pragma GCC unroll 4
             for (int i = 0; i < R; i++) {
                 const uint8_t *row = tile_row(f, t, i);
@@ -559,18 +595,19 @@ static inline AVX2_INLINE void ymm_line_rows(Mamba2WeightFormat f, int vnni, con
 #pragma GCC unroll 2
                 for (int h = 0; h < 2; h++) {
                     if (f == MAMBA2_WEIGHTS_Q8) {
-                        const __m256i w = _mm256_load_si256((const __m256i *)(row + 64 * l) + h),
+                        const __m256i w = ymm_xor_q8(xq, _mm256_load_si256((const __m256i *)(row + 64 * l) + h)),
                                       p = _mm256_loadu_si256((const __m256i *)(rec + 64 * l) + h);
                         ia[i][h] = vnni ? (__m256i)__builtin_ia32_vpdpbusd_v8si((__v8si)ia[i][h], (__v8si)w, (__v8si)p)
-                                        : avx2_dot1_signed(ia[i][h], _mm256_xor_si256(w, flip), p);
+                                        : avx2_dot1_abs_p(ia[i][h], w, p, ap[h]);
                     } else {
                         __m256i w0, w1;
-                        avx2_load_pair(f, vnni, row, l, h, &w0, &w1);
+                        avx2_load_pair(f, xq, row, l, h, &w0, &w1);
                         ia[i][h] = avx2_dot2(f, vnni, ia[i][h], w0, w1, _mm256_loadu_si256((const __m256i *)(rec + 128 * l + 32 * h)),
                                              _mm256_loadu_si256((const __m256i *)(rec + 128 * l + 64 + 32 * h)));
                     }
                 }
             }
+        }
 #pragma GCC unroll 4
         for (int i = 0; i < R; i++)
 #pragma GCC unroll 2
@@ -590,28 +627,31 @@ static inline AVX2_INLINE void ymm_line_rows(Mamba2WeightFormat f, int vnni, con
     }
 }
 
-/* The rows of one ymm instantiation for one format (f and vnni constants after inlining). */
-static inline AVX2_INLINE void avx2_rows_of(Mamba2WeightFormat f, int vnni, const CpuQMatrix *W, int64_t rg, int R,
+/* The rows of one ymm instantiation for one format (f, vnni and xq constants after inlining). */
+static inline AVX2_INLINE void avx2_rows_of(Mamba2WeightFormat f, int vnni, int xq, const CpuQMatrix *W, int64_t rg, int R,
                                             const uint8_t *const *xr, int S, float *y, int64_t ldy, int accumulate, CpuPrefetch pf) {
     if (S == 1 && pf == CPU_PREFETCH_IN_ROW && line_major(f, 1, vnni)) { /* decode: see ymm_line_rows() */
-        if (R == 4) ymm_line_rows(f, vnni, W, rg, 4, xr[0], y, accumulate);
-        else ymm_line_rows(f, vnni, W, rg, R, xr[0], y, accumulate);
+        if (R == 4) ymm_line_rows(f, vnni, xq, W, rg, 4, xr[0], y, accumulate);
+        else ymm_line_rows(f, vnni, xq, W, rg, R, xr[0], y, accumulate);
         return;
     }
     for (int j = 0; j < S; j += 2) { /* R and S constants in the common calls, so the block's loops unroll */
         const int two = S - j >= 2;
         const CpuPrefetch pj = j == 0 ? pf : CPU_PREFETCH_NONE; /* later records read the same tiles from the caches */
-        if (R == 4 && two) avx2_block(f, vnni, W, rg, 4, xr + j, 2, y + j * ldy, ldy, accumulate, pj);
-        else if (R == 4) avx2_block(f, vnni, W, rg, 4, xr + j, 1, y + j * ldy, ldy, accumulate, pj);
-        else avx2_block(f, vnni, W, rg, R, xr + j, two ? 2 : 1, y + j * ldy, ldy, accumulate, pj);
+        if (R == 4 && two) avx2_block(f, vnni, xq, W, rg, 4, xr + j, 2, y + j * ldy, ldy, accumulate, pj);
+        else if (R == 4) avx2_block(f, vnni, xq, W, rg, 4, xr + j, 1, y + j * ldy, ldy, accumulate, pj);
+        else avx2_block(f, vnni, xq, W, rg, R, xr + j, two ? 2 : 1, y + j * ldy, ldy, accumulate, pj);
     }
 }
 
-/* One ymm instantiation: both formats, the product chosen by @p vnni (a constant). */
+/* One ymm instantiation: both formats and both ways of storing q8, the product chosen by @p vnni (a
+ * constant). vpdpbusd reads q8 as q + 128, vpmaddubsw as q: the bytes are flipped where W stores them
+ * the other way. */
 static inline AVX2_INLINE void avx2_rows(int vnni, const CpuQMatrix *W, int64_t rg, int R, const uint8_t *const *xr,
                                          int S, float *y, int64_t ldy, int accumulate, CpuPrefetch pf) {
-    if (W->format == MAMBA2_WEIGHTS_Q8) avx2_rows_of(MAMBA2_WEIGHTS_Q8, vnni, W, rg, R, xr, S, y, ldy, accumulate, pf);
-    else avx2_rows_of(MAMBA2_WEIGHTS_Q4, vnni, W, rg, R, xr, S, y, ldy, accumulate, pf);
+    if (W->format == MAMBA2_WEIGHTS_Q4) avx2_rows_of(MAMBA2_WEIGHTS_Q4, vnni, 0, W, rg, R, xr, S, y, ldy, accumulate, pf);
+    else if (!W->q8_signed == !vnni) avx2_rows_of(MAMBA2_WEIGHTS_Q8, vnni, 1, W, rg, R, xr, S, y, ldy, accumulate, pf);
+    else avx2_rows_of(MAMBA2_WEIGHTS_Q8, vnni, 0, W, rg, R, xr, S, y, ldy, accumulate, pf);
 }
 
 static AVX2_TARGET void rows_avx2(const CpuQMatrix *W, int64_t rg, int R, const uint8_t *const *xr, int S, float *y,
@@ -648,20 +688,24 @@ static inline BW_INLINE __m512i dpbusd2(__m512i acc, __m512i w0, __m512i w1, __m
     return dpbusd(dpbusd(acc, w0, p0), w1, p1);
 }
 
-/* acc + the exact integer Σ q·p of one q8 chunk w of a tile row (the stored bytes, q + 128) with the
- * record's chunk p, 16 lanes of int32, without vpdpbusd: q = w − 128, |q| times p with q's sign
- * (vpmaddubsw takes unsigned × signed; |q| ≤ 127 keeps each pair sum below 2¹⁵), widened to 32 bits. */
-static inline BW_INLINE __m512i bw_dot1_q8(__m512i acc, __m512i w, __m512i p) {
-    const __m512i q = _mm512_xor_si512(w, _mm512_set1_epi8((char)0x80));
-    /* q < 0 exactly where the stored byte q + 128 has its top bit clear */
+/* The stored q8 bytes @p w as the product reads them: flipped between q and q + 128 where @p xq (a
+ * constant), as ymm_xor_q8(). */
+static inline BW_INLINE __m512i zmm_xor_q8(int xq, __m512i w) {
+    return xq ? _mm512_xor_si512(w, _mm512_set1_epi8((char)0x80)) : w;
+}
+
+/* acc + the exact integer Σ q·p of one q8 chunk q (signed) of a tile row with the record's chunk p,
+ * 16 lanes of int32, without vpdpbusd: |q| times p with q's sign (vpmaddubsw takes unsigned × signed;
+ * |q| ≤ 127 keeps each pair sum below 2¹⁵), widened to 32 bits. */
+static inline BW_INLINE __m512i bw_dot1_q8(__m512i acc, __m512i q, __m512i p) {
     const __m512i sp = _mm512_mask_sub_epi8(p, _mm512_movepi8_mask(q), _mm512_setzero_si512(), p);
     return _mm512_add_epi32(acc, _mm512_madd_epi16(_mm512_maddubs_epi16(_mm512_abs_epi8(q), sp), _mm512_set1_epi16(1)));
 }
 
-/* acc + the exact integer Σ q·p of chunks w0, w1 of a tile row (the stored bytes, q + offset) with the
- * record's chunks p0, p1, 16 lanes of int32 (lane j: block j), without vpdpbusd, as avx2_dot2() does on
- * ymm:
- * q8: q = w − 128 through |q| and p with q's sign (vpmaddubsw takes unsigned × signed; |q| ≤ 127
+/* acc + the exact integer Σ q·p of chunks w0, w1 of a tile row (as zmm_load_pair() gives them: q8
+ * signed, q4 q + 8) with the record's chunks p0, p1, 16 lanes of int32 (lane j: block j), without
+ * vpdpbusd, as avx2_dot2() does on ymm:
+ * q8: through |q| and p with q's sign (vpmaddubsw takes unsigned × signed; |q| ≤ 127
  *     keeps each pair sum below 2¹⁵), each chunk widened to 32 bits on its own; acc starts at 0;
  * q4: w = q + 8 ≤ 15 directly, the two chunks added in 16 bits (2 · 2 · 15 · 127 < 2¹⁵); acc starts
  *     at ncorr. */
@@ -673,12 +717,13 @@ static inline BW_INLINE __m512i bw_dot2(Mamba2WeightFormat f, __m512i acc, __m51
     return bw_dot1_q8(bw_dot1_q8(acc, w0, p0), w1, p1);
 }
 
-/* Chunks 2m and 2m + 1 of a tile row, the stored bytes (q + offset) as vpdpbusd takes them. */
-static inline BW_INLINE void zmm_load_pair(Mamba2WeightFormat f, const uint8_t *vals, int m, __m512i *w0,
+/* Chunks 2m and 2m + 1 of a tile row as the product reads them (q + offset for vpdpbusd, q8 signed
+ * for bw_dot2()): q8 flipped between the two where @p xq. */
+static inline BW_INLINE void zmm_load_pair(Mamba2WeightFormat f, int xq, const uint8_t *vals, int m, __m512i *w0,
                                            __m512i *w1) {
     if (f == MAMBA2_WEIGHTS_Q8) {
-        *w0 = _mm512_loadu_si512(vals + 128 * m);
-        *w1 = _mm512_loadu_si512(vals + 128 * m + 64);
+        *w0 = zmm_xor_q8(xq, _mm512_loadu_si512(vals + 128 * m));
+        *w1 = zmm_xor_q8(xq, _mm512_loadu_si512(vals + 128 * m + 64));
     } else {
         const __m512i m4 = _mm512_set1_epi8(15);
         __m512i b = _mm512_loadu_si512(vals + 64 * m);
@@ -715,7 +760,7 @@ static inline BW_INLINE __m512 zmm_scales(Mamba2WeightFormat f, const uint16_t *
  *   acc[i][j] += float(ncorr_j + Σ_c vpdpbusd(w_i,c, p_j,c)) · (d_i · e_j), lane by lane.
  * With one record (decode) its 8 chunks stay in registers for the tile; with more they are read
  * from L1 by each row's vpdpbusd. */
-static inline BW_INLINE void zmm_block(Mamba2WeightFormat f, int bw, const CpuQMatrix *W, int64_t rg, int R,
+static inline BW_INLINE void zmm_block(Mamba2WeightFormat f, int bw, int xq, const CpuQMatrix *W, int64_t rg, int R,
                                        const uint8_t *const *xr, int S, float *y, int64_t ldy, int accumulate, CpuPrefetch pf) {
     int64_t tb = tile_bytes(f), n_kt = W->K_pad / QT_K;
     /* q4 with vpdpbusd and one or two records: q4_nibbles_zmm(), two sums a row and record (with four
@@ -747,7 +792,7 @@ static inline BW_INLINE void zmm_block(Mamba2WeightFormat f, int bw, const CpuQM
             for (int m = 0; m < QT_CHUNKS / 2; m++) {
                 __m512i w0, w1;
                 if (nib) q4_nibbles_zmm(tile_row(f, t, i) + 64 * m, &w0, &w1);
-                else zmm_load_pair(f, tile_row(f, t, i), m, &w0, &w1);
+                else zmm_load_pair(f, xq, tile_row(f, t, i), m, &w0, &w1);
 #pragma GCC unroll 4
                 for (int j = 0; j < S; j++) {
                     __m512i p0 = S == 1 ? p1[2 * m] : _mm512_loadu_si512(rec[j] + 128 * m);
@@ -783,7 +828,7 @@ static inline BW_INLINE void zmm_block(Mamba2WeightFormat f, int bw, const CpuQM
  * integer sums and the same fp32 operations in the same order as zmm_block(), so the same result:
  *   acc[i] += float(start + Σ_c product(w_i,c, p_c)) · (d_i · e), lane by lane, tile by tile,
  * product vpdpbusd (start ncorr) or, with @p bw, bw_dot1_q8() (start 0). */
-static inline BW_INLINE void zmm_q8_line_rows(int bw, const CpuQMatrix *W, int64_t rg, int R, const uint8_t *xr,
+static inline BW_INLINE void zmm_q8_line_rows(int bw, int xq, const CpuQMatrix *W, int64_t rg, int R, const uint8_t *xr,
                                               float *y, int accumulate) {
     const Mamba2WeightFormat f = MAMBA2_WEIGHTS_Q8;
     const int64_t tb = tile_bytes(f), n_kt = W->K_pad / QT_K;
@@ -806,7 +851,7 @@ static inline BW_INLINE void zmm_q8_line_rows(int bw, const CpuQMatrix *W, int64
             for (int i = 0; i < R; i++) {
                 const uint8_t *w = tile_row(f, t, i) + 64 * c;
                 cpu_prefetch_l1(w + CPU_DECODE_AHEAD);
-                const __m512i wv = _mm512_load_si512(w);
+                const __m512i wv = zmm_xor_q8(xq, _mm512_load_si512(w));
                 ia[i] = bw ? bw_dot1_q8(ia[i], wv, p[c]) : dpbusd(ia[i], wv, p[c]);
             }
         const __m512 e = _mm512_loadu_ps((const float *)(rec + XE));
@@ -823,11 +868,11 @@ static inline BW_INLINE void zmm_q8_line_rows(int bw, const CpuQMatrix *W, int64
 
 /* The rows of one format (f and bw constants after inlining, as are R and S in the common calls, so
  * that the block's loops unroll). */
-static inline BW_INLINE void zmm_rows_of(Mamba2WeightFormat f, int bw, const CpuQMatrix *W, int64_t rg, int R,
+static inline BW_INLINE void zmm_rows_of(Mamba2WeightFormat f, int bw, int xq, const CpuQMatrix *W, int64_t rg, int R,
                                          const uint8_t *const *xr, int S, float *y, int64_t ldy, int accumulate, CpuPrefetch pf) {
     if (S == 1 && pf == CPU_PREFETCH_IN_ROW && line_major(f, 0, !bw)) { /* decode: see zmm_q8_line_rows() */
-        if (R == 4) zmm_q8_line_rows(bw, W, rg, 4, xr[0], y, accumulate);
-        else zmm_q8_line_rows(bw, W, rg, R, xr[0], y, accumulate);
+        if (R == 4) zmm_q8_line_rows(bw, xq, W, rg, 4, xr[0], y, accumulate);
+        else zmm_q8_line_rows(bw, xq, W, rg, R, xr[0], y, accumulate);
         return;
     }
     for (int j = 0; j < S; j += 4) {
@@ -835,25 +880,32 @@ static inline BW_INLINE void zmm_rows_of(Mamba2WeightFormat f, int bw, const Cpu
         float *y4 = y + j * ldy;
         const CpuPrefetch pj = j == 0 ? pf : CPU_PREFETCH_NONE; /* later records read the same tiles from the caches */
         if (R == 4) switch (S - j) {
-            case 1: zmm_block(f, bw, W, rg, 4, x4, 1, y4, ldy, accumulate, pj); break;
-            case 2: zmm_block(f, bw, W, rg, 4, x4, 2, y4, ldy, accumulate, pj); break;
-            case 3: zmm_block(f, bw, W, rg, 4, x4, 3, y4, ldy, accumulate, pj); break;
-            default: zmm_block(f, bw, W, rg, 4, x4, 4, y4, ldy, accumulate, pj); break;
+            case 1: zmm_block(f, bw, xq, W, rg, 4, x4, 1, y4, ldy, accumulate, pj); break;
+            case 2: zmm_block(f, bw, xq, W, rg, 4, x4, 2, y4, ldy, accumulate, pj); break;
+            case 3: zmm_block(f, bw, xq, W, rg, 4, x4, 3, y4, ldy, accumulate, pj); break;
+            default: zmm_block(f, bw, xq, W, rg, 4, x4, 4, y4, ldy, accumulate, pj); break;
             }
-        else zmm_block(f, bw, W, rg, R, x4, S - j < 4 ? S - j : 4, y4, ldy, accumulate, pj);
+        else zmm_block(f, bw, xq, W, rg, R, x4, S - j < 4 ? S - j : 4, y4, ldy, accumulate, pj);
     }
+}
+
+/* Both formats and both ways of storing q8 (flipped where stored the other way than the product
+ * reads them: vpdpbusd q + 128, bw_dot1_q8() signed q), bw a constant. */
+static inline BW_INLINE void zmm_rows(int bw, const CpuQMatrix *W, int64_t rg, int R, const uint8_t *const *xr, int S,
+                                      float *y, int64_t ldy, int accumulate, CpuPrefetch pf) {
+    if (W->format == MAMBA2_WEIGHTS_Q4) zmm_rows_of(MAMBA2_WEIGHTS_Q4, bw, 0, W, rg, R, xr, S, y, ldy, accumulate, pf);
+    else if (!W->q8_signed == !!bw) zmm_rows_of(MAMBA2_WEIGHTS_Q8, bw, 1, W, rg, R, xr, S, y, ldy, accumulate, pf);
+    else zmm_rows_of(MAMBA2_WEIGHTS_Q8, bw, 0, W, rg, R, xr, S, y, ldy, accumulate, pf);
 }
 
 static VNNI_TARGET void rows_vnni(const CpuQMatrix *W, int64_t rg, int R, const uint8_t *const *xr, int S, float *y,
                                   int64_t ldy, int accumulate, CpuPrefetch pf) {
-    if (W->format == MAMBA2_WEIGHTS_Q8) zmm_rows_of(MAMBA2_WEIGHTS_Q8, 0, W, rg, R, xr, S, y, ldy, accumulate, pf);
-    else zmm_rows_of(MAMBA2_WEIGHTS_Q4, 0, W, rg, R, xr, S, y, ldy, accumulate, pf);
+    zmm_rows(0, W, rg, R, xr, S, y, ldy, accumulate, pf);
 }
 
 static BW_TARGET void rows_bw(const CpuQMatrix *W, int64_t rg, int R, const uint8_t *const *xr, int S, float *y,
                               int64_t ldy, int accumulate, CpuPrefetch pf) {
-    if (W->format == MAMBA2_WEIGHTS_Q8) zmm_rows_of(MAMBA2_WEIGHTS_Q8, 1, W, rg, R, xr, S, y, ldy, accumulate, pf);
-    else zmm_rows_of(MAMBA2_WEIGHTS_Q4, 1, W, rg, R, xr, S, y, ldy, accumulate, pf);
+    zmm_rows(1, W, rg, R, xr, S, y, ldy, accumulate, pf);
 }
 
 /* ------------------------------------------------------------------ entry point */
@@ -900,8 +952,8 @@ static inline void widen_group(const CpuQMatrix *W, int64_t r, int64_t c, float 
     const uint8_t *t = tile_at(W, r / QT_ROWS, kt), *vals = tile_row(W->format, t, (int)(r % QT_ROWS));
     const uint16_t *scales = tile_scales(W->format, t, (int)(r % QT_ROWS));
     uint8_t col[64]; /* column order */
-    block_values(W->format, vals, b0, col);
-    block_values(W->format, vals, b0 + 1, col + 32);
+    block_values(W, vals, b0, col);
+    block_values(W, vals, b0 + 1, col + 32);
     float d0 = block_scale(W->format, scales, b0), d1 = block_scale(W->format, scales, b0 + 1);
 #pragma omp simd
     for (int i = 0; i < 32; i++) w[i] = d0 * (float)(col[i] - off), w[i + 32] = d1 * (float)(col[i + 32] - off);
@@ -959,10 +1011,13 @@ static inline BF16_ROWS_TARGET __m512 scaled16(__m128i v16, __m512i off, __m512 
  * 8h + j. Half h of each chunk (32 bytes: 4 columns of each of the 8 blocks) is one row of an 8 × 8
  * matrix of 4-byte units, chunks down, blocks across; its transpose has the blocks down, each row
  * the block's 8 units (its 32 columns) in order. */
-static inline BF16_ROWS_TARGET void blocks_of_half(Mamba2WeightFormat f, const uint8_t *vals, int h, __m256i out[8]) {
-    __m256i v[8]; /* [chunk]: units of blocks 8h .. 8h + 7 */
+static inline BF16_ROWS_TARGET void blocks_of_half(const CpuQMatrix *W, const uint8_t *vals, int h, __m256i out[8]) {
+    const Mamba2WeightFormat f = W->format;
+    __m256i v[8]; /* [chunk]: units of blocks 8h .. 8h + 7 (q + offset) */
     if (f == MAMBA2_WEIGHTS_Q8)
-        for (int c = 0; c < QT_CHUNKS; c++) v[c] = _mm256_loadu_si256((const __m256i *)(vals + 64 * c + 32 * h));
+        for (int c = 0; c < QT_CHUNKS; c++)
+            v[c] = _mm256_xor_si256(_mm256_loadu_si256((const __m256i *)(vals + 64 * c + 32 * h)),
+                                    _mm256_set1_epi8((char)unsigned_xor(W)));
     else
         for (int m = 0; m < QT_CHUNKS / 2; m++) {
             const __m256i b = _mm256_loadu_si256((const __m256i *)(vals + 64 * m + 32 * h)), m4 = _mm256_set1_epi8(15);
@@ -1005,7 +1060,7 @@ BF16_ROWS_TARGET void cpu_qmatrix_bf16_rows(const void *src, int64_t r0, int64_t
         const uint8_t *t = tile_at(W, r / QT_ROWS, kt), *vals = tile_row(W->format, t, (int)(r % QT_ROWS));
         const uint16_t *scales = tile_scales(W->format, t, (int)(r % QT_ROWS));
         __m256i blk[8];
-        blocks_of_half(W->format, vals, h, blk);
+        blocks_of_half(W, vals, h, blk);
         for (int b = 0; QBLOCK * b < kc; b++) {
             __m512 d = _mm512_set1_ps(block_scale(W->format, scales, 8 * h + b));
             __m512bh w = _mm512_cvtne2ps_pbh(scaled16(_mm256_extracti128_si256(blk[b], 1), off, d),

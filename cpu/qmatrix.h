@@ -60,6 +60,8 @@ typedef struct {
     int64_t K_pad;             /**< K rounded up to the tile width (the padding holds zeros) */
     uint8_t *data;             /**< the tiles (owned, 64-byte aligned) */
     size_t bytes;              /**< size of @ref data */
+    int q8_signed;             /**< q8 only: 1 = values stored as signed bytes q, 0 = as q + 128 (see
+                                    cpu_qmatrix_set_q8_signed()); always 0 for q4 */
 } CpuQMatrix;
 
 /** Bytes the quantized copy of a [rows, K] matrix takes (values, scales and the tiles' padding). */
@@ -71,6 +73,17 @@ size_t cpu_qmatrix_bytes(int64_t rows, int64_t K, Mamba2WeightFormat format);
  */
 int cpu_qmatrix_quantize(const Mamba2Tensor *W, Mamba2WeightFormat format, int n_threads, CpuQMatrix *out,
                          Mamba2Error *err);
+
+/**
+ * @brief Store @p q's q8 values as signed bytes q (@p q8_signed = 1) or as q + 128 (0), rewriting
+ *        them in place where they are stored the other way (a no-op for q4).
+ *
+ * vpdpbusd multiplies unsigned weight bytes, so the VNNI products read q + 128 as stored; the
+ * products without it (AVX2, AVX512BW: vpmaddubsw) need the signed q, and read it with one
+ * instruction fewer per 32 or 64 weights when it is stored so. cpu_qmatrix_quantize() stores the
+ * way cpu_qlinear_kernel(cpu_isa_active()) reads; every product and dequantization reads either.
+ */
+void cpu_qmatrix_set_q8_signed(CpuQMatrix *q, int q8_signed);
 
 /** Release the tiles of @p q (safe on a zeroed matrix). */
 void cpu_qmatrix_free(CpuQMatrix *q);

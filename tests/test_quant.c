@@ -128,6 +128,14 @@ static void test_quantizer(void) {
             if (formats[fi] == MAMBA2_WEIGHTS_Q8) {
                 printf("\n    q8 %dx%d: weights off by %.1e relative L2 (bound %.0e)", rows, K, err, Q8_WEIGHT_TOL);
                 CU_ASSERT(err <= Q8_WEIGHT_TOL);
+                /* stored the other way (signed q or q + 128), the same weights */
+                float *deq2 = malloc((size_t)rows * K * 4);
+                int was = q.q8_signed;
+                cpu_qmatrix_set_q8_signed(&q, !was);
+                CU_ASSERT_EQUAL(q.q8_signed, !was);
+                cpu_qmatrix_dequantize_rows(&q, 0, rows, deq2);
+                CU_ASSERT(memcmp(deq, deq2, (size_t)rows * K * 4) == 0);
+                free(deq2);
             } else {
                 double q40 = q4_0_squared_error(&W);
                 printf("\n    q4 %dx%d: weights off by %.1e relative L2; squared error %.4g, Q4_0's %.4g (%.1f %% less)",
@@ -202,10 +210,12 @@ static void test_bf16_rows(void) {
             Mamba2Error e = {{0}};
             CU_ASSERT_EQUAL_FATAL(cpu_qmatrix_quantize(&W, formats[fi], 2, &q, &e), 0);
             cpu_qmatrix_dequantize_rows(&q, 0, rows, deq);
+            for (int sq = 0; sq < (formats[fi] == MAMBA2_WEIGHTS_Q8 ? 2 : 1); sq++) /* q8 stored both ways */
             for (int r0 = 0; r0 < rows; r0 += 32)
                 for (int k0 = 0; k0 < Kp; k0 += 256) {
                     int kc = Kp - k0 < 256 ? Kp - k0 : 256;
                     memset(dst, 0xff, sizeof dst); /* NaN bits: every entry must be written */
+                    cpu_qmatrix_set_q8_signed(&q, sq);
                     cpu_qmatrix_bf16_rows(&q, r0, k0, kc, dst);
                     for (int i = 0; i < 32; i++)
                         for (int c = 0; c < kc; c++) {
@@ -291,9 +301,13 @@ static void test_qlinear_variants(void) {
                 else setenv("MAMBA2_CPU_GEMM", "avx512bf16", 1); /* the tier below AMX (or the best the CPU has) */
                 CU_ASSERT_EQUAL_FATAL(cpu_qlinear_kernel(v->isa), v->kernel); /* the variant really runs */
                 CU_ASSERT_EQUAL_FATAL(cpu_qlinear_path(v->isa, TMAX) == CPU_QPATH_AMX, v->amx);
+                /* q8 stored both ways (q + 128 as vpdpbusd reads it, signed q as vpmaddubsw does):
+                 * every product reads either, the one stored the other way flipping it */
+                for (int sq = 0; sq < (formats[fi] == MAMBA2_WEIGHTS_Q8 ? 2 : 1); sq++)
                 for (size_t ti = 0; ti < sizeof Ts / sizeof *Ts; ti++)
                     for (int accumulate = 0; accumulate < 2; accumulate++) {
                         int T = Ts[ti];
+                        cpu_qmatrix_set_q8_signed(&q, sq);
                         float *out = y;
                         for (int i = 0; i < T * rows; i++) out[i] = accumulate ? 1.0f : NAN; /* NaN: every entry written */
                         cpu_qlinear(v->isa, &q, x, K, T, out, rows, accumulate, scratch, 2, MAMBA2_PRECISION_DEFAULT);
@@ -304,8 +318,8 @@ static void test_qlinear_variants(void) {
                         if (T == 2 && !accumulate) {
                             int same = memcmp(y1, out, (size_t)rows * sizeof *y1) == 0;
                             if (!same)
-                                printf("\n    %s %s %dx%d: one row differs from the first of two",
-                                       mamba2_weight_format_name(formats[fi]), v->name, rows, K);
+                                printf("\n    %s %s %dx%d%s: one row differs from the first of two",
+                                       mamba2_weight_format_name(formats[fi]), v->name, rows, K, sq ? " signed" : "");
                             CU_ASSERT(same);
                         }
                         if (accumulate)
@@ -320,8 +334,8 @@ static void test_qlinear_variants(void) {
                         if (path != CPU_QPATH_AMX && !(err <= worst)) worst = err;
                         if (path == CPU_QPATH_AMX && !(err <= worst_amx)) worst_amx = err;
                         if (!(err <= tol))
-                            printf("\n    %s %s %dx%d T=%d acc=%d: %.1e", mamba2_weight_format_name(formats[fi]),
-                                   v->name, rows, K, T, accumulate, err);
+                            printf("\n    %s%s %s %dx%d T=%d acc=%d: %.1e", mamba2_weight_format_name(formats[fi]),
+                                   sq ? " signed" : "", v->name, rows, K, T, accumulate, err);
                         CU_ASSERT(err <= tol);
                         runs[vi]++;
                     }
@@ -338,7 +352,9 @@ static void test_qlinear_variants(void) {
     for (int vi = 0; vi < NV; vi++) {
         const char *why = qvariant_missing(&variants[vi]);
         if (why) printf("\n    %s: skipped: %s", variants[vi].name, why);
-        else printf("\n    %s: %d products (q8 and q4, every shape, T and accumulate)", variants[vi].name, runs[vi]);
+        else
+            printf("\n    %s: %d products (q8 stored both ways and q4, every shape, T and accumulate)", variants[vi].name,
+                   runs[vi]);
     }
     printf("\n    worst relative L2 over every variant, format, shape and T: %.1e (bound %.0e)", worst, QKERNEL_TOL);
     if (cpu_amx_available()) printf("; AMX prefill %.1e (bound %.0e)", worst_amx, QAMX_TOL);
