@@ -63,10 +63,11 @@ static inline void cpu_prefetch_l1(const void *p) { __asm__ volatile("prefetcht0
 
 /** Bytes ahead in its stream at which a decode product that prefetches line by line (the packed bf16
  *  products, packed_bf16.c; the quantized products of one activation row, qmatrix.c) asks for each
- *  line into L1: the distance of the prefetched read the read ceiling takes, and the fastest measured
- *  for both (results/cpu.md, "bf16 weights packed at load", "q8 decode read line by line across the
- *  rows"). */
-#define CPU_DECODE_AHEAD 2048
+ *  line into L1, and the distance of the prefetched read the read ceiling takes (roofline.c). 4 KiB:
+ *  the products that spend more instructions per byte (AVX2's q8 and q4, AVX512BW's q8) kept closer
+ *  to the read ceiling than with 2 KiB, and none was slower (results/cpu.md, "decode prefetch 4 KiB
+ *  ahead"). */
+#define CPU_DECODE_AHEAD 4096
 
 /**
  * @brief The prefetch of cpu_gemv() (the bf16 GEMV): CPU_PREFETCH_NEXT_BLOCK, measured faster than

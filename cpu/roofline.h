@@ -15,7 +15,7 @@
  *
  * @p n_threads OpenMP threads each sum their contiguous share of a @p bytes buffer of floats with
  * SIMD loads (the decode kernel's access pattern without the arithmetic), alternately with plain
- * loads and (AVX2) with each 128 bytes' loads asking for the lines 2 KiB ahead as well (software prefetch
+ * loads and (AVX2) with each 128 bytes' loads asking for the lines CPU_DECODE_AHEAD bytes ahead as well (software prefetch
  * into L1, as the quantized decode products do: on some CPUs the prefetched stream is the faster,
  * and a ceiling must be the best the memory gives); best of @p reps passes of each.
  * @return GB/s (10⁹ bytes per second), or a negative value when the buffer cannot be allocated.
