@@ -381,6 +381,11 @@ static CpuMatrix *big_matrix(const CpuBackend *cb, int i) {
  * (660 MB) where it is 300 MB. */
 #define DECODE_TRIAL_MIN 4
 #define DECODE_TRIAL 16
+/** How much faster than in place the packed layout must time to be kept: a tie keeps the weights in
+ *  place (no copy at load). On a shared host the trial does not resolve a few percent: at AVX2 on
+ *  one Xeon it timed the two layouts even, load after load, while in place decoded the whole model
+ *  5–7 % faster (results/cpu.md, "decode prefetch 4 KiB ahead"). */
+#define DECODE_PACK_MIN 1.03
 
 /* The ways of bf16 decode worth timing on this CPU, the untimed default first: the products it has
  * for bf16 (its own; on AVX512_BF16 CPUs also the AVX-512F FMA product) × the layouts MAMBA2_CPU_PACK
@@ -402,7 +407,7 @@ static int decode_ways(const CpuBackend *cb, const char *pack, CpuBf16Decode way
  * (0 when they could not be timed), @p kept receiving them with that one first (*n_kept: how many;
  * 0 when not timed). MAMBA2_CPU_PACK_MIN=R and MAMBA2_CPU_LOWER_MIN=R count a packed way, and a way
  * with the lower tier's product, as the fastest only where it timed at least R times as fast
- * (default 1; the tests force each outcome with them). */
+ * (defaults DECODE_PACK_MIN and 1; the tests force each outcome with them). */
 static int fastest_way(const CpuBackend *cb, const Mamba2Tensor *const *W, const CpuPackedBf16 *p, int n, int B,
                        CpuBf16Decode *ways, int n_ways, CpuBf16Decode *kept, int *n_kept) {
     *n_kept = 0;
@@ -411,7 +416,7 @@ static int fastest_way(const CpuBackend *cb, const Mamba2Tensor *const *W, const
     int best = 0;
     double best_t = 0;
     for (int w = 0; w < n_ways; w++) {
-        double t = ways[w].seconds * (ways[w].packed && pack_min ? atof(pack_min) : 1.0) *
+        double t = ways[w].seconds * (ways[w].packed ? (pack_min ? atof(pack_min) : DECODE_PACK_MIN) : 1.0) *
                    (ways[w].isa != cb->isa && lower_min ? atof(lower_min) : 1.0);
         if (w == 0 || t < best_t) best = w, best_t = t;
     }

@@ -22,14 +22,16 @@
 typedef struct {
     int packed;     /**< 1: the packed copy (cpu_packed_bf16_gemv()); 0: the stored rows (cpu_gemv()) */
     CpuIsa isa;     /**< the product's variant: CPU_ISA_AVX512BF16 (vdpbf16ps) or a lower one (fp32 FMA) */
-    double seconds; /**< its time over the trial's timed rounds (set by cpu_bf16_time_decode()) */
+    double seconds; /**< its fastest timed round of the trial (set by cpu_bf16_time_decode()) */
 } CpuBf16Decode;
 
 /**
  * @brief Times decode's product of @p B activation rows over @p n bf16 matrices in each of @p n_ways
  *        ways, CPU_DECODE_TRIAL_ROUNDS rounds after one untimed one: in each round every way in
  *        turn over all @p n matrices, the ways' order rotated from round to round (so all see the
- *        same minutes of a shared host).
+ *        same minutes of a shared host); each way's fastest round counts (a pause of the host
+ *        within one round, which a sum over the rounds charged to whichever way it hit, decides
+ *        nothing).
  *
  * A way must not find in the last-level cache the bytes the way before it has just read, or it is
  * timed faster than decode, which reads every weight once a step: so the matrices should add up to
@@ -53,7 +55,7 @@ int cpu_bf16_time_decode(const Mamba2Tensor *const *W, const CpuPackedBf16 *pack
 #define CPU_DECODE_TRIAL_BATCH 4
 
 /** Timed rounds of cpu_bf16_time_decode(). */
-#define CPU_DECODE_TRIAL_ROUNDS 3
+#define CPU_DECODE_TRIAL_ROUNDS 4
 
 /** Bytes of matrices below which the backend does not time the ways (and packs, with the CPU's own
  *  product): they would be timed in the caches, which says nothing about decode's stream from memory. */
