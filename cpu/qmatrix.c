@@ -178,6 +178,24 @@ static uint8_t *tile_at(const CpuQMatrix *q, int64_t rg, int64_t kt) {
 /** Scales q4 tries per block (see quantize_block()). */
 #define Q4_CANDIDATES 8
 
+/* max |v[i]| over n values, on the bits (non-negative floats order as their bit patterns do; NaN,
+ * bits above +inf's, counts as 0), branch-free. A plain loop: GCC's `omp simd` max reduction, float
+ * or integer, ends each block with a vector store read back lane by lane, which stalls on store
+ * forwarding, and took most of a decode call's rounding of x (results/cpu.md). */
+static inline float abs_max(const float *v, int n) {
+    uint32_t abits = 0;
+    for (int i = 0; i < n; i++) {
+        uint32_t bits;
+        memcpy(&bits, v + i, sizeof bits);
+        bits &= 0x7fffffffu;
+        bits = bits > 0x7f800000u ? 0 : bits;
+        abits = bits > abits ? bits : abits;
+    }
+    float amax;
+    memcpy(&amax, &abits, sizeof amax);
+    return amax;
+}
+
 /* Σ (w − d·clamp(round(w·inv), lo, hi))² over one block of QBLOCK: the error of scale d, with q
  * rounded through inv ≈ 1/d. */
 static inline float block_error(const float *w, float d, float inv, float lo, float hi) {
@@ -208,14 +226,14 @@ static inline float as_f16(float d) {
  *     larger than Q4_0's. */
 static QCLONES float quantize_block(Mamba2WeightFormat f, const float *w, int8_t *q) {
     const int n = scale_block(f);
-    float amax = 0, smax = 0;
-    for (int i = 0; i < n; i++)
-        if (fabsf(w[i]) > amax) amax = fabsf(w[i]), smax = w[i];
     float d = 0, inv = 0, lo = -127, hi = 127;
     if (f == MAMBA2_WEIGHTS_Q8) {
-        d = as_f16(amax / 127);
+        d = as_f16(abs_max(w, n) / 127);
         inv = d != 0 ? 1 / d : 0;
     } else {
+        float amax = 0, smax = 0; /* q4 needs the sign of the largest weight too */
+        for (int i = 0; i < n; i++)
+            if (fabsf(w[i]) > amax) amax = fabsf(w[i]), smax = w[i];
         float best = INFINITY, inv_smax = amax > 0 ? 1 / smax : 0;
         lo = -8, hi = 7;
         for (int s = 0; s < Q4_CANDIDATES && amax > 0; s++) {
@@ -352,19 +370,7 @@ static QCLONES void quantize_x(const float *x, int64_t K, int64_t k0, int offset
             memset(pad + n, 0, (size_t)(QBLOCK - n) * sizeof *pad);
             v = pad;
         }
-        /* max |x| on the bits: non-negative floats order as their bit patterns do, and GCC
-         * vectorises an integer max (an `omp simd` max reduction over 32 floats went through memory
-         * and took most of the call: results/cpu.md); NaN (bits above +inf's) counts as 0 */
-        uint32_t abits = 0;
-        for (int i = 0; i < QBLOCK; i++) {
-            uint32_t bits;
-            memcpy(&bits, v + i, sizeof bits);
-            bits &= 0x7fffffffu;
-            bits = bits > 0x7f800000u ? 0 : bits;
-            abits = bits > abits ? bits : abits;
-        }
-        float amax;
-        memcpy(&amax, &abits, sizeof amax);
+        float amax = abs_max(v, QBLOCK);
         float inv = amax > 0 ? 127 / amax : 0;
         e[b] = amax / 127;
 #pragma omp simd
