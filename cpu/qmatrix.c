@@ -39,7 +39,8 @@
  *
  * q8 values stored as signed bytes (CpuQMatrix.q8_signed, chosen at quantization for a product
  * without vpdpbusd) differ from q + 128 in the top bit only: q + 128 = q ^ 0x80 as bytes. A product
- * that reads them the other way than stored flips that bit (one vpxor per vector: xor_q8() below).
+ * that reads them the other way than stored flips that bit (one vpxor per vector: ymm_xor_q8(),
+ * zmm_xor_q8() below).
  */
 #include "qmatrix.h"
 
@@ -504,9 +505,10 @@ static inline AVX2_INLINE __m256 ymm_scales(Mamba2WeightFormat f, const uint16_t
 }
 
 /* The ymm register block: R ≤ 4 rows × S ≤ 2 records, f, vnni, xq (avx2_load_pair()), R and S
- * constants after inlining (every loop unrolls, the accumulators stay in registers). A ymm holds half a chunk, 8 blocks, so a
- * tile is walked in two halves (blocks 0–7 of its rows, then 8–15), each row's half accumulating its
- * 8 chunks' halves into 8 int32 block sums, which the half's scales then multiply once:
+ * constants after inlining (every loop unrolls, the accumulators stay in registers). A ymm holds
+ * half a chunk, 8 blocks, so a tile is walked in two halves (blocks 0–7 of its rows, then 8–15),
+ * each row's half accumulating its 8 chunks' halves into 8 int32 block sums, which the half's scales
+ * then multiply once:
  *   acc[i][j] += float(Σ q·p) · (d_i · e_j), lane by lane (avx2_dot2() for Σ q·p);
  * both halves add into the same accumulator, whose lanes are summed at the end. */
 static inline AVX2_INLINE void avx2_block(Mamba2WeightFormat f, int vnni, int xq, const CpuQMatrix *W, int64_t rg, int R,

@@ -20,7 +20,8 @@
  * 32 (x ≈ e · p, p ∈ [−127, 127]), so a block's contribution is d · e · Σ q·p, the integer sum made
  * by VNNI's vpdpbusd (unsigned × signed bytes: the weights are stored offset by +128 (q8) or +8
  * (q4), and the offset's share, offset · Σ p, is subtracted through the accumulator's start
- * value), by AVX2's vpmaddubsw, or by plain C. See qmatrix.c for the packed layout.
+ * value), by AVX2's vpmaddubsw (q8 then stored as signed bytes: cpu_qmatrix_set_q8_signed()), or
+ * by plain C. See qmatrix.c for the packed layout.
  *
  * The product is chosen from the CPU (cpu_qlinear_kernel()): vpdpbusd on zmm (AVX512-VNNI) at the
  * AVX-512 level; at the AVX2 level vpdpbusd on ymm where the CPU has AVX-VNNI (VEX encoding: Intel
