@@ -381,10 +381,10 @@ static CpuMatrix *big_matrix(const CpuBackend *cb, int i) {
  * (660 MB) where it is 300 MB. */
 #define DECODE_TRIAL_MIN 4
 #define DECODE_TRIAL 16
-/** How much faster than in place the packed layout must time to be kept: a tie keeps the weights in
- *  place (no copy at load). On a shared host the trial does not resolve a few percent: at AVX2 on
- *  one Xeon it timed the two layouts even, load after load, while in place decoded the whole model
- *  5–7 % faster (results/cpu.md, "decode prefetch 4 KiB ahead"). */
+/** How much faster than in place the packed layout must time to be kept: a near tie keeps the
+ *  weights in place (no copy at load), since on a shared host the trial does not resolve a few
+ *  percent and has timed a tie where the whole model read faster in place (results/cpu.md, "the
+ *  bf16 load trial"). */
 #define DECODE_PACK_MIN 1.03
 
 /* The ways of bf16 decode worth timing on this CPU, the untimed default first: the products it has
