@@ -110,7 +110,7 @@ void cli_help_backend(FILE *f) {
             "  --backend NAME        %s (default: the fastest that starts here,\n"
             "                        gpu, then cpu, then ref; printed on stderr)\n"
             "  -t, --threads N       CPU threads for the cpu backend\n"
-            "  --weights F           cpu backend: stored (default), q8 or q4 (quantized at load)\n"
+            "  --weights F           stored (default), q8 or q4, quantized at load (gpu: stored or q8)\n"
             "  --precision P         cpu backend: default (within 1e-3 of ref) or fast (bf16 activations)\n",
             mamba2_backend_names());
 }
