@@ -17,7 +17,9 @@
  * fp32 products of at most 64 tokens (decode of 5–64 sequences) to its few-token kernel
  * (gemm_q8_skinny.cu), which streams the weights into registers. Beyond that,
  * where cuBLAS' faster tensor-core path outweighs the extra traffic, each matrix is dequantized
- * into one bf16 scratch matrix (the largest one's size) just before its cuBLAS GEMM.
+ * into one bf16 scratch matrix (the largest one's size) just before its cuBLAS GEMM; in prefill,
+ * a layer's in_proj and out_proj are instead dequantized while the layer before runs, on a stream of
+ * lower priority, into one of two slots (gpu_prefill).
  */
 #include <math.h>
 #include <stdio.h>
@@ -81,6 +83,12 @@ struct GpuBackend {
     double matrix_bytes;  /* in_proj, out_proj of every layer and lm_head as held (q8: values + scales) */
     bf16 *deq;            /* q8 weights: [deq_elems] scratch the cuBLAS paths dequantize a matrix into */
     size_t deq_elems;
+    /* q8 prefill through cuBLAS: each layer's in_proj and out_proj dequantized one layer ahead on
+     * their own stream, into two slots used in turn (gpu_prefill; MAMBA2_GPU_Q8_DEQ_AHEAD, see gpu_create) */
+    int deq_ahead;                         /* 0: off (dequantized on the main stream before each GEMM); 2: main streams raised */
+    cudaStream_t deq_stream;
+    cudaEvent_t deq_start, deq_ready[2], deq_free[2];
+    bf16 *deq_slot[2];                     /* [in_proj rows · d + d · d_in] each: a layer's in_proj, then out_proj */
     int q8_gemm_max_T;    /* q8 weights: products of at most this many tokens take the q8 GEMM (0: none) */
     const float *norm_f;
     /* prefill buffers, for up to cap_T tokens */
@@ -432,6 +440,28 @@ static int grow_dequant(GpuBackend *gb, Mamba2Error *err) {
     return 0;
 }
 
+/* q8 weights, dequantized one layer ahead: the two slots, each a layer's in_proj and out_proj. */
+static int grow_deq_slots(GpuBackend *gb, Mamba2Error *err) {
+    if (gb->deq_slot[0]) return 0;
+    const GpuLayer &w = gb->layers[0]; /* every layer has the same shapes */
+    size_t elems = (size_t)w.in_proj_q8.rows * w.in_proj_q8.K + (size_t)w.out_proj_q8.rows * w.out_proj_q8.K;
+    for (int i = 0; i < 2; i++)
+        if (dev_alloc(gb, (void **)&gb->deq_slot[i], elems * 2, "a layer's q8 weights dequantized ahead", err)) return -1;
+    return 0;
+}
+
+/* Layer @p l's in_proj and out_proj dequantized into slot l mod 2 on the dequantizing stream, and
+ * the slot's ready event recorded after them. */
+static int dequantize_layer(GpuBackend *gb, int l, Mamba2Error *err) {
+    const GpuLayer &w = gb->layers[l];
+    bf16 *slot = gb->deq_slot[l % 2];
+    launch_q8_dequantize_short(w.in_proj_q8, slot, gb->deq_stream);
+    launch_q8_dequantize_short(w.out_proj_q8, slot + (size_t)w.in_proj_q8.rows * w.in_proj_q8.K, gb->deq_stream);
+    LAUNCH_TRY();
+    CUDA_TRY(cudaEventRecord(gb->deq_ready[l % 2], gb->deq_stream));
+    return 0;
+}
+
 /* ------------------------------------------------------------------ prefill */
 
 static void free_prefill_buffers(GpuBackend *gb) {
@@ -476,12 +506,33 @@ static int gpu_prefill(Mamba2Backend *b, Mamba2State *st, const int32_t *tokens,
     size_t conv_per_layer = (size_t)g.conv_dim * (g.K - 1), ssm_per_layer = (size_t)g.H * g.P * g.N;
     SSDWork work = ssd_work_carve(g, T, gb->ssd_work);
 
+    /* q8 through cuBLAS: layer l + 1's weights are dequantized on their own stream while layer l
+     * runs, into the slot layer l − 1 used (once its out_proj GEMM has read it), instead of each
+     * matrix on the main stream just before its GEMM (measurements: results/gpu.md) */
+    const bool ahead = gb->deq_ahead && gb->wf != GEMV_BF16 && !q8_direct(gb, T);
+    if (ahead) {
+        if (grow_deq_slots(gb, err)) return -1;
+        CUDA_TRY(cudaEventRecord(gb->deq_start, s)); /* after every earlier use of the slots */
+        CUDA_TRY(cudaStreamWaitEvent(gb->deq_stream, gb->deq_start, 0));
+        if (dequantize_layer(gb, 0, err)) return -1;
+    }
     CUDA_TRY(cudaMemcpyAsync(gb->tokens, tokens, (size_t)T * 4, cudaMemcpyHostToDevice, s));
     prof_mark(gb, "start");
     launch_embed(gb->tokens, T, gb->emb, g.d, gb->h, s);
     prof_mark(gb, "embed");
     for (int l = 0; l < g.L; l++) {
         const GpuLayer &w = gb->layers[l];
+        const bf16 *in_deq = NULL, *out_deq = NULL; /* ahead: this layer's dequantized in_proj, out_proj */
+        if (ahead) {
+            if (l + 1 < g.L) {
+                if (l >= 1) CUDA_TRY(cudaStreamWaitEvent(gb->deq_stream, gb->deq_free[(l + 1) % 2], 0));
+                if (dequantize_layer(gb, l + 1, err)) return -1;
+            }
+            CUDA_TRY(cudaStreamWaitEvent(s, gb->deq_ready[l % 2], 0));
+            in_deq = gb->deq_slot[l % 2];
+            out_deq = in_deq + (size_t)w.in_proj_q8.rows * w.in_proj_q8.K;
+            prof_mark(gb, "wait for the dequantized layer");
+        }
         float *conv_state = dc->conv + l * conv_per_layer;
         void *ssm = (char *)dc->ssm + l * ssm_per_layer * (dc->ssm_bf16 ? 2 : 4);
         launch_rmsnorm_bf16(gb->h, w.norm_w, T, g.d, g.eps, gb->u, s);
@@ -493,7 +544,7 @@ static int gpu_prefill(Mamba2Backend *b, Mamba2State *st, const int32_t *tokens,
          * results/gpu.md). Nothing the side stream touches is written again before
          * the join: u, dt and the cumsum's arrays next change after this layer's SSD. */
         int zx_rows = g.d_in + g.conv_dim;
-        const bf16 *in_proj = q8_direct(gb, T) ? NULL : matrix_bf16(gb, w.in_proj, w.in_proj_q8);
+        const bf16 *in_proj = q8_direct(gb, T) ? NULL : in_deq ? in_deq : matrix_bf16(gb, w.in_proj, w.in_proj_q8);
         CUDA_TRY(cudaEventRecord(gb->fork, s));
         CUDA_TRY(cudaStreamWaitEvent(gb->side, gb->fork, 0));
         if (in_proj) {
@@ -522,8 +573,10 @@ static int gpu_prefill(Mamba2Backend *b, Mamba2State *st, const int32_t *tokens,
         prof_mark(gb, "ssd chunked");
         launch_gated_norm_bf16(g, gb->y, gb->zxbcdt, NULL, 1, w.gnorm_w, T, gb->yn, s);
         prof_mark(gb, "gated norm");
-        if (project(gb, w.out_proj, w.out_proj_q8, g.d, g.d_in, gb->yn, T, gb->h, CUDA_R_32F, 1.0f, err))
+        if (out_deq ? gemm(gb, out_deq, g.d, g.d_in, gb->yn, T, gb->h, CUDA_R_32F, 1.0f, err)
+                    : project(gb, w.out_proj, w.out_proj_q8, g.d, g.d_in, gb->yn, T, gb->h, CUDA_R_32F, 1.0f, err))
             return -1; /* h += */
+        if (out_deq) CUDA_TRY(cudaEventRecord(gb->deq_free[l % 2], s)); /* the slot may be written again */
         prof_mark(gb, "gemm out_proj");
         LAUNCH_TRY();
     }
@@ -786,8 +839,11 @@ static void gpu_kernels(Mamba2Backend *b, Mamba2KernelNames *out) {
         snprintf(out->gemm, sizeof out->gemm, "cuBLAS bf16; decode of 5 to %d sequences: tensor-core decode GEMM",
                  gb->gemm_decode_max_nb < 64 ? gb->gemm_decode_max_nb : 64);
     else if (wf == GEMV_BF16) snprintf(out->gemm, sizeof out->gemm, "cuBLAS bf16");
-    else if (max_T <= 0) snprintf(out->gemm, sizeof out->gemm, "cuBLAS bf16 (q8 dequantized per matrix)");
-    else snprintf(out->gemm, sizeof out->gemm, "q8 GEMM to %d tokens, then cuBLAS over dequantized q8", max_T);
+    else if (max_T <= 0)
+        snprintf(out->gemm, sizeof out->gemm, "cuBLAS bf16 (q8 dequantized per matrix%s)",
+                 gb->deq_ahead ? "; prefill: a layer ahead, on a second stream" : "");
+    else snprintf(out->gemm, sizeof out->gemm, "q8 GEMM to %d tokens, then cuBLAS over dequantized q8%s", max_T,
+                  gb->deq_ahead ? " (prefill: a layer ahead, on a second stream)" : "");
     snprintf(out->gemv, sizeof out->gemv, "%s",
              wf == GEMV_BF16     ? (gpu_of(b)->gemv_stream ? "bf16, streamed" : "bf16")
              : wf == GEMV_Q8_DP4A && gpu_of(b)->gemv_stream > 1 ? "q8 dp4a, streamed from 2 sequences"
@@ -818,6 +874,10 @@ static void gpu_destroy(Mamba2Backend *b) {
     cudaFree(gb->cublas_side_ws);
     if (gb->fork) cudaEventDestroy(gb->fork);
     if (gb->join) cudaEventDestroy(gb->join);
+    cudaEvent_t deq_events[5] = {gb->deq_start, gb->deq_ready[0], gb->deq_ready[1], gb->deq_free[0], gb->deq_free[1]};
+    for (cudaEvent_t e : deq_events)
+        if (e) cudaEventDestroy(e);
+    if (gb->deq_stream) cudaStreamDestroy(gb->deq_stream);
     if (gb->side) cudaStreamDestroy(gb->side);
     if (gb->stream) cudaStreamDestroy(gb->stream);
     delete gb;
@@ -915,11 +975,27 @@ extern "C" int mamba2_backend_gpu_create(const Mamba2Model *m, const Mamba2Backe
      * and past 16 MiB the driver's own copy to pageable memory */
     const char *lt = getenv("MAMBA2_GPU_LOGITS_THREADS");
     gb->logits_threads = lt && atoi(lt) >= 1 ? atoi(lt) : host_copy_threads_default();
+    /* q8 prefill through cuBLAS: weights dequantized a layer ahead on a stream of their own, with the
+     * main and side streams above it in priority (2, the default), so that the dequantization's
+     * blocks take what multiprocessors the layer's kernels leave; 1: the same at equal priority; 0:
+     * each matrix before its GEMM on the main stream (MAMBA2_GPU_Q8_DEQ_AHEAD; measurements:
+     * results/gpu.md) */
+    const char *da = getenv("MAMBA2_GPU_Q8_DEQ_AHEAD");
+    gb->deq_ahead = da && *da ? atoi(da) : 2;
+    int least = 0, greatest = 0;
+    if (cudaDeviceGetStreamPriorityRange(&least, &greatest) != cudaSuccess) least = greatest = 0, cudaGetLastError();
+    const int high = gb->deq_ahead == 2 && gb->wf != GEMV_BF16 ? greatest : least; /* bf16 weights: no second stream to rank */
     int rc = -1;
-    if (cudaStreamCreateWithFlags(&gb->stream, cudaStreamNonBlocking) != cudaSuccess ||
-        cudaStreamCreateWithFlags(&gb->side, cudaStreamNonBlocking) != cudaSuccess ||
+    if (cudaStreamCreateWithPriority(&gb->stream, cudaStreamNonBlocking, high) != cudaSuccess ||
+        cudaStreamCreateWithPriority(&gb->side, cudaStreamNonBlocking, high) != cudaSuccess ||
+        cudaStreamCreateWithPriority(&gb->deq_stream, cudaStreamNonBlocking, least) != cudaSuccess ||
         cudaEventCreateWithFlags(&gb->fork, cudaEventDisableTiming) != cudaSuccess ||
-        cudaEventCreateWithFlags(&gb->join, cudaEventDisableTiming) != cudaSuccess)
+        cudaEventCreateWithFlags(&gb->join, cudaEventDisableTiming) != cudaSuccess ||
+        cudaEventCreateWithFlags(&gb->deq_start, cudaEventDisableTiming) != cudaSuccess ||
+        cudaEventCreateWithFlags(&gb->deq_ready[0], cudaEventDisableTiming) != cudaSuccess ||
+        cudaEventCreateWithFlags(&gb->deq_ready[1], cudaEventDisableTiming) != cudaSuccess ||
+        cudaEventCreateWithFlags(&gb->deq_free[0], cudaEventDisableTiming) != cudaSuccess ||
+        cudaEventCreateWithFlags(&gb->deq_free[1], cudaEventDisableTiming) != cudaSuccess)
         mamba2_fail(err, "cannot create the CUDA streams and events");
     else if (cublasCreate(&gb->cublas) != CUBLAS_STATUS_SUCCESS || cublasCreate(&gb->cublas_side) != CUBLAS_STATUS_SUCCESS)
         mamba2_fail(err, "cannot create a cuBLAS handle");

@@ -91,6 +91,13 @@ void launch_q8_quantize(const void *src, int src_f32, int n, int r0, int8_t *q, 
 /** out [rows, K] bf16 = d · q of every weight of @p m (the cuBLAS paths' operand). */
 void launch_q8_dequantize(const GpuQ8 &m, bf16 *out, cudaStream_t s);
 
+/**
+ * @brief launch_q8_dequantize() in blocks that each take one pass (4,096 weights where K is a
+ *        multiple of 16) instead of a grid the size of the GPU looping over the matrix: for a
+ *        stream beside other work, whose blocks should free their multiprocessor soon.
+ */
+void launch_q8_dequantize_short(const GpuQ8 &m, bf16 *out, cudaStream_t s);
+
 /* ---- gemm_q8.cu: the GEMM over q8 weights (prefill; decode of more than 4 sequences) */
 
 /** Where and how launch_gemm_q8() writes out[n][r] (token n, weight row r). */

@@ -111,3 +111,10 @@ void launch_q8_dequantize(const GpuQ8 &m, bf16 *out, cudaStream_t s) {
     if (m.K % 16 == 0) q8_dequantize16_kernel<<<132 * 8, 256, 0, s>>>(m, out);
     else q8_dequantize1_kernel<<<132 * 8, 256, 0, s>>>(m, out);
 }
+
+void launch_q8_dequantize_short(const GpuQ8 &m, bf16 *out, cudaStream_t s) {
+    const size_t items = m.K % 16 == 0 ? (size_t)m.rows * (m.K / 16) : (size_t)m.rows * m.K; /* one a thread */
+    const unsigned blocks = (unsigned)((items + 255) / 256);
+    if (m.K % 16 == 0) q8_dequantize16_kernel<<<blocks, 256, 0, s>>>(m, out);
+    else q8_dequantize1_kernel<<<blocks, 256, 0, s>>>(m, out);
+}

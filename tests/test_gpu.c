@@ -1350,6 +1350,48 @@ static void test_q8_gemm_model(void) {
     test_free_fixture(&fx);
 }
 
+/* q8 prefill through cuBLAS with each layer's weights dequantized a layer ahead on a second stream
+ * (the default, MAMBA2_GPU_Q8_DEQ_AHEAD=1; 2 also raises the main streams' priority) against the
+ * same matrices dequantized on the main stream just before each GEMM (=0): the same kernels on the
+ * same bytes, so the logits must be equal to the bit. The fixture's 3 layers make layer 2 reuse
+ * the slot of layer 0, so a dequantization that did not wait for its slot's last GEMM would show. */
+static void test_q8_dequant_ahead(void) {
+    TestFixture fx;
+    CU_ASSERT_EQUAL_FATAL(test_load_fixture("g4_bf16_sharded", &fx), 0);
+    const int V = fx.model.cfg.vocab_size, T = fx.T;
+    const char *modes[3] = {"0", "1", "2"};
+    float *out[3]; /* [T, V] all-position logits of each mode */
+    setenv("MAMBA2_GPU_Q8_GEMM", "0", 1);
+    for (int k = 0; k < 3; k++) {
+        out[k] = malloc((size_t)T * V * 4);
+        for (size_t i = 0; i < (size_t)T * V; i++) out[k][i] = NAN;
+        setenv("MAMBA2_GPU_Q8_DEQ_AHEAD", modes[k], 1);
+        Mamba2Backend *be = make_gpu_q8(&fx.model, "dp4a");
+        CU_ASSERT_PTR_NOT_NULL_FATAL(be);
+        Mamba2KernelNames kn;
+        be->kernels(be, &kn);
+        CU_ASSERT((strstr(kn.gemm, "a layer ahead") != NULL) == (k > 0));
+        Mamba2State st;
+        Mamba2Error e = {{0}};
+        mamba2_state_init(&st, &fx.model.cfg, &e);
+        for (int rep = 0; rep < 2; rep++) /* twice: the second prefill reuses the slots of the first */
+            CU_ASSERT_EQUAL(mamba2_backend_prefill(be, &st, fx.tokens, T, out[k], 1, &e), 0);
+        mamba2_state_free(&st);
+        mamba2_backend_destroy(be);
+    }
+    unsetenv("MAMBA2_GPU_Q8_DEQ_AHEAD");
+    unsetenv("MAMBA2_GPU_Q8_GEMM");
+    int equal[2] = {1, 1};
+    for (int k = 1; k < 3; k++)
+        for (size_t i = 0; i < (size_t)T * V; i++) equal[k - 1] &= out[k][i] == out[0][i];
+    printf("\n    a layer ahead vs before each GEMM, prefill T=%d: %s; with the main streams raised: %s\n", T,
+           equal[0] ? "equal" : "DIFFERENT", equal[1] ? "equal" : "DIFFERENT");
+    CU_ASSERT(equal[0]);
+    CU_ASSERT(equal[1]);
+    for (int k = 0; k < 3; k++) free(out[k]);
+    test_free_fixture(&fx);
+}
+
 int register_gpu_tests(void) {
     CU_pSuite s = CU_add_suite("gpu", NULL, NULL);
     if (!s) return -1;
@@ -1370,7 +1412,8 @@ int register_gpu_tests(void) {
         !CU_add_test(s, "q8 weights: batched steps vs single steps", test_q8_batched) ||
         !CU_add_test(s, "streamed GEMV in the model vs gemv.cuh's, bf16 and q8", test_stream_model) ||
         !CU_add_test(s, "q8 GEMM vs double products of the dequantized weights", test_q8_gemm_kernel) ||
-        !CU_add_test(s, "q8 GEMM in the model: batched vs single, vs the dequantizing path", test_q8_gemm_model))
+        !CU_add_test(s, "q8 GEMM in the model: batched vs single, vs the dequantizing path", test_q8_gemm_model) ||
+        !CU_add_test(s, "q8 prefill dequantized a layer ahead equals dequantized before each GEMM", test_q8_dequant_ahead))
         return -1;
     Mamba2Error why = {{0}};
     if (!mamba2_gpu_available(&why)) {
