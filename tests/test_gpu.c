@@ -1351,7 +1351,7 @@ static void test_q8_gemm_model(void) {
 }
 
 /* q8 prefill through cuBLAS with each layer's weights dequantized a layer ahead on a second stream
- * (the default, MAMBA2_GPU_Q8_DEQ_AHEAD=1; 2 also raises the main streams' priority) against the
+ * (MAMBA2_GPU_Q8_DEQ_AHEAD=1; 2, the default, also raises the main streams' priority) against the
  * same matrices dequantized on the main stream just before each GEMM (=0): the same kernels on the
  * same bytes, so the logits must be equal to the bit. The fixture's 3 layers make layer 2 reuse
  * the slot of layer 0, so a dequantization that did not wait for its slot's last GEMM would show. */
