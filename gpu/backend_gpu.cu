@@ -96,6 +96,8 @@ struct GpuBackend {
     int32_t *tokens;
     float *h, *dt_raw, *dt, *y, *logits;
     bf16 *u, *zxbcdt, *xbc, *yn; /* zxbcdt: [T, d_in + conv_dim] (z and xBC; dt goes to dt_raw [H, T]) */
+    float *zx32; /* q8 weights, prompts of at most GEMM_Q8_SKINNY_MAX_T tokens: [T, d_in + conv_dim] in_proj's fp32 sums (gemm_q8_zx) */
+    bool q8_zx_few; /* gemm_q8_zx() may take the few-token kernel (MAMBA2_GPU_Q8_ZX_FEW=0: never, for comparisons) */
     void *ssd_work;
     /* decode buffers, for up to cap_B sequences */
     int cap_B;
@@ -418,6 +420,22 @@ static int gemm_q8(GpuBackend *gb, const GpuQ8 &W, const bf16 *in, int T, void *
     return 0;
 }
 
+/* q8 prefill's [z | xBC] = u · W_zxᵀ into zxbcdt (bf16) through the q8 GEMM: for a prompt the
+ * few-token kernel takes (T ≤ GEMM_Q8_SKINNY_MAX_T, K a multiple of 128), its fp32 sums into zx32,
+ * then rounded to bf16, as gemm_q8.cu rounds its own (the few-token kernel, which streams the weights
+ * once instead of staging tiles, adds fp32 sums atomically, so it has no bf16 output; measurements:
+ * results/gpu.md); other prompts straight to bf16 through gemm_q8.cu. */
+static int gemm_q8_zx(GpuBackend *gb, const GpuQ8 &W, int T, Mamba2Error *err) {
+    GemmQ8Out o = {};
+    o.out = gb->zx32, o.ldn = W.rows, o.ldr = 1;
+    if (!gb->q8_zx_few || !gb->zx32 || !gemm_q8_skinny_fits(W, W.K, T, o))
+        return gemm_q8(gb, W, gb->u, T, gb->zxbcdt, CUDA_R_16BF, 0.0f, err);
+    launch_gemm_q8(W, gb->u, W.K, T, o, 0, gb->stream);
+    launch_round_bf16(gb->zx32, (size_t)T * W.rows, gb->zxbcdt, gb->stream);
+    LAUNCH_TRY();
+    return 0;
+}
+
 /* A projection out[T][R] (+ beta · out) = in[T][K] · W[R][K]ᵀ of the stored matrix: bf16 through
  * cuBLAS; q8 through the q8 GEMM when q8_direct(), else dequantized first (matrix_bf16()). */
 static int project(GpuBackend *gb, const bf16 *W, const GpuQ8 &q, int R, int K, const bf16 *in, int T, void *out,
@@ -465,9 +483,9 @@ static int dequantize_layer(GpuBackend *gb, int l, Mamba2Error *err) {
 /* ------------------------------------------------------------------ prefill */
 
 static void free_prefill_buffers(GpuBackend *gb) {
-    void *bufs[] = {gb->tokens, gb->h, gb->dt_raw, gb->dt, gb->y, gb->logits, gb->u, gb->zxbcdt, gb->xbc, gb->yn, gb->ssd_work};
+    void *bufs[] = {gb->tokens, gb->h, gb->dt_raw, gb->dt, gb->y, gb->logits, gb->u, gb->zxbcdt, gb->xbc, gb->yn, gb->ssd_work, gb->zx32};
     for (void *p : bufs) cudaFree(p);
-    gb->tokens = NULL, gb->h = gb->dt_raw = gb->dt = gb->y = gb->logits = NULL;
+    gb->tokens = NULL, gb->h = gb->dt_raw = gb->dt = gb->y = gb->logits = gb->zx32 = NULL;
     gb->u = gb->zxbcdt = gb->xbc = gb->yn = NULL;
     gb->ssd_work = NULL;
     gb->cap_T = 0;
@@ -488,7 +506,10 @@ static int grow_prefill(GpuBackend *gb, int T, Mamba2Error *err) {
         dev_alloc(gb, (void **)&gb->y, t * g.d_in * 4, "SSD outputs", err) ||
         dev_alloc(gb, (void **)&gb->yn, t * g.d_in * 2, "normalised SSD outputs", err) ||
         dev_alloc(gb, &gb->ssd_work, ssd_work_bytes(g, T), "SSD work space", err) ||
-        dev_alloc(gb, (void **)&gb->logits, t * g.V * 4, "logits", err)) {
+        dev_alloc(gb, (void **)&gb->logits, t * g.V * 4, "logits", err) ||
+        (gb->wf != GEMV_BF16 &&
+         dev_alloc(gb, (void **)&gb->zx32, (t < GEMM_Q8_SKINNY_MAX_T ? t : GEMM_Q8_SKINNY_MAX_T) * (g.d_in + g.conv_dim) * 4,
+                   "in_proj's fp32 sums", err))) {
         free_prefill_buffers(gb);
         return -1;
     }
@@ -558,7 +579,7 @@ static int gpu_prefill(Mamba2Backend *b, Mamba2State *st, const int32_t *tokens,
         launch_ssd_cumsum(g, gb->dt, w.A, T, work, gb->side);
         CUDA_TRY(cudaEventRecord(gb->join, gb->side));
         if (in_proj ? gemm(gb, in_proj, zx_rows, g.d, gb->u, T, gb->zxbcdt, CUDA_R_16BF, 0.0f, err)
-                    : gemm_q8(gb, q8_rows(w.in_proj_q8, 0, zx_rows), gb->u, T, gb->zxbcdt, CUDA_R_16BF, 0.0f, err)) {
+                    : gemm_q8_zx(gb, q8_rows(w.in_proj_q8, 0, zx_rows), T, err)) {
             cudaStreamWaitEvent(s, gb->join, 0); /* so that no later call rewrites u while the side stream reads it */
             return -1;
         }
@@ -980,6 +1001,8 @@ extern "C" int mamba2_backend_gpu_create(const Mamba2Model *m, const Mamba2Backe
      * blocks take what multiprocessors the layer's kernels leave; 1: the same at equal priority; 0:
      * each matrix before its GEMM on the main stream (MAMBA2_GPU_Q8_DEQ_AHEAD; measurements:
      * results/gpu.md) */
+    const char *zf = getenv("MAMBA2_GPU_Q8_ZX_FEW");
+    gb->q8_zx_few = !(zf && !strcmp(zf, "0"));
     const char *da = getenv("MAMBA2_GPU_Q8_DEQ_AHEAD");
     gb->deq_ahead = da && *da ? atoi(da) : 2;
     int least = 0, greatest = 0;

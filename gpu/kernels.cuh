@@ -19,6 +19,9 @@ void launch_embed(const int32_t *tokens, int T, const bf16 *emb, int d, float *h
 /** out[t] = bf16(h[t] / sqrt(mean(h[t]²) + eps) · w):  h [T, d], w [d], out [T, d]. */
 void launch_rmsnorm_bf16(const float *h, const float *w, int T, int d, float eps, bf16 *out, cudaStream_t s);
 
+/** out[i] = bf16(in[i]) for i < n, rounded to nearest even. */
+void launch_round_bf16(const float *in, size_t n, bf16 *out, cudaStream_t s);
+
 /**
  * Causal depthwise conv + SiLU over the xBC columns of in_proj's output (prefill):
  * xbc[t][c] = silu(b_c + Σ_k w[c][k] · in_c(t − K + 1 + k)), in_c(j < 0) from the conv state.

@@ -56,6 +56,19 @@ void launch_rmsnorm_bf16(const float *h, const float *w, int T, int d, float eps
     else launch_pdl(rmsnorm_bf16_kernel, dim3(T), dim3(256), 0, s, h, w, d, eps, out);
 }
 
+/* out[i] = bf16(in[i]), two values a thread. */
+__global__ void round_bf16_kernel(const float *in, size_t n, bf16 *out) {
+    pdl_trigger();
+    pdl_wait();
+    size_t i = 2 * ((size_t)blockIdx.x * blockDim.x + threadIdx.x);
+    if (i + 1 < n) *(__nv_bfloat162 *)(out + i) = __floats2bfloat162_rn(in[i], in[i + 1]);
+    else if (i < n) out[i] = __float2bfloat16(in[i]);
+}
+
+void launch_round_bf16(const float *in, size_t n, bf16 *out, cudaStream_t s) {
+    if (n) launch_pdl(round_bf16_kernel, dim3((unsigned)((n + 511) / 512)), dim3(256), 0, s, in, n, out);
+}
+
 /* One thread per (channel, run of TOKENS_PER_THREAD tokens), a sliding window in registers:
  * xbc[t][c] = silu(b_c + Σ_k w[c][k] · in_c(t − K + 1 + k)). */
 #define TOKENS_PER_THREAD 32
