@@ -14,7 +14,8 @@
  * scales (gemv.cuh); the products of more tokens (prefill, decode of more sequences) go through the
  * q8 GEMM (gemm_q8.cu), which reads them as stored and widens them to bf16 in registers, up to
  * q8_gemm_max_T tokens (MAMBA2_GPU_Q8_GEMM_MAX_T; MAMBA2_GPU_Q8_GEMM=0 turns it off); it hands the
- * fp32 products of at most 64 tokens (decode of 5–64 sequences) to its few-token kernel
+ * fp32 products of at most 64 tokens (decode of 5–64 sequences, prompts of at most 64 tokens:
+ * in_proj's there through an fp32 scratch, gemm_q8_zx()) to its few-token kernel
  * (gemm_q8_skinny.cu), which streams the weights into registers. Beyond that,
  * where cuBLAS' faster tensor-core path outweighs the extra traffic, each matrix is dequantized
  * into one bf16 scratch matrix (the largest one's size) just before its cuBLAS GEMM; in prefill,
