@@ -884,7 +884,7 @@ static void test_bf16_decode_timed(void) {
 
 /* Batched step over B sequences = B single steps (B = 3 through the GEMV kernel; B = 11 through
  * the GEMV kernel, or AMX where the CPU has it; B = 20 through a GEMM), logits and states; then
- * 1 thread = 2 threads for prefill and step. */
+ * 1 thread = 2 threads = 7 threads for prefill and step. */
 static void test_batch_and_threads(void) {
     TinyModelSpec s;
     test_tiny_spec_default(&s);
@@ -928,23 +928,30 @@ static void test_batch_and_threads(void) {
         for (int i = 0; i < B; i++) mamba2_state_free(&a[i]), mamba2_state_free(&b[i]);
         free(a), free(b), free(pa), free(la), free(lb);
     }
-    /* threads: 1 vs 2 */
-    Mamba2Backend *c1 = make("cpu", &tm.m, 1);
+    /* threads: 1 vs 2, and vs 7 (more threads than the machines of CI have cores, and than some
+     * products have units of work: idle threads, uneven shares) */
+    Mamba2Backend *c1 = make("cpu", &tm.m, 1), *c7 = make("cpu", &tm.m, 7);
     CU_ASSERT_PTR_NOT_NULL_FATAL(c1);
+    CU_ASSERT_PTR_NOT_NULL_FATAL(c7);
     int T = 29;
     int32_t tok[29];
     random_tokens(tok, T, V);
     float *l1 = malloc((size_t)T * V * 4), *l2 = malloc((size_t)T * V * 4);
     for (int by_step = 0; by_step < 2; by_step++) {
         CU_ASSERT_EQUAL(run_backend(c1, tok, T, by_step, l1), 0);
-        CU_ASSERT_EQUAL(run_backend(cb, tok, T, by_step, l2), 0);
-        double err = test_max_row_rel_l2(l2, l1, T, V);
-        printf("\n    %s: 2 threads vs 1 thread %.1e", by_step ? "step" : "prefill", err);
-        CU_ASSERT(err <= SPLIT_TOL);
+        Mamba2Backend *more[2] = {cb, c7};
+        const int n_more[2] = {2, 7};
+        for (int k = 0; k < 2; k++) {
+            CU_ASSERT_EQUAL(run_backend(more[k], tok, T, by_step, l2), 0);
+            double err = test_max_row_rel_l2(l2, l1, T, V);
+            printf("\n    %s: %d threads vs 1 thread %.1e", by_step ? "step" : "prefill", n_more[k], err);
+            CU_ASSERT(err <= SPLIT_TOL);
+        }
     }
     printf("\n");
     free(l1), free(l2);
     mamba2_backend_destroy(c1);
+    mamba2_backend_destroy(c7);
     mamba2_backend_destroy(cb);
     tiny_close(&tm);
 }
@@ -1004,7 +1011,7 @@ int register_cpu_tests(void) {
         !CU_add_test(s, "argmax near-tie rule", test_near_tie_rule) ||
         !CU_add_test(s, "random models: cpu prefill and step vs ref", test_random_models) ||
         !CU_add_test(s, "bf16 decode timed at load: layout and product, each = ref", test_bf16_decode_timed) ||
-        !CU_add_test(s, "batched step = single steps; 1 thread = 2 threads", test_batch_and_threads) ||
+        !CU_add_test(s, "batched step = single steps; 1 thread = 2 threads = 7 threads", test_batch_and_threads) ||
         !CU_add_test(s, "states move between cpu and ref; long prompts", test_state_interchange))
         return -1;
     return 0;
