@@ -997,13 +997,15 @@ extern "C" int mamba2_backend_gpu_create(const Mamba2Model *m, const Mamba2Backe
      * and past 16 MiB the driver's own copy to pageable memory */
     const char *lt = getenv("MAMBA2_GPU_LOGITS_THREADS");
     gb->logits_threads = lt && atoi(lt) >= 1 ? atoi(lt) : host_copy_threads_default();
+    /* q8 prefill of at most 64 tokens: in_proj's [z | xBC] rows through the few-token q8 GEMM
+     * (gemm_q8_zx()), unless MAMBA2_GPU_Q8_ZX_FEW=0 (measurements: results/gpu.md) */
+    const char *zf = getenv("MAMBA2_GPU_Q8_ZX_FEW");
+    gb->q8_zx_few = !(zf && !strcmp(zf, "0"));
     /* q8 prefill through cuBLAS: weights dequantized a layer ahead on a stream of their own, with the
      * main and side streams above it in priority (2, the default), so that the dequantization's
      * blocks take what multiprocessors the layer's kernels leave; 1: the same at equal priority; 0:
      * each matrix before its GEMM on the main stream (MAMBA2_GPU_Q8_DEQ_AHEAD; measurements:
      * results/gpu.md) */
-    const char *zf = getenv("MAMBA2_GPU_Q8_ZX_FEW");
-    gb->q8_zx_few = !(zf && !strcmp(zf, "0"));
     const char *da = getenv("MAMBA2_GPU_Q8_DEQ_AHEAD");
     gb->deq_ahead = da && *da ? atoi(da) : 2;
     int least = 0, greatest = 0;
