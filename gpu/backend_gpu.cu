@@ -427,11 +427,11 @@ static int gemm_q8(GpuBackend *gb, const GpuQ8 &W, const bf16 *in, int T, void *
  * once instead of staging tiles, adds fp32 sums atomically, so it has no bf16 output; measurements:
  * results/gpu.md); other prompts straight to bf16 through gemm_q8.cu. */
 static int gemm_q8_zx(GpuBackend *gb, const GpuQ8 &W, int T, Mamba2Error *err) {
-    GemmQ8Out o = {};
+    GemmQ8Out o = {}; /* zx32 as gemm_q8() writes it below */
     o.out = gb->zx32, o.ldn = W.rows, o.ldr = 1;
     if (!gb->q8_zx_few || !gb->zx32 || !gemm_q8_skinny_fits(W, W.K, T, o))
         return gemm_q8(gb, W, gb->u, T, gb->zxbcdt, CUDA_R_16BF, 0.0f, err);
-    launch_gemm_q8(W, gb->u, W.K, T, o, 0, gb->stream);
+    if (gemm_q8(gb, W, gb->u, T, gb->zx32, CUDA_R_32F, 0.0f, err)) return -1;
     launch_round_bf16(gb->zx32, (size_t)T * W.rows, gb->zxbcdt, gb->stream);
     LAUNCH_TRY();
     return 0;
