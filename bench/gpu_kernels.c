@@ -9,8 +9,9 @@
  * Usage: build/bench_gpu_kernels [--json]   (needs a GPU)
  *        build/bench_gpu_kernels --gemv       the ceilings and the GEMV tables alone (bf16, q8, q8 dequantization)
  *        build/bench_gpu_kernels --cublas-once   one cuBLAS call per batched decode shape (for a profiler)
- *        build/bench_gpu_kernels --lt         every cuBLASLt algorithm its heuristic offers at the batched
- *                                             decode's shapes, against cuBLAS' own choice
+ *        build/bench_gpu_kernels --lt [N,N..]  every cuBLASLt algorithm its heuristic offers at the batched
+ *                                             decode's shapes (or N columns: tokens of a prefill), against
+ *                                             cuBLAS' own choice
  *        build/bench_gpu_kernels --decode-gemm   the ceilings, then cuBLAS and the decode GEMM (gemm_decode.cu)
  *                                             alone at the batched decode's shapes
  *        build/bench_gpu_kernels --q8gemm [MAX_T]  the q8 GEMM against cuBLAS on bf16 weights and against
@@ -55,11 +56,17 @@ int main(int argc, char **argv) {
         goto decode_gemm;
     }
     if (argc > 1 && !strcmp(argv[1], "--lt")) { /* each shape: cuBLAS' choice, then cuBLASLt's offers, fastest marked */
-        printf("GPU ceilings: copy %.0f GB/s (read + write)\n\n", copy_gbps);
-        printf("%-9s %-14s %4s %4s | %9s %7s | %s\n", "product", "rows x cols", "nb", "beta", "cuBLAS ms", "of copy",
-               "cuBLASLt algorithms in the heuristic's order: ms (waves), the fastest starred, its fraction of copy");
+        int nbs[16], n_nb = 0;
+        if (argc > 2) /* the columns asked for, "512,4096" */
+            for (const char *p = argv[2]; *p && n_nb < 16; p = strchr(p, ',') ? strchr(p, ',') + 1 : "") nbs[n_nb++] = atoi(p);
+        else
+            for (int nb = 8; nb <= 256; nb *= 2) nbs[n_nb++] = nb;
+        printf("GPU ceilings: copy %.0f GB/s (read + write), bf16 GEMM %.0f TFLOP/s\n\n", copy_gbps, gemm_gflops / 1e3);
+        printf("%-9s %-14s %4s %4s | %9s %7s %7s | %s\n", "product", "rows x cols", "nb", "beta", "cuBLAS ms", "of copy",
+               "of GEMM", "cuBLASLt algorithms in the heuristic's order: ms (waves), the fastest starred, its fraction of copy and GEMM");
         for (int k = 0; k < 3; k++)
-            for (int nb = 8; nb <= 256; nb *= 2) {
+            for (int i_nb = 0; i_nb < n_nb; i_nb++) {
+                const int nb = nbs[i_nb];
                 float beta = k == 1 ? 1.0f : 0.0f; /* out_proj adds into the residual */
                 double ms0 = mamba2_gpu_time_cublas_gemm(shapes[k].rows, shapes[k].cols, nb, 30, &e), ms[32];
                 int n = 0, waves[32], best = 0;
@@ -67,13 +74,15 @@ int main(int argc, char **argv) {
                     fprintf(stderr, "cublas: %s\n", e.msg);
                     return 1;
                 }
-                double bytes = (double)shapes[k].rows * shapes[k].cols * 2;
-                printf("%-9s %6d x %-6d %4d %4.0f | %9.4f %6.0f%% |", shapes[k].name, shapes[k].rows, shapes[k].cols, nb, beta, ms0,
-                       100 * bytes / (ms0 * 1e-3) / 1e9 / copy_gbps);
+                double bytes = (double)shapes[k].rows * shapes[k].cols * 2, flop = 2.0 * shapes[k].rows * shapes[k].cols * nb;
+                printf("%-9s %6d x %-6d %4d %4.0f | %9.4f %6.0f%% %6.0f%% |", shapes[k].name, shapes[k].rows, shapes[k].cols, nb, beta,
+                       ms0, 100 * bytes / (ms0 * 1e-3) / 1e9 / copy_gbps, 100 * flop / (ms0 * 1e-3) / 1e9 / gemm_gflops);
                 for (int i = 1; i < n; i++)
                     if (ms[i] < ms[best]) best = i;
                 for (int i = 0; i < n; i++) printf(" %.4f%s(%.2f)", ms[i], i == best ? "*" : "", waves[i] / 100.0);
-                if (n) printf(" | best %.0f%%", 100 * bytes / (ms[best] * 1e-3) / 1e9 / copy_gbps);
+                if (n)
+                    printf(" | best %.0f%% of copy, %.0f%% of GEMM", 100 * bytes / (ms[best] * 1e-3) / 1e9 / copy_gbps,
+                           100 * flop / (ms[best] * 1e-3) / 1e9 / gemm_gflops);
                 printf("\n");
                 fflush(stdout);
             }
