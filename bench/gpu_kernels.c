@@ -57,9 +57,13 @@ int main(int argc, char **argv) {
     }
     if (argc > 1 && !strcmp(argv[1], "--lt")) { /* each shape: cuBLAS' choice, then cuBLASLt's offers, fastest marked */
         int nbs[16], n_nb = 0;
-        if (argc > 2) /* the columns asked for, "512,4096" */
-            for (const char *p = argv[2]; *p && n_nb < 16; p = strchr(p, ',') ? strchr(p, ',') + 1 : "") nbs[n_nb++] = atoi(p);
-        else
+        if (argc > 2) { /* the columns asked for, "512,4096" */
+            for (const char *p = argv[2]; *p && n_nb < 16; p = strchr(p, ',') ? strchr(p, ',') + 1 : "")
+                if ((nbs[n_nb++] = atoi(p)) < 1) {
+                    fprintf(stderr, "bench_gpu_kernels: --lt takes column counts of at least 1, as in 512,4096 (got '%s')\n", argv[2]);
+                    return 2;
+                }
+        } else
             for (int nb = 8; nb <= 256; nb *= 2) nbs[n_nb++] = nb;
         printf("GPU ceilings: copy %.0f GB/s (read + write), bf16 GEMM %.0f TFLOP/s\n\n", copy_gbps, gemm_gflops / 1e3);
         printf("%-9s %-14s %4s %4s | %9s %7s %7s | %s\n", "product", "rows x cols", "nb", "beta", "cuBLAS ms", "of copy",
