@@ -32,6 +32,15 @@ static const struct {
 int main(int argc, char **argv) {
     int json = argc > 1 && !strcmp(argv[1], "--json"), gemv_only = argc > 1 && !strcmp(argv[1], "--gemv");
     int decode_gemm_only = argc > 1 && !strcmp(argv[1], "--decode-gemm");
+    int nbs[16], n_nb = 0; /* --lt: the column counts to time, "512,4096", or the batched decode's */
+    if (argc > 2 && !strcmp(argv[1], "--lt")) {
+        for (const char *p = argv[2]; *p && n_nb < 16; p = strchr(p, ',') ? strchr(p, ',') + 1 : "")
+            if ((nbs[n_nb++] = atoi(p)) < 1) {
+                fprintf(stderr, "bench_gpu_kernels: --lt takes column counts of at least 1, as in 512,4096 (got '%s')\n", argv[2]);
+                return 2;
+            }
+    } else
+        for (int nb = 8; nb <= 256; nb *= 2) nbs[n_nb++] = nb;
     Mamba2Error e = {{0}};
     if (!mamba2_gpu_available(&e)) {
         fprintf(stderr, "bench_gpu_kernels: %s\n", e.msg);
@@ -56,15 +65,6 @@ int main(int argc, char **argv) {
         goto decode_gemm;
     }
     if (argc > 1 && !strcmp(argv[1], "--lt")) { /* each shape: cuBLAS' choice, then cuBLASLt's offers, fastest marked */
-        int nbs[16], n_nb = 0;
-        if (argc > 2) { /* the columns asked for, "512,4096" */
-            for (const char *p = argv[2]; *p && n_nb < 16; p = strchr(p, ',') ? strchr(p, ',') + 1 : "")
-                if ((nbs[n_nb++] = atoi(p)) < 1) {
-                    fprintf(stderr, "bench_gpu_kernels: --lt takes column counts of at least 1, as in 512,4096 (got '%s')\n", argv[2]);
-                    return 2;
-                }
-        } else
-            for (int nb = 8; nb <= 256; nb *= 2) nbs[n_nb++] = nb;
         printf("GPU ceilings: copy %.0f GB/s (read + write), bf16 GEMM %.0f TFLOP/s\n\n", copy_gbps, gemm_gflops / 1e3);
         printf("%-9s %-14s %4s %4s | %9s %7s %7s | %s\n", "product", "rows x cols", "nb", "beta", "cuBLAS ms", "of copy",
                "of GEMM", "cuBLASLt algorithms in the heuristic's order: ms (waves), the fastest starred, its fraction of copy and GEMM");
