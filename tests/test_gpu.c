@@ -188,12 +188,14 @@ static void test_gemm_decode_kernel(void) {
  * and lm_head (RMSNorm, over fp32 residual rows: the kernel sums Σx² itself) and out_proj (the grouped
  * norm, from the SSD step's sums, adding to the residual stream), against double sums that round the
  * normed inputs to bf16 where the kernel does: RMSNorm bf16(x·w) before the product, its scale after
- * (the sum is linear in it); the grouped norm bf16(x·s) with s in double, where the kernel's rsqrtf
- * (within 2 ulp) moves an input across a bf16 rounding boundary now and then: about 3e-5 of the inputs
- * (2 ulp of fp32 over one bf16 step), each moving by one bf16 step, 2⁻⁸ relative. On the smallest shape
- * (37 rows, 64 × 768 inputs, so 1-2 such inputs a draw) one moves the relative L2 by about 2e-5 (H200,
- * 2026-12-04: 1.3e-7 with none, 2.0e-5 and 2.3e-5 with one; results/gpu.md), hence its bound of 5e-5
- * against the 3e-5 of the exactly modelled products. Shapes: rows not a multiple of 16, K split (out_proj's 4,096 rows),
+ * (the sum is linear in it); the grouped norm bf16(x·s) with s in double. There the kernel's rsqrtf
+ * (within 2 ulp) could round an input whose x·s lies within a few fp32 ulp of a bf16 rounding midpoint
+ * the other way, one bf16 step (2⁻⁸ relative) off the reference: on the smallest shape (37 rows, 64 ×
+ * 768 inputs) one such input moved the relative L2 by about 2e-5 (H200, 2026-12-04: 1.3e-7 with none,
+ * 2.0e-5 and 2.3e-5 with one; results/gpu.md) and three gave 5.0e-5 (H100, 2026-12-06). So the test
+ * moves every input whose x·s is within 16 fp32 ulp of a midpoint off it (x scaled by 1 + 2⁻¹⁰,
+ * thousands of ulp away from any midpoint), which leaves the reference exact for every input and the
+ * bound the products' 3e-5 for both norms. Shapes: rows not a multiple of 16, K split (out_proj's 4,096 rows),
  * one to four 64-column boxes a group, 5 to 64 sequences. It must decline RMSNorm added to a residual,
  * groups that are not whole 64-column boxes, and sums it was not given. */
 static void test_gemm_decode_norms(void) {
@@ -220,10 +222,17 @@ static void test_gemm_decode_norms(void) {
             for (int c = 0; c < cols; c++) norm[c] = (float)(1.0 + 0.5 * test_normal());
         else /* the groups' sums of squares, as the SSD step hands them over (of y, not of y·w) */
             for (int i = 0; i < nb * G; i++) norm[i] = (float)(gs * (0.5 + fabs(test_normal())));
+        int moved = 0; /* grouped norm: inputs moved off a bf16 rounding midpoint (see above) */
         for (int b = 0; b < nb; b++)
             for (int c = 0; c < cols; c++) {
-                const float v = x[(size_t)b * cols + c];
-                const float s = pro == 1 ? v * norm[c] : (float)(v / sqrt(norm[b * G + c / gs] / gs + eps));
+                float *v = &x[(size_t)b * cols + c], s = 0;
+                for (int tries = 0; tries < 2; tries++) {
+                    s = pro == 1 ? *v * norm[c] : (float)(*v / sqrt(norm[b * G + c / gs] / gs + eps));
+                    uint32_t bits;
+                    memcpy(&bits, &s, 4);
+                    if (pro == 1 || abs((int)(bits & 0xffffu) - 0x8000) >= 16) break;
+                    *v *= 1.0f + 0x1p-10f, moved++;
+                }
                 xn[(size_t)b * cols + c] = mamba2_bf16_to_f32(mamba2_f32_to_bf16(s));
             }
         test_fill_normal(out, (size_t)nb * rows, add ? 10.0 : 0.0);
@@ -237,7 +246,8 @@ static void test_gemm_decode_norms(void) {
         CU_ASSERT_EQUAL(mamba2_gpu_gemm_decode(rows, cols, nb, add, pro, G, W, x, norm, out, &e), 0);
         double err = test_rel_l2(out, ref, (size_t)nb * rows);
         printf("\n    decode GEMM %5d x %-5d nb=%-2d %s %.1e", rows, cols, nb, pro == 1 ? "RMSNorm, stored     " : "grouped norm, added", err);
-        CU_ASSERT(err <= (pro == 1 ? 3e-5 : 5e-5));
+        if (moved) printf(" (%d inputs moved off a midpoint)", moved);
+        CU_ASSERT(err <= 3e-5);
         free(W), free(x), free(norm), free(out), free(ref), free(xn), free(scale);
     }
     float x1[8 * 640] = {0}, n1[8 * 10] = {0}, o1[8 * 64] = {0}; /* o1: the values the taken call adds to */
