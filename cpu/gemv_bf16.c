@@ -67,6 +67,16 @@ CpuPrefetch cpu_prefetch_asked(CpuPrefetch otherwise) {
     return otherwise;
 }
 
+int64_t cpu_decode_ahead_l2(void) {
+    static int64_t ahead = -1; /* benign race: every thread computes the same value */
+    if (ahead < 0) {
+        const char *v = getenv("MAMBA2_CPU_AHEAD_L2");
+        const long long n = v && *v ? atoll(v) : CPU_DECODE_AHEAD_L2;
+        ahead = n > 0 ? (int64_t)(n & ~63LL) : 0;
+    }
+    return ahead;
+}
+
 CpuPrefetch cpu_gemv_prefetch(void) { return cpu_prefetch_asked(CPU_PREFETCH_NEXT_BLOCK); }
 
 const char *cpu_isa_name(CpuIsa isa) {

@@ -70,6 +70,24 @@ static inline void cpu_prefetch_l1(const void *p) { __asm__ volatile("prefetcht0
 #define CPU_DECODE_AHEAD 4096
 
 /**
+ * @brief Asks for the line at @p p into L2 (prefetcht1; never faults), as asm for the reason
+ *        cpu_prefetch_l1() is.
+ */
+static inline void cpu_prefetch_l2(const void *p) { __asm__ volatile("prefetcht1 (%0)" ::"r"(p)); }
+
+/** The default of cpu_decode_ahead_l2(): 16 KiB (results/cpu.md, "decode: each line also asked for
+ *  into L2 16 KiB ahead"). */
+#define CPU_DECODE_AHEAD_L2 16384
+
+/**
+ * @brief Bytes ahead in its stream at which a decode product that prefetches line by line also asks
+ *        for each line into L2, beside its L1 prefetch CPU_DECODE_AHEAD bytes ahead (and the read
+ *        ceiling's prefetched read with it): CPU_DECODE_AHEAD_L2, or MAMBA2_CPU_AHEAD_L2 (bytes, a
+ *        multiple of 64; 0: no L2 prefetch). Read once.
+ */
+int64_t cpu_decode_ahead_l2(void);
+
+/**
  * @brief The prefetch of cpu_gemv() (the bf16 GEMV): CPU_PREFETCH_NEXT_BLOCK, measured faster than
  *        the other two on AMD Zen 4 and on an Intel Xeon (results/cpu.md, "Prefetch"), unless
  *        MAMBA2_CPU_PREFETCH asks for another.

@@ -175,7 +175,7 @@ static DPBF16_TARGET void split_x(const float *x, int64_t K, int64_t K_pad, int 
  * it are one stream. */
 static inline DPBF16_INLINE void dpbf16_group(const CpuPackedBf16 *p, int64_t g, int S, const uint16_t *xs, int parts,
                                               float *y, int64_t ldy, int accumulate) {
-    const int64_t K_pad = p->K_pad, chunks = K_pad / CPU_PACK_COLS;
+    const int64_t K_pad = p->K_pad, chunks = K_pad / CPU_PACK_COLS, l2 = cpu_decode_ahead_l2();
     const uint16_t *G = p->data + g * group_elems(p);
     __m512 acc[CPU_PACK_ROWS][3];
 #pragma GCC unroll 8
@@ -193,6 +193,7 @@ static inline DPBF16_INLINE void dpbf16_group(const CpuPackedBf16 *p, int64_t g,
 #pragma GCC unroll 8
         for (int i = 0; i < CPU_PACK_ROWS; i++) {
             cpu_prefetch_l1((const char *)(w + i * CPU_PACK_COLS) + CPU_DECODE_AHEAD);
+            if (l2) cpu_prefetch_l2((const char *)(w + i * CPU_PACK_COLS) + l2);
             const __m512bh wv = (__m512bh)_mm512_load_si512(w + i * CPU_PACK_COLS);
 #pragma GCC unroll 3
             for (int j = 0; j < S; j++) {
@@ -240,7 +241,7 @@ static DPBF16_TARGET void gemv_dpbf16(const CpuPackedBf16 *p, int64_t g0, int64_
  * Every line is asked for into L1 CPU_DECODE_AHEAD bytes before it is read, as in dpbf16_group(). */
 static inline AVX512_INLINE void avx512_group(const CpuPackedBf16 *p, int64_t g, int S, const float *xp, float *y,
                                               int64_t ldy, int accumulate) {
-    const int64_t K_pad = p->K_pad, chunks = K_pad / CPU_PACK_COLS;
+    const int64_t K_pad = p->K_pad, chunks = K_pad / CPU_PACK_COLS, l2 = cpu_decode_ahead_l2();
     const uint16_t *G = p->data + g * group_elems(p);
     const __m512i odd = _mm512_set1_epi32((int)0xFFFF0000u);
     __m512 acc[CPU_PACK_ROWS][3];
@@ -257,6 +258,7 @@ static inline AVX512_INLINE void avx512_group(const CpuPackedBf16 *p, int64_t g,
 #pragma GCC unroll 8
         for (int i = 0; i < CPU_PACK_ROWS; i++) {
             cpu_prefetch_l1((const char *)(w + i * CPU_PACK_COLS) + CPU_DECODE_AHEAD);
+            if (l2) cpu_prefetch_l2((const char *)(w + i * CPU_PACK_COLS) + l2);
             const __m512i v = _mm512_load_si512(w + i * CPU_PACK_COLS);
             const __m512 we = _mm512_castsi512_ps(_mm512_slli_epi32(v, 16)), wo = _mm512_castsi512_ps(_mm512_and_si512(v, odd));
 #pragma GCC unroll 3
@@ -311,6 +313,7 @@ static inline AVX2_INLINE float hsum8(__m256 v) {
  * Every line is asked for into L1 CPU_DECODE_AHEAD bytes before it is read, as in the AVX-512 kernels. */
 static inline AVX2_INLINE void avx2_group(const uint16_t *G, int64_t chunks, const float *xp, __m256 acc[CPU_PACK_ROWS]) {
     const __m256i odd = _mm256_set1_epi32((int)0xFFFF0000);
+    const int64_t l2 = cpu_decode_ahead_l2();
 #pragma GCC unroll 8
     for (int i = 0; i < CPU_PACK_ROWS; i++) acc[i] = _mm256_setzero_ps();
     for (int64_t c = 0; c < chunks; c++) {
@@ -321,6 +324,10 @@ static inline AVX2_INLINE void avx2_group(const uint16_t *G, int64_t chunks, con
 #pragma GCC unroll 8
         for (int i = 0; i < CPU_PACK_ROWS; i++) {
             cpu_prefetch_l1((const char *)(w + i * CPU_PACK_COLS) + CPU_DECODE_AHEAD);
+            if (l2) cpu_prefetch_l2((const char *)(w + i * CPU_PACK_COLS) + l2);
+#ifdef AHEAD2
+            __asm__ volatile("prefetcht1 (%0)" ::"r"((const char *)(w + i * CPU_PACK_COLS) + AHEAD2));
+#endif
             const __m256i v0 = _mm256_load_si256((const __m256i *)(w + i * CPU_PACK_COLS)),
                           v1 = _mm256_load_si256((const __m256i *)(w + i * CPU_PACK_COLS + 16));
             __m256 a = _mm256_fmadd_ps(_mm256_castsi256_ps(_mm256_slli_epi32(v0, 16)), xe0, acc[i]);

@@ -111,9 +111,13 @@ static inline int line_major(Mamba2WeightFormat f, int ymm, int dpbusd) {
 static inline void prefetch_tile(CpuPrefetch mode, Mamba2WeightFormat f, const uint8_t *t, int64_t tb, int64_t n_kt) {
     if (mode == CPU_PREFETCH_NEXT_BLOCK)
         for (int64_t c = 0; c < tb; c += 64) prefetch_t1(t + n_kt * tb + c);
-    else if (mode == CPU_PREFETCH_IN_ROW)
-        for (int64_t c = prefetch_first_tile(f) * tb; c < (prefetch_first_tile(f) + 2) * tb; c += 64)
+    else if (mode == CPU_PREFETCH_IN_ROW) {
+        const int64_t l2 = cpu_decode_ahead_l2();
+        for (int64_t c = prefetch_first_tile(f) * tb; c < (prefetch_first_tile(f) + 2) * tb; c += 64) {
             cpu_prefetch_l1(t + c);
+            if (l2) cpu_prefetch_l2(t + c + l2);
+        }
+    }
 }
 
 static int64_t round_up(int64_t a, int64_t b) { return (a + b - 1) / b * b; }
@@ -581,7 +585,7 @@ static inline AVX2_INLINE void avx2_block(Mamba2WeightFormat f, int vnni, int xq
  * result. */
 static inline AVX2_INLINE void ymm_line_rows(Mamba2WeightFormat f, int vnni, int xq, const CpuQMatrix *W, int64_t rg,
                                              int R, const uint8_t *xr, float *y, int accumulate) {
-    const int64_t tb = tile_bytes(f), n_kt = W->K_pad / QT_K;
+    const int64_t tb = tile_bytes(f), n_kt = W->K_pad / QT_K, l2 = cpu_decode_ahead_l2();
     const int lines = (int)(row_value_bytes(f) / 64), signed_q8 = f == MAMBA2_WEIGHTS_Q8 && !vnni;
     __m256 acc[4];
 #pragma GCC unroll 4
@@ -596,7 +600,10 @@ static inline AVX2_INLINE void ymm_line_rows(Mamba2WeightFormat f, int vnni, int
 #pragma GCC unroll 4
             for (int i = 0; i < 4; i++) ia[i][h] = start;
         }
-        for (int64_t sb = 0; sb < scale_bytes(f); sb += 64) cpu_prefetch_l1(t + sb + CPU_DECODE_AHEAD); /* the scales */
+        for (int64_t sb = 0; sb < scale_bytes(f); sb += 64) { /* the scales */
+            cpu_prefetch_l1(t + sb + CPU_DECODE_AHEAD);
+            if (l2) cpu_prefetch_l2(t + sb + l2);
+        }
 #pragma GCC unroll 8
         for (int l = 0; l < lines; l++) {
             /* signed q8: |p| of the line's two halves, once for the R rows */
@@ -608,6 +615,7 @@ static inline AVX2_INLINE void ymm_line_rows(Mamba2WeightFormat f, int vnni, int
             for (int i = 0; i < R; i++) {
                 const uint8_t *row = tile_row(f, t, i);
                 cpu_prefetch_l1(row + 64 * l + CPU_DECODE_AHEAD);
+                if (l2) cpu_prefetch_l2(row + 64 * l + l2);
 #pragma GCC unroll 2
                 for (int h = 0; h < 2; h++) {
                     if (f == MAMBA2_WEIGHTS_Q8) {
@@ -847,7 +855,7 @@ static inline BW_INLINE void zmm_block(Mamba2WeightFormat f, int bw, int xq, con
 static inline BW_INLINE void zmm_q8_line_rows(int bw, int xq, const CpuQMatrix *W, int64_t rg, int R, const uint8_t *xr,
                                               float *y, int accumulate) {
     const Mamba2WeightFormat f = MAMBA2_WEIGHTS_Q8;
-    const int64_t tb = tile_bytes(f), n_kt = W->K_pad / QT_K;
+    const int64_t tb = tile_bytes(f), n_kt = W->K_pad / QT_K, l2 = cpu_decode_ahead_l2();
     __m512 acc[4];
 #pragma GCC unroll 4
     for (int i = 0; i < 4; i++) acc[i] = _mm512_setzero_ps();
@@ -861,12 +869,14 @@ static inline BW_INLINE void zmm_q8_line_rows(int bw, int xq, const CpuQMatrix *
 #pragma GCC unroll 4
         for (int i = 0; i < 4; i++) ia[i] = start;
         cpu_prefetch_l1(t + CPU_DECODE_AHEAD); /* the scales' line */
+        if (l2) cpu_prefetch_l2(t + l2);
 #pragma GCC unroll 8
         for (int c = 0; c < QT_CHUNKS; c++)
 #pragma GCC unroll 4
             for (int i = 0; i < R; i++) {
                 const uint8_t *w = tile_row(f, t, i) + 64 * c;
                 cpu_prefetch_l1(w + CPU_DECODE_AHEAD);
+                if (l2) cpu_prefetch_l2(w + l2);
                 const __m512i wv = zmm_xor_q8(xq, _mm512_load_si512(w));
                 ia[i] = bw ? bw_dot1_q8(ia[i], wv, p[c]) : dpbusd(ia[i], wv, p[c]);
             }

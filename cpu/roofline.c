@@ -23,14 +23,17 @@
 /* Σ of the n 32-bit words at a (any 4-byte alignment) as integers, with four independent AVX2
  * accumulators (the loads are what we time; integer adds, so that any bits, a weight matrix's
  * included, cost the same); with @p ahead, each 128 bytes also prefetch the two lines
- * CPU_DECODE_AHEAD bytes further into L1, as the decode products prefetch their stream. */
+ * CPU_DECODE_AHEAD bytes further into L1 and cpu_decode_ahead_l2() bytes further into L2, as the decode
+ * products prefetch their stream. */
 static AVX2_TARGET uint32_t sum_avx2(const float *a, size_t n, int ahead) {
     __m256i s0 = _mm256_setzero_si256(), s1 = s0, s2 = s0, s3 = s0;
     size_t i = 0;
+    const int64_t l2 = ahead ? cpu_decode_ahead_l2() : 0;
     for (; i + 32 <= n; i += 32) {
         if (ahead) /* never faults: past the end is harmless */
             _mm_prefetch((const char *)(a + i) + CPU_DECODE_AHEAD, _MM_HINT_T0),
                 _mm_prefetch((const char *)(a + i + 16) + CPU_DECODE_AHEAD, _MM_HINT_T0);
+        if (l2) cpu_prefetch_l2((const char *)(a + i) + l2), cpu_prefetch_l2((const char *)(a + i + 16) + l2);
         s0 = _mm256_add_epi32(s0, _mm256_loadu_si256((const __m256i *)(a + i)));
         s1 = _mm256_add_epi32(s1, _mm256_loadu_si256((const __m256i *)(a + i + 8)));
         s2 = _mm256_add_epi32(s2, _mm256_loadu_si256((const __m256i *)(a + i + 16)));
