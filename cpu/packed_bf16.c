@@ -171,8 +171,8 @@ static DPBF16_TARGET void split_x(const float *x, int64_t K, int64_t K_pad, int 
  * the matrix):
  *   y[j][8g+i] (+)= Σ_c W[8g+i][32c .. 32c+32) · (x_hi + x_lo)[j][32c .. 32c+32)
  * (vdpbf16ps sums adjacent pairs, so W and x are both read in their natural order; xs [S][parts][K_pad]).
- * Every line is asked for into L1 CPU_DECODE_AHEAD bytes before it is read: the group and the ones after
- * it are one stream. */
+ * Every line is asked for into L1 CPU_DECODE_AHEAD bytes and into L2 cpu_decode_ahead_l2() bytes before
+ * it is read: the group and the ones after it are one stream. */
 static inline DPBF16_INLINE void dpbf16_group(const CpuPackedBf16 *p, int64_t g, int S, const uint16_t *xs, int parts,
                                               float *y, int64_t ldy, int accumulate) {
     const int64_t K_pad = p->K_pad, chunks = K_pad / CPU_PACK_COLS, l2 = cpu_decode_ahead_l2();
@@ -238,7 +238,7 @@ static DPBF16_TARGET void gemv_dpbf16(const CpuPackedBf16 *p, int64_t g0, int64_
  * shift for every 16 (measured: results/cpu.md, "compute per byte of the bf16 decode products").
  * xp [S][K_pad] holds x in that order, with zeros from K on (even_odd_x() with 16 lanes):
  *   acc[i][j] += even(w_i) · xp[j][32c .. 32c+16) + odd(w_i) · xp[j][32c+16 .. 32c+32)
- * Every line is asked for into L1 CPU_DECODE_AHEAD bytes before it is read, as in dpbf16_group(). */
+ * Every line is asked for into L1 and L2 ahead of its read, as in dpbf16_group(). */
 static inline AVX512_INLINE void avx512_group(const CpuPackedBf16 *p, int64_t g, int S, const float *xp, float *y,
                                               int64_t ldy, int accumulate) {
     const int64_t K_pad = p->K_pad, chunks = K_pad / CPU_PACK_COLS, l2 = cpu_decode_ahead_l2();
@@ -310,7 +310,7 @@ static inline AVX2_INLINE float hsum8(__m256 v) {
  * only). xp holds x in that order, even_odd_x().
  * With 16 weights a 32-byte load:
  *   acc[i] += even(w_i) · x_even + odd(w_i) · x_odd      (8 lanes, summed at the end)
- * Every line is asked for into L1 CPU_DECODE_AHEAD bytes before it is read, as in the AVX-512 kernels. */
+ * Every line is asked for into L1 and L2 ahead of its read, as in the AVX-512 kernels. */
 static inline AVX2_INLINE void avx2_group(const uint16_t *G, int64_t chunks, const float *xp, __m256 acc[CPU_PACK_ROWS]) {
     const __m256i odd = _mm256_set1_epi32((int)0xFFFF0000);
     const int64_t l2 = cpu_decode_ahead_l2();
@@ -325,9 +325,6 @@ static inline AVX2_INLINE void avx2_group(const uint16_t *G, int64_t chunks, con
         for (int i = 0; i < CPU_PACK_ROWS; i++) {
             cpu_prefetch_l1((const char *)(w + i * CPU_PACK_COLS) + CPU_DECODE_AHEAD);
             if (l2) cpu_prefetch_l2((const char *)(w + i * CPU_PACK_COLS) + l2);
-#ifdef AHEAD2
-            __asm__ volatile("prefetcht1 (%0)" ::"r"((const char *)(w + i * CPU_PACK_COLS) + AHEAD2));
-#endif
             const __m256i v0 = _mm256_load_si256((const __m256i *)(w + i * CPU_PACK_COLS)),
                           v1 = _mm256_load_si256((const __m256i *)(w + i * CPU_PACK_COLS + 16));
             __m256 a = _mm256_fmadd_ps(_mm256_castsi256_ps(_mm256_slli_epi32(v0, 16)), xe0, acc[i]);

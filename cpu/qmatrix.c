@@ -72,7 +72,8 @@
  *     the core at once, ahead of the tile's loads, which wait behind the arithmetic of the tile
  *     before. Each line is asked for twice, which costs an instruction. One record (decode) of q8,
  *     and of q4 by AVX2's vpmaddubsw, instead reads a tile line by line across its rows and asks
- *     for each line CPU_DECODE_AHEAD bytes ahead as it reads it (line_major());
+ *     for each line CPU_DECODE_AHEAD bytes ahead as it reads it (line_major()). Both also ask for
+ *     each line into L2 cpu_decode_ahead_l2() bytes ahead;
  *   CPU_PREFETCH_NEXT_BLOCK: the next row group's tile at the column being read, into L2 (a whole
  *     row group's stream ahead);
  *   CPU_PREFETCH_NONE: the stream left to the hardware prefetchers.
@@ -92,10 +93,6 @@ static CpuPrefetch arith_bound_prefetch = CPU_PREFETCH_NONE;
 
 CpuPrefetch cpu_qlinear_prefetch(void) { return cpu_prefetch_asked(CPU_PREFETCH_IN_ROW); }
 
-/* The prefetch of the line at @p p into L2, as asm for the reason cpu_prefetch_l1() is (GCC 12 deleted
- * every loop of _mm_prefetch() of this file: MAMBA2_CPU_PREFETCH then changed nothing; results/cpu.md).
- * It never faults. */
-static inline void prefetch_t1(const void *p) { __asm__ volatile("prefetcht1 (%0)" ::"r"(p)); }
 
 /* Whether one record (decode) of format @p f by a product on ymm (@p ymm) or zmm, with vpdpbusd
  * (@p dpbusd) or not, reads its tiles line by line across the rows (zmm_q8_line_rows(),
@@ -110,7 +107,7 @@ static inline int line_major(Mamba2WeightFormat f, int ymm, int dpbusd) {
  * row group of @p n_kt tiles. */
 static inline void prefetch_tile(CpuPrefetch mode, Mamba2WeightFormat f, const uint8_t *t, int64_t tb, int64_t n_kt) {
     if (mode == CPU_PREFETCH_NEXT_BLOCK)
-        for (int64_t c = 0; c < tb; c += 64) prefetch_t1(t + n_kt * tb + c);
+        for (int64_t c = 0; c < tb; c += 64) cpu_prefetch_l2(t + n_kt * tb + c);
     else if (mode == CPU_PREFETCH_IN_ROW) {
         const int64_t l2 = cpu_decode_ahead_l2();
         for (int64_t c = prefetch_first_tile(f) * tb; c < (prefetch_first_tile(f) + 2) * tb; c += 64) {
