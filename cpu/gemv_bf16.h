@@ -75,8 +75,8 @@ static inline void cpu_prefetch_l1(const void *p) { __asm__ volatile("prefetcht0
  */
 static inline void cpu_prefetch_l2(const void *p) { __asm__ volatile("prefetcht1 (%0)" ::"r"(p)); }
 
-/** The default of cpu_decode_ahead_l2(): 16 KiB (results/cpu.md, "decode: each line also asked for
- *  into L2 16 KiB ahead"). */
+/** The default of cpu_decode_ahead_l2(): 16 KiB (results/cpu.md, "the decode products ask for each
+ *  line into L2 16 KiB ahead as well"). */
 #define CPU_DECODE_AHEAD_L2 16384
 
 /**

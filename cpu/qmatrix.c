@@ -93,7 +93,6 @@ static CpuPrefetch arith_bound_prefetch = CPU_PREFETCH_NONE;
 
 CpuPrefetch cpu_qlinear_prefetch(void) { return cpu_prefetch_asked(CPU_PREFETCH_IN_ROW); }
 
-
 /* Whether one record (decode) of format @p f by a product on ymm (@p ymm) or zmm, with vpdpbusd
  * (@p dpbusd) or not, reads its tiles line by line across the rows (zmm_q8_line_rows(),
  * ymm_line_rows()) rather than row by row (zmm_block(), avx2_block()): q8 by every product, q4 by
@@ -104,12 +103,13 @@ static inline int line_major(Mamba2WeightFormat f, int ymm, int dpbusd) {
 }
 
 /* The prefetch @p mode (integer_rows() chooses it) of tile @p t (format @p f, tile_bytes() @p tb) of a
- * row group of @p n_kt tiles. */
-static inline void prefetch_tile(CpuPrefetch mode, Mamba2WeightFormat f, const uint8_t *t, int64_t tb, int64_t n_kt) {
+ * row group of @p n_kt tiles; CPU_PREFETCH_IN_ROW also into L2 @p l2 bytes ahead (cpu_decode_ahead_l2(),
+ * which the caller reads once), unless 0. */
+static inline void prefetch_tile(CpuPrefetch mode, Mamba2WeightFormat f, const uint8_t *t, int64_t tb, int64_t n_kt,
+                                 int64_t l2) {
     if (mode == CPU_PREFETCH_NEXT_BLOCK)
         for (int64_t c = 0; c < tb; c += 64) cpu_prefetch_l2(t + n_kt * tb + c);
     else if (mode == CPU_PREFETCH_IN_ROW) {
-        const int64_t l2 = cpu_decode_ahead_l2();
         for (int64_t c = prefetch_first_tile(f) * tb; c < (prefetch_first_tile(f) + 2) * tb; c += 64) {
             cpu_prefetch_l1(t + c);
             if (l2) cpu_prefetch_l2(t + c + l2);
@@ -514,7 +514,7 @@ static inline AVX2_INLINE __m256 ymm_scales(Mamba2WeightFormat f, const uint16_t
  * both halves add into the same accumulator, whose lanes are summed at the end. */
 static inline AVX2_INLINE void avx2_block(Mamba2WeightFormat f, int vnni, int xq, const CpuQMatrix *W, int64_t rg, int R,
                                           const uint8_t *const *xr, int S, float *y, int64_t ldy, int accumulate, CpuPrefetch pf) {
-    int64_t tb = tile_bytes(f), n_kt = W->K_pad / QT_K;
+    int64_t tb = tile_bytes(f), n_kt = W->K_pad / QT_K, l2 = pf == CPU_PREFETCH_IN_ROW ? cpu_decode_ahead_l2() : 0;
     const int signed_q8 = f == MAMBA2_WEIGHTS_Q8 && !vnni; /* no offset to remove: the sums start at 0 */
     /* One record and vpdpbusd: its 8 half chunks stay in registers for the 4 rows of a tile (the
      * vpmaddubsw product needs those registers for its own temporaries) */
@@ -524,7 +524,7 @@ static inline AVX2_INLINE void avx2_block(Mamba2WeightFormat f, int vnni, int xq
     for (int i = 0; i < 4; i++) acc[i][0] = acc[i][1] = _mm256_setzero_ps();
     const uint8_t *t = tile_at(W, rg, 0);
     for (int64_t kt = 0; kt < n_kt; kt++, t += tb) {
-        prefetch_tile(pf, f, t, tb, n_kt);
+        prefetch_tile(pf, f, t, tb, n_kt, l2);
         const uint8_t *rec[2] = {xr[0] + kt * XREC, xr[S - 1] + kt * XREC};
 #pragma GCC unroll 2
         for (int h = 0; h < 2; h++) {
@@ -783,7 +783,7 @@ static inline BW_INLINE __m512 zmm_scales(Mamba2WeightFormat f, const uint16_t *
  * from L1 by each row's vpdpbusd. */
 static inline BW_INLINE void zmm_block(Mamba2WeightFormat f, int bw, int xq, const CpuQMatrix *W, int64_t rg, int R,
                                        const uint8_t *const *xr, int S, float *y, int64_t ldy, int accumulate, CpuPrefetch pf) {
-    int64_t tb = tile_bytes(f), n_kt = W->K_pad / QT_K;
+    int64_t tb = tile_bytes(f), n_kt = W->K_pad / QT_K, l2 = pf == CPU_PREFETCH_IN_ROW ? cpu_decode_ahead_l2() : 0;
     /* q4 with vpdpbusd and one or two records: q4_nibbles_zmm(), two sums a row and record (with four
      * records the 4 more sums compete for the registers, which was slower: results/cpu.md) */
     const int nib = f == MAMBA2_WEIGHTS_Q4 && !bw && S <= 2;
@@ -794,7 +794,7 @@ static inline BW_INLINE void zmm_block(Mamba2WeightFormat f, int bw, int xq, con
         for (int j = 0; j < 4; j++) acc[i][j] = _mm512_setzero_ps();
     const uint8_t *t = tile_at(W, rg, 0);
     for (int64_t kt = 0; kt < n_kt; kt++, t += tb) {
-        prefetch_tile(pf, f, t, tb, n_kt);
+        prefetch_tile(pf, f, t, tb, n_kt, l2);
         const uint8_t *rec[4];
 #pragma GCC unroll 4
         for (int j = 0; j < 4; j++) rec[j] = xr[j < S ? j : 0] + kt * XREC;
