@@ -10,6 +10,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "bf16_dot_rate.h"
 #include "gemm_amx.h"
 #include "gemm_avx512bf16.h"
 #include "gemm_fp32.h"
@@ -60,11 +61,16 @@ CpuGemmTier cpu_linear_tier(const Mamba2Tensor *W, Mamba2Precision precision) {
     CpuGemmTier tier = cpu_gemm_tier_active();
     /* the bf16 tiers read bf16 weights only; f16 and f32 weights go to the best fp32 tier below */
     if (tier >= CPU_GEMM_AVX512BF16 && W->dtype != MAMBA2_BF16) tier = CPU_GEMM_AVX512;
-    /* default precision: vdpbf16ps on both halves of X does the work of fp32 FMAs at the same rate
-     * on the CPUs measured (results/cpu.md), so the exact fp32 kernel is used unless asked for */
-    if (tier == CPU_GEMM_AVX512BF16 && precision != MAMBA2_PRECISION_FAST) {
+    /* Default precision: vdpbf16ps on both halves of X does the work of fp32 FMAs at best at their
+     * rate (results/cpu.md), so the exact fp32 kernel is used unless asked for. Fast precision: one
+     * vdpbf16ps pass, where this core's vdpbf16ps gives more multiply-adds a second than its FMAs
+     * (Zen 4 / 5); where it gives fewer (Sapphire / Emerald Rapids), the fp32 kernel is both faster
+     * and exact. MAMBA2_CPU_GEMM=avx512bf16 forces the vdpbf16ps kernel for both. */
+    if (tier == CPU_GEMM_AVX512BF16) {
         const char *want = getenv("MAMBA2_CPU_GEMM");
-        if (!want || strcmp(want, "avx512bf16")) tier = CPU_GEMM_AVX512;
+        int asked = want && !strcmp(want, "avx512bf16");
+        int pays = precision == MAMBA2_PRECISION_FAST && cpu_bf16_dot_gain() >= CPU_BF16_DOT_MIN_GAIN;
+        if (!asked && !pays) tier = CPU_GEMM_AVX512;
     }
     return tier;
 }

@@ -32,7 +32,9 @@
 
 /**
  * @brief The GEMM tier cpu_linear() runs for @p W at @p precision when T is above the GEMV's range:
- *        cpu_gemm_tier_active(), lowered to an fp32 tier for weights that are not bf16.
+ *        cpu_gemm_tier_active(), lowered to an fp32 tier for weights that are not bf16; on the
+ *        AVX512_BF16 tier, the fp32 FMA tier at default precision, and at fast precision too where
+ *        cpu_bf16_dot_gain() says this core's vdpbf16ps does not pay (unless MAMBA2_CPU_GEMM asks).
  */
 CpuGemmTier cpu_linear_tier(const Mamba2Tensor *W, Mamba2Precision precision);
 

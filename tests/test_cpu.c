@@ -19,6 +19,7 @@
 #include "tests.h"
 
 #ifdef MAMBA2_HAVE_CPU
+#include "../cpu/bf16_dot_rate.h"
 #include "../cpu/gemm_amx.h"
 #include "../cpu/gemm_avx512bf16.h"
 #include "../cpu/gemm_bf16.h"
@@ -188,6 +189,22 @@ static void test_kernel_choice(void) {
     CpuGemmTier best = cpu_gemm_tier_detect();
     CU_ASSERT_EQUAL(cpu_gemm_tier_active(), best == CPU_GEMM_AMX ? CPU_GEMM_AVX512BF16 : best);
     CU_ASSERT_EQUAL(cpu_isa_active(), isa);
+    /* On that tier, the default precision runs the fp32 FMA kernel, and fast precision the vdpbf16ps
+     * kernel only where the probe found it doing more multiply-adds a second than the FMAs. The
+     * probe's ratio is physical: 32 multiply-adds an instruction against 16, issued from a quarter
+     * as often to twice as often (on the CPUs measured: 0.5 on Emerald Rapids, 2 on Zen 4). */
+    double gain = cpu_bf16_dot_gain();
+    if (best >= CPU_GEMM_AVX512BF16) {
+        Mamba2Tensor W = {"w", "mem", MAMBA2_BF16, 2, {64, 64}, NULL};
+        printf("\n    vdpbf16ps / FMA multiply-adds a second: %.2f, so fast precision runs %s", gain,
+               cpu_gemm_tier_name(cpu_linear_tier(&W, MAMBA2_PRECISION_FAST)));
+        CU_ASSERT(gain >= 0.2 && gain <= 4.5);
+        CU_ASSERT_EQUAL(cpu_linear_tier(&W, MAMBA2_PRECISION_DEFAULT), CPU_GEMM_AVX512);
+        CU_ASSERT_EQUAL(cpu_linear_tier(&W, MAMBA2_PRECISION_FAST),
+                        gain >= CPU_BF16_DOT_MIN_GAIN ? CPU_GEMM_AVX512BF16 : CPU_GEMM_AVX512);
+    } else {
+        CU_ASSERT_EQUAL(gain, 0.0); /* no AVX512_BF16: nothing probed */
+    }
     if (saved) setenv("MAMBA2_CPU_ISA", saved, 1); else unsetenv("MAMBA2_CPU_ISA");
     if (saved_gemm) setenv("MAMBA2_CPU_GEMM", saved_gemm, 1);
     free(saved), free(saved_gemm);
