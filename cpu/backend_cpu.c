@@ -106,6 +106,8 @@ typedef struct {
     int n_ways;            /**< how many were timed (0: none) */
     CpuBf16Decode batch_ways[2]; /**< the products timed for several sequences, the one kept first */
     int n_batch_ways;      /**< how many (0: not timed) */
+    int64_t l2_kept;       /**< the L2 prefetch distance the load trial kept (choose_ahead_l2()) */
+    double l2_other;       /**< decode's time with the other distance over the kept one's (0: not timed) */
 } CpuBackend;
 
 static float *f32_copy(const Mamba2Tensor *t) {
@@ -451,6 +453,64 @@ static int choose_decode(CpuBackend *cb, int n, CpuBf16Decode *ways, int n_ways)
     return 0;
 }
 
+/* Where a large matrix's bytes lie as the backend reads them (its copy, or the mmap), and how many. */
+static const void *matrix_data_of(const CpuMatrix *W, size_t *bytes) {
+    if (W->p.data) return *bytes = W->p.bytes, W->p.data;
+    if (W->q.data) return *bytes = W->q.bytes, W->q.data;
+    *bytes = (size_t)mamba2_tensor_numel(W->t) * (size_t)mamba2_dtype_size(W->t->dtype);
+    return W->t->data;
+}
+
+/** Timed rounds of the L2 prefetch trial, after one untimed round that warms the threads. */
+#define L2_TRIAL_ROUNDS 3
+/** How much faster decode must time without the L2 prefetch for it to be left out: a near tie keeps it
+ *  (it paid on every CPU measured, results/cpu.md). */
+#define L2_OFF_MIN 1.03
+
+/* Whether decode's products also ask for each line into L2 (cpu_decode_ahead_l2()). prefetcht1 16 KiB
+ * ahead paid 12–20 % on the Xeons measured, and 8–32 KiB ahead into L2 paid on a Zen 4; but where the
+ * line goes is the CPU's own choice (AMD documents prefetcht1 as a prefetch into L1 before Zen 4, where
+ * 16 KiB ahead would crowd the activations out of a 32 KiB L1), so it is timed: one sequence's
+ * products over the first in_proj / out_proj matrices as decode reads them (the packed or quantized
+ * copies; twice the last-level cache of them, at least CPU_DECODE_TRIAL_MIN_BYTES), with and without,
+ * alternated, the fastest round of each compared. The choice is process-wide, as the CPU is. Nothing
+ * is timed where MAMBA2_CPU_AHEAD_L2 decides, where decode reads the weights in place (that product
+ * has no L2 prefetch), or where the matrices would be timed in the caches (unless
+ * MAMBA2_CPU_PACK=timed). MAMBA2_CPU_L2_OFF_MIN=R replaces L2_OFF_MIN (the tests force each outcome). */
+static int choose_ahead_l2(CpuBackend *cb, Mamba2Error *err) {
+    const Mamba2Config *c = &cb->base.model->cfg;
+    const CpuMatrix *first = big_matrix(cb, 0);
+    if (cpu_decode_ahead_l2_asked() || (!first->p.data && !first->q.data)) return 0;
+    const char *pack = getenv("MAMBA2_CPU_PACK");
+    const double need = fmax(2.0 * (double)cpu_cache_bytes(3), CPU_DECODE_TRIAL_MIN_BYTES);
+    double bytes = 0;
+    int n = 0;
+    for (size_t b; n < 2 * c->n_layer && bytes < need; n++) matrix_data_of(big_matrix(cb, n), &b), bytes += (double)b;
+    if (bytes < need && !(pack && !strcmp(pack, "timed"))) return 0;
+    if (reserve(cb, 1, 0, err)) return -1;
+    const int64_t wide = c->d_model > c->d_inner ? c->d_model : c->d_inner;
+    for (int64_t k = 0; k < wide; k++) cb->u[k] = (float)((k * 2654435761u) % 1000) / 500.0f - 1.0f; /* x, in [-1, 1) */
+    const int64_t ahead[2] = {CPU_DECODE_AHEAD_L2, 0};
+    double best[2] = {0, 0};
+    for (int r = 0; r <= L2_TRIAL_ROUNDS; r++)
+        for (int j = 0; j < 2; j++) {
+            const int w = (j + r) % 2; /* round r starts with the other one than round r - 1 */
+            cpu_decode_choose_ahead_l2(ahead[w]);
+            const double t0 = omp_get_wtime();
+            for (int i = 0; i < n; i++) { /* zx [1, rows] = u [1, K] · Wᵀ, as decode calls it */
+                const CpuMatrix *W = big_matrix(cb, i);
+                project(cb, W, cb->u, W->t->shape[1], 1, cb->zx, W->t->shape[0], 0);
+            }
+            const double t = omp_get_wtime() - t0;
+            if (r > 0 && (best[w] == 0 || t < best[w])) best[w] = t;
+        }
+    const char *off_min = getenv("MAMBA2_CPU_L2_OFF_MIN");
+    const int off = best[0] > best[1] * (off_min ? atof(off_min) : L2_OFF_MIN);
+    cpu_decode_choose_ahead_l2(ahead[off]);
+    cb->l2_kept = ahead[off], cb->l2_other = best[!off] / best[off];
+    return 0;
+}
+
 /* The copies decode reads instead of the mmap, made at load for in_proj, out_proj of every layer
  * and lm_head: quantized to @p weights (q8 / q4, any stored dtype), or with the weights as stored,
  * the bf16 ones repacked (packed_bf16.h) where that reads faster on this CPU. For bf16 the first
@@ -509,13 +569,6 @@ static int copy_weights(CpuBackend *cb, const Mamba2BackendOptions *opt, Mamba2W
     return 0;
 }
 
-/* Where a large matrix's bytes lie as the backend reads them (its copy, or the mmap), and how many. */
-static const void *matrix_data_of(const CpuMatrix *W, size_t *bytes) {
-    if (W->p.data) return *bytes = W->p.bytes, W->p.data;
-    if (W->q.data) return *bytes = W->q.bytes, W->q.data;
-    *bytes = (size_t)mamba2_tensor_numel(W->t) * (size_t)mamba2_dtype_size(W->t->dtype);
-    return W->t->data;
-}
 
 static double cpu_matrix_bytes(Mamba2Backend *b) {
     const CpuBackend *cb = (const CpuBackend *)b;
@@ -549,6 +602,23 @@ static int cpu_roofline_hook(Mamba2Backend *b, double *read_gbps, double *gemm_g
     return 0;
 }
 
+/* Appends the L2 prefetch of decode's products to @p out's gemv, where it applies (packed or quantized
+ * copies): its distance, and the other choice's time where the load trial timed both. */
+static void l2_named(const CpuBackend *cb, Mamba2KernelNames *out) {
+    const CpuMatrix *first = big_matrix(cb, 0);
+    if (!first->p.data && !first->q.data) return;
+    const int64_t kept = cb->l2_other > 0 ? cb->l2_kept : cpu_decode_ahead_l2();
+    size_t used = strlen(out->gemv);
+    if (kept) snprintf(out->gemv + used, sizeof out->gemv - used, "; into L2 %lld KiB ahead", (long long)(kept >> 10));
+    else snprintf(out->gemv + used, sizeof out->gemv - used, "; no L2 prefetch");
+    used = strlen(out->gemv);
+    if (cb->l2_other > 0 && kept)
+        snprintf(out->gemv + used, sizeof out->gemv - used, " (timed at load: none %.2fx)", cb->l2_other);
+    else if (cb->l2_other > 0)
+        snprintf(out->gemv + used, sizeof out->gemv - used, " (timed at load: %lld KiB ahead %.2fx)",
+                 (long long)(CPU_DECODE_AHEAD_L2 >> 10), cb->l2_other);
+}
+
 /* The GEMM of prefill (and of the GEMM ceiling) and the decode products, for the weights and the
  * precision this backend runs with. */
 static void cpu_kernels(Mamba2Backend *b, Mamba2KernelNames *out) {
@@ -572,6 +642,7 @@ static void cpu_kernels(Mamba2Backend *b, Mamba2KernelNames *out) {
                      cpu_isa_name(cb->batch_ways[0].isa), cpu_isa_name(cb->batch_ways[1].isa),
                      cb->batch_ways[1].seconds / cb->batch_ways[0].seconds);
         }
+        l2_named(cb, out);
         return;
     }
     const char *format = mamba2_weight_format_name(q->format);
@@ -589,6 +660,7 @@ static void cpu_kernels(Mamba2Backend *b, Mamba2KernelNames *out) {
                  cpu_qlinear_kernel_name(cb->isa));
     }
     snprintf(out->gemv, sizeof out->gemv, "%s", cpu_qlinear_kernel_name(cb->isa));
+    l2_named(cb, out);
 }
 
 int mamba2_backend_cpu_create(const Mamba2Model *m, const Mamba2BackendOptions *opt, Mamba2Backend **out,
@@ -660,7 +732,7 @@ int mamba2_backend_cpu_create(const Mamba2Model *m, const Mamba2BackendOptions *
         return mamba2_fail(err, "out of memory for the CPU backend's small weights");
     }
     cb->lm_head.t = &m->w.lm_head;
-    if (copy_weights(cb, opt, opt ? opt->weights : MAMBA2_WEIGHTS_STORED, err)) {
+    if (copy_weights(cb, opt, opt ? opt->weights : MAMBA2_WEIGHTS_STORED, err) || choose_ahead_l2(cb, err)) {
         cpu_destroy(b);
         return -1;
     }

@@ -67,14 +67,30 @@ CpuPrefetch cpu_prefetch_asked(CpuPrefetch otherwise) {
     return otherwise;
 }
 
-int64_t cpu_decode_ahead_l2(void) {
-    static int64_t ahead = -1; /* benign race: every thread computes the same value */
-    if (ahead < 0) {
+/* MAMBA2_CPU_AHEAD_L2 as read once: -1 when unset. */
+static int64_t ahead_l2_env(void) {
+    static int64_t env = -2; /* benign race: every thread computes the same value */
+    if (env == -2) {
         const char *v = getenv("MAMBA2_CPU_AHEAD_L2");
-        const long long n = v && *v ? atoll(v) : CPU_DECODE_AHEAD_L2;
-        ahead = n > 0 ? (int64_t)(n & ~63LL) : 0;
+        const long long n = v && *v ? atoll(v) : -1;
+        env = n < 0 ? -1 : (int64_t)(n & ~63LL);
     }
-    return ahead;
+    return env;
+}
+
+/* The load trial's choice; written by the loading thread between products, read by the products'
+ * threads (OpenMP's barriers order the two). */
+static int64_t ahead_l2_chosen = CPU_DECODE_AHEAD_L2;
+
+int64_t cpu_decode_ahead_l2(void) {
+    const int64_t env = ahead_l2_env();
+    return env >= 0 ? env : __atomic_load_n(&ahead_l2_chosen, __ATOMIC_RELAXED);
+}
+
+int cpu_decode_ahead_l2_asked(void) { return ahead_l2_env() >= 0; }
+
+void cpu_decode_choose_ahead_l2(int64_t bytes) {
+    __atomic_store_n(&ahead_l2_chosen, bytes > 0 ? bytes & ~(int64_t)63 : 0, __ATOMIC_RELAXED);
 }
 
 CpuPrefetch cpu_gemv_prefetch(void) { return cpu_prefetch_asked(CPU_PREFETCH_NEXT_BLOCK); }

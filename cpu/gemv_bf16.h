@@ -81,11 +81,21 @@ static inline void cpu_prefetch_l2(const void *p) { __asm__ volatile("prefetcht1
 
 /**
  * @brief Bytes ahead in its stream at which a decode product that prefetches line by line also asks
- *        for each line into L2, beside its L1 prefetch CPU_DECODE_AHEAD bytes ahead (and the read
- *        ceiling's prefetched read with it): CPU_DECODE_AHEAD_L2, or MAMBA2_CPU_AHEAD_L2 (bytes, a
- *        multiple of 64; 0: no L2 prefetch). Read once.
+ *        for each line into L2, beside its L1 prefetch CPU_DECODE_AHEAD bytes ahead: MAMBA2_CPU_AHEAD_L2
+ *        where set (bytes, a multiple of 64; 0: no L2 prefetch), else what the backend's load trial
+ *        chose (cpu_decode_choose_ahead_l2()), else CPU_DECODE_AHEAD_L2.
  */
 int64_t cpu_decode_ahead_l2(void);
+
+/** 1 when MAMBA2_CPU_AHEAD_L2 sets the L2 distance (read once; the load trial then times nothing). */
+int cpu_decode_ahead_l2_asked(void);
+
+/**
+ * @brief Sets the distance cpu_decode_ahead_l2() returns when the environment does not: the backend's
+ *        load trial (whether prefetcht1 pays on this CPU's memory system; it is process-wide, as the
+ *        CPU is). Call between products, not during one.
+ */
+void cpu_decode_choose_ahead_l2(int64_t bytes);
 
 /**
  * @brief The prefetch of cpu_gemv() (the bf16 GEMV): CPU_PREFETCH_NEXT_BLOCK, measured faster than

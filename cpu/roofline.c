@@ -24,12 +24,13 @@
 /* Σ of the n 32-bit words at a (any 4-byte alignment) as integers, with four independent AVX2
  * accumulators (the loads are what we time; integer adds, so that any bits, a weight matrix's
  * included, cost the same); with @p ahead, each 128 bytes also prefetch the two lines
- * CPU_DECODE_AHEAD bytes further into L1 and cpu_decode_ahead_l2() bytes further into L2, as the decode
- * products prefetch their stream. */
+ * CPU_DECODE_AHEAD bytes further into L1 and CPU_DECODE_AHEAD_L2 bytes (or MAMBA2_CPU_AHEAD_L2's) further
+ * into L2, as the decode products prefetch their stream: the ceiling keeps the L2 prefetch even where
+ * the load trial left it out of the products (the read is the best of these passes and plain ones). */
 static AVX2_TARGET uint32_t sum_avx2(const float *a, size_t n, int ahead) {
     __m256i s0 = _mm256_setzero_si256(), s1 = s0, s2 = s0, s3 = s0;
     size_t i = 0;
-    const int64_t l2 = ahead ? cpu_decode_ahead_l2() : 0;
+    const int64_t l2 = !ahead ? 0 : cpu_decode_ahead_l2_asked() ? cpu_decode_ahead_l2() : CPU_DECODE_AHEAD_L2;
     for (; i + 32 <= n; i += 32) {
         if (ahead) /* never faults: past the end is harmless */
             _mm_prefetch((const char *)(a + i) + CPU_DECODE_AHEAD, _MM_HINT_T0),

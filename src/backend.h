@@ -29,7 +29,7 @@ typedef struct Mamba2Backend Mamba2Backend;
 /** The kernels a backend runs, in words, for benchmark reports (filled by Mamba2Backend::kernels). */
 typedef struct {
     char gemm[128]; /**< prefill's matrix products, which the roofline hook's GEMM ceiling also measures */
-    char gemv[160]; /**< decode's matrix-vector products */
+    char gemv[256]; /**< decode's matrix-vector products */
 } Mamba2KernelNames;
 
 /** A forward-pass implementation bound to one loaded model. */

@@ -899,6 +899,63 @@ static void test_bf16_decode_timed(void) {
     tiny_close(&tm);
 }
 
+/* The L2 prefetch of decode's products, timed at load (choose_ahead_l2() in backend_cpu.c): each
+ * outcome forced through MAMBA2_CPU_L2_OFF_MIN, for the packed bf16 copies and the q8 copies of a
+ * random BF16 model, is named with the other's measured time and is what the products then use; and
+ * since a prefetch never changes a sum, prefill and steps give the same bits either way. */
+static void test_l2_prefetch_timed(void) {
+    if (cpu_decode_ahead_l2_asked()) {
+        printf("\n    skipped: MAMBA2_CPU_AHEAD_L2 is set, so nothing is timed");
+        return;
+    }
+    TinyModelSpec s;
+    test_tiny_spec_default(&s);
+    s.dtype = "BF16", s.d_model = 64, s.n_heads = 8, s.head_dim = 16, s.n_groups = 2, s.d_state = 16, s.n_layer = 4;
+    TinyModel tm;
+    CU_ASSERT_EQUAL_FATAL(tiny_open(&tm, &s), 0);
+    const int T = 19, V = s.vocab_size;
+    int32_t tok[19];
+    random_tokens(tok, T, V);
+    float *out[2][2]; /* [outcome][prefill, steps] [T, V] */
+    char *was = getenv("MAMBA2_CPU_PACK") ? strdup(getenv("MAMBA2_CPU_PACK")) : NULL;
+    setenv("MAMBA2_CPU_PACK", "timed", 1);
+    setenv("MAMBA2_CPU_PACK_MIN", "0.001", 1); /* bf16: the packed copies kept (in place has no L2 prefetch) */
+    setenv("MAMBA2_CPU_LOWER_MIN", "1000", 1); /* and the CPU's own product, so both backends sum alike */
+    const Mamba2WeightFormat formats[2] = {MAMBA2_WEIGHTS_STORED, MAMBA2_WEIGHTS_Q8};
+    for (int f = 0; f < 2; f++) {
+        for (int off = 0; off < 2; off++) {
+            setenv("MAMBA2_CPU_L2_OFF_MIN", off ? "0.001" : "1000", 1);
+            Mamba2BackendOptions o = {0};
+            o.n_threads = 2, o.weights = formats[f];
+            Mamba2Backend *cb = NULL;
+            Mamba2Error e = {{0}};
+            CU_ASSERT_EQUAL_FATAL(mamba2_backend_create("cpu", &tm.m, &o, &cb, &e), 0);
+            Mamba2KernelNames names;
+            memset(&names, 0, sizeof names);
+            cb->kernels(cb, &names);
+            printf("\n    %s, L2_OFF_MIN=%s: %s", mamba2_weight_format_name(formats[f]), off ? "0.001" : "1000", names.gemv);
+            CU_ASSERT_PTR_NOT_NULL(strstr(names.gemv, off ? "; no L2 prefetch (timed at load: 16 KiB ahead "
+                                                           : "; into L2 16 KiB ahead (timed at load: none "));
+            CU_ASSERT_EQUAL(cpu_decode_ahead_l2(), off ? 0 : CPU_DECODE_AHEAD_L2);
+            for (int by_step = 0; by_step < 2; by_step++) {
+                out[off][by_step] = malloc((size_t)T * V * sizeof(float));
+                CU_ASSERT_EQUAL(run_backend(cb, tok, T, by_step, out[off][by_step]), 0);
+            }
+            mamba2_backend_destroy(cb);
+        }
+        for (int by_step = 0; by_step < 2; by_step++) {
+            CU_ASSERT_EQUAL(memcmp(out[0][by_step], out[1][by_step], (size_t)T * V * sizeof(float)), 0);
+            free(out[0][by_step]), free(out[1][by_step]);
+        }
+    }
+    unsetenv("MAMBA2_CPU_L2_OFF_MIN"), unsetenv("MAMBA2_CPU_PACK_MIN"), unsetenv("MAMBA2_CPU_LOWER_MIN");
+    cpu_decode_choose_ahead_l2(CPU_DECODE_AHEAD_L2); /* the default again for the tests after this one */
+    if (was) setenv("MAMBA2_CPU_PACK", was, 1), free(was);
+    else unsetenv("MAMBA2_CPU_PACK");
+    printf("\n");
+    tiny_close(&tm);
+}
+
 /* Batched step over B sequences = B single steps (B = 3 through the GEMV kernel; B = 11 through
  * the GEMV kernel, or AMX where the CPU has it; B = 20 through a GEMM), logits and states; then
  * 1 thread = 2 threads = 7 threads for prefill and step. */
@@ -1028,6 +1085,7 @@ int register_cpu_tests(void) {
         !CU_add_test(s, "argmax near-tie rule", test_near_tie_rule) ||
         !CU_add_test(s, "random models: cpu prefill and step vs ref", test_random_models) ||
         !CU_add_test(s, "bf16 decode timed at load: layout and product, each = ref", test_bf16_decode_timed) ||
+        !CU_add_test(s, "decode's L2 prefetch timed at load: each outcome named, the same bits", test_l2_prefetch_timed) ||
         !CU_add_test(s, "batched step = single steps; 1 thread = 2 threads = 7 threads", test_batch_and_threads) ||
         !CU_add_test(s, "states move between cpu and ref; long prompts", test_state_interchange))
         return -1;
