@@ -832,18 +832,23 @@ static double batched_steps_vs(Mamba2Backend *cb, Mamba2Backend *rb) {
     return worst;
 }
 
+/* A random BF16 model of @p n_layer layers, d_model 64, for the load trials' tests. */
+static int open_bf16_model(TinyModel *tm, int n_layer) {
+    TinyModelSpec s;
+    test_tiny_spec_default(&s);
+    s.dtype = "BF16", s.d_model = 64, s.n_heads = 8, s.head_dim = 16, s.n_groups = 2, s.d_state = 16, s.n_layer = n_layer;
+    return tiny_open(tm, &s);
+}
+
 /* The ways of bf16 decode timed at load (bf16_decode_choice.h): each outcome forced through
  * MAMBA2_CPU_PACK_MIN and MAMBA2_CPU_LOWER_MIN (packed or in place; on a CPU with AVX512_BF16 also
  * vdpbf16ps or the AVX-512F FMA product) on a random BF16 model of 8 layers (more matrices than the 16
  * timed at most), each named with the way kept and the others' measured times, and every way's cpu prefill,
  * step and batched step against ref. */
 static void test_bf16_decode_timed(void) {
-    TinyModelSpec s;
-    test_tiny_spec_default(&s);
-    s.dtype = "BF16", s.d_model = 64, s.n_heads = 8, s.head_dim = 16, s.n_groups = 2, s.d_state = 16, s.n_layer = 8;
     TinyModel tm;
-    CU_ASSERT_EQUAL_FATAL(tiny_open(&tm, &s), 0);
-    const int T = 19, V = s.vocab_size;
+    CU_ASSERT_EQUAL_FATAL(open_bf16_model(&tm, 8), 0);
+    const int T = 19, V = tm.m.cfg.vocab_size;
     int32_t tok[19];
     random_tokens(tok, T, V);
     float *ref = malloc((size_t)T * V * 4), *pre = malloc((size_t)T * V * 4), *stp = malloc((size_t)T * V * 4);
@@ -908,12 +913,9 @@ static void test_l2_prefetch_timed(void) {
         printf("\n    skipped: MAMBA2_CPU_AHEAD_L2 is set, so nothing is timed");
         return;
     }
-    TinyModelSpec s;
-    test_tiny_spec_default(&s);
-    s.dtype = "BF16", s.d_model = 64, s.n_heads = 8, s.head_dim = 16, s.n_groups = 2, s.d_state = 16, s.n_layer = 4;
     TinyModel tm;
-    CU_ASSERT_EQUAL_FATAL(tiny_open(&tm, &s), 0);
-    const int T = 19, V = s.vocab_size;
+    CU_ASSERT_EQUAL_FATAL(open_bf16_model(&tm, 4), 0);
+    const int T = 19, V = tm.m.cfg.vocab_size;
     int32_t tok[19];
     random_tokens(tok, T, V);
     float *out[2][2]; /* [outcome][prefill, steps] [T, V] */
