@@ -569,7 +569,6 @@ static int copy_weights(CpuBackend *cb, const Mamba2BackendOptions *opt, Mamba2W
     return 0;
 }
 
-
 static double cpu_matrix_bytes(Mamba2Backend *b) {
     const CpuBackend *cb = (const CpuBackend *)b;
     double sum = 0;
