@@ -936,8 +936,11 @@ static void test_l2_prefetch_timed(void) {
             memset(&names, 0, sizeof names);
             cb->kernels(cb, &names);
             printf("\n    %s, L2_OFF_MIN=%s: %s", mamba2_weight_format_name(formats[f]), off ? "0.001" : "1000", names.gemv);
-            CU_ASSERT_PTR_NOT_NULL(strstr(names.gemv, off ? "; no L2 prefetch (timed at load: 16 KiB ahead "
-                                                           : "; into L2 16 KiB ahead (timed at load: none "));
+            char want[96];
+            const int kib = CPU_DECODE_AHEAD_L2 >> 10;
+            if (off) snprintf(want, sizeof want, "; no L2 prefetch (timed at load: %d KiB ahead ", kib);
+            else snprintf(want, sizeof want, "; into L2 %d KiB ahead (timed at load: none ", kib);
+            CU_ASSERT_PTR_NOT_NULL(strstr(names.gemv, want));
             CU_ASSERT_EQUAL(cpu_decode_ahead_l2(), off ? 0 : CPU_DECODE_AHEAD_L2);
             for (int by_step = 0; by_step < 2; by_step++) {
                 out[off][by_step] = malloc((size_t)T * V * sizeof(float));
