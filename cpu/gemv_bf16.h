@@ -80,6 +80,16 @@ static inline void cpu_prefetch_l2(const void *p) { __asm__ volatile("prefetcht1
 #define CPU_DECODE_AHEAD_L2 16384
 
 /**
+ * @brief A decode product's prefetch of its stream at @p p: the line CPU_DECODE_AHEAD bytes on into
+ *        L1 and, unless @p l2 is 0, the line @p l2 bytes on into L2 (@p l2: cpu_decode_ahead_l2(),
+ *        which the caller reads once per block).
+ */
+static inline void cpu_prefetch_stream(const void *p, int64_t l2) {
+    cpu_prefetch_l1((const char *)p + CPU_DECODE_AHEAD);
+    if (l2) cpu_prefetch_l2((const char *)p + l2);
+}
+
+/**
  * @brief Bytes ahead in its stream at which a decode product that prefetches line by line also asks
  *        for each line into L2, beside its L1 prefetch CPU_DECODE_AHEAD bytes ahead: MAMBA2_CPU_AHEAD_L2
  *        where set (bytes, a multiple of 64; 0: no L2 prefetch), else what the backend's load trial

@@ -192,8 +192,7 @@ static inline DPBF16_INLINE void dpbf16_group(const CpuPackedBf16 *p, int64_t g,
         }
 #pragma GCC unroll 8
         for (int i = 0; i < CPU_PACK_ROWS; i++) {
-            cpu_prefetch_l1((const char *)(w + i * CPU_PACK_COLS) + CPU_DECODE_AHEAD);
-            if (l2) cpu_prefetch_l2((const char *)(w + i * CPU_PACK_COLS) + l2);
+            cpu_prefetch_stream(w + i * CPU_PACK_COLS, l2);
             const __m512bh wv = (__m512bh)_mm512_load_si512(w + i * CPU_PACK_COLS);
 #pragma GCC unroll 3
             for (int j = 0; j < S; j++) {
@@ -257,8 +256,7 @@ static inline AVX512_INLINE void avx512_group(const CpuPackedBf16 *p, int64_t g,
             xe[j] = _mm512_loadu_ps(xp + j * K_pad + c * CPU_PACK_COLS), xo[j] = _mm512_loadu_ps(xp + j * K_pad + c * CPU_PACK_COLS + 16);
 #pragma GCC unroll 8
         for (int i = 0; i < CPU_PACK_ROWS; i++) {
-            cpu_prefetch_l1((const char *)(w + i * CPU_PACK_COLS) + CPU_DECODE_AHEAD);
-            if (l2) cpu_prefetch_l2((const char *)(w + i * CPU_PACK_COLS) + l2);
+            cpu_prefetch_stream(w + i * CPU_PACK_COLS, l2);
             const __m512i v = _mm512_load_si512(w + i * CPU_PACK_COLS);
             const __m512 we = _mm512_castsi512_ps(_mm512_slli_epi32(v, 16)), wo = _mm512_castsi512_ps(_mm512_and_si512(v, odd));
 #pragma GCC unroll 3
@@ -323,8 +321,7 @@ static inline AVX2_INLINE void avx2_group(const uint16_t *G, int64_t chunks, con
                      xo1 = _mm256_loadu_ps(xc + 24);
 #pragma GCC unroll 8
         for (int i = 0; i < CPU_PACK_ROWS; i++) {
-            cpu_prefetch_l1((const char *)(w + i * CPU_PACK_COLS) + CPU_DECODE_AHEAD);
-            if (l2) cpu_prefetch_l2((const char *)(w + i * CPU_PACK_COLS) + l2);
+            cpu_prefetch_stream(w + i * CPU_PACK_COLS, l2);
             const __m256i v0 = _mm256_load_si256((const __m256i *)(w + i * CPU_PACK_COLS)),
                           v1 = _mm256_load_si256((const __m256i *)(w + i * CPU_PACK_COLS + 16));
             __m256 a = _mm256_fmadd_ps(_mm256_castsi256_ps(_mm256_slli_epi32(v0, 16)), xe0, acc[i]);

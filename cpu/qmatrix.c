@@ -597,10 +597,7 @@ static inline AVX2_INLINE void ymm_line_rows(Mamba2WeightFormat f, int vnni, int
 #pragma GCC unroll 4
             for (int i = 0; i < 4; i++) ia[i][h] = start;
         }
-        for (int64_t sb = 0; sb < scale_bytes(f); sb += 64) { /* the scales */
-            cpu_prefetch_l1(t + sb + CPU_DECODE_AHEAD);
-            if (l2) cpu_prefetch_l2(t + sb + l2);
-        }
+        for (int64_t sb = 0; sb < scale_bytes(f); sb += 64) cpu_prefetch_stream(t + sb, l2); /* the scales */
 #pragma GCC unroll 8
         for (int l = 0; l < lines; l++) {
             /* signed q8: |p| of the line's two halves, once for the R rows */
@@ -611,8 +608,7 @@ static inline AVX2_INLINE void ymm_line_rows(Mamba2WeightFormat f, int vnni, int
 #pragma GCC unroll 4
             for (int i = 0; i < R; i++) {
                 const uint8_t *row = tile_row(f, t, i);
-                cpu_prefetch_l1(row + 64 * l + CPU_DECODE_AHEAD);
-                if (l2) cpu_prefetch_l2(row + 64 * l + l2);
+                cpu_prefetch_stream(row + 64 * l, l2);
 #pragma GCC unroll 2
                 for (int h = 0; h < 2; h++) {
                     if (f == MAMBA2_WEIGHTS_Q8) {
@@ -865,15 +861,13 @@ static inline BW_INLINE void zmm_q8_line_rows(int bw, int xq, const CpuQMatrix *
         const __m512i start = bw ? _mm512_setzero_si512() : _mm512_loadu_si512(rec + XNCORR);
 #pragma GCC unroll 4
         for (int i = 0; i < 4; i++) ia[i] = start;
-        cpu_prefetch_l1(t + CPU_DECODE_AHEAD); /* the scales' line */
-        if (l2) cpu_prefetch_l2(t + l2);
+        cpu_prefetch_stream(t, l2); /* the scales' line */
 #pragma GCC unroll 8
         for (int c = 0; c < QT_CHUNKS; c++)
 #pragma GCC unroll 4
             for (int i = 0; i < R; i++) {
                 const uint8_t *w = tile_row(f, t, i) + 64 * c;
-                cpu_prefetch_l1(w + CPU_DECODE_AHEAD);
-                if (l2) cpu_prefetch_l2(w + l2);
+                cpu_prefetch_stream(w, l2);
                 const __m512i wv = zmm_xor_q8(xq, _mm512_load_si512(w));
                 ia[i] = bw ? bw_dot1_q8(ia[i], wv, p[c]) : dpbusd(ia[i], wv, p[c]);
             }
