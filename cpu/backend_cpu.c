@@ -467,9 +467,8 @@ static const void *matrix_data_of(const CpuMatrix *W, size_t *bytes) {
  *  (it paid on every CPU measured, results/cpu.md). */
 #define L2_OFF_MIN 1.03
 
-/* Whether decode's products also ask for each line into L2 (cpu_decode_ahead_l2()). prefetcht1 16 KiB
- * ahead paid 12–20 % on the Xeons measured, and 8–32 KiB ahead into L2 paid on a Zen 4; but where the
- * line goes is the CPU's own choice (AMD documents prefetcht1 as a prefetch into L1 before Zen 4, where
+/* Whether decode's products also ask for each line into L2 (cpu_decode_ahead_l2()). It paid on the
+ * Xeons and the Zen 4 measured (results/cpu.md); but where the line goes is the CPU's own choice (AMD documents prefetcht1 as a prefetch into L1 before Zen 4, where
  * 16 KiB ahead would crowd the activations out of a 32 KiB L1), so it is timed: one sequence's
  * products over the first in_proj / out_proj matrices as decode reads them (the packed or quantized
  * copies; twice the last-level cache of them, at least CPU_DECODE_TRIAL_MIN_BYTES), with and without,

@@ -13,8 +13,8 @@
 
 /**
  * `--precision fast` takes the vdpbf16ps GEMM only where it gives at least this many times the
- * FMA's multiply-adds a second (the measured ratio is near 2 or near 0.5; 1.25 keeps the choice
- * away from noise and from the packing the bf16 kernel adds).
+ * FMA's multiply-adds a second (the CPUs measured sit near 2 or near 0.5, results/cpu.md; 1.25 keeps
+ * the choice away from noise and from the packing the bf16 kernel adds).
  */
 #define CPU_BF16_DOT_MIN_GAIN 1.25
 
