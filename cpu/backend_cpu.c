@@ -468,8 +468,9 @@ static const void *matrix_data_of(const CpuMatrix *W, size_t *bytes) {
 #define L2_OFF_MIN 1.03
 
 /* Whether decode's products also ask for each line into L2 (cpu_decode_ahead_l2()). It paid on the
- * Xeons and the Zen 4 measured (results/cpu.md); but where the line goes is the CPU's own choice (AMD documents prefetcht1 as a prefetch into L1 before Zen 4, where
- * 16 KiB ahead would crowd the activations out of a 32 KiB L1), so it is timed: one sequence's
+ * Xeons and the Zen 4 measured (results/cpu.md); but where the line goes is the CPU's own choice
+ * (AMD documents prefetcht1 as a prefetch into L1 before Zen 4, where 16 KiB ahead would crowd the
+ * activations out of a 32 KiB L1), so it is timed: one sequence's
  * products over the first in_proj / out_proj matrices as decode reads them (the packed or quantized
  * copies; twice the last-level cache of them, at least CPU_DECODE_TRIAL_MIN_BYTES), with and without,
  * alternated, the fastest round of each compared. The choice is process-wide, as the CPU is. Nothing
