@@ -17,7 +17,8 @@
  * one's bandwidth divided by the read bandwidth measured just before it, which a host whose bandwidth
  * moves between repetitions skews less than the ratio of the two medians. Timed figures are medians
  * over --reps repetitions after a warm-up run, printed with the fastest and the slowest repetition
- * beside them (on a shared host the spread says how far to trust the median).
+ * beside them (on a shared host the spread says how far to trust the median). With --phases the
+ * backend's phase clock (Mamba2Backend::step_phases) splits the timed decode steps by phase.
  */
 #include <getopt.h>
 #include <stdio.h>
@@ -43,6 +44,8 @@ static void help(FILE *f) {
             "  --roofline         also measure the read bandwidth and the GEMM rate, before every\n"
             "                     repetition, and print each figure as a fraction of its ceiling\n"
             "                     (decode's \"paired\": each repetition against the read just before it)\n"
+            "  --phases           also split decode's time by phase (in_proj, SSD step, ...), each\n"
+            "                     phase ending where the threads meet (backends with a phase clock)\n"
             "  --no-prefill       skip the prefill measurement\n"
             "  --json             print one JSON object instead of the table\n"
             "  -h, --help         this text\n",
@@ -97,11 +100,11 @@ int cmd_bench(int argc, char **argv) {
                                          {"batch", 1, 0, 'B'},   {"reps", 1, 0, 'r'},       {"threads", 1, 0, 't'},
                                          {"roofline", 0, 0, 'R'}, {"no-prefill", 0, 0, 'P'}, {"json", 0, 0, 'j'},
                                          {"help", 0, 0, 'h'},    {"weights", 1, 0, 'w'},    {"precision", 1, 0, 'Q'},
-                                         {0, 0, 0, 0}};
+                                         {"phases", 0, 0, 'F'},  {0, 0, 0, 0}};
     Mamba2BackendOptions o = {0};
     const char *backend = NULL, *batches = "1"; /* NULL: the fastest that starts here */
     long prompt = 512, gen = 16, reps = 3, threads = 0;
-    int roofline = 0, json = 0, do_prefill = 1, c;
+    int roofline = 0, json = 0, do_prefill = 1, phases = 0, c;
     optind = 1;
     opterr = 0; /* unknown options are reported by cli_option_error(), in this program's voice */
     while ((c = getopt_long(argc, argv, ":t:h", opts, NULL)) != -1) {
@@ -116,6 +119,7 @@ int cmd_bench(int argc, char **argv) {
         case 'Q': if (cli_parse_precision("bench", optarg, &o.precision)) return 2; break;
         case 'R': roofline = 1; break;
         case 'P': do_prefill = 0; break;
+        case 'F': phases = 1; break;
         case 'j': json = 1; break;
         case 'h': help(stdout); return 0;
         default: return cli_option_error("bench", c, argv);
@@ -144,6 +148,7 @@ int cmd_bench(int argc, char **argv) {
     double prefill_s = 0, prefill_lo = 0, prefill_hi = 0, *step_s = calloc(4 * (size_t)n_batches, sizeof *step_s);
     double *step_lo = step_s + n_batches, *step_hi = step_lo + n_batches;
     double *paired = step_hi + n_batches; /* [n_batches] decode: median of each repetition's GB/s over the read ceiling measured before it */
+    Mamba2StepPhases *phase = calloc((size_t)n_batches, sizeof *phase); /* [n_batches] with --phases */
     /* Refuse up front a batch or a prompt that does not fit: B states, B rows of logits, and the
      * buffers of a prefill of the prompt (host paths) or of a batched step. */
     int most = 1;
@@ -160,6 +165,8 @@ int cmd_bench(int argc, char **argv) {
         goto done;
     }
     if (roofline && !b->roofline) fprintf(stderr, "mamba2 bench: backend %s has no roofline hook\n", b->name);
+    if (phases && !b->step_phases) fprintf(stderr, "mamba2 bench: backend %s has no phase clock\n", b->name);
+    phases = phases && b->step_phases;
 
     /* What one token costs: FLOP of prefill, bytes of decode. */
     double mat_params = (double)cfg->n_layer * ((double)cfg->d_in_proj * cfg->d_model + (double)cfg->d_model * cfg->d_inner);
@@ -187,7 +194,7 @@ int cmd_bench(int argc, char **argv) {
     logits = malloc((size_t)V * max_b * sizeof *logits);
     sts = calloc(max_b, sizeof *sts);
     ptrs = calloc(max_b, sizeof *ptrs);
-    if (!tok || !next || !logits || !sts || !ptrs || !step_s) {
+    if (!tok || !next || !logits || !sts || !ptrs || !step_s || !phase) {
         cli_error("bench", 1, "out of memory");
         goto done;
     }
@@ -225,6 +232,7 @@ int cmd_bench(int argc, char **argv) {
         }
         for (int r = -1; r < reps; r++) {
             if (roofline && r >= 0 && measure_ceilings(b, &ceilings, &e)) goto fail;
+            if (phases && r == 0) b->step_phases(b, 1, NULL); /* the timed steps only */
             double t0 = cli_now();
             for (int s = 0; s < (r < 0 ? 2 : gen); s++) { /* warm-up: 2 steps */
                 if (mamba2_backend_step(b, ptrs, next, nb, logits, &e)) goto fail;
@@ -233,6 +241,7 @@ int cmd_bench(int argc, char **argv) {
             if (r >= 0) t[r] = (cli_now() - t0) / gen;
             if (r >= 0 && ceilings.n) ratio[r] = bytes / t[r] / 1e9 / ceilings.bw[ceilings.n - 1];
         }
+        if (phases) b->step_phases(b, 0, &phase[k]);
         if (ceilings.n) paired[k] = median(ratio, (int)reps);
         step_s[k] = median(t, (int)reps), step_lo[k] = t[0], step_hi[k] = t[reps - 1];
     }
@@ -271,6 +280,9 @@ int cmd_bench(int argc, char **argv) {
                    k ? ", " : "", batch_list[k], step_s[k] * 1e3, step_lo[k] * 1e3, step_hi[k] * 1e3,
                    batch_list[k] / step_s[k], bytes / step_s[k] / 1e9);
             if (ceilings.n) printf(", \"of_read\": %.4f, \"of_read_paired\": %.4f", bytes / step_s[k] / 1e9 / bw, paired[k]);
+            for (int i = 0; phases && i < phase[k].n; i++) /* mean ms per step over all the timed steps */
+                printf("%s\"%s\": %.4f%s", i ? ", " : ", \"phases_ms\": {", phase[k].name[i],
+                       1e3 * phase[k].seconds[i] / (phase[k].steps ? phase[k].steps : 1), i == phase[k].n - 1 ? "}" : "");
             printf("}");
         }
         printf("], \"peak_rss_mib\": %.0f}\n", rss);
@@ -301,6 +313,15 @@ int cmd_bench(int argc, char **argv) {
             if (ceilings.n) printf(" %9.0f%% %9.0f%%", 100 * gbps / bw, 100 * paired[k]);
             printf("\n");
         }
+        for (int k = 0; phases && k < n_batches; k++) {
+            double total = 0, per = phase[k].steps ? 1e3 / phase[k].steps : 0; /* mean ms per step */
+            for (int i = 0; i < phase[k].n; i++) total += phase[k].seconds[i];
+            printf("phases of batch %d, ms per step (share of the %ld steps' time):", batch_list[k], phase[k].steps);
+            for (int i = 0; i < phase[k].n; i++)
+                printf("%s %s %.3f (%.1f%%)", i ? "," : "", phase[k].name[i], phase[k].seconds[i] * per,
+                       total > 0 ? 100 * phase[k].seconds[i] / total : 0);
+            printf("\n");
+        }
         printf("peak resident memory %.0f MiB\n", rss);
     }
     status = 0;
@@ -309,7 +330,7 @@ fail:
     cli_error("bench", 1, "%s", e.msg);
 done:
     for (int i = 0; i < n_states; i++) mamba2_state_free(&sts[i]);
-    free(sts), free(ptrs), free(tok), free(next), free(logits), free(step_s);
+    free(sts), free(ptrs), free(tok), free(next), free(logits), free(step_s), free(phase);
     mamba2_backend_destroy(b);
     mamba2_model_free(&m);
     return status;

@@ -108,6 +108,9 @@ typedef struct {
     int n_batch_ways;      /**< how many (0: not timed) */
     int64_t l2_kept;       /**< the L2 prefetch distance the load trial kept (choose_ahead_l2()) */
     double l2_other;       /**< decode's time with the other distance over the kept one's (0: not timed) */
+    int timing;            /**< 1 while decode steps are timed phase by phase (cpu_step_phases()) */
+    double phase_s[MAMBA2_STEP_PHASES]; /**< [STEP_PHASES] seconds summed per phase while @ref timing */
+    long phase_steps;      /**< steps timed */
 } CpuBackend;
 
 static float *f32_copy(const Mamba2Tensor *t) {
@@ -290,6 +293,21 @@ static int cpu_prefill_observed(Mamba2Backend *b, Mamba2State *st, const int32_t
 
 /* ---------------------------------------------------------------- decode */
 
+/** The phases of a decode step, in the order cpu_step() runs them (timed by `mamba2 bench --phases`). */
+enum { PH_EMBED_NORM, PH_IN_PROJ, PH_CONV, PH_DT, PH_SSD, PH_GATED_NORM, PH_OUT_PROJ, PH_LM_HEAD, STEP_PHASES };
+static const char *const phase_names[STEP_PHASES] = {"embed + norm", "in_proj", "conv", "dt",
+                                                     "SSD step", "gated norm", "out_proj", "norm_f + lm_head"};
+typedef char step_phases_fit_in_mamba2_step_phases[STEP_PHASES <= MAMBA2_STEP_PHASES ? 1 : -1];
+
+/* While timing: phase_s[phase] += now − *t, *t = now. Called by one thread where all have met, so
+ * each phase's time includes its load imbalance and the barrier that ends it. */
+static inline void lap(CpuBackend *cb, int phase, double *t) {
+    if (!cb->timing) return;
+    double now = omp_get_wtime();
+    cb->phase_s[phase] += now - *t;
+    *t = now;
+}
+
 /* One token of each of nb sequences; the weights are read once for all of them. */
 static int cpu_step(Mamba2Backend *b, Mamba2State **states, const int32_t *tokens, int nb, float *logits,
                     Mamba2Error *err) {
@@ -303,6 +321,7 @@ static int cpu_step(Mamba2Backend *b, Mamba2State **states, const int32_t *token
         if (mamba2_state_sync(states[i], err)) return -1;
     if (reserve(cb, nb, 0, err)) return -1;
 
+    double t = cb->timing ? omp_get_wtime() : 0; /* the phase clock (lap()) */
     embed(cb, tokens, nb);
     int n_blocks = (c->conv_dim + CONV_BLOCK - 1) / CONV_BLOCK;
     for (int l = 0; l < c->n_layer; l++) {
@@ -310,7 +329,9 @@ static int cpu_step(Mamba2Backend *b, Mamba2State **states, const int32_t *token
         size_t conv_off = (size_t)l * c->conv_dim * (K - 1), ssm_off = (size_t)l * H * P * N;
 
         norm_rows(cb, L->norm, nb);                                                  /* u = RMSNorm(h)·w */
+        lap(cb, PH_EMBED_NORM, &t);
         project(cb, &L->in_proj, cb->u, d, nb, cb->zx, ldz, 0);                      /* [z|xBC|dt] = u W_inᵀ */
+        lap(cb, PH_IN_PROJ, &t);
 
 #pragma omp parallel num_threads(cb->nt)
         {
@@ -322,6 +343,7 @@ static int cpu_step(Mamba2Backend *b, Mamba2State **states, const int32_t *token
                     cpu_conv_silu(cb->zx + (size_t)s * ldz + d_in, ldz, 1, K, L->conv_wt, c->conv_dim, L->conv_b,
                                   states[s]->conv + conv_off, cb->xbc + (size_t)s * c->conv_dim, c->conv_dim, c0, c1);
                 }
+            if (omp_get_thread_num() == 0) lap(cb, PH_CONV, &t); /* after the loop's barrier: all are done */
             /* dt per sequence and head (not per sequence: with one sequence, one thread would work
              * while the others waited) */
 #pragma omp for collapse(2) schedule(static)
@@ -329,6 +351,7 @@ static int cpu_step(Mamba2Backend *b, Mamba2State **states, const int32_t *token
                 for (int h = 0; h < H; h++)
                     cpu_dt(cb->zx + (size_t)s * ldz + d_in + c->conv_dim + h, ldz, 1, 1, L->dt_bias + h, c->dt_min,
                            c->dt_max, cb->dt + (size_t)s * H + h);
+            if (omp_get_thread_num() == 0) lap(cb, PH_DT, &t);
             /* S_h ← exp(dt A) S_h + dt x_h B_gᵀ;  y_h = S_h C_g + D x_h, per sequence and head */
 #pragma omp for collapse(2) schedule(static)
             for (int s = 0; s < nb; s++)
@@ -340,6 +363,7 @@ static int cpu_step(Mamba2Backend *b, Mamba2State **states, const int32_t *token
                                       cb->dt[(size_t)s * H + h], L->A[h], L->D[h], P, N,
                                       cb->y + (size_t)s * d_in + (size_t)h * P);
                 }
+            if (omp_get_thread_num() == 0) lap(cb, PH_SSD, &t);
             /* y = grouped RMSNorm(y · silu(z)), per sequence and group (so, likewise) */
 #pragma omp for collapse(2) schedule(static)
             for (int s = 0; s < nb; s++)
@@ -348,12 +372,16 @@ static int cpu_step(Mamba2Backend *b, Mamba2State **states, const int32_t *token
                     cpu_gated_norm(cb->y + (size_t)s * d_in + o, cb->zx + (size_t)s * ldz + o, (int)gs, 1,
                                    L->gated_norm + o, c->eps);
                 }
+            if (omp_get_thread_num() == 0) lap(cb, PH_GATED_NORM, &t);
         }
         project(cb, &L->out_proj, cb->y, d_in, nb, cb->h, d, 1);                     /* h += y W_outᵀ */
+        lap(cb, PH_OUT_PROJ, &t);
     }
     /* logits = W_head · (RMSNorm(h) · w_norm_f) */
     norm_rows(cb, cb->norm_f, nb);
     project(cb, &cb->lm_head, cb->u, d, nb, logits, V, 0);
+    lap(cb, PH_LM_HEAD, &t);
+    cb->phase_steps += cb->timing;
     for (int s = 0; s < nb; s++) states[s]->pos = mamba2_state_pos_after(states[s]->pos, 1);
     return 0;
 }
@@ -620,6 +648,19 @@ static void l2_named(const CpuBackend *cb, Mamba2KernelNames *out) {
 
 /* The GEMM of prefill (and of the GEMM ceiling) and the decode products, for the weights and the
  * precision this backend runs with. */
+/* Mamba2Backend::step_phases: on zeroes the clocks and starts them; off stops them and copies them out. */
+static void cpu_step_phases(Mamba2Backend *b, int on, Mamba2StepPhases *out) {
+    CpuBackend *cb = (CpuBackend *)b;
+    if (on) {
+        memset(cb->phase_s, 0, sizeof cb->phase_s);
+        cb->phase_steps = 0;
+    }
+    cb->timing = on;
+    if (!out) return;
+    out->n = STEP_PHASES, out->steps = cb->phase_steps;
+    for (int i = 0; i < STEP_PHASES; i++) out->name[i] = phase_names[i], out->seconds[i] = cb->phase_s[i];
+}
+
 static void cpu_kernels(Mamba2Backend *b, Mamba2KernelNames *out) {
     const CpuBackend *cb = (const CpuBackend *)b;
     const CpuQMatrix *q = &cb->lm_head.q;
@@ -678,6 +719,7 @@ int mamba2_backend_cpu_create(const Mamba2Model *m, const Mamba2BackendOptions *
     b->roofline = cpu_roofline_hook;
     b->matrix_bytes = cpu_matrix_bytes;
     b->kernels = cpu_kernels;
+    b->step_phases = cpu_step_phases;
     b->destroy = cpu_destroy;
     cb->nt = opt && opt->n_threads > 0 ? opt->n_threads : omp_get_max_threads();
     /* The threads' stacks are checked against the address-space limit and the threads started at once,

@@ -32,6 +32,17 @@ typedef struct {
     char gemv[256]; /**< decode's matrix-vector products */
 } Mamba2KernelNames;
 
+/** The most phases a backend's decode step is timed in (Mamba2StepPhases). */
+#define MAMBA2_STEP_PHASES 12
+
+/** Where decode steps spent their wall time, phase by phase (filled by Mamba2Backend::step_phases). */
+typedef struct {
+    int n;                                 /**< phases named below */
+    const char *name[MAMBA2_STEP_PHASES];  /**< what each phase does, e.g. "in_proj" */
+    double seconds[MAMBA2_STEP_PHASES];    /**< its wall time summed over the steps timed, barriers and all */
+    long steps;                            /**< steps timed */
+} Mamba2StepPhases;
+
 /** A forward-pass implementation bound to one loaded model. */
 struct Mamba2Backend {
     const char *name;         /**< "ref", "cpu", "gpu" */
@@ -85,6 +96,13 @@ struct Mamba2Backend {
      *        its figures). May be NULL.
      */
     void (*kernels)(Mamba2Backend *b, Mamba2KernelNames *out);
+
+    /**
+     * @brief Time decode steps phase by phase (`mamba2 bench --phases`). With @p on set, zero the
+     *        clocks and time every later step (a clock read where the threads meet, after each phase);
+     *        with @p on clear, stop and copy what was summed into @p out. May be NULL.
+     */
+    void (*step_phases)(Mamba2Backend *b, int on, Mamba2StepPhases *out);
 
     /** Release everything the backend allocated (not the model). */
     void (*destroy)(Mamba2Backend *b);

@@ -12,6 +12,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 
 #include "backend.h"
 #include "forward.h"
@@ -964,6 +965,56 @@ static void test_l2_prefetch_timed(void) {
 /* Batched step over B sequences = B single steps (B = 3 through the GEMV kernel; B = 11 through
  * the GEMV kernel, or AMX where the CPU has it; B = 20 through a GEMM), logits and states; then
  * 1 thread = 2 threads = 7 threads for prefill and step. */
+/* The phase clock of `mamba2 bench --phases`: every phase named, the phases of the timed steps
+ * summing to no more than those steps' wall time, nothing counted once it is off, and the same
+ * logits bit for bit with the clock on as off. */
+static void test_step_phases(void) {
+    TinyModelSpec s;
+    test_tiny_spec_default(&s);
+    s.dtype = "BF16";
+    TinyModel tm;
+    CU_ASSERT_EQUAL_FATAL(tiny_open(&tm, &s), 0);
+    const Mamba2Config *c = &tm.m.cfg;
+    int V = c->vocab_size;
+    Mamba2Backend *cb = make("cpu", &tm.m, 2);
+    CU_ASSERT_PTR_NOT_NULL_FATAL(cb);
+    CU_ASSERT_PTR_NOT_NULL_FATAL(cb->step_phases);
+    Mamba2Error e = {{0}};
+    Mamba2State on, off;
+    CU_ASSERT_EQUAL_FATAL(mamba2_state_init(&on, c, &e), 0);
+    CU_ASSERT_EQUAL_FATAL(mamba2_state_init(&off, c, &e), 0);
+    int32_t tok[8];
+    random_tokens(tok, 8, V);
+    float *l_on = malloc((size_t)V * 4), *l_off = malloc((size_t)V * 4);
+    Mamba2State *p_on = &on, *p_off = &off;
+    Mamba2StepPhases ph, after;
+    cb->step_phases(cb, 1, NULL);
+    struct timespec t0, t1;
+    clock_gettime(CLOCK_MONOTONIC, &t0);
+    for (int i = 0; i < 3; i++) CU_ASSERT_EQUAL(mamba2_backend_step(cb, &p_on, &tok[i], 1, l_on, &e), 0);
+    clock_gettime(CLOCK_MONOTONIC, &t1);
+    cb->step_phases(cb, 0, &ph);
+    double wall = (double)(t1.tv_sec - t0.tv_sec) + 1e-9 * (double)(t1.tv_nsec - t0.tv_nsec), sum = 0;
+    CU_ASSERT(ph.n >= 4 && ph.n <= MAMBA2_STEP_PHASES);
+    CU_ASSERT_EQUAL(ph.steps, 3);
+    for (int i = 0; i < ph.n && i < MAMBA2_STEP_PHASES; i++) {
+        CU_ASSERT(ph.name[i] && ph.name[i][0]);
+        CU_ASSERT(ph.seconds[i] >= 0);
+        sum += ph.seconds[i];
+    }
+    printf("\n    3 steps: %.3f ms in %d phases, %.3f ms wall\n", 1e3 * sum, ph.n, 1e3 * wall);
+    CU_ASSERT(sum > 0 && sum <= wall);
+    for (int i = 0; i < 3; i++) CU_ASSERT_EQUAL(mamba2_backend_step(cb, &p_off, &tok[i], 1, l_off, &e), 0);
+    cb->step_phases(cb, 0, &after); /* off since: nothing more counted */
+    CU_ASSERT_EQUAL(after.steps, 3);
+    CU_ASSERT_EQUAL(memcmp(l_on, l_off, (size_t)V * 4), 0);
+    CU_ASSERT_EQUAL(memcmp(on.ssm, off.ssm, on.ssm_len * sizeof *on.ssm), 0);
+    mamba2_state_free(&on), mamba2_state_free(&off);
+    free(l_on), free(l_off);
+    mamba2_backend_destroy(cb);
+    tiny_close(&tm);
+}
+
 static void test_batch_and_threads(void) {
     TinyModelSpec s;
     test_tiny_spec_default(&s);
@@ -1091,6 +1142,7 @@ int register_cpu_tests(void) {
         !CU_add_test(s, "random models: cpu prefill and step vs ref", test_random_models) ||
         !CU_add_test(s, "bf16 decode timed at load: layout and product, each = ref", test_bf16_decode_timed) ||
         !CU_add_test(s, "decode's L2 prefetch timed at load: each outcome named, the same bits", test_l2_prefetch_timed) ||
+        !CU_add_test(s, "decode's phase clock: phases named, within the steps' time, the same bits", test_step_phases) ||
         !CU_add_test(s, "batched step = single steps; 1 thread = 2 threads = 7 threads", test_batch_and_threads) ||
         !CU_add_test(s, "states move between cpu and ref; long prompts", test_state_interchange))
         return -1;
