@@ -106,8 +106,10 @@ typedef struct {
     int n_ways;            /**< how many were timed (0: none) */
     CpuBf16Decode batch_ways[2]; /**< the products timed for several sequences, the one kept first */
     int n_batch_ways;      /**< how many (0: not timed) */
-    int64_t l2_kept;       /**< the L2 prefetch distance the load trial kept (choose_ahead_l2()) */
+    int64_t l2_kept;       /**< the L2 prefetch distance the load trial kept (choose_decode_reads()) */
     double l2_other;       /**< decode's time with the other distance over the kept one's (0: not timed) */
+    int q8_lines_kept;     /**< q8 decode's read order the load trial kept (1: line by line across the rows) */
+    double q8_lines_other; /**< decode's time with the other order over the kept one's (0: not timed) */
     int timing;            /**< 1 while decode steps are timed phase by phase (cpu_step_phases()) */
     double phase_s[MAMBA2_STEP_PHASES]; /**< [STEP_PHASES] seconds summed per phase while @ref timing */
     long phase_steps;      /**< steps timed */
@@ -489,26 +491,65 @@ static const void *matrix_data_of(const CpuMatrix *W, size_t *bytes) {
     return W->t->data;
 }
 
-/** Timed rounds of the L2 prefetch trial, after one untimed round that warms the threads. */
-#define L2_TRIAL_ROUNDS 3
+/** Timed rounds of each decode read trial, after one untimed round that warms the threads. */
+#define READ_TRIAL_ROUNDS 3
 /** How much faster decode must time without the L2 prefetch for it to be left out: a near tie keeps it
  *  (it paid on every CPU measured, results/cpu.md). */
 #define L2_OFF_MIN 1.03
+/** How much faster q8 decode must time reading its tiles row by row for that order to be kept over
+ *  line by line across the rows, the order measured first (on Intel Xeons). */
+#define Q8_ROWS_MIN 1.03
 
-/* Whether decode's products also ask for each line into L2 (cpu_decode_ahead_l2()). It paid on the
- * Xeons and the Zen 4 measured (results/cpu.md); but where the line goes is the CPU's own choice
- * (AMD documents prefetcht1 as a prefetch into L1 before Zen 4, where 16 KiB ahead would crowd the
- * activations out of a 32 KiB L1), so it is timed: one sequence's
- * products over the first in_proj / out_proj matrices as decode reads them (the packed or quantized
- * copies; twice the last-level cache of them, at least CPU_DECODE_TRIAL_MIN_BYTES), with and without,
- * alternated, the fastest round of each compared. The choice is process-wide, as the CPU is. Nothing
- * is timed where MAMBA2_CPU_AHEAD_L2 decides, where decode reads the weights in place (that product
- * has no L2 prefetch), or where the matrices would be timed in the caches (unless
- * MAMBA2_CPU_PACK=timed). MAMBA2_CPU_L2_OFF_MIN=R replaces L2_OFF_MIN (the tests force each outcome). */
-static int choose_ahead_l2(CpuBackend *cb, Mamba2Error *err) {
+static void set_ahead_l2(int64_t bytes) { cpu_decode_choose_ahead_l2(bytes); }
+static void set_q8_lines(int64_t lines) { cpu_q8_decode_choose_lines((int)lines); }
+
+/* One sequence's products over the first @p n large matrices, as decode calls them, with each of
+ * the two values @p v of a read setting that @p set applies, alternated (round r starts with the other
+ * one than round r − 1): an untimed round, then READ_TRIAL_ROUNDS; best[w]: v[w]'s fastest round. */
+static void time_reads(CpuBackend *cb, int n, void (*set)(int64_t), const int64_t v[2], double best[2]) {
+    best[0] = best[1] = 0;
+    for (int r = 0; r <= READ_TRIAL_ROUNDS; r++)
+        for (int j = 0; j < 2; j++) {
+            const int w = (j + r) % 2;
+            set(v[w]);
+            const double t0 = omp_get_wtime();
+            for (int i = 0; i < n; i++) { /* zx [1, rows] = u [1, K] · Wᵀ */
+                const CpuMatrix *W = big_matrix(cb, i);
+                project(cb, W, cb->u, W->t->shape[1], 1, cb->zx, W->t->shape[0], 0);
+            }
+            const double t = omp_get_wtime() - t0;
+            if (r > 0 && (best[w] == 0 || t < best[w])) best[w] = t;
+        }
+}
+
+/* Index of the value to keep of a trial's two: the second only where it timed @p min times as fast as
+ * the first (the environment variable @p env, where set, replaces @p min: the tests force each outcome). */
+static int second_if_faster(const double best[2], const char *env, double min) {
+    const char *v = getenv(env);
+    return best[0] > best[1] * (v ? atof(v) : min);
+}
+
+/* How decode's products read the weights, timed on this CPU at load, since what pays differs between
+ * memory systems: one sequence's products over the first in_proj / out_proj matrices as decode reads
+ * them (the packed or quantized copies; twice the last-level cache of them, at least
+ * CPU_DECODE_TRIAL_MIN_BYTES), each way alternated, the fastest round of each compared. Each choice is
+ * process-wide, as the CPU is.
+ * 1. q8's read order (cpu_q8_decode_lines()): line by line across a tile's rows paid on the Intel
+ *    Xeons measured, row by row on the AMD Zen 4 (results/cpu.md, "q8 decode's read order timed at
+ *    load"); row by row is kept where ≥ Q8_ROWS_MIN faster (MAMBA2_CPU_Q8_ROWS_MIN=R replaces it).
+ * 2. Whether the products also ask for each line into L2 (cpu_decode_ahead_l2()), timed in the order
+ *    kept: it paid on the Xeons and the Zen 4 measured, but where the line goes is the CPU's own choice
+ *    (AMD documents prefetcht1 as a prefetch into L1 before Zen 4, where 16 KiB ahead would crowd the
+ *    activations out of a 32 KiB L1); left out where ≥ L2_OFF_MIN faster (MAMBA2_CPU_L2_OFF_MIN=R).
+ * Nothing is timed where the environment decides (MAMBA2_CPU_Q8_LINES, MAMBA2_CPU_AHEAD_L2), where
+ * decode reads the weights in place (that product has no L2 prefetch), or where the matrices would be
+ * timed in the caches (unless MAMBA2_CPU_PACK=timed). */
+static int choose_decode_reads(CpuBackend *cb, Mamba2Error *err) {
     const Mamba2Config *c = &cb->base.model->cfg;
     const CpuMatrix *first = big_matrix(cb, 0);
-    if (cpu_decode_ahead_l2_asked() || (!first->p.data && !first->q.data)) return 0;
+    const int time_l2 = !cpu_decode_ahead_l2_asked() && (first->p.data || first->q.data);
+    const int time_q8 = first->q.data && first->q.format == MAMBA2_WEIGHTS_Q8 && !cpu_q8_decode_lines_asked();
+    if (!time_l2 && !time_q8) return 0;
     const char *pack = getenv("MAMBA2_CPU_PACK");
     const double need = fmax(2.0 * (double)cpu_cache_bytes(3), CPU_DECODE_TRIAL_MIN_BYTES);
     double bytes = 0;
@@ -518,24 +559,21 @@ static int choose_ahead_l2(CpuBackend *cb, Mamba2Error *err) {
     if (reserve(cb, 1, 0, err)) return -1;
     const int64_t wide = c->d_model > c->d_inner ? c->d_model : c->d_inner;
     for (int64_t k = 0; k < wide; k++) cb->u[k] = (float)((k * 2654435761u) % 1000) / 500.0f - 1.0f; /* x, in [-1, 1) */
-    const int64_t ahead[2] = {CPU_DECODE_AHEAD_L2, 0};
-    double best[2] = {0, 0};
-    for (int r = 0; r <= L2_TRIAL_ROUNDS; r++)
-        for (int j = 0; j < 2; j++) {
-            const int w = (j + r) % 2; /* round r starts with the other one than round r - 1 */
-            cpu_decode_choose_ahead_l2(ahead[w]);
-            const double t0 = omp_get_wtime();
-            for (int i = 0; i < n; i++) { /* zx [1, rows] = u [1, K] · Wᵀ, as decode calls it */
-                const CpuMatrix *W = big_matrix(cb, i);
-                project(cb, W, cb->u, W->t->shape[1], 1, cb->zx, W->t->shape[0], 0);
-            }
-            const double t = omp_get_wtime() - t0;
-            if (r > 0 && (best[w] == 0 || t < best[w])) best[w] = t;
-        }
-    const char *off_min = getenv("MAMBA2_CPU_L2_OFF_MIN");
-    const int off = best[0] > best[1] * (off_min ? atof(off_min) : L2_OFF_MIN);
-    cpu_decode_choose_ahead_l2(ahead[off]);
-    cb->l2_kept = ahead[off], cb->l2_other = best[!off] / best[off];
+    double best[2];
+    if (time_q8) {
+        const int64_t lines[2] = {1, 0};
+        time_reads(cb, n, set_q8_lines, lines, best);
+        const int w = second_if_faster(best, "MAMBA2_CPU_Q8_ROWS_MIN", Q8_ROWS_MIN);
+        cpu_q8_decode_choose_lines((int)lines[w]);
+        cb->q8_lines_kept = (int)lines[w], cb->q8_lines_other = best[!w] / best[w];
+    }
+    if (time_l2) {
+        const int64_t ahead[2] = {CPU_DECODE_AHEAD_L2, 0};
+        time_reads(cb, n, set_ahead_l2, ahead, best);
+        const int w = second_if_faster(best, "MAMBA2_CPU_L2_OFF_MIN", L2_OFF_MIN);
+        cpu_decode_choose_ahead_l2(ahead[w]);
+        cb->l2_kept = ahead[w], cb->l2_other = best[!w] / best[w];
+    }
     return 0;
 }
 
@@ -629,11 +667,22 @@ static int cpu_roofline_hook(Mamba2Backend *b, double *read_gbps, double *gemm_g
     return 0;
 }
 
-/* Appends the L2 prefetch of decode's products to @p out's gemv, where it applies (packed or quantized
- * copies): its distance, and the other choice's time where the load trial timed both. */
-static void l2_named(const CpuBackend *cb, Mamba2KernelNames *out) {
+/* Appends how decode's products read the weights to @p out's gemv, where it applies (packed or
+ * quantized copies): q8's read order and the L2 prefetch distance, and the other choice's time where
+ * the load trial timed both. */
+static void reads_named(const CpuBackend *cb, Mamba2KernelNames *out) {
     const CpuMatrix *first = big_matrix(cb, 0);
     if (!first->p.data && !first->q.data) return;
+    if (first->q.data && first->q.format == MAMBA2_WEIGHTS_Q8) {
+        static const char *order[2] = {"row by row", "line by line across the rows"};
+        const int lines = cb->q8_lines_other > 0 ? cb->q8_lines_kept : cpu_q8_decode_lines();
+        size_t used = strlen(out->gemv);
+        snprintf(out->gemv + used, sizeof out->gemv - used, "; %s", order[lines]);
+        used = strlen(out->gemv);
+        if (cb->q8_lines_other > 0)
+            snprintf(out->gemv + used, sizeof out->gemv - used, " (timed at load: %s %.2fx)", order[!lines],
+                     cb->q8_lines_other);
+    }
     const int64_t kept = cb->l2_other > 0 ? cb->l2_kept : cpu_decode_ahead_l2();
     size_t used = strlen(out->gemv);
     if (kept) snprintf(out->gemv + used, sizeof out->gemv - used, "; into L2 %lld KiB ahead", (long long)(kept >> 10));
@@ -646,8 +695,6 @@ static void l2_named(const CpuBackend *cb, Mamba2KernelNames *out) {
                  (long long)(CPU_DECODE_AHEAD_L2 >> 10), cb->l2_other);
 }
 
-/* The GEMM of prefill (and of the GEMM ceiling) and the decode products, for the weights and the
- * precision this backend runs with. */
 /* Mamba2Backend::step_phases: on zeroes the clocks and starts them; off stops them and copies them out. */
 static void cpu_step_phases(Mamba2Backend *b, int on, Mamba2StepPhases *out) {
     CpuBackend *cb = (CpuBackend *)b;
@@ -661,6 +708,8 @@ static void cpu_step_phases(Mamba2Backend *b, int on, Mamba2StepPhases *out) {
     for (int i = 0; i < STEP_PHASES; i++) out->name[i] = phase_names[i], out->seconds[i] = cb->phase_s[i];
 }
 
+/* The GEMM of prefill (and of the GEMM ceiling) and the decode products, for the weights and the
+ * precision this backend runs with. */
 static void cpu_kernels(Mamba2Backend *b, Mamba2KernelNames *out) {
     const CpuBackend *cb = (const CpuBackend *)b;
     const CpuQMatrix *q = &cb->lm_head.q;
@@ -682,7 +731,7 @@ static void cpu_kernels(Mamba2Backend *b, Mamba2KernelNames *out) {
                      cpu_isa_name(cb->batch_ways[0].isa), cpu_isa_name(cb->batch_ways[1].isa),
                      cb->batch_ways[1].seconds / cb->batch_ways[0].seconds);
         }
-        l2_named(cb, out);
+        reads_named(cb, out);
         return;
     }
     const char *format = mamba2_weight_format_name(q->format);
@@ -700,7 +749,7 @@ static void cpu_kernels(Mamba2Backend *b, Mamba2KernelNames *out) {
                  cpu_qlinear_kernel_name(cb->isa));
     }
     snprintf(out->gemv, sizeof out->gemv, "%s", cpu_qlinear_kernel_name(cb->isa));
-    l2_named(cb, out);
+    reads_named(cb, out);
 }
 
 int mamba2_backend_cpu_create(const Mamba2Model *m, const Mamba2BackendOptions *opt, Mamba2Backend **out,
@@ -773,7 +822,7 @@ int mamba2_backend_cpu_create(const Mamba2Model *m, const Mamba2BackendOptions *
         return mamba2_fail(err, "out of memory for the CPU backend's small weights");
     }
     cb->lm_head.t = &m->w.lm_head;
-    if (copy_weights(cb, opt, opt ? opt->weights : MAMBA2_WEIGHTS_STORED, err) || choose_ahead_l2(cb, err)) {
+    if (copy_weights(cb, opt, opt ? opt->weights : MAMBA2_WEIGHTS_STORED, err) || choose_decode_reads(cb, err)) {
         cpu_destroy(b);
         return -1;
     }

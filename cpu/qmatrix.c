@@ -70,17 +70,18 @@
  *     tiles of the stream into L1 (the next row group's first tile follows a row group's last): q8
  *     this tile and the next, q4 (whose tiles are half as long) the next two. The prefetches leave
  *     the core at once, ahead of the tile's loads, which wait behind the arithmetic of the tile
- *     before. Each line is asked for twice, which costs an instruction. One record (decode) of q8,
- *     and of q4 by AVX2's vpmaddubsw, instead reads a tile line by line across its rows and asks
- *     for each line CPU_DECODE_AHEAD bytes ahead as it reads it (line_major()). Both also ask for
+ *     before. Each line is asked for twice, which costs an instruction. One record (decode) of q8
+ *     (where cpu_q8_decode_lines(): the load trial's choice), and of q4 by AVX2's vpmaddubsw, instead
+ *     reads a tile line by line across its rows and asks for each line CPU_DECODE_AHEAD bytes ahead
+ *     as it reads it (line_major()). Both also ask for
  *     each line into L2 cpu_decode_ahead_l2() bytes ahead;
  *   CPU_PREFETCH_NEXT_BLOCK: the next row group's tile at the column being read, into L2 (a whole
  *     row group's stream ahead);
  *   CPU_PREFETCH_NONE: the stream left to the hardware prefetchers.
  * q8 without vpdpbusd (vpmaddubsw on ymm or zmm, with several instructions a chunk for q's sign)
  * read row by row was slowed down by the prefetches' own loads: for several records it takes
- * CPU_PREFETCH_NONE unless MAMBA2_CPU_PREFETCH asks otherwise (arith_bound_prefetch); one record,
- * read line by line, prefetches as above, which pays there.
+ * CPU_PREFETCH_NONE unless MAMBA2_CPU_PREFETCH asks otherwise (arith_bound_prefetch), as does one
+ * record read row by row; one record read line by line prefetches as above, which pays there.
  * (Measurements: results/cpu.md, "the q8/q4 decode products had never prefetched" of 2026-12-05;
  * the earlier sections on prefetch modes measured builds without any prefetch instruction.)
  */
@@ -93,13 +94,36 @@ static CpuPrefetch arith_bound_prefetch = CPU_PREFETCH_NONE;
 
 CpuPrefetch cpu_qlinear_prefetch(void) { return cpu_prefetch_asked(CPU_PREFETCH_IN_ROW); }
 
+/* MAMBA2_CPU_Q8_LINES as read once: -1 when unset, else 0 or 1. */
+static int q8_lines_env(void) {
+    static int env = -2; /* benign race: every thread computes the same value */
+    if (env == -2) {
+        const char *v = getenv("MAMBA2_CPU_Q8_LINES");
+        env = v && *v ? atoi(v) != 0 : -1;
+    }
+    return env;
+}
+
+/* The load trial's choice; written by the loading thread between products, read by the products'
+ * threads (OpenMP's barriers order the two). */
+static int q8_lines_chosen = 1;
+
+int cpu_q8_decode_lines(void) {
+    const int env = q8_lines_env();
+    return env >= 0 ? env : __atomic_load_n(&q8_lines_chosen, __ATOMIC_RELAXED);
+}
+
+int cpu_q8_decode_lines_asked(void) { return q8_lines_env() >= 0; }
+
+void cpu_q8_decode_choose_lines(int lines) { __atomic_store_n(&q8_lines_chosen, lines != 0, __ATOMIC_RELAXED); }
+
 /* Whether one record (decode) of format @p f by a product on ymm (@p ymm) or zmm, with vpdpbusd
  * (@p dpbusd) or not, reads its tiles line by line across the rows (zmm_q8_line_rows(),
- * ymm_line_rows()) rather than row by row (zmm_block(), avx2_block()): q8 by every product, q4 by
- * AVX2's vpmaddubsw; q4 with vpdpbusd or AVX512BW gained nothing so (results/cpu.md, "q8 decode read
- * line by line across the rows"). */
+ * ymm_line_rows()) rather than row by row (zmm_block(), avx2_block()): q8 by every product where
+ * cpu_q8_decode_lines() says so, q4 by AVX2's vpmaddubsw; q4 with vpdpbusd or AVX512BW gained
+ * nothing so (results/cpu.md, "q8 decode read line by line across the rows"). */
 static inline int line_major(Mamba2WeightFormat f, int ymm, int dpbusd) {
-    return f == MAMBA2_WEIGHTS_Q8 || (ymm && !dpbusd);
+    return f == MAMBA2_WEIGHTS_Q8 ? cpu_q8_decode_lines() : ymm && !dpbusd;
 }
 
 /* The prefetch @p mode (integer_rows() chooses it) of tile @p t (format @p f, tile_bytes() @p tb) of a

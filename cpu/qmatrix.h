@@ -182,6 +182,24 @@ void cpu_qmatrix_bf16_rows(const void *src, int64_t r0, int64_t k0, int64_t kc, 
  */
 CpuPrefetch cpu_qlinear_prefetch(void);
 
+/**
+ * @brief Whether one activation row of q8 (decode) reads each tile line by line across its four
+ *        rows, each line prefetched as it is read (1: faster on the Intel Xeons measured), or row by
+ *        row behind the tile's prefetch (0: faster on the AMD Zen 4 measured; results/cpu.md, "q8
+ *        decode's read order timed at load"): MAMBA2_CPU_Q8_LINES=1 / 0 where set, else what the
+ *        backend's load trial chose (cpu_q8_decode_choose_lines()), else 1. Both give the same bits.
+ */
+int cpu_q8_decode_lines(void);
+
+/** 1 when MAMBA2_CPU_Q8_LINES sets the q8 decode read order (read once; the load trial then times nothing). */
+int cpu_q8_decode_lines_asked(void);
+
+/**
+ * @brief Sets the read order cpu_q8_decode_lines() returns when the environment does not: the
+ *        backend's load trial (process-wide, as the CPU is). Call between products, not during one.
+ */
+void cpu_q8_decode_choose_lines(int lines);
+
 /** Bytes of scratch cpu_qlinear() needs for @p T activation rows of a matrix of @p K columns. */
 size_t cpu_qlinear_scratch_bytes(int64_t K, int T);
 

@@ -905,66 +905,81 @@ static void test_bf16_decode_timed(void) {
     tiny_close(&tm);
 }
 
-/* The L2 prefetch of decode's products, timed at load (choose_ahead_l2() in backend_cpu.c): each
- * outcome forced through MAMBA2_CPU_L2_OFF_MIN, for the packed bf16 copies and the q8 copies of a
- * random BF16 model, is named with the other's measured time and is what the products then use; and
- * since a prefetch never changes a sum, prefill and steps give the same bits either way. */
-static void test_l2_prefetch_timed(void) {
-    if (cpu_decode_ahead_l2_asked()) {
-        printf("\n    skipped: MAMBA2_CPU_AHEAD_L2 is set, so nothing is timed");
+static int64_t ahead_l2_now(void) { return cpu_decode_ahead_l2(); }
+static int64_t q8_lines_now(void) { return cpu_q8_decode_lines(); }
+
+/* A decode read trial at load (choose_decode_reads() in backend_cpu.c): the outcome kept [o] forced
+ * through @p min_env (the second value of the trial kept at 0.001, the first at 1000) for the
+ * backend of weights @p f on @p tm, named @p want[o] in its decode kernels' name, with @p now()
+ * returning @p value[o] after; and since neither the order of the reads nor a prefetch changes a sum,
+ * prefill and steps give the same bits either way. */
+static void read_trial_outcomes(TinyModel *tm, Mamba2WeightFormat f, const char *min_env, const char *const want[2],
+                                int64_t (*now)(void), const int64_t value[2]) {
+    const int T = 19, V = tm->m.cfg.vocab_size;
+    int32_t tok[19];
+    random_tokens(tok, T, V);
+    float *out[2][2]; /* [outcome][prefill, steps] [T, V] */
+    for (int o = 0; o < 2; o++) {
+        setenv(min_env, o ? "0.001" : "1000", 1);
+        Mamba2BackendOptions opt = {0};
+        opt.n_threads = 2, opt.weights = f;
+        Mamba2Backend *cb = NULL;
+        Mamba2Error e = {{0}};
+        CU_ASSERT_EQUAL_FATAL(mamba2_backend_create("cpu", &tm->m, &opt, &cb, &e), 0);
+        Mamba2KernelNames names;
+        memset(&names, 0, sizeof names);
+        cb->kernels(cb, &names);
+        printf("\n    %s, %s=%s: %s", mamba2_weight_format_name(f), min_env, o ? "0.001" : "1000", names.gemv);
+        CU_ASSERT_PTR_NOT_NULL(strstr(names.gemv, want[o]));
+        CU_ASSERT_EQUAL(now(), value[o]);
+        for (int by_step = 0; by_step < 2; by_step++) {
+            out[o][by_step] = malloc((size_t)T * V * sizeof(float));
+            CU_ASSERT_EQUAL(run_backend(cb, tok, T, by_step, out[o][by_step]), 0);
+        }
+        mamba2_backend_destroy(cb);
+    }
+    unsetenv(min_env);
+    for (int by_step = 0; by_step < 2; by_step++) {
+        CU_ASSERT_EQUAL(memcmp(out[0][by_step], out[1][by_step], (size_t)T * V * sizeof(float)), 0);
+        free(out[0][by_step]), free(out[1][by_step]);
+    }
+}
+
+/* The trials of how decode's products read the weights (choose_decode_reads() in backend_cpu.c):
+ * the L2 prefetch for the packed bf16 copies and the q8 copies of a random BF16 model, and q8's
+ * read order, each outcome forced (read_trial_outcomes()). */
+static void test_decode_reads_timed(void) {
+    if (cpu_decode_ahead_l2_asked() || cpu_q8_decode_lines_asked()) {
+        printf("\n    skipped: MAMBA2_CPU_AHEAD_L2 or MAMBA2_CPU_Q8_LINES is set, so not everything is timed");
         return;
     }
     TinyModel tm;
     CU_ASSERT_EQUAL_FATAL(open_bf16_model(&tm, 4), 0);
-    const int T = 19, V = tm.m.cfg.vocab_size;
-    int32_t tok[19];
-    random_tokens(tok, T, V);
-    float *out[2][2]; /* [outcome][prefill, steps] [T, V] */
     char *was = getenv("MAMBA2_CPU_PACK") ? strdup(getenv("MAMBA2_CPU_PACK")) : NULL;
     setenv("MAMBA2_CPU_PACK", "timed", 1);
     setenv("MAMBA2_CPU_PACK_MIN", "0.001", 1); /* bf16: the packed copies kept (in place has no L2 prefetch) */
     setenv("MAMBA2_CPU_LOWER_MIN", "1000", 1); /* and the CPU's own product, so both backends sum alike */
-    const Mamba2WeightFormat formats[2] = {MAMBA2_WEIGHTS_STORED, MAMBA2_WEIGHTS_Q8};
-    for (int f = 0; f < 2; f++) {
-        for (int off = 0; off < 2; off++) {
-            setenv("MAMBA2_CPU_L2_OFF_MIN", off ? "0.001" : "1000", 1);
-            Mamba2BackendOptions o = {0};
-            o.n_threads = 2, o.weights = formats[f];
-            Mamba2Backend *cb = NULL;
-            Mamba2Error e = {{0}};
-            CU_ASSERT_EQUAL_FATAL(mamba2_backend_create("cpu", &tm.m, &o, &cb, &e), 0);
-            Mamba2KernelNames names;
-            memset(&names, 0, sizeof names);
-            cb->kernels(cb, &names);
-            printf("\n    %s, L2_OFF_MIN=%s: %s", mamba2_weight_format_name(formats[f]), off ? "0.001" : "1000", names.gemv);
-            char want[96];
-            const int kib = CPU_DECODE_AHEAD_L2 >> 10;
-            if (off) snprintf(want, sizeof want, "; no L2 prefetch (timed at load: %d KiB ahead ", kib);
-            else snprintf(want, sizeof want, "; into L2 %d KiB ahead (timed at load: none ", kib);
-            CU_ASSERT_PTR_NOT_NULL(strstr(names.gemv, want));
-            CU_ASSERT_EQUAL(cpu_decode_ahead_l2(), off ? 0 : CPU_DECODE_AHEAD_L2);
-            for (int by_step = 0; by_step < 2; by_step++) {
-                out[off][by_step] = malloc((size_t)T * V * sizeof(float));
-                CU_ASSERT_EQUAL(run_backend(cb, tok, T, by_step, out[off][by_step]), 0);
-            }
-            mamba2_backend_destroy(cb);
-        }
-        for (int by_step = 0; by_step < 2; by_step++) {
-            CU_ASSERT_EQUAL(memcmp(out[0][by_step], out[1][by_step], (size_t)T * V * sizeof(float)), 0);
-            free(out[0][by_step]), free(out[1][by_step]);
-        }
-    }
-    unsetenv("MAMBA2_CPU_L2_OFF_MIN"), unsetenv("MAMBA2_CPU_PACK_MIN"), unsetenv("MAMBA2_CPU_LOWER_MIN");
-    cpu_decode_choose_ahead_l2(CPU_DECODE_AHEAD_L2); /* the default again for the tests after this one */
+    const int kib = CPU_DECODE_AHEAD_L2 >> 10;
+    char on[96], off[96];
+    snprintf(on, sizeof on, "; into L2 %d KiB ahead (timed at load: none ", kib);
+    snprintf(off, sizeof off, "; no L2 prefetch (timed at load: %d KiB ahead ", kib);
+    const char *const l2_want[2] = {on, off};
+    const int64_t l2_value[2] = {CPU_DECODE_AHEAD_L2, 0};
+    read_trial_outcomes(&tm, MAMBA2_WEIGHTS_STORED, "MAMBA2_CPU_L2_OFF_MIN", l2_want, ahead_l2_now, l2_value);
+    read_trial_outcomes(&tm, MAMBA2_WEIGHTS_Q8, "MAMBA2_CPU_L2_OFF_MIN", l2_want, ahead_l2_now, l2_value);
+    const char *const order_want[2] = {"; line by line across the rows (timed at load: row by row ",
+                                       "; row by row (timed at load: line by line across the rows "};
+    const int64_t order_value[2] = {1, 0};
+    read_trial_outcomes(&tm, MAMBA2_WEIGHTS_Q8, "MAMBA2_CPU_Q8_ROWS_MIN", order_want, q8_lines_now, order_value);
+    unsetenv("MAMBA2_CPU_PACK_MIN"), unsetenv("MAMBA2_CPU_LOWER_MIN");
+    cpu_decode_choose_ahead_l2(CPU_DECODE_AHEAD_L2); /* the defaults again for the tests after this one */
+    cpu_q8_decode_choose_lines(1);
     if (was) setenv("MAMBA2_CPU_PACK", was, 1), free(was);
     else unsetenv("MAMBA2_CPU_PACK");
     printf("\n");
     tiny_close(&tm);
 }
 
-/* Batched step over B sequences = B single steps (B = 3 through the GEMV kernel; B = 11 through
- * the GEMV kernel, or AMX where the CPU has it; B = 20 through a GEMM), logits and states; then
- * 1 thread = 2 threads = 7 threads for prefill and step. */
 /* The phase clock of `mamba2 bench --phases`: every phase named, the phases of the timed steps
  * summing to no more than those steps' wall time, nothing counted once it is off, and the same
  * logits bit for bit with the clock on as off. */
@@ -1141,7 +1156,8 @@ int register_cpu_tests(void) {
         !CU_add_test(s, "argmax near-tie rule", test_near_tie_rule) ||
         !CU_add_test(s, "random models: cpu prefill and step vs ref", test_random_models) ||
         !CU_add_test(s, "bf16 decode timed at load: layout and product, each = ref", test_bf16_decode_timed) ||
-        !CU_add_test(s, "decode's L2 prefetch timed at load: each outcome named, the same bits", test_l2_prefetch_timed) ||
+        !CU_add_test(s, "decode's reads timed at load (L2 prefetch, q8 order): each outcome named, the same bits",
+                     test_decode_reads_timed) ||
         !CU_add_test(s, "decode's phase clock: phases named, within the steps' time, the same bits", test_step_phases) ||
         !CU_add_test(s, "batched step = single steps; 1 thread = 2 threads = 7 threads", test_batch_and_threads) ||
         !CU_add_test(s, "states move between cpu and ref; long prompts", test_state_interchange))

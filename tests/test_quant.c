@@ -271,6 +271,7 @@ static void test_qlinear_variants(void) {
         float *want_f = malloc((size_t)TMAX * rows * 4); /* with the activations in fp32 */
         float *want_b = malloc((size_t)TMAX * rows * 4); /* fp32 activations, weights rounded to bf16 */
         float *y1 = malloc((size_t)rows * 4 + 4); /* the product of one activation row (T = 1) */
+        float *y1_other = malloc((size_t)rows * 4 + 4); /* the same, q8 read in the other order */
         void *scratch = NULL;
         CU_ASSERT_FATAL(posix_memalign(&scratch, 64, cpu_qlinear_scratch_bytes(K, TMAX)) == 0);
         Mamba2Tensor W = random_bf16(raw, rows, K);
@@ -315,6 +316,20 @@ static void test_qlinear_variants(void) {
                          * vpmaddubsw) equals the first of two (the batched kernels) bit for bit: the
                          * same integer sums, and the same fp32 operations in the same order */
                         if (T == 1 && !accumulate) memcpy(y1, out, (size_t)rows * sizeof *y1);
+                        if (T == 1 && !accumulate && formats[fi] == MAMBA2_WEIGHTS_Q8 && !cpu_q8_decode_lines_asked()) {
+                            /* and q8 read in the other order (row by row, or line by line across the
+                             * rows: cpu_q8_decode_lines()), which the load trial may choose: the same bits */
+                            const int lines = cpu_q8_decode_lines();
+                            cpu_q8_decode_choose_lines(!lines);
+                            for (int i = 0; i < rows; i++) y1_other[i] = NAN;
+                            cpu_qlinear(v->isa, &q, x, K, 1, y1_other, rows, 0, scratch, 2, MAMBA2_PRECISION_DEFAULT);
+                            cpu_q8_decode_choose_lines(lines);
+                            int same = memcmp(y1, y1_other, (size_t)rows * sizeof *y1) == 0;
+                            if (!same)
+                                printf("\n    q8 %s %dx%d%s: one row read %s differs", v->name, rows, K, sq ? " signed" : "",
+                                       lines ? "row by row" : "line by line");
+                            CU_ASSERT(same);
+                        }
                         if (T == 2 && !accumulate) {
                             int same = memcmp(y1, out, (size_t)rows * sizeof *y1) == 0;
                             if (!same)
@@ -342,7 +357,7 @@ static void test_qlinear_variants(void) {
             }
             cpu_qmatrix_free(&q);
         }
-        free(raw), free(deq), free(x), free(xq), free(y), free(want), free(want_f), free(want_b), free(y1), free(scratch);
+        free(raw), free(deq), free(x), free(xq), free(y), free(want), free(want_f), free(want_b), free(y1), free(y1_other), free(scratch);
     }
     if (saved) setenv("MAMBA2_CPU_VNNI", saved, 1);
     else unsetenv("MAMBA2_CPU_VNNI");
