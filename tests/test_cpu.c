@@ -984,11 +984,8 @@ static void test_decode_reads_timed(void) {
  * summing to no more than those steps' wall time, nothing counted once it is off, and the same
  * logits bit for bit with the clock on as off. */
 static void test_step_phases(void) {
-    TinyModelSpec s;
-    test_tiny_spec_default(&s);
-    s.dtype = "BF16";
     TinyModel tm;
-    CU_ASSERT_EQUAL_FATAL(tiny_open(&tm, &s), 0);
+    CU_ASSERT_EQUAL_FATAL(open_bf16_model(&tm, 2), 0);
     const Mamba2Config *c = &tm.m.cfg;
     int V = c->vocab_size;
     Mamba2Backend *cb = make("cpu", &tm.m, 2);
