@@ -73,8 +73,8 @@
  *     before. Each line is asked for twice, which costs an instruction. One record (decode) of q8
  *     (where cpu_q8_decode_lines(): the load trial's choice), and of q4 by AVX2's vpmaddubsw, instead
  *     reads a tile line by line across its rows and asks for each line CPU_DECODE_AHEAD bytes ahead
- *     as it reads it (line_major()). Both also ask for
- *     each line into L2 cpu_decode_ahead_l2() bytes ahead;
+ *     as it reads it (line_major()). Both also ask for each line into L2 cpu_decode_ahead_l2() bytes
+ *     ahead;
  *   CPU_PREFETCH_NEXT_BLOCK: the next row group's tile at the column being read, into L2 (a whole
  *     row group's stream ahead);
  *   CPU_PREFETCH_NONE: the stream left to the hardware prefetchers.
