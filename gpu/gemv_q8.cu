@@ -50,6 +50,11 @@ static void launch_gemv_q8_t(const GemvArgs &a, cudaStream_t s) {
         if (one_pass) return launch_gemv_shape<NB, PRO, EPI, 8, 1, WF>(a, s);
     }
     if constexpr (NB == 1) {
+        if constexpr (WF == GEMV_Q8_DP4A) switch (gemv_stage_mode()) {
+            case 1: return launch_gemv_shape<1, PRO, EPI, 8, 1, WF, 1>(a, s);
+            case 2: return launch_gemv_shape<1, PRO, EPI, 16, 1, WF, 1>(a, s);
+            default: break;
+            }
         launch_gemv_shape<1, PRO, EPI, Q8_WIDE_ROWS, Q8_WIDE_CPP, WF>(a, s);
     } else {
         constexpr int rows = 16 * NB <= 32 ? 16 : 32 / NB; /* the epilogue's lanes */

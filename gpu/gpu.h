@@ -107,6 +107,12 @@ int mamba2_gpu_gemv_q8(int rows, int cols, int nb, int dp4a, int groups, const f
  *         mamba2_gpu_gemv() with stream = 1 and mamba2_gpu_gemv_q8() with dp4a = 2 run), else 0. */
 int mamba2_gpu_gemv_streamed(int rows, int cols, int nb, int q8);
 
+/** @brief How the one-sequence decode GEMVs of rows longer than one pass (out_proj) stage their
+ *         later passes in shared memory from now on: @p mode 0 not, 1 or 2 (the block shapes of
+ *         MAMBA2_GPU_GEMV_STAGE), −1 as the environment asks.
+ * @return the mode now in force. */
+int mamba2_gpu_gemv_stage(int mode);
+
 /**
  * @brief Time the q8 decode GEMV (no prologue/epilogue; @p dp4a as in mamba2_gpu_gemv_q8()) as
  *        mamba2_gpu_time_gemv() times the bf16 one. @return median milliseconds per launch, or < 0.

@@ -221,6 +221,13 @@ void launch_gemv(GemvPrologue pro, GemvEpilogue epi, const GemvArgs &a, cudaStre
 /** The decode GEMV over q8 weights (gemv_q8.cu); a.wf is GEMV_Q8_FLOAT or GEMV_Q8_DP4A. */
 void launch_gemv_q8(GemvPrologue pro, GemvEpilogue epi, const GemvArgs &a, cudaStream_t s);
 
+/** How the one-sequence GEMVs of rows of more than one pass (out_proj) stage their later passes in
+ *  shared memory before the wait (gemv_kernel's STG): MAMBA2_GPU_GEMV_STAGE=0 not, 1 with the block
+ *  shapes of the registers' fewest blocks per SM (bf16 4 × 2, q8 8 × 1), 2 with twice the rows. */
+int gemv_stage_mode();
+/** Make gemv_stage_mode() return @p mode (0 to 2), or with −1 what the environment asks again (tests). */
+void gemv_force_stage_mode(int mode);
+
 /** Whether the streamed GEMV (gemv_stream.cu) takes @p a: asked for (a.stream), bf16 weights or the
  *  q8 dp4a product, rows of whole 16-byte chunks (q8: of 256-column pieces, so that every row's
  *  scales are 16-byte runs too, as the bulk copy engine needs), norm groups of whole chunks (q8:

@@ -367,6 +367,11 @@ extern "C" int mamba2_gpu_gemv_q8(int rows, int cols, int nb, int dp4a, int grou
     return 0;
 }
 
+extern "C" int mamba2_gpu_gemv_stage(int mode) {
+    gemv_force_stage_mode(mode);
+    return gemv_stage_mode();
+}
+
 extern "C" int mamba2_gpu_gemv_streamed(int rows, int cols, int nb, int q8) {
     GemvArgs a = {};
     a.wf = q8 ? GEMV_Q8_DP4A : GEMV_BF16, a.stream = 1;

@@ -106,12 +106,14 @@ static void test_ssd_kernel(void) {
  * products, summed in another order. */
 static void test_gemv_kernel(void) {
     int shapes[][2] = {{1000, 4096}, {37, 8192}, {8200, 4104}, {5, 8200}, {64, 100}, {3, 24}, {777, 2048}};
-    int streamed = 0;
+    int streamed = 0, staged = 0;
     for (size_t k = 0; k < sizeof shapes / sizeof shapes[0]; k++)
         for (int nb = 1; nb <= 4; nb++)
-            for (int stream = 0; stream < 2; stream++) {
-                if (stream && !mamba2_gpu_gemv_streamed(shapes[k][0], shapes[k][1], nb, 0)) continue;
-                streamed += stream;
+            for (int stream = 0; stream < 4; stream++) { /* 2, 3: gemv.cuh's kernel with later passes staged, modes 1, 2 */
+                if (stream == 1 && !mamba2_gpu_gemv_streamed(shapes[k][0], shapes[k][1], nb, 0)) continue;
+                if (stream >= 2 && !(nb == 1 && shapes[k][0] <= 8192 && shapes[k][1] % 8 == 0 && shapes[k][1] / 8 > 512)) continue;
+                streamed += stream == 1, staged += stream >= 2;
+                CU_ASSERT_EQUAL(mamba2_gpu_gemv_stage(stream >= 2 ? stream - 1 : 0), stream >= 2 ? stream - 1 : 0);
                 int rows = shapes[k][0], cols = shapes[k][1];
                 uint16_t *W = malloc((size_t)rows * cols * 2);
                 float *x = malloc((size_t)nb * cols * 4), *out = malloc((size_t)nb * rows * 4), *ref = malloc((size_t)nb * rows * 4);
@@ -124,14 +126,18 @@ static void test_gemv_kernel(void) {
                         ref[(size_t)b * rows + r] = (float)acc;
                     }
                 Mamba2Error e = {{0}};
-                CU_ASSERT_EQUAL(mamba2_gpu_gemv(rows, cols, nb, stream, W, x, out, &e), 0);
+                CU_ASSERT_EQUAL(mamba2_gpu_gemv(rows, cols, nb, stream == 1, W, x, out, &e), 0);
                 double err = test_rel_l2(out, ref, (size_t)nb * rows);
-                if (nb == 1 || nb == 4) printf("\n    GEMV %5d x %-5d nb=%d  %.1e%s", rows, cols, nb, err, stream ? "  streamed" : "");
+                if (nb == 1 || nb == 4)
+                    printf("\n    GEMV %5d x %-5d nb=%d  %.1e%s", rows, cols, nb, err,
+                           stream == 1 ? "  streamed" : stream == 2 ? "  staged 4 x 2" : stream == 3 ? "  staged 8 x 2" : "");
                 CU_ASSERT(err <= 1e-5);
                 free(W), free(x), free(out), free(ref);
             }
-    printf("\n    %d runs streamed\n", streamed);
+    mamba2_gpu_gemv_stage(-1);
+    printf("\n    %d runs streamed, %d staged\n", streamed, staged);
     CU_ASSERT(streamed >= 8); /* 777 x 2048 and 3 x 24 at nb = 1..4 */
+    CU_ASSERT(staged >= 4);   /* 37 x 8192 (two passes) and 5 x 8200 (a third, partial pass from the registers) */
 }
 
 /* The decode GEMM of 5 to 64 sequences (gemm_decode.cu: tensor cores, bf16 products exact in fp32,
@@ -296,11 +302,15 @@ static void test_q8_gemv_kernel(void) {
     shapes[6][0] = 1 + (int)(test_uniform() * 3000), shapes[6][1] = 32 * (1 + (int)(test_uniform() * 300)); /* fresh, whole blocks */
     shapes[7][0] = 1 + (int)(test_uniform() * 3000), shapes[7][1] = 1 + (int)(test_uniform() * 5000);     /* fresh, any width */
     double worst[3] = {0, 0, 0}, worst_w = 0;
-    int streamed = 0;
+    int streamed = 0, staged = 0;
     for (size_t k = 0; k < sizeof shapes / sizeof shapes[0]; k++)
         for (int nb = 1; nb <= 4; nb++)
-            for (int dp4a = 0; dp4a < 3; dp4a++) { /* 0 float, 1 dp4a, 2 dp4a streamed where it takes the shape */
+            for (int dp4a = 0; dp4a < 5; dp4a++) { /* 0 float, 1 dp4a, 2 dp4a streamed where it takes the shape,
+                                                      * 3, 4 dp4a with later passes staged (modes 1, 2) */
                 int rows = shapes[k][0], cols = shapes[k][1], Kq = (cols + 63) / 64 * 64, nsb = Kq / 64; /* scales a row */
+                if (dp4a >= 3 && !(nb == 1 && cols % 32 == 0 && cols / 16 > 256)) continue;
+                staged += dp4a >= 3;
+                CU_ASSERT_EQUAL(mamba2_gpu_gemv_stage(dp4a >= 3 ? dp4a - 2 : 0), dp4a >= 3 ? dp4a - 2 : 0);
                 const int groups = cols % 256 == 0 && nb % 2 == 0 ? cols / 256 : 0; /* the grouped norm's prologue */
                 float ss[4 * 64];
                 for (int i = 0; i < nb * groups; i++) ss[i] = (float)(256 * (0.2 + 4 * test_uniform()));
@@ -310,7 +320,7 @@ static void test_q8_gemv_kernel(void) {
                 for (size_t i = 0; i < (size_t)rows * cols; i++) W[i] = mamba2_f32_to_bf16((float)test_normal());
                 test_fill_normal(x, (size_t)nb * cols, 1.0);
                 Mamba2Error e = {{0}};
-                int rc = mamba2_gpu_gemv_q8(rows, cols, nb, dp4a, groups, ss, W, x, q, d, out, &e);
+                int rc = mamba2_gpu_gemv_q8(rows, cols, nb, dp4a >= 3 ? 1 : dp4a, groups, ss, W, x, q, d, out, &e);
                 CU_ASSERT_EQUAL(rc, 0);
                 if (rc) printf("\n    %s", e.msg);
                 /* the quantizer */
@@ -364,20 +374,23 @@ static void test_q8_gemv_kernel(void) {
                     }
                 }
                 double err = test_rel_l2(out, ref, (size_t)nb * rows);
-                if (err > worst[dp4a] || isnan(err)) worst[dp4a] = err;
+                const int kind = dp4a > 2 ? 1 : dp4a;
+                if (err > worst[kind] || isnan(err)) worst[kind] = err;
                 const int took = dp4a == 2 && mamba2_gpu_gemv_streamed(rows, cols, nb, 1);
                 streamed += took;
                 if (nb == 1 || nb == 4)
-                    printf("\n    q8 GEMV %-8s %5d x %-5d nb=%d  %.1e%s", dp4a == 0 ? "float" : !took ? "dp4a" : "streamed", rows, cols,
+                    printf("\n    q8 GEMV %-8s %5d x %-5d nb=%d  %.1e%s", dp4a == 0 ? "float" : dp4a == 3 ? "staged1" : dp4a == 4 ? "staged2" : !took ? "dp4a" : "streamed", rows, cols,
                            nb, err, groups ? "  grouped norm" : "");
                 CU_ASSERT(err <= Q8_GEMV_TOL);
                 free(W), free(d), free(q), free(x), free(out), free(ref);
             }
-    printf("\n    q8 weights vs bf16, relative L2: %.1e (bound 1e-2); worst product: float %.1e, dp4a %.1e, with the streamed "
-           "%.1e (bound %.0e); %d runs streamed\n",
-           worst_w, worst[0], worst[1], worst[2], Q8_GEMV_TOL, streamed);
+    mamba2_gpu_gemv_stage(-1);
+    printf("\n    q8 weights vs bf16, relative L2: %.1e (bound 1e-2); worst product: float %.1e, dp4a (staged too) %.1e, with the "
+           "streamed %.1e (bound %.0e); %d runs streamed, %d staged\n",
+           worst_w, worst[0], worst[1], worst[2], Q8_GEMV_TOL, streamed, staged);
     CU_ASSERT(worst_w <= 1e-2);
     CU_ASSERT(streamed >= 12); /* 1000 x 4096, 37 x 2048 and 53 x 2304 at nb = 1..4 */
+    CU_ASSERT(staged >= 8);    /* 37 x 8192, 4099 x 4160, 5 x 8256 and 131 x 4128 in both modes, and the fresh shape's */
 }
 
 /* The half nearest to @p v ≥ 0 (ties to the even one), from the definition rather than from bit
