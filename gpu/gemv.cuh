@@ -393,8 +393,9 @@ __global__ void __launch_bounds__(GEMV_THREADS, GEMV_MIN_BLOCKS(NB, ROWS, CPP, W
                         } else { /* dp4a: x ≈ (amax / 127)·p; the 1/127 is applied once, after the loop */
                             uint32_t p[4];
                             float amax;
-                            if (PRO == PRO_GATEDNORM && a.xq) { /* rounded by the SSD step, exactly as below (only out_proj:
-                                                                   * the branch alone made in_proj's kernel spill) */
+                            /* staged: out_proj's launcher stages only with a.xq (the rounding below would spill) */
+                            if (PRO == PRO_GATEDNORM && (STG > 0 || a.xq)) { /* rounded by the SSD step, exactly as below (only
+                                                                   * out_proj: the branch alone made in_proj's kernel spill) */
                                 const uint4 pq = *(const uint4 *)(a.xq + (size_t)b * cols + c);
                                 p[0] = pq.x, p[1] = pq.y, p[2] = pq.z, p[3] = pq.w;
                                 amax = a.xa[((size_t)b * cols + c) / Q8_XBLOCK];

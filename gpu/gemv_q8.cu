@@ -50,7 +50,8 @@ static void launch_gemv_q8_t(const GemvArgs &a, cudaStream_t s) {
         if (one_pass) return launch_gemv_shape<NB, PRO, EPI, 8, 1, WF>(a, s);
     }
     if constexpr (NB == 1) {
-        if constexpr (WF == GEMV_Q8_DP4A) switch (gemv_stage_mode()) {
+        if constexpr (WF == GEMV_Q8_DP4A)
+            if (PRO != PRO_GATEDNORM || a.xq) switch (gemv_stage_mode()) { /* (see gemv_kernel: the input rounded already) */
             case 1: return launch_gemv_shape<1, PRO, EPI, 8, 1, WF, 1>(a, s);
             case 2: return launch_gemv_shape<1, PRO, EPI, 16, 1, WF, 1>(a, s);
             default: break;
