@@ -10,7 +10,6 @@
 #include <cuda_bf16.h>
 #include <cuda_runtime.h>
 #include <stdint.h>
-#include <stdlib.h>
 
 extern "C" {
 #include "error.h"
@@ -222,22 +221,10 @@ __device__ __forceinline__ void pdl_trigger() {
 #endif
 }
 
-/** The shared-memory carveout asked for every kernel launched by launch_pdl(), in per cent of the
- *  unified L1 / shared memory (MAMBA2_GPU_CARVEOUT), or −1 to leave the driver its choice. */
-static inline int pdl_carveout() {
-    static int v = -2;
-    if (v == -2) {
-        const char *e = getenv("MAMBA2_GPU_CARVEOUT");
-        v = e ? atoi(e) : -1;
-    }
-    return v;
-}
-
 /** Launch @p kernel with programmatic stream serialization (see pdl_wait()). */
 template <typename... Params, typename... Args>
 static inline void launch_pdl(void (*kernel)(Params...), dim3 grid, dim3 block, size_t smem, cudaStream_t s,
                               Args... args) {
-    if (pdl_carveout() >= 0) cudaFuncSetAttribute(kernel, cudaFuncAttributePreferredSharedMemoryCarveout, pdl_carveout());
     cudaLaunchConfig_t cfg = {};
     cfg.gridDim = grid, cfg.blockDim = block, cfg.dynamicSmemBytes = smem, cfg.stream = s;
     cudaLaunchAttribute attr[1];

@@ -23,29 +23,8 @@ template <int NB, int PRO, int EPI>
 static void launch_gemv_t(const GemvArgs &a, cudaStream_t s) {
     if constexpr (NB <= 2)
         if (a.rows > 8192) return launch_gemv_shape<NB, PRO, EPI, 8, 2, GEMV_BF16>(a, s);
-    if constexpr (NB == 1)
-        if (a.cols / 8 > 2 * GEMV_THREADS) switch (gemv_stage_mode()) { /* rows of two passes or more (out_proj) */
-            case 1: return launch_gemv_shape<1, PRO, EPI, 4, 2, GEMV_BF16, 1>(a, s);
-            case 2: return launch_gemv_shape<1, PRO, EPI, 8, 2, GEMV_BF16, 1>(a, s);
-            default: break;
-            }
     launch_gemv_shape<NB, PRO, EPI, 4, 2, GEMV_BF16>(a, s);
 }
-
-static int gemv_stage_forced = -1; /* set by the tests (gemv_force_stage_mode()) */
-
-int gemv_stage_mode() {
-    static int mode = -1;
-    if (gemv_stage_forced >= 0) return gemv_stage_forced;
-    if (mode < 0) {
-        const char *v = getenv("MAMBA2_GPU_GEMV_STAGE");
-        mode = v ? atoi(v) : 0;
-        if (mode < 0 || mode > 2) mode = 0;
-    }
-    return mode;
-}
-
-void gemv_force_stage_mode(int mode) { gemv_stage_forced = mode >= 0 && mode <= 2 ? mode : -1; }
 
 struct LaunchGemvBf16 {
     template <int NB, int PRO, int EPI> static void run(const GemvArgs &a, cudaStream_t s) { launch_gemv_t<NB, PRO, EPI>(a, s); }

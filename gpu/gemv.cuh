@@ -330,7 +330,8 @@ __global__ void __launch_bounds__(GEMV_THREADS, GEMV_MIN_BLOCKS(NB, ROWS, CPP, W
                         for (int j = 0; j < ROWS; j++) {
                             const int q = chunk(c8), k = ((p - 1) * CPP + i) * ROWS + j;
                             cp_async16(staged + k * GEMV_THREADS + threadIdx.x, wrow(j) + q, true);
-                            if (WF != GEMV_BF16) { /* the 4-byte word holding the chunk's scale */
+                            if (WF != GEMV_BF16) { /* the 4-byte word holding the chunk's scale (rows of an even number
+                                                      * of scales: gemv_q8_stages()) */
                                 const int e = q / (Q8_SCALE_BLOCK / CW);
                                 cp_async4(staged_d + k * GEMV_THREADS + threadIdx.x, drow(j) + (e & ~1), true);
                             }
