@@ -876,8 +876,10 @@ static void gpu_kernels(Mamba2Backend *b, Mamba2KernelNames *out) {
                                  : "q8 dp4a");
     if (gpu_of(b)->step_rounds_y) /* out_proj's input rounded to int8 by the SSD step */
         strncat(out->gemv, ", y rounded once", sizeof out->gemv - strlen(out->gemv) - 1);
-    if (gpu_of(b)->gemv_stage && gpu_of(b)->step_rounds_y) /* gemv_q8_stages() asks for the rounded y */
-        strncat(out->gemv, ", out_proj's second pass staged", sizeof out->gemv - strlen(out->gemv) - 1);
+    GemvArgs op = {}; /* one sequence's out_proj, as enqueue_step() sets it up */
+    op.wf = wf, op.stage = gb->gemv_stage, op.nb = 1, op.rows = gb->g.d, op.cols = gb->g.d_in;
+    op.xq = gb->step_rounds_y ? (const int8_t *)1 : NULL; /* (only whether it is set counts) */
+    if (gemv_q8_stages(PRO_GATEDNORM, op)) strncat(out->gemv, ", out_proj's second pass staged", sizeof out->gemv - strlen(out->gemv) - 1);
 }
 
 static void gpu_destroy(Mamba2Backend *b) {

@@ -252,9 +252,12 @@ __device__ __forceinline__ int dot16_i8(uint4 w, const uint32_t *p) {
  * scale block whose other half (the padding) no chunk reads. With a.xq (read
  * for PRO_GATEDNORM only) the dp4a product takes x already rounded by the SSD step (out_proj's
  * input) instead of rounding it in every block of rows: the same bytes (q8_round_bits()), read as
- * 16 bytes and one max|x| per chunk instead of 64 bytes, a maximum and 16 roundings. Its one
- * argument, a GemvArgs, holds the weights (W or Wq, by WF), the input and the prologue's and
- * epilogue's arrays. */
+ * 16 bytes and one max|x| per chunk instead of 64 bytes, a maximum and 16 roundings. With STG > 0
+ * passes 1 .. STG of each thread's chunks are copied into shared memory (cp.async, no registers
+ * held) during the first pass, before the wait for the previous kernel, and read from there: more
+ * of the matrix on its way while the kernel before runs than the registers hold (gemv_q8.cu's
+ * one-sequence out_proj, during the SSD step). Its one argument, a GemvArgs, holds the weights (W or
+ * Wq, by WF), the input and the prologue's and epilogue's arrays. */
 template <int NB, int PRO, int EPI, int ROWS, int CPP, int WF, int STG>
 __global__ void __launch_bounds__(GEMV_THREADS, GEMV_MIN_BLOCKS(NB, ROWS, CPP, WF)) gemv_kernel(GemvArgs a) {
     constexpr int CW = WF == GEMV_BF16 ? 8 : 16; /* columns per 16-byte chunk */

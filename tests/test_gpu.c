@@ -1193,7 +1193,7 @@ static void test_q8_batched(void) {
 }
 
 /* Two GPU backends that differ only in an environment variable read at creation, stepped the same
- * way on the demo model: one sequence for 16 steps, then 3 together for 4, from the same prefilled
+ * way on model @p m (the demo model, or one made for the test): one sequence for 16 steps, then 3 together for 4, from the same prefilled
  * states; the logits of every step into out[0] (the first backend), out[1] (the second) and out[2]
  * (the second again: the control), each poisoned first; each backend's decode products into kn. */
 #define DEMO_STEPS1 16
@@ -1248,7 +1248,7 @@ static void demo_compare(const char *label, float *out[3], int V, double tol) {
     int first = -1;
     for (int t = 0; t < DEMO_ROWS && first < 0; t++)
         if (test_max_row_rel_l2(out[0] + (size_t)t * V, out[1] + (size_t)t * V, 1, V) > 1e-5) first = t;
-    printf("\n    demo model %s: 1 sequence x %d steps %.1e, %d sequences x %d steps %.1e (bound %.0e); "
+    printf("\n    %s: 1 sequence x %d steps %.1e, %d sequences x %d steps %.1e (bound %.0e); "
            "first row above 1e-5: %d of %d; control, the second against itself: %.1e",
            label, DEMO_STEPS1, w1, DEMO_NB, DEMO_STEPS3, w3, tol, first, DEMO_ROWS,
            test_max_row_rel_l2(out[1], out[2], DEMO_ROWS, V));
@@ -1288,7 +1288,7 @@ static void test_stream_model(void) {
         demo_two_ways(&m, q8, "MAMBA2_GPU_GEMV", kind, out, kn);
         CU_ASSERT(strstr(kn[0].gemv, "streamed") != NULL);
         CU_ASSERT(strstr(kn[1].gemv, "streamed") == NULL);
-        demo_compare(q8 ? "q8, streamed vs blocks" : "bf16, streamed vs blocks", out, V,
+        demo_compare(q8 ? "demo model q8, streamed vs blocks" : "demo model bf16, streamed vs blocks", out, V,
                      q8 ? Q8_STREAM_VS_BLOCKS_TOL : STREAM_VS_BLOCKS_TOL);
     }
     /* q8: out_proj's input rounded to int8 by the SSD step (the default where P is a multiple of 32,
@@ -1299,7 +1299,7 @@ static void test_stream_model(void) {
     demo_two_ways(&m, 1, "MAMBA2_GPU_Q8_ROUND_Y", round_y, out, kn);
     CU_ASSERT(strstr(kn[0].gemv, "y rounded once") != NULL);
     CU_ASSERT(strstr(kn[1].gemv, "y rounded once") == NULL);
-    demo_compare("q8, y rounded by the SSD step vs by out_proj", out, V, Q8_STREAM_VS_BLOCKS_TOL);
+    demo_compare("demo model q8, y rounded by the SSD step vs by out_proj", out, V, Q8_STREAM_VS_BLOCKS_TOL);
     for (int k = 0; k < 3; k++) free(out[k]);
     printf("\n");
     mamba2_model_free(&m);
@@ -1329,7 +1329,7 @@ static void test_q8_staged_model(void) {
     CU_ASSERT(strstr(kn[0].gemv, "second pass staged") != NULL);
     CU_ASSERT(strstr(kn[1].gemv, "second pass staged") == NULL);
     CU_ASSERT(mamba2_gpu_gemv_staged(sp.d_model, sp.n_heads * sp.head_dim, 1));
-    demo_compare("q8, out_proj staged vs registers only", out, V, Q8_STREAM_VS_BLOCKS_TOL);
+    demo_compare("random model with d_inner 4,224, q8, out_proj staged vs registers only", out, V, Q8_STREAM_VS_BLOCKS_TOL);
     for (int k = 0; k < 3; k++) free(out[k]);
     printf("\n");
     mamba2_model_free(&m);
