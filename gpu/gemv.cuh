@@ -316,11 +316,12 @@ __global__ void __launch_bounds__(GEMV_THREADS, GEMV_MIN_BLOCKS(NB, ROWS, CPP, W
             return q >= cn ? q - cn : q;
         };
         const unsigned pair = 3u << (lane & ~1); /* dp4a: this lane and the one holding the other half of its input block */
-        /* Staged passes: copied in the first pass, before the wait, without holding registers, so that while the
-         * kernel before this one runs (the SSD step, before out_proj) STG more passes of weights are
-         * on their way than the registers could hold. Slot k = ((p − 1)·CPP + i)·ROWS + j of thread t
-         * at staged[k·GEMV_THREADS + t]: each thread reads back only what it copied (its own
-         * cp.async.wait_all, no barrier), and a warp's 32 chunks of one slot are 512 contiguous bytes. */
+        /* Staged passes: copied during the first pass, before the wait, without holding registers,
+         * so that while the kernel before this one runs (the SSD step, before out_proj) STG more
+         * passes of weights are on their way than the registers could hold. Slot
+         * k = ((p − 1)·CPP + i)·ROWS + j of thread t is staged[k·GEMV_THREADS + t]: each thread reads
+         * back only what it copied (its own cp.async.wait_all, no barrier), and a warp's 32 chunks of
+         * one slot are 512 contiguous bytes. */
         uint32_t *staged_d = (uint32_t *)(staged + STG * CPP * ROWS * GEMV_THREADS);
         auto stage_later_passes = [&]() {
 #pragma unroll

@@ -8,16 +8,16 @@
  * for those tall matrices, 8 rows × 2 chunks per thread, would leave its second chunk idle and
  * halve the bytes in flight; q8 takes one chunk a thread instead: for one sequence with the dp4a
  * product 8 rows (8 loads of 16 bytes a thread, three blocks per SM: the faster in the model,
- * results/gpu.md, than 16 rows, the same 16 loads as bf16's in two blocks per SM), else 16 rows. A row of 8,192 (out_proj) is two
- * passes, as bf16's 4,096-column rows are:
- * for one sequence with the dp4a product 16 rows × 1 chunk, whose second pass is staged in shared
- * memory before the wait (gemv_kernel's STG): 256 blocks of 64 KB in registers and 64 KB (and their
- * scales) in shared memory, two per SM, so that the whole of the 7B's out_proj (34.6 MB) is on its
- * way while the SSD step runs, where 8 rows × 2 chunks in registers (the shape before, and still
- * the float product's) had half of it; for 2 to
- * sequences one chunk a thread and as many rows as the epilogue's lanes allow (rows × sequences
- * ≤ 32, at most 16: 16, 10, 8), which quantize each input chunk once for more rows than 8 × 2 did
- * (faster in the model at 4 sequences). From 3 sequences the same lanes limit one-pass rows to 8.
+ * results/gpu.md, than 16 rows, the same 16 loads as bf16's in two blocks per SM), else 16 rows.
+ * A row of 8,192 (out_proj) is two passes, as bf16's 4,096-column rows are: for one sequence with
+ * the dp4a product 16 rows × 1 chunk, whose second pass is staged in shared memory before the wait
+ * (gemv_kernel's STG): 256 blocks with 64 KB in registers and 64 KB (and their scales) in shared
+ * memory, two per SM, so that the whole of the 7B's out_proj (34.6 MB) is on its way while the SSD
+ * step runs, where 8 rows × 2 chunks in registers (the shape before, and still the float
+ * product's) had half of it (results/gpu.md); for 2 to 4 sequences one chunk a thread and as many
+ * rows as the epilogue's lanes allow (rows × sequences ≤ 32, at most 16: 16, 10, 8), which quantize
+ * each input chunk once for more rows than 8 × 2 did (faster in the model at 4 sequences). From 3
+ * sequences the same lanes limit one-pass rows to 8.
  */
 #include <stdlib.h>
 
