@@ -75,6 +75,7 @@ struct GpuBackend {
     const bf16 *emb, *lm_head; /* lm_head NULL with q8 weights (unless tied: then the embedding table) */
     GemvWeights wf;       /* GEMV_BF16, or the q8 product (MAMBA2_GPU_Q8_DOT: "dp4a" or "float") */
     int gemv_stream;      /* the streamed decode GEMV where it takes the shape: from this many sequences (0: never; MAMBA2_GPU_GEMV, see gpu_create) */
+    int gemv_stage;       /* q8 dp4a, one sequence: out_proj's second pass staged in shared memory (MAMBA2_GPU_GEMV_STAGE, see gpu_create) */
     bool gemm_decode_in, gemm_decode_out, gemm_decode_lm; /* batched decode: which products gemm_decode.cu takes ... */
     int gemm_decode_max_nb; /* ... up to how many sequences (MAMBA2_GPU_GEMM_DECODE_ON / _MAX_NB, see gpu_create) ... */
     bool gemm_decode_rms, gemm_decode_gated; /* ... with RMSNorm (in_proj, lm_head), the grouped norm (out_proj) in its prologue */
@@ -715,6 +716,7 @@ static int enqueue_step(GpuBackend *gb, int nb, Mamba2Error *err) {
     GemvArgs a = {};
     a.wf = gb->wf;
     a.stream = gb->gemv_stream && nb >= gb->gemv_stream;
+    a.stage = gb->gemv_stage;
     a.nb = nb;
     a.eps = g.eps;
     a.dims = g;
@@ -874,6 +876,10 @@ static void gpu_kernels(Mamba2Backend *b, Mamba2KernelNames *out) {
                                  : "q8 dp4a");
     if (gpu_of(b)->step_rounds_y) /* out_proj's input rounded to int8 by the SSD step */
         strncat(out->gemv, ", y rounded once", sizeof out->gemv - strlen(out->gemv) - 1);
+    GemvArgs op = {}; /* one sequence's out_proj, as enqueue_step() sets it up */
+    op.wf = wf, op.stage = gb->gemv_stage, op.nb = 1, op.rows = gb->g.d, op.cols = gb->g.d_in;
+    op.xq = gb->step_rounds_y ? (const int8_t *)1 : NULL; /* (only whether it is set counts) */
+    if (gemv_q8_stages(PRO_GATEDNORM, op)) strncat(out->gemv, ", out_proj's second pass staged", sizeof out->gemv - strlen(out->gemv) - 1);
 }
 
 static void gpu_destroy(Mamba2Backend *b) {
@@ -944,6 +950,10 @@ extern "C" int mamba2_backend_gpu_create(const Mamba2Model *m, const Mamba2Backe
     const char *gv = getenv("MAMBA2_GPU_GEMV");
     gb->gemv_stream = gv && !strcmp(gv, "stream") ? 1 : gv && !strcmp(gv, "blocks") ? 0 : gb->wf == GEMV_Q8_DP4A ? 2 : 0;
     if (gb->gemv_stream) gemv_stream_prepare(); /* outside the step graphs' capture */
+    /* q8 dp4a at one sequence: out_proj's second pass staged in shared memory before the wait, unless
+     * MAMBA2_GPU_GEMV_STAGE=0 (gemv_q8.cu; measurements: results/gpu.md) */
+    const char *stage = getenv("MAMBA2_GPU_GEMV_STAGE");
+    gb->gemv_stage = gb->wf == GEMV_Q8_DP4A && !(stage && !strcmp(stage, "0"));
     /* batched decode (bf16 weights): the products MAMBA2_GPU_GEMM_DECODE_ON names (in, out, lm, joined by
      * '+'; default all three) through gemm_decode.cu for 5 to MAMBA2_GPU_GEMM_DECODE_MAX_NB sequences
      * (default 16, at most 64), the others through cuBLAS (measurements: results/gpu.md).

@@ -252,13 +252,20 @@ __device__ __forceinline__ int dot16_i8(uint4 w, const uint32_t *p) {
  * scale block whose other half (the padding) no chunk reads. With a.xq (read
  * for PRO_GATEDNORM only) the dp4a product takes x already rounded by the SSD step (out_proj's
  * input) instead of rounding it in every block of rows: the same bytes (q8_round_bits()), read as
- * 16 bytes and one max|x| per chunk instead of 64 bytes, a maximum and 16 roundings. Its one
- * argument, a GemvArgs, holds the weights (W or Wq, by WF), the input and the prologue's and
- * epilogue's arrays. */
-template <int NB, int PRO, int EPI, int ROWS, int CPP, int WF>
+ * 16 bytes and one max|x| per chunk instead of 64 bytes, a maximum and 16 roundings. With STG > 0
+ * passes 1 .. STG of each thread's chunks are copied into shared memory (cp.async, no registers
+ * held) during the first pass, before the wait for the previous kernel, and read from there: more
+ * of the matrix on its way while the kernel before runs than the registers hold (gemv_q8.cu's
+ * one-sequence out_proj, during the SSD step). Its one argument, a GemvArgs, holds the weights (W or
+ * Wq, by WF), the input and the prologue's and epilogue's arrays. */
+template <int NB, int PRO, int EPI, int ROWS, int CPP, int WF, int STG>
 __global__ void __launch_bounds__(GEMV_THREADS, GEMV_MIN_BLOCKS(NB, ROWS, CPP, WF)) gemv_kernel(GemvArgs a) {
     constexpr int CW = WF == GEMV_BF16 ? 8 : 16; /* columns per 16-byte chunk */
     __shared__ float part[GEMV_THREADS / 32][ROWS][NB];
+    /* STG > 0: passes 1 .. STG of this thread's chunks, copied into shared memory before the wait
+     * (gemv_stage_bytes() gives the size): [STG · CPP · ROWS][GEMV_THREADS] chunks, then as many
+     * 4-byte words holding each chunk's q8 scale */
+    extern __shared__ uint4 staged[];
     __shared__ float epi_in[ROWS * NB][EPI_SLOT]; /* warp 0's epilogue inputs */
     pdl_trigger();
     if (threadIdx.x < 32) epilogue_prefetch<NB, PRO, EPI, ROWS>(a, blockIdx.x * ROWS, epi_in, false, threadIdx.x);
@@ -282,14 +289,26 @@ __global__ void __launch_bounds__(GEMV_THREADS, GEMV_MIN_BLOCKS(NB, ROWS, CPP, W
     if (vec) {
         const int cn = cols / CW, gs = PRO == PRO_GATEDNORM ? cols / a.groups : 1;
         const float inv_gs = 1.0f / gs;
-        const uint4 *wrow[ROWS];
-        const uint16_t *drow[ROWS]; /* q8: the row's scales */
+        const uint4 *wrows[ROWS];
+        const uint16_t *drows[ROWS]; /* q8: the row's scales */
+        if constexpr (STG == 0)
 #pragma unroll
-        for (int j = 0; j < ROWS; j++) {
+            for (int j = 0; j < ROWS; j++) {
+                const int r = min(r0 + j, a.rows - 1);
+                if (WF == GEMV_BF16) wrows[j] = (const uint4 *)(a.W + (size_t)r * cols);
+                else wrows[j] = (const uint4 *)(a.Wq.q + (size_t)r * a.Wq.Kq), drows[j] = a.Wq.d + (size_t)r * (a.Wq.Kq / Q8_SCALE_BLOCK);
+            }
+        /* Row j's weights and scales: held in registers (one pointer a row), or with staged passes,
+         * whose shapes have more rows a thread, formed at each use (registers for the loads instead) */
+        auto wrow = [&](int j) {
+            if constexpr (STG == 0) return wrows[j];
             const int r = min(r0 + j, a.rows - 1);
-            if (WF == GEMV_BF16) wrow[j] = (const uint4 *)(a.W + (size_t)r * cols);
-            else wrow[j] = (const uint4 *)(a.Wq.q + (size_t)r * a.Wq.Kq), drow[j] = a.Wq.d + (size_t)r * (a.Wq.Kq / Q8_SCALE_BLOCK);
-        }
+            return WF == GEMV_BF16 ? (const uint4 *)(a.W + (size_t)r * cols) : (const uint4 *)(a.Wq.q + (size_t)r * a.Wq.Kq);
+        };
+        auto drow = [&](int j) {
+            if constexpr (STG == 0) return drows[j];
+            return a.Wq.d + (size_t)min(r0 + j, a.rows - 1) * (a.Wq.Kq / Q8_SCALE_BLOCK);
+        };
         const int rot = NB == 1 ? (int)((size_t)blockIdx.x * GEMV_ROT_STEP % cn) : 0;
         auto chunk = [&](int q) { /* the row's chunk at loop index q */
             if (NB > 1) return q;
@@ -297,18 +316,61 @@ __global__ void __launch_bounds__(GEMV_THREADS, GEMV_MIN_BLOCKS(NB, ROWS, CPP, W
             return q >= cn ? q - cn : q;
         };
         const unsigned pair = 3u << (lane & ~1); /* dp4a: this lane and the one holding the other half of its input block */
+        /* Staged passes: copied during the first pass, before the wait, without holding registers,
+         * so that while the kernel before this one runs (the SSD step, before out_proj) STG more
+         * passes of weights are on their way than the registers could hold. Slot
+         * k = ((p − 1)·CPP + i)·ROWS + j of thread t is staged[k·GEMV_THREADS + t]: each thread reads
+         * back only what it copied (its own cp.async.wait_all, no barrier), and a warp's 32 chunks of
+         * one slot are 512 contiguous bytes. */
+        uint32_t *staged_d = (uint32_t *)(staged + STG * CPP * ROWS * GEMV_THREADS);
+        auto stage_later_passes = [&]() {
+#pragma unroll
+            for (int p = 1; p <= STG; p++)
+#pragma unroll
+                for (int i = 0; i < CPP; i++) {
+                    const int c8 = threadIdx.x + (p * CPP + i) * GEMV_THREADS;
+                    if (c8 < cn)
+#pragma unroll
+                        for (int j = 0; j < ROWS; j++) {
+                            const int q = chunk(c8), k = ((p - 1) * CPP + i) * ROWS + j;
+                            cp_async16(staged + k * GEMV_THREADS + threadIdx.x, wrow(j) + q, true);
+                            if (WF != GEMV_BF16) { /* the 4-byte word holding the chunk's scale (rows of an even number
+                                                      * of scales: gemv_q8_stages()) */
+                                const int e = q / (Q8_SCALE_BLOCK / CW);
+                                cp_async4(staged_d + k * GEMV_THREADS + threadIdx.x, drow(j) + (e & ~1), true);
+                            }
+                        }
+                }
+        };
         for (int c8 = threadIdx.x; c8 < cn; c8 += CPP * GEMV_THREADS) {
             uint4 w[CPP][ROWS];
             uint16_t wd[CPP][ROWS]; /* q8: the chunks' weight scales (chunk q: scale q / 4, 16 × 4 = 64 columns) */
+            const int pass = (c8 - threadIdx.x) / (CPP * GEMV_THREADS);
+            if (STG > 0 && pass >= 1 && pass <= STG) {
+                if (pass == 1) cp_async_wait_all();
 #pragma unroll
-            for (int i = 0; i < CPP; i++)
-                if (c8 + i * GEMV_THREADS < cn)
+                for (int i = 0; i < CPP; i++)
+                    if (c8 + i * GEMV_THREADS < cn)
 #pragma unroll
-                    for (int j = 0; j < ROWS; j++) {
-                        const int q = chunk(c8 + i * GEMV_THREADS);
-                        w[i][j] = __ldcs(wrow[j] + q); /* streamed: read once */
-                        if (WF != GEMV_BF16) wd[i][j] = __ldcs(drow[j] + q / (Q8_SCALE_BLOCK / CW));
-                    }
+                        for (int j = 0; j < ROWS; j++) {
+                            const int k = ((pass - 1) * CPP + i) * ROWS + j;
+                            w[i][j] = staged[k * GEMV_THREADS + threadIdx.x];
+                            if (WF != GEMV_BF16) {
+                                const int e = chunk(c8 + i * GEMV_THREADS) / (Q8_SCALE_BLOCK / CW);
+                                wd[i][j] = (uint16_t)(staged_d[k * GEMV_THREADS + threadIdx.x] >> (16 * (e & 1)));
+                            }
+                        }
+            } else
+#pragma unroll
+                for (int i = 0; i < CPP; i++)
+                    if (c8 + i * GEMV_THREADS < cn)
+#pragma unroll
+                        for (int j = 0; j < ROWS; j++) {
+                            const int q = chunk(c8 + i * GEMV_THREADS);
+                            w[i][j] = __ldcs(wrow(j) + q); /* streamed: read once */
+                            if (WF != GEMV_BF16) wd[i][j] = __ldcs(drow(j) + q / (Q8_SCALE_BLOCK / CW));
+                        }
+            if (STG > 0 && pass == 0) stage_later_passes(); /* after the first pass's loads, needed first */
             if (!waited) wait_previous(); /* the weights are in flight */
 #pragma unroll
             for (int i = 0; i < CPP; i++)
@@ -336,8 +398,9 @@ __global__ void __launch_bounds__(GEMV_THREADS, GEMV_MIN_BLOCKS(NB, ROWS, CPP, W
                         } else { /* dp4a: x ≈ (amax / 127)·p; the 1/127 is applied once, after the loop */
                             uint32_t p[4];
                             float amax;
-                            if (PRO == PRO_GATEDNORM && a.xq) { /* rounded by the SSD step, exactly as below (only out_proj:
-                                                                   * the branch alone made in_proj's kernel spill) */
+                            /* staged: out_proj's launcher stages only with a.xq (the rounding below would spill) */
+                            if (PRO == PRO_GATEDNORM && (STG > 0 || a.xq)) { /* rounded by the SSD step, exactly as below (only
+                                                                   * out_proj: the branch alone made in_proj's kernel spill) */
                                 const uint4 pq = *(const uint4 *)(a.xq + (size_t)b * cols + c);
                                 p[0] = pq.x, p[1] = pq.y, p[2] = pq.z, p[3] = pq.w;
                                 amax = a.xa[((size_t)b * cols + c) / Q8_XBLOCK];
@@ -427,10 +490,23 @@ template <class L> static void gemv_dispatch(GemvPrologue pro, GemvEpilogue epi,
     else by_nb(integral_constant<int, PRO_NONE>(), integral_constant<int, EPI_STORE>());
 }
 
-/** Launch gemv_kernel with a block shape of ROWS rows × CPP chunks per thread. */
-template <int NB, int PRO, int EPI, int ROWS, int CPP, int WF>
+/** Shared memory of gemv_kernel's STG staged passes: CPP · ROWS chunks of 16 bytes a thread and
+ *  pass, and for q8 a 4-byte word of scales beside each. */
+template <int ROWS, int CPP, int WF, int STG> constexpr int gemv_stage_bytes() {
+    return STG * CPP * ROWS * GEMV_THREADS * (16 + (WF == GEMV_BF16 ? 0 : 4));
+}
+
+/** Launch gemv_kernel with a block shape of ROWS rows × CPP chunks per thread, STG passes staged. */
+template <int NB, int PRO, int EPI, int ROWS, int CPP, int WF, int STG = 0>
 static void launch_gemv_shape(const GemvArgs &a, cudaStream_t s) {
-    launch_pdl(gemv_kernel<NB, PRO, EPI, ROWS, CPP, WF>, dim3((a.rows + ROWS - 1) / ROWS), dim3(GEMV_THREADS), 0, s, a);
+    constexpr int smem = gemv_stage_bytes<ROWS, CPP, WF, STG>();
+    if constexpr (smem > 48 * 1024) {
+        static bool raised = false;
+        if (!raised)
+            cudaFuncSetAttribute(gemv_kernel<NB, PRO, EPI, ROWS, CPP, WF, STG>, cudaFuncAttributeMaxDynamicSharedMemorySize, smem),
+                raised = true;
+    }
+    launch_pdl(gemv_kernel<NB, PRO, EPI, ROWS, CPP, WF, STG>, dim3((a.rows + ROWS - 1) / ROWS), dim3(GEMV_THREADS), smem, s, a);
 }
 
 #endif

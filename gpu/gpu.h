@@ -83,7 +83,8 @@ int mamba2_gpu_q8_quantize(int rows, int cols, int f32, const void *W, int8_t *q
  * @param dp4a  0: the float product (GEMV_Q8_FLOAT); 1: inputs rounded to int8 per block, dp4a
  *              (GEMV_Q8_DP4A, gemv.cuh's kernel); 2: the same product streamed through shared memory
  *              (gemv_stream.cu) where that kernel takes the shape (mamba2_gpu_gemv_streamed()),
- *              else as 1
+ *              else as 1; 3: the dp4a product with the second pass of each row staged in shared
+ *              memory where that takes the shape (mamba2_gpu_gemv_staged()), else as 1
  * @param groups 0: no prologue; else the grouped norm's (x[b][c] times rsqrt(ss[b][g] / (cols / groups)
  *              + MAMBA2_GPU_TEST_EPS) for c in group g; cols / groups a multiple of 32), with the
  *              residual epilogue the model pairs it with, added to zeros
@@ -106,6 +107,11 @@ int mamba2_gpu_gemv_q8(int rows, int cols, int nb, int dp4a, int groups, const f
  *         q8 with the dp4a product (@p q8 1), and @p nb inputs without a prologue (what
  *         mamba2_gpu_gemv() with stream = 1 and mamba2_gpu_gemv_q8() with dp4a = 2 run), else 0. */
 int mamba2_gpu_gemv_streamed(int rows, int cols, int nb, int q8);
+
+/** @brief 1 when the q8 dp4a GEMV with its second pass staged in shared memory (gemv_q8.cu) takes a
+ *         rows × cols matrix and @p nb inputs without a prologue (what mamba2_gpu_gemv_q8() with
+ *         dp4a = 3 runs), else 0. */
+int mamba2_gpu_gemv_staged(int rows, int cols, int nb);
 
 /**
  * @brief Time the q8 decode GEMV (no prologue/epilogue; @p dp4a as in mamba2_gpu_gemv_q8()) as

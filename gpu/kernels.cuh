@@ -181,6 +181,7 @@ enum GemvWeights {
 struct GemvArgs {
     GemvWeights wf;        /**< which of W and Wq, and the product */
     int stream;            /**< through gemv_stream.cu's kernel where it takes the shape (gemv_stream_takes()) */
+    int stage;             /**< q8 dp4a: stage the second pass in shared memory where that takes the shape (gemv_q8_stages()) */
     const bf16 *W;         /**< [rows, cols] (GEMV_BF16) */
     GpuQ8 Wq;              /**< [rows, cols] quantized (GEMV_Q8_*) */
     int rows, cols, nb;    /**< nb sequences (1..4) */
@@ -220,6 +221,13 @@ void launch_gemv(GemvPrologue pro, GemvEpilogue epi, const GemvArgs &a, cudaStre
 
 /** The decode GEMV over q8 weights (gemv_q8.cu); a.wf is GEMV_Q8_FLOAT or GEMV_Q8_DP4A. */
 void launch_gemv_q8(GemvPrologue pro, GemvEpilogue epi, const GemvArgs &a, cudaStream_t s);
+
+/** Whether the q8 GEMV stages the second pass of its rows in shared memory before the wait
+ *  (gemv_kernel's STG; gemv_q8.cu): asked for (a.stage), the dp4a product, one sequence, rows of
+ *  whole blocks of 32 longer than one pass of 256 chunks (out_proj) and of an even number of scales
+ *  (so that each row's scales start on a 4-byte boundary, as the 4-byte copies of them need), and
+ *  with the grouped norm's prologue the input rounded already (a.xq). */
+bool gemv_q8_stages(GemvPrologue pro, const GemvArgs &a);
 
 /** Whether the streamed GEMV (gemv_stream.cu) takes @p a: asked for (a.stream), bf16 weights or the
  *  q8 dp4a product, rows of whole 16-byte chunks (q8: of 256-column pieces, so that every row's

@@ -349,7 +349,7 @@ extern "C" int mamba2_gpu_gemv_q8(int rows, int cols, int nb, int dp4a, int grou
     CUDA_TRY(cudaMemcpy(dout, poison.data(), poison.size() * 4, cudaMemcpyHostToDevice));
     GemvArgs a = {};
     a.wf = dp4a ? GEMV_Q8_DP4A : GEMV_Q8_FLOAT;
-    a.stream = dp4a == 2;
+    a.stream = dp4a == 2, a.stage = dp4a == 3;
     a.Wq = b.m, a.rows = rows, a.cols = cols, a.nb = nb, a.x = dx, a.out = dout;
     float *dss = NULL;
     if (groups > 0) { /* the grouped norm's prologue, which comes with the residual epilogue: out = 0 + the product */
@@ -365,6 +365,12 @@ extern "C" int mamba2_gpu_gemv_q8(int rows, int cols, int nb, int dp4a, int grou
     if (q8_copy_out(b, q, d, err)) return -1;
     cudaFree(dx), cudaFree(dout), cudaFree(dss);
     return 0;
+}
+
+extern "C" int mamba2_gpu_gemv_staged(int rows, int cols, int nb) {
+    GemvArgs a = {};
+    a.wf = GEMV_Q8_DP4A, a.stage = 1, a.rows = rows, a.cols = cols, a.nb = nb;
+    return gemv_q8_stages(PRO_NONE, a) ? 1 : 0;
 }
 
 extern "C" int mamba2_gpu_gemv_streamed(int rows, int cols, int nb, int q8) {

@@ -292,15 +292,18 @@ static void test_gemm_decode_norms(void) {
 #define Q8_GEMV_TOL 1e-5
 static void test_q8_gemv_kernel(void) {
     int shapes[][2] = {{1000, 4096}, {37, 8192}, {4099, 4096 + 64}, {5, 8256}, {64, 100}, {3, 48}, {0, 0}, {0, 0}, {37, 2048},
-                       {131, 4128}, {53, 2304}};
+                       {131, 4128}, {53, 2304}, {133, 4224}, {7, 8320}};
     shapes[6][0] = 1 + (int)(test_uniform() * 3000), shapes[6][1] = 32 * (1 + (int)(test_uniform() * 300)); /* fresh, whole blocks */
     shapes[7][0] = 1 + (int)(test_uniform() * 3000), shapes[7][1] = 1 + (int)(test_uniform() * 5000);     /* fresh, any width */
     double worst[3] = {0, 0, 0}, worst_w = 0;
-    int streamed = 0;
+    int streamed = 0, staged = 0;
     for (size_t k = 0; k < sizeof shapes / sizeof shapes[0]; k++)
         for (int nb = 1; nb <= 4; nb++)
-            for (int dp4a = 0; dp4a < 3; dp4a++) { /* 0 float, 1 dp4a, 2 dp4a streamed where it takes the shape */
+            for (int dp4a = 0; dp4a < 4; dp4a++) { /* 0 float, 1 dp4a, 2 dp4a streamed where it takes the shape,
+                                                      * 3 dp4a with the second pass staged where it takes the shape */
                 int rows = shapes[k][0], cols = shapes[k][1], Kq = (cols + 63) / 64 * 64, nsb = Kq / 64; /* scales a row */
+                if (dp4a == 3 && !mamba2_gpu_gemv_staged(rows, cols, nb)) continue;
+                staged += dp4a == 3;
                 const int groups = cols % 256 == 0 && nb % 2 == 0 ? cols / 256 : 0; /* the grouped norm's prologue */
                 float ss[4 * 64];
                 for (int i = 0; i < nb * groups; i++) ss[i] = (float)(256 * (0.2 + 4 * test_uniform()));
@@ -364,20 +367,22 @@ static void test_q8_gemv_kernel(void) {
                     }
                 }
                 double err = test_rel_l2(out, ref, (size_t)nb * rows);
-                if (err > worst[dp4a] || isnan(err)) worst[dp4a] = err;
+                const int kind = dp4a > 2 ? 1 : dp4a;
+                if (err > worst[kind] || isnan(err)) worst[kind] = err;
                 const int took = dp4a == 2 && mamba2_gpu_gemv_streamed(rows, cols, nb, 1);
                 streamed += took;
                 if (nb == 1 || nb == 4)
-                    printf("\n    q8 GEMV %-8s %5d x %-5d nb=%d  %.1e%s", dp4a == 0 ? "float" : !took ? "dp4a" : "streamed", rows, cols,
+                    printf("\n    q8 GEMV %-8s %5d x %-5d nb=%d  %.1e%s", dp4a == 0 ? "float" : dp4a == 3 ? "staged" : !took ? "dp4a" : "streamed", rows, cols,
                            nb, err, groups ? "  grouped norm" : "");
                 CU_ASSERT(err <= Q8_GEMV_TOL);
                 free(W), free(d), free(q), free(x), free(out), free(ref);
             }
-    printf("\n    q8 weights vs bf16, relative L2: %.1e (bound 1e-2); worst product: float %.1e, dp4a %.1e, with the streamed "
-           "%.1e (bound %.0e); %d runs streamed\n",
-           worst_w, worst[0], worst[1], worst[2], Q8_GEMV_TOL, streamed);
+    printf("\n    q8 weights vs bf16, relative L2: %.1e (bound 1e-2); worst product: float %.1e, dp4a (staged too) %.1e, with the "
+           "streamed %.1e (bound %.0e); %d runs streamed, %d staged\n",
+           worst_w, worst[0], worst[1], worst[2], Q8_GEMV_TOL, streamed, staged);
     CU_ASSERT(worst_w <= 1e-2);
     CU_ASSERT(streamed >= 12); /* 1000 x 4096, 37 x 2048 and 53 x 2304 at nb = 1..4 */
+    CU_ASSERT(staged >= 3);    /* 37 x 8192, 133 x 4224 (a second pass of 8 chunks), 7 x 8320 (a third of 8, from the registers) */
 }
 
 /* The half nearest to @p v ≥ 0 (ties to the even one), from the definition rather than from bit
@@ -1188,7 +1193,7 @@ static void test_q8_batched(void) {
 }
 
 /* Two GPU backends that differ only in an environment variable read at creation, stepped the same
- * way on the demo model: one sequence for 16 steps, then 3 together for 4, from the same prefilled
+ * way on model @p m (the demo model, or one made for the test): one sequence for 16 steps, then 3 together for 4, from the same prefilled
  * states; the logits of every step into out[0] (the first backend), out[1] (the second) and out[2]
  * (the second again: the control), each poisoned first; each backend's decode products into kn. */
 #define DEMO_STEPS1 16
@@ -1243,7 +1248,7 @@ static void demo_compare(const char *label, float *out[3], int V, double tol) {
     int first = -1;
     for (int t = 0; t < DEMO_ROWS && first < 0; t++)
         if (test_max_row_rel_l2(out[0] + (size_t)t * V, out[1] + (size_t)t * V, 1, V) > 1e-5) first = t;
-    printf("\n    demo model %s: 1 sequence x %d steps %.1e, %d sequences x %d steps %.1e (bound %.0e); "
+    printf("\n    %s: 1 sequence x %d steps %.1e, %d sequences x %d steps %.1e (bound %.0e); "
            "first row above 1e-5: %d of %d; control, the second against itself: %.1e",
            label, DEMO_STEPS1, w1, DEMO_NB, DEMO_STEPS3, w3, tol, first, DEMO_ROWS,
            test_max_row_rel_l2(out[1], out[2], DEMO_ROWS, V));
@@ -1283,7 +1288,7 @@ static void test_stream_model(void) {
         demo_two_ways(&m, q8, "MAMBA2_GPU_GEMV", kind, out, kn);
         CU_ASSERT(strstr(kn[0].gemv, "streamed") != NULL);
         CU_ASSERT(strstr(kn[1].gemv, "streamed") == NULL);
-        demo_compare(q8 ? "q8, streamed vs blocks" : "bf16, streamed vs blocks", out, V,
+        demo_compare(q8 ? "demo model q8, streamed vs blocks" : "demo model bf16, streamed vs blocks", out, V,
                      q8 ? Q8_STREAM_VS_BLOCKS_TOL : STREAM_VS_BLOCKS_TOL);
     }
     /* q8: out_proj's input rounded to int8 by the SSD step (the default where P is a multiple of 32,
@@ -1294,10 +1299,42 @@ static void test_stream_model(void) {
     demo_two_ways(&m, 1, "MAMBA2_GPU_Q8_ROUND_Y", round_y, out, kn);
     CU_ASSERT(strstr(kn[0].gemv, "y rounded once") != NULL);
     CU_ASSERT(strstr(kn[1].gemv, "y rounded once") == NULL);
-    demo_compare("q8, y rounded by the SSD step vs by out_proj", out, V, Q8_STREAM_VS_BLOCKS_TOL);
+    demo_compare("demo model q8, y rounded by the SSD step vs by out_proj", out, V, Q8_STREAM_VS_BLOCKS_TOL);
     for (int k = 0; k < 3; k++) free(out[k]);
     printf("\n");
     mamba2_model_free(&m);
+}
+
+/* q8 out_proj at one sequence with its second pass staged in shared memory (the default) against
+ * the registers-only shape (MAMBA2_GPU_GEMV_STAGE=0), in a fresh random model wide enough to take it:
+ * 66 heads of 64 (d_inner 4,224: 264 chunks of 16 a row, a second pass of 8), one group, so that
+ * out_proj runs with the grouped norm's prologue, the input the SSD step rounded and the residual
+ * epilogue, as in the 7B. The same integer products and scales; only the order of the fp32 sums
+ * differs, so the argument and bound of the streamed kernel against gemv.cuh's (test_stream_model)
+ * hold: the same until an int8 rounding lands on the other side of a tie, then up to two such
+ * roundings apart. */
+static void test_q8_staged_model(void) {
+    TinyModelSpec sp;
+    test_tiny_spec_default(&sp);
+    sp.d_model = 32, sp.n_heads = 66, sp.head_dim = 64, sp.d_state = 16, sp.n_groups = 1, sp.chunk_size = 16;
+    char *dir;
+    Mamba2Model m;
+    CU_ASSERT_EQUAL_FATAL(load_random_bf16_model(&sp, &dir, &m), 0);
+    const int V = m.cfg.vocab_size;
+    float *out[3];
+    Mamba2KernelNames kn[2];
+    for (int k = 0; k < 3; k++) out[k] = malloc((size_t)DEMO_ROWS * V * 4);
+    const char *stage[2] = {"1", "0"};
+    demo_two_ways(&m, 1, "MAMBA2_GPU_GEMV_STAGE", stage, out, kn);
+    CU_ASSERT(strstr(kn[0].gemv, "second pass staged") != NULL);
+    CU_ASSERT(strstr(kn[1].gemv, "second pass staged") == NULL);
+    CU_ASSERT(mamba2_gpu_gemv_staged(sp.d_model, sp.n_heads * sp.head_dim, 1));
+    demo_compare("random model with d_inner 4,224, q8, out_proj staged vs registers only", out, V, Q8_STREAM_VS_BLOCKS_TOL);
+    for (int k = 0; k < 3; k++) free(out[k]);
+    printf("\n");
+    mamba2_model_free(&m);
+    test_rmtree(dir);
+    free(dir);
 }
 
 /* The q8 GEMM in the model. (1) B = 5, 16 and 17 sequences stepped together (the q8 GEMM) equal each
@@ -1472,6 +1509,7 @@ int register_gpu_tests(void) {
         !CU_add_test(s, "q8 weights: fixtures, a random model and the demo model vs ref", test_q8_models) ||
         !CU_add_test(s, "q8 weights: batched steps vs single steps", test_q8_batched) ||
         !CU_add_test(s, "streamed GEMV in the model vs gemv.cuh's, bf16 and q8", test_stream_model) ||
+        !CU_add_test(s, "q8 out_proj staged in shared memory vs not, in the model", test_q8_staged_model) ||
         !CU_add_test(s, "q8 GEMM vs double products of the dequantized weights", test_q8_gemm_kernel) ||
         !CU_add_test(s, "q8 GEMM in the model: batched vs single, vs the dequantizing path", test_q8_gemm_model) ||
         !CU_add_test(s, "q8 prefill dequantized a layer ahead equals dequantized before each GEMM", test_q8_dequant_ahead) ||
