@@ -284,6 +284,11 @@ static void test_gemm_decode_norms(void) {
  *   whose rows of 36 scales (72 bytes) put every other row group's scales 8 bytes past a 16-byte
  *   boundary, where the kernel's bulk copy of them starts; the test asserts it took them) and
  *   leaves the others to the dp4a kernel;
+ * - the same dp4a product at one sequence with the second pass of each row staged in shared memory
+ *   (gemv_q8.cu's out_proj shape: rows longer than 256 chunks of 16, an even number of scales a
+ *   row): 37 x 8192 (two whole passes), 133 x 4224 (a second pass of 8 chunks) and 7 x 8320 (a
+ *   third pass, from the registers again); the test asserts it took them; the same sums in another
+ *   order (1e-5);
  * - at 2 and 4 sequences on rows of whole 256-column pieces, each with the grouped norm's prologue
  *   and the residual epilogue (out_proj's pair; groups of 256, random sums of squares, the residual
  *   zeros, so no poison there): the reference scales each block's product by its
