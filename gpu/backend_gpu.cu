@@ -878,7 +878,9 @@ static void gpu_kernels(Mamba2Backend *b, Mamba2KernelNames *out) {
         strncat(out->gemv, ", y rounded once", sizeof out->gemv - strlen(out->gemv) - 1);
     GemvArgs op = {}; /* one sequence's out_proj, as enqueue_step() sets it up */
     op.wf = wf, op.stage = gb->gemv_stage, op.nb = 1, op.rows = gb->g.d, op.cols = gb->g.d_in;
-    op.xq = gb->step_rounds_y ? (const int8_t *)1 : NULL; /* (only whether it is set counts) */
+    /* where the step rounds y, out_proj gets gb->syq, which is allocated at the first step: here only
+     * whether it will be set counts */
+    op.xq = gb->step_rounds_y ? (const int8_t *)1 : NULL;
     if (gemv_q8_stages(PRO_GATEDNORM, op)) strncat(out->gemv, ", out_proj's second pass staged", sizeof out->gemv - strlen(out->gemv) - 1);
 }
 
