@@ -149,12 +149,15 @@ static void test_gemv_kernel(void) {
  * below 4.5e-6; results/gpu.md). It must also decline what it does not take: 4 and 65 sequences, 100
  * columns. */
 static void test_gemm_decode_kernel(void) {
+    const int was = mamba2_gpu_gemm_decode_wgmma(-1);
     const struct {
         int rows, cols, nb;
     } cases[] = {{1000, 4096, 5}, {37, 8192, 64}, {4099, 272, 9}, {4099, 272, 33}, {300, 1040, 16},
                  {2200, 1040, 17}, {18560, 256, 64}, {4096, 8192, 8}, {129, 4096, 32}, {65, 160, 12}, {40000, 128, 6}};
+    for (int wg = 1; wg >= 0; wg--) /* each tensor-core instruction: wgmma, mma.sync */
     for (size_t k = 0; k < sizeof cases / sizeof cases[0]; k++)
         for (int add = 0; add < 2; add++) {
+            mamba2_gpu_gemm_decode_wgmma(wg);
             int rows = cases[k].rows, cols = cases[k].cols, nb = cases[k].nb;
             uint16_t *W = malloc((size_t)rows * cols * 2), *x = malloc((size_t)nb * cols * 2);
             float *out = malloc((size_t)nb * rows * 4), *ref = malloc((size_t)nb * rows * 4);
@@ -171,10 +174,11 @@ static void test_gemm_decode_kernel(void) {
             Mamba2Error e = {{0}};
             CU_ASSERT_EQUAL(mamba2_gpu_gemm_decode(rows, cols, nb, add, 0, 0, W, x, NULL, out, &e), 0);
             double err = test_rel_l2(out, ref, (size_t)nb * rows);
-            printf("\n    decode GEMM %5d x %-5d nb=%-2d %s %.1e", rows, cols, nb, add ? "added" : "stored", err);
+            printf("\n    decode GEMM %-8s %5d x %-5d nb=%-2d %s %.1e", wg ? "wgmma" : "mma.sync", rows, cols, nb, add ? "added" : "stored", err);
             CU_ASSERT(err <= 3e-5);
             free(W), free(x), free(out), free(ref);
         }
+    mamba2_gpu_gemm_decode_wgmma(was);
     uint16_t w1[100 * 16] = {0}, x1[65 * 100] = {0};
     float o1[65 * 100];
     Mamba2Error e = {{0}};
@@ -204,7 +208,10 @@ static void test_gemm_decode_norms(void) {
     } cases[] = {{1000, 4096, 5, 1, 0}, {4099, 272, 33, 1, 0}, {300, 1040, 16, 1, 0}, {18560, 256, 64, 1, 0}, {129, 4096, 12, 1, 0},
                  {4096, 8192, 8, 2, 8}, {4096, 8192, 16, 2, 8}, {1000, 512, 9, 2, 8}, {37, 768, 64, 2, 3}, {2200, 1024, 17, 2, 4}};
     const float eps = 1e-5f;
+    const int was = mamba2_gpu_gemm_decode_wgmma(-1);
+    for (int wg = 1; wg >= 0; wg--) /* each tensor-core instruction: wgmma, mma.sync */
     for (size_t k = 0; k < sizeof cases / sizeof cases[0]; k++) {
+        mamba2_gpu_gemm_decode_wgmma(wg);
         const int rows = cases[k].rows, cols = cases[k].cols, nb = cases[k].nb, pro = cases[k].pro, G = cases[k].groups;
         const int add = pro == 2, gs = G ? cols / G : cols;
         uint16_t *W = malloc((size_t)rows * cols * 2);
@@ -245,11 +252,13 @@ static void test_gemm_decode_norms(void) {
         Mamba2Error e = {{0}};
         CU_ASSERT_EQUAL(mamba2_gpu_gemm_decode(rows, cols, nb, add, pro, G, W, x, norm, out, &e), 0);
         double err = test_rel_l2(out, ref, (size_t)nb * rows);
-        printf("\n    decode GEMM %5d x %-5d nb=%-2d %s %.1e", rows, cols, nb, pro == 1 ? "RMSNorm, stored     " : "grouped norm, added", err);
+        printf("\n    decode GEMM %-8s %5d x %-5d nb=%-2d %s %.1e", wg ? "wgmma" : "mma.sync", rows, cols, nb,
+               pro == 1 ? "RMSNorm, stored     " : "grouped norm, added", err);
         if (moved) printf(" (%d inputs moved off a midpoint)", moved);
         CU_ASSERT(err <= 3e-5);
         free(W), free(x), free(norm), free(out), free(ref), free(xn), free(scale);
     }
+    mamba2_gpu_gemm_decode_wgmma(was);
     float x1[8 * 640] = {0}, n1[8 * 10] = {0}, o1[8 * 64] = {0}; /* o1: the values the taken call adds to */
     uint16_t w1[64 * 640] = {0};
     Mamba2Error e = {{0}};
