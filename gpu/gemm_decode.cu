@@ -7,8 +7,11 @@
  *
  * Decode of a few sequences is a matrix-vector product that reads each weight once and uses it
  * nb times: memory-bound, but past 4 sequences too many multiply-adds for the CUDA cores at the
- * rate the weights arrive (gemv.cuh), so mma.sync m16n8k16 does them, with the weights as the
- * 16-row operand A and the sequences as the 8-column operand B (nb padded to 16, 32 or 64).
+ * rate the weights arrive (gemv.cuh), so the tensor cores do them, with the weights as operand A
+ * and the sequences as operand B (nb padded to 16, 32 or 64): mma.sync m16n8k16 (a warp, 16 rows),
+ * or from 17 sequences Hopper's wgmma m64nNk16 (a warpgroup, 64 rows, N = nb padded), which reads
+ * both operands from shared memory itself, once per warpgroup, at the tensor cores' full rate
+ * (wgmma_bf16.cuh).
  * Where the bytes wait (as in gemv_stream.cu, and unlike the register-fed try of results/gpu.md,
  * which held too few bytes in flight):
  *  - a persistent grid of one block per multiprocessor, each block a contiguous range of 16-row
@@ -31,11 +34,15 @@
  *    stages, whose copies the producer has kept in flight. A group's inputs are read once for up to
  *    256 rows (from the L2): at most nb/256 of the weight bytes again, per group. (Groups of 128 rows
  *    split between two warps by columns, whose sums then met in shared memory, read the inputs twice
- *    as often, and were slower for in_proj; results/gpu.md.)
+ *    as often, and were slower for in_proj; results/gpu.md.) With wgmma, warpgroup w (warps 4w ..
+ *    4w + 3) takes 64-row blocks w and w + 2 of the group, its batch of a stage left running while
+ *    the next stage is waited for and issued, the stage released one stage late; a group's last
+ *    block may reach past the group's rows into what follows in shared memory (other rows, whose
+ *    sums are dropped; slack past the last stage).
  * The norm before each product can come with it, so that the batched step needs no kernel of its
  * own for it (the prologue, as in the GEMV): the inputs then come as fp32, and the eight consumer
  * warps apply the norm to a share of each stage's inputs each and write them in bf16 where ldmatrix
- * reads them, then meet at a barrier (each warp converting all of its own fragments, or one
+ * (or wgmma) reads them, then meet at a barrier (each warp converting all of its own fragments, or one
  * converter warp doing all of it, was far slower; results/gpu.md). The barrier costs the kernel some
  * of its speed: the grouped norm's prologue pays for itself, RMSNorm's does not (the backend's default):
  *  - PRO_RMSNORM: X is the residual stream h itself and a.in_w the norm's weight w;
@@ -417,28 +424,32 @@ static GdLayout gd_plan(int epi, const GemvArgs &a, int nt, int xw, bool wg) {
     return L;
 }
 
-/* The consumers' instruction: wgmma (sm_90a) unless MAMBA2_GPU_GEMM_DECODE_WGMMA=0 or a test said
- * otherwise (gemm_decode_use_wgmma()) */
+/* The consumers' instruction (gemm_decode_use_wgmma()): 0 mma.sync, 1 wgmma, 2 wgmma from
+ * GD_WGMMA_MIN_NB sequences and mma.sync below (the default; MAMBA2_GPU_GEMM_DECODE_WGMMA=0 or 1 for
+ * the process). wgmma runs the products at 32 and 64 sequences at 81-84 % of copy where mma.sync
+ * reached 61-76 %, and the model at 8 and 16 sequences 1-2 % slower than mma.sync (results/gpu.md). */
+#define GD_WGMMA_MIN_NB 17
 static int g_wgmma = -1;
 
-static bool use_wgmma() {
+static int wgmma_mode() {
     if (g_wgmma < 0) {
         const char *e = getenv("MAMBA2_GPU_GEMM_DECODE_WGMMA");
-        g_wgmma = !(e && *e == '0');
+        g_wgmma = e && (*e == '0' || *e == '1') ? *e - '0' : 2;
     }
     return g_wgmma;
 }
 
-int gemm_decode_use_wgmma(int on) {
-    const int was = use_wgmma();
-    if (on >= 0) g_wgmma = on != 0;
+int gemm_decode_use_wgmma(int mode) {
+    const int was = wgmma_mode();
+    if (mode >= 0 && mode <= 2) g_wgmma = mode;
     return was;
 }
 
 template <int NT, int PRO, int EPI> static int gd_launch(const GemvArgs &a, const void *X, int ldx, cudaStream_t s) {
     static const bool prepared = (gemm_decode_prepare(), true); /* where the backend did not already */
     (void)prepared;
-    const bool wg = use_wgmma();
+    const int mode = wgmma_mode();
+    const bool wg = mode == 1 || (mode == 2 && a.nb >= GD_WGMMA_MIN_NB);
     const GdLayout L = gd_plan(EPI, a, NT, GD_XW(PRO), wg);
     GdMaps maps;
     bool ok = input_map(&maps.x, X, PRO == PRO_NONE ? 2 : 4, a.nb, a.cols, ldx, 8 * NT);

@@ -184,10 +184,11 @@ int mamba2_gpu_gemm_decode(int rows, int cols, int nb, int add, int pro, int gro
 
 /**
  * @brief Choose the decode GEMM's tensor-core instruction for the calls that follow (tests and
- *        benchmarks run both): @p on 1 wgmma, 0 mma.sync, −1 leave it.
- * @return the choice before the call.
+ *        benchmarks run both): @p mode 1 wgmma, 0 mma.sync, 2 wgmma from 17 sequences (the
+ *        default), −1 leave it.
+ * @return the mode before the call.
  */
-int mamba2_gpu_gemm_decode_wgmma(int on);
+int mamba2_gpu_gemm_decode_wgmma(int mode);
 
 /**
  * @brief Time the decode GEMM (the residual epilogue with @p add, else a plain store; prologue @p pro

@@ -9,7 +9,8 @@
  * Why beside mma.sync (mma_bf16.cuh): one instruction of a warpgroup (4 warps, 128 threads) reads its
  * operands from shared memory itself, so the 16-row A fragments of four warps and the B fragments
  * they share are read once per warpgroup, not once per warp, and the tensor cores run at Hopper's
- * full rate (mma.sync reaches about half of it).
+ * full rate, which mma.sync does not reach (the decode GEMM at 64 sequences: 81 % of copy with
+ * wgmma, 61 % with mma.sync; results/gpu.md).
  *
  * Shared-memory layout both operands must have (the 128-byte swizzle, K-major): rows of 128 bytes
  * (64 bf16 of K), 16-byte chunk c of row r stored at chunk c ^ (r mod 8), groups of 8 rows 1,024
