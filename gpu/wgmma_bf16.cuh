@@ -36,7 +36,8 @@
 
 #include "mma_bf16.cuh" /* smem_u32 */
 
-/* wgmma exists on sm_90a only; elsewhere these compile to a trap (the host never launches them there) */
+/** 1 where the device code is compiled for sm_90a, the only target with wgmma; elsewhere the functions
+ *  below compile to nothing or a trap (the host never launches them there). */
 #if defined(__CUDA_ARCH__) && defined(__CUDA_ARCH_FEAT_SM90_ALL)
 #define WGMMA_OK 1
 #else
