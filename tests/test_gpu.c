@@ -838,10 +838,10 @@ static void test_logits_copy(void) {
 }
 
 /* B sequences stepped together equal each stepped alone: nb=3 takes the fused GEMV path, nb=6 the
- * batched path with the tensor-core decode GEMM (gpu/gemm_decode.cu) on mma.sync, nb=17 on wgmma
- * (with fp32 state, 6 the register SSD step and 17 the shared-memory one), and nb=17 again with
- * cuBLAS (MAMBA2_GPU_GEMM_DECODE_MAX_NB=16: what the backend runs past 64 sequences).
- * Also checks the bf16-state option against fp32 states. */
+ * batched path with the tensor-core decode GEMM (gpu/gemm_decode.cu) on mma.sync, nb=17 the decode
+ * GEMM on wgmma (MAMBA2_GPU_GEMM_DECODE_MAX_NB=64) and again with cuBLAS (MAX_NB=16), whatever the
+ * backend's default between them (with fp32 state, 6 the register SSD step and 17 the shared-memory
+ * one). Also checks the bf16-state option against fp32 states. */
 static void test_batched(void) {
     TestFixture fx;
     CU_ASSERT_EQUAL_FATAL(test_load_fixture("g4_bf16_sharded", &fx), 0);
@@ -850,14 +850,14 @@ static void test_batched(void) {
         for (int k = 0; k < 4; k++) {
             int nb = sizes[k];
             Mamba2Backend *gpu;
-            if (k == 3) setenv("MAMBA2_GPU_GEMM_DECODE_MAX_NB", "16", 1); /* read when the backend is made */
+            if (k >= 2) setenv("MAMBA2_GPU_GEMM_DECODE_MAX_NB", k == 2 ? "64" : "16", 1); /* read when the backend is made */
             CU_ASSERT_EQUAL_FATAL(make_backends(&fx, bf, &gpu, NULL), 0);
             unsetenv("MAMBA2_GPU_GEMM_DECODE_MAX_NB");
             double worst = batched_vs_single(gpu, &fx, nb);
             /* nb ≤ 4 runs the very same kernels per sequence; the batched path rounds its inputs to bf16 */
             double tol = nb <= 4 ? 1e-6 : LOGITS_TOL;
             printf("\n    batch %2d %s state%s: batched vs single %.1e (bound %.0e)", nb, bf ? "bf16" : "fp32",
-                   k == 3 ? ", cuBLAS" : "", worst, tol);
+                   k == 2 ? ", decode GEMM on wgmma" : k == 3 ? ", cuBLAS" : "", worst, tol);
             CU_ASSERT(worst <= tol);
             mamba2_backend_destroy(gpu);
         }
@@ -964,8 +964,8 @@ static void random_model_7b_state(int d_conv, int n_batches) {
         double e_pre = test_rel_l2(got, ref, (size_t)NS * T * V);
         CU_ASSERT(e_pre <= LOGITS_TOL);
         /* sequences stepped together: 3 take the GEMV path and the SSD-step kernel that holds the
-         * state in registers, 8 and NS = 17 the batched path (the decode GEMM, on mma.sync at 8 and
-         * wgmma at 17),
+         * state in registers, 8 and NS = 17 the batched path (the decode GEMM on mma.sync at 8; at 17
+         * the decode GEMM on wgmma or cuBLAS, as MAMBA2_GPU_GEMM_DECODE_MAX_NB says),
          * with fp32 state through the streamed
          * kernel (STEP_STREAM_MIN_NB_FP32 in gpu/decode.cu), with bf16 state in registers */
         const int batches[3] = {3, 8, NS};
