@@ -208,17 +208,22 @@ decode_gemm:
             printf("%-10s %6d x %-6d %3d %9.4f %9.0f %7.0f%%\n", shapes[k].name, shapes[k].rows, shapes[k].cols, nb, ms, gbps,
                    100 * gbps / copy_gbps);
             /* then the decode GEMM, without and with the norm before the product in its prologue (as the
-             * batched step runs it: in_proj and lm_head RMSNorm, out_proj the grouped norm and adding) */
-            for (int pro = 0; pro < 2; pro++) {
-                ms = mamba2_gpu_time_gemm_decode(shapes[k].rows, shapes[k].cols, nb, k == 1, pro ? (k == 1 ? 2 : 1) : 0, 50, &e);
-                if (ms < 0) {
-                    fprintf(stderr, "decode GEMM: %s\n", e.msg);
-                    return 1;
+             * batched step runs it: in_proj and lm_head RMSNorm, out_proj the grouped norm and adding),
+             * on each tensor-core instruction */
+            for (int wg = 1; wg >= 0; wg--)
+                for (int pro = 0; pro < 2; pro++) {
+                    const int was = mamba2_gpu_gemm_decode_wgmma(wg);
+                    ms = mamba2_gpu_time_gemm_decode(shapes[k].rows, shapes[k].cols, nb, k == 1, pro ? (k == 1 ? 2 : 1) : 0, 50, &e);
+                    mamba2_gpu_gemm_decode_wgmma(was);
+                    if (ms < 0) {
+                        fprintf(stderr, "decode GEMM: %s\n", e.msg);
+                        return 1;
+                    }
+                    gbps = (double)shapes[k].rows * shapes[k].cols * 2 / (ms * 1e-3) / 1e9;
+                    printf("%-10s %6d x %-6d %3d %9.4f %9.0f %7.0f%%  decode GEMM (gemm_decode.cu, %s)%s\n", shapes[k].name,
+                           shapes[k].rows, shapes[k].cols, nb, ms, gbps, 100 * gbps / copy_gbps, wg ? "wgmma" : "mma.sync",
+                           pro ? (k == 1 ? " + grouped norm" : " + RMSNorm") : "");
                 }
-                gbps = (double)shapes[k].rows * shapes[k].cols * 2 / (ms * 1e-3) / 1e9;
-                printf("%-10s %6d x %-6d %3d %9.4f %9.0f %7.0f%%  decode GEMM (gemm_decode.cu)%s\n", shapes[k].name, shapes[k].rows,
-                       shapes[k].cols, nb, ms, gbps, 100 * gbps / copy_gbps, pro ? (k == 1 ? " + grouped norm" : " + RMSNorm") : "");
-            }
         }
     if (decode_gemm_only) return 0;
 

@@ -671,12 +671,19 @@ static int grow_decode(GpuBackend *gb, int nb, Mamba2Error *err) {
     return 0;
 }
 
+/* The most sequences the decode GEMM takes with a norm in its prologue: past 16, each block's
+ * conversion of its fp32 inputs (as many bytes as its weights at 64 sequences) cost more than the
+ * norm kernel before a plain product (results/gpu.md) */
+#define GEMM_DECODE_PRO_MAX_NB 16
+
 /* Whether the batched step runs a product through gemm_decode.cu with prologue @p pro (X bf16 for
  * PRO_NONE, else fp32): @p on (the product is one MAMBA2_GPU_GEMM_DECODE_ON names), the batch within
- * its range, the prologue one MAMBA2_GPU_GEMM_DECODE_NORMS names, and the kernel takes the operands. */
+ * its range (with a prologue, to GEMM_DECODE_PRO_MAX_NB), the prologue one
+ * MAMBA2_GPU_GEMM_DECODE_NORMS names, and the kernel takes the operands. */
 static bool gemm_decode_runs(const GpuBackend *gb, bool on, GemvPrologue pro, GemvEpilogue epi, const GemvArgs &a, const void *X,
                              int ldx) {
-    return on && a.nb <= gb->gemm_decode_max_nb && (pro != PRO_RMSNORM || gb->gemm_decode_rms) &&
+    return on && a.nb <= gb->gemm_decode_max_nb && (pro == PRO_NONE || a.nb <= GEMM_DECODE_PRO_MAX_NB) &&
+           (pro != PRO_RMSNORM || gb->gemm_decode_rms) &&
            (pro != PRO_GATEDNORM || gb->gemm_decode_gated) && gemm_decode_takes(pro, epi, a, X, ldx);
 }
 
@@ -726,7 +733,8 @@ static int enqueue_step(GpuBackend *gb, int nb, Mamba2Error *err) {
     /* Each norm's sum of squares is accumulated by the kernel that produces its input:
      * ss_h[l] (Σ h² entering layer l) by the previous out_proj, ss_y[l] by the SSD step. */
     float *ss_h = gb->norm_sums, *ss_y = gb->norm_sums + (size_t)(g.L + 1) * nb;
-    if (nb <= 4 || (gb->gemm_decode_gated && gb->gemm_decode_out && nb <= gb->gemm_decode_max_nb)) /* the sums add atomically */
+    if (nb <= 4 || (gb->gemm_decode_gated && gb->gemm_decode_out && nb <= gb->gemm_decode_max_nb && nb <= GEMM_DECODE_PRO_MAX_NB))
+        /* the sums add atomically */
         CUDA_TRY(cudaMemsetAsync(gb->norm_sums, 0, norm_sums_count(g, nb) * 4, s));
     if (nb <= 4) launch_sum_squares(gb->sh, nb, g.d, gb->layers[0].norm_w, ss_h, gb->sx, s);
     prof_mark(gb, "embed");
@@ -958,17 +966,18 @@ extern "C" int mamba2_backend_gpu_create(const Mamba2Model *m, const Mamba2Backe
     gb->gemv_stage = gb->wf == GEMV_Q8_DP4A && !(stage && !strcmp(stage, "0"));
     /* batched decode (bf16 weights): the products MAMBA2_GPU_GEMM_DECODE_ON names (in, out, lm, joined by
      * '+'; default all three) through gemm_decode.cu for 5 to MAMBA2_GPU_GEMM_DECODE_MAX_NB sequences
-     * (default 16, at most 64), the others through cuBLAS (measurements: results/gpu.md).
-     * MAMBA2_GPU_GEMM_DECODE=0 turns the kernel off. */
+     * (default 16; at most 64, where from 17 sequences it runs on wgmma without the norms in its
+     * prologue: alone faster than cuBLAS there, in the model not yet measured), the others through
+     * cuBLAS (measurements: results/gpu.md). MAMBA2_GPU_GEMM_DECODE=0 turns the kernel off. */
     const char *gdo = getenv("MAMBA2_GPU_GEMM_DECODE_ON"), *gdm = getenv("MAMBA2_GPU_GEMM_DECODE_MAX_NB");
     if (!gdo) gdo = "in+out+lm";
     gb->gemm_decode_max_nb = gdm && *gdm ? atoi(gdm) : 16;
     gb->gemm_decode_in = strstr(gdo, "in") != NULL, gb->gemm_decode_out = strstr(gdo, "out") != NULL;
     gb->gemm_decode_lm = strstr(gdo, "lm") != NULL;
-    /* ... and with the norm before a product in its prologue instead of a kernel of its own: the
-     * words of MAMBA2_GPU_GEMM_DECODE_NORMS, "out" (the grouped norm before out_proj: the default)
-     * and "in" (RMSNorm before in_proj and lm_head), joined by '+', "0" for none (measurements:
-     * results/gpu.md) */
+    /* ... and with the norm before a product in its prologue instead of a kernel of its own, for up to
+     * GEMM_DECODE_PRO_MAX_NB sequences: the words of MAMBA2_GPU_GEMM_DECODE_NORMS, "out" (the grouped
+     * norm before out_proj: the default) and "in" (RMSNorm before in_proj and lm_head), joined by '+',
+     * "0" for none (measurements: results/gpu.md) */
     const char *gdn = getenv("MAMBA2_GPU_GEMM_DECODE_NORMS");
     if (!gdn) gdn = "out";
     gb->gemm_decode_rms = strstr(gdn, "in") != NULL, gb->gemm_decode_gated = strstr(gdn, "out") != NULL;

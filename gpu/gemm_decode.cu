@@ -7,8 +7,11 @@
  *
  * Decode of a few sequences is a matrix-vector product that reads each weight once and uses it
  * nb times: memory-bound, but past 4 sequences too many multiply-adds for the CUDA cores at the
- * rate the weights arrive (gemv.cuh), so mma.sync m16n8k16 does them, with the weights as the
- * 16-row operand A and the sequences as the 8-column operand B (nb padded to 16, 32 or 64).
+ * rate the weights arrive (gemv.cuh), so the tensor cores do them, with the weights as operand A
+ * and the sequences as operand B (nb padded to 16, 32 or 64): mma.sync m16n8k16 (a warp, 16 rows),
+ * or from 17 sequences Hopper's wgmma m64nNk16 (a warpgroup, 64 rows, N = nb padded), which reads
+ * both operands from shared memory itself, once per warpgroup, at the tensor cores' full rate
+ * (wgmma_bf16.cuh).
  * Where the bytes wait (as in gemv_stream.cu, and unlike the register-fed try of results/gpu.md,
  * which held too few bytes in flight):
  *  - a persistent grid of one block per multiprocessor, each block a contiguous range of 16-row
@@ -31,11 +34,15 @@
  *    stages, whose copies the producer has kept in flight. A group's inputs are read once for up to
  *    256 rows (from the L2): at most nb/256 of the weight bytes again, per group. (Groups of 128 rows
  *    split between two warps by columns, whose sums then met in shared memory, read the inputs twice
- *    as often, and were slower for in_proj; results/gpu.md.)
+ *    as often, and were slower for in_proj; results/gpu.md.) With wgmma, warpgroup w (warps 4w ..
+ *    4w + 3) takes 64-row blocks w and w + 2 of the group, its batch of a stage left running while
+ *    the next stage is waited for and issued, the stage released one stage late; a group's last
+ *    block may reach past the group's rows into what follows in shared memory (other rows, whose
+ *    sums are dropped; slack past the last stage).
  * The norm before each product can come with it, so that the batched step needs no kernel of its
  * own for it (the prologue, as in the GEMV): the inputs then come as fp32, and the eight consumer
  * warps apply the norm to a share of each stage's inputs each and write them in bf16 where ldmatrix
- * reads them, then meet at a barrier (each warp converting all of its own fragments, or one
+ * (or wgmma) reads them, then meet at a barrier (each warp converting all of its own fragments, or one
  * converter warp doing all of it, was far slower; results/gpu.md). The barrier costs the kernel some
  * of its speed: the grouped norm's prologue pays for itself, RMSNorm's does not (the backend's default):
  *  - PRO_RMSNORM: X is the residual stream h itself and a.in_w the norm's weight w;
@@ -55,6 +62,7 @@
 
 #include "bulk_copy.cuh"
 #include "gemv.cuh"
+#include "wgmma_bf16.cuh"
 
 #define GD_CONSUMERS 8                         /* consumer warps */
 #define GD_THREADS ((GD_CONSUMERS + 1) * 32)   /* and one producer warp */
@@ -118,11 +126,13 @@ struct GdMaps {
     CUtensorMap x;
 };
 
-template <int NT, int PRO, int EPI>
+template <int NT, int PRO, int EPI, bool WG>
 __global__ void __launch_bounds__(GD_THREADS, 1) gemm_decode_kernel(GemvArgs a, const __grid_constant__ GdMaps maps, GdLayout L) {
     extern __shared__ __align__(1024) unsigned char smem_raw[];
     unsigned char *smem = (unsigned char *)(((uintptr_t)smem_raw + 1023) & ~(uintptr_t)1023);
-    const int K = a.cols, nb = a.nb, warp = threadIdx.x >> 5, lane = threadIdx.x & 31;
+    /* warp: from lane 0, so that the compiler sees it the same across the warp (wgmma in branches on it
+     * would otherwise be serialized) */
+    const int K = a.cols, nb = a.nb, warp = __shfl_sync(0xffffffffu, threadIdx.x >> 5, 0), lane = threadIdx.x & 31;
     const int tiles = (a.rows + 15) / 16, KS = L.kboxes * GD_BOX_K;
     const unsigned wbytes = (unsigned)L.kboxes * L.slots * 2048; /* the weights' part of a stage */
     /* block b: slice b mod splits of K (boundaries on whole boxes), and a range of tiles among the
@@ -184,10 +194,13 @@ __global__ void __launch_bounds__(GD_THREADS, 1) gemm_decode_kernel(GemvArgs a, 
     constexpr int R = 8 * NT; /* input rows of a box */
     const int tid = threadIdx.x;   /* consumers: 0 .. 255 */
     const int cr = tid % R;        /* the input row this thread converts (256 is a multiple of R) */
-    int it = 0;
+    const int wg = warp >> 2, wq = warp & 3; /* WG: this warp's warpgroup, and its 16 rows of each 64 */
+    int it = 0, held = -1; /* WG: the stage whose wgmma may still be running (released one stage late) */
     for (int j = 0; j < ngroups; j++) {
         int first, last;
         group_tiles(j, first, last);
+        /* mma.sync: acc[i] is tile warp·mt + i of the group; WG: acc[i] (as [N/2] floats) is 64-row block
+         * wg + 2i of the group, of which this warp holds rows 16·wq .. 16·wq + 15 (wgmma_bf16.cuh) */
         float acc[GD_MT][NT][4];
 #pragma unroll
         for (int i = 0; i < GD_MT; i++)
@@ -198,7 +211,8 @@ __global__ void __launch_bounds__(GD_THREADS, 1) gemm_decode_kernel(GemvArgs a, 
         const int g = lane >> 2, q = 2 * (lane & 3); /* C layout: c0, c1 = row g, columns q, q+1; c2, c3 = row g + 8 (mma_bf16.cuh) */
         float rs[NT][2];                             /* PRO_RMSNORM: the scale of columns q, q + 1 of each 8-column tile */
         float ssr = 0.0f;                            /* PRO_RMSNORM: Σ x² of row cr over the chunks this thread converted */
-        const int mine = min(L.mt, last - first - warp * L.mt); /* this warp's tiles in the group (≤ 0: none) */
+        const int mine = min(L.mt, last - first - warp * L.mt); /* mma.sync: this warp's tiles in the group (≤ 0: none) */
+        const int mb = (last - first + 3) / 4;                  /* WG: the group's 64-row blocks */
         for (int t = 0; t < kstages; t++, it++) {
             const int s = it % L.stages, k0 = k_begin + t * KS;
             mbar_wait(&full[s], (uint32_t)(it / L.stages) & 1);
@@ -230,7 +244,32 @@ __global__ void __launch_bounds__(GD_THREADS, 1) gemm_decode_kernel(GemvArgs a, 
                     if (tid < R) ssum[(j + 1) % 3 * R + tid] = 0.0f; /* the next group's (read two groups ago, before the last barrier) */
                     atomicAdd(&ssum[j % 3 * R + cr], ssr);
                 }
+                if (WG) fence_proxy_async(); /* the converted inputs, for wgmma's reads */
                 asm volatile("bar.sync 1, %0;\n" ::"r"(GD_CONSUMERS * 32) : "memory"); /* the consumers' barrier: converted */
+            }
+            if (WG) {
+                /* per 16-column step of each box: one wgmma per 64-row block of this warpgroup (A: the block's
+                 * rows of the box, B: the box's inputs), issued together and left running; the stage they read
+                 * is released once the next stage's batch is issued and this one's has finished */
+                const int boxes = (min(KS, k_end - k0) + GD_BOX_K - 1) / GD_BOX_K;
+                wgmma_fence();
+                for (int h = 0; h < boxes; h++)
+#pragma unroll
+                    for (int kq = 0; kq < GD_BOX_K / 16; kq++) {
+                        const uint64_t db = wgmma_desc_sw128(st + wbytes + (size_t)h * R * 128 + kq * 32);
+#pragma unroll
+                        for (int i = 0; i < GD_MT; i++)
+                            if (wg + 2 * i < mb)
+                                wgmma_bf16<8 * NT>(&acc[i][0][0], wgmma_desc_sw128(st + (size_t)(h * L.slots + (wg + 2 * i) * 4) * 2048 + kq * 32), db);
+                    }
+                wgmma_commit();
+                wgmma_wait<1>();
+                if (held >= 0) {
+                    __syncwarp();
+                    if (lane == 0) mbar_arrive(&empty[held]);
+                }
+                held = s;
+                continue;
             }
             if (mine > 0) {
                 const int steps = min(KS, k_end - k0) / 16;
@@ -261,6 +300,18 @@ __global__ void __launch_bounds__(GD_THREADS, 1) gemm_decode_kernel(GemvArgs a, 
             __syncwarp();
             if (lane == 0) mbar_arrive(&empty[s]);
         }
+        if (WG) { /* the group's last batch: finished, its stage released */
+            wgmma_wait<0>();
+#pragma unroll
+            for (int i = 0; i < GD_MT; i++)
+#pragma unroll
+                for (int n = 0; n < NT; n++)
+#pragma unroll
+                    for (int c = 0; c < 4; c++) wgmma_fence_operand(acc[i][n][c]);
+            __syncwarp();
+            if (lane == 0 && held >= 0) mbar_arrive(&empty[held]);
+            held = -1;
+        }
         if (PRO == PRO_RMSNORM) /* the sums of the group's last stage (after its barrier) */
 #pragma unroll
             for (int n = 0; n < NT; n++)
@@ -268,15 +319,16 @@ __global__ void __launch_bounds__(GD_THREADS, 1) gemm_decode_kernel(GemvArgs a, 
                 for (int e = 0; e < 2; e++) rs[n][e] = rsqrtf(ssum[j % 3 * R + n * 8 + q + e] * (1.0f / K) + a.eps);
 #pragma unroll
         for (int i = 0; i < GD_MT; i++) {
-            if (i >= mine) break;
-            const int tile = first + warp * L.mt + i;
+            if (WG ? wg + 2 * i >= mb : i >= mine) continue;
+            const int r0 = WG ? (first + (wg + 2 * i) * 4 + wq) * 16 : (first + warp * L.mt + i) * 16; /* the 16 rows' first */
 #pragma unroll
             for (int n = 0; n < NT; n++)
 #pragma unroll
                 for (int c = 0; c < 4; c++) {
-                    const int r = tile * 16 + g + (c >> 1) * 8, b = n * 8 + q + (c & 1);
+                    const int r = r0 + g + (c >> 1) * 8, b = n * 8 + q + (c & 1);
                     const float v = PRO == PRO_RMSNORM ? acc[i][n][c] * rs[n][c & 1] : acc[i][n][c];
-                    if (r < a.rows && b < nb) gd_finish<EPI>(a, b, r, v, L.splits > 1);
+                    /* WG: a block's rows past the group's (its last 64-row block) are the next group's */
+                    if (r < last * 16 && r < a.rows && b < nb) gd_finish<EPI>(a, b, r, v, L.splits > 1);
                 }
         }
     }
@@ -340,7 +392,7 @@ bool gemm_decode_takes(GemvPrologue pro, GemvEpilogue epi, const GemvArgs &a, co
  *  columns (MAMBA2_GPU_GEMM_DECODE_SPLITS overrides it for A/B runs); groups of at most GD_GROUP_TILES
  *  tiles; two boxes of columns a stage where that still leaves 4 stages in shared memory, else one.
  *  @p xw: 128-byte rows per input row and box (GD_XW). */
-static GdLayout gd_plan(int epi, const GemvArgs &a, int nt, int xw) {
+static GdLayout gd_plan(int epi, const GemvArgs &a, int nt, int xw, bool wg) {
     static int env_splits = -1;
     if (env_splits < 0) {
         const char *sp = getenv("MAMBA2_GPU_GEMM_DECODE_SPLITS");
@@ -358,26 +410,53 @@ static GdLayout gd_plan(int epi, const GemvArgs &a, int nt, int xw) {
     L.groups = (per_block + GD_GROUP_TILES - 1) / GD_GROUP_TILES;
     L.slots = (per_block + L.groups - 1) / L.groups;
     L.mt = L.slots <= GD_CONSUMERS ? 1 : 2;
+    /* wgmma reads 64-row blocks: the last block of a group may reach 3 tiles past its box, into the next
+     * box or stage (rows whose sums are dropped), or past the last stage: slack there */
+    const unsigned slack = wg ? 3 * 2048 : 0;
     for (L.kboxes = 2; L.kboxes >= 1; L.kboxes--) {
         L.xf = (unsigned)L.kboxes * (L.slots * 2048 + 8 * nt * 128);
         L.stage_bytes = L.xf + (xw > 1 ? (unsigned)L.kboxes * 2 * 8 * nt * 128 : 0); /* a multiple of 1,024 */
-        L.stages = std::min(8, (int)((SMEM_MAX - 1024 - 16 * 8 - 3 * 64 * 4) / L.stage_bytes));
+        L.stages = std::min(8, (int)((SMEM_MAX - 1024 - slack - 16 * 8 - 3 * 64 * 4) / L.stage_bytes));
         if (L.stages >= 4 || L.kboxes == 1) break;
     }
-    L.bar = (unsigned)L.stages * L.stage_bytes;
+    L.bar = (unsigned)L.stages * L.stage_bytes + slack;
     L.total = L.bar + (unsigned)L.stages * 16 + 3 * 8 * nt * 4 + 1024;
     return L;
+}
+
+/* The consumers' instruction (gemm_decode_use_wgmma()): 0 mma.sync, 1 wgmma, 2 wgmma from
+ * GD_WGMMA_MIN_NB sequences and mma.sync below (the default; MAMBA2_GPU_GEMM_DECODE_WGMMA=0 or 1 for
+ * the process). wgmma runs the products at 32 and 64 sequences at 81-84 % of copy where mma.sync
+ * reached 61-76 %, and the model at 8 and 16 sequences 1-2 % slower than mma.sync (results/gpu.md). */
+#define GD_WGMMA_MIN_NB 17
+static int g_wgmma = -1;
+
+static int wgmma_mode() {
+    if (g_wgmma < 0) {
+        const char *e = getenv("MAMBA2_GPU_GEMM_DECODE_WGMMA");
+        g_wgmma = e && (*e == '0' || *e == '1') ? *e - '0' : 2;
+    }
+    return g_wgmma;
+}
+
+int gemm_decode_use_wgmma(int mode) {
+    const int was = wgmma_mode();
+    if (mode >= 0 && mode <= 2) g_wgmma = mode;
+    return was;
 }
 
 template <int NT, int PRO, int EPI> static int gd_launch(const GemvArgs &a, const void *X, int ldx, cudaStream_t s) {
     static const bool prepared = (gemm_decode_prepare(), true); /* where the backend did not already */
     (void)prepared;
-    const GdLayout L = gd_plan(EPI, a, NT, GD_XW(PRO));
+    const int mode = wgmma_mode();
+    const bool wg = mode == 1 || (mode == 2 && a.nb >= GD_WGMMA_MIN_NB);
+    const GdLayout L = gd_plan(EPI, a, NT, GD_XW(PRO), wg);
     GdMaps maps;
     bool ok = input_map(&maps.x, X, PRO == PRO_NONE ? 2 : 4, a.nb, a.cols, ldx, 8 * NT);
     for (int n = 1; n <= GD_GROUP_TILES; n++) ok = ok && input_map(&maps.w[n - 1], a.W, 2, a.rows, a.cols, a.cols, 16 * n);
     if (!ok) return -1; /* gemm_decode_takes() checked what the encoder asks: not expected */
-    launch_pdl(gemm_decode_kernel<NT, PRO, EPI>, dim3(L.blocks * L.splits), dim3(GD_THREADS), L.total, s, a, maps, L);
+    if (wg) launch_pdl(gemm_decode_kernel<NT, PRO, EPI, true>, dim3(L.blocks * L.splits), dim3(GD_THREADS), L.total, s, a, maps, L);
+    else launch_pdl(gemm_decode_kernel<NT, PRO, EPI, false>, dim3(L.blocks * L.splits), dim3(GD_THREADS), L.total, s, a, maps, L);
     return 0;
 }
 
@@ -396,11 +475,13 @@ int launch_gemm_decode(GemvPrologue pro, GemvEpilogue epi, const GemvArgs &a, co
     return epi == EPI_RESIDUAL ? gd_launch_nt<PRO_NONE, EPI_RESIDUAL>(a, X, ldx, s) : gd_launch_nt<PRO_NONE, EPI_STORE>(a, X, ldx, s);
 }
 
-template <int PRO, int EPI> static void gd_raise() {
-    cudaFuncSetAttribute(gemm_decode_kernel<2, PRO, EPI>, cudaFuncAttributeMaxDynamicSharedMemorySize, SMEM_MAX);
-    cudaFuncSetAttribute(gemm_decode_kernel<4, PRO, EPI>, cudaFuncAttributeMaxDynamicSharedMemorySize, SMEM_MAX);
-    cudaFuncSetAttribute(gemm_decode_kernel<8, PRO, EPI>, cudaFuncAttributeMaxDynamicSharedMemorySize, SMEM_MAX);
+template <int PRO, int EPI, bool WG> static void gd_raise_wg() {
+    cudaFuncSetAttribute(gemm_decode_kernel<2, PRO, EPI, WG>, cudaFuncAttributeMaxDynamicSharedMemorySize, SMEM_MAX);
+    cudaFuncSetAttribute(gemm_decode_kernel<4, PRO, EPI, WG>, cudaFuncAttributeMaxDynamicSharedMemorySize, SMEM_MAX);
+    cudaFuncSetAttribute(gemm_decode_kernel<8, PRO, EPI, WG>, cudaFuncAttributeMaxDynamicSharedMemorySize, SMEM_MAX);
 }
+
+template <int PRO, int EPI> static void gd_raise() { gd_raise_wg<PRO, EPI, false>(), gd_raise_wg<PRO, EPI, true>(); }
 
 void gemm_decode_prepare() {
     gd_raise<PRO_NONE, EPI_STORE>(), gd_raise<PRO_NONE, EPI_RESIDUAL>(), gd_raise<PRO_RMSNORM, EPI_STORE>();

@@ -183,6 +183,14 @@ int mamba2_gpu_gemm_decode(int rows, int cols, int nb, int add, int pro, int gro
                            const float *norm, float *out, Mamba2Error *err);
 
 /**
+ * @brief Choose the decode GEMM's tensor-core instruction for the calls that follow (tests and
+ *        benchmarks run both): @p mode 1 wgmma, 0 mma.sync, 2 wgmma from 17 sequences (the
+ *        default), −1 leave it.
+ * @return the mode before the call.
+ */
+int mamba2_gpu_gemm_decode_wgmma(int mode);
+
+/**
  * @brief Time the decode GEMM (the residual epilogue with @p add, else a plain store; prologue @p pro
  *        as in mamba2_gpu_gemm_decode(), 8 groups where cols allows) as mamba2_gpu_time_cublas_gemm()
  *        times cuBLAS.

@@ -261,6 +261,12 @@ bool gemm_decode_enabled();
 /** Raise the decode GEMM's shared-memory limits (once; call before capturing a graph). */
 void gemm_decode_prepare();
 
+/** Which tensor-core instruction the decode GEMM's launches from now on use: @p mode 0 mma.sync, 1
+ *  wgmma (Hopper's warpgroup instruction), 2 wgmma from 17 sequences and mma.sync below (the default;
+ *  MAMBA2_GPU_GEMM_DECODE_WGMMA=0 or 1 sets the others for the process), −1 unchanged.
+ *  @return the mode before the call. */
+int gemm_decode_use_wgmma(int mode);
+
 /** ss[b] = Σ_i h[b][i]² and xw[b][i] = h[b][i]·w[i] for nb rows of width d (layer 0's input norm in decode). */
 void launch_sum_squares(const float *h, int nb, int d, const float *w, float *ss, float *xw, cudaStream_t s);
 

@@ -248,6 +248,8 @@ extern "C" int mamba2_gpu_gemm_decode(int rows, int cols, int nb, int add, int p
     return rc;
 }
 
+extern "C" int mamba2_gpu_gemm_decode_wgmma(int mode) { return gemm_decode_use_wgmma(mode); }
+
 extern "C" double mamba2_gpu_time_gemm_decode(int rows, int cols, int nb, int add, int pro, int reps, Mamba2Error *err) {
     if (!mamba2_gpu_available(err)) return -1;
     int copies = (int)(1 + (512ull << 20) / ((size_t)rows * cols * 2));

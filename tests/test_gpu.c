@@ -149,12 +149,15 @@ static void test_gemv_kernel(void) {
  * below 4.5e-6; results/gpu.md). It must also decline what it does not take: 4 and 65 sequences, 100
  * columns. */
 static void test_gemm_decode_kernel(void) {
+    const int was = mamba2_gpu_gemm_decode_wgmma(-1);
     const struct {
         int rows, cols, nb;
     } cases[] = {{1000, 4096, 5}, {37, 8192, 64}, {4099, 272, 9}, {4099, 272, 33}, {300, 1040, 16},
                  {2200, 1040, 17}, {18560, 256, 64}, {4096, 8192, 8}, {129, 4096, 32}, {65, 160, 12}, {40000, 128, 6}};
+    for (int wg = 1; wg >= 0; wg--) /* each tensor-core instruction: wgmma, mma.sync */
     for (size_t k = 0; k < sizeof cases / sizeof cases[0]; k++)
         for (int add = 0; add < 2; add++) {
+            mamba2_gpu_gemm_decode_wgmma(wg);
             int rows = cases[k].rows, cols = cases[k].cols, nb = cases[k].nb;
             uint16_t *W = malloc((size_t)rows * cols * 2), *x = malloc((size_t)nb * cols * 2);
             float *out = malloc((size_t)nb * rows * 4), *ref = malloc((size_t)nb * rows * 4);
@@ -171,10 +174,11 @@ static void test_gemm_decode_kernel(void) {
             Mamba2Error e = {{0}};
             CU_ASSERT_EQUAL(mamba2_gpu_gemm_decode(rows, cols, nb, add, 0, 0, W, x, NULL, out, &e), 0);
             double err = test_rel_l2(out, ref, (size_t)nb * rows);
-            printf("\n    decode GEMM %5d x %-5d nb=%-2d %s %.1e", rows, cols, nb, add ? "added" : "stored", err);
+            printf("\n    decode GEMM %-8s %5d x %-5d nb=%-2d %s %.1e", wg ? "wgmma" : "mma.sync", rows, cols, nb, add ? "added" : "stored", err);
             CU_ASSERT(err <= 3e-5);
             free(W), free(x), free(out), free(ref);
         }
+    mamba2_gpu_gemm_decode_wgmma(was);
     uint16_t w1[100 * 16] = {0}, x1[65 * 100] = {0};
     float o1[65 * 100];
     Mamba2Error e = {{0}};
@@ -204,7 +208,10 @@ static void test_gemm_decode_norms(void) {
     } cases[] = {{1000, 4096, 5, 1, 0}, {4099, 272, 33, 1, 0}, {300, 1040, 16, 1, 0}, {18560, 256, 64, 1, 0}, {129, 4096, 12, 1, 0},
                  {4096, 8192, 8, 2, 8}, {4096, 8192, 16, 2, 8}, {1000, 512, 9, 2, 8}, {37, 768, 64, 2, 3}, {2200, 1024, 17, 2, 4}};
     const float eps = 1e-5f;
+    const int was = mamba2_gpu_gemm_decode_wgmma(-1);
+    for (int wg = 1; wg >= 0; wg--) /* each tensor-core instruction: wgmma, mma.sync */
     for (size_t k = 0; k < sizeof cases / sizeof cases[0]; k++) {
+        mamba2_gpu_gemm_decode_wgmma(wg);
         const int rows = cases[k].rows, cols = cases[k].cols, nb = cases[k].nb, pro = cases[k].pro, G = cases[k].groups;
         const int add = pro == 2, gs = G ? cols / G : cols;
         uint16_t *W = malloc((size_t)rows * cols * 2);
@@ -245,11 +252,13 @@ static void test_gemm_decode_norms(void) {
         Mamba2Error e = {{0}};
         CU_ASSERT_EQUAL(mamba2_gpu_gemm_decode(rows, cols, nb, add, pro, G, W, x, norm, out, &e), 0);
         double err = test_rel_l2(out, ref, (size_t)nb * rows);
-        printf("\n    decode GEMM %5d x %-5d nb=%-2d %s %.1e", rows, cols, nb, pro == 1 ? "RMSNorm, stored     " : "grouped norm, added", err);
+        printf("\n    decode GEMM %-8s %5d x %-5d nb=%-2d %s %.1e", wg ? "wgmma" : "mma.sync", rows, cols, nb,
+               pro == 1 ? "RMSNorm, stored     " : "grouped norm, added", err);
         if (moved) printf(" (%d inputs moved off a midpoint)", moved);
         CU_ASSERT(err <= 3e-5);
         free(W), free(x), free(norm), free(out), free(ref), free(xn), free(scale);
     }
+    mamba2_gpu_gemm_decode_wgmma(was);
     float x1[8 * 640] = {0}, n1[8 * 10] = {0}, o1[8 * 64] = {0}; /* o1: the values the taken call adds to */
     uint16_t w1[64 * 640] = {0};
     Mamba2Error e = {{0}};
@@ -829,22 +838,26 @@ static void test_logits_copy(void) {
 }
 
 /* B sequences stepped together equal each stepped alone: nb=3 takes the fused GEMV path, nb=6 the
- * batched path with the tensor-core decode GEMM (gpu/gemm_decode.cu) and nb=17 with cuBLAS (with
- * fp32 state, 6 the register SSD step and 17 the shared-memory one).
- * Also checks the bf16-state option against fp32 states. */
+ * batched path with the tensor-core decode GEMM (gpu/gemm_decode.cu) on mma.sync, nb=17 the decode
+ * GEMM on wgmma (MAMBA2_GPU_GEMM_DECODE_MAX_NB=64) and again with cuBLAS (MAX_NB=16), whatever the
+ * backend's default between them (with fp32 state, 6 the register SSD step and 17 the shared-memory
+ * one). Also checks the bf16-state option against fp32 states. */
 static void test_batched(void) {
     TestFixture fx;
     CU_ASSERT_EQUAL_FATAL(test_load_fixture("g4_bf16_sharded", &fx), 0);
-    int sizes[] = {3, 6, BATCH_MAX};
+    const int sizes[] = {3, 6, BATCH_MAX, BATCH_MAX};
     for (int bf = 0; bf < 2; bf++)
-        for (int k = 0; k < 3; k++) {
+        for (int k = 0; k < 4; k++) {
             int nb = sizes[k];
             Mamba2Backend *gpu;
+            if (k >= 2) setenv("MAMBA2_GPU_GEMM_DECODE_MAX_NB", k == 2 ? "64" : "16", 1); /* read when the backend is made */
             CU_ASSERT_EQUAL_FATAL(make_backends(&fx, bf, &gpu, NULL), 0);
+            unsetenv("MAMBA2_GPU_GEMM_DECODE_MAX_NB");
             double worst = batched_vs_single(gpu, &fx, nb);
             /* nb ≤ 4 runs the very same kernels per sequence; the batched path rounds its inputs to bf16 */
             double tol = nb <= 4 ? 1e-6 : LOGITS_TOL;
-            printf("\n    batch %2d %s state: batched vs single %.1e (bound %.0e)", nb, bf ? "bf16" : "fp32", worst, tol);
+            printf("\n    batch %2d %s state%s: batched vs single %.1e (bound %.0e)", nb, bf ? "bf16" : "fp32",
+                   k == 2 ? ", decode GEMM on wgmma" : k == 3 ? ", cuBLAS" : "", worst, tol);
             CU_ASSERT(worst <= tol);
             mamba2_backend_destroy(gpu);
         }
@@ -951,7 +964,8 @@ static void random_model_7b_state(int d_conv, int n_batches) {
         double e_pre = test_rel_l2(got, ref, (size_t)NS * T * V);
         CU_ASSERT(e_pre <= LOGITS_TOL);
         /* sequences stepped together: 3 take the GEMV path and the SSD-step kernel that holds the
-         * state in registers, 8 and NS = 17 the batched path (8 with the decode GEMM, 17 with cuBLAS),
+         * state in registers, 8 and NS = 17 the batched path (the decode GEMM on mma.sync at 8; at 17
+         * the decode GEMM on wgmma or cuBLAS, as MAMBA2_GPU_GEMM_DECODE_MAX_NB says),
          * with fp32 state through the streamed
          * kernel (STEP_STREAM_MIN_NB_FP32 in gpu/decode.cu), with bf16 state in registers */
         const int batches[3] = {3, 8, NS};
@@ -967,8 +981,8 @@ static void random_model_7b_state(int d_conv, int n_batches) {
             double e_step = test_rel_l2(got, ref, (size_t)nb * T * V);
             /* fp32 state and up to 4 sequences (the GEMV path) keep fp32 activations, so only fp32
              * rounding separates them from the reference. notebooks-docs/design.md's 2e-2 applies where bf16 enters:
-             * a bf16 state is rounded every token, and more than 4 sequences go through cuBLAS bf16
-             * GEMMs with the activations rounded to bf16 (as in prefill; "batched step vs single steps"
+             * a bf16 state is rounded every token, and more than 4 sequences go through bf16
+             * GEMMs (the decode GEMM or cuBLAS) with the activations rounded to bf16 (as in prefill; "batched step vs single steps"
              * bounds batch 6 the same way). Measured on the H200, 2026-12-01, two runs (fresh random
              * models): 17 sequences 4.0e-3 and 7.4e-3 (fp32 state), 4.3e-3 and 8.4e-3 (bf16 state). */
             double step_tol = bf || nb > 4 ? LOGITS_TOL : 1e-4;
