@@ -426,8 +426,8 @@ static GdLayout gd_plan(int epi, const GemvArgs &a, int nt, int xw, bool wg) {
 
 /* The consumers' instruction (gemm_decode_use_wgmma()): 0 mma.sync, 1 wgmma, 2 wgmma from
  * GD_WGMMA_MIN_NB sequences and mma.sync below (the default; MAMBA2_GPU_GEMM_DECODE_WGMMA=0 or 1 for
- * the process). wgmma runs the products at 32 and 64 sequences at 81-84 % of copy where mma.sync
- * reached 61-76 %, and the model at 8 and 16 sequences 1-2 % slower than mma.sync (results/gpu.md). */
+ * the process): wgmma ran the products at 32 and 64 sequences faster than mma.sync, and the model at
+ * 8 and 16 sequences slower (results/gpu.md, "The decode GEMM on wgmma"). */
 #define GD_WGMMA_MIN_NB 17
 static int g_wgmma = -1;
 

@@ -9,8 +9,8 @@
  * Why beside mma.sync (mma_bf16.cuh): one instruction of a warpgroup (4 warps, 128 threads) reads its
  * operands from shared memory itself, so the 16-row A fragments of four warps and the B fragments
  * they share are read once per warpgroup, not once per warp, and the tensor cores run at Hopper's
- * full rate, which mma.sync does not reach (the decode GEMM at 64 sequences: 81 % of copy with
- * wgmma, 61 % with mma.sync; results/gpu.md).
+ * full rate, which mma.sync does not reach (the decode GEMM on both: results/gpu.md, "The decode
+ * GEMM on wgmma").
  *
  * Shared-memory layout both operands must have (the 128-byte swizzle, K-major): rows of 128 bytes
  * (64 bf16 of K), 16-byte chunk c of row r stored at chunk c ^ (r mod 8), groups of 8 rows 1,024
@@ -25,9 +25,9 @@
  * Order: wgmma_fence() before the first wgmma that touches registers written since (the
  * accumulators), wgmma_commit() after a batch, wgmma_wait<n>() before reading the accumulators or
  * reusing the shared memory the batch reads (n: batches allowed to remain in flight), then
- * wgmma_fence_operand() on each accumulator before it is read. Shared memory
- * written by ordinary stores must be made visible to the async proxy that wgmma reads through
- * (fence_proxy_async()) before the barrier that hands it over.
+ * wgmma_fence_operand() on each accumulator before it is read. Shared memory written by ordinary
+ * stores must be made visible to the async proxy that wgmma reads through (fence_proxy_async())
+ * before the barrier that hands it over.
  */
 #ifndef MAMBA2_GPU_WGMMA_BF16_CUH
 #define MAMBA2_GPU_WGMMA_BF16_CUH
