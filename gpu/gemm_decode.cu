@@ -217,10 +217,10 @@ __global__ void __launch_bounds__(GD_THREADS, 1) gemm_decode_kernel(GemvArgs a, 
             const int s = it % L.stages, k0 = k_begin + t * KS;
             mbar_wait(&full[s], (uint32_t)(it / L.stages) & 1);
             const unsigned char *st = smem + (size_t)s * L.stage_bytes;
+            const int boxes = (min(KS, k_end - k0) + GD_BOX_K - 1) / GD_BOX_K; /* of this stage inside the slice */
             if (PRO != PRO_NONE) {
                 /* the prologue: the stage's fp32 inputs with their norm → bf16 where ldmatrix reads them, the
                  * eight warps a share each (8-column chunks: row cr, chunks tid / R + 256 / R · m) */
-                const int boxes = (min(KS, k_end - k0) + GD_BOX_K - 1) / GD_BOX_K;
                 for (int id = tid / R; id < boxes * (GD_BOX_K / 8); id += GD_CONSUMERS * 32 / R) {
                     const int h = id / (GD_BOX_K / 8), c = id % (GD_BOX_K / 8), k = k0 + h * GD_BOX_K + c * 8;
                     const unsigned char *half = st + L.xf + (size_t)(h * 2 + (c >> 2)) * R * 128;
@@ -251,7 +251,6 @@ __global__ void __launch_bounds__(GD_THREADS, 1) gemm_decode_kernel(GemvArgs a, 
                 /* per 16-column step of each box: one wgmma per 64-row block of this warpgroup (A: the block's
                  * rows of the box, B: the box's inputs), issued together and left running; the stage they read
                  * is released once the next stage's batch is issued and this one's has finished */
-                const int boxes = (min(KS, k_end - k0) + GD_BOX_K - 1) / GD_BOX_K;
                 wgmma_fence();
                 for (int h = 0; h < boxes; h++)
 #pragma unroll
