@@ -966,12 +966,12 @@ extern "C" int mamba2_backend_gpu_create(const Mamba2Model *m, const Mamba2Backe
     gb->gemv_stage = gb->wf == GEMV_Q8_DP4A && !(stage && !strcmp(stage, "0"));
     /* batched decode (bf16 weights): the products MAMBA2_GPU_GEMM_DECODE_ON names (in, out, lm, joined by
      * '+'; default all three) through gemm_decode.cu for 5 to MAMBA2_GPU_GEMM_DECODE_MAX_NB sequences
-     * (default 16; at most 64, where from 17 sequences it runs on wgmma without the norms in its
-     * prologue: alone faster than cuBLAS there, in the model not yet measured), the others through
-     * cuBLAS (measurements: results/gpu.md). MAMBA2_GPU_GEMM_DECODE=0 turns the kernel off. */
+     * (default and most 64: from 17 sequences on wgmma, without the norms in its prologue, where it
+     * made the model faster than cuBLAS did), the others through cuBLAS (measurements:
+     * results/gpu.md). MAMBA2_GPU_GEMM_DECODE=0 turns the kernel off. */
     const char *gdo = getenv("MAMBA2_GPU_GEMM_DECODE_ON"), *gdm = getenv("MAMBA2_GPU_GEMM_DECODE_MAX_NB");
     if (!gdo) gdo = "in+out+lm";
-    gb->gemm_decode_max_nb = gdm && *gdm ? atoi(gdm) : 16;
+    gb->gemm_decode_max_nb = gdm && *gdm ? atoi(gdm) : 64;
     gb->gemm_decode_in = strstr(gdo, "in") != NULL, gb->gemm_decode_out = strstr(gdo, "out") != NULL;
     gb->gemm_decode_lm = strstr(gdo, "lm") != NULL;
     /* ... and with the norm before a product in its prologue instead of a kernel of its own, for up to
