@@ -556,7 +556,12 @@ void launch_ssd_step_kind(const GpuDims &g, const GpuLayer &w, const float *xbc,
     const int unstreamed = nb >= (ssm_bf16 ? STEP_SMEM_MIN_NB_BF16 : STEP_SMEM_MIN_NB_FP32) ? STEP_SHARED : STEP_REGISTERS;
     if (kind == STEP_AUTO) { /* N = 128: streamed where STEP_STREAM_* say, else as above */
         static const char *stream_env = getenv("MAMBA2_GPU_STEP_STREAM"); /* "0": never streamed (for comparisons) */
-        const bool streamed = ssm_bf16 ? nb >= STEP_STREAM_MIN_NB_BF16 : nb >= STEP_STREAM_MIN_NB_FP32 && nb <= STEP_STREAM_MAX_NB_FP32;
+        /* for comparisons: MAMBA2_GPU_STEP_STREAM_BF16=N streams bf16 state from N sequences,
+         * MAMBA2_GPU_STEP_STREAM_FP32_MAX=N fp32 state up to N */
+        static const char *bf16_env = getenv("MAMBA2_GPU_STEP_STREAM_BF16"), *fp32_env = getenv("MAMBA2_GPU_STEP_STREAM_FP32_MAX");
+        static const int min_bf16 = bf16_env && atoi(bf16_env) > 0 ? atoi(bf16_env) : STEP_STREAM_MIN_NB_BF16;
+        static const int max_fp32 = fp32_env && atoi(fp32_env) > 0 ? atoi(fp32_env) : STEP_STREAM_MAX_NB_FP32;
+        const bool streamed = ssm_bf16 ? nb >= min_bf16 : nb >= STEP_STREAM_MIN_NB_FP32 && nb <= max_fp32;
         kind = streamed && !(stream_env && !strcmp(stream_env, "0")) ? STEP_STREAMED : unstreamed;
     }
     if (kind == STEP_STREAMED) {
