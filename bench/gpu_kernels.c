@@ -14,6 +14,7 @@
  *                                             cuBLAS' own choice
  *        build/bench_gpu_kernels --decode-gemm   the ceilings, then cuBLAS and the decode GEMM (gemm_decode.cu)
  *                                             alone at the batched decode's shapes
+ *        build/bench_gpu_kernels --logits    the copy of a step's logits to the host alone, 1 to 256 sequences
  *        build/bench_gpu_kernels --q8gemm [MAX_T]  the q8 GEMM against cuBLAS on bf16 weights and against
  *                                             dequantization + cuBLAS, 8 to 4,096 tokens
  */
@@ -28,6 +29,24 @@ static const struct {
     const char *name;
     int rows, cols;
 } shapes[] = {{"in_proj", 18560, 4096}, {"out_proj", 4096, 8192}, {"lm_head", 32768, 4096}};
+
+/* The logits of a step to the host, five ways (mamba2_gpu_time_logits_copy()), from @p nb0 sequences
+ * to 256: 0, or 1 with the reason printed. */
+static int logits_table(int nb0) {
+    Mamba2Error e = {{0}};
+    printf("\n%-24s %4s %12s %12s %12s %16s %12s\n", "logits to host (V=32768)", "nb", "one copy ms", "pieces ms", "pageable ms",
+           "pieces, n thr ms", "pinned ms");
+    for (int nb = nb0; nb <= 256; nb *= nb < 16 ? 4 : 2) {
+        double t[5];
+        int threads = 0;
+        if (mamba2_gpu_time_logits_copy(nb, 32768, t, &threads, &e)) {
+            fprintf(stderr, "logits copy: %s\n", e.msg);
+            return 1;
+        }
+        printf("%-24s %4d %12.3f %12.3f %12.3f %12.3f (%d) %12.3f\n", "", nb, t[0], t[1], t[2], t[3], threads, t[4]);
+    }
+    return 0;
+}
 
 int main(int argc, char **argv) {
     int json = argc > 1 && !strcmp(argv[1], "--json"), gemv_only = argc > 1 && !strcmp(argv[1], "--gemv");
@@ -46,6 +65,7 @@ int main(int argc, char **argv) {
         fprintf(stderr, "bench_gpu_kernels: %s\n", e.msg);
         return 1;
     }
+    if (argc > 1 && !strcmp(argv[1], "--logits")) return logits_table(1);
     if (argc > 1 && !strcmp(argv[1], "--cublas-once")) {
         for (int k = 0; k < 3; k++)
             for (int nb = 8; nb <= 64; nb *= 2)
@@ -249,17 +269,5 @@ decode_gemm:
                 printf("%-28s %4d %9.4f %9.0f %7.0f%%\n", label, nb, ms, gbps, 100 * gbps / copy_gbps);
             }
 
-    /* the logits of a step to the host, four ways */
-    printf("\n%-24s %4s %12s %12s %12s %16s\n", "logits to host (V=32768)", "nb", "one copy ms", "pieces ms", "pageable ms",
-           "pieces, n thr ms");
-    for (int nb = 16; nb <= 256; nb *= 2) {
-        double t[4];
-        int threads = 0;
-        if (mamba2_gpu_time_logits_copy(nb, 32768, t, &threads, &e)) {
-            fprintf(stderr, "logits copy: %s\n", e.msg);
-            return 1;
-        }
-        printf("%-24s %4d %12.3f %12.3f %12.3f %12.3f (%d)\n", "", nb, t[0], t[1], t[2], t[3], threads);
-    }
-    return 0;
+    return logits_table(16) ? 1 : 0;
 }

@@ -147,7 +147,9 @@ int main(int argc, char **argv) {
     /* prefill */
     int n_tok = prompt > 16 ? prompt : 16; /* the prompt, and at least the 16 tokens decode starts from */
     int32_t *tok = malloc((size_t)n_tok * sizeof *tok);
-    float *logits = malloc((size_t)cfg->vocab_size * 256 * sizeof *logits);
+    /* in the memory the backend writes fastest, as a program using the library would have it */
+    float *logits = mamba2_backend_logits_alloc(b, (size_t)cfg->vocab_size * 256, &e);
+    if (!tok || !logits) return cli_error("bench", 1, "%s", logits ? "out of memory" : e.msg);
     fill_tokens(tok, n_tok, cfg->vocab_size, 1);
     Mamba2State st;
     if (mamba2_state_init(&st, cfg, &e)) return cli_error("bench", 1, "%s", e.msg);
@@ -241,8 +243,9 @@ int main(int argc, char **argv) {
     }
     printf("\npeak host RSS %.0f MiB\n", cli_peak_rss_mib());
     mamba2_state_free(&st);
+    mamba2_backend_logits_free(b, logits);
     mamba2_backend_destroy(b);
     mamba2_model_free(&m);
-    free(tok), free(logits);
+    free(tok);
     return 0;
 }

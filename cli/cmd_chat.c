@@ -442,8 +442,8 @@ int cmd_chat(int argc, char **argv) {
         goto done;
     }
     have_smp = 1;
-    if (!(ch.logits = malloc((size_t)ch.m.cfg.vocab_size * sizeof *ch.logits))) {
-        cli_error("chat", 1, "out of memory");
+    if (!(ch.logits = mamba2_backend_logits_alloc(ch.b, (size_t)ch.m.cfg.vocab_size, &err))) { /* where the backend writes them fastest */
+        cli_error("chat", 1, "%s", err.msg);
         goto done;
     }
 
@@ -473,7 +473,7 @@ int cmd_chat(int argc, char **argv) {
     if (in.edit) putchar('\n'); /* leave the terminal on a fresh line after Ctrl-D */
 done:
     free(in.buf);
-    free(ch.logits);
+    mamba2_backend_logits_free(ch.b, ch.logits);
     free(ch.hist);
     free(ch.json);
     if (have_smp) mamba2_sampler_free(&ch.smp);

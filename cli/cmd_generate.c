@@ -301,7 +301,10 @@ int cmd_generate(int argc, char **argv) {
         goto done;
     }
     have_smp = 1;
-    if (!(logits = malloc((size_t)V * sizeof *logits))) goto oom;
+    if (!(logits = mamba2_backend_logits_alloc(b, (size_t)V, &err))) { /* where the backend writes them fastest */
+        cli_error("generate", 1, "%s", err.msg);
+        goto done;
+    }
 
     /* ---- prefill, then one step per token (a plain text prompt is printed first) */
     if (tok && echo && !chat) {
@@ -415,7 +418,7 @@ oom:
     cli_error("generate", 1, "out of memory");
 done:
     cli_output_abort(&so);
-    free(logits);
+    mamba2_backend_logits_free(b, logits);
     free(ids);
     free(file_text);
     free(chat_text);

@@ -799,16 +799,28 @@ static int enqueue_step(GpuBackend *gb, int nb, Mamba2Error *err) {
     return 0;
 }
 
-/* Bring the step's logits [nb, V] to the caller's (pageable) array through the pinned buffer, in
- * pieces whose host copies run on gb->logits_threads threads beside the later pieces' transfers
- * (host_copy.cu). With one thread, more than LOGITS_PIECES_MAX bytes go straight to the pageable
- * array instead, which the driver pipelines faster than one thread's copies at that size
- * (measurements: results/gpu.md). */
+/* Whether host array @p p is page-locked (cudaMallocHost, cudaHostRegister: what gpu_host_alloc()
+ * gives), so that the GPU can write it directly. Any answer is safe: a copy into pageable memory
+ * is still correct, only staged by the driver. */
+static bool host_pinned(const void *p) {
+    cudaPointerAttributes at;
+    if (cudaPointerGetAttributes(&at, p) != cudaSuccess) {
+        cudaGetLastError(); /* not an error of the step's */
+        return false;
+    }
+    return at.type == cudaMemoryTypeHost;
+}
+
+/* Bring the step's logits [nb, V] to the caller's array: where that is page-locked, in one transfer;
+ * else through the pinned buffer, in pieces whose host copies run on gb->logits_threads threads
+ * beside the later pieces' transfers (host_copy.cu); with one thread, more than LOGITS_PIECES_MAX
+ * bytes go straight to the pageable array instead, which the driver pipelines faster than one
+ * thread's copies at that size (measurements: results/gpu.md). */
 #define LOGITS_PIECES_MAX (16u << 20)
 static int logits_to_host(GpuBackend *gb, int nb, float *logits, Mamba2Error *err) {
     cudaStream_t s = gb->stream;
     const size_t bytes = (size_t)nb * gb->g.V * 4;
-    if (gb->logits_threads <= 1 && bytes > LOGITS_PIECES_MAX) {
+    if ((gb->logits_threads <= 1 && bytes > LOGITS_PIECES_MAX) || host_pinned(logits)) {
         CUDA_TRY(cudaMemcpyAsync(logits, gb->slogits, bytes, cudaMemcpyDeviceToHost, s));
         CUDA_TRY(cudaStreamSynchronize(s));
         return 0;
@@ -892,6 +904,28 @@ static void gpu_kernels(Mamba2Backend *b, Mamba2KernelNames *out) {
     if (gemv_q8_stages(PRO_GATEDNORM, op)) strncat(out->gemv, ", out_proj's second pass staged", sizeof out->gemv - strlen(out->gemv) - 1);
 }
 
+/* Logits arrays in page-locked memory (Mamba2Backend::host_alloc), unless MAMBA2_GPU_PINNED_LOGITS=0
+ * (ordinary memory, for comparisons; read once per process) */
+static bool pinned_logits() {
+    static const char *e = getenv("MAMBA2_GPU_PINNED_LOGITS");
+    return !(e && !strcmp(e, "0"));
+}
+
+static void *gpu_host_alloc(Mamba2Backend *b, size_t bytes) {
+    void *p = NULL;
+    if (!pinned_logits()) return malloc(bytes);
+    if (cudaMallocHost(&p, bytes) != cudaSuccess) {
+        cudaGetLastError();
+        return NULL;
+    }
+    return p;
+}
+
+static void gpu_host_free(Mamba2Backend *b, void *p) {
+    if (pinned_logits()) cudaFreeHost(p);
+    else free(p);
+}
+
 static void gpu_destroy(Mamba2Backend *b) {
     GpuBackend *gb = gpu_of(b);
     prof_report(gb);
@@ -945,6 +979,8 @@ extern "C" int mamba2_backend_gpu_create(const Mamba2Model *m, const Mamba2Backe
     gb->base.roofline = gpu_roofline;
     gb->base.matrix_bytes = gpu_matrix_bytes;
     gb->base.kernels = gpu_kernels;
+    gb->base.host_alloc = gpu_host_alloc;
+    gb->base.host_free = gpu_host_free;
     gb->base.destroy = gpu_destroy;
     gb->state_bf16 = opt->state_bf16;
     if (opt->weights == MAMBA2_WEIGHTS_Q4) {

@@ -265,13 +265,14 @@ int mamba2_gpu_ssd_step_streams(SSDDims d, int state_bf16);
 double mamba2_gpu_time_ssd_step(SSDDims d, int nb, int state_bf16, int kernel, int reps, Mamba2Error *err);
 
 /**
- * @brief Time bringing nb × V logits from the device to pageable host memory (median of 5):
- *        @p ms[0] one transfer into pinned memory then one host copy, @p ms[1] the same in pieces of
- *        1 MiB with each host copy beside the later transfers, on one host thread, @p ms[2] one
- *        transfer straight into the pageable array, @p ms[3] the pieces on the backend's default
- *        number of host threads, which @p threads receives (gpu/host_copy.cuh).
+ * @brief Time bringing nb × V logits from the device to host memory (median of 5): to pageable
+ *        memory, @p ms[0] one transfer into pinned memory then one host copy, @p ms[1] the same in
+ *        pieces of 1 MiB with each host copy beside the later transfers, on one host thread, @p ms[2]
+ *        one transfer straight into the pageable array, @p ms[3] the pieces on the backend's default
+ *        number of host threads, which @p threads receives (gpu/host_copy.cuh); @p ms[4] one transfer
+ *        into an array that is itself pinned (where the caller's logits array is page-locked).
  */
-int mamba2_gpu_time_logits_copy(int nb, int V, double ms[4], int *threads, Mamba2Error *err);
+int mamba2_gpu_time_logits_copy(int nb, int V, double ms[5], int *threads, Mamba2Error *err);
 
 /**
  * @brief Copy @p bytes of @p src to the device and back to a pageable array through the backend's

@@ -9,6 +9,8 @@
  * Their constructors are declared here rather than taken from their headers, which
  * include backend.h.
  */
+#include <stdint.h>
+#include <stdlib.h>
 #include <string.h>
 
 #include "backend.h"
@@ -134,6 +136,20 @@ int mamba2_backend_step(Mamba2Backend *b, Mamba2State **states, const int32_t *t
             if (states[j] == states[i]) return mamba2_fail(err, "sequences %d and %d share one state", j, i);
     }
     return b->step(b, states, tokens, B, logits, err);
+}
+
+float *mamba2_backend_logits_alloc(Mamba2Backend *b, size_t count, Mamba2Error *err) {
+    if (!b) return mamba2_fail(err, "no backend (NULL)"), NULL;
+    if (count == 0 || count > SIZE_MAX / sizeof(float)) return mamba2_fail(err, "logits array of %zu floats", count), NULL;
+    void *p = b->host_alloc ? b->host_alloc(b, count * sizeof(float)) : malloc(count * sizeof(float));
+    if (!p) return mamba2_fail(err, "out of memory for %zu logits (%.1f MiB)", count, count * sizeof(float) / 1048576.0), NULL;
+    return p;
+}
+
+void mamba2_backend_logits_free(Mamba2Backend *b, float *logits) {
+    if (!logits) return;
+    if (b && b->host_free) b->host_free(b, logits);
+    else free(logits);
 }
 
 void mamba2_backend_destroy(Mamba2Backend *b) {

@@ -104,6 +104,15 @@ struct Mamba2Backend {
      */
     void (*step_phases)(Mamba2Backend *b, int on, Mamba2StepPhases *out);
 
+    /**
+     * @brief Allocate @p bytes of host memory that this backend writes logits into fastest (the GPU:
+     *        page-locked, so that a step's logits come in one transfer, without a host copy). May be
+     *        NULL: malloc(). Called through mamba2_backend_logits_alloc().
+     */
+    void *(*host_alloc)(Mamba2Backend *b, size_t bytes);
+    /** Free what host_alloc() returned (NULL when host_alloc is). */
+    void (*host_free)(Mamba2Backend *b, void *p);
+
     /** Release everything the backend allocated (not the model). */
     void (*destroy)(Mamba2Backend *b);
 };
@@ -189,6 +198,18 @@ int mamba2_backend_prefill(Mamba2Backend *b, Mamba2State *st, const int32_t *tok
  */
 int mamba2_backend_step(Mamba2Backend *b, Mamba2State **states, const int32_t *tokens, int B, float *logits,
                         Mamba2Error *err);
+
+/**
+ * @brief An array of @p count floats for the logits of @p b's steps and prefills, in the host memory
+ *        @p b writes fastest (see Mamba2Backend::host_alloc); any float array works, this one saves the
+ *        GPU a host copy per step.
+ * @return the array (free it with mamba2_backend_logits_free() before destroying @p b), or NULL with
+ *         the reason in @p err.
+ */
+float *mamba2_backend_logits_alloc(Mamba2Backend *b, size_t count, Mamba2Error *err);
+
+/** Free an array from mamba2_backend_logits_alloc() (NULL is fine). */
+void mamba2_backend_logits_free(Mamba2Backend *b, float *logits);
 
 /**
  * @brief Like mamba2_backend_prefill() with every position's logits, also showing @p hook each

@@ -90,6 +90,20 @@ MAMBA2_API int mamba2_step(mamba2_backend *b, mamba2_state *const *states, const
     return rc;
 }
 
+MAMBA2_API float *mamba2_logits_alloc(mamba2_backend *b, size_t count, mamba2_error *err) {
+    if (!b) return api_fail(err, MAMBA2_ERR_ARGUMENT, "no backend given"), NULL;
+    if (!count) return api_fail(err, MAMBA2_ERR_ARGUMENT, "a logits array of 0 floats"), NULL;
+    Mamba2Error e = {{0}};
+    float *p = mamba2_backend_logits_alloc(b->b, count, &e);
+    if (!p) return api_fail_internal(err, MAMBA2_ERR_MEMORY, &e), NULL;
+    api_ok(err);
+    return p;
+}
+
+MAMBA2_API void mamba2_logits_free(mamba2_backend *b, float *logits) {
+    if (b && logits) mamba2_backend_logits_free(b->b, logits); /* without its backend, how it was made is unknown */
+}
+
 /* The caller's hook behind the backend's: the tensor number goes on as a plain int. */
 typedef struct {
     mamba2_layer_hook hook;

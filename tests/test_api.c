@@ -263,10 +263,23 @@ static void test_run_errors(void) {
     CU_ASSERT_EQUAL(mamba2_step(b, &s, ok, 1, NULL, &e), MAMBA2_ERR_ARGUMENT);
     CU_ASSERT_EQUAL(mamba2_state_position(s), 0);
 
-    /* and after all that, a valid call runs */
-    CU_ASSERT_EQUAL(mamba2_prefill(b, s, ok, 2, lg, 1, &e), MAMBA2_OK);
+    /* the backend's own logits arrays: none without a backend or of 0 floats */
+    CU_ASSERT_PTR_NULL(mamba2_logits_alloc(NULL, 8, &e));
+    CU_ASSERT_EQUAL(e.code, MAMBA2_ERR_ARGUMENT);
+    CU_ASSERT_PTR_NULL(mamba2_logits_alloc(b, 0, &e));
+    CU_ASSERT_EQUAL(e.code, MAMBA2_ERR_ARGUMENT);
+    CU_ASSERT_PTR_NOT_NULL(strstr(e.message, "0 floats"));
+    mamba2_logits_free(b, NULL);
+
+    /* and after all that, a valid call runs, into the backend's own array */
+    float *own = mamba2_logits_alloc(b, (size_t)2 * V, &e);
+    CU_ASSERT_PTR_NOT_NULL_FATAL(own);
+    CU_ASSERT_EQUAL(e.code, MAMBA2_OK);
+    CU_ASSERT_EQUAL(mamba2_prefill(b, s, ok, 2, own, 1, &e), MAMBA2_OK);
     CU_ASSERT_EQUAL(e.code, MAMBA2_OK);
     CU_ASSERT_EQUAL(mamba2_state_position(s), 2);
+    CU_ASSERT(isfinite(own[0]) && isfinite(own[(size_t)2 * V - 1]));
+    mamba2_logits_free(b, own);
     free(lg);
     mamba2_state_destroy(s);
     mamba2_state_destroy(foreign);

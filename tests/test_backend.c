@@ -133,9 +133,26 @@ static void check_backend(Mamba2Backend *b, const Mamba2Model *m) {
     if (!snapshot_equal(&a, &sa) || !snapshot_equal(&b2, &sb))
         printf("\n    %s: a refused call changed a state", name);
 
-    /* and the states still work: one more valid step */
-    CU_ASSERT_EQUAL(mamba2_backend_step(b, pair, next, 2, logits, &e), 0);
+    /* the backend's own logits arrays: none of 0 floats */
+    expect_refused(name, "logits array of 0", mamba2_backend_logits_alloc(b, 0, &e) ? 0 : -1, &e, "logits array of 0 floats");
+
+    /* and the states still work: one more valid step, into the backend's own logits array, whose
+     * rows must equal those of an ordinary array on the step after (same states, same tokens) */
+    float *own = mamba2_backend_logits_alloc(b, (size_t)2 * V, &e);
+    CU_ASSERT_PTR_NOT_NULL_FATAL(own);
+    Mamba2State ca = {0}, cb = {0}, *copies[2] = {&ca, &cb};
+    CU_ASSERT_EQUAL_FATAL(mamba2_state_init(&ca, c, &e) || mamba2_state_init(&cb, c, &e) || mamba2_state_copy(&ca, &a, &e) ||
+                              mamba2_state_copy(&cb, &b2, &e),
+                          0);
+    CU_ASSERT_EQUAL(mamba2_backend_step(b, pair, next, 2, own, &e), 0);
     CU_ASSERT_EQUAL(a.pos, 7);
+    CU_ASSERT_EQUAL(mamba2_backend_step(b, copies, next, 2, logits, &e), 0);
+    /* the GPU's sums of squares add atomically, in the order its blocks finish: its last bits may move */
+    double d = test_max_row_rel_l2(own, logits, 2, V), bound = strcmp(name, "gpu") ? 0 : 1e-6;
+    if (!(d <= bound)) printf("\n    %s: logits in its own array differ by %.1e (bound %.0e)", name, d, bound);
+    CU_ASSERT(d <= bound);
+    mamba2_state_free(&ca), mamba2_state_free(&cb);
+    mamba2_backend_logits_free(b, own);
 
     snapshot_free(&sa), snapshot_free(&sb);
     mamba2_state_free(&a), mamba2_state_free(&b2), mamba2_state_free(&other);

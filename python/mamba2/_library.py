@@ -113,6 +113,8 @@ SIGNATURES = {
     "mamba2_state_load_file": (_int, [StatePtr, _str, _err]),
     "mamba2_prefill": (_int, [BackendPtr, StatePtr, _i32, _int, _f32, _int, _err]),
     "mamba2_step": (_int, [BackendPtr, ctypes.POINTER(StatePtr), _i32, _int, _f32, _err]),
+    "mamba2_logits_alloc": (ctypes.POINTER(ctypes.c_float), [BackendPtr, _size, _err]),
+    "mamba2_logits_free": (None, [BackendPtr, ctypes.POINTER(ctypes.c_float)]),
     "mamba2_prefill_observed": (_int, [BackendPtr, StatePtr, _i32, _int, _f32, LAYER_HOOK, ctypes.c_void_p, _err]),
     "mamba2_hook_tensor_name": (_str, [_int]),
     "mamba2_tokenizer_open": (TokenizerPtr, [_str, _err]),
