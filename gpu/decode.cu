@@ -113,12 +113,12 @@ __device__ __forceinline__ void store16(bf16 *p, const float *v) {
 #define STEP_SMEM_MIN_NB_BF16 (1 << 30)
 #endif
 /* Sequences for which the streamed kernel (ssd_step_stream_kernel) is used: fp32 state from 8 to
- * 32, bf16 state from 256, where the whole model was faster with it; alone it is the faster from 8
- * (fp32) and 16 (bf16) sequences, a lead the model did not show at the other batches (measurements:
- * results/gpu.md). */
+ * 32, bf16 state from 32, where the whole model was faster with it (bf16 at 32-128 only since the
+ * decode GEMM took the products to 64 sequences); alone it is the faster from 8 (fp32) and 16 (bf16)
+ * sequences, a lead the model did not show at the other batches (measurements: results/gpu.md). */
 #define STEP_STREAM_MIN_NB_FP32 8
 #define STEP_STREAM_MAX_NB_FP32 32
-#define STEP_STREAM_MIN_NB_BF16 256
+#define STEP_STREAM_MIN_NB_BF16 32
 /* The shared-memory kernel's block, and the blocks per multiprocessor its registers must allow:
  * shared memory holds 6 heads of fp32 state (32 KB each at P = 64) or 13 of bf16 (16 KB); at 6 ×
  * 256 and 12 × 128 threads that is at most 40 registers a thread (at 64 only 8 bf16 blocks fit). */

@@ -789,12 +789,14 @@ static void start_histories(Mamba2Backend *be, const TestFixture *fx, int nb, Ma
 
 /* The worst relative L2 distance, over 4 steps, between @p nb sequences of @p fx stepped together by
  * @p gpu and each stepped alone (the histories of start_histories(); every output poisoned before
- * each step). */
+ * each step). The batched logits land in the backend's page-locked array (one transfer), the single
+ * ones in ordinary memory (through the staging pieces): both ways back are checked. */
 static double batched_vs_single(Mamba2Backend *gpu, const TestFixture *fx, int nb) {
     int V = fx->model.cfg.vocab_size;
     Mamba2State st[BATCH_MAX], alone[BATCH_MAX], *ptrs[BATCH_MAX], *alone_ptrs[BATCH_MAX];
     Mamba2Error e = {{0}};
-    float *together = malloc((size_t)nb * V * 4), *single = malloc((size_t)nb * V * 4);
+    float *together = mamba2_backend_logits_alloc(gpu, (size_t)nb * V, &e), *single = malloc((size_t)nb * V * 4);
+    CU_ASSERT_PTR_NOT_NULL_FATAL(together);
     int32_t tok[BATCH_MAX];
     start_histories(gpu, fx, nb, st, ptrs, tok);
     start_histories(gpu, fx, nb, alone, alone_ptrs, tok);
@@ -809,7 +811,8 @@ static double batched_vs_single(Mamba2Backend *gpu, const TestFixture *fx, int n
         for (int i = 0; i < nb; i++) tok[i] = (tok[i] * 7 + 3) % V;
     }
     for (int i = 0; i < nb; i++) mamba2_state_free(&st[i]), mamba2_state_free(&alone[i]);
-    free(together), free(single);
+    mamba2_backend_logits_free(gpu, together);
+    free(single);
     return worst;
 }
 
@@ -928,7 +931,7 @@ static void gpu_prefill_each(Mamba2Backend *gpu, Mamba2State *st, int ns, const 
 
 /* A fresh random bf16 model with the 7B state size N = 128 (the shape the fast decode kernels are
  * written for) and conv width d_conv: GPU prefill and GPU steps (fp32 and bf16 states, 1 sequence
- * and the first n_batches of 3, 8 and 17 sequences stepped together) against the reference, token
+ * and the first n_batches of 3, 8 and 32 sequences stepped together) against the reference, token
  * by token. */
 static void random_model_7b_state(int d_conv, int n_batches) {
     TinyModelSpec sp;
@@ -939,7 +942,7 @@ static void random_model_7b_state(int d_conv, int n_batches) {
     Mamba2Model m;
     Mamba2Error e = {{0}};
     CU_ASSERT_EQUAL_FATAL(load_random_bf16_model(&sp, &dir, &m), 0);
-    enum { T = 21, NS = 17 };
+    enum { T = 21, NS = 32 };
     int V = m.cfg.vocab_size;
     int32_t tok[NS][T];
     for (int i = 0; i < NS; i++)
@@ -964,10 +967,10 @@ static void random_model_7b_state(int d_conv, int n_batches) {
         double e_pre = test_rel_l2(got, ref, (size_t)NS * T * V);
         CU_ASSERT(e_pre <= LOGITS_TOL);
         /* sequences stepped together: 3 take the GEMV path and the SSD-step kernel that holds the
-         * state in registers, 8 and NS = 17 the batched path (the decode GEMM on mma.sync at 8; at 17
-         * the decode GEMM on wgmma or cuBLAS, as MAMBA2_GPU_GEMM_DECODE_MAX_NB says),
-         * with fp32 state through the streamed
-         * kernel (STEP_STREAM_MIN_NB_FP32 in gpu/decode.cu), with bf16 state in registers */
+         * state in registers, 8 and NS = 32 the batched path (the decode GEMM on mma.sync at 8, on
+         * wgmma at 32 unless MAMBA2_GPU_GEMM_DECODE_MAX_NB says cuBLAS), the SSD step at 8 with fp32
+         * state streamed and bf16 state in registers, at 32 both streamed (STEP_STREAM_* in
+         * gpu/decode.cu) */
         const int batches[3] = {3, 8, NS};
         for (int k = 0; k < n_batches; k++) {
             int nb = batches[k];
@@ -1003,7 +1006,7 @@ static void random_model_7b_state(int d_conv, int n_batches) {
 /* d_conv = 4, the 7B's: the fast conv kernels, and the decode GEMV's epilogue gets its conv inputs
  * prefetched. d_conv = 6: the general conv kernel in prefill, and the epilogue reads its conv inputs
  * itself (inproj_tail without prefetch, the very code of the batched path's conv step), which the
- * 3 sequences of the GEMV path check against the 1e-4 bound of fp32. Not the 8 and 17 sequences
+ * 3 sequences of the GEMV path check against the 1e-4 bound of fp32. Not the 8 and 32 sequences
  * there: their bf16 activations make the error depend on the random draw (d_conv 6, one model on
  * the H200, 12-02: 8 sequences 1.7e-2 fp32 state and 2.2e-2 bf16; another model 5.9e-3), and the
  * kernels they would add are the d_conv = 4 run's. */
