@@ -32,7 +32,8 @@ int main(int argc, char **argv) {
     if (!st) return fail(&err);
 
     int V = mamba2_model_dim(model, MAMBA2_DIM_VOCAB_SIZE);
-    float *logits = malloc((size_t)V * sizeof *logits);
+    float *logits = mamba2_logits_alloc(be, (size_t)V, &err); /* in the memory the backend writes fastest */
+    if (!logits) return fail(&err);
     int32_t ids[4096], *out = malloc((size_t)(n > 0 ? n : 1) * sizeof *out);
     size_t T, len;
     if (mamba2_tokenize(tok, prompt, strlen(prompt), 1, ids, 4096, &T, &err) ||
@@ -49,7 +50,7 @@ int main(int argc, char **argv) {
     fprintf(stderr, "generate: libmamba2 %s (%s), backend %s\n", mamba2_version(), mamba2_backend_list(),
             mamba2_backend_name(be));
 
-    free(logits);
+    mamba2_logits_free(be, logits);
     free(out);
     mamba2_state_destroy(st);
     mamba2_backend_close(be);
