@@ -173,12 +173,18 @@ int cli_check_tokenizer(const Mamba2Tokenizer *tok, const Mamba2Model *m, Mamba2
 }
 
 int cli_error(const char *cmd, int status, const char *fmt, ...) {
+    char msg[2048];
     va_list ap;
     va_start(ap, fmt);
-    fprintf(stderr, "mamba2 %s: ", cmd);
-    vfprintf(stderr, fmt, ap);
-    fputc('\n', stderr);
+    vsnprintf(msg, sizeof msg, fmt, ap);
     va_end(ap);
+    fprintf(stderr, "mamba2 %s: %s", cmd, msg);
+    /* an allocation that failed under an address-space limit: say which limit, the likely cause */
+    struct rlimit rl;
+    if (strstr(msg, "out of memory") && !strstr(msg, "ulimit -v") && getrlimit(RLIMIT_AS, &rl) == 0 &&
+        rl.rlim_cur != RLIM_INFINITY)
+        fprintf(stderr, " (under an address-space limit, ulimit -v %llu KiB)", (unsigned long long)(rl.rlim_cur / 1024));
+    fputc('\n', stderr);
     if (status == 2) fprintf(stderr, "see 'mamba2 %s --help'\n", cmd);
     return status;
 }

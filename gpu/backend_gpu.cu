@@ -911,18 +911,16 @@ static bool pinned_logits() {
     return !(e && !strcmp(e, "0"));
 }
 
+/* Where the driver cannot page-lock that much, ordinary memory: the steps are then only slower. */
 static void *gpu_host_alloc(Mamba2Backend *b, size_t bytes) {
     void *p = NULL;
-    if (!pinned_logits()) return malloc(bytes);
-    if (cudaMallocHost(&p, bytes) != cudaSuccess) {
-        cudaGetLastError();
-        return NULL;
-    }
-    return p;
+    if (pinned_logits() && cudaMallocHost(&p, bytes) == cudaSuccess) return p;
+    cudaGetLastError();
+    return malloc(bytes);
 }
 
 static void gpu_host_free(Mamba2Backend *b, void *p) {
-    if (pinned_logits()) cudaFreeHost(p);
+    if (host_pinned(p)) cudaFreeHost(p);
     else free(p);
 }
 
