@@ -140,7 +140,8 @@ int mamba2_backend_step(Mamba2Backend *b, Mamba2State **states, const int32_t *t
 
 float *mamba2_backend_logits_alloc(Mamba2Backend *b, size_t count, Mamba2Error *err) {
     if (!b) return mamba2_fail(err, "no backend (NULL)"), NULL;
-    if (count == 0 || count > SIZE_MAX / sizeof(float)) return mamba2_fail(err, "logits array of %zu floats", count), NULL;
+    if (count == 0) return mamba2_fail(err, "a logits array of 0 floats"), NULL;
+    if (count > SIZE_MAX / sizeof(float)) return mamba2_fail(err, "a logits array of %zu floats is larger than memory", count), NULL;
     void *p = b->host_alloc ? b->host_alloc(b, count * sizeof(float)) : malloc(count * sizeof(float));
     if (!p) return mamba2_fail(err, "out of memory for %zu logits (%.1f MiB)", count, count * sizeof(float) / 1048576.0), NULL;
     return p;

@@ -269,6 +269,9 @@ static void test_run_errors(void) {
     CU_ASSERT_PTR_NULL(mamba2_logits_alloc(b, 0, &e));
     CU_ASSERT_EQUAL(e.code, MAMBA2_ERR_ARGUMENT);
     CU_ASSERT_PTR_NOT_NULL(strstr(e.message, "0 floats"));
+    CU_ASSERT_PTR_NULL(mamba2_logits_alloc(b, SIZE_MAX, &e));
+    CU_ASSERT_EQUAL(e.code, MAMBA2_ERR_MEMORY);
+    CU_ASSERT_PTR_NOT_NULL(strstr(e.message, "larger than memory"));
     mamba2_logits_free(b, NULL);
 
     /* and after all that, a valid call runs, into the backend's own array */
