@@ -173,12 +173,16 @@ int cli_check_tokenizer(const Mamba2Tokenizer *tok, const Mamba2Model *m, Mamba2
 }
 
 int cli_error(const char *cmd, int status, const char *fmt, ...) {
-    char msg[2048];
-    va_list ap;
+    char msg[4096]; /* the message, for the check below; printed whole however long */
+    va_list ap, whole;
     va_start(ap, fmt);
-    vsnprintf(msg, sizeof msg, fmt, ap);
+    va_copy(whole, ap);
+    int n = vsnprintf(msg, sizeof msg, fmt, ap);
     va_end(ap);
-    fprintf(stderr, "mamba2 %s: %s", cmd, msg);
+    fprintf(stderr, "mamba2 %s: ", cmd);
+    if (n >= 0 && (size_t)n < sizeof msg) fputs(msg, stderr);
+    else vfprintf(stderr, fmt, whole);
+    va_end(whole);
     /* an allocation that failed under an address-space limit: say which limit, the likely cause */
     struct rlimit rl;
     if (strstr(msg, "out of memory") && !strstr(msg, "ulimit -v") && getrlimit(RLIMIT_AS, &rl) == 0 &&
