@@ -185,7 +185,7 @@ int cli_error(const char *cmd, int status, const char *fmt, ...) {
     va_end(whole);
     /* an allocation that failed under an address-space limit: say which limit, the likely cause */
     struct rlimit rl;
-    if (strstr(msg, "out of memory") && !strstr(msg, "ulimit -v") && getrlimit(RLIMIT_AS, &rl) == 0 &&
+    if (n >= 0 && strstr(msg, "out of memory") && !strstr(msg, "ulimit -v") && getrlimit(RLIMIT_AS, &rl) == 0 &&
         rl.rlim_cur != RLIM_INFINITY)
         fprintf(stderr, " (under an address-space limit, ulimit -v %llu KiB)", (unsigned long long)(rl.rlim_cur / 1024));
     fputc('\n', stderr);

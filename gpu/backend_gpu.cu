@@ -914,8 +914,10 @@ static bool pinned_logits() {
 /* Where the driver cannot page-lock that much, ordinary memory: the steps are then only slower. */
 static void *gpu_host_alloc(Mamba2Backend *b, size_t bytes) {
     void *p = NULL;
-    if (pinned_logits() && cudaMallocHost(&p, bytes) == cudaSuccess) return p;
-    cudaGetLastError();
+    if (pinned_logits()) {
+        if (cudaMallocHost(&p, bytes) == cudaSuccess) return p;
+        cudaGetLastError(); /* the failed page-locking, not an error of a step's */
+    }
     return malloc(bytes);
 }
 
