@@ -7,14 +7,22 @@
 # q8gemm.txt, q8bench.txt, q8table.txt, skinny.txt, llamacuda.txt, q8stream.txt, repeat.txt, prefill_ab.txt.
 # Usage: bash gpu/device_run.sh [STEPS]   STEPS: comma list of test,sanitize,kernels,decodegemm,ncudecodegemm,ncu,ncuprefill,ncugemv,
 #        ncucublas,ncustep,model,sweep,profile,profilebatched,power,ab,prefillab,q8gemm,skinny,llamacuda,q8stream,ncuq8,repeat,hf (default: test,sanitize,kernels,model,profile,hf)
+# DEADLINE_S: seconds after which no further step starts and a sweep or A/B round stops between runs
+# (device time is scarce: a call ends with what it measured rather than at its time limit). The
+# checkpoint the model steps need is written in the background while the tests run.
 set -u
 OUT=${OUT:-/tmp/mamba2-out}
 mkdir -p "$OUT"
 STEPS=${1:-test,sanitize,kernels,model,profile,hf}
 BIN=${BIN:-.device}
 export LD_LIBRARY_PATH=/usr/local/cuda/lib64:/usr/local/cuda/lib:${LD_LIBRARY_PATH:-}
-CK=/tmp/ck64
-has() { [[ ",$STEPS," == *",$1,"* ]]; }
+CK=${CK:-/tmp/ck64}
+T0=$(date +%s)
+# past DEADLINE_S (when set): no further step, no further run of a sweep or an A/B round
+late() { [ -n "${DEADLINE_S:-}" ] && (( $(date +%s) - T0 > DEADLINE_S )); }
+has() { [[ ",$STEPS," == *",$1,"* ]] && ! late; }
+MODEL_STEPS="model q8gemm skinny llamacuda q8stream ncuq8 hf profile profilebatched power ab prefillab sweep ncustep ncuprefill"
+wants_model() { local st; for st in $MODEL_STEPS; do has "$st" && return 0; done; return 1; }
 log() { echo; echo "=== $* ($(date -u +%H:%M:%S))"; }
 # The (binary, setting) pairs of an A/B round, one "BINARY SETTING" a line: every executable
 # bench_model in $BIN and $BIN/var*/ under each word of $1 (settings VAR=VALUE[,VAR=VALUE...], "-"
@@ -32,6 +40,17 @@ ab_env() { [ "$1" = - ] || echo "${1//,/ }"; }
 log machine
 nvidia-smi --query-gpu=name,memory.total,driver_version,clocks.sm,clocks.max.sm --format=csv | tee "$OUT/gpu.txt"
 nproc; free -g | head -2
+CK_PID=
+if wants_model && [ ! -f "$CK/model.safetensors.index.json" ]; then
+    echo "writing the 64-layer random 7B checkpoint in the background ($CK)"
+    python3 data/write_checkpoint.py --out "$CK" --layers 64 --threads 16 > /tmp/ck.log 2>&1 &
+    CK_PID=$!
+fi
+# the checkpoint, once the background writer is done (written here if it failed)
+checkpoint() {
+    if [ -n "$CK_PID" ]; then wait "$CK_PID" || tail -3 /tmp/ck.log; CK_PID=; echo "checkpoint ready after $(( $(date +%s) - T0 )) s"; fi
+    [ -f "$CK/model.safetensors.index.json" ] || python3 data/write_checkpoint.py --out "$CK" --layers 64 --threads 16 > /dev/null
+}
 
 if has test; then
     log "GPU tests"
@@ -81,7 +100,7 @@ if has ncu; then
 fi
 if has ncuprefill; then
     log "Nsight Compute: one prefill layer's kernels other than the GEMMs (appended to ncu_ssd.txt)"
-    [ -f "$CK/model.safetensors.index.json" ] || python3 data/write_checkpoint.py --out "$CK" --layers 64 --threads 16 > /dev/null
+    checkpoint
     timeout 240 ncu --clock-control none --section SpeedOfLight -k regex:'rmsnorm|conv_|dt_prefill|ssd_|gated_norm' -c 9 \
         "$BIN/bench_model" "$CK" --backend gpu --prompt-len 4096 --gen-len 1 --batch 1 > /tmp/ncu_prefill.txt 2>&1
     echo "exit $?"; grep -E "^  [a-z_].*\(|Duration|DRAM Throughput|Compute \(SM\) Throughput" /tmp/ncu_prefill.txt | tee -a "$OUT/ncu_ssd.txt"
@@ -102,11 +121,9 @@ if has ncucublas; then
     echo "exit $?"
     grep -E "^  [a-zA-Z_].*\(|Duration|DRAM Throughput|Grid Size|Registers Per|Block Size" /tmp/ncu_cublas.txt | tee "$OUT/ncu_batched.txt" | head -120
 fi
-if has model || has q8gemm || has skinny || has llamacuda || has q8stream || has ncuq8 || has hf || has profile || has profilebatched || has power || has ab || has prefillab || has sweep || has ncustep; then
-    if [ ! -f "$CK/model.safetensors.index.json" ]; then
-        log "writing the 64-layer random 7B checkpoint"
-        /usr/bin/time -v python3 data/write_checkpoint.py --out "$CK" --layers 64 --threads 16 2>&1 | grep -E "Elapsed|error|Error" | tail -3
-    fi
+if wants_model; then
+    log "the 64-layer random 7B checkpoint"
+    checkpoint
     [ -x "$BIN/mamba2" ] && "$BIN/mamba2" info "$CK" | grep -E "parameters|weights|state"
 fi
 if has model; then
@@ -144,6 +161,7 @@ if has sweep; then
             read -r bin label <<< "$run"
             envset=$(ab_env "$label")
             for sb in fp32 bf16; do
+                late && { echo "## deadline: the rest of the sweep skipped"; break 3; }
                 echo "## $bin $label $sb round $rep ($(date -u +%H:%M:%S))"
                 batches=${SWEEP_BATCHES:-1,2,4,8,16,32,64,128,256}
                 [ "$bin" = "$BIN/bench_model" ] || batches=${SWEEP_VAR_BATCHES:-$batches}
@@ -193,6 +211,7 @@ if has ab; then
     for rep in $(seq "${AB_REPS:-2}"); do
         for bin in "$BIN"/bench_model "$BIN"/var*/bench_model; do
             [ -x "$bin" ] || continue
+            late && { echo "deadline: the rest of the A/B skipped"; break 2; }
             printf '%-28s ' "$bin"
             timeout 150 "$bin" "$CK" --backend gpu --prompt-len 64 --gen-len 128 --batch 1,4 2>&1 \
                 | awk '($1 == 1 || $1 == 4) && NF == 6 { printf "batch %s: %s tok/s (%s of copy)  ", $1, $3, $5 }'
@@ -220,6 +239,7 @@ if has prefillab; then
             read -r bin label <<< "$run"
             envset=$(ab_env "$label")
             for T in ${PREFILL_LENS:-512 4096}; do
+                late && { echo "deadline: the rest of the A/B skipped"; break 3; }
                 printf '%-28s %-30s ' "$bin" "${envset:--}"
                 env $envset timeout 150 "$bin" "$CK" --backend gpu --prompt-len "$T" --gen-len 1 --batch 1 2>&1 | grep -E "^prefill [0-9]"
             done
@@ -359,4 +379,5 @@ if has hf; then
     log "Hugging Face transformers on the same checkpoint"
     timeout 400 python3 bench/hf_mamba2.py "$CK" --prompt-len 2048 2>&1 | tee "$OUT/hf.txt" | tail -15
 fi
+late && echo "past DEADLINE_S=$DEADLINE_S: the steps after that point were skipped"
 log done
