@@ -229,11 +229,12 @@ decode_gemm:
                    100 * gbps / copy_gbps);
             /* then the decode GEMM, without and with the norm before the product in its prologue (as the
              * batched step runs it: in_proj and lm_head RMSNorm, out_proj the grouped norm and adding),
-             * on each tensor-core instruction */
+             * and out_proj with the grouped norm after the product, on each tensor-core instruction */
             for (int wg = 1; wg >= 0; wg--)
-                for (int pro = 0; pro < 2; pro++) {
+                for (int pro = 0; pro < (k == 1 ? 3 : 2); pro++) {
                     const int was = mamba2_gpu_gemm_decode_wgmma(wg);
-                    ms = mamba2_gpu_time_gemm_decode(shapes[k].rows, shapes[k].cols, nb, k == 1, pro ? (k == 1 ? 2 : 1) : 0, 50, &e);
+                    const int code = pro == 0 ? 0 : k != 1 ? 1 : pro == 1 ? 2 : 3; /* mamba2_gpu_gemm_decode()'s */
+                    ms = mamba2_gpu_time_gemm_decode(shapes[k].rows, shapes[k].cols, nb, k == 1, code, 50, &e);
                     mamba2_gpu_gemm_decode_wgmma(was);
                     if (ms < 0) {
                         fprintf(stderr, "decode GEMM: %s\n", e.msg);
@@ -242,7 +243,7 @@ decode_gemm:
                     gbps = (double)shapes[k].rows * shapes[k].cols * 2 / (ms * 1e-3) / 1e9;
                     printf("%-10s %6d x %-6d %3d %9.4f %9.0f %7.0f%%  decode GEMM (gemm_decode.cu, %s)%s\n", shapes[k].name,
                            shapes[k].rows, shapes[k].cols, nb, ms, gbps, 100 * gbps / copy_gbps, wg ? "wgmma" : "mma.sync",
-                           pro ? (k == 1 ? " + grouped norm" : " + RMSNorm") : "");
+                           code == 1 ? " + RMSNorm" : code == 2 ? " + grouped norm" : code == 3 ? " + grouped norm after" : "");
                 }
         }
     if (decode_gemm_only) return 0;

@@ -79,6 +79,7 @@ struct GpuBackend {
     bool gemm_decode_in, gemm_decode_out, gemm_decode_lm; /* batched decode: which products gemm_decode.cu takes ... */
     int gemm_decode_max_nb; /* ... up to how many sequences (MAMBA2_GPU_GEMM_DECODE_ON / _MAX_NB, see gpu_create) ... */
     bool gemm_decode_rms, gemm_decode_gated; /* ... with RMSNorm (in_proj, lm_head), the grouped norm (out_proj) in its prologue */
+    bool gemm_decode_scale;                  /* ... the grouped norm after out_proj's product (PRO_GROUPSCALE) */
     bool step_rounds_y;   /* q8 dp4a: the SSD step rounds y to int8 for out_proj (MAMBA2_GPU_Q8_ROUND_Y, see gpu_create) */
     unsigned skip;        /* decode of 1-4 sequences: kernels left out, for timing only (MAMBA2_GPU_SKIP, see gpu_create) */
     GpuQ8 lm_head_q8;     /* q8 weights: lm_head quantized */
@@ -677,14 +678,14 @@ static int grow_decode(GpuBackend *gb, int nb, Mamba2Error *err) {
 #define GEMM_DECODE_PRO_MAX_NB 16
 
 /* Whether the batched step runs a product through gemm_decode.cu with prologue @p pro (X bf16 for
- * PRO_NONE, else fp32): @p on (the product is one MAMBA2_GPU_GEMM_DECODE_ON names), the batch within
- * its range (with a prologue, to GEMM_DECODE_PRO_MAX_NB), the prologue one
- * MAMBA2_GPU_GEMM_DECODE_NORMS names, and the kernel takes the operands. */
+ * PRO_NONE and PRO_GROUPSCALE, else fp32): @p on (the product is one MAMBA2_GPU_GEMM_DECODE_ON
+ * names), the batch within its range (with a prologue that converts, to GEMM_DECODE_PRO_MAX_NB), the
+ * prologue one MAMBA2_GPU_GEMM_DECODE_NORMS names, and the kernel takes the operands. */
 static bool gemm_decode_runs(const GpuBackend *gb, bool on, GemvPrologue pro, GemvEpilogue epi, const GemvArgs &a, const void *X,
                              int ldx) {
-    return on && a.nb <= gb->gemm_decode_max_nb && (pro == PRO_NONE || a.nb <= GEMM_DECODE_PRO_MAX_NB) &&
-           (pro != PRO_RMSNORM || gb->gemm_decode_rms) &&
-           (pro != PRO_GATEDNORM || gb->gemm_decode_gated) && gemm_decode_takes(pro, epi, a, X, ldx);
+    return on && a.nb <= gb->gemm_decode_max_nb && (pro == PRO_NONE || pro == PRO_GROUPSCALE || a.nb <= GEMM_DECODE_PRO_MAX_NB) &&
+           (pro != PRO_RMSNORM || gb->gemm_decode_rms) && (pro != PRO_GATEDNORM || gb->gemm_decode_gated) &&
+           (pro != PRO_GROUPSCALE || gb->gemm_decode_scale) && gemm_decode_takes(pro, epi, a, X, ldx);
 }
 
 /* A batched-decode product through gemm_decode.cu where gemm_decode_runs(): 1 launched, 0 not taken
@@ -733,9 +734,7 @@ static int enqueue_step(GpuBackend *gb, int nb, Mamba2Error *err) {
     /* Each norm's sum of squares is accumulated by the kernel that produces its input:
      * ss_h[l] (Σ h² entering layer l) by the previous out_proj, ss_y[l] by the SSD step. */
     float *ss_h = gb->norm_sums, *ss_y = gb->norm_sums + (size_t)(g.L + 1) * nb;
-    if (nb <= 4 || (gb->gemm_decode_gated && gb->gemm_decode_out && nb <= gb->gemm_decode_max_nb && nb <= GEMM_DECODE_PRO_MAX_NB))
-        /* the sums add atomically */
-        CUDA_TRY(cudaMemsetAsync(gb->norm_sums, 0, norm_sums_count(g, nb) * 4, s));
+    CUDA_TRY(cudaMemsetAsync(gb->norm_sums, 0, norm_sums_count(g, nb) * 4, s)); /* the sums add atomically */
     if (nb <= 4) launch_sum_squares(gb->sh, nb, g.d, gb->layers[0].norm_w, ss_h, gb->sx, s);
     prof_mark(gb, "embed");
     for (int l = 0; l < g.L; l++) {
@@ -750,7 +749,7 @@ static int enqueue_step(GpuBackend *gb, int nb, Mamba2Error *err) {
             prof_mark(gb, "gemv in_proj + conv");
             if (gb->skip & SKIP_EMPTY) launch_pdl_noop(g.H * nb, 512, s); /* the step's grid, doing nothing */
             else if (!(gb->skip & SKIP_STEP))
-                launch_ssd_step(g, w, gb->sxbc, gb->sdt, gb->szx, gb->ssm_ptrs, gb->state_bf16, l, nb, gb->sy,
+                launch_ssd_step(g, w, gb->sxbc, gb->sdt, gb->szx, gb->ssm_ptrs, gb->state_bf16, l, nb, StepOut{gb->sy, NULL},
                                 ss_y + (size_t)l * nb * g.G, w.gnorm_w, gb->syq, gb->sya, s);
             prof_mark(gb, "ssd step");
             a.W = w.out_proj, a.Wq = w.out_proj_q8, a.rows = g.d, a.cols = g.d_in, a.x = gb->sy, a.groups = g.G;
@@ -765,17 +764,21 @@ static int enqueue_step(GpuBackend *gb, int nb, Mamba2Error *err) {
             prof_mark(gb, "rmsnorm + in_proj");
             launch_conv_dt_step(g, w, gb->szx, gb->conv_ptrs, l, nb, gb->sxbc, gb->sdt, s);
             prof_mark(gb, "conv + dt");
-            /* out_proj with the grouped norm in the decode GEMM's prologue (fold): the SSD step writes y·w
-             * and its groups' Σ y², as for the GEMV; else y for the norm kernel */
+            /* out_proj with the grouped norm in the decode GEMM: in its prologue (fold: the SSD step
+             * writes y·w and its groups' Σ y², as for the GEMV), or after its product (scaled: the same
+             * in bf16); else the SSD step writes y for the norm kernel */
             float *ss_yl = ss_y + (size_t)l * nb * g.G; /* [nb, G] */
             a.W = w.out_proj, a.rows = g.d, a.cols = g.d_in, a.out = gb->sh, a.groups = g.G, a.ss_in = ss_yl;
             const bool fold = gemm_decode_runs(gb, gb->gemm_decode_out, PRO_GATEDNORM, EPI_RESIDUAL, a, gb->sy, g.d_in);
-            launch_ssd_step(g, w, gb->sxbc, gb->sdt, gb->szx, gb->ssm_ptrs, gb->state_bf16, l, nb, gb->sy, fold ? ss_yl : NULL,
-                            fold ? w.gnorm_w : NULL, NULL, NULL, s);
+            const bool scaled = !fold && gemm_decode_runs(gb, gb->gemm_decode_out, PRO_GROUPSCALE, EPI_RESIDUAL, a, gb->syn, g.d_in);
+            launch_ssd_step(g, w, gb->sxbc, gb->sdt, gb->szx, gb->ssm_ptrs, gb->state_bf16, l, nb,
+                            StepOut{gb->sy, scaled ? gb->syn : NULL}, fold || scaled ? ss_yl : NULL,
+                            fold || scaled ? w.gnorm_w : NULL, NULL, NULL, s);
             prof_mark(gb, "ssd step");
             int took;
-            if (fold) /* launched (1) or failed (−1): gemm_decode_runs() said it takes them */
-                took = gemm_decode_try(gb, gb->gemm_decode_out, PRO_GATEDNORM, EPI_RESIDUAL, a, gb->sy, g.d_in, "out_proj", l, err);
+            if (fold || scaled) /* launched (1) or failed (−1): gemm_decode_runs() said it takes them */
+                took = gemm_decode_try(gb, gb->gemm_decode_out, fold ? PRO_GATEDNORM : PRO_GROUPSCALE, EPI_RESIDUAL, a,
+                                       fold ? (const void *)gb->sy : (const void *)gb->syn, g.d_in, "out_proj", l, err);
             else {
                 launch_gated_norm_bf16(g, gb->sy, NULL, NULL, 0, w.gnorm_w, nb, gb->syn, s);
                 prof_mark(gb, "gated norm");
@@ -1011,12 +1014,14 @@ extern "C" int mamba2_backend_gpu_create(const Mamba2Model *m, const Mamba2Backe
     gb->gemm_decode_in = strstr(gdo, "in") != NULL, gb->gemm_decode_out = strstr(gdo, "out") != NULL;
     gb->gemm_decode_lm = strstr(gdo, "lm") != NULL;
     /* ... and with the norm before a product in its prologue instead of a kernel of its own, for up to
-     * GEMM_DECODE_PRO_MAX_NB sequences: the words of MAMBA2_GPU_GEMM_DECODE_NORMS, "out" (the grouped
-     * norm before out_proj: the default) and "in" (RMSNorm before in_proj and lm_head), joined by '+',
-     * "0" for none (measurements: results/gpu.md) */
+     * GEMM_DECODE_PRO_MAX_NB sequences, or the grouped norm after out_proj's product beyond: the words
+     * of MAMBA2_GPU_GEMM_DECODE_NORMS, "out" (the grouped norm before out_proj), "scale" (the grouped
+     * norm after out_proj's product where "out" does not take it) and "in" (RMSNorm before in_proj and
+     * lm_head), joined by '+', "0" for none; default "out+scale" (measurements: results/gpu.md) */
     const char *gdn = getenv("MAMBA2_GPU_GEMM_DECODE_NORMS");
-    if (!gdn) gdn = "out";
+    if (!gdn) gdn = "out+scale";
     gb->gemm_decode_rms = strstr(gdn, "in") != NULL, gb->gemm_decode_gated = strstr(gdn, "out") != NULL;
+    gb->gemm_decode_scale = strstr(gdn, "scale") != NULL;
     gemm_decode_prepare();
     /* q8: products of up to Q8_GEMM_MAX_T tokens through the q8 GEMM (measurements: results/gpu.md) */
     const char *q8g = getenv("MAMBA2_GPU_Q8_GEMM"), *q8t = getenv("MAMBA2_GPU_Q8_GEMM_MAX_T");

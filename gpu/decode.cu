@@ -164,9 +164,15 @@ __device__ __forceinline__ void stage_row_inputs(const GpuDims &g, const float *
  * (times y_scale, the next norm's weight, when given; also into y_sm[p] when that is not NULL) and
  * returns y_p² for the group's norm sum; the others return 0. Every lane of the warp must call it
  * (the row sum is a shuffle). */
+/* y[i] = v, in y's dtype */
+__device__ __forceinline__ void store_y(const StepOut &y, size_t i, float v) {
+    if (y.h) y.h[i] = __float2bfloat16(v);
+    else y.f[i] = v;
+}
+
 template <int E, int LPR>
 __device__ __forceinline__ float step_row(const GpuDims &g, float *st, const StepInputs<E> &in, const float *rows_in,
-                                          float Dh, int b, int h, int p, int n0, bool live, float *y, float *y_sm) {
+                                          float Dh, int b, int h, int p, int n0, bool live, const StepOut &y, float *y_sm) {
     float x = live ? rows_in[p] : 0.0f, xdt = x * in.dt, acc = 0;
 #pragma unroll
     for (int k = 0; k < E; k++) {
@@ -177,7 +183,7 @@ __device__ __forceinline__ float step_row(const GpuDims &g, float *st, const Ste
     for (int o = LPR / 2; o > 0; o >>= 1) acc += __shfl_xor_sync(0xffffffffu, acc, o);
     if (!live || n0 != 0) return 0.0f;
     float yv = (acc + Dh * x) * silu_f(rows_in[g.P + p]), ys = yv * rows_in[2 * g.P + p];
-    y[(size_t)b * g.d_in + h * g.P + p] = ys;
+    store_y(y, (size_t)b * g.d_in + h * g.P + p, ys);
     if (y_sm) y_sm[p] = ys;
     return yv * yv;
 }
@@ -206,7 +212,7 @@ __device__ __forceinline__ void round_head_y(const GpuDims &g, const float *y_sm
  *   S = exp(dt·A) S + dt·x Bᵀ;   y = (S C + D x) · silu(z);  Σ y² goes to the group's norm sum. */
 template <typename S, int SLOTS, int MAX_THREADS>
 __global__ void __launch_bounds__(MAX_THREADS) ssd_step_reg_kernel(GpuDims g, GpuLayer w, const float *xbc, const float *dt,
-                                                       const float *zxbcdt, void *const *ssm_states, int l, float *y,
+                                                       const float *zxbcdt, void *const *ssm_states, int l, StepOut y,
                                                        float *ss_y, const float *y_scale, int8_t *yq, float *ya) {
     constexpr int E = 16 / sizeof(S), LPR = 128 / E, RPW = 32 / LPR; /* rows per warp instruction */
     pdl_trigger();
@@ -254,7 +260,7 @@ __global__ void __launch_bounds__(MAX_THREADS) ssd_step_reg_kernel(GpuDims g, Gp
  * fewer than the GPU has room for, so there fewer slots and bigger blocks spread each head's rows
  * over more warps (bf16 state to two sequences, fp32 at one); beyond, the grid fills the GPU and 8
  * slots in blocks of up to 256 threads are the faster (measurements: results/gpu.md). */
-typedef void (*StepRegKernel)(GpuDims, GpuLayer, const float *, const float *, const float *, void *const *, int, float *,
+typedef void (*StepRegKernel)(GpuDims, GpuLayer, const float *, const float *, const float *, void *const *, int, StepOut,
                               float *, const float *, int8_t *, float *);
 struct StepRegShape {
     StepRegKernel kernel;
@@ -279,7 +285,7 @@ static StepRegShape step_reg_shape(int nb, bool ssm_bf16) {
  *   S = exp(dt·A) S + dt·x Bᵀ;   y = (S C + D x) · silu(z);  Σ y² goes to the group's norm sum. */
 template <typename S>
 __global__ void __launch_bounds__(STEP_SMEM_THREADS(S), STEP_SMEM_BLOCKS(S)) ssd_step_smem_kernel(GpuDims g, GpuLayer w, const float *xbc, const float *dt,
-                                                       const float *zxbcdt, void *const *ssm_states, int l, float *y,
+                                                       const float *zxbcdt, void *const *ssm_states, int l, StepOut y,
                                                        float *ss_y, const float *y_scale, int8_t *yq, float *ya) {
     constexpr int E = 16 / sizeof(S), LPR = 128 / E, RPW = 32 / LPR;
     extern __shared__ __align__(16) char step_smem[];
@@ -319,7 +325,7 @@ __device__ __forceinline__ void store_state(bf16 *p, float v) { *p = __float2bfl
 
 template <typename S>
 __global__ void ssd_step_any_kernel(GpuDims g, GpuLayer w, const float *xbc, const float *dt, const float *zxbcdt,
-                                    void *const *ssm_states, int l, float *y, float *ss_y, const float *y_scale,
+                                    void *const *ssm_states, int l, StepOut y, float *ss_y, const float *y_scale,
                                     int8_t *yq, float *ya) {
     pdl_trigger();
     pdl_wait();
@@ -349,7 +355,7 @@ __global__ void ssd_step_any_kernel(GpuDims g, GpuLayer w, const float *xbc, con
             float z = zxbcdt[(size_t)b * g.d_in_proj + h * g.P + p];
             float yv = (acc + Dh * x) * silu_f(z);
             const float ys = y_scale ? yv * y_scale[h * g.P + p] : yv;
-            y[(size_t)b * g.d_in + h * g.P + p] = ys;
+            store_y(y, (size_t)b * g.d_in + h * g.P + p, ys);
             if (y_sm) y_sm[p] = ys;
             sq += yv * yv;
         }
@@ -399,7 +405,7 @@ __host__ __device__ inline size_t stream_head_bytes(const GpuDims &g, int stages
 
 template <typename S>
 __global__ void __launch_bounds__(STEP_STREAM_THREADS, 1) ssd_step_stream_kernel(GpuDims g, GpuLayer w, const float *xbc, const float *dt,
-                                                                       const float *zxbcdt, void *const *ssm_states, int l, float *y,
+                                                                       const float *zxbcdt, void *const *ssm_states, int l, StepOut y,
                                                                        float *ss_y, const float *y_scale, int nb, int stages) {
     constexpr int E = 16 / sizeof(S), LPR = 128 / E, RPW = 32 / LPR;
     extern __shared__ __align__(128) char smem[];
@@ -480,7 +486,7 @@ __global__ void __launch_bounds__(STEP_STREAM_THREADS, 1) ssd_step_stream_kernel
             store16(state + (size_t)p * 128 + n0, v);
             if (n0 == 0) {
                 float yv = (acc + Dh * x) * silu_f(st.z[p]);
-                y[(size_t)b * g.d_in + h * g.P + p] = y_scale ? yv * st.ys[p] : yv;
+                store_y(y, (size_t)b * g.d_in + h * g.P + p, y_scale ? yv * st.ys[p] : yv);
                 sq += yv * yv;
             }
         }
@@ -524,7 +530,7 @@ bool ssd_step_streams(const GpuDims &g, int state_bf16) {
 
 template <typename S>
 static void launch_step_stream(const GpuDims &g, const GpuLayer &w, const float *xbc, const float *dt, const float *zxbcdt,
-                               void *const *ssm_states, int l, int nb, float *y, float *ss_y, const float *y_scale,
+                               void *const *ssm_states, int l, int nb, StepOut y, float *ss_y, const float *y_scale,
                                int blocks_per_sm, int stages, size_t smem, cudaStream_t s) {
     static int sms = 0;
     if (!sms) {
@@ -541,7 +547,7 @@ static void launch_step_stream(const GpuDims &g, const GpuLayer &w, const float 
 bool ssd_step_rounds_y(const GpuDims &g) { return g.P % Q8_XBLOCK == 0; }
 
 void launch_ssd_step_kind(const GpuDims &g, const GpuLayer &w, const float *xbc, const float *dt, const float *zxbcdt,
-                          void *const *ssm_states, int ssm_bf16, int l, int nb, float *y, float *ss_y, const float *y_scale,
+                          void *const *ssm_states, int ssm_bf16, int l, int nb, StepOut y, float *ss_y, const float *y_scale,
                           int8_t *yq, float *ya, int kind, cudaStream_t s) {
     dim3 grid(g.H, nb);
     if (!ssd_step_rounds_y(g)) yq = NULL, ya = NULL; /* the caller asked where it should not: the GEMV rounds y */
@@ -604,7 +610,7 @@ void launch_ssd_step_kind(const GpuDims &g, const GpuLayer &w, const float *xbc,
 }
 
 void launch_ssd_step(const GpuDims &g, const GpuLayer &w, const float *xbc, const float *dt, const float *zxbcdt,
-                     void *const *ssm_states, int ssm_bf16, int l, int nb, float *y, float *ss_y, const float *y_scale,
+                     void *const *ssm_states, int ssm_bf16, int l, int nb, StepOut y, float *ss_y, const float *y_scale,
                      int8_t *yq, float *ya, cudaStream_t s) {
     launch_ssd_step_kind(g, w, xbc, dt, zxbcdt, ssm_states, ssm_bf16, l, nb, y, ss_y, y_scale, yq, ya, STEP_AUTO, s);
 }

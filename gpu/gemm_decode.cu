@@ -52,6 +52,14 @@
  *  - PRO_GATEDNORM: X = y·w as the SSD step wrote it, a.ss_in its sums [nb, groups] (Σ_group y²);
  *        out[b][r] = Σ_k W[r][k] · bf16(X[b][k] · s_bg),   s_bg = rsqrt(ss_in[b][g(k)] / gs + eps),
  *    the group of k constant over a box of 64 columns (gs a multiple of 64).
+ * The grouped norm can also come after the product, where its scale is constant per sum: the inputs
+ * then stay bf16 as the tensor memory accelerator brings them, nothing to convert and no barrier
+ * (PRO_GROUPSCALE, for the batches whose conversion costs more than the norm's own kernel):
+ *  - PRO_GROUPSCALE: X = bf16(y·w) as the SSD step wrote it, a.ss_in as for PRO_GATEDNORM;
+ *        out[b][r] = Σ_g s_bg · Σ_{k in g} W[r][k] · X[b][k],
+ *    kept as one running sum per (row, sequence) in the scale of the group being summed: where the
+ *    columns pass into group g' the sum is multiplied by s_bg / s_bg', at the end by the last group's
+ *    s_bg (the scales of every (group, sequence) computed once per block into shared memory).
  * No in_proj epilogue (conv step, dt) here: done per element from this kernel's few warps, it was
  * far slower than the conv + dt kernel that follows the store (results/gpu.md).
  */
@@ -71,6 +79,7 @@
 #define GD_BOX_K 64                            /* columns a box (128 bytes: the swizzle's row) */
 #define GD_MIN_NB 5                            /* fewer sequences take the GEMV */
 #define GD_MAX_NB 64
+#define GD_MAX_GROUPS 64                       /* PRO_GROUPSCALE: groups of columns at most (its table of scales) */
 
 /** The work and shared-memory plan of one launch (bytes from a 1,024-aligned base: the 128-byte
  *  swizzle repeats every 8 rows of 128 bytes, and each box must start at such a row). */
@@ -85,13 +94,17 @@ struct GdLayout {
     unsigned stage_bytes; /**< weights [kboxes][slots][16][128 B], inputs in bf16 [kboxes][8·NT][128 B], then with a
                                prologue the inputs in fp32 as they came [kboxes][2][8·NT][128 B] */
     unsigned xf;          /**< the fp32 inputs' offset in a stage (prologues) */
-    unsigned bar;         /**< [stages] full, then [stages] empty mbarriers, then the RMSNorm's sums [3][8·NT] */
+    unsigned bar;         /**< [stages] full, then [stages] empty mbarriers, then the RMSNorm's sums [3][8·NT],
+                               then PRO_GROUPSCALE's scales [groups][8·NT] */
     unsigned total;       /**< with 1,024 bytes to align the base */
 };
 
+/** Whether the inputs come in fp32 and are converted to bf16 by the consumers (the prologues). */
+#define GD_CONVERTS(PRO) ((PRO) == PRO_RMSNORM || (PRO) == PRO_GATEDNORM)
 /** The 128-byte rows an input row takes per box of 64 columns as the tensor memory accelerator brings it:
- *  1 in bf16 (PRO_NONE), 2 in fp32 (the prologues: two boxes of 32 columns, each with its own swizzle). */
-#define GD_XW(PRO) ((PRO) == PRO_NONE ? 1 : 2)
+ *  1 in bf16 (PRO_NONE, PRO_GROUPSCALE), 2 in fp32 (the prologues: two boxes of 32 columns, each with
+ *  its own swizzle). */
+#define GD_XW(PRO) (GD_CONVERTS(PRO) ? 2 : 1)
 
 /** The 8-column tiles of B for @p nb sequences: 2, 4 or 8 (nb ≤ 16, 32, 64). */
 static int gd_ntiles(int nb) { return nb <= 16 ? 2 : nb <= 32 ? 4 : 8; }
@@ -175,7 +188,7 @@ __global__ void __launch_bounds__(GD_THREADS, 1) gemm_decode_kernel(GemvArgs a, 
                     tma_load_2d(st + (size_t)h * L.slots * 2048, &maps.w[cnt - 1], k0 + h * GD_BOX_K, first * 16, &full[s]);
             } else
                 for (int h = 0; h < boxes * GD_XW(PRO); h++) /* fp32: two boxes of 32 columns per 64 */
-                    tma_load_2d(st + (PRO == PRO_NONE ? wbytes : L.xf) + (size_t)h * 8 * NT * 128, &maps.x,
+                    tma_load_2d(st + (GD_CONVERTS(PRO) ? L.xf : wbytes) + (size_t)h * 8 * NT * 128, &maps.x,
                                 k0 + h * (GD_BOX_K / GD_XW(PRO)), 0, &full[s]);
         };
         const int pre = min(total, L.stages);
@@ -196,6 +209,14 @@ __global__ void __launch_bounds__(GD_THREADS, 1) gemm_decode_kernel(GemvArgs a, 
     const int cr = tid % R;        /* the input row this thread converts (256 is a multiple of R) */
     const int wg = warp >> 2, wq = warp & 3; /* WG: this warp's warpgroup, and its 16 rows of each 64 */
     int it = 0, held = -1; /* WG: the stage whose wgmma may still be running (released one stage late) */
+    const int gs = a.groups > 0 ? K / a.groups : K; /* PRO_GROUPSCALE: columns a group */
+    float *gscale = ssum + 3 * R;                   /* PRO_GROUPSCALE: [groups][R] s_bg (1 past nb) */
+    if (PRO == PRO_GROUPSCALE) {
+        const float inv_gs = 1.0f / gs;
+        for (int i = tid; i < a.groups * R; i += GD_CONSUMERS * 32)
+            gscale[i] = i % R < nb ? rsqrtf(a.ss_in[(i % R) * a.groups + i / R] * inv_gs + a.eps) : 1.0f;
+        asm volatile("bar.sync 1, %0;\n" ::"r"(GD_CONSUMERS * 32) : "memory");
+    }
     for (int j = 0; j < ngroups; j++) {
         int first, last;
         group_tiles(j, first, last);
@@ -209,6 +230,28 @@ __global__ void __launch_bounds__(GD_THREADS, 1) gemm_decode_kernel(GemvArgs a, 
 #pragma unroll
                 for (int c = 0; c < 4; c++) acc[i][n][c] = 0.0f;
         const int g = lane >> 2, q = 2 * (lane & 3); /* C layout: c0, c1 = row g, columns q, q+1; c2, c3 = row g + 8 (mma_bf16.cuh) */
+        auto fence_acc = [&]() { /* WG: the sums as wgmma left them, before this thread reads them */
+#pragma unroll
+            for (int i = 0; i < GD_MT; i++)
+#pragma unroll
+                for (int n = 0; n < NT; n++)
+#pragma unroll
+                    for (int c = 0; c < 4; c++) wgmma_fence_operand(acc[i][n][c]);
+        };
+        int cur = -1; /* PRO_GROUPSCALE: the group of columns whose scale the sums are in */
+        /* PRO_GROUPSCALE: the columns pass into group gk: the sums so far from group cur's scale into gk's */
+        auto enter_group = [&](int gk) {
+            if (cur >= 0)
+#pragma unroll
+                for (int n = 0; n < NT; n++)
+#pragma unroll
+                    for (int e = 0; e < 2; e++) {
+                        const float f = gscale[cur * R + n * 8 + q + e] / gscale[gk * R + n * 8 + q + e];
+#pragma unroll
+                        for (int i = 0; i < GD_MT; i++) acc[i][n][e] *= f, acc[i][n][2 + e] *= f;
+                    }
+            cur = gk;
+        };
         float rs[NT][2];                             /* PRO_RMSNORM: the scale of columns q, q + 1 of each 8-column tile */
         float ssr = 0.0f;                            /* PRO_RMSNORM: Σ x² of row cr over the chunks this thread converted */
         const int mine = min(L.mt, last - first - warp * L.mt); /* mma.sync: this warp's tiles in the group (≤ 0: none) */
@@ -218,7 +261,7 @@ __global__ void __launch_bounds__(GD_THREADS, 1) gemm_decode_kernel(GemvArgs a, 
             mbar_wait(&full[s], (uint32_t)(it / L.stages) & 1);
             const unsigned char *st = smem + (size_t)s * L.stage_bytes;
             const int boxes = (min(KS, k_end - k0) + GD_BOX_K - 1) / GD_BOX_K; /* of this stage inside the slice */
-            if (PRO != PRO_NONE) {
+            if (GD_CONVERTS(PRO)) {
                 /* the prologue: the stage's fp32 inputs with their norm → bf16 where ldmatrix reads them, the
                  * eight warps a share each (8-column chunks: row cr, chunks tid / R + 256 / R · m) */
                 for (int id = tid / R; id < boxes * (GD_BOX_K / 8); id += GD_CONSUMERS * 32 / R) {
@@ -252,7 +295,16 @@ __global__ void __launch_bounds__(GD_THREADS, 1) gemm_decode_kernel(GemvArgs a, 
                  * rows of the box, B: the box's inputs), issued together and left running; the stage they read
                  * is released once the next stage's batch is issued and this one's has finished */
                 wgmma_fence();
-                for (int h = 0; h < boxes; h++)
+                for (int h = 0; h < boxes; h++) {
+                    if (PRO == PRO_GROUPSCALE && (k0 + h * GD_BOX_K) / gs != cur) {
+                        if (cur >= 0) { /* the batch so far finishes before its sums are rescaled */
+                            wgmma_commit();
+                            wgmma_wait<0>();
+                            fence_acc();
+                        }
+                        enter_group((k0 + h * GD_BOX_K) / gs);
+                        wgmma_fence();
+                    }
 #pragma unroll
                     for (int kq = 0; kq < GD_BOX_K / 16; kq++) {
                         const uint64_t db = wgmma_desc_sw128(st + wbytes + (size_t)h * R * 128 + kq * 32);
@@ -261,6 +313,7 @@ __global__ void __launch_bounds__(GD_THREADS, 1) gemm_decode_kernel(GemvArgs a, 
                             if (wg + 2 * i < mb)
                                 wgmma_bf16<8 * NT>(&acc[i][0][0], wgmma_desc_sw128(st + (size_t)(h * L.slots + (wg + 2 * i) * 4) * 2048 + kq * 32), db);
                     }
+                }
                 wgmma_commit();
                 wgmma_wait<1>();
                 if (held >= 0) {
@@ -277,6 +330,7 @@ __global__ void __launch_bounds__(GD_THREADS, 1) gemm_decode_kernel(GemvArgs a, 
                     if (kq >= steps) break;
                     /* the step's two 8-column chunks of the 64-column box it lies in */
                     const int h = kq / (GD_BOX_K / 16), c2 = (kq % (GD_BOX_K / 16)) * 2;
+                    if (PRO == PRO_GROUPSCALE && (k0 + h * GD_BOX_K) / gs != cur) enter_group((k0 + h * GD_BOX_K) / gs);
                     const unsigned char *xs = st + wbytes + (size_t)h * 8 * NT * 128;
                     uint32_t bfr[NT / 2][4];
 #pragma unroll
@@ -301,12 +355,7 @@ __global__ void __launch_bounds__(GD_THREADS, 1) gemm_decode_kernel(GemvArgs a, 
         }
         if (WG) { /* the group's last batch: finished, its stage released */
             wgmma_wait<0>();
-#pragma unroll
-            for (int i = 0; i < GD_MT; i++)
-#pragma unroll
-                for (int n = 0; n < NT; n++)
-#pragma unroll
-                    for (int c = 0; c < 4; c++) wgmma_fence_operand(acc[i][n][c]);
+            fence_acc();
             __syncwarp();
             if (lane == 0 && held >= 0) mbar_arrive(&empty[held]);
             held = -1;
@@ -325,7 +374,9 @@ __global__ void __launch_bounds__(GD_THREADS, 1) gemm_decode_kernel(GemvArgs a, 
 #pragma unroll
                 for (int c = 0; c < 4; c++) {
                     const int r = r0 + g + (c >> 1) * 8, b = n * 8 + q + (c & 1);
-                    const float v = PRO == PRO_RMSNORM ? acc[i][n][c] * rs[n][c & 1] : acc[i][n][c];
+                    const float v = PRO == PRO_RMSNORM      ? acc[i][n][c] * rs[n][c & 1]
+                                    : PRO == PRO_GROUPSCALE ? acc[i][n][c] * gscale[cur * R + n * 8 + q + (c & 1)]
+                                                            : acc[i][n][c];
                     /* WG: a block's rows past the group's (its last 64-row block) are the next group's */
                     if (r < last * 16 && r < a.rows && b < nb) gd_finish<EPI>(a, b, r, v, L.splits > 1);
                 }
@@ -379,9 +430,11 @@ bool gemm_decode_takes(GemvPrologue pro, GemvEpilogue epi, const GemvArgs &a, co
     /* the prologues: RMSNorm's sum must see all of K (a stored product, never split); the grouped norm's
      * groups whole boxes of 64 columns */
     if (pro == PRO_RMSNORM && (epi != EPI_STORE || !a.in_w || (uintptr_t)a.in_w % 16)) return false;
-    if (pro == PRO_GATEDNORM && (!a.ss_in || a.groups < 1 || a.cols % a.groups || (a.cols / a.groups) % GD_BOX_K)) return false;
+    if ((pro == PRO_GATEDNORM || pro == PRO_GROUPSCALE) && (!a.ss_in || a.groups < 1 || a.cols % a.groups || (a.cols / a.groups) % GD_BOX_K))
+        return false;
+    if (pro == PRO_GROUPSCALE && (epi != EPI_RESIDUAL || a.groups > GD_MAX_GROUPS)) return false; /* out_proj's use only */
     /* 16-column steps whole; what the tensor maps need: 16-byte aligned bases and row strides */
-    const int per16 = pro == PRO_NONE ? 8 : 4;
+    const int per16 = pro == PRO_RMSNORM || pro == PRO_GATEDNORM ? 4 : 8;
     return encoder() && a.cols % 16 == 0 && ldx % per16 == 0 && (uintptr_t)a.W % 16 == 0 && (uintptr_t)X % 16 == 0;
 }
 
@@ -390,8 +443,8 @@ bool gemm_decode_takes(GemvPrologue pro, GemvEpilogue epi, const GemvArgs &a, co
  *  of the 7B: 4,096 rows, 2 tiles a block on 132 multiprocessors: 4 slices), at most one per 128
  *  columns (MAMBA2_GPU_GEMM_DECODE_SPLITS overrides it for A/B runs); groups of at most GD_GROUP_TILES
  *  tiles; two boxes of columns a stage where that still leaves 4 stages in shared memory, else one.
- *  @p xw: 128-byte rows per input row and box (GD_XW). */
-static GdLayout gd_plan(int epi, const GemvArgs &a, int nt, int xw, bool wg) {
+ *  @p xw: 128-byte rows per input row and box (GD_XW); @p table: bytes of PRO_GROUPSCALE's scales (else 0). */
+static GdLayout gd_plan(int epi, const GemvArgs &a, int nt, int xw, bool wg, unsigned table) {
     static int env_splits = -1;
     if (env_splits < 0) {
         const char *sp = getenv("MAMBA2_GPU_GEMM_DECODE_SPLITS");
@@ -415,11 +468,11 @@ static GdLayout gd_plan(int epi, const GemvArgs &a, int nt, int xw, bool wg) {
     for (L.kboxes = 2; L.kboxes >= 1; L.kboxes--) {
         L.xf = (unsigned)L.kboxes * (L.slots * 2048 + 8 * nt * 128);
         L.stage_bytes = L.xf + (xw > 1 ? (unsigned)L.kboxes * 2 * 8 * nt * 128 : 0); /* a multiple of 1,024 */
-        L.stages = std::min(8, (int)((SMEM_MAX - 1024 - slack - 16 * 8 - 3 * 64 * 4) / L.stage_bytes));
+        L.stages = std::min(8, (int)((SMEM_MAX - 1024 - slack - 16 * 8 - 3 * 64 * 4 - table) / L.stage_bytes));
         if (L.stages >= 4 || L.kboxes == 1) break;
     }
     L.bar = (unsigned)L.stages * L.stage_bytes + slack;
-    L.total = L.bar + (unsigned)L.stages * 16 + 3 * 8 * nt * 4 + 1024;
+    L.total = L.bar + (unsigned)L.stages * 16 + 3 * 8 * nt * 4 + table + 1024;
     return L;
 }
 
@@ -449,9 +502,9 @@ template <int NT, int PRO, int EPI> static int gd_launch(const GemvArgs &a, cons
     (void)prepared;
     const int mode = wgmma_mode();
     const bool wg = mode == 1 || (mode == 2 && a.nb >= GD_WGMMA_MIN_NB);
-    const GdLayout L = gd_plan(EPI, a, NT, GD_XW(PRO), wg);
+    const GdLayout L = gd_plan(EPI, a, NT, GD_XW(PRO), wg, PRO == PRO_GROUPSCALE ? (unsigned)a.groups * 8 * NT * 4 : 0u);
     GdMaps maps;
-    bool ok = input_map(&maps.x, X, PRO == PRO_NONE ? 2 : 4, a.nb, a.cols, ldx, 8 * NT);
+    bool ok = input_map(&maps.x, X, GD_CONVERTS(PRO) ? 4 : 2, a.nb, a.cols, ldx, 8 * NT);
     for (int n = 1; n <= GD_GROUP_TILES; n++) ok = ok && input_map(&maps.w[n - 1], a.W, 2, a.rows, a.cols, a.cols, 16 * n);
     if (!ok) return -1; /* gemm_decode_takes() checked what the encoder asks: not expected */
     if (wg) launch_pdl(gemm_decode_kernel<NT, PRO, EPI, true>, dim3(L.blocks * L.splits), dim3(GD_THREADS), L.total, s, a, maps, L);
@@ -471,6 +524,7 @@ int launch_gemm_decode(GemvPrologue pro, GemvEpilogue epi, const GemvArgs &a, co
     if (pro == PRO_RMSNORM) return gd_launch_nt<PRO_RMSNORM, EPI_STORE>(a, X, ldx, s);
     if (pro == PRO_GATEDNORM)
         return epi == EPI_RESIDUAL ? gd_launch_nt<PRO_GATEDNORM, EPI_RESIDUAL>(a, X, ldx, s) : gd_launch_nt<PRO_GATEDNORM, EPI_STORE>(a, X, ldx, s);
+    if (pro == PRO_GROUPSCALE) return gd_launch_nt<PRO_GROUPSCALE, EPI_RESIDUAL>(a, X, ldx, s);
     return epi == EPI_RESIDUAL ? gd_launch_nt<PRO_NONE, EPI_RESIDUAL>(a, X, ldx, s) : gd_launch_nt<PRO_NONE, EPI_STORE>(a, X, ldx, s);
 }
 
@@ -484,5 +538,5 @@ template <int PRO, int EPI> static void gd_raise() { gd_raise_wg<PRO, EPI, false
 
 void gemm_decode_prepare() {
     gd_raise<PRO_NONE, EPI_STORE>(), gd_raise<PRO_NONE, EPI_RESIDUAL>(), gd_raise<PRO_RMSNORM, EPI_STORE>();
-    gd_raise<PRO_GATEDNORM, EPI_STORE>(), gd_raise<PRO_GATEDNORM, EPI_RESIDUAL>();
+    gd_raise<PRO_GATEDNORM, EPI_STORE>(), gd_raise<PRO_GATEDNORM, EPI_RESIDUAL>(), gd_raise<PRO_GROUPSCALE, EPI_RESIDUAL>();
 }

@@ -176,7 +176,9 @@ double mamba2_gpu_time_gemv(int rows, int cols, int nb, int stream, int reps, Ma
  *        0: x' = x, x [nb, cols] bf16 bits; 1 (RMSNorm, not with @p add): x [nb, cols] fp32,
  *        x'[b][c] = x[b][c]·norm[c]·rsqrt(Σ_c x[b][c]²/cols + 1e-5), @p norm [cols];
  *        2 (grouped norm): x [nb, cols] fp32, x'[b][c] = x[b][c]·rsqrt(norm[b][g]/gs + 1e-5), c in
- *        group g of @p groups of gs = cols/groups columns, @p norm [nb, groups] (the sums of squares).
+ *        group g of @p groups of gs = cols/groups columns, @p norm [nb, groups] (the sums of squares);
+ *        3 (grouped norm after the product, only with @p add): x [nb, cols] bf16 bits, and
+ *        out[b][r] += Σ_g rsqrt(norm[b][g]/gs + 1e-5)·Σ_{c in g} W[r][c]·x[b][c].
  * @return 0, 1 when the kernel does not take the shape (nothing run), or −1 with @p err set.
  */
 int mamba2_gpu_gemm_decode(int rows, int cols, int nb, int add, int pro, int groups, const uint16_t *W, const void *x,
@@ -234,6 +236,8 @@ int mamba2_gpu_time_cublaslt_algos(int rows, int cols, int nb, float beta, int r
  *                   shared-memory kernel; 3: the streamed kernel (a kernel that does not take the
  *                   sizes falls back: streamed to the backend's choice without it, shared memory to
  *                   the register kernel, that to the any-N kernel)
+ * @param y_bf16     1: the kernel stores y in bf16 (as for out_proj's decode GEMM with the grouped
+ *                   norm after the product), returned here widened to fp32; 0: in fp32
  * @param xbc        [nb, H·P + 2·G·N]: x, B and C of each sequence
  * @param dt         [nb, H], after softplus
  * @param z          [nb, H·P]
@@ -249,7 +253,7 @@ int mamba2_gpu_time_cublaslt_algos(int rows, int cols, int nb, float beta, int r
  * @param err        the reason on failure
  * @return 0, or -1 with the reason in @p err.
  */
-int mamba2_gpu_ssd_step(SSDDims d, int nb, int state_bf16, int kernel, const float *xbc, const float *dt, const float *z,
+int mamba2_gpu_ssd_step(SSDDims d, int nb, int state_bf16, int kernel, int y_bf16, const float *xbc, const float *dt, const float *z,
                         const float *A, const float *D, const float *y_scale, float *state, float *y, float *ss_y,
                         int8_t *yq, float *ya, Mamba2Error *err);
 

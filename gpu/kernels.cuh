@@ -161,7 +161,9 @@ GpuQ8 q8_rows(const GpuQ8 &W, int first, int n);
 enum GemvPrologue {
     PRO_NONE = 0,    /**< x as given */
     PRO_RMSNORM = 1, /**< x' = x·rsqrt(Σh²/cols + eps) for x = h·w (the norm weight already applied) */
-    PRO_GATEDNORM = 2 /**< x' = x·rsqrt(Σ_group y²/gs + eps) for x = y·w, y the already gated output */
+    PRO_GATEDNORM = 2, /**< x' = x·rsqrt(Σ_group y²/gs + eps) for x = y·w, y the already gated output */
+    PRO_GROUPSCALE = 3 /**< the grouped norm after the product (decode GEMM only): x = y·w as given, each
+                            group's share of the sum times rsqrt(Σ_group y²/gs + eps) */
 };
 /** What the decode GEMV does with each output row. */
 enum GemvEpilogue {
@@ -188,8 +190,8 @@ struct GemvArgs {
     const float *x;        /**< [nb, cols] input before the prologue, already multiplied by the norm weight */
     const int8_t *xq;      /**< GEMV_Q8_DP4A: x already rounded to int8 per block of 32, [nb, cols], or NULL (the kernel rounds x) ... */
     const float *xa;       /**< ... and each block's max|x|, [nb, cols / 32] */
-    const float *ss_in;    /**< prologue sums of squares: [nb] (RMSNORM) or [nb, groups] (GATEDNORM) */
-    int groups;            /**< PRO_GATEDNORM: groups of cols/groups channels */
+    const float *ss_in;    /**< prologue sums of squares: [nb] (RMSNORM) or [nb, groups] (GATEDNORM, GROUPSCALE) */
+    int groups;            /**< PRO_GATEDNORM, PRO_GROUPSCALE: groups of cols/groups channels */
     float eps;
     float *ss_out;         /**< EPI_RESIDUAL: [nb] Σ h² of the updated rows is added here (may be NULL) */
     const float *next_w;   /**< EPI_RESIDUAL: the next norm's weight [rows] ... */
@@ -242,16 +244,18 @@ void gemv_stream_prepare();
 void launch_gemv_stream(GemvPrologue pro, GemvEpilogue epi, const GemvArgs &a, cudaStream_t s);
 
 /** Whether the decode GEMM of gemm_decode.cu takes @p a with the inputs @p X (row stride @p ldx; bf16
- *  for PRO_NONE, fp32 for the prologues): EPI_STORE or EPI_RESIDUAL (without ss_out and xw_out), bf16
- *  weights, 5 to 64 sequences, cols a multiple of 16, 16-byte aligned bases and rows (what its tensor
- *  maps need); PRO_RMSNORM only stored and with a.in_w, PRO_GATEDNORM with a.ss_in and groups of a
- *  multiple of 64 columns; not when the environment says MAMBA2_GPU_GEMM_DECODE=0. */
+ *  for PRO_NONE and PRO_GROUPSCALE, fp32 for the prologues): EPI_STORE or EPI_RESIDUAL (without ss_out
+ *  and xw_out), bf16 weights, 5 to 64 sequences, cols a multiple of 16, 16-byte aligned bases and rows
+ *  (what its tensor maps need); PRO_RMSNORM only stored and with a.in_w, PRO_GATEDNORM and
+ *  PRO_GROUPSCALE with a.ss_in and groups of a multiple of 64 columns (PRO_GROUPSCALE: added to the residual, at
+ *  most 64 groups); not when the environment says MAMBA2_GPU_GEMM_DECODE=0. */
 bool gemm_decode_takes(GemvPrologue pro, GemvEpilogue epi, const GemvArgs &a, const void *X, int ldx);
 
 /** out[b][r] = Σ_k W[r][k] X'[b][k] for a.nb sequences on tensor cores (gemm_decode.cu), stored
  *  (EPI_STORE) or added to a.out (EPI_RESIDUAL), X' = X (bf16, PRO_NONE) or X with its norm
  *  (fp32 X; PRO_RMSNORM: X is the residual stream and a.in_w the norm's weight, the kernel sums
- *  Σ X² itself; PRO_GATEDNORM: as the GEMV's, from a.ss_in); a.x is not read. Returns −1, launching
+ *  Σ X² itself; PRO_GATEDNORM: as the GEMV's, from a.ss_in), or (bf16 X, PRO_GROUPSCALE) each group's
+ *  share of the sum times that group's scale from a.ss_in; a.x is not read. Returns −1, launching
  *  nothing, if the driver would not describe the operands as tensor maps, else 0. */
 int launch_gemm_decode(GemvPrologue pro, GemvEpilogue epi, const GemvArgs &a, const void *X, int ldx, cudaStream_t s);
 
@@ -278,9 +282,17 @@ void launch_pdl_noop(int blocks, int threads, cudaStream_t s);
 void launch_conv_dt_step(const GpuDims &g, const GpuLayer &w, const float *zxbcdt, float *const *conv_states, int l,
                          int nb, float *xbc, float *dt, cudaStream_t s);
 
+/** Where the SSD step stores y [nb, d_in]: in fp32 at @p f, or, where @p h is not NULL, in bf16 at
+ *  @p h instead (the input of out_proj's decode GEMM with the grouped norm after the product,
+ *  PRO_GROUPSCALE). */
+struct StepOut {
+    float *f; /**< [nb, d_in] fp32 */
+    bf16 *h;  /**< [nb, d_in] bf16, or NULL */
+};
+
 /**
  * SSD recurrence for one token of nb sequences, with the gate:
- * S = exp(dt·A) S + dt·x Bᵀ;  y = (S C + D x) · silu(z).   y [nb, d_in] fp32.
+ * S = exp(dt·A) S + dt·x Bᵀ;  y = (S C + D x) · silu(z).   y [nb, d_in] (StepOut).
  * @p ssm_states [nb] device pointers to [L, H, P, N] (fp32, or bf16 when @p ssm_bf16).
  * @p ss_y, when not NULL, [nb, G]: Σ y² of each group is added there (for the grouped norm), and y is
  * stored multiplied by @p y_scale [d_in] when that is not NULL (the norm weight, applied ahead).
@@ -289,7 +301,7 @@ void launch_conv_dt_step(const GpuDims &g, const GpuLayer &w, const float *zxbcd
  * [nb, d_in / 32].
  */
 void launch_ssd_step(const GpuDims &g, const GpuLayer &w, const float *xbc, const float *dt, const float *zxbcdt,
-                     void *const *ssm_states, int ssm_bf16, int l, int nb, float *y, float *ss_y, const float *y_scale,
+                     void *const *ssm_states, int ssm_bf16, int l, int nb, StepOut y, float *ss_y, const float *y_scale,
                      int8_t *yq, float *ya, cudaStream_t s);
 
 /** Whether the SSD step can round its y to int8 for the q8 GEMV (launch_ssd_step()'s @p yq): the
@@ -311,7 +323,7 @@ bool ssd_step_streams(const GpuDims &g, int state_bf16);
 /** launch_ssd_step() with the kernel chosen (for the tests and the benchmark); a kernel that does not
  *  take the sizes falls back to the register (then the any-N) kernel. */
 void launch_ssd_step_kind(const GpuDims &g, const GpuLayer &w, const float *xbc, const float *dt, const float *zxbcdt,
-                          void *const *ssm_states, int ssm_bf16, int l, int nb, float *y, float *ss_y, const float *y_scale,
+                          void *const *ssm_states, int ssm_bf16, int l, int nb, StepOut y, float *ss_y, const float *y_scale,
                           int8_t *yq, float *ya, int kind, cudaStream_t s);
 
 #endif

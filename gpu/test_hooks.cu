@@ -214,7 +214,8 @@ extern "C" double mamba2_gpu_time_gemv(int rows, int cols, int nb, int stream, i
 extern "C" int mamba2_gpu_gemm_decode(int rows, int cols, int nb, int add, int pro, int groups, const uint16_t *W, const void *x,
                                       const float *norm, float *out, Mamba2Error *err) {
     if (!mamba2_gpu_available(err)) return -1;
-    const size_t xbytes = (size_t)nb * cols * (pro ? 4 : 2), nbytes = pro == 1 ? (size_t)cols * 4 : pro == 2 ? (size_t)nb * groups * 4 : 0;
+    const size_t xbytes = (size_t)nb * cols * (pro == 1 || pro == 2 ? 4 : 2);
+    const size_t nbytes = pro == 1 ? (size_t)cols * 4 : pro >= 2 ? (size_t)nb * groups * 4 : 0;
     bf16 *dW;
     void *dx;
     float *dout, *dnorm = NULL;
@@ -225,9 +226,9 @@ extern "C" int mamba2_gpu_gemm_decode(int rows, int cols, int nb, int add, int p
     GemvArgs a = {};
     a.W = dW, a.rows = rows, a.cols = cols, a.nb = nb, a.out = dout, a.eps = 1e-5f;
     if (pro == 1) a.in_w = dnorm;
-    if (pro == 2) a.ss_in = dnorm, a.groups = groups;
+    if (pro >= 2) a.ss_in = dnorm, a.groups = groups;
     int rc = 1;
-    const GemvPrologue gp = pro == 1 ? PRO_RMSNORM : pro == 2 ? PRO_GATEDNORM : PRO_NONE;
+    const GemvPrologue gp = pro == 1 ? PRO_RMSNORM : pro == 2 ? PRO_GATEDNORM : pro == 3 ? PRO_GROUPSCALE : PRO_NONE;
     const GemvEpilogue epi = add ? EPI_RESIDUAL : EPI_STORE;
     if (gemm_decode_takes(gp, epi, a, dx, cols)) {
         std::vector<float> poison((size_t)nb * rows, NAN);
@@ -267,7 +268,7 @@ extern "C" double mamba2_gpu_time_gemm_decode(int rows, int cols, int nb, int ad
     a.rows = rows, a.cols = cols, a.nb = nb, a.out = out, a.W = W, a.eps = 1e-5f, a.in_w = norm, a.ss_in = norm, a.groups = groups;
     double ms = -1;
     bool refused = false; /* a launch found no tensor maps: no time to report */
-    const GemvPrologue gp = pro == 1 ? PRO_RMSNORM : pro == 2 ? PRO_GATEDNORM : PRO_NONE;
+    const GemvPrologue gp = pro == 1 ? PRO_RMSNORM : pro == 2 ? PRO_GATEDNORM : pro == 3 ? PRO_GROUPSCALE : PRO_NONE;
     const GemvEpilogue epi = add ? EPI_RESIDUAL : EPI_STORE;
     if (gemm_decode_takes(gp, epi, a, x, cols)) {
         cudaStream_t st;
@@ -445,7 +446,7 @@ static GpuDims step_dims(SSDDims d, int L) {
     return g;
 }
 
-extern "C" int mamba2_gpu_ssd_step(SSDDims d, int nb, int state_bf16, int kernel, const float *xbc, const float *dt,
+extern "C" int mamba2_gpu_ssd_step(SSDDims d, int nb, int state_bf16, int kernel, int y_bf16, const float *xbc, const float *dt,
                                    const float *z, const float *A, const float *D, const float *y_scale, float *state,
                                    float *y, float *ss_y, int8_t *yq, float *ya, Mamba2Error *err) {
     if (!mamba2_gpu_available(err)) return -1;
@@ -480,8 +481,8 @@ extern "C" int mamba2_gpu_ssd_step(SSDDims d, int nb, int state_bf16, int kernel
         CUDA_TRY(cudaMalloc(&dys, g.d_in * 4));
         CUDA_TRY(cudaMemcpy(dys, y_scale, g.d_in * 4, cudaMemcpyHostToDevice));
     }
-    CUDA_TRY(cudaMalloc(&dy, ny * 4));
-    CUDA_TRY(cudaMemcpy(dy, y_poison.data(), ny * 4, cudaMemcpyHostToDevice)); /* poison */
+    CUDA_TRY(cudaMalloc(&dy, ny * 4)); /* bf16 y: its first half */
+    CUDA_TRY(cudaMemcpy(dy, y_poison.data(), ny * 4, cudaMemcpyHostToDevice)); /* poison (bf16: NaN pairs) */
     int8_t *dyq = NULL;
     float *dya = NULL;
     const bool rounds = yq && ssd_step_rounds_y(g);
@@ -493,10 +494,16 @@ extern "C" int mamba2_gpu_ssd_step(SSDDims d, int nb, int state_bf16, int kernel
     }
     GpuLayer w = {};
     w.A = dA, w.D = dD;
-    launch_ssd_step_kind(g, w, dxbc, ddt, dzx, dptrs, state_bf16, 0, nb, dy, dss, dys, dyq, dya, kernel, 0);
+    const StepOut out = {y_bf16 ? NULL : dy, y_bf16 ? (bf16 *)dy : NULL};
+    launch_ssd_step_kind(g, w, dxbc, ddt, dzx, dptrs, state_bf16, 0, nb, out, dss, dys, dyq, dya, kernel, 0);
     LAUNCH_TRY();
     CUDA_TRY(cudaDeviceSynchronize());
-    CUDA_TRY(cudaMemcpy(y, dy, ny * 4, cudaMemcpyDeviceToHost));
+    if (y_bf16) {
+        std::vector<uint16_t> y16(ny);
+        CUDA_TRY(cudaMemcpy(y16.data(), dy, ny * 2, cudaMemcpyDeviceToHost));
+        for (size_t i = 0; i < ny; i++) y[i] = mamba2_bf16_to_f32(y16[i]);
+    } else
+        CUDA_TRY(cudaMemcpy(y, dy, ny * 4, cudaMemcpyDeviceToHost));
     if (rounds) {
         CUDA_TRY(cudaMemcpy(yq, dyq, ny, cudaMemcpyDeviceToHost));
         CUDA_TRY(cudaMemcpy(ya, dya, ny / Q8_XBLOCK * 4, cudaMemcpyDeviceToHost));
@@ -559,7 +566,7 @@ extern "C" double mamba2_gpu_time_ssd_step(SSDDims d, int nb, int state_bf16, in
         cudaMemsetAsync(ss, 0, (size_t)nb * d.G * 4, st);
         cudaEventRecord(e0, st);
         for (int l = 0; l < L; l++)
-            launch_ssd_step_kind(g, w, xbc, dt, zx, ptrs, state_bf16, l, nb, y, ss, ys, NULL, NULL, kernel, st);
+            launch_ssd_step_kind(g, w, xbc, dt, zx, ptrs, state_bf16, l, nb, StepOut{y, NULL}, ss, ys, NULL, NULL, kernel, st);
         cudaEventRecord(e1, st);
         cudaEventSynchronize(e1);
         cudaEventElapsedTime(&t, e0, e1);

@@ -269,6 +269,64 @@ static void test_gemm_decode_norms(void) {
     printf("\n");
 }
 
+/* The decode GEMM with the grouped norm after the product (PRO_GROUPSCALE, out_proj from 17
+ * sequences): bf16 inputs as given, each group's share of the sum scaled,
+ *   out[b][r] += Σ_g s_bg · Σ_{c in g} W[r][c]·x[b][c],   s_bg = rsqrt(ss[b][g]/gs + eps),
+ * against double sums on both tensor-core instructions. The kernel keeps one running sum in the
+ * scale of the group being summed and rescales it where the columns pass into the next group: the
+ * shapes put that at a stage's start (out_proj's 8 groups of 1,024), inside a stage of two boxes
+ * (groups of 64 columns), at K slices that do not fall on group boundaries (17 groups of 64), and
+ * take the most groups the kernel's table holds (64). The products are exact in fp32 and the
+ * rescaling adds a few fp32 roundings: the plain product's bound, 3e-5. It must decline the store
+ * epilogue, more than 64 groups, groups that are not whole 64-column boxes, and no sums. */
+static void test_gemm_decode_group_scale(void) {
+    const struct {
+        int rows, cols, nb, groups;
+    } cases[] = {{4096, 8192, 17, 8}, {4096, 8192, 32, 8}, {4096, 8192, 64, 8}, {1000, 512, 9, 8},
+                 {37, 768, 64, 3},    {2200, 1088, 5, 17}, {300, 4096, 40, 64}};
+    const double eps = 1e-5;
+    const int was = mamba2_gpu_gemm_decode_wgmma(-1);
+    for (int wg = 1; wg >= 0; wg--)
+        for (size_t k = 0; k < sizeof cases / sizeof cases[0]; k++) {
+            mamba2_gpu_gemm_decode_wgmma(wg);
+            const int rows = cases[k].rows, cols = cases[k].cols, nb = cases[k].nb, G = cases[k].groups, gs = cols / G;
+            uint16_t *W = malloc((size_t)rows * cols * 2), *x = malloc((size_t)nb * cols * 2);
+            float *ss = malloc((size_t)nb * G * 4), *out = malloc((size_t)nb * rows * 4), *ref = malloc((size_t)nb * rows * 4);
+            for (size_t i = 0; i < (size_t)rows * cols; i++) W[i] = mamba2_f32_to_bf16((float)test_normal());
+            for (size_t i = 0; i < (size_t)nb * cols; i++) x[i] = mamba2_f32_to_bf16((float)(3.0 * test_normal()));
+            for (int i = 0; i < nb * G; i++) ss[i] = (float)(gs * (0.05 + 4 * fabs(test_normal()))); /* scales 0.25 to 4.5 */
+            test_fill_normal(out, (size_t)nb * rows, 10.0);
+            for (int b = 0; b < nb; b++)
+                for (int r = 0; r < rows; r++) {
+                    double acc = 0;
+                    for (int grp = 0; grp < G; grp++) {
+                        double part = 0;
+                        for (int c = grp * gs; c < (grp + 1) * gs; c++)
+                            part += (double)mamba2_bf16_to_f32(W[(size_t)r * cols + c]) * mamba2_bf16_to_f32(x[(size_t)b * cols + c]);
+                        acc += part / sqrt(ss[b * G + grp] / gs + eps);
+                    }
+                    ref[(size_t)b * rows + r] = (float)(out[(size_t)b * rows + r] + acc);
+                }
+            Mamba2Error e = {{0}};
+            CU_ASSERT_EQUAL(mamba2_gpu_gemm_decode(rows, cols, nb, 1, 3, G, W, x, ss, out, &e), 0);
+            double err = test_rel_l2(out, ref, (size_t)nb * rows);
+            printf("\n    decode GEMM %-8s %5d x %-5d nb=%-2d %2d groups, scaled after the product, added %.1e", wg ? "wgmma" : "mma.sync",
+                   rows, cols, nb, G, err);
+            CU_ASSERT(err <= 3e-5);
+            free(W), free(x), free(ss), free(out), free(ref);
+        }
+    mamba2_gpu_gemm_decode_wgmma(was);
+    static uint16_t w1[64 * 4160], x1[8 * 4160];
+    static float n1[8 * 65], o1[8 * 64];
+    Mamba2Error e = {{0}};
+    CU_ASSERT_EQUAL(mamba2_gpu_gemm_decode(64, 640, 8, 1, 3, 10, w1, x1, n1, o1, &e), 0);   /* groups of 64: taken */
+    CU_ASSERT_EQUAL(mamba2_gpu_gemm_decode(64, 640, 8, 0, 3, 10, w1, x1, n1, o1, &e), 1);   /* stored */
+    CU_ASSERT_EQUAL(mamba2_gpu_gemm_decode(64, 640, 8, 1, 3, 20, w1, x1, n1, o1, &e), 1);   /* groups of 32 */
+    CU_ASSERT_EQUAL(mamba2_gpu_gemm_decode(64, 4160, 8, 1, 3, 65, w1, x1, n1, o1, &e), 1);  /* 65 groups */
+    CU_ASSERT_EQUAL(mamba2_gpu_gemm_decode(64, 640, 8, 1, 3, 10, w1, x1, NULL, o1, &e), 1); /* no sums */
+    printf("\n");
+}
+
 /* q8 weights: the quantizer and both GEMV products on fresh random shapes (rows not a multiple of
  * the 16-, 8- or 4-row blocks; columns a multiple of 64, and of 32 only (the 16-byte path, which
  * needs whole input blocks of 32: one pass of 16-byte chunks, two passes, not whole passes; 131 x
@@ -614,7 +672,11 @@ static void test_q8_gemm_kernel(void) {
  * at most 2⁻⁸ relative per element (bound 1e-2, as the SSD's); y and Σ y² are computed from the
  * unrounded new state. Where P is a multiple of 32, every kernel but the streamed one (which the
  * backend runs only without) also rounds y to int8 per block of 32 for the q8 GEMV: that must equal,
- * bit for bit, the rounding of the y it returned. */
+ * bit for bit, the rounding of the y it returned. Every case runs again with y stored in bf16 (for
+ * out_proj's decode GEMM with the grouped norm after the product; no int8 y there): one rounding of
+ * y, at most 2⁻⁸ relative per element, so the bound on y is 2⁻⁸ + 1e-5; and it must be y's own
+ * rounding: the bf16 nearest the reference but for inputs within fp32 error of a midpoint (about one
+ * in 2,000; a truncation instead would miss half of them), so fewer than 1 % may differ. */
 static void test_ssd_step_kernel(void) {
     struct {
         SSDDims d; /* T unused */
@@ -626,9 +688,9 @@ static void test_ssd_step_kernel(void) {
                  {{1, 8, 64, 2, 128}, 1}, {{1, 2, 256, 1, 128}, 2}};
     const char *kname[] = {"auto", "registers", "shared", "streamed"};
     for (size_t k = 0; k < sizeof cases / sizeof *cases; k++)
-        for (int mode = 0; mode < 8; mode++) {
+        for (int mode = 0; mode < 16; mode++) {
             SSDDims d = cases[k].d;
-            int nb = cases[k].nb, sbf = mode & 1, kernel = mode / 2, d_in = d.H * d.P, conv_dim = d_in + 2 * d.G * d.N;
+            int nb = cases[k].nb, sbf = mode & 1, kernel = (mode / 2) & 3, ybf = mode >= 8, d_in = d.H * d.P, conv_dim = d_in + 2 * d.G * d.N;
             size_t ns = (size_t)d.H * d.P * d.N;
             float *xbc = malloc((size_t)nb * conv_dim * 4), *dt = malloc((size_t)nb * d.H * 4), *z = malloc((size_t)nb * d_in * 4);
             float *A = malloc(d.H * 4), *D = malloc(d.H * 4), *ys = malloc(d_in * 4), *st = malloc(nb * ns * 4);
@@ -641,7 +703,7 @@ static void test_ssd_step_kernel(void) {
             for (int h = 0; h < d.H; h++) A[h] = (float)-(1 + 15 * test_uniform()), D[h] = (float)test_normal();
             for (int i = 0; i < d_in; i++) ys[i] = (float)(0.5 + test_uniform());
             for (size_t i = 0; i < nb * ns; i++) st_ref[i] = sbf ? bf16_round(st[i]) : st[i];
-            const float *y_scale = mode == 3 || mode == 7 ? NULL : ys; /* two modes without a y scale */
+            const float *y_scale = (mode & 7) == 3 || (mode & 7) == 7 ? NULL : ys; /* two kernels' modes without a y scale */
             for (int b = 0; b < nb; b++)
                 for (int h = 0; h < d.H; h++) {
                     int grp = h / (d.H / d.G);
@@ -663,7 +725,7 @@ static void test_ssd_step_kernel(void) {
                 }
             /* P a multiple of 32: y also rounded to int8 per block of 32 (for the q8 out_proj), but
              * not by the streamed kernel, which the backend runs only without (it falls back) */
-            const int rounds = d.P % 32 == 0 && kernel != 3;
+            const int rounds = d.P % 32 == 0 && kernel != 3 && !ybf;
             /* the streamed kernel takes N = 128 with P a multiple of 8, in_proj's row (2·H·P + 2·G·N
              * + H, z's stride) a multiple of 4 floats, and two state tiles in its shared memory: here
              * the cases with H = 4 or 8 (not P = 256, whose H = 2) */
@@ -674,7 +736,7 @@ static void test_ssd_step_kernel(void) {
             int8_t *yq = rounds ? malloc((size_t)nb * d_in) : NULL;
             float *ya = rounds ? malloc((size_t)nb * d_in / 32 * 4) : NULL;
             Mamba2Error e = {{0}};
-            int rc = mamba2_gpu_ssd_step(d, nb, sbf, kernel, xbc, dt, z, A, D, y_scale, st, y, ss, yq, ya, &e);
+            int rc = mamba2_gpu_ssd_step(d, nb, sbf, kernel, ybf, xbc, dt, z, A, D, y_scale, st, y, ss, yq, ya, &e);
             CU_ASSERT_EQUAL(rc, 0);
             if (rc) printf("\n    %s", e.msg);
             double ey = test_rel_l2(y, y_ref, (size_t)nb * d_in), es = test_rel_l2(st, st_ref, nb * ns);
@@ -692,10 +754,13 @@ static void test_ssd_step_kernel(void) {
                     bad_q += yq[blk * 32 + i] != (int8_t)rintf(prod);
                 }
             }
-            printf("\n    SSD step H=%d P=%-3d N=%-3d G=%d nb=%-2d %s state, %-9s kernel: y %.1e  state %.1e  sum y² %.1e%s", d.H,
-                   d.P, d.N, d.G, nb, sbf ? "bf16" : "fp32", kname[kernel], ey, es, ess,
+            size_t off_nearest = 0; /* bf16 y: elements other than the reference's nearest bf16 */
+            for (size_t i = 0; ybf && i < (size_t)nb * d_in; i++) off_nearest += y[i] != bf16_round(y_ref[i]);
+            printf("\n    SSD step H=%d P=%-3d N=%-3d G=%d nb=%-2d %s state, %-9s kernel: y (%s) %.1e  state %.1e  sum y² %.1e%s",
+                   d.H, d.P, d.N, d.G, nb, sbf ? "bf16" : "fp32", kname[kernel], ybf ? "bf16" : "fp32", ey, es, ess,
                    !rounds ? "" : bad_max || bad_q ? "  int8 y: MISMATCH" : "  int8 y: exact");
-            CU_ASSERT(ey <= 1e-5);
+            CU_ASSERT(ey <= (ybf ? 0x1p-8 + 1e-5 : 1e-5));
+            CU_ASSERT(off_nearest * 100 < (size_t)nb * d_in);
             CU_ASSERT(es <= (sbf ? SSD_BF16_TOL : 1e-5));
             CU_ASSERT(ess <= 1e-5);
             CU_ASSERT_EQUAL(bad_max, 0);
@@ -1519,6 +1584,7 @@ int register_gpu_tests(void) {
         !CU_add_test(s, "decode GEMV vs double dot products", test_gemv_kernel) ||
         !CU_add_test(s, "decode GEMM of 5 to 64 sequences vs double sums", test_gemm_decode_kernel) ||
         !CU_add_test(s, "decode GEMM with the norms in its prologue vs double sums", test_gemm_decode_norms) ||
+        !CU_add_test(s, "decode GEMM with the grouped norm after the product vs double sums", test_gemm_decode_group_scale) ||
         !CU_add_test(s, "q8 quantizer and decode GEMV (float, dp4a) vs double products", test_q8_gemv_kernel) ||
         !CU_add_test(s, "q8 quantizer vs its definition and the CPU's, bf16 and f32 weights", test_q8_quantizer) ||
         !CU_add_test(s, "decode SSD step vs double step, each kernel", test_ssd_step_kernel) ||
