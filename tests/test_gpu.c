@@ -275,15 +275,16 @@ static void test_gemm_decode_norms(void) {
  * against double sums on both tensor-core instructions. The kernel keeps one running sum in the
  * scale of the group being summed and rescales it where the columns pass into the next group: the
  * shapes put that at a stage's start (out_proj's 8 groups of 1,024), inside a stage of two boxes
- * (groups of 64 columns), at K slices that do not fall on group boundaries (17 groups of 64), and
- * take the most groups the kernel's table holds (64). The products are exact in fp32 and the
+ * (groups of 64 columns), in K slices that start inside a group (5 groups of 256 columns over 6
+ * slices, the first at column 192), with an odd count (17 groups), and take the most groups the
+ * kernel's table holds (64). The products are exact in fp32 and the
  * rescaling adds a few fp32 roundings: the plain product's bound, 3e-5. It must decline the store
  * epilogue, more than 64 groups, groups that are not whole 64-column boxes, and no sums. */
 static void test_gemm_decode_group_scale(void) {
     const struct {
         int rows, cols, nb, groups;
     } cases[] = {{4096, 8192, 17, 8}, {4096, 8192, 32, 8}, {4096, 8192, 64, 8}, {1000, 512, 9, 8},
-                 {37, 768, 64, 3},    {2200, 1088, 5, 17}, {300, 4096, 40, 64}};
+                 {37, 768, 64, 3},    {2200, 1088, 5, 17}, {2200, 1280, 5, 5}, {300, 4096, 40, 64}};
     const double eps = 1e-5;
     const int was = mamba2_gpu_gemm_decode_wgmma(-1);
     for (int wg = 1; wg >= 0; wg--)
