@@ -159,17 +159,17 @@ __device__ __forceinline__ void stage_row_inputs(const GpuDims &g, const float *
     __syncthreads();
 }
 
-/* One row p of the head, of which this thread holds entries n0 .. n0 + E in st (LPR lanes hold the row):
- *   S[p] ← decay·S[p] + dt·x_p·B;   the lane with n0 = 0 writes y_p = (S[p]·C + D x_p)·silu(z_p)
- * (times y_scale, the next norm's weight, when given; also into y_sm[p] when that is not NULL) and
- * returns y_p² for the group's norm sum; the others return 0. Every lane of the warp must call it
- * (the row sum is a shuffle). */
 /* y[i] = v, in y's dtype */
 __device__ __forceinline__ void store_y(const StepOut &y, size_t i, float v) {
     if (y.h) y.h[i] = __float2bfloat16(v);
     else y.f[i] = v;
 }
 
+/* One row p of the head, of which this thread holds entries n0 .. n0 + E in st (LPR lanes hold the row):
+ *   S[p] ← decay·S[p] + dt·x_p·B;   the lane with n0 = 0 writes y_p = (S[p]·C + D x_p)·silu(z_p)
+ * (times y_scale, the next norm's weight, when given; also into y_sm[p] when that is not NULL) and
+ * returns y_p² for the group's norm sum; the others return 0. Every lane of the warp must call it
+ * (the row sum is a shuffle). */
 template <int E, int LPR>
 __device__ __forceinline__ float step_row(const GpuDims &g, float *st, const StepInputs<E> &in, const float *rows_in,
                                           float Dh, int b, int h, int p, int n0, bool live, const StepOut &y, float *y_sm) {
