@@ -117,6 +117,7 @@ struct GpuBackend {
     void **host_ptrs;     /* pinned: conv pointers then ssm pointers */
     std::vector<cudaEvent_t> logit_events; /* one per piece of the logits' copy to the host */
     int logits_threads;   /* host threads of that copy (MAMBA2_GPU_LOGITS_THREADS, see gpu_create) */
+    bool conv_seqs;       /* batched conv + dt step: several sequences a thread (launch_conv_dt_step) */
     cudaGraphExec_t graph[MAX_GRAPH_NB + 1];
     /* live device states, synced back when the backend goes away */
     std::vector<GpuStateCopy *> live;
@@ -762,7 +763,7 @@ static int enqueue_step(GpuBackend *gb, int nb, Mamba2Error *err) {
             a.W = w.in_proj, a.rows = g.d_in_proj, a.cols = g.d, a.out = gb->szx, a.ss_out = NULL, a.xw_out = NULL;
             if (normed_product(gb, gb->gemm_decode_in, a, w.norm_w, w.in_proj_q8, "in_proj", l, err)) return -1;
             prof_mark(gb, "rmsnorm + in_proj");
-            launch_conv_dt_step(g, w, gb->szx, gb->conv_ptrs, l, nb, gb->sxbc, gb->sdt, s);
+            launch_conv_dt_step(g, w, gb->szx, gb->conv_ptrs, l, nb, gb->sxbc, gb->sdt, gb->conv_seqs, s);
             prof_mark(gb, "conv + dt");
             /* out_proj with the grouped norm in the decode GEMM: in its prologue (fold: the SSD step
              * writes y·w and its groups' Σ y², as for the GEMV), or after its product (scaled: the same
@@ -1059,6 +1060,7 @@ extern "C" int mamba2_backend_gpu_create(const Mamba2Model *m, const Mamba2Backe
      * and past 16 MiB the driver's own copy to pageable memory */
     const char *lt = getenv("MAMBA2_GPU_LOGITS_THREADS");
     gb->logits_threads = lt && atoi(lt) >= 1 ? atoi(lt) : host_copy_threads_default();
+    gb->conv_seqs = conv_dt_step_seqs_default();
     /* q8 prefill of at most 64 tokens: in_proj's [z | xBC] rows through the few-token q8 GEMM
      * (gemm_q8_zx()), unless MAMBA2_GPU_Q8_ZX_FEW=0 (measurements: results/gpu.md) */
     const char *zf = getenv("MAMBA2_GPU_Q8_ZX_FEW");

@@ -71,8 +71,63 @@ __global__ void conv_dt_step_kernel(GemvArgs a, const float *zxbcdt) {
     if (r < a.dims.d_in_proj) inproj_tail(a, b, r, zxbcdt[(size_t)b * a.dims.d_in_proj + r], NULL);
 }
 
+/* The same for conv width K, each thread one channel (or dt row) of CONV_SEQS sequences: the row's
+ * conv weights and bias read once for all of them, and every sequence's inputs and conv state loaded
+ * before any is computed, so that a thread has all its loads in flight at once (one sequence a
+ * thread left the kernel waiting on one round trip after another; results/gpu.md).
+ *   xbc[b][c] = silu(bias_c + Σ_k w[c][k] win_b[k]),  win_b = [state_b (K−1) | v_b],  state_b ← win_b[1..];
+ *   dt[b][h] = clamp(softplus(v_b + dt_bias_h), dt_min, dt_max). */
+#define CONV_SEQS 8
+template <int K> __global__ void conv_dt_step_seqs_kernel(GemvArgs a, const float *zxbcdt, int nb) {
+    pdl_trigger();
+    pdl_wait();
+    const GpuDims &g = a.dims;
+    const int r = g.d_in + blockIdx.x * blockDim.x + threadIdx.x, b0 = blockIdx.y * CONV_SEQS;
+    if (r >= g.d_in_proj) return;
+    const int c = r - g.d_in, n = nb - b0 < CONV_SEQS ? nb - b0 : CONV_SEQS;
+    float v[CONV_SEQS]; /* in_proj's raw output of each sequence */
+#pragma unroll
+    for (int j = 0; j < CONV_SEQS; j++)
+        if (j < n) v[j] = zxbcdt[(size_t)(b0 + j) * g.d_in_proj + r];
+    if (c >= g.conv_dim) { /* a dt row */
+        const int h = c - g.conv_dim;
+        const float bias = a.layer.dt_bias[h];
+#pragma unroll
+        for (int j = 0; j < CONV_SEQS; j++)
+            if (j < n) a.dt[(size_t)(b0 + j) * g.H + h] = fminf(fmaxf(softplus_f(v[j] + bias), g.dt_min), g.dt_max);
+        return;
+    }
+    float w[K], win[CONV_SEQS][K]; /* the weights; each sequence's window [state | v] */
+#pragma unroll
+    for (int k = 0; k < K; k++) w[k] = a.layer.conv_w[(size_t)c * K + k];
+    const float bias = a.layer.conv_b[c];
+#pragma unroll
+    for (int j = 0; j < CONV_SEQS; j++)
+        if (j < n) {
+            const float *st = conv_state_of(a, b0 + j, c);
+#pragma unroll
+            for (int k = 0; k < K - 1; k++) win[j][k] = st[k];
+            win[j][K - 1] = v[j];
+        }
+#pragma unroll
+    for (int j = 0; j < CONV_SEQS; j++)
+        if (j < n) {
+            float acc = bias, *st = conv_state_of(a, b0 + j, c);
+#pragma unroll
+            for (int k = 0; k < K; k++) acc += w[k] * win[j][k];
+#pragma unroll
+            for (int k = 0; k < K - 1; k++) st[k] = win[j][k + 1];
+            a.xbc[(size_t)(b0 + j) * g.conv_dim + c] = silu_f(acc);
+        }
+}
+
+bool conv_dt_step_seqs_default() {
+    const char *e = getenv("MAMBA2_GPU_CONV_SEQS");
+    return !(e && !strcmp(e, "0"));
+}
+
 void launch_conv_dt_step(const GpuDims &g, const GpuLayer &w, const float *zxbcdt, float *const *conv_states, int l,
-                         int nb, float *xbc, float *dt, cudaStream_t s) {
+                         int nb, float *xbc, float *dt, bool seqs, cudaStream_t s) {
     GemvArgs a = {};
     a.dims = g;
     a.layer = w;
@@ -80,8 +135,13 @@ void launch_conv_dt_step(const GpuDims &g, const GpuLayer &w, const float *zxbcd
     a.l = l;
     a.xbc = xbc;
     a.dt = dt;
+    /* programmatic dependent launches, as the batched path's norms (gpu/layer_kernels.cu) */
+    if (seqs && g.K == 4) {
+        dim3 grid((g.conv_dim + g.H + 127) / 128, (nb + CONV_SEQS - 1) / CONV_SEQS);
+        launch_pdl(conv_dt_step_seqs_kernel<4>, grid, dim3(128), 0, s, a, zxbcdt, nb);
+        return;
+    }
     dim3 grid((g.conv_dim + g.H + 255) / 256, nb);
-    /* a programmatic dependent launch, as the batched path's norms (gpu/layer_kernels.cu) */
     launch_pdl(conv_dt_step_kernel, grid, dim3(256), 0, s, a, zxbcdt);
 }
 

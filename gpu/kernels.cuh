@@ -278,9 +278,13 @@ void launch_sum_squares(const float *h, int nb, int d, const float *w, float *ss
  *  boundary alone). */
 void launch_pdl_noop(int blocks, int threads, cudaStream_t s);
 
-/** Batched path after a cuBLAS GEMM: conv step + SiLU and dt for nb sequences from zxbcdt [nb, d_in_proj] fp32. */
+/** Batched path after the in_proj GEMM: conv step + SiLU and dt for nb sequences from zxbcdt [nb, d_in_proj] fp32;
+ *  with @p seqs (and conv width 4) each thread takes a row of several sequences, else one. */
 void launch_conv_dt_step(const GpuDims &g, const GpuLayer &w, const float *zxbcdt, float *const *conv_states, int l,
-                         int nb, float *xbc, float *dt, cudaStream_t s);
+                         int nb, float *xbc, float *dt, bool seqs, cudaStream_t s);
+/** Whether the batched conv + dt step takes several sequences a thread: yes unless
+ *  MAMBA2_GPU_CONV_SEQS=0 (for comparisons), read when the backend is made. */
+bool conv_dt_step_seqs_default();
 
 /** Where the SSD step stores y [nb, d_in]: in fp32 at @p f, or, where @p h is not NULL, in bf16 at
  *  @p h instead (the input of out_proj's decode GEMM with the grouped norm after the product,

@@ -910,23 +910,28 @@ static void test_logits_copy(void) {
  * batched path with the tensor-core decode GEMM (gpu/gemm_decode.cu) on mma.sync, nb=17 the decode
  * GEMM on wgmma (MAMBA2_GPU_GEMM_DECODE_MAX_NB=64) and again with cuBLAS (MAX_NB=16), whatever the
  * backend's default between them (with fp32 state, 6 the register SSD step and 17 the shared-memory
- * one). Also checks the bf16-state option against fp32 states. */
+ * one), and once more with the conv + dt step one sequence a thread (MAMBA2_GPU_CONV_SEQS=0; the
+ * others take several). Also checks the bf16-state option against fp32 states. */
 static void test_batched(void) {
     TestFixture fx;
     CU_ASSERT_EQUAL_FATAL(test_load_fixture("g4_bf16_sharded", &fx), 0);
-    const int sizes[] = {3, 6, BATCH_MAX, BATCH_MAX};
+    CU_ASSERT_EQUAL_FATAL(fx.model.cfg.d_conv, 4); /* the width the several-sequence conv step takes */
+    const int sizes[] = {3, 6, BATCH_MAX, BATCH_MAX, BATCH_MAX};
     for (int bf = 0; bf < 2; bf++)
-        for (int k = 0; k < 4; k++) {
+        for (int k = 0; k < 5; k++) {
             int nb = sizes[k];
             Mamba2Backend *gpu;
-            if (k >= 2) setenv("MAMBA2_GPU_GEMM_DECODE_MAX_NB", k == 2 ? "64" : "16", 1); /* read when the backend is made */
+            /* read when the backend is made */
+            if (k >= 2) setenv("MAMBA2_GPU_GEMM_DECODE_MAX_NB", k == 3 ? "16" : "64", 1);
+            if (k == 4) setenv("MAMBA2_GPU_CONV_SEQS", "0", 1);
             CU_ASSERT_EQUAL_FATAL(make_backends(&fx, bf, &gpu, NULL), 0);
             unsetenv("MAMBA2_GPU_GEMM_DECODE_MAX_NB");
+            unsetenv("MAMBA2_GPU_CONV_SEQS");
             double worst = batched_vs_single(gpu, &fx, nb);
             /* nb ≤ 4 runs the very same kernels per sequence; the batched path rounds its inputs to bf16 */
             double tol = nb <= 4 ? 1e-6 : LOGITS_TOL;
             printf("\n    batch %2d %s state%s: batched vs single %.1e (bound %.0e)", nb, bf ? "bf16" : "fp32",
-                   k == 2 ? ", decode GEMM on wgmma" : k == 3 ? ", cuBLAS" : "", worst, tol);
+                   k == 2 ? ", decode GEMM on wgmma" : k == 3 ? ", cuBLAS" : k == 4 ? ", conv one sequence a thread" : "", worst, tol);
             CU_ASSERT(worst <= tol);
             mamba2_backend_destroy(gpu);
         }
