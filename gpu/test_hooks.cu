@@ -226,7 +226,7 @@ extern "C" int mamba2_gpu_gemm_decode(int rows, int cols, int nb, int add, int p
     GemvArgs a = {};
     a.W = dW, a.rows = rows, a.cols = cols, a.nb = nb, a.out = dout, a.eps = 1e-5f;
     if (pro == 1) a.in_w = dnorm;
-    if (pro >= 2) a.ss_in = dnorm, a.groups = groups;
+    if (pro >= 2) a.ss_in = norm ? dnorm : NULL, a.groups = groups; /* no sums given: none passed, to be refused */
     int rc = 1;
     const GemvPrologue gp = pro == 1 ? PRO_RMSNORM : pro == 2 ? PRO_GATEDNORM : pro == 3 ? PRO_GROUPSCALE : PRO_NONE;
     const GemvEpilogue epi = add ? EPI_RESIDUAL : EPI_STORE;
@@ -234,7 +234,7 @@ extern "C" int mamba2_gpu_gemm_decode(int rows, int cols, int nb, int add, int p
         std::vector<float> poison((size_t)nb * rows, NAN);
         CUDA_TRY(cudaMemcpy(dW, W, (size_t)rows * cols * 2, cudaMemcpyHostToDevice));
         CUDA_TRY(cudaMemcpy(dx, x, xbytes, cudaMemcpyHostToDevice));
-        if (nbytes) CUDA_TRY(cudaMemcpy(dnorm, norm, nbytes, cudaMemcpyHostToDevice));
+        if (nbytes && norm) CUDA_TRY(cudaMemcpy(dnorm, norm, nbytes, cudaMemcpyHostToDevice));
         CUDA_TRY(cudaMemcpy(dout, add ? out : poison.data(), poison.size() * 4, cudaMemcpyHostToDevice));
         if (launch_gemm_decode(gp, epi, a, dx, cols, 0)) {
             cudaFree(dW), cudaFree(dx), cudaFree(dout), cudaFree(dnorm);
