@@ -173,6 +173,11 @@ __device__ __forceinline__ float silu_f(float v) { return __fdividef(v, 1.0f + _
 /** softplus(v) = log(1 + e^v), v itself above 20 (torch / mamba_ssm threshold). */
 __device__ __forceinline__ float softplus_f(float v) { return v > 20.0f ? v : log1pf(__expf(v)); }
 
+/** dt = clamp(softplus(raw + bias), dt_min, dt_max): a head's step size from in_proj's dt row. */
+__device__ __forceinline__ float dt_of(const GpuDims &g, float raw, float bias) {
+    return fminf(fmaxf(softplus_f(raw + bias), g.dt_min), g.dt_max);
+}
+
 /** Sum over the 32 lanes of a warp; every lane gets the result. */
 __device__ __forceinline__ float warp_sum(float v) {
 #pragma unroll

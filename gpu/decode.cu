@@ -94,7 +94,7 @@ template <int K> __global__ void conv_dt_step_seqs_kernel(GemvArgs a, const floa
         const float bias = a.layer.dt_bias[h];
 #pragma unroll
         for (int j = 0; j < CONV_SEQS; j++)
-            if (j < n) a.dt[(size_t)(b0 + j) * g.H + h] = fminf(fmaxf(softplus_f(v[j] + bias), g.dt_min), g.dt_max);
+            if (j < n) a.dt[(size_t)(b0 + j) * g.H + h] = dt_of(g, v[j], bias);
         return;
     }
     float w[K], win[CONV_SEQS][K]; /* the weights; each sequence's window [state | v] */

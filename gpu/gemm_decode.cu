@@ -434,7 +434,7 @@ bool gemm_decode_takes(GemvPrologue pro, GemvEpilogue epi, const GemvArgs &a, co
         return false;
     if (pro == PRO_GROUPSCALE && (epi != EPI_RESIDUAL || a.groups > GD_MAX_GROUPS)) return false; /* out_proj's use only */
     /* 16-column steps whole; what the tensor maps need: 16-byte aligned bases and row strides */
-    const int per16 = pro == PRO_RMSNORM || pro == PRO_GATEDNORM ? 4 : 8;
+    const int per16 = GD_CONVERTS(pro) ? 4 : 8;
     return encoder() && a.cols % 16 == 0 && ldx % per16 == 0 && (uintptr_t)a.W % 16 == 0 && (uintptr_t)X % 16 == 0;
 }
 

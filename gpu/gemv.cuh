@@ -75,8 +75,7 @@ __device__ __forceinline__ void inproj_tail(const GemvArgs &a, int b, int r, flo
         a.xbc[(size_t)b * g.conv_dim + c] = silu_f(acc);
     } else {
         int h = c - g.conv_dim;
-        float dtv = softplus_f(v + (pre ? pre[0] : a.layer.dt_bias[h]));
-        a.dt[(size_t)b * g.H + h] = fminf(fmaxf(dtv, g.dt_min), g.dt_max);
+        a.dt[(size_t)b * g.H + h] = dt_of(g, v, pre ? pre[0] : a.layer.dt_bias[h]);
     }
 }
 

@@ -195,8 +195,7 @@ void launch_conv_state_update(const GpuDims &g, const bf16 *zxbcdt, float *conv_
 __global__ void dt_prefill_kernel(GpuDims g, const float *dt_raw, const float *dt_bias, int T, float *dt) {
     int i = blockIdx.x * blockDim.x + threadIdx.x;
     if (i >= T * g.H) return;
-    float v = softplus_f(dt_raw[i] + dt_bias[i / T]);
-    dt[i] = fminf(fmaxf(v, g.dt_min), g.dt_max);
+    dt[i] = dt_of(g, dt_raw[i], dt_bias[i / T]);
 }
 
 void launch_dt_prefill(const GpuDims &g, const float *dt_raw, const float *dt_bias, int T, float *dt, cudaStream_t s) {

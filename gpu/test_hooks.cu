@@ -211,6 +211,12 @@ extern "C" double mamba2_gpu_time_gemv(int rows, int cols, int nb, int stream, i
 
 /* ------------------------------------------------------------------ decode GEMM (gemm_decode.cu) */
 
+/* The prologue of mamba2_gpu_gemm_decode()'s code @p pro (gpu.h): 1 RMSNorm, 2 the grouped norm, 3
+ * the grouped norm after the product, else none. */
+static GemvPrologue gemm_decode_prologue(int pro) {
+    return pro == 1 ? PRO_RMSNORM : pro == 2 ? PRO_GATEDNORM : pro == 3 ? PRO_GROUPSCALE : PRO_NONE;
+}
+
 extern "C" int mamba2_gpu_gemm_decode(int rows, int cols, int nb, int add, int pro, int groups, const uint16_t *W, const void *x,
                                       const float *norm, float *out, Mamba2Error *err) {
     if (!mamba2_gpu_available(err)) return -1;
@@ -228,7 +234,7 @@ extern "C" int mamba2_gpu_gemm_decode(int rows, int cols, int nb, int add, int p
     if (pro == 1) a.in_w = dnorm;
     if (pro >= 2) a.ss_in = norm ? dnorm : NULL, a.groups = groups; /* no sums given: none passed, to be refused */
     int rc = 1;
-    const GemvPrologue gp = pro == 1 ? PRO_RMSNORM : pro == 2 ? PRO_GATEDNORM : pro == 3 ? PRO_GROUPSCALE : PRO_NONE;
+    const GemvPrologue gp = gemm_decode_prologue(pro);
     const GemvEpilogue epi = add ? EPI_RESIDUAL : EPI_STORE;
     if (gemm_decode_takes(gp, epi, a, dx, cols)) {
         std::vector<float> poison((size_t)nb * rows, NAN);
@@ -268,7 +274,7 @@ extern "C" double mamba2_gpu_time_gemm_decode(int rows, int cols, int nb, int ad
     a.rows = rows, a.cols = cols, a.nb = nb, a.out = out, a.W = W, a.eps = 1e-5f, a.in_w = norm, a.ss_in = norm, a.groups = groups;
     double ms = -1;
     bool refused = false; /* a launch found no tensor maps: no time to report */
-    const GemvPrologue gp = pro == 1 ? PRO_RMSNORM : pro == 2 ? PRO_GATEDNORM : pro == 3 ? PRO_GROUPSCALE : PRO_NONE;
+    const GemvPrologue gp = gemm_decode_prologue(pro);
     const GemvEpilogue epi = add ? EPI_RESIDUAL : EPI_STORE;
     if (gemm_decode_takes(gp, epi, a, x, cols)) {
         cudaStream_t st;
