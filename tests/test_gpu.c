@@ -142,7 +142,8 @@ static void test_gemv_kernel(void) {
  * not a multiple of its 128-column stages (272, 1,040: a last stage of 16 columns), 2, 4 and 8 column
  * tiles of 8 sequences with sequences left over in the last (5, 9, 17, 33), and K = 8,192 (out_proj).
  * Each shape twice: stored, and added to random values (the residual epilogue, which splits K across
- * blocks where the rows are few, out_proj's 4,096 among them, and adds the slices atomically). Bound
+ * blocks where the rows are few, out_proj's 4,096 among them, and adds the slices atomically); each on
+ * both tensor-core instructions, against one reference computed once. Bound
  * 3e-5, three times the GEMV's 1e-5: each output is one chain of K/16 tensor-core accumulations in
  * fp32, and the error grew with the chain's length, not its square root (H200, 2026-12-04: K = 8,192
  * gave 4.4e-6 with the sums in two chains of 256 steps, 9.1-9.3e-6 in one of 512; every shorter K
@@ -154,29 +155,32 @@ static void test_gemm_decode_kernel(void) {
         int rows, cols, nb;
     } cases[] = {{1000, 4096, 5}, {37, 8192, 64}, {4099, 272, 9}, {4099, 272, 33}, {300, 1040, 16},
                  {2200, 1040, 17}, {18560, 256, 64}, {4096, 8192, 8}, {129, 4096, 32}, {65, 160, 12}, {40000, 128, 6}};
-    for (int wg = 1; wg >= 0; wg--) /* each tensor-core instruction: wgmma, mma.sync */
     for (size_t k = 0; k < sizeof cases / sizeof cases[0]; k++)
         for (int add = 0; add < 2; add++) {
-            mamba2_gpu_gemm_decode_wgmma(wg);
             int rows = cases[k].rows, cols = cases[k].cols, nb = cases[k].nb;
             uint16_t *W = malloc((size_t)rows * cols * 2), *x = malloc((size_t)nb * cols * 2);
-            float *out = malloc((size_t)nb * rows * 4), *ref = malloc((size_t)nb * rows * 4);
+            float *init = malloc((size_t)nb * rows * 4), *out = malloc((size_t)nb * rows * 4), *ref = malloc((size_t)nb * rows * 4);
             for (size_t i = 0; i < (size_t)rows * cols; i++) W[i] = mamba2_f32_to_bf16((float)test_normal());
             for (size_t i = 0; i < (size_t)nb * cols; i++) x[i] = mamba2_f32_to_bf16((float)test_normal());
-            test_fill_normal(out, (size_t)nb * rows, add ? 10.0 : 0.0);
+            test_fill_normal(init, (size_t)nb * rows, add ? 10.0 : 0.0);
             for (int b = 0; b < nb; b++)
                 for (int r = 0; r < rows; r++) {
-                    double acc = add ? out[(size_t)b * rows + r] : 0;
+                    double acc = add ? init[(size_t)b * rows + r] : 0;
                     for (int c = 0; c < cols; c++)
                         acc += (double)mamba2_bf16_to_f32(W[(size_t)r * cols + c]) * mamba2_bf16_to_f32(x[(size_t)b * cols + c]);
                     ref[(size_t)b * rows + r] = (float)acc;
                 }
-            Mamba2Error e = {{0}};
-            CU_ASSERT_EQUAL(mamba2_gpu_gemm_decode(rows, cols, nb, add, 0, 0, W, x, NULL, out, &e), 0);
-            double err = test_rel_l2(out, ref, (size_t)nb * rows);
-            printf("\n    decode GEMM %-8s %5d x %-5d nb=%-2d %s %.1e", wg ? "wgmma" : "mma.sync", rows, cols, nb, add ? "added" : "stored", err);
-            CU_ASSERT(err <= 3e-5);
-            free(W), free(x), free(out), free(ref);
+            for (int wg = 1; wg >= 0; wg--) { /* each tensor-core instruction: wgmma, mma.sync */
+                mamba2_gpu_gemm_decode_wgmma(wg);
+                memcpy(out, init, (size_t)nb * rows * 4);
+                Mamba2Error e = {{0}};
+                CU_ASSERT_EQUAL(mamba2_gpu_gemm_decode(rows, cols, nb, add, 0, 0, W, x, NULL, out, &e), 0);
+                double err = test_rel_l2(out, ref, (size_t)nb * rows);
+                printf("\n    decode GEMM %-8s %5d x %-5d nb=%-2d %s %.1e", wg ? "wgmma" : "mma.sync", rows, cols, nb,
+                       add ? "added" : "stored", err);
+                CU_ASSERT(err <= 3e-5);
+            }
+            free(W), free(x), free(init), free(out), free(ref);
         }
     mamba2_gpu_gemm_decode_wgmma(was);
     uint16_t w1[100 * 16] = {0}, x1[65 * 100] = {0};
@@ -209,14 +213,12 @@ static void test_gemm_decode_norms(void) {
                  {4096, 8192, 8, 2, 8}, {4096, 8192, 16, 2, 8}, {1000, 512, 9, 2, 8}, {37, 768, 64, 2, 3}, {2200, 1024, 17, 2, 4}};
     const float eps = 1e-5f;
     const int was = mamba2_gpu_gemm_decode_wgmma(-1);
-    for (int wg = 1; wg >= 0; wg--) /* each tensor-core instruction: wgmma, mma.sync */
     for (size_t k = 0; k < sizeof cases / sizeof cases[0]; k++) {
-        mamba2_gpu_gemm_decode_wgmma(wg);
         const int rows = cases[k].rows, cols = cases[k].cols, nb = cases[k].nb, pro = cases[k].pro, G = cases[k].groups;
         const int add = pro == 2, gs = G ? cols / G : cols;
         uint16_t *W = malloc((size_t)rows * cols * 2);
         float *x = malloc((size_t)nb * cols * 4), *norm = malloc((size_t)(pro == 1 ? cols : nb * G) * 4);
-        float *out = malloc((size_t)nb * rows * 4), *ref = malloc((size_t)nb * rows * 4);
+        float *init = malloc((size_t)nb * rows * 4), *out = malloc((size_t)nb * rows * 4), *ref = malloc((size_t)nb * rows * 4);
         double *xn = malloc((size_t)nb * cols * sizeof(double)), *scale = malloc((size_t)nb * sizeof(double));
         for (size_t i = 0; i < (size_t)rows * cols; i++) W[i] = mamba2_f32_to_bf16((float)test_normal());
         test_fill_normal(x, (size_t)nb * cols, 3.0);
@@ -242,21 +244,25 @@ static void test_gemm_decode_norms(void) {
                 }
                 xn[(size_t)b * cols + c] = mamba2_bf16_to_f32(mamba2_f32_to_bf16(s));
             }
-        test_fill_normal(out, (size_t)nb * rows, add ? 10.0 : 0.0);
+        test_fill_normal(init, (size_t)nb * rows, add ? 10.0 : 0.0);
         for (int b = 0; b < nb; b++)
             for (int r = 0; r < rows; r++) {
                 double acc = 0;
                 for (int c = 0; c < cols; c++) acc += (double)mamba2_bf16_to_f32(W[(size_t)r * cols + c]) * xn[(size_t)b * cols + c];
-                ref[(size_t)b * rows + r] = (float)((add ? out[(size_t)b * rows + r] : 0) + scale[b] * acc);
+                ref[(size_t)b * rows + r] = (float)((add ? init[(size_t)b * rows + r] : 0) + scale[b] * acc);
             }
-        Mamba2Error e = {{0}};
-        CU_ASSERT_EQUAL(mamba2_gpu_gemm_decode(rows, cols, nb, add, pro, G, W, x, norm, out, &e), 0);
-        double err = test_rel_l2(out, ref, (size_t)nb * rows);
-        printf("\n    decode GEMM %-8s %5d x %-5d nb=%-2d %s %.1e", wg ? "wgmma" : "mma.sync", rows, cols, nb,
-               pro == 1 ? "RMSNorm, stored     " : "grouped norm, added", err);
-        if (moved) printf(" (%d inputs moved off a midpoint)", moved);
-        CU_ASSERT(err <= 3e-5);
-        free(W), free(x), free(norm), free(out), free(ref), free(xn), free(scale);
+        for (int wg = 1; wg >= 0; wg--) { /* each tensor-core instruction: wgmma, mma.sync */
+            mamba2_gpu_gemm_decode_wgmma(wg);
+            memcpy(out, init, (size_t)nb * rows * 4);
+            Mamba2Error e = {{0}};
+            CU_ASSERT_EQUAL(mamba2_gpu_gemm_decode(rows, cols, nb, add, pro, G, W, x, norm, out, &e), 0);
+            double err = test_rel_l2(out, ref, (size_t)nb * rows);
+            printf("\n    decode GEMM %-8s %5d x %-5d nb=%-2d %s %.1e", wg ? "wgmma" : "mma.sync", rows, cols, nb,
+                   pro == 1 ? "RMSNorm, stored     " : "grouped norm, added", err);
+            if (moved) printf(" (%d inputs moved off a midpoint)", moved);
+            CU_ASSERT(err <= 3e-5);
+        }
+        free(W), free(x), free(norm), free(init), free(out), free(ref), free(xn), free(scale);
     }
     mamba2_gpu_gemm_decode_wgmma(was);
     float x1[8 * 640] = {0}, n1[8 * 10] = {0}, o1[8 * 64] = {0}; /* o1: the values the taken call adds to */
@@ -287,35 +293,38 @@ static void test_gemm_decode_group_scale(void) {
                  {37, 768, 64, 3},    {2200, 1088, 5, 17}, {2200, 1280, 5, 5}, {300, 4096, 40, 64}};
     const double eps = 1e-5;
     const int was = mamba2_gpu_gemm_decode_wgmma(-1);
-    for (int wg = 1; wg >= 0; wg--)
-        for (size_t k = 0; k < sizeof cases / sizeof cases[0]; k++) {
-            mamba2_gpu_gemm_decode_wgmma(wg);
-            const int rows = cases[k].rows, cols = cases[k].cols, nb = cases[k].nb, G = cases[k].groups, gs = cols / G;
-            uint16_t *W = malloc((size_t)rows * cols * 2), *x = malloc((size_t)nb * cols * 2);
-            float *ss = malloc((size_t)nb * G * 4), *out = malloc((size_t)nb * rows * 4), *ref = malloc((size_t)nb * rows * 4);
-            for (size_t i = 0; i < (size_t)rows * cols; i++) W[i] = mamba2_f32_to_bf16((float)test_normal());
-            for (size_t i = 0; i < (size_t)nb * cols; i++) x[i] = mamba2_f32_to_bf16((float)(3.0 * test_normal()));
-            for (int i = 0; i < nb * G; i++) ss[i] = (float)(gs * (0.05 + 4 * fabs(test_normal()))); /* scales 0.25 to 4.5 */
-            test_fill_normal(out, (size_t)nb * rows, 10.0);
-            for (int b = 0; b < nb; b++)
-                for (int r = 0; r < rows; r++) {
-                    double acc = 0;
-                    for (int grp = 0; grp < G; grp++) {
-                        double part = 0;
-                        for (int c = grp * gs; c < (grp + 1) * gs; c++)
-                            part += (double)mamba2_bf16_to_f32(W[(size_t)r * cols + c]) * mamba2_bf16_to_f32(x[(size_t)b * cols + c]);
-                        acc += part / sqrt(ss[b * G + grp] / gs + eps);
-                    }
-                    ref[(size_t)b * rows + r] = (float)(out[(size_t)b * rows + r] + acc);
+    for (size_t k = 0; k < sizeof cases / sizeof cases[0]; k++) {
+        const int rows = cases[k].rows, cols = cases[k].cols, nb = cases[k].nb, G = cases[k].groups, gs = cols / G;
+        uint16_t *W = malloc((size_t)rows * cols * 2), *x = malloc((size_t)nb * cols * 2);
+        float *ss = malloc((size_t)nb * G * 4), *init = malloc((size_t)nb * rows * 4), *out = malloc((size_t)nb * rows * 4),
+              *ref = malloc((size_t)nb * rows * 4);
+        for (size_t i = 0; i < (size_t)rows * cols; i++) W[i] = mamba2_f32_to_bf16((float)test_normal());
+        for (size_t i = 0; i < (size_t)nb * cols; i++) x[i] = mamba2_f32_to_bf16((float)(3.0 * test_normal()));
+        for (int i = 0; i < nb * G; i++) ss[i] = (float)(gs * (0.05 + 4 * fabs(test_normal()))); /* scales 0.25 to 4.5 */
+        test_fill_normal(init, (size_t)nb * rows, 10.0);
+        for (int b = 0; b < nb; b++)
+            for (int r = 0; r < rows; r++) {
+                double acc = 0;
+                for (int grp = 0; grp < G; grp++) {
+                    double part = 0;
+                    for (int c = grp * gs; c < (grp + 1) * gs; c++)
+                        part += (double)mamba2_bf16_to_f32(W[(size_t)r * cols + c]) * mamba2_bf16_to_f32(x[(size_t)b * cols + c]);
+                    acc += part / sqrt(ss[b * G + grp] / gs + eps);
                 }
+                ref[(size_t)b * rows + r] = (float)(init[(size_t)b * rows + r] + acc);
+            }
+        for (int wg = 1; wg >= 0; wg--) { /* each tensor-core instruction: wgmma, mma.sync */
+            mamba2_gpu_gemm_decode_wgmma(wg);
+            memcpy(out, init, (size_t)nb * rows * 4);
             Mamba2Error e = {{0}};
             CU_ASSERT_EQUAL(mamba2_gpu_gemm_decode(rows, cols, nb, 1, 3, G, W, x, ss, out, &e), 0);
             double err = test_rel_l2(out, ref, (size_t)nb * rows);
-            printf("\n    decode GEMM %-8s %5d x %-5d nb=%-2d %2d groups, scaled after the product, added %.1e", wg ? "wgmma" : "mma.sync",
-                   rows, cols, nb, G, err);
+            printf("\n    decode GEMM %-8s %5d x %-5d nb=%-2d %2d groups, scaled after the product, added %.1e",
+                   wg ? "wgmma" : "mma.sync", rows, cols, nb, G, err);
             CU_ASSERT(err <= 3e-5);
-            free(W), free(x), free(ss), free(out), free(ref);
         }
+        free(W), free(x), free(ss), free(init), free(out), free(ref);
+    }
     mamba2_gpu_gemm_decode_wgmma(was);
     static uint16_t w1[64 * 4160], x1[8 * 4160];
     static float n1[8 * 65], o1[8 * 64];
