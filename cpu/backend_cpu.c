@@ -667,12 +667,20 @@ static int cpu_roofline_hook(Mamba2Backend *b, double *read_gbps, double *gemm_g
     return 0;
 }
 
+/* A time relative to the way kept, as "1.08", or with two significant digits where two decimals would
+ * read 0.00 (a machine busy with other work can time one way far slower than another). */
+static const char *ratio_text(double r, char buf[24]) {
+    snprintf(buf, 24, r > 0 && r < 0.01 ? "%.2g" : "%.2f", r);
+    return buf;
+}
+
 /* Appends how decode's products read the weights to @p out's gemv, where it applies (packed or
  * quantized copies): q8's read order and the L2 prefetch distance, and the other choice's time where
  * the load trial timed both. */
 static void reads_named(const CpuBackend *cb, Mamba2KernelNames *out) {
     const CpuMatrix *first = big_matrix(cb, 0);
     if (!first->p.data && !first->q.data) return;
+    char r[24];
     if (first->q.data && first->q.format == MAMBA2_WEIGHTS_Q8) {
         static const char *order[2] = {"row by row", "line by line across the rows"};
         const int lines = cb->q8_lines_other > 0 ? cb->q8_lines_kept : cpu_q8_decode_lines();
@@ -680,8 +688,8 @@ static void reads_named(const CpuBackend *cb, Mamba2KernelNames *out) {
         snprintf(out->gemv + used, sizeof out->gemv - used, "; %s", order[lines]);
         used = strlen(out->gemv);
         if (cb->q8_lines_other > 0)
-            snprintf(out->gemv + used, sizeof out->gemv - used, " (timed at load: %s %.2fx)", order[!lines],
-                     cb->q8_lines_other);
+            snprintf(out->gemv + used, sizeof out->gemv - used, " (timed at load: %s %sx)", order[!lines],
+                     ratio_text(cb->q8_lines_other, r));
     }
     const int64_t kept = cb->l2_other > 0 ? cb->l2_kept : cpu_decode_ahead_l2();
     size_t used = strlen(out->gemv);
@@ -689,10 +697,10 @@ static void reads_named(const CpuBackend *cb, Mamba2KernelNames *out) {
     else snprintf(out->gemv + used, sizeof out->gemv - used, "; no L2 prefetch");
     used = strlen(out->gemv);
     if (cb->l2_other > 0 && kept)
-        snprintf(out->gemv + used, sizeof out->gemv - used, " (timed at load: none %.2fx)", cb->l2_other);
+        snprintf(out->gemv + used, sizeof out->gemv - used, " (timed at load: none %sx)", ratio_text(cb->l2_other, r));
     else if (cb->l2_other > 0)
-        snprintf(out->gemv + used, sizeof out->gemv - used, " (timed at load: %lld KiB ahead %.2fx)",
-                 (long long)(CPU_DECODE_AHEAD_L2 >> 10), cb->l2_other);
+        snprintf(out->gemv + used, sizeof out->gemv - used, " (timed at load: %lld KiB ahead %sx)",
+                 (long long)(CPU_DECODE_AHEAD_L2 >> 10), ratio_text(cb->l2_other, r));
 }
 
 /* Mamba2Backend::step_phases: on zeroes the clocks and starts them; off stops them and copies them out. */
@@ -719,17 +727,17 @@ static void cpu_kernels(Mamba2Backend *b, Mamba2KernelNames *out) {
         if (cb->lm_head.p.data || cb->n_ways)
             snprintf(out->gemv, sizeof out->gemv, "%s, %s", cpu_isa_name(cb->bf16_isa), layout);
         else snprintf(out->gemv, sizeof out->gemv, "%s", cpu_isa_name(cb->bf16_isa));
+        char r[24];
         for (int w = 1; w < cb->n_ways; w++) { /* the others' times, relative to the way kept */
             size_t used = strlen(out->gemv);
-            snprintf(out->gemv + used, sizeof out->gemv - used, "%s%s %s %.2fx%s", w == 1 ? " (timed at load: " : ", ",
+            snprintf(out->gemv + used, sizeof out->gemv - used, "%s%s %s %sx%s", w == 1 ? " (timed at load: " : ", ",
                      cpu_isa_name(cb->ways[w].isa), cb->ways[w].packed ? "packed" : "in place",
-                     cb->ways[w].seconds / cb->ways[0].seconds, w == cb->n_ways - 1 ? ")" : "");
+                     ratio_text(cb->ways[w].seconds / cb->ways[0].seconds, r), w == cb->n_ways - 1 ? ")" : "");
         }
         if (cb->n_batch_ways > 1) { /* and the product of several sequences */
             size_t used = strlen(out->gemv);
-            snprintf(out->gemv + used, sizeof out->gemv - used, "; batched: %s (%s %.2fx)",
-                     cpu_isa_name(cb->batch_ways[0].isa), cpu_isa_name(cb->batch_ways[1].isa),
-                     cb->batch_ways[1].seconds / cb->batch_ways[0].seconds);
+            snprintf(out->gemv + used, sizeof out->gemv - used, "; batched: %s (%s %sx)", cpu_isa_name(cb->batch_ways[0].isa),
+                     cpu_isa_name(cb->batch_ways[1].isa), ratio_text(cb->batch_ways[1].seconds / cb->batch_ways[0].seconds, r));
         }
         reads_named(cb, out);
         return;
