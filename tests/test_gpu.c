@@ -134,6 +134,24 @@ static void test_gemv_kernel(void) {
     CU_ASSERT(streamed >= 8); /* 777 x 2048 and 3 x 24 at nb = 1..4 */
 }
 
+/* The decode GEMM of one case (mamba2_gpu_gemm_decode()'s arguments; @p out: room for nb × rows) on
+ * each tensor-core instruction, wgmma then mma.sync, each run from the values @p init and asserted
+ * within 3e-5 (relative L2) of @p ref, computed once for both; @p what names the case in the printed
+ * line, @p note (or "") follows its error. */
+static void check_gemm_decode_both(int rows, int cols, int nb, int add, int pro, int groups, const uint16_t *W, const void *x,
+                                   const float *norm, const float *init, const float *ref, float *out, const char *what,
+                                   const char *note) {
+    for (int wg = 1; wg >= 0; wg--) {
+        mamba2_gpu_gemm_decode_wgmma(wg);
+        memcpy(out, init, (size_t)nb * rows * 4);
+        Mamba2Error e = {{0}};
+        CU_ASSERT_EQUAL(mamba2_gpu_gemm_decode(rows, cols, nb, add, pro, groups, W, x, norm, out, &e), 0);
+        double err = test_rel_l2(out, ref, (size_t)nb * rows);
+        printf("\n    decode GEMM %-8s %5d x %-5d nb=%-2d %s %.1e%s", wg ? "wgmma" : "mma.sync", rows, cols, nb, what, err, note);
+        CU_ASSERT(err <= 3e-5);
+    }
+}
+
 /* The decode GEMM of 5 to 64 sequences (gemm_decode.cu: tensor cores, bf16 products exact in fp32,
  * fp32 sums) against double sums over the same bf16 weights and inputs, on shapes that reach what the
  * kernel splits by: rows not a multiple of its 16-row tiles (4,099 and 37), ranges of one tile per block
@@ -170,16 +188,7 @@ static void test_gemm_decode_kernel(void) {
                         acc += (double)mamba2_bf16_to_f32(W[(size_t)r * cols + c]) * mamba2_bf16_to_f32(x[(size_t)b * cols + c]);
                     ref[(size_t)b * rows + r] = (float)acc;
                 }
-            for (int wg = 1; wg >= 0; wg--) { /* each tensor-core instruction: wgmma, mma.sync */
-                mamba2_gpu_gemm_decode_wgmma(wg);
-                memcpy(out, init, (size_t)nb * rows * 4);
-                Mamba2Error e = {{0}};
-                CU_ASSERT_EQUAL(mamba2_gpu_gemm_decode(rows, cols, nb, add, 0, 0, W, x, NULL, out, &e), 0);
-                double err = test_rel_l2(out, ref, (size_t)nb * rows);
-                printf("\n    decode GEMM %-8s %5d x %-5d nb=%-2d %s %.1e", wg ? "wgmma" : "mma.sync", rows, cols, nb,
-                       add ? "added" : "stored", err);
-                CU_ASSERT(err <= 3e-5);
-            }
+            check_gemm_decode_both(rows, cols, nb, add, 0, 0, W, x, NULL, init, ref, out, add ? "added" : "stored", "");
             free(W), free(x), free(init), free(out), free(ref);
         }
     mamba2_gpu_gemm_decode_wgmma(was);
@@ -251,17 +260,10 @@ static void test_gemm_decode_norms(void) {
                 for (int c = 0; c < cols; c++) acc += (double)mamba2_bf16_to_f32(W[(size_t)r * cols + c]) * xn[(size_t)b * cols + c];
                 ref[(size_t)b * rows + r] = (float)((add ? init[(size_t)b * rows + r] : 0) + scale[b] * acc);
             }
-        for (int wg = 1; wg >= 0; wg--) { /* each tensor-core instruction: wgmma, mma.sync */
-            mamba2_gpu_gemm_decode_wgmma(wg);
-            memcpy(out, init, (size_t)nb * rows * 4);
-            Mamba2Error e = {{0}};
-            CU_ASSERT_EQUAL(mamba2_gpu_gemm_decode(rows, cols, nb, add, pro, G, W, x, norm, out, &e), 0);
-            double err = test_rel_l2(out, ref, (size_t)nb * rows);
-            printf("\n    decode GEMM %-8s %5d x %-5d nb=%-2d %s %.1e", wg ? "wgmma" : "mma.sync", rows, cols, nb,
-                   pro == 1 ? "RMSNorm, stored     " : "grouped norm, added", err);
-            if (moved) printf(" (%d inputs moved off a midpoint)", moved);
-            CU_ASSERT(err <= 3e-5);
-        }
+        char note[48] = "";
+        if (moved) snprintf(note, sizeof note, " (%d inputs moved off a midpoint)", moved);
+        check_gemm_decode_both(rows, cols, nb, add, pro, G, W, x, norm, init, ref, out,
+                               pro == 1 ? "RMSNorm, stored     " : "grouped norm, added", note);
         free(W), free(x), free(norm), free(init), free(out), free(ref), free(xn), free(scale);
     }
     mamba2_gpu_gemm_decode_wgmma(was);
@@ -313,16 +315,9 @@ static void test_gemm_decode_group_scale(void) {
                 }
                 ref[(size_t)b * rows + r] = (float)(init[(size_t)b * rows + r] + acc);
             }
-        for (int wg = 1; wg >= 0; wg--) { /* each tensor-core instruction: wgmma, mma.sync */
-            mamba2_gpu_gemm_decode_wgmma(wg);
-            memcpy(out, init, (size_t)nb * rows * 4);
-            Mamba2Error e = {{0}};
-            CU_ASSERT_EQUAL(mamba2_gpu_gemm_decode(rows, cols, nb, 1, 3, G, W, x, ss, out, &e), 0);
-            double err = test_rel_l2(out, ref, (size_t)nb * rows);
-            printf("\n    decode GEMM %-8s %5d x %-5d nb=%-2d %2d groups, scaled after the product, added %.1e",
-                   wg ? "wgmma" : "mma.sync", rows, cols, nb, G, err);
-            CU_ASSERT(err <= 3e-5);
-        }
+        char what[48];
+        snprintf(what, sizeof what, "%2d groups, scaled after the product, added", G);
+        check_gemm_decode_both(rows, cols, nb, 1, 3, G, W, x, ss, init, ref, out, what, "");
         free(W), free(x), free(ss), free(init), free(out), free(ref);
     }
     mamba2_gpu_gemm_decode_wgmma(was);
