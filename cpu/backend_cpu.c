@@ -30,6 +30,7 @@
 #include <unistd.h>
 
 #include "bf16_decode_choice.h"
+#include "blas_core.h"
 #include "gemm_bf16.h"
 #include "gemv_bf16.h"
 #include "layer_ops.h"
@@ -779,15 +780,17 @@ int mamba2_backend_cpu_create(const Mamba2Model *m, const Mamba2BackendOptions *
     b->step_phases = cpu_step_phases;
     b->destroy = cpu_destroy;
     cb->nt = opt && opt->n_threads > 0 ? opt->n_threads : omp_get_max_threads();
-    /* The threads' stacks are checked against the address-space limit and the threads started at once,
-     * while the check holds: libgomp keeps them for every later parallel region, and would otherwise
-     * end the program with its own message when a later region cannot start one. */
-    if (mamba2_check_thread_stacks(cb->nt, err)) {
+    /* The threads' stacks and OpenBLAS buffers (every thread may call it, in prefill's chunked SSD) are
+     * checked against the address-space limit, and the threads started and their buffers taken at once,
+     * while the check holds: libgomp keeps the threads for every later parallel region, and would
+     * otherwise end the program with its own message when a later region cannot start one; OpenBLAS
+     * keeps the buffers, and would otherwise retry a failed one forever in the middle of a command. */
+    if (mamba2_check_thread_stacks(cb->nt, CPU_BLAS_THREAD_BUFFER, err)) {
         free(cb);
         return -1;
     }
 #pragma omp parallel num_threads(cb->nt)
-    { (void)0; }
+    cpu_blas_take_buffer();
     cb->isa = cb->bf16_isa = cb->bf16_isa_batch = cpu_isa_active();
     cb->precision = opt ? opt->precision : MAMBA2_PRECISION_DEFAULT;
     /* Ask for 2 MiB pages on the weight mappings (a hint; errors are ignored): pages the kernel

@@ -1,8 +1,11 @@
 /**
  * @file blas_core.c
- * @brief Restart with OPENBLAS_CORETYPE when OpenBLAS does not recognise the CPU (see blas_core.h).
+ * @brief Restart with OPENBLAS_CORETYPE when OpenBLAS does not recognise the CPU, and take a
+ *        thread's OpenBLAS work buffer early (see blas_core.h).
  */
 #include "blas_core.h"
+
+#include <cblas.h>
 
 #include <stdio.h>
 #include <stdlib.h>
@@ -42,4 +45,15 @@ void cpu_blas_start_program(char **argv) {
     if (want)
         fprintf(stderr, "note: OpenBLAS chose its generic '%s' kernels for this CPU; set OPENBLAS_CORETYPE=%s "
                         "for fast prefill\n", openblas_get_corename(), want);
+}
+
+void cpu_blas_take_buffer(void) {
+    /* C = A·B for 128 x 128 matrices: above the sizes OpenBLAS's small-matrix kernels take without a
+     * buffer, so that the call goes through the path that allocates one */
+    enum { N = 128 };
+    static const float a[N * N]; /* zeros: only the allocation matters */
+    float *c = malloc(sizeof(float) * N * N);
+    if (!c) return;
+    cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, N, N, N, 1.0f, a, N, a, N, 0.0f, c, N);
+    free(c);
 }

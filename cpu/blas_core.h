@@ -1,6 +1,7 @@
 /**
  * @file blas_core.h
- * @brief Make sure OpenBLAS runs its kernels for this CPU, not its generic fallback, and starts no threads.
+ * @brief Make sure OpenBLAS runs its kernels for this CPU, not its generic fallback, starts no threads,
+ *        and has its work buffers before a command needs them.
  *
  * Debian's OpenBLAS is built with DYNAMIC_ARCH: it picks a kernel set from CPUID when the library
  * is loaded. A CPU newer than the library falls back to "Prescott" (SSE3): bookworm's 0.3.21 does
@@ -24,6 +25,16 @@
  * Returns only when no restart is needed or the restart failed (the program then goes on as it is).
  */
 void cpu_blas_start_program(char **argv);
+
+/** The address space a thread's first OpenBLAS call allocates for its work buffer on x86-64
+ *  (BUFFER_SIZE, 128 MiB, plus a page: the allocation seen in the backtraces of results/robustness.md);
+ *  OpenBLAS retries it without end when it fails. */
+#define CPU_BLAS_THREAD_BUFFER (134217728.0 + 4096.0)
+
+/** Have OpenBLAS allocate the calling thread's work buffer now (one small product), rather than at
+ *  the thread's first call in the middle of a command: after the address-space check
+ *  (mamba2_check_thread_stacks()) while it holds. */
+void cpu_blas_take_buffer(void);
 
 /** The kernel set OpenBLAS is running ("SkylakeX", "Haswell", "Prescott", ...). */
 const char *cpu_blas_core_name(void);

@@ -97,9 +97,9 @@ int mamba2_check_memory(const char *what, double need, Mamba2Error *err) {
 }
 
 
-int mamba2_check_thread_stacks(int n_threads, Mamba2Error *err) {
+int mamba2_check_thread_stacks(int n_threads, double blas_buffer, Mamba2Error *err) {
     struct rlimit as, st;
-    if (n_threads <= 1 || getrlimit(RLIMIT_AS, &as) != 0 || as.rlim_cur == RLIM_INFINITY) return 0;
+    if ((n_threads <= 1 && blas_buffer <= 0) || getrlimit(RLIMIT_AS, &as) != 0 || as.rlim_cur == RLIM_INFINITY) return 0;
     double used = proc_kib_field("/proc/self/status", "VmSize"); /* the address space in use */
     if (used < 0) return 0;
     double stack = 32.0 * 1048576.0; /* glibc's default when RLIMIT_STACK is unlimited */
@@ -121,12 +121,17 @@ int mamba2_check_thread_stacks(int n_threads, Mamba2Error *err) {
     }
     /* besides its stack, a thread takes some address space of its own (its TLS, libgomp's
      * team, glibc's bookkeeping): 4 MiB are counted, the measurement is in results/robustness.md */
-    double need = (n_threads - 1) * (stack + 4.0 * 1048576.0), left = (double)as.rlim_cur - used;
+    /* a thread other than the first that allocates (OpenBLAS's buffer) gets its own glibc arena, which
+     * reserves 64 MiB of address space (HEAP_MAX_SIZE), twice that while it aligns it */
+    const double arena = blas_buffer > 0 ? 64.0 * 1048576.0 : 0.0;
+    double need = (n_threads - 1) * (stack + 4.0 * 1048576.0 + arena) + n_threads * blas_buffer, left = (double)as.rlim_cur - used;
     if (need <= left) return 0;
     char a[32], b[32];
     return mamba2_fail(err,
-                       "%d threads need %s of address space for their stacks, and the address-space limit "
-                       "(ulimit -v) leaves %s: use --threads 1, or raise the limit",
-                       n_threads, mamba2_format_bytes(need, a, sizeof a),
-                       mamba2_format_bytes(left > 0 ? left : 0, b, sizeof b));
+                       "%d thread%s need%s %s of address space for %s, and the address-space limit (ulimit -v) "
+                       "leaves %s: %sraise the limit",
+                       n_threads, n_threads > 1 ? "s" : "", n_threads > 1 ? "" : "s", mamba2_format_bytes(need, a, sizeof a),
+                       blas_buffer > 0 ? (n_threads > 1 ? "their stacks and OpenBLAS's work buffers" : "OpenBLAS's work buffer")
+                                       : "their stacks",
+                       mamba2_format_bytes(left > 0 ? left : 0, b, sizeof b), n_threads > 1 ? "use fewer --threads, or " : "");
 }

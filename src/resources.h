@@ -41,15 +41,21 @@ double mamba2_forward_bytes(const Mamba2Config *cfg, double T);
 int mamba2_check_memory(const char *what, double need, Mamba2Error *err);
 
 /**
- * @brief Refuse @p n_threads worker threads (the calling thread included) whose stacks do not fit in
- *        what the address-space limit (ulimit -v) leaves this process.
+ * @brief Refuse @p n_threads worker threads (the calling thread included) whose stacks and BLAS work
+ *        buffers do not fit in what the address-space limit (ulimit -v) leaves this process.
  *
  * A thread's stack is reserved address space (RLIMIT_STACK, glibc's 32 MiB when that is unlimited,
- * or OMP_STACKSIZE), and 4 MiB more are counted for the rest of a thread; when it cannot be mapped, libgomp ends the process with its own message in the
- * middle of a command. Checked against the limit minus the process's current size (VmSize).
- * @return 0 when they fit or there is no limit, -1 with "N threads need ... (ulimit -v) ...; --threads 1".
+ * or OMP_STACKSIZE), and 4 MiB more are counted for the rest of a thread; when it cannot be mapped,
+ * libgomp ends the process with its own message in the middle of a command. Each thread that calls
+ * OpenBLAS also takes @p blas_buffer bytes (its work buffer, allocated at the thread's first call;
+ * OpenBLAS retries that allocation forever when it fails, so the command would hang). Checked
+ * against the limit minus the process's current size (VmSize).
+ * @param n_threads the threads, the calling thread included
+ * @param blas_buffer address space each of them takes for OpenBLAS (0 when they do not call it)
+ * @param err set on refusal
+ * @return 0 when they fit or there is no limit, -1 with "N threads need ... (ulimit -v) ...".
  */
-int mamba2_check_thread_stacks(int n_threads, Mamba2Error *err);
+int mamba2_check_thread_stacks(int n_threads, double blas_buffer, Mamba2Error *err);
 
 /** Format @p bytes as "12.3 MiB" / "1.50 GiB" into @p buf. Returns @p buf. */
 char *mamba2_format_bytes(double bytes, char *buf, int len);
