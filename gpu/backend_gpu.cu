@@ -80,6 +80,7 @@ struct GpuBackend {
     int gemm_decode_max_nb; /* ... up to how many sequences (MAMBA2_GPU_GEMM_DECODE_ON / _MAX_NB, see gpu_create) ... */
     bool gemm_decode_rms, gemm_decode_gated; /* ... with RMSNorm (in_proj, lm_head), the grouped norm (out_proj) in its prologue */
     bool gemm_decode_scale;                  /* ... the grouped norm after out_proj's product (PRO_GROUPSCALE) */
+    bool gemm_decode_next;                   /* ... out_proj handing the next norm its input (PRO_ROWSCALE after it) */
     bool step_rounds_y;   /* q8 dp4a: the SSD step rounds y to int8 for out_proj (MAMBA2_GPU_Q8_ROUND_Y, see gpu_create) */
     unsigned skip;        /* decode of 1-4 sequences: kernels left out, for timing only (MAMBA2_GPU_SKIP, see gpu_create) */
     GpuQ8 lm_head_q8;     /* q8 weights: lm_head quantized */
@@ -106,6 +107,7 @@ struct GpuBackend {
     int cap_B;
     int32_t *step_tokens;
     float *sh, *sx, *szx, *sxbc, *sdt, *sy, *slogits; /* sx: h·w of the next norm */
+    unsigned *tickets;    /* [GEMM_DECODE_TICKETS] the decode GEMM's hand-off counters (zeros between launches) */
     bf16 *su, *syn;
     int8_t *syq; /* [cap_B, d_in] y rounded to int8 per block of 32 by the SSD step (step_rounds_y) ... */
     float *sya;  /* ... [cap_B, d_in / 32] and each block's max|y| */
@@ -626,7 +628,7 @@ static int gpu_prefill(Mamba2Backend *b, Mamba2State *st, const int32_t *tokens,
 
 static void free_decode_buffers(GpuBackend *gb) {
     void *bufs[] = {gb->step_tokens, gb->sh, gb->sx, gb->szx, gb->sxbc, gb->sdt, gb->sy, gb->slogits, gb->su, gb->syn,
-                    gb->syq, gb->sya, gb->norm_sums, gb->conv_ptrs, gb->ssm_ptrs};
+                    gb->syq, gb->sya, gb->norm_sums, gb->conv_ptrs, gb->ssm_ptrs, gb->tickets};
     for (void *p : bufs) cudaFree(p);
     cudaFreeHost(gb->host_tokens);
     cudaFreeHost(gb->host_ptrs);
@@ -634,6 +636,7 @@ static void free_decode_buffers(GpuBackend *gb) {
     gb->host_logits = NULL;
     gb->step_tokens = NULL, gb->sh = gb->sx = gb->szx = gb->sxbc = gb->sdt = gb->sy = gb->slogits = NULL;
     gb->su = gb->syn = NULL, gb->syq = NULL, gb->sya = NULL, gb->norm_sums = NULL, gb->conv_ptrs = NULL, gb->ssm_ptrs = NULL, gb->host_tokens = NULL, gb->host_ptrs = NULL;
+    gb->tickets = NULL;
     for (int i = 0; i <= MAX_GRAPH_NB; i++)
         if (gb->graph[i]) cudaGraphExecDestroy(gb->graph[i]), gb->graph[i] = NULL;
     for (cudaEvent_t e : gb->logit_events) cudaEventDestroy(e);
@@ -662,10 +665,12 @@ static int grow_decode(GpuBackend *gb, int nb, Mamba2Error *err) {
                                dev_alloc(gb, (void **)&gb->sya, B * g.d_in / Q8_XBLOCK * 4, "decode SSD output's block maxima", err))) ||
         dev_alloc(gb, (void **)&gb->norm_sums, norm_sums_count(g, nb) * 4, "decode norm sums", err) ||
         dev_alloc(gb, (void **)&gb->conv_ptrs, B * sizeof(void *), "state pointers", err) ||
-        dev_alloc(gb, (void **)&gb->ssm_ptrs, B * sizeof(void *), "state pointers", err)) {
+        dev_alloc(gb, (void **)&gb->ssm_ptrs, B * sizeof(void *), "state pointers", err) ||
+        dev_alloc(gb, (void **)&gb->tickets, GEMM_DECODE_TICKETS * sizeof(unsigned), "decode GEMM tickets", err)) {
         free_decode_buffers(gb);
         return -1;
     }
+    CUDA_TRY(cudaMemset(gb->tickets, 0, GEMM_DECODE_TICKETS * sizeof(unsigned))); /* each launch leaves them so */
     CUDA_TRY(cudaMallocHost(&gb->host_tokens, B * 4));
     CUDA_TRY(cudaMallocHost(&gb->host_ptrs, 2 * B * sizeof(void *)));
     CUDA_TRY(cudaMallocHost(&gb->host_logits, B * g.V * 4));
@@ -684,7 +689,7 @@ static int grow_decode(GpuBackend *gb, int nb, Mamba2Error *err) {
  * prologue one MAMBA2_GPU_GEMM_DECODE_NORMS names, and the kernel takes the operands. */
 static bool gemm_decode_runs(const GpuBackend *gb, bool on, GemvPrologue pro, GemvEpilogue epi, const GemvArgs &a, const void *X,
                              int ldx) {
-    return on && a.nb <= gb->gemm_decode_max_nb && (pro == PRO_NONE || pro == PRO_GROUPSCALE || a.nb <= GEMM_DECODE_PRO_MAX_NB) &&
+    return on && a.nb <= gb->gemm_decode_max_nb && (!GD_PRO_CONVERTS(pro) || a.nb <= GEMM_DECODE_PRO_MAX_NB) &&
            (pro != PRO_RMSNORM || gb->gemm_decode_rms) && (pro != PRO_GATEDNORM || gb->gemm_decode_gated) &&
            (pro != PRO_GROUPSCALE || gb->gemm_decode_scale) && gemm_decode_takes(pro, epi, a, X, ldx);
 }
@@ -716,6 +721,19 @@ static int normed_product(GpuBackend *gb, bool on, GemvArgs a, const float *norm
     return project(gb, a.W, Wq, a.rows, a.cols, gb->su, a.nb, a.out, CUDA_R_32F, 0.0f, err) ? -1 : 0;
 }
 
+/* Whether out_proj of layer @p l (its arguments @p a, the decode GEMM's) hands the next norm its input
+ * (gemm_decode.cu's hand-off): asked for ("next" in MAMBA2_GPU_GEMM_DECODE_NORMS) and the next
+ * product, in_proj of layer l + 1 or lm_head, runs through the decode GEMM with the norm after it. */
+static bool hands_off(const GpuBackend *gb, const GemvArgs &a, int l) {
+    if (!gb->gemm_decode_next) return false;
+    const GpuDims &g = gb->g;
+    GemvArgs nx = a;
+    const bool last = l + 1 == g.L;
+    nx.W = last ? gb->lm_head : gb->layers[l + 1].in_proj, nx.rows = last ? g.V : g.d_in_proj, nx.cols = g.d;
+    nx.ss_in = gb->norm_sums, nx.ss_out = NULL, nx.xw_next = NULL, nx.xw_out = NULL;
+    return gemm_decode_runs(gb, last ? gb->gemm_decode_lm : gb->gemm_decode_in, PRO_ROWSCALE, EPI_STORE, nx, gb->su, g.d);
+}
+
 /* The kernels of one decode step for nb sequences (captured into a graph). */
 static int enqueue_step(GpuBackend *gb, int nb, Mamba2Error *err) {
     const GpuDims &g = gb->g;
@@ -738,6 +756,7 @@ static int enqueue_step(GpuBackend *gb, int nb, Mamba2Error *err) {
     CUDA_TRY(cudaMemsetAsync(gb->norm_sums, 0, norm_sums_count(g, nb) * 4, s)); /* the sums add atomically */
     if (nb <= 4) launch_sum_squares(gb->sh, nb, g.d, gb->layers[0].norm_w, ss_h, gb->sx, s);
     prof_mark(gb, "embed");
+    bool handed = false; /* the batched path: the last out_proj handed the next norm its input (hands_off()) */
     for (int l = 0; l < g.L; l++) {
         const GpuLayer &w = gb->layers[l];
         a.layer = w;
@@ -760,9 +779,14 @@ static int enqueue_step(GpuBackend *gb, int nb, Mamba2Error *err) {
             if (!(gb->skip & SKIP_OUT)) launch_gemv(PRO_GATEDNORM, EPI_RESIDUAL, a, s);
             prof_mark(gb, "gemv out_proj");
         } else { /* batched path: GEMMs (gemm_decode.cu's where it takes them, else cuBLAS) around the small kernels */
-            a.W = w.in_proj, a.rows = g.d_in_proj, a.cols = g.d, a.out = gb->szx, a.ss_out = NULL, a.xw_out = NULL;
-            if (normed_product(gb, gb->gemm_decode_in, a, w.norm_w, w.in_proj_q8, "in_proj", l, err)) return -1;
-            prof_mark(gb, "rmsnorm + in_proj");
+            a.W = w.in_proj, a.rows = g.d_in_proj, a.cols = g.d, a.out = gb->szx, a.ss_out = NULL, a.xw_out = NULL, a.xw_next = NULL;
+            if (handed) { /* the out_proj before left bf16(h·w) in su and Σ h² in ss_h[l]: the norm after the product */
+                a.ss_in = ss_h + (size_t)l * nb;
+                if (int took = gemm_decode_try(gb, true, PRO_ROWSCALE, EPI_STORE, a, gb->su, g.d, "in_proj", l, err); took < 1)
+                    return took < 0 ? -1 : mamba2_fail(err, "decode GEMM: in_proj of layer %d declined after the hand-off", l);
+            } else if (normed_product(gb, gb->gemm_decode_in, a, w.norm_w, w.in_proj_q8, "in_proj", l, err))
+                return -1;
+            prof_mark(gb, handed ? "in_proj, norm after" : "rmsnorm + in_proj");
             launch_conv_dt_step(g, w, gb->szx, gb->conv_ptrs, l, nb, gb->sxbc, gb->sdt, gb->conv_seqs, s);
             prof_mark(gb, "conv + dt");
             /* out_proj with the grouped norm in the decode GEMM: in its prologue (fold: the SSD step
@@ -770,6 +794,10 @@ static int enqueue_step(GpuBackend *gb, int nb, Mamba2Error *err) {
              * in bf16); else the SSD step writes y for the norm kernel */
             float *ss_yl = ss_y + (size_t)l * nb * g.G; /* [nb, G] */
             a.W = w.out_proj, a.rows = g.d, a.cols = g.d_in, a.out = gb->sh, a.groups = g.G, a.ss_in = ss_yl;
+            const bool hand = hands_off(gb, a, l); /* the hand-off's arguments, where the decode GEMM takes out_proj */
+            if (hand)
+                a.ss_out = ss_h + (size_t)(l + 1) * nb, a.next_w = l + 1 < g.L ? gb->layers[l + 1].norm_w : gb->norm_f,
+                a.xw_next = gb->su, a.tickets = gb->tickets;
             const bool fold = gemm_decode_runs(gb, gb->gemm_decode_out, PRO_GATEDNORM, EPI_RESIDUAL, a, gb->sy, g.d_in);
             const bool scaled = !fold && gemm_decode_runs(gb, gb->gemm_decode_out, PRO_GROUPSCALE, EPI_RESIDUAL, a, gb->syn, g.d_in);
             launch_ssd_step(g, w, gb->sxbc, gb->sdt, gb->szx, gb->ssm_ptrs, gb->state_bf16, l, nb,
@@ -787,6 +815,7 @@ static int enqueue_step(GpuBackend *gb, int nb, Mamba2Error *err) {
             }
             if (took < 0 || (!took && project(gb, w.out_proj, w.out_proj_q8, g.d, g.d_in, gb->syn, nb, gb->sh, CUDA_R_32F, 1.0f, err)))
                 return -1;
+            handed = hand && took;
             prof_mark(gb, took ? "decode gemm out_proj" : "gemm out_proj");
         }
     }
@@ -795,8 +824,13 @@ static int enqueue_step(GpuBackend *gb, int nb, Mamba2Error *err) {
         a.ss_in = ss_h + (size_t)g.L * nb, a.ss_out = NULL, a.xw_out = NULL, a.xq = NULL, a.xa = NULL;
         if (!(gb->skip & SKIP_LM)) launch_gemv(PRO_RMSNORM, EPI_STORE, a, s);
     } else {
-        a.W = gb->lm_head, a.rows = g.V, a.cols = g.d, a.out = gb->slogits;
-        if (normed_product(gb, gb->gemm_decode_lm, a, gb->norm_f, gb->lm_head_q8, "lm_head", -1, err)) return -1;
+        a.W = gb->lm_head, a.rows = g.V, a.cols = g.d, a.out = gb->slogits, a.ss_out = NULL, a.xw_out = NULL, a.xw_next = NULL;
+        if (handed) {
+            a.ss_in = ss_h + (size_t)g.L * nb;
+            if (int took = gemm_decode_try(gb, true, PRO_ROWSCALE, EPI_STORE, a, gb->su, g.d, "lm_head", -1, err); took < 1)
+                return took < 0 ? -1 : mamba2_fail(err, "decode GEMM: lm_head declined after the hand-off");
+        } else if (normed_product(gb, gb->gemm_decode_lm, a, gb->norm_f, gb->lm_head_q8, "lm_head", -1, err))
+            return -1;
     }
     prof_mark(gb, "lm head");
     LAUNCH_TRY();
@@ -1018,9 +1052,12 @@ extern "C" int mamba2_backend_gpu_create(const Mamba2Model *m, const Mamba2Backe
      * GEMM_DECODE_PRO_MAX_NB sequences, or the grouped norm after out_proj's product beyond: the words
      * of MAMBA2_GPU_GEMM_DECODE_NORMS, "out" (the grouped norm before out_proj), "scale" (the grouped
      * norm after out_proj's product where "out" does not take it) and "in" (RMSNorm before in_proj and
-     * lm_head), joined by '+', "0" for none; default "out+scale" (measurements: results/gpu.md) */
+     * lm_head), "next" (out_proj's residual epilogue handing the next norm its input, that norm after
+     * in_proj's or lm_head's product), joined by '+', "0" for none; default "out+scale" (measurements:
+     * results/gpu.md) */
     const char *gdn = getenv("MAMBA2_GPU_GEMM_DECODE_NORMS");
     if (!gdn) gdn = "out+scale";
+    gb->gemm_decode_next = strstr(gdn, "next") != NULL;
     gb->gemm_decode_rms = strstr(gdn, "in") != NULL, gb->gemm_decode_gated = strstr(gdn, "out") != NULL;
     gb->gemm_decode_scale = strstr(gdn, "scale") != NULL;
     gemm_decode_prepare();

@@ -60,6 +60,16 @@
  *    kept as one running sum per (row, sequence) in the scale of the group being summed: where the
  *    columns pass into group g' the sum is multiplied by s_bg / s_bg', at the end by the last group's
  *    s_bg (the scales of every (group, sequence) computed once per block into shared memory).
+ * RMSNorm can come after the product too, its scale constant per sequence, from sums handed over:
+ *  - PRO_ROWSCALE: X = bf16(h·w) and a.ss_in [nb] its Σ h², as the out_proj before handed them over;
+ *        out[b][r] = s_b · Σ_k W[r][k] · X[b][k],   s_b = rsqrt(ss_in[b] / K + eps).
+ * The hand-off (EPI_RESIDUAL with a.xw_next): out_proj adds its K slices atomically, so no block has
+ * the finished rows of the residual stream until every slice of its range has added to them; each
+ * block counts its slice done on its range's ticket (one thread, with release and acquire ordering,
+ * between two barriers of the consumers), and the block that counts the last slice reads the range's
+ * rows back from the L2 and writes X = bf16(h·next_w) for the next product and each sequence's Σ h²
+ * over them (added to a.ss_out, which the caller zeroed), then puts the ticket back to 0. The next
+ * product then needs no norm kernel before it and no conversion in its prologue (PRO_ROWSCALE).
  * No in_proj epilogue (conv step, dt) here: done per element from this kernel's few warps, it was
  * far slower than the conv + dt kernel that follows the store (results/gpu.md).
  */
@@ -99,12 +109,10 @@ struct GdLayout {
     unsigned total;       /**< with 1,024 bytes to align the base */
 };
 
-/** Whether the inputs come in fp32 and are converted to bf16 by the consumers (the prologues). */
-#define GD_CONVERTS(PRO) ((PRO) == PRO_RMSNORM || (PRO) == PRO_GATEDNORM)
 /** The 128-byte rows an input row takes per box of 64 columns as the tensor memory accelerator brings it:
  *  1 in bf16 (PRO_NONE, PRO_GROUPSCALE), 2 in fp32 (the prologues: two boxes of 32 columns, each with
  *  its own swizzle). */
-#define GD_XW(PRO) (GD_CONVERTS(PRO) ? 2 : 1)
+#define GD_XW(PRO) (GD_PRO_CONVERTS(PRO) ? 2 : 1)
 
 /** The 8-column tiles of B for @p nb sequences: 2, 4 or 8 (nb ≤ 16, 32, 64). */
 static int gd_ntiles(int nb) { return nb <= 16 ? 2 : nb <= 32 ? 4 : 8; }
@@ -138,6 +146,48 @@ struct GdMaps {
     CUtensorMap w[GD_GROUP_TILES];
     CUtensorMap x;
 };
+
+/** Atomically add @p v to @p p at GPU scope with release and acquire ordering (the hand-off's ticket);
+ *  returns the old value. */
+__device__ __forceinline__ unsigned atomic_add_acq_rel(unsigned *p, unsigned v) {
+    unsigned old;
+    asm volatile("atom.add.acq_rel.gpu.global.u32 %0, [%1], %2;\n" : "=r"(old) : "l"(p), "r"(v) : "memory");
+    return old;
+}
+
+/** The hand-off of finished residual rows [@p r0, @p r1) of every sequence, by the eight consumer warps:
+ *    xw_next[b][r] = bf16(h[b][r] · next_w[r]),   ss_out[b] += Σ_r h[b][r]².
+ *  Warp w takes sequences w, w + 8, ... (NT of them at most: nb ≤ 8·NT), each lane rows lane + 32j of
+ *  each pass of 128 rows, every load of a pass asked for before any is used; the rows come from the L2
+ *  (other blocks added to them). */
+template <int NT> __device__ __forceinline__ void gd_hand_off(const GemvArgs &a, int r0, int r1, int warp, int lane) {
+    for (int p0 = r0; p0 < r1; p0 += 128) {
+        float h[NT][4], w[4]; /* [sequence of this warp][row of this lane] */
+#pragma unroll
+        for (int j = 0; j < 4; j++) {
+            const int r = p0 + 32 * j + lane;
+            w[j] = r < r1 ? a.next_w[r] : 0.0f;
+#pragma unroll
+            for (int i = 0; i < NT; i++) {
+                const int b = warp + GD_CONSUMERS * i;
+                h[i][j] = b < a.nb && r < r1 ? __ldcg(a.out + (size_t)b * a.rows + r) : 0.0f;
+            }
+        }
+#pragma unroll
+        for (int i = 0; i < NT; i++) {
+            const int b = warp + GD_CONSUMERS * i;
+            float ss = 0.0f;
+#pragma unroll
+            for (int j = 0; j < 4; j++) {
+                const int r = p0 + 32 * j + lane;
+                if (b < a.nb && r < r1) a.xw_next[(size_t)b * a.rows + r] = __float2bfloat16(h[i][j] * w[j]);
+                ss = fmaf(h[i][j], h[i][j], ss);
+            }
+            ss = warp_sum(ss);
+            if (lane == 0 && b < a.nb) atomicAdd(&a.ss_out[b], ss);
+        }
+    }
+}
 
 template <int NT, int PRO, int EPI, bool WG>
 __global__ void __launch_bounds__(GD_THREADS, 1) gemm_decode_kernel(GemvArgs a, const __grid_constant__ GdMaps maps, GdLayout L) {
@@ -188,7 +238,7 @@ __global__ void __launch_bounds__(GD_THREADS, 1) gemm_decode_kernel(GemvArgs a, 
                     tma_load_2d(st + (size_t)h * L.slots * 2048, &maps.w[cnt - 1], k0 + h * GD_BOX_K, first * 16, &full[s]);
             } else
                 for (int h = 0; h < boxes * GD_XW(PRO); h++) /* fp32: two boxes of 32 columns per 64 */
-                    tma_load_2d(st + (GD_CONVERTS(PRO) ? L.xf : wbytes) + (size_t)h * 8 * NT * 128, &maps.x,
+                    tma_load_2d(st + (GD_PRO_CONVERTS(PRO) ? L.xf : wbytes) + (size_t)h * 8 * NT * 128, &maps.x,
                                 k0 + h * (GD_BOX_K / GD_XW(PRO)), 0, &full[s]);
         };
         const int pre = min(total, L.stages);
@@ -209,6 +259,15 @@ __global__ void __launch_bounds__(GD_THREADS, 1) gemm_decode_kernel(GemvArgs a, 
     const int cr = tid % R;        /* the input row this thread converts (256 is a multiple of R) */
     const int wg = warp >> 2, wq = warp & 3; /* WG: this warp's warpgroup, and its 16 rows of each 64 */
     int it = 0, held = -1; /* WG: the stage whose wgmma may still be running (released one stage late) */
+    float rsb[NT][2]; /* PRO_ROWSCALE: the scale of sequences q, q + 1 of each 8-sequence tile (q: below) */
+    if (PRO == PRO_ROWSCALE)
+#pragma unroll
+        for (int n = 0; n < NT; n++)
+#pragma unroll
+            for (int e = 0; e < 2; e++) {
+                const int b = n * 8 + 2 * (lane & 3) + e;
+                rsb[n][e] = b < nb ? rsqrtf(a.ss_in[b] * (1.0f / K) + a.eps) : 0.0f;
+            }
     const int gs = a.groups > 0 ? K / a.groups : K; /* PRO_GROUPSCALE: columns a group */
     float *gscale = ssum + 3 * R;                   /* PRO_GROUPSCALE: [groups][R] s_bg (1 past nb) */
     if (PRO == PRO_GROUPSCALE) {
@@ -261,7 +320,7 @@ __global__ void __launch_bounds__(GD_THREADS, 1) gemm_decode_kernel(GemvArgs a, 
             mbar_wait(&full[s], (uint32_t)(it / L.stages) & 1);
             const unsigned char *st = smem + (size_t)s * L.stage_bytes;
             const int boxes = (min(KS, k_end - k0) + GD_BOX_K - 1) / GD_BOX_K; /* of this stage inside the slice */
-            if (GD_CONVERTS(PRO)) {
+            if (GD_PRO_CONVERTS(PRO)) {
                 /* the prologue: the stage's fp32 inputs with their norm → bf16 where ldmatrix reads them, the
                  * eight warps a share each (8-column chunks: row cr, chunks tid / R + 256 / R · m) */
                 for (int id = tid / R; id < boxes * (GD_BOX_K / 8); id += GD_CONSUMERS * 32 / R) {
@@ -376,11 +435,22 @@ __global__ void __launch_bounds__(GD_THREADS, 1) gemm_decode_kernel(GemvArgs a, 
                     const int r = r0 + g + (c >> 1) * 8, b = n * 8 + q + (c & 1);
                     const float v = PRO == PRO_RMSNORM      ? acc[i][n][c] * rs[n][c & 1]
                                     : PRO == PRO_GROUPSCALE ? acc[i][n][c] * gscale[cur * R + n * 8 + q + (c & 1)]
+                                    : PRO == PRO_ROWSCALE   ? acc[i][n][c] * rsb[n][c & 1]
                                                             : acc[i][n][c];
                     /* WG: a block's rows past the group's (its last 64-row block) are the next group's */
                     if (r < last * 16 && r < a.rows && b < nb) gd_finish<EPI>(a, b, r, v, L.splits > 1);
                 }
         }
+    }
+    if (EPI == EPI_RESIDUAL && a.xw_next) { /* the hand-off (above): this block's adds are all issued */
+        volatile int *last_slice = (volatile int *)ssum; /* RMSNorm's sums: not this epilogue's */
+        asm volatile("bar.sync 1, %0;\n" ::"r"(GD_CONSUMERS * 32) : "memory");
+        if (tid == 0) {
+            *last_slice = atomic_add_acq_rel(&a.tickets[bi], 1u) == (unsigned)L.splits - 1;
+            if (*last_slice) a.tickets[bi] = 0; /* every slice has counted: the next launch starts from 0 */
+        }
+        asm volatile("bar.sync 1, %0;\n" ::"r"(GD_CONSUMERS * 32) : "memory");
+        if (*last_slice) gd_hand_off<NT>(a, t_begin * 16, min(t_end * 16, a.rows), warp, lane);
     }
 }
 
@@ -426,15 +496,19 @@ bool gemm_decode_enabled() {
 
 bool gemm_decode_takes(GemvPrologue pro, GemvEpilogue epi, const GemvArgs &a, const void *X, int ldx) {
     if (!gemm_decode_enabled() || (epi != EPI_STORE && epi != EPI_RESIDUAL) || a.wf != GEMV_BF16 || !a.W || a.nb < GD_MIN_NB || a.nb > GD_MAX_NB) return false;
-    if (epi == EPI_RESIDUAL && (a.ss_out || a.xw_out)) return false; /* those sums are the GEMV path's */
+    if (a.xw_out) return false; /* the GEMV path's hand-off */
+    const bool hand_off = a.xw_next || a.ss_out; /* the decode GEMM's: all of it, added to the residual */
+    if (hand_off && (epi != EPI_RESIDUAL || !a.xw_next || !a.ss_out || !a.next_w || !a.tickets || gpu_sm_count() > GEMM_DECODE_TICKETS))
+        return false;
     /* the prologues: RMSNorm's sum must see all of K (a stored product, never split); the grouped norm's
      * groups whole boxes of 64 columns */
     if (pro == PRO_RMSNORM && (epi != EPI_STORE || !a.in_w || (uintptr_t)a.in_w % 16)) return false;
+    if (pro == PRO_ROWSCALE && (epi != EPI_STORE || !a.ss_in)) return false;
     if ((pro == PRO_GATEDNORM || pro == PRO_GROUPSCALE) && (!a.ss_in || a.groups < 1 || a.cols % a.groups || (a.cols / a.groups) % GD_BOX_K))
         return false;
     if (pro == PRO_GROUPSCALE && (epi != EPI_RESIDUAL || a.groups > GD_MAX_GROUPS)) return false; /* out_proj's use only */
     /* 16-column steps whole; what the tensor maps need: 16-byte aligned bases and row strides */
-    const int per16 = GD_CONVERTS(pro) ? 4 : 8;
+    const int per16 = GD_PRO_CONVERTS(pro) ? 4 : 8;
     return encoder() && a.cols % 16 == 0 && ldx % per16 == 0 && (uintptr_t)a.W % 16 == 0 && (uintptr_t)X % 16 == 0;
 }
 
@@ -504,7 +578,7 @@ template <int NT, int PRO, int EPI> static int gd_launch(const GemvArgs &a, cons
     const bool wg = mode == 1 || (mode == 2 && a.nb >= GD_WGMMA_MIN_NB);
     const GdLayout L = gd_plan(EPI, a, NT, GD_XW(PRO), wg, PRO == PRO_GROUPSCALE ? (unsigned)a.groups * 8 * NT * 4 : 0u);
     GdMaps maps;
-    bool ok = input_map(&maps.x, X, GD_CONVERTS(PRO) ? 4 : 2, a.nb, a.cols, ldx, 8 * NT);
+    bool ok = input_map(&maps.x, X, GD_PRO_CONVERTS(PRO) ? 4 : 2, a.nb, a.cols, ldx, 8 * NT);
     for (int n = 1; n <= GD_GROUP_TILES; n++) ok = ok && input_map(&maps.w[n - 1], a.W, 2, a.rows, a.cols, a.cols, 16 * n);
     if (!ok) return -1; /* gemm_decode_takes() checked what the encoder asks: not expected */
     if (wg) launch_pdl(gemm_decode_kernel<NT, PRO, EPI, true>, dim3(L.blocks * L.splits), dim3(GD_THREADS), L.total, s, a, maps, L);
@@ -525,6 +599,7 @@ int launch_gemm_decode(GemvPrologue pro, GemvEpilogue epi, const GemvArgs &a, co
     if (pro == PRO_GATEDNORM)
         return epi == EPI_RESIDUAL ? gd_launch_nt<PRO_GATEDNORM, EPI_RESIDUAL>(a, X, ldx, s) : gd_launch_nt<PRO_GATEDNORM, EPI_STORE>(a, X, ldx, s);
     if (pro == PRO_GROUPSCALE) return gd_launch_nt<PRO_GROUPSCALE, EPI_RESIDUAL>(a, X, ldx, s);
+    if (pro == PRO_ROWSCALE) return gd_launch_nt<PRO_ROWSCALE, EPI_STORE>(a, X, ldx, s);
     return epi == EPI_RESIDUAL ? gd_launch_nt<PRO_NONE, EPI_RESIDUAL>(a, X, ldx, s) : gd_launch_nt<PRO_NONE, EPI_STORE>(a, X, ldx, s);
 }
 
@@ -539,4 +614,5 @@ template <int PRO, int EPI> static void gd_raise() { gd_raise_wg<PRO, EPI, false
 void gemm_decode_prepare() {
     gd_raise<PRO_NONE, EPI_STORE>(), gd_raise<PRO_NONE, EPI_RESIDUAL>(), gd_raise<PRO_RMSNORM, EPI_STORE>();
     gd_raise<PRO_GATEDNORM, EPI_STORE>(), gd_raise<PRO_GATEDNORM, EPI_RESIDUAL>(), gd_raise<PRO_GROUPSCALE, EPI_RESIDUAL>();
+    gd_raise<PRO_ROWSCALE, EPI_STORE>();
 }

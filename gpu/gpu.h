@@ -178,11 +178,26 @@ double mamba2_gpu_time_gemv(int rows, int cols, int nb, int stream, int reps, Ma
  *        2 (grouped norm): x [nb, cols] fp32, x'[b][c] = x[b][c]·rsqrt(norm[b][g]/gs + 1e-5), c in
  *        group g of @p groups of gs = cols/groups columns, @p norm [nb, groups] (the sums of squares);
  *        3 (grouped norm after the product, only with @p add): x [nb, cols] bf16 bits, and
- *        out[b][r] += Σ_g rsqrt(norm[b][g]/gs + 1e-5)·Σ_{c in g} W[r][c]·x[b][c].
+ *        out[b][r] += Σ_g rsqrt(norm[b][g]/gs + 1e-5)·Σ_{c in g} W[r][c]·x[b][c];
+ *        4 (RMSNorm after the product, not with @p add): x [nb, cols] bf16 bits, @p norm [nb] (the
+ *        sums of squares), out[b][r] = rsqrt(norm[b]/cols + 1e-5)·Σ_c W[r][c]·x[b][c].
  * @return 0, 1 when the kernel does not take the shape (nothing run), or −1 with @p err set.
  */
 int mamba2_gpu_gemm_decode(int rows, int cols, int nb, int add, int pro, int groups, const uint16_t *W, const void *x,
                            const float *norm, float *out, Mamba2Error *err);
+
+/**
+ * @brief The decode GEMM's residual epilogue with the hand-off to the next norm (gemm_decode.cu):
+ *        mamba2_gpu_gemm_decode() with add = 1 (@p pro 0 or 3), which then also writes, of the
+ *        finished rows, xw[b][r] = bf16 bits of out[b][r]·next_w[r] (@p xw [nb, rows], poisoned
+ *        with NaN before) and ss[b] = Σ_r out[b][r]² (@p ss [nb], zeroed before). Run twice from the
+ *        same inputs, so that the second run counts its slices on the tickets the first put back.
+ * @return 0, 1 when the kernel does not take the shape, or −1 with @p err set (also where the runs
+ *         left a ticket other than 0).
+ */
+int mamba2_gpu_gemm_decode_hand_off(int rows, int cols, int nb, int pro, int groups, const uint16_t *W, const void *x,
+                                    const float *norm, const float *next_w, float *out, float *ss, uint16_t *xw,
+                                    Mamba2Error *err);
 
 /**
  * @brief Choose the decode GEMM's tensor-core instruction for the calls that follow (tests and

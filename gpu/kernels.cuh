@@ -162,8 +162,10 @@ enum GemvPrologue {
     PRO_NONE = 0,    /**< x as given */
     PRO_RMSNORM = 1, /**< x' = x·rsqrt(Σh²/cols + eps) for x = h·w (the norm weight already applied) */
     PRO_GATEDNORM = 2, /**< x' = x·rsqrt(Σ_group y²/gs + eps) for x = y·w, y the already gated output */
-    PRO_GROUPSCALE = 3 /**< the grouped norm after the product (decode GEMM only): x = y·w as given, each
+    PRO_GROUPSCALE = 3, /**< the grouped norm after the product (decode GEMM only): x = y·w as given, each
                             group's share of the sum times rsqrt(Σ_group y²/gs + eps) */
+    PRO_ROWSCALE = 4   /**< RMSNorm after the product (decode GEMM only): x = bf16(h·w) as the out_proj
+                            before handed it over (GemvArgs::xw_next), the sum times rsqrt(Σh²/cols + eps) */
 };
 /** What the decode GEMV does with each output row. */
 enum GemvEpilogue {
@@ -197,6 +199,9 @@ struct GemvArgs {
     const float *next_w;   /**< EPI_RESIDUAL: the next norm's weight [rows] ... */
     float *xw_out;         /**< ... and xw_out [nb, rows] = h·next_w is written for the next GEMV (may be NULL) */
     const float *in_w;     /**< the decode GEMM's PRO_RMSNORM (gemm_decode.cu): the norm's weight [cols] */
+    bf16 *xw_next;         /**< the decode GEMM's EPI_RESIDUAL (hand-off): bf16(h·next_w) [nb, rows] for the next
+                                product's PRO_ROWSCALE, written once h is final, with Σ h² added to ss_out ... */
+    unsigned *tickets;     /**< ... counting the K slices done per block range: [GEMM_DECODE_TICKETS] zeros, left as zeros */
     float *out;            /**< [nb, rows] (EPI_STORE, EPI_RESIDUAL, EPI_INPROJ's z and raw values) */
     /* EPI_INPROJ */
     GpuDims dims;
@@ -243,10 +248,19 @@ void gemv_stream_prepare();
 /** The streamed GEMV (gemv_stream.cu), for what gemv_stream_takes() accepts. */
 void launch_gemv_stream(GemvPrologue pro, GemvEpilogue epi, const GemvArgs &a, cudaStream_t s);
 
+/** Whether a decode GEMM prologue converts fp32 inputs to bf16 (the norms in it), rather than reading
+ *  bf16 as given. */
+#define GD_PRO_CONVERTS(PRO) ((PRO) == PRO_RMSNORM || (PRO) == PRO_GATEDNORM)
+
+/** Ticket counters a decode GEMM with the hand-off needs (GemvArgs::tickets): one per block range,
+ *  at most one block per multiprocessor. */
+#define GEMM_DECODE_TICKETS 1024
+
 /** Whether the decode GEMM of gemm_decode.cu takes @p a with the inputs @p X (row stride @p ldx; bf16
- *  for PRO_NONE and PRO_GROUPSCALE, fp32 for the prologues): EPI_STORE or EPI_RESIDUAL (without ss_out
- *  and xw_out), bf16 weights, 5 to 64 sequences, cols a multiple of 16, 16-byte aligned bases and rows
- *  (what its tensor maps need); PRO_RMSNORM only stored and with a.in_w, PRO_GATEDNORM and
+ *  for PRO_NONE, PRO_GROUPSCALE and PRO_ROWSCALE, fp32 for the prologues): EPI_STORE or EPI_RESIDUAL
+ *  (without xw_out; with ss_out only as the hand-off, with xw_next, next_w and tickets), bf16
+ *  weights, 5 to 64 sequences, cols a multiple of 16, 16-byte aligned bases and rows (what its tensor
+ *  maps need); PRO_RMSNORM and PRO_ROWSCALE only stored and with a.in_w or a.ss_in, PRO_GATEDNORM and
  *  PRO_GROUPSCALE with a.ss_in and groups of a multiple of 64 columns (PRO_GROUPSCALE: added to the residual, at
  *  most 64 groups); not when the environment says MAMBA2_GPU_GEMM_DECODE=0. */
 bool gemm_decode_takes(GemvPrologue pro, GemvEpilogue epi, const GemvArgs &a, const void *X, int ldx);
@@ -255,7 +269,9 @@ bool gemm_decode_takes(GemvPrologue pro, GemvEpilogue epi, const GemvArgs &a, co
  *  (EPI_STORE) or added to a.out (EPI_RESIDUAL), X' = X (bf16, PRO_NONE) or X with its norm
  *  (fp32 X; PRO_RMSNORM: X is the residual stream and a.in_w the norm's weight, the kernel sums
  *  Σ X² itself; PRO_GATEDNORM: as the GEMV's, from a.ss_in), or (bf16 X, PRO_GROUPSCALE) each group's
- *  share of the sum times that group's scale from a.ss_in; a.x is not read. Returns −1, launching
+ *  share of the sum times that group's scale from a.ss_in, or (bf16 X, PRO_ROWSCALE) the sum times
+ *  rsqrt(a.ss_in[b]/cols + eps); with a.xw_next (EPI_RESIDUAL), the hand-off to the next norm:
+ *  xw_next = bf16(h·next_w) of the finished rows and Σ h² added to a.ss_out. a.x is not read. Returns −1, launching
  *  nothing, if the driver would not describe the operands as tensor maps, else 0. */
 int launch_gemm_decode(GemvPrologue pro, GemvEpilogue epi, const GemvArgs &a, const void *X, int ldx, cudaStream_t s);
 

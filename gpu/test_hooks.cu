@@ -212,27 +212,40 @@ extern "C" double mamba2_gpu_time_gemv(int rows, int cols, int nb, int stream, i
 /* ------------------------------------------------------------------ decode GEMM (gemm_decode.cu) */
 
 /* The prologue of mamba2_gpu_gemm_decode()'s code @p pro (gpu.h): 1 RMSNorm, 2 the grouped norm, 3
- * the grouped norm after the product, else none. */
+ * the grouped norm after the product, 4 RMSNorm after the product, else none. */
 static GemvPrologue gemm_decode_prologue(int pro) {
-    return pro == 1 ? PRO_RMSNORM : pro == 2 ? PRO_GATEDNORM : pro == 3 ? PRO_GROUPSCALE : PRO_NONE;
+    return pro == 1 ? PRO_RMSNORM : pro == 2 ? PRO_GATEDNORM : pro == 3 ? PRO_GROUPSCALE : pro == 4 ? PRO_ROWSCALE : PRO_NONE;
 }
 
-extern "C" int mamba2_gpu_gemm_decode(int rows, int cols, int nb, int add, int pro, int groups, const uint16_t *W, const void *x,
-                                      const float *norm, float *out, Mamba2Error *err) {
+/* mamba2_gpu_gemm_decode(), and with @p next_w mamba2_gpu_gemm_decode_hand_off() (@p ss, @p xw its
+ * outputs): the product run @p runs times from the same inputs, the hand-off's tickets checked back
+ * at 0 after the last. */
+static int gemm_decode_run(int rows, int cols, int nb, int add, int pro, int groups, const uint16_t *W, const void *x,
+                           const float *norm, float *out, const float *next_w, float *ss, uint16_t *xw, int runs, Mamba2Error *err) {
     if (!mamba2_gpu_available(err)) return -1;
     const size_t xbytes = (size_t)nb * cols * (pro == 1 || pro == 2 ? 4 : 2);
-    const size_t nbytes = pro == 1 ? (size_t)cols * 4 : pro >= 2 ? (size_t)nb * groups * 4 : 0;
-    bf16 *dW;
+    const size_t nbytes = pro == 1 ? (size_t)cols * 4 : pro == 4 ? (size_t)nb * 4 : pro >= 2 ? (size_t)nb * groups * 4 : 0;
+    bf16 *dW, *dxw = NULL;
     void *dx;
-    float *dout, *dnorm = NULL;
+    float *dout, *dnorm = NULL, *dnext = NULL, *dss = NULL;
+    unsigned *dtickets = NULL;
     CUDA_TRY(cudaMalloc(&dW, (size_t)rows * cols * 2));
     CUDA_TRY(cudaMalloc(&dx, xbytes));
     CUDA_TRY(cudaMalloc(&dout, (size_t)nb * rows * 4));
     if (nbytes) CUDA_TRY(cudaMalloc(&dnorm, nbytes));
+    if (next_w) {
+        CUDA_TRY(cudaMalloc(&dnext, (size_t)rows * 4));
+        CUDA_TRY(cudaMalloc(&dss, (size_t)nb * 4));
+        CUDA_TRY(cudaMalloc(&dxw, (size_t)nb * rows * 2));
+        CUDA_TRY(cudaMalloc(&dtickets, GEMM_DECODE_TICKETS * sizeof(unsigned)));
+        CUDA_TRY(cudaMemset(dtickets, 0, GEMM_DECODE_TICKETS * sizeof(unsigned)));
+    }
+    auto release = [&]() { cudaFree(dW), cudaFree(dx), cudaFree(dout), cudaFree(dnorm), cudaFree(dnext), cudaFree(dss), cudaFree(dxw), cudaFree(dtickets); };
     GemvArgs a = {};
     a.W = dW, a.rows = rows, a.cols = cols, a.nb = nb, a.out = dout, a.eps = 1e-5f;
     if (pro == 1) a.in_w = dnorm;
     if (pro >= 2) a.ss_in = norm ? dnorm : NULL, a.groups = groups; /* no sums given: none passed, to be refused */
+    if (next_w) a.next_w = dnext, a.ss_out = dss, a.xw_next = dxw, a.tickets = dtickets;
     int rc = 1;
     const GemvPrologue gp = gemm_decode_prologue(pro);
     const GemvEpilogue epi = add ? EPI_RESIDUAL : EPI_STORE;
@@ -241,18 +254,47 @@ extern "C" int mamba2_gpu_gemm_decode(int rows, int cols, int nb, int add, int p
         CUDA_TRY(cudaMemcpy(dW, W, (size_t)rows * cols * 2, cudaMemcpyHostToDevice));
         CUDA_TRY(cudaMemcpy(dx, x, xbytes, cudaMemcpyHostToDevice));
         if (nbytes && norm) CUDA_TRY(cudaMemcpy(dnorm, norm, nbytes, cudaMemcpyHostToDevice));
-        CUDA_TRY(cudaMemcpy(dout, add ? out : poison.data(), poison.size() * 4, cudaMemcpyHostToDevice));
-        if (launch_gemm_decode(gp, epi, a, dx, cols, 0)) {
-            cudaFree(dW), cudaFree(dx), cudaFree(dout), cudaFree(dnorm);
-            return mamba2_fail(err, "decode GEMM: no tensor maps for %d x %d", rows, cols);
+        if (next_w) CUDA_TRY(cudaMemcpy(dnext, next_w, (size_t)rows * 4, cudaMemcpyHostToDevice));
+        for (int run = 0; run < runs; run++) {
+            CUDA_TRY(cudaMemcpy(dout, add ? out : poison.data(), poison.size() * 4, cudaMemcpyHostToDevice));
+            if (next_w) {
+                CUDA_TRY(cudaMemset(dss, 0, (size_t)nb * 4));
+                CUDA_TRY(cudaMemset(dxw, 0xff, (size_t)nb * rows * 2)); /* bf16 NaN */
+            }
+            if (launch_gemm_decode(gp, epi, a, dx, cols, 0)) {
+                release();
+                return mamba2_fail(err, "decode GEMM: no tensor maps for %d x %d", rows, cols);
+            }
+            LAUNCH_TRY();
+            CUDA_TRY(cudaDeviceSynchronize());
         }
-        LAUNCH_TRY();
-        CUDA_TRY(cudaDeviceSynchronize());
         CUDA_TRY(cudaMemcpy(out, dout, (size_t)nb * rows * 4, cudaMemcpyDeviceToHost));
+        if (next_w) {
+            std::vector<unsigned> tickets(GEMM_DECODE_TICKETS);
+            CUDA_TRY(cudaMemcpy(ss, dss, (size_t)nb * 4, cudaMemcpyDeviceToHost));
+            CUDA_TRY(cudaMemcpy(xw, dxw, (size_t)nb * rows * 2, cudaMemcpyDeviceToHost));
+            CUDA_TRY(cudaMemcpy(tickets.data(), dtickets, tickets.size() * sizeof(unsigned), cudaMemcpyDeviceToHost));
+            for (size_t i = 0; i < tickets.size(); i++)
+                if (tickets[i]) {
+                    release();
+                    return mamba2_fail(err, "decode GEMM hand-off: ticket %zu left at %u", i, tickets[i]);
+                }
+        }
         rc = 0;
     }
-    cudaFree(dW), cudaFree(dx), cudaFree(dout), cudaFree(dnorm);
+    release();
     return rc;
+}
+
+extern "C" int mamba2_gpu_gemm_decode(int rows, int cols, int nb, int add, int pro, int groups, const uint16_t *W, const void *x,
+                                      const float *norm, float *out, Mamba2Error *err) {
+    return gemm_decode_run(rows, cols, nb, add, pro, groups, W, x, norm, out, NULL, NULL, NULL, 1, err);
+}
+
+extern "C" int mamba2_gpu_gemm_decode_hand_off(int rows, int cols, int nb, int pro, int groups, const uint16_t *W, const void *x,
+                                               const float *norm, const float *next_w, float *out, float *ss, uint16_t *xw,
+                                               Mamba2Error *err) {
+    return gemm_decode_run(rows, cols, nb, 1, pro, groups, W, x, norm, out, next_w, ss, xw, 2, err);
 }
 
 extern "C" int mamba2_gpu_gemm_decode_wgmma(int mode) { return gemm_decode_use_wgmma(mode); }

@@ -332,6 +332,115 @@ static void test_gemm_decode_group_scale(void) {
     printf("\n");
 }
 
+/* The decode GEMM with RMSNorm after the product (PRO_ROWSCALE, in_proj and lm_head after out_proj's
+ * hand-off): bf16 inputs h·w as handed over, out[b][r] = rsqrt(ss[b]/cols + eps)·Σ_c W[r][c]·x[b][c],
+ * against double sums on both tensor-core instructions; shapes: in_proj's 18,560 x 4,096 at 5, 17
+ * and 64 sequences (both instructions, 2 to 8 column tiles), rows not a multiple of 16, a last stage
+ * of 16 columns. One scale per sum after exact fp32 products: the plain product's bound, 3e-5. It
+ * must decline the residual epilogue and no sums. */
+static void test_gemm_decode_row_scale(void) {
+    const struct {
+        int rows, cols, nb;
+    } cases[] = {{18560, 4096, 5}, {18560, 4096, 17}, {18560, 4096, 64}, {4099, 272, 33}, {37, 1040, 12}};
+    const double eps = 1e-5;
+    const int was = mamba2_gpu_gemm_decode_wgmma(-1);
+    for (size_t k = 0; k < sizeof cases / sizeof cases[0]; k++) {
+        const int rows = cases[k].rows, cols = cases[k].cols, nb = cases[k].nb;
+        uint16_t *W = malloc((size_t)rows * cols * 2), *x = malloc((size_t)nb * cols * 2);
+        float *ss = malloc((size_t)nb * 4), *init = calloc((size_t)nb * rows, 4), *out = malloc((size_t)nb * rows * 4),
+              *ref = malloc((size_t)nb * rows * 4);
+        for (size_t i = 0; i < (size_t)rows * cols; i++) W[i] = mamba2_f32_to_bf16((float)test_normal());
+        for (size_t i = 0; i < (size_t)nb * cols; i++) x[i] = mamba2_f32_to_bf16((float)(3.0 * test_normal()));
+        for (int b = 0; b < nb; b++) ss[b] = (float)(cols * (0.05 + 4 * fabs(test_normal()))); /* scales 0.25 to 4.5 */
+        for (int b = 0; b < nb; b++)
+            for (int r = 0; r < rows; r++) {
+                double acc = 0;
+                for (int c = 0; c < cols; c++)
+                    acc += (double)mamba2_bf16_to_f32(W[(size_t)r * cols + c]) * mamba2_bf16_to_f32(x[(size_t)b * cols + c]);
+                ref[(size_t)b * rows + r] = (float)(acc / sqrt(ss[b] / cols + eps));
+            }
+        check_gemm_decode_both(rows, cols, nb, 0, 4, 0, W, x, ss, init, ref, out, "RMSNorm after the product, stored", "");
+        free(W), free(x), free(ss), free(init), free(out), free(ref);
+    }
+    mamba2_gpu_gemm_decode_wgmma(was);
+    static uint16_t w1[64 * 640], x1[8 * 640];
+    static float n1[8], o1[8 * 64];
+    Mamba2Error e = {{0}};
+    CU_ASSERT_EQUAL(mamba2_gpu_gemm_decode(64, 640, 8, 0, 4, 0, w1, x1, n1, o1, &e), 0);   /* taken */
+    CU_ASSERT_EQUAL(mamba2_gpu_gemm_decode(64, 640, 8, 1, 4, 0, w1, x1, n1, o1, &e), 1);   /* added */
+    CU_ASSERT_EQUAL(mamba2_gpu_gemm_decode(64, 640, 8, 0, 4, 0, w1, x1, NULL, o1, &e), 1); /* no sums */
+    printf("\n");
+}
+
+/* out_proj's hand-off to the next norm (gemm_decode.cu): the residual epilogue adds its K slices
+ * atomically, and the block that finishes a row range's last slice reads the rows back and writes
+ * xw = bf16(h·next_w) and adds Σ h² per sequence. Against double sums, on both tensor-core
+ * instructions, each case run twice by the hook (the second run counts on the tickets the first put
+ * back, and the hook fails where a ticket is left other than 0): out within the residual product's
+ * 3e-5; xw bit for bit the bf16 of the kernel's own h times next_w (one fp32 product, rounded to
+ * nearest even either side; the poison left anywhere would differ); Σ h² within 1e-5 of Σ over the
+ * kernel's own h in double (fp32 sums of about 130 squares a lane-row pass, then ranges added in any
+ * order: a few fp32 ulps). Shapes: out_proj's 4,096 x 8,192 split over K at 8, 17 and 64 sequences
+ * with the grouped norm after the product (the default from 17), plain at 8, rows not a multiple of
+ * 16 (4,099), ranges of one tile (37 rows), 5 sequences. */
+static void test_gemm_decode_hand_off(void) {
+    const struct {
+        int rows, cols, nb, groups;
+    } cases[] = {{4096, 8192, 64, 8}, {4096, 8192, 17, 8}, {4096, 8192, 8, 0}, {4099, 272, 33, 0}, {37, 768, 64, 0}, {1000, 512, 5, 8}};
+    const double eps = 1e-5;
+    const int was = mamba2_gpu_gemm_decode_wgmma(-1);
+    for (size_t k = 0; k < sizeof cases / sizeof cases[0]; k++) {
+        const int rows = cases[k].rows, cols = cases[k].cols, nb = cases[k].nb, G = cases[k].groups, gs = G ? cols / G : cols;
+        uint16_t *W = malloc((size_t)rows * cols * 2), *x = malloc((size_t)nb * cols * 2), *xw = malloc((size_t)nb * rows * 2);
+        float *sy = malloc((size_t)nb * (G ? G : 1) * 4), *init = malloc((size_t)nb * rows * 4), *out = malloc((size_t)nb * rows * 4),
+              *ref = malloc((size_t)nb * rows * 4), *next_w = malloc((size_t)rows * 4), ss[64];
+        for (size_t i = 0; i < (size_t)rows * cols; i++) W[i] = mamba2_f32_to_bf16((float)test_normal());
+        for (size_t i = 0; i < (size_t)nb * cols; i++) x[i] = mamba2_f32_to_bf16((float)(3.0 * test_normal()));
+        for (int i = 0; i < nb * G; i++) sy[i] = (float)(gs * (0.05 + 4 * fabs(test_normal())));
+        for (int r = 0; r < rows; r++) next_w[r] = (float)(1.0 + 0.5 * test_normal());
+        test_fill_normal(init, (size_t)nb * rows, 10.0);
+        for (int b = 0; b < nb; b++)
+            for (int r = 0; r < rows; r++) {
+                double acc = 0;
+                for (int grp = 0; grp < (G ? G : 1); grp++) {
+                    double part = 0;
+                    for (int c = grp * gs; c < (grp + 1) * gs; c++)
+                        part += (double)mamba2_bf16_to_f32(W[(size_t)r * cols + c]) * mamba2_bf16_to_f32(x[(size_t)b * cols + c]);
+                    acc += G ? part / sqrt(sy[b * G + grp] / gs + eps) : part;
+                }
+                ref[(size_t)b * rows + r] = (float)(init[(size_t)b * rows + r] + acc);
+            }
+        for (int wg = 1; wg >= 0; wg--) {
+            mamba2_gpu_gemm_decode_wgmma(wg);
+            memcpy(out, init, (size_t)nb * rows * 4);
+            Mamba2Error e = {{0}};
+            int rc = mamba2_gpu_gemm_decode_hand_off(rows, cols, nb, G ? 3 : 0, G, W, x, G ? sy : NULL, next_w, out, ss, xw, &e);
+            if (rc) printf("\n    hand-off: %s", e.msg);
+            CU_ASSERT_EQUAL_FATAL(rc, 0);
+            size_t wrong = 0;
+            double worst_ss = 0;
+            for (int b = 0; b < nb; b++) {
+                double want = 0;
+                for (int r = 0; r < rows; r++) {
+                    const float h = out[(size_t)b * rows + r];
+                    want += (double)h * h;
+                    wrong += xw[(size_t)b * rows + r] != mamba2_f32_to_bf16(h * next_w[r]);
+                }
+                worst_ss = fmax(worst_ss, fabs(ss[b] - want) / want);
+            }
+            const double err = test_rel_l2(out, ref, (size_t)nb * rows);
+            printf("\n    hand-off %-8s %5d x %-5d nb=%-2d %s: out %.1e, xw %zu wrong, sums %.1e", wg ? "wgmma" : "mma.sync", rows, cols,
+                   nb, G ? "grouped norm after" : "plain             ", err, wrong, worst_ss);
+            CU_ASSERT(err <= 3e-5);
+            CU_ASSERT_EQUAL(wrong, 0);
+            CU_ASSERT(worst_ss <= 1e-5);
+        }
+        free(W), free(x), free(xw), free(sy), free(init), free(out), free(ref), free(next_w);
+    }
+    mamba2_gpu_gemm_decode_wgmma(was);
+    printf("\n");
+}
+
 /* q8 weights: the quantizer and both GEMV products on fresh random shapes (rows not a multiple of
  * the 16-, 8- or 4-row blocks; columns a multiple of 64, and of 32 only (the 16-byte path, which
  * needs whole input blocks of 32: one pass of 16-byte chunks, two passes, not whole passes; 131 x
@@ -914,28 +1023,32 @@ static void test_logits_copy(void) {
  * batched path with the tensor-core decode GEMM (gpu/gemm_decode.cu) on mma.sync, nb=17 the decode
  * GEMM on wgmma (MAMBA2_GPU_GEMM_DECODE_MAX_NB=64) and again with cuBLAS (MAX_NB=16), whatever the
  * backend's default between them (with fp32 state, 6 the register SSD step and 17 the shared-memory
- * one), and once more with the conv + dt step one sequence a thread (MAMBA2_GPU_CONV_SEQS=0; the
- * others take several). Also checks the bf16-state option against fp32 states. */
+ * one), once more with the conv + dt step one sequence a thread (MAMBA2_GPU_CONV_SEQS=0; the
+ * others take several), and at 6 and 17 with out_proj handing the next norm its input
+ * (MAMBA2_GPU_GEMM_DECODE_NORMS=out+scale+next). Also checks the bf16-state option against fp32 states. */
 static void test_batched(void) {
     TestFixture fx;
     CU_ASSERT_EQUAL_FATAL(test_load_fixture("g4_bf16_sharded", &fx), 0);
     CU_ASSERT_EQUAL_FATAL(fx.model.cfg.d_conv, 4); /* the width the several-sequence conv step takes */
-    const int sizes[] = {3, 6, BATCH_MAX, BATCH_MAX, BATCH_MAX};
+    const int sizes[] = {3, 6, BATCH_MAX, BATCH_MAX, BATCH_MAX, 6, BATCH_MAX};
     for (int bf = 0; bf < 2; bf++)
-        for (int k = 0; k < 5; k++) {
+        for (int k = 0; k < 7; k++) {
             int nb = sizes[k];
             Mamba2Backend *gpu;
             /* read when the backend is made */
             if (k >= 2) setenv("MAMBA2_GPU_GEMM_DECODE_MAX_NB", k == 3 ? "16" : "64", 1);
             if (k == 4) setenv("MAMBA2_GPU_CONV_SEQS", "0", 1);
+            if (k >= 5) setenv("MAMBA2_GPU_GEMM_DECODE_NORMS", "out+scale+next", 1);
             CU_ASSERT_EQUAL_FATAL(make_backends(&fx, bf, &gpu, NULL), 0);
             unsetenv("MAMBA2_GPU_GEMM_DECODE_MAX_NB");
             unsetenv("MAMBA2_GPU_CONV_SEQS");
+            unsetenv("MAMBA2_GPU_GEMM_DECODE_NORMS");
             double worst = batched_vs_single(gpu, &fx, nb);
             /* nb ≤ 4 runs the very same kernels per sequence; the batched path rounds its inputs to bf16 */
             double tol = nb <= 4 ? 1e-6 : LOGITS_TOL;
             printf("\n    batch %2d %s state%s: batched vs single %.1e (bound %.0e)", nb, bf ? "bf16" : "fp32",
-                   k == 2 ? ", decode GEMM on wgmma" : k == 3 ? ", cuBLAS" : k == 4 ? ", conv one sequence a thread" : "", worst, tol);
+                   k == 2 ? ", decode GEMM on wgmma" : k == 3 ? ", cuBLAS" : k == 4 ? ", conv one sequence a thread" : k >= 5 ? ", out_proj's hand-off" : "",
+                   worst, tol);
             CU_ASSERT(worst <= tol);
             mamba2_backend_destroy(gpu);
         }
@@ -1595,6 +1708,8 @@ int register_gpu_tests(void) {
         !CU_add_test(s, "decode GEMM of 5 to 64 sequences vs double sums", test_gemm_decode_kernel) ||
         !CU_add_test(s, "decode GEMM with the norms in its prologue vs double sums", test_gemm_decode_norms) ||
         !CU_add_test(s, "decode GEMM with the grouped norm after the product vs double sums", test_gemm_decode_group_scale) ||
+        !CU_add_test(s, "decode GEMM with RMSNorm after the product vs double sums", test_gemm_decode_row_scale) ||
+        !CU_add_test(s, "decode GEMM handing the next norm its input", test_gemm_decode_hand_off) ||
         !CU_add_test(s, "q8 quantizer and decode GEMV (float, dp4a) vs double products", test_q8_gemv_kernel) ||
         !CU_add_test(s, "q8 quantizer vs its definition and the CPU's, bf16 and f32 weights", test_q8_quantizer) ||
         !CU_add_test(s, "decode SSD step vs double step, each kernel", test_ssd_step_kernel) ||
