@@ -721,11 +721,16 @@ static int normed_product(GpuBackend *gb, bool on, GemvArgs a, const float *norm
     return project(gb, a.W, Wq, a.rows, a.cols, gb->su, a.nb, a.out, CUDA_R_32F, 0.0f, err) ? -1 : 0;
 }
 
+/* The most sequences out_proj hands the next norm its input for: at 64 the last block's read-back of
+ * its rows (124 x 64 values) cost more than the norm kernel it saves (results/gpu.md) */
+#define HAND_OFF_MAX_NB 32
+
 /* Whether out_proj of layer @p l (its arguments @p a, the decode GEMM's) hands the next norm its input
- * (gemm_decode.cu's hand-off): asked for ("next" in MAMBA2_GPU_GEMM_DECODE_NORMS) and the next
- * product, in_proj of layer l + 1 or lm_head, runs through the decode GEMM with the norm after it. */
+ * (gemm_decode.cu's hand-off): asked for ("next" in MAMBA2_GPU_GEMM_DECODE_NORMS), at most
+ * HAND_OFF_MAX_NB sequences, and the next product, in_proj of layer l + 1 or lm_head, runs through the
+ * decode GEMM with the norm after it. */
 static bool hands_off(const GpuBackend *gb, const GemvArgs &a, int l) {
-    if (!gb->gemm_decode_next) return false;
+    if (!gb->gemm_decode_next || a.nb > HAND_OFF_MAX_NB) return false;
     const GpuDims &g = gb->g;
     GemvArgs nx = a;
     const bool last = l + 1 == g.L;
@@ -1053,10 +1058,10 @@ extern "C" int mamba2_backend_gpu_create(const Mamba2Model *m, const Mamba2Backe
      * of MAMBA2_GPU_GEMM_DECODE_NORMS, "out" (the grouped norm before out_proj), "scale" (the grouped
      * norm after out_proj's product where "out" does not take it) and "in" (RMSNorm before in_proj and
      * lm_head), "next" (out_proj's residual epilogue handing the next norm its input, that norm after
-     * in_proj's or lm_head's product), joined by '+', "0" for none; default "out+scale" (measurements:
-     * results/gpu.md) */
+     * in_proj's or lm_head's product; to HAND_OFF_MAX_NB sequences), joined by '+', "0" for none;
+     * default "out+scale+next" (measurements: results/gpu.md) */
     const char *gdn = getenv("MAMBA2_GPU_GEMM_DECODE_NORMS");
-    if (!gdn) gdn = "out+scale";
+    if (!gdn) gdn = "out+scale+next";
     gb->gemm_decode_next = strstr(gdn, "next") != NULL;
     gb->gemm_decode_rms = strstr(gdn, "in") != NULL, gb->gemm_decode_gated = strstr(gdn, "out") != NULL;
     gb->gemm_decode_scale = strstr(gdn, "scale") != NULL;
