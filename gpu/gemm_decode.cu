@@ -110,7 +110,7 @@ struct GdLayout {
 };
 
 /** The 128-byte rows an input row takes per box of 64 columns as the tensor memory accelerator brings it:
- *  1 in bf16 (PRO_NONE, PRO_GROUPSCALE), 2 in fp32 (the prologues: two boxes of 32 columns, each with
+ *  1 in bf16 (PRO_NONE, PRO_GROUPSCALE, PRO_ROWSCALE), 2 in fp32 (the prologues: two boxes of 32 columns, each with
  *  its own swizzle). */
 #define GD_XW(PRO) (GD_PRO_CONVERTS(PRO) ? 2 : 1)
 
