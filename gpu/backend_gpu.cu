@@ -707,11 +707,20 @@ static int gemm_decode_try(GpuBackend *gb, bool on, GemvPrologue pro, GemvEpilog
     return mamba2_fail(err, "decode GEMM: the driver would not make tensor maps for %s of layer %d (%s)", what, layer, fix);
 }
 
-/* An RMSNorm-ed product of the batched step, a.out = W · rmsnorm(h, norm_w) (in_proj, lm_head): the
- * decode GEMM with the norm in its prologue, else the norm kernel, then the decode GEMM or cuBLAS.
- * 0, or −1 with @p err set. */
-static int normed_product(GpuBackend *gb, bool on, GemvArgs a, const float *norm_w, const GpuQ8 &Wq, const char *what, int layer,
-                          Mamba2Error *err) {
+/* An RMSNorm-ed product of the batched step, a.out = W · rmsnorm(h, norm_w) (in_proj, lm_head): where
+ * the out_proj before handed the norm its input (@p handed_ss: Σ h² [nb], bf16(h·w) in su; hands_off()),
+ * the decode GEMM with the norm after the product; else the decode GEMM with the norm in its prologue,
+ * else the norm kernel, then the decode GEMM or cuBLAS. 0, or −1 with @p err set. */
+static int normed_product(GpuBackend *gb, bool on, GemvArgs a, const float *norm_w, const float *handed_ss, const GpuQ8 &Wq,
+                          const char *what, int layer, Mamba2Error *err) {
+    a.ss_out = NULL, a.xw_out = NULL, a.xw_next = NULL; /* a stored product: no hand-off of its own */
+    if (handed_ss) { /* hands_off() said the decode GEMM takes it */
+        a.ss_in = handed_ss;
+        const int took = gemm_decode_try(gb, on, PRO_ROWSCALE, EPI_STORE, a, gb->su, a.cols, what, layer, err);
+        if (took == 0) /* not expected: hands_off() asked the same question */
+            mamba2_fail(err, "decode GEMM: %s declined the norm handed over to it (layer %d; -1: after the last)", what, layer);
+        return took == 1 ? 0 : -1;
+    }
     a.in_w = norm_w;
     int took = gemm_decode_try(gb, on, PRO_RMSNORM, EPI_STORE, a, gb->sh, a.cols, what, layer, err);
     if (took) return took < 0 ? -1 : 0;
@@ -735,7 +744,7 @@ static bool hands_off(const GpuBackend *gb, const GemvArgs &a, int l) {
     GemvArgs nx = a;
     const bool last = l + 1 == g.L;
     nx.W = last ? gb->lm_head : gb->layers[l + 1].in_proj, nx.rows = last ? g.V : g.d_in_proj, nx.cols = g.d;
-    nx.ss_in = gb->norm_sums, nx.ss_out = NULL, nx.xw_next = NULL, nx.xw_out = NULL;
+    nx.ss_in = gb->norm_sums + (size_t)(l + 1) * a.nb, nx.ss_out = NULL, nx.xw_next = NULL, nx.xw_out = NULL; /* ss_h[l + 1] */
     return gemm_decode_runs(gb, last ? gb->gemm_decode_lm : gb->gemm_decode_in, PRO_ROWSCALE, EPI_STORE, nx, gb->su, g.d);
 }
 
@@ -784,12 +793,9 @@ static int enqueue_step(GpuBackend *gb, int nb, Mamba2Error *err) {
             if (!(gb->skip & SKIP_OUT)) launch_gemv(PRO_GATEDNORM, EPI_RESIDUAL, a, s);
             prof_mark(gb, "gemv out_proj");
         } else { /* batched path: GEMMs (gemm_decode.cu's where it takes them, else cuBLAS) around the small kernels */
+            /* the hand-off's arguments are out_proj's alone: cleared here, set again where hands_off() says */
             a.W = w.in_proj, a.rows = g.d_in_proj, a.cols = g.d, a.out = gb->szx, a.ss_out = NULL, a.xw_out = NULL, a.xw_next = NULL;
-            if (handed) { /* the out_proj before left bf16(h·w) in su and Σ h² in ss_h[l]: the norm after the product */
-                a.ss_in = ss_h + (size_t)l * nb;
-                if (int took = gemm_decode_try(gb, true, PRO_ROWSCALE, EPI_STORE, a, gb->su, g.d, "in_proj", l, err); took < 1)
-                    return took < 0 ? -1 : mamba2_fail(err, "decode GEMM: in_proj of layer %d declined after the hand-off", l);
-            } else if (normed_product(gb, gb->gemm_decode_in, a, w.norm_w, w.in_proj_q8, "in_proj", l, err))
+            if (normed_product(gb, gb->gemm_decode_in, a, w.norm_w, handed ? ss_h + (size_t)l * nb : NULL, w.in_proj_q8, "in_proj", l, err))
                 return -1;
             prof_mark(gb, handed ? "in_proj, norm after" : "rmsnorm + in_proj");
             launch_conv_dt_step(g, w, gb->szx, gb->conv_ptrs, l, nb, gb->sxbc, gb->sdt, gb->conv_seqs, s);
@@ -829,12 +835,8 @@ static int enqueue_step(GpuBackend *gb, int nb, Mamba2Error *err) {
         a.ss_in = ss_h + (size_t)g.L * nb, a.ss_out = NULL, a.xw_out = NULL, a.xq = NULL, a.xa = NULL;
         if (!(gb->skip & SKIP_LM)) launch_gemv(PRO_RMSNORM, EPI_STORE, a, s);
     } else {
-        a.W = gb->lm_head, a.rows = g.V, a.cols = g.d, a.out = gb->slogits, a.ss_out = NULL, a.xw_out = NULL, a.xw_next = NULL;
-        if (handed) {
-            a.ss_in = ss_h + (size_t)g.L * nb;
-            if (int took = gemm_decode_try(gb, true, PRO_ROWSCALE, EPI_STORE, a, gb->su, g.d, "lm_head", -1, err); took < 1)
-                return took < 0 ? -1 : mamba2_fail(err, "decode GEMM: lm_head declined after the hand-off");
-        } else if (normed_product(gb, gb->gemm_decode_lm, a, gb->norm_f, gb->lm_head_q8, "lm_head", -1, err))
+        a.W = gb->lm_head, a.rows = g.V, a.cols = g.d, a.out = gb->slogits;
+        if (normed_product(gb, gb->gemm_decode_lm, a, gb->norm_f, handed ? ss_h + (size_t)g.L * nb : NULL, gb->lm_head_q8, "lm_head", -1, err))
             return -1;
     }
     prof_mark(gb, "lm head");
