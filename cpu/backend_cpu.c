@@ -109,6 +109,8 @@ typedef struct {
     int n_batch_ways;      /**< how many (0: not timed) */
     int64_t l2_kept;       /**< the L2 prefetch distance the load trial kept (choose_decode_reads()) */
     double l2_other;       /**< decode's time with the other distance over the kept one's (0: not timed) */
+    int pf_kept;           /**< the in-place bf16 product's prefetch the load trial kept (a CpuPrefetch) */
+    double pf_other;       /**< decode's time with the other prefetch over the kept one's (0: not timed) */
     int q8_lines_kept;     /**< q8 decode's read order the load trial kept (1: line by line across the rows) */
     double q8_lines_other; /**< decode's time with the other order over the kept one's (0: not timed) */
     int timing;            /**< 1 while decode steps are timed phase by phase (cpu_step_phases()) */
@@ -501,7 +503,12 @@ static const void *matrix_data_of(const CpuMatrix *W, size_t *bytes) {
  *  line by line across the rows, the order measured first (on Intel Xeons). */
 #define Q8_ROWS_MIN 1.03
 
+/** How much faster decode in place must time without the next block's prefetch for it to be left
+ *  out: a near tie keeps it (it paid on the Intel Xeons and the Zen 4, results/cpu.md). */
+#define PF_OFF_MIN 1.03
+
 static void set_ahead_l2(int64_t bytes) { cpu_decode_choose_ahead_l2(bytes); }
+static void set_gemv_prefetch(int64_t p) { cpu_gemv_choose_prefetch((CpuPrefetch)p); }
 static void set_q8_lines(int64_t lines) { cpu_q8_decode_choose_lines((int)lines); }
 
 /* One sequence's products over the first @p n large matrices, as decode calls them, with each of
@@ -542,15 +549,20 @@ static int second_if_faster(const double best[2], const char *env, double min) {
  *    kept: it paid on the Xeons and the Zen 4 measured, but where the line goes is the CPU's own choice
  *    (AMD documents prefetcht1 as a prefetch into L1 before Zen 4, where 16 KiB ahead would crowd the
  *    activations out of a 32 KiB L1); left out where ≥ L2_OFF_MIN faster (MAMBA2_CPU_L2_OFF_MIN=R).
- * Nothing is timed where the environment decides (MAMBA2_CPU_Q8_LINES, MAMBA2_CPU_AHEAD_L2), where
- * decode reads the weights in place (that product has no L2 prefetch), or where the matrices would be
- * timed in the caches (unless MAMBA2_CPU_PACK=timed). */
+ * 3. Where decode reads the weights in place (cpu_gemv(), which has no L2 distance of its own), whether
+ *    it asks for the next block's rows ahead (cpu_gemv_prefetch()) for the same reason: it paid on the
+ *    Xeons and the Zen 4, and on a Zen 3 the hardware prefetchers alone read faster (results/cpu.md,
+ *    "an AMD Zen 3"); left out where ≥ PF_OFF_MIN faster (MAMBA2_CPU_PF_OFF_MIN=R).
+ * Nothing is timed where the environment decides (MAMBA2_CPU_Q8_LINES, MAMBA2_CPU_AHEAD_L2,
+ * MAMBA2_CPU_PREFETCH) or where the matrices would be timed in the caches (unless
+ * MAMBA2_CPU_PACK=timed). */
 static int choose_decode_reads(CpuBackend *cb, Mamba2Error *err) {
     const Mamba2Config *c = &cb->base.model->cfg;
     const CpuMatrix *first = big_matrix(cb, 0);
     const int time_l2 = !cpu_decode_ahead_l2_asked() && (first->p.data || first->q.data);
     const int time_q8 = first->q.data && first->q.format == MAMBA2_WEIGHTS_Q8 && !cpu_q8_decode_lines_asked();
-    if (!time_l2 && !time_q8) return 0;
+    const int time_pf = !first->p.data && !first->q.data && !cpu_gemv_prefetch_asked();
+    if (!time_l2 && !time_q8 && !time_pf) return 0;
     const char *pack = getenv("MAMBA2_CPU_PACK");
     const double need = fmax(2.0 * (double)cpu_cache_bytes(3), CPU_DECODE_TRIAL_MIN_BYTES);
     double bytes = 0;
@@ -574,6 +586,13 @@ static int choose_decode_reads(CpuBackend *cb, Mamba2Error *err) {
         const int w = second_if_faster(best, "MAMBA2_CPU_L2_OFF_MIN", L2_OFF_MIN);
         cpu_decode_choose_ahead_l2(ahead[w]);
         cb->l2_kept = ahead[w], cb->l2_other = best[!w] / best[w];
+    }
+    if (time_pf) {
+        const int64_t pf[2] = {CPU_PREFETCH_NEXT_BLOCK, CPU_PREFETCH_NONE};
+        time_reads(cb, n, set_gemv_prefetch, pf, best);
+        const int w = second_if_faster(best, "MAMBA2_CPU_PF_OFF_MIN", PF_OFF_MIN);
+        cpu_gemv_choose_prefetch((CpuPrefetch)pf[w]);
+        cb->pf_kept = (int)pf[w], cb->pf_other = best[!w] / best[w];
     }
     return 0;
 }
@@ -675,13 +694,24 @@ static const char *ratio_text(double r, char buf[24]) {
     return buf;
 }
 
-/* Appends how decode's products read the weights to @p out's gemv, where it applies (packed or
- * quantized copies): q8's read order and the L2 prefetch distance, and the other choice's time where
- * the load trial timed both. */
+/* Appends how decode's products read the weights to @p out's gemv: in place, the prefetch of the
+ * next block's rows; from packed or quantized copies, q8's read order and the L2 prefetch distance;
+ * and the other choice's time where the load trial timed both. */
 static void reads_named(const CpuBackend *cb, Mamba2KernelNames *out) {
     const CpuMatrix *first = big_matrix(cb, 0);
-    if (!first->p.data && !first->q.data) return;
     char r[24];
+    if (!first->p.data && !first->q.data) { /* in place: the next block's prefetch */
+        static const char *pf_name[3] = {"no prefetch", "prefetched along each row", "next rows prefetched"};
+        const CpuPrefetch kept = cb->pf_other > 0 ? (CpuPrefetch)cb->pf_kept : cpu_gemv_prefetch();
+        size_t used = strlen(out->gemv);
+        snprintf(out->gemv + used, sizeof out->gemv - used, "; %s", pf_name[kept]);
+        used = strlen(out->gemv);
+        if (cb->pf_other > 0)
+            snprintf(out->gemv + used, sizeof out->gemv - used, " (timed at load: %s %sx)",
+                     pf_name[kept == CPU_PREFETCH_NONE ? CPU_PREFETCH_NEXT_BLOCK : CPU_PREFETCH_NONE],
+                     ratio_text(cb->pf_other, r));
+        return;
+    }
     if (first->q.data && first->q.format == MAMBA2_WEIGHTS_Q8) {
         static const char *order[2] = {"row by row", "line by line across the rows"};
         const int lines = cb->q8_lines_other > 0 ? cb->q8_lines_kept : cpu_q8_decode_lines();

@@ -36,7 +36,7 @@
  * (results/cpu.md, "Moved from code comments"). */
 #define GEMV_PREFETCH_BYTES 1024
 
-/* The SIMD blocks' prefetch (cpu_gemv_prefetch(), decided once in cpu_gemv()). */
+/* The SIMD blocks' prefetch (cpu_gemv_prefetch(), set by cpu_gemv() before its threads start). */
 static CpuPrefetch row_prefetch = CPU_PREFETCH_IN_ROW;
 
 /* ------------------------------------------------------------------ dispatch */
@@ -93,7 +93,19 @@ void cpu_decode_choose_ahead_l2(int64_t bytes) {
     __atomic_store_n(&ahead_l2_chosen, bytes > 0 ? bytes & ~(int64_t)63 : 0, __ATOMIC_RELAXED);
 }
 
-CpuPrefetch cpu_gemv_prefetch(void) { return cpu_prefetch_asked(CPU_PREFETCH_NEXT_BLOCK); }
+/* The load trial's choice; written by the loading thread between products. */
+static CpuPrefetch gemv_prefetch_chosen = CPU_PREFETCH_NEXT_BLOCK;
+
+CpuPrefetch cpu_gemv_prefetch(void) {
+    return cpu_prefetch_asked((CpuPrefetch)__atomic_load_n(&gemv_prefetch_chosen, __ATOMIC_RELAXED));
+}
+
+int cpu_gemv_prefetch_asked(void) {
+    const char *want = getenv("MAMBA2_CPU_PREFETCH");
+    return want && (!strcmp(want, "none") || !strcmp(want, "row") || !strcmp(want, "next"));
+}
+
+void cpu_gemv_choose_prefetch(CpuPrefetch p) { __atomic_store_n(&gemv_prefetch_chosen, p, __ATOMIC_RELAXED); }
 
 const char *cpu_isa_name(CpuIsa isa) {
     static const char *names[] = {"scalar", "avx2", "avx512", "avx512bf16"};
@@ -612,8 +624,7 @@ void cpu_gemv_rows(CpuIsa isa, const Mamba2Tensor *W, int64_t r0, int64_t n, con
 
 void cpu_gemv(CpuIsa isa, const Mamba2Tensor *W, const float *x, int64_t ldx, int B, float *y, int64_t ldy,
               int accumulate, int n_threads, Mamba2Precision precision) {
-    static int prefetch_read = 0; /* read once; a benign race (every thread writes the same value) */
-    if (!prefetch_read) row_prefetch = cpu_gemv_prefetch(), prefetch_read = 1;
+    row_prefetch = cpu_gemv_prefetch(); /* read by the threads below */
     const int64_t rows = W->shape[0], unit = cpu_gemv_unit_rows(rows, n_threads), n_units = (rows + unit - 1) / unit;
     /* Units of cpu_gemv_unit_rows() rows handed out on demand: each row is still computed whole by one
      * thread (so the result does not depend on the thread count), and a thread slowed down by

@@ -108,11 +108,21 @@ int cpu_decode_ahead_l2_asked(void);
 void cpu_decode_choose_ahead_l2(int64_t bytes);
 
 /**
- * @brief The prefetch of cpu_gemv() (the bf16 GEMV): CPU_PREFETCH_NEXT_BLOCK, measured faster than
- *        the other two on AMD Zen 4 and on an Intel Xeon (results/cpu.md, "Prefetch"), unless
- *        MAMBA2_CPU_PREFETCH asks for another.
+ * @brief The prefetch of cpu_gemv() (the bf16 GEMV): what MAMBA2_CPU_PREFETCH asks for, else what the
+ *        backend's load trial chose (cpu_gemv_choose_prefetch()), else CPU_PREFETCH_NEXT_BLOCK,
+ *        measured faster than the other two on AMD Zen 4 and on an Intel Xeon (results/cpu.md,
+ *        "Prefetch") and slower than none on an AMD Zen 3 (results/cpu.md, "an AMD Zen 3").
  */
 CpuPrefetch cpu_gemv_prefetch(void);
+
+/** 1 when MAMBA2_CPU_PREFETCH names a prefetch (none, row or next): the load trial then times nothing. */
+int cpu_gemv_prefetch_asked(void);
+
+/**
+ * @brief Sets the prefetch cpu_gemv_prefetch() returns when the environment does not: the backend's
+ *        load trial (process-wide, as the CPU is). Call between products, not during one.
+ */
+void cpu_gemv_choose_prefetch(CpuPrefetch p);
 
 /**
  * @brief Rows per unit of work the decode products hand out to @p n_threads threads for a matrix of

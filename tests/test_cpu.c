@@ -907,6 +907,7 @@ static void test_bf16_decode_timed(void) {
 
 static int64_t ahead_l2_now(void) { return cpu_decode_ahead_l2(); }
 static int64_t q8_lines_now(void) { return cpu_q8_decode_lines(); }
+static int64_t gemv_prefetch_now(void) { return cpu_gemv_prefetch(); }
 
 /* A decode read trial at load (choose_decode_reads() in backend_cpu.c): the outcome kept [o] forced
  * through @p min_env (the second value of the trial kept at 0.001, the first at 1000) for the
@@ -946,11 +947,12 @@ static void read_trial_outcomes(TinyModel *tm, Mamba2WeightFormat f, const char 
 }
 
 /* The trials of how decode's products read the weights (choose_decode_reads() in backend_cpu.c):
- * the L2 prefetch for the packed bf16 copies and the q8 copies of a random BF16 model, and q8's
- * read order, each outcome forced (read_trial_outcomes()). */
+ * the L2 prefetch for the packed bf16 copies and the q8 copies of a random BF16 model, q8's read
+ * order, and the next rows' prefetch of the product that reads bf16 in place, each outcome forced
+ * (read_trial_outcomes()). */
 static void test_decode_reads_timed(void) {
-    if (cpu_decode_ahead_l2_asked() || cpu_q8_decode_lines_asked()) {
-        printf("\n    skipped: MAMBA2_CPU_AHEAD_L2 or MAMBA2_CPU_Q8_LINES is set, so not everything is timed");
+    if (cpu_decode_ahead_l2_asked() || cpu_q8_decode_lines_asked() || cpu_gemv_prefetch_asked()) {
+        printf("\n    skipped: MAMBA2_CPU_AHEAD_L2, MAMBA2_CPU_Q8_LINES or MAMBA2_CPU_PREFETCH is set, so not everything is timed");
         return;
     }
     TinyModel tm;
@@ -971,9 +973,15 @@ static void test_decode_reads_timed(void) {
                                        "; row by row (timed at load: line by line across the rows "};
     const int64_t order_value[2] = {1, 0};
     read_trial_outcomes(&tm, MAMBA2_WEIGHTS_Q8, "MAMBA2_CPU_Q8_ROWS_MIN", order_want, q8_lines_now, order_value);
+    setenv("MAMBA2_CPU_PACK_MIN", "1000", 1); /* bf16 in place: the next rows' prefetch */
+    const char *const pf_want[2] = {"; next rows prefetched (timed at load: no prefetch ",
+                                    "; no prefetch (timed at load: next rows prefetched "};
+    const int64_t pf_value[2] = {CPU_PREFETCH_NEXT_BLOCK, CPU_PREFETCH_NONE};
+    read_trial_outcomes(&tm, MAMBA2_WEIGHTS_STORED, "MAMBA2_CPU_PF_OFF_MIN", pf_want, gemv_prefetch_now, pf_value);
     unsetenv("MAMBA2_CPU_PACK_MIN"), unsetenv("MAMBA2_CPU_LOWER_MIN");
     cpu_decode_choose_ahead_l2(CPU_DECODE_AHEAD_L2); /* the defaults again for the tests after this one */
     cpu_q8_decode_choose_lines(1);
+    cpu_gemv_choose_prefetch(CPU_PREFETCH_NEXT_BLOCK);
     if (was) setenv("MAMBA2_CPU_PACK", was, 1), free(was);
     else unsetenv("MAMBA2_CPU_PACK");
     printf("\n");
@@ -1153,7 +1161,7 @@ int register_cpu_tests(void) {
         !CU_add_test(s, "argmax near-tie rule", test_near_tie_rule) ||
         !CU_add_test(s, "random models: cpu prefill and step vs ref", test_random_models) ||
         !CU_add_test(s, "bf16 decode timed at load: layout and product, each = ref", test_bf16_decode_timed) ||
-        !CU_add_test(s, "decode's reads timed at load (L2 prefetch, q8 order): each outcome named, the same bits",
+        !CU_add_test(s, "decode's reads timed at load (L2 prefetch, q8 order, in-place prefetch): each outcome named, the same bits",
                      test_decode_reads_timed) ||
         !CU_add_test(s, "decode's phase clock: phases named, within the steps' time, the same bits", test_step_phases) ||
         !CU_add_test(s, "batched step = single steps; 1 thread = 2 threads = 7 threads", test_batch_and_threads) ||
