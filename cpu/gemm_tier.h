@@ -45,8 +45,9 @@ const char *cpu_gemm_tier_name(CpuGemmTier tier);
 
 /**
  * @brief Size in bytes of the data cache of @p level (1 or 2) of the core, or of the last-level
- *        cache (3), from sysconf (which glibc reads from CPUID); when the system does not say, a small
- *        size for 1 and 2 and a large one (128 MiB) for 3.
+ *        cache (3) the core shares: from Linux's description of CPU 0's caches (sysfs), else from
+ *        sysconf (which glibc reads from CPUID); when neither says, a small size for 1 and 2 and a
+ *        large one (128 MiB) for 3.
  */
 size_t cpu_cache_bytes(int level);
 

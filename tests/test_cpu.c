@@ -946,6 +946,43 @@ static void read_trial_outcomes(TinyModel *tm, Mamba2WeightFormat f, const char 
     }
 }
 
+/* cpu_cache_bytes(): each level's size as Linux describes CPU 0's caches where it does (the kernels'
+ * blocking and the load trials' sizes follow it), the levels in order, and the same answer twice
+ * (it is found once). */
+static void test_cache_sizes(void) {
+    size_t b[4] = {0};
+    for (int level = 1; level <= 3; level++) {
+        b[level] = cpu_cache_bytes(level);
+        CU_ASSERT_EQUAL(cpu_cache_bytes(level), b[level]);
+        /* sysfs: the data or unified cache of this level, "32K" / "32768K" */
+        for (int i = 0; i < 8; i++) {
+            char path[96], type[32] = "", size[32] = "";
+            int lv = 0;
+            snprintf(path, sizeof path, "/sys/devices/system/cpu/cpu0/cache/index%d/level", i);
+            FILE *f = fopen(path, "r");
+            if (!f) break;
+            CU_ASSERT_EQUAL(fscanf(f, "%d", &lv), 1);
+            fclose(f);
+            snprintf(path, sizeof path, "/sys/devices/system/cpu/cpu0/cache/index%d/type", i);
+            if ((f = fopen(path, "r"))) {
+                CU_ASSERT_EQUAL(fscanf(f, "%31s", type), 1);
+                fclose(f);
+            }
+            snprintf(path, sizeof path, "/sys/devices/system/cpu/cpu0/cache/index%d/size", i);
+            if ((f = fopen(path, "r"))) {
+                CU_ASSERT_EQUAL(fscanf(f, "%31s", size), 1);
+                fclose(f);
+            }
+            if (lv != level || !strcmp(type, "Instruction") || !size[0]) continue;
+            const size_t kib = strtoull(size, NULL, 10);
+            printf("\n    L%d: sysfs %s, cpu_cache_bytes %zu", level, size, b[level]);
+            if (strchr(size, 'K')) CU_ASSERT_EQUAL(b[level], kib << 10);
+            break;
+        }
+    }
+    CU_ASSERT(b[1] >= 4096 && b[1] <= b[2] && b[2] <= b[3]);
+}
+
 /* The trials of how decode's products read the weights (choose_decode_reads() in backend_cpu.c):
  * the L2 prefetch for the packed bf16 copies and the q8 copies of a random BF16 model, q8's read
  * order, and the next rows' prefetch of the product that reads bf16 in place, each outcome forced
@@ -1161,6 +1198,7 @@ int register_cpu_tests(void) {
         !CU_add_test(s, "argmax near-tie rule", test_near_tie_rule) ||
         !CU_add_test(s, "random models: cpu prefill and step vs ref", test_random_models) ||
         !CU_add_test(s, "bf16 decode timed at load: layout and product, each = ref", test_bf16_decode_timed) ||
+        !CU_add_test(s, "cache sizes as Linux describes them", test_cache_sizes) ||
         !CU_add_test(s, "decode's reads timed at load (L2 prefetch, q8 order, in-place prefetch): each outcome named, the same bits",
                      test_decode_reads_timed) ||
         !CU_add_test(s, "decode's phase clock: phases named, within the steps' time, the same bits", test_step_phases) ||
