@@ -8,7 +8,7 @@
  * Each round times passes over every layer's in_proj and out_proj, then the lm_head (the weights
  * one decode step of one sequence reads):
  * - bf16 (the checkpoint's own mapping): cpu_gemv() at default precision (x in two bf16 parts on
- *   AVX512_BF16 CPUs), as decode runs it; a plain read of the same bytes (64-byte loads summed,
+ *   AVX512_BF16 CPUs), as decode runs it; a plain read of the same bytes (AVX2 loads summed,
  *   blocks of 2 MiB handed out to the threads); the same read with every line prefetched into L1
  *   2 KiB ahead (the better of the two is what `mamba2 bench --roofline` takes as the read ceiling,
  *   cpu_read_bandwidth()); cpu_gemv() at fast precision (x in one bf16 part); the AVX-512F product
@@ -42,29 +42,11 @@ static double now(void) {
 #define READ_AHEAD 2048             /* how far ahead the prefetched read asks for lines */
 
 /* Σ of the n bytes at p as 64-bit integers (so that the loads cannot be dropped), 256 bytes a step
- * with four (AVX-512) or eight (AVX2) loads in flight, with @p prefetched each line also asked for
- * READ_AHEAD bytes before it is loaded (as cpu_read_bandwidth() does); whole blocks of READ_BLOCK
- * only. The widest loads the CPU has: the read must not be what holds the rate down. */
-__attribute__((target("avx512f"))) static double read_bytes_avx512(const char *p, size_t n, int threads, int prefetched) {
-    const size_t blocks = n / READ_BLOCK;
-    double s = 0;
-#pragma omp parallel for num_threads(threads) schedule(dynamic, 1) reduction(+ : s)
-    for (size_t blk = 0; blk < blocks; blk++) {
-        __m512i a = _mm512_setzero_si512(), b = a, c = a, d = a;
-        for (size_t i = blk * READ_BLOCK; i < (blk + 1) * READ_BLOCK; i += 256) {
-            if (prefetched) /* never faults: past the end is harmless */
-                for (int l = 0; l < 4; l++) _mm_prefetch(p + i + READ_AHEAD + 64 * l, _MM_HINT_T0);
-            a = _mm512_add_epi64(a, _mm512_loadu_si512(p + i));
-            b = _mm512_add_epi64(b, _mm512_loadu_si512(p + i + 64));
-            c = _mm512_add_epi64(c, _mm512_loadu_si512(p + i + 128));
-            d = _mm512_add_epi64(d, _mm512_loadu_si512(p + i + 192));
-        }
-        s += (double)_mm512_reduce_add_epi64(_mm512_add_epi64(_mm512_add_epi64(a, b), _mm512_add_epi64(c, d)));
-    }
-    return s;
-}
-
-__attribute__((target("avx2"))) static double read_bytes_avx2(const char *p, size_t n, int threads, int prefetched) {
+ * on eight AVX2 loads, with @p prefetched each line also asked for READ_AHEAD bytes before it is
+ * loaded; whole blocks of READ_BLOCK only. AVX2 loads on every CPU, as cpu_read_bandwidth() reads
+ * (a stream from memory runs at the memory's rate with 256-bit loads; this tool used 512-bit loads
+ * before 2026-12-07, and needed AVX-512). */
+__attribute__((target("avx2"))) static double read_bytes(const char *p, size_t n, int threads, int prefetched) {
     const size_t blocks = n / READ_BLOCK;
     double s = 0;
 #pragma omp parallel for num_threads(threads) schedule(dynamic, 1) reduction(+ : s)
@@ -87,11 +69,6 @@ __attribute__((target("avx2"))) static double read_bytes_avx2(const char *p, siz
         s += (double)(v[0] + v[1] + v[2] + v[3]);
     }
     return s;
-}
-
-static double read_bytes(const char *p, size_t n, int threads, int prefetched) {
-    return __builtin_cpu_supports("avx512f") ? read_bytes_avx512(p, n, threads, prefetched)
-                                             : read_bytes_avx2(p, n, threads, prefetched);
 }
 
 /* read_bytes() over a bf16 matrix's mapping. */
