@@ -59,12 +59,23 @@ CpuIsa cpu_isa_active(void) {
     return isa;
 }
 
+/* MAMBA2_CPU_PREFETCH as read once: the CpuPrefetch it names, or -1 (unset, or none of them). */
+static int prefetch_env(void) {
+    static int env = -2; /* benign race: every thread computes the same value */
+    if (env == -2) {
+        const char *want = getenv("MAMBA2_CPU_PREFETCH");
+        env = !want                    ? -1
+              : !strcmp(want, "none") ? CPU_PREFETCH_NONE
+              : !strcmp(want, "row")  ? CPU_PREFETCH_IN_ROW
+              : !strcmp(want, "next") ? CPU_PREFETCH_NEXT_BLOCK
+                                      : -1;
+    }
+    return env;
+}
+
 CpuPrefetch cpu_prefetch_asked(CpuPrefetch otherwise) {
-    const char *want = getenv("MAMBA2_CPU_PREFETCH");
-    if (want && !strcmp(want, "none")) return CPU_PREFETCH_NONE;
-    if (want && !strcmp(want, "row")) return CPU_PREFETCH_IN_ROW;
-    if (want && !strcmp(want, "next")) return CPU_PREFETCH_NEXT_BLOCK;
-    return otherwise;
+    const int env = prefetch_env();
+    return env >= 0 ? (CpuPrefetch)env : otherwise;
 }
 
 /* MAMBA2_CPU_AHEAD_L2 as read once: -1 when unset. */
@@ -100,10 +111,7 @@ CpuPrefetch cpu_gemv_prefetch(void) {
     return cpu_prefetch_asked((CpuPrefetch)__atomic_load_n(&gemv_prefetch_chosen, __ATOMIC_RELAXED));
 }
 
-int cpu_gemv_prefetch_asked(void) {
-    const char *want = getenv("MAMBA2_CPU_PREFETCH");
-    return want && (!strcmp(want, "none") || !strcmp(want, "row") || !strcmp(want, "next"));
-}
+int cpu_gemv_prefetch_asked(void) { return prefetch_env() >= 0; }
 
 void cpu_gemv_choose_prefetch(CpuPrefetch p) { __atomic_store_n(&gemv_prefetch_chosen, p, __ATOMIC_RELAXED); }
 

@@ -47,8 +47,8 @@ typedef enum {
 } CpuPrefetch;
 
 /**
- * @brief The prefetch the environment asks for: MAMBA2_CPU_PREFETCH=none|row|next (for comparisons),
- *        or @p otherwise when it names none of them.
+ * @brief The prefetch the environment asks for: MAMBA2_CPU_PREFETCH=none|row|next (for comparisons;
+ *        read once, as the other decode settings are), or @p otherwise when it names none of them.
  */
 CpuPrefetch cpu_prefetch_asked(CpuPrefetch otherwise);
 
