@@ -510,15 +510,20 @@ static const void *matrix_data_of(const CpuMatrix *W, size_t *bytes) {
 static void set_ahead_l2(int64_t bytes) { cpu_decode_choose_ahead_l2(bytes); }
 static void set_gemv_prefetch(int64_t p) { cpu_gemv_choose_prefetch((CpuPrefetch)p); }
 static void set_q8_lines(int64_t lines) { cpu_q8_decode_choose_lines((int)lines); }
+/* q8's read order and L2 prefetch together: @p way = 2 · (L2 prefetch on) + (line by line). */
+static void set_q8_way(int64_t way) {
+    cpu_q8_decode_choose_lines((int)(way & 1));
+    cpu_decode_choose_ahead_l2(way & 2 ? CPU_DECODE_AHEAD_L2 : 0);
+}
 
 /* One sequence's products over the first @p n large matrices, as decode calls them, with each of
- * the two values @p v of a read setting that @p set applies, alternated (round r starts with the other
- * one than round r − 1): an untimed round, then READ_TRIAL_ROUNDS; best[w]: v[w]'s fastest round. */
-static void time_reads(CpuBackend *cb, int n, void (*set)(int64_t), const int64_t v[2], double best[2]) {
-    best[0] = best[1] = 0;
+ * the @p n_v values @p v of a read setting that @p set applies, in turn (round r starts one value
+ * later than round r − 1): an untimed round, then READ_TRIAL_ROUNDS; best[w]: v[w]'s fastest round. */
+static void time_reads(CpuBackend *cb, int n, void (*set)(int64_t), const int64_t *v, int n_v, double *best) {
+    for (int w = 0; w < n_v; w++) best[w] = 0;
     for (int r = 0; r <= READ_TRIAL_ROUNDS; r++)
-        for (int j = 0; j < 2; j++) {
-            const int w = (j + r) % 2;
+        for (int j = 0; j < n_v; j++) {
+            const int w = (j + r) % n_v;
             set(v[w]);
             const double t0 = omp_get_wtime();
             for (int i = 0; i < n; i++) { /* zx [1, rows] = u [1, K] · Wᵀ */
@@ -545,10 +550,14 @@ static int second_if_faster(const double best[2], const char *env, double min) {
  * 1. q8's read order (cpu_q8_decode_lines()): line by line across a tile's rows paid on the Intel
  *    Xeons measured, row by row on the AMD Zen 4 (results/cpu.md, "q8 decode's read order timed at
  *    load"); row by row is kept where ≥ Q8_ROWS_MIN faster (MAMBA2_CPU_Q8_ROWS_MIN=R replaces it).
- * 2. Whether the products also ask for each line into L2 (cpu_decode_ahead_l2()), timed in the order
- *    kept: it paid on the Xeons and the Zen 4 measured, but where the line goes is the CPU's own choice
- *    (AMD documents prefetcht1 as a prefetch into L1 before Zen 4, where 16 KiB ahead would crowd the
- *    activations out of a 32 KiB L1); left out where ≥ L2_OFF_MIN faster (MAMBA2_CPU_L2_OFF_MIN=R).
+ * 2. Whether the products also ask for each line into L2 (cpu_decode_ahead_l2()): it paid on the Xeons
+ *    and the Zen 4 measured, but where the line goes is the CPU's own choice (AMD documents prefetcht1
+ *    as a prefetch into L1 before Zen 4, where 16 KiB ahead would crowd the activations out of a 32 KiB
+ *    L1); left out where ≥ L2_OFF_MIN faster (MAMBA2_CPU_L2_OFF_MIN=R).
+ *    For q8 the four pairs of 1 and 2 are timed together, since which order pays can hang on the
+ *    prefetch (a Zen 3: line by line the faster without it, the slower with it; results/cpu.md, "q8's
+ *    read order and L2 prefetch timed together"): the order is decided first, each order at its
+ *    faster prefetch setting, then the prefetch in the order kept. Otherwise each is timed alone.
  * 3. Where decode reads the weights in place (cpu_gemv(), which has no L2 distance of its own), whether
  *    it asks for the next block's rows ahead (cpu_gemv_prefetch()) for the same reason: it paid on the
  *    Xeons and the Zen 4, and on a Zen 3 the hardware prefetchers alone read faster (results/cpu.md,
@@ -572,24 +581,33 @@ static int choose_decode_reads(CpuBackend *cb, Mamba2Error *err) {
     if (reserve(cb, 1, 0, err)) return -1;
     const int64_t wide = c->d_model > c->d_inner ? c->d_model : c->d_inner;
     for (int64_t k = 0; k < wide; k++) cb->u[k] = (float)((k * 2654435761u) % 1000) / 500.0f - 1.0f; /* x, in [-1, 1) */
-    double best[2];
-    if (time_q8) {
+    double best[4];
+    if (time_q8 && time_l2) { /* q8: its read order and the L2 prefetch timed together (see 1.) */
+        const int64_t way[4] = {0, 1, 2, 3}; /* set_q8_way(): 2 · (L2 prefetch on) + (line by line) */
+        time_reads(cb, n, set_q8_way, way, 4, best);
+        const double order[2] = {fmin(best[1], best[3]), fmin(best[0], best[2])}; /* [line by line, row by row] */
+        const int lines = !second_if_faster(order, "MAMBA2_CPU_Q8_ROWS_MIN", Q8_ROWS_MIN);
+        const double l2[2] = {best[2 + lines], best[lines]}; /* [on, off], in the order kept */
+        const int on = !second_if_faster(l2, "MAMBA2_CPU_L2_OFF_MIN", L2_OFF_MIN);
+        set_q8_way(2 * on + lines);
+        cb->q8_lines_kept = lines, cb->q8_lines_other = order[lines] / l2[!on];
+        cb->l2_kept = on ? CPU_DECODE_AHEAD_L2 : 0, cb->l2_other = l2[on] / l2[!on];
+    } else if (time_q8) {
         const int64_t lines[2] = {1, 0};
-        time_reads(cb, n, set_q8_lines, lines, best);
+        time_reads(cb, n, set_q8_lines, lines, 2, best);
         const int w = second_if_faster(best, "MAMBA2_CPU_Q8_ROWS_MIN", Q8_ROWS_MIN);
         cpu_q8_decode_choose_lines((int)lines[w]);
         cb->q8_lines_kept = (int)lines[w], cb->q8_lines_other = best[!w] / best[w];
-    }
-    if (time_l2) {
+    } else if (time_l2) {
         const int64_t ahead[2] = {CPU_DECODE_AHEAD_L2, 0};
-        time_reads(cb, n, set_ahead_l2, ahead, best);
+        time_reads(cb, n, set_ahead_l2, ahead, 2, best);
         const int w = second_if_faster(best, "MAMBA2_CPU_L2_OFF_MIN", L2_OFF_MIN);
         cpu_decode_choose_ahead_l2(ahead[w]);
         cb->l2_kept = ahead[w], cb->l2_other = best[!w] / best[w];
     }
     if (time_pf) {
         const int64_t pf[2] = {CPU_PREFETCH_NEXT_BLOCK, CPU_PREFETCH_NONE};
-        time_reads(cb, n, set_gemv_prefetch, pf, best);
+        time_reads(cb, n, set_gemv_prefetch, pf, 2, best);
         const int w = second_if_faster(best, "MAMBA2_CPU_PF_OFF_MIN", PF_OFF_MIN);
         cpu_gemv_choose_prefetch((CpuPrefetch)pf[w]);
         cb->pf_kept = (int)pf[w], cb->pf_other = best[!w] / best[w];
