@@ -112,7 +112,8 @@ typedef struct {
     int pf_kept;           /**< the in-place bf16 product's prefetch the load trial kept (a CpuPrefetch) */
     double pf_other;       /**< decode's time with the other prefetch over the kept one's (0: not timed) */
     int q8_lines_kept;     /**< q8 decode's read order the load trial kept (1: line by line across the rows) */
-    double q8_lines_other; /**< decode's time with the other order over the kept one's (0: not timed) */
+    double q8_lines_other; /**< decode's time with the other order (at its faster L2 setting, where the two are
+                                timed together) over the kept one's (0: not timed) */
     int timing;            /**< 1 while decode steps are timed phase by phase (cpu_step_phases()) */
     double phase_s[MAMBA2_STEP_PHASES]; /**< [STEP_PHASES] seconds summed per phase while @ref timing */
     long phase_steps;      /**< steps timed */
