@@ -17,6 +17,8 @@
  *        build/bench_gpu_kernels --logits    the copy of a step's logits to the host alone, 1 to 256 sequences
  *        build/bench_gpu_kernels --q8gemm [MAX_T]  the q8 GEMM against cuBLAS on bf16 weights and against
  *                                             dequantization + cuBLAS, 8 to 4,096 tokens
+ *        build/bench_gpu_kernels --walk [ROUNDS]  the chunked SSD of one layer at 4,096 and 512 tokens with
+ *                                             the state walk in blocks of 128 and of 64 state columns, alternated
  */
 #include <stdio.h>
 #include <stdlib.h>
@@ -48,7 +50,31 @@ static int logits_table(int nb0) {
     return 0;
 }
 
+/* The chunked SSD at 4,096 and 512 tokens (the 7B's shape), the state walk 128 and 64 columns a block,
+ * alternated for @p rounds rounds: 0, or 1 with the reason printed. */
+static int walk_table(int rounds) {
+    Mamba2Error e = {{0}};
+    printf("%-26s %5s %4s %10s %10s %10s %10s\n", "chunked SSD, one layer", "T", "cols", "ms", "cumsum", "walk", "scan");
+    for (int r = 0; r < rounds; r++)
+        for (int T = 4096; T >= 512; T /= 8)
+            for (int cols = 128; cols >= 64; cols /= 2) {
+                SSDDims d = {T, 128, 64, 8, 128};
+                double parts[3];
+                mamba2_gpu_set_walk_cols(cols);
+                double ms = mamba2_gpu_time_ssd_chunked(d, 256, 20, parts, &e);
+                if (ms < 0) {
+                    fprintf(stderr, "ssd: %s\n", e.msg);
+                    return 1;
+                }
+                printf("%-26s %5d %4d %10.4f %10.4f %10.4f %10.4f\n", r ? "" : "H=128 P=64 N=128 G=8", T, cols, ms, parts[0],
+                       parts[1], parts[2]);
+            }
+    mamba2_gpu_set_walk_cols(128);
+    return 0;
+}
+
 int main(int argc, char **argv) {
+    if (argc > 1 && !strcmp(argv[1], "--walk")) return walk_table(argc > 2 ? atoi(argv[2]) : 3);
     int json = argc > 1 && !strcmp(argv[1], "--json"), gemv_only = argc > 1 && !strcmp(argv[1], "--gemv");
     int decode_gemm_only = argc > 1 && !strcmp(argv[1], "--decode-gemm");
     int nbs[16], n_nb = 0; /* --lt: the column counts to time, "512,4096", or the batched decode's */

@@ -1083,6 +1083,9 @@ extern "C" int mamba2_backend_gpu_create(const Mamba2Model *m, const Mamba2Backe
                            (strstr(skip, "empty") ? SKIP_EMPTY : 0u);
     const char *prof = getenv("MAMBA2_GPU_PROFILE");
     gb->profile = prof && *prof && strcmp(prof, "0");
+    /* MAMBA2_GPU_WALK_COLS=64: the prefill's state walk in two blocks a head (kernels.cuh, ssd_walk_set_cols()) */
+    const char *walk = getenv("MAMBA2_GPU_WALK_COLS");
+    if (walk) ssd_walk_set_cols(atoi(walk));
     GpuDims &g = gb->g;
     g.d = c->d_model, g.L = c->n_layer, g.H = c->n_heads, g.P = c->head_dim, g.N = c->d_state, g.G = c->n_groups;
     g.K = c->d_conv, g.V = c->vocab_size, g.d_in = c->d_inner, g.conv_dim = c->conv_dim, g.d_in_proj = c->d_in_proj;

@@ -42,6 +42,13 @@ int mamba2_gpu_ssd_chunked(SSDDims d, int Q, const float *x, const float *dt, co
 double mamba2_gpu_time_ssd_chunked(SSDDims d, int Q, int reps, double parts_ms[3], Mamba2Error *err);
 
 /**
+ * @brief The state walk's block width in state columns for the prefill SSD kernels of this process:
+ *        128 (one block of 16 warps a head) or 64 (two blocks of 8 warps a head; the same results).
+ * @param n 64, or anything else for 128 (MAMBA2_GPU_WALK_COLS sets it when a backend is created)
+ */
+void mamba2_gpu_set_walk_cols(int n);
+
+/**
  * @brief The decode matrix-vector kernel alone: out[b][r] = Σ_c W[r][c] x[b][c].
  * @param rows rows of @p W
  * @param cols columns of @p W

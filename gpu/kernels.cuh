@@ -80,6 +80,11 @@ void launch_ssd_chunk_kernels(const GpuDims &g, const bf16 *xbc, const float *dt
 
 /** 1 when the chunked-SSD kernels handle these sizes (chunk ≤ 256, N ≤ 256, one chunk's x, B and state in shared memory). */
 int ssd_chunked_supported(const GpuDims &g);
+/** The state walk's block width in state columns: 64 gives two blocks of 8 warps a multiprocessor
+ *  instead of one of 16, the same bits (MAMBA2_GPU_WALK_COLS, the tests); anything else gives 128. */
+void ssd_walk_set_cols(int n);
+/** The width ssd_walk_set_cols() set (128 unless asked). */
+int ssd_walk_cols(void);
 
 /* ---- q8_matrix.cu: int8 weights with an fp16 scale per block of 64 along K (the CPU's q8) */
 

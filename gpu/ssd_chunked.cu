@@ -119,26 +119,28 @@ __global__ void ssd_cumsum_kernel(const float *dt, const float *A, int T, int Q,
 
 #define CHAIN_STAGES 3 /* chunks in the pipeline: one computed on while the next two are copied in */
 #define CHAIN_P 64     /* state rows p per block: 4 warp tiles of 16 */
-#define CHAIN_N 128    /* state columns n per block: 4 warp tiles of 32 */
-#define CHAIN_WARPS 16 /* warps per block: one 16 × 32 tile of S each */
+/* State columns n per block, the kernel's template argument NB: 128 (4 warp tiles of 32, 16 warps,
+ * one block per SM) or 64 (2 tiles, 8 warps, 110 KB of shared memory: two blocks per SM). Each warp
+ * owns one 16 × 32 tile of S either way, so both give the same bits. */
+#define CHAIN_WARPS(NB) (CHAIN_P / 16 * (NB) / 32)
 
 /* One pipeline stage in shared memory: this block's columns of a chunk's x and B, its weights and decay. */
 struct ChainStage {
     bf16 *X;  /* [Qp s][CHAIN_P + PAD] */
-    bf16 *B;  /* [Qp s][CHAIN_N + PAD] */
+    bf16 *B;  /* [Qp s][NB + PAD] */
     float *w; /* [Qp + 1]  w_s = exp(cum_end − cum_s) dt_s, then exp(cum_end) */
 };
 
-__host__ __device__ static inline size_t chain_stage_bytes(int Qp) {
-    return carve_size((size_t)Qp * (CHAIN_P + PAD) * 2) + carve_size((size_t)Qp * (CHAIN_N + PAD) * 2) +
+__host__ __device__ static inline size_t chain_stage_bytes(int Qp, int NB) {
+    return carve_size((size_t)Qp * (CHAIN_P + PAD) * 2) + carve_size((size_t)Qp * (NB + PAD) * 2) +
            carve_size((size_t)(Qp + 1) * 4);
 }
 
-__device__ __forceinline__ ChainStage chain_stage(char *smem, int i, int Qp) {
-    char *p = smem + (size_t)i * chain_stage_bytes(Qp);
+__device__ __forceinline__ ChainStage chain_stage(char *smem, int i, int Qp, int NB) {
+    char *p = smem + (size_t)i * chain_stage_bytes(Qp, NB);
     ChainStage st;
     st.X = (bf16 *)carve(p, (size_t)Qp * (CHAIN_P + PAD) * sizeof(bf16));
-    st.B = (bf16 *)carve(p, (size_t)Qp * (CHAIN_N + PAD) * sizeof(bf16));
+    st.B = (bf16 *)carve(p, (size_t)Qp * (NB + PAD) * sizeof(bf16));
     st.w = (float *)carve(p, (size_t)(Qp + 1) * sizeof(float));
     return st;
 }
@@ -146,29 +148,29 @@ __device__ __forceinline__ ChainStage chain_stage(char *smem, int i, int Qp) {
 /* The state recurrence over the chunks, each chunk's contribution on tensor cores (steps 2 and 3 of
  * ref/ssd.c in one kernel):
  *   S_{c+1} = exp(cum_end(c)) S_c + Σ_{s in c} w_s x_s B_sᵀ,   w_s = exp(cum_end(c) − cum_s) dt_s   (X̃ᵀ · B)
- * One block (16 warps) per (head, 64 rows p, 128 columns n) walks the chunks in order, S held in the
+ * One block (CHAIN_WARPS(NB) warps) per (head, 64 rows p, NB columns n) walks the chunks in order, S held in the
  * warps' mma accumulators (a warp owns a 16 × 32 tile): the chunk's product accumulates straight
  * onto the decayed S, and S never leaves registers between chunks. Before chunk c is added, S_c,
  * the state entering chunk c, goes to states[c] in bf16 (the chunk scan's tensor cores take it in
  * bf16 anyway); after the last chunk the final state goes to @p ssm. x, B, the weights w_s and the
  * decay of the next CHAIN_STAGES − 1 chunks are in flight (cp.async) while a chunk is computed on;
  * the cumsum kernel computed the weights and decays once per (chunk, head), not once per lane.
- * FULL: P a multiple of CHAIN_P and N of CHAIN_N (the 7B models: 64, 128), so that every copy and
+ * FULL: P a multiple of CHAIN_P and N of NB (the 7B models: 64, 128), so that every copy and
  * store is whole and the per-chunk address arithmetic is a few adds (the general path's checks
  * and divisions were a large part of the kernel's instructions). The walk is a chain of dependent
  * steps with one block per head, so it is bound by latency: 16 warps of small tiles rather than 8 of
  * large ones, for more warps to issue from (measurements: results/gpu.md). */
-template <typename S, bool FULL>
-__global__ void __launch_bounds__(CHAIN_WARPS * 32) ssd_state_chain_kernel(GpuDims g, const bf16 *xbc, const float *wts,
+template <typename S, bool FULL, int NB>
+__global__ void __launch_bounds__(CHAIN_WARPS(NB) * 32, 128 / NB) ssd_state_chain_kernel(GpuDims g, const bf16 *xbc, const float *wts,
                                                                      const float *chunk_decay, int T, bf16 *states,
                                                                      S *ssm) {
     pdl_trigger(); /* the chunk scan may start copying its C and B in */
-    const int h = blockIdx.x, pb = blockIdx.y * CHAIN_P, nb = blockIdx.z * CHAIN_N, grp = h / (g.H / g.G);
-    const int nc = (T + g.Q - 1) / g.Q, Qp = round_up(g.Q, 16), ldx = CHAIN_P + PAD, ldb = CHAIN_N + PAD;
+    const int h = blockIdx.x, pb = blockIdx.y * CHAIN_P, nb = blockIdx.z * NB, grp = h / (g.H / g.G);
+    const int nc = (T + g.Q - 1) / g.Q, Qp = round_up(g.Q, 16), ldx = CHAIN_P + PAD, ldb = NB + PAD;
     const int pcols = FULL ? CHAIN_P : min(CHAIN_P, round_up(g.P, 16) - pb);
-    const int ncols = FULL ? CHAIN_N : min(CHAIN_N, round_up(g.N, 16) - nb);
+    const int ncols = FULL ? NB : min(NB, round_up(g.N, 16) - nb);
     const int warp = threadIdx.x >> 5, lane = threadIdx.x & 31, qr = lane >> 2, qc = (lane & 3) * 2;
-    const int p0 = (warp >> 2) * 16, n0 = (warp & 3) * 32; /* the warp's tile inside the block's */
+    const int p0 = warp / (NB / 32) * 16, n0 = warp % (NB / 32) * 32; /* the warp's tile inside the block's */
     const bool active = p0 < pcols && n0 < ncols;
     const size_t PN = (size_t)g.P * g.N;
     extern __shared__ __align__(128) char smem[];
@@ -177,20 +179,21 @@ __global__ void __launch_bounds__(CHAIN_WARPS * 32) ssd_state_chain_kernel(GpuDi
      * number of groups in flight is always the pipeline's depth */
     auto issue = [&](int c) {
         if (c < nc) {
-            ChainStage st = chain_stage(smem, c % CHAIN_STAGES, Qp);
+            ChainStage st = chain_stage(smem, c % CHAIN_STAGES, Qp, NB);
             int t0 = c * g.Q, len = min(g.Q, T - t0), rows = round_up(len, 16);
             const bf16 *chunk = xbc + (size_t)t0 * g.conv_dim;
-            if (FULL) { /* fixed 16-byte pieces per thread: X 8 a row (64 rows a pass), B 16 a row (32 rows) */
-                const int xr = threadIdx.x >> 3, xk = (threadIdx.x & 7) * 8, br = threadIdx.x >> 4, bk = (threadIdx.x & 15) * 8;
+            if (FULL) { /* fixed 16-byte pieces per thread: X 8 a row, B NB / 8 a row */
+                constexpr int bp = NB / 8, threads = CHAIN_WARPS(NB) * 32;
+                const int xr = threadIdx.x >> 3, xk = (threadIdx.x & 7) * 8, br = threadIdx.x / bp, bk = threadIdx.x % bp * 8;
                 const bf16 *xs = chunk + h * g.P + pb + xk, *bs = chunk + g.d_in + grp * g.N + nb + bk;
-                for (int r = xr; r < rows; r += CHAIN_WARPS * 4)
+                for (int r = xr; r < rows; r += threads / 8)
                     cp_async16(st.X + r * ldx + xk, xs + (size_t)(r < len ? r : 0) * g.conv_dim, r < len);
-                for (int r = br; r < rows; r += CHAIN_WARPS * 2)
+                for (int r = br; r < rows; r += threads / bp)
                     cp_async16(st.B + r * ldb + bk, bs + (size_t)(r < len ? r : 0) * g.conv_dim, r < len);
             } else {
                 load_tile_async(st.X, ldx, chunk + h * g.P + pb, g.conv_dim, rows, pcols, len, min(CHAIN_P, g.P - pb));
                 load_tile_async(st.B, ldb, chunk + g.d_in + grp * g.N + nb, g.conv_dim, rows, ncols, len,
-                                min(CHAIN_N, g.N - nb));
+                                min(NB, g.N - nb));
             }
             for (int t = threadIdx.x; t < rows; t += blockDim.x) { /* zero past the chunk */
                 bool v = t < len;
@@ -217,7 +220,7 @@ __global__ void __launch_bounds__(CHAIN_WARPS * 32) ssd_state_chain_kernel(GpuDi
         __syncthreads();                         /* ... for every thread; and chunk c − 1's stage is free */
         issue(c + CHAIN_STAGES - 1);
         if (!active) continue;
-        ChainStage st = chain_stage(smem, c % CHAIN_STAGES, Qp);
+        ChainStage st = chain_stage(smem, c % CHAIN_STAGES, Qp, NB);
         int len = min(g.Q, T - c * g.Q), rows = round_up(len, 16);
         bf16 *out = states + ((size_t)c * g.H + h) * PN; /* S_c, the state entering chunk c */
         if (FULL) {
@@ -643,7 +646,7 @@ SSDWork ssd_work_carve(const GpuDims &model, int T, void *base) {
 }
 
 /* Dynamic shared memory of the two matrix kernels for a full chunk (the carves above, in order). */
-static size_t chain_smem(const GpuDims &g) { return CHAIN_STAGES * chain_stage_bytes(round_up(g.Q, 16)); }
+static size_t chain_smem(const GpuDims &g, int NB) { return CHAIN_STAGES * chain_stage_bytes(round_up(g.Q, 16), NB); }
 static size_t scan_smem(const GpuDims &g, int c_in_smem) {
     size_t Qp = round_up(g.Q, 16), Pp = round_up(g.P, 16), Np = round_up(g.N, 16);
     return carve_size(Qp * (Pp + PAD) * 2) + carve_size(Qp * (Np + PAD) * 2) + carve_size(Pp * (Np + PAD) * 2) +
@@ -655,7 +658,7 @@ static int scan_c_in_smem(const GpuDims &g) { return scan_smem(g, 1) <= SMEM_MAX
 
 int ssd_chunked_supported(const GpuDims &model) {
     GpuDims g = gpu_chunking(model);
-    return g.Q >= 1 && g.Q <= MAX_Q && g.N <= 256 && chain_smem(g) <= SMEM_MAX && scan_smem(g, 0) <= SMEM_MAX;
+    return g.Q >= 1 && g.Q <= MAX_Q && g.N <= 256 && chain_smem(g, 128) <= SMEM_MAX && scan_smem(g, 0) <= SMEM_MAX;
 }
 
 /* The chunk scan with C held in NKS registers steps of 16 over N (the next power of two ≥ N/16). */
@@ -695,16 +698,35 @@ static void launch_group_scan(const GpuDims &g, int nc, const bf16 *xbc, const f
                cum, states, D, T, heads, y);
 }
 
-/* Chunk states and state passing: one block per (head, 64 rows p, 128 columns n). */
-template <typename S, bool FULL>
+/* The state walk's block width in columns n (CHAIN_WARPS()): 128 unless ssd_walk_set_cols() asked for 64. */
+static int walk_cols = 128;
+
+void ssd_walk_set_cols(int n) { walk_cols = n == 64 ? 64 : 128; }
+
+int ssd_walk_cols(void) { return walk_cols; }
+
+/* Chunk states and state passing: one block per (head, 64 rows p, NB columns n). */
+template <typename S, bool FULL, int NB>
 static void launch_chain(const GpuDims &g, const bf16 *xbc, const SSDWork &w, int T, S *ssm, cudaStream_t s) {
     static bool attr_set = false;
     if (!attr_set) { /* more than 48 KB of dynamic shared memory */
-        cudaFuncSetAttribute(ssd_state_chain_kernel<S, FULL>, cudaFuncAttributeMaxDynamicSharedMemorySize, SMEM_MAX);
+        cudaFuncSetAttribute(ssd_state_chain_kernel<S, FULL, NB>, cudaFuncAttributeMaxDynamicSharedMemorySize, SMEM_MAX);
         attr_set = true;
     }
-    dim3 grid(g.H, (round_up(g.P, 16) + CHAIN_P - 1) / CHAIN_P, (round_up(g.N, 16) + CHAIN_N - 1) / CHAIN_N);
-    ssd_state_chain_kernel<S, FULL><<<grid, CHAIN_WARPS * 32, chain_smem(g), s>>>(g, xbc, w.wts, w.chunk_decay, T, w.states, ssm);
+    dim3 grid(g.H, (round_up(g.P, 16) + CHAIN_P - 1) / CHAIN_P, (round_up(g.N, 16) + NB - 1) / NB);
+    ssd_state_chain_kernel<S, FULL, NB>
+        <<<grid, CHAIN_WARPS(NB) * 32, chain_smem(g, NB), s>>>(g, xbc, w.wts, w.chunk_decay, T, w.states, ssm);
+}
+
+/* launch_chain() for the state's type, with FULL where the shape allows it. */
+template <int NB>
+static void launch_chain_of(const GpuDims &g, const bf16 *xbc, const SSDWork &w, int T, void *ssm, int ssm_bf16,
+                            cudaStream_t s) {
+    bool full = g.P % CHAIN_P == 0 && g.N % NB == 0 && g.conv_dim % 8 == 0;
+    if (ssm_bf16 && full) launch_chain<bf16, true, NB>(g, xbc, w, T, (bf16 *)ssm, s);
+    else if (ssm_bf16) launch_chain<bf16, false, NB>(g, xbc, w, T, (bf16 *)ssm, s);
+    else if (full) launch_chain<float, true, NB>(g, xbc, w, T, (float *)ssm, s);
+    else launch_chain<float, false, NB>(g, xbc, w, T, (float *)ssm, s);
 }
 
 void launch_ssd_cumsum(const GpuDims &model, const float *dt, const float *A, int T, SSDWork w, cudaStream_t s) {
@@ -717,11 +739,8 @@ void launch_ssd_chunk_kernels(const GpuDims &model, const bf16 *xbc, const float
                               void *ssm_state, int ssm_bf16, SSDWork w, float *y, cudaStream_t s, cudaEvent_t *marks) {
     GpuDims g = gpu_chunking(model);
     int nc = (T + g.Q - 1) / g.Q, nks = round_up(g.N, 16) / 16;
-    bool full = g.P % CHAIN_P == 0 && g.N % CHAIN_N == 0 && g.conv_dim % 8 == 0;
-    if (ssm_bf16 && full) launch_chain<bf16, true>(g, xbc, w, T, (bf16 *)ssm_state, s);
-    else if (ssm_bf16) launch_chain<bf16, false>(g, xbc, w, T, (bf16 *)ssm_state, s);
-    else if (full) launch_chain<float, true>(g, xbc, w, T, (float *)ssm_state, s);
-    else launch_chain<float, false>(g, xbc, w, T, (float *)ssm_state, s);
+    if (walk_cols == 64) launch_chain_of<64>(g, xbc, w, T, ssm_state, ssm_bf16, s);
+    else launch_chain_of<128>(g, xbc, w, T, ssm_state, ssm_bf16, s);
     if (marks) cudaEventRecord(marks[0], s);
     if (group_scan_fits(g, xbc)) launch_group_scan(g, nc, xbc, dt, w.cum, w.states, D, T, y, s);
     else if (nks <= 1) launch_scan<1>(g, nc, xbc, dt, w.cum, w.states, D, T, y, s);

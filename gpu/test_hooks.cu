@@ -84,6 +84,8 @@ extern "C" int mamba2_gpu_ssd_chunked(SSDDims d, int Q, const float *x, const fl
     return 0;
 }
 
+extern "C" void mamba2_gpu_set_walk_cols(int n) { ssd_walk_set_cols(n); }
+
 __global__ void fill_dt(float *dt, size_t n) { /* dt in [0.001, 0.1], log-spread */
     for (size_t i = blockIdx.x * (size_t)blockDim.x + threadIdx.x; i < n; i += (size_t)gridDim.x * blockDim.x)
         dt[i] = 0.001f * __expf(4.6f * ((i * 2654435761u) % 1000) / 1000.0f);

@@ -71,6 +71,8 @@ static void test_ssd_kernel(void) {
         for (int i = 0; i < d.T * d.H; i++) dt[i] = (float)(0.001 * pow(100.0, test_uniform()));
         for (int h = 0; h < d.H; h++) A[h] = (float)-(1 + 15 * test_uniform());
         memcpy(s_gpu, s_ref, ns * 4);
+        float *s_ref0 = malloc(ns * 4); /* the initial state, for the second walk below */
+        memcpy(s_ref0, s_ref, ns * 4);
         ssd_chunked(d, cases[k].Q, x, dt, A, B, C, s_ref, y_ref);
         for (int t = 0; t < d.T; t++) /* + D x */
             for (int h = 0; h < d.H; h++)
@@ -87,6 +89,16 @@ static void test_ssd_kernel(void) {
                cases[k].Q, ey, es);
         CU_ASSERT(ey <= SSD_BF16_TOL);
         CU_ASSERT(es <= SSD_BF16_TOL);
+        /* the state walk in blocks of 64 state columns (two a multiprocessor) instead of 128: each
+         * warp computes the same tile with the same operations, so the same bits */
+        float *s_64 = malloc(ns * 4), *y_64 = malloc(nx * 4);
+        memcpy(s_64, s_ref0, ns * 4);
+        mamba2_gpu_set_walk_cols(64);
+        rc = mamba2_gpu_ssd_chunked(d, cases[k].Q, x, dt, A, B, C, D, s_64, y_64, &e);
+        mamba2_gpu_set_walk_cols(128);
+        CU_ASSERT_EQUAL(rc, 0);
+        CU_ASSERT(!memcmp(s_64, s_gpu, ns * 4) && !memcmp(y_64, y_gpu, nx * 4));
+        free(s_64), free(y_64), free(s_ref0);
         free(x), free(dt), free(A), free(D), free(B), free(C), free(s_ref), free(s_gpu), free(y_ref), free(y_gpu);
     }
     printf("\n");
