@@ -1085,7 +1085,10 @@ extern "C" int mamba2_backend_gpu_create(const Mamba2Model *m, const Mamba2Backe
     gb->profile = prof && *prof && strcmp(prof, "0");
     /* MAMBA2_GPU_WALK_COLS=64: the prefill's state walk in two blocks a head (kernels.cuh, ssd_walk_set_cols()) */
     const char *walk = getenv("MAMBA2_GPU_WALK_COLS");
-    if (walk) ssd_walk_set_cols(atoi(walk));
+    ssd_walk_set_cols(walk ? atoi(walk) : 0); /* unset: the default, whatever a backend before asked */
+    /* MAMBA2_GPU_CONV_RUN=8|16: the prefill conv's tokens a thread (kernels.cuh, conv_prefill_set_run()) */
+    const char *run = getenv("MAMBA2_GPU_CONV_RUN");
+    conv_prefill_set_run(run ? atoi(run) : 0);
     GpuDims &g = gb->g;
     g.d = c->d_model, g.L = c->n_layer, g.H = c->n_heads, g.P = c->head_dim, g.N = c->d_state, g.G = c->n_groups;
     g.K = c->d_conv, g.V = c->vocab_size, g.d_in = c->d_inner, g.conv_dim = c->conv_dim, g.d_in_proj = c->d_in_proj;

@@ -29,6 +29,9 @@ void launch_round_bf16(const float *in, size_t n, bf16 *out, cudaStream_t s);
  */
 void launch_conv_prefill(const GpuDims &g, const bf16 *zxbcdt, const float *conv_state, const GpuLayer &w, int T,
                          bf16 *xbc, cudaStream_t s);
+/** Tokens a thread of the prefill conv (4 channels a thread) takes: 8 or 16 (more threads, each
+ *  re-reading the K − 1 inputs before its run), anything else 32 (MAMBA2_GPU_CONV_RUN; same results). */
+void conv_prefill_set_run(int tokens);
 
 /** conv_state ← the last K−1 conv inputs (old state followed by this call's T inputs). */
 void launch_conv_state_update(const GpuDims &g, const bf16 *zxbcdt, float *conv_state, int T, cudaStream_t s);

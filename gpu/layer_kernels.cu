@@ -106,10 +106,10 @@ __global__ void conv_prefill_kernel(GpuDims g, const bf16 *zxbcdt, const float *
 #define CONV_CH 4
 template <int K>
 __global__ void __launch_bounds__(128, 6) conv_prefill4_kernel(GpuDims g, const bf16 *zxbcdt, const float *conv_state, GpuLayer w, int T,
-                                     bf16 *xbc) {
+                                     int run, bf16 *xbc) {
     pdl_trigger(); /* the conv state's update may start: it waits for this kernel to finish */
     int c = (blockIdx.x * blockDim.x + threadIdx.x) * CONV_CH;
-    int t0 = blockIdx.y * TOKENS_PER_THREAD;
+    int t0 = blockIdx.y * run;
     if (c >= g.conv_dim) return;
     const int ld = g.d_in + g.conv_dim;
     const bf16 *in = zxbcdt + g.d_in + c;
@@ -132,7 +132,7 @@ __global__ void __launch_bounds__(128, 6) conv_prefill4_kernel(GpuDims g, const 
             for (int j = 0; j < CONV_CH; j++) win[k][j] = conv_state[(size_t)(c + j) * (K - 1) + (K - 1) + jt];
         }
     }
-    int t1 = min(T, t0 + TOKENS_PER_THREAD);
+    int t1 = min(T, t0 + run);
     for (int tb = t0; tb < t1; tb += 8) {
         uint2 next[8]; /* the inputs of the next eight tokens, all loaded before any is used */
 #pragma unroll
@@ -162,11 +162,16 @@ __global__ void __launch_bounds__(128, 6) conv_prefill4_kernel(GpuDims g, const 
     }
 }
 
+/* Tokens a thread of the four-channel conv takes (conv_prefill_set_run()); 32 unless asked. */
+static int conv_run = TOKENS_PER_THREAD;
+
+void conv_prefill_set_run(int tokens) { conv_run = tokens == 8 || tokens == 16 ? tokens : TOKENS_PER_THREAD; }
+
 void launch_conv_prefill(const GpuDims &g, const bf16 *zxbcdt, const float *conv_state, const GpuLayer &w, int T,
                          bf16 *xbc, cudaStream_t s) {
     if (g.K == 4 && g.conv_dim % CONV_CH == 0 && g.d_in % CONV_CH == 0) {
-        dim3 grid((g.conv_dim / CONV_CH + 127) / 128, (T + TOKENS_PER_THREAD - 1) / TOKENS_PER_THREAD);
-        conv_prefill4_kernel<4><<<grid, 128, 0, s>>>(g, zxbcdt, conv_state, w, T, xbc);
+        dim3 grid((g.conv_dim / CONV_CH + 127) / 128, (T + conv_run - 1) / conv_run);
+        conv_prefill4_kernel<4><<<grid, 128, 0, s>>>(g, zxbcdt, conv_state, w, T, conv_run, xbc);
         return;
     }
     dim3 grid((g.conv_dim + 127) / 128, (T + TOKENS_PER_THREAD - 1) / TOKENS_PER_THREAD);

@@ -1620,6 +1620,46 @@ static void test_q8_gemm_model(void) {
     test_free_fixture(&fx);
 }
 
+/* Prefill with the kernels' other shapes, which compute every value with the same operations: the
+ * state walk in blocks of 64 state columns (MAMBA2_GPU_WALK_COLS=64) and the conv in runs of 16 and
+ * 8 tokens a thread (MAMBA2_GPU_CONV_RUN; each run starts from the K − 1 inputs before it, 70 tokens
+ * here, so most runs start inside the prompt). The logits and the final states must equal the
+ * default's to the bit. */
+static void test_prefill_shapes(void) {
+    TestFixture fx;
+    CU_ASSERT_EQUAL_FATAL(test_load_fixture("g8_bf16_long_dtlimit", &fx), 0);
+    CU_ASSERT_EQUAL_FATAL(fx.model.cfg.d_conv, 4); /* the width the four-channel conv takes */
+    const int V = fx.model.cfg.vocab_size, T = fx.T;
+    const char *walk[4] = {NULL, "64", NULL, "64"}, *run[4] = {NULL, NULL, "16", "8"};
+    float *out[4];    /* [T, V] all-position logits of each shape */
+    Mamba2State st[4];
+    for (int k = 0; k < 4; k++) {
+        Mamba2Error e = {{0}};
+        out[k] = malloc((size_t)T * V * 4);
+        for (size_t i = 0; i < (size_t)T * V; i++) out[k][i] = NAN;
+        if (walk[k]) setenv("MAMBA2_GPU_WALK_COLS", walk[k], 1);
+        if (run[k]) setenv("MAMBA2_GPU_CONV_RUN", run[k], 1);
+        Mamba2Backend *be;
+        CU_ASSERT_EQUAL_FATAL(make_backends(&fx, 0, &be, NULL), 0); /* reads them */
+        unsetenv("MAMBA2_GPU_WALK_COLS");
+        unsetenv("MAMBA2_GPU_CONV_RUN");
+        mamba2_state_init(&st[k], &fx.model.cfg, &e);
+        CU_ASSERT_EQUAL(mamba2_backend_prefill(be, &st[k], fx.tokens, T, out[k], 1, &e), 0);
+        mamba2_backend_destroy(be); /* syncs the state back to the host */
+    }
+    for (int k = 1; k < 4; k++) {
+        int equal = !memcmp(out[k], out[0], (size_t)T * V * 4) &&
+                    !memcmp(st[k].ssm, st[0].ssm, st[0].ssm_len * sizeof *st[0].ssm) &&
+                    !memcmp(st[k].conv, st[0].conv, st[0].conv_len * sizeof *st[0].conv);
+        printf("\n    prefill T=%d, walk %s, conv runs of %s: logits and states %s", T, walk[k] ? walk[k] : "128",
+               run[k] ? run[k] : "32", equal ? "equal" : "DIFFERENT");
+        CU_ASSERT(equal);
+    }
+    printf("\n");
+    for (int k = 0; k < 4; k++) free(out[k]), mamba2_state_free(&st[k]);
+    test_free_fixture(&fx);
+}
+
 /* q8 prefill through cuBLAS with each layer's weights dequantized a layer ahead on a second stream
  * (MAMBA2_GPU_Q8_DEQ_AHEAD=1; 2, the default, also raises the main streams' priority) against the
  * same matrices dequantized on the main stream just before each GEMM (=0): the same kernels on the
@@ -1717,6 +1757,7 @@ int register_gpu_tests(void) {
     CU_pSuite s = CU_add_suite("gpu", NULL, NULL);
     if (!s) return -1;
     if (!CU_add_test(s, "SSD chunked kernels vs reference", test_ssd_kernel) ||
+        !CU_add_test(s, "prefill with the walk and conv in other shapes equals the default", test_prefill_shapes) ||
         !CU_add_test(s, "decode GEMV vs double dot products", test_gemv_kernel) ||
         !CU_add_test(s, "decode GEMM of 5 to 64 sequences vs double sums", test_gemm_decode_kernel) ||
         !CU_add_test(s, "decode GEMM with the norms in its prologue vs double sums", test_gemm_decode_norms) ||
