@@ -1089,6 +1089,9 @@ extern "C" int mamba2_backend_gpu_create(const Mamba2Model *m, const Mamba2Backe
     /* MAMBA2_GPU_CONV_RUN=8|16: the prefill conv's tokens a thread (kernels.cuh, conv_prefill_set_run()) */
     const char *run = getenv("MAMBA2_GPU_CONV_RUN");
     conv_prefill_set_run(run ? atoi(run) : 0);
+    /* MAMBA2_GPU_NORM_WARPS=1: the gated norm one warp a group (kernels.cuh, gated_norm_set_warps()) */
+    const char *nw = getenv("MAMBA2_GPU_NORM_WARPS");
+    gated_norm_set_warps(nw && atoi(nw) == 1);
     GpuDims &g = gb->g;
     g.d = c->d_model, g.L = c->n_layer, g.H = c->n_heads, g.P = c->head_dim, g.N = c->d_state, g.G = c->n_groups;
     g.K = c->d_conv, g.V = c->vocab_size, g.d_in = c->d_inner, g.conv_dim = c->conv_dim, g.d_in_proj = c->d_in_proj;

@@ -49,6 +49,21 @@ double mamba2_gpu_time_ssd_chunked(SSDDims d, int Q, int reps, double parts_ms[3
 void mamba2_gpu_set_walk_cols(int n);
 
 /**
+ * @brief The prefill's grouped gated norm alone (launch_gated_norm_bf16(), bf16 z): out = g / sqrt(mean
+ *        over the group of g² + 1e-5) · w with g = y · silu(z), on host arrays.
+ * @param T, G, gs tokens, groups, channels a group (d_in = G · gs)
+ * @param warps    1: one warp a group (groups of 1,024 only; others take the block kernel anyway)
+ * @param y        [T, d_in] fp32
+ * @param z        [T, 2 · d_in] bf16 bits: z in the first d_in columns of each row (as in [z | xBC])
+ * @param w        [d_in] the norm's weights
+ * @param out      [T, d_in] bf16 bits
+ * @param err      the reason on failure
+ * @return 0, or -1 with @p err set.
+ */
+int mamba2_gpu_gated_norm(int T, int G, int gs, int warps, const float *y, const uint16_t *z, const float *w,
+                          uint16_t *out, Mamba2Error *err);
+
+/**
  * @brief The decode matrix-vector kernel alone: out[b][r] = Σ_c W[r][c] x[b][c].
  * @param rows rows of @p W
  * @param cols columns of @p W

@@ -47,6 +47,9 @@ void launch_dt_prefill(const GpuDims &g, const float *dt_raw, const float *dt_bi
  */
 void launch_gated_norm_bf16(const GpuDims &g, const float *y, const bf16 *z_bf16, const float *z_f32, int gate,
                             const float *w, int T, bf16 *out, cudaStream_t s);
+/** 1: the gated norm with bf16 z and groups of 1,024 (the 7B's) as one warp a group, its values in
+ *  registers (MAMBA2_GPU_NORM_WARPS=1); 0, the default: one block of 256 threads a group. */
+void gated_norm_set_warps(int on);
 
 /* ---- ssd_chunked.cu: the prefill SSD in the chunked form (tensor cores for the contractions) */
 

@@ -254,10 +254,55 @@ __global__ void gated_norm4_kernel(GpuDims g, const float *y, const bf16 *z, con
     }
 }
 
+/* The same as one warp per (token, group), V float4 of the group a lane held in registers (group size
+ * 128·V): no shared memory and no block barrier; every load of a lane in flight before any
+ * arithmetic. Four warps a block. The group's sum is added in another order than block_sum()'s. */
+template <int V>
+__global__ void __launch_bounds__(128) gated_norm_warp_kernel(GpuDims g, const float *y, const bf16 *z, const float *w, int T,
+                                                              bf16 *out) {
+    pdl_trigger();
+    pdl_wait();
+    const int item = blockIdx.x * 4 + (threadIdx.x >> 5), lane = threadIdx.x & 31;
+    if (item >= T * g.G) return; /* whole warps */
+    const int t = item / g.G, grp = item % g.G;
+    const size_t row = (size_t)t * g.d_in + (size_t)grp * V * 128;
+    const float4 *y4 = (const float4 *)(y + row);
+    const uint2 *z4 = (const uint2 *)(z + (size_t)t * (g.d_in + g.conv_dim) + (size_t)grp * V * 128);
+    float4 v[V]; /* the lane's values: float4 lane + 32 k of the group */
+    uint2 zq[V];
+#pragma unroll
+    for (int k = 0; k < V; k++) v[k] = y4[lane + 32 * k], zq[k] = z4[lane + 32 * k];
+    float ss = 0;
+#pragma unroll
+    for (int k = 0; k < V; k++) {
+        float2 za = __bfloat1622float2(*(__nv_bfloat162 *)&zq[k].x), zb = __bfloat1622float2(*(__nv_bfloat162 *)&zq[k].y);
+        v[k].x *= silu_f(za.x), v[k].y *= silu_f(za.y), v[k].z *= silu_f(zb.x), v[k].w *= silu_f(zb.y);
+        ss += v[k].x * v[k].x + v[k].y * v[k].y + v[k].z * v[k].z + v[k].w * v[k].w;
+    }
+    const float scale = rsqrtf(warp_sum(ss) / (V * 128) + g.eps);
+    const float4 *w4 = (const float4 *)(w + (size_t)grp * V * 128);
+    uint2 *o = (uint2 *)(out + row);
+#pragma unroll
+    for (int k = 0; k < V; k++) {
+        const float4 wv = w4[lane + 32 * k];
+        o[lane + 32 * k] = make_uint2(pack_bf16x2(v[k].x * scale * wv.x, v[k].y * scale * wv.y),
+                                      pack_bf16x2(v[k].z * scale * wv.z, v[k].w * scale * wv.w));
+    }
+}
+
+/* Whether the gated norm takes one warp a group (gated_norm_set_warps()); off unless asked. */
+static bool norm_warps = false;
+
+void gated_norm_set_warps(int on) { norm_warps = on != 0; }
+
 void launch_gated_norm_bf16(const GpuDims &g, const float *y, const bf16 *z_bf16, const float *z_f32, int gate,
                             const float *w, int T, bf16 *out, cudaStream_t s) {
     dim3 grid(T, g.G);
     int gs = g.d_in / g.G;
+    if (norm_warps && gate && z_bf16 && gs == 1024 && g.conv_dim % 4 == 0) { /* the 7B's groups */
+        launch_pdl(gated_norm_warp_kernel<8>, dim3((T * g.G + 3) / 4), dim3(128), 0, s, g, y, z_bf16, w, T, out);
+        return;
+    }
     if (gate && z_bf16 && gs % 4 == 0 && g.conv_dim % 4 == 0) {
         launch_pdl(gated_norm4_kernel, grid, dim3(256), gs * sizeof(float), s, g, y, z_bf16, w, out);
         return;

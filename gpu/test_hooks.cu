@@ -86,6 +86,32 @@ extern "C" int mamba2_gpu_ssd_chunked(SSDDims d, int Q, const float *x, const fl
 
 extern "C" void mamba2_gpu_set_walk_cols(int n) { ssd_walk_set_cols(n); }
 
+extern "C" int mamba2_gpu_gated_norm(int T, int G, int gs, int warps, const float *y, const uint16_t *z, const float *w,
+                                     uint16_t *out, Mamba2Error *err) {
+    if (!mamba2_gpu_available(err)) return -1;
+    GpuDims g = {};
+    g.G = G, g.d_in = G * gs, g.conv_dim = g.d_in, g.eps = 1e-5f; /* z: the first d_in of rows of 2 d_in */
+    const size_t ny = (size_t)T * g.d_in, nz = 2 * ny;
+    float *dy, *dw;
+    bf16 *dz, *dout;
+    CUDA_TRY(cudaMalloc(&dy, ny * 4));
+    CUDA_TRY(cudaMalloc(&dw, (size_t)g.d_in * 4));
+    CUDA_TRY(cudaMalloc(&dz, nz * 2));
+    CUDA_TRY(cudaMalloc(&dout, ny * 2));
+    CUDA_TRY(cudaMemcpy(dy, y, ny * 4, cudaMemcpyHostToDevice));
+    CUDA_TRY(cudaMemcpy(dw, w, (size_t)g.d_in * 4, cudaMemcpyHostToDevice));
+    CUDA_TRY(cudaMemcpy(dz, z, nz * 2, cudaMemcpyHostToDevice));
+    CUDA_TRY(cudaMemset(dout, 0xff, ny * 2)); /* poison: bf16 NaN */
+    gated_norm_set_warps(warps);
+    launch_gated_norm_bf16(g, dy, dz, NULL, 1, dw, T, dout, 0);
+    gated_norm_set_warps(0);
+    LAUNCH_TRY();
+    CUDA_TRY(cudaDeviceSynchronize());
+    CUDA_TRY(cudaMemcpy(out, dout, ny * 2, cudaMemcpyDeviceToHost));
+    cudaFree(dy), cudaFree(dw), cudaFree(dz), cudaFree(dout);
+    return 0;
+}
+
 __global__ void fill_dt(float *dt, size_t n) { /* dt in [0.001, 0.1], log-spread */
     for (size_t i = blockIdx.x * (size_t)blockDim.x + threadIdx.x; i < n; i += (size_t)gridDim.x * blockDim.x)
         dt[i] = 0.001f * __expf(4.6f * ((i * 2654435761u) % 1000) / 1000.0f);

@@ -1620,6 +1620,46 @@ static void test_q8_gemm_model(void) {
     test_free_fixture(&fx);
 }
 
+/* The prefill's gated norm as one warp a group (MAMBA2_GPU_NORM_WARPS=1; groups of 1,024, the 7B's)
+ * and as the default's block a group, against the same norm in double on the host: each output is
+ * the exact value rounded once to bf16 (relative error at most 2⁻⁹) up to fp32's rounding on the
+ * way, so 2⁻⁸ relative bounds both; NaN-poisoned outputs, 37 tokens of 8 groups. */
+static void test_gated_norm_warps(void) {
+    enum { T = 37, G = 8, GS = 1024, DI = G * GS };
+    float *y = malloc((size_t)T * DI * 4), *w = malloc(DI * 4), *zf = malloc((size_t)T * 2 * DI * 4);
+    uint16_t *z = malloc((size_t)T * 2 * DI * 2), *out = malloc((size_t)T * DI * 2);
+    double *ref = malloc((size_t)T * DI * 8);
+    test_fill_normal(y, (size_t)T * DI, 1.0);
+    test_fill_normal(zf, (size_t)T * 2 * DI, 2.0);
+    test_fill_normal(w, DI, 1.0);
+    for (size_t i = 0; i < (size_t)T * 2 * DI; i++) z[i] = mamba2_f32_to_bf16(zf[i]);
+    for (int t = 0; t < T; t++)
+        for (int g = 0; g < G; g++) {
+            double ss = 0, *r = ref + (size_t)t * DI + g * GS;
+            for (int i = 0; i < GS; i++) {
+                double zv = mamba2_bf16_to_f32(z[(size_t)t * 2 * DI + g * GS + i]);
+                r[i] = y[(size_t)t * DI + g * GS + i] * zv / (1 + exp(-zv));
+                ss += r[i] * r[i];
+            }
+            double scale = 1 / sqrt(ss / GS + 1e-5);
+            for (int i = 0; i < GS; i++) r[i] *= scale * w[g * GS + i];
+        }
+    for (int warps = 0; warps < 2; warps++) {
+        Mamba2Error e = {{0}};
+        CU_ASSERT_EQUAL_FATAL(mamba2_gpu_gated_norm(T, G, GS, warps, y, z, w, out, &e), 0);
+        double worst = 0;
+        for (size_t i = 0; i < (size_t)T * DI; i++) {
+            double d = fabs(mamba2_bf16_to_f32(out[i]) - ref[i]) / fmax(fabs(ref[i]), 1e-30);
+            worst = d > worst || d != d ? d : worst; /* a NaN (poison left) makes it NaN */
+        }
+        printf("\n    gated norm %s, T=%d G=%d groups of %d: worst relative error %.2e (bound %.2e)", warps ? "one warp a group" : "one block a group",
+               T, G, GS, worst, ldexp(1.0, -8));
+        CU_ASSERT(worst <= ldexp(1.0, -8));
+    }
+    printf("\n");
+    free(y), free(w), free(zf), free(z), free(out), free(ref);
+}
+
 /* Prefill with the kernels' other shapes, which compute every value with the same operations: the
  * state walk in blocks of 64 state columns (MAMBA2_GPU_WALK_COLS=64) and the conv in runs of 16 and
  * 8 tokens a thread (MAMBA2_GPU_CONV_RUN; each run starts from the K − 1 inputs before it, 70 tokens
@@ -1758,6 +1798,7 @@ int register_gpu_tests(void) {
     if (!s) return -1;
     if (!CU_add_test(s, "SSD chunked kernels vs reference", test_ssd_kernel) ||
         !CU_add_test(s, "prefill with the walk and conv in other shapes equals the default", test_prefill_shapes) ||
+        !CU_add_test(s, "gated norm, one warp or one block a group, vs double", test_gated_norm_warps) ||
         !CU_add_test(s, "decode GEMV vs double dot products", test_gemv_kernel) ||
         !CU_add_test(s, "decode GEMM of 5 to 64 sequences vs double sums", test_gemm_decode_kernel) ||
         !CU_add_test(s, "decode GEMM with the norms in its prologue vs double sums", test_gemm_decode_norms) ||
