@@ -69,6 +69,11 @@ struct GpuBackend {
     cublasHandle_t cublas_side;
     void *cublas_side_ws;
     cudaEvent_t fork, join;
+    /* MAMBA2_GPU_CONV_STATE_SIDE=1: each layer's conv-state update on the side stream too, after the
+     * conv (conv_done), so that the state walk follows the conv directly; the next layer's in_proj,
+     * which rewrites the [z | xBC] it reads, waits for it (conv_saved) */
+    bool conv_state_side;
+    cudaEvent_t conv_done, conv_saved;
     /* weights */
     std::vector<void *> allocations;
     std::vector<GpuLayer> layers;
@@ -584,6 +589,7 @@ static int gpu_prefill(Mamba2Backend *b, Mamba2State *st, const int32_t *tokens,
         launch_dt_prefill(g, gb->dt_raw, w.dt_bias, T, gb->dt, gb->side);
         launch_ssd_cumsum(g, gb->dt, w.A, T, work, gb->side);
         CUDA_TRY(cudaEventRecord(gb->join, gb->side));
+        if (gb->conv_state_side && l > 0) CUDA_TRY(cudaStreamWaitEvent(s, gb->conv_saved, 0)); /* before [z | xBC] is rewritten */
         if (in_proj ? gemm(gb, in_proj, zx_rows, g.d, gb->u, T, gb->zxbcdt, CUDA_R_16BF, 0.0f, err)
                     : gemm_q8_zx(gb, q8_rows(w.in_proj_q8, 0, zx_rows), T, err)) {
             cudaStreamWaitEvent(s, gb->join, 0); /* so that no later call rewrites u while the side stream reads it */
@@ -592,7 +598,13 @@ static int gpu_prefill(Mamba2Backend *b, Mamba2State *st, const int32_t *tokens,
         LAUNCH_TRY();
         prof_mark(gb, "gemm in_proj");
         launch_conv_prefill(g, gb->zxbcdt, conv_state, w, T, gb->xbc, s);
-        launch_conv_state_update(g, gb->zxbcdt, conv_state, T, s);
+        if (gb->conv_state_side) {
+            CUDA_TRY(cudaEventRecord(gb->conv_done, s));
+            CUDA_TRY(cudaStreamWaitEvent(gb->side, gb->conv_done, 0));
+            launch_conv_state_update(g, gb->zxbcdt, conv_state, T, gb->side);
+            CUDA_TRY(cudaEventRecord(gb->conv_saved, gb->side));
+        } else
+            launch_conv_state_update(g, gb->zxbcdt, conv_state, T, s);
         prof_mark(gb, "conv");
         CUDA_TRY(cudaStreamWaitEvent(s, gb->join, 0));
         prof_mark(gb, "wait for dt + cumsum");
@@ -607,6 +619,7 @@ static int gpu_prefill(Mamba2Backend *b, Mamba2State *st, const int32_t *tokens,
         prof_mark(gb, "gemm out_proj");
         LAUNCH_TRY();
     }
+    if (gb->conv_state_side) CUDA_TRY(cudaStreamWaitEvent(s, gb->conv_saved, 0)); /* the last layer's */
     /* logits = W_head · RMSNorm(h) · w_f, for every position or the last one only */
     int first = all_positions ? 0 : T - 1, n = T - first;
     if (logits) {
@@ -991,6 +1004,8 @@ static void gpu_destroy(Mamba2Backend *b) {
     cudaFree(gb->cublas_side_ws);
     if (gb->fork) cudaEventDestroy(gb->fork);
     if (gb->join) cudaEventDestroy(gb->join);
+    if (gb->conv_done) cudaEventDestroy(gb->conv_done);
+    if (gb->conv_saved) cudaEventDestroy(gb->conv_saved);
     cudaEvent_t deq_events[5] = {gb->deq_start, gb->deq_ready[0], gb->deq_ready[1], gb->deq_free[0], gb->deq_free[1]};
     for (cudaEvent_t e : deq_events)
         if (e) cudaEventDestroy(e);
@@ -1092,6 +1107,8 @@ extern "C" int mamba2_backend_gpu_create(const Mamba2Model *m, const Mamba2Backe
     /* MAMBA2_GPU_NORM_WARPS=1: the gated norm one warp a group (kernels.cuh, gated_norm_set_warps()) */
     const char *nw = getenv("MAMBA2_GPU_NORM_WARPS");
     gated_norm_set_warps(nw && atoi(nw) == 1);
+    const char *css = getenv("MAMBA2_GPU_CONV_STATE_SIDE");
+    gb->conv_state_side = css && atoi(css) == 1;
     GpuDims &g = gb->g;
     g.d = c->d_model, g.L = c->n_layer, g.H = c->n_heads, g.P = c->head_dim, g.N = c->d_state, g.G = c->n_groups;
     g.K = c->d_conv, g.V = c->vocab_size, g.d_in = c->d_inner, g.conv_dim = c->conv_dim, g.d_in_proj = c->d_in_proj;
@@ -1134,6 +1151,8 @@ extern "C" int mamba2_backend_gpu_create(const Mamba2Model *m, const Mamba2Backe
         cudaStreamCreateWithPriority(&gb->deq_stream, cudaStreamNonBlocking, least) != cudaSuccess ||
         cudaEventCreateWithFlags(&gb->fork, cudaEventDisableTiming) != cudaSuccess ||
         cudaEventCreateWithFlags(&gb->join, cudaEventDisableTiming) != cudaSuccess ||
+        cudaEventCreateWithFlags(&gb->conv_done, cudaEventDisableTiming) != cudaSuccess ||
+        cudaEventCreateWithFlags(&gb->conv_saved, cudaEventDisableTiming) != cudaSuccess ||
         cudaEventCreateWithFlags(&gb->deq_start, cudaEventDisableTiming) != cudaSuccess ||
         cudaEventCreateWithFlags(&gb->deq_ready[0], cudaEventDisableTiming) != cudaSuccess ||
         cudaEventCreateWithFlags(&gb->deq_ready[1], cudaEventDisableTiming) != cudaSuccess ||

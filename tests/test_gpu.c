@@ -1661,42 +1661,48 @@ static void test_gated_norm_warps(void) {
 }
 
 /* Prefill with the kernels' other shapes, which compute every value with the same operations: the
- * state walk in blocks of 64 state columns (MAMBA2_GPU_WALK_COLS=64) and the conv in runs of 16 and
+ * state walk in blocks of 64 state columns (MAMBA2_GPU_WALK_COLS=64), the conv in runs of 16 and
  * 8 tokens a thread (MAMBA2_GPU_CONV_RUN; each run starts from the K − 1 inputs before it, 70 tokens
- * here, so most runs start inside the prompt). The logits and the final states must equal the
- * default's to the bit. */
+ * here, so most runs start inside the prompt), and the conv state saved on the side stream
+ * (MAMBA2_GPU_CONV_STATE_SIDE=1; the prompt twice, so that the second prefill starts from the
+ * states the first saved). The logits and the final states must equal the default's to the bit. */
 static void test_prefill_shapes(void) {
     TestFixture fx;
     CU_ASSERT_EQUAL_FATAL(test_load_fixture("g8_bf16_long_dtlimit", &fx), 0);
     CU_ASSERT_EQUAL_FATAL(fx.model.cfg.d_conv, 4); /* the width the four-channel conv takes */
     const int V = fx.model.cfg.vocab_size, T = fx.T;
-    const char *walk[4] = {NULL, "64", NULL, "64"}, *run[4] = {NULL, NULL, "16", "8"};
-    float *out[4];    /* [T, V] all-position logits of each shape */
-    Mamba2State st[4];
-    for (int k = 0; k < 4; k++) {
+    enum { K = 5 };
+    const char *walk[K] = {NULL, "64", NULL, "64", NULL}, *run[K] = {NULL, NULL, "16", "8", NULL};
+    const char *side[K] = {NULL, NULL, NULL, NULL, "1"};
+    float *out[K]; /* [T, V] all-position logits of each shape, of the second prefill */
+    Mamba2State st[K];
+    for (int k = 0; k < K; k++) {
         Mamba2Error e = {{0}};
         out[k] = malloc((size_t)T * V * 4);
         for (size_t i = 0; i < (size_t)T * V; i++) out[k][i] = NAN;
         if (walk[k]) setenv("MAMBA2_GPU_WALK_COLS", walk[k], 1);
         if (run[k]) setenv("MAMBA2_GPU_CONV_RUN", run[k], 1);
+        if (side[k]) setenv("MAMBA2_GPU_CONV_STATE_SIDE", side[k], 1);
         Mamba2Backend *be;
         CU_ASSERT_EQUAL_FATAL(make_backends(&fx, 0, &be, NULL), 0); /* reads them */
         unsetenv("MAMBA2_GPU_WALK_COLS");
         unsetenv("MAMBA2_GPU_CONV_RUN");
+        unsetenv("MAMBA2_GPU_CONV_STATE_SIDE");
         mamba2_state_init(&st[k], &fx.model.cfg, &e);
-        CU_ASSERT_EQUAL(mamba2_backend_prefill(be, &st[k], fx.tokens, T, out[k], 1, &e), 0);
+        for (int rep = 0; rep < 2; rep++)
+            CU_ASSERT_EQUAL(mamba2_backend_prefill(be, &st[k], fx.tokens, T, out[k], 1, &e), 0);
         mamba2_backend_destroy(be); /* syncs the state back to the host */
     }
-    for (int k = 1; k < 4; k++) {
+    for (int k = 1; k < K; k++) {
         int equal = !memcmp(out[k], out[0], (size_t)T * V * 4) &&
                     !memcmp(st[k].ssm, st[0].ssm, st[0].ssm_len * sizeof *st[0].ssm) &&
                     !memcmp(st[k].conv, st[0].conv, st[0].conv_len * sizeof *st[0].conv);
-        printf("\n    prefill T=%d, walk %s, conv runs of %s: logits and states %s", T, walk[k] ? walk[k] : "128",
-               run[k] ? run[k] : "32", equal ? "equal" : "DIFFERENT");
+        printf("\n    prefill T=%d twice, walk %s, conv runs of %s, conv state saved on the %s stream: logits and states %s", T,
+               walk[k] ? walk[k] : "128", run[k] ? run[k] : "32", side[k] ? "side" : "main", equal ? "equal" : "DIFFERENT");
         CU_ASSERT(equal);
     }
     printf("\n");
-    for (int k = 0; k < 4; k++) free(out[k]), mamba2_state_free(&st[k]);
+    for (int k = 0; k < K; k++) free(out[k]), mamba2_state_free(&st[k]);
     test_free_fixture(&fx);
 }
 
@@ -1797,7 +1803,7 @@ int register_gpu_tests(void) {
     CU_pSuite s = CU_add_suite("gpu", NULL, NULL);
     if (!s) return -1;
     if (!CU_add_test(s, "SSD chunked kernels vs reference", test_ssd_kernel) ||
-        !CU_add_test(s, "prefill with the walk and conv in other shapes equals the default", test_prefill_shapes) ||
+        !CU_add_test(s, "prefill with the walk, conv and conv state in other shapes equals the default", test_prefill_shapes) ||
         !CU_add_test(s, "gated norm, one warp or one block a group, vs double", test_gated_norm_warps) ||
         !CU_add_test(s, "decode GEMV vs double dot products", test_gemv_kernel) ||
         !CU_add_test(s, "decode GEMM of 5 to 64 sequences vs double sums", test_gemm_decode_kernel) ||
