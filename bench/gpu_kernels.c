@@ -18,7 +18,8 @@
  *        build/bench_gpu_kernels --q8gemm [MAX_T]  the q8 GEMM against cuBLAS on bf16 weights and against
  *                                             dequantization + cuBLAS, 8 to 4,096 tokens
  *        build/bench_gpu_kernels --walk [ROUNDS]  the chunked SSD of one layer at 4,096 and 512 tokens with
- *                                             the state walk in blocks of 128 and of 64 state columns, alternated
+ *                                             the state walk in blocks of 128 and of 64 state columns and the
+ *                                             group scan sliced for 2 and 1 blocks a multiprocessor, alternated
  */
 #include <stdio.h>
 #include <stdlib.h>
@@ -50,26 +51,29 @@ static int logits_table(int nb0) {
     return 0;
 }
 
-/* The chunked SSD at 4,096 and 512 tokens (the 7B's shape), the state walk 128 and 64 columns a block,
- * alternated for @p rounds rounds: 0, or 1 with the reason printed. */
+/* The chunked SSD at 4,096 and 512 tokens (the 7B's shape) in four shapes: the state walk 128 or 64
+ * columns a block, the group scan sliced for 2 or 1 blocks a multiprocessor; alternated for @p rounds
+ * rounds: 0, or 1 with the reason printed. */
 static int walk_table(int rounds) {
     Mamba2Error e = {{0}};
-    printf("%-26s %5s %4s %10s %10s %10s %10s\n", "chunked SSD, one layer", "T", "cols", "ms", "cumsum", "walk", "scan");
+    const int ssd_shapes[4][2] = {{128, 2}, {64, 2}, {128, 1}, {64, 1}}; /* walk columns, scan waves */
+    printf("%-26s %5s %4s %5s %10s %10s %10s %10s\n", "chunked SSD, one layer", "T", "walk", "waves", "ms", "cumsum", "walk",
+           "scan");
     for (int r = 0; r < rounds; r++)
         for (int T = 4096; T >= 512; T /= 8)
-            for (int cols = 128; cols >= 64; cols /= 2) {
+            for (int k = 0; k < 4; k++) {
                 SSDDims d = {T, 128, 64, 8, 128};
                 double parts[3];
-                mamba2_gpu_set_walk_cols(cols);
+                mamba2_gpu_set_ssd_shapes(ssd_shapes[k][0], ssd_shapes[k][1]);
                 double ms = mamba2_gpu_time_ssd_chunked(d, 256, 20, parts, &e);
                 if (ms < 0) {
                     fprintf(stderr, "ssd: %s\n", e.msg);
                     return 1;
                 }
-                printf("%-26s %5d %4d %10.4f %10.4f %10.4f %10.4f\n", r ? "" : "H=128 P=64 N=128 G=8", T, cols, ms, parts[0],
-                       parts[1], parts[2]);
+                printf("%-26s %5d %4d %5d %10.4f %10.4f %10.4f %10.4f\n", r ? "" : "H=128 P=64 N=128 G=8", T, ssd_shapes[k][0],
+                       ssd_shapes[k][1], ms, parts[0], parts[1], parts[2]);
             }
-    mamba2_gpu_set_walk_cols(128);
+    mamba2_gpu_set_ssd_shapes(128, 2);
     return 0;
 }
 

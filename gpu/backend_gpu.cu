@@ -1101,6 +1101,8 @@ extern "C" int mamba2_backend_gpu_create(const Mamba2Model *m, const Mamba2Backe
     /* MAMBA2_GPU_WALK_COLS=64: the prefill's state walk in two blocks a head (kernels.cuh, ssd_walk_set_cols()) */
     const char *walk = getenv("MAMBA2_GPU_WALK_COLS");
     ssd_walk_set_cols(walk ? atoi(walk) : 0); /* unset: the default, whatever a backend before asked */
+    const char *waves = getenv("MAMBA2_GPU_SCAN_WAVES"); /* 1: the group scan in fewer, larger slices */
+    ssd_scan_set_waves(waves ? atoi(waves) : 0);
     /* MAMBA2_GPU_CONV_RUN=8|16: the prefill conv's tokens a thread (kernels.cuh, conv_prefill_set_run()) */
     const char *run = getenv("MAMBA2_GPU_CONV_RUN");
     conv_prefill_set_run(run ? atoi(run) : 0);

@@ -42,11 +42,14 @@ int mamba2_gpu_ssd_chunked(SSDDims d, int Q, const float *x, const float *dt, co
 double mamba2_gpu_time_ssd_chunked(SSDDims d, int Q, int reps, double parts_ms[3], Mamba2Error *err);
 
 /**
- * @brief The state walk's block width in state columns for the prefill SSD kernels of this process:
- *        128 (one block of 16 warps a head) or 64 (two blocks of 8 warps a head; the same results).
- * @param n 64, or anything else for 128 (MAMBA2_GPU_WALK_COLS sets it when a backend is created)
+ * @brief The shapes of the prefill SSD kernels for this process (the same results in every shape;
+ *        MAMBA2_GPU_WALK_COLS and MAMBA2_GPU_SCAN_WAVES set them when a backend is created).
+ * @param walk_cols  the state walk's block width in state columns: 64 (two blocks of 8 warps a
+ *                   head), anything else 128 (one block of 16 warps)
+ * @param scan_waves the group chunk scan's heads sliced until there are this many blocks a
+ *                   multiprocessor: 1, anything else 2
  */
-void mamba2_gpu_set_walk_cols(int n);
+void mamba2_gpu_set_ssd_shapes(int walk_cols, int scan_waves);
 
 /**
  * @brief The prefill's grouped gated norm alone (launch_gated_norm_bf16(), bf16 z): out = g / sqrt(mean

@@ -91,6 +91,10 @@ int ssd_chunked_supported(const GpuDims &g);
 void ssd_walk_set_cols(int n);
 /** The width ssd_walk_set_cols() set (128 unless asked). */
 int ssd_walk_cols(void);
+/** The group chunk scan's slicing of a group's heads: until there are @p waves (1 or 2, anything else
+ *  2) blocks a multiprocessor; fewer blocks recompute C·Bᵀ fewer times. The same bits either way
+ *  (MAMBA2_GPU_SCAN_WAVES, the tests). */
+void ssd_scan_set_waves(int waves);
 
 /* ---- q8_matrix.cu: int8 weights with an fp16 scale per block of 64 along K (the CPU's q8) */
 

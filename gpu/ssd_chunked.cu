@@ -681,9 +681,14 @@ static bool group_scan_fits(const GpuDims &g, const bf16 *xbc) {
     return g.P == GS_P && g.N == GS_N && g.Q <= WARPS * 16 && g.conv_dim % 8 == 0 && ((uintptr_t)xbc & 15) == 0;
 }
 
+/* Blocks a multiprocessor the group scan's slicing aims at (ssd_scan_set_waves()): 2 unless asked. */
+static int scan_waves = 2;
+
+void ssd_scan_set_waves(int waves) { scan_waves = waves == 1 ? 1 : 2; }
+
 /* The group scan: one block per (chunk, group, slice of the group's heads). A block takes 176 KB of
- * shared memory, so one fits a multiprocessor: the group's heads are halved until there are two
- * blocks a multiprocessor (or two heads a block); every slice but the last recomputes C·Bᵀ. */
+ * shared memory, so one fits a multiprocessor: the group's heads are halved until there are
+ * scan_waves blocks a multiprocessor (or two heads a block); every slice but the last recomputes C·Bᵀ. */
 static void launch_group_scan(const GpuDims &g, int nc, const bf16 *xbc, const float *dt, const float *cum,
                               const bf16 *states, const float *D, int T, float *y, cudaStream_t s) {
     static bool attr_set = false;
@@ -692,7 +697,8 @@ static void launch_group_scan(const GpuDims &g, int nc, const bf16 *xbc, const f
         attr_set = true;
     }
     int heads = g.H / g.G;
-    while ((size_t)nc * g.G * (g.H / g.G / heads) < 2 * (size_t)gpu_sm_count() && heads % 2 == 0 && heads > 2) heads /= 2;
+    while ((size_t)nc * g.G * (g.H / g.G / heads) < (size_t)scan_waves * gpu_sm_count() && heads % 2 == 0 && heads > 2)
+        heads /= 2;
     dim3 grid(nc, g.G, g.H / g.G / heads);
     launch_pdl(ssd_chunk_scan_group_kernel, grid, dim3(WARPS * 32), group_scan_smem(round_up(g.Q, 16)), s, g, xbc, dt,
                cum, states, D, T, heads, y);

@@ -84,7 +84,7 @@ extern "C" int mamba2_gpu_ssd_chunked(SSDDims d, int Q, const float *x, const fl
     return 0;
 }
 
-extern "C" void mamba2_gpu_set_walk_cols(int n) { ssd_walk_set_cols(n); }
+extern "C" void mamba2_gpu_set_ssd_shapes(int walk_cols, int scan_waves) { ssd_walk_set_cols(walk_cols), ssd_scan_set_waves(scan_waves); }
 
 extern "C" int mamba2_gpu_gated_norm(int T, int G, int gs, int warps, const float *y, const uint16_t *z, const float *w,
                                      uint16_t *out, Mamba2Error *err) {

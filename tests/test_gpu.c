@@ -89,13 +89,14 @@ static void test_ssd_kernel(void) {
                cases[k].Q, ey, es);
         CU_ASSERT(ey <= SSD_BF16_TOL);
         CU_ASSERT(es <= SSD_BF16_TOL);
-        /* the state walk in blocks of 64 state columns (two a multiprocessor) instead of 128: each
-         * warp computes the same tile with the same operations, so the same bits */
+        /* the state walk in blocks of 64 state columns (two a multiprocessor) instead of 128, and the
+         * group scan sliced for one block a multiprocessor instead of two: each warp computes the
+         * same tile with the same operations, so the same bits */
         float *s_64 = malloc(ns * 4), *y_64 = malloc(nx * 4);
         memcpy(s_64, s_ref0, ns * 4);
-        mamba2_gpu_set_walk_cols(64);
+        mamba2_gpu_set_ssd_shapes(64, 1);
         rc = mamba2_gpu_ssd_chunked(d, cases[k].Q, x, dt, A, B, C, D, s_64, y_64, &e);
-        mamba2_gpu_set_walk_cols(128);
+        mamba2_gpu_set_ssd_shapes(128, 2);
         CU_ASSERT_EQUAL(rc, 0);
         CU_ASSERT(!memcmp(s_64, s_gpu, ns * 4) && !memcmp(y_64, y_gpu, nx * 4));
         free(s_64), free(y_64), free(s_ref0);
