@@ -838,8 +838,7 @@ int mamba2_backend_cpu_create(const Mamba2Model *m, const Mamba2BackendOptions *
         free(cb);
         return -1;
     }
-#pragma omp parallel num_threads(cb->nt)
-    cpu_blas_take_buffer();
+    cpu_blas_take_buffers(cb->nt);
     cb->isa = cb->bf16_isa = cb->bf16_isa_batch = cpu_isa_active();
     cb->precision = opt ? opt->precision : MAMBA2_PRECISION_DEFAULT;
     /* Ask for 2 MiB pages on the weight mappings (a hint; errors are ignored): pages the kernel

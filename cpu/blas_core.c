@@ -1,11 +1,9 @@
 /**
  * @file blas_core.c
- * @brief Restart with OPENBLAS_CORETYPE when OpenBLAS does not recognise the CPU, and take a
- *        thread's OpenBLAS work buffer early (see blas_core.h).
+ * @brief Restart with OPENBLAS_CORETYPE when OpenBLAS does not recognise the CPU, and take the
+ *        threads' OpenBLAS work buffers early (see blas_core.h).
  */
 #include "blas_core.h"
-
-#include <cblas.h>
 
 #include <stdio.h>
 #include <stdlib.h>
@@ -14,6 +12,11 @@
 
 /** OpenBLAS's name of the kernel set it selected (declared here: not every cblas.h declares it). */
 char *openblas_get_corename(void);
+/** OpenBLAS's work-buffer pool (memory.c; exported, not in cblas.h): a free buffer of the pool,
+ *  allocated on first use (retried without end when that fails), and its return to the pool. */
+void *blas_memory_alloc(int procpos);
+/** See blas_memory_alloc(). */
+void blas_memory_free(void *buffer);
 
 const char *cpu_blas_core_name(void) { return openblas_get_corename(); }
 
@@ -47,13 +50,19 @@ void cpu_blas_start_program(char **argv) {
                         "for fast prefill\n", openblas_get_corename(), want);
 }
 
-void cpu_blas_take_buffer(void) {
-    /* C = A·B for 128 x 128 matrices: above the sizes OpenBLAS's small-matrix kernels take without a
-     * buffer, so that the call goes through the path that allocates one */
-    enum { N = 128 };
-    static const float a[N * N]; /* zeros: only the allocation matters */
-    float *c = malloc(sizeof(float) * N * N);
-    if (!c) return;
-    cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, N, N, N, 1.0f, a, N, a, N, 0.0f, c, N);
-    free(c);
+void cpu_blas_take_buffers(int n_threads) {
+    /* Each thread asks for a buffer and holds it until every thread has one. OpenBLAS keeps every
+     * buffer it allocates and hands a free one to the next caller: built without USE_TLS (Debian's
+     * 0.3.21) from one table for all threads, so n threads calling at once need n buffers allocated,
+     * and a product on each thread (how this was done before) took only as many as happened to run
+     * at the same moment: on a loaded machine one, and prefill's first concurrent products then
+     * allocated the second mid-command, past the check, and hung under `ulimit -v`
+     * (results/robustness.md). Built with USE_TLS each thread has its own table, and the same code
+     * takes each thread's. */
+#pragma omp parallel num_threads(n_threads)
+    {
+        void *buffer = blas_memory_alloc(0);
+#pragma omp barrier
+        blas_memory_free(buffer);
+    }
 }

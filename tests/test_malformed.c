@@ -12,6 +12,7 @@
 #include <CUnit/CUnit.h>
 #include <ctype.h>
 #include <dirent.h>
+#include <signal.h>
 #include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -1086,6 +1087,58 @@ static int startup_limit_kib(void) {
 }
 #endif
 
+#ifdef MAMBA2_HAVE_CPU
+/* The CPU path's threads each need an OpenBLAS work buffer (128 MiB of address space) when prefill's
+ * products run on all of them at once; OpenBLAS retries a failed allocation forever. The backend
+ * takes them when it is made, right after checking that they fit (cpu_blas_take_buffers()). It once
+ * took them with a product on each thread, which took only as many as ran at the same moment: on a
+ * busy machine often one, and the first prefill, past the check, then hung allocating the second
+ * wherever the limit left less than 128 MiB (12 runs of 50 under two busy loops, 2026-12-08;
+ * results/robustness.md). Here: the smallest limit the threads' check lets through (bisected on its
+ * message), then 17 limits from there in steps of 1 MiB, the window where the model's own copies
+ * fill the rest, each with two busy loops running beside it; every run must end (30 s) with its
+ * result or our message. */
+static void test_cli_blas_buffers_busy(void) {
+#if defined(__SANITIZE_ADDRESS__)
+    printf("\n    skipped under AddressSanitizer: no `ulimit -v` run can start (the plain build runs this test)");
+#else
+    const char *cmd = "generate data/stdlib-mamba2 --ids '1 2 3' -n 4 --backend cpu --threads 2";
+    char env[256], msg[8192];
+    int base = startup_limit_kib(), lo, hi;
+    CU_ASSERT_FATAL(base > 0);
+    lo = base, hi = base + 1200000;
+    snprintf(env, sizeof env, "unset OPENBLAS_NUM_THREADS; ulimit -v %d; timeout 60", hi);
+    CU_ASSERT_EQUAL_FATAL(run_cli(env, cmd, msg, sizeof msg), 0);
+    while (hi - lo > 256) {
+        int mid = lo + (hi - lo) / 2;
+        snprintf(env, sizeof env, "unset OPENBLAS_NUM_THREADS; ulimit -v %d; timeout 60", mid);
+        int rc = run_cli(env, cmd, msg, sizeof msg);
+        if (rc != 0 && (rc != 1 || strstr(msg, "of address space for"))) lo = mid;
+        else hi = mid;
+    }
+    printf("\n    the threads' check lets the CPU path through from ulimit -v %d KiB", hi);
+    pid_t hogs[2];
+    for (int i = 0; i < 2; i++)
+        if ((hogs[i] = fork()) == 0) {
+            alarm(300); /* ends the loop should this test not */
+            for (volatile unsigned long n = 0;; n++) {
+            }
+        }
+    int ended = 0;
+    for (int k = 0; k <= 16; k++) {
+        snprintf(env, sizeof env, "unset OPENBLAS_NUM_THREADS; ulimit -v %d; timeout 30", hi + 1024 * k);
+        int rc = run_cli(env, cmd, msg, sizeof msg);
+        ended += rc == 0 || rc == 1;
+        if (rc != 0 && rc != 1) printf("\n    ulimit -v %d: exit %d (124: a hang, killed)", hi + 1024 * k, rc);
+    }
+    for (int i = 0; i < 2; i++)
+        if (hogs[i] > 0) kill(hogs[i], SIGKILL), waitpid(hogs[i], NULL, 0);
+    printf("\n    17 limits from there, beside two busy loops: %d ended", ended);
+    CU_ASSERT_EQUAL(ended, 17);
+#endif
+}
+#endif
+
 /* Under an address-space limit (ulimit -v) every command ends, with our message or its result, at any
  * value at which the program can start: OpenBLAS's idle workers once retried their allocation forever
  * and hung the exit, and libgomp ended the program with its own message when a thread's stack did not
@@ -1256,6 +1309,9 @@ int register_malformed_tests(void) {
         !CU_add_test(s, "cli: exit 1, file and problem named, no output left behind", test_cli_malformed) ||
         !CU_add_test(s, "cli: a context or batch that does not fit is refused up front", test_cli_resources) ||
         !CU_add_test(s, "cli: under ulimit -v every command ends, with its result or our message", test_cli_address_limit) ||
+#ifdef MAMBA2_HAVE_CPU
+        !CU_add_test(s, "cli: under ulimit -v and a busy CPU, the CPU path's first prefill ends", test_cli_blas_buffers_busy) ||
+#endif
         !CU_add_test(s, "fuzz: committed corpus and crash regressions replay clean", test_fuzz_replay))
         return -1;
     return 0;
