@@ -12,7 +12,7 @@ export OUT=${OUT:-/tmp/out}; mkdir -p $OUT
 T0=$(date +%s); el() { echo "$(( $(date +%s) - T0 )) s"; }
 late() { (( $(date +%s) - T0 > ${DL:-400} )); }
 N=/tmp/new; O=/tmp/old; mkdir -p $N $O
-tar xJf build-carry/s67b.tar.xz -C $N && tar xJf build-carry/s67.tar.xz -C $O mamba2
+tar xJf ${NEW_TAR:-build-carry/s67b.tar.xz} -C $N && tar xJf ${OLD_TAR:-build-carry/s67.tar.xz} -C $O mamba2 # other builds: 2026-12-08
 export LD_LIBRARY_PATH=/usr/local/cuda/lib64:${LD_LIBRARY_PATH:-}
 { lscpu | grep -E "Model name|^CPU\(s\)|Thread|L2|L3"; grep -o -w "avx512f\|avx512_vnni\|avx512_bf16\|amx_tile\|avx_vnni" /proc/cpuinfo | sort | uniq -c; } | tee $OUT/cpu.txt
 python3 data/write_checkpoint.py --out /tmp/ck8 --layers 8 --threads 16 > /tmp/ck.log 2>&1; echo "checkpoint rc=$? ($(el))"

@@ -11,9 +11,10 @@
 # test (the same logits and states), the chunked SSD alone alternated, prefill 512 / 4096 alternated;
 # the gated norm as one warp a group (MAMBA2_GPU_NORM_WARPS=1): its test against double, prefill; the
 # conv state saved on the side stream (MAMBA2_GPU_CONV_STATE_SIDE=1), in the shapes' test and prefill;
-# the group scan sliced for one block a multiprocessor (MAMBA2_GPU_SCAN_WAVES=1): SSD test, alone, prefill. Then on an H200 main's record
-# (decode 1-128 both states, q8 vs bf16, prefill with the roofline, the GPU suite); on an H100 the
-# CPU check of the joint q8 trial on the host's Xeon (the old trial: old_cpu_mamba2.tar.xz, 12fbb41).
+# the group scan sliced for one block a multiprocessor (MAMBA2_GPU_SCAN_WAVES=1): SSD test, alone, prefill.
+# Then on an H200 main's record (results/gpu_record_next_call_2026-12-07b.sh on this build); on an
+# H100 the CPU check of the joint q8 trial on the host's Xeon (results/cpu_joint_trial_xeon_next_call_2026-12-07.sh,
+# the old trial from old_cpu_mamba2.tar.xz).
 set -u
 export OUT=${OUT:-/tmp/out}; mkdir -p $OUT
 T0=$(date +%s); el() { echo "$(( $(date +%s) - T0 )) s"; }
@@ -46,42 +47,12 @@ for r in 1 2; do for v in "512 128 32 0 0 2" "512 64 32 0 0 2" "512 128 32 0 0 1
     timeout 60 $B/mamba2 bench /tmp/ck64 --backend gpu --prompt-len $T --gen-len 1 --reps 3 2>&1 | grep -E "^prefill" | head -1
 done; done | tee $OUT/walk_prefill.txt
 if [ "$H200" -gt 0 ]; then
-  echo "== H200: run_tests gpu ($(el))"
-  timeout 150 $B/run_tests gpu > $OUT/tests.log 2>&1; echo "exit $?"
-  grep -E "random seed|FAILED|^ +(suites|tests|asserts)" $OUT/tests.log | head -8
-  DEC='^ +[0-9]+ +[0-9.]+ +[0-9.]+ +[0-9]+ +[0-9]+% |ceilings'
-  echo "== record: bench_model decode 1-128 ($(el))"
-  for sb in fp32 bf16; do
-    echo "## main $sb"
-    late || timeout 120 $B/bench_model /tmp/ck64 --backend gpu $([ $sb = bf16 ] && echo --state-bf16) --prompt-len 64 --gen-len 32 \
-        --batch 1,2,4,8,16,32,64,128 2>&1 | grep -E "$DEC"
-  done | tee $OUT/record.txt
-  echo "== one sequence, bf16 vs q8 ($(el))"
-  for r in 1 2; do for w in stored q8; do
-    late && break 2
-    printf '%-7s round %d: ' $w $r
-    timeout 60 $B/mamba2 bench /tmp/ck64 --backend gpu --weights $w --prompt-len 512 --gen-len 128 --batch 1 2>&1 \
-        | awk '/^prefill/ { printf "prefill %s tok/s  ", $9 } $1 ~ /^[0-9]+$/ && $3 == "[" { printf "batch %s: %s tok/s", $1, $7 } END { print "" }'
-  done; done | tee $OUT/q8.txt
-  echo "== prefill with the roofline ($(el))"
-  for T in 512 4096; do
-    late 570 || timeout 60 $B/mamba2 bench /tmp/ck64 --backend gpu --prompt-len $T --gen-len 1 --reps 3 --roofline 2>&1 | grep -E "^(prefill|ceilings)"
-  done | tee $OUT/prefill.txt
+  echo "== H200: main's record (results/gpu_record_next_call_2026-12-07b.sh on this build) ($(el))"
+  TARBALL=build-carry/s68.tar.xz DL=$(( 560 - ($(date +%s) - T0) )) bash results/gpu_record_next_call_2026-12-07b.sh
 else
-  echo "== not an H200: the CPU check of the joint q8 trial ($(el))"
-  O=/tmp/old; mkdir -p $O && tar xJf build-carry/old_cpu_mamba2.tar.xz -C $O
-  { lscpu | grep -E "Model name|^CPU\(s\)|Thread|L2|L3"; grep -o -w "avx512f\|avx512_vnni\|avx512_bf16\|amx_tile\|avx_vnni" /proc/cpuinfo | sort | uniq -c; } | tee $OUT/cpu.txt
-  python3 data/write_checkpoint.py --out /tmp/ck8 --layers 8 --threads 16 > /tmp/ck8.log 2>&1; echo "checkpoint rc=$? ($(el))"
-  for t in 2 8; do for r in 1 2 3; do for b in old new; do
-    late 560 && break 3
-    M=$([ $b = old ] && echo $O || echo $B)
-    printf '%s t=%s r%s: ' $b $t $r
-    timeout 60 $M/mamba2 bench /tmp/ck8 --backend cpu -t $t --weights q8 --no-prefill --gen-len 16 --reps 3 --roofline 2>&1 \
-      | awk '/^ceilings/ { r = $10; s = $0; sub(/.*decode products: [a-z0-9-]+;? ?/, "", s); sub(/\)$/, "", s) } $1 == 1 && NF >= 9 { printf "%s tok/s, %s of read (read %s GB/s); %s\n", $7, $9, r, s }'
-  done; done; done | tee $OUT/q8_trial.txt
+  echo "== not an H200: the CPU check of the joint q8 trial (results/cpu_joint_trial_xeon_next_call_2026-12-07.sh) ($(el))"
+  NEW_TAR=build-carry/s68.tar.xz OLD_TAR=build-carry/old_cpu_mamba2.tar.xz DL=$(( 560 - ($(date +%s) - T0) )) \
+    bash results/cpu_joint_trial_xeon_next_call_2026-12-07.sh
 fi
-echo "== summary ($(el))"
+echo "== summary of the shapes ($(el))"
 cat $OUT/gpu.txt; grep -E "^ +(tests|asserts)" $OUT/ssd_test.log $OUT/shape_test.log $OUT/norm_test.log; cat $OUT/walk.txt $OUT/walk_prefill.txt
-[ -f $OUT/tests.log ] && grep -E "^ +(tests|asserts)" $OUT/tests.log
-[ -f $OUT/record.txt ] && awk '/^## / { k = $2 " " $3; next } /ceilings/ { print k ": " $0; next } { printf "%s b%s %s (%s)\n", k, $1, $3, $5 }' $OUT/record.txt
-cat $OUT/q8.txt $OUT/prefill.txt $OUT/cpu.txt $OUT/q8_trial.txt 2>/dev/null

@@ -7,10 +7,10 @@ set -u
 export OUT=${OUT:-/tmp/out}; mkdir -p $OUT
 T0=$(date +%s); el() { echo "$(( $(date +%s) - T0 )) s"; }
 late() { (( $(date +%s) - T0 > ${DL:-420} )); }
-B=/tmp/b; mkdir -p $B && tar xJf build-carry/s66.tar.xz -C $B
+B=/tmp/b; mkdir -p $B && tar xJf ${TARBALL:-build-carry/s66.tar.xz} -C $B # TARBALL: another build (2026-12-08)
 export LD_LIBRARY_PATH=/usr/local/cuda/lib64:${LD_LIBRARY_PATH:-}
 nvidia-smi --query-gpu=name,memory.total,driver_version,clocks.sm,clocks.max.sm --format=csv,noheader | tee $OUT/gpu.txt
-(python3 data/write_checkpoint.py --out /tmp/ck64 --layers 64 --threads 16 >/tmp/ck.log 2>&1; echo "checkpoint rc=$?") &
+([ -s /tmp/ck64/model.safetensors ] && echo "checkpoint made before" || { python3 data/write_checkpoint.py --out /tmp/ck64 --layers 64 --threads 16 >/tmp/ck.log 2>&1; echo "checkpoint rc=$?"; }) &
 CK=$!
 DEC='^ +[0-9]+ +[0-9.]+ +[0-9.]+ +[0-9]+ +[0-9]+% |ceilings'
 echo "== run_tests gpu ($(el))"
