@@ -830,10 +830,11 @@ int mamba2_backend_cpu_create(const Mamba2Model *m, const Mamba2BackendOptions *
     b->destroy = cpu_destroy;
     cb->nt = opt && opt->n_threads > 0 ? opt->n_threads : omp_get_max_threads();
     /* The threads' stacks and OpenBLAS buffers (every thread may call it, in prefill's chunked SSD) are
-     * checked against the address-space limit, and the threads started and their buffers taken at once,
-     * while the check holds: libgomp keeps the threads for every later parallel region, and would
-     * otherwise end the program with its own message when a later region cannot start one; OpenBLAS
-     * keeps the buffers, and would otherwise retry a failed one forever in the middle of a command. */
+     * checked against the address-space limit, and under one the threads started and their buffers
+     * taken at once, while the check holds: libgomp keeps the threads for every later parallel region,
+     * and would otherwise end the program with its own message when a later region cannot start one;
+     * OpenBLAS keeps the buffers, and would otherwise retry a failed one forever in the middle of a
+     * command (cpu_blas_take_buffers()). */
     if (mamba2_check_thread_stacks(cb->nt, CPU_BLAS_THREAD_BUFFER, err)) {
         free(cb);
         return -1;

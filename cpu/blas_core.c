@@ -8,6 +8,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/resource.h>
 #include <unistd.h>
 
 /** OpenBLAS's name of the kernel set it selected (declared here: not every cblas.h declares it). */
@@ -51,7 +52,10 @@ void cpu_blas_start_program(char **argv) {
 }
 
 void cpu_blas_take_buffers(int n_threads) {
-    /* Each thread asks for a buffer and holds it until every thread has one. OpenBLAS keeps every
+    /* Only under an address-space limit can a buffer allocated later fail (and hang); without one
+     * nothing is taken, as holding more buffers at once than OpenBLAS's pool has slots (2 ×
+     * MAX_THREADS, 128 in Debian's build) makes it print a warning, on machines with that many threads.
+     * Each thread asks for a buffer and holds it until every thread has one. OpenBLAS keeps every
      * buffer it allocates and hands a free one to the next caller: built without USE_TLS (Debian's
      * 0.3.21) from one table for all threads, so n threads calling at once need n buffers allocated,
      * and a product on each thread (how this was done before) took only as many as happened to run
@@ -59,6 +63,8 @@ void cpu_blas_take_buffers(int n_threads) {
      * allocated the second mid-command, past the check, and hung under `ulimit -v`
      * (results/robustness.md). Built with USE_TLS each thread has its own table, and the same code
      * takes each thread's. */
+    struct rlimit as;
+    if (getrlimit(RLIMIT_AS, &as) == 0 && as.rlim_cur == RLIM_INFINITY) return;
 #pragma omp parallel num_threads(n_threads)
     {
         void *buffer = blas_memory_alloc(0);

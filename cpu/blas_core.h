@@ -31,9 +31,10 @@ void cpu_blas_start_program(char **argv);
  *  OpenBLAS retries it without end when it fails. */
 #define CPU_BLAS_THREAD_BUFFER (134217728.0 + 4096.0)
 
-/** Have OpenBLAS allocate the work buffers of @p n_threads threads calling it at once now, rather
- *  than at their first concurrent calls in the middle of a command: after the address-space check
- *  (mamba2_check_thread_stacks()) while it holds. Call it from outside a parallel region. */
+/** Under an address-space limit (ulimit -v), have OpenBLAS allocate the work buffers of @p n_threads
+ *  threads calling it at once now, rather than at their first concurrent calls in the middle of a
+ *  command: after the address-space check (mamba2_check_thread_stacks()) while it holds. Without a
+ *  limit it does nothing. Call it from outside a parallel region. */
 void cpu_blas_take_buffers(int n_threads);
 
 /** The kernel set OpenBLAS is running ("SkylakeX", "Haswell", "Prescott", ...). */
