@@ -52,17 +52,17 @@ void cpu_blas_start_program(char **argv) {
 }
 
 void cpu_blas_take_buffers(int n_threads) {
-    /* Only under an address-space limit can a buffer allocated later fail (and hang); without one
-     * nothing is taken, as holding more buffers at once than OpenBLAS's pool has slots (2 ×
-     * MAX_THREADS, 128 in Debian's build) makes it print a warning, on machines with that many threads.
-     * Each thread asks for a buffer and holds it until every thread has one. OpenBLAS keeps every
-     * buffer it allocates and hands a free one to the next caller: built without USE_TLS (Debian's
-     * 0.3.21) from one table for all threads, so n threads calling at once need n buffers allocated,
-     * and a product on each thread (how this was done before) took only as many as happened to run
-     * at the same moment: on a loaded machine one, and prefill's first concurrent products then
-     * allocated the second mid-command, past the check, and hung under `ulimit -v`
+    /* Each thread asks OpenBLAS's pool for a buffer and holds it until every thread has one. OpenBLAS
+     * keeps every buffer it allocates and hands a free one to the next caller: built without USE_TLS
+     * (Debian's 0.3.21) from one table for all threads, so n threads calling at once need n buffers
+     * allocated, and a product on each thread (how this was done before) took only as many as
+     * happened to run at the same moment: on a loaded machine one, and prefill's first concurrent
+     * products then allocated the second mid-command, past the check, and hung under `ulimit -v`
      * (results/robustness.md). Built with USE_TLS each thread has its own table, and the same code
-     * takes each thread's. */
+     * takes each thread's.
+     * Only under an address-space limit can a buffer allocated later fail, so without one nothing is
+     * taken: held at once by more threads than the pool has slots (2 × MAX_THREADS, 128 in Debian's
+     * build), the buffers make OpenBLAS print a warning, on machines with that many threads. */
     struct rlimit as;
     if (getrlimit(RLIMIT_AS, &as) == 0 && as.rlim_cur == RLIM_INFINITY) return;
 #pragma omp parallel num_threads(n_threads)

@@ -1093,8 +1093,7 @@ static int startup_limit_kib(void) {
  * takes them when it is made, right after checking that they fit (cpu_blas_take_buffers()). It once
  * took them with a product on each thread, which took only as many as ran at the same moment: on a
  * busy machine often one, and the first prefill, past the check, then hung allocating the second
- * wherever the limit left less than 128 MiB (12 runs of 50 under two busy loops, 2026-12-08;
- * results/robustness.md). Here: the smallest limit the threads' check lets through (bisected on its
+ * wherever the limit left less than 128 MiB (results/robustness.md, 2026-12-08). Here: the smallest limit the threads' check lets through (bisected on its
  * message), then 17 limits from there in steps of 1 MiB, the window where the model's own copies
  * fill the rest, each with two busy loops running beside it; every run must end (30 s) with its
  * result or our message. */
