@@ -89,8 +89,6 @@ int ssd_chunked_supported(const GpuDims &g);
 /** The state walk's block width in state columns: 64 gives two blocks of 8 warps a multiprocessor
  *  instead of one of 16, the same bits (MAMBA2_GPU_WALK_COLS, the tests); anything else gives 128. */
 void ssd_walk_set_cols(int n);
-/** The width ssd_walk_set_cols() set (128 unless asked). */
-int ssd_walk_cols(void);
 /** The group chunk scan's slicing of a group's heads: until there are @p waves (1 or 2, anything else
  *  2) blocks a multiprocessor; fewer blocks recompute C·Bᵀ fewer times. The same bits either way
  *  (MAMBA2_GPU_SCAN_WAVES, the tests). */

@@ -709,8 +709,6 @@ static int walk_cols = 128;
 
 void ssd_walk_set_cols(int n) { walk_cols = n == 64 ? 64 : 128; }
 
-int ssd_walk_cols(void) { return walk_cols; }
-
 /* Chunk states and state passing: one block per (head, 64 rows p, NB columns n). */
 template <typename S, bool FULL, int NB>
 static void launch_chain(const GpuDims &g, const bf16 *xbc, const SSDWork &w, int T, S *ssm, cudaStream_t s) {
