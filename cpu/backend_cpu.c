@@ -114,6 +114,8 @@ typedef struct {
     int q8_lines_kept;     /**< q8 decode's read order the load trial kept (1: line by line across the rows) */
     double q8_lines_other; /**< decode's time with the other order (at its faster L2 setting, where the two are
                                 timed together) over the kept one's (0: not timed) */
+    double qprefill_other; /**< quantized prefill's time by the other path (integer or widened) over the kept
+                                one's (0: not timed; choose_prefill_path()) */
     int timing;            /**< 1 while decode steps are timed phase by phase (cpu_step_phases()) */
     double phase_s[MAMBA2_STEP_PHASES]; /**< [STEP_PHASES] seconds summed per phase while @ref timing */
     long phase_steps;      /**< steps timed */
@@ -616,6 +618,35 @@ static int choose_decode_reads(CpuBackend *cb, Mamba2Error *err) {
     return 0;
 }
 
+/** How much faster the widened path must time for quantized prefill to take it over the integer product. */
+#define QWIDEN_MIN 1.03
+/** The least work a prefill trial's product must do to be timed: smaller ones, a millisecond or less,
+ *  would decide by noise, and load to load (the untimed default, the widened path, stays). */
+#define QPREFILL_TRIAL_MIN_FLOP 2.5e8
+
+/* Which path quantized prefill takes where it may widen the weights (cpu_qlinear_prefill_may_widen():
+ * no vpdpbusd, no AMX), timed on this CPU at load, since it is the core's integer multipliers against
+ * its FMAs, and on the matrix: on an AMD Zen 3 the integer product was 1.2× (q8) and 2× (q4) the
+ * widened one at the 7B's widths, which had been chosen by a measurement on an AVX-512 CPU forced down
+ * to AVX2, before the integer product was rewritten (results/cpu.md, "quantized prefill on AVX2").
+ * The first matrix's first rows, each path alternated (cpu_qlinear_time_prefill()); widened only
+ * where ≥ QWIDEN_MIN faster (MAMBA2_CPU_QWIDEN_MIN=R replaces it: the tests force each outcome). Nothing is timed where
+ * MAMBA2_CPU_QPREFILL decides, or below QPREFILL_TRIAL_MIN_FLOP (unless MAMBA2_CPU_PACK=timed, as
+ * for the decode trials). */
+static int choose_prefill_path(CpuBackend *cb, Mamba2Error *err) {
+    const CpuQMatrix *W = &big_matrix(cb, 0)->q;
+    const char *pack = getenv("MAMBA2_CPU_PACK");
+    if (!W->data || cpu_qlinear_prefill_asked() || !cpu_qlinear_prefill_may_widen(cb->isa) ||
+        (cpu_qlinear_prefill_trial_flop(W) < QPREFILL_TRIAL_MIN_FLOP && !(pack && !strcmp(pack, "timed"))))
+        return 0;
+    double best[2]; /* [integer, widened] */
+    if (cpu_qlinear_time_prefill(cb->isa, W, cb->nt, best, err)) return -1;
+    const int widen = second_if_faster(best, "MAMBA2_CPU_QWIDEN_MIN", QWIDEN_MIN);
+    cpu_qlinear_choose_prefill(widen);
+    cb->qprefill_other = best[!widen] / best[widen];
+    return 0;
+}
+
 /* The copies decode reads instead of the mmap, made at load for in_proj, out_proj of every layer
  * and lm_head: quantized to @p weights (q8 / q4, any stored dtype), or with the weights as stored,
  * the bf16 ones repacked (packed_bf16.h) where that reads faster on this CPU. For bf16 the first
@@ -798,13 +829,19 @@ static void cpu_kernels(Mamba2Backend *b, Mamba2KernelNames *out) {
         snprintf(out->gemm, sizeof out->gemm, "%s: rows dequantized to bf16, %s", format,
                  cpu_gemm_kernel_name(cb->precision));
         break;
-    case CPU_QPATH_WIDENED: /* no VNNI: prefill widens the rows to fp32 for the fp32 GEMM tier */
+    case CPU_QPATH_WIDENED: /* the load trial's choice: prefill widens the rows to fp32 for the fp32 GEMM tier */
         snprintf(out->gemm, sizeof out->gemm, "%s: rows widened to fp32, %s", format,
                  cpu_gemm_kernel_name(MAMBA2_PRECISION_DEFAULT));
         break;
     default:
         snprintf(out->gemm, sizeof out->gemm, "%s: the integer product of cpu_qlinear(), %s", format,
                  cpu_qlinear_kernel_name(cb->isa));
+    }
+    if (cb->qprefill_other > 0) {
+        char r[24];
+        size_t used = strlen(out->gemm);
+        snprintf(out->gemm + used, sizeof out->gemm - used, " (timed at load: %s %sx)",
+                 cpu_qlinear_prefill_widens() ? "the integer product" : "rows widened", ratio_text(cb->qprefill_other, r));
     }
     snprintf(out->gemv, sizeof out->gemv, "%s", cpu_qlinear_kernel_name(cb->isa));
     reads_named(cb, out);
@@ -882,7 +919,8 @@ int mamba2_backend_cpu_create(const Mamba2Model *m, const Mamba2BackendOptions *
         return mamba2_fail(err, "out of memory for the CPU backend's small weights");
     }
     cb->lm_head.t = &m->w.lm_head;
-    if (copy_weights(cb, opt, opt ? opt->weights : MAMBA2_WEIGHTS_STORED, err) || choose_decode_reads(cb, err)) {
+    if (copy_weights(cb, opt, opt ? opt->weights : MAMBA2_WEIGHTS_STORED, err) || choose_decode_reads(cb, err) ||
+        choose_prefill_path(cb, err)) {
         cpu_destroy(b);
         return -1;
     }

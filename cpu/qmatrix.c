@@ -1113,13 +1113,39 @@ BF16_ROWS_TARGET void cpu_qmatrix_bf16_rows(const void *src, int64_t r0, int64_t
 
 /* ------------------------------------------------------------------ the product */
 
+/* MAMBA2_CPU_QPREFILL as read once: -1 when unset (or neither word), 1 for "widened", 0 for "integer". */
+static int prefill_env(void) {
+    static int env = -2; /* benign race: every thread computes the same value */
+    if (env == -2) {
+        const char *v = getenv("MAMBA2_CPU_QPREFILL");
+        env = v && !strcmp(v, "widened") ? 1 : v && !strcmp(v, "integer") ? 0 : -1;
+    }
+    return env;
+}
+
+/* The load trial's choice (written by the loading thread between products); untimed, the widened
+ * path (see cpu_qlinear_prefill_widens()). */
+static int prefill_widen_chosen = 1;
+
+int cpu_qlinear_prefill_widens(void) {
+    const int env = prefill_env();
+    return env >= 0 ? env : __atomic_load_n(&prefill_widen_chosen, __ATOMIC_RELAXED);
+}
+
+int cpu_qlinear_prefill_asked(void) { return prefill_env() >= 0; }
+
+void cpu_qlinear_choose_prefill(int widen) { __atomic_store_n(&prefill_widen_chosen, widen != 0, __ATOMIC_RELAXED); }
+
+int cpu_qlinear_prefill_may_widen(CpuIsa isa) {
+    if (isa >= CPU_ISA_AVX512 && cpu_amx_active() && bf16_rows_runs()) return 0; /* AMX */
+    if (cpu_qlinear_kernel_has_dpbusd(cpu_qlinear_kernel(isa))) return 0;
+    return isa >= CPU_ISA_AVX2 && cpu_gemm_tier_active() >= CPU_GEMM_AVX2;
+}
+
 CpuQPath cpu_qlinear_path(CpuIsa isa, int T) {
     if (T <= QLINEAR_INT_MAX_ROWS) return CPU_QPATH_INTEGER;
     if (isa >= CPU_ISA_AVX512 && cpu_amx_active() && bf16_rows_runs()) return CPU_QPATH_AMX;
-    if (cpu_qlinear_kernel_has_dpbusd(cpu_qlinear_kernel(isa))) return CPU_QPATH_INTEGER;
-    CpuGemmTier tier = cpu_gemm_tier_active();
-    if (isa >= CPU_ISA_AVX2 && tier >= CPU_GEMM_AVX2) return CPU_QPATH_WIDENED;
-    return CPU_QPATH_INTEGER;
+    return cpu_qlinear_prefill_may_widen(isa) && cpu_qlinear_prefill_widens() ? CPU_QPATH_WIDENED : CPU_QPATH_INTEGER;
 }
 
 /* The fp32 GEMM tier of the widened path for @p isa: the best that both the ISA and the GEMM tier
@@ -1209,3 +1235,46 @@ void cpu_qlinear(CpuIsa isa, const CpuQMatrix *W, const float *X, int64_t ldx, i
         }
     }
 }
+
+/* ------------------------------------------------------------------ the prefill path, timed */
+
+/** Activation rows of cpu_qlinear_time_prefill()'s products: the widened path widens each weight once
+ *  a call, whatever the rows, so it is timed over as many rows as a prompt of hundreds of tokens has. */
+#define PREFILL_TRIAL_T 256
+/** Rows of W it multiplies at most (its first ones). */
+#define PREFILL_TRIAL_ROWS 1024
+/** Timed rounds of each path, after an untimed one. */
+#define PREFILL_TRIAL_ROUNDS 3
+
+double cpu_qlinear_prefill_trial_flop(const CpuQMatrix *W) {
+    const int64_t rows = W->rows < PREFILL_TRIAL_ROWS ? W->rows : PREFILL_TRIAL_ROWS;
+    return 2.0 * (double)rows * (double)W->K * PREFILL_TRIAL_T;
+}
+
+int cpu_qlinear_time_prefill(CpuIsa isa, const CpuQMatrix *W, int n_threads, double seconds[2], Mamba2Error *err) {
+    CpuQMatrix view = *W; /* its first row groups: the tiles of a row group follow one another */
+    view.rows = W->rows < PREFILL_TRIAL_ROWS ? W->rows : PREFILL_TRIAL_ROWS;
+    const int64_t K = W->K, T = PREFILL_TRIAL_T;
+    float *X = malloc((size_t)(T * K) * sizeof *X), *Y = malloc((size_t)(T * view.rows) * sizeof *Y); /* [T, K], [T, rows] */
+    void *scratch = NULL;
+    if (!X || !Y || posix_memalign(&scratch, 64, cpu_qlinear_scratch_bytes(K, (int)T))) {
+        free(X), free(Y);
+        return mamba2_fail(err, "out of memory for the prefill trial of the quantized products");
+    }
+    for (int64_t i = 0; i < T * K; i++) X[i] = (float)((i * 2654435761u) % 1000) / 500.0f - 1.0f; /* in [-1, 1) */
+    const int widens = __atomic_load_n(&prefill_widen_chosen, __ATOMIC_RELAXED);
+    seconds[0] = seconds[1] = 0;
+    for (int r = 0; r <= PREFILL_TRIAL_ROUNDS; r++)
+        for (int j = 0; j < 2; j++) {
+            const int w = (j + r) % 2; /* alternated, each round starting with the other */
+            cpu_qlinear_choose_prefill(w);
+            const double t0 = omp_get_wtime();
+            cpu_qlinear(isa, &view, X, K, (int)T, Y, view.rows, 0, scratch, n_threads, MAMBA2_PRECISION_DEFAULT);
+            const double t = omp_get_wtime() - t0;
+            if (r > 0 && (seconds[w] == 0 || t < seconds[w])) seconds[w] = t;
+        }
+    cpu_qlinear_choose_prefill(widens);
+    free(X), free(Y), free(scratch);
+    return 0;
+}
+

@@ -149,10 +149,56 @@ typedef enum {
  * Up to QLINEAR_INT_MAX_ROWS rows: the integer product. Above: the AMX GEMM where AMX is active
  * (cpu_amx_active(): the CPU has it, MAMBA2_CPU_GEMM does not ask for a lower tier) and @p isa is
  * CPU_ISA_AVX512; else the integer product where it has vpdpbusd (cpu_qlinear_kernel_has_dpbusd():
- * it multiplies 4 int8 pairs per 32-bit lane where an fp32 FMA does one);
- * else the fp32 GEMM tier on widened weights where the ISA and MAMBA2_CPU_GEMM allow one.
+ * it multiplies 4 int8 pairs per 32-bit lane where an fp32 FMA does one); else, where the ISA and
+ * MAMBA2_CPU_GEMM allow an fp32 GEMM tier, the integer product by vpmaddubsw or the fp32 tier on
+ * widened weights, as cpu_qlinear_prefill_widens() says; else the integer product.
  */
 CpuQPath cpu_qlinear_path(CpuIsa isa, int T);
+
+/**
+ * @brief Whether prefill on a CPU whose integer product has no vpdpbusd (AVX2's or AVX512BW's
+ *        vpmaddubsw) widens the weights to fp32 for the fp32 GEMM tier (1) or runs the integer product
+ *        (0): MAMBA2_CPU_QPREFILL=widened / integer where set, else what the backend's load trial chose
+ *        (cpu_qlinear_choose_prefill()), else 1.
+ * The integer product rounds the activations to int8 per block of 32 as decode does; the widened
+ * one keeps them in fp32. Which is faster depends on the core's integer multipliers against its FMAs
+ * (on an AMD Zen 3 the integer product was 1.2× (q8) and 2× (q4) the widened one at the 7B's widths)
+ * and on the matrix: the integer product pads K to whole tiles of 512 columns, so on a small model
+ * (the demo model, K = 256) the widened one was the faster (results/cpu.md, "quantized prefill on
+ * AVX2"). Untimed, the widened path is kept, as before the trial.
+ */
+int cpu_qlinear_prefill_widens(void);
+
+/** Whether cpu_qlinear_path() at ISA level @p isa, for more than QLINEAR_INT_MAX_ROWS rows, depends on
+ *  cpu_qlinear_prefill_widens(): no AMX path, an integer product without vpdpbusd, an fp32 GEMM tier. */
+int cpu_qlinear_prefill_may_widen(CpuIsa isa);
+
+/**
+ * @brief Times prefill's two paths on this CPU: cpu_qlinear() of a few hundred activation rows on the
+ *        first rows of @p W (at most 1,024), the integer product and the widened one in turn (an untimed
+ *        round, then three, alternated); the choice cpu_qlinear_prefill_widens() returned before is
+ *        restored.
+ * @param isa        as for cpu_qlinear()
+ * @param W          the quantized matrix (its first rows are multiplied)
+ * @param n_threads  as for cpu_qlinear()
+ * @param seconds    out: [0] the integer product's fastest round, [1] the widened one's
+ * @param err        the reason on failure (out of memory)
+ * @return 0, or -1
+ */
+int cpu_qlinear_time_prefill(CpuIsa isa, const CpuQMatrix *W, int n_threads, double seconds[2], Mamba2Error *err);
+
+/** The floating-point operations of one of cpu_qlinear_time_prefill()'s products on @p W (to judge
+ *  whether they take long enough to be timed). */
+double cpu_qlinear_prefill_trial_flop(const CpuQMatrix *W);
+
+/** 1 when MAMBA2_CPU_QPREFILL decides cpu_qlinear_prefill_widens() (read once; the load trial then times nothing). */
+int cpu_qlinear_prefill_asked(void);
+
+/**
+ * @brief Sets what cpu_qlinear_prefill_widens() returns when the environment does not: the backend's
+ *        load trial (process-wide, as the CPU is). Call between products, not during one.
+ */
+void cpu_qlinear_choose_prefill(int widen);
 
 /**
  * @brief Rows [r0, r0 + 32) × columns [k0, k0 + kc) of a quantized matrix as bf16 (d · q rounded to
