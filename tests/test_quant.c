@@ -664,66 +664,6 @@ int register_quant_tests(void) {
 static void test_no_cpu(void) {}
 
 /* A suite of its own, inactive (and said so) in a build without the cpu backend. */
-/* The path of quantized prefill timed at load (choose_prefill_path() in backend_cpu.c), where the
- * CPU's integer product has no vpdpbusd and there is no AMX (elsewhere nothing is chosen: said and
- * left): each outcome forced (MAMBA2_CPU_QWIDEN_MIN), named by the backend, returned by
- * cpu_qlinear_path(), and taken: prefill of more than QLINEAR_INT_MAX_ROWS tokens within the q8 bound
- * of ref either way, and not the same logits both ways (the integer product rounds the activations
- * to int8, the widened one keeps them in fp32). */
-static void test_prefill_path_timed(void) {
-    const CpuIsa isa = cpu_isa_active();
-    if (cpu_qlinear_prefill_asked()) {
-        printf("\n    skipped: MAMBA2_CPU_QPREFILL is set, so nothing is timed\n");
-        return;
-    }
-    if (!cpu_qlinear_prefill_may_widen(isa)) {
-        printf("\n    skipped: prefill on this CPU runs %s, with nothing to choose\n",
-               cpu_qlinear_path(isa, QLINEAR_INT_MAX_ROWS + 1) == CPU_QPATH_AMX ? "on AMX" : "the integer product");
-        return;
-    }
-    char names[32][64];
-    CU_ASSERT_FATAL(test_list_fixtures(names, 32) >= 1);
-    TestFixture fx;
-    CU_ASSERT_FATAL(test_load_fixture(names[0], &fx) == 0);
-    CU_ASSERT_FATAL(fx.T > QLINEAR_INT_MAX_ROWS);
-    const int T = fx.T, V = fx.model.cfg.vocab_size;
-    float *ref = malloc((size_t)T * V * 4), *out[2] = {malloc((size_t)T * V * 4), malloc((size_t)T * V * 4)};
-    Mamba2Backend *rb = make("ref", &fx.model, MAMBA2_WEIGHTS_STORED);
-    CU_ASSERT_FATAL(rb && run(rb, fx.tokens, T, 0, ref) == 0);
-    mamba2_backend_destroy(rb);
-    char *was = getenv("MAMBA2_CPU_PACK") ? strdup(getenv("MAMBA2_CPU_PACK")) : NULL;
-    setenv("MAMBA2_CPU_PACK", "timed", 1); /* the fixture is far below the trial's least work */
-    const char *min[2] = {"1000", "0"}; /* [integer, widened]: widened only where it times min times as fast */
-    const char *want[2] = {"q8: the integer product of cpu_qlinear(), avx2 (timed at load: rows widened ",
-                           "q8: rows widened to fp32, "};
-    for (int w = 0; w < 2; w++) {
-        setenv("MAMBA2_CPU_QWIDEN_MIN", min[w], 1);
-        Mamba2Backend *qb = make("cpu", &fx.model, MAMBA2_WEIGHTS_Q8);
-        CU_ASSERT_PTR_NOT_NULL_FATAL(qb);
-        Mamba2KernelNames kn;
-        memset(&kn, 0, sizeof kn);
-        qb->kernels(qb, &kn);
-        printf("\n    forced %s: %s", w ? "widened" : "integer", kn.gemm);
-        CU_ASSERT_EQUAL(cpu_qlinear_prefill_widens(), w);
-        CU_ASSERT_EQUAL(cpu_qlinear_path(isa, T), w ? CPU_QPATH_WIDENED : CPU_QPATH_INTEGER);
-        CU_ASSERT(strstr(kn.gemm, "(timed at load: ") != NULL);
-        if (cpu_qlinear_kernel(isa) == CPU_QKERNEL_AVX2) CU_ASSERT(strncmp(kn.gemm, want[w], strlen(want[w])) == 0);
-        CU_ASSERT_EQUAL(run(qb, fx.tokens, T, 0, out[w]), 0);
-        const double e = test_max_row_rel_l2(out[w], ref, T, V);
-        printf(", prefill of %d tokens vs ref %.1e (bound %.2g)", T, e, Q8_TINY_TOL);
-        CU_ASSERT(e <= Q8_TINY_TOL);
-        mamba2_backend_destroy(qb);
-    }
-    CU_ASSERT(memcmp(out[0], out[1], (size_t)T * V * 4) != 0);
-    unsetenv("MAMBA2_CPU_QWIDEN_MIN");
-    cpu_qlinear_choose_prefill(1); /* the untimed default (widened) again for the tests after this one */
-    if (was) setenv("MAMBA2_CPU_PACK", was, 1), free(was);
-    else unsetenv("MAMBA2_CPU_PACK");
-    free(ref), free(out[0]), free(out[1]);
-    test_free_fixture(&fx);
-    printf("\n");
-}
-
 int register_quant_tests(void) {
     CU_pSuite s = CU_add_suite("quant", NULL, NULL);
     if (!s || !CU_add_test(s, "quantized weights (needs the cpu backend)", test_no_cpu)) return -1;
