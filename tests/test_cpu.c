@@ -1019,6 +1019,7 @@ static void test_decode_reads_timed(void) {
     cpu_decode_choose_ahead_l2(CPU_DECODE_AHEAD_L2); /* the defaults again for the tests after this one */
     cpu_q8_decode_choose_lines(1);
     cpu_gemv_choose_prefetch(CPU_PREFETCH_NEXT_BLOCK);
+    cpu_qlinear_choose_prefill(1); /* which the q8 loads' prefill trial also timed, under MAMBA2_CPU_PACK=timed */
     if (was) setenv("MAMBA2_CPU_PACK", was, 1), free(was);
     else unsetenv("MAMBA2_CPU_PACK");
     printf("\n");
