@@ -998,6 +998,9 @@ static void test_decode_reads_timed(void) {
     setenv("MAMBA2_CPU_PACK", "timed", 1);
     setenv("MAMBA2_CPU_PACK_MIN", "0.001", 1); /* bf16: the packed copies kept (in place has no L2 prefetch) */
     setenv("MAMBA2_CPU_LOWER_MIN", "1000", 1); /* and the CPU's own product, so both backends sum alike */
+    /* q8's prefill path, timed at these loads too (MAMBA2_CPU_PACK=timed), one way for all: the two
+     * ways round the activations differently, and the outcomes here must give the same bits */
+    setenv("MAMBA2_CPU_QWIDEN_MIN", "1000", 1);
     const int kib = CPU_DECODE_AHEAD_L2 >> 10;
     char on[96], off[96];
     snprintf(on, sizeof on, "; into L2 %d KiB ahead (timed at load: none ", kib);
@@ -1015,11 +1018,11 @@ static void test_decode_reads_timed(void) {
                                     "; no prefetch (timed at load: next rows prefetched "};
     const int64_t pf_value[2] = {CPU_PREFETCH_NEXT_BLOCK, CPU_PREFETCH_NONE};
     read_trial_outcomes(&tm, MAMBA2_WEIGHTS_STORED, "MAMBA2_CPU_PF_OFF_MIN", pf_want, gemv_prefetch_now, pf_value);
-    unsetenv("MAMBA2_CPU_PACK_MIN"), unsetenv("MAMBA2_CPU_LOWER_MIN");
+    unsetenv("MAMBA2_CPU_PACK_MIN"), unsetenv("MAMBA2_CPU_LOWER_MIN"), unsetenv("MAMBA2_CPU_QWIDEN_MIN");
     cpu_decode_choose_ahead_l2(CPU_DECODE_AHEAD_L2); /* the defaults again for the tests after this one */
     cpu_q8_decode_choose_lines(1);
     cpu_gemv_choose_prefetch(CPU_PREFETCH_NEXT_BLOCK);
-    cpu_qlinear_choose_prefill(1); /* which the q8 loads' prefill trial also timed, under MAMBA2_CPU_PACK=timed */
+    cpu_qlinear_choose_prefill(1); /* which the q8 loads' prefill trial also set, under MAMBA2_CPU_PACK=timed */
     if (was) setenv("MAMBA2_CPU_PACK", was, 1), free(was);
     else unsetenv("MAMBA2_CPU_PACK");
     printf("\n");
