@@ -57,8 +57,9 @@ static int ssd_chunk(const Mamba2Config *c) {
     return Q < CPU_SSD_CHUNK ? Q : CPU_SSD_CHUNK;
 }
 
-/** Ways of bf16 decode the load trial times at most: 2 layouts × 2 products (decode_ways()). */
-#define DECODE_WAYS 4
+/** Ways of bf16 decode the load trial times at most: 2 products × (packed, in place with the next
+ *  rows prefetched, in place without) (decode_ways()). */
+#define DECODE_WAYS 6
 
 /** One of the large matrices (in_proj, out_proj, lm_head) as the CPU multiplies with it. */
 typedef struct {
@@ -425,19 +426,30 @@ static CpuMatrix *big_matrix(const CpuBackend *cb, int i) {
  *  bf16 load trial"). */
 #define DECODE_PACK_MIN 1.03
 
+/** How much faster decode in place must time without the next block's prefetch for it to be left
+ *  out: a near tie keeps it (it paid on the Intel Xeons and the Zen 4, results/cpu.md). */
+#define PF_OFF_MIN 1.03
+
 /* The ways of bf16 decode worth timing on this CPU, the untimed default first: the products it has
  * for bf16 (its own; on AVX512_BF16 CPUs also the AVX-512F FMA product) × the layouts MAMBA2_CPU_PACK
- * allows (packed, in place; "1" or "0" names one), the layouts in turn. AVX2's product is not a
- * candidate on AVX-512 CPUs: it can tie at one sequence, which the trial times, and be far slower at
- * several (results/cpu.md, "vdpbf16ps was the slower bf16 product"). Returns how many (1: nothing
- * to choose). */
+ * allows (packed, in place; "1" or "0" names one), the layouts in turn; in place, with and without
+ * the next rows' prefetch (cpu_gemv_prefetch(); only the one MAMBA2_CPU_PREFETCH names where set),
+ * since the layout that wins can hang on it: on an AMD Zen 3 the packed copy timed faster than in
+ * place with the prefetch, and slower than in place without it (results/cpu.md, "the bf16 layout
+ * timed with the in-place prefetch"). AVX2's product is not a candidate on AVX-512 CPUs: it can tie
+ * at one sequence, which the trial times, and be far slower at several (results/cpu.md, "vdpbf16ps
+ * was the slower bf16 product"). Returns how many (1: nothing to choose). */
 static int decode_ways(const CpuBackend *cb, const char *pack, CpuBf16Decode ways[DECODE_WAYS]) {
     const CpuIsa products[2] = {cb->isa, CPU_ISA_AVX512};
     const int n_products = cb->isa == CPU_ISA_AVX512BF16 ? 2 : 1;
+    const CpuPrefetch pf[2] = {cpu_gemv_prefetch_asked() ? cpu_gemv_prefetch() : CPU_PREFETCH_NEXT_BLOCK, CPU_PREFETCH_NONE};
+    const int n_pf = cpu_gemv_prefetch_asked() ? 1 : 2;
     int n = 0;
-    for (int i = 0; i < n_products; i++)
-        for (int packed = 1; packed >= 0; packed--)
-            if (!(pack && !strcmp(pack, packed ? "0" : "1"))) ways[n++] = (CpuBf16Decode){packed, products[i], 0};
+    for (int i = 0; i < n_products; i++) {
+        if (!(pack && !strcmp(pack, "0"))) ways[n++] = (CpuBf16Decode){1, products[i], CPU_PREFETCH_NONE, 0};
+        if (!(pack && !strcmp(pack, "1")))
+            for (int k = 0; k < n_pf; k++) ways[n++] = (CpuBf16Decode){0, products[i], pf[k], 0};
+    }
     return n;
 }
 
@@ -451,11 +463,14 @@ static int fastest_way(const CpuBackend *cb, const Mamba2Tensor *const *W, const
     *n_kept = 0;
     if (cpu_bf16_time_decode(W, p, n, cb->nt, cb->precision, B, ways, n_ways)) return 0;
     const char *pack_min = getenv("MAMBA2_CPU_PACK_MIN"), *lower_min = getenv("MAMBA2_CPU_LOWER_MIN");
+    const char *pf_min = getenv("MAMBA2_CPU_PF_OFF_MIN");
     int best = 0;
     double best_t = 0;
     for (int w = 0; w < n_ways; w++) {
+        const int pf_off = !ways[w].packed && ways[w].prefetch == CPU_PREFETCH_NONE && !cpu_gemv_prefetch_asked();
         double t = ways[w].seconds * (ways[w].packed ? (pack_min ? atof(pack_min) : DECODE_PACK_MIN) : 1.0) *
-                   (ways[w].isa != cb->isa && lower_min ? atof(lower_min) : 1.0);
+                   (ways[w].isa != cb->isa && lower_min ? atof(lower_min) : 1.0) *
+                   (pf_off ? (pf_min ? atof(pf_min) : PF_OFF_MIN) : 1.0);
         if (w == 0 || t < best_t) best = w, best_t = t;
     }
     *n_kept = n_ways;
@@ -477,10 +492,18 @@ static int choose_decode(CpuBackend *cb, int n, CpuBf16Decode *ways, int n_ways)
     for (int i = 0; i < n; i++) W[i] = big_matrix(cb, i)->t, p[i] = big_matrix(cb, i)->p;
     const int best = fastest_way(cb, W, p, n, 1, ways, n_ways, cb->ways, &cb->n_ways);
     cb->bf16_isa = cb->bf16_isa_batch = ways[best].isa;
+    if (!ways[best].packed && cb->n_ways) { /* in place: its prefetch, and the other one's time, if timed */
+        cpu_gemv_choose_prefetch(ways[best].prefetch);
+        cb->pf_kept = ways[best].prefetch;
+        for (int w = 0; w < n_ways; w++)
+            if (!ways[w].packed && ways[w].isa == ways[best].isa && ways[w].prefetch != ways[best].prefetch)
+                cb->pf_other = ways[w].seconds / ways[best].seconds;
+    }
     CpuBf16Decode batch[2];
     int n_batch = 0;
     for (int w = 0; w < n_ways; w++)
-        if (ways[w].packed == ways[best].packed && n_batch < 2) batch[n_batch++] = ways[w];
+        if (ways[w].packed == ways[best].packed && ways[w].prefetch == ways[best].prefetch && n_batch < 2)
+            batch[n_batch++] = ways[w];
     if (n_batch > 1)
         cb->bf16_isa_batch = batch[fastest_way(cb, W, p, n, CPU_DECODE_TRIAL_BATCH, batch, n_batch, cb->batch_ways,
                                                &cb->n_batch_ways)].isa;
@@ -506,9 +529,6 @@ static const void *matrix_data_of(const CpuMatrix *W, size_t *bytes) {
  *  line by line across the rows, the order measured first (on Intel Xeons). */
 #define Q8_ROWS_MIN 1.03
 
-/** How much faster decode in place must time without the next block's prefetch for it to be left
- *  out: a near tie keeps it (it paid on the Intel Xeons and the Zen 4, results/cpu.md). */
-#define PF_OFF_MIN 1.03
 
 static void set_ahead_l2(int64_t bytes) { cpu_decode_choose_ahead_l2(bytes); }
 static void set_gemv_prefetch(int64_t p) { cpu_gemv_choose_prefetch((CpuPrefetch)p); }
@@ -573,7 +593,7 @@ static int choose_decode_reads(CpuBackend *cb, Mamba2Error *err) {
     const CpuMatrix *first = big_matrix(cb, 0);
     const int time_l2 = !cpu_decode_ahead_l2_asked() && (first->p.data || first->q.data);
     const int time_q8 = first->q.data && first->q.format == MAMBA2_WEIGHTS_Q8 && !cpu_q8_decode_lines_asked();
-    const int time_pf = !first->p.data && !first->q.data && !cpu_gemv_prefetch_asked();
+    const int time_pf = !first->p.data && !first->q.data && !cpu_gemv_prefetch_asked() && cb->pf_other == 0;
     if (!time_l2 && !time_q8 && !time_pf) return 0;
     const char *pack = getenv("MAMBA2_CPU_PACK");
     const double need = fmax(2.0 * (double)cpu_cache_bytes(3), CPU_DECODE_TRIAL_MIN_BYTES);
@@ -812,7 +832,10 @@ static void cpu_kernels(Mamba2Backend *b, Mamba2KernelNames *out) {
         for (int w = 1; w < cb->n_ways; w++) { /* the others' times, relative to the way kept */
             size_t used = strlen(out->gemv);
             snprintf(out->gemv + used, sizeof out->gemv - used, "%s%s %s %sx%s", w == 1 ? " (timed at load: " : ", ",
-                     cpu_isa_name(cb->ways[w].isa), cb->ways[w].packed ? "packed" : "in place",
+                     cpu_isa_name(cb->ways[w].isa),
+                     cb->ways[w].packed ? "packed"
+                     : cb->ways[w].prefetch == CPU_PREFETCH_NONE ? "in place, no prefetch"
+                                                                 : "in place, next rows prefetched",
                      ratio_text(cb->ways[w].seconds / cb->ways[0].seconds, r), w == cb->n_ways - 1 ? ")" : "");
         }
         if (cb->n_batch_ways > 1) { /* and the product of several sequences */

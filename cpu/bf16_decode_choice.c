@@ -20,10 +20,12 @@ int cpu_bf16_time_decode(const Mamba2Tensor *const *W, const CpuPackedBf16 *pack
         return -1;
     }
     for (int64_t k = 0; k < B * K; k++) x[k] = (float)((k * 2654435761u) % 1000) / 500.0f - 1.0f; /* in [-1, 1) */
+    const CpuPrefetch chosen = cpu_gemv_prefetch();
     for (int w = 0; w < n_ways; w++) ways[w].seconds = 0;
     for (int r = 0; r <= CPU_DECODE_TRIAL_ROUNDS; r++)
         for (int j = 0; j < n_ways; j++) {
             CpuBf16Decode *way = &ways[(j + r) % n_ways]; /* round r starts with way r mod n_ways */
+            if (!way->packed) cpu_gemv_choose_prefetch(way->prefetch);
             double t0 = omp_get_wtime();
             for (int i = 0; i < n; i++)
                 if (way->packed) cpu_packed_bf16_gemv(way->isa, &packed[i], x, K, B, y, rows, 0, n_threads, precision);
@@ -32,6 +34,7 @@ int cpu_bf16_time_decode(const Mamba2Tensor *const *W, const CpuPackedBf16 *pack
             /* the first round faults the pages in and warms the threads */
             if (r > 0 && (way->seconds == 0 || t < way->seconds)) way->seconds = t;
         }
+    cpu_gemv_choose_prefetch(chosen);
     free(x), free(y);
     return 0;
 }

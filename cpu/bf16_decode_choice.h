@@ -20,9 +20,10 @@
 
 /** One way decode can multiply with bf16 weights, and its time in the trial. */
 typedef struct {
-    int packed;     /**< 1: the packed copy (cpu_packed_bf16_gemv()); 0: the stored rows (cpu_gemv()) */
-    CpuIsa isa;     /**< the product's variant: CPU_ISA_AVX512BF16 (vdpbf16ps) or a lower one (fp32 FMA) */
-    double seconds; /**< its fastest timed round of the trial (set by cpu_bf16_time_decode()) */
+    int packed;           /**< 1: the packed copy (cpu_packed_bf16_gemv()); 0: the stored rows (cpu_gemv()) */
+    CpuIsa isa;           /**< the product's variant: CPU_ISA_AVX512BF16 (vdpbf16ps) or a lower one (fp32 FMA) */
+    CpuPrefetch prefetch; /**< in place only: the prefetch cpu_gemv() runs with (cpu_gemv_choose_prefetch()) */
+    double seconds;       /**< its fastest timed round of the trial (set by cpu_bf16_time_decode()) */
 } CpuBf16Decode;
 
 /**
@@ -37,6 +38,8 @@ typedef struct {
  * timed faster than decode, which reads every weight once a step: so the matrices should add up to
  * more than that cache (the backend takes twice its size), and ways of the two layouts, which read
  * different bytes, should alternate in @p ways (with an even count, rotation keeps them alternating).
+ * An in-place way runs with its own prefetch (CpuBf16Decode::prefetch); cpu_gemv_prefetch()'s choice
+ * is restored afterwards.
  * @param W         the stored matrices [n] (bf16, read in place by cpu_gemv())
  * @param packed    their packed copies [n] (read only by the ways that are packed; may be NULL if none is)
  * @param n         matrices (at least 1)
