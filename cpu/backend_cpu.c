@@ -650,9 +650,9 @@ static int choose_decode_reads(CpuBackend *cb, Mamba2Error *err) {
  * widened one at the 7B's widths, which had been chosen by a measurement on an AVX-512 CPU forced down
  * to AVX2, before the integer product was rewritten (results/cpu.md, "quantized prefill on AVX2").
  * The first matrix's first rows, each path alternated (cpu_qlinear_time_prefill()); widened only
- * where ≥ QWIDEN_MIN faster (MAMBA2_CPU_QWIDEN_MIN=R replaces it: the tests force each outcome). Nothing is timed where
- * MAMBA2_CPU_QPREFILL decides, or below QPREFILL_TRIAL_MIN_FLOP (unless MAMBA2_CPU_PACK=timed, as
- * for the decode trials). */
+ * where ≥ QWIDEN_MIN faster (MAMBA2_CPU_QWIDEN_MIN=R replaces it: the tests force each outcome).
+ * Nothing is timed where MAMBA2_CPU_QPREFILL decides, or below QPREFILL_TRIAL_MIN_FLOP (unless
+ * MAMBA2_CPU_PACK=timed, as for the decode trials). */
 static int choose_prefill_path(CpuBackend *cb, Mamba2Error *err) {
     const CpuQMatrix *W = &big_matrix(cb, 0)->q;
     const char *pack = getenv("MAMBA2_CPU_PACK");
