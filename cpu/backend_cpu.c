@@ -430,6 +430,13 @@ static CpuMatrix *big_matrix(const CpuBackend *cb, int i) {
  *  out: a near tie keeps it (it paid on the Intel Xeons and the Zen 4, results/cpu.md). */
 #define PF_OFF_MIN 1.03
 
+/* MAMBA2_CPU_PACK=timed: the load trials time whatever the size of what they multiply (the tests'
+ * tiny models), where they otherwise leave ways untimed that would be timed in the caches. */
+static int trials_any_size(void) {
+    const char *v = getenv("MAMBA2_CPU_PACK");
+    return v && !strcmp(v, "timed");
+}
+
 /* The ways of bf16 decode worth timing on this CPU, the untimed default first: the products it has
  * for bf16 (its own; on AVX512_BF16 CPUs also the AVX-512F FMA product) × the layouts MAMBA2_CPU_PACK
  * allows (packed, in place; "1" or "0" names one), the layouts in turn; in place, with and without
@@ -529,7 +536,6 @@ static const void *matrix_data_of(const CpuMatrix *W, size_t *bytes) {
  *  line by line across the rows, the order measured first (on Intel Xeons). */
 #define Q8_ROWS_MIN 1.03
 
-
 static void set_ahead_l2(int64_t bytes) { cpu_decode_choose_ahead_l2(bytes); }
 static void set_gemv_prefetch(int64_t p) { cpu_gemv_choose_prefetch((CpuPrefetch)p); }
 static void set_q8_lines(int64_t lines) { cpu_q8_decode_choose_lines((int)lines); }
@@ -595,15 +601,14 @@ static int choose_decode_reads(CpuBackend *cb, Mamba2Error *err) {
     const int time_q8 = first->q.data && first->q.format == MAMBA2_WEIGHTS_Q8 && !cpu_q8_decode_lines_asked();
     const int time_pf = !first->p.data && !first->q.data && !cpu_gemv_prefetch_asked() && cb->pf_other == 0;
     if (!time_l2 && !time_q8 && !time_pf) return 0;
-    const char *pack = getenv("MAMBA2_CPU_PACK");
     const double need = fmax(2.0 * (double)cpu_cache_bytes(3), CPU_DECODE_TRIAL_MIN_BYTES);
     double bytes = 0;
     int n = 0;
     for (size_t b; n < 2 * c->n_layer && bytes < need; n++) matrix_data_of(big_matrix(cb, n), &b), bytes += (double)b;
-    if (bytes < need && !(pack && !strcmp(pack, "timed"))) return 0;
+    if (bytes < need && !trials_any_size()) return 0;
     if (reserve(cb, 1, 0, err)) return -1;
     const int64_t wide = c->d_model > c->d_inner ? c->d_model : c->d_inner;
-    for (int64_t k = 0; k < wide; k++) cb->u[k] = (float)((k * 2654435761u) % 1000) / 500.0f - 1.0f; /* x, in [-1, 1) */
+    cpu_trial_activations(cb->u, wide);
     double best[4];
     if (time_q8 && time_l2) { /* q8: its read order and the L2 prefetch timed together (see 1.) */
         const int64_t way[4] = {0, 1, 2, 3}; /* set_q8_way(): 2 · (L2 prefetch on) + (line by line) */
@@ -655,9 +660,8 @@ static int choose_decode_reads(CpuBackend *cb, Mamba2Error *err) {
  * MAMBA2_CPU_PACK=timed, as for the decode trials). */
 static int choose_prefill_path(CpuBackend *cb, Mamba2Error *err) {
     const CpuQMatrix *W = &big_matrix(cb, 0)->q;
-    const char *pack = getenv("MAMBA2_CPU_PACK");
     if (!W->data || cpu_qlinear_prefill_asked() || !cpu_qlinear_prefill_may_widen(cb->isa) ||
-        (cpu_qlinear_prefill_trial_flop(W) < QPREFILL_TRIAL_MIN_FLOP && !(pack && !strcmp(pack, "timed"))))
+        (cpu_qlinear_prefill_trial_flop(W) < QPREFILL_TRIAL_MIN_FLOP && !trials_any_size()))
         return 0;
     double best[2]; /* [integer, widened] */
     if (cpu_qlinear_time_prefill(cb->isa, W, cb->nt, best, err)) return -1;
@@ -698,7 +702,7 @@ static int copy_weights(CpuBackend *cb, const Mamba2BackendOptions *opt, Mamba2W
     }
     CpuBf16Decode ways[DECODE_WAYS];
     const int n_ways = trial_bf16 ? decode_ways(cb, want, ways) : 0;
-    const int trial = n_ways > 1 && ((want && !strcmp(want, "timed")) || trial_bytes >= CPU_DECODE_TRIAL_MIN_BYTES);
+    const int trial = n_ways > 1 && (trials_any_size() || trial_bytes >= CPU_DECODE_TRIAL_MIN_BYTES);
     const int in_place = !quantize && want && !strcmp(want, "0");
     if (in_place && trial) choose_decode(cb, n_trial, ways, n_ways); /* the products, in place */
     if (in_place || need == 0) return 0;

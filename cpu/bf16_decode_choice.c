@@ -19,7 +19,7 @@ int cpu_bf16_time_decode(const Mamba2Tensor *const *W, const CpuPackedBf16 *pack
         free(x), free(y);
         return -1;
     }
-    for (int64_t k = 0; k < B * K; k++) x[k] = (float)((k * 2654435761u) % 1000) / 500.0f - 1.0f; /* in [-1, 1) */
+    cpu_trial_activations(x, B * K);
     const CpuPrefetch chosen = cpu_gemv_prefetch();
     for (int w = 0; w < n_ways; w++) ways[w].seconds = 0;
     for (int r = 0; r <= CPU_DECODE_TRIAL_ROUNDS; r++)

@@ -89,6 +89,12 @@ static inline void cpu_prefetch_stream(const void *p, int64_t l2) {
     if (l2) cpu_prefetch_l2((const char *)p + l2);
 }
 
+/** Fills @p x [n] with the activations the load trials multiply by (the backend's decode and
+ *  prefill trials, cpu_bf16_time_decode()): fixed values in [-1, 1), the same on every run. */
+static inline void cpu_trial_activations(float *x, int64_t n) {
+    for (int64_t k = 0; k < n; k++) x[k] = (float)((k * 2654435761u) % 1000) / 500.0f - 1.0f;
+}
+
 /**
  * @brief Bytes ahead in its stream at which a decode product that prefetches line by line also asks
  *        for each line into L2, beside its L1 prefetch CPU_DECODE_AHEAD bytes ahead: MAMBA2_CPU_AHEAD_L2

@@ -1136,15 +1136,17 @@ int cpu_qlinear_prefill_asked(void) { return prefill_env() >= 0; }
 
 void cpu_qlinear_choose_prefill(int widen) { __atomic_store_n(&prefill_widen_chosen, widen != 0, __ATOMIC_RELAXED); }
 
+/* Whether prefill at ISA level @p isa runs on AMX (cpu_qlinear_path()). */
+static int prefill_on_amx(CpuIsa isa) { return isa >= CPU_ISA_AVX512 && cpu_amx_active() && bf16_rows_runs(); }
+
 int cpu_qlinear_prefill_may_widen(CpuIsa isa) {
-    if (isa >= CPU_ISA_AVX512 && cpu_amx_active() && bf16_rows_runs()) return 0; /* AMX */
-    if (cpu_qlinear_kernel_has_dpbusd(cpu_qlinear_kernel(isa))) return 0;
+    if (prefill_on_amx(isa) || cpu_qlinear_kernel_has_dpbusd(cpu_qlinear_kernel(isa))) return 0;
     return isa >= CPU_ISA_AVX2 && cpu_gemm_tier_active() >= CPU_GEMM_AVX2;
 }
 
 CpuQPath cpu_qlinear_path(CpuIsa isa, int T) {
     if (T <= QLINEAR_INT_MAX_ROWS) return CPU_QPATH_INTEGER;
-    if (isa >= CPU_ISA_AVX512 && cpu_amx_active() && bf16_rows_runs()) return CPU_QPATH_AMX;
+    if (prefill_on_amx(isa)) return CPU_QPATH_AMX;
     return cpu_qlinear_prefill_may_widen(isa) && cpu_qlinear_prefill_widens() ? CPU_QPATH_WIDENED : CPU_QPATH_INTEGER;
 }
 
@@ -1261,7 +1263,7 @@ int cpu_qlinear_time_prefill(CpuIsa isa, const CpuQMatrix *W, int n_threads, dou
         free(X), free(Y);
         return mamba2_fail(err, "out of memory for the prefill trial of the quantized products");
     }
-    for (int64_t i = 0; i < T * K; i++) X[i] = (float)((i * 2654435761u) % 1000) / 500.0f - 1.0f; /* in [-1, 1) */
+    cpu_trial_activations(X, T * K);
     const int widens = __atomic_load_n(&prefill_widen_chosen, __ATOMIC_RELAXED);
     seconds[0] = seconds[1] = 0;
     for (int r = 0; r <= PREFILL_TRIAL_ROUNDS; r++)
