@@ -651,9 +651,9 @@ static int choose_decode_reads(CpuBackend *cb, Mamba2Error *err) {
 
 /* Which path quantized prefill takes where it may widen the weights (cpu_qlinear_prefill_may_widen():
  * no vpdpbusd, no AMX), timed on this CPU at load, since it is the core's integer multipliers against
- * its FMAs, and on the matrix: on an AMD Zen 3 the integer product was 1.2× (q8) and 2× (q4) the
- * widened one at the 7B's widths, which had been chosen by a measurement on an AVX-512 CPU forced down
- * to AVX2, before the integer product was rewritten (results/cpu.md, "quantized prefill on AVX2").
+ * its FMAs, and on the matrix: on an AMD Zen 3 the integer product was the faster at the 7B's widths,
+ * where the widened one had been chosen by a measurement on an AVX-512 CPU forced down to AVX2, before
+ * the integer product was rewritten (results/cpu.md, "quantized prefill on AVX2").
  * The first matrix's first rows, each path alternated (cpu_qlinear_time_prefill()); widened only
  * where ≥ QWIDEN_MIN faster (MAMBA2_CPU_QWIDEN_MIN=R replaces it: the tests force each outcome).
  * Nothing is timed where MAMBA2_CPU_QPREFILL decides, or below QPREFILL_TRIAL_MIN_FLOP (unless

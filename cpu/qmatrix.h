@@ -162,8 +162,7 @@ CpuQPath cpu_qlinear_path(CpuIsa isa, int T);
  *        (cpu_qlinear_choose_prefill()), else 1.
  * The integer product rounds the activations to int8 per block of 32 as decode does; the widened
  * one keeps them in fp32. Which is faster depends on the core's integer multipliers against its FMAs
- * (on an AMD Zen 3 the integer product was 1.2× (q8) and 2× (q4) the widened one at the 7B's widths)
- * and on the matrix: the integer product pads K to whole tiles of 512 columns, so on a small model
+ * (on an AMD Zen 3 the integer product was the faster at the 7B's widths) and on the matrix: the integer product pads K to whole tiles of 512 columns, so on a small model
  * (the demo model, K = 256) the widened one was the faster (results/cpu.md, "quantized prefill on
  * AVX2"). Untimed, the widened path is kept, as before the trial. The two round differently, so
  * two loads that chose differently give logits that differ in their last digits.
